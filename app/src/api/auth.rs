@@ -1,0 +1,39 @@
+//! Signing in and out of the browser session.
+
+use leptos::prelude::*;
+
+use crate::error::CoreError;
+use crate::model::Principal;
+
+/// Checks the credentials, starts a fresh session and sends the browser home.
+#[server(prefix = "/api/ui", endpoint = "login")]
+pub async fn login(username: String, password: String) -> Result<Principal, CoreError> {
+    use crate::ports::{request_context, session, SESSION_USER_KEY};
+    let (catalog, _) = request_context()?;
+    let principal = catalog.login(&username, &password).await?;
+    let session = session()?;
+    // A new id on every sign-in, so that a session id planted before cannot be reused.
+    session.cycle_id().await.map_err(|_| CoreError::Internal)?;
+    session
+        .insert(SESSION_USER_KEY, principal.id)
+        .await
+        .map_err(|_| CoreError::Internal)?;
+    leptos_axum::redirect("/");
+    Ok(principal)
+}
+
+/// Ends the browser session.
+#[server(prefix = "/api/ui", endpoint = "logout")]
+pub async fn logout() -> Result<(), CoreError> {
+    let session = crate::ports::session()?;
+    session.flush().await.map_err(|_| CoreError::Internal)?;
+    leptos_axum::redirect("/login");
+    Ok(())
+}
+
+/// The signed-in user, if any.
+#[server(prefix = "/api/ui", endpoint = "me")]
+pub async fn current_user() -> Result<Option<Principal>, CoreError> {
+    let (_, viewer) = crate::ports::request_context()?;
+    Ok(viewer.principal().cloned())
+}

@@ -1,0 +1,35 @@
+//! The top bar: where to go, and who is signed in.
+
+use leptos::prelude::*;
+use leptos_router::components::A;
+
+use crate::api::{current_user, Logout};
+
+#[component]
+pub fn NavBar() -> impl IntoView {
+    let logout = ServerAction::<Logout>::new();
+    let user = Resource::new(move || logout.version().get(), |_| current_user());
+    view! {
+        <header class="topbar">
+            <nav aria-label="Main">
+                <A href="/" attr:class="brand">"Depot"</A>
+                <A href="/">"Catalog"</A>
+                <A href="/?mine=true">"My images"</A>
+                <A href="/upload">"Upload"</A>
+            </nav>
+            <Transition fallback=|| ()>
+                {move || user.get().map(|user| match user {
+                    Ok(Some(user)) => view! {
+                        <div class="who">
+                            <span class="username">{user.username}</span>
+                            <ActionForm action=logout>
+                                <button type="submit">"Sign out"</button>
+                            </ActionForm>
+                        </div>
+                    }.into_any(),
+                    _ => view! { <A href="/login">"Sign in"</A> }.into_any(),
+                })}
+            </Transition>
+        </header>
+    }
+}

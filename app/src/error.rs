@@ -1,0 +1,56 @@
+//! The one error type of the domain core. It carries no HTTP types: each
+//! dialect decides how to render it.
+
+use leptos::server_fn::codec::JsonEncoding;
+use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use serde::{Deserialize, Serialize};
+
+/// What went wrong, in words a user can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum CoreError {
+    /// The input breaks a rule; the message names the rule.
+    #[error("{0}")]
+    Invalid(String),
+    /// No credentials, or credentials that do not identify anyone.
+    #[error("authentication required")]
+    Unauthenticated,
+    /// Username or password wrong (deliberately not saying which).
+    #[error("invalid username or password")]
+    BadCredentials,
+    /// The caller is known but may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The thing does not exist, or the caller may not know that it does.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The request conflicts with the current state (a stale version, a taken name).
+    #[error("{0}")]
+    Conflict(String),
+    /// A size limit or quota was exceeded.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Something failed inside the server; details are in the server log only.
+    #[error("internal error")]
+    Internal,
+    /// The call never reached the core (network, encoding).
+    #[error("{0}")]
+    Transport(String),
+}
+
+impl CoreError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::Invalid(message.into())
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::NotFound(what.into())
+    }
+}
+
+impl FromServerFnError for CoreError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        CoreError::Transport(value.to_string())
+    }
+}

@@ -1,0 +1,249 @@
+//! Images: VM appliances, ISOs, disks and definitions, with or without bytes.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::CoreError;
+
+/// What an image is, as the catalogs group them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageKind {
+    /// An OVA/OVF appliance.
+    Vm,
+    /// Installation media.
+    Iso,
+    /// A raw, qcow2 or vmdk disk.
+    Disk,
+    /// A Dockerfile, Packer file or other recipe.
+    Definition,
+}
+
+impl ImageKind {
+    pub const ALL: [ImageKind; 4] = [Self::Vm, Self::Iso, Self::Disk, Self::Definition];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Vm => "vm",
+            Self::Iso => "iso",
+            Self::Disk => "disk",
+            Self::Definition => "definition",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, CoreError> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+            .ok_or_else(|| CoreError::invalid(format!("unknown image kind '{text}'")))
+    }
+}
+
+/// The format of an image's bytes, as read from its magic bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiskFormat {
+    Ova,
+    Ovf,
+    Iso,
+    Raw,
+    Qcow2,
+    Vmdk,
+    DockerFile,
+    DockerImage,
+    Packerfile,
+}
+
+impl DiskFormat {
+    pub const ALL: [DiskFormat; 9] = [
+        Self::Ova,
+        Self::Ovf,
+        Self::Iso,
+        Self::Raw,
+        Self::Qcow2,
+        Self::Vmdk,
+        Self::DockerFile,
+        Self::DockerImage,
+        Self::Packerfile,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ova => "ova",
+            Self::Ovf => "ovf",
+            Self::Iso => "iso",
+            Self::Raw => "raw",
+            Self::Qcow2 => "qcow2",
+            Self::Vmdk => "vmdk",
+            Self::DockerFile => "docker-file",
+            Self::DockerImage => "docker-image",
+            Self::Packerfile => "packerfile",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, CoreError> {
+        Self::ALL
+            .into_iter()
+            .find(|format| format.as_str() == text)
+            .ok_or_else(|| CoreError::invalid(format!("unknown disk format '{text}'")))
+    }
+
+    /// The kind of image a file of this format makes.
+    pub fn kind(self) -> ImageKind {
+        match self {
+            Self::Ova | Self::Ovf => ImageKind::Vm,
+            Self::Iso => ImageKind::Iso,
+            Self::Raw | Self::Qcow2 | Self::Vmdk | Self::DockerImage => ImageKind::Disk,
+            Self::DockerFile | Self::Packerfile => ImageKind::Definition,
+        }
+    }
+}
+
+/// A file name that is safe to show, store and send back in `Content-Disposition`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageName(String);
+
+impl ImageName {
+    /// Takes the last path component of what a client sent and checks it.
+    pub fn parse(raw: &str) -> Result<Self, CoreError> {
+        let name = raw.rsplit(['/', '\\']).next().unwrap_or_default().trim();
+        if name.is_empty() || name == "." || name == ".." {
+            return Err(CoreError::invalid("a file name is required"));
+        }
+        if name.len() > 255 {
+            return Err(CoreError::invalid("the file name is longer than 255 bytes"));
+        }
+        if name.chars().any(|c| c.is_control() || c == '"') {
+            return Err(CoreError::invalid(
+                "the file name may not contain control characters or quotes",
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// Provisioning attributes that Moab Web Services reads and writes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MwsAttributes {
+    pub os_type: Option<String>,
+    pub hypervisor: bool,
+    pub hypervisor_type: Option<String>,
+    pub supports_physical_machine: bool,
+    pub supports_virtual_machine: bool,
+    pub template_name: Option<String>,
+    /// `stateful`, `stateless` or `linkedclone`.
+    pub provisioning_type: Option<String>,
+    pub active: bool,
+    pub features: Vec<String>,
+    pub extensions: serde_json::Value,
+}
+
+/// Attributes of the ViCE image registry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ViceAttributes {
+    pub title: Option<String>,
+    /// `implicit` or `declarative`.
+    pub image_type: Option<String>,
+    pub imported: bool,
+    pub origin_environment: Option<String>,
+    pub environment_ref: Option<String>,
+    pub specifics: Option<serde_json::Value>,
+}
+
+/// One image record, the same whichever dialect or page shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Image {
+    pub id: i64,
+    pub kind: ImageKind,
+    pub name: String,
+    pub label: String,
+    pub folder: String,
+    pub data_store: String,
+    pub public: bool,
+    pub owner_id: Option<i64>,
+    pub owner: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Size in bytes, when the record has bytes.
+    pub size: Option<i64>,
+    /// Hex SHA-256 of the bytes, when the record has bytes.
+    pub sha256: Option<String>,
+    pub format: Option<DiskFormat>,
+    pub virtual_size: Option<i64>,
+    /// Bumped on every change, for optimistic concurrency.
+    pub version: i64,
+    pub mws: MwsAttributes,
+    pub vice: ViceAttributes,
+}
+
+impl Image {
+    /// The VSS-style path: `[data_store] folder/name`.
+    pub fn path(&self) -> String {
+        image_path(&self.data_store, &self.folder, &self.name)
+    }
+
+    /// Whether the record carries bytes that can be downloaded.
+    pub fn has_content(&self) -> bool {
+        self.sha256.is_some()
+    }
+}
+
+/// Builds the VSS path of an image from its parts.
+pub fn image_path(data_store: &str, folder: &str, name: &str) -> String {
+    if folder.is_empty() {
+        format!("[{data_store}] {name}")
+    } else {
+        format!("[{data_store}] {folder}/{name}")
+    }
+}
+
+/// One page of a listing, with the total that matched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImagePage {
+    pub items: Vec<Image>,
+    pub total: u64,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_keep_only_the_last_component() {
+        assert_eq!(ImageName::parse("C:\\x\\disk.iso").unwrap().as_str(), "disk.iso");
+        assert_eq!(ImageName::parse("../../etc/passwd").unwrap().as_str(), "passwd");
+    }
+
+    #[test]
+    fn names_reject_empty_dots_and_controls() {
+        for bad in ["", "  ", "..", "a/..", "bad\nname", "quo\"te", &"x".repeat(256)] {
+            assert!(ImageName::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn path_joins_store_folder_and_name() {
+        assert_eq!(image_path("vsphere", "user/a", "x.ova"), "[vsphere] user/a/x.ova");
+        assert_eq!(image_path("vsphere", "", "x.ova"), "[vsphere] x.ova");
+    }
+
+    #[test]
+    fn formats_round_trip_and_map_to_kinds() {
+        for format in DiskFormat::ALL {
+            assert_eq!(DiskFormat::parse(format.as_str()).unwrap(), format);
+        }
+        assert_eq!(DiskFormat::Ova.kind(), ImageKind::Vm);
+        assert_eq!(DiskFormat::Qcow2.kind(), ImageKind::Disk);
+        assert!(DiskFormat::parse("exe").is_err());
+    }
+}

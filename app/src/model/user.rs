@@ -1,0 +1,112 @@
+//! Users and the identity a request acts as.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::CoreError;
+
+/// What a user may do beyond their own records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    User,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::User => "user",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, CoreError> {
+        match text {
+            "admin" => Ok(Self::Admin),
+            "user" => Ok(Self::User),
+            other => Err(CoreError::invalid(format!("unknown role '{other}'"))),
+        }
+    }
+}
+
+/// A login name: 1 to 64 of `[A-Za-z0-9._-]`, starting with a letter or digit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(raw: &str) -> Result<Self, CoreError> {
+        let valid_start = raw.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        let valid_chars = raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if raw.len() > 64 || !valid_start || !valid_chars {
+            return Err(CoreError::invalid(
+                "a username is 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A signed-in user, as the core and the UI need to know them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    pub id: i64,
+    pub username: String,
+    pub role: Role,
+}
+
+/// Who is asking: nobody, or a known user.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Viewer {
+    #[default]
+    Anonymous,
+    User(Principal),
+}
+
+impl Viewer {
+    pub fn principal(&self) -> Option<&Principal> {
+        match self {
+            Self::Anonymous => None,
+            Self::User(principal) => Some(principal),
+        }
+    }
+
+    /// The signed-in user, or `Unauthenticated`.
+    pub fn require_user(&self) -> Result<&Principal, CoreError> {
+        self.principal().ok_or(CoreError::Unauthenticated)
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.principal().is_some_and(|p| p.role == Role::Admin)
+    }
+
+    pub fn user_id(&self) -> Option<i64> {
+        self.principal().map(|p| p.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_follow_the_rule() {
+        for good in ["admin", "a", "j.doe-2_x"] {
+            assert!(Username::parse(good).is_ok(), "{good} refused");
+        }
+        for bad in ["", "-x", ".x", "a b", "ü", "x;drop", &"a".repeat(65)] {
+            assert!(Username::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn anonymous_viewers_are_not_users() {
+        assert_eq!(Viewer::Anonymous.require_user(), Err(CoreError::Unauthenticated));
+        assert!(!Viewer::Anonymous.is_admin());
+    }
+}

@@ -1,0 +1,13 @@
+//! One module per route of the UI.
+
+mod catalog;
+mod image;
+mod login;
+mod not_found;
+mod upload;
+
+pub use catalog::CatalogPage;
+pub use image::ImagePage;
+pub use login::LoginPage;
+pub use not_found::NotFound;
+pub use upload::UploadPage;

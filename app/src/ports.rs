@@ -1,0 +1,46 @@
+//! What the UI's server functions need from the server: the [`Catalog`] port
+//! and the caller of the current request. The server implements the port and
+//! provides it as Leptos context; server functions cannot be generic, so they
+//! take it as a trait object.
+
+use std::sync::Arc;
+
+use leptos::prelude::use_context;
+
+use crate::error::CoreError;
+use crate::model::{Image, ImagePage, Principal, Viewer};
+use crate::query::Query;
+
+/// The session key under which the signed-in user's id is kept.
+pub const SESSION_USER_KEY: &str = "depot.user_id";
+
+/// The domain core, as the UI sees it.
+#[async_trait::async_trait]
+pub trait Catalog: Send + Sync + 'static {
+    /// A page of the images the viewer may see that match the query.
+    async fn list_images(&self, viewer: &Viewer, query: Query) -> Result<ImagePage, CoreError>;
+
+    /// One image, if the viewer may see it.
+    async fn get_image(&self, viewer: &Viewer, id: i64) -> Result<Image, CoreError>;
+
+    /// Checks a username and password; failures are slow and do not say which part was wrong.
+    async fn login(&self, username: &str, password: &str) -> Result<Principal, CoreError>;
+}
+
+pub type SharedCatalog = Arc<dyn Catalog>;
+
+/// The catalog and the viewer of the request being served.
+pub fn request_context() -> Result<(SharedCatalog, Viewer), CoreError> {
+    let catalog = use_context::<SharedCatalog>().ok_or(CoreError::Internal)?;
+    let viewer = use_context::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Viewer>().cloned())
+        .unwrap_or_default();
+    Ok((catalog, viewer))
+}
+
+/// The browser session of the request being served.
+pub fn session() -> Result<tower_sessions::Session, CoreError> {
+    use_context::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<tower_sessions::Session>().cloned())
+        .ok_or(CoreError::Internal)
+}

@@ -1,0 +1,182 @@
+//! Command line and environment: every setting is a flag with a `DEPOT_*`
+//! variable beside it, documented by `depot --help`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// A value that must never be printed: `Debug` shows only that it is set.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(text.to_owned()))
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "depot",
+    version,
+    about = "Depot: a self-hosted catalog and store for virtual-machine images"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: the browser UI and the REST APIs on one port.
+    Serve(ServeArgs),
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Apply pending database migrations and exit.
+    Migrate(StorageArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user account.
+    Add(UserAddArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UserAddArgs {
+    /// The login name: letters, digits, '.', '_' or '-'.
+    pub name: String,
+    /// Make the user an administrator.
+    #[arg(long)]
+    pub admin: bool,
+    /// Read the password from the first line of standard input (required).
+    #[arg(long, required = true)]
+    pub password_stdin: bool,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+/// Where Depot keeps its state.
+#[derive(Debug, Clone, Args)]
+pub struct StorageArgs {
+    /// Folder holding the SQLite database (by default) and the blob store.
+    #[arg(long, env = "DEPOT_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Database URL: `postgres://…` for PostgreSQL; by default `depot.db` in the data folder.
+    #[arg(long, env = "DEPOT_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<Secret>,
+}
+
+impl StorageArgs {
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.expose().to_owned(),
+            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("depot.db").display()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Address and port to listen on.
+    #[arg(long, env = "DEPOT_BIND", default_value = "127.0.0.1:3000")]
+    pub bind: SocketAddr,
+    /// Password of the `admin` account created on first start; generated and printed once if unset.
+    #[arg(long, env = "DEPOT_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<Secret>,
+    /// Folder of the compiled UI assets (`pkg/`); cargo-leptos's `LEPTOS_SITE_ROOT` if unset.
+    #[arg(long, env = "DEPOT_SITE_ROOT")]
+    pub site_root: Option<PathBuf>,
+    /// Largest single upload, in bytes.
+    #[arg(long, env = "DEPOT_MAX_UPLOAD_BYTES", default_value_t = 1 << 40)]
+    pub max_upload_bytes: u64,
+    /// Most bytes one user's images may hold (unlimited if unset).
+    #[arg(long, env = "DEPOT_USER_QUOTA_BYTES")]
+    pub user_quota_bytes: Option<u64>,
+    /// Data store name shown in image paths, `[data_store] folder/name`.
+    #[arg(long, env = "DEPOT_DATA_STORE", default_value = "depot")]
+    pub data_store: String,
+    /// Mark session cookies `Secure` (set it when serving over HTTPS).
+    #[arg(long, env = "DEPOT_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+    /// Log line format.
+    #[arg(long, env = "DEPOT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl ServeArgs {
+    /// Settings for a server on `bind` with everything else at its default.
+    pub fn with_defaults(storage: StorageArgs, bind: SocketAddr) -> Self {
+        Self {
+            storage,
+            bind,
+            admin_password: None,
+            site_root: None,
+            max_upload_bytes: 1 << 40,
+            user_quota_bytes: None,
+            data_store: "depot".into(),
+            secure_cookies: false,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let args = Cli::try_parse_from([
+            "depot",
+            "serve",
+            "--admin-password",
+            "hunter2hunter2",
+            "--database-url",
+            "postgres://u:pw@h/db",
+        ])
+        .unwrap();
+        let printed = format!("{args:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains("pw@h"), "{printed}");
+    }
+
+    #[test]
+    fn the_default_database_lives_in_the_data_folder() {
+        let storage = StorageArgs { data_dir: "/srv/depot".into(), database_url: None };
+        assert_eq!(storage.database_url(), "sqlite:///srv/depot/depot.db?mode=rwc");
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

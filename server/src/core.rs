@@ -1,0 +1,96 @@
+//! The domain core: every rule about who may do what, and every write, in one
+//! place. The UI (through [`app::ports::Catalog`]) and each REST dialect call
+//! it; none of them talks to the store directly.
+
+mod auth;
+mod images;
+mod inspect;
+
+use app::error::CoreError;
+
+use crate::blob::BlobStore;
+use crate::store::Db;
+
+pub use auth::TOKEN_TTL;
+pub use images::UploadMeta;
+
+/// Limits an operator can set.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The largest single upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// The most bytes one user's images may hold, if limited.
+    pub user_quota_bytes: Option<u64>,
+    /// The data store name shown in image paths (`[data_store] folder/name`).
+    pub data_store: String,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_upload_bytes: 1 << 40, user_quota_bytes: None, data_store: "depot".into() }
+    }
+}
+
+/// The core, shared by every request.
+pub struct Core {
+    db: Db,
+    blobs: BlobStore,
+    limits: Limits,
+    /// A hash to verify against when the username does not exist, so that a
+    /// failed login takes as long whichever part was wrong.
+    dummy_hash: String,
+}
+
+impl Core {
+    pub fn new(db: Db, blobs: BlobStore, limits: Limits) -> Self {
+        let dummy_hash = auth::hash_password("not a password of anyone").unwrap_or_default();
+        Self { db, blobs, limits, dummy_hash }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+}
+
+/// Logs a database failure and hides it from the caller.
+pub(crate) fn db_error(error: sqlx::Error) -> CoreError {
+    tracing::error!(%error, "database error");
+    CoreError::Internal
+}
+
+/// Logs a storage failure and hides it from the caller.
+pub fn io_error(error: std::io::Error) -> CoreError {
+    tracing::error!(%error, "storage error");
+    CoreError::Internal
+}
+
+#[async_trait::async_trait]
+impl app::ports::Catalog for Core {
+    async fn list_images(
+        &self,
+        viewer: &app::model::Viewer,
+        query: app::query::Query,
+    ) -> Result<app::model::ImagePage, CoreError> {
+        Core::list_images(self, viewer, query).await
+    }
+
+    async fn get_image(
+        &self,
+        viewer: &app::model::Viewer,
+        id: i64,
+    ) -> Result<app::model::Image, CoreError> {
+        Core::get_image(self, viewer, id).await
+    }
+
+    async fn login(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<app::model::Principal, CoreError> {
+        Core::login(self, username, password).await
+    }
+}

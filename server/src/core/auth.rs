@@ -1,0 +1,182 @@
+//! Accounts and credentials: argon2id passwords, hashed API tokens, sessions.
+
+use std::time::Duration;
+
+use app::error::CoreError;
+use app::model::{Principal, Role, Username, Viewer};
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use super::{db_error, Core};
+use crate::store::UserRow;
+
+/// How long a failed login is held before it is answered, on top of the
+/// password check, to slow down guessing.
+const LOGIN_FAILURE_DELAY: Duration = Duration::from_millis(300);
+
+/// How long an API token lasts.
+pub const TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// The shortest password accepted for a new account.
+const MIN_PASSWORD_LEN: usize = 8;
+
+/// Hashes a password with argon2id and a random salt (PHC string format).
+pub fn hash_password(password: &str) -> Result<String, CoreError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|error| {
+            tracing::error!(%error, "password hashing failed");
+            CoreError::Internal
+        })
+}
+
+fn verify_password(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        .unwrap_or(false)
+}
+
+/// The stored form of a token: its SHA-256, so that the database holds no usable token.
+fn token_digest(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A random password for the first admin, printed once.
+pub fn generate_password() -> String {
+    let mut bytes = [0u8; 18];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+impl Core {
+    /// Creates an account; a taken username is a conflict.
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password: &str,
+        role: Role,
+    ) -> Result<i64, CoreError> {
+        let username = Username::parse(username)?;
+        if password.chars().count() < MIN_PASSWORD_LEN {
+            return Err(CoreError::invalid(format!(
+                "a password has at least {MIN_PASSWORD_LEN} characters"
+            )));
+        }
+        let password = password.to_owned();
+        let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+            .await
+            .map_err(|_| CoreError::Internal)??;
+        self.db
+            .insert_user(username.as_str(), &hash, role.as_str(), Utc::now())
+            .await
+            .map_err(|error| match error.as_database_error() {
+                Some(db) if db.is_unique_violation() => {
+                    CoreError::Conflict(format!("the username '{}' is taken", username.as_str()))
+                }
+                _ => db_error(error),
+            })
+    }
+
+    /// Creates the `admin` account on an empty database. Returns the password
+    /// when it was generated, so that the caller can show it once.
+    pub async fn ensure_admin(&self, password: Option<&str>) -> Result<Option<String>, CoreError> {
+        if self.db.count_users().await.map_err(db_error)? > 0 {
+            return Ok(None);
+        }
+        let generated = password.is_none().then(generate_password);
+        let password = password.or(generated.as_deref()).unwrap_or_default();
+        self.create_user("admin", password, Role::Admin).await?;
+        tracing::info!("created the first administrator account, 'admin'");
+        Ok(generated)
+    }
+
+    /// Checks a username and password. Whatever was wrong, the answer is the
+    /// same and comes no sooner.
+    pub async fn login(&self, username: &str, password: &str) -> Result<Principal, CoreError> {
+        let user = match Username::parse(username) {
+            Ok(name) => self.db.user_by_name(name.as_str()).await.map_err(db_error)?,
+            Err(_) => None,
+        };
+        let hash = user.as_ref().map_or(self.dummy_hash.clone(), |u| u.password_hash.clone());
+        let password = password.to_owned();
+        let matches = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+            .await
+            .map_err(|_| CoreError::Internal)?;
+        match user {
+            Some(user) if matches => user.principal(),
+            _ => {
+                tracing::info!("failed login");
+                tokio::time::sleep(LOGIN_FAILURE_DELAY).await;
+                Err(CoreError::BadCredentials)
+            }
+        }
+    }
+
+    /// Issues a new API token for a user; only its digest is stored.
+    pub async fn issue_token(&self, user_id: i64) -> Result<(String, DateTime<Utc>), CoreError> {
+        let mut bytes = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        let token = format!(
+            "dpt_{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        );
+        let now = Utc::now();
+        let expires = now + chrono::Duration::from_std(TOKEN_TTL).unwrap_or_default();
+        self.db
+            .insert_token(user_id, &token_digest(&token), now, expires)
+            .await
+            .map_err(db_error)?;
+        Ok((token, expires))
+    }
+
+    /// The user an unexpired token belongs to.
+    pub async fn viewer_from_token(&self, token: &str) -> Result<Viewer, CoreError> {
+        let user = self
+            .db
+            .user_by_token(&token_digest(token), Utc::now())
+            .await
+            .map_err(db_error)?;
+        viewer_of(user)
+    }
+
+    /// The user a session points at (deleted users sign out).
+    pub async fn viewer_from_user_id(&self, id: i64) -> Result<Viewer, CoreError> {
+        viewer_of(self.db.user_by_id(id).await.map_err(db_error)?)
+    }
+}
+
+fn viewer_of(user: Option<UserRow>) -> Result<Viewer, CoreError> {
+    match user {
+        Some(user) => Ok(Viewer::User(user.principal()?)),
+        None => Ok(Viewer::Anonymous),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_with_argon2id_and_verify() {
+        let hash = hash_password("correct horse").unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password(&hash, "correct horse"));
+        assert!(!verify_password(&hash, "wrong horse"));
+        assert!(!verify_password("not a hash", "correct horse"));
+    }
+
+    #[test]
+    fn token_digests_are_stable_and_hide_the_token() {
+        let digest = token_digest("dpt_abc");
+        assert_eq!(digest.len(), 64);
+        assert_eq!(digest, token_digest("dpt_abc"));
+        assert!(!digest.contains("abc"));
+    }
+}

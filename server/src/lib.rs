@@ -1,0 +1,10 @@
+//! The Depot server: configuration, the domain core, the database and blob
+//! store, and the HTTP surface (UI and REST dialects).
+
+pub mod blob;
+pub mod config;
+pub mod core;
+pub mod serve;
+pub mod state;
+pub mod store;
+pub mod web;

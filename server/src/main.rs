@@ -1,0 +1,72 @@
+//! `depot`: the server binary and its administration commands.
+
+use std::io::BufRead;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use app::model::Role;
+use clap::Parser;
+use depot_server::config::{Cli, Command, LogFormat, UserCommand};
+use depot_server::core::Limits;
+use depot_server::serve;
+use tracing_subscriber::EnvFilter;
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("DEPOT_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_sessions=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Migrate(storage) => {
+            let db = serve::open_database(&storage).await?;
+            db.close().await;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::User(UserCommand::Add(args)) => {
+            let mut password = String::new();
+            std::io::stdin().lock().read_line(&mut password).context("cannot read the password")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            let db = serve::open_database(&args.storage).await?;
+            let core = serve::open_core(&args.storage, db.clone(), Limits::default()).await?;
+            let role = if args.admin { Role::Admin } else { Role::User };
+            let id = core
+                .create_user(&args.name, password, role)
+                .await
+                .map_err(|error| anyhow::anyhow!("{error}"))?;
+            db.close().await;
+            println!("created user '{}' (id {id}, {})", args.name, role.as_str());
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let format = match &cli.command {
+        Command::Serve(args) => args.log_format,
+        _ => LogFormat::Text,
+    };
+    init_tracing(format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

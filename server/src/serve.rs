@@ -1,0 +1,127 @@
+//! Putting the server together: storage, core, router; and running it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use leptos::config::LeptosOptions;
+
+use crate::blob::BlobStore;
+use crate::config::{ServeArgs, StorageArgs};
+use crate::core::{Core, Limits};
+use crate::state::AppState;
+use crate::store::{Db, SessionStore};
+
+/// Opens the database (creating the data folder) and applies migrations.
+pub async fn open_database(storage: &StorageArgs) -> anyhow::Result<Db> {
+    tokio::fs::create_dir_all(&storage.data_dir)
+        .await
+        .with_context(|| format!("cannot create the data folder {}", storage.data_dir.display()))?;
+    let db = Db::connect(&storage.database_url()).await.context("cannot open the database")?;
+    db.migrate().await.context("database migration failed")?;
+    Ok(db)
+}
+
+/// Opens the core over an open database.
+pub async fn open_core(storage: &StorageArgs, db: Db, limits: Limits) -> anyhow::Result<Core> {
+    let blobs = BlobStore::open(&storage.data_dir.join("store"))
+        .await
+        .context("cannot open the blob store")?;
+    Ok(Core::new(db, blobs, limits))
+}
+
+/// A server ready to listen: its router, and the admin password if one was generated.
+pub struct Built {
+    pub router: Router,
+    pub core: Arc<Core>,
+    pub sessions: SessionStore,
+    pub generated_admin_password: Option<String>,
+}
+
+fn site_root(args: &ServeArgs) -> PathBuf {
+    args.site_root
+        .clone()
+        .or_else(|| std::env::var_os("LEPTOS_SITE_ROOT").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("target/site"))
+}
+
+pub async fn build(args: &ServeArgs) -> anyhow::Result<Built> {
+    let db = open_database(&args.storage).await?;
+    let limits = Limits {
+        max_upload_bytes: args.max_upload_bytes,
+        user_quota_bytes: args.user_quota_bytes,
+        data_store: args.data_store.clone(),
+    };
+    let core = open_core(&args.storage, db.clone(), limits).await?;
+    core.blobs().discard_partial_uploads().await.context("cannot clean the upload folder")?;
+    let generated_admin_password = core
+        .ensure_admin(args.admin_password.as_ref().map(|p| p.expose()))
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot create the admin account: {error}"))?;
+    let sessions = SessionStore::open(&db).await.context("cannot open the session store")?;
+
+    let leptos_options = LeptosOptions::builder()
+        .output_name("depot")
+        .site_root(site_root(args).to_string_lossy().into_owned())
+        .site_pkg_dir("pkg")
+        .site_addr(args.bind)
+        .build();
+    let core = Arc::new(core);
+    let state = AppState { core: core.clone(), leptos_options };
+    let router = crate::web::router(state, sessions.clone(), args.secure_cookies);
+    Ok(Built { router, core, sessions, generated_admin_password })
+}
+
+/// Runs until SIGINT or SIGTERM, then finishes the requests in flight.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let built = build(&args).await?;
+    if let Some(password) = &built.generated_admin_password {
+        // Shown once on the terminal, never logged.
+        println!("Created the account 'admin' with the password: {password}");
+        println!("Set DEPOT_ADMIN_PASSWORD on first start to choose it instead.");
+    }
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.bind))?;
+    tracing::info!(address = %listener.local_addr()?, "Depot is listening");
+
+    let sessions = built.sessions.clone();
+    let sweeper = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            if let Err(error) = sessions.delete_expired().await {
+                tracing::warn!(%error, "cannot delete expired sessions");
+            }
+        }
+    });
+    axum::serve(listener, built.router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the server failed")?;
+    sweeper.abort();
+    built.core.db().close().await;
+    tracing::info!("Depot stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

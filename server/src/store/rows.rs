@@ -1,0 +1,142 @@
+//! Rows as the database returns them, and their conversion to core records.
+
+use app::error::CoreError;
+use app::model::{DiskFormat, Image, ImageKind, MwsAttributes, Principal, Role, ViceAttributes};
+use chrono::{DateTime, Utc};
+
+/// One row of [`super::sql::IMAGE_SELECT`].
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ImageRow {
+    pub id: i64,
+    pub kind: String,
+    pub name: String,
+    pub label: String,
+    pub folder: String,
+    pub data_store: String,
+    pub public: bool,
+    pub owner_id: Option<i64>,
+    pub owner: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub size: Option<i64>,
+    pub sha256: Option<String>,
+    pub format: Option<String>,
+    pub virtual_size: Option<i64>,
+    pub version: i64,
+    pub os_type: Option<String>,
+    pub hypervisor: bool,
+    pub hypervisor_type: Option<String>,
+    pub supports_physical: bool,
+    pub supports_virtual: bool,
+    pub template_name: Option<String>,
+    pub provisioning_type: Option<String>,
+    pub active: bool,
+    pub features: String,
+    pub extensions: String,
+    pub title: Option<String>,
+    pub vice_image_type: Option<String>,
+    pub imported: bool,
+    pub origin_environment: Option<String>,
+    pub environment_ref: Option<String>,
+    pub specifics: Option<String>,
+}
+
+/// A stored value the code cannot read: a bug or a hand-edited database.
+fn corrupt(what: &str, id: i64) -> CoreError {
+    tracing::error!(image = id, "unreadable {what} in the images table");
+    CoreError::Internal
+}
+
+impl TryFrom<ImageRow> for Image {
+    type Error = CoreError;
+
+    fn try_from(row: ImageRow) -> Result<Self, CoreError> {
+        let id = row.id;
+        let kind = ImageKind::parse(&row.kind).map_err(|_| corrupt("kind", id))?;
+        let format = row
+            .format
+            .as_deref()
+            .map(DiskFormat::parse)
+            .transpose()
+            .map_err(|_| corrupt("format", id))?;
+        let features = serde_json::from_str(&row.features).map_err(|_| corrupt("features", id))?;
+        let extensions =
+            serde_json::from_str(&row.extensions).map_err(|_| corrupt("extensions", id))?;
+        let specifics = row
+            .specifics
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|_| corrupt("specifics", id))?;
+        Ok(Image {
+            id,
+            kind,
+            name: row.name,
+            label: row.label,
+            folder: row.folder,
+            data_store: row.data_store,
+            public: row.public,
+            owner_id: row.owner_id,
+            owner: row.owner,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            size: row.size,
+            sha256: row.sha256,
+            format,
+            virtual_size: row.virtual_size,
+            version: row.version,
+            mws: MwsAttributes {
+                os_type: row.os_type,
+                hypervisor: row.hypervisor,
+                hypervisor_type: row.hypervisor_type,
+                supports_physical_machine: row.supports_physical,
+                supports_virtual_machine: row.supports_virtual,
+                template_name: row.template_name,
+                provisioning_type: row.provisioning_type,
+                active: row.active,
+                features,
+                extensions,
+            },
+            vice: ViceAttributes {
+                title: row.title,
+                image_type: row.vice_image_type,
+                imported: row.imported,
+                origin_environment: row.origin_environment,
+                environment_ref: row.environment_ref,
+                specifics,
+            },
+        })
+    }
+}
+
+/// A user with the password hash, which never leaves the server (and is left
+/// out of `Debug`, so that no log line can carry it).
+#[derive(Clone, sqlx::FromRow)]
+pub struct UserRow {
+    pub id: i64,
+    pub username: String,
+    pub password_hash: String,
+    pub email: String,
+    pub full_name: String,
+    pub role: String,
+}
+
+impl std::fmt::Debug for UserRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRow")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UserRow {
+    pub fn principal(&self) -> Result<Principal, CoreError> {
+        let role = Role::parse(&self.role).map_err(|_| {
+            tracing::error!(user = self.id, "unreadable role in the users table");
+            CoreError::Internal
+        })?;
+        Ok(Principal { id: self.id, username: self.username.clone(), role })
+    }
+}

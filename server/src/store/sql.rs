@@ -1,0 +1,276 @@
+//! The only place that turns a core [`Query`] into SQL. Field names come from
+//! the [`Field`] whitelist, never from input; every value is a bound argument.
+
+use std::fmt::Write;
+
+use app::query::{Condition, Direction, Field, Op, Query, Value};
+use chrono::{DateTime, Utc};
+
+use super::Backend;
+
+/// A bound argument.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arg {
+    Int(i64),
+    Text(String),
+    Bool(bool),
+    Time(DateTime<Utc>),
+}
+
+/// A statement with `$n` placeholders (both backends read them) and its arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sql {
+    pub text: String,
+    pub args: Vec<Arg>,
+}
+
+/// The columns of an image row, with the owner's name joined in.
+pub const IMAGE_SELECT: &str = "SELECT i.id, i.kind, i.name, i.label, i.folder, i.data_store, \
+     i.public, i.owner_id, u.username AS owner, i.created_at, i.updated_at, i.size, i.sha256, \
+     i.format, i.virtual_size, i.version, i.os_type, i.hypervisor, i.hypervisor_type, \
+     i.supports_physical, i.supports_virtual, i.template_name, i.provisioning_type, i.active, \
+     i.features, i.extensions, i.title, i.vice_image_type, i.imported, i.origin_environment, \
+     i.environment_ref, i.specifics \
+     FROM images i LEFT JOIN users u ON u.id = i.owner_id";
+
+/// The column behind each field.
+fn column(field: Field) -> &'static str {
+    match field {
+        Field::Id => "i.id",
+        Field::Kind => "i.kind",
+        Field::Name => "i.name",
+        Field::Label => "i.label",
+        Field::Folder => "i.folder",
+        Field::DataStore => "i.data_store",
+        Field::Path => "i.path",
+        Field::Public => "i.public",
+        Field::OwnerId => "i.owner_id",
+        Field::Size => "i.size",
+        Field::Sha256 => "i.sha256",
+        Field::Format => "i.format",
+        Field::VirtualSize => "i.virtual_size",
+        Field::CreatedAt => "i.created_at",
+        Field::UpdatedAt => "i.updated_at",
+        Field::Version => "i.version",
+        Field::OsType => "i.os_type",
+        Field::Hypervisor => "i.hypervisor",
+        Field::HypervisorType => "i.hypervisor_type",
+        Field::SupportsPhysicalMachine => "i.supports_physical",
+        Field::SupportsVirtualMachine => "i.supports_virtual",
+        Field::TemplateName => "i.template_name",
+        Field::ProvisioningType => "i.provisioning_type",
+        Field::Active => "i.active",
+        Field::Title => "i.title",
+        Field::ViceImageType => "i.vice_image_type",
+        Field::Imported => "i.imported",
+        Field::OriginEnvironment => "i.origin_environment",
+        Field::EnvironmentRef => "i.environment_ref",
+    }
+}
+
+struct Builder {
+    backend: Backend,
+    text: String,
+    args: Vec<Arg>,
+}
+
+impl Builder {
+    fn new(backend: Backend, start: &str) -> Self {
+        Self { backend, text: start.to_owned(), args: Vec::new() }
+    }
+
+    fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    fn bind(&mut self, arg: Arg) -> &mut Self {
+        self.args.push(arg);
+        let _ = write!(self.text, "${}", self.args.len());
+        self
+    }
+
+    fn bind_value(&mut self, value: &Value) {
+        match value {
+            Value::Int(v) => self.bind(Arg::Int(*v)),
+            Value::Text(v) => self.bind(Arg::Text(v.clone())),
+            Value::Bool(v) => self.bind(Arg::Bool(*v)),
+            Value::Time(v) => self.bind(Arg::Time(*v)),
+            Value::List(items) => {
+                self.push("(");
+                for (index, item) in items.iter().enumerate() {
+                    if index > 0 {
+                        self.push(", ");
+                    }
+                    self.bind_value(item);
+                }
+                self.push(")")
+            }
+        };
+    }
+
+    fn condition(&mut self, condition: &Condition) {
+        match condition {
+            Condition::All(items) => self.join(items, " AND ", "1 = 1"),
+            Condition::Any(items) => self.join(items, " OR ", "1 = 0"),
+            Condition::Exists { field, exists } => {
+                let test = match (field.nullable(), exists) {
+                    (true, true) => format!("{} IS NOT NULL", column(*field)),
+                    (true, false) => format!("{} IS NULL", column(*field)),
+                    (false, true) => "1 = 1".to_owned(),
+                    (false, false) => "1 = 0".to_owned(),
+                };
+                self.push(&test);
+            }
+            Condition::Compare { field, op, value } => self.compare(*field, *op, value),
+        }
+    }
+
+    fn join(&mut self, items: &[Condition], separator: &str, empty: &str) {
+        if items.is_empty() {
+            self.push(empty);
+            return;
+        }
+        self.push("(");
+        for (index, item) in items.iter().enumerate() {
+            if index > 0 {
+                self.push(separator);
+            }
+            self.condition(item);
+        }
+        self.push(")");
+    }
+
+    fn compare(&mut self, field: Field, op: Op, value: &Value) {
+        let column = column(field);
+        // "Not equal" and "not in" also match records where the field is unset,
+        // as MongoDB's `$ne`/`$nin` do.
+        let or_null = field.nullable() && matches!(op, Op::Ne | Op::NotIn);
+        if or_null {
+            self.push("(").push(column).push(" IS NULL OR ");
+        }
+        self.push(column);
+        let operator = match op {
+            Op::Eq => " = ",
+            Op::Ne => " <> ",
+            Op::Lt => " < ",
+            Op::Le => " <= ",
+            Op::Gt => " > ",
+            Op::Ge => " >= ",
+            Op::In => " IN ",
+            Op::NotIn => " NOT IN ",
+            // SQLite's LIKE ignores ASCII case; PostgreSQL needs ILIKE for the same answer.
+            Op::Like => match self.backend {
+                Backend::Sqlite => " LIKE ",
+                Backend::Postgres => " ILIKE ",
+            },
+        };
+        self.push(operator);
+        self.bind_value(value);
+        if op == Op::Like {
+            self.push(" ESCAPE '\\'");
+        }
+        if or_null {
+            self.push(")");
+        }
+    }
+
+    fn order_by(&mut self, query: &Query) {
+        self.push(" ORDER BY ");
+        for sort in &query.sort {
+            let direction = match (sort.direction, sort.field.nullable()) {
+                // Unset values sort as the smallest on both backends.
+                (Direction::Asc, true) => " ASC NULLS FIRST",
+                (Direction::Desc, true) => " DESC NULLS LAST",
+                (Direction::Asc, false) => " ASC",
+                (Direction::Desc, false) => " DESC",
+            };
+            self.push(column(sort.field)).push(direction).push(", ");
+        }
+        // Ties are broken by id so that pages never overlap or skip.
+        let last = query.sort.last().map_or(Direction::Asc, |sort| sort.direction);
+        self.push(match last {
+            Direction::Asc => "i.id ASC",
+            Direction::Desc => "i.id DESC",
+        });
+    }
+
+    fn finish(self) -> Sql {
+        Sql { text: self.text, args: self.args }
+    }
+}
+
+/// The page of images a query asks for, and the statement counting all matches.
+pub fn select_images(backend: Backend, query: &Query) -> (Sql, Sql) {
+    let mut page = Builder::new(backend, IMAGE_SELECT);
+    page.push(" WHERE ");
+    page.condition(&query.condition);
+    page.order_by(query);
+    let _ = write!(page.text, " LIMIT {} OFFSET {}", query.limit, query.offset);
+
+    let mut count = Builder::new(backend, "SELECT COUNT(*) FROM images i WHERE ");
+    count.condition(&query.condition);
+    (page.finish(), count.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn where_clause(backend: Backend, condition: Condition) -> Sql {
+        let mut builder = Builder::new(backend, "");
+        builder.condition(&condition);
+        builder.finish()
+    }
+
+    #[test]
+    fn values_are_bound_never_inlined() {
+        let hostile = "x'; DROP TABLE images; --";
+        let sql = where_clause(
+            Backend::Sqlite,
+            Condition::parse(Field::Name, Op::Eq, hostile).unwrap(),
+        );
+        assert_eq!(sql.text, "i.name = $1");
+        assert_eq!(sql.args, vec![Arg::Text(hostile.into())]);
+    }
+
+    #[test]
+    fn like_is_case_insensitive_on_both_backends() {
+        let condition = Condition::parse(Field::Name, Op::Like, "ubu%").unwrap();
+        assert_eq!(where_clause(Backend::Sqlite, condition.clone()).text, "i.name LIKE $1 ESCAPE '\\'");
+        assert_eq!(where_clause(Backend::Postgres, condition).text, "i.name ILIKE $1 ESCAPE '\\'");
+    }
+
+    #[test]
+    fn lists_and_nesting_number_placeholders_in_order() {
+        let condition = Condition::Any(vec![
+            Condition::parse(Field::Id, Op::In, "1,2").unwrap(),
+            Condition::All(vec![
+                Condition::parse(Field::Public, Op::Eq, "true").unwrap(),
+                Condition::parse(Field::Format, Op::Ne, "iso").unwrap(),
+            ]),
+        ]);
+        let sql = where_clause(Backend::Postgres, condition);
+        assert_eq!(
+            sql.text,
+            "(i.id IN ($1, $2) OR (i.public = $3 AND (i.format IS NULL OR i.format <> $4)))"
+        );
+        assert_eq!(sql.args.len(), 4);
+    }
+
+    #[test]
+    fn empty_conditions_are_constant() {
+        assert_eq!(where_clause(Backend::Sqlite, Condition::All(vec![])).text, "1 = 1");
+        assert_eq!(where_clause(Backend::Sqlite, Condition::Any(vec![])).text, "1 = 0");
+    }
+
+    #[test]
+    fn pages_sort_with_an_id_tiebreak() {
+        let query = Query::new(10).sort_by(Field::Size, Direction::Desc).offset(20);
+        let (page, count) = select_images(Backend::Sqlite, &query);
+        assert!(page.text.ends_with(
+            " WHERE 1 = 1 ORDER BY i.size DESC NULLS LAST, i.id DESC LIMIT 10 OFFSET 20"
+        ));
+        assert_eq!(count.text, "SELECT COUNT(*) FROM images i WHERE 1 = 1");
+    }
+}

@@ -1,0 +1,56 @@
+//! The HTTP surface: Depot's own endpoints, the Leptos UI, and the layers
+//! every request passes through (tracing, session, caller resolution).
+
+mod auth;
+mod error;
+mod files;
+mod tokens;
+
+use axum::routing::get;
+use axum::Router;
+use leptos::prelude::provide_context;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::{time, SameSite};
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+use crate::state::AppState;
+use crate::store::SessionStore;
+
+pub use error::ApiError;
+
+/// How long a browser session lasts without use.
+const SESSION_IDLE_DAYS: i64 = 7;
+
+/// The whole application router.
+pub fn router(state: AppState, sessions: SessionStore, secure_cookies: bool) -> Router {
+    let catalog: app::ports::SharedCatalog = state.core.clone();
+    let leptos_options = state.leptos_options.clone();
+    let sessions = SessionManagerLayer::new(sessions)
+        .with_name("depot_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(secure_cookies)
+        .with_expiry(Expiry::OnInactivity(time::Duration::days(SESSION_IDLE_DAYS)));
+
+    Router::new()
+        .route("/healthz", get(health))
+        .merge(files::router())
+        .merge(tokens::router())
+        .leptos_routes_with_context(
+            &state,
+            generate_route_list(app::App),
+            move || provide_context(catalog.clone()),
+            move || app::shell(leptos_options.clone()),
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::resolve_viewer))
+        .layer(sessions)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Liveness: the process answers.
+async fn health() -> &'static str {
+    "ok"
+}

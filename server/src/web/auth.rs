@@ -1,0 +1,112 @@
+//! Who is calling: resolved once per request from, in order, an
+//! `Authorization` header (Bearer token; Basic with a password, or with a
+//! token as the username and an empty password, as HTTPie's `-a TOKEN` sends)
+//! or the browser session. The result is a [`Viewer`] in the request's
+//! extensions; handlers and server functions read it from there.
+
+use app::error::CoreError;
+use app::model::Viewer;
+use app::ports::SESSION_USER_KEY;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use tower_sessions::Session;
+
+use super::ApiError;
+use crate::state::AppState;
+
+/// Credentials carried by an `Authorization` header.
+#[derive(Debug, PartialEq, Eq)]
+enum Credentials {
+    Bearer(String),
+    Basic { username: String, password: String },
+}
+
+fn credentials(headers: &HeaderMap) -> Option<Credentials> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(Credentials::Bearer(rest.trim().to_owned()));
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        let (username, password) = decoded.split_once(':')?;
+        return Some(Credentials::Basic { username: username.to_owned(), password: password.to_owned() });
+    }
+    None
+}
+
+async fn viewer_of(state: &AppState, headers: &HeaderMap, session: &Session) -> Result<Viewer, CoreError> {
+    let core = &state.core;
+    match credentials(headers) {
+        Some(Credentials::Bearer(token)) => core.viewer_from_token(&token).await,
+        Some(Credentials::Basic { username, password }) if password.is_empty() => {
+            core.viewer_from_token(&username).await
+        }
+        Some(Credentials::Basic { username, password }) => match core.login(&username, &password).await {
+            Ok(principal) => Ok(Viewer::User(principal)),
+            Err(CoreError::BadCredentials) => Ok(Viewer::Anonymous),
+            Err(error) => Err(error),
+        },
+        None => match session.get::<i64>(SESSION_USER_KEY).await {
+            Ok(Some(id)) => core.viewer_from_user_id(id).await,
+            Ok(None) => Ok(Viewer::Anonymous),
+            Err(error) => {
+                tracing::warn!(%error, "unreadable session");
+                Ok(Viewer::Anonymous)
+            }
+        },
+    }
+}
+
+/// Middleware: puts the caller's [`Viewer`] into the request.
+pub async fn resolve_viewer(
+    State(state): State<AppState>,
+    session: Session,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match viewer_of(&state, request.headers(), &session).await {
+        Ok(viewer) => {
+            request.extensions_mut().insert(viewer);
+            next.run(request).await
+        }
+        Err(error) => ApiError(error).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, value.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn reads_bearer_and_basic() {
+        assert_eq!(credentials(&headers("Bearer abc")), Some(Credentials::Bearer("abc".into())));
+        // "alice:pa:ss" — a colon may appear in the password.
+        assert_eq!(
+            credentials(&headers("Basic YWxpY2U6cGE6c3M=")),
+            Some(Credentials::Basic { username: "alice".into(), password: "pa:ss".into() })
+        );
+        // "TOKEN:" — HTTPie's `-a TOKEN`.
+        assert_eq!(
+            credentials(&headers("basic VE9LRU46")),
+            Some(Credentials::Basic { username: "TOKEN".into(), password: String::new() })
+        );
+    }
+
+    #[test]
+    fn ignores_what_it_cannot_read() {
+        assert_eq!(credentials(&headers("Basic !!!")), None);
+        assert_eq!(credentials(&headers("Digest x")), None);
+        assert_eq!(credentials(&HeaderMap::new()), None);
+    }
+}

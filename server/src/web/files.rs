@@ -1,0 +1,222 @@
+//! Image bytes over HTTP: `POST /api/upload` (multipart, streamed to the blob
+//! store) and `GET /api/images/{id}/download` (streamed, with `Range`).
+
+use std::io::SeekFrom;
+
+use app::error::CoreError;
+use app::model::{Image, Viewer};
+use axum::body::Body;
+use axum::extract::multipart::Field;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use futures_util::TryStreamExt;
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+
+use super::ApiError;
+use crate::core::UploadMeta;
+use crate::state::AppState;
+
+/// Read size for downloads: large enough to keep the socket busy.
+const DOWNLOAD_CHUNK: usize = 256 * 1024;
+
+/// The longest text field (label, flags) an upload form may carry.
+const MAX_TEXT_FIELD: usize = 4096;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        // The body is streamed to disk and limited by the core, not buffered.
+        .route("/api/upload", post(upload).layer(DefaultBodyLimit::disable()))
+        .route("/api/images/{id}/download", get(download))
+}
+
+fn bad_form(error: impl std::fmt::Display) -> ApiError {
+    ApiError(CoreError::invalid(format!("unreadable upload form: {error}")))
+}
+
+/// Reads a small text field, refusing one that is not small.
+async fn text_field(mut field: Field<'_>) -> Result<String, ApiError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(bad_form)? {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() > MAX_TEXT_FIELD {
+            return Err(ApiError(CoreError::invalid("a form field is longer than 4096 bytes")));
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| ApiError(CoreError::invalid("a form field is not UTF-8")))
+}
+
+/// Whether the client is a browser posting the plain HTML form (no script).
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+/// Takes `label`, `public` and one or more `file` fields, in that order; each
+/// file becomes one image. Answers 201 with `{"images": [...]}`, or a redirect
+/// to the first image for a browser without script.
+async fn upload(
+    State(state): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    headers: HeaderMap,
+    mut form: Multipart,
+) -> Result<Response, ApiError> {
+    viewer.require_user()?;
+    let mut meta = UploadMeta::default();
+    let mut created: Vec<Image> = Vec::new();
+    while let Some(field) = form.next_field().await.map_err(bad_form)? {
+        match field.name().unwrap_or_default() {
+            "label" => meta.label = text_field(field).await?,
+            "public" => meta.public = matches!(text_field(field).await?.as_str(), "true" | "on" | "1"),
+            "file" => {
+                let file_name = field.file_name().unwrap_or_default().to_owned();
+                let meta = UploadMeta { file_name, ..meta.clone() };
+                let body = field.map_err(|error| error.body_text());
+                created.push(state.core.upload(&viewer, meta, body).await?);
+            }
+            other => {
+                return Err(ApiError(CoreError::invalid(format!(
+                    "unknown form field '{other}' (expected label, public, file)"
+                ))))
+            }
+        }
+    }
+    let Some(first) = created.first() else {
+        return Err(ApiError(CoreError::invalid("the form has no 'file' field")));
+    };
+    let location = format!("/image/{}", first.id);
+    if wants_html(&headers) {
+        return Ok(Redirect::to(&location).into_response());
+    }
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(serde_json::json!({ "images": created })),
+    )
+        .into_response())
+}
+
+/// `attachment` with an ASCII fallback name and the exact UTF-8 name (RFC 6266).
+fn content_disposition(name: &str) -> HeaderValue {
+    let ascii: String = name
+        .chars()
+        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '_' })
+        .collect();
+    let encoded = utf8_percent_encode(name, NON_ALPHANUMERIC);
+    HeaderValue::from_str(&format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
+}
+
+/// The one byte range to send, `Ok(None)` for the whole file, or `Err` for a 416.
+fn requested_range(headers: &HeaderMap, etag: &str, length: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(range) = headers.get(header::RANGE).and_then(|r| r.to_str().ok()) else {
+        return Ok(None);
+    };
+    // `If-Range` with another validator: the client's copy is stale, send it all.
+    if let Some(if_range) = headers.get(header::IF_RANGE) {
+        if if_range.as_bytes() != etag.as_bytes() {
+            return Ok(None);
+        }
+    }
+    let Ok(parsed) = http_range_header::parse_range_header(range) else {
+        return Ok(None); // A header we cannot read is ignored, as RFC 9110 allows.
+    };
+    match parsed.validate(length) {
+        Ok(ranges) if ranges.len() == 1 => Ok(Some((*ranges[0].start(), *ranges[0].end()))),
+        Ok(_) => Ok(None), // Several ranges: the whole file is a valid answer.
+        Err(_) => Err(()),
+    }
+}
+
+/// Streams an image's bytes, honouring `Range`, `If-Range` and `If-None-Match`.
+async fn download(
+    State(state): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (image, mut file, length) = state.core.open_content(&viewer, id).await?;
+    let etag = format!("\"{}\"", image.sha256.as_deref().unwrap_or_default());
+    let not_modified = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
+    if not_modified {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+    }
+
+    let (status, start, count) = match requested_range(&headers, &etag, length) {
+        Ok(Some((start, end))) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        Ok(None) => (StatusCode::OK, 0, length),
+        Err(()) => {
+            return Ok((
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                [(header::CONTENT_RANGE, format!("bytes */{length}"))],
+                Json(serde_json::json!({ "error": "the range is outside the file", "status": 416 })),
+            )
+                .into_response())
+        }
+    };
+    if start > 0 {
+        file.seek(SeekFrom::Start(start)).await.map_err(|error| ApiError(crate::core::io_error(error)))?;
+    }
+    let body = Body::from_stream(ReaderStream::with_capacity(file.take(count), DOWNLOAD_CHUNK));
+
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let response_headers = response.headers_mut();
+    response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+    response_headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    response_headers.insert(header::CONTENT_DISPOSITION, content_disposition(&image.name));
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        response_headers.insert(header::ETAG, value);
+    }
+    if status == StatusCode::PARTIAL_CONTENT {
+        let range = format!("bytes {start}-{}/{length}", start + count - 1);
+        if let Ok(value) = HeaderValue::from_str(&range) {
+            response_headers.insert(header::CONTENT_RANGE, value);
+        }
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.insert(name.clone(), value.parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn ranges_follow_rfc_9110() {
+        let tag = "\"abc\"";
+        assert_eq!(requested_range(&with(&[]), tag, 100), Ok(None));
+        assert_eq!(requested_range(&with(&[(header::RANGE, "bytes=10-19")]), tag, 100), Ok(Some((10, 19))));
+        assert_eq!(requested_range(&with(&[(header::RANGE, "bytes=-10")]), tag, 100), Ok(Some((90, 99))));
+        assert_eq!(requested_range(&with(&[(header::RANGE, "bytes=200-")]), tag, 100), Err(()));
+        assert_eq!(requested_range(&with(&[(header::RANGE, "pages=1")]), tag, 100), Ok(None));
+        let stale = with(&[(header::RANGE, "bytes=0-1"), (header::IF_RANGE, "\"old\"")]);
+        assert_eq!(requested_range(&stale, tag, 100), Ok(None));
+    }
+
+    #[test]
+    fn disposition_keeps_unicode_names_and_an_ascii_fallback() {
+        let value = content_disposition("disk é.iso");
+        assert_eq!(
+            value.to_str().unwrap(),
+            "attachment; filename=\"disk _.iso\"; filename*=UTF-8''disk%20%C3%A9%2Eiso"
+        );
+    }
+}
