@@ -45,6 +45,20 @@ impl CoreError {
     pub fn not_found(what: impl Into<String>) -> Self {
         Self::NotFound(what.into())
     }
+
+    /// The HTTP status this error answers with unless a dialect says otherwise.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::Invalid(_) => 400,
+            Self::Unauthenticated | Self::BadCredentials => 401,
+            Self::Forbidden(_) => 403,
+            Self::NotFound(_) => 404,
+            Self::Conflict(_) => 409,
+            Self::TooLarge(_) => 413,
+            Self::Internal => 500,
+            Self::Transport(_) => 502,
+        }
+    }
 }
 
 impl FromServerFnError for CoreError {

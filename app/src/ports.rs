@@ -44,3 +44,16 @@ pub fn session() -> Result<tower_sessions::Session, CoreError> {
         .and_then(|parts| parts.extensions.get::<tower_sessions::Session>().cloned())
         .ok_or(CoreError::Internal)
 }
+
+/// Gives a failed server function the status its error deserves (not
+/// server_fn's blanket 500), then passes the result on.
+pub fn respond<T>(result: Result<T, CoreError>) -> Result<T, CoreError> {
+    if let Err(error) = &result {
+        if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+            if let Ok(status) = http::StatusCode::from_u16(error.http_status()) {
+                response.set_status(status);
+            }
+        }
+    }
+    result
+}

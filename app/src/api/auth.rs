@@ -8,9 +8,9 @@ use crate::model::Principal;
 /// Checks the credentials, starts a fresh session and sends the browser home.
 #[server(prefix = "/api/ui", endpoint = "login")]
 pub async fn login(username: String, password: String) -> Result<Principal, CoreError> {
-    use crate::ports::{request_context, session, SESSION_USER_KEY};
+    use crate::ports::{request_context, respond, session, SESSION_USER_KEY};
     let (catalog, _) = request_context()?;
-    let principal = catalog.login(&username, &password).await?;
+    let principal = respond(catalog.login(&username, &password).await)?;
     let session = session()?;
     // A new id on every sign-in, so that a session id planted before cannot be reused.
     session.cycle_id().await.map_err(|_| CoreError::Internal)?;

@@ -95,20 +95,22 @@ pub fn escape_like(text: &str) -> String {
 /// A page of the catalog as the signed-in user (or an anonymous visitor) sees it.
 #[server(prefix = "/api/ui", endpoint = "images")]
 pub async fn list_images(params: CatalogParams) -> Result<ImagePage, CoreError> {
+    use crate::ports::respond;
     let (catalog, viewer) = crate::ports::request_context()?;
     let owner = if params.mine {
-        Some(viewer.require_user()?.id)
+        Some(respond(viewer.require_user())?.id)
     } else {
         None
     };
-    catalog.list_images(&viewer, params.to_query(owner)?).await
+    let query = respond(params.to_query(owner))?;
+    respond(catalog.list_images(&viewer, query).await)
 }
 
 /// One image's record.
 #[server(prefix = "/api/ui", endpoint = "image")]
 pub async fn get_image(id: i64) -> Result<Image, CoreError> {
     let (catalog, viewer) = crate::ports::request_context()?;
-    catalog.get_image(&viewer, id).await
+    crate::ports::respond(catalog.get_image(&viewer, id).await)
 }
 
 #[cfg(test)]

@@ -17,16 +17,7 @@ impl From<CoreError> for ApiError {
 
 /// The status each core error answers with.
 pub fn status_of(error: &CoreError) -> StatusCode {
-    match error {
-        CoreError::Invalid(_) => StatusCode::BAD_REQUEST,
-        CoreError::Unauthenticated | CoreError::BadCredentials => StatusCode::UNAUTHORIZED,
-        CoreError::Forbidden(_) => StatusCode::FORBIDDEN,
-        CoreError::NotFound(_) => StatusCode::NOT_FOUND,
-        CoreError::Conflict(_) => StatusCode::CONFLICT,
-        CoreError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        CoreError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        CoreError::Transport(_) => StatusCode::BAD_GATEWAY,
-    }
+    StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 impl IntoResponse for ApiError {

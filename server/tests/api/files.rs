@@ -1,0 +1,193 @@
+//! Image bytes: streamed uploads, ranged downloads, dedup, limits, and
+//! interrupted uploads that leave nothing behind.
+
+use std::time::Duration;
+
+use rstest::rstest;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::helpers::{random_bytes, Backend, TestApp, ADMIN_PASSWORD};
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn an_upload_downloads_back_identical_with_ranges_and_etag(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let bytes = random_bytes(3 * 1024 * 1024 + 17);
+    let sha = hex::encode(Sha256::digest(&bytes));
+    let response = app.upload("admin", ADMIN_PASSWORD, "disk é.img", bytes.clone()).await;
+    assert_eq!(response.status(), 201);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let body: Value = response.json().await.unwrap();
+    let image = &body["images"][0];
+    assert_eq!(location, format!("/image/{}", image["id"]));
+    assert_eq!(image["sha256"], sha.as_str());
+    assert_eq!(image["size"], bytes.len());
+    assert_eq!(image["format"], "raw");
+    assert_eq!(image["kind"], "disk");
+    assert_eq!(image["name"], "disk é.img");
+
+    let url = app.url(&format!("/api/images/{}/download", image["id"]));
+    let client = reqwest::Client::new();
+    let whole = client.get(&url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
+    assert_eq!(whole.status(), 200);
+    let headers = whole.headers().clone();
+    assert_eq!(headers["content-length"], bytes.len().to_string().as_str());
+    assert_eq!(headers["etag"], format!("\"{sha}\"").as_str());
+    assert_eq!(headers["accept-ranges"], "bytes");
+    assert!(headers["content-disposition"].to_str().unwrap().contains("filename*=UTF-8''disk%20%C3%A9%2Eimg"));
+    assert_eq!(whole.bytes().await.unwrap().as_ref(), &bytes[..]);
+
+    let part = client
+        .get(&url)
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("range", "bytes=1000-1999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.headers()["content-range"], format!("bytes 1000-1999/{}", bytes.len()).as_str());
+    assert_eq!(part.bytes().await.unwrap().as_ref(), &bytes[1000..2000]);
+
+    let beyond = client
+        .get(&url)
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("range", format!("bytes={}-", bytes.len() + 5))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(beyond.status(), 416);
+    assert_eq!(beyond.headers()["content-range"], format!("bytes */{}", bytes.len()).as_str());
+
+    let cached = client
+        .get(&url)
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("if-none-match", format!("\"{sha}\""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cached.status(), 304);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn identical_content_is_stored_once(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let bytes = random_bytes(100_000);
+    for name in ["a.img", "b.img"] {
+        assert_eq!(app.upload("admin", ADMIN_PASSWORD, name, bytes.clone()).await.status(), 201);
+    }
+    assert_eq!(app.stored_files("blobs").len(), 1);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn the_format_comes_from_the_bytes_and_unsafe_disks_are_refused(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut iso = vec![0u8; 40_000];
+    iso[0x8001..0x8006].copy_from_slice(b"CD001");
+    let response = app.upload("admin", ADMIN_PASSWORD, "named-like-a.img", iso).await;
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["images"][0]["format"], "iso");
+    assert_eq!(body["images"][0]["kind"], "iso");
+
+    let mut qcow2 = vec![0u8; 512];
+    qcow2[..4].copy_from_slice(b"QFI\xfb");
+    qcow2[4..8].copy_from_slice(&3u32.to_be_bytes());
+    qcow2[8..16].copy_from_slice(&512u64.to_be_bytes());
+    let refused = app.upload("admin", ADMIN_PASSWORD, "linked.qcow2", qcow2).await;
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("backing file"), "{body}");
+    assert_eq!(app.stored_files("blobs").len(), 1, "the refused file was kept");
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn quotas_and_size_limits_refuse_with_413_and_keep_nothing(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| {
+        args.user_quota_bytes = Some(150_000);
+        args.max_upload_bytes = 120_000;
+    })
+    .await;
+    let too_big = app.upload("admin", ADMIN_PASSWORD, "big.img", random_bytes(130_000)).await;
+    assert_eq!(too_big.status(), 413);
+    assert_eq!(app.upload("admin", ADMIN_PASSWORD, "ok.img", random_bytes(100_000)).await.status(), 201);
+    let over_quota = app.upload("admin", ADMIN_PASSWORD, "more.img", random_bytes(60_000)).await;
+    assert_eq!(over_quota.status(), 413);
+    let body: Value = over_quota.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("bytes"), "{body}");
+    assert_eq!(app.stored_files("blobs").len(), 1);
+    assert!(app.stored_files("tmp").is_empty());
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_connection_cut_mid_upload_leaves_no_record_and_no_file(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let boundary = "depot-test-boundary";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.img\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    );
+    let declared = head.len() + 10 * 1024 * 1024;
+    let credentials = base64_basic("admin", ADMIN_PASSWORD);
+    let request = format!(
+        "POST /api/upload HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {credentials}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {declared}\r\n\r\n{head}",
+        app.address
+    );
+    let mut socket = tokio::net::TcpStream::connect(app.address).await.unwrap();
+    socket.write_all(request.as_bytes()).await.unwrap();
+    socket.write_all(&random_bytes(2 * 1024 * 1024)).await.unwrap();
+    socket.flush().await.unwrap();
+    // Let the server write part of it to its temporary file, then hang up.
+    let mut saw_partial = false;
+    for _ in 0..50 {
+        if !app.stored_files("tmp").is_empty() {
+            saw_partial = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(saw_partial, "the upload never reached the temporary folder");
+    drop(socket);
+
+    let mut clean = false;
+    for _ in 0..100 {
+        if app.stored_files("tmp").is_empty() {
+            clean = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(clean, "a partial file was left: {:?}", app.stored_files("tmp"));
+    assert!(app.stored_files("blobs").is_empty());
+    let listed = app
+        .core
+        .list_images(&admin_viewer(&app).await, app::query::Query::new(10))
+        .await
+        .unwrap();
+    assert_eq!(listed.total, 0);
+}
+
+fn base64_basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+}
+
+async fn admin_viewer(app: &TestApp) -> app::model::Viewer {
+    let principal = app.core.login("admin", ADMIN_PASSWORD).await.unwrap();
+    app::model::Viewer::User(principal)
+}

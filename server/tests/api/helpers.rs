@@ -1,0 +1,156 @@
+//! A real Depot server on a free port, over a database of its own.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use app::model::Role;
+use depot_server::config::{Secret, ServeArgs, StorageArgs};
+use depot_server::core::Core;
+use depot_server::serve;
+use rand::Rng;
+
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A uniquely named PostgreSQL database, dropped with the guard; or nothing
+/// for SQLite, whose file lives in the test's data folder.
+pub struct TestDb {
+    admin_url: String,
+    name: Option<String>,
+    pub url: Option<String>,
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("DEPOT_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+impl TestDb {
+    pub async fn create(backend: Backend) -> Self {
+        let admin_url = postgres_admin_url();
+        if backend == Backend::Sqlite {
+            return Self { admin_url, name: None, url: None };
+        }
+        let name = format!("depot_test_{:016x}", rand::thread_rng().gen::<u64>());
+        let admin = sqlx::PgPool::connect(&admin_url).await.expect("PostgreSQL is not reachable");
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
+        admin.close().await;
+        let base = admin_url.rsplit_once('/').map(|(base, _)| base).unwrap_or(&admin_url);
+        let url = format!("{base}/{name}");
+        Self { admin_url, name: Some(name), url: Some(url) }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.name.take() else { return };
+        let admin_url = self.admin_url.clone();
+        // Drop runs inside the test's runtime: use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                if let Ok(admin) = sqlx::PgPool::connect(&admin_url).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&admin)
+                        .await;
+                    admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub core: Arc<Core>,
+    pub data_dir: PathBuf,
+    _data: tempfile::TempDir,
+    _db: TestDb,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// Starts a server after `configure` has changed its settings.
+    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut ServeArgs)) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let db = TestDb::create(backend).await;
+        let storage = StorageArgs {
+            data_dir: data.path().to_path_buf(),
+            database_url: db.url.as_deref().map(|url| url.parse::<Secret>().unwrap()),
+        };
+        let mut args = ServeArgs::with_defaults(storage, "127.0.0.1:0".parse().unwrap());
+        args.admin_password = Some(ADMIN_PASSWORD.parse().unwrap());
+        configure(&mut args);
+        let built = serve::build(&args).await.expect("the server does not start");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, built.router).await });
+        Self { address, core: built.core, data_dir: data.path().to_path_buf(), _data: data, _db: db }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// A client that keeps cookies, like a browser.
+    pub fn browser(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    pub async fn add_user(&self, name: &str, password: &str) {
+        self.core.create_user(name, password, Role::User).await.unwrap();
+    }
+
+    /// Uploads `bytes` as `name` through the HTTP API with Basic credentials.
+    pub async fn upload(&self, user: &str, password: &str, name: &str, bytes: Vec<u8>) -> reqwest::Response {
+        let part = reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned());
+        let form = reqwest::multipart::Form::new().text("label", "test upload").part("file", part);
+        reqwest::Client::new()
+            .post(self.url("/api/upload"))
+            .basic_auth(user, Some(password))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Files under the blob store's folder `sub` (`blobs` or `tmp`).
+    pub fn stored_files(&self, sub: &str) -> Vec<PathBuf> {
+        fn walk(folder: &std::path::Path, found: &mut Vec<PathBuf>) {
+            let Ok(entries) = std::fs::read_dir(folder) else { return };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, found);
+                } else {
+                    found.push(path);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        walk(&self.data_dir.join("store").join(sub), &mut found);
+        found
+    }
+}
+
+/// Bytes that differ from test to test.
+pub fn random_bytes(len: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; len];
+    rand::thread_rng().fill(&mut bytes[..]);
+    bytes
+}

@@ -1,0 +1,87 @@
+//! The browser's view: server-rendered pages, sign-in, sessions.
+
+use std::time::{Duration, Instant};
+
+use rstest::rstest;
+
+use crate::helpers::{Backend, TestApp, ADMIN_PASSWORD};
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn pages_render_on_the_server(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let health = reqwest::get(app.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    let catalog = reqwest::get(app.url("/")).await.unwrap();
+    assert_eq!(catalog.status(), 200);
+    let html = catalog.text().await.unwrap();
+    assert!(html.contains("<h1>Catalog</h1>"), "{html}");
+    assert!(html.contains("/pkg/depot.js"), "no hydration script");
+
+    let login = reqwest::get(app.url("/login")).await.unwrap().text().await.unwrap();
+    assert!(login.contains("<label for=\"password\">Password</label>"));
+
+    let missing = reqwest::get(app.url("/no/such/page")).await.unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn sign_in_sets_a_safe_session_cookie_and_sign_out_ends_it(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let browser = app.browser();
+    // A plain form post, as a browser without WASM sends it.
+    let response = browser
+        .post(app.url("/api/ui/login"))
+        .header("accept", "text/html")
+        .form(&[("username", "admin"), ("password", ADMIN_PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_redirection(), "{}", response.status());
+    assert_eq!(response.headers()["location"], "/");
+    let cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("depot_session="), "{cookie}");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+
+    let me = browser.post(app.url("/api/ui/me")).send().await.unwrap().text().await.unwrap();
+    assert!(me.contains("\"username\":\"admin\""), "{me}");
+    let page = browser.get(app.url("/")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Sign out"), "the page does not show the signed-in user");
+
+    browser.post(app.url("/api/ui/logout")).send().await.unwrap();
+    let me = browser.post(app.url("/api/ui/me")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(me, "null");
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn failed_sign_ins_are_slow_and_do_not_say_what_was_wrong(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut answers = Vec::new();
+    for (username, password) in [("admin", "wrong-password"), ("nobody", ADMIN_PASSWORD)] {
+        let started = Instant::now();
+        let response = app
+            .browser()
+            .post(app.url("/api/ui/login"))
+            .form(&[("username", username), ("password", password)])
+            .send()
+            .await
+            .unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(300), "answered too fast");
+        assert_eq!(response.status(), 401);
+        assert!(response.headers().get("set-cookie").is_none());
+        answers.push(response.text().await.unwrap());
+    }
+    assert_eq!(answers[0], answers[1], "the answers tell the cases apart");
+    let error: app::error::CoreError = serde_json::from_str(&answers[0]).unwrap();
+    assert_eq!(error.to_string(), "invalid username or password");
+}
