@@ -55,7 +55,11 @@ impl Field {
         use Field::*;
         match self {
             Id | OwnerId | Size | VirtualSize | Version => FieldType::Int,
-            Public | Hypervisor | SupportsPhysicalMachine | SupportsVirtualMachine | Active
+            Public
+            | Hypervisor
+            | SupportsPhysicalMachine
+            | SupportsVirtualMachine
+            | Active
             | Imported => FieldType::Bool,
             CreatedAt | UpdatedAt => FieldType::Time,
             Kind | Name | Label | Folder | DataStore | Path | Sha256 | Format | OsType
@@ -135,7 +139,8 @@ pub enum Value {
 impl Value {
     /// Parses text typed by a user (a query string, a search box) as a value of `field`.
     pub fn parse(field: Field, raw: &str) -> Result<Self, CoreError> {
-        let wrong = |what: &str| CoreError::invalid(format!("{field:?} expects {what}, got '{raw}'"));
+        let wrong =
+            |what: &str| CoreError::invalid(format!("{field:?} expects {what}, got '{raw}'"));
         Ok(match field.value_type() {
             FieldType::Int => Value::Int(raw.trim().parse().map_err(|_| wrong("an integer"))?),
             FieldType::Text => Value::Text(raw.to_owned()),
@@ -183,9 +188,16 @@ pub enum Condition {
     All(Vec<Condition>),
     /// One must hold; an empty list never holds.
     Any(Vec<Condition>),
-    Compare { field: Field, op: Op, value: Value },
+    Compare {
+        field: Field,
+        op: Op,
+        value: Value,
+    },
     /// The field is set (`true`) or unset (`false`).
-    Exists { field: Field, exists: bool },
+    Exists {
+        field: Field,
+        exists: bool,
+    },
 }
 
 impl Condition {
@@ -206,7 +218,9 @@ impl Condition {
             (Op::In | Op::NotIn, _) => return Err(CoreError::invalid("'in' takes a list")),
             (Op::Like, Value::Text(_)) if field_type == FieldType::Text => {}
             (Op::Like, _) => {
-                return Err(CoreError::invalid(format!("{field:?} does not support 'like'")))
+                return Err(CoreError::invalid(format!(
+                    "{field:?} does not support 'like'"
+                )))
             }
             (_, value) if value.type_matches(field_type) => {}
             (_, value) => {
@@ -302,9 +316,15 @@ mod tests {
     fn values_are_typed_by_field() {
         assert_eq!(Value::parse(Field::Id, "42").unwrap(), Value::Int(42));
         assert!(Value::parse(Field::Id, "4x").is_err());
-        assert_eq!(Value::parse(Field::Public, "TRUE").unwrap(), Value::Bool(true));
+        assert_eq!(
+            Value::parse(Field::Public, "TRUE").unwrap(),
+            Value::Bool(true)
+        );
         assert!(Value::parse(Field::Public, "maybe").is_err());
-        assert!(matches!(Value::parse(Field::CreatedAt, "2017-11-24").unwrap(), Value::Time(_)));
+        assert!(matches!(
+            Value::parse(Field::CreatedAt, "2017-11-24").unwrap(),
+            Value::Time(_)
+        ));
         assert!(Value::parse(Field::CreatedAt, "yesterday").is_err());
     }
 

@@ -1,0 +1,198 @@
+//! Upload and download throughput of a large file through the HTTP API,
+//! beside what the machine itself can do with the same file, and the
+//! server's memory. A benchmark, not a test: it prints figures.
+//!
+//! `cargo bench -p depot-server --bench transfer`; `DEPOT_BENCH_BYTES` sets the
+//! size (default 1 GiB), `DEPOT_BENCH_DIR` the folder (default the system temp).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use rand::RngCore;
+use tokio_util::io::ReaderStream;
+
+const PASSWORD: &str = "bench-admin-password";
+
+fn mb_per_s(bytes: u64, elapsed: Duration) -> f64 {
+    bytes as f64 / 1e6 / elapsed.as_secs_f64()
+}
+
+/// A field of `/proc/<pid>/status` in KiB (VmRSS now, VmHWM the peak).
+fn proc_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|line| line.starts_with(field))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0)
+}
+
+fn timed(mut command: Command) -> Duration {
+    let started = Instant::now();
+    let status = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("command");
+    assert!(status.success(), "{command:?} failed");
+    started.elapsed()
+}
+
+fn make_file(path: &Path, bytes: u64) {
+    use std::io::Write;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut left = bytes;
+    while left > 0 {
+        rand::thread_rng().fill_bytes(&mut chunk);
+        let take = left.min(chunk.len() as u64) as usize;
+        file.write_all(&chunk[..take]).unwrap();
+        left -= take as u64;
+    }
+    file.flush().unwrap();
+}
+
+struct Server {
+    child: Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::main]
+async fn main() {
+    let size: u64 = std::env::var("DEPOT_BENCH_BYTES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1 << 30);
+    let root = std::env::var_os("DEPOT_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let work = tempfile::tempdir_in(root).unwrap();
+    let source = work.path().join("source.img");
+    println!(
+        "transfer benchmark: {} MiB file in {}",
+        size >> 20,
+        work.path().display()
+    );
+    make_file(&source, size);
+
+    let sha = timed({
+        let mut c = Command::new("sha256sum");
+        c.arg(&source);
+        c
+    });
+    let dd = timed({
+        let mut c = Command::new("dd");
+        c.arg(format!("if={}", source.display()))
+            .arg(format!("of={}", work.path().join("dd.out").display()))
+            .args(["bs=1M", "conv=fdatasync"]);
+        c
+    });
+    let _ = std::fs::remove_file(work.path().join("dd.out"));
+
+    let port = free_port();
+    let data = work.path().join("data");
+    let child = Command::new(env!("CARGO_BIN_EXE_depot"))
+        .args([
+            "serve",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(&data)
+        .env("DEPOT_ADMIN_PASSWORD", PASSWORD)
+        .env("DEPOT_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("cannot start depot");
+    let server = Server { child };
+    let pid = server.child.id();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_kib = proc_kib(pid, "VmRSS:");
+
+    let file = tokio::fs::File::open(&source).await.unwrap();
+    let body = reqwest::Body::wrap_stream(ReaderStream::with_capacity(file, 1 << 20));
+    let part = reqwest::multipart::Part::stream_with_length(body, size).file_name("bench.img");
+    let form = reqwest::multipart::Form::new().part("file", part);
+    let started = Instant::now();
+    let response = client
+        .post(format!("{base}/api/upload"))
+        .basic_auth("admin", Some(PASSWORD))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let upload = started.elapsed();
+    assert_eq!(
+        response.status(),
+        201,
+        "{}",
+        response.text().await.unwrap_or_default()
+    );
+    let created: serde_json::Value = response.json().await.unwrap();
+    let id = created["images"][0]["id"].as_i64().unwrap();
+    let peak_kib = proc_kib(pid, "VmHWM:");
+
+    let started = Instant::now();
+    let response = client
+        .get(format!("{base}/api/images/{id}/download"))
+        .basic_auth("admin", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    let mut stream = response.bytes_stream();
+    let mut received = 0u64;
+    while let Some(chunk) = stream.next().await {
+        received += chunk.unwrap().len() as u64;
+    }
+    let download = started.elapsed();
+    assert_eq!(received, size);
+
+    println!(
+        "sha256sum                 {:>8.0} MB/s",
+        mb_per_s(size, sha)
+    );
+    println!("dd conv=fdatasync         {:>8.0} MB/s", mb_per_s(size, dd));
+    println!(
+        "upload (HTTP, hashed, fsynced) {:>8.0} MB/s  = {:.2} x dd",
+        mb_per_s(size, upload),
+        dd.as_secs_f64() / upload.as_secs_f64()
+    );
+    println!(
+        "download (HTTP)           {:>8.0} MB/s",
+        mb_per_s(size, download)
+    );
+    println!(
+        "server RSS idle           {:>8.1} MiB",
+        idle_kib as f64 / 1024.0
+    );
+    println!(
+        "server RSS peak           {:>8.1} MiB  (+{:.1} MiB during the upload)",
+        peak_kib as f64 / 1024.0,
+        (peak_kib.saturating_sub(idle_kib)) as f64 / 1024.0
+    );
+}

@@ -48,13 +48,19 @@ pub struct BlobStore {
 }
 
 fn is_sha256(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl BlobStore {
     /// Opens (and creates) the store under `root`.
     pub async fn open(root: &Path) -> std::io::Result<Self> {
-        let store = Self { blobs: root.join("blobs"), tmp: root.join("tmp") };
+        let store = Self {
+            blobs: root.join("blobs"),
+            tmp: root.join("tmp"),
+        };
         tokio::fs::create_dir_all(&store.blobs).await?;
         tokio::fs::create_dir_all(&store.tmp).await?;
         Ok(store)
@@ -126,14 +132,20 @@ impl BlobStore {
         writer.await.map_err(std::io::Error::other)??;
 
         let sha256 = hex::encode(hasher.finalize());
-        let destination = self.path(&sha256).ok_or_else(|| std::io::Error::other("bad digest"))?;
+        let destination = self
+            .path(&sha256)
+            .ok_or_else(|| std::io::Error::other("bad digest"))?;
         let newly_stored = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
-            let folder = destination.parent().ok_or_else(|| std::io::Error::other("no folder"))?;
+            let folder = destination
+                .parent()
+                .ok_or_else(|| std::io::Error::other("no folder"))?;
             std::fs::create_dir_all(folder)?;
             if destination.exists() {
                 return Ok(false); // Same bytes already stored: the guard deletes ours.
             }
-            temp_path.persist(&destination).map_err(|error| error.error)?;
+            temp_path
+                .persist(&destination)
+                .map_err(|error| error.error)?;
             // The rename itself must survive a crash.
             std::fs::File::open(folder)?.sync_all()?;
             Ok(true)
@@ -141,7 +153,12 @@ impl BlobStore {
         .await
         .map_err(std::io::Error::other)??;
 
-        Ok(Ingested { sha256, size, head, newly_stored })
+        Ok(Ingested {
+            sha256,
+            size,
+            head,
+            newly_stored,
+        })
     }
 
     /// Opens a blob for reading, with its length.
@@ -170,7 +187,9 @@ impl BlobStore {
 mod tests {
     use super::*;
 
-    fn chunks(parts: Vec<Result<&'static [u8], &'static str>>) -> impl Stream<Item = Result<Bytes, &'static str>> + Unpin {
+    fn chunks(
+        parts: Vec<Result<&'static [u8], &'static str>>,
+    ) -> impl Stream<Item = Result<Bytes, &'static str>> + Unpin {
         futures_util::stream::iter(parts.into_iter().map(|part| part.map(Bytes::from_static)))
     }
 
@@ -195,7 +214,10 @@ mod tests {
     async fn stores_under_the_digest_and_only_once() {
         let root = tempfile::tempdir().unwrap();
         let store = BlobStore::open(root.path()).await.unwrap();
-        let first = store.ingest(chunks(vec![Ok(b"hello "), Ok(b"world")]), 100).await.unwrap();
+        let first = store
+            .ingest(chunks(vec![Ok(b"hello "), Ok(b"world")]), 100)
+            .await
+            .unwrap();
         assert_eq!(
             first.sha256,
             "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
@@ -203,7 +225,10 @@ mod tests {
         assert_eq!(first.size, 11);
         assert_eq!(first.head, b"hello world");
         assert!(first.newly_stored);
-        let second = store.ingest(chunks(vec![Ok(b"hello world")]), 100).await.unwrap();
+        let second = store
+            .ingest(chunks(vec![Ok(b"hello world")]), 100)
+            .await
+            .unwrap();
         assert!(!second.newly_stored);
         let stored = std::fs::read(store.path(&first.sha256).unwrap()).unwrap();
         assert_eq!(stored, b"hello world");
@@ -215,18 +240,28 @@ mod tests {
     async fn a_failed_or_oversized_body_leaves_nothing() {
         let root = tempfile::tempdir().unwrap();
         let store = BlobStore::open(root.path()).await.unwrap();
-        let cut = store.ingest(chunks(vec![Ok(b"part"), Err("connection reset")]), 100).await;
+        let cut = store
+            .ingest(chunks(vec![Ok(b"part"), Err("connection reset")]), 100)
+            .await;
         assert!(matches!(cut, Err(IngestError::Body(_))));
-        let big = store.ingest(chunks(vec![Ok(b"0123456789"), Ok(b"0123456789")]), 15).await;
+        let big = store
+            .ingest(chunks(vec![Ok(b"0123456789"), Ok(b"0123456789")]), 15)
+            .await;
         assert!(matches!(big, Err(IngestError::TooLarge { limit: 15 })));
         assert_eq!(files_in(root.path()), 0);
     }
 
     #[test]
     fn only_hex_digests_map_to_paths() {
-        let store = BlobStore { blobs: PathBuf::from("/b"), tmp: PathBuf::from("/t") };
+        let store = BlobStore {
+            blobs: PathBuf::from("/b"),
+            tmp: PathBuf::from("/t"),
+        };
         assert!(store.path("../../etc/passwd").is_none());
         assert!(store.path(&"A".repeat(64)).is_none());
-        assert_eq!(store.path(&"ab".repeat(32)).unwrap(), PathBuf::from(format!("/b/ab/{}", "ab".repeat(32))));
+        assert_eq!(
+            store.path(&"ab".repeat(32)).unwrap(),
+            PathBuf::from(format!("/b/ab/{}", "ab".repeat(32)))
+        );
     }
 }

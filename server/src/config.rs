@@ -89,7 +89,10 @@ impl StorageArgs {
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(url) => url.expose().to_owned(),
-            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("depot.db").display()),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("depot.db").display()
+            ),
         }
     }
 }
@@ -170,8 +173,14 @@ mod tests {
 
     #[test]
     fn the_default_database_lives_in_the_data_folder() {
-        let storage = StorageArgs { data_dir: "/srv/depot".into(), database_url: None };
-        assert_eq!(storage.database_url(), "sqlite:///srv/depot/depot.db?mode=rwc");
+        let storage = StorageArgs {
+            data_dir: "/srv/depot".into(),
+            database_url: None,
+        };
+        assert_eq!(
+            storage.database_url(),
+            "sqlite:///srv/depot/depot.db?mode=rwc"
+        );
     }
 
     #[test]

@@ -27,7 +27,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_upload_bytes: 1 << 40, user_quota_bytes: None, data_store: "depot".into() }
+        Self {
+            max_upload_bytes: 1 << 40,
+            user_quota_bytes: None,
+            data_store: "depot".into(),
+        }
     }
 }
 
@@ -44,7 +48,12 @@ pub struct Core {
 impl Core {
     pub fn new(db: Db, blobs: BlobStore, limits: Limits) -> Self {
         let dummy_hash = auth::hash_password("not a password of anyone").unwrap_or_default();
-        Self { db, blobs, limits, dummy_hash }
+        Self {
+            db,
+            blobs,
+            limits,
+            dummy_hash,
+        }
     }
 
     pub fn db(&self) -> &Db {

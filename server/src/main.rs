@@ -14,7 +14,9 @@ use tracing_subscriber::EnvFilter;
 fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_env("DEPOT_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_sessions=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -32,7 +34,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User(UserCommand::Add(args)) => {
             let mut password = String::new();
-            std::io::stdin().lock().read_line(&mut password).context("cannot read the password")?;
+            std::io::stdin()
+                .lock()
+                .read_line(&mut password)
+                .context("cannot read the password")?;
             let password = password.trim_end_matches(['\r', '\n']);
             let db = serve::open_database(&args.storage).await?;
             let core = serve::open_core(&args.storage, db.clone(), Limits::default()).await?;

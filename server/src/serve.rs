@@ -18,8 +18,15 @@ use crate::store::{Db, SessionStore};
 pub async fn open_database(storage: &StorageArgs) -> anyhow::Result<Db> {
     tokio::fs::create_dir_all(&storage.data_dir)
         .await
-        .with_context(|| format!("cannot create the data folder {}", storage.data_dir.display()))?;
-    let db = Db::connect(&storage.database_url()).await.context("cannot open the database")?;
+        .with_context(|| {
+            format!(
+                "cannot create the data folder {}",
+                storage.data_dir.display()
+            )
+        })?;
+    let db = Db::connect(&storage.database_url())
+        .await
+        .context("cannot open the database")?;
     db.migrate().await.context("database migration failed")?;
     Ok(db)
 }
@@ -55,12 +62,17 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Built> {
         data_store: args.data_store.clone(),
     };
     let core = open_core(&args.storage, db.clone(), limits).await?;
-    core.blobs().discard_partial_uploads().await.context("cannot clean the upload folder")?;
+    core.blobs()
+        .discard_partial_uploads()
+        .await
+        .context("cannot clean the upload folder")?;
     let generated_admin_password = core
         .ensure_admin(args.admin_password.as_ref().map(|p| p.expose()))
         .await
         .map_err(|error| anyhow::anyhow!("cannot create the admin account: {error}"))?;
-    let sessions = SessionStore::open(&db).await.context("cannot open the session store")?;
+    let sessions = SessionStore::open(&db)
+        .await
+        .context("cannot open the session store")?;
 
     let leptos_options = LeptosOptions::builder()
         .output_name("depot")
@@ -69,9 +81,17 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Built> {
         .site_addr(args.bind)
         .build();
     let core = Arc::new(core);
-    let state = AppState { core: core.clone(), leptos_options };
+    let state = AppState {
+        core: core.clone(),
+        leptos_options,
+    };
     let router = crate::web::router(state, sessions.clone(), args.secure_cookies);
-    Ok(Built { router, core, sessions, generated_admin_password })
+    Ok(Built {
+        router,
+        core,
+        sessions,
+        generated_admin_password,
+    })
 }
 
 /// Runs until SIGINT or SIGTERM, then finishes the requests in flight.

@@ -31,7 +31,9 @@ pub fn router(state: AppState, sessions: SessionStore, secure_cookies: bool) -> 
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_secure(secure_cookies)
-        .with_expiry(Expiry::OnInactivity(time::Duration::days(SESSION_IDLE_DAYS)));
+        .with_expiry(Expiry::OnInactivity(time::Duration::days(
+            SESSION_IDLE_DAYS,
+        )));
 
     Router::new()
         .route("/healthz", get(health))
@@ -43,8 +45,13 @@ pub fn router(state: AppState, sessions: SessionStore, secure_cookies: bool) -> 
             move || provide_context(catalog.clone()),
             move || app::shell(leptos_options.clone()),
         )
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::resolve_viewer))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
+            app::shell,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::resolve_viewer,
+        ))
         .layer(sessions)
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -69,7 +69,11 @@ impl CatalogParams {
             )?);
         }
         if let Some(owner) = owner {
-            query = query.filter(Condition::compare(Field::OwnerId, Op::Eq, Value::Int(owner))?);
+            query = query.filter(Condition::compare(
+                Field::OwnerId,
+                Op::Eq,
+                Value::Int(owner),
+            )?);
         }
         Ok(match self.sort {
             CatalogSort::Newest => query.sort_by(Field::CreatedAt, Direction::Desc),
@@ -119,10 +123,17 @@ mod tests {
 
     #[test]
     fn search_text_is_escaped_and_matches_name_or_label() {
-        let params = CatalogParams { q: "50%_off".into(), ..Default::default() };
+        let params = CatalogParams {
+            q: "50%_off".into(),
+            ..Default::default()
+        };
         let query = params.to_query(None).unwrap();
-        let Condition::All(items) = &query.condition else { panic!("not a conjunction") };
-        let Condition::Any(alternatives) = &items[0] else { panic!("not a disjunction") };
+        let Condition::All(items) = &query.condition else {
+            panic!("not a conjunction")
+        };
+        let Condition::Any(alternatives) = &items[0] else {
+            panic!("not a disjunction")
+        };
         assert_eq!(
             alternatives[0],
             Condition::Compare {
@@ -135,9 +146,15 @@ mod tests {
 
     #[test]
     fn pages_start_at_one() {
-        let params = CatalogParams { page: 3, ..Default::default() };
+        let params = CatalogParams {
+            page: 3,
+            ..Default::default()
+        };
         assert_eq!(params.to_query(None).unwrap().offset, 2 * UI_PAGE_SIZE);
-        let params = CatalogParams { page: 0, ..Default::default() };
+        let params = CatalogParams {
+            page: 0,
+            ..Default::default()
+        };
         assert_eq!(params.to_query(None).unwrap().offset, 0);
     }
 }

@@ -45,7 +45,10 @@ struct Failure {
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 fn outcome(status: u16, body: &str) -> UploadState {
     if status == 201 {
-        return match serde_json::from_str::<Created>(body).ok().and_then(|c| c.images.first().map(|i| i.id)) {
+        return match serde_json::from_str::<Created>(body)
+            .ok()
+            .and_then(|c| c.images.first().map(|i| i.id))
+        {
             Some(id) => UploadState::Done { id },
             None => UploadState::Failed("the server's answer could not be read".into()),
         };
@@ -105,7 +108,8 @@ mod browser {
     pub fn start(file: web_sys::File, label: &str, public: bool) -> Result<UploadTask, String> {
         let xhr = XmlHttpRequest::new().map_err(js_error)?;
         xhr.open("POST", "/api/upload").map_err(js_error)?;
-        xhr.set_request_header("Accept", "application/json").map_err(js_error)?;
+        xhr.set_request_header("Accept", "application/json")
+            .map_err(js_error)?;
         let form = FormData::new().map_err(js_error)?;
         form.append_with_str("label", label).map_err(js_error)?;
         if public {
@@ -142,7 +146,9 @@ mod browser {
         let on_error = {
             let task = task.clone();
             Closure::<dyn FnMut()>::new(move || {
-                task.state.set(UploadState::Failed("the connection to the server failed".into()));
+                task.state.set(UploadState::Failed(
+                    "the connection to the server failed".into(),
+                ));
                 RUNNING.with(|running| running.borrow_mut().remove(&task.id));
             })
         };
@@ -203,13 +209,24 @@ pub fn UploadList(tasks: ReadSignal<Vec<UploadTask>>) -> impl IntoView {
 
 #[component]
 fn UploadRow(task: UploadTask) -> impl IntoView {
-    let UploadTask { id, name, total, sent, elapsed_ms, state } = task;
+    let UploadTask {
+        id,
+        name,
+        total,
+        sent,
+        elapsed_ms,
+        state,
+    } = task;
     let label = format!("Upload of {name}");
     let progress = {
         let sent = sent.clone();
         move || {
             let elapsed = elapsed_ms.get() / 1000.0;
-            let speed = if elapsed > 0.0 { sent.get() / elapsed } else { 0.0 };
+            let speed = if elapsed > 0.0 {
+                sent.get() / elapsed
+            } else {
+                0.0
+            };
             format!(
                 "{} of {} · {}/s",
                 human_size(sent.get()),
@@ -260,9 +277,15 @@ mod tests {
     #[test]
     fn failures_show_the_server_message() {
         assert_eq!(
-            outcome(413, r#"{"error":"the file exceeds your quota","status":413}"#),
+            outcome(
+                413,
+                r#"{"error":"the file exceeds your quota","status":413}"#
+            ),
             UploadState::Failed("the file exceeds your quota".into())
         );
-        assert_eq!(outcome(502, "<html>"), UploadState::Failed("the upload failed (HTTP 502)".into()));
+        assert_eq!(
+            outcome(502, "<html>"),
+            UploadState::Failed("the upload failed (HTTP 502)".into())
+        );
     }
 }

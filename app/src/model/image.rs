@@ -220,20 +220,37 @@ mod tests {
 
     #[test]
     fn names_keep_only_the_last_component() {
-        assert_eq!(ImageName::parse("C:\\x\\disk.iso").unwrap().as_str(), "disk.iso");
-        assert_eq!(ImageName::parse("../../etc/passwd").unwrap().as_str(), "passwd");
+        assert_eq!(
+            ImageName::parse("C:\\x\\disk.iso").unwrap().as_str(),
+            "disk.iso"
+        );
+        assert_eq!(
+            ImageName::parse("../../etc/passwd").unwrap().as_str(),
+            "passwd"
+        );
     }
 
     #[test]
     fn names_reject_empty_dots_and_controls() {
-        for bad in ["", "  ", "..", "a/..", "bad\nname", "quo\"te", &"x".repeat(256)] {
+        for bad in [
+            "",
+            "  ",
+            "..",
+            "a/..",
+            "bad\nname",
+            "quo\"te",
+            &"x".repeat(256),
+        ] {
             assert!(ImageName::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
 
     #[test]
     fn path_joins_store_folder_and_name() {
-        assert_eq!(image_path("vsphere", "user/a", "x.ova"), "[vsphere] user/a/x.ova");
+        assert_eq!(
+            image_path("vsphere", "user/a", "x.ova"),
+            "[vsphere] user/a/x.ova"
+        );
         assert_eq!(image_path("vsphere", "", "x.ova"), "[vsphere] x.ova");
     }
 

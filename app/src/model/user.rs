@@ -35,7 +35,10 @@ pub struct Username(String);
 
 impl Username {
     pub fn parse(raw: &str) -> Result<Self, CoreError> {
-        let valid_start = raw.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        let valid_start = raw
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
         let valid_chars = raw
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
@@ -106,7 +109,10 @@ mod tests {
 
     #[test]
     fn anonymous_viewers_are_not_users() {
-        assert_eq!(Viewer::Anonymous.require_user(), Err(CoreError::Unauthenticated));
+        assert_eq!(
+            Viewer::Anonymous.require_user(),
+            Err(CoreError::Unauthenticated)
+        );
         assert!(!Viewer::Anonymous.is_admin());
     }
 }

@@ -44,12 +44,25 @@ pub fn CatalogPage() -> impl IntoView {
             q: q.get("q").unwrap_or_default(),
             kind: q.get("kind").and_then(|kind| ImageKind::parse(&kind).ok()),
             mine: q.get("mine").as_deref() == Some("true"),
-            sort: q.get("sort").and_then(|sort| CatalogSort::parse(&sort)).unwrap_or_default(),
-            page: q.get("page").and_then(|page| page.parse().ok()).unwrap_or(1).max(1),
+            sort: q
+                .get("sort")
+                .and_then(|sort| CatalogSort::parse(&sort))
+                .unwrap_or_default(),
+            page: q
+                .get("page")
+                .and_then(|page| page.parse().ok())
+                .unwrap_or(1)
+                .max(1),
         })
     });
     let images = Resource::new(move || params.get(), list_images);
-    let title = move || if params.get().mine { "My images" } else { "Catalog" };
+    let title = move || {
+        if params.get().mine {
+            "My images"
+        } else {
+            "Catalog"
+        }
+    };
 
     view! {
         <Title text=move || format!("{} · Depot", title())/>
@@ -123,10 +136,10 @@ fn ImageTable(page: ImagePage, params: CatalogParams) -> impl IntoView {
                 <tr>
                     <td><A href=format!("/image/{}", image.id)>{image.name}</A></td>
                     <td>{image.kind.as_str()}</td>
-                    <td>{format}</td>
+                    <td class="col-format">{format}</td>
                     <td class="num">{size}</td>
                     <td>{image.owner.unwrap_or_else(|| "public".into())}</td>
-                    <td>{image.created_at.format("%Y-%m-%d %H:%M").to_string()}</td>
+                    <td class="col-created">{image.created_at.format("%Y-%m-%d %H:%M").to_string()}</td>
                 </tr>
             }
         })
@@ -138,10 +151,10 @@ fn ImageTable(page: ImagePage, params: CatalogParams) -> impl IntoView {
                 <tr>
                     <th scope="col">"Name"</th>
                     <th scope="col">"Kind"</th>
-                    <th scope="col">"Format"</th>
+                    <th scope="col" class="col-format">"Format"</th>
                     <th scope="col">"Size"</th>
                     <th scope="col">"Owner"</th>
-                    <th scope="col">"Created"</th>
+                    <th scope="col" class="col-created">"Created"</th>
                 </tr>
             </thead>
             <tbody>{rows}</tbody>
@@ -161,7 +174,11 @@ mod tests {
 
     #[test]
     fn links_keep_the_search_and_leave_defaults_out() {
-        let params = CatalogParams { q: "a b&c".into(), mine: true, ..Default::default() };
+        let params = CatalogParams {
+            q: "a b&c".into(),
+            mine: true,
+            ..Default::default()
+        };
         assert_eq!(catalog_href(&params, 2), "/?q=a+b%26c&mine=true&page=2");
         assert_eq!(catalog_href(&CatalogParams::default(), 1), "/");
     }

@@ -24,11 +24,15 @@ pub fn UploadPage() -> impl IntoView {
         else {
             return;
         };
-        let Some(files) = files_input.files() else { return };
+        let Some(files) = files_input.files() else {
+            return;
+        };
         let label = label_input.value();
         let public = public_input.checked();
         for index in 0..files.length() {
-            let Some(file) = files.get(index) else { continue };
+            let Some(file) = files.get(index) else {
+                continue;
+            };
             match start_upload(file, &label, public) {
                 Ok(task) => set_tasks.update(|tasks| tasks.push(task)),
                 Err(message) => set_error.set(Some(message)),

@@ -39,7 +39,11 @@ pub fn hash_password(password: &str) -> Result<String, CoreError> {
 
 fn verify_password(hash: &str, password: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -101,10 +105,16 @@ impl Core {
     /// same and comes no sooner.
     pub async fn login(&self, username: &str, password: &str) -> Result<Principal, CoreError> {
         let user = match Username::parse(username) {
-            Ok(name) => self.db.user_by_name(name.as_str()).await.map_err(db_error)?,
+            Ok(name) => self
+                .db
+                .user_by_name(name.as_str())
+                .await
+                .map_err(db_error)?,
             Err(_) => None,
         };
-        let hash = user.as_ref().map_or(self.dummy_hash.clone(), |u| u.password_hash.clone());
+        let hash = user
+            .as_ref()
+            .map_or(self.dummy_hash.clone(), |u| u.password_hash.clone());
         let password = password.to_owned();
         let matches = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
             .await

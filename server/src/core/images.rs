@@ -21,12 +21,20 @@ pub struct UploadMeta {
 
 /// The records a viewer may read: public ones, their own, or all for admins.
 fn visible_to(viewer: &Viewer) -> Option<Condition> {
-    let public = Condition::Compare { field: Field::Public, op: Op::Eq, value: Value::Bool(true) };
+    let public = Condition::Compare {
+        field: Field::Public,
+        op: Op::Eq,
+        value: Value::Bool(true),
+    };
     match viewer.principal() {
         _ if viewer.is_admin() => None,
         Some(user) => Some(Condition::Any(vec![
             public,
-            Condition::Compare { field: Field::OwnerId, op: Op::Eq, value: Value::Int(user.id) },
+            Condition::Compare {
+                field: Field::OwnerId,
+                op: Op::Eq,
+                value: Value::Int(user.id),
+            },
         ])),
         None => Some(public),
     }
@@ -34,7 +42,9 @@ fn visible_to(viewer: &Viewer) -> Option<Condition> {
 
 /// Whether the viewer may read this record.
 pub fn can_read(viewer: &Viewer, image: &Image) -> bool {
-    image.public || viewer.is_admin() || (image.owner_id.is_some() && image.owner_id == viewer.user_id())
+    image.public
+        || viewer.is_admin()
+        || (image.owner_id.is_some() && image.owner_id == viewer.user_id())
 }
 
 impl Core {
@@ -45,7 +55,10 @@ impl Core {
         };
         let (rows, total) = self.db.list_images(&query).await.map_err(db_error)?;
         Ok(ImagePage {
-            items: rows.into_iter().map(Image::try_from).collect::<Result<_, _>>()?,
+            items: rows
+                .into_iter()
+                .map(Image::try_from)
+                .collect::<Result<_, _>>()?,
             total: total.max(0) as u64,
             offset: query.offset,
             limit: query.limit,
@@ -76,24 +89,39 @@ impl Core {
         let user = viewer.require_user()?;
         let name = ImageName::parse(&meta.file_name)?;
         if meta.public && !viewer.is_admin() {
-            return Err(CoreError::Forbidden("only administrators publish public images".into()));
+            return Err(CoreError::Forbidden(
+                "only administrators publish public images".into(),
+            ));
         }
         let mut limit = self.limits.max_upload_bytes;
         if let Some(quota) = self.limits.user_quota_bytes {
-            let used = self.db.bytes_owned_by(user.id).await.map_err(db_error)?.max(0) as u64;
+            let used = self
+                .db
+                .bytes_owned_by(user.id)
+                .await
+                .map_err(db_error)?
+                .max(0) as u64;
             if used >= quota {
-                return Err(CoreError::TooLarge(format!("your quota of {quota} bytes is used up")));
+                return Err(CoreError::TooLarge(format!(
+                    "your quota of {quota} bytes is used up"
+                )));
             }
             limit = limit.min(quota - used);
         }
 
-        let stored = self.blobs.ingest(body, limit).await.map_err(|error| match error {
-            IngestError::TooLarge { limit } => {
-                CoreError::TooLarge(format!("the file is larger than the {limit} bytes you may upload"))
-            }
-            IngestError::Body(reason) => CoreError::invalid(format!("the upload was interrupted: {reason}")),
-            IngestError::Io(error) => io_error(error),
-        })?;
+        let stored = self
+            .blobs
+            .ingest(body, limit)
+            .await
+            .map_err(|error| match error {
+                IngestError::TooLarge { limit } => CoreError::TooLarge(format!(
+                    "the file is larger than the {limit} bytes you may upload"
+                )),
+                IngestError::Body(reason) => {
+                    CoreError::invalid(format!("the upload was interrupted: {reason}"))
+                }
+                IngestError::Io(error) => io_error(error),
+            })?;
 
         let recorded = async {
             let inspection = inspect::inspect(&stored.head)?;

@@ -31,7 +31,9 @@ pub fn inspect(head: &[u8]) -> Result<Inspection, CoreError> {
         if be_u64(head, 8).unwrap_or(0) != 0 {
             return Err(unsafe_file("a qcow2 image with a backing file"));
         }
-        let version = head.get(4..8).map(|v| u32::from_be_bytes([v[0], v[1], v[2], v[3]]));
+        let version = head
+            .get(4..8)
+            .map(|v| u32::from_be_bytes([v[0], v[1], v[2], v[3]]));
         const EXTERNAL_DATA_FILE: u64 = 1 << 2;
         if version >= Some(3) && be_u64(head, 72).unwrap_or(0) & EXTERNAL_DATA_FILE != 0 {
             return Err(unsafe_file("a qcow2 image with an external data file"));
@@ -49,19 +51,33 @@ pub fn inspect(head: &[u8]) -> Result<Inspection, CoreError> {
         });
     }
     if head.starts_with(b"# Disk DescriptorFile") {
-        return Err(unsafe_file("a VMDK descriptor whose extents are separate files"));
+        return Err(unsafe_file(
+            "a VMDK descriptor whose extents are separate files",
+        ));
     }
     if head.get(0x8001..0x8006) == Some(b"CD001") {
-        return Ok(Inspection { format: DiskFormat::Iso, virtual_size: None });
+        return Ok(Inspection {
+            format: DiskFormat::Iso,
+            virtual_size: None,
+        });
     }
     if head.get(257..262) == Some(b"ustar") {
-        return Ok(Inspection { format: DiskFormat::Ova, virtual_size: None });
+        return Ok(Inspection {
+            format: DiskFormat::Ova,
+            virtual_size: None,
+        });
     }
     let text = String::from_utf8_lossy(&head[..head.len().min(4096)]);
     if text.trim_start().starts_with("<?xml") && text.contains("Envelope") {
-        return Ok(Inspection { format: DiskFormat::Ovf, virtual_size: None });
+        return Ok(Inspection {
+            format: DiskFormat::Ovf,
+            virtual_size: None,
+        });
     }
-    Ok(Inspection { format: DiskFormat::Raw, virtual_size: None })
+    Ok(Inspection {
+        format: DiskFormat::Raw,
+        virtual_size: None,
+    })
 }
 
 #[cfg(test)]
@@ -81,7 +97,13 @@ mod tests {
     #[test]
     fn qcow2_reads_its_virtual_size() {
         let inspection = inspect(&qcow2(3, 0, 0, 1 << 30)).unwrap();
-        assert_eq!(inspection, Inspection { format: DiskFormat::Qcow2, virtual_size: Some(1 << 30) });
+        assert_eq!(
+            inspection,
+            Inspection {
+                format: DiskFormat::Qcow2,
+                virtual_size: Some(1 << 30)
+            }
+        );
     }
 
     #[test]

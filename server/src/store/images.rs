@@ -83,7 +83,8 @@ impl Db {
     /// Bytes held by one user's images, for quotas.
     #[tracing::instrument(skip(self), err)]
     pub async fn bytes_owned_by(&self, owner_id: i64) -> Result<i64, sqlx::Error> {
-        const SUM: &str = "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM images WHERE owner_id = $1";
+        const SUM: &str =
+            "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM images WHERE owner_id = $1";
         with_pool!(self, pool => {
             sqlx::query_scalar::<_, i64>(SUM).bind(owner_id).fetch_one(pool).await
         })

@@ -137,6 +137,10 @@ impl UserRow {
             tracing::error!(user = self.id, "unreadable role in the users table");
             CoreError::Internal
         })?;
-        Ok(Principal { id: self.id, username: self.username.clone(), role })
+        Ok(Principal {
+            id: self.id,
+            username: self.username.clone(),
+            role,
+        })
     }
 }

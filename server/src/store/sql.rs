@@ -76,7 +76,11 @@ struct Builder {
 
 impl Builder {
     fn new(backend: Backend, start: &str) -> Self {
-        Self { backend, text: start.to_owned(), args: Vec::new() }
+        Self {
+            backend,
+            text: start.to_owned(),
+            args: Vec::new(),
+        }
     }
 
     fn push(&mut self, text: &str) -> &mut Self {
@@ -188,7 +192,10 @@ impl Builder {
             self.push(column(sort.field)).push(direction).push(", ");
         }
         // Ties are broken by id so that pages never overlap or skip.
-        let last = query.sort.last().map_or(Direction::Asc, |sort| sort.direction);
+        let last = query
+            .sort
+            .last()
+            .map_or(Direction::Asc, |sort| sort.direction);
         self.push(match last {
             Direction::Asc => "i.id ASC",
             Direction::Desc => "i.id DESC",
@@ -196,7 +203,10 @@ impl Builder {
     }
 
     fn finish(self) -> Sql {
-        Sql { text: self.text, args: self.args }
+        Sql {
+            text: self.text,
+            args: self.args,
+        }
     }
 }
 
@@ -237,8 +247,14 @@ mod tests {
     #[test]
     fn like_is_case_insensitive_on_both_backends() {
         let condition = Condition::parse(Field::Name, Op::Like, "ubu%").unwrap();
-        assert_eq!(where_clause(Backend::Sqlite, condition.clone()).text, "i.name LIKE $1 ESCAPE '\\'");
-        assert_eq!(where_clause(Backend::Postgres, condition).text, "i.name ILIKE $1 ESCAPE '\\'");
+        assert_eq!(
+            where_clause(Backend::Sqlite, condition.clone()).text,
+            "i.name LIKE $1 ESCAPE '\\'"
+        );
+        assert_eq!(
+            where_clause(Backend::Postgres, condition).text,
+            "i.name ILIKE $1 ESCAPE '\\'"
+        );
     }
 
     #[test]
@@ -260,13 +276,21 @@ mod tests {
 
     #[test]
     fn empty_conditions_are_constant() {
-        assert_eq!(where_clause(Backend::Sqlite, Condition::All(vec![])).text, "1 = 1");
-        assert_eq!(where_clause(Backend::Sqlite, Condition::Any(vec![])).text, "1 = 0");
+        assert_eq!(
+            where_clause(Backend::Sqlite, Condition::All(vec![])).text,
+            "1 = 1"
+        );
+        assert_eq!(
+            where_clause(Backend::Sqlite, Condition::Any(vec![])).text,
+            "1 = 0"
+        );
     }
 
     #[test]
     fn pages_sort_with_an_id_tiebreak() {
-        let query = Query::new(10).sort_by(Field::Size, Direction::Desc).offset(20);
+        let query = Query::new(10)
+            .sort_by(Field::Size, Direction::Desc)
+            .offset(20);
         let (page, count) = select_images(Backend::Sqlite, &query);
         assert!(page.text.ends_with(
             " WHERE 1 = 1 ORDER BY i.size DESC NULLS LAST, i.id DESC LIMIT 10 OFFSET 20"

@@ -14,7 +14,8 @@ impl Db {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<(), sqlx::Error> {
-        const INSERT: &str = "INSERT INTO api_tokens (user_id, token_hash, created_at, expires_at) \
+        const INSERT: &str =
+            "INSERT INTO api_tokens (user_id, token_hash, created_at, expires_at) \
              VALUES ($1, $2, $3, $4)";
         with_pool!(self, pool => {
             sqlx::query(INSERT)
@@ -35,7 +36,8 @@ impl Db {
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<UserRow>, sqlx::Error> {
-        const SELECT: &str = "SELECT u.id, u.username, u.password_hash, u.email, u.full_name, u.role \
+        const SELECT: &str =
+            "SELECT u.id, u.username, u.password_hash, u.email, u.full_name, u.role \
              FROM api_tokens t JOIN users u ON u.id = t.user_id \
              WHERE t.token_hash = $1 AND t.expires_at > $2";
         with_pool!(self, pool => {

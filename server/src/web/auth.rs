@@ -31,26 +31,37 @@ fn credentials(headers: &HeaderMap) -> Option<Credentials> {
         return Some(Credentials::Bearer(rest.trim().to_owned()));
     }
     if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()?;
         let decoded = String::from_utf8(decoded).ok()?;
         let (username, password) = decoded.split_once(':')?;
-        return Some(Credentials::Basic { username: username.to_owned(), password: password.to_owned() });
+        return Some(Credentials::Basic {
+            username: username.to_owned(),
+            password: password.to_owned(),
+        });
     }
     None
 }
 
-async fn viewer_of(state: &AppState, headers: &HeaderMap, session: &Session) -> Result<Viewer, CoreError> {
+async fn viewer_of(
+    state: &AppState,
+    headers: &HeaderMap,
+    session: &Session,
+) -> Result<Viewer, CoreError> {
     let core = &state.core;
     match credentials(headers) {
         Some(Credentials::Bearer(token)) => core.viewer_from_token(&token).await,
         Some(Credentials::Basic { username, password }) if password.is_empty() => {
             core.viewer_from_token(&username).await
         }
-        Some(Credentials::Basic { username, password }) => match core.login(&username, &password).await {
-            Ok(principal) => Ok(Viewer::User(principal)),
-            Err(CoreError::BadCredentials) => Ok(Viewer::Anonymous),
-            Err(error) => Err(error),
-        },
+        Some(Credentials::Basic { username, password }) => {
+            match core.login(&username, &password).await {
+                Ok(principal) => Ok(Viewer::User(principal)),
+                Err(CoreError::BadCredentials) => Ok(Viewer::Anonymous),
+                Err(error) => Err(error),
+            }
+        }
         None => match session.get::<i64>(SESSION_USER_KEY).await {
             Ok(Some(id)) => core.viewer_from_user_id(id).await,
             Ok(None) => Ok(Viewer::Anonymous),
@@ -90,16 +101,25 @@ mod tests {
 
     #[test]
     fn reads_bearer_and_basic() {
-        assert_eq!(credentials(&headers("Bearer abc")), Some(Credentials::Bearer("abc".into())));
+        assert_eq!(
+            credentials(&headers("Bearer abc")),
+            Some(Credentials::Bearer("abc".into()))
+        );
         // "alice:pa:ss" — a colon may appear in the password.
         assert_eq!(
             credentials(&headers("Basic YWxpY2U6cGE6c3M=")),
-            Some(Credentials::Basic { username: "alice".into(), password: "pa:ss".into() })
+            Some(Credentials::Basic {
+                username: "alice".into(),
+                password: "pa:ss".into()
+            })
         );
         // "TOKEN:" — HTTPie's `-a TOKEN`.
         assert_eq!(
             credentials(&headers("basic VE9LRU46")),
-            Some(Credentials::Basic { username: "TOKEN".into(), password: String::new() })
+            Some(Credentials::Basic {
+                username: "TOKEN".into(),
+                password: String::new()
+            })
         );
     }
 

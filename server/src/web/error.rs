@@ -23,9 +23,15 @@ pub fn status_of(error: &CoreError) -> StatusCode {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = status_of(&self.0);
-        let body = Json(serde_json::json!({ "error": self.0.to_string(), "status": status.as_u16() }));
+        let body =
+            Json(serde_json::json!({ "error": self.0.to_string(), "status": status.as_u16() }));
         if status == StatusCode::UNAUTHORIZED {
-            (status, [(header::WWW_AUTHENTICATE, "Basic realm=\"depot\"")], body).into_response()
+            (
+                status,
+                [(header::WWW_AUTHENTICATE, "Basic realm=\"depot\"")],
+                body,
+            )
+                .into_response()
         } else {
             (status, body).into_response()
         }

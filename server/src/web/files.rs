@@ -30,12 +30,17 @@ const MAX_TEXT_FIELD: usize = 4096;
 pub fn router() -> Router<AppState> {
     Router::new()
         // The body is streamed to disk and limited by the core, not buffered.
-        .route("/api/upload", post(upload).layer(DefaultBodyLimit::disable()))
+        .route(
+            "/api/upload",
+            post(upload).layer(DefaultBodyLimit::disable()),
+        )
         .route("/api/images/{id}/download", get(download))
 }
 
 fn bad_form(error: impl std::fmt::Display) -> ApiError {
-    ApiError(CoreError::invalid(format!("unreadable upload form: {error}")))
+    ApiError(CoreError::invalid(format!(
+        "unreadable upload form: {error}"
+    )))
 }
 
 /// Reads a small text field, refusing one that is not small.
@@ -44,7 +49,9 @@ async fn text_field(mut field: Field<'_>) -> Result<String, ApiError> {
     while let Some(chunk) = field.chunk().await.map_err(bad_form)? {
         bytes.extend_from_slice(&chunk);
         if bytes.len() > MAX_TEXT_FIELD {
-            return Err(ApiError(CoreError::invalid("a form field is longer than 4096 bytes")));
+            return Err(ApiError(CoreError::invalid(
+                "a form field is longer than 4096 bytes",
+            )));
         }
     }
     String::from_utf8(bytes).map_err(|_| ApiError(CoreError::invalid("a form field is not UTF-8")))
@@ -73,10 +80,15 @@ async fn upload(
     while let Some(field) = form.next_field().await.map_err(bad_form)? {
         match field.name().unwrap_or_default() {
             "label" => meta.label = text_field(field).await?,
-            "public" => meta.public = matches!(text_field(field).await?.as_str(), "true" | "on" | "1"),
+            "public" => {
+                meta.public = matches!(text_field(field).await?.as_str(), "true" | "on" | "1")
+            }
             "file" => {
                 let file_name = field.file_name().unwrap_or_default().to_owned();
-                let meta = UploadMeta { file_name, ..meta.clone() };
+                let meta = UploadMeta {
+                    file_name,
+                    ..meta.clone()
+                };
                 let body = field.map_err(|error| error.body_text());
                 created.push(state.core.upload(&viewer, meta, body).await?);
             }
@@ -106,11 +118,19 @@ async fn upload(
 fn content_disposition(name: &str) -> HeaderValue {
     let ascii: String = name
         .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let encoded = utf8_percent_encode(name, NON_ALPHANUMERIC);
-    HeaderValue::from_str(&format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"))
-        .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
+    HeaderValue::from_str(&format!(
+        "attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
 }
 
 /// The one byte range to send, `Ok(None)` for the whole file, or `Err` for a 416.
@@ -146,35 +166,51 @@ async fn download(
     let not_modified = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
+        .is_some_and(|value| {
+            value
+                .split(',')
+                .any(|tag| tag.trim() == etag || tag.trim() == "*")
+        });
     if not_modified {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
 
-    let (status, start, count) = match requested_range(&headers, &etag, length) {
-        Ok(Some((start, end))) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
-        Ok(None) => (StatusCode::OK, 0, length),
-        Err(()) => {
-            return Ok((
+    let (status, start, count) =
+        match requested_range(&headers, &etag, length) {
+            Ok(Some((start, end))) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+            Ok(None) => (StatusCode::OK, 0, length),
+            Err(()) => return Ok((
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 [(header::CONTENT_RANGE, format!("bytes */{length}"))],
-                Json(serde_json::json!({ "error": "the range is outside the file", "status": 416 })),
+                Json(
+                    serde_json::json!({ "error": "the range is outside the file", "status": 416 }),
+                ),
             )
-                .into_response())
-        }
-    };
+                .into_response()),
+        };
     if start > 0 {
-        file.seek(SeekFrom::Start(start)).await.map_err(|error| ApiError(crate::core::io_error(error)))?;
+        file.seek(SeekFrom::Start(start))
+            .await
+            .map_err(|error| ApiError(crate::core::io_error(error)))?;
     }
-    let body = Body::from_stream(ReaderStream::with_capacity(file.take(count), DOWNLOAD_CHUNK));
+    let body = Body::from_stream(ReaderStream::with_capacity(
+        file.take(count),
+        DOWNLOAD_CHUNK,
+    ));
 
     let mut response = Response::new(body);
     *response.status_mut() = status;
     let response_headers = response.headers_mut();
-    response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    response_headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
     response_headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    response_headers.insert(header::CONTENT_DISPOSITION, content_disposition(&image.name));
+    response_headers.insert(
+        header::CONTENT_DISPOSITION,
+        content_disposition(&image.name),
+    );
     if let Ok(value) = HeaderValue::from_str(&etag) {
         response_headers.insert(header::ETAG, value);
     }
@@ -203,10 +239,22 @@ mod tests {
     fn ranges_follow_rfc_9110() {
         let tag = "\"abc\"";
         assert_eq!(requested_range(&with(&[]), tag, 100), Ok(None));
-        assert_eq!(requested_range(&with(&[(header::RANGE, "bytes=10-19")]), tag, 100), Ok(Some((10, 19))));
-        assert_eq!(requested_range(&with(&[(header::RANGE, "bytes=-10")]), tag, 100), Ok(Some((90, 99))));
-        assert_eq!(requested_range(&with(&[(header::RANGE, "bytes=200-")]), tag, 100), Err(()));
-        assert_eq!(requested_range(&with(&[(header::RANGE, "pages=1")]), tag, 100), Ok(None));
+        assert_eq!(
+            requested_range(&with(&[(header::RANGE, "bytes=10-19")]), tag, 100),
+            Ok(Some((10, 19)))
+        );
+        assert_eq!(
+            requested_range(&with(&[(header::RANGE, "bytes=-10")]), tag, 100),
+            Ok(Some((90, 99)))
+        );
+        assert_eq!(
+            requested_range(&with(&[(header::RANGE, "bytes=200-")]), tag, 100),
+            Err(())
+        );
+        assert_eq!(
+            requested_range(&with(&[(header::RANGE, "pages=1")]), tag, 100),
+            Ok(None)
+        );
         let stale = with(&[(header::RANGE, "bytes=0-1"), (header::IF_RANGE, "\"old\"")]);
         assert_eq!(requested_range(&stale, tag, 100), Ok(None));
     }

@@ -22,5 +22,8 @@ async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let user = viewer.require_user()?;
     let (token, expires_at) = state.core.issue_token(user.id).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "token": token, "expires_at": expires_at }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "token": token, "expires_at": expires_at })),
+    ))
 }

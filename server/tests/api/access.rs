@@ -30,9 +30,15 @@ async fn tokens_work_as_bearer_and_as_basic_username(#[case] backend: Backend) {
     };
     let bearer = me(client.post(app.url("/api/ui/me")).bearer_auth(&token)).await;
     assert!(bearer.contains("\"username\":\"admin\""), "{bearer}");
-    let basic = me(client.post(app.url("/api/ui/me")).basic_auth(&token, Some(""))).await;
+    let basic = me(client
+        .post(app.url("/api/ui/me"))
+        .basic_auth(&token, Some("")))
+    .await;
     assert!(basic.contains("\"username\":\"admin\""), "{basic}");
-    let forged = me(client.post(app.url("/api/ui/me")).bearer_auth(format!("{token}x"))).await;
+    let forged = me(client
+        .post(app.url("/api/ui/me"))
+        .bearer_auth(format!("{token}x")))
+    .await;
     assert_eq!(forged, "null");
 
     // The token is stored hashed: the database never holds it.
@@ -73,29 +79,65 @@ async fn private_images_are_invisible_to_other_users(#[case] backend: Backend) {
     let download = app.url(&format!("/api/images/{id}/download"));
     let client = reqwest::Client::new();
 
-    let by_bob = client.get(&download).basic_auth("bob", Some("bob-password-1")).send().await.unwrap();
+    let by_bob = client
+        .get(&download)
+        .basic_auth("bob", Some("bob-password-1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(by_bob.status(), 404);
     let anonymous = client.get(&download).send().await.unwrap();
     assert_eq!(anonymous.status(), 404);
-    let by_alice = client.get(&download).basic_auth("alice", Some("alice-password")).send().await.unwrap();
+    let by_alice = client
+        .get(&download)
+        .basic_auth("alice", Some("alice-password"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(by_alice.status(), 200);
-    let by_admin = client.get(&download).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
+    let by_admin = client
+        .get(&download)
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(by_admin.status(), 200);
 
     let list = |user: &'static str, password: &'static str| {
         client
             .post(app.url("/api/ui/images"))
             .basic_auth(user, Some(password))
-            .form(&[("params[q]", ""), ("params[mine]", "false"), ("params[sort]", "Newest"), ("params[page]", "1")])
+            .form(&[
+                ("params[q]", ""),
+                ("params[mine]", "false"),
+                ("params[sort]", "Newest"),
+                ("params[page]", "1"),
+            ])
             .send()
     };
-    let bobs: Value = list("bob", "bob-password-1").await.unwrap().json().await.unwrap();
+    let bobs: Value = list("bob", "bob-password-1")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(bobs["total"], 0, "{bobs}");
-    let alices: Value = list("alice", "alice-password").await.unwrap().json().await.unwrap();
+    let alices: Value = list("alice", "alice-password")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(alices["total"], 1, "{alices}");
     assert_eq!(alices["items"][0]["name"], "secret.img");
 
-    let detail = client.post(app.url("/api/ui/image")).basic_auth("bob", Some("bob-password-1")).form(&[("id", id.to_string())]).send().await.unwrap();
+    let detail = client
+        .post(app.url("/api/ui/image"))
+        .basic_auth("bob", Some("bob-password-1"))
+        .form(&[("id", id.to_string())])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(detail.status(), 404);
 }
 
@@ -106,9 +148,10 @@ async fn private_images_are_invisible_to_other_users(#[case] backend: Backend) {
 async fn only_admins_publish_and_anonymous_callers_cannot_upload(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.add_user("carol", "carol-password").await;
-    let form = reqwest::multipart::Form::new()
-        .text("public", "true")
-        .part("file", reqwest::multipart::Part::bytes(vec![1, 2, 3]).file_name("x.img"));
+    let form = reqwest::multipart::Form::new().text("public", "true").part(
+        "file",
+        reqwest::multipart::Part::bytes(vec![1, 2, 3]).file_name("x.img"),
+    );
     let response = reqwest::Client::new()
         .post(app.url("/api/upload"))
         .basic_auth("carol", Some("carol-password"))
@@ -120,7 +163,10 @@ async fn only_admins_publish_and_anonymous_callers_cannot_upload(#[case] backend
 
     let anonymous = reqwest::Client::new()
         .post(app.url("/api/upload"))
-        .multipart(reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(vec![1]).file_name("y.img")))
+        .multipart(reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(vec![1]).file_name("y.img"),
+        ))
         .send()
         .await
         .unwrap();

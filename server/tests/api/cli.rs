@@ -13,7 +13,9 @@ fn depot(data_dir: &std::path::Path, db: &TestDb, args: &[&str]) -> Command {
     if let Some(url) = &db.url {
         command.arg("--database-url").arg(url);
     }
-    command.env_remove("DEPOT_DATABASE_URL").env_remove("DEPOT_DATA_DIR");
+    command
+        .env_remove("DEPOT_DATABASE_URL")
+        .env_remove("DEPOT_DATA_DIR");
     command
 }
 
@@ -25,20 +27,32 @@ async fn migrate_and_user_add_work_from_the_command_line(#[case] backend: Backen
     let data = tempfile::tempdir().unwrap();
     let db = TestDb::create(backend).await;
     let migrated = depot(data.path(), &db, &["migrate"]).output().unwrap();
-    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
 
     let add = |name: &str, password: &str| {
-        let mut child = depot(data.path(), &db, &["user", "add", name, "--admin", "--password-stdin"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = depot(
+            data.path(),
+            &db,
+            &["user", "add", name, "--admin", "--password-stdin"],
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
         writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
         child.wait_with_output().unwrap()
     };
     let created = add("ops", "ops-password-1");
-    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
     assert!(String::from_utf8_lossy(&created.stdout).contains("created user 'ops'"));
     let again = add("ops", "ops-password-2");
     assert!(!again.status.success());
@@ -52,15 +66,34 @@ async fn migrate_and_user_add_work_from_the_command_line(#[case] backend: Backen
 
 #[test]
 fn every_command_documents_itself() {
-    for args in [&["--help"][..], &["serve", "--help"], &["user", "add", "--help"], &["migrate", "--help"]] {
-        let output = Command::new(env!("CARGO_BIN_EXE_depot")).args(args).output().unwrap();
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["user", "add", "--help"],
+        &["migrate", "--help"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_depot"))
+            .args(args)
+            .output()
+            .unwrap();
         assert!(output.status.success());
         let text = String::from_utf8_lossy(&output.stdout).to_string();
-        assert!(text.contains("--data-dir") || args == ["--help"], "{args:?}: {text}");
+        assert!(
+            text.contains("--data-dir") || args == ["--help"],
+            "{args:?}: {text}"
+        );
     }
-    let serve = Command::new(env!("CARGO_BIN_EXE_depot")).args(["serve", "--help"]).output().unwrap();
+    let serve = Command::new(env!("CARGO_BIN_EXE_depot"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&serve.stdout);
-    for flag in ["--bind", "--database-url", "--admin-password", "DEPOT_ADMIN_PASSWORD"] {
+    for flag in [
+        "--bind",
+        "--database-url",
+        "--admin-password",
+        "DEPOT_ADMIN_PASSWORD",
+    ] {
         assert!(text.contains(flag), "serve --help lacks {flag}");
     }
 }

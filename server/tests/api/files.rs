@@ -18,7 +18,9 @@ async fn an_upload_downloads_back_identical_with_ranges_and_etag(#[case] backend
     let app = TestApp::spawn(backend).await;
     let bytes = random_bytes(3 * 1024 * 1024 + 17);
     let sha = hex::encode(Sha256::digest(&bytes));
-    let response = app.upload("admin", ADMIN_PASSWORD, "disk é.img", bytes.clone()).await;
+    let response = app
+        .upload("admin", ADMIN_PASSWORD, "disk é.img", bytes.clone())
+        .await;
     assert_eq!(response.status(), 201);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let body: Value = response.json().await.unwrap();
@@ -32,13 +34,21 @@ async fn an_upload_downloads_back_identical_with_ranges_and_etag(#[case] backend
 
     let url = app.url(&format!("/api/images/{}/download", image["id"]));
     let client = reqwest::Client::new();
-    let whole = client.get(&url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
+    let whole = client
+        .get(&url)
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(whole.status(), 200);
     let headers = whole.headers().clone();
     assert_eq!(headers["content-length"], bytes.len().to_string().as_str());
     assert_eq!(headers["etag"], format!("\"{sha}\"").as_str());
     assert_eq!(headers["accept-ranges"], "bytes");
-    assert!(headers["content-disposition"].to_str().unwrap().contains("filename*=UTF-8''disk%20%C3%A9%2Eimg"));
+    assert!(headers["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("filename*=UTF-8''disk%20%C3%A9%2Eimg"));
     assert_eq!(whole.bytes().await.unwrap().as_ref(), &bytes[..]);
 
     let part = client
@@ -49,7 +59,10 @@ async fn an_upload_downloads_back_identical_with_ranges_and_etag(#[case] backend
         .await
         .unwrap();
     assert_eq!(part.status(), 206);
-    assert_eq!(part.headers()["content-range"], format!("bytes 1000-1999/{}", bytes.len()).as_str());
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 1000-1999/{}", bytes.len()).as_str()
+    );
     assert_eq!(part.bytes().await.unwrap().as_ref(), &bytes[1000..2000]);
 
     let beyond = client
@@ -60,7 +73,10 @@ async fn an_upload_downloads_back_identical_with_ranges_and_etag(#[case] backend
         .await
         .unwrap();
     assert_eq!(beyond.status(), 416);
-    assert_eq!(beyond.headers()["content-range"], format!("bytes */{}", bytes.len()).as_str());
+    assert_eq!(
+        beyond.headers()["content-range"],
+        format!("bytes */{}", bytes.len()).as_str()
+    );
 
     let cached = client
         .get(&url)
@@ -80,7 +96,12 @@ async fn identical_content_is_stored_once(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let bytes = random_bytes(100_000);
     for name in ["a.img", "b.img"] {
-        assert_eq!(app.upload("admin", ADMIN_PASSWORD, name, bytes.clone()).await.status(), 201);
+        assert_eq!(
+            app.upload("admin", ADMIN_PASSWORD, name, bytes.clone())
+                .await
+                .status(),
+            201
+        );
     }
     assert_eq!(app.stored_files("blobs").len(), 1);
 }
@@ -93,7 +114,9 @@ async fn the_format_comes_from_the_bytes_and_unsafe_disks_are_refused(#[case] ba
     let app = TestApp::spawn(backend).await;
     let mut iso = vec![0u8; 40_000];
     iso[0x8001..0x8006].copy_from_slice(b"CD001");
-    let response = app.upload("admin", ADMIN_PASSWORD, "named-like-a.img", iso).await;
+    let response = app
+        .upload("admin", ADMIN_PASSWORD, "named-like-a.img", iso)
+        .await;
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["images"][0]["format"], "iso");
     assert_eq!(body["images"][0]["kind"], "iso");
@@ -102,11 +125,20 @@ async fn the_format_comes_from_the_bytes_and_unsafe_disks_are_refused(#[case] ba
     qcow2[..4].copy_from_slice(b"QFI\xfb");
     qcow2[4..8].copy_from_slice(&3u32.to_be_bytes());
     qcow2[8..16].copy_from_slice(&512u64.to_be_bytes());
-    let refused = app.upload("admin", ADMIN_PASSWORD, "linked.qcow2", qcow2).await;
+    let refused = app
+        .upload("admin", ADMIN_PASSWORD, "linked.qcow2", qcow2)
+        .await;
     assert_eq!(refused.status(), 400);
     let body: Value = refused.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("backing file"), "{body}");
-    assert_eq!(app.stored_files("blobs").len(), 1, "the refused file was kept");
+    assert!(
+        body["error"].as_str().unwrap().contains("backing file"),
+        "{body}"
+    );
+    assert_eq!(
+        app.stored_files("blobs").len(),
+        1,
+        "the refused file was kept"
+    );
 }
 
 #[rstest]
@@ -119,10 +151,19 @@ async fn quotas_and_size_limits_refuse_with_413_and_keep_nothing(#[case] backend
         args.max_upload_bytes = 120_000;
     })
     .await;
-    let too_big = app.upload("admin", ADMIN_PASSWORD, "big.img", random_bytes(130_000)).await;
+    let too_big = app
+        .upload("admin", ADMIN_PASSWORD, "big.img", random_bytes(130_000))
+        .await;
     assert_eq!(too_big.status(), 413);
-    assert_eq!(app.upload("admin", ADMIN_PASSWORD, "ok.img", random_bytes(100_000)).await.status(), 201);
-    let over_quota = app.upload("admin", ADMIN_PASSWORD, "more.img", random_bytes(60_000)).await;
+    assert_eq!(
+        app.upload("admin", ADMIN_PASSWORD, "ok.img", random_bytes(100_000))
+            .await
+            .status(),
+        201
+    );
+    let over_quota = app
+        .upload("admin", ADMIN_PASSWORD, "more.img", random_bytes(60_000))
+        .await;
     assert_eq!(over_quota.status(), 413);
     let body: Value = over_quota.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("bytes"), "{body}");
@@ -150,7 +191,10 @@ async fn a_connection_cut_mid_upload_leaves_no_record_and_no_file(#[case] backen
     );
     let mut socket = tokio::net::TcpStream::connect(app.address).await.unwrap();
     socket.write_all(request.as_bytes()).await.unwrap();
-    socket.write_all(&random_bytes(2 * 1024 * 1024)).await.unwrap();
+    socket
+        .write_all(&random_bytes(2 * 1024 * 1024))
+        .await
+        .unwrap();
     socket.flush().await.unwrap();
     // Let the server write part of it to its temporary file, then hang up.
     let mut saw_partial = false;
@@ -172,7 +216,11 @@ async fn a_connection_cut_mid_upload_leaves_no_record_and_no_file(#[case] backen
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(clean, "a partial file was left: {:?}", app.stored_files("tmp"));
+    assert!(
+        clean,
+        "a partial file was left: {:?}",
+        app.stored_files("tmp")
+    );
     assert!(app.stored_files("blobs").is_empty());
     let listed = app
         .core

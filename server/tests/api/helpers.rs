@@ -36,15 +36,31 @@ impl TestDb {
     pub async fn create(backend: Backend) -> Self {
         let admin_url = postgres_admin_url();
         if backend == Backend::Sqlite {
-            return Self { admin_url, name: None, url: None };
+            return Self {
+                admin_url,
+                name: None,
+                url: None,
+            };
         }
         let name = format!("depot_test_{:016x}", rand::thread_rng().gen::<u64>());
-        let admin = sqlx::PgPool::connect(&admin_url).await.expect("PostgreSQL is not reachable");
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
+        let admin = sqlx::PgPool::connect(&admin_url)
+            .await
+            .expect("PostgreSQL is not reachable");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .unwrap();
         admin.close().await;
-        let base = admin_url.rsplit_once('/').map(|(base, _)| base).unwrap_or(&admin_url);
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(base, _)| base)
+            .unwrap_or(&admin_url);
         let url = format!("{base}/{name}");
-        Self { admin_url, name: Some(name), url: Some(url) }
+        Self {
+            admin_url,
+            name: Some(name),
+            url: Some(url),
+        }
     }
 }
 
@@ -54,7 +70,10 @@ impl Drop for TestDb {
         let admin_url = self.admin_url.clone();
         // Drop runs inside the test's runtime: use a thread with its own.
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             runtime.block_on(async {
                 if let Ok(admin) = sqlx::PgPool::connect(&admin_url).await {
                     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -92,11 +111,19 @@ impl TestApp {
         let mut args = ServeArgs::with_defaults(storage, "127.0.0.1:0".parse().unwrap());
         args.admin_password = Some(ADMIN_PASSWORD.parse().unwrap());
         configure(&mut args);
-        let built = serve::build(&args).await.expect("the server does not start");
+        let built = serve::build(&args)
+            .await
+            .expect("the server does not start");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, built.router).await });
-        Self { address, core: built.core, data_dir: data.path().to_path_buf(), _data: data, _db: db }
+        Self {
+            address,
+            core: built.core,
+            data_dir: data.path().to_path_buf(),
+            _data: data,
+            _db: db,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -113,13 +140,24 @@ impl TestApp {
     }
 
     pub async fn add_user(&self, name: &str, password: &str) {
-        self.core.create_user(name, password, Role::User).await.unwrap();
+        self.core
+            .create_user(name, password, Role::User)
+            .await
+            .unwrap();
     }
 
     /// Uploads `bytes` as `name` through the HTTP API with Basic credentials.
-    pub async fn upload(&self, user: &str, password: &str, name: &str, bytes: Vec<u8>) -> reqwest::Response {
+    pub async fn upload(
+        &self,
+        user: &str,
+        password: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> reqwest::Response {
         let part = reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned());
-        let form = reqwest::multipart::Form::new().text("label", "test upload").part("file", part);
+        let form = reqwest::multipart::Form::new()
+            .text("label", "test upload")
+            .part("file", part);
         reqwest::Client::new()
             .post(self.url("/api/upload"))
             .basic_auth(user, Some(password))
@@ -132,7 +170,9 @@ impl TestApp {
     /// Files under the blob store's folder `sub` (`blobs` or `tmp`).
     pub fn stored_files(&self, sub: &str) -> Vec<PathBuf> {
         fn walk(folder: &std::path::Path, found: &mut Vec<PathBuf>) {
-            let Ok(entries) = std::fs::read_dir(folder) else { return };
+            let Ok(entries) = std::fs::read_dir(folder) else {
+                return;
+            };
             for entry in entries.flatten() {
                 let path = entry.path();
                 if path.is_dir() {

@@ -61,15 +61,27 @@ async fn every_operator_filters_as_documented(#[case] backend: Backend) {
         let query = by_size().filter(Condition::parse(field, op, raw).unwrap());
         names(&app, &viewer, query)
     };
-    assert_eq!(run(Field::Size, Op::Eq, "300").await, ["ubuntu-16.04-server-cloudimg-amd64.ova"]);
+    assert_eq!(
+        run(Field::Size, Op::Eq, "300").await,
+        ["ubuntu-16.04-server-cloudimg-amd64.ova"]
+    );
     assert_eq!(run(Field::Size, Op::Ne, "300").await.len(), 4);
-    assert_eq!(run(Field::Size, Op::Lt, "300").await, ["coreos_production_vmware_ova.ova", "100%_real.iso"]);
+    assert_eq!(
+        run(Field::Size, Op::Lt, "300").await,
+        ["coreos_production_vmware_ova.ova", "100%_real.iso"]
+    );
     assert_eq!(run(Field::Size, Op::Le, "200").await.len(), 2);
-    assert_eq!(run(Field::Size, Op::Gt, "500").await, ["CentOS-7-x86_64-Minimal.iso"]);
+    assert_eq!(
+        run(Field::Size, Op::Gt, "500").await,
+        ["CentOS-7-x86_64-Minimal.iso"]
+    );
     assert_eq!(run(Field::Size, Op::Ge, "500").await.len(), 2);
     // LIKE ignores case on both backends, and `\` escapes a wildcard.
     assert_eq!(run(Field::Name, Op::Like, "UBU%").await.len(), 2);
-    assert_eq!(run(Field::Name, Op::Like, "100\\%%").await, ["100%_real.iso"]);
+    assert_eq!(
+        run(Field::Name, Op::Like, "100\\%%").await,
+        ["100%_real.iso"]
+    );
     assert_eq!(run(Field::Name, Op::Like, "%\\%%").await, ["100%_real.iso"]);
     assert_eq!(run(Field::Size, Op::In, "100,700").await.len(), 2);
     assert_eq!(run(Field::CreatedAt, Op::Ge, "2017-11-04").await.len(), 2);
@@ -91,11 +103,20 @@ async fn conditions_nest_and_pages_do_not_overlap(#[case] backend: Backend) {
         ]),
     ]);
     let found = names(&app, &viewer, by_size().filter(either)).await;
-    assert_eq!(found, ["100%_real.iso", "ubuntu-18.04-server-cloudimg-amd64.ova", "CentOS-7-x86_64-Minimal.iso"]);
+    assert_eq!(
+        found,
+        [
+            "100%_real.iso",
+            "ubuntu-18.04-server-cloudimg-amd64.ova",
+            "CentOS-7-x86_64-Minimal.iso"
+        ]
+    );
 
     let mut seen = Vec::new();
     for page in 0..3 {
-        let query = Query::new(2).sort_by(Field::Name, Direction::Desc).offset(page * 2);
+        let query = Query::new(2)
+            .sort_by(Field::Name, Direction::Desc)
+            .offset(page * 2);
         let result = app.core.list_images(&viewer, query).await.unwrap();
         assert_eq!(result.total, 5);
         seen.extend(result.items.into_iter().map(|image| image.name));
@@ -131,6 +152,9 @@ async fn anonymous_viewers_see_only_public_records(#[case] backend: Backend) {
     let anonymous = names(&app, &Viewer::Anonymous, by_size()).await;
     assert_eq!(anonymous.len(), 5);
     assert!(!anonymous.contains(&"private.img".to_string()));
-    let equals = Condition::compare(Field::Name, Op::Eq, Value::Text("private.img".into())).unwrap();
-    assert!(names(&app, &Viewer::Anonymous, by_size().filter(equals)).await.is_empty());
+    let equals =
+        Condition::compare(Field::Name, Op::Eq, Value::Text("private.img".into())).unwrap();
+    assert!(names(&app, &Viewer::Anonymous, by_size().filter(equals))
+        .await
+        .is_empty());
 }

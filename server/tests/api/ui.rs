@@ -21,7 +21,12 @@ async fn pages_render_on_the_server(#[case] backend: Backend) {
     assert!(html.contains("<h1>Catalog</h1>"), "{html}");
     assert!(html.contains("/pkg/depot.js"), "no hydration script");
 
-    let login = reqwest::get(app.url("/login")).await.unwrap().text().await.unwrap();
+    let login = reqwest::get(app.url("/login"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(login.contains("<label for=\"password\">Password</label>"));
 
     let missing = reqwest::get(app.url("/no/such/page")).await.unwrap();
@@ -45,18 +50,49 @@ async fn sign_in_sets_a_safe_session_cookie_and_sign_out_ends_it(#[case] backend
         .unwrap();
     assert!(response.status().is_redirection(), "{}", response.status());
     assert_eq!(response.headers()["location"], "/");
-    let cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(cookie.starts_with("depot_session="), "{cookie}");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Lax"), "{cookie}");
 
-    let me = browser.post(app.url("/api/ui/me")).send().await.unwrap().text().await.unwrap();
+    let me = browser
+        .post(app.url("/api/ui/me"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(me.contains("\"username\":\"admin\""), "{me}");
-    let page = browser.get(app.url("/")).send().await.unwrap().text().await.unwrap();
-    assert!(page.contains("Sign out"), "the page does not show the signed-in user");
+    let page = browser
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Sign out"),
+        "the page does not show the signed-in user"
+    );
 
-    browser.post(app.url("/api/ui/logout")).send().await.unwrap();
-    let me = browser.post(app.url("/api/ui/me")).send().await.unwrap().text().await.unwrap();
+    browser
+        .post(app.url("/api/ui/logout"))
+        .send()
+        .await
+        .unwrap();
+    let me = browser
+        .post(app.url("/api/ui/me"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(me, "null");
 }
 
@@ -76,7 +112,10 @@ async fn failed_sign_ins_are_slow_and_do_not_say_what_was_wrong(#[case] backend:
             .send()
             .await
             .unwrap();
-        assert!(started.elapsed() >= Duration::from_millis(300), "answered too fast");
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "answered too fast"
+        );
         assert_eq!(response.status(), 401);
         assert!(response.headers().get("set-cookie").is_none());
         answers.push(response.text().await.unwrap());

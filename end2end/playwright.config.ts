@@ -1,0 +1,41 @@
+import { defineConfig } from '@playwright/test';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+// The server under test: the binary and site folder built by `cargo leptos build`,
+// on a fresh data folder (SQLite by default; DEPOT_DATABASE_URL switches it).
+const port = process.env.DEPOT_E2E_PORT ?? '3917';
+const bin = process.env.DEPOT_BIN ?? '../target/debug/depot';
+const siteRoot = process.env.DEPOT_SITE_ROOT ?? '../target/site';
+const dataDir = process.env.DEPOT_E2E_DATA_DIR ?? mkdtempSync(join(tmpdir(), 'depot-e2e-'));
+export const adminPassword = process.env.DEPOT_ADMIN_PASSWORD ?? 'e2e-admin-password';
+
+export default defineConfig({
+  testDir: './tests',
+  timeout: 60_000,
+  workers: 1,
+  reporter: [['list']],
+  use: {
+    baseURL: `http://127.0.0.1:${port}`,
+    launchOptions: {
+      executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+      args: [
+        '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      ],
+    },
+  },
+  projects: [
+    { name: 'hydrate', use: { javaScriptEnabled: true } },
+    { name: 'ssr', use: { javaScriptEnabled: false } },
+  ],
+  webServer: {
+    command: `${bin} serve --bind 127.0.0.1:${port} --data-dir ${dataDir} --site-root ${siteRoot}`,
+    url: `http://127.0.0.1:${port}/healthz`,
+    env: { DEPOT_ADMIN_PASSWORD: adminPassword },
+    reuseExistingServer: false,
+    timeout: 60_000,
+    stdout: 'pipe',
+  },
+});

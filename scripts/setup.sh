@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs what building and testing Depot needs, each tool only when it is
+# missing or at the wrong version, so a warm machine spends seconds here.
+# Sourced by scripts/run.sh and scripts/test.sh; safe to run on its own.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export PATH="$HOME/.cargo/bin:$PATH"
+# One build cache outside the clone, shared by every checkout on this machine.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/depot/target}"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  step "adding the wasm32 target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+# 0.3.11 does not build on Rust 1.95; --locked keeps its dependencies at versions that do.
+if [ "$(cargo leptos --version 2>/dev/null)" != "cargo-leptos 0.3.10" ]; then
+  step "installing cargo-leptos 0.3.10 (about 20 minutes, once per machine)"
+  cargo install cargo-leptos@0.3.10 --locked
+fi
+
+# wasm-bindgen's CLI must match the crate in Cargo.lock exactly.
+wasm_bindgen_version="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$repo/Cargo.lock")"
+if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $wasm_bindgen_version" ]; then
+  step "installing wasm-bindgen-cli $wasm_bindgen_version"
+  # Without --locked: its own lock pins a crate the registry no longer serves.
+  cargo install wasm-bindgen-cli --version "$wasm_bindgen_version"
+fi
+
+if ! command -v chromium >/dev/null 2>&1; then
+  step "installing Chromium from Debian's packages"
+  apt-get update
+  apt-get install -y chromium
+fi
+
+# Playwright (the test runner only: it uses Debian's Chromium) and binaryen's
+# wasm-opt for release builds, at the versions of the committed lock file.
+if ! (cd "$repo/end2end" && npm ls --silent >/dev/null 2>&1); then
+  step "installing the npm packages of end2end/"
+  (cd "$repo/end2end" && npm ci --no-audit --no-fund)
+fi
+export PATH="$repo/end2end/node_modules/.bin:$PATH"
+
+# The integration tests create their own databases on the local PostgreSQL.
+if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  step "starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start
+fi
