@@ -46,8 +46,20 @@ pub fn session() -> Result<tower_sessions::Session, CoreError> {
 }
 
 /// Gives a failed server function the status its error deserves (not
-/// server_fn's blanket 500), then passes the result on.
+/// server_fn's blanket 500), then passes the result on. A plain HTML form
+/// post (no WASM) keeps Leptos's redirect back to the form, which then shows
+/// the error.
 pub fn respond<T>(result: Result<T, CoreError>) -> Result<T, CoreError> {
+    let plain_form = use_context::<http::request::Parts>().is_some_and(|parts| {
+        parts
+            .headers
+            .get(http::header::ACCEPT)
+            .and_then(|accept| accept.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/html"))
+    });
+    if plain_form {
+        return result;
+    }
     if let Err(error) = &result {
         if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
             if let Ok(status) = http::StatusCode::from_u16(error.http_status()) {

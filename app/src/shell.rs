@@ -1,9 +1,10 @@
 //! The HTML document and the router of the UI.
 
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_meta::{provide_meta_context, Link, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::path;
+use leptos_router::SsrMode;
 
 use crate::components::NavBar;
 use crate::pages::{CatalogPage, ImagePage, LoginPage, NotFound, UploadPage};
@@ -32,15 +33,18 @@ pub fn App() -> impl IntoView {
     provide_meta_context();
     view! {
         <Stylesheet id="leptos" href="/pkg/depot.css"/>
+        <Link rel="icon" type_="image/svg+xml" href="/favicon.svg"/>
         <Title text="Depot"/>
         <Router>
             <NavBar/>
             <main>
+                // Async: pages are sent whole, once their data is loaded, so
+                // they work without WASM and carry the right status code.
                 <Routes fallback=NotFound>
-                    <Route path=path!("/") view=CatalogPage/>
-                    <Route path=path!("/login") view=LoginPage/>
-                    <Route path=path!("/upload") view=UploadPage/>
-                    <Route path=path!("/image/:id") view=ImagePage/>
+                    <Route path=path!("/") ssr=SsrMode::Async view=CatalogPage/>
+                    <Route path=path!("/login") ssr=SsrMode::Async view=LoginPage/>
+                    <Route path=path!("/upload") ssr=SsrMode::Async view=UploadPage/>
+                    <Route path=path!("/image/:id") ssr=SsrMode::Async view=ImagePage/>
                 </Routes>
             </main>
         </Router>

@@ -2,13 +2,19 @@
 
 use leptos::prelude::*;
 use leptos_router::components::A;
+use leptos_router::hooks::use_location;
 
 use crate::api::{current_user, Logout};
 
 #[component]
 pub fn NavBar() -> impl IntoView {
     let logout = ServerAction::<Logout>::new();
-    let user = Resource::new(move || logout.version().get(), |_| current_user());
+    // Asked again after every navigation, so that signing in or out shows at once.
+    let location = use_location();
+    let user = Resource::new(
+        move || (logout.version().get(), location.pathname.get()),
+        |_| current_user(),
+    );
     view! {
         <header class="topbar">
             <nav aria-label="Main">

@@ -21,8 +21,12 @@ pub enum UploadState {
 pub struct UploadTask {
     pub id: usize,
     pub name: String,
+    /// The file's size.
     pub total: f64,
+    /// Bytes of the request body sent so far, and its whole length (the file
+    /// plus the form's framing), as the browser reports them.
     pub sent: ArcRwSignal<f64>,
+    pub body_total: ArcRwSignal<f64>,
     pub elapsed_ms: ArcRwSignal<f64>,
     pub state: ArcRwSignal<UploadState>,
 }
@@ -123,6 +127,7 @@ mod browser {
             name: file.name(),
             total: file.size(),
             sent: ArcRwSignal::new(0.0),
+            body_total: ArcRwSignal::new(file.size()),
             elapsed_ms: ArcRwSignal::new(0.0),
             state: ArcRwSignal::new(UploadState::Sending),
         };
@@ -132,6 +137,9 @@ mod browser {
             let task = task.clone();
             Closure::<dyn FnMut(ProgressEvent)>::new(move |event: ProgressEvent| {
                 task.sent.set(event.loaded());
+                if event.length_computable() {
+                    task.body_total.set(event.total());
+                }
                 task.elapsed_ms.set(now_ms() - started);
             })
         };
@@ -214,12 +222,13 @@ fn UploadRow(task: UploadTask) -> impl IntoView {
         name,
         total,
         sent,
+        body_total,
         elapsed_ms,
         state,
     } = task;
     let label = format!("Upload of {name}");
     let progress = {
-        let sent = sent.clone();
+        let (sent, body_total) = (sent.clone(), body_total.clone());
         move || {
             let elapsed = elapsed_ms.get() / 1000.0;
             let speed = if elapsed > 0.0 {
@@ -227,9 +236,11 @@ fn UploadRow(task: UploadTask) -> impl IntoView {
             } else {
                 0.0
             };
+            // The body is a little longer than the file; show file bytes.
+            let fraction = (sent.get() / body_total.get().max(1.0)).min(1.0);
             format!(
                 "{} of {} · {}/s",
-                human_size(sent.get()),
+                human_size(fraction * total),
                 human_size(total),
                 human_size(speed)
             )
@@ -253,7 +264,7 @@ fn UploadRow(task: UploadTask) -> impl IntoView {
     view! {
         <li class="upload">
             <span class="file-name">{name}</span>
-            <progress aria-label=label max=total value=move || sent.get()></progress>
+            <progress aria-label=label max=move || body_total.get() value=move || sent.get()></progress>
             <span class="progress-text">{progress}</span>
             {status}
             <Show when=sending>
