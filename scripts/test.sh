@@ -5,13 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
-# cargo-leptos builds the server with these set; giving cargo the same ones
-# lets the tests, lints and UI build share one set of compiled artifacts
-# (leptos reads LEPTOS_OUTPUT_NAME at compile time).
-export RUSTFLAGS="--cfg erase_components"
-export LEPTOS_OUTPUT_NAME=depot LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG_DIR=pkg
-export LEPTOS_SITE_ADDR=127.0.0.1:3000 LEPTOS_RELOAD_PORT=3001 LEPTOS_LIB_DIR=frontend
-export LEPTOS_BIN_DIR=server LEPTOS_HASH_FILES=false LEPTOS_JS_MINIFY=false
+# cargo-leptos builds the server with this environment; giving cargo test and
+# clippy the same one lets them reuse its compiled artifacts (leptos reads
+# LEPTOS_OUTPUT_NAME at compile time, and RUSTFLAGS is part of every hash).
+# Not exported: cargo-leptos appends its own RUSTFLAGS to an inherited one.
+as_cargo_leptos=(env RUSTFLAGS="--cfg erase_components"
+  LEPTOS_OUTPUT_NAME=depot LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG_DIR=pkg
+  LEPTOS_SITE_ADDR=127.0.0.1:3000 LEPTOS_RELOAD_PORT=3001 LEPTOS_LIB_DIR=frontend
+  LEPTOS_BIN_DIR=server LEPTOS_HASH_FILES=false LEPTOS_JS_MINIFY=false)
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -20,13 +21,19 @@ step "building the UI (server and WASM) with cargo-leptos"
 cargo leptos build
 
 step "cargo clippy (server side, and the WASM entry for wasm32)"
-cargo clippy -p app -p depot-server --all-targets -- -D warnings
-cargo clippy -p depot-frontend --target wasm32-unknown-unknown -- -D warnings
+"${as_cargo_leptos[@]}" cargo clippy -p app -p depot-server --all-targets -- -D warnings
+"${as_cargo_leptos[@]}" cargo clippy -p depot-frontend --target wasm32-unknown-unknown -- -D warnings
 
 step "unit and integration tests (SQLite and PostgreSQL)"
-cargo test -p app -p depot-server
+"${as_cargo_leptos[@]}" cargo test -p app -p depot-server
 
 step "browser tests (Playwright, headless Chromium)"
 export DEPOT_BIN="$CARGO_TARGET_DIR/debug/depot"
 export DEPOT_SITE_ROOT="$PWD/target/site"
 (cd end2end && npx playwright test)
+
+step "browser tests again, on PostgreSQL"
+e2e_db="depot_e2e_$$"
+psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $e2e_db"
+trap 'psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $e2e_db WITH (FORCE)"' EXIT
+(cd end2end && DEPOT_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$e2e_db" npx playwright test)

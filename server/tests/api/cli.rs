@@ -97,3 +97,71 @@ fn every_command_documents_itself() {
         assert!(text.contains(flag), "serve --help lacks {flag}");
     }
 }
+
+#[test]
+fn serve_prints_a_generated_admin_password_once_and_stops_on_sigterm() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+
+    let data = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_depot"))
+        .args(["serve", "--bind", &address, "--data-dir"])
+        .arg(data.path())
+        .env_remove("DEPOT_ADMIN_PASSWORD")
+        .env_remove("DEPOT_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(&address).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the server never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "SIGTERM did not stop the server"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    server
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("'admin' with the password"))
+        .unwrap_or_default();
+    let password = line.rsplit(' ').next().unwrap_or_default();
+    assert!(password.len() >= 20, "no generated password in {stdout:?}");
+    assert!(!stderr.contains(password), "the password reached the log");
+    assert!(stderr.contains("Depot stopped"), "{stderr}");
+}

@@ -158,3 +158,16 @@ async fn anonymous_viewers_see_only_public_records(#[case] backend: Backend) {
         .await
         .is_empty());
 }
+
+#[tokio::test]
+async fn sqlite_runs_in_wal_mode() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let depot_server::store::Db::Sqlite(pool) = app.core.db() else {
+        panic!("not SQLite");
+    };
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
