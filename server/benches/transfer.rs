@@ -3,7 +3,9 @@
 //! server's memory. A benchmark, not a test: it prints figures.
 //!
 //! `cargo bench -p depot-server --bench transfer`; `DEPOT_BENCH_BYTES` sets the
-//! size (default 1 GiB), `DEPOT_BENCH_DIR` the folder (default the system temp).
+//! size (default 1 GiB), `DEPOT_BENCH_DIR` the folder (default the system temp),
+//! `DEPOT_BENCH_BIN` the server binary (default the one cargo built with the bench,
+//! e.g. the release binary of `cargo leptos build --release`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -108,7 +110,11 @@ async fn main() {
 
     let port = free_port();
     let data = work.path().join("data");
-    let child = Command::new(env!("CARGO_BIN_EXE_depot"))
+    let bin = std::env::var_os("DEPOT_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_depot")));
+    println!("server: {}", bin.display());
+    let child = Command::new(bin)
         .args([
             "serve",
             "--bind",

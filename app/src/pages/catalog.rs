@@ -146,7 +146,12 @@ fn ImageTable(page: ImagePage, params: CatalogParams) -> impl IntoView {
         .collect_view();
     view! {
         <table class="images">
-            <caption>{format!("{} images", page.total)}</caption>
+            <caption>
+                {match page.total {
+                    1 => "1 image".to_owned(),
+                    total => format!("{total} images"),
+                }}
+            </caption>
             <thead>
                 <tr>
                     <th scope="col">"Name"</th>

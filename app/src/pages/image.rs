@@ -64,8 +64,8 @@ fn ImageDetail(image: Image) -> impl IntoView {
             <dt>"Path"</dt><dd><code>{path}</code></dd>
             <dt>"Owner"</dt><dd>{owner}</dd>
             <dt>"Visibility"</dt><dd>{visibility}</dd>
-            <dt>"Created"</dt><dd>{image.created_at.to_rfc3339()}</dd>
-            <dt>"Updated"</dt><dd>{image.updated_at.to_rfc3339()}</dd>
+            <dt>"Created"</dt><dd>{image.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()}</dd>
+            <dt>"Updated"</dt><dd>{image.updated_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()}</dd>
         </dl>
         <Show when=move || has_content>
             <p><a class="button" href=download.clone() download>"Download"</a></p>
