@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 pub const HEAD_LEN: usize = 64 * 1024;
 
 /// Chunks in flight between the request and the writer thread.
-const QUEUE_DEPTH: usize = 32;
+const QUEUE_DEPTH: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -102,7 +102,7 @@ impl BlobStore {
         // chunk: disk and SHA-256 work side by side.
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(QUEUE_DEPTH);
         let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            let mut file = std::io::BufWriter::with_capacity(1 << 20, file);
+            let mut file = std::io::BufWriter::with_capacity(256 * 1024, file);
             while let Some(chunk) = receiver.blocking_recv() {
                 file.write_all(&chunk)?;
             }
