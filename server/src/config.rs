@@ -8,6 +8,8 @@ use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::core::{DEFAULT_DATA_STORE, DEFAULT_MAX_UPLOAD_BYTES};
+
 /// A value that must never be printed: `Debug` shows only that it is set.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -118,13 +120,13 @@ pub struct ServeArgs {
     #[arg(long, env = "DEPOT_SITE_ROOT")]
     pub site_root: Option<PathBuf>,
     /// Largest single upload, in bytes.
-    #[arg(long, env = "DEPOT_MAX_UPLOAD_BYTES", default_value_t = 1 << 40)]
+    #[arg(long, env = "DEPOT_MAX_UPLOAD_BYTES", default_value_t = DEFAULT_MAX_UPLOAD_BYTES)]
     pub max_upload_bytes: u64,
     /// Most bytes one user's images may hold (unlimited if unset).
     #[arg(long, env = "DEPOT_USER_QUOTA_BYTES")]
     pub user_quota_bytes: Option<u64>,
     /// Data store name shown in image paths, `[data_store] folder/name`.
-    #[arg(long, env = "DEPOT_DATA_STORE", default_value = "depot")]
+    #[arg(long, env = "DEPOT_DATA_STORE", default_value = DEFAULT_DATA_STORE)]
     pub data_store: String,
     /// Mark session cookies `Secure` (set it when serving over HTTPS).
     #[arg(long, env = "DEPOT_SECURE_COOKIES")]
@@ -142,9 +144,9 @@ impl ServeArgs {
             bind,
             admin_password: None,
             site_root: None,
-            max_upload_bytes: 1 << 40,
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             user_quota_bytes: None,
-            data_store: "depot".into(),
+            data_store: DEFAULT_DATA_STORE.into(),
             secure_cookies: false,
             log_format: LogFormat::Text,
         }

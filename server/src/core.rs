@@ -14,6 +14,12 @@ use crate::store::Db;
 pub use auth::TOKEN_TTL;
 pub use images::UploadMeta;
 
+/// The largest single upload unless the operator says otherwise: 1 TiB.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 1 << 40;
+
+/// The data store name shown in paths unless the operator says otherwise.
+pub const DEFAULT_DATA_STORE: &str = "depot";
+
 /// Limits an operator can set.
 #[derive(Debug, Clone)]
 pub struct Limits {

@@ -3,7 +3,7 @@
 
 use app::model::Viewer;
 use app::query::{Condition, Direction, Field, Op, Query, Value};
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use depot_server::store::NewImage;
 use rstest::rstest;
 
@@ -18,24 +18,36 @@ const IMAGES: [(&str, &str, i64, u32); 5] = [
     ("100%_real.iso", "iso", 200, 5),
 ];
 
+/// A record without bytes, as the dialects create them.
+fn metadata_only(
+    kind: &'static str,
+    name: &str,
+    size: i64,
+    public: bool,
+    now: DateTime<Utc>,
+) -> NewImage {
+    NewImage {
+        kind,
+        name: name.into(),
+        label: String::new(),
+        folder: "public".into(),
+        data_store: "vss".into(),
+        path: format!("[vss] public/{name}"),
+        public,
+        owner_id: (!public).then_some(1),
+        size: Some(size),
+        sha256: None,
+        format: None,
+        virtual_size: None,
+        now,
+    }
+}
+
 async fn seeded(backend: Backend) -> (TestApp, Viewer) {
     let app = TestApp::spawn(backend).await;
     for (name, kind, size, day) in IMAGES {
-        let new = NewImage {
-            kind: if kind == "vm" { "vm" } else { "iso" },
-            name: name.into(),
-            label: String::new(),
-            folder: "public".into(),
-            data_store: "vss".into(),
-            path: format!("[vss] public/{name}"),
-            public: true,
-            owner_id: None,
-            size: Some(size),
-            sha256: None,
-            format: None,
-            virtual_size: None,
-            now: Utc.with_ymd_and_hms(2017, 11, day, 12, 0, 0).unwrap(),
-        };
+        let created = Utc.with_ymd_and_hms(2017, 11, day, 12, 0, 0).unwrap();
+        let new = metadata_only(kind, name, size, true, created);
         app.core.db().insert_image(&new).await.unwrap();
     }
     let viewer = Viewer::User(app.core.login("admin", ADMIN_PASSWORD).await.unwrap());
@@ -133,21 +145,7 @@ async fn conditions_nest_and_pages_do_not_overlap(#[case] backend: Backend) {
 #[tokio::test]
 async fn anonymous_viewers_see_only_public_records(#[case] backend: Backend) {
     let (app, _) = seeded(backend).await;
-    let private = NewImage {
-        kind: "disk",
-        name: "private.img".into(),
-        label: String::new(),
-        folder: "admin".into(),
-        data_store: "depot".into(),
-        path: "[depot] admin/private.img".into(),
-        public: false,
-        owner_id: Some(1),
-        size: Some(1),
-        sha256: None,
-        format: None,
-        virtual_size: None,
-        now: Utc::now(),
-    };
+    let private = metadata_only("disk", "private.img", 1, false, Utc::now());
     app.core.db().insert_image(&private).await.unwrap();
     let anonymous = names(&app, &Viewer::Anonymous, by_size()).await;
     assert_eq!(anonymous.len(), 5);
