@@ -1,9 +1,16 @@
 //! The domain records shared by the core, the dialects and the UI.
 
 mod image;
+mod image_type;
+mod provisioning;
 mod user;
 
 pub use image::{
     image_path, DiskFormat, Image, ImageKind, ImageName, ImagePage, MwsAttributes, ViceAttributes,
+};
+pub use image_type::{is_image_type_name, ImageType};
+pub use provisioning::{
+    is_provisioning_name, ImageLink, ImageRef, ProvisioningDraft, ProvisioningSpec,
+    ProvisioningType,
 };
 pub use user::{Principal, Role, Username, Viewer};

@@ -103,6 +103,9 @@ pub enum Op {
     Like,
     In,
     NotIn,
+    /// A regular expression match (MWS `$regex`), in the syntax both
+    /// backends share; `(?i)` at the start makes it case-insensitive.
+    Regex,
 }
 
 impl Op {
@@ -216,10 +219,10 @@ impl Condition {
                 }
             }
             (Op::In | Op::NotIn, _) => return Err(CoreError::invalid("'in' takes a list")),
-            (Op::Like, Value::Text(_)) if field_type == FieldType::Text => {}
-            (Op::Like, _) => {
+            (Op::Like | Op::Regex, Value::Text(_)) if field_type == FieldType::Text => {}
+            (Op::Like | Op::Regex, _) => {
                 return Err(CoreError::invalid(format!(
-                    "{field:?} does not support 'like'"
+                    "{field:?} does not support pattern matching"
                 )))
             }
             (_, value) if value.type_matches(field_type) => {}
@@ -240,7 +243,7 @@ impl Condition {
                     .map(|item| Value::parse(field, item))
                     .collect::<Result<_, _>>()?,
             ),
-            Op::Like => Value::Text(raw.to_owned()),
+            Op::Like | Op::Regex => Value::Text(raw.to_owned()),
             _ => Value::parse(field, raw)?,
         };
         Self::compare(field, op, value)

@@ -54,6 +54,27 @@ pub enum Command {
     User(UserCommand),
     /// Apply pending database migrations and exit.
     Migrate(StorageArgs),
+    /// Manage Coopr API keys.
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApikeyCommand {
+    /// Issue a key for a user in a tenant (created if needed); the key is
+    /// printed once, on the last line, and only its hash is stored.
+    Create(ApikeyCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApikeyCreateArgs {
+    /// The user the key acts as (`Coopr-UserID`).
+    pub user: String,
+    /// The tenant the key is for (`Coopr-TenantID`).
+    #[arg(long)]
+    pub tenant: String,
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,8 +3,10 @@
 //! it; none of them talks to the store directly.
 
 mod auth;
+mod coopr;
 mod images;
 mod inspect;
+mod provisioning;
 
 use app::error::CoreError;
 
@@ -12,6 +14,7 @@ use crate::blob::BlobStore;
 use crate::store::Db;
 
 pub use auth::TOKEN_TTL;
+pub use coopr::{IssuedKey, TenantCaller};
 pub use images::UploadMeta;
 
 /// The largest single upload unless the operator says otherwise: 1 TiB.

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use app::model::Role;
 use clap::Parser;
-use depot_server::config::{Cli, Command, LogFormat, UserCommand};
+use depot_server::config::{ApikeyCommand, Cli, Command, LogFormat, UserCommand};
 use depot_server::core::Limits;
 use depot_server::serve;
 use tracing_subscriber::EnvFilter;
@@ -48,6 +48,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map_err(|error| anyhow::anyhow!("{error}"))?;
             db.close().await;
             println!("created user '{}' (id {id}, {})", args.name, role.as_str());
+            Ok(())
+        }
+        Command::Apikey(ApikeyCommand::Create(args)) => {
+            let db = serve::open_database(&args.storage).await?;
+            let core = serve::open_core(&args.storage, db.clone(), Limits::default()).await?;
+            let issued = core
+                .issue_api_key(&args.user, &args.tenant)
+                .await
+                .map_err(|error| anyhow::anyhow!("{error}"))?;
+            db.close().await;
+            if issued.tenant_created {
+                println!("created tenant '{}'", args.tenant);
+            }
+            println!(
+                "API key for '{}' in tenant '{}' (shown once; send it as Coopr-ApiKey):",
+                args.user, args.tenant
+            );
+            println!("{}", issued.key);
             Ok(())
         }
     }

@@ -5,6 +5,7 @@
 //! against either. SQL that differs between the two (`ILIKE`) is chosen in
 //! [`sql`], the only place that turns a core [`app::query::Query`] into SQL.
 
+mod coopr;
 mod images;
 mod rows;
 mod sessions;
@@ -20,7 +21,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use images::NewImage;
+pub use coopr::{is_unique_violation, ApiKeyRow, ImageTypeRow};
+pub use images::{LinkRow, NewImage, ProvisioningUpdate};
 pub use rows::{ImageRow, UserRow};
 pub use sessions::SessionStore;
 
@@ -82,6 +84,8 @@ impl Db {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
+                // MWS `$regex`: the `regex` crate as SQLite's REGEXP function.
+                .with_regexp()
                 .busy_timeout(Duration::from_secs(10));
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)

@@ -17,7 +17,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 use crate::state::AppState;
 use crate::store::SessionStore;
 
-pub use error::ApiError;
+pub use error::{status_of, ApiError};
 
 /// How long a browser session lasts without use.
 const SESSION_IDLE_DAYS: i64 = 7;
@@ -39,6 +39,7 @@ pub fn router(state: AppState, sessions: SessionStore, secure_cookies: bool) -> 
         .route("/healthz", get(health))
         .merge(files::router())
         .merge(tokens::router())
+        .merge(crate::dialects::router())
         .leptos_routes_with_context(
             &state,
             generate_route_list(app::App),

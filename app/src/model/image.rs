@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CoreError;
+use crate::model::ImageLink;
 
 /// What an image is, as the catalogs group them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -131,7 +132,7 @@ impl ImageName {
 }
 
 /// Provisioning attributes that Moab Web Services reads and writes.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MwsAttributes {
     pub os_type: Option<String>,
     pub hypervisor: bool,
@@ -143,7 +144,29 @@ pub struct MwsAttributes {
     pub provisioning_type: Option<String>,
     pub active: bool,
     pub features: Vec<String>,
-    pub extensions: serde_json::Value,
+    /// Provisioning manager -> its settings (at most one key).
+    pub extensions: serde_json::Map<String, serde_json::Value>,
+    /// The images a hypervisor image can run.
+    pub virtualized_images: Vec<ImageLink>,
+}
+
+impl Default for MwsAttributes {
+    /// What a record that never went through MWS has: active, nothing else set.
+    fn default() -> Self {
+        Self {
+            os_type: None,
+            hypervisor: false,
+            hypervisor_type: None,
+            supports_physical_machine: false,
+            supports_virtual_machine: false,
+            template_name: None,
+            provisioning_type: None,
+            active: true,
+            features: Vec::new(),
+            extensions: serde_json::Map::new(),
+            virtualized_images: Vec::new(),
+        }
+    }
 }
 
 /// Attributes of the ViCE image registry.

@@ -48,7 +48,7 @@ fn verify_password(hash: &str, password: &str) -> bool {
 }
 
 /// The stored form of a token: its SHA-256, so that the database holds no usable token.
-fn token_digest(token: &str) -> String {
+pub(super) fn token_digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 

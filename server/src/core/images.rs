@@ -1,7 +1,7 @@
 //! Images: who may see them, and how bytes become a record.
 
 use app::error::CoreError;
-use app::model::{image_path, Image, ImageName, ImagePage, Viewer};
+use app::model::{image_path, Image, ImageLink, ImageName, ImagePage, Viewer};
 use app::query::{Condition, Field, Op, Query, Value};
 use bytes::Bytes;
 use chrono::Utc;
@@ -40,38 +40,167 @@ fn visible_to(viewer: &Viewer) -> Option<Condition> {
     }
 }
 
+/// Whether the viewer may read a record with this visibility.
+fn may_read(viewer: &Viewer, public: bool, owner_id: Option<i64>) -> bool {
+    public || viewer.is_admin() || (owner_id.is_some() && owner_id == viewer.user_id())
+}
+
 /// Whether the viewer may read this record.
 pub fn can_read(viewer: &Viewer, image: &Image) -> bool {
-    image.public
-        || viewer.is_admin()
-        || (image.owner_id.is_some() && image.owner_id == viewer.user_id())
+    may_read(viewer, image.public, image.owner_id)
+}
+
+/// Whether the viewer may change or delete this record: its owner or an admin.
+pub fn can_write(viewer: &Viewer, image: &Image) -> bool {
+    viewer.is_admin() || (image.owner_id.is_some() && image.owner_id == viewer.user_id())
+}
+
+/// The longest regular expression a query may carry.
+const MAX_PATTERN_LEN: usize = 1024;
+
+/// Refuses regular expressions that do not compile (or would be too costly),
+/// before a database sees them.
+pub(super) fn check_patterns(condition: &Condition) -> Result<(), CoreError> {
+    match condition {
+        Condition::All(items) | Condition::Any(items) => items.iter().try_for_each(check_patterns),
+        Condition::Compare {
+            op: Op::Regex,
+            value: Value::Text(pattern),
+            ..
+        } => {
+            if pattern.len() > MAX_PATTERN_LEN {
+                return Err(CoreError::invalid(format!(
+                    "a regular expression is at most {MAX_PATTERN_LEN} bytes"
+                )));
+            }
+            regex::RegexBuilder::new(pattern)
+                .size_limit(1 << 20)
+                .build()
+                .map(|_| ())
+                .map_err(|error| CoreError::invalid(format!("invalid regular expression: {error}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A failed query: a pattern PostgreSQL refuses is the caller's error.
+pub(super) fn query_error(error: sqlx::Error) -> CoreError {
+    const INVALID_REGULAR_EXPRESSION: &str = "2201B";
+    match error.as_database_error().and_then(|db| db.code()) {
+        Some(code) if code == INVALID_REGULAR_EXPRESSION => {
+            CoreError::invalid("invalid regular expression")
+        }
+        _ => db_error(error),
+    }
 }
 
 impl Core {
     pub async fn list_images(&self, viewer: &Viewer, query: Query) -> Result<ImagePage, CoreError> {
+        check_patterns(&query.condition)?;
         let query = match visible_to(viewer) {
             Some(visibility) => query.filter(visibility),
             None => query,
         };
-        let (rows, total) = self.db.list_images(&query).await.map_err(db_error)?;
+        let (rows, total) = self.db.list_images(&query).await.map_err(query_error)?;
+        let mut items = rows
+            .into_iter()
+            .map(Image::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.attach_links(viewer, &mut items).await?;
         Ok(ImagePage {
-            items: rows
-                .into_iter()
-                .map(Image::try_from)
-                .collect::<Result<_, _>>()?,
+            items,
             total: total.max(0) as u64,
             offset: query.offset,
             limit: query.limit,
         })
     }
 
+    /// The distinct set values of `field` among the images the viewer may
+    /// read that match `condition`: one page, and how many there are.
+    pub async fn distinct_values(
+        &self,
+        viewer: &Viewer,
+        field: Field,
+        condition: Condition,
+        limit: u64,
+        offset: u64,
+    ) -> Result<(Vec<Value>, u64), CoreError> {
+        check_patterns(&condition)?;
+        let condition = match visible_to(viewer) {
+            Some(visibility) => condition.and(visibility),
+            None => condition,
+        };
+        let limit = limit.clamp(1, app::query::MAX_PAGE);
+        let (values, total) = self
+            .db
+            .distinct_values(field, &condition, limit, offset)
+            .await
+            .map_err(query_error)?;
+        Ok((values, total.max(0) as u64))
+    }
+
+    /// Fills in which images each hypervisor image can run, for a whole page
+    /// in one query, leaving out those the viewer may not read.
+    async fn attach_links(&self, viewer: &Viewer, images: &mut [Image]) -> Result<(), CoreError> {
+        let hypervisors: Vec<i64> = images
+            .iter()
+            .filter(|image| image.mws.hypervisor)
+            .map(|image| image.id)
+            .collect();
+        if hypervisors.is_empty() {
+            return Ok(());
+        }
+        let links = self
+            .db
+            .virtualized_links(&hypervisors)
+            .await
+            .map_err(db_error)?;
+        for image in images.iter_mut().filter(|image| image.mws.hypervisor) {
+            image.mws.virtualized_images = links
+                .iter()
+                .filter(|link| link.hypervisor_id == image.id)
+                .filter(|link| may_read(viewer, link.public, link.owner_id))
+                .map(|link| ImageLink {
+                    id: link.id,
+                    name: link.name.clone(),
+                })
+                .collect();
+        }
+        Ok(())
+    }
+
     /// One record; a record the viewer may not read does not exist for them.
     pub async fn get_image(&self, viewer: &Viewer, id: i64) -> Result<Image, CoreError> {
         let row = self.db.image(id).await.map_err(db_error)?;
         match row.map(Image::try_from).transpose()? {
-            Some(image) if can_read(viewer, &image) => Ok(image),
+            Some(mut image) if can_read(viewer, &image) => {
+                self.attach_links(viewer, std::slice::from_mut(&mut image))
+                    .await?;
+                Ok(image)
+            }
             _ => Err(CoreError::not_found(format!("image {id}"))),
         }
+    }
+
+    /// Deletes a record its owner or an admin may change, and its bytes when
+    /// no other record shares them.
+    pub async fn delete_image(&self, viewer: &Viewer, id: i64) -> Result<(), CoreError> {
+        viewer.require_user()?;
+        let image = self.get_image(viewer, id).await?;
+        if !can_write(viewer, &image) {
+            return Err(CoreError::Forbidden(format!(
+                "only the owner or an administrator may delete image {id}"
+            )));
+        }
+        let Some(sha256) = self.db.delete_image(id).await.map_err(db_error)? else {
+            return Err(CoreError::not_found(format!("image {id}")));
+        };
+        if let Some(sha256) = sha256 {
+            if self.db.images_with_blob(&sha256).await.map_err(db_error)? == 0 {
+                self.blobs.remove(&sha256).await.map_err(io_error)?;
+            }
+        }
+        Ok(())
     }
 
     /// Streams an upload into the blob store, inspects it and records it.
@@ -140,6 +269,8 @@ impl Core {
                 format: Some(inspection.format.as_str()),
                 virtual_size: inspection.virtual_size,
                 now: Utc::now(),
+                provisioning: None,
+                virtualized: Vec::new(),
             };
             self.db.insert_image(&new).await.map_err(db_error)
         }

@@ -1,6 +1,7 @@
 //! Image records.
 
-use app::query::Query;
+use app::model::ProvisioningSpec;
+use app::query::{Condition, Field, FieldType, Query, Value};
 use chrono::{DateTime, Utc};
 
 use super::rows::ImageRow;
@@ -23,6 +24,87 @@ pub struct NewImage {
     pub format: Option<&'static str>,
     pub virtual_size: Option<i64>,
     pub now: DateTime<Utc>,
+    /// MWS attributes, for records created as provisioning images.
+    pub provisioning: Option<ProvisioningSpec>,
+    /// Ids of the images a hypervisor image can run.
+    pub virtualized: Vec<i64>,
+}
+
+/// The MWS columns of a record, ready to bind; an upload's are the defaults.
+struct ProvisioningColumns {
+    os_type: Option<String>,
+    hypervisor: bool,
+    hypervisor_type: Option<String>,
+    supports_physical: bool,
+    supports_virtual: bool,
+    template_name: Option<String>,
+    provisioning_type: Option<&'static str>,
+    active: bool,
+    features: String,
+    extensions: String,
+}
+
+impl ProvisioningColumns {
+    fn of(spec: Option<&ProvisioningSpec>) -> Self {
+        let Some(spec) = spec else {
+            return Self {
+                os_type: None,
+                hypervisor: false,
+                hypervisor_type: None,
+                supports_physical: false,
+                supports_virtual: false,
+                template_name: None,
+                provisioning_type: None,
+                active: true,
+                features: "[]".into(),
+                extensions: "{}".into(),
+            };
+        };
+        Self {
+            os_type: Some(spec.os_type.clone()),
+            hypervisor: spec.hypervisor,
+            hypervisor_type: spec.hypervisor_type.clone(),
+            supports_physical: spec.supports_physical_machine,
+            supports_virtual: spec.supports_virtual_machine,
+            template_name: spec.template_name.clone(),
+            provisioning_type: Some(spec.provisioning_type.as_str()),
+            active: spec.active,
+            // Serializing strings and JSON maps cannot fail.
+            features: serde_json::to_string(&spec.features).unwrap_or_else(|_| "[]".into()),
+            extensions: serde_json::to_string(&spec.extensions).unwrap_or_else(|_| "{}".into()),
+        }
+    }
+}
+
+/// A change to a record's name and MWS attributes.
+#[derive(Debug, Clone)]
+pub struct ProvisioningUpdate {
+    pub id: i64,
+    /// The version the change was computed from; the update applies only if
+    /// the record still has it.
+    pub expected_version: i64,
+    pub path: String,
+    pub spec: ProvisioningSpec,
+    pub virtualized: Vec<i64>,
+    pub now: DateTime<Utc>,
+}
+
+/// A hypervisor's link to an image it can run, with what visibility needs.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LinkRow {
+    pub hypervisor_id: i64,
+    pub id: i64,
+    pub name: String,
+    pub public: bool,
+    pub owner_id: Option<i64>,
+}
+
+/// `$1, $2, …, $n`, for a list of `n` bound values.
+fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|index| format!("${index}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Db {
@@ -54,14 +136,19 @@ impl Db {
         })
     }
 
-    /// Inserts a record and returns its id.
+    /// Inserts a record (and a hypervisor's links) and returns its id.
     #[tracing::instrument(skip_all, err)]
     pub async fn insert_image(&self, new: &NewImage) -> Result<i64, sqlx::Error> {
         const INSERT: &str = "INSERT INTO images (kind, name, label, folder, data_store, path, \
-             public, owner_id, size, sha256, format, virtual_size, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) RETURNING id";
+             public, owner_id, size, sha256, format, virtual_size, created_at, updated_at, \
+             version, os_type, hypervisor, hypervisor_type, supports_physical, supports_virtual, \
+             template_name, provisioning_type, active, features, extensions) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, 0, \
+             $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) RETURNING id";
+        let mws = ProvisioningColumns::of(new.provisioning.as_ref());
         with_pool!(self, pool => {
-            sqlx::query_scalar::<_, i64>(INSERT)
+            let mut tx = pool.begin().await?;
+            let id = sqlx::query_scalar::<_, i64>(INSERT)
                 .bind(new.kind)
                 .bind(&new.name)
                 .bind(&new.label)
@@ -75,8 +162,163 @@ impl Db {
                 .bind(new.format)
                 .bind(new.virtual_size)
                 .bind(new.now)
-                .fetch_one(pool)
+                .bind(&mws.os_type)
+                .bind(mws.hypervisor)
+                .bind(&mws.hypervisor_type)
+                .bind(mws.supports_physical)
+                .bind(mws.supports_virtual)
+                .bind(&mws.template_name)
+                .bind(mws.provisioning_type)
+                .bind(mws.active)
+                .bind(&mws.features)
+                .bind(&mws.extensions)
+                .fetch_one(&mut *tx)
+                .await?;
+            for image_id in &new.virtualized {
+                sqlx::query("INSERT INTO image_virtualized (hypervisor_id, image_id) VALUES ($1, $2)")
+                    .bind(id)
+                    .bind(image_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(id)
+        })
+    }
+
+    /// Applies a change if the record is still at the version it was
+    /// computed from, bumping the version; `false` when it was not.
+    #[tracing::instrument(skip_all, fields(id = update.id), err)]
+    pub async fn update_provisioning(
+        &self,
+        update: &ProvisioningUpdate,
+    ) -> Result<bool, sqlx::Error> {
+        const UPDATE: &str = "UPDATE images SET name = $1, path = $2, os_type = $3, \
+             hypervisor = $4, hypervisor_type = $5, supports_physical = $6, \
+             supports_virtual = $7, template_name = $8, provisioning_type = $9, active = $10, \
+             features = $11, extensions = $12, updated_at = $13, version = version + 1 \
+             WHERE id = $14 AND version = $15";
+        let mws = ProvisioningColumns::of(Some(&update.spec));
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let changed = sqlx::query(UPDATE)
+                .bind(&update.spec.name)
+                .bind(&update.path)
+                .bind(&mws.os_type)
+                .bind(mws.hypervisor)
+                .bind(&mws.hypervisor_type)
+                .bind(mws.supports_physical)
+                .bind(mws.supports_virtual)
+                .bind(&mws.template_name)
+                .bind(mws.provisioning_type)
+                .bind(mws.active)
+                .bind(&mws.features)
+                .bind(&mws.extensions)
+                .bind(update.now)
+                .bind(update.id)
+                .bind(update.expected_version)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if changed != 1 {
+                return Ok(false);
+            }
+            sqlx::query("DELETE FROM image_virtualized WHERE hypervisor_id = $1")
+                .bind(update.id)
+                .execute(&mut *tx)
+                .await?;
+            for image_id in &update.virtualized {
+                sqlx::query("INSERT INTO image_virtualized (hypervisor_id, image_id) VALUES ($1, $2)")
+                    .bind(update.id)
+                    .bind(image_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    /// Deletes a record; answers whether it existed and the blob it used.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn delete_image(&self, id: i64) -> Result<Option<Option<String>>, sqlx::Error> {
+        const DELETE: &str = "DELETE FROM images WHERE id = $1 RETURNING sha256";
+        with_pool!(self, pool => {
+            sqlx::query_scalar::<_, Option<String>>(DELETE)
+                .bind(id)
+                .fetch_optional(pool)
                 .await
+        })
+    }
+
+    /// The images each of `hypervisor_ids` can run, in one query.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn virtualized_links(
+        &self,
+        hypervisor_ids: &[i64],
+    ) -> Result<Vec<LinkRow>, sqlx::Error> {
+        if hypervisor_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let text = format!(
+            "SELECT v.hypervisor_id, i.id, i.name, i.public, i.owner_id \
+             FROM image_virtualized v JOIN images i ON i.id = v.image_id \
+             WHERE v.hypervisor_id IN ({}) ORDER BY v.hypervisor_id, i.id",
+            placeholders(hypervisor_ids.len())
+        );
+        with_pool!(self, pool => {
+            let mut query = sqlx::query_as::<_, LinkRow>(&text);
+            for id in hypervisor_ids {
+                query = query.bind(id);
+            }
+            query.fetch_all(pool).await
+        })
+    }
+
+    /// One page of the distinct set values of `field` among the images
+    /// matching `condition`, and how many there are in all.
+    #[tracing::instrument(skip(self, condition), err)]
+    pub async fn distinct_values(
+        &self,
+        field: Field,
+        condition: &Condition,
+        limit: u64,
+        offset: u64,
+    ) -> Result<(Vec<Value>, i64), sqlx::Error> {
+        let (page, count) = sql::select_distinct(self.backend(), field, condition, limit, offset);
+        with_pool!(self, pool => {
+            let values = match field.value_type() {
+                FieldType::Int => bind_args!(sqlx::query_scalar::<_, i64>(&page.text), page.args)
+                    .fetch_all(pool)
+                    .await?
+                    .into_iter()
+                    .map(Value::Int)
+                    .collect(),
+                FieldType::Text => bind_args!(sqlx::query_scalar::<_, String>(&page.text), page.args)
+                    .fetch_all(pool)
+                    .await?
+                    .into_iter()
+                    .map(Value::Text)
+                    .collect(),
+                FieldType::Bool => bind_args!(sqlx::query_scalar::<_, bool>(&page.text), page.args)
+                    .fetch_all(pool)
+                    .await?
+                    .into_iter()
+                    .map(Value::Bool)
+                    .collect(),
+                FieldType::Time => {
+                    bind_args!(sqlx::query_scalar::<_, DateTime<Utc>>(&page.text), page.args)
+                        .fetch_all(pool)
+                        .await?
+                        .into_iter()
+                        .map(Value::Time)
+                        .collect()
+                }
+            };
+            let total = bind_args!(sqlx::query_scalar::<_, i64>(&count.text), count.args)
+                .fetch_one(pool)
+                .await?;
+            Ok((values, total))
         })
     }
 

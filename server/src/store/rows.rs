@@ -96,6 +96,8 @@ impl TryFrom<ImageRow> for Image {
                 active: row.active,
                 features,
                 extensions,
+                // Filled in by the core, which reads the links in one query per page.
+                virtualized_images: Vec::new(),
             },
             vice: ViceAttributes {
                 title: row.title,

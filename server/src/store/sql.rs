@@ -168,6 +168,12 @@ impl Builder {
                 Backend::Sqlite => " LIKE ",
                 Backend::Postgres => " ILIKE ",
             },
+            // SQLite's REGEXP is the `regex` crate (registered by sqlx); the
+            // core accepts only patterns that crate compiles.
+            Op::Regex => match self.backend {
+                Backend::Sqlite => " REGEXP ",
+                Backend::Postgres => " ~ ",
+            },
         };
         self.push(operator);
         self.bind_value(value);
@@ -208,6 +214,31 @@ impl Builder {
             args: self.args,
         }
     }
+}
+
+/// The distinct set values of one field among the images matching
+/// `condition`, sorted, one page of them; and the statement counting them all.
+pub fn select_distinct(
+    backend: Backend,
+    field: Field,
+    condition: &Condition,
+    limit: u64,
+    offset: u64,
+) -> (Sql, Sql) {
+    let column = column(field);
+    let mut page = Builder::new(backend, "SELECT DISTINCT ");
+    page.push(column).push(" FROM images i WHERE ");
+    page.condition(condition);
+    page.push(" AND ")
+        .push(column)
+        .push(" IS NOT NULL ORDER BY ");
+    page.push(column);
+    let _ = write!(page.text, " LIMIT {limit} OFFSET {offset}");
+
+    let mut count = Builder::new(backend, "SELECT COUNT(DISTINCT ");
+    count.push(column).push(") FROM images i WHERE ");
+    count.condition(condition);
+    (page.finish(), count.finish())
 }
 
 /// The page of images a query asks for, and the statement counting all matches.
@@ -272,6 +303,39 @@ mod tests {
             "(i.id IN ($1, $2) OR (i.public = $3 AND (i.format IS NULL OR i.format <> $4)))"
         );
         assert_eq!(sql.args.len(), 4);
+    }
+
+    #[test]
+    fn regex_uses_each_backends_operator() {
+        let condition = Condition::parse(Field::Name, Op::Regex, "^cent").unwrap();
+        assert_eq!(
+            where_clause(Backend::Sqlite, condition.clone()).text,
+            "i.name REGEXP $1"
+        );
+        assert_eq!(
+            where_clause(Backend::Postgres, condition).text,
+            "i.name ~ $1"
+        );
+    }
+
+    #[test]
+    fn distinct_values_skip_unset_ones() {
+        let (page, count) = select_distinct(
+            Backend::Postgres,
+            Field::OsType,
+            &Condition::parse(Field::Public, Op::Eq, "true").unwrap(),
+            10,
+            0,
+        );
+        assert_eq!(
+            page.text,
+            "SELECT DISTINCT i.os_type FROM images i WHERE i.public = $1 \
+             AND i.os_type IS NOT NULL ORDER BY i.os_type LIMIT 10 OFFSET 0"
+        );
+        assert_eq!(
+            count.text,
+            "SELECT COUNT(DISTINCT i.os_type) FROM images i WHERE i.public = $1"
+        );
     }
 
     #[test]

@@ -64,6 +64,75 @@ async fn migrate_and_user_add_work_from_the_command_line(#[case] backend: Backen
     assert!(!String::from_utf8_lossy(&created.stderr).contains("ops-password-1"));
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn apikey_create_prints_a_working_key_once_and_stores_its_hash(#[case] backend: Backend) {
+    let data = tempfile::tempdir().unwrap();
+    let db = TestDb::create(backend).await;
+    let mut add = depot(
+        data.path(),
+        &db,
+        &["user", "add", "ops", "--password-stdin"],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    writeln!(add.stdin.take().unwrap(), "ops-password-1").unwrap();
+    assert!(add.wait_with_output().unwrap().status.success());
+
+    let create = |tenant: &str| {
+        depot(
+            data.path(),
+            &db,
+            &["apikey", "create", "ops", "--tenant", tenant],
+        )
+        .output()
+        .unwrap()
+    };
+    let first = create("acme");
+    let stdout = String::from_utf8_lossy(&first.stdout).to_string();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(stdout.contains("created tenant 'acme'"), "{stdout}");
+    let key = stdout.lines().last().unwrap().trim().to_owned();
+    assert!(key.starts_with("cpr_") && key.len() > 40, "{stdout}");
+    // A second key for the same tenant does not create it again.
+    let second = create("acme");
+    assert!(!String::from_utf8_lossy(&second.stdout).contains("created tenant"));
+    let unknown_user = depot(
+        data.path(),
+        &db,
+        &["apikey", "create", "nobody", "--tenant", "acme"],
+    )
+    .output()
+    .unwrap();
+    assert!(!unknown_user.status.success());
+
+    // The key identifies ops in acme, and the database holds only its hash.
+    let storage = depot_server::config::StorageArgs {
+        data_dir: data.path().to_path_buf(),
+        database_url: db.url.as_deref().map(|url| url.parse().unwrap()),
+    };
+    let store = depot_server::serve::open_database(&storage).await.unwrap();
+    let core = depot_server::serve::open_core(&storage, store.clone(), Default::default())
+        .await
+        .unwrap();
+    let caller = core.tenant_caller("ops", "acme", &key).await.unwrap();
+    assert_eq!(
+        (caller.user.username.as_str(), caller.tenant.as_str()),
+        ("ops", "acme")
+    );
+    assert!(core.tenant_caller("ops", "other", &key).await.is_err());
+    assert!(store.api_key(&key).await.unwrap().is_none());
+    store.close().await;
+}
+
 #[test]
 fn every_command_documents_itself() {
     for args in [
@@ -71,6 +140,7 @@ fn every_command_documents_itself() {
         &["serve", "--help"],
         &["user", "add", "--help"],
         &["migrate", "--help"],
+        &["apikey", "create", "--help"],
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_depot"))
             .args(args)

@@ -3,7 +3,9 @@
 
 mod access;
 mod cli;
+mod coopr;
 mod files;
 mod helpers;
+mod mws;
 mod query;
 mod ui;

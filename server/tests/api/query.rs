@@ -40,6 +40,8 @@ fn metadata_only(
         format: None,
         virtual_size: None,
         now,
+        provisioning: None,
+        virtualized: Vec::new(),
     }
 }
 

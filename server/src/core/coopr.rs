@@ -1,0 +1,209 @@
+//! Tenants, API keys and image types: Coopr's records. A caller acts inside
+//! one tenant, proven by a key that was issued to them for it; they see and
+//! change that tenant's image types only.
+
+use app::error::CoreError;
+use app::model::{ImageType, Principal, Username};
+use base64::Engine;
+use chrono::Utc;
+use rand::RngCore;
+
+use super::auth::token_digest;
+use super::{db_error, Core};
+use crate::store::{is_unique_violation, ImageTypeRow};
+
+/// A user acting inside one tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantCaller {
+    pub user: Principal,
+    pub tenant_id: i64,
+    pub tenant: String,
+}
+
+/// A newly issued key, shown once.
+#[derive(Debug)]
+pub struct IssuedKey {
+    pub key: String,
+    pub tenant_created: bool,
+}
+
+fn image_type_of(row: ImageTypeRow) -> Result<ImageType, CoreError> {
+    let providermap = serde_json::from_str(&row.providermap).map_err(|_| {
+        tracing::error!(name = %row.name, "unreadable providermap in image_types");
+        CoreError::Internal
+    })?;
+    Ok(ImageType {
+        name: row.name,
+        description: row.description,
+        providermap,
+    })
+}
+
+fn row_of(image_type: &ImageType) -> ImageTypeRow {
+    ImageTypeRow {
+        name: image_type.name.clone(),
+        description: image_type.description.clone(),
+        // A JSON map always serializes.
+        providermap: serde_json::Value::Object(image_type.providermap.clone()).to_string(),
+    }
+}
+
+impl Core {
+    /// Issues an API key for `username` in `tenant`, creating the tenant if needed.
+    pub async fn issue_api_key(
+        &self,
+        username: &str,
+        tenant: &str,
+    ) -> Result<IssuedKey, CoreError> {
+        if !app::model::is_image_type_name(tenant) {
+            return Err(CoreError::invalid(
+                "a tenant name is letters, digits, '-', '.' or '_'",
+            ));
+        }
+        let username = Username::parse(username)?;
+        let user = self
+            .db
+            .user_by_name(username.as_str())
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| CoreError::not_found(format!("user '{}'", username.as_str())))?;
+        let now = Utc::now();
+        let (tenant_id, tenant_created) =
+            self.db.ensure_tenant(tenant, now).await.map_err(db_error)?;
+        let mut bytes = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        let key = format!(
+            "cpr_{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        );
+        self.db
+            .insert_api_key(tenant_id, user.id, &token_digest(&key), now)
+            .await
+            .map_err(db_error)?;
+        Ok(IssuedKey {
+            key,
+            tenant_created,
+        })
+    }
+
+    /// Checks the three Coopr headers together: the key must have been issued
+    /// to this user for this tenant. Any mismatch is the same 401.
+    pub async fn tenant_caller(
+        &self,
+        username: &str,
+        tenant: &str,
+        key: &str,
+    ) -> Result<TenantCaller, CoreError> {
+        let row = self
+            .db
+            .api_key(&token_digest(key))
+            .await
+            .map_err(db_error)?;
+        match row {
+            Some(row) if row.username == username && row.tenant == tenant => {
+                let user = Principal {
+                    id: row.user_id,
+                    username: row.username,
+                    role: app::model::Role::parse(&row.role).map_err(|_| CoreError::Internal)?,
+                };
+                Ok(TenantCaller {
+                    user,
+                    tenant_id: row.tenant_id,
+                    tenant: row.tenant,
+                })
+            }
+            _ => Err(CoreError::Unauthenticated),
+        }
+    }
+
+    pub async fn list_image_types(
+        &self,
+        caller: &TenantCaller,
+    ) -> Result<Vec<ImageType>, CoreError> {
+        let rows = self
+            .db
+            .image_types(caller.tenant_id)
+            .await
+            .map_err(db_error)?;
+        rows.into_iter().map(image_type_of).collect()
+    }
+
+    pub async fn get_image_type(
+        &self,
+        caller: &TenantCaller,
+        name: &str,
+    ) -> Result<ImageType, CoreError> {
+        let row = self
+            .db
+            .image_type(caller.tenant_id, name)
+            .await
+            .map_err(db_error)?;
+        match row {
+            Some(row) => image_type_of(row),
+            None => Err(CoreError::not_found(format!("image type '{name}'"))),
+        }
+    }
+
+    /// Creates an image type; a name already used in the tenant is a conflict.
+    pub async fn create_image_type(
+        &self,
+        caller: &TenantCaller,
+        image_type: &ImageType,
+    ) -> Result<(), CoreError> {
+        self.db
+            .insert_image_type(caller.tenant_id, &row_of(image_type), Utc::now())
+            .await
+            .map_err(|error| {
+                if is_unique_violation(&error) {
+                    CoreError::Conflict(format!(
+                        "an image type named '{}' already exists",
+                        image_type.name
+                    ))
+                } else {
+                    db_error(error)
+                }
+            })
+    }
+
+    /// Replaces the image type `name` with a whole new object of that name.
+    pub async fn update_image_type(
+        &self,
+        caller: &TenantCaller,
+        name: &str,
+        image_type: &ImageType,
+    ) -> Result<(), CoreError> {
+        if image_type.name != name {
+            return Err(CoreError::invalid(format!(
+                "the body names '{}' but the URL names '{name}'",
+                image_type.name
+            )));
+        }
+        let updated = self
+            .db
+            .update_image_type(caller.tenant_id, &row_of(image_type), Utc::now())
+            .await
+            .map_err(db_error)?;
+        if updated {
+            Ok(())
+        } else {
+            Err(CoreError::not_found(format!("image type '{name}'")))
+        }
+    }
+
+    pub async fn delete_image_type(
+        &self,
+        caller: &TenantCaller,
+        name: &str,
+    ) -> Result<(), CoreError> {
+        let deleted = self
+            .db
+            .delete_image_type(caller.tenant_id, name)
+            .await
+            .map_err(db_error)?;
+        if deleted {
+            Ok(())
+        } else {
+            Err(CoreError::not_found(format!("image type '{name}'")))
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Core records in MWS's shapes. Keys come out in the seed's (alphabetical)
+//! order; `fields` and `exclude-fields` trim them.
+
+use app::model::Image;
+use app::query::Value;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+
+use super::parse::Params;
+
+#[derive(Debug, Serialize)]
+pub struct ImageLinkView {
+    pub id: String,
+    pub name: String,
+}
+
+/// An image as "Get Single Image" shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageView {
+    pub active: bool,
+    pub extensions: Map<String, Json>,
+    pub features: Vec<String>,
+    pub hypervisor: bool,
+    pub hypervisor_type: Option<String>,
+    pub id: String,
+    pub name: String,
+    pub os_type: Option<String>,
+    pub supports_physical_machine: bool,
+    pub supports_virtual_machine: bool,
+    pub template_name: Option<String>,
+    #[serde(rename = "type")]
+    pub provisioning_type: Option<String>,
+    pub version: i64,
+    pub virtualized_images: Vec<ImageLinkView>,
+}
+
+impl From<&Image> for ImageView {
+    fn from(image: &Image) -> Self {
+        let mws = &image.mws;
+        Self {
+            active: mws.active,
+            extensions: mws.extensions.clone(),
+            features: mws.features.clone(),
+            hypervisor: mws.hypervisor,
+            hypervisor_type: mws.hypervisor_type.clone(),
+            id: image.id.to_string(),
+            name: image.name.clone(),
+            os_type: mws.os_type.clone(),
+            supports_physical_machine: mws.supports_physical_machine,
+            supports_virtual_machine: mws.supports_virtual_machine,
+            template_name: mws.template_name.clone(),
+            provisioning_type: mws.provisioning_type.clone(),
+            version: image.version,
+            virtualized_images: mws
+                .virtualized_images
+                .iter()
+                .map(|link| ImageLinkView {
+                    id: link.id.to_string(),
+                    name: link.name.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A list answer: `{"totalCount", "resultCount", "results"}`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListView {
+    pub total_count: u64,
+    pub result_count: usize,
+    pub results: Vec<Json>,
+}
+
+impl ListView {
+    pub fn new(total_count: u64, results: Vec<Json>) -> Self {
+        Self {
+            total_count,
+            result_count: results.len(),
+            results,
+        }
+    }
+}
+
+/// An image as JSON, trimmed to the fields the caller asked for.
+pub fn image(image: &Image, params: &Params) -> Json {
+    let Ok(Json::Object(mut object)) = serde_json::to_value(ImageView::from(image)) else {
+        return Json::Null;
+    };
+    if let Some(fields) = &params.fields {
+        object.retain(|key, _| fields.iter().any(|field| field == key));
+    }
+    if let Some(excluded) = &params.exclude_fields {
+        object.retain(|key, _| !excluded.iter().any(|field| field == key));
+    }
+    Json::Object(object)
+}
+
+/// A distinct value: ids as strings, as MWS shows them everywhere.
+pub fn distinct_value(value: Value, is_id: bool) -> Json {
+    match value {
+        Value::Int(number) if is_id => Json::String(number.to_string()),
+        Value::Int(number) => Json::from(number),
+        Value::Text(text) => Json::String(text),
+        Value::Bool(flag) => Json::Bool(flag),
+        Value::Time(time) => Json::String(time.to_rfc3339()),
+        Value::List(_) => Json::Null,
+    }
+}
+
+/// A JSON answer, indented when the caller asked for `pretty`.
+pub struct MwsJson {
+    status: StatusCode,
+    body: String,
+    location: Option<String>,
+}
+
+impl MwsJson {
+    pub fn new(value: &impl Serialize, pretty: bool) -> Self {
+        let body = if pretty {
+            serde_json::to_string_pretty(value)
+        } else {
+            serde_json::to_string(value)
+        };
+        Self {
+            status: StatusCode::OK,
+            // Plain data structures always serialize.
+            body: body.unwrap_or_else(|_| "{}".into()),
+            location: None,
+        }
+    }
+
+    /// 201 with the new resource's address.
+    pub fn created(mut self, location: String) -> Self {
+        self.status = StatusCode::CREATED;
+        self.location = Some(location);
+        self
+    }
+}
+
+impl IntoResponse for MwsJson {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            self.body,
+        )
+            .into_response();
+        if let Some(location) = self.location.and_then(|l| l.parse().ok()) {
+            response.headers_mut().insert(header::LOCATION, location);
+        }
+        response
+    }
+}

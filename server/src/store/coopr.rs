@@ -1,0 +1,187 @@
+//! Coopr's records: tenants, their members' API keys, their image types.
+
+use chrono::{DateTime, Utc};
+
+use super::{with_pool, Db};
+
+/// Who an API key belongs to, in which tenant.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ApiKeyRow {
+    pub user_id: i64,
+    pub username: String,
+    pub role: String,
+    pub tenant_id: i64,
+    pub tenant: String,
+}
+
+/// One image type as stored; `providermap` is JSON text.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ImageTypeRow {
+    pub name: String,
+    pub description: String,
+    pub providermap: String,
+}
+
+/// Whether an error is a unique-constraint violation (a taken name).
+pub fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|error| error.is_unique_violation())
+}
+
+impl Db {
+    /// The tenant's id, creating the tenant first if it does not exist.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn ensure_tenant(
+        &self,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(i64, bool), sqlx::Error> {
+        const INSERT: &str = "INSERT INTO tenants (name, created_at) VALUES ($1, $2) \
+             ON CONFLICT (name) DO NOTHING RETURNING id";
+        const SELECT: &str = "SELECT id FROM tenants WHERE name = $1";
+        with_pool!(self, pool => {
+            let created = sqlx::query_scalar::<_, i64>(INSERT)
+                .bind(name)
+                .bind(now)
+                .fetch_optional(pool)
+                .await?;
+            match created {
+                Some(id) => Ok((id, true)),
+                None => sqlx::query_scalar::<_, i64>(SELECT)
+                    .bind(name)
+                    .fetch_one(pool)
+                    .await
+                    .map(|id| (id, false)),
+            }
+        })
+    }
+
+    /// Makes the user a member of the tenant and stores a key for them there.
+    #[tracing::instrument(skip(self, key_hash), err)]
+    pub async fn insert_api_key(
+        &self,
+        tenant_id: i64,
+        user_id: i64,
+        key_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        const MEMBER: &str = "INSERT INTO tenant_members (tenant_id, user_id) VALUES ($1, $2) \
+             ON CONFLICT (tenant_id, user_id) DO NOTHING";
+        const KEY: &str = "INSERT INTO api_keys (tenant_id, user_id, key_hash, created_at) \
+             VALUES ($1, $2, $3, $4)";
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(MEMBER).bind(tenant_id).bind(user_id).execute(&mut *tx).await?;
+            sqlx::query(KEY)
+                .bind(tenant_id)
+                .bind(user_id)
+                .bind(key_hash)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        })
+    }
+
+    /// The owner and tenant of a key, if it exists and its owner is still a member.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRow>, sqlx::Error> {
+        const SELECT: &str = "SELECT u.id AS user_id, u.username, u.role, t.id AS tenant_id, \
+             t.name AS tenant FROM api_keys k \
+             JOIN users u ON u.id = k.user_id \
+             JOIN tenants t ON t.id = k.tenant_id \
+             JOIN tenant_members m ON m.tenant_id = k.tenant_id AND m.user_id = k.user_id \
+             WHERE k.key_hash = $1";
+        with_pool!(self, pool => {
+            sqlx::query_as::<_, ApiKeyRow>(SELECT).bind(key_hash).fetch_optional(pool).await
+        })
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    pub async fn image_types(&self, tenant_id: i64) -> Result<Vec<ImageTypeRow>, sqlx::Error> {
+        const SELECT: &str = "SELECT name, description, providermap FROM image_types \
+             WHERE tenant_id = $1 ORDER BY name";
+        with_pool!(self, pool => {
+            sqlx::query_as::<_, ImageTypeRow>(SELECT).bind(tenant_id).fetch_all(pool).await
+        })
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    pub async fn image_type(
+        &self,
+        tenant_id: i64,
+        name: &str,
+    ) -> Result<Option<ImageTypeRow>, sqlx::Error> {
+        const SELECT: &str = "SELECT name, description, providermap FROM image_types \
+             WHERE tenant_id = $1 AND name = $2";
+        with_pool!(self, pool => {
+            sqlx::query_as::<_, ImageTypeRow>(SELECT)
+                .bind(tenant_id)
+                .bind(name)
+                .fetch_optional(pool)
+                .await
+        })
+    }
+
+    /// Inserts an image type; a taken name comes back as a unique violation.
+    #[tracing::instrument(skip(self, row), err)]
+    pub async fn insert_image_type(
+        &self,
+        tenant_id: i64,
+        row: &ImageTypeRow,
+        now: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        const INSERT: &str = "INSERT INTO image_types \
+             (tenant_id, name, description, providermap, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $5)";
+        with_pool!(self, pool => {
+            sqlx::query(INSERT)
+                .bind(tenant_id)
+                .bind(&row.name)
+                .bind(&row.description)
+                .bind(&row.providermap)
+                .bind(now)
+                .execute(pool)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    /// Replaces an image type; `false` when there is none of that name.
+    #[tracing::instrument(skip(self, row), err)]
+    pub async fn update_image_type(
+        &self,
+        tenant_id: i64,
+        row: &ImageTypeRow,
+        now: DateTime<Utc>,
+    ) -> Result<bool, sqlx::Error> {
+        const UPDATE: &str = "UPDATE image_types SET description = $1, providermap = $2, \
+             updated_at = $3 WHERE tenant_id = $4 AND name = $5";
+        with_pool!(self, pool => {
+            sqlx::query(UPDATE)
+                .bind(&row.description)
+                .bind(&row.providermap)
+                .bind(now)
+                .bind(tenant_id)
+                .bind(&row.name)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected() == 1)
+        })
+    }
+
+    /// Deletes an image type; `false` when there is none of that name.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn delete_image_type(&self, tenant_id: i64, name: &str) -> Result<bool, sqlx::Error> {
+        const DELETE: &str = "DELETE FROM image_types WHERE tenant_id = $1 AND name = $2";
+        with_pool!(self, pool => {
+            sqlx::query(DELETE)
+                .bind(tenant_id)
+                .bind(name)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected() == 1)
+        })
+    }
+}

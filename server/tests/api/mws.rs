@@ -1,0 +1,735 @@
+//! The MWS dialect over HTTP: the seed's examples, every creation rule, the
+//! query language, optimistic concurrency and isolation between users.
+
+use reqwest::{Method, StatusCode};
+use rstest::rstest;
+use serde_json::{json, Value};
+
+use crate::helpers::{random_bytes, Backend, TestApp, ADMIN_PASSWORD};
+
+/// A client of `/mws/rest` acting as one user, with a bearer token.
+struct Mws<'a> {
+    app: &'a TestApp,
+    token: String,
+    client: reqwest::Client,
+}
+
+impl<'a> Mws<'a> {
+    async fn new(app: &'a TestApp, user: &str, password: &str) -> Self {
+        let principal = app.core.login(user, password).await.unwrap();
+        let (token, _) = app.core.issue_token(principal.id).await.unwrap();
+        Self {
+            app,
+            token,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// A request with `api-version=3` and `params` in the query string.
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        params: &[(&str, &str)],
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.app.url(path))
+            .query(&[("api-version", "3")])
+            .query(params)
+            .bearer_auth(&self.token)
+    }
+
+    async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let body =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+        (status, body)
+    }
+
+    async fn get(&self, path: &str, params: &[(&str, &str)]) -> (StatusCode, Value) {
+        Self::send(self.request(Method::GET, path, params)).await
+    }
+
+    async fn post(&self, body: &Value) -> (StatusCode, Value) {
+        Self::send(
+            self.request(Method::POST, "/mws/rest/images", &[])
+                .json(body),
+        )
+        .await
+    }
+
+    async fn put(&self, key: &str, body: &Value) -> (StatusCode, Value) {
+        let path = format!("/mws/rest/images/{key}");
+        Self::send(self.request(Method::PUT, &path, &[]).json(body)).await
+    }
+
+    async fn delete(&self, key: &str) -> (StatusCode, Value) {
+        let path = format!("/mws/rest/images/{key}");
+        Self::send(self.request(Method::DELETE, &path, &[])).await
+    }
+
+    async fn image(&self, key: &str) -> (StatusCode, Value) {
+        self.get(&format!("/mws/rest/images/{key}"), &[]).await
+    }
+
+    /// The names a query finds, in the order given.
+    async fn names(&self, params: &[(&str, &str)]) -> Vec<String> {
+        let (status, body) = self.get("/mws/rest/images", params).await;
+        assert_eq!(status, 200, "{params:?}: {body}");
+        body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|image| image["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+/// The body "Get Single Image" shows, with the id the server gave.
+fn without_id(mut image: Value) -> Value {
+    image.as_object_mut().unwrap().remove("id");
+    image
+}
+
+fn messages(body: &Value) -> String {
+    body["messages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no messages in {body}"))
+        .iter()
+        .map(|message| message.as_str().unwrap())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn every_seed_example_is_accepted_and_reads_back_as_documented(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mws = Mws::new(&app, "admin", ADMIN_PASSWORD).await;
+
+    // "The most basic image that can be created".
+    let basic = json!({"name": "centos5-stateful", "osType": "linux", "hypervisor": false,
+        "supportsVirtualMachine": true});
+    let response = mws
+        .request(Method::POST, "/mws/rest/images", &[])
+        .json(&basic)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let created: Value = response.json().await.unwrap();
+    let basic_id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(location, format!("/mws/rest/images/{basic_id}"));
+    let (status, fetched) = mws.get(&location, &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(fetched, created);
+    assert_eq!(
+        without_id(created),
+        json!({"active": true, "extensions": {}, "features": [], "hypervisor": false,
+            "hypervisorType": null, "name": "centos5-stateful", "osType": "linux",
+            "supportsPhysicalMachine": false, "supportsVirtualMachine": true,
+            "templateName": null, "type": "stateful", "version": 0, "virtualizedImages": []})
+    );
+
+    // "xCAT Virtual Machine Image" reads back as the seed's "Virtual machine
+    // image example" of Get Single Image, key for key.
+    let xcat_vm = json!({"active": true, "features": [], "hypervisor": false,
+        "name": "centos5-compute-stateful", "osType": "linux", "type": "stateful",
+        "supportsVirtualMachine": true, "extensions": {"xcat": {"os": "centos",
+        "architecture": "x86_64", "profile": "compute"}}});
+    let (status, created) = mws.post(&xcat_vm).await;
+    assert_eq!(status, 201, "{created}");
+    let vm_id = created["id"].as_str().unwrap().to_owned();
+    let (status, by_name) = mws.image("centos5-compute-stateful").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        without_id(by_name),
+        json!({"active": true, "extensions": {"xcat": {"os": "centos",
+            "architecture": "x86_64", "profile": "compute"}}, "features": [],
+            "hypervisor": false, "hypervisorType": null, "name": "centos5-compute-stateful",
+            "osType": "linux", "supportsPhysicalMachine": false,
+            "supportsVirtualMachine": true, "templateName": null, "type": "stateful",
+            "version": 0, "virtualizedImages": []})
+    );
+
+    // The PUT example, by name: the version moves on.
+    let (status, modified) = mws
+        .put(
+            "centos5-stateful",
+            &json!({"name": "centos5-stateful", "type": "stateful", "hypervisor": false,
+                "osType": "linux", "virtualizedImages": []}),
+        )
+        .await;
+    assert_eq!(status, 200, "{modified}");
+    assert_eq!(modified["version"], 1);
+    assert_eq!(modified["id"], basic_id.as_str());
+
+    // "Example payload of hypervisor with 2 vms": one by id, one by name. The
+    // seed's id is a MongoDB one; Depot's ids are its own, so the test sends
+    // the id the server gave the xCAT VM.
+    let hypervisor = json!({"hypervisor": true, "name": "esx5-stateful", "osType": "linux",
+        "supportsPhysicalMachine": true, "type": "stateful", "hypervisorType": "ESX",
+        "virtualizedImages": [{"id": vm_id}, {"name": "centos5-stateful"}]});
+    let (status, created) = mws.post(&hypervisor).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["hypervisorType"], "ESX");
+    assert_eq!(
+        created["virtualizedImages"],
+        json!([{"id": basic_id, "name": "centos5-stateful"},
+               {"id": vm_id, "name": "centos5-compute-stateful"}])
+    );
+
+    // The DELETE example answers {}; the hypervisor no longer lists the image.
+    let (status, deleted) = mws.delete("centos5-compute-stateful").await;
+    assert_eq!((status, deleted), (StatusCode::OK, json!({})));
+    let (status, gone) = mws.image(&vm_id).await;
+    assert_eq!(status, 404, "{gone}");
+    assert!(messages(&gone).contains("not found"));
+    let (_, esx) = mws.image("esx5-stateful").await;
+    assert_eq!(
+        esx["virtualizedImages"],
+        json!([{"id": basic_id, "name": "centos5-stateful"}])
+    );
+
+    // "VM Utilizing a Cloned Template" (its name is free again).
+    let linked = json!({"active": true, "hypervisor": false, "name": "centos5-compute-stateful",
+        "osType": "linux", "type": "linkedclone", "supportsVirtualMachine": true,
+        "templateName": "centos5-compute"});
+    let (status, created) = mws.post(&linked).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["templateName"], "centos5-compute");
+    assert_eq!(created["type"], "linkedclone");
+
+    // "xCAT Hypervisor Image", whose VM must exist first.
+    let stateless = json!({"name": "centos5-compute-stateless", "osType": "linux",
+        "hypervisor": false, "supportsVirtualMachine": true, "type": "stateless"});
+    assert_eq!(mws.post(&stateless).await.0, 201);
+    let xcat_hypervisor = json!({"active": true, "features": [], "hypervisor": true,
+        "name": "esxi5-base-stateless", "osType": "linux",
+        "virtualizedImages": [{"name": "centos5-compute-stateless"}], "type": "stateless",
+        "hypervisorType": "ESX", "supportsPhysicalMachine": true, "extensions": {"xcat": {
+        "os": "esxi5", "architecture": "x86_64", "profile": "base", "hvType": "esx",
+        "hvGroupName": "esx5hv", "vmGroupName": "esx5vm"}}});
+    let (status, created) = mws.post(&xcat_hypervisor).await;
+    assert_eq!(status, 201, "{created}");
+    let (_, fetched) = mws.image("esxi5-base-stateless").await;
+    assert_eq!(fetched["extensions"], xcat_hypervisor["extensions"]);
+    assert_eq!(fetched["supportsPhysicalMachine"], true);
+    assert_eq!(
+        fetched["virtualizedImages"][0]["name"],
+        "centos5-compute-stateless"
+    );
+
+    // "GET …/images?api-version=3&fields=id,name": only those keys.
+    let (status, list) = mws.get("/mws/rest/images", &[("fields", "id,name")]).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["totalCount"], 5);
+    assert_eq!(list["resultCount"], 5);
+    for image in list["results"].as_array().unwrap() {
+        let keys: Vec<&String> = image.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["id", "name"], "{image}");
+        assert!(image["id"].is_string());
+    }
+
+    // The query and sort of the quick reference.
+    let names = mws
+        .names(&[
+            ("query", r#"{"type":"stateful","osType":"linux"}"#),
+            ("sort", r#"{"name":-1}"#),
+        ])
+        .await;
+    assert_eq!(names, ["esx5-stateful", "centos5-stateful"]);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn each_creation_rule_is_enforced_with_a_message(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mws = Mws::new(&app, "admin", ADMIN_PASSWORD).await;
+    let valid = json!({"name": "base", "osType": "linux", "hypervisor": false,
+        "supportsVirtualMachine": true});
+    assert_eq!(mws.post(&valid).await.0, 201);
+
+    let with = |changes: Value| {
+        let mut body = valid.clone();
+        for (key, value) in changes.as_object().unwrap() {
+            if value == &json!("<absent>") {
+                body.as_object_mut().unwrap().remove(key);
+            } else {
+                body[key] = value.clone();
+            }
+        }
+        body
+    };
+    let cases = [
+        (with(json!({"name": "<absent>"})), 400, "name is required"),
+        (with(json!({"name": "bad name/x"})), 400, "may contain only"),
+        (
+            with(json!({"osType": "<absent>"})),
+            400,
+            "osType is required",
+        ),
+        (
+            with(json!({"name": "n1", "hypervisor": "<absent>"})),
+            400,
+            "hypervisor is required",
+        ),
+        (
+            with(json!({"name": "n2", "supportsVirtualMachine": false})),
+            400,
+            "supportsPhysicalMachine or",
+        ),
+        (
+            with(json!({"name": "n3", "hypervisor": true})),
+            400,
+            "hypervisorType is required",
+        ),
+        (
+            with(json!({"name": "n4", "virtualizedImages": [{"name": "base"}]})),
+            400,
+            "only on a hypervisor",
+        ),
+        (
+            with(
+                json!({"name": "n5", "hypervisor": true, "hypervisorType": "KVM",
+            "supportsPhysicalMachine": true, "virtualizedImages": [{"name": "nope"}]}),
+            ),
+            400,
+            "no image with name 'nope'",
+        ),
+        (
+            with(
+                json!({"name": "n6", "hypervisor": true, "hypervisorType": "KVM",
+            "supportsPhysicalMachine": true, "virtualizedImages": [{"id": "99999"}]}),
+            ),
+            400,
+            "no image with id '99999'",
+        ),
+        (
+            with(json!({"name": "n7", "templateName": "t"})),
+            400,
+            "only when type is linkedclone",
+        ),
+        (
+            with(json!({"name": "n8", "type": "ephemeral"})),
+            400,
+            "is not one of",
+        ),
+        (
+            with(
+                json!({"name": "n9", "extensions": {"xcat": {"os": "c", "architecture": "x",
+            "profile": "p"}, "other": {}}}),
+            ),
+            400,
+            "at most one",
+        ),
+        (
+            with(json!({"name": "n10", "extensions": {"xcat": {"os": "c", "architecture": "x"}}})),
+            400,
+            "extensions.xcat.profile is required",
+        ),
+        (
+            with(json!({"name": "n11", "owner": "root"})),
+            400,
+            "unknown field",
+        ),
+        (
+            with(json!({"name": "n12", "hypervisor": "no"})),
+            400,
+            "invalid type",
+        ),
+        (with(json!({})), 409, "already exists"),
+    ];
+    for (body, status, message) in cases {
+        let (got, answer) = mws.post(&body).await;
+        assert_eq!(got.as_u16(), status, "{body}: {answer}");
+        assert!(messages(&answer).contains(message), "{body}: {answer}");
+    }
+    let malformed = mws
+        .request(Method::POST, "/mws/rest/images", &[])
+        .header("content-type", "application/json")
+        .body("{\"name\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+
+    // Nothing of the refused requests was stored.
+    let (_, list) = mws.get("/mws/rest/images", &[]).await;
+    assert_eq!(list["totalCount"], 1);
+
+    // A PUT is checked against the same rules, after merging.
+    let (status, answer) = mws.put("base", &json!({"templateName": "t"})).await;
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) = mws.put("base", &json!({"name": "renamed"})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["name"], "renamed");
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn api_version_credentials_and_methods_are_checked(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let client = reqwest::Client::new();
+    let url = app.url("/mws/rest/images");
+    let mws = Mws::new(&app, "admin", ADMIN_PASSWORD).await;
+
+    let no_version = client
+        .get(&url)
+        .bearer_auth(&mws.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_version.status(), 400);
+    let body: Value = no_version.json().await.unwrap();
+    assert!(messages(&body).contains("api-version"));
+    let old = client
+        .get(format!("{url}?api-version=2"))
+        .bearer_auth(&mws.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.status(), 400);
+    let latest = client
+        .get(format!("{url}?api-version=latest"))
+        .bearer_auth(&mws.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(latest.status(), 200);
+
+    let anonymous = client
+        .get(format!("{url}?api-version=3"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert!(anonymous.headers().contains_key("www-authenticate"));
+    let body: Value = anonymous.json().await.unwrap();
+    assert!(!messages(&body).is_empty());
+    let wrong_password = client
+        .get(format!("{url}?api-version=3"))
+        .basic_auth("admin", Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_password.status(), 401);
+    let with_password = client
+        .get(format!("{url}?api-version=3"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_password.status(), 200);
+
+    let (status, body) = Mws::send(mws.request(Method::PATCH, "/mws/rest/images", &[])).await;
+    assert_eq!(status, 405);
+    assert!(messages(&body).contains("PATCH"));
+    let (status, body) = mws.get("/mws/rest/images/nothing-here", &[]).await;
+    assert_eq!(status, 404);
+    assert!(messages(&body).contains("nothing-here"));
+    let (status, _) = mws.get("/mws/rest/images", &[("max", "abc")]).await;
+    assert_eq!(status, 400);
+}
+
+/// Creates the images the query tests run against, at versions 0 to 3.
+async fn query_fixture(mws: &Mws<'_>) {
+    let images = [
+        json!({"name": "centos-a", "osType": "linux", "hypervisor": false,
+            "supportsVirtualMachine": true, "type": "stateful"}),
+        json!({"name": "CentOS-b", "osType": "linux", "hypervisor": false,
+            "supportsVirtualMachine": true, "type": "stateless", "active": false}),
+        json!({"name": "win-c", "osType": "windows", "hypervisor": false,
+            "supportsVirtualMachine": true, "type": "linkedclone", "templateName": "w"}),
+        json!({"name": "esx-d", "osType": "linux", "hypervisor": true, "hypervisorType": "ESX",
+            "supportsPhysicalMachine": true, "virtualizedImages": [{"name": "centos-a"}]}),
+    ];
+    for image in images {
+        let (status, body) = mws.post(&image).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    // Versions 0, 1, 2, 3 in creation order.
+    for (name, bumps) in [("CentOS-b", 1), ("win-c", 2), ("esx-d", 3)] {
+        for _ in 0..bumps {
+            assert_eq!(mws.put(name, &json!({"features": ["x"]})).await.0, 200);
+        }
+    }
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn the_query_language_has_every_operator(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mws = Mws::new(&app, "admin", ADMIN_PASSWORD).await;
+    query_fixture(&mws).await;
+    let by_id = r#"{"id":1}"#;
+    let cases: [(&str, &[&str]); 17] = [
+        (r#"{"osType":"linux"}"#, &["centos-a", "CentOS-b", "esx-d"]),
+        (r#"{"osType":{"$eq":"windows"}}"#, &["win-c"]),
+        (r#"{"osType":{"$ne":"linux"}}"#, &["win-c"]),
+        (r#"{"version":{"$gt":1}}"#, &["win-c", "esx-d"]),
+        (r#"{"version":{"$gte":1}}"#, &["CentOS-b", "win-c", "esx-d"]),
+        (r#"{"version":{"$lt":1}}"#, &["centos-a"]),
+        (r#"{"version":{"$lte":1}}"#, &["centos-a", "CentOS-b"]),
+        (
+            r#"{"type":{"$in":["stateless","linkedclone"]}}"#,
+            &["CentOS-b", "win-c"],
+        ),
+        (
+            r#"{"type":{"$nin":["stateless","linkedclone"]}}"#,
+            &["centos-a", "esx-d"],
+        ),
+        (r#"{"templateName":{"$exists":true}}"#, &["win-c"]),
+        (
+            r#"{"hypervisorType":null}"#,
+            &["centos-a", "CentOS-b", "win-c"],
+        ),
+        (r#"{"name":{"$regex":"^cent"}}"#, &["centos-a"]),
+        (
+            r#"{"name":{"$regex":"^cent","$options":"i"}}"#,
+            &["centos-a", "CentOS-b"],
+        ),
+        (r#"{"active":false}"#, &["CentOS-b"]),
+        (
+            r#"{"$or":[{"hypervisor":true},{"$and":[{"osType":"linux"},{"version":{"$lt":1}}]}]}"#,
+            &["centos-a", "esx-d"],
+        ),
+        (
+            r#"{"$and":[{"osType":"linux"},{"$or":[{"active":false},{"hypervisor":true}]}]}"#,
+            &["CentOS-b", "esx-d"],
+        ),
+        (by_id, &["centos-a"]),
+    ];
+    for (query, expected) in cases {
+        let names = mws
+            .names(&[("query", query), ("sort", r#"{"version":1}"#)])
+            .await;
+        assert_eq!(names, expected, "{query}");
+    }
+
+    // Sorting, paging, trimming, pretty printing.
+    assert_eq!(
+        mws.names(&[("sort", r#"{"osType":-1,"name":1}"#)]).await,
+        ["win-c", "CentOS-b", "centos-a", "esx-d"]
+    );
+    let (_, page) = mws
+        .get(
+            "/mws/rest/images",
+            &[("sort", r#"{"version":1}"#), ("max", "2"), ("offset", "1")],
+        )
+        .await;
+    assert_eq!(page["totalCount"], 4);
+    assert_eq!(page["resultCount"], 2);
+    assert_eq!(page["results"][0]["name"], "CentOS-b");
+    let (_, trimmed) = mws
+        .get(
+            "/mws/rest/images",
+            &[("exclude-fields", "extensions,features,virtualizedImages")],
+        )
+        .await;
+    assert!(trimmed["results"][0].get("features").is_none());
+    assert!(trimmed["results"][0].get("osType").is_some());
+    let pretty = mws
+        .request(Method::GET, "/mws/rest/images", &[("pretty", "true")])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(pretty.contains("\n  \"totalCount\": 4"), "{pretty}");
+
+    // Distinct values of a field, among the images the caller may read.
+    let (status, distinct) = mws.get("/mws/rest/distinct/images/osType", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(distinct["results"], json!(["linux", "windows"]));
+    assert_eq!(distinct["totalCount"], 2);
+    let (_, distinct) = mws
+        .get(
+            "/mws/rest/distinct/images/type",
+            &[("query", r#"{"osType":"linux"}"#)],
+        )
+        .await;
+    assert_eq!(distinct["results"], json!(["stateful", "stateless"]));
+    let (status, _) = mws.get("/mws/rest/distinct/images/password", &[]).await;
+    assert_eq!(status, 400);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn bad_and_hostile_queries_are_refused_or_harmless(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mws = Mws::new(&app, "admin", ADMIN_PASSWORD).await;
+    query_fixture(&mws).await;
+    for query in [
+        "{",
+        "not json",
+        r#"{"name":{"$where":"sleep(1)"}}"#,
+        r#"{"$nor":[{"name":"x"}]}"#,
+        r#"{"name; DROP TABLE images; --":"x"}"#,
+        r#"{"version":"1 OR 1=1"}"#,
+        r#"{"name":{"$regex":"(unclosed"}}"#,
+        r#"{"name":{"$regex":"a","$options":"x"}}"#,
+    ] {
+        let (status, body) = mws.get("/mws/rest/images", &[("query", query)]).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(!messages(&body).is_empty());
+    }
+    for sort in ["{", r#"{"name":0}"#, r#"{"name; --":1}"#, "[1]"] {
+        let (status, _) = mws.get("/mws/rest/images", &[("sort", sort)]).await;
+        assert_eq!(status, 400, "{sort}");
+    }
+    // Values are bound, never spliced: these find nothing and break nothing.
+    for query in [
+        r#"{"name":"x' OR '1'='1"}"#,
+        r#"{"name":{"$regex":"'; DROP TABLE images; --"}}"#,
+        r#"{"osType":{"$in":["linux') OR ('1'='1"]}}"#,
+    ] {
+        assert!(mws.names(&[("query", query)]).await.is_empty(), "{query}");
+    }
+    assert_eq!(mws.names(&[]).await.len(), 4);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn concurrent_puts_with_one_version_have_exactly_one_winner(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mws = Mws::new(&app, "admin", ADMIN_PASSWORD).await;
+    let (_, created) = mws
+        .post(
+            &json!({"name": "contended", "osType": "linux", "hypervisor": false,
+            "supportsVirtualMachine": true}),
+        )
+        .await;
+    assert_eq!(created["version"], 0);
+
+    let writers = (0..8).map(|writer| {
+        let mws = &mws;
+        async move {
+            let body = json!({"osType": format!("os-{writer}"), "version": 0});
+            mws.put("contended", &body).await
+        }
+    });
+    let answers = futures_util::future::join_all(writers).await;
+    let winners: Vec<&Value> = answers
+        .iter()
+        .filter(|(status, _)| *status == 200)
+        .map(|(_, body)| body)
+        .collect();
+    let losers = answers.iter().filter(|(status, _)| *status == 409).count();
+    assert_eq!(winners.len(), 1, "{answers:?}");
+    assert_eq!(losers, 7, "{answers:?}");
+    assert_eq!(winners[0]["version"], 1);
+
+    let (_, stored) = mws.image("contended").await;
+    assert_eq!(stored["version"], 1);
+    assert_eq!(stored["osType"], winners[0]["osType"]);
+    // A stale version stays refused; the current one goes through.
+    assert_eq!(
+        mws.put("contended", &json!({"active": false, "version": 0}))
+            .await
+            .0,
+        409
+    );
+    let (status, body) = mws
+        .put("contended", &json!({"active": false, "version": 1}))
+        .await;
+    assert_eq!((status.as_u16(), &body["version"]), (200, &json!(2)));
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn users_never_reach_each_others_images_and_see_uploads(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("alice", "alice-password").await;
+    app.add_user("bob", "bob-password-1").await;
+    let alice = Mws::new(&app, "alice", "alice-password").await;
+    let bob = Mws::new(&app, "bob", "bob-password-1").await;
+    let admin = Mws::new(&app, "admin", ADMIN_PASSWORD).await;
+
+    let (_, created) = alice
+        .post(
+            &json!({"name": "alice-image", "osType": "linux", "hypervisor": false,
+            "supportsVirtualMachine": true}),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    for key in [id.as_str(), "alice-image"] {
+        assert_eq!(bob.image(key).await.0, 404, "{key}");
+        assert_eq!(
+            bob.put(key, &json!({"osType": "bsd"})).await.0,
+            404,
+            "{key}"
+        );
+        assert_eq!(bob.delete(key).await.0, 404, "{key}");
+    }
+    assert!(bob.names(&[]).await.is_empty());
+    let (_, distinct) = bob.get("/mws/rest/distinct/images/name", &[]).await;
+    assert_eq!(distinct["totalCount"], 0);
+    // Bob may use the same name in his own space; alice's is untouched.
+    let (status, _) = bob
+        .post(
+            &json!({"name": "alice-image", "osType": "bsd", "hypervisor": false,
+            "supportsVirtualMachine": true}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    // Nor can bob make a hypervisor that points at alice's image.
+    let (status, body) = bob
+        .post(
+            &json!({"name": "bob-esx", "osType": "linux", "hypervisor": true,
+            "hypervisorType": "ESX", "supportsPhysicalMachine": true,
+            "virtualizedImages": [{"id": id}]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (_, mine) = alice.image(&id).await;
+    assert_eq!(mine["osType"], "linux");
+    assert_eq!(admin.image(&id).await.0, 200);
+
+    // An ISO uploaded the browser's way is an MWS image too, with the same id.
+    let iso = {
+        let mut bytes = random_bytes(40_000);
+        bytes[0x8001..0x8006].copy_from_slice(b"CD001");
+        bytes
+    };
+    let uploaded: Value = app
+        .upload("alice", "alice-password", "install.iso", iso)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let upload_id = uploaded["images"][0]["id"].as_i64().unwrap().to_string();
+    let (status, seen) = alice.image(&upload_id).await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["name"], "install.iso");
+    assert_eq!(seen["osType"], Value::Null);
+    assert_eq!(seen["type"], Value::Null);
+    assert_eq!(
+        alice
+            .names(&[("query", r#"{"name":{"$regex":"\\.iso$"}}"#)])
+            .await,
+        ["install.iso"]
+    );
+    assert_eq!(bob.image(&upload_id).await.0, 404);
+    // Deleting it through MWS removes the bytes as well.
+    assert_eq!(alice.delete(&upload_id).await.0, 200);
+    assert!(app.stored_files("blobs").is_empty());
+}
