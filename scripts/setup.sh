@@ -29,10 +29,14 @@ if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $wasm_bindgen_vers
   cargo install wasm-bindgen-cli --version "$wasm_bindgen_version"
 fi
 
-if ! command -v chromium >/dev/null 2>&1; then
-  step "installing Chromium from Debian's packages"
+# Chromium for the browser tests; rclone, a real WebDAV client, for the store's.
+missing_packages=()
+command -v chromium >/dev/null 2>&1 || missing_packages+=(chromium)
+command -v rclone >/dev/null 2>&1 || missing_packages+=(rclone)
+if [ "${#missing_packages[@]}" -gt 0 ]; then
+  step "installing ${missing_packages[*]} from Debian's packages"
   apt-get update
-  apt-get install -y chromium
+  apt-get install -y "${missing_packages[@]}"
 fi
 
 # Playwright (the test runner only: it uses Debian's Chromium) and binaryen's
@@ -42,6 +46,17 @@ if ! (cd "$repo/end2end" && npm ls --silent >/dev/null 2>&1); then
   (cd "$repo/end2end" && npm ci --no-audit --no-fund)
 fi
 export PATH="$repo/end2end/node_modules/.bin:$PATH"
+
+# The official VSS client, pinned, in a virtualenv of its own for the tests.
+pyvss_venv="$HOME/.cache/depot/pyvss-venv"
+if ! cmp -s "$repo/end2end/pyvss/requirements.txt" "$pyvss_venv/requirements.txt"; then
+  step "installing pyvss into $pyvss_venv"
+  python3 -m venv "$pyvss_venv"
+  "$pyvss_venv/bin/pip" install --quiet --disable-pip-version-check \
+    -r "$repo/end2end/pyvss/requirements.txt"
+  cp "$repo/end2end/pyvss/requirements.txt" "$pyvss_venv/requirements.txt"
+fi
+export DEPOT_PYVSS_PYTHON="$pyvss_venv/bin/python"
 
 # The integration tests create their own databases on the local PostgreSQL.
 if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432; then

@@ -106,6 +106,11 @@ pub struct StorageArgs {
     /// Database URL: `postgres://…` for PostgreSQL; by default `depot.db` in the data folder.
     #[arg(long, env = "DEPOT_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<Secret>,
+    /// The key that signs access tokens, at least 32 characters; by default a
+    /// random one kept in `secret.key` in the data folder. Servers sharing a
+    /// database must share it.
+    #[arg(long, env = "DEPOT_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<Secret>,
 }
 
 impl StorageArgs {
@@ -155,6 +160,12 @@ pub struct ServeArgs {
     /// Log line format.
     #[arg(long, env = "DEPOT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Fill an empty catalog with public demo records (the VSS examples' images and ISOs).
+    #[arg(long, env = "DEPOT_DEMO")]
+    pub demo: bool,
+    /// Background job workers in this process (personal-store syncs); 0 runs none.
+    #[arg(long, env = "DEPOT_JOB_WORKERS", default_value_t = 2)]
+    pub job_workers: usize,
 }
 
 impl ServeArgs {
@@ -170,6 +181,8 @@ impl ServeArgs {
             data_store: DEFAULT_DATA_STORE.into(),
             secure_cookies: false,
             log_format: LogFormat::Text,
+            demo: false,
+            job_workers: 2,
         }
     }
 }
@@ -199,6 +212,7 @@ mod tests {
         let storage = StorageArgs {
             data_dir: "/srv/depot".into(),
             database_url: None,
+            secret_key: None,
         };
         assert_eq!(
             storage.database_url(),

@@ -4,24 +4,37 @@
 
 mod auth;
 mod coopr;
+mod demo;
 mod images;
 mod inspect;
+mod jobs;
+mod keys;
 mod provisioning;
+mod sync;
+
+use std::path::PathBuf;
 
 use app::error::CoreError;
+use tokio::sync::Notify;
 
 use crate::blob::BlobStore;
 use crate::store::Db;
 
+pub use auth::IssuedToken;
 pub use auth::TOKEN_TTL;
 pub use coopr::{IssuedKey, TenantCaller};
 pub use images::UploadMeta;
+pub use keys::ServerKey;
+pub use sync::{SyncKind, SyncRequest};
 
 /// The largest single upload unless the operator says otherwise: 1 TiB.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 1 << 40;
 
 /// The data store name shown in paths unless the operator says otherwise.
 pub const DEFAULT_DATA_STORE: &str = "depot";
+
+/// The data store name of synced personal-store images unless the operator says otherwise.
+pub const DEFAULT_PERSONAL_DATA_STORE: &str = "personal";
 
 /// Limits an operator can set.
 #[derive(Debug, Clone)]
@@ -32,14 +45,17 @@ pub struct Limits {
     pub user_quota_bytes: Option<u64>,
     /// The data store name shown in image paths (`[data_store] folder/name`).
     pub data_store: String,
+    /// The data store name of images synced from personal stores.
+    pub personal_data_store: String,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_upload_bytes: 1 << 40,
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             user_quota_bytes: None,
-            data_store: "depot".into(),
+            data_store: DEFAULT_DATA_STORE.into(),
+            personal_data_store: DEFAULT_PERSONAL_DATA_STORE.into(),
         }
     }
 }
@@ -52,16 +68,31 @@ pub struct Core {
     /// A hash to verify against when the username does not exist, so that a
     /// failed login takes as long whichever part was wrong.
     dummy_hash: String,
+    /// Signs and checks access tokens (JWTs).
+    token_key: [u8; 32],
+    /// Each user's personal store is a folder under this one.
+    personal_root: PathBuf,
+    /// Wakes this process's job workers when it queues a job.
+    jobs_waiting: Notify,
 }
 
 impl Core {
-    pub fn new(db: Db, blobs: BlobStore, limits: Limits) -> Self {
+    pub fn new(
+        db: Db,
+        blobs: BlobStore,
+        limits: Limits,
+        key: &ServerKey,
+        personal_root: PathBuf,
+    ) -> Self {
         let dummy_hash = auth::hash_password("not a password of anyone").unwrap_or_default();
         Self {
             db,
             blobs,
             limits,
             dummy_hash,
+            token_key: key.derive("depot access tokens v1"),
+            personal_root,
+            jobs_waiting: Notify::new(),
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod coopr;
 pub mod mws;
+pub mod vss;
 
 use axum::Router;
 
@@ -12,5 +13,8 @@ use crate::state::AppState;
 
 /// Every dialect's routes.
 pub fn router() -> Router<AppState> {
-    Router::new().merge(mws::router()).merge(coopr::router())
+    Router::new()
+        .merge(vss::router())
+        .merge(mws::router())
+        .merge(coopr::router())
 }

@@ -5,6 +5,7 @@ pub mod blob;
 pub mod config;
 pub mod core;
 pub mod dialects;
+pub mod jobs;
 pub mod serve;
 pub mod state;
 pub mod store;

@@ -10,7 +10,7 @@ use leptos::config::LeptosOptions;
 
 use crate::blob::BlobStore;
 use crate::config::{ServeArgs, StorageArgs};
-use crate::core::{Core, Limits};
+use crate::core::{Core, Limits, ServerKey};
 use crate::state::AppState;
 use crate::store::{Db, SessionStore};
 
@@ -36,7 +36,19 @@ pub async fn open_core(storage: &StorageArgs, db: Db, limits: Limits) -> anyhow:
     let blobs = BlobStore::open(&storage.data_dir.join("store"))
         .await
         .context("cannot open the blob store")?;
-    Ok(Core::new(db, blobs, limits))
+    let key = ServerKey::load(
+        &storage.data_dir,
+        storage.secret_key.as_ref().map(|key| key.expose()),
+    )
+    .await
+    .context("cannot load the server's secret key")?;
+    Ok(Core::new(
+        db,
+        blobs,
+        limits,
+        &key,
+        storage.data_dir.join("personal"),
+    ))
 }
 
 /// A server ready to listen: its router, and the admin password if one was generated.
@@ -60,6 +72,7 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Built> {
         max_upload_bytes: args.max_upload_bytes,
         user_quota_bytes: args.user_quota_bytes,
         data_store: args.data_store.clone(),
+        ..Limits::default()
     };
     let core = open_core(&args.storage, db.clone(), limits).await?;
     core.blobs()
@@ -70,6 +83,11 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Built> {
         .ensure_admin(args.admin_password.as_ref().map(|p| p.expose()))
         .await
         .map_err(|error| anyhow::anyhow!("cannot create the admin account: {error}"))?;
+    if args.demo {
+        core.seed_demo_catalog()
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot fill the demo catalog: {error}"))?;
+    }
     let sessions = SessionStore::open(&db)
         .await
         .context("cannot open the session store")?;
@@ -81,9 +99,11 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Built> {
         .site_addr(args.bind)
         .build();
     let core = Arc::new(core);
+    crate::jobs::spawn_workers(core.clone(), args.job_workers);
     let state = AppState {
         core: core.clone(),
         leptos_options,
+        dav: crate::web::store_handler(),
     };
     let router = crate::web::router(state, sessions.clone(), args.secure_cookies);
     Ok(Built {

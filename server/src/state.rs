@@ -11,6 +11,8 @@ use crate::core::Core;
 pub struct AppState {
     pub core: Arc<Core>,
     pub leptos_options: LeptosOptions,
+    /// Serves the personal stores over WebDAV.
+    pub dav: dav_server::DavHandler,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -7,9 +7,11 @@
 
 mod coopr;
 mod images;
+mod jobs;
 mod rows;
 mod sessions;
 pub mod sql;
+mod sync;
 mod tokens;
 mod users;
 
@@ -23,8 +25,10 @@ use sqlx::sqlite::{
 
 pub use coopr::{is_unique_violation, ApiKeyRow, ImageTypeRow};
 pub use images::{LinkRow, NewImage, ProvisioningUpdate};
+pub use jobs::{JobCount, JobRow};
 pub use rows::{ImageRow, UserRow};
 pub use sessions::SessionStore;
+pub use sync::{SyncOutcome, SyncRow};
 
 /// Which SQL dialect a statement is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 mod auth;
 mod error;
 mod files;
+mod store;
 mod tokens;
 
 use axum::routing::get;
@@ -18,6 +19,7 @@ use crate::state::AppState;
 use crate::store::SessionStore;
 
 pub use error::{status_of, ApiError};
+pub use store::handler as store_handler;
 
 /// How long a browser session lasts without use.
 const SESSION_IDLE_DAYS: i64 = 7;
@@ -39,6 +41,7 @@ pub fn router(state: AppState, sessions: SessionStore, secure_cookies: bool) -> 
         .route("/healthz", get(health))
         .merge(files::router())
         .merge(tokens::router())
+        .merge(store::router())
         .merge(crate::dialects::router())
         .leptos_routes_with_context(
             &state,

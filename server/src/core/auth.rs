@@ -1,4 +1,9 @@
-//! Accounts and credentials: argon2id passwords, hashed API tokens, sessions.
+//! Accounts and credentials: argon2id passwords, access tokens, sessions.
+//!
+//! An access token is a JWT (HS256, signed with a key derived from the
+//! server key) carrying `sub`, `iat`, `exp`, `otp` and a random `jti`, as
+//! the VSS client expects to decode. A valid signature is not enough: the
+//! token's SHA-256 must also be in the database, so that it can be revoked.
 
 use std::time::Duration;
 
@@ -9,7 +14,9 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{db_error, Core};
@@ -21,6 +28,25 @@ const LOGIN_FAILURE_DELAY: Duration = Duration::from_millis(300);
 
 /// How long an API token lasts.
 pub const TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// What an access token says about itself.
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    iat: i64,
+    exp: i64,
+    /// Whether a one-time password was used (the VSS client reads it).
+    otp: bool,
+    jti: String,
+}
+
+/// A token as handed to its user, once.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub token: String,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
 
 /// The shortest password accepted for a new account.
 const MIN_PASSWORD_LEN: usize = 8;
@@ -129,31 +155,65 @@ impl Core {
         }
     }
 
-    /// Issues a new API token for a user; only its digest is stored.
-    pub async fn issue_token(&self, user_id: i64) -> Result<(String, DateTime<Utc>), CoreError> {
-        let mut bytes = [0u8; 32];
-        rand::thread_rng().fill_bytes(&mut bytes);
-        let token = format!(
-            "dpt_{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-        );
-        let now = Utc::now();
-        let expires = now + chrono::Duration::from_std(TOKEN_TTL).unwrap_or_default();
+    /// Issues a new access token for a user; only its digest is stored.
+    pub async fn issue_token(&self, user: &Principal) -> Result<IssuedToken, CoreError> {
+        let mut jti = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut jti);
+        let issued_at = Utc::now();
+        let expires_at = issued_at + chrono::Duration::from_std(TOKEN_TTL).unwrap_or_default();
+        let claims = Claims {
+            sub: user.username.clone(),
+            iat: issued_at.timestamp(),
+            exp: expires_at.timestamp(),
+            otp: false,
+            jti: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(jti),
+        };
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&self.token_key),
+        )
+        .map_err(|error| {
+            tracing::error!(%error, "cannot sign a token");
+            CoreError::Internal
+        })?;
         self.db
-            .insert_token(user_id, &token_digest(&token), now, expires)
+            .insert_token(user.id, &token_digest(&token), issued_at, expires_at)
             .await
             .map_err(db_error)?;
-        Ok((token, expires))
+        Ok(IssuedToken {
+            token,
+            issued_at,
+            expires_at,
+        })
     }
 
-    /// The user an unexpired token belongs to.
+    /// The user an unexpired, correctly signed and not revoked token belongs to.
     pub async fn viewer_from_token(&self, token: &str) -> Result<Viewer, CoreError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        let signed = jsonwebtoken::decode::<Claims>(
+            token,
+            &DecodingKey::from_secret(&self.token_key),
+            &validation,
+        );
+        if signed.is_err() {
+            return Ok(Viewer::Anonymous);
+        }
         let user = self
             .db
             .user_by_token(&token_digest(token), Utc::now())
             .await
             .map_err(db_error)?;
         viewer_of(user)
+    }
+
+    /// Revokes a token: however well signed, it no longer identifies anyone.
+    pub async fn revoke_token(&self, token: &str) -> Result<bool, CoreError> {
+        self.db
+            .delete_token(&token_digest(token))
+            .await
+            .map_err(db_error)
     }
 
     /// The user a session points at (deleted users sign out).

@@ -322,6 +322,41 @@ impl Db {
         })
     }
 
+    /// Points a record at new bytes (a file that changed), bumping its version.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn update_image_content(
+        &self,
+        id: i64,
+        size: i64,
+        sha256: &str,
+        format: &str,
+        virtual_size: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        const UPDATE: &str = "UPDATE images SET size = $1, sha256 = $2, format = $3, \
+             virtual_size = $4, updated_at = $5, version = version + 1 WHERE id = $6";
+        with_pool!(self, pool => {
+            sqlx::query(UPDATE)
+                .bind(size)
+                .bind(sha256)
+                .bind(format)
+                .bind(virtual_size)
+                .bind(now)
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    /// How many records the catalog holds.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn count_images(&self) -> Result<i64, sqlx::Error> {
+        with_pool!(self, pool => {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM images").fetch_one(pool).await
+        })
+    }
+
     /// Bytes held by one user's images, for quotas.
     #[tracing::instrument(skip(self), err)]
     pub async fn bytes_owned_by(&self, owner_id: i64) -> Result<i64, sqlx::Error> {

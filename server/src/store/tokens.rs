@@ -48,4 +48,16 @@ impl Db {
                 .await
         })
     }
+
+    /// Forgets a token; answers whether there was one.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn delete_token(&self, token_hash: &str) -> Result<bool, sqlx::Error> {
+        with_pool!(self, pool => {
+            sqlx::query("DELETE FROM api_tokens WHERE token_hash = $1")
+                .bind(token_hash)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected() > 0)
+        })
+    }
 }

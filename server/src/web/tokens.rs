@@ -21,9 +21,9 @@ async fn create(
     Extension(viewer): Extension<Viewer>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let user = viewer.require_user()?;
-    let (token, expires_at) = state.core.issue_token(user.id).await?;
+    let issued = state.core.issue_token(user).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "token": token, "expires_at": expires_at })),
+        Json(json!({ "token": issued.token, "expires_at": issued.expires_at })),
     ))
 }

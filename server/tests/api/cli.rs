@@ -118,6 +118,7 @@ async fn apikey_create_prints_a_working_key_once_and_stores_its_hash(#[case] bac
     let storage = depot_server::config::StorageArgs {
         data_dir: data.path().to_path_buf(),
         database_url: db.url.as_deref().map(|url| url.parse().unwrap()),
+        secret_key: None,
     };
     let store = depot_server::serve::open_database(&storage).await.unwrap();
     let core = depot_server::serve::open_core(&storage, store.clone(), Default::default())

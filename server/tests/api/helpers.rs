@@ -107,6 +107,7 @@ impl TestApp {
         let storage = StorageArgs {
             data_dir: data.path().to_path_buf(),
             database_url: db.url.as_deref().map(|url| url.parse::<Secret>().unwrap()),
+            secret_key: None,
         };
         let mut args = ServeArgs::with_defaults(storage, "127.0.0.1:0".parse().unwrap());
         args.admin_password = Some(ADMIN_PASSWORD.parse().unwrap());

@@ -7,5 +7,8 @@ mod coopr;
 mod files;
 mod helpers;
 mod mws;
+mod pyvss;
 mod query;
+mod store;
 mod ui;
+mod vss;

@@ -17,7 +17,7 @@ struct Mws<'a> {
 impl<'a> Mws<'a> {
     async fn new(app: &'a TestApp, user: &str, password: &str) -> Self {
         let principal = app.core.login(user, password).await.unwrap();
-        let (token, _) = app.core.issue_token(principal.id).await.unwrap();
+        let token = app.core.issue_token(&principal).await.unwrap().token;
         Self {
             app,
             token,

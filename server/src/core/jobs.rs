@@ -1,0 +1,72 @@
+//! What the job queue runs, and what a job's state means for the records it
+//! works on (a sync request's status).
+
+use std::time::Duration;
+
+use chrono::Utc;
+use serde::Deserialize;
+
+use super::sync::SYNC_JOB;
+use super::Core;
+use crate::store::JobRow;
+
+#[derive(Debug, Deserialize)]
+struct SyncPayload {
+    sync_request: i64,
+}
+
+impl Core {
+    /// Runs one claimed job; `Err` is a reason worth retrying for.
+    pub async fn run_job(&self, job: &JobRow) -> Result<(), String> {
+        match job.kind.as_str() {
+            SYNC_JOB => {
+                let payload: SyncPayload = serde_json::from_str(&job.payload)
+                    .map_err(|error| format!("unreadable payload: {error}"))?;
+                self.run_sync(payload.sync_request).await
+            }
+            other => Err(format!("no worker runs jobs of kind '{other}'")),
+        }
+    }
+
+    /// Shows a failure on the record the job works on.
+    pub async fn job_failed(
+        &self,
+        job: &JobRow,
+        reason: &str,
+        will_retry: bool,
+    ) -> Result<(), sqlx::Error> {
+        if job.kind != SYNC_JOB {
+            return Ok(());
+        }
+        let Some(request) = self.db.sync_request_of_job(job.id).await? else {
+            return Ok(());
+        };
+        let outcome = crate::store::SyncOutcome {
+            status: if will_retry { "ERROR_RETRY" } else { "ERROR" },
+            errors: serde_json::json!([reason]).to_string(),
+            warnings: "[]".into(),
+            ..Default::default()
+        };
+        self.db
+            .finish_sync_request(request, &outcome, Utc::now())
+            .await
+    }
+
+    /// Requeues the jobs of workers that died; their requests wait again.
+    pub async fn reap_jobs(&self, now_ms: i64) -> Result<(), sqlx::Error> {
+        for job in self.db.reap_jobs(now_ms).await? {
+            tracing::warn!(job, "requeued a job whose worker stopped");
+            if let Some(request) = self.db.sync_request_of_job(job).await? {
+                self.db
+                    .set_sync_status(request, "PENDING", Utc::now())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until a job is queued by this process, or `at_most`.
+    pub async fn wait_for_jobs(&self, at_most: Duration) {
+        let _ = tokio::time::timeout(at_most, self.jobs_waiting.notified()).await;
+    }
+}

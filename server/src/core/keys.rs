@@ -1,0 +1,127 @@
+//! The server's secret key. It signs access tokens (JWTs) and is the root of
+//! every other key Depot needs; each use gets its own key derived from it,
+//! so that no two purposes ever share one.
+
+use std::path::Path;
+
+use anyhow::Context;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+/// The file in the data folder that holds the key when none is given.
+const KEY_FILE: &str = "secret.key";
+
+/// The root key. Its bytes never leave this type (and `Debug` hides them).
+#[derive(Clone)]
+pub struct ServerKey([u8; 32]);
+
+impl std::fmt::Debug for ServerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerKey(***)")
+    }
+}
+
+impl ServerKey {
+    /// A key from operator-supplied text (`DEPOT_SECRET_KEY`): any string of
+    /// at least 32 characters, hashed down to 32 bytes.
+    pub fn from_text(text: &str) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            text.chars().count() >= 32,
+            "the secret key must be at least 32 characters long"
+        );
+        Ok(Self(Sha256::digest(text.as_bytes()).into()))
+    }
+
+    /// The key given by the operator, or the one kept in the data folder,
+    /// created (readable by the owner only) on first use.
+    pub async fn load(data_dir: &Path, given: Option<&str>) -> anyhow::Result<Self> {
+        if let Some(text) = given {
+            return Self::from_text(text);
+        }
+        let path = data_dir.join(KEY_FILE);
+        match tokio::fs::read_to_string(&path).await {
+            Ok(text) => Self::from_hex(text.trim())
+                .with_context(|| format!("{} is not a key Depot wrote", path.display())),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Self::create(&path).await,
+            Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    fn from_hex(text: &str) -> anyhow::Result<Self> {
+        let bytes = hex::decode(text)?;
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("a key is 32 bytes"))?;
+        Ok(Self(bytes))
+    }
+
+    async fn create(path: &Path) -> anyhow::Result<Self> {
+        let mut bytes = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        let text = hex::encode(bytes);
+        let path_owned = path.to_owned();
+        // `create_new` so that two processes starting at once cannot each
+        // write a different key; the loser reads the winner's.
+        let written = tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            #[cfg(unix)]
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            options.mode(0o600);
+            let mut file = options.open(&path_owned)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()
+        })
+        .await?;
+        match written {
+            Ok(()) => Ok(Self(bytes)),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                let text = tokio::fs::read_to_string(path).await?;
+                Self::from_hex(text.trim())
+            }
+            Err(error) => Err(error).with_context(|| format!("cannot write {}", path.display())),
+        }
+    }
+
+    /// The key for one purpose: HMAC-SHA256 of the purpose under the root key.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        // HMAC takes keys of any length; 32 bytes cannot be refused.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_key_is_created_once_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = ServerKey::load(dir.path(), None).await.unwrap();
+        let second = ServerKey::load(dir.path(), None).await.unwrap();
+        assert_eq!(first.derive("jwt"), second.derive("jwt"));
+        assert_ne!(first.derive("jwt"), first.derive("credentials"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn given_keys_must_be_long_and_are_hidden() {
+        assert!(ServerKey::from_text("short").is_err());
+        let key = ServerKey::from_text(&"k".repeat(32)).unwrap();
+        assert_eq!(format!("{key:?}"), "ServerKey(***)");
+    }
+}

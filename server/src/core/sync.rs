@@ -1,0 +1,576 @@
+//! Syncing a personal store: the user's files become their images. `.ova`
+//! and `.ovf` files (with every disk the descriptor names) become VM images,
+//! `.iso` files ISO images; changed files update their record, vanished ones
+//! lose it. A problem with one file is reported in the request, not fatal.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use app::error::CoreError;
+use app::model::{image_path, DiskFormat, Image, ImageKind, Principal, Viewer};
+use app::query::{Condition, Field, Op, Query, Value, MAX_PAGE};
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+
+use super::{db_error, inspect, io_error, Core};
+use crate::store::{NewImage, SyncOutcome, SyncRow};
+
+/// The job kind that runs a sync request.
+pub const SYNC_JOB: &str = "vss.image_sync";
+
+/// Which files a sync looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncKind {
+    /// `.ova` and `.ovf` files: VM images.
+    Vm,
+    /// `.iso` files.
+    Iso,
+}
+
+impl SyncKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Vm => "VM",
+            Self::Iso => "ISO",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "VM" => Some(Self::Vm),
+            "ISO" => Some(Self::Iso),
+            _ => None,
+        }
+    }
+
+    fn image_kind(self) -> ImageKind {
+        match self {
+            Self::Vm => ImageKind::Vm,
+            Self::Iso => ImageKind::Iso,
+        }
+    }
+
+    fn wants(self, name: &str) -> bool {
+        let lower = name.to_ascii_lowercase();
+        match self {
+            Self::Vm => lower.ends_with(".ova") || lower.ends_with(".ovf"),
+            Self::Iso => lower.ends_with(".iso"),
+        }
+    }
+}
+
+/// A sync request as the dialects show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncRequest {
+    pub id: i64,
+    pub username: String,
+    pub kind: String,
+    pub status: String,
+    pub task_id: String,
+    pub added: i64,
+    pub updated: i64,
+    pub deleted: i64,
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<SyncRow> for SyncRequest {
+    type Error = CoreError;
+
+    fn try_from(row: SyncRow) -> Result<Self, CoreError> {
+        let list = |text: &str| {
+            serde_json::from_str::<Vec<String>>(text).map_err(|_| {
+                tracing::error!(request = row.id, "unreadable messages in sync_requests");
+                CoreError::Internal
+            })
+        };
+        Ok(Self {
+            errors: list(&row.errors)?,
+            warnings: list(&row.warnings)?,
+            id: row.id,
+            username: row.username,
+            kind: row.kind,
+            status: row.status,
+            task_id: row.task_id,
+            added: row.added,
+            updated: row.updated,
+            deleted: row.deleted,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// A random id in the UUID v4 shape, as VSS shows task ids.
+fn task_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex = hex::encode(bytes);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// A file found in the store.
+struct Found {
+    path: PathBuf,
+    /// Folder relative to the store's root, `/`-separated ("" at the root).
+    folder: String,
+    name: String,
+    size: u64,
+    modified: DateTime<Utc>,
+}
+
+/// Every file under `root`, without following links out of it.
+fn walk(root: &Path) -> std::io::Result<Vec<Found>> {
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            let path = entry.path();
+            if kind.is_dir() {
+                pending.push(path);
+            } else if kind.is_file() {
+                let meta = entry.metadata()?;
+                let relative = path.strip_prefix(root).unwrap_or(&path);
+                let folder = relative
+                    .parent()
+                    .map(|parent| parent.to_string_lossy().replace('\\', "/"))
+                    .unwrap_or_default();
+                found.push(Found {
+                    name: entry.file_name().to_string_lossy().into_owned(),
+                    folder,
+                    size: meta.len(),
+                    modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH).into(),
+                    path,
+                });
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The files an OVF descriptor names (`<File ovf:href="…">`).
+fn ovf_references(descriptor: &[u8]) -> Result<Vec<String>, String> {
+    let mut reader = quick_xml::Reader::from_reader(descriptor);
+    let mut references = Vec::new();
+    let mut buffer = Vec::new();
+    loop {
+        match reader.read_event_into(&mut buffer) {
+            Ok(
+                quick_xml::events::Event::Start(element) | quick_xml::events::Event::Empty(element),
+            ) if element.local_name().as_ref() == "File" => {
+                for attribute in element.attributes().flatten() {
+                    if attribute.key.local_name().as_ref() == "href" {
+                        references.push(attribute.value.into_owned());
+                    }
+                }
+            }
+            Ok(quick_xml::events::Event::Eof) => return Ok(references),
+            Err(error) => return Err(format!("unreadable descriptor: {error}")),
+            Ok(_) => {}
+        }
+        buffer.clear();
+    }
+}
+
+impl Core {
+    /// Where a user's personal store lives.
+    pub fn personal_folder(&self, user_id: i64) -> PathBuf {
+        self.personal_root.join(user_id.to_string())
+    }
+
+    /// Submits a sync of the caller's store; the job queue runs it.
+    pub async fn submit_sync(
+        &self,
+        viewer: &Viewer,
+        kind: SyncKind,
+    ) -> Result<SyncRequest, CoreError> {
+        let user = viewer.require_user()?;
+        let id = self
+            .db
+            .insert_sync_request(user.id, kind.as_str(), &task_id(), SYNC_JOB, Utc::now())
+            .await
+            .map_err(db_error)?;
+        self.jobs_waiting.notify_one();
+        self.sync_request(viewer, id).await
+    }
+
+    /// A sync request its owner (or an admin) may see.
+    pub async fn sync_request(&self, viewer: &Viewer, id: i64) -> Result<SyncRequest, CoreError> {
+        let user = viewer.require_user()?;
+        match self.db.sync_request(id).await.map_err(db_error)? {
+            Some(row) if row.user_id == user.id || viewer.is_admin() => row.try_into(),
+            _ => Err(CoreError::not_found(format!("image sync request {id}"))),
+        }
+    }
+
+    /// One page of the caller's sync requests, newest first.
+    pub async fn list_sync_requests(
+        &self,
+        viewer: &Viewer,
+        status: Option<&str>,
+        limit: u64,
+        offset: u64,
+    ) -> Result<(Vec<SyncRequest>, u64), CoreError> {
+        let user = viewer.require_user()?;
+        let (rows, total) = self
+            .db
+            .sync_requests_of(user.id, status, limit.clamp(1, MAX_PAGE), offset)
+            .await
+            .map_err(db_error)?;
+        let items = rows
+            .into_iter()
+            .map(SyncRequest::try_from)
+            .collect::<Result<_, _>>()?;
+        Ok((items, total.max(0) as u64))
+    }
+
+    /// The job: reconciles the store with the user's images and records
+    /// what it did. An error here is the job's (it is retried).
+    pub(crate) async fn run_sync(&self, request_id: i64) -> Result<(), String> {
+        let row = self
+            .db
+            .sync_request(request_id)
+            .await
+            .map_err(|error| error.to_string())?
+            .ok_or_else(|| format!("sync request {request_id} is gone"))?;
+        let kind = SyncKind::parse(&row.kind).ok_or("unknown sync kind")?;
+        let user = self
+            .db
+            .user_by_id(row.user_id)
+            .await
+            .map_err(|error| error.to_string())?
+            .ok_or("the user is gone")?
+            .principal()
+            .map_err(|error| error.to_string())?;
+        self.db
+            .set_sync_status(request_id, "IN_PROGRESS", Utc::now())
+            .await
+            .map_err(|error| error.to_string())?;
+        let outcome = self.reconcile(&user, kind).await?;
+        self.db
+            .finish_sync_request(request_id, &outcome, Utc::now())
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    /// The user's images that came from their store, by `folder/name`.
+    async fn synced_images(
+        &self,
+        viewer: &Viewer,
+        user: &Principal,
+        kind: SyncKind,
+    ) -> Result<HashMap<(String, String), Image>, CoreError> {
+        let scope = Condition::All(vec![
+            Condition::Compare {
+                field: Field::OwnerId,
+                op: Op::Eq,
+                value: Value::Int(user.id),
+            },
+            Condition::Compare {
+                field: Field::Kind,
+                op: Op::Eq,
+                value: Value::Text(kind.image_kind().as_str().into()),
+            },
+            Condition::Compare {
+                field: Field::DataStore,
+                op: Op::Eq,
+                value: Value::Text(self.limits.personal_data_store.clone()),
+            },
+        ]);
+        let mut images = HashMap::new();
+        let mut offset = 0;
+        loop {
+            let query = Query::new(MAX_PAGE).filter(scope.clone()).offset(offset);
+            let page = self.list_images(viewer, query).await?;
+            let count = page.items.len() as u64;
+            for image in page.items {
+                images.insert((image.folder.clone(), image.name.clone()), image);
+            }
+            offset += count;
+            if count == 0 || offset >= page.total {
+                return Ok(images);
+            }
+        }
+    }
+
+    async fn reconcile(&self, user: &Principal, kind: SyncKind) -> Result<SyncOutcome, String> {
+        let viewer = Viewer::User(user.clone());
+        let root = self.personal_folder(user.id);
+        let files = match tokio::task::spawn_blocking({
+            let root = root.clone();
+            move || {
+                if root.exists() {
+                    walk(&root)
+                } else {
+                    Ok(Vec::new())
+                }
+            }
+        })
+        .await
+        {
+            Ok(Ok(files)) => files,
+            Ok(Err(error)) => return Err(format!("cannot read the store: {error}")),
+            Err(error) => return Err(error.to_string()),
+        };
+        let mut known = self
+            .synced_images(&viewer, user, kind)
+            .await
+            .map_err(|error| error.to_string())?;
+        let present: std::collections::HashSet<(String, String)> = files
+            .iter()
+            .map(|file| (file.folder.clone(), file.name.clone()))
+            .collect();
+        let mut outcome = SyncOutcome::default();
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+
+        for file in files.iter().filter(|file| kind.wants(&file.name)) {
+            let shown = if file.folder.is_empty() {
+                file.name.clone()
+            } else {
+                format!("{}/{}", file.folder, file.name)
+            };
+            let folder = if file.folder.is_empty() {
+                user.username.clone()
+            } else {
+                format!("{}/{}", user.username, file.folder)
+            };
+            // The file is there: its record stays, whatever is wrong with it now.
+            let existing = known.remove(&(folder.clone(), file.name.clone()));
+            if file.name.to_ascii_lowercase().ends_with(".ovf") {
+                match self.check_ovf(file, &present).await {
+                    Ok(missing) if missing.is_empty() => {}
+                    Ok(missing) => {
+                        errors.push(format!("{shown}: missing disk {}", missing.join(", ")));
+                        continue;
+                    }
+                    Err(error) => {
+                        errors.push(format!("{shown}: {error}"));
+                        continue;
+                    }
+                }
+            }
+            if let Some(image) = &existing {
+                let unchanged =
+                    image.size == Some(file.size as i64) && file.modified <= image.updated_at;
+                if unchanged {
+                    continue;
+                }
+            }
+            match self
+                .register(user, kind, file, &folder, existing.as_ref())
+                .await
+            {
+                Ok(Registered::Added) => outcome.added += 1,
+                Ok(Registered::Updated) => outcome.updated += 1,
+                Ok(Registered::Same) => {}
+                Err(error) => errors.push(format!("{shown}: {error}")),
+            }
+        }
+        // Records whose file is gone.
+        for image in known.into_values() {
+            match self.delete_image(&viewer, image.id).await {
+                Ok(()) => outcome.deleted += 1,
+                Err(error) => warnings.push(format!("{}: cannot remove: {error}", image.name)),
+            }
+        }
+        outcome.status = "PROCESSED";
+        outcome.errors = serde_json::to_string(&errors).unwrap_or_else(|_| "[]".into());
+        outcome.warnings = serde_json::to_string(&warnings).unwrap_or_else(|_| "[]".into());
+        Ok(outcome)
+    }
+
+    /// The disks an `.ovf` names that are not beside it.
+    async fn check_ovf(
+        &self,
+        file: &Found,
+        present: &std::collections::HashSet<(String, String)>,
+    ) -> Result<Vec<String>, String> {
+        const MAX_DESCRIPTOR: u64 = 4 << 20;
+        if file.size > MAX_DESCRIPTOR {
+            return Err("the descriptor is larger than 4 MiB".into());
+        }
+        let descriptor = tokio::fs::read(&file.path)
+            .await
+            .map_err(|error| format!("unreadable: {error}"))?;
+        let references = ovf_references(&descriptor)?;
+        Ok(references
+            .into_iter()
+            .filter(|href| {
+                let (sub, name) = href.rsplit_once('/').unwrap_or(("", href));
+                let folder = match (file.folder.as_str(), sub) {
+                    ("", sub) => sub.to_owned(),
+                    (base, "") => base.to_owned(),
+                    (base, sub) => format!("{base}/{sub}"),
+                };
+                href.contains("..") || !present.contains(&(folder, name.to_owned()))
+            })
+            .collect())
+    }
+
+    /// Copies a file's bytes into the blob store and records or updates its image.
+    async fn register(
+        &self,
+        user: &Principal,
+        kind: SyncKind,
+        file: &Found,
+        folder: &str,
+        existing: Option<&Image>,
+    ) -> Result<Registered, CoreError> {
+        let handle = tokio::fs::File::open(&file.path)
+            .await
+            .map_err(|error| CoreError::invalid(format!("unreadable: {error}")))?;
+        let stream = tokio_util::io::ReaderStream::with_capacity(handle, 256 * 1024);
+        let stored = self
+            .blobs
+            .ingest(stream, u64::MAX)
+            .await
+            .map_err(|error| CoreError::invalid(format!("unreadable: {error}")))?;
+        let inspection = match inspect::inspect(&stored.head) {
+            Ok(inspection) => inspection,
+            Err(error) => {
+                self.drop_unused_blob(&stored.sha256, stored.newly_stored)
+                    .await;
+                return Err(error);
+            }
+        };
+        let fits = match kind {
+            SyncKind::Vm => matches!(inspection.format, DiskFormat::Ova | DiskFormat::Ovf),
+            SyncKind::Iso => inspection.format == DiskFormat::Iso,
+        };
+        if !fits {
+            self.drop_unused_blob(&stored.sha256, stored.newly_stored)
+                .await;
+            return Err(CoreError::invalid(format!(
+                "its bytes are {}, not what the name says",
+                inspection.format.as_str()
+            )));
+        }
+        let now = Utc::now();
+        let result = match existing {
+            Some(image) if image.sha256.as_deref() == Some(stored.sha256.as_str()) => {
+                Ok(Registered::Same)
+            }
+            Some(image) => {
+                let old = image.sha256.clone();
+                self.db
+                    .update_image_content(
+                        image.id,
+                        stored.size as i64,
+                        &stored.sha256,
+                        inspection.format.as_str(),
+                        inspection.virtual_size,
+                        now,
+                    )
+                    .await
+                    .map_err(db_error)?;
+                if let Some(old) = old {
+                    self.drop_unused_blob(&old, true).await;
+                }
+                Ok(Registered::Updated)
+            }
+            None => {
+                let data_store = self.limits.personal_data_store.clone();
+                let new = NewImage {
+                    kind: kind.image_kind().as_str(),
+                    name: file.name.clone(),
+                    label: file.name.clone(),
+                    path: image_path(&data_store, folder, &file.name),
+                    folder: folder.to_owned(),
+                    data_store,
+                    public: false,
+                    owner_id: Some(user.id),
+                    size: Some(stored.size as i64),
+                    sha256: Some(stored.sha256.clone()),
+                    format: Some(inspection.format.as_str()),
+                    virtual_size: inspection.virtual_size,
+                    now,
+                    provisioning: None,
+                    virtualized: Vec::new(),
+                };
+                match self.db.insert_image(&new).await {
+                    Ok(_) => Ok(Registered::Added),
+                    Err(error) => {
+                        self.drop_unused_blob(&stored.sha256, stored.newly_stored)
+                            .await;
+                        Err(db_error(error))
+                    }
+                }
+            }
+        };
+        result
+    }
+
+    /// Removes a blob no record uses any more.
+    async fn drop_unused_blob(&self, sha256: &str, candidate: bool) {
+        if !candidate {
+            return;
+        }
+        match self.db.images_with_blob(sha256).await {
+            Ok(0) => {
+                if let Err(error) = self.blobs.remove(sha256).await {
+                    io_error(error);
+                }
+            }
+            Ok(_) => {}
+            Err(error) => {
+                db_error(error);
+            }
+        }
+    }
+}
+
+/// What registering one file did.
+enum Registered {
+    Added,
+    Updated,
+    Same,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ovf_descriptors_name_their_disks() {
+        let descriptor = br#"<?xml version="1.0"?>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1">
+  <References>
+    <File ovf:href="disk1.vmdk" ovf:id="file1"/>
+    <File ovf:href="disks/disk2.vmdk" ovf:id="file2"></File>
+  </References>
+</Envelope>"#;
+        assert_eq!(
+            ovf_references(descriptor).unwrap(),
+            ["disk1.vmdk", "disks/disk2.vmdk"]
+        );
+    }
+
+    #[test]
+    fn task_ids_look_like_uuids() {
+        let id = task_id();
+        assert_eq!(id.len(), 36);
+        assert_eq!(id.as_bytes()[14], b'4');
+    }
+
+    #[test]
+    fn each_kind_takes_its_files() {
+        assert!(SyncKind::Vm.wants("a.OVA") && SyncKind::Vm.wants("b.ovf"));
+        assert!(!SyncKind::Vm.wants("c.vmdk") && !SyncKind::Vm.wants("d.iso"));
+        assert!(SyncKind::Iso.wants("x.iso") && !SyncKind::Iso.wants("x.ova"));
+    }
+}

@@ -1,0 +1,38 @@
+//! `POST /auth/request-token`: an access token for HTTP Basic credentials.
+
+use app::model::Viewer;
+use axum::extract::State;
+use axum::{Extension, Json};
+use serde::Serialize;
+
+use super::error::VssError;
+use super::views::image_time;
+use crate::core::TOKEN_TTL;
+use crate::state::AppState;
+
+/// The token answer; pyvss reads `token` (and decodes it for `otp`).
+#[derive(Debug, Serialize)]
+pub struct TokenView {
+    pub duration: u64,
+    pub exp: i64,
+    pub exp_date: String,
+    pub token: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
+/// Any body is ignored: pyvss sends `{"otp": null}`, curl sends none.
+pub async fn request_token(
+    State(state): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+) -> Result<Json<TokenView>, VssError> {
+    let user = viewer.require_user()?;
+    let issued = state.core.issue_token(user).await?;
+    Ok(Json(TokenView {
+        duration: TOKEN_TTL.as_secs(),
+        exp: issued.expires_at.timestamp(),
+        exp_date: image_time(issued.expires_at),
+        token: issued.token,
+        kind: "ACCESS",
+    }))
+}

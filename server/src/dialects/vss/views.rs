@@ -1,0 +1,254 @@
+//! Core records in VSS's shapes. Keys are declared in the seeds' (alphabetical)
+//! order; timestamps use each resource's format; links are absolute.
+
+use std::time::Instant;
+
+use app::model::Image;
+use axum::http::{header, HeaderMap};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use super::parse::{ListParams, Listing};
+
+/// `2017-11-24 Fri 15:37:36 UTC`, as the seed shows images.
+pub fn image_time(time: DateTime<Utc>) -> String {
+    time.format("%Y-%m-%d %a %H:%M:%S UTC").to_string()
+}
+
+/// `2017-11-17 13:51:31 UTC`, as the seed shows ISOs.
+pub fn iso_time(time: DateTime<Utc>) -> String {
+    time.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// An OVA/OVF image.
+#[derive(Debug, Serialize)]
+pub struct ImageItem {
+    pub created_on: String,
+    pub data_store: String,
+    pub folder: String,
+    pub id: i64,
+    pub label: String,
+    pub name: String,
+    pub path: String,
+    pub public: bool,
+    pub updated_on: String,
+}
+
+/// An ISO (the seed shows neither label nor folder).
+#[derive(Debug, Serialize)]
+pub struct IsoItem {
+    pub created_on: String,
+    pub data_store: String,
+    pub id: i64,
+    pub name: String,
+    pub path: String,
+    pub public: bool,
+    pub updated_on: String,
+}
+
+/// An item of a listing, in that listing's shape.
+pub fn item(listing: Listing, image: &Image) -> Json {
+    let value = match listing {
+        Listing::Images => serde_json::to_value(ImageItem {
+            created_on: image_time(image.created_at),
+            data_store: image.data_store.clone(),
+            folder: image.folder.clone(),
+            id: image.id,
+            label: image.label.clone(),
+            name: image.name.clone(),
+            path: image.path(),
+            public: image.public,
+            updated_on: image_time(image.updated_at),
+        }),
+        Listing::Isos => serde_json::to_value(IsoItem {
+            created_on: iso_time(image.created_at),
+            data_store: image.data_store.clone(),
+            id: image.id,
+            name: image.name.clone(),
+            path: image.path(),
+            public: image.public,
+            updated_on: iso_time(image.updated_at),
+        }),
+    };
+    // Plain structs of strings and numbers always serialize.
+    value.unwrap_or(Json::Null)
+}
+
+/// The scheme and host the client used, for absolute links.
+pub fn base_url(headers: &HeaderMap) -> String {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(|value| value.split(',').next().unwrap_or(value).trim().to_owned())
+            .filter(|value| !value.is_empty())
+    };
+    let scheme = header("x-forwarded-proto").unwrap_or_else(|| "http".into());
+    let host = header("x-forwarded-host")
+        .or_else(|| header(header::HOST.as_str()))
+        .unwrap_or_else(|| "localhost".into());
+    format!("{scheme}://{host}")
+}
+
+#[derive(Debug, Serialize)]
+pub struct Pages {
+    pub first_url: String,
+    pub last_url: String,
+    pub next_url: Option<String>,
+    pub page: u64,
+    pub pages: u64,
+    pub per_page: u64,
+    pub prev_url: Option<String>,
+    pub total: u64,
+}
+
+impl Pages {
+    /// Links to the pages of a list at `url`, keeping the request's
+    /// parameters in their order with `per_page` and `page` set.
+    pub fn new(url: &str, params: &ListParams, total: u64) -> Self {
+        let pages = total.div_ceil(params.per_page).max(1);
+        let link = |page: u64| {
+            let mut pairs = params.pairs.clone();
+            for (key, value) in [("per_page", params.per_page), ("page", page)] {
+                match pairs.iter_mut().find(|(name, _)| name == key) {
+                    Some(pair) => pair.1 = value.to_string(),
+                    None => pairs.push((key.to_owned(), value.to_string())),
+                }
+            }
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            for (key, value) in &pairs {
+                query.append_pair(key, value);
+            }
+            format!("{url}?{}", query.finish())
+        };
+        Self {
+            first_url: link(1),
+            last_url: link(pages),
+            next_url: (params.page < pages).then(|| link(params.page + 1)),
+            page: params.page,
+            pages,
+            per_page: params.per_page,
+            prev_url: (params.page > 1).then(|| link((params.page - 1).min(pages))),
+            total,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SelfLink {
+    #[serde(rename = "self")]
+    pub self_url: String,
+}
+
+/// `meta` of a public list.
+#[derive(Debug, Serialize)]
+pub struct ListMeta {
+    #[serde(rename = "_link", skip_serializing_if = "Option::is_none")]
+    pub link: Option<SelfLink>,
+    pub count: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    pub pages: Pages,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sort: Option<String>,
+    pub time: String,
+    pub user: String,
+}
+
+/// `meta` of a single item.
+#[derive(Debug, Serialize)]
+pub struct ItemMeta {
+    pub time: String,
+    pub user: String,
+}
+
+/// The handler's time, as the seeds show it (`0.00854s`).
+pub fn elapsed(started: Instant) -> String {
+    format!("{:.5}s", started.elapsed().as_secs_f64())
+}
+
+/// `/v2/image`, `/v2/iso`: item URLs (or items with `expand`) and `meta`.
+#[derive(Debug, Serialize)]
+pub struct PublicList {
+    pub data: Vec<Json>,
+    pub meta: ListMeta,
+}
+
+/// The links of a user list: `image` on VM images, `user` on ISOs.
+#[derive(Debug, Serialize)]
+pub struct UserLinks {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(rename = "self")]
+    pub self_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// `/v2/user/image/*`: top-level `_links`, items as objects, and `meta`.
+#[derive(Debug, Serialize)]
+pub struct UserList {
+    #[serde(rename = "_links")]
+    pub links: UserLinks,
+    pub data: Vec<Json>,
+    pub meta: ListMeta,
+}
+
+/// One item: `{"data": item, "meta"}`.
+#[derive(Debug, Serialize)]
+pub struct One {
+    pub data: Json,
+    pub meta: ItemMeta,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialects::vss::parse::list_params;
+    use chrono::TimeZone;
+
+    #[test]
+    fn timestamps_follow_each_seed() {
+        let time = Utc.with_ymd_and_hms(2017, 11, 24, 15, 37, 36).unwrap();
+        assert_eq!(image_time(time), "2017-11-24 Fri 15:37:36 UTC");
+        assert_eq!(iso_time(time), "2017-11-24 15:37:36 UTC");
+    }
+
+    #[test]
+    fn page_links_keep_parameters_and_replace_the_page() {
+        let params = list_params(Listing::Images, Some("per_page=1&page=5&expand=1")).unwrap();
+        let pages = Pages::new("https://h/v2/image", &params, 14);
+        assert_eq!(
+            pages.first_url,
+            "https://h/v2/image?per_page=1&page=1&expand=1"
+        );
+        assert_eq!(
+            pages.last_url,
+            "https://h/v2/image?per_page=1&page=14&expand=1"
+        );
+        assert_eq!(
+            pages.next_url.as_deref(),
+            Some("https://h/v2/image?per_page=1&page=6&expand=1")
+        );
+        assert_eq!(
+            pages.prev_url.as_deref(),
+            Some("https://h/v2/image?per_page=1&page=4&expand=1")
+        );
+        let first = list_params(Listing::Images, None).unwrap();
+        let pages = Pages::new("https://h/v2/image", &first, 14);
+        assert_eq!(pages.first_url, "https://h/v2/image?per_page=10&page=1");
+        assert_eq!(
+            pages.next_url.as_deref(),
+            Some("https://h/v2/image?per_page=10&page=2")
+        );
+        assert_eq!(pages.prev_url, None);
+        let filtered = list_params(Listing::Images, Some("filter=name,like,ubu%")).unwrap();
+        let pages = Pages::new("https://h/v2/image", &filtered, 4);
+        assert_eq!(
+            pages.first_url,
+            "https://h/v2/image?filter=name%2Clike%2Cubu%25&per_page=10&page=1"
+        );
+        assert_eq!((pages.pages, pages.next_url), (1, None));
+    }
+}

@@ -1,0 +1,117 @@
+//! The workers of the persistent job queue (`store::jobs`). Each claims one
+//! due job at a time under a lease, renews the lease while the job runs, and
+//! records the outcome; expired leases (a server that died mid-job) are
+//! reaped so that the job runs again. Written for this queue rather than
+//! taken from a crate: the one crate serving both SQLite and PostgreSQL on
+//! sqlx 0.8 (apalis 0.7) requeues every instance's running jobs whenever any
+//! worker starts, which runs jobs twice with several servers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use rand::RngCore;
+use tracing::Instrument;
+
+use crate::core::Core;
+use crate::store::JobRow;
+
+/// How long a claim lasts without renewal.
+const LEASE: Duration = Duration::from_secs(30);
+/// How often a running job's lease is renewed.
+const RENEW_EVERY: Duration = Duration::from_secs(10);
+/// How long an idle worker waits before looking again (unless woken).
+const IDLE_POLL: Duration = Duration::from_millis(1000);
+/// How long a failed job waits before its next attempt.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// A name for this worker that no other process shares.
+fn worker_name(index: usize) -> String {
+    let mut nonce = [0u8; 6];
+    rand::thread_rng().fill_bytes(&mut nonce);
+    format!("{}-{}-{index}", std::process::id(), hex::encode(nonce))
+}
+
+/// Starts `count` workers; they run until the runtime stops.
+pub fn spawn_workers(core: Arc<Core>, count: usize) {
+    for index in 0..count {
+        let core = core.clone();
+        tokio::spawn(async move { work(core, worker_name(index)).await });
+    }
+}
+
+async fn work(core: Arc<Core>, name: String) {
+    let lease_ms = LEASE.as_millis() as i64;
+    loop {
+        if let Err(error) = core.reap_jobs(now_ms()).await {
+            tracing::warn!(%error, "cannot reap expired jobs");
+        }
+        match core.db().claim_job(&name, now_ms(), lease_ms).await {
+            Ok(Some(job)) => {
+                let span = tracing::info_span!(
+                    "job",
+                    id = job.id,
+                    kind = %job.kind,
+                    attempt = job.attempts
+                );
+                run(&core, &name, job).instrument(span).await
+            }
+            Ok(None) => core.wait_for_jobs(IDLE_POLL).await,
+            Err(error) => {
+                tracing::warn!(%error, "cannot claim a job");
+                tokio::time::sleep(IDLE_POLL).await;
+            }
+        }
+    }
+}
+
+async fn run(core: &Core, name: &str, job: JobRow) {
+    tracing::info!("job started");
+    let lease_ms = LEASE.as_millis() as i64;
+    let work = core.run_job(&job);
+    tokio::pin!(work);
+    let mut renew = tokio::time::interval(RENEW_EVERY);
+    renew.tick().await;
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut work => break outcome,
+            _ = renew.tick() => {
+                match core.db().renew_lease(job.id, name, now_ms(), lease_ms).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!("lost the lease; another worker has the job");
+                        return;
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot renew the lease"),
+                }
+            }
+        }
+    };
+    let recorded = match &outcome {
+        Ok(()) => core
+            .db()
+            .finish_job(job.id, name, now_ms())
+            .await
+            .map(|_| ()),
+        Err(reason) => {
+            tracing::warn!(%reason, "job failed");
+            let retry_at = now_ms() + RETRY_AFTER.as_millis() as i64;
+            match core
+                .db()
+                .fail_job(job.id, name, now_ms(), retry_at, reason)
+                .await
+            {
+                Ok(again) => core.job_failed(&job, reason, again).await,
+                Err(error) => Err(error),
+            }
+        }
+    };
+    match recorded {
+        Ok(()) => tracing::info!(ok = outcome.is_ok(), "job ended"),
+        Err(error) => tracing::error!(%error, "cannot record the job's outcome"),
+    }
+}

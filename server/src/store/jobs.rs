@@ -1,0 +1,171 @@
+//! The persistent job queue: one table, claimed under a lease. On PostgreSQL
+//! several servers claim side by side (`FOR UPDATE SKIP LOCKED`); on SQLite
+//! the single writer lock serializes claims. A job whose worker died is
+//! taken over once its lease has run out, so no job is lost and none runs
+//! twice at once.
+
+use super::{with_pool, Backend, Db};
+
+/// A claimed job.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct JobRow {
+    pub id: i64,
+    pub kind: String,
+    pub payload: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+}
+
+/// How many jobs of one kind are in one state.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct JobCount {
+    pub kind: String,
+    pub state: String,
+    pub count: i64,
+}
+
+impl Db {
+    /// Queues a job to run at `now_ms` or later; returns its id.
+    #[tracing::instrument(skip(self, payload), err)]
+    pub async fn enqueue_job(
+        &self,
+        kind: &str,
+        payload: &str,
+        now_ms: i64,
+    ) -> Result<i64, sqlx::Error> {
+        const INSERT: &str = "INSERT INTO jobs (kind, payload, run_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $3, $3) RETURNING id";
+        with_pool!(self, pool => {
+            sqlx::query_scalar::<_, i64>(INSERT)
+                .bind(kind)
+                .bind(payload)
+                .bind(now_ms)
+                .fetch_one(pool)
+                .await
+        })
+    }
+
+    /// Takes the oldest job that is due, for `lease_ms`.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn claim_job(
+        &self,
+        worker: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<JobRow>, sqlx::Error> {
+        let lock = match self.backend() {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let claim = format!(
+            "UPDATE jobs SET state = 'running', locked_by = $1, lease_until = $2 + $3, \
+             attempts = attempts + 1, updated_at = $2 \
+             WHERE state = 'queued' AND id = (SELECT id FROM jobs \
+             WHERE state = 'queued' AND run_at <= $2 ORDER BY run_at, id LIMIT 1{lock}) \
+             RETURNING id, kind, payload, attempts, max_attempts"
+        );
+        with_pool!(self, pool => {
+            sqlx::query_as::<_, JobRow>(&claim)
+                .bind(worker)
+                .bind(now_ms)
+                .bind(lease_ms)
+                .fetch_optional(pool)
+                .await
+        })
+    }
+
+    /// Extends a lease; `false` when the worker no longer holds the job.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn renew_lease(
+        &self,
+        id: i64,
+        worker: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
+        const RENEW: &str = "UPDATE jobs SET lease_until = $1 + $2, updated_at = $1 \
+             WHERE id = $3 AND locked_by = $4 AND state = 'running'";
+        with_pool!(self, pool => {
+            sqlx::query(RENEW)
+                .bind(now_ms)
+                .bind(lease_ms)
+                .bind(id)
+                .bind(worker)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected() == 1)
+        })
+    }
+
+    /// Marks a job done.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn finish_job(
+        &self,
+        id: i64,
+        worker: &str,
+        now_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
+        const DONE: &str = "UPDATE jobs SET state = 'done', lease_until = NULL, updated_at = $1 \
+             WHERE id = $2 AND locked_by = $3 AND state = 'running'";
+        with_pool!(self, pool => {
+            sqlx::query(DONE)
+                .bind(now_ms)
+                .bind(id)
+                .bind(worker)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected() == 1)
+        })
+    }
+
+    /// Records a failure: the job runs again at `retry_at_ms` unless it has
+    /// used its attempts. Answers whether it will run again.
+    #[tracing::instrument(skip(self, error), err)]
+    pub async fn fail_job(
+        &self,
+        id: i64,
+        worker: &str,
+        now_ms: i64,
+        retry_at_ms: i64,
+        error: &str,
+    ) -> Result<bool, sqlx::Error> {
+        const FAIL: &str = "UPDATE jobs SET \
+             state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END, \
+             run_at = $1, locked_by = NULL, lease_until = NULL, last_error = $2, updated_at = $3 \
+             WHERE id = $4 AND locked_by = $5 AND state = 'running' RETURNING state";
+        with_pool!(self, pool => {
+            sqlx::query_scalar::<_, String>(FAIL)
+                .bind(retry_at_ms)
+                .bind(error)
+                .bind(now_ms)
+                .bind(id)
+                .bind(worker)
+                .fetch_optional(pool)
+                .await
+                .map(|state| state.as_deref() == Some("queued"))
+        })
+    }
+
+    /// Requeues the running jobs whose lease ran out (their worker died);
+    /// answers the ids requeued.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn reap_jobs(&self, now_ms: i64) -> Result<Vec<i64>, sqlx::Error> {
+        const REAP: &str = "UPDATE jobs SET \
+             state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END, \
+             locked_by = NULL, lease_until = NULL, run_at = $1, \
+             last_error = 'the worker stopped before finishing', updated_at = $1 \
+             WHERE state = 'running' AND lease_until < $1 RETURNING id";
+        with_pool!(self, pool => {
+            sqlx::query_scalar::<_, i64>(REAP).bind(now_ms).fetch_all(pool).await
+        })
+    }
+
+    /// Jobs by kind and state, for runtime statistics.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn job_counts(&self) -> Result<Vec<JobCount>, sqlx::Error> {
+        const COUNT: &str = "SELECT kind, state, COUNT(*) AS count FROM jobs GROUP BY kind, state";
+        with_pool!(self, pool => {
+            sqlx::query_as::<_, JobCount>(COUNT).fetch_all(pool).await
+        })
+    }
+}

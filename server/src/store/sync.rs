@@ -1,0 +1,169 @@
+//! VSS sync requests: a user's request to reconcile their personal store
+//! with their images, and the job that does it.
+
+use chrono::{DateTime, Utc};
+
+use super::{with_pool, Db};
+
+/// One sync request as stored; `errors` and `warnings` are JSON lists.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SyncRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub username: String,
+    pub kind: String,
+    pub status: String,
+    pub task_id: String,
+    pub added: i64,
+    pub updated: i64,
+    pub deleted: i64,
+    pub errors: String,
+    pub warnings: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const SYNC_SELECT: &str = "SELECT s.id, s.user_id, u.username, s.kind, s.status, s.task_id, \
+     s.added, s.updated, s.deleted, s.errors, s.warnings, s.created_at, s.updated_at \
+     FROM sync_requests s JOIN users u ON u.id = s.user_id";
+
+/// What a finished (or failed) sync did.
+#[derive(Debug, Clone, Default)]
+pub struct SyncOutcome {
+    pub status: &'static str,
+    pub added: i64,
+    pub updated: i64,
+    pub deleted: i64,
+    pub errors: String,
+    pub warnings: String,
+}
+
+impl Db {
+    /// Records a request and queues its job, in one transaction.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn insert_sync_request(
+        &self,
+        user_id: i64,
+        kind: &str,
+        task_id: &str,
+        job_kind: &str,
+        now: DateTime<Utc>,
+    ) -> Result<i64, sqlx::Error> {
+        const REQUEST: &str = "INSERT INTO sync_requests \
+             (user_id, kind, status, task_id, created_at, updated_at) \
+             VALUES ($1, $2, 'SUBMITTED', $3, $4, $4) RETURNING id";
+        const JOB: &str = "INSERT INTO jobs (kind, payload, run_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $3, $3) RETURNING id";
+        const LINK: &str = "UPDATE sync_requests SET job_id = $1 WHERE id = $2";
+        let now_ms = now.timestamp_millis();
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let id = sqlx::query_scalar::<_, i64>(REQUEST)
+                .bind(user_id)
+                .bind(kind)
+                .bind(task_id)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+            let payload = serde_json::json!({ "sync_request": id }).to_string();
+            let job = sqlx::query_scalar::<_, i64>(JOB)
+                .bind(job_kind)
+                .bind(&payload)
+                .bind(now_ms)
+                .fetch_one(&mut *tx)
+                .await?;
+            sqlx::query(LINK).bind(job).bind(id).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(id)
+        })
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    pub async fn sync_request(&self, id: i64) -> Result<Option<SyncRow>, sqlx::Error> {
+        let text = format!("{SYNC_SELECT} WHERE s.id = $1");
+        with_pool!(self, pool => {
+            sqlx::query_as::<_, SyncRow>(&text).bind(id).fetch_optional(pool).await
+        })
+    }
+
+    /// One page of a user's requests, newest first, and how many there are.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn sync_requests_of(
+        &self,
+        user_id: i64,
+        status: Option<&str>,
+        limit: u64,
+        offset: u64,
+    ) -> Result<(Vec<SyncRow>, i64), sqlx::Error> {
+        let text = format!(
+            "{SYNC_SELECT} WHERE s.user_id = $1 AND ($2 IS NULL OR s.status = $2) \
+             ORDER BY s.created_at DESC, s.id DESC LIMIT {limit} OFFSET {offset}"
+        );
+        const COUNT: &str = "SELECT COUNT(*) FROM sync_requests \
+             WHERE user_id = $1 AND ($2 IS NULL OR status = $2)";
+        with_pool!(self, pool => {
+            let rows = sqlx::query_as::<_, SyncRow>(&text)
+                .bind(user_id)
+                .bind(status)
+                .fetch_all(pool)
+                .await?;
+            let total = sqlx::query_scalar::<_, i64>(COUNT)
+                .bind(user_id)
+                .bind(status)
+                .fetch_one(pool)
+                .await?;
+            Ok((rows, total))
+        })
+    }
+
+    /// Moves a request to `status` (queued again, running).
+    #[tracing::instrument(skip(self), err)]
+    pub async fn set_sync_status(
+        &self,
+        id: i64,
+        status: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        const UPDATE: &str = "UPDATE sync_requests SET status = $1, updated_at = $2 WHERE id = $3";
+        with_pool!(self, pool => {
+            sqlx::query(UPDATE).bind(status).bind(now).bind(id).execute(pool).await.map(|_| ())
+        })
+    }
+
+    /// Records what a sync did.
+    #[tracing::instrument(skip(self, outcome), err)]
+    pub async fn finish_sync_request(
+        &self,
+        id: i64,
+        outcome: &SyncOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        const UPDATE: &str = "UPDATE sync_requests SET status = $1, added = $2, updated = $3, \
+             deleted = $4, errors = $5, warnings = $6, updated_at = $7 WHERE id = $8";
+        with_pool!(self, pool => {
+            sqlx::query(UPDATE)
+                .bind(outcome.status)
+                .bind(outcome.added)
+                .bind(outcome.updated)
+                .bind(outcome.deleted)
+                .bind(&outcome.errors)
+                .bind(&outcome.warnings)
+                .bind(now)
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    /// The sync request a job works on, for requests whose job was requeued.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn sync_request_of_job(&self, job_id: i64) -> Result<Option<i64>, sqlx::Error> {
+        with_pool!(self, pool => {
+            sqlx::query_scalar::<_, i64>("SELECT id FROM sync_requests WHERE job_id = $1")
+                .bind(job_id)
+                .fetch_optional(pool)
+                .await
+        })
+    }
+}

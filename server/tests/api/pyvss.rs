@@ -1,0 +1,46 @@
+//! The official VSS client, `pyvss` from PyPI, unchanged, against Depot:
+//! `end2end/pyvss/test_pyvss.py` in the virtualenv `scripts/setup.sh` makes.
+
+use std::process::Command;
+
+use rstest::rstest;
+
+use crate::helpers::{Backend, TestApp};
+
+fn python() -> String {
+    std::env::var("DEPOT_PYVSS_PYTHON").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_default();
+        format!("{home}/.cache/depot/pyvss-venv/bin/python")
+    })
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread")]
+async fn pyvss_drives_depot_unchanged(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.demo = true).await;
+    app.add_user("pyvss-user", "pyvss-password").await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../end2end/pyvss/test_pyvss.py"
+    );
+    let url = app.url("");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(python())
+            .arg(script)
+            .env("DEPOT_URL", url)
+            .env("DEPOT_USER", "pyvss-user")
+            .env("DEPOT_PASSWORD", "pyvss-password")
+            .output()
+            .expect("no pyvss virtualenv: run scripts/setup.sh")
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
