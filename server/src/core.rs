@@ -103,6 +103,10 @@ impl Core {
     pub fn blobs(&self) -> &BlobStore {
         &self.blobs
     }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
 }
 
 /// Logs a database failure and hides it from the caller.

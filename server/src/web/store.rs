@@ -47,6 +47,18 @@ async fn serve(
     let Some(user) = viewer.principal() else {
         return challenge();
     };
+    // A body announced larger than any upload may be is refused before a
+    // byte is written (a chunked body is bounded by the disk alone).
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    let limit = state.core.limits().max_upload_bytes;
+    if announced.is_some_and(|length| length > limit) {
+        let message = format!("a file may be at most {limit} bytes\n");
+        return (StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
+    }
     let root = state.core.personal_folder(user.id);
     if let Err(error) = tokio::fs::create_dir_all(&root).await {
         tracing::error!(%error, "cannot create a personal store folder");

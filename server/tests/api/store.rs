@@ -280,6 +280,28 @@ async fn files_put_over_webdav_become_images_after_a_sync(#[case] backend: Backe
 
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
+#[tokio::test]
+async fn a_file_larger_than_the_upload_limit_is_refused_before_it_is_written(
+    #[case] backend: Backend,
+) {
+    let app = TestApp::spawn_with(backend, |args| args.max_upload_bytes = 10_000).await;
+    let alice = User::new(&app, "alice", "alice-password").await;
+    let (status, _) = alice
+        .dav("PUT", "/big.iso", Some(random_bytes(20_000)))
+        .await;
+    assert_eq!(status, 413);
+    assert_eq!(alice.dav("GET", "/big.iso", None).await.0, 404);
+    assert_eq!(
+        alice
+            .dav("PUT", "/small.iso", Some(random_bytes(5_000)))
+            .await
+            .0,
+        201
+    );
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_job_whose_worker_died_is_run_again(#[case] backend: Backend) {
