@@ -74,6 +74,16 @@ async fn fill(db: &Db, count: usize) {
             Db::Postgres(pool) => insert_chunk!(pool),
         }
     }
+    // Fresh statistics, as PostgreSQL's autovacuum (or SQLite's `PRAGMA
+    // optimize`) would gather after a bulk load.
+    match db {
+        Db::Sqlite(pool) => sqlx::query("ANALYZE").execute(pool).await.map(|_| ()),
+        Db::Postgres(pool) => sqlx::query("ANALYZE images")
+            .execute(pool)
+            .await
+            .map(|_| ()),
+    }
+    .unwrap();
 }
 
 #[tokio::main]
