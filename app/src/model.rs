@@ -4,6 +4,7 @@ mod image;
 mod image_type;
 mod provisioning;
 mod user;
+mod vice;
 
 pub use image::{
     image_path, DiskFormat, Image, ImageKind, ImageName, ImagePage, MwsAttributes, ViceAttributes,
@@ -14,3 +15,6 @@ pub use provisioning::{
     ProvisioningType,
 };
 pub use user::{Principal, Role, Username, Viewer};
+pub use vice::{
+    parse_specifics, ContentType, ManagementLayerType, RuntimeTechnologyType, ViceImageType,
+};

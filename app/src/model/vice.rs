@@ -1,0 +1,157 @@
+//! The enumerations of the ViCE image registry, checked once here: anything
+//! else is refused with a message naming the field.
+
+use serde_json::Value;
+
+use crate::error::CoreError;
+use crate::model::DiskFormat;
+
+/// Declares an enum whose values are the registry's words for it.
+macro_rules! vice_enum {
+    ($(#[$doc:meta])* $name:ident, $field:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$(Self::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+
+            /// Reads the registry's word; anything else names the field.
+            pub fn parse(text: &str) -> Result<Self, CoreError> {
+                Self::ALL
+                    .iter()
+                    .copied()
+                    .find(|value| value.as_str() == text)
+                    .ok_or_else(|| {
+                        let words: Vec<&str> = Self::ALL.iter().map(|value| value.as_str()).collect();
+                        CoreError::invalid(format!(
+                            "{} must be one of {}, not '{text}'",
+                            $field,
+                            words.join(", ")
+                        ))
+                    })
+            }
+        }
+    };
+}
+
+vice_enum!(
+    /// Whether an image holds bytes (`implicit`) or a recipe (`declarative`).
+    ViceImageType, "imagetype", {
+        Implicit => "implicit",
+        Declarative => "declarative",
+    }
+);
+
+vice_enum!(
+    /// What an image's content is.
+    ContentType, "contenttype", {
+        DiskRaw => "disk-raw",
+        DiskQcow2 => "disk-qcow2",
+        DiskVmdk => "disk-vmdk",
+        DockerFile => "docker-file",
+        DockerImage => "docker-image",
+        Packerfile => "packerfile",
+    }
+);
+
+vice_enum!(
+    /// How an execution environment is managed.
+    ManagementLayerType, "managementlayer.type", {
+        Basic => "basic",
+        CloudComputing => "cloudcomputing",
+        ContainerCluster => "containercluster",
+        JobScheduler => "jobscheduler",
+    }
+);
+
+vice_enum!(
+    /// What an execution environment runs.
+    RuntimeTechnologyType, "runtimetechnology.type", {
+        VirtualMachine => "virtualmachine",
+        Container => "container",
+        Application => "application",
+    }
+);
+
+impl ContentType {
+    /// The disk format of the bytes this content type names.
+    pub fn format(self) -> DiskFormat {
+        match self {
+            Self::DiskRaw => DiskFormat::Raw,
+            Self::DiskQcow2 => DiskFormat::Qcow2,
+            Self::DiskVmdk => DiskFormat::Vmdk,
+            Self::DockerFile => DiskFormat::DockerFile,
+            Self::DockerImage => DiskFormat::DockerImage,
+            Self::Packerfile => DiskFormat::Packerfile,
+        }
+    }
+
+    /// The content type of bytes of this format, if ViCE has a word for it.
+    pub fn of_format(format: DiskFormat) -> Option<Self> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|content| content.format() == format)
+    }
+}
+
+/// `specifics` as the registry's clients send it: a JSON object, or a string
+/// holding one (`"{}"`). Answers the object.
+pub fn parse_specifics(value: &Value) -> Result<Value, CoreError> {
+    let wrong = || CoreError::invalid("specifics must be a JSON object, or a string holding one");
+    match value {
+        Value::Object(_) => Ok(value.clone()),
+        Value::Null => Ok(Value::Object(Default::default())),
+        Value::String(text) if text.trim().is_empty() => Ok(Value::Object(Default::default())),
+        Value::String(text) => match serde_json::from_str::<Value>(text) {
+            Ok(object @ Value::Object(_)) => Ok(object),
+            _ => Err(wrong()),
+        },
+        _ => Err(wrong()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_word_round_trips_and_others_name_the_field() {
+        for content in ContentType::ALL {
+            assert_eq!(ContentType::parse(content.as_str()).unwrap(), *content);
+            assert_eq!(ContentType::of_format(content.format()), Some(*content));
+        }
+        let error = ContentType::parse("disk-iso").unwrap_err().to_string();
+        assert!(
+            error.starts_with("contenttype must be one of disk-raw"),
+            "{error}"
+        );
+        assert!(ViceImageType::parse("explicit").is_err());
+        assert_eq!(
+            ManagementLayerType::parse("cloudcomputing").unwrap(),
+            ManagementLayerType::CloudComputing
+        );
+        let error = RuntimeTechnologyType::parse("vm").unwrap_err().to_string();
+        assert!(error.contains("runtimetechnology.type"), "{error}");
+        assert_eq!(ContentType::of_format(DiskFormat::Iso), None);
+    }
+
+    #[test]
+    fn specifics_are_an_object_or_a_string_holding_one() {
+        let object = json!({"TenantName": "t", "Region": "r", "Domain": "d"});
+        assert_eq!(parse_specifics(&object).unwrap(), object);
+        assert_eq!(
+            parse_specifics(&json!("{\"Region\":\"r\"}")).unwrap(),
+            json!({"Region": "r"})
+        );
+        assert_eq!(parse_specifics(&json!("{}")).unwrap(), json!({}));
+        assert!(parse_specifics(&json!("[1]")).is_err());
+        assert!(parse_specifics(&json!(3)).is_err());
+    }
+}
