@@ -7,9 +7,22 @@ pub mod coopr;
 pub mod mws;
 pub mod vss;
 
+use app::error::CoreError;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
 use axum::Router;
 
 use crate::state::AppState;
+
+/// A request body that could not be read, as a core error: too large stays
+/// too large, anything else is the client's mistake.
+pub fn body_error(rejection: &BytesRejection) -> CoreError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        CoreError::TooLarge(rejection.body_text())
+    } else {
+        CoreError::invalid(rejection.body_text())
+    }
+}
 
 /// Every dialect's routes.
 pub fn router() -> Router<AppState> {

@@ -105,7 +105,9 @@ async fn run(core: &Core, name: &str, job: JobRow) {
                 .fail_job(job.id, name, now_ms(), retry_at, reason)
                 .await
             {
-                Ok(again) => core.job_failed(&job, reason, again).await,
+                Ok(Some(state)) => core.job_failed(&job, reason, state == "queued").await,
+                // Another worker took the job over: its outcome is theirs to record.
+                Ok(None) => Ok(()),
                 Err(error) => Err(error),
             }
         }

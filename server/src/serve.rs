@@ -74,6 +74,11 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Built> {
         data_store: args.data_store.clone(),
         ..Limits::default()
     };
+    anyhow::ensure!(
+        limits.data_store != limits.personal_data_store,
+        "the data store may not be named '{}': that name marks images synced from personal stores",
+        limits.personal_data_store
+    );
     let core = open_core(&args.storage, db.clone(), limits).await?;
     core.blobs()
         .discard_partial_uploads()

@@ -222,22 +222,7 @@ impl Core {
                 "only administrators publish public images".into(),
             ));
         }
-        let mut limit = self.limits.max_upload_bytes;
-        if let Some(quota) = self.limits.user_quota_bytes {
-            let used = self
-                .db
-                .bytes_owned_by(user.id)
-                .await
-                .map_err(db_error)?
-                .max(0) as u64;
-            if used >= quota {
-                return Err(CoreError::TooLarge(format!(
-                    "your quota of {quota} bytes is used up"
-                )));
-            }
-            limit = limit.min(quota - used);
-        }
-
+        let limit = self.upload_limit(user.id).await?;
         let stored = self
             .blobs
             .ingest(body, limit)
@@ -284,6 +269,27 @@ impl Core {
                 Err(error)
             }
         }
+    }
+
+    /// The most bytes a user may add now: the upload limit, or what is left
+    /// of their quota.
+    pub(super) async fn upload_limit(&self, user_id: i64) -> Result<u64, CoreError> {
+        let mut limit = self.limits.max_upload_bytes;
+        if let Some(quota) = self.limits.user_quota_bytes {
+            let used = self
+                .db
+                .bytes_owned_by(user_id)
+                .await
+                .map_err(db_error)?
+                .max(0) as u64;
+            if used >= quota {
+                return Err(CoreError::TooLarge(format!(
+                    "your quota of {quota} bytes is used up"
+                )));
+            }
+            limit = limit.min(quota - used);
+        }
+        Ok(limit)
     }
 
     /// The record and an open handle on its bytes, for a download.

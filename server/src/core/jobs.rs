@@ -54,11 +54,25 @@ impl Core {
 
     /// Requeues the jobs of workers that died; their requests wait again.
     pub async fn reap_jobs(&self, now_ms: i64) -> Result<(), sqlx::Error> {
-        for job in self.db.reap_jobs(now_ms).await? {
-            tracing::warn!(job, "requeued a job whose worker stopped");
-            if let Some(request) = self.db.sync_request_of_job(job).await? {
+        for (job, state) in self.db.reap_jobs(now_ms).await? {
+            tracing::warn!(job, %state, "took back a job whose worker stopped");
+            let Some(request) = self.db.sync_request_of_job(job).await? else {
+                continue;
+            };
+            if state == "queued" {
                 self.db
                     .set_sync_status(request, "PENDING", Utc::now())
+                    .await?;
+            } else {
+                let outcome = crate::store::SyncOutcome {
+                    status: "ERROR",
+                    errors: serde_json::json!(["the sync stopped too often before finishing"])
+                        .to_string(),
+                    warnings: "[]".into(),
+                    ..Default::default()
+                };
+                self.db
+                    .finish_sync_request(request, &outcome, Utc::now())
                     .await?;
             }
         }

@@ -187,14 +187,27 @@ impl Core {
             if expected_version.is_some_and(|expected| expected != current.version) {
                 return Err(stale());
             }
+            let links_given = draft.virtualized_images.is_some();
             let spec = ProvisioningSpec::parse(draft.clone().over(draft_of(&current)))?;
+            if spec.name != current.name && current.data_store == self.limits.personal_data_store {
+                return Err(CoreError::invalid(
+                    "an image synced from a personal store is renamed by renaming its file",
+                ));
+            }
             if spec.name != current.name {
                 self.check_name_free(viewer, &spec.name, Some(current.id))
                     .await?;
             }
-            let virtualized = self
-                .resolve_refs(viewer, &spec.virtualized_images, Some(current.id))
-                .await?;
+            // Links the body does not mention stay as stored, including
+            // those to images this caller cannot see.
+            let virtualized = if links_given {
+                Some(
+                    self.resolve_refs(viewer, &spec.virtualized_images, Some(current.id))
+                        .await?,
+                )
+            } else {
+                None
+            };
             let update = ProvisioningUpdate {
                 id: current.id,
                 expected_version: current.version,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use app::error::CoreError;
-use app::model::{image_path, DiskFormat, Image, ImageKind, Principal, Viewer};
+use app::model::{image_path, DiskFormat, Image, ImageKind, ImageName, Principal, Viewer};
 use app::query::{Condition, Field, Op, Query, Value, MAX_PAGE};
 use chrono::{DateTime, Utc};
 use rand::RngCore;
@@ -124,6 +124,8 @@ fn task_id() -> String {
 /// A file found in the store.
 struct Found {
     path: PathBuf,
+    /// Whether the path was valid UTF-8 (else the shown names are lossy).
+    utf8: bool,
     /// Folder relative to the store's root, `/`-separated ("" at the root).
     folder: String,
     name: String,
@@ -150,6 +152,7 @@ fn walk(root: &Path) -> std::io::Result<Vec<Found>> {
                     .map(|parent| parent.to_string_lossy().replace('\\', "/"))
                     .unwrap_or_default();
                 found.push(Found {
+                    utf8: relative.to_str().is_some(),
                     name: entry.file_name().to_string_lossy().into_owned(),
                     folder,
                     size: meta.len(),
@@ -199,11 +202,21 @@ impl Core {
         kind: SyncKind,
     ) -> Result<SyncRequest, CoreError> {
         let user = viewer.require_user()?;
-        let id = self
+        // A request that has not started yet will see the store as it is
+        // when it runs: a second one would only race it.
+        let waiting = self
             .db
-            .insert_sync_request(user.id, kind.as_str(), &task_id(), SYNC_JOB, Utc::now())
+            .waiting_sync_request(user.id, kind.as_str())
             .await
             .map_err(db_error)?;
+        let id = match waiting {
+            Some(id) => id,
+            None => self
+                .db
+                .insert_sync_request(user.id, kind.as_str(), &task_id(), SYNC_JOB, Utc::now())
+                .await
+                .map_err(db_error)?,
+        };
         self.jobs_waiting.notify_one();
         self.sync_request(viewer, id).await
     }
@@ -241,30 +254,35 @@ impl Core {
     /// The job: reconciles the store with the user's images and records
     /// what it did. An error here is the job's (it is retried).
     pub(crate) async fn run_sync(&self, request_id: i64) -> Result<(), String> {
+        // Database details go to the log; the request shows a plain reason.
+        let unavailable = |error: sqlx::Error| {
+            tracing::error!(%error, "database error during a sync");
+            "the database was unavailable".to_owned()
+        };
         let row = self
             .db
             .sync_request(request_id)
             .await
-            .map_err(|error| error.to_string())?
+            .map_err(unavailable)?
             .ok_or_else(|| format!("sync request {request_id} is gone"))?;
         let kind = SyncKind::parse(&row.kind).ok_or("unknown sync kind")?;
         let user = self
             .db
             .user_by_id(row.user_id)
             .await
-            .map_err(|error| error.to_string())?
+            .map_err(unavailable)?
             .ok_or("the user is gone")?
             .principal()
             .map_err(|error| error.to_string())?;
         self.db
             .set_sync_status(request_id, "IN_PROGRESS", Utc::now())
             .await
-            .map_err(|error| error.to_string())?;
+            .map_err(unavailable)?;
         let outcome = self.reconcile(&user, kind).await?;
         self.db
             .finish_sync_request(request_id, &outcome, Utc::now())
             .await
-            .map_err(|error| error.to_string())
+            .map_err(unavailable)
     }
 
     /// The user's images that came from their store, by `folder/name`.
@@ -329,7 +347,15 @@ impl Core {
         let mut known = self
             .synced_images(&viewer, user, kind)
             .await
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| {
+                tracing::error!(%error, "cannot list the synced images");
+                "the catalog was unavailable".to_owned()
+            })?;
+        // A store that is not there (an unmounted volume, another server's
+        // data folder) is not an empty one: never delete on its word.
+        if files.is_empty() && !known.is_empty() && !root.exists() {
+            return Err("the personal store's folder is missing on this server".into());
+        }
         let present: std::collections::HashSet<(String, String)> = files
             .iter()
             .map(|file| (file.folder.clone(), file.name.clone()))
@@ -344,6 +370,21 @@ impl Core {
             } else {
                 format!("{}/{}", file.folder, file.name)
             };
+            let valid_folder = file.folder.split('/').all(|part| {
+                part.is_empty() || ImageName::parse(part).is_ok_and(|p| p.as_str() == part)
+            });
+            if !file.utf8
+                || !valid_folder
+                || ImageName::parse(&file.name)
+                    .map(|n| n.into_inner())
+                    .as_deref()
+                    != Ok(file.name.as_str())
+            {
+                errors.push(format!(
+                    "{shown}: the name is not usable (control characters, quotes or not UTF-8)"
+                ));
+                continue;
+            }
             let folder = if file.folder.is_empty() {
                 user.username.clone()
             } else {
@@ -404,9 +445,20 @@ impl Core {
         if file.size > MAX_DESCRIPTOR {
             return Err("the descriptor is larger than 4 MiB".into());
         }
-        let descriptor = tokio::fs::read(&file.path)
+        // Read at most the cap: the file may have grown since it was listed.
+        let mut descriptor = Vec::new();
+        let opened = tokio::fs::File::open(&file.path)
             .await
             .map_err(|error| format!("unreadable: {error}"))?;
+        tokio::io::AsyncReadExt::read_to_end(
+            &mut tokio::io::AsyncReadExt::take(opened, MAX_DESCRIPTOR + 1),
+            &mut descriptor,
+        )
+        .await
+        .map_err(|error| format!("unreadable: {error}"))?;
+        if descriptor.len() as u64 > MAX_DESCRIPTOR {
+            return Err("the descriptor is larger than 4 MiB".into());
+        }
         let references = ovf_references(&descriptor)?;
         Ok(references
             .into_iter()
@@ -435,11 +487,18 @@ impl Core {
             .await
             .map_err(|error| CoreError::invalid(format!("unreadable: {error}")))?;
         let stream = tokio_util::io::ReaderStream::with_capacity(handle, 256 * 1024);
+        // A file counts against the upload limit and the quota like an upload.
+        let limit = self.upload_limit(user.id).await?;
         let stored = self
             .blobs
-            .ingest(stream, u64::MAX)
+            .ingest(stream, limit)
             .await
-            .map_err(|error| CoreError::invalid(format!("unreadable: {error}")))?;
+            .map_err(|error| match error {
+                crate::blob::IngestError::TooLarge { limit } => {
+                    CoreError::TooLarge(format!("larger than the {limit} bytes you may add"))
+                }
+                other => CoreError::invalid(format!("unreadable: {other}")),
+            })?;
         let inspection = match inspect::inspect(&stored.head) {
             Ok(inspection) => inspection,
             Err(error) => {

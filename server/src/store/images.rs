@@ -85,7 +85,8 @@ pub struct ProvisioningUpdate {
     pub expected_version: i64,
     pub path: String,
     pub spec: ProvisioningSpec,
-    pub virtualized: Vec<i64>,
+    /// The new links of a hypervisor image; `None` keeps the stored ones.
+    pub virtualized: Option<Vec<i64>>,
     pub now: DateTime<Utc>,
 }
 
@@ -223,11 +224,15 @@ impl Db {
             if changed != 1 {
                 return Ok(false);
             }
+            let Some(virtualized) = &update.virtualized else {
+                tx.commit().await?;
+                return Ok(true);
+            };
             sqlx::query("DELETE FROM image_virtualized WHERE hypervisor_id = $1")
                 .bind(update.id)
                 .execute(&mut *tx)
                 .await?;
-            for image_id in &update.virtualized {
+            for image_id in virtualized {
                 sqlx::query("INSERT INTO image_virtualized (hypervisor_id, image_id) VALUES ($1, $2)")
                     .bind(update.id)
                     .bind(image_id)

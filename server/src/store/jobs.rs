@@ -119,7 +119,8 @@ impl Db {
     }
 
     /// Records a failure: the job runs again at `retry_at_ms` unless it has
-    /// used its attempts. Answers whether it will run again.
+    /// used its attempts. Answers the job's new state (`queued` or
+    /// `failed`), or `None` when this worker no longer held it.
     #[tracing::instrument(skip(self, error), err)]
     pub async fn fail_job(
         &self,
@@ -128,7 +129,7 @@ impl Db {
         now_ms: i64,
         retry_at_ms: i64,
         error: &str,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> Result<Option<String>, sqlx::Error> {
         const FAIL: &str = "UPDATE jobs SET \
              state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END, \
              run_at = $1, locked_by = NULL, lease_until = NULL, last_error = $2, updated_at = $3 \
@@ -142,21 +143,20 @@ impl Db {
                 .bind(worker)
                 .fetch_optional(pool)
                 .await
-                .map(|state| state.as_deref() == Some("queued"))
         })
     }
 
-    /// Requeues the running jobs whose lease ran out (their worker died);
-    /// answers the ids requeued.
+    /// Requeues the running jobs whose lease ran out (their worker died), or
+    /// fails those out of attempts; answers each job and its new state.
     #[tracing::instrument(skip(self), err)]
-    pub async fn reap_jobs(&self, now_ms: i64) -> Result<Vec<i64>, sqlx::Error> {
+    pub async fn reap_jobs(&self, now_ms: i64) -> Result<Vec<(i64, String)>, sqlx::Error> {
         const REAP: &str = "UPDATE jobs SET \
              state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END, \
              locked_by = NULL, lease_until = NULL, run_at = $1, \
              last_error = 'the worker stopped before finishing', updated_at = $1 \
-             WHERE state = 'running' AND lease_until < $1 RETURNING id";
+             WHERE state = 'running' AND lease_until < $1 RETURNING id, state";
         with_pool!(self, pool => {
-            sqlx::query_scalar::<_, i64>(REAP).bind(now_ms).fetch_all(pool).await
+            sqlx::query_as::<_, (i64, String)>(REAP).bind(now_ms).fetch_all(pool).await
         })
     }
 

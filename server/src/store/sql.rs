@@ -216,6 +216,12 @@ impl Builder {
     }
 }
 
+/// A count as both backends take it in LIMIT/OFFSET (a signed 64-bit
+/// integer): anything larger means "past the end" all the same.
+pub fn bounded(count: u64) -> u64 {
+    count.min(i64::MAX as u64)
+}
+
 /// The distinct set values of one field among the images matching
 /// `condition`, sorted, one page of them; and the statement counting them all.
 pub fn select_distinct(
@@ -233,7 +239,12 @@ pub fn select_distinct(
         .push(column)
         .push(" IS NOT NULL ORDER BY ");
     page.push(column);
-    let _ = write!(page.text, " LIMIT {limit} OFFSET {offset}");
+    let _ = write!(
+        page.text,
+        " LIMIT {} OFFSET {}",
+        bounded(limit),
+        bounded(offset)
+    );
 
     let mut count = Builder::new(backend, "SELECT COUNT(DISTINCT ");
     count.push(column).push(") FROM images i WHERE ");
@@ -247,7 +258,12 @@ pub fn select_images(backend: Backend, query: &Query) -> (Sql, Sql) {
     page.push(" WHERE ");
     page.condition(&query.condition);
     page.order_by(query);
-    let _ = write!(page.text, " LIMIT {} OFFSET {}", query.limit, query.offset);
+    let _ = write!(
+        page.text,
+        " LIMIT {} OFFSET {}",
+        bounded(query.limit),
+        bounded(query.offset)
+    );
 
     let mut count = Builder::new(backend, "SELECT COUNT(*) FROM images i WHERE ");
     count.condition(&query.condition);

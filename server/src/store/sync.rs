@@ -78,6 +78,24 @@ impl Db {
         })
     }
 
+    /// A request of this user and kind that is still waiting to run, if any.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn waiting_sync_request(
+        &self,
+        user_id: i64,
+        kind: &str,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        const SELECT: &str = "SELECT id FROM sync_requests WHERE user_id = $1 AND kind = $2 \
+             AND status IN ('SUBMITTED', 'PENDING') ORDER BY id LIMIT 1";
+        with_pool!(self, pool => {
+            sqlx::query_scalar::<_, i64>(SELECT)
+                .bind(user_id)
+                .bind(kind)
+                .fetch_optional(pool)
+                .await
+        })
+    }
+
     #[tracing::instrument(skip(self), err)]
     pub async fn sync_request(&self, id: i64) -> Result<Option<SyncRow>, sqlx::Error> {
         let text = format!("{SYNC_SELECT} WHERE s.id = $1");
@@ -97,7 +115,9 @@ impl Db {
     ) -> Result<(Vec<SyncRow>, i64), sqlx::Error> {
         let text = format!(
             "{SYNC_SELECT} WHERE s.user_id = $1 AND ($2 IS NULL OR s.status = $2) \
-             ORDER BY s.created_at DESC, s.id DESC LIMIT {limit} OFFSET {offset}"
+             ORDER BY s.created_at DESC, s.id DESC LIMIT {} OFFSET {}",
+            super::sql::bounded(limit),
+            super::sql::bounded(offset)
         );
         const COUNT: &str = "SELECT COUNT(*) FROM sync_requests \
              WHERE user_id = $1 AND ($2 IS NULL OR status = $2)";

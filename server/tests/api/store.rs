@@ -280,6 +280,55 @@ async fn files_put_over_webdav_become_images_after_a_sync(#[case] backend: Backe
 
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_sync_never_deletes_on_a_missing_store_and_refuses_bad_names(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let alice = User::new(&app, "alice", "alice-password").await;
+    assert_eq!(alice.dav("PUT", "/keep.iso", Some(iso())).await.0, 201);
+    assert_eq!(
+        alice.dav("PUT", "/bad%22name.iso", Some(iso())).await.0,
+        201
+    );
+    let done = alice.sync("iso").await;
+    assert_eq!(done["added"], 1);
+    let errors = done["message"]["errors"].to_string();
+    assert!(errors.contains("name is not usable"), "{errors}");
+
+    // Renaming a synced image through MWS would orphan it: refused.
+    let response = alice
+        .client
+        .put(app.url("/mws/rest/images/keep.iso?api-version=3"))
+        .basic_auth("alice", Some("alice-password"))
+        .json(&serde_json::json!({"name": "renamed.iso"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+
+    // The store's folder vanishes (an unmounted volume): the sync fails and
+    // keeps the images.
+    let personal = app.data_dir.join("personal");
+    std::fs::rename(&personal, app.data_dir.join("personal-away")).unwrap();
+    let (_, submitted) = alice.vss(Method::PATCH, "/v2/user/image/iso").await;
+    let id = submitted["data"]["request"]["id"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let (_, body) = alice
+            .vss(Method::GET, &format!("/v2/request/image_sync/{id}"))
+            .await;
+        let status = body["data"]["status"].as_str().unwrap().to_owned();
+        if status.starts_with("ERROR") || Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status, "ERROR_RETRY");
+    assert_eq!(alice.names("iso").await, ["keep.iso"]);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
 #[tokio::test]
 async fn a_file_larger_than_the_upload_limit_is_refused_before_it_is_written(
     #[case] backend: Backend,
@@ -311,6 +360,9 @@ async fn a_job_whose_worker_died_is_run_again(#[case] backend: Backend) {
     assert_eq!(alice.dav("PUT", "/x.iso", Some(iso())).await.0, 201);
     let (_, submitted) = alice.vss(Method::PATCH, "/v2/user/image/iso").await;
     let id = submitted["data"]["request"]["id"].as_i64().unwrap();
+    // A second request while the first waits is the first one.
+    let (_, again) = alice.vss(Method::PATCH, "/v2/user/image/iso").await;
+    assert_eq!(again["data"]["request"]["id"].as_i64(), Some(id));
 
     // A worker claims the job and dies: its lease runs out unrenewed.
     let now = chrono::Utc::now().timestamp_millis();

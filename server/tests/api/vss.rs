@@ -438,10 +438,12 @@ async fn paging_filtering_and_sorting_edge_cases(#[case] backend: Backend) {
     let (_, body) = get(&app, &tk, "/v2/image?per_page=250").await;
     assert_eq!(body["meta"]["pages"]["per_page"], 100);
     assert_eq!(body["meta"]["count"], 14);
-    // Past the last page: an empty page, not an error.
-    let (status, body) = get(&app, &tk, "/v2/image?page=9").await;
-    assert_eq!(status, 200);
-    assert_eq!(body["meta"]["count"], 0);
+    // Past the last page, however far: an empty page, not an error.
+    for page in ["9", "18446744073709551615"] {
+        let (status, body) = get(&app, &tk, &format!("/v2/image?page={page}&per_page=100")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["meta"]["count"], 0);
+    }
 
     for bad in [
         "page=abc",

@@ -14,7 +14,7 @@ use crate::state::AppState;
 
 /// A whole image type from a JSON body, whatever its `Content-Type`.
 fn image_type(bytes: Result<Bytes, BytesRejection>) -> Result<ImageType, CooprError> {
-    let bytes = bytes.map_err(|rejection| CoreError::invalid(rejection.body_text()))?;
+    let bytes = bytes.map_err(|rejection| crate::dialects::body_error(&rejection))?;
     let json: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|error| CoreError::invalid(format!("the body is not valid JSON: {error}")))?;
     Ok(ImageType::parse(&json)?)

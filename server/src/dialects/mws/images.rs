@@ -22,7 +22,7 @@ fn begin(viewer: &Viewer, raw_query: Option<&str>) -> Result<Params, MwsError> {
 
 /// The body of a write, however it failed to arrive.
 fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, MwsError> {
-    bytes.map_err(|rejection| MwsError(app::error::CoreError::invalid(rejection.body_text())))
+    bytes.map_err(|rejection| MwsError(crate::dialects::body_error(&rejection)))
 }
 
 /// Get All Images: `query`, `sort`, `max`, `offset`, `fields`, `exclude-fields`.
