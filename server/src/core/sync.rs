@@ -209,16 +209,25 @@ impl Core {
             .waiting_sync_request(user.id, kind.as_str())
             .await
             .map_err(db_error)?;
-        let id = match waiting {
-            Some(id) => id,
-            None => self
-                .db
-                .insert_sync_request(user.id, kind.as_str(), &task_id(), SYNC_JOB, Utc::now())
-                .await
-                .map_err(db_error)?,
+        let (id, new) = match waiting {
+            Some(id) => (id, false),
+            None => {
+                let id = self
+                    .db
+                    .insert_sync_request(user.id, kind.as_str(), &task_id(), SYNC_JOB, Utc::now())
+                    .await
+                    .map_err(db_error)?;
+                (id, true)
+            }
         };
+        let mut request = self.sync_request(viewer, id).await?;
+        if new {
+            // The answer tells what was submitted, even if a polling worker
+            // has already picked it up.
+            request.status = "SUBMITTED".into();
+        }
         self.jobs_waiting.notify_one();
-        self.sync_request(viewer, id).await
+        Ok(request)
     }
 
     /// A sync request its owner (or an admin) may see.
@@ -560,6 +569,7 @@ impl Core {
                     now,
                     provisioning: None,
                     virtualized: Vec::new(),
+                    vice: None,
                 };
                 match self.db.insert_image(&new).await {
                     Ok(_) => Ok(Registered::Added),
