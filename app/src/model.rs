@@ -16,5 +16,6 @@ pub use provisioning::{
 };
 pub use user::{Principal, Role, Username, Viewer};
 pub use vice::{
-    parse_specifics, ContentType, ManagementLayerType, RuntimeTechnologyType, ViceImageType,
+    parse_specifics, ContentType, ManagementLayerType, RuntimeTechnologyType, ViceImageDraft,
+    ViceImageSpec, ViceImageType,
 };

@@ -11,6 +11,7 @@ mod jobs;
 mod keys;
 mod provisioning;
 mod sync;
+mod vice;
 
 use std::path::PathBuf;
 
@@ -74,6 +75,8 @@ pub struct Core {
     personal_root: PathBuf,
     /// Wakes this process's job workers when it queues a job.
     jobs_waiting: Notify,
+    /// How many job workers this process runs (for runtime statistics).
+    job_workers: std::sync::atomic::AtomicUsize,
 }
 
 impl Core {
@@ -93,6 +96,7 @@ impl Core {
             token_key: key.derive("depot access tokens v1"),
             personal_root,
             jobs_waiting: Notify::new(),
+            job_workers: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod coopr;
 pub mod mws;
+pub mod vice;
 pub mod vss;
 
 use app::error::CoreError;
@@ -30,4 +31,5 @@ pub fn router() -> Router<AppState> {
         .merge(vss::router())
         .merge(mws::router())
         .merge(coopr::router())
+        .merge(vice::router())
 }

@@ -38,6 +38,7 @@ fn worker_name(index: usize) -> String {
 
 /// Starts `count` workers; they run until the runtime stops.
 pub fn spawn_workers(core: Arc<Core>, count: usize) {
+    core.set_job_workers(core.job_workers() + count);
     for index in 0..count {
         let core = core.clone();
         tokio::spawn(async move { work(core, worker_name(index)).await });

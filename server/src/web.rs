@@ -19,6 +19,7 @@ use crate::state::AppState;
 use crate::store::SessionStore;
 
 pub use error::{status_of, ApiError};
+pub use files::content_response;
 pub use store::handler as store_handler;
 
 /// How long a browser session lasts without use.

@@ -116,10 +116,93 @@ pub fn parse_specifics(value: &Value) -> Result<Value, CoreError> {
     }
 }
 
+/// A ViCE image's attributes as a client sent them; ids in the body are
+/// never read (the server assigns them).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ViceImageDraft {
+    pub title: Option<String>,
+    pub image_type: Option<String>,
+    pub content_type: Option<String>,
+    pub imported: Option<bool>,
+    pub origin_environment: Option<String>,
+    pub environment_reference: Option<String>,
+    pub specifics: Option<Value>,
+}
+
+/// A ViCE image's attributes, every rule checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViceImageSpec {
+    pub title: String,
+    pub image_type: ViceImageType,
+    pub content_type: Option<ContentType>,
+    pub imported: bool,
+    pub origin_environment: Option<String>,
+    pub environment_reference: Option<String>,
+    /// Always a JSON object.
+    pub specifics: Value,
+}
+
+/// The longest title or reference kept.
+const MAX_TEXT: usize = 1024;
+
+impl ViceImageSpec {
+    pub fn parse(draft: ViceImageDraft) -> Result<Self, CoreError> {
+        let text = |field: &str, value: Option<String>| -> Result<Option<String>, CoreError> {
+            match value {
+                Some(text) if text.len() > MAX_TEXT => Err(CoreError::invalid(format!(
+                    "{field} is longer than {MAX_TEXT} bytes"
+                ))),
+                Some(text) if text.chars().any(char::is_control) => Err(CoreError::invalid(
+                    format!("{field} may not contain control characters"),
+                )),
+                other => Ok(other.filter(|text| !text.trim().is_empty())),
+            }
+        };
+        Ok(Self {
+            title: text("title", draft.title)?.unwrap_or_else(|| "untitled".into()),
+            image_type: draft
+                .image_type
+                .as_deref()
+                .map(ViceImageType::parse)
+                .transpose()?
+                .unwrap_or(ViceImageType::Implicit),
+            content_type: draft
+                .content_type
+                .as_deref()
+                .map(ContentType::parse)
+                .transpose()?,
+            imported: draft.imported.unwrap_or(false),
+            origin_environment: text("originEnvironment", draft.origin_environment)?,
+            environment_reference: text("environmentReference", draft.environment_reference)?,
+            specifics: parse_specifics(draft.specifics.as_ref().unwrap_or(&Value::Null))?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_draft_gets_defaults_and_its_enums_checked() {
+        let spec = ViceImageSpec::parse(ViceImageDraft::default()).unwrap();
+        assert_eq!(spec.image_type, ViceImageType::Implicit);
+        assert_eq!(spec.specifics, json!({}));
+        let bad = ViceImageDraft {
+            content_type: Some("disk-iso".into()),
+            ..Default::default()
+        };
+        assert!(ViceImageSpec::parse(bad)
+            .unwrap_err()
+            .to_string()
+            .contains("contenttype"));
+        let bad = ViceImageDraft {
+            title: Some("a\nb".into()),
+            ..Default::default()
+        };
+        assert!(ViceImageSpec::parse(bad).is_err());
+    }
 
     #[test]
     fn every_word_round_trips_and_others_name_the_field() {

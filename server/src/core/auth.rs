@@ -114,6 +114,37 @@ impl Core {
             })
     }
 
+    /// Creates an account with an email and a full name.
+    pub async fn create_user_with_profile(
+        &self,
+        username: &str,
+        password: &str,
+        role: Role,
+        email: &str,
+        full_name: &str,
+    ) -> Result<i64, CoreError> {
+        if email.len() > 320 || full_name.len() > 320 {
+            return Err(CoreError::invalid(
+                "email and full name are at most 320 bytes",
+            ));
+        }
+        let id = self.create_user(username, password, role).await?;
+        self.db
+            .set_user_profile(id, email, full_name)
+            .await
+            .map_err(db_error)?;
+        Ok(id)
+    }
+
+    /// A user's account (without using its password hash for anything).
+    pub async fn user_profile(&self, id: i64) -> Result<UserRow, CoreError> {
+        self.db
+            .user_by_id(id)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| CoreError::not_found(format!("user {id}")))
+    }
+
     /// Creates the `admin` account on an empty database. Returns the password
     /// when it was generated, so that the caller can show it once.
     pub async fn ensure_admin(&self, password: Option<&str>) -> Result<Option<String>, CoreError> {

@@ -118,6 +118,7 @@ fn record(kind: ImageKind, folder: &str, name: &str, created: DateTime<Utc>) -> 
         now: created,
         provisioning: None,
         virtualized: Vec::new(),
+        vice: None,
     }
 }
 

@@ -256,6 +256,7 @@ impl Core {
                 now: Utc::now(),
                 provisioning: None,
                 virtualized: Vec::new(),
+                vice: None,
             };
             self.db.insert_image(&new).await.map_err(db_error)
         }

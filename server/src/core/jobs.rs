@@ -15,7 +15,47 @@ struct SyncPayload {
     sync_request: i64,
 }
 
+/// Lengths of the job queue, by what the jobs do.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueStats {
+    /// Personal-store syncs waiting to run.
+    pub imports_pending: i64,
+    /// Deployments waiting to run.
+    pub exports_pending: i64,
+    /// Jobs running now, of any kind.
+    pub running: i64,
+}
+
+/// The job kind of a ViCE deployment.
+pub const DEPLOY_JOB: &str = "vice.deploy";
+
 impl Core {
+    /// The queue's true lengths.
+    pub async fn queue_stats(&self) -> Result<QueueStats, app::error::CoreError> {
+        let counts = self.db.job_counts().await.map_err(super::db_error)?;
+        let mut stats = QueueStats::default();
+        for count in counts {
+            match (count.kind.as_str(), count.state.as_str()) {
+                (SYNC_JOB, "queued") => stats.imports_pending += count.count,
+                (DEPLOY_JOB, "queued") => stats.exports_pending += count.count,
+                (_, "running") => stats.running += count.count,
+                _ => {}
+            }
+        }
+        Ok(stats)
+    }
+
+    /// How many job workers this process runs.
+    pub fn job_workers(&self) -> usize {
+        self.job_workers.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records how many job workers this process runs.
+    pub fn set_job_workers(&self, count: usize) {
+        self.job_workers
+            .store(count, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Runs one claimed job; `Err` is a reason worth retrying for.
     pub async fn run_job(&self, job: &JobRow) -> Result<(), String> {
         match job.kind.as_str() {

@@ -155,6 +155,7 @@ impl Core {
             now: Utc::now(),
             provisioning: Some(spec),
             virtualized,
+            vice: None,
         };
         let id = self.db.insert_image(&new).await.map_err(db_error)?;
         self.get_image(viewer, id).await

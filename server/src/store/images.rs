@@ -1,6 +1,6 @@
 //! Image records.
 
-use app::model::ProvisioningSpec;
+use app::model::{ProvisioningSpec, ViceImageSpec};
 use app::query::{Condition, Field, FieldType, Query, Value};
 use chrono::{DateTime, Utc};
 
@@ -28,6 +28,41 @@ pub struct NewImage {
     pub provisioning: Option<ProvisioningSpec>,
     /// Ids of the images a hypervisor image can run.
     pub virtualized: Vec<i64>,
+    /// ViCE attributes, for records created through ViCE.
+    pub vice: Option<ViceImageSpec>,
+}
+
+/// The ViCE columns of a record, ready to bind.
+struct ViceColumns {
+    title: Option<String>,
+    image_type: Option<&'static str>,
+    imported: bool,
+    origin_environment: Option<String>,
+    environment_ref: Option<String>,
+    specifics: Option<String>,
+}
+
+impl ViceColumns {
+    fn of(spec: Option<&ViceImageSpec>) -> Self {
+        match spec {
+            None => Self {
+                title: None,
+                image_type: None,
+                imported: false,
+                origin_environment: None,
+                environment_ref: None,
+                specifics: None,
+            },
+            Some(spec) => Self {
+                title: Some(spec.title.clone()),
+                image_type: Some(spec.image_type.as_str()),
+                imported: spec.imported,
+                origin_environment: spec.origin_environment.clone(),
+                environment_ref: spec.environment_reference.clone(),
+                specifics: Some(spec.specifics.to_string()),
+            },
+        }
+    }
 }
 
 /// The MWS columns of a record, ready to bind; an upload's are the defaults.
@@ -143,10 +178,13 @@ impl Db {
         const INSERT: &str = "INSERT INTO images (kind, name, label, folder, data_store, path, \
              public, owner_id, size, sha256, format, virtual_size, created_at, updated_at, \
              version, os_type, hypervisor, hypervisor_type, supports_physical, supports_virtual, \
-             template_name, provisioning_type, active, features, extensions) \
+             template_name, provisioning_type, active, features, extensions, title, \
+             vice_image_type, imported, origin_environment, environment_ref, specifics) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, 0, \
-             $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) RETURNING id";
+             $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29) \
+             RETURNING id";
         let mws = ProvisioningColumns::of(new.provisioning.as_ref());
+        let vice = ViceColumns::of(new.vice.as_ref());
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let id = sqlx::query_scalar::<_, i64>(INSERT)
@@ -173,6 +211,12 @@ impl Db {
                 .bind(mws.active)
                 .bind(&mws.features)
                 .bind(&mws.extensions)
+                .bind(&vice.title)
+                .bind(vice.image_type)
+                .bind(vice.imported)
+                .bind(&vice.origin_environment)
+                .bind(&vice.environment_ref)
+                .bind(&vice.specifics)
                 .fetch_one(&mut *tx)
                 .await?;
             for image_id in &new.virtualized {
@@ -324,6 +368,38 @@ impl Db {
                 .fetch_one(pool)
                 .await?;
             Ok((values, total))
+        })
+    }
+
+    /// Replaces a record's ViCE attributes (and the name and format they
+    /// decide), bumping its version; `false` when there is no such record.
+    #[tracing::instrument(skip(self, spec), err)]
+    pub async fn update_vice(
+        &self,
+        id: i64,
+        spec: &ViceImageSpec,
+        format: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, sqlx::Error> {
+        const UPDATE: &str = "UPDATE images SET title = $1, vice_image_type = $2, \
+             imported = $3, origin_environment = $4, environment_ref = $5, specifics = $6, \
+             format = COALESCE(format, $7), updated_at = $8, version = version + 1 \
+             WHERE id = $9";
+        let vice = ViceColumns::of(Some(spec));
+        with_pool!(self, pool => {
+            sqlx::query(UPDATE)
+                .bind(&vice.title)
+                .bind(vice.image_type)
+                .bind(vice.imported)
+                .bind(&vice.origin_environment)
+                .bind(&vice.environment_ref)
+                .bind(&vice.specifics)
+                .bind(format)
+                .bind(now)
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected() == 1)
         })
     }
 

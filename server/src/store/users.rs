@@ -51,4 +51,23 @@ impl Db {
                 .await
         })
     }
+
+    #[tracing::instrument(skip(self), err)]
+    pub async fn set_user_profile(
+        &self,
+        id: i64,
+        email: &str,
+        full_name: &str,
+    ) -> Result<(), sqlx::Error> {
+        const UPDATE: &str = "UPDATE users SET email = $1, full_name = $2 WHERE id = $3";
+        with_pool!(self, pool => {
+            sqlx::query(UPDATE)
+                .bind(email)
+                .bind(full_name)
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(|_| ())
+        })
+    }
 }

@@ -161,7 +161,19 @@ async fn download(
     Path(id): Path<i64>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (image, mut file, length) = state.core.open_content(&viewer, id).await?;
+    Ok(content_response(&state, &viewer, id, &headers).await?)
+}
+
+/// An image's bytes as a download: whole or a `Range`, with `ETag` (the
+/// SHA-256, honouring `If-None-Match` and `If-Range`), `Content-Length` and
+/// `Content-Disposition`. Every dialect that serves bytes answers with this.
+pub async fn content_response(
+    state: &AppState,
+    viewer: &Viewer,
+    id: i64,
+    headers: &HeaderMap,
+) -> Result<Response, CoreError> {
+    let (image, mut file, length) = state.core.open_content(viewer, id).await?;
     let etag = format!("\"{}\"", image.sha256.as_deref().unwrap_or_default());
     let not_modified = headers
         .get(header::IF_NONE_MATCH)
@@ -176,7 +188,7 @@ async fn download(
     }
 
     let (status, start, count) =
-        match requested_range(&headers, &etag, length) {
+        match requested_range(headers, &etag, length) {
             Ok(Some((start, end))) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
             Ok(None) => (StatusCode::OK, 0, length),
             Err(()) => return Ok((
@@ -191,7 +203,7 @@ async fn download(
     if start > 0 {
         file.seek(SeekFrom::Start(start))
             .await
-            .map_err(|error| ApiError(crate::core::io_error(error)))?;
+            .map_err(crate::core::io_error)?;
     }
     let body = Body::from_stream(ReaderStream::with_capacity(
         file.take(count),

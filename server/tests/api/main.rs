@@ -11,4 +11,5 @@ mod pyvss;
 mod query;
 mod store;
 mod ui;
+mod vice;
 mod vss;

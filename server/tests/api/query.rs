@@ -42,6 +42,7 @@ fn metadata_only(
         now,
         provisioning: None,
         virtualized: Vec::new(),
+        vice: None,
     }
 }
 

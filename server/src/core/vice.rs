@@ -1,0 +1,183 @@
+//! ViCE images: records created with the registry's attributes, whose bytes
+//! arrive later (or never, for declarative images) through the same ingest
+//! pipeline as every upload.
+
+use app::error::CoreError;
+use app::model::{
+    image_path, ContentType, DiskFormat, Image, ImageKind, ImageName, ViceImageSpec, Viewer,
+};
+use bytes::Bytes;
+use chrono::Utc;
+use futures_util::Stream;
+
+use super::images::can_write;
+use super::{db_error, inspect, io_error, Core};
+use crate::blob::IngestError;
+use crate::store::NewImage;
+
+/// The kind of record a content type makes.
+fn kind_of(content: Option<ContentType>) -> ImageKind {
+    match content.map(ContentType::format) {
+        Some(DiskFormat::DockerFile | DiskFormat::Packerfile) => ImageKind::Definition,
+        _ => ImageKind::Disk,
+    }
+}
+
+/// A file name made from a title: what is left after the unsafe characters.
+fn name_of(title: &str) -> String {
+    let cleaned: String = title
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    ImageName::parse(cleaned.trim_matches('-'))
+        .map(ImageName::into_inner)
+        .unwrap_or_else(|_| "image".into())
+}
+
+impl Core {
+    /// Creates a ViCE image owned by the caller, without bytes yet.
+    pub async fn create_vice_image(
+        &self,
+        viewer: &Viewer,
+        spec: ViceImageSpec,
+    ) -> Result<Image, CoreError> {
+        let user = viewer.require_user()?;
+        let name = name_of(&spec.title);
+        let folder = user.username.clone();
+        let new = NewImage {
+            kind: kind_of(spec.content_type).as_str(),
+            label: spec.title.clone(),
+            path: image_path(&self.limits.data_store, &folder, &name),
+            name,
+            folder,
+            data_store: self.limits.data_store.clone(),
+            public: false,
+            owner_id: Some(user.id),
+            size: None,
+            sha256: None,
+            format: spec.content_type.map(|content| content.format().as_str()),
+            virtual_size: None,
+            now: Utc::now(),
+            provisioning: None,
+            virtualized: Vec::new(),
+            vice: Some(spec),
+        };
+        let id = self.db.insert_image(&new).await.map_err(db_error)?;
+        self.get_image(viewer, id).await
+    }
+
+    /// The image the caller may change: 404 when they cannot see it, 403
+    /// when they can see but not change it.
+    async fn writable_image(&self, viewer: &Viewer, id: i64) -> Result<Image, CoreError> {
+        viewer.require_user()?;
+        let image = self.get_image(viewer, id).await?;
+        if !can_write(viewer, &image) {
+            return Err(CoreError::Forbidden(format!(
+                "only the owner or an administrator may change image {id}"
+            )));
+        }
+        Ok(image)
+    }
+
+    /// Replaces an image's ViCE attributes.
+    pub async fn update_vice_image(
+        &self,
+        viewer: &Viewer,
+        id: i64,
+        spec: ViceImageSpec,
+    ) -> Result<Image, CoreError> {
+        self.writable_image(viewer, id).await?;
+        let format = spec.content_type.map(|content| content.format().as_str());
+        let updated = self
+            .db
+            .update_vice(id, &spec, format, Utc::now())
+            .await
+            .map_err(db_error)?;
+        if !updated {
+            return Err(CoreError::not_found(format!("image {id}")));
+        }
+        self.get_image(viewer, id).await
+    }
+
+    /// Streams a file into the blob store and makes it the image's bytes;
+    /// nothing changes unless the bytes are stored and acceptable.
+    pub async fn attach_file<S, E>(
+        &self,
+        viewer: &Viewer,
+        id: i64,
+        body: S,
+    ) -> Result<Image, CoreError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: std::fmt::Display,
+    {
+        let image = self.writable_image(viewer, id).await?;
+        let owner = image.owner_id.unwrap_or_default();
+        let limit = self.upload_limit(owner).await?;
+        let stored = self
+            .blobs
+            .ingest(body, limit)
+            .await
+            .map_err(|error| match error {
+                IngestError::TooLarge { limit } => CoreError::TooLarge(format!(
+                    "the file is larger than the {limit} bytes you may upload"
+                )),
+                IngestError::Body(reason) => {
+                    CoreError::invalid(format!("the upload was interrupted: {reason}"))
+                }
+                IngestError::Io(error) => io_error(error),
+            })?;
+        let recorded = async {
+            let inspection = inspect::inspect(&stored.head)?;
+            self.db
+                .update_image_content(
+                    id,
+                    stored.size as i64,
+                    &stored.sha256,
+                    inspection.format.as_str(),
+                    inspection.virtual_size,
+                    Utc::now(),
+                )
+                .await
+                .map_err(db_error)
+        }
+        .await;
+        if let Err(error) = recorded {
+            if stored.newly_stored && self.db.images_with_blob(&stored.sha256).await.ok() == Some(0)
+            {
+                self.blobs.remove(&stored.sha256).await.map_err(io_error)?;
+            }
+            return Err(error);
+        }
+        // The bytes it had before, if no other record uses them.
+        if let Some(old) = image.sha256.filter(|old| *old != stored.sha256) {
+            if self.db.images_with_blob(&old).await.map_err(db_error)? == 0 {
+                self.blobs.remove(&old).await.map_err(io_error)?;
+            }
+        }
+        self.get_image(viewer, id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_make_safe_names() {
+        assert_eq!(name_of("Ubuntu 22.04 / server"), "Ubuntu-22.04---server");
+        assert_eq!(name_of("../.."), "..-..");
+        assert_eq!(name_of("\"\""), "image");
+        assert_eq!(
+            kind_of(Some(ContentType::Packerfile)),
+            ImageKind::Definition
+        );
+        assert_eq!(kind_of(Some(ContentType::DiskQcow2)), ImageKind::Disk);
+    }
+}

@@ -1,0 +1,65 @@
+//! The ViCE image registry (`seeds/003…`) under `/v1`: images with their
+//! files, the signed-in user, runtime statistics; JSON or XML both ways.
+//!
+//! Where the seed is silent, as the real registry does or its users expect:
+//! - `GET /v1/images` needs no credentials and lists the public images, plus
+//!   the caller's own when signed in (at most 1000, oldest first); every
+//!   other call needs HTTP Basic (password or token) or a bearer token;
+//! - ids (`id`, `userid`) in bodies are ignored: the server assigns them;
+//!   `PUT /v1/images` names the image by the `id` of its body;
+//! - `specifics` is answered as a string holding a JSON object, as the seed
+//!   shows; `originEnvironment` is kept as the id of the environment named;
+//! - a successful delete answers `{"code": 200, "message"}`; errors are
+//!   `{"code", "message"}` (XML root `Error`), invalid input 405, a file
+//!   upload without `upfile` 400;
+//! - `RuntimeStats` counts the persistent job queue: imports are personal
+//!   store syncs, exports deployments; each kind has this process's workers.
+
+mod codec;
+mod error;
+mod files;
+mod images;
+mod stats;
+mod users;
+mod views;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/images",
+            get(images::list)
+                .post(images::create)
+                .put(images::update)
+                .fallback(error::method_not_allowed),
+        )
+        .route(
+            "/v1/image/{id}",
+            get(images::get)
+                .delete(images::delete)
+                .fallback(error::method_not_allowed),
+        )
+        .route(
+            "/v1/image/{id}/file",
+            // The body is streamed to disk and limited by the core, not buffered.
+            post(files::upload)
+                .get(files::download)
+                .layer(DefaultBodyLimit::disable())
+                .fallback(error::method_not_allowed),
+        )
+        .route(
+            "/v1/user",
+            get(users::get)
+                .post(users::create)
+                .fallback(error::method_not_allowed),
+        )
+        .route(
+            "/v1/runtimestats",
+            get(stats::get).fallback(error::method_not_allowed),
+        )
+}
