@@ -1,11 +1,13 @@
 //! The domain records shared by the core, the dialects and the UI.
 
+mod environment;
 mod image;
 mod image_type;
 mod provisioning;
 mod user;
 mod vice;
 
+pub use environment::{Environment, EnvironmentDraft, EnvironmentSpec, Layer, MASKED_PASSWORD};
 pub use image::{
     image_path, DiskFormat, Image, ImageKind, ImageName, ImagePage, MwsAttributes, ViceAttributes,
 };

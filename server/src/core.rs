@@ -5,6 +5,7 @@
 mod auth;
 mod coopr;
 mod demo;
+mod environments;
 mod images;
 mod inspect;
 mod jobs;
@@ -71,6 +72,8 @@ pub struct Core {
     dummy_hash: String,
     /// Signs and checks access tokens (JWTs).
     token_key: [u8; 32],
+    /// Encrypts stored environment credentials.
+    credentials_key: [u8; 32],
     /// Each user's personal store is a folder under this one.
     personal_root: PathBuf,
     /// Wakes this process's job workers when it queues a job.
@@ -94,6 +97,7 @@ impl Core {
             limits,
             dummy_hash,
             token_key: key.derive("depot access tokens v1"),
+            credentials_key: key.derive("depot environment credentials v1"),
             personal_root,
             jobs_waiting: Notify::new(),
             job_workers: std::sync::atomic::AtomicUsize::new(0),

@@ -1,5 +1,6 @@
 //! The ViCE image registry (`seeds/003…`) under `/v1`: images with their
-//! files, the signed-in user, runtime statistics; JSON or XML both ways.
+//! files, execution environments, the signed-in user, runtime statistics;
+//! JSON or XML both ways.
 //!
 //! Where the seed is silent, as the real registry does or its users expect:
 //! - `GET /v1/images` needs no credentials and lists the public images, plus
@@ -12,10 +13,15 @@
 //! - a successful delete answers `{"code": 200, "message"}`; errors are
 //!   `{"code", "message"}` (XML root `Error`), invalid input 405, a file
 //!   upload without `upfile` 400;
+//! - an environment's password is stored encrypted and answered as
+//!   `********` (absent when none is set); an update that sends it masked or
+//!   leaves it out keeps the stored one; `filterManagementlayer` and
+//!   `filterRuntimetechnology` take a type (`basic`, `container`, ...);
 //! - `RuntimeStats` counts the persistent job queue: imports are personal
 //!   store syncs, exports deployments; each kind has this process's workers.
 
 mod codec;
+mod environments;
 mod error;
 mod files;
 mod images;
@@ -50,6 +56,19 @@ pub fn router() -> Router<AppState> {
             post(files::upload)
                 .get(files::download)
                 .layer(DefaultBodyLimit::disable())
+                .fallback(error::method_not_allowed),
+        )
+        .route(
+            "/v1/environments",
+            get(environments::list)
+                .post(environments::create)
+                .put(environments::update)
+                .fallback(error::method_not_allowed),
+        )
+        .route(
+            "/v1/environment/{id}",
+            get(environments::get)
+                .delete(environments::delete)
                 .fallback(error::method_not_allowed),
         )
         .route(

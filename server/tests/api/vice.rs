@@ -461,3 +461,175 @@ async fn users_and_runtime_stats(#[case] backend: Backend) {
     let anonymous = reqwest::get(app.url("/v1/runtimestats")).await.unwrap();
     assert_eq!(anonymous.status(), 401);
 }
+
+/// The seed's `createEnvironment` example, with a password worth hiding.
+fn seed_environment(password: &str) -> Value {
+    json!({
+        "credentials": {"password": password, "location": "aeiou", "username": "aeiou", "specifics": "{}"},
+        "managementlayer": {"software": "aeiou", "type": "basic", "version": "aeiou"},
+        "id": "aeiou",
+        "title": "aeiou",
+        "userid": "aeiou",
+        "runtimetechnology": {"software": "aeiou", "type": "virtualmachine", "version": "aeiou"}
+    })
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn environments_keep_their_credentials_secret(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("alice", "alice-password").await;
+    app.add_user("bob", "bob-password-1").await;
+    let alice = Vice::new(&app, "alice", "alice-password");
+    let bob = Vice::new(&app, "bob", "bob-password-1");
+    let alice_id = app.core.login("alice", "alice-password").await.unwrap().id;
+
+    // createEnvironment, JSON: 201, password masked, ids assigned.
+    let (status, created) = alice
+        .json(
+            Method::POST,
+            "/environments",
+            Some(&seed_environment("s3cret-pass")),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["userid"], alice_id.to_string());
+    assert_eq!(created["credentials"]["password"], "********");
+    assert_eq!(created["credentials"]["location"], "aeiou");
+    assert_eq!(created["managementlayer"]["type"], "basic");
+    assert_eq!(created["runtimetechnology"]["type"], "virtualmachine");
+    assert!(!created.to_string().contains("s3cret-pass"));
+
+    // Encrypted at rest; the core can still open it for a job.
+    let id_number: i64 = id.parse().unwrap();
+    let row = app.core.db().environment(id_number).await.unwrap().unwrap();
+    let sealed = row.cred_password.clone().unwrap();
+    assert!(!sealed.contains("s3cret-pass") && !sealed.contains(&hex_of("s3cret-pass")));
+    assert_eq!(
+        app.core
+            .environment_password(id_number)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("s3cret-pass")
+    );
+
+    // XML both ways.
+    let xml_body = "<Environment><credentials><password>xml-pass-9</password><location>file:///tmp/x</location>\
+        <username>u</username><specifics>{}</specifics></credentials>\
+        <managementlayer><software>k8s</software><type>containercluster</type><version>1</version></managementlayer>\
+        <title>cluster</title>\
+        <runtimetechnology><software>docker</software><type>container</type><version>2</version></runtimetechnology>\
+        </Environment>";
+    let (status, xml) = alice
+        .xml(Method::POST, "/environments", Some(xml_body))
+        .await;
+    assert_eq!(status, 201, "{xml}");
+    assert!(
+        xml.contains("<Environment>") && xml.contains("<password>********</password>"),
+        "{xml}"
+    );
+    assert!(!xml.contains("xml-pass-9"));
+
+    // updateEnvironment: 201; a masked password keeps the stored one.
+    let mut update = seed_environment("********");
+    update["id"] = json!(id);
+    update["title"] = json!("renamed");
+    let (status, updated) = alice
+        .json(Method::PUT, "/environments", Some(&update))
+        .await;
+    assert_eq!(status, 201, "{updated}");
+    assert_eq!(updated["title"], "renamed");
+    assert_eq!(
+        app.core
+            .environment_password(id_number)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("s3cret-pass")
+    );
+    update["credentials"]["password"] = json!("n3w-pass");
+    assert_eq!(
+        alice
+            .json(Method::PUT, "/environments", Some(&update))
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        app.core
+            .environment_password(id_number)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("n3w-pass")
+    );
+
+    // findEnvironment with its filters; invalid input 405.
+    let (_, all) = alice.json(Method::GET, "/environments", None).await;
+    assert_eq!(all.as_array().unwrap().len(), 2);
+    let (_, basic) = alice
+        .json(
+            Method::GET,
+            "/environments?filterManagementlayer=basic",
+            None,
+        )
+        .await;
+    assert_eq!(basic.as_array().unwrap().len(), 1);
+    let (_, containers) = alice
+        .json(
+            Method::GET,
+            "/environments?filterRuntimetechnology=container",
+            None,
+        )
+        .await;
+    assert_eq!(containers[0]["title"], "cluster");
+    assert_eq!(
+        alice
+            .json(
+                Method::GET,
+                "/environments?filterManagementlayer=grid",
+                None
+            )
+            .await
+            .0,
+        405
+    );
+    let mut wrong = seed_environment("x");
+    wrong["runtimetechnology"]["type"] = json!("mainframe");
+    let (status, error) = alice
+        .json(Method::POST, "/environments", Some(&wrong))
+        .await;
+    assert_eq!(status, 405);
+    assert!(error["message"]
+        .as_str()
+        .unwrap()
+        .contains("runtimetechnology.type"));
+
+    // Nobody else reaches them.
+    let path = format!("/environment/{id}");
+    assert_eq!(bob.json(Method::GET, &path, None).await.0, 404);
+    assert_eq!(bob.json(Method::DELETE, &path, None).await.0, 404);
+    let (_, theirs) = bob.json(Method::GET, "/environments", None).await;
+    assert_eq!(theirs, json!([]));
+    update["credentials"]["password"] = json!("bobs-pass");
+    assert_eq!(
+        bob.json(Method::PUT, "/environments", Some(&update))
+            .await
+            .0,
+        404
+    );
+
+    // deleteEnvironment: 200, then 404.
+    let (status, got) = alice.json(Method::GET, &path, None).await;
+    assert_eq!((status.as_u16(), &got["title"]), (200, &json!("renamed")));
+    assert_eq!(alice.json(Method::DELETE, &path, None).await.0, 200);
+    assert_eq!(alice.json(Method::GET, &path, None).await.0, 404);
+}
+
+fn hex_of(text: &str) -> String {
+    text.bytes().map(|byte| format!("{byte:02x}")).collect()
+}

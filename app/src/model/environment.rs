@@ -1,0 +1,173 @@
+//! ViCE execution environments: where images are deployed, with the
+//! credentials to reach them. The password is a secret: it is never shown,
+//! only whether one is set.
+
+use crate::error::CoreError;
+use crate::model::{parse_specifics, ManagementLayerType, RuntimeTechnologyType};
+
+/// What answers stand for a stored password.
+pub const MASKED_PASSWORD: &str = "********";
+
+/// A layer of an environment: its type, software and version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer<T> {
+    pub kind: T,
+    pub software: String,
+    pub version: String,
+}
+
+/// An environment as stored and shown (never with its password).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Environment {
+    pub id: i64,
+    pub user_id: i64,
+    pub title: String,
+    pub management_layer: Layer<ManagementLayerType>,
+    pub runtime_technology: Layer<RuntimeTechnologyType>,
+    pub location: String,
+    pub username: String,
+    pub has_password: bool,
+    /// A JSON object, as text.
+    pub specifics: String,
+}
+
+/// An environment as a client sent it. `password` is `None` when absent or
+/// masked: the stored one is kept.
+#[derive(Clone, Default, PartialEq)]
+pub struct EnvironmentDraft {
+    pub title: Option<String>,
+    pub management_type: Option<String>,
+    pub management_software: Option<String>,
+    pub management_version: Option<String>,
+    pub runtime_type: Option<String>,
+    pub runtime_software: Option<String>,
+    pub runtime_version: Option<String>,
+    pub location: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub specifics: Option<serde_json::Value>,
+}
+
+// The password must never reach a log line through `Debug`.
+impl std::fmt::Debug for EnvironmentDraft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvironmentDraft")
+            .field("title", &self.title)
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An environment's attributes, every rule checked.
+#[derive(Clone, PartialEq)]
+pub struct EnvironmentSpec {
+    pub title: String,
+    pub management_layer: Layer<ManagementLayerType>,
+    pub runtime_technology: Layer<RuntimeTechnologyType>,
+    pub location: String,
+    pub username: String,
+    /// A new password; `None` keeps the stored one.
+    pub password: Option<String>,
+    pub specifics: String,
+}
+
+impl std::fmt::Debug for EnvironmentSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvironmentSpec")
+            .field("title", &self.title)
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+fn short(field: &str, value: Option<String>) -> Result<String, CoreError> {
+    let value = value.unwrap_or_default();
+    if value.len() > 2048 || value.chars().any(char::is_control) {
+        return Err(CoreError::invalid(format!(
+            "{field} must be at most 2048 bytes without control characters"
+        )));
+    }
+    Ok(value)
+}
+
+impl EnvironmentSpec {
+    pub fn parse(draft: EnvironmentDraft) -> Result<Self, CoreError> {
+        let management = ManagementLayerType::parse(
+            draft
+                .management_type
+                .as_deref()
+                .ok_or_else(|| CoreError::invalid("managementlayer.type is required"))?,
+        )?;
+        let runtime = RuntimeTechnologyType::parse(
+            draft
+                .runtime_type
+                .as_deref()
+                .ok_or_else(|| CoreError::invalid("runtimetechnology.type is required"))?,
+        )?;
+        let specifics =
+            parse_specifics(draft.specifics.as_ref().unwrap_or(&serde_json::Value::Null))?;
+        Ok(Self {
+            title: short("title", draft.title)?,
+            management_layer: Layer {
+                kind: management,
+                software: short("managementlayer.software", draft.management_software)?,
+                version: short("managementlayer.version", draft.management_version)?,
+            },
+            runtime_technology: Layer {
+                kind: runtime,
+                software: short("runtimetechnology.software", draft.runtime_software)?,
+                version: short("runtimetechnology.version", draft.runtime_version)?,
+            },
+            location: short("credentials.location", draft.location)?,
+            username: short("credentials.username", draft.username)?,
+            password: draft
+                .password
+                .filter(|password| password != MASKED_PASSWORD),
+            specifics: specifics.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draft() -> EnvironmentDraft {
+        EnvironmentDraft {
+            management_type: Some("basic".into()),
+            runtime_type: Some("virtualmachine".into()),
+            password: Some("hunter2".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn types_are_required_and_checked() {
+        assert!(EnvironmentSpec::parse(draft()).is_ok());
+        let error = EnvironmentSpec::parse(EnvironmentDraft {
+            management_type: Some("grid".into()),
+            ..draft()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("managementlayer.type"), "{error}");
+        assert!(EnvironmentSpec::parse(EnvironmentDraft {
+            runtime_type: None,
+            ..draft()
+        })
+        .is_err());
+    }
+
+    #[test]
+    fn a_masked_password_keeps_the_stored_one_and_debug_hides_it() {
+        let kept = EnvironmentSpec::parse(EnvironmentDraft {
+            password: Some(MASKED_PASSWORD.into()),
+            ..draft()
+        })
+        .unwrap();
+        assert_eq!(kept.password, None);
+        let spec = EnvironmentSpec::parse(draft()).unwrap();
+        assert!(!format!("{spec:?}").contains("hunter2"));
+        assert!(!format!("{:?}", draft()).contains("hunter2"));
+    }
+}

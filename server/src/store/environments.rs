@@ -1,0 +1,162 @@
+//! ViCE execution environments. `cred_password` holds only ciphertext.
+
+use chrono::{DateTime, Utc};
+
+use super::{with_pool, Db};
+
+/// One environment as stored.
+#[derive(Clone, sqlx::FromRow)]
+pub struct EnvironmentRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub title: String,
+    pub mgmt_type: String,
+    pub mgmt_software: String,
+    pub mgmt_version: String,
+    pub rt_type: String,
+    pub rt_software: String,
+    pub rt_version: String,
+    pub location: String,
+    pub cred_username: String,
+    /// Nonce and ciphertext, hex; never the password itself.
+    pub cred_password: Option<String>,
+    pub cred_specifics: String,
+}
+
+impl std::fmt::Debug for EnvironmentRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvironmentRow")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The columns a write sets.
+pub struct EnvironmentColumns<'a> {
+    pub title: &'a str,
+    pub mgmt_type: &'a str,
+    pub mgmt_software: &'a str,
+    pub mgmt_version: &'a str,
+    pub rt_type: &'a str,
+    pub rt_software: &'a str,
+    pub rt_version: &'a str,
+    pub location: &'a str,
+    pub cred_username: &'a str,
+    /// `None` keeps the stored ciphertext on an update.
+    pub cred_password: Option<&'a str>,
+    pub cred_specifics: &'a str,
+}
+
+const SELECT: &str = "SELECT id, user_id, title, mgmt_type, mgmt_software, mgmt_version, \
+     rt_type, rt_software, rt_version, location, cred_username, cred_password, cred_specifics \
+     FROM environments";
+
+impl Db {
+    #[tracing::instrument(skip_all, err)]
+    pub async fn insert_environment(
+        &self,
+        user_id: i64,
+        columns: &EnvironmentColumns<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<i64, sqlx::Error> {
+        const INSERT: &str = "INSERT INTO environments (user_id, title, mgmt_type, \
+             mgmt_software, mgmt_version, rt_type, rt_software, rt_version, location, \
+             cred_username, cred_password, cred_specifics, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) RETURNING id";
+        with_pool!(self, pool => {
+            sqlx::query_scalar::<_, i64>(INSERT)
+                .bind(user_id)
+                .bind(columns.title)
+                .bind(columns.mgmt_type)
+                .bind(columns.mgmt_software)
+                .bind(columns.mgmt_version)
+                .bind(columns.rt_type)
+                .bind(columns.rt_software)
+                .bind(columns.rt_version)
+                .bind(columns.location)
+                .bind(columns.cred_username)
+                .bind(columns.cred_password)
+                .bind(columns.cred_specifics)
+                .bind(now)
+                .fetch_one(pool)
+                .await
+        })
+    }
+
+    /// Replaces an environment's attributes; `false` when there is none.
+    #[tracing::instrument(skip_all, fields(id), err)]
+    pub async fn update_environment(
+        &self,
+        id: i64,
+        columns: &EnvironmentColumns<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, sqlx::Error> {
+        const UPDATE: &str = "UPDATE environments SET title = $1, mgmt_type = $2, \
+             mgmt_software = $3, mgmt_version = $4, rt_type = $5, rt_software = $6, \
+             rt_version = $7, location = $8, cred_username = $9, \
+             cred_password = COALESCE($10, cred_password), cred_specifics = $11, \
+             updated_at = $12 WHERE id = $13";
+        with_pool!(self, pool => {
+            sqlx::query(UPDATE)
+                .bind(columns.title)
+                .bind(columns.mgmt_type)
+                .bind(columns.mgmt_software)
+                .bind(columns.mgmt_version)
+                .bind(columns.rt_type)
+                .bind(columns.rt_software)
+                .bind(columns.rt_version)
+                .bind(columns.location)
+                .bind(columns.cred_username)
+                .bind(columns.cred_password)
+                .bind(columns.cred_specifics)
+                .bind(now)
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected() == 1)
+        })
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    pub async fn environment(&self, id: i64) -> Result<Option<EnvironmentRow>, sqlx::Error> {
+        let text = format!("{SELECT} WHERE id = $1");
+        with_pool!(self, pool => {
+            sqlx::query_as::<_, EnvironmentRow>(&text).bind(id).fetch_optional(pool).await
+        })
+    }
+
+    /// A user's environments (all of them for `None`), optionally of one
+    /// management-layer and runtime-technology type.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn environments(
+        &self,
+        user_id: Option<i64>,
+        mgmt_type: Option<&str>,
+        rt_type: Option<&str>,
+    ) -> Result<Vec<EnvironmentRow>, sqlx::Error> {
+        let text = format!(
+            "{SELECT} WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR mgmt_type = $2) \
+             AND ($3 IS NULL OR rt_type = $3) ORDER BY id"
+        );
+        with_pool!(self, pool => {
+            sqlx::query_as::<_, EnvironmentRow>(&text)
+                .bind(user_id)
+                .bind(mgmt_type)
+                .bind(rt_type)
+                .fetch_all(pool)
+                .await
+        })
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    pub async fn delete_environment(&self, id: i64) -> Result<bool, sqlx::Error> {
+        with_pool!(self, pool => {
+            sqlx::query("DELETE FROM environments WHERE id = $1")
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected() == 1)
+        })
+    }
+}
