@@ -163,6 +163,10 @@ pub struct ServeArgs {
     /// Fill an empty catalog with public demo records (the VSS examples' images and ISOs).
     #[arg(long, env = "DEPOT_DEMO")]
     pub demo: bool,
+    /// Folder under which ViCE `file://` environments may be deployed to
+    /// (anything outside it is refused); none allows no such deployment.
+    #[arg(long, env = "DEPOT_EXPORT_ROOT")]
+    pub export_root: Option<PathBuf>,
     /// Background job workers in this process (personal-store syncs); 0 runs none.
     #[arg(long, env = "DEPOT_JOB_WORKERS", default_value_t = 2)]
     pub job_workers: usize,
@@ -183,6 +187,7 @@ impl ServeArgs {
             log_format: LogFormat::Text,
             demo: false,
             job_workers: 2,
+            export_root: None,
         }
     }
 }

@@ -5,6 +5,7 @@
 mod auth;
 mod coopr;
 mod demo;
+mod deployments;
 mod environments;
 mod images;
 mod inspect;
@@ -49,6 +50,8 @@ pub struct Limits {
     pub data_store: String,
     /// The data store name of images synced from personal stores.
     pub personal_data_store: String,
+    /// The folder under which `file://` environments may be deployed to.
+    pub export_root: Option<PathBuf>,
 }
 
 impl Default for Limits {
@@ -58,6 +61,7 @@ impl Default for Limits {
             user_quota_bytes: None,
             data_store: DEFAULT_DATA_STORE.into(),
             personal_data_store: DEFAULT_PERSONAL_DATA_STORE.into(),
+            export_root: None,
         }
     }
 }

@@ -72,6 +72,7 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Built> {
         max_upload_bytes: args.max_upload_bytes,
         user_quota_bytes: args.user_quota_bytes,
         data_store: args.data_store.clone(),
+        export_root: args.export_root.clone(),
         ..Limits::default()
     };
     anyhow::ensure!(

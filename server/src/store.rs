@@ -6,6 +6,7 @@
 //! [`sql`], the only place that turns a core [`app::query::Query`] into SQL.
 
 mod coopr;
+mod deployments;
 mod environments;
 mod images;
 mod jobs;
@@ -25,6 +26,7 @@ use sqlx::sqlite::{
 };
 
 pub use coopr::{is_unique_violation, ApiKeyRow, ImageTypeRow};
+pub use deployments::DeploymentRow;
 pub use environments::{EnvironmentColumns, EnvironmentRow};
 pub use images::{LinkRow, NewImage, ProvisioningUpdate};
 pub use jobs::{JobCount, JobRow};

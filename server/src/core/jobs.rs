@@ -15,6 +15,11 @@ struct SyncPayload {
     sync_request: i64,
 }
 
+#[derive(Debug, Deserialize)]
+struct DeployPayload {
+    deployment: i64,
+}
+
 /// Lengths of the job queue, by what the jobs do.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct QueueStats {
@@ -64,6 +69,11 @@ impl Core {
                     .map_err(|error| format!("unreadable payload: {error}"))?;
                 self.run_sync(payload.sync_request).await
             }
+            DEPLOY_JOB => {
+                let payload: DeployPayload = serde_json::from_str(&job.payload)
+                    .map_err(|error| format!("unreadable payload: {error}"))?;
+                self.run_deployment(payload.deployment).await
+            }
             other => Err(format!("no worker runs jobs of kind '{other}'")),
         }
     }
@@ -75,6 +85,15 @@ impl Core {
         reason: &str,
         will_retry: bool,
     ) -> Result<(), sqlx::Error> {
+        if job.kind == DEPLOY_JOB {
+            if let Ok(payload) = serde_json::from_str::<DeployPayload>(&job.payload) {
+                let state = if will_retry { "queued" } else { "failed" };
+                self.db
+                    .set_deployment_state(payload.deployment, state, reason, Utc::now())
+                    .await?;
+            }
+            return Ok(());
+        }
         if job.kind != SYNC_JOB {
             return Ok(());
         }

@@ -17,10 +17,17 @@
 //!   `********` (absent when none is set); an update that sends it masked or
 //!   leaves it out keeps the stored one; `filterManagementlayer` and
 //!   `filterRuntimetechnology` take a type (`basic`, `container`, ...);
+//! - `POST /v1/deploy` needs an image and an environment of the caller's
+//!   (else 404); a `file://` environment outside `DEPOT_EXPORT_ROOT` is
+//!   refused (405); the job copies the file there; other targets are recorded
+//!   and their job fails with "target not supported"; a deployment shows
+//!   `state` (queued, running, done, failed) and `reason` besides the seed's
+//!   fields;
 //! - `RuntimeStats` counts the persistent job queue: imports are personal
 //!   store syncs, exports deployments; each kind has this process's workers.
 
 mod codec;
+mod deployments;
 mod environments;
 mod error;
 mod files;
@@ -69,6 +76,20 @@ pub fn router() -> Router<AppState> {
             "/v1/environment/{id}",
             get(environments::get)
                 .delete(environments::delete)
+                .fallback(error::method_not_allowed),
+        )
+        .route(
+            "/v1/deploy",
+            post(deployments::deploy).fallback(error::method_not_allowed),
+        )
+        .route(
+            "/v1/deployments",
+            get(deployments::list).fallback(error::method_not_allowed),
+        )
+        .route(
+            "/v1/deployment/{id}",
+            get(deployments::get)
+                .delete(deployments::delete)
                 .fallback(error::method_not_allowed),
         )
         .route(

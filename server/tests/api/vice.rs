@@ -633,3 +633,196 @@ async fn environments_keep_their_credentials_secret(#[case] backend: Backend) {
 fn hex_of(text: &str) -> String {
     text.bytes().map(|byte| format!("{byte:02x}")).collect()
 }
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn deployments_copy_into_allowed_folders_and_fail_elsewhere(#[case] backend: Backend) {
+    let root = tempfile::tempdir().unwrap();
+    let allowed = root.path().join("cloud");
+    std::fs::create_dir(&allowed).unwrap();
+    let export_root = root.path().to_path_buf();
+    let app = TestApp::spawn_with(backend, move |args| args.export_root = Some(export_root)).await;
+    app.add_user("alice", "alice-password").await;
+    app.add_user("bob", "bob-password-1").await;
+    let alice = Vice::new(&app, "alice", "alice-password");
+    let bob = Vice::new(&app, "bob", "bob-password-1");
+
+    let (_, image) = alice
+        .json(
+            Method::POST,
+            "/images",
+            Some(&json!({"title": "deploy me", "contenttype": "disk-raw"})),
+        )
+        .await;
+    let image_id = image["id"].as_str().unwrap().to_owned();
+    let bytes = iso_bytes(3 * 1024 * 1024);
+    let form = reqwest::multipart::Form::new().part(
+        "upfile",
+        reqwest::multipart::Part::bytes(bytes.clone()).file_name("disk.iso"),
+    );
+    let uploaded = alice
+        .request(Method::POST, &format!("/image/{image_id}/file"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), 200);
+
+    let environment = |location: String, management: &str| {
+        let mut body = seed_environment("pw");
+        body["credentials"]["location"] = json!(location);
+        body["managementlayer"]["type"] = json!(management);
+        body
+    };
+    let create = |body: Value| {
+        let alice = &alice;
+        async move {
+            let (status, created) = alice.json(Method::POST, "/environments", Some(&body)).await;
+            assert_eq!(status, 201, "{created}");
+            created["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let inside = create(environment(
+        format!("file://{}", allowed.display()),
+        "basic",
+    ))
+    .await;
+    let outside = create(environment("file:///tmp".into(), "basic")).await;
+    let cloud = create(environment(
+        "https://openstack.example:5000/v3".into(),
+        "cloudcomputing",
+    ))
+    .await;
+
+    // Into the allowed folder: recorded (201), then done with identical bytes.
+    let (status, deployment) = alice
+        .json(
+            Method::POST,
+            "/deploy",
+            Some(&json!({"environmentId": inside, "imageid": image_id, "userid": "aeiou"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{deployment}");
+    let id = deployment["id"].as_str().unwrap().to_owned();
+    let done = wait_for_deployment(&alice, &id).await;
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(std::fs::read(allowed.join("deploy-me")).unwrap(), bytes);
+
+    // Outside the export root: refused as invalid input.
+    let (status, error) = alice
+        .json(
+            Method::POST,
+            "/deploy",
+            Some(&json!({"environmentId": outside, "imageid": image_id})),
+        )
+        .await;
+    assert_eq!(status, 405, "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("outside"),
+        "{error}"
+    );
+
+    // Another kind of environment: recorded, its job fails with a reason (XML here).
+    let body = format!(
+        "<Deployment><imageid>{image_id}</imageid><environmentId>{cloud}</environmentId><title>to the cloud</title></Deployment>"
+    );
+    let (status, xml) = alice.xml(Method::POST, "/deploy", Some(&body)).await;
+    assert_eq!(status, 201, "{xml}");
+    assert!(xml.contains("<Deployment>"), "{xml}");
+    let (_, list) = alice.json(Method::GET, "/deployments", None).await;
+    let cloud_id = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|deployment| deployment["title"] == "to the cloud")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let failed = wait_for_deployment(&alice, &cloud_id).await;
+    assert_eq!(failed["state"], "failed");
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("target not supported"),
+        "{failed}"
+    );
+
+    // Missing pieces and other users.
+    assert_eq!(
+        alice
+            .json(
+                Method::POST,
+                "/deploy",
+                Some(&json!({"environmentId": inside, "imageid": "424242"}))
+            )
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        alice
+            .json(Method::POST, "/deploy", Some(&json!({"imageid": image_id})))
+            .await
+            .0,
+        405
+    );
+    assert_eq!(
+        bob.json(
+            Method::POST,
+            "/deploy",
+            Some(&json!({"environmentId": inside, "imageid": image_id}))
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        bob.json(Method::GET, &format!("/deployment/{id}"), None)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        bob.json(Method::GET, "/deployments", None).await.1,
+        json!([])
+    );
+    assert_eq!(
+        bob.json(Method::DELETE, &format!("/deployment/{id}"), None)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        alice
+            .json(Method::DELETE, &format!("/deployment/{id}"), None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        alice
+            .json(Method::GET, &format!("/deployment/{id}"), None)
+            .await
+            .0,
+        404
+    );
+}
+
+async fn wait_for_deployment(vice: &Vice<'_>, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, deployment) = vice
+            .json(Method::GET, &format!("/deployment/{id}"), None)
+            .await;
+        assert_eq!(status, 200, "{deployment}");
+        let state = deployment["state"].as_str().unwrap().to_owned();
+        if state == "done" || state == "failed" || std::time::Instant::now() > deadline {
+            return deployment;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

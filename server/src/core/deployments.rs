@@ -1,0 +1,189 @@
+//! Deployments (ViCE): an image put into an execution environment by a job
+//! of the persistent queue. The one target carried out is a `file://` folder
+//! under the operator's export root (`DEPOT_EXPORT_ROOT`); a deployment into
+//! any other kind of environment is recorded, and its job fails with
+//! "target not supported".
+
+use std::path::{Path, PathBuf};
+
+use app::error::CoreError;
+use app::model::Viewer;
+use chrono::Utc;
+
+use super::images::can_write;
+use super::jobs::DEPLOY_JOB;
+use super::{db_error, Core};
+use crate::store::DeploymentRow;
+
+/// The folder a `file://` location names, if it is one.
+fn file_folder(location: &str) -> Option<PathBuf> {
+    location
+        .strip_prefix("file://")
+        .map(|path| PathBuf::from(path.trim()))
+}
+
+impl Core {
+    /// The folder a `file://` location may be written to: inside the export
+    /// root (after resolving links), or a reason why not.
+    fn allowed_folder(&self, folder: &Path) -> Result<PathBuf, String> {
+        let Some(root) = &self.limits.export_root else {
+            return Err("no export root is configured (DEPOT_EXPORT_ROOT)".into());
+        };
+        let root = root
+            .canonicalize()
+            .map_err(|error| format!("the export root is unusable: {error}"))?;
+        let folder = folder
+            .canonicalize()
+            .map_err(|_| format!("{} does not exist", folder.display()))?;
+        if folder.starts_with(&root) {
+            Ok(folder)
+        } else {
+            Err(format!(
+                "{} is outside the allowed export root",
+                folder.display()
+            ))
+        }
+    }
+
+    /// Deploys an image of the caller's into one of their environments.
+    pub async fn deploy(
+        &self,
+        viewer: &Viewer,
+        image_id: i64,
+        environment_id: i64,
+        title: &str,
+        environment_reference: &str,
+    ) -> Result<DeploymentRow, CoreError> {
+        let user = viewer.require_user()?;
+        let image = self.get_image(viewer, image_id).await?;
+        if !can_write(viewer, &image) {
+            return Err(CoreError::not_found(format!("image {image_id}")));
+        }
+        let environment = self.environment(viewer, environment_id).await?;
+        if let Some(folder) = file_folder(&environment.location) {
+            self.allowed_folder(&folder).map_err(CoreError::invalid)?;
+        }
+        let id = self
+            .db
+            .insert_deployment(
+                user.id,
+                image.id,
+                environment.id,
+                title,
+                environment_reference,
+                DEPLOY_JOB,
+                Utc::now(),
+            )
+            .await
+            .map_err(db_error)?;
+        self.jobs_waiting.notify_one();
+        self.deployment(viewer, id).await
+    }
+
+    /// A deployment its owner (or an admin) may see.
+    pub async fn deployment(&self, viewer: &Viewer, id: i64) -> Result<DeploymentRow, CoreError> {
+        let user = viewer.require_user()?;
+        match self.db.deployment(id).await.map_err(db_error)? {
+            Some(row) if row.user_id == user.id || viewer.is_admin() => Ok(row),
+            _ => Err(CoreError::not_found(format!("deployment {id}"))),
+        }
+    }
+
+    /// The caller's deployments (everyone's for an admin).
+    pub async fn list_deployments(&self, viewer: &Viewer) -> Result<Vec<DeploymentRow>, CoreError> {
+        let user = viewer.require_user()?;
+        let owner = (!viewer.is_admin()).then_some(user.id);
+        self.db.deployments(owner).await.map_err(db_error)
+    }
+
+    pub async fn delete_deployment(&self, viewer: &Viewer, id: i64) -> Result<(), CoreError> {
+        self.deployment(viewer, id).await?;
+        self.db.delete_deployment(id).await.map_err(db_error)?;
+        Ok(())
+    }
+
+    /// The job: copies the image's bytes into the environment's folder.
+    /// A failure that no retry can mend is recorded and ends the job.
+    pub(crate) async fn run_deployment(&self, id: i64) -> Result<(), String> {
+        let unavailable = |error: sqlx::Error| {
+            tracing::error!(%error, "database error during a deployment");
+            "the database was unavailable".to_owned()
+        };
+        let Some(deployment) = self.db.deployment(id).await.map_err(unavailable)? else {
+            return Ok(());
+        };
+        let fail = |reason: String| async move {
+            self.db
+                .set_deployment_state(id, "failed", &reason, Utc::now())
+                .await
+                .map_err(unavailable)
+        };
+        self.db
+            .set_deployment_state(id, "running", "", Utc::now())
+            .await
+            .map_err(unavailable)?;
+        let Some(environment) = self
+            .db
+            .environment(deployment.environment_id)
+            .await
+            .map_err(unavailable)?
+        else {
+            return fail("the environment is gone".into()).await;
+        };
+        let Some(folder) = file_folder(&environment.location) else {
+            return fail(format!(
+                "target not supported: only file:// environments are deployed to, not '{}'",
+                environment.location
+            ))
+            .await;
+        };
+        let folder = match self.allowed_folder(&folder) {
+            Ok(folder) => folder,
+            Err(reason) => return fail(reason).await,
+        };
+        let Some(row) = self
+            .db
+            .image(deployment.image_id)
+            .await
+            .map_err(unavailable)?
+        else {
+            return fail("the image is gone".into()).await;
+        };
+        let Some(sha256) = row.sha256.clone() else {
+            return fail("the image has no file to deploy".into()).await;
+        };
+        let target = folder.join(&row.name);
+        let partial = folder.join(format!(".{}.depot-partial", row.name));
+        let source = match self.blobs.open_blob(&sha256).await {
+            Ok((file, _)) => file,
+            Err(error) => return Err(format!("cannot read the image's bytes: {error}")),
+        };
+        let copied = async {
+            let mut source = source;
+            let mut out = tokio::fs::File::create(&partial).await?;
+            tokio::io::copy(&mut source, &mut out).await?;
+            out.sync_all().await?;
+            tokio::fs::rename(&partial, &target).await
+        }
+        .await;
+        if let Err(error) = copied {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(format!("cannot write {}: {error}", target.display()));
+        }
+        self.db
+            .set_deployment_state(id, "done", "", Utc::now())
+            .await
+            .map_err(unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_file_locations_name_folders() {
+        assert_eq!(file_folder("file:///srv/x"), Some(PathBuf::from("/srv/x")));
+        assert_eq!(file_folder("https://openstack:5000"), None);
+    }
+}

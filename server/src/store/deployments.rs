@@ -1,0 +1,116 @@
+//! ViCE deployments and the job that carries each out.
+
+use chrono::{DateTime, Utc};
+
+use super::{with_pool, Db};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeploymentRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub image_id: i64,
+    pub environment_id: i64,
+    pub title: String,
+    pub environment_reference: String,
+    pub state: String,
+    pub reason: String,
+}
+
+const SELECT: &str = "SELECT id, user_id, image_id, environment_id, title, \
+     environment_reference, state, reason FROM deployments";
+
+impl Db {
+    /// Records a deployment and queues its job, in one transaction.
+    #[tracing::instrument(skip(self), err)]
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_deployment(
+        &self,
+        user_id: i64,
+        image_id: i64,
+        environment_id: i64,
+        title: &str,
+        environment_reference: &str,
+        job_kind: &str,
+        now: DateTime<Utc>,
+    ) -> Result<i64, sqlx::Error> {
+        const INSERT: &str = "INSERT INTO deployments (user_id, image_id, environment_id, \
+             title, environment_reference, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id";
+        const JOB: &str = "INSERT INTO jobs (kind, payload, run_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $3, $3)";
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let id = sqlx::query_scalar::<_, i64>(INSERT)
+                .bind(user_id)
+                .bind(image_id)
+                .bind(environment_id)
+                .bind(title)
+                .bind(environment_reference)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+            let payload = serde_json::json!({ "deployment": id }).to_string();
+            sqlx::query(JOB)
+                .bind(job_kind)
+                .bind(&payload)
+                .bind(now.timestamp_millis())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(id)
+        })
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    pub async fn deployment(&self, id: i64) -> Result<Option<DeploymentRow>, sqlx::Error> {
+        let text = format!("{SELECT} WHERE id = $1");
+        with_pool!(self, pool => {
+            sqlx::query_as::<_, DeploymentRow>(&text).bind(id).fetch_optional(pool).await
+        })
+    }
+
+    /// A user's deployments (everyone's for `None`), oldest first.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn deployments(
+        &self,
+        user_id: Option<i64>,
+    ) -> Result<Vec<DeploymentRow>, sqlx::Error> {
+        let text = format!("{SELECT} WHERE ($1 IS NULL OR user_id = $1) ORDER BY id");
+        with_pool!(self, pool => {
+            sqlx::query_as::<_, DeploymentRow>(&text).bind(user_id).fetch_all(pool).await
+        })
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    pub async fn set_deployment_state(
+        &self,
+        id: i64,
+        state: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        const UPDATE: &str =
+            "UPDATE deployments SET state = $1, reason = $2, updated_at = $3 WHERE id = $4";
+        with_pool!(self, pool => {
+            sqlx::query(UPDATE)
+                .bind(state)
+                .bind(reason)
+                .bind(now)
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    pub async fn delete_deployment(&self, id: i64) -> Result<bool, sqlx::Error> {
+        with_pool!(self, pool => {
+            sqlx::query("DELETE FROM deployments WHERE id = $1")
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected() == 1)
+        })
+    }
+}
