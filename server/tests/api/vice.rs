@@ -826,3 +826,135 @@ async fn wait_for_deployment(vice: &Vice<'_>, id: &str) -> Value {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// The real binary, its log captured at debug level: no password sent to
+/// it, in any request, shows up in a log line.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_password_reaches_the_log() {
+    use std::process::{Command, Stdio};
+
+    let data = tempfile::tempdir().unwrap();
+    let log_path = data.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_depot"))
+        .args(["serve", "--bind", &address, "--data-dir"])
+        .arg(data.path().join("data"))
+        .arg("--export-root")
+        .arg(data.path())
+        .env("DEPOT_ADMIN_PASSWORD", "admin-pass-xyz1")
+        .env("DEPOT_LOG", "debug")
+        .env_remove("DEPOT_DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    let base = format!("http://{address}/v1");
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    while client
+        .get(format!("http://{address}/healthz"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "the server never listened"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let admin =
+        |request: reqwest::RequestBuilder| request.basic_auth("admin", Some("admin-pass-xyz1"));
+    let user = json!({"username": "carol", "password": "carol-pass-xyz2", "email": "c@x.org"});
+    let status = admin(client.post(format!("{base}/user")).json(&user))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    let wrong = client
+        .get(format!("{base}/user"))
+        .basic_auth("carol", Some("wrong-pass-xyz3"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let carol =
+        |request: reqwest::RequestBuilder| request.basic_auth("carol", Some("carol-pass-xyz2"));
+    let mut environment = seed_environment("env-pass-xyz4");
+    environment["credentials"]["location"] = json!("https://cloud.example");
+    let created: Value = carol(
+        client
+            .post(format!("{base}/environments"))
+            .json(&environment),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    environment["id"] = created["id"].clone();
+    environment["credentials"]["password"] = json!("env-pass-xyz5");
+    let updated = carol(
+        client
+            .put(format!("{base}/environments"))
+            .json(&environment),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(updated.status(), 201);
+    let xml = "<Environment><credentials><password>env-pass-xyz6</password></credentials>\
+        <managementlayer><type>basic</type></managementlayer>\
+        <runtimetechnology><type>container</type></runtimetechnology></Environment>";
+    let posted = carol(client.post(format!("{base}/environments")))
+        .header("content-type", "application/xml")
+        .body(xml)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 201);
+    let token: Value = client
+        .post(format!("http://{address}/auth/request-token"))
+        .basic_auth("carol", Some("carol-pass-xyz2"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+    let listed = client
+        .get(format!("{base}/environments"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!listed.contains("env-pass"), "{listed}");
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("listening"), "the log was not captured: {log}");
+    for secret in [
+        "admin-pass-xyz1",
+        "carol-pass-xyz2",
+        "wrong-pass-xyz3",
+        "env-pass-xyz4",
+        "env-pass-xyz5",
+        "env-pass-xyz6",
+        token.as_str(),
+    ] {
+        assert!(!log.contains(secret), "{secret} is in the log");
+    }
+}
