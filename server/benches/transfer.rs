@@ -1,6 +1,7 @@
-//! Upload and download throughput of a large file through the HTTP API,
-//! beside what the machine itself can do with the same file, and the
-//! server's memory. A benchmark, not a test: it prints figures.
+//! Upload and download throughput of a large file through the HTTP API
+//! (`/api/upload` and ViCE's `/v1/image/{id}/file`), beside what the machine
+//! itself can do with the same file, and the server's memory. A benchmark,
+//! not a test: it prints figures.
 //!
 //! `cargo bench -p depot-server --bench transfer`; `DEPOT_BENCH_BYTES` sets the
 //! size (default 1 GiB), `DEPOT_BENCH_DIR` the folder (default the system temp),
@@ -163,6 +164,52 @@ async fn main() {
     let id = created["images"][0]["id"].as_i64().unwrap();
     let peak_kib = proc_kib(pid, "VmHWM:");
 
+    // The same upload through ViCE's `/v1/image/{id}/file` (multipart
+    // `upfile`), of other bytes so that nothing is deduplicated, with the
+    // peak RSS measured afresh.
+    let vice_source = work.path().join("vice.img");
+    std::fs::copy(&source, &vice_source).unwrap();
+    {
+        use std::io::{Seek, Write};
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&vice_source)
+            .unwrap();
+        file.seek(std::io::SeekFrom::Start(0)).unwrap();
+        file.write_all(b"other bytes").unwrap();
+    }
+    // Flush the copy first, so that its writeback does not compete.
+    let _ = Command::new("sync").status();
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+    let vice_idle_kib = proc_kib(pid, "VmRSS:");
+    let created: serde_json::Value = client
+        .post(format!("{base}/v1/images"))
+        .basic_auth("admin", Some(PASSWORD))
+        .json(&serde_json::json!({"title": "bench", "contenttype": "disk-raw"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let vice_id = created["id"].as_str().unwrap().to_owned();
+    let file = tokio::fs::File::open(&vice_source).await.unwrap();
+    let body = reqwest::Body::wrap_stream(ReaderStream::with_capacity(file, 1 << 20));
+    let part = reqwest::multipart::Part::stream_with_length(body, size).file_name("bench.img");
+    let form = reqwest::multipart::Form::new().part("upfile", part);
+    let started = Instant::now();
+    let response = client
+        .post(format!("{base}/v1/image/{vice_id}/file"))
+        .basic_auth("admin", Some(PASSWORD))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let vice_upload = started.elapsed();
+    assert_eq!(response.status(), 200);
+    let vice_peak_kib = proc_kib(pid, "VmHWM:");
+    let _ = std::fs::remove_file(&vice_source);
+
     let started = Instant::now();
     let response = client
         .get(format!("{base}/api/images/{id}/download"))
@@ -187,6 +234,13 @@ async fn main() {
         "upload (HTTP, hashed, fsynced) {:>8.0} MB/s  = {:.2} x dd",
         mb_per_s(size, upload),
         dd.as_secs_f64() / upload.as_secs_f64()
+    );
+    println!(
+        "upload ViCE /v1/image/{{id}}/file {:>8.0} MB/s  = {:.2} x dd; RSS peak {:.1} MiB (+{:.1} MiB)",
+        mb_per_s(size, vice_upload),
+        dd.as_secs_f64() / vice_upload.as_secs_f64(),
+        vice_peak_kib as f64 / 1024.0,
+        (vice_peak_kib.saturating_sub(vice_idle_kib)) as f64 / 1024.0
     );
     println!(
         "download (HTTP)           {:>8.0} MB/s",
