@@ -52,6 +52,15 @@ fn ImageDetail(image: Image) -> impl IntoView {
     let owner = image.owner.clone().unwrap_or_else(|| "—".into());
     let visibility = if image.public { "public" } else { "private" };
     let has_content = image.has_content();
+    let vice_file = format!("curl -u USER -OJ \"$DEPOT_URL/v1/image/{}/file\"", image.id);
+    let mws_record = format!(
+        "curl -u USER \"$DEPOT_URL/mws/rest/images/{}?api-version=3\"",
+        image.id
+    );
+    let vice = image.vice.clone();
+    let has_vice = vice.title.is_some() || vice.image_type.is_some();
+    let mws = image.mws.clone();
+    let has_mws = mws.os_type.is_some();
     view! {
         <Title text=format!("{} · Depot", image.name)/>
         <h1>{image.name.clone()}</h1>
@@ -67,10 +76,35 @@ fn ImageDetail(image: Image) -> impl IntoView {
             <dt>"Created"</dt><dd>{image.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()}</dd>
             <dt>"Updated"</dt><dd>{image.updated_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()}</dd>
         </dl>
+        <Show when=move || has_vice>
+            <h2>"ViCE registry"</h2>
+            <dl class="facts vice">
+                <dt>"Title"</dt><dd>{vice.title.clone().unwrap_or_default()}</dd>
+                <dt>"Image type"</dt><dd>{vice.image_type.clone().unwrap_or_default()}</dd>
+                <dt>"Imported"</dt><dd>{if vice.imported { "yes" } else { "no" }}</dd>
+                <dt>"Origin environment"</dt><dd>{vice.origin_environment.clone().unwrap_or_else(|| "—".into())}</dd>
+                <dt>"Environment reference"</dt><dd>{vice.environment_ref.clone().unwrap_or_else(|| "—".into())}</dd>
+                <dt>"Specifics"</dt><dd><code>{vice.specifics.as_ref().map(|s| s.to_string()).unwrap_or_else(|| "{}".into())}</code></dd>
+            </dl>
+        </Show>
+        <Show when=move || has_mws>
+            <h2>"Provisioning (MWS)"</h2>
+            <dl class="facts mws">
+                <dt>"OS type"</dt><dd>{mws.os_type.clone().unwrap_or_default()}</dd>
+                <dt>"Type"</dt><dd>{mws.provisioning_type.clone().unwrap_or_default()}</dd>
+                <dt>"Hypervisor"</dt><dd>{match &mws.hypervisor_type { Some(kind) if mws.hypervisor => kind.clone(), _ => "no".into() }}</dd>
+                <dt>"Active"</dt><dd>{if mws.active { "yes" } else { "no" }}</dd>
+                <dt>"Version"</dt><dd>{image.version}</dd>
+            </dl>
+        </Show>
         <Show when=move || has_content>
             <p><a class="button" href=download.clone() download>"Download"</a></p>
             <p>"From a shell:"</p>
             <pre><code>{curl.clone()}</code></pre>
+            <p>"Through ViCE:"</p>
+            <pre><code>{vice_file.clone()}</code></pre>
         </Show>
+        <p>"Its record through MWS:"</p>
+        <pre><code>{mws_record}</code></pre>
     }
 }

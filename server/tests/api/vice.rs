@@ -958,3 +958,41 @@ async fn no_password_reaches_the_log() {
         assert!(!log.contains(secret), "{secret} is in the log");
     }
 }
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[tokio::test]
+async fn the_image_page_shows_the_vice_fields(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = Vice::new(&app, "admin", ADMIN_PASSWORD);
+    let (_, image) = admin
+        .json(
+            Method::POST,
+            "/images",
+            Some(
+                &json!({"title": "Packer recipe", "imagetype": "declarative",
+                "contenttype": "packerfile", "environmentReference": "ref-42",
+                "specifics": {"Region": "eu-1"}}),
+            ),
+        )
+        .await;
+    let id = image["id"].as_str().unwrap();
+    let page = reqwest::Client::new()
+        .get(app.url(&format!("/image/{id}")))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap().replace("<!>", "");
+    for expected in [
+        "ViCE registry",
+        "Packer recipe",
+        "declarative",
+        "ref-42",
+        "eu-1",
+    ] {
+        assert!(html.contains(expected), "{expected} missing from the page");
+    }
+    assert!(html.contains(&format!("/mws/rest/images/{id}?api-version=3")));
+}
