@@ -55,6 +55,19 @@ pub fn can_write(viewer: &Viewer, image: &Image) -> bool {
     viewer.is_admin() || (image.owner_id.is_some() && image.owner_id == viewer.user_id())
 }
 
+/// A failed ingest, as the uploader should hear it.
+pub(super) fn ingest_error(error: IngestError) -> CoreError {
+    match error {
+        IngestError::TooLarge { limit } => CoreError::TooLarge(format!(
+            "the file is larger than the {limit} bytes you may add"
+        )),
+        IngestError::Body(reason) => {
+            CoreError::invalid(format!("reading the bytes failed: {reason}"))
+        }
+        IngestError::Io(error) => io_error(error),
+    }
+}
+
 /// The longest regular expression a query may carry.
 const MAX_PATTERN_LEN: usize = 1024;
 
@@ -196,11 +209,25 @@ impl Core {
             return Err(CoreError::not_found(format!("image {id}")));
         };
         if let Some(sha256) = sha256 {
-            if self.db.images_with_blob(&sha256).await.map_err(db_error)? == 0 {
-                self.blobs.remove(&sha256).await.map_err(io_error)?;
-            }
+            self.release_blob(&sha256).await;
         }
         Ok(())
+    }
+
+    /// Removes bytes that no record uses any more. A failure only leaves
+    /// them orphaned, so it is logged, not answered.
+    pub(super) async fn release_blob(&self, sha256: &str) {
+        match self.db.images_with_blob(sha256).await {
+            Ok(0) => {
+                if let Err(error) = self.blobs.remove(sha256).await {
+                    io_error(error);
+                }
+            }
+            Ok(_) => {}
+            Err(error) => {
+                db_error(error);
+            }
+        }
     }
 
     /// Streams an upload into the blob store, inspects it and records it.
@@ -223,19 +250,7 @@ impl Core {
             ));
         }
         let limit = self.upload_limit(user.id).await?;
-        let stored = self
-            .blobs
-            .ingest(body, limit)
-            .await
-            .map_err(|error| match error {
-                IngestError::TooLarge { limit } => CoreError::TooLarge(format!(
-                    "the file is larger than the {limit} bytes you may upload"
-                )),
-                IngestError::Body(reason) => {
-                    CoreError::invalid(format!("the upload was interrupted: {reason}"))
-                }
-                IngestError::Io(error) => io_error(error),
-            })?;
+        let stored = self.blobs.ingest(body, limit).await.map_err(ingest_error)?;
 
         let recorded = async {
             let inspection = inspect::inspect(&stored.head)?;
@@ -265,7 +280,7 @@ impl Core {
             Ok(id) => self.get_image(viewer, id).await,
             Err(error) => {
                 if stored.newly_stored {
-                    self.blobs.remove(&stored.sha256).await.map_err(io_error)?;
+                    self.release_blob(&stored.sha256).await;
                 }
                 Err(error)
             }

@@ -13,7 +13,7 @@ use app::query::{Condition, Field, Op, Query, Value, MAX_PAGE};
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 
-use super::{db_error, inspect, io_error, Core};
+use super::{db_error, inspect, Core};
 use crate::store::{NewImage, SyncOutcome, SyncRow};
 
 /// The job kind that runs a sync request.
@@ -379,16 +379,14 @@ impl Core {
             } else {
                 format!("{}/{}", file.folder, file.name)
             };
-            let valid_folder = file.folder.split('/').all(|part| {
-                part.is_empty() || ImageName::parse(part).is_ok_and(|p| p.as_str() == part)
-            });
-            if !file.utf8
-                || !valid_folder
-                || ImageName::parse(&file.name)
-                    .map(|n| n.into_inner())
-                    .as_deref()
-                    != Ok(file.name.as_str())
-            {
+            // Each part must be a usable name as it is (not merely after cleaning).
+            let usable =
+                |part: &str| ImageName::parse(part).is_ok_and(|name| name.as_str() == part);
+            let valid_folder = file
+                .folder
+                .split('/')
+                .all(|part| part.is_empty() || usable(part));
+            if !file.utf8 || !valid_folder || !usable(&file.name) {
                 errors.push(format!(
                     "{shown}: the name is not usable (control characters, quotes or not UTF-8)"
                 ));
@@ -502,17 +500,13 @@ impl Core {
             .blobs
             .ingest(stream, limit)
             .await
-            .map_err(|error| match error {
-                crate::blob::IngestError::TooLarge { limit } => {
-                    CoreError::TooLarge(format!("larger than the {limit} bytes you may add"))
-                }
-                other => CoreError::invalid(format!("unreadable: {other}")),
-            })?;
+            .map_err(super::images::ingest_error)?;
         let inspection = match inspect::inspect(&stored.head) {
             Ok(inspection) => inspection,
             Err(error) => {
-                self.drop_unused_blob(&stored.sha256, stored.newly_stored)
-                    .await;
+                if stored.newly_stored {
+                    self.release_blob(&stored.sha256).await;
+                }
                 return Err(error);
             }
         };
@@ -521,8 +515,9 @@ impl Core {
             SyncKind::Iso => inspection.format == DiskFormat::Iso,
         };
         if !fits {
-            self.drop_unused_blob(&stored.sha256, stored.newly_stored)
-                .await;
+            if stored.newly_stored {
+                self.release_blob(&stored.sha256).await;
+            }
             return Err(CoreError::invalid(format!(
                 "its bytes are {}, not what the name says",
                 inspection.format.as_str()
@@ -547,7 +542,7 @@ impl Core {
                     .await
                     .map_err(db_error)?;
                 if let Some(old) = old {
-                    self.drop_unused_blob(&old, true).await;
+                    self.release_blob(&old).await;
                 }
                 Ok(Registered::Updated)
             }
@@ -574,32 +569,15 @@ impl Core {
                 match self.db.insert_image(&new).await {
                     Ok(_) => Ok(Registered::Added),
                     Err(error) => {
-                        self.drop_unused_blob(&stored.sha256, stored.newly_stored)
-                            .await;
+                        if stored.newly_stored {
+                            self.release_blob(&stored.sha256).await;
+                        }
                         Err(db_error(error))
                     }
                 }
             }
         };
         result
-    }
-
-    /// Removes a blob no record uses any more.
-    async fn drop_unused_blob(&self, sha256: &str, candidate: bool) {
-        if !candidate {
-            return;
-        }
-        match self.db.images_with_blob(sha256).await {
-            Ok(0) => {
-                if let Err(error) = self.blobs.remove(sha256).await {
-                    io_error(error);
-                }
-            }
-            Ok(_) => {}
-            Err(error) => {
-                db_error(error);
-            }
-        }
     }
 }
 

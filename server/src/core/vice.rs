@@ -10,9 +10,8 @@ use bytes::Bytes;
 use chrono::Utc;
 use futures_util::Stream;
 
-use super::images::can_write;
-use super::{db_error, inspect, io_error, Core};
-use crate::blob::IngestError;
+use super::images::{can_write, ingest_error};
+use super::{db_error, inspect, Core};
 use crate::store::NewImage;
 
 /// The kind of record a content type makes.
@@ -120,19 +119,7 @@ impl Core {
         let image = self.writable_image(viewer, id).await?;
         let owner = image.owner_id.unwrap_or_default();
         let limit = self.upload_limit(owner).await?;
-        let stored = self
-            .blobs
-            .ingest(body, limit)
-            .await
-            .map_err(|error| match error {
-                IngestError::TooLarge { limit } => CoreError::TooLarge(format!(
-                    "the file is larger than the {limit} bytes you may upload"
-                )),
-                IngestError::Body(reason) => {
-                    CoreError::invalid(format!("the upload was interrupted: {reason}"))
-                }
-                IngestError::Io(error) => io_error(error),
-            })?;
+        let stored = self.blobs.ingest(body, limit).await.map_err(ingest_error)?;
         let recorded = async {
             let inspection = inspect::inspect(&stored.head)?;
             self.db
@@ -149,17 +136,14 @@ impl Core {
         }
         .await;
         if let Err(error) = recorded {
-            if stored.newly_stored && self.db.images_with_blob(&stored.sha256).await.ok() == Some(0)
-            {
-                self.blobs.remove(&stored.sha256).await.map_err(io_error)?;
+            if stored.newly_stored {
+                self.release_blob(&stored.sha256).await;
             }
             return Err(error);
         }
         // The bytes it had before, if no other record uses them.
         if let Some(old) = image.sha256.filter(|old| *old != stored.sha256) {
-            if self.db.images_with_blob(&old).await.map_err(db_error)? == 0 {
-                self.blobs.remove(&old).await.map_err(io_error)?;
-            }
+            self.release_blob(&old).await;
         }
         self.get_image(viewer, id).await
     }

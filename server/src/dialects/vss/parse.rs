@@ -176,6 +176,43 @@ pub fn list_params(listing: Listing, raw: Option<&str>) -> Result<ListParams, Co
     Ok(params)
 }
 
+/// The most sync requests a page holds.
+const MAX_REQUESTS_PER_PAGE: u64 = 100;
+
+/// Reads the query string of `/v2/request/image_sync`: `page`, `per_page`
+/// and `filter=status,eq,<STATUS>`, the one filter requests take. Answers
+/// the paging and the status asked for.
+pub fn sync_list_params(raw: Option<&str>) -> Result<(ListParams, Option<String>), CoreError> {
+    let mut params = ListParams {
+        page: 1,
+        per_page: DEFAULT_PER_PAGE,
+        expand: true,
+        condition: Condition::All(Vec::new()),
+        sort: Vec::new(),
+        filter_text: None,
+        sort_text: None,
+        pairs: form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+            .map(|(key, value)| (key.into_owned(), value.into_owned()))
+            .collect(),
+    };
+    let mut status = None;
+    for (key, value) in &params.pairs {
+        match key.as_str() {
+            "page" => params.page = positive("page", value)?,
+            "per_page" => params.per_page = positive("per_page", value)?.min(MAX_REQUESTS_PER_PAGE),
+            "filter" => {
+                let wanted = value.strip_prefix("status,eq,").ok_or_else(|| {
+                    CoreError::invalid("image sync requests filter on status,eq,<STATUS> only")
+                })?;
+                status = Some(wanted.to_owned());
+            }
+            _ => {}
+        }
+    }
+    params.filter_text = status.as_ref().map(|status| format!("status,eq,{status}"));
+    Ok((params, status))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,13 +12,9 @@ use serde::Serialize;
 use serde_json::Value as JsonValue;
 
 use super::error::VssError;
-use super::parse::DEFAULT_PER_PAGE;
 use super::views::{base_url, elapsed, image_time, ItemMeta, ListMeta, One, Pages, SelfLink};
 use crate::core::{SyncKind, SyncRequest};
 use crate::state::AppState;
-
-/// The most requests a page holds.
-const MAX_PER_PAGE: u64 = 100;
 
 #[derive(Debug, Serialize)]
 struct Messages {
@@ -161,39 +157,7 @@ pub async fn list(
 ) -> Result<Json<RequestList>, VssError> {
     let started = Instant::now();
     let user = viewer.require_user()?.username.clone();
-    let mut params = super::parse::list_params(super::parse::Listing::Images, None)?;
-    params.pairs = form_urlencoded::parse(raw_query.as_deref().unwrap_or_default().as_bytes())
-        .map(|(key, value)| (key.into_owned(), value.into_owned()))
-        .collect();
-    params.per_page = DEFAULT_PER_PAGE;
-    let mut status = None;
-    for (key, value) in &params.pairs {
-        match key.as_str() {
-            "page" | "per_page" => {
-                let number = value
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| {
-                        CoreError::invalid(format!("{key} must be a whole number of at least 1"))
-                    })?;
-                if key == "page" {
-                    params.page = number;
-                } else {
-                    params.per_page = number.min(MAX_PER_PAGE);
-                }
-            }
-            "filter" => {
-                let wanted = value.strip_prefix("status,eq,").ok_or_else(|| {
-                    CoreError::invalid("image sync requests filter on status,eq,<STATUS> only")
-                })?;
-                status = Some(wanted.to_owned());
-                params.filter_text = Some(value.clone());
-            }
-            _ => {}
-        }
-    }
+    let (params, status) = super::parse::sync_list_params(raw_query.as_deref())?;
     let (items, total) = state
         .core
         .list_sync_requests(
