@@ -1,5 +1,6 @@
 //! The domain records shared by the core, the dialects and the UI.
 
+mod deployment;
 mod environment;
 mod image;
 mod image_type;
@@ -7,6 +8,7 @@ mod provisioning;
 mod user;
 mod vice;
 
+pub use deployment::{Deployment, DeploymentState};
 pub use environment::{Environment, EnvironmentDraft, EnvironmentSpec, Layer, MASKED_PASSWORD};
 pub use image::{
     image_path, DiskFormat, Image, ImageKind, ImageName, ImagePage, MwsAttributes, ViceAttributes,

@@ -2,6 +2,8 @@
 //! credentials to reach them. The password is a secret: it is never shown,
 //! only whether one is set.
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::CoreError;
 use crate::model::{parse_specifics, ManagementLayerType, RuntimeTechnologyType};
 
@@ -9,7 +11,7 @@ use crate::model::{parse_specifics, ManagementLayerType, RuntimeTechnologyType};
 pub const MASKED_PASSWORD: &str = "********";
 
 /// A layer of an environment: its type, software and version.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Layer<T> {
     pub kind: T,
     pub software: String,
@@ -17,7 +19,7 @@ pub struct Layer<T> {
 }
 
 /// An environment as stored and shown (never with its password).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Environment {
     pub id: i64,
     pub user_id: i64,

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CoreError;
-use crate::model::ImageLink;
+use crate::model::{ImageLink, Viewer};
 
 /// What an image is, as the catalogs group them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -216,6 +216,12 @@ impl Image {
     /// Whether the record carries bytes that can be downloaded.
     pub fn has_content(&self) -> bool {
         self.sha256.is_some()
+    }
+
+    /// Whether the viewer may change, delete or deploy this image: its
+    /// owner and admins only (public demo images have no owner).
+    pub fn writable_by(&self, viewer: &Viewer) -> bool {
+        viewer.is_admin() || (self.owner_id.is_some() && self.owner_id == viewer.user_id())
     }
 }
 

@@ -7,13 +7,11 @@
 use std::path::{Path, PathBuf};
 
 use app::error::CoreError;
-use app::model::Viewer;
+use app::model::{Deployment, DeploymentState, Viewer};
 use chrono::Utc;
 
-use super::images::can_write;
 use super::jobs::DEPLOY_JOB;
 use super::{db_error, Core};
-use crate::store::DeploymentRow;
 
 /// The folder a `file://` location names, if it is one.
 fn file_folder(location: &str) -> Option<PathBuf> {
@@ -53,10 +51,10 @@ impl Core {
         environment_id: i64,
         title: &str,
         environment_reference: &str,
-    ) -> Result<DeploymentRow, CoreError> {
+    ) -> Result<Deployment, CoreError> {
         let user = viewer.require_user()?;
         let image = self.get_image(viewer, image_id).await?;
-        if !can_write(viewer, &image) {
+        if !image.writable_by(viewer) {
             return Err(CoreError::not_found(format!("image {image_id}")));
         }
         let environment = self.environment(viewer, environment_id).await?;
@@ -81,19 +79,20 @@ impl Core {
     }
 
     /// A deployment its owner (or an admin) may see.
-    pub async fn deployment(&self, viewer: &Viewer, id: i64) -> Result<DeploymentRow, CoreError> {
+    pub async fn deployment(&self, viewer: &Viewer, id: i64) -> Result<Deployment, CoreError> {
         let user = viewer.require_user()?;
         match self.db.deployment(id).await.map_err(db_error)? {
-            Some(row) if row.user_id == user.id || viewer.is_admin() => Ok(row),
+            Some(row) if row.user_id == user.id || viewer.is_admin() => row.try_into(),
             _ => Err(CoreError::not_found(format!("deployment {id}"))),
         }
     }
 
     /// The caller's deployments (everyone's for an admin).
-    pub async fn list_deployments(&self, viewer: &Viewer) -> Result<Vec<DeploymentRow>, CoreError> {
+    pub async fn list_deployments(&self, viewer: &Viewer) -> Result<Vec<Deployment>, CoreError> {
         let user = viewer.require_user()?;
         let owner = (!viewer.is_admin()).then_some(user.id);
-        self.db.deployments(owner).await.map_err(db_error)
+        let rows = self.db.deployments(owner).await.map_err(db_error)?;
+        rows.into_iter().map(Deployment::try_from).collect()
     }
 
     pub async fn delete_deployment(&self, viewer: &Viewer, id: i64) -> Result<(), CoreError> {
@@ -114,12 +113,12 @@ impl Core {
         };
         let fail = |reason: String| async move {
             self.db
-                .set_deployment_state(id, "failed", &reason, Utc::now())
+                .set_deployment_state(id, DeploymentState::Failed, &reason, Utc::now())
                 .await
                 .map_err(unavailable)
         };
         self.db
-            .set_deployment_state(id, "running", "", Utc::now())
+            .set_deployment_state(id, DeploymentState::Running, "", Utc::now())
             .await
             .map_err(unavailable)?;
         let Some(environment) = self
@@ -171,7 +170,7 @@ impl Core {
             return Err(format!("cannot write {}: {error}", target.display()));
         }
         self.db
-            .set_deployment_state(id, "done", "", Utc::now())
+            .set_deployment_state(id, DeploymentState::Done, "", Utc::now())
             .await
             .map_err(unavailable)
     }

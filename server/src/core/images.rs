@@ -50,11 +50,6 @@ pub fn can_read(viewer: &Viewer, image: &Image) -> bool {
     may_read(viewer, image.public, image.owner_id)
 }
 
-/// Whether the viewer may change or delete this record: its owner or an admin.
-pub fn can_write(viewer: &Viewer, image: &Image) -> bool {
-    viewer.is_admin() || (image.owner_id.is_some() && image.owner_id == viewer.user_id())
-}
-
 /// A failed ingest, as the uploader should hear it.
 pub(super) fn ingest_error(error: IngestError) -> CoreError {
     match error {
@@ -200,7 +195,7 @@ impl Core {
     pub async fn delete_image(&self, viewer: &Viewer, id: i64) -> Result<(), CoreError> {
         viewer.require_user()?;
         let image = self.get_image(viewer, id).await?;
-        if !can_write(viewer, &image) {
+        if !image.writable_by(viewer) {
             return Err(CoreError::Forbidden(format!(
                 "only the owner or an administrator may delete image {id}"
             )));

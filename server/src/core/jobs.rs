@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use app::model::DeploymentState;
 use chrono::Utc;
 use serde::Deserialize;
 
@@ -87,7 +88,11 @@ impl Core {
     ) -> Result<(), sqlx::Error> {
         if job.kind == DEPLOY_JOB {
             if let Ok(payload) = serde_json::from_str::<DeployPayload>(&job.payload) {
-                let state = if will_retry { "queued" } else { "failed" };
+                let state = if will_retry {
+                    DeploymentState::Queued
+                } else {
+                    DeploymentState::Failed
+                };
                 self.db
                     .set_deployment_state(payload.deployment, state, reason, Utc::now())
                     .await?;

@@ -9,7 +9,6 @@ use app::model::{
 use app::query::{Condition, Direction, Field, Op, Query, Value};
 use chrono::Utc;
 
-use super::images::can_write;
 use super::{db_error, Core};
 use crate::store::{NewImage, ProvisioningUpdate};
 
@@ -174,7 +173,7 @@ impl Core {
         viewer.require_user()?;
         for _ in 0..UNVERSIONED_RETRIES {
             let current = self.find_image(viewer, key).await?;
-            if !can_write(viewer, &current) {
+            if !current.writable_by(viewer) {
                 return Err(CoreError::Forbidden(format!(
                     "only the owner or an administrator may change image '{key}'"
                 )));

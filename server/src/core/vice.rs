@@ -10,7 +10,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use futures_util::Stream;
 
-use super::images::{can_write, ingest_error};
+use super::images::ingest_error;
 use super::{db_error, inspect, Core};
 use crate::store::NewImage;
 
@@ -76,7 +76,7 @@ impl Core {
     async fn writable_image(&self, viewer: &Viewer, id: i64) -> Result<Image, CoreError> {
         viewer.require_user()?;
         let image = self.get_image(viewer, id).await?;
-        if !can_write(viewer, &image) {
+        if !image.writable_by(viewer) {
             return Err(CoreError::Forbidden(format!(
                 "only the owner or an administrator may change image {id}"
             )));

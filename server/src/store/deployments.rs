@@ -1,23 +1,58 @@
 //! ViCE deployments and the job that carries each out.
 
+use app::error::CoreError;
+use app::model::{Deployment, DeploymentState};
 use chrono::{DateTime, Utc};
 
 use super::{with_pool, Db};
 
+/// One deployment with the name of its image and the title of its
+/// environment (both cascade-deleted with it, so the joins always match).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeploymentRow {
     pub id: i64,
     pub user_id: i64,
     pub image_id: i64,
+    pub image_name: String,
     pub environment_id: i64,
+    pub environment_title: String,
     pub title: String,
     pub environment_reference: String,
     pub state: String,
     pub reason: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
-const SELECT: &str = "SELECT id, user_id, image_id, environment_id, title, \
-     environment_reference, state, reason FROM deployments";
+impl TryFrom<DeploymentRow> for Deployment {
+    type Error = CoreError;
+
+    fn try_from(row: DeploymentRow) -> Result<Self, CoreError> {
+        let state = DeploymentState::parse(&row.state).ok_or_else(|| {
+            tracing::error!(deployment = row.id, "unreadable state in deployments");
+            CoreError::Internal
+        })?;
+        Ok(Deployment {
+            id: row.id,
+            user_id: row.user_id,
+            image_id: row.image_id,
+            image_name: row.image_name,
+            environment_id: row.environment_id,
+            environment_title: row.environment_title,
+            title: row.title,
+            environment_reference: row.environment_reference,
+            state,
+            reason: row.reason,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+const SELECT: &str = "SELECT d.id, d.user_id, d.image_id, i.name AS image_name, \
+     d.environment_id, e.title AS environment_title, d.title, d.environment_reference, \
+     d.state, d.reason, d.created_at, d.updated_at FROM deployments d \
+     JOIN images i ON i.id = d.image_id JOIN environments e ON e.id = d.environment_id";
 
 impl Db {
     /// Records a deployment and queues its job, in one transaction.
@@ -63,7 +98,7 @@ impl Db {
 
     #[tracing::instrument(skip(self), err)]
     pub async fn deployment(&self, id: i64) -> Result<Option<DeploymentRow>, sqlx::Error> {
-        let text = format!("{SELECT} WHERE id = $1");
+        let text = format!("{SELECT} WHERE d.id = $1");
         with_pool!(self, pool => {
             sqlx::query_as::<_, DeploymentRow>(&text).bind(id).fetch_optional(pool).await
         })
@@ -75,7 +110,7 @@ impl Db {
         &self,
         user_id: Option<i64>,
     ) -> Result<Vec<DeploymentRow>, sqlx::Error> {
-        let text = format!("{SELECT} WHERE ($1 IS NULL OR user_id = $1) ORDER BY id");
+        let text = format!("{SELECT} WHERE ($1 IS NULL OR d.user_id = $1) ORDER BY d.id");
         with_pool!(self, pool => {
             sqlx::query_as::<_, DeploymentRow>(&text).bind(user_id).fetch_all(pool).await
         })
@@ -85,7 +120,7 @@ impl Db {
     pub async fn set_deployment_state(
         &self,
         id: i64,
-        state: &str,
+        state: DeploymentState,
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<(), sqlx::Error> {
@@ -93,7 +128,7 @@ impl Db {
             "UPDATE deployments SET state = $1, reason = $2, updated_at = $3 WHERE id = $4";
         with_pool!(self, pool => {
             sqlx::query(UPDATE)
-                .bind(state)
+                .bind(state.as_str())
                 .bind(reason)
                 .bind(now)
                 .bind(id)

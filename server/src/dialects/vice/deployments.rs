@@ -1,7 +1,7 @@
 //! `POST /v1/deploy`, `GET /v1/deployments`, `/v1/deployment/{id}`.
 
 use app::error::CoreError;
-use app::model::Viewer;
+use app::model::{Deployment, Viewer};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
@@ -15,7 +15,6 @@ use super::codec::{decode, request_format, response_format, Format, Reply};
 use super::error::respond;
 use super::views::Done;
 use crate::state::AppState;
-use crate::store::DeploymentRow;
 
 /// A deployment as clients send it: `{"environmentId", "imageid", …}`;
 /// `id` and `userid` are ignored.
@@ -46,8 +45,8 @@ pub struct DeploymentView {
     reason: String,
 }
 
-impl From<&DeploymentRow> for DeploymentView {
-    fn from(row: &DeploymentRow) -> Self {
+impl From<&Deployment> for DeploymentView {
+    fn from(row: &Deployment) -> Self {
         Self {
             imageid: row.image_id.to_string(),
             environment_id: row.environment_id.to_string(),
@@ -55,7 +54,7 @@ impl From<&DeploymentRow> for DeploymentView {
             title: row.title.clone(),
             userid: row.user_id.to_string(),
             environment_reference: row.environment_reference.clone(),
-            state: row.state.clone(),
+            state: row.state.as_str().to_owned(),
             reason: row.reason.clone(),
         }
     }
