@@ -10,6 +10,12 @@ const bin = process.env.DEPOT_BIN ?? '../target/debug/depot';
 const siteRoot = process.env.DEPOT_SITE_ROOT ?? '../target/site';
 const dataDir = process.env.DEPOT_E2E_DATA_DIR ?? mkdtempSync(join(tmpdir(), 'depot-e2e-'));
 export const adminPassword = process.env.DEPOT_ADMIN_PASSWORD ?? 'e2e-admin-password';
+// The folder file:// environments may deploy into. Set in the environment so
+// that the test workers, which load this file again, see the same folder.
+if (!process.env.DEPOT_E2E_EXPORT_ROOT) {
+  process.env.DEPOT_E2E_EXPORT_ROOT = mkdtempSync(join(tmpdir(), 'depot-e2e-export-'));
+}
+export const exportRoot: string = process.env.DEPOT_E2E_EXPORT_ROOT;
 
 export default defineConfig({
   testDir: './tests',
@@ -33,7 +39,7 @@ export default defineConfig({
   webServer: {
     command: `${bin} serve --bind 127.0.0.1:${port} --data-dir ${dataDir} --site-root ${siteRoot}`,
     url: `http://127.0.0.1:${port}/healthz`,
-    env: { DEPOT_ADMIN_PASSWORD: adminPassword },
+    env: { DEPOT_ADMIN_PASSWORD: adminPassword, DEPOT_EXPORT_ROOT: exportRoot },
     reuseExistingServer: false,
     timeout: 60_000,
     stdout: 'pipe',

@@ -2,7 +2,11 @@
 //! uses, and only translate between the UI and the [`crate::ports::Catalog`].
 
 mod auth;
+mod deployments;
+mod environments;
 mod images;
 
 pub use auth::{current_user, CurrentUser, Login, Logout};
+pub use deployments::{deploy_image, deploy_targets, list_deployments, DeployImage};
+pub use environments::{create_environment, list_environments, CreateEnvironment, EnvironmentForm};
 pub use images::{get_image, list_images, CatalogParams, CatalogSort, UI_PAGE_SIZE};

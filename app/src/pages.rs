@@ -1,12 +1,16 @@
 //! One module per route of the UI.
 
 mod catalog;
+mod deployments;
+mod environments;
 mod image;
 mod login;
 mod not_found;
 mod upload;
 
 pub use catalog::CatalogPage;
+pub use deployments::DeploymentsPage;
+pub use environments::EnvironmentsPage;
 pub use image::ImagePage;
 pub use login::LoginPage;
 pub use not_found::NotFound;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use leptos::prelude::use_context;
 
 use crate::error::CoreError;
-use crate::model::{Image, ImagePage, Principal, Viewer};
+use crate::model::{Deployment, Environment, EnvironmentSpec, Image, ImagePage, Principal, Viewer};
 use crate::query::Query;
 
 /// The session key under which the signed-in user's id is kept.
@@ -25,6 +25,28 @@ pub trait Catalog: Send + Sync + 'static {
 
     /// Checks a username and password; failures are slow and do not say which part was wrong.
     async fn login(&self, username: &str, password: &str) -> Result<Principal, CoreError>;
+
+    /// The viewer's execution environments (everyone's for an admin), without passwords.
+    async fn list_environments(&self, viewer: &Viewer) -> Result<Vec<Environment>, CoreError>;
+
+    /// Registers an environment of the viewer's; its password is sealed before it is stored.
+    async fn create_environment(
+        &self,
+        viewer: &Viewer,
+        spec: EnvironmentSpec,
+    ) -> Result<Environment, CoreError>;
+
+    /// The viewer's deployments (everyone's for an admin), oldest first.
+    async fn list_deployments(&self, viewer: &Viewer) -> Result<Vec<Deployment>, CoreError>;
+
+    /// Deploys one of the viewer's images into one of their environments, through the job queue.
+    async fn deploy(
+        &self,
+        viewer: &Viewer,
+        image_id: i64,
+        environment_id: i64,
+        title: &str,
+    ) -> Result<Deployment, CoreError>;
 }
 
 pub type SharedCatalog = Arc<dyn Catalog>;

@@ -7,7 +7,9 @@ use leptos_router::path;
 use leptos_router::SsrMode;
 
 use crate::components::NavBar;
-use crate::pages::{CatalogPage, ImagePage, LoginPage, NotFound, UploadPage};
+use crate::pages::{
+    CatalogPage, DeploymentsPage, EnvironmentsPage, ImagePage, LoginPage, NotFound, UploadPage,
+};
 
 /// The whole document, rendered on the server around the app.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -45,6 +47,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/login") ssr=SsrMode::Async view=LoginPage/>
                     <Route path=path!("/upload") ssr=SsrMode::Async view=UploadPage/>
                     <Route path=path!("/image/:id") ssr=SsrMode::Async view=ImagePage/>
+                    <Route path=path!("/environments") ssr=SsrMode::Async view=EnvironmentsPage/>
+                    <Route path=path!("/deployments") ssr=SsrMode::Async view=DeploymentsPage/>
                 </Routes>
             </main>
         </Router>

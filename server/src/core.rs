@@ -158,4 +158,36 @@ impl app::ports::Catalog for Core {
     ) -> Result<app::model::Principal, CoreError> {
         Core::login(self, username, password).await
     }
+
+    async fn list_environments(
+        &self,
+        viewer: &app::model::Viewer,
+    ) -> Result<Vec<app::model::Environment>, CoreError> {
+        Core::list_environments(self, viewer, None, None).await
+    }
+
+    async fn create_environment(
+        &self,
+        viewer: &app::model::Viewer,
+        spec: app::model::EnvironmentSpec,
+    ) -> Result<app::model::Environment, CoreError> {
+        Core::create_environment(self, viewer, spec).await
+    }
+
+    async fn list_deployments(
+        &self,
+        viewer: &app::model::Viewer,
+    ) -> Result<Vec<app::model::Deployment>, CoreError> {
+        Core::list_deployments(self, viewer).await
+    }
+
+    async fn deploy(
+        &self,
+        viewer: &app::model::Viewer,
+        image_id: i64,
+        environment_id: i64,
+        title: &str,
+    ) -> Result<app::model::Deployment, CoreError> {
+        Core::deploy(self, viewer, image_id, environment_id, title, "").await
+    }
 }

@@ -22,6 +22,8 @@ pub fn NavBar() -> impl IntoView {
                 <A href="/">"Catalog"</A>
                 <A href="/?mine=true">"My images"</A>
                 <A href="/upload">"Upload"</A>
+                <A href="/environments">"Environments"</A>
+                <A href="/deployments">"Deployments"</A>
             </nav>
             <Transition fallback=|| ()>
                 {move || user.get().map(|user| match user {

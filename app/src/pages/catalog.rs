@@ -145,7 +145,7 @@ fn ImageTable(page: ImagePage, params: CatalogParams) -> impl IntoView {
         })
         .collect_view();
     view! {
-        <table class="images">
+        <table class="listing images">
             <caption>
                 {match page.total {
                     1 => "1 image".to_owned(),

@@ -2,12 +2,13 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
+use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
 
-use crate::api::get_image;
+use crate::api::{deploy_targets, get_image, DeployImage};
 use crate::components::human_size;
 use crate::error::CoreError;
-use crate::model::Image;
+use crate::model::{Environment, Image};
 
 #[component]
 pub fn ImagePage() -> impl IntoView {
@@ -106,5 +107,75 @@ fn ImageDetail(image: Image) -> impl IntoView {
         </Show>
         <p>"Its record through MWS:"</p>
         <pre><code>{mws_record}</code></pre>
+        <DeploySection image_id=image.id default_title=image.name.clone()/>
+    }
+}
+
+/// "Deploy": for the image's owner (or an admin), into one of their
+/// environments, through the same core function as ViCE's `POST /v1/deploy`.
+#[component]
+fn DeploySection(image_id: i64, default_title: String) -> impl IntoView {
+    let deploy = ServerAction::<DeployImage>::new();
+    let targets = Resource::new(move || image_id, deploy_targets);
+    let refused = move || {
+        deploy
+            .value()
+            .get()
+            .and_then(|result| result.err())
+            .map(|error| view! { <p class="error" role="alert">{error.to_string()}</p> })
+    };
+    view! {
+        <Transition fallback=|| ()>
+            {move || {
+                let default_title = default_title.clone();
+                targets
+                    .get()
+                    .map(move |result| match result {
+                        Ok(Some(environments)) if !environments.is_empty() => {
+                            view! { <DeployForm deploy image_id default_title environments/> }
+                                .into_any()
+                        }
+                        Ok(Some(_)) => {
+                            view! {
+                                <h2>"Deploy"</h2>
+                                <p>
+                                    <A href="/environments">"Register an environment"</A>
+                                    " to deploy this image into it."
+                                </p>
+                            }
+                                .into_any()
+                        }
+                        _ => ().into_any(),
+                    })
+            }}
+        </Transition>
+        {refused}
+    }
+}
+
+#[component]
+fn DeployForm(
+    deploy: ServerAction<DeployImage>,
+    image_id: i64,
+    default_title: String,
+    environments: Vec<Environment>,
+) -> impl IntoView {
+    let options = environments
+        .into_iter()
+        .map(|environment| {
+            let label = format!("{} ({})", environment.title, environment.location);
+            view! { <option value=environment.id.to_string()>{label}</option> }
+        })
+        .collect_view();
+    view! {
+        <h2>"Deploy"</h2>
+        <ActionForm action=deploy attr:class="form deploy">
+            <input type="hidden" name="image_id" value=image_id.to_string()/>
+            <label for="deploy-environment">"Environment"</label>
+            <select id="deploy-environment" name="environment_id">{options}</select>
+            <label for="deploy-title">"Deployment title"</label>
+            <input id="deploy-title" name="title" type="text" value=default_title/>
+            <button type="submit">"Deploy"</button>
+        </ActionForm>
     }
 }

@@ -14,4 +14,5 @@ mod store;
 mod ui;
 mod vice;
 mod vice_environments;
+mod vice_pages;
 mod vss;

@@ -1,0 +1,120 @@
+//! `/deployments`: the signed-in user's deployments and the state of each
+//! one's job. With WASM the list asks again every second while a job may
+//! still change it; without, the Refresh link does.
+
+use std::time::Duration;
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::components::A;
+
+use crate::api::list_deployments;
+use crate::error::CoreError;
+use crate::model::Deployment;
+
+/// How often a list with queued or running deployments is asked again.
+const POLL_EVERY: Duration = Duration::from_secs(1);
+
+#[component]
+pub fn DeploymentsPage() -> impl IntoView {
+    let polls = RwSignal::new(0u32);
+    let deployments = Resource::new(move || polls.get(), |_| list_deployments());
+    // Effects run only in the browser, so the server renders once and stops.
+    Effect::new(move |_| {
+        let pending = matches!(
+            deployments.get(),
+            Some(Ok(list)) if list.iter().any(|deployment| deployment.state.is_pending())
+        );
+        if pending {
+            set_timeout(
+                // The page may be gone by then: a disposed signal is left alone.
+                move || {
+                    polls.try_update(|count| *count += 1);
+                },
+                POLL_EVERY,
+            );
+        }
+    });
+    view! {
+        <Title text="Deployments · Depot"/>
+        <h1>"Deployments"</h1>
+        <Transition fallback=|| view! { <p>"Loading…"</p> }>
+            {move || {
+                deployments
+                    .get()
+                    .map(|result| match result {
+                        Ok(deployments) => view! { <DeploymentTable deployments/> }.into_any(),
+                        Err(CoreError::Unauthenticated) => {
+                            view! {
+                                <p class="empty">
+                                    <A href="/login">"Sign in"</A>
+                                    " to see your deployments."
+                                </p>
+                            }
+                                .into_any()
+                        }
+                        Err(error) => {
+                            view! { <p class="error" role="alert">{error.to_string()}</p> }
+                                .into_any()
+                        }
+                    })
+            }}
+        </Transition>
+    }
+}
+
+#[component]
+fn DeploymentTable(deployments: Vec<Deployment>) -> impl IntoView {
+    if deployments.is_empty() {
+        return view! {
+            <p class="empty">"No deployments yet: deploy an image from its page."</p>
+        }
+        .into_any();
+    }
+    let caption = match deployments.len() {
+        1 => "1 deployment".to_owned(),
+        count => format!("{count} deployments"),
+    };
+    let rows = deployments
+        .into_iter()
+        .map(|deployment| {
+            let state = deployment.state.as_str();
+            view! {
+                <tr id=format!("deployment-{}", deployment.id)>
+                    <td class="num">{deployment.id}</td>
+                    <td>{deployment.title}</td>
+                    <td>
+                        <A href=format!("/image/{}", deployment.image_id)>{deployment.image_name}</A>
+                    </td>
+                    <td>{deployment.environment_title}</td>
+                    <td><span class=format!("state state-{state}")>{state}</span></td>
+                    <td class="reason">{deployment.reason}</td>
+                    <td class="col-created">
+                        {deployment.created_at.format("%Y-%m-%d %H:%M:%S").to_string()}
+                    </td>
+                    <td>{deployment.updated_at.format("%Y-%m-%d %H:%M:%S").to_string()}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <table class="listing deployments">
+            <caption>{caption}</caption>
+            <thead>
+                <tr>
+                    <th scope="col">"Id"</th>
+                    <th scope="col">"Title"</th>
+                    <th scope="col">"Image"</th>
+                    <th scope="col">"Environment"</th>
+                    <th scope="col">"State"</th>
+                    <th scope="col">"Reason"</th>
+                    <th scope="col" class="col-created">"Started"</th>
+                    <th scope="col">"Updated"</th>
+                </tr>
+            </thead>
+            <tbody>{rows}</tbody>
+        </table>
+        <p><A href="/deployments">"Refresh"</A></p>
+    }
+    .into_any()
+}

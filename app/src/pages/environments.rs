@@ -1,0 +1,222 @@
+//! `/environments`: the signed-in user's execution environments, passwords
+//! masked, and a form to register one. The same records ViCE's
+//! `/v1/environments` serves.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::components::A;
+
+use crate::api::{list_environments, CreateEnvironment};
+use crate::error::CoreError;
+use crate::model::{Environment, ManagementLayerType, RuntimeTechnologyType, MASKED_PASSWORD};
+
+#[component]
+pub fn EnvironmentsPage() -> impl IntoView {
+    let create = ServerAction::<CreateEnvironment>::new();
+    // Asked again after each registration, and only then: a refused one
+    // keeps the form (and what was typed) as it is.
+    let registered = RwSignal::new(0u32);
+    Effect::new(move |_| {
+        if matches!(create.value().get(), Some(Ok(_))) {
+            registered.update(|count| *count += 1);
+        }
+    });
+    let environments = Resource::new(move || registered.get(), |_| list_environments());
+    let refused = move || {
+        create
+            .value()
+            .get()
+            .and_then(|result| result.err())
+            .map(|error| view! { <p class="error" role="alert">{error.to_string()}</p> })
+    };
+    view! {
+        <Title text="Environments · Depot"/>
+        <h1>"Environments"</h1>
+        <Transition fallback=|| view! { <p>"Loading…"</p> }>
+            {move || {
+                environments
+                    .get()
+                    .map(|result| match result {
+                        Ok(environments) => {
+                            view! {
+                                <EnvironmentTable environments/>
+                                <RegisterForm create/>
+                            }
+                                .into_any()
+                        }
+                        Err(CoreError::Unauthenticated) => {
+                            view! {
+                                <p class="empty">
+                                    <A href="/login">"Sign in"</A>
+                                    " to see your environments."
+                                </p>
+                            }
+                                .into_any()
+                        }
+                        Err(error) => {
+                            view! { <p class="error" role="alert">{error.to_string()}</p> }
+                                .into_any()
+                        }
+                    })
+            }}
+        </Transition>
+        {refused}
+    }
+}
+
+/// "basic OpenStack 2023.1": a layer's words, leaving out the empty ones.
+fn layer_text(kind: &str, software: &str, version: &str) -> String {
+    [kind, software, version]
+        .into_iter()
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[component]
+fn EnvironmentTable(environments: Vec<Environment>) -> impl IntoView {
+    if environments.is_empty() {
+        return view! { <p class="empty">"No environments yet."</p> }.into_any();
+    }
+    let caption = match environments.len() {
+        1 => "1 environment".to_owned(),
+        count => format!("{count} environments"),
+    };
+    let rows = environments
+        .into_iter()
+        .map(|environment| {
+            let management = &environment.management_layer;
+            let runtime = &environment.runtime_technology;
+            let management = layer_text(
+                management.kind.as_str(),
+                &management.software,
+                &management.version,
+            );
+            let runtime = layer_text(runtime.kind.as_str(), &runtime.software, &runtime.version);
+            // Only whether a password is set ever leaves the server.
+            let password = if environment.has_password {
+                MASKED_PASSWORD
+            } else {
+                "none"
+            };
+            view! {
+                <tr>
+                    <td class="num">{environment.id}</td>
+                    <td>{environment.title}</td>
+                    <td>{management}</td>
+                    <td>{runtime}</td>
+                    <td><code>{environment.location}</code></td>
+                    <td>{environment.username}</td>
+                    <td class="password">{password}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <table class="listing environments">
+            <caption>{caption}</caption>
+            <thead>
+                <tr>
+                    <th scope="col">"Id"</th>
+                    <th scope="col">"Title"</th>
+                    <th scope="col">"Management layer"</th>
+                    <th scope="col">"Runtime technology"</th>
+                    <th scope="col">"Location"</th>
+                    <th scope="col">"Username"</th>
+                    <th scope="col">"Password"</th>
+                </tr>
+            </thead>
+            <tbody>{rows}</tbody>
+        </table>
+    }
+    .into_any()
+}
+
+#[component]
+fn RegisterForm(create: ServerAction<CreateEnvironment>) -> impl IntoView {
+    let management_types = ManagementLayerType::ALL
+        .iter()
+        .map(|kind| view! { <option value=kind.as_str()>{kind.as_str()}</option> })
+        .collect_view();
+    let runtime_types = RuntimeTechnologyType::ALL
+        .iter()
+        .map(|kind| view! { <option value=kind.as_str()>{kind.as_str()}</option> })
+        .collect_view();
+    // A registered environment empties the form for the next one (the list
+    // above is redrawn in place, and typed values would otherwise stay).
+    let form = NodeRef::<leptos::html::Form>::new();
+    Effect::new(move |_| {
+        if matches!(create.value().get(), Some(Ok(_))) {
+            if let Some(form) = form.get_untracked() {
+                form.reset();
+            }
+        }
+    });
+    view! {
+        <h2>"Register an environment"</h2>
+        <ActionForm action=create node_ref=form attr:class="form environment">
+            <label for="env-title">"Title"</label>
+            <input id="env-title" name="environment[title]" type="text" required/>
+            <fieldset>
+                <legend>"Management layer"</legend>
+                <label for="env-mgmt-type">"Type"</label>
+                <select id="env-mgmt-type" name="environment[management_type]">
+                    {management_types}
+                </select>
+                <label for="env-mgmt-software">"Software"</label>
+                <input id="env-mgmt-software" name="environment[management_software]" type="text"/>
+                <label for="env-mgmt-version">"Version"</label>
+                <input id="env-mgmt-version" name="environment[management_version]" type="text"/>
+            </fieldset>
+            <fieldset>
+                <legend>"Runtime technology"</legend>
+                <label for="env-rt-type">"Type"</label>
+                <select id="env-rt-type" name="environment[runtime_type]">{runtime_types}</select>
+                <label for="env-rt-software">"Software"</label>
+                <input id="env-rt-software" name="environment[runtime_software]" type="text"/>
+                <label for="env-rt-version">"Version"</label>
+                <input id="env-rt-version" name="environment[runtime_version]" type="text"/>
+            </fieldset>
+            <fieldset>
+                <legend>"Credentials"</legend>
+                <label for="env-location">"Location"</label>
+                <input
+                    id="env-location"
+                    name="environment[location]"
+                    type="text"
+                    placeholder="file:///srv/exports or https://cloud.example:5000"
+                    required
+                />
+                <label for="env-username">"Username"</label>
+                <input
+                    id="env-username"
+                    name="environment[username]"
+                    type="text"
+                    autocomplete="off"
+                />
+                <label for="env-password">"Password"</label>
+                <input
+                    id="env-password"
+                    name="environment[password]"
+                    type="password"
+                    autocomplete="new-password"
+                />
+            </fieldset>
+            <button type="submit">"Register"</button>
+        </ActionForm>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_read_as_words_without_gaps() {
+        assert_eq!(layer_text("basic", "", "1.2"), "basic 1.2");
+        assert_eq!(
+            layer_text("cloudcomputing", "OpenStack", "2023.1"),
+            "cloudcomputing OpenStack 2023.1"
+        );
+    }
+}
