@@ -7,6 +7,12 @@ mod environments;
 mod images;
 
 pub use auth::{current_user, CurrentUser, Login, Logout};
-pub use deployments::{deploy_image, deploy_targets, list_deployments, DeployImage};
-pub use environments::{create_environment, list_environments, CreateEnvironment, EnvironmentForm};
+pub use deployments::{
+    delete_deployment, deploy_image, deploy_targets, list_deployments, DeleteDeployment,
+    DeployImage,
+};
+pub use environments::{
+    create_environment, delete_environment, list_environments, CreateEnvironment,
+    DeleteEnvironment, EnvironmentForm,
+};
 pub use images::{get_image, list_images, CatalogParams, CatalogSort, UI_PAGE_SIZE};

@@ -36,6 +36,9 @@ pub trait Catalog: Send + Sync + 'static {
         spec: EnvironmentSpec,
     ) -> Result<Environment, CoreError>;
 
+    /// Removes an environment of the viewer's, and the deployments into it.
+    async fn delete_environment(&self, viewer: &Viewer, id: i64) -> Result<(), CoreError>;
+
     /// The viewer's deployments (everyone's for an admin), oldest first.
     async fn list_deployments(&self, viewer: &Viewer) -> Result<Vec<Deployment>, CoreError>;
 
@@ -47,6 +50,9 @@ pub trait Catalog: Send + Sync + 'static {
         environment_id: i64,
         title: &str,
     ) -> Result<Deployment, CoreError>;
+
+    /// Removes the record of a deployment of the viewer's (not what it copied).
+    async fn delete_deployment(&self, viewer: &Viewer, id: i64) -> Result<(), CoreError>;
 }
 
 pub type SharedCatalog = Arc<dyn Catalog>;

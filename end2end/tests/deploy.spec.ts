@@ -80,5 +80,14 @@ test('register an environment, deploy an image into it and watch the deployment 
   const copied = await readFile(join(folder, name));
   expect(sha256(copied)).toBe(sha256(bytes));
 
+  // Deleting the deployment's record leaves the copy; deleting the
+  // environment takes it off the list.
+  await deployment.getByRole('button', { name: 'Delete' }).click();
+  await expect(deployment).toHaveCount(0);
+  await readFile(join(folder, name));
+  await page.goto('/environments');
+  await environment.getByRole('button', { name: 'Delete' }).click();
+  await expect(environment).toHaveCount(0);
+
   expect(errors).toEqual([]);
 });

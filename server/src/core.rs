@@ -174,6 +174,14 @@ impl app::ports::Catalog for Core {
         Core::create_environment(self, viewer, spec).await
     }
 
+    async fn delete_environment(
+        &self,
+        viewer: &app::model::Viewer,
+        id: i64,
+    ) -> Result<(), CoreError> {
+        Core::delete_environment(self, viewer, id).await
+    }
+
     async fn list_deployments(
         &self,
         viewer: &app::model::Viewer,
@@ -189,5 +197,13 @@ impl app::ports::Catalog for Core {
         title: &str,
     ) -> Result<app::model::Deployment, CoreError> {
         Core::deploy(self, viewer, image_id, environment_id, title, "").await
+    }
+
+    async fn delete_deployment(
+        &self,
+        viewer: &app::model::Viewer,
+        id: i64,
+    ) -> Result<(), CoreError> {
+        Core::delete_deployment(self, viewer, id).await
     }
 }

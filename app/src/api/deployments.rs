@@ -59,3 +59,10 @@ pub async fn deploy_image(
     leptos_axum::redirect("/deployments");
     Ok(deployment)
 }
+
+/// Removes a deployment's record (as ViCE's `DELETE /v1/deployment/{id}`).
+#[server(prefix = "/api/ui", endpoint = "deployments/delete")]
+pub async fn delete_deployment(id: i64) -> Result<(), CoreError> {
+    let (catalog, viewer) = crate::ports::request_context()?;
+    crate::ports::respond(catalog.delete_deployment(&viewer, id).await)
+}

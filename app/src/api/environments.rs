@@ -70,6 +70,13 @@ pub async fn create_environment(environment: EnvironmentForm) -> Result<Environm
     respond(catalog.create_environment(&viewer, spec).await)
 }
 
+/// Removes an environment of the viewer's (as ViCE's `DELETE /v1/environment/{id}`).
+#[server(prefix = "/api/ui", endpoint = "environments/delete")]
+pub async fn delete_environment(id: i64) -> Result<(), CoreError> {
+    let (catalog, viewer) = crate::ports::request_context()?;
+    crate::ports::respond(catalog.delete_environment(&viewer, id).await)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
 
-use crate::api::list_deployments;
+use crate::api::{list_deployments, DeleteDeployment};
 use crate::error::CoreError;
 use crate::model::Deployment;
 
@@ -18,7 +18,20 @@ const POLL_EVERY: Duration = Duration::from_secs(1);
 #[component]
 pub fn DeploymentsPage() -> impl IntoView {
     let polls = RwSignal::new(0u32);
+    let delete = ServerAction::<DeleteDeployment>::new();
     let deployments = Resource::new(move || polls.get(), |_| list_deployments());
+    Effect::new(move |_| {
+        if matches!(delete.value().get(), Some(Ok(_))) {
+            polls.update(|count| *count += 1);
+        }
+    });
+    let refused = move || {
+        delete
+            .value()
+            .get()
+            .and_then(|result| result.err())
+            .map(|error| view! { <p class="error" role="alert">{error.to_string()}</p> })
+    };
     // Effects run only in the browser, so the server renders once and stops.
     Effect::new(move |_| {
         let pending = matches!(
@@ -43,7 +56,9 @@ pub fn DeploymentsPage() -> impl IntoView {
                 deployments
                     .get()
                     .map(|result| match result {
-                        Ok(deployments) => view! { <DeploymentTable deployments/> }.into_any(),
+                        Ok(deployments) => {
+                            view! { <DeploymentTable deployments delete/> }.into_any()
+                        }
                         Err(CoreError::Unauthenticated) => {
                             view! {
                                 <p class="empty">
@@ -60,11 +75,15 @@ pub fn DeploymentsPage() -> impl IntoView {
                     })
             }}
         </Transition>
+        {refused}
     }
 }
 
 #[component]
-fn DeploymentTable(deployments: Vec<Deployment>) -> impl IntoView {
+fn DeploymentTable(
+    deployments: Vec<Deployment>,
+    delete: ServerAction<DeleteDeployment>,
+) -> impl IntoView {
     if deployments.is_empty() {
         return view! {
             <p class="empty">"No deployments yet: deploy an image from its page."</p>
@@ -93,6 +112,12 @@ fn DeploymentTable(deployments: Vec<Deployment>) -> impl IntoView {
                         {deployment.created_at.format("%Y-%m-%d %H:%M:%S").to_string()}
                     </td>
                     <td>{deployment.updated_at.format("%Y-%m-%d %H:%M:%S").to_string()}</td>
+                    <td>
+                        <ActionForm action=delete>
+                            <input type="hidden" name="id" value=deployment.id.to_string()/>
+                            <button type="submit" class="secondary">"Delete"</button>
+                        </ActionForm>
+                    </td>
                 </tr>
             }
         })
@@ -110,6 +135,7 @@ fn DeploymentTable(deployments: Vec<Deployment>) -> impl IntoView {
                     <th scope="col">"Reason"</th>
                     <th scope="col" class="col-created">"Started"</th>
                     <th scope="col">"Updated"</th>
+                    <th scope="col"><span class="visually-hidden">"Actions"</span></th>
                 </tr>
             </thead>
             <tbody>{rows}</tbody>

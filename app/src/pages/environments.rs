@@ -6,27 +6,33 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
 
-use crate::api::{list_environments, CreateEnvironment};
+use crate::api::{list_environments, CreateEnvironment, DeleteEnvironment};
 use crate::error::CoreError;
 use crate::model::{Environment, ManagementLayerType, RuntimeTechnologyType, MASKED_PASSWORD};
 
 #[component]
 pub fn EnvironmentsPage() -> impl IntoView {
     let create = ServerAction::<CreateEnvironment>::new();
-    // Asked again after each registration, and only then: a refused one
+    let delete = ServerAction::<DeleteEnvironment>::new();
+    // Asked again after each change, and only then: a refused registration
     // keeps the form (and what was typed) as it is.
-    let registered = RwSignal::new(0u32);
+    let changes = RwSignal::new(0u32);
     Effect::new(move |_| {
         if matches!(create.value().get(), Some(Ok(_))) {
-            registered.update(|count| *count += 1);
+            changes.update(|count| *count += 1);
         }
     });
-    let environments = Resource::new(move || registered.get(), |_| list_environments());
+    Effect::new(move |_| {
+        if matches!(delete.value().get(), Some(Ok(_))) {
+            changes.update(|count| *count += 1);
+        }
+    });
+    let environments = Resource::new(move || changes.get(), |_| list_environments());
     let refused = move || {
-        create
-            .value()
-            .get()
-            .and_then(|result| result.err())
+        let created = create.value().get().and_then(|result| result.err());
+        let deleted = delete.value().get().and_then(|result| result.err());
+        created
+            .or(deleted)
             .map(|error| view! { <p class="error" role="alert">{error.to_string()}</p> })
     };
     view! {
@@ -39,7 +45,7 @@ pub fn EnvironmentsPage() -> impl IntoView {
                     .map(|result| match result {
                         Ok(environments) => {
                             view! {
-                                <EnvironmentTable environments/>
+                                <EnvironmentTable environments delete/>
                                 <RegisterForm create/>
                             }
                                 .into_any()
@@ -74,7 +80,10 @@ fn layer_text(kind: &str, software: &str, version: &str) -> String {
 }
 
 #[component]
-fn EnvironmentTable(environments: Vec<Environment>) -> impl IntoView {
+fn EnvironmentTable(
+    environments: Vec<Environment>,
+    delete: ServerAction<DeleteEnvironment>,
+) -> impl IntoView {
     if environments.is_empty() {
         return view! { <p class="empty">"No environments yet."</p> }.into_any();
     }
@@ -108,6 +117,12 @@ fn EnvironmentTable(environments: Vec<Environment>) -> impl IntoView {
                     <td><code>{environment.location}</code></td>
                     <td>{environment.username}</td>
                     <td class="password">{password}</td>
+                    <td>
+                        <ActionForm action=delete>
+                            <input type="hidden" name="id" value=environment.id.to_string()/>
+                            <button type="submit" class="secondary">"Delete"</button>
+                        </ActionForm>
+                    </td>
                 </tr>
             }
         })
@@ -124,6 +139,7 @@ fn EnvironmentTable(environments: Vec<Environment>) -> impl IntoView {
                     <th scope="col">"Location"</th>
                     <th scope="col">"Username"</th>
                     <th scope="col">"Password"</th>
+                    <th scope="col"><span class="visually-hidden">"Actions"</span></th>
                 </tr>
             </thead>
             <tbody>{rows}</tbody>

@@ -183,6 +183,38 @@ async fn environment_pages_show_the_callers_own_with_passwords_masked(#[case] ba
     let (_, html) = page(&app, Some(alice), "/environments").await;
     assert!(html.contains("2 environments"), "{html}");
 
+    // Deleting: never another's (404, kept), one's own through the row's form.
+    let id_text = id.to_string();
+    let stolen = reqwest::Client::new()
+        .post(app.url("/api/ui/environments/delete"))
+        .basic_auth(bob.0, Some(bob.1))
+        .form(&[("id", id_text.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stolen.status(), 404);
+    let (_, html) = page(&app, Some(alice), "/environments").await;
+    assert!(html.contains(&format!(
+        "<input type=\"hidden\" name=\"id\" value=\"{id}\""
+    )));
+    let deleted = post_form(
+        &app,
+        alice,
+        "/api/ui/environments/delete",
+        &[("id", &id_text)],
+    )
+    .await;
+    assert!(deleted.status().is_redirection(), "{}", deleted.status());
+    let (status, _) = Vice::new(&app, alice.0, alice.1)
+        .json(Method::GET, &format!("/environment/{id}"), None)
+        .await;
+    assert_eq!(status, 404);
+    let (_, html) = page(&app, Some(alice), "/environments").await;
+    assert!(
+        html.contains("1 environment<") && !html.contains("Export folder"),
+        "{html}"
+    );
+
     // Nobody signed in: asked to sign in, shown nothing.
     let (status, html) = page(&app, None, "/environments").await;
     assert_eq!(status, 401);
@@ -267,6 +299,27 @@ async fn deploying_from_the_image_page_shows_each_state(#[case] backend: Backend
     }
     assert!(!html.contains("pw-1") && !html.contains("pw-2"));
 
+    // A deployment's record is deleted from its row; what it copied stays.
+    let failed_id = ids[1].to_string();
+    let deleted = post_form(
+        &app,
+        alice,
+        "/api/ui/deployments/delete",
+        &[("id", &failed_id)],
+    )
+    .await;
+    assert!(deleted.status().is_redirection(), "{}", deleted.status());
+    let (status, _) = vice
+        .json(Method::GET, &format!("/deployment/{failed_id}"), None)
+        .await;
+    assert_eq!(status, 404);
+    let (_, html) = page(&app, Some(alice), "/deployments").await;
+    assert!(
+        html.contains("1 deployment<") && !html.contains("to the cloud"),
+        "{html}"
+    );
+    assert!(root.path().join("lab.iso").exists());
+
     // Bob sees none of them, and cannot deploy Alice's image or into her environment.
     let (_, html) = page(&app, Some(bob), "/deployments").await;
     assert!(html.contains("No deployments yet"), "{html}");
@@ -282,6 +335,14 @@ async fn deploying_from_the_image_page_shows_each_state(#[case] backend: Backend
         .await
         .unwrap();
     assert_eq!(refused.status(), 404);
+    let stolen = reqwest::Client::new()
+        .post(app.url("/api/ui/deployments/delete"))
+        .basic_auth(bob.0, Some(bob.1))
+        .form(&[("id", ids[0].to_string())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stolen.status(), 404);
     let (status, html) = page(&app, None, "/deployments").await;
     assert_eq!(status, 401);
     assert!(html.contains("to see your deployments"));
