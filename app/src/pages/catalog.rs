@@ -7,7 +7,7 @@ use leptos_router::components::{Form, A};
 use leptos_router::hooks::use_query_map;
 
 use crate::api::{list_images, CatalogParams, CatalogSort};
-use crate::components::human_size;
+use crate::components::{human_size, ErrorAlert};
 use crate::model::{ImageKind, ImagePage};
 
 /// The URL of the catalog with these parameters, leaving defaults out.
@@ -109,7 +109,7 @@ pub fn CatalogPage() -> impl IntoView {
                     .map(|result| match result {
                         Ok(page) => view! { <ImageTable page params=params.get()/> }.into_any(),
                         Err(error) => {
-                            view! { <p class="error" role="alert">{error.to_string()}</p> }.into_any()
+                            view! { <ErrorAlert error/> }.into_any()
                         }
                     })
             }}

@@ -9,6 +9,7 @@ use leptos_meta::Title;
 use leptos_router::components::A;
 
 use crate::api::{list_deployments, DeleteDeployment};
+use crate::components::{refusal, ErrorAlert};
 use crate::error::CoreError;
 use crate::model::Deployment;
 
@@ -25,13 +26,7 @@ pub fn DeploymentsPage() -> impl IntoView {
             polls.update(|count| *count += 1);
         }
     });
-    let refused = move || {
-        delete
-            .value()
-            .get()
-            .and_then(|result| result.err())
-            .map(|error| view! { <p class="error" role="alert">{error.to_string()}</p> })
-    };
+    let refused = move || refusal(delete).map(|error| view! { <ErrorAlert error/> });
     // Effects run only in the browser, so the server renders once and stops.
     Effect::new(move |_| {
         let pending = matches!(
@@ -68,10 +63,7 @@ pub fn DeploymentsPage() -> impl IntoView {
                             }
                                 .into_any()
                         }
-                        Err(error) => {
-                            view! { <p class="error" role="alert">{error.to_string()}</p> }
-                                .into_any()
-                        }
+                        Err(error) => view! { <ErrorAlert error/> }.into_any(),
                     })
             }}
         </Transition>

@@ -7,6 +7,7 @@ use leptos_meta::Title;
 use leptos_router::components::A;
 
 use crate::api::{list_environments, CreateEnvironment, DeleteEnvironment};
+use crate::components::{refusal, ErrorAlert};
 use crate::error::CoreError;
 use crate::model::{Environment, ManagementLayerType, RuntimeTechnologyType, MASKED_PASSWORD};
 
@@ -29,11 +30,9 @@ pub fn EnvironmentsPage() -> impl IntoView {
     });
     let environments = Resource::new(move || changes.get(), |_| list_environments());
     let refused = move || {
-        let created = create.value().get().and_then(|result| result.err());
-        let deleted = delete.value().get().and_then(|result| result.err());
-        created
-            .or(deleted)
-            .map(|error| view! { <p class="error" role="alert">{error.to_string()}</p> })
+        refusal(create)
+            .or_else(|| refusal(delete))
+            .map(|error| view! { <ErrorAlert error/> })
     };
     view! {
         <Title text="Environments · Depot"/>
@@ -59,10 +58,7 @@ pub fn EnvironmentsPage() -> impl IntoView {
                             }
                                 .into_any()
                         }
-                        Err(error) => {
-                            view! { <p class="error" role="alert">{error.to_string()}</p> }
-                                .into_any()
-                        }
+                        Err(error) => view! { <ErrorAlert error/> }.into_any(),
                     })
             }}
         </Transition>

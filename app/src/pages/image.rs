@@ -6,7 +6,7 @@ use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
 
 use crate::api::{deploy_targets, get_image, DeployImage};
-use crate::components::human_size;
+use crate::components::{human_size, refusal, ErrorAlert};
 use crate::error::CoreError;
 use crate::model::{Environment, Image};
 
@@ -20,18 +20,28 @@ pub fn ImagePage() -> impl IntoView {
             None => Err(CoreError::not_found("image")),
         }
     });
+    // Made here, beside the image's, and only read inside the Transition: a
+    // resource created while the Transition renders would be created again
+    // on each of the server's checks for pending work, and the page would
+    // never be sent (leptos#4866).
+    let targets = Resource::new(id, |id| async move {
+        match id {
+            Some(id) => deploy_targets(id).await,
+            None => Ok(None),
+        }
+    });
     view! {
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || {
                 image
                     .get()
                     .map(|result| match result {
-                        Ok(image) => view! { <ImageDetail image/> }.into_any(),
+                        Ok(image) => view! { <ImageDetail image targets/> }.into_any(),
                         Err(error) => {
                             view! {
                                 <Title text="Image · Depot"/>
                                 <h1>"Image"</h1>
-                                <p class="error" role="alert">{error.to_string()}</p>
+                                <ErrorAlert error/>
                             }
                                 .into_any()
                         }
@@ -41,8 +51,11 @@ pub fn ImagePage() -> impl IntoView {
     }
 }
 
+/// Where the viewer may deploy the image (see [`deploy_targets`]).
+type DeployTargets = Resource<Result<Option<Vec<Environment>>, CoreError>>;
+
 #[component]
-fn ImageDetail(image: Image) -> impl IntoView {
+fn ImageDetail(image: Image, targets: DeployTargets) -> impl IntoView {
     let download = format!("/api/images/{}/download", image.id);
     let curl = format!("curl -u USER -OJ \"$DEPOT_URL{download}\"");
     let size = image
@@ -107,25 +120,17 @@ fn ImageDetail(image: Image) -> impl IntoView {
         </Show>
         <p>"Its record through MWS:"</p>
         <pre><code>{mws_record}</code></pre>
-        <DeploySection image_id=image.id default_title=image.name.clone()/>
+        <DeploySection image_id=image.id default_title=image.name.clone() targets/>
     }
 }
 
 /// "Deploy": for the image's owner (or an admin), into one of their
 /// environments, through the same core function as ViCE's `POST /v1/deploy`.
 #[component]
-fn DeploySection(image_id: i64, default_title: String) -> impl IntoView {
+fn DeploySection(image_id: i64, default_title: String, targets: DeployTargets) -> impl IntoView {
     let deploy = ServerAction::<DeployImage>::new();
-    let targets = Resource::new(move || image_id, deploy_targets);
-    let refused = move || {
-        deploy
-            .value()
-            .get()
-            .and_then(|result| result.err())
-            .map(|error| view! { <p class="error" role="alert">{error.to_string()}</p> })
-    };
+    let refused = move || refusal(deploy).map(|error| view! { <ErrorAlert error/> });
     view! {
-        <Transition fallback=|| ()>
             {move || {
                 let default_title = default_title.clone();
                 targets
@@ -148,7 +153,6 @@ fn DeploySection(image_id: i64, default_title: String) -> impl IntoView {
                         _ => ().into_any(),
                     })
             }}
-        </Transition>
         {refused}
     }
 }

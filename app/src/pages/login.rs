@@ -5,17 +5,12 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::api::Login;
+use crate::components::{refusal, ErrorAlert};
 
 #[component]
 pub fn LoginPage() -> impl IntoView {
     let login = ServerAction::<Login>::new();
-    let error = move || {
-        login
-            .value()
-            .get()
-            .and_then(|result| result.err())
-            .map(|error| view! { <p class="error" role="alert">{error.to_string()}</p> })
-    };
+    let error = move || refusal(login).map(|error| view! { <ErrorAlert error/> });
     view! {
         <Title text="Sign in · Depot"/>
         <h1>"Sign in"</h1>
