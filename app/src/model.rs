@@ -9,7 +9,9 @@ mod user;
 mod vice;
 
 pub use deployment::{Deployment, DeploymentState};
-pub use environment::{Environment, EnvironmentDraft, EnvironmentSpec, Layer, MASKED_PASSWORD};
+pub use environment::{
+    short_text, Environment, EnvironmentDraft, EnvironmentSpec, Layer, MASKED_PASSWORD,
+};
 pub use image::{
     image_path, DiskFormat, Image, ImageKind, ImageName, ImagePage, MwsAttributes, ViceAttributes,
 };

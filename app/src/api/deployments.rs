@@ -45,15 +45,9 @@ pub async fn deploy_image(
 ) -> Result<Deployment, CoreError> {
     use crate::ports::{request_context, respond};
     let (catalog, viewer) = request_context()?;
-    let title = title.trim();
-    if title.len() > 2048 || title.chars().any(char::is_control) {
-        return respond(Err(CoreError::invalid(
-            "title must be at most 2048 bytes without control characters",
-        )));
-    }
     let deployment = respond(
         catalog
-            .deploy(&viewer, image_id, environment_id, title)
+            .deploy(&viewer, image_id, environment_id, title.trim())
             .await,
     )?;
     leptos_axum::redirect("/deployments");

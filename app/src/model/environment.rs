@@ -82,7 +82,9 @@ impl std::fmt::Debug for EnvironmentSpec {
     }
 }
 
-fn short(field: &str, value: Option<String>) -> Result<String, CoreError> {
+/// A free-text attribute (a title, a location): at most 2048 bytes, no
+/// control characters; absent is empty.
+pub fn short_text(field: &str, value: Option<String>) -> Result<String, CoreError> {
     let value = value.unwrap_or_default();
     if value.len() > 2048 || value.chars().any(char::is_control) {
         return Err(CoreError::invalid(format!(
@@ -109,19 +111,19 @@ impl EnvironmentSpec {
         let specifics =
             parse_specifics(draft.specifics.as_ref().unwrap_or(&serde_json::Value::Null))?;
         Ok(Self {
-            title: short("title", draft.title)?,
+            title: short_text("title", draft.title)?,
             management_layer: Layer {
                 kind: management,
-                software: short("managementlayer.software", draft.management_software)?,
-                version: short("managementlayer.version", draft.management_version)?,
+                software: short_text("managementlayer.software", draft.management_software)?,
+                version: short_text("managementlayer.version", draft.management_version)?,
             },
             runtime_technology: Layer {
                 kind: runtime,
-                software: short("runtimetechnology.software", draft.runtime_software)?,
-                version: short("runtimetechnology.version", draft.runtime_version)?,
+                software: short_text("runtimetechnology.software", draft.runtime_software)?,
+                version: short_text("runtimetechnology.version", draft.runtime_version)?,
             },
-            location: short("credentials.location", draft.location)?,
-            username: short("credentials.username", draft.username)?,
+            location: short_text("credentials.location", draft.location)?,
+            username: short_text("credentials.username", draft.username)?,
             password: draft
                 .password
                 .filter(|password| password != MASKED_PASSWORD),

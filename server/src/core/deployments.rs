@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use app::error::CoreError;
-use app::model::{Deployment, DeploymentState, Viewer};
+use app::model::{short_text, Deployment, DeploymentState, Viewer};
 use chrono::Utc;
 
 use super::jobs::DEPLOY_JOB;
@@ -53,6 +53,11 @@ impl Core {
         environment_reference: &str,
     ) -> Result<Deployment, CoreError> {
         let user = viewer.require_user()?;
+        let title = short_text("title", Some(title.to_owned()))?;
+        let environment_reference = short_text(
+            "environmentReference",
+            Some(environment_reference.to_owned()),
+        )?;
         let image = self.get_image(viewer, image_id).await?;
         if !image.writable_by(viewer) {
             return Err(CoreError::not_found(format!("image {image_id}")));
@@ -67,8 +72,8 @@ impl Core {
                 user.id,
                 image.id,
                 environment.id,
-                title,
-                environment_reference,
+                &title,
+                &environment_reference,
                 DEPLOY_JOB,
                 Utc::now(),
             )

@@ -256,6 +256,22 @@ async fn deployments_copy_into_allowed_folders_and_fail_elsewhere(#[case] backen
     assert_eq!(done["state"], "done", "{done}");
     assert_eq!(std::fs::read(allowed.join("deploy-me")).unwrap(), bytes);
 
+    // A title with a control character: refused, naming the field, nothing recorded.
+    let (status, error) = alice
+        .json(
+            Method::POST,
+            "/deploy",
+            Some(&json!({"environmentId": inside, "imageid": image_id, "title": "a\u{7}b"})),
+        )
+        .await;
+    assert_eq!(status, 405, "{error}");
+    assert!(
+        error["message"].as_str().unwrap().starts_with("title "),
+        "{error}"
+    );
+    let (_, listed) = alice.json(Method::GET, "/deployments", None).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+
     // Outside the export root: refused as invalid input.
     let (status, error) = alice
         .json(
