@@ -42,6 +42,13 @@ pub trait Catalog: Send + Sync + 'static {
     /// The viewer's deployments (everyone's for an admin), oldest first.
     async fn list_deployments(&self, viewer: &Viewer) -> Result<Vec<Deployment>, CoreError>;
 
+    /// Where the viewer may deploy an image: `None` when they may not deploy it.
+    async fn deploy_targets(
+        &self,
+        viewer: &Viewer,
+        image_id: i64,
+    ) -> Result<Option<Vec<Environment>>, CoreError>;
+
     /// Deploys one of the viewer's images into one of their environments, through the job queue.
     async fn deploy(
         &self,

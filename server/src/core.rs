@@ -189,6 +189,14 @@ impl app::ports::Catalog for Core {
         Core::list_deployments(self, viewer).await
     }
 
+    async fn deploy_targets(
+        &self,
+        viewer: &app::model::Viewer,
+        image_id: i64,
+    ) -> Result<Option<Vec<app::model::Environment>>, CoreError> {
+        Core::deploy_targets(self, viewer, image_id).await
+    }
+
     async fn deploy(
         &self,
         viewer: &app::model::Viewer,

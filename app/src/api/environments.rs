@@ -53,10 +53,8 @@ impl From<EnvironmentForm> for EnvironmentDraft {
 /// The viewer's environments (everyone's for an admin); 401 for nobody.
 #[server(prefix = "/api/ui", endpoint = "environments")]
 pub async fn list_environments() -> Result<Vec<Environment>, CoreError> {
-    use crate::ports::{request_context, respond};
-    let (catalog, viewer) = request_context()?;
-    respond(viewer.require_user())?;
-    respond(catalog.list_environments(&viewer).await)
+    let (catalog, viewer) = crate::ports::request_context()?;
+    crate::ports::respond(catalog.list_environments(&viewer).await)
 }
 
 /// Registers an environment of the viewer's (the same rules as ViCE's `POST /v1/environments`).
@@ -65,6 +63,7 @@ pub async fn create_environment(environment: EnvironmentForm) -> Result<Environm
     use crate::model::EnvironmentSpec;
     use crate::ports::{request_context, respond};
     let (catalog, viewer) = request_context()?;
+    // Nobody signed in hears 401 before any complaint about the form.
     respond(viewer.require_user())?;
     let spec = respond(EnvironmentSpec::parse(environment.into()))?;
     respond(catalog.create_environment(&viewer, spec).await)

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use app::error::CoreError;
-use app::model::{short_text, Deployment, DeploymentState, Viewer};
+use app::model::{short_text, Deployment, DeploymentState, Environment, Viewer};
 use chrono::Utc;
 
 use super::jobs::DEPLOY_JOB;
@@ -81,6 +81,28 @@ impl Core {
             .map_err(db_error)?;
         self.jobs_waiting.notify_one();
         self.deployment(viewer, id).await
+    }
+
+    /// The environments the viewer may deploy an image into: `None` when
+    /// they may not deploy it at all (nobody signed in, not theirs, no bytes),
+    /// by the same rules as [`Core::deploy`].
+    pub async fn deploy_targets(
+        &self,
+        viewer: &Viewer,
+        image_id: i64,
+    ) -> Result<Option<Vec<Environment>>, CoreError> {
+        if viewer.principal().is_none() {
+            return Ok(None);
+        }
+        let image = match self.get_image(viewer, image_id).await {
+            Ok(image) => image,
+            Err(CoreError::NotFound(_)) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        if !image.writable_by(viewer) || !image.has_content() {
+            return Ok(None);
+        }
+        self.list_environments(viewer, None, None).await.map(Some)
     }
 
     /// A deployment its owner (or an admin) may see.
