@@ -20,12 +20,10 @@ const POLL_EVERY: Duration = Duration::from_secs(1);
 pub fn DeploymentsPage() -> impl IntoView {
     let polls = RwSignal::new(0u32);
     let delete = ServerAction::<DeleteDeployment>::new();
-    let deployments = Resource::new(move || polls.get(), |_| list_deployments());
-    Effect::new(move |_| {
-        if matches!(delete.value().get(), Some(Ok(_))) {
-            polls.update(|count| *count += 1);
-        }
-    });
+    let deployments = Resource::new(
+        move || (polls.get(), delete.version().get()),
+        |_| list_deployments(),
+    );
     let refused = move || refusal(delete).map(|error| view! { <ErrorAlert error/> });
     // Effects run only in the browser, so the server renders once and stops.
     Effect::new(move |_| {

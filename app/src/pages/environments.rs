@@ -15,20 +15,12 @@ use crate::model::{Environment, ManagementLayerType, RuntimeTechnologyType, MASK
 pub fn EnvironmentsPage() -> impl IntoView {
     let create = ServerAction::<CreateEnvironment>::new();
     let delete = ServerAction::<DeleteEnvironment>::new();
-    // Asked again after each change, and only then: a refused registration
-    // keeps the form (and what was typed) as it is.
-    let changes = RwSignal::new(0u32);
-    Effect::new(move |_| {
-        if matches!(create.value().get(), Some(Ok(_))) {
-            changes.update(|count| *count += 1);
-        }
-    });
-    Effect::new(move |_| {
-        if matches!(delete.value().get(), Some(Ok(_))) {
-            changes.update(|count| *count += 1);
-        }
-    });
-    let environments = Resource::new(move || changes.get(), |_| list_environments());
+    // Asked again after each registration or deletion. The list is redrawn
+    // in place, so a refused form keeps what was typed.
+    let environments = Resource::new(
+        move || (create.version().get(), delete.version().get()),
+        |_| list_environments(),
+    );
     let refused = move || {
         refusal(create)
             .or_else(|| refusal(delete))
@@ -144,16 +136,15 @@ fn EnvironmentTable(
     .into_any()
 }
 
+/// One `<option>` per word of a ViCE enumeration.
+fn options(words: impl Iterator<Item = &'static str>) -> impl IntoView {
+    words
+        .map(|word| view! { <option value=word>{word}</option> })
+        .collect_view()
+}
+
 #[component]
 fn RegisterForm(create: ServerAction<CreateEnvironment>) -> impl IntoView {
-    let management_types = ManagementLayerType::ALL
-        .iter()
-        .map(|kind| view! { <option value=kind.as_str()>{kind.as_str()}</option> })
-        .collect_view();
-    let runtime_types = RuntimeTechnologyType::ALL
-        .iter()
-        .map(|kind| view! { <option value=kind.as_str()>{kind.as_str()}</option> })
-        .collect_view();
     // A registered environment empties the form for the next one (the list
     // above is redrawn in place, and typed values would otherwise stay).
     let form = NodeRef::<leptos::html::Form>::new();
@@ -173,7 +164,7 @@ fn RegisterForm(create: ServerAction<CreateEnvironment>) -> impl IntoView {
                 <legend>"Management layer"</legend>
                 <label for="env-mgmt-type">"Type"</label>
                 <select id="env-mgmt-type" name="environment[management_type]">
-                    {management_types}
+                    {options(ManagementLayerType::ALL.iter().map(|kind| kind.as_str()))}
                 </select>
                 <label for="env-mgmt-software">"Software"</label>
                 <input id="env-mgmt-software" name="environment[management_software]" type="text"/>
@@ -183,7 +174,9 @@ fn RegisterForm(create: ServerAction<CreateEnvironment>) -> impl IntoView {
             <fieldset>
                 <legend>"Runtime technology"</legend>
                 <label for="env-rt-type">"Type"</label>
-                <select id="env-rt-type" name="environment[runtime_type]">{runtime_types}</select>
+                <select id="env-rt-type" name="environment[runtime_type]">
+                    {options(RuntimeTechnologyType::ALL.iter().map(|kind| kind.as_str()))}
+                </select>
                 <label for="env-rt-software">"Software"</label>
                 <input id="env-rt-software" name="environment[runtime_software]" type="text"/>
                 <label for="env-rt-version">"Version"</label>
