@@ -12,6 +12,12 @@ use rand::Rng;
 
 pub const ADMIN_PASSWORD: &str = "admin-password-1";
 
+/// The markup without Leptos's empty hydration markers (`<!>`), which debug
+/// builds scatter between text nodes.
+pub fn markup(html: &str) -> String {
+    html.replace("<!>", "")
+}
+
 /// Which database a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -129,6 +135,18 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
+    }
+
+    /// A server-rendered page (status and markup) as a user signed in with
+    /// Basic credentials, or nobody, sees it.
+    pub async fn page(&self, user: Option<(&str, &str)>, path: &str) -> (u16, String) {
+        let mut request = reqwest::Client::new().get(self.url(path));
+        if let Some((user, password)) = user {
+            request = request.basic_auth(user, Some(password));
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, markup(&response.text().await.unwrap()))
     }
 
     /// A client that keeps cookies, like a browser.

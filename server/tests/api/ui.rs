@@ -4,13 +4,7 @@ use std::time::{Duration, Instant};
 
 use rstest::rstest;
 
-use crate::helpers::{Backend, TestApp, ADMIN_PASSWORD};
-
-/// The markup without Leptos's empty hydration markers (`<!>`), which debug
-/// builds scatter between text nodes.
-fn markup(html: &str) -> String {
-    html.replace("<!>", "")
-}
+use crate::helpers::{markup, Backend, TestApp, ADMIN_PASSWORD};
 
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]

@@ -490,14 +490,10 @@ async fn the_image_page_shows_the_vice_fields(#[case] backend: Backend) {
         )
         .await;
     let id = image["id"].as_str().unwrap();
-    let page = reqwest::Client::new()
-        .get(app.url(&format!("/image/{id}")))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.unwrap().replace("<!>", "");
+    let (status, html) = app
+        .page(Some(("admin", ADMIN_PASSWORD)), &format!("/image/{id}"))
+        .await;
+    assert_eq!(status, 200);
     for expected in [
         "ViCE registry",
         "Packer recipe",

@@ -10,18 +10,6 @@ use serde_json::{json, Value};
 use crate::helpers::{Backend, TestApp};
 use crate::vice::{iso_bytes, Vice};
 
-/// A server-rendered page as a user signed in with Basic credentials sees it,
-/// without the hydration markers of debug builds.
-async fn page(app: &TestApp, user: Option<(&str, &str)>, path: &str) -> (u16, String) {
-    let mut request = reqwest::Client::new().get(app.url(path));
-    if let Some((user, password)) = user {
-        request = request.basic_auth(user, Some(password));
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap().replace("<!>", ""))
-}
-
 /// Posts a server function's form as a browser without WASM does.
 async fn post_form(
     app: &TestApp,
@@ -100,7 +88,7 @@ async fn environment_pages_show_the_callers_own_with_passwords_masked(#[case] ba
     )
     .await;
 
-    let (status, html) = page(&app, Some(alice), "/environments").await;
+    let (status, html) = app.page(Some(alice), "/environments").await;
     assert_eq!(status, 200);
     assert!(
         html.contains("Alice&#x27;s lab") || html.contains("Alice's lab"),
@@ -151,7 +139,7 @@ async fn environment_pages_show_the_callers_own_with_passwords_masked(#[case] ba
         app.core.environment_password(id).await.unwrap().as_deref(),
         Some("form-env-secret")
     );
-    let (_, html) = page(&app, Some(alice), "/environments").await;
+    let (_, html) = app.page(Some(alice), "/environments").await;
     assert!(html.contains("Export folder") && html.contains("container podman 5"));
     assert!(!html.contains("form-env-secret"));
 
@@ -180,7 +168,7 @@ async fn environment_pages_show_the_callers_own_with_passwords_masked(#[case] ba
         .await
         .unwrap()
         .contains("managementlayer.type"));
-    let (_, html) = page(&app, Some(alice), "/environments").await;
+    let (_, html) = app.page(Some(alice), "/environments").await;
     assert!(html.contains("2 environments"), "{html}");
 
     // Deleting: never another's (404, kept), one's own through the row's form.
@@ -193,7 +181,7 @@ async fn environment_pages_show_the_callers_own_with_passwords_masked(#[case] ba
         .await
         .unwrap();
     assert_eq!(stolen.status(), 404);
-    let (_, html) = page(&app, Some(alice), "/environments").await;
+    let (_, html) = app.page(Some(alice), "/environments").await;
     assert!(html.contains(&format!(
         "<input type=\"hidden\" name=\"id\" value=\"{id}\""
     )));
@@ -209,14 +197,14 @@ async fn environment_pages_show_the_callers_own_with_passwords_masked(#[case] ba
         .json(Method::GET, &format!("/environment/{id}"), None)
         .await;
     assert_eq!(status, 404);
-    let (_, html) = page(&app, Some(alice), "/environments").await;
+    let (_, html) = app.page(Some(alice), "/environments").await;
     assert!(
         html.contains("1 environment<") && !html.contains("Export folder"),
         "{html}"
     );
 
     // Nobody signed in: asked to sign in, shown nothing.
-    let (status, html) = page(&app, None, "/environments").await;
+    let (status, html) = app.page(None, "/environments").await;
     assert_eq!(status, 401);
     assert!(html.contains("to see your environments"));
     assert!(!html.contains("lab.example"));
@@ -247,10 +235,10 @@ async fn deploying_from_the_image_page_shows_each_state(#[case] backend: Backend
         create_environment(&vice, "OpenStack", "https://openstack.example:5000", "pw-2").await;
 
     // The image page offers the owner's environments, and nobody else anything.
-    let (_, html) = page(&app, Some(alice), &format!("/image/{image_id}")).await;
+    let (_, html) = app.page(Some(alice), &format!("/image/{image_id}")).await;
     assert!(html.contains("name=\"environment_id\""), "{html}");
     assert!(html.contains(&format!("<option value=\"{into_cloud}\">OpenStack")));
-    let (status, html) = page(&app, Some(bob), &format!("/image/{image_id}")).await;
+    let (status, html) = app.page(Some(bob), &format!("/image/{image_id}")).await;
     assert_eq!(status, 404);
     assert!(!html.contains("environment_id"));
 
@@ -284,7 +272,7 @@ async fn deploying_from_the_image_page_shows_each_state(#[case] backend: Backend
     assert_eq!(std::fs::read(root.path().join("lab.iso")).unwrap(), bytes);
     assert_eq!(failed["state"], "failed", "{failed}");
 
-    let (status, html) = page(&app, Some(alice), "/deployments").await;
+    let (status, html) = app.page(Some(alice), "/deployments").await;
     assert_eq!(status, 200);
     for expected in [
         "2 deployments",
@@ -313,7 +301,7 @@ async fn deploying_from_the_image_page_shows_each_state(#[case] backend: Backend
         .json(Method::GET, &format!("/deployment/{failed_id}"), None)
         .await;
     assert_eq!(status, 404);
-    let (_, html) = page(&app, Some(alice), "/deployments").await;
+    let (_, html) = app.page(Some(alice), "/deployments").await;
     assert!(
         html.contains("1 deployment<") && !html.contains("to the cloud"),
         "{html}"
@@ -321,7 +309,7 @@ async fn deploying_from_the_image_page_shows_each_state(#[case] backend: Backend
     assert!(root.path().join("lab.iso").exists());
 
     // Bob sees none of them, and cannot deploy Alice's image or into her environment.
-    let (_, html) = page(&app, Some(bob), "/deployments").await;
+    let (_, html) = app.page(Some(bob), "/deployments").await;
     assert!(html.contains("No deployments yet"), "{html}");
     let refused = reqwest::Client::new()
         .post(app.url("/api/ui/deploy"))
@@ -343,7 +331,7 @@ async fn deploying_from_the_image_page_shows_each_state(#[case] backend: Backend
         .await
         .unwrap();
     assert_eq!(stolen.status(), 404);
-    let (status, html) = page(&app, None, "/deployments").await;
+    let (status, html) = app.page(None, "/deployments").await;
     assert_eq!(status, 401);
     assert!(html.contains("to see your deployments"));
 }
