@@ -29,6 +29,12 @@ pub enum CoreError {
     /// A size limit or quota was exceeded.
     #[error("{0}")]
     TooLarge(String),
+    /// Too many sign-in attempts from this client or for this account: wait.
+    #[error("too many sign-in attempts; try again in {retry_after} s")]
+    Throttled { retry_after: u64 },
+    /// The server is checking as many passwords as it will at once: retry soon.
+    #[error("the server is busy; try again in {retry_after} s")]
+    Busy { retry_after: u64 },
     /// Something failed inside the server; details are in the server log only.
     #[error("internal error")]
     Internal,
@@ -46,6 +52,14 @@ impl CoreError {
         Self::NotFound(what.into())
     }
 
+    /// Seconds to wait before trying again, for errors that say so (`Retry-After`).
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Throttled { retry_after } | Self::Busy { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
     /// The HTTP status this error answers with unless a dialect says otherwise.
     pub fn http_status(&self) -> u16 {
         match self {
@@ -55,6 +69,8 @@ impl CoreError {
             Self::NotFound(_) => 404,
             Self::Conflict(_) => 409,
             Self::TooLarge(_) => 413,
+            Self::Throttled { .. } => 429,
+            Self::Busy { .. } => 503,
             Self::Internal => 500,
             Self::Transport(_) => 502,
         }

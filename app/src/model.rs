@@ -5,6 +5,7 @@ mod environment;
 mod image;
 mod image_type;
 mod provisioning;
+mod text;
 mod user;
 mod vice;
 
@@ -20,6 +21,7 @@ pub use provisioning::{
     is_provisioning_name, ImageLink, ImageRef, ProvisioningDraft, ProvisioningSpec,
     ProvisioningType,
 };
+pub use text::{is_bidi_control, plain_text};
 pub use user::{Principal, Role, Username, Viewer};
 pub use vice::{
     parse_specifics, ContentType, ManagementLayerType, RuntimeTechnologyType, ViceImageDraft,

@@ -3,6 +3,7 @@
 //! provides it as Leptos context; server functions cannot be generic, so they
 //! take it as a trait object.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use leptos::prelude::use_context;
@@ -23,8 +24,17 @@ pub trait Catalog: Send + Sync + 'static {
     /// One image, if the viewer may see it.
     async fn get_image(&self, viewer: &Viewer, id: i64) -> Result<Image, CoreError>;
 
-    /// Checks a username and password; failures are slow and do not say which part was wrong.
-    async fn login(&self, username: &str, password: &str) -> Result<Principal, CoreError>;
+    /// Checks a username and password for a client at `client`; failures are
+    /// slow, throttled and do not say which part was wrong.
+    async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Principal, CoreError>;
+
+    /// Revokes the access tokens issued through one browser session.
+    async fn revoke_session_tokens(&self, session: &str) -> Result<(), CoreError>;
 
     /// The viewer's execution environments (everyone's for an admin), without passwords.
     async fn list_environments(&self, viewer: &Viewer) -> Result<Vec<Environment>, CoreError>;
@@ -63,6 +73,18 @@ pub trait Catalog: Send + Sync + 'static {
 }
 
 pub type SharedCatalog = Arc<dyn Catalog>;
+
+/// The address of the client that sent the request, as the server's
+/// middleware saw it (put into the request's extensions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub IpAddr);
+
+/// The client address of the request being served, if known.
+pub fn client_address() -> Option<IpAddr> {
+    use_context::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<ClientAddress>().copied())
+        .map(|client| client.0)
+}
 
 /// The catalog and the viewer of the request being served.
 pub fn request_context() -> Result<(SharedCatalog, Viewer), CoreError> {

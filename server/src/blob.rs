@@ -1,13 +1,17 @@
 //! Image bytes on local disk, content-addressed by SHA-256.
 //!
-//! An upload streams into a temporary file under `tmp/` while it is hashed;
-//! only when the body is complete is the file fsynced and renamed to
-//! `blobs/<first two hex digits>/<sha256>`. A body that fails or is cut off
-//! leaves nothing: the temporary file is deleted when its guard drops, even if
-//! the request's future is simply dropped. Identical content is stored once.
+//! An upload streams into a temporary file under `tmp/` while it is hashed
+//! and fsynced ([`BlobStore::ingest`] answers a [`Staged`] blob); the core
+//! then publishes it ([`BlobStore::publish`], a rename to
+//! `blobs/<first two hex digits>/<sha256>`) while it holds the blob's lock in
+//! the database and writes the record, so that a blob is never removed while
+//! a record is being attached to it. A body that fails or is cut off leaves
+//! nothing: the temporary file is deleted when its guard drops, even if the
+//! request's future is simply dropped. Identical content is stored once.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -24,21 +28,47 @@ const QUEUE_DEPTH: usize = 8;
 pub enum IngestError {
     #[error("the file is larger than the {limit} bytes allowed")]
     TooLarge { limit: u64 },
+    #[error("the file does not fit in what is left of the quota of {quota} bytes")]
+    OverQuota { quota: u64 },
     #[error("the upload was interrupted: {0}")]
     Body(String),
     #[error("storage failed: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// A blob that is safely on disk.
-#[derive(Debug, Clone)]
-pub struct Ingested {
+/// How many bytes an upload may grow to, decided as it grows (a quota
+/// reservation, or a fixed limit).
+#[async_trait::async_trait]
+pub trait Allowance: Send {
+    /// Makes room for at least `needed` bytes in all; answers how many bytes
+    /// the upload may now reach, or refuses.
+    async fn grow(&mut self, needed: u64) -> Result<u64, IngestError>;
+}
+
+/// A fixed limit, and no quota.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit(pub u64);
+
+#[async_trait::async_trait]
+impl Allowance for Limit {
+    async fn grow(&mut self, needed: u64) -> Result<u64, IngestError> {
+        if needed > self.0 {
+            Err(IngestError::TooLarge { limit: self.0 })
+        } else {
+            Ok(self.0)
+        }
+    }
+}
+
+/// Bytes that are complete, hashed and fsynced in a temporary file, not yet
+/// published. Dropping it deletes the temporary file.
+#[derive(Debug)]
+pub struct Staged {
     pub sha256: String,
     pub size: u64,
     /// The first [`HEAD_LEN`] bytes.
     pub head: Vec<u8>,
-    /// False when the same bytes were already stored.
-    pub newly_stored: bool,
+    temp: tempfile::TempPath,
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +82,16 @@ fn is_sha256(text: &str) -> bool {
         && text
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Whether a directory entry was last modified more than `grace` ago.
+fn older_than(entry: &std::fs::DirEntry, grace: Duration) -> bool {
+    entry
+        .metadata()
+        .and_then(|meta| meta.modified())
+        .ok()
+        .and_then(|modified| SystemTime::now().duration_since(modified).ok())
+        .is_some_and(|age| age >= grace)
 }
 
 impl BlobStore {
@@ -83,9 +123,13 @@ impl BlobStore {
         &self.tmp
     }
 
-    /// Streams `body` to disk, hashing as it goes, and publishes it under its
-    /// digest once complete. More than `limit` bytes is refused.
-    pub async fn ingest<S, E>(&self, mut body: S, limit: u64) -> Result<Ingested, IngestError>
+    /// Streams `body` to a temporary file, hashing as it goes, and fsyncs it
+    /// once complete. Growing past what `allowance` grants is refused.
+    pub async fn ingest<S, E>(
+        &self,
+        mut body: S,
+        allowance: &mut dyn Allowance,
+    ) -> Result<Staged, IngestError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -112,12 +156,13 @@ impl BlobStore {
 
         let mut hasher = Sha256::new();
         let mut size = 0u64;
+        let mut granted = 0u64;
         let mut head = Vec::with_capacity(HEAD_LEN);
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|error| IngestError::Body(error.to_string()))?;
-            size += chunk.len() as u64;
-            if size > limit {
-                return Err(IngestError::TooLarge { limit });
+            size = size.saturating_add(chunk.len() as u64);
+            if size > granted {
+                granted = allowance.grow(size).await?;
             }
             if head.len() < HEAD_LEN {
                 let take = (HEAD_LEN - head.len()).min(chunk.len());
@@ -131,34 +176,88 @@ impl BlobStore {
         drop(sender);
         writer.await.map_err(std::io::Error::other)??;
 
-        let sha256 = hex::encode(hasher.finalize());
+        Ok(Staged {
+            sha256: hex::encode(hasher.finalize()),
+            size,
+            head,
+            temp: temp_path,
+        })
+    }
+
+    /// Makes staged bytes the blob of their digest, unless the same bytes
+    /// are already there. The caller holds the blob's lock.
+    pub async fn publish(&self, staged: Staged) -> std::io::Result<()> {
         let destination = self
-            .path(&sha256)
+            .path(&staged.sha256)
             .ok_or_else(|| std::io::Error::other("bad digest"))?;
-        let newly_stored = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             let folder = destination
                 .parent()
                 .ok_or_else(|| std::io::Error::other("no folder"))?;
             std::fs::create_dir_all(folder)?;
             if destination.exists() {
-                return Ok(false); // Same bytes already stored: the guard deletes ours.
+                return Ok(()); // Same bytes already stored: the guard deletes ours.
             }
-            temp_path
+            staged
+                .temp
                 .persist(&destination)
                 .map_err(|error| error.error)?;
             // The rename itself must survive a crash.
-            std::fs::File::open(folder)?.sync_all()?;
-            Ok(true)
+            std::fs::File::open(folder)?.sync_all()
         })
         .await
-        .map_err(std::io::Error::other)??;
+        .map_err(std::io::Error::other)?
+    }
 
-        Ok(Ingested {
-            sha256,
-            size,
-            head,
-            newly_stored,
+    /// Whether the blob of this digest is on disk.
+    pub async fn exists(&self, sha256: &str) -> bool {
+        match self.path(sha256) {
+            Some(path) => tokio::fs::try_exists(path).await.unwrap_or(false),
+            None => false,
+        }
+    }
+
+    /// Deletes temporary files untouched for `grace` (uploads that a crash
+    /// or a stalled client left); answers how many.
+    pub async fn discard_stale_uploads(&self, grace: Duration) -> std::io::Result<usize> {
+        let tmp = self.tmp.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut removed = 0;
+            for entry in std::fs::read_dir(&tmp)? {
+                let entry = entry?;
+                if older_than(&entry, grace) && std::fs::remove_file(entry.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+            Ok(removed)
         })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+
+    /// The digests of the blobs on disk untouched for `grace`: candidates
+    /// for collection once the database says no record uses them.
+    pub async fn settled_blobs(&self, grace: Duration) -> std::io::Result<Vec<String>> {
+        let blobs = self.blobs.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut found = Vec::new();
+            for folder in std::fs::read_dir(&blobs)? {
+                let folder = folder?;
+                if !folder.file_type()?.is_dir() {
+                    continue;
+                }
+                for entry in std::fs::read_dir(folder.path())? {
+                    let entry = entry?;
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if is_sha256(&name) && older_than(&entry, grace) {
+                        found.push(name);
+                    }
+                }
+            }
+            Ok(found)
+        })
+        .await
+        .map_err(std::io::Error::other)?
     }
 
     /// Opens a blob for reading, with its length.
@@ -215,22 +314,28 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let store = BlobStore::open(root.path()).await.unwrap();
         let first = store
-            .ingest(chunks(vec![Ok(b"hello "), Ok(b"world")]), 100)
+            .ingest(chunks(vec![Ok(b"hello "), Ok(b"world")]), &mut Limit(100))
             .await
             .unwrap();
+        let digest = first.sha256.clone();
         assert_eq!(
-            first.sha256,
+            digest,
             "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
         );
         assert_eq!(first.size, 11);
         assert_eq!(first.head, b"hello world");
-        assert!(first.newly_stored);
+        assert!(
+            !store.exists(&digest).await,
+            "staged bytes are not published"
+        );
+        store.publish(first).await.unwrap();
+        assert!(store.exists(&digest).await);
         let second = store
-            .ingest(chunks(vec![Ok(b"hello world")]), 100)
+            .ingest(chunks(vec![Ok(b"hello world")]), &mut Limit(100))
             .await
             .unwrap();
-        assert!(!second.newly_stored);
-        let stored = std::fs::read(store.path(&first.sha256).unwrap()).unwrap();
+        store.publish(second).await.unwrap();
+        let stored = std::fs::read(store.path(&digest).unwrap()).unwrap();
         assert_eq!(stored, b"hello world");
         assert_eq!(files_in(&root.path().join("blobs")), 1);
         assert_eq!(files_in(store.tmp_dir()), 0);
@@ -241,11 +346,17 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let store = BlobStore::open(root.path()).await.unwrap();
         let cut = store
-            .ingest(chunks(vec![Ok(b"part"), Err("connection reset")]), 100)
+            .ingest(
+                chunks(vec![Ok(b"part"), Err("connection reset")]),
+                &mut Limit(100),
+            )
             .await;
         assert!(matches!(cut, Err(IngestError::Body(_))));
         let big = store
-            .ingest(chunks(vec![Ok(b"0123456789"), Ok(b"0123456789")]), 15)
+            .ingest(
+                chunks(vec![Ok(b"0123456789"), Ok(b"0123456789")]),
+                &mut Limit(15),
+            )
             .await;
         assert!(matches!(big, Err(IngestError::TooLarge { limit: 15 })));
         assert_eq!(files_in(root.path()), 0);

@@ -64,6 +64,27 @@ pub enum ApikeyCommand {
     /// Issue a key for a user in a tenant (created if needed); the key is
     /// printed once, on the last line, and only its hash is stored.
     Create(ApikeyCreateArgs),
+    /// List the API keys (id, user, tenant, created), never the keys themselves.
+    List(ApikeyListArgs),
+    /// Revoke an API key by its id (from `apikey list`); it stops working at once.
+    Revoke(ApikeyRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApikeyListArgs {
+    /// Only this user's keys.
+    #[arg(long)]
+    pub user: Option<String>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ApikeyRevokeArgs {
+    /// The key's id, as `apikey list` shows it.
+    pub id: i64,
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 #[derive(Debug, Args)]
@@ -170,6 +191,12 @@ pub struct ServeArgs {
     /// Background job workers in this process (personal-store syncs); 0 runs none.
     #[arg(long, env = "DEPOT_JOB_WORKERS", default_value_t = 2)]
     pub job_workers: usize,
+    /// Password checks one client address may make in a burst (then one per 2 s).
+    #[arg(long, env = "DEPOT_LOGIN_BURST_PER_ADDRESS", default_value_t = 30)]
+    pub login_burst_per_address: u32,
+    /// Password checks against one account in a burst (then one per 6 s).
+    #[arg(long, env = "DEPOT_LOGIN_BURST_PER_ACCOUNT", default_value_t = 10)]
+    pub login_burst_per_account: u32,
 }
 
 impl ServeArgs {
@@ -188,6 +215,8 @@ impl ServeArgs {
             demo: false,
             job_workers: 2,
             export_root: None,
+            login_burst_per_address: 30,
+            login_burst_per_account: 10,
         }
     }
 }

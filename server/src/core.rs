@@ -3,15 +3,20 @@
 //! it; none of them talks to the store directly.
 
 mod auth;
+mod blobs;
 mod coopr;
 mod demo;
 mod deployments;
 mod environments;
+mod export;
 mod images;
 mod inspect;
 mod jobs;
 mod keys;
+pub mod login_guard;
+mod patterns;
 mod provisioning;
+mod quota;
 mod sync;
 mod vice;
 
@@ -22,12 +27,17 @@ use tokio::sync::Notify;
 
 use crate::blob::BlobStore;
 use crate::store::Db;
+use login_guard::{LoginGuard, LoginLimits};
 
-pub use auth::IssuedToken;
 pub use auth::TOKEN_TTL;
+pub use auth::{IssuedToken, TokenInfo};
+pub use blobs::Collected;
 pub use coopr::{IssuedKey, TenantCaller};
 pub use images::UploadMeta;
+#[cfg(test)]
+pub use jobs::PANICKING_JOB;
 pub use keys::ServerKey;
+pub use quota::{StoreWrite, UploadAllowance};
 pub use sync::{SyncKind, SyncRequest};
 
 /// The largest single upload unless the operator says otherwise: 1 TiB.
@@ -52,6 +62,8 @@ pub struct Limits {
     pub personal_data_store: String,
     /// The folder under which `file://` environments may be deployed to.
     pub export_root: Option<PathBuf>,
+    /// How fast password checks may be repeated per client and per account.
+    pub login: LoginLimits,
 }
 
 impl Default for Limits {
@@ -62,6 +74,7 @@ impl Default for Limits {
             data_store: DEFAULT_DATA_STORE.into(),
             personal_data_store: DEFAULT_PERSONAL_DATA_STORE.into(),
             export_root: None,
+            login: LoginLimits::default(),
         }
     }
 }
@@ -80,6 +93,8 @@ pub struct Core {
     credentials_key: [u8; 32],
     /// Each user's personal store is a folder under this one.
     personal_root: PathBuf,
+    /// Bounds, throttles and caches password checks.
+    login_guard: LoginGuard,
     /// Wakes this process's job workers when it queues a job.
     jobs_waiting: Notify,
     /// How many job workers this process runs (for runtime statistics).
@@ -95,7 +110,9 @@ impl Core {
         personal_root: PathBuf,
     ) -> Self {
         let dummy_hash = auth::hash_password("not a password of anyone").unwrap_or_default();
+        let login_guard = LoginGuard::new(limits.login, key.derive("depot credential cache v1"));
         Self {
+            login_guard,
             db,
             blobs,
             limits,
@@ -118,6 +135,11 @@ impl Core {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// The password checks' throttles and cache.
+    pub fn login_guard(&self) -> &LoginGuard {
+        &self.login_guard
     }
 }
 
@@ -155,8 +177,13 @@ impl app::ports::Catalog for Core {
         &self,
         username: &str,
         password: &str,
+        client: Option<std::net::IpAddr>,
     ) -> Result<app::model::Principal, CoreError> {
-        Core::login(self, username, password).await
+        Core::login_from(self, username, password, client).await
+    }
+
+    async fn revoke_session_tokens(&self, session: &str) -> Result<(), CoreError> {
+        Core::revoke_session_tokens(self, session).await
     }
 
     async fn list_environments(

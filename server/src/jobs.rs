@@ -36,12 +36,27 @@ fn worker_name(index: usize) -> String {
     format!("{}-{}-{index}", std::process::id(), hex::encode(nonce))
 }
 
-/// Starts `count` workers; they run until the runtime stops.
+/// How long a supervisor waits before restarting a worker that died.
+const RESTART_AFTER: Duration = Duration::from_secs(1);
+
+/// Starts `count` workers, each under a supervisor that starts it again if
+/// it ever stops; they run until the runtime stops.
 pub fn spawn_workers(core: Arc<Core>, count: usize) {
     core.set_job_workers(core.job_workers() + count);
     for index in 0..count {
         let core = core.clone();
-        tokio::spawn(async move { work(core, worker_name(index)).await });
+        tokio::spawn(async move {
+            loop {
+                let worker = tokio::spawn(work(core.clone(), worker_name(index)));
+                match worker.await {
+                    Err(error) if error.is_panic() => {
+                        tracing::error!("a job worker panicked; starting it again");
+                    }
+                    _ => tracing::error!("a job worker stopped; starting it again"),
+                }
+                tokio::time::sleep(RESTART_AFTER).await;
+            }
+        });
     }
 }
 
@@ -70,10 +85,23 @@ async fn work(core: Arc<Core>, name: String) {
     }
 }
 
-async fn run(core: &Core, name: &str, job: JobRow) {
+async fn run(core: &Arc<Core>, name: &str, job: JobRow) {
     tracing::info!("job started");
     let lease_ms = LEASE.as_millis() as i64;
-    let work = core.run_job(&job);
+    // The job runs as a task of its own: if it panics, the panic ends that
+    // task only, and the job is recorded as failed like any other failure.
+    let work = tokio::spawn({
+        let core = core.clone();
+        let job = job.clone();
+        async move { core.run_job(&job).await }.in_current_span()
+    });
+    let work = async {
+        match work.await {
+            Ok(outcome) => outcome,
+            Err(error) if error.is_panic() => Err("the job failed unexpectedly".to_owned()),
+            Err(_) => Err("the job was cancelled".to_owned()),
+        }
+    };
     tokio::pin!(work);
     let mut renew = tokio::time::interval(RENEW_EVERY);
     renew.tick().await;
@@ -84,6 +112,7 @@ async fn run(core: &Core, name: &str, job: JobRow) {
                 match core.db().renew_lease(job.id, name, now_ms(), lease_ms).await {
                     Ok(true) => {}
                     Ok(false) => {
+                        // The task goes on until it notices; its outcome is not recorded.
                         tracing::warn!("lost the lease; another worker has the job");
                         return;
                     }
@@ -116,5 +145,52 @@ async fn run(core: &Core, name: &str, job: JobRow) {
     match recorded {
         Ok(()) => tracing::info!(ok = outcome.is_ok(), "job ended"),
         Err(error) => tracing::error!(%error, "cannot record the job's outcome"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob::BlobStore;
+    use crate::core::{Limits, ServerKey, PANICKING_JOB};
+    use crate::store::Db;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_job_fails_and_its_worker_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        db.migrate().await.unwrap();
+        let blobs = BlobStore::open(&dir.path().join("store")).await.unwrap();
+        let key = ServerKey::load(dir.path(), None).await.unwrap();
+        let core = Arc::new(Core::new(
+            db.clone(),
+            blobs,
+            Limits::default(),
+            &key,
+            dir.path().join("personal"),
+        ));
+        let panicking = db.enqueue_job(PANICKING_JOB, "{}", now_ms()).await.unwrap();
+        let next = db
+            .enqueue_job("no.such.kind", "{}", now_ms() + 1)
+            .await
+            .unwrap();
+        spawn_workers(core, 1);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let first = db.job_status(panicking).await.unwrap().unwrap();
+            let second = db.job_status(next).await.unwrap().unwrap();
+            if first.2.is_some() && second.2.is_some() {
+                assert_eq!(first.2.as_deref(), Some("the job failed unexpectedly"));
+                assert_ne!(first.0, "running", "{first:?}");
+                assert!(second.2.unwrap().contains("no worker runs jobs"));
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the worker stopped after a panic: {first:?} {second:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }

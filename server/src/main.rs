@@ -68,6 +68,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", issued.key);
             Ok(())
         }
+        Command::Apikey(ApikeyCommand::List(args)) => {
+            let db = serve::open_database(&args.storage).await?;
+            let core = serve::open_core(&args.storage, db.clone(), Limits::default()).await?;
+            let keys = core
+                .list_api_keys(args.user.as_deref())
+                .await
+                .map_err(|error| anyhow::anyhow!("{error}"))?;
+            db.close().await;
+            println!("{:>6}  {:<24}  {:<24}  created", "id", "user", "tenant");
+            for key in keys {
+                println!(
+                    "{:>6}  {:<24}  {:<24}  {}",
+                    key.id,
+                    key.username,
+                    key.tenant,
+                    key.created_at.format("%Y-%m-%d %H:%M:%S UTC")
+                );
+            }
+            Ok(())
+        }
+        Command::Apikey(ApikeyCommand::Revoke(args)) => {
+            let db = serve::open_database(&args.storage).await?;
+            let core = serve::open_core(&args.storage, db.clone(), Limits::default()).await?;
+            let revoked = core.revoke_api_key(args.id).await;
+            db.close().await;
+            revoked.map_err(|error| anyhow::anyhow!("{error}"))?;
+            println!("revoked API key {}", args.id);
+            Ok(())
+        }
     }
 }
 

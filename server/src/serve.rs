@@ -10,9 +10,18 @@ use leptos::config::LeptosOptions;
 
 use crate::blob::BlobStore;
 use crate::config::{ServeArgs, StorageArgs};
+use crate::core::login_guard::LoginLimits;
 use crate::core::{Core, Limits, ServerKey};
 use crate::state::AppState;
 use crate::store::{Db, SessionStore};
+
+/// How often expired sessions, tokens and reservations are deleted, and
+/// what interrupted uploads left is collected.
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
+
+/// How long a blob no record uses, or a temporary upload file, must have
+/// been untouched before it is collected (an upload in flight is younger).
+const GARBAGE_GRACE: Duration = Duration::from_secs(3600);
 
 /// Opens the database (creating the data folder) and applies migrations.
 pub async fn open_database(storage: &StorageArgs) -> anyhow::Result<Db> {
@@ -73,6 +82,11 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Built> {
         user_quota_bytes: args.user_quota_bytes,
         data_store: args.data_store.clone(),
         export_root: args.export_root.clone(),
+        login: LoginLimits {
+            per_address_burst: args.login_burst_per_address,
+            per_account_burst: args.login_burst_per_account,
+            ..LoginLimits::default()
+        },
         ..Limits::default()
     };
     anyhow::ensure!(
@@ -134,16 +148,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "Depot is listening");
 
     let sessions = built.sessions.clone();
+    let core = built.core.clone();
     let sweeper = tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(3600));
+        let mut every = tokio::time::interval(SWEEP_EVERY);
         loop {
             every.tick().await;
             if let Err(error) = sessions.delete_expired().await {
                 tracing::warn!(%error, "cannot delete expired sessions");
             }
+            if let Err(error) = core.collect_garbage(GARBAGE_GRACE).await {
+                tracing::warn!(%error, "cannot collect garbage");
+            }
         }
     });
-    axum::serve(listener, built.router)
+    let service = built
+        .router
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("the server failed")?;

@@ -10,29 +10,38 @@ mod deployments;
 mod environments;
 mod images;
 mod jobs;
+mod quota;
 mod rows;
 mod sessions;
 pub mod sql;
 mod sync;
 mod tokens;
+mod tx;
 mod users;
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use coopr::{is_unique_violation, ApiKeyRow, ImageTypeRow};
+pub use coopr::{is_unique_violation, ApiKeyListing, ApiKeyRow, ImageTypeRow};
 pub use deployments::DeploymentRow;
 pub use environments::{EnvironmentColumns, EnvironmentRow};
 pub use images::{LinkRow, NewImage, ProvisioningUpdate};
 pub use jobs::{JobCount, JobRow};
+pub use quota::QuotaAsk;
 pub use rows::{ImageRow, UserRow};
 pub use sessions::SessionStore;
 pub use sync::{SyncOutcome, SyncRow};
+pub use tokens::TokenRow;
+pub(crate) use tx::with_tx;
+pub use tx::{BlobLock, Tx};
+
+/// The longest a PostgreSQL statement may run.
+pub const STATEMENT_TIMEOUT: &str = "30s";
 
 /// Which SQL dialect a statement is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,10 +89,14 @@ impl Db {
     /// Connects to `url`: `postgres://…` for PostgreSQL, anything else is a SQLite URL.
     pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            // No statement may hold a connection (and its locks) for long,
+            // whatever a request asked for.
+            let options = PgConnectOptions::from_str(url)?
+                .options([("statement_timeout", STATEMENT_TIMEOUT)]);
             let pool = PgPoolOptions::new()
                 .max_connections(32)
                 .acquire_timeout(Duration::from_secs(10))
-                .connect(url)
+                .connect_with(options)
                 .await?;
             Ok(Self::Postgres(pool))
         } else {

@@ -4,7 +4,9 @@
 mod auth;
 mod error;
 mod files;
+mod security;
 mod store;
+mod store_quota;
 mod tokens;
 
 use axum::routing::get;
@@ -18,7 +20,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 use crate::state::AppState;
 use crate::store::SessionStore;
 
-pub use error::{status_of, ApiError};
+pub use error::{status_of, with_retry_after, ApiError};
 pub use files::content_response;
 pub use store::handler as store_handler;
 
@@ -47,7 +49,10 @@ pub fn router(state: AppState, sessions: SessionStore, secure_cookies: bool) -> 
         .leptos_routes_with_context(
             &state,
             generate_route_list(app::App),
-            move || provide_context(catalog.clone()),
+            move || {
+                provide_context(catalog.clone());
+                set_page_policy();
+            },
             move || app::shell(leptos_options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
@@ -58,8 +63,24 @@ pub fn router(state: AppState, sessions: SessionStore, secure_cookies: bool) -> 
             auth::resolve_viewer,
         ))
         .layer(sessions)
+        .layer(axum::middleware::from_fn(security::refuse_cross_site))
+        .layer(axum::middleware::from_fn(security::common_headers))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Gives a server-rendered page its Content-Security-Policy, with the nonce
+/// Leptos puts on the page's scripts (server functions have no nonce).
+fn set_page_policy() {
+    let (Some(nonce), Some(response)) = (
+        leptos::nonce::use_nonce(),
+        leptos::prelude::use_context::<leptos_axum::ResponseOptions>(),
+    ) else {
+        return;
+    };
+    if let Ok(policy) = http::HeaderValue::from_str(&security::page_policy(&nonce)) {
+        response.insert_header(http::header::CONTENT_SECURITY_POLICY, policy);
+    }
 }
 
 /// Liveness: the process answers.

@@ -8,9 +8,9 @@ use crate::model::Principal;
 /// Checks the credentials, starts a fresh session and sends the browser home.
 #[server(prefix = "/api/ui", endpoint = "login")]
 pub async fn login(username: String, password: String) -> Result<Principal, CoreError> {
-    use crate::ports::{request_context, respond, session, SESSION_USER_KEY};
+    use crate::ports::{client_address, request_context, respond, session, SESSION_USER_KEY};
     let (catalog, _) = request_context()?;
-    let principal = respond(catalog.login(&username, &password).await)?;
+    let principal = respond(catalog.login(&username, &password, client_address()).await)?;
     let session = session()?;
     // A new id on every sign-in, so that a session id planted before cannot be reused.
     session.cycle_id().await.map_err(|_| CoreError::Internal)?;
@@ -22,10 +22,14 @@ pub async fn login(username: String, password: String) -> Result<Principal, Core
     Ok(principal)
 }
 
-/// Ends the browser session.
+/// Ends the browser session, and revokes the access tokens it issued.
 #[server(prefix = "/api/ui", endpoint = "logout")]
 pub async fn logout() -> Result<(), CoreError> {
     let session = crate::ports::session()?;
+    if let Some(id) = session.id() {
+        let (catalog, _) = crate::ports::request_context()?;
+        catalog.revoke_session_tokens(&id.to_string()).await?;
+    }
     session.flush().await.map_err(|_| CoreError::Internal)?;
     leptos_axum::redirect("/login");
     Ok(())

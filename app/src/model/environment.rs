@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::CoreError;
-use crate::model::{parse_specifics, ManagementLayerType, RuntimeTechnologyType};
+use crate::model::{parse_specifics, plain_text, ManagementLayerType, RuntimeTechnologyType};
 
 /// What answers stand for a stored password.
 pub const MASKED_PASSWORD: &str = "********";
@@ -83,14 +83,15 @@ impl std::fmt::Debug for EnvironmentSpec {
 }
 
 /// A free-text attribute (a title, a location): at most 2048 bytes, no
-/// control characters; absent is empty.
+/// control or bidirectional formatting characters; absent is empty.
 pub fn short_text(field: &str, value: Option<String>) -> Result<String, CoreError> {
     let value = value.unwrap_or_default();
-    if value.len() > 2048 || value.chars().any(char::is_control) {
+    if value.len() > 2048 {
         return Err(CoreError::invalid(format!(
-            "{field} must be at most 2048 bytes without control characters"
+            "{field} must be at most 2048 bytes"
         )));
     }
+    plain_text(field, &value)?;
     Ok(value)
 }
 
@@ -160,6 +161,31 @@ mod tests {
             ..draft()
         })
         .is_err());
+    }
+
+    #[test]
+    fn titles_and_other_texts_are_short_and_plain() {
+        assert_eq!(short_text("title", None).unwrap(), "");
+        assert_eq!(short_text("title", Some("Lab é".into())).unwrap(), "Lab é");
+        for (bad, rule) in [
+            ("x".repeat(2049), "at most 2048 bytes"),
+            ("a\u{7}b".to_owned(), "control characters"),
+            ("lab\u{202e}cod".to_owned(), "bidirectional"),
+            ("\u{2066}lab".to_owned(), "bidirectional"),
+        ] {
+            let error = short_text("title", Some(bad)).unwrap_err().to_string();
+            assert!(
+                error.starts_with("title ") && error.contains(rule),
+                "{error}"
+            );
+        }
+        let error = EnvironmentSpec::parse(EnvironmentDraft {
+            title: Some("prod\u{200f}".into()),
+            ..draft()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(error.starts_with("title "), "{error}");
     }
 
     #[test]

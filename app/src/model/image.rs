@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CoreError;
-use crate::model::{ImageLink, Viewer};
+use crate::model::{plain_text, ImageLink, Viewer};
 
 /// What an image is, as the catalogs group them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -114,11 +114,10 @@ impl ImageName {
         if name.len() > 255 {
             return Err(CoreError::invalid("the file name is longer than 255 bytes"));
         }
-        if name.chars().any(|c| c.is_control() || c == '"') {
-            return Err(CoreError::invalid(
-                "the file name may not contain control characters or quotes",
-            ));
+        if name.contains('"') {
+            return Err(CoreError::invalid("the file name may not contain quotes"));
         }
+        plain_text("the file name", name)?;
         Ok(Self(name.to_owned()))
     }
 
@@ -268,6 +267,9 @@ mod tests {
             "a/..",
             "bad\nname",
             "quo\"te",
+            "evil\u{202e}gpj.iso",
+            "\u{2067}x.iso",
+            "x\u{200f}.iso",
             &"x".repeat(256),
         ] {
             assert!(ImageName::parse(bad).is_err(), "{bad:?} accepted");

@@ -103,4 +103,18 @@ mod tests {
         assert!(error.contains("providermap.x must be an object"), "{error}");
         assert!(ImageType::parse(&json!([1])).is_err());
     }
+
+    #[test]
+    fn names_are_plain_ascii() {
+        assert!(is_image_type_name("small.example"));
+        for bad in [
+            "evil\u{202e}gpj",
+            "\u{2066}small",
+            "small\u{200f}",
+            "a\nb",
+            "",
+        ] {
+            assert!(!is_image_type_name(bad), "{bad:?} accepted");
+        }
+    }
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::CoreError;
+use crate::model::plain_text;
 
 /// How a node provisioned from the image keeps its state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,6 +173,15 @@ impl ProvisioningSpec {
         if template_name.is_some() && provisioning_type != ProvisioningType::Linkedclone {
             problems.push("templateName is allowed only when type is linkedclone".to_owned());
         }
+        for (field, text) in [
+            ("osType", &draft.os_type),
+            ("hypervisorType", &hypervisor_type),
+            ("templateName", &template_name),
+        ] {
+            if let Err(error) = plain_text(field, text.as_deref().unwrap_or_default()) {
+                problems.push(error.to_string());
+            }
+        }
         let extensions = draft.extensions.unwrap_or_default();
         check_extensions(&extensions, &mut problems);
 
@@ -261,6 +271,24 @@ mod tests {
         }
         assert!(problems(ProvisioningDraft::default()).contains("name is required"));
         assert!(problems(ProvisioningDraft::default()).contains("hypervisor is required"));
+    }
+
+    #[test]
+    fn names_and_attributes_refuse_bidirectional_controls() {
+        assert!(!is_provisioning_name("evil\u{202e}gpj"));
+        let text = problems(ProvisioningDraft {
+            name: Some("evil\u{202e}gpj".into()),
+            os_type: Some("linux\u{200e}".into()),
+            ..basic()
+        });
+        assert!(text.contains("may contain only"), "{text}");
+        assert!(text.contains("osType may not contain"), "{text}");
+        let text = problems(ProvisioningDraft {
+            provisioning_type: Some(Some("linkedclone".into())),
+            template_name: Some(Some("centos\u{202a}".into())),
+            ..basic()
+        });
+        assert!(text.contains("templateName may not contain"), "{text}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::error::CoreError;
-use crate::model::DiskFormat;
+use crate::model::{plain_text, DiskFormat};
 
 /// Declares an enum whose values are the registry's words for it.
 macro_rules! vice_enum {
@@ -152,10 +152,11 @@ impl ViceImageSpec {
                 Some(text) if text.len() > MAX_TEXT => Err(CoreError::invalid(format!(
                     "{field} is longer than {MAX_TEXT} bytes"
                 ))),
-                Some(text) if text.chars().any(char::is_control) => Err(CoreError::invalid(
-                    format!("{field} may not contain control characters"),
-                )),
-                other => Ok(other.filter(|text| !text.trim().is_empty())),
+                Some(text) => {
+                    plain_text(field, &text)?;
+                    Ok(Some(text).filter(|text| !text.trim().is_empty()))
+                }
+                None => Ok(None),
             }
         };
         Ok(Self {
@@ -202,6 +203,15 @@ mod tests {
             ..Default::default()
         };
         assert!(ViceImageSpec::parse(bad).is_err());
+        for (title, reference) in [("evil\u{202e}gpj", "r"), ("t", "ref\u{2069}")] {
+            let bad = ViceImageDraft {
+                title: Some(title.into()),
+                environment_reference: Some(reference.into()),
+                ..Default::default()
+            };
+            let error = ViceImageSpec::parse(bad).unwrap_err().to_string();
+            assert!(error.contains("bidirectional"), "{error}");
+        }
     }
 
     #[test]

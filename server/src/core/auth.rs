@@ -5,6 +5,7 @@
 //! the VSS client expects to decode. A valid signature is not enough: the
 //! token's SHA-256 must also be in the database, so that it can be revoked.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use app::error::CoreError;
@@ -43,9 +44,19 @@ struct Claims {
 /// A token as handed to its user, once.
 #[derive(Debug, Clone)]
 pub struct IssuedToken {
+    pub id: i64,
     pub token: String,
     pub issued_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+}
+
+/// A token as its owner sees it in a listing: never the token itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 /// The shortest password accepted for a new account.
@@ -63,7 +74,7 @@ pub fn hash_password(password: &str) -> Result<String, CoreError> {
         })
 }
 
-fn verify_password(hash: &str, password: &str) -> bool {
+pub(super) fn verify_password(hash: &str, password: &str) -> bool {
     PasswordHash::new(hash)
         .map(|parsed| {
             Argon2::default()
@@ -161,6 +172,26 @@ impl Core {
     /// Checks a username and password. Whatever was wrong, the answer is the
     /// same and comes no sooner.
     pub async fn login(&self, username: &str, password: &str) -> Result<Principal, CoreError> {
+        self.login_from(username, password, None).await
+    }
+
+    /// Checks a username and password sent by a client at `client`: answered
+    /// from the short-lived cache of verified credentials, else throttled per
+    /// address and per account and checked on the bounded checker threads
+    /// (see [`super::login_guard`]).
+    pub async fn login_from(
+        &self,
+        username: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Principal, CoreError> {
+        if let Some(id) = self.login_guard.remembered(username, password) {
+            match self.db.user_by_id(id).await.map_err(db_error)? {
+                Some(user) if user.username == username => return user.principal(),
+                _ => self.login_guard.forget_user(id),
+            }
+        }
+        self.login_guard.throttle_address(client)?;
         let user = match Username::parse(username) {
             Ok(name) => self
                 .db
@@ -169,15 +200,18 @@ impl Core {
                 .map_err(db_error)?,
             Err(_) => None,
         };
+        if let Some(user) = &user {
+            self.login_guard.throttle_account(&user.username)?;
+        }
         let hash = user
             .as_ref()
             .map_or(self.dummy_hash.clone(), |u| u.password_hash.clone());
-        let password = password.to_owned();
-        let matches = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-            .await
-            .map_err(|_| CoreError::Internal)?;
+        let matches = self.login_guard.verify(hash, password.to_owned()).await?;
         match user {
-            Some(user) if matches => user.principal(),
+            Some(user) if matches => {
+                self.login_guard.remember(username, password, user.id);
+                user.principal()
+            }
             _ => {
                 tracing::info!("failed login");
                 tokio::time::sleep(LOGIN_FAILURE_DELAY).await;
@@ -186,8 +220,14 @@ impl Core {
         }
     }
 
-    /// Issues a new access token for a user; only its digest is stored.
-    pub async fn issue_token(&self, user: &Principal) -> Result<IssuedToken, CoreError> {
+    /// Issues a new access token for a user; only its digest is stored. A
+    /// token issued through a browser session names it (by digest), so that
+    /// signing out revokes it.
+    pub async fn issue_token(
+        &self,
+        user: &Principal,
+        session: Option<&str>,
+    ) -> Result<IssuedToken, CoreError> {
         let mut jti = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut jti);
         let issued_at = Utc::now();
@@ -208,11 +248,20 @@ impl Core {
             tracing::error!(%error, "cannot sign a token");
             CoreError::Internal
         })?;
-        self.db
-            .insert_token(user.id, &token_digest(&token), issued_at, expires_at)
+        let session_hash = session.map(token_digest);
+        let id = self
+            .db
+            .insert_token(
+                user.id,
+                &token_digest(&token),
+                issued_at,
+                expires_at,
+                session_hash.as_deref(),
+            )
             .await
             .map_err(db_error)?;
         Ok(IssuedToken {
+            id,
             token,
             issued_at,
             expires_at,
@@ -231,12 +280,68 @@ impl Core {
         if signed.is_err() {
             return Ok(Viewer::Anonymous);
         }
+        let digest = token_digest(token);
+        let now = Utc::now();
         let user = self
             .db
-            .user_by_token(&token_digest(token), Utc::now())
+            .user_by_token(&digest, now)
             .await
             .map_err(db_error)?;
+        if user.is_some() {
+            self.db.touch_token(&digest, now).await.map_err(db_error)?;
+        }
         viewer_of(user)
+    }
+
+    /// The caller's unexpired tokens: when each was made, expires, was last used.
+    pub async fn list_tokens(&self, viewer: &Viewer) -> Result<Vec<TokenInfo>, CoreError> {
+        let user = viewer.require_user()?;
+        let rows = self
+            .db
+            .tokens_of(user.id, Utc::now())
+            .await
+            .map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| TokenInfo {
+                id: row.id,
+                created_at: row.created_at,
+                expires_at: row.expires_at,
+                last_used_at: row.last_used_at,
+            })
+            .collect())
+    }
+
+    /// Revokes one of the caller's tokens by id; another user's is not found.
+    pub async fn revoke_token_id(&self, viewer: &Viewer, id: i64) -> Result<(), CoreError> {
+        let user = viewer.require_user()?;
+        if self
+            .db
+            .delete_token_of(user.id, id)
+            .await
+            .map_err(db_error)?
+        {
+            Ok(())
+        } else {
+            Err(CoreError::not_found(format!("token {id}")))
+        }
+    }
+
+    /// Revokes the tokens a browser session issued (on signing out).
+    pub async fn revoke_session_tokens(&self, session: &str) -> Result<(), CoreError> {
+        self.db
+            .delete_session_tokens(&token_digest(session))
+            .await
+            .map_err(db_error)
+            .map(|_| ())
+    }
+
+    /// Deletes expired tokens; answers how many.
+    pub async fn purge_expired_tokens(&self) -> Result<u64, CoreError> {
+        self.db
+            .delete_expired_tokens(Utc::now())
+            .await
+            .map_err(db_error)
     }
 
     /// Revokes a token: however well signed, it no longer identifies anyone.

@@ -86,6 +86,23 @@ impl Core {
         })
     }
 
+    /// The API keys of every user, or of one (for `depot apikey list`).
+    pub async fn list_api_keys(
+        &self,
+        username: Option<&str>,
+    ) -> Result<Vec<crate::store::ApiKeyListing>, CoreError> {
+        self.db.api_keys(username).await.map_err(db_error)
+    }
+
+    /// Revokes an API key: the next request that sends it is refused.
+    pub async fn revoke_api_key(&self, id: i64) -> Result<(), CoreError> {
+        if self.db.delete_api_key(id).await.map_err(db_error)? {
+            Ok(())
+        } else {
+            Err(CoreError::not_found(format!("API key {id}")))
+        }
+    }
+
     /// Checks the three Coopr headers together: the key must have been issued
     /// to this user for this tenant. Any mismatch is the same 401.
     pub async fn tenant_caller(

@@ -3,6 +3,14 @@
 //! under the operator's export root (`DEPOT_EXPORT_ROOT`); a deployment into
 //! any other kind of environment is recorded, and its job fails with
 //! "target not supported".
+//!
+//! Several users may point environments at the same folder, so each file a
+//! deployment writes is claimed for its owner (`deployed_files`, by path
+//! relative to the root): a deployment replaces only a file Depot wrote for
+//! the same owner, never another owner's nor one Depot did not write, and
+//! the bytes it writes count against the owner's quota. Messages name paths
+//! as the user wrote them or relative to the root, never resolved host
+//! paths; links below the root are never followed (see [`super::export`]).
 
 use std::path::{Path, PathBuf};
 
@@ -20,26 +28,50 @@ fn file_folder(location: &str) -> Option<PathBuf> {
         .map(|path| PathBuf::from(path.trim()))
 }
 
+/// A folder under the export root, as the deployment job reaches it.
+struct ExportFolder {
+    /// The export root, resolved.
+    root: PathBuf,
+    /// The folder below it, as written (no `..`, no links followed later).
+    relative: PathBuf,
+}
+
 impl Core {
-    /// The folder a `file://` location may be written to: inside the export
-    /// root (after resolving links), or a reason why not.
-    fn allowed_folder(&self, folder: &Path) -> Result<PathBuf, String> {
-        let Some(root) = &self.limits.export_root else {
+    /// The folder a `file://` location names below the export root, or a
+    /// reason why not that names no resolved host path.
+    fn allowed_folder(&self, folder: &Path) -> Result<ExportFolder, String> {
+        let Some(configured) = &self.limits.export_root else {
             return Err("no export root is configured (DEPOT_EXPORT_ROOT)".into());
         };
-        let root = root
-            .canonicalize()
-            .map_err(|error| format!("the export root is unusable: {error}"))?;
-        let folder = folder
-            .canonicalize()
-            .map_err(|_| format!("{} does not exist", folder.display()))?;
-        if folder.starts_with(&root) {
-            Ok(folder)
-        } else {
-            Err(format!(
-                "{} is outside the allowed export root",
+        let root = configured.canonicalize().map_err(|error| {
+            tracing::error!(%error, "the export root is unusable");
+            "the export root is unusable".to_owned()
+        })?;
+        let outside = || {
+            format!(
+                "file://{} is outside the allowed export root",
                 folder.display()
-            ))
+            )
+        };
+        let relative = folder
+            .strip_prefix(configured)
+            .or_else(|_| folder.strip_prefix(&root))
+            .map_err(|_| outside())?;
+        if relative
+            .components()
+            .any(|part| !matches!(part, std::path::Component::Normal(_)))
+        {
+            return Err(outside());
+        }
+        match super::export::target(&root, relative, ".") {
+            Ok(_) => Ok(ExportFolder {
+                relative: relative.to_path_buf(),
+                root,
+            }),
+            Err(_) => Err(format!(
+                "file://{} is not a folder below the export root (links are not followed)",
+                folder.display()
+            )),
         }
     }
 
@@ -178,23 +210,93 @@ impl Core {
         let Some(sha256) = row.sha256.clone() else {
             return fail("the image has no file to deploy".into()).await;
         };
-        let target = folder.join(&row.name);
-        let partial = folder.join(format!(".{}.depot-partial", row.name));
+        let shown = folder.relative.join(&row.name).display().to_string();
+        let claim = shown.clone();
+        let now = Utc::now();
+        let (holder, new_claim) = self
+            .db
+            .claim_deployed_file(&claim, deployment.user_id, now)
+            .await
+            .map_err(unavailable)?;
+        if holder != deployment.user_id {
+            return fail(format!(
+                "cannot write {shown}: another user's deployment wrote that file"
+            ))
+            .await;
+        }
+        let (root, relative, name) = (
+            folder.root.clone(),
+            folder.relative.clone(),
+            row.name.clone(),
+        );
+        let standing =
+            tokio::task::spawn_blocking(move || super::export::target(&root, &relative, &name))
+                .await
+                .map_err(|error| error.to_string())?;
+        let in_the_way = match standing {
+            Ok(super::export::Target::Missing) => None,
+            Ok(super::export::Target::File) if !new_claim => None,
+            Ok(_) => Some("something Depot did not deploy for you stands there".to_owned()),
+            Err(error) => Some(error.to_string()),
+        };
+        if let Some(reason) = in_the_way {
+            if new_claim {
+                self.db
+                    .drop_deployed_claim(&claim, deployment.user_id)
+                    .await
+                    .map_err(unavailable)?;
+            }
+            return Err(format!("cannot write {shown}: {reason}"));
+        }
+        // The copy counts against the owner's quota while it is written,
+        // then as the deployed file it became.
+        let mut reservation = None;
+        if let Some(quota) = self.limits.user_quota_bytes {
+            let size = row.size.unwrap_or(0).max(0) as u64;
+            if let Err(error) = self
+                .reserve(deployment.user_id, quota, &mut reservation, size, size)
+                .await
+            {
+                if new_claim {
+                    let _ = self
+                        .db
+                        .drop_deployed_claim(&claim, deployment.user_id)
+                        .await;
+                }
+                return fail(format!("cannot write {shown}: {error}")).await;
+            }
+        }
         let source = match self.blobs.open_blob(&sha256).await {
-            Ok((file, _)) => file,
+            Ok((file, _)) => file.into_std().await,
             Err(error) => return Err(format!("cannot read the image's bytes: {error}")),
         };
-        let copied = async {
-            let mut source = source;
-            let mut out = tokio::fs::File::create(&partial).await?;
-            tokio::io::copy(&mut source, &mut out).await?;
-            out.sync_all().await?;
-            tokio::fs::rename(&partial, &target).await
+        let (root, relative, name) = (folder.root, folder.relative, row.name.clone());
+        let written = tokio::task::spawn_blocking(move || {
+            super::export::write(&root, &relative, &name, source)
+        })
+        .await
+        .map_err(|error| error.to_string())?;
+        let recorded = match &written {
+            Ok(bytes) => self
+                .db
+                .set_deployed_size(&claim, *bytes as i64, Utc::now())
+                .await
+                .map_err(unavailable),
+            Err(_) if new_claim => self
+                .db
+                .drop_deployed_claim(&claim, deployment.user_id)
+                .await
+                .map_err(unavailable),
+            Err(_) => Ok(()),
+        };
+        if let Some(id) = reservation {
+            if let Err(error) = self.db.release_quota(id).await {
+                tracing::warn!(%error, "cannot release a quota reservation; it will expire");
+            }
         }
-        .await;
-        if let Err(error) = copied {
-            let _ = tokio::fs::remove_file(&partial).await;
-            return Err(format!("cannot write {}: {error}", target.display()));
+        recorded?;
+        if let Err(error) = written {
+            return Err(format!("cannot write {shown}: {error}"));
         }
         self.db
             .set_deployment_state(id, DeploymentState::Done, "", Utc::now())

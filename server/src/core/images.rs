@@ -7,6 +7,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use futures_util::Stream;
 
+use super::blobs::Attach;
 use super::{db_error, inspect, io_error, Core};
 use crate::blob::IngestError;
 use crate::store::NewImage;
@@ -56,38 +57,13 @@ pub(super) fn ingest_error(error: IngestError) -> CoreError {
         IngestError::TooLarge { limit } => CoreError::TooLarge(format!(
             "the file is larger than the {limit} bytes you may add"
         )),
+        IngestError::OverQuota { quota } => CoreError::TooLarge(format!(
+            "the file does not fit in what is left of your quota of {quota} bytes"
+        )),
         IngestError::Body(reason) => {
             CoreError::invalid(format!("reading the bytes failed: {reason}"))
         }
         IngestError::Io(error) => io_error(error),
-    }
-}
-
-/// The longest regular expression a query may carry.
-const MAX_PATTERN_LEN: usize = 1024;
-
-/// Refuses regular expressions that do not compile (or would be too costly),
-/// before a database sees them.
-pub(super) fn check_patterns(condition: &Condition) -> Result<(), CoreError> {
-    match condition {
-        Condition::All(items) | Condition::Any(items) => items.iter().try_for_each(check_patterns),
-        Condition::Compare {
-            op: Op::Regex,
-            value: Value::Text(pattern),
-            ..
-        } => {
-            if pattern.len() > MAX_PATTERN_LEN {
-                return Err(CoreError::invalid(format!(
-                    "a regular expression is at most {MAX_PATTERN_LEN} bytes"
-                )));
-            }
-            regex::RegexBuilder::new(pattern)
-                .size_limit(1 << 20)
-                .build()
-                .map(|_| ())
-                .map_err(|error| CoreError::invalid(format!("invalid regular expression: {error}")))
-        }
-        _ => Ok(()),
     }
 }
 
@@ -104,7 +80,7 @@ pub(super) fn query_error(error: sqlx::Error) -> CoreError {
 
 impl Core {
     pub async fn list_images(&self, viewer: &Viewer, query: Query) -> Result<ImagePage, CoreError> {
-        check_patterns(&query.condition)?;
+        super::patterns::check_patterns(&query.condition)?;
         let query = match visible_to(viewer) {
             Some(visibility) => query.filter(visibility),
             None => query,
@@ -133,7 +109,7 @@ impl Core {
         limit: u64,
         offset: u64,
     ) -> Result<(Vec<Value>, u64), CoreError> {
-        check_patterns(&condition)?;
+        super::patterns::check_patterns(&condition)?;
         let condition = match visible_to(viewer) {
             Some(visibility) => condition.and(visibility),
             None => condition,
@@ -209,22 +185,6 @@ impl Core {
         Ok(())
     }
 
-    /// Removes bytes that no record uses any more. A failure only leaves
-    /// them orphaned, so it is logged, not answered.
-    pub(super) async fn release_blob(&self, sha256: &str) {
-        match self.db.images_with_blob(sha256).await {
-            Ok(0) => {
-                if let Err(error) = self.blobs.remove(sha256).await {
-                    io_error(error);
-                }
-            }
-            Ok(_) => {}
-            Err(error) => {
-                db_error(error);
-            }
-        }
-    }
-
     /// Streams an upload into the blob store, inspects it and records it.
     /// Nothing is recorded unless the bytes are safely stored and acceptable.
     pub async fn upload<S, E>(
@@ -239,16 +199,20 @@ impl Core {
     {
         let user = viewer.require_user()?;
         let name = ImageName::parse(&meta.file_name)?;
+        app::model::plain_text("label", &meta.label)?;
         if meta.public && !viewer.is_admin() {
             return Err(CoreError::Forbidden(
                 "only administrators publish public images".into(),
             ));
         }
-        let limit = self.upload_limit(user.id).await?;
-        let stored = self.blobs.ingest(body, limit).await.map_err(ingest_error)?;
-
+        let mut allowance = self.upload_allowance(user.id);
         let recorded = async {
-            let inspection = inspect::inspect(&stored.head)?;
+            let staged = self
+                .blobs
+                .ingest(body, &mut allowance)
+                .await
+                .map_err(ingest_error)?;
+            let inspection = inspect::inspect(&staged.head)?;
             let folder = user.username.clone();
             let new = NewImage {
                 kind: inspection.format.kind().as_str(),
@@ -259,8 +223,8 @@ impl Core {
                 data_store: self.limits.data_store.clone(),
                 public: meta.public,
                 owner_id: Some(user.id),
-                size: Some(stored.size as i64),
-                sha256: Some(stored.sha256.clone()),
+                size: Some(staged.size as i64),
+                sha256: Some(staged.sha256.clone()),
                 format: Some(inspection.format.as_str()),
                 virtual_size: inspection.virtual_size,
                 now: Utc::now(),
@@ -268,39 +232,30 @@ impl Core {
                 virtualized: Vec::new(),
                 vice: None,
             };
-            self.db.insert_image(&new).await.map_err(db_error)
+            self.attach_blob(staged, Attach::Insert(&new)).await
         }
         .await;
-        match recorded {
-            Ok(id) => self.get_image(viewer, id).await,
-            Err(error) => {
-                if stored.newly_stored {
-                    self.release_blob(&stored.sha256).await;
-                }
-                Err(error)
-            }
-        }
+        // Recorded or not, the bytes no longer need a reservation.
+        allowance.release().await;
+        self.get_image(viewer, recorded?).await
     }
 
-    /// The most bytes a user may add now: the upload limit, or what is left
-    /// of their quota.
-    pub(super) async fn upload_limit(&self, user_id: i64) -> Result<u64, CoreError> {
-        let mut limit = self.limits.max_upload_bytes;
-        if let Some(quota) = self.limits.user_quota_bytes {
-            let used = self
-                .db
-                .bytes_owned_by(user_id)
-                .await
-                .map_err(db_error)?
-                .max(0) as u64;
-            if used >= quota {
-                return Err(CoreError::TooLarge(format!(
-                    "your quota of {quota} bytes is used up"
-                )));
-            }
-            limit = limit.min(quota - used);
-        }
-        Ok(limit)
+    /// What a user holds against their quota now, in bytes.
+    pub async fn quota_usage(&self, user_id: i64) -> Result<u64, CoreError> {
+        let recorded = self
+            .db
+            .quota_usage(
+                user_id,
+                &self.limits.personal_data_store,
+                Utc::now().timestamp_millis(),
+            )
+            .await
+            .map_err(db_error)?;
+        let store = self
+            .personal_store_bytes(user_id)
+            .await
+            .map_err(ingest_error)?;
+        Ok((recorded.max(0) as u64).saturating_add(store))
     }
 
     /// The record and an open handle on its bytes, for a download.

@@ -20,6 +20,19 @@ fn le_u64(bytes: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
 }
 
+/// A size read from a header, in bytes, as the catalog stores it: a size no
+/// disk can have (past `i64::MAX`, or overflowing when scaled) is refused.
+fn header_size(value: Option<u64>, unit: u64) -> Result<Option<i64>, CoreError> {
+    match value {
+        None => Ok(None),
+        Some(value) => value
+            .checked_mul(unit)
+            .and_then(|bytes| i64::try_from(bytes).ok())
+            .map(Some)
+            .ok_or_else(|| unsafe_file("the header claims an impossible disk size")),
+    }
+}
+
 fn unsafe_file(reason: &str) -> CoreError {
     CoreError::invalid(format!("refused: {reason}"))
 }
@@ -40,14 +53,14 @@ pub fn inspect(head: &[u8]) -> Result<Inspection, CoreError> {
         }
         return Ok(Inspection {
             format: DiskFormat::Qcow2,
-            virtual_size: be_u64(head, 24).map(|size| size as i64),
+            virtual_size: header_size(be_u64(head, 24), 1)?,
         });
     }
     if head.starts_with(b"KDMV") {
         // Sparse VMDK extent: capacity in 512-byte sectors at 12.
         return Ok(Inspection {
             format: DiskFormat::Vmdk,
-            virtual_size: le_u64(head, 12).map(|sectors| (sectors * 512) as i64),
+            virtual_size: header_size(le_u64(head, 12), 512)?,
         });
     }
     if head.starts_with(b"# Disk DescriptorFile") {
@@ -132,5 +145,21 @@ mod tests {
         sparse[12..20].copy_from_slice(&2048u64.to_le_bytes());
         assert_eq!(inspect(&sparse).unwrap().virtual_size, Some(1024 * 1024));
         assert!(inspect(b"# Disk DescriptorFile\nRW 100 FLAT \"other.vmdk\" 0").is_err());
+    }
+
+    #[test]
+    fn sizes_that_overflow_are_refused_not_wrapped() {
+        let mut sparse = vec![0u8; 64];
+        sparse[..4].copy_from_slice(b"KDMV");
+        sparse[12..20].copy_from_slice(&(u64::MAX / 256).to_le_bytes());
+        let refused = inspect(&sparse).unwrap_err();
+        assert!(refused.to_string().contains("impossible disk size"));
+        assert!(inspect(&qcow2(3, 0, 0, u64::MAX)).is_err());
+        assert_eq!(
+            inspect(&qcow2(3, 0, 0, i64::MAX as u64))
+                .unwrap()
+                .virtual_size,
+            Some(i64::MAX)
+        );
     }
 }

@@ -32,6 +32,10 @@ pub struct QueueStats {
     pub running: i64,
 }
 
+/// A job kind that panics, to test that workers survive it.
+#[cfg(test)]
+pub const PANICKING_JOB: &str = "test.panic";
+
 /// The job kind of a ViCE deployment.
 pub const DEPLOY_JOB: &str = "vice.deploy";
 
@@ -75,6 +79,8 @@ impl Core {
                     .map_err(|error| format!("unreadable payload: {error}"))?;
                 self.run_deployment(payload.deployment).await
             }
+            #[cfg(test)]
+            PANICKING_JOB => panic!("a job that panics, for the workers' tests"),
             other => Err(format!("no worker runs jobs of kind '{other}'")),
         }
     }

@@ -13,7 +13,9 @@ use app::query::{Condition, Field, Op, Query, Value, MAX_PAGE};
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 
+use super::blobs::Attach;
 use super::{db_error, inspect, Core};
+use crate::blob::Limit;
 use crate::store::{NewImage, SyncOutcome, SyncRow};
 
 /// The job kind that runs a sync request.
@@ -122,19 +124,19 @@ fn task_id() -> String {
 }
 
 /// A file found in the store.
-struct Found {
+pub(super) struct Found {
     path: PathBuf,
     /// Whether the path was valid UTF-8 (else the shown names are lossy).
     utf8: bool,
     /// Folder relative to the store's root, `/`-separated ("" at the root).
     folder: String,
     name: String,
-    size: u64,
+    pub(super) size: u64,
     modified: DateTime<Utc>,
 }
 
 /// Every file under `root`, without following links out of it.
-fn walk(root: &Path) -> std::io::Result<Vec<Found>> {
+pub(super) fn walk(root: &Path) -> std::io::Result<Vec<Found>> {
     let mut found = Vec::new();
     let mut pending = vec![root.to_path_buf()];
     while let Some(folder) = pending.pop() {
@@ -494,53 +496,41 @@ impl Core {
             .await
             .map_err(|error| CoreError::invalid(format!("unreadable: {error}")))?;
         let stream = tokio_util::io::ReaderStream::with_capacity(handle, 256 * 1024);
-        // A file counts against the upload limit and the quota like an upload.
-        let limit = self.upload_limit(user.id).await?;
-        let stored = self
+        // The file itself already counts against the quota; its copy in the
+        // catalog is not counted again, so only the upload limit applies.
+        let staged = self
             .blobs
-            .ingest(stream, limit)
+            .ingest(stream, &mut Limit(self.limits.max_upload_bytes))
             .await
             .map_err(super::images::ingest_error)?;
-        let inspection = match inspect::inspect(&stored.head) {
-            Ok(inspection) => inspection,
-            Err(error) => {
-                if stored.newly_stored {
-                    self.release_blob(&stored.sha256).await;
-                }
-                return Err(error);
-            }
-        };
+        let inspection = inspect::inspect(&staged.head)?;
         let fits = match kind {
             SyncKind::Vm => matches!(inspection.format, DiskFormat::Ova | DiskFormat::Ovf),
             SyncKind::Iso => inspection.format == DiskFormat::Iso,
         };
         if !fits {
-            if stored.newly_stored {
-                self.release_blob(&stored.sha256).await;
-            }
             return Err(CoreError::invalid(format!(
                 "its bytes are {}, not what the name says",
                 inspection.format.as_str()
             )));
         }
         let now = Utc::now();
-        let result = match existing {
-            Some(image) if image.sha256.as_deref() == Some(stored.sha256.as_str()) => {
+        match existing {
+            Some(image) if image.sha256.as_deref() == Some(staged.sha256.as_str()) => {
                 Ok(Registered::Same)
             }
             Some(image) => {
                 let old = image.sha256.clone();
-                self.db
-                    .update_image_content(
-                        image.id,
-                        stored.size as i64,
-                        &stored.sha256,
-                        inspection.format.as_str(),
-                        inspection.virtual_size,
+                self.attach_blob(
+                    staged,
+                    Attach::Replace {
+                        id: image.id,
+                        format: inspection.format.as_str(),
+                        virtual_size: inspection.virtual_size,
                         now,
-                    )
-                    .await
-                    .map_err(db_error)?;
+                    },
+                )
+                .await?;
                 if let Some(old) = old {
                     self.release_blob(&old).await;
                 }
@@ -557,8 +547,8 @@ impl Core {
                     data_store,
                     public: false,
                     owner_id: Some(user.id),
-                    size: Some(stored.size as i64),
-                    sha256: Some(stored.sha256.clone()),
+                    size: Some(staged.size as i64),
+                    sha256: Some(staged.sha256.clone()),
                     format: Some(inspection.format.as_str()),
                     virtual_size: inspection.virtual_size,
                     now,
@@ -566,18 +556,10 @@ impl Core {
                     virtualized: Vec::new(),
                     vice: None,
                 };
-                match self.db.insert_image(&new).await {
-                    Ok(_) => Ok(Registered::Added),
-                    Err(error) => {
-                        if stored.newly_stored {
-                            self.release_blob(&stored.sha256).await;
-                        }
-                        Err(db_error(error))
-                    }
-                }
+                self.attach_blob(staged, Attach::Insert(&new)).await?;
+                Ok(Registered::Added)
             }
-        };
-        result
+        }
     }
 }
 

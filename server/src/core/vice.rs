@@ -10,6 +10,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use futures_util::Stream;
 
+use super::blobs::Attach;
 use super::images::ingest_error;
 use super::{db_error, inspect, Core};
 use crate::store::NewImage;
@@ -118,31 +119,33 @@ impl Core {
     {
         let image = self.writable_image(viewer, id).await?;
         let owner = image.owner_id.unwrap_or_default();
-        let limit = self.upload_limit(owner).await?;
-        let stored = self.blobs.ingest(body, limit).await.map_err(ingest_error)?;
-        let recorded = async {
-            let inspection = inspect::inspect(&stored.head)?;
-            self.db
-                .update_image_content(
-                    id,
-                    stored.size as i64,
-                    &stored.sha256,
-                    inspection.format.as_str(),
-                    inspection.virtual_size,
-                    Utc::now(),
-                )
+        let mut allowance = self.upload_allowance(owner);
+        let attached = async {
+            let staged = self
+                .blobs
+                .ingest(body, &mut allowance)
                 .await
-                .map_err(db_error)
+                .map_err(ingest_error)?;
+            let inspection = inspect::inspect(&staged.head)?;
+            let new_sha256 = staged.sha256.clone();
+            self.attach_blob(
+                staged,
+                Attach::Replace {
+                    id,
+                    format: inspection.format.as_str(),
+                    virtual_size: inspection.virtual_size,
+                    now: Utc::now(),
+                },
+            )
+            .await?;
+            Ok(new_sha256)
         }
         .await;
-        if let Err(error) = recorded {
-            if stored.newly_stored {
-                self.release_blob(&stored.sha256).await;
-            }
-            return Err(error);
-        }
+        // Attached or not, the bytes no longer need a reservation.
+        allowance.release().await;
+        let new_sha256 = attached?;
         // The bytes it had before, if no other record uses them.
-        if let Some(old) = image.sha256.filter(|old| *old != stored.sha256) {
+        if let Some(old) = image.sha256.filter(|old| *old != new_sha256) {
             self.release_blob(&old).await;
         }
         self.get_image(viewer, id).await

@@ -13,6 +13,7 @@
 //!   `templateName` or `hypervisorType`), then checks every rule of `POST`;
 //! - a name already used by an image the caller can read is a 409;
 //! - `max` defaults to, and is capped at, 1000 results;
+//! - a path under `/mws` that names no resource is a 404 (any method);
 //! - `$regex` takes the syntax common to Rust's `regex` crate and PostgreSQL
 //!   (`$options: "i"` for case-insensitive).
 
@@ -22,7 +23,7 @@ mod images;
 mod parse;
 mod views;
 
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::Router;
 
 use crate::state::AppState;
@@ -46,4 +47,6 @@ pub fn router() -> Router<AppState> {
             "/mws/rest/distinct/images/{field}",
             get(distinct::list).fallback(error::method_not_allowed),
         )
+        // Static routes win over this catch-all (matchit), whatever their depth.
+        .route("/mws/{*rest}", any(error::not_found))
 }

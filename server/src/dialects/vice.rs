@@ -3,6 +3,7 @@
 //! JSON or XML both ways.
 //!
 //! Where the seed is silent, as the real registry does or its users expect:
+//! - a path under `/v1` that names no resource is a 404 error (any method);
 //! - `GET /v1/images` needs no credentials and lists the public images, plus
 //!   the caller's own when signed in (at most 1000, oldest first); every
 //!   other call needs HTTP Basic (password or token) or a bearer token;
@@ -12,11 +13,12 @@
 //!   shows; `originEnvironment` is kept as the id of the environment named;
 //! - a successful delete answers `{"code": 200, "message"}`; errors are
 //!   `{"code", "message"}` (XML root `Error`), invalid input 405, a file
-//!   upload without `upfile` 400;
+//!   upload without `upfile`, or whose bytes are refused, 400;
 //! - an environment's password is stored encrypted and answered as
 //!   `********` (absent when none is set); an update that sends it masked or
 //!   leaves it out keeps the stored one; `filterManagementlayer` and
-//!   `filterRuntimetechnology` take a type (`basic`, `container`, ...);
+//!   `filterRuntimetechnology` take a type (`basic`, `container`, ...), and
+//!   a word that names no type matches nothing (an empty list, not an error);
 //! - `POST /v1/deploy` needs an image and an environment of the caller's
 //!   (else 404); a `file://` environment outside `DEPOT_EXPORT_ROOT` is
 //!   refused (405); the job copies the file there; other targets are recorded
@@ -37,7 +39,7 @@ mod users;
 mod views;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 
 use crate::state::AppState;
@@ -102,4 +104,6 @@ pub fn router() -> Router<AppState> {
             "/v1/runtimestats",
             get(stats::get).fallback(error::method_not_allowed),
         )
+        // Static routes win over this catch-all (matchit), whatever their depth.
+        .route("/v1/{*rest}", any(error::not_found))
 }

@@ -1,6 +1,7 @@
 //! VSS (`seeds/000…` OVA/OVF images, `seeds/001…` ISOs): `/auth/request-token`,
-//! `/v2/image`, `/v2/iso`, `/v2/user/image/{vm,iso}` (`PATCH` submits a sync of
-//! the personal store) and `/v2/request/image_sync[/{id}]`, with `OPTIONS` on each.
+//! `/v2/image`, `/v2/iso`, `/v2/user/image` (links to the two user lists),
+//! `/v2/user/image/{vm,iso}` (`PATCH` submits a sync of the personal store) and
+//! `/v2/request/image_sync[/{id}]`, with `OPTIONS` on each.
 //!
 //! Where the seeds are silent, as VSS and its official client `pyvss` do:
 //! - every `/v2` call needs a token (Bearer, or Basic with the token as the
@@ -16,6 +17,9 @@
 //!   bare `?name=…` is an `eq` filter (pyvss sends one) and unknown
 //!   parameters are ignored;
 //! - `GET /v2/image/{id}` and `/v2/iso/{id}` answer `{"data": item, "meta"}`;
+//! - `GET /v2/user/image`, the parent the user lists link to, answers
+//!   `{"_links": {"self"}, "data": {"iso", "vm"}, "meta"}` with the lists' URLs;
+//! - any other path under `/v2` (but Coopr's) is a 404 error, whatever the method;
 //! - timestamps are rendered in UTC, in each resource's seed format;
 //! - the sync answer and request follow vss-cli: `202 {"data": {"message",
 //!   "request": {"id", "status", "task_id"}}}`, and a request shows `added`,
@@ -30,7 +34,7 @@ mod parse;
 mod sync;
 mod views;
 
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 
 use crate::state::AppState;
@@ -68,6 +72,12 @@ pub fn router() -> Router<AppState> {
                 .fallback(error::method_not_allowed),
         )
         .route(
+            "/v2/user/image",
+            get(images::user_image_links)
+                .options(error::allow("GET, OPTIONS"))
+                .fallback(error::method_not_allowed),
+        )
+        .route(
             "/v2/user/image/vm",
             get(images::list_user_images)
                 .patch(sync::sync_images)
@@ -93,4 +103,7 @@ pub fn router() -> Router<AppState> {
                 .options(error::allow("GET, OPTIONS"))
                 .fallback(error::method_not_allowed),
         )
+        // Static routes, Coopr's `/v2/imagetypes` among them (merged beside
+        // this router), win over this catch-all (matchit).
+        .route("/v2/{*rest}", any(error::not_found))
 }

@@ -14,6 +14,15 @@ pub struct ApiKeyRow {
     pub tenant: String,
 }
 
+/// An API key as an operator lists it (never the key itself).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ApiKeyListing {
+    pub id: i64,
+    pub username: String,
+    pub tenant: String,
+    pub created_at: DateTime<Utc>,
+}
+
 /// One image type as stored; `providermap` is JSON text.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ImageTypeRow {
@@ -30,6 +39,35 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
 }
 
 impl Db {
+    /// Every API key, or one user's, oldest first.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn api_keys(
+        &self,
+        username: Option<&str>,
+    ) -> Result<Vec<ApiKeyListing>, sqlx::Error> {
+        const SELECT: &str = "SELECT k.id, u.username, t.name AS tenant, k.created_at \
+             FROM api_keys k JOIN users u ON u.id = k.user_id JOIN tenants t ON t.id = k.tenant_id \
+             WHERE ($1 IS NULL OR u.username = $1) ORDER BY k.id";
+        with_pool!(self, pool => {
+            sqlx::query_as::<_, ApiKeyListing>(SELECT)
+                .bind(username)
+                .fetch_all(pool)
+                .await
+        })
+    }
+
+    /// Deletes an API key by id; answers whether there was one.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn delete_api_key(&self, id: i64) -> Result<bool, sqlx::Error> {
+        with_pool!(self, pool => {
+            sqlx::query("DELETE FROM api_keys WHERE id = $1")
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected() > 0)
+        })
+    }
+
     /// The tenant's id, creating the tenant first if it does not exist.
     #[tracing::instrument(skip(self), err)]
     pub async fn ensure_tenant(

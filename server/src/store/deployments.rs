@@ -149,3 +149,62 @@ impl Db {
         })
     }
 }
+
+impl Db {
+    /// Claims a path under the export root for a user, unless another user
+    /// holds it; answers the holder and whether the claim is new.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn claim_deployed_file(
+        &self,
+        path: &str,
+        user_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(i64, bool), sqlx::Error> {
+        const CLAIM: &str = "INSERT INTO deployed_files (path, user_id, size, updated_at) \
+             VALUES ($1, $2, 0, $3) ON CONFLICT (path) DO NOTHING RETURNING user_id";
+        const HOLDER: &str = "SELECT user_id FROM deployed_files WHERE path = $1";
+        with_pool!(self, pool => {
+            let claimed = sqlx::query_scalar::<_, i64>(CLAIM)
+                .bind(path)
+                .bind(user_id)
+                .bind(now)
+                .fetch_optional(pool)
+                .await?;
+            match claimed {
+                Some(holder) => Ok((holder, true)),
+                None => sqlx::query_scalar::<_, i64>(HOLDER)
+                    .bind(path)
+                    .fetch_one(pool)
+                    .await
+                    .map(|holder| (holder, false)),
+            }
+        })
+    }
+
+    /// Records the size of a file a deployment wrote.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn set_deployed_size(
+        &self,
+        path: &str,
+        size: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        const UPDATE: &str = "UPDATE deployed_files SET size = $1, updated_at = $2 WHERE path = $3";
+        with_pool!(self, pool => {
+            sqlx::query(UPDATE).bind(size).bind(now).bind(path).execute(pool).await.map(|_| ())
+        })
+    }
+
+    /// Gives up a claim that was made for nothing.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn drop_deployed_claim(&self, path: &str, user_id: i64) -> Result<(), sqlx::Error> {
+        with_pool!(self, pool => {
+            sqlx::query("DELETE FROM deployed_files WHERE path = $1 AND user_id = $2 AND size = 0")
+                .bind(path)
+                .bind(user_id)
+                .execute(pool)
+                .await
+                .map(|_| ())
+        })
+    }
+}

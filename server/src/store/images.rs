@@ -33,17 +33,17 @@ pub struct NewImage {
 }
 
 /// The ViCE columns of a record, ready to bind.
-struct ViceColumns {
-    title: Option<String>,
-    image_type: Option<&'static str>,
-    imported: bool,
-    origin_environment: Option<String>,
-    environment_ref: Option<String>,
-    specifics: Option<String>,
+pub(super) struct ViceColumns {
+    pub(super) title: Option<String>,
+    pub(super) image_type: Option<&'static str>,
+    pub(super) imported: bool,
+    pub(super) origin_environment: Option<String>,
+    pub(super) environment_ref: Option<String>,
+    pub(super) specifics: Option<String>,
 }
 
 impl ViceColumns {
-    fn of(spec: Option<&ViceImageSpec>) -> Self {
+    pub(super) fn of(spec: Option<&ViceImageSpec>) -> Self {
         match spec {
             None => Self {
                 title: None,
@@ -66,21 +66,21 @@ impl ViceColumns {
 }
 
 /// The MWS columns of a record, ready to bind; an upload's are the defaults.
-struct ProvisioningColumns {
-    os_type: Option<String>,
-    hypervisor: bool,
-    hypervisor_type: Option<String>,
-    supports_physical: bool,
-    supports_virtual: bool,
-    template_name: Option<String>,
-    provisioning_type: Option<&'static str>,
-    active: bool,
-    features: String,
-    extensions: String,
+pub(super) struct ProvisioningColumns {
+    pub(super) os_type: Option<String>,
+    pub(super) hypervisor: bool,
+    pub(super) hypervisor_type: Option<String>,
+    pub(super) supports_physical: bool,
+    pub(super) supports_virtual: bool,
+    pub(super) template_name: Option<String>,
+    pub(super) provisioning_type: Option<&'static str>,
+    pub(super) active: bool,
+    pub(super) features: String,
+    pub(super) extensions: String,
 }
 
 impl ProvisioningColumns {
-    fn of(spec: Option<&ProvisioningSpec>) -> Self {
+    pub(super) fn of(spec: Option<&ProvisioningSpec>) -> Self {
         let Some(spec) = spec else {
             return Self {
                 os_type: None,
@@ -175,60 +175,10 @@ impl Db {
     /// Inserts a record (and a hypervisor's links) and returns its id.
     #[tracing::instrument(skip_all, err)]
     pub async fn insert_image(&self, new: &NewImage) -> Result<i64, sqlx::Error> {
-        const INSERT: &str = "INSERT INTO images (kind, name, label, folder, data_store, path, \
-             public, owner_id, size, sha256, format, virtual_size, created_at, updated_at, \
-             version, os_type, hypervisor, hypervisor_type, supports_physical, supports_virtual, \
-             template_name, provisioning_type, active, features, extensions, title, \
-             vice_image_type, imported, origin_environment, environment_ref, specifics) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, 0, \
-             $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29) \
-             RETURNING id";
-        let mws = ProvisioningColumns::of(new.provisioning.as_ref());
-        let vice = ViceColumns::of(new.vice.as_ref());
-        with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let id = sqlx::query_scalar::<_, i64>(INSERT)
-                .bind(new.kind)
-                .bind(&new.name)
-                .bind(&new.label)
-                .bind(&new.folder)
-                .bind(&new.data_store)
-                .bind(&new.path)
-                .bind(new.public)
-                .bind(new.owner_id)
-                .bind(new.size)
-                .bind(&new.sha256)
-                .bind(new.format)
-                .bind(new.virtual_size)
-                .bind(new.now)
-                .bind(&mws.os_type)
-                .bind(mws.hypervisor)
-                .bind(&mws.hypervisor_type)
-                .bind(mws.supports_physical)
-                .bind(mws.supports_virtual)
-                .bind(&mws.template_name)
-                .bind(mws.provisioning_type)
-                .bind(mws.active)
-                .bind(&mws.features)
-                .bind(&mws.extensions)
-                .bind(&vice.title)
-                .bind(vice.image_type)
-                .bind(vice.imported)
-                .bind(&vice.origin_environment)
-                .bind(&vice.environment_ref)
-                .bind(&vice.specifics)
-                .fetch_one(&mut *tx)
-                .await?;
-            for image_id in &new.virtualized {
-                sqlx::query("INSERT INTO image_virtualized (hypervisor_id, image_id) VALUES ($1, $2)")
-                    .bind(id)
-                    .bind(image_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            Ok(id)
-        })
+        let mut tx = self.begin().await?;
+        let id = tx.insert_image(new).await?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     /// Applies a change if the record is still at the version it was
@@ -400,33 +350,6 @@ impl Db {
                 .execute(pool)
                 .await
                 .map(|done| done.rows_affected() == 1)
-        })
-    }
-
-    /// Points a record at new bytes (a file that changed), bumping its version.
-    #[tracing::instrument(skip(self), err)]
-    pub async fn update_image_content(
-        &self,
-        id: i64,
-        size: i64,
-        sha256: &str,
-        format: &str,
-        virtual_size: Option<i64>,
-        now: DateTime<Utc>,
-    ) -> Result<(), sqlx::Error> {
-        const UPDATE: &str = "UPDATE images SET size = $1, sha256 = $2, format = $3, \
-             virtual_size = $4, updated_at = $5, version = version + 1 WHERE id = $6";
-        with_pool!(self, pool => {
-            sqlx::query(UPDATE)
-                .bind(size)
-                .bind(sha256)
-                .bind(format)
-                .bind(virtual_size)
-                .bind(now)
-                .bind(id)
-                .execute(pool)
-                .await
-                .map(|_| ())
         })
     }
 

@@ -45,7 +45,10 @@ impl Db {
         })
     }
 
-    /// Takes the oldest job that is due, for `lease_ms`.
+    /// Takes the oldest job that is due, for `lease_ms`; a job whose lock key
+    /// another running job holds waits (a unique index makes sure of it even
+    /// when two servers claim at the same instant: the loser claims nothing
+    /// this time).
     #[tracing::instrument(skip(self), err)]
     pub async fn claim_job(
         &self,
@@ -60,18 +63,24 @@ impl Db {
         let claim = format!(
             "UPDATE jobs SET state = 'running', locked_by = $1, lease_until = $2 + $3, \
              attempts = attempts + 1, updated_at = $2 \
-             WHERE state = 'queued' AND id = (SELECT id FROM jobs \
-             WHERE state = 'queued' AND run_at <= $2 ORDER BY run_at, id LIMIT 1{lock}) \
+             WHERE state = 'queued' AND id = (SELECT q.id FROM jobs q \
+             WHERE q.state = 'queued' AND q.run_at <= $2 AND (q.lock_key IS NULL OR NOT EXISTS \
+             (SELECT 1 FROM jobs r WHERE r.lock_key = q.lock_key AND r.state = 'running')) \
+             ORDER BY q.run_at, q.id LIMIT 1{lock}) \
              RETURNING id, kind, payload, attempts, max_attempts"
         );
-        with_pool!(self, pool => {
+        let claimed = with_pool!(self, pool => {
             sqlx::query_as::<_, JobRow>(&claim)
                 .bind(worker)
                 .bind(now_ms)
                 .bind(lease_ms)
                 .fetch_optional(pool)
                 .await
-        })
+        });
+        match claimed {
+            Err(error) if super::is_unique_violation(&error) => Ok(None),
+            other => other,
+        }
     }
 
     /// Extends a lease; `false` when the worker no longer holds the job.
@@ -157,6 +166,21 @@ impl Db {
              WHERE state = 'running' AND lease_until < $1 RETURNING id, state";
         with_pool!(self, pool => {
             sqlx::query_as::<_, (i64, String)>(REAP).bind(now_ms).fetch_all(pool).await
+        })
+    }
+
+    /// A job's state, attempts so far and last error.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn job_status(
+        &self,
+        id: i64,
+    ) -> Result<Option<(String, i64, Option<String>)>, sqlx::Error> {
+        const SELECT: &str = "SELECT state, attempts, last_error FROM jobs WHERE id = $1";
+        with_pool!(self, pool => {
+            sqlx::query_as::<_, (String, i64, Option<String>)>(SELECT)
+                .bind(id)
+                .fetch_optional(pool)
+                .await
         })
     }
 

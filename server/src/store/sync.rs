@@ -52,8 +52,9 @@ impl Db {
         const REQUEST: &str = "INSERT INTO sync_requests \
              (user_id, kind, status, task_id, created_at, updated_at) \
              VALUES ($1, $2, 'SUBMITTED', $3, $4, $4) RETURNING id";
-        const JOB: &str = "INSERT INTO jobs (kind, payload, run_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $3, $3) RETURNING id";
+        // One sync per user and kind runs at a time: they share a lock key.
+        const JOB: &str = "INSERT INTO jobs (kind, payload, run_at, created_at, updated_at, \
+             lock_key) VALUES ($1, $2, $3, $3, $3, $4) RETURNING id";
         const LINK: &str = "UPDATE sync_requests SET job_id = $1 WHERE id = $2";
         let now_ms = now.timestamp_millis();
         with_pool!(self, pool => {
@@ -70,6 +71,7 @@ impl Db {
                 .bind(job_kind)
                 .bind(&payload)
                 .bind(now_ms)
+                .bind(format!("sync:{user_id}:{kind}"))
                 .fetch_one(&mut *tx)
                 .await?;
             sqlx::query(LINK).bind(job).bind(id).execute(&mut *tx).await?;

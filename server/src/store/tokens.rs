@@ -3,9 +3,19 @@
 use chrono::{DateTime, Utc};
 
 use super::rows::UserRow;
+
+/// A token as its owner may see it: when it was made, expires, was last used.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TokenRow {
+    pub id: i64,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
 use super::{with_pool, Db};
 
 impl Db {
+    /// Records a token (and the session that issued it, if any); answers its id.
     #[tracing::instrument(skip_all, err)]
     pub async fn insert_token(
         &self,
@@ -13,19 +23,97 @@ impl Db {
         token_hash: &str,
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
-    ) -> Result<(), sqlx::Error> {
-        const INSERT: &str =
-            "INSERT INTO api_tokens (user_id, token_hash, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4)";
+        session_hash: Option<&str>,
+    ) -> Result<i64, sqlx::Error> {
+        const INSERT: &str = "INSERT INTO api_tokens \
+             (user_id, token_hash, created_at, expires_at, session_hash) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id";
         with_pool!(self, pool => {
-            sqlx::query(INSERT)
+            sqlx::query_scalar::<_, i64>(INSERT)
                 .bind(user_id)
                 .bind(token_hash)
                 .bind(now)
                 .bind(expires_at)
+                .bind(session_hash)
+                .fetch_one(pool)
+                .await
+        })
+    }
+
+    /// Notes that a token was used, at most once a minute per token, so that
+    /// busy scripts do not turn every read into a write.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn touch_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        const TOUCH: &str = "UPDATE api_tokens SET last_used_at = $1 \
+             WHERE token_hash = $2 AND (last_used_at IS NULL OR last_used_at < $3)";
+        let stale = now - chrono::Duration::seconds(60);
+        with_pool!(self, pool => {
+            sqlx::query(TOUCH)
+                .bind(now)
+                .bind(token_hash)
+                .bind(stale)
                 .execute(pool)
                 .await
                 .map(|_| ())
+        })
+    }
+
+    /// A user's unexpired tokens, newest first (never the token itself).
+    #[tracing::instrument(skip(self), err)]
+    pub async fn tokens_of(
+        &self,
+        user_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<TokenRow>, sqlx::Error> {
+        const SELECT: &str = "SELECT id, created_at, expires_at, last_used_at FROM api_tokens \
+             WHERE user_id = $1 AND expires_at > $2 ORDER BY created_at DESC, id DESC";
+        with_pool!(self, pool => {
+            sqlx::query_as::<_, TokenRow>(SELECT)
+                .bind(user_id)
+                .bind(now)
+                .fetch_all(pool)
+                .await
+        })
+    }
+
+    /// Forgets one of a user's tokens by id; answers whether there was one.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn delete_token_of(&self, user_id: i64, id: i64) -> Result<bool, sqlx::Error> {
+        with_pool!(self, pool => {
+            sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
+                .bind(id)
+                .bind(user_id)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected() > 0)
+        })
+    }
+
+    /// Forgets the tokens one browser session issued; answers how many.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn delete_session_tokens(&self, session_hash: &str) -> Result<u64, sqlx::Error> {
+        with_pool!(self, pool => {
+            sqlx::query("DELETE FROM api_tokens WHERE session_hash = $1")
+                .bind(session_hash)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        })
+    }
+
+    /// Deletes the tokens that have expired; answers how many.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn delete_expired_tokens(&self, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+        with_pool!(self, pool => {
+            sqlx::query("DELETE FROM api_tokens WHERE expires_at <= $1")
+                .bind(now)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
         })
     }
 

@@ -6,12 +6,14 @@
 
 use app::error::CoreError;
 use app::model::Viewer;
-use app::ports::SESSION_USER_KEY;
+use app::ports::{ClientAddress, SESSION_USER_KEY};
+use axum::extract::ConnectInfo;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use std::net::{IpAddr, SocketAddr};
 use tower_sessions::Session;
 
 use super::ApiError;
@@ -48,6 +50,7 @@ async fn viewer_of(
     state: &AppState,
     headers: &HeaderMap,
     session: &Session,
+    client: Option<IpAddr>,
 ) -> Result<Viewer, CoreError> {
     let core = &state.core;
     match credentials(headers) {
@@ -56,7 +59,7 @@ async fn viewer_of(
             core.viewer_from_token(&username).await
         }
         Some(Credentials::Basic { username, password }) => {
-            match core.login(&username, &password).await {
+            match core.login_from(&username, &password, client).await {
                 Ok(principal) => Ok(Viewer::User(principal)),
                 Err(CoreError::BadCredentials) => Ok(Viewer::Anonymous),
                 Err(error) => Err(error),
@@ -73,14 +76,36 @@ async fn viewer_of(
     }
 }
 
-/// Middleware: puts the caller's [`Viewer`] into the request.
+/// Paths that are the same for everyone: no credential is checked for them,
+/// so that health checks and static assets never pay for a password check.
+fn needs_no_viewer(path: &str) -> bool {
+    path == "/healthz" || path == "/favicon.ico" || path.starts_with("/pkg/")
+}
+
+/// The address of the client (the TCP peer).
+fn client_of(request: &Request) -> Option<IpAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip())
+}
+
+/// Middleware: puts the caller's [`Viewer`] (and address) into the request.
 pub async fn resolve_viewer(
     State(state): State<AppState>,
     session: Session,
     mut request: Request,
     next: Next,
 ) -> Response {
-    match viewer_of(&state, request.headers(), &session).await {
+    let client = client_of(&request);
+    if let Some(client) = client {
+        request.extensions_mut().insert(ClientAddress(client));
+    }
+    if needs_no_viewer(request.uri().path()) {
+        request.extensions_mut().insert(Viewer::Anonymous);
+        return next.run(request).await;
+    }
+    match viewer_of(&state, request.headers(), &session, client).await {
         Ok(viewer) => {
             request.extensions_mut().insert(viewer);
             next.run(request).await

@@ -1,7 +1,7 @@
 //! How Depot's own endpoints render a [`CoreError`]: JSON `{"error", "status"}`.
 
 use app::error::CoreError;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
@@ -25,15 +25,23 @@ impl IntoResponse for ApiError {
         let status = status_of(&self.0);
         let body =
             Json(serde_json::json!({ "error": self.0.to_string(), "status": status.as_u16() }));
+        let mut response = (status, body).into_response();
         if status == StatusCode::UNAUTHORIZED {
-            (
-                status,
-                [(header::WWW_AUTHENTICATE, "Basic realm=\"depot\"")],
-                body,
-            )
-                .into_response()
-        } else {
-            (status, body).into_response()
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"depot\""),
+            );
         }
+        with_retry_after(&self.0, &mut response);
+        response
+    }
+}
+
+/// Adds `Retry-After` to the answer of an error that says when to try again.
+pub fn with_retry_after(error: &CoreError, response: &mut Response) {
+    if let Some(seconds) = error.retry_after() {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
 }

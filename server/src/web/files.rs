@@ -1,5 +1,7 @@
 //! Image bytes over HTTP: `POST /api/upload` (multipart, streamed to the blob
-//! store) and `GET /api/images/{id}/download` (streamed, with `Range`).
+//! store) and `GET /api/images/{id}/download` (streamed, with `Range`); and
+//! any other path under `/api`, a 404 in the API's JSON rather than the UI's
+//! page.
 
 use std::io::SeekFrom;
 
@@ -8,9 +10,9 @@ use app::model::{Image, Viewer};
 use axum::body::Body;
 use axum::extract::multipart::Field;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Extension, Json, Router};
 use futures_util::TryStreamExt;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
@@ -35,6 +37,16 @@ pub fn router() -> Router<AppState> {
             post(upload).layer(DefaultBodyLimit::disable()),
         )
         .route("/api/images/{id}/download", get(download))
+        // Every other path under `/api`, whatever the method. Static routes win
+        // over a catch-all (matchit), so `/api/tokens` and the UI's server
+        // functions, each registered at its own `/api/ui/...` path by
+        // `leptos_routes_with_context`, are untouched.
+        .route("/api/{*rest}", any(not_found))
+}
+
+/// A path under `/api` that names no endpoint: 404 in the API's JSON.
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError(CoreError::not_found(format!("resource {}", uri.path())))
 }
 
 fn bad_form(error: impl std::fmt::Display) -> ApiError {
@@ -219,6 +231,11 @@ pub async fn content_response(
     );
     response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
     response_headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    // Whatever the bytes are, they never run as a page of Depot's origin.
+    response_headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
     response_headers.insert(
         header::CONTENT_DISPOSITION,
         content_disposition(&image.name),

@@ -9,9 +9,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::{Extension, Router};
-use dav_server::localfs::LocalFs;
 use dav_server::{DavConfig, DavHandler};
 
+use super::store_quota::QuotaFs;
 use crate::state::AppState;
 
 /// The handler shared by every request; each gets its user's folder.
@@ -27,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .route("/store", any(serve))
         .route("/store/", any(serve))
         .route("/store/{*path}", any(serve))
+        .layer(axum::middleware::from_fn(super::security::inert_files))
 }
 
 /// 401 with a Basic challenge: WebDAV clients send credentials only when asked.
@@ -65,7 +66,7 @@ async fn serve(
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     let config = DavConfig::new()
-        .filesystem(LocalFs::new(&root, false, false, false))
+        .filesystem(Box::new(QuotaFs::new(&root, state.core.clone(), user.id)))
         .principal(user.username.clone());
     state.dav.handle_with(config, request).await.into_response()
 }

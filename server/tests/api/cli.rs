@@ -134,6 +134,72 @@ async fn apikey_create_prints_a_working_key_once_and_stores_its_hash(#[case] bac
     store.close().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn apikeys_are_listed_without_their_secret_and_revoked(#[case] backend: Backend) {
+    let data = tempfile::tempdir().unwrap();
+    let db = TestDb::create(backend).await;
+    let mut add = depot(
+        data.path(),
+        &db,
+        &["user", "add", "ops", "--password-stdin"],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    writeln!(add.stdin.take().unwrap(), "ops-password-1").unwrap();
+    assert!(add.wait_with_output().unwrap().status.success());
+    let created = depot(
+        data.path(),
+        &db,
+        &["apikey", "create", "ops", "--tenant", "acme"],
+    )
+    .output()
+    .unwrap();
+    let created = String::from_utf8_lossy(&created.stdout).to_string();
+    let key = created.lines().last().unwrap().trim().to_owned();
+
+    let listed = depot(data.path(), &db, &["apikey", "list", "--user", "ops"])
+        .output()
+        .unwrap();
+    assert!(listed.status.success());
+    let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(!listed.contains(&key), "the key was printed: {listed}");
+    let row = listed
+        .lines()
+        .find(|line| line.contains("acme"))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(row.contains("ops"), "{row}");
+    let id = row.split_whitespace().next().unwrap().to_owned();
+
+    let revoked = depot(data.path(), &db, &["apikey", "revoke", &id])
+        .output()
+        .unwrap();
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    let again = depot(data.path(), &db, &["apikey", "revoke", &id])
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "revoking twice succeeded");
+    let storage = depot_server::config::StorageArgs {
+        data_dir: data.path().to_path_buf(),
+        database_url: db.url.as_deref().map(|url| url.parse().unwrap()),
+        secret_key: None,
+    };
+    let store = depot_server::serve::open_database(&storage).await.unwrap();
+    let core = depot_server::serve::open_core(&storage, store.clone(), Default::default())
+        .await
+        .unwrap();
+    assert!(core.tenant_caller("ops", "acme", &key).await.is_err());
+    store.close().await;
+}
+
 #[test]
 fn every_command_documents_itself() {
     for args in [

@@ -123,7 +123,10 @@ impl TestApp {
             .expect("the server does not start");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, built.router).await });
+        let service = built
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move { axum::serve(listener, service).await });
         Self {
             address,
             core: built.core,

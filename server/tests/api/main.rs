@@ -2,14 +2,20 @@
 //! it over HTTP, once on SQLite and once on PostgreSQL.
 
 mod access;
+mod bounded_input;
 mod cli;
 mod coopr;
+mod credentials;
+mod cross_site;
+mod deploy_isolation;
+mod dialect_paths;
 mod files;
 mod helpers;
 mod mws;
 mod mws_query;
 mod pyvss;
 mod query;
+mod quota_and_races;
 mod store;
 mod ui;
 mod vice;

@@ -17,7 +17,7 @@ pub struct Mws<'a> {
 impl<'a> Mws<'a> {
     pub async fn new(app: &'a TestApp, user: &str, password: &str) -> Self {
         let principal = app.core.login(user, password).await.unwrap();
-        let token = app.core.issue_token(&principal).await.unwrap().token;
+        let token = app.core.issue_token(&principal, None).await.unwrap().token;
         Self {
             app,
             token,

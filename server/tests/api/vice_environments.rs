@@ -141,8 +141,8 @@ async fn environments_keep_their_credentials_secret(#[case] backend: Backend) {
                 None
             )
             .await
-            .0,
-        405
+            .1,
+        json!([])
     );
     let mut wrong = seed_environment("x");
     wrong["runtimetechnology"]["type"] = json!("mainframe");

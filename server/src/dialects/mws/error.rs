@@ -1,7 +1,7 @@
 //! MWS errors: `{"messages": ["..."]}` with the status of the core error.
 
 use app::error::CoreError;
-use axum::http::{header, Method, StatusCode};
+use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
@@ -40,4 +40,10 @@ pub async fn method_not_allowed(method: Method) -> Response {
         "messages": [format!("{method} is not supported on this resource")]
     });
     (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
+}
+
+/// A path under `/mws` that names no resource: 404 in MWS's shape, whatever
+/// the method, rather than the UI's page.
+pub async fn not_found(uri: Uri) -> Response {
+    MwsError(CoreError::not_found(format!("resource {}", uri.path()))).into_response()
 }

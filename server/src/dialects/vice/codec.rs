@@ -36,14 +36,86 @@ pub fn response_format(headers: &HeaderMap) -> Format {
     }
 }
 
-/// Reads a body in the given format; anything unreadable is invalid input.
+/// How deeply a body may nest XML elements, or JSON objects and arrays.
+/// Deserializing into `serde_json::Value` recurses once per level: quick-xml
+/// sets no bound of its own (a few KB of nested `<specifics>` would overflow
+/// the stack), and serde_json's is 128. Both formats get the same, smaller
+/// bound, checked by a flat scan before serde sees the body.
+const MAX_DEPTH: usize = 32;
+
+fn too_deep() -> CoreError {
+    CoreError::invalid(format!("the body nests deeper than {MAX_DEPTH} levels"))
+}
+
+/// Refuses JSON nested deeper than [`MAX_DEPTH`], counting brackets and
+/// braces outside strings. Malformed JSON may be miscounted; serde refuses
+/// it anyway.
+fn check_json_depth(bytes: &[u8]) -> Result<(), CoreError> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in bytes {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(too_deep());
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Refuses XML whose elements nest deeper than [`MAX_DEPTH`], reading its
+/// events without building anything.
+fn check_xml_depth(text: &str) -> Result<(), CoreError> {
+    use quick_xml::events::Event;
+
+    let mut reader = quick_xml::Reader::from_str(text);
+    let mut depth = 0usize;
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(_)) => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(too_deep());
+                }
+            }
+            Ok(Event::Empty(_)) if depth >= MAX_DEPTH => return Err(too_deep()),
+            Ok(Event::End(_)) => depth = depth.saturating_sub(1),
+            Ok(Event::Eof) => return Ok(()),
+            Ok(_) => {}
+            Err(error) => return Err(CoreError::invalid(format!("invalid XML body: {error}"))),
+        }
+    }
+}
+
+/// Reads a body in the given format; anything unreadable, or nested deeper
+/// than [`MAX_DEPTH`], is invalid input.
 pub fn decode<T: DeserializeOwned>(format: Format, bytes: &[u8]) -> Result<T, CoreError> {
     match format {
-        Format::Json => serde_json::from_slice(bytes)
-            .map_err(|error| CoreError::invalid(format!("invalid JSON body: {error}"))),
+        Format::Json => {
+            check_json_depth(bytes)?;
+            serde_json::from_slice(bytes)
+                .map_err(|error| CoreError::invalid(format!("invalid JSON body: {error}")))
+        }
         Format::Xml => {
             let text = std::str::from_utf8(bytes)
                 .map_err(|_| CoreError::invalid("the XML body is not UTF-8"))?;
+            check_xml_depth(text)?;
             quick_xml::de::from_str(text)
                 .map_err(|error| CoreError::invalid(format!("invalid XML body: {error}")))
         }
@@ -96,5 +168,83 @@ impl IntoResponse for Reply {
             self.body,
         )
             .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn nested_json(levels: usize) -> String {
+        format!("{}1{}", "[".repeat(levels), "]".repeat(levels))
+    }
+
+    fn nested_xml(levels: usize) -> String {
+        format!(
+            "<Image>{}x{}</Image>",
+            "<specifics>".repeat(levels - 1),
+            "</specifics>".repeat(levels - 1)
+        )
+    }
+
+    #[test]
+    fn json_may_nest_32_levels_and_no_more() {
+        assert!(decode::<Value>(Format::Json, nested_json(MAX_DEPTH).as_bytes()).is_ok());
+        let error = decode::<Value>(Format::Json, nested_json(MAX_DEPTH + 1).as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("deeper than 32 levels"), "{error}");
+        // Far deeper than serde_json's own limit or the stack would allow.
+        assert!(decode::<Value>(Format::Json, nested_json(100_000).as_bytes()).is_err());
+        let objects = format!("{}1{}", r#"{"a":"#.repeat(40), "}".repeat(40));
+        let error = decode::<Value>(Format::Json, objects.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("deeper than 32 levels"), "{error}");
+    }
+
+    #[test]
+    fn brackets_in_json_strings_do_not_count() {
+        let text = format!(
+            r#"{{"title": "{}\"{}", "specifics": {{}}}}"#,
+            "[".repeat(64),
+            "{".repeat(64)
+        );
+        let value: Value = decode(Format::Json, text.as_bytes()).unwrap();
+        assert_eq!(value["specifics"], serde_json::json!({}));
+    }
+
+    #[test]
+    fn xml_may_nest_32_levels_and_no_more() {
+        assert_eq!(check_xml_depth(&nested_xml(MAX_DEPTH)), Ok(()));
+        assert_eq!(
+            check_xml_depth(&format!("<a>{}</a>", "<b/>".repeat(3))),
+            Ok(())
+        );
+        for text in [
+            nested_xml(MAX_DEPTH + 1),
+            // About 20 KB of nested elements, as a hostile client sends them.
+            nested_xml(20_000 / "<specifics>".len()),
+            // Never closed: refused before the reader reaches the end.
+            "<a>".repeat(100_000),
+        ] {
+            let error = decode::<Value>(Format::Xml, text.as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("deeper than 32 levels"), "{error}");
+        }
+        let empty_too_deep = format!(
+            "{}<b/>{}",
+            "<a>".repeat(MAX_DEPTH),
+            "</a>".repeat(MAX_DEPTH)
+        );
+        assert!(check_xml_depth(&empty_too_deep).is_err());
+    }
+
+    #[test]
+    fn malformed_xml_is_invalid_input() {
+        let error = check_xml_depth("<a></b>").unwrap_err().to_string();
+        assert!(error.starts_with("invalid XML body"), "{error}");
     }
 }

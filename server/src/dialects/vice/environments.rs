@@ -189,7 +189,9 @@ pub async fn create(
 }
 
 /// List accessible environments (`findEnvironment`), by
-/// `filterManagementlayer` and `filterRuntimetechnology` (their types).
+/// `filterManagementlayer` and `filterRuntimetechnology` (their types). The
+/// operation answers only 200, 401 and 500: a word that names no type is a
+/// filter nothing matches, so the list is empty.
 pub async fn list(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
@@ -201,23 +203,30 @@ pub async fn list(
         viewer.require_user()?;
         let mut management = None;
         let mut runtime = None;
+        let mut matches_nothing = false;
         for (key, value) in
             form_urlencoded::parse(raw_query.as_deref().unwrap_or_default().as_bytes())
         {
             match key.as_ref() {
                 "filterManagementlayer" if !value.is_empty() => {
-                    management = Some(ManagementLayerType::parse(&value)?)
+                    management = ManagementLayerType::parse(&value).ok();
+                    matches_nothing |= management.is_none();
                 }
                 "filterRuntimetechnology" if !value.is_empty() => {
-                    runtime = Some(RuntimeTechnologyType::parse(&value)?)
+                    runtime = RuntimeTechnologyType::parse(&value).ok();
+                    matches_nothing |= runtime.is_none();
                 }
                 _ => {}
             }
         }
-        let environments = state
-            .core
-            .list_environments(&viewer, management, runtime)
-            .await?;
+        let environments = if matches_nothing {
+            Vec::new()
+        } else {
+            state
+                .core
+                .list_environments(&viewer, management, runtime)
+                .await?
+        };
         let views: Vec<EnvironmentView> = environments.iter().map(EnvironmentView::from).collect();
         Ok(match format {
             Format::Json => Reply::new(format, StatusCode::OK, "Environments", &views),

@@ -2,7 +2,7 @@
 //! The registry answers invalid input with 405, not 400.
 
 use app::error::CoreError;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -53,5 +53,16 @@ pub async fn method_not_allowed(method: Method, headers: HeaderMap) -> Response 
         response_format(&headers),
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{method} is not supported on this resource"),
+    )
+}
+
+/// A path under `/v1` that names no resource: 404 in the negotiated format,
+/// whatever the method, rather than the UI's page.
+pub async fn not_found(uri: Uri, headers: HeaderMap) -> Response {
+    let error = CoreError::not_found(format!("resource {}", uri.path()));
+    error_with(
+        response_format(&headers),
+        StatusCode::NOT_FOUND,
+        error.to_string(),
     )
 }

@@ -15,7 +15,8 @@ use super::images::image_id;
 use super::views::ImageView;
 use crate::state::AppState;
 
-/// Upload a file as image (`uploadImage`): 200 with the image; 400 without `upfile`.
+/// Upload a file as image (`uploadImage`): 200 with the image; 400 without
+/// `upfile` or when the bytes are refused (unreadable, or an unsafe disk).
 pub async fn upload(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
@@ -51,7 +52,11 @@ pub async fn upload(
             .attach_file(&viewer, id, body)
             .await
             .map(|image| Reply::new(format, StatusCode::OK, "Image", &ImageView::from(&image)));
-        return respond(format, outcome);
+        // `uploadImage` documents 400, not the registry's usual 405, for bad input.
+        return match outcome {
+            Err(error @ CoreError::Invalid(_)) => bad_request(error.to_string()),
+            outcome => respond(format, outcome),
+        };
     }
 }
 

@@ -27,7 +27,7 @@ pub async fn request_token(
     Extension(viewer): Extension<Viewer>,
 ) -> Result<Json<TokenView>, VssError> {
     let user = viewer.require_user()?;
-    let issued = state.core.issue_token(user).await?;
+    let issued = state.core.issue_token(user, None).await?;
     Ok(Json(TokenView {
         duration: TOKEN_TTL.as_secs(),
         exp: issued.expires_at.timestamp(),

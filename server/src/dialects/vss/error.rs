@@ -2,7 +2,7 @@
 //! (pyvss reads all three, and fails on an error that is not JSON).
 
 use app::error::CoreError;
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
@@ -47,6 +47,12 @@ pub async fn method_not_allowed(method: Method) -> Response {
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{method} is not supported on this resource"),
     )
+}
+
+/// A path under `/v2` that names no resource: 404 in VSS's shape, whatever
+/// the method, rather than the UI's page.
+pub async fn not_found(uri: Uri) -> Response {
+    VssError(CoreError::not_found(format!("resource {}", uri.path()))).into_response()
 }
 
 /// `OPTIONS`: the methods a resource answers, in `Allow`.

@@ -1,5 +1,6 @@
 //! `/v2/image`, `/v2/iso` (the public catalog) and `/v2/user/image/{vm,iso}`
-//! (the caller's own), each a page of the core's images.
+//! (the caller's own), each a page of the core's images; `/v2/user/image`
+//! links to the caller's two lists.
 
 use std::time::Instant;
 
@@ -12,8 +13,8 @@ use axum::{Extension, Json};
 use super::error::VssError;
 use super::parse::{list_params, ListParams, Listing};
 use super::views::{
-    self, base_url, elapsed, ItemMeta, ListMeta, One, Pages, PublicList, SelfLink, UserLinks,
-    UserList,
+    self, base_url, elapsed, ItemMeta, ListMeta, One, Pages, PublicList, SelfLink, UserImageIndex,
+    UserImageLists, UserLinks, UserList,
 };
 use crate::state::AppState;
 
@@ -260,4 +261,28 @@ pub async fn list_user_isos(
     RawQuery(raw_query): RawQuery,
 ) -> Result<Json<UserList>, VssError> {
     list_user(state, viewer, headers, uri, raw_query, Listing::Isos).await
+}
+
+/// `GET /v2/user/image`: the parent the user lists link to (`_links.image`,
+/// `_links.user`), with the URLs of the caller's VM images and ISOs.
+pub async fn user_image_links(
+    Extension(viewer): Extension<Viewer>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Json<UserImageIndex>, VssError> {
+    let call = Call::new(&viewer, &headers, &uri)?;
+    let url = format!("{}/v2/user/image", call.base);
+    Ok(Json(UserImageIndex {
+        links: SelfLink {
+            self_url: call.requested,
+        },
+        data: UserImageLists {
+            iso: format!("{url}/iso"),
+            vm: format!("{url}/vm"),
+        },
+        meta: ItemMeta {
+            time: elapsed(call.started),
+            user: call.user.username,
+        },
+    }))
 }

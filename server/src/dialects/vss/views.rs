@@ -195,6 +195,22 @@ pub struct UserList {
     pub meta: ListMeta,
 }
 
+/// The caller's two lists, by kind (`/v2/user/image`'s `data`).
+#[derive(Debug, Serialize)]
+pub struct UserImageLists {
+    pub iso: String,
+    pub vm: String,
+}
+
+/// `/v2/user/image`: the parent the user lists link to, with their URLs.
+#[derive(Debug, Serialize)]
+pub struct UserImageIndex {
+    #[serde(rename = "_links")]
+    pub links: SelfLink,
+    pub data: UserImageLists,
+    pub meta: ItemMeta,
+}
+
 /// One item: `{"data": item, "meta"}`.
 #[derive(Debug, Serialize)]
 pub struct One {

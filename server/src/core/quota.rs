@@ -1,0 +1,212 @@
+//! Per-user quotas, held under concurrency and on every path.
+//!
+//! What counts against a user's quota: the images they uploaded (not the
+//! copies a sync makes of their personal store's files), the files in their
+//! personal store, the files deployed for them, and the bytes reserved for
+//! their uploads in flight. An upload reserves room before its bytes are
+//! written, step by step as it grows, in the same transaction that counts
+//! the rest (see [`crate::store::QuotaAsk`]); it lets go of the reservation
+//! when it lands or fails. Two uploads that fit alone but not together can
+//! therefore never both land.
+
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::Core;
+use crate::blob::{Allowance, IngestError};
+use crate::store::QuotaAsk;
+
+/// How much an upload reserves ahead of what it has received.
+pub const RESERVATION_STEP: u64 = 64 << 20;
+
+/// How long a reservation lasts without growing (a crashed server's expire).
+const RESERVATION_TTL: Duration = Duration::from_secs(3600);
+
+impl Core {
+    /// The bytes of a user's personal store's files.
+    pub(super) async fn personal_store_bytes(&self, user_id: i64) -> Result<u64, IngestError> {
+        let root = self.personal_folder(user_id);
+        tokio::task::spawn_blocking(move || {
+            if !root.exists() {
+                return Ok(0);
+            }
+            super::sync::walk(&root).map(|files| files.iter().map(|file| file.size).sum())
+        })
+        .await
+        .map_err(std::io::Error::other)?
+        .map_err(IngestError::Io)
+    }
+
+    /// Reserves between `needed` and `wanted` bytes for a user's upload,
+    /// growing `reservation`; answers the bytes granted.
+    pub(super) async fn reserve(
+        &self,
+        user_id: i64,
+        quota: u64,
+        reservation: &mut Option<i64>,
+        needed: u64,
+        wanted: u64,
+    ) -> Result<u64, IngestError> {
+        let outside = self.personal_store_bytes(user_id).await?;
+        let now_ms = Utc::now().timestamp_millis();
+        let clamp = |bytes: u64| i64::try_from(bytes).unwrap_or(i64::MAX);
+        let ask = QuotaAsk {
+            user_id,
+            reservation: *reservation,
+            needed: clamp(needed),
+            wanted: clamp(wanted),
+            quota: clamp(quota),
+            outside: clamp(outside),
+            personal_data_store: &self.limits.personal_data_store,
+            now_ms,
+            expires_ms: now_ms.saturating_add(RESERVATION_TTL.as_millis() as i64),
+        };
+        match self.db.reserve_quota(&ask).await {
+            Ok(Some((id, granted))) => {
+                *reservation = Some(id);
+                Ok(granted.max(0) as u64)
+            }
+            Ok(None) => Err(IngestError::OverQuota { quota }),
+            Err(error) => {
+                tracing::error!(%error, "cannot reserve quota");
+                Err(IngestError::Io(std::io::Error::other(
+                    "the database failed",
+                )))
+            }
+        }
+    }
+
+    /// What a new upload of this user's may grow to.
+    pub fn upload_allowance(&self, user_id: i64) -> UploadAllowance<'_> {
+        UploadAllowance {
+            core: self,
+            user_id,
+            reservation: None,
+        }
+    }
+}
+
+/// The room an upload may take: the upload limit, and the user's quota
+/// through a reservation. Dropped without [`UploadAllowance::release`] (a
+/// cancelled request), it lets go of its reservation in the background.
+pub struct UploadAllowance<'a> {
+    core: &'a Core,
+    user_id: i64,
+    reservation: Option<i64>,
+}
+
+impl UploadAllowance<'_> {
+    /// Lets go of the reservation: the bytes now count as a record, or not at all.
+    pub async fn release(mut self) {
+        if let Some(id) = self.reservation.take() {
+            if let Err(error) = self.core.db.release_quota(id).await {
+                tracing::warn!(%error, "cannot release a quota reservation; it will expire");
+            }
+        }
+    }
+}
+
+impl Drop for UploadAllowance<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.reservation.take() {
+            let db = self.core.db.clone();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { db.release_quota(id).await });
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Allowance for UploadAllowance<'_> {
+    async fn grow(&mut self, needed: u64) -> Result<u64, IngestError> {
+        let limit = self.core.limits.max_upload_bytes;
+        if needed > limit {
+            return Err(IngestError::TooLarge { limit });
+        }
+        let Some(quota) = self.core.limits.user_quota_bytes else {
+            return Ok(limit);
+        };
+        let wanted = needed.saturating_add(RESERVATION_STEP).min(limit);
+        self.core
+            .reserve(self.user_id, quota, &mut self.reservation, needed, wanted)
+            .await
+    }
+}
+
+/// Room for one write into a personal store. Bytes already written are in
+/// the store's files, which the quota counts; the reservation holds only
+/// the room granted ahead of them.
+pub struct StoreWrite {
+    core: std::sync::Arc<Core>,
+    user_id: i64,
+    reservation: Option<i64>,
+    /// Bytes that may still be written without asking again.
+    room: u64,
+    written: u64,
+}
+
+impl std::fmt::Debug for StoreWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreWrite")
+            .field("user_id", &self.user_id)
+            .field("room", &self.room)
+            .field("written", &self.written)
+            .finish()
+    }
+}
+
+impl StoreWrite {
+    pub fn new(core: std::sync::Arc<Core>, user_id: i64) -> Self {
+        Self {
+            core,
+            user_id,
+            reservation: None,
+            room: 0,
+            written: 0,
+        }
+    }
+
+    /// Makes room for `bytes` more bytes of this write, or refuses.
+    pub async fn make_room(&mut self, bytes: u64) -> Result<(), IngestError> {
+        let limit = self.core.limits.max_upload_bytes;
+        let total = self.written.saturating_add(bytes);
+        if total > limit {
+            return Err(IngestError::TooLarge { limit });
+        }
+        if let Some(quota) = self.core.limits.user_quota_bytes {
+            if bytes > self.room {
+                let wanted = bytes.max(RESERVATION_STEP);
+                let granted = self
+                    .core
+                    .reserve(self.user_id, quota, &mut self.reservation, bytes, wanted)
+                    .await?;
+                self.room = granted;
+            }
+            self.room -= bytes;
+        }
+        self.written = total;
+        Ok(())
+    }
+
+    /// Lets go of the reservation (the bytes are in the store's files now).
+    pub async fn release(mut self) {
+        if let Some(id) = self.reservation.take() {
+            if let Err(error) = self.core.db.release_quota(id).await {
+                tracing::warn!(%error, "cannot release a quota reservation; it will expire");
+            }
+        }
+    }
+}
+
+impl Drop for StoreWrite {
+    fn drop(&mut self) {
+        if let Some(id) = self.reservation.take() {
+            let db = self.core.db.clone();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { db.release_quota(id).await });
+            }
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Transactions that span several statements, and the blob lock: the one
+//! place where a record is attached to stored bytes or bytes are let go.
+//!
+//! Attaching a record to a blob and deleting a blob both hold the blob's row
+//! in `blobs` locked (on PostgreSQL a row lock taken by an upsert; on SQLite
+//! the database's write lock, which the upsert takes), so the two never
+//! interleave: a blob is removed only when no record uses it at that moment,
+//! and a record is attached only to a blob that is on disk.
+
+use chrono::{DateTime, Utc};
+use sqlx::{Postgres, Sqlite, Transaction};
+
+use super::images::{NewImage, ProvisioningColumns, ViceColumns};
+use super::Db;
+
+/// An open transaction on either backend.
+pub enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// Runs the same sqlx code against whichever transaction `$tx` holds; the
+/// body reaches the connection as `&mut **$conn`.
+macro_rules! with_tx {
+    ($tx:expr, $conn:ident => $body:expr) => {
+        match $tx {
+            $crate::store::Tx::Sqlite($conn) => $body,
+            $crate::store::Tx::Postgres($conn) => $body,
+        }
+    };
+}
+pub(crate) use with_tx;
+
+impl Db {
+    /// Starts a transaction.
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        match self {
+            Self::Sqlite(pool) => pool.begin().await.map(Tx::Sqlite),
+            Self::Postgres(pool) => pool.begin().await.map(Tx::Postgres),
+        }
+    }
+
+    /// Takes the lock of the blob with this digest (creating its row), for
+    /// the length of the returned transaction.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn lock_blob(&self, sha256: &str) -> Result<BlobLock, sqlx::Error> {
+        const UPSERT: &str = "INSERT INTO blobs (sha256, created_at) VALUES ($1, $2) \
+             ON CONFLICT (sha256) DO UPDATE SET created_at = blobs.created_at";
+        let mut tx = self.begin().await?;
+        let now_ms = Utc::now().timestamp_millis();
+        with_tx!(&mut tx, conn => {
+            sqlx::query(UPSERT).bind(sha256).bind(now_ms).execute(&mut **conn).await?;
+        });
+        Ok(BlobLock {
+            tx,
+            sha256: sha256.to_owned(),
+        })
+    }
+
+    /// The digests of the blobs some record uses.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn referenced_blobs(&self) -> Result<Vec<String>, sqlx::Error> {
+        const SELECT: &str = "SELECT b.sha256 FROM blobs b \
+             WHERE EXISTS (SELECT 1 FROM images i WHERE i.sha256 = b.sha256)";
+        super::with_pool!(self, pool => {
+            sqlx::query_scalar::<_, String>(SELECT).fetch_all(pool).await
+        })
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Sqlite(tx) => tx.commit().await,
+            Self::Postgres(tx) => tx.commit().await,
+        }
+    }
+
+    /// Inserts a record (and a hypervisor's links) and returns its id.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn insert_image(&mut self, new: &NewImage) -> Result<i64, sqlx::Error> {
+        const INSERT: &str = "INSERT INTO images (kind, name, label, folder, data_store, path, \
+             public, owner_id, size, sha256, format, virtual_size, created_at, updated_at, \
+             version, os_type, hypervisor, hypervisor_type, supports_physical, supports_virtual, \
+             template_name, provisioning_type, active, features, extensions, title, \
+             vice_image_type, imported, origin_environment, environment_ref, specifics) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, 0, \
+             $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29) \
+             RETURNING id";
+        let mws = ProvisioningColumns::of(new.provisioning.as_ref());
+        let vice = ViceColumns::of(new.vice.as_ref());
+        with_tx!(self, tx => {
+            let id = sqlx::query_scalar::<_, i64>(INSERT)
+                .bind(new.kind)
+                .bind(&new.name)
+                .bind(&new.label)
+                .bind(&new.folder)
+                .bind(&new.data_store)
+                .bind(&new.path)
+                .bind(new.public)
+                .bind(new.owner_id)
+                .bind(new.size)
+                .bind(&new.sha256)
+                .bind(new.format)
+                .bind(new.virtual_size)
+                .bind(new.now)
+                .bind(&mws.os_type)
+                .bind(mws.hypervisor)
+                .bind(&mws.hypervisor_type)
+                .bind(mws.supports_physical)
+                .bind(mws.supports_virtual)
+                .bind(&mws.template_name)
+                .bind(mws.provisioning_type)
+                .bind(mws.active)
+                .bind(&mws.features)
+                .bind(&mws.extensions)
+                .bind(&vice.title)
+                .bind(vice.image_type)
+                .bind(vice.imported)
+                .bind(&vice.origin_environment)
+                .bind(&vice.environment_ref)
+                .bind(&vice.specifics)
+                .fetch_one(&mut **tx)
+                .await?;
+            for image_id in &new.virtualized {
+                sqlx::query("INSERT INTO image_virtualized (hypervisor_id, image_id) VALUES ($1, $2)")
+                    .bind(id)
+                    .bind(image_id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            Ok(id)
+        })
+    }
+}
+
+/// A blob's lock, held until [`BlobLock::commit`] (or dropped: rolled back).
+pub struct BlobLock {
+    tx: Tx,
+    sha256: String,
+}
+
+impl BlobLock {
+    /// Inserts a record using this blob.
+    pub async fn insert_image(&mut self, new: &NewImage) -> Result<i64, sqlx::Error> {
+        self.tx.insert_image(new).await
+    }
+
+    /// Points a record at this blob (its file changed), bumping its version.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn set_image_content(
+        &mut self,
+        id: i64,
+        size: i64,
+        format: &str,
+        virtual_size: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        const UPDATE: &str = "UPDATE images SET size = $1, sha256 = $2, format = $3, \
+             virtual_size = $4, updated_at = $5, version = version + 1 WHERE id = $6";
+        with_tx!(&mut self.tx, conn => {
+            sqlx::query(UPDATE)
+                .bind(size)
+                .bind(&self.sha256)
+                .bind(format)
+                .bind(virtual_size)
+                .bind(now)
+                .bind(id)
+                .execute(&mut **conn)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    /// How many records use this blob now.
+    pub async fn references(&mut self) -> Result<i64, sqlx::Error> {
+        const COUNT: &str = "SELECT COUNT(*) FROM images WHERE sha256 = $1";
+        with_tx!(&mut self.tx, conn => {
+            sqlx::query_scalar::<_, i64>(COUNT).bind(&self.sha256).fetch_one(&mut **conn).await
+        })
+    }
+
+    /// Forgets the blob's row (its bytes are being removed).
+    pub async fn forget(&mut self) -> Result<(), sqlx::Error> {
+        with_tx!(&mut self.tx, conn => {
+            sqlx::query("DELETE FROM blobs WHERE sha256 = $1")
+                .bind(&self.sha256)
+                .execute(&mut **conn)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    /// Commits what was done under the lock, and lets go of it.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}

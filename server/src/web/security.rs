@@ -1,0 +1,158 @@
+//! What keeps a browser's credentials and Depot's origin from being turned
+//! against its users:
+//! - a state-changing request that a browser marks as coming from another
+//!   site (`Sec-Fetch-Site`, or an `Origin` other than this server's) is
+//!   refused, sign-in included (login CSRF); scripts send neither header
+//!   and are not affected;
+//! - pages carry a Content-Security-Policy fitting the WASM app (scripts
+//!   only from this origin or with the page's nonce, no framing), and every
+//!   answer `nosniff`, no framing and a same-origin referrer policy;
+//! - files from the personal store are always downloads, sandboxed, never
+//!   active content on Depot's origin.
+
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+/// Whether a request can change state (anything but reading).
+fn changes_state(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The site a browser says the request came from is not this one.
+fn from_another_site(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        // `none` is the user's own doing (a bookmark, the address bar).
+        return !matches!(site.as_bytes(), b"same-origin" | b"none");
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return false;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok());
+    let authority = origin
+        .to_str()
+        .ok()
+        .and_then(|origin| origin.split_once("://"))
+        .map(|(_, authority)| authority);
+    match (authority, host) {
+        (Some(authority), Some(host)) => !authority.eq_ignore_ascii_case(host),
+        // `Origin: null` (a sandboxed frame, a redirect across sites) or no Host.
+        _ => true,
+    }
+}
+
+/// Middleware: refuses state-changing requests from another site.
+pub async fn refuse_cross_site(request: Request, next: Next) -> Response {
+    if changes_state(request.method()) && from_another_site(request.headers()) {
+        tracing::info!(method = %request.method(), path = %request.uri().path(), "refused a cross-site request");
+        return (
+            StatusCode::FORBIDDEN,
+            Json(serde_json::json!({
+                "error": "a request from another site may not change anything here",
+                "status": 403,
+            })),
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
+/// Middleware: the headers every answer carries, unless it set its own.
+pub async fn common_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let defaults = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "same-origin"),
+        // Pages set a fuller policy with their nonce; this covers the rest.
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "frame-ancestors 'none'; object-src 'none'; base-uri 'self'",
+        ),
+    ];
+    for (name, value) in defaults {
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// The policy of a server-rendered page whose scripts carry `nonce`.
+pub fn page_policy(nonce: &str) -> String {
+    format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+         style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; \
+         base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
+/// Middleware for the personal store: whatever a user put there is served
+/// as a download in a sandbox, never as a page of Depot's origin.
+pub async fn inert_files(request: Request, next: Next) -> Response {
+    let reading = matches!(*request.method(), Method::GET | Method::HEAD);
+    let mut response = next.run(request).await;
+    let served_a_file = reading && response.status().is_success();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if served_a_file {
+        headers.insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("attachment"),
+        );
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.insert(
+                axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn tells_other_sites_from_this_one_and_from_scripts() {
+        assert!(!from_another_site(&with(&[])));
+        assert!(!from_another_site(&with(&[(
+            "sec-fetch-site",
+            "same-origin"
+        )])));
+        assert!(!from_another_site(&with(&[("sec-fetch-site", "none")])));
+        assert!(from_another_site(&with(&[(
+            "sec-fetch-site",
+            "cross-site"
+        )])));
+        assert!(from_another_site(&with(&[("sec-fetch-site", "same-site")])));
+        let host = ("host", "depot.example:3000");
+        assert!(!from_another_site(&with(&[
+            host,
+            ("origin", "https://depot.example:3000")
+        ])));
+        assert!(from_another_site(&with(&[
+            host,
+            ("origin", "https://evil.example")
+        ])));
+        assert!(from_another_site(&with(&[host, ("origin", "null")])));
+    }
+}

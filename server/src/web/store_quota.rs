@@ -1,0 +1,206 @@
+//! The personal store's file system: dav-server's local one, with every
+//! write counted against the owner's quota and the upload limit as it
+//! happens (chunked bodies without a length included), and `COPY` counted
+//! before it copies. A write refused midway removes what it had written:
+//! nothing partial stays behind.
+
+use std::io::SeekFrom;
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes};
+use dav_server::davpath::DavPath;
+use dav_server::fs::{
+    DavDirEntry, DavFile, DavFileSystem, DavMetaData, FsError, FsFuture, FsStream, OpenOptions,
+    ReadDirMeta,
+};
+use dav_server::localfs::LocalFs;
+
+use crate::blob::IngestError;
+use crate::core::{Core, StoreWrite};
+
+/// One user's store folder, as WebDAV reaches it.
+#[derive(Clone)]
+pub struct QuotaFs {
+    inner: LocalFs,
+    core: Arc<Core>,
+    user_id: i64,
+}
+
+impl QuotaFs {
+    pub fn new(root: &std::path::Path, core: Arc<Core>, user_id: i64) -> Self {
+        Self {
+            inner: *LocalFs::new(root, false, false, false),
+            core,
+            user_id,
+        }
+    }
+}
+
+/// How a refused write answers: 413 past the upload limit, 507 past the quota.
+fn refused(error: IngestError) -> FsError {
+    match error {
+        IngestError::TooLarge { .. } => FsError::TooLarge,
+        IngestError::OverQuota { .. } => FsError::InsufficientStorage,
+        IngestError::Body(_) | IngestError::Io(_) => FsError::GeneralFailure,
+    }
+}
+
+impl DavFileSystem for QuotaFs {
+    fn open<'a>(
+        &'a self,
+        path: &'a DavPath,
+        options: OpenOptions,
+    ) -> FsFuture<'a, Box<dyn DavFile>> {
+        Box::pin(async move {
+            if !(options.write || options.append) {
+                return DavFileSystem::open(&self.inner, path, options).await;
+            }
+            let mut write = StoreWrite::new(self.core.clone(), self.user_id);
+            // A length announced up front is checked (and reserved) before
+            // anything is written or truncated.
+            if let Some(size) = options.size {
+                write.make_room(size).await.map_err(refused)?;
+            }
+            let file = DavFileSystem::open(&self.inner, path, options).await?;
+            Ok(Box::new(CountedFile {
+                inner: file,
+                write: Some(write),
+                fs: self.inner.clone(),
+                path: path.clone(),
+            }) as Box<dyn DavFile>)
+        })
+    }
+
+    fn read_dir<'a>(
+        &'a self,
+        path: &'a DavPath,
+        meta: ReadDirMeta,
+    ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
+        DavFileSystem::read_dir(&self.inner, path, meta)
+    }
+
+    fn metadata<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, Box<dyn DavMetaData>> {
+        DavFileSystem::metadata(&self.inner, path)
+    }
+
+    fn symlink_metadata<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, Box<dyn DavMetaData>> {
+        DavFileSystem::symlink_metadata(&self.inner, path)
+    }
+
+    fn create_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        DavFileSystem::create_dir(&self.inner, path)
+    }
+
+    fn remove_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        DavFileSystem::remove_dir(&self.inner, path)
+    }
+
+    fn remove_file<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        DavFileSystem::remove_file(&self.inner, path)
+    }
+
+    /// A move adds no bytes.
+    fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
+        DavFileSystem::rename(&self.inner, from, to)
+    }
+
+    /// A copy adds the source's bytes: room for them is reserved first.
+    fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
+        Box::pin(async move {
+            let size = DavFileSystem::metadata(&self.inner, from).await?.len();
+            let mut write = StoreWrite::new(self.core.clone(), self.user_id);
+            write.make_room(size).await.map_err(refused)?;
+            let copied = DavFileSystem::copy(&self.inner, from, to).await;
+            write.release().await;
+            copied
+        })
+    }
+}
+
+/// A file open for writing; each write takes room first.
+struct CountedFile {
+    inner: Box<dyn DavFile>,
+    write: Option<StoreWrite>,
+    fs: LocalFs,
+    path: DavPath,
+}
+
+impl std::fmt::Debug for CountedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CountedFile")
+            .field("path", &self.path)
+            .field("write", &self.write)
+            .finish()
+    }
+}
+
+impl CountedFile {
+    /// Takes room for `bytes`; a refusal removes the partly written file.
+    async fn take_room(&mut self, bytes: u64) -> Result<(), FsError> {
+        let Some(write) = self.write.as_mut() else {
+            return Err(FsError::GeneralFailure);
+        };
+        if let Err(error) = write.make_room(bytes).await {
+            self.write = None;
+            if let Err(cleanup) = DavFileSystem::remove_file(&self.fs, &self.path).await {
+                tracing::warn!(?cleanup, "cannot remove a refused partial file");
+            }
+            return Err(refused(error));
+        }
+        Ok(())
+    }
+}
+
+/// A write that ended without its final flush (the client went away, or
+/// the body broke off) leaves no partial file behind.
+impl Drop for CountedFile {
+    fn drop(&mut self) {
+        if self.write.take().is_some() {
+            let (fs, path) = (self.fs.clone(), self.path.clone());
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = DavFileSystem::remove_file(&fs, &path).await;
+                });
+            }
+        }
+    }
+}
+
+impl DavFile for CountedFile {
+    fn metadata(&'_ mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
+        self.inner.metadata()
+    }
+
+    fn write_buf(&'_ mut self, buf: Box<dyn Buf + Send>) -> FsFuture<'_, ()> {
+        Box::pin(async move {
+            self.take_room(buf.remaining() as u64).await?;
+            self.inner.write_buf(buf).await
+        })
+    }
+
+    fn write_bytes(&'_ mut self, buf: Bytes) -> FsFuture<'_, ()> {
+        Box::pin(async move {
+            self.take_room(buf.len() as u64).await?;
+            self.inner.write_bytes(buf).await
+        })
+    }
+
+    fn read_bytes(&'_ mut self, count: usize) -> FsFuture<'_, Bytes> {
+        self.inner.read_bytes(count)
+    }
+
+    fn seek(&'_ mut self, pos: SeekFrom) -> FsFuture<'_, u64> {
+        self.inner.seek(pos)
+    }
+
+    /// The write is complete: its bytes are in the store's files now.
+    fn flush(&'_ mut self) -> FsFuture<'_, ()> {
+        Box::pin(async move {
+            let flushed = self.inner.flush().await;
+            if let Some(write) = self.write.take() {
+                write.release().await;
+            }
+            flushed
+        })
+    }
+}

@@ -1,0 +1,276 @@
+//! Bounded work per request, on both backends: MWS regular expressions are
+//! few, short, and mean the same to SQLite and PostgreSQL (or are refused);
+//! ViCE bodies nest at most 32 levels, however they are written; names and
+//! titles hold no bidirectional formatting characters.
+
+use reqwest::Method;
+use rstest::rstest;
+use serde_json::{json, Value};
+
+use crate::helpers::{random_bytes, Backend, TestApp, ADMIN_PASSWORD};
+use crate::mws::{messages, Mws};
+use crate::vice::Vice;
+
+/// Images whose names the patterns below tell apart.
+async fn named_images(mws: &Mws<'_>) {
+    for name in [
+        "ubuntu-22",
+        "ubuntu-2204",
+        "Ubuntu-24",
+        "centos-7",
+        "debian_12",
+        "win10",
+    ] {
+        let image = json!({"name": name, "osType": "linux", "hypervisor": false,
+            "supportsVirtualMachine": true});
+        let (status, body) = mws.post(&image).await;
+        assert_eq!(status, 201, "{body}");
+    }
+}
+
+/// An MWS query matching `name` against `pattern`.
+fn name_matches(pattern: &str) -> Value {
+    json!({"name": {"$regex": pattern}})
+}
+
+/// The names a query finds, in name order whatever the backend's collation.
+async fn sorted_names(mws: &Mws<'_>, query: &Value) -> Vec<String> {
+    let query = query.to_string();
+    let mut names = mws.names(&[("query", query.as_str())]).await;
+    names.sort();
+    names
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn accepted_patterns_find_the_same_images_on_both_backends(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mws = Mws::new(&app, "admin", ADMIN_PASSWORD).await;
+    named_images(&mws).await;
+    let cases: [(Value, &[&str]); 10] = [
+        (
+            name_matches("^ubu.*[0-9]{2}$"),
+            &["ubuntu-22", "ubuntu-2204"],
+        ),
+        (
+            name_matches("^(centos|debian)[-_]\\d+$"),
+            &["centos-7", "debian_12"],
+        ),
+        (name_matches("\\d{4}"), &["ubuntu-2204"]),
+        (name_matches("\\w+_\\d"), &["debian_12"]),
+        (name_matches("^[^cdu]"), &["Ubuntu-24", "win10"]),
+        (name_matches("^win\\d+?$"), &["win10"]),
+        (
+            json!({"name": {"$regex": "^ubuntu", "$options": "i"}}),
+            &["Ubuntu-24", "ubuntu-22", "ubuntu-2204"],
+        ),
+        // One leading (?i) is what `$options: "i"` sends, so it is accepted
+        // as the same thing (MongoDB takes it too).
+        (
+            name_matches("(?i)^UBUNTU-2\\d$"),
+            &["Ubuntu-24", "ubuntu-22"],
+        ),
+        (name_matches("\\."), &[]),
+        // Four regular expressions in one query are allowed.
+        (
+            json!({"$and": [
+                {"name": {"$regex": "^u"}},
+                {"name": {"$regex": "\\d$"}},
+                {"osType": {"$regex": "^lin"}},
+                {"name": {"$regex": "-"}},
+            ]}),
+            &["ubuntu-22", "ubuntu-2204"],
+        ),
+    ];
+    for (query, expected) in cases {
+        assert_eq!(sorted_names(&mws, &query).await, expected, "{query}");
+    }
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn other_patterns_are_refused_with_a_message_on_both_backends(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mws = Mws::new(&app, "admin", ADMIN_PASSWORD).await;
+    named_images(&mws).await;
+    let five: Vec<Value> = ["a", "b", "c", "d", "e"]
+        .into_iter()
+        .map(name_matches)
+        .collect();
+    let five = json!({ "$or": five });
+    let cases = [
+        (five, "at most 4 regular expressions"),
+        (name_matches(&"a".repeat(300)), "at most 256 bytes"),
+        (
+            json!({"name": {"$regex": "(?i)x", "$options": "i"}}),
+            "inline flags",
+        ),
+        (name_matches("(?s)x"), "inline flags"),
+        (name_matches("x(?i)y"), "inline flags"),
+        (name_matches("\\bx"), "word boundaries"),
+        (name_matches("(a)\\1"), "backreferences"),
+        (name_matches("(?=x)"), "look-around"),
+        (name_matches("[[:alpha:]]"), "POSIX classes"),
+        (name_matches("\\p{L}"), "Unicode classes"),
+        (name_matches("\\x41"), "hex and Unicode escapes"),
+        (name_matches("a{256}"), "at most 255"),
+        (name_matches("x**"), "may not follow another"),
+        (name_matches("(x{200}){200}"), "at most 1024 characters"),
+    ];
+    for (query, named) in &cases {
+        let query = query.to_string();
+        let (status, body) = mws
+            .get("/mws/rest/images", &[("query", query.as_str())])
+            .await;
+        assert_eq!(status, 400, "{query}: {body}");
+        let message = messages(&body);
+        assert!(message.contains(named), "{query}: {message}");
+    }
+    // The distinct values of a field are filtered the same way.
+    let five = cases[0].0.to_string();
+    let (status, body) = mws
+        .get(
+            "/mws/rest/distinct/images/osType",
+            &[("query", five.as_str())],
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(messages(&body).contains("at most 4 regular expressions"));
+    assert_eq!(mws.names(&[]).await.len(), 6);
+}
+
+/// `levels` elements nested inside an image's `<specifics>`.
+fn nested_xml(levels: usize) -> String {
+    format!(
+        "<Image><title>deep</title>{}x{}</Image>",
+        "<specifics>".repeat(levels),
+        "</specifics>".repeat(levels)
+    )
+}
+
+/// An image whose `specifics` object nests `levels` objects.
+fn nested_json(levels: usize) -> String {
+    format!(
+        r#"{{"title": "deep", "specifics": {}1{}}}"#,
+        r#"{"a":"#.repeat(levels),
+        "}".repeat(levels)
+    )
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn deeply_nested_bodies_are_refused_and_the_server_stays_up(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("alice", "alice-password").await;
+    let alice = Vice::new(&app, "alice", "alice-password");
+
+    // About 20 KB of nested `<specifics>`: ViCE's invalid-input status, in XML.
+    let xml = nested_xml(20 * 1024 / "<specifics>".len());
+    assert!(xml.len() > 20 * 1024);
+    let (status, body) = alice.xml(Method::POST, "/images", Some(xml.as_str())).await;
+    assert_eq!(status, 405, "{body}");
+    assert!(body.contains("<Error>"), "{body}");
+    assert!(body.contains("deeper than 32 levels"), "{body}");
+
+    // JSON is held to the same depth, whether serde_json's own limit (128)
+    // would have caught it or not.
+    for levels in [40, 5_000] {
+        let response = alice
+            .request(Method::POST, "/images")
+            .header("content-type", "application/json")
+            .body(nested_json(levels))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{levels} levels");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["code"], 405);
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("deeper than 32 levels"),
+            "{error}"
+        );
+    }
+
+    // The server is still there, and a body within the limit is taken.
+    let health = reqwest::get(app.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let response = alice
+        .request(Method::POST, "/images")
+        .header("content-type", "application/json")
+        .body(nested_json(20))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let (status, body) = alice
+        .xml(Method::POST, "/images", Some(nested_xml(20).as_str()))
+        .await;
+    assert!(matches!(status.as_u16(), 201 | 405), "{status}: {body}");
+    let (status, images) = alice.json(Method::GET, "/images", None).await;
+    assert_eq!(status, 200);
+    assert!(!images.as_array().unwrap().is_empty(), "{images}");
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn names_with_bidirectional_controls_are_refused(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+
+    // An upload named to show as "evilosi.jpg": 400, and nothing stored.
+    let response = app
+        .upload(
+            "admin",
+            ADMIN_PASSWORD,
+            "evil\u{202e}gpj.iso",
+            random_bytes(4096),
+        )
+        .await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("U+202E"), "{body}");
+    assert!(app.stored_files("blobs").is_empty());
+    assert!(app.stored_files("tmp").is_empty());
+    let mws = Mws::new(&app, "admin", ADMIN_PASSWORD).await;
+    assert!(mws.names(&[]).await.is_empty());
+
+    // MWS: in the name, or in another attribute.
+    for image in [
+        json!({"name": "evil\u{202e}gpj", "osType": "linux", "hypervisor": false,
+            "supportsVirtualMachine": true}),
+        json!({"name": "plain", "osType": "linux\u{2066}", "hypervisor": false,
+            "supportsVirtualMachine": true}),
+    ] {
+        let (status, body) = mws.post(&image).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(!messages(&body).is_empty(), "{body}");
+    }
+    assert!(mws.names(&[]).await.is_empty());
+
+    // ViCE: a title (its invalid-input status is 405).
+    app.add_user("alice", "alice-password").await;
+    let alice = Vice::new(&app, "alice", "alice-password");
+    let (status, error) = alice
+        .json(
+            Method::POST,
+            "/images",
+            Some(&json!({"title": "evil\u{202e}gpj"})),
+        )
+        .await;
+    assert_eq!(status, 405, "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("bidirectional"),
+        "{error}"
+    );
+}

@@ -1,0 +1,339 @@
+//! Credentials under attack and over their life: password checks throttled
+//! per client address and per account (429 with `Retry-After`), verified
+//! credentials cached, routes that need no one never checking a password;
+//! tokens listed and revoked, signing out revoking the session's tokens,
+//! expired tokens purged; Coopr API keys listed and revoked.
+
+use std::net::IpAddr;
+
+use reqwest::StatusCode;
+use rstest::rstest;
+use serde_json::Value;
+
+use crate::helpers::{Backend, TestApp};
+
+/// A client whose requests come from `address` (any of 127.0.0.0/8).
+fn client_from(address: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(address.parse::<IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+async fn status_with_basic(
+    client: &reqwest::Client,
+    app: &TestApp,
+    path: &str,
+    user: &str,
+    password: &str,
+) -> reqwest::Response {
+    client
+        .get(app.url(path))
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn repeated_wrong_passwords_are_throttled_per_address_and_account(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| {
+        args.login_burst_per_address = 6;
+        args.login_burst_per_account = 4;
+    })
+    .await;
+    app.add_user("alice", "alice-password").await;
+    let alice_client = client_from("127.0.0.1");
+    // Alice signs in once: her credential is verified and remembered.
+    let first = status_with_basic(
+        &alice_client,
+        &app,
+        "/api/tokens",
+        "alice",
+        "alice-password",
+    )
+    .await;
+    assert_eq!(first.status(), 200);
+    let token: Value = alice_client
+        .post(app.url("/api/tokens"))
+        .basic_auth("alice", Some("alice-password"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+
+    // An attacker guesses alice's password from another address: after the
+    // account's burst, 429 with Retry-After; no password is checked then.
+    let attacker = client_from("127.0.0.2");
+    let mut statuses = Vec::new();
+    for attempt in 0..6 {
+        let response = status_with_basic(
+            &attacker,
+            &app,
+            "/api/tokens",
+            "alice",
+            &format!("guess-{attempt}"),
+        )
+        .await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            let wait: u64 = response.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=60).contains(&wait), "Retry-After {wait}");
+            let body: Value = response.json().await.unwrap();
+            assert!(
+                body["error"].as_str().unwrap().contains("try again"),
+                "{body}"
+            );
+            statuses.push(429);
+        } else {
+            statuses.push(response.status().as_u16());
+        }
+    }
+    // The account's burst is 4 password checks (alice's own was the first).
+    assert_eq!(statuses, [401, 401, 401, 429, 429, 429], "{statuses:?}");
+
+    // Meanwhile alice is not locked out: her remembered credential and her
+    // token keep working, from her own address.
+    let cached = status_with_basic(
+        &alice_client,
+        &app,
+        "/api/tokens",
+        "alice",
+        "alice-password",
+    )
+    .await;
+    assert_eq!(cached.status(), 200);
+    let with_token = alice_client
+        .get(app.url("/api/tokens"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_token.status(), 200);
+
+    // Per address: guessing many accounts from one address is throttled too.
+    let sprayer = client_from("127.0.0.3");
+    let mut sprayed = Vec::new();
+    for attempt in 0..9 {
+        let response = status_with_basic(
+            &sprayer,
+            &app,
+            "/api/tokens",
+            &format!("user{attempt}"),
+            "password-guess",
+        )
+        .await;
+        sprayed.push(response.status().as_u16());
+    }
+    // A burst of 6, then at most one more per 2 s: the last guesses are throttled.
+    assert_eq!(&sprayed[..6], &[401; 6], "{sprayed:?}");
+    assert_eq!(sprayed.last(), Some(&429), "{sprayed:?}");
+    // Another address is not affected.
+    let other = status_with_basic(
+        &client_from("127.0.0.4"),
+        &app,
+        "/api/tokens",
+        "bob",
+        "nope-nope",
+    )
+    .await;
+    assert_eq!(other.status(), 401);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn routes_that_need_nobody_check_no_password(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.login_burst_per_address = 3).await;
+    let client = client_from("127.0.0.5");
+    for _ in 0..20 {
+        let health = status_with_basic(&client, &app, "/healthz", "nobody", "wrong-password").await;
+        assert_eq!(health.status(), 200);
+    }
+    // None of those counted as a password check: this address still has its burst.
+    let wrong = status_with_basic(&client, &app, "/api/tokens", "nobody", "wrong-password").await;
+    assert_eq!(wrong.status(), 401);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn tokens_are_listed_and_revoked_by_their_owner(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("alice", "alice-password").await;
+    app.add_user("bob", "bob-password-1").await;
+    let client = reqwest::Client::new();
+    let issue = |user: &'static str, password: &'static str| {
+        let client = client.clone();
+        let url = app.url("/api/tokens");
+        async move {
+            let body: Value = client
+                .post(url)
+                .basic_auth(user, Some(password))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (
+                body["id"].as_i64().unwrap(),
+                body["token"].as_str().unwrap().to_owned(),
+            )
+        }
+    };
+    let (first_id, first) = issue("alice", "alice-password").await;
+    let (second_id, second) = issue("alice", "alice-password").await;
+    let (bob_id, _) = issue("bob", "bob-password-1").await;
+
+    // Using a token records when it was last used.
+    let used = client
+        .get(app.url("/v2/user/image/vm"))
+        .bearer_auth(&first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(used.status(), 200);
+    let listed: Value = client
+        .get(app.url("/api/tokens"))
+        .bearer_auth(&second)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tokens = listed["tokens"].as_array().unwrap();
+    let ids: Vec<i64> = tokens.iter().map(|t| t["id"].as_i64().unwrap()).collect();
+    assert!(
+        ids.contains(&first_id) && ids.contains(&second_id),
+        "{listed}"
+    );
+    assert!(
+        !ids.contains(&bob_id),
+        "another user's token is listed: {listed}"
+    );
+    let text = listed.to_string();
+    assert!(
+        !text.contains(&first) && !text.contains(&second),
+        "a secret was listed"
+    );
+    let first_row = tokens.iter().find(|t| t["id"] == first_id).unwrap();
+    assert!(first_row["created_at"].is_string() && first_row["expires_at"].is_string());
+    assert!(first_row["last_used_at"].is_string(), "{first_row}");
+
+    // Bob cannot revoke alice's token; alice can, and it stops working at once.
+    let bobs_try = client
+        .delete(app.url(&format!("/api/tokens/{first_id}")))
+        .basic_auth("bob", Some("bob-password-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bobs_try.status(), 404);
+    let revoked = client
+        .delete(app.url(&format!("/api/tokens/{first_id}")))
+        .bearer_auth(&second)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 204);
+    let after = client
+        .get(app.url("/v2/user/image/vm"))
+        .bearer_auth(&first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 401);
+    let still = client
+        .get(app.url("/v2/user/image/vm"))
+        .bearer_auth(&second)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(still.status(), 200);
+
+    // Expired tokens are purged.
+    let alice = app.core.login("alice", "alice-password").await.unwrap();
+    let past = chrono::Utc::now() - chrono::Duration::hours(2);
+    app.core
+        .db()
+        .insert_token(alice.id, "expired-digest", past, past, None)
+        .await
+        .unwrap();
+    assert_eq!(app.core.purge_expired_tokens().await.unwrap(), 1);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn signing_out_revokes_the_tokens_the_session_issued(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("alice", "alice-password").await;
+    let browser = app.browser();
+    let signed_in = browser
+        .post(app.url("/api/ui/login"))
+        .header("accept", "text/html")
+        .form(&[("username", "alice"), ("password", "alice-password")])
+        .send()
+        .await
+        .unwrap();
+    assert!(signed_in.status().is_redirection());
+    let from_session: Value = browser
+        .post(app.url("/api/tokens"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let session_token = from_session["token"].as_str().unwrap().to_owned();
+    // A token made with a password, not through the session, survives.
+    let scripted: Value = reqwest::Client::new()
+        .post(app.url("/api/tokens"))
+        .basic_auth("alice", Some("alice-password"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let scripted = scripted["token"].as_str().unwrap().to_owned();
+    let works = |token: String| {
+        let url = app.url("/v2/user/image/iso");
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(works(session_token.clone()).await, 200);
+    let signed_out = browser
+        .post(app.url("/api/ui/logout"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        signed_out.status().is_redirection(),
+        "{}",
+        signed_out.status()
+    );
+    assert_eq!(works(session_token).await, 401);
+    assert_eq!(works(scripted).await, 200);
+}

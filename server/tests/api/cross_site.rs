@@ -1,0 +1,186 @@
+//! Browsers' credentials never carry a cross-site request, and user files
+//! are never active content on Depot's origin; pages send the usual
+//! security headers with a policy fitting the WASM app.
+
+use rstest::rstest;
+use serde_json::Value;
+
+use crate::helpers::{random_bytes, Backend, TestApp, ADMIN_PASSWORD};
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn cross_site_requests_change_nothing_and_scripts_are_unaffected(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let browser = app.browser();
+
+    // Login CSRF: a form on another site cannot sign the browser in.
+    for (name, value) in [
+        ("origin", "https://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "null"),
+    ] {
+        let planted = browser
+            .post(app.url("/api/ui/login"))
+            .header("accept", "text/html")
+            .header(name, value)
+            .form(&[("username", "admin"), ("password", ADMIN_PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(planted.status(), 403, "{name}: {value}");
+        assert!(planted.headers().get("set-cookie").is_none());
+    }
+    // The same form from Depot's own page signs in.
+    let own = browser
+        .post(app.url("/api/ui/login"))
+        .header("accept", "text/html")
+        .header("origin", format!("http://{}", app.address))
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("username", "admin"), ("password", ADMIN_PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert!(own.status().is_redirection(), "{}", own.status());
+
+    // With the session cookie (or Basic credentials a browser cached), a
+    // cross-site upload or delete is refused and stores or removes nothing.
+    let form = || {
+        reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(random_bytes(1000)).file_name("x.img"),
+        )
+    };
+    let riding = browser
+        .post(app.url("/api/upload"))
+        .header("sec-fetch-site", "cross-site")
+        .multipart(form())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(riding.status(), 403);
+    let cached_basic = reqwest::Client::new()
+        .post(app.url("/api/upload"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("origin", "https://evil.example")
+        .multipart(form())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cached_basic.status(), 403);
+    assert!(app.stored_files("blobs").is_empty());
+
+    // A script (no Origin, no Sec-Fetch-Site) is unaffected.
+    let uploaded = app
+        .upload("admin", ADMIN_PASSWORD, "script.img", random_bytes(1000))
+        .await;
+    assert_eq!(uploaded.status(), 201);
+    let body: Value = uploaded.json().await.unwrap();
+    let id = body["images"][0]["id"].as_i64().unwrap();
+    let delete = browser
+        .delete(app.url(&format!("/v1/image/{id}")))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status(), 403);
+    let still = reqwest::Client::new()
+        .get(app.url(&format!("/api/images/{id}/download")))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(still.status(), 200);
+    // Reading from another site is not refused (links to Depot work).
+    let read = browser
+        .get(app.url("/v2/image"))
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn pages_send_security_headers_and_user_files_stay_inert(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let page = reqwest::get(app.url("/")).await.unwrap();
+    let headers = page.headers().clone();
+    let policy = headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    assert!(policy.contains("'wasm-unsafe-eval'"), "{policy}");
+    assert!(!policy.contains("unsafe-inline"), "{policy}");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    // The page's inline scripts carry the policy's nonce.
+    let nonce = policy
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .expect("a nonce in the policy")
+        .to_owned();
+    let html = page.text().await.unwrap();
+    assert!(html.contains(&format!("nonce=\"{nonce}\"")), "{html}");
+
+    // A page a user put in their store is a sandboxed download.
+    let client = reqwest::Client::new();
+    let put = client
+        .put(app.url("/store/evil.html"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .body("<script>alert(document.cookie)</script>")
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.status());
+    let got = client
+        .get(app.url("/store/evil.html"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert!(got.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment"));
+    assert!(got.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("sandbox"));
+    assert_eq!(got.headers()["x-content-type-options"], "nosniff");
+
+    // So are image downloads.
+    let uploaded: Value = app
+        .upload(
+            "admin",
+            ADMIN_PASSWORD,
+            "page.html",
+            b"<html>hi</html>".to_vec(),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = uploaded["images"][0]["id"].as_i64().unwrap();
+    let download = client
+        .get(app.url(&format!("/api/images/{id}/download")))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert!(download.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("sandbox"));
+    assert!(download.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment"));
+}

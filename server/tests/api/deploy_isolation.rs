@@ -1,0 +1,202 @@
+//! Deployments never overwrite what is not theirs: two users pointing at one
+//! export folder cannot replace each other's files, a file Depot did not
+//! write is left alone, links planted below the export root are never
+//! followed, errors name no resolved host path, and deployed bytes count
+//! against the owner's quota.
+
+use reqwest::Method;
+use rstest::rstest;
+use serde_json::{json, Value};
+
+use crate::helpers::{Backend, TestApp};
+use crate::vice::{iso_bytes, Vice};
+
+/// An image of `vice`'s user named `title` with `bytes`; answers its id.
+async fn image_with(vice: &Vice<'_>, title: &str, bytes: Vec<u8>) -> String {
+    let (status, image) = vice
+        .json(
+            Method::POST,
+            "/images",
+            Some(&json!({"title": title, "contenttype": "disk-raw"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{image}");
+    let id = image["id"].as_str().unwrap().to_owned();
+    let form = reqwest::multipart::Form::new().part(
+        "upfile",
+        reqwest::multipart::Part::bytes(bytes).file_name("disk.iso"),
+    );
+    let uploaded = vice
+        .request(Method::POST, &format!("/image/{id}/file"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), 200);
+    id
+}
+
+/// A `file://` environment of `vice`'s user; answers (status, body).
+async fn environment_at(vice: &Vice<'_>, location: String) -> (u16, Value) {
+    let body = json!({
+        "title": "export",
+        "credentials": {"location": location, "username": "u"},
+        "managementlayer": {"type": "basic", "software": "fs", "version": "1"},
+        "runtimetechnology": {"type": "virtualmachine", "software": "any", "version": "1"}
+    });
+    let (status, created) = vice.json(Method::POST, "/environments", Some(&body)).await;
+    (status.as_u16(), created)
+}
+
+async fn deploy(vice: &Vice<'_>, environment: &str, image: &str) -> (u16, Value) {
+    let (status, body) = vice
+        .json(
+            Method::POST,
+            "/deploy",
+            Some(&json!({"environmentId": environment, "imageid": image})),
+        )
+        .await;
+    (status.as_u16(), body)
+}
+
+/// Waits until a deployment is done, or has a reason for not being done.
+async fn settled(vice: &Vice<'_>, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, deployment) = vice
+            .json(Method::GET, &format!("/deployment/{id}"), None)
+            .await;
+        let reason = deployment["reason"].as_str().unwrap_or_default();
+        if deployment["state"] == "done" || !reason.is_empty() {
+            return deployment;
+        }
+        assert!(std::time::Instant::now() < deadline, "{deployment}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn users_sharing_an_export_folder_never_overwrite_each_other(#[case] backend: Backend) {
+    let root = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let shared = root.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let export_root = root.path().to_path_buf();
+    let app = TestApp::spawn_with(backend, move |args| args.export_root = Some(export_root)).await;
+    app.add_user("alice", "alice-password").await;
+    app.add_user("bob", "bob-password-1").await;
+    let alice = Vice::new(&app, "alice", "alice-password");
+    let bob = Vice::new(&app, "bob", "bob-password-1");
+    let location = format!("file://{}", shared.display());
+
+    let alice_bytes = iso_bytes(200_000);
+    let alice_image = image_with(&alice, "appliance", alice_bytes.clone()).await;
+    let (_, alice_env) = environment_at(&alice, location.clone()).await;
+    let alice_env = alice_env["id"].as_str().unwrap().to_owned();
+    let (status, first) = deploy(&alice, &alice_env, &alice_image).await;
+    assert_eq!(status, 201, "{first}");
+    let first = settled(&alice, first["id"].as_str().unwrap()).await;
+    assert_eq!(first["state"], "done", "{first}");
+    assert_eq!(
+        std::fs::read(shared.join("appliance")).unwrap(),
+        alice_bytes
+    );
+
+    // Bob's image of the same name, into the same folder: refused.
+    let bob_image = image_with(&bob, "appliance", iso_bytes(200_000)).await;
+    let (_, bob_env) = environment_at(&bob, location.clone()).await;
+    let bob_env = bob_env["id"].as_str().unwrap().to_owned();
+    let (_, attempt) = deploy(&bob, &bob_env, &bob_image).await;
+    let attempt = settled(&bob, attempt["id"].as_str().unwrap()).await;
+    assert_ne!(attempt["state"], "done");
+    assert!(
+        attempt["reason"].as_str().unwrap().contains("another user"),
+        "{attempt}"
+    );
+    assert_eq!(
+        std::fs::read(shared.join("appliance")).unwrap(),
+        alice_bytes
+    );
+
+    // Alice may replace her own file.
+    let (_, again) = deploy(&alice, &alice_env, &alice_image).await;
+    let again = settled(&alice, again["id"].as_str().unwrap()).await;
+    assert_eq!(again["state"], "done", "{again}");
+
+    // A file Depot did not write is left alone.
+    std::fs::write(shared.join("notes"), b"the operator's").unwrap();
+    let notes_image = image_with(&alice, "notes", iso_bytes(100_000)).await;
+    let (_, refused) = deploy(&alice, &alice_env, &notes_image).await;
+    let refused = settled(&alice, refused["id"].as_str().unwrap()).await;
+    assert!(
+        refused["reason"]
+            .as_str()
+            .unwrap()
+            .contains("did not deploy"),
+        "{refused}"
+    );
+    assert_eq!(
+        std::fs::read(shared.join("notes")).unwrap(),
+        b"the operator's"
+    );
+
+    // A link planted where the file goes is not followed.
+    let victim = outside.path().join("victim");
+    std::os::unix::fs::symlink(&victim, shared.join("linked")).unwrap();
+    let linked_image = image_with(&alice, "linked", iso_bytes(100_000)).await;
+    let (_, linked) = deploy(&alice, &alice_env, &linked_image).await;
+    let linked = settled(&alice, linked["id"].as_str().unwrap()).await;
+    assert_ne!(linked["state"], "done", "{linked}");
+    assert!(!victim.exists(), "the deployment wrote through a link");
+
+    // A linked folder below the root is refused when deploying, and the
+    // answer names the location as given, not where the link leads.
+    std::os::unix::fs::symlink(outside.path(), root.path().join("escape")).unwrap();
+    let (_, escape_env) = environment_at(
+        &alice,
+        format!("file://{}", root.path().join("escape").display()),
+    )
+    .await;
+    let escape_env = escape_env["id"].as_str().unwrap().to_owned();
+    let (status, error) = deploy(&alice, &escape_env, &alice_image).await;
+    assert_eq!(status, 405, "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        !message.contains(&outside.path().display().to_string()),
+        "{message}"
+    );
+    assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn deployed_bytes_count_against_the_quota(#[case] backend: Backend) {
+    let root = tempfile::tempdir().unwrap();
+    let export_root = root.path().to_path_buf();
+    let app = TestApp::spawn_with(backend, move |args| {
+        args.export_root = Some(export_root);
+        args.user_quota_bytes = Some(1_000_000);
+    })
+    .await;
+    app.add_user("alice", "alice-password").await;
+    let alice = Vice::new(&app, "alice", "alice-password");
+    let (_, environment) =
+        environment_at(&alice, format!("file://{}", root.path().display())).await;
+    let environment = environment["id"].as_str().unwrap().to_owned();
+    let image = image_with(&alice, "first", iso_bytes(400_000)).await;
+    let (_, done) = deploy(&alice, &environment, &image).await;
+    let done = settled(&alice, done["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "done", "{done}");
+    // 400 KB image + 400 KB deployed: another copy would pass the quota.
+    let second = image_with(&alice, "second", iso_bytes(150_000)).await;
+    let (_, over) = deploy(&alice, &environment, &second).await;
+    let over = settled(&alice, over["id"].as_str().unwrap()).await;
+    assert_eq!(over["state"], "failed", "{over}");
+    assert!(over["reason"].as_str().unwrap().contains("quota"), "{over}");
+    assert!(!root.path().join("second").exists());
+}

@@ -1,0 +1,306 @@
+//! Quotas hold under concurrency and on every path (uploads, the WebDAV
+//! store with and without a length, COPY and MOVE); races and crashes lose
+//! nothing (a delete beside an upload of the same bytes, orphaned blobs and
+//! stale partial files, one sync per user and kind at a time).
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use rstest::rstest;
+use serde_json::Value;
+
+use crate::helpers::{random_bytes, Backend, TestApp, ADMIN_PASSWORD};
+use crate::vice::iso_bytes;
+
+const QUOTA: u64 = 1_000_000;
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn parallel_uploads_never_land_over_the_quota(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(QUOTA)).await;
+    app.add_user("alice", "alice-password").await;
+    // Four uploads that each fit, two at most together: started at once.
+    let names: Vec<String> = (0..4).map(|index| format!("part-{index}.img")).collect();
+    let uploads = names
+        .iter()
+        .map(|name| app.upload("alice", "alice-password", name, random_bytes(400_000)));
+    let statuses: Vec<u16> = futures_util::future::join_all(uploads)
+        .await
+        .iter()
+        .map(|response| response.status().as_u16())
+        .collect();
+    let landed = statuses.iter().filter(|status| **status == 201).count();
+    assert_eq!(landed, 2, "{statuses:?}");
+    assert!(statuses.iter().all(|status| matches!(status, 201 | 413)));
+    let alice = app.core.login("alice", "alice-password").await.unwrap();
+    assert_eq!(app.core.quota_usage(alice.id).await.unwrap(), 800_000);
+    assert_eq!(app.stored_files("blobs").len(), 2);
+    assert!(app.stored_files("tmp").is_empty());
+    // The refused ones gave their reservations back: what is left can be used.
+    let rest = app
+        .upload("alice", "alice-password", "rest.img", random_bytes(150_000))
+        .await;
+    assert_eq!(rest.status(), 201);
+}
+
+async fn dav(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Option<reqwest::Body>,
+) -> StatusCode {
+    let mut request = reqwest::Client::new()
+        .request(
+            Method::from_bytes(method.as_bytes()).unwrap(),
+            app.url(&format!("/store/{path}")),
+        )
+        .basic_auth("alice", Some("alice-password"));
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    request.send().await.unwrap().status()
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn the_personal_store_counts_against_the_quota(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(QUOTA)).await;
+    app.add_user("alice", "alice-password").await;
+    let alice = app.core.login("alice", "alice-password").await.unwrap();
+    let store = app.core.personal_folder(alice.id);
+
+    let first = dav(
+        &app,
+        "PUT",
+        "first.iso",
+        &[],
+        Some(random_bytes(600_000).into()),
+    )
+    .await;
+    assert_eq!(first, 201);
+    // With a length: refused before a byte is written.
+    let second = dav(
+        &app,
+        "PUT",
+        "second.iso",
+        &[],
+        Some(random_bytes(600_000).into()),
+    )
+    .await;
+    assert_eq!(second, 507);
+    assert!(!store.join("second.iso").exists());
+    // Chunked, without a length: refused as it grows, nothing partial kept.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..12).map(|_| Ok(random_bytes(50_000))).collect();
+    let chunked = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let streamed = dav(&app, "PUT", "chunked.iso", &[], Some(chunked)).await;
+    assert_eq!(streamed, 507);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !store.join("chunked.iso").exists(),
+        "a partial file was kept"
+    );
+    // COPY would double the bytes; MOVE adds none.
+    let destination = |name: &str| vec![("destination", app.url(&format!("/store/{name}")))];
+    assert_eq!(
+        dav(&app, "COPY", "first.iso", &destination("copy.iso"), None).await,
+        507
+    );
+    assert!(!store.join("copy.iso").exists());
+    assert_eq!(
+        dav(&app, "MOVE", "first.iso", &destination("moved.iso"), None).await,
+        201
+    );
+    assert_eq!(app.core.quota_usage(alice.id).await.unwrap(), 600_000);
+    // The store and uploads share one quota.
+    let upload = app
+        .upload("alice", "alice-password", "more.img", random_bytes(500_000))
+        .await;
+    assert_eq!(upload.status(), 413);
+    let fits = app
+        .upload("alice", "alice-password", "fits.img", random_bytes(300_000))
+        .await;
+    assert_eq!(fits.status(), 201);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_delete_beside_an_upload_of_the_same_bytes_loses_nothing(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let client = reqwest::Client::new();
+    for round in 0..12 {
+        let bytes = random_bytes(200_000 + round);
+        let first: Value = app
+            .upload("admin", ADMIN_PASSWORD, "same.img", bytes.clone())
+            .await
+            .json()
+            .await
+            .unwrap();
+        let first_id = first["images"][0]["id"].as_i64().unwrap();
+        let delete = client
+            .delete(app.url(&format!("/v1/image/{first_id}")))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .send();
+        let upload = app.upload("admin", ADMIN_PASSWORD, "same.img", bytes.clone());
+        let (deleted, uploaded) = tokio::join!(delete, upload);
+        assert_eq!(deleted.unwrap().status(), 200);
+        let second: Value = uploaded.json().await.unwrap();
+        let second_id = second["images"][0]["id"].as_i64().unwrap();
+        let download = client
+            .get(app.url(&format!("/api/images/{second_id}/download")))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(download.status(), 200, "round {round}: the bytes are gone");
+        assert_eq!(download.bytes().await.unwrap().to_vec(), bytes);
+    }
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn orphaned_blobs_and_stale_partial_files_are_collected(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let kept: Value = app
+        .upload("admin", ADMIN_PASSWORD, "kept.img", random_bytes(10_000))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let kept_id = kept["images"][0]["id"].as_i64().unwrap();
+    // What a crash leaves: bytes published without their record, and a
+    // temporary file of an upload that never finished.
+    let orphan = "ab".repeat(32);
+    let orphan_folder = app.data_dir.join("store/blobs/ab");
+    std::fs::create_dir_all(&orphan_folder).unwrap();
+    std::fs::write(orphan_folder.join(&orphan), b"orphaned").unwrap();
+    std::fs::write(app.data_dir.join("store/tmp/upload-stale"), b"partial").unwrap();
+
+    // Within the grace period nothing is touched (an upload may be in flight).
+    let early = app
+        .core
+        .collect_garbage(Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!((early.orphaned_blobs, early.stale_uploads), (0, 0));
+    assert!(orphan_folder.join(&orphan).exists());
+
+    let collected = app.core.collect_garbage(Duration::ZERO).await.unwrap();
+    assert_eq!((collected.orphaned_blobs, collected.stale_uploads), (1, 1));
+    assert!(!orphan_folder.join(&orphan).exists());
+    assert!(app.stored_files("tmp").is_empty());
+    let download = reqwest::Client::new()
+        .get(app.url(&format!("/api/images/{kept_id}/download")))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status(), 200, "a used blob was collected");
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn one_sync_per_user_and_kind_runs_at_a_time(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("alice", "alice-password").await;
+    let alice = app.core.login("alice", "alice-password").await.unwrap();
+    let store = app.core.personal_folder(alice.id);
+    std::fs::create_dir_all(&store).unwrap();
+    for index in 0..8 {
+        std::fs::write(store.join(format!("disk-{index}.iso")), iso_bytes(4 << 20)).unwrap();
+    }
+    let token = app.core.issue_token(&alice, None).await.unwrap().token;
+    let client = reqwest::Client::new();
+    let patch = || {
+        client
+            .patch(app.url("/v2/user/image/iso"))
+            .bearer_auth(&token)
+            .send()
+    };
+    let first: Value = patch().await.unwrap().json().await.unwrap();
+    let first_id = first["data"]["request"]["id"].as_i64().unwrap();
+    // Ask again while the first is running.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status_of = |id: i64| {
+        let client = client.clone();
+        let url = app.url(&format!("/v2/request/image_sync/{id}"));
+        let token = token.clone();
+        async move {
+            let body: Value = client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["data"]["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+    while status_of(first_id).await != "IN_PROGRESS" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sync never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let second: Value = patch().await.unwrap().json().await.unwrap();
+    let second_id = second["data"]["request"]["id"].as_i64().unwrap();
+    assert_ne!(first_id, second_id);
+    for id in [first_id, second_id] {
+        while status_of(id).await != "PROCESSED" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sync {id} never ended"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let listed: Value = client
+        .get(app.url("/v2/user/image/iso?per_page=100"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["meta"]["count"], 8, "duplicate records: {listed}");
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_crafted_disk_size_is_refused_not_wrapped(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut vmdk = vec![0u8; 4096];
+    vmdk[..4].copy_from_slice(b"KDMV");
+    vmdk[12..20].copy_from_slice(&(u64::MAX / 256).to_le_bytes());
+    let response = app.upload("admin", ADMIN_PASSWORD, "huge.vmdk", vmdk).await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .contains("impossible disk size"));
+    assert!(app.stored_files("blobs").is_empty());
+}
