@@ -137,7 +137,11 @@ async fn main() {
                     if attempt >= attempts {
                         return;
                     }
-                    let user = if attempt % 2 == 0 { "admin" } else { "nobody" };
+                    let user = if attempt.is_multiple_of(2) {
+                        "admin"
+                    } else {
+                        "nobody"
+                    };
                     let status = match client
                         .get(&url)
                         .basic_auth(user, Some(format!("guess-{attempt}")))

@@ -180,10 +180,10 @@ mod tests {
         loop {
             let first = db.job_status(panicking).await.unwrap().unwrap();
             let second = db.job_status(next).await.unwrap().unwrap();
-            if first.2.is_some() && second.2.is_some() {
-                assert_eq!(first.2.as_deref(), Some("the job failed unexpectedly"));
+            if let (Some(first_error), Some(second_error)) = (&first.2, &second.2) {
+                assert_eq!(first_error, "the job failed unexpectedly");
                 assert_ne!(first.0, "running", "{first:?}");
-                assert!(second.2.unwrap().contains("no worker runs jobs"));
+                assert!(second_error.contains("no worker runs jobs"));
                 break;
             }
             assert!(
