@@ -274,3 +274,26 @@ async fn names_with_bidirectional_controls_are_refused(#[case] backend: Backend)
         "{error}"
     );
 }
+
+/// Every statement on PostgreSQL runs under a time limit, whatever a
+/// request asks for: a slow statement is cancelled, not left holding a
+/// connection and its locks.
+#[tokio::test]
+async fn postgres_statements_carry_a_timeout() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let depot_server::store::Db::Postgres(pool) = app.core.db() else {
+        panic!("not a PostgreSQL pool");
+    };
+    let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(timeout, depot_server::store::STATEMENT_TIMEOUT);
+    let slow = sqlx::query("SELECT pg_sleep(31)").execute(pool).await;
+    let error = slow.expect_err("a 31 s statement ran to its end");
+    assert_eq!(
+        error.as_database_error().and_then(|db| db.code()).as_deref(),
+        Some("57014"),
+        "{error}"
+    );
+}
