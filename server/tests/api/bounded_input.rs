@@ -292,7 +292,10 @@ async fn postgres_statements_carry_a_timeout() {
     let slow = sqlx::query("SELECT pg_sleep(31)").execute(pool).await;
     let error = slow.expect_err("a 31 s statement ran to its end");
     assert_eq!(
-        error.as_database_error().and_then(|db| db.code()).as_deref(),
+        error
+            .as_database_error()
+            .and_then(|db| db.code())
+            .as_deref(),
         Some("57014"),
         "{error}"
     );
