@@ -9,28 +9,21 @@
 //! e.g. the release binary of `cargo leptos build --release`).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use rand::RngCore;
 use tokio_util::io::ReaderStream;
 
+mod common;
+
+use common::{free_port, proc_kib, Server};
+
 const PASSWORD: &str = "bench-admin-password";
 
 fn mb_per_s(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 / 1e6 / elapsed.as_secs_f64()
-}
-
-/// A field of `/proc/<pid>/status` in KiB (VmRSS now, VmHWM the peak).
-fn proc_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|line| line.starts_with(field))
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|kib| kib.parse().ok())
-        .unwrap_or(0)
 }
 
 fn timed(mut command: Command) -> Duration {
@@ -144,25 +137,6 @@ fn variant(source: &Path, tag: &[u8], folder: &Path) -> PathBuf {
     file.seek(std::io::SeekFrom::Start(0)).unwrap();
     file.write_all(tag).unwrap();
     path
-}
-
-struct Server {
-    child: Child,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::main]
