@@ -29,10 +29,14 @@ if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $wasm_bindgen_vers
   cargo install wasm-bindgen-cli --version "$wasm_bindgen_version"
 fi
 
-# Chromium for the browser tests; rclone, a real WebDAV client, for the store's.
+# Chromium for the browser tests; rclone, a real WebDAV client, for the store's;
+# qemu-img, genisoimage and parted make the disk images the inspection tests upload.
 missing_packages=()
 command -v chromium >/dev/null 2>&1 || missing_packages+=(chromium)
 command -v rclone >/dev/null 2>&1 || missing_packages+=(rclone)
+command -v qemu-img >/dev/null 2>&1 || missing_packages+=(qemu-utils)
+command -v genisoimage >/dev/null 2>&1 || missing_packages+=(genisoimage)
+command -v parted >/dev/null 2>&1 || missing_packages+=(parted)
 if [ "${#missing_packages[@]}" -gt 0 ]; then
   step "installing ${missing_packages[*]} from Debian's packages"
   apt-get update

@@ -14,7 +14,8 @@ pub use environment::{
     short_text, Environment, EnvironmentDraft, EnvironmentSpec, Layer, MASKED_PASSWORD,
 };
 pub use image::{
-    image_path, DiskFormat, Image, ImageKind, ImageName, ImagePage, MwsAttributes, ViceAttributes,
+    image_path, DiskFormat, Image, ImageKind, ImageName, ImagePage, InspectionAttributes,
+    MwsAttributes, ViceAttributes,
 };
 pub use image_type::{is_image_type_name, ImageType};
 pub use provisioning::{

@@ -39,6 +39,12 @@ pub enum Field {
     Imported,
     OriginEnvironment,
     EnvironmentRef,
+    VolumeLabel,
+    Cpus,
+    MemoryMib,
+    Product,
+    Vendor,
+    ProductVersion,
 }
 
 /// How a field's values are typed, so that input is checked before SQL sees it.
@@ -54,7 +60,7 @@ impl Field {
     pub fn value_type(self) -> FieldType {
         use Field::*;
         match self {
-            Id | OwnerId | Size | VirtualSize | Version => FieldType::Int,
+            Id | OwnerId | Size | VirtualSize | Version | Cpus | MemoryMib => FieldType::Int,
             Public
             | Hypervisor
             | SupportsPhysicalMachine
@@ -64,7 +70,8 @@ impl Field {
             CreatedAt | UpdatedAt => FieldType::Time,
             Kind | Name | Label | Folder | DataStore | Path | Sha256 | Format | OsType
             | HypervisorType | TemplateName | ProvisioningType | Title | ViceImageType
-            | OriginEnvironment | EnvironmentRef => FieldType::Text,
+            | OriginEnvironment | EnvironmentRef | VolumeLabel | Product | Vendor
+            | ProductVersion => FieldType::Text,
         }
     }
 
@@ -86,6 +93,12 @@ impl Field {
                 | ViceImageType
                 | OriginEnvironment
                 | EnvironmentRef
+                | VolumeLabel
+                | Cpus
+                | MemoryMib
+                | Product
+                | Vendor
+                | ProductVersion
         )
     }
 }

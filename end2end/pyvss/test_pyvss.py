@@ -5,7 +5,9 @@ DEPOT_URL (no trailing slash), DEPOT_USER and DEPOT_PASSWORD say where and who.
 Exits non-zero, with the reason, on the first thing that is not as VSS does it.
 """
 
+import io
 import os
+import tarfile
 import sys
 import time
 
@@ -23,6 +25,23 @@ UBUNTU_BY_PATH = [
     "ubuntu-zesty-server-cloudimg-amd64.ova",
     "ubuntu-zesty-server-cloudimg-i386.ova",
 ]
+
+
+def small_ova():
+    """A valid OVA: a descriptor naming one raw disk, then the disk."""
+    descriptor = (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n'
+        b'<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" '
+        b'xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1">'
+        b'<References><File ovf:href="disk.img" ovf:id="file1"/></References></Envelope>\n'
+    )
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+        for name, data in (("appliance.ovf", descriptor), ("disk.img", os.urandom(8192))):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 def check(condition, message):
@@ -69,10 +88,8 @@ def main():
 
     # The personal store, synced.
     check(manager.get_user_vm_images() == [], "a new user has VM images")
-    appliance = bytearray(os.urandom(8192))
-    appliance[257:262] = b"ustar"
     webdav("MKCOL", "images/")
-    webdav("PUT", "images/appliance.ova", bytes(appliance))
+    webdav("PUT", "images/appliance.ova", small_ova())
     submitted = manager.sync_user_vm_images()
     request = submitted["request"]
     check(request["status"] == "SUBMITTED", f"sync answer: {submitted}")

@@ -17,10 +17,6 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 
-/// How many leading bytes an upload keeps in memory for format detection
-/// (an ISO's volume descriptor sits at 32 KiB).
-pub const HEAD_LEN: usize = 64 * 1024;
-
 /// Chunks in flight between the request and the writer thread.
 const QUEUE_DEPTH: usize = 8;
 
@@ -66,9 +62,30 @@ impl Allowance for Limit {
 pub struct Staged {
     pub sha256: String,
     pub size: u64,
-    /// The first [`HEAD_LEN`] bytes.
-    pub head: Vec<u8>,
     temp: tempfile::TempPath,
+}
+
+/// The bytes of an upload as they arrive, as a [`std::io::Read`] for an
+/// inspector running on a thread of its own. It sees every byte once, in
+/// order, without a second pass over the file; an inspector that has seen
+/// enough simply stops reading.
+pub struct UploadReader {
+    chunks: tokio::sync::mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl std::io::Read for UploadReader {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.chunks.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => return Ok(0),
+            }
+        }
+        let take = buffer.len().min(self.current.len());
+        buffer[..take].copy_from_slice(&self.current.split_to(take));
+        Ok(take)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -124,15 +141,19 @@ impl BlobStore {
     }
 
     /// Streams `body` to a temporary file, hashing as it goes, and fsyncs it
-    /// once complete. Growing past what `allowance` grants is refused.
-    pub async fn ingest<S, E>(
+    /// once complete; `inspector` reads the same bytes on a thread of its
+    /// own meanwhile, and its answer comes back with the staged bytes.
+    /// Growing past what `allowance` grants is refused.
+    pub async fn ingest<S, E, R>(
         &self,
         mut body: S,
         allowance: &mut dyn Allowance,
-    ) -> Result<Staged, IngestError>
+        inspector: impl FnOnce(&mut UploadReader) -> R + Send + 'static,
+    ) -> Result<(Staged, R), IngestError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
+        R: Send + 'static,
     {
         let tmp = self.tmp.clone();
         let temp = tokio::task::spawn_blocking(move || {
@@ -154,34 +175,49 @@ impl BlobStore {
             file.sync_data()
         });
 
+        let (to_inspector, chunks) = tokio::sync::mpsc::channel::<Bytes>(QUEUE_DEPTH);
+        let inspection = tokio::task::spawn_blocking(move || {
+            let mut reader = UploadReader {
+                chunks,
+                current: Bytes::new(),
+            };
+            inspector(&mut reader)
+        });
+        let mut inspecting = Some(to_inspector);
+
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut granted = 0u64;
-        let mut head = Vec::with_capacity(HEAD_LEN);
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|error| IngestError::Body(error.to_string()))?;
             size = size.saturating_add(chunk.len() as u64);
             if size > granted {
                 granted = allowance.grow(size).await?;
             }
-            if head.len() < HEAD_LEN {
-                let take = (HEAD_LEN - head.len()).min(chunk.len());
-                head.extend_from_slice(&chunk[..take]);
-            }
             hasher.update(&chunk);
+            if let Some(to_inspector) = &inspecting {
+                // An inspector that stopped reading has seen all it needs.
+                if to_inspector.send(chunk.clone()).await.is_err() {
+                    inspecting = None;
+                }
+            }
             if sender.send(chunk).await.is_err() {
                 break; // The writer failed; its error is read below.
             }
         }
         drop(sender);
+        drop(inspecting);
         writer.await.map_err(std::io::Error::other)??;
+        let inspection = inspection.await.map_err(std::io::Error::other)?;
 
-        Ok(Staged {
-            sha256: hex::encode(hasher.finalize()),
-            size,
-            head,
-            temp: temp_path,
-        })
+        Ok((
+            Staged {
+                sha256: hex::encode(hasher.finalize()),
+                size,
+                temp: temp_path,
+            },
+            inspection,
+        ))
     }
 
     /// Makes staged bytes the blob of their digest, unless the same bytes
@@ -292,6 +328,12 @@ mod tests {
         futures_util::stream::iter(parts.into_iter().map(|part| part.map(Bytes::from_static)))
     }
 
+    fn read_all(reader: &mut UploadReader) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(reader, &mut bytes).unwrap();
+        bytes
+    }
+
     fn files_in(folder: &Path) -> usize {
         walk(folder).len()
     }
@@ -313,25 +355,29 @@ mod tests {
     async fn stores_under_the_digest_and_only_once() {
         let root = tempfile::tempdir().unwrap();
         let store = BlobStore::open(root.path()).await.unwrap();
-        let first = store
-            .ingest(chunks(vec![Ok(b"hello "), Ok(b"world")]), &mut Limit(100))
+        let (first, seen) = store
+            .ingest(
+                chunks(vec![Ok(b"hello "), Ok(b"world")]),
+                &mut Limit(100),
+                read_all,
+            )
             .await
             .unwrap();
+        assert_eq!(seen, b"hello world", "the inspector sees every byte");
         let digest = first.sha256.clone();
         assert_eq!(
             digest,
             "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
         );
         assert_eq!(first.size, 11);
-        assert_eq!(first.head, b"hello world");
         assert!(
             !store.exists(&digest).await,
             "staged bytes are not published"
         );
         store.publish(first).await.unwrap();
         assert!(store.exists(&digest).await);
-        let second = store
-            .ingest(chunks(vec![Ok(b"hello world")]), &mut Limit(100))
+        let (second, _) = store
+            .ingest(chunks(vec![Ok(b"hello world")]), &mut Limit(100), |_| ())
             .await
             .unwrap();
         store.publish(second).await.unwrap();
@@ -349,6 +395,7 @@ mod tests {
             .ingest(
                 chunks(vec![Ok(b"part"), Err("connection reset")]),
                 &mut Limit(100),
+                read_all,
             )
             .await;
         assert!(matches!(cut, Err(IngestError::Body(_))));
@@ -356,6 +403,7 @@ mod tests {
             .ingest(
                 chunks(vec![Ok(b"0123456789"), Ok(b"0123456789")]),
                 &mut Limit(15),
+                read_all,
             )
             .await;
         assert!(matches!(big, Err(IngestError::TooLarge { limit: 15 })));

@@ -97,6 +97,8 @@ pub struct Core {
     login_guard: LoginGuard,
     /// Wakes this process's job workers when it queues a job.
     jobs_waiting: Notify,
+    /// Serializes quota reservations in this process (see `quota::reserve`).
+    quota_lock: tokio::sync::Mutex<()>,
     /// How many job workers this process runs (for runtime statistics).
     job_workers: std::sync::atomic::AtomicUsize,
 }
@@ -121,6 +123,7 @@ impl Core {
             credentials_key: key.derive("depot environment credentials v1"),
             personal_root,
             jobs_waiting: Notify::new(),
+            quota_lock: tokio::sync::Mutex::new(()),
             job_workers: std::sync::atomic::AtomicUsize::new(0),
         }
     }

@@ -39,6 +39,15 @@ fn worker_name(index: usize) -> String {
 /// How long a supervisor waits before restarting a worker that died.
 const RESTART_AFTER: Duration = Duration::from_secs(1);
 
+/// Aborts a job's task when the worker stops waiting for it.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Starts `count` workers, each under a supervisor that starts it again if
 /// it ever stops; they run until the runtime stops.
 pub fn spawn_workers(core: Arc<Core>, count: usize) {
@@ -90,13 +99,15 @@ async fn run(core: &Arc<Core>, name: &str, job: JobRow) {
     let lease_ms = LEASE.as_millis() as i64;
     // The job runs as a task of its own: if it panics, the panic ends that
     // task only, and the job is recorded as failed like any other failure.
-    let work = tokio::spawn({
+    let task = tokio::spawn({
         let core = core.clone();
         let job = job.clone();
         async move { core.run_job(&job).await }.in_current_span()
     });
+    // A job whose lease is lost must stop: another worker runs it now.
+    let _stop_on_return = AbortOnDrop(task.abort_handle());
     let work = async {
-        match work.await {
+        match task.await {
             Ok(outcome) => outcome,
             Err(error) if error.is_panic() => Err("the job failed unexpectedly".to_owned()),
             Err(_) => Err("the job was cancelled".to_owned()),

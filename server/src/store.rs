@@ -38,7 +38,7 @@ pub use sessions::SessionStore;
 pub use sync::{SyncOutcome, SyncRow};
 pub use tokens::TokenRow;
 pub(crate) use tx::with_tx;
-pub use tx::{BlobLock, Tx};
+pub use tx::{BlobLock, NewContent, Tx};
 
 /// The longest a PostgreSQL statement may run.
 pub const STATEMENT_TIMEOUT: &str = "30s";
@@ -127,7 +127,21 @@ impl Db {
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
         match self {
             Self::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
-            Self::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
+            // Migrations may take longer than any request may.
+            Self::Postgres(pool) => {
+                let mut connection = pool.acquire().await?;
+                sqlx::query("SET statement_timeout = 0")
+                    .execute(&mut *connection)
+                    .await?;
+                let migrated = sqlx::migrate!("./migrations/postgres")
+                    .run(&mut *connection)
+                    .await;
+                // The connection goes back to the pool with the usual limit.
+                let _ = sqlx::query("RESET statement_timeout")
+                    .execute(&mut *connection)
+                    .await;
+                migrated
+            }
         }
     }
 

@@ -26,11 +26,13 @@ pub async fn login(username: String, password: String) -> Result<Principal, Core
 #[server(prefix = "/api/ui", endpoint = "logout")]
 pub async fn logout() -> Result<(), CoreError> {
     let session = crate::ports::session()?;
-    if let Some(id) = session.id() {
+    let id = session.id();
+    // The session ends first, whatever happens to its tokens.
+    session.flush().await.map_err(|_| CoreError::Internal)?;
+    if let Some(id) = id {
         let (catalog, _) = crate::ports::request_context()?;
         catalog.revoke_session_tokens(&id.to_string()).await?;
     }
-    session.flush().await.map_err(|_| CoreError::Internal)?;
     leptos_axum::redirect("/login");
     Ok(())
 }

@@ -50,19 +50,23 @@ pub enum DiskFormat {
     Raw,
     Qcow2,
     Vmdk,
+    Vhd,
+    Vhdx,
     DockerFile,
     DockerImage,
     Packerfile,
 }
 
 impl DiskFormat {
-    pub const ALL: [DiskFormat; 9] = [
+    pub const ALL: [DiskFormat; 11] = [
         Self::Ova,
         Self::Ovf,
         Self::Iso,
         Self::Raw,
         Self::Qcow2,
         Self::Vmdk,
+        Self::Vhd,
+        Self::Vhdx,
         Self::DockerFile,
         Self::DockerImage,
         Self::Packerfile,
@@ -76,6 +80,8 @@ impl DiskFormat {
             Self::Raw => "raw",
             Self::Qcow2 => "qcow2",
             Self::Vmdk => "vmdk",
+            Self::Vhd => "vhd",
+            Self::Vhdx => "vhdx",
             Self::DockerFile => "docker-file",
             Self::DockerImage => "docker-image",
             Self::Packerfile => "packerfile",
@@ -94,7 +100,9 @@ impl DiskFormat {
         match self {
             Self::Ova | Self::Ovf => ImageKind::Vm,
             Self::Iso => ImageKind::Iso,
-            Self::Raw | Self::Qcow2 | Self::Vmdk | Self::DockerImage => ImageKind::Disk,
+            Self::Raw | Self::Qcow2 | Self::Vmdk | Self::Vhd | Self::Vhdx | Self::DockerImage => {
+                ImageKind::Disk
+            }
             Self::DockerFile | Self::Packerfile => ImageKind::Definition,
         }
     }
@@ -180,6 +188,23 @@ pub struct ViceAttributes {
     pub specifics: Option<serde_json::Value>,
 }
 
+/// What inspecting a record's bytes found (nothing for records without
+/// bytes). An OVA's or OVF's guest OS goes to [`MwsAttributes::os_type`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InspectionAttributes {
+    /// A precise description of the format: "qcow2 v3", "vmdk streamOptimized", "raw (GPT)".
+    pub detail: Option<String>,
+    /// An ISO image's volume label.
+    pub volume_label: Option<String>,
+    /// From an OVF descriptor: virtual CPUs, memory, product, vendor, version, networks.
+    pub cpus: Option<i64>,
+    pub memory_mib: Option<i64>,
+    pub product: Option<String>,
+    pub vendor: Option<String>,
+    pub product_version: Option<String>,
+    pub networks: Vec<String>,
+}
+
 /// One image record, the same whichever dialect or page shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Image {
@@ -204,6 +229,7 @@ pub struct Image {
     pub version: i64,
     pub mws: MwsAttributes,
     pub vice: ViceAttributes,
+    pub inspection: InspectionAttributes,
 }
 
 impl Image {

@@ -8,7 +8,7 @@ use leptos_router::hooks::use_params_map;
 use crate::api::{deploy_targets, get_image, DeployImage};
 use crate::components::{human_size, refusal, ErrorAlert};
 use crate::error::CoreError;
-use crate::model::{Environment, Image};
+use crate::model::{DiskFormat, Environment, Image};
 
 #[component]
 pub fn ImagePage() -> impl IntoView {
@@ -75,6 +75,29 @@ fn ImageDetail(image: Image, targets: DeployTargets) -> impl IntoView {
     let has_vice = vice.title.is_some() || vice.image_type.is_some();
     let mws = image.mws.clone();
     let has_mws = mws.os_type.is_some();
+    let found = image.inspection.clone();
+    let inspected = found.detail.is_some();
+    let virtual_size = image
+        .virtual_size
+        .map(|size| format!("{} ({size} bytes)", human_size(size as f64)))
+        .unwrap_or_else(|| "—".into());
+    let guest_os = mws.os_type.clone().unwrap_or_else(|| "—".into());
+    let shown = |value: &Option<String>| value.clone().unwrap_or_else(|| "—".into());
+    let memory = found
+        .memory_mib
+        .map(|mib| format!("{mib} MiB"))
+        .unwrap_or_else(|| "—".into());
+    let cpus = found
+        .cpus
+        .map(|cpus| cpus.to_string())
+        .unwrap_or_else(|| "—".into());
+    let networks = if found.networks.is_empty() {
+        "—".to_owned()
+    } else {
+        found.networks.join(", ")
+    };
+    let has_ovf = matches!(image.format, Some(DiskFormat::Ova | DiskFormat::Ovf));
+    let appliance = found.clone();
     view! {
         <Title text=format!("{} · Depot", image.name)/>
         <h1>{image.name.clone()}</h1>
@@ -90,6 +113,26 @@ fn ImageDetail(image: Image, targets: DeployTargets) -> impl IntoView {
             <dt>"Created"</dt><dd>{image.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()}</dd>
             <dt>"Updated"</dt><dd>{image.updated_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()}</dd>
         </dl>
+        <Show when=move || inspected>
+            <h2>"Inspection"</h2>
+            <dl class="facts inspection">
+                <dt>"Detected format"</dt><dd>{shown(&found.detail)}</dd>
+                <dt>"Virtual size"</dt><dd>{virtual_size.clone()}</dd>
+                <dt>"Volume label"</dt><dd>{shown(&found.volume_label)}</dd>
+            </dl>
+        </Show>
+        <Show when=move || has_ovf>
+            <h2>"Appliance (OVF)"</h2>
+            <dl class="facts ovf">
+                <dt>"Guest OS"</dt><dd>{guest_os.clone()}</dd>
+                <dt>"CPUs"</dt><dd>{cpus.clone()}</dd>
+                <dt>"Memory"</dt><dd>{memory.clone()}</dd>
+                <dt>"Product"</dt><dd>{shown(&appliance.product)}</dd>
+                <dt>"Vendor"</dt><dd>{shown(&appliance.vendor)}</dd>
+                <dt>"Version"</dt><dd>{shown(&appliance.product_version)}</dd>
+                <dt>"Networks"</dt><dd>{networks.clone()}</dd>
+            </dl>
+        </Show>
         <Show when=move || has_vice>
             <h2>"ViCE registry"</h2>
             <dl class="facts vice">

@@ -200,9 +200,7 @@ impl Core {
                 .map_err(db_error)?,
             Err(_) => None,
         };
-        if let Some(user) = &user {
-            self.login_guard.throttle_account(&user.username)?;
-        }
+        self.login_guard.throttle_account(username, client)?;
         let hash = user
             .as_ref()
             .map_or(self.dummy_hash.clone(), |u| u.password_hash.clone());
@@ -210,6 +208,7 @@ impl Core {
         match user {
             Some(user) if matches => {
                 self.login_guard.remember(username, password, user.id);
+                self.login_guard.signed_in(username, client);
                 user.principal()
             }
             _ => {

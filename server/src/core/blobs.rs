@@ -12,9 +12,10 @@ use std::time::Duration;
 use app::error::CoreError;
 use chrono::{DateTime, Utc};
 
+use super::inspect::Inspection;
 use super::{db_error, io_error, Core};
 use crate::blob::Staged;
-use crate::store::NewImage;
+use crate::store::{NewContent, NewImage};
 
 /// How a record takes staged bytes.
 pub(super) enum Attach<'a> {
@@ -23,8 +24,7 @@ pub(super) enum Attach<'a> {
     /// An existing record whose file changed.
     Replace {
         id: i64,
-        format: &'a str,
-        virtual_size: Option<i64>,
+        inspection: &'a Inspection,
         now: DateTime<Utc>,
     },
 }
@@ -57,11 +57,19 @@ impl Core {
                 Attach::Insert(new) => lock.insert_image(new).await.map_err(db_error)?,
                 Attach::Replace {
                     id,
-                    format,
-                    virtual_size,
+                    inspection,
                     now,
                 } => {
-                    lock.set_image_content(id, size, format, virtual_size, now)
+                    let attributes = inspection.attributes();
+                    let content = NewContent {
+                        size,
+                        format: inspection.format.as_str(),
+                        virtual_size: inspection.virtual_size,
+                        inspection: &attributes,
+                        guest_os: inspection.guest_os(),
+                        now,
+                    };
+                    lock.set_image_content(id, &content)
                         .await
                         .map_err(db_error)?;
                     id
@@ -102,35 +110,50 @@ impl Core {
     /// no record uses and temporary upload files, each untouched for
     /// `grace`; and expired reservations and tokens.
     pub async fn collect_garbage(&self, grace: Duration) -> Result<Collected, CoreError> {
-        let mut collected = Collected {
-            stale_uploads: self
-                .blobs
-                .discard_stale_uploads(grace)
-                .await
-                .map_err(io_error)?,
-            ..Collected::default()
+        // Each step runs whatever the others did: one blob that cannot be
+        // removed must not stop tokens from expiring.
+        let mut collected = Collected::default();
+        let mut first_error = None;
+        let mut note = |error: CoreError| {
+            tracing::warn!(%error, "a garbage collection step failed");
+            first_error.get_or_insert(error);
         };
-        let used: std::collections::HashSet<String> = self
-            .db
-            .referenced_blobs()
-            .await
-            .map_err(db_error)?
-            .into_iter()
-            .collect();
-        // The decision is taken again under each blob's lock: an upload may
-        // have attached a record since the list was read.
-        for sha256 in self.blobs.settled_blobs(grace).await.map_err(io_error)? {
-            if !used.contains(&sha256) && self.try_release_blob(&sha256).await? {
-                collected.orphaned_blobs += 1;
-            }
+        match self.blobs.discard_stale_uploads(grace).await {
+            Ok(count) => collected.stale_uploads = count,
+            Err(error) => note(io_error(error)),
         }
-        let now = Utc::now();
-        collected.expired_rows += self
+        match self.db.referenced_blobs().await {
+            Ok(used) => {
+                let used: std::collections::HashSet<String> = used.into_iter().collect();
+                match self.blobs.settled_blobs(grace).await {
+                    // The decision is taken again under each blob's lock: an
+                    // upload may have attached a record since the list was read.
+                    Ok(settled) => {
+                        for sha256 in settled.into_iter().filter(|sha| !used.contains(sha)) {
+                            match self.try_release_blob(&sha256).await {
+                                Ok(true) => collected.orphaned_blobs += 1,
+                                Ok(false) => {}
+                                Err(error) => note(error),
+                            }
+                        }
+                    }
+                    Err(error) => note(io_error(error)),
+                }
+            }
+            Err(error) => note(db_error(error)),
+        }
+        match self
             .db
-            .delete_expired_reservations(now.timestamp_millis())
+            .delete_expired_reservations(Utc::now().timestamp_millis())
             .await
-            .map_err(db_error)?;
-        collected.expired_rows += self.purge_expired_tokens().await?;
+        {
+            Ok(count) => collected.expired_rows += count,
+            Err(error) => note(db_error(error)),
+        }
+        match self.purge_expired_tokens().await {
+            Ok(count) => collected.expired_rows += count,
+            Err(error) => note(error),
+        }
         self.login_guard.shrink();
         if collected.orphaned_blobs > 0 || collected.stale_uploads > 0 {
             tracing::info!(
@@ -139,6 +162,9 @@ impl Core {
                 "collected what interrupted uploads left"
             );
         }
-        Ok(collected)
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(collected),
+        }
     }
 }

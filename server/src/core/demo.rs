@@ -119,6 +119,8 @@ fn record(kind: ImageKind, folder: &str, name: &str, created: DateTime<Utc>) -> 
         provisioning: None,
         virtualized: Vec::new(),
         vice: None,
+        inspection: Default::default(),
+        guest_os: None,
     }
 }
 

@@ -224,6 +224,63 @@ impl Core {
             ))
             .await;
         }
+        // Whatever happens below, the reservation is let go and a claim made
+        // for nothing is dropped.
+        let mut reservation = None;
+        let copied = self
+            .copy_deployment(
+                &folder,
+                &row,
+                &sha256,
+                new_claim,
+                deployment.user_id,
+                &mut reservation,
+            )
+            .await;
+        if let Some(reservation) = reservation {
+            if let Err(error) = self.db.release_quota(reservation).await {
+                tracing::warn!(%error, "cannot release a quota reservation; it will expire");
+            }
+        }
+        let written = match copied {
+            Ok(bytes) => bytes,
+            Err(failure) => {
+                if new_claim {
+                    self.db
+                        .drop_deployed_claim(&claim, deployment.user_id)
+                        .await
+                        .map_err(unavailable)?;
+                }
+                return match failure {
+                    CopyFailure::Final(reason) => {
+                        fail(format!("cannot write {shown}: {reason}")).await
+                    }
+                    CopyFailure::Retry(reason) => Err(format!("cannot write {shown}: {reason}")),
+                };
+            }
+        };
+        self.db
+            .set_deployed_size(&claim, written as i64, Utc::now())
+            .await
+            .map_err(unavailable)?;
+        self.db
+            .set_deployment_state(id, DeploymentState::Done, "", Utc::now())
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Copies an image's bytes to its deployment's target: checks what
+    /// stands there, reserves quota, writes. Answers the bytes written.
+    async fn copy_deployment(
+        &self,
+        folder: &ExportFolder,
+        row: &crate::store::ImageRow,
+        sha256: &str,
+        new_claim: bool,
+        owner: i64,
+        reservation: &mut Option<i64>,
+    ) -> Result<u64, CopyFailure> {
+        let lost = |error: tokio::task::JoinError| CopyFailure::Retry(error.to_string());
         let (root, relative, name) = (
             folder.root.clone(),
             folder.relative.clone(),
@@ -232,77 +289,49 @@ impl Core {
         let standing =
             tokio::task::spawn_blocking(move || super::export::target(&root, &relative, &name))
                 .await
-                .map_err(|error| error.to_string())?;
-        let in_the_way = match standing {
-            Ok(super::export::Target::Missing) => None,
-            Ok(super::export::Target::File) if !new_claim => None,
-            Ok(_) => Some("something Depot did not deploy for you stands there".to_owned()),
-            Err(error) => Some(error.to_string()),
-        };
-        if let Some(reason) = in_the_way {
-            if new_claim {
-                self.db
-                    .drop_deployed_claim(&claim, deployment.user_id)
-                    .await
-                    .map_err(unavailable)?;
+                .map_err(lost)?;
+        match standing {
+            Ok(super::export::Target::Missing) => {}
+            Ok(super::export::Target::File) if !new_claim => {}
+            Ok(_) => {
+                return Err(CopyFailure::Retry(
+                    "something Depot did not deploy for you stands there".into(),
+                ))
             }
-            return Err(format!("cannot write {shown}: {reason}"));
+            Err(error) => return Err(CopyFailure::Retry(error.to_string())),
         }
         // The copy counts against the owner's quota while it is written,
         // then as the deployed file it became.
-        let mut reservation = None;
         if let Some(quota) = self.limits.user_quota_bytes {
             let size = row.size.unwrap_or(0).max(0) as u64;
-            if let Err(error) = self
-                .reserve(deployment.user_id, quota, &mut reservation, size, size)
+            self.reserve(owner, quota, reservation, size, size)
                 .await
-            {
-                if new_claim {
-                    let _ = self
-                        .db
-                        .drop_deployed_claim(&claim, deployment.user_id)
-                        .await;
-                }
-                return fail(format!("cannot write {shown}: {error}")).await;
-            }
+                .map_err(|error| CopyFailure::Final(error.to_string()))?;
         }
-        let source = match self.blobs.open_blob(&sha256).await {
+        let source = match self.blobs.open_blob(sha256).await {
             Ok((file, _)) => file.into_std().await,
-            Err(error) => return Err(format!("cannot read the image's bytes: {error}")),
-        };
-        let (root, relative, name) = (folder.root, folder.relative, row.name.clone());
-        let written = tokio::task::spawn_blocking(move || {
-            super::export::write(&root, &relative, &name, source)
-        })
-        .await
-        .map_err(|error| error.to_string())?;
-        let recorded = match &written {
-            Ok(bytes) => self
-                .db
-                .set_deployed_size(&claim, *bytes as i64, Utc::now())
-                .await
-                .map_err(unavailable),
-            Err(_) if new_claim => self
-                .db
-                .drop_deployed_claim(&claim, deployment.user_id)
-                .await
-                .map_err(unavailable),
-            Err(_) => Ok(()),
-        };
-        if let Some(id) = reservation {
-            if let Err(error) = self.db.release_quota(id).await {
-                tracing::warn!(%error, "cannot release a quota reservation; it will expire");
+            Err(error) => {
+                return Err(CopyFailure::Retry(format!(
+                    "cannot read the image's bytes: {error}"
+                )))
             }
-        }
-        recorded?;
-        if let Err(error) = written {
-            return Err(format!("cannot write {shown}: {error}"));
-        }
-        self.db
-            .set_deployment_state(id, DeploymentState::Done, "", Utc::now())
+        };
+        let (root, relative, name) = (
+            folder.root.clone(),
+            folder.relative.clone(),
+            row.name.clone(),
+        );
+        tokio::task::spawn_blocking(move || super::export::write(&root, &relative, &name, source))
             .await
-            .map_err(unavailable)
+            .map_err(lost)?
+            .map_err(|error| CopyFailure::Retry(error.to_string()))
     }
+}
+
+/// Why a deployment's copy did not happen: worth another attempt, or not.
+enum CopyFailure {
+    Retry(String),
+    Final(String),
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ use chrono::Utc;
 use futures_util::Stream;
 
 use super::blobs::Attach;
-use super::{db_error, inspect, io_error, Core};
+use super::inspect::{self, Inspection};
+use super::{db_error, io_error, Core};
 use crate::blob::IngestError;
 use crate::store::NewImage;
 
@@ -205,14 +206,14 @@ impl Core {
                 "only administrators publish public images".into(),
             ));
         }
-        let mut allowance = self.upload_allowance(user.id);
+        let mut allowance = self.upload_allowance(Some(user.id));
         let recorded = async {
-            let staged = self
+            let (staged, inspection) = self
                 .blobs
-                .ingest(body, &mut allowance)
+                .ingest(body, &mut allowance, |reader| inspect::inspect(reader))
                 .await
                 .map_err(ingest_error)?;
-            let inspection = inspect::inspect(&staged.head)?;
+            let inspection = inspection.map_err(Inspection::refused)?;
             let folder = user.username.clone();
             let new = NewImage {
                 kind: inspection.format.kind().as_str(),
@@ -231,6 +232,8 @@ impl Core {
                 provisioning: None,
                 virtualized: Vec::new(),
                 vice: None,
+                inspection: inspection.attributes(),
+                guest_os: inspection.guest_os().map(str::to_owned),
             };
             self.attach_blob(staged, Attach::Insert(&new)).await
         }

@@ -1,165 +1,233 @@
-//! What a file is, read from its first bytes (never from its name), and
-//! whether it is safe to hand to a hypervisor.
+//! What a file is, read from its bytes (never from its name), and whether it
+//! is safe to hand to a hypervisor. Every ingest path runs the same
+//! inspector while the bytes are written ([`crate::blob::BlobStore::ingest`]):
+//! it reads what it needs as the bytes stream past (a disk's header, an
+//! archive's entries in order, the last bytes for a footer) and keeps a
+//! bounded amount of them, so no second pass over the file is made and
+//! memory does not grow with the file.
+//!
+//! Learnt from OpenStack Glance's format inspector (CVE-2022-47951,
+//! CVE-2024-32498): the format is taken from content alone, a file that
+//! parses as two formats is refused, and every reference a disk makes to
+//! another file (a qcow2 backing or data file, a VMDK extent or parent, a
+//! VHD parent) is refused unless it names a file of the same package.
+
+mod disk;
+mod ova;
+mod ovf;
+
+use std::io::Read;
 
 use app::error::CoreError;
-use app::model::DiskFormat;
+use app::model::{DiskFormat, InspectionAttributes};
 
-/// What the leading bytes of a file say about it.
+pub use ovf::OvfMetadata;
+
+/// What the bytes of a file say about it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inspection {
     pub format: DiskFormat,
-    /// The size of the disk the guest sees, for sparse formats.
+    /// The size of the disk the guest sees, for disks (the sum for an OVA).
     pub virtual_size: Option<i64>,
+    /// A precise description: "qcow2 v3", "vmdk streamOptimized", "raw (GPT)", …
+    pub detail: String,
+    /// The volume label of an ISO image.
+    pub volume_label: Option<String>,
+    /// What the descriptor of an OVA or OVF says.
+    pub ovf: Option<OvfMetadata>,
 }
 
-fn be_u64(bytes: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_be_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
-}
-
-fn le_u64(bytes: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
-}
-
-/// A size read from a header, in bytes, as the catalog stores it: a size no
-/// disk can have (past `i64::MAX`, or overflowing when scaled) is refused.
-fn header_size(value: Option<u64>, unit: u64) -> Result<Option<i64>, CoreError> {
-    match value {
-        None => Ok(None),
-        Some(value) => value
-            .checked_mul(unit)
-            .and_then(|bytes| i64::try_from(bytes).ok())
-            .map(Some)
-            .ok_or_else(|| unsafe_file("the header claims an impossible disk size")),
+impl Inspection {
+    /// The refusal of a file, as its uploader hears it.
+    pub fn refused(reason: String) -> CoreError {
+        CoreError::invalid(format!("refused: {reason}"))
     }
-}
 
-fn unsafe_file(reason: &str) -> CoreError {
-    CoreError::invalid(format!("refused: {reason}"))
-}
-
-/// Reads the format; refuses disks that would make a hypervisor open other files.
-pub fn inspect(head: &[u8]) -> Result<Inspection, CoreError> {
-    if head.starts_with(b"QFI\xfb") {
-        // qcow2 header: backing file offset at 8, size at 24, v3 incompatible features at 72.
-        if be_u64(head, 8).unwrap_or(0) != 0 {
-            return Err(unsafe_file("a qcow2 image with a backing file"));
+    /// What the catalog stores of this inspection.
+    pub fn attributes(&self) -> InspectionAttributes {
+        let ovf = self.ovf.as_ref();
+        let clamp = |value: u64| i64::try_from(value).ok();
+        InspectionAttributes {
+            detail: Some(self.detail.clone()),
+            volume_label: self.volume_label.clone(),
+            cpus: ovf.and_then(|ovf| ovf.cpus).map(i64::from),
+            memory_mib: ovf.and_then(|ovf| ovf.memory_mib).and_then(clamp),
+            product: ovf.and_then(|ovf| ovf.product.clone()),
+            vendor: ovf.and_then(|ovf| ovf.vendor.clone()),
+            product_version: ovf.and_then(|ovf| ovf.version.clone()),
+            networks: ovf.map(|ovf| ovf.networks.clone()).unwrap_or_default(),
         }
-        let version = head
-            .get(4..8)
-            .map(|v| u32::from_be_bytes([v[0], v[1], v[2], v[3]]));
-        const EXTERNAL_DATA_FILE: u64 = 1 << 2;
-        if version >= Some(3) && be_u64(head, 72).unwrap_or(0) & EXTERNAL_DATA_FILE != 0 {
-            return Err(unsafe_file("a qcow2 image with an external data file"));
+    }
+
+    /// The guest OS the descriptor names, if any.
+    pub fn guest_os(&self) -> Option<&str> {
+        self.ovf.as_ref().and_then(|ovf| ovf.os_type.as_deref())
+    }
+
+    /// Refuses a file whose bytes contradict the format its uploader declared.
+    pub fn check_declared(&self, declared: Option<DiskFormat>) -> Result<(), CoreError> {
+        match declared {
+            // An ISO image is a raw image of its medium.
+            Some(DiskFormat::Raw) if self.format == DiskFormat::Iso => Ok(()),
+            Some(declared) if declared != self.format => Err(Self::refused(format!(
+                "declared as {}, but its bytes are {}",
+                declared.as_str(),
+                self.detail
+            ))),
+            _ => Ok(()),
         }
-        return Ok(Inspection {
-            format: DiskFormat::Qcow2,
-            virtual_size: header_size(be_u64(head, 24), 1)?,
-        });
     }
-    if head.starts_with(b"KDMV") {
-        // Sparse VMDK extent: capacity in 512-byte sectors at 12.
-        return Ok(Inspection {
-            format: DiskFormat::Vmdk,
-            virtual_size: header_size(le_u64(head, 12), 512)?,
-        });
+}
+
+/// A size in bytes as the catalog stores it, or the refusal of an
+/// impossible one.
+fn stored_size(size: Option<u64>) -> Result<Option<i64>, String> {
+    size.map(|size| {
+        i64::try_from(size).map_err(|_| "the header claims an impossible disk size".to_owned())
+    })
+    .transpose()
+}
+
+/// Reads until `buffer` holds `limit` bytes or the input ends.
+fn fill(reader: &mut dyn Read, buffer: &mut Vec<u8>, limit: usize) -> Result<(), String> {
+    let mut chunk = [0u8; 64 * 1024];
+    while buffer.len() < limit {
+        let want = (limit - buffer.len()).min(chunk.len());
+        match reader.read(&mut chunk[..want]) {
+            Ok(0) => break,
+            Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(format!("unreadable: {error}")),
+        }
     }
-    if head.starts_with(b"# Disk DescriptorFile") {
-        return Err(unsafe_file(
-            "a VMDK descriptor whose extents are separate files",
-        ));
+    Ok(())
+}
+
+/// The last bytes of a stream (at most `keep`), and its total length,
+/// reading the rest after `head` without keeping it.
+fn read_to_end_keeping_tail(
+    reader: &mut dyn Read,
+    head: &[u8],
+    keep: usize,
+) -> Result<(Vec<u8>, u64), String> {
+    let mut tail = head[head.len().saturating_sub(keep)..].to_vec();
+    let mut size = head.len() as u64;
+    let mut chunk = vec![0u8; 256 * 1024];
+    loop {
+        let read = match reader.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(format!("unreadable: {error}")),
+        };
+        size = size.saturating_add(read as u64);
+        let fresh = &chunk[..read];
+        if fresh.len() >= keep {
+            tail.clear();
+            tail.extend_from_slice(&fresh[fresh.len() - keep..]);
+        } else {
+            let excess = (tail.len() + fresh.len()).saturating_sub(keep);
+            tail.drain(..excess.min(tail.len()));
+            tail.extend_from_slice(fresh);
+        }
     }
-    if head.get(0x8001..0x8006) == Some(b"CD001") {
-        return Ok(Inspection {
-            format: DiskFormat::Iso,
-            virtual_size: None,
-        });
+    Ok((tail, size))
+}
+
+/// Whether the first bytes are an OVF descriptor (an XML `Envelope`).
+fn is_descriptor(head: &[u8]) -> bool {
+    let start = &head[..head.len().min(4096)];
+    let text = String::from_utf8_lossy(start);
+    let text = text.trim_start_matches('\u{feff}').trim_start();
+    (text.starts_with("<?xml") || text.starts_with('<')) && text.contains("Envelope")
+}
+
+/// Whether the first bytes are a tar archive (an OVA).
+fn is_archive(head: &[u8]) -> bool {
+    head.get(257..262) == Some(b"ustar")
+}
+
+/// Inspects a whole file as it streams past.
+pub fn inspect(reader: &mut dyn Read) -> Result<Inspection, String> {
+    let mut head = Vec::new();
+    fill(reader, &mut head, disk::HEAD_LEN)?;
+    if is_archive(&head) {
+        return ova::inspect(std::io::Cursor::new(head).chain(reader));
     }
-    if head.get(257..262) == Some(b"ustar") {
-        return Ok(Inspection {
-            format: DiskFormat::Ova,
-            virtual_size: None,
-        });
-    }
-    let text = String::from_utf8_lossy(&head[..head.len().min(4096)]);
-    if text.trim_start().starts_with("<?xml") && text.contains("Envelope") {
+    if is_descriptor(&head) {
+        let mut descriptor = head;
+        fill(reader, &mut descriptor, ovf::MAX_DESCRIPTOR + 1)?;
+        if descriptor.len() > ovf::MAX_DESCRIPTOR {
+            return Err("the descriptor is larger than 4 MiB".into());
+        }
+        let metadata = ovf::parse(&descriptor)?;
         return Ok(Inspection {
             format: DiskFormat::Ovf,
-            virtual_size: None,
+            virtual_size: stored_size(ova::total_capacity(&metadata))?,
+            detail: "ovf descriptor".into(),
+            volume_label: None,
+            ovf: Some(metadata),
         });
     }
+    let (tail, size) = read_to_end_keeping_tail(reader, &head, disk::TAIL_LEN)?;
+    let info = disk::detect(&head, &tail, size, &|_| false)?;
     Ok(Inspection {
-        format: DiskFormat::Raw,
-        virtual_size: None,
+        format: info.format,
+        // A raw disk is as large as its file; other formats say, or not.
+        virtual_size: stored_size(
+            info.virtual_size
+                .or((info.format == DiskFormat::Raw).then_some(size)),
+        )?,
+        detail: info.detail,
+        volume_label: info.volume_label,
+        ovf: None,
     })
+}
+
+/// Inspects bytes held in memory.
+#[cfg(test)]
+pub fn inspect_bytes(bytes: &[u8]) -> Result<Inspection, String> {
+    inspect(&mut std::io::Cursor::new(bytes))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn qcow2(version: u32, backing_offset: u64, features: u64, size: u64) -> Vec<u8> {
-        let mut head = vec![0u8; 104];
-        head[..4].copy_from_slice(b"QFI\xfb");
-        head[4..8].copy_from_slice(&version.to_be_bytes());
-        head[8..16].copy_from_slice(&backing_offset.to_be_bytes());
-        head[24..32].copy_from_slice(&size.to_be_bytes());
-        head[72..80].copy_from_slice(&features.to_be_bytes());
-        head
+    #[test]
+    fn the_tail_is_the_last_bytes_whatever_the_chunking() {
+        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let head = &bytes[..1000];
+        let mut rest = std::io::Cursor::new(&bytes[1000..]);
+        let (tail, size) = read_to_end_keeping_tail(&mut rest, head, 4096).unwrap();
+        assert_eq!(size, 300_000);
+        assert_eq!(tail, &bytes[bytes.len() - 4096..]);
+        let (short, size) =
+            read_to_end_keeping_tail(&mut std::io::Cursor::new(&[][..]), &bytes[..10], 4096)
+                .unwrap();
+        assert_eq!((short.as_slice(), size), (&bytes[..10], 10));
     }
 
     #[test]
-    fn qcow2_reads_its_virtual_size() {
-        let inspection = inspect(&qcow2(3, 0, 0, 1 << 30)).unwrap();
-        assert_eq!(
-            inspection,
-            Inspection {
-                format: DiskFormat::Qcow2,
-                virtual_size: Some(1 << 30)
-            }
-        );
-    }
-
-    #[test]
-    fn qcow2_pointing_at_other_files_is_refused() {
-        let backing = inspect(&qcow2(3, 512, 0, 1 << 30)).unwrap_err();
-        assert!(backing.to_string().contains("backing file"));
-        let external = inspect(&qcow2(3, 0, 4, 1 << 30)).unwrap_err();
-        assert!(external.to_string().contains("external data file"));
-    }
-
-    #[test]
-    fn iso_and_ova_are_told_by_magic_not_name() {
-        let mut iso = vec![0u8; 0x8010];
+    fn formats_are_told_by_content() {
+        let mut iso = vec![0u8; 0x9000];
         iso[0x8001..0x8006].copy_from_slice(b"CD001");
-        assert_eq!(inspect(&iso).unwrap().format, DiskFormat::Iso);
-        let mut tar = vec![0u8; 512];
-        tar[257..262].copy_from_slice(b"ustar");
-        assert_eq!(inspect(&tar).unwrap().format, DiskFormat::Ova);
-        assert_eq!(inspect(b"just some bytes").unwrap().format, DiskFormat::Raw);
+        assert_eq!(inspect_bytes(&iso).unwrap().format, DiskFormat::Iso);
+        let raw = inspect_bytes(b"just some bytes").unwrap();
+        assert_eq!(raw.format, DiskFormat::Raw);
+        assert_eq!(raw.virtual_size, Some(15));
+        assert!(inspect_bytes(b"QFI\xfb\0\0\0\x03\0\0\0\0\0\0\x02\0").is_err());
     }
 
     #[test]
-    fn vmdk_sparse_is_read_and_descriptors_refused() {
-        let mut sparse = vec![0u8; 64];
-        sparse[..4].copy_from_slice(b"KDMV");
-        sparse[12..20].copy_from_slice(&2048u64.to_le_bytes());
-        assert_eq!(inspect(&sparse).unwrap().virtual_size, Some(1024 * 1024));
-        assert!(inspect(b"# Disk DescriptorFile\nRW 100 FLAT \"other.vmdk\" 0").is_err());
-    }
-
-    #[test]
-    fn sizes_that_overflow_are_refused_not_wrapped() {
-        let mut sparse = vec![0u8; 64];
-        sparse[..4].copy_from_slice(b"KDMV");
-        sparse[12..20].copy_from_slice(&(u64::MAX / 256).to_le_bytes());
-        let refused = inspect(&sparse).unwrap_err();
-        assert!(refused.to_string().contains("impossible disk size"));
-        assert!(inspect(&qcow2(3, 0, 0, u64::MAX)).is_err());
-        assert_eq!(
-            inspect(&qcow2(3, 0, 0, i64::MAX as u64))
-                .unwrap()
-                .virtual_size,
-            Some(i64::MAX)
+    fn a_declared_format_must_match() {
+        let raw = inspect_bytes(b"plain bytes").unwrap();
+        assert!(raw.check_declared(Some(DiskFormat::Raw)).is_ok());
+        assert!(raw.check_declared(None).is_ok());
+        let refused = raw.check_declared(Some(DiskFormat::Qcow2)).unwrap_err();
+        assert!(
+            refused.to_string().contains("declared as qcow2"),
+            "{refused}"
         );
     }
 }

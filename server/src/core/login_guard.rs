@@ -7,11 +7,14 @@
 //!   bounded queue: the CPU and memory they take is bounded, and a full queue
 //!   answers "busy" at once instead of piling up work;
 //! - password checks that are not answered from the cache are throttled per
-//!   client address and per existing account (token buckets: a burst, then a
-//!   steady rate). A throttled caller hears 429 with `Retry-After`; the bucket
-//!   refills on its own within seconds, so no attacker can lock a user out for
-//!   longer than the attack lasts, and sessions, tokens and recently verified
-//!   credentials keep working throughout;
+//!   client address (an IPv6 client by its /64) and per account name, known
+//!   or not, so that a throttle says nothing about which accounts exist
+//!   (token buckets: a burst, then a steady rate). A throttled caller hears
+//!   429 with `Retry-After`; buckets refill on their own within seconds. An
+//!   address that signed in to an account in the last week is not held back
+//!   by that account's bucket, so an attacker guessing a user's password
+//!   elsewhere does not lock the user out; sessions, tokens and recently
+//!   verified credentials keep working throughout;
 //! - a verified credential is remembered for a short time under an HMAC of
 //!   the username and password (never the password itself), so that scripts
 //!   sending Basic credentials on every call pay for argon2 once a minute.
@@ -72,6 +75,28 @@ struct Check {
     answer: tokio::sync::oneshot::Sender<bool>,
 }
 
+/// How long an address that signed in to an account passes that account's throttle.
+const KNOWN_CLIENT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How many (account, address) pairs that signed in are remembered.
+const KNOWN_CLIENTS: usize = 65_536;
+
+/// The key of a client address: an IPv4 address (a v4-mapped IPv6 one
+/// unwrapped), or the /64 network of an IPv6 one, which one host holds whole.
+fn address_key(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut segments = v6.segments();
+                segments[4..].fill(0);
+                IpAddr::V6(segments.into())
+            }
+        },
+    }
+}
+
 /// A credential verified recently.
 #[derive(Clone, Copy)]
 struct Remembered {
@@ -86,6 +111,8 @@ pub struct LoginGuard {
     clock: DefaultClock,
     cache_key: [u8; 32],
     cache: Mutex<LruCache<[u8; 32], Remembered>>,
+    /// (account, address key) pairs that signed in, and until when they pass.
+    known_clients: Mutex<LruCache<(String, IpAddr), Instant>>,
 }
 
 /// How many threads check passwords: half the cores, at least one, so that
@@ -112,7 +139,11 @@ impl LoginGuard {
                         Err(_) => return,
                     };
                     let Ok(check) = next else { return };
-                    let matches = super::auth::verify_password(&check.hash, &check.password);
+                    // A panic in a check answers "no" and keeps the thread.
+                    let matches = std::panic::catch_unwind(|| {
+                        super::auth::verify_password(&check.hash, &check.password)
+                    })
+                    .unwrap_or(false);
                     let _ = check.answer.send(matches);
                 });
             if let Err(error) = spawned {
@@ -134,6 +165,9 @@ impl LoginGuard {
             clock: DefaultClock::default(),
             cache_key,
             cache: Mutex::new(LruCache::new(capacity)),
+            known_clients: Mutex::new(LruCache::new(
+                std::num::NonZeroUsize::new(KNOWN_CLIENTS).unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
         }
     }
 
@@ -159,15 +193,44 @@ impl LoginGuard {
             return Ok(());
         };
         self.per_address
-            .check_key(&address)
+            .check_key(&address_key(address))
             .map_err(|not_until| self.throttled(not_until.wait_time_from(self.clock.now())))
     }
 
-    /// Takes one attempt from an existing account's bucket.
-    pub fn throttle_account(&self, username: &str) -> Result<(), CoreError> {
+    /// Takes one attempt from an account name's bucket (whether or not the
+    /// account exists), unless this address signed in to it recently.
+    pub fn throttle_account(
+        &self,
+        username: &str,
+        address: Option<IpAddr>,
+    ) -> Result<(), CoreError> {
+        let username = username.to_ascii_lowercase();
+        if let Some(address) = address {
+            let pair = (username.clone(), address_key(address));
+            let known = self
+                .known_clients
+                .lock()
+                .ok()
+                .and_then(|mut known| known.get(&pair).copied())
+                .is_some_and(|until| until > Instant::now());
+            if known {
+                return Ok(());
+            }
+        }
         self.per_account
-            .check_key(&username.to_owned())
+            .check_key(&username)
             .map_err(|not_until| self.throttled(not_until.wait_time_from(self.clock.now())))
+    }
+
+    /// Notes that an address signed in to an account.
+    pub fn signed_in(&self, username: &str, address: Option<IpAddr>) {
+        let Some(address) = address else { return };
+        if let Ok(mut known) = self.known_clients.lock() {
+            known.put(
+                (username.to_ascii_lowercase(), address_key(address)),
+                Instant::now() + KNOWN_CLIENT_TTL,
+            );
+        }
     }
 
     fn throttled(&self, wait: Duration) -> CoreError {
@@ -269,7 +332,27 @@ mod tests {
         guard
             .throttle_address(Some("192.0.2.2".parse().unwrap()))
             .unwrap();
-        guard.throttle_account("alice").unwrap();
+        guard.throttle_account("alice", None).unwrap();
+        // One IPv6 host is one /64.
+        let v6 = |text: &str| Some(text.parse::<IpAddr>().unwrap());
+        for host in ["2001:db8::1", "2001:db8::2", "2001:db8::ffff:1"] {
+            guard.throttle_address(v6(host)).unwrap_or(());
+        }
+        assert!(guard.throttle_address(v6("2001:db8::99")).is_err());
+        assert!(guard.throttle_address(v6("2001:db8:0:1::1")).is_ok());
+    }
+
+    #[test]
+    fn an_address_that_signed_in_passes_its_account_throttle() {
+        let guard = guard(1);
+        let home = Some("192.0.2.7".parse().unwrap());
+        let attacker = Some("198.51.100.1".parse().unwrap());
+        guard.throttle_account("alice", attacker).unwrap();
+        assert!(guard.throttle_account("alice", attacker).is_err());
+        assert!(guard.throttle_account("Alice", home).is_err());
+        guard.signed_in("alice", home);
+        assert!(guard.throttle_account("alice", home).is_ok());
+        assert!(guard.throttle_account("alice", attacker).is_err());
     }
 
     #[test]

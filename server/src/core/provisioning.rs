@@ -155,6 +155,8 @@ impl Core {
             provisioning: Some(spec),
             virtualized,
             vice: None,
+            inspection: Default::default(),
+            guest_os: None,
         };
         let id = self.db.insert_image(&new).await.map_err(db_error)?;
         self.get_image(viewer, id).await

@@ -48,6 +48,10 @@ impl Core {
         needed: u64,
         wanted: u64,
     ) -> Result<u64, IngestError> {
+        // The store's files are counted and the reservation granted as one
+        // step: a write that lands between the two could otherwise be
+        // missed by both (the personal stores live on this server).
+        let _one_at_a_time = self.quota_lock.lock().await;
         let outside = self.personal_store_bytes(user_id).await?;
         let now_ms = Utc::now().timestamp_millis();
         let clamp = |bytes: u64| i64::try_from(bytes).unwrap_or(i64::MAX);
@@ -77,8 +81,9 @@ impl Core {
         }
     }
 
-    /// What a new upload of this user's may grow to.
-    pub fn upload_allowance(&self, user_id: i64) -> UploadAllowance<'_> {
+    /// What a new upload for this owner may grow to (a record without an
+    /// owner, a public one, is held to the upload limit alone).
+    pub fn upload_allowance(&self, user_id: Option<i64>) -> UploadAllowance<'_> {
         UploadAllowance {
             core: self,
             user_id,
@@ -92,7 +97,7 @@ impl Core {
 /// cancelled request), it lets go of its reservation in the background.
 pub struct UploadAllowance<'a> {
     core: &'a Core,
-    user_id: i64,
+    user_id: Option<i64>,
     reservation: Option<i64>,
 }
 
@@ -125,12 +130,12 @@ impl Allowance for UploadAllowance<'_> {
         if needed > limit {
             return Err(IngestError::TooLarge { limit });
         }
-        let Some(quota) = self.core.limits.user_quota_bytes else {
+        let (Some(quota), Some(user_id)) = (self.core.limits.user_quota_bytes, self.user_id) else {
             return Ok(limit);
         };
         let wanted = needed.saturating_add(RESERVATION_STEP).min(limit);
         self.core
-            .reserve(self.user_id, quota, &mut self.reservation, needed, wanted)
+            .reserve(user_id, quota, &mut self.reservation, needed, wanted)
             .await
     }
 }
@@ -166,6 +171,25 @@ impl StoreWrite {
             room: 0,
             written: 0,
         }
+    }
+
+    /// Reserves room for a write of `bytes` announced up front (a
+    /// `Content-Length`), before anything is written; the bytes written
+    /// later use that room instead of asking again.
+    pub async fn announce(&mut self, bytes: u64) -> Result<(), IngestError> {
+        let limit = self.core.limits.max_upload_bytes;
+        if bytes > limit {
+            return Err(IngestError::TooLarge { limit });
+        }
+        if let Some(quota) = self.core.limits.user_quota_bytes {
+            if bytes > self.room {
+                self.room = self
+                    .core
+                    .reserve(self.user_id, quota, &mut self.reservation, bytes, bytes)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Makes room for `bytes` more bytes of this write, or refuses.

@@ -14,7 +14,8 @@ use chrono::{DateTime, Utc};
 use rand::RngCore;
 
 use super::blobs::Attach;
-use super::{db_error, inspect, Core};
+use super::inspect::{self, Inspection};
+use super::{db_error, Core};
 use crate::blob::Limit;
 use crate::store::{NewImage, SyncOutcome, SyncRow};
 
@@ -139,15 +140,31 @@ pub(super) struct Found {
 pub(super) fn walk(root: &Path) -> std::io::Result<Vec<Found>> {
     let mut found = Vec::new();
     let mut pending = vec![root.to_path_buf()];
+    // Files and folders may vanish while the walk runs (a delete through
+    // WebDAV): what is gone is simply not there.
+    let gone = |error: &std::io::Error| error.kind() == std::io::ErrorKind::NotFound;
     while let Some(folder) = pending.pop() {
-        for entry in std::fs::read_dir(&folder)? {
+        let entries = match std::fs::read_dir(&folder) {
+            Ok(entries) => entries,
+            Err(error) if gone(&error) && folder != root => continue,
+            Err(error) => return Err(error),
+        };
+        for entry in entries {
             let entry = entry?;
-            let kind = entry.file_type()?;
+            let kind = match entry.file_type() {
+                Ok(kind) => kind,
+                Err(error) if gone(&error) => continue,
+                Err(error) => return Err(error),
+            };
             let path = entry.path();
             if kind.is_dir() {
                 pending.push(path);
             } else if kind.is_file() {
-                let meta = entry.metadata()?;
+                let meta = match entry.metadata() {
+                    Ok(meta) => meta,
+                    Err(error) if gone(&error) => continue,
+                    Err(error) => return Err(error),
+                };
                 let relative = path.strip_prefix(root).unwrap_or(&path);
                 let folder = relative
                     .parent()
@@ -492,18 +509,31 @@ impl Core {
         folder: &str,
         existing: Option<&Image>,
     ) -> Result<Registered, CoreError> {
-        let handle = tokio::fs::File::open(&file.path)
-            .await
-            .map_err(|error| CoreError::invalid(format!("unreadable: {error}")))?;
-        let stream = tokio_util::io::ReaderStream::with_capacity(handle, 256 * 1024);
+        // An `.ovf` is kept with its disks: one package (an OVA), inspected
+        // and downloadable whole; any other file as it is.
+        let stream: std::pin::Pin<
+            Box<dyn futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send>,
+        > = if file.name.to_ascii_lowercase().ends_with(".ovf") {
+            Box::pin(package_ovf(file).await?)
+        } else {
+            let handle = tokio::fs::File::open(&file.path)
+                .await
+                .map_err(|error| CoreError::invalid(format!("unreadable: {error}")))?;
+            Box::pin(tokio_util::io::ReaderStream::with_capacity(
+                handle,
+                256 * 1024,
+            ))
+        };
         // The file itself already counts against the quota; its copy in the
         // catalog is not counted again, so only the upload limit applies.
-        let staged = self
+        let (staged, inspection) = self
             .blobs
-            .ingest(stream, &mut Limit(self.limits.max_upload_bytes))
+            .ingest(stream, &mut Limit(self.limits.max_upload_bytes), |reader| {
+                inspect::inspect(reader)
+            })
             .await
             .map_err(super::images::ingest_error)?;
-        let inspection = inspect::inspect(&staged.head)?;
+        let inspection = inspection.map_err(Inspection::refused)?;
         let fits = match kind {
             SyncKind::Vm => matches!(inspection.format, DiskFormat::Ova | DiskFormat::Ovf),
             SyncKind::Iso => inspection.format == DiskFormat::Iso,
@@ -525,8 +555,7 @@ impl Core {
                     staged,
                     Attach::Replace {
                         id: image.id,
-                        format: inspection.format.as_str(),
-                        virtual_size: inspection.virtual_size,
+                        inspection: &inspection,
                         now,
                     },
                 )
@@ -555,11 +584,70 @@ impl Core {
                     provisioning: None,
                     virtualized: Vec::new(),
                     vice: None,
+                    inspection: inspection.attributes(),
+                    guest_os: inspection.guest_os().map(str::to_owned),
                 };
                 self.attach_blob(staged, Attach::Insert(&new)).await?;
                 Ok(Registered::Added)
             }
         }
+    }
+}
+
+/// Streams an `.ovf` and every file it names (beside it, as checked by
+/// `check_ovf`) as one tar archive, descriptor first: the OVA it stands for.
+async fn package_ovf(
+    file: &Found,
+) -> Result<impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send, CoreError> {
+    let descriptor = tokio::fs::read(&file.path)
+        .await
+        .map_err(|error| CoreError::invalid(format!("unreadable: {error}")))?;
+    let references = ovf_references(&descriptor).map_err(CoreError::invalid)?;
+    let folder = file
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let name = file.name.clone();
+    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
+    tokio::task::spawn_blocking(move || {
+        let writer = std::io::BufWriter::with_capacity(256 * 1024, ChannelWriter(sender.clone()));
+        let mut archive = tar::Builder::new(writer);
+        let written = (|| -> std::io::Result<()> {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(descriptor.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            archive.append_data(&mut header, &name, descriptor.as_slice())?;
+            for href in &references {
+                let mut disk = std::fs::File::open(folder.join(href))?;
+                archive.append_file(href, &mut disk)?;
+            }
+            std::io::Write::flush(&mut archive.into_inner()?)
+        })();
+        if let Err(error) = written {
+            let _ = sender.blocking_send(Err(error));
+        }
+    });
+    Ok(futures_util::stream::unfold(
+        receiver,
+        |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) },
+    ))
+}
+
+/// Hands what a tar builder writes to a stream, chunk by chunk.
+struct ChannelWriter(tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>);
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(bytes::Bytes::copy_from_slice(bytes)))
+            .map_err(|_| std::io::Error::other("the reader stopped"))?;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -12,7 +12,8 @@ use futures_util::Stream;
 
 use super::blobs::Attach;
 use super::images::ingest_error;
-use super::{db_error, inspect, Core};
+use super::inspect::{self, Inspection};
+use super::{db_error, Core};
 use crate::store::NewImage;
 
 /// The kind of record a content type makes.
@@ -67,6 +68,8 @@ impl Core {
             provisioning: None,
             virtualized: Vec::new(),
             vice: Some(spec),
+            inspection: Default::default(),
+            guest_os: None,
         };
         let id = self.db.insert_image(&new).await.map_err(db_error)?;
         self.get_image(viewer, id).await
@@ -118,22 +121,22 @@ impl Core {
         E: std::fmt::Display,
     {
         let image = self.writable_image(viewer, id).await?;
-        let owner = image.owner_id.unwrap_or_default();
-        let mut allowance = self.upload_allowance(owner);
+        let mut allowance = self.upload_allowance(image.owner_id);
         let attached = async {
-            let staged = self
+            let (staged, inspection) = self
                 .blobs
-                .ingest(body, &mut allowance)
+                .ingest(body, &mut allowance, |reader| inspect::inspect(reader))
                 .await
                 .map_err(ingest_error)?;
-            let inspection = inspect::inspect(&staged.head)?;
+            let inspection = inspection.map_err(Inspection::refused)?;
+            // What the record declared (its content type) before it had bytes.
+            inspection.check_declared(image.sha256.is_none().then_some(image.format).flatten())?;
             let new_sha256 = staged.sha256.clone();
             self.attach_blob(
                 staged,
                 Attach::Replace {
                     id,
-                    format: inspection.format.as_str(),
-                    virtual_size: inspection.virtual_size,
+                    inspection: &inspection,
                     now: Utc::now(),
                 },
             )

@@ -1,6 +1,6 @@
 //! Image records.
 
-use app::model::{ProvisioningSpec, ViceImageSpec};
+use app::model::{InspectionAttributes, ProvisioningSpec, ViceImageSpec};
 use app::query::{Condition, Field, FieldType, Query, Value};
 use chrono::{DateTime, Utc};
 
@@ -30,6 +30,11 @@ pub struct NewImage {
     pub virtualized: Vec<i64>,
     /// ViCE attributes, for records created through ViCE.
     pub vice: Option<ViceImageSpec>,
+    /// What inspecting the bytes found.
+    pub inspection: InspectionAttributes,
+    /// The guest OS an OVF descriptor names (stored as the MWS `osType`
+    /// unless MWS attributes say otherwise).
+    pub guest_os: Option<String>,
 }
 
 /// The ViCE columns of a record, ready to bind.

@@ -1,7 +1,10 @@
 //! Rows as the database returns them, and their conversion to core records.
 
 use app::error::CoreError;
-use app::model::{DiskFormat, Image, ImageKind, MwsAttributes, Principal, Role, ViceAttributes};
+use app::model::{
+    DiskFormat, Image, ImageKind, InspectionAttributes, MwsAttributes, Principal, Role,
+    ViceAttributes,
+};
 use chrono::{DateTime, Utc};
 
 /// One row of [`super::sql::IMAGE_SELECT`].
@@ -39,6 +42,15 @@ pub struct ImageRow {
     pub origin_environment: Option<String>,
     pub environment_ref: Option<String>,
     pub specifics: Option<String>,
+    pub format_detail: Option<String>,
+    pub volume_label: Option<String>,
+    pub cpus: Option<i64>,
+    pub memory_mib: Option<i64>,
+    pub product: Option<String>,
+    pub vendor: Option<String>,
+    pub product_version: Option<String>,
+    /// JSON list of network names.
+    pub networks: Option<String>,
 }
 
 /// A stored value the code cannot read: a bug or a hand-edited database.
@@ -62,6 +74,13 @@ impl TryFrom<ImageRow> for Image {
         let features = serde_json::from_str(&row.features).map_err(|_| corrupt("features", id))?;
         let extensions =
             serde_json::from_str(&row.extensions).map_err(|_| corrupt("extensions", id))?;
+        let networks = row
+            .networks
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|_| corrupt("networks", id))?
+            .unwrap_or_default();
         let specifics = row
             .specifics
             .as_deref()
@@ -106,6 +125,16 @@ impl TryFrom<ImageRow> for Image {
                 origin_environment: row.origin_environment,
                 environment_ref: row.environment_ref,
                 specifics,
+            },
+            inspection: InspectionAttributes {
+                detail: row.format_detail,
+                volume_label: row.volume_label,
+                cpus: row.cpus,
+                memory_mib: row.memory_mib,
+                product: row.product,
+                vendor: row.vendor,
+                product_version: row.product_version,
+                networks,
             },
         })
     }

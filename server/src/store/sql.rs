@@ -30,7 +30,8 @@ pub const IMAGE_SELECT: &str = "SELECT i.id, i.kind, i.name, i.label, i.folder, 
      i.format, i.virtual_size, i.version, i.os_type, i.hypervisor, i.hypervisor_type, \
      i.supports_physical, i.supports_virtual, i.template_name, i.provisioning_type, i.active, \
      i.features, i.extensions, i.title, i.vice_image_type, i.imported, i.origin_environment, \
-     i.environment_ref, i.specifics \
+     i.environment_ref, i.specifics, i.format_detail, i.volume_label, i.cpus, i.memory_mib, \
+     i.product, i.vendor, i.product_version, i.networks \
      FROM images i LEFT JOIN users u ON u.id = i.owner_id";
 
 /// The column behind each field.
@@ -49,6 +50,12 @@ fn column(field: Field) -> &'static str {
         Field::Sha256 => "i.sha256",
         Field::Format => "i.format",
         Field::VirtualSize => "i.virtual_size",
+        Field::VolumeLabel => "i.volume_label",
+        Field::Cpus => "i.cpus",
+        Field::MemoryMib => "i.memory_mib",
+        Field::Product => "i.product",
+        Field::Vendor => "i.vendor",
+        Field::ProductVersion => "i.product_version",
         Field::CreatedAt => "i.created_at",
         Field::UpdatedAt => "i.updated_at",
         Field::Version => "i.version",

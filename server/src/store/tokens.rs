@@ -48,10 +48,21 @@ impl Db {
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<(), sqlx::Error> {
+        const LAST: &str = "SELECT last_used_at FROM api_tokens WHERE token_hash = $1";
         const TOUCH: &str = "UPDATE api_tokens SET last_used_at = $1 \
              WHERE token_hash = $2 AND (last_used_at IS NULL OR last_used_at < $3)";
         let stale = now - chrono::Duration::seconds(60);
+        // A read first: on SQLite even an UPDATE that matches nothing takes
+        // the write lock, and most uses need no write.
         with_pool!(self, pool => {
+            let last = sqlx::query_scalar::<_, Option<DateTime<Utc>>>(LAST)
+                .bind(token_hash)
+                .fetch_optional(pool)
+                .await?
+                .flatten();
+            if last.is_some_and(|last| last >= stale) {
+                return Ok(());
+            }
             sqlx::query(TOUCH)
                 .bind(now)
                 .bind(token_hash)

@@ -7,6 +7,7 @@
 //! interleave: a blob is removed only when no record uses it at that moment,
 //! and a record is attached only to a blob that is on disk.
 
+use app::model::InspectionAttributes;
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Sqlite, Transaction};
 
@@ -83,12 +84,18 @@ impl Tx {
              public, owner_id, size, sha256, format, virtual_size, created_at, updated_at, \
              version, os_type, hypervisor, hypervisor_type, supports_physical, supports_virtual, \
              template_name, provisioning_type, active, features, extensions, title, \
-             vice_image_type, imported, origin_environment, environment_ref, specifics) \
+             vice_image_type, imported, origin_environment, environment_ref, specifics, \
+             format_detail, volume_label, cpus, memory_mib, product, vendor, product_version, \
+             networks) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, 0, \
-             $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29) \
+             $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, \
+             $30, $31, $32, $33, $34, $35, $36, $37) \
              RETURNING id";
         let mws = ProvisioningColumns::of(new.provisioning.as_ref());
         let vice = ViceColumns::of(new.vice.as_ref());
+        let os_type = mws.os_type.clone().or_else(|| new.guest_os.clone());
+        let found = &new.inspection;
+        let networks = networks_json(&found.networks);
         with_tx!(self, tx => {
             let id = sqlx::query_scalar::<_, i64>(INSERT)
                 .bind(new.kind)
@@ -104,7 +111,7 @@ impl Tx {
                 .bind(new.format)
                 .bind(new.virtual_size)
                 .bind(new.now)
-                .bind(&mws.os_type)
+                .bind(&os_type)
                 .bind(mws.hypervisor)
                 .bind(&mws.hypervisor_type)
                 .bind(mws.supports_physical)
@@ -120,6 +127,14 @@ impl Tx {
                 .bind(&vice.origin_environment)
                 .bind(&vice.environment_ref)
                 .bind(&vice.specifics)
+                .bind(&found.detail)
+                .bind(&found.volume_label)
+                .bind(found.cpus)
+                .bind(found.memory_mib)
+                .bind(&found.product)
+                .bind(&found.vendor)
+                .bind(&found.product_version)
+                .bind(&networks)
                 .fetch_one(&mut **tx)
                 .await?;
             for image_id in &new.virtualized {
@@ -132,6 +147,22 @@ impl Tx {
             Ok(id)
         })
     }
+}
+
+/// New bytes of an existing record, and what inspecting them found.
+#[derive(Debug, Clone)]
+pub struct NewContent<'a> {
+    pub size: i64,
+    pub format: &'a str,
+    pub virtual_size: Option<i64>,
+    pub inspection: &'a InspectionAttributes,
+    pub guest_os: Option<&'a str>,
+    pub now: DateTime<Utc>,
+}
+
+/// The networks column: a JSON list, or NULL when there are none.
+fn networks_json(networks: &[String]) -> Option<String> {
+    (!networks.is_empty()).then(|| serde_json::Value::from(networks.to_vec()).to_string())
 }
 
 /// A blob's lock, held until [`BlobLock::commit`] (or dropped: rolled back).
@@ -151,20 +182,31 @@ impl BlobLock {
     pub async fn set_image_content(
         &mut self,
         id: i64,
-        size: i64,
-        format: &str,
-        virtual_size: Option<i64>,
-        now: DateTime<Utc>,
+        content: &NewContent<'_>,
     ) -> Result<(), sqlx::Error> {
         const UPDATE: &str = "UPDATE images SET size = $1, sha256 = $2, format = $3, \
-             virtual_size = $4, updated_at = $5, version = version + 1 WHERE id = $6";
+             virtual_size = $4, updated_at = $5, version = version + 1, \
+             format_detail = $6, volume_label = $7, cpus = $8, memory_mib = $9, product = $10, \
+             vendor = $11, product_version = $12, networks = $13, \
+             os_type = COALESCE($14, os_type) WHERE id = $15";
+        let found = content.inspection;
+        let networks = networks_json(&found.networks);
         with_tx!(&mut self.tx, conn => {
             sqlx::query(UPDATE)
-                .bind(size)
+                .bind(content.size)
                 .bind(&self.sha256)
-                .bind(format)
-                .bind(virtual_size)
-                .bind(now)
+                .bind(content.format)
+                .bind(content.virtual_size)
+                .bind(content.now)
+                .bind(&found.detail)
+                .bind(&found.volume_label)
+                .bind(found.cpus)
+                .bind(found.memory_mib)
+                .bind(&found.product)
+                .bind(&found.vendor)
+                .bind(&found.product_version)
+                .bind(&networks)
+                .bind(content.guest_os)
                 .bind(id)
                 .execute(&mut **conn)
                 .await

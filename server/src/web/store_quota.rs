@@ -59,14 +59,16 @@ impl DavFileSystem for QuotaFs {
             // A length announced up front is checked (and reserved) before
             // anything is written or truncated.
             if let Some(size) = options.size {
-                write.make_room(size).await.map_err(refused)?;
+                write.announce(size).await.map_err(refused)?;
             }
+            let existed = DavFileSystem::metadata(&self.inner, path).await.is_ok();
             let file = DavFileSystem::open(&self.inner, path, options).await?;
             Ok(Box::new(CountedFile {
                 inner: file,
                 write: Some(write),
                 fs: self.inner.clone(),
                 path: path.clone(),
+                created: !existed,
             }) as Box<dyn DavFile>)
         })
     }
@@ -123,6 +125,9 @@ struct CountedFile {
     write: Option<StoreWrite>,
     fs: LocalFs,
     path: DavPath,
+    /// Whether this write created the file: only then is a failed write's
+    /// file removed (never a file the user had, nor another request's).
+    created: bool,
 }
 
 impl std::fmt::Debug for CountedFile {
@@ -135,15 +140,18 @@ impl std::fmt::Debug for CountedFile {
 }
 
 impl CountedFile {
-    /// Takes room for `bytes`; a refusal removes the partly written file.
+    /// Takes room for `bytes`; a refusal removes the partly written file
+    /// if this write created it.
     async fn take_room(&mut self, bytes: u64) -> Result<(), FsError> {
         let Some(write) = self.write.as_mut() else {
             return Err(FsError::GeneralFailure);
         };
         if let Err(error) = write.make_room(bytes).await {
             self.write = None;
-            if let Err(cleanup) = DavFileSystem::remove_file(&self.fs, &self.path).await {
-                tracing::warn!(?cleanup, "cannot remove a refused partial file");
+            if self.created {
+                if let Err(cleanup) = DavFileSystem::remove_file(&self.fs, &self.path).await {
+                    tracing::warn!(?cleanup, "cannot remove a refused partial file");
+                }
             }
             return Err(refused(error));
         }
@@ -155,7 +163,7 @@ impl CountedFile {
 /// the body broke off) leaves no partial file behind.
 impl Drop for CountedFile {
     fn drop(&mut self) {
-        if self.write.take().is_some() {
+        if self.write.take().is_some() && self.created {
             let (fs, path) = (self.fs.clone(), self.path.clone());
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(async move {
@@ -189,8 +197,20 @@ impl DavFile for CountedFile {
         self.inner.read_bytes(count)
     }
 
+    /// A seek past the end (a ranged write) leaves a hole that becomes
+    /// bytes of the file: the gap takes room like written bytes.
     fn seek(&'_ mut self, pos: SeekFrom) -> FsFuture<'_, u64> {
-        self.inner.seek(pos)
+        Box::pin(async move {
+            let length = self.inner.metadata().await?.len();
+            let target = self.inner.seek(pos).await?;
+            if target > length {
+                if let Err(error) = self.take_room(target - length).await {
+                    let _ = self.inner.seek(SeekFrom::Start(length)).await;
+                    return Err(error);
+                }
+            }
+            Ok(target)
+        })
     }
 
     /// The write is complete: its bytes are in the store's files now.

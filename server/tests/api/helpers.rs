@@ -216,3 +216,24 @@ pub fn random_bytes(len: usize) -> Vec<u8> {
     rand::thread_rng().fill(&mut bytes[..]);
     bytes
 }
+
+/// A small, valid OVA (a descriptor naming one raw disk of random bytes, and
+/// the disk), different from test to test.
+pub fn ova_bytes() -> Vec<u8> {
+    let descriptor = br#"<?xml version="1.0" encoding="UTF-8"?>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1">
+  <References><File ovf:href="disk.img" ovf:id="file1"/></References>
+  <DiskSection><Info>Disks</Info><Disk ovf:capacity="4096" ovf:diskId="d1" ovf:fileRef="file1"/></DiskSection>
+</Envelope>
+"#;
+    let disk = random_bytes(4096);
+    let mut archive = tar::Builder::new(Vec::new());
+    for (name, bytes) in [("appliance.ovf", &descriptor[..]), ("disk.img", &disk[..])] {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        archive.append_data(&mut header, name, bytes).unwrap();
+    }
+    archive.into_inner().unwrap()
+}

@@ -11,6 +11,7 @@ mod deploy_isolation;
 mod dialect_paths;
 mod files;
 mod helpers;
+mod inspection;
 mod mws;
 mod mws_query;
 mod pyvss;

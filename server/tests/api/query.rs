@@ -43,6 +43,8 @@ fn metadata_only(
         provisioning: None,
         virtualized: Vec::new(),
         vice: None,
+        inspection: Default::default(),
+        guest_os: None,
     }
 }
 

@@ -11,9 +11,7 @@ use serde_json::Value;
 use crate::helpers::{random_bytes, Backend, TestApp};
 
 fn ova() -> Vec<u8> {
-    let mut bytes = random_bytes(8192);
-    bytes[257..262].copy_from_slice(b"ustar");
-    bytes
+    crate::helpers::ova_bytes()
 }
 
 fn iso() -> Vec<u8> {

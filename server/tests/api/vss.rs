@@ -321,8 +321,7 @@ async fn seed_000_image_examples_answer_as_documented(#[case] backend: Backend) 
     );
 
     // The user's own images: an OVA uploaded the browser's way.
-    let mut ova = random_bytes(4096);
-    ova[257..262].copy_from_slice(b"ustar");
+    let ova = crate::helpers::ova_bytes();
     assert_eq!(
         app.upload("admin", ADMIN_PASSWORD, "mine.ova", ova)
             .await

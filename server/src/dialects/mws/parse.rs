@@ -85,7 +85,7 @@ pub fn params(raw: Option<&str>) -> Result<Params, CoreError> {
 }
 
 /// The MWS name of each image field a query or sort may use.
-const FIELDS: [(&str, Field); 11] = [
+const FIELDS: [(&str, Field); 17] = [
     ("id", Field::Id),
     ("name", Field::Name),
     ("osType", Field::OsType),
@@ -97,6 +97,14 @@ const FIELDS: [(&str, Field); 11] = [
     ("type", Field::ProvisioningType),
     ("active", Field::Active),
     ("version", Field::Version),
+    // What inspecting the bytes found (query and sort only; the seed's
+    // image shape has no room to show them).
+    ("volumeLabel", Field::VolumeLabel),
+    ("cpus", Field::Cpus),
+    ("memoryMib", Field::MemoryMib),
+    ("product", Field::Product),
+    ("vendor", Field::Vendor),
+    ("productVersion", Field::ProductVersion),
 ];
 
 /// The field an MWS name stands for.
