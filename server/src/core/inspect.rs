@@ -103,36 +103,70 @@ fn fill(reader: &mut dyn Read, buffer: &mut Vec<u8>, limit: usize) -> Result<(),
     Ok(())
 }
 
+/// A reader that remembers the last bytes that passed through it (at most
+/// `keep`) and how many there were in all, for footers at a file's end.
+struct Tracking<'a> {
+    inner: &'a mut dyn Read,
+    tail: Vec<u8>,
+    size: u64,
+    keep: usize,
+}
+
+impl<'a> Tracking<'a> {
+    fn after(inner: &'a mut dyn Read, head: &[u8], keep: usize) -> Self {
+        Self {
+            inner,
+            tail: head[head.len().saturating_sub(keep)..].to_vec(),
+            size: head.len() as u64,
+            keep,
+        }
+    }
+
+    /// Reads and forgets up to `count` bytes (all that is left by default).
+    fn skip(&mut self, count: u64) -> Result<(), String> {
+        std::io::copy(&mut self.take(count), &mut std::io::sink())
+            .map(|_| ())
+            .map_err(|error| format!("unreadable: {error}"))
+    }
+}
+
+impl Read for Tracking<'_> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        let fresh = &buffer[..read];
+        self.size = self.size.saturating_add(read as u64);
+        if fresh.len() >= self.keep {
+            self.tail.clear();
+            self.tail
+                .extend_from_slice(&fresh[fresh.len() - self.keep..]);
+        } else {
+            let excess = (self.tail.len() + fresh.len()).saturating_sub(self.keep);
+            self.tail.drain(..excess.min(self.tail.len()));
+            self.tail.extend_from_slice(fresh);
+        }
+        Ok(read)
+    }
+}
+
 /// The last bytes of a stream (at most `keep`), and its total length,
 /// reading the rest after `head` without keeping it.
+#[cfg(test)]
 fn read_to_end_keeping_tail(
     reader: &mut dyn Read,
     head: &[u8],
     keep: usize,
 ) -> Result<(Vec<u8>, u64), String> {
-    let mut tail = head[head.len().saturating_sub(keep)..].to_vec();
-    let mut size = head.len() as u64;
-    let mut chunk = vec![0u8; 256 * 1024];
-    loop {
-        let read = match reader.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(read) => read,
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(format!("unreadable: {error}")),
-        };
-        size = size.saturating_add(read as u64);
-        let fresh = &chunk[..read];
-        if fresh.len() >= keep {
-            tail.clear();
-            tail.extend_from_slice(&fresh[fresh.len() - keep..]);
-        } else {
-            let excess = (tail.len() + fresh.len()).saturating_sub(keep);
-            tail.drain(..excess.min(tail.len()));
-            tail.extend_from_slice(fresh);
-        }
-    }
-    Ok((tail, size))
+    let mut tracking = Tracking::after(reader, head, keep);
+    tracking.skip(u64::MAX)?;
+    Ok((tracking.tail, tracking.size))
 }
+
+/// How far past the first MiB a VHDX's metadata region may lie and still be
+/// read on the way (qemu-img and Hyper-V put it within the first few MiB).
+const VHDX_METADATA_REACH: u64 = 64 << 20;
+
+/// The most of a VHDX's metadata region that is kept to read its table.
+const VHDX_METADATA_KEEP: u64 = 1 << 20;
 
 /// Whether the first bytes are an OVF descriptor (an XML `Envelope`).
 fn is_descriptor(head: &[u8]) -> bool {
@@ -169,8 +203,28 @@ pub fn inspect(reader: &mut dyn Read) -> Result<Inspection, String> {
             ovf: Some(metadata),
         });
     }
-    let (tail, size) = read_to_end_keeping_tail(reader, &head, disk::TAIL_LEN)?;
-    let info = disk::detect(&head, &tail, size, &|_| false)?;
+    let mut tracking = Tracking::after(reader, &head, disk::TAIL_LEN);
+    // A VHDX says its size (and whether it has a parent) in a metadata
+    // region past the first MiB: read it on the way, within bounds.
+    let mut vhdx_size = None;
+    if let Some((offset, length)) = disk::vhdx_metadata_span(&head) {
+        let here = head.len() as u64;
+        if offset >= here && offset - here <= VHDX_METADATA_REACH {
+            tracking.skip(offset - here)?;
+            let mut region = Vec::new();
+            (&mut tracking)
+                .take(length.min(VHDX_METADATA_KEEP))
+                .read_to_end(&mut region)
+                .map_err(|error| format!("unreadable: {error}"))?;
+            vhdx_size = disk::vhdx_metadata(&region)?;
+        }
+    }
+    tracking.skip(u64::MAX)?;
+    let (tail, size) = (tracking.tail, tracking.size);
+    let mut info = disk::detect(&head, &tail, size, &|_| false)?;
+    if info.format == DiskFormat::Vhdx {
+        info.virtual_size = info.virtual_size.or(vhdx_size);
+    }
     Ok(Inspection {
         format: info.format,
         // A raw disk is as large as its file; other formats say, or not.

@@ -270,8 +270,8 @@ async fn every_format_is_told_by_its_bytes(#[case] backend: Backend) {
         ("disk1.vmdk", "vmdk", "streamOptimized", Some(32 << 20)),
         ("dynamic.vhd", "vhd", "vhd dynamic", Some(-1)),
         ("fixed.vhd", "vhd", "vhd fixed", Some(-1)),
-        // Its metadata lies past the first MiB the inspector keeps.
-        ("disk.vhdx", "vhdx", "vhdx", None),
+        // Its size is in a metadata region past the first MiB, read on the way.
+        ("disk.vhdx", "vhdx", "vhdx", Some(32 << 20)),
         ("media.iso", "iso", "iso", None),
         ("good.ova", "ova", "streamOptimized", Some(32 << 20)),
     ];
@@ -395,4 +395,146 @@ async fn unsafe_files_are_refused_and_leave_nothing(#[case] backend: Backend) {
     assert_eq!(response.status(), 400);
     assert!(response.text().await.unwrap().contains("declared as qcow2"));
     assert!(app.stored_files("blobs").is_empty());
+}
+
+async fn vss_token(app: &TestApp) -> String {
+    let body: Value = reqwest::Client::new()
+        .post(app.url("/auth/request-token"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["token"].as_str().unwrap().to_owned()
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn inspected_fields_filter_and_ovfs_sync_with_their_disks(#[case] backend: Backend) {
+    let folder = tempfile::tempdir().unwrap();
+    corpus(folder.path());
+    let app = TestApp::spawn(backend).await;
+    let token = vss_token(&app).await;
+    let client = reqwest::Client::new();
+    for file in ["media.iso", "good.ova"] {
+        assert_eq!(upload_file(&app, folder.path(), file).await.0, 201);
+    }
+    // VSS filters on what inspection found, though its items do not show it.
+    let isos: Value = client
+        .get(app.url("/v2/user/image/iso?filter=volume_label,eq,DEPOT_LABEL&expand=1"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(isos["meta"]["count"], 1, "{isos}");
+    let none: Value = client
+        .get(app.url("/v2/user/image/iso?filter=volume_label,eq,OTHER"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(none["meta"]["count"], 0, "{none}");
+    let vms: Value = client
+        .get(app.url("/v2/user/image/vm?filter=cpus,ge,2&filter=os_type,eq,ubuntu64Guest"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(vms["meta"]["count"], 1, "{vms}");
+
+    // An OVF in the personal store is synced with its disk, as one package.
+    let dav = |method: &str, path: &str, body: Option<Vec<u8>>| {
+        let mut request = client
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                app.url(&format!("/store/{path}")),
+            )
+            .basic_auth("admin", Some(ADMIN_PASSWORD));
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        request.send()
+    };
+    assert_eq!(dav("MKCOL", "vms/", None).await.unwrap().status(), 201);
+    let descriptor = std::fs::read(folder.path().join("appliance.ovf")).unwrap();
+    let disk = std::fs::read(folder.path().join("disk1.vmdk")).unwrap();
+    for (name, bytes) in [("appliance.ovf", descriptor), ("disk1.vmdk", disk.clone())] {
+        let put = dav("PUT", &format!("vms/{name}"), Some(bytes))
+            .await
+            .unwrap();
+        assert!(put.status().is_success(), "{name}: {}", put.status());
+    }
+    let submitted: Value = client
+        .patch(app.url("/v2/user/image/vm"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let request = submitted["data"]["request"]["id"].as_i64().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status: Value = client
+            .get(app.url(&format!("/v2/request/image_sync/{request}")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["data"]["status"] == "PROCESSED" {
+            assert_eq!(status["data"]["added"], 1, "{status}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let query = serde_json::to_string(&json!({"name": "appliance.ovf"})).unwrap();
+    let found: Value = client
+        .get(app.url("/mws/rest/images"))
+        .query(&[("api-version", "3"), ("query", query.as_str())])
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = found["results"][0]["id"].as_str().unwrap().to_owned();
+    let package = client
+        .get(app.url(&format!("/api/images/{id}/download")))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let mut archive = tar::Archive::new(std::io::Cursor::new(package.to_vec()));
+    let mut entries = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        entries.push((name, bytes));
+    }
+    assert_eq!(entries[0].0, "appliance.ovf");
+    assert_eq!(entries[1], ("disk1.vmdk".to_owned(), disk));
 }

@@ -116,10 +116,6 @@ pub fn detect(
 /// a parent that only the metadata can show) reads the region's first bytes
 /// (64 KiB of table and the items it points to, usually within 128 KiB) and
 /// hands them to [`vhdx_metadata`].
-#[allow(
-    dead_code,
-    reason = "for callers that fetch a VHDX's metadata region themselves"
-)]
 pub fn vhdx_metadata_span(head: &[u8]) -> Option<(u64, u64)> {
     if !head.starts_with(b"vhdxfile") {
         return None;
@@ -131,10 +127,6 @@ pub fn vhdx_metadata_span(head: &[u8]) -> Option<(u64, u64)> {
 /// [`vhdx_metadata_span`] gives) and returns the virtual size when those
 /// bytes hold it. Err refuses a differencing disk (one that names a parent)
 /// or a damaged table, as [`detect`] would.
-#[allow(
-    dead_code,
-    reason = "for callers that fetch a VHDX's metadata region themselves"
-)]
 pub fn vhdx_metadata(region: &[u8]) -> Result<Option<u64>, String> {
     let length = len64(region.len());
     vhdx_metadata_in(&File::new(region, &[], length), 0, length)

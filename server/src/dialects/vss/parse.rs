@@ -22,7 +22,8 @@ impl Listing {
         }
     }
 
-    /// The fields an item shows, by their VSS names.
+    /// The fields an item shows, by their VSS names (filters and sorts also
+    /// take [`INSPECTED`]).
     fn fields(self) -> &'static [(&'static str, Field)] {
         const IMAGES: [(&str, Field); 9] = [
             ("id", Field::Id),
@@ -53,10 +54,16 @@ impl Listing {
     fn field(self, name: &str) -> Result<Field, CoreError> {
         self.fields()
             .iter()
+            .chain(INSPECTED.iter())
             .find(|(known, _)| *known == name)
             .map(|(_, field)| *field)
             .ok_or_else(|| {
-                let known: Vec<&str> = self.fields().iter().map(|(known, _)| *known).collect();
+                let known: Vec<&str> = self
+                    .fields()
+                    .iter()
+                    .chain(INSPECTED.iter())
+                    .map(|(known, _)| *known)
+                    .collect();
                 CoreError::invalid(format!(
                     "unknown field '{name}'; use one of {}",
                     known.join(", ")
@@ -212,6 +219,20 @@ pub fn sync_list_params(raw: Option<&str>) -> Result<(ListParams, Option<String>
     params.filter_text = status.as_ref().map(|status| format!("status,eq,{status}"));
     Ok((params, status))
 }
+
+/// What inspecting the bytes found: filters and sorts take these too,
+/// though the seeds' items have no room to show them.
+const INSPECTED: [(&str, Field); 9] = [
+    ("format", Field::Format),
+    ("virtual_size", Field::VirtualSize),
+    ("volume_label", Field::VolumeLabel),
+    ("os_type", Field::OsType),
+    ("cpus", Field::Cpus),
+    ("memory_mib", Field::MemoryMib),
+    ("product", Field::Product),
+    ("vendor", Field::Vendor),
+    ("product_version", Field::ProductVersion),
+];
 
 #[cfg(test)]
 mod tests {
