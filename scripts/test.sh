@@ -21,14 +21,14 @@ step "building the UI (server and WASM) with cargo-leptos"
 cargo leptos build
 
 step "cargo clippy (server side, and the WASM entry for wasm32)"
-"${as_cargo_leptos[@]}" cargo clippy -p app -p depot-server --all-targets -- -D warnings
+"${as_cargo_leptos[@]}" cargo clippy -p app -p depot-inspect -p depot-server --all-targets -- -D warnings
 "${as_cargo_leptos[@]}" cargo clippy -p depot-frontend --target wasm32-unknown-unknown -- -D warnings
 
 step "unit and integration tests (SQLite and PostgreSQL)"
-"${as_cargo_leptos[@]}" cargo test -p app -p depot-server --no-run
+"${as_cargo_leptos[@]}" cargo test -p app -p depot-inspect -p depot-server --no-run
 # They take well under a minute; a request that hangs fails the run here
 # rather than holding CI until its own limit.
-timeout 20m "${as_cargo_leptos[@]}" cargo test -p app -p depot-server
+timeout 20m "${as_cargo_leptos[@]}" cargo test -p app -p depot-inspect -p depot-server
 
 step "browser tests (Playwright, headless Chromium)"
 export DEPOT_BIN="$CARGO_TARGET_DIR/debug/depot"

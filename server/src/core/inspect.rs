@@ -1,29 +1,15 @@
-//! What a file is, read from its bytes (never from its name), and whether it
-//! is safe to hand to a hypervisor. Every ingest path runs the same
-//! inspector while the bytes are written ([`crate::blob::BlobStore::ingest`]):
-//! it reads what it needs as the bytes stream past (a disk's header, an
-//! archive's entries in order, the last bytes for a footer) and keeps a
-//! bounded amount of them, so no second pass over the file is made and
-//! memory does not grow with the file.
-//!
-//! Learnt from OpenStack Glance's format inspector (CVE-2022-47951,
-//! CVE-2024-32498): the format is taken from content alone, a file that
-//! parses as two formats is refused, and every reference a disk makes to
-//! another file (a qcow2 backing or data file, a VMDK extent or parent, a
-//! VHD parent) is refused unless it names a file of the same package.
-
-mod disk;
-mod ova;
-mod ovf;
+//! Every ingest path runs the one inspector ([`depot_inspect`]) while the
+//! bytes are written; this module turns what it found into the catalog's
+//! terms: a [`DiskFormat`], the columns a record stores, and the refusal a
+//! user reads.
 
 use std::io::Read;
 
 use app::error::CoreError;
 use app::model::{DiskFormat, InspectionAttributes};
+use depot_inspect::OvfMetadata;
 
-pub use ovf::OvfMetadata;
-
-/// What the bytes of a file say about it.
+/// What the bytes of a file say about it, in the catalog's terms.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inspection {
     pub format: DiskFormat,
@@ -35,6 +21,37 @@ pub struct Inspection {
     pub volume_label: Option<String>,
     /// What the descriptor of an OVA or OVF says.
     pub ovf: Option<OvfMetadata>,
+}
+
+fn catalog_format(format: depot_inspect::DiskFormat) -> DiskFormat {
+    use depot_inspect::DiskFormat as Found;
+    match format {
+        Found::Raw => DiskFormat::Raw,
+        Found::Qcow2 => DiskFormat::Qcow2,
+        Found::Vmdk => DiskFormat::Vmdk,
+        Found::Vhd => DiskFormat::Vhd,
+        Found::Vhdx => DiskFormat::Vhdx,
+        Found::Iso => DiskFormat::Iso,
+        Found::Ova => DiskFormat::Ova,
+        Found::Ovf => DiskFormat::Ovf,
+    }
+}
+
+impl From<depot_inspect::Inspection> for Inspection {
+    fn from(found: depot_inspect::Inspection) -> Self {
+        Self {
+            format: catalog_format(found.format),
+            virtual_size: found.virtual_size,
+            detail: found.detail,
+            volume_label: found.volume_label,
+            ovf: found.ovf,
+        }
+    }
+}
+
+/// Inspects a whole file as it streams past; Err is why it is refused.
+pub fn inspect(reader: &mut dyn Read) -> Result<Inspection, String> {
+    depot_inspect::inspect(reader).map(Inspection::from)
 }
 
 impl Inspection {
@@ -79,203 +96,14 @@ impl Inspection {
     }
 }
 
-/// A size in bytes as the catalog stores it, or the refusal of an
-/// impossible one.
-fn stored_size(size: Option<u64>) -> Result<Option<i64>, String> {
-    size.map(|size| {
-        i64::try_from(size).map_err(|_| "the header claims an impossible disk size".to_owned())
-    })
-    .transpose()
-}
-
-/// Reads until `buffer` holds `limit` bytes or the input ends.
-fn fill(reader: &mut dyn Read, buffer: &mut Vec<u8>, limit: usize) -> Result<(), String> {
-    let mut chunk = [0u8; 64 * 1024];
-    while buffer.len() < limit {
-        let want = (limit - buffer.len()).min(chunk.len());
-        match reader.read(&mut chunk[..want]) {
-            Ok(0) => break,
-            Ok(read) => buffer.extend_from_slice(&chunk[..read]),
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(format!("unreadable: {error}")),
-        }
-    }
-    Ok(())
-}
-
-/// A reader that remembers the last bytes that passed through it (at most
-/// `keep`) and how many there were in all, for footers at a file's end.
-struct Tracking<'a> {
-    inner: &'a mut dyn Read,
-    tail: Vec<u8>,
-    size: u64,
-    keep: usize,
-}
-
-impl<'a> Tracking<'a> {
-    fn after(inner: &'a mut dyn Read, head: &[u8], keep: usize) -> Self {
-        Self {
-            inner,
-            tail: head[head.len().saturating_sub(keep)..].to_vec(),
-            size: head.len() as u64,
-            keep,
-        }
-    }
-
-    /// Reads and forgets up to `count` bytes (all that is left by default).
-    fn skip(&mut self, count: u64) -> Result<(), String> {
-        std::io::copy(&mut self.take(count), &mut std::io::sink())
-            .map(|_| ())
-            .map_err(|error| format!("unreadable: {error}"))
-    }
-}
-
-impl Read for Tracking<'_> {
-    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        let read = self.inner.read(buffer)?;
-        let fresh = &buffer[..read];
-        self.size = self.size.saturating_add(read as u64);
-        if fresh.len() >= self.keep {
-            self.tail.clear();
-            self.tail
-                .extend_from_slice(&fresh[fresh.len() - self.keep..]);
-        } else {
-            let excess = (self.tail.len() + fresh.len()).saturating_sub(self.keep);
-            self.tail.drain(..excess.min(self.tail.len()));
-            self.tail.extend_from_slice(fresh);
-        }
-        Ok(read)
-    }
-}
-
-/// The last bytes of a stream (at most `keep`), and its total length,
-/// reading the rest after `head` without keeping it.
-#[cfg(test)]
-fn read_to_end_keeping_tail(
-    reader: &mut dyn Read,
-    head: &[u8],
-    keep: usize,
-) -> Result<(Vec<u8>, u64), String> {
-    let mut tracking = Tracking::after(reader, head, keep);
-    tracking.skip(u64::MAX)?;
-    Ok((tracking.tail, tracking.size))
-}
-
-/// How far past the first MiB a VHDX's metadata region may lie and still be
-/// read on the way (qemu-img and Hyper-V put it within the first few MiB).
-const VHDX_METADATA_REACH: u64 = 64 << 20;
-
-/// The most of a VHDX's metadata region that is kept to read its table.
-const VHDX_METADATA_KEEP: u64 = 1 << 20;
-
-/// Whether the first bytes are an OVF descriptor (an XML `Envelope`).
-fn is_descriptor(head: &[u8]) -> bool {
-    let start = &head[..head.len().min(4096)];
-    let text = String::from_utf8_lossy(start);
-    let text = text.trim_start_matches('\u{feff}').trim_start();
-    (text.starts_with("<?xml") || text.starts_with('<')) && text.contains("Envelope")
-}
-
-/// Whether the first bytes are a tar archive (an OVA).
-fn is_archive(head: &[u8]) -> bool {
-    head.get(257..262) == Some(b"ustar")
-}
-
-/// Inspects a whole file as it streams past.
-pub fn inspect(reader: &mut dyn Read) -> Result<Inspection, String> {
-    let mut head = Vec::new();
-    fill(reader, &mut head, disk::HEAD_LEN)?;
-    if is_archive(&head) {
-        return ova::inspect(std::io::Cursor::new(head).chain(reader));
-    }
-    if is_descriptor(&head) {
-        let mut descriptor = head;
-        fill(reader, &mut descriptor, ovf::MAX_DESCRIPTOR + 1)?;
-        if descriptor.len() > ovf::MAX_DESCRIPTOR {
-            return Err("the descriptor is larger than 4 MiB".into());
-        }
-        let metadata = ovf::parse(&descriptor)?;
-        return Ok(Inspection {
-            format: DiskFormat::Ovf,
-            virtual_size: stored_size(ova::total_capacity(&metadata))?,
-            detail: "ovf descriptor".into(),
-            volume_label: None,
-            ovf: Some(metadata),
-        });
-    }
-    let mut tracking = Tracking::after(reader, &head, disk::TAIL_LEN);
-    // A VHDX says its size (and whether it has a parent) in a metadata
-    // region past the first MiB: read it on the way, within bounds.
-    let mut vhdx_size = None;
-    if let Some((offset, length)) = disk::vhdx_metadata_span(&head) {
-        let here = head.len() as u64;
-        if offset >= here && offset - here <= VHDX_METADATA_REACH {
-            tracking.skip(offset - here)?;
-            let mut region = Vec::new();
-            (&mut tracking)
-                .take(length.min(VHDX_METADATA_KEEP))
-                .read_to_end(&mut region)
-                .map_err(|error| format!("unreadable: {error}"))?;
-            vhdx_size = disk::vhdx_metadata(&region)?;
-        }
-    }
-    tracking.skip(u64::MAX)?;
-    let (tail, size) = (tracking.tail, tracking.size);
-    let mut info = disk::detect(&head, &tail, size, &|_| false)?;
-    if info.format == DiskFormat::Vhdx {
-        info.virtual_size = info.virtual_size.or(vhdx_size);
-    }
-    Ok(Inspection {
-        format: info.format,
-        // A raw disk is as large as its file; other formats say, or not.
-        virtual_size: stored_size(
-            info.virtual_size
-                .or((info.format == DiskFormat::Raw).then_some(size)),
-        )?,
-        detail: info.detail,
-        volume_label: info.volume_label,
-        ovf: None,
-    })
-}
-
-/// Inspects bytes held in memory.
-#[cfg(test)]
-pub fn inspect_bytes(bytes: &[u8]) -> Result<Inspection, String> {
-    inspect(&mut std::io::Cursor::new(bytes))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_tail_is_the_last_bytes_whatever_the_chunking() {
-        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-        let head = &bytes[..1000];
-        let mut rest = std::io::Cursor::new(&bytes[1000..]);
-        let (tail, size) = read_to_end_keeping_tail(&mut rest, head, 4096).unwrap();
-        assert_eq!(size, 300_000);
-        assert_eq!(tail, &bytes[bytes.len() - 4096..]);
-        let (short, size) =
-            read_to_end_keeping_tail(&mut std::io::Cursor::new(&[][..]), &bytes[..10], 4096)
-                .unwrap();
-        assert_eq!((short.as_slice(), size), (&bytes[..10], 10));
-    }
-
-    #[test]
-    fn formats_are_told_by_content() {
-        let mut iso = vec![0u8; 0x9000];
-        iso[0x8001..0x8006].copy_from_slice(b"CD001");
-        assert_eq!(inspect_bytes(&iso).unwrap().format, DiskFormat::Iso);
-        let raw = inspect_bytes(b"just some bytes").unwrap();
-        assert_eq!(raw.format, DiskFormat::Raw);
-        assert_eq!(raw.virtual_size, Some(15));
-        assert!(inspect_bytes(b"QFI\xfb\0\0\0\x03\0\0\0\0\0\0\x02\0").is_err());
-    }
-
-    #[test]
     fn a_declared_format_must_match() {
-        let raw = inspect_bytes(b"plain bytes").unwrap();
+        let raw = Inspection::from(depot_inspect::inspect_bytes(b"plain bytes").unwrap());
+        assert_eq!(raw.format, DiskFormat::Raw);
         assert!(raw.check_declared(Some(DiskFormat::Raw)).is_ok());
         assert!(raw.check_declared(None).is_ok());
         let refused = raw.check_declared(Some(DiskFormat::Qcow2)).unwrap_err();

@@ -39,7 +39,7 @@
 
 use std::borrow::Cow;
 
-use app::model::DiskFormat;
+use crate::DiskFormat;
 
 /// How many leading bytes the caller hands to [`detect`] (the whole file when smaller).
 pub const HEAD_LEN: usize = 1 << 20;

@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 
-use app::model::DiskFormat;
+use crate::DiskFormat;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
@@ -77,7 +77,7 @@ fn check_name(name: &str) -> Result<(), String> {
     }
     if name
         .chars()
-        .any(|c| c.is_control() || app::model::is_bidi_control(c))
+        .any(|c| c.is_control() || crate::is_bidi_control(c))
     {
         return Err("the archive holds an entry whose name has control characters".into());
     }

@@ -29,7 +29,7 @@
 
 use std::collections::HashMap;
 
-use app::model::is_bidi_control;
+use crate::is_bidi_control;
 use quick_xml::events::{BytesRef, BytesStart, Event};
 use quick_xml::XmlVersion;
 
