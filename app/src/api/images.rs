@@ -4,7 +4,7 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::CoreError;
-use crate::model::{Image, ImageKind, ImagePage};
+use crate::model::{DiskFormat, Image, ImageKind, ImagePage};
 use crate::query::{Condition, Direction, Field, Op, Query, Value};
 
 /// Images per page in the browser.
@@ -40,6 +40,8 @@ impl CatalogSort {
 pub struct CatalogParams {
     pub q: String,
     pub kind: Option<ImageKind>,
+    /// The detected format of the bytes.
+    pub format: Option<DiskFormat>,
     pub mine: bool,
     pub sort: CatalogSort,
     /// 1-based.
@@ -53,19 +55,37 @@ impl CatalogParams {
         let mut query = Query::new(UI_PAGE_SIZE).offset((page - 1) * UI_PAGE_SIZE);
         let search = self.q.trim();
         if !search.is_empty() {
-            // The search box matches anywhere in the name or label; `%` and `_`
-            // typed by the user are taken literally.
-            let pattern = format!("%{}%", escape_like(search));
-            query = query.filter(Condition::Any(vec![
-                Condition::compare(Field::Name, Op::Like, Value::Text(pattern.clone()))?,
-                Condition::compare(Field::Label, Op::Like, Value::Text(pattern))?,
-            ]));
+            // The search box matches anywhere in the name or label, or what
+            // inspection found (an ISO's volume label, an appliance's
+            // product, its guest OS); `%` and `_` typed by the user are taken
+            // literally.
+            let pattern = Value::Text(format!("%{}%", escape_like(search)));
+            let searched = [
+                Field::Name,
+                Field::Label,
+                Field::VolumeLabel,
+                Field::Product,
+                Field::OsType,
+            ];
+            query = query.filter(Condition::Any(
+                searched
+                    .into_iter()
+                    .map(|field| Condition::compare(field, Op::Like, pattern.clone()))
+                    .collect::<Result<_, _>>()?,
+            ));
         }
         if let Some(kind) = self.kind {
             query = query.filter(Condition::compare(
                 Field::Kind,
                 Op::Eq,
                 Value::Text(kind.as_str().into()),
+            )?);
+        }
+        if let Some(format) = self.format {
+            query = query.filter(Condition::compare(
+                Field::Format,
+                Op::Eq,
+                Value::Text(format.as_str().into()),
             )?);
         }
         if let Some(owner) = owner {

@@ -8,7 +8,7 @@ use leptos_router::hooks::use_query_map;
 
 use crate::api::{list_images, CatalogParams, CatalogSort};
 use crate::components::{human_size, ErrorAlert};
-use crate::model::{ImageKind, ImagePage};
+use crate::model::{DiskFormat, ImageKind, ImagePage};
 
 /// The URL of the catalog with these parameters, leaving defaults out.
 fn catalog_href(params: &CatalogParams, page: u64) -> String {
@@ -18,6 +18,9 @@ fn catalog_href(params: &CatalogParams, page: u64) -> String {
     }
     if let Some(kind) = params.kind {
         query.append_pair("kind", kind.as_str());
+    }
+    if let Some(format) = params.format {
+        query.append_pair("format", format.as_str());
     }
     if params.mine {
         query.append_pair("mine", "true");
@@ -43,6 +46,9 @@ pub fn CatalogPage() -> impl IntoView {
         query.with(|q| CatalogParams {
             q: q.get("q").unwrap_or_default(),
             kind: q.get("kind").and_then(|kind| ImageKind::parse(&kind).ok()),
+            format: q
+                .get("format")
+                .and_then(|format| DiskFormat::parse(&format).ok()),
             mine: q.get("mine").as_deref() == Some("true"),
             sort: q
                 .get("sort")
@@ -79,6 +85,20 @@ pub fn CatalogPage() -> impl IntoView {
                         view! {
                             <option value=kind.as_str() selected=move || params.get().kind == Some(kind)>
                                 {kind.as_str()}
+                            </option>
+                        }
+                    })
+                    .collect_view()}
+            </select>
+            <label for="format">"Format"</label>
+            <select id="format" name="format">
+                <option value="" selected=move || params.get().format.is_none()>"All formats"</option>
+                {DiskFormat::ALL
+                    .into_iter()
+                    .map(|format| {
+                        view! {
+                            <option value=format.as_str() selected=move || params.get().format == Some(format)>
+                                {format.as_str()}
                             </option>
                         }
                     })

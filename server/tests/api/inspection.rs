@@ -321,6 +321,21 @@ async fn every_format_is_told_by_its_bytes(#[case] backend: Backend) {
         .await
         .unwrap();
     assert_eq!(found["totalCount"], 2, "{found}");
+
+    // The catalog page filters by detected format, and its search finds
+    // what inspection found (an ISO's volume label, an appliance's product).
+    let admin = Some(("admin", ADMIN_PASSWORD));
+    let (status, qcow2) = app.page(admin, "/?mine=true&format=qcow2").await;
+    assert_eq!(status, 200);
+    assert!(
+        qcow2.contains("v3.qcow2") && qcow2.contains("v2.qcow2"),
+        "{qcow2}"
+    );
+    assert!(!qcow2.contains("raw.img") && !qcow2.contains("media.iso"));
+    let (_, labelled) = app.page(admin, "/?mine=true&q=DEPOT_LABEL").await;
+    assert!(labelled.contains("media.iso") && !labelled.contains("raw.img"));
+    let (_, product) = app.page(admin, "/?mine=true&q=Test+Appliance").await;
+    assert!(product.contains("good.ova") && !product.contains("media.iso"));
 }
 
 #[rstest]
