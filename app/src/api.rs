@@ -5,6 +5,7 @@ mod auth;
 mod deployments;
 mod environments;
 mod images;
+mod tokens;
 
 pub use auth::{current_user, CurrentUser, Login, Logout};
 pub use deployments::{
@@ -16,3 +17,4 @@ pub use environments::{
     DeleteEnvironment, EnvironmentForm,
 };
 pub use images::{get_image, list_images, CatalogParams, CatalogSort, UI_PAGE_SIZE};
+pub use tokens::{create_token, list_tokens, revoke_token, CreateToken, RevokeToken};

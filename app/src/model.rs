@@ -23,7 +23,7 @@ pub use provisioning::{
     ProvisioningType,
 };
 pub use text::{is_bidi_control, plain_text};
-pub use user::{Principal, Role, Username, Viewer};
+pub use user::{NewToken, Principal, Role, TokenInfo, Username, Viewer};
 pub use vice::{
     parse_specifics, ContentType, ManagementLayerType, RuntimeTechnologyType, ViceImageDraft,
     ViceImageSpec, ViceImageType,

@@ -6,6 +6,7 @@ mod environments;
 mod image;
 mod login;
 mod not_found;
+mod tokens;
 mod upload;
 
 pub use catalog::CatalogPage;
@@ -14,4 +15,5 @@ pub use environments::EnvironmentsPage;
 pub use image::ImagePage;
 pub use login::LoginPage;
 pub use not_found::NotFound;
+pub use tokens::TokensPage;
 pub use upload::UploadPage;

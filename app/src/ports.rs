@@ -9,7 +9,10 @@ use std::sync::Arc;
 use leptos::prelude::use_context;
 
 use crate::error::CoreError;
-use crate::model::{Deployment, Environment, EnvironmentSpec, Image, ImagePage, Principal, Viewer};
+use crate::model::{
+    Deployment, Environment, EnvironmentSpec, Image, ImagePage, NewToken, Principal, TokenInfo,
+    Viewer,
+};
 use crate::query::Query;
 
 /// The session key under which the signed-in user's id is kept.
@@ -35,6 +38,19 @@ pub trait Catalog: Send + Sync + 'static {
 
     /// Revokes the access tokens issued through one browser session.
     async fn revoke_session_tokens(&self, session: &str) -> Result<(), CoreError>;
+
+    /// The viewer's unexpired access tokens (never their secrets).
+    async fn list_tokens(&self, viewer: &Viewer) -> Result<Vec<TokenInfo>, CoreError>;
+
+    /// Issues an access token to the viewer, through a browser session if `session` says which.
+    async fn create_token(
+        &self,
+        viewer: &Viewer,
+        session: Option<&str>,
+    ) -> Result<NewToken, CoreError>;
+
+    /// Revokes one of the viewer's tokens.
+    async fn revoke_token(&self, viewer: &Viewer, id: i64) -> Result<(), CoreError>;
 
     /// The viewer's execution environments (everyone's for an admin), without passwords.
     async fn list_environments(&self, viewer: &Viewer) -> Result<Vec<Environment>, CoreError>;

@@ -8,7 +8,8 @@ use leptos_router::SsrMode;
 
 use crate::components::NavBar;
 use crate::pages::{
-    CatalogPage, DeploymentsPage, EnvironmentsPage, ImagePage, LoginPage, NotFound, UploadPage,
+    CatalogPage, DeploymentsPage, EnvironmentsPage, ImagePage, LoginPage, NotFound, TokensPage,
+    UploadPage,
 };
 
 /// The whole document, rendered on the server around the app.
@@ -49,6 +50,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/image/:id") ssr=SsrMode::Async view=ImagePage/>
                     <Route path=path!("/environments") ssr=SsrMode::Async view=EnvironmentsPage/>
                     <Route path=path!("/deployments") ssr=SsrMode::Async view=DeploymentsPage/>
+                    <Route path=path!("/tokens") ssr=SsrMode::Async view=TokensPage/>
                 </Routes>
             </main>
         </Router>

@@ -189,6 +189,31 @@ impl app::ports::Catalog for Core {
         Core::revoke_session_tokens(self, session).await
     }
 
+    async fn list_tokens(
+        &self,
+        viewer: &app::model::Viewer,
+    ) -> Result<Vec<app::model::TokenInfo>, CoreError> {
+        Core::list_tokens(self, viewer).await
+    }
+
+    async fn create_token(
+        &self,
+        viewer: &app::model::Viewer,
+        session: Option<&str>,
+    ) -> Result<app::model::NewToken, CoreError> {
+        let user = viewer.require_user()?;
+        let issued = Core::issue_token(self, user, session).await?;
+        Ok(app::model::NewToken {
+            id: issued.id,
+            token: issued.token,
+            expires_at: issued.expires_at,
+        })
+    }
+
+    async fn revoke_token(&self, viewer: &app::model::Viewer, id: i64) -> Result<(), CoreError> {
+        Core::revoke_token_id(self, viewer, id).await
+    }
+
     async fn list_environments(
         &self,
         viewer: &app::model::Viewer,

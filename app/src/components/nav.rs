@@ -24,6 +24,7 @@ pub fn NavBar() -> impl IntoView {
                 <A href="/upload">"Upload"</A>
                 <A href="/environments">"Environments"</A>
                 <A href="/deployments">"Deployments"</A>
+                <A href="/tokens">"Tokens"</A>
             </nav>
             <Transition fallback=|| ()>
                 {move || user.get().map(|user| match user {

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use app::error::CoreError;
+pub use app::model::TokenInfo;
 use app::model::{Principal, Role, Username, Viewer};
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -48,15 +49,6 @@ pub struct IssuedToken {
     pub token: String,
     pub issued_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
-}
-
-/// A token as its owner sees it in a listing: never the token itself.
-#[derive(Debug, Clone, Serialize)]
-pub struct TokenInfo {
-    pub id: i64,
-    pub created_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 /// The shortest password accepted for a new account.

@@ -337,3 +337,50 @@ async fn signing_out_revokes_the_tokens_the_session_issued(#[case] backend: Back
     assert_eq!(works(session_token).await, 401);
     assert_eq!(works(scripted).await, 200);
 }
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn the_tokens_page_lists_and_revokes_without_showing_secrets(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("alice", "alice-password").await;
+    app.add_user("bob", "bob-password-1").await;
+    let made: Value = reqwest::Client::new()
+        .post(app.url("/api/tokens"))
+        .basic_auth("alice", Some("alice-password"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (id, secret) = (
+        made["id"].as_i64().unwrap(),
+        made["token"].as_str().unwrap(),
+    );
+    let (status, page) = app.page(Some(("alice", "alice-password")), "/tokens").await;
+    assert_eq!(status, 200);
+    assert!(page.contains(&format!("Revoke token {id}")), "{page}");
+    assert!(!page.contains(secret), "a secret was shown");
+    let (_, bobs) = app.page(Some(("bob", "bob-password-1")), "/tokens").await;
+    assert!(!bobs.contains(&format!("Revoke token {id}")));
+    let (status, _) = app.page(None, "/tokens").await;
+    assert_eq!(status, 401);
+    // Bob's revoke (a form post, as a browser without WASM sends it) is refused.
+    let bob_revoke = reqwest::Client::new()
+        .post(app.url("/api/ui/tokens/revoke"))
+        .basic_auth("bob", Some("bob-password-1"))
+        .form(&[("id", id.to_string())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bob_revoke.status(), 404);
+    let works = reqwest::Client::new()
+        .get(app.url("/api/tokens"))
+        .bearer_auth(secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(works.status(), 200);
+}
