@@ -16,5 +16,7 @@ pub use environments::{
     create_environment, delete_environment, list_environments, CreateEnvironment,
     DeleteEnvironment, EnvironmentForm,
 };
-pub use images::{get_image, list_images, CatalogParams, CatalogSort, UI_PAGE_SIZE};
+pub use images::{
+    delete_image, get_image, list_images, CatalogParams, CatalogSort, DeleteImage, UI_PAGE_SIZE,
+};
 pub use tokens::{create_token, list_tokens, revoke_token, CreateToken, RevokeToken};

@@ -52,6 +52,10 @@ pub trait Catalog: Send + Sync + 'static {
     /// Revokes one of the viewer's tokens.
     async fn revoke_token(&self, viewer: &Viewer, id: i64) -> Result<(), CoreError>;
 
+    /// Deletes an image its owner (or an admin) may change, and its bytes
+    /// when no other record shares them.
+    async fn delete_image(&self, viewer: &Viewer, id: i64) -> Result<(), CoreError>;
+
     /// The viewer's execution environments (everyone's for an admin), without passwords.
     async fn list_environments(&self, viewer: &Viewer) -> Result<Vec<Environment>, CoreError>;
 

@@ -214,6 +214,10 @@ impl app::ports::Catalog for Core {
         Core::revoke_token_id(self, viewer, id).await
     }
 
+    async fn delete_image(&self, viewer: &app::model::Viewer, id: i64) -> Result<(), CoreError> {
+        Core::delete_image(self, viewer, id).await
+    }
+
     async fn list_environments(
         &self,
         viewer: &app::model::Viewer,

@@ -137,6 +137,22 @@ pub async fn get_image(id: i64) -> Result<Image, CoreError> {
     crate::ports::respond(catalog.get_image(&viewer, id).await)
 }
 
+/// Deletes an image (as ViCE's `DELETE /v1/image/{id}`) once the form's
+/// confirmation is ticked, then shows the viewer's images.
+#[server(prefix = "/api/ui", endpoint = "images/delete")]
+pub async fn delete_image(id: i64, confirm: Option<String>) -> Result<(), CoreError> {
+    use crate::ports::{request_context, respond};
+    if confirm.as_deref() != Some("yes") {
+        return respond(Err(CoreError::invalid(
+            "tick \"Yes, delete this image\" to confirm",
+        )));
+    }
+    let (catalog, viewer) = request_context()?;
+    respond(catalog.delete_image(&viewer, id).await)?;
+    leptos_axum::redirect("/?mine=true");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

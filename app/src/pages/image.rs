@@ -5,10 +5,10 @@ use leptos_meta::Title;
 use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
 
-use crate::api::{deploy_targets, get_image, DeployImage};
+use crate::api::{current_user, deploy_targets, get_image, DeleteImage, DeployImage};
 use crate::components::{human_size, refusal, ErrorAlert};
 use crate::error::CoreError;
-use crate::model::{DiskFormat, Environment, Image};
+use crate::model::{DiskFormat, Environment, Image, Role};
 
 #[component]
 pub fn ImagePage() -> impl IntoView {
@@ -30,13 +30,24 @@ pub fn ImagePage() -> impl IntoView {
             None => Ok(None),
         }
     });
+    let viewer = Resource::new(id, |_| current_user());
     view! {
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || {
+                let may_change = move |image: &Image| {
+                    matches!(
+                        viewer.get(),
+                        Some(Ok(Some(user)))
+                            if user.role == Role::Admin || image.owner_id == Some(user.id)
+                    )
+                };
                 image
                     .get()
                     .map(|result| match result {
-                        Ok(image) => view! { <ImageDetail image targets/> }.into_any(),
+                        Ok(image) => {
+                            let deletable = may_change(&image);
+                            view! { <ImageDetail image targets deletable/> }.into_any()
+                        }
                         Err(error) => {
                             view! {
                                 <Title text="Image · Depot"/>
@@ -55,7 +66,7 @@ pub fn ImagePage() -> impl IntoView {
 type DeployTargets = Resource<Result<Option<Vec<Environment>>, CoreError>>;
 
 #[component]
-fn ImageDetail(image: Image, targets: DeployTargets) -> impl IntoView {
+fn ImageDetail(image: Image, targets: DeployTargets, deletable: bool) -> impl IntoView {
     let download = format!("/api/images/{}/download", image.id);
     let curl = format!("curl -u USER -OJ \"$DEPOT_URL{download}\"");
     let size = image
@@ -164,6 +175,29 @@ fn ImageDetail(image: Image, targets: DeployTargets) -> impl IntoView {
         <p>"Its record through MWS:"</p>
         <pre><code>{mws_record}</code></pre>
         <DeploySection image_id=image.id default_title=image.name.clone() targets/>
+        <Show when=move || deletable>
+            <DeleteSection image_id=image.id/>
+        </Show>
+    }
+}
+
+/// "Delete": for the image's owner or an admin, after a confirmation that
+/// the browser and the server both ask for.
+#[component]
+fn DeleteSection(image_id: i64) -> impl IntoView {
+    let delete = ServerAction::<DeleteImage>::new();
+    let refused = move || refusal(delete).map(|error| view! { <ErrorAlert error/> });
+    view! {
+        <h2>"Delete"</h2>
+        <ActionForm action=delete attr:class="form delete">
+            <input type="hidden" name="id" value=image_id.to_string()/>
+            <label class="check">
+                <input type="checkbox" name="confirm" value="yes" required/>
+                "Yes, delete this image and its file"
+            </label>
+            <button type="submit" class="danger">"Delete image"</button>
+        </ActionForm>
+        {refused}
     }
 }
 

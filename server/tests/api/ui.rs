@@ -124,3 +124,69 @@ async fn failed_sign_ins_are_slow_and_do_not_say_what_was_wrong(#[case] backend:
     let error: app::error::CoreError = serde_json::from_str(&answers[0]).unwrap();
     assert_eq!(error.to_string(), "invalid username or password");
 }
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn the_image_page_deletes_for_its_owner_after_a_confirmation(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("alice", "alice-password").await;
+    app.add_user("bob", "bob-password-1").await;
+    let made: serde_json::Value = app
+        .upload(
+            "alice",
+            "alice-password",
+            "mine.img",
+            crate::helpers::random_bytes(5000),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = made["images"][0]["id"].as_i64().unwrap();
+    let path = format!("/image/{id}");
+    let (_, page) = app.page(Some(("alice", "alice-password")), &path).await;
+    assert!(page.contains("Delete image"), "{page}");
+    // Another user cannot delete it (to them it does not exist).
+    let post = |user: &'static str, password: &'static str, confirm: Option<&'static str>| {
+        let mut form = vec![("id", id.to_string())];
+        if let Some(confirm) = confirm {
+            form.push(("confirm", confirm.to_owned()));
+        }
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .post(app.url("/api/ui/images/delete"))
+            .basic_auth(user, Some(password))
+            .form(&form)
+            .send()
+    };
+    assert_eq!(
+        post("bob", "bob-password-1", Some("yes"))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    // Without the confirmation nothing happens.
+    assert_eq!(
+        post("alice", "alice-password", None)
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        app.page(Some(("alice", "alice-password")), &path).await.0,
+        200
+    );
+    let deleted = post("alice", "alice-password", Some("yes")).await.unwrap();
+    assert!(deleted.status().is_success() || deleted.status().is_redirection());
+    assert_eq!(
+        app.page(Some(("alice", "alice-password")), &path).await.0,
+        404
+    );
+    assert!(app.stored_files("blobs").is_empty());
+}
