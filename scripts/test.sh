@@ -26,9 +26,14 @@ step "cargo clippy (server side, and the WASM entry for wasm32)"
 
 step "unit and integration tests (SQLite and PostgreSQL)"
 "${as_cargo_leptos[@]}" cargo test -p app -p depot-inspect -p depot-server --no-run
-# They take well under a minute; a request that hangs fails the run here
-# rather than holding CI until its own limit.
-timeout 20m "${as_cargo_leptos[@]}" cargo test -p app -p depot-inspect -p depot-server
+# They take about a minute. With cargo-nextest (.config/nextest.toml) a test
+# that hangs is stopped and retried; either way a hung run fails here rather
+# than holding CI until its own limit.
+if cargo nextest --version >/dev/null 2>&1; then
+  timeout 20m "${as_cargo_leptos[@]}" cargo nextest run -p app -p depot-inspect -p depot-server
+else
+  timeout 20m "${as_cargo_leptos[@]}" cargo test -p app -p depot-inspect -p depot-server
+fi
 
 step "browser tests (Playwright, headless Chromium)"
 export DEPOT_BIN="$CARGO_TARGET_DIR/debug/depot"
