@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use rstest::rstest;
 use serde_json::Value;
 
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{json_of, Backend, TestApp};
 
 /// A client whose requests come from `address` (any of 127.0.0.0/8).
 fn client_from(address: &str) -> reqwest::Client {
@@ -178,15 +178,7 @@ async fn tokens_are_listed_and_revoked_by_their_owner(#[case] backend: Backend) 
         let client = client.clone();
         let url = app.url("/api/tokens");
         async move {
-            let body: Value = client
-                .post(url)
-                .basic_auth(user, Some(password))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let body: Value = json_of(client.post(url).basic_auth(user, Some(password))).await;
             (
                 body["id"].as_i64().unwrap(),
                 body["token"].as_str().unwrap().to_owned(),
@@ -205,15 +197,7 @@ async fn tokens_are_listed_and_revoked_by_their_owner(#[case] backend: Backend) 
         .await
         .unwrap();
     assert_eq!(used.status(), 200);
-    let listed: Value = client
-        .get(app.url("/api/tokens"))
-        .bearer_auth(&second)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = json_of(client.get(app.url("/api/tokens")).bearer_auth(&second)).await;
     let tokens = listed["tokens"].as_array().unwrap();
     let ids: Vec<i64> = tokens.iter().map(|t| t["id"].as_i64().unwrap()).collect();
     assert!(
@@ -290,25 +274,15 @@ async fn signing_out_revokes_the_tokens_the_session_issued(#[case] backend: Back
         .await
         .unwrap();
     assert!(signed_in.status().is_redirection());
-    let from_session: Value = browser
-        .post(app.url("/api/tokens"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let from_session: Value = json_of(browser.post(app.url("/api/tokens"))).await;
     let session_token = from_session["token"].as_str().unwrap().to_owned();
     // A token made with a password, not through the session, survives.
-    let scripted: Value = reqwest::Client::new()
-        .post(app.url("/api/tokens"))
-        .basic_auth("alice", Some("alice-password"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let scripted: Value = json_of(
+        reqwest::Client::new()
+            .post(app.url("/api/tokens"))
+            .basic_auth("alice", Some("alice-password")),
+    )
+    .await;
     let scripted = scripted["token"].as_str().unwrap().to_owned();
     let works = |token: String| {
         let url = app.url("/v2/user/image/iso");
@@ -346,15 +320,12 @@ async fn the_tokens_page_lists_and_revokes_without_showing_secrets(#[case] backe
     let app = TestApp::spawn(backend).await;
     app.add_user("alice", "alice-password").await;
     app.add_user("bob", "bob-password-1").await;
-    let made: Value = reqwest::Client::new()
-        .post(app.url("/api/tokens"))
-        .basic_auth("alice", Some("alice-password"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let made: Value = json_of(
+        reqwest::Client::new()
+            .post(app.url("/api/tokens"))
+            .basic_auth("alice", Some("alice-password")),
+    )
+    .await;
     let (id, secret) = (
         made["id"].as_i64().unwrap(),
         made["token"].as_str().unwrap(),

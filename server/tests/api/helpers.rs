@@ -237,3 +237,8 @@ pub fn ova_bytes() -> Vec<u8> {
     }
     archive.into_inner().unwrap()
 }
+
+/// Sends a request and reads its JSON answer, whatever the status.
+pub async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request.send().await.unwrap().json().await.unwrap()
+}

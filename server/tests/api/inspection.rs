@@ -11,7 +11,7 @@ use rstest::rstest;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{Backend, TestApp, ADMIN_PASSWORD};
+use crate::helpers::{json_of, Backend, TestApp, ADMIN_PASSWORD};
 use crate::vice::Vice;
 
 /// Runs a tool that makes a test image; the test cannot go on without it.
@@ -310,16 +310,13 @@ async fn every_format_is_told_by_its_bytes(#[case] backend: Backend) {
     assert_eq!(ova["mws"]["os_type"], "ubuntu64Guest");
     let query =
         serde_json::to_string(&json!({"cpus": 2, "product": "Depot Test Appliance"})).unwrap();
-    let found: Value = reqwest::Client::new()
-        .get(app.url("/mws/rest/images"))
-        .query(&[("api-version", "3"), ("query", query.as_str())])
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let found: Value = json_of(
+        reqwest::Client::new()
+            .get(app.url("/mws/rest/images"))
+            .query(&[("api-version", "3"), ("query", query.as_str())])
+            .basic_auth("admin", Some(ADMIN_PASSWORD)),
+    )
+    .await;
     assert_eq!(found["totalCount"], 2, "{found}");
 
     // The catalog page filters by detected format, and its search finds
@@ -375,15 +372,12 @@ async fn unsafe_files_are_refused_and_leave_nothing(#[case] backend: Backend) {
         "a refused file was kept"
     );
     assert!(app.stored_files("tmp").is_empty());
-    let listed: Value = reqwest::Client::new()
-        .get(app.url("/mws/rest/images?api-version=3"))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = json_of(
+        reqwest::Client::new()
+            .get(app.url("/mws/rest/images?api-version=3"))
+            .basic_auth("admin", Some(ADMIN_PASSWORD)),
+    )
+    .await;
     assert_eq!(listed["totalCount"], 0, "{listed}");
 
     // ViCE: bytes that contradict the declared content type are refused too.
@@ -413,15 +407,12 @@ async fn unsafe_files_are_refused_and_leave_nothing(#[case] backend: Backend) {
 }
 
 async fn vss_token(app: &TestApp) -> String {
-    let body: Value = reqwest::Client::new()
-        .post(app.url("/auth/request-token"))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = json_of(
+        reqwest::Client::new()
+            .post(app.url("/auth/request-token"))
+            .basic_auth("admin", Some(ADMIN_PASSWORD)),
+    )
+    .await;
     body["token"].as_str().unwrap().to_owned()
 }
 
@@ -439,35 +430,26 @@ async fn inspected_fields_filter_and_ovfs_sync_with_their_disks(#[case] backend:
         assert_eq!(upload_file(&app, folder.path(), file).await.0, 201);
     }
     // VSS filters on what inspection found, though its items do not show it.
-    let isos: Value = client
-        .get(app.url("/v2/user/image/iso?filter=volume_label,eq,DEPOT_LABEL&expand=1"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let isos: Value = json_of(
+        client
+            .get(app.url("/v2/user/image/iso?filter=volume_label,eq,DEPOT_LABEL&expand=1"))
+            .bearer_auth(&token),
+    )
+    .await;
     assert_eq!(isos["meta"]["count"], 1, "{isos}");
-    let none: Value = client
-        .get(app.url("/v2/user/image/iso?filter=volume_label,eq,OTHER"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let none: Value = json_of(
+        client
+            .get(app.url("/v2/user/image/iso?filter=volume_label,eq,OTHER"))
+            .bearer_auth(&token),
+    )
+    .await;
     assert_eq!(none["meta"]["count"], 0, "{none}");
-    let vms: Value = client
-        .get(app.url("/v2/user/image/vm?filter=cpus,ge,2&filter=os_type,eq,ubuntu64Guest"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let vms: Value = json_of(
+        client
+            .get(app.url("/v2/user/image/vm?filter=cpus,ge,2&filter=os_type,eq,ubuntu64Guest"))
+            .bearer_auth(&token),
+    )
+    .await;
     assert_eq!(vms["meta"]["count"], 1, "{vms}");
 
     // An OVF in the personal store is synced with its disk, as one package.
@@ -492,27 +474,21 @@ async fn inspected_fields_filter_and_ovfs_sync_with_their_disks(#[case] backend:
             .unwrap();
         assert!(put.status().is_success(), "{name}: {}", put.status());
     }
-    let submitted: Value = client
-        .patch(app.url("/v2/user/image/vm"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let submitted: Value = json_of(
+        client
+            .patch(app.url("/v2/user/image/vm"))
+            .bearer_auth(&token),
+    )
+    .await;
     let request = submitted["data"]["request"]["id"].as_i64().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let status: Value = client
-            .get(app.url(&format!("/v2/request/image_sync/{request}")))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let status: Value = json_of(
+            client
+                .get(app.url(&format!("/v2/request/image_sync/{request}")))
+                .bearer_auth(&token),
+        )
+        .await;
         if status["data"]["status"] == "PROCESSED" {
             assert_eq!(status["data"]["added"], 1, "{status}");
             break;
@@ -521,16 +497,13 @@ async fn inspected_fields_filter_and_ovfs_sync_with_their_disks(#[case] backend:
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let query = serde_json::to_string(&json!({"name": "appliance.ovf"})).unwrap();
-    let found: Value = client
-        .get(app.url("/mws/rest/images"))
-        .query(&[("api-version", "3"), ("query", query.as_str())])
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let found: Value = json_of(
+        client
+            .get(app.url("/mws/rest/images"))
+            .query(&[("api-version", "3"), ("query", query.as_str())])
+            .basic_auth("admin", Some(ADMIN_PASSWORD)),
+    )
+    .await;
     let id = found["results"][0]["id"].as_str().unwrap().to_owned();
     let package = client
         .get(app.url(&format!("/api/images/{id}/download")))

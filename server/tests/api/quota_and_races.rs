@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use rstest::rstest;
 use serde_json::Value;
 
-use crate::helpers::{random_bytes, Backend, TestApp, ADMIN_PASSWORD};
+use crate::helpers::{json_of, random_bytes, Backend, TestApp, ADMIN_PASSWORD};
 use crate::vice::iso_bytes;
 
 const QUOTA: u64 = 1_000_000;
@@ -240,15 +240,7 @@ async fn one_sync_per_user_and_kind_runs_at_a_time(#[case] backend: Backend) {
         let url = app.url(&format!("/v2/request/image_sync/{id}"));
         let token = token.clone();
         async move {
-            let body: Value = client
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let body: Value = json_of(client.get(url).bearer_auth(token)).await;
             body["data"]["status"]
                 .as_str()
                 .unwrap_or_default()
@@ -274,15 +266,12 @@ async fn one_sync_per_user_and_kind_runs_at_a_time(#[case] backend: Backend) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    let listed: Value = client
-        .get(app.url("/v2/user/image/iso?per_page=100"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = json_of(
+        client
+            .get(app.url("/v2/user/image/iso?per_page=100"))
+            .bearer_auth(&token),
+    )
+    .await;
     assert_eq!(listed["meta"]["count"], 8, "duplicate records: {listed}");
 }
 
