@@ -2,8 +2,12 @@
 
 mod alert;
 mod nav;
+mod pager;
+mod secret;
 mod upload;
 
 pub use alert::{refusal, ErrorAlert};
 pub use nav::NavBar;
+pub use pager::{page_from_url, ListPager};
+pub use secret::ShownOnce;
 pub use upload::{human_size, start as start_upload, UploadList, UploadTask};

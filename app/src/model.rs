@@ -5,6 +5,7 @@ mod environment;
 mod image;
 mod image_type;
 mod provisioning;
+mod store;
 mod text;
 mod user;
 mod vice;
@@ -14,17 +15,39 @@ pub use environment::{
     short_text, Environment, EnvironmentDraft, EnvironmentSpec, Layer, MASKED_PASSWORD,
 };
 pub use image::{
-    image_path, DiskFormat, Image, ImageKind, ImageName, ImagePage, InspectionAttributes,
-    MwsAttributes, ViceAttributes,
+    image_path, DiskFormat, Image, ImageEdit, ImageKind, ImageName, ImagePage,
+    InspectionAttributes, MwsAttributes, ViceAttributes,
 };
-pub use image_type::{is_image_type_name, ImageType};
+pub use image_type::{is_image_type_name, ImageType, TenantInfo};
 pub use provisioning::{
     is_provisioning_name, ImageLink, ImageRef, ProvisioningDraft, ProvisioningSpec,
     ProvisioningType,
 };
+pub use store::{StoreEntry, StoreListing, StorePath, SyncInfo};
 pub use text::{is_bidi_control, plain_text};
-pub use user::{NewToken, Principal, Role, TokenInfo, Username, Viewer};
+pub use user::{
+    ApiKeyInfo, ApiKeys, NewApiKey, NewToken, PasswordReset, Principal, Role, TokenInfo,
+    UserChange, UserInfo, UserPage, Username, Viewer,
+};
 pub use vice::{
     parse_specifics, ContentType, ManagementLayerType, RuntimeTechnologyType, ViceImageDraft,
     ViceImageSpec, ViceImageType,
 };
+
+/// One page of a listing: its items, how many there are in all, and where
+/// the page starts.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+    pub limit: u64,
+    pub offset: u64,
+}
+
+impl<T> Paged<T> {
+    /// The page's number (from 1) and how many pages there are.
+    pub fn position(&self) -> (u64, u64) {
+        let limit = self.limit.max(1);
+        (self.offset / limit + 1, self.total.div_ceil(limit).max(1))
+    }
+}

@@ -10,13 +10,18 @@ use leptos::prelude::use_context;
 
 use crate::error::CoreError;
 use crate::model::{
-    Deployment, Environment, EnvironmentSpec, Image, ImagePage, NewToken, Principal, TokenInfo,
-    Viewer,
+    ApiKeys, Deployment, Environment, EnvironmentSpec, Image, ImageEdit, ImagePage, ImageType,
+    NewApiKey, NewToken, Paged, PasswordReset, Principal, Role, StoreListing, SyncInfo, TenantInfo,
+    TokenInfo, UserChange, UserInfo, UserPage, Viewer,
 };
 use crate::query::Query;
 
 /// The session key under which the signed-in user's id is kept.
 pub const SESSION_USER_KEY: &str = "depot.user_id";
+
+/// The session key under which the moment of signing in is kept (RFC 3339),
+/// so that an administrator can end the sessions that came before.
+pub const SESSION_SIGNED_IN_KEY: &str = "depot.signed_in_at";
 
 /// The domain core, as the UI sees it.
 #[async_trait::async_trait]
@@ -52,12 +57,125 @@ pub trait Catalog: Send + Sync + 'static {
     /// Revokes one of the viewer's tokens.
     async fn revoke_token(&self, viewer: &Viewer, id: i64) -> Result<(), CoreError>;
 
+    /// One folder of the viewer's personal store.
+    async fn list_store(&self, viewer: &Viewer, path: &str) -> Result<StoreListing, CoreError>;
+
+    /// Makes a folder `name` in the folder `path` of the viewer's store.
+    async fn make_store_folder(
+        &self,
+        viewer: &Viewer,
+        path: &str,
+        name: &str,
+    ) -> Result<(), CoreError>;
+
+    /// Deletes a file or an empty folder of the viewer's store.
+    async fn delete_store_entry(&self, viewer: &Viewer, path: &str) -> Result<(), CoreError>;
+
+    /// Submits a sync of the viewer's store (`VM` or `ISO`) to the job queue.
+    async fn sync_store(&self, viewer: &Viewer, kind: &str) -> Result<SyncInfo, CoreError>;
+
+    /// The viewer's latest sync requests, newest first.
+    async fn recent_syncs(&self, viewer: &Viewer) -> Result<Vec<SyncInfo>, CoreError>;
+
+    /// The viewer's Coopr API keys and tenants.
+    async fn list_api_keys(&self, viewer: &Viewer) -> Result<ApiKeys, CoreError>;
+
+    /// Issues the viewer a Coopr API key for one of their tenants (any, for an admin).
+    async fn create_api_key(&self, viewer: &Viewer, tenant: &str) -> Result<NewApiKey, CoreError>;
+
+    /// Revokes one of the viewer's Coopr API keys.
+    async fn revoke_api_key(&self, viewer: &Viewer, id: i64) -> Result<(), CoreError>;
+
     /// Deletes an image its owner (or an admin) may change, and its bytes
     /// when no other record shares them.
     async fn delete_image(&self, viewer: &Viewer, id: i64) -> Result<(), CoreError>;
 
-    /// The viewer's execution environments (everyone's for an admin), without passwords.
-    async fn list_environments(&self, viewer: &Viewer) -> Result<Vec<Environment>, CoreError>;
+    /// Changes an image's name, label, description (and visibility, for an
+    /// admin) if it is still at the version the editor saw.
+    async fn edit_image(
+        &self,
+        viewer: &Viewer,
+        id: i64,
+        edit: ImageEdit,
+    ) -> Result<Image, CoreError>;
+
+    /// Every Coopr tenant, for an admin.
+    async fn tenants(&self, viewer: &Viewer) -> Result<Vec<TenantInfo>, CoreError>;
+
+    /// Creates a tenant, for an admin.
+    async fn create_tenant(&self, viewer: &Viewer, name: &str) -> Result<(), CoreError>;
+
+    /// Deletes a tenant with its image types, members and keys, for an admin.
+    async fn delete_tenant(&self, viewer: &Viewer, name: &str) -> Result<(), CoreError>;
+
+    /// Makes a user a member of a tenant, for an admin.
+    async fn add_tenant_member(
+        &self,
+        viewer: &Viewer,
+        tenant: &str,
+        username: &str,
+    ) -> Result<(), CoreError>;
+
+    /// A tenant's image types, for an admin.
+    async fn tenant_image_types(
+        &self,
+        viewer: &Viewer,
+        tenant: &str,
+    ) -> Result<Vec<ImageType>, CoreError>;
+
+    /// Creates (or, with `replace`, replaces) an image type in a tenant, for an admin.
+    async fn save_image_type(
+        &self,
+        viewer: &Viewer,
+        tenant: &str,
+        image_type: ImageType,
+        replace: bool,
+    ) -> Result<(), CoreError>;
+
+    /// Deletes an image type from a tenant, for an admin.
+    async fn remove_image_type(
+        &self,
+        viewer: &Viewer,
+        tenant: &str,
+        name: &str,
+    ) -> Result<(), CoreError>;
+
+    /// A page of every account, for an admin.
+    async fn list_users(
+        &self,
+        viewer: &Viewer,
+        limit: u64,
+        offset: u64,
+    ) -> Result<UserPage, CoreError>;
+
+    /// Creates an account, for an admin.
+    async fn create_account(
+        &self,
+        viewer: &Viewer,
+        username: &str,
+        password: &str,
+        role: Role,
+    ) -> Result<UserInfo, CoreError>;
+
+    /// Changes an account's role or disables/enables it, for an admin.
+    async fn change_account(
+        &self,
+        viewer: &Viewer,
+        id: i64,
+        change: UserChange,
+    ) -> Result<UserInfo, CoreError>;
+
+    /// Gives an account a new generated password (answered once), for an admin.
+    async fn reset_password(&self, viewer: &Viewer, id: i64) -> Result<PasswordReset, CoreError>;
+
+    /// A page of the viewer's execution environments (everyone's for an admin),
+    /// without passwords.
+    async fn list_environments(
+        &self,
+        viewer: &Viewer,
+        limit: u64,
+        offset: u64,
+    ) -> Result<Paged<Environment>, CoreError>;
 
     /// Registers an environment of the viewer's; its password is sealed before it is stored.
     async fn create_environment(
@@ -69,8 +187,13 @@ pub trait Catalog: Send + Sync + 'static {
     /// Removes an environment of the viewer's, and the deployments into it.
     async fn delete_environment(&self, viewer: &Viewer, id: i64) -> Result<(), CoreError>;
 
-    /// The viewer's deployments (everyone's for an admin), oldest first.
-    async fn list_deployments(&self, viewer: &Viewer) -> Result<Vec<Deployment>, CoreError>;
+    /// A page of the viewer's deployments (everyone's for an admin), newest first.
+    async fn list_deployments(
+        &self,
+        viewer: &Viewer,
+        limit: u64,
+        offset: u64,
+    ) -> Result<Paged<Deployment>, CoreError>;
 
     /// Where the viewer may deploy an image: `None` when they may not deploy it.
     async fn deploy_targets(

@@ -14,11 +14,14 @@ pub enum Field {
     Kind,
     Name,
     Label,
+    Description,
     Folder,
     DataStore,
     Path,
     Public,
     OwnerId,
+    /// The owner's username (unset for public records without an owner).
+    Owner,
     Size,
     Sha256,
     Format,
@@ -68,10 +71,10 @@ impl Field {
             | Active
             | Imported => FieldType::Bool,
             CreatedAt | UpdatedAt => FieldType::Time,
-            Kind | Name | Label | Folder | DataStore | Path | Sha256 | Format | OsType
-            | HypervisorType | TemplateName | ProvisioningType | Title | ViceImageType
+            Kind | Name | Label | Description | Folder | DataStore | Path | Sha256 | Format
+            | OsType | HypervisorType | TemplateName | ProvisioningType | Title | ViceImageType
             | OriginEnvironment | EnvironmentRef | VolumeLabel | Product | Vendor
-            | ProductVersion => FieldType::Text,
+            | ProductVersion | Owner => FieldType::Text,
         }
     }
 
@@ -81,6 +84,7 @@ impl Field {
         matches!(
             self,
             OwnerId
+                | Owner
                 | Size
                 | Sha256
                 | Format

@@ -8,8 +8,8 @@ use leptos_router::SsrMode;
 
 use crate::components::NavBar;
 use crate::pages::{
-    CatalogPage, DeploymentsPage, EnvironmentsPage, ImagePage, LoginPage, NotFound, TokensPage,
-    UploadPage,
+    CatalogPage, DeploymentsPage, EnvironmentsPage, ImagePage, LoginPage, NotFound, StorePage,
+    TenantsPage, TokensPage, UploadPage, UsersPage,
 };
 
 /// The whole document, rendered on the server around the app.
@@ -51,6 +51,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/environments") ssr=SsrMode::Async view=EnvironmentsPage/>
                     <Route path=path!("/deployments") ssr=SsrMode::Async view=DeploymentsPage/>
                     <Route path=path!("/tokens") ssr=SsrMode::Async view=TokensPage/>
+                    <Route path=path!("/personal-store") ssr=SsrMode::Async view=StorePage/>
+                    <Route path=path!("/admin/users") ssr=SsrMode::Async view=UsersPage/>
+                    <Route path=path!("/admin/tenants") ssr=SsrMode::Async view=TenantsPage/>
                 </Routes>
             </main>
         </Router>

@@ -60,3 +60,45 @@ test('a wrong password is refused with a message in the page', async ({ page }) 
   // The 401 of the refused sign-in is logged by the browser itself; nothing else may be.
   expect(errors.filter((e) => !e.includes('401'))).toEqual([]);
 });
+
+test('several files at once: a row each, a refused one says why in place, a slow one can be cancelled', async ({ page }, testInfo) => {
+  test.skip(testInfo.project.name !== 'hydrate', 'progress, time left and cancel are the page script');
+  const errors = watchForErrors(page);
+  const stamp = `${Date.now()}`;
+  const good = `good-${stamp}.img`;
+  const refused = `evil\u202Egpj-${stamp}.img`;
+  const slow = `slow-${stamp}.img`;
+  await signIn(page);
+  await page.goto('/upload');
+  // A slow uplink, so that the big file is still on its way when cancelled.
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.emulateNetworkConditions', {
+    offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 512 * 1024,
+  });
+  await page.getByLabel(/^Files/).setInputFiles([
+    { name: good, mimeType: 'application/octet-stream', buffer: randomBytes(64 * 1024) },
+    { name: refused, mimeType: 'application/octet-stream', buffer: randomBytes(4096) },
+    { name: slow, mimeType: 'application/octet-stream', buffer: randomBytes(16 * 1024 * 1024) },
+  ]);
+  await page.getByRole('button', { name: 'Upload' }).click();
+
+  const rows = page.locator('li.upload');
+  await expect(rows).toHaveCount(3);
+  await expect(rows.filter({ hasText: good }).getByRole('link', { name: 'Done: view image' })).toBeVisible();
+  await expect(rows.filter({ hasText: refused }).getByRole('alert')).toContainText('bidirectional');
+  const slowRow = rows.filter({ hasText: slow });
+  await expect(slowRow).toContainText(/s left/);
+  await slowRow.getByRole('button', { name: `Cancel the upload of ${slow}` }).click();
+  await expect(slowRow).toContainText('Cancelled');
+  await cdp.send('Network.emulateNetworkConditions', {
+    offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1,
+  });
+
+  // Nothing of the cancelled file was kept.
+  await page.goto(`/?mine=true&q=${stamp}`);
+  await expect(page.getByRole('link', { name: good })).toBeVisible();
+  await expect(page.getByRole('link', { name: slow })).toHaveCount(0);
+  // The refusal's 400 is logged by the browser itself; nothing else may be.
+  expect(errors.filter((e) => !e.includes('400'))).toEqual([]);
+});

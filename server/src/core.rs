@@ -15,9 +15,12 @@ mod jobs;
 mod keys;
 pub mod login_guard;
 mod patterns;
+mod personal_store;
 mod provisioning;
 mod quota;
 mod sync;
+mod tenants;
+mod users;
 mod vice;
 
 use std::path::PathBuf;
@@ -218,11 +221,176 @@ impl app::ports::Catalog for Core {
         Core::delete_image(self, viewer, id).await
     }
 
+    async fn edit_image(
+        &self,
+        viewer: &app::model::Viewer,
+        id: i64,
+        edit: app::model::ImageEdit,
+    ) -> Result<app::model::Image, CoreError> {
+        Core::edit_image(self, viewer, id, edit).await
+    }
+
+    async fn list_store(
+        &self,
+        viewer: &app::model::Viewer,
+        path: &str,
+    ) -> Result<app::model::StoreListing, CoreError> {
+        Core::list_store(self, viewer, path).await
+    }
+
+    async fn make_store_folder(
+        &self,
+        viewer: &app::model::Viewer,
+        path: &str,
+        name: &str,
+    ) -> Result<(), CoreError> {
+        Core::make_store_folder(self, viewer, path, name).await
+    }
+
+    async fn delete_store_entry(
+        &self,
+        viewer: &app::model::Viewer,
+        path: &str,
+    ) -> Result<(), CoreError> {
+        Core::delete_store_entry(self, viewer, path).await
+    }
+
+    async fn sync_store(
+        &self,
+        viewer: &app::model::Viewer,
+        kind: &str,
+    ) -> Result<app::model::SyncInfo, CoreError> {
+        Core::sync_store(self, viewer, kind).await
+    }
+
+    async fn recent_syncs(
+        &self,
+        viewer: &app::model::Viewer,
+    ) -> Result<Vec<app::model::SyncInfo>, CoreError> {
+        Core::recent_syncs(self, viewer, 10).await
+    }
+
+    async fn list_api_keys(
+        &self,
+        viewer: &app::model::Viewer,
+    ) -> Result<app::model::ApiKeys, CoreError> {
+        Core::own_api_keys(self, viewer).await
+    }
+
+    async fn create_api_key(
+        &self,
+        viewer: &app::model::Viewer,
+        tenant: &str,
+    ) -> Result<app::model::NewApiKey, CoreError> {
+        Core::issue_own_api_key(self, viewer, tenant).await
+    }
+
+    async fn revoke_api_key(&self, viewer: &app::model::Viewer, id: i64) -> Result<(), CoreError> {
+        Core::revoke_own_api_key(self, viewer, id).await
+    }
+
+    async fn tenants(
+        &self,
+        viewer: &app::model::Viewer,
+    ) -> Result<Vec<app::model::TenantInfo>, CoreError> {
+        Core::tenants(self, viewer).await
+    }
+
+    async fn create_tenant(
+        &self,
+        viewer: &app::model::Viewer,
+        name: &str,
+    ) -> Result<(), CoreError> {
+        Core::create_tenant(self, viewer, name).await
+    }
+
+    async fn delete_tenant(
+        &self,
+        viewer: &app::model::Viewer,
+        name: &str,
+    ) -> Result<(), CoreError> {
+        Core::delete_tenant(self, viewer, name).await
+    }
+
+    async fn add_tenant_member(
+        &self,
+        viewer: &app::model::Viewer,
+        tenant: &str,
+        username: &str,
+    ) -> Result<(), CoreError> {
+        Core::add_tenant_member(self, viewer, tenant, username).await
+    }
+
+    async fn tenant_image_types(
+        &self,
+        viewer: &app::model::Viewer,
+        tenant: &str,
+    ) -> Result<Vec<app::model::ImageType>, CoreError> {
+        Core::tenant_image_types(self, viewer, tenant).await
+    }
+
+    async fn save_image_type(
+        &self,
+        viewer: &app::model::Viewer,
+        tenant: &str,
+        image_type: app::model::ImageType,
+        replace: bool,
+    ) -> Result<(), CoreError> {
+        Core::save_image_type(self, viewer, tenant, &image_type, replace).await
+    }
+
+    async fn remove_image_type(
+        &self,
+        viewer: &app::model::Viewer,
+        tenant: &str,
+        name: &str,
+    ) -> Result<(), CoreError> {
+        Core::remove_image_type(self, viewer, tenant, name).await
+    }
+
+    async fn list_users(
+        &self,
+        viewer: &app::model::Viewer,
+        limit: u64,
+        offset: u64,
+    ) -> Result<app::model::UserPage, CoreError> {
+        Core::list_users(self, viewer, limit, offset).await
+    }
+
+    async fn create_account(
+        &self,
+        viewer: &app::model::Viewer,
+        username: &str,
+        password: &str,
+        role: app::model::Role,
+    ) -> Result<app::model::UserInfo, CoreError> {
+        Core::create_account(self, viewer, username, password, role).await
+    }
+
+    async fn change_account(
+        &self,
+        viewer: &app::model::Viewer,
+        id: i64,
+        change: app::model::UserChange,
+    ) -> Result<app::model::UserInfo, CoreError> {
+        Core::change_account(self, viewer, id, change).await
+    }
+
+    async fn reset_password(
+        &self,
+        viewer: &app::model::Viewer,
+        id: i64,
+    ) -> Result<app::model::PasswordReset, CoreError> {
+        Core::reset_password(self, viewer, id).await
+    }
+
     async fn list_environments(
         &self,
         viewer: &app::model::Viewer,
-    ) -> Result<Vec<app::model::Environment>, CoreError> {
-        Core::list_environments(self, viewer, None, None).await
+        limit: u64,
+        offset: u64,
+    ) -> Result<app::model::Paged<app::model::Environment>, CoreError> {
+        Core::environments_page(self, viewer, limit, offset).await
     }
 
     async fn create_environment(
@@ -244,8 +412,10 @@ impl app::ports::Catalog for Core {
     async fn list_deployments(
         &self,
         viewer: &app::model::Viewer,
-    ) -> Result<Vec<app::model::Deployment>, CoreError> {
-        Core::list_deployments(self, viewer).await
+        limit: u64,
+        offset: u64,
+    ) -> Result<app::model::Paged<app::model::Deployment>, CoreError> {
+        Core::deployments_page(self, viewer, limit, offset).await
     }
 
     async fn deploy_targets(

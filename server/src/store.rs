@@ -27,10 +27,10 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use coopr::{is_unique_violation, ApiKeyListing, ApiKeyRow, ImageTypeRow};
+pub use coopr::{is_unique_violation, ApiKeyListing, ApiKeyRow, ImageTypeRow, TenantRow};
 pub use deployments::DeploymentRow;
 pub use environments::{EnvironmentColumns, EnvironmentRow};
-pub use images::{LinkRow, NewImage, ProvisioningUpdate};
+pub use images::{DetailsUpdate, LinkRow, NewImage, ProvisioningUpdate};
 pub use jobs::{JobCount, JobRow};
 pub use quota::QuotaAsk;
 pub use rows::{ImageRow, UserRow};

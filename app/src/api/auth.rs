@@ -8,7 +8,9 @@ use crate::model::Principal;
 /// Checks the credentials, starts a fresh session and sends the browser home.
 #[server(prefix = "/api/ui", endpoint = "login")]
 pub async fn login(username: String, password: String) -> Result<Principal, CoreError> {
-    use crate::ports::{client_address, request_context, respond, session, SESSION_USER_KEY};
+    use crate::ports::{
+        client_address, request_context, respond, session, SESSION_SIGNED_IN_KEY, SESSION_USER_KEY,
+    };
     let (catalog, _) = request_context()?;
     let principal = respond(catalog.login(&username, &password, client_address()).await)?;
     let session = session()?;
@@ -16,6 +18,10 @@ pub async fn login(username: String, password: String) -> Result<Principal, Core
     session.cycle_id().await.map_err(|_| CoreError::Internal)?;
     session
         .insert(SESSION_USER_KEY, principal.id)
+        .await
+        .map_err(|_| CoreError::Internal)?;
+    session
+        .insert(SESSION_SIGNED_IN_KEY, chrono::Utc::now())
         .await
         .map_err(|_| CoreError::Internal)?;
     leptos_axum::redirect("/");

@@ -3,13 +3,20 @@
 use leptos::prelude::*;
 
 use crate::error::CoreError;
-use crate::model::{Deployment, Environment};
+use crate::model::{Deployment, Environment, Paged};
 
-/// The viewer's deployments (everyone's for an admin), oldest first; 401 for nobody.
+/// A page (from 1) of the viewer's deployments (everyone's for an admin),
+/// newest first; 401 for nobody.
 #[server(prefix = "/api/ui", endpoint = "deployments")]
-pub async fn list_deployments() -> Result<Vec<Deployment>, CoreError> {
+pub async fn list_deployments(page: u64) -> Result<Paged<Deployment>, CoreError> {
+    use crate::api::LIST_PAGE_SIZE;
     let (catalog, viewer) = crate::ports::request_context()?;
-    crate::ports::respond(catalog.list_deployments(&viewer).await)
+    let offset = page.max(1).saturating_sub(1).saturating_mul(LIST_PAGE_SIZE);
+    crate::ports::respond(
+        catalog
+            .list_deployments(&viewer, LIST_PAGE_SIZE, offset)
+            .await,
+    )
 }
 
 /// Where the viewer may deploy an image (`None`: the image page offers

@@ -4,7 +4,7 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::CoreError;
-use crate::model::{Environment, EnvironmentDraft};
+use crate::model::{Environment, EnvironmentDraft, Paged};
 
 /// The fields of the "register an environment" form, as the browser posts them.
 #[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -50,11 +50,18 @@ impl From<EnvironmentForm> for EnvironmentDraft {
     }
 }
 
-/// The viewer's environments (everyone's for an admin); 401 for nobody.
+/// A page (from 1) of the viewer's environments (everyone's for an
+/// admin); 401 for nobody.
 #[server(prefix = "/api/ui", endpoint = "environments")]
-pub async fn list_environments() -> Result<Vec<Environment>, CoreError> {
+pub async fn list_environments(page: u64) -> Result<Paged<Environment>, CoreError> {
+    use crate::api::LIST_PAGE_SIZE;
     let (catalog, viewer) = crate::ports::request_context()?;
-    crate::ports::respond(catalog.list_environments(&viewer).await)
+    let offset = page.max(1).saturating_sub(1).saturating_mul(LIST_PAGE_SIZE);
+    crate::ports::respond(
+        catalog
+            .list_environments(&viewer, LIST_PAGE_SIZE, offset)
+            .await,
+    )
 }
 
 /// Registers an environment of the viewer's (the same rules as ViCE's `POST /v1/environments`).

@@ -5,6 +5,7 @@ use leptos_router::components::A;
 use leptos_router::hooks::use_location;
 
 use crate::api::{current_user, Logout};
+use crate::model::Role;
 
 #[component]
 pub fn NavBar() -> impl IntoView {
@@ -22,9 +23,22 @@ pub fn NavBar() -> impl IntoView {
                 <A href="/">"Catalog"</A>
                 <A href="/?mine=true">"My images"</A>
                 <A href="/upload">"Upload"</A>
+                <A href="/personal-store">"Store"</A>
                 <A href="/environments">"Environments"</A>
                 <A href="/deployments">"Deployments"</A>
                 <A href="/tokens">"Tokens"</A>
+                <Transition fallback=|| ()>
+                    {move || {
+                        let admin = matches!(
+                            user.get(),
+                            Some(Ok(Some(user))) if user.role == Role::Admin
+                        );
+                        admin.then(|| view! {
+                            <A href="/admin/users">"Users"</A>
+                            <A href="/admin/tenants">"Tenants"</A>
+                        })
+                    }}
+                </Transition>
             </nav>
             <Transition fallback=|| ()>
                 {move || user.get().map(|user| match user {

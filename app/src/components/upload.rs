@@ -63,6 +63,21 @@ fn outcome(status: u16, body: &str) -> UploadState {
     UploadState::Failed(message)
 }
 
+/// How long the rest of an upload takes at the speed so far: "12 s left",
+/// "3 min 5 s left", "2 h 10 min left"; nothing before there is a speed
+/// or once everything is sent.
+pub fn time_left(remaining_bytes: f64, bytes_per_second: f64) -> Option<String> {
+    if remaining_bytes <= 0.0 || bytes_per_second <= 0.0 || !bytes_per_second.is_finite() {
+        return None;
+    }
+    let seconds = (remaining_bytes / bytes_per_second).ceil() as u64;
+    Some(match seconds {
+        0..=59 => format!("{seconds} s left"),
+        60..=3599 => format!("{} min {} s left", seconds / 60, seconds % 60),
+        _ => format!("{} h {} min left", seconds / 3600, seconds % 3600 / 60),
+    })
+}
+
 /// `1536` → `1.5 KiB`.
 pub fn human_size(bytes: f64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -227,6 +242,7 @@ fn UploadRow(task: UploadTask) -> impl IntoView {
         state,
     } = task;
     let label = format!("Upload of {name}");
+    let name_for_cancel = name.clone();
     let progress = {
         let (sent, body_total) = (sent.clone(), body_total.clone());
         move || {
@@ -238,8 +254,11 @@ fn UploadRow(task: UploadTask) -> impl IntoView {
             };
             // The body is a little longer than the file; show file bytes.
             let fraction = (sent.get() / body_total.get().max(1.0)).min(1.0);
+            let left = time_left(body_total.get() - sent.get(), speed)
+                .map(|left| format!(" · {left}"))
+                .unwrap_or_default();
             format!(
-                "{} of {} · {}/s",
+                "{} of {} · {}/s{left}",
                 human_size(fraction * total),
                 human_size(total),
                 human_size(speed)
@@ -268,7 +287,7 @@ fn UploadRow(task: UploadTask) -> impl IntoView {
             <span class="progress-text">{progress}</span>
             {status}
             <Show when=sending>
-                <button type="button" on:click=move |_| cancel(id)>"Cancel"</button>
+                <button type="button" aria-label=format!("Cancel the upload of {name_for_cancel}") on:click=move |_| cancel(id)>"Cancel"</button>
             </Show>
         </li>
     }
@@ -277,6 +296,21 @@ fn UploadRow(task: UploadTask) -> impl IntoView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_left_reads_like_a_person_would_say_it() {
+        assert_eq!(time_left(0.0, 100.0), None);
+        assert_eq!(time_left(100.0, 0.0), None);
+        assert_eq!(time_left(1000.0, 100.0).as_deref(), Some("10 s left"));
+        assert_eq!(
+            time_left(18_500.0, 100.0).as_deref(),
+            Some("3 min 5 s left")
+        );
+        assert_eq!(
+            time_left(7_800_000.0, 1000.0).as_deref(),
+            Some("2 h 10 min left")
+        );
+    }
 
     #[test]
     fn sizes_read_like_a_person_would_write_them() {

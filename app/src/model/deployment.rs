@@ -42,6 +42,9 @@ impl DeploymentState {
 pub struct Deployment {
     pub id: i64,
     pub user_id: i64,
+    /// The owner's username.
+    #[serde(default)]
+    pub owner: String,
     pub image_id: i64,
     pub image_name: String,
     pub environment_id: i64,

@@ -23,6 +23,9 @@ pub struct Layer<T> {
 pub struct Environment {
     pub id: i64,
     pub user_id: i64,
+    /// The owner's username.
+    #[serde(default)]
+    pub owner: String,
     pub title: String,
     pub management_layer: Layer<ManagementLayerType>,
     pub runtime_technology: Layer<RuntimeTechnologyType>,

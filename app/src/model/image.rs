@@ -138,6 +138,56 @@ impl ImageName {
     }
 }
 
+/// The longest description a record keeps, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 4000;
+
+/// A change to what people call and read about an image, made from its page.
+/// `version` is the one the editor saw: a record changed since is not
+/// overwritten (MWS's rule), and `public` is for administrators only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageEdit {
+    pub name: String,
+    pub label: String,
+    pub description: String,
+    /// `None` leaves the visibility as it is.
+    pub public: Option<bool>,
+    pub version: i64,
+}
+
+impl ImageEdit {
+    /// Checks every field, trimming the one-line ones; the first problem is
+    /// the answer.
+    pub fn checked(self) -> Result<Self, CoreError> {
+        if self.name.contains(['/', '\\']) {
+            return Err(CoreError::invalid("the name may not contain / or \\"));
+        }
+        let name = ImageName::parse(&self.name)?.into_inner();
+        let label = self.label.trim().to_owned();
+        plain_text("the label", &label)?;
+        if label.chars().count() > 255 {
+            return Err(CoreError::invalid(
+                "the label is longer than 255 characters",
+            ));
+        }
+        // A description has lines and tabs, nothing else out of the ordinary.
+        let description = self.description.trim().replace("\r\n", "\n");
+        if description.chars().count() > MAX_DESCRIPTION_CHARS {
+            return Err(CoreError::invalid(format!(
+                "the description is longer than {MAX_DESCRIPTION_CHARS} characters"
+            )));
+        }
+        for line in description.split(['\n', '\t']) {
+            plain_text("the description", line)?;
+        }
+        Ok(Self {
+            name,
+            label,
+            description,
+            ..self
+        })
+    }
+}
+
 /// Provisioning attributes that Moab Web Services reads and writes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MwsAttributes {
@@ -212,6 +262,9 @@ pub struct Image {
     pub kind: ImageKind,
     pub name: String,
     pub label: String,
+    /// Free text from its owner, several lines at most a few thousand characters.
+    #[serde(default)]
+    pub description: String,
     pub folder: String,
     pub data_store: String,
     pub public: bool,

@@ -15,6 +15,16 @@ pub struct ImageType {
     pub providermap: Map<String, Value>,
 }
 
+/// A Coopr tenant as an administrator sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantInfo {
+    pub name: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Usernames, sorted.
+    pub members: Vec<String>,
+    pub image_types: i64,
+}
+
 /// Whether `name` is a valid image type name: letters, digits, `-`, `.`, `_`.
 pub fn is_image_type_name(name: &str) -> bool {
     !name.is_empty()

@@ -55,6 +55,33 @@ impl Username {
     }
 }
 
+/// An account as an administrator sees it in a listing: never its password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub id: i64,
+    pub username: String,
+    pub role: Role,
+    pub disabled: bool,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A page of accounts.
+pub type UserPage = super::Paged<UserInfo>;
+
+/// A password an administrator just reset: shown to them once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordReset {
+    pub username: String,
+    pub password: String,
+}
+
+/// What an administrator changes about an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UserChange {
+    Role(Role),
+    Disabled(bool),
+}
+
 /// An access token as its owner sees it in a listing: never the secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenInfo {
@@ -70,6 +97,30 @@ pub struct NewToken {
     pub id: i64,
     pub token: String,
     pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A Coopr API key as its owner sees it in a listing: never the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyInfo {
+    pub id: i64,
+    pub tenant: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The caller's Coopr API keys, and the tenants they may make keys for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeys {
+    pub keys: Vec<ApiKeyInfo>,
+    /// The tenants the caller is a member of. An administrator may also
+    /// name a new tenant, which is then created.
+    pub tenants: Vec<String>,
+}
+
+/// A Coopr API key just issued: shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewApiKey {
+    pub tenant: String,
+    pub key: String,
 }
 
 /// A signed-in user, as the core and the UI need to know them.

@@ -1,4 +1,5 @@
-//! `/deployments`: the signed-in user's deployments and the state of each
+//! `/deployments`: the signed-in user's deployments (everyone's, with their
+//! owners, for an admin), newest first, and the state of each
 //! one's job. With WASM the list asks again every second while a job may
 //! still change it; without, the Refresh link does.
 
@@ -9,7 +10,7 @@ use leptos_meta::Title;
 use leptos_router::components::A;
 
 use crate::api::{list_deployments, DeleteDeployment};
-use crate::components::{refusal, ErrorAlert};
+use crate::components::{page_from_url, refusal, ErrorAlert, ListPager};
 use crate::error::CoreError;
 use crate::model::Deployment;
 
@@ -20,16 +21,17 @@ const POLL_EVERY: Duration = Duration::from_secs(1);
 pub fn DeploymentsPage() -> impl IntoView {
     let polls = RwSignal::new(0u32);
     let delete = ServerAction::<DeleteDeployment>::new();
+    let page = page_from_url();
     let deployments = Resource::new(
-        move || (polls.get(), delete.version().get()),
-        |_| list_deployments(),
+        move || (page.get(), polls.get(), delete.version().get()),
+        |(page, ..)| list_deployments(page),
     );
     let refused = move || refusal(delete).map(|error| view! { <ErrorAlert error/> });
     // Effects run only in the browser, so the server renders once and stops.
     Effect::new(move |_| {
         let pending = matches!(
             deployments.get(),
-            Some(Ok(list)) if list.iter().any(|deployment| deployment.state.is_pending())
+            Some(Ok(list)) if list.items.iter().any(|deployment| deployment.state.is_pending())
         );
         if pending {
             set_timeout(
@@ -50,7 +52,13 @@ pub fn DeploymentsPage() -> impl IntoView {
                     .get()
                     .map(|result| match result {
                         Ok(deployments) => {
-                            view! { <DeploymentTable deployments delete/> }.into_any()
+                            let (page, pages) = deployments.position();
+                            let total = deployments.total;
+                            view! {
+                                <DeploymentTable deployments=deployments.items total delete/>
+                                <ListPager base="/deployments" page pages/>
+                            }
+                                .into_any()
                         }
                         Err(CoreError::Unauthenticated) => {
                             view! {
@@ -72,6 +80,8 @@ pub fn DeploymentsPage() -> impl IntoView {
 #[component]
 fn DeploymentTable(
     deployments: Vec<Deployment>,
+    /// How many there are on every page.
+    total: u64,
     delete: ServerAction<DeleteDeployment>,
 ) -> impl IntoView {
     if deployments.is_empty() {
@@ -80,7 +90,7 @@ fn DeploymentTable(
         }
         .into_any();
     }
-    let caption = match deployments.len() {
+    let caption = match total {
         1 => "1 deployment".to_owned(),
         count => format!("{count} deployments"),
     };
@@ -92,6 +102,7 @@ fn DeploymentTable(
                 <tr id=format!("deployment-{}", deployment.id)>
                     <td class="num">{deployment.id}</td>
                     <td>{deployment.title}</td>
+                    <td class="owner">{deployment.owner}</td>
                     <td>
                         <A href=format!("/image/{}", deployment.image_id)>{deployment.image_name}</A>
                     </td>
@@ -119,6 +130,7 @@ fn DeploymentTable(
                 <tr>
                     <th scope="col">"Id"</th>
                     <th scope="col">"Title"</th>
+                    <th scope="col">"Owner"</th>
                     <th scope="col">"Image"</th>
                     <th scope="col">"Environment"</th>
                     <th scope="col">"State"</th>

@@ -7,7 +7,7 @@ use leptos_meta::Title;
 use leptos_router::components::A;
 
 use crate::api::{list_environments, CreateEnvironment, DeleteEnvironment};
-use crate::components::{refusal, ErrorAlert};
+use crate::components::{page_from_url, refusal, ErrorAlert, ListPager};
 use crate::error::CoreError;
 use crate::model::{Environment, ManagementLayerType, RuntimeTechnologyType, MASKED_PASSWORD};
 
@@ -17,9 +17,10 @@ pub fn EnvironmentsPage() -> impl IntoView {
     let delete = ServerAction::<DeleteEnvironment>::new();
     // Asked again after each registration or deletion. The list is redrawn
     // in place, so a refused form keeps what was typed.
+    let page = page_from_url();
     let environments = Resource::new(
-        move || (create.version().get(), delete.version().get()),
-        |_| list_environments(),
+        move || (page.get(), create.version().get(), delete.version().get()),
+        |(page, ..)| list_environments(page),
     );
     let refused = move || {
         refusal(create)
@@ -35,8 +36,10 @@ pub fn EnvironmentsPage() -> impl IntoView {
                     .get()
                     .map(|result| match result {
                         Ok(environments) => {
+                            let (page, pages) = environments.position();
                             view! {
-                                <EnvironmentTable environments delete/>
+                                <EnvironmentTable environments=environments.items delete/>
+                                <ListPager base="/environments" page pages/>
                                 <RegisterForm create/>
                             }
                                 .into_any()
@@ -100,6 +103,7 @@ fn EnvironmentTable(
                 <tr>
                     <td class="num">{environment.id}</td>
                     <td>{environment.title}</td>
+                    <td class="owner">{environment.owner}</td>
                     <td>{management}</td>
                     <td>{runtime}</td>
                     <td><code>{environment.location}</code></td>
@@ -122,6 +126,7 @@ fn EnvironmentTable(
                 <tr>
                     <th scope="col">"Id"</th>
                     <th scope="col">"Title"</th>
+                    <th scope="col">"Owner"</th>
                     <th scope="col">"Management layer"</th>
                     <th scope="col">"Runtime technology"</th>
                     <th scope="col">"Location"</th>

@@ -1,16 +1,18 @@
 //! `/tokens`: the signed-in user's access tokens for scripts. A new token's
 //! secret is shown once, with a copy button; each row can be revoked, and
 //! revoking works without WASM too. Tokens made here are revoked when the
-//! session signs out.
+//! session signs out. Below them, the user's Coopr API keys, likewise.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
 
-use crate::api::{list_tokens, CreateToken, RevokeToken};
-use crate::components::{refusal, ErrorAlert};
+use crate::api::{
+    list_api_keys, list_tokens, CreateApiKey, CreateToken, RevokeApiKey, RevokeToken,
+};
+use crate::components::{refusal, ErrorAlert, ShownOnce};
 use crate::error::CoreError;
-use crate::model::{NewToken, TokenInfo};
+use crate::model::{ApiKeyInfo, ApiKeys, TokenInfo};
 
 #[component]
 pub fn TokensPage() -> impl IntoView {
@@ -26,11 +28,13 @@ pub fn TokensPage() -> impl IntoView {
             .map(|error| view! { <ErrorAlert error/> })
     };
     let issued = move || {
-        create
-            .value()
-            .get()
-            .and_then(Result::ok)
-            .map(|token| view! { <IssuedToken token/> })
+        create.value().get().and_then(Result::ok).map(|token| {
+            let intro = format!(
+                "Your new token (number {}). Copy it now: it is not shown again.",
+                token.id
+            );
+            view! { <ShownOnce intro label="New token" secret=token.token/> }
+        })
     };
     view! {
         <Title text="Tokens · Depot"/>
@@ -65,28 +69,7 @@ pub fn TokensPage() -> impl IntoView {
                     })
             }}
         </Transition>
-    }
-}
-
-/// A token just made: its secret, this once, and a button to copy it.
-#[component]
-fn IssuedToken(token: NewToken) -> impl IntoView {
-    let secret = token.token.clone();
-    let copied = RwSignal::new(false);
-    let copy = move |_| {
-        let clipboard = window().navigator().clipboard();
-        let _ = clipboard.write_text(&secret);
-        copied.set(true);
-    };
-    view! {
-        <div class="new-token" role="status">
-            <p>"Your new token (number " {token.id} "). Copy it now: it is not shown again."</p>
-            <input type="text" readonly aria-label="New token" value=token.token.clone()/>
-            <button type="button" on:click=copy>"Copy"</button>
-            <Show when=move || copied.get()>
-                <span class="state">"Copied"</span>
-            </Show>
-        </div>
+        <ApiKeysSection/>
     }
 }
 
@@ -134,4 +117,115 @@ fn TokenTable(tokens: Vec<TokenInfo>, revoke: ServerAction<RevokeToken>) -> impl
         </table>
     }
     .into_any()
+}
+
+/// The user's Coopr API keys: one per tenant they work in, made here
+/// (shown once), listed, revoked.
+#[component]
+fn ApiKeysSection() -> impl IntoView {
+    let create = ServerAction::<CreateApiKey>::new();
+    let revoke = ServerAction::<RevokeApiKey>::new();
+    let keys = Resource::new(
+        move || (create.version().get(), revoke.version().get()),
+        |_| list_api_keys(),
+    );
+    let refused = move || {
+        refusal(revoke)
+            .or_else(|| refusal(create))
+            .map(|error| view! { <ErrorAlert error/> })
+    };
+    let issued = move || {
+        create.value().get().and_then(Result::ok).map(|key| {
+            let intro = format!(
+                "Your new API key for tenant {}. Copy it now: it is not shown again.",
+                key.tenant
+            );
+            view! { <ShownOnce intro label="New API key" secret=key.key/> }
+        })
+    };
+    view! {
+        <h2>"Coopr API keys"</h2>
+        <p>
+            "A key lets a Coopr client act as you inside one tenant: "
+            <code>"Coopr-UserID"</code>", "<code>"Coopr-TenantID"</code>" and "
+            <code>"Coopr-ApiKey"</code>" headers on "<code>"/v2"</code>"."
+        </p>
+        {issued}
+        {refused}
+        <Transition fallback=|| view! { <p>"Loading…"</p> }>
+            {move || {
+                keys.get()
+                    .map(|result| match result {
+                        Ok(keys) => view! { <ApiKeyList keys create revoke/> }.into_any(),
+                        Err(CoreError::Unauthenticated) => ().into_any(),
+                        Err(error) => view! { <ErrorAlert error/> }.into_any(),
+                    })
+            }}
+        </Transition>
+    }
+}
+
+#[component]
+fn ApiKeyList(
+    keys: ApiKeys,
+    create: ServerAction<CreateApiKey>,
+    revoke: ServerAction<RevokeApiKey>,
+) -> impl IntoView {
+    let options = keys
+        .tenants
+        .iter()
+        .map(|tenant| view! { <option value=tenant.clone()></option> })
+        .collect_view();
+    let listing = if keys.keys.is_empty() {
+        view! { <p class="empty">"No API keys yet."</p> }.into_any()
+    } else {
+        let rows = keys
+            .keys
+            .into_iter()
+            .map(|key| view! { <ApiKeyRow key revoke/> })
+            .collect_view();
+        view! {
+            <table class="listing apikeys">
+                <caption>"Your API keys"</caption>
+                <thead>
+                    <tr>
+                        <th scope="col">"Id"</th>
+                        <th scope="col">"Tenant"</th>
+                        <th scope="col">"Created"</th>
+                        <th scope="col"><span class="visually-hidden">"Actions"</span></th>
+                    </tr>
+                </thead>
+                <tbody>{rows}</tbody>
+            </table>
+        }
+        .into_any()
+    };
+    view! {
+        <ActionForm action=create attr:class="form narrow">
+            <label for="apikey-tenant">"Tenant"</label>
+            <input id="apikey-tenant" name="tenant" type="text" list="apikey-tenants" required autocomplete="off"/>
+            <datalist id="apikey-tenants">{options}</datalist>
+            <button type="submit">"Create an API key"</button>
+        </ActionForm>
+        {listing}
+    }
+}
+
+#[component]
+fn ApiKeyRow(key: ApiKeyInfo, revoke: ServerAction<RevokeApiKey>) -> impl IntoView {
+    view! {
+        <tr>
+            <td class="num">{key.id}</td>
+            <td>{key.tenant.clone()}</td>
+            <td>{key.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()}</td>
+            <td>
+                <ActionForm action=revoke>
+                    <input type="hidden" name="id" value=key.id.to_string()/>
+                    <button type="submit" class="secondary" aria-label=format!("Revoke API key {}", key.id)>
+                        "Revoke"
+                    </button>
+                </ActionForm>
+            </td>
+        </tr>
+    }
 }

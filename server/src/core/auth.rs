@@ -21,6 +21,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::login_guard::hash_digest;
 use super::{db_error, Core};
 use crate::store::UserRow;
 
@@ -177,9 +178,14 @@ impl Core {
         password: &str,
         client: Option<IpAddr>,
     ) -> Result<Principal, CoreError> {
-        if let Some(id) = self.login_guard.remembered(username, password) {
+        if let Some((id, verified_against)) = self.login_guard.remembered(username, password) {
             match self.db.user_by_id(id).await.map_err(db_error)? {
-                Some(user) if user.username == username => return user.principal(),
+                Some(user)
+                    if user.username == username
+                        && hash_digest(&user.password_hash) == verified_against =>
+                {
+                    return user.principal()
+                }
                 _ => self.login_guard.forget_user(id),
             }
         }
@@ -199,7 +205,8 @@ impl Core {
         let matches = self.login_guard.verify(hash, password.to_owned()).await?;
         match user {
             Some(user) if matches => {
-                self.login_guard.remember(username, password, user.id);
+                self.login_guard
+                    .remember(username, password, user.id, &user.password_hash);
                 self.login_guard.signed_in(username, client);
                 user.principal()
             }
@@ -343,16 +350,36 @@ impl Core {
             .map_err(db_error)
     }
 
-    /// The user a session points at (deleted users sign out).
-    pub async fn viewer_from_user_id(&self, id: i64) -> Result<Viewer, CoreError> {
-        viewer_of(self.db.user_by_id(id).await.map_err(db_error)?)
+    /// The user a browser session signed in at `signed_in_at` points at:
+    /// nobody once the account is deleted or disabled, or its sessions were
+    /// ended after that sign-in (a session from before sign-in times were
+    /// kept counts as signed in at the epoch).
+    pub async fn viewer_from_session(
+        &self,
+        id: i64,
+        signed_in_at: Option<DateTime<Utc>>,
+    ) -> Result<Viewer, CoreError> {
+        let user = self.db.user_by_id(id).await.map_err(db_error)?;
+        let signed_in_at = signed_in_at.unwrap_or(DateTime::UNIX_EPOCH);
+        match user {
+            Some(user)
+                if user
+                    .sessions_valid_from
+                    .is_some_and(|from| signed_in_at < from) =>
+            {
+                Ok(Viewer::Anonymous)
+            }
+            user => viewer_of(user),
+        }
     }
 }
 
+/// The viewer a session or token stands for: nobody once the account is
+/// deleted or disabled.
 fn viewer_of(user: Option<UserRow>) -> Result<Viewer, CoreError> {
     match user {
-        Some(user) => Ok(Viewer::User(user.principal()?)),
-        None => Ok(Viewer::Anonymous),
+        Some(user) if !user.disabled => Ok(Viewer::User(user.principal()?)),
+        _ => Ok(Viewer::Anonymous),
     }
 }
 

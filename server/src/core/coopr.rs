@@ -3,7 +3,7 @@
 //! change that tenant's image types only.
 
 use app::error::CoreError;
-use app::model::{ImageType, Principal, Username};
+use app::model::{ApiKeyInfo, ApiKeys, ImageType, NewApiKey, Principal, Username, Viewer};
 use base64::Engine;
 use chrono::Utc;
 use rand::RngCore;
@@ -97,6 +97,66 @@ impl Core {
     /// Revokes an API key: the next request that sends it is refused.
     pub async fn revoke_api_key(&self, id: i64) -> Result<(), CoreError> {
         if self.db.delete_api_key(id).await.map_err(db_error)? {
+            Ok(())
+        } else {
+            Err(CoreError::not_found(format!("API key {id}")))
+        }
+    }
+
+    /// The caller's own API keys and the tenants they belong to.
+    pub async fn own_api_keys(&self, viewer: &Viewer) -> Result<ApiKeys, CoreError> {
+        let user = viewer.require_user()?;
+        let keys = self
+            .db
+            .api_keys(Some(&user.username))
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(|row| ApiKeyInfo {
+                id: row.id,
+                tenant: row.tenant,
+                created_at: row.created_at,
+            })
+            .collect();
+        let tenants = self.db.tenants_of(user.id).await.map_err(db_error)?;
+        Ok(ApiKeys { keys, tenants })
+    }
+
+    /// Issues the caller a key for a tenant they belong to. Only an
+    /// administrator joins (or creates) another tenant this way: a key is
+    /// what lets its holder read and change a tenant's image types.
+    pub async fn issue_own_api_key(
+        &self,
+        viewer: &Viewer,
+        tenant: &str,
+    ) -> Result<NewApiKey, CoreError> {
+        let user = viewer.require_user()?;
+        let tenant = tenant.trim();
+        if !viewer.is_admin() {
+            let member = self.db.tenants_of(user.id).await.map_err(db_error)?;
+            if !member.iter().any(|name| name == tenant) {
+                return Err(CoreError::Forbidden(format!(
+                    "you are not a member of tenant '{tenant}'; an administrator adds you"
+                )));
+            }
+        }
+        let issued = self.issue_api_key(&user.username, tenant).await?;
+        tracing::info!(user = user.id, %tenant, "issued a Coopr API key");
+        Ok(NewApiKey {
+            tenant: tenant.to_owned(),
+            key: issued.key,
+        })
+    }
+
+    /// Revokes one of the caller's API keys; another user's is not found.
+    pub async fn revoke_own_api_key(&self, viewer: &Viewer, id: i64) -> Result<(), CoreError> {
+        let user = viewer.require_user()?;
+        if self
+            .db
+            .delete_api_key_of(user.id, id)
+            .await
+            .map_err(db_error)?
+        {
             Ok(())
         } else {
             Err(CoreError::not_found(format!("API key {id}")))

@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use app::error::CoreError;
-use app::model::{short_text, Deployment, DeploymentState, Environment, Viewer};
+use app::model::{short_text, Deployment, DeploymentState, Environment, Paged, Viewer};
 use chrono::Utc;
 
 use super::jobs::DEPLOY_JOB;
@@ -152,6 +152,32 @@ impl Core {
         let owner = (!viewer.is_admin()).then_some(user.id);
         let rows = self.db.deployments(owner).await.map_err(db_error)?;
         rows.into_iter().map(Deployment::try_from).collect()
+    }
+
+    /// One page of the viewer's deployments (everyone's for an admin), newest first.
+    pub async fn deployments_page(
+        &self,
+        viewer: &Viewer,
+        limit: u64,
+        offset: u64,
+    ) -> Result<Paged<Deployment>, CoreError> {
+        let user = viewer.require_user()?;
+        let owner = (!viewer.is_admin()).then_some(user.id);
+        let limit = limit.clamp(1, app::query::MAX_PAGE);
+        let (rows, total) = self
+            .db
+            .deployments_page(owner, limit, offset)
+            .await
+            .map_err(db_error)?;
+        Ok(Paged {
+            items: rows
+                .into_iter()
+                .map(Deployment::try_from)
+                .collect::<Result<_, _>>()?,
+            total: total.max(0) as u64,
+            limit,
+            offset,
+        })
     }
 
     pub async fn delete_deployment(&self, viewer: &Viewer, id: i64) -> Result<(), CoreError> {

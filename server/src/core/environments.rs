@@ -5,7 +5,7 @@
 
 use app::error::CoreError;
 use app::model::{
-    Environment, EnvironmentSpec, Layer, ManagementLayerType, RuntimeTechnologyType, Viewer,
+    Environment, EnvironmentSpec, Layer, ManagementLayerType, Paged, RuntimeTechnologyType, Viewer,
 };
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
@@ -65,6 +65,7 @@ fn environment_of(row: EnvironmentRow) -> Result<Environment, CoreError> {
     Ok(Environment {
         id: row.id,
         user_id: row.user_id,
+        owner: row.owner.clone(),
         title: row.title.clone(),
         management_layer: Layer {
             kind: ManagementLayerType::parse(&row.mgmt_type).map_err(corrupt)?,
@@ -151,6 +152,32 @@ impl Core {
             .await
             .map_err(db_error)?;
         rows.into_iter().map(environment_of).collect()
+    }
+
+    /// One page of the viewer's environments (everyone's for an admin), by id.
+    pub async fn environments_page(
+        &self,
+        viewer: &Viewer,
+        limit: u64,
+        offset: u64,
+    ) -> Result<Paged<Environment>, CoreError> {
+        let user = viewer.require_user()?;
+        let owner = (!viewer.is_admin()).then_some(user.id);
+        let limit = limit.clamp(1, app::query::MAX_PAGE);
+        let (rows, total) = self
+            .db
+            .environments_page(owner, limit, offset)
+            .await
+            .map_err(db_error)?;
+        Ok(Paged {
+            items: rows
+                .into_iter()
+                .map(environment_of)
+                .collect::<Result<_, _>>()?,
+            total: total.max(0) as u64,
+            limit,
+            offset,
+        })
     }
 
     /// Replaces an environment; a masked or absent password keeps the stored one.

@@ -1,7 +1,7 @@
 //! Images: who may see them, and how bytes become a record.
 
 use app::error::CoreError;
-use app::model::{image_path, Image, ImageLink, ImageName, ImagePage, Viewer};
+use app::model::{image_path, Image, ImageEdit, ImageLink, ImageName, ImagePage, Viewer};
 use app::query::{Condition, Field, Op, Query, Value};
 use bytes::Bytes;
 use chrono::Utc;
@@ -11,7 +11,7 @@ use super::blobs::Attach;
 use super::inspect::{self, Inspection};
 use super::{db_error, io_error, Core};
 use crate::blob::IngestError;
-use crate::store::NewImage;
+use crate::store::{DetailsUpdate, NewImage};
 
 /// What the uploader says about a file; everything else is read from its bytes.
 #[derive(Debug, Clone, Default)]
@@ -184,6 +184,63 @@ impl Core {
             self.release_blob(&sha256).await;
         }
         Ok(())
+    }
+
+    /// Renames, relabels, describes (and, for an admin, publishes or
+    /// withdraws) an image from its page. `edit.version` is the version
+    /// the editor saw: if anyone changed the record since, nothing is
+    /// written and the answer is a conflict, so that two editors never
+    /// overwrite each other silently.
+    pub async fn edit_image(
+        &self,
+        viewer: &Viewer,
+        id: i64,
+        edit: ImageEdit,
+    ) -> Result<Image, CoreError> {
+        viewer.require_user()?;
+        let edit = edit.checked()?;
+        let current = self.get_image(viewer, id).await?;
+        if !current.writable_by(viewer) {
+            return Err(CoreError::Forbidden(format!(
+                "only the owner or an administrator may change image {id}"
+            )));
+        }
+        let stale = || {
+            CoreError::Conflict(format!(
+                "image {id} was changed by someone else since you opened it (your copy is \
+                 version {}); reload the page to see the changes, then edit again",
+                edit.version
+            ))
+        };
+        if edit.version != current.version {
+            return Err(stale());
+        }
+        let public = edit.public.unwrap_or(current.public);
+        if public != current.public && !viewer.is_admin() {
+            return Err(CoreError::Forbidden(
+                "only administrators make images public or private".into(),
+            ));
+        }
+        if edit.name != current.name && current.data_store == self.limits.personal_data_store {
+            return Err(CoreError::invalid(
+                "an image synced from a personal store is renamed by renaming its file",
+            ));
+        }
+        let update = DetailsUpdate {
+            id,
+            expected_version: edit.version,
+            path: image_path(&current.data_store, &current.folder, &edit.name),
+            name: edit.name,
+            label: edit.label,
+            description: edit.description,
+            public,
+            now: Utc::now(),
+        };
+        if !self.db.update_details(&update).await.map_err(db_error)? {
+            // Changed (or deleted) between the read and the write.
+            return Err(stale());
+        }
+        self.get_image(viewer, id).await
     }
 
     /// Streams an upload into the blob store, inspects it and records it.

@@ -30,7 +30,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use hmac::{Hmac, Mac};
 use lru::LruCache;
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 /// How long a verified Basic credential is answered from memory.
 pub const CREDENTIAL_CACHE_TTL: Duration = Duration::from_secs(60);
@@ -101,7 +101,16 @@ fn address_key(address: IpAddr) -> IpAddr {
 #[derive(Clone, Copy)]
 struct Remembered {
     user_id: i64,
+    /// Which password hash the credential was checked against: once the
+    /// account's hash changes (a new password, on any server sharing the
+    /// database), the entry no longer vouches for anything.
+    hash_digest: [u8; 32],
     until: Instant,
+}
+
+/// A short fingerprint of a stored password hash.
+pub fn hash_digest(password_hash: &str) -> [u8; 32] {
+    Sha256::digest(password_hash.as_bytes()).into()
 }
 
 pub struct LoginGuard {
@@ -250,12 +259,13 @@ impl LoginGuard {
         mac.finalize().into_bytes().into()
     }
 
-    /// The user a credential was verified for less than a minute ago.
-    pub fn remembered(&self, username: &str, password: &str) -> Option<i64> {
+    /// The user a credential was verified for less than a minute ago, and
+    /// the [`hash_digest`] of the password hash it was verified against.
+    pub fn remembered(&self, username: &str, password: &str) -> Option<(i64, [u8; 32])> {
         let slot = self.cache_slot(username, password);
         let mut cache = self.cache.lock().ok()?;
         match cache.get(&slot).copied() {
-            Some(entry) if entry.until > Instant::now() => Some(entry.user_id),
+            Some(entry) if entry.until > Instant::now() => Some((entry.user_id, entry.hash_digest)),
             Some(_) => {
                 cache.pop(&slot);
                 None
@@ -264,14 +274,15 @@ impl LoginGuard {
         }
     }
 
-    /// Remembers a credential that was just verified.
-    pub fn remember(&self, username: &str, password: &str, user_id: i64) {
+    /// Remembers a credential that was just verified against `password_hash`.
+    pub fn remember(&self, username: &str, password: &str, user_id: i64, password_hash: &str) {
         let slot = self.cache_slot(username, password);
         if let Ok(mut cache) = self.cache.lock() {
             cache.put(
                 slot,
                 Remembered {
                     user_id,
+                    hash_digest: hash_digest(password_hash),
                     until: Instant::now() + CREDENTIAL_CACHE_TTL,
                 },
             );
@@ -358,8 +369,11 @@ mod tests {
     #[test]
     fn the_cache_keys_on_both_username_and_password() {
         let guard = guard(3);
-        guard.remember("alice", "secret-1", 4);
-        assert_eq!(guard.remembered("alice", "secret-1"), Some(4));
+        guard.remember("alice", "secret-1", 4, "$argon2id$hash");
+        assert_eq!(
+            guard.remembered("alice", "secret-1"),
+            Some((4, hash_digest("$argon2id$hash")))
+        );
         assert_eq!(guard.remembered("alice", "secret-2"), None);
         assert_eq!(guard.remembered("alicesecret-1", ""), None);
         guard.forget_user(4);

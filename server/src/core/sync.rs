@@ -39,7 +39,7 @@ impl SyncKind {
         }
     }
 
-    fn parse(text: &str) -> Option<Self> {
+    pub fn parse(text: &str) -> Option<Self> {
         match text {
             "VM" => Some(Self::Vm),
             "ISO" => Some(Self::Iso),

@@ -23,6 +23,17 @@ pub struct ApiKeyListing {
     pub created_at: DateTime<Utc>,
 }
 
+/// A tenant as an administrator lists it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TenantRow {
+    pub id: i64,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub image_types: i64,
+    #[sqlx(skip)]
+    pub members: Vec<String>,
+}
+
 /// One image type as stored; `providermap` is JSON text.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ImageTypeRow {
@@ -53,6 +64,84 @@ impl Db {
                 .bind(username)
                 .fetch_all(pool)
                 .await
+        })
+    }
+
+    /// The tenants a user is a member of, by name.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn tenants_of(&self, user_id: i64) -> Result<Vec<String>, sqlx::Error> {
+        const SELECT: &str = "SELECT t.name FROM tenants t \
+             JOIN tenant_members m ON m.tenant_id = t.id WHERE m.user_id = $1 ORDER BY t.name";
+        with_pool!(self, pool => {
+            sqlx::query_scalar::<_, String>(SELECT).bind(user_id).fetch_all(pool).await
+        })
+    }
+
+    /// Deletes one of a user's API keys; answers whether there was one.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn delete_api_key_of(&self, user_id: i64, id: i64) -> Result<bool, sqlx::Error> {
+        with_pool!(self, pool => {
+            sqlx::query("DELETE FROM api_keys WHERE id = $1 AND user_id = $2")
+                .bind(id)
+                .bind(user_id)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected() > 0)
+        })
+    }
+
+    /// Every tenant with its members' names (comma-separated, sorted) and
+    /// its number of image types, by name.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn tenants(&self) -> Result<Vec<TenantRow>, sqlx::Error> {
+        const SELECT: &str = "SELECT t.id, t.name, t.created_at, \
+             (SELECT COUNT(*) FROM image_types it WHERE it.tenant_id = t.id) AS image_types \
+             FROM tenants t ORDER BY t.name";
+        const MEMBERS: &str = "SELECT m.tenant_id, u.username FROM tenant_members m \
+             JOIN users u ON u.id = m.user_id ORDER BY u.username";
+        with_pool!(self, pool => {
+            let mut tenants = sqlx::query_as::<_, TenantRow>(SELECT).fetch_all(pool).await?;
+            let members = sqlx::query_as::<_, (i64, String)>(MEMBERS).fetch_all(pool).await?;
+            for (tenant_id, username) in members {
+                if let Some(tenant) = tenants.iter_mut().find(|t| t.id == tenant_id) {
+                    tenant.members.push(username);
+                }
+            }
+            Ok(tenants)
+        })
+    }
+
+    /// A tenant's id by name.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn tenant_id(&self, name: &str) -> Result<Option<i64>, sqlx::Error> {
+        with_pool!(self, pool => {
+            sqlx::query_scalar::<_, i64>("SELECT id FROM tenants WHERE name = $1")
+                .bind(name)
+                .fetch_optional(pool)
+                .await
+        })
+    }
+
+    /// Deletes a tenant with its members, keys and image types; answers
+    /// whether there was one.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn delete_tenant(&self, name: &str) -> Result<bool, sqlx::Error> {
+        with_pool!(self, pool => {
+            sqlx::query("DELETE FROM tenants WHERE name = $1")
+                .bind(name)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected() > 0)
+        })
+    }
+
+    /// Makes a user a member of a tenant (again is fine).
+    #[tracing::instrument(skip(self), err)]
+    pub async fn add_tenant_member(&self, tenant_id: i64, user_id: i64) -> Result<(), sqlx::Error> {
+        const MEMBER: &str = "INSERT INTO tenant_members (tenant_id, user_id) VALUES ($1, $2) \
+             ON CONFLICT (tenant_id, user_id) DO NOTHING";
+        with_pool!(self, pool => {
+            sqlx::query(MEMBER).bind(tenant_id).bind(user_id).execute(pool).await.map(|_| ())
         })
     }
 
@@ -122,7 +211,8 @@ impl Db {
         })
     }
 
-    /// The owner and tenant of a key, if it exists and its owner is still a member.
+    /// The owner and tenant of a key, if it exists and its owner is still an
+    /// enabled member.
     #[tracing::instrument(skip_all, err)]
     pub async fn api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRow>, sqlx::Error> {
         const SELECT: &str = "SELECT u.id AS user_id, u.username, u.role, t.id AS tenant_id, \
@@ -130,9 +220,13 @@ impl Db {
              JOIN users u ON u.id = k.user_id \
              JOIN tenants t ON t.id = k.tenant_id \
              JOIN tenant_members m ON m.tenant_id = k.tenant_id AND m.user_id = k.user_id \
-             WHERE k.key_hash = $1";
+             WHERE k.key_hash = $1 AND u.disabled = $2";
         with_pool!(self, pool => {
-            sqlx::query_as::<_, ApiKeyRow>(SELECT).bind(key_hash).fetch_optional(pool).await
+            sqlx::query_as::<_, ApiKeyRow>(SELECT)
+                .bind(key_hash)
+                .bind(false)
+                .fetch_optional(pool)
+                .await
         })
     }
 

@@ -12,6 +12,7 @@ use super::{with_pool, Db};
 pub struct DeploymentRow {
     pub id: i64,
     pub user_id: i64,
+    pub owner: String,
     pub image_id: i64,
     pub image_name: String,
     pub environment_id: i64,
@@ -35,6 +36,7 @@ impl TryFrom<DeploymentRow> for Deployment {
         Ok(Deployment {
             id: row.id,
             user_id: row.user_id,
+            owner: row.owner,
             image_id: row.image_id,
             image_name: row.image_name,
             environment_id: row.environment_id,
@@ -49,7 +51,8 @@ impl TryFrom<DeploymentRow> for Deployment {
     }
 }
 
-const SELECT: &str = "SELECT d.id, d.user_id, d.image_id, i.name AS image_name, \
+const SELECT: &str = "SELECT d.id, d.user_id, \
+     (SELECT username FROM users WHERE users.id = d.user_id) AS owner, d.image_id, i.name AS image_name, \
      d.environment_id, e.title AS environment_title, d.title, d.environment_reference, \
      d.state, d.reason, d.created_at, d.updated_at FROM deployments d \
      JOIN images i ON i.id = d.image_id JOIN environments e ON e.id = d.environment_id";
@@ -101,6 +104,28 @@ impl Db {
         let text = format!("{SELECT} WHERE d.id = $1");
         with_pool!(self, pool => {
             sqlx::query_as::<_, DeploymentRow>(&text).bind(id).fetch_optional(pool).await
+        })
+    }
+
+    /// One page of a user's deployments (everyone's for `None`), newest
+    /// first, and how many there are.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn deployments_page(
+        &self,
+        user_id: Option<i64>,
+        limit: u64,
+        offset: u64,
+    ) -> Result<(Vec<DeploymentRow>, i64), sqlx::Error> {
+        let text = format!(
+            "{SELECT} WHERE ($1 IS NULL OR d.user_id = $1) ORDER BY d.id DESC LIMIT {} OFFSET {}",
+            super::sql::bounded(limit),
+            super::sql::bounded(offset)
+        );
+        const COUNT: &str = "SELECT COUNT(*) FROM deployments WHERE ($1 IS NULL OR user_id = $1)";
+        with_pool!(self, pool => {
+            let rows = sqlx::query_as::<_, DeploymentRow>(&text).bind(user_id).fetch_all(pool).await?;
+            let total = sqlx::query_scalar::<_, i64>(COUNT).bind(user_id).fetch_one(pool).await?;
+            Ok((rows, total))
         })
     }
 

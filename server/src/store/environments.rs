@@ -21,6 +21,8 @@ pub struct EnvironmentRow {
     /// Nonce and ciphertext, hex; never the password itself.
     pub cred_password: Option<String>,
     pub cred_specifics: String,
+    /// The owner's username.
+    pub owner: String,
 }
 
 impl std::fmt::Debug for EnvironmentRow {
@@ -49,7 +51,8 @@ pub struct EnvironmentColumns<'a> {
 }
 
 const SELECT: &str = "SELECT id, user_id, title, mgmt_type, mgmt_software, mgmt_version, \
-     rt_type, rt_software, rt_version, location, cred_username, cred_password, cred_specifics \
+     rt_type, rt_software, rt_version, location, cred_username, cred_password, cred_specifics, \
+     (SELECT username FROM users WHERE users.id = environments.user_id) AS owner \
      FROM environments";
 
 impl Db {
@@ -123,6 +126,28 @@ impl Db {
         let text = format!("{SELECT} WHERE id = $1");
         with_pool!(self, pool => {
             sqlx::query_as::<_, EnvironmentRow>(&text).bind(id).fetch_optional(pool).await
+        })
+    }
+
+    /// One page of a user's environments (everyone's for `None`), by id,
+    /// and how many there are.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn environments_page(
+        &self,
+        user_id: Option<i64>,
+        limit: u64,
+        offset: u64,
+    ) -> Result<(Vec<EnvironmentRow>, i64), sqlx::Error> {
+        let text = format!(
+            "{SELECT} WHERE ($1 IS NULL OR user_id = $1) ORDER BY id LIMIT {} OFFSET {}",
+            super::sql::bounded(limit),
+            super::sql::bounded(offset)
+        );
+        const COUNT: &str = "SELECT COUNT(*) FROM environments WHERE ($1 IS NULL OR user_id = $1)";
+        with_pool!(self, pool => {
+            let rows = sqlx::query_as::<_, EnvironmentRow>(&text).bind(user_id).fetch_all(pool).await?;
+            let total = sqlx::query_scalar::<_, i64>(COUNT).bind(user_id).fetch_one(pool).await?;
+            Ok((rows, total))
         })
     }
 

@@ -130,6 +130,20 @@ pub struct ProvisioningUpdate {
     pub now: DateTime<Utc>,
 }
 
+/// A change to what people call and read about a record (its page's edit form).
+#[derive(Debug, Clone)]
+pub struct DetailsUpdate {
+    pub id: i64,
+    /// The version the editor saw; the update applies only if the record still has it.
+    pub expected_version: i64,
+    pub name: String,
+    pub path: String,
+    pub label: String,
+    pub description: String,
+    pub public: bool,
+    pub now: DateTime<Utc>,
+}
+
 /// A hypervisor's link to an image it can run, with what visibility needs.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct LinkRow {
@@ -240,6 +254,29 @@ impl Db {
             }
             tx.commit().await?;
             Ok(true)
+        })
+    }
+
+    /// Applies an edit from an image's page if the record is still at
+    /// `expected_version`, bumping the version; `false` when it was not.
+    #[tracing::instrument(skip_all, fields(id = update.id), err)]
+    pub async fn update_details(&self, update: &DetailsUpdate) -> Result<bool, sqlx::Error> {
+        const UPDATE: &str = "UPDATE images SET name = $1, path = $2, label = $3, \
+             description = $4, public = $5, updated_at = $6, version = version + 1 \
+             WHERE id = $7 AND version = $8";
+        with_pool!(self, pool => {
+            sqlx::query(UPDATE)
+                .bind(&update.name)
+                .bind(&update.path)
+                .bind(&update.label)
+                .bind(&update.description)
+                .bind(update.public)
+                .bind(update.now)
+                .bind(update.id)
+                .bind(update.expected_version)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected() == 1)
         })
     }
 

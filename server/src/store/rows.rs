@@ -14,6 +14,7 @@ pub struct ImageRow {
     pub kind: String,
     pub name: String,
     pub label: String,
+    pub description: String,
     pub folder: String,
     pub data_store: String,
     pub public: bool,
@@ -92,6 +93,7 @@ impl TryFrom<ImageRow> for Image {
             kind,
             name: row.name,
             label: row.label,
+            description: row.description,
             folder: row.folder,
             data_store: row.data_store,
             public: row.public,
@@ -150,6 +152,10 @@ pub struct UserRow {
     pub email: String,
     pub full_name: String,
     pub role: String,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+    /// Browser sessions signed in before this no longer count.
+    pub sessions_valid_from: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for UserRow {
@@ -158,12 +164,17 @@ impl std::fmt::Debug for UserRow {
             .field("id", &self.id)
             .field("username", &self.username)
             .field("role", &self.role)
+            .field("disabled", &self.disabled)
             .finish_non_exhaustive()
     }
 }
 
 impl UserRow {
+    /// Who this account acts as; a disabled account acts as no one.
     pub fn principal(&self) -> Result<Principal, CoreError> {
+        if self.disabled {
+            return Err(CoreError::Forbidden("this account is disabled".into()));
+        }
         let role = Role::parse(&self.role).map_err(|_| {
             tracing::error!(user = self.id, "unreadable role in the users table");
             CoreError::Internal

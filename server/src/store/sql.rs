@@ -31,7 +31,7 @@ pub const IMAGE_SELECT: &str = "SELECT i.id, i.kind, i.name, i.label, i.folder, 
      i.supports_physical, i.supports_virtual, i.template_name, i.provisioning_type, i.active, \
      i.features, i.extensions, i.title, i.vice_image_type, i.imported, i.origin_environment, \
      i.environment_ref, i.specifics, i.format_detail, i.volume_label, i.cpus, i.memory_mib, \
-     i.product, i.vendor, i.product_version, i.networks \
+     i.product, i.vendor, i.product_version, i.networks, i.description \
      FROM images i LEFT JOIN users u ON u.id = i.owner_id";
 
 /// The column behind each field.
@@ -41,11 +41,15 @@ fn column(field: Field) -> &'static str {
         Field::Kind => "i.kind",
         Field::Name => "i.name",
         Field::Label => "i.label",
+        Field::Description => "i.description",
         Field::Folder => "i.folder",
         Field::DataStore => "i.data_store",
         Field::Path => "i.path",
         Field::Public => "i.public",
         Field::OwnerId => "i.owner_id",
+        // A subquery rather than the join's column, so that the count and
+        // distinct statements, which select from `images` alone, take it too.
+        Field::Owner => "(SELECT o.username FROM users o WHERE o.id = i.owner_id)",
         Field::Size => "i.size",
         Field::Sha256 => "i.sha256",
         Field::Format => "i.format",

@@ -104,6 +104,18 @@ impl Db {
         })
     }
 
+    /// Forgets every token of a user (a new password, a disabled account).
+    #[tracing::instrument(skip(self), err)]
+    pub async fn delete_tokens_of_user(&self, user_id: i64) -> Result<u64, sqlx::Error> {
+        with_pool!(self, pool => {
+            sqlx::query("DELETE FROM api_tokens WHERE user_id = $1")
+                .bind(user_id)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        })
+    }
+
     /// Forgets the tokens one browser session issued; answers how many.
     #[tracing::instrument(skip_all, err)]
     pub async fn delete_session_tokens(&self, session_hash: &str) -> Result<u64, sqlx::Error> {
@@ -136,8 +148,8 @@ impl Db {
         now: DateTime<Utc>,
     ) -> Result<Option<UserRow>, sqlx::Error> {
         const SELECT: &str =
-            "SELECT u.id, u.username, u.password_hash, u.email, u.full_name, u.role \
-             FROM api_tokens t JOIN users u ON u.id = t.user_id \
+            "SELECT u.id, u.username, u.password_hash, u.email, u.full_name, u.role, \
+             u.disabled, u.created_at, u.sessions_valid_from FROM api_tokens t JOIN users u ON u.id = t.user_id \
              WHERE t.token_hash = $1 AND t.expires_at > $2";
         with_pool!(self, pool => {
             sqlx::query_as::<_, UserRow>(SELECT)

@@ -49,14 +49,14 @@ async fn not_found(uri: Uri) -> ApiError {
     ApiError(CoreError::not_found(format!("resource {}", uri.path())))
 }
 
-fn bad_form(error: impl std::fmt::Display) -> ApiError {
+pub(super) fn bad_form(error: impl std::fmt::Display) -> ApiError {
     ApiError(CoreError::invalid(format!(
         "unreadable upload form: {error}"
     )))
 }
 
 /// Reads a small text field, refusing one that is not small.
-async fn text_field(mut field: Field<'_>) -> Result<String, ApiError> {
+pub(super) async fn text_field(mut field: Field<'_>) -> Result<String, ApiError> {
     let mut bytes = Vec::new();
     while let Some(chunk) = field.chunk().await.map_err(bad_form)? {
         bytes.extend_from_slice(&chunk);
@@ -70,7 +70,7 @@ async fn text_field(mut field: Field<'_>) -> Result<String, ApiError> {
 }
 
 /// Whether the client is a browser posting the plain HTML form (no script).
-fn wants_html(headers: &HeaderMap) -> bool {
+pub(super) fn wants_html(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|accept| accept.to_str().ok())

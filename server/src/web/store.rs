@@ -3,15 +3,22 @@
 //! desktop file managers can put files there for a sync to pick up. Paths
 //! are resolved by dav-server inside that folder; `..` cannot leave it.
 
-use app::model::Viewer;
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::any;
-use axum::{Extension, Router};
+use app::error::CoreError;
+use app::model::{Principal, StorePath, Viewer};
+use axum::body::Body;
+use axum::extract::multipart::Field;
+use axum::extract::{DefaultBodyLimit, Multipart, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{any, post};
+use axum::{Extension, Json, Router};
+use bytes::Bytes;
 use dav_server::{DavConfig, DavHandler};
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
+use super::files::{bad_form, text_field, wants_html};
 use super::store_quota::QuotaFs;
+use super::ApiError;
 use crate::state::AppState;
 
 /// The handler shared by every request; each gets its user's folder.
@@ -24,6 +31,11 @@ pub fn handler() -> DavHandler {
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        // The body is streamed into the store and limited by its file system.
+        .route(
+            "/api/store/upload",
+            post(upload).layer(DefaultBodyLimit::disable()),
+        )
         .route("/store", any(serve))
         .route("/store/", any(serve))
         .route("/store/{*path}", any(serve))
@@ -60,13 +72,134 @@ async fn serve(
         let message = format!("a file may be at most {limit} bytes\n");
         return (StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
     }
+    match dav_config(&state, user).await {
+        Ok(config) => state.dav.handle_with(config, request).await.into_response(),
+        Err(status) => status.into_response(),
+    }
+}
+
+/// The WebDAV view of one user's folder, with their quota.
+async fn dav_config(state: &AppState, user: &Principal) -> Result<DavConfig, StatusCode> {
     let root = state.core.personal_folder(user.id);
     if let Err(error) = tokio::fs::create_dir_all(&root).await {
         tracing::error!(%error, "cannot create a personal store folder");
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        return Err(StatusCode::INTERNAL_SERVER_ERROR);
     }
-    let config = DavConfig::new()
+    Ok(DavConfig::new()
         .filesystem(Box::new(QuotaFs::new(&root, state.core.clone(), user.id)))
-        .principal(user.username.clone());
-    state.dav.handle_with(config, request).await.into_response()
+        .principal(user.username.clone()))
+}
+
+/// `POST /api/store/upload`: the Store page's form (`folder`, then one or
+/// more `file` fields). Each file is handed to WebDAV as a `PUT`, so that
+/// the one write path (quota, upload limit, no partial file left) holds for
+/// both. Answers 201 with the stored paths, or sends a browser without
+/// script back to the folder.
+async fn upload(
+    State(state): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    headers: HeaderMap,
+    mut form: Multipart,
+) -> Result<Response, ApiError> {
+    let user = viewer.require_user()?;
+    let mut folder = StorePath::parse("")?;
+    let mut stored = Vec::new();
+    while let Some(field) = form.next_field().await.map_err(bad_form)? {
+        match field.name().unwrap_or_default() {
+            "folder" => folder = StorePath::parse(&text_field(field).await?)?,
+            "file" => {
+                let name = field.file_name().unwrap_or_default().to_owned();
+                let path = folder.join(&name)?;
+                put_into_store(&state, user, &path, field).await?;
+                stored.push(path.as_string());
+            }
+            other => {
+                return Err(ApiError(CoreError::invalid(format!(
+                    "unknown form field '{other}' (expected folder, file)"
+                ))))
+            }
+        }
+    }
+    if stored.is_empty() {
+        return Err(ApiError(CoreError::invalid("the form has no 'file' field")));
+    }
+    if wants_html(&headers) {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("path", &folder.as_string());
+        return Ok(Redirect::to(&format!("/personal-store?{}", query.finish())).into_response());
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "stored": stored })),
+    )
+        .into_response())
+}
+
+/// Streams one form field into the store at `path` through WebDAV.
+async fn put_into_store(
+    state: &AppState,
+    user: &Principal,
+    path: &StorePath,
+    mut field: Field<'_>,
+) -> Result<(), ApiError> {
+    let config = dav_config(state, user)
+        .await
+        .map_err(|_| ApiError(CoreError::Internal))?;
+    let uri: String = std::iter::once("/store".to_owned())
+        .chain(
+            path.parts()
+                .iter()
+                .map(|part| format!("/{}", utf8_percent_encode(part, NON_ALPHANUMERIC))),
+        )
+        .collect();
+    // The field borrows the form, so it cannot become a body by itself: a
+    // small channel carries its chunks to the PUT, both driven here.
+    let (chunks, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let body = Body::from_stream(futures_util::stream::unfold(
+        receiver,
+        |mut receiver| async { receiver.recv().await.map(|chunk| (chunk, receiver)) },
+    ));
+    let request = Request::builder()
+        .method(Method::PUT)
+        .uri(uri)
+        .body(body)
+        .map_err(|_| ApiError(CoreError::invalid("that file name cannot be stored")))?;
+    let pump = async move {
+        loop {
+            let chunk = match field.chunk().await {
+                Ok(Some(chunk)) => Ok(chunk),
+                Ok(None) => return,
+                Err(error) => Err(std::io::Error::other(error.body_text())),
+            };
+            let failed = chunk.is_err();
+            // The PUT stopped reading (it refused the file): stop sending.
+            if chunks.send(chunk).await.is_err() || failed {
+                return;
+            }
+        }
+    };
+    let ((), response) = tokio::join!(pump, state.dav.handle_with(config, request));
+    match response.status() {
+        status if status.is_success() => Ok(()),
+        StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError(CoreError::TooLarge(format!(
+            "'{}' is larger than the {} bytes a file may have",
+            path.as_string(),
+            state.core.limits().max_upload_bytes
+        )))),
+        StatusCode::INSUFFICIENT_STORAGE => Err(ApiError(CoreError::TooLarge(format!(
+            "'{}' does not fit in what is left of your quota",
+            path.as_string()
+        )))),
+        StatusCode::CONFLICT | StatusCode::NOT_FOUND => {
+            Err(ApiError(CoreError::not_found("that folder in your store")))
+        }
+        status => {
+            tracing::warn!(%status, "the store refused a file from the upload form");
+            Err(ApiError(CoreError::invalid(format!(
+                "the store refused '{}' (HTTP {})",
+                path.as_string(),
+                status.as_u16()
+            ))))
+        }
+    }
 }

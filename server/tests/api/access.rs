@@ -101,7 +101,7 @@ async fn private_images_are_invisible_to_other_users(#[case] backend: Backend) {
             .form(&[
                 ("params[q]", ""),
                 ("params[mine]", "false"),
-                ("params[sort]", "Newest"),
+                ("params[sort][column]", "Created"),
                 ("params[page]", "1"),
             ])
             .send()

@@ -2,6 +2,7 @@
 //! it over HTTP, once on SQLite and once on PostgreSQL.
 
 mod access;
+mod admin_users;
 mod bounded_input;
 mod cli;
 mod coopr;
@@ -19,6 +20,11 @@ mod query;
 mod quota_and_races;
 mod store;
 mod ui;
+mod ui_images;
+mod ui_keys;
+mod ui_lists;
+mod ui_store;
+mod ui_tenants;
 mod vice;
 mod vice_environments;
 mod vice_pages;

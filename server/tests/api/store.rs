@@ -14,7 +14,7 @@ fn ova() -> Vec<u8> {
     crate::helpers::ova_bytes()
 }
 
-fn iso() -> Vec<u8> {
+pub(crate) fn iso() -> Vec<u8> {
     let mut bytes = random_bytes(40_000);
     bytes[0x8001..0x8006].copy_from_slice(b"CD001");
     bytes

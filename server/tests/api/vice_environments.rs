@@ -9,7 +9,7 @@ use crate::helpers::{Backend, TestApp};
 use crate::vice::{iso_bytes, Vice};
 
 /// The seed's `createEnvironment` example, with a password worth hiding.
-fn seed_environment(password: &str) -> Value {
+pub(crate) fn seed_environment(password: &str) -> Value {
     json!({
         "credentials": {"password": password, "location": "aeiou", "username": "aeiou", "specifics": "{}"},
         "managementlayer": {"software": "aeiou", "type": "basic", "version": "aeiou"},

@@ -1,0 +1,138 @@
+//! The personal store as the browser shows it: a folder's entries, and the
+//! sync requests that turn its files into images.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::CoreError;
+use crate::model::plain_text;
+
+/// A file or folder in a personal store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreEntry {
+    pub name: String,
+    pub folder: bool,
+    /// Bytes, for a file.
+    pub size: u64,
+    pub modified: Option<DateTime<Utc>>,
+}
+
+/// One folder of a personal store: `path` is relative to its root (`""` is
+/// the root), folders first, then files, each by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreListing {
+    pub path: String,
+    pub entries: Vec<StoreEntry>,
+}
+
+/// A sync of the personal store and what it did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncInfo {
+    pub id: i64,
+    /// `VM` or `ISO`.
+    pub kind: String,
+    /// `SUBMITTED`, `PENDING`, `IN_PROGRESS`, `PROCESSED` or `ERROR`, as VSS says.
+    pub status: String,
+    pub added: i64,
+    pub updated: i64,
+    pub deleted: i64,
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl SyncInfo {
+    /// Whether the request may still change (so a page showing it asks again).
+    pub fn is_running(&self) -> bool {
+        !matches!(self.status.as_str(), "PROCESSED" | "ERROR")
+    }
+}
+
+/// A path inside a personal store, as a user names it: components joined
+/// by `/`, none empty, `.` or `..`, no backslash or control character.
+/// `""` is the root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorePath(Vec<String>);
+
+impl StorePath {
+    pub fn parse(raw: &str) -> Result<Self, CoreError> {
+        let trimmed = raw.trim_matches('/');
+        if trimmed.is_empty() {
+            return Ok(Self(Vec::new()));
+        }
+        if trimmed.len() > 1024 {
+            return Err(CoreError::invalid("a store path is at most 1024 bytes"));
+        }
+        let mut parts = Vec::new();
+        for part in trimmed.split('/') {
+            if part.is_empty() || part == "." || part == ".." || part.contains('\\') {
+                return Err(CoreError::invalid(format!(
+                    "'{raw}' is not a path inside your store"
+                )));
+            }
+            plain_text("a store path", part)?;
+            parts.push(part.to_owned());
+        }
+        Ok(Self(parts))
+    }
+
+    pub fn parts(&self) -> &[String] {
+        &self.0
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The path as text, without leading or trailing `/`.
+    pub fn as_string(&self) -> String {
+        self.0.join("/")
+    }
+
+    /// The folder above, for a path that is not the root.
+    pub fn parent(&self) -> Option<StorePath> {
+        (!self.0.is_empty()).then(|| Self(self.0[..self.0.len() - 1].to_vec()))
+    }
+
+    /// This path with one more component, checked as [`StorePath::parse`] checks.
+    pub fn join(&self, name: &str) -> Result<StorePath, CoreError> {
+        if name.contains('/') {
+            return Err(CoreError::invalid("a name may not contain /"));
+        }
+        let mut joined = Self::parse(name)?;
+        if joined.is_root() {
+            return Err(CoreError::invalid("a name is required"));
+        }
+        let mut parts = self.0.clone();
+        parts.append(&mut joined.0);
+        Ok(Self(parts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_path_cannot_leave_the_store() {
+        for bad in [
+            "..",
+            "a/../..",
+            "a/./b",
+            "a//b",
+            "a\\..\\b",
+            "evil\u{202e}",
+            "nul\u{0}",
+        ] {
+            assert!(StorePath::parse(bad).is_err(), "{bad:?}");
+        }
+        let path = StorePath::parse("/isos/linux/").unwrap();
+        assert_eq!(path.as_string(), "isos/linux");
+        assert_eq!(path.parent().unwrap().as_string(), "isos");
+        assert!(StorePath::parse("").unwrap().is_root());
+        assert!(path.join("..").is_err());
+        assert!(path.join("a/b").is_err());
+        assert_eq!(path.join("x.iso").unwrap().as_string(), "isos/linux/x.iso");
+    }
+}

@@ -1,0 +1,146 @@
+//! Accounts as an administrator manages them: list, create, change role,
+//! disable or enable, reset a password. Every rule here is the admin's
+//! only; nobody else reaches these functions.
+
+use app::error::CoreError;
+use app::model::{PasswordReset, Role, UserChange, UserInfo, UserPage, Viewer};
+use chrono::Utc;
+
+use super::auth::generate_password;
+use super::{db_error, Core};
+use crate::store::UserRow;
+
+/// Accounts per page of the admin's listing, at most.
+pub const MAX_USER_PAGE: u64 = 200;
+
+fn require_admin(viewer: &Viewer) -> Result<i64, CoreError> {
+    let user = viewer.require_user()?;
+    if user.role != Role::Admin {
+        return Err(CoreError::Forbidden(
+            "only administrators manage accounts".into(),
+        ));
+    }
+    Ok(user.id)
+}
+
+fn info(row: UserRow) -> Result<UserInfo, CoreError> {
+    let role = Role::parse(&row.role).map_err(|_| CoreError::Internal)?;
+    Ok(UserInfo {
+        id: row.id,
+        username: row.username,
+        role,
+        disabled: row.disabled,
+        created_at: row.created_at,
+    })
+}
+
+impl Core {
+    /// A page of every account, by username.
+    pub async fn list_users(
+        &self,
+        viewer: &Viewer,
+        limit: u64,
+        offset: u64,
+    ) -> Result<UserPage, CoreError> {
+        require_admin(viewer)?;
+        let limit = limit.clamp(1, MAX_USER_PAGE);
+        let (rows, total) = self.db.list_users(limit, offset).await.map_err(db_error)?;
+        Ok(UserPage {
+            items: rows.into_iter().map(info).collect::<Result<_, _>>()?,
+            total: total.max(0) as u64,
+            limit,
+            offset,
+        })
+    }
+
+    /// Creates an account for someone else.
+    pub async fn create_account(
+        &self,
+        viewer: &Viewer,
+        username: &str,
+        password: &str,
+        role: Role,
+    ) -> Result<UserInfo, CoreError> {
+        require_admin(viewer)?;
+        let id = self.create_user(username, password, role).await?;
+        tracing::info!(
+            user = id,
+            role = role.as_str(),
+            "an administrator created an account"
+        );
+        info(self.user_profile(id).await?)
+    }
+
+    /// Makes an account an admin or a plain user, or disables or enables
+    /// it. An admin cannot demote or disable themselves, so that the last
+    /// admin never locks everyone out by a slip.
+    pub async fn change_account(
+        &self,
+        viewer: &Viewer,
+        id: i64,
+        change: UserChange,
+    ) -> Result<UserInfo, CoreError> {
+        let admin_id = require_admin(viewer)?;
+        if id == admin_id && change != UserChange::Role(Role::Admin) {
+            return Err(CoreError::invalid(
+                "you cannot demote or disable your own account",
+            ));
+        }
+        let found = match change {
+            UserChange::Role(role) => self.db.set_user_role(id, role.as_str()).await,
+            UserChange::Disabled(disabled) => self.db.set_user_disabled(id, disabled).await,
+        }
+        .map_err(db_error)?;
+        if !found {
+            return Err(CoreError::not_found(format!("user {id}")));
+        }
+        if change == UserChange::Disabled(true) {
+            // Sessions and tokens end for good: enabling the account again
+            // does not bring back whoever held them.
+            self.sign_out_everywhere(id).await?;
+        }
+        tracing::info!(user = id, ?change, "an administrator changed an account");
+        info(self.user_profile(id).await?)
+    }
+
+    /// Gives an account a new generated password, shown to the admin once,
+    /// and revokes every token it had.
+    pub async fn reset_password(
+        &self,
+        viewer: &Viewer,
+        id: i64,
+    ) -> Result<PasswordReset, CoreError> {
+        require_admin(viewer)?;
+        let password = generate_password();
+        let hash = {
+            let password = password.clone();
+            tokio::task::spawn_blocking(move || super::auth::hash_password(&password))
+                .await
+                .map_err(|_| CoreError::Internal)??
+        };
+        if !self
+            .db
+            .set_password_hash(id, &hash)
+            .await
+            .map_err(db_error)?
+        {
+            return Err(CoreError::not_found(format!("user {id}")));
+        }
+        self.sign_out_everywhere(id).await?;
+        tracing::info!(user = id, "an administrator reset a password");
+        let username = self.user_profile(id).await?.username;
+        Ok(PasswordReset { username, password })
+    }
+
+    /// Ends a user's browser sessions, revokes their tokens and forgets
+    /// their remembered credentials.
+    async fn sign_out_everywhere(&self, id: i64) -> Result<(), CoreError> {
+        self.db
+            .end_sessions(id, Utc::now())
+            .await
+            .map_err(db_error)?;
+        self.db.delete_tokens_of_user(id).await.map_err(db_error)?;
+        self.login_guard.forget_user(id);
+        Ok(())
+    }
+}

@@ -1,0 +1,335 @@
+//! Accounts as an administrator manages them from the Users page (its
+//! server functions over HTTP): create, promote, disable, enable, reset a
+//! password; and every credential of a disabled or reset account failing.
+
+use rstest::rstest;
+use serde_json::Value;
+
+use crate::helpers::{Backend, TestApp, ADMIN_PASSWORD};
+
+const ADMIN: (&str, &str) = ("admin", ADMIN_PASSWORD);
+
+/// Posts a form to a server function of the Users page as `user`.
+async fn call(
+    app: &TestApp,
+    user: (&str, &str),
+    endpoint: &str,
+    form: &[(&str, &str)],
+) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(app.url(&format!("/api/ui/{endpoint}")))
+        .basic_auth(user.0, Some(user.1))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// The status of a request that needs a signed-in user, made with Basic credentials.
+async fn basic_status(app: &TestApp, user: &str, password: &str) -> u16 {
+    reqwest::Client::new()
+        .get(app.url("/api/tokens"))
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn bearer_status(app: &TestApp, token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(app.url("/api/tokens"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// A signed-in browser session of `user`.
+async fn browser_of(app: &TestApp, user: &str, password: &str) -> reqwest::Client {
+    let browser = app.browser();
+    let signed_in = browser
+        .post(app.url("/api/ui/login"))
+        .form(&[("username", user), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 200, "{user} cannot sign in");
+    browser
+}
+
+async fn session_user(app: &TestApp, browser: &reqwest::Client) -> Value {
+    browser
+        .post(app.url("/api/ui/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn coopr_status(app: &TestApp, user: &str, key: &str) -> u16 {
+    reqwest::Client::new()
+        .get(app.url("/v2/imagetypes"))
+        .header("Coopr-UserID", user)
+        .header("Coopr-TenantID", "lab")
+        .header("Coopr-ApiKey", key)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn only_an_admin_manages_accounts_and_input_is_checked(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("alice", "alice-password").await;
+    let anonymous = reqwest::Client::new()
+        .post(app.url("/api/ui/users"))
+        .form(&[("page", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let alice = ("alice", "alice-password");
+    assert_eq!(call(&app, alice, "users", &[("page", "1")]).await.0, 403);
+    let (status, _) = call(
+        &app,
+        alice,
+        "users/create",
+        &[("username", "mallory"), ("password", "mallory-pass")],
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        call(
+            &app,
+            alice,
+            "users/change",
+            &[("id", "1"), ("action", "disable")]
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        call(&app, alice, "users/reset-password", &[("id", "1")])
+            .await
+            .0,
+        403
+    );
+
+    let (status, listed) = call(&app, ADMIN, "users", &[("page", "1")]).await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["total"], 2);
+    let names: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["admin", "alice"]);
+    assert!(
+        !listed.to_string().contains("argon2"),
+        "a listing leaks a password hash"
+    );
+
+    for (username, password, reason) in [
+        ("alice", "long-enough", "taken"),
+        ("bad name", "long-enough", "a username is"),
+        ("carol", "short", "at least 8"),
+    ] {
+        let (status, answer) = call(
+            &app,
+            ADMIN,
+            "users/create",
+            &[("username", username), ("password", password)],
+        )
+        .await;
+        assert!(
+            status == 400 || status == 409,
+            "{username}: {status} {answer}"
+        );
+        assert!(answer.to_string().contains(reason), "{answer}");
+    }
+    assert_eq!(
+        call(
+            &app,
+            ADMIN,
+            "users/change",
+            &[("id", "999"), ("action", "disable")]
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        call(
+            &app,
+            ADMIN,
+            "users/change",
+            &[("id", "2"), ("action", "explode")]
+        )
+        .await
+        .0,
+        400
+    );
+
+    // An admin never locks themselves out by a slip.
+    let admin_id = listed["items"][0]["id"].to_string();
+    for action in ["disable", "make-user"] {
+        let (status, answer) = call(
+            &app,
+            ADMIN,
+            "users/change",
+            &[("id", &admin_id), ("action", action)],
+        )
+        .await;
+        assert_eq!(status, 400, "{action}: {answer}");
+    }
+    assert_eq!(basic_status(&app, ADMIN.0, ADMIN.1).await, 200);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_disabled_account_has_no_working_credential_until_enabled(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (status, carol) = call(
+        &app,
+        ADMIN,
+        "users/create",
+        &[("username", "carol"), ("password", "carol-password")],
+    )
+    .await;
+    assert_eq!(status, 200, "{carol}");
+    assert_eq!(carol["role"], "user");
+    let id = carol["id"].to_string();
+
+    // Every way Carol can act: password (verified, then remembered), a
+    // browser session, a token, a Coopr API key.
+    assert_eq!(basic_status(&app, "carol", "carol-password").await, 200);
+    let browser = browser_of(&app, "carol", "carol-password").await;
+    assert_eq!(session_user(&app, &browser).await["username"], "carol");
+    let token: Value = reqwest::Client::new()
+        .post(app.url("/api/tokens"))
+        .basic_auth("carol", Some("carol-password"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+    assert_eq!(bearer_status(&app, &token).await, 200);
+    let key = app.core.issue_api_key("carol", "lab").await.unwrap().key;
+    assert_eq!(coopr_status(&app, "carol", &key).await, 200);
+
+    let (status, disabled) = call(
+        &app,
+        ADMIN,
+        "users/change",
+        &[("id", &id), ("action", "disable")],
+    )
+    .await;
+    assert_eq!(status, 200, "{disabled}");
+    assert_eq!(disabled["disabled"], true);
+    // The password was remembered a moment ago; it opens nothing now.
+    let status = basic_status(&app, "carol", "carol-password").await;
+    assert!(status == 401 || status == 403, "{status}");
+    assert_eq!(session_user(&app, &browser).await, Value::Null);
+    assert_eq!(bearer_status(&app, &token).await, 401);
+    assert_eq!(coopr_status(&app, "carol", &key).await, 401);
+    let refused = app
+        .browser()
+        .post(app.url("/api/ui/login"))
+        .form(&[("username", "carol"), ("password", "carol-password")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    assert!(refused.text().await.unwrap().contains("disabled"));
+
+    // Enabled again: the password and the key work; what was ended stays ended.
+    let (status, _) = call(
+        &app,
+        ADMIN,
+        "users/change",
+        &[("id", &id), ("action", "enable")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(basic_status(&app, "carol", "carol-password").await, 200);
+    assert_eq!(coopr_status(&app, "carol", &key).await, 200);
+    assert_eq!(bearer_status(&app, &token).await, 401);
+    assert_eq!(session_user(&app, &browser).await, Value::Null);
+
+    // Made an admin, Carol manages accounts too.
+    assert_eq!(
+        call(&app, ("carol", "carol-password"), "users", &[("page", "1")])
+            .await
+            .0,
+        403
+    );
+    let (status, promoted) = call(
+        &app,
+        ADMIN,
+        "users/change",
+        &[("id", &id), ("action", "make-admin")],
+    )
+    .await;
+    assert_eq!((status, promoted["role"].as_str()), (200, Some("admin")));
+    assert_eq!(
+        call(&app, ("carol", "carol-password"), "users", &[("page", "1")])
+            .await
+            .0,
+        200
+    );
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_reset_password_replaces_the_old_one_everywhere_at_once(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("dave", "dave-password").await;
+    // Verified, so remembered for a minute, and signed in in a browser.
+    assert_eq!(basic_status(&app, "dave", "dave-password").await, 200);
+    let browser = browser_of(&app, "dave", "dave-password").await;
+    let (_, listed) = call(&app, ADMIN, "users", &[("page", "1")]).await;
+    let dave = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|user| user["username"] == "dave")
+        .unwrap()["id"]
+        .to_string();
+
+    let (status, reset) = call(&app, ADMIN, "users/reset-password", &[("id", &dave)]).await;
+    assert_eq!(status, 200, "{reset}");
+    assert_eq!(reset["username"], "dave");
+    let new_password = reset["password"].as_str().unwrap().to_owned();
+    assert!(new_password.len() >= 16);
+
+    assert_eq!(basic_status(&app, "dave", "dave-password").await, 401);
+    assert_eq!(session_user(&app, &browser).await, Value::Null);
+    assert_eq!(basic_status(&app, "dave", &new_password).await, 200);
+    let browser = browser_of(&app, "dave", &new_password).await;
+    assert_eq!(session_user(&app, &browser).await["username"], "dave");
+}

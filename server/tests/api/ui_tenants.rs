@@ -1,0 +1,238 @@
+//! Coopr tenants and image types from the admin's Tenants page (its server
+//! functions over HTTP), seen through the `/v2` dialect as a member sees them.
+
+use rstest::rstest;
+use serde_json::Value;
+
+use crate::helpers::{Backend, TestApp, ADMIN_PASSWORD};
+
+const ADMIN: (&str, &str) = ("admin", ADMIN_PASSWORD);
+const ALICE: (&str, &str) = ("alice", "alice-password");
+
+async fn call(
+    app: &TestApp,
+    user: (&str, &str),
+    endpoint: &str,
+    form: &[(&str, &str)],
+) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(app.url(&format!("/api/ui/{endpoint}")))
+        .basic_auth(user.0, Some(user.1))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn an_admin_manages_tenants_and_their_image_types_from_the_browser(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+
+    // Not for anyone else.
+    assert_eq!(call(&app, ALICE, "tenants", &[]).await.0, 403);
+    assert_eq!(
+        call(&app, ALICE, "tenants/create", &[("name", "lab")])
+            .await
+            .0,
+        403
+    );
+
+    assert_eq!(
+        call(&app, ADMIN, "tenants/create", &[("name", "lab")])
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        call(&app, ADMIN, "tenants/create", &[("name", "lab")])
+            .await
+            .0,
+        409
+    );
+    assert_eq!(
+        call(&app, ADMIN, "tenants/create", &[("name", "no spaces")])
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        call(
+            &app,
+            ADMIN,
+            "tenants/members/add",
+            &[("tenant", "lab"), ("username", "alice")]
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        call(
+            &app,
+            ADMIN,
+            "tenants/members/add",
+            &[("tenant", "lab"), ("username", "ghost")]
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        call(
+            &app,
+            ADMIN,
+            "tenants/members/add",
+            &[("tenant", "nope"), ("username", "alice")]
+        )
+        .await
+        .0,
+        404
+    );
+
+    let save = |name: &'static str, providermap: &'static str, replace: bool| {
+        let mut form = vec![
+            ("tenant", "lab"),
+            ("name", name),
+            ("description", "Small box"),
+            ("providermap", providermap),
+        ];
+        if replace {
+            form.push(("replace", "yes"));
+        }
+        form
+    };
+    let (status, answer) = call(
+        &app,
+        ADMIN,
+        "tenants/image-types/save",
+        &save("small", r#"{"openstack": {"flavor": "m1.small"}}"#, false),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        call(
+            &app,
+            ADMIN,
+            "tenants/image-types/save",
+            &save("small", r#"{"openstack": {"flavor": "m1.small"}}"#, false)
+        )
+        .await
+        .0,
+        409
+    );
+    for (name, map, reason) in [
+        ("bad name", "{}", "may contain only"),
+        ("x", "not json", "not JSON"),
+        ("x", r#"{"openstack": "m1"}"#, "must be an object"),
+    ] {
+        let (status, answer) = call(
+            &app,
+            ADMIN,
+            "tenants/image-types/save",
+            &save(name, map, false),
+        )
+        .await;
+        assert_eq!(status, 400, "{name}: {answer}");
+        assert!(answer.to_string().contains(reason), "{answer}");
+    }
+    let (status, _) = call(
+        &app,
+        ADMIN,
+        "tenants/image-types/save",
+        &save("small", r#"{"aws": {"flavor": "t3.micro"}}"#, true),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        call(
+            &app,
+            ADMIN,
+            "tenants/image-types/save",
+            &save("ghost", "{}", true)
+        )
+        .await
+        .0,
+        404
+    );
+
+    // Alice, a member, makes a key and sees the type through Coopr.
+    let (status, key) = call(&app, ALICE, "apikeys/create", &[("tenant", "lab")]).await;
+    assert_eq!(status, 200, "{key}");
+    let coopr = |path: &str| {
+        reqwest::Client::new()
+            .get(app.url(path))
+            .header("Coopr-UserID", "alice")
+            .header("Coopr-TenantID", "lab")
+            .header("Coopr-ApiKey", key["key"].as_str().unwrap())
+    };
+    let seen: Value = coopr("/v2/imagetypes/small")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["providermap"]["aws"]["flavor"], "t3.micro", "{seen}");
+
+    let (_, tenants) = call(&app, ADMIN, "tenants", &[]).await;
+    assert_eq!(tenants[0]["name"], "lab");
+    assert_eq!(tenants[0]["members"], serde_json::json!(["alice"]));
+    assert_eq!(tenants[0]["image_types"], 1);
+    let (_, types) = call(&app, ADMIN, "tenants/image-types", &[("tenant", "lab")]).await;
+    assert_eq!(types.as_array().unwrap().len(), 1);
+
+    assert_eq!(
+        call(
+            &app,
+            ADMIN,
+            "tenants/image-types/delete",
+            &[("tenant", "lab"), ("name", "small")]
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        coopr("/v2/imagetypes/small").send().await.unwrap().status(),
+        404
+    );
+
+    // Deleting a tenant needs the confirmation, and takes its keys with it.
+    assert_eq!(
+        call(&app, ADMIN, "tenants/delete", &[("name", "lab")])
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        call(
+            &app,
+            ADMIN,
+            "tenants/delete",
+            &[("name", "lab"), ("confirm", "yes")]
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(coopr("/v2/imagetypes").send().await.unwrap().status(), 401);
+    assert_eq!(
+        call(
+            &app,
+            ADMIN,
+            "tenants/delete",
+            &[("name", "lab"), ("confirm", "yes")]
+        )
+        .await
+        .0,
+        404
+    );
+}
