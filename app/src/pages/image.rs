@@ -258,7 +258,7 @@ fn CopyLine(label: String, command: String) -> impl IntoView {
         <div class="command">
             <span class="command-label">{label.clone()}</span>
             <pre><code>{command}</code></pre>
-            <button type="button" class="secondary" on:click=copy aria-label=format!("Copy: {label}")>
+            <button type="button" class="secondary copy" on:click=copy aria-label=format!("Copy: {label}")>
                 {move || if copied.get() { "Copied" } else { "Copy" }}
             </button>
         </div>

@@ -65,7 +65,7 @@ pub fn TenantsPage() -> impl IntoView {
         <p>"Coopr's tenants: each has its own image types, reached with an API key of a member's."</p>
         <ActionForm action=create attr:class="form narrow">
             <label for="tenant-name">"New tenant"</label>
-            <input id="tenant-name" name="name" type="text" required maxlength="255" pattern="[A-Za-z0-9._-]+"/>
+            <input id="tenant-name" name="name" type="text" required maxlength="255" pattern="[A-Za-z0-9._\\-]+"/>
             <button type="submit">"Create tenant"</button>
         </ActionForm>
         {refused}
@@ -232,7 +232,7 @@ fn ImageTypes(
         <ActionForm action=save attr:class="form">
             <input type="hidden" name="tenant" value=new_type_tenant/>
             <label for="type-name">"Name"</label>
-            <input id="type-name" name="name" type="text" required pattern="[A-Za-z0-9._-]+"/>
+            <input id="type-name" name="name" type="text" required pattern="[A-Za-z0-9._\\-]+"/>
             <label for="type-description">"Description"</label>
             <input id="type-description" name="description" type="text"/>
             <label for="type-providermap">"Provider map (JSON)"</label>
