@@ -22,8 +22,10 @@ test('every page at desktop and phone width', async ({ page, request }, testInfo
     { name: 'upload', path: '/upload' },
     { name: 'environments', path: '/environments' },
     { name: 'deployments', path: '/deployments' },
+    { name: 'store', path: '/personal-store' },
     { name: 'tokens', path: '/tokens' },
     { name: 'users', path: '/admin/users' },
+    { name: 'tenants', path: '/admin/tenants' },
   ];
   mkdirSync('screenshots', { recursive: true });
   await page.goto('/login');
