@@ -100,19 +100,19 @@ fn DeploymentTable(
             let state = deployment.state.as_str();
             view! {
                 <tr id=format!("deployment-{}", deployment.id)>
-                    <td class="num">{deployment.id}</td>
+                    <td data-label="Id" class="num">{deployment.id}</td>
                     <td>{deployment.title}</td>
-                    <td class="owner">{deployment.owner}</td>
-                    <td>
+                    <td data-label="Owner" class="owner">{deployment.owner}</td>
+                    <td data-label="Image">
                         <A href=format!("/image/{}", deployment.image_id)>{deployment.image_name}</A>
                     </td>
-                    <td>{deployment.environment_title}</td>
-                    <td><span class=format!("state state-{state}")>{state}</span></td>
-                    <td class="reason">{deployment.reason}</td>
-                    <td class="col-created">
+                    <td data-label="Environment">{deployment.environment_title}</td>
+                    <td data-label="State"><span class=format!("state state-{state}")>{state}</span></td>
+                    <td data-label="Reason" class="reason">{deployment.reason}</td>
+                    <td data-label="Started" class="col-created">
                         {deployment.created_at.format("%Y-%m-%d %H:%M:%S").to_string()}
                     </td>
-                    <td>{deployment.updated_at.format("%Y-%m-%d %H:%M:%S").to_string()}</td>
+                    <td data-label="Updated">{deployment.updated_at.format("%Y-%m-%d %H:%M:%S").to_string()}</td>
                     <td>
                         <ActionForm action=delete>
                             <input type="hidden" name="id" value=deployment.id.to_string()/>

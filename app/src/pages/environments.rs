@@ -101,14 +101,14 @@ fn EnvironmentTable(
             };
             view! {
                 <tr>
-                    <td class="num">{environment.id}</td>
+                    <td data-label="Id" class="num">{environment.id}</td>
                     <td>{environment.title}</td>
-                    <td class="owner">{environment.owner}</td>
-                    <td>{management}</td>
-                    <td>{runtime}</td>
-                    <td><code>{environment.location}</code></td>
-                    <td>{environment.username}</td>
-                    <td class="password">{password}</td>
+                    <td data-label="Owner" class="owner">{environment.owner}</td>
+                    <td data-label="Management layer">{management}</td>
+                    <td data-label="Runtime technology">{runtime}</td>
+                    <td data-label="Location"><code>{environment.location}</code></td>
+                    <td data-label="Username">{environment.username}</td>
+                    <td data-label="Password" class="password">{password}</td>
                     <td>
                         <ActionForm action=delete>
                             <input type="hidden" name="id" value=environment.id.to_string()/>

@@ -155,14 +155,14 @@ fn SyncTable(syncs: Vec<SyncInfo>) -> impl IntoView {
                 .collect_view();
             view! {
                 <tr id=format!("sync-{}", sync.id)>
-                    <td class="num">{sync.id}</td>
-                    <td>{sync.kind.clone()}</td>
-                    <td><span class=status_class>{sync.status.clone()}</span></td>
-                    <td class="num">{sync.added}</td>
-                    <td class="num">{sync.updated}</td>
-                    <td class="num">{sync.deleted}</td>
-                    <td><ul class="problems">{problems}</ul></td>
-                    <td>{sync.updated_at.format("%Y-%m-%d %H:%M:%S").to_string()}</td>
+                    <td data-label="Sync" class="num">{sync.id}</td>
+                    <td data-label="Of">{sync.kind.clone()}</td>
+                    <td data-label="Status"><span class=status_class>{sync.status.clone()}</span></td>
+                    <td data-label="Added" class="num">{sync.added}</td>
+                    <td data-label="Updated" class="num">{sync.updated}</td>
+                    <td data-label="Removed" class="num">{sync.deleted}</td>
+                    <td data-label="Problems"><ul class="problems">{problems}</ul></td>
+                    <td data-label="Last change">{sync.updated_at.format("%Y-%m-%d %H:%M:%S").to_string()}</td>
                 </tr>
             }
         })
@@ -278,8 +278,8 @@ fn EntryRow(
     view! {
         <tr>
             <td>{name}</td>
-            <td class="num">{size}</td>
-            <td>{modified}</td>
+            <td data-label="Size" class="num">{size}</td>
+            <td data-label="Modified">{modified}</td>
             <td>
                 <ActionForm action=delete>
                     <input type="hidden" name="path" value=path/>

@@ -121,9 +121,9 @@ fn TenantTable(
             view! {
                 <tr>
                     <td><A href=tenant_href(&name)>{name.clone()}</A></td>
-                    <td class="num">{tenant.image_types}</td>
-                    <td>{members}</td>
-                    <td>{tenant.created_at.format("%Y-%m-%d").to_string()}</td>
+                    <td data-label="Image types" class="num">{tenant.image_types}</td>
+                    <td data-label="Members">{members}</td>
+                    <td data-label="Created">{tenant.created_at.format("%Y-%m-%d").to_string()}</td>
                     <td class="actions">
                         <ActionForm action=add_member attr:class="inline">
                             <input type="hidden" name="tenant" value=for_member/>
@@ -202,7 +202,7 @@ fn ImageTypes(
                             </ActionForm>
                         </details>
                     </td>
-                    <td><code>{providermap}</code></td>
+                    <td data-label="Provider map"><code>{providermap}</code></td>
                     <td>
                         <ActionForm action=remove>
                             <input type="hidden" name="tenant" value=removal.0/>

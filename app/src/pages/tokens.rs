@@ -85,10 +85,10 @@ fn TokenTable(tokens: Vec<TokenInfo>, revoke: ServerAction<RevokeToken>) -> impl
             let last_used = token.last_used_at.map(time).unwrap_or_else(|| "never".into());
             view! {
                 <tr id=format!("token-{}", token.id)>
-                    <td class="num">{token.id}</td>
-                    <td>{time(token.created_at)}</td>
-                    <td>{time(token.expires_at)}</td>
-                    <td>{last_used}</td>
+                    <td data-label="Token" class="num">{token.id}</td>
+                    <td data-label="Created">{time(token.created_at)}</td>
+                    <td data-label="Expires">{time(token.expires_at)}</td>
+                    <td data-label="Last used">{last_used}</td>
                     <td>
                         <ActionForm action=revoke>
                             <input type="hidden" name="id" value=token.id.to_string()/>
@@ -215,9 +215,9 @@ fn ApiKeyList(
 fn ApiKeyRow(key: ApiKeyInfo, revoke: ServerAction<RevokeApiKey>) -> impl IntoView {
     view! {
         <tr>
-            <td class="num">{key.id}</td>
-            <td>{key.tenant.clone()}</td>
-            <td>{key.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()}</td>
+            <td data-label="Key" class="num">{key.id}</td>
+            <td data-label="Tenant">{key.tenant.clone()}</td>
+            <td data-label="Created">{key.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()}</td>
             <td>
                 <ActionForm action=revoke>
                     <input type="hidden" name="id" value=key.id.to_string()/>

@@ -104,7 +104,12 @@ fn UserTable(
         .collect_view();
     view! {
         <table class="listing users">
-            <caption>{format!("{} accounts", users.total)}</caption>
+            <caption>
+                {match users.total {
+                    1 => "1 account".to_owned(),
+                    total => format!("{total} accounts"),
+                }}
+            </caption>
             <thead>
                 <tr>
                     <th scope="col">"Username"</th>
@@ -154,11 +159,11 @@ fn UserRow(
     view! {
         <tr id=format!("user-{id}")>
             <td>{user.username}</td>
-            <td>{user.role.as_str()}</td>
-            <td class=if user.disabled { "state-failed" } else { "state-done" }>
+            <td data-label="Role">{user.role.as_str()}</td>
+            <td data-label="Status" class=if user.disabled { "state-failed" } else { "state-done" }>
                 {if user.disabled { "disabled" } else { "active" }}
             </td>
-            <td>{user.created_at.format("%Y-%m-%d").to_string()}</td>
+            <td data-label="Created">{user.created_at.format("%Y-%m-%d").to_string()}</td>
             <td class="actions">
                 {role_button}
                 {status_button}

@@ -66,7 +66,8 @@ async fn an_admin_pages_through_everyones_environments_with_their_owners(#[case]
     assert_eq!(theirs["total"], 1);
     let (_, page) = app.page(Some(admin), "/environments?page=2").await;
     assert!(
-        page.contains("Page 2 of 2") && page.contains("<td class=\"owner\">bob</td>"),
+        page.contains("Page 2 of 2")
+            && page.contains("data-label=\"Owner\" class=\"owner\">bob</td>"),
         "{page}"
     );
 }

@@ -97,7 +97,7 @@ async fn environment_pages_show_the_callers_own_with_passwords_masked(#[case] ba
     assert!(html.contains("basic rsync 3"), "{html}");
     assert!(html.contains("https://lab.example:5000"));
     assert!(
-        html.contains("<td class=\"password\">********</td>"),
+        html.contains("<td data-label=\"Password\" class=\"password\">********</td>"),
         "{html}"
     );
     assert!(!html.contains("alice-env-secret"));
