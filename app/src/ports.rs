@@ -19,9 +19,9 @@ use crate::query::Query;
 /// The session key under which the signed-in user's id is kept.
 pub const SESSION_USER_KEY: &str = "depot.user_id";
 
-/// The session key under which the moment of signing in is kept (RFC 3339),
-/// so that an administrator can end the sessions that came before.
-pub const SESSION_SIGNED_IN_KEY: &str = "depot.signed_in_at";
+/// The session key under which the credentials version the user signed in
+/// with is kept: a password reset or a disabled account ends the session.
+pub const SESSION_CREDENTIALS_KEY: &str = "depot.credentials_version";
 
 /// The domain core, as the UI sees it.
 #[async_trait::async_trait]

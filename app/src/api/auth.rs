@@ -9,7 +9,8 @@ use crate::model::Principal;
 #[server(prefix = "/api/ui", endpoint = "login")]
 pub async fn login(username: String, password: String) -> Result<Principal, CoreError> {
     use crate::ports::{
-        client_address, request_context, respond, session, SESSION_SIGNED_IN_KEY, SESSION_USER_KEY,
+        client_address, request_context, respond, session, SESSION_CREDENTIALS_KEY,
+        SESSION_USER_KEY,
     };
     let (catalog, _) = request_context()?;
     let principal = respond(catalog.login(&username, &password, client_address()).await)?;
@@ -21,7 +22,7 @@ pub async fn login(username: String, password: String) -> Result<Principal, Core
         .await
         .map_err(|_| CoreError::Internal)?;
     session
-        .insert(SESSION_SIGNED_IN_KEY, chrono::Utc::now())
+        .insert(SESSION_CREDENTIALS_KEY, principal.credentials_version)
         .await
         .map_err(|_| CoreError::Internal)?;
     leptos_axum::redirect("/");

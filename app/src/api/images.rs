@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::CoreError;
 use crate::model::{DiskFormat, Image, ImageKind, ImagePage};
-use chrono::{NaiveDate, NaiveTime};
+use chrono::{Datelike, NaiveDate, NaiveTime};
 
 use crate::query::{Condition, Direction, Field, Op, Query, Value};
 
@@ -222,8 +222,11 @@ impl CatalogParams {
                 .map(|value| value.trim().to_owned())
                 .unwrap_or_default()
         };
+        // Years a database takes whatever its kind (chrono also reads "-5000").
         let date = |key: &str| {
-            get(key).and_then(|value| NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d").ok())
+            get(key)
+                .and_then(|value| NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d").ok())
+                .filter(|day| (1970..=9999).contains(&day.year()))
         };
         Self {
             q: get("q").unwrap_or_default(),
@@ -538,7 +541,9 @@ mod tests {
 
     #[test]
     fn nonsense_in_the_url_falls_back_to_defaults() {
-        let params = from("kind=spaceship&per_page=100000&page=-2&from=yesterday&sort=evil&dir=up");
+        let params = from(
+            "kind=spaceship&per_page=100000&page=-2&from=yesterday&to=-5000-01-01&sort=evil&dir=up",
+        );
         assert_eq!(params, CatalogParams::default());
         // Links from before the sortable columns still work.
         assert_eq!(from("sort=newest").sort, CatalogSort::default());

@@ -47,8 +47,8 @@ pub fn parse_change(action: &str) -> Result<UserChange, CoreError> {
     Ok(match action {
         "make-admin" => UserChange::Role(Role::Admin),
         "make-user" => UserChange::Role(Role::User),
-        "disable" => UserChange::Disabled(true),
-        "enable" => UserChange::Disabled(false),
+        "disable" => UserChange::Disabled,
+        "enable" => UserChange::Enabled,
         other => {
             return Err(CoreError::invalid(format!(
                 "unknown change '{other}' (make-admin, make-user, disable or enable)"

@@ -71,6 +71,11 @@ impl StorePath {
                     "'{raw}' is not a path inside your store"
                 )));
             }
+            if part.len() > 255 {
+                return Err(CoreError::invalid(
+                    "a file or folder name is at most 255 bytes",
+                ));
+            }
             plain_text("a store path", part)?;
             parts.push(part.to_owned());
         }
@@ -127,6 +132,8 @@ mod tests {
         ] {
             assert!(StorePath::parse(bad).is_err(), "{bad:?}");
         }
+        assert!(StorePath::parse(&"x".repeat(256)).is_err());
+        assert!(StorePath::parse(&"x".repeat(255)).is_ok());
         let path = StorePath::parse("/isos/linux/").unwrap();
         assert_eq!(path.as_string(), "isos/linux");
         assert_eq!(path.parent().unwrap().as_string(), "isos");

@@ -79,7 +79,8 @@ pub struct PasswordReset {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UserChange {
     Role(Role),
-    Disabled(bool),
+    Disabled,
+    Enabled,
 }
 
 /// An access token as its owner sees it in a listing: never the secret.
@@ -129,6 +130,10 @@ pub struct Principal {
     pub id: i64,
     pub username: String,
     pub role: Role,
+    /// The account's credentials version when this caller proved who they
+    /// are: what they make (a session, a token, a key) is good for it only.
+    #[serde(default)]
+    pub credentials_version: i64,
 }
 
 /// Who is asking: nobody, or a known user.

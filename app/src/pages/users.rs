@@ -154,6 +154,10 @@ fn UserRow(
         }
     };
     let reset_label = format!("Reset the password of {name}");
+    // The new password is shown by the page script: a plain form post would
+    // set a password nobody sees, so the button waits for the script.
+    let scripted = RwSignal::new(false);
+    Effect::new(move |_| scripted.set(true));
     let role_button = button(role_action, role_text);
     let status_button = button(status_action, status_text);
     view! {
@@ -169,7 +173,7 @@ fn UserRow(
                 {status_button}
                 <ActionForm action=reset>
                     <input type="hidden" name="id" value=id.to_string()/>
-                    <button type="submit" class="secondary" aria-label=reset_label>
+                    <button type="submit" class="secondary" aria-label=reset_label disabled=move || !scripted.get()>
                         "Reset password"
                     </button>
                 </ActionForm>

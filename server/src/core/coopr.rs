@@ -49,7 +49,8 @@ fn row_of(image_type: &ImageType) -> ImageTypeRow {
 }
 
 impl Core {
-    /// Issues an API key for `username` in `tenant`, creating the tenant if needed.
+    /// Issues an API key for `username` in `tenant`, creating the tenant if
+    /// needed (the operator's `depot apikey create`).
     pub async fn issue_api_key(
         &self,
         username: &str,
@@ -67,23 +68,55 @@ impl Core {
             .await
             .map_err(db_error)?
             .ok_or_else(|| CoreError::not_found(format!("user '{}'", username.as_str())))?;
-        let now = Utc::now();
-        let (tenant_id, tenant_created) =
-            self.db.ensure_tenant(tenant, now).await.map_err(db_error)?;
+        let (tenant_id, tenant_created) = self
+            .db
+            .ensure_tenant(tenant, Utc::now())
+            .await
+            .map_err(db_error)?;
+        let key = self
+            .store_api_key(tenant_id, user.id, user.credentials_version, true)
+            .await?;
+        Ok(IssuedKey {
+            key,
+            tenant_created,
+        })
+    }
+
+    /// Makes a key and stores its digest; refused if the account changed
+    /// (disabled, password reset) since its version was read, or (without
+    /// `join`) if the user is not a member of the tenant.
+    async fn store_api_key(
+        &self,
+        tenant_id: i64,
+        user_id: i64,
+        credentials_version: i64,
+        join: bool,
+    ) -> Result<String, CoreError> {
         let mut bytes = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut bytes);
         let key = format!(
             "cpr_{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
         );
-        self.db
-            .insert_api_key(tenant_id, user.id, &token_digest(&key), now)
+        let stored = self
+            .db
+            .insert_api_key(
+                tenant_id,
+                user_id,
+                credentials_version,
+                join,
+                &token_digest(&key),
+                Utc::now(),
+            )
             .await
             .map_err(db_error)?;
-        Ok(IssuedKey {
-            key,
-            tenant_created,
-        })
+        if stored {
+            Ok(key)
+        } else {
+            Err(CoreError::Forbidden(
+                "the account changed or left the tenant meanwhile; try again".into(),
+            ))
+        }
     }
 
     /// The API keys of every user, or of one (for `depot apikey list`).
@@ -132,19 +165,46 @@ impl Core {
     ) -> Result<NewApiKey, CoreError> {
         let user = viewer.require_user()?;
         let tenant = tenant.trim();
-        if !viewer.is_admin() {
-            let member = self.db.tenants_of(user.id).await.map_err(db_error)?;
-            if !member.iter().any(|name| name == tenant) {
-                return Err(CoreError::Forbidden(format!(
-                    "you are not a member of tenant '{tenant}'; an administrator adds you"
-                )));
-            }
+        if !app::model::is_image_type_name(tenant) {
+            return Err(CoreError::invalid(
+                "a tenant name is letters, digits, '-', '.' or '_'",
+            ));
         }
-        let issued = self.issue_api_key(&user.username, tenant).await?;
+        let not_member = || {
+            CoreError::Forbidden(format!(
+                "you are not a member of tenant '{tenant}'; an administrator adds you"
+            ))
+        };
+        let tenant_id = if viewer.is_admin() {
+            self.db
+                .ensure_tenant(tenant, Utc::now())
+                .await
+                .map_err(db_error)?
+                .0
+        } else {
+            // Looked up, never made: a tenant deleted meanwhile stays deleted.
+            self.db
+                .tenant_id(tenant)
+                .await
+                .map_err(db_error)?
+                .ok_or_else(not_member)?
+        };
+        let key = self
+            .store_api_key(
+                tenant_id,
+                user.id,
+                user.credentials_version,
+                viewer.is_admin(),
+            )
+            .await
+            .map_err(|error| match error {
+                CoreError::Forbidden(_) if !viewer.is_admin() => not_member(),
+                other => other,
+            })?;
         tracing::info!(user = user.id, %tenant, "issued a Coopr API key");
         Ok(NewApiKey {
             tenant: tenant.to_owned(),
-            key: issued.key,
+            key,
         })
     }
 
@@ -182,6 +242,7 @@ impl Core {
                     id: row.user_id,
                     username: row.username,
                     role: app::model::Role::parse(&row.role).map_err(|_| CoreError::Internal)?,
+                    credentials_version: row.credentials_version,
                 };
                 Ok(TenantCaller {
                     user,

@@ -8,7 +8,7 @@ use std::io::ErrorKind;
 use std::path::PathBuf;
 
 use app::error::CoreError;
-use app::model::{StoreEntry, StoreListing, StorePath, SyncInfo, Viewer};
+use app::model::{Principal, StoreEntry, StoreListing, StorePath, SyncInfo, Viewer};
 use chrono::{DateTime, Utc};
 
 use super::sync::{SyncKind, SyncRequest};
@@ -104,6 +104,29 @@ impl Core {
         }
     }
 
+    /// Whether `path` is a folder of the user's store: files are added only
+    /// to one that exists.
+    pub async fn check_store_folder(
+        &self,
+        user: &Principal,
+        path: &StorePath,
+    ) -> Result<(), CoreError> {
+        let folder = self.store_file(user.id, path)?;
+        if path.is_root() {
+            tokio::fs::create_dir_all(&folder).await.map_err(io_error)?;
+        }
+        match tokio::fs::metadata(&folder).await {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(missing(path)),
+            Err(error)
+                if matches!(error.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) =>
+            {
+                Err(missing(path))
+            }
+            Err(error) => Err(io_error(error)),
+        }
+    }
+
     /// Makes a folder `name` inside the folder `raw` of the caller's store.
     pub async fn make_store_folder(
         &self,
@@ -119,7 +142,9 @@ impl Core {
             Err(error) if error.kind() == ErrorKind::AlreadyExists => Err(CoreError::Conflict(
                 format!("'{}' already exists", path.as_string()),
             )),
-            Err(error) if error.kind() == ErrorKind::NotFound => {
+            Err(error)
+                if matches!(error.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) =>
+            {
                 Err(missing(&path.parent().unwrap_or(path)))
             }
             Err(error) => Err(io_error(error)),
@@ -137,7 +162,11 @@ impl Core {
         let target = self.store_file(user.id, &path)?;
         let meta = match tokio::fs::symlink_metadata(&target).await {
             Ok(meta) => meta,
-            Err(error) if error.kind() == ErrorKind::NotFound => return Err(missing(&path)),
+            Err(error)
+                if matches!(error.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) =>
+            {
+                return Err(missing(&path))
+            }
             Err(error) => return Err(io_error(error)),
         };
         let removed = if meta.is_dir() {

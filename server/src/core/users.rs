@@ -4,7 +4,6 @@
 
 use app::error::CoreError;
 use app::model::{PasswordReset, Role, UserChange, UserInfo, UserPage, Viewer};
-use chrono::Utc;
 
 use super::auth::generate_password;
 use super::{db_error, Core};
@@ -88,23 +87,24 @@ impl Core {
         }
         let found = match change {
             UserChange::Role(role) => self.db.set_user_role(id, role.as_str()).await,
-            UserChange::Disabled(disabled) => self.db.set_user_disabled(id, disabled).await,
+            UserChange::Enabled => self.db.enable_user(id).await,
+            // Sessions, tokens and keys end for good: enabling the account
+            // again does not bring back whoever held them.
+            UserChange::Disabled => self.db.revoke_credentials(id, None, true).await,
         }
         .map_err(db_error)?;
         if !found {
             return Err(CoreError::not_found(format!("user {id}")));
         }
-        if change == UserChange::Disabled(true) {
-            // Sessions and tokens end for good: enabling the account again
-            // does not bring back whoever held them.
-            self.sign_out_everywhere(id).await?;
+        if change == UserChange::Disabled {
+            self.login_guard.forget_user(id);
         }
         tracing::info!(user = id, ?change, "an administrator changed an account");
         info(self.user_profile(id).await?)
     }
 
-    /// Gives an account a new generated password, shown to the admin once,
-    /// and revokes every token it had.
+    /// Gives an account a new generated password, shown to the admin once;
+    /// its sessions, tokens and API keys end.
     pub async fn reset_password(
         &self,
         viewer: &Viewer,
@@ -118,29 +118,18 @@ impl Core {
                 .await
                 .map_err(|_| CoreError::Internal)??
         };
+        // The new hash, the end of every session, token and key, at once.
         if !self
             .db
-            .set_password_hash(id, &hash)
+            .revoke_credentials(id, Some(&hash), false)
             .await
             .map_err(db_error)?
         {
             return Err(CoreError::not_found(format!("user {id}")));
         }
-        self.sign_out_everywhere(id).await?;
+        self.login_guard.forget_user(id);
         tracing::info!(user = id, "an administrator reset a password");
         let username = self.user_profile(id).await?.username;
         Ok(PasswordReset { username, password })
-    }
-
-    /// Ends a user's browser sessions, revokes their tokens and forgets
-    /// their remembered credentials.
-    async fn sign_out_everywhere(&self, id: i64) -> Result<(), CoreError> {
-        self.db
-            .end_sessions(id, Utc::now())
-            .await
-            .map_err(db_error)?;
-        self.db.delete_tokens_of_user(id).await.map_err(db_error)?;
-        self.login_guard.forget_user(id);
-        Ok(())
     }
 }

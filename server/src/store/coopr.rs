@@ -10,6 +10,7 @@ pub struct ApiKeyRow {
     pub user_id: i64,
     pub username: String,
     pub role: String,
+    pub credentials_version: i64,
     pub tenant_id: i64,
     pub tenant: String,
 }
@@ -184,30 +185,44 @@ impl Db {
         })
     }
 
-    /// Makes the user a member of the tenant and stores a key for them there.
+    /// Stores a key for a user in a tenant, if the account is still enabled
+    /// and at `credentials_version`; `join` makes them a member first (an
+    /// operator's or admin's key), otherwise they must be one already.
+    /// Answers whether the key was stored.
     #[tracing::instrument(skip(self, key_hash), err)]
     pub async fn insert_api_key(
         &self,
         tenant_id: i64,
         user_id: i64,
+        credentials_version: i64,
+        join: bool,
         key_hash: &str,
         now: DateTime<Utc>,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<bool, sqlx::Error> {
         const MEMBER: &str = "INSERT INTO tenant_members (tenant_id, user_id) VALUES ($1, $2) \
              ON CONFLICT (tenant_id, user_id) DO NOTHING";
         const KEY: &str = "INSERT INTO api_keys (tenant_id, user_id, key_hash, created_at) \
-             VALUES ($1, $2, $3, $4)";
+             SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM users \
+             WHERE id = $2 AND credentials_version = $5 AND disabled = $6) \
+             AND EXISTS (SELECT 1 FROM tenant_members WHERE tenant_id = $1 AND user_id = $2)";
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query(MEMBER).bind(tenant_id).bind(user_id).execute(&mut *tx).await?;
-            sqlx::query(KEY)
+            if join {
+                sqlx::query(MEMBER).bind(tenant_id).bind(user_id).execute(&mut *tx).await?;
+            }
+            let stored = sqlx::query(KEY)
                 .bind(tenant_id)
                 .bind(user_id)
                 .bind(key_hash)
                 .bind(now)
+                .bind(credentials_version)
+                .bind(false)
                 .execute(&mut *tx)
-                .await?;
-            tx.commit().await
+                .await?
+                .rows_affected()
+                == 1;
+            tx.commit().await?;
+            Ok(stored)
         })
     }
 
@@ -215,7 +230,8 @@ impl Db {
     /// enabled member.
     #[tracing::instrument(skip_all, err)]
     pub async fn api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRow>, sqlx::Error> {
-        const SELECT: &str = "SELECT u.id AS user_id, u.username, u.role, t.id AS tenant_id, \
+        const SELECT: &str = "SELECT u.id AS user_id, u.username, u.role, u.credentials_version, \
+             t.id AS tenant_id, \
              t.name AS tenant FROM api_keys k \
              JOIN users u ON u.id = k.user_id \
              JOIN tenants t ON t.id = k.tenant_id \

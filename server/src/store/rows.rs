@@ -154,8 +154,8 @@ pub struct UserRow {
     pub role: String,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
-    /// Browser sessions signed in before this no longer count.
-    pub sessions_valid_from: Option<DateTime<Utc>>,
+    /// Bumped when an admin resets the password or disables the account.
+    pub credentials_version: i64,
 }
 
 impl std::fmt::Debug for UserRow {
@@ -183,6 +183,7 @@ impl UserRow {
             id: self.id,
             username: self.username.clone(),
             role,
+            credentials_version: self.credentials_version,
         })
     }
 }

@@ -17,17 +17,23 @@ use super::{with_pool, Db};
 impl Db {
     /// Records a token (and the session that issued it, if any); answers its id.
     #[tracing::instrument(skip_all, err)]
+    /// Stores a token for a user whose account is still enabled and at
+    /// `credentials_version` (the one its requester proved themselves
+    /// against); `None` when it no longer is.
+    #[allow(clippy::too_many_arguments)]
     pub async fn insert_token(
         &self,
         user_id: i64,
+        credentials_version: i64,
         token_hash: &str,
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
         session_hash: Option<&str>,
-    ) -> Result<i64, sqlx::Error> {
+    ) -> Result<Option<i64>, sqlx::Error> {
         const INSERT: &str = "INSERT INTO api_tokens \
              (user_id, token_hash, created_at, expires_at, session_hash) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING id";
+             SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM users \
+             WHERE id = $1 AND credentials_version = $6 AND disabled = $7) RETURNING id";
         with_pool!(self, pool => {
             sqlx::query_scalar::<_, i64>(INSERT)
                 .bind(user_id)
@@ -35,7 +41,9 @@ impl Db {
                 .bind(now)
                 .bind(expires_at)
                 .bind(session_hash)
-                .fetch_one(pool)
+                .bind(credentials_version)
+                .bind(false)
+                .fetch_optional(pool)
                 .await
         })
     }
@@ -104,18 +112,6 @@ impl Db {
         })
     }
 
-    /// Forgets every token of a user (a new password, a disabled account).
-    #[tracing::instrument(skip(self), err)]
-    pub async fn delete_tokens_of_user(&self, user_id: i64) -> Result<u64, sqlx::Error> {
-        with_pool!(self, pool => {
-            sqlx::query("DELETE FROM api_tokens WHERE user_id = $1")
-                .bind(user_id)
-                .execute(pool)
-                .await
-                .map(|done| done.rows_affected())
-        })
-    }
-
     /// Forgets the tokens one browser session issued; answers how many.
     #[tracing::instrument(skip_all, err)]
     pub async fn delete_session_tokens(&self, session_hash: &str) -> Result<u64, sqlx::Error> {
@@ -149,7 +145,7 @@ impl Db {
     ) -> Result<Option<UserRow>, sqlx::Error> {
         const SELECT: &str =
             "SELECT u.id, u.username, u.password_hash, u.email, u.full_name, u.role, \
-             u.disabled, u.created_at, u.sessions_valid_from FROM api_tokens t JOIN users u ON u.id = t.user_id \
+             u.disabled, u.created_at, u.credentials_version FROM api_tokens t JOIN users u ON u.id = t.user_id \
              WHERE t.token_hash = $1 AND t.expires_at > $2";
         with_pool!(self, pool => {
             sqlx::query_as::<_, UserRow>(SELECT)

@@ -7,7 +7,7 @@ use super::{with_pool, Db};
 
 const USER_SELECT: &str =
     "SELECT id, username, password_hash, email, full_name, role, disabled, created_at, \
-     sessions_valid_from FROM users";
+     credentials_version FROM users";
 
 impl Db {
     #[tracing::instrument(skip(self), err)]
@@ -107,12 +107,12 @@ impl Db {
         })
     }
 
-    /// Disables or enables an account; `false` when there is no such account.
+    /// Enables an account again; `false` when there is no such account.
     #[tracing::instrument(skip(self), err)]
-    pub async fn set_user_disabled(&self, id: i64, disabled: bool) -> Result<bool, sqlx::Error> {
+    pub async fn enable_user(&self, id: i64) -> Result<bool, sqlx::Error> {
         with_pool!(self, pool => {
             sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
-                .bind(disabled)
+                .bind(false)
                 .bind(id)
                 .execute(pool)
                 .await
@@ -120,33 +120,41 @@ impl Db {
         })
     }
 
-    /// Replaces an account's password hash; `false` when there is no such account.
+    /// Ends everything an account's holders proved before: bumps its
+    /// credentials version (its browser sessions end), replaces its password
+    /// hash (`Some`) or disables it (`disable`), and deletes its tokens and
+    /// API keys, in one transaction. `false` when there is no such account.
     #[tracing::instrument(skip(self, password_hash), err)]
-    pub async fn set_password_hash(
+    pub async fn revoke_credentials(
         &self,
         id: i64,
-        password_hash: &str,
+        password_hash: Option<&str>,
+        disable: bool,
     ) -> Result<bool, sqlx::Error> {
+        const UPDATE: &str = "UPDATE users SET credentials_version = credentials_version + 1, \
+             password_hash = COALESCE($1, password_hash), disabled = (disabled OR $2) \
+             WHERE id = $3";
         with_pool!(self, pool => {
-            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            let mut tx = pool.begin().await?;
+            let found = sqlx::query(UPDATE)
                 .bind(password_hash)
+                .bind(disable)
                 .bind(id)
-                .execute(pool)
-                .await
-                .map(|done| done.rows_affected() == 1)
-        })
-    }
-
-    /// Ends the user's browser sessions signed in before `now`.
-    #[tracing::instrument(skip(self), err)]
-    pub async fn end_sessions(&self, id: i64, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
-        with_pool!(self, pool => {
-            sqlx::query("UPDATE users SET sessions_valid_from = $1 WHERE id = $2")
-                .bind(now)
-                .bind(id)
-                .execute(pool)
-                .await
-                .map(|_| ())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+            if !found {
+                return Ok(false);
+            }
+            for delete in [
+                "DELETE FROM api_tokens WHERE user_id = $1",
+                "DELETE FROM api_keys WHERE user_id = $1",
+            ] {
+                sqlx::query(delete).bind(id).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(true)
         })
     }
 }

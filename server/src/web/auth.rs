@@ -6,7 +6,7 @@
 
 use app::error::CoreError;
 use app::model::Viewer;
-use app::ports::{ClientAddress, SESSION_SIGNED_IN_KEY, SESSION_USER_KEY};
+use app::ports::{ClientAddress, SESSION_CREDENTIALS_KEY, SESSION_USER_KEY};
 use axum::extract::ConnectInfo;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap};
@@ -67,12 +67,12 @@ async fn viewer_of(
         }
         None => match session.get::<i64>(SESSION_USER_KEY).await {
             Ok(Some(id)) => {
-                let signed_in_at = session
-                    .get::<chrono::DateTime<chrono::Utc>>(SESSION_SIGNED_IN_KEY)
+                let version = session
+                    .get::<i64>(SESSION_CREDENTIALS_KEY)
                     .await
                     .ok()
                     .flatten();
-                core.viewer_from_session(id, signed_in_at).await
+                core.viewer_from_session(id, version).await
             }
             Ok(None) => Ok(Viewer::Anonymous),
             Err(error) => {

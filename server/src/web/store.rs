@@ -103,11 +103,16 @@ async fn upload(
 ) -> Result<Response, ApiError> {
     let user = viewer.require_user()?;
     let mut folder = StorePath::parse("")?;
+    let mut folder_checked = false;
     let mut stored = Vec::new();
     while let Some(field) = form.next_field().await.map_err(bad_form)? {
         match field.name().unwrap_or_default() {
             "folder" => folder = StorePath::parse(&text_field(field).await?)?,
             "file" => {
+                if !folder_checked {
+                    state.core.check_store_folder(user, &folder).await?;
+                    folder_checked = true;
+                }
                 let name = field.file_name().unwrap_or_default().to_owned();
                 let path = folder.join(&name)?;
                 put_into_store(&state, user, &path, field).await?;
@@ -159,9 +164,12 @@ async fn put_into_store(
         receiver,
         |mut receiver| async { receiver.recv().await.map(|chunk| (chunk, receiver)) },
     ));
+    // Never over an existing file: a refused or broken upload must not
+    // leave the old one truncated.
     let request = Request::builder()
         .method(Method::PUT)
         .uri(uri)
+        .header(header::IF_NONE_MATCH, "*")
         .body(body)
         .map_err(|_| ApiError(CoreError::invalid("that file name cannot be stored")))?;
     let pump = async move {
@@ -190,8 +198,16 @@ async fn put_into_store(
             "'{}' does not fit in what is left of your quota",
             path.as_string()
         )))),
+        StatusCode::PRECONDITION_FAILED => Err(ApiError(CoreError::Conflict(format!(
+            "'{}' is already in your store; delete it first to replace it",
+            path.as_string()
+        )))),
         StatusCode::CONFLICT | StatusCode::NOT_FOUND => {
             Err(ApiError(CoreError::not_found("that folder in your store")))
+        }
+        status if status.is_server_error() => {
+            tracing::error!(%status, "the store failed to take a file from the upload form");
+            Err(ApiError(CoreError::Internal))
         }
         status => {
             tracing::warn!(%status, "the store refused a file from the upload form");

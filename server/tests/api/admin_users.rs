@@ -1,6 +1,7 @@
 //! Accounts as an administrator manages them from the Users page (its
 //! server functions over HTTP): create, promote, disable, enable, reset a
-//! password; and every credential of a disabled or reset account failing.
+//! password; and every credential of a disabled or reset account failing,
+//! for good (enabling the account again brings back its password only).
 
 use rstest::rstest;
 use serde_json::Value;
@@ -275,7 +276,7 @@ async fn a_disabled_account_has_no_working_credential_until_enabled(#[case] back
     .await;
     assert_eq!(status, 200);
     assert_eq!(basic_status(&app, "carol", "carol-password").await, 200);
-    assert_eq!(coopr_status(&app, "carol", &key).await, 200);
+    assert_eq!(coopr_status(&app, "carol", &key).await, 401);
     assert_eq!(bearer_status(&app, &token).await, 401);
     assert_eq!(session_user(&app, &browser).await, Value::Null);
 
@@ -309,9 +310,22 @@ async fn a_disabled_account_has_no_working_credential_until_enabled(#[case] back
 async fn a_reset_password_replaces_the_old_one_everywhere_at_once(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.add_user("dave", "dave-password").await;
-    // Verified, so remembered for a minute, and signed in in a browser.
+    // Verified, so remembered for a minute, signed in in a browser, with a
+    // token and a Coopr key.
     assert_eq!(basic_status(&app, "dave", "dave-password").await, 200);
     let browser = browser_of(&app, "dave", "dave-password").await;
+    let key = app.core.issue_api_key("dave", "lab").await.unwrap().key;
+    assert_eq!(coopr_status(&app, "dave", &key).await, 200);
+    let token: Value = reqwest::Client::new()
+        .post(app.url("/api/tokens"))
+        .basic_auth("dave", Some("dave-password"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
     let (_, listed) = call(&app, ADMIN, "users", &[("page", "1")]).await;
     let dave = listed["items"]
         .as_array()
@@ -321,6 +335,9 @@ async fn a_reset_password_replaces_the_old_one_everywhere_at_once(#[case] backen
         .unwrap()["id"]
         .to_string();
 
+    // A request that proved the old password just before the reset, and
+    // asks for a token just after it, gets none.
+    let proved_before = app.core.login("dave", "dave-password").await.unwrap();
     let (status, reset) = call(&app, ADMIN, "users/reset-password", &[("id", &dave)]).await;
     assert_eq!(status, 200, "{reset}");
     assert_eq!(reset["username"], "dave");
@@ -329,6 +346,9 @@ async fn a_reset_password_replaces_the_old_one_everywhere_at_once(#[case] backen
 
     assert_eq!(basic_status(&app, "dave", "dave-password").await, 401);
     assert_eq!(session_user(&app, &browser).await, Value::Null);
+    assert_eq!(bearer_status(&app, &token).await, 401);
+    assert_eq!(coopr_status(&app, "dave", &key).await, 401);
+    assert!(app.core.issue_token(&proved_before, None).await.is_err());
     assert_eq!(basic_status(&app, "dave", &new_password).await, 200);
     let browser = browser_of(&app, "dave", &new_password).await;
     assert_eq!(session_user(&app, &browser).await["username"], "dave");

@@ -252,9 +252,17 @@ async fn tokens_are_listed_and_revoked_by_their_owner(#[case] backend: Backend) 
     let past = chrono::Utc::now() - chrono::Duration::hours(2);
     app.core
         .db()
-        .insert_token(alice.id, "expired-digest", past, past, None)
+        .insert_token(
+            alice.id,
+            alice.credentials_version,
+            "expired-digest",
+            past,
+            past,
+            None,
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .expect("stored");
     assert_eq!(app.core.purge_expired_tokens().await.unwrap(), 1);
 }
 

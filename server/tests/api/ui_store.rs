@@ -178,8 +178,47 @@ async fn the_store_page_lists_adds_and_deletes_in_the_users_own_folder(#[case] b
     assert_eq!(status, 400);
     let (status, _) = add_files(&app, ALICE, "", &[("..", iso())]).await;
     assert_eq!(status, 400);
-    let (status, _) = add_files(&app, ALICE, "missing", &[("x.iso", iso())]).await;
-    assert_eq!(status, 404);
+    let (status, answer) = add_files(&app, ALICE, "missing", &[("x.iso", iso())]).await;
+    assert_eq!(status, 404, "{answer}");
+    let long = "x".repeat(300);
+    assert_eq!(
+        call(
+            &app,
+            ALICE,
+            "store/folder",
+            &[("path", ""), ("name", &long)]
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        call(
+            &app,
+            ALICE,
+            "store/folder",
+            &[("path", "a.txt"), ("name", "sub")]
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        call(&app, ALICE, "store/delete", &[("path", "a.txt/x")])
+            .await
+            .0,
+        404
+    );
+    // A file of the same name is never overwritten by the form.
+    let (status, answer) = add_files(&app, ALICE, "", &[("a.txt", b"other bytes".to_vec())]).await;
+    assert_eq!(status, 409, "{answer}");
+    let kept = reqwest::Client::new()
+        .get(app.url("/store/a.txt"))
+        .basic_auth(ALICE.0, Some(ALICE.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.bytes().await.unwrap().as_ref(), b"hello");
 
     // A link someone planted by hand is neither shown nor followed.
     let alice_id = app.core.login(ALICE.0, ALICE.1).await.unwrap().id;
