@@ -6,7 +6,7 @@ mod pager;
 mod secret;
 mod upload;
 
-pub use alert::{refusal, ErrorAlert};
+pub use alert::{refusal, ErrorAlert, SignInPrompt};
 pub use nav::NavBar;
 pub use pager::{page_from_url, ListPager};
 pub use secret::ShownOnce;

@@ -10,7 +10,7 @@ use leptos_meta::Title;
 use leptos_router::components::A;
 
 use crate::api::{list_deployments, DeleteDeployment};
-use crate::components::{page_from_url, refusal, ErrorAlert, ListPager};
+use crate::components::{page_from_url, refusal, ErrorAlert, ListPager, SignInPrompt};
 use crate::error::CoreError;
 use crate::model::Deployment;
 
@@ -61,13 +61,7 @@ pub fn DeploymentsPage() -> impl IntoView {
                                 .into_any()
                         }
                         Err(CoreError::Unauthenticated) => {
-                            view! {
-                                <p class="empty">
-                                    <A href="/login">"Sign in"</A>
-                                    " to see your deployments."
-                                </p>
-                            }
-                                .into_any()
+                            view! { <SignInPrompt purpose="to see your deployments."/> }.into_any()
                         }
                         Err(error) => view! { <ErrorAlert error/> }.into_any(),
                     })

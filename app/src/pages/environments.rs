@@ -4,10 +4,9 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::components::A;
 
 use crate::api::{list_environments, CreateEnvironment, DeleteEnvironment};
-use crate::components::{page_from_url, refusal, ErrorAlert, ListPager};
+use crate::components::{page_from_url, refusal, ErrorAlert, ListPager, SignInPrompt};
 use crate::error::CoreError;
 use crate::model::{Environment, ManagementLayerType, RuntimeTechnologyType, MASKED_PASSWORD};
 
@@ -45,13 +44,7 @@ pub fn EnvironmentsPage() -> impl IntoView {
                                 .into_any()
                         }
                         Err(CoreError::Unauthenticated) => {
-                            view! {
-                                <p class="empty">
-                                    <A href="/login">"Sign in"</A>
-                                    " to see your environments."
-                                </p>
-                            }
-                                .into_any()
+                            view! { <SignInPrompt purpose="to see your environments."/> }.into_any()
                         }
                         Err(error) => view! { <ErrorAlert error/> }.into_any(),
                     })

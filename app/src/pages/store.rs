@@ -12,7 +12,7 @@ use leptos_router::components::A;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::{list_store, recent_syncs, DeleteStoreEntry, MakeStoreFolder, SyncStore};
-use crate::components::{human_size, refusal, ErrorAlert};
+use crate::components::{human_size, refusal, ErrorAlert, SignInPrompt};
 use crate::error::CoreError;
 use crate::model::{StoreEntry, StoreListing, SyncInfo};
 
@@ -114,13 +114,7 @@ pub fn StorePage() -> impl IntoView {
                     .map(|result| match result {
                         Ok(listing) => view! { <Folder listing make_folder delete/> }.into_any(),
                         Err(CoreError::Unauthenticated) => {
-                            view! {
-                                <p class="empty">
-                                    <A href="/login">"Sign in"</A>
-                                    " to see your store."
-                                </p>
-                            }
-                                .into_any()
+                            view! { <SignInPrompt purpose="to see your store."/> }.into_any()
                         }
                         Err(error) => view! { <ErrorAlert error/> }.into_any(),
                     })

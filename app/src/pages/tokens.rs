@@ -5,12 +5,11 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::components::A;
 
 use crate::api::{
     list_api_keys, list_tokens, CreateApiKey, CreateToken, RevokeApiKey, RevokeToken,
 };
-use crate::components::{refusal, ErrorAlert, ShownOnce};
+use crate::components::{refusal, ErrorAlert, ShownOnce, SignInPrompt};
 use crate::error::CoreError;
 use crate::model::{ApiKeyInfo, ApiKeys, TokenInfo};
 
@@ -57,13 +56,7 @@ pub fn TokensPage() -> impl IntoView {
                     .map(|result| match result {
                         Ok(tokens) => view! { <TokenTable tokens revoke/> }.into_any(),
                         Err(CoreError::Unauthenticated) => {
-                            view! {
-                                <p class="empty">
-                                    <A href="/login">"Sign in"</A>
-                                    " to see your tokens."
-                                </p>
-                            }
-                                .into_any()
+                            view! { <SignInPrompt purpose="to see your tokens."/> }.into_any()
                         }
                         Err(error) => view! { <ErrorAlert error/> }.into_any(),
                     })

@@ -5,10 +5,9 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::components::A;
 
 use crate::api::{list_users, ChangeUser, CreateUser, ResetPassword};
-use crate::components::{page_from_url, refusal, ErrorAlert, ListPager, ShownOnce};
+use crate::components::{page_from_url, refusal, ErrorAlert, ListPager, ShownOnce, SignInPrompt};
 use crate::error::CoreError;
 use crate::model::{Role, UserInfo, UserPage};
 
@@ -75,13 +74,7 @@ pub fn UsersPage() -> impl IntoView {
                     .map(|result| match result {
                         Ok(users) => view! { <UserTable users change reset/> }.into_any(),
                         Err(CoreError::Unauthenticated) => {
-                            view! {
-                                <p class="empty">
-                                    <A href="/login">"Sign in"</A>
-                                    " as an administrator to manage accounts."
-                                </p>
-                            }
-                                .into_any()
+                            view! { <SignInPrompt purpose="as an administrator to manage accounts."/> }.into_any()
                         }
                         Err(error) => view! { <ErrorAlert error/> }.into_any(),
                     })

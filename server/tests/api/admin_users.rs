@@ -6,31 +6,9 @@
 use rstest::rstest;
 use serde_json::Value;
 
-use crate::helpers::{Backend, TestApp, ADMIN_PASSWORD};
+use crate::helpers::{ui_call, Backend, TestApp, ADMIN_PASSWORD};
 
 const ADMIN: (&str, &str) = ("admin", ADMIN_PASSWORD);
-
-/// Posts a form to a server function of the Users page as `user`.
-async fn call(
-    app: &TestApp,
-    user: (&str, &str),
-    endpoint: &str,
-    form: &[(&str, &str)],
-) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(app.url(&format!("/api/ui/{endpoint}")))
-        .basic_auth(user.0, Some(user.1))
-        .form(form)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
 
 /// The status of a request that needs a signed-in user, made with Basic credentials.
 async fn basic_status(app: &TestApp, user: &str, password: &str) -> u16 {
@@ -107,8 +85,8 @@ async fn only_an_admin_manages_accounts_and_input_is_checked(#[case] backend: Ba
         .unwrap();
     assert_eq!(anonymous.status(), 401);
     let alice = ("alice", "alice-password");
-    assert_eq!(call(&app, alice, "users", &[("page", "1")]).await.0, 403);
-    let (status, _) = call(
+    assert_eq!(ui_call(&app, alice, "users", &[("page", "1")]).await.0, 403);
+    let (status, _) = ui_call(
         &app,
         alice,
         "users/create",
@@ -117,7 +95,7 @@ async fn only_an_admin_manages_accounts_and_input_is_checked(#[case] backend: Ba
     .await;
     assert_eq!(status, 403);
     assert_eq!(
-        call(
+        ui_call(
             &app,
             alice,
             "users/change",
@@ -128,13 +106,13 @@ async fn only_an_admin_manages_accounts_and_input_is_checked(#[case] backend: Ba
         403
     );
     assert_eq!(
-        call(&app, alice, "users/reset-password", &[("id", "1")])
+        ui_call(&app, alice, "users/reset-password", &[("id", "1")])
             .await
             .0,
         403
     );
 
-    let (status, listed) = call(&app, ADMIN, "users", &[("page", "1")]).await;
+    let (status, listed) = ui_call(&app, ADMIN, "users", &[("page", "1")]).await;
     assert_eq!(status, 200, "{listed}");
     assert_eq!(listed["total"], 2);
     let names: Vec<&str> = listed["items"]
@@ -154,7 +132,7 @@ async fn only_an_admin_manages_accounts_and_input_is_checked(#[case] backend: Ba
         ("bad name", "long-enough", "a username is"),
         ("carol", "short", "at least 8"),
     ] {
-        let (status, answer) = call(
+        let (status, answer) = ui_call(
             &app,
             ADMIN,
             "users/create",
@@ -168,7 +146,7 @@ async fn only_an_admin_manages_accounts_and_input_is_checked(#[case] backend: Ba
         assert!(answer.to_string().contains(reason), "{answer}");
     }
     assert_eq!(
-        call(
+        ui_call(
             &app,
             ADMIN,
             "users/change",
@@ -179,7 +157,7 @@ async fn only_an_admin_manages_accounts_and_input_is_checked(#[case] backend: Ba
         404
     );
     assert_eq!(
-        call(
+        ui_call(
             &app,
             ADMIN,
             "users/change",
@@ -193,7 +171,7 @@ async fn only_an_admin_manages_accounts_and_input_is_checked(#[case] backend: Ba
     // An admin never locks themselves out by a slip.
     let admin_id = listed["items"][0]["id"].to_string();
     for action in ["disable", "make-user"] {
-        let (status, answer) = call(
+        let (status, answer) = ui_call(
             &app,
             ADMIN,
             "users/change",
@@ -211,7 +189,7 @@ async fn only_an_admin_manages_accounts_and_input_is_checked(#[case] backend: Ba
 #[tokio::test]
 async fn a_disabled_account_has_no_working_credential_until_enabled(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let (status, carol) = call(
+    let (status, carol) = ui_call(
         &app,
         ADMIN,
         "users/create",
@@ -241,7 +219,7 @@ async fn a_disabled_account_has_no_working_credential_until_enabled(#[case] back
     let key = app.core.issue_api_key("carol", "lab").await.unwrap().key;
     assert_eq!(coopr_status(&app, "carol", &key).await, 200);
 
-    let (status, disabled) = call(
+    let (status, disabled) = ui_call(
         &app,
         ADMIN,
         "users/change",
@@ -267,7 +245,7 @@ async fn a_disabled_account_has_no_working_credential_until_enabled(#[case] back
     assert!(refused.text().await.unwrap().contains("disabled"));
 
     // Enabled again: the password and the key work; what was ended stays ended.
-    let (status, _) = call(
+    let (status, _) = ui_call(
         &app,
         ADMIN,
         "users/change",
@@ -282,12 +260,12 @@ async fn a_disabled_account_has_no_working_credential_until_enabled(#[case] back
 
     // Made an admin, Carol manages accounts too.
     assert_eq!(
-        call(&app, ("carol", "carol-password"), "users", &[("page", "1")])
+        ui_call(&app, ("carol", "carol-password"), "users", &[("page", "1")])
             .await
             .0,
         403
     );
-    let (status, promoted) = call(
+    let (status, promoted) = ui_call(
         &app,
         ADMIN,
         "users/change",
@@ -296,7 +274,7 @@ async fn a_disabled_account_has_no_working_credential_until_enabled(#[case] back
     .await;
     assert_eq!((status, promoted["role"].as_str()), (200, Some("admin")));
     assert_eq!(
-        call(&app, ("carol", "carol-password"), "users", &[("page", "1")])
+        ui_call(&app, ("carol", "carol-password"), "users", &[("page", "1")])
             .await
             .0,
         200
@@ -326,7 +304,7 @@ async fn a_reset_password_replaces_the_old_one_everywhere_at_once(#[case] backen
         .await
         .unwrap();
     let token = token["token"].as_str().unwrap().to_owned();
-    let (_, listed) = call(&app, ADMIN, "users", &[("page", "1")]).await;
+    let (_, listed) = ui_call(&app, ADMIN, "users", &[("page", "1")]).await;
     let dave = listed["items"]
         .as_array()
         .unwrap()
@@ -338,7 +316,7 @@ async fn a_reset_password_replaces_the_old_one_everywhere_at_once(#[case] backen
     // A request that proved the old password just before the reset, and
     // asks for a token just after it, gets none.
     let proved_before = app.core.login("dave", "dave-password").await.unwrap();
-    let (status, reset) = call(&app, ADMIN, "users/reset-password", &[("id", &dave)]).await;
+    let (status, reset) = ui_call(&app, ADMIN, "users/reset-password", &[("id", &dave)]).await;
     assert_eq!(status, 200, "{reset}");
     assert_eq!(reset["username"], "dave");
     let new_password = reset["password"].as_str().unwrap().to_owned();

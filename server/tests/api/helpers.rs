@@ -242,3 +242,29 @@ pub fn ova_bytes() -> Vec<u8> {
 pub async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
     request.send().await.unwrap().json().await.unwrap()
 }
+
+/// Posts a form to one of the UI's server functions (`/api/ui/{endpoint}`)
+/// as `user` with Basic credentials: its status, and its JSON answer (or
+/// the text, or null).
+pub async fn ui_call(
+    app: &TestApp,
+    user: (&str, &str),
+    endpoint: &str,
+    form: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(app.url(&format!("/api/ui/{endpoint}")))
+        .basic_auth(user.0, Some(user.1))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let answer = if text.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+    };
+    (status, answer)
+}

@@ -2,28 +2,8 @@
 //! user makes keys for their own tenants only, sees and revokes only theirs.
 
 use rstest::rstest;
-use serde_json::Value;
 
-use crate::helpers::{Backend, TestApp, ADMIN_PASSWORD};
-
-async fn call(
-    app: &TestApp,
-    user: (&str, &str),
-    endpoint: &str,
-    form: &[(&str, &str)],
-) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(app.url(&format!("/api/ui/{endpoint}")))
-        .basic_auth(user.0, Some(user.1))
-        .form(form)
-        .send()
-        .await
-        .unwrap();
-    (
-        response.status().as_u16(),
-        response.json().await.unwrap_or(Value::Null),
-    )
-}
+use crate::helpers::{ui_call, Backend, TestApp, ADMIN_PASSWORD};
 
 async fn coopr_status(app: &TestApp, user: &str, tenant: &str, key: &str) -> u16 {
     reqwest::Client::new()
@@ -51,23 +31,23 @@ async fn api_keys_are_made_for_the_users_own_tenants_and_revoked_by_their_owner(
     let alice = ("alice", "alice-password");
     let bob = ("bob", "bob-password-1");
 
-    let (status, listed) = call(&app, alice, "apikeys", &[]).await;
+    let (status, listed) = ui_call(&app, alice, "apikeys", &[]).await;
     assert_eq!(status, 200, "{listed}");
     assert_eq!(listed, serde_json::json!({ "keys": [], "tenants": [] }));
     // A key is a way into a tenant: nobody makes one for a tenant they are not in.
-    let (status, refused) = call(&app, alice, "apikeys/create", &[("tenant", "lab")]).await;
+    let (status, refused) = ui_call(&app, alice, "apikeys/create", &[("tenant", "lab")]).await;
     assert_eq!(status, 403, "{refused}");
     assert!(refused.to_string().contains("not a member"), "{refused}");
 
     // An operator's `depot apikey create` makes Alice a member of `lab`.
     app.core.issue_api_key("alice", "lab").await.unwrap();
-    let (status, made) = call(&app, alice, "apikeys/create", &[("tenant", "lab")]).await;
+    let (status, made) = ui_call(&app, alice, "apikeys/create", &[("tenant", "lab")]).await;
     assert_eq!(status, 200, "{made}");
     assert_eq!(made["tenant"], "lab");
     let key = made["key"].as_str().unwrap().to_owned();
     assert_eq!(coopr_status(&app, "alice", "lab", &key).await, 200);
 
-    let (_, listed) = call(&app, alice, "apikeys", &[]).await;
+    let (_, listed) = ui_call(&app, alice, "apikeys", &[]).await;
     assert_eq!(listed["tenants"], serde_json::json!(["lab"]));
     let keys = listed["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 2);
@@ -75,17 +55,17 @@ async fn api_keys_are_made_for_the_users_own_tenants_and_revoked_by_their_owner(
     let newest = keys.last().unwrap()["id"].to_string();
 
     // Bob sees none of them and cannot revoke Alice's.
-    let (_, his) = call(&app, bob, "apikeys", &[]).await;
+    let (_, his) = ui_call(&app, bob, "apikeys", &[]).await;
     assert_eq!(his["keys"], serde_json::json!([]));
     assert_eq!(
-        call(&app, bob, "apikeys/revoke", &[("id", &newest)])
+        ui_call(&app, bob, "apikeys/revoke", &[("id", &newest)])
             .await
             .0,
         404
     );
     assert_eq!(coopr_status(&app, "alice", "lab", &key).await, 200);
     assert_eq!(
-        call(&app, alice, "apikeys/revoke", &[("id", &newest)])
+        ui_call(&app, alice, "apikeys/revoke", &[("id", &newest)])
             .await
             .0,
         200
@@ -94,10 +74,10 @@ async fn api_keys_are_made_for_the_users_own_tenants_and_revoked_by_their_owner(
 
     // An admin may open a new tenant with their own key.
     let admin = ("admin", ADMIN_PASSWORD);
-    let (status, made) = call(&app, admin, "apikeys/create", &[("tenant", "ops")]).await;
+    let (status, made) = ui_call(&app, admin, "apikeys/create", &[("tenant", "ops")]).await;
     assert_eq!(status, 200, "{made}");
     let key = made["key"].as_str().unwrap();
     assert_eq!(coopr_status(&app, "admin", "ops", key).await, 200);
-    let (status, _) = call(&app, admin, "apikeys/create", &[("tenant", "no spaces")]).await;
+    let (status, _) = ui_call(&app, admin, "apikeys/create", &[("tenant", "no spaces")]).await;
     assert_eq!(status, 400);
 }

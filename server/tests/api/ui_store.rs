@@ -7,30 +7,11 @@ use std::time::{Duration, Instant};
 use rstest::rstest;
 use serde_json::Value;
 
-use crate::helpers::{random_bytes, Backend, TestApp};
+use crate::helpers::{random_bytes, ui_call, Backend, TestApp};
 use crate::store::iso;
 
 const ALICE: (&str, &str) = ("alice", "alice-password");
 const BOB: (&str, &str) = ("bob", "bob-password-1");
-
-async fn call(
-    app: &TestApp,
-    user: (&str, &str),
-    endpoint: &str,
-    form: &[(&str, &str)],
-) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(app.url(&format!("/api/ui/{endpoint}")))
-        .basic_auth(user.0, Some(user.1))
-        .form(form)
-        .send()
-        .await
-        .unwrap();
-    (
-        response.status().as_u16(),
-        response.json().await.unwrap_or(Value::Null),
-    )
-}
 
 /// Posts the page's upload form: `folder`, then the files.
 async fn add_files(
@@ -84,11 +65,11 @@ async fn the_store_page_lists_adds_and_deletes_in_the_users_own_folder(#[case] b
     app.add_user(ALICE.0, ALICE.1).await;
     app.add_user(BOB.0, BOB.1).await;
 
-    let (status, root) = call(&app, ALICE, "store", &[("path", "")]).await;
+    let (status, root) = ui_call(&app, ALICE, "store", &[("path", "")]).await;
     assert_eq!(status, 200, "{root}");
     assert!(names(&root).is_empty());
     assert_eq!(
-        call(&app, ("nobody", "x"), "store", &[("path", "")])
+        ui_call(&app, ("nobody", "x"), "store", &[("path", "")])
             .await
             .0,
         401
@@ -103,7 +84,7 @@ async fn the_store_page_lists_adds_and_deletes_in_the_users_own_folder(#[case] b
     .await;
     assert_eq!(status, 201, "{added}");
     assert_eq!(
-        call(
+        ui_call(
             &app,
             ALICE,
             "store/folder",
@@ -114,7 +95,7 @@ async fn the_store_page_lists_adds_and_deletes_in_the_users_own_folder(#[case] b
         200
     );
     assert_eq!(
-        call(
+        ui_call(
             &app,
             ALICE,
             "store/folder",
@@ -126,7 +107,7 @@ async fn the_store_page_lists_adds_and_deletes_in_the_users_own_folder(#[case] b
     );
     let (status, _) = add_files(&app, ALICE, "cds", &[("c.iso", iso())]).await;
     assert_eq!(status, 201);
-    let (_, root) = call(&app, ALICE, "store", &[("path", "")]).await;
+    let (_, root) = ui_call(&app, ALICE, "store", &[("path", "")]).await;
     assert_eq!(names(&root), ["cds/", "a.txt", "b.iso"]);
     let text = root["entries"]
         .as_array()
@@ -137,7 +118,7 @@ async fn the_store_page_lists_adds_and_deletes_in_the_users_own_folder(#[case] b
         .clone();
     assert_eq!(text["size"], 5);
     assert!(text["modified"].is_string());
-    let (_, cds) = call(&app, ALICE, "store", &[("path", "cds")]).await;
+    let (_, cds) = ui_call(&app, ALICE, "store", &[("path", "cds")]).await;
     assert_eq!(names(&cds), ["c.iso"]);
     // What the page added, WebDAV serves: one store, two ways in.
     let over_dav = reqwest::Client::new()
@@ -150,11 +131,11 @@ async fn the_store_page_lists_adds_and_deletes_in_the_users_own_folder(#[case] b
     assert_eq!(over_dav.bytes().await.unwrap().len(), iso().len());
 
     // Bob has a store of his own, and Alice's paths mean nothing in it.
-    let (_, his) = call(&app, BOB, "store", &[("path", "")]).await;
+    let (_, his) = ui_call(&app, BOB, "store", &[("path", "")]).await;
     assert!(names(&his).is_empty());
-    assert_eq!(call(&app, BOB, "store", &[("path", "cds")]).await.0, 404);
+    assert_eq!(ui_call(&app, BOB, "store", &[("path", "cds")]).await.0, 404);
     assert_eq!(
-        call(&app, BOB, "store/delete", &[("path", "cds/c.iso")])
+        ui_call(&app, BOB, "store/delete", &[("path", "cds/c.iso")])
             .await
             .0,
         404
@@ -162,12 +143,12 @@ async fn the_store_page_lists_adds_and_deletes_in_the_users_own_folder(#[case] b
 
     // No path leaves the store, whatever it is made of.
     for path in ["..", "../2", "cds/../..", "/etc", "cds\\..\\.."] {
-        let (status, answer) = call(&app, ALICE, "store", &[("path", path)]).await;
+        let (status, answer) = ui_call(&app, ALICE, "store", &[("path", path)]).await;
         assert!(status == 400 || status == 404, "{path}: {status} {answer}");
     }
     for name in ["..", "x/y", ""] {
         assert_eq!(
-            call(&app, ALICE, "store/folder", &[("path", ""), ("name", name)])
+            ui_call(&app, ALICE, "store/folder", &[("path", ""), ("name", name)])
                 .await
                 .0,
             400,
@@ -182,7 +163,7 @@ async fn the_store_page_lists_adds_and_deletes_in_the_users_own_folder(#[case] b
     assert_eq!(status, 404, "{answer}");
     let long = "x".repeat(300);
     assert_eq!(
-        call(
+        ui_call(
             &app,
             ALICE,
             "store/folder",
@@ -193,7 +174,7 @@ async fn the_store_page_lists_adds_and_deletes_in_the_users_own_folder(#[case] b
         400
     );
     assert_eq!(
-        call(
+        ui_call(
             &app,
             ALICE,
             "store/folder",
@@ -204,7 +185,7 @@ async fn the_store_page_lists_adds_and_deletes_in_the_users_own_folder(#[case] b
         404
     );
     assert_eq!(
-        call(&app, ALICE, "store/delete", &[("path", "a.txt/x")])
+        ui_call(&app, ALICE, "store/delete", &[("path", "a.txt/x")])
             .await
             .0,
         404
@@ -224,13 +205,13 @@ async fn the_store_page_lists_adds_and_deletes_in_the_users_own_folder(#[case] b
     let alice_id = app.core.login(ALICE.0, ALICE.1).await.unwrap().id;
     let planted = app.core.personal_folder(alice_id).join("etc");
     std::os::unix::fs::symlink("/etc", &planted).unwrap();
-    let (_, me) = call(&app, ALICE, "store", &[("path", "")]).await;
+    let (_, me) = ui_call(&app, ALICE, "store", &[("path", "")]).await;
     assert_eq!(names(&me), ["cds/", "a.txt", "b.iso"]);
-    let (status, answer) = call(&app, ALICE, "store", &[("path", "etc")]).await;
+    let (status, answer) = ui_call(&app, ALICE, "store", &[("path", "etc")]).await;
     assert_eq!(status, 400, "{answer}");
     assert!(answer.to_string().contains("link"), "{answer}");
     assert_eq!(
-        call(&app, ALICE, "store/delete", &[("path", "etc/passwd")])
+        ui_call(&app, ALICE, "store/delete", &[("path", "etc/passwd")])
             .await
             .0,
         400
@@ -238,26 +219,28 @@ async fn the_store_page_lists_adds_and_deletes_in_the_users_own_folder(#[case] b
     std::fs::remove_file(&planted).unwrap();
 
     // A folder goes once it is empty.
-    let (status, answer) = call(&app, ALICE, "store/delete", &[("path", "cds")]).await;
+    let (status, answer) = ui_call(&app, ALICE, "store/delete", &[("path", "cds")]).await;
     assert_eq!(status, 400, "{answer}");
     assert!(answer.to_string().contains("not empty"));
     assert_eq!(
-        call(&app, ALICE, "store/delete", &[("path", "cds/c.iso")])
+        ui_call(&app, ALICE, "store/delete", &[("path", "cds/c.iso")])
             .await
             .0,
         200
     );
     assert_eq!(
-        call(&app, ALICE, "store/delete", &[("path", "cds")])
+        ui_call(&app, ALICE, "store/delete", &[("path", "cds")])
             .await
             .0,
         200
     );
     assert_eq!(
-        call(&app, ALICE, "store/delete", &[("path", "")]).await.0,
+        ui_call(&app, ALICE, "store/delete", &[("path", "")])
+            .await
+            .0,
         400
     );
-    let (_, root) = call(&app, ALICE, "store", &[("path", "")]).await;
+    let (_, root) = ui_call(&app, ALICE, "store", &[("path", "")]).await;
     assert_eq!(names(&root), ["a.txt", "b.iso"]);
 }
 
@@ -273,7 +256,7 @@ async fn the_upload_form_keeps_to_the_quota_and_leaves_nothing_partial(#[case] b
         add_files(&app, ALICE, "", &[("second.iso", random_bytes(40_000))]).await;
     assert_eq!(status, 413, "{answer}");
     assert!(answer.to_string().contains("quota"), "{answer}");
-    let (_, root) = call(&app, ALICE, "store", &[("path", "")]).await;
+    let (_, root) = ui_call(&app, ALICE, "store", &[("path", "")]).await;
     assert_eq!(names(&root), ["first.iso"]);
 }
 
@@ -291,11 +274,11 @@ async fn the_sync_button_turns_the_stores_isos_into_images(#[case] backend: Back
         &[("disc.iso", iso()), ("broken.iso", random_bytes(3000))],
     )
     .await;
-    let (status, submitted) = call(&app, ALICE, "store/sync", &[("kind", "ISO")]).await;
+    let (status, submitted) = ui_call(&app, ALICE, "store/sync", &[("kind", "ISO")]).await;
     assert_eq!(status, 200, "{submitted}");
     assert_eq!(submitted["kind"], "ISO");
     assert_eq!(
-        call(&app, ALICE, "store/sync", &[("kind", "EVERYTHING")])
+        ui_call(&app, ALICE, "store/sync", &[("kind", "EVERYTHING")])
             .await
             .0,
         400
@@ -303,7 +286,7 @@ async fn the_sync_button_turns_the_stores_isos_into_images(#[case] backend: Back
 
     let started = Instant::now();
     let done = loop {
-        let (_, syncs) = call(&app, ALICE, "store/syncs", &[]).await;
+        let (_, syncs) = ui_call(&app, ALICE, "store/syncs", &[]).await;
         let newest = syncs[0].clone();
         if newest["status"] == "PROCESSED" || newest["status"] == "ERROR" {
             break newest;

@@ -4,29 +4,10 @@
 use rstest::rstest;
 use serde_json::Value;
 
-use crate::helpers::{Backend, TestApp, ADMIN_PASSWORD};
+use crate::helpers::{ui_call, Backend, TestApp, ADMIN_PASSWORD};
 
 const ADMIN: (&str, &str) = ("admin", ADMIN_PASSWORD);
 const ALICE: (&str, &str) = ("alice", "alice-password");
-
-async fn call(
-    app: &TestApp,
-    user: (&str, &str),
-    endpoint: &str,
-    form: &[(&str, &str)],
-) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(app.url(&format!("/api/ui/{endpoint}")))
-        .basic_auth(user.0, Some(user.1))
-        .form(form)
-        .send()
-        .await
-        .unwrap();
-    (
-        response.status().as_u16(),
-        response.json().await.unwrap_or(Value::Null),
-    )
-}
 
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
@@ -37,34 +18,34 @@ async fn an_admin_manages_tenants_and_their_image_types_from_the_browser(#[case]
     app.add_user(ALICE.0, ALICE.1).await;
 
     // Not for anyone else.
-    assert_eq!(call(&app, ALICE, "tenants", &[]).await.0, 403);
+    assert_eq!(ui_call(&app, ALICE, "tenants", &[]).await.0, 403);
     assert_eq!(
-        call(&app, ALICE, "tenants/create", &[("name", "lab")])
+        ui_call(&app, ALICE, "tenants/create", &[("name", "lab")])
             .await
             .0,
         403
     );
 
     assert_eq!(
-        call(&app, ADMIN, "tenants/create", &[("name", "lab")])
+        ui_call(&app, ADMIN, "tenants/create", &[("name", "lab")])
             .await
             .0,
         200
     );
     assert_eq!(
-        call(&app, ADMIN, "tenants/create", &[("name", "lab")])
+        ui_call(&app, ADMIN, "tenants/create", &[("name", "lab")])
             .await
             .0,
         409
     );
     assert_eq!(
-        call(&app, ADMIN, "tenants/create", &[("name", "no spaces")])
+        ui_call(&app, ADMIN, "tenants/create", &[("name", "no spaces")])
             .await
             .0,
         400
     );
     assert_eq!(
-        call(
+        ui_call(
             &app,
             ADMIN,
             "tenants/members/add",
@@ -75,7 +56,7 @@ async fn an_admin_manages_tenants_and_their_image_types_from_the_browser(#[case]
         200
     );
     assert_eq!(
-        call(
+        ui_call(
             &app,
             ADMIN,
             "tenants/members/add",
@@ -86,7 +67,7 @@ async fn an_admin_manages_tenants_and_their_image_types_from_the_browser(#[case]
         404
     );
     assert_eq!(
-        call(
+        ui_call(
             &app,
             ADMIN,
             "tenants/members/add",
@@ -109,7 +90,7 @@ async fn an_admin_manages_tenants_and_their_image_types_from_the_browser(#[case]
         }
         form
     };
-    let (status, answer) = call(
+    let (status, answer) = ui_call(
         &app,
         ADMIN,
         "tenants/image-types/save",
@@ -118,7 +99,7 @@ async fn an_admin_manages_tenants_and_their_image_types_from_the_browser(#[case]
     .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(
-        call(
+        ui_call(
             &app,
             ADMIN,
             "tenants/image-types/save",
@@ -133,7 +114,7 @@ async fn an_admin_manages_tenants_and_their_image_types_from_the_browser(#[case]
         ("x", "not json", "not JSON"),
         ("x", r#"{"openstack": "m1"}"#, "must be an object"),
     ] {
-        let (status, answer) = call(
+        let (status, answer) = ui_call(
             &app,
             ADMIN,
             "tenants/image-types/save",
@@ -143,7 +124,7 @@ async fn an_admin_manages_tenants_and_their_image_types_from_the_browser(#[case]
         assert_eq!(status, 400, "{name}: {answer}");
         assert!(answer.to_string().contains(reason), "{answer}");
     }
-    let (status, _) = call(
+    let (status, _) = ui_call(
         &app,
         ADMIN,
         "tenants/image-types/save",
@@ -152,7 +133,7 @@ async fn an_admin_manages_tenants_and_their_image_types_from_the_browser(#[case]
     .await;
     assert_eq!(status, 200);
     assert_eq!(
-        call(
+        ui_call(
             &app,
             ADMIN,
             "tenants/image-types/save",
@@ -164,7 +145,7 @@ async fn an_admin_manages_tenants_and_their_image_types_from_the_browser(#[case]
     );
 
     // Alice, a member, makes a key and sees the type through Coopr.
-    let (status, key) = call(&app, ALICE, "apikeys/create", &[("tenant", "lab")]).await;
+    let (status, key) = ui_call(&app, ALICE, "apikeys/create", &[("tenant", "lab")]).await;
     assert_eq!(status, 200, "{key}");
     let coopr = |path: &str| {
         reqwest::Client::new()
@@ -182,15 +163,15 @@ async fn an_admin_manages_tenants_and_their_image_types_from_the_browser(#[case]
         .unwrap();
     assert_eq!(seen["providermap"]["aws"]["flavor"], "t3.micro", "{seen}");
 
-    let (_, tenants) = call(&app, ADMIN, "tenants", &[]).await;
+    let (_, tenants) = ui_call(&app, ADMIN, "tenants", &[]).await;
     assert_eq!(tenants[0]["name"], "lab");
     assert_eq!(tenants[0]["members"], serde_json::json!(["alice"]));
     assert_eq!(tenants[0]["image_types"], 1);
-    let (_, types) = call(&app, ADMIN, "tenants/image-types", &[("tenant", "lab")]).await;
+    let (_, types) = ui_call(&app, ADMIN, "tenants/image-types", &[("tenant", "lab")]).await;
     assert_eq!(types.as_array().unwrap().len(), 1);
 
     assert_eq!(
-        call(
+        ui_call(
             &app,
             ADMIN,
             "tenants/image-types/delete",
@@ -207,13 +188,13 @@ async fn an_admin_manages_tenants_and_their_image_types_from_the_browser(#[case]
 
     // Deleting a tenant needs the confirmation, and takes its keys with it.
     assert_eq!(
-        call(&app, ADMIN, "tenants/delete", &[("name", "lab")])
+        ui_call(&app, ADMIN, "tenants/delete", &[("name", "lab")])
             .await
             .0,
         400
     );
     assert_eq!(
-        call(
+        ui_call(
             &app,
             ADMIN,
             "tenants/delete",
@@ -225,7 +206,7 @@ async fn an_admin_manages_tenants_and_their_image_types_from_the_browser(#[case]
     );
     assert_eq!(coopr("/v2/imagetypes").send().await.unwrap().status(), 401);
     assert_eq!(
-        call(
+        ui_call(
             &app,
             ADMIN,
             "tenants/delete",
