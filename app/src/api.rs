@@ -32,8 +32,8 @@ pub use store::{
 };
 pub use tenants::{
     add_tenant_member, create_tenant, delete_image_type, delete_tenant, list_tenants,
-    save_image_type, tenant_image_types, AddTenantMember, CreateTenant, DeleteImageType,
-    DeleteTenant, SaveImageType,
+    remove_tenant_member, save_image_type, tenant_image_types, AddTenantMember, CreateTenant,
+    DeleteImageType, DeleteTenant, RemoveTenantMember, SaveImageType,
 };
 pub use tokens::{
     create_api_key, create_token, list_api_keys, list_tokens, revoke_api_key, revoke_token,

@@ -116,6 +116,14 @@ pub trait Catalog: Send + Sync + 'static {
         username: &str,
     ) -> Result<(), CoreError>;
 
+    /// Takes a user out of a tenant (their keys for it end), for an admin.
+    async fn remove_tenant_member(
+        &self,
+        viewer: &Viewer,
+        tenant: &str,
+        username: &str,
+    ) -> Result<(), CoreError>;
+
     /// A tenant's image types, for an admin.
     async fn tenant_image_types(
         &self,

@@ -321,6 +321,15 @@ impl app::ports::Catalog for Core {
         Core::add_tenant_member(self, viewer, tenant, username).await
     }
 
+    async fn remove_tenant_member(
+        &self,
+        viewer: &app::model::Viewer,
+        tenant: &str,
+        username: &str,
+    ) -> Result<(), CoreError> {
+        Core::remove_tenant_member(self, viewer, tenant, username).await
+    }
+
     async fn tenant_image_types(
         &self,
         viewer: &app::model::Viewer,

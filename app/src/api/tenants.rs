@@ -38,6 +38,17 @@ pub async fn add_tenant_member(tenant: String, username: String) -> Result<(), C
     crate::ports::respond(catalog.add_tenant_member(&viewer, &tenant, &username).await)
 }
 
+/// Takes a user out of a tenant; the keys they had for it stop working.
+#[server(prefix = "/api/ui", endpoint = "tenants/members/remove")]
+pub async fn remove_tenant_member(tenant: String, username: String) -> Result<(), CoreError> {
+    let (catalog, viewer) = crate::ports::request_context()?;
+    crate::ports::respond(
+        catalog
+            .remove_tenant_member(&viewer, &tenant, &username)
+            .await,
+    )
+}
+
 #[server(prefix = "/api/ui", endpoint = "tenants/image-types")]
 pub async fn tenant_image_types(tenant: String) -> Result<Vec<ImageType>, CoreError> {
     let (catalog, viewer) = crate::ports::request_context()?;

@@ -1,5 +1,5 @@
 //! `/admin/tenants`: Coopr's tenants, for administrators: create one, add
-//! a member (who may then make API keys for it), delete one; and, with
+//! a member (who may then make API keys for it) or take one out, delete one; and, with
 //! `?tenant=NAME`, that tenant's image types, to create, edit and delete.
 
 use leptos::prelude::*;
@@ -9,7 +9,7 @@ use leptos_router::hooks::use_query_map;
 
 use crate::api::{
     list_tenants, tenant_image_types, AddTenantMember, CreateTenant, DeleteImageType, DeleteTenant,
-    SaveImageType,
+    RemoveTenantMember, SaveImageType,
 };
 use crate::components::{refusal, ErrorAlert};
 use crate::model::{ImageType, TenantInfo};
@@ -27,6 +27,7 @@ pub fn TenantsPage() -> impl IntoView {
     let create = ServerAction::<CreateTenant>::new();
     let delete = ServerAction::<DeleteTenant>::new();
     let add_member = ServerAction::<AddTenantMember>::new();
+    let remove_member = ServerAction::<RemoveTenantMember>::new();
     let save = ServerAction::<SaveImageType>::new();
     let remove = ServerAction::<DeleteImageType>::new();
     let tenants = Resource::new(
@@ -35,6 +36,7 @@ pub fn TenantsPage() -> impl IntoView {
                 create.version().get(),
                 delete.version().get(),
                 add_member.version().get(),
+                remove_member.version().get(),
                 save.version().get(),
                 remove.version().get(),
             )
@@ -55,6 +57,7 @@ pub fn TenantsPage() -> impl IntoView {
         refusal(create)
             .or_else(|| refusal(delete))
             .or_else(|| refusal(add_member))
+            .or_else(|| refusal(remove_member))
             .or_else(|| refusal(save))
             .or_else(|| refusal(remove))
             .map(|error| view! { <ErrorAlert error/> })
@@ -74,7 +77,7 @@ pub fn TenantsPage() -> impl IntoView {
                 tenants
                     .get()
                     .map(|result| match result {
-                        Ok(tenants) => view! { <TenantTable tenants add_member delete/> }.into_any(),
+                        Ok(tenants) => view! { <TenantTable tenants add_member remove_member delete/> }.into_any(),
                         Err(error) => view! { <ErrorAlert error/> }.into_any(),
                     })
             }}
@@ -99,6 +102,7 @@ pub fn TenantsPage() -> impl IntoView {
 fn TenantTable(
     tenants: Vec<TenantInfo>,
     add_member: ServerAction<AddTenantMember>,
+    remove_member: ServerAction<RemoveTenantMember>,
     delete: ServerAction<DeleteTenant>,
 ) -> impl IntoView {
     if tenants.is_empty() {
@@ -109,9 +113,27 @@ fn TenantTable(
         .map(|tenant| {
             let name = tenant.name;
             let members = if tenant.members.is_empty() {
-                "—".to_owned()
+                view! { <span>"—"</span> }.into_any()
             } else {
-                tenant.members.join(", ")
+                let members = tenant
+                    .members
+                    .into_iter()
+                    .map(|member| {
+                        let label = format!("Remove {member} from {name}");
+                        let tenant = name.clone();
+                        view! {
+                            <li>
+                                <ActionForm action=remove_member attr:class="inline">
+                                    <input type="hidden" name="tenant" value=tenant/>
+                                    <input type="hidden" name="username" value=member.clone()/>
+                                    {member}
+                                    <button type="submit" class="secondary" aria-label=label>"Remove"</button>
+                                </ActionForm>
+                            </li>
+                        }
+                    })
+                    .collect_view();
+                view! { <ul class="members">{members}</ul> }.into_any()
             };
             // Each form's children are a closure of their own: each gets its copies.
             let (for_member, for_delete) = (name.clone(), name.clone());

@@ -97,6 +97,38 @@ impl Core {
             .map_err(db_error)
     }
 
+    /// Takes a user out of a tenant; the keys they had for it stop working.
+    pub async fn remove_tenant_member(
+        &self,
+        viewer: &Viewer,
+        tenant: &str,
+        username: &str,
+    ) -> Result<(), CoreError> {
+        require_admin(viewer)?;
+        let tenant_id = self.tenant_named(tenant).await?;
+        let user = match Username::parse(username.trim()) {
+            Ok(name) => self
+                .db
+                .user_by_name(name.as_str())
+                .await
+                .map_err(db_error)?,
+            Err(_) => None,
+        };
+        let not_member =
+            || CoreError::not_found(format!("member '{username}' of tenant '{tenant}'"));
+        let user = user.ok_or_else(not_member)?;
+        if self
+            .db
+            .remove_tenant_member(tenant_id, user.id)
+            .await
+            .map_err(db_error)?
+        {
+            Ok(())
+        } else {
+            Err(not_member())
+        }
+    }
+
     async fn tenant_named(&self, name: &str) -> Result<i64, CoreError> {
         self.db
             .tenant_id(name)

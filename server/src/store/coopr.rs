@@ -146,6 +146,33 @@ impl Db {
         })
     }
 
+    /// Takes a user out of a tenant, with the keys they had for it; answers
+    /// whether they were a member.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn remove_tenant_member(
+        &self,
+        tenant_id: i64,
+        user_id: i64,
+    ) -> Result<bool, sqlx::Error> {
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let removed = sqlx::query("DELETE FROM tenant_members WHERE tenant_id = $1 AND user_id = $2")
+                .bind(tenant_id)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                > 0;
+            sqlx::query("DELETE FROM api_keys WHERE tenant_id = $1 AND user_id = $2")
+                .bind(tenant_id)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(removed)
+        })
+    }
+
     /// Deletes an API key by id; answers whether there was one.
     #[tracing::instrument(skip(self), err)]
     pub async fn delete_api_key(&self, id: i64) -> Result<bool, sqlx::Error> {

@@ -186,6 +186,44 @@ async fn an_admin_manages_tenants_and_their_image_types_from_the_browser(#[case]
         404
     );
 
+    // Taken out of the tenant, Alice's key stops working and she makes no other.
+    let remove = [("tenant", "lab"), ("username", "alice")];
+    assert_eq!(
+        ui_call(&app, ALICE, "tenants/members/remove", &remove)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        ui_call(&app, ADMIN, "tenants/members/remove", &remove)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(coopr("/v2/imagetypes").send().await.unwrap().status(), 401);
+    assert_eq!(
+        ui_call(&app, ALICE, "apikeys/create", &[("tenant", "lab")])
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        ui_call(&app, ADMIN, "tenants/members/remove", &remove)
+            .await
+            .0,
+        404
+    );
+    let (_, admin_key) = ui_call(&app, ADMIN, "apikeys/create", &[("tenant", "lab")]).await;
+    let admin_key = admin_key["key"].as_str().unwrap().to_owned();
+    let as_admin = || {
+        reqwest::Client::new()
+            .get(app.url("/v2/imagetypes"))
+            .header("Coopr-UserID", "admin")
+            .header("Coopr-TenantID", "lab")
+            .header("Coopr-ApiKey", &admin_key)
+    };
+    assert_eq!(as_admin().send().await.unwrap().status(), 200);
+
     // Deleting a tenant needs the confirmation, and takes its keys with it.
     assert_eq!(
         ui_call(&app, ADMIN, "tenants/delete", &[("name", "lab")])
@@ -204,7 +242,7 @@ async fn an_admin_manages_tenants_and_their_image_types_from_the_browser(#[case]
         .0,
         200
     );
-    assert_eq!(coopr("/v2/imagetypes").send().await.unwrap().status(), 401);
+    assert_eq!(as_admin().send().await.unwrap().status(), 401);
     assert_eq!(
         ui_call(
             &app,
