@@ -102,3 +102,29 @@ test('several files at once: a row each, a refused one says why in place, a slow
   // The refusal's 400 is logged by the browser itself; nothing else may be.
   expect(errors.filter((e) => !e.includes('400'))).toEqual([]);
 });
+
+test('files dropped on the drop zone are uploaded at once, each in its own row', async ({ page }, testInfo) => {
+  test.skip(testInfo.project.name !== 'hydrate', 'dropping files is the page script');
+  const errors = watchForErrors(page);
+  const stamp = `${Date.now()}`;
+  await signIn(page);
+  await page.goto('/upload');
+  // What the browser hands the page when a person drops two files on it.
+  const dropped = await page.evaluateHandle((stamp) => {
+    const data = new DataTransfer();
+    data.items.add(new File([new Uint8Array(3000).fill(7)], `dropped-a-${stamp}.img`));
+    data.items.add(new File([new Uint8Array(5000).fill(9)], `dropped-b-${stamp}.img`));
+    return data;
+  }, stamp);
+  const zone = page.locator('.dropzone');
+  await zone.dispatchEvent('dragover', { dataTransfer: dropped });
+  await expect(zone).toHaveClass(/dragging/);
+  await zone.dispatchEvent('drop', { dataTransfer: dropped });
+  const rows = page.locator('li.upload');
+  await expect(rows).toHaveCount(2);
+  await expect(rows.getByRole('link', { name: 'Done: view image' })).toHaveCount(2);
+  await page.goto(`/?mine=true&q=dropped-`);
+  await expect(page.getByRole('link', { name: `dropped-a-${stamp}.img` })).toBeVisible();
+  await expect(page.getByRole('link', { name: `dropped-b-${stamp}.img` })).toBeVisible();
+  expect(errors).toEqual([]);
+});

@@ -1,7 +1,7 @@
 //! `/upload`: several files at once, each with its own progress bar, speed and
 //! Cancel button. Without WASM the same form posts itself as multipart.
 
-use leptos::ev::SubmitEvent;
+use leptos::ev::{DragEvent, SubmitEvent};
 use leptos::html;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -16,15 +16,11 @@ pub fn UploadPage() -> impl IntoView {
     let label_input = NodeRef::<html::Input>::new();
     let public_input = NodeRef::<html::Input>::new();
 
-    let on_submit = move |event: SubmitEvent| {
-        event.prevent_default();
+    // Each file of a list in its own request, with the form's label and flag.
+    let send = move |files: web_sys::FileList| {
         set_error.set(None);
-        let (Some(files_input), Some(label_input), Some(public_input)) =
-            (files_input.get(), label_input.get(), public_input.get())
+        let (Some(label_input), Some(public_input)) = (label_input.get(), public_input.get())
         else {
-            return;
-        };
-        let Some(files) = files_input.files() else {
             return;
         };
         let label = label_input.value();
@@ -38,7 +34,29 @@ pub fn UploadPage() -> impl IntoView {
                 Err(message) => set_error.set(Some(message)),
             }
         }
+    };
+    let on_submit = move |event: SubmitEvent| {
+        event.prevent_default();
+        let Some(files_input) = files_input.get() else {
+            return;
+        };
+        if let Some(files) = files_input.files() {
+            send(files);
+        }
         files_input.set_value("");
+    };
+    // Files dropped anywhere on the zone are sent at once, as many as there are.
+    let dragging = RwSignal::new(false);
+    let on_drop = move |event: DragEvent| {
+        event.prevent_default();
+        dragging.set(false);
+        if let Some(files) = event.data_transfer().and_then(|data| data.files()) {
+            send(files);
+        }
+    };
+    let on_dragover = move |event: DragEvent| {
+        event.prevent_default();
+        dragging.set(true);
     };
 
     view! {
@@ -57,8 +75,16 @@ pub fn UploadPage() -> impl IntoView {
                 <input id="public" name="public" type="checkbox" value="true" node_ref=public_input/>
                 " Public (administrators only)"
             </label>
-            <label for="files">"Files: OVA, OVF, ISO, raw, qcow2 or VMDK (choose or drop here)"</label>
-            <input id="files" class="dropzone" name="file" type="file" multiple required node_ref=files_input/>
+            <div
+                class="dropzone"
+                class:dragging=move || dragging.get()
+                on:dragover=on_dragover
+                on:dragleave=move |_| dragging.set(false)
+                on:drop=on_drop
+            >
+                <label for="files">"Files: OVA, OVF, ISO, raw, qcow2 or VMDK (choose, or drop them here)"</label>
+                <input id="files" name="file" type="file" multiple required node_ref=files_input/>
+            </div>
             <button type="submit">"Upload"</button>
         </form>
         {move || error.get().map(|message| view! { <p class="error" role="alert">{message}</p> })}
