@@ -10,7 +10,7 @@ test('an admin creates a tenant, gives it an image type, edits it and deletes bo
   await page.getByRole('button', { name: 'Create tenant' }).click();
   // A member added, then taken out again.
   await page.getByLabel(`Member to add to ${tenant}`).fill('admin');
-  await page.getByRole('button', { name: 'Add member' }).click();
+  await page.getByRole('row').filter({ hasText: tenant }).getByRole('button', { name: 'Add member' }).click();
   await page.getByRole('button', { name: `Remove admin from ${tenant}` }).click();
   await expect(page.getByRole('button', { name: `Remove admin from ${tenant}` })).toHaveCount(0);
   await page.getByRole('link', { name: tenant }).click();

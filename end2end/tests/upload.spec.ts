@@ -117,8 +117,11 @@ test('files dropped on the drop zone are uploaded at once, each in its own row',
     return data;
   }, stamp);
   const zone = page.locator('.dropzone');
-  await zone.dispatchEvent('dragover', { dataTransfer: dropped });
-  await expect(zone).toHaveClass(/dragging/);
+  // Until the page script has loaded, nothing listens: ask again until it does.
+  await expect(async () => {
+    await zone.dispatchEvent('dragover', { dataTransfer: dropped });
+    await expect(zone).toHaveClass(/dragging/, { timeout: 500 });
+  }).toPass({ timeout: 20_000 });
   await zone.dispatchEvent('drop', { dataTransfer: dropped });
   const rows = page.locator('li.upload');
   await expect(rows).toHaveCount(2);

@@ -3,6 +3,17 @@
 
 use leptos::prelude::*;
 
+/// Whether the page script runs: `false` on the server and until the page
+/// hydrates. A button whose answer only the script can show (a secret shown
+/// once) waits for it, so that a plain form post never makes a secret that
+/// nobody sees.
+pub fn script_running() -> Signal<bool> {
+    let running = RwSignal::new(false);
+    // Effects run only in the browser.
+    Effect::new(move |_| running.set(true));
+    running.into()
+}
+
 /// `intro` says what the secret is; `label` names its read-only field.
 #[component]
 pub fn ShownOnce(intro: String, label: &'static str, secret: String) -> impl IntoView {

@@ -9,12 +9,14 @@ use leptos_meta::Title;
 use crate::api::{
     list_api_keys, list_tokens, CreateApiKey, CreateToken, RevokeApiKey, RevokeToken,
 };
-use crate::components::{refusal, ErrorAlert, ShownOnce, SignInPrompt};
+use crate::components::{refusal, script_running, ErrorAlert, ShownOnce, SignInPrompt};
 use crate::error::CoreError;
 use crate::model::{ApiKeyInfo, ApiKeys, TokenInfo};
 
 #[component]
 pub fn TokensPage() -> impl IntoView {
+    // Secrets are shown once, by the page script: the Create buttons wait for it.
+    let scripted = script_running();
     let create = ServerAction::<CreateToken>::new();
     let revoke = ServerAction::<RevokeToken>::new();
     let tokens = Resource::new(
@@ -45,7 +47,7 @@ pub fn TokensPage() -> impl IntoView {
             "those made here end when you sign out."
         </p>
         <ActionForm action=create>
-            <button type="submit">"Create a token"</button>
+            <button type="submit" disabled=move || !scripted.get()>"Create a token"</button>
         </ActionForm>
         {issued}
         {refused}
@@ -164,6 +166,7 @@ fn ApiKeyList(
     create: ServerAction<CreateApiKey>,
     revoke: ServerAction<RevokeApiKey>,
 ) -> impl IntoView {
+    let scripted = script_running();
     let options = keys
         .tenants
         .iter()
@@ -198,7 +201,7 @@ fn ApiKeyList(
             <label for="apikey-tenant">"Tenant"</label>
             <input id="apikey-tenant" name="tenant" type="text" list="apikey-tenants" required autocomplete="off"/>
             <datalist id="apikey-tenants">{options}</datalist>
-            <button type="submit">"Create an API key"</button>
+            <button type="submit" disabled=move || !scripted.get()>"Create an API key"</button>
         </ActionForm>
         {listing}
     }

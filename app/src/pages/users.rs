@@ -7,7 +7,9 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::api::{list_users, ChangeUser, CreateUser, ResetPassword};
-use crate::components::{page_from_url, refusal, ErrorAlert, ListPager, ShownOnce, SignInPrompt};
+use crate::components::{
+    page_from_url, refusal, script_running, ErrorAlert, ListPager, ShownOnce, SignInPrompt,
+};
 use crate::error::CoreError;
 use crate::model::{Role, UserInfo, UserPage};
 
@@ -149,8 +151,7 @@ fn UserRow(
     let reset_label = format!("Reset the password of {name}");
     // The new password is shown by the page script: a plain form post would
     // set a password nobody sees, so the button waits for the script.
-    let scripted = RwSignal::new(false);
-    Effect::new(move |_| scripted.set(true));
+    let scripted = script_running();
     let role_button = button(role_action, role_text);
     let status_button = button(status_action, status_text);
     view! {
