@@ -130,6 +130,20 @@ impl BlobStore {
         tokio::fs::create_dir_all(&self.tmp).await
     }
 
+    /// Whether new bytes can be written: a probe file made and removed in
+    /// the staging folder, as an upload would begin.
+    pub async fn check_writable(&self) -> std::io::Result<()> {
+        let probe = self
+            .tmp
+            .join(format!(".ready-{:016x}", rand::random::<u64>()));
+        tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+            .await?;
+        tokio::fs::remove_file(&probe).await
+    }
+
     /// Where the blob with this digest lives, if the digest is well formed.
     pub fn path(&self, sha256: &str) -> Option<PathBuf> {
         is_sha256(sha256).then(|| self.blobs.join(&sha256[..2]).join(sha256))

@@ -155,6 +155,37 @@ pub(crate) fn db_error(error: sqlx::Error) -> CoreError {
     CoreError::Internal
 }
 
+impl Core {
+    /// Whether this server can serve: the database answers and the blob
+    /// store takes a write, each within two seconds. The answer names what
+    /// failed, never how (that goes to the log).
+    pub async fn readiness(&self) -> Result<(), &'static str> {
+        const PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+        match tokio::time::timeout(PATIENCE, self.db.ping()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "not ready: the database does not answer");
+                return Err("the database does not answer");
+            }
+            Err(_) => {
+                tracing::warn!("not ready: the database is too slow to answer");
+                return Err("the database does not answer");
+            }
+        }
+        match tokio::time::timeout(PATIENCE, self.blobs.check_writable()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "not ready: the blob store takes no writes");
+                Err("the blob store takes no writes")
+            }
+            Err(_) => {
+                tracing::warn!("not ready: the blob store is too slow");
+                Err("the blob store takes no writes")
+            }
+        }
+    }
+}
+
 /// Logs a storage failure and hides it from the caller.
 pub fn io_error(error: std::io::Error) -> CoreError {
     tracing::error!(%error, "storage error");

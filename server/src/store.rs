@@ -86,6 +86,13 @@ macro_rules! bind_args {
 pub(crate) use bind_args;
 
 impl Db {
+    /// Answers if the database answers a trivial query.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        with_pool!(self, pool => {
+            sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
+        })
+    }
+
     /// Connects to `url`: `postgres://…` for PostgreSQL, anything else is a SQLite URL.
     pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {

@@ -42,6 +42,7 @@ pub fn router(state: AppState, sessions: SessionStore, secure_cookies: bool) -> 
 
     Router::new()
         .route("/healthz", get(health))
+        .route("/readyz", get(ready))
         .merge(files::router())
         .merge(tokens::router())
         .merge(store::router())
@@ -86,4 +87,20 @@ fn set_page_policy() {
 /// Liveness: the process answers.
 async fn health() -> &'static str {
     "ok"
+}
+
+/// Readiness, for a load balancer: 200 while the database and the blob
+/// store work, 503 with what does not otherwise.
+async fn ready(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match state.core.readiness().await {
+        Ok(()) => "ready".into_response(),
+        Err(what) => (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({ "error": what, "status": 503 })),
+        )
+            .into_response(),
+    }
 }

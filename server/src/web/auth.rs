@@ -86,7 +86,7 @@ async fn viewer_of(
 /// Paths that are the same for everyone: no credential is checked for them,
 /// so that health checks and static assets never pay for a password check.
 fn needs_no_viewer(path: &str) -> bool {
-    path == "/healthz" || path == "/favicon.ico" || path.starts_with("/pkg/")
+    path == "/healthz" || path == "/readyz" || path == "/favicon.ico" || path.starts_with("/pkg/")
 }
 
 /// The address of the client (the TCP peer).

@@ -33,7 +33,7 @@ pub struct TestDb {
     pub url: Option<String>,
 }
 
-fn postgres_admin_url() -> String {
+pub fn postgres_admin_url() -> String {
     std::env::var("DEPOT_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
@@ -134,6 +134,11 @@ impl TestApp {
             _data: data,
             _db: db,
         }
+    }
+
+    /// The PostgreSQL database's URL (`None` on SQLite).
+    pub fn database_url(&self) -> Option<&str> {
+        self._db.url.as_deref()
     }
 
     pub fn url(&self, path: &str) -> String {

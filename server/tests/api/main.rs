@@ -18,6 +18,7 @@ mod mws_query;
 mod pyvss;
 mod query;
 mod quota_and_races;
+mod readiness;
 mod store;
 mod ui;
 mod ui_images;

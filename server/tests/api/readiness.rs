@@ -1,0 +1,75 @@
+//! `/readyz`, for a load balancer: ready while the database answers and the
+//! blob store takes writes; 503 naming what fails otherwise, and ready again
+//! once it is mended.
+
+use rstest::rstest;
+use sqlx::Connection;
+
+use crate::helpers::{postgres_admin_url, Backend, TestApp};
+
+async fn readiness(app: &TestApp) -> (u16, String) {
+    let response = reqwest::get(app.url("/readyz")).await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn readiness_follows_the_blob_store(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    assert_eq!(readiness(&app).await, (200, "ready".to_owned()));
+    // The staging folder replaced by a file: no upload could begin.
+    let staging = app.data_dir.join("store").join("tmp");
+    std::fs::remove_dir_all(&staging).unwrap();
+    std::fs::write(&staging, b"not a folder").unwrap();
+    let (status, answer) = readiness(&app).await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(answer.contains("blob store"), "{answer}");
+    // Liveness is another question: the process still answers.
+    assert_eq!(
+        reqwest::get(app.url("/healthz")).await.unwrap().status(),
+        200
+    );
+    std::fs::remove_file(&staging).unwrap();
+    std::fs::create_dir(&staging).unwrap();
+    assert_eq!(readiness(&app).await.0, 200);
+}
+
+#[tokio::test]
+async fn readiness_follows_the_database() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    assert_eq!(readiness(&app).await.0, 200);
+    let name = app
+        .database_url()
+        .and_then(|url| url.rsplit('/').next())
+        .unwrap()
+        .to_owned();
+    let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
+        .await
+        .unwrap();
+    // Every connection of the server's pool cut, and no new one let in.
+    sqlx::query(&format!(
+        "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&name)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (status, answer) = readiness(&app).await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(answer.contains("database"), "{answer}");
+    assert!(
+        !answer.contains(&name),
+        "the answer names the database: {answer}"
+    );
+    sqlx::query(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(readiness(&app).await.0, 200);
+}
