@@ -157,6 +157,17 @@ impl Viewer {
         self.principal().ok_or(CoreError::Unauthenticated)
     }
 
+    /// The signed-in administrator, `Unauthenticated` for nobody, or
+    /// `Forbidden` ("only administrators {what}") for anyone else.
+    pub fn require_admin(&self, what: &str) -> Result<&Principal, CoreError> {
+        let user = self.require_user()?;
+        if user.role == Role::Admin {
+            Ok(user)
+        } else {
+            Err(CoreError::Forbidden(format!("only administrators {what}")))
+        }
+    }
+
     pub fn is_admin(&self) -> bool {
         self.principal().is_some_and(|p| p.role == Role::Admin)
     }

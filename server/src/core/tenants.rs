@@ -3,20 +3,14 @@
 //! the one tenant its key names), reached here by naming the tenant.
 
 use app::error::CoreError;
-use app::model::{is_image_type_name, ImageType, Role, TenantInfo, Username, Viewer};
+use app::model::{is_image_type_name, ImageType, Principal, TenantInfo, Username, Viewer};
 use chrono::Utc;
 
 use super::coopr::TenantCaller;
 use super::{db_error, Core};
 
-fn require_admin(viewer: &Viewer) -> Result<(), CoreError> {
-    match viewer.principal() {
-        None => Err(CoreError::Unauthenticated),
-        Some(user) if user.role == Role::Admin => Ok(()),
-        Some(_) => Err(CoreError::Forbidden(
-            "only administrators manage tenants".into(),
-        )),
-    }
+fn require_admin(viewer: &Viewer) -> Result<&Principal, CoreError> {
+    viewer.require_admin("manage tenants")
 }
 
 fn checked_name(name: &str) -> Result<&str, CoreError> {
@@ -139,9 +133,8 @@ impl Core {
 
     /// The admin, acting inside a tenant as a Coopr key would let them.
     async fn admin_in(&self, viewer: &Viewer, tenant: &str) -> Result<TenantCaller, CoreError> {
-        require_admin(viewer)?;
+        let user = require_admin(viewer)?.clone();
         let tenant_id = self.tenant_named(tenant).await?;
-        let user = viewer.require_user()?.clone();
         Ok(TenantCaller {
             user,
             tenant_id,

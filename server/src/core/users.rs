@@ -13,13 +13,9 @@ use crate::store::UserRow;
 pub const MAX_USER_PAGE: u64 = 200;
 
 fn require_admin(viewer: &Viewer) -> Result<i64, CoreError> {
-    let user = viewer.require_user()?;
-    if user.role != Role::Admin {
-        return Err(CoreError::Forbidden(
-            "only administrators manage accounts".into(),
-        ));
-    }
-    Ok(user.id)
+    viewer
+        .require_admin("manage accounts")
+        .map(|admin| admin.id)
 }
 
 fn info(row: UserRow) -> Result<UserInfo, CoreError> {
