@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of Depot: formatting and lints, unit tests, integration tests
-# against SQLite and PostgreSQL, then the browser tests in headless Chromium.
+# against SQLite, PostgreSQL and PostgreSQL with an object store (Garage),
+# then the browser tests in headless Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -24,7 +25,11 @@ step "cargo clippy (server side, and the WASM entry for wasm32)"
 "${as_cargo_leptos[@]}" cargo clippy -p app -p depot-inspect -p depot-server --all-targets -- -D warnings
 "${as_cargo_leptos[@]}" cargo clippy -p depot-frontend --target wasm32-unknown-unknown -- -D warnings
 
-step "unit and integration tests (SQLite and PostgreSQL)"
+step "starting a throw-away object store (Garage) for the tests"
+source scripts/garage.sh
+trap garage_stop EXIT
+
+step "unit and integration tests (SQLite, PostgreSQL, PostgreSQL with the object store)"
 "${as_cargo_leptos[@]}" cargo test -p app -p depot-inspect -p depot-server --no-run
 # They take about a minute. With cargo-nextest (.config/nextest.toml) a test
 # that hangs is stopped and retried; either way a hung run fails here rather
@@ -43,5 +48,5 @@ export DEPOT_SITE_ROOT="$PWD/target/site"
 step "browser tests again, on PostgreSQL"
 e2e_db="depot_e2e_$$"
 psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $e2e_db"
-trap 'psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $e2e_db WITH (FORCE)"' EXIT
+trap 'garage_stop; psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $e2e_db WITH (FORCE)"' EXIT
 (cd end2end && DEPOT_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$e2e_db" npx playwright test)

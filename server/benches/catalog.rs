@@ -92,11 +92,10 @@ async fn main() {
     let requests = env_number("DEPOT_BENCH_REQUESTS", 200);
     let data = tempfile::tempdir().unwrap();
     let storage = StorageArgs {
-        data_dir: data.path().to_path_buf(),
         database_url: std::env::var("DEPOT_BENCH_DATABASE_URL")
             .ok()
             .map(|url| url.parse::<Secret>().unwrap()),
-        secret_key: None,
+        ..StorageArgs::in_folder(data.path().to_path_buf())
     };
     let mut args = ServeArgs::with_defaults(storage, "127.0.0.1:0".parse().unwrap());
     args.admin_password = Some(PASSWORD.parse().unwrap());

@@ -132,9 +132,117 @@ pub struct StorageArgs {
     /// database must share it.
     #[arg(long, env = "DEPOT_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<Secret>,
+    /// Where image bytes and personal stores live: `file:///path` (a local
+    /// folder) or `s3://bucket/prefix` (an S3-compatible object store, which
+    /// servers sharing a database must share); by default `store/` and
+    /// `personal/` in the data folder.
+    #[arg(long, env = "DEPOT_BLOB_STORE")]
+    pub blob_store: Option<BlobStoreUrl>,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+/// Where the bytes live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobStoreUrl {
+    /// A local folder.
+    Folder(PathBuf),
+    /// A bucket of an S3-compatible object store, and a prefix in it (no
+    /// leading or trailing slash; may be empty).
+    S3 { bucket: String, prefix: String },
+}
+
+impl fmt::Display for BlobStoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Folder(path) => write!(f, "file://{}", path.display()),
+            Self::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+impl FromStr for BlobStoreUrl {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if let Some(path) = text.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err("a file:// store needs an absolute path, file:///srv/depot".into());
+            }
+            return Ok(Self::Folder(PathBuf::from(path)));
+        }
+        if let Some(rest) = text.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            // S3's bucket naming rules, which every compatible store keeps.
+            let valid_bucket = (3..=63).contains(&bucket.len())
+                && bucket.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                })
+                && !bucket.starts_with(['-', '.'])
+                && !bucket.ends_with(['-', '.']);
+            if !valid_bucket {
+                return Err(format!("'{bucket}' is not a bucket name"));
+            }
+            let prefix = prefix.trim_matches('/');
+            let valid_prefix = prefix.split('/').all(|part| {
+                !part.is_empty()
+                    && part != "."
+                    && part != ".."
+                    && part.bytes().all(|b| b.is_ascii_graphic())
+            });
+            if !prefix.is_empty() && !valid_prefix {
+                return Err(format!("'{prefix}' is not a usable prefix"));
+            }
+            return Ok(Self::S3 {
+                bucket: bucket.to_owned(),
+                prefix: prefix.to_owned(),
+            });
+        }
+        Err("expected file:///path or s3://bucket/prefix".into())
+    }
+}
+
+/// How to reach an S3-compatible object store, read as the AWS CLI reads
+/// them when no flag is given.
+#[derive(Debug, Clone, Default, Args)]
+pub struct S3Args {
+    /// The object store's endpoint when it is not AWS (Garage, MinIO, Ceph),
+    /// `http://127.0.0.1:3900`; requests are path-style.
+    #[arg(long = "s3-endpoint", env = "AWS_ENDPOINT_URL")]
+    pub endpoint: Option<String>,
+    /// The object store's region (Garage's own is `garage`).
+    #[arg(long = "s3-region", env = "AWS_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// Access key id; without one, the instance's role is asked (on AWS).
+    #[arg(
+        long = "s3-access-key-id",
+        env = "AWS_ACCESS_KEY_ID",
+        hide_env_values = true
+    )]
+    pub access_key_id: Option<String>,
+    #[arg(
+        long = "s3-secret-access-key",
+        env = "AWS_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    pub secret_access_key: Option<Secret>,
 }
 
 impl StorageArgs {
+    /// The settings of a server keeping everything in `data_dir`.
+    pub fn in_folder(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            database_url: None,
+            secret_key: None,
+            blob_store: None,
+            s3: S3Args {
+                region: "us-east-1".into(),
+                ..S3Args::default()
+            },
+        }
+    }
+
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(url) => url.expose().to_owned(),
@@ -243,14 +351,67 @@ mod tests {
 
     #[test]
     fn the_default_database_lives_in_the_data_folder() {
-        let storage = StorageArgs {
-            data_dir: "/srv/depot".into(),
-            database_url: None,
-            secret_key: None,
-        };
+        let storage = StorageArgs::in_folder("/srv/depot".into());
         assert_eq!(
             storage.database_url(),
             "sqlite:///srv/depot/depot.db?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn blob_stores_are_folders_or_buckets() {
+        assert_eq!(
+            "s3://depot-images/prod/eu".parse(),
+            Ok(BlobStoreUrl::S3 {
+                bucket: "depot-images".into(),
+                prefix: "prod/eu".into()
+            })
+        );
+        assert_eq!(
+            "s3://depot/".parse(),
+            Ok(BlobStoreUrl::S3 {
+                bucket: "depot".into(),
+                prefix: String::new()
+            })
+        );
+        assert_eq!(
+            "file:///srv/depot".parse(),
+            Ok(BlobStoreUrl::Folder("/srv/depot".into()))
+        );
+        for bad in [
+            "s3://Upper/x",
+            "s3://ab",
+            "s3://bucket/../up",
+            "s3://bucket/a//b",
+            "file://relative",
+            "gs://bucket",
+            "/srv/depot",
+        ] {
+            assert!(bad.parse::<BlobStoreUrl>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn s3_settings_come_from_the_aws_variables_and_stay_secret() {
+        let args = Cli::try_parse_from([
+            "depot",
+            "serve",
+            "--blob-store",
+            "s3://depot/images",
+            "--s3-endpoint",
+            "http://127.0.0.1:3900",
+            "--s3-secret-access-key",
+            "very-secret-key",
+        ])
+        .unwrap();
+        let printed = format!("{args:?}");
+        assert!(!printed.contains("very-secret"), "{printed}");
+        let Command::Serve(serve) = args.command else {
+            panic!("not serve")
+        };
+        assert_eq!(
+            serve.storage.s3.endpoint.as_deref(),
+            Some("http://127.0.0.1:3900")
         );
     }
 

@@ -8,8 +8,9 @@ use anyhow::Context;
 use axum::Router;
 use leptos::config::LeptosOptions;
 
+use crate::blob::object::ObjectBlobs;
 use crate::blob::BlobStore;
-use crate::config::{ServeArgs, StorageArgs};
+use crate::config::{BlobStoreUrl, ServeArgs, StorageArgs};
 use crate::core::login_guard::LoginLimits;
 use crate::core::{Core, Limits, ServerKey};
 use crate::state::AppState;
@@ -40,9 +41,22 @@ pub async fn open_database(storage: &StorageArgs) -> anyhow::Result<Db> {
     Ok(db)
 }
 
+/// Opens the blob store the settings name: a local folder (by default the
+/// data folder's `store/`) or a bucket of an S3-compatible object store.
+pub async fn open_blob_store(storage: &StorageArgs) -> anyhow::Result<BlobStore> {
+    match &storage.blob_store {
+        None => Ok(BlobStore::open(&storage.data_dir.join("store")).await?),
+        Some(BlobStoreUrl::Folder(folder)) => Ok(BlobStore::open(folder).await?),
+        Some(BlobStoreUrl::S3 { bucket, prefix }) => {
+            let objects = ObjectBlobs::connect_s3(bucket, prefix, &storage.s3)?;
+            Ok(BlobStore::new(Arc::new(objects)))
+        }
+    }
+}
+
 /// Opens the core over an open database.
 pub async fn open_core(storage: &StorageArgs, db: Db, limits: Limits) -> anyhow::Result<Core> {
-    let blobs = BlobStore::open(&storage.data_dir.join("store"))
+    let blobs = open_blob_store(storage)
         .await
         .context("cannot open the blob store")?;
     let key = ServerKey::load(

@@ -52,7 +52,7 @@ impl Core {
         let size = staged.size as i64;
         let attached = async {
             let mut lock = self.db.lock_blob(&sha256).await.map_err(db_error)?;
-            self.blobs.publish(staged).await.map_err(io_error)?;
+            staged.publish().await.map_err(io_error)?;
             let id = match attach {
                 Attach::Insert(new) => lock.insert_image(new).await.map_err(db_error)?,
                 Attach::Replace {

@@ -334,8 +334,8 @@ impl Core {
                 .await
                 .map_err(|error| CopyFailure::Final(error.to_string()))?;
         }
-        let source = match self.blobs.open_blob(sha256).await {
-            Ok((file, _)) => file.into_std().await,
+        let source = match self.blobs.blocking_reader(sha256).await {
+            Ok(reader) => reader,
             Err(error) => {
                 return Err(CopyFailure::Retry(format!(
                     "cannot read the image's bytes: {error}"

@@ -68,8 +68,10 @@ pub fn write(
     root: &Path,
     relative: &Path,
     name: &str,
-    mut source: std::fs::File,
+    source: impl std::io::Read,
 ) -> std::io::Result<u64> {
+    // Large reads: the source may be a stream from an object store.
+    let mut source = std::io::BufReader::with_capacity(1 << 20, source);
     let folder = open_folder(root, relative)?;
     let mut nonce = [0u8; 6];
     rand::thread_rng().fill_bytes(&mut nonce);

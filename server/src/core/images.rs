@@ -10,7 +10,7 @@ use futures_util::Stream;
 use super::blobs::Attach;
 use super::inspect::{self, Inspection};
 use super::{db_error, io_error, Core};
-use crate::blob::IngestError;
+use crate::blob::{Blob, IngestError};
 use crate::store::{DetailsUpdate, NewImage};
 
 /// What the uploader says about a file; everything else is read from its bytes.
@@ -323,12 +323,12 @@ impl Core {
         &self,
         viewer: &Viewer,
         id: i64,
-    ) -> Result<(Image, tokio::fs::File, u64), CoreError> {
+    ) -> Result<(Image, Box<dyn Blob>), CoreError> {
         let image = self.get_image(viewer, id).await?;
         let Some(sha256) = image.sha256.as_deref() else {
             return Err(CoreError::not_found(format!("the file of image {id}")));
         };
-        let (file, length) = self.blobs.open_blob(sha256).await.map_err(io_error)?;
-        Ok((image, file, length))
+        let blob = self.blobs.open_blob(sha256).await.map_err(io_error)?;
+        Ok((image, blob))
     }
 }

@@ -3,8 +3,6 @@
 //! any other path under `/api`, a 404 in the API's JSON rather than the UI's
 //! page.
 
-use std::io::SeekFrom;
-
 use app::error::CoreError;
 use app::model::{Image, Viewer};
 use axum::body::Body;
@@ -16,15 +14,10 @@ use axum::routing::{any, get, post};
 use axum::{Extension, Json, Router};
 use futures_util::TryStreamExt;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 use super::ApiError;
 use crate::core::UploadMeta;
 use crate::state::AppState;
-
-/// Read size for downloads: large enough to keep the socket busy.
-const DOWNLOAD_CHUNK: usize = 256 * 1024;
 
 /// The longest text field (label, flags) an upload form may carry.
 const MAX_TEXT_FIELD: usize = 4096;
@@ -185,7 +178,8 @@ pub async fn content_response(
     id: i64,
     headers: &HeaderMap,
 ) -> Result<Response, CoreError> {
-    let (image, mut file, length) = state.core.open_content(viewer, id).await?;
+    let (image, blob) = state.core.open_content(viewer, id).await?;
+    let length = blob.size();
     let etag = format!("\"{}\"", image.sha256.as_deref().unwrap_or_default());
     let not_modified = headers
         .get(header::IF_NONE_MATCH)
@@ -212,15 +206,11 @@ pub async fn content_response(
             )
                 .into_response()),
         };
-    if start > 0 {
-        file.seek(SeekFrom::Start(start))
+    let body = Body::from_stream(
+        blob.read(start, count)
             .await
-            .map_err(crate::core::io_error)?;
-    }
-    let body = Body::from_stream(ReaderStream::with_capacity(
-        file.take(count),
-        DOWNLOAD_CHUNK,
-    ));
+            .map_err(crate::core::io_error)?,
+    );
 
     let mut response = Response::new(body);
     *response.status_mut() = status;

@@ -3,6 +3,8 @@
 use rstest::rstest;
 use serde_json::Value;
 
+use depot_server::blob::Area;
+
 use crate::helpers::{random_bytes, Backend, TestApp, ADMIN_PASSWORD};
 
 async fn token_for(app: &TestApp, user: &str, password: &str) -> String {
@@ -163,5 +165,5 @@ async fn only_admins_publish_and_anonymous_callers_cannot_upload(#[case] backend
         .unwrap();
     assert_eq!(anonymous.status(), 401);
     assert!(anonymous.headers().contains_key("www-authenticate"));
-    assert!(app.stored_files("blobs").is_empty());
+    assert!(app.stored(Area::Blobs).await.is_empty());
 }

@@ -7,6 +7,8 @@ use reqwest::Method;
 use rstest::rstest;
 use serde_json::{json, Value};
 
+use depot_server::blob::Area;
+
 use crate::helpers::{random_bytes, Backend, TestApp, ADMIN_PASSWORD};
 use crate::mws::{messages, Mws};
 use crate::vice::Vice;
@@ -240,8 +242,8 @@ async fn names_with_bidirectional_controls_are_refused(#[case] backend: Backend)
     let body: Value = response.json().await.unwrap();
     let error = body["error"].as_str().unwrap();
     assert!(error.contains("U+202E"), "{body}");
-    assert!(app.stored_files("blobs").is_empty());
-    assert!(app.stored_files("tmp").is_empty());
+    assert!(app.stored(Area::Blobs).await.is_empty());
+    assert!(app.stored(Area::Staging).await.is_empty());
     let mws = Mws::new(&app, "admin", ADMIN_PASSWORD).await;
     assert!(mws.names(&[]).await.is_empty());
 

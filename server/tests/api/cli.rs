@@ -116,9 +116,8 @@ async fn apikey_create_prints_a_working_key_once_and_stores_its_hash(#[case] bac
 
     // The key identifies ops in acme, and the database holds only its hash.
     let storage = depot_server::config::StorageArgs {
-        data_dir: data.path().to_path_buf(),
         database_url: db.url.as_deref().map(|url| url.parse().unwrap()),
-        secret_key: None,
+        ..depot_server::config::StorageArgs::in_folder(data.path().to_path_buf())
     };
     let store = depot_server::serve::open_database(&storage).await.unwrap();
     let core = depot_server::serve::open_core(&storage, store.clone(), Default::default())
@@ -188,9 +187,8 @@ async fn apikeys_are_listed_without_their_secret_and_revoked(#[case] backend: Ba
         .unwrap();
     assert!(!again.status.success(), "revoking twice succeeded");
     let storage = depot_server::config::StorageArgs {
-        data_dir: data.path().to_path_buf(),
         database_url: db.url.as_deref().map(|url| url.parse().unwrap()),
-        secret_key: None,
+        ..depot_server::config::StorageArgs::in_folder(data.path().to_path_buf())
     };
     let store = depot_server::serve::open_database(&storage).await.unwrap();
     let core = depot_server::serve::open_core(&storage, store.clone(), Default::default())

@@ -5,6 +5,8 @@
 use rstest::rstest;
 use serde_json::Value;
 
+use depot_server::blob::Area;
+
 use crate::helpers::{random_bytes, Backend, TestApp, ADMIN_PASSWORD};
 
 #[rstest]
@@ -69,7 +71,7 @@ async fn cross_site_requests_change_nothing_and_scripts_are_unaffected(#[case] b
         .await
         .unwrap();
     assert_eq!(cached_basic.status(), 403);
-    assert!(app.stored_files("blobs").is_empty());
+    assert!(app.stored(Area::Blobs).await.is_empty());
 
     // A script (no Origin, no Sec-Fetch-Site) is unaffected.
     let uploaded = app

@@ -12,7 +12,7 @@ use crate::helpers::{Backend, TestApp};
 use crate::vice::{iso_bytes, Vice};
 
 /// An image of `vice`'s user named `title` with `bytes`; answers its id.
-async fn image_with(vice: &Vice<'_>, title: &str, bytes: Vec<u8>) -> String {
+pub async fn image_with(vice: &Vice<'_>, title: &str, bytes: Vec<u8>) -> String {
     let (status, image) = vice
         .json(
             Method::POST,
@@ -37,7 +37,7 @@ async fn image_with(vice: &Vice<'_>, title: &str, bytes: Vec<u8>) -> String {
 }
 
 /// A `file://` environment of `vice`'s user; answers (status, body).
-async fn environment_at(vice: &Vice<'_>, location: String) -> (u16, Value) {
+pub async fn environment_at(vice: &Vice<'_>, location: String) -> (u16, Value) {
     let body = json!({
         "title": "export",
         "credentials": {"location": location, "username": "u"},
@@ -48,7 +48,7 @@ async fn environment_at(vice: &Vice<'_>, location: String) -> (u16, Value) {
     (status.as_u16(), created)
 }
 
-async fn deploy(vice: &Vice<'_>, environment: &str, image: &str) -> (u16, Value) {
+pub async fn deploy(vice: &Vice<'_>, environment: &str, image: &str) -> (u16, Value) {
     let (status, body) = vice
         .json(
             Method::POST,
@@ -60,7 +60,7 @@ async fn deploy(vice: &Vice<'_>, environment: &str, image: &str) -> (u16, Value)
 }
 
 /// Waits until a deployment is done, or has a reason for not being done.
-async fn settled(vice: &Vice<'_>, id: &str) -> Value {
+pub async fn settled(vice: &Vice<'_>, id: &str) -> Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let (_, deployment) = vice
@@ -78,6 +78,7 @@ async fn settled(vice: &Vice<'_>, id: &str) -> Value {
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn users_sharing_an_export_folder_never_overwrite_each_other(#[case] backend: Backend) {
     let root = tempfile::tempdir().unwrap();
@@ -174,6 +175,7 @@ async fn users_sharing_an_export_folder_never_overwrite_each_other(#[case] backe
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn deployed_bytes_count_against_the_quota(#[case] backend: Backend) {
     let root = tempfile::tempdir().unwrap();

@@ -8,11 +8,14 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use depot_server::blob::Area;
+
 use crate::helpers::{random_bytes, Backend, TestApp, ADMIN_PASSWORD};
 
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn an_upload_downloads_back_identical_with_ranges_and_etag(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -91,6 +94,7 @@ async fn an_upload_downloads_back_identical_with_ranges_and_etag(#[case] backend
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn identical_content_is_stored_once(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -103,12 +107,13 @@ async fn identical_content_is_stored_once(#[case] backend: Backend) {
             201
         );
     }
-    assert_eq!(app.stored_files("blobs").len(), 1);
+    assert_eq!(app.stored(Area::Blobs).await.len(), 1);
 }
 
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn the_format_comes_from_the_bytes_and_unsafe_disks_are_refused(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -135,7 +140,7 @@ async fn the_format_comes_from_the_bytes_and_unsafe_disks_are_refused(#[case] ba
         "{body}"
     );
     assert_eq!(
-        app.stored_files("blobs").len(),
+        app.stored(Area::Blobs).await.len(),
         1,
         "the refused file was kept"
     );
@@ -144,6 +149,7 @@ async fn the_format_comes_from_the_bytes_and_unsafe_disks_are_refused(#[case] ba
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn quotas_and_size_limits_refuse_with_413_and_keep_nothing(#[case] backend: Backend) {
     let app = TestApp::spawn_with(backend, |args| {
@@ -167,13 +173,14 @@ async fn quotas_and_size_limits_refuse_with_413_and_keep_nothing(#[case] backend
     assert_eq!(over_quota.status(), 413);
     let body: Value = over_quota.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("bytes"), "{body}");
-    assert_eq!(app.stored_files("blobs").len(), 1);
-    assert!(app.stored_files("tmp").is_empty());
+    assert_eq!(app.stored(Area::Blobs).await.len(), 1);
+    assert!(app.stored(Area::Staging).await.is_empty());
 }
 
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn a_connection_cut_mid_upload_leaves_no_record_and_no_file(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -199,7 +206,7 @@ async fn a_connection_cut_mid_upload_leaves_no_record_and_no_file(#[case] backen
     // Let the server write part of it to its temporary file, then hang up.
     let mut saw_partial = false;
     for _ in 0..50 {
-        if !app.stored_files("tmp").is_empty() {
+        if !app.stored(Area::Staging).await.is_empty() {
             saw_partial = true;
             break;
         }
@@ -210,7 +217,7 @@ async fn a_connection_cut_mid_upload_leaves_no_record_and_no_file(#[case] backen
 
     let mut clean = false;
     for _ in 0..100 {
-        if app.stored_files("tmp").is_empty() {
+        if app.stored(Area::Staging).await.is_empty() {
             clean = true;
             break;
         }
@@ -219,9 +226,9 @@ async fn a_connection_cut_mid_upload_leaves_no_record_and_no_file(#[case] backen
     assert!(
         clean,
         "a partial file was left: {:?}",
-        app.stored_files("tmp")
+        app.stored(Area::Staging).await
     );
-    assert!(app.stored_files("blobs").is_empty());
+    assert!(app.stored(Area::Blobs).await.is_empty());
     let listed = app
         .core
         .list_images(&admin_viewer(&app).await, app::query::Query::new(10))

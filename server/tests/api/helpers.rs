@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use app::model::Role;
-use depot_server::config::{Secret, ServeArgs, StorageArgs};
+use depot_server::blob::Area;
+use depot_server::config::{BlobStoreUrl, S3Args, Secret, ServeArgs, StorageArgs};
 use depot_server::core::Core;
 use depot_server::serve;
 use rand::Rng;
@@ -18,11 +19,57 @@ pub fn markup(html: &str) -> String {
     html.replace("<!>", "")
 }
 
-/// Which database a test runs against.
+/// Which database and blob store a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// SQLite and a local folder: the embedded default.
     Sqlite,
+    /// PostgreSQL and a local folder.
     Postgres,
+    /// PostgreSQL and a bucket of the test object store (Garage): what
+    /// several servers share.
+    Shared,
+}
+
+/// A client of the bucket `storage` names, to look behind the server's back.
+pub fn test_bucket(storage: &StorageArgs) -> object_store::aws::AmazonS3 {
+    let Some(BlobStoreUrl::S3 { bucket, .. }) = &storage.blob_store else {
+        panic!("not on an object store")
+    };
+    let s3 = &storage.s3;
+    object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_region(&s3.region)
+        .with_endpoint(s3.endpoint.as_ref().unwrap())
+        .with_allow_http(true)
+        .with_access_key_id(s3.access_key_id.as_ref().unwrap())
+        .with_secret_access_key(s3.secret_access_key.as_ref().unwrap().expose())
+        .build()
+        .unwrap()
+}
+
+/// The test object store that `scripts/garage.sh` started, and a prefix of
+/// this test's own in its bucket.
+pub fn test_object_store() -> (BlobStoreUrl, S3Args) {
+    let variable = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!(
+                "{name} is not set: run the tests with scripts/test.sh, or \
+                 `source scripts/garage.sh` first, which starts a Garage for them"
+            )
+        })
+    };
+    let url = BlobStoreUrl::S3 {
+        bucket: variable("DEPOT_TEST_S3_BUCKET"),
+        prefix: format!("test-{:016x}", rand::thread_rng().gen::<u64>()),
+    };
+    let s3 = S3Args {
+        endpoint: Some(variable("DEPOT_TEST_S3_ENDPOINT")),
+        region: variable("DEPOT_TEST_S3_REGION"),
+        access_key_id: Some(variable("DEPOT_TEST_S3_KEY_ID")),
+        secret_access_key: Some(variable("DEPOT_TEST_S3_SECRET").parse().unwrap()),
+    };
+    (url, s3)
 }
 
 /// A uniquely named PostgreSQL database, dropped with the guard; or nothing
@@ -97,6 +144,8 @@ pub struct TestApp {
     pub address: SocketAddr,
     pub core: Arc<Core>,
     pub data_dir: PathBuf,
+    /// Where this server keeps its state (what a second one must share).
+    pub storage: StorageArgs,
     _data: tempfile::TempDir,
     _db: TestDb,
 }
@@ -110,11 +159,45 @@ impl TestApp {
     pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut ServeArgs)) -> Self {
         let data = tempfile::tempdir().unwrap();
         let db = TestDb::create(backend).await;
+        let mut storage = StorageArgs {
+            database_url: db.url.as_deref().map(|url| url.parse::<Secret>().unwrap()),
+            ..StorageArgs::in_folder(data.path().to_path_buf())
+        };
+        if backend == Backend::Shared {
+            let (url, s3) = test_object_store();
+            storage.blob_store = Some(url);
+            storage.s3 = s3;
+            // What servers sharing a database must share.
+            let key = format!("{:032x}", rand::thread_rng().gen::<u128>());
+            storage.secret_key = Some(key.parse().unwrap());
+        }
+        Self::start(storage, db, data, configure).await
+    }
+
+    /// Starts a second server on this one's database, blob store and
+    /// secret key, with a data folder of its own: one more server of a
+    /// deployment.
+    pub async fn spawn_beside(&self, configure: impl FnOnce(&mut ServeArgs)) -> Self {
+        let data = tempfile::tempdir().unwrap();
         let storage = StorageArgs {
             data_dir: data.path().to_path_buf(),
-            database_url: db.url.as_deref().map(|url| url.parse::<Secret>().unwrap()),
-            secret_key: None,
+            ..self.storage.clone()
         };
+        // The database belongs to the first server, which drops it.
+        let db = TestDb {
+            admin_url: postgres_admin_url(),
+            name: None,
+            url: self._db.url.clone(),
+        };
+        Self::start(storage, db, data, configure).await
+    }
+
+    async fn start(
+        storage: StorageArgs,
+        db: TestDb,
+        data: tempfile::TempDir,
+        configure: impl FnOnce(&mut ServeArgs),
+    ) -> Self {
         let mut args = ServeArgs::with_defaults(storage, "127.0.0.1:0".parse().unwrap());
         args.admin_password = Some(ADMIN_PASSWORD.parse().unwrap());
         configure(&mut args);
@@ -131,6 +214,7 @@ impl TestApp {
             address,
             core: built.core,
             data_dir: data.path().to_path_buf(),
+            storage: args.storage.clone(),
             _data: data,
             _db: db,
         }
@@ -194,24 +278,10 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Files under the blob store's folder `sub` (`blobs` or `tmp`).
-    pub fn stored_files(&self, sub: &str) -> Vec<PathBuf> {
-        fn walk(folder: &std::path::Path, found: &mut Vec<PathBuf>) {
-            let Ok(entries) = std::fs::read_dir(folder) else {
-                return;
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    walk(&path, found);
-                } else {
-                    found.push(path);
-                }
-            }
-        }
-        let mut found = Vec::new();
-        walk(&self.data_dir.join("store").join(sub), &mut found);
-        found
+    /// What the blob store holds in `area` (published blobs, or uploads
+    /// being staged), whichever backend it is.
+    pub async fn stored(&self, area: Area) -> Vec<String> {
+        self.core.blobs().stored(area).await.unwrap()
     }
 }
 

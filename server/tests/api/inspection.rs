@@ -11,6 +11,8 @@ use rstest::rstest;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use depot_server::blob::Area;
+
 use crate::helpers::{json_of, Backend, TestApp, ADMIN_PASSWORD};
 use crate::vice::Vice;
 
@@ -254,6 +256,7 @@ async fn upload_file(app: &TestApp, folder: &Path, name: &str) -> (u16, Value) {
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn every_format_is_told_by_its_bytes(#[case] backend: Backend) {
     let folder = tempfile::tempdir().unwrap();
@@ -338,6 +341,7 @@ async fn every_format_is_told_by_its_bytes(#[case] backend: Backend) {
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn unsafe_files_are_refused_and_leave_nothing(#[case] backend: Backend) {
     let folder = tempfile::tempdir().unwrap();
@@ -368,10 +372,10 @@ async fn unsafe_files_are_refused_and_leave_nothing(#[case] backend: Backend) {
         );
     }
     assert!(
-        app.stored_files("blobs").is_empty(),
+        app.stored(Area::Blobs).await.is_empty(),
         "a refused file was kept"
     );
-    assert!(app.stored_files("tmp").is_empty());
+    assert!(app.stored(Area::Staging).await.is_empty());
     let listed: Value = json_of(
         reqwest::Client::new()
             .get(app.url("/mws/rest/images?api-version=3"))
@@ -403,7 +407,7 @@ async fn unsafe_files_are_refused_and_leave_nothing(#[case] backend: Backend) {
         .unwrap();
     assert_eq!(response.status(), 400);
     assert!(response.text().await.unwrap().contains("declared as qcow2"));
-    assert!(app.stored_files("blobs").is_empty());
+    assert!(app.stored(Area::Blobs).await.is_empty());
 }
 
 async fn vss_token(app: &TestApp) -> String {
@@ -419,6 +423,7 @@ async fn vss_token(app: &TestApp) -> String {
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn inspected_fields_filter_and_ovfs_sync_with_their_disks(#[case] backend: Backend) {
     let folder = tempfile::tempdir().unwrap();

@@ -19,6 +19,7 @@ mod pyvss;
 mod query;
 mod quota_and_races;
 mod readiness;
+mod several_servers;
 mod store;
 mod ui;
 mod ui_images;

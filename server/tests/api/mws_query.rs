@@ -5,6 +5,8 @@ use reqwest::Method;
 use rstest::rstest;
 use serde_json::{json, Value};
 
+use depot_server::blob::Area;
+
 use crate::helpers::{random_bytes, Backend, TestApp, ADMIN_PASSWORD};
 use crate::mws::{messages, Mws};
 
@@ -298,5 +300,5 @@ async fn users_never_reach_each_others_images_and_see_uploads(#[case] backend: B
     assert_eq!(bob.image(&upload_id).await.0, 404);
     // Deleting it through MWS removes the bytes as well.
     assert_eq!(alice.delete(&upload_id).await.0, 200);
-    assert!(app.stored_files("blobs").is_empty());
+    assert!(app.stored(Area::Blobs).await.is_empty());
 }

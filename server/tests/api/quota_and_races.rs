@@ -9,6 +9,8 @@ use reqwest::{Method, StatusCode};
 use rstest::rstest;
 use serde_json::Value;
 
+use depot_server::blob::{Area, Limit};
+
 use crate::helpers::{json_of, random_bytes, Backend, TestApp, ADMIN_PASSWORD};
 use crate::vice::iso_bytes;
 
@@ -17,6 +19,7 @@ const QUOTA: u64 = 1_000_000;
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn parallel_uploads_never_land_over_the_quota(#[case] backend: Backend) {
     let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(QUOTA)).await;
@@ -36,8 +39,8 @@ async fn parallel_uploads_never_land_over_the_quota(#[case] backend: Backend) {
     assert!(statuses.iter().all(|status| matches!(status, 201 | 413)));
     let alice = app.core.login("alice", "alice-password").await.unwrap();
     assert_eq!(app.core.quota_usage(alice.id).await.unwrap(), 800_000);
-    assert_eq!(app.stored_files("blobs").len(), 2);
-    assert!(app.stored_files("tmp").is_empty());
+    assert_eq!(app.stored(Area::Blobs).await.len(), 2);
+    assert!(app.stored(Area::Staging).await.is_empty());
     // The refused ones gave their reservations back: what is left can be used.
     let rest = app
         .upload("alice", "alice-password", "rest.img", random_bytes(150_000))
@@ -70,6 +73,7 @@ async fn dav(
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn the_personal_store_counts_against_the_quota(#[case] backend: Backend) {
     let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(QUOTA)).await;
@@ -134,6 +138,7 @@ async fn the_personal_store_counts_against_the_quota(#[case] backend: Backend) {
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn a_delete_beside_an_upload_of_the_same_bytes_loses_nothing(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -170,6 +175,7 @@ async fn a_delete_beside_an_upload_of_the_same_bytes_loses_nothing(#[case] backe
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn orphaned_blobs_and_stale_partial_files_are_collected(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -180,13 +186,27 @@ async fn orphaned_blobs_and_stale_partial_files_are_collected(#[case] backend: B
         .await
         .unwrap();
     let kept_id = kept["images"][0]["id"].as_i64().unwrap();
-    // What a crash leaves: bytes published without their record, and a
-    // temporary file of an upload that never finished.
-    let orphan = "ab".repeat(32);
-    let orphan_folder = app.data_dir.join("store/blobs/ab");
-    std::fs::create_dir_all(&orphan_folder).unwrap();
-    std::fs::write(orphan_folder.join(&orphan), b"orphaned").unwrap();
-    std::fs::write(app.data_dir.join("store/tmp/upload-stale"), b"partial").unwrap();
+    // What a crash leaves: bytes published without their record, and an
+    // upload staged but never published (its guard never ran).
+    let blobs = app.core.blobs();
+    let bytes_of = |text: &'static str| {
+        futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(text))])
+    };
+    let (orphan, ()) = blobs
+        .ingest(bytes_of("orphaned"), &mut Limit(100), |_| ())
+        .await
+        .unwrap();
+    let orphan = {
+        let sha256 = orphan.sha256.clone();
+        orphan.publish().await.unwrap();
+        sha256
+    };
+    let (stale, ()) = blobs
+        .ingest(bytes_of("partial"), &mut Limit(100), |_| ())
+        .await
+        .unwrap();
+    std::mem::forget(stale);
+    assert_eq!(app.stored(Area::Staging).await.len(), 1);
 
     // Within the grace period nothing is touched (an upload may be in flight).
     let early = app
@@ -195,12 +215,17 @@ async fn orphaned_blobs_and_stale_partial_files_are_collected(#[case] backend: B
         .await
         .unwrap();
     assert_eq!((early.orphaned_blobs, early.stale_uploads), (0, 0));
-    assert!(orphan_folder.join(&orphan).exists());
+    assert!(blobs.exists(&orphan).await);
 
     let collected = app.core.collect_garbage(Duration::ZERO).await.unwrap();
     assert_eq!((collected.orphaned_blobs, collected.stale_uploads), (1, 1));
-    assert!(!orphan_folder.join(&orphan).exists());
-    assert!(app.stored_files("tmp").is_empty());
+    assert!(!blobs.exists(&orphan).await);
+    assert!(app.stored(Area::Staging).await.is_empty());
+    assert_eq!(
+        app.stored(Area::Blobs).await.len(),
+        1,
+        "the used blob stays"
+    );
     let download = reqwest::Client::new()
         .get(app.url(&format!("/api/images/{kept_id}/download")))
         .basic_auth("admin", Some(ADMIN_PASSWORD))
@@ -213,6 +238,7 @@ async fn orphaned_blobs_and_stale_partial_files_are_collected(#[case] backend: B
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn one_sync_per_user_and_kind_runs_at_a_time(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -278,6 +304,7 @@ async fn one_sync_per_user_and_kind_runs_at_a_time(#[case] backend: Backend) {
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn a_crafted_disk_size_is_refused_not_wrapped(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -291,12 +318,13 @@ async fn a_crafted_disk_size_is_refused_not_wrapped(#[case] backend: Backend) {
         body["error"].as_str().unwrap().starts_with("refused"),
         "{body}"
     );
-    assert!(app.stored_files("blobs").is_empty());
+    assert!(app.stored(Area::Blobs).await.is_empty());
 }
 
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn store_writes_count_once_and_holes_count_too(#[case] backend: Backend) {
     let app = TestApp::spawn_with(backend, |args| {

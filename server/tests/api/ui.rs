@@ -4,6 +4,8 @@ use std::time::{Duration, Instant};
 
 use rstest::rstest;
 
+use depot_server::blob::Area;
+
 use crate::helpers::{markup, Backend, TestApp, ADMIN_PASSWORD};
 
 #[rstest]
@@ -188,5 +190,5 @@ async fn the_image_page_deletes_for_its_owner_after_a_confirmation(#[case] backe
         app.page(Some(("alice", "alice-password")), &path).await.0,
         404
     );
-    assert!(app.stored_files("blobs").is_empty());
+    assert!(app.stored(Area::Blobs).await.is_empty());
 }

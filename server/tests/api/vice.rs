@@ -121,6 +121,7 @@ pub fn iso_bytes(len: usize) -> Vec<u8> {
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn images_in_json_and_xml_with_the_seeds_status_codes(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -273,6 +274,7 @@ async fn images_in_json_and_xml_with_the_seeds_status_codes(#[case] backend: Bac
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn files_stream_up_and_down_and_stay_their_owners(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -395,6 +397,7 @@ async fn files_stream_up_and_down_and_stay_their_owners(#[case] backend: Backend
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn users_and_runtime_stats(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;

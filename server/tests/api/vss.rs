@@ -123,6 +123,7 @@ fn names(body: &Value) -> Vec<String> {
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn the_token_is_a_jwt_that_works_both_ways_and_can_be_revoked(#[case] backend: Backend) {
     let app = demo(backend).await;
@@ -191,6 +192,7 @@ async fn the_token_is_a_jwt_that_works_both_ways_and_can_be_revoked(#[case] back
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn seed_000_image_examples_answer_as_documented(#[case] backend: Backend) {
     let app = demo(backend).await;
@@ -348,6 +350,7 @@ async fn seed_000_image_examples_answer_as_documented(#[case] backend: Backend) 
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn seed_001_iso_examples_answer_as_documented(#[case] backend: Backend) {
     let app = demo(backend).await;
@@ -428,6 +431,7 @@ async fn seed_001_iso_examples_answer_as_documented(#[case] backend: Backend) {
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn paging_filtering_and_sorting_edge_cases(#[case] backend: Backend) {
     let app = demo(backend).await;
@@ -554,6 +558,7 @@ async fn paging_filtering_and_sorting_edge_cases(#[case] backend: Backend) {
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn users_never_see_each_others_images(#[case] backend: Backend) {
     let app = demo(backend).await;

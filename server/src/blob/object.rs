@@ -1,0 +1,616 @@
+//! Blobs in an S3-compatible object store, shared by every server of a
+//! deployment (Apache Arrow's `object_store` signs and sends the requests).
+//!
+//! Under the store's prefix:
+//! - `blobs/<first two hex digits>/<sha256>`: published blobs;
+//! - `staging/upload-<random>`: complete uploads waiting to be published;
+//! - `uploading/upload-<random>`: one small marker per multipart upload in
+//!   flight, naming its upload id, rewritten while bytes arrive.
+//!
+//! An upload goes up as a multipart upload of [`PART_SIZE`] parts, at most
+//! [`PARTS_IN_FLIGHT`] of them at once, so a server holds a bounded amount of
+//! any upload in memory; an upload smaller than one part is a single PUT. A
+//! failed or dropped upload is aborted at once. One whose server died has a
+//! marker that stops being rewritten: whichever server collects garbage
+//! aborts it once the marker is older than the grace period, so no
+//! incomplete multipart upload outlives a crash for long. Publishing copies
+//! the staged object under its digest (inside the store, no bytes through
+//! this server) unless those bytes are already there.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::Utc;
+use futures_util::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::Path;
+use object_store::{ClientOptions, GetOptions, GetRange, MultipartId, ObjectStore, PutPayload};
+
+use super::{is_sha256, Area, Backend, Blob, ByteStream, StagedBytes, Staging};
+
+/// The size of each part but the last, for an upload's first
+/// [`SMALL_PARTS`] parts (31 GiB); S3 wants at least 5 MiB.
+pub const PART_SIZE: usize = 8 << 20;
+
+/// Parts of [`PART_SIZE`] before parts grow to [`LARGE_PART_SIZE`]: S3 takes
+/// at most 10,000 parts, which makes 218 GiB in all.
+const SMALL_PARTS: usize = 4000;
+const LARGE_PART_SIZE: usize = 32 << 20;
+
+/// Parts being sent at once: what one upload holds in memory is at most
+/// `(PARTS_IN_FLIGHT + 1)` parts, 32 MiB for anything under 31 GiB.
+pub const PARTS_IN_FLIGHT: usize = 3;
+
+/// How often an upload in flight rewrites its marker, so that the collector,
+/// which waits far longer, never takes it for a dead one.
+const HEARTBEAT: Duration = Duration::from_secs(60);
+
+/// An object store that also takes multipart uploads part by part (S3, and
+/// the in-memory store of the unit tests).
+pub trait Bucket: ObjectStore + MultipartStore {}
+impl<T: ObjectStore + MultipartStore> Bucket for T {}
+
+#[derive(Debug, Clone)]
+pub struct ObjectBlobs {
+    bucket: Arc<dyn Bucket>,
+    prefix: Path,
+}
+
+fn io_error(error: object_store::Error) -> std::io::Error {
+    std::io::Error::from(error)
+}
+
+fn is_not_found(error: &object_store::Error) -> bool {
+    matches!(error, object_store::Error::NotFound { .. })
+}
+
+fn random_name() -> String {
+    format!("upload-{:032x}", rand::random::<u128>())
+}
+
+impl ObjectBlobs {
+    /// A store under `prefix` (which may be empty) of `bucket`.
+    pub fn new(bucket: Arc<dyn Bucket>, prefix: &str) -> Self {
+        Self {
+            bucket,
+            prefix: Path::from(prefix),
+        }
+    }
+
+    /// A store in a bucket of an S3-compatible object store.
+    pub fn connect_s3(
+        bucket: &str,
+        prefix: &str,
+        settings: &crate::config::S3Args,
+    ) -> anyhow::Result<Self> {
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_region(&settings.region)
+            // Downloads of large images outlast any whole-request timeout;
+            // a store that does not answer is still found out at connect.
+            .with_client_options(
+                ClientOptions::new()
+                    .with_timeout_disabled()
+                    .with_connect_timeout(Duration::from_secs(5)),
+            );
+        if let Some(endpoint) = &settings.endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_virtual_hosted_style_request(false);
+        }
+        if let Some(id) = &settings.access_key_id {
+            builder = builder.with_access_key_id(id);
+        }
+        if let Some(secret) = &settings.secret_access_key {
+            builder = builder.with_secret_access_key(secret.expose());
+        }
+        let bucket = builder
+            .build()
+            .map_err(|error| anyhow::anyhow!("cannot use the object store: {error}"))?;
+        Ok(Self::new(Arc::new(bucket), prefix))
+    }
+
+    fn area(&self, name: &str) -> Path {
+        self.prefix.child(name)
+    }
+
+    fn blob_key(&self, sha256: &str) -> Path {
+        self.area("blobs").child(&sha256[..2]).child(sha256)
+    }
+
+    /// Objects under `area` last written before `grace` ago.
+    async fn older_than(
+        &self,
+        area: &str,
+        grace: Duration,
+    ) -> std::io::Result<Vec<object_store::ObjectMeta>> {
+        let cutoff = Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
+        self.bucket
+            .list(Some(&self.area(area)))
+            .try_filter(|meta| std::future::ready(meta.last_modified <= cutoff))
+            .try_collect()
+            .await
+            .map_err(io_error)
+    }
+
+    /// Deletes an object; a missing one is no error.
+    async fn delete(&self, key: &Path) -> std::io::Result<()> {
+        match self.bucket.delete(key).await {
+            Err(error) if !is_not_found(&error) => Err(io_error(error)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Aborts a multipart upload and deletes whatever it left: its object if
+    /// it was completed after all, and its marker.
+    async fn abandon(&self, key: &Path, upload: Option<&MultipartId>, marker: &Path) {
+        if let Some(upload) = upload {
+            if let Err(error) = self.bucket.abort_multipart(key, upload).await {
+                if !is_not_found(&error) {
+                    tracing::warn!(%error, "cannot abort a multipart upload; the collector will");
+                    return; // The marker stays, so the collector tries again.
+                }
+            }
+        }
+        for leftover in [key, marker] {
+            if let Err(error) = self.delete(leftover).await {
+                tracing::warn!(%error, "cannot delete what an upload left; the collector will");
+            }
+        }
+    }
+}
+
+/// Runs `cleanup` on the runtime, if there still is one (dropping happens
+/// in synchronous code); otherwise the collector does it later.
+fn in_background(cleanup: impl std::future::Future<Output = ()> + Send + 'static) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(cleanup);
+    }
+}
+
+/// An upload in flight: bytes gathered into parts, parts sent side by side.
+struct ObjectStaging {
+    store: ObjectBlobs,
+    key: Path,
+    marker: Path,
+    upload: Option<MultipartId>,
+    pending: Vec<Bytes>,
+    pending_len: usize,
+    in_flight: tokio::task::JoinSet<(usize, object_store::Result<PartId>)>,
+    parts: Vec<Option<PartId>>,
+    last_beat: Instant,
+    finished: bool,
+}
+
+impl ObjectStaging {
+    /// Waits for one part in flight and records it.
+    async fn settle_one(&mut self) -> std::io::Result<()> {
+        match self.in_flight.join_next().await {
+            Some(Ok((index, Ok(part)))) => {
+                self.parts[index] = Some(part);
+                Ok(())
+            }
+            Some(Ok((_, Err(error)))) => Err(io_error(error)),
+            Some(Err(error)) => Err(std::io::Error::other(error)),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the marker that names the multipart upload (again).
+    async fn beat(&mut self, upload: &MultipartId) -> std::io::Result<()> {
+        self.store
+            .bucket
+            .put(&self.marker, PutPayload::from(upload.clone()))
+            .await
+            .map_err(io_error)?;
+        self.last_beat = Instant::now();
+        Ok(())
+    }
+
+    /// Sends what is pending as the next part, once fewer than
+    /// [`PARTS_IN_FLIGHT`] are on their way.
+    async fn send_part(&mut self) -> std::io::Result<()> {
+        let upload = match &self.upload {
+            Some(upload) => upload.clone(),
+            None => {
+                let upload = self
+                    .store
+                    .bucket
+                    .create_multipart(&self.key)
+                    .await
+                    .map_err(io_error)?;
+                self.upload = Some(upload.clone());
+                self.beat(&upload).await?;
+                upload
+            }
+        };
+        while self.in_flight.len() >= PARTS_IN_FLIGHT {
+            self.settle_one().await?;
+        }
+        let payload: PutPayload = std::mem::take(&mut self.pending).into_iter().collect();
+        self.pending_len = 0;
+        let index = self.parts.len();
+        self.parts.push(None);
+        let (bucket, key, id) = (self.store.bucket.clone(), self.key.clone(), upload.clone());
+        self.in_flight.spawn(async move {
+            let sent = bucket.put_part(&key, &id, index, payload).await;
+            (index, sent)
+        });
+        if self.last_beat.elapsed() >= HEARTBEAT {
+            self.beat(&upload).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Staging for ObjectStaging {
+    async fn write(&mut self, mut chunk: Bytes) -> std::io::Result<()> {
+        loop {
+            let part_size = if self.parts.len() < SMALL_PARTS {
+                PART_SIZE
+            } else {
+                LARGE_PART_SIZE
+            };
+            if self.pending_len + chunk.len() < part_size {
+                break;
+            }
+            let rest = chunk.split_off(part_size - self.pending_len);
+            self.pending.push(chunk);
+            self.pending_len = part_size;
+            self.send_part().await?;
+            chunk = rest;
+        }
+        if !chunk.is_empty() {
+            self.pending_len += chunk.len();
+            self.pending.push(chunk);
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> std::io::Result<Box<dyn StagedBytes>> {
+        match self.upload.clone() {
+            None => {
+                // Smaller than one part: one PUT.
+                let payload: PutPayload = std::mem::take(&mut self.pending).into_iter().collect();
+                self.store
+                    .bucket
+                    .put(&self.key, payload)
+                    .await
+                    .map_err(io_error)?;
+            }
+            Some(upload) => {
+                if self.pending_len > 0 {
+                    self.send_part().await?;
+                }
+                while !self.in_flight.is_empty() {
+                    self.settle_one().await?;
+                }
+                let parts = std::mem::take(&mut self.parts)
+                    .into_iter()
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| std::io::Error::other("a part went missing"))?;
+                self.store
+                    .bucket
+                    .complete_multipart(&self.key, &upload, parts)
+                    .await
+                    .map_err(io_error)?;
+                self.store.delete(&self.marker).await?;
+            }
+        }
+        self.finished = true;
+        Ok(Box::new(ObjectStaged {
+            store: self.store.clone(),
+            key: Some(self.key.clone()),
+        }))
+    }
+}
+
+impl Drop for ObjectStaging {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        // Parts still being sent stop with the set; the upload is aborted.
+        self.in_flight.abort_all();
+        let (store, key, marker, upload) = (
+            self.store.clone(),
+            self.key.clone(),
+            self.marker.clone(),
+            self.upload.take(),
+        );
+        in_background(async move { store.abandon(&key, upload.as_ref(), &marker).await });
+    }
+}
+
+/// A complete upload in `staging/`; deleted when dropped unpublished.
+#[derive(Debug)]
+struct ObjectStaged {
+    store: ObjectBlobs,
+    key: Option<Path>,
+}
+
+#[async_trait::async_trait]
+impl StagedBytes for ObjectStaged {
+    async fn publish(mut self: Box<Self>, sha256: &str) -> std::io::Result<()> {
+        let Some(key) = self.key.take() else {
+            return Err(std::io::Error::other("published twice"));
+        };
+        let destination = self.store.blob_key(sha256);
+        match self.store.bucket.head(&destination).await {
+            Ok(_) => {} // Same bytes already stored.
+            Err(error) if is_not_found(&error) => {
+                if let Err(error) = self.store.bucket.copy(&key, &destination).await {
+                    self.key = Some(key); // Dropping deletes the staged copy.
+                    return Err(io_error(error));
+                }
+            }
+            Err(error) => {
+                self.key = Some(key);
+                return Err(io_error(error));
+            }
+        }
+        if let Err(error) = self.store.delete(&key).await {
+            tracing::warn!(%error, "cannot delete a published upload's staged copy");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ObjectStaged {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            let store = self.store.clone();
+            in_background(async move {
+                if let Err(error) = store.delete(&key).await {
+                    tracing::warn!(%error, "cannot discard an upload; the collector will");
+                }
+            });
+        }
+    }
+}
+
+/// A blob found in the store, read by ranged GETs.
+struct ObjectBlob {
+    bucket: Arc<dyn Bucket>,
+    key: Path,
+    length: u64,
+}
+
+#[async_trait::async_trait]
+impl Blob for ObjectBlob {
+    fn size(&self) -> u64 {
+        self.length
+    }
+
+    async fn read(self: Box<Self>, start: u64, count: u64) -> std::io::Result<ByteStream> {
+        if count == 0 {
+            return Ok(Box::pin(futures_util::stream::empty()));
+        }
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(start..start + count)),
+            ..GetOptions::default()
+        };
+        let found = self
+            .bucket
+            .get_opts(&self.key, options)
+            .await
+            .map_err(io_error)?;
+        Ok(Box::pin(found.into_stream().map_err(io_error)))
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for ObjectBlobs {
+    async fn stage(&self) -> std::io::Result<Box<dyn Staging>> {
+        let name = random_name();
+        Ok(Box::new(ObjectStaging {
+            store: self.clone(),
+            key: self.area("staging").child(name.as_str()),
+            marker: self.area("uploading").child(name.as_str()),
+            upload: None,
+            pending: Vec::new(),
+            pending_len: 0,
+            in_flight: tokio::task::JoinSet::new(),
+            parts: Vec::new(),
+            last_beat: Instant::now(),
+            finished: false,
+        }))
+    }
+
+    async fn open(&self, sha256: &str) -> std::io::Result<Box<dyn Blob>> {
+        let key = self.blob_key(sha256);
+        let meta = self.bucket.head(&key).await.map_err(io_error)?;
+        Ok(Box::new(ObjectBlob {
+            bucket: self.bucket.clone(),
+            key,
+            length: meta.size,
+        }))
+    }
+
+    async fn exists(&self, sha256: &str) -> std::io::Result<bool> {
+        match self.bucket.head(&self.blob_key(sha256)).await {
+            Ok(_) => Ok(true),
+            Err(error) if is_not_found(&error) => Ok(false),
+            Err(error) => Err(io_error(error)),
+        }
+    }
+
+    async fn remove(&self, sha256: &str) -> std::io::Result<()> {
+        self.delete(&self.blob_key(sha256)).await
+    }
+
+    async fn settled_blobs(&self, grace: Duration) -> std::io::Result<Vec<String>> {
+        Ok(self
+            .older_than("blobs", grace)
+            .await?
+            .into_iter()
+            .filter_map(|meta| meta.location.filename().map(str::to_owned))
+            .filter(|name| is_sha256(name))
+            .collect())
+    }
+
+    async fn discard_stale_uploads(&self, grace: Duration) -> std::io::Result<usize> {
+        let mut discarded = 0;
+        // Multipart uploads whose server stopped rewriting their marker.
+        for marker in self.older_than("uploading", grace).await? {
+            let Some(name) = marker.location.filename() else {
+                continue;
+            };
+            let key = self.area("staging").child(name);
+            let upload = match self.bucket.get(&marker.location).await {
+                Ok(found) => found.bytes().await.map_err(io_error)?,
+                Err(error) if is_not_found(&error) => continue, // Finished meanwhile.
+                Err(error) => return Err(io_error(error)),
+            };
+            let upload = String::from_utf8_lossy(&upload).into_owned();
+            self.abandon(&key, Some(&upload), &marker.location).await;
+            discarded += 1;
+        }
+        // Complete uploads that were never published.
+        for staged in self.older_than("staging", grace).await? {
+            self.delete(&staged.location).await?;
+            discarded += 1;
+        }
+        Ok(discarded)
+    }
+
+    async fn discard_partial_uploads(&self) -> std::io::Result<()> {
+        // Other servers may be uploading into the same store right now:
+        // only the grace period tells a dead upload from a live one.
+        Ok(())
+    }
+
+    async fn check_writable(&self) -> std::io::Result<()> {
+        let probe = self
+            .area("staging")
+            .child(format!(".ready-{:016x}", rand::random::<u64>()));
+        self.bucket
+            .put(&probe, PutPayload::from_static(b"ready"))
+            .await
+            .map_err(io_error)?;
+        self.delete(&probe).await
+    }
+
+    async fn stored(&self, area: Area) -> std::io::Result<Vec<String>> {
+        let areas: &[&str] = match area {
+            Area::Blobs => &["blobs"],
+            Area::Staging => &["staging", "uploading"],
+        };
+        let mut found = Vec::new();
+        for area in areas {
+            let listed: Vec<object_store::ObjectMeta> = self
+                .bucket
+                .list(Some(&self.area(area)))
+                .try_collect()
+                .await
+                .map_err(io_error)?;
+            found.extend(listed.into_iter().map(|meta| meta.location.to_string()));
+        }
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{tests as contract, BlobStore, Limit};
+    use super::*;
+    use object_store::memory::InMemory;
+
+    fn in_memory() -> (Arc<InMemory>, BlobStore) {
+        let bucket = Arc::new(InMemory::new());
+        let store = BlobStore::new(Arc::new(ObjectBlobs::new(bucket.clone(), "depot")));
+        (bucket, store)
+    }
+
+    #[tokio::test]
+    async fn stores_under_the_digest_and_only_once() {
+        contract::stores_under_the_digest_and_only_once(in_memory().1).await;
+    }
+
+    #[tokio::test]
+    async fn a_failed_or_oversized_body_leaves_nothing() {
+        // Larger than a part, so that parts were sent before the failure.
+        contract::a_failed_or_oversized_body_leaves_nothing(in_memory().1, PART_SIZE + 10).await;
+    }
+
+    #[tokio::test]
+    async fn large_uploads_go_up_in_parts_and_read_back_in_ranges() {
+        let (bucket, store) = in_memory();
+        let bytes: Vec<u8> = (0..(2 * PART_SIZE + 12345))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        // Chunks of an odd size, as a network delivers them.
+        let chunks: Vec<Result<Bytes, &str>> = bytes
+            .chunks(100_003)
+            .map(|chunk| Ok(Bytes::copy_from_slice(chunk)))
+            .collect();
+        let (staged, ()) = store
+            .ingest(
+                futures_util::stream::iter(chunks),
+                &mut Limit(u64::MAX),
+                |_| (),
+            )
+            .await
+            .unwrap();
+        let sha256 = staged.sha256.clone();
+        staged.publish().await.unwrap();
+        let key = Path::from(format!("depot/blobs/{}/{sha256}", &sha256[..2]));
+        let stored = bucket.get(&key).await.unwrap().bytes().await.unwrap();
+        assert_eq!(stored.as_ref(), &bytes[..]);
+        let blob = store.open_blob(&sha256).await.unwrap();
+        assert_eq!(blob.size(), bytes.len() as u64);
+        let start = PART_SIZE as u64 - 5;
+        let read: Vec<Bytes> = blob
+            .read(start, 10)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(read.concat(), &bytes[start as usize..start as usize + 10]);
+        assert!(store.stored(Area::Staging).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_dead_servers_upload_is_aborted_once_its_marker_is_stale() {
+        let (bucket, store) = in_memory();
+        let objects = ObjectBlobs::new(bucket.clone(), "depot");
+        // What a server killed in the middle of an upload leaves: a started
+        // multipart upload with a part, and its marker.
+        let key = Path::from("depot/staging/upload-dead");
+        let upload = bucket.create_multipart(&key).await.unwrap();
+        bucket
+            .put_part(&key, &upload, 0, PutPayload::from_static(b"part"))
+            .await
+            .unwrap();
+        bucket
+            .put(
+                &Path::from("depot/uploading/upload-dead"),
+                PutPayload::from(upload.clone()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            objects.discard_stale_uploads(HEARTBEAT * 10).await.unwrap(),
+            0,
+            "a fresh marker is a live upload"
+        );
+        assert_eq!(
+            objects.discard_stale_uploads(Duration::ZERO).await.unwrap(),
+            1
+        );
+        assert!(store.stored(Area::Staging).await.unwrap().is_empty());
+        // The upload is gone: completing it now fails.
+        let part = PartId {
+            content_id: "0".into(),
+        };
+        assert!(bucket
+            .complete_multipart(&key, &upload, vec![part])
+            .await
+            .is_err());
+    }
+}
