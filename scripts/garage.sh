@@ -10,7 +10,7 @@
 set -euo pipefail
 
 garage_version="2.5.0"
-if ! garage --version 2>/dev/null | grep -q "v$garage_version"; then
+if ! garage --version 2>/dev/null | grep -qF "$garage_version"; then
   printf '\n==> %s\n' "installing Garage $garage_version (about 11 minutes, once per machine)" >&2
   cargo install garage --version "$garage_version" --locked
 fi

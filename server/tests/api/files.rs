@@ -189,7 +189,7 @@ async fn a_connection_cut_mid_upload_leaves_no_record_and_no_file(#[case] backen
         "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.img\"\r\n\
          Content-Type: application/octet-stream\r\n\r\n"
     );
-    let declared = head.len() + 10 * 1024 * 1024;
+    let declared = head.len() + 20 * 1024 * 1024;
     let credentials = base64_basic("admin", ADMIN_PASSWORD);
     let request = format!(
         "POST /api/upload HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {credentials}\r\n\
@@ -199,11 +199,12 @@ async fn a_connection_cut_mid_upload_leaves_no_record_and_no_file(#[case] backen
     let mut socket = tokio::net::TcpStream::connect(app.address).await.unwrap();
     socket.write_all(request.as_bytes()).await.unwrap();
     socket
-        .write_all(&random_bytes(2 * 1024 * 1024))
+        .write_all(&random_bytes(9 * 1024 * 1024))
         .await
         .unwrap();
     socket.flush().await.unwrap();
-    // Let the server write part of it to its temporary file, then hang up.
+    // Let the server write part of it to its temporary file (or, on an
+    // object store, send its first part of a multipart upload), then hang up.
     let mut saw_partial = false;
     for _ in 0..50 {
         if !app.stored(Area::Staging).await.is_empty() {
