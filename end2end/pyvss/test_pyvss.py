@@ -1,7 +1,9 @@
 """Drives Depot with pyvss, the official VSS client, unchanged.
 
 Run by server/tests/api/pyvss.rs against a server with the demo catalog:
-DEPOT_URL (no trailing slash), DEPOT_USER and DEPOT_PASSWORD say where and who.
+DEPOT_URL (no trailing slash), DEPOT_USER and DEPOT_PASSWORD say where and who;
+DEPOT_STORE_URL, if set, is another server of the same deployment, where the
+files go over WebDAV (the sync is still asked of DEPOT_URL).
 Exits non-zero, with the reason, on the first thing that is not as VSS does it.
 """
 
@@ -18,6 +20,7 @@ from pyvss.manager import VssManager
 URL = os.environ["DEPOT_URL"]
 USER = os.environ["DEPOT_USER"]
 PASSWORD = os.environ["DEPOT_PASSWORD"]
+STORE_URL = os.environ.get("DEPOT_STORE_URL", URL)
 
 UBUNTU_BY_PATH = [
     "ubuntu-xenial-server-cloudimg-amd64.ova",
@@ -53,7 +56,7 @@ def check(condition, message):
 def webdav(method, path, body=None):
     """A request to the personal store over WebDAV."""
     response = requests.request(
-        method, f"{URL}/store/{path}", data=body, auth=(USER, PASSWORD), timeout=30
+        method, f"{STORE_URL}/store/{path}", data=body, auth=(USER, PASSWORD), timeout=30
     )
     check(response.status_code in (200, 201, 204), f"{method} {path}: {response.status_code}")
 

@@ -24,11 +24,13 @@ mod users;
 mod vice;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use app::error::CoreError;
 use tokio::sync::Notify;
 
 use crate::blob::BlobStore;
+use crate::personal::PersonalStores;
 use crate::store::Db;
 use login_guard::{LoginGuard, LoginLimits};
 
@@ -94,8 +96,8 @@ pub struct Core {
     token_key: [u8; 32],
     /// Encrypts stored environment credentials.
     credentials_key: [u8; 32],
-    /// Each user's personal store is a folder under this one.
-    personal_root: PathBuf,
+    /// Where each user's personal store keeps its files.
+    personal: Arc<dyn PersonalStores>,
     /// Bounds, throttles and caches password checks.
     login_guard: LoginGuard,
     /// Wakes this process's job workers when it queues a job.
@@ -112,7 +114,7 @@ impl Core {
         blobs: BlobStore,
         limits: Limits,
         key: &ServerKey,
-        personal_root: PathBuf,
+        personal: Arc<dyn PersonalStores>,
     ) -> Self {
         let dummy_hash = auth::hash_password("not a password of anyone").unwrap_or_default();
         let login_guard = LoginGuard::new(limits.login, key.derive("depot credential cache v1"));
@@ -124,7 +126,7 @@ impl Core {
             dummy_hash,
             token_key: key.derive("depot access tokens v1"),
             credentials_key: key.derive("depot environment credentials v1"),
-            personal_root,
+            personal,
             jobs_waiting: Notify::new(),
             quota_lock: tokio::sync::Mutex::new(()),
             job_workers: std::sync::atomic::AtomicUsize::new(0),
@@ -137,6 +139,11 @@ impl Core {
 
     pub fn blobs(&self) -> &BlobStore {
         &self.blobs
+    }
+
+    /// The personal stores' files.
+    pub fn personal(&self) -> &dyn PersonalStores {
+        self.personal.as_ref()
     }
 
     pub fn limits(&self) -> &Limits {

@@ -179,7 +179,9 @@ mod tests {
             blobs,
             Limits::default(),
             &key,
-            dir.path().join("personal"),
+            Arc::new(crate::personal::local::LocalStores::new(
+                dir.path().join("personal"),
+            )),
         ));
         let panicking = db.enqueue_job(PANICKING_JOB, "{}", now_ms()).await.unwrap();
         let next = db

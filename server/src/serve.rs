@@ -13,6 +13,9 @@ use crate::blob::BlobStore;
 use crate::config::{BlobStoreUrl, ServeArgs, StorageArgs};
 use crate::core::login_guard::LoginLimits;
 use crate::core::{Core, Limits, ServerKey};
+use crate::personal::local::LocalStores;
+use crate::personal::object::ObjectStores;
+use crate::personal::PersonalStores;
 use crate::state::AppState;
 use crate::store::{Db, SessionStore};
 
@@ -41,22 +44,37 @@ pub async fn open_database(storage: &StorageArgs) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-/// Opens the blob store the settings name: a local folder (by default the
-/// data folder's `store/`) or a bucket of an S3-compatible object store.
-pub async fn open_blob_store(storage: &StorageArgs) -> anyhow::Result<BlobStore> {
+/// Opens the blob store the settings name, and the personal stores beside
+/// it: a local folder (by default the data folder's `store/`, with the
+/// personal stores under `personal/`) or a bucket of an S3-compatible object
+/// store (blobs and personal stores under its prefix).
+pub async fn open_storage(
+    storage: &StorageArgs,
+) -> anyhow::Result<(BlobStore, Arc<dyn PersonalStores>)> {
+    let local_personal = || -> Arc<dyn PersonalStores> {
+        Arc::new(LocalStores::new(storage.data_dir.join("personal")))
+    };
     match &storage.blob_store {
-        None => Ok(BlobStore::open(&storage.data_dir.join("store")).await?),
-        Some(BlobStoreUrl::Folder(folder)) => Ok(BlobStore::open(folder).await?),
+        None => Ok((
+            BlobStore::open(&storage.data_dir.join("store")).await?,
+            local_personal(),
+        )),
+        Some(BlobStoreUrl::Folder(folder)) => {
+            Ok((BlobStore::open(folder).await?, local_personal()))
+        }
         Some(BlobStoreUrl::S3 { bucket, prefix }) => {
             let objects = ObjectBlobs::connect_s3(bucket, prefix, &storage.s3)?;
-            Ok(BlobStore::new(Arc::new(objects)))
+            Ok((
+                BlobStore::new(Arc::new(objects.clone())),
+                Arc::new(ObjectStores::new(objects)),
+            ))
         }
     }
 }
 
 /// Opens the core over an open database.
 pub async fn open_core(storage: &StorageArgs, db: Db, limits: Limits) -> anyhow::Result<Core> {
-    let blobs = open_blob_store(storage)
+    let (blobs, personal) = open_storage(storage)
         .await
         .context("cannot open the blob store")?;
     let key = ServerKey::load(
@@ -65,13 +83,7 @@ pub async fn open_core(storage: &StorageArgs, db: Db, limits: Limits) -> anyhow:
     )
     .await
     .context("cannot load the server's secret key")?;
-    Ok(Core::new(
-        db,
-        blobs,
-        limits,
-        &key,
-        storage.data_dir.join("personal"),
-    ))
+    Ok(Core::new(db, blobs, limits, &key, personal))
 }
 
 /// A server ready to listen: its router, and the admin password if one was generated.

@@ -5,7 +5,10 @@
 //! - `blobs/<first two hex digits>/<sha256>`: published blobs;
 //! - `staging/upload-<random>`: complete uploads waiting to be published;
 //! - `uploading/upload-<random>`: one small marker per multipart upload in
-//!   flight, naming its upload id, rewritten while bytes arrive.
+//!   flight, naming its upload id (and, for an upload made in place, its
+//!   key), rewritten while bytes arrive;
+//! - `personal/…`: the personal stores' files (`crate::personal::object`),
+//!   uploaded in place: a multipart upload is invisible until complete.
 //!
 //! An upload goes up as a multipart upload of [`PART_SIZE`] parts, at most
 //! [`PARTS_IN_FLIGHT`] of them at once, so a server holds a bounded amount of
@@ -58,11 +61,11 @@ pub struct ObjectBlobs {
     prefix: Path,
 }
 
-fn io_error(error: object_store::Error) -> std::io::Error {
+pub(crate) fn io_error(error: object_store::Error) -> std::io::Error {
     std::io::Error::from(error)
 }
 
-fn is_not_found(error: &object_store::Error) -> bool {
+pub(crate) fn is_not_found(error: &object_store::Error) -> bool {
     matches!(error, object_store::Error::NotFound { .. })
 }
 
@@ -113,8 +116,45 @@ impl ObjectBlobs {
         Ok(Self::new(Arc::new(bucket), prefix))
     }
 
-    fn area(&self, name: &str) -> Path {
+    /// The bucket, for the personal stores kept beside the blobs.
+    pub(crate) fn bucket(&self) -> &Arc<dyn Bucket> {
+        &self.bucket
+    }
+
+    /// The key of a top-level area (`blobs`, `staging`, `personal`, …).
+    pub(crate) fn area(&self, name: &str) -> Path {
         self.prefix.child(name)
+    }
+
+    /// Begins a blob's upload into the staging area.
+    fn begin_upload(&self) -> ObjectStaging {
+        let name = random_name();
+        self.upload_to(self.area("staging").child(name.as_str()), &name, false)
+    }
+
+    /// Begins an upload straight to `key`, sent exactly as a blob's is (in
+    /// parts, marked, aborted if dropped or if its server dies) and placed
+    /// by [`ObjectStaging::finish_in_place`]: the personal stores' files. S3
+    /// shows a multipart upload only once it is complete, so a reader sees
+    /// the old object or the new one, and an aborted upload leaves the old.
+    pub(crate) fn begin_upload_in_place(&self, key: Path) -> ObjectStaging {
+        self.upload_to(key, &random_name(), true)
+    }
+
+    fn upload_to(&self, key: Path, name: &str, in_place: bool) -> ObjectStaging {
+        ObjectStaging {
+            store: self.clone(),
+            key,
+            in_place,
+            marker: self.area("uploading").child(name),
+            upload: None,
+            pending: Vec::new(),
+            pending_len: 0,
+            in_flight: tokio::task::JoinSet::new(),
+            parts: Vec::new(),
+            last_beat: Instant::now(),
+            finished: false,
+        }
     }
 
     fn blob_key(&self, sha256: &str) -> Path {
@@ -137,7 +177,7 @@ impl ObjectBlobs {
     }
 
     /// Deletes an object; a missing one is no error.
-    async fn delete(&self, key: &Path) -> std::io::Result<()> {
+    pub(crate) async fn delete(&self, key: &Path) -> std::io::Result<()> {
         match self.bucket.delete(key).await {
             Err(error) if !is_not_found(&error) => Err(io_error(error)),
             _ => Ok(()),
@@ -146,7 +186,15 @@ impl ObjectBlobs {
 
     /// Aborts a multipart upload and deletes whatever it left: its object if
     /// it was completed after all, and its marker.
-    async fn abandon(&self, key: &Path, upload: Option<&MultipartId>, marker: &Path) {
+    /// An upload made in place leaves its key alone: what is there is the
+    /// file it would have replaced.
+    async fn abandon(
+        &self,
+        key: &Path,
+        upload: Option<&MultipartId>,
+        marker: &Path,
+        in_place: bool,
+    ) {
         if let Some(upload) = upload {
             if let Err(error) = self.bucket.abort_multipart(key, upload).await {
                 if !is_not_found(&error) {
@@ -155,7 +203,8 @@ impl ObjectBlobs {
                 }
             }
         }
-        for leftover in [key, marker] {
+        let leftovers: &[&Path] = if in_place { &[marker] } else { &[key, marker] };
+        for leftover in leftovers {
             if let Err(error) = self.delete(leftover).await {
                 tracing::warn!(%error, "cannot delete what an upload left; the collector will");
             }
@@ -172,9 +221,11 @@ fn in_background(cleanup: impl std::future::Future<Output = ()> + Send + 'static
 }
 
 /// An upload in flight: bytes gathered into parts, parts sent side by side.
-struct ObjectStaging {
+pub(crate) struct ObjectStaging {
     store: ObjectBlobs,
     key: Path,
+    /// Whether `key` is the upload's destination (else it is in staging).
+    in_place: bool,
     marker: Path,
     upload: Option<MultipartId>,
     pending: Vec<Bytes>,
@@ -199,11 +250,17 @@ impl ObjectStaging {
         }
     }
 
-    /// Writes the marker that names the multipart upload (again).
+    /// Writes the marker that names the multipart upload (again): its id,
+    /// and on a second line the key of an upload made in place.
     async fn beat(&mut self, upload: &MultipartId) -> std::io::Result<()> {
+        let mut marker = upload.clone();
+        if self.in_place {
+            marker.push('\n');
+            marker.push_str(self.key.as_ref());
+        }
         self.store
             .bucket
-            .put(&self.marker, PutPayload::from(upload.clone()))
+            .put(&self.marker, PutPayload::from(marker))
             .await
             .map_err(io_error)?;
         self.last_beat = Instant::now();
@@ -272,6 +329,28 @@ impl Staging for ObjectStaging {
     }
 
     async fn finish(mut self: Box<Self>) -> std::io::Result<Box<dyn StagedBytes>> {
+        Ok(Box::new(self.complete().await?))
+    }
+}
+
+impl ObjectStaging {
+    /// Completes an upload begun with [`ObjectBlobs::begin_upload_in_place`]:
+    /// its bytes replace what was at its key, in one step.
+    pub(crate) async fn finish_in_place(mut self) -> std::io::Result<()> {
+        self.send_rest().await
+    }
+
+    /// Completes the upload in the staging area.
+    async fn complete(&mut self) -> std::io::Result<ObjectStaged> {
+        self.send_rest().await?;
+        Ok(ObjectStaged {
+            store: self.store.clone(),
+            key: Some(self.key.clone()),
+        })
+    }
+
+    /// Sends what is left and completes the upload at its key.
+    async fn send_rest(&mut self) -> std::io::Result<()> {
         match self.upload.clone() {
             None => {
                 // Smaller than one part: one PUT.
@@ -302,10 +381,7 @@ impl Staging for ObjectStaging {
             }
         }
         self.finished = true;
-        Ok(Box::new(ObjectStaged {
-            store: self.store.clone(),
-            key: Some(self.key.clone()),
-        }))
+        Ok(())
     }
 }
 
@@ -316,13 +392,18 @@ impl Drop for ObjectStaging {
         }
         // Parts still being sent stop with the set; the upload is aborted.
         self.in_flight.abort_all();
-        let (store, key, marker, upload) = (
+        let (store, key, marker, upload, in_place) = (
             self.store.clone(),
             self.key.clone(),
             self.marker.clone(),
             self.upload.take(),
+            self.in_place,
         );
-        in_background(async move { store.abandon(&key, upload.as_ref(), &marker).await });
+        in_background(async move {
+            store
+                .abandon(&key, upload.as_ref(), &marker, in_place)
+                .await
+        });
     }
 }
 
@@ -406,19 +487,7 @@ impl Blob for ObjectBlob {
 #[async_trait::async_trait]
 impl Backend for ObjectBlobs {
     async fn stage(&self) -> std::io::Result<Box<dyn Staging>> {
-        let name = random_name();
-        Ok(Box::new(ObjectStaging {
-            store: self.clone(),
-            key: self.area("staging").child(name.as_str()),
-            marker: self.area("uploading").child(name.as_str()),
-            upload: None,
-            pending: Vec::new(),
-            pending_len: 0,
-            in_flight: tokio::task::JoinSet::new(),
-            parts: Vec::new(),
-            last_beat: Instant::now(),
-            finished: false,
-        }))
+        Ok(Box::new(self.begin_upload()))
     }
 
     async fn open(&self, sha256: &str) -> std::io::Result<Box<dyn Blob>> {
@@ -460,14 +529,29 @@ impl Backend for ObjectBlobs {
             let Some(name) = marker.location.filename() else {
                 continue;
             };
-            let key = self.area("staging").child(name);
-            let upload = match self.bucket.get(&marker.location).await {
+            let content = match self.bucket.get(&marker.location).await {
                 Ok(found) => found.bytes().await.map_err(io_error)?,
                 Err(error) if is_not_found(&error) => continue, // Finished meanwhile.
                 Err(error) => return Err(io_error(error)),
             };
-            let upload = String::from_utf8_lossy(&upload).into_owned();
-            self.abandon(&key, Some(&upload), &marker.location).await;
+            let content = String::from_utf8_lossy(&content).into_owned();
+            let (upload, in_place) = match content.split_once('\n') {
+                // Made in place: only ever under `personal/`.
+                Some((upload, key)) => match Path::parse(key) {
+                    Ok(key) if key.prefix_matches(&self.area("personal")) => (upload, Some(key)),
+                    _ => {
+                        tracing::warn!(marker = %marker.location, "a marker names a foreign key");
+                        continue;
+                    }
+                },
+                None => (content.as_str(), None),
+            };
+            let key = in_place
+                .clone()
+                .unwrap_or_else(|| self.area("staging").child(name));
+            let upload = upload.to_owned();
+            self.abandon(&key, Some(&upload), &marker.location, in_place.is_some())
+                .await;
             discarded += 1;
         }
         // Complete uploads that were never published.

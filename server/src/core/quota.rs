@@ -26,16 +26,8 @@ const RESERVATION_TTL: Duration = Duration::from_secs(3600);
 impl Core {
     /// The bytes of a user's personal store's files.
     pub(super) async fn personal_store_bytes(&self, user_id: i64) -> Result<u64, IngestError> {
-        let root = self.personal_folder(user_id);
-        tokio::task::spawn_blocking(move || {
-            if !root.exists() {
-                return Ok(0);
-            }
-            super::sync::walk(&root).map(|files| files.iter().map(|file| file.size).sum())
-        })
-        .await
-        .map_err(std::io::Error::other)?
-        .map_err(IngestError::Io)
+        let files = self.personal.files(user_id).await?;
+        Ok(files.unwrap_or_default().iter().map(|file| file.size).sum())
     }
 
     /// Reserves between `needed` and `wanted` bytes for a user's upload,
@@ -141,11 +133,14 @@ impl Allowance for UploadAllowance<'_> {
 }
 
 /// Room for one write into a personal store. Bytes already written are in
-/// the store's files, which the quota counts; the reservation holds only
-/// the room granted ahead of them.
+/// the store's files, which the quota counts, and the reservation holds only
+/// the room granted ahead of them; unless the write is `held` (an object
+/// store's, which appears only when complete): then the reservation holds
+/// the bytes written too, until [`StoreWrite::release`] after the write.
 pub struct StoreWrite {
     core: std::sync::Arc<Core>,
     user_id: i64,
+    held: bool,
     reservation: Option<i64>,
     /// Bytes that may still be written without asking again.
     room: u64,
@@ -163,10 +158,11 @@ impl std::fmt::Debug for StoreWrite {
 }
 
 impl StoreWrite {
-    pub fn new(core: std::sync::Arc<Core>, user_id: i64) -> Self {
+    pub fn new(core: std::sync::Arc<Core>, user_id: i64, held: bool) -> Self {
         Self {
             core,
             user_id,
+            held,
             reservation: None,
             room: 0,
             written: 0,
@@ -201,12 +197,14 @@ impl StoreWrite {
         }
         if let Some(quota) = self.core.limits.user_quota_bytes {
             if bytes > self.room {
-                let wanted = bytes.max(RESERVATION_STEP);
+                let held = if self.held { self.written } else { 0 };
+                let needed = held.saturating_add(bytes);
+                let wanted = held.saturating_add(bytes.max(RESERVATION_STEP));
                 let granted = self
                     .core
-                    .reserve(self.user_id, quota, &mut self.reservation, bytes, wanted)
+                    .reserve(self.user_id, quota, &mut self.reservation, needed, wanted)
                     .await?;
-                self.room = granted;
+                self.room = granted.saturating_sub(held);
             }
             self.room -= bytes;
         }

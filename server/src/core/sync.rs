@@ -4,20 +4,23 @@
 //! lose it. A problem with one file is reported in the request, not fatal.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use app::error::CoreError;
 use app::model::{image_path, DiskFormat, Image, ImageKind, ImageName, Principal, Viewer};
 use app::query::{Condition, Field, Op, Query, Value, MAX_PAGE};
 use chrono::{DateTime, Utc};
+use futures_util::{StreamExt, TryStreamExt};
 use rand::RngCore;
 
 use super::blobs::Attach;
 use super::inspect::{self, Inspection};
 use super::{db_error, Core};
-use crate::blob::Limit;
+use crate::blob::{ByteStream, Limit};
+use crate::personal::StoreFile;
 use crate::store::{NewImage, SyncOutcome, SyncRow};
+
+/// The largest `.ovf` descriptor a sync reads.
+const MAX_DESCRIPTOR: u64 = 4 << 20;
 
 /// The job kind that runs a sync request.
 pub const SYNC_JOB: &str = "vss.image_sync";
@@ -124,66 +127,6 @@ fn task_id() -> String {
     )
 }
 
-/// A file found in the store.
-pub(super) struct Found {
-    path: PathBuf,
-    /// Whether the path was valid UTF-8 (else the shown names are lossy).
-    utf8: bool,
-    /// Folder relative to the store's root, `/`-separated ("" at the root).
-    folder: String,
-    name: String,
-    pub(super) size: u64,
-    modified: DateTime<Utc>,
-}
-
-/// Every file under `root`, without following links out of it.
-pub(super) fn walk(root: &Path) -> std::io::Result<Vec<Found>> {
-    let mut found = Vec::new();
-    let mut pending = vec![root.to_path_buf()];
-    // Files and folders may vanish while the walk runs (a delete through
-    // WebDAV): what is gone is simply not there.
-    let gone = |error: &std::io::Error| error.kind() == std::io::ErrorKind::NotFound;
-    while let Some(folder) = pending.pop() {
-        let entries = match std::fs::read_dir(&folder) {
-            Ok(entries) => entries,
-            Err(error) if gone(&error) && folder != root => continue,
-            Err(error) => return Err(error),
-        };
-        for entry in entries {
-            let entry = entry?;
-            let kind = match entry.file_type() {
-                Ok(kind) => kind,
-                Err(error) if gone(&error) => continue,
-                Err(error) => return Err(error),
-            };
-            let path = entry.path();
-            if kind.is_dir() {
-                pending.push(path);
-            } else if kind.is_file() {
-                let meta = match entry.metadata() {
-                    Ok(meta) => meta,
-                    Err(error) if gone(&error) => continue,
-                    Err(error) => return Err(error),
-                };
-                let relative = path.strip_prefix(root).unwrap_or(&path);
-                let folder = relative
-                    .parent()
-                    .map(|parent| parent.to_string_lossy().replace('\\', "/"))
-                    .unwrap_or_default();
-                found.push(Found {
-                    utf8: relative.to_str().is_some(),
-                    name: entry.file_name().to_string_lossy().into_owned(),
-                    folder,
-                    size: meta.len(),
-                    modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH).into(),
-                    path,
-                });
-            }
-        }
-    }
-    Ok(found)
-}
-
 /// The files an OVF descriptor names (`<File ovf:href="…">`).
 fn ovf_references(descriptor: &[u8]) -> Result<Vec<String>, String> {
     let mut reader = quick_xml::Reader::from_reader(descriptor);
@@ -209,11 +152,6 @@ fn ovf_references(descriptor: &[u8]) -> Result<Vec<String>, String> {
 }
 
 impl Core {
-    /// Where a user's personal store lives.
-    pub fn personal_folder(&self, user_id: i64) -> PathBuf {
-        self.personal_root.join(user_id.to_string())
-    }
-
     /// Submits a sync of the caller's store; the job queue runs it.
     pub async fn submit_sync(
         &self,
@@ -355,23 +293,11 @@ impl Core {
 
     async fn reconcile(&self, user: &Principal, kind: SyncKind) -> Result<SyncOutcome, String> {
         let viewer = Viewer::User(user.clone());
-        let root = self.personal_folder(user.id);
-        let files = match tokio::task::spawn_blocking({
-            let root = root.clone();
-            move || {
-                if root.exists() {
-                    walk(&root)
-                } else {
-                    Ok(Vec::new())
-                }
-            }
-        })
-        .await
-        {
-            Ok(Ok(files)) => files,
-            Ok(Err(error)) => return Err(format!("cannot read the store: {error}")),
-            Err(error) => return Err(error.to_string()),
-        };
+        let files = self
+            .personal
+            .files(user.id)
+            .await
+            .map_err(|error| format!("cannot read the store: {error}"))?;
         let mut known = self
             .synced_images(&viewer, user, kind)
             .await
@@ -381,12 +307,14 @@ impl Core {
             })?;
         // A store that is not there (an unmounted volume, another server's
         // data folder) is not an empty one: never delete on its word.
-        if files.is_empty() && !known.is_empty() && !root.exists() {
-            return Err("the personal store's folder is missing on this server".into());
-        }
-        let present: std::collections::HashSet<(String, String)> = files
+        let files = match files {
+            Some(files) => files,
+            None if known.is_empty() => Vec::new(),
+            None => return Err("the personal store's folder is missing on this server".into()),
+        };
+        let present: HashMap<(String, String), u64> = files
             .iter()
-            .map(|file| (file.folder.clone(), file.name.clone()))
+            .map(|file| ((file.folder.clone(), file.name.clone()), file.size))
             .collect();
         let mut outcome = SyncOutcome::default();
         let mut errors = Vec::new();
@@ -419,7 +347,7 @@ impl Core {
             // The file is there: its record stays, whatever is wrong with it now.
             let existing = known.remove(&(folder.clone(), file.name.clone()));
             if file.name.to_ascii_lowercase().ends_with(".ovf") {
-                match self.check_ovf(file, &present).await {
+                match self.check_ovf(user, file, &present).await {
                     Ok(missing) if missing.is_empty() => {}
                     Ok(missing) => {
                         errors.push(format!("{shown}: missing disk {}", missing.join(", ")));
@@ -439,7 +367,7 @@ impl Core {
                 }
             }
             match self
-                .register(user, kind, file, &folder, existing.as_ref())
+                .register(user, kind, file, &present, &folder, existing.as_ref())
                 .await
             {
                 Ok(Registered::Added) => outcome.added += 1,
@@ -464,65 +392,60 @@ impl Core {
     /// The disks an `.ovf` names that are not beside it.
     async fn check_ovf(
         &self,
-        file: &Found,
-        present: &std::collections::HashSet<(String, String)>,
+        user: &Principal,
+        file: &StoreFile,
+        present: &HashMap<(String, String), u64>,
     ) -> Result<Vec<String>, String> {
-        const MAX_DESCRIPTOR: u64 = 4 << 20;
-        if file.size > MAX_DESCRIPTOR {
-            return Err("the descriptor is larger than 4 MiB".into());
-        }
-        // Read at most the cap: the file may have grown since it was listed.
-        let mut descriptor = Vec::new();
-        let opened = tokio::fs::File::open(&file.path)
-            .await
-            .map_err(|error| format!("unreadable: {error}"))?;
-        tokio::io::AsyncReadExt::read_to_end(
-            &mut tokio::io::AsyncReadExt::take(opened, MAX_DESCRIPTOR + 1),
-            &mut descriptor,
-        )
-        .await
-        .map_err(|error| format!("unreadable: {error}"))?;
-        if descriptor.len() as u64 > MAX_DESCRIPTOR {
-            return Err("the descriptor is larger than 4 MiB".into());
-        }
+        let descriptor = self.read_descriptor(user, file).await?;
         let references = ovf_references(&descriptor)?;
         Ok(references
             .into_iter()
-            .filter(|href| {
-                let (sub, name) = href.rsplit_once('/').unwrap_or(("", href));
-                let folder = match (file.folder.as_str(), sub) {
-                    ("", sub) => sub.to_owned(),
-                    (base, "") => base.to_owned(),
-                    (base, sub) => format!("{base}/{sub}"),
-                };
-                href.contains("..") || !present.contains(&(folder, name.to_owned()))
-            })
+            .filter(|href| disk_of(file, href, present).is_none())
             .collect())
     }
 
+    /// An `.ovf`'s bytes, refused past [`MAX_DESCRIPTOR`].
+    async fn read_descriptor(&self, user: &Principal, file: &StoreFile) -> Result<Vec<u8>, String> {
+        if file.size > MAX_DESCRIPTOR {
+            return Err("the descriptor is larger than 4 MiB".into());
+        }
+        let unreadable = |error: std::io::Error| format!("unreadable: {error}");
+        let mut stream = self
+            .personal
+            .read(user.id, &file.relative)
+            .await
+            .map_err(unreadable)?;
+        // Read at most the cap: the file may have grown since it was listed.
+        let mut descriptor = Vec::new();
+        while let Some(chunk) = stream.try_next().await.map_err(unreadable)? {
+            descriptor.extend_from_slice(&chunk);
+            if descriptor.len() as u64 > MAX_DESCRIPTOR {
+                return Err("the descriptor is larger than 4 MiB".into());
+            }
+        }
+        Ok(descriptor)
+    }
+
     /// Copies a file's bytes into the blob store and records or updates its image.
+    #[allow(clippy::too_many_arguments)]
     async fn register(
         &self,
         user: &Principal,
         kind: SyncKind,
-        file: &Found,
+        file: &StoreFile,
+        present: &HashMap<(String, String), u64>,
         folder: &str,
         existing: Option<&Image>,
     ) -> Result<Registered, CoreError> {
         // An `.ovf` is kept with its disks: one package (an OVA), inspected
         // and downloadable whole; any other file as it is.
-        let stream: std::pin::Pin<
-            Box<dyn futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send>,
-        > = if file.name.to_ascii_lowercase().ends_with(".ovf") {
-            Box::pin(package_ovf(file).await?)
+        let stream: ByteStream = if file.name.to_ascii_lowercase().ends_with(".ovf") {
+            self.package_ovf(user, file, present).await?
         } else {
-            let handle = tokio::fs::File::open(&file.path)
+            self.personal
+                .read(user.id, &file.relative)
                 .await
-                .map_err(|error| CoreError::invalid(format!("unreadable: {error}")))?;
-            Box::pin(tokio_util::io::ReaderStream::with_capacity(
-                handle,
-                256 * 1024,
-            ))
+                .map_err(|error| CoreError::invalid(format!("unreadable: {error}")))?
         };
         // The file itself already counts against the quota; its copy in the
         // catalog is not counted again, so only the upload limit applies.
@@ -594,45 +517,124 @@ impl Core {
     }
 }
 
-/// Streams an `.ovf` and every file it names (beside it, as checked by
-/// `check_ovf`) as one tar archive, descriptor first: the OVA it stands for.
-async fn package_ovf(
-    file: &Found,
-) -> Result<impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send, CoreError> {
-    let descriptor = tokio::fs::read(&file.path)
-        .await
-        .map_err(|error| CoreError::invalid(format!("unreadable: {error}")))?;
-    let references = ovf_references(&descriptor).map_err(CoreError::invalid)?;
-    let folder = file
-        .path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let name = file.name.clone();
-    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
-    tokio::task::spawn_blocking(move || {
-        let writer = std::io::BufWriter::with_capacity(256 * 1024, ChannelWriter(sender.clone()));
-        let mut archive = tar::Builder::new(writer);
-        let written = (|| -> std::io::Result<()> {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(descriptor.len() as u64);
-            header.set_mode(0o644);
-            header.set_cksum();
-            archive.append_data(&mut header, &name, descriptor.as_slice())?;
-            for href in &references {
-                let mut disk = std::fs::File::open(folder.join(href))?;
-                archive.append_file(href, &mut disk)?;
-            }
-            std::io::Write::flush(&mut archive.into_inner()?)
-        })();
-        if let Err(error) = written {
-            let _ = sender.blocking_send(Err(error));
+impl Core {
+    /// Streams an `.ovf` and every file it names (beside it, as checked by
+    /// `check_ovf`) as one tar archive, descriptor first: the OVA it stands for.
+    async fn package_ovf(
+        &self,
+        user: &Principal,
+        file: &StoreFile,
+        present: &HashMap<(String, String), u64>,
+    ) -> Result<ByteStream, CoreError> {
+        let descriptor = self
+            .read_descriptor(user, file)
+            .await
+            .map_err(CoreError::invalid)?;
+        let mut disks = Vec::new();
+        for href in ovf_references(&descriptor).map_err(CoreError::invalid)? {
+            let (relative, size) = disk_of(file, &href, present)
+                .ok_or_else(|| CoreError::invalid(format!("missing disk {href}")))?;
+            disks.push((href, relative, size));
         }
-    });
-    Ok(futures_util::stream::unfold(
-        receiver,
-        |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) },
-    ))
+        let name = file.name.clone();
+        let (personal, user_id) = (self.personal.clone(), user.id);
+        let runtime = tokio::runtime::Handle::current();
+        let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
+        tokio::task::spawn_blocking(move || {
+            let writer =
+                std::io::BufWriter::with_capacity(256 * 1024, ChannelWriter(sender.clone()));
+            let mut archive = tar::Builder::new(writer);
+            let written = (|| -> std::io::Result<()> {
+                let mut header = tar::Header::new_gnu();
+                header.set_size(descriptor.len() as u64);
+                header.set_mode(0o644);
+                header.set_cksum();
+                archive.append_data(&mut header, &name, descriptor.as_slice())?;
+                for (href, relative, size) in &disks {
+                    // Each disk is opened when its turn comes, and must
+                    // still have the size the listing gave the header.
+                    let stream = runtime.block_on(personal.read(user_id, relative))?;
+                    let reader = tokio_util::io::SyncIoBridge::new_with_handle(
+                        tokio_util::io::StreamReader::new(stream),
+                        runtime.clone(),
+                    );
+                    let mut header = tar::Header::new_gnu();
+                    header.set_size(*size);
+                    header.set_mode(0o644);
+                    header.set_cksum();
+                    archive.append_data(&mut header, href, ExactSize::new(reader, *size))?;
+                }
+                std::io::Write::flush(&mut archive.into_inner()?)
+            })();
+            if let Err(error) = written {
+                let _ = sender.blocking_send(Err(error));
+            }
+        });
+        Ok(
+            futures_util::stream::unfold(receiver, |mut receiver| async move {
+                receiver.recv().await.map(|item| (item, receiver))
+            })
+            .boxed(),
+        )
+    }
+}
+
+/// The file an `.ovf`'s reference names, beside the descriptor, with its
+/// size: `None` if it is not in the store or leads out of its folder.
+fn disk_of(
+    file: &StoreFile,
+    href: &str,
+    present: &HashMap<(String, String), u64>,
+) -> Option<(String, u64)> {
+    if href
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == "..")
+    {
+        return None;
+    }
+    let (sub, name) = href.rsplit_once('/').unwrap_or(("", href));
+    let folder = match (file.folder.as_str(), sub) {
+        ("", sub) => sub.to_owned(),
+        (base, "") => base.to_owned(),
+        (base, sub) => format!("{base}/{sub}"),
+    };
+    let size = *present.get(&(folder.clone(), name.to_owned()))?;
+    let relative = if folder.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{folder}/{name}")
+    };
+    Some((relative, size))
+}
+
+/// A reader that yields exactly `size` bytes or fails: a disk that changed
+/// size since it was listed must not produce a malformed archive.
+struct ExactSize<R> {
+    inner: std::io::Take<R>,
+    left: u64,
+}
+
+impl<R: std::io::Read> ExactSize<R> {
+    fn new(inner: R, size: u64) -> Self {
+        Self {
+            inner: std::io::Read::take(inner, size),
+            left: size,
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for ExactSize<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        if read == 0 && self.left > 0 && !buffer.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "a disk changed while it was packaged",
+            ));
+        }
+        self.left -= read as u64;
+        Ok(read)
+    }
 }
 
 /// Hands what a tar builder writes to a stream, chunk by chunk.

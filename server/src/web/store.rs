@@ -80,13 +80,15 @@ async fn serve(
 
 /// The WebDAV view of one user's folder, with their quota.
 async fn dav_config(state: &AppState, user: &Principal) -> Result<DavConfig, StatusCode> {
-    let root = state.core.personal_folder(user.id);
-    if let Err(error) = tokio::fs::create_dir_all(&root).await {
-        tracing::error!(%error, "cannot create a personal store folder");
-        return Err(StatusCode::INTERNAL_SERVER_ERROR);
-    }
+    let files = match state.core.personal().file_system(user.id).await {
+        Ok(files) => files,
+        Err(error) => {
+            tracing::error!(%error, "cannot open a personal store");
+            return Err(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+    };
     Ok(DavConfig::new()
-        .filesystem(Box::new(QuotaFs::new(&root, state.core.clone(), user.id)))
+        .filesystem(Box::new(QuotaFs::new(files, state.core.clone(), user.id)))
         .principal(user.username.clone()))
 }
 

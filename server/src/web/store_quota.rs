@@ -1,4 +1,4 @@
-//! The personal store's file system: dav-server's local one, with every
+//! The personal store's file system (either backend's), with every
 //! write counted against the owner's quota and the upload limit as it
 //! happens (chunked bodies without a length included), and `COPY` counted
 //! before it copies. A write refused midway removes what it had written:
@@ -13,23 +13,23 @@ use dav_server::fs::{
     DavDirEntry, DavFile, DavFileSystem, DavMetaData, FsError, FsFuture, FsStream, OpenOptions,
     ReadDirMeta,
 };
-use dav_server::localfs::LocalFs;
 
 use crate::blob::IngestError;
 use crate::core::{Core, StoreWrite};
+use crate::personal::StoreFs;
 
 /// One user's store folder, as WebDAV reaches it.
 #[derive(Clone)]
 pub struct QuotaFs {
-    inner: LocalFs,
+    inner: StoreFs,
     core: Arc<Core>,
     user_id: i64,
 }
 
 impl QuotaFs {
-    pub fn new(root: &std::path::Path, core: Arc<Core>, user_id: i64) -> Self {
+    pub fn new(inner: StoreFs, core: Arc<Core>, user_id: i64) -> Self {
         Self {
-            inner: *LocalFs::new(root, false, false, false),
+            inner,
             core,
             user_id,
         }
@@ -55,7 +55,10 @@ impl DavFileSystem for QuotaFs {
             if !(options.write || options.append) {
                 return DavFileSystem::open(&self.inner, path, options).await;
             }
-            let mut write = StoreWrite::new(self.core.clone(), self.user_id);
+            // Bytes written to an object store are in no file until the
+            // write completes: the reservation holds them until then.
+            let atomic = self.inner.atomic_writes();
+            let mut write = StoreWrite::new(self.core.clone(), self.user_id, atomic);
             // A length announced up front is checked (and reserved) before
             // anything is written or truncated.
             if let Some(size) = options.size {
@@ -68,7 +71,8 @@ impl DavFileSystem for QuotaFs {
                 write: Some(write),
                 fs: self.inner.clone(),
                 path: path.clone(),
-                created: !existed,
+                // An atomic write leaves nothing to remove when it fails.
+                created: !existed && !atomic,
             }) as Box<dyn DavFile>)
         })
     }
@@ -110,7 +114,7 @@ impl DavFileSystem for QuotaFs {
     fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
         Box::pin(async move {
             let size = DavFileSystem::metadata(&self.inner, from).await?.len();
-            let mut write = StoreWrite::new(self.core.clone(), self.user_id);
+            let mut write = StoreWrite::new(self.core.clone(), self.user_id, false);
             write.make_room(size).await.map_err(refused)?;
             let copied = DavFileSystem::copy(&self.inner, from, to).await;
             write.release().await;
@@ -123,7 +127,7 @@ impl DavFileSystem for QuotaFs {
 struct CountedFile {
     inner: Box<dyn DavFile>,
     write: Option<StoreWrite>,
-    fs: LocalFs,
+    fs: StoreFs,
     path: DavPath,
     /// Whether this write created the file: only then is a failed write's
     /// file removed (never a file the user had, nor another request's).

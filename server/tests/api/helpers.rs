@@ -1,5 +1,6 @@
 //! A real Depot server on a free port, over a database of its own.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -282,6 +283,38 @@ impl TestApp {
     /// being staged), whichever backend it is.
     pub async fn stored(&self, area: Area) -> Vec<String> {
         self.core.blobs().stored(area).await.unwrap()
+    }
+
+    /// The files of a user's personal store with their sizes, by path,
+    /// whichever backend holds them.
+    pub async fn store_files(&self, user_id: i64) -> BTreeMap<String, u64> {
+        let files = self.core.personal().files(user_id).await.unwrap();
+        files
+            .unwrap_or_default()
+            .into_iter()
+            .map(|file| (file.relative, file.size))
+            .collect()
+    }
+
+    /// Where a user's personal store is on disk, when it is on local disk.
+    pub fn personal_folder(&self, user_id: i64) -> PathBuf {
+        assert!(
+            self.storage.blob_store.is_none(),
+            "this server keeps its personal stores in the object store"
+        );
+        self.data_dir.join("personal").join(user_id.to_string())
+    }
+
+    /// Puts a file into a user's personal store over WebDAV.
+    pub async fn put_store_file(&self, user: (&str, &str), path: &str, bytes: Vec<u8>) {
+        let response = reqwest::Client::new()
+            .put(self.url(&format!("/store/{path}")))
+            .basic_auth(user.0, Some(user.1))
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
     }
 }
 

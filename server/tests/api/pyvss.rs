@@ -17,19 +17,28 @@ fn python() -> String {
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test(flavor = "multi_thread")]
 async fn pyvss_drives_depot_unchanged(#[case] backend: Backend) {
     let app = TestApp::spawn_with(backend, |args| args.demo = true).await;
     app.add_user("pyvss-user", "pyvss-password").await;
+    run_pyvss(&app, &app).await;
+}
+
+/// Runs the pyvss script as `pyvss-user` against `api`, putting its files
+/// into the personal store through `store` (the same server, or another of
+/// the same deployment).
+pub async fn run_pyvss(api: &TestApp, store: &TestApp) {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../end2end/pyvss/test_pyvss.py"
     );
-    let url = app.url("");
+    let (url, store_url) = (api.url(""), store.url(""));
     let output = tokio::task::spawn_blocking(move || {
         Command::new(python())
             .arg(script)
             .env("DEPOT_URL", url)
+            .env("DEPOT_STORE_URL", store_url)
             .env("DEPOT_USER", "pyvss-user")
             .env("DEPOT_PASSWORD", "pyvss-password")
             .output()

@@ -5,7 +5,9 @@
 //! an upload leaves no record without bytes, and nothing in the bucket that
 //! another server does not collect (its multipart upload aborted); a
 //! deployment runs once whichever server's worker takes it, and one whose
-//! server died is taken over when its lease runs out.
+//! server died is taken over when its lease runs out. The personal stores
+//! are in the bucket too: files put through one server are listed, synced
+//! and deleted through another, by rclone and by pyvss.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -18,6 +20,8 @@ use serde_json::Value;
 
 use crate::deploy_isolation::{deploy, environment_at, image_with, settled};
 use crate::helpers::{random_bytes, test_bucket, Backend, TestApp, ADMIN_PASSWORD};
+use crate::pyvss::run_pyvss;
+use crate::store::{iso, rclone, rclone_remote, User};
 use crate::vice::{iso_bytes, Vice};
 
 #[tokio::test]
@@ -175,8 +179,26 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// What a client sends to the server that gets killed.
+#[derive(Clone, Copy)]
+enum Transfer {
+    /// An image upload (`POST /api/upload`).
+    Upload,
+    /// A file put into the personal store over WebDAV.
+    StoreFile,
+}
+
 #[tokio::test]
 async fn a_server_killed_mid_upload_leaves_nothing_the_other_does_not_collect() {
+    killed_mid_transfer(Transfer::Upload).await;
+}
+
+#[tokio::test]
+async fn a_server_killed_mid_store_write_leaves_nothing_the_other_does_not_collect() {
+    killed_mid_transfer(Transfer::StoreFile).await;
+}
+
+async fn killed_mid_transfer(transfer: Transfer) {
     let b = TestApp::spawn(Backend::Shared).await;
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -199,15 +221,15 @@ async fn a_server_killed_mid_upload_leaves_nothing_the_other_does_not_collect() 
     // nothing more until A is killed.
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
     let body = reqwest::Body::wrap_stream(tokio_stream_of(receiver));
-    let part = reqwest::multipart::Part::stream(body).file_name("disk.img");
-    let form = reqwest::multipart::Form::new().part("file", part);
-    let upload = tokio::spawn(
-        client
-            .post(format!("{a_url}/api/upload"))
-            .basic_auth("admin", Some(ADMIN_PASSWORD))
-            .multipart(form)
-            .send(),
-    );
+    let request = match transfer {
+        Transfer::Upload => {
+            let part = reqwest::multipart::Part::stream(body).file_name("disk.img");
+            let form = reqwest::multipart::Form::new().part("file", part);
+            client.post(format!("{a_url}/api/upload")).multipart(form)
+        }
+        Transfer::StoreFile => client.put(format!("{a_url}/store/disk.img")).body(body),
+    };
+    let upload = tokio::spawn(request.basic_auth("admin", Some(ADMIN_PASSWORD)).send());
     for _ in 0..17 {
         sender.send(Ok(random_bytes(1 << 20))).await.unwrap();
     }
@@ -236,6 +258,8 @@ async fn a_server_killed_mid_upload_leaves_nothing_the_other_does_not_collect() 
         .await
         .unwrap();
     assert_eq!(records, 0);
+    let admin = b.core.login("admin", ADMIN_PASSWORD).await.unwrap();
+    assert!(b.store_files(admin.id).await.is_empty());
 
     // What A left: an incomplete multipart upload and its marker. Within
     // the grace period B leaves it (it could be a live upload).
@@ -391,4 +415,60 @@ async fn a_dead_servers_deployment_is_taken_over_after_its_lease() {
     assert_eq!(deployment["state"], "done", "{deployment}");
     assert!(std::fs::read(folder.join("appliance")).unwrap() == bytes);
     assert_eq!(deployment_attempts(&a).await, vec![2]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_personal_store_is_the_same_on_every_server() {
+    let a = TestApp::spawn_with(Backend::Shared, |args| args.demo = true).await;
+    let b = a.spawn_beside(|_| {}).await;
+    let alice_on_a = User::new(&a, "alice", "alice-password").await;
+    let alice_on_b = alice_on_a.on(&b);
+    let (remote_a, remote_b) = (
+        rclone_remote(&a, "alice", "alice-password"),
+        rclone_remote(&b, "alice", "alice-password"),
+    );
+
+    // rclone makes a folder and puts a file through A; B lists both.
+    let folder = tempfile::tempdir().unwrap();
+    let local = folder.path().join("media.iso");
+    std::fs::write(&local, iso()).unwrap();
+    rclone(&["mkdir", &format!("{remote_a}cds")]);
+    rclone(&[
+        "copyto",
+        local.to_str().unwrap(),
+        &format!("{remote_a}cds/media.iso"),
+    ]);
+    assert_eq!(rclone(&["lsf", &remote_b]).trim(), "cds/");
+    assert_eq!(
+        rclone(&["lsf", &format!("{remote_b}cds")]).trim(),
+        "media.iso"
+    );
+    let fetched = folder.path().join("fetched.iso");
+    rclone(&[
+        "copyto",
+        &format!("{remote_b}cds/media.iso"),
+        fetched.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read(&fetched).unwrap(),
+        std::fs::read(&local).unwrap()
+    );
+
+    // A sync asked of B takes the file in; A shows the image.
+    let done = alice_on_b.sync("iso").await;
+    assert_eq!(done["added"], 1, "{done}");
+    assert_eq!(alice_on_a.names("iso").await, ["media.iso"]);
+
+    // Deleted through B, gone for A; the next sync, asked of A, drops it.
+    rclone(&["deletefile", &format!("{remote_b}cds/media.iso")]);
+    assert!(rclone(&["lsf", &format!("{remote_a}cds")])
+        .trim()
+        .is_empty());
+    let done = alice_on_a.sync("iso").await;
+    assert_eq!(done["deleted"], 1, "{done}");
+    assert!(alice_on_b.names("iso").await.is_empty());
+
+    // pyvss puts its files through A and asks B for everything else.
+    a.add_user("pyvss-user", "pyvss-password").await;
+    run_pyvss(&b, &a).await;
 }

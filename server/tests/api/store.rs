@@ -14,7 +14,7 @@ fn ova() -> Vec<u8> {
     crate::helpers::ova_bytes()
 }
 
-pub(crate) fn iso() -> Vec<u8> {
+pub fn iso() -> Vec<u8> {
     let mut bytes = random_bytes(40_000);
     bytes[0x8001..0x8006].copy_from_slice(b"CD001");
     bytes
@@ -32,7 +32,7 @@ fn ovf(disk: &str) -> Vec<u8> {
 }
 
 /// A WebDAV (and VSS) client acting as one user.
-struct User<'a> {
+pub struct User<'a> {
     app: &'a TestApp,
     name: &'static str,
     password: &'static str,
@@ -40,7 +40,7 @@ struct User<'a> {
 }
 
 impl<'a> User<'a> {
-    async fn new(app: &'a TestApp, name: &'static str, password: &'static str) -> Self {
+    pub async fn new(app: &'a TestApp, name: &'static str, password: &'static str) -> Self {
         app.add_user(name, password).await;
         Self {
             app,
@@ -50,7 +50,22 @@ impl<'a> User<'a> {
         }
     }
 
-    async fn dav(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> (StatusCode, String) {
+    /// The same user, through another server of the same deployment.
+    pub fn on<'b>(&self, app: &'b TestApp) -> User<'b> {
+        User {
+            app,
+            name: self.name,
+            password: self.password,
+            client: self.client.clone(),
+        }
+    }
+
+    pub async fn dav(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> (StatusCode, String) {
         let depth = (method == "PROPFIND").then_some("1");
         let method = Method::from_bytes(method.as_bytes()).unwrap();
         let mut request = self
@@ -81,7 +96,7 @@ impl<'a> User<'a> {
     }
 
     /// Submits a sync and waits until it is processed.
-    async fn sync(&self, kind: &str) -> Value {
+    pub async fn sync(&self, kind: &str) -> Value {
         let (status, submitted) = self
             .vss(Method::PATCH, &format!("/v2/user/image/{kind}"))
             .await;
@@ -93,7 +108,7 @@ impl<'a> User<'a> {
         wait_processed(self, id).await
     }
 
-    async fn names(&self, kind: &str) -> Vec<String> {
+    pub async fn names(&self, kind: &str) -> Vec<String> {
         let (_, body) = self
             .vss(Method::GET, &format!("/v2/user/image/{kind}"))
             .await;
@@ -128,6 +143,7 @@ async fn wait_processed(user: &User<'_>, id: i64) -> Value {
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn files_put_over_webdav_become_images_after_a_sync(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -327,6 +343,7 @@ async fn a_sync_never_deletes_on_a_missing_store_and_refuses_bad_names(#[case] b
 
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn a_file_larger_than_the_upload_limit_is_refused_before_it_is_written(
     #[case] backend: Backend,
@@ -417,9 +434,39 @@ async fn concurrent_claimers_never_take_the_same_job(#[case] backend: Backend) {
     assert_eq!(all.len(), 40);
 }
 
+/// An rclone remote (without a config file) for a user's store on `app`.
+pub fn rclone_remote(app: &TestApp, user: &str, password: &str) -> String {
+    let obscured = rclone(&["obscure", password]);
+    format!(
+        ":webdav,url='{}',vendor=other,user={user},pass='{}':",
+        app.url("/store"),
+        obscured.trim()
+    )
+}
+
+/// Runs rclone (Debian's package), which must succeed; answers its output.
+/// The servers run on the test's runtime: this blocks a worker thread
+/// (the test must be multi-threaded), not the runtime.
+pub fn rclone(args: &[&str]) -> String {
+    let output = tokio::task::block_in_place(|| {
+        std::process::Command::new("rclone")
+            .env("RCLONE_CONFIG", "/dev/null")
+            .args(args)
+            .output()
+            .expect("rclone is not installed (scripts/setup.sh installs it)")
+    });
+    assert!(
+        output.status.success(),
+        "rclone {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
 /// rclone (Debian's package) as the user's WebDAV client.
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
+#[case::shared(Backend::Shared)]
 #[tokio::test(flavor = "multi_thread")]
 async fn rclone_puts_lists_and_deletes_in_the_store(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -427,36 +474,7 @@ async fn rclone_puts_lists_and_deletes_in_the_store(#[case] backend: Backend) {
     let folder = tempfile::tempdir().unwrap();
     let local = folder.path().join("media.iso");
     std::fs::write(&local, iso()).unwrap();
-    let obscured = tokio::task::block_in_place(|| {
-        std::process::Command::new("rclone")
-            .args(["obscure", "alice-password"])
-            .output()
-            .expect("rclone is not installed (scripts/setup.sh installs it)")
-    });
-    let obscured = String::from_utf8(obscured.stdout)
-        .unwrap()
-        .trim()
-        .to_owned();
-    let remote = format!(
-        ":webdav,url='{}',vendor=other,user=alice,pass='{obscured}':",
-        app.url("/store")
-    );
-    // The server runs on this runtime: block a worker thread, not the runtime.
-    let rclone = |args: &[&str]| {
-        let output = tokio::task::block_in_place(|| {
-            std::process::Command::new("rclone")
-                .env("RCLONE_CONFIG", "/dev/null")
-                .args(args)
-                .output()
-                .unwrap()
-        });
-        assert!(
-            output.status.success(),
-            "rclone {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
-    };
+    let remote = rclone_remote(&app, "alice", "alice-password");
     rclone(&["mkdir", &format!("{remote}cds")]);
     rclone(&[
         "copyto",

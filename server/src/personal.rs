@@ -1,0 +1,158 @@
+//! The personal stores' files (VSS's "VSKEY-STOR"), behind one seam with
+//! two backends chosen at start beside the blob store's: a folder per user on
+//! local disk ([`local`], the embedded default), or objects under
+//! `personal/<user id>/` in the blob store's bucket ([`object`]), which every
+//! server of a deployment shares. WebDAV serves a store through
+//! [`PersonalStores::file_system`]; the file view, the sync and the quota
+//! reach it through the other methods. Paths are always relative to the
+//! user's own store: nothing here can name another user's files.
+
+pub mod local;
+pub mod object;
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+use app::model::{StoreEntry, StorePath};
+use chrono::{DateTime, Utc};
+use dav_server::davpath::DavPath;
+use dav_server::fs::{
+    DavDirEntry, DavFile, DavFileSystem, DavMetaData, FsFuture, FsStream, OpenOptions, ReadDirMeta,
+};
+
+use crate::blob::ByteStream;
+
+/// Why an operation on a store's path did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The path, or a folder on the way, is not there (or is a file).
+    #[error("not found")]
+    NotFound,
+    #[error("already exists")]
+    Exists,
+    #[error("the folder is not empty")]
+    NotEmpty,
+    /// A symbolic link on the way, which is never followed.
+    #[error("a link")]
+    Link,
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// A file found in a store.
+#[derive(Debug, Clone)]
+pub struct StoreFile {
+    /// Its path below the store's root, `/`-separated.
+    pub relative: String,
+    /// Whether its path was valid UTF-8 (else the names below are lossy).
+    pub utf8: bool,
+    /// Its folder below the store's root, `/`-separated ("" at the root).
+    pub folder: String,
+    pub name: String,
+    pub size: u64,
+    pub modified: DateTime<Utc>,
+}
+
+/// Where each user's personal store keeps its files.
+#[async_trait::async_trait]
+pub trait PersonalStores: Send + Sync + fmt::Debug {
+    /// The store of `user_id` as the file system WebDAV serves.
+    async fn file_system(&self, user_id: i64) -> io::Result<StoreFs>;
+    /// The entries of one folder, at most `max` of them, in no order.
+    async fn list(
+        &self,
+        user_id: i64,
+        folder: &StorePath,
+        max: usize,
+    ) -> Result<Vec<StoreEntry>, StoreError>;
+    /// Whether `path` is a folder (`true`) or a file (`false`).
+    async fn is_folder(&self, user_id: i64, path: &StorePath) -> Result<bool, StoreError>;
+    /// Makes the folder `path` inside an existing folder.
+    async fn make_folder(&self, user_id: i64, path: &StorePath) -> Result<(), StoreError>;
+    /// Deletes a file, or a folder that is empty.
+    async fn delete(&self, user_id: i64, path: &StorePath) -> Result<(), StoreError>;
+    /// Every file of the store, or `None` when the store itself cannot be
+    /// found (an unmounted volume is not an empty store).
+    async fn files(&self, user_id: i64) -> io::Result<Option<Vec<StoreFile>>>;
+    /// Streams the file at `relative` (a [`StoreFile::relative`]).
+    async fn read(&self, user_id: i64, relative: &str) -> io::Result<ByteStream>;
+}
+
+/// One user's store as a WebDAV file system, whichever backend holds it.
+#[derive(Clone)]
+pub struct StoreFs {
+    inner: Arc<dyn DavFileSystem + Send + Sync>,
+    atomic_writes: bool,
+}
+
+impl StoreFs {
+    /// A file system whose files grow in place as they are written (a
+    /// local folder): written bytes are in the store's files at once.
+    pub fn growing(inner: impl DavFileSystem + Send + Sync + 'static) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            atomic_writes: false,
+        }
+    }
+
+    /// A file system whose writes appear whole when complete, and not at
+    /// all if they fail (an object store): until then, the bytes written
+    /// are in no file the quota counts.
+    pub fn atomic(inner: impl DavFileSystem + Send + Sync + 'static) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            atomic_writes: true,
+        }
+    }
+
+    pub fn atomic_writes(&self) -> bool {
+        self.atomic_writes
+    }
+}
+
+impl DavFileSystem for StoreFs {
+    fn open<'a>(
+        &'a self,
+        path: &'a DavPath,
+        options: OpenOptions,
+    ) -> FsFuture<'a, Box<dyn DavFile>> {
+        self.inner.open(path, options)
+    }
+
+    fn read_dir<'a>(
+        &'a self,
+        path: &'a DavPath,
+        meta: ReadDirMeta,
+    ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
+        self.inner.read_dir(path, meta)
+    }
+
+    fn metadata<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, Box<dyn DavMetaData>> {
+        self.inner.metadata(path)
+    }
+
+    fn symlink_metadata<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, Box<dyn DavMetaData>> {
+        self.inner.symlink_metadata(path)
+    }
+
+    fn create_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        self.inner.create_dir(path)
+    }
+
+    fn remove_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        self.inner.remove_dir(path)
+    }
+
+    fn remove_file<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        self.inner.remove_file(path)
+    }
+
+    fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
+        self.inner.rename(from, to)
+    }
+
+    fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
+        self.inner.copy(from, to)
+    }
+}
