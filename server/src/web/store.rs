@@ -72,9 +72,38 @@ async fn serve(
         let message = format!("a file may be at most {limit} bytes\n");
         return (StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
     }
+    if let Some(refused) = check_destination(request.headers()) {
+        return refused;
+    }
     match dav_config(&state, user).await {
         Ok(config) => state.dav.handle_with(config, request).await.into_response(),
         Err(status) => status.into_response(),
+    }
+}
+
+/// A `COPY` or `MOVE` goes to a path inside the store, below its root:
+/// anything else is refused here (dav-server panics on the root itself).
+fn check_destination(headers: &HeaderMap) -> Option<Response> {
+    let destination = headers.get("destination")?;
+    let refused = || {
+        let message = "the destination must be a file or folder inside your store (/store/…)\n";
+        Some((StatusCode::BAD_REQUEST, message).into_response())
+    };
+    let Ok(text) = destination.to_str() else {
+        return refused();
+    };
+    // An absolute URL or an absolute path, as clients send either.
+    let path = match text.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("", |slash| &rest[slash..]),
+        None => text,
+    };
+    let inside = path
+        .strip_prefix("/store/")
+        .is_some_and(|rest| !rest.trim_matches('/').is_empty());
+    if inside {
+        None
+    } else {
+        refused()
     }
 }
 

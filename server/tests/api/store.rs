@@ -434,6 +434,51 @@ async fn concurrent_claimers_never_take_the_same_job(#[case] backend: Backend) {
     assert_eq!(all.len(), 40);
 }
 
+/// A COPY or MOVE whose destination is the store itself, or outside it,
+/// is refused with a status, whatever the backend.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::shared(Backend::Shared)]
+#[tokio::test]
+async fn copies_and_moves_to_odd_destinations_are_refused(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let alice = User::new(&app, "alice", "alice-password").await;
+    assert_eq!(alice.dav("MKCOL", "/cds/", None).await.0, 201);
+    assert_eq!(alice.dav("PUT", "/cds/a.iso", Some(iso())).await.0, 201);
+    for method in ["COPY", "MOVE"] {
+        for destination in [
+            app.url("/store/"),
+            app.url("/store"),
+            app.url("/elsewhere/a.iso"),
+            app.url("/store/cds/"),
+            app.url("/store/cds/sub/cds/"),
+        ] {
+            let source = if destination.ends_with("cds/") {
+                "/cds/"
+            } else {
+                "/cds/a.iso"
+            };
+            let response = alice
+                .client
+                .request(
+                    Method::from_bytes(method.as_bytes()).unwrap(),
+                    app.url(&format!("/store{source}")),
+                )
+                .basic_auth("alice", Some("alice-password"))
+                .header("destination", &destination)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            assert!(
+                status.is_client_error(),
+                "{method} {source} to {destination}: {status}"
+            );
+        }
+    }
+    assert_eq!(alice.dav("GET", "/cds/a.iso", None).await.0, 200);
+}
+
 /// An rclone remote (without a config file) for a user's store on `app`.
 pub fn rclone_remote(app: &TestApp, user: &str, password: &str) -> String {
     let obscured = rclone(&["obscure", password]);
