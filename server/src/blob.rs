@@ -179,6 +179,14 @@ pub(crate) fn not_found(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::NotFound, what.to_owned())
 }
 
+/// One chunk of a resumable upload, staged: its bytes (none if it was
+/// empty), and why its body broke off, if it did.
+#[derive(Debug)]
+pub struct Chunk {
+    pub staged: Option<Staged>,
+    pub broken: Option<String>,
+}
+
 /// The blob store the core uses, over whichever backend was chosen at start.
 #[derive(Debug, Clone)]
 pub struct BlobStore {
@@ -252,6 +260,53 @@ impl BlobStore {
             },
             inspection,
         ))
+    }
+
+    /// Stages one chunk of a resumable upload as it arrives, at most `max`
+    /// bytes (more is refused), showing each piece to `observe`; what arrived
+    /// before the body broke off is kept (a client resumes after it), and an
+    /// empty chunk stages nothing. The chunk is a blob like any other once
+    /// published under its digest.
+    pub async fn stage_chunk<S, E>(
+        &self,
+        mut body: S,
+        max: u64,
+        mut observe: impl FnMut(&[u8]) + Send,
+    ) -> Result<Chunk, IngestError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: fmt::Display,
+    {
+        let mut staging = self.backend.stage().await?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut broken = None;
+        while let Some(piece) = body.next().await {
+            let piece = match piece {
+                Ok(piece) => piece,
+                Err(error) => {
+                    broken = Some(error.to_string());
+                    break;
+                }
+            };
+            size = size.saturating_add(piece.len() as u64);
+            if size > max {
+                return Err(IngestError::TooLarge { limit: max });
+            }
+            hasher.update(&piece);
+            observe(&piece);
+            staging.write(piece).await?;
+        }
+        let staged = if size == 0 {
+            None
+        } else {
+            Some(Staged {
+                bytes: staging.finish().await?,
+                sha256: hex::encode(hasher.finalize()),
+                size,
+            })
+        };
+        Ok(Chunk { staged, broken })
     }
 
     /// Opens a blob for reading, with its length.

@@ -18,6 +18,7 @@ mod patterns;
 mod personal_store;
 mod provisioning;
 mod quota;
+mod resumable;
 mod sync;
 mod tenants;
 mod users;
@@ -43,6 +44,7 @@ pub use images::UploadMeta;
 pub use jobs::PANICKING_JOB;
 pub use keys::ServerKey;
 pub use quota::{StoreWrite, UploadAllowance};
+pub use resumable::{AppendError, Checksum, Resumable, ResumableMeta, UPLOAD_LIFETIME};
 pub use sync::{SyncKind, SyncRequest};
 
 /// The largest single upload unless the operator says otherwise: 1 TiB.

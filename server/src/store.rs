@@ -17,6 +17,7 @@ pub mod sql;
 mod sync;
 mod tokens;
 mod tx;
+mod uploads;
 mod users;
 
 use std::str::FromStr;
@@ -39,6 +40,7 @@ pub use sync::{SyncOutcome, SyncRow};
 pub use tokens::TokenRow;
 pub(crate) use tx::with_tx;
 pub use tx::{BlobLock, NewContent, Tx};
+pub use uploads::{ChunkRow, UploadRow};
 
 /// The longest a PostgreSQL statement may run.
 pub const STATEMENT_TIMEOUT: &str = "30s";

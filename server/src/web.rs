@@ -8,6 +8,7 @@ mod security;
 mod store;
 mod store_quota;
 mod tokens;
+mod uploads;
 
 use axum::routing::get;
 use axum::Router;
@@ -45,6 +46,7 @@ pub fn router(state: AppState, sessions: SessionStore, secure_cookies: bool) -> 
         .route("/readyz", get(ready))
         .merge(files::router())
         .merge(tokens::router())
+        .merge(uploads::router())
         .merge(store::router())
         .merge(crate::dialects::router())
         .leptos_routes_with_context(

@@ -150,6 +150,10 @@ impl Core {
             Ok(count) => collected.expired_rows += count,
             Err(error) => note(db_error(error)),
         }
+        match self.collect_expired_uploads().await {
+            Ok(count) => collected.expired_rows += count as u64,
+            Err(error) => note(error),
+        }
         match self.purge_expired_tokens().await {
             Ok(count) => collected.expired_rows += count,
             Err(error) => note(error),

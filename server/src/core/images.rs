@@ -256,6 +256,24 @@ impl Core {
         E: std::fmt::Display,
     {
         let user = viewer.require_user()?;
+        let allowance = self.upload_allowance(Some(user.id));
+        self.upload_within(viewer, meta, body, allowance).await
+    }
+
+    /// [`Core::upload`] within room already promised (a resumable upload's
+    /// reservation).
+    pub(super) async fn upload_within<S, E>(
+        &self,
+        viewer: &Viewer,
+        meta: UploadMeta,
+        body: S,
+        mut allowance: super::UploadAllowance<'_>,
+    ) -> Result<Image, CoreError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: std::fmt::Display,
+    {
+        let user = viewer.require_user()?;
         let name = ImageName::parse(&meta.file_name)?;
         app::model::plain_text("label", &meta.label)?;
         if meta.public && !viewer.is_admin() {
@@ -263,7 +281,6 @@ impl Core {
                 "only administrators publish public images".into(),
             ));
         }
-        let mut allowance = self.upload_allowance(Some(user.id));
         let recorded = async {
             let (staged, inspection) = self
                 .blobs

@@ -40,6 +40,41 @@ impl Core {
         needed: u64,
         wanted: u64,
     ) -> Result<u64, IngestError> {
+        let expires_ms = Utc::now()
+            .timestamp_millis()
+            .saturating_add(RESERVATION_TTL.as_millis() as i64);
+        self.reserve_until(user_id, quota, reservation, needed, wanted, expires_ms)
+            .await
+    }
+
+    /// Reserves `length` bytes for a resumable upload until `expires_ms`
+    /// (it outlives any one request); answers the reservation, if the user
+    /// has a quota.
+    pub(super) async fn reserve_for_upload(
+        &self,
+        user_id: i64,
+        length: u64,
+        expires_ms: i64,
+    ) -> Result<Option<i64>, IngestError> {
+        let Some(quota) = self.limits.user_quota_bytes else {
+            return Ok(None);
+        };
+        let mut reservation = None;
+        self.reserve_until(user_id, quota, &mut reservation, length, length, expires_ms)
+            .await?;
+        Ok(reservation)
+    }
+
+    /// [`Core::reserve`], with the reservation's expiry given.
+    async fn reserve_until(
+        &self,
+        user_id: i64,
+        quota: u64,
+        reservation: &mut Option<i64>,
+        needed: u64,
+        wanted: u64,
+        expires_ms: i64,
+    ) -> Result<u64, IngestError> {
         // The store's files are counted and the reservation granted as one
         // step: a write that lands between the two could otherwise be
         // missed by both (the personal stores live on this server).
@@ -56,7 +91,7 @@ impl Core {
             outside: clamp(outside),
             personal_data_store: &self.limits.personal_data_store,
             now_ms,
-            expires_ms: now_ms.saturating_add(RESERVATION_TTL.as_millis() as i64),
+            expires_ms,
         };
         match self.db.reserve_quota(&ask).await {
             Ok(Some((id, granted))) => {
@@ -73,6 +108,22 @@ impl Core {
         }
     }
 
+    /// The room a resumable upload was promised at its creation, as the
+    /// allowance of its final ingest.
+    pub(super) fn upload_allowance_of(
+        &self,
+        user_id: Option<i64>,
+        reservation: Option<i64>,
+        promised: u64,
+    ) -> UploadAllowance<'_> {
+        UploadAllowance {
+            core: self,
+            user_id,
+            promised: if reservation.is_some() { promised } else { 0 },
+            reservation,
+        }
+    }
+
     /// What a new upload for this owner may grow to (a record without an
     /// owner, a public one, is held to the upload limit alone).
     pub fn upload_allowance(&self, user_id: Option<i64>) -> UploadAllowance<'_> {
@@ -80,6 +131,7 @@ impl Core {
             core: self,
             user_id,
             reservation: None,
+            promised: 0,
         }
     }
 }
@@ -91,6 +143,9 @@ pub struct UploadAllowance<'a> {
     core: &'a Core,
     user_id: Option<i64>,
     reservation: Option<i64>,
+    /// Bytes already reserved (a resumable upload's length): growing
+    /// within them asks for nothing, so the reservation never shrinks.
+    promised: u64,
 }
 
 impl UploadAllowance<'_> {
@@ -125,6 +180,9 @@ impl Allowance for UploadAllowance<'_> {
         let (Some(quota), Some(user_id)) = (self.core.limits.user_quota_bytes, self.user_id) else {
             return Ok(limit);
         };
+        if needed <= self.promised {
+            return Ok(self.promised);
+        }
         let wanted = needed.saturating_add(RESERVATION_STEP).min(limit);
         self.core
             .reserve(user_id, quota, &mut self.reservation, needed, wanted)

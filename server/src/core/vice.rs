@@ -77,7 +77,11 @@ impl Core {
 
     /// The image the caller may change: 404 when they cannot see it, 403
     /// when they can see but not change it.
-    async fn writable_image(&self, viewer: &Viewer, id: i64) -> Result<Image, CoreError> {
+    pub(super) async fn writable_image(
+        &self,
+        viewer: &Viewer,
+        id: i64,
+    ) -> Result<Image, CoreError> {
         viewer.require_user()?;
         let image = self.get_image(viewer, id).await?;
         if !image.writable_by(viewer) {
@@ -121,7 +125,24 @@ impl Core {
         E: std::fmt::Display,
     {
         let image = self.writable_image(viewer, id).await?;
-        let mut allowance = self.upload_allowance(image.owner_id);
+        let allowance = self.upload_allowance(image.owner_id);
+        self.attach_file_within(viewer, id, body, allowance).await
+    }
+
+    /// [`Core::attach_file`] within room already promised (a resumable
+    /// upload's reservation).
+    pub(super) async fn attach_file_within<S, E>(
+        &self,
+        viewer: &Viewer,
+        id: i64,
+        body: S,
+        mut allowance: super::UploadAllowance<'_>,
+    ) -> Result<Image, CoreError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: std::fmt::Display,
+    {
+        let image = self.writable_image(viewer, id).await?;
         let attached = async {
             let (staged, inspection) = self
                 .blobs

@@ -58,11 +58,12 @@ impl Db {
         })
     }
 
-    /// The digests of the blobs some record uses.
+    /// The digests of the blobs some record (or an upload's chunk) uses.
     #[tracing::instrument(skip(self), err)]
     pub async fn referenced_blobs(&self) -> Result<Vec<String>, sqlx::Error> {
         const SELECT: &str = "SELECT b.sha256 FROM blobs b \
-             WHERE EXISTS (SELECT 1 FROM images i WHERE i.sha256 = b.sha256)";
+             WHERE EXISTS (SELECT 1 FROM images i WHERE i.sha256 = b.sha256) \
+             OR EXISTS (SELECT 1 FROM resumable_chunks c WHERE c.sha256 = b.sha256)";
         super::with_pool!(self, pool => {
             sqlx::query_scalar::<_, String>(SELECT).fetch_all(pool).await
         })
@@ -167,8 +168,8 @@ fn networks_json(networks: &[String]) -> Option<String> {
 
 /// A blob's lock, held until [`BlobLock::commit`] (or dropped: rolled back).
 pub struct BlobLock {
-    tx: Tx,
-    sha256: String,
+    pub(super) tx: Tx,
+    pub(super) sha256: String,
 }
 
 impl BlobLock {
@@ -214,9 +215,10 @@ impl BlobLock {
         })
     }
 
-    /// How many records use this blob now.
+    /// How many records (and chunks of uploads in flight) use this blob now.
     pub async fn references(&mut self) -> Result<i64, sqlx::Error> {
-        const COUNT: &str = "SELECT COUNT(*) FROM images WHERE sha256 = $1";
+        const COUNT: &str = "SELECT CAST((SELECT COUNT(*) FROM images WHERE sha256 = $1) \
+             + (SELECT COUNT(*) FROM resumable_chunks WHERE sha256 = $1) AS BIGINT)";
         with_tx!(&mut self.tx, conn => {
             sqlx::query_scalar::<_, i64>(COUNT).bind(&self.sha256).fetch_one(&mut **conn).await
         })

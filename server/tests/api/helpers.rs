@@ -193,6 +193,27 @@ impl TestApp {
         Self::start(storage, db, data, configure).await
     }
 
+    /// Another server on this one's state: for the shared backend another
+    /// server of the deployment; otherwise one on the same data folder and
+    /// database, as this one would be after a restart.
+    pub async fn spawn_again(&self) -> Self {
+        if self.storage.blob_store.is_some() {
+            return self.spawn_beside(|_| {}).await;
+        }
+        let db = TestDb {
+            admin_url: postgres_admin_url(),
+            name: None,
+            url: self._db.url.clone(),
+        };
+        Self::start(
+            self.storage.clone(),
+            db,
+            tempfile::tempdir().unwrap(),
+            |_| {},
+        )
+        .await
+    }
+
     async fn start(
         storage: StorageArgs,
         db: TestDb,

@@ -27,6 +27,7 @@ mod ui_keys;
 mod ui_lists;
 mod ui_store;
 mod ui_tenants;
+mod uploads;
 mod vice;
 mod vice_environments;
 mod vice_pages;

@@ -7,7 +7,7 @@ use rstest::rstest;
 
 use crate::helpers::{Backend, TestApp};
 
-fn python() -> String {
+pub fn python() -> String {
     std::env::var("DEPOT_PYVSS_PYTHON").unwrap_or_else(|_| {
         let home = std::env::var("HOME").unwrap_or_default();
         format!("{home}/.cache/depot/pyvss-venv/bin/python")

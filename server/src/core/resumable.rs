@@ -1,0 +1,447 @@
+//! Resumable uploads (the tus protocol's rules; `web/uploads.rs` speaks
+//! its HTTP): an upload is created with its length, which is checked
+//! against the upload limit and reserved against the quota at once; its
+//! bytes arrive in chunks at the offset the server acknowledged last, each
+//! chunk kept as a blob the moment it is received (so what was acknowledged
+//! survives a restart and is there for any server of the deployment); once
+//! complete, the chunks go through the one ingest path (size, inspection,
+//! SHA-256, dedup, publish) and become an image, or the bytes of an existing
+//! one. An upload that expires or is terminated frees its space.
+
+use std::time::Duration;
+
+use app::error::CoreError;
+use app::model::{Image, Viewer};
+use bytes::Bytes;
+use chrono::{DateTime, TimeZone, Utc};
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use sha1::Digest as _;
+
+use super::images::{ingest_error, UploadMeta};
+use super::{db_error, io_error, Core};
+use crate::store::UploadRow;
+
+/// How long an upload lives after its last chunk.
+pub const UPLOAD_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// Uploads one user may have in progress at once.
+pub const MAX_OPEN_UPLOADS: i64 = 50;
+
+/// Chunks one upload may be sent in: each is a blob until the upload
+/// completes, so a client sending tiny chunks is told to send larger ones.
+pub const MAX_CHUNKS: i64 = 10_000;
+
+/// The least of a broken-off body that is kept (unless it ends the upload):
+/// less is simply sent again, rather than kept as a tiny chunk.
+pub const MIN_KEPT_PARTIAL: u64 = 1 << 20;
+
+/// How long a completion may take before another server takes it over.
+const COMPLETION_LEASE: Duration = Duration::from_secs(3600);
+
+/// What an upload becomes when complete, from its creation's metadata.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ResumableMeta {
+    pub file_name: String,
+    #[serde(default)]
+    pub label: String,
+    #[serde(default)]
+    pub public: bool,
+    /// An existing image whose bytes these become (as ViCE's file upload).
+    #[serde(default)]
+    pub image: Option<i64>,
+}
+
+/// An upload as its owner sees it.
+#[derive(Debug, Clone)]
+pub struct Resumable {
+    pub id: String,
+    pub length: u64,
+    pub received: u64,
+    pub expires_at: DateTime<Utc>,
+    pub image_id: Option<i64>,
+    pub meta: ResumableMeta,
+}
+
+/// A checksum a client sent with a chunk (the tus checksum extension).
+#[derive(Debug, Clone)]
+pub enum Checksum {
+    Sha1(Vec<u8>),
+    Sha256(Vec<u8>),
+}
+
+/// Why a chunk was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    /// The chunk's bytes do not match the checksum sent with them.
+    #[error("the chunk does not match its checksum")]
+    Checksum,
+}
+
+fn upload_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn missing(id: &str) -> CoreError {
+    CoreError::not_found(format!("upload {id}"))
+}
+
+fn millis(at: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(at).single().unwrap_or_default()
+}
+
+impl TryFrom<UploadRow> for Resumable {
+    type Error = CoreError;
+
+    fn try_from(row: UploadRow) -> Result<Self, CoreError> {
+        let meta = serde_json::from_str(&row.metadata).map_err(|_| {
+            tracing::error!(upload = row.id, "unreadable metadata in resumable_uploads");
+            CoreError::Internal
+        })?;
+        Ok(Self {
+            length: row.length.max(0) as u64,
+            received: row.received.max(0) as u64,
+            expires_at: millis(row.expires_at),
+            image_id: row.image_id,
+            id: row.id,
+            meta,
+        })
+    }
+}
+
+impl Core {
+    /// Creates an upload of `length` bytes for the caller, reserving them.
+    pub async fn create_upload(
+        &self,
+        viewer: &Viewer,
+        length: u64,
+        meta: ResumableMeta,
+    ) -> Result<Resumable, CoreError> {
+        let user = viewer.require_user()?;
+        if length == 0 {
+            return Err(CoreError::invalid("an empty file is not an image"));
+        }
+        let open = self.db.open_uploads_of(user.id).await.map_err(db_error)?;
+        if open >= MAX_OPEN_UPLOADS {
+            return Err(CoreError::Conflict(format!(
+                "you have {open} uploads in progress; finish or delete one first"
+            )));
+        }
+        // What the finished upload will be checked against, checked now;
+        // its bytes count against the quota of whoever will own them.
+        let charged = match meta.image {
+            Some(image) => self.writable_image(viewer, image).await?.owner_id,
+            None => {
+                app::model::ImageName::parse(&meta.file_name)?;
+                app::model::plain_text("label", &meta.label)?;
+                if meta.public && !viewer.is_admin() {
+                    return Err(CoreError::Forbidden(
+                        "only administrators publish public images".into(),
+                    ));
+                }
+                Some(user.id)
+            }
+        };
+        let limit = self.limits.max_upload_bytes;
+        if length > limit {
+            return Err(CoreError::TooLarge(format!(
+                "the file is larger than the {limit} bytes allowed"
+            )));
+        }
+        let now = Utc::now();
+        let expires_at = now + chrono::Duration::from_std(UPLOAD_LIFETIME).unwrap_or_default();
+        let reservation = match charged {
+            Some(owner) => self
+                .reserve_for_upload(owner, length, expires_at.timestamp_millis())
+                .await
+                .map_err(ingest_error)?,
+            None => None,
+        };
+        let row = UploadRow {
+            id: upload_id(),
+            owner_id: user.id,
+            length: i64::try_from(length).unwrap_or(i64::MAX),
+            received: 0,
+            metadata: serde_json::to_string(&meta).map_err(|_| CoreError::Internal)?,
+            reservation_id: reservation,
+            image_id: None,
+            completing_at: None,
+            created_at: now.timestamp_millis(),
+            expires_at: expires_at.timestamp_millis(),
+        };
+        if let Err(error) = self.db.insert_upload(&row).await {
+            if let Some(reservation) = reservation {
+                let _ = self.db.release_quota(reservation).await;
+            }
+            return Err(db_error(error));
+        }
+        row.try_into()
+    }
+
+    /// The caller's upload `id` (another user's is not found).
+    pub async fn upload_status(&self, viewer: &Viewer, id: &str) -> Result<Resumable, CoreError> {
+        let user = viewer.require_user()?;
+        match self.db.upload(id).await.map_err(db_error)? {
+            Some(row)
+                if row.owner_id == user.id && row.expires_at > Utc::now().timestamp_millis() =>
+            {
+                row.try_into()
+            }
+            _ => Err(missing(id)),
+        }
+    }
+
+    /// Appends a chunk at `offset`, which must be what the server has
+    /// received so far; answers the new offset. The bytes received are kept
+    /// even if the body breaks off (unless a checksum must vouch for them).
+    /// The chunk that completes the upload makes it an image.
+    pub async fn append_to_upload<S, E>(
+        &self,
+        viewer: &Viewer,
+        id: &str,
+        offset: u64,
+        body: S,
+        checksum: Option<Checksum>,
+    ) -> Result<u64, AppendError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: std::fmt::Display,
+    {
+        let upload = self.upload_status(viewer, id).await?;
+        if upload.image_id.is_some() {
+            return Err(CoreError::Conflict(format!("upload {id} is complete")).into());
+        }
+        if offset == upload.length && upload.received == upload.length {
+            // Every byte is here but the image is not (a completion that
+            // failed or was cut off): this request completes it.
+            self.complete_upload(viewer, id).await?;
+            return Ok(upload.received);
+        }
+        if offset != upload.received {
+            return Err(CoreError::Conflict(format!(
+                "upload {id} is at offset {}, not {offset}",
+                upload.received
+            ))
+            .into());
+        }
+        let chunks = self.db.upload_chunk_count(id).await.map_err(db_error)?;
+        if chunks >= MAX_CHUNKS {
+            return Err(CoreError::TooLarge(format!(
+                "upload {id} has {chunks} chunks already; send the rest in one"
+            ))
+            .into());
+        }
+        let room = upload.length.saturating_sub(upload.received);
+        let mut sha1 = sha1::Sha1::new();
+        let mut sha256 = sha2::Sha256::new();
+        let chunk = self
+            .blobs
+            .stage_chunk(body, room, |bytes| match &checksum {
+                Some(Checksum::Sha1(_)) => sha1.update(bytes),
+                Some(Checksum::Sha256(_)) => sha256.update(bytes),
+                None => {}
+            })
+            .await
+            .map_err(ingest_error)?;
+        let matches = match &checksum {
+            None => true,
+            Some(Checksum::Sha1(expected)) => sha1.finalize().as_slice() == expected.as_slice(),
+            Some(Checksum::Sha256(expected)) => sha256.finalize().as_slice() == expected.as_slice(),
+        };
+        if checksum.is_some() && (chunk.broken.is_some() || !matches) {
+            // Dropping the staged bytes discards them.
+            return Err(AppendError::Checksum);
+        }
+        let mut received = upload.received;
+        let ends = chunk
+            .staged
+            .as_ref()
+            .is_some_and(|staged| upload.received + staged.size == upload.length);
+        let broken = chunk.broken.is_some();
+        let kept = chunk
+            .staged
+            .filter(|staged| !broken || ends || staged.size >= MIN_KEPT_PARTIAL);
+        if let Some(staged) = kept {
+            let (sha, size) = (staged.sha256.clone(), staged.size);
+            let expires_at =
+                Utc::now() + chrono::Duration::from_std(UPLOAD_LIFETIME).unwrap_or_default();
+            let mut lock = self.db.lock_blob(&sha).await.map_err(db_error)?;
+            staged.publish().await.map_err(io_error)?;
+            let appended = lock
+                .append_chunk(
+                    id,
+                    offset as i64,
+                    size as i64,
+                    expires_at.timestamp_millis(),
+                )
+                .await
+                .map_err(db_error)?;
+            lock.commit().await.map_err(db_error)?;
+            if !appended {
+                self.release_blob(&sha).await;
+                return Err(CoreError::Conflict(format!(
+                    "upload {id} moved on while this chunk arrived"
+                ))
+                .into());
+            }
+            received += size;
+        }
+        if let Some(error) = &chunk.broken {
+            tracing::info!(upload = id, received, %error, "a chunk broke off");
+        }
+        if received == upload.length {
+            self.complete_upload(viewer, id).await?;
+        }
+        Ok(received)
+    }
+
+    /// The image a complete upload became.
+    pub async fn uploaded_image(&self, viewer: &Viewer, id: &str) -> Result<Image, CoreError> {
+        let upload = self.upload_status(viewer, id).await?;
+        match upload.image_id {
+            Some(image) => self.get_image(viewer, image).await,
+            // Complete, but the completion failed or was cut off: now.
+            None if upload.received == upload.length => {
+                let image = self.complete_upload(viewer, id).await?;
+                self.get_image(viewer, image).await
+            }
+            None => Err(CoreError::Conflict(format!(
+                "upload {id} has {} of its {} bytes",
+                upload.received, upload.length
+            ))),
+        }
+    }
+
+    /// Terminates the caller's upload: its bytes and its reservation go.
+    pub async fn terminate_upload(&self, viewer: &Viewer, id: &str) -> Result<(), CoreError> {
+        self.upload_status(viewer, id).await?;
+        self.forget_upload(id).await
+    }
+
+    /// Deletes an upload's row, its chunks' blobs (unless something else
+    /// uses them) and its reservation.
+    async fn forget_upload(&self, id: &str) -> Result<(), CoreError> {
+        let (blobs, reservation) = self.db.delete_upload(id).await.map_err(db_error)?;
+        if let Some(reservation) = reservation {
+            if let Err(error) = self.db.release_quota(reservation).await {
+                tracing::warn!(%error, "cannot release a quota reservation; it will expire");
+            }
+        }
+        for sha256 in blobs {
+            self.release_blob(&sha256).await;
+        }
+        Ok(())
+    }
+
+    /// Removes the uploads past their expiry; answers how many.
+    pub(super) async fn collect_expired_uploads(&self) -> Result<usize, CoreError> {
+        let expired = self
+            .db
+            .expired_uploads(Utc::now().timestamp_millis())
+            .await
+            .map_err(db_error)?;
+        for id in &expired {
+            self.forget_upload(id).await?;
+        }
+        Ok(expired.len())
+    }
+
+    /// Runs the complete upload's bytes through the one ingest path, once:
+    /// the server that claims the completion does it; answers the image.
+    async fn complete_upload(&self, viewer: &Viewer, id: &str) -> Result<i64, CoreError> {
+        let now = Utc::now().timestamp_millis();
+        let stale = now - COMPLETION_LEASE.as_millis() as i64;
+        if !self
+            .db
+            .claim_completion(id, now, stale)
+            .await
+            .map_err(db_error)?
+        {
+            let done = self.db.upload(id).await.map_err(db_error)?;
+            return match done.and_then(|row| row.image_id) {
+                Some(image) => Ok(image),
+                None => Err(CoreError::Conflict(format!(
+                    "upload {id} is being made into an image; ask again shortly"
+                ))),
+            };
+        }
+        let row = self
+            .db
+            .upload(id)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| missing(id))?;
+        let reservation = row.reservation_id;
+        let upload: Resumable = row.try_into()?;
+        let chunks = self.db.upload_chunks(id).await.map_err(db_error)?;
+        let mut end = 0;
+        for chunk in &chunks {
+            if chunk.start != end {
+                tracing::error!(upload = id, "an upload's chunks do not follow each other");
+                return Err(CoreError::Internal);
+            }
+            end += chunk.size;
+        }
+        let blobs = self.blobs.clone();
+        let body = futures_util::stream::iter(chunks.clone())
+            .then(move |chunk| {
+                let blobs = blobs.clone();
+                async move {
+                    let blob = blobs.open_blob(&chunk.sha256).await?;
+                    blob.read(0, chunk.size as u64).await
+                }
+            })
+            .try_flatten()
+            .boxed();
+        let charged = match upload.meta.image {
+            Some(image) => self.writable_image(viewer, image).await?.owner_id,
+            None => Some(viewer.require_user()?.id),
+        };
+        let allowance = self.upload_allowance_of(charged, reservation, upload.length);
+        let recorded = match upload.meta.image {
+            Some(image) => self
+                .attach_file_within(viewer, image, body, allowance)
+                .await
+                .map(|image| image.id),
+            None => {
+                let meta = UploadMeta {
+                    file_name: upload.meta.file_name.clone(),
+                    label: upload.meta.label.clone(),
+                    public: upload.meta.public,
+                };
+                self.upload_within(viewer, meta, body, allowance)
+                    .await
+                    .map(|image| image.id)
+            }
+        };
+        match recorded {
+            Ok(image) => {
+                self.db.finish_upload(id, image).await.map_err(db_error)?;
+                for chunk in chunks {
+                    self.release_blob(&chunk.sha256).await;
+                }
+                Ok(image)
+            }
+            // A refused file is not kept: its space is free again.
+            Err(
+                error @ (CoreError::Invalid(_)
+                | CoreError::TooLarge(_)
+                | CoreError::Forbidden(_)
+                | CoreError::NotFound(_)),
+            ) => {
+                self.forget_upload(id).await?;
+                Err(error)
+            }
+            // Anything else may pass: the bytes stay, and the next request
+            // for the upload completes it.
+            Err(error) => {
+                if let Err(release) = self.db.release_completion(id).await {
+                    tracing::warn!(%release, "cannot release a completion claim; it will lapse");
+                }
+                Err(error)
+            }
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Resumable uploads (tus): one row per upload, and its chunks in order.
+//! A chunk is a blob; it is recorded under that blob's lock, in the same
+//! transaction that moves the upload's offset on, and only if the offset is
+//! still where the chunk began: two requests racing at one offset cannot
+//! both be acknowledged.
+
+use super::tx::BlobLock;
+use super::{with_pool, with_tx, Db};
+
+/// One resumable upload as stored; `metadata` is a JSON object.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UploadRow {
+    pub id: String,
+    pub owner_id: i64,
+    pub length: i64,
+    pub received: i64,
+    pub metadata: String,
+    pub reservation_id: Option<i64>,
+    pub image_id: Option<i64>,
+    pub completing_at: Option<i64>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// One chunk: bytes `[start, start + size)` of the upload are blob `sha256`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ChunkRow {
+    pub start: i64,
+    pub size: i64,
+    pub sha256: String,
+}
+
+const SELECT: &str = "SELECT id, owner_id, length, received, metadata, reservation_id, \
+     image_id, completing_at, created_at, expires_at FROM resumable_uploads";
+
+impl Db {
+    #[tracing::instrument(skip(self, upload), err)]
+    pub async fn insert_upload(&self, upload: &UploadRow) -> Result<(), sqlx::Error> {
+        const INSERT: &str = "INSERT INTO resumable_uploads (id, owner_id, length, received, \
+             metadata, reservation_id, image_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, 0, $4, $5, NULL, $6, $7)";
+        with_pool!(self, pool => {
+            sqlx::query(INSERT)
+                .bind(&upload.id)
+                .bind(upload.owner_id)
+                .bind(upload.length)
+                .bind(&upload.metadata)
+                .bind(upload.reservation_id)
+                .bind(upload.created_at)
+                .bind(upload.expires_at)
+                .execute(pool)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    pub async fn upload(&self, id: &str) -> Result<Option<UploadRow>, sqlx::Error> {
+        let query = format!("{SELECT} WHERE id = $1");
+        with_pool!(self, pool => {
+            sqlx::query_as::<_, UploadRow>(&query).bind(id).fetch_optional(pool).await
+        })
+    }
+
+    /// The chunks of an upload, in order.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn upload_chunks(&self, id: &str) -> Result<Vec<ChunkRow>, sqlx::Error> {
+        const CHUNKS: &str =
+            "SELECT start, size, sha256 FROM resumable_chunks WHERE upload_id = $1 ORDER BY start";
+        with_pool!(self, pool => {
+            sqlx::query_as::<_, ChunkRow>(CHUNKS).bind(id).fetch_all(pool).await
+        })
+    }
+
+    /// Records that the upload became image `image_id`; its chunks are
+    /// forgotten (their blobs are the collector's now).
+    #[tracing::instrument(skip(self), err)]
+    pub async fn finish_upload(&self, id: &str, image_id: i64) -> Result<(), sqlx::Error> {
+        const FINISH: &str = "UPDATE resumable_uploads SET image_id = $1, reservation_id = NULL \
+             WHERE id = $2 AND image_id IS NULL";
+        const FORGET: &str = "DELETE FROM resumable_chunks WHERE upload_id = $1";
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(FINISH).bind(image_id).bind(id).execute(&mut *tx).await?;
+            sqlx::query(FORGET).bind(id).execute(&mut *tx).await?;
+            tx.commit().await
+        })
+    }
+
+    /// Deletes an upload and its chunks' rows; answers the chunks' blobs
+    /// and its reservation, for the caller to let go of.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn delete_upload(&self, id: &str) -> Result<(Vec<String>, Option<i64>), sqlx::Error> {
+        const BLOBS: &str = "SELECT sha256 FROM resumable_chunks WHERE upload_id = $1";
+        const DELETE: &str = "DELETE FROM resumable_uploads WHERE id = $1 RETURNING reservation_id";
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let blobs = sqlx::query_scalar::<_, String>(BLOBS).bind(id).fetch_all(&mut *tx).await?;
+            let reservation = sqlx::query_scalar::<_, Option<i64>>(DELETE)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .flatten();
+            tx.commit().await?;
+            Ok((blobs, reservation))
+        })
+    }
+
+    /// Claims the completion of a complete upload for this server, unless
+    /// another claimed it after `stale` (ms); answers whether it did.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn claim_completion(
+        &self,
+        id: &str,
+        now_ms: i64,
+        stale: i64,
+    ) -> Result<bool, sqlx::Error> {
+        const CLAIM: &str = "UPDATE resumable_uploads SET completing_at = $1 \
+             WHERE id = $2 AND image_id IS NULL AND received = length \
+             AND (completing_at IS NULL OR completing_at < $3)";
+        with_pool!(self, pool => {
+            sqlx::query(CLAIM)
+                .bind(now_ms)
+                .bind(id)
+                .bind(stale)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected() == 1)
+        })
+    }
+
+    /// Lets go of a completion that failed, for the next request to retry.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn release_completion(&self, id: &str) -> Result<(), sqlx::Error> {
+        const RELEASE: &str = "UPDATE resumable_uploads SET completing_at = NULL \
+             WHERE id = $1 AND image_id IS NULL";
+        with_pool!(self, pool => {
+            sqlx::query(RELEASE).bind(id).execute(pool).await.map(|_| ())
+        })
+    }
+
+    /// How many uploads a user has in progress.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn open_uploads_of(&self, owner_id: i64) -> Result<i64, sqlx::Error> {
+        const COUNT: &str =
+            "SELECT COUNT(*) FROM resumable_uploads WHERE owner_id = $1 AND image_id IS NULL";
+        with_pool!(self, pool => {
+            sqlx::query_scalar::<_, i64>(COUNT).bind(owner_id).fetch_one(pool).await
+        })
+    }
+
+    /// How many chunks an upload has.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn upload_chunk_count(&self, id: &str) -> Result<i64, sqlx::Error> {
+        const COUNT: &str = "SELECT COUNT(*) FROM resumable_chunks WHERE upload_id = $1";
+        with_pool!(self, pool => {
+            sqlx::query_scalar::<_, i64>(COUNT).bind(id).fetch_one(pool).await
+        })
+    }
+
+    /// The uploads past their expiry.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn expired_uploads(&self, now_ms: i64) -> Result<Vec<String>, sqlx::Error> {
+        const EXPIRED: &str = "SELECT id FROM resumable_uploads WHERE expires_at <= $1";
+        with_pool!(self, pool => {
+            sqlx::query_scalar::<_, String>(EXPIRED).bind(now_ms).fetch_all(pool).await
+        })
+    }
+}
+
+impl BlobLock {
+    /// Records the locked blob as the upload's chunk at `start`, moving its
+    /// offset to `start + size`, if the offset is still `start`; answers
+    /// whether it was.
+    pub async fn append_chunk(
+        &mut self,
+        upload_id: &str,
+        start: i64,
+        size: i64,
+        expires_at: i64,
+    ) -> Result<bool, sqlx::Error> {
+        const MOVE: &str = "UPDATE resumable_uploads SET received = $1, expires_at = $2 \
+             WHERE id = $3 AND received = $4 AND image_id IS NULL";
+        const CHUNK: &str = "INSERT INTO resumable_chunks (upload_id, start, size, sha256) \
+             VALUES ($1, $2, $3, $4)";
+        // The upload's reservation lives as long as the upload.
+        const RESERVATION: &str = "UPDATE quota_reservations SET expires_at = $1 \
+             WHERE id = (SELECT reservation_id FROM resumable_uploads WHERE id = $2)";
+        let sha256 = self.sha256.clone();
+        with_tx!(&mut self.tx, conn => {
+            let moved = sqlx::query(MOVE)
+                .bind(start + size)
+                .bind(expires_at)
+                .bind(upload_id)
+                .bind(start)
+                .execute(&mut **conn)
+                .await?
+                .rows_affected();
+            if moved == 1 {
+                sqlx::query(CHUNK)
+                    .bind(upload_id)
+                    .bind(start)
+                    .bind(size)
+                    .bind(&sha256)
+                    .execute(&mut **conn)
+                    .await?;
+                sqlx::query(RESERVATION)
+                    .bind(expires_at)
+                    .bind(upload_id)
+                    .execute(&mut **conn)
+                    .await?;
+            }
+            Ok(moved == 1)
+        })
+    }
+}

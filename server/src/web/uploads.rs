@@ -1,0 +1,409 @@
+//! Resumable uploads over the tus 1.0 protocol (tus.io) at `/api/uploads`,
+//! so that tus-js-client, Uppy, tuspy and tusd's clients work unchanged:
+//! the core protocol (`HEAD` for the offset, `PATCH` to append) and the
+//! creation (with `Upload-Metadata`: `filename`, `label`, `public`, `image`),
+//! creation-with-upload, termination, expiration and checksum (`sha1`,
+//! `sha256`) extensions. Credentials as on every API path; an upload is its
+//! creator's (another user gets 404). Once complete, `GET` on the upload's
+//! URL answers `{"image": {...}}`.
+
+use std::collections::HashMap;
+
+use app::error::CoreError;
+use app::model::Viewer;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{options, post};
+use axum::{Extension, Json, Router};
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+
+use super::ApiError;
+use crate::core::{AppendError, Checksum, Resumable, ResumableMeta};
+use crate::state::AppState;
+
+const TUS_VERSION: &str = "1.0.0";
+const EXTENSIONS: &str = "creation,creation-with-upload,termination,expiration,checksum";
+const CHECKSUMS: &str = "sha1,sha256";
+const OFFSET_STREAM: &str = "application/offset+octet-stream";
+/// The `Upload-Metadata` keys Depot reads.
+const KNOWN_KEYS: [&str; 5] = ["filename", "name", "label", "public", "image"];
+
+/// The longest `Upload-Metadata` taken.
+const MAX_METADATA: usize = 4096;
+
+static TUS_RESUMABLE: HeaderName = HeaderName::from_static("tus-resumable");
+static UPLOAD_OFFSET: HeaderName = HeaderName::from_static("upload-offset");
+static UPLOAD_LENGTH: HeaderName = HeaderName::from_static("upload-length");
+static UPLOAD_EXPIRES: HeaderName = HeaderName::from_static("upload-expires");
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/uploads", post(create).options(describe))
+        .route(
+            "/api/uploads/{id}",
+            options(describe)
+                .head(offset)
+                .patch(append)
+                .delete(terminate)
+                .get(show)
+                .post(overridden),
+        )
+        // Bodies are streamed into chunks, bounded by the upload's length.
+        .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(protocol_version))
+}
+
+/// Every answer names the protocol version; every request of the protocol
+/// must speak it (412 otherwise, naming the versions spoken): all but
+/// `OPTIONS` and Depot's own `GET` of the finished image.
+async fn protocol_version(request: Request, next: Next) -> Response {
+    let spoken = request
+        .headers()
+        .get(&TUS_RESUMABLE)
+        .is_some_and(|version| version == TUS_VERSION);
+    let exempt = matches!(*request.method(), Method::OPTIONS | Method::GET);
+    let mut response = if spoken || exempt {
+        next.run(request).await
+    } else {
+        let mut refused = tus_error(
+            StatusCode::PRECONDITION_FAILED,
+            "this server speaks tus 1.0.0 (send Tus-Resumable: 1.0.0)",
+        );
+        refused
+            .headers_mut()
+            .insert("tus-version", HeaderValue::from_static(TUS_VERSION));
+        refused
+    };
+    response
+        .headers_mut()
+        .insert(TUS_RESUMABLE.clone(), HeaderValue::from_static(TUS_VERSION));
+    response
+}
+
+/// An error in the API's JSON with a status tus defines.
+fn tus_error(status: StatusCode, message: &str) -> Response {
+    let body = Json(serde_json::json!({ "error": message, "status": status.as_u16() }));
+    (status, body).into_response()
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError(CoreError::invalid(message.into()))
+}
+
+/// `OPTIONS`: what this server speaks.
+async fn describe(State(state): State<AppState>) -> Response {
+    let max = state.core.limits().max_upload_bytes.to_string();
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let headers = response.headers_mut();
+    headers.insert("tus-version", HeaderValue::from_static(TUS_VERSION));
+    headers.insert("tus-extension", HeaderValue::from_static(EXTENSIONS));
+    headers.insert(
+        "tus-checksum-algorithm",
+        HeaderValue::from_static(CHECKSUMS),
+    );
+    if let Ok(max) = HeaderValue::from_str(&max) {
+        headers.insert("tus-max-size", max);
+    }
+    response
+}
+
+/// A header that must be a non-negative integer.
+fn number(headers: &HeaderMap, name: &HeaderName) -> Result<Option<u64>, ApiError> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .filter(|text| !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()))
+            .and_then(|text| text.parse().ok())
+            .map(Some)
+            .ok_or_else(|| invalid(format!("{name} must be a non-negative integer"))),
+    }
+}
+
+/// `Upload-Metadata`: comma-separated `key base64(value)` pairs.
+fn metadata(headers: &HeaderMap) -> Result<HashMap<String, String>, ApiError> {
+    let Some(raw) = headers.get("upload-metadata") else {
+        return Ok(HashMap::new());
+    };
+    let raw = raw
+        .to_str()
+        .map_err(|_| invalid("Upload-Metadata must be ASCII"))?;
+    if raw.len() > MAX_METADATA {
+        return Err(invalid("Upload-Metadata is longer than 4096 bytes"));
+    }
+    let mut pairs = HashMap::new();
+    for pair in raw
+        .split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+    {
+        let (key, value) = pair.split_once(' ').unwrap_or((pair, ""));
+        let value = base64::engine::general_purpose::STANDARD
+            .decode(value.trim())
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok());
+        let value = match value {
+            Some(value) => value,
+            // Clients send keys of their own (a file type, a fingerprint),
+            // binary as well as text: only the keys Depot reads must be text.
+            None if !KNOWN_KEYS.contains(&key) => continue,
+            None => {
+                return Err(invalid(format!(
+                    "Upload-Metadata '{key}' is not base64 of UTF-8"
+                )))
+            }
+        };
+        if pairs.insert(key.to_owned(), value).is_some() {
+            return Err(invalid(format!("Upload-Metadata names '{key}' twice")));
+        }
+    }
+    Ok(pairs)
+}
+
+/// What the upload becomes, from its metadata (`filename`, or `name` as
+/// Uppy sends it; `label`; `public`; `image`, an existing image's id).
+fn meta_of(mut pairs: HashMap<String, String>) -> Result<ResumableMeta, ApiError> {
+    let file_name = pairs
+        .remove("filename")
+        .or_else(|| pairs.remove("name"))
+        .unwrap_or_default();
+    let image = match pairs.remove("image") {
+        None => None,
+        Some(id) => Some(
+            id.parse::<i64>()
+                .map_err(|_| invalid("Upload-Metadata 'image' must be an image id"))?,
+        ),
+    };
+    if file_name.is_empty() && image.is_none() {
+        return Err(invalid(
+            "Upload-Metadata must name the file ('filename') or the image it is for ('image')",
+        ));
+    }
+    Ok(ResumableMeta {
+        file_name,
+        label: pairs.remove("label").unwrap_or_default(),
+        public: matches!(pairs.remove("public").as_deref(), Some("true" | "1" | "on")),
+        image,
+    })
+}
+
+/// `Upload-Checksum: <algorithm> <base64 digest>`.
+fn checksum(headers: &HeaderMap) -> Result<Option<Checksum>, ApiError> {
+    let Some(raw) = headers.get("upload-checksum") else {
+        return Ok(None);
+    };
+    let raw = raw
+        .to_str()
+        .map_err(|_| invalid("Upload-Checksum must be ASCII"))?;
+    let (algorithm, digest) = raw
+        .split_once(' ')
+        .ok_or_else(|| invalid("Upload-Checksum is '<algorithm> <base64 digest>'"))?;
+    let digest = base64::engine::general_purpose::STANDARD
+        .decode(digest.trim())
+        .map_err(|_| invalid("Upload-Checksum's digest is not base64"))?;
+    match algorithm {
+        "sha1" => Ok(Some(Checksum::Sha1(digest))),
+        "sha256" => Ok(Some(Checksum::Sha256(digest))),
+        other => Err(invalid(format!(
+            "Upload-Checksum algorithm '{other}' is not one of {CHECKSUMS}"
+        ))),
+    }
+}
+
+/// An HTTP date, as `Upload-Expires` wants it.
+fn http_date(at: DateTime<Utc>) -> HeaderValue {
+    HeaderValue::from_str(&at.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
+}
+
+/// The headers that tell where an upload stands.
+fn standing(response: &mut Response, upload: &Resumable, offset: u64) {
+    let headers = response.headers_mut();
+    headers.insert(UPLOAD_OFFSET.clone(), HeaderValue::from(offset));
+    headers.insert(UPLOAD_EXPIRES.clone(), http_date(upload.expires_at));
+}
+
+/// Whether the request carries bytes for the upload.
+fn carries_bytes(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value == OFFSET_STREAM)
+}
+
+/// Appends a request's body at `offset`; answers the new offset, or the
+/// response tus gives for a refused chunk.
+async fn take_chunk(
+    state: &AppState,
+    viewer: &Viewer,
+    id: &str,
+    offset: u64,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<u64, Response> {
+    let checksum = checksum(headers).map_err(IntoResponse::into_response)?;
+    let body = body.into_data_stream();
+    match state
+        .core
+        .append_to_upload(viewer, id, offset, body, checksum)
+        .await
+    {
+        Ok(offset) => Ok(offset),
+        Err(AppendError::Checksum) => Err(tus_error(
+            StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
+            "the chunk does not match its Upload-Checksum; it was not kept",
+        )),
+        Err(AppendError::Core(error)) => Err(ApiError(error).into_response()),
+    }
+}
+
+/// `POST /api/uploads`: creates an upload of `Upload-Length` bytes (and
+/// takes its first bytes if the request carries them).
+async fn create(
+    State(state): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let created = async {
+        // A malformed checksum is refused before anything is created.
+        checksum(&headers)?;
+        if headers.contains_key("upload-defer-length") {
+            return Err(invalid(
+                "Upload-Defer-Length is not supported: send Upload-Length",
+            ));
+        }
+        let length = number(&headers, &UPLOAD_LENGTH)?
+            .ok_or_else(|| invalid("Upload-Length is required"))?;
+        let meta = meta_of(metadata(&headers)?)?;
+        Ok(state.core.create_upload(&viewer, length, meta).await?)
+    }
+    .await;
+    let upload = match created {
+        Ok(upload) => upload,
+        Err(error) => return error.into_response(),
+    };
+    let mut offset = 0;
+    if carries_bytes(&headers) {
+        match take_chunk(&state, &viewer, &upload.id, 0, &headers, body).await {
+            Ok(received) => offset = received,
+            Err(refused) => {
+                // The client has no URL for it: it must not linger.
+                if let Err(error) = state.core.terminate_upload(&viewer, &upload.id).await {
+                    tracing::warn!(%error, "cannot remove an upload whose first chunk was refused");
+                }
+                return refused;
+            }
+        }
+    }
+    let mut response = StatusCode::CREATED.into_response();
+    standing(&mut response, &upload, offset);
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/uploads/{}", upload.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+/// `HEAD`: where the upload stands.
+async fn offset(
+    State(state): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Path(id): Path<String>,
+) -> Response {
+    match state.core.upload_status(&viewer, &id).await {
+        Ok(upload) => {
+            let mut response = StatusCode::OK.into_response();
+            standing(&mut response, &upload, upload.received);
+            let headers = response.headers_mut();
+            headers.insert(UPLOAD_LENGTH.clone(), HeaderValue::from(upload.length));
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        // A HEAD answer has no body: the status says it.
+        Err(error) => super::error::status_of(&error).into_response(),
+    }
+}
+
+/// `PATCH`: bytes at `Upload-Offset`.
+async fn append(
+    State(state): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if !carries_bytes(&headers) {
+        return tus_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a PATCH carries Content-Type: application/offset+octet-stream",
+        );
+    }
+    let offset = match number(&headers, &UPLOAD_OFFSET) {
+        Ok(Some(offset)) => offset,
+        Ok(None) => return invalid("Upload-Offset is required").into_response(),
+        Err(error) => return error.into_response(),
+    };
+    let received = match take_chunk(&state, &viewer, &id, offset, &headers, body).await {
+        Ok(received) => received,
+        Err(refused) => return refused,
+    };
+    match state.core.upload_status(&viewer, &id).await {
+        Ok(upload) => {
+            let mut response = StatusCode::NO_CONTENT.into_response();
+            standing(&mut response, &upload, received);
+            response
+        }
+        Err(error) => ApiError(error).into_response(),
+    }
+}
+
+/// `POST` with `X-HTTP-Method-Override` (for clients behind proxies that
+/// pass only `GET` and `POST`): the method it names.
+async fn overridden(
+    state: State<AppState>,
+    viewer: Extension<Viewer>,
+    id: Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let method = headers
+        .get("x-http-method-override")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    match method.as_str() {
+        "PATCH" => append(state, viewer, id, headers, body).await,
+        "DELETE" => terminate(state, viewer, id).await,
+        "HEAD" => offset(state, viewer, id).await,
+        _ => tus_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "POST to an upload names PATCH, DELETE or HEAD in X-HTTP-Method-Override",
+        ),
+    }
+}
+
+/// `DELETE`: the upload is terminated; its bytes and reservation go.
+async fn terminate(
+    State(state): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Path(id): Path<String>,
+) -> Response {
+    match state.core.terminate_upload(&viewer, &id).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => ApiError(error).into_response(),
+    }
+}
+
+/// `GET`: the image a complete upload became.
+async fn show(
+    State(state): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let image = state.core.uploaded_image(&viewer, &id).await?;
+    Ok(Json(serde_json::json!({ "image": image })))
+}
