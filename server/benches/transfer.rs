@@ -1,5 +1,6 @@
 //! Upload and download throughput of a large file through the HTTP API
-//! (`/api/upload` and ViCE's `/v1/image/{id}/file`), beside what the machine
+//! (`/api/upload`, ViCE's `/v1/image/{id}/file` and tus's `/api/uploads` in
+//! 64 MiB chunks), beside what the machine
 //! itself can do with the same file, and the server's memory. A benchmark,
 //! not a test: it prints figures.
 //!
@@ -113,6 +114,75 @@ async fn upload(
         idle_kib,
         peak_kib,
         body: serde_json::from_str(&text).unwrap_or_default(),
+    }
+}
+
+/// Uploads `path` over tus (`/api/uploads`) in chunks of `chunk` bytes, as
+/// tus-js-client and tuspy do with a chunk size set; the time includes the
+/// completion (the image recorded).
+async fn tus_upload(
+    client: &reqwest::Client,
+    pid: u32,
+    base: &str,
+    path: &Path,
+    size: u64,
+    chunk: u64,
+) -> Run {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let _ = Command::new("sync").status();
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+    let idle_kib = proc_kib(pid, "VmRSS:");
+    let started = Instant::now();
+    let created = client
+        .post(format!("{base}/api/uploads"))
+        .basic_auth("admin", Some(PASSWORD))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", size.to_string())
+        .header("upload-metadata", "filename YmVuY2gtdHVzLmltZw==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "{:?}", created.text().await);
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    let url = format!("{base}{location}");
+    let mut offset = 0u64;
+    while offset < size {
+        let length = chunk.min(size - offset);
+        let mut file = tokio::fs::File::open(path).await.unwrap();
+        file.seek(std::io::SeekFrom::Start(offset)).await.unwrap();
+        let piece = file.take(length);
+        let body = reqwest::Body::wrap_stream(ReaderStream::with_capacity(piece, 1 << 20));
+        let answer = client
+            .patch(&url)
+            .basic_auth("admin", Some(PASSWORD))
+            .header("tus-resumable", "1.0.0")
+            .header("content-type", "application/offset+octet-stream")
+            .header("upload-offset", offset.to_string())
+            .header("content-length", length.to_string())
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 204, "{:?}", answer.text().await);
+        offset += length;
+    }
+    let elapsed = started.elapsed();
+    let peak_kib = proc_kib(pid, "VmHWM:");
+    let body: serde_json::Value = client
+        .get(&url)
+        .basic_auth("admin", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(body["image"]["id"].is_i64(), "{body}");
+    Run {
+        elapsed,
+        idle_kib,
+        peak_kib,
+        body,
     }
 }
 
@@ -231,6 +301,11 @@ async fn main() {
     )
     .await;
     let _ = std::fs::remove_file(&vice_again_source);
+    // Resumable: tus in 64 MiB chunks, as a browser's or a script's client
+    // sends a large file.
+    let tus_source = variant(&source, b"tus bytes", work.path());
+    let tus = tus_upload(&client, pid, &base, &tus_source, size, 64 << 20).await;
+    let _ = std::fs::remove_file(&tus_source);
 
     let download = download(&client, &base, id, size).await;
 
@@ -243,6 +318,11 @@ async fn main() {
     vice.report("upload ViCE /v1/image/{id}/file", size, dd);
     again.report("upload /api/upload again", size, dd);
     vice_again.report("upload ViCE /v1/image/{id}/file again", size, dd);
+    tus.report("upload tus /api/uploads, 64 MiB chunks", size, dd);
+    println!(
+        "tus / multipart upload    {:>8.2} x (the mean of both multipart runs)",
+        (first.elapsed + again.elapsed).as_secs_f64() / 2.0 / tus.elapsed.as_secs_f64()
+    );
     println!(
         "download (HTTP)           {:>8.0} MB/s",
         mb_per_s(size, download)

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Utc;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
@@ -461,6 +461,15 @@ struct ObjectBlob {
     length: u64,
 }
 
+/// Reads of more than this are fetched as ranged GETs of this size, a few
+/// at once, in order: one GET's stream is bounded by the store's per-request
+/// pace, as S3 clients that download in parallel ranges know.
+const READ_SEGMENT: u64 = 8 << 20;
+
+/// Segments fetched ahead of the one being sent: what one download holds in
+/// memory is at most this many segments.
+const SEGMENTS_IN_FLIGHT: usize = 2;
+
 #[async_trait::async_trait]
 impl Blob for ObjectBlob {
     fn size(&self) -> u64 {
@@ -471,16 +480,31 @@ impl Blob for ObjectBlob {
         if count == 0 {
             return Ok(Box::pin(futures_util::stream::empty()));
         }
-        let options = GetOptions {
-            range: Some(GetRange::Bounded(start..start + count)),
-            ..GetOptions::default()
-        };
-        let found = self
-            .bucket
-            .get_opts(&self.key, options)
-            .await
-            .map_err(io_error)?;
-        Ok(Box::pin(found.into_stream().map_err(io_error)))
+        let end = start + count;
+        if count <= READ_SEGMENT * 2 {
+            let options = GetOptions {
+                range: Some(GetRange::Bounded(start..end)),
+                ..GetOptions::default()
+            };
+            let found = self
+                .bucket
+                .get_opts(&self.key, options)
+                .await
+                .map_err(io_error)?;
+            return Ok(Box::pin(found.into_stream().map_err(io_error)));
+        }
+        // Segments are fetched whole, the next ones while one is sent.
+        let segments = (start..end)
+            .step_by(READ_SEGMENT as usize)
+            .map(move |from| from..(from + READ_SEGMENT).min(end));
+        let (bucket, key) = (self.bucket.clone(), self.key.clone());
+        let fetched = futures_util::stream::iter(segments)
+            .map(move |range| {
+                let (bucket, key) = (bucket.clone(), key.clone());
+                async move { bucket.get_range(&key, range).await.map_err(io_error) }
+            })
+            .buffered(SEGMENTS_IN_FLIGHT + 1);
+        Ok(Box::pin(fetched))
     }
 }
 
@@ -657,6 +681,32 @@ mod tests {
             .unwrap();
         assert_eq!(read.concat(), &bytes[start as usize..start as usize + 10]);
         assert!(store.stored(Area::Staging).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn long_reads_come_in_order_from_segments_fetched_side_by_side() {
+        let (bucket, store) = in_memory();
+        let length = 5 * READ_SEGMENT as usize + 777;
+        let bytes: Vec<u8> = (0..length).map(|i| (i % 253) as u8).collect();
+        let key = Path::from("depot/blobs/ab/long");
+        bucket.put(&key, bytes.clone().into()).await.unwrap();
+        let blob = Box::new(ObjectBlob {
+            bucket: bucket.clone(),
+            key,
+            length: length as u64,
+        });
+        assert_eq!(store.stored(Area::Blobs).await.unwrap().len(), 1);
+        let start = READ_SEGMENT - 3;
+        let count = 3 * READ_SEGMENT + 11;
+        let read: Vec<Bytes> = blob
+            .read(start, count)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        let (from, to) = (start as usize, (start + count) as usize);
+        assert_eq!(read.concat(), &bytes[from..to]);
     }
 
     #[tokio::test]
