@@ -77,6 +77,11 @@ pub trait PersonalStores: Send + Sync + fmt::Debug {
     async fn files(&self, user_id: i64) -> io::Result<Option<Vec<StoreFile>>>;
     /// Streams the file at `relative` (a [`StoreFile::relative`]).
     async fn read(&self, user_id: i64, relative: &str) -> io::Result<ByteStream>;
+    /// Discards what writes cut off by a crash left, at start, where this
+    /// server is the only writer (an object store's are collected instead).
+    async fn discard_partial_writes(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// One user's store as a WebDAV file system, whichever backend holds it.
@@ -88,7 +93,9 @@ pub struct StoreFs {
 
 impl StoreFs {
     /// A file system whose files grow in place as they are written (a
-    /// local folder): written bytes are in the store's files at once.
+    /// local folder), except whole-file writes (a `PUT`), which replace
+    /// the file when complete: written bytes are in the store's files at
+    /// once only for the others.
     pub fn growing(inner: impl DavFileSystem + Send + Sync + 'static) -> Self {
         Self {
             inner: Arc::new(inner),

@@ -125,6 +125,10 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Built> {
         .discard_partial_uploads()
         .await
         .context("cannot clean the upload folder")?;
+    core.personal()
+        .discard_partial_writes()
+        .await
+        .context("cannot clean the personal stores")?;
     let generated_admin_password = core
         .ensure_admin(args.admin_password.as_ref().map(|p| p.expose()))
         .await

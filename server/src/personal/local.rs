@@ -3,14 +3,21 @@
 //! symbolic link on the way to a path is refused, never followed (Depot's
 //! writers make none; one put there by hand must not lead outside).
 
-use std::io::{self, ErrorKind};
+use std::io::{self, ErrorKind, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use app::model::{StoreEntry, StorePath};
+use bytes::{Buf, Bytes};
 use chrono::{DateTime, Utc};
+use dav_server::davpath::DavPath;
+use dav_server::fs::{
+    DavDirEntry, DavFile, DavFileSystem, DavMetaData, FsError, FsFuture, FsResult, FsStream,
+    OpenOptions, ReadDirMeta,
+};
 use dav_server::localfs::LocalFs;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
+use tokio::io::AsyncWriteExt;
 
 use super::{PersonalStores, StoreError, StoreFile, StoreFs};
 use crate::blob::ByteStream;
@@ -71,9 +78,10 @@ impl PersonalStores for LocalStores {
     async fn file_system(&self, user_id: i64) -> io::Result<StoreFs> {
         let folder = self.folder(user_id);
         tokio::fs::create_dir_all(&folder).await?;
-        Ok(StoreFs::growing(*LocalFs::new(
-            &folder, false, false, false,
-        )))
+        Ok(StoreFs::growing(LocalStoreFs {
+            inner: *LocalFs::new(&folder, false, false, false),
+            root: folder,
+        }))
     }
 
     async fn list(
@@ -94,6 +102,9 @@ impl PersonalStores for LocalStores {
                 let Ok(name) = entry.file_name().into_string() else {
                     continue;
                 };
+                if is_partial(name.as_bytes()) {
+                    continue;
+                }
                 let meta = entry.metadata()?;
                 let kind = meta.file_type();
                 if kind.is_symlink() || !(kind.is_file() || kind.is_dir()) {
@@ -152,6 +163,32 @@ impl PersonalStores for LocalStores {
         .map_err(io::Error::other)?
     }
 
+    /// What a crash left of writes in progress: only this server writes
+    /// here, so at start none is in progress.
+    async fn discard_partial_writes(&self) -> io::Result<()> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            if !root.exists() {
+                return Ok(());
+            }
+            let mut pending = vec![root];
+            while let Some(folder) = pending.pop() {
+                for entry in std::fs::read_dir(&folder)? {
+                    let entry = entry?;
+                    let kind = entry.file_type()?;
+                    if kind.is_dir() {
+                        pending.push(entry.path());
+                    } else if kind.is_file() && is_partial(entry.file_name().as_encoded_bytes()) {
+                        std::fs::remove_file(entry.path())?;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
     async fn read(&self, user_id: i64, relative: &str) -> io::Result<ByteStream> {
         let path = match self.resolve(user_id, relative.split('/')) {
             Ok(path) => path,
@@ -186,7 +223,7 @@ fn walk(root: &Path) -> io::Result<Vec<StoreFile>> {
             let path = entry.path();
             if kind.is_dir() {
                 pending.push(path);
-            } else if kind.is_file() {
+            } else if kind.is_file() && !is_partial(entry.file_name().as_encoded_bytes()) {
                 let meta = match entry.metadata() {
                     Ok(meta) => meta,
                     Err(error) if gone(&error) => continue,
@@ -209,4 +246,262 @@ fn walk(root: &Path) -> io::Result<Vec<StoreFile>> {
         }
     }
     Ok(found)
+}
+
+/// The name prefix of a file being written: hidden from every listing,
+/// renamed over its target once complete, removed if the write fails (or
+/// at start, if a crash left it).
+pub const PARTIAL_PREFIX: &str = ".depot-partial-";
+
+fn is_partial(name: &[u8]) -> bool {
+    name.starts_with(PARTIAL_PREFIX.as_bytes())
+}
+
+/// dav-server's local file system, except that a whole-file write (a
+/// `PUT`) goes to a hidden file beside its target and replaces the target
+/// only when complete: a write refused or cut off midway leaves the old
+/// file as it was, never a truncated one.
+#[derive(Clone)]
+struct LocalStoreFs {
+    inner: LocalFs,
+    root: PathBuf,
+}
+
+impl DavFileSystem for LocalStoreFs {
+    fn open<'a>(
+        &'a self,
+        path: &'a DavPath,
+        options: OpenOptions,
+    ) -> FsFuture<'a, Box<dyn DavFile>> {
+        if !(options.write && options.truncate) || options.append {
+            return self.inner.open(path, options);
+        }
+        async move {
+            if is_partial(path.file_name_bytes()) {
+                return Err(FsError::Forbidden);
+            }
+            let target = self.root.join(path.as_rel_ospath());
+            match tokio::fs::symlink_metadata(&target).await {
+                Ok(meta) if meta.is_dir() => return Err(FsError::Forbidden),
+                Ok(_) if options.create_new => return Err(FsError::Exists),
+                Err(error)
+                    if error.kind() == ErrorKind::NotFound
+                        && !(options.create || options.create_new) =>
+                {
+                    return Err(FsError::NotFound)
+                }
+                _ => {}
+            }
+            let folder = target.parent().ok_or(FsError::Forbidden)?;
+            let temp = folder.join(format!("{PARTIAL_PREFIX}{:016x}", rand::random::<u64>()));
+            let file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&temp)
+                .await
+                .map_err(FsError::from)?;
+            Ok(Box::new(WholeFile {
+                file: Some(file),
+                temp,
+                target,
+                written: 0,
+                expected: options.size,
+                only_new: options.create_new,
+                done: false,
+            }) as Box<dyn DavFile>)
+        }
+        .boxed()
+    }
+
+    fn read_dir<'a>(
+        &'a self,
+        path: &'a DavPath,
+        meta: ReadDirMeta,
+    ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
+        async move {
+            let entries = self.inner.read_dir(path, meta).await?;
+            Ok(entries
+                .filter(|entry| {
+                    let hidden = entry.as_ref().is_ok_and(|entry| is_partial(&entry.name()));
+                    std::future::ready(!hidden)
+                })
+                .boxed() as FsStream<Box<dyn DavDirEntry>>)
+        }
+        .boxed()
+    }
+
+    fn metadata<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, Box<dyn DavMetaData>> {
+        self.inner.metadata(path)
+    }
+
+    fn symlink_metadata<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, Box<dyn DavMetaData>> {
+        self.inner.symlink_metadata(path)
+    }
+
+    fn create_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        self.inner.create_dir(path)
+    }
+
+    fn remove_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        self.inner.remove_dir(path)
+    }
+
+    fn remove_file<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        self.inner.remove_file(path)
+    }
+
+    fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
+        self.inner.rename(from, to)
+    }
+
+    fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
+        self.inner.copy(from, to)
+    }
+}
+
+/// A whole-file write in progress: the hidden file and its target.
+#[derive(Debug)]
+struct WholeFile {
+    file: Option<tokio::fs::File>,
+    temp: PathBuf,
+    target: PathBuf,
+    written: u64,
+    /// The length the request announced: a body that ends short (or runs
+    /// long) replaces nothing.
+    expected: Option<u64>,
+    /// Whether the target must not exist when the write completes either.
+    only_new: bool,
+    done: bool,
+}
+
+/// A file's metadata, as this file system reports it for its own writes.
+#[derive(Debug, Clone)]
+struct WrittenMeta {
+    len: u64,
+    modified: SystemTime,
+}
+
+impl DavMetaData for WrittenMeta {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn modified(&self) -> FsResult<SystemTime> {
+        Ok(self.modified)
+    }
+
+    fn is_dir(&self) -> bool {
+        false
+    }
+}
+
+impl WholeFile {
+    /// Makes the written bytes the target's, in one step.
+    async fn replace_target(&mut self) -> io::Result<()> {
+        if let Some(file) = self.file.take() {
+            file.sync_all().await?;
+        }
+        if self.only_new {
+            // A link fails if the target appeared meanwhile; a rename would
+            // replace it.
+            tokio::fs::hard_link(&self.temp, &self.target).await?;
+            tokio::fs::remove_file(&self.temp).await?;
+        } else {
+            tokio::fs::rename(&self.temp, &self.target).await?;
+        }
+        if let Some(folder) = self.target.parent() {
+            tokio::fs::File::open(folder).await?.sync_all().await?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for WholeFile {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
+impl DavFile for WholeFile {
+    fn metadata(&'_ mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
+        async move {
+            let meta = if self.done {
+                let meta = tokio::fs::metadata(&self.target)
+                    .await
+                    .map_err(FsError::from)?;
+                WrittenMeta {
+                    len: meta.len(),
+                    modified: meta.modified().unwrap_or_else(|_| SystemTime::now()),
+                }
+            } else {
+                WrittenMeta {
+                    len: self.written,
+                    modified: SystemTime::now(),
+                }
+            };
+            Ok(Box::new(meta) as Box<dyn DavMetaData>)
+        }
+        .boxed()
+    }
+
+    fn write_buf(&'_ mut self, mut buf: Box<dyn Buf + Send>) -> FsFuture<'_, ()> {
+        let bytes = buf.copy_to_bytes(buf.remaining());
+        self.write_bytes(bytes)
+    }
+
+    fn write_bytes(&'_ mut self, buf: Bytes) -> FsFuture<'_, ()> {
+        async move {
+            let file = self.file.as_mut().ok_or(FsError::GeneralFailure)?;
+            file.write_all(&buf).await.map_err(FsError::from)?;
+            self.written += buf.len() as u64;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn read_bytes(&'_ mut self, _count: usize) -> FsFuture<'_, Bytes> {
+        async { Err(FsError::Forbidden) }.boxed()
+    }
+
+    /// Only where the next byte goes: a whole file is written in order.
+    fn seek(&'_ mut self, pos: SeekFrom) -> FsFuture<'_, u64> {
+        let here = self.written;
+        async move {
+            match pos {
+                SeekFrom::Start(offset) if offset == here => Ok(here),
+                SeekFrom::Current(0) | SeekFrom::End(0) => Ok(here),
+                _ => Err(FsError::NotImplemented),
+            }
+        }
+        .boxed()
+    }
+
+    fn flush(&'_ mut self) -> FsFuture<'_, ()> {
+        async move {
+            if self.done {
+                return Ok(());
+            }
+            if self
+                .expected
+                .is_some_and(|expected| expected != self.written)
+            {
+                return Err(FsError::GeneralFailure);
+            }
+            match self.replace_target().await {
+                Ok(()) => {
+                    self.done = true;
+                    Ok(())
+                }
+                Err(error) if error.kind() == ErrorKind::AlreadyExists => Err(FsError::Exists),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot complete a write into a personal store");
+                    Err(FsError::GeneralFailure)
+                }
+            }
+        }
+        .boxed()
+    }
 }

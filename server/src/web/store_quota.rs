@@ -55,9 +55,9 @@ impl DavFileSystem for QuotaFs {
             if !(options.write || options.append) {
                 return DavFileSystem::open(&self.inner, path, options).await;
             }
-            // Bytes written to an object store are in no file until the
-            // write completes: the reservation holds them until then.
-            let atomic = self.inner.atomic_writes();
+            // Bytes of a whole-file write (and any write to an object store)
+            // are in no file until it completes: the reservation holds them.
+            let atomic = self.inner.atomic_writes() || (options.truncate && !options.append);
             let mut write = StoreWrite::new(self.core.clone(), self.user_id, atomic);
             // A length announced up front is checked (and reserved) before
             // anything is written or truncated.

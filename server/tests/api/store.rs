@@ -434,6 +434,60 @@ async fn concurrent_claimers_never_take_the_same_job(#[case] backend: Backend) {
     assert_eq!(all.len(), 40);
 }
 
+/// A PUT over a file that is cut off midway, or ends short of its length,
+/// leaves the file as it was, and nothing half-written shows.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::shared(Backend::Shared)]
+#[tokio::test]
+async fn a_cut_put_leaves_the_old_file(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let alice = User::new(&app, "alice", "alice-password").await;
+    let old = iso();
+    assert_eq!(alice.dav("PUT", "/a.iso", Some(old.clone())).await.0, 201);
+    // Some bytes, time for the server to begin writing them, then a cut.
+    let pieces = futures_util::stream::unfold(0, |step| async move {
+        match step {
+            0 => Some((Ok(random_bytes(300_000)), 1)),
+            1 => {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Some((Err(std::io::Error::other("the connection dropped")), 2))
+            }
+            _ => None,
+        }
+    });
+    let cut = alice
+        .client
+        .put(app.url("/store/a.iso"))
+        .basic_auth("alice", Some("alice-password"))
+        .body(reqwest::Body::wrap_stream(pieces))
+        .send()
+        .await;
+    assert!(cut.map_or(true, |answer| !answer.status().is_success()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let kept = alice
+        .client
+        .get(app.url("/store/a.iso"))
+        .basic_auth("alice", Some("alice-password"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.status(), 200);
+    let kept = kept.bytes().await.unwrap();
+    assert!(
+        kept.as_ref() == old.as_slice(),
+        "the old file was replaced by a partial one"
+    );
+    let (_, listing) = alice.dav("PROPFIND", "/", None).await;
+    assert!(!listing.contains("partial"), "{listing}");
+    let alice_id = app.core.login("alice", "alice-password").await.unwrap().id;
+    assert_eq!(app.store_files(alice_id).await.len(), 1);
+    assert!(app
+        .stored(depot_server::blob::Area::Staging)
+        .await
+        .is_empty());
+}
+
 /// A COPY or MOVE whose destination is the store itself, or outside it,
 /// is refused with a status, whatever the backend.
 #[rstest]
