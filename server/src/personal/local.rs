@@ -46,7 +46,7 @@ impl LocalStores {
     ) -> Result<PathBuf, StoreError> {
         let mut resolved = self.folder(user_id);
         for part in parts {
-            if part.is_empty() || part == "." || part == ".." {
+            if part.is_empty() || part == "." || part == ".." || is_partial(part.as_bytes()) {
                 return Err(StoreError::NotFound);
             }
             resolved.push(part);
@@ -257,6 +257,13 @@ fn is_partial(name: &[u8]) -> bool {
     name.starts_with(PARTIAL_PREFIX.as_bytes())
 }
 
+/// Whether a path names a partial file (or lies below such a name): such
+/// names are the server's own, never reachable over WebDAV, so that no file
+/// can hide from the listings and the quota under one.
+fn names_partial(path: &DavPath) -> bool {
+    path.as_bytes().split(|byte| *byte == b'/').any(is_partial)
+}
+
 /// dav-server's local file system, except that a whole-file write (a
 /// `PUT`) goes to a hidden file beside its target and replaces the target
 /// only when complete: a write refused or cut off midway leaves the old
@@ -273,13 +280,13 @@ impl DavFileSystem for LocalStoreFs {
         path: &'a DavPath,
         options: OpenOptions,
     ) -> FsFuture<'a, Box<dyn DavFile>> {
+        if names_partial(path) {
+            return Box::pin(std::future::ready(Err(FsError::NotFound)));
+        }
         if !(options.write && options.truncate) || options.append {
             return self.inner.open(path, options);
         }
         async move {
-            if is_partial(path.file_name_bytes()) {
-                return Err(FsError::Forbidden);
-            }
             let target = self.root.join(path.as_rel_ospath());
             match tokio::fs::symlink_metadata(&target).await {
                 Ok(meta) if meta.is_dir() => return Err(FsError::Forbidden),
@@ -332,32 +339,61 @@ impl DavFileSystem for LocalStoreFs {
     }
 
     fn metadata<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, Box<dyn DavMetaData>> {
+        if names_partial(path) {
+            return not_found();
+        }
         self.inner.metadata(path)
     }
 
     fn symlink_metadata<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, Box<dyn DavMetaData>> {
+        if names_partial(path) {
+            return not_found();
+        }
         self.inner.symlink_metadata(path)
     }
 
     fn create_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        if names_partial(path) {
+            return forbidden();
+        }
         self.inner.create_dir(path)
     }
 
     fn remove_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        if names_partial(path) {
+            return forbidden();
+        }
         self.inner.remove_dir(path)
     }
 
     fn remove_file<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        if names_partial(path) {
+            return forbidden();
+        }
         self.inner.remove_file(path)
     }
 
     fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
+        if names_partial(from) || names_partial(to) {
+            return forbidden();
+        }
         self.inner.rename(from, to)
     }
 
     fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
+        if names_partial(from) || names_partial(to) {
+            return forbidden();
+        }
         self.inner.copy(from, to)
     }
+}
+
+fn not_found<'a, T: Send + 'a>() -> FsFuture<'a, T> {
+    Box::pin(std::future::ready(Err(FsError::NotFound)))
+}
+
+fn forbidden<'a, T: Send + 'a>() -> FsFuture<'a, T> {
+    Box::pin(std::future::ready(Err(FsError::Forbidden)))
 }
 
 /// A whole-file write in progress: the hidden file and its target.

@@ -486,6 +486,45 @@ async fn a_cut_put_leaves_the_old_file(#[case] backend: Backend) {
         .stored(depot_server::blob::Area::Staging)
         .await
         .is_empty());
+
+    // On local disk, the hidden names of writes in progress are nobody's
+    // to use: a file under one would hide from the listings and the quota.
+    if backend == Backend::Shared {
+        return;
+    }
+    let hidden = format!("/{}", ".depot-partial-mine");
+    for (method, path) in [
+        ("PUT", hidden.clone()),
+        ("MKCOL", format!("{hidden}/")),
+        ("GET", hidden.clone()),
+    ] {
+        let body = (method == "PUT").then(|| random_bytes(10));
+        let (status, _) = alice.dav(method, &path, body).await;
+        assert!(status.is_client_error(), "{method} {path}: {status}");
+    }
+    let ranged = alice
+        .client
+        .put(app.url(&format!("/store{hidden}")))
+        .basic_auth("alice", Some("alice-password"))
+        .header("content-range", "bytes 0-9/*")
+        .body(random_bytes(10))
+        .send()
+        .await
+        .unwrap();
+    assert!(ranged.status().is_client_error(), "{}", ranged.status());
+    let moved = alice
+        .client
+        .request(
+            Method::from_bytes(b"MOVE").unwrap(),
+            app.url("/store/a.iso"),
+        )
+        .basic_auth("alice", Some("alice-password"))
+        .header("destination", app.url(&format!("/store{hidden}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(!moved.status().is_success(), "{}", moved.status());
+    assert_eq!(app.store_files(alice_id).await.len(), 1);
 }
 
 /// A COPY or MOVE whose destination is the store itself, or outside it,
