@@ -11,14 +11,16 @@ pub mod local;
 pub mod object;
 
 use std::fmt;
-use std::io;
+use std::io::{self, SeekFrom};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use app::model::{StoreEntry, StorePath};
 use chrono::{DateTime, Utc};
 use dav_server::davpath::DavPath;
 use dav_server::fs::{
-    DavDirEntry, DavFile, DavFileSystem, DavMetaData, FsFuture, FsStream, OpenOptions, ReadDirMeta,
+    DavDirEntry, DavFile, DavFileSystem, DavMetaData, FsError, FsFuture, FsResult, FsStream,
+    OpenOptions, ReadDirMeta,
 };
 
 use crate::blob::ByteStream;
@@ -161,5 +163,38 @@ impl DavFileSystem for StoreFs {
 
     fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
         self.inner.copy(from, to)
+    }
+}
+
+/// A file's or a folder's metadata, as a backend reports it for what it
+/// writes or lists itself.
+#[derive(Debug, Clone)]
+pub(crate) struct EntryMeta {
+    pub len: u64,
+    pub modified: SystemTime,
+    pub dir: bool,
+}
+
+impl DavMetaData for EntryMeta {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn modified(&self) -> FsResult<SystemTime> {
+        Ok(self.modified)
+    }
+
+    fn is_dir(&self) -> bool {
+        self.dir
+    }
+}
+
+/// Where a file written whole and in order may seek, `here` bytes in: only
+/// to where its next byte goes (a ranged write answers "not implemented").
+pub(crate) fn seek_in_order(pos: SeekFrom, here: u64) -> FsResult<u64> {
+    match pos {
+        SeekFrom::Start(offset) if offset == here => Ok(here),
+        SeekFrom::Current(0) | SeekFrom::End(0) => Ok(here),
+        _ => Err(FsError::NotImplemented),
     }
 }

@@ -12,14 +12,14 @@ use bytes::{Buf, Bytes};
 use chrono::{DateTime, Utc};
 use dav_server::davpath::DavPath;
 use dav_server::fs::{
-    DavDirEntry, DavFile, DavFileSystem, DavMetaData, FsError, FsFuture, FsResult, FsStream,
-    OpenOptions, ReadDirMeta,
+    DavDirEntry, DavFile, DavFileSystem, DavMetaData, FsError, FsFuture, FsStream, OpenOptions,
+    ReadDirMeta,
 };
 use dav_server::localfs::LocalFs;
 use futures_util::{FutureExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 
-use super::{PersonalStores, StoreError, StoreFile, StoreFs};
+use super::{seek_in_order, EntryMeta, PersonalStores, StoreError, StoreFile, StoreFs};
 use crate::blob::ByteStream;
 
 #[derive(Debug, Clone)]
@@ -411,27 +411,6 @@ struct WholeFile {
     done: bool,
 }
 
-/// A file's metadata, as this file system reports it for its own writes.
-#[derive(Debug, Clone)]
-struct WrittenMeta {
-    len: u64,
-    modified: SystemTime,
-}
-
-impl DavMetaData for WrittenMeta {
-    fn len(&self) -> u64 {
-        self.len
-    }
-
-    fn modified(&self) -> FsResult<SystemTime> {
-        Ok(self.modified)
-    }
-
-    fn is_dir(&self) -> bool {
-        false
-    }
-}
-
 impl WholeFile {
     /// Makes the written bytes the target's, in one step.
     async fn replace_target(&mut self) -> io::Result<()> {
@@ -468,14 +447,16 @@ impl DavFile for WholeFile {
                 let meta = tokio::fs::metadata(&self.target)
                     .await
                     .map_err(FsError::from)?;
-                WrittenMeta {
+                EntryMeta {
                     len: meta.len(),
                     modified: meta.modified().unwrap_or_else(|_| SystemTime::now()),
+                    dir: false,
                 }
             } else {
-                WrittenMeta {
+                EntryMeta {
                     len: self.written,
                     modified: SystemTime::now(),
+                    dir: false,
                 }
             };
             Ok(Box::new(meta) as Box<dyn DavMetaData>)
@@ -502,17 +483,9 @@ impl DavFile for WholeFile {
         async { Err(FsError::Forbidden) }.boxed()
     }
 
-    /// Only where the next byte goes: a whole file is written in order.
     fn seek(&'_ mut self, pos: SeekFrom) -> FsFuture<'_, u64> {
-        let here = self.written;
-        async move {
-            match pos {
-                SeekFrom::Start(offset) if offset == here => Ok(here),
-                SeekFrom::Current(0) | SeekFrom::End(0) => Ok(here),
-                _ => Err(FsError::NotImplemented),
-            }
-        }
-        .boxed()
+        let sought = seek_in_order(pos, self.written);
+        async move { sought }.boxed()
     }
 
     fn flush(&'_ mut self) -> FsFuture<'_, ()> {

@@ -1,0 +1,126 @@
+//! The blob contract and the object store's own cases, on `object_store`'s
+//! in-memory store.
+
+use super::super::{tests as contract, BlobStore, Limit};
+use super::*;
+use object_store::memory::InMemory;
+
+fn in_memory() -> (Arc<InMemory>, BlobStore) {
+    let bucket = Arc::new(InMemory::new());
+    let store = BlobStore::new(Arc::new(ObjectBlobs::new(bucket.clone(), "depot")));
+    (bucket, store)
+}
+
+#[tokio::test]
+async fn stores_under_the_digest_and_only_once() {
+    contract::stores_under_the_digest_and_only_once(in_memory().1).await;
+}
+
+#[tokio::test]
+async fn a_failed_or_oversized_body_leaves_nothing() {
+    // Larger than a part, so that parts were sent before the failure.
+    contract::a_failed_or_oversized_body_leaves_nothing(in_memory().1, PART_SIZE + 10).await;
+}
+
+#[tokio::test]
+async fn large_uploads_go_up_in_parts_and_read_back_in_ranges() {
+    let (bucket, store) = in_memory();
+    let bytes: Vec<u8> = (0..(2 * PART_SIZE + 12345))
+        .map(|i| (i % 251) as u8)
+        .collect();
+    // Chunks of an odd size, as a network delivers them.
+    let chunks: Vec<Result<Bytes, &str>> = bytes
+        .chunks(100_003)
+        .map(|chunk| Ok(Bytes::copy_from_slice(chunk)))
+        .collect();
+    let (staged, ()) = store
+        .ingest(
+            futures_util::stream::iter(chunks),
+            &mut Limit(u64::MAX),
+            |_| (),
+        )
+        .await
+        .unwrap();
+    let sha256 = staged.sha256.clone();
+    staged.publish().await.unwrap();
+    let key = Path::from(format!("depot/blobs/{}/{sha256}", &sha256[..2]));
+    let stored = bucket.get(&key).await.unwrap().bytes().await.unwrap();
+    assert_eq!(stored.as_ref(), &bytes[..]);
+    let blob = store.open_blob(&sha256).await.unwrap();
+    assert_eq!(blob.size(), bytes.len() as u64);
+    let start = PART_SIZE as u64 - 5;
+    let read: Vec<Bytes> = blob
+        .read(start, 10)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(read.concat(), &bytes[start as usize..start as usize + 10]);
+    assert!(store.stored(Area::Staging).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn long_reads_come_in_order_from_segments_fetched_side_by_side() {
+    let (bucket, store) = in_memory();
+    let length = 5 * READ_SEGMENT as usize + 777;
+    let bytes: Vec<u8> = (0..length).map(|i| (i % 253) as u8).collect();
+    let key = Path::from("depot/blobs/ab/long");
+    bucket.put(&key, bytes.clone().into()).await.unwrap();
+    let blob = Box::new(ObjectBlob {
+        bucket: bucket.clone(),
+        key,
+        length: length as u64,
+    });
+    assert_eq!(store.stored(Area::Blobs).await.unwrap().len(), 1);
+    let start = READ_SEGMENT - 3;
+    let count = 3 * READ_SEGMENT + 11;
+    let read: Vec<Bytes> = blob
+        .read(start, count)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let (from, to) = (start as usize, (start + count) as usize);
+    assert_eq!(read.concat(), &bytes[from..to]);
+}
+
+#[tokio::test]
+async fn a_dead_servers_upload_is_aborted_once_its_marker_is_stale() {
+    let (bucket, store) = in_memory();
+    let objects = ObjectBlobs::new(bucket.clone(), "depot");
+    // What a server killed in the middle of an upload leaves: a started
+    // multipart upload with a part, and its marker.
+    let key = Path::from("depot/staging/upload-dead");
+    let upload = bucket.create_multipart(&key).await.unwrap();
+    bucket
+        .put_part(&key, &upload, 0, PutPayload::from_static(b"part"))
+        .await
+        .unwrap();
+    bucket
+        .put(
+            &Path::from("depot/uploading/upload-dead"),
+            PutPayload::from(upload.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        objects.discard_stale_uploads(HEARTBEAT * 10).await.unwrap(),
+        0,
+        "a fresh marker is a live upload"
+    );
+    assert_eq!(
+        objects.discard_stale_uploads(Duration::ZERO).await.unwrap(),
+        1
+    );
+    assert!(store.stored(Area::Staging).await.unwrap().is_empty());
+    // The upload is gone: completing it now fails.
+    let part = PartId {
+        content_id: "0".into(),
+    };
+    assert!(bucket
+        .complete_multipart(&key, &upload, vec![part])
+        .await
+        .is_err());
+}
