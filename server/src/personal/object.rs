@@ -14,7 +14,9 @@
 //! opens it, or by anything in it: a store with neither is not there at all
 //! (a wrong prefix, say), which a sync must not take for an empty one.
 
+use std::collections::HashSet;
 use std::io;
+use std::sync::{Arc, Mutex};
 
 use app::model::{StoreEntry, StorePath};
 use dav_server::davpath::DavPath;
@@ -47,11 +49,23 @@ fn marker() -> PathPart<'static> {
 #[derive(Debug, Clone)]
 pub struct ObjectStores {
     blobs: ObjectBlobs,
+    /// The users whose root marker this server has seen or written: every
+    /// WebDAV request opens the store, and only the first needs to look.
+    opened: Arc<Mutex<HashSet<i64>>>,
 }
 
 impl ObjectStores {
     pub fn new(blobs: ObjectBlobs) -> Self {
-        Self { blobs }
+        Self {
+            blobs,
+            opened: Arc::default(),
+        }
+    }
+
+    fn seen(&self, user_id: i64) -> bool {
+        self.opened
+            .lock()
+            .is_ok_and(|opened| opened.contains(&user_id))
     }
 
     fn user(&self, user_id: i64) -> ObjectFs {
@@ -258,16 +272,21 @@ impl ObjectFs {
 impl PersonalStores for ObjectStores {
     async fn file_system(&self, user_id: i64) -> io::Result<StoreFs> {
         let store = self.user(user_id);
-        let bucket = self.blobs.bucket();
-        match bucket.head(&store.root_marker()).await {
-            Ok(_) => {}
-            Err(error) if is_not_found(&error) => {
-                bucket
-                    .put(&store.root_marker(), PutPayload::default())
-                    .await
-                    .map_err(io_error)?;
+        if !self.seen(user_id) {
+            let bucket = self.blobs.bucket();
+            match bucket.head(&store.root_marker()).await {
+                Ok(_) => {}
+                Err(error) if is_not_found(&error) => {
+                    bucket
+                        .put(&store.root_marker(), PutPayload::default())
+                        .await
+                        .map_err(io_error)?;
+                }
+                Err(error) => return Err(io_error(error)),
             }
-            Err(error) => return Err(io_error(error)),
+            if let Ok(mut opened) = self.opened.lock() {
+                opened.insert(user_id);
+            }
         }
         Ok(StoreFs::atomic(store))
     }
