@@ -106,6 +106,8 @@ pub struct Core {
     jobs_waiting: Notify,
     /// Serializes quota reservations in this process (see `quota::reserve`).
     quota_lock: tokio::sync::Mutex<()>,
+    /// The resumable uploads this process ingests as their chunks arrive.
+    live: resumable::LiveIngests,
     /// How many job workers this process runs (for runtime statistics).
     job_workers: std::sync::atomic::AtomicUsize,
 }
@@ -131,6 +133,7 @@ impl Core {
             personal,
             jobs_waiting: Notify::new(),
             quota_lock: tokio::sync::Mutex::new(()),
+            live: resumable::LiveIngests::default(),
             job_workers: std::sync::atomic::AtomicUsize::new(0),
         }
     }

@@ -10,8 +10,19 @@ use futures_util::Stream;
 use super::blobs::Attach;
 use super::inspect::{self, Inspection};
 use super::{db_error, io_error, Core};
-use crate::blob::{Blob, IngestError};
+use crate::blob::{Blob, IngestError, Staged};
 use crate::store::{DetailsUpdate, NewImage};
+
+/// What the ingest made of an upload's bytes: the staged blob, and the
+/// inspector's verdict.
+pub(super) type Ingested = (Staged, Result<Inspection, String>);
+
+/// An upload's bytes: a body to ingest now, or bytes a resumable upload's
+/// ingest took in as its chunks arrived.
+pub(super) enum Source<S> {
+    Body(S),
+    Ingested(Box<Ingested>),
+}
 
 /// What the uploader says about a file; everything else is read from its bytes.
 #[derive(Debug, Clone, Default)]
@@ -257,7 +268,32 @@ impl Core {
     {
         let user = viewer.require_user()?;
         let allowance = self.upload_allowance(Some(user.id));
-        self.upload_within(viewer, meta, body, allowance).await
+        self.upload_within(viewer, meta, Source::Body(body), allowance)
+            .await
+    }
+
+    /// Runs an upload's bytes through the one ingest path (hashed, staged,
+    /// inspected), or takes what a resumable upload's ingest made of them
+    /// as they arrived; a file the inspector refuses is refused here.
+    pub(super) async fn ingest_source<S, E>(
+        &self,
+        source: Source<S>,
+        allowance: &mut super::UploadAllowance<'_>,
+    ) -> Result<(Staged, Inspection), CoreError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: std::fmt::Display,
+    {
+        let (staged, inspection) = match source {
+            Source::Body(body) => self
+                .blobs
+                .ingest(body, allowance, |reader| inspect::inspect(reader))
+                .await
+                .map_err(ingest_error)?,
+            Source::Ingested(ingested) => *ingested,
+        };
+        let inspection = inspection.map_err(Inspection::refused)?;
+        Ok((staged, inspection))
     }
 
     /// [`Core::upload`] within room already promised (a resumable upload's
@@ -266,7 +302,7 @@ impl Core {
         &self,
         viewer: &Viewer,
         meta: UploadMeta,
-        body: S,
+        source: Source<S>,
         mut allowance: super::UploadAllowance<'_>,
     ) -> Result<Image, CoreError>
     where
@@ -282,12 +318,7 @@ impl Core {
             ));
         }
         let recorded = async {
-            let (staged, inspection) = self
-                .blobs
-                .ingest(body, &mut allowance, |reader| inspect::inspect(reader))
-                .await
-                .map_err(ingest_error)?;
-            let inspection = inspection.map_err(Inspection::refused)?;
+            let (staged, inspection) = self.ingest_source(source, &mut allowance).await?;
             let folder = user.username.clone();
             let new = NewImage {
                 kind: inspection.format.kind().as_str(),

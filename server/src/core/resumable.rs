@@ -6,7 +6,11 @@
 //! survives a restart and is there for any server of the deployment); once
 //! complete, the chunks go through the one ingest path (size, inspection,
 //! SHA-256, dedup, publish) and become an image, or the bytes of an existing
-//! one. An upload that expires or is terminated frees its space.
+//! one; on the server that received it from the start, they went through it
+//! while they arrived ([`live`]). An upload that expires or is terminated
+//! frees its space.
+
+mod live;
 
 use std::time::Duration;
 
@@ -14,11 +18,14 @@ use app::error::CoreError;
 use app::model::{Image, Viewer};
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
+use futures_util::future::Either;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use sha1::Digest as _;
 
-use super::images::{ingest_error, UploadMeta};
+pub use live::LiveIngests;
+
+use super::images::{ingest_error, Source, UploadMeta};
 use super::{db_error, io_error, Core};
 use crate::store::UploadRow;
 
@@ -207,7 +214,7 @@ impl Core {
     ) -> Result<u64, AppendError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
-        E: std::fmt::Display,
+        E: std::fmt::Display + Send,
     {
         let upload = self.upload_status(viewer, id).await?;
         if upload.image_id.is_some() {
@@ -234,6 +241,11 @@ impl Core {
             .into());
         }
         let room = upload.length.saturating_sub(upload.received);
+        let lent = self.live.lend(&self.blobs, id, offset, upload.length);
+        let body = match &lent {
+            Some(lent) => Either::Left(lent.tee(body)),
+            None => Either::Right(body),
+        };
         let mut sha1 = sha1::Sha1::new();
         let mut sha256 = sha2::Sha256::new();
         let chunk = self
@@ -291,6 +303,9 @@ impl Core {
         if let Some(error) = &chunk.broken {
             tracing::info!(upload = id, received, %error, "a chunk broke off");
         }
+        if let Some(lent) = lent {
+            self.live.give_back(lent, received);
+        }
         if received == upload.length {
             self.complete_upload(viewer, id).await?;
         }
@@ -323,6 +338,7 @@ impl Core {
     /// Deletes an upload's row, its chunks' blobs (unless something else
     /// uses them) and its reservation.
     async fn forget_upload(&self, id: &str) -> Result<(), CoreError> {
+        self.live.forget(id);
         let (blobs, reservation) = self.db.delete_upload(id).await.map_err(db_error)?;
         if let Some(reservation) = reservation {
             if let Err(error) = self.db.release_quota(reservation).await {
@@ -384,17 +400,23 @@ impl Core {
             }
             end += chunk.size;
         }
-        let blobs = self.blobs.clone();
-        let body = futures_util::stream::iter(chunks.clone())
-            .then(move |chunk| {
-                let blobs = blobs.clone();
-                async move {
-                    let blob = blobs.open_blob(&chunk.sha256).await?;
-                    blob.read(0, chunk.size as u64).await
-                }
-            })
-            .try_flatten()
-            .boxed();
+        let source = match self.live.finish(id, upload.length).await {
+            Some(ingested) => Source::Ingested(Box::new(ingested)),
+            None => {
+                let blobs = self.blobs.clone();
+                let body = futures_util::stream::iter(chunks.clone())
+                    .then(move |chunk| {
+                        let blobs = blobs.clone();
+                        async move {
+                            let blob = blobs.open_blob(&chunk.sha256).await?;
+                            blob.read(0, chunk.size as u64).await
+                        }
+                    })
+                    .try_flatten()
+                    .boxed();
+                Source::Body(body)
+            }
+        };
         let charged = match upload.meta.image {
             Some(image) => self.writable_image(viewer, image).await?.owner_id,
             None => Some(viewer.require_user()?.id),
@@ -402,7 +424,7 @@ impl Core {
         let allowance = self.upload_allowance_of(charged, reservation, upload.length);
         let recorded = match upload.meta.image {
             Some(image) => self
-                .attach_file_within(viewer, image, body, allowance)
+                .attach_file_within(viewer, image, source, allowance)
                 .await
                 .map(|image| image.id),
             None => {
@@ -411,7 +433,7 @@ impl Core {
                     label: upload.meta.label.clone(),
                     public: upload.meta.public,
                 };
-                self.upload_within(viewer, meta, body, allowance)
+                self.upload_within(viewer, meta, source, allowance)
                     .await
                     .map(|image| image.id)
             }

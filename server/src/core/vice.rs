@@ -11,8 +11,7 @@ use chrono::Utc;
 use futures_util::Stream;
 
 use super::blobs::Attach;
-use super::images::ingest_error;
-use super::inspect::{self, Inspection};
+use super::images::Source;
 use super::{db_error, Core};
 use crate::store::NewImage;
 
@@ -126,7 +125,8 @@ impl Core {
     {
         let image = self.writable_image(viewer, id).await?;
         let allowance = self.upload_allowance(image.owner_id);
-        self.attach_file_within(viewer, id, body, allowance).await
+        self.attach_file_within(viewer, id, Source::Body(body), allowance)
+            .await
     }
 
     /// [`Core::attach_file`] within room already promised (a resumable
@@ -135,7 +135,7 @@ impl Core {
         &self,
         viewer: &Viewer,
         id: i64,
-        body: S,
+        source: Source<S>,
         mut allowance: super::UploadAllowance<'_>,
     ) -> Result<Image, CoreError>
     where
@@ -144,12 +144,7 @@ impl Core {
     {
         let image = self.writable_image(viewer, id).await?;
         let attached = async {
-            let (staged, inspection) = self
-                .blobs
-                .ingest(body, &mut allowance, |reader| inspect::inspect(reader))
-                .await
-                .map_err(ingest_error)?;
-            let inspection = inspection.map_err(Inspection::refused)?;
+            let (staged, inspection) = self.ingest_source(source, &mut allowance).await?;
             // What the record declared (its content type) before it had bytes.
             inspection.check_declared(image.sha256.is_none().then_some(image.format).flatten())?;
             let new_sha256 = staged.sha256.clone();

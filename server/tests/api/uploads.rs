@@ -366,6 +366,34 @@ async fn protocol_errors_get_their_answers_and_change_nothing(#[case] backend: B
     assert_eq!(anonymous.status(), 401);
 }
 
+/// Sends `bytes` at offset 0 in a body that breaks off after its first MiB;
+/// answers the offset the server then keeps.
+async fn cut_after_a_mib(app: &TestApp, path: &str, bytes: &[u8]) -> u64 {
+    let pieces: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+        Ok(bytes[..1 << 20].to_vec()),
+        Err(std::io::Error::other("the connection dropped")),
+    ];
+    let cut = tus(app, Method::PATCH, path)
+        .header("content-type", "application/offset+octet-stream")
+        .header("upload-offset", "0")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            pieces,
+        )))
+        .send()
+        .await;
+    assert!(cut.is_err(), "the body was cut");
+    // The server sees the cut a moment after the client.
+    let mut received = 0;
+    for _ in 0..50 {
+        received = offset_of(app, path).await;
+        if received > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    received
+}
+
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::shared(Backend::Shared)]
@@ -375,30 +403,11 @@ async fn a_cut_chunk_keeps_what_arrived_and_the_upload_resumes_elsewhere(#[case]
     app.add_user(ALICE.0, ALICE.1).await;
     let iso = iso_bytes(3 << 20);
     let path = create(&app, iso.len(), &format!("filename {}", b64(b"cut.iso"))).await;
-    // A body that breaks off after 1 MiB.
-    let first = iso[..1 << 20].to_vec();
-    let pieces: Vec<Result<Vec<u8>, std::io::Error>> = vec![
-        Ok(first),
-        Err(std::io::Error::other("the connection dropped")),
-    ];
-    let cut = tus(&app, Method::PATCH, &path)
-        .header("content-type", "application/offset+octet-stream")
-        .header("upload-offset", "0")
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-            pieces,
-        )))
-        .send()
-        .await;
-    assert!(cut.is_err(), "the body was cut");
-    let mut received = 0;
-    for _ in 0..50 {
-        received = offset_of(&app, &path).await;
-        if received > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(received, 1 << 20, "what arrived was not kept");
+    assert_eq!(
+        cut_after_a_mib(&app, &path, &iso).await,
+        1 << 20,
+        "what arrived was not kept"
+    );
     // The rest goes to another server (or this one restarted).
     let other = app.spawn_again().await;
     let rest = patch(&other, &path, 1 << 20, iso[1 << 20..].to_vec()).await;
@@ -413,6 +422,105 @@ async fn a_cut_chunk_keeps_what_arrived_and_the_upload_resumes_elsewhere(#[case]
     assert_eq!(finished["image"]["sha256"], sha256_hex(&iso));
 }
 
+/// The SHA-256 of the image a finished upload became.
+async fn image_sha256(app: &TestApp, path: &str) -> String {
+    let answer: Value = tus(app, Method::GET, path)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["image"]["sha256"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// On the server that ingests an upload as it arrives, a cut chunk, a
+/// chunk sent at a stale offset and one refused for its checksum leave the
+/// image exactly the file, whether the ingest goes on or is dropped.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn an_upload_ingested_as_it_arrives_survives_cuts_and_refusals(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let iso = iso_bytes(4 << 20);
+    let path = create(&app, iso.len(), &format!("filename {}", b64(b"live.iso"))).await;
+    assert_eq!(cut_after_a_mib(&app, &path, &iso).await, 1 << 20);
+    // A client that missed the cut's answer sends from 0 again: 409.
+    assert_eq!(
+        patch(&app, &path, 0, iso[..2 << 20].to_vec())
+            .await
+            .status(),
+        409
+    );
+    let next = patch(&app, &path, 1 << 20, iso[1 << 20..2 << 20].to_vec()).await;
+    assert_eq!(next.status(), 204);
+    let rest = patch(&app, &path, 2 << 20, iso[2 << 20..].to_vec()).await;
+    assert_eq!(rest.status(), 204);
+    assert_eq!(image_sha256(&app, &path).await, sha256_hex(&iso));
+
+    // The same again, with a chunk refused for its checksum in the middle.
+    let second = iso_bytes(3 << 20);
+    let path = create(
+        &app,
+        second.len(),
+        &format!("filename {}", b64(b"again.iso")),
+    )
+    .await;
+    assert_eq!(
+        patch(&app, &path, 0, second[..1 << 20].to_vec())
+            .await
+            .status(),
+        204
+    );
+    let wrong = b64(&sha2::Sha256::digest(b"something else"));
+    let refused = patch_checked(
+        &app,
+        &path,
+        1 << 20,
+        &second[1 << 20..],
+        &format!("sha256 {wrong}"),
+    )
+    .await;
+    assert_eq!(refused.status().as_u16(), 460);
+    assert_eq!(
+        patch(&app, &path, 1 << 20, second[1 << 20..].to_vec())
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(image_sha256(&app, &path).await, sha256_hex(&second));
+}
+
+/// Runs a tus client's script from `end2end/tus/` against `app` and a second
+/// server of its deployment; the script checks and says what went wrong.
+async fn run_client(program: std::path::PathBuf, script: &str, app: &TestApp, other: &TestApp) {
+    let script = format!("{}/../end2end/tus/{script}", env!("CARGO_MANIFEST_DIR"));
+    let (url, other_url) = (app.url(""), other.url(""));
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&program)
+            .arg(&script)
+            .env("DEPOT_URL", url)
+            .env("DEPOT_OTHER_URL", other_url)
+            .env("DEPOT_USER", ALICE.0)
+            .env("DEPOT_PASSWORD", ALICE.1)
+            .output()
+            .unwrap_or_else(|error| panic!("{program:?}: {error}; run scripts/setup.sh"))
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// tuspy, the tus project's Python client, unchanged: it uploads two
 /// chunks through one server, and a new client resumes through another
 /// (or the same one restarted) with checksums; the image is the file.
@@ -424,25 +532,39 @@ async fn tuspy_uploads_and_resumes_elsewhere(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.add_user(ALICE.0, ALICE.1).await;
     let other = app.spawn_again().await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../end2end/tus/test_tuspy.py");
-    let (url, other_url) = (app.url(""), other.url(""));
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(crate::pyvss::python())
-            .arg(script)
-            .env("DEPOT_URL", url)
-            .env("DEPOT_OTHER_URL", other_url)
-            .env("DEPOT_USER", ALICE.0)
-            .env("DEPOT_PASSWORD", ALICE.1)
-            .output()
-            .expect("no Python virtualenv: run scripts/setup.sh")
-    })
-    .await
-    .unwrap();
+    run_client(crate::pyvss::python().into(), "test_tuspy.py", &app, &other).await;
+}
+
+/// tus-js-client, the tus project's JavaScript client, unchanged (the
+/// version the upload page ships): its connection is cut in the middle of
+/// a chunk, a new client resumes through another server (or the same one
+/// restarted) from the server's offset, a dropped request is retried, and
+/// the image is the file.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::shared(Backend::Shared)]
+#[tokio::test(flavor = "multi_thread")]
+async fn tus_js_client_is_cut_off_and_resumes_elsewhere(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let other = app.spawn_again().await;
+    run_client("node".into(), "tus_js_client.mjs", &app, &other).await;
+}
+
+/// The browser runs the tus client the tests run: the page's copy is the
+/// pinned npm package's own build, byte for byte.
+#[test]
+fn the_upload_page_ships_the_tested_tus_client() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let read = |path: &str| {
+        std::fs::read(format!("{root}/{path}"))
+            .unwrap_or_else(|error| panic!("{path}: {error}; run scripts/setup.sh"))
+    };
+    let shipped = read("public/vendor/tus-js-client/tus.min.js");
+    let tested = read("end2end/node_modules/tus-js-client/dist/tus.min.js");
     assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        shipped == tested,
+        "public/vendor/tus-js-client is not the tus-js-client end2end/package.json pins: copy its dist/tus.min.js"
     );
 }
 
