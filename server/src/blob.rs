@@ -16,6 +16,7 @@ pub mod object;
 
 use std::fmt;
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -191,11 +192,37 @@ pub struct Chunk {
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     backend: Arc<dyn Backend>,
+    /// Bodies streaming in now (uploads and resumable chunks), for metrics.
+    receiving: Arc<AtomicUsize>,
+}
+
+/// Counts one body streaming in while it lives.
+struct Receiving(Arc<AtomicUsize>);
+
+impl Receiving {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl BlobStore {
     pub fn new(backend: Arc<dyn Backend>) -> Self {
-        Self { backend }
+        Self {
+            backend,
+            receiving: Arc::default(),
+        }
+    }
+
+    /// How many bodies are streaming into the store now.
+    pub fn receiving(&self) -> usize {
+        self.receiving.load(Ordering::Relaxed)
     }
 
     /// A store in a local folder (and creates it).
@@ -218,6 +245,7 @@ impl BlobStore {
         E: fmt::Display,
         R: Send + 'static,
     {
+        let _receiving = Receiving::new(&self.receiving);
         let mut staging = self.backend.stage().await?;
 
         let (to_inspector, chunks) = tokio::sync::mpsc::channel::<Bytes>(QUEUE_DEPTH);
@@ -277,6 +305,7 @@ impl BlobStore {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: fmt::Display,
     {
+        let _receiving = Receiving::new(&self.receiving);
         let mut staging = self.backend.stage().await?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;

@@ -86,6 +86,14 @@ impl Default for Limits {
     }
 }
 
+/// See [`Core::figures`].
+#[derive(Debug, Clone)]
+pub struct Figures {
+    pub jobs: Vec<crate::store::JobCount>,
+    pub stored_bytes: u64,
+    pub receiving: usize,
+}
+
 /// The core, shared by every request.
 pub struct Core {
     db: Db,
@@ -168,6 +176,19 @@ pub(crate) fn db_error(error: sqlx::Error) -> CoreError {
 }
 
 impl Core {
+    /// What an operator's metrics show of the deployment, read now: the
+    /// job queue by kind and state, the bytes the blob store holds, and the
+    /// bodies streaming into it on this server.
+    pub async fn figures(&self) -> Result<Figures, CoreError> {
+        let jobs = self.db.job_counts().await.map_err(db_error)?;
+        let stored_bytes = self.db.stored_bytes().await.map_err(db_error)?;
+        Ok(Figures {
+            jobs,
+            stored_bytes: stored_bytes.max(0) as u64,
+            receiving: self.blobs.receiving(),
+        })
+    }
+
     /// Whether this server can serve: the database answers and the blob
     /// store takes a write, each within two seconds. The answer names what
     /// failed, never how (that goes to the log).

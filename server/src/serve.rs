@@ -154,6 +154,7 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Built> {
         core: core.clone(),
         leptos_options,
         dav: crate::web::store_handler(),
+        metrics: Arc::default(),
     };
     let router = crate::web::router(state, sessions.clone(), args.secure_cookies);
     Ok(Built {

@@ -13,6 +13,8 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     /// Serves the personal stores over WebDAV.
     pub dav: dav_server::DavHandler,
+    /// What `/metrics` shows.
+    pub metrics: Arc<crate::web::Metrics>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

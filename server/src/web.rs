@@ -4,6 +4,7 @@
 mod auth;
 mod error;
 mod files;
+mod metrics;
 mod security;
 mod store;
 mod store_quota;
@@ -23,6 +24,7 @@ use crate::store::SessionStore;
 
 pub use error::{status_of, with_retry_after, ApiError};
 pub use files::content_response;
+pub use metrics::Metrics;
 pub use store::handler as store_handler;
 
 /// How long a browser session lasts without use.
@@ -44,6 +46,7 @@ pub fn router(state: AppState, sessions: SessionStore, secure_cookies: bool) -> 
     Router::new()
         .route("/healthz", get(health))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics::render))
         .merge(files::router())
         .merge(tokens::router())
         .merge(uploads::router())
@@ -69,6 +72,10 @@ pub fn router(state: AppState, sessions: SessionStore, secure_cookies: bool) -> 
         .layer(axum::middleware::from_fn(security::refuse_cross_site))
         .layer(axum::middleware::from_fn(security::common_headers))
         .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .with_state(state)
 }
 

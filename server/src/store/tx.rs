@@ -68,6 +68,20 @@ impl Db {
             sqlx::query_scalar::<_, String>(SELECT).fetch_all(pool).await
         })
     }
+
+    /// The bytes of the blobs the records and the uploads in progress hold,
+    /// each blob once.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn stored_bytes(&self) -> Result<i64, sqlx::Error> {
+        const SUM: &str = "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM ( \
+             SELECT sha256, MAX(size) AS size FROM images \
+             WHERE sha256 IS NOT NULL AND size IS NOT NULL GROUP BY sha256 \
+             UNION SELECT sha256, MAX(size) AS size FROM resumable_chunks GROUP BY sha256 \
+             ) AS held";
+        super::with_pool!(self, pool => {
+            sqlx::query_scalar::<_, i64>(SUM).fetch_one(pool).await
+        })
+    }
 }
 
 impl Tx {

@@ -13,6 +13,7 @@ mod dialect_paths;
 mod files;
 mod helpers;
 mod inspection;
+mod metrics;
 mod mws;
 mod mws_query;
 mod pyvss;

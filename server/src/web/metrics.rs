@@ -1,0 +1,227 @@
+//! `/metrics` in Prometheus's text format, for an operator's scraper, and
+//! the layer that counts every request for it: requests by route template,
+//! method and status with a latency histogram (to the response's head), the
+//! bytes of request and response bodies, and, read at each scrape, the
+//! bodies streaming into the blob store, the job queue by kind and state
+//! (failed jobs included) and the bytes the store holds.
+//!
+//! Routes are labelled by their template (`/api/images/{id}/download`),
+//! never by the path asked for, and methods outside the standard ones are
+//! `OTHER`, so that no client can grow the number of series. The figures
+//! are an administrator's: Basic credentials, a token or a session of one.
+
+use std::time::Instant;
+
+use app::model::Viewer;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use http_body_util::BodyExt;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use super::ApiError;
+use crate::state::AppState;
+
+/// Latency buckets, in seconds: a page of the catalog to a large upload.
+const BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0, 600.0,
+];
+
+/// One server's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    bytes_in: IntCounter,
+    bytes_out: IntCounter,
+    receiving: IntGauge,
+    jobs: IntGaugeVec,
+    stored: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("depot".into()), None)
+            .expect("the prefix is a valid metric name");
+        let requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests answered"),
+            &["route", "method", "status"],
+        )
+        .expect("valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time to the response's head",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["route", "method"],
+        )
+        .expect("valid metric");
+        let bytes_in = IntCounter::new("http_request_body_bytes_total", "Bytes of request bodies")
+            .expect("valid metric");
+        let bytes_out =
+            IntCounter::new("http_response_body_bytes_total", "Bytes of response bodies")
+                .expect("valid metric");
+        let receiving = IntGauge::new(
+            "uploads_in_flight",
+            "Bodies streaming into the blob store on this server (uploads, resumable chunks)",
+        )
+        .expect("valid metric");
+        let jobs = IntGaugeVec::new(
+            Opts::new("jobs", "Jobs in the queue, by kind and state"),
+            &["kind", "state"],
+        )
+        .expect("valid metric");
+        let stored = IntGauge::new(
+            "blob_store_bytes",
+            "Bytes of the blobs the records and uploads in progress hold, each once",
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(bytes_in.clone()),
+            Box::new(bytes_out.clone()),
+            Box::new(receiving.clone()),
+            Box::new(jobs.clone()),
+            Box::new(stored.clone()),
+        ] {
+            registry
+                .register(collector)
+                .expect("each metric is registered once");
+        }
+        Self {
+            registry,
+            requests,
+            latency,
+            bytes_in,
+            bytes_out,
+            receiving,
+            jobs,
+            stored,
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A method as a label: the standard ones by name, any other as `OTHER`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => match method.as_str() {
+            "PROPFIND" => "PROPFIND",
+            "MKCOL" => "MKCOL",
+            "COPY" => "COPY",
+            "MOVE" => "MOVE",
+            _ => "OTHER",
+        },
+    }
+}
+
+/// Counts a request and its answer.
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let metrics = state.metrics.clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let method = method_label(request.method());
+    let started = Instant::now();
+
+    let (parts, body) = request.into_parts();
+    let counted_in = metrics.bytes_in.clone();
+    let body = Body::new(body.map_frame(move |frame| {
+        if let Some(data) = frame.data_ref() {
+            counted_in.inc_by(data.len() as u64);
+        }
+        frame
+    }));
+    let response = next.run(Request::from_parts(parts, body)).await;
+
+    metrics
+        .latency
+        .with_label_values(&[&route, method])
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .requests
+        .with_label_values(&[&route, method, response.status().as_str()])
+        .inc();
+    let counted_out = metrics.bytes_out.clone();
+    let (parts, body) = response.into_parts();
+    let body = Body::new(body.map_frame(move |frame| {
+        if let Some(data) = frame.data_ref() {
+            counted_out.inc_by(data.len() as u64);
+        }
+        frame
+    }));
+    Response::from_parts(parts, body)
+}
+
+/// `GET /metrics`: everything, for an administrator.
+pub async fn render(
+    State(state): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+) -> Result<Response, ApiError> {
+    viewer.require_admin("read the metrics")?;
+    let figures = state.core.figures().await?;
+    let metrics = &state.metrics;
+    metrics.receiving.set(figures.receiving as i64);
+    metrics.stored.set(figures.stored_bytes as i64);
+    metrics.jobs.reset();
+    for count in &figures.jobs {
+        metrics
+            .jobs
+            .with_label_values(&[&count.kind, &count.state])
+            .set(count.count);
+    }
+    let mut text = Vec::new();
+    let encoder = TextEncoder::new();
+    if let Err(error) = encoder.encode(&metrics.registry.gather(), &mut text) {
+        tracing::error!(%error, "cannot encode the metrics");
+        return Ok(StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, encoder.format_type().to_owned()),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        text,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_outside_the_known_ones_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(
+            method_label(&Method::from_bytes(b"PROPFIND").unwrap()),
+            "PROPFIND"
+        );
+        assert_eq!(
+            method_label(&Method::from_bytes(b"XYZZY").unwrap()),
+            "OTHER"
+        );
+    }
+}
