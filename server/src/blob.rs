@@ -220,6 +220,15 @@ impl BlobStore {
         }
     }
 
+    /// The same store, whose ingests do not count as bodies streaming in
+    /// (one that re-reads or mirrors bytes already counted).
+    pub fn uncounted(&self) -> Self {
+        Self {
+            backend: self.backend.clone(),
+            receiving: Arc::default(),
+        }
+    }
+
     /// How many bodies are streaming into the store now.
     pub fn receiving(&self) -> usize {
         self.receiving.load(Ordering::Relaxed)

@@ -1,18 +1,48 @@
-//! Uploads from the browser. Each file goes in its own XMLHttpRequest, because
-//! `fetch` reports no upload progress and XHR's `upload.onprogress` does.
+//! Uploads from the browser, each file on its own. A small file goes in one
+//! multipart XMLHttpRequest ([`multipart`]: `fetch` reports no upload
+//! progress, XHR's `upload.onprogress` does). A file from
+//! [`RESUMABLE_FROM`] up goes over tus to `/api/uploads` with tus-js-client
+//! ([`tus`]): it can be paused and resumed, is retried after a network
+//! drop, and after the page is reloaded or the browser restarted the same
+//! file picked again (matched by its fingerprint in the browser's storage)
+//! continues where the server's offset is. Both show the same row.
+
+#[cfg(feature = "hydrate")]
+mod browser;
+#[cfg(feature = "hydrate")]
+mod multipart;
+#[cfg(feature = "hydrate")]
+mod tus;
 
 use leptos::prelude::*;
 use serde::Deserialize;
 
 use crate::model::Image;
 
+/// Files of this size and more are sent resumably, over tus.
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+pub const RESUMABLE_FROM: f64 = (8 << 20) as f64;
+
+/// The bytes of a resumable upload sent in one request: what a pause or a
+/// dropped connection costs at most to send again, and few enough requests
+/// that each one's round trip does not count.
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+pub const CHUNK_BYTES: f64 = (32 << 20) as f64;
+
 /// Where one upload stands.
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 #[derive(Debug, Clone, PartialEq)]
 pub enum UploadState {
     Sending,
-    Done { id: i64 },
+    /// A resumable upload its owner paused; what the server has is kept.
+    Paused,
+    Done {
+        id: i64,
+    },
     Failed(String),
+    /// A resumable upload stopped by a failure that may pass (the network,
+    /// the server busy) after its retries; Resume goes on.
+    Interrupted(String),
     Cancelled,
 }
 
@@ -28,7 +58,14 @@ pub struct UploadTask {
     pub sent: ArcRwSignal<f64>,
     pub body_total: ArcRwSignal<f64>,
     pub elapsed_ms: ArcRwSignal<f64>,
+    /// Bytes the server had when this run of sending began (a resumed
+    /// upload's), which the speed does not count.
+    pub baseline: ArcRwSignal<f64>,
     pub state: ArcRwSignal<UploadState>,
+    /// Sent over tus: it can be paused and resumed.
+    pub resumable: bool,
+    /// Continues an upload begun earlier (before a reload, say).
+    pub resumed: ArcRwSignal<bool>,
 }
 
 /// What `POST /api/upload` answers with.
@@ -45,17 +82,51 @@ struct Failure {
     error: String,
 }
 
-/// Turns the server's answer into the upload's final state.
+/// What `GET /api/uploads/{id}` answers once the upload is an image.
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+#[derive(Deserialize)]
+struct Finished {
+    image: Image,
+}
+
+fn unreadable() -> UploadState {
+    UploadState::Failed("the server's answer could not be read".into())
+}
+
+/// Turns the answer to a multipart upload into the upload's final state.
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 fn outcome(status: u16, body: &str) -> UploadState {
-    if status == 201 {
-        return match serde_json::from_str::<Created>(body)
-            .ok()
-            .and_then(|c| c.images.first().map(|i| i.id))
-        {
-            Some(id) => UploadState::Done { id },
-            None => UploadState::Failed("the server's answer could not be read".into()),
-        };
+    if status != 201 {
+        return failed(status, body);
+    }
+    match serde_json::from_str::<Created>(body)
+        .ok()
+        .and_then(|c| c.images.first().map(|i| i.id))
+    {
+        Some(id) => UploadState::Done { id },
+        None => unreadable(),
+    }
+}
+
+/// Turns the answer to `GET` on a finished resumable upload into its state.
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+fn finished(status: u16, body: &str) -> UploadState {
+    if status != 200 {
+        return failed(status, body);
+    }
+    match serde_json::from_str::<Finished>(body) {
+        Ok(finished) => UploadState::Done {
+            id: finished.image.id,
+        },
+        Err(_) => unreadable(),
+    }
+}
+
+/// A refusal, with the server's own message when it sent one.
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+fn failed(status: u16, body: &str) -> UploadState {
+    if status == 0 {
+        return UploadState::Failed("the connection to the server failed".into());
     }
     let message = serde_json::from_str::<Failure>(body)
         .map(|f| f.error)
@@ -95,119 +166,7 @@ pub fn human_size(bytes: f64) -> String {
 }
 
 #[cfg(feature = "hydrate")]
-mod browser {
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use leptos::prelude::*;
-    use wasm_bindgen::closure::Closure;
-    use wasm_bindgen::JsCast;
-    use web_sys::{FormData, ProgressEvent, XmlHttpRequest};
-
-    use super::{outcome, UploadState, UploadTask};
-
-    static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
-
-    thread_local! {
-        /// Requests still running, so that a row's Cancel button can abort its own.
-        static RUNNING: RefCell<HashMap<usize, XmlHttpRequest>> = RefCell::new(HashMap::new());
-    }
-
-    fn now_ms() -> f64 {
-        js_sys::Date::now()
-    }
-
-    fn js_error(error: wasm_bindgen::JsValue) -> String {
-        error.as_string().unwrap_or_else(|| format!("{error:?}"))
-    }
-
-    /// Starts sending one file as `multipart/form-data`, the same body the
-    /// plain HTML form would send.
-    pub fn start(file: web_sys::File, label: &str, public: bool) -> Result<UploadTask, String> {
-        let xhr = XmlHttpRequest::new().map_err(js_error)?;
-        xhr.open("POST", "/api/upload").map_err(js_error)?;
-        xhr.set_request_header("Accept", "application/json")
-            .map_err(js_error)?;
-        let form = FormData::new().map_err(js_error)?;
-        form.append_with_str("label", label).map_err(js_error)?;
-        if public {
-            form.append_with_str("public", "true").map_err(js_error)?;
-        }
-        form.append_with_blob_and_filename("file", &file, &file.name())
-            .map_err(js_error)?;
-
-        let task = UploadTask {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            name: file.name(),
-            total: file.size(),
-            sent: ArcRwSignal::new(0.0),
-            body_total: ArcRwSignal::new(file.size()),
-            elapsed_ms: ArcRwSignal::new(0.0),
-            state: ArcRwSignal::new(UploadState::Sending),
-        };
-        let started = now_ms();
-
-        let on_progress = {
-            let task = task.clone();
-            Closure::<dyn FnMut(ProgressEvent)>::new(move |event: ProgressEvent| {
-                task.sent.set(event.loaded());
-                if event.length_computable() {
-                    task.body_total.set(event.total());
-                }
-                task.elapsed_ms.set(now_ms() - started);
-            })
-        };
-        let on_load = {
-            let (task, xhr) = (task.clone(), xhr.clone());
-            Closure::<dyn FnMut()>::new(move || {
-                let body = xhr.response_text().ok().flatten().unwrap_or_default();
-                task.state.set(outcome(xhr.status().unwrap_or(0), &body));
-                RUNNING.with(|running| running.borrow_mut().remove(&task.id));
-            })
-        };
-        let on_error = {
-            let task = task.clone();
-            Closure::<dyn FnMut()>::new(move || {
-                task.state.set(UploadState::Failed(
-                    "the connection to the server failed".into(),
-                ));
-                RUNNING.with(|running| running.borrow_mut().remove(&task.id));
-            })
-        };
-        let on_abort = {
-            let task = task.clone();
-            Closure::<dyn FnMut()>::new(move || {
-                task.state.set(UploadState::Cancelled);
-                RUNNING.with(|running| running.borrow_mut().remove(&task.id));
-            })
-        };
-        xhr.upload()
-            .map_err(js_error)?
-            .set_onprogress(Some(on_progress.as_ref().unchecked_ref()));
-        xhr.set_onload(Some(on_load.as_ref().unchecked_ref()));
-        xhr.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-        xhr.set_onabort(Some(on_abort.as_ref().unchecked_ref()));
-        // The handlers live as long as the request; the page keeps few uploads.
-        on_progress.forget();
-        on_load.forget();
-        on_error.forget();
-        on_abort.forget();
-
-        xhr.send_with_opt_form_data(Some(&form)).map_err(js_error)?;
-        RUNNING.with(|running| running.borrow_mut().insert(task.id, xhr));
-        Ok(task)
-    }
-
-    pub fn cancel(id: usize) {
-        if let Some(xhr) = RUNNING.with(|running| running.borrow_mut().remove(&id)) {
-            let _ = xhr.abort();
-        }
-    }
-}
-
-#[cfg(feature = "hydrate")]
-pub use browser::{cancel, start};
+pub use browser::{cancel, pause, resume, start};
 
 /// Without WASM nothing uploads from script: the form posts itself.
 #[cfg(not(feature = "hydrate"))]
@@ -217,6 +176,12 @@ pub fn start(_file: web_sys::File, _label: &str, _public: bool) -> Result<Upload
 
 #[cfg(not(feature = "hydrate"))]
 pub fn cancel(_id: usize) {}
+
+#[cfg(not(feature = "hydrate"))]
+pub fn pause(_id: usize) {}
+
+#[cfg(not(feature = "hydrate"))]
+pub fn resume(_id: usize) {}
 
 /// The rows of the uploads started on this page.
 #[component]
@@ -239,16 +204,18 @@ fn UploadRow(task: UploadTask) -> impl IntoView {
         sent,
         body_total,
         elapsed_ms,
+        baseline,
         state,
+        resumable,
+        resumed,
     } = task;
     let label = format!("Upload of {name}");
-    let name_for_cancel = name.clone();
     let progress = {
         let (sent, body_total) = (sent.clone(), body_total.clone());
         move || {
             let elapsed = elapsed_ms.get() / 1000.0;
             let speed = if elapsed > 0.0 {
-                sent.get() / elapsed
+                (sent.get() - baseline.get()).max(0.0) / elapsed
             } else {
                 0.0
             };
@@ -269,25 +236,54 @@ fn UploadRow(task: UploadTask) -> impl IntoView {
         let state = state.clone();
         move || match state.get() {
             UploadState::Sending => view! { <span class="state">"Sending"</span> }.into_any(),
+            UploadState::Paused => view! { <span class="state">"Paused"</span> }.into_any(),
             UploadState::Done { id } => view! {
                 <a class="state done" href=format!("/image/{id}")>"Done: view image"</a>
             }
             .into_any(),
-            UploadState::Failed(message) => {
+            UploadState::Failed(message) | UploadState::Interrupted(message) => {
                 view! { <span class="state error" role="alert">{message}</span> }.into_any()
             }
             UploadState::Cancelled => view! { <span class="state">"Cancelled"</span> }.into_any(),
         }
     };
-    let sending = move || state.get() == UploadState::Sending;
+    let sending = {
+        let state = state.clone();
+        move || state.get() == UploadState::Sending
+    };
+    let paused = {
+        let state = state.clone();
+        move || {
+            matches!(
+                state.get(),
+                UploadState::Paused | UploadState::Interrupted(_)
+            )
+        }
+    };
+    let running = {
+        let (sending, paused) = (sending.clone(), paused.clone());
+        move || sending() || paused()
+    };
+    let pause_label = format!("Pause the upload of {name}");
+    let resume_label = format!("Resume the upload of {name}");
+    let cancel_label = format!("Cancel the upload of {name}");
     view! {
         <li class="upload">
             <span class="file-name">{name}</span>
             <progress aria-label=label max=move || body_total.get() value=move || sent.get()></progress>
             <span class="progress-text">{progress}</span>
             {status}
-            <Show when=sending>
-                <button type="button" aria-label=format!("Cancel the upload of {name_for_cancel}") on:click=move |_| cancel(id)>"Cancel"</button>
+            <Show when=move || resumed.get()>
+                <span class="note">"Resumed: the bytes sent before were kept"</span>
+            </Show>
+            <Show when=move || resumable && sending()>
+                <button type="button" aria-label=pause_label.clone() on:click=move |_| pause(id)>"Pause"</button>
+            </Show>
+            <Show when=move || resumable && paused()>
+                <button type="button" aria-label=resume_label.clone() on:click=move |_| resume(id)>"Resume"</button>
+            </Show>
+            <Show when=running>
+                <button type="button" aria-label=cancel_label.clone() on:click=move |_| cancel(id)>"Cancel"</button>
             </Show>
         </li>
     }
@@ -331,6 +327,19 @@ mod tests {
         assert_eq!(
             outcome(502, "<html>"),
             UploadState::Failed("the upload failed (HTTP 502)".into())
+        );
+    }
+
+    #[test]
+    fn a_resumable_upload_ends_with_the_servers_word() {
+        assert_eq!(
+            finished(400, r#"{"error":"refused: not a disk image","status":400}"#),
+            UploadState::Failed("refused: not a disk image".into())
+        );
+        assert_eq!(finished(200, "{}"), unreadable());
+        assert_eq!(
+            failed(0, ""),
+            UploadState::Failed("the connection to the server failed".into())
         );
     }
 }

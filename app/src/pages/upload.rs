@@ -1,10 +1,12 @@
 //! `/upload`: several files at once, each with its own progress bar, speed and
-//! Cancel button. Without WASM the same form posts itself as multipart.
+//! Cancel button; large files go resumably (Pause, Resume, and resumption
+//! after a reload) with tus-js-client, which the page loads. Without WASM
+//! the same form posts itself as multipart.
 
 use leptos::ev::{DragEvent, SubmitEvent};
 use leptos::html;
 use leptos::prelude::*;
-use leptos_meta::Title;
+use leptos_meta::{Script, Title};
 
 use crate::components::{start_upload, UploadList, UploadTask};
 
@@ -61,6 +63,7 @@ pub fn UploadPage() -> impl IntoView {
 
     view! {
         <Title text="Upload · Depot"/>
+        <Script src="/vendor/tus-js-client/tus.min.js"/>
         <h1>"Upload images"</h1>
         <form
             class="form upload-form"

@@ -353,6 +353,10 @@ impl Core {
 
     /// Removes the uploads past their expiry; answers how many.
     pub(super) async fn collect_expired_uploads(&self) -> Result<usize, CoreError> {
+        let idle = self.live.drop_idle();
+        if idle > 0 {
+            tracing::info!(idle, "dropped live ingests of uploads not fed for a while");
+        }
         let expired = self
             .db
             .expired_uploads(Utc::now().timestamp_millis())

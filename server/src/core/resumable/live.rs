@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,9 @@ use crate::blob::{BlobStore, IngestError, Limit};
 /// back at completion.
 const MAX_LIVE: usize = 8;
 
-/// A live ingest not fed for this long gives its place to a new upload.
+/// A live ingest not fed for this long is dropped (its upload is read back
+/// if it ever completes): well before the garbage collector's grace for
+/// staged files runs out.
 const IDLE: Duration = Duration::from_secs(600);
 
 /// Pieces in flight between a chunk's request and the ingest.
@@ -41,6 +43,8 @@ struct Live {
     touched: Instant,
     feed: mpsc::Sender<Bytes>,
     ingest: Option<JoinHandle<Result<Ingested, IngestError>>>,
+    /// The server's count of live ingests, this one included.
+    count: Arc<AtomicUsize>,
 }
 
 impl Drop for Live {
@@ -49,6 +53,7 @@ impl Drop for Live {
         if let Some(ingest) = self.ingest.take() {
             ingest.abort();
         }
+        self.count.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -56,6 +61,8 @@ impl Drop for Live {
 #[derive(Default)]
 pub struct LiveIngests {
     running: Mutex<HashMap<String, Live>>,
+    /// Every live ingest, parked here or lent to a request.
+    count: Arc<AtomicUsize>,
 }
 
 /// A live ingest lent to one chunk's request.
@@ -85,18 +92,20 @@ impl LiveIngests {
         length: u64,
     ) -> Option<Lent> {
         let mut running = self.running();
+        running.retain(|_, live| live.touched.elapsed() < IDLE);
         let live = match running.remove(id) {
             Some(live) if live.fed == offset => live,
             // Out of step with the upload: of no use any more.
             Some(_) => return None,
             None if offset == 0 => {
-                if running.len() >= MAX_LIVE {
-                    running.retain(|_, live| live.touched.elapsed() < IDLE);
-                }
-                if running.len() >= MAX_LIVE {
+                // Counted with the ones lent out, so that no burst of first
+                // chunks gets past the bound.
+                let taken = self.count.fetch_add(1, Ordering::AcqRel);
+                if taken >= MAX_LIVE {
+                    self.count.fetch_sub(1, Ordering::AcqRel);
                     return None;
                 }
-                start(blobs, length)
+                start(blobs, length, self.count.clone())
             }
             None => return None,
         };
@@ -148,17 +157,28 @@ impl LiveIngests {
         let live = self.running().remove(id);
         drop(live);
     }
+
+    /// Drops the live ingests not fed for a while (an upload abandoned, or
+    /// carried on by another server); answers how many.
+    pub(super) fn drop_idle(&self) -> usize {
+        let mut running = self.running();
+        let before = running.len();
+        running.retain(|_, live| live.touched.elapsed() < IDLE);
+        before - running.len()
+    }
 }
 
-/// Starts the ingest of a file of `length` bytes fed through a channel.
-fn start(blobs: &BlobStore, length: u64) -> Live {
+/// Starts the ingest of a file of `length` bytes fed through a channel
+/// (already counted in `count`).
+fn start(blobs: &BlobStore, length: u64, count: Arc<AtomicUsize>) -> Live {
     let (feed, pieces) = mpsc::channel::<Bytes>(FEED_DEPTH);
     let body = futures_util::stream::unfold(pieces, |mut pieces| async move {
         let piece = pieces.recv().await?;
         Some((Ok::<_, Infallible>(piece), pieces))
     })
     .boxed();
-    let blobs = blobs.clone();
+    // Its upload's chunks count as bodies streaming in; this does not.
+    let blobs = blobs.uncounted();
     let ingest = tokio::spawn(async move {
         // The reservation made at the upload's creation covers `length`.
         blobs
@@ -170,6 +190,7 @@ fn start(blobs: &BlobStore, length: u64) -> Live {
         touched: Instant::now(),
         feed,
         ingest: Some(ingest),
+        count,
     }
 }
 
