@@ -226,3 +226,34 @@ impl Lent {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A burst of first chunks, however many uploads it spans, starts at
+    /// most `MAX_LIVE` ingests, counting the ones lent out; one dropped
+    /// makes room again, and only a chunk at the offset an ingest reached
+    /// gets it back.
+    #[tokio::test]
+    async fn live_ingests_are_bounded_and_kept_in_step() {
+        let folder = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(folder.path()).await.unwrap();
+        let live = LiveIngests::default();
+        let lent: Vec<Lent> = (0..MAX_LIVE)
+            .map(|n| live.lend(&blobs, &format!("u{n}"), 0, 100).unwrap())
+            .collect();
+        assert!(live.lend(&blobs, "one-too-many", 0, 100).is_none());
+        assert!(live.lend(&blobs, "u0", 10, 100).is_none(), "not in step");
+
+        let mut lent = lent.into_iter();
+        drop(lent.next());
+        let again = live.lend(&blobs, "another", 0, 100).expect("room again");
+        // Given back at an offset it was not fed to: dropped, room again.
+        live.give_back(again, 10);
+        let first = lent.next().unwrap();
+        live.give_back(first, 0);
+        assert!(live.lend(&blobs, "u1", 0, 100).is_some(), "kept in step");
+        assert!(live.lend(&blobs, "yet-another", 0, 100).is_some());
+    }
+}
