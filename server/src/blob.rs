@@ -10,6 +10,12 @@
 //! removed while a record is being attached to it. A body that fails or is cut
 //! off leaves nothing: staged bytes are discarded when their guard drops, even
 //! if the request's future is simply dropped. Identical content is stored once.
+//!
+//! A resumable upload keeps its bytes between requests in the backend's
+//! uploads area, part after part ([`BlobStore::write_part`]): one file per
+//! upload in a local folder, one object per part in an object store. Once
+//! complete, they become staged bytes ([`BlobStore::stage_parts`]) without
+//! being written again where the backend can (a local file is linked).
 
 pub mod local;
 pub mod object;
@@ -67,11 +73,29 @@ impl Allowance for Limit {
 /// A blob's bytes as they are read.
 pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
 
-/// The two areas of a store: published blobs, and uploads being staged.
+/// The areas of a store: published blobs, uploads being staged, and the
+/// parts of resumable uploads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Area {
     Blobs,
     Staging,
+    Uploads,
+}
+
+/// A part of a resumable upload as recorded: bytes `[start, start + size)`
+/// of the upload, which the backend keeps under `name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub start: u64,
+    pub size: u64,
+    pub name: String,
+}
+
+/// What hashing a file's bytes found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digested {
+    pub sha256: String,
+    pub size: u64,
 }
 
 /// What a storage backend does; everything else (hashing, limits,
@@ -101,6 +125,47 @@ pub trait Backend: Send + Sync + fmt::Debug {
     async fn check_writable(&self) -> io::Result<()>;
     /// The names of what is stored in `area`, for tests and diagnostics.
     async fn stored(&self, area: Area) -> io::Result<Vec<String>>;
+
+    /// Begins a part of resumable upload `upload` at `offset`: its parts
+    /// before `offset` are kept; whatever was written past it before (never
+    /// acknowledged) is not. One part of an upload is written at a time.
+    async fn write_part(&self, upload: &str, offset: u64) -> io::Result<Box<dyn PartWriting>>;
+    /// Streams the bytes of the upload's `parts`, in order.
+    async fn read_parts(&self, upload: &str, parts: &[Part]) -> io::Result<ByteStream>;
+    /// The bytes of the upload's `parts` (all of it) as staged bytes, to be
+    /// published as one blob; the parts stay until removed. By default they
+    /// are copied into the staging area.
+    async fn stage_parts(&self, upload: &str, parts: &[Part]) -> io::Result<Box<dyn StagedBytes>> {
+        let mut staging = self.stage().await?;
+        let mut bytes = self.read_parts(upload, parts).await?;
+        while let Some(piece) = bytes.next().await {
+            staging.write(piece?).await?;
+        }
+        staging.finish().await
+    }
+    /// Deletes everything kept for the upload; nothing kept is no error.
+    async fn remove_parts(&self, upload: &str) -> io::Result<()>;
+    /// The uploads with parts kept and untouched for `grace`, for the
+    /// collector to remove those the database no longer knows.
+    async fn kept_uploads(&self, grace: Duration) -> io::Result<Vec<String>>;
+}
+
+/// A part of a resumable upload being written. Dropped before
+/// [`PartWriting::finish`], its bytes are not the upload's.
+#[async_trait::async_trait]
+pub trait PartWriting: Send {
+    async fn write(&mut self, bytes: Bytes) -> io::Result<()>;
+    /// Makes the bytes durable.
+    async fn finish(self: Box<Self>) -> io::Result<Box<dyn WrittenPart>>;
+}
+
+/// A durable part, not yet recorded as the upload's. Dropped without
+/// [`WrittenPart::keep`] (the upload moved on meanwhile), it is discarded.
+pub trait WrittenPart: Send + Sync + fmt::Debug {
+    /// What the backend keeps it under, to be recorded with it.
+    fn name(&self) -> &str;
+    /// It is recorded: it stays until the upload's parts are removed.
+    fn keep(self: Box<Self>);
 }
 
 /// Bytes being staged. Dropped before [`Staging::finish`], it discards
@@ -176,15 +241,22 @@ pub(crate) fn is_sha256(text: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// Whether `name` may name a resumable upload in a backend: a plain name,
+/// never a path.
+pub(crate) fn is_upload_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 pub(crate) fn not_found(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::NotFound, what.to_owned())
 }
 
-/// One chunk of a resumable upload, staged: its bytes (none if it was
-/// empty), and why its body broke off, if it did.
+/// One chunk of a resumable upload, written as a part: the part (none if
+/// the chunk was empty), its size, and why its body broke off, if it did.
 #[derive(Debug)]
 pub struct Chunk {
-    pub staged: Option<Staged>,
+    pub part: Option<Box<dyn WrittenPart>>,
+    pub size: u64,
     pub broken: Option<String>,
 }
 
@@ -220,15 +292,6 @@ impl BlobStore {
         }
     }
 
-    /// The same store, whose ingests do not count as bodies streaming in
-    /// (one that re-reads or mirrors bytes already counted).
-    pub fn uncounted(&self) -> Self {
-        Self {
-            backend: self.backend.clone(),
-            receiving: Arc::default(),
-        }
-    }
-
     /// How many bodies are streaming into the store now.
     pub fn receiving(&self) -> usize {
         self.receiving.load(Ordering::Relaxed)
@@ -245,7 +308,7 @@ impl BlobStore {
     /// staged bytes. Growing past what `allowance` grants is refused.
     pub async fn ingest<S, E, R>(
         &self,
-        mut body: S,
+        body: S,
         allowance: &mut dyn Allowance,
         inspector: impl FnOnce(&mut UploadReader) -> R + Send + 'static,
     ) -> Result<(Staged, R), IngestError>
@@ -256,56 +319,43 @@ impl BlobStore {
     {
         let _receiving = Receiving::new(&self.receiving);
         let mut staging = self.backend.stage().await?;
-
-        let (to_inspector, chunks) = tokio::sync::mpsc::channel::<Bytes>(QUEUE_DEPTH);
-        let inspection = tokio::task::spawn_blocking(move || {
-            let mut reader = UploadReader {
-                chunks,
-                current: Bytes::new(),
-            };
-            inspector(&mut reader)
-        });
-        let mut inspecting = Some(to_inspector);
-
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        let mut granted = 0u64;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|error| IngestError::Body(error.to_string()))?;
-            size = size.saturating_add(chunk.len() as u64);
-            if size > granted {
-                granted = allowance.grow(size).await?;
-            }
-            hasher.update(&chunk);
-            if let Some(to_inspector) = &inspecting {
-                // An inspector that stopped reading has seen all it needs.
-                if to_inspector.send(chunk.clone()).await.is_err() {
-                    inspecting = None;
-                }
-            }
-            staging.write(chunk).await?;
-        }
-        drop(inspecting);
+        let (digested, inspection) =
+            pass(body, allowance, inspector, Some(staging.as_mut())).await?;
         let bytes = staging.finish().await?;
-        let inspection = inspection.await.map_err(io::Error::other)?;
-
         Ok((
             Staged {
-                sha256: hex::encode(hasher.finalize()),
-                size,
+                sha256: digested.sha256,
+                size: digested.size,
                 bytes,
             },
             inspection,
         ))
     }
 
-    /// Stages one chunk of a resumable upload as it arrives, at most `max`
-    /// bytes (more is refused), showing each piece to `observe`; what arrived
-    /// before the body broke off is kept (a client resumes after it), and an
-    /// empty chunk stages nothing. The chunk is a blob like any other once
-    /// published under its digest.
-    pub async fn stage_chunk<S, E>(
+    /// Hashes `body` and shows it to `inspector`, as [`BlobStore::ingest`]
+    /// does, without storing it: for bytes that are stored already.
+    pub async fn digest<S, E, R>(
         &self,
+        body: S,
+        allowance: &mut dyn Allowance,
+        inspector: impl FnOnce(&mut UploadReader) -> R + Send + 'static,
+    ) -> Result<(Digested, R), IngestError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: fmt::Display,
+        R: Send + 'static,
+    {
+        pass(body, allowance, inspector, None).await
+    }
+
+    /// Writes one chunk of resumable upload `upload`, at `offset`, as it
+    /// arrives: at most `max` bytes (more is refused), each piece shown to
+    /// `observe`. What arrived before the body broke off is written too (a
+    /// client resumes after it); an empty chunk writes nothing.
+    pub async fn write_part<S, E>(
+        &self,
+        upload: &str,
+        offset: u64,
         mut body: S,
         max: u64,
         mut observe: impl FnMut(&[u8]) + Send,
@@ -315,8 +365,7 @@ impl BlobStore {
         E: fmt::Display,
     {
         let _receiving = Receiving::new(&self.receiving);
-        let mut staging = self.backend.stage().await?;
-        let mut hasher = Sha256::new();
+        let mut writing = self.backend.write_part(upload, offset).await?;
         let mut size = 0u64;
         let mut broken = None;
         while let Some(piece) = body.next().await {
@@ -331,20 +380,45 @@ impl BlobStore {
             if size > max {
                 return Err(IngestError::TooLarge { limit: max });
             }
-            hasher.update(&piece);
             observe(&piece);
-            staging.write(piece).await?;
+            writing.write(piece).await?;
         }
-        let staged = if size == 0 {
+        let part = if size == 0 {
             None
         } else {
-            Some(Staged {
-                bytes: staging.finish().await?,
-                sha256: hex::encode(hasher.finalize()),
-                size,
-            })
+            Some(writing.finish().await?)
         };
-        Ok(Chunk { staged, broken })
+        Ok(Chunk { part, size, broken })
+    }
+
+    /// Streams the bytes of a resumable upload's `parts`, in order.
+    pub async fn read_parts(&self, upload: &str, parts: &[Part]) -> io::Result<ByteStream> {
+        self.backend.read_parts(upload, parts).await
+    }
+
+    /// A complete resumable upload's bytes, which hash to `digested`, as
+    /// staged bytes to publish.
+    pub async fn stage_parts(
+        &self,
+        upload: &str,
+        parts: &[Part],
+        digested: Digested,
+    ) -> io::Result<Staged> {
+        Ok(Staged {
+            bytes: self.backend.stage_parts(upload, parts).await?,
+            sha256: digested.sha256,
+            size: digested.size,
+        })
+    }
+
+    /// Deletes what a resumable upload kept.
+    pub async fn remove_parts(&self, upload: &str) -> io::Result<()> {
+        self.backend.remove_parts(upload).await
+    }
+
+    /// The uploads with parts kept and untouched for `grace`.
+    pub async fn kept_uploads(&self, grace: Duration) -> io::Result<Vec<String>> {
+        self.backend.kept_uploads(grace).await
     }
 
     /// Opens a blob for reading, with its length.
@@ -399,6 +473,61 @@ impl BlobStore {
     pub async fn stored(&self, area: Area) -> io::Result<Vec<String>> {
         self.backend.stored(area).await
     }
+}
+
+/// Takes `body` in, hashing it, showing it to `inspector` on a thread of
+/// its own and writing it to `staging` if there is one; growing past what
+/// `allowance` grants is refused.
+async fn pass<S, E, R>(
+    mut body: S,
+    allowance: &mut dyn Allowance,
+    inspector: impl FnOnce(&mut UploadReader) -> R + Send + 'static,
+    mut staging: Option<&mut (dyn Staging + '_)>,
+) -> Result<(Digested, R), IngestError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: fmt::Display,
+    R: Send + 'static,
+{
+    let (to_inspector, chunks) = tokio::sync::mpsc::channel::<Bytes>(QUEUE_DEPTH);
+    let inspection = tokio::task::spawn_blocking(move || {
+        let mut reader = UploadReader {
+            chunks,
+            current: Bytes::new(),
+        };
+        inspector(&mut reader)
+    });
+    let mut inspecting = Some(to_inspector);
+
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut granted = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|error| IngestError::Body(error.to_string()))?;
+        size = size.saturating_add(chunk.len() as u64);
+        if size > granted {
+            granted = allowance.grow(size).await?;
+        }
+        hasher.update(&chunk);
+        if let Some(to_inspector) = &inspecting {
+            // An inspector that stopped reading has seen all it needs.
+            if to_inspector.send(chunk.clone()).await.is_err() {
+                inspecting = None;
+            }
+        }
+        if let Some(staging) = staging.as_mut() {
+            staging.write(chunk).await?;
+        }
+    }
+    drop(inspecting);
+    let inspection = inspection.await.map_err(io::Error::other)?;
+    Ok((
+        Digested {
+            sha256: hex::encode(hasher.finalize()),
+            size,
+        },
+        inspection,
+    ))
 }
 
 #[cfg(test)]
@@ -513,6 +642,81 @@ pub(crate) mod tests {
         }
         assert!(store.stored(Area::Staging).await.unwrap().is_empty());
         assert!(store.stored(Area::Blobs).await.unwrap().is_empty());
+    }
+
+    /// Writes one chunk of upload `id` at `offset`; answers it as recorded.
+    async fn part_of(
+        store: &BlobStore,
+        id: &str,
+        offset: u64,
+        pieces: Vec<Result<Bytes, &'static str>>,
+    ) -> (Chunk, Part) {
+        let chunk = store
+            .write_part(id, offset, chunks(pieces), 1 << 20, |_| ())
+            .await
+            .unwrap();
+        let part = Part {
+            start: offset,
+            size: chunk.size,
+            name: chunk.part.as_ref().unwrap().name().to_owned(),
+        };
+        (chunk, part)
+    }
+
+    /// A resumable upload's parts: what a chunk brought before it broke off
+    /// is kept, a chunk never recorded is not the upload's, the parts read
+    /// back in order and become one blob; removed, nothing is left.
+    pub async fn keeps_an_uploads_parts_until_removed(store: BlobStore) {
+        let id = "0123abcd";
+        let (first, hello) = part_of(&store, id, 0, vec![Ok("hello ".into())]).await;
+        first.part.unwrap().keep();
+        // Refused (say, for its checksum) or outrun by another request.
+        let (refused, _) = part_of(&store, id, 6, vec![Ok("XXXXXXXXXXX".into())]).await;
+        drop(refused);
+        let (second, world) = part_of(
+            &store,
+            id,
+            6,
+            vec![Ok("wor".into()), Ok("ld".into()), Err("connection reset")],
+        )
+        .await;
+        assert_eq!(second.broken.as_deref(), Some("connection reset"));
+        assert_eq!(second.size, 5);
+        second.part.unwrap().keep();
+        let parts = vec![hello, world];
+        assert!(matches!(
+            store
+                .write_part(id, 11, chunks(vec![Ok("too long".into())]), 3, |_| ())
+                .await,
+            Err(IngestError::TooLarge { limit: 3 })
+        ));
+        let mut read = Vec::new();
+        let mut bytes = store.read_parts(id, &parts).await.unwrap();
+        while let Some(piece) = bytes.next().await {
+            read.extend_from_slice(&piece.unwrap());
+        }
+        assert_eq!(read, b"hello world");
+        let digested = Digested {
+            sha256: "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9".into(),
+            size: 11,
+        };
+        let staged = store.stage_parts(id, &parts, digested).await.unwrap();
+        staged.publish().await.unwrap();
+        let sha256 = "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
+        assert_eq!(read_blob(&store, sha256, 0, 11).await, b"hello world");
+        assert_eq!(
+            store.kept_uploads(Duration::ZERO).await.unwrap(),
+            vec![id.to_owned()]
+        );
+        store.remove_parts(id).await.unwrap();
+        store.remove_parts(id).await.unwrap();
+        assert!(store.stored(Area::Uploads).await.unwrap().is_empty());
+        assert!(store.kept_uploads(Duration::ZERO).await.unwrap().is_empty());
+        assert_eq!(read_blob(&store, sha256, 0, 11).await, b"hello world");
+        assert!(store.stored(Area::Staging).await.unwrap().is_empty());
+        for bad in ["../x", "a/b", ""] {
+            assert!(store.remove_parts(bad).await.is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -116,6 +116,7 @@ pub struct Core {
     quota_lock: tokio::sync::Mutex<()>,
     /// The resumable uploads this process ingests as their chunks arrive.
     live: resumable::LiveIngests,
+    writers: resumable::Writers,
     /// How many job workers this process runs (for runtime statistics).
     job_workers: std::sync::atomic::AtomicUsize,
 }
@@ -142,6 +143,7 @@ impl Core {
             jobs_waiting: Notify::new(),
             quota_lock: tokio::sync::Mutex::new(()),
             live: resumable::LiveIngests::default(),
+            writers: resumable::Writers::default(),
             job_workers: std::sync::atomic::AtomicUsize::new(0),
         }
     }

@@ -40,7 +40,7 @@ pub use sync::{SyncOutcome, SyncRow};
 pub use tokens::TokenRow;
 pub(crate) use tx::with_tx;
 pub use tx::{BlobLock, NewContent, Tx};
-pub use uploads::{ChunkRow, UploadRow};
+pub use uploads::{NewPart, PartRow, UploadRow};
 
 /// The longest a PostgreSQL statement may run.
 pub const STATEMENT_TIMEOUT: &str = "30s";

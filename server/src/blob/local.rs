@@ -3,6 +3,10 @@
 //! request's task hashes the next chunk) and is fsynced; publishing renames
 //! it to `blobs/<first two hex digits>/<sha256>`. One server owns the folder,
 //! so what a crash left in `tmp/` is discarded at start.
+//!
+//! A resumable upload is one file, `uploads/<id>`, each chunk appended and
+//! fsynced (bytes past the offset acknowledged last are cut off first); once
+//! complete, the file is hard-linked as its blob: its bytes are written once.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,7 +16,10 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-use super::{is_sha256, not_found, Area, Backend, Blob, ByteStream, StagedBytes, Staging};
+use super::{
+    is_sha256, is_upload_name, not_found, Area, Backend, Blob, ByteStream, Part, PartWriting,
+    StagedBytes, Staging, WrittenPart,
+};
 
 /// Chunks in flight between the request and the writer thread.
 const QUEUE_DEPTH: usize = 8;
@@ -24,6 +31,7 @@ const READ_CHUNK: usize = 256 * 1024;
 pub struct LocalBlobs {
     blobs: PathBuf,
     tmp: PathBuf,
+    uploads: PathBuf,
 }
 
 /// Whether a directory entry was last modified more than `grace` ago.
@@ -46,16 +54,66 @@ impl LocalBlobs {
         let store = Self {
             blobs: root.join("blobs"),
             tmp: root.join("tmp"),
+            uploads: root.join("uploads"),
         };
         tokio::fs::create_dir_all(&store.blobs).await?;
         tokio::fs::create_dir_all(&store.tmp).await?;
+        tokio::fs::create_dir_all(&store.uploads).await?;
         Ok(store)
+    }
+
+    /// The file of resumable upload `upload`, if its id is a plain name.
+    fn upload_path(&self, upload: &str) -> std::io::Result<PathBuf> {
+        if is_upload_name(upload) {
+            Ok(self.uploads.join(upload))
+        } else {
+            Err(not_found("bad upload id"))
+        }
     }
 
     /// Where the blob with this digest lives, if the digest is well formed.
     fn path(&self, sha256: &str) -> Option<PathBuf> {
         is_sha256(sha256).then(|| self.blobs.join(&sha256[..2]).join(sha256))
     }
+}
+
+/// Writes what arrives through the channel to `file` on a thread of its
+/// own (while the request's task hashes the next chunk: disk and SHA-256
+/// work side by side), and fsyncs it at the end.
+fn spawn_writer(
+    file: std::fs::File,
+) -> (
+    tokio::sync::mpsc::Sender<Bytes>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(QUEUE_DEPTH);
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let mut file = std::io::BufWriter::with_capacity(256 * 1024, file);
+        while let Some(chunk) = receiver.blocking_recv() {
+            file.write_all(&chunk)?;
+        }
+        let file = file.into_inner().map_err(|error| error.into_error())?;
+        file.sync_data()
+    });
+    (sender, writer)
+}
+
+/// Sends `chunk` to a writer thread; if the writer stopped, its error is
+/// the answer.
+async fn send_to_writer(
+    sender: &mut tokio::sync::mpsc::Sender<Bytes>,
+    writer: &mut tokio::task::JoinHandle<std::io::Result<()>>,
+    chunk: Bytes,
+) -> std::io::Result<()> {
+    if sender.send(chunk).await.is_err() {
+        let (closed, _) = tokio::sync::mpsc::channel(1);
+        *sender = closed;
+        return match writer.await.map_err(lost)? {
+            Err(error) => Err(error),
+            Ok(()) => Err(std::io::Error::other("the writer stopped")),
+        };
+    }
+    Ok(())
 }
 
 /// A temporary file being written by its own thread.
@@ -69,16 +127,7 @@ struct LocalStaging {
 #[async_trait::async_trait]
 impl Staging for LocalStaging {
     async fn write(&mut self, chunk: Bytes) -> std::io::Result<()> {
-        if self.sender.send(chunk).await.is_err() {
-            // The writer stopped: its error is the answer.
-            let (sender, _) = tokio::sync::mpsc::channel(1);
-            self.sender = sender;
-            return match (&mut self.writer).await.map_err(lost)? {
-                Err(error) => Err(error),
-                Ok(()) => Err(std::io::Error::other("the writer stopped")),
-            };
-        }
-        Ok(())
+        send_to_writer(&mut self.sender, &mut self.writer, chunk).await
     }
 
     async fn finish(self: Box<Self>) -> std::io::Result<Box<dyn StagedBytes>> {
@@ -122,6 +171,87 @@ impl StagedBytes for LocalStaged {
     }
 }
 
+/// A chunk being appended to an upload's file by its own thread.
+struct LocalPartWriting {
+    sender: tokio::sync::mpsc::Sender<Bytes>,
+    writer: tokio::task::JoinHandle<std::io::Result<()>>,
+    name: String,
+}
+
+#[async_trait::async_trait]
+impl PartWriting for LocalPartWriting {
+    async fn write(&mut self, bytes: Bytes) -> std::io::Result<()> {
+        send_to_writer(&mut self.sender, &mut self.writer, bytes).await
+    }
+
+    async fn finish(self: Box<Self>) -> std::io::Result<Box<dyn WrittenPart>> {
+        let Self {
+            sender,
+            writer,
+            name,
+        } = *self;
+        drop(sender);
+        writer.await.map_err(lost)??;
+        Ok(Box::new(LocalPart { name }))
+    }
+}
+
+/// A chunk appended to an upload's file. One not kept needs no undoing:
+/// the next chunk cuts the file back to the offset acknowledged last.
+#[derive(Debug)]
+struct LocalPart {
+    name: String,
+}
+
+impl WrittenPart for LocalPart {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn keep(self: Box<Self>) {}
+}
+
+/// A complete upload's file, to be linked as its blob; the file itself
+/// stays until the upload's parts are removed (a completion that fails
+/// after publishing finds its bytes still there).
+#[derive(Debug)]
+struct LocalUploadStaged {
+    file: PathBuf,
+    length: u64,
+    blobs: PathBuf,
+}
+
+#[async_trait::async_trait]
+impl StagedBytes for LocalUploadStaged {
+    async fn publish(self: Box<Self>, sha256: &str) -> std::io::Result<()> {
+        let folder = self.blobs.join(&sha256[..2]);
+        let destination = folder.join(sha256);
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::create_dir_all(&folder)?;
+            if destination.exists() {
+                return Ok(()); // Same bytes already stored.
+            }
+            let file = std::fs::OpenOptions::new().write(true).open(&self.file)?;
+            let kept = file.metadata()?.len();
+            if kept < self.length {
+                return Err(std::io::Error::other(format!(
+                    "the upload's file holds {kept} bytes, not {}",
+                    self.length
+                )));
+            }
+            // Bytes past the upload's length were never acknowledged.
+            if kept > self.length {
+                file.set_len(self.length)?;
+                file.sync_all()?;
+            }
+            std::fs::hard_link(&self.file, &destination)?;
+            std::fs::File::open(&folder)?.sync_all()
+        })
+        .await
+        .map_err(lost)?
+    }
+}
+
 /// An open blob file.
 struct LocalBlob {
     file: tokio::fs::File,
@@ -155,17 +285,7 @@ impl Backend for LocalBlobs {
         .await
         .map_err(lost)??;
         let (file, temp) = temp.into_parts();
-        // Writing runs on its own thread while the request's task hashes
-        // the next chunk: disk and SHA-256 work side by side.
-        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(QUEUE_DEPTH);
-        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            let mut file = std::io::BufWriter::with_capacity(256 * 1024, file);
-            while let Some(chunk) = receiver.blocking_recv() {
-                file.write_all(&chunk)?;
-            }
-            let file = file.into_inner().map_err(|error| error.into_error())?;
-            file.sync_data()
-        });
+        let (sender, writer) = spawn_writer(file);
         Ok(Box::new(LocalStaging {
             sender,
             writer,
@@ -269,10 +389,96 @@ impl Backend for LocalBlobs {
         let folder = match area {
             Area::Blobs => self.blobs.clone(),
             Area::Staging => self.tmp.clone(),
+            Area::Uploads => self.uploads.clone(),
         };
         tokio::task::spawn_blocking(move || {
             let mut found = Vec::new();
             walk(&folder, &mut found)?;
+            Ok(found)
+        })
+        .await
+        .map_err(lost)?
+    }
+
+    async fn write_part(&self, upload: &str, offset: u64) -> std::io::Result<Box<dyn PartWriting>> {
+        let path = self.upload_path(upload)?;
+        let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(offset == 0)
+                .truncate(false)
+                .open(&path)?;
+            let kept = file.metadata()?.len();
+            if kept < offset {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("the upload's file holds {kept} bytes, not {offset}"),
+                ));
+            }
+            // A chunk written before but never acknowledged is cut off.
+            if kept > offset {
+                file.set_len(offset)?;
+            }
+            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))?;
+            if offset == 0 {
+                // The new file's name must survive a crash.
+                if let Some(folder) = path.parent() {
+                    std::fs::File::open(folder)?.sync_all()?;
+                }
+            }
+            Ok(file)
+        })
+        .await
+        .map_err(lost)??;
+        let (sender, writer) = spawn_writer(file);
+        Ok(Box::new(LocalPartWriting {
+            sender,
+            writer,
+            name: upload.to_owned(),
+        }))
+    }
+
+    async fn read_parts(&self, upload: &str, parts: &[Part]) -> std::io::Result<ByteStream> {
+        let end = parts.last().map_or(0, |part| part.start + part.size);
+        let file = tokio::fs::File::open(self.upload_path(upload)?).await?;
+        let length = file.metadata().await?.len();
+        if length < end {
+            return Err(std::io::Error::other(format!(
+                "the upload's file holds {length} bytes, not {end}"
+            )));
+        }
+        Box::new(LocalBlob { file, length }).read(0, end).await
+    }
+
+    async fn stage_parts(
+        &self,
+        upload: &str,
+        parts: &[Part],
+    ) -> std::io::Result<Box<dyn StagedBytes>> {
+        Ok(Box::new(LocalUploadStaged {
+            file: self.upload_path(upload)?,
+            length: parts.last().map_or(0, |part| part.start + part.size),
+            blobs: self.blobs.clone(),
+        }))
+    }
+
+    async fn remove_parts(&self, upload: &str) -> std::io::Result<()> {
+        match tokio::fs::remove_file(self.upload_path(upload)?).await {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+            _ => Ok(()),
+        }
+    }
+
+    async fn kept_uploads(&self, grace: Duration) -> std::io::Result<Vec<String>> {
+        let uploads = self.uploads.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut found = Vec::new();
+            for entry in std::fs::read_dir(&uploads)? {
+                let entry = entry?;
+                if older_than(&entry, grace) {
+                    found.push(entry.file_name().to_string_lossy().into_owned());
+                }
+            }
             Ok(found)
         })
         .await
@@ -299,11 +505,51 @@ mod tests {
         contract::a_failed_or_oversized_body_leaves_nothing(store, 10).await;
     }
 
+    #[tokio::test]
+    async fn keeps_an_uploads_parts_until_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(root.path()).await.unwrap();
+        contract::keeps_an_uploads_parts_until_removed(store).await;
+    }
+
+    /// A complete upload's file becomes its blob without a copy: the blob
+    /// is the same file on disk (its bytes were written once), and stays
+    /// when the upload's file goes.
+    #[tokio::test]
+    async fn a_complete_upload_is_linked_not_copied() {
+        use std::os::unix::fs::MetadataExt;
+        let root = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(root.path()).await.unwrap();
+        let body = futures_util::stream::iter([Ok::<_, &str>(Bytes::from_static(b"hello world"))]);
+        let chunk = store.write_part("up", 0, body, 100, |_| ()).await.unwrap();
+        let part = chunk.part.unwrap();
+        let parts = [super::super::Part {
+            start: 0,
+            size: 11,
+            name: part.name().to_owned(),
+        }];
+        part.keep();
+        let sha256 = "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
+        let digested = super::super::Digested {
+            sha256: sha256.into(),
+            size: 11,
+        };
+        let staged = store.stage_parts("up", &parts, digested).await.unwrap();
+        staged.publish().await.unwrap();
+        let upload = std::fs::metadata(root.path().join("uploads/up")).unwrap();
+        let blob = std::fs::metadata(root.path().join("blobs/b9").join(sha256)).unwrap();
+        assert_eq!((upload.dev(), upload.ino()), (blob.dev(), blob.ino()));
+        store.remove_parts("up").await.unwrap();
+        assert!(store.exists(sha256).await);
+        assert!(store.stored(Area::Uploads).await.unwrap().is_empty());
+    }
+
     #[test]
     fn only_hex_digests_map_to_paths() {
         let store = LocalBlobs {
             blobs: PathBuf::from("/b"),
             tmp: PathBuf::from("/t"),
+            uploads: PathBuf::from("/u"),
         };
         assert!(store.path("../../etc/passwd").is_none());
         assert_eq!(

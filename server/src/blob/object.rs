@@ -8,7 +8,10 @@
 //!   flight, naming its upload id (and, for an upload made in place, its
 //!   key), rewritten while bytes arrive;
 //! - `personal/…`: the personal stores' files (`crate::personal::object`),
-//!   uploaded in place: a multipart upload is invisible until complete.
+//!   uploaded in place: a multipart upload is invisible until complete;
+//! - `uploads/<upload id>/<offset>-<random>`: the parts of resumable
+//!   uploads, one per chunk received, uploaded in place the same way; the
+//!   database records which ones are the upload's.
 //!
 //! An upload goes up as a multipart upload of [`PART_SIZE`] parts, at most
 //! [`PARTS_IN_FLIGHT`] of them at once, so a server holds a bounded amount of
@@ -31,7 +34,10 @@ use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::{ClientOptions, GetOptions, GetRange, MultipartId, ObjectStore, PutPayload};
 
-use super::{is_sha256, Area, Backend, Blob, ByteStream, StagedBytes, Staging};
+use super::{
+    is_sha256, is_upload_name, not_found, Area, Backend, Blob, ByteStream, Part, PartWriting,
+    StagedBytes, Staging, WrittenPart,
+};
 
 /// The size of each part but the last, for an upload's first
 /// [`SMALL_PARTS`] parts (31 GiB); S3 wants at least 5 MiB.
@@ -154,6 +160,15 @@ impl ObjectBlobs {
             parts: Vec::new(),
             last_beat: Instant::now(),
             finished: false,
+        }
+    }
+
+    /// Where resumable upload `upload` keeps its parts.
+    fn upload_folder(&self, upload: &str) -> std::io::Result<Path> {
+        if is_upload_name(upload) {
+            Ok(self.area("uploads").child(upload))
+        } else {
+            Err(not_found("bad upload id"))
         }
     }
 
@@ -454,6 +469,62 @@ impl Drop for ObjectStaged {
     }
 }
 
+/// A chunk of a resumable upload on its way up as a part of its own.
+struct ObjectPartWriting {
+    staging: ObjectStaging,
+    name: String,
+}
+
+#[async_trait::async_trait]
+impl PartWriting for ObjectPartWriting {
+    async fn write(&mut self, bytes: Bytes) -> std::io::Result<()> {
+        self.staging.write(bytes).await
+    }
+
+    async fn finish(self: Box<Self>) -> std::io::Result<Box<dyn WrittenPart>> {
+        let Self { staging, name } = *self;
+        let key = staging.key.clone();
+        let store = staging.store.clone();
+        staging.finish_in_place().await?;
+        Ok(Box::new(ObjectPart {
+            store,
+            key: Some(key),
+            name,
+        }))
+    }
+}
+
+/// A part in the store, deleted when dropped unless kept.
+#[derive(Debug)]
+struct ObjectPart {
+    store: ObjectBlobs,
+    key: Option<Path>,
+    name: String,
+}
+
+impl WrittenPart for ObjectPart {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn keep(mut self: Box<Self>) {
+        self.key = None;
+    }
+}
+
+impl Drop for ObjectPart {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            let store = self.store.clone();
+            in_background(async move {
+                if let Err(error) = store.delete(&key).await {
+                    tracing::warn!(%error, "cannot discard a part; it goes with its upload");
+                }
+            });
+        }
+    }
+}
+
 /// A blob found in the store, read by ranged GETs.
 struct ObjectBlob {
     bucket: Arc<dyn Bucket>,
@@ -560,9 +631,15 @@ impl Backend for ObjectBlobs {
             };
             let content = String::from_utf8_lossy(&content).into_owned();
             let (upload, in_place) = match content.split_once('\n') {
-                // Made in place: only ever under `personal/`.
+                // Made in place: only ever a personal store's file or a
+                // resumable upload's part.
                 Some((upload, key)) => match Path::parse(key) {
-                    Ok(key) if key.prefix_matches(&self.area("personal")) => (upload, Some(key)),
+                    Ok(key)
+                        if key.prefix_matches(&self.area("personal"))
+                            || key.prefix_matches(&self.area("uploads")) =>
+                    {
+                        (upload, Some(key))
+                    }
                     _ => {
                         tracing::warn!(marker = %marker.location, "a marker names a foreign key");
                         continue;
@@ -603,10 +680,94 @@ impl Backend for ObjectBlobs {
         self.delete(&probe).await
     }
 
+    async fn write_part(&self, upload: &str, offset: u64) -> std::io::Result<Box<dyn PartWriting>> {
+        // Named by its offset and at random: a request racing this one at
+        // the same offset writes a part of its own, and the database
+        // records the one whose request got there first.
+        let name = format!("{offset:020}-{:016x}", rand::random::<u64>());
+        let key = self.upload_folder(upload)?.child(name.as_str());
+        Ok(Box::new(ObjectPartWriting {
+            staging: self.begin_upload_in_place(key),
+            name,
+        }))
+    }
+
+    async fn read_parts(&self, upload: &str, parts: &[Part]) -> std::io::Result<ByteStream> {
+        let folder = self.upload_folder(upload)?;
+        let mut keys = Vec::with_capacity(parts.len());
+        for part in parts {
+            if !is_upload_name(&part.name.replace('-', "")) {
+                return Err(not_found("bad part name"));
+            }
+            keys.push((folder.child(part.name.as_str()), part.size));
+        }
+        let bucket = self.bucket.clone();
+        let bytes = futures_util::stream::iter(keys)
+            .then(move |(key, size)| {
+                let bucket = bucket.clone();
+                async move {
+                    let part = ObjectBlob {
+                        bucket,
+                        key,
+                        length: size,
+                    };
+                    Box::new(part).read(0, size).await
+                }
+            })
+            .try_flatten();
+        Ok(Box::pin(bytes))
+    }
+
+    async fn remove_parts(&self, upload: &str) -> std::io::Result<()> {
+        let folder = self.upload_folder(upload)?;
+        let parts: Vec<object_store::ObjectMeta> = self
+            .bucket
+            .list(Some(&folder))
+            .try_collect()
+            .await
+            .map_err(io_error)?;
+        for part in parts {
+            self.delete(&part.location).await?;
+        }
+        Ok(())
+    }
+
+    async fn kept_uploads(&self, grace: Duration) -> std::io::Result<Vec<String>> {
+        let cutoff = Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
+        let folder = self.area("uploads");
+        let parts: Vec<object_store::ObjectMeta> = self
+            .bucket
+            .list(Some(&folder))
+            .try_collect()
+            .await
+            .map_err(io_error)?;
+        // An upload is untouched when its newest part is.
+        let mut newest = std::collections::HashMap::<String, chrono::DateTime<Utc>>::new();
+        for part in parts {
+            let Some(upload) = part
+                .location
+                .prefix_match(&folder)
+                .and_then(|mut rest| rest.next())
+            else {
+                continue;
+            };
+            let latest = newest
+                .entry(upload.as_ref().to_owned())
+                .or_insert(part.last_modified);
+            *latest = (*latest).max(part.last_modified);
+        }
+        Ok(newest
+            .into_iter()
+            .filter(|(_, latest)| *latest <= cutoff)
+            .map(|(upload, _)| upload)
+            .collect())
+    }
+
     async fn stored(&self, area: Area) -> std::io::Result<Vec<String>> {
         let areas: &[&str] = match area {
             Area::Blobs => &["blobs"],
             Area::Staging => &["staging", "uploading"],
+            Area::Uploads => &["uploads"],
         };
         let mut found = Vec::new();
         for area in areas {

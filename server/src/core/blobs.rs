@@ -150,7 +150,7 @@ impl Core {
             Ok(count) => collected.expired_rows += count,
             Err(error) => note(db_error(error)),
         }
-        match self.collect_expired_uploads().await {
+        match self.collect_expired_uploads(grace).await {
             Ok(count) => collected.expired_rows += count as u64,
             Err(error) => note(error),
         }

@@ -2,15 +2,18 @@
 //! its HTTP): an upload is created with its length, which is checked
 //! against the upload limit and reserved against the quota at once; its
 //! bytes arrive in chunks at the offset the server acknowledged last, each
-//! chunk kept as a blob the moment it is received (so what was acknowledged
-//! survives a restart and is there for any server of the deployment); once
-//! complete, the chunks go through the one ingest path (size, inspection,
-//! SHA-256, dedup, publish) and become an image, or the bytes of an existing
-//! one; on the server that received it from the start, they went through it
-//! while they arrived ([`live`]). An upload that expires or is terminated
-//! frees its space.
+//! chunk kept by the blob store as a part of the upload the moment it is
+//! received (so what was acknowledged survives a restart and is there for
+//! any server of the deployment); once complete, the parts go through the
+//! one ingest path (size, inspection, SHA-256, dedup, publish) and become an
+//! image, or the bytes of an existing one. On the server that received it
+//! from the start, they were hashed and inspected while they arrived
+//! ([`live`]), and a local store publishes the upload's file itself: its
+//! bytes are written once. An upload that expires or is terminated frees
+//! its space.
 
 mod live;
+mod writers;
 
 use std::time::Duration;
 
@@ -19,15 +22,21 @@ use app::model::{Image, Viewer};
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use futures_util::future::Either;
-use futures_util::{Stream, StreamExt, TryStreamExt};
+use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use sha1::Digest as _;
 
 pub use live::LiveIngests;
+pub use writers::Writers;
 
 use super::images::{ingest_error, Source, UploadMeta};
+use super::inspect::{self, Inspection};
 use super::{db_error, io_error, Core};
-use crate::store::UploadRow;
+use crate::blob::{Digested, Limit, Part};
+use crate::store::{NewPart, UploadRow};
+
+/// What hashing and inspecting an upload's bytes found.
+type Digest = (Digested, Result<Inspection, String>);
 
 /// How long an upload lives after its last chunk.
 pub const UPLOAD_LIFETIME: Duration = Duration::from_secs(24 * 3600);
@@ -35,8 +44,9 @@ pub const UPLOAD_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Uploads one user may have in progress at once.
 pub const MAX_OPEN_UPLOADS: i64 = 50;
 
-/// Chunks one upload may be sent in: each is a blob until the upload
-/// completes, so a client sending tiny chunks is told to send larger ones.
+/// Chunks one upload may be sent in: each is a part (an object, in an
+/// object store) until the upload completes, so a client sending tiny
+/// chunks is told to send larger ones.
 pub const MAX_CHUNKS: i64 = 10_000;
 
 /// The least of a broken-off body that is kept (unless it ends the upload):
@@ -216,6 +226,8 @@ impl Core {
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: std::fmt::Display + Send,
     {
+        // Taken before the offset is read: it cannot move under this chunk.
+        let _writing = self.writers.claim(id).await?;
         let upload = self.upload_status(viewer, id).await?;
         if upload.image_id.is_some() {
             return Err(CoreError::Conflict(format!("upload {id} is complete")).into());
@@ -233,10 +245,10 @@ impl Core {
             ))
             .into());
         }
-        let chunks = self.db.upload_chunk_count(id).await.map_err(db_error)?;
-        if chunks >= MAX_CHUNKS {
+        let parts = self.db.upload_part_count(id).await.map_err(db_error)?;
+        if parts >= MAX_CHUNKS {
             return Err(CoreError::TooLarge(format!(
-                "upload {id} has {chunks} chunks already; send the rest in one"
+                "upload {id} has {parts} chunks already; send the rest in one"
             ))
             .into());
         }
@@ -250,7 +262,7 @@ impl Core {
         let mut sha256 = sha2::Sha256::new();
         let chunk = self
             .blobs
-            .stage_chunk(body, room, |bytes| match &checksum {
+            .write_part(id, offset, body, room, |bytes| match &checksum {
                 Some(Checksum::Sha1(_)) => sha1.update(bytes),
                 Some(Checksum::Sha256(_)) => sha256.update(bytes),
                 None => {}
@@ -263,41 +275,37 @@ impl Core {
             Some(Checksum::Sha256(expected)) => sha256.finalize().as_slice() == expected.as_slice(),
         };
         if checksum.is_some() && (chunk.broken.is_some() || !matches) {
-            // Dropping the staged bytes discards them.
+            // The part, never recorded, is discarded as it drops.
             return Err(AppendError::Checksum);
         }
         let mut received = upload.received;
-        let ends = chunk
-            .staged
-            .as_ref()
-            .is_some_and(|staged| upload.received + staged.size == upload.length);
+        let size = chunk.size;
+        let ends = upload.received + size == upload.length;
         let broken = chunk.broken.is_some();
         let kept = chunk
-            .staged
-            .filter(|staged| !broken || ends || staged.size >= MIN_KEPT_PARTIAL);
-        if let Some(staged) = kept {
-            let (sha, size) = (staged.sha256.clone(), staged.size);
+            .part
+            .filter(|_| !broken || ends || size >= MIN_KEPT_PARTIAL);
+        if let Some(part) = kept {
             let expires_at =
                 Utc::now() + chrono::Duration::from_std(UPLOAD_LIFETIME).unwrap_or_default();
-            let mut lock = self.db.lock_blob(&sha).await.map_err(db_error)?;
-            staged.publish().await.map_err(io_error)?;
-            let appended = lock
-                .append_chunk(
-                    id,
-                    offset as i64,
-                    size as i64,
-                    expires_at.timestamp_millis(),
-                )
+            let new = NewPart {
+                upload_id: id,
+                start: offset as i64,
+                size: size as i64,
+                name: part.name(),
+            };
+            let appended = self
+                .db
+                .append_part(new, expires_at.timestamp_millis())
                 .await
                 .map_err(db_error)?;
-            lock.commit().await.map_err(db_error)?;
             if !appended {
-                self.release_blob(&sha).await;
                 return Err(CoreError::Conflict(format!(
                     "upload {id} moved on while this chunk arrived"
                 ))
                 .into());
             }
+            part.keep();
             received += size;
         }
         if let Some(error) = &chunk.broken {
@@ -335,24 +343,34 @@ impl Core {
         self.forget_upload(id).await
     }
 
-    /// Deletes an upload's row, its chunks' blobs (unless something else
-    /// uses them) and its reservation.
+    /// Deletes an upload's row, its parts and its reservation.
     async fn forget_upload(&self, id: &str) -> Result<(), CoreError> {
         self.live.forget(id);
-        let (blobs, reservation) = self.db.delete_upload(id).await.map_err(db_error)?;
+        let reservation = self.db.delete_upload(id).await.map_err(db_error)?;
         if let Some(reservation) = reservation {
             if let Err(error) = self.db.release_quota(reservation).await {
                 tracing::warn!(%error, "cannot release a quota reservation; it will expire");
             }
         }
-        for sha256 in blobs {
-            self.release_blob(&sha256).await;
-        }
+        self.remove_parts(id).await;
         Ok(())
     }
 
-    /// Removes the uploads past their expiry; answers how many.
-    pub(super) async fn collect_expired_uploads(&self) -> Result<usize, CoreError> {
+    /// Removes what the blob store keeps of an upload; what cannot be
+    /// removed now, the collector removes later.
+    async fn remove_parts(&self, id: &str) {
+        if let Err(error) = self.blobs.remove_parts(id).await {
+            tracing::warn!(upload = id, %error, "cannot remove an upload's parts; the collector will");
+        }
+    }
+
+    /// Removes the uploads past their expiry, and the parts kept for
+    /// uploads the database no longer knows, untouched for `grace` (what a
+    /// crash between the two left); answers how many uploads went.
+    pub(super) async fn collect_expired_uploads(
+        &self,
+        grace: Duration,
+    ) -> Result<usize, CoreError> {
         let idle = self.live.drop_idle();
         if idle > 0 {
             tracing::info!(idle, "dropped live ingests of uploads not fed for a while");
@@ -365,7 +383,14 @@ impl Core {
         for id in &expired {
             self.forget_upload(id).await?;
         }
-        Ok(expired.len())
+        let kept = self.blobs.kept_uploads(grace).await.map_err(io_error)?;
+        let known = self.db.known_uploads(&kept).await.map_err(db_error)?;
+        let mut orphans = 0;
+        for id in kept.iter().filter(|id| !known.contains(id)) {
+            self.remove_parts(id).await;
+            orphans += 1;
+        }
+        Ok(expired.len() + orphans)
     }
 
     /// Runs the complete upload's bytes through the one ingest path, once:
@@ -395,32 +420,51 @@ impl Core {
             .ok_or_else(|| missing(id))?;
         let reservation = row.reservation_id;
         let upload: Resumable = row.try_into()?;
-        let chunks = self.db.upload_chunks(id).await.map_err(db_error)?;
+        let parts = self.db.upload_parts(id).await.map_err(db_error)?;
         let mut end = 0;
-        for chunk in &chunks {
-            if chunk.start != end {
-                tracing::error!(upload = id, "an upload's chunks do not follow each other");
+        for part in &parts {
+            if part.start != end {
+                tracing::error!(upload = id, "an upload's parts do not follow each other");
                 return Err(CoreError::Internal);
             }
-            end += chunk.size;
+            end += part.size;
         }
-        let source = match self.live.finish(id, upload.length).await {
-            Some(ingested) => Source::Ingested(Box::new(ingested)),
+        let parts: Vec<Part> = parts
+            .into_iter()
+            .map(|part| Part {
+                start: part.start as u64,
+                size: part.size as u64,
+                name: part.name,
+            })
+            .collect();
+        let (digested, inspection) = match self.live.finish(id, upload.length).await {
+            Some(digest) => digest,
             None => {
-                let blobs = self.blobs.clone();
-                let body = futures_util::stream::iter(chunks.clone())
-                    .then(move |chunk| {
-                        let blobs = blobs.clone();
-                        async move {
-                            let blob = blobs.open_blob(&chunk.sha256).await?;
-                            blob.read(0, chunk.size as u64).await
-                        }
+                let bytes = self.blobs.read_parts(id, &parts).await.map_err(io_error)?;
+                self.blobs
+                    .digest(bytes, &mut Limit(upload.length), |reader| {
+                        inspect::inspect(reader)
                     })
-                    .try_flatten()
-                    .boxed();
-                Source::Body(body)
+                    .await
+                    .map_err(ingest_error)?
             }
         };
+        if digested.size != upload.length {
+            tracing::error!(
+                upload = id,
+                size = digested.size,
+                "an upload's parts are short"
+            );
+            return Err(CoreError::Internal);
+        }
+        let staged = self
+            .blobs
+            .stage_parts(id, &parts, digested)
+            .await
+            .map_err(io_error)?;
+        let source = Source::<futures_util::stream::Empty<Result<Bytes, std::io::Error>>>::Ingested(
+            Box::new((staged, inspection)),
+        );
         let charged = match upload.meta.image {
             Some(image) => self.writable_image(viewer, image).await?.owner_id,
             None => Some(viewer.require_user()?.id),
@@ -445,9 +489,7 @@ impl Core {
         match recorded {
             Ok(image) => {
                 self.db.finish_upload(id, image).await.map_err(db_error)?;
-                for chunk in chunks {
-                    self.release_blob(&chunk.sha256).await;
-                }
+                self.remove_parts(id).await;
                 Ok(image)
             }
             // A refused file is not kept: its space is free again.

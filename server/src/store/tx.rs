@@ -58,26 +58,25 @@ impl Db {
         })
     }
 
-    /// The digests of the blobs some record (or an upload's chunk) uses.
+    /// The digests of the blobs some record uses.
     #[tracing::instrument(skip(self), err)]
     pub async fn referenced_blobs(&self) -> Result<Vec<String>, sqlx::Error> {
         const SELECT: &str = "SELECT b.sha256 FROM blobs b \
-             WHERE EXISTS (SELECT 1 FROM images i WHERE i.sha256 = b.sha256) \
-             OR EXISTS (SELECT 1 FROM resumable_chunks c WHERE c.sha256 = b.sha256)";
+             WHERE EXISTS (SELECT 1 FROM images i WHERE i.sha256 = b.sha256)";
         super::with_pool!(self, pool => {
             sqlx::query_scalar::<_, String>(SELECT).fetch_all(pool).await
         })
     }
 
-    /// The bytes of the blobs the records and the uploads in progress hold,
-    /// each blob once.
+    /// The bytes of the blobs the records hold, each blob once, and of the
+    /// parts of the uploads in progress.
     #[tracing::instrument(skip(self), err)]
     pub async fn stored_bytes(&self) -> Result<i64, sqlx::Error> {
         const SUM: &str = "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM ( \
-             SELECT sha256, MAX(size) AS size FROM images \
+             SELECT sha256 AS held, MAX(size) AS size FROM images \
              WHERE sha256 IS NOT NULL AND size IS NOT NULL GROUP BY sha256 \
-             UNION SELECT sha256, MAX(size) AS size FROM resumable_chunks GROUP BY sha256 \
-             ) AS held";
+             UNION ALL SELECT upload_id AS held, size FROM resumable_parts \
+             ) AS stored";
         super::with_pool!(self, pool => {
             sqlx::query_scalar::<_, i64>(SUM).fetch_one(pool).await
         })
@@ -229,10 +228,9 @@ impl BlobLock {
         })
     }
 
-    /// How many records (and chunks of uploads in flight) use this blob now.
+    /// How many records use this blob now.
     pub async fn references(&mut self) -> Result<i64, sqlx::Error> {
-        const COUNT: &str = "SELECT CAST((SELECT COUNT(*) FROM images WHERE sha256 = $1) \
-             + (SELECT COUNT(*) FROM resumable_chunks WHERE sha256 = $1) AS BIGINT)";
+        const COUNT: &str = "SELECT COUNT(*) FROM images WHERE sha256 = $1";
         with_tx!(&mut self.tx, conn => {
             sqlx::query_scalar::<_, i64>(COUNT).bind(&self.sha256).fetch_one(&mut **conn).await
         })

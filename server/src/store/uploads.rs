@@ -1,11 +1,10 @@
-//! Resumable uploads (tus): one row per upload, and its chunks in order.
-//! A chunk is a blob; it is recorded under that blob's lock, in the same
-//! transaction that moves the upload's offset on, and only if the offset is
-//! still where the chunk began: two requests racing at one offset cannot
-//! both be acknowledged.
+//! Resumable uploads (tus): one row per upload, and its parts in order (one
+//! per chunk received, kept by the blob store). A part is recorded in the
+//! same transaction that moves the upload's offset on, and only if the
+//! offset is still where the part began: two requests racing at one offset
+//! cannot both be acknowledged.
 
-use super::tx::BlobLock;
-use super::{with_pool, with_tx, Db};
+use super::{with_pool, Db};
 
 /// One resumable upload as stored; `metadata` is a JSON object.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -22,12 +21,13 @@ pub struct UploadRow {
     pub expires_at: i64,
 }
 
-/// One chunk: bytes `[start, start + size)` of the upload are blob `sha256`.
+/// One part: bytes `[start, start + size)` of the upload, which the blob
+/// store keeps under `name`.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct ChunkRow {
+pub struct PartRow {
     pub start: i64,
     pub size: i64,
-    pub sha256: String,
+    pub name: String,
 }
 
 const SELECT: &str = "SELECT id, owner_id, length, received, metadata, reservation_id, \
@@ -62,23 +62,23 @@ impl Db {
         })
     }
 
-    /// The chunks of an upload, in order.
+    /// The parts of an upload, in order.
     #[tracing::instrument(skip(self), err)]
-    pub async fn upload_chunks(&self, id: &str) -> Result<Vec<ChunkRow>, sqlx::Error> {
-        const CHUNKS: &str =
-            "SELECT start, size, sha256 FROM resumable_chunks WHERE upload_id = $1 ORDER BY start";
+    pub async fn upload_parts(&self, id: &str) -> Result<Vec<PartRow>, sqlx::Error> {
+        const PARTS: &str =
+            "SELECT start, size, name FROM resumable_parts WHERE upload_id = $1 ORDER BY start";
         with_pool!(self, pool => {
-            sqlx::query_as::<_, ChunkRow>(CHUNKS).bind(id).fetch_all(pool).await
+            sqlx::query_as::<_, PartRow>(PARTS).bind(id).fetch_all(pool).await
         })
     }
 
-    /// Records that the upload became image `image_id`; its chunks are
-    /// forgotten (their blobs are the collector's now).
+    /// Records that the upload became image `image_id`; its parts are
+    /// forgotten (the caller removes them from the blob store).
     #[tracing::instrument(skip(self), err)]
     pub async fn finish_upload(&self, id: &str, image_id: i64) -> Result<(), sqlx::Error> {
         const FINISH: &str = "UPDATE resumable_uploads SET image_id = $1, reservation_id = NULL \
              WHERE id = $2 AND image_id IS NULL";
-        const FORGET: &str = "DELETE FROM resumable_chunks WHERE upload_id = $1";
+        const FORGET: &str = "DELETE FROM resumable_parts WHERE upload_id = $1";
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(FINISH).bind(image_id).bind(id).execute(&mut *tx).await?;
@@ -87,23 +87,32 @@ impl Db {
         })
     }
 
-    /// Deletes an upload and its chunks' rows; answers the chunks' blobs
-    /// and its reservation, for the caller to let go of.
+    /// Deletes an upload and its parts' rows; answers its reservation, for
+    /// the caller to let go of.
     #[tracing::instrument(skip(self), err)]
-    pub async fn delete_upload(&self, id: &str) -> Result<(Vec<String>, Option<i64>), sqlx::Error> {
-        const BLOBS: &str = "SELECT sha256 FROM resumable_chunks WHERE upload_id = $1";
+    pub async fn delete_upload(&self, id: &str) -> Result<Option<i64>, sqlx::Error> {
         const DELETE: &str = "DELETE FROM resumable_uploads WHERE id = $1 RETURNING reservation_id";
         with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let blobs = sqlx::query_scalar::<_, String>(BLOBS).bind(id).fetch_all(&mut *tx).await?;
-            let reservation = sqlx::query_scalar::<_, Option<i64>>(DELETE)
+            Ok(sqlx::query_scalar::<_, Option<i64>>(DELETE)
                 .bind(id)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(pool)
                 .await?
-                .flatten();
-            tx.commit().await?;
-            Ok((blobs, reservation))
+                .flatten())
         })
+    }
+
+    /// Which of `ids` are uploads the database knows.
+    #[tracing::instrument(skip(self, ids), err)]
+    pub async fn known_uploads(&self, ids: &[String]) -> Result<Vec<String>, sqlx::Error> {
+        const KNOWN: &str = "SELECT id FROM resumable_uploads WHERE id = $1";
+        let mut known = Vec::new();
+        for id in ids {
+            let found = with_pool!(self, pool => {
+                sqlx::query_scalar::<_, String>(KNOWN).bind(id).fetch_optional(pool).await
+            })?;
+            known.extend(found);
+        }
+        Ok(known)
     }
 
     /// Claims the completion of a complete upload for this server, unless
@@ -149,10 +158,10 @@ impl Db {
         })
     }
 
-    /// How many chunks an upload has.
+    /// How many parts an upload has.
     #[tracing::instrument(skip(self), err)]
-    pub async fn upload_chunk_count(&self, id: &str) -> Result<i64, sqlx::Error> {
-        const COUNT: &str = "SELECT COUNT(*) FROM resumable_chunks WHERE upload_id = $1";
+    pub async fn upload_part_count(&self, id: &str) -> Result<i64, sqlx::Error> {
+        const COUNT: &str = "SELECT COUNT(*) FROM resumable_parts WHERE upload_id = $1";
         with_pool!(self, pool => {
             sqlx::query_scalar::<_, i64>(COUNT).bind(id).fetch_one(pool).await
         })
@@ -168,49 +177,59 @@ impl Db {
     }
 }
 
-impl BlobLock {
-    /// Records the locked blob as the upload's chunk at `start`, moving its
-    /// offset to `start + size`, if the offset is still `start`; answers
-    /// whether it was.
-    pub async fn append_chunk(
-        &mut self,
-        upload_id: &str,
-        start: i64,
-        size: i64,
+/// A part to record: `[start, start + size)` of `upload_id`, kept as `name`.
+#[derive(Debug, Clone, Copy)]
+pub struct NewPart<'a> {
+    pub upload_id: &'a str,
+    pub start: i64,
+    pub size: i64,
+    pub name: &'a str,
+}
+
+impl Db {
+    /// Records a part of an upload, moving its offset to the part's end and
+    /// its expiry (and its reservation's) to `expires_at`, if the offset is
+    /// still the part's start; answers whether it was.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn append_part(
+        &self,
+        part: NewPart<'_>,
         expires_at: i64,
     ) -> Result<bool, sqlx::Error> {
         const MOVE: &str = "UPDATE resumable_uploads SET received = $1, expires_at = $2 \
              WHERE id = $3 AND received = $4 AND image_id IS NULL";
-        const CHUNK: &str = "INSERT INTO resumable_chunks (upload_id, start, size, sha256) \
+        const PART: &str = "INSERT INTO resumable_parts (upload_id, start, size, name) \
              VALUES ($1, $2, $3, $4)";
         // The upload's reservation lives as long as the upload.
         const RESERVATION: &str = "UPDATE quota_reservations SET expires_at = $1 \
              WHERE id = (SELECT reservation_id FROM resumable_uploads WHERE id = $2)";
-        let sha256 = self.sha256.clone();
-        with_tx!(&mut self.tx, conn => {
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
             let moved = sqlx::query(MOVE)
-                .bind(start + size)
+                .bind(part.start + part.size)
                 .bind(expires_at)
-                .bind(upload_id)
-                .bind(start)
-                .execute(&mut **conn)
+                .bind(part.upload_id)
+                .bind(part.start)
+                .execute(&mut *tx)
                 .await?
                 .rows_affected();
-            if moved == 1 {
-                sqlx::query(CHUNK)
-                    .bind(upload_id)
-                    .bind(start)
-                    .bind(size)
-                    .bind(&sha256)
-                    .execute(&mut **conn)
-                    .await?;
-                sqlx::query(RESERVATION)
-                    .bind(expires_at)
-                    .bind(upload_id)
-                    .execute(&mut **conn)
-                    .await?;
+            if moved != 1 {
+                return Ok(false);
             }
-            Ok(moved == 1)
+            sqlx::query(PART)
+                .bind(part.upload_id)
+                .bind(part.start)
+                .bind(part.size)
+                .bind(part.name)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(RESERVATION)
+                .bind(expires_at)
+                .bind(part.upload_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(true)
         })
     }
 }

@@ -23,6 +23,11 @@ async fn a_failed_or_oversized_body_leaves_nothing() {
 }
 
 #[tokio::test]
+async fn keeps_an_uploads_parts_until_removed() {
+    contract::keeps_an_uploads_parts_until_removed(in_memory().1).await;
+}
+
+#[tokio::test]
 async fn large_uploads_go_up_in_parts_and_read_back_in_ranges() {
     let (bucket, store) = in_memory();
     let bytes: Vec<u8> = (0..(2 * PART_SIZE + 12345))

@@ -1,13 +1,13 @@
-//! Resumable uploads ingested while their chunks arrive. Each chunk is kept
-//! as a blob (what makes it durable and reachable from any server); on the
-//! server that received the upload from its first byte, the same bytes also
-//! stream, as they arrive, through the one ingest path (hash, staging,
-//! inspection) on a task of their own. Completion then only waits for that
-//! ingest to end instead of reading the whole file back and ingesting it
-//! again. An upload resumed after a restart, on another server, or after a
-//! chunk that was not taken whole, is read back from its chunks at
-//! completion as before: a live ingest only ever holds exactly the bytes the
-//! server acknowledged, or it is dropped.
+//! Resumable uploads hashed and inspected while their chunks arrive. Each
+//! chunk is kept as a part in the blob store (what makes it durable and
+//! reachable from any server); on the server that received the upload from
+//! its first byte, the same bytes also stream, as they arrive, through the
+//! hash and the inspection of the one ingest path, on a task of their own.
+//! Completion then only waits for that to end instead of reading the whole
+//! file back. An upload resumed after a restart, on another server, or after
+//! a chunk that was not taken whole, is read back from its parts at
+//! completion: a live ingest only ever holds exactly the bytes the server
+//! acknowledged, or it is dropped.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -20,18 +20,17 @@ use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::super::images::Ingested;
 use super::super::inspect;
+use super::Digest;
 use crate::blob::{BlobStore, IngestError, Limit};
 
-/// Live ingests one server runs at once: each holds a staging file and an
+/// Live ingests one server runs at once: each holds a hasher and an
 /// inspector thread while its upload lasts. Past this, uploads are read
 /// back at completion.
 const MAX_LIVE: usize = 8;
 
 /// A live ingest not fed for this long is dropped (its upload is read back
-/// if it ever completes): well before the garbage collector's grace for
-/// staged files runs out.
+/// if it ever completes).
 const IDLE: Duration = Duration::from_secs(600);
 
 /// Pieces in flight between a chunk's request and the ingest.
@@ -42,13 +41,13 @@ struct Live {
     fed: u64,
     touched: Instant,
     feed: mpsc::Sender<Bytes>,
-    ingest: Option<JoinHandle<Result<Ingested, IngestError>>>,
+    ingest: Option<JoinHandle<Result<Digest, IngestError>>>,
     /// The server's count of live ingests, this one included.
     count: Arc<AtomicUsize>,
 }
 
 impl Drop for Live {
-    /// An ingest given up on stops, and its staged bytes are discarded.
+    /// An ingest given up on stops.
     fn drop(&mut self) {
         if let Some(ingest) = self.ingest.take() {
             ingest.abort();
@@ -131,8 +130,8 @@ impl LiveIngests {
 
     /// Ends the live ingest of an upload whose `length` bytes all arrived,
     /// and answers what it made of them; `None` if there is none (the
-    /// upload is then read back from its chunks).
-    pub(super) async fn finish(&self, id: &str, length: u64) -> Option<Ingested> {
+    /// upload is then read back from its parts).
+    pub(super) async fn finish(&self, id: &str, length: u64) -> Option<Digest> {
         let mut live = self.running().remove(id)?;
         if live.fed != length {
             return None;
@@ -142,11 +141,11 @@ impl LiveIngests {
         match ingest.await {
             Ok(Ok(ingested)) => Some(ingested),
             Ok(Err(error)) => {
-                tracing::warn!(upload = id, %error, "a live ingest failed; reading the chunks back");
+                tracing::warn!(upload = id, %error, "a live ingest failed; reading the parts back");
                 None
             }
             Err(error) => {
-                tracing::warn!(upload = id, %error, "a live ingest stopped; reading the chunks back");
+                tracing::warn!(upload = id, %error, "a live ingest stopped; reading the parts back");
                 None
             }
         }
@@ -177,12 +176,11 @@ fn start(blobs: &BlobStore, length: u64, count: Arc<AtomicUsize>) -> Live {
         Some((Ok::<_, Infallible>(piece), pieces))
     })
     .boxed();
-    // Its upload's chunks count as bodies streaming in; this does not.
-    let blobs = blobs.uncounted();
+    let blobs = blobs.clone();
     let ingest = tokio::spawn(async move {
         // The reservation made at the upload's creation covers `length`.
         blobs
-            .ingest(body, &mut Limit(length), |reader| inspect::inspect(reader))
+            .digest(body, &mut Limit(length), |reader| inspect::inspect(reader))
             .await
     });
     Live {
@@ -196,7 +194,7 @@ fn start(blobs: &BlobStore, length: u64, count: Arc<AtomicUsize>) -> Live {
 
 impl Lent {
     /// `body`, with every piece also sent to the ingest before it is
-    /// passed on (so the ingest holds what the chunk's blob holds, or more
+    /// passed on (so the ingest holds what the chunk's part holds, or more
     /// if the chunk is then refused, which `give_back` sees).
     pub(super) fn tee<'a, S, E>(
         &self,
