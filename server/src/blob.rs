@@ -475,6 +475,66 @@ impl BlobStore {
     }
 }
 
+/// Bytes hashed and shown to an inspector on a thread of its own as they
+/// arrive, in one body or across many (a resumable upload's chunks).
+pub struct Digesting<R> {
+    hasher: Sha256,
+    size: u64,
+    /// `None` once the inspector stopped reading: it has seen all it needs.
+    inspecting: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    inspection: tokio::task::JoinHandle<R>,
+}
+
+impl<R: Send + 'static> Digesting<R> {
+    /// Starts `inspector` on a thread of its own, reading the bytes taken.
+    pub fn start(inspector: impl FnOnce(&mut UploadReader) -> R + Send + 'static) -> Self {
+        let (to_inspector, chunks) = tokio::sync::mpsc::channel::<Bytes>(QUEUE_DEPTH);
+        let inspection = tokio::task::spawn_blocking(move || {
+            let mut reader = UploadReader {
+                chunks,
+                current: Bytes::new(),
+            };
+            inspector(&mut reader)
+        });
+        Self {
+            hasher: Sha256::new(),
+            size: 0,
+            inspecting: Some(to_inspector),
+            inspection,
+        }
+    }
+
+    /// How many bytes were taken.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Takes the next bytes: hashed, and passed to the inspector (waiting
+    /// for it, if it is behind).
+    pub async fn take(&mut self, bytes: &Bytes) {
+        self.size = self.size.saturating_add(bytes.len() as u64);
+        self.hasher.update(bytes);
+        if let Some(inspecting) = &self.inspecting {
+            if inspecting.send(bytes.clone()).await.is_err() {
+                self.inspecting = None;
+            }
+        }
+    }
+
+    /// Ends the file: its digest and size, and the inspector's answer.
+    pub async fn finish(self) -> io::Result<(Digested, R)> {
+        drop(self.inspecting);
+        let inspection = self.inspection.await.map_err(io::Error::other)?;
+        Ok((
+            Digested {
+                sha256: hex::encode(self.hasher.finalize()),
+                size: self.size,
+            },
+            inspection,
+        ))
+    }
+}
+
 /// Takes `body` in, hashing it, showing it to `inspector` on a thread of
 /// its own and writing it to `staging` if there is one; growing past what
 /// `allowance` grants is refused.
@@ -489,45 +549,20 @@ where
     E: fmt::Display,
     R: Send + 'static,
 {
-    let (to_inspector, chunks) = tokio::sync::mpsc::channel::<Bytes>(QUEUE_DEPTH);
-    let inspection = tokio::task::spawn_blocking(move || {
-        let mut reader = UploadReader {
-            chunks,
-            current: Bytes::new(),
-        };
-        inspector(&mut reader)
-    });
-    let mut inspecting = Some(to_inspector);
-
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
+    let mut digesting = Digesting::start(inspector);
     let mut granted = 0u64;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|error| IngestError::Body(error.to_string()))?;
-        size = size.saturating_add(chunk.len() as u64);
+        let size = digesting.size().saturating_add(chunk.len() as u64);
         if size > granted {
             granted = allowance.grow(size).await?;
         }
-        hasher.update(&chunk);
-        if let Some(to_inspector) = &inspecting {
-            // An inspector that stopped reading has seen all it needs.
-            if to_inspector.send(chunk.clone()).await.is_err() {
-                inspecting = None;
-            }
-        }
+        digesting.take(&chunk).await;
         if let Some(staging) = staging.as_mut() {
             staging.write(chunk).await?;
         }
     }
-    drop(inspecting);
-    let inspection = inspection.await.map_err(io::Error::other)?;
-    Ok((
-        Digested {
-            sha256: hex::encode(hasher.finalize()),
-            size,
-        },
-        inspection,
-    ))
+    Ok(digesting.finish().await?)
 }
 
 #[cfg(test)]

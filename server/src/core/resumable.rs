@@ -253,8 +253,8 @@ impl Core {
             .into());
         }
         let room = upload.length.saturating_sub(upload.received);
-        let lent = self.live.lend(&self.blobs, id, offset, upload.length);
-        let body = match &lent {
+        let mut lent = self.live.lend(id, offset);
+        let body = match &mut lent {
             Some(lent) => Either::Left(lent.tee(body)),
             None => Either::Right(body),
         };

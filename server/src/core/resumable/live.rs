@@ -10,49 +10,39 @@
 //! acknowledged, or it is dropped.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
-use super::super::inspect;
+use super::super::inspect::{self, Inspection};
 use super::Digest;
-use crate::blob::{BlobStore, IngestError, Limit};
+use crate::blob::Digesting;
 
-/// Live ingests one server runs at once: each holds a hasher and an
-/// inspector thread while its upload lasts. Past this, uploads are read
-/// back at completion.
+/// Live ingests one server runs at once: each holds an inspector thread
+/// while its upload lasts. Past this, uploads are read back at completion.
 const MAX_LIVE: usize = 8;
 
 /// A live ingest not fed for this long is dropped (its upload is read back
 /// if it ever completes).
 const IDLE: Duration = Duration::from_secs(600);
 
-/// Pieces in flight between a chunk's request and the ingest.
-const FEED_DEPTH: usize = 8;
-
-/// One upload's ingest, fed so far with `fed` bytes.
+/// One upload's ingest: the bytes taken so far, hashed and inspected.
+/// Dropped, it stops (its inspector sees the end of its input).
 struct Live {
-    fed: u64,
     touched: Instant,
-    feed: mpsc::Sender<Bytes>,
-    ingest: Option<JoinHandle<Result<Digest, IngestError>>>,
-    /// The server's count of live ingests, this one included.
-    count: Arc<AtomicUsize>,
+    digesting: Digesting<Result<Inspection, String>>,
+    _place: Place,
 }
 
-impl Drop for Live {
-    /// An ingest given up on stops.
+/// One of the server's places for live ingests, taken while it lives.
+struct Place(Arc<AtomicUsize>);
+
+impl Drop for Place {
     fn drop(&mut self) {
-        if let Some(ingest) = self.ingest.take() {
-            ingest.abort();
-        }
-        self.count.fetch_sub(1, Ordering::AcqRel);
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -68,8 +58,6 @@ pub struct LiveIngests {
 pub(super) struct Lent {
     id: String,
     live: Live,
-    fed: Arc<AtomicU64>,
-    broken: Arc<AtomicBool>,
 }
 
 impl LiveIngests {
@@ -83,17 +71,11 @@ impl LiveIngests {
     /// taken in exactly the bytes before it; a new one for a chunk at 0 if
     /// there is room. Taken out while the chunk arrives, so that no other
     /// request feeds it meanwhile.
-    pub(super) fn lend(
-        &self,
-        blobs: &BlobStore,
-        id: &str,
-        offset: u64,
-        length: u64,
-    ) -> Option<Lent> {
+    pub(super) fn lend(&self, id: &str, offset: u64) -> Option<Lent> {
         let mut running = self.running();
         running.retain(|_, live| live.touched.elapsed() < IDLE);
         let live = match running.remove(id) {
-            Some(live) if live.fed == offset => live,
+            Some(live) if live.digesting.size() == offset => live,
             // Out of step with the upload: of no use any more.
             Some(_) => return None,
             None if offset == 0 => {
@@ -104,14 +86,16 @@ impl LiveIngests {
                     self.count.fetch_sub(1, Ordering::AcqRel);
                     return None;
                 }
-                start(blobs, length, self.count.clone())
+                Live {
+                    touched: Instant::now(),
+                    digesting: Digesting::start(|reader| inspect::inspect(reader)),
+                    _place: Place(self.count.clone()),
+                }
             }
             None => return None,
         };
         Some(Lent {
             id: id.to_owned(),
-            fed: Arc::new(AtomicU64::new(live.fed)),
-            broken: Arc::new(AtomicBool::new(false)),
             live,
         })
     }
@@ -119,11 +103,9 @@ impl LiveIngests {
     /// Gives back a lent ingest once its chunk was taken, if it took in
     /// exactly the upload's bytes up to `received`; drops it otherwise.
     pub(super) fn give_back(&self, mut lent: Lent, received: u64) {
-        let fed = lent.fed.load(Ordering::Acquire);
-        if lent.broken.load(Ordering::Acquire) || fed != received {
+        if lent.live.digesting.size() != received {
             return;
         }
-        lent.live.fed = fed;
         lent.live.touched = Instant::now();
         self.running().insert(lent.id, lent.live);
     }
@@ -132,20 +114,17 @@ impl LiveIngests {
     /// and answers what it made of them; `None` if there is none (the
     /// upload is then read back from its parts).
     pub(super) async fn finish(&self, id: &str, length: u64) -> Option<Digest> {
-        let mut live = self.running().remove(id)?;
-        if live.fed != length {
+        let live = self.running().remove(id)?;
+        if live.digesting.size() != length {
             return None;
         }
-        let ingest = live.ingest.take()?;
-        drop(live); // Closes the feed: the ingest sees the end of the file.
-        match ingest.await {
-            Ok(Ok(ingested)) => Some(ingested),
-            Ok(Err(error)) => {
-                tracing::warn!(upload = id, %error, "a live ingest failed; reading the parts back");
-                None
-            }
+        let Live {
+            digesting, _place, ..
+        } = live;
+        match digesting.finish().await {
+            Ok(digest) => Some(digest),
             Err(error) => {
-                tracing::warn!(upload = id, %error, "a live ingest stopped; reading the parts back");
+                tracing::warn!(upload = id, %error, "a live ingest failed; reading the parts back");
                 None
             }
         }
@@ -167,61 +146,29 @@ impl LiveIngests {
     }
 }
 
-/// Starts the ingest of a file of `length` bytes fed through a channel
-/// (already counted in `count`).
-fn start(blobs: &BlobStore, length: u64, count: Arc<AtomicUsize>) -> Live {
-    let (feed, pieces) = mpsc::channel::<Bytes>(FEED_DEPTH);
-    let body = futures_util::stream::unfold(pieces, |mut pieces| async move {
-        let piece = pieces.recv().await?;
-        Some((Ok::<_, Infallible>(piece), pieces))
-    })
-    .boxed();
-    let blobs = blobs.clone();
-    let ingest = tokio::spawn(async move {
-        // The reservation made at the upload's creation covers `length`.
-        blobs
-            .digest(body, &mut Limit(length), |reader| inspect::inspect(reader))
-            .await
-    });
-    Live {
-        fed: 0,
-        touched: Instant::now(),
-        feed,
-        ingest: Some(ingest),
-        count,
-    }
-}
-
 impl Lent {
-    /// `body`, with every piece also sent to the ingest before it is
+    /// `body`, with every piece also hashed and inspected before it is
     /// passed on (so the ingest holds what the chunk's part holds, or more
     /// if the chunk is then refused, which `give_back` sees).
     pub(super) fn tee<'a, S, E>(
-        &self,
+        &'a mut self,
         body: S,
     ) -> impl Stream<Item = Result<Bytes, E>> + Unpin + Send + 'a
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send + 'a,
         E: Send + 'a,
     {
-        let (feed, fed, broken) = (
-            self.live.feed.clone(),
-            self.fed.clone(),
-            self.broken.clone(),
-        );
-        Box::pin(body.then(move |piece| {
-            let (feed, fed, broken) = (feed.clone(), fed.clone(), broken.clone());
-            async move {
+        let digesting = &mut self.live.digesting;
+        Box::pin(futures_util::stream::unfold(
+            (body, digesting),
+            |(mut body, digesting)| async move {
+                let piece = body.next().await?;
                 if let Ok(bytes) = &piece {
-                    if feed.send(bytes.clone()).await.is_ok() {
-                        fed.fetch_add(bytes.len() as u64, Ordering::AcqRel);
-                    } else {
-                        broken.store(true, Ordering::Release);
-                    }
+                    digesting.take(bytes).await;
                 }
-                piece
-            }
-        }))
+                Some((piece, (body, digesting)))
+            },
+        ))
     }
 }
 
@@ -235,23 +182,21 @@ mod tests {
     /// gets it back.
     #[tokio::test]
     async fn live_ingests_are_bounded_and_kept_in_step() {
-        let folder = tempfile::tempdir().unwrap();
-        let blobs = BlobStore::open(folder.path()).await.unwrap();
         let live = LiveIngests::default();
         let lent: Vec<Lent> = (0..MAX_LIVE)
-            .map(|n| live.lend(&blobs, &format!("u{n}"), 0, 100).unwrap())
+            .map(|n| live.lend(&format!("u{n}"), 0).unwrap())
             .collect();
-        assert!(live.lend(&blobs, "one-too-many", 0, 100).is_none());
-        assert!(live.lend(&blobs, "u0", 10, 100).is_none(), "not in step");
+        assert!(live.lend("one-too-many", 0).is_none());
+        assert!(live.lend("u0", 10).is_none(), "not in step");
 
         let mut lent = lent.into_iter();
         drop(lent.next());
-        let again = live.lend(&blobs, "another", 0, 100).expect("room again");
+        let again = live.lend("another", 0).expect("room again");
         // Given back at an offset it was not fed to: dropped, room again.
         live.give_back(again, 10);
         let first = lent.next().unwrap();
         live.give_back(first, 0);
-        assert!(live.lend(&blobs, "u1", 0, 100).is_some(), "kept in step");
-        assert!(live.lend(&blobs, "yet-another", 0, 100).is_some());
+        assert!(live.lend("u1", 0).is_some(), "kept in step");
+        assert!(live.lend("yet-another", 0).is_some());
     }
 }
