@@ -440,6 +440,10 @@ impl Core {
         let (digested, inspection) = match self.live.finish(id, upload.length).await {
             Some(digest) => digest,
             None => {
+                tracing::info!(
+                    upload = id,
+                    "no live ingest of this upload here: reading it back"
+                );
                 let bytes = self.blobs.read_parts(id, &parts).await.map_err(io_error)?;
                 self.blobs
                     .digest(bytes, &mut Limit(upload.length), |reader| {
