@@ -62,6 +62,17 @@ if ! cmp -s "$repo/end2end/pyvss/requirements.txt" "$pyvss_venv/requirements.txt
 fi
 export DEPOT_PYVSS_PYTHON="$pyvss_venv/bin/python"
 
+# schemathesis, the OpenAPI fuzzer the API documents are checked with, pinned.
+schemathesis_venv="$HOME/.cache/depot/schemathesis-venv"
+if ! cmp -s "$repo/end2end/schemathesis/requirements.txt" "$schemathesis_venv/requirements.txt"; then
+  step "installing schemathesis into $schemathesis_venv"
+  python3 -m venv "$schemathesis_venv"
+  "$schemathesis_venv/bin/pip" install --quiet --disable-pip-version-check \
+    -r "$repo/end2end/schemathesis/requirements.txt"
+  cp "$repo/end2end/schemathesis/requirements.txt" "$schemathesis_venv/requirements.txt"
+fi
+export DEPOT_SCHEMATHESIS="$schemathesis_venv/bin/st"
+
 # The integration tests create their own databases on the local PostgreSQL.
 if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432; then
   step "starting PostgreSQL"

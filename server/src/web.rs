@@ -5,6 +5,7 @@ mod auth;
 mod error;
 mod files;
 mod metrics;
+mod openapi;
 mod security;
 mod store;
 mod store_quota;
@@ -22,7 +23,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 use crate::state::AppState;
 use crate::store::SessionStore;
 
-pub use error::{status_of, with_retry_after, ApiError};
+pub use error::{status_of, with_retry_after, ApiError, ApiPath, ErrorBody};
 pub use files::content_response;
 pub use metrics::Metrics;
 pub use store::handler as store_handler;
@@ -43,13 +44,18 @@ pub fn router(state: AppState, sessions: SessionStore, secure_cookies: bool) -> 
             SESSION_IDLE_DAYS,
         )));
 
+    let (api, document) = openapi::depot_api().split_for_parts();
+    let document = openapi::Rendered::new(document);
     Router::new()
         .route("/healthz", get(health))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics::render))
-        .merge(files::router())
-        .merge(tokens::router())
-        .merge(uploads::router())
+        .route(
+            "/api/openapi.json",
+            get(move || std::future::ready(document.clone())),
+        )
+        .route("/api/docs", get(openapi::docs))
+        .merge(api)
         .merge(store::router())
         .merge(crate::dialects::router())
         .leptos_routes_with_context(

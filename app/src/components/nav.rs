@@ -27,6 +27,8 @@ pub fn NavBar() -> impl IntoView {
                 <A href="/environments">"Environments"</A>
                 <A href="/deployments">"Deployments"</A>
                 <A href="/tokens">"Tokens"</A>
+                // A page of the server's own, not a route of the app's.
+                <a href="/api/docs" rel="external">"API"</a>
                 <Transition fallback=|| ()>
                     {move || {
                         let admin = matches!(

@@ -7,6 +7,7 @@ use crate::error::CoreError;
 use crate::model::{plain_text, ImageLink, Viewer};
 
 /// What an image is, as the catalogs group them.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ImageKind {
@@ -41,6 +42,7 @@ impl ImageKind {
 }
 
 /// The format of an image's bytes, as read from its magic bytes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DiskFormat {
@@ -189,6 +191,7 @@ impl ImageEdit {
 }
 
 /// Provisioning attributes that Moab Web Services reads and writes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MwsAttributes {
     pub os_type: Option<String>,
@@ -202,6 +205,7 @@ pub struct MwsAttributes {
     pub active: bool,
     pub features: Vec<String>,
     /// Provisioning manager -> its settings (at most one key).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub extensions: serde_json::Map<String, serde_json::Value>,
     /// The images a hypervisor image can run.
     pub virtualized_images: Vec<ImageLink>,
@@ -227,6 +231,7 @@ impl Default for MwsAttributes {
 }
 
 /// Attributes of the ViCE image registry.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ViceAttributes {
     pub title: Option<String>,
@@ -240,6 +245,7 @@ pub struct ViceAttributes {
 
 /// What inspecting a record's bytes found (nothing for records without
 /// bytes). An OVA's or OVF's guest OS goes to [`MwsAttributes::os_type`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InspectionAttributes {
     /// A precise description of the format: "qcow2 v3", "vmdk streamOptimized", "raw (GPT)".
@@ -256,6 +262,7 @@ pub struct InspectionAttributes {
 }
 
 /// One image record, the same whichever dialect or page shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Image {
     pub id: i64,

@@ -48,6 +48,7 @@ pub enum ImageRef {
 }
 
 /// An image a hypervisor image can run, as stored.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageLink {
     pub id: i64,

@@ -84,6 +84,7 @@ pub enum UserChange {
 }
 
 /// An access token as its owner sees it in a listing: never the secret.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenInfo {
     pub id: i64,
@@ -93,6 +94,7 @@ pub struct TokenInfo {
 }
 
 /// A token just issued: its secret is shown this once.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewToken {
     pub id: i64,

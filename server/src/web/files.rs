@@ -7,34 +7,56 @@ use app::error::CoreError;
 use app::model::{Image, Viewer};
 use axum::body::Body;
 use axum::extract::multipart::Field;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{any, get, post};
-use axum::{Extension, Json, Router};
+use axum::routing::any;
+use axum::{Extension, Json};
 use futures_util::TryStreamExt;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use serde::Serialize;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
-use super::ApiError;
+use super::openapi::{ErrorBody, IMAGES};
+use super::{ApiError, ApiPath};
 use crate::core::UploadMeta;
 use crate::state::AppState;
 
 /// The longest text field (label, flags) an upload form may carry.
 const MAX_TEXT_FIELD: usize = 4096;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         // The body is streamed to disk and limited by the core, not buffered.
-        .route(
-            "/api/upload",
-            post(upload).layer(DefaultBodyLimit::disable()),
-        )
-        .route("/api/images/{id}/download", get(download))
+        .routes(routes!(upload).layer(DefaultBodyLimit::disable()))
+        .routes(routes!(download))
         // Every other path under `/api`, whatever the method. Static routes win
         // over a catch-all (matchit), so `/api/tokens` and the UI's server
         // functions, each registered at its own `/api/ui/...` path by
         // `leptos_routes_with_context`, are untouched.
         .route("/api/{*rest}", any(not_found))
+}
+
+/// The upload form, as `curl -F` sends it.
+#[allow(dead_code)] // Describes the form; the handler reads it field by field.
+#[derive(utoipa::ToSchema)]
+struct UploadForm {
+    /// A label for every image of the form.
+    label: Option<String>,
+    /// `true`, `on` or `1` makes the images public (administrators only).
+    public: Option<String>,
+    /// A file (the field may come several times), each its own image,
+    /// named by its file name.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+/// The images an upload made.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UploadedImages {
+    pub images: Vec<Image>,
 }
 
 /// A path under `/api` that names no endpoint: 404 in the API's JSON.
@@ -73,13 +95,30 @@ pub(super) fn wants_html(headers: &HeaderMap) -> bool {
 /// Takes `label`, `public` and one or more `file` fields, in that order; each
 /// file becomes one image. Answers 201 with `{"images": [...]}`, or a redirect
 /// to the first image for a browser without script.
+#[utoipa::path(post, path = "/api/upload", tag = IMAGES,
+    request_body(content = UploadForm, content_type = "multipart/form-data",
+        description = "`label` and `public` before the files they apply to"),
+    responses(
+        (status = 201, description = "The images made, one per file; Location names the first",
+            body = UploadedImages),
+        (status = 303, description = "A browser posting the plain form (Accept: text/html) \
+            goes to the first image's page"),
+        (status = 400, description = "An unreadable form, an unknown field, no file, or a \
+            file that is no image", body = ErrorBody),
+        (status = 401, description = "No credentials, or wrong ones", body = ErrorBody),
+        (status = 403, description = "Only administrators publish public images", body = ErrorBody),
+        (status = 409, description = "The caller has an image of that name already", body = ErrorBody),
+        (status = 413, description = "Larger than the upload limit or what is left of the quota",
+            body = ErrorBody),
+    ))]
 async fn upload(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
     headers: HeaderMap,
-    mut form: Multipart,
+    form: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
     viewer.require_user()?;
+    let mut form = form?;
     let mut meta = UploadMeta::default();
     let mut created: Vec<Image> = Vec::new();
     while let Some(field) = form.next_field().await.map_err(bad_form)? {
@@ -160,10 +199,28 @@ fn requested_range(headers: &HeaderMap, etag: &str, length: u64) -> Result<Optio
 }
 
 /// Streams an image's bytes, honouring `Range`, `If-Range` and `If-None-Match`.
+#[utoipa::path(get, path = "/api/images/{id}/download", tag = IMAGES,
+    params(
+        ("id" = i64, Path, description = "The image's id"),
+        ("Range" = Option<String>, Header, description = "One byte range, `bytes=start-end`"),
+        ("If-Range" = Option<String>, Header, description = "The ETag the range is of"),
+        ("If-None-Match" = Option<String>, Header, description = "ETags the client has"),
+    ),
+    responses(
+        (status = 200, description = "The whole file, as application/octet-stream; ETag is \
+            its SHA-256"),
+        (status = 206, description = "The range asked for, as application/octet-stream"),
+        (status = 304, description = "The client's copy is current"),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 404, description = "No such image the caller may see, or one without bytes",
+            body = ErrorBody),
+        (status = 416, description = "The range is outside the file", body = ErrorBody),
+    ),
+    security((), ("basic" = []), ("bearer" = []), ("session" = [])))]
 async fn download(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     Ok(content_response(&state, &viewer, id, &headers).await?)
@@ -193,19 +250,21 @@ pub async fn content_response(
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
 
-    let (status, start, count) =
-        match requested_range(headers, &etag, length) {
-            Ok(Some((start, end))) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
-            Ok(None) => (StatusCode::OK, 0, length),
-            Err(()) => return Ok((
+    let (status, start, count) = match requested_range(headers, &etag, length) {
+        Ok(Some((start, end))) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        Ok(None) => (StatusCode::OK, 0, length),
+        Err(()) => {
+            return Ok((
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 [(header::CONTENT_RANGE, format!("bytes */{length}"))],
-                Json(
-                    serde_json::json!({ "error": "the range is outside the file", "status": 416 }),
+                ErrorBody::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "the range is outside the file",
                 ),
             )
-                .into_response()),
-        };
+                .into_response())
+        }
+    };
     let body = Body::from_stream(
         blob.read(start, count)
             .await

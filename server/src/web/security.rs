@@ -14,7 +14,6 @@ use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 
 /// Whether a request can change state (anything but reading).
 fn changes_state(method: &Method) -> bool {
@@ -51,10 +50,10 @@ pub async fn refuse_cross_site(request: Request, next: Next) -> Response {
         tracing::info!(method = %request.method(), path = %request.uri().path(), "refused a cross-site request");
         return (
             StatusCode::FORBIDDEN,
-            Json(serde_json::json!({
-                "error": "a request from another site may not change anything here",
-                "status": 403,
-            })),
+            super::ErrorBody::new(
+                StatusCode::FORBIDDEN,
+                "a request from another site may not change anything here",
+            ),
         )
             .into_response();
     }

@@ -16,11 +16,14 @@ use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{options, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi::{ErrorBody, RawBytes, TusVersion, UPLOADS};
 use super::ApiError;
 use crate::core::{AppendError, Checksum, Resumable, ResumableMeta};
 use crate::state::AppState;
@@ -40,18 +43,17 @@ static UPLOAD_OFFSET: HeaderName = HeaderName::from_static("upload-offset");
 static UPLOAD_LENGTH: HeaderName = HeaderName::from_static("upload-length");
 static UPLOAD_EXPIRES: HeaderName = HeaderName::from_static("upload-expires");
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/uploads", post(create).options(describe))
-        .route(
-            "/api/uploads/{id}",
-            options(describe)
-                .head(offset)
-                .patch(append)
-                .delete(terminate)
-                .get(show)
-                .post(overridden),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, describe_uploads))
+        .routes(routes!(
+            describe_upload,
+            offset,
+            append,
+            terminate,
+            show,
+            overridden
+        ))
         // Bodies are streamed into chunks, bounded by the upload's length.
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn(protocol_version))
@@ -86,12 +88,39 @@ async fn protocol_version(request: Request, next: Next) -> Response {
 
 /// An error in the API's JSON with a status tus defines.
 fn tus_error(status: StatusCode, message: &str) -> Response {
-    let body = Json(serde_json::json!({ "error": message, "status": status.as_u16() }));
-    (status, body).into_response()
+    (status, ErrorBody::new(status, message)).into_response()
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError(CoreError::invalid(message.into()))
+}
+
+/// The image a complete upload became.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UploadedImage {
+    pub image: app::model::Image,
+}
+
+/// The upload's id, as its URL names it.
+const ID: &str = "The upload's id, from the Location its creation answered";
+
+/// `OPTIONS /api/uploads`: what this server speaks.
+#[utoipa::path(options, path = "/api/uploads", tag = UPLOADS,
+    responses((status = 204, description = "Tus-Version, Tus-Extension, Tus-Max-Size and \
+        Tus-Checksum-Algorithm name what this server speaks")),
+    security(()))]
+async fn describe_uploads(state: State<AppState>) -> Response {
+    describe(state).await
+}
+
+/// `OPTIONS /api/uploads/{id}`: what this server speaks.
+#[utoipa::path(options, path = "/api/uploads/{id}", tag = UPLOADS,
+    params(("id" = String, Path, description = ID)),
+    responses((status = 204, description = "Tus-Version, Tus-Extension, Tus-Max-Size and \
+        Tus-Checksum-Algorithm name what this server speaks")),
+    security(()))]
+async fn describe_upload(state: State<AppState>) -> Response {
+    describe(state).await
 }
 
 /// `OPTIONS`: what this server speaks.
@@ -263,6 +292,30 @@ async fn take_chunk(
 
 /// `POST /api/uploads`: creates an upload of `Upload-Length` bytes (and
 /// takes its first bytes if the request carries them).
+#[utoipa::path(post, path = "/api/uploads", tag = UPLOADS,
+    params(
+        ("Tus-Resumable" = TusVersion, Header, description = "The protocol's version: 1.0.0"),
+        ("Upload-Length" = u64, Header, description = "The file's length in bytes"),
+        ("Upload-Metadata" = Option<String>, Header, description = "Comma-separated \
+            `key base64(value)`: `filename` (or `name`), `label`, `public`, or `image` (an \
+            existing image whose bytes these become)"),
+        ("Upload-Checksum" = Option<String>, Header, description = "`sha1` or `sha256` and \
+            the base64 digest of the bytes sent with the creation"),
+    ),
+    request_body(content = RawBytes, content_type = "application/offset+octet-stream",
+        description = "The first bytes (creation-with-upload), or none"),
+    responses(
+        (status = 201, description = "Created: Location is the upload's URL; Upload-Offset \
+            what was taken; Upload-Expires when it lapses"),
+        (status = 400, description = "A header missing or malformed", body = ErrorBody),
+        (status = 401, description = "No credentials, or wrong ones", body = ErrorBody),
+        (status = 404, description = "The image named by `image` is not the caller's", body = ErrorBody),
+        (status = 409, description = "Too many uploads in progress", body = ErrorBody),
+        (status = 412, description = "Tus-Resumable is not 1.0.0", body = ErrorBody),
+        (status = 413, description = "Longer than the upload limit or what is left of the quota",
+            body = ErrorBody),
+        (status = 460, description = "The bytes sent do not match Upload-Checksum", body = ErrorBody),
+    ))]
 async fn create(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
@@ -309,6 +362,15 @@ async fn create(
 }
 
 /// `HEAD`: where the upload stands.
+#[utoipa::path(head, path = "/api/uploads/{id}", tag = UPLOADS,
+    params(("id" = String, Path, description = ID), ("Tus-Resumable" = TusVersion, Header, description = "The protocol's version: 1.0.0")),
+    responses(
+        (status = 200, description = "Upload-Offset: the bytes taken so far; Upload-Length; \
+            Upload-Expires"),
+        (status = 401, description = "No credentials, or wrong ones"),
+        (status = 404, description = "No such upload of the caller's (or it expired)"),
+        (status = 412, description = "Tus-Resumable is not 1.0.0"),
+    ))]
 async fn offset(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
@@ -329,6 +391,34 @@ async fn offset(
 }
 
 /// `PATCH`: bytes at `Upload-Offset`.
+#[utoipa::path(patch, path = "/api/uploads/{id}", tag = UPLOADS,
+    params(
+        ("id" = String, Path, description = ID),
+        ("Tus-Resumable" = TusVersion, Header, description = "The protocol's version: 1.0.0"),
+        ("Upload-Offset" = u64, Header, description = "Where these bytes go: the offset \
+            HEAD answers"),
+        ("Upload-Checksum" = Option<String>, Header, description = "`sha1` or `sha256` and \
+            the base64 digest of this chunk"),
+    ),
+    request_body(content = RawBytes, content_type = "application/offset+octet-stream"),
+    responses(
+        (status = 204, description = "Taken: Upload-Offset is the new offset; the chunk that \
+            completes the upload makes it an image"),
+        (status = 400, description = "Upload-Offset missing or malformed, or the file is no \
+            image", body = ErrorBody),
+        (status = 401, description = "No credentials, or wrong ones", body = ErrorBody),
+        (status = 404, description = "No such upload of the caller's (or it expired)",
+            body = ErrorBody),
+        (status = 409, description = "Upload-Offset is not the upload's offset, another chunk \
+            is being written, or the upload is complete", body = ErrorBody),
+        (status = 412, description = "Tus-Resumable is not 1.0.0", body = ErrorBody),
+        (status = 413, description = "More bytes than the upload's length, or too many chunks",
+            body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/offset+octet-stream",
+            body = ErrorBody),
+        (status = 460, description = "The chunk does not match Upload-Checksum; nothing was kept",
+            body = ErrorBody),
+    ))]
 async fn append(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
@@ -363,6 +453,28 @@ async fn append(
 
 /// `POST` with `X-HTTP-Method-Override` (for clients behind proxies that
 /// pass only `GET` and `POST`): the method it names.
+#[utoipa::path(post, path = "/api/uploads/{id}", tag = UPLOADS,
+    params(
+        ("id" = String, Path, description = ID),
+        ("Tus-Resumable" = TusVersion, Header, description = "The protocol's version: 1.0.0"),
+        ("X-HTTP-Method-Override" = String, Header, description = "PATCH, DELETE or HEAD"),
+    ),
+    request_body(content = RawBytes, content_type = "application/offset+octet-stream",
+        description = "As the method named would take"),
+    responses(
+        (status = 200, description = "As HEAD answers"),
+        (status = 204, description = "As PATCH or DELETE answer"),
+        (status = 400, description = "As the method named answers", body = ErrorBody),
+        (status = 401, description = "No credentials, or wrong ones", body = ErrorBody),
+        (status = 404, description = "No such upload of the caller's", body = ErrorBody),
+        (status = 405, description = "No method, or one other than PATCH, DELETE or HEAD",
+            body = ErrorBody),
+        (status = 409, description = "As PATCH answers", body = ErrorBody),
+        (status = 412, description = "Tus-Resumable is not 1.0.0", body = ErrorBody),
+        (status = 413, description = "As PATCH answers", body = ErrorBody),
+        (status = 415, description = "As PATCH answers", body = ErrorBody),
+        (status = 460, description = "As PATCH answers", body = ErrorBody),
+    ))]
 async fn overridden(
     state: State<AppState>,
     viewer: Extension<Viewer>,
@@ -387,6 +499,14 @@ async fn overridden(
 }
 
 /// `DELETE`: the upload is terminated; its bytes and reservation go.
+#[utoipa::path(delete, path = "/api/uploads/{id}", tag = UPLOADS,
+    params(("id" = String, Path, description = ID), ("Tus-Resumable" = TusVersion, Header, description = "The protocol's version: 1.0.0")),
+    responses(
+        (status = 204, description = "Terminated: nothing of it is left"),
+        (status = 401, description = "No credentials, or wrong ones", body = ErrorBody),
+        (status = 404, description = "No such upload of the caller's", body = ErrorBody),
+        (status = 412, description = "Tus-Resumable is not 1.0.0", body = ErrorBody),
+    ))]
 async fn terminate(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
@@ -399,11 +519,23 @@ async fn terminate(
 }
 
 /// `GET`: the image a complete upload became.
+#[utoipa::path(get, path = "/api/uploads/{id}", tag = UPLOADS,
+    params(("id" = String, Path, description = ID)),
+    responses(
+        (status = 200, description = "The image the upload became", body = UploadedImage),
+        (status = 400, description = "The file is no image (the upload is then gone)",
+            body = ErrorBody),
+        (status = 401, description = "No credentials, or wrong ones", body = ErrorBody),
+        (status = 404, description = "No such upload of the caller's", body = ErrorBody),
+        (status = 409, description = "The upload is not complete yet", body = ErrorBody),
+        (status = 413, description = "The file does not fit what is left of the quota",
+            body = ErrorBody),
+    ))]
 async fn show(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<UploadedImage>, ApiError> {
     let image = state.core.uploaded_image(&viewer, &id).await?;
-    Ok(Json(serde_json::json!({ "image": image })))
+    Ok(Json(UploadedImage { image }))
 }

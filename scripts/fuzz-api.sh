@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Fuzzes Depot's API documents with schemathesis for longer than the test
+# command does: DEPOT_FUZZ_EXAMPLES examples per operation (500 unless set).
+# (scripts/fuzz.sh fuzzes the image inspector with cargo-fuzz.)
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$repo/scripts/setup.sh"
+cd "$repo"
+DEPOT_FUZZ_EXAMPLES="${DEPOT_FUZZ_EXAMPLES:-500}" \
+  cargo nextest run -p depot-server --test api -E 'test(/^fuzz::/)' --no-capture

@@ -1,0 +1,211 @@
+//! Depot's own API described in OpenAPI 3.1 at `/api/openapi.json`, and the
+//! interactive docs at `/api/docs`: what an integrator reads before calling.
+
+use reqwest::Method;
+use rstest::rstest;
+use serde_json::Value;
+
+use crate::helpers::{Backend, TestApp};
+
+const ALICE: (&str, &str) = ("alice", "alice-password");
+
+async fn document(app: &TestApp) -> Value {
+    let response = reqwest::get(app.url("/api/openapi.json")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    response.json().await.unwrap()
+}
+
+/// Every operation of Depot's API is in the document, with its security
+/// schemes, its parameters' and bodies' schemas and its error body; and
+/// every operation the document names is routed (none answers 404 or 405
+/// for the method and path it describes).
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[tokio::test]
+async fn the_document_names_every_operation_and_each_is_routed(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let document = document(&app).await;
+    assert_eq!(document["openapi"], "3.1.0");
+    let operations = [
+        ("post", "/api/upload"),
+        ("get", "/api/images/{id}/download"),
+        ("post", "/api/tokens"),
+        ("get", "/api/tokens"),
+        ("delete", "/api/tokens/{id}"),
+        ("post", "/api/uploads"),
+        ("options", "/api/uploads"),
+        ("options", "/api/uploads/{id}"),
+        ("head", "/api/uploads/{id}"),
+        ("patch", "/api/uploads/{id}"),
+        ("delete", "/api/uploads/{id}"),
+        ("get", "/api/uploads/{id}"),
+        ("post", "/api/uploads/{id}"),
+    ];
+    let paths = document["paths"].as_object().unwrap();
+    let mut documented = 0;
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            if !["get", "head", "options", "post", "patch", "delete", "put"]
+                .contains(&method.as_str())
+            {
+                continue;
+            }
+            documented += 1;
+            assert!(
+                operations.contains(&(method.as_str(), path.as_str())),
+                "{method} {path} is documented but not expected here"
+            );
+            let responses = operation["responses"].as_object().unwrap();
+            assert!(
+                responses.contains_key("429"),
+                "{method} {path}: {responses:?}"
+            );
+            assert!(operation["tags"]
+                .as_array()
+                .is_some_and(|tags| !tags.is_empty()));
+            // Routed: the path with its parameter filled answers something
+            // other than "no such endpoint" for the method.
+            let url = app.url(&path.replace("{id}", "1"));
+            let answer = reqwest::Client::new()
+                .request(
+                    Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(),
+                    url,
+                )
+                .basic_auth(ALICE.0, Some(ALICE.1))
+                .header("tus-resumable", "1.0.0")
+                // What a POST to an upload names (another method answers 405).
+                .header("x-http-method-override", "HEAD")
+                .send()
+                .await
+                .unwrap();
+            assert_ne!(answer.status(), 405, "{method} {path}");
+            if answer.status() == 404 && method != "head" {
+                let body: Value = answer.json().await.unwrap_or_default();
+                let error = body["error"].as_str().unwrap_or_default();
+                assert!(
+                    !error.contains("resource /api"),
+                    "{method} {path} is not routed"
+                );
+            }
+        }
+    }
+    assert_eq!(documented, operations.len());
+
+    let schemes = &document["components"]["securitySchemes"];
+    assert_eq!(schemes["basic"]["scheme"], "basic");
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert_eq!(schemes["session"]["in"], "cookie");
+    assert_eq!(schemes["session"]["name"], "depot_session");
+    let schemas = &document["components"]["schemas"];
+    for schema in [
+        "ErrorBody",
+        "Image",
+        "NewToken",
+        "TokenList",
+        "UploadedImage",
+    ] {
+        assert!(schemas[schema].is_object(), "{schema} is not described");
+    }
+    // The bodies are the model's: an image has its id, name and SHA-256.
+    let image = &schemas["Image"]["properties"];
+    for field in ["id", "name", "sha256", "size", "kind", "format"] {
+        assert!(image[field].is_object(), "Image.{field}");
+    }
+    let created = &paths["/api/tokens"]["post"]["responses"]["201"]["content"]["application/json"];
+    assert_eq!(created["schema"]["$ref"], "#/components/schemas/NewToken");
+}
+
+/// What the document says a response is, it is: a token issued, listed and
+/// an error, each matching the schema's required fields.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[tokio::test]
+async fn answers_have_the_documented_shapes(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let document = document(&app).await;
+    let schemas = &document["components"]["schemas"];
+    let required = |schema: &str| -> Vec<String> {
+        schemas[schema]["required"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{schema} has required fields"))
+            .iter()
+            .map(|field| field.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let client = reqwest::Client::new();
+    let issued: Value = client
+        .post(app.url("/api/tokens"))
+        .basic_auth(ALICE.0, Some(ALICE.1))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for field in required("NewToken") {
+        assert!(!issued[&field].is_null(), "NewToken.{field}: {issued}");
+    }
+    let listed: Value = client
+        .get(app.url("/api/tokens"))
+        .basic_auth(ALICE.0, Some(ALICE.1))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for field in required("TokenInfo") {
+        assert!(!listed["tokens"][0][&field].is_null(), "TokenInfo.{field}");
+    }
+    let missing: Value = client
+        .get(app.url("/api/images/999/download"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for field in required("ErrorBody") {
+        assert!(!missing[&field].is_null(), "ErrorBody.{field}: {missing}");
+    }
+    assert_eq!(missing["status"], 404);
+}
+
+/// `/api/docs` is Swagger UI from this server: no CDN, no inline script,
+/// and the copy it ships is the one `end2end/package.json` pins.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[tokio::test]
+async fn the_docs_page_loads_swagger_ui_from_this_server(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let page = reqwest::get(app.url("/api/docs")).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let policy = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(policy.contains("script-src 'self';"), "{policy}");
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"<script src="/vendor/swagger-ui/swagger-ui-bundle.js">"#));
+    assert!(html.contains(r#"<script src="/api-docs.js">"#));
+    assert!(!html.contains("http"), "nothing from another host: {html}");
+    assert!(!html.contains("<script>"), "no inline script");
+
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let read = |path: &str| {
+        std::fs::read(format!("{root}/{path}"))
+            .unwrap_or_else(|error| panic!("{path}: {error}; run scripts/setup.sh"))
+    };
+    for file in ["swagger-ui-bundle.js", "swagger-ui.css", "LICENSE"] {
+        assert!(
+            read(&format!("public/vendor/swagger-ui/{file}"))
+                == read(&format!("end2end/node_modules/swagger-ui-dist/{file}")),
+            "public/vendor/swagger-ui/{file} is not the swagger-ui-dist end2end/package.json pins: copy it"
+        );
+    }
+    let init = String::from_utf8(read("public/api-docs.js")).unwrap();
+    assert!(init.contains(r#"url: "/api/openapi.json""#));
+}
