@@ -25,11 +25,17 @@ pub fn body_error(rejection: &BytesRejection) -> CoreError {
     }
 }
 
-/// Every dialect's routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// Every dialect's routes, and the OpenAPI documents of those described,
+/// by name (`/api/openapi/{name}.json`).
+pub fn router() -> (
+    Router<AppState>,
+    Vec<(&'static str, utoipa::openapi::OpenApi)>,
+) {
+    let (coopr, coopr_document) = coopr::router().split_for_parts();
+    let router = Router::new()
         .merge(vss::router())
         .merge(mws::router())
-        .merge(coopr::router())
-        .merge(vice::router())
+        .merge(coopr)
+        .merge(vice::router());
+    (router, vec![("coopr", coopr_document)])
 }

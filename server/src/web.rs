@@ -45,19 +45,32 @@ pub fn router(state: AppState, sessions: SessionStore, secure_cookies: bool) -> 
         )));
 
     let (api, document) = openapi::depot_api().split_for_parts();
-    let document = openapi::Rendered::new(document);
-    Router::new()
+    let (dialects, dialect_documents) = crate::dialects::router();
+    let names: Vec<&str> = dialect_documents.iter().map(|(name, _)| *name).collect();
+    let docs = openapi::docs(&names);
+    let mut router = Router::new().route(
+        "/api/openapi.json",
+        openapi::serve(openapi::Rendered::new(
+            document,
+            openapi::OuterAnswers { passwords: true },
+        )),
+    );
+    for (name, document) in dialect_documents {
+        // The dialects' credentials are keys and tokens, no password.
+        let document = openapi::Rendered::new(document, openapi::OuterAnswers { passwords: false });
+        router = router.route(
+            &format!("/api/openapi/{name}.json"),
+            openapi::serve(document),
+        );
+    }
+    router
         .route("/healthz", get(health))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics::render))
-        .route(
-            "/api/openapi.json",
-            get(move || std::future::ready(document.clone())),
-        )
-        .route("/api/docs", get(openapi::docs))
+        .route("/api/docs", docs)
         .merge(api)
         .merge(store::router())
-        .merge(crate::dialects::router())
+        .merge(dialects)
         .leptos_routes_with_context(
             &state,
             generate_route_list(app::App),

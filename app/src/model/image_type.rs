@@ -7,11 +7,20 @@ use serde_json::{Map, Value};
 use crate::error::CoreError;
 
 /// One image type, as stored and as Coopr shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "name": "small.example",
+    "description": "Example 1 vCPU, 1 GB RAM, 30+ GB Disk",
+    "providermap": {"openstack": {"flavor": "m1.small"}}
+})))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageType {
+    /// Letters, digits, `-`, `.` and `_`.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._-]{1,255}$"))]
     pub name: String,
     pub description: String,
     /// provider -> settings (for example `{"openstack": {"flavor": "m1.small"}}`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub providermap: Map<String, Value>,
 }
 

@@ -15,24 +15,66 @@ mod caller;
 mod error;
 mod image_types;
 
-use axum::routing::get;
-use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v2/imagetypes",
-            get(image_types::list)
-                .post(image_types::create)
-                .fallback(error::method_not_allowed),
-        )
-        .route(
-            "/v2/imagetypes/{name}",
-            get(image_types::get)
-                .put(image_types::update)
-                .delete(image_types::delete)
-                .fallback(error::method_not_allowed),
-        )
+/// The seed's Image Types API, described.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Depot: Coopr image types",
+        description = "Coopr's image types (`/v2/imagetypes`), scoped to the tenant of the \
+            caller's API key; every request carries Coopr-UserID, Coopr-TenantID and \
+            Coopr-ApiKey (`depot apikey create USER --tenant TENANT`).",
+        license(name = "Apache-2.0"),
+    ),
+    components(schemas(error::CooprErrorBody, crate::web::ErrorBody)),
+    modifiers(&Keys),
+)]
+struct CooprApi;
+
+/// The three headers that together are a Coopr caller's credentials.
+struct Keys;
+
+impl utoipa::Modify for Keys {
+    fn modify(&self, document: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
+        let components = document.components.get_or_insert_with(Default::default);
+        let headers = [
+            ("user", "Coopr-UserID", "The user the key was issued to"),
+            ("tenant", "Coopr-TenantID", "The tenant's name"),
+            ("key", "Coopr-ApiKey", "The API key"),
+        ];
+        for (scheme, header, description) in headers {
+            components.add_security_scheme(
+                scheme,
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                    header,
+                    description,
+                ))),
+            );
+        }
+        let none: [&str; 0] = [];
+        document.security = Some(vec![SecurityRequirement::new("user", none)
+            .add("tenant", none)
+            .add("key", none)]);
+    }
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    // A method a resource lacks is a 405 in Coopr's error body.
+    let (schemas, paths, collection) = routes!(image_types::list, image_types::create);
+    let collection = (
+        schemas,
+        paths,
+        collection.fallback(error::method_not_allowed),
+    );
+    let (schemas, paths, one) = routes!(image_types::get, image_types::update, image_types::delete);
+    let one = (schemas, paths, one.fallback(error::method_not_allowed));
+    OpenApiRouter::with_openapi(CooprApi::openapi())
+        .routes(collection)
+        .routes(one)
 }

@@ -106,9 +106,12 @@ impl Modify for Credentials {
 }
 
 /// What the layers in front of every handler may answer, added to every
-/// operation: a login throttled (429) or refused for load (503), and a
-/// cross-site request that would change something (403).
-struct OuterAnswers;
+/// operation: a cross-site request that would change something (403), and,
+/// where a password may sign requests, a login throttled (429) or refused
+/// for load (503).
+pub struct OuterAnswers {
+    pub passwords: bool,
+}
 
 fn error_response(description: &str) -> utoipa::openapi::Response {
     ResponseBuilder::new()
@@ -125,11 +128,12 @@ fn error_response(description: &str) -> utoipa::openapi::Response {
 impl Modify for OuterAnswers {
     fn modify(&self, document: &mut Document) {
         for item in document.paths.paths.values_mut() {
-            let operations: [(&mut Option<Operation>, bool); 6] = [
+            let operations: [(&mut Option<Operation>, bool); 7] = [
                 (&mut item.get, false),
                 (&mut item.head, false),
                 (&mut item.options, false),
                 (&mut item.post, true),
+                (&mut item.put, true),
                 (&mut item.patch, true),
                 (&mut item.delete, true),
             ];
@@ -141,14 +145,18 @@ impl Modify for OuterAnswers {
                         .entry(status.to_owned())
                         .or_insert_with(|| error_response(description).into());
                 };
-                add(
-                    "429",
-                    "Too many failed sign-ins from this address or for this user; see Retry-After",
-                );
-                add(
-                    "503",
-                    "The server is checking as many passwords as it will at once; see Retry-After",
-                );
+                if self.passwords {
+                    add(
+                        "429",
+                        "Too many failed sign-ins from this address or for this user; see \
+                         Retry-After",
+                    );
+                    add(
+                        "503",
+                        "The server is checking as many passwords as it will at once; see \
+                         Retry-After",
+                    );
+                }
                 if changes_state {
                     add("403", "A request from another site may not change anything");
                 }
@@ -170,14 +178,20 @@ pub fn depot_api() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState>
 pub struct Rendered(std::sync::Arc<String>);
 
 impl Rendered {
-    pub fn new(mut document: Document) -> Self {
-        // Everything the layers add, once every route is in.
-        OuterAnswers.modify(&mut document);
+    /// `document` with what the layers add to every answer, once every
+    /// route is in.
+    pub fn new(mut document: Document, outer: OuterAnswers) -> Self {
+        outer.modify(&mut document);
         let json = document
             .to_pretty_json()
             .unwrap_or_else(|_| String::from("{}"));
         Self(std::sync::Arc::new(json))
     }
+}
+
+/// A route answering `document`.
+pub fn serve(document: Rendered) -> axum::routing::MethodRouter<crate::state::AppState> {
+    axum::routing::get(move || std::future::ready(document.clone()))
 }
 
 impl IntoResponse for Rendered {
@@ -193,10 +207,19 @@ impl IntoResponse for Rendered {
     }
 }
 
-/// `/api/docs`: Swagger UI over the documents, its script and style from
-/// this server only (`script-src 'self'`: no inline script, no CDN).
-pub async fn docs() -> Response {
-    const PAGE: &str = r#"<!doctype html>
+/// `/api/docs`: Swagger UI over the documents (Depot's own first, then
+/// the dialects' named in `dialects`), its script and style from this
+/// server only (`script-src 'self'`: no inline script, no CDN).
+pub fn docs(dialects: &[&str]) -> axum::routing::MethodRouter<crate::state::AppState> {
+    let mut options = String::from(r#"<option value="/api/openapi.json">Depot</option>"#);
+    for name in dialects {
+        options.push_str(&format!(
+            r#"<option value="/api/openapi/{name}.json">{}</option>"#,
+            name.to_uppercase()
+        ));
+    }
+    let page = format!(
+        r#"<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -205,21 +228,31 @@ pub async fn docs() -> Response {
 <link rel="stylesheet" href="/vendor/swagger-ui/swagger-ui.css">
 </head>
 <body>
+<header style="padding: 1em 2em"><label for="document">API document</label>
+<select id="document">{options}</select></header>
 <main id="swagger-ui" aria-label="API documentation"></main>
 <script src="/vendor/swagger-ui/swagger-ui-bundle.js"></script>
 <script src="/api-docs.js"></script>
 </body>
 </html>
-"#;
-    (
-        [(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(
-                "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
-                 script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
-            ),
-        )],
-        Html(PAGE),
-    )
-        .into_response()
+"#
+    );
+    let page = std::sync::Arc::new(page);
+    axum::routing::get(move || {
+        let page = page.clone();
+        async move {
+            (
+                [(
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(
+                        "default-src 'self'; img-src 'self' data:; \
+                         style-src 'self' 'unsafe-inline'; script-src 'self'; \
+                         object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+                    ),
+                )],
+                Html(page.as_ref().clone()),
+            )
+                .into_response()
+        }
+    })
 }

@@ -18,20 +18,20 @@ fn schemathesis() -> String {
     })
 }
 
-#[rstest]
-#[case::sqlite(Backend::Sqlite)]
-#[case::postgres(Backend::Postgres)]
-#[tokio::test(flavor = "multi_thread")]
-async fn schemathesis_finds_nothing_in_depots_api(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    app.add_user("fuzzer", "fuzzer-password").await;
+/// Runs schemathesis against the document at `document` on `app`, with
+/// `credentials` (its arguments that sign every request).
+async fn fuzz(app: &TestApp, document: &str, credentials: Vec<String>) {
     let examples = std::env::var("DEPOT_FUZZ_EXAMPLES").unwrap_or_else(|_| "25".into());
-    let (document, base) = (app.url("/api/openapi.json"), app.url(""));
+    let (document, base) = (app.url(document), app.url(""));
     let hooks = concat!(env!("CARGO_MANIFEST_DIR"), "/../end2end/schemathesis");
+    // Whatever it keeps between runs stays out of the checkout.
+    let scratch = tempfile::tempdir().unwrap();
+    let folder = scratch.path().to_owned();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(schemathesis())
+            .current_dir(folder)
             .args(["run", &document, "--url", base.trim_end_matches('/')])
-            .args(["--auth", "fuzzer:fuzzer-password"])
+            .args(credentials)
             .args([
                 "--checks",
                 "not_a_server_error,status_code_conformance,content_type_conformance,\
@@ -55,4 +55,34 @@ async fn schemathesis_finds_nothing_in_depots_api(#[case] backend: Backend) {
         output.status.success(),
         "schemathesis found problems:\n{report}"
     );
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread")]
+async fn schemathesis_finds_nothing_in_depots_api(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("fuzzer", "fuzzer-password").await;
+    let credentials = vec!["--auth".into(), "fuzzer:fuzzer-password".into()];
+    fuzz(&app, "/api/openapi.json", credentials).await;
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread")]
+async fn schemathesis_finds_nothing_in_coopr(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("fuzzer", "fuzzer-password").await;
+    let issued = app.core.issue_api_key("fuzzer", "fuzzing").await.unwrap();
+    let credentials = [
+        ("Coopr-UserID", "fuzzer".to_owned()),
+        ("Coopr-TenantID", "fuzzing".to_owned()),
+        ("Coopr-ApiKey", issued.key),
+    ]
+    .into_iter()
+    .flat_map(|(name, value)| ["--header".to_owned(), format!("{name}: {value}")])
+    .collect();
+    fuzz(&app, "/api/openapi/coopr.json", credentials).await;
 }

@@ -206,6 +206,79 @@ async fn the_docs_page_loads_swagger_ui_from_this_server(#[case] backend: Backen
             "public/vendor/swagger-ui/{file} is not the swagger-ui-dist end2end/package.json pins: copy it"
         );
     }
-    let init = String::from_utf8(read("public/api-docs.js")).unwrap();
-    assert!(init.contains(r#"url: "/api/openapi.json""#));
+    // Every document is offered, Depot's own first.
+    let depot = html.find(r#"<option value="/api/openapi.json">"#).unwrap();
+    let coopr = html
+        .find(r#"<option value="/api/openapi/coopr.json">"#)
+        .unwrap();
+    assert!(depot < coopr);
+}
+
+/// Coopr's image types are described as the seed has them: the five
+/// operations, routed, with the three headers as one credential, the seed's
+/// example, and Coopr's error body.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[tokio::test]
+async fn the_coopr_document_is_the_seeds_api(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let response = reqwest::get(app.url("/api/openapi/coopr.json"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let document: Value = response.json().await.unwrap();
+    let paths = document["paths"].as_object().unwrap();
+    let mut operations = Vec::new();
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            operations.push(format!("{method} {path}"));
+            let answer = reqwest::Client::new()
+                .request(
+                    Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(),
+                    app.url(&path.replace("{name}", "small.example")),
+                )
+                .send()
+                .await
+                .unwrap();
+            // Routed: no credentials is Coopr's 401, not a 404 or 405.
+            assert_eq!(answer.status(), 401, "{method} {path}");
+            let body: Value = answer.json().await.unwrap();
+            assert_eq!(body["status"], 401);
+            assert!(body["message"].is_string());
+        }
+    }
+    operations.sort();
+    assert_eq!(
+        operations,
+        [
+            "delete /v2/imagetypes/{name}",
+            "get /v2/imagetypes",
+            "get /v2/imagetypes/{name}",
+            "post /v2/imagetypes",
+            "put /v2/imagetypes/{name}",
+        ]
+    );
+    let schemes = &document["components"]["securitySchemes"];
+    for (scheme, header) in [
+        ("user", "Coopr-UserID"),
+        ("tenant", "Coopr-TenantID"),
+        ("key", "Coopr-ApiKey"),
+    ] {
+        assert_eq!(schemes[scheme]["in"], "header");
+        assert_eq!(schemes[scheme]["name"], header);
+    }
+    // One requirement naming all three: they go together.
+    assert_eq!(document["security"].as_array().unwrap().len(), 1);
+    assert_eq!(document["security"][0].as_object().unwrap().len(), 3);
+    let image_type = &document["components"]["schemas"]["ImageType"];
+    assert_eq!(
+        image_type["example"]["providermap"]["openstack"]["flavor"],
+        "m1.small"
+    );
+    let created = &paths["/v2/imagetypes"]["post"]["responses"];
+    assert!(created["200"].is_object() && created["400"].is_object());
+    assert_eq!(
+        created["400"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/CooprErrorBody"
+    );
 }

@@ -2,6 +2,8 @@
 //! 400, not 409.
 
 use app::error::CoreError;
+use axum::extract::rejection::PathRejection;
+use axum::extract::FromRequestParts;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -18,8 +20,20 @@ impl From<CoreError> for CooprError {
     }
 }
 
+/// The body of every Coopr error.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CooprErrorBody {
+    #[schema(example = 404)]
+    pub status: u16,
+    #[schema(example = "image type small.example not found")]
+    pub message: String,
+}
+
 fn body(status: StatusCode, message: String) -> Response {
-    let body = serde_json::json!({ "status": status.as_u16(), "message": message });
+    let body = CooprErrorBody {
+        status: status.as_u16(),
+        message,
+    };
     (status, Json(body)).into_response()
 }
 
@@ -40,3 +54,15 @@ pub async fn method_not_allowed(method: Method) -> Response {
         format!("{method} is not supported on this resource"),
     )
 }
+
+/// A path that does not decode is the client's mistake, in Coopr's body.
+impl From<PathRejection> for CooprError {
+    fn from(rejection: PathRejection) -> Self {
+        Self(CoreError::invalid(rejection.body_text()))
+    }
+}
+
+/// `axum::extract::Path`, refusing in Coopr's error body.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(CooprError))]
+pub struct CooprPath<T>(pub T);

@@ -4,13 +4,15 @@ use app::error::CoreError;
 use app::model::ImageType;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 
 use super::caller::Caller;
-use super::error::CooprError;
+use super::error::{CooprError, CooprErrorBody, CooprPath};
 use crate::state::AppState;
+
+const TAG: &str = "image types";
 
 /// A whole image type from a JSON body, whatever its `Content-Type`.
 fn image_type(bytes: Result<Bytes, BytesRejection>) -> Result<ImageType, CooprError> {
@@ -21,6 +23,12 @@ fn image_type(bytes: Result<Bytes, BytesRejection>) -> Result<ImageType, CooprEr
 }
 
 /// List All Image Types of the tenant.
+#[utoipa::path(get, path = "/v2/imagetypes", tag = TAG,
+    responses(
+        (status = 200, description = "The tenant's image types", body = Vec<ImageType>),
+        (status = 401, description = "A Coopr header missing, or a key not issued to that \
+            user for that tenant", body = CooprErrorBody),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -29,6 +37,16 @@ pub async fn list(
 }
 
 /// Create an Image Type: 200, or 400 when the name is taken or a field is wrong.
+#[utoipa::path(post, path = "/v2/imagetypes", tag = TAG,
+    request_body(content = ImageType, description = "JSON, whatever the Content-Type \
+        (curl's `-d` sends a form type)"),
+    responses(
+        (status = 200, description = "Created: the image type stored", body = ImageType),
+        (status = 400, description = "Not JSON, a field missing or wrong, or the name is \
+            taken", body = CooprErrorBody),
+        (status = 401, description = "Wrong or missing Coopr credentials", body = CooprErrorBody),
+        (status = 413, description = "The body is too large", body = CooprErrorBody),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -40,20 +58,38 @@ pub async fn create(
 }
 
 /// View an Image Type: 404 when the tenant has none of that name.
+#[utoipa::path(get, path = "/v2/imagetypes/{name}", tag = TAG,
+    params(("name" = String, Path, description = "The image type's name")),
+    responses(
+        (status = 200, description = "The image type", body = ImageType),
+        (status = 401, description = "Wrong or missing Coopr credentials", body = CooprErrorBody),
+        (status = 404, description = "The tenant has no image type of that name",
+            body = CooprErrorBody),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(name): Path<String>,
+    CooprPath(name): CooprPath<String>,
 ) -> Result<Json<ImageType>, CooprError> {
     Ok(Json(state.core.get_image_type(&caller, &name).await?))
 }
 
 /// Update an Image Type with the whole object; an unknown name is a 400, as
 /// the seed documents.
+#[utoipa::path(put, path = "/v2/imagetypes/{name}", tag = TAG,
+    params(("name" = String, Path, description = "The image type's name")),
+    request_body(content = ImageType, description = "The whole image type, as JSON"),
+    responses(
+        (status = 200, description = "Updated: the image type stored", body = ImageType),
+        (status = 400, description = "Not JSON, a field missing or wrong, or no image type \
+            of that name", body = CooprErrorBody),
+        (status = 401, description = "Wrong or missing Coopr credentials", body = CooprErrorBody),
+        (status = 413, description = "The body is too large", body = CooprErrorBody),
+    ))]
 pub async fn update(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(name): Path<String>,
+    CooprPath(name): CooprPath<String>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ImageType>, CooprError> {
     let image_type = image_type(bytes)?;
@@ -71,10 +107,18 @@ pub async fn update(
 }
 
 /// Delete an Image Type: 200, or 404 when absent.
+#[utoipa::path(delete, path = "/v2/imagetypes/{name}", tag = TAG,
+    params(("name" = String, Path, description = "The image type's name")),
+    responses(
+        (status = 200, description = "Deleted; the body is empty"),
+        (status = 401, description = "Wrong or missing Coopr credentials", body = CooprErrorBody),
+        (status = 404, description = "The tenant has no image type of that name",
+            body = CooprErrorBody),
+    ))]
 pub async fn delete(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(name): Path<String>,
+    CooprPath(name): CooprPath<String>,
 ) -> Result<StatusCode, CooprError> {
     state.core.delete_image_type(&caller, &name).await?;
     Ok(StatusCode::OK)
