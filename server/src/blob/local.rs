@@ -250,6 +250,7 @@ impl StagedBytes for LocalUploadStaged {
     async fn publish(self: Box<Self>, sha256: &str) -> std::io::Result<()> {
         let folder = self.blobs.join(&sha256[..2]);
         let destination = folder.join(sha256);
+        let partial = folder.join(format!(".{sha256}.partial"));
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             std::fs::create_dir_all(&folder)?;
             if destination.exists() {
@@ -268,7 +269,16 @@ impl StagedBytes for LocalUploadStaged {
                 file.set_len(self.length)?;
                 file.sync_all()?;
             }
-            std::fs::hard_link(&self.file, &destination)?;
+            match std::fs::hard_link(&self.file, &destination) {
+                Ok(()) => {}
+                // `uploads/` mounted apart from `blobs/`: a copy, then.
+                Err(error) if error.kind() == std::io::ErrorKind::CrossesDevices => {
+                    std::fs::copy(&self.file, &partial)?;
+                    std::fs::File::open(&partial)?.sync_all()?;
+                    std::fs::rename(&partial, &destination)?;
+                }
+                Err(error) => return Err(error),
+            }
             std::fs::File::open(&folder)?.sync_all()
         })
         .await
