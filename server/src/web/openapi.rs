@@ -225,6 +225,7 @@ pub fn docs(dialects: &[&str]) -> axum::routing::MethodRouter<crate::state::AppS
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Depot API</title>
+<link rel="icon" href="/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/vendor/swagger-ui/swagger-ui.css">
 </head>
 <body>
