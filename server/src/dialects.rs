@@ -25,17 +25,35 @@ pub fn body_error(rejection: &BytesRejection) -> CoreError {
     }
 }
 
-/// Every dialect's routes, and the OpenAPI documents of those described,
-/// by name (`/api/openapi/{name}.json`).
-pub fn router() -> (
-    Router<AppState>,
-    Vec<(&'static str, utoipa::openapi::OpenApi)>,
-) {
+/// A dialect's OpenAPI document, served at `/api/openapi/{name}.json`.
+pub struct Described {
+    pub name: &'static str,
+    pub document: utoipa::openapi::OpenApi,
+    /// Whether a password may sign its requests (then a login may be
+    /// throttled, 429, or refused for load, 503).
+    pub passwords: bool,
+}
+
+/// Every dialect's routes, and the documents of those described.
+pub fn router() -> (Router<AppState>, Vec<Described>) {
     let (coopr, coopr_document) = coopr::router().split_for_parts();
+    let (mws, mws_document) = mws::router().split_for_parts();
     let router = Router::new()
         .merge(vss::router())
-        .merge(mws::router())
+        .merge(mws)
         .merge(coopr)
         .merge(vice::router());
-    (router, vec![("coopr", coopr_document)])
+    let described = vec![
+        Described {
+            name: "mws",
+            document: mws_document,
+            passwords: true,
+        },
+        Described {
+            name: "coopr",
+            document: coopr_document,
+            passwords: false,
+        },
+    ];
+    (router, described)
 }

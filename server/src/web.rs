@@ -26,6 +26,7 @@ use crate::store::SessionStore;
 pub use error::{status_of, with_retry_after, ApiError, ApiPath, ErrorBody};
 pub use files::content_response;
 pub use metrics::Metrics;
+pub use openapi::PasswordOrToken;
 pub use store::handler as store_handler;
 
 /// How long a browser session lasts without use.
@@ -46,7 +47,10 @@ pub fn router(state: AppState, sessions: SessionStore, secure_cookies: bool) -> 
 
     let (api, document) = openapi::depot_api().split_for_parts();
     let (dialects, dialect_documents) = crate::dialects::router();
-    let names: Vec<&str> = dialect_documents.iter().map(|(name, _)| *name).collect();
+    let names: Vec<&str> = dialect_documents
+        .iter()
+        .map(|described| described.name)
+        .collect();
     let docs = openapi::docs(&names);
     let mut router = Router::new().route(
         "/api/openapi.json",
@@ -55,13 +59,13 @@ pub fn router(state: AppState, sessions: SessionStore, secure_cookies: bool) -> 
             openapi::OuterAnswers { passwords: true },
         )),
     );
-    for (name, document) in dialect_documents {
-        // The dialects' credentials are keys and tokens, no password.
-        let document = openapi::Rendered::new(document, openapi::OuterAnswers { passwords: false });
-        router = router.route(
-            &format!("/api/openapi/{name}.json"),
-            openapi::serve(document),
-        );
+    for described in dialect_documents {
+        let outer = openapi::OuterAnswers {
+            passwords: described.passwords,
+        };
+        let document = openapi::Rendered::new(described.document, outer);
+        let path = format!("/api/openapi/{}.json", described.name);
+        router = router.route(&path, openapi::serve(document));
     }
     router
         .route("/healthz", get(health))

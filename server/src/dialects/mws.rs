@@ -23,30 +23,54 @@ mod images;
 mod parse;
 mod views;
 
-use axum::routing::{any, get};
-use axum::Router;
+use axum::routing::any;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::AppState;
+use crate::web::PasswordOrToken;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/mws/rest/images",
-            get(images::list)
-                .post(images::create)
-                .fallback(error::method_not_allowed),
-        )
-        .route(
-            "/mws/rest/images/{key}",
-            get(images::get)
-                .put(images::update)
-                .delete(images::delete)
-                .fallback(error::method_not_allowed),
-        )
-        .route(
-            "/mws/rest/distinct/images/{field}",
-            get(distinct::list).fallback(error::method_not_allowed),
-        )
+/// The versions of the API this server speaks (`api-version`).
+#[allow(dead_code)] // Describes a parameter; `parse::params` reads it.
+#[derive(utoipa::ToSchema)]
+pub enum ApiVersion {
+    #[schema(rename = "3")]
+    V3,
+    #[schema(rename = "latest")]
+    Latest,
+}
+
+/// The seed's images API, described.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Depot: Moab Web Services images",
+        description = "MWS's images (`/mws/rest/images`) over Depot's records. Every call \
+            needs `api-version=3` (or `latest`) and credentials.",
+        license(name = "Apache-2.0"),
+    ),
+    components(schemas(error::MwsErrorBody, crate::web::ErrorBody, ApiVersion)),
+    modifiers(&PasswordOrToken),
+)]
+struct MwsApi;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    // A method a resource lacks is a 405 in MWS's error body.
+    let (schemas, paths, collection) = routes!(images::list, images::create);
+    let collection = (
+        schemas,
+        paths,
+        collection.fallback(error::method_not_allowed),
+    );
+    let (schemas, paths, one) = routes!(images::get, images::update, images::delete);
+    let one = (schemas, paths, one.fallback(error::method_not_allowed));
+    let (schemas, paths, distinct) = routes!(distinct::list);
+    let distinct = (schemas, paths, distinct.fallback(error::method_not_allowed));
+    OpenApiRouter::with_openapi(MwsApi::openapi())
+        .routes(collection)
+        .routes(one)
+        .routes(distinct)
         // Static routes win over this catch-all (matchit), whatever their depth.
         .route("/mws/{*rest}", any(error::not_found))
 }

@@ -60,28 +60,47 @@ struct Credentials;
 
 impl Modify for Credentials {
     fn modify(&self, document: &mut Document) {
-        let components = document.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "basic",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Basic)
-                    .description(Some(
-                        "A user name and password, or a token as the user name and an \
-                         empty password (as HTTPie's `-a TOKEN:` sends)",
-                    ))
-                    .build(),
-            ),
-        );
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("A token from POST /api/tokens"))
-                    .build(),
-            ),
-        );
+        add_credentials(document, true);
+    }
+}
+
+/// Basic and Bearer, as a dialect's clients sign (the session works too,
+/// but is not how their scripts sign).
+pub struct PasswordOrToken;
+
+impl Modify for PasswordOrToken {
+    fn modify(&self, document: &mut Document) {
+        add_credentials(document, false);
+    }
+}
+
+/// Adds the Basic and Bearer schemes (and the session's, with `session`)
+/// and requires any one of them.
+fn add_credentials(document: &mut Document, session: bool) {
+    let components = document.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "basic",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Basic)
+                .description(Some(
+                    "A user name and password, or a token as the user name and an empty \
+                     password (as HTTPie's `-a TOKEN:` sends)",
+                ))
+                .build(),
+        ),
+    );
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some("A token from POST /api/tokens"))
+                .build(),
+        ),
+    );
+    let mut schemes = vec!["basic", "bearer"];
+    if session {
         components.add_security_scheme(
             "session",
             SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Cookie(
@@ -91,18 +110,16 @@ impl Modify for Credentials {
                 ),
             )),
         );
-        document.security = Some(
-            ["basic", "bearer", "session"]
-                .into_iter()
-                .map(|scheme| {
-                    utoipa::openapi::security::SecurityRequirement::new(
-                        scheme,
-                        Vec::<String>::new(),
-                    )
-                })
-                .collect(),
-        );
+        schemes.push("session");
     }
+    document.security = Some(
+        schemes
+            .into_iter()
+            .map(|scheme| {
+                utoipa::openapi::security::SecurityRequirement::new(scheme, Vec::<String>::new())
+            })
+            .collect(),
+    );
 }
 
 /// What the layers in front of every handler may answer, added to every

@@ -86,3 +86,14 @@ async fn schemathesis_finds_nothing_in_coopr(#[case] backend: Backend) {
     .collect();
     fuzz(&app, "/api/openapi/coopr.json", credentials).await;
 }
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread")]
+async fn schemathesis_finds_nothing_in_mws(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("fuzzer", "fuzzer-password").await;
+    let credentials = vec!["--auth".into(), "fuzzer:fuzzer-password".into()];
+    fuzz(&app, "/api/openapi/mws.json", credentials).await;
+}

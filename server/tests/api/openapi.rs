@@ -282,3 +282,82 @@ async fn the_coopr_document_is_the_seeds_api(#[case] backend: Backend) {
         "#/components/schemas/CooprErrorBody"
     );
 }
+
+/// MWS's images are described as the seed has them: every operation routed
+/// (a call without `api-version` is MWS's 400), Basic and Bearer, the
+/// query parameters, and MWS's error body.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[tokio::test]
+async fn the_mws_document_is_the_seeds_api(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let response = reqwest::get(app.url("/api/openapi/mws.json"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let document: Value = response.json().await.unwrap();
+    let paths = document["paths"].as_object().unwrap();
+    let mut operations = Vec::new();
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            operations.push(format!("{method} {path}"));
+            let names: Vec<&str> = operation["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|parameter| parameter["name"].as_str().unwrap())
+                .collect();
+            assert!(names.contains(&"api-version"), "{method} {path}: {names:?}");
+            let answer = reqwest::Client::new()
+                .request(
+                    Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(),
+                    app.url(&path.replace("{key}", "1").replace("{field}", "name")),
+                )
+                .basic_auth(ALICE.0, Some(ALICE.1))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 400, "{method} {path}");
+            let body: Value = answer.json().await.unwrap();
+            assert!(body["messages"][0]
+                .as_str()
+                .unwrap()
+                .contains("api-version"));
+        }
+    }
+    operations.sort();
+    assert_eq!(
+        operations,
+        [
+            "delete /mws/rest/images/{key}",
+            "get /mws/rest/distinct/images/{field}",
+            "get /mws/rest/images",
+            "get /mws/rest/images/{key}",
+            "post /mws/rest/images",
+            "put /mws/rest/images/{key}",
+        ]
+    );
+    let schemes = document["components"]["securitySchemes"]
+        .as_object()
+        .unwrap();
+    let mut names: Vec<&String> = schemes.keys().collect();
+    names.sort();
+    assert_eq!(names, ["basic", "bearer"]);
+    let image = &document["components"]["schemas"]["Image"]["properties"];
+    for field in [
+        "id",
+        "name",
+        "osType",
+        "type",
+        "version",
+        "virtualizedImages",
+    ] {
+        assert!(image[field].is_object(), "Image.{field}");
+    }
+    let missing = &paths["/mws/rest/images/{key}"]["get"]["responses"]["404"];
+    assert_eq!(
+        missing["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/MwsErrorBody"
+    );
+}

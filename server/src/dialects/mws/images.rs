@@ -4,14 +4,16 @@ use app::model::Viewer;
 use app::query::{Query, MAX_PAGE};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::Extension;
 use serde_json::json;
 
-use super::error::MwsError;
+use super::error::{MwsError, MwsErrorBody, MwsPath};
 use super::parse::{self, Params};
-use super::views::{self, ListView, MwsJson};
+use super::views::{self, ImageList, ImageView, ListView, MwsJson};
 use crate::state::AppState;
+
+const TAG: &str = "images";
 
 /// Reads the global parameters and requires a signed-in caller.
 fn begin(viewer: &Viewer, raw_query: Option<&str>) -> Result<Params, MwsError> {
@@ -26,6 +28,23 @@ fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, MwsError> {
 }
 
 /// Get All Images: `query`, `sort`, `max`, `offset`, `fields`, `exclude-fields`.
+#[utoipa::path(get, path = "/mws/rest/images", tag = TAG,
+    params(
+        ("api-version" = super::ApiVersion, Query, description = "3 (or latest)"),
+        ("fields" = Option<String>, Query, description = "Comma-separated keys to keep"),
+        ("exclude-fields" = Option<String>, Query, description = "Comma-separated keys to leave out"),
+        ("pretty" = Option<bool>, Query, description = "Indented JSON"),
+        ("query" = Option<String>, Query, description = "A JSON query, MongoDB style: \
+            `{\"name\": \"centos\"}`, `$and`, `$or`, `$ne`, `$gt`, `$in`, `$regex`, …"),
+        ("sort" = Option<String>, Query, description = "JSON: `{\"name\": 1}` (1 up, -1 down)"),
+        ("max" = Option<u64>, Query, description = "At most this many (1000 by default and at most)"),
+        ("offset" = Option<u64>, Query, description = "Skip this many"),
+    ),
+    responses(
+        (status = 200, description = "The images the caller may read", body = ImageList),
+        (status = 400, description = "api-version missing or unsupported, or a parameter malformed", body = MwsErrorBody),
+        (status = 401, description = "No credentials, or wrong ones", body = MwsErrorBody),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
@@ -52,10 +71,21 @@ pub async fn list(
 }
 
 /// Get Single Image, by id or by name.
+#[utoipa::path(get, path = "/mws/rest/images/{key}", tag = TAG,
+    params(("key" = String, Path, description = "The image's id, or its name"), ("api-version" = super::ApiVersion, Query, description = "3 (or latest)"),
+        ("fields" = Option<String>, Query, description = "Comma-separated keys to keep"),
+        ("exclude-fields" = Option<String>, Query, description = "Comma-separated keys to leave out"),
+        ("pretty" = Option<bool>, Query, description = "Indented JSON")),
+    responses(
+        (status = 200, description = "The image", body = ImageView),
+        (status = 400, description = "api-version missing or unsupported, or a parameter malformed", body = MwsErrorBody),
+        (status = 401, description = "No credentials, or wrong ones", body = MwsErrorBody),
+        (status = 404, description = "No such image the caller may read", body = MwsErrorBody),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
-    Path(key): Path<String>,
+    MwsPath(key): MwsPath<String>,
     RawQuery(raw_query): RawQuery,
 ) -> Result<MwsJson, MwsError> {
     let params = begin(&viewer, raw_query.as_deref())?;
@@ -64,6 +94,21 @@ pub async fn get(
 }
 
 /// Create Single Image: 201, `Location`, and the image as Get shows it.
+#[utoipa::path(post, path = "/mws/rest/images", tag = TAG,
+    params(("api-version" = super::ApiVersion, Query, description = "3 (or latest)"),
+        ("fields" = Option<String>, Query, description = "Comma-separated keys to keep"),
+        ("exclude-fields" = Option<String>, Query, description = "Comma-separated keys to leave out"),
+        ("pretty" = Option<bool>, Query, description = "Indented JSON")),
+    request_body(content = parse::ImageBody, description = "The image's MWS fields, as \
+        JSON; `name` is required"),
+    responses(
+        (status = 201, description = "Created; Location is its address", body = ImageView),
+        (status = 400, description = "Not JSON, a field missing or wrong, or a parameter \
+            malformed", body = MwsErrorBody),
+        (status = 401, description = "No credentials, or wrong ones", body = MwsErrorBody),
+        (status = 409, description = "A name the caller can already read", body = MwsErrorBody),
+        (status = 413, description = "The body is too large", body = MwsErrorBody),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
@@ -79,10 +124,28 @@ pub async fn create(
 }
 
 /// Modify Single Image: the fields sent change; a stale `version` is a 409.
+#[utoipa::path(put, path = "/mws/rest/images/{key}", tag = TAG,
+    params(("key" = String, Path, description = "The image's id, or its name"), ("api-version" = super::ApiVersion, Query, description = "3 (or latest)"),
+        ("fields" = Option<String>, Query, description = "Comma-separated keys to keep"),
+        ("exclude-fields" = Option<String>, Query, description = "Comma-separated keys to leave out"),
+        ("pretty" = Option<bool>, Query, description = "Indented JSON")),
+    request_body(content = parse::ImageBody, description = "The fields to change (null \
+        clears templateName or hypervisorType); `version` refuses a stale write"),
+    responses(
+        (status = 200, description = "The image as changed", body = ImageView),
+        (status = 400, description = "Not JSON, a field wrong, or a parameter malformed",
+            body = MwsErrorBody),
+        (status = 401, description = "No credentials, or wrong ones", body = MwsErrorBody),
+        (status = 403, description = "Not the caller's image", body = MwsErrorBody),
+        (status = 404, description = "No such image the caller may read", body = MwsErrorBody),
+        (status = 409, description = "A stale version, or a name the caller can already read",
+            body = MwsErrorBody),
+        (status = 413, description = "The body is too large", body = MwsErrorBody),
+    ))]
 pub async fn update(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
-    Path(key): Path<String>,
+    MwsPath(key): MwsPath<String>,
     RawQuery(raw_query): RawQuery,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<MwsJson, MwsError> {
@@ -96,10 +159,24 @@ pub async fn update(
 }
 
 /// Delete Single Image: answers `{}`.
+#[utoipa::path(delete, path = "/mws/rest/images/{key}", tag = TAG,
+    params(("key" = String, Path, description = "The image's id, or its name"), ("api-version" = super::ApiVersion, Query, description = "3 (or latest)"),
+        ("fields" = Option<String>, Query, description = "Comma-separated keys to keep"),
+        ("exclude-fields" = Option<String>, Query, description = "Comma-separated keys to leave out"),
+        ("pretty" = Option<bool>, Query, description = "Indented JSON")),
+    responses(
+        (status = 200, description = "Deleted: `{}`", body = serde_json::Value),
+        (status = 400, description = "api-version missing or unsupported, or a parameter malformed", body = MwsErrorBody),
+        (status = 401, description = "No credentials, or wrong ones", body = MwsErrorBody),
+        (status = 403, description = "Not the caller's image", body = MwsErrorBody),
+        (status = 404, description = "No such image the caller may read", body = MwsErrorBody),
+        (status = 409, description = "The image is in use (a deployment holds it)",
+            body = MwsErrorBody),
+    ))]
 pub async fn delete(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
-    Path(key): Path<String>,
+    MwsPath(key): MwsPath<String>,
     RawQuery(raw_query): RawQuery,
 ) -> Result<MwsJson, MwsError> {
     let params = begin(&viewer, raw_query.as_deref())?;

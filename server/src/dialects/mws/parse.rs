@@ -428,12 +428,14 @@ where
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
-/// An image as MWS clients send it.
-#[derive(Debug, Deserialize)]
+/// An image as MWS clients send it (no other key is taken).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ImageBody {
+#[schema(as = ImageWrite)]
+pub struct ImageBody {
     /// Read-only: the URL names the image.
     #[serde(default, rename = "id")]
+    #[schema(value_type = Option<String>)]
     _id: Option<Json>,
     name: Option<String>,
     os_type: Option<String>,
@@ -448,7 +450,10 @@ struct ImageBody {
     provisioning_type: Option<Option<String>>,
     active: Option<bool>,
     features: Option<Vec<String>>,
+    #[schema(value_type = Option<Object>)]
     extensions: Option<Map<String, Json>>,
+    /// `{"id": …}` or `{"name": …}` each.
+    #[schema(value_type = Option<Vec<Object>>)]
     virtualized_images: Option<Vec<Map<String, Json>>>,
     /// Read-only, but checked on `PUT` against the stored version.
     version: Option<i64>,

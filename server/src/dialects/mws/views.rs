@@ -10,31 +10,72 @@ use serde_json::{Map, Value as Json};
 
 use super::parse::Params;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ImageLinkView {
     pub id: String,
     pub name: String,
 }
 
-/// An image as "Get Single Image" shows it.
-#[derive(Debug, Serialize)]
+/// An image as "Get Single Image" shows it (`fields` and `exclude-fields`
+/// leave some keys out, so none is required).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Image)]
 pub struct ImageView {
+    #[schema(required = false)]
     pub active: bool,
+    /// Provisioning manager -> its settings (at most one key).
+    #[schema(required = false, value_type = Object)]
     pub extensions: Map<String, Json>,
+    #[schema(required = false)]
     pub features: Vec<String>,
+    #[schema(required = false)]
     pub hypervisor: bool,
+    #[schema(required = false)]
     pub hypervisor_type: Option<String>,
+    /// Depot's integer id, as a string.
+    #[schema(required = false, example = "42")]
     pub id: String,
+    #[schema(required = false, example = "centos-7")]
     pub name: String,
+    #[schema(required = false)]
     pub os_type: Option<String>,
+    #[schema(required = false)]
     pub supports_physical_machine: bool,
+    #[schema(required = false)]
     pub supports_virtual_machine: bool,
+    #[schema(required = false)]
     pub template_name: Option<String>,
+    /// `stateful`, `stateless` or `linkedclone`.
     #[serde(rename = "type")]
+    #[schema(required = false)]
     pub provisioning_type: Option<String>,
+    /// Bumped on every change: send it back with a PUT to refuse a stale one.
+    #[schema(required = false)]
     pub version: i64,
+    #[schema(required = false)]
     pub virtualized_images: Vec<ImageLinkView>,
+}
+
+/// A page of images: `{"totalCount", "resultCount", "results"}`.
+#[allow(dead_code)] // Describes what `ListView` holds for images.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageList {
+    pub total_count: u64,
+    pub result_count: usize,
+    pub results: Vec<ImageView>,
+}
+
+/// A page of distinct values (ids as strings).
+#[allow(dead_code)] // Describes what `ListView` holds for values.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DistinctList {
+    pub total_count: u64,
+    pub result_count: usize,
+    #[schema(value_type = Vec<serde_json::Value>)]
+    pub results: Vec<Json>,
 }
 
 impl From<&Image> for ImageView {
