@@ -51,27 +51,24 @@ if ! (cd "$repo/end2end" && npm ls --silent >/dev/null 2>&1); then
 fi
 export PATH="$repo/end2end/node_modules/.bin:$PATH"
 
-# The official VSS client, pinned, in a virtualenv of its own for the tests.
-pyvss_venv="$HOME/.cache/depot/pyvss-venv"
-if ! cmp -s "$repo/end2end/pyvss/requirements.txt" "$pyvss_venv/requirements.txt"; then
-  step "installing pyvss into $pyvss_venv"
-  python3 -m venv "$pyvss_venv"
-  "$pyvss_venv/bin/pip" install --quiet --disable-pip-version-check \
-    -r "$repo/end2end/pyvss/requirements.txt"
-  cp "$repo/end2end/pyvss/requirements.txt" "$pyvss_venv/requirements.txt"
-fi
-export DEPOT_PYVSS_PYTHON="$pyvss_venv/bin/python"
-
-# schemathesis, the OpenAPI fuzzer the API documents are checked with, pinned.
-schemathesis_venv="$HOME/.cache/depot/schemathesis-venv"
-if ! cmp -s "$repo/end2end/schemathesis/requirements.txt" "$schemathesis_venv/requirements.txt"; then
-  step "installing schemathesis into $schemathesis_venv"
-  python3 -m venv "$schemathesis_venv"
-  "$schemathesis_venv/bin/pip" install --quiet --disable-pip-version-check \
-    -r "$repo/end2end/schemathesis/requirements.txt"
-  cp "$repo/end2end/schemathesis/requirements.txt" "$schemathesis_venv/requirements.txt"
-fi
-export DEPOT_SCHEMATHESIS="$schemathesis_venv/bin/st"
+# Python tools the tests run, each pinned in end2end/<name>/requirements.txt
+# and installed into a virtualenv of its own when that file changed.
+python_tool() {
+  local name="$1" venv="$HOME/.cache/depot/$1-venv"
+  if ! cmp -s "$repo/end2end/$name/requirements.txt" "$venv/requirements.txt"; then
+    step "installing $name into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check \
+      -r "$repo/end2end/$name/requirements.txt"
+    cp "$repo/end2end/$name/requirements.txt" "$venv/requirements.txt"
+  fi
+}
+# The official VSS client, and the tus project's Python client.
+python_tool pyvss
+export DEPOT_PYVSS_PYTHON="$HOME/.cache/depot/pyvss-venv/bin/python"
+# schemathesis, the OpenAPI fuzzer the API documents are checked with.
+python_tool schemathesis
+export DEPOT_SCHEMATHESIS="$HOME/.cache/depot/schemathesis-venv/bin/st"
 
 # The integration tests create their own databases on the local PostgreSQL.
 if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432; then

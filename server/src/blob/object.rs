@@ -459,14 +459,20 @@ impl StagedBytes for ObjectStaged {
 impl Drop for ObjectStaged {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
-            let store = self.store.clone();
-            in_background(async move {
-                if let Err(error) = store.delete(&key).await {
-                    tracing::warn!(%error, "cannot discard an upload; the collector will");
-                }
-            });
+            discard_in_background(&self.store, key, "an upload; the collector will");
         }
     }
+}
+
+/// Deletes `key` on the runtime; if that fails, says it cannot discard
+/// `what`.
+fn discard_in_background(store: &ObjectBlobs, key: Path, what: &'static str) {
+    let store = store.clone();
+    in_background(async move {
+        if let Err(error) = store.delete(&key).await {
+            tracing::warn!(%error, "cannot discard {what}");
+        }
+    });
 }
 
 /// A chunk of a resumable upload on its way up as a part of its own.
@@ -515,12 +521,7 @@ impl WrittenPart for ObjectPart {
 impl Drop for ObjectPart {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
-            let store = self.store.clone();
-            in_background(async move {
-                if let Err(error) = store.delete(&key).await {
-                    tracing::warn!(%error, "cannot discard a part; it goes with its upload");
-                }
-            });
+            discard_in_background(&self.store, key, "a part; it goes with its upload");
         }
     }
 }

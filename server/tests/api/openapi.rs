@@ -9,6 +9,11 @@ use crate::helpers::{Backend, TestApp};
 
 const ALICE: (&str, &str) = ("alice", "alice-password");
 
+/// The JSON a request answers.
+async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 async fn document(app: &TestApp) -> Value {
     let response = reqwest::get(app.url("/api/openapi.json")).await.unwrap();
     assert_eq!(response.status(), 200);
@@ -136,38 +141,25 @@ async fn answers_have_the_documented_shapes(#[case] backend: Backend) {
             .collect()
     };
     let client = reqwest::Client::new();
-    let issued: Value = client
-        .post(app.url("/api/tokens"))
-        .basic_auth(ALICE.0, Some(ALICE.1))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let issued = json_of(
+        client
+            .post(app.url("/api/tokens"))
+            .basic_auth(ALICE.0, Some(ALICE.1)),
+    )
+    .await;
     for field in required("NewToken") {
         assert!(!issued[&field].is_null(), "NewToken.{field}: {issued}");
     }
-    let listed: Value = client
-        .get(app.url("/api/tokens"))
-        .basic_auth(ALICE.0, Some(ALICE.1))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = json_of(
+        client
+            .get(app.url("/api/tokens"))
+            .basic_auth(ALICE.0, Some(ALICE.1)),
+    )
+    .await;
     for field in required("TokenInfo") {
         assert!(!listed["tokens"][0][&field].is_null(), "TokenInfo.{field}");
     }
-    let missing: Value = client
-        .get(app.url("/api/images/999/download"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let missing = json_of(client.get(app.url("/api/images/999/download"))).await;
     for field in required("ErrorBody") {
         assert!(!missing[&field].is_null(), "ErrorBody.{field}: {missing}");
     }
