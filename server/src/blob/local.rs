@@ -522,7 +522,7 @@ impl Backend for LocalBlobs {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{tests as contract, BlobStore};
+    use super::super::{contract, BlobStore};
     use super::*;
 
     #[tokio::test]

@@ -28,16 +28,16 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Utc;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
-use object_store::{ClientOptions, GetOptions, GetRange, MultipartId, ObjectStore, PutPayload};
+use object_store::{ClientOptions, MultipartId, ObjectStore, PutPayload};
 
-use super::{
-    is_sha256, is_upload_name, not_found, Area, Backend, Blob, ByteStream, Part, PartWriting,
-    StagedBytes, Staging, WrittenPart,
-};
+use super::{is_sha256, Area, Backend, Blob, ByteStream, Part, PartWriting, StagedBytes, Staging};
+use read::ObjectBlob;
+#[cfg(test)]
+use read::READ_SEGMENT;
 
 /// The size of each part but the last, for an upload's first
 /// [`SMALL_PARTS`] parts (31 GiB); S3 wants at least 5 MiB.
@@ -160,15 +160,6 @@ impl ObjectBlobs {
             parts: Vec::new(),
             last_beat: Instant::now(),
             finished: false,
-        }
-    }
-
-    /// Where resumable upload `upload` keeps its parts.
-    fn upload_folder(&self, upload: &str) -> std::io::Result<Path> {
-        if is_upload_name(upload) {
-            Ok(self.area("uploads").child(upload))
-        } else {
-            Err(not_found("bad upload id"))
         }
     }
 
@@ -475,111 +466,6 @@ fn discard_in_background(store: &ObjectBlobs, key: Path, what: &'static str) {
     });
 }
 
-/// A chunk of a resumable upload on its way up as a part of its own.
-struct ObjectPartWriting {
-    staging: ObjectStaging,
-    name: String,
-}
-
-#[async_trait::async_trait]
-impl PartWriting for ObjectPartWriting {
-    async fn write(&mut self, bytes: Bytes) -> std::io::Result<()> {
-        self.staging.write(bytes).await
-    }
-
-    async fn finish(self: Box<Self>) -> std::io::Result<Box<dyn WrittenPart>> {
-        let Self { staging, name } = *self;
-        let key = staging.key.clone();
-        let store = staging.store.clone();
-        staging.finish_in_place().await?;
-        Ok(Box::new(ObjectPart {
-            store,
-            key: Some(key),
-            name,
-        }))
-    }
-}
-
-/// A part in the store, deleted when dropped unless kept.
-#[derive(Debug)]
-struct ObjectPart {
-    store: ObjectBlobs,
-    key: Option<Path>,
-    name: String,
-}
-
-impl WrittenPart for ObjectPart {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn keep(mut self: Box<Self>) {
-        self.key = None;
-    }
-}
-
-impl Drop for ObjectPart {
-    fn drop(&mut self) {
-        if let Some(key) = self.key.take() {
-            discard_in_background(&self.store, key, "a part; it goes with its upload");
-        }
-    }
-}
-
-/// A blob found in the store, read by ranged GETs.
-struct ObjectBlob {
-    bucket: Arc<dyn Bucket>,
-    key: Path,
-    length: u64,
-}
-
-/// Reads of more than this are fetched as ranged GETs of this size, a few
-/// at once, in order: one GET's stream is bounded by the store's per-request
-/// pace, as S3 clients that download in parallel ranges know.
-const READ_SEGMENT: u64 = 8 << 20;
-
-/// Segments fetched ahead of the one being sent: what one download holds in
-/// memory is at most this many segments.
-const SEGMENTS_IN_FLIGHT: usize = 2;
-
-#[async_trait::async_trait]
-impl Blob for ObjectBlob {
-    fn size(&self) -> u64 {
-        self.length
-    }
-
-    async fn read(self: Box<Self>, start: u64, count: u64) -> std::io::Result<ByteStream> {
-        if count == 0 {
-            return Ok(Box::pin(futures_util::stream::empty()));
-        }
-        let end = start + count;
-        if count <= READ_SEGMENT * 2 {
-            let options = GetOptions {
-                range: Some(GetRange::Bounded(start..end)),
-                ..GetOptions::default()
-            };
-            let found = self
-                .bucket
-                .get_opts(&self.key, options)
-                .await
-                .map_err(io_error)?;
-            return Ok(Box::pin(found.into_stream().map_err(io_error)));
-        }
-        // Segments are fetched whole, the next ones while one is sent.
-        let segments = (start..end)
-            .step_by(READ_SEGMENT as usize)
-            .map(move |from| from..(from + READ_SEGMENT).min(end));
-        let (bucket, key) = (self.bucket.clone(), self.key.clone());
-        let fetched = futures_util::stream::iter(segments)
-            .map(move |range| {
-                let (bucket, key) = (bucket.clone(), key.clone());
-                async move { bucket.get_range(&key, range).await.map_err(io_error) }
-            })
-            .buffered(SEGMENTS_IN_FLIGHT + 1);
-        Ok(Box::pin(fetched))
-    }
-}
-
 #[async_trait::async_trait]
 impl Backend for ObjectBlobs {
     async fn stage(&self) -> std::io::Result<Box<dyn Staging>> {
@@ -682,86 +568,19 @@ impl Backend for ObjectBlobs {
     }
 
     async fn write_part(&self, upload: &str, offset: u64) -> std::io::Result<Box<dyn PartWriting>> {
-        // Named by its offset and at random: a request racing this one at
-        // the same offset writes a part of its own, and the database
-        // records the one whose request got there first.
-        let name = format!("{offset:020}-{:016x}", rand::random::<u64>());
-        let key = self.upload_folder(upload)?.child(name.as_str());
-        Ok(Box::new(ObjectPartWriting {
-            staging: self.begin_upload_in_place(key),
-            name,
-        }))
+        self.begin_part(upload, offset)
     }
 
     async fn read_parts(&self, upload: &str, parts: &[Part]) -> std::io::Result<ByteStream> {
-        let folder = self.upload_folder(upload)?;
-        let mut keys = Vec::with_capacity(parts.len());
-        for part in parts {
-            if !is_upload_name(&part.name.replace('-', "")) {
-                return Err(not_found("bad part name"));
-            }
-            keys.push((folder.child(part.name.as_str()), part.size));
-        }
-        let bucket = self.bucket.clone();
-        let bytes = futures_util::stream::iter(keys)
-            .then(move |(key, size)| {
-                let bucket = bucket.clone();
-                async move {
-                    let part = ObjectBlob {
-                        bucket,
-                        key,
-                        length: size,
-                    };
-                    Box::new(part).read(0, size).await
-                }
-            })
-            .try_flatten();
-        Ok(Box::pin(bytes))
+        self.read_upload_parts(upload, parts)
     }
 
     async fn remove_parts(&self, upload: &str) -> std::io::Result<()> {
-        let folder = self.upload_folder(upload)?;
-        let parts: Vec<object_store::ObjectMeta> = self
-            .bucket
-            .list(Some(&folder))
-            .try_collect()
-            .await
-            .map_err(io_error)?;
-        for part in parts {
-            self.delete(&part.location).await?;
-        }
-        Ok(())
+        self.remove_upload_parts(upload).await
     }
 
     async fn kept_uploads(&self, grace: Duration) -> std::io::Result<Vec<String>> {
-        let cutoff = Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
-        let folder = self.area("uploads");
-        let parts: Vec<object_store::ObjectMeta> = self
-            .bucket
-            .list(Some(&folder))
-            .try_collect()
-            .await
-            .map_err(io_error)?;
-        // An upload is untouched when its newest part is.
-        let mut newest = std::collections::HashMap::<String, chrono::DateTime<Utc>>::new();
-        for part in parts {
-            let Some(upload) = part
-                .location
-                .prefix_match(&folder)
-                .and_then(|mut rest| rest.next())
-            else {
-                continue;
-            };
-            let latest = newest
-                .entry(upload.as_ref().to_owned())
-                .or_insert(part.last_modified);
-            *latest = (*latest).max(part.last_modified);
-        }
-        Ok(newest
-            .into_iter()
-            .filter(|(_, latest)| *latest <= cutoff)
-            .map(|(upload, _)| upload)
-            .collect())
+        self.untouched_uploads(grace).await
     }
 
     async fn stored(&self, area: Area) -> std::io::Result<Vec<String>> {
@@ -783,6 +602,9 @@ impl Backend for ObjectBlobs {
         Ok(found)
     }
 }
+
+mod parts;
+mod read;
 
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,6 @@
 //! the protocol defines, each of which changes nothing.
 
 use base64::Engine as _;
-use futures_util::StreamExt as _;
 use reqwest::{Method, RequestBuilder, Response};
 use rstest::rstest;
 use serde_json::Value;
@@ -12,6 +11,9 @@ use sha2::Digest as _;
 
 use crate::helpers::{random_bytes, Backend, TestApp};
 use crate::vice::iso_bytes;
+
+mod clients;
+mod storage;
 
 const ALICE: (&str, &str) = ("alice", "alice-password");
 
@@ -497,256 +499,68 @@ async fn an_upload_ingested_as_it_arrives_survives_cuts_and_refusals(#[case] bac
     assert_eq!(image_sha256(&app, &path).await, sha256_hex(&second));
 }
 
-/// Runs a tus client's script from `end2end/tus/` against `app` and a second
-/// server of its deployment; the script checks and says what went wrong.
-async fn run_client(program: std::path::PathBuf, script: &str, app: &TestApp, other: &TestApp) {
-    let script = format!("{}/../end2end/tus/{script}", env!("CARGO_MANIFEST_DIR"));
-    let (url, other_url) = (app.url(""), other.url(""));
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(&program)
-            .arg(&script)
-            .env("DEPOT_URL", url)
-            .env("DEPOT_OTHER_URL", other_url)
-            .env("DEPOT_USER", ALICE.0)
-            .env("DEPOT_PASSWORD", ALICE.1)
-            .output()
-            .unwrap_or_else(|error| panic!("{program:?}: {error}; run scripts/setup.sh"))
-    })
-    .await
-    .unwrap();
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// tuspy, the tus project's Python client, unchanged: it uploads two
-/// chunks through one server, and a new client resumes through another
-/// (or the same one restarted) with checksums; the image is the file.
+/// What clients send beyond the core: `X-HTTP-Method-Override` on `POST`,
+/// metadata keys of their own with binary values; and an empty file is no
+/// upload.
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
-#[case::shared(Backend::Shared)]
-#[tokio::test(flavor = "multi_thread")]
-async fn tuspy_uploads_and_resumes_elsewhere(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    app.add_user(ALICE.0, ALICE.1).await;
-    let other = app.spawn_again().await;
-    run_client(crate::pyvss::python().into(), "test_tuspy.py", &app, &other).await;
-}
-
-/// tus-js-client, the tus project's JavaScript client, unchanged (the
-/// version the upload page ships): its connection is cut in the middle of
-/// a chunk, a new client resumes through another server (or the same one
-/// restarted) from the server's offset, a dropped request is retried, and
-/// the image is the file.
-#[rstest]
-#[case::sqlite(Backend::Sqlite)]
-#[case::shared(Backend::Shared)]
-#[tokio::test(flavor = "multi_thread")]
-async fn tus_js_client_is_cut_off_and_resumes_elsewhere(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    app.add_user(ALICE.0, ALICE.1).await;
-    let other = app.spawn_again().await;
-    run_client("node".into(), "tus_js_client.mjs", &app, &other).await;
-}
-
-/// The browser runs the tus client the tests run: the page's copy is the
-/// pinned npm package's own build, byte for byte.
-#[test]
-fn the_upload_page_ships_the_tested_tus_client() {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let read = |path: &str| {
-        std::fs::read(format!("{root}/{path}"))
-            .unwrap_or_else(|error| panic!("{path}: {error}; run scripts/setup.sh"))
-    };
-    let shipped = read("public/vendor/tus-js-client/tus.min.js");
-    let tested = read("end2end/node_modules/tus-js-client/dist/tus.min.js");
-    assert!(
-        shipped == tested,
-        "public/vendor/tus-js-client is not the tus-js-client end2end/package.json pins: copy its dist/tus.min.js"
-    );
-}
-
-/// An upload left past its expiry is gone: its chunks, its reservation,
-/// and its URL (404), once the collector has run.
-#[rstest]
-#[case::sqlite(Backend::Sqlite)]
-#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn an_expired_upload_frees_its_space(#[case] backend: Backend) {
-    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(2_000_000)).await;
+async fn overrides_foreign_metadata_and_empty_files(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     app.add_user(ALICE.0, ALICE.1).await;
-    let alice = app.core.login(ALICE.0, ALICE.1).await.unwrap();
-    let path = create(&app, 1_500_000, &format!("filename {}", b64(b"old.img"))).await;
-    assert_eq!(
-        patch(&app, &path, 0, random_bytes(500_000)).await.status(),
-        204
-    );
-    assert_eq!(app.core.quota_usage(alice.id).await.unwrap(), 1_500_000);
-    assert!(
-        !app.stored(depot_server::blob::Area::Uploads)
-            .await
-            .is_empty(),
-        "the chunk is kept"
-    );
-
-    // A day and more later.
-    const AGE: &str = "UPDATE resumable_uploads SET expires_at = 0";
-    match app.core.db() {
-        depot_server::store::Db::Sqlite(pool) => {
-            sqlx::query(AGE).execute(pool).await.unwrap();
-        }
-        depot_server::store::Db::Postgres(pool) => {
-            sqlx::query(AGE).execute(pool).await.unwrap();
-        }
-    }
-    assert_eq!(
-        tus(&app, Method::HEAD, &path)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
-    app.core
-        .collect_garbage(std::time::Duration::from_secs(3600))
+    let empty = tus(&app, Method::POST, "/api/uploads")
+        .header("upload-length", "0")
+        .header("upload-metadata", format!("filename {}", b64(b"empty.img")))
+        .send()
         .await
         .unwrap();
-    assert_eq!(app.core.quota_usage(alice.id).await.unwrap(), 0);
-    assert!(app
-        .stored(depot_server::blob::Area::Uploads)
-        .await
-        .is_empty());
-    assert!(app.stored(depot_server::blob::Area::Blobs).await.is_empty());
-    assert_eq!(
-        patch(&app, &path, 500_000, random_bytes(10)).await.status(),
-        404
+    assert_eq!(empty.status(), 400);
+    let bytes = random_bytes(4096);
+    let metadata = format!(
+        "filename {},filetype {},fingerprint {},relativePath",
+        b64(b"disk.img"),
+        b64(b"application/octet-stream"),
+        b64(&[0xff, 0xfe, 0x00])
     );
-}
-
-/// Runs `statement` on the test's database.
-async fn execute(app: &TestApp, statement: &str) {
-    match app.core.db() {
-        depot_server::store::Db::Sqlite(pool) => {
-            sqlx::query(statement).execute(pool).await.unwrap();
-        }
-        depot_server::store::Db::Postgres(pool) => {
-            sqlx::query(statement).execute(pool).await.unwrap();
-        }
-    }
-}
-
-/// What a crash between forgetting an upload and removing its bytes leaves
-/// is removed by the collector; an upload it still knows keeps its bytes,
-/// however old, and completes.
-#[rstest]
-#[case::sqlite(Backend::Sqlite)]
-#[case::shared(Backend::Shared)]
-#[tokio::test]
-async fn the_collector_removes_parts_of_uploads_it_no_longer_knows(#[case] backend: Backend) {
-    use depot_server::blob::Area;
-    let app = TestApp::spawn(backend).await;
-    app.add_user(ALICE.0, ALICE.1).await;
-    let kept = iso_bytes(2 << 20);
-    let kept_path = create(&app, kept.len(), &format!("filename {}", b64(b"kept.iso"))).await;
-    assert_eq!(
-        patch(&app, &kept_path, 0, kept[..1 << 20].to_vec())
-            .await
-            .status(),
-        204
-    );
-    let lost_path = create(&app, 3 << 20, &format!("filename {}", b64(b"lost.iso"))).await;
-    assert_eq!(
-        patch(&app, &lost_path, 0, random_bytes(1 << 20))
-            .await
-            .status(),
-        204
-    );
-    let lost_id = lost_path.rsplit('/').next().unwrap();
-    let lost_parts = |stored: &[String]| stored.iter().any(|name| name.contains(lost_id));
-    assert!(lost_parts(&app.stored(Area::Uploads).await));
-    // The row goes; the bytes stay (the server died in between).
-    execute(
-        &app,
-        &format!("DELETE FROM resumable_uploads WHERE id = '{lost_id}'"),
-    )
-    .await;
-    app.core
-        .collect_garbage(std::time::Duration::ZERO)
-        .await
-        .unwrap();
-    let stored = app.stored(Area::Uploads).await;
-    assert!(!lost_parts(&stored), "{stored:?}");
-    assert!(!stored.is_empty(), "the known upload's bytes stay");
-    let rest = patch(&app, &kept_path, 1 << 20, kept[1 << 20..].to_vec()).await;
-    assert_eq!(rest.status(), 204);
-    assert_eq!(image_sha256(&app, &kept_path).await, sha256_hex(&kept));
-    assert!(app.stored(Area::Uploads).await.is_empty());
-}
-
-/// Two requests sending a chunk at the same offset at once (a client that
-/// retried too early, or two tabs): one is taken, the other is told the
-/// offset moved on, and the image is exactly the chunks taken. On one
-/// server the second waits for the first; on two servers of a shared store
-/// the database takes the one that ends first.
-#[rstest]
-#[case::sqlite(Backend::Sqlite)]
-#[case::shared(Backend::Shared)]
-#[tokio::test]
-async fn chunks_racing_at_one_offset_leave_the_file_whole(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    app.add_user(ALICE.0, ALICE.1).await;
-    let other = match backend {
-        Backend::Shared => Some(app.spawn_beside(|_| {}).await),
-        _ => None,
-    };
-    let iso = iso_bytes(4 << 20);
-    let path = create(&app, iso.len(), &format!("filename {}", b64(b"race.iso"))).await;
-    assert_eq!(
-        patch(&app, &path, 0, iso[..1 << 20].to_vec())
-            .await
-            .status(),
-        204
-    );
-    // The first racer's body arrives slowly; the second's, other bytes of
-    // the same length, arrives meanwhile.
-    let slow_pieces: Vec<Vec<u8>> = iso[1 << 20..2 << 20]
-        .chunks(64 << 10)
-        .map(<[u8]>::to_vec)
-        .collect();
-    let pieces = futures_util::stream::iter(slow_pieces).then(|piece| async move {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        Ok::<_, std::io::Error>(piece)
-    });
-    let slow = tus(&app, Method::PATCH, &path)
+    let path = create(&app, bytes.len(), &metadata).await;
+    let overridden = tus(&app, Method::POST, &path)
+        .header("x-http-method-override", "PATCH")
         .header("content-type", "application/offset+octet-stream")
-        .header("upload-offset", (1 << 20).to_string())
-        .body(reqwest::Body::wrap_stream(pieces))
-        .send();
-    let other_bytes = vec![0xEE; 1 << 20];
-    let fast = async {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        patch(
-            other.as_ref().unwrap_or(&app),
-            &path,
-            1 << 20,
-            other_bytes.clone(),
-        )
+        .header("upload-offset", "0")
+        .body(bytes.clone())
+        .send()
         .await
-    };
-    let (slow, fast) = tokio::join!(slow, fast);
-    let statuses = (slow.unwrap().status().as_u16(), fast.status().as_u16());
-    let mut expected = iso.clone();
-    if other.is_some() {
-        assert_eq!(statuses, (409, 204));
-        expected[1 << 20..2 << 20].copy_from_slice(&other_bytes);
-    } else {
-        assert_eq!(statuses, (204, 409));
-    }
-    assert_eq!(offset_of(&app, &path).await, 2 << 20);
-    let rest = patch(&app, &path, 2 << 20, iso[2 << 20..].to_vec()).await;
-    assert_eq!(rest.status(), 204);
-    assert_eq!(image_sha256(&app, &path).await, sha256_hex(&expected));
+        .unwrap();
+    assert_eq!(overridden.status(), 204);
+    assert_eq!(overridden.headers()["upload-offset"], "4096");
+    // The finished image, with or without the protocol's header.
+    let finished: Value = reqwest::Client::new()
+        .get(app.url(&path))
+        .basic_auth(ALICE.0, Some(ALICE.1))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(finished["image"]["sha256"], sha256_hex(&bytes));
+    // Completed once: more requests at its end change nothing.
+    let again = patch(&app, &path, 4096, Vec::new()).await;
+    assert_eq!(again.status(), 409);
+    let listed: Value = reqwest::Client::new()
+        .get(app.url("/mws/rest/images?api-version=3"))
+        .basic_auth(ALICE.0, Some(ALICE.1))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mine = listed["results"].as_array().map_or(0, |items| {
+        items
+            .iter()
+            .filter(|item| item["name"] == "disk.img")
+            .count()
+    });
+    assert_eq!(mine, 1, "{listed}");
 }

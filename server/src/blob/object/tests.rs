@@ -1,7 +1,7 @@
 //! The blob contract and the object store's own cases, on `object_store`'s
 //! in-memory store.
 
-use super::super::{tests as contract, BlobStore, Limit};
+use super::super::{contract, BlobStore, Limit};
 use super::*;
 use object_store::memory::InMemory;
 

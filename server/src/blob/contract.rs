@@ -1,0 +1,193 @@
+//! The contract every backend keeps, run against each in its module.
+
+use super::*;
+
+fn chunks(
+    parts: Vec<Result<Bytes, &'static str>>,
+) -> impl Stream<Item = Result<Bytes, &'static str>> + Unpin {
+    futures_util::stream::iter(parts)
+}
+
+fn read_all(reader: &mut UploadReader) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(reader, &mut bytes).unwrap();
+    bytes
+}
+
+async fn read_blob(store: &BlobStore, sha256: &str, start: u64, count: u64) -> Vec<u8> {
+    let blob = store.open_blob(sha256).await.unwrap();
+    let mut stream = blob.read(start, count).await.unwrap();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        bytes.extend_from_slice(&chunk.unwrap());
+    }
+    bytes
+}
+
+/// Stores under the digest and only once; reads whole and in ranges.
+pub async fn stores_under_the_digest_and_only_once(store: BlobStore) {
+    let (first, seen) = store
+        .ingest(
+            chunks(vec![Ok("hello ".into()), Ok("world".into())]),
+            &mut Limit(100),
+            read_all,
+        )
+        .await
+        .unwrap();
+    assert_eq!(seen, b"hello world", "the inspector sees every byte");
+    let digest = first.sha256.clone();
+    assert_eq!(
+        digest,
+        "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+    );
+    assert_eq!(first.size, 11);
+    assert!(
+        !store.exists(&digest).await,
+        "staged bytes are not published"
+    );
+    first.publish().await.unwrap();
+    assert!(store.exists(&digest).await);
+    let (second, _) = store
+        .ingest(
+            chunks(vec![Ok("hello world".into())]),
+            &mut Limit(100),
+            |_| (),
+        )
+        .await
+        .unwrap();
+    second.publish().await.unwrap();
+    assert_eq!(read_blob(&store, &digest, 0, 11).await, b"hello world");
+    assert_eq!(read_blob(&store, &digest, 6, 5).await, b"world");
+    assert_eq!(store.open_blob(&digest).await.unwrap().size(), 11);
+    assert_eq!(store.stored(Area::Blobs).await.unwrap().len(), 1);
+    assert!(store.stored(Area::Staging).await.unwrap().is_empty());
+    store.remove(&digest).await.unwrap();
+    assert!(!store.exists(&digest).await);
+    assert!(store.open_blob(&digest).await.is_err());
+}
+
+/// A failed or oversized body, or staged bytes never published, leave nothing.
+pub async fn a_failed_or_oversized_body_leaves_nothing(store: BlobStore, big: usize) {
+    let cut = store
+        .ingest(
+            chunks(vec![
+                Ok(Bytes::from(vec![7u8; big])),
+                Err("connection reset"),
+            ]),
+            &mut Limit(u64::MAX),
+            read_all,
+        )
+        .await;
+    assert!(matches!(cut, Err(IngestError::Body(_))));
+    let oversized = store
+        .ingest(
+            chunks(vec![
+                Ok(Bytes::from(vec![1u8; big])),
+                Ok("0123456789".into()),
+            ]),
+            &mut Limit(big as u64 + 5),
+            read_all,
+        )
+        .await;
+    assert!(matches!(oversized, Err(IngestError::TooLarge { .. })));
+    let (unpublished, _) = store
+        .ingest(
+            chunks(vec![Ok("never kept".into())]),
+            &mut Limit(100),
+            |_| (),
+        )
+        .await
+        .unwrap();
+    drop(unpublished);
+    // Discarding may run on a task of its own: give it a moment.
+    for _ in 0..100 {
+        if store.stored(Area::Staging).await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(store.stored(Area::Staging).await.unwrap().is_empty());
+    assert!(store.stored(Area::Blobs).await.unwrap().is_empty());
+}
+
+/// Writes one chunk of upload `id` at `offset`; answers it as recorded.
+async fn part_of(
+    store: &BlobStore,
+    id: &str,
+    offset: u64,
+    pieces: Vec<Result<Bytes, &'static str>>,
+) -> (Chunk, Part) {
+    let chunk = store
+        .write_part(id, offset, chunks(pieces), 1 << 20, |_| ())
+        .await
+        .unwrap();
+    let part = Part {
+        start: offset,
+        size: chunk.size,
+        name: chunk.part.as_ref().unwrap().name().to_owned(),
+    };
+    (chunk, part)
+}
+
+/// A resumable upload's parts: what a chunk brought before it broke off
+/// is kept, a chunk never recorded is not the upload's, the parts read
+/// back in order and become one blob; removed, nothing is left.
+pub async fn keeps_an_uploads_parts_until_removed(store: BlobStore) {
+    let id = "0123abcd";
+    let (first, hello) = part_of(&store, id, 0, vec![Ok("hello ".into())]).await;
+    first.part.unwrap().keep();
+    // Refused (say, for its checksum) or outrun by another request.
+    let (refused, _) = part_of(&store, id, 6, vec![Ok("XXXXXXXXXXX".into())]).await;
+    drop(refused);
+    let (second, world) = part_of(
+        &store,
+        id,
+        6,
+        vec![Ok("wor".into()), Ok("ld".into()), Err("connection reset")],
+    )
+    .await;
+    assert_eq!(second.broken.as_deref(), Some("connection reset"));
+    assert_eq!(second.size, 5);
+    second.part.unwrap().keep();
+    let parts = vec![hello, world];
+    assert!(matches!(
+        store
+            .write_part(id, 11, chunks(vec![Ok("too long".into())]), 3, |_| ())
+            .await,
+        Err(IngestError::TooLarge { limit: 3 })
+    ));
+    let mut read = Vec::new();
+    let mut bytes = store.read_parts(id, &parts).await.unwrap();
+    while let Some(piece) = bytes.next().await {
+        read.extend_from_slice(&piece.unwrap());
+    }
+    assert_eq!(read, b"hello world");
+    let digested = Digested {
+        sha256: "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9".into(),
+        size: 11,
+    };
+    let staged = store.stage_parts(id, &parts, digested).await.unwrap();
+    staged.publish().await.unwrap();
+    let sha256 = "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
+    assert_eq!(read_blob(&store, sha256, 0, 11).await, b"hello world");
+    assert_eq!(
+        store.kept_uploads(Duration::ZERO).await.unwrap(),
+        vec![id.to_owned()]
+    );
+    store.remove_parts(id).await.unwrap();
+    store.remove_parts(id).await.unwrap();
+    assert!(store.stored(Area::Uploads).await.unwrap().is_empty());
+    assert!(store.kept_uploads(Duration::ZERO).await.unwrap().is_empty());
+    assert_eq!(read_blob(&store, sha256, 0, 11).await, b"hello world");
+    assert!(store.stored(Area::Staging).await.unwrap().is_empty());
+    for bad in ["../x", "a/b", ""] {
+        assert!(store.remove_parts(bad).await.is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn only_hex_digests_name_blobs() {
+    assert!(!is_sha256("../../etc/passwd"));
+    assert!(!is_sha256(&"A".repeat(64)));
+    assert!(is_sha256(&"ab".repeat(32)));
+}

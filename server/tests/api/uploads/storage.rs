@@ -1,0 +1,181 @@
+//! Where a resumable upload's bytes live between its requests: freed at
+//! expiry, collected after a crash, never written by two requests at once.
+
+use futures_util::StreamExt as _;
+use rstest::rstest;
+
+use super::*;
+
+/// An upload left past its expiry is gone: its chunks, its reservation,
+/// and its URL (404), once the collector has run.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn an_expired_upload_frees_its_space(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(2_000_000)).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let alice = app.core.login(ALICE.0, ALICE.1).await.unwrap();
+    let path = create(&app, 1_500_000, &format!("filename {}", b64(b"old.img"))).await;
+    assert_eq!(
+        patch(&app, &path, 0, random_bytes(500_000)).await.status(),
+        204
+    );
+    assert_eq!(app.core.quota_usage(alice.id).await.unwrap(), 1_500_000);
+    assert!(
+        !app.stored(depot_server::blob::Area::Uploads)
+            .await
+            .is_empty(),
+        "the chunk is kept"
+    );
+
+    // A day and more later.
+    execute(&app, "UPDATE resumable_uploads SET expires_at = 0").await;
+    assert_eq!(
+        tus(&app, Method::HEAD, &path)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    app.core
+        .collect_garbage(std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(app.core.quota_usage(alice.id).await.unwrap(), 0);
+    assert!(app
+        .stored(depot_server::blob::Area::Uploads)
+        .await
+        .is_empty());
+    assert!(app.stored(depot_server::blob::Area::Blobs).await.is_empty());
+    assert_eq!(
+        patch(&app, &path, 500_000, random_bytes(10)).await.status(),
+        404
+    );
+}
+
+/// Runs `statement` on the test's database.
+async fn execute(app: &TestApp, statement: &str) {
+    match app.core.db() {
+        depot_server::store::Db::Sqlite(pool) => {
+            sqlx::query(statement).execute(pool).await.unwrap();
+        }
+        depot_server::store::Db::Postgres(pool) => {
+            sqlx::query(statement).execute(pool).await.unwrap();
+        }
+    }
+}
+
+/// What a crash between forgetting an upload and removing its bytes leaves
+/// is removed by the collector; an upload it still knows keeps its bytes,
+/// however old, and completes.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::shared(Backend::Shared)]
+#[tokio::test]
+async fn the_collector_removes_parts_of_uploads_it_no_longer_knows(#[case] backend: Backend) {
+    use depot_server::blob::Area;
+    let app = TestApp::spawn(backend).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let kept = iso_bytes(2 << 20);
+    let kept_path = create(&app, kept.len(), &format!("filename {}", b64(b"kept.iso"))).await;
+    assert_eq!(
+        patch(&app, &kept_path, 0, kept[..1 << 20].to_vec())
+            .await
+            .status(),
+        204
+    );
+    let lost_path = create(&app, 3 << 20, &format!("filename {}", b64(b"lost.iso"))).await;
+    assert_eq!(
+        patch(&app, &lost_path, 0, random_bytes(1 << 20))
+            .await
+            .status(),
+        204
+    );
+    let lost_id = lost_path.rsplit('/').next().unwrap();
+    let lost_parts = |stored: &[String]| stored.iter().any(|name| name.contains(lost_id));
+    assert!(lost_parts(&app.stored(Area::Uploads).await));
+    // The row goes; the bytes stay (the server died in between).
+    execute(
+        &app,
+        &format!("DELETE FROM resumable_uploads WHERE id = '{lost_id}'"),
+    )
+    .await;
+    app.core
+        .collect_garbage(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    let stored = app.stored(Area::Uploads).await;
+    assert!(!lost_parts(&stored), "{stored:?}");
+    assert!(!stored.is_empty(), "the known upload's bytes stay");
+    let rest = patch(&app, &kept_path, 1 << 20, kept[1 << 20..].to_vec()).await;
+    assert_eq!(rest.status(), 204);
+    assert_eq!(image_sha256(&app, &kept_path).await, sha256_hex(&kept));
+    assert!(app.stored(Area::Uploads).await.is_empty());
+}
+
+/// Two requests sending a chunk at the same offset at once (a client that
+/// retried too early, or two tabs): one is taken, the other is told the
+/// offset moved on, and the image is exactly the chunks taken. On one
+/// server the second waits for the first; on two servers of a shared store
+/// the database takes the one that ends first.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::shared(Backend::Shared)]
+#[tokio::test]
+async fn chunks_racing_at_one_offset_leave_the_file_whole(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let other = match backend {
+        Backend::Shared => Some(app.spawn_beside(|_| {}).await),
+        _ => None,
+    };
+    let iso = iso_bytes(4 << 20);
+    let path = create(&app, iso.len(), &format!("filename {}", b64(b"race.iso"))).await;
+    assert_eq!(
+        patch(&app, &path, 0, iso[..1 << 20].to_vec())
+            .await
+            .status(),
+        204
+    );
+    // The first racer's body arrives slowly; the second's, other bytes of
+    // the same length, arrives meanwhile.
+    let slow_pieces: Vec<Vec<u8>> = iso[1 << 20..2 << 20]
+        .chunks(64 << 10)
+        .map(<[u8]>::to_vec)
+        .collect();
+    let pieces = futures_util::stream::iter(slow_pieces).then(|piece| async move {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        Ok::<_, std::io::Error>(piece)
+    });
+    let slow = tus(&app, Method::PATCH, &path)
+        .header("content-type", "application/offset+octet-stream")
+        .header("upload-offset", (1 << 20).to_string())
+        .body(reqwest::Body::wrap_stream(pieces))
+        .send();
+    let other_bytes = vec![0xEE; 1 << 20];
+    let fast = async {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        patch(
+            other.as_ref().unwrap_or(&app),
+            &path,
+            1 << 20,
+            other_bytes.clone(),
+        )
+        .await
+    };
+    let (slow, fast) = tokio::join!(slow, fast);
+    let statuses = (slow.unwrap().status().as_u16(), fast.status().as_u16());
+    let mut expected = iso.clone();
+    if other.is_some() {
+        assert_eq!(statuses, (409, 204));
+        expected[1 << 20..2 << 20].copy_from_slice(&other_bytes);
+    } else {
+        assert_eq!(statuses, (204, 409));
+    }
+    assert_eq!(offset_of(&app, &path).await, 2 << 20);
+    let rest = patch(&app, &path, 2 << 20, iso[2 << 20..].to_vec()).await;
+    assert_eq!(rest.status(), 204);
+    assert_eq!(image_sha256(&app, &path).await, sha256_hex(&expected));
+}
