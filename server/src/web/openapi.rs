@@ -192,7 +192,7 @@ pub fn depot_api() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState>
 
 /// A document, rendered once, served as JSON.
 #[derive(Clone)]
-pub struct Rendered(std::sync::Arc<String>);
+pub struct Rendered(bytes::Bytes);
 
 impl Rendered {
     /// `document` with what the layers add to every answer, once every
@@ -202,7 +202,7 @@ impl Rendered {
         let json = document
             .to_pretty_json()
             .unwrap_or_else(|_| String::from("{}"));
-        Self(std::sync::Arc::new(json))
+        Self(bytes::Bytes::from(json))
     }
 }
 
@@ -218,7 +218,7 @@ impl IntoResponse for Rendered {
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             )],
-            self.0.as_ref().clone(),
+            self.0,
         )
             .into_response()
     }
@@ -255,7 +255,8 @@ pub fn docs(dialects: &[&str]) -> axum::routing::MethodRouter<crate::state::AppS
 </html>
 "#
     );
-    let page = std::sync::Arc::new(page);
+    // Rendered once; each answer shares the same bytes.
+    let page = bytes::Bytes::from(page);
     axum::routing::get(move || {
         let page = page.clone();
         async move {
@@ -268,7 +269,7 @@ pub fn docs(dialects: &[&str]) -> axum::routing::MethodRouter<crate::state::AppS
                          object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
                     ),
                 )],
-                Html(page.as_ref().clone()),
+                Html(page),
             )
                 .into_response()
         }
