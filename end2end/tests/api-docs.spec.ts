@@ -21,9 +21,12 @@ test('read the API docs and try a request with the session', async ({ page }, te
   await expect(answer).toHaveText('200');
   await expect(page.locator('.live-responses-table')).toContainText('"tokens"');
   // The dialects' documents are a pick away.
-  await page.getByRole('combobox', { name: 'API document' }).selectOption({ label: 'COOPR' });
+  await page.getByRole('combobox', { name: 'API document' }).selectOption({ label: 'Coopr image types' });
   await expect(page.getByRole('heading', { name: /^Depot: Coopr image types/ })).toBeVisible();
   await expect(page.getByRole('button', { name: /^PUT \/v2\/imagetypes\/\{name\}/ })).toBeVisible();
+  await page.getByRole('combobox', { name: 'API document' }).selectOption({ label: 'ViCE image registry' });
+  await expect(page.getByRole('heading', { name: /^Depot: ViCE image registry/ })).toBeVisible();
+  await expect(page.getByRole('button', { name: /^GET \/v1\/images List available images/ })).toBeVisible();
 
   // Nothing came from another host: no CDN, no validator badge.
   const origin = new URL(page.url()).origin;

@@ -10,8 +10,10 @@ pub mod vss;
 
 use app::error::CoreError;
 use axum::extract::rejection::BytesRejection;
+use axum::handler::Handler;
 use axum::http::StatusCode;
 use axum::Router;
+use utoipa_axum::router::UtoipaMethodRouter;
 
 use crate::state::AppState;
 
@@ -23,6 +25,19 @@ pub fn body_error(rejection: &BytesRejection) -> CoreError {
     } else {
         CoreError::invalid(rejection.body_text())
     }
+}
+
+/// A resource's described methods, with `fallback` answering any other
+/// method (each dialect's 405, in its own body).
+pub fn or_else<H, T>(
+    (schemas, paths, methods): UtoipaMethodRouter<AppState>,
+    fallback: H,
+) -> UtoipaMethodRouter<AppState>
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    (schemas, paths, methods.fallback(fallback))
 }
 
 /// A dialect's OpenAPI document, served at `/api/openapi/{name}.json`.
@@ -38,15 +53,23 @@ pub struct Described {
 pub fn router() -> (Router<AppState>, Vec<Described>) {
     let (coopr, coopr_document) = coopr::router().split_for_parts();
     let (mws, mws_document) = mws::router().split_for_parts();
-    let router = Router::new()
-        .merge(vss::router())
-        .merge(mws)
-        .merge(coopr)
-        .merge(vice::router());
+    let (vice, vice_document) = vice::router();
+    let (vss, vss_document) = vss::router();
+    let router = Router::new().merge(vss).merge(mws).merge(coopr).merge(vice);
     let described = vec![
+        Described {
+            name: "vss",
+            document: vss_document,
+            passwords: true,
+        },
         Described {
             name: "mws",
             document: mws_document,
+            passwords: true,
+        },
+        Described {
+            name: "vice",
+            document: vice_document,
             passwords: true,
         },
         Described {

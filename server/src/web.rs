@@ -26,7 +26,7 @@ use crate::store::SessionStore;
 pub use error::{status_of, with_retry_after, ApiError, ApiPath, ErrorBody};
 pub use files::content_response;
 pub use metrics::Metrics;
-pub use openapi::PasswordOrToken;
+pub use openapi::{each_operation, PasswordOrToken, RawBytes};
 pub use store::handler as store_handler;
 
 /// How long a browser session lasts without use.
@@ -47,11 +47,17 @@ pub fn router(state: AppState, sessions: SessionStore, secure_cookies: bool) -> 
 
     let (api, document) = openapi::depot_api().split_for_parts();
     let (dialects, dialect_documents) = crate::dialects::router();
-    let names: Vec<&str> = dialect_documents
+    // Each dialect's document, offered under its title ("Depot: ViCE image
+    // registry" as "ViCE image registry").
+    let offered: Vec<(&str, String)> = dialect_documents
         .iter()
-        .map(|described| described.name)
+        .map(|described| {
+            let title = &described.document.info.title;
+            let label = title.strip_prefix("Depot: ").unwrap_or(title);
+            (described.name, label.to_owned())
+        })
         .collect();
-    let docs = openapi::docs(&names);
+    let docs = openapi::docs(&offered);
     let mut router = Router::new().route(
         "/api/openapi.json",
         openapi::serve(openapi::Rendered::new(

@@ -11,7 +11,14 @@ macro_rules! vice_enum {
     ($(#[$doc:meta])* $name:ident, $field:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-        pub enum $name { $(#[serde(rename = $text)] $variant),+ }
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        pub enum $name {
+            $(
+                #[serde(rename = $text)]
+                #[cfg_attr(feature = "openapi", schema(rename = $text))]
+                $variant
+            ),+
+        }
 
         impl $name {
             pub const ALL: &'static [$name] = &[$(Self::$variant),+];

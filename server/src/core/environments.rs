@@ -3,6 +3,8 @@
 //! server key, bound to the owner (associated data), never decrypted for
 //! an answer.
 
+use std::collections::{HashMap, HashSet};
+
 use app::error::CoreError;
 use app::model::{
     Environment, EnvironmentSpec, Layer, ManagementLayerType, Paged, RuntimeTechnologyType, Viewer,
@@ -152,6 +154,32 @@ impl Core {
             .await
             .map_err(db_error)?;
         rows.into_iter().map(environment_of).collect()
+    }
+
+    /// Of the environments `ids` names, those the viewer may read (none
+    /// for an anonymous viewer), by id: one query, whatever the count.
+    pub async fn readable_environments(
+        &self,
+        viewer: &Viewer,
+        ids: impl IntoIterator<Item = i64>,
+    ) -> Result<HashMap<i64, Environment>, CoreError> {
+        let wanted: HashSet<i64> = ids.into_iter().collect();
+        if viewer.principal().is_none() || wanted.is_empty() {
+            return Ok(HashMap::new());
+        }
+        if let [id] = wanted.iter().copied().collect::<Vec<_>>()[..] {
+            return match self.environment(viewer, id).await {
+                Ok(environment) => Ok(HashMap::from([(id, environment)])),
+                Err(CoreError::NotFound(_)) => Ok(HashMap::new()),
+                Err(error) => Err(error),
+            };
+        }
+        let readable = self.list_environments(viewer, None, None).await?;
+        Ok(readable
+            .into_iter()
+            .filter(|environment| wanted.contains(&environment.id))
+            .map(|environment| (environment.id, environment))
+            .collect())
     }
 
     /// One page of the viewer's environments (everyone's for an admin), by id.

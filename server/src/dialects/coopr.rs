@@ -19,6 +19,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::or_else;
 use crate::state::AppState;
 
 /// The seed's Image Types API, described.
@@ -65,16 +66,14 @@ impl utoipa::Modify for Keys {
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
-    // A method a resource lacks is a 405 in Coopr's error body.
-    let (schemas, paths, collection) = routes!(image_types::list, image_types::create);
-    let collection = (
-        schemas,
-        paths,
-        collection.fallback(error::method_not_allowed),
-    );
-    let (schemas, paths, one) = routes!(image_types::get, image_types::update, image_types::delete);
-    let one = (schemas, paths, one.fallback(error::method_not_allowed));
     OpenApiRouter::with_openapi(CooprApi::openapi())
-        .routes(collection)
-        .routes(one)
+        // A method a resource lacks is a 405 in Coopr's error body.
+        .routes(or_else(
+            routes!(image_types::list, image_types::create),
+            error::method_not_allowed,
+        ))
+        .routes(or_else(
+            routes!(image_types::get, image_types::update, image_types::delete),
+            error::method_not_allowed,
+        ))
 }

@@ -28,6 +28,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::or_else;
 use crate::state::AppState;
 use crate::web::PasswordOrToken;
 
@@ -56,21 +57,17 @@ pub enum ApiVersion {
 struct MwsApi;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    // A method a resource lacks is a 405 in MWS's error body.
-    let (schemas, paths, collection) = routes!(images::list, images::create);
-    let collection = (
-        schemas,
-        paths,
-        collection.fallback(error::method_not_allowed),
-    );
-    let (schemas, paths, one) = routes!(images::get, images::update, images::delete);
-    let one = (schemas, paths, one.fallback(error::method_not_allowed));
-    let (schemas, paths, distinct) = routes!(distinct::list);
-    let distinct = (schemas, paths, distinct.fallback(error::method_not_allowed));
     OpenApiRouter::with_openapi(MwsApi::openapi())
-        .routes(collection)
-        .routes(one)
-        .routes(distinct)
+        // A method a resource lacks is a 405 in MWS's error body.
+        .routes(or_else(
+            routes!(images::list, images::create),
+            error::method_not_allowed,
+        ))
+        .routes(or_else(
+            routes!(images::get, images::update, images::delete),
+            error::method_not_allowed,
+        ))
+        .routes(or_else(routes!(distinct::list), error::method_not_allowed))
         // Static routes win over this catch-all (matchit), whatever their depth.
         .route("/mws/{*rest}", any(error::not_found))
 }

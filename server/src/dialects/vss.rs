@@ -34,76 +34,147 @@ mod parse;
 mod sync;
 mod views;
 
-use axum::routing::{any, get, post};
+use axum::routing::any;
 use axum::Router;
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterIn};
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::{
+    Header, ObjectBuilder, OpenApi as Document, PathItem, RefOr, SecurityRequirement, Type,
+};
+use utoipa::OpenApi;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
 
 use crate::state::AppState;
+use crate::web::PasswordOrToken;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/auth/request-token",
-            post(auth::request_token)
-                .options(error::allow("POST, OPTIONS"))
-                .fallback(error::method_not_allowed),
-        )
-        .route(
-            "/v2/image",
-            get(images::list_public_images)
-                .options(error::allow("GET, OPTIONS"))
-                .fallback(error::method_not_allowed),
-        )
-        .route(
-            "/v2/image/{id}",
-            get(images::get_public_image)
-                .options(error::allow("GET, OPTIONS"))
-                .fallback(error::method_not_allowed),
-        )
-        .route(
-            "/v2/iso",
-            get(images::list_public_isos)
-                .options(error::allow("GET, OPTIONS"))
-                .fallback(error::method_not_allowed),
-        )
-        .route(
-            "/v2/iso/{id}",
-            get(images::get_public_iso)
-                .options(error::allow("GET, OPTIONS"))
-                .fallback(error::method_not_allowed),
-        )
-        .route(
-            "/v2/user/image",
-            get(images::user_image_links)
-                .options(error::allow("GET, OPTIONS"))
-                .fallback(error::method_not_allowed),
-        )
-        .route(
-            "/v2/user/image/vm",
-            get(images::list_user_images)
-                .patch(sync::sync_images)
-                .options(error::allow("GET, PATCH, OPTIONS"))
-                .fallback(error::method_not_allowed),
-        )
-        .route(
-            "/v2/user/image/iso",
-            get(images::list_user_isos)
-                .patch(sync::sync_isos)
-                .options(error::allow("GET, PATCH, OPTIONS"))
-                .fallback(error::method_not_allowed),
-        )
-        .route(
-            "/v2/request/image_sync",
-            get(sync::list)
-                .options(error::allow("GET, OPTIONS"))
-                .fallback(error::method_not_allowed),
-        )
-        .route(
-            "/v2/request/image_sync/{id}",
-            get(sync::get)
-                .options(error::allow("GET, OPTIONS"))
-                .fallback(error::method_not_allowed),
-        )
-        // Static routes, Coopr's `/v2/imagetypes` among them (merged beside
-        // this router), win over this catch-all (matchit).
-        .route("/v2/{*rest}", any(error::not_found))
+/// The seeds' API, described.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Depot: VSS images and ISOs",
+        description = "The VSS cloud API's OVA/OVF images and ISOs (`/v2/image`, `/v2/iso`, \
+            `/v2/user/image`) and image syncs over Depot's catalog. Get a token from \
+            `POST /auth/request-token` with Basic credentials; then sign with \
+            `Authorization: Bearer TOKEN` (or Basic).",
+        license(name = "Apache-2.0"),
+    ),
+    tags(
+        (name = "tokens", description = "A token for your credentials"),
+        (name = "images", description = "OVA/OVF images and ISOs: public, and your own"),
+        (name = "image sync", description = "Sync your personal store, and follow it"),
+    ),
+    components(schemas(error::VssErrorBody, crate::web::ErrorBody)),
+    modifiers(&PasswordOrToken),
+)]
+struct VssApi;
+
+/// The query of a list of images or ISOs.
+#[allow(dead_code)] // Describes the query; `parse::list_params` reads it.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    /// The page, from 1.
+    #[param(minimum = 1)]
+    page: Option<u64>,
+    /// Items per page: 10 unless set, at most 100 (images) or 250 (ISOs).
+    #[param(minimum = 1)]
+    per_page: Option<u64>,
+    /// `1` for the items themselves rather than their URLs (public lists).
+    expand: Option<u8>,
+    /// `<field>,<operator>,<value>`, operators `eq`, `ne`, `lt`, `le`, `gt`,
+    /// `ge`, `like` (`%` any run) and `in` (values joined by commas); several
+    /// joined by `;` or repeated. Fields: the item's, and what inspection
+    /// found (`format`, `virtual_size`, `os_type`, ...).
+    #[param(example = "name,like,ubu%")]
+    filter: Option<String>,
+    /// `<field>,<asc|desc>`, several joined by `;`.
+    #[param(example = "path,asc")]
+    sort: Option<String>,
+    /// Only items of this name (`eq`), as pyvss asks.
+    name: Option<String>,
+}
+
+/// A resource's described methods; `OPTIONS` answers them in `Allow`
+/// (described too), and any other method is VSS's 405.
+fn resource(
+    (schemas, mut paths, methods): UtoipaMethodRouter<AppState>,
+) -> UtoipaMethodRouter<AppState> {
+    let mut allowed = Vec::new();
+    for item in paths.paths.values_mut() {
+        let described = [
+            ("GET", item.get.is_some()),
+            ("POST", item.post.is_some()),
+            ("PUT", item.put.is_some()),
+            ("PATCH", item.patch.is_some()),
+        ];
+        allowed = described
+            .into_iter()
+            .filter(|(_, present)| *present)
+            .map(|(method, _)| method)
+            .chain(["OPTIONS"])
+            .collect();
+        let allow = Header::new(ObjectBuilder::new().schema_type(Type::String).build());
+        let answer = ResponseBuilder::new()
+            .description("The methods the resource answers, in Allow")
+            .header("Allow", allow)
+            .build();
+        let described = item
+            .get
+            .as_ref()
+            .or(item.post.as_ref())
+            .or(item.patch.as_ref());
+        let tags = described.and_then(|operation| operation.tags.clone());
+        // The resource's path parameters name it for OPTIONS too.
+        let in_path = described
+            .and_then(|operation| operation.parameters.clone())
+            .map(|parameters| {
+                parameters
+                    .into_iter()
+                    .filter_map(|parameter| match parameter {
+                        RefOr::T(parameter) if parameter.parameter_in == ParameterIn::Path => {
+                            Some(parameter)
+                        }
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+            });
+        let options = OperationBuilder::new()
+            .summary(Some("The methods this resource answers"))
+            .tags(tags)
+            .parameters(in_path)
+            .security(SecurityRequirement::default())
+            .response("200", answer);
+        item.merge_operations(PathItem::new(HttpMethod::Options, options));
+    }
+    let methods = methods
+        .options(error::allow(allowed.join(", ")))
+        .fallback(error::method_not_allowed);
+    (schemas, paths, methods)
+}
+
+fn described() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(VssApi::openapi())
+        .routes(resource(routes!(auth::request_token)))
+        .routes(resource(routes!(images::list_public_images)))
+        .routes(resource(routes!(images::get_public_image)))
+        .routes(resource(routes!(images::list_public_isos)))
+        .routes(resource(routes!(images::get_public_iso)))
+        .routes(resource(routes!(images::user_image_links)))
+        .routes(resource(routes!(
+            images::list_user_images,
+            sync::sync_images
+        )))
+        .routes(resource(routes!(images::list_user_isos, sync::sync_isos)))
+        .routes(resource(routes!(sync::list)))
+        .routes(resource(routes!(sync::get)))
+}
+
+/// The routes and their document.
+pub fn router() -> (Router<AppState>, Document) {
+    let (router, document) = described().split_for_parts();
+    // Static routes, Coopr's `/v2/imagetypes` among them (merged beside
+    // this router), win over this catch-all (matchit).
+    let router = router.route("/v2/{*rest}", any(error::not_found));
+    (router, document)
 }

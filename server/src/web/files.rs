@@ -100,7 +100,10 @@ pub(super) fn wants_html(headers: &HeaderMap) -> bool {
         description = "`label` and `public` before the files they apply to"),
     responses(
         (status = 201, description = "The images made, one per file; Location names the first",
-            body = UploadedImages),
+            body = UploadedImages, links(
+                ("downloadImage" = (operation_id = "downloadImage",
+                    parameters(("id" = "$response.body#/images/0/id")))),
+            )),
         (status = 303, description = "A browser posting the plain form (Accept: text/html) \
             goes to the first image's page"),
         (status = 400, description = "An unreadable form, an unknown field, no file, or a \
@@ -199,7 +202,7 @@ fn requested_range(headers: &HeaderMap, etag: &str, length: u64) -> Result<Optio
 }
 
 /// Streams an image's bytes, honouring `Range`, `If-Range` and `If-None-Match`.
-#[utoipa::path(get, path = "/api/images/{id}/download", tag = IMAGES,
+#[utoipa::path(get, path = "/api/images/{id}/download", tag = IMAGES, operation_id = "downloadImage",
     params(
         ("id" = i64, Path, description = "The image's id"),
         ("Range" = Option<String>, Header, description = "One byte range, `bytes=start-end`"),

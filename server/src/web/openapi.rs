@@ -142,43 +142,52 @@ fn error_response(description: &str) -> utoipa::openapi::Response {
         .build()
 }
 
-impl Modify for OuterAnswers {
-    fn modify(&self, document: &mut Document) {
-        for item in document.paths.paths.values_mut() {
-            let operations: [(&mut Option<Operation>, bool); 7] = [
-                (&mut item.get, false),
-                (&mut item.head, false),
-                (&mut item.options, false),
-                (&mut item.post, true),
-                (&mut item.put, true),
-                (&mut item.patch, true),
-                (&mut item.delete, true),
-            ];
-            for (operation, changes_state) in operations {
-                let Some(operation) = operation else { continue };
-                let responses = &mut operation.responses.responses;
-                let mut add = |status: &str, description: &str| {
-                    responses
-                        .entry(status.to_owned())
-                        .or_insert_with(|| error_response(description).into());
-                };
-                if self.passwords {
-                    add(
-                        "429",
-                        "Too many failed sign-ins from this address or for this user; see \
-                         Retry-After",
-                    );
-                    add(
-                        "503",
-                        "The server is checking as many passwords as it will at once; see \
-                         Retry-After",
-                    );
-                }
-                if changes_state {
-                    add("403", "A request from another site may not change anything");
-                }
+/// Calls `visit` on every operation of `document`, with whether its method
+/// changes state (everything but GET, HEAD and OPTIONS).
+pub fn each_operation(document: &mut Document, mut visit: impl FnMut(&mut Operation, bool)) {
+    for item in document.paths.paths.values_mut() {
+        let operations: [(&mut Option<Operation>, bool); 7] = [
+            (&mut item.get, false),
+            (&mut item.head, false),
+            (&mut item.options, false),
+            (&mut item.post, true),
+            (&mut item.put, true),
+            (&mut item.patch, true),
+            (&mut item.delete, true),
+        ];
+        for (operation, changes_state) in operations {
+            if let Some(operation) = operation {
+                visit(operation, changes_state);
             }
         }
+    }
+}
+
+impl Modify for OuterAnswers {
+    fn modify(&self, document: &mut Document) {
+        each_operation(document, |operation, changes_state| {
+            let responses = &mut operation.responses.responses;
+            let mut add = |status: &str, description: &str| {
+                responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| error_response(description).into());
+            };
+            if self.passwords {
+                add(
+                    "429",
+                    "Too many failed sign-ins from this address or for this user; see \
+                     Retry-After",
+                );
+                add(
+                    "503",
+                    "The server is checking as many passwords as it will at once; see \
+                     Retry-After",
+                );
+            }
+            if changes_state {
+                add("403", "A request from another site may not change anything");
+            }
+        });
     }
 }
 
@@ -225,14 +234,14 @@ impl IntoResponse for Rendered {
 }
 
 /// `/api/docs`: Swagger UI over the documents (Depot's own first, then
-/// the dialects' named in `dialects`), its script and style from this
-/// server only (`script-src 'self'`: no inline script, no CDN).
-pub fn docs(dialects: &[&str]) -> axum::routing::MethodRouter<crate::state::AppState> {
+/// the dialects' in `dialects`, each a name and a label), its script and
+/// style from this server only (`script-src 'self'`: no inline script, no
+/// CDN).
+pub fn docs(dialects: &[(&str, String)]) -> axum::routing::MethodRouter<crate::state::AppState> {
     let mut options = String::from(r#"<option value="/api/openapi.json">Depot</option>"#);
-    for name in dialects {
+    for (name, label) in dialects {
         options.push_str(&format!(
-            r#"<option value="/api/openapi/{name}.json">{}</option>"#,
-            name.to_uppercase()
+            r#"<option value="/api/openapi/{name}.json">{label}</option>"#
         ));
     }
     let page = format!(

@@ -52,7 +52,10 @@ async fn signing_session(
 /// that session signs out.
 #[utoipa::path(post, path = "/api/tokens", tag = TOKENS,
     responses(
-        (status = 201, description = "The token, shown this once", body = NewToken),
+        (status = 201, description = "The token, shown this once", body = NewToken, links(
+            ("revokeToken" = (operation_id = "revokeToken",
+                parameters(("id" = "$response.body#/id")))),
+        )),
         (status = 401, description = "No credentials, or wrong ones", body = ErrorBody),
         (status = 403, description = "A cross-site request", body = ErrorBody),
         (status = 429, description = "Too many tokens issued to this account just now", body = ErrorBody),
@@ -96,7 +99,7 @@ async fn list(
 
 /// Revokes one of the caller's tokens at once, on every server; another
 /// user's is not found.
-#[utoipa::path(delete, path = "/api/tokens/{id}", tag = TOKENS,
+#[utoipa::path(delete, path = "/api/tokens/{id}", tag = TOKENS, operation_id = "revokeToken",
     params(("id" = i64, Path, description = "The token's id, from the listing")),
     responses(
         (status = 204, description = "Revoked"),

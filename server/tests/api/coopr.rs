@@ -215,6 +215,14 @@ async fn every_documented_status_code(#[case] backend: Backend) {
         ),
         (Method::DELETE, "/imagetypes/absent", None, 404, "not found"),
         (Method::PATCH, "/imagetypes", None, 405, "PATCH"),
+        // The seed's "resource uri specified incorrectly": the list takes no parameters.
+        (
+            Method::GET,
+            "/imagetypes?name=small.example",
+            None,
+            400,
+            "no query parameters",
+        ),
     ];
     for (method, path, body, status, message) in cases {
         let (got, text) = coopr.call(method.clone(), path, body).await;

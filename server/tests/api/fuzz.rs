@@ -97,3 +97,27 @@ async fn schemathesis_finds_nothing_in_mws(#[case] backend: Backend) {
     let credentials = vec!["--auth".into(), "fuzzer:fuzzer-password".into()];
     fuzz(&app, "/api/openapi/mws.json", credentials).await;
 }
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread")]
+async fn schemathesis_finds_nothing_in_vss(#[case] backend: Backend) {
+    // The demo catalog, so that lists hold items for their schemas to check.
+    let app = TestApp::spawn_with(backend, |args| args.demo = true).await;
+    app.add_user("fuzzer", "fuzzer-password").await;
+    let credentials = vec!["--auth".into(), "fuzzer:fuzzer-password".into()];
+    fuzz(&app, "/api/openapi/vss.json", credentials).await;
+}
+
+/// JSON and XML bodies both, as the document offers them.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread")]
+async fn schemathesis_finds_nothing_in_vice(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("fuzzer", "fuzzer-password").await;
+    let credentials = vec!["--auth".into(), "fuzzer:fuzzer-password".into()];
+    fuzz(&app, "/api/openapi/vice.json", credentials).await;
+}

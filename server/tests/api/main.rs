@@ -22,6 +22,7 @@ mod pyvss;
 mod query;
 mod quota_and_races;
 mod readiness;
+mod seeds;
 mod several_servers;
 mod store;
 mod ui;

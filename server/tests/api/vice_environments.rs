@@ -5,7 +5,7 @@ use reqwest::Method;
 use rstest::rstest;
 use serde_json::{json, Value};
 
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{Backend, TestApp, ADMIN_PASSWORD};
 use crate::vice::{iso_bytes, Vice};
 
 /// The seed's `createEnvironment` example, with a password worth hiding.
@@ -174,6 +174,119 @@ async fn environments_keep_their_credentials_secret(#[case] backend: Backend) {
     assert_eq!((status.as_u16(), &got["title"]), (200, &json!("renamed")));
     assert_eq!(alice.json(Method::DELETE, &path, None).await.0, 200);
     assert_eq!(alice.json(Method::GET, &path, None).await.0, 404);
+}
+
+/// An image's `originEnvironment` is the whole environment, as the seed
+/// shows it, to whoever may read that environment (its owner, an admin),
+/// its password masked; to anyone else, and once it is deleted, only its id.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn an_images_origin_environment_is_whole_for_who_may_read_it(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("alice", "alice-password").await;
+    app.add_user("bob", "bob-password-1").await;
+    let alice = Vice::new(&app, "alice", "alice-password");
+    let bob = Vice::new(&app, "bob", "bob-password-1");
+    let (_, environment) = alice
+        .json(
+            Method::POST,
+            "/environments",
+            Some(&seed_environment("origin-pass-1")),
+        )
+        .await;
+    let environment_id = environment["id"].as_str().unwrap().to_owned();
+    let body = json!({"title": "from openstack", "originEnvironment": {"id": environment_id}});
+    let (status, image) = alice.json(Method::POST, "/images", Some(&body)).await;
+    assert_eq!(status, 201, "{image}");
+    let image_id = image["id"].as_str().unwrap().to_owned();
+    let whole = |image: &Value| {
+        let origin = &image["originEnvironment"];
+        assert_eq!(origin["id"], environment_id.as_str(), "{image}");
+        assert_eq!(origin["title"], "aeiou", "{image}");
+        assert_eq!(origin["userid"], environment["userid"], "{image}");
+        assert_eq!(origin["credentials"]["password"], "********", "{image}");
+        assert_eq!(origin["credentials"]["location"], "aeiou", "{image}");
+        assert_eq!(origin["managementlayer"]["type"], "basic", "{image}");
+        assert_eq!(
+            origin["runtimetechnology"]["type"], "virtualmachine",
+            "{image}"
+        );
+        assert!(!image.to_string().contains("origin-pass-1"));
+    };
+    whole(&image);
+    whole(
+        &alice
+            .json(Method::GET, &format!("/image/{image_id}"), None)
+            .await
+            .1,
+    );
+    let (_, list) = alice.json(Method::GET, "/images", None).await;
+    let listed = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["id"] == image_id.as_str());
+    whole(listed.unwrap());
+    let (status, xml) = alice
+        .xml(Method::GET, &format!("/image/{image_id}"), None)
+        .await;
+    assert_eq!(status, 200, "{xml}");
+    let origin = &xml[xml.find("<originEnvironment>").expect(&xml)..];
+    for part in [
+        "<password>********</password>",
+        "<type>basic</type>",
+        "<type>virtualmachine</type>",
+        "<title>aeiou</title>",
+    ] {
+        assert!(origin.contains(part), "{part} in {xml}");
+    }
+
+    // Made public, the image is bob's to read, but the environment is not.
+    let admin = app.core.login("admin", ADMIN_PASSWORD).await.unwrap();
+    let admin = app::model::Viewer::User(admin);
+    let stored = app
+        .core
+        .get_image(&admin, image_id.parse().unwrap())
+        .await
+        .unwrap();
+    let edit = app::model::ImageEdit {
+        name: stored.name.clone(),
+        label: stored.label.clone(),
+        description: stored.description.clone(),
+        public: Some(true),
+        version: stored.version,
+    };
+    app.core.edit_image(&admin, stored.id, edit).await.unwrap();
+    let (status, seen) = bob
+        .json(Method::GET, &format!("/image/{image_id}"), None)
+        .await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["originEnvironment"], json!({"id": environment_id}));
+    let (_, list) = Vice::new(&app, "admin", ADMIN_PASSWORD)
+        .json(Method::GET, "/images", None)
+        .await;
+    let listed = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["id"] == image_id.as_str());
+    whole(listed.unwrap());
+
+    // Deleted, it is only an id, even to its owner.
+    let (status, _) = alice
+        .json(
+            Method::DELETE,
+            &format!("/environment/{environment_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, image) = alice
+        .json(Method::GET, &format!("/image/{image_id}"), None)
+        .await;
+    assert_eq!(image["originEnvironment"], json!({"id": environment_id}));
 }
 
 fn hex_of(text: &str) -> String {

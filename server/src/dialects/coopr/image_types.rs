@@ -4,7 +4,7 @@ use app::error::CoreError;
 use app::model::ImageType;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
 
@@ -22,17 +22,25 @@ fn image_type(bytes: Result<Bytes, BytesRejection>) -> Result<ImageType, CooprEr
     Ok(ImageType::parse(&json)?)
 }
 
-/// List All Image Types of the tenant.
+/// List All Image Types of the tenant. The list takes no parameters: a
+/// query string is the seed's "resource uri specified incorrectly", 400,
+/// rather than a filter silently ignored.
 #[utoipa::path(get, path = "/v2/imagetypes", tag = TAG,
     responses(
         (status = 200, description = "The tenant's image types", body = Vec<ImageType>),
+        (status = 400, description = "The URI is specified incorrectly (the list takes no \
+            query parameters)", body = CooprErrorBody),
         (status = 401, description = "A Coopr header missing, or a key not issued to that \
             user for that tenant", body = CooprErrorBody),
     ))]
 pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<Vec<ImageType>>, CooprError> {
+    if query.is_some_and(|query| !query.is_empty()) {
+        return Err(CoreError::invalid("GET /v2/imagetypes takes no query parameters").into());
+    }
     Ok(Json(state.core.list_image_types(&caller).await?))
 }
 
@@ -41,7 +49,14 @@ pub async fn list(
     request_body(content = ImageType, description = "JSON, whatever the Content-Type \
         (curl's `-d` sends a form type)"),
     responses(
-        (status = 200, description = "Created: the image type stored", body = ImageType),
+        (status = 200, description = "Created: the image type stored", body = ImageType, links(
+            ("viewImageType" = (operation_id = "viewImageType",
+                parameters(("name" = "$response.body#/name")))),
+            ("updateImageType" = (operation_id = "updateImageType",
+                parameters(("name" = "$response.body#/name")))),
+            ("deleteImageType" = (operation_id = "deleteImageType",
+                parameters(("name" = "$response.body#/name")))),
+        )),
         (status = 400, description = "Not JSON, a field missing or wrong, or the name is \
             taken", body = CooprErrorBody),
         (status = 401, description = "Wrong or missing Coopr credentials", body = CooprErrorBody),
@@ -58,7 +73,7 @@ pub async fn create(
 }
 
 /// View an Image Type: 404 when the tenant has none of that name.
-#[utoipa::path(get, path = "/v2/imagetypes/{name}", tag = TAG,
+#[utoipa::path(get, path = "/v2/imagetypes/{name}", tag = TAG, operation_id = "viewImageType",
     params(("name" = String, Path, description = "The image type's name")),
     responses(
         (status = 200, description = "The image type", body = ImageType),
@@ -76,7 +91,7 @@ pub async fn get(
 
 /// Update an Image Type with the whole object; an unknown name is a 400, as
 /// the seed documents.
-#[utoipa::path(put, path = "/v2/imagetypes/{name}", tag = TAG,
+#[utoipa::path(put, path = "/v2/imagetypes/{name}", tag = TAG, operation_id = "updateImageType",
     params(("name" = String, Path, description = "The image type's name")),
     request_body(content = ImageType, description = "The whole image type, as JSON"),
     responses(
@@ -107,7 +122,7 @@ pub async fn update(
 }
 
 /// Delete an Image Type: 200, or 404 when absent.
-#[utoipa::path(delete, path = "/v2/imagetypes/{name}", tag = TAG,
+#[utoipa::path(delete, path = "/v2/imagetypes/{name}", tag = TAG, operation_id = "deleteImageType",
     params(("name" = String, Path, description = "The image type's name")),
     responses(
         (status = 200, description = "Deleted; the body is empty"),

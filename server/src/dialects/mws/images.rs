@@ -71,7 +71,7 @@ pub async fn list(
 }
 
 /// Get Single Image, by id or by name.
-#[utoipa::path(get, path = "/mws/rest/images/{key}", tag = TAG,
+#[utoipa::path(get, path = "/mws/rest/images/{key}", tag = TAG, operation_id = "getImage",
     params(("key" = String, Path, description = "The image's id, or its name"), ("api-version" = super::ApiVersion, Query, description = "3 (or latest)"),
         ("fields" = Option<String>, Query, description = "Comma-separated keys to keep"),
         ("exclude-fields" = Option<String>, Query, description = "Comma-separated keys to leave out"),
@@ -102,7 +102,14 @@ pub async fn get(
     request_body(content = parse::ImageBody, description = "The image's MWS fields, as \
         JSON; `name` is required"),
     responses(
-        (status = 201, description = "Created; Location is its address", body = ImageView),
+        (status = 201, description = "Created; Location is its address", body = ImageView, links(
+            ("getImage" = (operation_id = "getImage",
+                parameters(("key" = "$response.body#/id"), ("api-version" = "3")))),
+            ("modifyImage" = (operation_id = "modifyImage",
+                parameters(("key" = "$response.body#/id"), ("api-version" = "3")))),
+            ("deleteImage" = (operation_id = "deleteImage",
+                parameters(("key" = "$response.body#/id"), ("api-version" = "3")))),
+        )),
         (status = 400, description = "Not JSON, a field missing or wrong, or a parameter \
             malformed", body = MwsErrorBody),
         (status = 401, description = "No credentials, or wrong ones", body = MwsErrorBody),
@@ -124,7 +131,7 @@ pub async fn create(
 }
 
 /// Modify Single Image: the fields sent change; a stale `version` is a 409.
-#[utoipa::path(put, path = "/mws/rest/images/{key}", tag = TAG,
+#[utoipa::path(put, path = "/mws/rest/images/{key}", tag = TAG, operation_id = "modifyImage",
     params(("key" = String, Path, description = "The image's id, or its name"), ("api-version" = super::ApiVersion, Query, description = "3 (or latest)"),
         ("fields" = Option<String>, Query, description = "Comma-separated keys to keep"),
         ("exclude-fields" = Option<String>, Query, description = "Comma-separated keys to leave out"),
@@ -159,7 +166,7 @@ pub async fn update(
 }
 
 /// Delete Single Image: answers `{}`.
-#[utoipa::path(delete, path = "/mws/rest/images/{key}", tag = TAG,
+#[utoipa::path(delete, path = "/mws/rest/images/{key}", tag = TAG, operation_id = "deleteImage",
     params(("key" = String, Path, description = "The image's id, or its name"), ("api-version" = super::ApiVersion, Query, description = "3 (or latest)"),
         ("fields" = Option<String>, Query, description = "Comma-separated keys to keep"),
         ("exclude-fields" = Option<String>, Query, description = "Comma-separated keys to leave out"),

@@ -2,11 +2,19 @@
 //! XML documents are rooted at the seed's model names (`Image`, `User`,
 //! `RuntimeStats`, ...); a list wraps its items (`<Images><Image>…`).
 
+use std::convert::Infallible;
+
 use app::error::CoreError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
+
+use super::error::ViceError;
 
 /// How a body is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +41,33 @@ pub fn response_format(headers: &HeaderMap) -> Format {
     match mentions_xml(headers, header::ACCEPT) {
         Some(true) => Format::Xml,
         _ => Format::Json,
+    }
+}
+
+/// The format the client accepts its answer in, read from `Accept`.
+pub struct Negotiated(pub Format);
+
+impl<S: Send + Sync> FromRequestParts<S> for Negotiated {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(Self(response_format(&parts.headers)))
+    }
+}
+
+/// A body read in the format its `Content-Type` names; unreadable, too
+/// large or malformed, it is refused in ViCE's error body.
+pub struct ViceBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ViceBody<T> {
+    type Rejection = ViceError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ViceError> {
+        let format = request_format(request.headers());
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| crate::dialects::body_error(&rejection))?;
+        Ok(Self(decode(format, &bytes)?))
     }
 }
 
@@ -152,6 +187,36 @@ impl Reply {
                     body: r#"{"code":500,"message":"internal error"}"#.into(),
                 }
             }
+        }
+    }
+}
+
+/// A list's items, each an element named `item` (XML).
+struct Wrapped<'a, T> {
+    item: &'static str,
+    items: &'a [T],
+}
+
+impl<T: Serialize> Serialize for Wrapped<'_, T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut wrapper = serializer.serialize_struct("Wrapped", 1)?;
+        wrapper.serialize_field(self.item, self.items)?;
+        wrapper.end()
+    }
+}
+
+impl Reply {
+    /// A list: a plain array in JSON; `<{root}><{item}>…</{item}>…</{root}>`
+    /// in XML.
+    pub fn list<T: Serialize>(
+        format: Format,
+        root: &'static str,
+        item: &'static str,
+        items: &[T],
+    ) -> Self {
+        match format {
+            Format::Json => Self::new(format, StatusCode::OK, root, &items),
+            Format::Xml => Self::new(format, StatusCode::OK, root, &Wrapped { item, items }),
         }
     }
 }

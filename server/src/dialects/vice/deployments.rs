@@ -2,25 +2,25 @@
 
 use app::error::CoreError;
 use app::model::{Deployment, Viewer};
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Extension;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
-use super::codec::{decode, request_format, response_format, Format, Reply};
-use super::error::respond;
+use super::codec::{Negotiated, Reply, ViceBody};
+use super::error::{ViceErrorBody, VicePath, ViceResult};
 use super::views::Done;
 use crate::state::AppState;
+
+const TAG: &str = "deployments";
 
 /// A deployment as clients send it: `{"environmentId", "imageid", …}`;
 /// `id` and `userid` are ignored.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct DeployBody {
+pub struct DeployBody {
     imageid: Option<Value>,
     #[serde(rename = "environmentId")]
     environment_id: Option<Value>,
@@ -31,8 +31,10 @@ struct DeployBody {
 
 /// A deployment, as the seed's `Deployment` model plus its job's `state`
 /// (queued, running, done, failed) and the `reason` of a failure.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Deployment, xml(name = "Deployment"))]
 pub struct DeploymentView {
+    #[schema(example = "42")]
     imageid: String,
     #[serde(rename = "environmentId")]
     environment_id: String,
@@ -41,7 +43,9 @@ pub struct DeploymentView {
     userid: String,
     #[serde(rename = "environmentReference")]
     environment_reference: String,
+    #[schema(example = "queued")]
     state: String,
+    /// Why it failed; empty unless it did.
     reason: String,
 }
 
@@ -58,12 +62,6 @@ impl From<&Deployment> for DeploymentView {
             reason: row.reason.clone(),
         }
     }
-}
-
-#[derive(Debug, Serialize)]
-struct DeploymentList {
-    #[serde(rename = "Deployment")]
-    deployments: Vec<DeploymentView>,
 }
 
 /// An id from a body: a number, or a string holding one; else invalid input.
@@ -87,102 +85,109 @@ fn deployment_id(raw: &str) -> Result<i64, CoreError> {
 }
 
 /// Create an image into an environment (`deployImage`): 201.
+#[utoipa::path(post, path = "/v1/deploy", tag = TAG, operation_id = "deployImage",
+    request_body(content = DeploymentView, description = "`imageid` and `environmentId`, \
+        both the caller's; `title` and `environmentReference` are kept"),
+    responses(
+        (status = 201, description = "Created", body = DeploymentView, links(
+            ("getDeployment" = (operation_id = "getDeployment",
+                parameters(("deploymentId" = "$response.body#/id")))),
+            ("deleteDeployment" = (operation_id = "deleteDeployment",
+                parameters(("deploymentId" = "$response.body#/id")))),
+        )),
+        (status = 401, description = "Authentication information is missing or invalid", body = ViceErrorBody),
+        (status = 404, description = "No such image or environment of the caller's", body = ViceErrorBody),
+        (status = 405, description = "Invalid input, or a target outside the export root", body = ViceErrorBody),
+        (status = 413, description = "The body is too large", body = ViceErrorBody),
+    ))]
 pub async fn deploy(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
-    headers: HeaderMap,
-    bytes: Result<Bytes, BytesRejection>,
-) -> Response {
-    let format = response_format(&headers);
-    let outcome = async {
-        viewer.require_user()?;
-        let bytes = bytes.map_err(|rejection| crate::dialects::body_error(&rejection))?;
-        let body: DeployBody = decode(request_format(&headers), &bytes)?;
-        let image = body_id("imageid", body.imageid.as_ref())?;
-        let environment = body_id("environmentId", body.environment_id.as_ref())?;
-        let row = state
-            .core
-            .deploy(
-                &viewer,
-                image,
-                environment,
-                body.title.as_deref().unwrap_or_default(),
-                body.environment_reference.as_deref().unwrap_or_default(),
-            )
-            .await?;
-        Ok(Reply::new(
-            format,
-            StatusCode::CREATED,
-            "Deployment",
-            &DeploymentView::from(&row),
-        ))
-    }
-    .await;
-    respond(format, outcome)
+    Negotiated(format): Negotiated,
+    body: ViceResult<ViceBody<DeployBody>>,
+) -> ViceResult {
+    viewer.require_user()?;
+    let ViceBody(body) = body?;
+    let image = body_id("imageid", body.imageid.as_ref())?;
+    let environment = body_id("environmentId", body.environment_id.as_ref())?;
+    let row = state
+        .core
+        .deploy(
+            &viewer,
+            image,
+            environment,
+            body.title.as_deref().unwrap_or_default(),
+            body.environment_reference.as_deref().unwrap_or_default(),
+        )
+        .await?;
+    Ok(Reply::new(
+        format,
+        StatusCode::CREATED,
+        "Deployment",
+        &DeploymentView::from(&row),
+    ))
 }
 
 /// List all deployments of the user (`findDeployments`).
+#[utoipa::path(get, path = "/v1/deployments", tag = TAG, operation_id = "findDeployments",
+    responses(
+        (status = 200, description = "An array of deployments.", body = Vec<DeploymentView>),
+        (status = 401, description = "Authentication information is missing or invalid", body = ViceErrorBody),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
-    headers: HeaderMap,
-) -> Response {
-    let format = response_format(&headers);
-    let outcome = async {
-        let rows = state.core.list_deployments(&viewer).await?;
-        let views: Vec<DeploymentView> = rows.iter().map(DeploymentView::from).collect();
-        Ok(match format {
-            Format::Json => Reply::new(format, StatusCode::OK, "Deployments", &views),
-            Format::Xml => Reply::new(
-                format,
-                StatusCode::OK,
-                "Deployments",
-                &DeploymentList { deployments: views },
-            ),
-        })
-    }
-    .await;
-    respond(format, outcome)
+    Negotiated(format): Negotiated,
+) -> ViceResult {
+    let rows = state.core.list_deployments(&viewer).await?;
+    let views: Vec<DeploymentView> = rows.iter().map(DeploymentView::from).collect();
+    Ok(Reply::list(format, "Deployments", "Deployment", &views))
 }
 
 /// Get a deployment (`getDeployment`).
+#[utoipa::path(get, path = "/v1/deployment/{deploymentId}", tag = TAG, operation_id = "getDeployment",
+    params(("deploymentId" = String, Path, description = "The deployment's id")),
+    responses(
+        (status = 200, description = "successful operation", body = DeploymentView),
+        (status = 401, description = "Authentication information is missing or invalid", body = ViceErrorBody),
+        (status = 404, description = "Deployment not found", body = ViceErrorBody),
+        (status = 405, description = "The path does not decode", body = ViceErrorBody),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let format = response_format(&headers);
-    let outcome = async {
-        let row = state.core.deployment(&viewer, deployment_id(&id)?).await?;
-        Ok(Reply::new(
-            format,
-            StatusCode::OK,
-            "Deployment",
-            &DeploymentView::from(&row),
-        ))
-    }
-    .await;
-    respond(format, outcome)
+    Negotiated(format): Negotiated,
+    VicePath(id): VicePath<String>,
+) -> ViceResult {
+    let row = state.core.deployment(&viewer, deployment_id(&id)?).await?;
+    Ok(Reply::new(
+        format,
+        StatusCode::OK,
+        "Deployment",
+        &DeploymentView::from(&row),
+    ))
 }
 
 /// Remove a deployment (`deleteDeployment`): 200.
+#[utoipa::path(delete, path = "/v1/deployment/{deploymentId}", tag = TAG, operation_id = "deleteDeployment",
+    params(("deploymentId" = String, Path, description = "The deployment's id")),
+    responses(
+        (status = 200, description = "successful operation", body = Done),
+        (status = 401, description = "Authentication information is missing or invalid", body = ViceErrorBody),
+        (status = 404, description = "Element not found", body = ViceErrorBody),
+        (status = 405, description = "The path does not decode", body = ViceErrorBody),
+    ))]
 pub async fn delete(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let format = response_format(&headers);
-    let outcome = async {
-        let id = deployment_id(&id)?;
-        state.core.delete_deployment(&viewer, id).await?;
-        let done = Done {
-            code: 200,
-            message: format!("deployment {id} deleted"),
-        };
-        Ok(Reply::new(format, StatusCode::OK, "Response", &done))
-    }
-    .await;
-    respond(format, outcome)
+    Negotiated(format): Negotiated,
+    VicePath(id): VicePath<String>,
+) -> ViceResult {
+    let id = deployment_id(&id)?;
+    state.core.delete_deployment(&viewer, id).await?;
+    let done = Done {
+        code: 200,
+        message: format!("deployment {id} deleted"),
+    };
+    Ok(Reply::new(format, StatusCode::OK, "Response", &done))
 }

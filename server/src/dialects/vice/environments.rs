@@ -4,21 +4,22 @@
 use app::error::CoreError;
 use app::model::{
     Environment, EnvironmentDraft, EnvironmentSpec, ManagementLayerType, RuntimeTechnologyType,
-    Viewer, MASKED_PASSWORD,
+    Viewer,
 };
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
 use axum::Extension;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
-use super::codec::{decode, request_format, response_format, Format, Reply};
-use super::error::respond;
-use super::views::Done;
+use super::codec::{Format, Negotiated, Reply, ViceBody};
+use super::error::{ViceErrorBody, VicePath, ViceResult};
+use super::views::{
+    CredentialsView, Done, EnvironmentView, ManagementLayerView, RuntimeTechnologyView,
+};
 use crate::state::AppState;
+
+const TAG: &str = "environments";
 
 #[derive(Default, Deserialize)]
 #[serde(default)]
@@ -47,14 +48,20 @@ struct LayerBody {
     version: Option<String>,
 }
 
-/// An environment as clients send it; `id` is read on `PUT` only.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct EnvironmentBody {
+/// An environment as clients send it; `id` is read on `PUT` only. Both
+/// layers' types are required (the seed is silent; the registry needs them).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = EnvironmentWrite, xml(name = "Environment"))]
+pub struct EnvironmentBody {
+    /// Names the environment on `PUT`; ignored on `POST`.
+    #[schema(value_type = Option<String>)]
     id: Option<Value>,
     title: Option<String>,
+    #[schema(value_type = Option<CredentialsView>)]
     credentials: Option<CredentialsBody>,
+    #[schema(value_type = ManagementLayerView)]
     managementlayer: Option<LayerBody>,
+    #[schema(value_type = RuntimeTechnologyView)]
     runtimetechnology: Option<LayerBody>,
 }
 
@@ -69,11 +76,6 @@ fn flatten_text(value: Option<Value>) -> Option<Value> {
 }
 
 impl EnvironmentBody {
-    fn read(headers: &HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Result<Self, CoreError> {
-        let bytes = bytes.map_err(|rejection| crate::dialects::body_error(&rejection))?;
-        decode(request_format(headers), &bytes)
-    }
-
     fn spec(self) -> Result<EnvironmentSpec, CoreError> {
         let credentials = self.credentials.unwrap_or_default();
         let management = self.managementlayer.unwrap_or_default();
@@ -94,67 +96,6 @@ impl EnvironmentBody {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct CredentialsView {
-    location: String,
-    username: String,
-    /// Masked when one is set; never the password.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    password: Option<&'static str>,
-    specifics: String,
-}
-
-#[derive(Debug, Serialize)]
-struct LayerView {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    software: String,
-    version: String,
-}
-
-/// An environment, as the seed's `Environment` model.
-#[derive(Debug, Serialize)]
-pub struct EnvironmentView {
-    credentials: CredentialsView,
-    managementlayer: LayerView,
-    id: String,
-    title: String,
-    userid: String,
-    runtimetechnology: LayerView,
-}
-
-impl From<&Environment> for EnvironmentView {
-    fn from(environment: &Environment) -> Self {
-        Self {
-            credentials: CredentialsView {
-                location: environment.location.clone(),
-                username: environment.username.clone(),
-                password: environment.has_password.then_some(MASKED_PASSWORD),
-                specifics: environment.specifics.clone(),
-            },
-            managementlayer: LayerView {
-                kind: environment.management_layer.kind.as_str(),
-                software: environment.management_layer.software.clone(),
-                version: environment.management_layer.version.clone(),
-            },
-            id: environment.id.to_string(),
-            title: environment.title.clone(),
-            userid: environment.user_id.to_string(),
-            runtimetechnology: LayerView {
-                kind: environment.runtime_technology.kind.as_str(),
-                software: environment.runtime_technology.software.clone(),
-                version: environment.runtime_technology.version.clone(),
-            },
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
-struct EnvironmentList {
-    #[serde(rename = "Environment")]
-    environments: Vec<EnvironmentView>,
-}
-
 fn environment_id(raw: &str) -> Result<i64, CoreError> {
     raw.trim()
         .parse::<i64>()
@@ -171,145 +112,158 @@ fn one(format: Format, status: StatusCode, environment: &Environment) -> Reply {
 }
 
 /// Create a new execution environment (`createEnvironment`): 201.
+#[utoipa::path(post, path = "/v1/environments", tag = TAG, operation_id = "createEnvironment",
+    request_body(content = EnvironmentBody, description = "The environment; `id` and \
+        `userid` are assigned by the server. The password is stored encrypted"),
+    responses(
+        (status = 201, description = "Created", body = EnvironmentView, links(
+            ("getEnvironment" = (operation_id = "getEnvironment",
+                parameters(("environmentId" = "$response.body#/id")))),
+            ("deleteEnvironment" = (operation_id = "deleteEnvironment",
+                parameters(("environmentId" = "$response.body#/id")))),
+        )),
+        (status = 401, description = "Authentication information is missing or invalid", body = ViceErrorBody),
+        (status = 405, description = "Invalid input", body = ViceErrorBody),
+        (status = 413, description = "The body is too large", body = ViceErrorBody),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
-    headers: HeaderMap,
-    bytes: Result<Bytes, BytesRejection>,
-) -> Response {
-    let format = response_format(&headers);
-    let outcome = async {
-        viewer.require_user()?;
-        let spec = EnvironmentBody::read(&headers, bytes)?.spec()?;
-        let environment = state.core.create_environment(&viewer, spec).await?;
-        Ok(one(format, StatusCode::CREATED, &environment))
-    }
-    .await;
-    respond(format, outcome)
+    Negotiated(format): Negotiated,
+    body: ViceResult<ViceBody<EnvironmentBody>>,
+) -> ViceResult {
+    viewer.require_user()?;
+    let ViceBody(body) = body?;
+    let environment = state.core.create_environment(&viewer, body.spec()?).await?;
+    Ok(one(format, StatusCode::CREATED, &environment))
 }
 
 /// List accessible environments (`findEnvironment`), by
 /// `filterManagementlayer` and `filterRuntimetechnology` (their types). The
 /// operation answers only 200, 401 and 500: a word that names no type is a
 /// filter nothing matches, so the list is empty.
+#[utoipa::path(get, path = "/v1/environments", tag = TAG, operation_id = "findEnvironment",
+    params(
+        ("filterManagementlayer" = Option<String>, Query,
+            description = "Only environments managed so (`basic`, `cloudcomputing`, …)"),
+        ("filterRuntimetechnology" = Option<String>, Query,
+            description = "Only environments running so (`virtualmachine`, `container`, …)"),
+    ),
+    responses(
+        (status = 200, description = "An array of accessible execution environments.", body = Vec<EnvironmentView>),
+        (status = 401, description = "Authentication information is missing or invalid", body = ViceErrorBody),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
-    headers: HeaderMap,
+    Negotiated(format): Negotiated,
     RawQuery(raw_query): RawQuery,
-) -> Response {
-    let format = response_format(&headers);
-    let outcome = async {
-        viewer.require_user()?;
-        let mut management = None;
-        let mut runtime = None;
-        let mut matches_nothing = false;
-        for (key, value) in
-            form_urlencoded::parse(raw_query.as_deref().unwrap_or_default().as_bytes())
-        {
-            match key.as_ref() {
-                "filterManagementlayer" if !value.is_empty() => {
-                    management = ManagementLayerType::parse(&value).ok();
-                    matches_nothing |= management.is_none();
-                }
-                "filterRuntimetechnology" if !value.is_empty() => {
-                    runtime = RuntimeTechnologyType::parse(&value).ok();
-                    matches_nothing |= runtime.is_none();
-                }
-                _ => {}
+) -> ViceResult {
+    viewer.require_user()?;
+    let mut management = None;
+    let mut runtime = None;
+    let mut matches_nothing = false;
+    for (key, value) in form_urlencoded::parse(raw_query.as_deref().unwrap_or_default().as_bytes())
+    {
+        match key.as_ref() {
+            "filterManagementlayer" if !value.is_empty() => {
+                management = ManagementLayerType::parse(&value).ok();
+                matches_nothing |= management.is_none();
             }
+            "filterRuntimetechnology" if !value.is_empty() => {
+                runtime = RuntimeTechnologyType::parse(&value).ok();
+                matches_nothing |= runtime.is_none();
+            }
+            _ => {}
         }
-        let environments = if matches_nothing {
-            Vec::new()
-        } else {
-            state
-                .core
-                .list_environments(&viewer, management, runtime)
-                .await?
-        };
-        let views: Vec<EnvironmentView> = environments.iter().map(EnvironmentView::from).collect();
-        Ok(match format {
-            Format::Json => Reply::new(format, StatusCode::OK, "Environments", &views),
-            Format::Xml => Reply::new(
-                format,
-                StatusCode::OK,
-                "Environments",
-                &EnvironmentList {
-                    environments: views,
-                },
-            ),
-        })
     }
-    .await;
-    respond(format, outcome)
+    let environments = if matches_nothing {
+        Vec::new()
+    } else {
+        state
+            .core
+            .list_environments(&viewer, management, runtime)
+            .await?
+    };
+    let views: Vec<EnvironmentView> = environments.iter().map(EnvironmentView::from).collect();
+    Ok(Reply::list(format, "Environments", "Environment", &views))
 }
 
 /// Update an environment (`updateEnvironment`): 201; the body's `id` names it.
+#[utoipa::path(put, path = "/v1/environments", tag = TAG, operation_id = "updateEnvironment",
+    request_body(content = EnvironmentBody, description = "The environment, named by its \
+        `id`. A password left out, or sent as `********`, keeps the stored one"),
+    responses(
+        (status = 201, description = "Updated", body = EnvironmentView),
+        (status = 401, description = "Authentication information is missing or invalid", body = ViceErrorBody),
+        (status = 404, description = "Element not found", body = ViceErrorBody),
+        (status = 405, description = "Invalid input", body = ViceErrorBody),
+        (status = 413, description = "The body is too large", body = ViceErrorBody),
+    ))]
 pub async fn update(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
-    headers: HeaderMap,
-    bytes: Result<Bytes, BytesRejection>,
-) -> Response {
-    let format = response_format(&headers);
-    let outcome = async {
-        viewer.require_user()?;
-        let body = EnvironmentBody::read(&headers, bytes)?;
-        let id = match &body.id {
-            Some(Value::String(text)) => environment_id(text)?,
-            Some(Value::Number(number)) => environment_id(&number.to_string())?,
-            _ => {
-                return Err(CoreError::invalid(
-                    "id is required to update an environment",
-                ))
-            }
-        };
-        let environment = state
-            .core
-            .update_environment(&viewer, id, body.spec()?)
-            .await?;
-        Ok(one(format, StatusCode::CREATED, &environment))
-    }
-    .await;
-    respond(format, outcome)
+    Negotiated(format): Negotiated,
+    body: ViceResult<ViceBody<EnvironmentBody>>,
+) -> ViceResult {
+    viewer.require_user()?;
+    let ViceBody(body) = body?;
+    let id = match &body.id {
+        Some(Value::String(text)) => environment_id(text)?,
+        Some(Value::Number(number)) => environment_id(&number.to_string())?,
+        _ => {
+            return Err(CoreError::invalid("id is required to update an environment").into());
+        }
+    };
+    let environment = state
+        .core
+        .update_environment(&viewer, id, body.spec()?)
+        .await?;
+    Ok(one(format, StatusCode::CREATED, &environment))
 }
 
 /// Get an environment (`getEnvironment`).
+#[utoipa::path(get, path = "/v1/environment/{environmentId}", tag = TAG, operation_id = "getEnvironment",
+    params(("environmentId" = String, Path, description = "The environment's id")),
+    responses(
+        (status = 200, description = "successful operation", body = EnvironmentView),
+        (status = 401, description = "Authentication information is missing or invalid", body = ViceErrorBody),
+        (status = 404, description = "Element not found", body = ViceErrorBody),
+        (status = 405, description = "The path does not decode", body = ViceErrorBody),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let format = response_format(&headers);
-    let outcome = async {
-        let environment = state
-            .core
-            .environment(&viewer, environment_id(&id)?)
-            .await?;
-        Ok(one(format, StatusCode::OK, &environment))
-    }
-    .await;
-    respond(format, outcome)
+    Negotiated(format): Negotiated,
+    VicePath(id): VicePath<String>,
+) -> ViceResult {
+    let environment = state
+        .core
+        .environment(&viewer, environment_id(&id)?)
+        .await?;
+    Ok(one(format, StatusCode::OK, &environment))
 }
 
 /// Delete an environment (`deleteEnvironment`): 200.
+#[utoipa::path(delete, path = "/v1/environment/{environmentId}", tag = TAG, operation_id = "deleteEnvironment",
+    params(("environmentId" = String, Path, description = "The environment's id")),
+    responses(
+        (status = 200, description = "successful operation", body = Done),
+        (status = 401, description = "Authentication information is missing or invalid", body = ViceErrorBody),
+        (status = 404, description = "Element not found", body = ViceErrorBody),
+        (status = 405, description = "The path does not decode", body = ViceErrorBody),
+    ))]
 pub async fn delete(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let format = response_format(&headers);
-    let outcome = async {
-        let id = environment_id(&id)?;
-        state.core.delete_environment(&viewer, id).await?;
-        let done = Done {
-            code: 200,
-            message: format!("environment {id} deleted"),
-        };
-        Ok(Reply::new(format, StatusCode::OK, "Response", &done))
-    }
-    .await;
-    respond(format, outcome)
+    Negotiated(format): Negotiated,
+    VicePath(id): VicePath<String>,
+) -> ViceResult {
+    let id = environment_id(&id)?;
+    state.core.delete_environment(&viewer, id).await?;
+    let done = Done {
+        code: 200,
+        message: format!("environment {id} deleted"),
+    };
+    Ok(Reply::new(format, StatusCode::OK, "Response", &done))
 }

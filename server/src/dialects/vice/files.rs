@@ -3,80 +3,102 @@
 
 use app::error::CoreError;
 use app::model::Viewer;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use futures_util::TryStreamExt;
 
-use super::codec::{response_format, Reply};
-use super::error::{error_with, respond};
-use super::images::image_id;
+use super::codec::Negotiated;
+use super::error::{ViceError, ViceErrorBody, VicePath, ViceResult};
+use super::images::{image_id, reply};
 use super::views::ImageView;
 use crate::state::AppState;
+use crate::web::RawBytes;
+
+const TAG: &str = "images";
+
+/// The form `uploadImage` takes.
+#[allow(dead_code)] // Describes a body; the handler streams it.
+#[derive(utoipa::ToSchema)]
+pub struct UploadForm {
+    /// The file to upload.
+    #[schema(value_type = String, format = Binary)]
+    upfile: Vec<u8>,
+}
 
 /// Upload a file as image (`uploadImage`): 200 with the image; 400 without
 /// `upfile` or when the bytes are refused (unreadable, or an unsafe disk).
+#[utoipa::path(post, path = "/v1/image/{imageId}/file", tag = TAG, operation_id = "uploadImage",
+    params(("imageId" = String, Path, description = "The image's id")),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "successful operation", body = ImageView),
+        (status = 400, description = "Bad request: no `upfile`, or bytes refused", body = ViceErrorBody),
+        (status = 401, description = "Authentication information is missing or invalid", body = ViceErrorBody),
+        (status = 403, description = "Not the caller's image", body = ViceErrorBody),
+        (status = 404, description = "Element not found", body = ViceErrorBody),
+        (status = 405, description = "The path does not decode", body = ViceErrorBody),
+        (status = 409, description = "The image already has its bytes", body = ViceErrorBody),
+        (status = 413, description = "Over the size limit or the quota", body = ViceErrorBody),
+    ))]
 pub async fn upload(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
-) -> Response {
-    let format = response_format(&headers);
-    if viewer.principal().is_none() {
-        return respond(format, Err(CoreError::Unauthenticated));
-    }
-    let id = match image_id(&id) {
-        Ok(id) => id,
-        Err(error) => return respond(format, Err(error)),
-    };
-    let bad_request = |message: String| error_with(format, StatusCode::BAD_REQUEST, message);
-    let mut form = match form {
-        Ok(form) => form,
-        Err(rejection) => return bad_request(rejection.body_text()),
-    };
+    Negotiated(format): Negotiated,
+    VicePath(id): VicePath<String>,
+    form: Result<Multipart, MultipartRejection>,
+) -> ViceResult {
+    viewer.require_user()?;
+    let id = image_id(&id)?;
+    let mut form = form.map_err(|rejection| ViceError::bad_request(rejection.body_text()))?;
     loop {
         let field = match form.next_field().await {
             Ok(Some(field)) => field,
-            Ok(None) => return bad_request("the form has no 'upfile' field".into()),
-            Err(error) => return bad_request(format!("unreadable upload form: {error}")),
+            Ok(None) => return Err(ViceError::bad_request("the form has no 'upfile' field")),
+            Err(error) => {
+                return Err(ViceError::bad_request(format!(
+                    "unreadable upload form: {error}"
+                )))
+            }
         };
         if field.name() != Some("upfile") {
             continue;
         }
         let body = field.map_err(|error| error.to_string());
-        let outcome = state
-            .core
-            .attach_file(&viewer, id, body)
-            .await
-            .map(|image| Reply::new(format, StatusCode::OK, "Image", &ImageView::from(&image)));
         // `uploadImage` documents 400, not the registry's usual 405, for bad input.
-        return match outcome {
-            Err(error @ CoreError::Invalid(_)) => bad_request(error.to_string()),
-            outcome => respond(format, outcome),
+        let image = match state.core.attach_file(&viewer, id, body).await {
+            Err(error @ CoreError::Invalid(_)) => {
+                return Err(ViceError::bad_request(error.to_string()))
+            }
+            outcome => outcome?,
         };
+        return reply(&state, &viewer, format, StatusCode::OK, &image).await;
     }
 }
 
-/// Download a file as image (`downloadImage`).
+/// Download a file as image (`downloadImage`), with `Range`.
+#[utoipa::path(get, path = "/v1/image/{imageId}/file", tag = TAG, operation_id = "downloadImage",
+    params(("imageId" = String, Path, description = "The image's id")),
+    responses(
+        (status = 200, description = "successful operation", body = RawBytes,
+            content_type = "application/octet-stream"),
+        (status = 206, description = "The range asked for", body = RawBytes,
+            content_type = "application/octet-stream"),
+        (status = 401, description = "Authentication information is missing or invalid", body = ViceErrorBody),
+        (status = 404, description = "Element not found, or no bytes yet", body = ViceErrorBody),
+        (status = 405, description = "The path does not decode", body = ViceErrorBody),
+        (status = 416, description = "The range is outside the file", body = ViceErrorBody),
+    ))]
 pub async fn download(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
     headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let format = response_format(&headers);
-    if viewer.principal().is_none() {
-        return respond(format, Err(CoreError::Unauthenticated));
-    }
-    let outcome = match image_id(&id) {
-        Ok(id) => crate::web::content_response(&state, &viewer, id, &headers).await,
-        Err(error) => Err(error),
-    };
-    match outcome {
-        Ok(response) => response.into_response(),
-        Err(error) => respond(format, Err(error)),
-    }
+    VicePath(id): VicePath<String>,
+) -> ViceResult<Response> {
+    viewer.require_user()?;
+    let id = image_id(&id)?;
+    let response = crate::web::content_response(&state, &viewer, id, &headers).await?;
+    Ok(response.into_response())
 }

@@ -1,26 +1,25 @@
 //! `/v1/images` and `/v1/image/{id}`.
 
 use app::error::CoreError;
-use app::model::{ViceImageDraft, ViceImageSpec, Viewer};
+use app::model::{Image, ViceImageDraft, ViceImageSpec, Viewer};
 use app::query::{Direction, Field, Query, MAX_PAGE};
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Extension;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::codec::{decode, request_format, response_format, Reply};
-use super::error::respond;
-use super::views::{Done, ImageList, ImageView};
+use super::codec::{Negotiated, Reply, ViceBody};
+use super::error::{ViceErrorBody, VicePath, ViceResult};
+use super::views::{Done, ImageView, Origins};
 use crate::state::AppState;
+
+const TAG: &str = "images";
 
 /// An image as clients send it, in either spelling of the seed's fields.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct ImageBody {
+pub struct ImageBody {
     /// Read on `PUT /v1/images` only, to name the image.
     id: Option<Value>,
     title: Option<String>,
@@ -47,11 +46,6 @@ fn text_of(value: &Value) -> Option<String> {
 }
 
 impl ImageBody {
-    fn read(headers: &HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Result<Self, CoreError> {
-        let bytes = bytes.map_err(|rejection| crate::dialects::body_error(&rejection))?;
-        decode(request_format(headers), &bytes)
-    }
-
     fn spec(self) -> Result<ViceImageSpec, CoreError> {
         let origin = self
             .origin_environment
@@ -85,123 +79,166 @@ pub fn image_id(raw: &str) -> Result<i64, CoreError> {
         .map_err(|_| CoreError::not_found(format!("image {raw}")))
 }
 
-/// List available images (`findImages`).
+/// The origin environments of `images` the caller may read.
+pub async fn origins(
+    state: &AppState,
+    viewer: &Viewer,
+    images: &[Image],
+) -> Result<Origins, CoreError> {
+    let ids = images.iter().filter_map(|image| {
+        let origin = image.vice.origin_environment.as_deref()?;
+        origin.parse::<i64>().ok()
+    });
+    state.core.readable_environments(viewer, ids).await
+}
+
+/// One image, as an answer.
+pub async fn reply(
+    state: &AppState,
+    viewer: &Viewer,
+    format: super::codec::Format,
+    status: StatusCode,
+    image: &Image,
+) -> ViceResult {
+    let origins = origins(state, viewer, std::slice::from_ref(image)).await?;
+    Ok(Reply::new(
+        format,
+        status,
+        "Image",
+        &ImageView::new(image, &origins),
+    ))
+}
+
+/// List available images (`findImages`): the public ones, and the caller's
+/// own when signed in; at most 1000, oldest first.
+#[utoipa::path(get, path = "/v1/images", tag = TAG, operation_id = "findImages",
+    security((), ("basic" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "An array of images.", body = Vec<ImageView>),
+        (status = 401, description = "Authentication information is wrong", body = ViceErrorBody),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
-    headers: HeaderMap,
-) -> Response {
-    let format = response_format(&headers);
-    let outcome = async {
-        let query = Query::new(MAX_PAGE).sort_by(Field::Id, Direction::Asc);
-        let page = state.core.list_images(&viewer, query).await?;
-        let images: Vec<ImageView> = page.items.iter().map(ImageView::from).collect();
-        Ok(match format {
-            super::codec::Format::Json => Reply::new(format, StatusCode::OK, "Images", &images),
-            super::codec::Format::Xml => {
-                Reply::new(format, StatusCode::OK, "Images", &ImageList { images })
-            }
-        })
-    }
-    .await;
-    respond(format, outcome)
+    Negotiated(format): Negotiated,
+) -> ViceResult {
+    let query = Query::new(MAX_PAGE).sort_by(Field::Id, Direction::Asc);
+    let page = state.core.list_images(&viewer, query).await?;
+    let origins = origins(&state, &viewer, &page.items).await?;
+    let images: Vec<ImageView> = page
+        .items
+        .iter()
+        .map(|image| ImageView::new(image, &origins))
+        .collect();
+    Ok(Reply::list(format, "Images", "Image", &images))
 }
 
 /// Create a new image (`createImage`): 201.
+#[utoipa::path(post, path = "/v1/images", tag = TAG, operation_id = "createImage",
+    request_body(content = ImageView, description = "The image; `id` and `userid` are \
+        assigned by the server, `originEnvironment` may be only `{\"id\"}`"),
+    responses(
+        (status = 201, description = "Created", body = ImageView, links(
+            ("getImage" = (operation_id = "getImage",
+                parameters(("imageId" = "$response.body#/id")))),
+            ("uploadImage" = (operation_id = "uploadImage",
+                parameters(("imageId" = "$response.body#/id")))),
+            ("downloadImage" = (operation_id = "downloadImage",
+                parameters(("imageId" = "$response.body#/id")))),
+            ("deleteImage" = (operation_id = "deleteImage",
+                parameters(("imageId" = "$response.body#/id")))),
+        )),
+        (status = 401, description = "Authentication information is missing or invalid", body = ViceErrorBody),
+        (status = 405, description = "Invalid input", body = ViceErrorBody),
+        (status = 413, description = "The body is too large", body = ViceErrorBody),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
-    headers: HeaderMap,
-    bytes: Result<Bytes, BytesRejection>,
-) -> Response {
-    let format = response_format(&headers);
-    let outcome = async {
-        viewer.require_user()?;
-        let spec = ImageBody::read(&headers, bytes)?.spec()?;
-        let image = state.core.create_vice_image(&viewer, spec).await?;
-        Ok(Reply::new(
-            format,
-            StatusCode::CREATED,
-            "Image",
-            &ImageView::from(&image),
-        ))
-    }
-    .await;
-    respond(format, outcome)
+    Negotiated(format): Negotiated,
+    body: ViceResult<ViceBody<ImageBody>>,
+) -> ViceResult {
+    viewer.require_user()?;
+    let ViceBody(body) = body?;
+    let image = state.core.create_vice_image(&viewer, body.spec()?).await?;
+    reply(&state, &viewer, format, StatusCode::CREATED, &image).await
 }
 
 /// Update an existing image (`updateImage`): 201 "Updated"; the body's `id`
 /// names it.
+#[utoipa::path(put, path = "/v1/images", tag = TAG, operation_id = "updateImage",
+    request_body(content = ImageView, description = "The image, named by its `id`; \
+        `userid` is ignored"),
+    responses(
+        (status = 201, description = "Updated", body = ImageView),
+        (status = 401, description = "Authentication information is missing or invalid", body = ViceErrorBody),
+        (status = 403, description = "Not the caller's image", body = ViceErrorBody),
+        (status = 404, description = "Element not found", body = ViceErrorBody),
+        (status = 405, description = "Invalid input", body = ViceErrorBody),
+        (status = 413, description = "The body is too large", body = ViceErrorBody),
+    ))]
 pub async fn update(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
-    headers: HeaderMap,
-    bytes: Result<Bytes, BytesRejection>,
-) -> Response {
-    let format = response_format(&headers);
-    let outcome = async {
-        viewer.require_user()?;
-        let body = ImageBody::read(&headers, bytes)?;
-        let id = body
-            .id
-            .as_ref()
-            .and_then(text_of)
-            .ok_or_else(|| CoreError::invalid("id is required to update an image"))?;
-        let id = image_id(&id)?;
-        let image = state
-            .core
-            .update_vice_image(&viewer, id, body.spec()?)
-            .await?;
-        Ok(Reply::new(
-            format,
-            StatusCode::CREATED,
-            "Image",
-            &ImageView::from(&image),
-        ))
-    }
-    .await;
-    respond(format, outcome)
+    Negotiated(format): Negotiated,
+    body: ViceResult<ViceBody<ImageBody>>,
+) -> ViceResult {
+    viewer.require_user()?;
+    let ViceBody(body) = body?;
+    let id = body
+        .id
+        .as_ref()
+        .and_then(text_of)
+        .ok_or_else(|| CoreError::invalid("id is required to update an image"))?;
+    let id = image_id(&id)?;
+    let image = state
+        .core
+        .update_vice_image(&viewer, id, body.spec()?)
+        .await?;
+    reply(&state, &viewer, format, StatusCode::CREATED, &image).await
 }
 
 /// Get an image by id (`getImage`).
+#[utoipa::path(get, path = "/v1/image/{imageId}", tag = TAG, operation_id = "getImage",
+    params(("imageId" = String, Path, description = "The image's id")),
+    responses(
+        (status = 200, description = "successful operation", body = ImageView),
+        (status = 401, description = "Authentication information is missing or invalid", body = ViceErrorBody),
+        (status = 404, description = "Element not found", body = ViceErrorBody),
+        (status = 405, description = "The path does not decode", body = ViceErrorBody),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let format = response_format(&headers);
-    let outcome = async {
-        viewer.require_user()?;
-        let image = state.core.get_image(&viewer, image_id(&id)?).await?;
-        Ok(Reply::new(
-            format,
-            StatusCode::OK,
-            "Image",
-            &ImageView::from(&image),
-        ))
-    }
-    .await;
-    respond(format, outcome)
+    Negotiated(format): Negotiated,
+    VicePath(id): VicePath<String>,
+) -> ViceResult {
+    viewer.require_user()?;
+    let image = state.core.get_image(&viewer, image_id(&id)?).await?;
+    reply(&state, &viewer, format, StatusCode::OK, &image).await
 }
 
 /// Delete an image (`deleteImage`): 200.
+#[utoipa::path(delete, path = "/v1/image/{imageId}", tag = TAG, operation_id = "deleteImage",
+    params(("imageId" = String, Path, description = "The image's id")),
+    responses(
+        (status = 200, description = "successful operation", body = Done),
+        (status = 401, description = "Authentication information is missing or invalid", body = ViceErrorBody),
+        (status = 403, description = "Not the caller's image", body = ViceErrorBody),
+        (status = 404, description = "Element not found", body = ViceErrorBody),
+        (status = 405, description = "The path does not decode", body = ViceErrorBody),
+    ))]
 pub async fn delete(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let format = response_format(&headers);
-    let outcome = async {
-        let id = image_id(&id)?;
-        state.core.delete_image(&viewer, id).await?;
-        let done = Done {
-            code: 200,
-            message: format!("image {id} deleted"),
-        };
-        Ok(Reply::new(format, StatusCode::OK, "Response", &done))
-    }
-    .await;
-    respond(format, outcome)
+    Negotiated(format): Negotiated,
+    VicePath(id): VicePath<String>,
+) -> ViceResult {
+    let id = image_id(&id)?;
+    state.core.delete_image(&viewer, id).await?;
+    let done = Done {
+        code: 200,
+        message: format!("image {id} deleted"),
+    };
+    Ok(Reply::new(format, StatusCode::OK, "Response", &done))
 }

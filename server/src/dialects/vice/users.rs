@@ -2,24 +2,24 @@
 
 use app::error::CoreError;
 use app::model::{Role, Viewer};
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::http::StatusCode;
 use axum::Extension;
 use serde::Deserialize;
+use utoipa::ToSchema;
 
-use super::codec::{decode, request_format, response_format, Reply};
-use super::error::respond;
+use super::codec::{Negotiated, Reply, ViceBody};
+use super::error::{ViceErrorBody, ViceResult};
 use super::views::UserView;
 use crate::state::AppState;
 
-/// A user as clients send one; `id` is ignored.
-#[derive(Deserialize)]
+const TAG: &str = "users";
+
+/// A user as clients send one (the seed's `User`); `id` is ignored.
+#[derive(Default, Deserialize, ToSchema)]
+#[schema(as = UserWrite, xml(name = "User"))]
 #[serde(default)]
-#[derive(Default)]
-struct UserBody {
+pub struct UserBody {
     username: Option<String>,
     password: Option<String>,
     email: Option<String>,
@@ -45,57 +45,59 @@ fn view(user: crate::store::UserRow) -> UserView {
 }
 
 /// Provide user information about the logged-in user (`getUser`).
+#[utoipa::path(get, path = "/v1/user", tag = TAG, operation_id = "getUser",
+    responses(
+        (status = 200, description = "successful operation", body = UserView),
+        (status = 401, description = "Authentication information is missing or invalid", body = ViceErrorBody),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
-    headers: HeaderMap,
-) -> Response {
-    let format = response_format(&headers);
-    let outcome = async {
-        let user = viewer.require_user()?;
-        let row = state.core.user_profile(user.id).await?;
-        Ok(Reply::new(format, StatusCode::OK, "User", &view(row)))
-    }
-    .await;
-    respond(format, outcome)
+    Negotiated(format): Negotiated,
+) -> ViceResult {
+    let user = viewer.require_user()?;
+    let row = state.core.user_profile(user.id).await?;
+    Ok(Reply::new(format, StatusCode::OK, "User", &view(row)))
 }
 
 /// Create a new user in the system (`createUser`): admins only, 200.
+#[utoipa::path(post, path = "/v1/user", tag = TAG, operation_id = "createUser",
+    request_body(content = UserBody, description = "`username` and `password` are required"),
+    responses(
+        (status = 200, description = "successful operation", body = UserView),
+        (status = 401, description = "Authentication information is missing or invalid", body = ViceErrorBody),
+        (status = 403, description = "The caller is not an administrator", body = ViceErrorBody),
+        (status = 405, description = "Invalid input", body = ViceErrorBody),
+        (status = 409, description = "The user name is taken", body = ViceErrorBody),
+        (status = 413, description = "The body is too large", body = ViceErrorBody),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
-    headers: HeaderMap,
-    bytes: Result<Bytes, BytesRejection>,
-) -> Response {
-    let format = response_format(&headers);
-    let outcome = async {
-        viewer.require_user()?;
-        if !viewer.is_admin() {
-            return Err(CoreError::Forbidden(
-                "only administrators create users".into(),
-            ));
-        }
-        let bytes = bytes.map_err(|rejection| crate::dialects::body_error(&rejection))?;
-        let body: UserBody = decode(request_format(&headers), &bytes)?;
-        let username = body
-            .username
-            .ok_or_else(|| CoreError::invalid("username is required"))?;
-        let password = body
-            .password
-            .ok_or_else(|| CoreError::invalid("password is required"))?;
-        let id = state
-            .core
-            .create_user_with_profile(
-                &username,
-                &password,
-                Role::User,
-                body.email.as_deref().unwrap_or_default(),
-                body.fullname.as_deref().unwrap_or_default(),
-            )
-            .await?;
-        let row = state.core.user_profile(id).await?;
-        Ok(Reply::new(format, StatusCode::OK, "User", &view(row)))
+    Negotiated(format): Negotiated,
+    body: ViceResult<ViceBody<UserBody>>,
+) -> ViceResult {
+    viewer.require_user()?;
+    if !viewer.is_admin() {
+        return Err(CoreError::Forbidden("only administrators create users".into()).into());
     }
-    .await;
-    respond(format, outcome)
+    let ViceBody(body) = body?;
+    let username = body
+        .username
+        .ok_or_else(|| CoreError::invalid("username is required"))?;
+    let password = body
+        .password
+        .ok_or_else(|| CoreError::invalid("password is required"))?;
+    let id = state
+        .core
+        .create_user_with_profile(
+            &username,
+            &password,
+            Role::User,
+            body.email.as_deref().unwrap_or_default(),
+            body.fullname.as_deref().unwrap_or_default(),
+        )
+        .await?;
+    let row = state.core.user_profile(id).await?;
+    Ok(Reply::new(format, StatusCode::OK, "User", &view(row)))
 }

@@ -1,42 +1,155 @@
-//! Core records in ViCE's shapes.
+//! Core records in ViCE's shapes, named as the seed's models (`Image`,
+//! `Environment`, `Credentials`, ...), which is also how the document
+//! describes them.
 
-use app::model::{ContentType, Image};
+use std::collections::HashMap;
+
+use app::model::{
+    ContentType, Environment, Image, ManagementLayerType, RuntimeTechnologyType, ViceImageType,
+    MASKED_PASSWORD,
+};
 use serde::Serialize;
+use utoipa::ToSchema;
 
-#[derive(Debug, Serialize)]
-pub struct OriginView {
-    pub id: String,
+/// An environment's credentials, never with its password.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Credentials)]
+pub struct CredentialsView {
+    location: String,
+    username: String,
+    /// `********` when one is set (absent when none is): never the password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "********")]
+    password: Option<&'static str>,
+    /// A JSON object, as a string.
+    #[schema(example = "{}")]
+    specifics: String,
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ManagementLayer)]
+pub struct ManagementLayerView {
+    #[serde(rename = "type")]
+    kind: ManagementLayerType,
+    software: String,
+    version: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = RuntimeTechnology)]
+pub struct RuntimeTechnologyView {
+    #[serde(rename = "type")]
+    kind: RuntimeTechnologyType,
+    software: String,
+    version: String,
+}
+
+/// An environment, as the seed's `Environment` model. As an image's
+/// `originEnvironment` that the caller may not read (someone else's, or
+/// deleted), only its `id`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Environment, xml(name = "Environment"))]
+pub struct EnvironmentView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    credentials: Option<CredentialsView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    managementlayer: Option<ManagementLayerView>,
+    #[schema(example = "3")]
+    id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    userid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runtimetechnology: Option<RuntimeTechnologyView>,
+}
+
+impl EnvironmentView {
+    /// Only the id: an environment the caller may not read.
+    fn named(id: String) -> Self {
+        Self {
+            credentials: None,
+            managementlayer: None,
+            id,
+            title: None,
+            userid: None,
+            runtimetechnology: None,
+        }
+    }
+}
+
+impl From<&Environment> for EnvironmentView {
+    fn from(environment: &Environment) -> Self {
+        Self {
+            credentials: Some(CredentialsView {
+                location: environment.location.clone(),
+                username: environment.username.clone(),
+                password: environment.has_password.then_some(MASKED_PASSWORD),
+                specifics: environment.specifics.clone(),
+            }),
+            managementlayer: Some(ManagementLayerView {
+                kind: environment.management_layer.kind,
+                software: environment.management_layer.software.clone(),
+                version: environment.management_layer.version.clone(),
+            }),
+            id: environment.id.to_string(),
+            title: Some(environment.title.clone()),
+            userid: Some(environment.user_id.to_string()),
+            runtimetechnology: Some(RuntimeTechnologyView {
+                kind: environment.runtime_technology.kind,
+                software: environment.runtime_technology.software.clone(),
+                version: environment.runtime_technology.version.clone(),
+            }),
+        }
+    }
+}
+
+/// The environments an answer's images name that the caller may read, by id.
+pub type Origins = HashMap<i64, Environment>;
+
 /// An image, as the seed's `Image` model.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Image, xml(name = "Image"))]
 pub struct ImageView {
+    #[schema(example = "42")]
     pub id: String,
     pub title: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub userid: Option<String>,
+    #[schema(value_type = ViceImageType)]
     pub imagetype: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub contenttype: Option<String>,
+    pub contenttype: Option<ContentType>,
     pub imported: bool,
+    /// The environment it came from: whole when the caller may read it,
+    /// else only its id.
     #[serde(rename = "originEnvironment", skip_serializing_if = "Option::is_none")]
-    pub origin_environment: Option<OriginView>,
+    pub origin_environment: Option<EnvironmentView>,
     #[serde(
         rename = "environmentReference",
         skip_serializing_if = "Option::is_none"
     )]
     pub environment_reference: Option<String>,
+    /// A JSON object, as a string.
+    #[schema(example = "{}")]
     pub specifics: String,
 }
 
-impl From<&Image> for ImageView {
-    fn from(image: &Image) -> Self {
+impl ImageView {
+    /// `image` with its origin environment from `origins` when readable.
+    pub fn new(image: &Image, origins: &Origins) -> Self {
         let vice = &image.vice;
         let default_type = if image.has_content() {
             "implicit"
         } else {
             "declarative"
         };
+        let origin_environment = vice.origin_environment.clone().map(|id| {
+            match id.parse::<i64>().ok().and_then(|id| origins.get(&id)) {
+                Some(environment) => EnvironmentView::from(environment),
+                None => EnvironmentView::named(id),
+            }
+        });
         Self {
             id: image.id.to_string(),
             title: vice.title.clone().unwrap_or_else(|| image.name.clone()),
@@ -45,12 +158,9 @@ impl From<&Image> for ImageView {
                 .image_type
                 .clone()
                 .unwrap_or_else(|| default_type.into()),
-            contenttype: image
-                .format
-                .and_then(ContentType::of_format)
-                .map(|content| content.as_str().to_owned()),
+            contenttype: image.format.and_then(ContentType::of_format),
             imported: vice.imported,
-            origin_environment: vice.origin_environment.clone().map(|id| OriginView { id }),
+            origin_environment,
             environment_reference: vice.environment_ref.clone(),
             specifics: vice
                 .specifics
@@ -60,15 +170,9 @@ impl From<&Image> for ImageView {
     }
 }
 
-/// `<Images><Image>…</Image></Images>` in XML; a plain array in JSON.
-#[derive(Debug, Serialize)]
-pub struct ImageList {
-    #[serde(rename = "Image")]
-    pub images: Vec<ImageView>,
-}
-
 /// A user, as the seed's `User` model, never with a password.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = User, xml(name = "User"))]
 pub struct UserView {
     pub id: String,
     pub username: String,
@@ -77,7 +181,8 @@ pub struct UserView {
 }
 
 /// The seed's `RuntimeStats`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = RuntimeStats, xml(name = "RuntimeStats"))]
 #[serde(rename_all = "camelCase")]
 pub struct RuntimeStatsView {
     pub imports_pending: i64,
@@ -88,9 +193,11 @@ pub struct RuntimeStatsView {
     pub store_worker: i64,
 }
 
-/// A success without a record (a delete).
-#[derive(Debug, Serialize)]
+/// A success without a record (a delete): `{"code": 200, "message"}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Response, xml(name = "Response"))]
 pub struct Done {
+    #[schema(example = 200)]
     pub code: u16,
     pub message: String,
 }

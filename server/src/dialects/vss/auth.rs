@@ -5,23 +5,34 @@ use axum::extract::State;
 use axum::{Extension, Json};
 use serde::Serialize;
 
-use super::error::VssError;
+use super::error::{VssError, VssErrorBody};
 use super::views::image_time;
 use crate::core::TOKEN_TTL;
 use crate::state::AppState;
 
 /// The token answer; pyvss reads `token` (and decodes it for `otp`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Token)]
 pub struct TokenView {
+    /// Seconds it is valid for.
     pub duration: u64,
+    /// When it expires, in seconds since the epoch.
     pub exp: i64,
+    #[schema(example = "2026-12-01 Tue 18:00:00 UTC")]
     pub exp_date: String,
     pub token: String,
     #[serde(rename = "type")]
+    #[schema(example = "ACCESS")]
     pub kind: &'static str,
 }
 
 /// Any body is ignored: pyvss sends `{"otp": null}`, curl sends none.
+#[utoipa::path(post, path = "/auth/request-token", tag = "tokens",
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "A token for the credentials", body = TokenView),
+        (status = 401, description = "No credentials, or wrong ones", body = VssErrorBody),
+    ))]
 pub async fn request_token(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,

@@ -2,11 +2,24 @@
 //! (pyvss reads all three, and fails on an error that is not JSON).
 
 use app::error::CoreError;
+use axum::extract::rejection::PathRejection;
+use axum::extract::FromRequestParts;
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::web::status_of;
+
+/// The body of every VSS error.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct VssErrorBody {
+    #[schema(example = 404)]
+    pub status: u16,
+    #[schema(example = "not found")]
+    pub error: String,
+    #[schema(example = "image 42 not found")]
+    pub message: String,
+}
 
 /// A core error on its way to a VSS client.
 #[derive(Debug)]
@@ -23,7 +36,11 @@ fn body(status: StatusCode, message: String) -> Response {
         .canonical_reason()
         .unwrap_or("error")
         .to_ascii_lowercase();
-    let body = serde_json::json!({ "status": status.as_u16(), "error": error, "message": message });
+    let body = VssErrorBody {
+        status: status.as_u16(),
+        error,
+        message,
+    };
     (status, Json(body)).into_response()
 }
 
@@ -57,15 +74,19 @@ pub async fn not_found(uri: Uri) -> Response {
 
 /// `OPTIONS`: the methods a resource answers, in `Allow`.
 pub fn allow(
-    methods: &'static str,
+    methods: String,
 ) -> impl Fn() -> std::future::Ready<Response> + Clone + Send + Sync + 'static {
-    move || {
-        std::future::ready(
-            (
-                StatusCode::OK,
-                [(header::ALLOW, HeaderValue::from_static(methods))],
-            )
-                .into_response(),
-        )
+    move || std::future::ready((StatusCode::OK, [(header::ALLOW, methods.clone())]).into_response())
+}
+
+/// A path that does not decode is the client's mistake, in VSS's body.
+impl From<PathRejection> for VssError {
+    fn from(rejection: PathRejection) -> Self {
+        Self(CoreError::invalid(rejection.body_text()))
     }
 }
+
+/// `axum::extract::Path`, refusing in VSS's error body.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(VssError))]
+pub struct VssPath<T>(pub T);

@@ -4,19 +4,21 @@
 
 use std::time::Instant;
 
-use app::model::{Image, ImageKind, Principal, Viewer};
+use app::model::{Image, Principal, Viewer};
 use app::query::{Condition, Field, Op, Query, Value};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, Uri};
 use axum::{Extension, Json};
 
-use super::error::VssError;
+use super::error::{VssError, VssErrorBody, VssPath};
 use super::parse::{list_params, ListParams, Listing};
 use super::views::{
-    self, base_url, elapsed, ItemMeta, ListMeta, One, Pages, PublicList, SelfLink, UserImageIndex,
-    UserImageLists, UserLinks, UserList,
+    base_url, elapsed, Entry, ImageItem, IsoItem, Item, ItemMeta, ListMeta, One, Pages, PublicList,
+    SelfLink, UserImageIndex, UserImageLists, UserLinks, UserList,
 };
 use crate::state::AppState;
+
+const TAG: &str = "images";
 
 /// The request as VSS renders it: who, where, when it started.
 struct Call {
@@ -52,26 +54,16 @@ fn equals(field: Field, value: Value) -> Condition {
     }
 }
 
-fn kind_of(listing: Listing) -> ImageKind {
-    match listing {
-        Listing::Images => ImageKind::Vm,
-        Listing::Isos => ImageKind::Iso,
-    }
-}
-
-/// The page a list asks for, among `scope`.
-async fn page(
+/// The page a list of `T` asks for, among `scope`.
+async fn page<T: Item>(
     state: &AppState,
     viewer: &Viewer,
-    listing: Listing,
     scope: Condition,
     params: &ListParams,
 ) -> Result<(Vec<Image>, u64), VssError> {
+    let kind = T::LISTING.kind().as_str().into();
     let mut query = Query::new(params.per_page)
-        .filter(equals(
-            Field::Kind,
-            Value::Text(kind_of(listing).as_str().into()),
-        ))
+        .filter(equals(Field::Kind, Value::Text(kind)))
         .filter(scope)
         .filter(params.condition.clone())
         .offset((params.page - 1).saturating_mul(params.per_page));
@@ -80,33 +72,29 @@ async fn page(
     Ok((page.items, page.total))
 }
 
-async fn list_public(
+/// A public list: `/v2/image` or `/v2/iso`.
+async fn list_public<T: Item>(
     state: AppState,
     viewer: Viewer,
     headers: HeaderMap,
     uri: Uri,
     raw_query: Option<String>,
-    listing: Listing,
-) -> Result<Json<PublicList>, VssError> {
+) -> Result<Json<PublicList<T>>, VssError> {
     let call = Call::new(&viewer, &headers, &uri)?;
-    let params = list_params(listing, raw_query.as_deref())?;
+    let params = list_params(T::LISTING, raw_query.as_deref())?;
     let public = equals(Field::Public, Value::Bool(true));
-    let (items, total) = page(&state, &viewer, listing, public, &params).await?;
-    let resource = match listing {
-        Listing::Images => "image",
-        Listing::Isos => "iso",
-    };
-    let url = format!("{}/v2/{resource}", call.base);
-    let data = items
+    let (items, total) = page::<T>(&state, &viewer, public, &params).await?;
+    let url = format!("{}/v2/{}", call.base, T::PUBLIC);
+    let data: Vec<Entry<T>> = items
         .iter()
         .map(|image| {
             if params.expand {
-                views::item(listing, image)
+                Entry::Item(T::of(image))
             } else {
-                serde_json::Value::String(format!("{url}/{}", image.id))
+                Entry::Url(format!("{url}/{}", image.id))
             }
         })
-        .collect::<Vec<_>>();
+        .collect();
     Ok(Json(PublicList {
         meta: ListMeta {
             link: Some(SelfLink {
@@ -124,45 +112,61 @@ async fn list_public(
 }
 
 /// `GET /v2/image`: public OVA/OVF images.
+#[utoipa::path(get, path = "/v2/image", tag = TAG,
+    params(super::ListQuery),
+    responses(
+        (status = 200, description = "A page of the public images: their URLs, or with \
+            `expand=1` the images", body = PublicList<ImageItem>),
+        (status = 400, description = "A parameter malformed", body = VssErrorBody),
+        (status = 401, description = "No token or credentials, or wrong ones", body = VssErrorBody),
+    ))]
 pub async fn list_public_images(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
     headers: HeaderMap,
     uri: Uri,
     RawQuery(raw_query): RawQuery,
-) -> Result<Json<PublicList>, VssError> {
-    list_public(state, viewer, headers, uri, raw_query, Listing::Images).await
+) -> Result<Json<PublicList<ImageItem>>, VssError> {
+    list_public(state, viewer, headers, uri, raw_query).await
 }
 
 /// `GET /v2/iso`: public ISOs.
+#[utoipa::path(get, path = "/v2/iso", tag = TAG,
+    params(super::ListQuery),
+    responses(
+        (status = 200, description = "A page of the public ISOs: their URLs, or with \
+            `expand=1` the ISOs", body = PublicList<IsoItem>),
+        (status = 400, description = "A parameter malformed", body = VssErrorBody),
+        (status = 401, description = "No token or credentials, or wrong ones", body = VssErrorBody),
+    ))]
 pub async fn list_public_isos(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
     headers: HeaderMap,
     uri: Uri,
     RawQuery(raw_query): RawQuery,
-) -> Result<Json<PublicList>, VssError> {
-    list_public(state, viewer, headers, uri, raw_query, Listing::Isos).await
+) -> Result<Json<PublicList<IsoItem>>, VssError> {
+    list_public(state, viewer, headers, uri, raw_query).await
 }
 
-async fn get_public(
+/// One public item of a list: `/v2/image/{id}` or `/v2/iso/{id}`.
+async fn get_public<T: Item>(
     state: AppState,
     viewer: Viewer,
     headers: HeaderMap,
     uri: Uri,
     id: String,
-    listing: Listing,
-) -> Result<Json<One>, VssError> {
+) -> Result<Json<One<T>>, VssError> {
     let call = Call::new(&viewer, &headers, &uri)?;
     let missing = || VssError(app::error::CoreError::not_found(format!("image {id}")));
     let id = id.parse::<i64>().map_err(|_| missing())?;
     let image = match state.core.get_image(&viewer, id).await {
-        Ok(image) if image.public && image.kind == kind_of(listing) => image,
+        Ok(image) if image.public && image.kind == T::LISTING.kind() => image,
         Ok(_) | Err(app::error::CoreError::NotFound(_)) => return Err(missing()),
         Err(error) => return Err(error.into()),
     };
     Ok(Json(One {
-        data: views::item(listing, &image),
+        data: T::of(&image),
         meta: ItemMeta {
             time: elapsed(call.started),
             user: call.user.username,
@@ -171,63 +175,69 @@ async fn get_public(
 }
 
 /// `GET /v2/image/{id}`.
+#[utoipa::path(get, path = "/v2/image/{id}", tag = TAG,
+    params(("id" = String, Path, description = "The image's id")),
+    responses(
+        (status = 200, description = "The public image", body = One<ImageItem>),
+        (status = 400, description = "The path does not decode", body = VssErrorBody),
+        (status = 401, description = "No token or credentials, or wrong ones", body = VssErrorBody),
+        (status = 404, description = "No such public image", body = VssErrorBody),
+    ))]
 pub async fn get_public_image(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
     headers: HeaderMap,
     uri: Uri,
-    Path(id): Path<String>,
-) -> Result<Json<One>, VssError> {
-    get_public(state, viewer, headers, uri, id, Listing::Images).await
+    VssPath(id): VssPath<String>,
+) -> Result<Json<One<ImageItem>>, VssError> {
+    get_public(state, viewer, headers, uri, id).await
 }
 
 /// `GET /v2/iso/{id}`.
+#[utoipa::path(get, path = "/v2/iso/{id}", tag = TAG,
+    params(("id" = String, Path, description = "The ISO's id")),
+    responses(
+        (status = 200, description = "The public ISO", body = One<IsoItem>),
+        (status = 400, description = "The path does not decode", body = VssErrorBody),
+        (status = 401, description = "No token or credentials, or wrong ones", body = VssErrorBody),
+        (status = 404, description = "No such public ISO", body = VssErrorBody),
+    ))]
 pub async fn get_public_iso(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
     headers: HeaderMap,
     uri: Uri,
-    Path(id): Path<String>,
-) -> Result<Json<One>, VssError> {
-    get_public(state, viewer, headers, uri, id, Listing::Isos).await
+    VssPath(id): VssPath<String>,
+) -> Result<Json<One<IsoItem>>, VssError> {
+    get_public(state, viewer, headers, uri, id).await
 }
 
-async fn list_user(
+/// The caller's list: `/v2/user/image/vm` or `/v2/user/image/iso`.
+async fn list_user<T: Item>(
     state: AppState,
     viewer: Viewer,
     headers: HeaderMap,
     uri: Uri,
     raw_query: Option<String>,
-    listing: Listing,
-) -> Result<Json<UserList>, VssError> {
+) -> Result<Json<UserList<T>>, VssError> {
     let call = Call::new(&viewer, &headers, &uri)?;
-    let params = list_params(listing, raw_query.as_deref())?;
+    let params = list_params(T::LISTING, raw_query.as_deref())?;
     let mine = equals(Field::OwnerId, Value::Int(call.user.id));
-    let (items, total) = page(&state, &viewer, listing, mine, &params).await?;
-    let resource = match listing {
-        Listing::Images => "vm",
-        Listing::Isos => "iso",
-    };
-    let url = format!("{}/v2/user/image/{resource}", call.base);
+    let (items, total) = page::<T>(&state, &viewer, mine, &params).await?;
+    let url = format!("{}/v2/user/image/{}", call.base, T::USER);
     let parent = format!("{}/v2/user/image", call.base);
-    let data: Vec<_> = items
-        .iter()
-        .map(|image| views::item(listing, image))
-        .collect();
-    let links = match listing {
-        Listing::Images => UserLinks {
-            image: Some(parent),
-            self_url: call.requested.clone(),
-            user: None,
-        },
-        Listing::Isos => UserLinks {
-            image: None,
-            self_url: call.requested.clone(),
-            user: Some(parent),
-        },
+    let data: Vec<T> = items.iter().map(T::of).collect();
+    // VM images link their parent as `image`, ISOs as `user` (the seeds).
+    let (image, user) = match T::LISTING {
+        Listing::Images => (Some(parent), None),
+        Listing::Isos => (None, Some(parent)),
     };
     Ok(Json(UserList {
-        links,
+        links: UserLinks {
+            image,
+            self_url: call.requested.clone(),
+            user,
+        },
         meta: ListMeta {
             link: None,
             count: data.len(),
@@ -242,29 +252,48 @@ async fn list_user(
 }
 
 /// `GET /v2/user/image/vm`: the caller's OVA/OVF images.
+#[utoipa::path(get, path = "/v2/user/image/vm", tag = TAG,
+    params(super::ListQuery),
+    responses(
+        (status = 200, description = "A page of the caller's VM images", body = UserList<ImageItem>),
+        (status = 400, description = "A parameter malformed", body = VssErrorBody),
+        (status = 401, description = "No token or credentials, or wrong ones", body = VssErrorBody),
+    ))]
 pub async fn list_user_images(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
     headers: HeaderMap,
     uri: Uri,
     RawQuery(raw_query): RawQuery,
-) -> Result<Json<UserList>, VssError> {
-    list_user(state, viewer, headers, uri, raw_query, Listing::Images).await
+) -> Result<Json<UserList<ImageItem>>, VssError> {
+    list_user(state, viewer, headers, uri, raw_query).await
 }
 
 /// `GET /v2/user/image/iso`: the caller's ISOs.
+#[utoipa::path(get, path = "/v2/user/image/iso", tag = TAG,
+    params(super::ListQuery),
+    responses(
+        (status = 200, description = "A page of the caller's ISOs", body = UserList<IsoItem>),
+        (status = 400, description = "A parameter malformed", body = VssErrorBody),
+        (status = 401, description = "No token or credentials, or wrong ones", body = VssErrorBody),
+    ))]
 pub async fn list_user_isos(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
     headers: HeaderMap,
     uri: Uri,
     RawQuery(raw_query): RawQuery,
-) -> Result<Json<UserList>, VssError> {
-    list_user(state, viewer, headers, uri, raw_query, Listing::Isos).await
+) -> Result<Json<UserList<IsoItem>>, VssError> {
+    list_user(state, viewer, headers, uri, raw_query).await
 }
 
 /// `GET /v2/user/image`: the parent the user lists link to (`_links.image`,
 /// `_links.user`), with the URLs of the caller's VM images and ISOs.
+#[utoipa::path(get, path = "/v2/user/image", tag = TAG,
+    responses(
+        (status = 200, description = "The URLs of the caller's two lists", body = UserImageIndex),
+        (status = 401, description = "No token or credentials, or wrong ones", body = VssErrorBody),
+    ))]
 pub async fn user_image_links(
     Extension(viewer): Extension<Viewer>,
     headers: HeaderMap,

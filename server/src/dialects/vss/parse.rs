@@ -2,6 +2,7 @@
 //! `filter=<field>,<op>,<value>` and `sort=<field>,<asc|desc>`.
 
 use app::error::CoreError;
+use app::model::ImageKind;
 use app::query::{Condition, Direction, Field, Op, Sort};
 
 /// What a list shows, and so which fields it filters and sorts on.
@@ -14,6 +15,14 @@ pub enum Listing {
 }
 
 impl Listing {
+    /// The kind of image a listing holds.
+    pub fn kind(self) -> ImageKind {
+        match self {
+            Self::Images => ImageKind::Vm,
+            Self::Isos => ImageKind::Iso,
+        }
+    }
+
     /// The most items a page holds; a larger `per_page` is clamped.
     pub fn max_per_page(self) -> u64 {
         match self {

@@ -5,46 +5,52 @@ use std::time::Instant;
 
 use app::error::CoreError;
 use app::model::Viewer;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::{Extension, Json};
 use serde::Serialize;
-use serde_json::Value as JsonValue;
+use utoipa::ToSchema;
 
-use super::error::VssError;
+use super::error::{VssError, VssErrorBody, VssPath};
 use super::views::{base_url, elapsed, image_time, ItemMeta, ListMeta, One, Pages, SelfLink};
 use crate::core::{SyncKind, SyncRequest};
 use crate::state::AppState;
 
-#[derive(Debug, Serialize)]
+const TAG: &str = "image sync";
+
+#[derive(Debug, Serialize, ToSchema)]
 struct Messages {
     errors: Vec<String>,
     warnings: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Username {
     username: String,
 }
 
 /// A sync request, as vss-cli shows one.
-#[derive(Debug, Serialize)]
-struct RequestView {
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ImageSyncRequest)]
+pub struct RequestView {
     added: i64,
     created_on: String,
     deleted: i64,
     id: i64,
     message: Messages,
+    #[schema(example = "PROCESSED")]
     status: String,
     task_id: String,
+    /// `VM` or `ISO`.
     #[serde(rename = "type")]
+    #[schema(example = "VM")]
     kind: String,
     updated_on: String,
     user: Username,
 }
 
-fn view(request: SyncRequest) -> JsonValue {
-    let view = RequestView {
+fn view(request: SyncRequest) -> RequestView {
+    RequestView {
         added: request.added,
         created_on: image_time(request.created_at),
         deleted: request.deleted,
@@ -60,24 +66,25 @@ fn view(request: SyncRequest) -> JsonValue {
         user: Username {
             username: request.username,
         },
-    };
-    serde_json::to_value(view).unwrap_or(JsonValue::Null)
+    }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Submitted {
     id: i64,
     status: String,
     task_id: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct SubmittedData {
     message: &'static str,
     request: Submitted,
 }
 
-#[derive(Debug, Serialize)]
+/// A sync submitted: `202 {"data": {"message", "request": {"id", "status", "task_id"}}}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ImageSyncSubmitted)]
 pub struct SubmittedView {
     data: SubmittedData,
 }
@@ -104,6 +111,11 @@ async fn submit(
 }
 
 /// `PATCH /v2/user/image/vm`: any body is ignored (pyvss sends a JSON type, no body).
+#[utoipa::path(patch, path = "/v2/user/image/vm", tag = TAG,
+    responses(
+        (status = 202, description = "A sync of the personal store's VM images is submitted", body = SubmittedView),
+        (status = 401, description = "No token or credentials, or wrong ones", body = VssErrorBody),
+    ))]
 pub async fn sync_images(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
@@ -112,6 +124,11 @@ pub async fn sync_images(
 }
 
 /// `PATCH /v2/user/image/iso`.
+#[utoipa::path(patch, path = "/v2/user/image/iso", tag = TAG,
+    responses(
+        (status = 202, description = "A sync of the personal store's ISOs is submitted", body = SubmittedView),
+        (status = 401, description = "No token or credentials, or wrong ones", body = VssErrorBody),
+    ))]
 pub async fn sync_isos(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
@@ -120,11 +137,19 @@ pub async fn sync_isos(
 }
 
 /// `GET /v2/request/image_sync/{id}`.
+#[utoipa::path(get, path = "/v2/request/image_sync/{id}", tag = TAG,
+    params(("id" = String, Path, description = "The request's id")),
+    responses(
+        (status = 200, description = "The sync request", body = One<RequestView>),
+        (status = 400, description = "The path does not decode", body = VssErrorBody),
+        (status = 401, description = "No token or credentials, or wrong ones", body = VssErrorBody),
+        (status = 404, description = "No such request of the caller's", body = VssErrorBody),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
-    Path(id): Path<String>,
-) -> Result<Json<One>, VssError> {
+    VssPath(id): VssPath<String>,
+) -> Result<Json<One<RequestView>>, VssError> {
     let started = Instant::now();
     let user = viewer.require_user()?.username.clone();
     let id = id
@@ -140,14 +165,28 @@ pub async fn get(
     }))
 }
 
-#[derive(Debug, Serialize)]
+/// The caller's sync requests, a page of them.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ImageSyncRequestList)]
 pub struct RequestList {
-    data: Vec<JsonValue>,
+    data: Vec<RequestView>,
     meta: ListMeta,
 }
 
 /// `GET /v2/request/image_sync`: the caller's requests, newest first, paged;
 /// `filter=status,eq,<STATUS>` narrows them.
+#[utoipa::path(get, path = "/v2/request/image_sync", tag = TAG,
+    params(
+        ("page" = Option<u64>, Query, description = "The page, from 1"),
+        ("per_page" = Option<u64>, Query, description = "Requests per page"),
+        ("filter" = Option<String>, Query, description = "`status,eq,<STATUS>`",
+            pattern = "^status,eq,.*$"),
+    ),
+    responses(
+        (status = 200, description = "A page of the caller's sync requests", body = RequestList),
+        (status = 400, description = "A parameter malformed", body = VssErrorBody),
+        (status = 401, description = "No token or credentials, or wrong ones", body = VssErrorBody),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
@@ -169,7 +208,7 @@ pub async fn list(
         .await?;
     let base = base_url(&headers);
     let url = format!("{base}/v2/request/image_sync");
-    let data: Vec<JsonValue> = items.into_iter().map(view).collect();
+    let data: Vec<RequestView> = items.into_iter().map(view).collect();
     Ok(Json(RequestList {
         meta: ListMeta {
             link: Some(SelfLink {

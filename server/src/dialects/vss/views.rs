@@ -7,7 +7,7 @@ use app::model::Image;
 use axum::http::{header, HeaderMap};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::Value as Json;
+use utoipa::ToSchema;
 
 use super::parse::{ListParams, Listing};
 
@@ -22,7 +22,18 @@ pub fn iso_time(time: DateTime<Utc>) -> String {
 }
 
 /// An OVA/OVF image.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Image, example = json!({
+    "created_on": "2017-11-24 Fri 15:37:36 UTC",
+    "data_store": "vss-ISOs",
+    "folder": "VmImages/core-os",
+    "id": 24,
+    "label": "VmImages/core-os/coreos_production_vmware_ova.ova",
+    "name": "coreos_production_vmware_ova.ova",
+    "path": "[vss-ISOs] VmImages/core-os/coreos_production_vmware_ova.ova",
+    "public": true,
+    "updated_on": "2018-02-09 Fri 11:37:05 UTC"
+}))]
 pub struct ImageItem {
     pub created_on: String,
     pub data_store: String,
@@ -36,7 +47,16 @@ pub struct ImageItem {
 }
 
 /// An ISO (the seed shows neither label nor folder).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Iso, example = json!({
+    "created_on": "2017-11-17 13:51:31 UTC",
+    "data_store": "vssUser-xfers",
+    "id": 223,
+    "name": "501219a5-a563-787c-f334-e7b65e829dca-ud.iso",
+    "path": "[vssUser-xfers] josem/config-drive/501219a5-a563-787c-f334-e7b65e829dca-ud.iso",
+    "public": false,
+    "updated_on": "2017-11-17 13:51:31 UTC"
+}))]
 pub struct IsoItem {
     pub created_on: String,
     pub data_store: String,
@@ -47,10 +67,24 @@ pub struct IsoItem {
     pub updated_on: String,
 }
 
-/// An item of a listing, in that listing's shape.
-pub fn item(listing: Listing, image: &Image) -> Json {
-    let value = match listing {
-        Listing::Images => serde_json::to_value(ImageItem {
+/// An item of a list, in its listing's shape.
+pub trait Item: Serialize + ToSchema + Sized {
+    const LISTING: Listing;
+    /// The list's name under `/v2` (`image`, `iso`).
+    const PUBLIC: &'static str;
+    /// The list's name under `/v2/user/image` (`vm`, `iso`).
+    const USER: &'static str;
+
+    fn of(image: &Image) -> Self;
+}
+
+impl Item for ImageItem {
+    const LISTING: Listing = Listing::Images;
+    const PUBLIC: &'static str = "image";
+    const USER: &'static str = "vm";
+
+    fn of(image: &Image) -> Self {
+        Self {
             created_on: image_time(image.created_at),
             data_store: image.data_store.clone(),
             folder: image.folder.clone(),
@@ -60,8 +94,17 @@ pub fn item(listing: Listing, image: &Image) -> Json {
             path: image.path(),
             public: image.public,
             updated_on: image_time(image.updated_at),
-        }),
-        Listing::Isos => serde_json::to_value(IsoItem {
+        }
+    }
+}
+
+impl Item for IsoItem {
+    const LISTING: Listing = Listing::Isos;
+    const PUBLIC: &'static str = "iso";
+    const USER: &'static str = "iso";
+
+    fn of(image: &Image) -> Self {
+        Self {
             created_on: iso_time(image.created_at),
             data_store: image.data_store.clone(),
             id: image.id,
@@ -69,10 +112,16 @@ pub fn item(listing: Listing, image: &Image) -> Json {
             path: image.path(),
             public: image.public,
             updated_on: iso_time(image.updated_at),
-        }),
-    };
-    // Plain structs of strings and numbers always serialize.
-    value.unwrap_or(Json::Null)
+        }
+    }
+}
+
+/// A public list's entry: the item's URL, or with `expand=1` the item.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum Entry<T> {
+    Url(String),
+    Item(T),
 }
 
 /// The scheme and host the client used, for absolute links.
@@ -91,7 +140,7 @@ pub fn base_url(headers: &HeaderMap) -> String {
     format!("{scheme}://{host}")
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Pages {
     pub first_url: String,
     pub last_url: String,
@@ -135,14 +184,14 @@ impl Pages {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SelfLink {
     #[serde(rename = "self")]
     pub self_url: String,
 }
 
-/// `meta` of a public list.
-#[derive(Debug, Serialize)]
+/// `meta` of a list.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ListMeta {
     #[serde(rename = "_link", skip_serializing_if = "Option::is_none")]
     pub link: Option<SelfLink>,
@@ -157,7 +206,7 @@ pub struct ListMeta {
 }
 
 /// `meta` of a single item.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ItemMeta {
     pub time: String,
     pub user: String,
@@ -169,14 +218,14 @@ pub fn elapsed(started: Instant) -> String {
 }
 
 /// `/v2/image`, `/v2/iso`: item URLs (or items with `expand`) and `meta`.
-#[derive(Debug, Serialize)]
-pub struct PublicList {
-    pub data: Vec<Json>,
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublicList<T> {
+    pub data: Vec<Entry<T>>,
     pub meta: ListMeta,
 }
 
 /// The links of a user list: `image` on VM images, `user` on ISOs.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserLinks {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
@@ -187,23 +236,23 @@ pub struct UserLinks {
 }
 
 /// `/v2/user/image/*`: top-level `_links`, items as objects, and `meta`.
-#[derive(Debug, Serialize)]
-pub struct UserList {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserList<T> {
     #[serde(rename = "_links")]
     pub links: UserLinks,
-    pub data: Vec<Json>,
+    pub data: Vec<T>,
     pub meta: ListMeta,
 }
 
 /// The caller's two lists, by kind (`/v2/user/image`'s `data`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserImageLists {
     pub iso: String,
     pub vm: String,
 }
 
 /// `/v2/user/image`: the parent the user lists link to, with their URLs.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserImageIndex {
     #[serde(rename = "_links")]
     pub links: SelfLink,
@@ -212,9 +261,9 @@ pub struct UserImageIndex {
 }
 
 /// One item: `{"data": item, "meta"}`.
-#[derive(Debug, Serialize)]
-pub struct One {
-    pub data: Json,
+#[derive(Debug, Serialize, ToSchema)]
+pub struct One<T> {
+    pub data: T,
     pub meta: ItemMeta,
 }
 
