@@ -10,6 +10,7 @@ use crate::model::plain_text;
 
 /// How a node provisioned from the image keeps its state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ProvisioningType {
     Stateful,

@@ -167,6 +167,12 @@ fn in_xml_too(document: &mut Document) {
             let Some(RefOr::T(json)) = response.content.get_mut("application/json") else {
                 continue;
             };
+            // Depot's own answers (a download's 416) are JSON only.
+            if let Some(RefOr::Ref(body)) = &json.schema {
+                if body.ref_location.ends_with("/ErrorBody") {
+                    continue;
+                }
+            }
             if let Some(RefOr::T(Schema::Array(list))) = &mut json.schema {
                 list.xml = wrapper(&list.items);
             }

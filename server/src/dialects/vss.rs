@@ -86,10 +86,16 @@ struct ListQuery {
     /// `ge`, `like` (`%` any run) and `in` (values joined by commas); several
     /// joined by `;` or repeated. Fields: the item's, and what inspection
     /// found (`format`, `virtual_size`, `os_type`, ...).
-    #[param(example = "name,like,ubu%")]
+    #[param(
+        example = "name,like,ubu%",
+        pattern = r"^[a-z_]+,(eq|ne|lt|le|gt|ge|like|in),[^;]*(;[a-z_]+,(eq|ne|lt|le|gt|ge|like|in),[^;]*)*$"
+    )]
     filter: Option<String>,
     /// `<field>,<asc|desc>`, several joined by `;`.
-    #[param(example = "path,asc")]
+    #[param(
+        example = "path,asc",
+        pattern = r"^[a-z_]+(,(asc|desc))?(;[a-z_]+(,(asc|desc))?)*$"
+    )]
     sort: Option<String>,
     /// Only items of this name (`eq`), as pyvss asks.
     name: Option<String>,
@@ -100,6 +106,7 @@ struct ListQuery {
 fn resource(
     (schemas, mut paths, methods): UtoipaMethodRouter<AppState>,
 ) -> UtoipaMethodRouter<AppState> {
+    // `routes!` gives one path here; its described methods are the resource's.
     let mut allowed = Vec::new();
     for item in paths.paths.values_mut() {
         let described = [
@@ -107,13 +114,13 @@ fn resource(
             ("POST", item.post.is_some()),
             ("PUT", item.put.is_some()),
             ("PATCH", item.patch.is_some()),
+            ("DELETE", item.delete.is_some()),
         ];
-        allowed = described
-            .into_iter()
-            .filter(|(_, present)| *present)
-            .map(|(method, _)| method)
-            .chain(["OPTIONS"])
-            .collect();
+        for (method, present) in described {
+            if present && !allowed.contains(&method) {
+                allowed.push(method);
+            }
+        }
         let allow = Header::new(ObjectBuilder::new().schema_type(Type::String).build());
         let answer = ResponseBuilder::new()
             .description("The methods the resource answers, in Allow")
@@ -147,6 +154,7 @@ fn resource(
             .response("200", answer);
         item.merge_operations(PathItem::new(HttpMethod::Options, options));
     }
+    allowed.push("OPTIONS");
     let methods = methods
         .options(error::allow(allowed.join(", ")))
         .fallback(error::method_not_allowed);

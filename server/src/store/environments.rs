@@ -174,6 +174,32 @@ impl Db {
         })
     }
 
+    /// Of the environments `ids` names, those of a user (any user's for
+    /// `None`): one query, its placeholders counted from `ids`, never
+    /// formatted from them.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn environments_among(
+        &self,
+        user_id: Option<i64>,
+        ids: &[i64],
+    ) -> Result<Vec<EnvironmentRow>, sqlx::Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (2..ids.len() + 2).map(|n| format!("${n}")).collect();
+        let text = format!(
+            "{SELECT} WHERE ($1 IS NULL OR user_id = $1) AND id IN ({}) ORDER BY id",
+            placeholders.join(", ")
+        );
+        with_pool!(self, pool => {
+            let mut query = sqlx::query_as::<_, EnvironmentRow>(&text).bind(user_id);
+            for id in ids {
+                query = query.bind(*id);
+            }
+            query.fetch_all(pool).await
+        })
+    }
+
     #[tracing::instrument(skip(self), err)]
     pub async fn delete_environment(&self, id: i64) -> Result<bool, sqlx::Error> {
         with_pool!(self, pool => {

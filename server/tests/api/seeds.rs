@@ -351,19 +351,23 @@ async fn document(app: &TestApp, name: &str) -> Value {
     response.json().await.unwrap()
 }
 
-/// The schema a property names, following one `$ref` (or the first of
-/// `oneOf`, as an optional reference is written).
-fn referenced<'a>(document: &'a Value, property: &'a Value) -> &'a Value {
-    let target = property["$ref"].as_str().or_else(|| {
-        property["oneOf"]
-            .as_array()?
-            .iter()
-            .find_map(|one| one["$ref"].as_str())
-    });
-    match target {
-        Some(target) => &document["components"]["schemas"][target.rsplit('/').next().unwrap()],
-        None => property,
+/// The object schemas a schema may be, through `$ref`, `oneOf` and
+/// `anyOf` (as optional and alternative schemas are written).
+fn alternatives<'a>(document: &'a Value, schema: &'a Value) -> Vec<&'a Value> {
+    if let Some(target) = schema["$ref"].as_str() {
+        let name = target.rsplit('/').next().unwrap();
+        return alternatives(document, &document["components"]["schemas"][name]);
     }
+    let mut found = Vec::new();
+    for key in ["oneOf", "anyOf"] {
+        for one in schema[key].as_array().into_iter().flatten() {
+            found.extend(alternatives(document, one));
+        }
+    }
+    if schema["properties"].is_object() {
+        found.push(schema);
+    }
+    found
 }
 
 #[rstest]
@@ -417,8 +421,19 @@ async fn vices_image_names_its_origin_as_an_environment_in_json_and_xml() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let document = document(&app, "vice").await;
     let image = &document["components"]["schemas"]["Image"];
-    let origin = referenced(&document, &image["properties"]["originEnvironment"]);
-    assert!(origin["properties"]["credentials"].is_object(), "{origin}");
+    let origins = alternatives(&document, &image["properties"]["originEnvironment"]);
+    // The whole environment, or (to whoever may not read it) only its id.
+    assert_eq!(origins.len(), 2, "{origins:?}");
+    assert!(
+        origins[0]["properties"]["credentials"].is_object(),
+        "{origins:?}"
+    );
+    let named: Vec<&String> = origins[1]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(named, ["id"]);
     assert_eq!(image["xml"]["name"], "Image");
     let get = &document["paths"]["/v1/image/{imageId}"]["get"]["responses"];
     for status in ["200", "401", "404", "500"] {

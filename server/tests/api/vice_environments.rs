@@ -274,6 +274,48 @@ async fn an_images_origin_environment_is_whole_for_who_may_read_it(#[case] backe
         .find(|item| item["id"] == image_id.as_str());
     whole(listed.unwrap());
 
+    // Naming someone else's environment shows alice nothing of it, beside
+    // her own shown whole in the same list.
+    let (_, bobs) = bob
+        .json(
+            Method::POST,
+            "/environments",
+            Some(&seed_environment("bobs-pass-22")),
+        )
+        .await;
+    let bobs_id = bobs["id"].as_str().unwrap().to_owned();
+    let body = json!({"title": "borrowed", "originEnvironment": {"id": bobs_id}});
+    let (status, borrowed) = alice.json(Method::POST, "/images", Some(&body)).await;
+    assert_eq!(status, 201, "{borrowed}");
+    assert_eq!(borrowed["originEnvironment"], json!({"id": bobs_id}));
+    let (_, list) = alice.json(Method::GET, "/images", None).await;
+    let by_id = |id: &Value| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|item| item["id"] == *id)
+            .unwrap()
+            .clone()
+    };
+    whole(&by_id(&image["id"]));
+    assert_eq!(
+        by_id(&borrowed["id"])["originEnvironment"],
+        json!({"id": bobs_id})
+    );
+    assert!(!list.to_string().contains("bobs-pass-22"));
+    // The admin reads both environments, so sees both whole.
+    let (_, list) = Vice::new(&app, "admin", ADMIN_PASSWORD)
+        .json(Method::GET, "/images", None)
+        .await;
+    let listed = list.as_array().unwrap().iter();
+    let origin = listed
+        .clone()
+        .find(|item| item["id"] == borrowed["id"])
+        .unwrap()["originEnvironment"]
+        .clone();
+    assert_eq!(origin["title"], "aeiou", "{origin}");
+    assert_eq!(origin["userid"], bobs["userid"]);
+
     // Deleted, it is only an id, even to its owner.
     let (status, _) = alice
         .json(

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use app::error::CoreError;
-use app::model::{ImageRef, ProvisioningDraft};
+use app::model::{ImageRef, ProvisioningDraft, ProvisioningType};
 use app::query::{Condition, Direction, Field, FieldType, Op, Sort, Value, MAX_PAGE};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -437,7 +437,11 @@ pub struct ImageBody {
     #[serde(default, rename = "id")]
     #[schema(value_type = Option<String>)]
     _id: Option<Json>,
+    /// Required on `POST`.
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,255}$")]
     name: Option<String>,
+    /// Required on `POST`.
+    #[schema(pattern = r"\S")]
     os_type: Option<String>,
     hypervisor: Option<bool>,
     #[serde(default, deserialize_with = "nullable")]
@@ -446,7 +450,9 @@ pub struct ImageBody {
     supports_virtual_machine: Option<bool>,
     #[serde(default, deserialize_with = "nullable")]
     template_name: Option<Option<String>>,
+    /// `stateful` unless set; `linkedclone` takes a `templateName`.
     #[serde(default, rename = "type", deserialize_with = "nullable")]
+    #[schema(value_type = Option<ProvisioningType>)]
     provisioning_type: Option<Option<String>>,
     active: Option<bool>,
     features: Option<Vec<String>>,

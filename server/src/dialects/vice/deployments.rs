@@ -18,11 +18,15 @@ const TAG: &str = "deployments";
 
 /// A deployment as clients send it: `{"environmentId", "imageid", …}`;
 /// `id` and `userid` are ignored.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = DeploymentWrite, xml(name = "Deployment"))]
 pub struct DeployBody {
+    /// An image of the caller's.
+    #[schema(value_type = String, example = "42")]
     imageid: Option<Value>,
+    /// An environment of the caller's.
     #[serde(rename = "environmentId")]
+    #[schema(value_type = String, example = "3")]
     environment_id: Option<Value>,
     title: Option<String>,
     #[serde(rename = "environmentReference")]
@@ -86,7 +90,7 @@ fn deployment_id(raw: &str) -> Result<i64, CoreError> {
 
 /// Create an image into an environment (`deployImage`): 201.
 #[utoipa::path(post, path = "/v1/deploy", tag = TAG, operation_id = "deployImage",
-    request_body(content = DeploymentView, description = "`imageid` and `environmentId`, \
+    request_body(content = DeployBody, description = "`imageid` and `environmentId`, \
         both the caller's; `title` and `environmentReference` are kept"),
     responses(
         (status = 201, description = "Created", body = DeploymentView, links(

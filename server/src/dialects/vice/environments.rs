@@ -14,19 +14,22 @@ use serde_json::Value;
 
 use super::codec::{Format, Negotiated, Reply, ViceBody};
 use super::error::{ViceErrorBody, VicePath, ViceResult};
-use super::views::{
-    CredentialsView, Done, EnvironmentView, ManagementLayerView, RuntimeTechnologyView,
-};
+use super::views::{Done, EnvironmentView, ManagementLayerView, RuntimeTechnologyView};
 use crate::state::AppState;
 
 const TAG: &str = "environments";
 
-#[derive(Default, Deserialize)]
-#[serde(default)]
+/// Credentials as clients send them; the password is stored encrypted.
+#[derive(Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = CredentialsWrite)]
 struct CredentialsBody {
     location: Option<String>,
     username: Option<String>,
+    /// Left out, or sent as `********`, keeps the stored one.
+    #[schema(format = Password)]
     password: Option<String>,
+    /// A JSON object, or a string holding one.
+    #[schema(value_type = Option<String>, example = "{}")]
     specifics: Option<Value>,
 }
 
@@ -57,7 +60,6 @@ pub struct EnvironmentBody {
     #[schema(value_type = Option<String>)]
     id: Option<Value>,
     title: Option<String>,
-    #[schema(value_type = Option<CredentialsView>)]
     credentials: Option<CredentialsBody>,
     #[schema(value_type = ManagementLayerView)]
     managementlayer: Option<LayerBody>,

@@ -80,16 +80,23 @@ pub async fn upload(
 
 /// Download a file as image (`downloadImage`), with `Range`.
 #[utoipa::path(get, path = "/v1/image/{imageId}/file", tag = TAG, operation_id = "downloadImage",
-    params(("imageId" = String, Path, description = "The image's id")),
+    params(
+        ("imageId" = String, Path, description = "The image's id"),
+        ("Range" = Option<String>, Header, description = "One byte range, `bytes=start-end`"),
+        ("If-Range" = Option<String>, Header, description = "The ETag the range is of"),
+        ("If-None-Match" = Option<String>, Header, description = "ETags the client has"),
+    ),
     responses(
-        (status = 200, description = "successful operation", body = RawBytes,
+        (status = 200, description = "successful operation; ETag is its SHA-256", body = RawBytes,
             content_type = "application/octet-stream"),
         (status = 206, description = "The range asked for", body = RawBytes,
             content_type = "application/octet-stream"),
+        (status = 304, description = "The client's copy is current"),
         (status = 401, description = "Authentication information is missing or invalid", body = ViceErrorBody),
         (status = 404, description = "Element not found, or no bytes yet", body = ViceErrorBody),
         (status = 405, description = "The path does not decode", body = ViceErrorBody),
-        (status = 416, description = "The range is outside the file", body = ViceErrorBody),
+        (status = 416, description = "The range is outside the file (Depot's download \
+            answer, JSON only)", body = crate::web::ErrorBody),
     ))]
 pub async fn download(
     State(state): State<AppState>,

@@ -1,7 +1,7 @@
 //! `/v1/images` and `/v1/image/{id}`.
 
 use app::error::CoreError;
-use app::model::{Image, ViceImageDraft, ViceImageSpec, Viewer};
+use app::model::{ContentType, Image, ViceImageDraft, ViceImageSpec, ViceImageType, Viewer};
 use app::query::{Direction, Field, Query, MAX_PAGE};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,27 +11,36 @@ use serde_json::Value;
 
 use super::codec::{Negotiated, Reply, ViceBody};
 use super::error::{ViceErrorBody, VicePath, ViceResult};
-use super::views::{Done, ImageView, Origins};
+use super::views::{Done, ImageView, OriginId, Origins};
 use crate::state::AppState;
 
 const TAG: &str = "images";
 
-/// An image as clients send it, in either spelling of the seed's fields.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+/// An image as clients send it, in either spelling of the seed's fields
+/// (`imagetype` or `image-type`, ...); `userid` is the server's to set.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = ImageWrite, xml(name = "Image"))]
 pub struct ImageBody {
-    /// Read on `PUT /v1/images` only, to name the image.
+    /// Names the image on `PUT /v1/images`; ignored on `POST`.
+    #[schema(value_type = Option<String>)]
     id: Option<Value>,
     title: Option<String>,
     #[serde(alias = "image-type")]
+    #[schema(value_type = Option<ViceImageType>)]
     imagetype: Option<String>,
     #[serde(alias = "content-type")]
+    #[schema(value_type = Option<ContentType>)]
     contenttype: Option<String>,
     imported: Option<bool>,
+    /// The environment it came from: `{"id"}` (a whole environment is
+    /// taken for its `id`), or the id itself.
     #[serde(rename = "originEnvironment")]
+    #[schema(value_type = Option<OriginId>)]
     origin_environment: Option<Value>,
     #[serde(rename = "environmentReference")]
     environment_reference: Option<String>,
+    /// A JSON object, or a string holding one.
+    #[schema(value_type = Option<String>, example = "{}")]
     specifics: Option<Value>,
 }
 
@@ -79,17 +88,21 @@ pub fn image_id(raw: &str) -> Result<i64, CoreError> {
         .map_err(|_| CoreError::not_found(format!("image {raw}")))
 }
 
-/// The origin environments of `images` the caller may read.
-pub async fn origins(
-    state: &AppState,
-    viewer: &Viewer,
-    images: &[Image],
-) -> Result<Origins, CoreError> {
+/// The origin environments of `images` the caller may read. Should the
+/// look-up fail, each origin is shown as its id: the answer (often to a
+/// write already done) is not lost for a detail of it.
+pub async fn origins(state: &AppState, viewer: &Viewer, images: &[Image]) -> Origins {
     let ids = images.iter().filter_map(|image| {
         let origin = image.vice.origin_environment.as_deref()?;
         origin.parse::<i64>().ok()
     });
-    state.core.readable_environments(viewer, ids).await
+    match state.core.readable_environments(viewer, ids).await {
+        Ok(origins) => origins,
+        Err(error) => {
+            tracing::warn!(%error, "origin environments not read; showing their ids");
+            Origins::new()
+        }
+    }
 }
 
 /// One image, as an answer.
@@ -100,7 +113,7 @@ pub async fn reply(
     status: StatusCode,
     image: &Image,
 ) -> ViceResult {
-    let origins = origins(state, viewer, std::slice::from_ref(image)).await?;
+    let origins = origins(state, viewer, std::slice::from_ref(image)).await;
     Ok(Reply::new(
         format,
         status,
@@ -115,7 +128,6 @@ pub async fn reply(
     security((), ("basic" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "An array of images.", body = Vec<ImageView>),
-        (status = 401, description = "Authentication information is wrong", body = ViceErrorBody),
     ))]
 pub async fn list(
     State(state): State<AppState>,
@@ -124,7 +136,7 @@ pub async fn list(
 ) -> ViceResult {
     let query = Query::new(MAX_PAGE).sort_by(Field::Id, Direction::Asc);
     let page = state.core.list_images(&viewer, query).await?;
-    let origins = origins(&state, &viewer, &page.items).await?;
+    let origins = origins(&state, &viewer, &page.items).await;
     let images: Vec<ImageView> = page
         .items
         .iter()
@@ -135,8 +147,8 @@ pub async fn list(
 
 /// Create a new image (`createImage`): 201.
 #[utoipa::path(post, path = "/v1/images", tag = TAG, operation_id = "createImage",
-    request_body(content = ImageView, description = "The image; `id` and `userid` are \
-        assigned by the server, `originEnvironment` may be only `{\"id\"}`"),
+    request_body(content = ImageBody, description = "The image; the server assigns `id` \
+        and `userid`"),
     responses(
         (status = 201, description = "Created", body = ImageView, links(
             ("getImage" = (operation_id = "getImage",
@@ -167,8 +179,7 @@ pub async fn create(
 /// Update an existing image (`updateImage`): 201 "Updated"; the body's `id`
 /// names it.
 #[utoipa::path(put, path = "/v1/images", tag = TAG, operation_id = "updateImage",
-    request_body(content = ImageView, description = "The image, named by its `id`; \
-        `userid` is ignored"),
+    request_body(content = ImageBody, description = "The image, named by its `id`"),
     responses(
         (status = 201, description = "Updated", body = ImageView),
         (status = 401, description = "Authentication information is missing or invalid", body = ViceErrorBody),

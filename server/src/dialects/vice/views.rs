@@ -44,64 +44,62 @@ pub struct RuntimeTechnologyView {
     version: String,
 }
 
-/// An environment, as the seed's `Environment` model. As an image's
-/// `originEnvironment` that the caller may not read (someone else's, or
-/// deleted), only its `id`.
+/// An environment, as the seed's `Environment` model.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Environment, xml(name = "Environment"))]
 pub struct EnvironmentView {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    credentials: Option<CredentialsView>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    managementlayer: Option<ManagementLayerView>,
+    credentials: CredentialsView,
+    managementlayer: ManagementLayerView,
     #[schema(example = "3")]
     id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    title: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    userid: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    runtimetechnology: Option<RuntimeTechnologyView>,
-}
-
-impl EnvironmentView {
-    /// Only the id: an environment the caller may not read.
-    fn named(id: String) -> Self {
-        Self {
-            credentials: None,
-            managementlayer: None,
-            id,
-            title: None,
-            userid: None,
-            runtimetechnology: None,
-        }
-    }
+    title: String,
+    userid: String,
+    runtimetechnology: RuntimeTechnologyView,
 }
 
 impl From<&Environment> for EnvironmentView {
     fn from(environment: &Environment) -> Self {
         Self {
-            credentials: Some(CredentialsView {
+            credentials: CredentialsView {
                 location: environment.location.clone(),
                 username: environment.username.clone(),
                 password: environment.has_password.then_some(MASKED_PASSWORD),
                 specifics: environment.specifics.clone(),
-            }),
-            managementlayer: Some(ManagementLayerView {
+            },
+            managementlayer: ManagementLayerView {
                 kind: environment.management_layer.kind,
                 software: environment.management_layer.software.clone(),
                 version: environment.management_layer.version.clone(),
-            }),
+            },
             id: environment.id.to_string(),
-            title: Some(environment.title.clone()),
-            userid: Some(environment.user_id.to_string()),
-            runtimetechnology: Some(RuntimeTechnologyView {
+            title: environment.title.clone(),
+            userid: environment.user_id.to_string(),
+            runtimetechnology: RuntimeTechnologyView {
                 kind: environment.runtime_technology.kind,
                 software: environment.runtime_technology.software.clone(),
                 version: environment.runtime_technology.version.clone(),
-            }),
+            },
         }
     }
+}
+
+/// An environment named by its id only.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = EnvironmentId)]
+#[serde(deny_unknown_fields)]
+pub struct OriginId {
+    #[schema(example = "3")]
+    id: String,
+}
+
+/// An image's `originEnvironment`: the whole environment to whoever may
+/// read it (its owner, an admin), else only its id (someone else's, or one
+/// deleted since).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum OriginView {
+    Whole(Box<EnvironmentView>),
+    Named(OriginId),
 }
 
 /// The environments an answer's images name that the caller may read, by id.
@@ -121,10 +119,8 @@ pub struct ImageView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub contenttype: Option<ContentType>,
     pub imported: bool,
-    /// The environment it came from: whole when the caller may read it,
-    /// else only its id.
     #[serde(rename = "originEnvironment", skip_serializing_if = "Option::is_none")]
-    pub origin_environment: Option<EnvironmentView>,
+    pub origin_environment: Option<OriginView>,
     #[serde(
         rename = "environmentReference",
         skip_serializing_if = "Option::is_none"
@@ -146,8 +142,8 @@ impl ImageView {
         };
         let origin_environment = vice.origin_environment.clone().map(|id| {
             match id.parse::<i64>().ok().and_then(|id| origins.get(&id)) {
-                Some(environment) => EnvironmentView::from(environment),
-                None => EnvironmentView::named(id),
+                Some(environment) => OriginView::Whole(Box::new(environment.into())),
+                None => OriginView::Named(OriginId { id }),
             }
         });
         Self {
@@ -182,7 +178,10 @@ pub struct UserView {
 
 /// The seed's `RuntimeStats`.
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(as = RuntimeStats, xml(name = "RuntimeStats"))]
+#[schema(as = RuntimeStats, xml(name = "RuntimeStats"), example = json!({
+    "importsPending": 0, "importWorker": 6, "exportsPending": 1,
+    "exportWorker": 5, "storePending": 5, "storeWorker": 2
+}))]
 #[serde(rename_all = "camelCase")]
 pub struct RuntimeStatsView {
     pub imports_pending: i64,
