@@ -201,13 +201,27 @@ fn requested_range(headers: &HeaderMap, etag: &str, length: u64) -> Result<Optio
     }
 }
 
+/// The headers a download honours (described; `content_response` reads them).
+#[allow(dead_code)]
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct DownloadHeaders {
+    /// One byte range, `bytes=start-end`.
+    #[param(rename = "Range")]
+    range: Option<String>,
+    /// The ETag the range is of.
+    #[param(rename = "If-Range")]
+    if_range: Option<String>,
+    /// ETags the client has.
+    #[param(rename = "If-None-Match")]
+    if_none_match: Option<String>,
+}
+
 /// Streams an image's bytes, honouring `Range`, `If-Range` and `If-None-Match`.
 #[utoipa::path(get, path = "/api/images/{id}/download", tag = IMAGES, operation_id = "downloadImage",
     params(
         ("id" = i64, Path, description = "The image's id"),
-        ("Range" = Option<String>, Header, description = "One byte range, `bytes=start-end`"),
-        ("If-Range" = Option<String>, Header, description = "The ETag the range is of"),
-        ("If-None-Match" = Option<String>, Header, description = "ETags the client has"),
+        DownloadHeaders,
     ),
     responses(
         (status = 200, description = "The whole file, as application/octet-stream; ETag is \

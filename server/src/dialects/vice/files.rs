@@ -82,9 +82,7 @@ pub async fn upload(
 #[utoipa::path(get, path = "/v1/image/{imageId}/file", tag = TAG, operation_id = "downloadImage",
     params(
         ("imageId" = String, Path, description = "The image's id"),
-        ("Range" = Option<String>, Header, description = "One byte range, `bytes=start-end`"),
-        ("If-Range" = Option<String>, Header, description = "The ETag the range is of"),
-        ("If-None-Match" = Option<String>, Header, description = "ETags the client has"),
+        crate::web::DownloadHeaders,
     ),
     responses(
         (status = 200, description = "successful operation; ETag is its SHA-256", body = RawBytes,
