@@ -24,7 +24,7 @@ use crate::state::AppState;
 use crate::store::SessionStore;
 
 pub use error::{status_of, with_retry_after, ApiError, ApiPath, ErrorBody};
-pub use files::content_response;
+pub use files::{content_response, DownloadHeaders};
 pub use metrics::Metrics;
 pub use openapi::{each_operation, PasswordOrToken, RawBytes};
 pub use store::handler as store_handler;
@@ -100,6 +100,7 @@ pub fn router(state: AppState, sessions: SessionStore, secure_cookies: bool) -> 
         .layer(sessions)
         .layer(axum::middleware::from_fn(security::refuse_cross_site))
         .layer(axum::middleware::from_fn(security::common_headers))
+        .layer(axum::middleware::from_fn(uploads::name_the_protocol))
         .layer(TraceLayer::new_for_http())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -59,30 +59,41 @@ pub fn router() -> OpenApiRouter<AppState> {
         .layer(axum::middleware::from_fn(protocol_version))
 }
 
-/// Every answer names the protocol version; every request of the protocol
-/// must speak it (412 otherwise, naming the versions spoken): all but
-/// `OPTIONS` and Depot's own `GET` of the finished image.
+/// Every request of the protocol must speak its version (412 otherwise,
+/// naming the versions spoken): all but `OPTIONS` and Depot's own `GET` of
+/// the finished image.
 async fn protocol_version(request: Request, next: Next) -> Response {
     let spoken = request
         .headers()
         .get(&TUS_RESUMABLE)
         .is_some_and(|version| version == TUS_VERSION);
     let exempt = matches!(*request.method(), Method::OPTIONS | Method::GET);
-    let mut response = if spoken || exempt {
-        next.run(request).await
-    } else {
-        let mut refused = tus_error(
-            StatusCode::PRECONDITION_FAILED,
-            "this server speaks tus 1.0.0 (send Tus-Resumable: 1.0.0)",
-        );
-        refused
-            .headers_mut()
-            .insert("tus-version", HeaderValue::from_static(TUS_VERSION));
-        refused
-    };
-    response
+    if spoken || exempt {
+        return next.run(request).await;
+    }
+    let mut refused = tus_error(
+        StatusCode::PRECONDITION_FAILED,
+        "this server speaks tus 1.0.0 (send Tus-Resumable: 1.0.0)",
+    );
+    refused
         .headers_mut()
-        .insert(TUS_RESUMABLE.clone(), HeaderValue::from_static(TUS_VERSION));
+        .insert("tus-version", HeaderValue::from_static(TUS_VERSION));
+    refused
+}
+
+/// The outermost layer: every answer under `/api/uploads` names the
+/// protocol's version, the refusals of the layers in front of the routes
+/// (a cross-site 403, a throttled sign-in's 429) included, since tus
+/// clients read it before the status.
+pub async fn name_the_protocol(request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let tus = path == "/api/uploads" || path.starts_with("/api/uploads/");
+    let mut response = next.run(request).await;
+    if tus {
+        response
+            .headers_mut()
+            .insert(TUS_RESUMABLE.clone(), HeaderValue::from_static(TUS_VERSION));
+    }
     response
 }
 

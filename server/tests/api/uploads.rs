@@ -367,6 +367,21 @@ async fn protocol_errors_get_their_answers_and_change_nothing(#[case] backend: B
         .await
         .unwrap();
     assert_eq!(anonymous.status(), 401);
+    assert_eq!(anonymous.headers()["tus-resumable"], "1.0.0");
+    // Another site's page may not start one; the refusal, made in front of
+    // the routes, still names the protocol for the tus client to read.
+    let cross_site = tus(&app, Method::POST, "/api/uploads")
+        .header("origin", "https://elsewhere.example")
+        .header("sec-fetch-site", "cross-site")
+        .header("upload-length", "10")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), 403);
+    assert_eq!(cross_site.headers()["tus-resumable"], "1.0.0");
+    // Nothing else is named tus.
+    let page = reqwest::get(app.url("/api/openapi.json")).await.unwrap();
+    assert!(page.headers().get("tus-resumable").is_none());
 }
 
 /// Sends `bytes` at offset 0 in a body that breaks off after its first MiB;
