@@ -2,6 +2,7 @@
 //! every request passes through (tracing, session, caller resolution).
 
 mod auth;
+mod compress;
 mod error;
 mod files;
 mod metrics;
@@ -101,6 +102,7 @@ pub fn router(state: AppState, sessions: SessionStore, secure_cookies: bool) -> 
         .layer(axum::middleware::from_fn(security::refuse_cross_site))
         .layer(axum::middleware::from_fn(security::common_headers))
         .layer(axum::middleware::from_fn(uploads::name_the_protocol))
+        .layer(compress::layer())
         .layer(TraceLayer::new_for_http())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

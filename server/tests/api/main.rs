@@ -5,6 +5,7 @@ mod access;
 mod admin_users;
 mod bounded_input;
 mod cli;
+mod compression;
 mod coopr;
 mod credentials;
 mod cross_site;
