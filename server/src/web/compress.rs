@@ -2,9 +2,11 @@
 //! JSON and XML, scripts, styles and the WASM bundle. Never image bytes (a
 //! disk image does not shrink, and compressing it costs the CPU an upload
 //! or download should have), never a range (a range of a compressed answer
-//! is not the range asked for), never anything small.
+//! is not the range asked for), never anything small, never what is marked
+//! [`as_is`].
 
 use axum::http::{header, Extensions, HeaderMap, StatusCode, Version};
+use axum::response::Response;
 use tower_http::compression::predicate::{Predicate, SizeAbove};
 use tower_http::compression::CompressionLayer;
 
@@ -21,9 +23,30 @@ const COMPRESSIBLE: [&str; 9] = [
     "image/svg+xml",
 ];
 
-/// Whether an answer is one of [`COMPRESSIBLE`], whole.
-fn compressible(status: StatusCode, _: Version, headers: &HeaderMap, _: &Extensions) -> bool {
-    if status == StatusCode::PARTIAL_CONTENT || headers.contains_key(header::CONTENT_RANGE) {
+/// The mark of an answer that goes as it is.
+#[derive(Debug, Clone, Copy)]
+struct AsIs;
+
+/// Marks an answer to go as it is. The personal store's answers do: its
+/// files are the user's bytes (their ranges and ETags are of those bytes),
+/// and dav-server's bodies panic when polled past their end, as an encoder
+/// polls them.
+pub async fn as_is(mut response: Response) -> Response {
+    response.extensions_mut().insert(AsIs);
+    response
+}
+
+/// Whether an answer is one of [`COMPRESSIBLE`], whole, and not marked.
+fn compressible(
+    status: StatusCode,
+    _: Version,
+    headers: &HeaderMap,
+    extensions: &Extensions,
+) -> bool {
+    if status == StatusCode::PARTIAL_CONTENT
+        || headers.contains_key(header::CONTENT_RANGE)
+        || extensions.get::<AsIs>().is_some()
+    {
         return false;
     }
     let Some(kind) = headers

@@ -40,6 +40,7 @@ pub fn router() -> Router<AppState> {
         .route("/store/", any(serve))
         .route("/store/{*path}", any(serve))
         .layer(axum::middleware::from_fn(super::security::inert_files))
+        .layer(axum::middleware::map_response(super::compress::as_is))
 }
 
 /// 401 with a Basic challenge: WebDAV clients send credentials only when asked.

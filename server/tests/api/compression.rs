@@ -71,4 +71,22 @@ async fn pages_and_documents_are_compressed_image_bytes_are_not(#[case] backend:
     let (range, encoding) =
         fetch(&app, &download, Some("gzip"), &[("range", "bytes=0-2047")]).await;
     assert_eq!((encoding, range), (None, bytes[..2048].to_vec()));
+
+    // The personal store's answers (WebDAV's XML listings included) go as
+    // they are, whole.
+    let listing = reqwest::Client::new()
+        .request(
+            reqwest::Method::from_bytes(b"PROPFIND").unwrap(),
+            app.url("/store/"),
+        )
+        .basic_auth(ALICE.0, Some(ALICE.1))
+        .header("depth", "1")
+        .header("accept-encoding", "gzip, br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listing.status(), 207);
+    assert!(listing.headers().get("content-encoding").is_none());
+    let xml = listing.text().await.unwrap();
+    assert!(xml.contains("multistatus"), "{xml}");
 }
