@@ -118,28 +118,6 @@ impl Core {
             })
     }
 
-    /// Creates an account with an email and a full name.
-    pub async fn create_user_with_profile(
-        &self,
-        username: &str,
-        password: &str,
-        role: Role,
-        email: &str,
-        full_name: &str,
-    ) -> Result<i64, CoreError> {
-        if email.len() > 320 || full_name.len() > 320 {
-            return Err(CoreError::invalid(
-                "email and full name are at most 320 bytes",
-            ));
-        }
-        let id = self.create_user(username, password, role).await?;
-        self.db
-            .set_user_profile(id, email, full_name)
-            .await
-            .map_err(db_error)?;
-        Ok(id)
-    }
-
     /// A user's account (without using its password hash for anything).
     pub async fn user_profile(&self, id: i64) -> Result<UserRow, CoreError> {
         self.db

@@ -66,6 +66,31 @@ impl Core {
         info(self.user_profile(id).await?)
     }
 
+    /// Creates a plain user's account with its email and full name (ViCE's
+    /// `createUser`); answers its id.
+    pub async fn create_account_with_profile(
+        &self,
+        viewer: &Viewer,
+        username: &str,
+        password: &str,
+        email: &str,
+        full_name: &str,
+    ) -> Result<i64, CoreError> {
+        require_admin(viewer)?;
+        if email.len() > 320 || full_name.len() > 320 {
+            return Err(CoreError::invalid(
+                "email and full name are at most 320 bytes",
+            ));
+        }
+        let id = self.create_user(username, password, Role::User).await?;
+        self.db
+            .set_user_profile(id, email, full_name)
+            .await
+            .map_err(db_error)?;
+        tracing::info!(user = id, "an administrator created an account");
+        Ok(id)
+    }
+
     /// Makes an account an admin or a plain user, or disables or enables
     /// it. An admin cannot demote or disable themselves, so that the last
     /// admin never locks everyone out by a slip.

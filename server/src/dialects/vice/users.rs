@@ -1,7 +1,7 @@
 //! `/v1/user`: the signed-in user, and (for admins) new accounts.
 
 use app::error::CoreError;
-use app::model::{Role, Viewer};
+use app::model::Viewer;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Extension;
@@ -78,9 +78,6 @@ pub async fn create(
     body: ViceResult<ViceBody<UserBody>>,
 ) -> ViceResult {
     viewer.require_user()?;
-    if !viewer.is_admin() {
-        return Err(CoreError::Forbidden("only administrators create users".into()).into());
-    }
     let ViceBody(body) = body?;
     let username = body
         .username
@@ -90,10 +87,10 @@ pub async fn create(
         .ok_or_else(|| CoreError::invalid("password is required"))?;
     let id = state
         .core
-        .create_user_with_profile(
+        .create_account_with_profile(
+            &viewer,
             &username,
             &password,
-            Role::User,
             body.email.as_deref().unwrap_or_default(),
             body.fullname.as_deref().unwrap_or_default(),
         )
