@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{free_port, proc_kib, Server};
+use common::{admin_token, free_port, proc_kib, Server};
 
 const PASSWORD: &str = "bench-admin-password";
 const CLIENTS: usize = 200;
@@ -67,16 +67,7 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let token: serde_json::Value = client
-        .post(format!("{base}/api/tokens"))
-        .basic_auth("admin", Some(PASSWORD))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["token"].as_str().unwrap().to_owned();
+    let token = admin_token(&client, &format!("{base}/api/tokens"), PASSWORD).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_kib = proc_kib(pid, "VmRSS:");
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");

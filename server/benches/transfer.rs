@@ -25,7 +25,7 @@ use tokio_util::io::ReaderStream;
 
 mod common;
 
-use common::{free_port, proc_kib, Server};
+use common::{admin_token, free_port, proc_kib, Server};
 
 const PASSWORD: &str = "bench-admin-password";
 
@@ -270,16 +270,8 @@ async fn main() {
     // Resumable: tus in 64 MiB chunks, as a browser's or a script's client
     // sends a large file, right after each multipart run (so that the two
     // meet the disk in the same state), signed with a token as scripts are.
-    let token: serde_json::Value = client
-        .post(format!("{base}/api/tokens"))
-        .basic_auth("admin", Some(PASSWORD))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let bearer = format!("Bearer {}", token["token"].as_str().unwrap());
+    let token = admin_token(&client, &format!("{base}/api/tokens"), PASSWORD).await;
+    let bearer = format!("Bearer {token}");
     let tus_source = variant(&source, b"tus bytes", work.path());
     let tus = tus_upload(&client, pid, &base, (&tus_source, size), 64 << 20, &bearer).await;
     let _ = std::fs::remove_file(&tus_source);

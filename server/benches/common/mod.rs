@@ -26,6 +26,21 @@ impl Drop for Server {
     }
 }
 
+/// A token for `admin`, issued by `POST {url}` to its password, as a
+/// script gets one.
+pub async fn admin_token(client: &reqwest::Client, url: &str, password: &str) -> String {
+    let issued: serde_json::Value = client
+        .post(url)
+        .basic_auth("admin", Some(password))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    issued["token"].as_str().unwrap().to_owned()
+}
+
 /// A port nothing listens on now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
