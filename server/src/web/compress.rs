@@ -3,7 +3,9 @@
 //! disk image does not shrink, and compressing it costs the CPU an upload
 //! or download should have), never a range (a range of a compressed answer
 //! is not the range asked for), never anything small, never what is marked
-//! [`as_is`].
+//! [`as_is`], and nothing over [`MAX_ON_THE_FLY`]: an anonymous flood of
+//! requests for the 2 MB WASM bundle must not cost a compression each
+//! (such files are for compressing once, at build time).
 
 use axum::http::{header, Extensions, HeaderMap, StatusCode, Version};
 use axum::response::Response;
@@ -22,6 +24,9 @@ const COMPRESSIBLE: [&str; 9] = [
     "application/wasm",
     "image/svg+xml",
 ];
+
+/// The largest answer compressed as it is sent, in bytes.
+pub const MAX_ON_THE_FLY: u64 = 1 << 20;
 
 /// The mark of an answer that goes as it is.
 #[derive(Debug, Clone, Copy)]
@@ -43,9 +48,14 @@ fn compressible(
     headers: &HeaderMap,
     extensions: &Extensions,
 ) -> bool {
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
     if status == StatusCode::PARTIAL_CONTENT
         || headers.contains_key(header::CONTENT_RANGE)
         || extensions.get::<AsIs>().is_some()
+        || length.is_some_and(|length| length > MAX_ON_THE_FLY)
     {
         return false;
     }
@@ -68,4 +78,56 @@ pub fn layer() -> CompressionLayer<impl Predicate> {
         .br(true)
         .gzip(true)
         .compress_when(SizeAbove::new(1024).and(compressible))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(kind: &'static str, length: u64) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+        headers.insert(header::CONTENT_LENGTH, length.into());
+        headers
+    }
+
+    fn decides(status: StatusCode, headers: &HeaderMap, extensions: &Extensions) -> bool {
+        compressible(status, Version::HTTP_11, headers, extensions)
+    }
+
+    #[test]
+    fn pages_and_documents_yes_bytes_ranges_marked_and_huge_no() {
+        let none = Extensions::new();
+        let ok = StatusCode::OK;
+        assert!(decides(
+            ok,
+            &headers("text/html; charset=utf-8", 30_000),
+            &none
+        ));
+        assert!(decides(
+            ok,
+            &headers("application/json", MAX_ON_THE_FLY),
+            &none
+        ));
+        assert!(!decides(
+            ok,
+            &headers("application/octet-stream", 30_000),
+            &none
+        ));
+        assert!(!decides(
+            ok,
+            &headers("application/wasm", MAX_ON_THE_FLY + 1),
+            &none
+        ));
+        let partial = StatusCode::PARTIAL_CONTENT;
+        assert!(!decides(
+            partial,
+            &headers("application/json", 30_000),
+            &none
+        ));
+        let mut marked = Extensions::new();
+        marked.insert(AsIs);
+        assert!(!decides(ok, &headers("application/xml", 30_000), &marked));
+    }
 }
