@@ -1,7 +1,7 @@
 //! The HTML document and the router of the UI.
 
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, Link, MetaTags, Stylesheet, Title};
+use leptos_meta::{provide_meta_context, Link, MetaTags, Title};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::path;
 use leptos_router::SsrMode;
@@ -12,14 +12,19 @@ use crate::pages::{
     TenantsPage, TokensPage, UploadPage, UsersPage,
 };
 
-/// The whole document, rendered on the server around the app.
+/// The whole document, rendered on the server around the app. The build
+/// output is named under the folder the server gives (`pkg/{version}`), so a
+/// browser may keep it for good.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    let stylesheet = format!("/{}/depot.css", options.site_pkg_dir);
     view! {
         <!DOCTYPE html>
         <html lang="en">
             <head>
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                // `id="leptos"`: where `cargo leptos watch` swaps the styles.
+                <link rel="stylesheet" id="leptos" href=stylesheet/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>
@@ -35,7 +40,6 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     view! {
-        <Stylesheet id="leptos" href="/pkg/depot.css"/>
         <Link rel="icon" type_="image/svg+xml" href="/favicon.svg"/>
         <Title text="Depot"/>
         <Router>

@@ -18,6 +18,7 @@ use crate::personal::object::ObjectStores;
 use crate::personal::PersonalStores;
 use crate::state::AppState;
 use crate::store::{Db, SessionStore};
+use crate::web::SiteAssets;
 
 /// How often expired sessions, tokens and reservations are deleted, and
 /// what interrupted uploads left is collected.
@@ -142,10 +143,17 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Built> {
         .await
         .context("cannot open the session store")?;
 
+    let site_root = site_root(args);
+    let assets = {
+        let root = site_root.clone();
+        tokio::task::spawn_blocking(move || SiteAssets::scan(&root))
+            .await?
+            .with_context(|| format!("cannot read the UI's files under {}", site_root.display()))?
+    };
     let leptos_options = LeptosOptions::builder()
         .output_name("depot")
-        .site_root(site_root(args).to_string_lossy().into_owned())
-        .site_pkg_dir("pkg")
+        .site_root(site_root.to_string_lossy().into_owned())
+        .site_pkg_dir(assets.pkg_dir())
         .site_addr(args.bind)
         .build();
     let core = Arc::new(core);
@@ -156,7 +164,7 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Built> {
         dav: crate::web::store_handler(),
         metrics: Arc::default(),
     };
-    let router = crate::web::router(state, sessions.clone(), args.secure_cookies);
+    let router = crate::web::router(state, assets, sessions.clone(), args.secure_cookies);
     Ok(Built {
         router,
         core,

@@ -1,6 +1,7 @@
 //! The HTTP surface: Depot's own endpoints, the Leptos UI, and the layers
 //! every request passes through (tracing, session, caller resolution).
 
+mod assets;
 mod auth;
 mod compress;
 mod error;
@@ -24,6 +25,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 use crate::state::AppState;
 use crate::store::SessionStore;
 
+pub use assets::SiteAssets;
 pub use error::{status_of, with_retry_after, ApiError, ApiPath, ErrorBody};
 pub use files::{content_response, DownloadHeaders};
 pub use metrics::Metrics;
@@ -34,7 +36,12 @@ pub use store::handler as store_handler;
 const SESSION_IDLE_DAYS: i64 = 7;
 
 /// The whole application router.
-pub fn router(state: AppState, sessions: SessionStore, secure_cookies: bool) -> Router {
+pub fn router(
+    state: AppState,
+    assets: SiteAssets,
+    sessions: SessionStore,
+    secure_cookies: bool,
+) -> Router {
     let catalog: app::ports::SharedCatalog = state.core.clone();
     let leptos_options = state.leptos_options.clone();
     let sessions = SessionManagerLayer::new(sessions)
@@ -99,6 +106,9 @@ pub fn router(state: AppState, sessions: SessionStore, secure_cookies: bool) -> 
             auth::resolve_viewer,
         ))
         .layer(sessions)
+        // The build output needs no caller: merged after the session and the
+        // caller are resolved, so a page's scripts cost no session look-up.
+        .merge(assets.router())
         .layer(axum::middleware::from_fn(security::refuse_cross_site))
         .layer(axum::middleware::from_fn(security::common_headers))
         .layer(axum::middleware::from_fn(uploads::name_the_protocol))

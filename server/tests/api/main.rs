@@ -3,6 +3,7 @@
 
 mod access;
 mod admin_users;
+mod assets;
 mod bounded_input;
 mod cli;
 mod compression;

@@ -21,7 +21,10 @@ async fn pages_render_on_the_server(#[case] backend: Backend) {
     assert_eq!(catalog.status(), 200);
     let html = markup(&catalog.text().await.unwrap());
     assert!(html.contains("<h1>Catalog</h1>"), "{html}");
-    assert!(html.contains("/pkg/depot.js"), "no hydration script");
+    assert!(
+        html.contains("/depot.js") && html.contains("/pkg/"),
+        "no hydration script"
+    );
 
     let login = reqwest::get(app.url("/login"))
         .await

@@ -1,0 +1,227 @@
+//! The UI's build output: named by its content, kept by browsers for good,
+//! sent precompressed when the build left fresh `.br` and `.gz` files, and
+//! never a stale one.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use crate::helpers::{random_bytes, Backend, TestApp};
+
+const SCRIPT: &[u8] = b"export default function init() {}\nexport function hydrate() {}\n";
+const STYLES: &[u8] = b"body { margin: 0 }\n";
+const BROTLI: &[u8] = b"what the build compressed with brotli";
+const GZIP: &[u8] = b"what the build compressed with gzip";
+
+/// A site as `cargo leptos build --release --precompress` leaves it, in
+/// `root/site`, and a file beside it that must not be reachable.
+fn site(root: &Path, wasm: &[u8]) {
+    std::fs::write(root.join("secret.txt"), b"not for the web").unwrap();
+    let root = root.join("site");
+    let pkg = root.join("pkg");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(pkg.join("depot.js"), SCRIPT).unwrap();
+    std::fs::write(pkg.join("depot.css"), STYLES).unwrap();
+    std::fs::write(pkg.join("depot.wasm"), wasm).unwrap();
+    std::fs::write(pkg.join("depot.wasm.br"), BROTLI).unwrap();
+    std::fs::write(pkg.join("depot.wasm.gz"), GZIP).unwrap();
+    // wasm-bindgen's inline snippets, which the script imports by relative paths.
+    std::fs::create_dir_all(pkg.join("snippets/app-0")).unwrap();
+    std::fs::write(pkg.join("snippets/app-0/inline0.js"), SCRIPT).unwrap();
+}
+
+async fn serving(root: &Path) -> TestApp {
+    let root = root.join("site");
+    TestApp::spawn_with(Backend::Sqlite, |args| args.site_root = Some(root)).await
+}
+
+/// The folder the home page names its scripts, styles and bundle under.
+async fn pkg_folder(app: &TestApp) -> String {
+    let html = reqwest::get(app.url("/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let start = html.find("/pkg/").expect("the page names no build output") + "/pkg/".len();
+    let version = &html[start..start + 16];
+    assert!(
+        version.bytes().all(|byte| byte.is_ascii_hexdigit()),
+        "{version}"
+    );
+    let folder = format!("/pkg/{version}");
+    for file in ["depot.js", "depot.wasm", "depot.css"] {
+        assert!(html.contains(&format!("{folder}/{file}")), "{file}: {html}");
+    }
+    assert!(
+        !html.contains("\"/pkg/depot."),
+        "an unversioned name: {html}"
+    );
+    folder
+}
+
+async fn get(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut request = reqwest::Client::new().get(app.url(path));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
+}
+
+/// `GET path` written on the wire byte for byte; the status and the body.
+async fn raw_get(app: &TestApp, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = app
+        .url("/")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, answer)
+}
+
+fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    response
+        .headers()
+        .get(name)
+        .map(|value| value.to_str().unwrap())
+}
+
+#[tokio::test]
+async fn the_ui_files_are_named_by_their_content_and_kept_for_good() {
+    let site_root = tempfile::tempdir().unwrap();
+    let wasm = random_bytes(200_000);
+    site(site_root.path(), &wasm);
+    let app = serving(site_root.path()).await;
+    let folder = pkg_folder(&app).await;
+
+    for (file, bytes) in [
+        ("depot.js", SCRIPT),
+        ("depot.css", STYLES),
+        ("depot.wasm", &wasm),
+        ("snippets/app-0/inline0.js", SCRIPT),
+    ] {
+        let response = get(&app, &format!("{folder}/{file}"), &[]).await;
+        assert_eq!(response.status(), 200, "{file}");
+        assert_eq!(
+            header(&response, "cache-control"),
+            Some("public, max-age=31536000, immutable"),
+            "{file}"
+        );
+        assert_eq!(header(&response, "content-encoding"), None, "{file}");
+        assert_eq!(response.bytes().await.unwrap(), bytes, "{file}");
+    }
+
+    // The build's compressed files, to the clients that take them.
+    let bundle = format!("{folder}/depot.wasm");
+    for (accept, encoding, bytes) in [
+        ("br", "br", BROTLI),
+        ("gzip", "gzip", GZIP),
+        ("gzip, deflate, br", "br", BROTLI),
+    ] {
+        let response = get(&app, &bundle, &[("accept-encoding", accept)]).await;
+        assert_eq!(response.status(), 200, "{accept}");
+        assert_eq!(
+            header(&response, "content-encoding"),
+            Some(encoding),
+            "{accept}"
+        );
+        assert_eq!(header(&response, "content-type"), Some("application/wasm"));
+        assert!(header(&response, "vary").is_some_and(|vary| vary.contains("accept-encoding")));
+        assert_eq!(
+            header(&response, "cache-control"),
+            Some("public, max-age=31536000, immutable")
+        );
+        assert_eq!(response.bytes().await.unwrap(), bytes, "{accept}");
+    }
+
+    // A browser revalidating gets no body.
+    let first = get(&app, &bundle, &[]).await;
+    let modified = header(&first, "last-modified").unwrap().to_owned();
+    let again = get(&app, &bundle, &[("if-modified-since", &modified)]).await;
+    assert_eq!(again.status(), 304);
+
+    // Another version, or a way out of the folder, is not there. Sent as
+    // they are written: a client library would resolve the dots itself.
+    for path in [
+        "/pkg/0123456789abcdef/depot.wasm".to_owned(),
+        format!("{folder}/no-such-file.js"),
+        format!("{folder}/"),
+        format!("{folder}/snippets"),
+        format!("{folder}/../../../secret.txt"),
+        format!("{folder}/%2e%2e/%2e%2e/%2e%2e/secret.txt"),
+        format!("{folder}/..%2F..%2F..%2Fsecret.txt"),
+        "/pkg/../../secret.txt".to_owned(),
+        "/pkg/%2e%2e/%2e%2e/secret.txt".to_owned(),
+        "/pkg/..%5c..%5csecret.txt".to_owned(),
+    ] {
+        let (status, body) = raw_get(&app, &path).await;
+        assert_eq!(status, 404, "{path}");
+        assert!(!body.contains("not for the web"), "{path}");
+    }
+
+    // The unversioned names, for a page older than the server: never kept,
+    // never the build's compressed files.
+    let plain = get(&app, "/pkg/depot.wasm", &[("accept-encoding", "br")]).await;
+    assert_eq!(plain.status(), 200);
+    assert_eq!(header(&plain, "cache-control"), Some("no-cache"));
+    assert_ne!(plain.bytes().await.unwrap(), BROTLI);
+    let plain = get(&app, "/pkg/depot.js", &[]).await;
+    assert_eq!(header(&plain, "cache-control"), Some("no-cache"));
+    assert_eq!(plain.bytes().await.unwrap(), SCRIPT);
+
+    // Another server given the same build names the same version; a new
+    // build, another one, and the old one is gone there.
+    assert_eq!(pkg_folder(&serving(site_root.path()).await).await, folder);
+    std::fs::write(
+        site_root.path().join("site/pkg/depot.wasm"),
+        random_bytes(1000),
+    )
+    .unwrap();
+    // Its compressed files are now older than it: the next test's case.
+    let rebuilt = serving(site_root.path()).await;
+    let new_folder = pkg_folder(&rebuilt).await;
+    assert_ne!(new_folder, folder);
+    assert_eq!(get(&rebuilt, &bundle, &[]).await.status(), 404);
+}
+
+#[tokio::test]
+async fn a_compressed_file_older_than_its_original_is_never_sent() {
+    let site_root = tempfile::tempdir().unwrap();
+    let wasm = random_bytes(200_000);
+    site(site_root.path(), &wasm);
+    // The bundle rebuilt after its compressed files were written.
+    let bundle = std::fs::File::options()
+        .write(true)
+        .open(site_root.path().join("site/pkg/depot.wasm"))
+        .unwrap();
+    bundle
+        .set_modified(SystemTime::now() + Duration::from_secs(60))
+        .unwrap();
+    let app = serving(site_root.path()).await;
+    let folder = pkg_folder(&app).await;
+
+    for accept in ["br", "gzip"] {
+        let response = get(
+            &app,
+            &format!("{folder}/depot.wasm"),
+            &[("accept-encoding", accept)],
+        )
+        .await;
+        assert_eq!(response.status(), 200);
+        let body = response.bytes().await.unwrap();
+        assert_ne!(body, BROTLI, "{accept}");
+        assert_ne!(body, GZIP, "{accept}");
+    }
+    let plain = get(&app, &format!("{folder}/depot.wasm"), &[]).await;
+    assert_eq!(plain.bytes().await.unwrap(), wasm);
+}
