@@ -34,7 +34,7 @@ pub use environments::{EnvironmentColumns, EnvironmentRow};
 pub use images::{DetailsUpdate, LinkRow, NewImage, ProvisioningUpdate};
 pub use jobs::{JobCount, JobRow};
 pub use quota::QuotaAsk;
-pub use rows::{ImageRow, UserRow};
+pub use rows::{ImageRow, TokenOwner, UserRow};
 pub use sessions::SessionStore;
 pub use sync::{SyncOutcome, SyncRow};
 pub use tokens::TokenRow;

@@ -169,6 +169,14 @@ impl std::fmt::Debug for UserRow {
     }
 }
 
+/// The owner of a token, and when the token was last used.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TokenOwner {
+    #[sqlx(flatten)]
+    pub user: UserRow,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
 impl UserRow {
     /// Who this account acts as; a disabled account acts as no one.
     pub fn principal(&self) -> Result<Principal, CoreError> {

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::rows::UserRow;
+use super::rows::TokenOwner;
 
 /// A token as its owner may see it: when it was made, expires, was last used.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -48,33 +48,22 @@ impl Db {
         })
     }
 
-    /// Notes that a token was used, at most once a minute per token, so that
-    /// busy scripts do not turn every read into a write.
+    /// Notes that a token was used now, unless a use after `stale_before`
+    /// was noted already (by this request's look-up or another server).
     #[tracing::instrument(skip_all, err)]
     pub async fn touch_token(
         &self,
         token_hash: &str,
         now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
     ) -> Result<(), sqlx::Error> {
-        const LAST: &str = "SELECT last_used_at FROM api_tokens WHERE token_hash = $1";
         const TOUCH: &str = "UPDATE api_tokens SET last_used_at = $1 \
              WHERE token_hash = $2 AND (last_used_at IS NULL OR last_used_at < $3)";
-        let stale = now - chrono::Duration::seconds(60);
-        // A read first: on SQLite even an UPDATE that matches nothing takes
-        // the write lock, and most uses need no write.
         with_pool!(self, pool => {
-            let last = sqlx::query_scalar::<_, Option<DateTime<Utc>>>(LAST)
-                .bind(token_hash)
-                .fetch_optional(pool)
-                .await?
-                .flatten();
-            if last.is_some_and(|last| last >= stale) {
-                return Ok(());
-            }
             sqlx::query(TOUCH)
                 .bind(now)
                 .bind(token_hash)
-                .bind(stale)
+                .bind(stale_before)
                 .execute(pool)
                 .await
                 .map(|_| ())
@@ -136,19 +125,21 @@ impl Db {
         })
     }
 
-    /// The owner of an unexpired token.
+    /// The owner of an unexpired token, and when the token was last used:
+    /// one query for what every request signed with a token needs.
     #[tracing::instrument(skip_all, err)]
     pub async fn user_by_token(
         &self,
         token_hash: &str,
         now: DateTime<Utc>,
-    ) -> Result<Option<UserRow>, sqlx::Error> {
+    ) -> Result<Option<TokenOwner>, sqlx::Error> {
         const SELECT: &str =
             "SELECT u.id, u.username, u.password_hash, u.email, u.full_name, u.role, \
-             u.disabled, u.created_at, u.credentials_version FROM api_tokens t JOIN users u ON u.id = t.user_id \
+             u.disabled, u.created_at, u.credentials_version, t.last_used_at \
+             FROM api_tokens t JOIN users u ON u.id = t.user_id \
              WHERE t.token_hash = $1 AND t.expires_at > $2";
         with_pool!(self, pool => {
-            sqlx::query_as::<_, UserRow>(SELECT)
+            sqlx::query_as::<_, TokenOwner>(SELECT)
                 .bind(token_hash)
                 .bind(now)
                 .fetch_optional(pool)
