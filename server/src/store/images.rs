@@ -171,9 +171,12 @@ impl Db {
             let rows = bind_args!(sqlx::query_as::<_, ImageRow>(&page.text), page.args)
                 .fetch_all(pool)
                 .await?;
-            // An empty first page needs no count; otherwise count separately.
-            let total = if rows.is_empty() && query.offset == 0 {
-                0
+            // A page that is not full ends the list, which tells the total
+            // without counting (unless it is empty past the end, where the
+            // total may be anything below the offset).
+            let short = (rows.len() as u64) < query.limit;
+            let total = if short && (!rows.is_empty() || query.offset == 0) {
+                (query.offset.saturating_add(rows.len() as u64)).min(i64::MAX as u64) as i64
             } else {
                 bind_args!(sqlx::query_scalar::<_, i64>(&count.text), count.args)
                     .fetch_one(pool)

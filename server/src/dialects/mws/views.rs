@@ -110,14 +110,14 @@ impl From<&Image> for ImageView {
 /// A list answer: `{"totalCount", "resultCount", "results"}`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ListView {
+pub struct ListView<T> {
     pub total_count: u64,
     pub result_count: usize,
-    pub results: Vec<Json>,
+    pub results: Vec<T>,
 }
 
-impl ListView {
-    pub fn new(total_count: u64, results: Vec<Json>) -> Self {
+impl<T> ListView<T> {
+    pub fn new(total_count: u64, results: Vec<T>) -> Self {
         Self {
             total_count,
             result_count: results.len(),
@@ -126,10 +126,25 @@ impl ListView {
     }
 }
 
-/// An image as JSON, trimmed to the fields the caller asked for.
-pub fn image(image: &Image, params: &Params) -> Json {
-    let Ok(Json::Object(mut object)) = serde_json::to_value(ImageView::from(image)) else {
-        return Json::Null;
+/// An image as the caller asked for it: whole, written straight from its
+/// view, or trimmed to some keys.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+// Most images go whole: boxing the view would cost each one an allocation.
+#[allow(clippy::large_enum_variant)]
+pub enum Shown {
+    Whole(ImageView),
+    Trimmed(Map<String, Json>),
+}
+
+/// An image, trimmed to the fields the caller asked for.
+pub fn image(image: &Image, params: &Params) -> Shown {
+    let view = ImageView::from(image);
+    if params.fields.is_none() && params.exclude_fields.is_none() {
+        return Shown::Whole(view);
+    }
+    let Ok(Json::Object(mut object)) = serde_json::to_value(view) else {
+        return Shown::Trimmed(Map::new());
     };
     if let Some(fields) = &params.fields {
         object.retain(|key, _| fields.iter().any(|field| field == key));
@@ -137,7 +152,7 @@ pub fn image(image: &Image, params: &Params) -> Json {
     if let Some(excluded) = &params.exclude_fields {
         object.retain(|key, _| !excluded.iter().any(|field| field == key));
     }
-    Json::Object(object)
+    Shown::Trimmed(object)
 }
 
 /// A distinct value: ids as strings, as MWS shows them everywhere.
