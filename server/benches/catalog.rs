@@ -1,19 +1,32 @@
-//! Latency of a VSS catalog page at scale: `GET /v2/image?expand=1&per_page=100`
-//! with a `like` filter and a sort, over 100,000 images, beside the same SQL
-//! (the page and its count, as the store runs them) sent straight to the
-//! database. A benchmark, not a test: it prints figures.
+//! The catalog under load, beside the same SQL sent straight to the database
+//! through sqlx: each dialect's sorted page and a filtered page, one request
+//! at a time (median, p99) and from 16 connections (requests per second);
+//! metadata records created by 4 clients beside the same inserts sent
+//! straight; the plans the database chose; the server's memory idle and
+//! under load. A benchmark, not a test: it prints figures.
 //!
-//! `cargo bench -p depot-server --bench catalog`; `DEPOT_BENCH_IMAGES` sets the
-//! catalog size (default 100,000), `DEPOT_BENCH_REQUESTS` the samples (200),
-//! `DEPOT_BENCH_DATABASE_URL` a PostgreSQL database to use instead of SQLite.
+//! `cargo bench -p depot-server --bench catalog`. `DEPOT_BENCH_IMAGES` sets
+//! the catalog's size (10,000), `DEPOT_BENCH_SECONDS` each loaded run's
+//! length (5), `DEPOT_BENCH_DATABASE_URL` a PostgreSQL database to use
+//! instead of SQLite, `DEPOT_BENCH_BIN` the server binary.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use app::query::{Condition, Direction, Field, Op, Query, Value};
-use depot_server::config::{Secret, ServeArgs, StorageArgs};
-use depot_server::store::{sql, Db};
+use depot_server::config::{Secret, StorageArgs};
+use depot_server::store::sql::{self, Arg, Sql};
+use depot_server::store::Db;
+
+mod common;
+
+use common::{admin_token, proc_kib};
 
 const PASSWORD: &str = "bench-admin-password";
+const CONNECTIONS: usize = 16;
+const WRITERS: usize = 4;
 const DISTROS: [&str; 8] = [
     "ubuntu", "centos", "debian", "fedora", "photon", "coreos", "rancher", "opensuse",
 ];
@@ -30,18 +43,17 @@ fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
-fn report(what: &str, mut samples: Vec<Duration>) -> (Duration, Duration) {
-    samples.sort();
-    let (median, p99) = (percentile(&samples, 0.5), percentile(&samples, 0.99));
-    println!(
-        "{what:<46} median {:>8.3} ms   p99 {:>8.3} ms",
-        median.as_secs_f64() * 1e3,
-        p99.as_secs_f64() * 1e3
-    );
-    (median, p99)
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
 }
 
-/// Inserts `count` public OVA records in one transaction per 10,000.
+/// The name of image `n` of `count`: the distros interleaved, in no order.
+fn image_name(n: usize, count: usize) -> String {
+    let distro = DISTROS[n % DISTROS.len()];
+    format!("{distro}-{:06}-server-cloudimg-amd64.ova", n * 7919 % count)
+}
+
+/// Inserts `count` public OVA records, one transaction per 10,000.
 async fn fill(db: &Db, count: usize) {
     const INSERT: &str = "INSERT INTO images (kind, name, label, folder, data_store, path, \
          public, created_at, updated_at, version) VALUES ('vm', $1, $2, $3, 'bench', $4, TRUE, $5, $5, 0)";
@@ -51,16 +63,13 @@ async fn fill(db: &Db, count: usize) {
             ($pool:expr) => {{
                 let mut tx = $pool.begin().await.unwrap();
                 for &n in chunk {
-                    let distro = DISTROS[n % DISTROS.len()];
-                    let name =
-                        format!("{distro}-{:06}-server-cloudimg-amd64.ova", n * 7919 % count);
-                    let folder = format!("VmImages/{distro}");
-                    let path = format!("[bench] {folder}/{name}");
+                    let name = image_name(n, count);
+                    let folder = format!("VmImages/{}", DISTROS[n % DISTROS.len()]);
                     sqlx::query(INSERT)
                         .bind(&name)
                         .bind(format!("{folder}/{name}"))
                         .bind(&folder)
-                        .bind(&path)
+                        .bind(format!("[bench] {folder}/{name}"))
                         .bind(started + chrono::Duration::seconds(n as i64))
                         .execute(&mut *tx)
                         .await
@@ -74,8 +83,8 @@ async fn fill(db: &Db, count: usize) {
             Db::Postgres(pool) => insert_chunk!(pool),
         }
     }
-    // Fresh statistics, as PostgreSQL's autovacuum (or SQLite's `PRAGMA
-    // optimize`) would gather after a bulk load.
+    // Fresh statistics, as autovacuum (or SQLite's `PRAGMA optimize`) would
+    // gather after a bulk load.
     match db {
         Db::Sqlite(pool) => sqlx::query("ANALYZE").execute(pool).await.map(|_| ()),
         Db::Postgres(pool) => sqlx::query("ANALYZE images")
@@ -86,10 +95,92 @@ async fn fill(db: &Db, count: usize) {
     .unwrap();
 }
 
+/// The plan the database chose for `statement`, one line per step.
+async fn plan(db: &Db, statement: &Sql) -> Vec<String> {
+    macro_rules! explain {
+        ($pool:expr, $prefix:expr, $column:expr) => {{
+            let text = format!("{}{}", $prefix, statement.text);
+            let mut query = sqlx::query(&text);
+            for arg in &statement.args {
+                query = match arg {
+                    Arg::Int(value) => query.bind(*value),
+                    Arg::Text(value) => query.bind(value.clone()),
+                    Arg::Bool(value) => query.bind(*value),
+                    Arg::Time(value) => query.bind(*value),
+                };
+            }
+            query
+                .fetch_all($pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| sqlx::Row::get::<String, _>(row, $column))
+                .collect()
+        }};
+    }
+    match db {
+        Db::Sqlite(pool) => explain!(pool, "EXPLAIN QUERY PLAN ", "detail"),
+        Db::Postgres(pool) => explain!(pool, "EXPLAIN ", 0),
+    }
+}
+
+/// One page as a client asks for it, and the query the store runs for it.
+struct Case {
+    what: &'static str,
+    path: String,
+    query: Query,
+}
+
+fn cases(count: usize) -> Vec<Case> {
+    let public_vms = || {
+        Query::new(100)
+            .filter(Condition::Compare {
+                field: Field::Kind,
+                op: Op::Eq,
+                value: Value::Text("vm".into()),
+            })
+            .filter(Condition::Compare {
+                field: Field::Public,
+                op: Op::Eq,
+                value: Value::Bool(true),
+            })
+    };
+    let one_name = image_name(count / 2, count);
+    vec![
+        Case {
+            what: "MWS: 100 sorted by name",
+            path: "/mws/rest/images?api-version=3&max=100&sort=%7B%22name%22%3A1%7D".into(),
+            query: Query::new(100).sort_by(Field::Name, Direction::Asc),
+        },
+        Case {
+            what: "MWS: filter by name",
+            path: format!(
+                "/mws/rest/images?api-version=3&query=%7B%22name%22%3A%22{one_name}%22%7D"
+            ),
+            query: Query::new(1000)
+                .filter(Condition::parse(Field::Name, Op::Eq, &one_name).unwrap()),
+        },
+        Case {
+            what: "VSS: 100 named ubu%, sorted, expanded",
+            path: "/v2/image?expand=1&per_page=100&filter=name,like,ubu%25&sort=name,desc".into(),
+            query: public_vms()
+                .filter(Condition::parse(Field::Name, Op::Like, "ubu%").unwrap())
+                .sort_by(Field::Name, Direction::Desc),
+        },
+    ]
+}
+
+async fn get_page(client: &reqwest::Client, url: &str, token: &str) {
+    let response = client.get(url).bearer_auth(token).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{url}");
+    response.bytes().await.unwrap();
+}
+
 #[tokio::main]
 async fn main() {
-    let images = env_number("DEPOT_BENCH_IMAGES", 100_000);
-    let requests = env_number("DEPOT_BENCH_REQUESTS", 200);
+    let images = env_number("DEPOT_BENCH_IMAGES", 10_000);
+    let seconds = env_number("DEPOT_BENCH_SECONDS", 5) as u64;
+    let samples = 200;
     let data = tempfile::tempdir().unwrap();
     let storage = StorageArgs {
         database_url: std::env::var("DEPOT_BENCH_DATABASE_URL")
@@ -97,78 +188,211 @@ async fn main() {
             .map(|url| url.parse::<Secret>().unwrap()),
         ..StorageArgs::in_folder(data.path().to_path_buf())
     };
-    let mut args = ServeArgs::with_defaults(storage, "127.0.0.1:0".parse().unwrap());
-    args.admin_password = Some(PASSWORD.parse().unwrap());
-    args.job_workers = 0;
-    let built = depot_server::serve::build(&args).await.unwrap();
-    let db = built.core.db().clone();
+    let db = depot_server::serve::open_database(&storage).await.unwrap();
     let filling = Instant::now();
     fill(&db, images).await;
     println!(
-        "catalog: {images} images ({:?}), filled in {:.1} s",
+        "catalog: {images} images ({:?}), filled in {:.1} s; server {}",
         db.backend(),
-        filling.elapsed().as_secs_f64()
+        filling.elapsed().as_secs_f64(),
+        common::server_binary().display()
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, built.router).await });
-
+    let mut extra = Vec::new();
+    if let Some(url) = std::env::var_os("DEPOT_BENCH_DATABASE_URL") {
+        extra.push(("DEPOT_DATABASE_URL", url.to_string_lossy().into_owned()));
+    }
+    let (server, base) = common::start_server(data.path(), PASSWORD, &extra).await;
+    let pid = server.child.id();
     let client = reqwest::Client::new();
-    let token: serde_json::Value = client
-        .post(format!("http://{address}/auth/request-token"))
-        .basic_auth("admin", Some(PASSWORD))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["token"].as_str().unwrap().to_owned();
-    let url = format!(
-        "http://{address}/v2/image?expand=1&per_page=100&filter=name,like,ubu%25&sort=name,desc"
+    let token = admin_token(&client, &format!("{base}/api/tokens"), PASSWORD).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_kib = proc_kib(pid, "VmRSS:");
+
+    println!(
+        "\n{:<40} {:>22} {:>22} {:>8}",
+        "one request at a time", "HTTP median / p99 ms", "SQL median / p99 ms", "HTTP/SQL"
     );
+    let cases = cases(images);
+    let mut loaded = Vec::new();
+    for case in &cases {
+        let url = format!("{base}{}", case.path);
+        let (mut over_http, mut direct) = (Vec::new(), Vec::new());
+        for round in 0..samples + 20 {
+            let started = Instant::now();
+            get_page(&client, &url, &token).await;
+            let http_time = started.elapsed();
+            let started = Instant::now();
+            let (rows, _) = db.list_images(&case.query).await.unwrap();
+            let sql_time = started.elapsed();
+            assert!(!rows.is_empty(), "{}", case.what);
+            if round >= 20 {
+                over_http.push(http_time);
+                direct.push(sql_time);
+            }
+        }
+        over_http.sort();
+        direct.sort();
+        let (http_median, sql_median) = (percentile(&over_http, 0.5), percentile(&direct, 0.5));
+        println!(
+            "{:<40} {:>10.3} / {:>9.3} {:>10.3} / {:>9.3} {:>7.2}x",
+            case.what,
+            ms(http_median),
+            ms(percentile(&over_http, 0.99)),
+            ms(sql_median),
+            ms(percentile(&direct, 0.99)),
+            http_median.as_secs_f64() / sql_median.as_secs_f64()
+        );
+        loaded.push((case, url));
+    }
 
-    // Warm up both paths, then sample them in turn.
-    let mut over_http = Vec::with_capacity(requests);
-    let mut direct = Vec::with_capacity(requests);
-    let query = Query::new(100)
-        .filter(Condition::Compare {
-            field: Field::Kind,
-            op: Op::Eq,
-            value: Value::Text("vm".into()),
-        })
-        .filter(Condition::Compare {
-            field: Field::Public,
-            op: Op::Eq,
-            value: Value::Bool(true),
-        })
-        .filter(Condition::parse(Field::Name, Op::Like, "ubu%").unwrap())
-        .sort_by(Field::Name, Direction::Desc);
-    for round in 0..requests + 10 {
-        let started = Instant::now();
-        let response = client.get(&url).bearer_auth(&token).send().await.unwrap();
-        assert_eq!(response.status(), 200);
-        let body: serde_json::Value = response.json().await.unwrap();
-        let http_time = started.elapsed();
-        assert_eq!(body["meta"]["count"], 100);
+    println!(
+        "\n{:<40} {:>22} {:>22} {:>8}",
+        "16 connections", "HTTP requests/s", "SQL queries/s", "HTTP/SQL"
+    );
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+    for (case, url) in loaded {
+        let http = {
+            let (client, url, token) = (client.clone(), url.clone(), token.clone());
+            throughput_of(CONNECTIONS, seconds, move || {
+                let (client, url, token) = (client.clone(), url.clone(), token.clone());
+                async move { get_page(&client, &url, &token).await }
+            })
+            .await
+        };
+        let direct = {
+            let (db, query) = (db.clone(), case.query.clone());
+            throughput_of(CONNECTIONS, seconds, move || {
+                let (db, query) = (db.clone(), query.clone());
+                async move {
+                    db.list_images(&query).await.unwrap();
+                }
+            })
+            .await
+        };
+        println!(
+            "{:<40} {:>22.0} {:>22.0} {:>7.2}x",
+            case.what,
+            http,
+            direct,
+            http / direct
+        );
+    }
+    let loaded_kib = proc_kib(pid, "VmHWM:");
 
-        let started = Instant::now();
-        let (rows, total) = db.list_images(&query).await.unwrap();
-        let direct_time = started.elapsed();
-        assert_eq!(rows.len(), 100);
-        assert!(total > 100);
-        if round >= 10 {
-            over_http.push(http_time);
-            direct.push(direct_time);
+    for case in &cases {
+        let (page, count) = sql::select_images(db.backend(), &case.query);
+        println!("\nplan, {}:\n  {}", case.what, page.text);
+        for line in plan(&db, &page).await {
+            println!("    {line}");
+        }
+        println!("  {}", count.text);
+        for line in plan(&db, &count).await {
+            println!("    {line}");
         }
     }
-    let (page, count) = sql::select_images(db.backend(), &query);
-    println!("SQL: {}\n     {}", page.text, count.text);
-    let (http_median, http_p99) = report("GET /v2/image (HTTP, JSON, auth)", over_http);
-    let (sql_median, sql_p99) = report("the same page + count, straight SQL", direct);
+
+    // Metadata records: MWS creates from 4 clients, beside the same insert
+    // (one transaction each) from 4 tasks.
+    let next = Arc::new(AtomicUsize::new(0));
+    let created = {
+        let (client, token, next) = (client.clone(), token.clone(), next.clone());
+        let url = format!("{base}/mws/rest/images?api-version=3");
+        throughput_of(WRITERS, seconds, move || {
+            let (client, token, url) = (client.clone(), token.clone(), url.clone());
+            let n = next.fetch_add(1, Ordering::Relaxed);
+            async move {
+                let response = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&serde_json::json!({
+                        "name": format!("made-{n}"),
+                        "osType": "linux",
+                        "hypervisor": false,
+                        "supportsVirtualMachine": true,
+                    }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 201);
+                response.bytes().await.unwrap();
+            }
+        })
+        .await
+    };
+    let inserted = {
+        let (db, next) = (db.clone(), next.clone());
+        throughput_of(WRITERS, seconds, move || {
+            let db = db.clone();
+            let n = next.fetch_add(1, Ordering::Relaxed);
+            async move { insert_one(&db, &format!("straight-{n}")).await }
+        })
+        .await
+    };
     println!(
-        "ratio HTTP / SQL: median {:.2}x, p99 {:.2}x",
-        http_median.as_secs_f64() / sql_median.as_secs_f64(),
-        http_p99.as_secs_f64() / sql_p99.as_secs_f64()
+        "\n{:<40} {:>22.0} {:>22.0} {:>7.2}x",
+        "records created, 4 clients (/s)",
+        created,
+        inserted,
+        created / inserted
     );
+
+    println!(
+        "\nserver memory: idle {:.1} MiB, peak under 16 connections {:.1} MiB",
+        idle_kib as f64 / 1024.0,
+        loaded_kib as f64 / 1024.0
+    );
+}
+
+/// Runs `one` from `tasks` tasks for `seconds`; answers how many finished
+/// per second.
+async fn throughput_of<F, Fut>(tasks: usize, seconds: u64, one: F) -> f64
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let one = Arc::new(one);
+    let done = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let (one, done, stop) = (one.clone(), done.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    one().await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// One provisioning record, as the store writes one, in its own transaction.
+async fn insert_one(db: &Db, name: &str) {
+    const INSERT: &str = "INSERT INTO images (kind, name, label, folder, data_store, path, \
+         public, created_at, updated_at, version) VALUES ('definition', $1, $1, '', 'bench', $1, \
+         FALSE, $2, $2, 0)";
+    let now = chrono::Utc::now();
+    macro_rules! insert {
+        ($pool:expr) => {{
+            let mut tx = $pool.begin().await.unwrap();
+            sqlx::query(INSERT)
+                .bind(name)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }};
+    }
+    match db {
+        Db::Sqlite(pool) => insert!(pool),
+        Db::Postgres(pool) => insert!(pool),
+    }
 }

@@ -9,15 +9,13 @@
 //! `DEPOT_BENCH_ATTEMPTS` the number of wrong passwords (default 3000).
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{admin_token, free_port, proc_kib, Server};
+use common::{admin_token, proc_kib};
 
 const PASSWORD: &str = "bench-admin-password";
 const CLIENTS: usize = 200;
@@ -36,37 +34,13 @@ async fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(3000);
     let work = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let bin = std::env::var_os("DEPOT_BENCH_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_depot")));
     println!(
         "login flood: {attempts} wrong passwords from {CLIENTS} clients; server {}",
-        bin.display()
+        common::server_binary().display()
     );
-    let child = Command::new(bin)
-        .args([
-            "serve",
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(work.path().join("data"))
-        .env("DEPOT_ADMIN_PASSWORD", PASSWORD)
-        .env("DEPOT_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("cannot start depot");
-    let server = Server { child };
+    let (server, base) = common::start_server(&work.path().join("data"), PASSWORD, &[]).await;
     let pid = server.child.id();
-    let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    for _ in 0..100 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let token = admin_token(&client, &format!("{base}/api/tokens"), PASSWORD).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_kib = proc_kib(pid, "VmRSS:");

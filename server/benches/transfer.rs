@@ -25,7 +25,7 @@ use tokio_util::io::ReaderStream;
 
 mod common;
 
-use common::{admin_token, free_port, proc_kib, Server};
+use common::{admin_token, proc_kib, Server};
 
 const PASSWORD: &str = "bench-admin-password";
 
@@ -321,7 +321,25 @@ async fn main() {
     )
     .await;
     let _ = std::fs::remove_file(&vice_again_source);
-    let download = download(&client, &base, id, size).await;
+    // Downloads of the same bytes, Depot's and nginx's by turns.
+    let nginx = start_nginx(work.path(), work.path());
+    let depot_download = || {
+        download(
+            client
+                .get(format!("{base}/api/images/{id}/download"))
+                .bearer_auth(&token),
+            size,
+        )
+    };
+    let mut downloads = vec![depot_download().await];
+    let mut nginx_downloads = Vec::new();
+    if let Some((_, nginx_base)) = &nginx {
+        let url = format!("{nginx_base}/source.img");
+        nginx_downloads.push(download(client.get(&url), size).await);
+        downloads.push(depot_download().await);
+        nginx_downloads.push(download(client.get(&url), size).await);
+    }
+    let download: Duration = downloads.iter().sum::<Duration>() / downloads.len() as u32;
 
     println!(
         "sha256sum                 {:>8.0} MB/s",
@@ -343,11 +361,23 @@ async fn main() {
         "download (HTTP)           {:>8.0} MB/s",
         mb_per_s(size, download)
     );
+    if nginx_downloads.is_empty() {
+        println!("download, nginx           (not installed: apt-get install nginx-light)");
+    } else {
+        let nginx: Duration =
+            nginx_downloads.iter().sum::<Duration>() / nginx_downloads.len() as u32;
+        println!(
+            "download, nginx           {:>8.0} MB/s   Depot / nginx {:.2}x",
+            mb_per_s(size, nginx),
+            nginx.as_secs_f64() / download.as_secs_f64()
+        );
+    }
     println!(
         "server RSS idle           {:>8.1} MiB",
         idle_kib as f64 / 1024.0
     );
     drop(server);
+    drop(nginx);
 
     match std::env::var("DEPOT_TEST_S3_ENDPOINT") {
         Ok(endpoint) => object_store_section(&endpoint, &source, size, work.path()).await,
@@ -357,52 +387,16 @@ async fn main() {
 
 /// Starts the server with `extra` environment; answers it and its address.
 async fn start_server(data: &Path, extra: &[(&str, String)]) -> (Server, String) {
-    let port = free_port();
-    let bin = std::env::var_os("DEPOT_BENCH_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_depot")));
-    println!("server: {}", bin.display());
-    let mut command = Command::new(bin);
-    command
-        .args([
-            "serve",
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(data)
-        .env("DEPOT_ADMIN_PASSWORD", PASSWORD)
-        .env("DEPOT_LOG", "warn")
-        .stdout(Stdio::null());
-    for (name, value) in extra {
-        command.env(name, value);
-    }
-    let server = Server {
-        child: command.spawn().expect("cannot start depot"),
-    };
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    for _ in 0..100 {
-        if let Ok(answer) = client.get(format!("{base}/readyz")).send().await {
-            if answer.status().is_success() {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    (server, base)
+    println!("server: {}", common::server_binary().display());
+    common::start_server(data, PASSWORD, extra).await
 }
 
-/// Downloads image `id` whole, counting bytes; answers how long it took.
-async fn download(client: &reqwest::Client, base: &str, id: i64, size: u64) -> Duration {
+/// Downloads what `request` asks for whole, counting bytes; answers how
+/// long it took.
+async fn download(request: reqwest::RequestBuilder, size: u64) -> Duration {
     let started = Instant::now();
-    let response = client
-        .get(format!("{base}/api/images/{id}/download"))
-        .basic_auth("admin", Some(PASSWORD))
-        .send()
-        .await
-        .unwrap();
+    let response = request.send().await.unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
     let mut stream = response.bytes_stream();
     let mut received = 0u64;
     while let Some(chunk) = stream.next().await {
@@ -410,6 +404,52 @@ async fn download(client: &reqwest::Client, base: &str, id: i64, size: u64) -> D
     }
     assert_eq!(received, size);
     started.elapsed()
+}
+
+/// nginx from Debian's packages serving `folder`, the reference for
+/// downloads; `None` where it is not installed.
+fn start_nginx(folder: &Path, work: &Path) -> Option<(Server, String)> {
+    let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())?;
+    let port = common::free_port();
+    let temp = work.join("nginx-temp");
+    std::fs::create_dir_all(&temp).unwrap();
+    let config = work.join("nginx.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "daemon off; master_process off; worker_processes 1;\n\
+             pid {work}/nginx.pid; error_log {work}/nginx.log;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{ access_log off; sendfile on; tcp_nopush on;\n\
+               client_body_temp_path {temp}; proxy_temp_path {temp};\n\
+               fastcgi_temp_path {temp}; uwsgi_temp_path {temp}; scgi_temp_path {temp};\n\
+               server {{ listen 127.0.0.1:{port}; root {folder}; }} }}\n",
+            work = work.display(),
+            temp = temp.display(),
+            folder = folder.display(),
+        ),
+    )
+    .unwrap();
+    let child = Command::new(binary)
+        .arg("-c")
+        .arg(&config)
+        .arg("-e")
+        .arg(work.join("nginx.log"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let address = format!("127.0.0.1:{port}");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(&address).is_ok() {
+            return Some((Server { child }, format!("http://{address}")));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
 }
 
 /// The same file through a server whose blobs are in the object store, and
@@ -496,7 +536,13 @@ async fn object_store_section(endpoint: &str, source: &Path, size: u64, work: &P
     let _ = std::fs::remove_file(&s3_source);
     let id = uploaded.body["images"][0]["id"].as_i64().unwrap();
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
-    let depot_down = download(&client, &base, id, size).await;
+    let depot_down = download(
+        client
+            .get(format!("{base}/api/images/{id}/download"))
+            .basic_auth("admin", Some(PASSWORD)),
+        size,
+    )
+    .await;
     let down_peak_kib = proc_kib(pid, "VmHWM:");
 
     println!(

@@ -1,5 +1,7 @@
 //! What the benchmarks share: the real server as a child process, a free
 //! port for it, and its memory as the kernel reports it.
+// Each benchmark includes this module and uses a part of it.
+#![allow(dead_code)]
 
 use std::process::Child;
 
@@ -48,4 +50,54 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The server binary to measure: `DEPOT_BENCH_BIN` (the release build of
+/// `cargo leptos build --release`, say), or the one cargo built with the bench.
+pub fn server_binary() -> std::path::PathBuf {
+    std::env::var_os("DEPOT_BENCH_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_BIN_EXE_depot")))
+}
+
+/// Starts `depot serve` on `data` with `extra` environment and the admin
+/// password `password`; answers once it is ready, with its base URL.
+pub async fn start_server(
+    data: &std::path::Path,
+    password: &str,
+    extra: &[(&str, String)],
+) -> (Server, String) {
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+    let port = free_port();
+    let mut command = Command::new(server_binary());
+    command
+        .args([
+            "serve",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(data)
+        .env("DEPOT_ADMIN_PASSWORD", password)
+        .env("DEPOT_LOG", "warn")
+        .stdout(Stdio::null());
+    for (name, value) in extra {
+        command.env(name, value);
+    }
+    let server = Server {
+        child: command.spawn().expect("cannot start depot"),
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    for _ in 0..300 {
+        if let Ok(answer) = client.get(format!("{base}/readyz")).send().await {
+            if answer.status().is_success() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    (server, base)
 }

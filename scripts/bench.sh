@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs every performance figure of Depot beside its reference, measured on
+# this machine in this run, and prints the ratios:
+#   catalog   reads (one at a time and from 16 connections) and writes (4
+#             clients) beside the same SQL sent straight through sqlx, with
+#             the plans, and the server's memory idle and under load; on
+#             SQLite, then on PostgreSQL;
+#   transfer  1 GiB uploads beside `dd conv=fdatasync`, downloads beside
+#             nginx, the server's memory during them;
+#   login     a flood of wrong passwords beside a working token user;
+#   browser   what a browser downloads, as sent.
+# Everything runs against the release build that scripts/run.sh serves.
+# DEPOT_BENCH_BYTES, DEPOT_BENCH_IMAGES and DEPOT_BENCH_SECONDS shrink a run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  step "installing nginx, the downloads' reference, from Debian's packages"
+  apt-get install -y nginx-light
+fi
+
+step "building Depot (release, precompressed)"
+cargo leptos build --release --precompress
+export DEPOT_BENCH_BIN="$CARGO_TARGET_DIR/release/depot"
+export DEPOT_SITE_ROOT="$PWD/target/site"
+
+step "catalog on SQLite"
+cargo bench -p depot-server --bench catalog
+
+step "catalog on PostgreSQL"
+bench_db="depot_bench_$$"
+psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $bench_db"
+trap 'psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $bench_db WITH (FORCE)"' EXIT
+DEPOT_BENCH_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$bench_db" \
+  cargo bench -p depot-server --bench catalog
+
+step "uploads and downloads"
+cargo bench -p depot-server --bench transfer
+
+step "a flood of wrong passwords"
+cargo bench -p depot-server --bench login_flood
+
+step "what a browser downloads"
+cargo bench -p depot-server --bench browser
