@@ -17,7 +17,10 @@ source scripts/setup.sh
 
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   step "installing nginx, the downloads' reference, from Debian's packages"
+  apt-get update
   apt-get install -y nginx-light
+  # The benchmark starts its own; the package's service is not wanted.
+  service nginx stop >/dev/null 2>&1 || true
 fi
 
 step "building Depot (release, precompressed)"
@@ -26,7 +29,7 @@ export DEPOT_BENCH_BIN="$CARGO_TARGET_DIR/release/depot"
 export DEPOT_SITE_ROOT="$PWD/target/site"
 
 step "catalog on SQLite"
-cargo bench -p depot-server --bench catalog
+env -u DEPOT_BENCH_DATABASE_URL cargo bench -p depot-server --bench catalog
 
 step "catalog on PostgreSQL"
 bench_db="depot_bench_$$"

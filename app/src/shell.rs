@@ -23,7 +23,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             <head>
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
-                // `id="leptos"`: where `cargo leptos watch` swaps the styles.
+                // Versioned, so `cargo leptos watch` reloads the page for a
+                // change of styles rather than swapping this link.
                 <link rel="stylesheet" id="leptos" href=stylesheet/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>

@@ -433,19 +433,22 @@ fn start_nginx(folder: &Path, work: &Path) -> Option<(Server, String)> {
         ),
     )
     .unwrap();
-    let child = Command::new(binary)
-        .arg("-c")
-        .arg(&config)
-        .arg("-e")
-        .arg(work.join("nginx.log"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
+    // Killed when dropped, whether or not it ever answers.
+    let nginx = Server {
+        child: Command::new(binary)
+            .arg("-c")
+            .arg(&config)
+            .arg("-e")
+            .arg(work.join("nginx.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?,
+    };
     let address = format!("127.0.0.1:{port}");
     for _ in 0..100 {
         if std::net::TcpStream::connect(&address).is_ok() {
-            return Some((Server { child }, format!("http://{address}")));
+            return Some((nginx, format!("http://{address}")));
         }
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -10,16 +10,19 @@
 //!
 //! Versioned files are sent precompressed (brotli or gzip, whichever the
 //! client takes) when the build left `.br` and `.gz` siblings beside them
-//! (`cargo leptos build --release --precompress`), and when those siblings are
-//! no older than the files themselves: a sibling left by an earlier build is
-//! never sent for a newer file. Anything else under `/pkg` (the unversioned
-//! names, for a page rendered before the server restarted) is sent as it is,
-//! with `Cache-Control: no-cache`.
+//! (`cargo leptos build --release --precompress`) and each sibling, unpacked
+//! at start, is its original byte for byte: a sibling left by an earlier
+//! build is never sent for a newer file, whatever the files' times say.
+//! Anything else under `/pkg` (the unversioned names, for a page rendered
+//! before the server restarted) is sent as it is, with `Cache-Control:
+//! no-cache`.
+//!
+//! The folder is read once, at start; a deployment replaces it and restarts
+//! the server, as `cargo leptos watch` does.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -36,7 +39,7 @@ use crate::state::AppState;
 /// The URL folder of the build output, and its folder under the site root.
 pub const PKG: &str = "pkg";
 
-/// The extensions of precompressed siblings, never part of the version.
+/// The extensions of the precompressed files the build writes.
 const SIBLINGS: [&str; 2] = ["br", "gz"];
 
 /// A year: what `immutable` is paired with, for caches that ignore it.
@@ -57,21 +60,13 @@ impl SiteAssets {
         let folder = site_root.join(PKG);
         let mut files = Vec::new();
         if folder.is_dir() {
-            list_files(&folder, &mut files)?;
+            list_files(&folder, &mut files, 0)?;
         }
         files.sort();
+        // Every file served goes into the version, the siblings included.
         let mut hash = Sha256::new();
-        let mut precompressed = false;
-        let mut stale = Vec::new();
         let mut buffer = vec![0u8; 64 * 1024];
         for path in &files {
-            if is_sibling(path) {
-                precompressed = true;
-                if sibling_is_stale(path)? {
-                    stale.push(path.display().to_string());
-                }
-                continue;
-            }
             let relative = path.strip_prefix(&folder).unwrap_or(path);
             // The name and the length first, so that files cannot run together.
             let name = relative.to_string_lossy();
@@ -87,17 +82,24 @@ impl SiteAssets {
                 hash.update(&buffer[..read]);
             }
         }
-        if !stale.is_empty() {
+        let siblings: Vec<&PathBuf> = files.iter().filter(|path| is_sibling(path)).collect();
+        let mut wrong = Vec::new();
+        for sibling in &siblings {
+            if !unpacks_to_its_original(sibling)? {
+                wrong.push(sibling.display().to_string());
+            }
+        }
+        if !wrong.is_empty() {
             tracing::warn!(
-                files = %stale.join(", "),
-                "precompressed files older than what they compress: the UI's files are sent \
-                 uncompressed until the build is run again"
+                files = %wrong.join(", "),
+                "precompressed files that are not their originals compressed: the UI's files \
+                 are sent uncompressed until the build is run again"
             );
         }
         Ok(Self {
             folder,
             version: hex::encode(&hash.finalize()[..8]),
-            precompressed: precompressed && stale.is_empty(),
+            precompressed: !siblings.is_empty() && wrong.is_empty(),
         })
     }
 
@@ -121,14 +123,22 @@ impl SiteAssets {
     }
 }
 
-fn list_files(folder: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+/// How deep the build output's folders go, at most (wasm-bindgen's
+/// `snippets/{crate}/` is two); deeper ones, or a loop of links, are left out.
+const MAX_DEPTH: usize = 4;
+
+/// The files under `folder`, following links as ServeDir does, so that
+/// whatever it can send is in the version.
+fn list_files(folder: &Path, files: &mut Vec<PathBuf>, depth: usize) -> std::io::Result<()> {
     for entry in std::fs::read_dir(folder)? {
-        let entry = entry?;
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            list_files(&entry.path(), files)?;
-        } else if kind.is_file() {
-            files.push(entry.path());
+        let path = entry?.path();
+        let Ok(metadata) = std::fs::metadata(&path) else {
+            continue; // A dangling link: nothing to send.
+        };
+        if metadata.is_dir() && depth < MAX_DEPTH {
+            list_files(&path, files, depth + 1)?;
+        } else if metadata.is_file() {
+            files.push(path);
         }
     }
     Ok(())
@@ -141,11 +151,20 @@ fn is_sibling(path: &Path) -> bool {
         && path.with_extension("").is_file()
 }
 
-/// A sibling is stale when the file it compresses was written after it.
-fn sibling_is_stale(sibling: &Path) -> std::io::Result<bool> {
-    let modified =
-        |path: &Path| -> std::io::Result<SystemTime> { std::fs::metadata(path)?.modified() };
-    Ok(modified(&sibling.with_extension(""))? > modified(sibling)?)
+/// Whether a `.br` or `.gz` file unpacks to the file beside it, exactly.
+fn unpacks_to_its_original(sibling: &Path) -> std::io::Result<bool> {
+    let original = std::fs::read(sibling.with_extension(""))?;
+    let packed = std::fs::File::open(sibling)?;
+    let mut reader: Box<dyn Read> = match sibling.extension().and_then(|e| e.to_str()) {
+        Some("br") => Box::new(brotli::Decompressor::new(packed, 64 * 1024)),
+        _ => Box::new(flate2::read::GzDecoder::new(packed)),
+    };
+    // One byte more than the original: a longer stream is not a match.
+    let mut unpacked = Vec::with_capacity(original.len() + 1);
+    let read = (&mut reader)
+        .take(original.len() as u64 + 1)
+        .read_to_end(&mut unpacked);
+    Ok(read.is_ok() && unpacked == original)
 }
 
 async fn serve(assets: Arc<SiteAssets>, request: Request) -> Response {
@@ -182,6 +201,11 @@ async fn serve(assets: Arc<SiteAssets>, request: Request) -> Response {
         Ok(response) => response.map(Body::new),
         Err(never) => match never {},
     };
+    // ServeDir answers 500 to a name too long or a loop of links: for a
+    // request that names no file of the build, that is a 404.
+    if response.status().is_server_error() {
+        return axum::http::StatusCode::NOT_FOUND.into_response();
+    }
     let status = response.status();
     if status.is_success() || status == axum::http::StatusCode::NOT_MODIFIED {
         let headers = response.headers_mut();

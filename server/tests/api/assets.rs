@@ -2,19 +2,33 @@
 //! sent precompressed when the build left fresh `.br` and `.gz` files, and
 //! never a stale one.
 
+use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
 
 use crate::helpers::{random_bytes, Backend, TestApp};
 
 const SCRIPT: &[u8] = b"export default function init() {}\nexport function hydrate() {}\n";
 const STYLES: &[u8] = b"body { margin: 0 }\n";
-const BROTLI: &[u8] = b"what the build compressed with brotli";
-const GZIP: &[u8] = b"what the build compressed with gzip";
+
+fn brotli(bytes: &[u8]) -> Vec<u8> {
+    let mut packed = Vec::new();
+    {
+        let mut writer = brotli::CompressorWriter::new(&mut packed, 4096, 9, 22);
+        writer.write_all(bytes).unwrap();
+    }
+    packed
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut writer = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    writer.write_all(bytes).unwrap();
+    writer.finish().unwrap()
+}
 
 /// A site as `cargo leptos build --release --precompress` leaves it, in
-/// `root/site`, and a file beside it that must not be reachable.
-fn site(root: &Path, wasm: &[u8]) {
+/// `root/site`, its bundle compressed from `packed`, and a file beside it
+/// that must not be reachable.
+fn site(root: &Path, wasm: &[u8], packed: &[u8]) {
     std::fs::write(root.join("secret.txt"), b"not for the web").unwrap();
     let root = root.join("site");
     let pkg = root.join("pkg");
@@ -22,8 +36,8 @@ fn site(root: &Path, wasm: &[u8]) {
     std::fs::write(pkg.join("depot.js"), SCRIPT).unwrap();
     std::fs::write(pkg.join("depot.css"), STYLES).unwrap();
     std::fs::write(pkg.join("depot.wasm"), wasm).unwrap();
-    std::fs::write(pkg.join("depot.wasm.br"), BROTLI).unwrap();
-    std::fs::write(pkg.join("depot.wasm.gz"), GZIP).unwrap();
+    std::fs::write(pkg.join("depot.wasm.br"), brotli(packed)).unwrap();
+    std::fs::write(pkg.join("depot.wasm.gz"), gzip(packed)).unwrap();
     // wasm-bindgen's inline snippets, which the script imports by relative paths.
     std::fs::create_dir_all(pkg.join("snippets/app-0")).unwrap();
     std::fs::write(pkg.join("snippets/app-0/inline0.js"), SCRIPT).unwrap();
@@ -99,8 +113,10 @@ fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
 #[tokio::test]
 async fn the_ui_files_are_named_by_their_content_and_kept_for_good() {
     let site_root = tempfile::tempdir().unwrap();
-    let wasm = random_bytes(200_000);
-    site(site_root.path(), &wasm);
+    // Text compresses, as a bundle does.
+    let wasm = "fn hydrate() {} ".repeat(12_000).into_bytes();
+    site(site_root.path(), &wasm, &wasm);
+    let (packed_br, packed_gz) = (brotli(&wasm), gzip(&wasm));
     let app = serving(site_root.path()).await;
     let folder = pkg_folder(&app).await;
 
@@ -124,9 +140,9 @@ async fn the_ui_files_are_named_by_their_content_and_kept_for_good() {
     // The build's compressed files, to the clients that take them.
     let bundle = format!("{folder}/depot.wasm");
     for (accept, encoding, bytes) in [
-        ("br", "br", BROTLI),
-        ("gzip", "gzip", GZIP),
-        ("gzip, deflate, br", "br", BROTLI),
+        ("br", "br", &packed_br),
+        ("gzip", "gzip", &packed_gz),
+        ("gzip, deflate, br", "br", &packed_br),
     ] {
         let response = get(&app, &bundle, &[("accept-encoding", accept)]).await;
         assert_eq!(response.status(), 200, "{accept}");
@@ -174,7 +190,8 @@ async fn the_ui_files_are_named_by_their_content_and_kept_for_good() {
     let plain = get(&app, "/pkg/depot.wasm", &[("accept-encoding", "br")]).await;
     assert_eq!(plain.status(), 200);
     assert_eq!(header(&plain, "cache-control"), Some("no-cache"));
-    assert_ne!(plain.bytes().await.unwrap(), BROTLI);
+    assert_eq!(header(&plain, "content-encoding"), Some("br"));
+    assert_ne!(plain.bytes().await.unwrap(), packed_br);
     let plain = get(&app, "/pkg/depot.js", &[]).await;
     assert_eq!(header(&plain, "cache-control"), Some("no-cache"));
     assert_eq!(plain.bytes().await.unwrap(), SCRIPT);
@@ -187,7 +204,7 @@ async fn the_ui_files_are_named_by_their_content_and_kept_for_good() {
         random_bytes(1000),
     )
     .unwrap();
-    // Its compressed files are now older than it: the next test's case.
+    // Its compressed files are now another's: the next test's case.
     let rebuilt = serving(site_root.path()).await;
     let new_folder = pkg_folder(&rebuilt).await;
     assert_ne!(new_folder, folder);
@@ -195,18 +212,13 @@ async fn the_ui_files_are_named_by_their_content_and_kept_for_good() {
 }
 
 #[tokio::test]
-async fn a_compressed_file_older_than_its_original_is_never_sent() {
+async fn a_compressed_file_that_is_not_its_original_is_never_sent() {
     let site_root = tempfile::tempdir().unwrap();
     let wasm = random_bytes(200_000);
-    site(site_root.path(), &wasm);
-    // The bundle rebuilt after its compressed files were written.
-    let bundle = std::fs::File::options()
-        .write(true)
-        .open(site_root.path().join("site/pkg/depot.wasm"))
-        .unwrap();
-    bundle
-        .set_modified(SystemTime::now() + Duration::from_secs(60))
-        .unwrap();
+    // The bundle rebuilt, its compressed files left from the build before,
+    // their times reset as a copy does.
+    let earlier = random_bytes(200_000);
+    site(site_root.path(), &wasm, &earlier);
     let app = serving(site_root.path()).await;
     let folder = pkg_folder(&app).await;
 
@@ -219,9 +231,13 @@ async fn a_compressed_file_older_than_its_original_is_never_sent() {
         .await;
         assert_eq!(response.status(), 200);
         let body = response.bytes().await.unwrap();
-        assert_ne!(body, BROTLI, "{accept}");
-        assert_ne!(body, GZIP, "{accept}");
+        assert_ne!(body, brotli(&earlier), "{accept}");
+        assert_ne!(body, gzip(&earlier), "{accept}");
     }
     let plain = get(&app, &format!("{folder}/depot.wasm"), &[]).await;
     assert_eq!(plain.bytes().await.unwrap(), wasm);
+
+    // A name no file system takes is a 404, not a server error.
+    let long = format!("{folder}/{}.js", "x".repeat(300));
+    assert_eq!(get(&app, &long, &[]).await.status(), 404);
 }

@@ -211,3 +211,36 @@ impl IntoResponse for MwsJson {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A whole image is written straight from its view; it must read as it
+    /// did when every image went through a `serde_json::Value` (keys sorted).
+    #[test]
+    fn a_whole_image_is_written_as_the_trimmed_path_writes_it() {
+        let view = || ImageView {
+            active: true,
+            extensions: serde_json::from_str(r#"{"xcat": {"profile": "compute"}}"#).unwrap(),
+            features: vec!["gpu".into()],
+            hypervisor: true,
+            hypervisor_type: None,
+            id: "7".into(),
+            name: "centos-7".into(),
+            os_type: Some("linux".into()),
+            supports_physical_machine: false,
+            supports_virtual_machine: true,
+            template_name: None,
+            provisioning_type: Some("stateful".into()),
+            version: 3,
+            virtualized_images: vec![ImageLinkView {
+                id: "8".into(),
+                name: "vm".into(),
+            }],
+        };
+        let straight = serde_json::to_string(&Shown::Whole(view())).unwrap();
+        let through_value = serde_json::to_string(&serde_json::to_value(view()).unwrap()).unwrap();
+        assert_eq!(straight, through_value);
+    }
+}
