@@ -108,11 +108,6 @@ impl SiteAssets {
         format!("{PKG}/{}", self.version)
     }
 
-    /// Whether versioned files go precompressed.
-    pub fn precompressed(&self) -> bool {
-        self.precompressed
-    }
-
     /// Serves `/pkg/{version}/{file}` (immutable) and `/pkg/{file}` (no-cache).
     pub fn router(self) -> Router<AppState> {
         let assets = Arc::new(self);
