@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use app::query::{Condition, Direction, Field, Op, Query, Value};
 use depot_server::config::{Secret, StorageArgs};
 use depot_server::store::sql::{self, Arg, Sql};
-use depot_server::store::Db;
+use depot_server::store::{Db, Pool};
 
 mod common;
 
@@ -78,16 +78,16 @@ async fn fill(db: &Db, count: usize) {
                 tx.commit().await.unwrap();
             }};
         }
-        match db {
-            Db::Sqlite(pool) => insert_chunk!(pool),
-            Db::Postgres(pool) => insert_chunk!(pool),
+        match db.pool() {
+            Pool::Sqlite(pool) => insert_chunk!(pool),
+            Pool::Postgres(pool) => insert_chunk!(pool),
         }
     }
     // Fresh statistics, as autovacuum (or SQLite's `PRAGMA optimize`) would
     // gather after a bulk load.
-    match db {
-        Db::Sqlite(pool) => sqlx::query("ANALYZE").execute(pool).await.map(|_| ()),
-        Db::Postgres(pool) => sqlx::query("ANALYZE images")
+    match db.pool() {
+        Pool::Sqlite(pool) => sqlx::query("ANALYZE").execute(pool).await.map(|_| ()),
+        Pool::Postgres(pool) => sqlx::query("ANALYZE images")
             .execute(pool)
             .await
             .map(|_| ()),
@@ -118,9 +118,9 @@ async fn plan(db: &Db, statement: &Sql) -> Vec<String> {
                 .collect()
         }};
     }
-    match db {
-        Db::Sqlite(pool) => explain!(pool, "EXPLAIN QUERY PLAN ", "detail"),
-        Db::Postgres(pool) => explain!(pool, "EXPLAIN ", 0),
+    match db.pool() {
+        Pool::Sqlite(pool) => explain!(pool, "EXPLAIN QUERY PLAN ", "detail"),
+        Pool::Postgres(pool) => explain!(pool, "EXPLAIN ", 0),
     }
 }
 
@@ -391,8 +391,8 @@ async fn insert_one(db: &Db, name: &str) {
             tx.commit().await.unwrap();
         }};
     }
-    match db {
-        Db::Sqlite(pool) => insert!(pool),
-        Db::Postgres(pool) => insert!(pool),
+    match db.pool() {
+        Pool::Sqlite(pool) => insert!(pool),
+        Pool::Postgres(pool) => insert!(pool),
     }
 }

@@ -19,6 +19,7 @@ mod tokens;
 mod tx;
 mod uploads;
 mod users;
+mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -54,17 +55,25 @@ pub enum Backend {
 
 /// A connection pool to one of the two backends.
 #[derive(Debug, Clone)]
-pub enum Db {
+pub enum Pool {
     Sqlite(SqlitePool),
     Postgres(PgPool),
+}
+
+/// The database: its pool, and the writer that commits new image records
+/// in groups (see [`writer`]).
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: Pool,
+    inserts: writer::Inserts,
 }
 
 /// Runs the same sqlx code against whichever pool `$db` holds.
 macro_rules! with_pool {
     ($db:expr, $pool:ident => $body:expr) => {
-        match $db {
-            $crate::store::Db::Sqlite($pool) => $body,
-            $crate::store::Db::Postgres($pool) => $body,
+        match $db.pool() {
+            $crate::store::Pool::Sqlite($pool) => $body,
+            $crate::store::Pool::Postgres($pool) => $body,
         }
     };
 }
@@ -88,6 +97,19 @@ macro_rules! bind_args {
 pub(crate) use bind_args;
 
 impl Db {
+    fn new(pool: Pool) -> Self {
+        Self {
+            inserts: writer::Inserts::start(pool.clone()),
+            pool,
+        }
+    }
+
+    /// The connection pool, for what [`Db`] has no method for (tests and
+    /// benchmarks).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     /// Answers if the database answers a trivial query.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         with_pool!(self, pool => {
@@ -107,12 +129,16 @@ impl Db {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options)
                 .await?;
-            Ok(Self::Postgres(pool))
+            Ok(Self::new(Pool::Postgres(pool)))
         } else {
+            // FULL: a commit is on disk before it is acknowledged (in WAL
+            // mode NORMAL syncs only at checkpoints, and a power cut could
+            // lose what was acknowledged since). The group commit of new
+            // records keeps that one sync per many records.
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
+                .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 // MWS `$regex`: the `regex` crate as SQLite's REGEXP function.
                 .with_regexp()
@@ -121,23 +147,23 @@ impl Db {
                 .max_connections(8)
                 .connect_with(options)
                 .await?;
-            Ok(Self::Sqlite(pool))
+            Ok(Self::new(Pool::Sqlite(pool)))
         }
     }
 
     pub fn backend(&self) -> Backend {
-        match self {
-            Self::Sqlite(_) => Backend::Sqlite,
-            Self::Postgres(_) => Backend::Postgres,
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
         }
     }
 
     /// Applies the migrations of this backend that have not run yet.
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
-        match self {
-            Self::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
+        match &self.pool {
+            Pool::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
             // Migrations may take longer than any request may.
-            Self::Postgres(pool) => {
+            Pool::Postgres(pool) => {
                 let mut connection = pool.acquire().await?;
                 sqlx::query("SET statement_timeout = 0")
                     .execute(&mut *connection)

@@ -5,7 +5,7 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion};
 use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 
-use super::Db;
+use super::{Db, Pool};
 
 /// tower-sessions' sqlx store for whichever backend the server runs on.
 #[derive(Debug, Clone)]
@@ -17,13 +17,13 @@ pub enum SessionStore {
 impl SessionStore {
     /// Opens the store and creates its table if needed.
     pub async fn open(db: &Db) -> Result<Self, sqlx::Error> {
-        Ok(match db {
-            Db::Sqlite(pool) => {
+        Ok(match db.pool() {
+            Pool::Sqlite(pool) => {
                 let store = SqliteStore::new(pool.clone());
                 store.migrate().await?;
                 Self::Sqlite(store)
             }
-            Db::Postgres(pool) => {
+            Pool::Postgres(pool) => {
                 let store = PostgresStore::new(pool.clone());
                 store.migrate().await?;
                 Self::Postgres(store)

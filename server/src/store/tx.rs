@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Sqlite, Transaction};
 
 use super::images::{NewImage, ProvisioningColumns, ViceColumns};
-use super::Db;
+use super::{Db, Pool};
 
 /// An open transaction on either backend.
 pub enum Tx {
@@ -32,13 +32,20 @@ macro_rules! with_tx {
 }
 pub(crate) use with_tx;
 
-impl Db {
+impl Pool {
     /// Starts a transaction.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         match self {
             Self::Sqlite(pool) => pool.begin().await.map(Tx::Sqlite),
             Self::Postgres(pool) => pool.begin().await.map(Tx::Postgres),
         }
+    }
+}
+
+impl Db {
+    /// Starts a transaction.
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        self.pool.begin().await
     }
 
     /// Takes the lock of the blob with this digest (creating its row), for

@@ -283,7 +283,7 @@ async fn names_with_bidirectional_controls_are_refused(#[case] backend: Backend)
 #[tokio::test]
 async fn postgres_statements_carry_a_timeout() {
     let app = TestApp::spawn(Backend::Postgres).await;
-    let depot_server::store::Db::Postgres(pool) = app.core.db() else {
+    let depot_server::store::Pool::Postgres(pool) = app.core.db().pool() else {
         panic!("not a PostgreSQL pool");
     };
     let timeout: String = sqlx::query_scalar("SHOW statement_timeout")

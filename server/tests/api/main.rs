@@ -12,6 +12,7 @@ mod credentials;
 mod cross_site;
 mod deploy_isolation;
 mod dialect_paths;
+mod durability;
 mod files;
 mod fuzz;
 mod helpers;

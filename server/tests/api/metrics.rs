@@ -52,11 +52,11 @@ async fn an_administrator_reads_what_the_server_did(#[case] backend: Backend) {
     // A deployment that failed for good, as the job queue keeps it.
     const FAILED: &str = "INSERT INTO jobs (kind, payload, state, run_at, created_at, updated_at) \
          VALUES ('vice.deploy', '{}', 'failed', 0, 0, 0)";
-    match app.core.db() {
-        depot_server::store::Db::Sqlite(pool) => {
+    match app.core.db().pool() {
+        depot_server::store::Pool::Sqlite(pool) => {
             sqlx::query(FAILED).execute(pool).await.unwrap();
         }
-        depot_server::store::Db::Postgres(pool) => {
+        depot_server::store::Pool::Postgres(pool) => {
             sqlx::query(FAILED).execute(pool).await.unwrap();
         }
     }

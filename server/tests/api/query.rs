@@ -165,7 +165,7 @@ async fn anonymous_viewers_see_only_public_records(#[case] backend: Backend) {
 #[tokio::test]
 async fn sqlite_runs_in_wal_mode() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let depot_server::store::Db::Sqlite(pool) = app.core.db() else {
+    let depot_server::store::Pool::Sqlite(pool) = app.core.db().pool() else {
         panic!("not SQLite");
     };
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")

@@ -57,11 +57,11 @@ async fn an_expired_upload_frees_its_space(#[case] backend: Backend) {
 
 /// Runs `statement` on the test's database.
 async fn execute(app: &TestApp, statement: &str) {
-    match app.core.db() {
-        depot_server::store::Db::Sqlite(pool) => {
+    match app.core.db().pool() {
+        depot_server::store::Pool::Sqlite(pool) => {
             sqlx::query(statement).execute(pool).await.unwrap();
         }
-        depot_server::store::Db::Postgres(pool) => {
+        depot_server::store::Pool::Postgres(pool) => {
             sqlx::query(statement).execute(pool).await.unwrap();
         }
     }

@@ -1,0 +1,121 @@
+//! Group commit of new image records.
+//!
+//! A commit is durable only once the database has flushed its log to disk
+//! (SQLite with `synchronous=FULL`, PostgreSQL always), and that flush, not
+//! the insert, is what a commit costs: about a millisecond on a plain disk.
+//! So one task makes every new record: it takes all the inserts waiting
+//! when it is free, writes them in one transaction and commits them with
+//! one flush. A lone insert waits for nothing; under load, the records that
+//! arrive while one group is being flushed make the next group. The caller
+//! hears back only after its group is committed.
+//!
+//! One writer also means the inserts never wait on each other for SQLite's
+//! write lock, where its busy handler sleeps in steps of milliseconds.
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::images::NewImage;
+use super::Pool;
+
+/// The most inserts one transaction takes.
+const MOST_PER_GROUP: usize = 64;
+
+/// Inserts that may wait for the writer before callers wait to send.
+const QUEUE: usize = 1024;
+
+/// A handle on the writer task; the task ends when the last handle goes.
+#[derive(Debug, Clone)]
+pub(super) struct Inserts {
+    queue: mpsc::Sender<Waiting>,
+}
+
+/// An insert and who waits for its id.
+struct Waiting {
+    new: NewImage,
+    answer: oneshot::Sender<Result<i64, sqlx::Error>>,
+}
+
+impl Inserts {
+    /// Starts the writer on the current Tokio runtime.
+    pub(super) fn start(pool: Pool) -> Self {
+        let (queue, waiting) = mpsc::channel(QUEUE);
+        tokio::spawn(write_groups(pool, waiting));
+        Self { queue }
+    }
+
+    /// Inserts a record (and a hypervisor's links) once its group is
+    /// committed, and answers its id.
+    pub(super) async fn insert(&self, new: NewImage) -> Result<i64, sqlx::Error> {
+        let (answer, answered) = oneshot::channel();
+        self.queue
+            .send(Waiting { new, answer })
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        // The writer drops an answer only when it stopped (its pool closed).
+        answered.await.unwrap_or(Err(sqlx::Error::PoolClosed))
+    }
+}
+
+/// The writer: one group at a time, as long as anyone may send.
+async fn write_groups(pool: Pool, mut waiting: mpsc::Receiver<Waiting>) {
+    let mut group = Vec::with_capacity(MOST_PER_GROUP);
+    while waiting.recv_many(&mut group, MOST_PER_GROUP).await > 0 {
+        let inserted = insert_together(&pool, &group).await;
+        match inserted {
+            Ok(ids) => {
+                for (one, id) in group.drain(..).zip(ids) {
+                    let _ = one.answer.send(Ok(id));
+                }
+            }
+            Err(Failed::Insert(error)) if group.len() == 1 => {
+                let _ = group.remove(0).answer.send(Err(error));
+            }
+            // One insert failed (a hypervisor naming a record deleted
+            // meanwhile, say) and took the transaction with it: each is
+            // tried again alone, so only that one fails, with its own error.
+            Err(Failed::Insert(_)) => {
+                for one in group.drain(..) {
+                    let result = insert_alone(&pool, &one.new).await;
+                    let _ = one.answer.send(result);
+                }
+            }
+            // The commit itself failed: nothing of the group is known to
+            // be stored, and trying again could store it twice.
+            Err(Failed::Commit(error)) => {
+                tracing::error!(%error, records = group.len(), "cannot commit new records");
+                let message = error.to_string();
+                for one in group.drain(..) {
+                    let _ = one.answer.send(Err(sqlx::Error::Protocol(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Why a group did not land.
+enum Failed {
+    /// Beginning the transaction or one of its inserts failed; it was
+    /// rolled back.
+    Insert(sqlx::Error),
+    Commit(sqlx::Error),
+}
+
+/// The group in one transaction: every id, or nothing stored.
+async fn insert_together(pool: &Pool, group: &[Waiting]) -> Result<Vec<i64>, Failed> {
+    let mut tx = pool.begin().await.map_err(Failed::Insert)?;
+    let mut ids = Vec::with_capacity(group.len());
+    for one in group {
+        // Dropping `tx` on the way out rolls it back.
+        ids.push(tx.insert_image(&one.new).await.map_err(Failed::Insert)?);
+    }
+    tx.commit().await.map_err(Failed::Commit)?;
+    Ok(ids)
+}
+
+/// One record in its own transaction.
+async fn insert_alone(pool: &Pool, new: &NewImage) -> Result<i64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let id = tx.insert_image(new).await?;
+    tx.commit().await?;
+    Ok(id)
+}
