@@ -34,7 +34,7 @@ pub use deployments::DeploymentRow;
 pub use environments::{EnvironmentColumns, EnvironmentRow};
 pub use images::{DetailsUpdate, LinkRow, NewImage, ProvisioningUpdate};
 pub use jobs::{JobCount, JobRow};
-pub use quota::QuotaAsk;
+pub use quota::{QuotaAsk, QuotaLock};
 pub use rows::{ImageRow, TokenOwner, UserRow};
 pub use sessions::SessionStore;
 pub use sync::{SyncOutcome, SyncRow};
@@ -60,12 +60,14 @@ pub enum Pool {
     Postgres(PgPool),
 }
 
-/// The database: its pool, and the writer that commits new image records
-/// in groups (see [`writer`]).
+/// The database: its pool, and on SQLite the writer that commits new image
+/// records in groups (see [`writer`]). PostgreSQL needs none: it commits
+/// concurrent transactions with one flush of its log by itself, and takes
+/// their inserts in parallel where one writer would take them in turn.
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: Pool,
-    inserts: writer::Inserts,
+    inserts: Option<writer::Inserts>,
 }
 
 /// Runs the same sqlx code against whichever pool `$db` holds.
@@ -98,10 +100,11 @@ pub(crate) use bind_args;
 
 impl Db {
     fn new(pool: Pool) -> Self {
-        Self {
-            inserts: writer::Inserts::start(pool.clone()),
-            pool,
-        }
+        let inserts = match pool {
+            Pool::Sqlite(_) => Some(writer::Inserts::start(pool.clone())),
+            Pool::Postgres(_) => None,
+        };
+        Self { pool, inserts }
     }
 
     /// The connection pool, for what [`Db`] has no method for (tests and
@@ -143,8 +146,11 @@ impl Db {
                 // MWS `$regex`: the `regex` crate as SQLite's REGEXP function.
                 .with_regexp()
                 .busy_timeout(Duration::from_secs(10));
+            // A connection in this process cannot go stale, so no ping
+            // before each use (a round trip to its worker thread).
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
+                .test_before_acquire(false)
                 .connect_with(options)
                 .await?;
             Ok(Self::new(Pool::Sqlite(pool)))

@@ -76,9 +76,11 @@ impl Core {
         expires_ms: i64,
     ) -> Result<u64, IngestError> {
         // The store's files are counted and the reservation granted as one
-        // step: a write that lands between the two could otherwise be
-        // missed by both (the personal stores live on this server).
+        // step, with the user's quota locked: a write whose bytes move from
+        // its reservation into the files (see `release_into_store`) cannot
+        // slip between the count and the grant, where both would miss it.
         let _one_at_a_time = self.quota_lock.lock().await;
+        let lock = self.db.lock_quota(user_id).await.map_err(quota_db_failed)?;
         let outside = self.personal_store_bytes(user_id).await?;
         let now_ms = Utc::now().timestamp_millis();
         let clamp = |bytes: u64| i64::try_from(bytes).unwrap_or(i64::MAX);
@@ -93,19 +95,20 @@ impl Core {
             now_ms,
             expires_ms,
         };
-        match self.db.reserve_quota(&ask).await {
-            Ok(Some((id, granted))) => {
+        match lock.reserve(&ask).await.map_err(quota_db_failed)? {
+            Some((id, granted)) => {
                 *reservation = Some(id);
                 Ok(granted.max(0) as u64)
             }
-            Ok(None) => Err(IngestError::OverQuota { quota }),
-            Err(error) => {
-                tracing::error!(%error, "cannot reserve quota");
-                Err(IngestError::Io(std::io::Error::other(
-                    "the database failed",
-                )))
-            }
+            None => Err(IngestError::OverQuota { quota }),
         }
+    }
+
+    /// Lets go of a reservation whose bytes are now in the user's personal
+    /// store, with the user's quota locked, so that no count of the store
+    /// and the reservations runs across the move and misses the bytes.
+    async fn release_into_store(&self, user_id: i64, id: i64) -> Result<(), sqlx::Error> {
+        self.db.lock_quota(user_id).await?.release(id).await
     }
 
     /// The room a resumable upload was promised at its creation, as the
@@ -273,7 +276,7 @@ impl StoreWrite {
     /// Lets go of the reservation (the bytes are in the store's files now).
     pub async fn release(mut self) {
         if let Some(id) = self.reservation.take() {
-            if let Err(error) = self.core.db.release_quota(id).await {
+            if let Err(error) = self.core.release_into_store(self.user_id, id).await {
                 tracing::warn!(%error, "cannot release a quota reservation; it will expire");
             }
         }
@@ -289,4 +292,10 @@ impl Drop for StoreWrite {
             }
         }
     }
+}
+
+/// The database failed while counting a quota.
+fn quota_db_failed(error: sqlx::Error) -> IngestError {
+    tracing::error!(%error, "cannot reserve quota");
+    IngestError::Io(std::io::Error::other("the database failed"))
 }

@@ -3,7 +3,7 @@
 //! under a lock on the user's row, so that two uploads can never both be
 //! promised the same free bytes.
 
-use super::{with_tx, Backend, Db};
+use super::{with_tx, Backend, Db, Tx};
 
 /// A request for room under a quota.
 #[derive(Debug, Clone)]
@@ -36,63 +36,22 @@ const USAGE: &str = "SELECT CAST(\
         WHERE user_id = $1 AND expires_at > $3 AND id <> $4) AS BIGINT)";
 
 impl Db {
-    /// Grants between `needed` and `wanted` bytes, or `None` when fewer than
-    /// `needed` are free; answers the reservation's id and the bytes granted.
+    /// Holds a user's quota still until the lock is used: meanwhile no
+    /// reservation of theirs can be granted or let go, here or on another
+    /// server sharing the database (PostgreSQL: a lock on the user's row;
+    /// SQLite: the database's write lock). What lies outside the database,
+    /// the personal store's files, can so be counted in the same step.
     #[tracing::instrument(skip(self), err)]
-    pub async fn reserve_quota(
-        &self,
-        ask: &QuotaAsk<'_>,
-    ) -> Result<Option<(i64, i64)>, sqlx::Error> {
-        // Serializes the reservations of one user; SQLite's write lock,
-        // which the UPDATE takes, serializes them all.
+    pub async fn lock_quota(&self, user_id: i64) -> Result<QuotaLock, sqlx::Error> {
         let lock = match self.backend() {
             Backend::Postgres => "SELECT id FROM users WHERE id = $1 FOR UPDATE",
             Backend::Sqlite => "UPDATE users SET id = id WHERE id = $1",
         };
-        const GROW: &str =
-            "UPDATE quota_reservations SET bytes = $1, expires_at = $2 WHERE id = $3 RETURNING id";
-        const NEW: &str = "INSERT INTO quota_reservations (user_id, bytes, expires_at) \
-             VALUES ($1, $2, $3) RETURNING id";
         let mut tx = self.begin().await?;
-        let granted = with_tx!(&mut tx, conn => {
-            sqlx::query(lock).bind(ask.user_id).execute(&mut **conn).await?;
-            let used = sqlx::query_scalar::<_, i64>(USAGE)
-                .bind(ask.user_id)
-                .bind(ask.personal_data_store)
-                .bind(ask.now_ms)
-                .bind(ask.reservation.unwrap_or(0))
-                .fetch_one(&mut **conn)
-                .await?;
-            let available = ask.quota.saturating_sub(used).saturating_sub(ask.outside);
-            if available < ask.needed {
-                None
-            } else {
-                let bytes = ask.wanted.min(available);
-                let grown = match ask.reservation {
-                    Some(id) => sqlx::query_scalar::<_, i64>(GROW)
-                        .bind(bytes)
-                        .bind(ask.expires_ms)
-                        .bind(id)
-                        .fetch_optional(&mut **conn)
-                        .await?,
-                    None => None,
-                };
-                let id = match grown {
-                    Some(id) => id,
-                    None => sqlx::query_scalar::<_, i64>(NEW)
-                        .bind(ask.user_id)
-                        .bind(bytes)
-                        .bind(ask.expires_ms)
-                        .fetch_one(&mut **conn)
-                        .await?,
-                };
-                Some((id, bytes))
-            }
+        with_tx!(&mut tx, conn => {
+            sqlx::query(lock).bind(user_id).execute(&mut **conn).await?;
         });
-        if granted.is_some() {
-            tx.commit().await?;
-        }
-        Ok(granted)
+        Ok(QuotaLock { tx, user_id })
     }
 
     /// What a user's records hold now (see [`USAGE`]).
@@ -136,5 +95,70 @@ impl Db {
                 .await
                 .map(|done| done.rows_affected())
         })
+    }
+}
+
+/// A user's quota, held by [`Db::lock_quota`]; dropped unused, it lets go.
+pub struct QuotaLock {
+    tx: Tx,
+    user_id: i64,
+}
+
+impl QuotaLock {
+    /// Grants between `needed` and `wanted` bytes, or `None` when fewer than
+    /// `needed` are free; answers the reservation's id and the bytes granted.
+    pub async fn reserve(mut self, ask: &QuotaAsk<'_>) -> Result<Option<(i64, i64)>, sqlx::Error> {
+        debug_assert_eq!(ask.user_id, self.user_id);
+        const GROW: &str =
+            "UPDATE quota_reservations SET bytes = $1, expires_at = $2 WHERE id = $3 RETURNING id";
+        const NEW: &str = "INSERT INTO quota_reservations (user_id, bytes, expires_at) \
+             VALUES ($1, $2, $3) RETURNING id";
+        let granted = with_tx!(&mut self.tx, conn => {
+            let used = sqlx::query_scalar::<_, i64>(USAGE)
+                .bind(self.user_id)
+                .bind(ask.personal_data_store)
+                .bind(ask.now_ms)
+                .bind(ask.reservation.unwrap_or(0))
+                .fetch_one(&mut **conn)
+                .await?;
+            let available = ask.quota.saturating_sub(used).saturating_sub(ask.outside);
+            if available < ask.needed {
+                None
+            } else {
+                let bytes = ask.wanted.min(available);
+                let grown = match ask.reservation {
+                    Some(id) => sqlx::query_scalar::<_, i64>(GROW)
+                        .bind(bytes)
+                        .bind(ask.expires_ms)
+                        .bind(id)
+                        .fetch_optional(&mut **conn)
+                        .await?,
+                    None => None,
+                };
+                let id = match grown {
+                    Some(id) => id,
+                    None => sqlx::query_scalar::<_, i64>(NEW)
+                        .bind(self.user_id)
+                        .bind(bytes)
+                        .bind(ask.expires_ms)
+                        .fetch_one(&mut **conn)
+                        .await?,
+                };
+                Some((id, bytes))
+            }
+        });
+        if granted.is_some() {
+            self.tx.commit().await?;
+        }
+        Ok(granted)
+    }
+
+    /// Lets go of one of the user's reservations.
+    pub async fn release(mut self, id: i64) -> Result<(), sqlx::Error> {
+        const DELETE: &str = "DELETE FROM quota_reservations WHERE id = $1 AND user_id = $2";
+        with_tx!(&mut self.tx, conn => {
+            sqlx::query(DELETE).bind(id).bind(self.user_id).execute(&mut **conn).await?;
+        });
+        self.tx.commit().await
     }
 }

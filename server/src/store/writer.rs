@@ -1,9 +1,9 @@
-//! Group commit of new image records.
+//! Group commit of new image records, on SQLite.
 //!
-//! A commit is durable only once the database has flushed its log to disk
-//! (SQLite with `synchronous=FULL`, PostgreSQL always), and that flush, not
-//! the insert, is what a commit costs: about a millisecond on a plain disk.
-//! So one task makes every new record: it takes all the inserts waiting
+//! A commit is durable only once SQLite has flushed its log to disk
+//! (`synchronous=FULL`), and that flush, not the insert, is what a commit
+//! costs: about a millisecond on a plain disk. SQLite takes one writer at a
+//! time anyway, so one task makes every new record: it takes all the inserts waiting
 //! when it is free, writes them in one transaction and commits them with
 //! one flush. A lone insert waits for nothing; under load, the records that
 //! arrive while one group is being flushed make the next group. The caller

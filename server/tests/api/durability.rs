@@ -58,8 +58,9 @@ async fn records_created_together_all_land_and_a_bad_one_fails_alone(#[case] bac
     let app = TestApp::spawn(backend).await;
     let db = app.core.db();
     let before = db.count_images().await.unwrap();
-    // Sent at once, these wait for the writer together: one group, in
-    // which the ninth names a record that does not exist.
+    // Sent at once, on SQLite these wait for the writer together: one
+    // group, in which the ninth names a record that does not exist. (On
+    // PostgreSQL each is a transaction of its own.)
     let records: Vec<NewImage> = (0..20)
         .map(|index| {
             let links = if index == 9 {
