@@ -112,8 +112,6 @@ pub struct Core {
     login_guard: LoginGuard,
     /// Wakes this process's job workers when it queues a job.
     jobs_waiting: Notify,
-    /// Serializes quota reservations in this process (see `quota::reserve`).
-    quota_lock: tokio::sync::Mutex<()>,
     /// The resumable uploads this process ingests as their chunks arrive.
     live: resumable::LiveIngests,
     writers: resumable::Writers,
@@ -141,7 +139,6 @@ impl Core {
             credentials_key: key.derive("depot environment credentials v1"),
             personal,
             jobs_waiting: Notify::new(),
-            quota_lock: tokio::sync::Mutex::new(()),
             live: resumable::LiveIngests::default(),
             writers: resumable::Writers::default(),
             job_workers: std::sync::atomic::AtomicUsize::new(0),

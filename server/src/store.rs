@@ -34,7 +34,7 @@ pub use deployments::DeploymentRow;
 pub use environments::{EnvironmentColumns, EnvironmentRow};
 pub use images::{DetailsUpdate, LinkRow, NewImage, ProvisioningUpdate};
 pub use jobs::{JobCount, JobRow};
-pub use quota::{QuotaAsk, QuotaLock};
+pub use quota::QuotaAsk;
 pub use rows::{ImageRow, TokenOwner, UserRow};
 pub use sessions::SessionStore;
 pub use sync::{SyncOutcome, SyncRow};

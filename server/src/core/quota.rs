@@ -23,6 +23,10 @@ pub const RESERVATION_STEP: u64 = 64 << 20;
 /// How long a reservation lasts without growing (a crashed server's expire).
 const RESERVATION_TTL: Duration = Duration::from_secs(3600);
 
+/// How long a reservation moved into a personal store still counts for the
+/// counts whose listing began before the move: longer than any listing.
+const MOVED_RESERVATION_TTL: Duration = Duration::from_secs(600);
+
 impl Core {
     /// The bytes of a user's personal store's files.
     pub(super) async fn personal_store_bytes(&self, user_id: i64) -> Result<u64, IngestError> {
@@ -75,12 +79,16 @@ impl Core {
         wanted: u64,
         expires_ms: i64,
     ) -> Result<u64, IngestError> {
-        // The store's files are counted and the reservation granted as one
-        // step, with the user's quota locked: a write whose bytes move from
-        // its reservation into the files (see `release_into_store`) cannot
-        // slip between the count and the grant, where both would miss it.
-        let _one_at_a_time = self.quota_lock.lock().await;
-        let lock = self.db.lock_quota(user_id).await.map_err(quota_db_failed)?;
+        // A write whose bytes move from its reservation into the store's
+        // files while they are listed (see `release_into_store`) is in
+        // neither the listing nor, once moved, the reservations: so the
+        // reservations moved after the epoch read here still count. The
+        // listing holds no lock; the grant is one short transaction.
+        let listed_epoch = self
+            .db
+            .quota_epoch(user_id)
+            .await
+            .map_err(quota_db_failed)?;
         let outside = self.personal_store_bytes(user_id).await?;
         let now_ms = Utc::now().timestamp_millis();
         let clamp = |bytes: u64| i64::try_from(bytes).unwrap_or(i64::MAX);
@@ -92,10 +100,11 @@ impl Core {
             quota: clamp(quota),
             outside: clamp(outside),
             personal_data_store: &self.limits.personal_data_store,
+            listed_epoch,
             now_ms,
             expires_ms,
         };
-        match lock.reserve(&ask).await.map_err(quota_db_failed)? {
+        match self.db.reserve_quota(&ask).await.map_err(quota_db_failed)? {
             Some((id, granted)) => {
                 *reservation = Some(id);
                 Ok(granted.max(0) as u64)
@@ -104,11 +113,17 @@ impl Core {
         }
     }
 
-    /// Lets go of a reservation whose bytes are now in the user's personal
-    /// store, with the user's quota locked, so that no count of the store
-    /// and the reservations runs across the move and misses the bytes.
+    /// Lets go of a reservation whose bytes may now be in the user's
+    /// personal store: it is marked moved, not deleted, so that a count
+    /// whose listing began before the move still counts it (and it expires
+    /// shortly after).
     async fn release_into_store(&self, user_id: i64, id: i64) -> Result<(), sqlx::Error> {
-        self.db.lock_quota(user_id).await?.release(id).await
+        let expires_ms = Utc::now()
+            .timestamp_millis()
+            .saturating_add(MOVED_RESERVATION_TTL.as_millis() as i64);
+        self.db
+            .move_reservation_into_store(user_id, id, expires_ms)
+            .await
     }
 
     /// The room a resumable upload was promised at its creation, as the
@@ -283,12 +298,15 @@ impl StoreWrite {
     }
 }
 
+/// A write dropped unfinished may have placed its file all the same (a
+/// client gone during the final flush): its reservation is moved, as a
+/// finished write's is.
 impl Drop for StoreWrite {
     fn drop(&mut self) {
         if let Some(id) = self.reservation.take() {
-            let db = self.core.db.clone();
+            let (core, user_id) = (self.core.clone(), self.user_id);
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move { db.release_quota(id).await });
+                runtime.spawn(async move { core.release_into_store(user_id, id).await });
             }
         }
     }

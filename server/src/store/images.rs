@@ -197,16 +197,18 @@ impl Db {
     /// Inserts a record (and a hypervisor's links) and returns its id.
     #[tracing::instrument(skip_all, err)]
     pub async fn insert_image(&self, new: &NewImage) -> Result<i64, sqlx::Error> {
-        match &self.inserts {
-            // Committed with whatever other records are being created now.
-            Some(inserts) => inserts.insert(new.clone()).await,
-            None => {
-                let mut tx = self.begin().await?;
-                let id = tx.insert_image(new).await?;
-                tx.commit().await?;
-                Ok(id)
+        // On SQLite, committed with whatever other records are being
+        // created now.
+        if let Some(inserts) = &self.inserts {
+            if let Some(inserted) = inserts.insert(new.clone()).await {
+                return inserted;
             }
+            tracing::error!("the group writer is gone; the record is committed alone");
         }
+        let mut tx = self.begin().await?;
+        let id = tx.insert_image(new).await?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     /// Applies a change if the record is still at the version it was

@@ -3,7 +3,7 @@
 //! under a lock on the user's row, so that two uploads can never both be
 //! promised the same free bytes.
 
-use super::{with_tx, Backend, Db, Tx};
+use super::{with_tx, Backend, Db};
 
 /// A request for room under a quota.
 #[derive(Debug, Clone)]
@@ -22,36 +22,85 @@ pub struct QuotaAsk<'a> {
     /// Images in this data store are copies of personal-store files,
     /// already counted in `outside`.
     pub personal_data_store: &'a str,
+    /// The user's quota epoch read before `outside` was listed: bytes
+    /// moved into the store after it may be missing from the listing, so
+    /// their reservations still count.
+    pub listed_epoch: i64,
     pub now_ms: i64,
     pub expires_ms: i64,
 }
 
 /// What a user's records hold: their uploaded images (not the copies of
 /// their personal store's files), the files deployed for them, and the
-/// unexpired reservations other than `$4`.
+/// unexpired reservations other than `$4`, but for those moved into the
+/// personal store by epoch `$5` (its listing holds their bytes).
 const USAGE: &str = "SELECT CAST(\
      (SELECT COALESCE(SUM(size), 0) FROM images WHERE owner_id = $1 AND data_store <> $2) \
      + (SELECT COALESCE(SUM(size), 0) FROM deployed_files WHERE user_id = $1) \
      + (SELECT COALESCE(SUM(bytes), 0) FROM quota_reservations \
-        WHERE user_id = $1 AND expires_at > $3 AND id <> $4) AS BIGINT)";
+        WHERE user_id = $1 AND expires_at > $3 AND id <> $4 \
+        AND (moved_at_epoch IS NULL OR moved_at_epoch > $5)) AS BIGINT)";
 
 impl Db {
-    /// Holds a user's quota still until the lock is used: meanwhile no
-    /// reservation of theirs can be granted or let go, here or on another
-    /// server sharing the database (PostgreSQL: a lock on the user's row;
-    /// SQLite: the database's write lock). What lies outside the database,
-    /// the personal store's files, can so be counted in the same step.
+    /// Grants between `needed` and `wanted` bytes, or `None` when fewer than
+    /// `needed` are free; answers the reservation's id and the bytes granted.
     #[tracing::instrument(skip(self), err)]
-    pub async fn lock_quota(&self, user_id: i64) -> Result<QuotaLock, sqlx::Error> {
+    pub async fn reserve_quota(
+        &self,
+        ask: &QuotaAsk<'_>,
+    ) -> Result<Option<(i64, i64)>, sqlx::Error> {
+        // Serializes the reservations of one user; SQLite's write lock,
+        // which the UPDATE takes, serializes them all.
         let lock = match self.backend() {
-            Backend::Postgres => "SELECT id FROM users WHERE id = $1 FOR UPDATE",
+            // NO KEY: foreign-key checks on the user's row do not wait.
+            Backend::Postgres => "SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE",
             Backend::Sqlite => "UPDATE users SET id = id WHERE id = $1",
         };
+        const GROW: &str =
+            "UPDATE quota_reservations SET bytes = $1, expires_at = $2 WHERE id = $3 RETURNING id";
+        const NEW: &str = "INSERT INTO quota_reservations (user_id, bytes, expires_at) \
+             VALUES ($1, $2, $3) RETURNING id";
         let mut tx = self.begin().await?;
-        with_tx!(&mut tx, conn => {
-            sqlx::query(lock).bind(user_id).execute(&mut **conn).await?;
+        let granted = with_tx!(&mut tx, conn => {
+            sqlx::query(lock).bind(ask.user_id).execute(&mut **conn).await?;
+            let used = sqlx::query_scalar::<_, i64>(USAGE)
+                .bind(ask.user_id)
+                .bind(ask.personal_data_store)
+                .bind(ask.now_ms)
+                .bind(ask.reservation.unwrap_or(0))
+                .bind(ask.listed_epoch)
+                .fetch_one(&mut **conn)
+                .await?;
+            let available = ask.quota.saturating_sub(used).saturating_sub(ask.outside);
+            if available < ask.needed {
+                None
+            } else {
+                let bytes = ask.wanted.min(available);
+                let grown = match ask.reservation {
+                    Some(id) => sqlx::query_scalar::<_, i64>(GROW)
+                        .bind(bytes)
+                        .bind(ask.expires_ms)
+                        .bind(id)
+                        .fetch_optional(&mut **conn)
+                        .await?,
+                    None => None,
+                };
+                let id = match grown {
+                    Some(id) => id,
+                    None => sqlx::query_scalar::<_, i64>(NEW)
+                        .bind(ask.user_id)
+                        .bind(bytes)
+                        .bind(ask.expires_ms)
+                        .fetch_one(&mut **conn)
+                        .await?,
+                };
+                Some((id, bytes))
+            }
         });
-        Ok(QuotaLock { tx, user_id })
+        if granted.is_some() {
+            tx.commit().await?;
+        }
+        Ok(granted)
     }
 
     /// What a user's records hold now (see [`USAGE`]).
@@ -68,9 +117,61 @@ impl Db {
                 .bind(personal_data_store)
                 .bind(now_ms)
                 .bind(0_i64)
+                .bind(i64::MAX)
                 .fetch_one(pool)
                 .await
         })
+    }
+
+    /// The user's quota epoch: how many reservations have been moved into
+    /// their personal store (see [`Db::move_reservation_into_store`]).
+    #[tracing::instrument(skip(self), err)]
+    pub async fn quota_epoch(&self, user_id: i64) -> Result<i64, sqlx::Error> {
+        super::with_pool!(self, pool => {
+            sqlx::query_scalar::<_, i64>("SELECT quota_epoch FROM users WHERE id = $1")
+                .bind(user_id)
+                .fetch_optional(pool)
+                .await
+                .map(Option::unwrap_or_default)
+        })
+    }
+
+    /// Marks a reservation whose bytes are now in the user's personal store
+    /// as moved there, at a new epoch of the user's, until `expires_ms`. A
+    /// count whose listing began before the move still counts it; one that
+    /// began after does not (its listing holds the bytes).
+    #[tracing::instrument(skip(self), err)]
+    pub async fn move_reservation_into_store(
+        &self,
+        user_id: i64,
+        id: i64,
+        expires_ms: i64,
+    ) -> Result<(), sqlx::Error> {
+        const BUMP: &str =
+            "UPDATE users SET quota_epoch = quota_epoch + 1 WHERE id = $1 RETURNING quota_epoch";
+        const MOVE: &str = "UPDATE quota_reservations SET moved_at_epoch = $1, \
+             expires_at = $2 WHERE id = $3 AND user_id = $4";
+        let mut tx = self.begin().await?;
+        with_tx!(&mut tx, conn => {
+            let epoch = sqlx::query_scalar::<_, i64>(BUMP)
+                .bind(user_id)
+                .fetch_optional(&mut **conn)
+                .await?;
+            match epoch {
+                Some(epoch) => {
+                    sqlx::query(MOVE)
+                        .bind(epoch)
+                        .bind(expires_ms)
+                        .bind(id)
+                        .bind(user_id)
+                        .execute(&mut **conn)
+                        .await?;
+                }
+                // The user is gone, and their reservations with them.
+                None => return Ok(()),
+            }
+        });
+        tx.commit().await
     }
 
     /// Lets go of a reservation.
@@ -95,70 +196,5 @@ impl Db {
                 .await
                 .map(|done| done.rows_affected())
         })
-    }
-}
-
-/// A user's quota, held by [`Db::lock_quota`]; dropped unused, it lets go.
-pub struct QuotaLock {
-    tx: Tx,
-    user_id: i64,
-}
-
-impl QuotaLock {
-    /// Grants between `needed` and `wanted` bytes, or `None` when fewer than
-    /// `needed` are free; answers the reservation's id and the bytes granted.
-    pub async fn reserve(mut self, ask: &QuotaAsk<'_>) -> Result<Option<(i64, i64)>, sqlx::Error> {
-        debug_assert_eq!(ask.user_id, self.user_id);
-        const GROW: &str =
-            "UPDATE quota_reservations SET bytes = $1, expires_at = $2 WHERE id = $3 RETURNING id";
-        const NEW: &str = "INSERT INTO quota_reservations (user_id, bytes, expires_at) \
-             VALUES ($1, $2, $3) RETURNING id";
-        let granted = with_tx!(&mut self.tx, conn => {
-            let used = sqlx::query_scalar::<_, i64>(USAGE)
-                .bind(self.user_id)
-                .bind(ask.personal_data_store)
-                .bind(ask.now_ms)
-                .bind(ask.reservation.unwrap_or(0))
-                .fetch_one(&mut **conn)
-                .await?;
-            let available = ask.quota.saturating_sub(used).saturating_sub(ask.outside);
-            if available < ask.needed {
-                None
-            } else {
-                let bytes = ask.wanted.min(available);
-                let grown = match ask.reservation {
-                    Some(id) => sqlx::query_scalar::<_, i64>(GROW)
-                        .bind(bytes)
-                        .bind(ask.expires_ms)
-                        .bind(id)
-                        .fetch_optional(&mut **conn)
-                        .await?,
-                    None => None,
-                };
-                let id = match grown {
-                    Some(id) => id,
-                    None => sqlx::query_scalar::<_, i64>(NEW)
-                        .bind(self.user_id)
-                        .bind(bytes)
-                        .bind(ask.expires_ms)
-                        .fetch_one(&mut **conn)
-                        .await?,
-                };
-                Some((id, bytes))
-            }
-        });
-        if granted.is_some() {
-            self.tx.commit().await?;
-        }
-        Ok(granted)
-    }
-
-    /// Lets go of one of the user's reservations.
-    pub async fn release(mut self, id: i64) -> Result<(), sqlx::Error> {
-        const DELETE: &str = "DELETE FROM quota_reservations WHERE id = $1 AND user_id = $2";
-        with_tx!(&mut self.tx, conn => {
-            sqlx::query(DELETE).bind(id).bind(self.user_id).execute(&mut **conn).await?;
-        });
-        self.tx.commit().await
     }
 }

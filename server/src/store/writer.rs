@@ -44,15 +44,14 @@ impl Inserts {
     }
 
     /// Inserts a record (and a hypervisor's links) once its group is
-    /// committed, and answers its id.
-    pub(super) async fn insert(&self, new: NewImage) -> Result<i64, sqlx::Error> {
+    /// committed, and answers its id; `None` if the writer is gone (it
+    /// panicked: the record was not stored, and the caller stores it alone).
+    pub(super) async fn insert(&self, new: NewImage) -> Option<Result<i64, sqlx::Error>> {
         let (answer, answered) = oneshot::channel();
-        self.queue
-            .send(Waiting { new, answer })
-            .await
-            .map_err(|_| sqlx::Error::PoolClosed)?;
-        // The writer drops an answer only when it stopped (its pool closed).
-        answered.await.unwrap_or(Err(sqlx::Error::PoolClosed))
+        self.queue.send(Waiting { new, answer }).await.ok()?;
+        // Every group's answers are sent after its commit, and nothing
+        // between the two can panic: a dropped answer means no commit.
+        answered.await.ok()
     }
 }
 
@@ -60,6 +59,12 @@ impl Inserts {
 async fn write_groups(pool: Pool, mut waiting: mpsc::Receiver<Waiting>) {
     let mut group = Vec::with_capacity(MOST_PER_GROUP);
     while waiting.recv_many(&mut group, MOST_PER_GROUP).await > 0 {
+        // A caller that stopped waiting (its request was cancelled) gets
+        // no record, as when its own transaction was rolled back.
+        group.retain(|one| !one.answer.is_closed());
+        if group.is_empty() {
+            continue;
+        }
         let inserted = insert_together(&pool, &group).await;
         match inserted {
             Ok(ids) => {
@@ -70,25 +75,34 @@ async fn write_groups(pool: Pool, mut waiting: mpsc::Receiver<Waiting>) {
             Err(Failed::Insert(error)) if group.len() == 1 => {
                 let _ = group.remove(0).answer.send(Err(error));
             }
-            // One insert failed (a hypervisor naming a record deleted
-            // meanwhile, say) and took the transaction with it: each is
-            // tried again alone, so only that one fails, with its own error.
-            Err(Failed::Insert(_)) => {
+            // One insert broke a rule of the database (a hypervisor naming
+            // a record deleted meanwhile, say) and took the transaction
+            // with it: each is tried again alone, so only that one fails,
+            // with its own error.
+            Err(Failed::Insert(sqlx::Error::Database(_))) => {
                 for one in group.drain(..) {
                     let result = insert_alone(&pool, &one.new).await;
                     let _ = one.answer.send(result);
                 }
             }
+            // The database itself failed (busy past its timeout, no
+            // connection): trying each again would only fail slower.
+            Err(Failed::Insert(error)) => answer_all(&mut group, &error),
             // The commit itself failed: nothing of the group is known to
             // be stored, and trying again could store it twice.
             Err(Failed::Commit(error)) => {
                 tracing::error!(%error, records = group.len(), "cannot commit new records");
-                let message = error.to_string();
-                for one in group.drain(..) {
-                    let _ = one.answer.send(Err(sqlx::Error::Protocol(message.clone())));
-                }
+                answer_all(&mut group, &error);
             }
         }
+    }
+}
+
+/// Answers every caller of the group with the same failure.
+fn answer_all(group: &mut Vec<Waiting>, error: &sqlx::Error) {
+    let message = error.to_string();
+    for one in group.drain(..) {
+        let _ = one.answer.send(Err(sqlx::Error::Protocol(message.clone())));
     }
 }
 

@@ -151,7 +151,11 @@ impl CountedFile {
             return Err(FsError::GeneralFailure);
         };
         if let Err(error) = write.make_room(bytes).await {
-            self.write = None;
+            // Let go before the refusal is answered: a client that writes
+            // again at once is counted without this write's room.
+            if let Some(write) = self.write.take() {
+                write.release().await;
+            }
             if self.created {
                 if let Err(cleanup) = DavFileSystem::remove_file(&self.fs, &self.path).await {
                     tracing::warn!(?cleanup, "cannot remove a refused partial file");

@@ -72,7 +72,10 @@ async fn records_created_together_all_land_and_a_bad_one_fails_alone(#[case] bac
         })
         .collect();
     let results = join_all(records.iter().map(|new| db.insert_image(new))).await;
-    assert!(results[9].is_err(), "{:?}", results[9]);
+    match &results[9] {
+        Err(sqlx::Error::Database(error)) => assert!(error.is_foreign_key_violation(), "{error}"),
+        other => panic!("the bad record: {other:?}"),
+    }
     let mut ids: Vec<i64> = results
         .iter()
         .enumerate()
