@@ -221,6 +221,9 @@ pub struct StoreWrite {
     /// Bytes that may still be written without asking again.
     room: u64,
     written: u64,
+    /// Whether the write's final step has begun, which may place the file
+    /// even if the request is dropped meanwhile.
+    placing: bool,
 }
 
 impl std::fmt::Debug for StoreWrite {
@@ -242,6 +245,7 @@ impl StoreWrite {
             reservation: None,
             room: 0,
             written: 0,
+            placing: false,
         }
     }
 
@@ -273,6 +277,18 @@ impl StoreWrite {
         }
         if let Some(quota) = self.core.limits.user_quota_bytes {
             if bytes > self.room {
+                // The room used so far is in the store's files now: it is
+                // moved there before new room is asked for, never shrunk
+                // in place, so that a count that listed the files before
+                // those bytes still counts them.
+                if !self.held {
+                    if let Some(id) = self.reservation.take() {
+                        self.core
+                            .release_into_store(self.user_id, id)
+                            .await
+                            .map_err(quota_db_failed)?;
+                    }
+                }
                 let held = if self.held { self.written } else { 0 };
                 let needed = held.saturating_add(bytes);
                 let wanted = held.saturating_add(bytes.max(RESERVATION_STEP));
@@ -288,6 +304,12 @@ impl StoreWrite {
         Ok(())
     }
 
+    /// The write's final step begins: from now on it may place its file
+    /// even if dropped before it answers.
+    pub fn placing(&mut self) {
+        self.placing = true;
+    }
+
     /// Lets go of the reservation (the bytes are in the store's files now).
     pub async fn release(mut self) {
         if let Some(id) = self.reservation.take() {
@@ -298,15 +320,27 @@ impl StoreWrite {
     }
 }
 
-/// A write dropped unfinished may have placed its file all the same (a
-/// client gone during the final flush): its reservation is moved, as a
-/// finished write's is.
+/// A write dropped unfinished has its bytes in the store's files, if any:
+/// its reservation is moved, as a finished write's is. One dropped during
+/// its final step (a client gone meanwhile) may still place its file later
+/// (an object store completing an upload): its reservation keeps counting
+/// for every count until it expires.
 impl Drop for StoreWrite {
     fn drop(&mut self) {
         if let Some(id) = self.reservation.take() {
             let (core, user_id) = (self.core.clone(), self.user_id);
+            let placing = self.placing;
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move { core.release_into_store(user_id, id).await });
+                runtime.spawn(async move {
+                    if placing {
+                        let expires_ms = Utc::now()
+                            .timestamp_millis()
+                            .saturating_add(MOVED_RESERVATION_TTL.as_millis() as i64);
+                        core.db.hold_reservation(id, expires_ms).await
+                    } else {
+                        core.release_into_store(user_id, id).await
+                    }
+                });
             }
         }
     }

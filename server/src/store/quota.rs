@@ -174,6 +174,19 @@ impl Db {
         tx.commit().await
     }
 
+    /// Keeps a reservation counting, unmoved, until `expires_ms`.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn hold_reservation(&self, id: i64, expires_ms: i64) -> Result<(), sqlx::Error> {
+        super::with_pool!(self, pool => {
+            sqlx::query("UPDATE quota_reservations SET expires_at = $1 WHERE id = $2")
+                .bind(expires_ms)
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(|_| ())
+        })
+    }
+
     /// Lets go of a reservation.
     #[tracing::instrument(skip(self), err)]
     pub async fn release_quota(&self, id: i64) -> Result<(), sqlx::Error> {

@@ -116,6 +116,7 @@ impl DavFileSystem for QuotaFs {
             let size = DavFileSystem::metadata(&self.inner, from).await?.len();
             let mut write = StoreWrite::new(self.core.clone(), self.user_id, false);
             write.make_room(size).await.map_err(refused)?;
+            write.placing();
             let copied = DavFileSystem::copy(&self.inner, from, to).await;
             write.release().await;
             copied
@@ -224,6 +225,9 @@ impl DavFile for CountedFile {
     /// The write is complete: its bytes are in the store's files now.
     fn flush(&'_ mut self) -> FsFuture<'_, ()> {
         Box::pin(async move {
+            if let Some(write) = self.write.as_mut() {
+                write.placing();
+            }
             let flushed = self.inner.flush().await;
             if let Some(write) = self.write.take() {
                 write.release().await;

@@ -10,6 +10,7 @@ use rstest::rstest;
 use serde_json::Value;
 
 use depot_server::blob::{Area, Limit};
+use depot_server::core::StoreWrite;
 use depot_server::store::QuotaAsk;
 
 use crate::helpers::{json_of, random_bytes, Backend, TestApp, ADMIN_PASSWORD};
@@ -335,6 +336,54 @@ async fn bytes_moving_into_the_store_during_a_count_are_still_counted(#[case] ba
         .await
         .unwrap()
         .is_some());
+}
+
+/// A write into a file grows its room as it goes. The room it used is in
+/// the file by then, and a count that listed the store before those bytes
+/// were written must still count them after the write asked for more.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn room_a_growing_write_used_still_counts_for_an_earlier_listing(#[case] backend: Backend) {
+    const BIG: i64 = 200 << 20;
+    const STEP: u64 = 64 << 20;
+    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(BIG as u64)).await;
+    app.add_user("alice", "alice-password").await;
+    let alice = app.core.login("alice", "alice-password").await.unwrap();
+    let db = app.core.db();
+    let folder = app.personal_folder(alice.id);
+    std::fs::create_dir_all(&folder).unwrap();
+
+    let mut write = StoreWrite::new(app.core.clone(), alice.id, false);
+    write.make_room(1).await.unwrap();
+    // Another write's count begins: it reads the epoch and lists the
+    // store, still empty.
+    let listed = db.quota_epoch(alice.id).await.unwrap();
+    // The first write fills its room (the file is 64 MiB), then asks for more.
+    let file = std::fs::File::create(folder.join("growing.iso")).unwrap();
+    file.set_len(STEP).unwrap();
+    write.make_room(STEP - 1).await.unwrap();
+    write.make_room(1).await.unwrap();
+    // The count goes on with its listing of nothing: the write holds 64 MiB
+    // in its file and 64 MiB of new room, so 72 MiB are free, not more.
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let ask = |needed: i64| QuotaAsk {
+        user_id: alice.id,
+        reservation: None,
+        needed,
+        wanted: needed,
+        quota: BIG,
+        outside: 0,
+        personal_data_store: "store",
+        listed_epoch: listed,
+        now_ms,
+        expires_ms: now_ms + 3_600_000,
+    };
+    let free = BIG - 2 * STEP as i64;
+    assert_eq!(db.reserve_quota(&ask(free + 1)).await.unwrap(), None);
+    assert!(db.reserve_quota(&ask(free)).await.unwrap().is_some());
+    write.release().await;
 }
 
 #[rstest]
