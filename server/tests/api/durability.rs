@@ -59,7 +59,7 @@ async fn records_created_together_all_land_and_a_bad_one_fails_alone(#[case] bac
     let db = app.core.db();
     let before = db.count_images().await.unwrap();
     // Sent at once, on SQLite these wait for the writer together: one
-    // group, in which the ninth names a record that does not exist. (On
+    // group, in which the one at index 9 names a record that does not exist. (On
     // PostgreSQL each is a transaction of its own.)
     let records: Vec<NewImage> = (0..20)
         .map(|index| {
