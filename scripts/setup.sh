@@ -8,7 +8,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 # One build cache outside the clone, shared by every checkout on this machine.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/depot/target}"
 
-step() { printf '\n==> %s\n' "$*" >&2; }
+# Each step is stamped with the time since the script began, so a CI log shows
+# where a run's minutes go.
+step() { printf '\n==> [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2; }
 
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   step "adding the wasm32 target"
