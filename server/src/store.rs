@@ -32,7 +32,7 @@ use sqlx::sqlite::{
 pub use coopr::{is_unique_violation, ApiKeyListing, ApiKeyRow, ImageTypeRow, TenantRow};
 pub use deployments::DeploymentRow;
 pub use environments::{EnvironmentColumns, EnvironmentRow};
-pub use images::{DetailsUpdate, LinkRow, NewImage, ProvisioningUpdate};
+pub use images::{DetailsUpdate, LinkRow, NameScope, NewImage, ProvisioningUpdate};
 pub use jobs::{JobCount, JobRow};
 pub use quota::QuotaAsk;
 pub use rows::{ImageRow, TokenOwner, UserRow};

@@ -10,7 +10,7 @@ use app::query::{Condition, Direction, Field, Op, Query, Value};
 use chrono::Utc;
 
 use super::{db_error, Core};
-use crate::store::{NewImage, ProvisioningUpdate};
+use crate::store::{NameScope, NewImage, ProvisioningUpdate};
 
 /// How often an update without a `version` is recomputed when another
 /// writer got in first, before giving up with a conflict.
@@ -110,7 +110,9 @@ impl Core {
         Ok(ids)
     }
 
-    /// Refuses a name another readable image already has.
+    /// Refuses a name another readable image already has. The store checks
+    /// again as it writes (see [`name_scope`]); this check names the image
+    /// in the way before any work is done.
     async fn check_name_free(
         &self,
         viewer: &Viewer,
@@ -118,9 +120,7 @@ impl Core {
         own_id: Option<i64>,
     ) -> Result<(), CoreError> {
         match self.image_named(viewer, name).await? {
-            Some(other) if Some(other.id) != own_id => Err(CoreError::Conflict(format!(
-                "an image named '{name}' already exists"
-            ))),
+            Some(other) if Some(other.id) != own_id => Err(name_taken(name)),
             _ => Ok(()),
         }
     }
@@ -133,7 +133,6 @@ impl Core {
     ) -> Result<Image, CoreError> {
         let user = viewer.require_user()?;
         let spec = ProvisioningSpec::parse(draft)?;
-        self.check_name_free(viewer, &spec.name, None).await?;
         let virtualized = self
             .resolve_refs(viewer, &spec.virtualized_images, None)
             .await?;
@@ -158,7 +157,14 @@ impl Core {
             inspection: Default::default(),
             guest_os: None,
         };
-        let id = self.db.insert_image(&new).await.map_err(db_error)?;
+        // The name is checked as the record is written, in one statement, so
+        // that two creates of one name at once cannot both find it free.
+        let id = self
+            .db
+            .insert_image_if_name_free(&new, Some(name_scope(viewer)))
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| name_taken(&new.name))?;
         self.get_image(viewer, id).await
     }
 
@@ -196,7 +202,8 @@ impl Core {
                     "an image synced from a personal store is renamed by renaming its file",
                 ));
             }
-            if spec.name != current.name {
+            let renamed = spec.name != current.name;
+            if renamed {
                 self.check_name_free(viewer, &spec.name, Some(current.id))
                     .await?;
             }
@@ -217,6 +224,9 @@ impl Core {
                 spec,
                 virtualized,
                 now: Utc::now(),
+                // Checked again as the change is written: an image created
+                // or renamed since the check above stops it.
+                unique_name: renamed.then(|| name_scope(viewer)),
             };
             if self
                 .db
@@ -227,6 +237,12 @@ impl Core {
                 return self.get_image(viewer, current.id).await;
             }
             if expected_version.is_some() {
+                // Not applied: the version moved, or the new name was taken
+                // meanwhile, which the caller should hear as such.
+                if renamed {
+                    self.check_name_free(viewer, &update.spec.name, Some(current.id))
+                        .await?;
+                }
                 return Err(stale());
             }
         }
@@ -234,4 +250,18 @@ impl Core {
             "image '{key}' keeps changing under this update; try again"
         )))
     }
+}
+
+/// Whose images a name must not repeat for this caller: those they can read
+/// (as `images::visible_to` has it), since MWS finds an image by name.
+fn name_scope(viewer: &Viewer) -> NameScope {
+    match viewer.user_id() {
+        Some(user_id) if !viewer.is_admin() => NameScope::ReadableBy(user_id),
+        // Administrators read every image; no one else writes.
+        _ => NameScope::Everyone,
+    }
+}
+
+fn name_taken(name: &str) -> CoreError {
+    CoreError::Conflict(format!("an image named '{name}' already exists"))
 }

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::rows::ImageRow;
 use super::sql::{self, IMAGE_SELECT};
+use super::tx::LockName;
 use super::{bind_args, with_pool, Db};
 
 /// A record about to be inserted.
@@ -35,6 +36,28 @@ pub struct NewImage {
     /// The guest OS an OVF descriptor names (stored as the MWS `osType`
     /// unless MWS attributes say otherwise).
     pub guest_os: Option<String>,
+}
+
+/// Whose images a record's name must not repeat. MWS addresses an image by
+/// id or by name, so no two images one caller can read may share a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameScope {
+    /// Every image: what an administrator reads.
+    Everyone,
+    /// The public images and this user's own: what a user reads.
+    ReadableBy(i64),
+}
+
+impl NameScope {
+    /// The scope as the guard's three parameters bind it: whether there is
+    /// a guard, whether it spans every image, and whose own images it spans.
+    pub(super) fn binds(scope: Option<Self>) -> (bool, bool, Option<i64>) {
+        match scope {
+            Some(Self::Everyone) => (true, true, None),
+            Some(Self::ReadableBy(user_id)) => (true, false, Some(user_id)),
+            None => (false, false, None),
+        }
+    }
 }
 
 /// The ViCE columns of a record, ready to bind.
@@ -128,6 +151,9 @@ pub struct ProvisioningUpdate {
     /// The new links of a hypervisor image; `None` keeps the stored ones.
     pub virtualized: Option<Vec<i64>>,
     pub now: DateTime<Utc>,
+    /// For a rename: whose images the new name must not repeat. The change
+    /// does not apply if one of them has it (as if the version had moved).
+    pub unique_name: Option<NameScope>,
 }
 
 /// A change to what people call and read about a record (its page's edit form).
@@ -195,18 +221,31 @@ impl Db {
     }
 
     /// Inserts a record (and a hypervisor's links) and returns its id.
-    #[tracing::instrument(skip_all, err)]
     pub async fn insert_image(&self, new: &NewImage) -> Result<i64, sqlx::Error> {
+        // With no name rule the insert always yields its row.
+        self.insert_image_if_name_free(new, None)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)
+    }
+
+    /// Inserts a record (and a hypervisor's links) unless an image `unique`
+    /// reads already has its name; `None` then, and nothing is stored.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn insert_image_if_name_free(
+        &self,
+        new: &NewImage,
+        unique: Option<NameScope>,
+    ) -> Result<Option<i64>, sqlx::Error> {
         // On SQLite, committed with whatever other records are being
         // created now.
         if let Some(inserts) = &self.inserts {
-            if let Some(inserted) = inserts.insert(new.clone()).await {
+            if let Some(inserted) = inserts.insert(new.clone(), unique).await {
                 return inserted;
             }
             tracing::error!("the group writer is gone; the record is committed alone");
         }
         let mut tx = self.begin().await?;
-        let id = tx.insert_image(new).await?;
+        let id = tx.insert_image_if_name_free(new, unique).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -222,10 +261,16 @@ impl Db {
              hypervisor = $4, hypervisor_type = $5, supports_physical = $6, \
              supports_virtual = $7, template_name = $8, provisioning_type = $9, active = $10, \
              features = $11, extensions = $12, updated_at = $13, version = version + 1 \
-             WHERE id = $14 AND version = $15";
+             WHERE id = $14 AND version = $15 \
+             AND NOT EXISTS (SELECT 1 FROM images o WHERE $16 AND o.name = $1 AND o.id <> $14 \
+             AND ($17 OR o.public OR o.owner_id = $18))";
         let mws = ProvisioningColumns::of(Some(&update.spec));
+        let (guarded, everyone, reader) = NameScope::binds(update.unique_name);
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            if guarded {
+                tx.lock_name(&update.spec.name).await?;
+            }
             let changed = sqlx::query(UPDATE)
                 .bind(&update.spec.name)
                 .bind(&update.path)
@@ -242,6 +287,9 @@ impl Db {
                 .bind(update.now)
                 .bind(update.id)
                 .bind(update.expected_version)
+                .bind(guarded)
+                .bind(everyone)
+                .bind(reader)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();

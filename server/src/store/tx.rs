@@ -11,7 +11,7 @@ use app::model::InspectionAttributes;
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Sqlite, Transaction};
 
-use super::images::{NewImage, ProvisioningColumns, ViceColumns};
+use super::images::{NameScope, NewImage, ProvisioningColumns, ViceColumns};
 use super::{Db, Pool};
 
 /// An open transaction on either backend.
@@ -99,8 +99,26 @@ impl Tx {
     }
 
     /// Inserts a record (and a hypervisor's links) and returns its id.
-    #[tracing::instrument(skip_all, err)]
     pub async fn insert_image(&mut self, new: &NewImage) -> Result<i64, sqlx::Error> {
+        // With no name rule the insert always yields its row.
+        self.insert_image_if_name_free(new, None)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)
+    }
+
+    /// Inserts a record (and a hypervisor's links) unless an image `unique`
+    /// reads already has its name, in which case nothing is stored and the
+    /// answer is `None`. The check and the insert are one statement, and on
+    /// PostgreSQL they run under a lock on the name held until commit, so
+    /// two transactions cannot both find a name free and both take it.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn insert_image_if_name_free(
+        &mut self,
+        new: &NewImage,
+        unique: Option<NameScope>,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        // `INSERT … SELECT … WHERE NOT EXISTS` rather than `VALUES`, so that
+        // the name rule is part of the insert itself.
         const INSERT: &str = "INSERT INTO images (kind, name, label, folder, data_store, path, \
              public, owner_id, size, sha256, format, virtual_size, created_at, updated_at, \
              version, os_type, hypervisor, hypervisor_type, supports_physical, supports_virtual, \
@@ -108,16 +126,22 @@ impl Tx {
              vice_image_type, imported, origin_environment, environment_ref, specifics, \
              format_detail, volume_label, cpus, memory_mib, product, vendor, product_version, \
              networks) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, 0, \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, 0, \
              $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, \
-             $30, $31, $32, $33, $34, $35, $36, $37) \
+             $30, $31, $32, $33, $34, $35, $36, $37 \
+             WHERE NOT EXISTS (SELECT 1 FROM images o WHERE $38 AND o.name = $2 \
+             AND ($39 OR o.public OR o.owner_id = $40)) \
              RETURNING id";
         let mws = ProvisioningColumns::of(new.provisioning.as_ref());
         let vice = ViceColumns::of(new.vice.as_ref());
         let os_type = mws.os_type.clone().or_else(|| new.guest_os.clone());
         let found = &new.inspection;
         let networks = networks_json(&found.networks);
+        let (guarded, everyone, reader) = NameScope::binds(unique);
         with_tx!(self, tx => {
+            if guarded {
+                tx.lock_name(&new.name).await?;
+            }
             let id = sqlx::query_scalar::<_, i64>(INSERT)
                 .bind(new.kind)
                 .bind(&new.name)
@@ -156,8 +180,14 @@ impl Tx {
                 .bind(&found.vendor)
                 .bind(&found.product_version)
                 .bind(&networks)
-                .fetch_one(&mut **tx)
+                .bind(guarded)
+                .bind(everyone)
+                .bind(reader)
+                .fetch_optional(&mut **tx)
                 .await?;
+            let Some(id) = id else {
+                return Ok(None);
+            };
             for image_id in &new.virtualized {
                 sqlx::query("INSERT INTO image_virtualized (hypervisor_id, image_id) VALUES ($1, $2)")
                     .bind(id)
@@ -165,10 +195,41 @@ impl Tx {
                     .execute(&mut **tx)
                     .await?;
             }
-            Ok(id)
+            Ok(Some(id))
         })
     }
 }
+
+/// A transaction that can take the lock on an image name until it ends, so
+/// that writers checking the same name for a rule take turns.
+pub(super) trait LockName {
+    async fn lock_name(&mut self, name: &str) -> Result<(), sqlx::Error>;
+}
+
+impl LockName for Transaction<'static, Postgres> {
+    /// An advisory lock: a row lock cannot do it, as the row that would
+    /// conflict does not exist yet.
+    async fn lock_name(&mut self, name: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(IMAGE_NAME_LOCKS)
+            .bind(name)
+            .execute(&mut **self)
+            .await?;
+        Ok(())
+    }
+}
+
+impl LockName for Transaction<'static, Sqlite> {
+    /// None needed: SQLite has one writer, and a statement that checks and
+    /// writes holds the write lock throughout.
+    async fn lock_name(&mut self, _name: &str) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+}
+
+/// The first key of every image name's advisory lock, keeping them apart
+/// from any other advisory locks taken in the same database.
+const IMAGE_NAME_LOCKS: i32 = 0x6e61_6d65; // "name"
 
 /// New bytes of an existing record, and what inspecting them found.
 #[derive(Debug, Clone)]

@@ -14,7 +14,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::images::NewImage;
+use super::images::{NameScope, NewImage};
 use super::Pool;
 
 /// The most inserts one transaction takes.
@@ -29,10 +29,14 @@ pub(super) struct Inserts {
     queue: mpsc::Sender<Waiting>,
 }
 
-/// An insert and who waits for its id.
+/// What one insert answers: its id, or `None` when its name was taken.
+type Answer = Result<Option<i64>, sqlx::Error>;
+
+/// An insert, its name rule, and who waits for its id.
 struct Waiting {
     new: NewImage,
-    answer: oneshot::Sender<Result<i64, sqlx::Error>>,
+    unique: Option<NameScope>,
+    answer: oneshot::Sender<Answer>,
 }
 
 impl Inserts {
@@ -43,12 +47,19 @@ impl Inserts {
         Self { queue }
     }
 
-    /// Inserts a record (and a hypervisor's links) once its group is
-    /// committed, and answers its id; `None` if the writer is gone (it
-    /// panicked: the record was not stored, and the caller stores it alone).
-    pub(super) async fn insert(&self, new: NewImage) -> Option<Result<i64, sqlx::Error>> {
+    /// Inserts a record (and a hypervisor's links) unless an image `unique`
+    /// reads has its name, once its group is committed, and answers its id
+    /// (see [`super::Tx::insert_image_if_name_free`]); `None` if the writer
+    /// is gone (it panicked: the record was not stored, and the caller
+    /// stores it alone).
+    pub(super) async fn insert(&self, new: NewImage, unique: Option<NameScope>) -> Option<Answer> {
         let (answer, answered) = oneshot::channel();
-        self.queue.send(Waiting { new, answer }).await.ok()?;
+        let waiting = Waiting {
+            new,
+            unique,
+            answer,
+        };
+        self.queue.send(waiting).await.ok()?;
         // Every group's answers are sent after its commit, and nothing
         // between the two can panic: a dropped answer means no commit.
         answered.await.ok()
@@ -81,7 +92,7 @@ async fn write_groups(pool: Pool, mut waiting: mpsc::Receiver<Waiting>) {
             // with its own error.
             Err(Failed::Insert(sqlx::Error::Database(_))) => {
                 for one in group.drain(..) {
-                    let result = insert_alone(&pool, &one.new).await;
+                    let result = insert_alone(&pool, &one).await;
                     let _ = one.answer.send(result);
                 }
             }
@@ -114,22 +125,27 @@ enum Failed {
     Commit(sqlx::Error),
 }
 
-/// The group in one transaction: every id, or nothing stored.
-async fn insert_together(pool: &Pool, group: &[Waiting]) -> Result<Vec<i64>, Failed> {
+/// The group in one transaction: every id (`None` for a name taken, by an
+/// earlier record of the same group too), or nothing stored.
+async fn insert_together(pool: &Pool, group: &[Waiting]) -> Result<Vec<Option<i64>>, Failed> {
     let mut tx = pool.begin().await.map_err(Failed::Insert)?;
     let mut ids = Vec::with_capacity(group.len());
     for one in group {
         // Dropping `tx` on the way out rolls it back.
-        ids.push(tx.insert_image(&one.new).await.map_err(Failed::Insert)?);
+        let id = tx
+            .insert_image_if_name_free(&one.new, one.unique)
+            .await
+            .map_err(Failed::Insert)?;
+        ids.push(id);
     }
     tx.commit().await.map_err(Failed::Commit)?;
     Ok(ids)
 }
 
 /// One record in its own transaction.
-async fn insert_alone(pool: &Pool, new: &NewImage) -> Result<i64, sqlx::Error> {
+async fn insert_alone(pool: &Pool, one: &Waiting) -> Answer {
     let mut tx = pool.begin().await?;
-    let id = tx.insert_image(new).await?;
+    let id = tx.insert_image_if_name_free(&one.new, one.unique).await?;
     tx.commit().await?;
     Ok(id)
 }

@@ -373,6 +373,65 @@ async fn each_creation_rule_is_enforced_with_a_message(#[case] backend: Backend)
     assert_eq!(answer["name"], "renamed");
 }
 
+/// Creates of one name, and renames to it, all sent at once: the name is
+/// checked as the record is written, so exactly one of them gets it and
+/// every other hears 409. Another user's private image of that name is out
+/// of the caller's sight and does not stop them; an administrator, who reads
+/// both, cannot create a third.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_name_raced_for_is_taken_once(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("alice", "alice-password-1").await;
+    app.add_user("bob", "bob-password-1").await;
+    let alice = Mws::new(&app, "alice", "alice-password-1").await;
+    let bob = Mws::new(&app, "bob", "bob-password-1").await;
+    let admin = Mws::new(&app, "admin", ADMIN_PASSWORD).await;
+    let image = |name: &str| {
+        json!({"name": name, "osType": "linux", "hypervisor": false,
+            "supportsVirtualMachine": true})
+    };
+    let mut drafts = Vec::new();
+    for n in 0..8 {
+        let (status, body) = alice.post(&image(&format!("draft-{n}"))).await;
+        assert_eq!(status, 201, "{body}");
+        drafts.push(body["id"].as_str().unwrap().to_owned());
+    }
+    let (status, body) = bob.post(&image("raced-0")).await;
+    assert_eq!(status, 201, "bob's private image: {body}");
+
+    for round in 0..3 {
+        let name = format!("raced-{round}");
+        let created = image(&name);
+        let renamed = json!({ "name": name });
+        let creates = (0..16).map(|_| alice.post(&created));
+        let renames = drafts.iter().map(|key| alice.put(key, &renamed));
+        let (created, renamed) = tokio::join!(
+            futures_util::future::join_all(creates),
+            futures_util::future::join_all(renames)
+        );
+        let answers: Vec<_> = created.into_iter().chain(renamed).collect();
+        let won = answers
+            .iter()
+            .filter(|(status, _)| status.is_success())
+            .count();
+        assert_eq!(won, 1, "round {round}: {answers:?}");
+        for (status, body) in &answers {
+            if !status.is_success() {
+                assert_eq!(*status, 409, "round {round}: {body}");
+                assert!(messages(body).contains("already exists"), "{body}");
+            }
+        }
+        let names = alice.names(&[("max", "100")]).await;
+        let holders = names.iter().filter(|held| **held == name).count();
+        assert_eq!(holders, 1, "round {round}: alice reads {names:?}");
+    }
+    let (status, body) = admin.post(&image("raced-0")).await;
+    assert_eq!(status, 409, "the administrator reads both: {body}");
+}
+
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
