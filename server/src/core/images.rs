@@ -137,7 +137,11 @@ impl Core {
 
     /// Fills in which images each hypervisor image can run, for a whole page
     /// in one query, leaving out those the viewer may not read.
-    async fn attach_links(&self, viewer: &Viewer, images: &mut [Image]) -> Result<(), CoreError> {
+    pub(super) async fn attach_links(
+        &self,
+        viewer: &Viewer,
+        images: &mut [Image],
+    ) -> Result<(), CoreError> {
         let hypervisors: Vec<i64> = images
             .iter()
             .filter(|image| image.mws.hypervisor)

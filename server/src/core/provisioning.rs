@@ -159,13 +159,19 @@ impl Core {
         };
         // The name is checked as the record is written, in one statement, so
         // that two creates of one name at once cannot both find it free.
-        let id = self
+        let mut row = self
             .db
             .insert_image_if_name_free(&new, Some(name_scope(viewer)))
             .await
             .map_err(db_error)?
             .ok_or_else(|| name_taken(&new.name))?;
-        self.get_image(viewer, id).await
+        // The answer is the row as stored, not read back: its owner is the
+        // caller.
+        row.owner = Some(user.username.clone());
+        let mut image = Image::try_from(row)?;
+        self.attach_links(viewer, std::slice::from_mut(&mut image))
+            .await?;
+        Ok(image)
     }
 
     /// Lays `draft` over the image `key` and stores the result if it obeys

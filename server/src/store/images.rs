@@ -225,17 +225,20 @@ impl Db {
         // With no name rule the insert always yields its row.
         self.insert_image_if_name_free(new, None)
             .await?
+            .map(|row| row.id)
             .ok_or(sqlx::Error::RowNotFound)
     }
 
     /// Inserts a record (and a hypervisor's links) unless an image `unique`
-    /// reads already has its name; `None` then, and nothing is stored.
+    /// reads already has its name; `None` then, and nothing is stored. The
+    /// row is as stored, without the owner's name (see
+    /// [`super::Tx::insert_image_if_name_free`]).
     #[tracing::instrument(skip_all, err)]
     pub async fn insert_image_if_name_free(
         &self,
         new: &NewImage,
         unique: Option<NameScope>,
-    ) -> Result<Option<i64>, sqlx::Error> {
+    ) -> Result<Option<ImageRow>, sqlx::Error> {
         // On SQLite, committed with whatever other records are being
         // created now.
         if let Some(inserts) = &self.inserts {
@@ -245,9 +248,9 @@ impl Db {
             tracing::error!("the group writer is gone; the record is committed alone");
         }
         let mut tx = self.begin().await?;
-        let id = tx.insert_image_if_name_free(new, unique).await?;
+        let row = tx.insert_image_if_name_free(new, unique).await?;
         tx.commit().await?;
-        Ok(id)
+        Ok(row)
     }
 
     /// Applies a change if the record is still at the version it was

@@ -24,15 +24,34 @@ pub struct Sql {
     pub args: Vec<Arg>,
 }
 
+/// The columns of an image row ([`super::ImageRow`]), each after `$t` (the
+/// table's alias and a dot, or nothing), with `$owner` as the owner's name.
+macro_rules! image_columns {
+    ($t:literal, $owner:literal) => {
+        image_columns!(@ $t, $owner;
+            id kind name label folder data_store public owner_id;
+            created_at updated_at size sha256 format virtual_size version os_type hypervisor
+            hypervisor_type supports_physical supports_virtual template_name provisioning_type
+            active features extensions title vice_image_type imported origin_environment
+            environment_ref specifics format_detail volume_label cpus memory_mib product vendor
+            product_version networks description)
+    };
+    (@ $t:literal, $owner:literal; $($before:ident)*; $($after:ident)*) => {
+        concat!(
+            $($t, stringify!($before), ", ",)*
+            $owner, " AS owner"
+            $(, ", ", $t, stringify!($after))*
+        )
+    };
+}
+pub(super) use image_columns;
+
 /// The columns of an image row, with the owner's name joined in.
-pub const IMAGE_SELECT: &str = "SELECT i.id, i.kind, i.name, i.label, i.folder, i.data_store, \
-     i.public, i.owner_id, u.username AS owner, i.created_at, i.updated_at, i.size, i.sha256, \
-     i.format, i.virtual_size, i.version, i.os_type, i.hypervisor, i.hypervisor_type, \
-     i.supports_physical, i.supports_virtual, i.template_name, i.provisioning_type, i.active, \
-     i.features, i.extensions, i.title, i.vice_image_type, i.imported, i.origin_environment, \
-     i.environment_ref, i.specifics, i.format_detail, i.volume_label, i.cpus, i.memory_mib, \
-     i.product, i.vendor, i.product_version, i.networks, i.description \
-     FROM images i LEFT JOIN users u ON u.id = i.owner_id";
+pub const IMAGE_SELECT: &str = concat!(
+    "SELECT ",
+    image_columns!("i.", "u.username"),
+    " FROM images i LEFT JOIN users u ON u.id = i.owner_id"
+);
 
 /// The column behind each field.
 fn column(field: Field) -> &'static str {

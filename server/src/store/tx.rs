@@ -12,6 +12,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Sqlite, Transaction};
 
 use super::images::{NameScope, NewImage, ProvisioningColumns, ViceColumns};
+use super::rows::ImageRow;
+use super::sql::image_columns;
 use super::{Db, Pool};
 
 /// An open transaction on either backend.
@@ -103,6 +105,7 @@ impl Tx {
         // With no name rule the insert always yields its row.
         self.insert_image_if_name_free(new, None)
             .await?
+            .map(|row| row.id)
             .ok_or(sqlx::Error::RowNotFound)
     }
 
@@ -111,15 +114,20 @@ impl Tx {
     /// answer is `None`. The check and the insert are one statement, and on
     /// PostgreSQL they run under a lock on the name held until commit, so
     /// two transactions cannot both find a name free and both take it.
+    ///
+    /// The answer is the row as stored (its defaults, its timestamps as the
+    /// database keeps them), without the owner's name, which the caller
+    /// knows: it saves reading the record back.
     #[tracing::instrument(skip_all, err)]
     pub async fn insert_image_if_name_free(
         &mut self,
         new: &NewImage,
         unique: Option<NameScope>,
-    ) -> Result<Option<i64>, sqlx::Error> {
+    ) -> Result<Option<ImageRow>, sqlx::Error> {
         // `INSERT … SELECT … WHERE NOT EXISTS` rather than `VALUES`, so that
         // the name rule is part of the insert itself.
-        const INSERT: &str = "INSERT INTO images (kind, name, label, folder, data_store, path, \
+        const INSERT: &str = concat!(
+            "INSERT INTO images (kind, name, label, folder, data_store, path, \
              public, owner_id, size, sha256, format, virtual_size, created_at, updated_at, \
              version, os_type, hypervisor, hypervisor_type, supports_physical, supports_virtual, \
              template_name, provisioning_type, active, features, extensions, title, \
@@ -131,7 +139,10 @@ impl Tx {
              $30, $31, $32, $33, $34, $35, $36, $37 \
              WHERE NOT EXISTS (SELECT 1 FROM images o WHERE $38 AND o.name = $2 \
              AND ($39 OR o.public OR o.owner_id = $40)) \
-             RETURNING id";
+             RETURNING ",
+            // SQLite takes no table alias here.
+            image_columns!("", "CAST(NULL AS TEXT)")
+        );
         let mws = ProvisioningColumns::of(new.provisioning.as_ref());
         let vice = ViceColumns::of(new.vice.as_ref());
         let os_type = mws.os_type.clone().or_else(|| new.guest_os.clone());
@@ -142,7 +153,7 @@ impl Tx {
             if guarded {
                 tx.lock_name(&new.name).await?;
             }
-            let id = sqlx::query_scalar::<_, i64>(INSERT)
+            let row = sqlx::query_as::<_, ImageRow>(INSERT)
                 .bind(new.kind)
                 .bind(&new.name)
                 .bind(&new.label)
@@ -185,17 +196,17 @@ impl Tx {
                 .bind(reader)
                 .fetch_optional(&mut **tx)
                 .await?;
-            let Some(id) = id else {
+            let Some(row) = row else {
                 return Ok(None);
             };
             for image_id in &new.virtualized {
                 sqlx::query("INSERT INTO image_virtualized (hypervisor_id, image_id) VALUES ($1, $2)")
-                    .bind(id)
+                    .bind(row.id)
                     .bind(image_id)
                     .execute(&mut **tx)
                     .await?;
             }
-            Ok(Some(id))
+            Ok(Some(row))
         })
     }
 }

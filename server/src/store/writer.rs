@@ -15,6 +15,7 @@
 use tokio::sync::{mpsc, oneshot};
 
 use super::images::{NameScope, NewImage};
+use super::rows::ImageRow;
 use super::Pool;
 
 /// The most inserts one transaction takes.
@@ -29,8 +30,8 @@ pub(super) struct Inserts {
     queue: mpsc::Sender<Waiting>,
 }
 
-/// What one insert answers: its id, or `None` when its name was taken.
-type Answer = Result<Option<i64>, sqlx::Error>;
+/// What one insert answers: its row, or `None` when its name was taken.
+type Answer = Result<Option<ImageRow>, sqlx::Error>;
 
 /// An insert, its name rule, and who waits for its id.
 struct Waiting {
@@ -78,9 +79,9 @@ async fn write_groups(pool: Pool, mut waiting: mpsc::Receiver<Waiting>) {
         }
         let inserted = insert_together(&pool, &group).await;
         match inserted {
-            Ok(ids) => {
-                for (one, id) in group.drain(..).zip(ids) {
-                    let _ = one.answer.send(Ok(id));
+            Ok(rows) => {
+                for (one, row) in group.drain(..).zip(rows) {
+                    let _ = one.answer.send(Ok(row));
                 }
             }
             Err(Failed::Insert(error)) if group.len() == 1 => {
@@ -125,27 +126,27 @@ enum Failed {
     Commit(sqlx::Error),
 }
 
-/// The group in one transaction: every id (`None` for a name taken, by an
+/// The group in one transaction: every row (`None` for a name taken, by an
 /// earlier record of the same group too), or nothing stored.
-async fn insert_together(pool: &Pool, group: &[Waiting]) -> Result<Vec<Option<i64>>, Failed> {
+async fn insert_together(pool: &Pool, group: &[Waiting]) -> Result<Vec<Option<ImageRow>>, Failed> {
     let mut tx = pool.begin().await.map_err(Failed::Insert)?;
-    let mut ids = Vec::with_capacity(group.len());
+    let mut rows = Vec::with_capacity(group.len());
     for one in group {
         // Dropping `tx` on the way out rolls it back.
-        let id = tx
+        let row = tx
             .insert_image_if_name_free(&one.new, one.unique)
             .await
             .map_err(Failed::Insert)?;
-        ids.push(id);
+        rows.push(row);
     }
     tx.commit().await.map_err(Failed::Commit)?;
-    Ok(ids)
+    Ok(rows)
 }
 
 /// One record in its own transaction.
 async fn insert_alone(pool: &Pool, one: &Waiting) -> Answer {
     let mut tx = pool.begin().await?;
-    let id = tx.insert_image_if_name_free(&one.new, one.unique).await?;
+    let row = tx.insert_image_if_name_free(&one.new, one.unique).await?;
     tx.commit().await?;
-    Ok(id)
+    Ok(row)
 }

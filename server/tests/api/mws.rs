@@ -183,6 +183,9 @@ async fn every_seed_example_is_accepted_and_reads_back_as_documented(#[case] bac
         json!([{"id": basic_id, "name": "centos5-stateful"},
                {"id": vm_id, "name": "centos5-compute-stateful"}])
     );
+    // A create answers the record as stored, links and all: a read agrees.
+    let (status, read) = mws.image(created["id"].as_str().unwrap()).await;
+    assert_eq!((status, read), (StatusCode::OK, created.clone()));
 
     // The DELETE example answers {}; the hypervisor no longer lists the image.
     let (status, deleted) = mws.delete("centos5-compute-stateful").await;
