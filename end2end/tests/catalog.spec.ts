@@ -1,6 +1,6 @@
 import { test, expect } from '@playwright/test';
 import { randomBytes } from 'node:crypto';
-import { scrollsSideways, signIn, uploadAsAdmin, watchForErrors } from './helpers';
+import { hydrated, scrollsSideways, signIn, uploadAsAdmin, watchForErrors } from './helpers';
 
 test('search, filter, sort by a heading both ways and page through the catalog', async ({ page, request }, testInfo) => {
   const errors = watchForErrors(page);
@@ -15,6 +15,7 @@ test('search, filter, sort by a heading both ways and page through the catalog',
 
   await signIn(page);
   await page.goto('/');
+  if (withScript) await hydrated(page);
   // A mark that a full page load would wipe out.
   await page.evaluate(() => ((window as any).depotNoReload = true));
   const filters = page.getByRole('form', { name: 'Search and filters' });

@@ -12,6 +12,12 @@ export function watchForErrors(page: Page): string[] {
   return errors;
 }
 
+/// Waits until the page's script has taken over, in the project with
+/// JavaScript: a click before then is the plain form's, not the page's.
+export async function hydrated(page: Page) {
+  await page.locator('html[data-hydrated]').waitFor({ state: 'attached' });
+}
+
 export async function signIn(page: Page) {
   await page.goto('/login');
   await page.getByLabel('Username').fill('admin');

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { signIn, watchForErrors } from './helpers';
+import { hydrated, signIn, watchForErrors } from './helpers';
 
 // A disk image made by qemu-img (scripts/setup.sh installs it).
 function qemuImage(options: string[]): Buffer {
@@ -12,8 +12,9 @@ function qemuImage(options: string[]): Buffer {
   return readFileSync(file);
 }
 
-async function upload(page: import('@playwright/test').Page, name: string, buffer: Buffer) {
+async function upload(page: import('@playwright/test').Page, name: string, buffer: Buffer, withScript: boolean) {
   await page.goto('/upload');
+  if (withScript) await hydrated(page);
   await page.getByLabel(/^Files/).setInputFiles({ name, mimeType: 'application/octet-stream', buffer });
   await page.getByRole('button', { name: 'Upload' }).click();
 }
@@ -25,7 +26,7 @@ test('an uploaded disk shows what inspection found, and an unsafe one is refused
   const name = `e2e-${stamp}.qcow2`;
 
   await signIn(page);
-  await upload(page, name, qemuImage([]));
+  await upload(page, name, qemuImage([]), withScript);
   if (withScript) {
     await page.getByRole('link', { name: 'Done: view image' }).click();
   }
@@ -37,7 +38,7 @@ test('an uploaded disk shows what inspection found, and an unsafe one is refused
   expect(errors).toEqual([]);
 
   // A qcow2 that names a backing file is refused, and the page says why.
-  await upload(page, `e2e-${stamp}-backed.qcow2`, qemuImage(['-b', '/etc/hostname', '-F', 'raw']));
+  await upload(page, `e2e-${stamp}-backed.qcow2`, qemuImage(['-b', '/etc/hostname', '-F', 'raw']), withScript);
   if (withScript) {
     await expect(page.getByRole('alert')).toContainText('backing file');
   } else {

@@ -1,7 +1,7 @@
 import { test, expect, type Page, type Route } from '@playwright/test';
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
-import { signIn, watchForErrors } from './helpers';
+import { hydrated, signIn, watchForErrors } from './helpers';
 
 // Large files go over tus in 32 MiB requests; 40 MiB is two of them.
 const CHUNK = 32 * 1024 * 1024;
@@ -45,6 +45,7 @@ test('a large upload goes on after the page is reloaded and the file picked agai
 
   await signIn(page);
   await page.goto('/upload');
+  await hydrated(page);
   await holdAfterFirstChunk(page);
   const firstChunk = page.waitForResponse(
     (response) => response.request().method() === 'PATCH' && response.status() === 204,
@@ -55,6 +56,7 @@ test('a large upload goes on after the page is reloaded and the file picked agai
   // The page goes away mid-upload; the same file, picked again, goes on.
   await page.unroute('**/api/uploads/*');
   await page.reload();
+  await hydrated(page);
   // The page asks the server where the upload stands and sends from there.
   const offsets: number[] = [];
   const kept: number[] = [];
@@ -86,6 +88,7 @@ test('a large upload pauses, resumes, and gets over a dropped connection', async
 
   await signIn(page);
   await page.goto('/upload');
+  await hydrated(page);
   // The first try of the first chunk is cut off and the page tries again;
   // the second chunk is held until the upload is paused.
   let patches = 0;

@@ -1,7 +1,7 @@
 import { test, expect } from '@playwright/test';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { signIn, watchForErrors } from './helpers';
+import { hydrated, signIn, watchForErrors } from './helpers';
 
 test('sign in, upload a file, find it in the catalog and download the same bytes', async ({ page }, testInfo) => {
   const errors = watchForErrors(page);
@@ -12,6 +12,7 @@ test('sign in, upload a file, find it in the catalog and download the same bytes
 
   await signIn(page);
   await page.goto('/upload');
+  if (withScript) await hydrated(page);
   await page.getByLabel('Label').fill('uploaded by the browser test');
   await page.getByLabel(/^Files/).setInputFiles({ name, mimeType: 'application/octet-stream', buffer: bytes });
   await page.getByRole('button', { name: 'Upload' }).click();
@@ -70,6 +71,7 @@ test('several files at once: a row each, a refused one says why in place, a slow
   const slow = `slow-${stamp}.img`;
   await signIn(page);
   await page.goto('/upload');
+  await hydrated(page);
   // A slow uplink, so that the big file is still on its way when cancelled.
   const cdp = await page.context().newCDPSession(page);
   await cdp.send('Network.enable');
@@ -109,6 +111,7 @@ test('files dropped on the drop zone are uploaded at once, each in its own row',
   const stamp = `${Date.now()}`;
   await signIn(page);
   await page.goto('/upload');
+  await hydrated(page);
   // What the browser hands the page when a person drops two files on it.
   const dropped = await page.evaluateHandle((stamp) => {
     const data = new DataTransfer();
