@@ -11,7 +11,9 @@
 //!   an integer names no image, so a query on it matches nothing;
 //! - `PUT` changes only the fields it carries (send `null` to clear
 //!   `templateName` or `hypervisorType`), then checks every rule of `POST`;
-//! - a name already used by an image the caller can read is a 409;
+//! - a name already used by an image the caller can read is a 409, checked
+//!   as the record is written, so of two creates (or renames) of one name at
+//!   once only one lands, on any number of servers;
 //! - `max` defaults to, and is capped at, 1000 results;
 //! - a path under `/mws` that names no resource is a 404 (any method);
 //! - `$regex` takes the syntax common to Rust's `regex` crate and PostgreSQL
