@@ -60,6 +60,11 @@ impl NameScope {
     }
 }
 
+/// The id of a record inserted with no name rule, which always yields its row.
+pub(super) fn inserted_id(row: Option<ImageRow>) -> Result<i64, sqlx::Error> {
+    row.map(|row| row.id).ok_or(sqlx::Error::RowNotFound)
+}
+
 /// The ViCE columns of a record, ready to bind.
 pub(super) struct ViceColumns {
     pub(super) title: Option<String>,
@@ -222,11 +227,7 @@ impl Db {
 
     /// Inserts a record (and a hypervisor's links) and returns its id.
     pub async fn insert_image(&self, new: &NewImage) -> Result<i64, sqlx::Error> {
-        // With no name rule the insert always yields its row.
-        self.insert_image_if_name_free(new, None)
-            .await?
-            .map(|row| row.id)
-            .ok_or(sqlx::Error::RowNotFound)
+        inserted_id(self.insert_image_if_name_free(new, None).await?)
     }
 
     /// Inserts a record (and a hypervisor's links) unless an image `unique`

@@ -11,7 +11,7 @@ use app::model::InspectionAttributes;
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Sqlite, Transaction};
 
-use super::images::{NameScope, NewImage, ProvisioningColumns, ViceColumns};
+use super::images::{inserted_id, NameScope, NewImage, ProvisioningColumns, ViceColumns};
 use super::rows::ImageRow;
 use super::sql::image_columns;
 use super::{Db, Pool};
@@ -102,11 +102,7 @@ impl Tx {
 
     /// Inserts a record (and a hypervisor's links) and returns its id.
     pub async fn insert_image(&mut self, new: &NewImage) -> Result<i64, sqlx::Error> {
-        // With no name rule the insert always yields its row.
-        self.insert_image_if_name_free(new, None)
-            .await?
-            .map(|row| row.id)
-            .ok_or(sqlx::Error::RowNotFound)
+        inserted_id(self.insert_image_if_name_free(new, None).await?)
     }
 
     /// Inserts a record (and a hypervisor's links) unless an image `unique`
