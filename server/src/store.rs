@@ -124,9 +124,15 @@ impl Db {
     pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             // No statement may hold a connection (and its locks) for long,
-            // whatever a request asked for.
-            let options = PgConnectOptions::from_str(url)?
-                .options([("statement_timeout", STATEMENT_TIMEOUT)]);
+            // whatever a request asked for. Every transaction reads what was
+            // committed before each of its statements, whatever the database's
+            // default: a check made after taking a lock (an image name's, a
+            // quota's) must see the writes of whoever held it before.
+            let options = PgConnectOptions::from_str(url)?.options([
+                ("statement_timeout", STATEMENT_TIMEOUT),
+                // The startup options split on spaces unless escaped.
+                ("default_transaction_isolation", "read\\ committed"),
+            ]);
             let pool = PgPoolOptions::new()
                 .max_connections(32)
                 .acquire_timeout(Duration::from_secs(10))

@@ -110,9 +110,10 @@ impl Core {
         Ok(ids)
     }
 
-    /// Refuses a name another readable image already has. The store checks
-    /// again as it writes (see [`name_scope`]); this check names the image
-    /// in the way before any work is done.
+    /// Refuses a name another readable image already has, before a rename
+    /// is worked out. The store checks again as it writes (see
+    /// [`name_scope`]), which is what holds against a create or rename
+    /// landing meanwhile; a create relies on that check alone.
     async fn check_name_free(
         &self,
         viewer: &Viewer,

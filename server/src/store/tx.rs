@@ -136,7 +136,7 @@ impl Tx {
              WHERE NOT EXISTS (SELECT 1 FROM images o WHERE $38 AND o.name = $2 \
              AND ($39 OR o.public OR o.owner_id = $40)) \
              RETURNING ",
-            // SQLite takes no table alias here.
+            // Bare column names: SQLite's RETURNING takes no table alias.
             image_columns!("", "CAST(NULL AS TEXT)")
         );
         let mws = ProvisioningColumns::of(new.provisioning.as_ref());

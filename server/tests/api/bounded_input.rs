@@ -302,3 +302,40 @@ async fn postgres_statements_carry_a_timeout() {
         "{error}"
     );
 }
+
+/// A database whose default isolation is stricter still gives Depot's
+/// connections READ COMMITTED, which the name and quota rules rely on: a
+/// check made after taking a lock sees the writes of whoever held it.
+#[tokio::test]
+async fn postgres_sessions_read_committed_whatever_the_database_default() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let depot_server::store::Pool::Postgres(pool) = app.core.db().pool() else {
+        panic!("not a PostgreSQL pool");
+    };
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "ALTER DATABASE \"{database}\" SET default_transaction_isolation = 'repeatable read'"
+    ))
+    .execute(pool)
+    .await
+    .unwrap();
+    let url = app.database_url().unwrap();
+    let plain = sqlx::PgPool::connect(url).await.unwrap();
+    let default: String = sqlx::query_scalar("SHOW default_transaction_isolation")
+        .fetch_one(&plain)
+        .await
+        .unwrap();
+    assert_eq!(default, "repeatable read", "the database's own default");
+    let db = depot_server::store::Db::connect(url).await.unwrap();
+    let depot_server::store::Pool::Postgres(depot) = db.pool() else {
+        panic!("not a PostgreSQL pool");
+    };
+    let isolation: String = sqlx::query_scalar("SHOW transaction_isolation")
+        .fetch_one(depot)
+        .await
+        .unwrap();
+    assert_eq!(isolation, "read committed");
+}
