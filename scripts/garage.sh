@@ -42,10 +42,19 @@ EOF
 
 garage_cli() { garage -c "$garage_dir/garage.toml" "$@"; }
 
-garage_cli server >"$garage_dir/server.log" 2>&1 &
+# Started directly, not through garage_cli: a function run in the background
+# is a subshell, whose pid `$!` would be, and killing that left Garage running.
+garage -c "$garage_dir/garage.toml" server >"$garage_dir/server.log" 2>&1 &
 garage_pid=$!
 garage_stop() {
   kill "$garage_pid" 2>/dev/null || true
+  # Given five seconds to stop, then killed: a stop that hangs would hold
+  # the run that sourced this until its own limit.
+  for _ in $(seq 1 50); do
+    kill -0 "$garage_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -9 "$garage_pid" 2>/dev/null || true
   wait "$garage_pid" 2>/dev/null || true
   rm -rf "$garage_dir"
 }
