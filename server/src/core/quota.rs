@@ -118,11 +118,8 @@ impl Core {
     /// whose listing began before the move still counts it (and it expires
     /// shortly after).
     async fn release_into_store(&self, user_id: i64, id: i64) -> Result<(), sqlx::Error> {
-        let expires_ms = Utc::now()
-            .timestamp_millis()
-            .saturating_add(MOVED_RESERVATION_TTL.as_millis() as i64);
         self.db
-            .move_reservation_into_store(user_id, id, expires_ms)
+            .move_reservation_into_store(user_id, id, moved_reservation_expiry_ms())
             .await
     }
 
@@ -333,10 +330,9 @@ impl Drop for StoreWrite {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(async move {
                     if placing {
-                        let expires_ms = Utc::now()
-                            .timestamp_millis()
-                            .saturating_add(MOVED_RESERVATION_TTL.as_millis() as i64);
-                        core.db.hold_reservation(id, expires_ms).await
+                        core.db
+                            .hold_reservation(id, moved_reservation_expiry_ms())
+                            .await
                     } else {
                         core.release_into_store(user_id, id).await
                     }
@@ -346,8 +342,16 @@ impl Drop for StoreWrite {
     }
 }
 
-/// The database failed while counting a quota.
+/// When a reservation moved into the store (or held for a write that may
+/// still place its file) stops counting.
+fn moved_reservation_expiry_ms() -> i64 {
+    Utc::now()
+        .timestamp_millis()
+        .saturating_add(MOVED_RESERVATION_TTL.as_millis() as i64)
+}
+
+/// The database failed while counting, granting or moving quota.
 fn quota_db_failed(error: sqlx::Error) -> IngestError {
-    tracing::error!(%error, "cannot reserve quota");
+    tracing::error!(%error, "cannot keep the quota's books");
     IngestError::Io(std::io::Error::other("the database failed"))
 }

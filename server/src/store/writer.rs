@@ -33,7 +33,7 @@ pub(super) struct Inserts {
 /// What one insert answers: its row, or `None` when its name was taken.
 type Answer = Result<Option<ImageRow>, sqlx::Error>;
 
-/// An insert, its name rule, and who waits for its id.
+/// An insert, its name rule, and who waits for its row.
 struct Waiting {
     new: NewImage,
     unique: Option<NameScope>,
@@ -49,7 +49,7 @@ impl Inserts {
     }
 
     /// Inserts a record (and a hypervisor's links) unless an image `unique`
-    /// reads has its name, once its group is committed, and answers its id
+    /// reads has its name, once its group is committed, and answers its row
     /// (see [`super::Tx::insert_image_if_name_free`]); `None` if the writer
     /// is gone (it panicked: the record was not stored, and the caller
     /// stores it alone).

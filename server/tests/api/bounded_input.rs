@@ -283,9 +283,7 @@ async fn names_with_bidirectional_controls_are_refused(#[case] backend: Backend)
 #[tokio::test]
 async fn postgres_statements_carry_a_timeout() {
     let app = TestApp::spawn(Backend::Postgres).await;
-    let depot_server::store::Pool::Postgres(pool) = app.core.db().pool() else {
-        panic!("not a PostgreSQL pool");
-    };
+    let pool = postgres_pool(app.core.db());
     let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
         .fetch_one(pool)
         .await
@@ -309,9 +307,7 @@ async fn postgres_statements_carry_a_timeout() {
 #[tokio::test]
 async fn postgres_sessions_read_committed_whatever_the_database_default() {
     let app = TestApp::spawn(Backend::Postgres).await;
-    let depot_server::store::Pool::Postgres(pool) = app.core.db().pool() else {
-        panic!("not a PostgreSQL pool");
-    };
+    let pool = postgres_pool(app.core.db());
     let database: String = sqlx::query_scalar("SELECT current_database()")
         .fetch_one(pool)
         .await
@@ -330,12 +326,18 @@ async fn postgres_sessions_read_committed_whatever_the_database_default() {
         .unwrap();
     assert_eq!(default, "repeatable read", "the database's own default");
     let db = depot_server::store::Db::connect(url).await.unwrap();
-    let depot_server::store::Pool::Postgres(depot) = db.pool() else {
-        panic!("not a PostgreSQL pool");
-    };
+    let depot = postgres_pool(&db);
     let isolation: String = sqlx::query_scalar("SHOW transaction_isolation")
         .fetch_one(depot)
         .await
         .unwrap();
     assert_eq!(isolation, "read committed");
+}
+
+/// The PostgreSQL pool of a database the test knows is on PostgreSQL.
+fn postgres_pool(db: &depot_server::store::Db) -> &sqlx::PgPool {
+    match db.pool() {
+        depot_server::store::Pool::Postgres(pool) => pool,
+        depot_server::store::Pool::Sqlite(_) => panic!("not a PostgreSQL pool"),
+    }
 }
