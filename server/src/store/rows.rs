@@ -8,7 +8,7 @@ use app::model::{
 use chrono::{DateTime, Utc};
 
 /// One row of [`super::sql::IMAGE_SELECT`].
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct ImageRow {
     pub id: i64,
     pub kind: String,
@@ -53,6 +53,32 @@ pub struct ImageRow {
     /// JSON list of network names.
     pub networks: Option<String>,
 }
+
+/// Decodes an image row by position, in the order of
+/// [`super::sql::image_column_names`]: a catalog page decodes thousands of
+/// values, and looking each one up by name was 6% of its instructions.
+macro_rules! image_row_by_position {
+    ($row:ty; $($before:ident)*; $($after:ident)*) => {
+        impl<'r> sqlx::FromRow<'r, $row> for ImageRow {
+            fn from_row(row: &'r $row) -> Result<Self, sqlx::Error> {
+                use sqlx::Row;
+                let mut column = 0;
+                let mut next = || {
+                    column += 1;
+                    column - 1
+                };
+                // A struct's fields are evaluated in the order written.
+                Ok(Self {
+                    $($before: row.try_get(next())?,)*
+                    owner: row.try_get(next())?,
+                    $($after: row.try_get(next())?,)*
+                })
+            }
+        }
+    };
+}
+super::sql::image_column_names!(image_row_by_position!(sqlx::sqlite::SqliteRow));
+super::sql::image_column_names!(image_row_by_position!(sqlx::postgres::PgRow));
 
 /// A stored value the code cannot read: a bug or a hand-edited database.
 fn corrupt(what: &str, id: i64) -> CoreError {

@@ -24,17 +24,30 @@ pub struct Sql {
     pub args: Vec<Arg>,
 }
 
-/// The columns of an image row ([`super::ImageRow`]), each after `$t` (the
-/// table's alias and a dot, or nothing), with `$owner` as the owner's name.
-macro_rules! image_columns {
-    ($t:literal, $owner:literal) => {
-        image_columns!(@ $t, $owner;
+/// Calls `$then!($($arg)*; before; after)` with the columns of an image row
+/// ([`super::ImageRow`]) in the order of every image statement: those before
+/// the owner's name, then those after it. The one list of them: the
+/// statements' text and the row's decoding (by position) both come from it.
+macro_rules! image_column_names {
+    ($then:ident!($($arg:tt)*)) => {
+        $then! {
+            $($arg)*;
             id kind name label folder data_store public owner_id;
             created_at updated_at size sha256 format virtual_size version os_type hypervisor
             hypervisor_type supports_physical supports_virtual template_name provisioning_type
             active features extensions title vice_image_type imported origin_environment
             environment_ref specifics format_detail volume_label cpus memory_mib product vendor
-            product_version networks description)
+            product_version networks description
+        }
+    };
+}
+pub(super) use image_column_names;
+
+/// The columns of an image row, each after `$t` (the table's alias and a
+/// dot, or nothing), with `$owner` as the owner's name.
+macro_rules! image_columns {
+    ($t:literal, $owner:literal) => {
+        $crate::store::sql::image_column_names!(image_columns!(@ $t, $owner))
     };
     (@ $t:literal, $owner:literal; $($before:ident)*; $($after:ident)*) => {
         concat!(
