@@ -12,6 +12,16 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/depot/target}"
 # where a run's minutes go.
 step() { printf '\n==> [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2; }
 
+# cargo-leptos builds the server with this environment; giving cargo test,
+# clippy and bench the same one lets them reuse its compiled artifacts (leptos
+# reads LEPTOS_OUTPUT_NAME at compile time, and RUSTFLAGS is part of every
+# hash: a `cargo bench` without it rebuilt the whole release tree). Not
+# exported: cargo-leptos appends its own RUSTFLAGS to an inherited one.
+as_cargo_leptos=(env RUSTFLAGS="--cfg erase_components"
+  LEPTOS_OUTPUT_NAME=depot LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG_DIR=pkg
+  LEPTOS_SITE_ADDR=127.0.0.1:3000 LEPTOS_RELOAD_PORT=3001 LEPTOS_LIB_DIR=frontend
+  LEPTOS_BIN_DIR=server LEPTOS_HASH_FILES=false LEPTOS_JS_MINIFY=false)
+
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   step "adding the wasm32 target"
   rustup target add wasm32-unknown-unknown

@@ -6,15 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
-# cargo-leptos builds the server with this environment; giving cargo test and
-# clippy the same one lets them reuse its compiled artifacts (leptos reads
-# LEPTOS_OUTPUT_NAME at compile time, and RUSTFLAGS is part of every hash).
-# Not exported: cargo-leptos appends its own RUSTFLAGS to an inherited one.
-as_cargo_leptos=(env RUSTFLAGS="--cfg erase_components"
-  LEPTOS_OUTPUT_NAME=depot LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG_DIR=pkg
-  LEPTOS_SITE_ADDR=127.0.0.1:3000 LEPTOS_RELOAD_PORT=3001 LEPTOS_LIB_DIR=frontend
-  LEPTOS_BIN_DIR=server LEPTOS_HASH_FILES=false LEPTOS_JS_MINIFY=false)
-
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
