@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Depot needs, each tool only when it is
 # missing or at the wrong version, so a warm machine spends seconds here.
-# Sourced by scripts/run.sh and scripts/test.sh; safe to run on its own.
+# Sourced by the other scripts (run, test, bench, fuzz); safe to run on its own.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -16,7 +16,8 @@ step() { printf '\n==> [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"
 # clippy and bench the same one lets them reuse its compiled artifacts (leptos
 # reads LEPTOS_OUTPUT_NAME at compile time, and RUSTFLAGS is part of every
 # hash: a `cargo bench` without it rebuilt the whole release tree). Not
-# exported: cargo-leptos appends its own RUSTFLAGS to an inherited one.
+# exported: cargo-leptos appends its own RUSTFLAGS to an inherited one. The
+# values are those of `[[workspace.metadata.leptos]]` in Cargo.toml.
 as_cargo_leptos=(env RUSTFLAGS="--cfg erase_components"
   LEPTOS_OUTPUT_NAME=depot LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG_DIR=pkg
   LEPTOS_SITE_ADDR=127.0.0.1:3000 LEPTOS_RELOAD_PORT=3001 LEPTOS_LIB_DIR=frontend

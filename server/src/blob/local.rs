@@ -327,9 +327,12 @@ impl Blob for LocalBlob {
 /// when the stream is dropped (the client went away).
 fn read_range(file: std::fs::File, start: u64, count: u64) -> ByteStream {
     let file = std::sync::Arc::new(file);
-    // Only a hint: a larger read-ahead window for this range.
-    let range = std::num::NonZeroU64::new(count);
-    let _ = rustix::fs::fadvise(&*file, start, range, rustix::fs::Advice::Sequential);
+    if count > (READ_AHEAD * READ_CHUNK) as u64 {
+        // Only a hint, for this download's own open file: a larger
+        // read-ahead window (Linux applies it to the whole file).
+        let range = std::num::NonZeroU64::new(count);
+        let _ = rustix::fs::fadvise(&*file, start, range, rustix::fs::Advice::Sequential);
+    }
     let buffers = Buffers::default();
     let chunks = (0..count.div_ceil(READ_CHUNK as u64)).map(move |index| {
         let offset = start + index * READ_CHUNK as u64;
@@ -343,7 +346,7 @@ fn read_range(file: std::fs::File, start: u64, count: u64) -> ByteStream {
             let (file, buffers) = (file.clone(), buffers.clone());
             async move {
                 tokio::task::spawn_blocking(move || {
-                    let buffer = read_chunk(&file, offset, size, buffers.take())?;
+                    let buffer = read_chunk(&file, offset, size, buffers.take(size))?;
                     Ok(Bytes::from_owner(Reused { buffer, buffers }))
                 })
                 .await
@@ -354,9 +357,9 @@ fn read_range(file: std::fs::File, start: u64, count: u64) -> ByteStream {
         .boxed()
 }
 
-/// Fills `buffer` (cleared, its capacity at least [`READ_CHUNK`]) with the
-/// `size` bytes of `file` at `offset`, without zeroing it first; a file that
-/// ends before them is an error, never a short chunk.
+/// Fills `buffer` (empty, its capacity `size`: a read fills all of it and
+/// no more) with the `size` bytes of `file` at `offset`, without zeroing it
+/// first; a file that ends before them is an error, never a short chunk.
 fn read_chunk(
     file: &std::fs::File,
     offset: u64,
@@ -369,14 +372,14 @@ fn read_chunk(
             Ok(0) => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
-                    "the blob's file is shorter than its record",
+                    "the file ended before the range asked for",
                 ))
             }
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(error) => return Err(error.into()),
         }
     }
-    // The buffer may hold bytes past the range: not theirs to send.
+    // Never bytes past the range, whatever the buffer could hold.
     buffer.truncate(size);
     Ok(buffer)
 }
@@ -386,16 +389,24 @@ fn read_chunk(
 struct Buffers(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
 
 impl Buffers {
-    fn take(&self) -> Vec<u8> {
-        let spare = self.0.lock().ok().and_then(|mut spare| spare.pop());
-        spare.unwrap_or_else(|| Vec::with_capacity(READ_CHUNK))
+    /// An empty buffer whose capacity is `size`: a whole chunk's comes from
+    /// those handed back; the last, shorter chunk of a range gets one of its
+    /// own size, so that no read goes past the range.
+    fn take(&self, size: usize) -> Vec<u8> {
+        let spare = (size == READ_CHUNK)
+            .then(|| self.0.lock().ok().and_then(|mut spare| spare.pop()))
+            .flatten();
+        spare.unwrap_or_else(|| Vec::with_capacity(size))
     }
 
     fn give(&self, mut buffer: Vec<u8>) {
+        if buffer.capacity() != READ_CHUNK {
+            return;
+        }
         buffer.clear();
         if let Ok(mut spare) = self.0.lock() {
             // As many as can be in flight; more would only hold memory.
-            if spare.len() <= READ_AHEAD {
+            if spare.len() < READ_AHEAD {
                 spare.push(buffer);
             }
         }
@@ -725,7 +736,7 @@ mod tests {
     /// A file cut short under an open download ends it with an error, so
     /// the client sees a broken transfer, not a short file that looks whole.
     #[tokio::test]
-    async fn a_file_shorter_than_its_record_is_an_error() {
+    async fn a_file_cut_short_under_a_download_is_an_error() {
         let folder = tempfile::tempdir().unwrap();
         let path = folder.path().join("blob");
         std::fs::write(&path, vec![7u8; READ_CHUNK * 3]).unwrap();

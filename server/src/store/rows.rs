@@ -61,17 +61,22 @@ macro_rules! image_row_by_position {
     ($row:ty; $($before:ident)*; $($after:ident)*) => {
         impl<'r> sqlx::FromRow<'r, $row> for ImageRow {
             fn from_row(row: &'r $row) -> Result<Self, sqlx::Error> {
-                use sqlx::Row;
+                use sqlx::{Column, Row};
                 let mut column = 0;
-                let mut next = || {
+                let mut next = |name: &str| {
+                    // Every test's statement is checked against the list.
+                    debug_assert!(
+                        row.try_column(column).is_ok_and(|found| found.name() == name),
+                        "column {column} of an image row is not {name}"
+                    );
                     column += 1;
                     column - 1
                 };
                 // A struct's fields are evaluated in the order written.
                 Ok(Self {
-                    $($before: row.try_get(next())?,)*
-                    owner: row.try_get(next())?,
-                    $($after: row.try_get(next())?,)*
+                    $($before: row.try_get(next(stringify!($before)))?,)*
+                    owner: row.try_get(next("owner"))?,
+                    $($after: row.try_get(next(stringify!($after)))?,)*
                 })
             }
         }
