@@ -13,21 +13,18 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 
 use super::{
     is_sha256, is_upload_name, not_found, Area, Backend, Blob, ByteStream, Part, PartWriting,
     StagedBytes, Staging, WrittenPart,
 };
 
+mod reading;
+
+use reading::LocalBlob;
+
 /// Chunks in flight between the request and the writer thread.
 const QUEUE_DEPTH: usize = 8;
-
-/// Read size for downloads: large enough to keep the socket busy.
-const READ_CHUNK: usize = 256 * 1024;
-
-/// Chunks of a download read ahead of the socket.
-const READ_AHEAD: usize = 2;
 
 #[derive(Debug, Clone)]
 pub struct LocalBlobs {
@@ -288,149 +285,6 @@ impl StagedBytes for LocalUploadStaged {
     }
 }
 
-/// An open blob file.
-struct LocalBlob {
-    file: std::fs::File,
-    length: u64,
-}
-
-impl LocalBlob {
-    async fn open(path: PathBuf) -> std::io::Result<Self> {
-        tokio::task::spawn_blocking(move || {
-            let file = std::fs::File::open(path)?;
-            let length = file.metadata()?.len();
-            Ok(Self { file, length })
-        })
-        .await
-        .map_err(lost)?
-    }
-}
-
-#[async_trait::async_trait]
-impl Blob for LocalBlob {
-    fn size(&self) -> u64 {
-        self.length
-    }
-
-    async fn read(self: Box<Self>, start: u64, count: u64) -> std::io::Result<ByteStream> {
-        Ok(read_range(self.file, start, count))
-    }
-}
-
-/// Streams `count` bytes of `file` from `start`, up to [`READ_AHEAD`]
-/// chunks read ahead of the socket, so the disk and the network work side
-/// by side. Each chunk is read straight into the buffer that is sent (tokio's
-/// file would read into a buffer of its own and copy out of it), and the
-/// buffers are reused once sent: a fresh one per chunk costs the kernel's
-/// zeroing of its pages, more than the read itself. No thread is held while
-/// the client is slow to take the bytes, only for each read; the reads stop
-/// when the stream is dropped (the client went away).
-fn read_range(file: std::fs::File, start: u64, count: u64) -> ByteStream {
-    let file = std::sync::Arc::new(file);
-    if count > (READ_AHEAD * READ_CHUNK) as u64 {
-        // Only a hint, for this download's own open file: a larger
-        // read-ahead window (Linux applies it to the whole file).
-        let range = std::num::NonZeroU64::new(count);
-        let _ = rustix::fs::fadvise(&*file, start, range, rustix::fs::Advice::Sequential);
-    }
-    let buffers = Buffers::default();
-    let chunks = (0..count.div_ceil(READ_CHUNK as u64)).map(move |index| {
-        let offset = start + index * READ_CHUNK as u64;
-        (
-            offset,
-            (start + count - offset).min(READ_CHUNK as u64) as usize,
-        )
-    });
-    futures_util::stream::iter(chunks)
-        .map(move |(offset, size)| {
-            let (file, buffers) = (file.clone(), buffers.clone());
-            async move {
-                tokio::task::spawn_blocking(move || {
-                    let buffer = read_chunk(&file, offset, size, buffers.take(size))?;
-                    Ok(Bytes::from_owner(Reused { buffer, buffers }))
-                })
-                .await
-                .map_err(lost)?
-            }
-        })
-        .buffered(READ_AHEAD)
-        .boxed()
-}
-
-/// Fills `buffer` (empty, its capacity `size`: a read fills all of it and
-/// no more) with the `size` bytes of `file` at `offset`, without zeroing it
-/// first; a file that ends before them is an error, never a short chunk.
-fn read_chunk(
-    file: &std::fs::File,
-    offset: u64,
-    size: usize,
-    mut buffer: Vec<u8>,
-) -> std::io::Result<Vec<u8>> {
-    while buffer.len() < size {
-        let at = offset + buffer.len() as u64;
-        match rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buffer), at) {
-            Ok(0) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the file ended before the range asked for",
-                ))
-            }
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            Err(error) => return Err(error.into()),
-        }
-    }
-    // Never bytes past the range, whatever the buffer could hold.
-    buffer.truncate(size);
-    Ok(buffer)
-}
-
-/// The read buffers of one download, handed back once their bytes are sent.
-#[derive(Clone, Default)]
-struct Buffers(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
-
-impl Buffers {
-    /// An empty buffer whose capacity is `size`: a whole chunk's comes from
-    /// those handed back; the last, shorter chunk of a range gets one of its
-    /// own size, so that no read goes past the range.
-    fn take(&self, size: usize) -> Vec<u8> {
-        let spare = (size == READ_CHUNK)
-            .then(|| self.0.lock().ok().and_then(|mut spare| spare.pop()))
-            .flatten();
-        spare.unwrap_or_else(|| Vec::with_capacity(size))
-    }
-
-    fn give(&self, mut buffer: Vec<u8>) {
-        if buffer.capacity() != READ_CHUNK {
-            return;
-        }
-        buffer.clear();
-        if let Ok(mut spare) = self.0.lock() {
-            // As many as can be in flight; more would only hold memory.
-            if spare.len() < READ_AHEAD {
-                spare.push(buffer);
-            }
-        }
-    }
-}
-
-/// A chunk's bytes, whose buffer goes back to its download when sent.
-struct Reused {
-    buffer: Vec<u8>,
-    buffers: Buffers,
-}
-
-impl AsRef<[u8]> for Reused {
-    fn as_ref(&self) -> &[u8] {
-        &self.buffer
-    }
-}
-
-impl Drop for Reused {
-    fn drop(&mut self) {
-        self.buffers.give(std::mem::take(&mut self.buffer));
-    }
-}
-
 #[async_trait::async_trait]
 impl Backend for LocalBlobs {
     async fn stage(&self) -> std::io::Result<Box<dyn Staging>> {
@@ -644,7 +498,6 @@ impl Backend for LocalBlobs {
 mod tests {
     use super::super::{contract, BlobStore};
     use super::*;
-    use futures_util::TryStreamExt;
 
     #[tokio::test]
     async fn stores_under_the_digest_and_only_once() {
@@ -697,60 +550,6 @@ mod tests {
         store.remove_parts("up").await.unwrap();
         assert!(store.exists(sha256).await);
         assert!(store.stored(Area::Uploads).await.unwrap().is_empty());
-    }
-
-    async fn collect(stream: ByteStream) -> std::io::Result<Vec<u8>> {
-        stream
-            .try_fold(Vec::new(), |mut all, chunk| async move {
-                all.extend_from_slice(&chunk);
-                Ok(all)
-            })
-            .await
-    }
-
-    /// A download is the file's bytes in order, whole or any range, across
-    /// the chunks read ahead.
-    #[tokio::test]
-    async fn a_range_reads_the_files_bytes_across_chunks() {
-        let folder = tempfile::tempdir().unwrap();
-        let path = folder.path().join("blob");
-        let bytes: Vec<u8> = (0..READ_CHUNK * 5 / 2 + 7)
-            .map(|n| (n % 251) as u8)
-            .collect();
-        std::fs::write(&path, &bytes).unwrap();
-        let ranges = [
-            (0, bytes.len()),
-            (READ_CHUNK - 3, READ_CHUNK + 10),
-            (bytes.len() - 1, 1),
-            (5, 0),
-        ];
-        for (start, count) in ranges {
-            let blob = LocalBlob::open(path.clone()).await.unwrap();
-            assert_eq!(blob.size(), bytes.len() as u64);
-            let stream = Box::new(blob).read(start as u64, count as u64).await;
-            let read = collect(stream.unwrap()).await.unwrap();
-            assert!(read == bytes[start..start + count], "{start}+{count}");
-        }
-    }
-
-    /// A file cut short under an open download ends it with an error, so
-    /// the client sees a broken transfer, not a short file that looks whole.
-    #[tokio::test]
-    async fn a_file_cut_short_under_a_download_is_an_error() {
-        let folder = tempfile::tempdir().unwrap();
-        let path = folder.path().join("blob");
-        std::fs::write(&path, vec![7u8; READ_CHUNK * 3]).unwrap();
-        let blob = LocalBlob::open(path.clone()).await.unwrap();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_len(READ_CHUNK as u64 + 1)
-            .unwrap();
-        let error = collect(Box::new(blob).read(0, READ_CHUNK as u64 * 3).await.unwrap())
-            .await
-            .unwrap_err();
-        assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof);
     }
 
     #[test]
