@@ -11,6 +11,7 @@ mod environments;
 mod images;
 mod jobs;
 mod quota;
+mod reader;
 mod rows;
 mod sessions;
 pub mod sql;
@@ -61,13 +62,16 @@ pub enum Pool {
 }
 
 /// The database: its pool, and on SQLite the writer that commits new image
-/// records in groups (see [`writer`]). PostgreSQL needs none: it commits
-/// concurrent transactions with one flush of its log by itself, and takes
-/// their inserts in parallel where one writer would take them in turn.
+/// records in groups (see [`writer`]) and the reader of catalog pages (see
+/// [`reader`]). PostgreSQL needs neither: it commits concurrent transactions
+/// with one flush of its log by itself, and takes their inserts in parallel
+/// where one writer would take them in turn; its driver hands over a page's
+/// rows as they came off the socket.
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: Pool,
     inserts: Option<writer::Inserts>,
+    pages: Option<reader::Reader>,
 }
 
 /// Runs the same sqlx code against whichever pool `$db` holds.
@@ -99,12 +103,16 @@ macro_rules! bind_args {
 pub(crate) use bind_args;
 
 impl Db {
-    fn new(pool: Pool) -> Self {
+    fn new(pool: Pool, pages: Option<reader::Reader>) -> Self {
         let inserts = match pool {
             Pool::Sqlite(_) => Some(writer::Inserts::start(pool.clone())),
             Pool::Postgres(_) => None,
         };
-        Self { pool, inserts }
+        Self {
+            pool,
+            inserts,
+            pages,
+        }
     }
 
     /// The connection pool, for what [`Db`] has no method for (tests and
@@ -138,7 +146,7 @@ impl Db {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options)
                 .await?;
-            Ok(Self::new(Pool::Postgres(pool)))
+            Ok(Self::new(Pool::Postgres(pool), None))
         } else {
             // FULL: a commit is on disk before it is acknowledged (in WAL
             // mode NORMAL syncs only at checkpoints, and a power cut could
@@ -159,7 +167,10 @@ impl Db {
                 .test_before_acquire(false)
                 .connect_with(options)
                 .await?;
-            Ok(Self::new(Pool::Sqlite(pool)))
+            let parameters = url.split_once('?').map(|(_, parameters)| parameters);
+            let pages =
+                reader::Reader::for_database(pool.connect_options().get_filename(), parameters);
+            Ok(Self::new(Pool::Sqlite(pool), pages))
         }
     }
 

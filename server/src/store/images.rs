@@ -193,25 +193,36 @@ fn placeholders(n: usize) -> String {
         .join(", ")
 }
 
+/// How many images match in all, if a page of `rows` at `offset` tells: a
+/// page that is not full ends the list (unless it is empty past the end,
+/// where the total may be anything below the offset).
+fn total_from_page(limit: u64, offset: u64, rows: usize) -> Option<i64> {
+    let short = (rows as u64) < limit;
+    (short && (rows > 0 || offset == 0))
+        .then(|| offset.saturating_add(rows as u64).min(i64::MAX as u64) as i64)
+}
+
 impl Db {
     /// One page of the images matching `query`, and how many match in all.
     #[tracing::instrument(skip_all, err)]
     pub async fn list_images(&self, query: &Query) -> Result<(Vec<ImageRow>, i64), sqlx::Error> {
         let (page, count) = sql::select_images(self.backend(), query);
+        let (limit, offset) = (query.limit, query.offset);
+        let known_total = move |rows: usize| total_from_page(limit, offset, rows);
+        if let Some(reader) = &self.pages {
+            return reader.images(page, count, known_total).await;
+        }
         with_pool!(self, pool => {
             let rows = bind_args!(sqlx::query_as::<_, ImageRow>(&page.text), page.args)
                 .fetch_all(pool)
                 .await?;
-            // A page that is not full ends the list, which tells the total
-            // without counting (unless it is empty past the end, where the
-            // total may be anything below the offset).
-            let short = (rows.len() as u64) < query.limit;
-            let total = if short && (!rows.is_empty() || query.offset == 0) {
-                (query.offset.saturating_add(rows.len() as u64)).min(i64::MAX as u64) as i64
-            } else {
-                bind_args!(sqlx::query_scalar::<_, i64>(&count.text), count.args)
-                    .fetch_one(pool)
-                    .await?
+            let total = match known_total(rows.len()) {
+                Some(total) => total,
+                None => {
+                    bind_args!(sqlx::query_scalar::<_, i64>(&count.text), count.args)
+                        .fetch_one(pool)
+                        .await?
+                }
             };
             Ok((rows, total))
         })

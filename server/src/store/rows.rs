@@ -85,6 +85,32 @@ macro_rules! image_row_by_position {
 super::sql::image_column_names!(image_row_by_position!(sqlx::sqlite::SqliteRow));
 super::sql::image_column_names!(image_row_by_position!(sqlx::postgres::PgRow));
 
+/// The same decoding, from a row of SQLite's catalog reader
+/// ([`super::reader`]).
+macro_rules! image_row_from_rusqlite {
+    (; $($before:ident)*; $($after:ident)*) => {
+        impl ImageRow {
+            pub(super) fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+                let mut column = 0;
+                let mut next = |name: &str| {
+                    debug_assert!(
+                        row.as_ref().column_name(column).is_ok_and(|found| found == name),
+                        "column {column} of an image row is not {name}"
+                    );
+                    column += 1;
+                    column - 1
+                };
+                Ok(Self {
+                    $($before: row.get(next(stringify!($before)))?,)*
+                    owner: row.get(next("owner"))?,
+                    $($after: row.get(next(stringify!($after)))?,)*
+                })
+            }
+        }
+    };
+}
+super::sql::image_column_names!(image_row_from_rusqlite!());
+
 /// A stored value the code cannot read: a bug or a hand-edited database.
 fn corrupt(what: &str, id: i64) -> CoreError {
     tracing::error!(image = id, "unreadable {what} in the images table");
