@@ -1,6 +1,7 @@
 //! The catalog under load, beside the same SQL sent straight to the database
-//! through sqlx: each dialect's sorted page and a filtered page, one request
-//! at a time (median, p99) and from 16 connections (requests per second);
+//! through the store (and, one at a time, through sqlx): each dialect's sorted
+//! page and a filtered page, one request at a time (median, p99) and from 16
+//! connections (requests per second);
 //! metadata records created by 4 clients beside the same inserts sent
 //! straight; the plans the database chose; the server's memory idle and
 //! under load. A benchmark, not a test: it prints figures.
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 use app::query::{Condition, Direction, Field, Op, Query, Value};
 use depot_server::config::{Secret, StorageArgs};
 use depot_server::store::sql::{self, Arg, Sql};
-use depot_server::store::{Db, Pool};
+use depot_server::store::{Db, ImageRow, Pool};
 
 mod common;
 
@@ -93,6 +94,47 @@ async fn fill(db: &Db, count: usize) {
             .map(|_| ()),
     }
     .unwrap();
+}
+
+/// The page and (for a full page) the count of `query` sent through sqlx,
+/// as the store sent them before SQLite's pages had a reader of their own
+/// (on PostgreSQL, as the store still does): the reference that shows what
+/// the reader saves, in the same run.
+async fn through_sqlx(db: &Db, query: &Query) -> usize {
+    let (page, count) = sql::select_images(db.backend(), query);
+    macro_rules! bound {
+        ($query:expr, $args:expr) => {{
+            let mut query = $query;
+            for arg in $args {
+                query = match arg {
+                    Arg::Int(value) => query.bind(*value),
+                    Arg::Text(value) => query.bind(value.clone()),
+                    Arg::Bool(value) => query.bind(*value),
+                    Arg::Time(value) => query.bind(*value),
+                };
+            }
+            query
+        }};
+    }
+    macro_rules! page_and_count {
+        ($pool:expr) => {{
+            let rows = bound!(sqlx::query_as::<_, ImageRow>(&page.text), &page.args)
+                .fetch_all($pool)
+                .await
+                .unwrap();
+            if rows.len() as u64 == query.limit {
+                bound!(sqlx::query_scalar::<_, i64>(&count.text), &count.args)
+                    .fetch_one($pool)
+                    .await
+                    .unwrap();
+            }
+            rows.len()
+        }};
+    }
+    match db.pool() {
+        Pool::Sqlite(pool) => page_and_count!(pool),
+        Pool::Postgres(pool) => page_and_count!(pool),
+    }
 }
 
 /// The plan the database chose for `statement`, one line per step.
@@ -209,14 +251,18 @@ async fn main() {
     let idle_kib = proc_kib(pid, "VmRSS:");
 
     println!(
-        "\n{:<40} {:>22} {:>22} {:>8}",
-        "one request at a time", "HTTP median / p99 ms", "SQL median / p99 ms", "HTTP/SQL"
+        "\n{:<40} {:>22} {:>22} {:>8} {:>12}",
+        "one request at a time",
+        "HTTP median / p99 ms",
+        "SQL median / p99 ms",
+        "HTTP/SQL",
+        "sqlx med. ms"
     );
     let cases = cases(images);
     let mut loaded = Vec::new();
     for case in &cases {
         let url = format!("{base}{}", case.path);
-        let (mut over_http, mut direct) = (Vec::new(), Vec::new());
+        let (mut over_http, mut direct, mut sqlx) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..samples + 20 {
             let started = Instant::now();
             get_page(&client, &url, &token).await;
@@ -225,22 +271,28 @@ async fn main() {
             let (rows, _) = db.list_images(&case.query).await.unwrap();
             let sql_time = started.elapsed();
             assert!(!rows.is_empty(), "{}", case.what);
+            let started = Instant::now();
+            assert_eq!(through_sqlx(&db, &case.query).await, rows.len());
+            let sqlx_time = started.elapsed();
             if round >= 20 {
                 over_http.push(http_time);
                 direct.push(sql_time);
+                sqlx.push(sqlx_time);
             }
         }
         over_http.sort();
         direct.sort();
+        sqlx.sort();
         let (http_median, sql_median) = (percentile(&over_http, 0.5), percentile(&direct, 0.5));
         println!(
-            "{:<40} {:>10.3} / {:>9.3} {:>10.3} / {:>9.3} {:>7.2}x",
+            "{:<40} {:>10.3} / {:>9.3} {:>10.3} / {:>9.3} {:>7.2}x {:>12.3}",
             case.what,
             ms(http_median),
             ms(percentile(&over_http, 0.99)),
             ms(sql_median),
             ms(percentile(&direct, 0.99)),
-            http_median.as_secs_f64() / sql_median.as_secs_f64()
+            http_median.as_secs_f64() / sql_median.as_secs_f64(),
+            ms(percentile(&sqlx, 0.5))
         );
         loaded.push((case, url));
     }

@@ -62,8 +62,8 @@ pub enum Pool {
 }
 
 /// The database: its pool, and on SQLite the writer that commits new image
-/// records in groups (see [`writer`]) and the reader of catalog pages (see
-/// [`reader`]). PostgreSQL needs neither: it commits concurrent transactions
+/// records in groups (see [`writer`]) and the reader of what every request
+/// reads (see [`reader`]). PostgreSQL needs neither: it commits concurrent transactions
 /// with one flush of its log by itself, and takes their inserts in parallel
 /// where one writer would take them in turn; its driver hands over a page's
 /// rows as they came off the socket.
@@ -71,7 +71,7 @@ pub enum Pool {
 pub struct Db {
     pool: Pool,
     inserts: Option<writer::Inserts>,
-    pages: Option<reader::Reader>,
+    reader: Option<reader::Reader>,
 }
 
 /// Runs the same sqlx code against whichever pool `$db` holds.
@@ -103,7 +103,7 @@ macro_rules! bind_args {
 pub(crate) use bind_args;
 
 impl Db {
-    fn new(pool: Pool, pages: Option<reader::Reader>) -> Self {
+    fn new(pool: Pool, reader: Option<reader::Reader>) -> Self {
         let inserts = match pool {
             Pool::Sqlite(_) => Some(writer::Inserts::start(pool.clone())),
             Pool::Postgres(_) => None,
@@ -111,7 +111,7 @@ impl Db {
         Self {
             pool,
             inserts,
-            pages,
+            reader,
         }
     }
 
@@ -168,9 +168,9 @@ impl Db {
                 .connect_with(options)
                 .await?;
             let parameters = url.split_once('?').map(|(_, parameters)| parameters);
-            let pages =
+            let reader =
                 reader::Reader::for_database(pool.connect_options().get_filename(), parameters);
-            Ok(Self::new(Pool::Sqlite(pool), pages))
+            Ok(Self::new(Pool::Sqlite(pool), reader))
         }
     }
 

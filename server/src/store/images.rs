@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::rows::ImageRow;
 use super::sql::{self, IMAGE_SELECT};
 use super::tx::LockName;
-use super::{bind_args, with_pool, Db};
+use super::{bind_args, reader, with_pool, Db};
 
 /// A record about to be inserted.
 #[derive(Debug, Clone)]
@@ -209,8 +209,18 @@ impl Db {
         let (page, count) = sql::select_images(self.backend(), query);
         let (limit, offset) = (query.limit, query.offset);
         let known_total = move |rows: usize| total_from_page(limit, offset, rows);
-        if let Some(reader) = &self.pages {
-            return reader.images(page, count, known_total).await;
+        if let Some(reader) = &self.reader {
+            return reader
+                .read(move |connection| {
+                    let rows = reader::rows(connection, &page, ImageRow::from_rusqlite)?;
+                    let total = match known_total(rows.len()) {
+                        Some(total) => total,
+                        None => reader::first_row(connection, &count, |row| row.get(0))?
+                            .ok_or(rusqlite::Error::QueryReturnedNoRows)?,
+                    };
+                    Ok((rows, total))
+                })
+                .await;
         }
         with_pool!(self, pool => {
             let rows = bind_args!(sqlx::query_as::<_, ImageRow>(&page.text), page.args)

@@ -1,4 +1,5 @@
-//! Catalog pages on SQLite, read through rusqlite on connections of their own.
+//! The reads every request makes on SQLite (a catalog page, the caller's
+//! token), through rusqlite on connections of their own.
 //!
 //! A page of 100 images is some 4,400 values. sqlx's SQLite driver runs each
 //! statement on a worker thread that copies every value of a row
@@ -21,20 +22,19 @@ use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
 
-use super::rows::ImageRow;
 use super::sql::{Arg, Sql};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The most pages read at once (and connections kept): more than the cores,
+/// The most reads at once (and connections kept): more than the cores,
 /// so that a read waiting on the disk does not hold up the others.
 const READERS: usize = 4;
 
-/// Statements each connection keeps prepared: a catalog's usual pages and
-/// their counts.
+/// Statements each connection keeps prepared: a catalog's usual pages, their
+/// counts, the token look-up.
 const PREPARED: usize = 32;
 
-/// The catalog's reading connections to one SQLite file.
+/// The reading connections to one SQLite file.
 #[derive(Debug, Clone)]
 pub(super) struct Reader {
     inner: Arc<Inner>,
@@ -75,14 +75,11 @@ impl Reader {
         })
     }
 
-    /// The rows of `page`, and what `total` answers from them: the number
-    /// it knows from the page alone, or `None` to run `count`.
-    pub(super) async fn images(
+    /// Runs `read` on one of the reader's connections, on a blocking thread.
+    pub(super) async fn read<T: Send + 'static>(
         &self,
-        page: Sql,
-        count: Sql,
-        total: impl FnOnce(usize) -> Option<i64> + Send + 'static,
-    ) -> Result<(Vec<ImageRow>, i64), sqlx::Error> {
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, sqlx::Error> {
         // The turn goes with the read, not with the request: a request
         // dropped meanwhile (its client gone) leaves the read to finish
         // before another may start, so the connections stay at most
@@ -97,14 +94,7 @@ impl Reader {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let _turn = turn;
-            inner.with_connection(|connection| {
-                let rows = query_rows(connection, &page)?;
-                let total = match total(rows.len()) {
-                    Some(total) => total,
-                    None => query_count(connection, &count)?,
-                };
-                Ok((rows, total))
-            })
+            inner.with_connection(read)
         })
         .await
         .map_err(|_| sqlx::Error::WorkerCrashed)?
@@ -192,25 +182,32 @@ fn bind(statement: &mut rusqlite::CachedStatement<'_>, sql: &Sql) -> rusqlite::R
     Ok(())
 }
 
-fn query_rows(connection: &Connection, page: &Sql) -> rusqlite::Result<Vec<ImageRow>> {
-    let mut statement = connection.prepare_cached(&page.text)?;
-    bind(&mut statement, page)?;
+/// Every row of `sql`, each as `decode` reads it.
+pub(super) fn rows<T>(
+    connection: &Connection,
+    sql: &Sql,
+    mut decode: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    let mut statement = connection.prepare_cached(&sql.text)?;
+    bind(&mut statement, sql)?;
     let mut rows = statement.raw_query();
-    let mut images = Vec::new();
+    let mut decoded = Vec::new();
     while let Some(row) = rows.next()? {
-        images.push(ImageRow::from_rusqlite(row)?);
+        decoded.push(decode(row)?);
     }
-    Ok(images)
+    Ok(decoded)
 }
 
-fn query_count(connection: &Connection, count: &Sql) -> rusqlite::Result<i64> {
-    let mut statement = connection.prepare_cached(&count.text)?;
-    bind(&mut statement, count)?;
+/// The first row of `sql`, as `decode` reads it, if there is one.
+pub(super) fn first_row<T>(
+    connection: &Connection,
+    sql: &Sql,
+    decode: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Option<T>> {
+    let mut statement = connection.prepare_cached(&sql.text)?;
+    bind(&mut statement, sql)?;
     let mut rows = statement.raw_query();
-    match rows.next()? {
-        Some(row) => row.get(0),
-        None => Err(rusqlite::Error::QueryReturnedNoRows),
-    }
+    rows.next()?.map(decode).transpose()
 }
 
 #[cfg(test)]
@@ -256,11 +253,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = catalog(dir.path()).await;
         assert!(
-            db.pages.is_some(),
+            db.reader.is_some(),
             "a file's catalog pages go through the reader"
         );
         let through_sqlx = Db {
-            pages: None,
+            reader: None,
             ..db.clone()
         };
         let after = Utc.with_ymd_and_hms(2026, 1, 5, 3, 0, 0).unwrap();
@@ -329,11 +326,64 @@ mod tests {
             let (rows, total) = page.unwrap();
             assert_eq!((rows.len(), total), (10, 250), "page {n}");
         }
-        let kept = db.pages.as_ref().unwrap().inner.idle.lock().unwrap().len();
+        let kept = db.reader.as_ref().unwrap().inner.idle.lock().unwrap().len();
         assert!(
             (1..=super::READERS).contains(&kept),
             "{kept} connections kept"
         );
+    }
+
+    #[tokio::test]
+    async fn a_tokens_owner_reads_as_sqlx_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = catalog(dir.path()).await;
+        let through_sqlx = Db {
+            reader: None,
+            ..db.clone()
+        };
+        let made = Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap();
+        let user = db
+            .insert_user("ada", "$argon2id$hash", "admin", made)
+            .await
+            .unwrap();
+        let expires = made + chrono::Duration::days(30);
+        db.insert_token(user, 0, "digest", made, expires, None)
+            .await
+            .unwrap();
+        let used = made + chrono::Duration::milliseconds(1500);
+        db.touch_token("digest", used, used).await.unwrap();
+        let fields = |owner: super::super::TokenOwner| {
+            let user = owner.user;
+            (
+                (
+                    user.id,
+                    user.username,
+                    user.password_hash,
+                    user.email,
+                    user.full_name,
+                ),
+                (
+                    user.role,
+                    user.disabled,
+                    user.created_at,
+                    user.credentials_version,
+                ),
+                owner.last_used_at,
+            )
+        };
+        let now = made + chrono::Duration::days(1);
+        let read = db.user_by_token("digest", now).await.unwrap().map(fields);
+        let expected = through_sqlx.user_by_token("digest", now).await.unwrap();
+        assert_eq!(read, expected.map(fields));
+        let (_, (role, _, created_at, _), last_used_at) = read.unwrap();
+        assert_eq!(
+            (role.as_str(), created_at, last_used_at),
+            ("admin", made, Some(used))
+        );
+        // Expired, or no such token: no one, on both.
+        let later = expires + chrono::Duration::seconds(1);
+        assert!(db.user_by_token("digest", later).await.unwrap().is_none());
+        assert!(db.user_by_token("other", now).await.unwrap().is_none());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,7 +397,7 @@ mod tests {
             let _ = futures_util::FutureExt::now_or_never(db.list_images(&query));
         }
         // Each read still running holds the reader; wait until none is.
-        let inner = &db.pages.as_ref().unwrap().inner;
+        let inner = &db.reader.as_ref().unwrap().inner;
         for _ in 0..1000 {
             if std::sync::Arc::strong_count(inner) == 1 {
                 break;
@@ -381,7 +431,7 @@ mod tests {
     async fn a_database_in_memory_is_read_through_sqlx() {
         let db = Db::connect("sqlite::memory:").await.unwrap();
         db.migrate().await.unwrap();
-        assert!(db.pages.is_none());
+        assert!(db.reader.is_none());
         assert_eq!(db.list_images(&Query::new(10)).await.unwrap().1, 0);
     }
 

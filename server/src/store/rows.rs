@@ -234,6 +234,27 @@ pub struct TokenOwner {
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
+impl TokenOwner {
+    /// A row of [`super::Db::user_by_token`]'s statement, read by position,
+    /// on SQLite's reader.
+    pub(super) fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            user: UserRow {
+                id: row.get(0)?,
+                username: row.get(1)?,
+                password_hash: row.get(2)?,
+                email: row.get(3)?,
+                full_name: row.get(4)?,
+                role: row.get(5)?,
+                disabled: row.get(6)?,
+                created_at: row.get(7)?,
+                credentials_version: row.get(8)?,
+            },
+            last_used_at: row.get(9)?,
+        })
+    }
+}
+
 impl UserRow {
     /// Who this account acts as; a disabled account acts as no one.
     pub fn principal(&self) -> Result<Principal, CoreError> {

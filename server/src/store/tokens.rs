@@ -12,7 +12,8 @@ pub struct TokenRow {
     pub expires_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
 }
-use super::{with_pool, Db};
+use super::sql::{Arg, Sql};
+use super::{reader, with_pool, Db};
 
 impl Db {
     /// Records a token (and the session that issued it, if any); answers its id.
@@ -138,6 +139,17 @@ impl Db {
              u.disabled, u.created_at, u.credentials_version, t.last_used_at \
              FROM api_tokens t JOIN users u ON u.id = t.user_id \
              WHERE t.token_hash = $1 AND t.expires_at > $2";
+        if let Some(reader) = &self.reader {
+            let select = Sql {
+                text: SELECT.to_owned(),
+                args: vec![Arg::Text(token_hash.to_owned()), Arg::Time(now)],
+            };
+            return reader
+                .read(move |connection| {
+                    reader::first_row(connection, &select, TokenOwner::from_rusqlite)
+                })
+                .await;
+        }
         with_pool!(self, pool => {
             sqlx::query_as::<_, TokenOwner>(SELECT)
                 .bind(token_hash)
