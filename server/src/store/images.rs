@@ -212,12 +212,15 @@ impl Db {
         if let Some(reader) = &self.reader {
             return reader
                 .read(move |connection| {
-                    let rows = reader::rows(connection, &page, ImageRow::from_rusqlite)?;
+                    // One snapshot for the page and its count.
+                    let snapshot = connection.unchecked_transaction()?;
+                    let rows = reader::rows(&snapshot, &page, ImageRow::from_rusqlite)?;
                     let total = match known_total(rows.len()) {
                         Some(total) => total,
-                        None => reader::first_row(connection, &count, |row| row.get(0))?
+                        None => reader::first_row(&snapshot, &count, |row| row.get(0))?
                             .ok_or(rusqlite::Error::QueryReturnedNoRows)?,
                     };
+                    snapshot.commit()?;
                     Ok((rows, total))
                 })
                 .await;

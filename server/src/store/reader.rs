@@ -1,51 +1,77 @@
 //! The reads every request makes on SQLite (a catalog page, the caller's
-//! token), through rusqlite on connections of their own.
+//! token), through rusqlite on connections and threads of their own.
 //!
 //! A page of 100 images is some 4,400 values. sqlx's SQLite driver runs each
 //! statement on a worker thread that copies every value of a row
 //! (`sqlite3_value_dup`, an allocation each) and sends the rows one by one
 //! back through a channel; that, not SQLite's work, was most of a sorted
-//! page's time (callgrind). Here a page is read on a blocking thread straight
-//! from SQLite's row into [`ImageRow`]'s fields, and the count after it on the
-//! same connection, with one hand-off each way.
+//! page's time (callgrind). Here a page is read straight from SQLite's row
+//! into [`super::ImageRow`]'s fields, and its count after it in the same
+//! transaction, with one hand-off each way.
+//!
+//! Reads go in two lanes, each with threads of its own and a connection per
+//! thread: the catalog's (pages and counts) and the look-ups' (the caller's
+//! token), so that however slow the pages a flood of requests asks for,
+//! signing a request in does not wait behind them. A read whose caller has
+//! gone before it began is skipped; one not done [`LIMIT`] after it was
+//! asked for is interrupted, as PostgreSQL's `statement_timeout` stops its
+//! statements. Tokio's blocking threads (which uploads hold) are not used.
 //!
 //! The connections are opened read-write but set `query_only`: nothing can
 //! be written through them, and SQLite's WAL bookkeeping works as for any
-//! other connection of the process. Each statement reads a snapshot of what
-//! was committed when it began, as on sqlx's connections.
+//! other connection of the process. Each read sees what was committed when
+//! it began, as on sqlx's connections.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 use super::sql::{Arg, Sql};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The most reads at once (and connections kept): more than the cores,
-/// so that a read waiting on the disk does not hold up the others.
-const READERS: usize = 4;
+/// The catalog lane's threads: more than the cores, so that a page waiting
+/// on the disk does not hold up the others.
+const CATALOG_THREADS: usize = 4;
 
-/// Statements each connection keeps prepared: a catalog's usual pages, their
-/// counts, the token look-up.
+/// The look-ups' lane: one short read per request.
+const LOOKUP_THREADS: usize = 1;
+
+/// Reads that may wait in a lane before callers wait to join it.
+const QUEUE: usize = 256;
+
+/// The longest a read may take from when it was asked for, waiting
+/// included: PostgreSQL's statement timeout.
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// SQLite asks whether to interrupt a statement every this many of its
+/// virtual machine's steps (some microseconds of work).
+const STEPS_BETWEEN_CHECKS: i32 = 10_000;
+
+/// Statements each connection keeps prepared: a catalog's usual pages and
+/// their counts, or the token look-up.
 const PREPARED: usize = 32;
 
-/// The reading connections to one SQLite file.
+/// A read as a lane's thread runs it, given its connection (opened on the
+/// first read) and the file to open it on.
+type Job = Box<dyn FnOnce(&mut Option<Connection>, &Path) + Send>;
+
+/// The reading lanes on one SQLite file.
 #[derive(Debug, Clone)]
 pub(super) struct Reader {
-    inner: Arc<Inner>,
+    catalog: Lane,
+    lookups: Lane,
 }
 
-#[derive(Debug)]
-struct Inner {
-    path: PathBuf,
-    /// Connections not in use; opened as needed, at most [`READERS`].
-    idle: Mutex<Vec<Connection>>,
-    turns: Arc<Semaphore>,
+/// Threads taking reads from one queue.
+#[derive(Debug, Clone)]
+struct Lane {
+    jobs: flume::Sender<Job>,
+    limit: Duration,
 }
 
 impl Reader {
@@ -53,8 +79,8 @@ impl Reader {
     /// URL's `parameters`, or `None` for one this reader could not open as a
     /// plain file of its own, read-write: a database in memory (sqlx names
     /// those `file:…`), read-only or immutable, or behind another VFS.
-    /// sqlx's connections read those. No connection is opened until the
-    /// first page.
+    /// sqlx's connections read those. Its threads start now; each opens its
+    /// connection on its first read, and they end with the last handle.
     pub(super) fn for_database(filename: &Path, parameters: Option<&str>) -> Option<Self> {
         let name = filename.to_string_lossy();
         let plain_file = !(name.is_empty() || name.starts_with("file:") || name == ":memory:");
@@ -66,67 +92,132 @@ impl Reader {
                     _ => false,
                 }
             });
-        (plain_file && plain_parameters).then(|| Self {
-            inner: Arc::new(Inner {
-                path: filename.to_owned(),
-                idle: Mutex::new(Vec::with_capacity(READERS)),
-                turns: Arc::new(Semaphore::new(READERS)),
-            }),
+        if !(plain_file && plain_parameters) {
+            return None;
+        }
+        match Self::start(filename, LIMIT) {
+            Ok(reader) => Some(reader),
+            Err(error) => {
+                tracing::warn!(%error, "no reader threads; SQLite is read through sqlx alone");
+                None
+            }
+        }
+    }
+
+    fn start(path: &Path, limit: Duration) -> std::io::Result<Self> {
+        Ok(Self {
+            catalog: Lane::start("depot-pages", CATALOG_THREADS, path, limit)?,
+            lookups: Lane::start("depot-lookups", LOOKUP_THREADS, path, limit)?,
         })
     }
 
-    /// Runs `read` on one of the reader's connections, on a blocking thread.
+    /// Runs `read` in the catalog's lane.
     pub(super) async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, sqlx::Error> {
-        // The turn goes with the read, not with the request: a request
-        // dropped meanwhile (its client gone) leaves the read to finish
-        // before another may start, so the connections stay at most
-        // READERS however many clients give up.
-        let turn = self
-            .inner
-            .turns
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| sqlx::Error::PoolClosed)?;
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let _turn = turn;
-            inner.with_connection(read)
-        })
-        .await
-        .map_err(|_| sqlx::Error::WorkerCrashed)?
-        .map_err(|error| sqlx::Error::AnyDriverError(Box::new(error)))
+        self.catalog.read(read).await
+    }
+
+    /// Runs `read`, a short read every request makes, in the look-ups' lane.
+    pub(super) async fn look_up<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, sqlx::Error> {
+        self.lookups.read(read).await
     }
 }
 
-impl Inner {
-    /// Runs `read` on an idle connection (or a new one), which goes back to
-    /// the idle ones afterwards unless it failed to open.
-    fn with_connection<T>(
-        &self,
-        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> rusqlite::Result<T> {
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let connection = match idle {
-            Some(connection) => connection,
-            None => open(&self.path)?,
-        };
-        let result = read(&connection);
-        self.idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(connection);
-        result
+impl Lane {
+    fn start(name: &str, threads: usize, path: &Path, limit: Duration) -> std::io::Result<Self> {
+        let (jobs, waiting) = flume::bounded::<Job>(QUEUE);
+        for _ in 0..threads {
+            let (waiting, path) = (waiting.clone(), path.to_owned());
+            std::thread::Builder::new()
+                .name(name.to_owned())
+                .spawn(move || serve(&waiting, &path))?;
+        }
+        Ok(Self { jobs, limit })
     }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, sqlx::Error> {
+        let deadline = Instant::now() + self.limit;
+        let (answer, answered) = oneshot::channel();
+        let job: Job = Box::new(move |connection, path| {
+            // Its caller gave up (the client went away) while it waited.
+            if answer.is_closed() {
+                return;
+            }
+            let _ = answer.send(run(connection, path, deadline, read));
+        });
+        let asked = async {
+            self.jobs.send_async(job).await.ok()?;
+            answered.await.ok()
+        };
+        // The lane's threads end every read by the deadline; a little more
+        // for the answer to come back.
+        match tokio::time::timeout(self.limit + Duration::from_secs(1), asked).await {
+            Ok(Some(result)) => {
+                result.map_err(|error| sqlx::Error::AnyDriverError(Box::new(error)))
+            }
+            // A read that panicked (a bug) lost its answer.
+            Ok(None) => Err(sqlx::Error::WorkerCrashed),
+            Err(_) => Err(sqlx::Error::PoolTimedOut),
+        }
+    }
+}
+
+/// A lane's thread: one read at a time, until the lane is dropped.
+fn serve(waiting: &flume::Receiver<Job>, path: &Path) {
+    let mut connection = None;
+    while let Ok(job) = waiting.recv() {
+        // A read that panics loses its answer and the connection it ran
+        // on (which a fresh one replaces), never the thread.
+        if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut connection, path))).is_err() {
+            connection = None;
+        }
+    }
+}
+
+/// Runs `read` on the thread's connection (opening it first if need be),
+/// interrupted at `deadline`.
+fn run<T>(
+    connection: &mut Option<Connection>,
+    path: &Path,
+    deadline: Instant,
+    read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    let connection = match connection {
+        Some(connection) => connection,
+        None => connection.insert(open(path)?),
+    };
+    if Instant::now() >= deadline {
+        return Err(interrupted());
+    }
+    connection.progress_handler(
+        STEPS_BETWEEN_CHECKS,
+        Some(move || Instant::now() >= deadline),
+    );
+    let result = read(connection);
+    connection.progress_handler(0, None::<fn() -> bool>);
+    result
+}
+
+/// What SQLite answers for a statement it was told to stop.
+fn interrupted() -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_INTERRUPT),
+        Some("the read took too long".into()),
+    )
 }
 
 /// A connection that can only read, with the functions the query builder's
 /// statements call.
 fn open(path: &Path) -> rusqlite::Result<Connection> {
-    // No mutex of SQLite's own: one thread at a time holds the connection.
+    // No mutex of SQLite's own: one thread holds the connection.
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let connection = Connection::open_with_flags(path, flags)?;
     connection.busy_timeout(Duration::from_secs(10))?;
@@ -160,15 +251,23 @@ fn register_regexp(connection: &Connection) -> rusqlite::Result<()> {
     )
 }
 
-/// Binds `sql`'s arguments by their names (`$1`, `$2`, …) as sqlx binds
-/// them: a time as the RFC 3339 text sqlx writes, so that comparisons with
-/// stored times agree.
+/// Binds `sql`'s arguments as sqlx binds them: a time as the RFC 3339 text
+/// sqlx writes, so that comparisons with stored times agree. The builder
+/// writes `$1`, `$2`, … each once and in order, which SQLite numbers 1, 2, …
+/// (checked in debug builds, so by every test).
 fn bind(statement: &mut rusqlite::CachedStatement<'_>, sql: &Sql) -> rusqlite::Result<()> {
+    if statement.parameter_count() != sql.args.len() {
+        return Err(rusqlite::Error::InvalidParameterCount(
+            sql.args.len(),
+            statement.parameter_count(),
+        ));
+    }
     for (index, arg) in sql.args.iter().enumerate() {
-        let name = format!("${}", index + 1);
-        let Some(position) = statement.parameter_index(&name)? else {
-            return Err(rusqlite::Error::InvalidParameterName(name));
-        };
+        let position = index + 1;
+        debug_assert_eq!(
+            statement.parameter_name(position),
+            Some(format!("${position}").as_str())
+        );
         match arg {
             Arg::Int(value) => statement.raw_bind_parameter(position, value)?,
             Arg::Text(value) => statement.raw_bind_parameter(position, value)?,
@@ -212,10 +311,15 @@ pub(super) fn first_row<T>(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
     use app::query::{Condition, Direction, Field, Op, Query, Value};
     use chrono::{TimeZone, Utc};
 
     use super::super::{Db, Pool};
+    use super::Reader;
 
     /// A catalog of 250 images on a file, with fields set and unset in turn.
     async fn catalog(dir: &std::path::Path) -> Db {
@@ -261,7 +365,11 @@ mod tests {
             ..db.clone()
         };
         let after = Utc.with_ymd_and_hms(2026, 1, 5, 3, 0, 0).unwrap();
+        // The first image's time, to the second: bound as other than sqlx
+        // writes it (with a fraction, say), it would match nothing.
+        let first = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         let queries = [
+            Query::new(10).filter(compare(Field::CreatedAt, Op::Eq, Value::Time(first))),
             Query::new(100),
             Query::new(100).sort_by(Field::Name, Direction::Asc),
             Query::new(30)
@@ -302,6 +410,8 @@ mod tests {
             );
         }
         // What is compared is not empty: times, sizes and counts came through.
+        let exact = Query::new(10).filter(compare(Field::CreatedAt, Op::Eq, Value::Time(first)));
+        assert_eq!(db.list_images(&exact).await.unwrap().1, 1);
         let filtered =
             Query::new(100).filter(compare(Field::CreatedAt, Op::Gt, Value::Time(after)));
         let (rows, total) = db.list_images(&filtered).await.unwrap();
@@ -311,10 +421,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn more_pages_at_once_than_connections_all_answer() {
+    async fn more_pages_at_once_than_threads_all_answer() {
         let dir = tempfile::tempdir().unwrap();
         let db = catalog(dir.path()).await;
-        let pages = (0..4 * super::READERS as u64).map(|n| {
+        let pages = (0..4 * super::CATALOG_THREADS as u64).map(|n| {
             let db = db.clone();
             async move { db.list_images(&Query::new(10).offset(n * 10)).await }
         });
@@ -326,10 +436,123 @@ mod tests {
             let (rows, total) = page.unwrap();
             assert_eq!((rows.len(), total), (10, 250), "page {n}");
         }
-        let kept = db.reader.as_ref().unwrap().inner.idle.lock().unwrap().len();
-        assert!(
-            (1..=super::READERS).contains(&kept),
-            "{kept} connections kept"
+    }
+
+    /// A read that would never end without being stopped.
+    fn endless(connection: &rusqlite::Connection) -> rusqlite::Result<i64> {
+        connection.query_row(
+            "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r) \
+             SELECT count(*) FROM r",
+            [],
+            |row| row.get(0),
+        )
+    }
+
+    fn was_interrupted(result: Result<i64, sqlx::Error>) -> bool {
+        match result {
+            Err(sqlx::Error::AnyDriverError(error)) => error
+                .downcast_ref::<rusqlite::Error>()
+                .and_then(rusqlite::Error::sqlite_error_code)
+                .is_some_and(|code| code == rusqlite::ErrorCode::OperationInterrupted),
+            _ => false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_past_its_limit_is_stopped_and_its_thread_reads_on() {
+        let dir = tempfile::tempdir().unwrap();
+        catalog(dir.path()).await;
+        let reader =
+            Reader::start(&dir.path().join("depot.db"), Duration::from_millis(300)).unwrap();
+        let stopped = (0..super::CATALOG_THREADS).map(|_| reader.read(endless));
+        for result in futures_util::future::join_all(stopped).await {
+            assert!(was_interrupted(result));
+        }
+        let count = |c: &rusqlite::Connection| {
+            c.query_row("SELECT count(*) FROM images", [], |row| {
+                row.get::<_, i64>(0)
+            })
+        };
+        for _ in 0..super::CATALOG_THREADS {
+            assert_eq!(reader.read(count).await.unwrap(), 250_i64);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_look_up_does_not_wait_behind_slow_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        catalog(dir.path()).await;
+        let reader = Reader::start(&dir.path().join("depot.db"), Duration::from_secs(3)).unwrap();
+        // Counted on the reading threads as slow pages begin and end (an
+        // end before its answer).
+        let (slow_began, slow_ended) =
+            (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let slow: Vec<_> = (0..super::CATALOG_THREADS)
+            .map(|_| {
+                let (reader, began, ended) =
+                    (reader.clone(), slow_began.clone(), slow_ended.clone());
+                tokio::spawn(async move {
+                    let read = reader.read(move |connection| {
+                        began.fetch_add(1, Ordering::SeqCst);
+                        let result = endless(connection);
+                        ended.fetch_add(1, Ordering::SeqCst);
+                        result
+                    });
+                    read.await
+                })
+            })
+            .collect();
+        while slow_began.load(Ordering::SeqCst) < super::CATALOG_THREADS {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let one =
+            |c: &rusqlite::Connection| c.query_row("SELECT 1", [], |row| row.get::<_, i64>(0));
+        assert_eq!(reader.look_up(one).await.unwrap(), 1_i64);
+        assert_eq!(slow_ended.load(Ordering::SeqCst), 0, "the look-up waited");
+        for read in slow {
+            assert!(was_interrupted(read.await.unwrap()));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_whose_callers_gave_up_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        catalog(dir.path()).await;
+        let reader = Reader::start(&dir.path().join("depot.db"), Duration::from_secs(1)).unwrap();
+        let began = Arc::new(AtomicUsize::new(0));
+        let busy: Vec<_> = (0..super::CATALOG_THREADS)
+            .map(|_| {
+                let (reader, began) = (reader.clone(), began.clone());
+                tokio::spawn(async move {
+                    let read = reader.read(move |connection| {
+                        began.fetch_add(1, Ordering::SeqCst);
+                        endless(connection)
+                    });
+                    read.await
+                })
+            })
+            .collect();
+        while began.load(Ordering::SeqCst) < super::CATALOG_THREADS {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Clients that give up at once, as a flood of dropped requests would,
+        // while every thread is busy.
+        let ran = Arc::new(AtomicUsize::new(0));
+        for _ in 0..64 {
+            let ran = ran.clone();
+            let read = reader.read(move |_| Ok(ran.fetch_add(1, Ordering::Relaxed)));
+            assert!(futures_util::FutureExt::now_or_never(read).is_none());
+        }
+        for read in busy {
+            assert!(was_interrupted(read.await.unwrap()));
+        }
+        let one =
+            |c: &rusqlite::Connection| c.query_row("SELECT 1", [], |row| row.get::<_, i64>(0));
+        assert_eq!(reader.read(one).await.unwrap(), 1_i64);
+        assert_eq!(
+            ran.load(Ordering::Relaxed),
+            0,
+            "reads nobody waited for ran"
         );
     }
 
@@ -352,6 +575,18 @@ mod tests {
             .unwrap();
         let used = made + chrono::Duration::milliseconds(1500);
         db.touch_token("digest", used, used).await.unwrap();
+        // Every field told apart from its neighbours.
+        let Pool::Sqlite(pool) = db.pool() else {
+            unreachable!()
+        };
+        sqlx::query(
+            "UPDATE users SET email = 'ada@example.org', full_name = 'Ada L', disabled = TRUE, \
+             credentials_version = 5 WHERE id = $1",
+        )
+        .bind(user)
+        .execute(pool)
+        .await
+        .unwrap();
         let fields = |owner: super::super::TokenOwner| {
             let user = owner.user;
             (
@@ -375,42 +610,37 @@ mod tests {
         let read = db.user_by_token("digest", now).await.unwrap().map(fields);
         let expected = through_sqlx.user_by_token("digest", now).await.unwrap();
         assert_eq!(read, expected.map(fields));
-        let (_, (role, _, created_at, _), last_used_at) = read.unwrap();
+        let ((id, username, hash, email, full_name), (role, disabled, created_at, version), last) =
+            read.unwrap();
         assert_eq!(
-            (role.as_str(), created_at, last_used_at),
-            ("admin", made, Some(used))
+            (
+                id,
+                username.as_str(),
+                hash.as_str(),
+                email.as_str(),
+                full_name.as_str()
+            ),
+            (user, "ada", "$argon2id$hash", "ada@example.org", "Ada L")
         );
-        // Expired, or no such token: no one, on both.
-        let later = expires + chrono::Duration::seconds(1);
-        assert!(db.user_by_token("digest", later).await.unwrap().is_none());
-        assert!(db.user_by_token("other", now).await.unwrap().is_none());
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn pages_given_up_on_open_no_more_connections() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = catalog(dir.path()).await;
-        // Clients that give up at once, as a flood of dropped requests would.
-        let query = Query::new(100).sort_by(Field::Name, Direction::Desc);
-        for _ in 0..64 {
-            // Polled once, then dropped.
-            let _ = futures_util::FutureExt::now_or_never(db.list_images(&query));
-        }
-        // Each read still running holds the reader; wait until none is.
-        let inner = &db.reader.as_ref().unwrap().inner;
-        for _ in 0..1000 {
-            if std::sync::Arc::strong_count(inner) == 1 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
         assert_eq!(
-            std::sync::Arc::strong_count(inner),
-            1,
-            "reads still running"
+            (role.as_str(), disabled, created_at, version, last),
+            ("admin", true, made, 5, Some(used))
         );
-        let opened = inner.idle.lock().unwrap().len();
-        assert!(opened <= super::READERS, "{opened} connections opened");
+        // Revoked: no one, at once.
+        db.delete_token("digest").await.unwrap();
+        assert!(db.user_by_token("digest", now).await.unwrap().is_none());
+        // Expired: no one.
+        sqlx::query("UPDATE users SET disabled = FALSE WHERE id = $1")
+            .bind(user)
+            .execute(pool)
+            .await
+            .unwrap();
+        db.insert_token(user, 5, "second", made, expires, None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(db.user_by_token("second", now).await.unwrap().is_some());
+        assert!(db.user_by_token("second", expires).await.unwrap().is_none());
     }
 
     #[tokio::test]

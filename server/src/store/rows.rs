@@ -238,6 +238,22 @@ impl TokenOwner {
     /// A row of [`super::Db::user_by_token`]'s statement, read by position,
     /// on SQLite's reader.
     pub(super) fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        // Every test's statement is checked against the fields' order.
+        debug_assert_eq!(
+            row.as_ref().column_names(),
+            [
+                "id",
+                "username",
+                "password_hash",
+                "email",
+                "full_name",
+                "role",
+                "disabled",
+                "created_at",
+                "credentials_version",
+                "last_used_at"
+            ]
+        );
         Ok(Self {
             user: UserRow {
                 id: row.get(0)?,

@@ -145,7 +145,7 @@ impl Db {
                 args: vec![Arg::Text(token_hash.to_owned()), Arg::Time(now)],
             };
             return reader
-                .read(move |connection| {
+                .look_up(move |connection| {
                     reader::first_row(connection, &select, TokenOwner::from_rusqlite)
                 })
                 .await;
