@@ -96,26 +96,28 @@ async fn fill(db: &Db, count: usize) {
     .unwrap();
 }
 
+/// `$query` with every argument of `$args` (a `&[Arg]`) bound, in order.
+macro_rules! bound {
+    ($query:expr, $args:expr) => {{
+        let mut query = $query;
+        for arg in $args {
+            query = match arg {
+                Arg::Int(value) => query.bind(*value),
+                Arg::Text(value) => query.bind(value.clone()),
+                Arg::Bool(value) => query.bind(*value),
+                Arg::Time(value) => query.bind(*value),
+            };
+        }
+        query
+    }};
+}
+
 /// The page and (for a full page) the count of `query` sent through sqlx,
 /// as the store sent them before SQLite's pages had a reader of their own
 /// (on PostgreSQL, as the store still does): the reference that shows what
 /// the reader saves, in the same run.
 async fn through_sqlx(db: &Db, query: &Query) -> usize {
     let (page, count) = sql::select_images(db.backend(), query);
-    macro_rules! bound {
-        ($query:expr, $args:expr) => {{
-            let mut query = $query;
-            for arg in $args {
-                query = match arg {
-                    Arg::Int(value) => query.bind(*value),
-                    Arg::Text(value) => query.bind(value.clone()),
-                    Arg::Bool(value) => query.bind(*value),
-                    Arg::Time(value) => query.bind(*value),
-                };
-            }
-            query
-        }};
-    }
     macro_rules! page_and_count {
         ($pool:expr) => {{
             let rows = bound!(sqlx::query_as::<_, ImageRow>(&page.text), &page.args)
@@ -142,16 +144,7 @@ async fn plan(db: &Db, statement: &Sql) -> Vec<String> {
     macro_rules! explain {
         ($pool:expr, $prefix:expr, $column:expr) => {{
             let text = format!("{}{}", $prefix, statement.text);
-            let mut query = sqlx::query(&text);
-            for arg in &statement.args {
-                query = match arg {
-                    Arg::Int(value) => query.bind(*value),
-                    Arg::Text(value) => query.bind(value.clone()),
-                    Arg::Bool(value) => query.bind(*value),
-                    Arg::Time(value) => query.bind(*value),
-                };
-            }
-            query
+            bound!(sqlx::query(&text), &statement.args)
                 .fetch_all($pool)
                 .await
                 .unwrap()
