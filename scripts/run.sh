@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
 step "building Depot (release)"
-cargo leptos build --release --precompress
+cargo leptos build --release --precompress --split
 
 step "starting Depot"
 export DEPOT_DEMO="${DEPOT_DEMO:-true}"

@@ -10,7 +10,7 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "building the UI (server and WASM) with cargo-leptos"
-cargo leptos build
+cargo leptos build --split
 
 step "cargo clippy (server side, and the WASM entry for wasm32)"
 "${as_cargo_leptos[@]}" cargo clippy -p app -p depot-inspect -p depot-server --all-targets -- -D warnings

@@ -74,13 +74,26 @@ async fn main() {
         "{:<28} {:>11} {:>11} {:>9}   cache-control",
         "", "plain", "as sent", "encoding"
     );
+    // Every file of the build the page names: its script and styles, and,
+    // when the build was split, the loader of the WASM's pieces and the
+    // pieces the catalog needs, named so the browser fetches them at once.
+    let mut paths = vec!["/".to_owned()];
+    for (at, _) in page.match_indices(folder) {
+        let end = page[at..]
+            .find(['"', '\'', ' ', '>'])
+            .map_or(page.len(), |end| at + end);
+        let path = page[at..end].to_owned();
+        if !paths.contains(&path) {
+            paths.push(path);
+        }
+    }
+    let wasm = format!("{folder}/depot.wasm");
+    if !paths.contains(&wasm) {
+        // Fetched by the script rather than named by the page.
+        paths.push(wasm);
+    }
     let mut bundle = 0;
-    for path in [
-        "/".to_owned(),
-        format!("{folder}/depot.js"),
-        format!("{folder}/depot.wasm"),
-        format!("{folder}/depot.css"),
-    ] {
+    for path in paths {
         let url = format!("{base}{path}");
         let (plain, _) = fetch(&client, &url, None).await;
         let (sent, _) = fetch(&client, &url, Some(BROWSER_ENCODINGS)).await;

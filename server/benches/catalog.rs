@@ -23,7 +23,7 @@ use depot_server::store::{Db, ImageRow, Pool};
 
 mod common;
 
-use common::{admin_token, proc_kib};
+use common::{admin_token, proc_cpu, proc_kib};
 
 const PASSWORD: &str = "bench-admin-password";
 const CONNECTIONS: usize = 16;
@@ -339,6 +339,7 @@ async fn main() {
     // Metadata records: MWS creates from 4 clients, beside the same insert
     // (one transaction each) from 4 tasks.
     let next = Arc::new(AtomicUsize::new(0));
+    let cpu_before = proc_cpu(pid);
     let created = {
         let (client, token, next) = (client.clone(), token.clone(), next.clone());
         let url = format!("{base}/mws/rest/images?api-version=3");
@@ -364,6 +365,8 @@ async fn main() {
         })
         .await
     };
+    let cpu_per_record =
+        (proc_cpu(pid) - cpu_before).as_secs_f64() * 1e3 / next.load(Ordering::Relaxed) as f64;
     let inserted = {
         let (db, next) = (db.clone(), next.clone());
         throughput_of(WRITERS, seconds, move || {
@@ -380,6 +383,7 @@ async fn main() {
         inserted,
         created / inserted
     );
+    println!("  server CPU per record created: {cpu_per_record:.3} ms");
 
     println!(
         "\nserver memory: idle {:.1} MiB, peak under 16 connections {:.1} MiB",

@@ -44,6 +44,7 @@ pub fn router(
 ) -> Router {
     let catalog: app::ports::SharedCatalog = state.core.clone();
     let leptos_options = state.leptos_options.clone();
+    let split = assets.split_manifest();
     let sessions = SessionManagerLayer::new(sessions)
         .with_name("depot_session")
         .with_http_only(true)
@@ -94,6 +95,9 @@ pub fn router(
             generate_route_list(app::App),
             move || {
                 provide_context(catalog.clone());
+                if let Some(split) = &split {
+                    provide_context(split.clone());
+                }
                 set_page_policy();
             },
             move || app::shell(leptos_options.clone()),

@@ -20,6 +20,7 @@
 //! The folder is read once, at start; a deployment replaces it and restarts
 //! the server, as `cargo leptos watch` does.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,6 +40,11 @@ use crate::state::AppState;
 /// The URL folder of the build output, and its folder under the site root.
 pub const PKG: &str = "pkg";
 
+/// What `cargo leptos build --split` names the map from each lazily loaded
+/// function to the files of the WASM it needs, and the script that loads them.
+const SPLIT_MANIFEST: &str = "__wasm_split_manifest.json";
+const SPLIT_LOADER: &str = "__wasm_split.______________________.js";
+
 /// The extensions of the precompressed files the build writes.
 const SIBLINGS: [&str; 2] = ["br", "gz"];
 
@@ -51,6 +57,9 @@ pub struct SiteAssets {
     folder: PathBuf,
     version: String,
     precompressed: bool,
+    /// Which pieces of the WASM each lazily loaded page needs, when the
+    /// build split it (`cargo leptos build --split`).
+    split: Option<HashMap<String, Vec<String>>>,
 }
 
 impl SiteAssets {
@@ -96,11 +105,29 @@ impl SiteAssets {
                  are sent uncompressed until the build is run again"
             );
         }
+        let split = read_split_manifest(&folder.join(SPLIT_MANIFEST));
         Ok(Self {
             folder,
             version: hex::encode(&hash.finalize()[..8]),
             precompressed: !siblings.is_empty() && wrong.is_empty(),
+            split,
         })
+    }
+
+    /// What a page rendered on the server needs to name the pieces of the
+    /// WASM its lazily loaded views use, so that the browser fetches them
+    /// beside the main bundle rather than after it. Leptos looks for the
+    /// build's map under the folder pages name (`pkg/{version}`), where it
+    /// is not: it is given here, read from where the build left it.
+    pub fn split_manifest(&self) -> Option<leptos::WasmSplitManifest> {
+        let split = self.split.clone()?;
+        Some(leptos::WasmSplitManifest(
+            leptos::prelude::ArcStoredValue::new((
+                format!("/{}", self.pkg_dir()),
+                split,
+                SPLIT_LOADER.to_owned(),
+            )),
+        ))
     }
 
     /// What pages name the build output's folder: `pkg/{version}`.
@@ -116,6 +143,17 @@ impl SiteAssets {
             get(move |request: Request| serve(assets.clone(), request)),
         )
     }
+}
+
+/// The split build's map, if the build was split; one that cannot be read
+/// costs the pages their hints, not their working.
+fn read_split_manifest(path: &Path) -> Option<HashMap<String, Vec<String>>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text)
+        .inspect_err(|error| {
+            tracing::warn!(%error, path = %path.display(), "cannot read the split build's map");
+        })
+        .ok()
 }
 
 /// How deep the build output's folders go, at most (wasm-bindgen's
