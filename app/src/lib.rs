@@ -7,6 +7,7 @@ mod components;
 pub mod error;
 pub mod model;
 mod pages;
+pub mod pieces;
 #[cfg(feature = "ssr")]
 pub mod ports;
 pub mod query;

@@ -87,16 +87,18 @@ pub fn App() -> impl IntoView {
 /// as brotli before, is 293 KB; the others 309-371 KB). The catalog, where
 /// most visits start, stays in the main bundle: split out, its visit was 356
 /// KB in 70 files, the pieces being small and shared between pages. A
-/// server-rendered page names its pieces, so the browser fetches them beside
+/// server-rendered page names its pieces (`$piece`, the snake-case name the
+/// split build gives the route's view), so the browser fetches them beside
 /// the main bundle; a page's piece and its data are fetched one after the
 /// other only when the browser moves between pages.
 macro_rules! lazy_pages {
-    ($($route:ident => $page:ident),* $(,)?) => {$(
+    ($($route:ident as $piece:literal => $page:ident),* $(,)?) => {$(
         struct $route;
 
         #[lazy_route]
         impl LazyRoute for $route {
             fn data() -> Self {
+                crate::pieces::name_pieces($piece);
                 $route
             }
 
@@ -108,13 +110,13 @@ macro_rules! lazy_pages {
 }
 
 lazy_pages! {
-    Login => LoginPage,
-    Upload => UploadPage,
-    ImageDetail => ImagePage,
-    Environments => EnvironmentsPage,
-    Deployments => DeploymentsPage,
-    Tokens => TokensPage,
-    PersonalStore => StorePage,
-    Users => UsersPage,
-    Tenants => TenantsPage,
+    Login as "login" => LoginPage,
+    Upload as "upload" => UploadPage,
+    ImageDetail as "image_detail" => ImagePage,
+    Environments as "environments" => EnvironmentsPage,
+    Deployments as "deployments" => DeploymentsPage,
+    Tokens as "tokens" => TokensPage,
+    PersonalStore as "personal_store" => StorePage,
+    Users as "users" => UsersPage,
+    Tenants as "tenants" => TenantsPage,
 }

@@ -44,7 +44,7 @@ pub fn router(
 ) -> Router {
     let catalog: app::ports::SharedCatalog = state.core.clone();
     let leptos_options = state.leptos_options.clone();
-    let split = assets.split_manifest();
+    let pieces = assets.wasm_pieces();
     let sessions = SessionManagerLayer::new(sessions)
         .with_name("depot_session")
         .with_http_only(true)
@@ -95,8 +95,8 @@ pub fn router(
             generate_route_list(app::App),
             move || {
                 provide_context(catalog.clone());
-                if let Some(split) = &split {
-                    provide_context(split.clone());
+                if let Some(pieces) = &pieces {
+                    provide_context(pieces.clone());
                 }
                 set_page_policy();
             },

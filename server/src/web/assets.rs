@@ -25,6 +25,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use app::pieces::WasmPieces;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, Uri};
@@ -41,9 +42,8 @@ use crate::state::AppState;
 pub const PKG: &str = "pkg";
 
 /// What `cargo leptos build --split` names the map from each lazily loaded
-/// function to the files of the WASM it needs, and the script that loads them.
+/// function to the files of the WASM it needs.
 const SPLIT_MANIFEST: &str = "__wasm_split_manifest.json";
-const SPLIT_LOADER: &str = "__wasm_split.______________________.js";
 
 /// The extensions of the precompressed files the build writes.
 const SIBLINGS: [&str; 2] = ["br", "gz"];
@@ -59,7 +59,7 @@ pub struct SiteAssets {
     precompressed: bool,
     /// Which pieces of the WASM each lazily loaded page needs, when the
     /// build split it (`cargo leptos build --split`).
-    split: Option<HashMap<String, Vec<String>>>,
+    pieces: Option<WasmPieces>,
 }
 
 impl SiteAssets {
@@ -105,29 +105,21 @@ impl SiteAssets {
                  are sent uncompressed until the build is run again"
             );
         }
-        let split = read_split_manifest(&folder.join(SPLIT_MANIFEST));
+        let version = hex::encode(&hash.finalize()[..8]);
+        let pieces = read_split_manifest(&folder.join(SPLIT_MANIFEST))
+            .map(|map| WasmPieces::new(format!("/{PKG}/{version}"), map));
         Ok(Self {
             folder,
-            version: hex::encode(&hash.finalize()[..8]),
+            version,
             precompressed: !siblings.is_empty() && wrong.is_empty(),
-            split,
+            pieces,
         })
     }
 
     /// What a page rendered on the server needs to name the pieces of the
-    /// WASM its lazily loaded views use, so that the browser fetches them
-    /// beside the main bundle rather than after it. Leptos looks for the
-    /// build's map under the folder pages name (`pkg/{version}`), where it
-    /// is not: it is given here, read from where the build left it.
-    pub fn split_manifest(&self) -> Option<leptos::WasmSplitManifest> {
-        let split = self.split.clone()?;
-        Some(leptos::WasmSplitManifest(
-            leptos::prelude::ArcStoredValue::new((
-                format!("/{}", self.pkg_dir()),
-                split,
-                SPLIT_LOADER.to_owned(),
-            )),
-        ))
+    /// WASM its lazily loaded views use, when the build split it.
+    pub fn wasm_pieces(&self) -> Option<WasmPieces> {
+        self.pieces.clone()
     }
 
     /// What pages name the build output's folder: `pkg/{version}`.
