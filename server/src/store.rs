@@ -9,6 +9,7 @@ mod coopr;
 mod deployments;
 mod environments;
 mod images;
+mod insert;
 mod jobs;
 mod quota;
 mod reader;
@@ -104,9 +105,16 @@ pub(crate) use bind_args;
 
 impl Db {
     fn new(pool: Pool, reader: Option<reader::Reader>) -> Self {
-        let inserts = match pool {
-            Pool::Sqlite(_) => Some(writer::Inserts::start(pool.clone())),
-            Pool::Postgres(_) => None,
+        // The group writer has a connection of its own, on the same plain
+        // file as the reader's; a database in memory (the tests' few) or
+        // opened otherwise commits each record alone, through the pool.
+        let inserts = match (&pool, &reader) {
+            (Pool::Sqlite(pool), Some(_)) => {
+                writer::Inserts::start(pool.connect_options().get_filename())
+                    .inspect_err(|error| tracing::warn!(%error, "cannot start the group writer"))
+                    .ok()
+            }
+            _ => None,
         };
         Self {
             pool,

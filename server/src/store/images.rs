@@ -270,7 +270,8 @@ impl Db {
             if let Some(inserted) = inserts.insert(new.clone(), unique).await {
                 return inserted;
             }
-            tracing::error!("the group writer is gone; the record is committed alone");
+            // Its group failed before its commit (or the writer is gone):
+            // alone, it fails only if it is itself at fault.
         }
         let mut tx = self.begin().await?;
         let row = tx.insert_image_if_name_free(new, unique).await?;

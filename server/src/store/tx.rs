@@ -11,9 +11,9 @@ use app::model::InspectionAttributes;
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Sqlite, Transaction};
 
-use super::images::{inserted_id, NameScope, NewImage, ProvisioningColumns, ViceColumns};
+use super::images::{inserted_id, NameScope, NewImage};
+use super::insert::{for_each_insert_arg, networks_json, InsertArgs, INSERT_IMAGE, INSERT_LINK};
 use super::rows::ImageRow;
-use super::sql::image_columns;
 use super::{Db, Pool};
 
 /// An open transaction on either backend.
@@ -120,83 +120,27 @@ impl Tx {
         new: &NewImage,
         unique: Option<NameScope>,
     ) -> Result<Option<ImageRow>, sqlx::Error> {
-        // `INSERT … SELECT … WHERE NOT EXISTS` rather than `VALUES`, so that
-        // the name rule is part of the insert itself.
-        const INSERT: &str = concat!(
-            "INSERT INTO images (kind, name, label, folder, data_store, path, \
-             public, owner_id, size, sha256, format, virtual_size, created_at, updated_at, \
-             version, os_type, hypervisor, hypervisor_type, supports_physical, supports_virtual, \
-             template_name, provisioning_type, active, features, extensions, title, \
-             vice_image_type, imported, origin_environment, environment_ref, specifics, \
-             format_detail, volume_label, cpus, memory_mib, product, vendor, product_version, \
-             networks) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, 0, \
-             $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, \
-             $30, $31, $32, $33, $34, $35, $36, $37 \
-             WHERE NOT EXISTS (SELECT 1 FROM images o WHERE $38 AND o.name = $2 \
-             AND ($39 OR o.public OR o.owner_id = $40)) \
-             RETURNING ",
-            // Bare column names: SQLite's RETURNING takes no table alias.
-            image_columns!("", "CAST(NULL AS TEXT)")
-        );
-        let mws = ProvisioningColumns::of(new.provisioning.as_ref());
-        let vice = ViceColumns::of(new.vice.as_ref());
-        let os_type = mws.os_type.clone().or_else(|| new.guest_os.clone());
-        let found = &new.inspection;
-        let networks = networks_json(&found.networks);
-        let (guarded, everyone, reader) = NameScope::binds(unique);
+        let args = InsertArgs::of(new, unique);
         with_tx!(self, tx => {
-            if guarded {
+            if args.guarded {
                 tx.lock_name(&new.name).await?;
             }
-            let row = sqlx::query_as::<_, ImageRow>(INSERT)
-                .bind(new.kind)
-                .bind(&new.name)
-                .bind(&new.label)
-                .bind(&new.folder)
-                .bind(&new.data_store)
-                .bind(&new.path)
-                .bind(new.public)
-                .bind(new.owner_id)
-                .bind(new.size)
-                .bind(&new.sha256)
-                .bind(new.format)
-                .bind(new.virtual_size)
-                .bind(new.now)
-                .bind(&os_type)
-                .bind(mws.hypervisor)
-                .bind(&mws.hypervisor_type)
-                .bind(mws.supports_physical)
-                .bind(mws.supports_virtual)
-                .bind(&mws.template_name)
-                .bind(mws.provisioning_type)
-                .bind(mws.active)
-                .bind(&mws.features)
-                .bind(&mws.extensions)
-                .bind(&vice.title)
-                .bind(vice.image_type)
-                .bind(vice.imported)
-                .bind(&vice.origin_environment)
-                .bind(&vice.environment_ref)
-                .bind(&vice.specifics)
-                .bind(&found.detail)
-                .bind(&found.volume_label)
-                .bind(found.cpus)
-                .bind(found.memory_mib)
-                .bind(&found.product)
-                .bind(&found.vendor)
-                .bind(&found.product_version)
-                .bind(&networks)
-                .bind(guarded)
-                .bind(everyone)
-                .bind(reader)
-                .fetch_optional(&mut **tx)
-                .await?;
+            let mut query = sqlx::query_as::<_, ImageRow>(INSERT_IMAGE);
+            macro_rules! bind {
+                (@time $value:expr) => {
+                    query = query.bind($value)
+                };
+                ($value:expr) => {
+                    query = query.bind($value)
+                };
+            }
+            for_each_insert_arg!(args, bind);
+            let row = query.fetch_optional(&mut **tx).await?;
             let Some(row) = row else {
                 return Ok(None);
             };
             for image_id in &new.virtualized {
-                sqlx::query("INSERT INTO image_virtualized (hypervisor_id, image_id) VALUES ($1, $2)")
+                sqlx::query(INSERT_LINK)
                     .bind(row.id)
                     .bind(image_id)
                     .execute(&mut **tx)
@@ -247,11 +191,6 @@ pub struct NewContent<'a> {
     pub inspection: &'a InspectionAttributes,
     pub guest_os: Option<&'a str>,
     pub now: DateTime<Utc>,
-}
-
-/// The networks column: a JSON list, or NULL when there are none.
-fn networks_json(networks: &[String]) -> Option<String> {
-    (!networks.is_empty()).then(|| serde_json::Value::from(networks.to_vec()).to_string())
 }
 
 /// A blob's lock, held until [`BlobLock::commit`] (or dropped: rolled back).

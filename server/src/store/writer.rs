@@ -3,7 +3,7 @@
 //! A commit is durable only once SQLite has flushed its log to disk
 //! (`synchronous=FULL`), and that flush, not the insert, is what a commit
 //! costs: about a millisecond on a plain disk. SQLite takes one writer at a
-//! time anyway, so one task makes every new record: it takes all the inserts waiting
+//! time anyway, so one thread makes every new record: it takes all the inserts waiting
 //! when it is free, writes them in one transaction and commits them with
 //! one flush. A lone insert waits for nothing; under load, the records that
 //! arrive while one group is being flushed make the next group. The caller
@@ -11,12 +11,25 @@
 //!
 //! One writer also means the inserts never wait on each other for SQLite's
 //! write lock, where its busy handler sleeps in steps of milliseconds.
+//!
+//! The thread has a rusqlite connection of its own, its statements prepared
+//! once, and reads the row each insert returns straight into
+//! [`ImageRow`]: through sqlx's worker, each statement of a group was a
+//! hand-off between threads and each returned value a copy, which made
+//! more than half of the server's work in creating a record (`perf`).
+//! A group that fails before its commit is rolled back and each of its
+//! records is stored again by its caller alone, through sqlx, so that the
+//! one that broke a rule fails with sqlx's error for it, and only that one.
 
-use tokio::sync::{mpsc, oneshot};
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use tokio::sync::oneshot;
 
 use super::images::{NameScope, NewImage};
+use super::insert::{for_each_insert_arg, InsertArgs, INSERT_IMAGE, INSERT_LINK};
 use super::rows::ImageRow;
-use super::Pool;
 
 /// The most inserts one transaction takes.
 const MOST_PER_GROUP: usize = 64;
@@ -24,10 +37,10 @@ const MOST_PER_GROUP: usize = 64;
 /// Inserts that may wait for the writer before callers wait to send.
 const QUEUE: usize = 1024;
 
-/// A handle on the writer task; the task ends when the last handle goes.
+/// A handle on the writer thread; the thread ends when the last handle goes.
 #[derive(Debug, Clone)]
 pub(super) struct Inserts {
-    queue: mpsc::Sender<Waiting>,
+    queue: flume::Sender<Waiting>,
 }
 
 /// What one insert answers: its row, or `None` when its name was taken.
@@ -41,18 +54,21 @@ struct Waiting {
 }
 
 impl Inserts {
-    /// Starts the writer on the current Tokio runtime.
-    pub(super) fn start(pool: Pool) -> Self {
-        let (queue, waiting) = mpsc::channel(QUEUE);
-        tokio::spawn(write_groups(pool, waiting));
-        Self { queue }
+    /// Starts the writer on the database file `path`.
+    pub(super) fn start(path: &Path) -> std::io::Result<Self> {
+        let (queue, waiting) = flume::bounded(QUEUE);
+        let path = path.to_owned();
+        std::thread::Builder::new()
+            .name("depot-writer".into())
+            .spawn(move || write_groups(&path, &waiting))?;
+        Ok(Self { queue })
     }
 
     /// Inserts a record (and a hypervisor's links) unless an image `unique`
     /// reads has its name, once its group is committed, and answers its row
-    /// (see [`super::Tx::insert_image_if_name_free`]); `None` if the writer
-    /// is gone (it panicked: the record was not stored, and the caller
-    /// stores it alone).
+    /// (see [`super::Tx::insert_image_if_name_free`]); `None` if it was not
+    /// stored and the caller should store it alone: its group failed before
+    /// its commit, or the writer is gone.
     pub(super) async fn insert(&self, new: NewImage, unique: Option<NameScope>) -> Option<Answer> {
         let (answer, answered) = oneshot::channel();
         let waiting = Waiting {
@@ -60,7 +76,7 @@ impl Inserts {
             unique,
             answer,
         };
-        self.queue.send(waiting).await.ok()?;
+        self.queue.send_async(waiting).await.ok()?;
         // Every group's answers are sent after its commit, and nothing
         // between the two can panic: a dropped answer means no commit.
         answered.await.ok()
@@ -68,53 +84,60 @@ impl Inserts {
 }
 
 /// The writer: one group at a time, as long as anyone may send.
-async fn write_groups(pool: Pool, mut waiting: mpsc::Receiver<Waiting>) {
-    let mut group = Vec::with_capacity(MOST_PER_GROUP);
-    while waiting.recv_many(&mut group, MOST_PER_GROUP).await > 0 {
+fn write_groups(path: &Path, waiting: &flume::Receiver<Waiting>) {
+    let mut connection = None;
+    while let Ok(first) = waiting.recv() {
+        let mut group = Vec::with_capacity(MOST_PER_GROUP);
+        group.push(first);
+        group.extend(waiting.try_iter().take(MOST_PER_GROUP - 1));
         // A caller that stopped waiting (its request was cancelled) gets
         // no record, as when its own transaction was rolled back.
         group.retain(|one| !one.answer.is_closed());
         if group.is_empty() {
             continue;
         }
-        let inserted = insert_together(&pool, &group).await;
-        match inserted {
+        if connection.is_none() {
+            match open(path) {
+                Ok(opened) => connection = Some(opened),
+                Err(error) => {
+                    // Dropping the group's answers has each caller store
+                    // its record alone.
+                    tracing::warn!(%error, "cannot open the writer's connection");
+                    continue;
+                }
+            }
+        }
+        let Some(open) = connection.as_mut() else {
+            continue;
+        };
+        match insert_together(open, &group) {
             Ok(rows) => {
-                for (one, row) in group.drain(..).zip(rows) {
+                for (one, row) in group.into_iter().zip(rows) {
                     let _ = one.answer.send(Ok(row));
                 }
             }
-            Err(Failed::Insert(error)) if group.len() == 1 => {
-                let _ = group.remove(0).answer.send(Err(error));
+            // Rolled back: each caller stores its record alone.
+            Err(Failed::Insert(error)) => {
+                tracing::debug!(%error, records = group.len(), "a group of new records failed");
             }
-            // One insert broke a rule of the database (a hypervisor naming
-            // a record deleted meanwhile, say) and took the transaction
-            // with it: each is tried again alone, so only that one fails,
-            // with its own error.
-            Err(Failed::Insert(sqlx::Error::Database(_))) => {
-                for one in group.drain(..) {
-                    let result = insert_alone(&pool, &one).await;
-                    let _ = one.answer.send(result);
-                }
-            }
-            // The database itself failed (busy past its timeout, no
-            // connection): trying each again would only fail slower.
-            Err(Failed::Insert(error)) => answer_all(&mut group, &error),
             // The commit itself failed: nothing of the group is known to
             // be stored, and trying again could store it twice.
             Err(Failed::Commit(error)) => {
                 tracing::error!(%error, records = group.len(), "cannot commit new records");
-                answer_all(&mut group, &error);
+                let message = error.to_string();
+                for one in group {
+                    let _ = one.answer.send(Err(sqlx::Error::Protocol(message.clone())));
+                }
             }
         }
-    }
-}
-
-/// Answers every caller of the group with the same failure.
-fn answer_all(group: &mut Vec<Waiting>, error: &sqlx::Error) {
-    let message = error.to_string();
-    for one in group.drain(..) {
-        let _ = one.answer.send(Err(sqlx::Error::Protocol(message.clone())));
+        // A connection left inside a transaction (a rollback that failed)
+        // would hold SQLite's write lock: a new one is opened instead.
+        if connection
+            .as_ref()
+            .is_some_and(|open| !open.is_autocommit())
+        {
+            connection = None;
+        }
     }
 }
 
@@ -122,31 +145,108 @@ fn answer_all(group: &mut Vec<Waiting>, error: &sqlx::Error) {
 enum Failed {
     /// Beginning the transaction or one of its inserts failed; it was
     /// rolled back.
-    Insert(sqlx::Error),
-    Commit(sqlx::Error),
+    Insert(rusqlite::Error),
+    Commit(rusqlite::Error),
 }
 
 /// The group in one transaction: every row (`None` for a name taken, by an
 /// earlier record of the same group too), or nothing stored.
-async fn insert_together(pool: &Pool, group: &[Waiting]) -> Result<Vec<Option<ImageRow>>, Failed> {
-    let mut tx = pool.begin().await.map_err(Failed::Insert)?;
+fn insert_together(
+    connection: &mut Connection,
+    group: &[Waiting],
+) -> Result<Vec<Option<ImageRow>>, Failed> {
+    // Immediate: the write lock from the start, so the group waits for
+    // another writer here, with the busy handler, rather than failing at
+    // its first insert.
+    let tx = connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(Failed::Insert)?;
     let mut rows = Vec::with_capacity(group.len());
     for one in group {
         // Dropping `tx` on the way out rolls it back.
-        let row = tx
-            .insert_image_if_name_free(&one.new, one.unique)
-            .await
-            .map_err(Failed::Insert)?;
-        rows.push(row);
+        rows.push(insert_one(&tx, one).map_err(Failed::Insert)?);
     }
-    tx.commit().await.map_err(Failed::Commit)?;
+    tx.commit().map_err(Failed::Commit)?;
     Ok(rows)
 }
 
-/// One record in its own transaction.
-async fn insert_alone(pool: &Pool, one: &Waiting) -> Answer {
-    let mut tx = pool.begin().await?;
-    let row = tx.insert_image_if_name_free(&one.new, one.unique).await?;
-    tx.commit().await?;
-    Ok(row)
+/// One record and its links, inside the group's transaction.
+fn insert_one(tx: &rusqlite::Transaction<'_>, one: &Waiting) -> rusqlite::Result<Option<ImageRow>> {
+    let args = InsertArgs::of(&one.new, one.unique);
+    let mut insert = tx.prepare_cached(INSERT_IMAGE)?;
+    let mut position = 0;
+    macro_rules! bind {
+        // The text sqlx writes for a time, so that stored times compare
+        // whichever driver wrote them.
+        (@time $value:expr) => {{
+            position += 1;
+            insert.raw_bind_parameter(
+                position,
+                $value.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false),
+            )?;
+        }};
+        ($value:expr) => {{
+            position += 1;
+            insert.raw_bind_parameter(position, $value)?;
+        }};
+    }
+    for_each_insert_arg!(args, bind);
+    if position != insert.parameter_count() {
+        return Err(rusqlite::Error::InvalidParameterCount(
+            position,
+            insert.parameter_count(),
+        ));
+    }
+    // SQLite makes the whole insert at the first step; the statement is
+    // reset when its rows are dropped.
+    let row = {
+        let mut returned = insert.raw_query();
+        match returned.next()? {
+            Some(row) => Some(ImageRow::from_rusqlite(row)?),
+            None => None,
+        }
+    };
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let mut link = tx.prepare_cached(INSERT_LINK)?;
+    for image_id in &one.new.virtualized {
+        link.execute((row.id, image_id))?;
+    }
+    Ok(Some(row))
+}
+
+/// The writer's connection, set as sqlx sets the pool's: every commit on
+/// disk before it is acknowledged, foreign keys enforced, and a writer
+/// that holds the lock waited for.
+fn open(path: &Path) -> rusqlite::Result<Connection> {
+    // No mutex of SQLite's own: one thread holds the connection.
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags(path, flags)?;
+    connection.busy_timeout(Duration::from_secs(10))?;
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    connection.pragma_update(None, "foreign_keys", true)?;
+    Ok(connection)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_writers_connection_syncs_each_commit_and_keeps_foreign_keys() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("depot.db");
+        Connection::open(&path).unwrap();
+        let connection = open(&path).unwrap();
+        // FULL is 2: in WAL mode NORMAL syncs only at checkpoints.
+        let synchronous: i64 = connection
+            .pragma_query_value(None, "synchronous", |row| row.get(0))
+            .unwrap();
+        assert_eq!(synchronous, 2);
+        let foreign_keys: bool = connection
+            .pragma_query_value(None, "foreign_keys", |row| row.get(0))
+            .unwrap();
+        assert!(foreign_keys);
+    }
 }

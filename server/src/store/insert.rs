@@ -1,0 +1,120 @@
+//! The insert of a new image record, as both drivers send it: the statement,
+//! and its parameters listed once, in order, for each driver to bind its way.
+
+use super::images::{NameScope, NewImage, ProvisioningColumns, ViceColumns};
+use super::sql::image_columns;
+
+/// Inserts a record unless an image the name rule covers has its name, and
+/// answers the row as stored. `INSERT … SELECT … WHERE NOT EXISTS` rather
+/// than `VALUES`, so that the name rule is part of the insert itself.
+pub(super) const INSERT_IMAGE: &str = concat!(
+    "INSERT INTO images (kind, name, label, folder, data_store, path, \
+     public, owner_id, size, sha256, format, virtual_size, created_at, updated_at, \
+     version, os_type, hypervisor, hypervisor_type, supports_physical, supports_virtual, \
+     template_name, provisioning_type, active, features, extensions, title, \
+     vice_image_type, imported, origin_environment, environment_ref, specifics, \
+     format_detail, volume_label, cpus, memory_mib, product, vendor, product_version, \
+     networks) \
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, 0, \
+     $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, \
+     $30, $31, $32, $33, $34, $35, $36, $37 \
+     WHERE NOT EXISTS (SELECT 1 FROM images o WHERE $38 AND o.name = $2 \
+     AND ($39 OR o.public OR o.owner_id = $40)) \
+     RETURNING ",
+    // Bare column names: SQLite's RETURNING takes no table alias.
+    image_columns!("", "CAST(NULL AS TEXT)")
+);
+
+/// Links a hypervisor image to an image it runs.
+pub(super) const INSERT_LINK: &str =
+    "INSERT INTO image_virtualized (hypervisor_id, image_id) VALUES ($1, $2)";
+
+/// What [`INSERT_IMAGE`] binds beyond the record's own fields: the columns
+/// worked out from them, and the name rule's three parameters.
+pub(super) struct InsertArgs<'a> {
+    pub(super) new: &'a NewImage,
+    pub(super) mws: ProvisioningColumns,
+    pub(super) vice: ViceColumns,
+    pub(super) os_type: Option<String>,
+    pub(super) networks: Option<String>,
+    pub(super) guarded: bool,
+    pub(super) everyone: bool,
+    pub(super) reader: Option<i64>,
+}
+
+impl<'a> InsertArgs<'a> {
+    pub(super) fn of(new: &'a NewImage, unique: Option<NameScope>) -> Self {
+        let mws = ProvisioningColumns::of(new.provisioning.as_ref());
+        let vice = ViceColumns::of(new.vice.as_ref());
+        let os_type = mws.os_type.clone().or_else(|| new.guest_os.clone());
+        let networks = networks_json(&new.inspection.networks);
+        let (guarded, everyone, reader) = NameScope::binds(unique);
+        Self {
+            new,
+            mws,
+            vice,
+            os_type,
+            networks,
+            guarded,
+            everyone,
+            reader,
+        }
+    }
+}
+
+/// The networks column: a JSON list, or NULL when there are none.
+pub(super) fn networks_json(networks: &[String]) -> Option<String> {
+    (!networks.is_empty()).then(|| serde_json::Value::from(networks.to_vec()).to_string())
+}
+
+/// Hands each parameter of [`INSERT_IMAGE`] of `$args` (an [`InsertArgs`]),
+/// in order, to the macro `$bind`: `$bind!(value)`, or `$bind!(@time value)`
+/// for the record's time, which each driver writes its own way.
+macro_rules! for_each_insert_arg {
+    ($args:expr, $bind:ident) => {{
+        let args = &$args;
+        let new = args.new;
+        let found = &new.inspection;
+        $bind!(new.kind);
+        $bind!(&new.name);
+        $bind!(&new.label);
+        $bind!(&new.folder);
+        $bind!(&new.data_store);
+        $bind!(&new.path);
+        $bind!(new.public);
+        $bind!(new.owner_id);
+        $bind!(new.size);
+        $bind!(&new.sha256);
+        $bind!(new.format);
+        $bind!(new.virtual_size);
+        $bind!(@time new.now);
+        $bind!(&args.os_type);
+        $bind!(args.mws.hypervisor);
+        $bind!(&args.mws.hypervisor_type);
+        $bind!(args.mws.supports_physical);
+        $bind!(args.mws.supports_virtual);
+        $bind!(&args.mws.template_name);
+        $bind!(args.mws.provisioning_type);
+        $bind!(args.mws.active);
+        $bind!(&args.mws.features);
+        $bind!(&args.mws.extensions);
+        $bind!(&args.vice.title);
+        $bind!(args.vice.image_type);
+        $bind!(args.vice.imported);
+        $bind!(&args.vice.origin_environment);
+        $bind!(&args.vice.environment_ref);
+        $bind!(&args.vice.specifics);
+        $bind!(&found.detail);
+        $bind!(&found.volume_label);
+        $bind!(found.cpus);
+        $bind!(found.memory_mib);
+        $bind!(&found.product);
+        $bind!(&found.vendor);
+        $bind!(&found.product_version);
+        $bind!(&args.networks);
+        $bind!(args.guarded);
+        $bind!(args.everyone);
+        $bind!(args.reader);
+    }};
+}
+pub(super) use for_each_insert_arg;
