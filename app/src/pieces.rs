@@ -43,6 +43,8 @@ impl WasmPieces {
             .flat_map(|(_, files)| files)
             .map(|file| format!("{}/{file}.wasm", self.folder))
             .collect();
+        urls.sort();
+        urls.dedup();
         if !urls.is_empty() {
             urls.push(format!("{}/{LOADER}", self.folder));
         }

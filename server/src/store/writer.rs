@@ -19,8 +19,11 @@
 //! more than half of the server's work in creating a record (`perf`).
 //! A group that fails before its commit is rolled back and each of its
 //! records is stored again by its caller alone, through sqlx, so that the
-//! one that broke a rule fails with sqlx's error for it, and only that one.
+//! one that broke a rule fails with sqlx's error for it, and only that one
+//! (unless another connection held the write lock past the busy timeout:
+//! then every caller hears so at once, as trying again would fail slower).
 
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::time::Duration;
 
@@ -76,7 +79,10 @@ impl Inserts {
             unique,
             answer,
         };
-        self.queue.send_async(waiting).await.ok()?;
+        if self.queue.send_async(waiting).await.is_err() {
+            tracing::error!("the group writer is gone; the record is committed alone");
+            return None;
+        }
         // Every group's answers are sent after its commit, and nothing
         // between the two can panic: a dropped answer means no commit.
         answered.await.ok()
@@ -110,24 +116,39 @@ fn write_groups(path: &Path, waiting: &flume::Receiver<Waiting>) {
         let Some(open) = connection.as_mut() else {
             continue;
         };
-        match insert_together(open, &group) {
-            Ok(rows) => {
+        // A panic rolls the group back as it unwinds; its callers store
+        // their records alone, and the next group gets a new connection.
+        let inserted = std::panic::catch_unwind(AssertUnwindSafe(|| insert_together(open, &group)));
+        match inserted {
+            Ok(Ok(rows)) => {
                 for (one, row) in group.into_iter().zip(rows) {
                     let _ = one.answer.send(Ok(row));
                 }
             }
-            // Rolled back: each caller stores its record alone.
-            Err(Failed::Insert(error)) => {
-                tracing::debug!(%error, records = group.len(), "a group of new records failed");
+            // Another connection held SQLite's write lock past the busy
+            // timeout: trying each again would only fail slower.
+            Ok(Err(Failed::Insert(error))) if is_busy(&error) => answer_all(group, &error),
+            // Rolled back: each caller stores its record alone, so that a
+            // record that broke a rule fails with its own error, and only it.
+            Ok(Err(Failed::Insert(error))) => {
+                if is_rule_broken(&error) {
+                    tracing::debug!(%error, records = group.len(), "a group of new records broke a rule");
+                } else {
+                    tracing::warn!(%error, records = group.len(), "a group of new records failed; each is stored alone");
+                }
             }
             // The commit itself failed: nothing of the group is known to
             // be stored, and trying again could store it twice.
-            Err(Failed::Commit(error)) => {
+            Ok(Err(Failed::Commit(error))) => {
                 tracing::error!(%error, records = group.len(), "cannot commit new records");
-                let message = error.to_string();
-                for one in group {
-                    let _ = one.answer.send(Err(sqlx::Error::Protocol(message.clone())));
-                }
+                answer_all(group, &error);
+            }
+            Err(_) => {
+                tracing::error!(
+                    records = group.len(),
+                    "the group writer panicked; each record is stored alone"
+                );
+                connection = None;
             }
         }
         // A connection left inside a transaction (a rollback that failed)
@@ -139,6 +160,27 @@ fn write_groups(path: &Path, waiting: &flume::Receiver<Waiting>) {
             connection = None;
         }
     }
+}
+
+/// Answers every caller of the group with the same failure.
+fn answer_all(group: Vec<Waiting>, error: &rusqlite::Error) {
+    let message = error.to_string();
+    for one in group {
+        let _ = one.answer.send(Err(sqlx::Error::Protocol(message.clone())));
+    }
+}
+
+/// Whether SQLite gave up waiting for another connection's lock.
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Whether a record broke a rule of the database (a foreign key, say).
+fn is_rule_broken(error: &rusqlite::Error) -> bool {
+    error.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation)
 }
 
 /// Why a group did not land.
@@ -180,6 +222,10 @@ fn insert_one(tx: &rusqlite::Transaction<'_>, one: &Waiting) -> rusqlite::Result
         // whichever driver wrote them.
         (@time $value:expr) => {{
             position += 1;
+            debug_assert_eq!(
+                insert.parameter_name(position),
+                Some(format!("${position}").as_str())
+            );
             insert.raw_bind_parameter(
                 position,
                 $value.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false),
@@ -187,6 +233,12 @@ fn insert_one(tx: &rusqlite::Transaction<'_>, one: &Waiting) -> rusqlite::Result
         }};
         ($value:expr) => {{
             position += 1;
+            // Bound by position, which is the `$N` of the statement only
+            // while each `$N` first appears in order.
+            debug_assert_eq!(
+                insert.parameter_name(position),
+                Some(format!("${position}").as_str())
+            );
             insert.raw_bind_parameter(position, $value)?;
         }};
     }
