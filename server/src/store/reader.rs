@@ -256,10 +256,7 @@ fn register_regexp(connection: &Connection) -> rusqlite::Result<()> {
     )
 }
 
-/// Binds `sql`'s arguments as sqlx binds them: a time as the RFC 3339 text
-/// sqlx writes, so that comparisons with stored times agree. The builder
-/// writes `$1`, `$2`, … each once and in order, which SQLite numbers 1, 2, …
-/// (checked in debug builds, so by every test).
+/// Binds `sql`'s arguments as sqlx binds them (see [`bind_at`]).
 fn bind(statement: &mut rusqlite::CachedStatement<'_>, sql: &Sql) -> rusqlite::Result<()> {
     if statement.parameter_count() != sql.args.len() {
         return Err(rusqlite::Error::InvalidParameterCount(
@@ -269,21 +266,35 @@ fn bind(statement: &mut rusqlite::CachedStatement<'_>, sql: &Sql) -> rusqlite::R
     }
     for (index, arg) in sql.args.iter().enumerate() {
         let position = index + 1;
-        debug_assert_eq!(
-            statement.parameter_name(position),
-            Some(format!("${position}").as_str())
-        );
         match arg {
-            Arg::Int(value) => statement.raw_bind_parameter(position, value)?,
-            Arg::Text(value) => statement.raw_bind_parameter(position, value)?,
-            Arg::Bool(value) => statement.raw_bind_parameter(position, value)?,
-            Arg::Time(value) => statement.raw_bind_parameter(
-                position,
-                value.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false),
-            )?,
+            Arg::Int(value) => bind_at(statement, position, value)?,
+            Arg::Text(value) => bind_at(statement, position, value)?,
+            Arg::Bool(value) => bind_at(statement, position, value)?,
+            Arg::Time(value) => bind_at(statement, position, time_text(value))?,
         }
     }
     Ok(())
+}
+
+/// Binds `value` as the statement's `$position`. Statements are written
+/// with `$1`, `$2`, … (sqlx's style), each first appearing in order, which
+/// SQLite numbers 1, 2, …; checked in debug builds, so by every test.
+pub(super) fn bind_at(
+    statement: &mut rusqlite::Statement<'_>,
+    position: usize,
+    value: impl rusqlite::ToSql,
+) -> rusqlite::Result<()> {
+    debug_assert_eq!(
+        statement.parameter_name(position),
+        Some(format!("${position}").as_str())
+    );
+    statement.raw_bind_parameter(position, value)
+}
+
+/// A time as the RFC 3339 text sqlx writes, so that stored times compare
+/// whichever driver wrote them.
+pub(super) fn time_text(time: &chrono::DateTime<chrono::Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
 }
 
 /// Every row of `sql`, each as `decode` reads it.

@@ -32,6 +32,7 @@ use tokio::sync::oneshot;
 
 use super::images::{NameScope, NewImage};
 use super::insert::{for_each_insert_arg, InsertArgs, INSERT_IMAGE, INSERT_LINK};
+use super::reader::{bind_at, time_text};
 use super::rows::ImageRow;
 
 /// The most inserts one transaction takes.
@@ -102,19 +103,17 @@ fn write_groups(path: &Path, waiting: &flume::Receiver<Waiting>) {
         if group.is_empty() {
             continue;
         }
-        if connection.is_none() {
-            match open(path) {
-                Ok(opened) => connection = Some(opened),
+        let open = match &mut connection {
+            Some(open) => open,
+            None => match open(path) {
+                Ok(opened) => connection.insert(opened),
                 Err(error) => {
                     // Dropping the group's answers has each caller store
                     // its record alone.
                     tracing::warn!(%error, "cannot open the writer's connection");
                     continue;
                 }
-            }
-        }
-        let Some(open) = connection.as_mut() else {
-            continue;
+            },
         };
         // A panic rolls the group back as it unwinds; its callers store
         // their records alone, and the next group gets a new connection.
@@ -218,28 +217,13 @@ fn insert_one(tx: &rusqlite::Transaction<'_>, one: &Waiting) -> rusqlite::Result
     let mut insert = tx.prepare_cached(INSERT_IMAGE)?;
     let mut position = 0;
     macro_rules! bind {
-        // The text sqlx writes for a time, so that stored times compare
-        // whichever driver wrote them.
         (@time $value:expr) => {{
             position += 1;
-            debug_assert_eq!(
-                insert.parameter_name(position),
-                Some(format!("${position}").as_str())
-            );
-            insert.raw_bind_parameter(
-                position,
-                $value.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false),
-            )?;
+            bind_at(&mut insert, position, time_text(&$value))?;
         }};
         ($value:expr) => {{
             position += 1;
-            // Bound by position, which is the `$N` of the statement only
-            // while each `$N` first appears in order.
-            debug_assert_eq!(
-                insert.parameter_name(position),
-                Some(format!("${position}").as_str())
-            );
-            insert.raw_bind_parameter(position, $value)?;
+            bind_at(&mut insert, position, $value)?;
         }};
     }
     for_each_insert_arg!(args, bind);
