@@ -6,6 +6,7 @@ pub mod config;
 pub mod core;
 pub mod dialects;
 pub mod jobs;
+pub mod memory;
 pub mod personal;
 pub mod serve;
 pub mod state;

@@ -100,22 +100,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// glibc keeps a freed block of any size for reuse once it has freed one
-/// that size (its mmap threshold rises to match, up to 32 MiB), so each
-/// password check's 19 MiB Argon2 block stayed resident for good. A fixed
-/// threshold of 1 MiB hands every block that large back to the system when
-/// it is freed; smaller ones (the 256 KiB file buffers) stay in the heap.
-fn return_large_blocks_to_the_system() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a number in glibc's allocator; it is called
-    // before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-    }
-}
-
 fn main() -> ExitCode {
-    return_large_blocks_to_the_system();
+    depot_server::memory::return_large_blocks_to_the_system();
     let cli = Cli::parse();
     let format = match &cli.command {
         Command::Serve(args) => args.log_format,

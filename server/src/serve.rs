@@ -185,6 +185,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.bind))?;
     tracing::info!(address = %listener.local_addr()?, "Depot is listening");
+    crate::memory::release_start_up_memory();
 
     let sessions = built.sessions.clone();
     let core = built.core.clone();
