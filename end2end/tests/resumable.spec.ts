@@ -69,10 +69,12 @@ test('a large upload goes on after the page is reloaded and the file picked agai
   await pick(page, path);
   await expect(page.getByText('Resumed: the bytes sent before were kept')).toBeVisible({ timeout: 30_000 });
   await expect(page.getByRole('link', { name: 'Done: view image' })).toBeVisible({ timeout: 30_000 });
-  // At least the first chunk was kept (and whatever of the held one arrived).
+  // At least the first chunk was kept (and whatever of the held one arrived:
+  // let go when the route was removed, it may have arrived whole before the
+  // reload). Only what the server lacks is sent, from where it stands.
   expect(kept).toHaveLength(1);
   expect(kept[0]).toBeGreaterThanOrEqual(CHUNK);
-  expect(offsets).toEqual([kept[0]]);
+  expect(offsets).toEqual(kept[0] < SIZE ? [kept[0]] : []);
 
   await page.getByRole('link', { name: 'Done: view image' }).click();
   await expect(page.getByRole('heading', { name })).toBeVisible();
