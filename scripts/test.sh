@@ -13,9 +13,16 @@ cargo fmt --all -- --check
 # (clippy-driver as cargo's wrapper for workspace members, which is what
 # `cargo clippy` itself does), with every warning an error. A `cargo clippy`
 # of its own would type-check every dependency again, once for the server
-# and once for wasm32: 3 min 24 s of a cold run. Dependencies are compiled
+# and once for wasm32: 3 min 25 s of a cold run. Dependencies are compiled
 # by rustc as before, so they are shared with other debug builds.
-export RUSTC_WORKSPACE_WRAPPER="$(rustup which clippy-driver)"
+if ! rustup component list --installed | grep '^clippy' >/dev/null; then
+  step "adding clippy"
+  rustup component add clippy
+fi
+# A plain assignment first: without clippy-driver the run stops here rather
+# than building unlinted.
+clippy_driver="$(rustup which clippy-driver)"
+export RUSTC_WORKSPACE_WRAPPER="$clippy_driver"
 export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 
 step "building the UI (server and WASM) with cargo-leptos, linted by clippy"
