@@ -28,6 +28,13 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
 
+# test.sh lints with clippy-driver as it builds.
+# (grep reads every line: with -q, rustup could die writing and fail the pipe.)
+if ! rustup component list --installed | grep '^clippy' >/dev/null; then
+  step "adding clippy"
+  rustup component add clippy
+fi
+
 # 0.3.11 does not build on Rust 1.95; --locked keeps its dependencies at versions that do.
 if [ "$(cargo leptos --version 2>/dev/null)" != "cargo-leptos 0.3.10" ]; then
   step "installing cargo-leptos 0.3.10 (about 20 minutes, once per machine)"

@@ -15,12 +15,8 @@ cargo fmt --all -- --check
 # of its own would type-check every dependency again, once for the server
 # and once for wasm32: 3 min 25 s of a cold run. Dependencies are compiled
 # by rustc as before, so they are shared with other debug builds.
-if ! rustup component list --installed | grep '^clippy' >/dev/null; then
-  step "adding clippy"
-  rustup component add clippy
-fi
-# A plain assignment first: without clippy-driver the run stops here rather
-# than building unlinted.
+# setup.sh adds clippy when missing. A plain assignment first: without
+# clippy-driver the run stops here rather than building unlinted.
 clippy_driver="$(rustup which clippy-driver)"
 export RUSTC_WORKSPACE_WRAPPER="$clippy_driver"
 export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
@@ -35,7 +31,7 @@ trap garage_stop EXIT
 step "unit and integration tests (SQLite, PostgreSQL, PostgreSQL with the object store)"
 # Every target (the benchmarks too), so clippy sees all of the code.
 "${as_cargo_leptos[@]}" cargo test -p app -p depot-inspect -p depot-server --all-targets --no-run
-# They take about a minute. With cargo-nextest (.config/nextest.toml) a test
+# They take about five minutes. With cargo-nextest (.config/nextest.toml) a test
 # that hangs is stopped and retried; either way a hung run fails here rather
 # than holding CI until its own limit.
 if cargo nextest --version >/dev/null 2>&1; then
