@@ -26,6 +26,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use rusqlite::config::DbConfig;
 use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
@@ -297,13 +298,34 @@ pub(super) fn time_text(time: &chrono::DateTime<chrono::Utc>) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
 }
 
+/// `sql`'s statement from the connection's cache, planned as it asks.
+///
+/// Once ANALYZE has sampled the indexes (SQLite's STAT4 statistics), SQLite
+/// plans a statement for the values bound to an indexed column's
+/// comparison, and compiles it again each time one is bound anew: every
+/// page, every token look-up. So the plans come from the statistics alone
+/// (the query planner stability guarantee), compiled once, except for a
+/// LIKE: only its pattern tells which range of the name index to read. The
+/// setting is taken when SQLite compiles a statement, the first time and
+/// again after a schema change, so it is set for each statement before.
+fn prepare<'c>(
+    connection: &'c Connection,
+    sql: &Sql,
+) -> rusqlite::Result<rusqlite::CachedStatement<'c>> {
+    connection.set_db_config(
+        DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        !sql.planned_per_values,
+    )?;
+    connection.prepare_cached(&sql.text)
+}
+
 /// Every row of `sql`, each as `decode` reads it.
 pub(super) fn rows<T>(
     connection: &Connection,
     sql: &Sql,
     mut decode: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<Vec<T>> {
-    let mut statement = connection.prepare_cached(&sql.text)?;
+    let mut statement = prepare(connection, sql)?;
     bind(&mut statement, sql)?;
     let mut rows = statement.raw_query();
     let mut decoded = Vec::new();
@@ -319,7 +341,7 @@ pub(super) fn first_row<T>(
     sql: &Sql,
     decode: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<Option<T>> {
-    let mut statement = connection.prepare_cached(&sql.text)?;
+    let mut statement = prepare(connection, sql)?;
     bind(&mut statement, sql)?;
     let mut rows = statement.raw_query();
     rows.next()?.map(decode).transpose()

@@ -22,6 +22,11 @@ pub enum Arg {
 pub struct Sql {
     pub text: String,
     pub args: Vec<Arg>,
+    /// Whether SQLite should plan the statement for the values bound to it
+    /// each time it runs: only a LIKE, whose pattern's fixed start becomes
+    /// a range of an index. Any other statement is planned once from the
+    /// statistics (see `reader::prepare`).
+    pub planned_per_values: bool,
 }
 
 /// Calls `$then!($($arg)*; before; after)` with the columns of an image row
@@ -115,6 +120,7 @@ struct Builder {
     backend: Backend,
     text: String,
     args: Vec<Arg>,
+    planned_per_values: bool,
 }
 
 impl Builder {
@@ -123,6 +129,7 @@ impl Builder {
             backend,
             text: start.to_owned(),
             args: Vec::new(),
+            planned_per_values: false,
         }
     }
 
@@ -222,6 +229,7 @@ impl Builder {
         self.bind_value(value);
         if op == Op::Like {
             self.push(" ESCAPE '\\'");
+            self.planned_per_values = true;
         }
         if or_null {
             self.push(")");
@@ -255,6 +263,7 @@ impl Builder {
         Sql {
             text: self.text,
             args: self.args,
+            planned_per_values: self.planned_per_values,
         }
     }
 }

@@ -143,6 +143,7 @@ impl Db {
             let select = Sql {
                 text: SELECT.to_owned(),
                 args: vec![Arg::Text(token_hash.to_owned()), Arg::Time(now)],
+                planned_per_values: false,
             };
             return reader
                 .look_up(move |connection| {

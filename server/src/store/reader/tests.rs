@@ -394,3 +394,57 @@ fn only_a_plain_file_opened_read_write_is_read_here() {
     assert!(!plain("file:sqlx-in-memory-3", None));
     assert!(!plain(":memory:", None));
 }
+
+#[tokio::test]
+async fn statements_are_compiled_once_on_an_analyzed_catalog_but_a_like() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = catalog(dir.path()).await;
+    let Pool::Sqlite(pool) = db.pool() else {
+        unreachable!()
+    };
+    // Statistics with samples of every index, as a maintained database has.
+    sqlx::query("ANALYZE").execute(pool).await.unwrap();
+    let connection = super::open(&dir.path().join("depot.db")).unwrap();
+    let page =
+        |query: &Query| super::super::sql::select_images(super::super::Backend::Sqlite, query).0;
+    let read = |query: &Query| {
+        super::rows(
+            &connection,
+            &page(query),
+            super::super::ImageRow::from_rusqlite,
+        )
+        .unwrap()
+    };
+    let recompiled = |query: &Query| {
+        connection
+            .prepare_cached(&page(query).text)
+            .unwrap()
+            .get_status(rusqlite::StatementStatus::RePrepare)
+    };
+
+    let named = |n: usize| {
+        Query::new(100).filter(compare(
+            Field::Name,
+            Op::Eq,
+            Value::Text(format!("Image-{n:03}")),
+        ))
+    };
+    for n in 0..10 {
+        let rows = read(&named(n));
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].name, format!("Image-{n:03}"));
+    }
+    assert_eq!(recompiled(&named(0)), 0, "compiled again for each name");
+
+    // A LIKE is planned for its pattern, and still finds what it should.
+    let like = |pattern: &str| {
+        Query::new(100).filter(compare(Field::Name, Op::Like, Value::Text(pattern.into())))
+    };
+    for (pattern, found) in [("image-1%", 100), ("image-24%", 10), ("IMAGE-2%", 50)] {
+        assert_eq!(read(&like(pattern)).len(), found, "{pattern}");
+    }
+    assert!(
+        recompiled(&like("image-1%")) >= 2,
+        "planned for each pattern"
+    );
+}
