@@ -84,11 +84,12 @@ async fn fill(db: &Db, count: usize) {
             Pool::Postgres(pool) => insert_chunk!(pool),
         }
     }
-    // Fresh statistics, as autovacuum (or SQLite's `PRAGMA optimize`) would
-    // gather after a bulk load.
+    // Fresh statistics, as SQLite's `PRAGMA optimize` would gather after a
+    // bulk load; on PostgreSQL, autovacuum's work after one: the statistics,
+    // and the visibility map that lets a count read an index alone.
     match db.pool() {
         Pool::Sqlite(pool) => sqlx::query("ANALYZE").execute(pool).await.map(|_| ()),
-        Pool::Postgres(pool) => sqlx::query("ANALYZE images")
+        Pool::Postgres(pool) => sqlx::query("VACUUM ANALYZE images")
             .execute(pool)
             .await
             .map(|_| ()),

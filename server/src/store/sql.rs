@@ -196,6 +196,10 @@ impl Builder {
     }
 
     fn compare(&mut self, field: Field, op: Op, value: &Value) {
+        if op == Op::Like {
+            self.like(field, value);
+            return;
+        }
         let column = column(field);
         // "Not equal" and "not in" also match records where the field is unset,
         // as MongoDB's `$ne`/`$nin` do.
@@ -213,11 +217,7 @@ impl Builder {
             Op::Ge => " >= ",
             Op::In => " IN ",
             Op::NotIn => " NOT IN ",
-            // SQLite's LIKE ignores ASCII case; PostgreSQL needs ILIKE for the same answer.
-            Op::Like => match self.backend {
-                Backend::Sqlite => " LIKE ",
-                Backend::Postgres => " ILIKE ",
-            },
+            Op::Like => unreachable!("written by `like`"),
             // SQLite's REGEXP is the `regex` crate (registered by sqlx); the
             // core accepts only patterns that crate compiles.
             Op::Regex => match self.backend {
@@ -227,13 +227,40 @@ impl Builder {
         };
         self.push(operator);
         self.bind_value(value);
-        if op == Op::Like {
-            self.push(" ESCAPE '\\'");
-            self.planned_per_values = true;
-        }
         if or_null {
             self.push(")");
         }
+    }
+
+    /// `field LIKE pattern`, ignoring case, `\` escaping a wildcard.
+    fn like(&mut self, field: Field, pattern: &Value) {
+        let column = column(field);
+        match (self.backend, field) {
+            // SQLite's LIKE ignores ASCII case. An index on the name with
+            // the NOCASE collation serves a pattern's fixed start (`ubu%`),
+            // which SQLite reads from the pattern bound.
+            (Backend::Sqlite, _) => {
+                self.push(column).push(" LIKE ");
+                self.bind_value(pattern);
+                self.planned_per_values = true;
+            }
+            // PostgreSQL's ILIKE gives the same answers (the name's collation
+            // is "C": ASCII case), but no index serves it. In a UTF-8
+            // database ILIKE lowers both sides under the operation's
+            // collation and compares with LIKE; written so, an index on
+            // `lower(name)` serves a fixed start and its trigram index any
+            // pattern. The pattern is lowered under the name's collation.
+            (Backend::Postgres, Field::Name) => {
+                self.push("lower(").push(column).push(") LIKE lower(");
+                self.bind_value(pattern);
+                self.push(" COLLATE \"C\")");
+            }
+            (Backend::Postgres, _) => {
+                self.push(column).push(" ILIKE ");
+                self.bind_value(pattern);
+            }
+        }
+        self.push(" ESCAPE '\\'");
     }
 
     fn order_by(&mut self, query: &Query) {
@@ -352,7 +379,12 @@ mod tests {
         );
         assert_eq!(
             where_clause(Backend::Postgres, condition).text,
-            "i.name ILIKE $1 ESCAPE '\\'"
+            "lower(i.name) LIKE lower($1 COLLATE \"C\") ESCAPE '\\'"
+        );
+        let condition = Condition::parse(Field::Label, Op::Like, "ubu%").unwrap();
+        assert_eq!(
+            where_clause(Backend::Postgres, condition).text,
+            "i.label ILIKE $1 ESCAPE '\\'"
         );
     }
 

@@ -174,3 +174,57 @@ async fn sqlite_runs_in_wal_mode() {
         .unwrap();
     assert_eq!(mode, "wal");
 }
+
+/// A name's fixed start (`ubu%`) is read through an index on PostgreSQL, page
+/// and count, as on SQLite; ILIKE, which no index serves, scanned every image.
+#[tokio::test]
+async fn a_name_prefix_is_read_through_an_index_on_postgres() {
+    use depot_server::store::sql::{select_images, Arg};
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let depot_server::store::Pool::Postgres(pool) = app.core.db().pool() else {
+        panic!("not PostgreSQL");
+    };
+    sqlx::query(
+        "INSERT INTO images (kind, name, label, folder, data_store, path, public, \
+         created_at, updated_at) \
+         SELECT 'vm', (ARRAY['Ubuntu', 'centos', 'debian', 'fedora'])[1 + n % 4] || '-' || n, \
+         '', 'f', 'ds', 'f/' || n, TRUE, now(), now() FROM generate_series(1, 10000) n",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE images").execute(pool).await.unwrap();
+
+    let query = Query::new(100)
+        .filter(Condition::parse(Field::Kind, Op::Eq, "vm").unwrap())
+        .filter(Condition::parse(Field::Public, Op::Eq, "true").unwrap())
+        .filter(Condition::parse(Field::Name, Op::Like, "ubu%").unwrap())
+        .sort_by(Field::Name, Direction::Desc);
+    let (page, count) = select_images(depot_server::store::Backend::Postgres, &query);
+    for statement in [&page, &count] {
+        let explain = format!("EXPLAIN {}", statement.text);
+        let mut plan = sqlx::query_scalar::<_, String>(&explain);
+        for arg in &statement.args {
+            plan = match arg {
+                Arg::Text(value) => plan.bind(value.clone()),
+                Arg::Bool(value) => plan.bind(*value),
+                Arg::Int(value) => plan.bind(*value),
+                Arg::Time(value) => plan.bind(*value),
+            };
+        }
+        let plan = plan.fetch_all(pool).await.unwrap().join("\n");
+        assert!(
+            !plan.contains("Seq Scan on images"),
+            "{}\n{plan}",
+            statement.text
+        );
+    }
+    // And it finds what ILIKE found: the name's case is ignored.
+    let viewer = Viewer::User(app.core.login("admin", ADMIN_PASSWORD).await.unwrap());
+    let found = app.core.list_images(&viewer, query).await.unwrap();
+    assert_eq!(found.total, 2500);
+    assert!(found
+        .items
+        .iter()
+        .all(|image| image.name.starts_with("Ubuntu-")));
+}
