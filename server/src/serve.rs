@@ -181,6 +181,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!("Created the account 'admin' with the password: {password}");
         println!("Set DEPOT_ADMIN_PASSWORD on first start to choose it instead.");
     }
+    // Before the port opens: a SIGTERM sent as soon as the server answers
+    // (a supervisor's, a test's) finds its handler and stops it cleanly.
+    let shutdown = shutdown_signal().context("cannot watch for SIGINT and SIGTERM")?;
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("cannot listen on {}", args.bind))?;
@@ -205,7 +208,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .router
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
         .context("the server failed")?;
     sweeper.abort();
@@ -214,21 +217,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Resolves at SIGINT or SIGTERM. The handlers are set when this is called,
+/// not when it is first awaited: until then either signal kills the process.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
         }
-    };
-    tokio::select! {
-        _ = interrupt => {},
-        _ = terminate => {},
-    }
-    tracing::info!("shutting down");
+        tracing::info!("shutting down");
+    })
 }

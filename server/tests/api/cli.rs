@@ -254,13 +254,15 @@ fn serve_prints_a_generated_admin_password_once_and_stops_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // SIGTERM the moment the port opens, as a supervisor might: before the
+    // handler was set first, that killed the server some of the time.
     let started = Instant::now();
     while std::net::TcpStream::connect(&address).is_err() {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "the server never listened"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(1));
     }
     let killed = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
