@@ -211,7 +211,7 @@ impl Db {
         let known_total = move |rows: usize| total_from_page(limit, offset, rows);
         if let Some(reader) = &self.reader {
             return reader
-                .read(move |connection| {
+                .read(page.planned_per_values, move |connection| {
                     // One snapshot for the page and its count.
                     let snapshot = connection.unchecked_transaction()?;
                     let rows = reader::rows(&snapshot, &page, ImageRow::from_rusqlite)?;

@@ -57,9 +57,25 @@ const STEPS_BETWEEN_CHECKS: i32 = 10_000;
 /// their counts, or the token look-up.
 const PREPARED: usize = 32;
 
-/// A read as a lane's thread runs it, given its connection (opened on the
-/// first read) and the file to open it on.
-type Job = Box<dyn FnOnce(&mut Option<Connection>, &Path) + Send>;
+/// A read as a lane's thread runs it, given the thread's connections and
+/// the file to open them on.
+type Job = Box<dyn FnOnce(&mut Connections, &Path) + Send>;
+
+/// A lane thread's connections, each opened on its first read.
+///
+/// Once ANALYZE has sampled the indexes (SQLite's STAT4 statistics), SQLite
+/// plans a statement for the values bound to an indexed column's
+/// comparison, and compiles it again each time one is bound anew: every
+/// page, every token look-up. So statements are planned once from the
+/// statistics alone (the query planner stability guarantee), except a
+/// LIKE: only its pattern tells which range of the name index to read.
+/// SQLite recompiles every statement of a connection when that setting
+/// changes, so each kind has a connection of its own.
+#[derive(Default)]
+struct Connections {
+    planned_once: Option<Connection>,
+    planned_per_values: Option<Connection>,
+}
 
 /// The reading lanes on one SQLite file.
 #[derive(Debug, Clone)]
@@ -112,12 +128,15 @@ impl Reader {
         })
     }
 
-    /// Runs `read` in the catalog's lane.
+    /// Runs `read` in the catalog's lane, on a connection that plans its
+    /// statements for the values bound if `per_values` (see
+    /// [`super::sql::Sql::planned_per_values`]).
     pub(super) async fn read<T: Send + 'static>(
         &self,
+        per_values: bool,
         read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, sqlx::Error> {
-        self.catalog.read(read).await
+        self.catalog.read(per_values, read).await
     }
 
     /// Runs `read`, a short read every request makes, in the look-ups' lane.
@@ -125,7 +144,7 @@ impl Reader {
         &self,
         read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, sqlx::Error> {
-        self.lookups.read(read).await
+        self.lookups.read(false, read).await
     }
 }
 
@@ -143,16 +162,21 @@ impl Lane {
 
     async fn read<T: Send + 'static>(
         &self,
+        per_values: bool,
         read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, sqlx::Error> {
         let deadline = Instant::now() + self.limit;
         let (answer, answered) = oneshot::channel();
-        let job: Job = Box::new(move |connection, path| {
+        let job: Job = Box::new(move |connections, path| {
             // Its caller gave up (the client went away) while it waited.
             if answer.is_closed() {
                 return;
             }
-            let _ = answer.send(run(connection, path, deadline, read));
+            let slot = match per_values {
+                false => &mut connections.planned_once,
+                true => &mut connections.planned_per_values,
+            };
+            let _ = answer.send(run(slot, path, per_values, deadline, read));
         });
         let asked = async {
             self.jobs.send_async(job).await.ok()?;
@@ -173,12 +197,12 @@ impl Lane {
 
 /// A lane's thread: one read at a time, until the lane is dropped.
 fn serve(waiting: &flume::Receiver<Job>, path: &Path) {
-    let mut connection = None;
+    let mut connections = Connections::default();
     while let Ok(job) = waiting.recv() {
         // A read that panics loses its answer and the connection it ran
         // on (which a fresh one replaces), never the thread.
-        if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut connection, path))).is_err() {
-            connection = None;
+        if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut connections, path))).is_err() {
+            connections = Connections::default();
         }
     }
 }
@@ -188,12 +212,13 @@ fn serve(waiting: &flume::Receiver<Job>, path: &Path) {
 fn run<T>(
     slot: &mut Option<Connection>,
     path: &Path,
+    per_values: bool,
     deadline: Instant,
     read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {
     let connection = match slot {
         Some(connection) => connection,
-        None => slot.insert(open(path)?),
+        None => slot.insert(open(path, per_values)?),
     };
     if Instant::now() >= deadline {
         return Err(interrupted());
@@ -221,14 +246,15 @@ fn interrupted() -> rusqlite::Error {
 }
 
 /// A connection that can only read, with the functions the query builder's
-/// statements call.
-fn open(path: &Path) -> rusqlite::Result<Connection> {
+/// statements call, planning them for the values bound if `per_values`.
+fn open(path: &Path, per_values: bool) -> rusqlite::Result<Connection> {
     // No mutex of SQLite's own: one thread holds the connection.
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let connection = Connection::open_with_flags(path, flags)?;
     connection.busy_timeout(Duration::from_secs(10))?;
     connection.pragma_update(None, "query_only", true)?;
     connection.set_prepared_statement_cache_capacity(PREPARED);
+    connection.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, !per_values)?;
     register_regexp(&connection)?;
     Ok(connection)
 }
@@ -298,24 +324,18 @@ pub(super) fn time_text(time: &chrono::DateTime<chrono::Utc>) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
 }
 
-/// `sql`'s statement from the connection's cache, planned as it asks.
-///
-/// Once ANALYZE has sampled the indexes (SQLite's STAT4 statistics), SQLite
-/// plans a statement for the values bound to an indexed column's
-/// comparison, and compiles it again each time one is bound anew: every
-/// page, every token look-up. So the plans come from the statistics alone
-/// (the query planner stability guarantee), compiled once, except for a
-/// LIKE: only its pattern tells which range of the name index to read. The
-/// setting is taken when SQLite compiles a statement, the first time and
-/// again after a schema change, so it is set for each statement before.
+/// `sql`'s statement from the connection's cache. In debug builds (every
+/// test), checks that the connection plans as the statement needs.
 fn prepare<'c>(
     connection: &'c Connection,
     sql: &Sql,
 ) -> rusqlite::Result<rusqlite::CachedStatement<'c>> {
-    connection.set_db_config(
-        DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+    debug_assert_eq!(
+        connection.db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG)?,
         !sql.planned_per_values,
-    )?;
+        "{} is read on a connection that plans otherwise",
+        sql.text
+    );
     connection.prepare_cached(&sql.text)
 }
 

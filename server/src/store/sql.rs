@@ -25,7 +25,7 @@ pub struct Sql {
     /// Whether SQLite should plan the statement for the values bound to it
     /// each time it runs: only a LIKE, whose pattern's fixed start becomes
     /// a range of an index. Any other statement is planned once from the
-    /// statistics (see `reader::prepare`).
+    /// statistics (see `reader::Connections`).
     pub planned_per_values: bool,
 }
 
