@@ -220,6 +220,18 @@ pub enum Condition {
     },
 }
 
+/// Whether a LIKE pattern's last `\` is left to escape nothing (an odd run
+/// of them at its end).
+fn ends_in_an_escape(pattern: &str) -> bool {
+    pattern
+        .bytes()
+        .rev()
+        .take_while(|&byte| byte == b'\\')
+        .count()
+        % 2
+        == 1
+}
+
 impl Condition {
     /// A comparison, checked: the value fits the field and the operator.
     pub fn compare(field: Field, op: Op, value: Value) -> Result<Self, CoreError> {
@@ -236,6 +248,16 @@ impl Condition {
                 }
             }
             (Op::In | Op::NotIn, _) => return Err(CoreError::invalid("'in' takes a list")),
+            // `\` escapes the character after it: one that ends a pattern
+            // escapes nothing, which PostgreSQL refuses and SQLite matches
+            // against nothing.
+            (Op::Like, Value::Text(pattern))
+                if field_type == FieldType::Text && ends_in_an_escape(pattern) =>
+            {
+                return Err(CoreError::invalid(
+                    "a pattern cannot end in an unescaped `\\`",
+                ))
+            }
             (Op::Like | Op::Regex, Value::Text(_)) if field_type == FieldType::Text => {}
             (Op::Like | Op::Regex, _) => {
                 return Err(CoreError::invalid(format!(
@@ -352,6 +374,10 @@ mod tests {
     fn like_is_only_for_text() {
         assert!(Condition::parse(Field::Name, Op::Like, "ubu%").is_ok());
         assert!(Condition::parse(Field::Size, Op::Like, "1%").is_err());
+        // A trailing `\` escapes nothing; an escaped one is a character.
+        assert!(Condition::parse(Field::Name, Op::Like, "ubu\\").is_err());
+        assert!(Condition::parse(Field::Name, Op::Like, "ubu\\\\").is_ok());
+        assert!(Condition::parse(Field::Name, Op::Like, "100\\%").is_ok());
     }
 
     #[test]
