@@ -321,25 +321,28 @@ async fn main() {
     )
     .await;
     let _ = std::fs::remove_file(&vice_again_source);
-    // Downloads of the same bytes, Depot's and nginx's by turns.
+    // Downloads of the same bytes, Depot's and nginx's by turns, each with
+    // the CPU time its server spent on it: over loopback the throughput is
+    // much the client's and the machine's moment, the CPU a server needs
+    // for a GiB much less so.
     let nginx = start_nginx(work.path(), work.path());
-    let depot_download = || {
-        download(
-            client
-                .get(format!("{base}/api/images/{id}/download"))
-                .bearer_auth(&token),
-            size,
-        )
-    };
-    let mut downloads = vec![depot_download().await];
-    let mut nginx_downloads = Vec::new();
-    if let Some((_, nginx_base)) = &nginx {
-        let url = format!("{nginx_base}/source.img");
-        nginx_downloads.push(download(client.get(&url), size).await);
-        downloads.push(depot_download().await);
-        nginx_downloads.push(download(client.get(&url), size).await);
+    let rounds: usize = std::env::var("DEPOT_BENCH_DOWNLOADS")
+        .ok()
+        .and_then(|rounds| rounds.parse().ok())
+        .unwrap_or(5)
+        .max(1);
+    let (mut downloads, mut nginx_downloads) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let request = client
+            .get(format!("{base}/api/images/{id}/download"))
+            .bearer_auth(&token);
+        downloads.push(Served::measure(pid, request, size).await);
+        if let Some((nginx, nginx_base)) = &nginx {
+            let request = client.get(format!("{nginx_base}/source.img"));
+            nginx_downloads.push(Served::measure(nginx.child.id(), request, size).await);
+        }
     }
-    let download: Duration = downloads.iter().sum::<Duration>() / downloads.len() as u32;
+    let download = Served::median(&downloads);
 
     println!(
         "sha256sum                 {:>8.0} MB/s",
@@ -358,18 +361,28 @@ async fn main() {
             / (tus.elapsed + tus_again.elapsed).as_secs_f64()
     );
     println!(
-        "download (HTTP)           {:>8.0} MB/s",
-        mb_per_s(size, download)
+        "download (HTTP)           {:>8.0} MB/s, server CPU {:.2} s a GiB (medians of {rounds})",
+        mb_per_s(size, download.elapsed),
+        download.cpu_per_gib(size)
     );
     if nginx_downloads.is_empty() {
         println!("download, nginx           (not installed: apt-get install nginx-light)");
     } else {
-        let nginx: Duration =
-            nginx_downloads.iter().sum::<Duration>() / nginx_downloads.len() as u32;
+        let nginx = Served::median(&nginx_downloads);
+        let mut ratios: Vec<f64> = downloads
+            .iter()
+            .zip(&nginx_downloads)
+            .map(|(depot, nginx)| nginx.elapsed.as_secs_f64() / depot.elapsed.as_secs_f64())
+            .collect();
+        ratios.sort_by(f64::total_cmp);
         println!(
-            "download, nginx           {:>8.0} MB/s   Depot / nginx {:.2}x",
-            mb_per_s(size, nginx),
-            nginx.as_secs_f64() / download.as_secs_f64()
+            "download, nginx           {:>8.0} MB/s, server CPU {:.2} s a GiB; \
+             Depot / nginx {:.2}x (median of the rounds' ratios, {:.2}-{:.2}x)",
+            mb_per_s(size, nginx.elapsed),
+            nginx.cpu_per_gib(size),
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1]
         );
     }
     println!(
@@ -389,6 +402,42 @@ async fn main() {
 async fn start_server(data: &Path, extra: &[(&str, String)]) -> (Server, String) {
     println!("server: {}", common::server_binary().display());
     common::start_server(data, PASSWORD, extra).await
+}
+
+/// One download: how long it took and the CPU time its server spent.
+#[derive(Clone, Copy)]
+struct Served {
+    elapsed: Duration,
+    cpu: Duration,
+}
+
+impl Served {
+    /// Downloads what `request` asks for whole, counting bytes, from the
+    /// server whose process is `pid`.
+    async fn measure(pid: u32, request: reqwest::RequestBuilder, size: u64) -> Self {
+        let cpu = common::proc_cpu(pid);
+        let elapsed = download(request, size).await;
+        Self {
+            elapsed,
+            cpu: common::proc_cpu(pid).saturating_sub(cpu),
+        }
+    }
+
+    /// The median time and the median CPU time, each of its own.
+    fn median(all: &[Self]) -> Self {
+        let mut elapsed: Vec<Duration> = all.iter().map(|served| served.elapsed).collect();
+        let mut cpu: Vec<Duration> = all.iter().map(|served| served.cpu).collect();
+        elapsed.sort();
+        cpu.sort();
+        Self {
+            elapsed: elapsed[elapsed.len() / 2],
+            cpu: cpu[cpu.len() / 2],
+        }
+    }
+
+    fn cpu_per_gib(&self, size: u64) -> f64 {
+        self.cpu.as_secs_f64() * (1u64 << 30) as f64 / size as f64
+    }
 }
 
 /// Downloads what `request` asks for whole, counting bytes; answers how

@@ -306,7 +306,7 @@ impl Backend for LocalBlobs {
 
     async fn open(&self, sha256: &str) -> std::io::Result<Box<dyn Blob>> {
         let path = self.path(sha256).ok_or_else(|| not_found("bad digest"))?;
-        Ok(Box::new(LocalBlob::open(path).await?))
+        Ok(Box::new(LocalBlob::open_published(path).await?))
     }
 
     async fn exists(&self, sha256: &str) -> std::io::Result<bool> {

@@ -1,5 +1,7 @@
 //! Reading a local blob (or an upload's file): a download streams it chunk
-//! by chunk, read from disk a little ahead of the socket.
+//! by chunk, a little ahead of the socket. A published blob's chunks are its
+//! pages in the page cache, mapped; an upload's file, which can still be cut
+//! back, is read into buffers.
 
 use std::path::PathBuf;
 
@@ -15,18 +17,40 @@ const READ_CHUNK: usize = 256 * 1024;
 /// Chunks of a download read ahead of the socket.
 const READ_AHEAD: usize = 2;
 
+/// Size of a mapped chunk of a published blob: large enough that mapping
+/// and unmapping cost little beside sending it.
+const MAP_CHUNK: usize = 2 * 1024 * 1024;
+
 /// An open blob file.
 pub(super) struct LocalBlob {
     file: std::fs::File,
     pub(super) length: u64,
+    /// A published blob, never written again: its chunks can be mapped.
+    published: bool,
 }
 
 impl LocalBlob {
+    /// A file that may still change (an upload's): read by copying.
     pub(super) async fn open(path: PathBuf) -> std::io::Result<Self> {
+        Self::open_as(path, false).await
+    }
+
+    /// A published blob, whose file is written once, before it is renamed
+    /// into place, and never again (a removal unlinks it: an open download
+    /// keeps reading it).
+    pub(super) async fn open_published(path: PathBuf) -> std::io::Result<Self> {
+        Self::open_as(path, true).await
+    }
+
+    async fn open_as(path: PathBuf, published: bool) -> std::io::Result<Self> {
         tokio::task::spawn_blocking(move || {
             let file = std::fs::File::open(path)?;
             let length = file.metadata()?.len();
-            Ok(Self { file, length })
+            Ok(Self {
+                file,
+                length,
+                published,
+            })
         })
         .await
         .map_err(lost)?
@@ -40,7 +64,77 @@ impl Blob for LocalBlob {
     }
 
     async fn read(self: Box<Self>, start: u64, count: u64) -> std::io::Result<ByteStream> {
-        Ok(read_range(self.file, start, count))
+        Ok(if self.published {
+            map_range(self.file, start, count)
+        } else {
+            read_range(self.file, start, count)
+        })
+    }
+}
+
+/// Streams `count` bytes of a published blob from `start` as its pages
+/// in the page cache, mapped [`MAP_CHUNK`] at a time, up to [`READ_AHEAD`]
+/// chunks ahead of the socket. Nothing is copied on the way: the socket's
+/// write takes the bytes from the page cache, as nginx's `sendfile` does (a
+/// read into a buffer was one more copy of every byte, most of what
+/// separated the two). Each chunk's pages are faulted in when it is mapped,
+/// on a blocking thread, so a cold file's disk reads never hold up the
+/// runtime's threads; a chunk is unmapped once sent.
+fn map_range(file: std::fs::File, start: u64, count: u64) -> ByteStream {
+    let file = std::sync::Arc::new(file);
+    advise_sequential(&file, start, count);
+    futures_util::stream::iter(chunks(start, count, MAP_CHUNK))
+        .map(move |(offset, size)| {
+            let file = file.clone();
+            async move {
+                tokio::task::spawn_blocking(move || map_chunk(&file, offset, size))
+                    .await
+                    .map_err(lost)?
+            }
+        })
+        .buffered(READ_AHEAD)
+        .boxed()
+}
+
+/// The `size` bytes of `file` at `offset`, mapped read-only and faulted in.
+fn map_chunk(file: &std::fs::File, offset: u64, size: usize) -> std::io::Result<Bytes> {
+    // Touching a mapped page past the file's end kills the process
+    // (SIGBUS), so a file found shorter than the range is an error here, as
+    // a read's end of file is. A published blob never shrinks after.
+    if file.metadata()?.len() < offset + size as u64 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the file ended before the range asked for",
+        ));
+    }
+    // SAFETY: the mapping is read-only and of a published blob, which is
+    // never written, cut or extended once renamed into place (see
+    // `LocalBlob::open_published`); its bytes cannot change under the slice.
+    let map = unsafe {
+        memmap2::MmapOptions::new()
+            .offset(offset)
+            .len(size)
+            .populate()
+            .map(file)?
+    };
+    Ok(Bytes::from_owner(map))
+}
+
+/// The `(offset, size)` of each chunk of `count` bytes from `start`.
+fn chunks(start: u64, count: u64, chunk: usize) -> impl Iterator<Item = (u64, usize)> {
+    (0..count.div_ceil(chunk as u64)).map(move |index| {
+        let offset = start + index * chunk as u64;
+        (offset, (start + count - offset).min(chunk as u64) as usize)
+    })
+}
+
+/// Only a hint, for this download's own open file: a larger read-ahead
+/// window (Linux applies it to the whole file), for a download longer than
+/// what is read ahead of the socket anyway.
+fn advise_sequential(file: &std::fs::File, start: u64, count: u64) {
+    if count > (READ_AHEAD * READ_CHUNK) as u64 {
+        let range = std::num::NonZeroU64::new(count);
+        let _ = rustix::fs::fadvise(file, start, range, rustix::fs::Advice::Sequential);
     }
 }
 
@@ -54,21 +148,9 @@ impl Blob for LocalBlob {
 /// when the stream is dropped (the client went away).
 fn read_range(file: std::fs::File, start: u64, count: u64) -> ByteStream {
     let file = std::sync::Arc::new(file);
-    if count > (READ_AHEAD * READ_CHUNK) as u64 {
-        // Only a hint, for this download's own open file: a larger
-        // read-ahead window (Linux applies it to the whole file).
-        let range = std::num::NonZeroU64::new(count);
-        let _ = rustix::fs::fadvise(&*file, start, range, rustix::fs::Advice::Sequential);
-    }
+    advise_sequential(&file, start, count);
     let buffers = Buffers::default();
-    let chunks = (0..count.div_ceil(READ_CHUNK as u64)).map(move |index| {
-        let offset = start + index * READ_CHUNK as u64;
-        (
-            offset,
-            (start + count - offset).min(READ_CHUNK as u64) as usize,
-        )
-    });
-    futures_util::stream::iter(chunks)
+    futures_util::stream::iter(chunks(start, count, READ_CHUNK))
         .map(move |(offset, size)| {
             let (file, buffers) = (file.clone(), buffers.clone());
             async move {
@@ -172,48 +254,66 @@ mod tests {
             .await
     }
 
+    /// An upload's file (read into buffers) and a published blob (mapped).
+    async fn both_ways(path: &std::path::Path) -> [LocalBlob; 2] {
+        [
+            LocalBlob::open(path.to_owned()).await.unwrap(),
+            LocalBlob::open_published(path.to_owned()).await.unwrap(),
+        ]
+    }
+
     /// A download is the file's bytes in order, whole or any range, across
-    /// the chunks read ahead.
+    /// the chunks read or mapped ahead, read or mapped.
     #[tokio::test]
     async fn a_range_reads_the_files_bytes_across_chunks() {
         let folder = tempfile::tempdir().unwrap();
         let path = folder.path().join("blob");
-        let bytes: Vec<u8> = (0..READ_CHUNK * 5 / 2 + 7)
+        let bytes: Vec<u8> = (0..MAP_CHUNK * 5 / 2 + 7)
             .map(|n| (n % 251) as u8)
             .collect();
         std::fs::write(&path, &bytes).unwrap();
         let ranges = [
             (0, bytes.len()),
             (READ_CHUNK - 3, READ_CHUNK + 10),
+            (MAP_CHUNK - 4097, MAP_CHUNK + 8193),
             (bytes.len() - 1, 1),
             (5, 0),
         ];
         for (start, count) in ranges {
-            let blob = LocalBlob::open(path.clone()).await.unwrap();
-            assert_eq!(blob.size(), bytes.len() as u64);
-            let stream = Box::new(blob).read(start as u64, count as u64).await;
-            let read = collect(stream.unwrap()).await.unwrap();
-            assert!(read == bytes[start..start + count], "{start}+{count}");
+            for blob in both_ways(&path).await {
+                let published = blob.published;
+                assert_eq!(blob.size(), bytes.len() as u64);
+                let stream = Box::new(blob).read(start as u64, count as u64).await;
+                let read = collect(stream.unwrap()).await.unwrap();
+                assert!(
+                    read == bytes[start..start + count],
+                    "{start}+{count}, published: {published}"
+                );
+            }
         }
     }
 
     /// A file cut short under an open download ends it with an error, so
-    /// the client sees a broken transfer, not a short file that looks whole.
+    /// the client sees a broken transfer, not a short file that looks whole
+    /// (and a mapping is never touched past the file's end, which would
+    /// kill the server).
     #[tokio::test]
     async fn a_file_cut_short_under_a_download_is_an_error() {
         let folder = tempfile::tempdir().unwrap();
         let path = folder.path().join("blob");
-        std::fs::write(&path, vec![7u8; READ_CHUNK * 3]).unwrap();
-        let blob = LocalBlob::open(path.clone()).await.unwrap();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_len(READ_CHUNK as u64 + 1)
-            .unwrap();
-        let error = collect(Box::new(blob).read(0, READ_CHUNK as u64 * 3).await.unwrap())
-            .await
-            .unwrap_err();
-        assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof);
+        for chunk in [READ_CHUNK, MAP_CHUNK] {
+            std::fs::write(&path, vec![7u8; chunk * 3]).unwrap();
+            for blob in both_ways(&path).await {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .unwrap()
+                    .set_len(chunk as u64 + 1)
+                    .unwrap();
+                let stream = Box::new(blob).read(0, chunk as u64 * 3).await.unwrap();
+                let error = collect(stream).await.unwrap_err();
+                assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof);
+            }
+        }
     }
 }
