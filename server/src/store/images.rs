@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::rows::ImageRow;
 use super::sql::{self, IMAGE_SELECT};
 use super::tx::LockName;
-use super::{bind_args, reader, with_pool, Db};
+use super::{bind_args, reader, with_pool, Db, Pool};
 
 /// A record about to be inserted.
 #[derive(Debug, Clone)]
@@ -272,6 +272,9 @@ impl Db {
             }
             // Its group failed before its commit (or the writer is gone):
             // alone, it fails only if it is itself at fault.
+        }
+        if let (Pool::Postgres(pool), true) = (&self.pool, new.virtualized.is_empty()) {
+            return super::tx::insert_alone_on_postgres(pool, new, unique).await;
         }
         let mut tx = self.begin().await?;
         let row = tx.insert_image_if_name_free(new, unique).await?;

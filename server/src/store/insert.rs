@@ -4,26 +4,48 @@
 use super::images::{NameScope, NewImage, ProvisioningColumns, ViceColumns};
 use super::sql::image_columns;
 
+/// The insert of a record, whose row is kept where `$name_free` holds (the
+/// name rule's check, on parameters `$38` to `$40`). `INSERT … SELECT …
+/// WHERE` rather than `VALUES`, so that the rule is part of the insert itself.
+macro_rules! insert_image {
+    ($name_free:literal) => {
+        concat!(
+            "INSERT INTO images (kind, name, label, folder, data_store, path, \
+             public, owner_id, size, sha256, format, virtual_size, created_at, updated_at, \
+             version, os_type, hypervisor, hypervisor_type, supports_physical, supports_virtual, \
+             template_name, provisioning_type, active, features, extensions, title, \
+             vice_image_type, imported, origin_environment, environment_ref, specifics, \
+             format_detail, volume_label, cpus, memory_mib, product, vendor, product_version, \
+             networks) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, 0, \
+             $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, \
+             $30, $31, $32, $33, $34, $35, $36, $37 \
+             WHERE ",
+            $name_free,
+            " RETURNING ",
+            // Bare column names: SQLite's RETURNING takes no table alias.
+            image_columns!("", "CAST(NULL AS TEXT)")
+        )
+    };
+}
+
 /// Inserts a record unless an image the name rule covers has its name, and
-/// answers the row as stored. `INSERT … SELECT … WHERE NOT EXISTS` rather
-/// than `VALUES`, so that the name rule is part of the insert itself.
-pub(super) const INSERT_IMAGE: &str = concat!(
-    "INSERT INTO images (kind, name, label, folder, data_store, path, \
-     public, owner_id, size, sha256, format, virtual_size, created_at, updated_at, \
-     version, os_type, hypervisor, hypervisor_type, supports_physical, supports_virtual, \
-     template_name, provisioning_type, active, features, extensions, title, \
-     vice_image_type, imported, origin_environment, environment_ref, specifics, \
-     format_detail, volume_label, cpus, memory_mib, product, vendor, product_version, \
-     networks) \
-     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, 0, \
-     $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, \
-     $30, $31, $32, $33, $34, $35, $36, $37 \
-     WHERE NOT EXISTS (SELECT 1 FROM images o WHERE $38 AND o.name = $2 \
-     AND ($39 OR o.public OR o.owner_id = $40)) \
-     RETURNING ",
-    // Bare column names: SQLite's RETURNING takes no table alias.
-    image_columns!("", "CAST(NULL AS TEXT)")
+/// answers the row as stored. SQLite's: its one writer holds the database's
+/// write lock from the check to the write.
+pub(super) const INSERT_IMAGE: &str = insert_image!(
+    "NOT EXISTS (SELECT 1 FROM images o WHERE $38 AND o.name = $2 \
+     AND ($39 OR o.public OR o.owner_id = $40))"
 );
+
+/// PostgreSQL's: the check is `depot_claim_image_name` (migration 0015),
+/// which takes the name's lock for the transaction, then looks for the name
+/// with a snapshot of its own, taken once the lock is held; this statement's
+/// snapshot, taken before, could miss a record another transaction committed
+/// while this one waited for the lock. So the lock, the check and the write
+/// are one statement, and a record with no links is one round trip, its
+/// own transaction. `CASE`, as it evaluates in order: no lock without a rule.
+pub(super) const INSERT_IMAGE_CLAIMING: &str =
+    insert_image!("CASE WHEN $38 THEN depot_claim_image_name($2, $39, $40) ELSE TRUE END");
 
 /// Links a hypervisor image to an image it runs.
 pub(super) const INSERT_LINK: &str =
@@ -67,7 +89,7 @@ pub(super) fn networks_json(networks: &[String]) -> Option<String> {
     (!networks.is_empty()).then(|| serde_json::Value::from(networks.to_vec()).to_string())
 }
 
-/// Hands each parameter of [`INSERT_IMAGE`] of `$args` (an [`InsertArgs`]),
+/// Hands each parameter of [`INSERT_IMAGE`] (and [`INSERT_IMAGE_CLAIMING`]) of `$args` (an [`InsertArgs`]),
 /// in order, to the macro `$bind`: `$bind!(value)`, or `$bind!(@time value)`
 /// for the record's time, which each driver writes its own way.
 macro_rules! for_each_insert_arg {

@@ -12,7 +12,10 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Sqlite, Transaction};
 
 use super::images::{inserted_id, NameScope, NewImage};
-use super::insert::{for_each_insert_arg, networks_json, InsertArgs, INSERT_IMAGE, INSERT_LINK};
+use super::insert::{
+    for_each_insert_arg, networks_json, InsertArgs, INSERT_IMAGE, INSERT_IMAGE_CLAIMING,
+    INSERT_LINK,
+};
 use super::rows::ImageRow;
 use super::{Db, Pool};
 
@@ -33,6 +36,24 @@ macro_rules! with_tx {
     };
 }
 pub(crate) use with_tx;
+
+/// The insert `$sql` of an image row with every parameter of `$args` (an
+/// [`InsertArgs`]) bound, for either driver.
+macro_rules! bound_insert {
+    ($sql:expr, $args:expr) => {{
+        let mut query = sqlx::query_as::<_, ImageRow>($sql);
+        macro_rules! bind {
+            (@time $value:expr) => {
+                query = query.bind($value)
+            };
+            ($value:expr) => {
+                query = query.bind($value)
+            };
+        }
+        for_each_insert_arg!($args, bind);
+        query
+    }};
+}
 
 impl Pool {
     /// Starts a transaction.
@@ -122,20 +143,9 @@ impl Tx {
     ) -> Result<Option<ImageRow>, sqlx::Error> {
         let args = InsertArgs::of(new, unique);
         with_tx!(self, tx => {
-            if args.guarded {
-                tx.lock_name(&new.name).await?;
-            }
-            let mut query = sqlx::query_as::<_, ImageRow>(INSERT_IMAGE);
-            macro_rules! bind {
-                (@time $value:expr) => {
-                    query = query.bind($value)
-                };
-                ($value:expr) => {
-                    query = query.bind($value)
-                };
-            }
-            for_each_insert_arg!(args, bind);
-            let row = query.fetch_optional(&mut **tx).await?;
+            let row = bound_insert!(insert_sql(tx), args)
+                .fetch_optional(&mut **tx)
+                .await?;
             let Some(row) = row else {
                 return Ok(None);
             };
@@ -151,13 +161,39 @@ impl Tx {
     }
 }
 
+/// On PostgreSQL, a record with no links to insert: one statement, which is
+/// its own transaction (the name's lock is held until it commits): one round
+/// trip, not three (`BEGIN`, the insert, `COMMIT`; four when the lock was a
+/// statement of its own).
+pub(super) async fn insert_alone_on_postgres(
+    pool: &sqlx::PgPool,
+    new: &NewImage,
+    unique: Option<NameScope>,
+) -> Result<Option<ImageRow>, sqlx::Error> {
+    debug_assert!(new.virtualized.is_empty());
+    let args = InsertArgs::of(new, unique);
+    bound_insert!(INSERT_IMAGE_CLAIMING, args)
+        .fetch_optional(pool)
+        .await
+}
+
+/// The insert whose name check is right for `tx`'s database.
+fn insert_sql<T: LockName>(_tx: &T) -> &'static str {
+    T::INSERT_IMAGE
+}
+
 /// A transaction that can take the lock on an image name until it ends, so
 /// that writers checking the same name for a rule take turns.
 pub(super) trait LockName {
+    /// The insert of an image record that checks its name under that lock.
+    const INSERT_IMAGE: &'static str;
+
     async fn lock_name(&mut self, name: &str) -> Result<(), sqlx::Error>;
 }
 
 impl LockName for Transaction<'static, Postgres> {
+    const INSERT_IMAGE: &'static str = INSERT_IMAGE_CLAIMING;
+
     /// An advisory lock: a row lock cannot do it, as the row that would
     /// conflict does not exist yet.
     async fn lock_name(&mut self, name: &str) -> Result<(), sqlx::Error> {
@@ -171,6 +207,8 @@ impl LockName for Transaction<'static, Postgres> {
 }
 
 impl LockName for Transaction<'static, Sqlite> {
+    const INSERT_IMAGE: &'static str = INSERT_IMAGE;
+
     /// None needed: SQLite has one writer, and a statement that checks and
     /// writes holds the write lock throughout.
     async fn lock_name(&mut self, _name: &str) -> Result<(), sqlx::Error> {
@@ -180,6 +218,7 @@ impl LockName for Transaction<'static, Sqlite> {
 
 /// The first key of every image name's advisory lock, keeping them apart
 /// from any other advisory locks taken in the same database.
+/// (`depot_claim_image_name`, of migration 0015, takes it with the same keys.)
 const IMAGE_NAME_LOCKS: i32 = 0x6e61_6d65; // "name"
 
 /// New bytes of an existing record, and what inspecting them found.
