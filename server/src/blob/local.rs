@@ -416,7 +416,17 @@ impl Backend for LocalBlobs {
                 .create(offset == 0)
                 .truncate(false)
                 .open(&path)?;
-            let kept = file.metadata()?.len();
+            let found = file.metadata()?;
+            // A finished upload's file is its blob's too (linked, not
+            // copied), and a stored blob is never written in place: its
+            // bytes are what its name says, and downloads send its pages.
+            if std::os::unix::fs::MetadataExt::nlink(&found) > 1 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "the upload's file is a stored blob now, not written again",
+                ));
+            }
+            let kept = found.len();
             if kept < offset {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::NotFound,
@@ -547,6 +557,15 @@ mod tests {
         let upload = std::fs::metadata(root.path().join("uploads/up")).unwrap();
         let blob = std::fs::metadata(root.path().join("blobs/b9").join(sha256)).unwrap();
         assert_eq!((upload.dev(), upload.ino()), (blob.dev(), blob.ino()));
+        // Nothing written to the upload after that can cut or change the
+        // blob, whatever the upload's record says.
+        for offset in [0, 5, 11] {
+            let body = futures_util::stream::iter([Ok::<_, &str>(Bytes::from_static(b"X"))]);
+            let written = store.write_part("up", offset, body, 100, |_| ()).await;
+            assert!(written.is_err(), "a write at {offset}");
+        }
+        let blob = root.path().join("blobs/b9").join(sha256);
+        assert_eq!(std::fs::read(&blob).unwrap(), b"hello world");
         store.remove_parts("up").await.unwrap();
         assert!(store.exists(sha256).await);
         assert!(store.stored(Area::Uploads).await.unwrap().is_empty());

@@ -283,7 +283,7 @@ pub async fn content_response(
         }
     };
     let body = Body::from_stream(
-        blob.read(start, count)
+        blob.send(start, count)
             .await
             .map_err(crate::core::io_error)?,
     );

@@ -1,7 +1,8 @@
 //! Reading a local blob (or an upload's file): a download streams it chunk
-//! by chunk, a little ahead of the socket. A published blob's chunks are its
-//! pages in the page cache, mapped; an upload's file, which can still be cut
-//! back, is read into buffers.
+//! by chunk, a little ahead of the socket. What is sent to a socket of a
+//! published blob is its pages in the page cache, mapped; everything else
+//! (an upload's file, which can still be cut back, and what the server reads
+//! itself) is read into buffers.
 
 use std::path::PathBuf;
 
@@ -21,11 +22,18 @@ const READ_AHEAD: usize = 2;
 /// and unmapping cost little beside sending it.
 const MAP_CHUNK: usize = 2 * 1024 * 1024;
 
+/// Chunks mapped at once across every download (512 MiB of the page cache):
+/// beyond them a chunk is read into a buffer instead, so that many slow
+/// clients cannot hold the page cache or the process's mappings without end.
+const MAPPED_CHUNKS: usize = 256;
+
+static MAPPED: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAPPED_CHUNKS);
+
 /// An open blob file.
 pub(super) struct LocalBlob {
     file: std::fs::File,
     pub(super) length: u64,
-    /// A published blob, never written again: its chunks can be mapped.
+    /// A published blob, not written in place: its chunks can be mapped.
     published: bool,
 }
 
@@ -35,9 +43,9 @@ impl LocalBlob {
         Self::open_as(path, false).await
     }
 
-    /// A published blob, whose file is written once, before it is renamed
-    /// into place, and never again (a removal unlinks it: an open download
-    /// keeps reading it).
+    /// A published blob, whose file is written before it is renamed into
+    /// place (or linked, from a finished upload), and not in place after (a
+    /// removal unlinks it: an open download keeps reading it).
     pub(super) async fn open_published(path: PathBuf) -> std::io::Result<Self> {
         Self::open_as(path, true).await
     }
@@ -64,6 +72,10 @@ impl Blob for LocalBlob {
     }
 
     async fn read(self: Box<Self>, start: u64, count: u64) -> std::io::Result<ByteStream> {
+        Ok(read_range(self.file, start, count))
+    }
+
+    async fn send(self: Box<Self>, start: u64, count: u64) -> std::io::Result<ByteStream> {
         Ok(if self.published {
             map_range(self.file, start, count)
         } else {
@@ -79,7 +91,8 @@ impl Blob for LocalBlob {
 /// read into a buffer was one more copy of every byte, most of what
 /// separated the two). Each chunk's pages are faulted in when it is mapped,
 /// on a blocking thread, so a cold file's disk reads never hold up the
-/// runtime's threads; a chunk is unmapped once sent.
+/// runtime's threads; a chunk is unmapped once sent. Only for bytes the
+/// server never reads itself (see [`Blob::send`]).
 fn map_range(file: std::fs::File, start: u64, count: u64) -> ByteStream {
     let file = std::sync::Arc::new(file);
     advise_sequential(&file, start, count);
@@ -96,20 +109,27 @@ fn map_range(file: std::fs::File, start: u64, count: u64) -> ByteStream {
         .boxed()
 }
 
-/// The `size` bytes of `file` at `offset`, mapped read-only and faulted in.
+/// The `size` bytes of `file` at `offset`, mapped read-only and faulted in;
+/// read into a buffer when [`MAPPED_CHUNKS`] are mapped already.
 fn map_chunk(file: &std::fs::File, offset: u64, size: usize) -> std::io::Result<Bytes> {
-    // Touching a mapped page past the file's end kills the process
-    // (SIGBUS), so a file found shorter than the range is an error here, as
-    // a read's end of file is. A published blob never shrinks after.
+    // A file found shorter than the range is an error, as a read's end of
+    // file is: the pages past its end are not there to send.
     if file.metadata()?.len() < offset + size as u64 {
         return Err(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
             "the file ended before the range asked for",
         ));
     }
-    // SAFETY: the mapping is read-only and of a published blob, which is
-    // never written, cut or extended once renamed into place (see
-    // `LocalBlob::open_published`); its bytes cannot change under the slice.
+    let Ok(permit) = MAPPED.try_acquire() else {
+        return read_chunk(file, offset, size, Vec::with_capacity(size)).map(Bytes::from);
+    };
+    // SAFETY: a read-only mapping of a published blob, whose bytes do not
+    // change (it is not written in place), handed to the socket and never
+    // read by the server's own code (`Blob::send`). Should a page become
+    // unreadable all the same (the file cut short after the check above, a
+    // failing disk: MAP_POPULATE reports neither), the kernel's copy to the
+    // socket fails with EFAULT and the download ends with an error; only a
+    // read in user space would have been killed by SIGBUS.
     let map = unsafe {
         memmap2::MmapOptions::new()
             .offset(offset)
@@ -117,7 +137,22 @@ fn map_chunk(file: &std::fs::File, offset: u64, size: usize) -> std::io::Result<
             .populate()
             .map(file)?
     };
-    Ok(Bytes::from_owner(map))
+    Ok(Bytes::from_owner(Mapped {
+        map,
+        _permit: permit,
+    }))
+}
+
+/// A mapped chunk, and its place among the [`MAPPED_CHUNKS`].
+struct Mapped {
+    map: memmap2::Mmap,
+    _permit: tokio::sync::SemaphorePermit<'static>,
+}
+
+impl AsRef<[u8]> for Mapped {
+    fn as_ref(&self) -> &[u8] {
+        &self.map
+    }
 }
 
 /// The `(offset, size)` of each chunk of `count` bytes from `start`.
@@ -254,11 +289,15 @@ mod tests {
             .await
     }
 
-    /// An upload's file (read into buffers) and a published blob (mapped).
-    async fn both_ways(path: &std::path::Path) -> [LocalBlob; 2] {
+    /// A range of the file at `path`: read into buffers, as an upload's
+    /// file and what the server reads are, and sent from mapped pages.
+    async fn both_ways(path: &std::path::Path, start: u64, count: u64) -> [ByteStream; 2] {
+        let read = LocalBlob::open(path.to_owned()).await.unwrap();
+        let sent = LocalBlob::open_published(path.to_owned()).await.unwrap();
+        assert_eq!(read.size(), sent.size());
         [
-            LocalBlob::open(path.to_owned()).await.unwrap(),
-            LocalBlob::open_published(path.to_owned()).await.unwrap(),
+            Box::new(read).read(start, count).await.unwrap(),
+            Box::new(sent).send(start, count).await.unwrap(),
         ]
     }
 
@@ -266,6 +305,7 @@ mod tests {
     /// the chunks read or mapped ahead, read or mapped.
     #[tokio::test]
     async fn a_range_reads_the_files_bytes_across_chunks() {
+        let _alone = MAPPING_TESTS.lock().await;
         let folder = tempfile::tempdir().unwrap();
         let path = folder.path().join("blob");
         let bytes: Vec<u8> = (0..MAP_CHUNK * 5 / 2 + 7)
@@ -280,40 +320,80 @@ mod tests {
             (5, 0),
         ];
         for (start, count) in ranges {
-            for blob in both_ways(&path).await {
-                let published = blob.published;
-                assert_eq!(blob.size(), bytes.len() as u64);
-                let stream = Box::new(blob).read(start as u64, count as u64).await;
-                let read = collect(stream.unwrap()).await.unwrap();
-                assert!(
-                    read == bytes[start..start + count],
-                    "{start}+{count}, published: {published}"
-                );
+            let streams = both_ways(&path, start as u64, count as u64).await;
+            for (way, stream) in ["read", "sent"].into_iter().zip(streams) {
+                let read = collect(stream).await.unwrap();
+                assert!(read == bytes[start..start + count], "{way} {start}+{count}");
             }
         }
+        assert!(all_unmapped().await);
     }
 
     /// A file cut short under an open download ends it with an error, so
     /// the client sees a broken transfer, not a short file that looks whole
-    /// (and a mapping is never touched past the file's end, which would
-    /// kill the server).
+    /// (and no page past the file's end is mapped).
     #[tokio::test]
     async fn a_file_cut_short_under_a_download_is_an_error() {
+        let _alone = MAPPING_TESTS.lock().await;
         let folder = tempfile::tempdir().unwrap();
         let path = folder.path().join("blob");
         for chunk in [READ_CHUNK, MAP_CHUNK] {
             std::fs::write(&path, vec![7u8; chunk * 3]).unwrap();
-            for blob in both_ways(&path).await {
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .unwrap()
-                    .set_len(chunk as u64 + 1)
-                    .unwrap();
-                let stream = Box::new(blob).read(0, chunk as u64 * 3).await.unwrap();
+            let streams = both_ways(&path, 0, chunk as u64 * 3).await;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(chunk as u64 + 1)
+                .unwrap();
+            for (way, stream) in ["read", "sent"].into_iter().zip(streams) {
                 let error = collect(stream).await.unwrap_err();
-                assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof);
+                assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof, "{way}");
             }
         }
     }
+
+    /// A mapped chunk holds one of the [`MAPPED_CHUNKS`] until it is sent
+    /// (dropped); once they are all taken, downloads go on, read into
+    /// buffers, rather than waiting or failing.
+    #[tokio::test]
+    async fn mapped_chunks_are_capped_and_downloads_go_on_past_the_cap() {
+        let _alone = MAPPING_TESTS.lock().await;
+        assert!(all_unmapped().await);
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("blob");
+        let bytes: Vec<u8> = (0..MAP_CHUNK * 3).map(|n| (n % 253) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let sent = LocalBlob::open_published(path.clone()).await.unwrap();
+        let mut stream = Box::new(sent).send(0, bytes.len() as u64).await.unwrap();
+        let first = stream.next().await.unwrap().unwrap();
+        assert!(first == bytes[..MAP_CHUNK]);
+        // The chunk in hand (and, soon, the one mapped ahead of it).
+        assert!(MAPPED.available_permits() < MAPPED_CHUNKS);
+        drop((first, stream));
+        assert!(all_unmapped().await);
+
+        let all = MAPPED.try_acquire_many(MAPPED_CHUNKS as u32).unwrap();
+        let sent = LocalBlob::open_published(path.clone()).await.unwrap();
+        let stream = Box::new(sent).send(0, bytes.len() as u64).await.unwrap();
+        assert!(collect(stream).await.unwrap() == bytes);
+        drop(all);
+        assert!(all_unmapped().await);
+    }
+
+    /// Whether every mapped chunk is let go of within a while: a chunk
+    /// mapped ahead of a stream that was dropped is let go of when its
+    /// blocking task ends.
+    async fn all_unmapped() -> bool {
+        for _ in 0..10_000 {
+            if MAPPED.available_permits() == MAPPED_CHUNKS {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        false
+    }
+
+    /// The tests that count [`MAPPED`]'s chunks, one at a time.
+    static MAPPING_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 }
