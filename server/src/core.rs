@@ -5,7 +5,7 @@
 mod auth;
 mod blobs;
 mod coopr;
-mod demo;
+pub(crate) mod demo;
 mod deployments;
 mod environments;
 mod export;

@@ -101,7 +101,12 @@ fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
         .unwrap_or_default()
 }
 
-fn record(kind: ImageKind, folder: &str, name: &str, created: DateTime<Utc>) -> NewImage {
+pub(crate) fn record(
+    kind: ImageKind,
+    folder: &str,
+    name: &str,
+    created: DateTime<Utc>,
+) -> NewImage {
     NewImage {
         kind: kind.as_str(),
         name: name.to_owned(),

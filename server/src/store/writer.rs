@@ -298,26 +298,8 @@ mod tests {
     /// A new record for the writer, checked against every image's name.
     fn waiting(name: String) -> Waiting {
         let (answer, _) = oneshot::channel();
-        let new = NewImage {
-            kind: "vm",
-            label: name.clone(),
-            folder: "f".into(),
-            data_store: "ds".into(),
-            path: format!("f/{name}"),
-            name,
-            public: true,
-            owner_id: None,
-            size: None,
-            sha256: None,
-            format: None,
-            virtual_size: None,
-            now: chrono::Utc::now(),
-            provisioning: None,
-            virtualized: Vec::new(),
-            vice: None,
-            inspection: Default::default(),
-            guest_os: None,
-        };
+        let new =
+            crate::core::demo::record(app::model::ImageKind::Vm, "f", &name, chrono::Utc::now());
         Waiting {
             new,
             unique: Some(NameScope::Everyone),

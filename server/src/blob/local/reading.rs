@@ -85,8 +85,7 @@ impl Blob for LocalBlob {
 }
 
 /// Streams `count` bytes of a published blob from `start` as its pages
-/// in the page cache, mapped [`MAP_CHUNK`] at a time, up to [`READ_AHEAD`]
-/// chunks ahead of the socket. Nothing is copied on the way: the socket's
+/// in the page cache, mapped [`MAP_CHUNK`] at a time (see [`chunked`]). Nothing is copied on the way: the socket's
 /// write takes the bytes from the page cache, as nginx's `sendfile` does (a
 /// read into a buffer was one more copy of every byte, most of what
 /// separated the two). Each chunk's pages are faulted in when it is mapped,
@@ -94,19 +93,7 @@ impl Blob for LocalBlob {
 /// runtime's threads; a chunk is unmapped once sent. Only for bytes the
 /// server never reads itself (see [`Blob::send`]).
 fn map_range(file: std::fs::File, start: u64, count: u64) -> ByteStream {
-    let file = std::sync::Arc::new(file);
-    advise_sequential(&file, start, count);
-    futures_util::stream::iter(chunks(start, count, MAP_CHUNK))
-        .map(move |(offset, size)| {
-            let file = file.clone();
-            async move {
-                tokio::task::spawn_blocking(move || map_chunk(&file, offset, size))
-                    .await
-                    .map_err(lost)?
-            }
-        })
-        .buffered(READ_AHEAD)
-        .boxed()
+    chunked(file, start, count, MAP_CHUNK, map_chunk)
 }
 
 /// The `size` bytes of `file` at `offset`, mapped read-only and faulted in;
@@ -155,12 +142,33 @@ impl AsRef<[u8]> for Mapped {
     }
 }
 
-/// The `(offset, size)` of each chunk of `count` bytes from `start`.
-fn chunks(start: u64, count: u64, chunk: usize) -> impl Iterator<Item = (u64, usize)> {
-    (0..count.div_ceil(chunk as u64)).map(move |index| {
+/// Streams `count` bytes of `file` from `start` in chunks of `chunk` bytes,
+/// each made by `make(file, offset, size)` on a blocking thread, up to
+/// [`READ_AHEAD`] chunks ahead of the socket, so the disk and the network
+/// work side by side. No thread is held while the client is slow to take
+/// the bytes, only for each chunk; the chunks stop when the stream is
+/// dropped (the client went away).
+fn chunked<F>(file: std::fs::File, start: u64, count: u64, chunk: usize, make: F) -> ByteStream
+where
+    F: Fn(&std::fs::File, u64, usize) -> std::io::Result<Bytes> + Clone + Send + 'static,
+{
+    let file = std::sync::Arc::new(file);
+    advise_sequential(&file, start, count);
+    let offsets = (0..count.div_ceil(chunk as u64)).map(move |index| {
         let offset = start + index * chunk as u64;
         (offset, (start + count - offset).min(chunk as u64) as usize)
-    })
+    });
+    futures_util::stream::iter(offsets)
+        .map(move |(offset, size)| {
+            let (file, make) = (file.clone(), make.clone());
+            async move {
+                tokio::task::spawn_blocking(move || make(&file, offset, size))
+                    .await
+                    .map_err(lost)?
+            }
+        })
+        .buffered(READ_AHEAD)
+        .boxed()
 }
 
 /// Only a hint, for this download's own open file: a larger read-ahead
@@ -173,32 +181,20 @@ fn advise_sequential(file: &std::fs::File, start: u64, count: u64) {
     }
 }
 
-/// Streams `count` bytes of `file` from `start`, up to [`READ_AHEAD`]
-/// chunks read ahead of the socket, so the disk and the network work side
-/// by side. Each chunk is read straight into the buffer that is sent (tokio's
-/// file would read into a buffer of its own and copy out of it), and the
-/// buffers are reused once sent: a fresh one per chunk costs the kernel's
-/// zeroing of its pages, more than the read itself. No thread is held while
-/// the client is slow to take the bytes, only for each read; the reads stop
-/// when the stream is dropped (the client went away).
+/// Streams `count` bytes of `file` from `start`, read [`READ_CHUNK`] at a
+/// time (see [`chunked`]). Each chunk is read straight into the buffer that
+/// is sent (tokio's file would read into a buffer of its own and copy out of
+/// it), and the buffers are reused once sent: a fresh one per chunk costs the
+/// kernel's zeroing of its pages, more than the read itself.
 fn read_range(file: std::fs::File, start: u64, count: u64) -> ByteStream {
-    let file = std::sync::Arc::new(file);
-    advise_sequential(&file, start, count);
     let buffers = Buffers::default();
-    futures_util::stream::iter(chunks(start, count, READ_CHUNK))
-        .map(move |(offset, size)| {
-            let (file, buffers) = (file.clone(), buffers.clone());
-            async move {
-                tokio::task::spawn_blocking(move || {
-                    let buffer = read_chunk(&file, offset, size, buffers.take(size))?;
-                    Ok(Bytes::from_owner(Reused { buffer, buffers }))
-                })
-                .await
-                .map_err(lost)?
-            }
-        })
-        .buffered(READ_AHEAD)
-        .boxed()
+    chunked(file, start, count, READ_CHUNK, move |file, offset, size| {
+        let buffer = read_chunk(file, offset, size, buffers.take(size))?;
+        Ok(Bytes::from_owner(Reused {
+            buffer,
+            buffers: buffers.clone(),
+        }))
+    })
 }
 
 /// Fills `buffer` (empty, its capacity `size`: a read fills all of it and
