@@ -3,6 +3,7 @@
 
 mod assets;
 mod auth;
+mod body_length;
 mod compress;
 mod error;
 mod files;
@@ -26,6 +27,7 @@ use crate::state::AppState;
 use crate::store::SessionStore;
 
 pub use assets::SiteAssets;
+pub use body_length::BodyLength;
 pub use error::{status_of, with_retry_after, ApiError, ApiPath, ErrorBody};
 pub use files::{content_response, DownloadHeaders};
 pub use metrics::Metrics;

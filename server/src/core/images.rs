@@ -260,18 +260,20 @@ impl Core {
 
     /// Streams an upload into the blob store, inspects it and records it.
     /// Nothing is recorded unless the bytes are safely stored and acceptable.
+    /// `at_most` is a length the body cannot pass, when the request gave one.
     pub async fn upload<S, E>(
         &self,
         viewer: &Viewer,
         meta: UploadMeta,
         body: S,
+        at_most: Option<u64>,
     ) -> Result<Image, CoreError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: std::fmt::Display,
     {
         let user = viewer.require_user()?;
-        let allowance = self.upload_allowance(Some(user.id));
+        let allowance = self.upload_allowance(Some(user.id)).at_most(at_most);
         self.upload_within(viewer, meta, Source::Body(body), allowance)
             .await
     }

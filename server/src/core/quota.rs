@@ -136,6 +136,7 @@ impl Core {
             user_id,
             promised: if reservation.is_some() { promised } else { 0 },
             reservation,
+            at_most: u64::MAX,
         }
     }
 
@@ -147,6 +148,7 @@ impl Core {
             user_id,
             reservation: None,
             promised: 0,
+            at_most: u64::MAX,
         }
     }
 }
@@ -161,9 +163,19 @@ pub struct UploadAllowance<'a> {
     /// Bytes already reserved (a resumable upload's length): growing
     /// within them asks for nothing, so the reservation never shrinks.
     promised: u64,
+    /// What the upload cannot grow past (its request's body length): room
+    /// reserved ahead is never more, so that an upload that has said how
+    /// long it is leaves the rest of a quota to the uploads beside it.
+    at_most: u64,
 }
 
 impl UploadAllowance<'_> {
+    /// Reserves no more than `bytes` ahead, when they are known.
+    pub fn at_most(mut self, bytes: Option<u64>) -> Self {
+        self.at_most = bytes.unwrap_or(u64::MAX);
+        self
+    }
+
     /// Lets go of the reservation: the bytes now count as a record, or not at all.
     pub async fn release(mut self) {
         if let Some(id) = self.reservation.take() {
@@ -198,7 +210,12 @@ impl Allowance for UploadAllowance<'_> {
         if needed <= self.promised {
             return Ok(self.promised);
         }
-        let wanted = needed.saturating_add(RESERVATION_STEP).min(limit);
+        // Never less than `needed`, even past a length the body broke.
+        let wanted = needed
+            .saturating_add(RESERVATION_STEP)
+            .min(limit)
+            .min(self.at_most)
+            .max(needed);
         self.core
             .reserve(user_id, quota, &mut self.reservation, needed, wanted)
             .await

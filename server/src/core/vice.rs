@@ -112,19 +112,21 @@ impl Core {
     }
 
     /// Streams a file into the blob store and makes it the image's bytes;
-    /// nothing changes unless the bytes are stored and acceptable.
+    /// nothing changes unless the bytes are stored and acceptable. `at_most`
+    /// is a length the body cannot pass, when the request gave one.
     pub async fn attach_file<S, E>(
         &self,
         viewer: &Viewer,
         id: i64,
         body: S,
+        at_most: Option<u64>,
     ) -> Result<Image, CoreError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: std::fmt::Display,
     {
         let image = self.writable_image(viewer, id).await?;
-        let allowance = self.upload_allowance(image.owner_id);
+        let allowance = self.upload_allowance(image.owner_id).at_most(at_most);
         self.attach_file_within(viewer, id, Source::Body(body), allowance)
             .await
     }

@@ -20,7 +20,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use super::openapi::{ErrorBody, IMAGES};
-use super::{ApiError, ApiPath};
+use super::{ApiError, ApiPath, BodyLength};
 use crate::core::UploadMeta;
 use crate::state::AppState;
 
@@ -118,6 +118,7 @@ async fn upload(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
     headers: HeaderMap,
+    BodyLength(length): BodyLength,
     form: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
     viewer.require_user()?;
@@ -137,7 +138,8 @@ async fn upload(
                     ..meta.clone()
                 };
                 let body = field.map_err(|error| error.body_text());
-                created.push(state.core.upload(&viewer, meta, body).await?);
+                // Each file is shorter than the whole form.
+                created.push(state.core.upload(&viewer, meta, body, length).await?);
             }
             other => {
                 return Err(ApiError(CoreError::invalid(format!(

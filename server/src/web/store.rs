@@ -18,7 +18,7 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 use super::files::{bad_form, text_field, wants_html};
 use super::store_quota::QuotaFs;
-use super::ApiError;
+use super::{ApiError, BodyLength};
 use crate::state::AppState;
 
 /// The handler shared by every request; each gets its user's folder.
@@ -63,11 +63,7 @@ async fn serve(
     };
     // A body announced larger than any upload may be is refused before a
     // byte is written (a chunked body is bounded by the disk alone).
-    let announced = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
+    let BodyLength(announced) = BodyLength::of(request.headers());
     let limit = state.core.limits().max_upload_bytes;
     if announced.is_some_and(|length| length > limit) {
         let message = format!("a file may be at most {limit} bytes\n");

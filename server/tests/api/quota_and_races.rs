@@ -50,6 +50,76 @@ async fn parallel_uploads_never_land_over_the_quota(#[case] backend: Backend) {
     assert_eq!(rest.status(), 201);
 }
 
+/// A slow upload that said how long it is holds no more of the quota than
+/// that: another upload that fits beside it lands while it is still coming
+/// (before, it took all that was left, 64 MiB ahead of its bytes).
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
+#[tokio::test]
+async fn an_upload_of_known_length_leaves_the_rest_of_the_quota(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(QUOTA)).await;
+    app.add_user("alice", "alice-password").await;
+    let alice = app.core.login("alice", "alice-password").await.unwrap();
+
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
+    let body = reqwest::Body::wrap_stream(futures_util::stream::poll_fn(move |context| {
+        receiver.poll_recv(context)
+    }));
+    let part = reqwest::multipart::Part::stream_with_length(body, 400_000).file_name("slow.img");
+    let form = reqwest::multipart::Form::new().part("file", part);
+    let slow = tokio::spawn(
+        reqwest::Client::new()
+            .post(app.url("/api/upload"))
+            .basic_auth("alice", Some("alice-password"))
+            .multipart(form)
+            .send(),
+    );
+    let bytes = random_bytes(400_000);
+    sender.send(Ok(bytes[..100_000].to_vec())).await.unwrap();
+    // Wait until the slow upload holds its reservation.
+    let mut reserved = 0;
+    for _ in 0..200 {
+        reserved = app.core.quota_usage(alice.id).await.unwrap();
+        if reserved > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(reserved >= 100_000, "no reservation: {reserved}");
+    assert!(
+        reserved < 401_000,
+        "reserved past the body's length: {reserved}"
+    );
+
+    let beside = app
+        .upload(
+            "alice",
+            "alice-password",
+            "beside.img",
+            random_bytes(400_000),
+        )
+        .await;
+    assert_eq!(beside.status(), 201);
+
+    sender.send(Ok(bytes[100_000..].to_vec())).await.unwrap();
+    drop(sender);
+    let slow = slow.await.unwrap().unwrap();
+    assert_eq!(slow.status(), 201);
+    assert_eq!(app.core.quota_usage(alice.id).await.unwrap(), 800_000);
+    // A third does not fit beside them.
+    let third = app
+        .upload(
+            "alice",
+            "alice-password",
+            "third.img",
+            random_bytes(400_000),
+        )
+        .await;
+    assert_eq!(third.status(), 413);
+}
+
 async fn dav(
     app: &TestApp,
     method: &str,

@@ -15,7 +15,7 @@ use super::error::{ViceError, ViceErrorBody, VicePath, ViceResult};
 use super::images::{image_id, reply};
 use super::views::ImageView;
 use crate::state::AppState;
-use crate::web::RawBytes;
+use crate::web::{BodyLength, RawBytes};
 
 const TAG: &str = "images";
 
@@ -48,6 +48,7 @@ pub async fn upload(
     Extension(viewer): Extension<Viewer>,
     Negotiated(format): Negotiated,
     VicePath(id): VicePath<String>,
+    BodyLength(length): BodyLength,
     form: Result<Multipart, MultipartRejection>,
 ) -> ViceResult {
     viewer.require_user()?;
@@ -68,7 +69,7 @@ pub async fn upload(
         }
         let body = field.map_err(|error| error.to_string());
         // `uploadImage` documents 400, not the registry's usual 405, for bad input.
-        let image = match state.core.attach_file(&viewer, id, body).await {
+        let image = match state.core.attach_file(&viewer, id, body, length).await {
             Err(error @ CoreError::Invalid(_)) => {
                 return Err(ViceError::bad_request(error.to_string()))
             }
