@@ -40,36 +40,14 @@ else
   timeout 20m "${as_cargo_leptos[@]}" cargo test -p app -p depot-inspect -p depot-server
 fi
 
-step "browser tests (Playwright, headless Chromium), on SQLite and on PostgreSQL side by side"
-# The two runs wait on their browsers and servers much of the time: side
-# by side they took 4 min 19 s on 2 cores, in turn 5 min 30 s. Each has its
-# own server, port, data and output folder; its report is printed whole
-# once both have ended.
+step "browser tests (Playwright, headless Chromium)"
 export DEPOT_BIN="$CARGO_TARGET_DIR/debug/depot"
 export DEPOT_SITE_ROOT="$PWD/target/site"
+(cd end2end && npx playwright test)
+
+step "browser tests again, on PostgreSQL"
 e2e_db="depot_e2e_$$"
-e2e_logs="$(mktemp -d)"
 psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $e2e_db"
-trap 'garage_stop; psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $e2e_db WITH (FORCE)"; rm -rf "$e2e_logs"' EXIT
-browser_tests() {
-  local name="$1"
-  shift
-  (cd end2end && env "$@" npx playwright test --output "test-results/$name") >"$e2e_logs/$name.log" 2>&1
-}
-browser_tests sqlite DEPOT_E2E_PORT=3917 &
-on_sqlite=$!
-browser_tests postgres DEPOT_E2E_PORT=3918 \
-  DEPOT_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$e2e_db" &
-on_postgres=$!
-failed=""
-wait "$on_sqlite" || failed+=" SQLite"
-wait "$on_postgres" || failed+=" PostgreSQL"
-for name in sqlite postgres; do
-  step "browser tests on $name"
-  cat "$e2e_logs/$name.log"
-done
-if [ -n "$failed" ]; then
-  echo "browser tests failed on:$failed" >&2
-  exit 1
-fi
+trap 'garage_stop; psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $e2e_db WITH (FORCE)"' EXIT
+(cd end2end && DEPOT_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$e2e_db" npx playwright test)
 step "every test passed"
