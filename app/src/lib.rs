@@ -4,6 +4,7 @@
 
 pub mod api;
 mod components;
+pub mod dates;
 pub mod error;
 pub mod model;
 mod pages;

@@ -225,7 +225,7 @@ impl CatalogParams {
         // Years a database takes whatever its kind (chrono also reads "-5000").
         let date = |key: &str| {
             get(key)
-                .and_then(|value| NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d").ok())
+                .and_then(|value| crate::dates::parse_day(value.trim()))
                 .filter(|day| (1970..=9999).contains(&day.year()))
         };
         Self {

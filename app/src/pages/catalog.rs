@@ -9,6 +9,7 @@ use leptos_router::hooks::use_query_map;
 
 use crate::api::{list_images, CatalogParams, SortColumn, Visibility, PAGE_SIZES};
 use crate::components::{human_size, ErrorAlert};
+use crate::dates;
 use crate::model::{DiskFormat, ImageKind, ImagePage};
 use crate::query::Direction;
 
@@ -188,7 +189,7 @@ fn ImageTable(page: ImagePage, params: CatalogParams) -> impl IntoView {
         .items
         .into_iter()
         .map(|image| {
-            let size = image.size.map(|size| human_size(size as f64)).unwrap_or_default();
+            let size = image.size.map(human_size).unwrap_or_default();
             let format = image.format.map(|f| f.as_str()).unwrap_or("—");
             view! {
                 <tr>
@@ -197,7 +198,7 @@ fn ImageTable(page: ImagePage, params: CatalogParams) -> impl IntoView {
                     <td class="col-format" data-label="Format">{format}</td>
                     <td class="num col-size" data-label="Size">{size}</td>
                     <td class="col-owner" data-label="Owner">{image.owner.unwrap_or_else(|| "public".into())}</td>
-                    <td class="col-created" data-label="Created">{image.created_at.format("%Y-%m-%d %H:%M").to_string()}</td>
+                    <td class="col-created" data-label="Created">{dates::minute(image.created_at)}</td>
                 </tr>
             }
         })

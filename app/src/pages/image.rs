@@ -7,6 +7,7 @@ use leptos_router::hooks::use_params_map;
 
 use crate::api::{current_user, deploy_targets, get_image, DeleteImage, DeployImage, EditImage};
 use crate::components::{human_size, refusal, ErrorAlert};
+use crate::dates;
 use crate::error::CoreError;
 use crate::model::{DiskFormat, Environment, Image, ImageKind, Role};
 
@@ -87,7 +88,7 @@ fn ImageDetail(
     let download = format!("/api/images/{}/download", image.id);
     let size = image
         .size
-        .map(|size| format!("{} ({size} bytes)", human_size(size as f64)))
+        .map(|size| format!("{} ({size} bytes)", human_size(size)))
         .unwrap_or_else(|| "no file".into());
     let path = image.path();
     let owner = image.owner.clone().unwrap_or_else(|| "—".into());
@@ -105,7 +106,7 @@ fn ImageDetail(
     let inspected = found.detail.is_some();
     let virtual_size = image
         .virtual_size
-        .map(|size| format!("{} ({size} bytes)", human_size(size as f64)))
+        .map(|size| format!("{} ({size} bytes)", human_size(size)))
         .unwrap_or_else(|| "—".into());
     let guest_os = mws.os_type.clone().unwrap_or_else(|| "—".into());
     let shown = |value: &Option<String>| value.clone().unwrap_or_else(|| "—".into());
@@ -139,8 +140,8 @@ fn ImageDetail(
             <dt>"Path"</dt><dd><code>{path}</code></dd>
             <dt>"Owner"</dt><dd>{owner}</dd>
             <dt>"Visibility"</dt><dd>{visibility}</dd>
-            <dt>"Created"</dt><dd>{image.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()}</dd>
-            <dt>"Updated"</dt><dd>{image.updated_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()}</dd>
+            <dt>"Created"</dt><dd>{dates::second(image.created_at)}</dd>
+            <dt>"Updated"</dt><dd>{dates::second(image.updated_at)}</dd>
         </dl>
         <Show when=move || has_description>
             <h2>"Description"</h2>

@@ -263,7 +263,7 @@ fn EntryRow(
     let size = if entry.folder {
         "—".to_owned()
     } else {
-        human_size(entry.size as f64)
+        human_size(entry.size)
     };
     let modified = entry
         .modified

@@ -10,6 +10,7 @@ use crate::api::{
     list_api_keys, list_tokens, CreateApiKey, CreateToken, RevokeApiKey, RevokeToken,
 };
 use crate::components::{refusal, script_running, ErrorAlert, ShownOnce, SignInPrompt};
+use crate::dates;
 use crate::error::CoreError;
 use crate::model::{ApiKeyInfo, ApiKeys, TokenInfo};
 
@@ -73,7 +74,7 @@ fn TokenTable(tokens: Vec<TokenInfo>, revoke: ServerAction<RevokeToken>) -> impl
     if tokens.is_empty() {
         return view! { <p class="empty">"No tokens yet."</p> }.into_any();
     }
-    let time = |at: chrono::DateTime<chrono::Utc>| at.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    let time = dates::second;
     let rows = tokens
         .into_iter()
         .map(|token| {

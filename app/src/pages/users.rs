@@ -10,6 +10,7 @@ use crate::api::{list_users, ChangeUser, CreateUser, ResetPassword};
 use crate::components::{
     page_from_url, refusal, script_running, ErrorAlert, ListPager, ShownOnce, SignInPrompt,
 };
+use crate::dates;
 use crate::error::CoreError;
 use crate::model::{Role, UserInfo, UserPage};
 
@@ -161,7 +162,7 @@ fn UserRow(
             <td data-label="Status" class=if user.disabled { "state-failed" } else { "state-done" }>
                 {if user.disabled { "disabled" } else { "active" }}
             </td>
-            <td data-label="Created">{user.created_at.format("%Y-%m-%d").to_string()}</td>
+            <td data-label="Created">{dates::day(user.created_at)}</td>
             <td class="actions">
                 {role_button}
                 {status_button}
