@@ -287,11 +287,22 @@ async fn take_chunk(
 ) -> Result<u64, Response> {
     let checksum = checksum(headers).map_err(IntoResponse::into_response)?;
     let body = body.into_data_stream();
-    match state
-        .core
-        .append_to_upload(viewer, id, offset, body, checksum)
-        .await
-    {
+    // On a task of its own, which the request cannot cancel: a client that
+    // goes as soon as its last byte is sent (a page reloaded) makes hyper
+    // drop the request's future, and with it, halfway, the keeping of a
+    // chunk the server has whole, or the making of the image, leaving the
+    // upload claimed and no image until the claim lapses.
+    let (core, viewer, upload) = (state.core.clone(), viewer.clone(), id.to_owned());
+    let appended = tokio::spawn(async move {
+        core.append_to_upload(&viewer, &upload, offset, body, checksum)
+            .await
+    })
+    .await
+    .map_err(|error| {
+        tracing::error!(%error, upload = id, "a chunk's task failed");
+        ApiError(CoreError::Internal).into_response()
+    })?;
+    match appended {
         Ok(offset) => Ok(offset),
         Err(AppendError::Checksum) => Err(tus_error(
             StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),

@@ -440,6 +440,48 @@ async fn a_cut_chunk_keeps_what_arrived_and_the_upload_resumes_elsewhere(#[case]
     assert_eq!(finished["image"]["sha256"], sha256_hex(&iso));
 }
 
+/// A client that sends an upload's last chunk whole and goes at once (a page
+/// reloaded) still leaves an image: the server keeps the chunk and makes the
+/// image though nobody waits for the answer.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_last_chunk_whose_client_goes_at_once_still_makes_the_image(#[case] backend: Backend) {
+    use tokio::io::AsyncWriteExt as _;
+
+    let app = TestApp::spawn(backend).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let iso = iso_bytes(4 << 20);
+    let path = create(&app, iso.len(), &format!("filename {}", b64(b"gone.iso"))).await;
+    let mut request = format!(
+        "PATCH {path} HTTP/1.1\r\nHost: depot\r\nAuthorization: Basic {}\r\n\
+         Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n\
+         Content-Type: application/offset+octet-stream\r\nContent-Length: {}\r\n\r\n",
+        b64(format!("{}:{}", ALICE.0, ALICE.1).as_bytes()),
+        iso.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&iso);
+    let mut client = tokio::net::TcpStream::connect(app.address).await.unwrap();
+    client.write_all(&request).await.unwrap();
+    drop(client);
+    let mut sha256 = String::new();
+    for _ in 0..200 {
+        sha256 = image_sha256(&app, &path).await;
+        if !sha256.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        sha256,
+        sha256_hex(&iso),
+        "the upload did not become the image"
+    );
+    assert_eq!(offset_of(&app, &path).await, iso.len() as u64);
+}
+
 /// The SHA-256 of the image a finished upload became.
 async fn image_sha256(app: &TestApp, path: &str) -> String {
     let answer: Value = tus(app, Method::GET, path)
