@@ -24,7 +24,7 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
 fi
 
 step "building Depot (release, precompressed)"
-cargo leptos build --release --precompress --split
+build_release
 export DEPOT_BENCH_BIN="$CARGO_TARGET_DIR/release/depot"
 export DEPOT_SITE_ROOT="$PWD/target/site"
 

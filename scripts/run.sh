@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
 step "building Depot (release)"
-cargo leptos build --release --precompress --split
+build_release
 
 step "starting Depot"
 export DEPOT_DEMO="${DEPOT_DEMO:-true}"

@@ -35,6 +35,13 @@ if ! rustup component list --installed | grep '^clippy' >/dev/null; then
   rustup component add clippy
 fi
 
+# The standard library's source, which the release WASM bundle is built with
+# (build_release below).
+if ! rustup component list --installed | grep '^rust-src' >/dev/null; then
+  step "adding rust-src"
+  rustup component add rust-src
+fi
+
 # 0.3.11 does not build on Rust 1.95; --locked keeps its dependencies at versions that do.
 if [ "$(cargo leptos --version 2>/dev/null)" != "cargo-leptos 0.3.10" ]; then
   step "installing cargo-leptos 0.3.10 (about 20 minutes, once per machine)"
@@ -95,3 +102,30 @@ if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432
   step "starting PostgreSQL"
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start
 fi
+
+# The release build, which run.sh serves and bench.sh measures: the server as
+# cargo-leptos builds it, and a WASM bundle built for size (the main WASM
+# 281.7 -> 242.2 KB as brotli). The standard library is compiled with the bundle rather than
+# taken prebuilt (`-Zbuild-std`), at the bundle's opt-level "z" and with its
+# `optimize_for_size` algorithms; a panic aborts on the spot
+# (`-Cpanic=immediate-abort`) instead of formatting a message no one sees,
+# since the bundle already aborts on panic; and panics keep no source
+# locations (`-Zlocation-detail=none`). These flags are unstable, which a
+# stable toolchain takes only with RUSTC_BOOTSTRAP=1. That is set for this
+# one build, in a target folder of its own: the server and every other
+# build never see it (proc-macro2's build script, for one, turns on nightly
+# APIs for every proc macro when it does). Should a later toolchain refuse
+# a flag, the plain release bundle is built instead, with a warning.
+# (`-Zfmt-debug=none` would take 5 KB more, but leptos_router and tachys
+# name things with `Debug` output, which it empties.)
+build_release() {
+  cargo leptos build --release --precompress --split --server-only
+  if ! env RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$CARGO_TARGET_DIR/wasm-for-size" \
+    RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none" \
+    cargo leptos build --release --precompress --split --frontend-only \
+    --lib-cargo-args=-Zbuild-std=std,panic_abort \
+    --lib-cargo-args=-Zbuild-std-features=optimize_for_size; then
+    printf '\nwarning: this toolchain would not build the WASM bundle for size; building it plainly\n' >&2
+    cargo leptos build --release --precompress --split --frontend-only
+  fi
+}

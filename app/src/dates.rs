@@ -39,6 +39,49 @@ pub fn parse_day(text: &str) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(year as i32, month, day)
 }
 
+/// Reads a time as the server writes it, for the model's times in the
+/// browser (`#[cfg_attr(feature = "hydrate", serde(with = ...))]`), and
+/// writes it as chrono does. chrono's own `Deserialize` takes looser forms
+/// too, through its general parser, which the bundle would then carry; the
+/// server writes RFC 3339, which chrono's dedicated parser reads. The server
+/// keeps chrono's reading.
+pub mod rfc3339 {
+    use chrono::{DateTime, Utc};
+    use serde::{de::Error, Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(at: &DateTime<Utc>, to: S) -> Result<S::Ok, S::Error> {
+        at.serialize(to)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(from: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = String::deserialize(from)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|at| at.with_timezone(&Utc))
+            .map_err(D::Error::custom)
+    }
+
+    /// The same for a time that may be missing (`null`).
+    pub mod option {
+        use chrono::{DateTime, Utc};
+        use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+        pub fn serialize<S: Serializer>(
+            at: &Option<DateTime<Utc>>,
+            to: S,
+        ) -> Result<S::Ok, S::Error> {
+            at.serialize(to)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            from: D,
+        ) -> Result<Option<DateTime<Utc>>, D::Error> {
+            #[derive(Deserialize)]
+            struct At(#[serde(with = "super")] DateTime<Utc>);
+            Ok(Option::<At>::deserialize(from)?.map(|At(at)| at))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +129,55 @@ mod tests {
                     .filter(|day| (0..=9999).contains(&day.year())),
                 "{text:?}"
             );
+        }
+    }
+
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    struct Times {
+        #[serde(with = "rfc3339")]
+        at: DateTime<Utc>,
+        #[serde(default, with = "rfc3339::option")]
+        maybe: Option<DateTime<Utc>>,
+    }
+
+    #[test]
+    fn times_are_read_back_as_chrono_writes_them() {
+        let second = Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap();
+        for at in [
+            second,
+            second + chrono::Duration::nanoseconds(123_456_789),
+            second + chrono::Duration::microseconds(5),
+            Utc.with_ymd_and_hms(987, 1, 1, 0, 0, 0).unwrap(),
+        ] {
+            // What the server sends: chrono's own `Serialize`.
+            let written = serde_json::to_value(at).unwrap();
+            let read: Times =
+                serde_json::from_value(serde_json::json!({ "at": written, "maybe": written }))
+                    .unwrap();
+            assert_eq!((read.at, read.maybe), (at, Some(at)), "{written}");
+            // Written back as chrono writes it.
+            let again = serde_json::to_value(&read).unwrap();
+            assert_eq!(
+                again,
+                serde_json::json!({ "at": written, "maybe": written })
+            );
+        }
+        let written = serde_json::to_value(second).unwrap();
+        for times in [
+            serde_json::json!({ "at": written, "maybe": null }),
+            serde_json::json!({ "at": written }),
+        ] {
+            let read: Times = serde_json::from_value(times).unwrap();
+            assert_eq!((read.at, read.maybe), (second, None));
+        }
+        // An offset is taken and turned into UTC, as chrono's reading does.
+        let read: Times =
+            serde_json::from_value(serde_json::json!({ "at": "2026-03-04T07:06:07+02:00" }))
+                .unwrap();
+        assert_eq!(read.at, second);
+        for bad in ["2026-03-04", "yesterday", "2026-02-30T00:00:00Z", ""] {
+            let read = serde_json::from_value::<Times>(serde_json::json!({ "at": bad }));
+            assert!(read.is_err(), "{bad:?} read as {read:?}");
         }
     }
 }

@@ -2,7 +2,10 @@
 
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
-    _ = console_log::init_with_level(log::Level::Info);
+    // A panic's message in the browser's console; the size-optimised release
+    // bundle aborts at once instead (`-Cpanic=immediate-abort`, see
+    // `scripts/setup.sh`), where the hook would never run but still weigh.
+    #[cfg(not(panic = "immediate-abort"))]
     console_error_panic_hook::set_once();
     // Each page's view is a piece of the WASM of its own, fetched before
     // the page hydrates: hydration finishes later than this call returns.

@@ -54,7 +54,9 @@ pub struct Deployment {
     pub state: DeploymentState,
     /// Why a failed deployment failed; empty otherwise.
     pub reason: String,
+    #[cfg_attr(feature = "hydrate", serde(with = "crate::dates::rfc3339"))]
     pub created_at: DateTime<Utc>,
+    #[cfg_attr(feature = "hydrate", serde(with = "crate::dates::rfc3339"))]
     pub updated_at: DateTime<Utc>,
 }
 

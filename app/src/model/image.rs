@@ -277,7 +277,9 @@ pub struct Image {
     pub public: bool,
     pub owner_id: Option<i64>,
     pub owner: Option<String>,
+    #[cfg_attr(feature = "hydrate", serde(with = "crate::dates::rfc3339"))]
     pub created_at: DateTime<Utc>,
+    #[cfg_attr(feature = "hydrate", serde(with = "crate::dates::rfc3339"))]
     pub updated_at: DateTime<Utc>,
     /// Size in bytes, when the record has bytes.
     pub size: Option<i64>,

@@ -28,6 +28,7 @@ pub struct ImageType {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantInfo {
     pub name: String,
+    #[cfg_attr(feature = "hydrate", serde(with = "crate::dates::rfc3339"))]
     pub created_at: chrono::DateTime<chrono::Utc>,
     /// Usernames, sorted.
     pub members: Vec<String>,

@@ -14,6 +14,10 @@ pub struct StoreEntry {
     pub folder: bool,
     /// Bytes, for a file.
     pub size: u64,
+    #[cfg_attr(
+        feature = "hydrate",
+        serde(default, with = "crate::dates::rfc3339::option")
+    )]
     pub modified: Option<DateTime<Utc>>,
 }
 
@@ -38,7 +42,9 @@ pub struct SyncInfo {
     pub deleted: i64,
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
+    #[cfg_attr(feature = "hydrate", serde(with = "crate::dates::rfc3339"))]
     pub created_at: DateTime<Utc>,
+    #[cfg_attr(feature = "hydrate", serde(with = "crate::dates::rfc3339"))]
     pub updated_at: DateTime<Utc>,
 }
 

@@ -62,6 +62,7 @@ pub struct UserInfo {
     pub username: String,
     pub role: Role,
     pub disabled: bool,
+    #[cfg_attr(feature = "hydrate", serde(with = "crate::dates::rfc3339"))]
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -88,8 +89,14 @@ pub enum UserChange {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenInfo {
     pub id: i64,
+    #[cfg_attr(feature = "hydrate", serde(with = "crate::dates::rfc3339"))]
     pub created_at: chrono::DateTime<chrono::Utc>,
+    #[cfg_attr(feature = "hydrate", serde(with = "crate::dates::rfc3339"))]
     pub expires_at: chrono::DateTime<chrono::Utc>,
+    #[cfg_attr(
+        feature = "hydrate",
+        serde(default, with = "crate::dates::rfc3339::option")
+    )]
     pub last_used_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
@@ -99,6 +106,7 @@ pub struct TokenInfo {
 pub struct NewToken {
     pub id: i64,
     pub token: String,
+    #[cfg_attr(feature = "hydrate", serde(with = "crate::dates::rfc3339"))]
     pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -107,6 +115,7 @@ pub struct NewToken {
 pub struct ApiKeyInfo {
     pub id: i64,
     pub tenant: String,
+    #[cfg_attr(feature = "hydrate", serde(with = "crate::dates::rfc3339"))]
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 

@@ -34,8 +34,22 @@ pub(super) fn now_ms() -> f64 {
     js_sys::Date::now()
 }
 
+/// What a failed browser call says, for the person who sees it. Not through
+/// `Debug`: the release bundle is built without `Debug` output
+/// (`-Zfmt-debug=none`, see `scripts/setup.sh`), where it would say nothing.
 pub(super) fn js_error(error: wasm_bindgen::JsValue) -> String {
-    error.as_string().unwrap_or_else(|| format!("{error:?}"))
+    use wasm_bindgen::JsCast;
+
+    if let Some(text) = error.as_string() {
+        return text;
+    }
+    if let Some(error) = error.dyn_ref::<js_sys::Error>() {
+        return String::from(error.to_string());
+    }
+    js_sys::JSON::stringify(&error)
+        .ok()
+        .and_then(|text| text.as_string())
+        .unwrap_or_else(|| "the browser gave no reason".to_owned())
 }
 
 /// A new row for `file`, sending.
