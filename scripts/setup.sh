@@ -119,12 +119,17 @@ fi
 # (`-Zfmt-debug=none` would take 5 KB more, but leptos_router and tachys
 # name things with `Debug` output, which it empties.)
 build_release() {
-  cargo leptos build --release --precompress --split --server-only
-  if ! env RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$CARGO_TARGET_DIR/wasm-for-size" \
+  # Side by side: the server reads the site at start, so neither build waits
+  # for the other (one cargo-leptos run with --precompress builds them in turn).
+  cargo leptos build --release --precompress --split --server-only &
+  local server=$! bundle=0
+  env RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$CARGO_TARGET_DIR/wasm-for-size" \
     RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none" \
     cargo leptos build --release --precompress --split --frontend-only \
     --lib-cargo-args=-Zbuild-std=std,panic_abort \
-    --lib-cargo-args=-Zbuild-std-features=optimize_for_size; then
+    --lib-cargo-args=-Zbuild-std-features=optimize_for_size || bundle=$?
+  wait "$server"
+  if [ "$bundle" -ne 0 ]; then
     printf '\nwarning: this toolchain would not build the WASM bundle for size; building it plainly\n' >&2
     cargo leptos build --release --precompress --split --frontend-only
   fi
