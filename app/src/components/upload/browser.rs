@@ -34,9 +34,9 @@ pub(super) fn now_ms() -> f64 {
     js_sys::Date::now()
 }
 
-/// What a failed browser call says, for the person who sees it. Not through
-/// `Debug`: the release bundle is built without `Debug` output
-/// (`-Zfmt-debug=none`, see `scripts/setup.sh`), where it would say nothing.
+/// What a failed browser call says, for the person who sees it: the error's
+/// own text (`Error: …`), not its `Debug` form (`JsValue(Error: …)` followed
+/// by the script's stack).
 pub(super) fn js_error(error: wasm_bindgen::JsValue) -> String {
     use wasm_bindgen::JsCast;
 
