@@ -123,6 +123,7 @@ async fn repeated_wrong_passwords_are_throttled_per_address_and_account(#[case] 
     // Per address: guessing many accounts from one address is throttled too.
     let sprayer = client_from("127.0.0.3");
     let mut sprayed = Vec::new();
+    let started = std::time::Instant::now();
     for attempt in 0..9 {
         let response = status_with_basic(
             &sprayer,
@@ -134,9 +135,22 @@ async fn repeated_wrong_passwords_are_throttled_per_address_and_account(#[case] 
         .await;
         sprayed.push(response.status().as_u16());
     }
-    // A burst of 6, then at most one more per 2 s: the last guesses are throttled.
+    // A burst of 6, then at most one more per 2 s (the default period) since
+    // the first guess: the guesses past what that allows are throttled. (On
+    // a loaded machine the nine can take over 2 s, and a guess late in them
+    // may rightly be let through.)
+    let elapsed = started.elapsed();
     assert_eq!(&sprayed[..6], &[401; 6], "{sprayed:?}");
-    assert_eq!(sprayed.last(), Some(&429), "{sprayed:?}");
+    let allowed = 6 + (elapsed.as_secs_f64() / 2.0) as usize;
+    let let_through = sprayed.iter().filter(|status| **status == 401).count();
+    assert!(
+        let_through <= allowed,
+        "{sprayed:?}: {let_through} let through in {elapsed:?}"
+    );
+    assert!(
+        sprayed.contains(&429) || allowed >= sprayed.len(),
+        "{sprayed:?} in {elapsed:?}"
+    );
     // Another address is not affected.
     let other = status_with_basic(
         &client_from("127.0.0.4"),
