@@ -113,24 +113,19 @@ macro_rules! bound {
     }};
 }
 
-/// The page and (for a full page) the count of `query` sent through sqlx,
-/// as the store sent them before SQLite's pages had a reader of their own
-/// (on PostgreSQL, as the store still does): the reference that shows what
-/// the reader saves, in the same run.
+/// The page and its count sent straight through sqlx, side by side as the
+/// store sends them on PostgreSQL (on SQLite, as it sent them before its
+/// pages had a reader of their own): the reference that shows, in the same
+/// run, what the store adds or saves.
 async fn through_sqlx(db: &Db, query: &Query) -> usize {
     let (page, count) = sql::select_images(db.backend(), query);
     macro_rules! page_and_count {
         ($pool:expr) => {{
-            let rows = bound!(sqlx::query_as::<_, ImageRow>(&page.text), &page.args)
-                .fetch_all($pool)
-                .await
-                .unwrap();
-            if rows.len() as u64 == query.limit {
-                bound!(sqlx::query_scalar::<_, i64>(&count.text), &count.args)
-                    .fetch_one($pool)
-                    .await
-                    .unwrap();
-            }
+            let rows =
+                bound!(sqlx::query_as::<_, ImageRow>(&page.text), &page.args).fetch_all($pool);
+            let counted =
+                bound!(sqlx::query_scalar::<_, i64>(&count.text), &count.args).fetch_one($pool);
+            let (rows, _) = tokio::try_join!(rows, counted).unwrap();
             rows.len()
         }};
     }

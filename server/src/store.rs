@@ -48,6 +48,10 @@ pub use uploads::{NewPart, PartRow, UploadRow};
 /// The longest a PostgreSQL statement may run.
 pub const STATEMENT_TIMEOUT: &str = "30s";
 
+/// How long a PostgreSQL connection may have been idle in the pool and still
+/// be handed out without a ping (HikariCP's window, `aliveBypassWindowMs`).
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_millis(500);
+
 /// Which SQL dialect a statement is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -130,10 +134,31 @@ impl Db {
     }
 
     /// Answers if the database answers a trivial query.
+    ///
+    /// On PostgreSQL, a pooled connection the database dropped less than
+    /// [`PING_WHEN_IDLE_FOR`] ago fails its next use. The question here is
+    /// whether the database answers, so such connections are looked past
+    /// (and closed, sparing the requests after) until one answers or a new
+    /// one cannot be opened.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        with_pool!(self, pool => {
-            sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
-        })
+        const SELECT: &str = "SELECT 1";
+        match &self.pool {
+            Pool::Sqlite(pool) => sqlx::query(SELECT).execute(pool).await.map(|_| ()),
+            Pool::Postgres(pool) => {
+                let mut tries = pool.options().get_max_connections() + 1;
+                loop {
+                    let mut connection = pool.acquire().await?;
+                    match sqlx::query(SELECT).execute(&mut *connection).await {
+                        Ok(_) => return Ok(()),
+                        Err(error) if tries <= 1 => return Err(error),
+                        Err(_) => {
+                            connection.close_on_drop();
+                            tries -= 1;
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Connects to `url`: `postgres://…` for PostgreSQL, anything else is a SQLite URL.
@@ -152,6 +177,22 @@ impl Db {
             let pool = PgPoolOptions::new()
                 .max_connections(32)
                 .acquire_timeout(Duration::from_secs(10))
+                // sqlx pings a connection as it goes back to the pool, and by
+                // default again as it is taken out: a round trip to the
+                // database before every statement. A connection back within
+                // the last half second was just found alive; one idle for
+                // longer is pinged, and replaced if the database no longer
+                // knows it (a restart, a fail-over, an idle timeout). Only a
+                // connection cut in that half second fails its next use.
+                .test_before_acquire(false)
+                .before_acquire(|connection, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                            sqlx::Connection::ping(connection).await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .connect_with(options)
                 .await?;
             Ok(Self::new(Pool::Postgres(pool), None))

@@ -73,3 +73,40 @@ async fn readiness_follows_the_database() {
         .unwrap();
     assert_eq!(readiness(&app).await.0, 200);
 }
+
+/// Connections cut under the server (the database restarted, failed over, or
+/// a proxy timed them out) cost no request: one that waited in the pool for
+/// over half a second is pinged before use, and replaced if it is gone.
+#[tokio::test]
+async fn connections_cut_while_idle_are_replaced_unseen() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    // Several of the pool's connections in use at once, then idle.
+    for _ in 0..3 {
+        let pages = (0..4).map(|_| app.page(None, "/"));
+        for (status, _) in futures_util::future::join_all(pages).await {
+            assert_eq!(status, 200);
+        }
+    }
+    let name = app
+        .database_url()
+        .and_then(|url| url.rsplit('/').next())
+        .unwrap()
+        .to_owned();
+    let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
+        .await
+        .unwrap();
+    let cut: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+    )
+    .bind(&name)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(cut.len() >= 2, "the pool held {} connections", cut.len());
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let pages = (0..4).map(|_| app.page(None, "/"));
+    for (status, page) in futures_util::future::join_all(pages).await {
+        assert_eq!(status, 200, "{page}");
+    }
+    assert_eq!(readiness(&app).await, (200, "ready".to_owned()));
+}
