@@ -36,18 +36,25 @@ async fn readiness_follows_the_blob_store(#[case] backend: Backend) {
     assert_eq!(readiness(&app).await.0, 200);
 }
 
-#[tokio::test]
-async fn readiness_follows_the_database() {
-    let app = TestApp::spawn(Backend::Postgres).await;
-    assert_eq!(readiness(&app).await.0, 200);
+/// The name of `app`'s PostgreSQL database, and a connection to another one
+/// from which to act on it.
+async fn database_and_admin(app: &TestApp) -> (String, sqlx::PgConnection) {
     let name = app
         .database_url()
         .and_then(|url| url.rsplit('/').next())
         .unwrap()
         .to_owned();
-    let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
+    let admin = sqlx::PgConnection::connect(&postgres_admin_url())
         .await
         .unwrap();
+    (name, admin)
+}
+
+#[tokio::test]
+async fn readiness_follows_the_database() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    assert_eq!(readiness(&app).await.0, 200);
+    let (name, mut admin) = database_and_admin(&app).await;
     // Every connection of the server's pool cut, and no new one let in.
     sqlx::query(&format!(
         "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"
@@ -87,14 +94,7 @@ async fn connections_cut_while_idle_are_replaced_unseen() {
             assert_eq!(status, 200);
         }
     }
-    let name = app
-        .database_url()
-        .and_then(|url| url.rsplit('/').next())
-        .unwrap()
-        .to_owned();
-    let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
-        .await
-        .unwrap();
+    let (name, mut admin) = database_and_admin(&app).await;
     let cut: Vec<bool> = sqlx::query_scalar(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
     )
