@@ -93,7 +93,7 @@ impl TestDb {
     }
 
     /// A database with every migration applied, copied from a template
-    /// (see [`migrated_template`]); the server finds nothing left to apply.
+    /// (see [`copy_migrated_template`]); the server finds nothing left to apply.
     pub async fn migrated(backend: Backend) -> Self {
         Self::new(backend, true).await
     }
@@ -111,13 +111,14 @@ impl TestDb {
         let admin = sqlx::PgPool::connect(&admin_url)
             .await
             .expect("PostgreSQL is not reachable");
-        let create = if migrated {
-            let template = migrated_template(&admin, &admin_url).await;
-            format!("CREATE DATABASE {name} TEMPLATE {template}")
+        if migrated {
+            copy_migrated_template(&admin, &admin_url, &name).await;
         } else {
-            format!("CREATE DATABASE {name}")
-        };
-        sqlx::query(&create).execute(&admin).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&admin)
+                .await
+                .unwrap();
+        }
         admin.close().await;
         let url = database_url(&admin_url, &name);
         Self {
@@ -140,25 +141,28 @@ fn database_url(admin_url: &str, name: &str) -> String {
 /// The migrations the tests' template holds: the server's own.
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// The name of a database holding every PostgreSQL migration, made once per
-/// set of migrations and kept between runs. A test's database is a copy of
-/// it: copying a database's files costs PostgreSQL less than running every
-/// migration's DDL again in each of the ~160 tests on PostgreSQL (0.25 s
-/// each). The name carries the migrations' checksums, so a changed or added
-/// migration makes a new template and the old ones are dropped.
-async fn migrated_template(admin: &sqlx::PgPool, admin_url: &str) -> String {
+/// Creates the database `name` as a copy of a template holding every
+/// PostgreSQL migration, made once per set of migrations and kept between
+/// runs: copying a database's files costs PostgreSQL less than running every
+/// migration's DDL again in each of the ~150 tests on PostgreSQL (0.25 s
+/// each). The template's name carries the migrations' checksums, so a
+/// changed or added migration makes a new template and the old ones are
+/// dropped.
+async fn copy_migrated_template(admin: &sqlx::PgPool, admin_url: &str, name: &str) {
     use sha2::Digest;
     let mut digest = sha2::Sha256::new();
     for migration in POSTGRES_MIGRATIONS.iter() {
         digest.update(migration.version.to_le_bytes());
         digest.update(&migration.checksum);
     }
-    let name = format!(
+    let template = format!(
         "depot_test_template_{}",
         &hex::encode(digest.finalize())[..16]
     );
     // Tests start in processes of their own: one of them makes the
-    // template while the others wait on this lock.
+    // template while the others wait on this lock, and the copies are made
+    // under it too, so that a run on other migrations (another checkout)
+    // never drops a template while it is being copied.
     const LOCK: i64 = 0x6465_706f_7474_6d70;
     let mut lock = admin.acquire().await.unwrap();
     sqlx::query("SELECT pg_advisory_lock($1)")
@@ -168,7 +172,7 @@ async fn migrated_template(admin: &sqlx::PgPool, admin_url: &str) -> String {
         .unwrap();
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(&name)
+            .bind(&template)
             .fetch_one(&mut *lock)
             .await
             .unwrap();
@@ -181,8 +185,7 @@ async fn migrated_template(admin: &sqlx::PgPool, admin_url: &str) -> String {
         .await
         .unwrap();
         for database in stale {
-            // Half-made ones of a stopped run, and old templates; one that
-            // another checkout's run copies now stays, to be dropped later.
+            // Half-made ones of a stopped run, and old templates.
             let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {database}"))
                 .execute(&mut *lock)
                 .await;
@@ -199,17 +202,20 @@ async fn migrated_template(admin: &sqlx::PgPool, admin_url: &str) -> String {
             .unwrap();
         db.migrate().await.unwrap();
         db.close().await;
-        sqlx::query(&format!("ALTER DATABASE {building} RENAME TO {name}"))
+        sqlx::query(&format!("ALTER DATABASE {building} RENAME TO {template}"))
             .execute(&mut *lock)
             .await
             .unwrap();
     }
+    sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+        .execute(&mut *lock)
+        .await
+        .unwrap();
     sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(LOCK)
         .execute(&mut *lock)
         .await
         .unwrap();
-    name
 }
 
 impl Drop for TestDb {
