@@ -48,6 +48,10 @@ pub use uploads::{NewPart, PartRow, UploadRow};
 /// The longest a PostgreSQL statement may run.
 pub const STATEMENT_TIMEOUT: &str = "30s";
 
+/// The PostgreSQL migrations, in order (the tests name their migrated
+/// template after these).
+pub static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
 /// How long a PostgreSQL connection may have been idle in the pool and still
 /// be handed out without a ping (HikariCP's window, `aliveBypassWindowMs`).
 const PING_WHEN_IDLE_FOR: Duration = Duration::from_millis(500);
@@ -240,9 +244,7 @@ impl Db {
                 sqlx::query("SET statement_timeout = 0")
                     .execute(&mut *connection)
                     .await?;
-                let migrated = sqlx::migrate!("./migrations/postgres")
-                    .run(&mut *connection)
-                    .await;
+                let migrated = POSTGRES_MIGRATIONS.run(&mut *connection).await;
                 // The connection goes back to the pool with the usual limit.
                 let _ = sqlx::query("RESET statement_timeout")
                     .execute(&mut *connection)

@@ -138,9 +138,6 @@ fn database_url(admin_url: &str, name: &str) -> String {
     format!("{base}/{name}")
 }
 
-/// The migrations the tests' template holds: the server's own.
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
 /// Creates the database `name` as a copy of a template holding every
 /// PostgreSQL migration, made once per set of migrations and kept between
 /// runs: copying a database's files costs PostgreSQL less than running every
@@ -151,7 +148,7 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 async fn copy_migrated_template(admin: &sqlx::PgPool, admin_url: &str, name: &str) {
     use sha2::Digest;
     let mut digest = sha2::Sha256::new();
-    for migration in POSTGRES_MIGRATIONS.iter() {
+    for migration in depot_server::store::POSTGRES_MIGRATIONS.iter() {
         digest.update(migration.version.to_le_bytes());
         digest.update(&migration.checksum);
     }
