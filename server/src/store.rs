@@ -70,12 +70,10 @@ pub enum Pool {
     Postgres(PgPool),
 }
 
-/// The database: its pool, and on SQLite the writer that commits new image
-/// records in groups (see [`writer`]) and the reader of what every request
-/// reads (see [`reader`]). PostgreSQL needs neither: it commits concurrent transactions
-/// with one flush of its log by itself, and takes their inserts in parallel
-/// where one writer would take them in turn; its driver hands over a page's
-/// rows as they came off the socket.
+/// The database: its pool, the writer that commits new image records in
+/// groups (see [`writer`]), and on SQLite the reader of what every request
+/// reads (see [`reader`]). PostgreSQL needs no reader: its driver hands over
+/// a page's rows as they came off the socket.
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: Pool,
@@ -113,16 +111,17 @@ pub(crate) use bind_args;
 
 impl Db {
     fn new(pool: Pool, reader: Option<reader::Reader>) -> Self {
-        // The group writer has a connection of its own, on the same plain
-        // file as the reader's; a database in memory (the tests' few) or
-        // opened otherwise commits each record alone, through the pool.
+        // SQLite's group writer has a connection of its own, on the same
+        // plain file as the reader's; a database in memory (the tests' few)
+        // or opened otherwise commits each record alone, through the pool.
         let inserts = match (&pool, &reader) {
             (Pool::Sqlite(pool), Some(_)) => {
-                writer::Inserts::start(pool.connect_options().get_filename())
+                writer::Inserts::on_sqlite(pool.connect_options().get_filename())
                     .inspect_err(|error| tracing::warn!(%error, "cannot start the group writer"))
                     .ok()
             }
-            _ => None,
+            (Pool::Sqlite(_), None) => None,
+            (Pool::Postgres(pool), _) => Some(writer::Inserts::on_postgres(pool.clone())),
         };
         Self {
             pool,

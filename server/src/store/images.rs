@@ -264,8 +264,7 @@ impl Db {
         new: &NewImage,
         unique: Option<NameScope>,
     ) -> Result<Option<ImageRow>, sqlx::Error> {
-        // On SQLite, committed with whatever other records are being
-        // created now.
+        // Committed with whatever other records are being created now.
         if let Some(inserts) = &self.inserts {
             if let Some(inserted) = inserts.insert(new.clone(), unique).await {
                 return inserted;

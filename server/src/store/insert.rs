@@ -47,6 +47,38 @@ pub(super) const INSERT_IMAGE: &str = insert_image!(
 pub(super) const INSERT_IMAGE_CLAIMING: &str =
     insert_image!("CASE WHEN $38 THEN depot_claim_image_name($2, $39, $40) ELSE TRUE END");
 
+/// PostgreSQL's insert of a group of records in one statement, each unless
+/// its name is taken (as [`INSERT_IMAGE_CLAIMING`]): `$1` is a JSON array
+/// of records, each the array of [`INSERT_IMAGE_CLAIMING`]'s parameters in
+/// order ([`group_record`]). The records' names must differ: the rows come
+/// back in no set order, and are told apart by name.
+///
+/// The records are taken in the order of their names' lock keys, so that
+/// two groups never each hold a lock the other waits for: a subquery sorts
+/// them, and its `OFFSET 0` keeps the planner from pushing the name check
+/// below the sort (where it ran on the records in the order sent).
+pub(super) const INSERT_IMAGES_CLAIMING: &str = concat!(
+    "INSERT INTO images (kind, name, label, folder, data_store, path, \
+     public, owner_id, size, sha256, format, virtual_size, created_at, updated_at, \
+     version, os_type, hypervisor, hypervisor_type, supports_physical, supports_virtual, \
+     template_name, provisioning_type, active, features, extensions, title, \
+     vice_image_type, imported, origin_environment, environment_ref, specifics, \
+     format_detail, volume_label, cpus, memory_mib, product, vendor, product_version, \
+     networks) \
+     SELECT r->>0, r->>1, r->>2, r->>3, r->>4, r->>5, (r->>6)::boolean, (r->>7)::bigint, \
+     (r->>8)::bigint, r->>9, r->>10, (r->>11)::bigint, (r->>12)::timestamptz, \
+     (r->>12)::timestamptz, 0, r->>13, (r->>14)::boolean, r->>15, (r->>16)::boolean, \
+     (r->>17)::boolean, r->>18, r->>19, (r->>20)::boolean, r->>21, r->>22, r->>23, r->>24, \
+     (r->>25)::boolean, r->>26, r->>27, r->>28, r->>29, r->>30, (r->>31)::bigint, \
+     (r->>32)::bigint, r->>33, r->>34, r->>35, r->>36 \
+     FROM (SELECT r FROM jsonb_array_elements($1::jsonb) AS r \
+     ORDER BY hashtext(r->>1), r->>1 OFFSET 0) AS records \
+     WHERE CASE WHEN (r->>37)::boolean \
+     THEN depot_claim_image_name(r->>1, (r->>38)::boolean, (r->>39)::bigint) ELSE TRUE END \
+     RETURNING ",
+    image_columns!("", "CAST(NULL AS TEXT)")
+);
+
 /// Links a hypervisor image to an image it runs.
 pub(super) const INSERT_LINK: &str =
     "INSERT INTO image_virtualized (hypervisor_id, image_id) VALUES ($1, $2)";
@@ -140,3 +172,41 @@ macro_rules! for_each_insert_arg {
     }};
 }
 pub(super) use for_each_insert_arg;
+
+/// The insert `$sql` of an image row with every parameter of `$args` (an
+/// [`InsertArgs`]) bound, for either driver.
+macro_rules! bound_insert {
+    ($sql:expr, $args:expr) => {{
+        let mut query = sqlx::query_as::<_, $crate::store::rows::ImageRow>($sql);
+        macro_rules! bind {
+            (@time $value:expr) => {
+                query = query.bind($value)
+            };
+            ($value:expr) => {
+                query = query.bind($value)
+            };
+        }
+        $crate::store::insert::for_each_insert_arg!($args, bind);
+        query
+    }};
+}
+pub(super) use bound_insert;
+
+/// One record of [`INSERT_IMAGES_CLAIMING`]'s group: its parameters as a
+/// JSON array, the time to the microsecond, as PostgreSQL keeps it (and as
+/// sqlx binds it: cut, not rounded).
+pub(super) fn group_record(args: &InsertArgs<'_>) -> serde_json::Value {
+    let mut fields = Vec::with_capacity(40);
+    macro_rules! push {
+        (@time $value:expr) => {
+            fields.push(serde_json::Value::from(
+                $value.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+            ))
+        };
+        ($value:expr) => {
+            fields.push(serde_json::json!($value))
+        };
+    }
+    for_each_insert_arg!(args, push);
+    serde_json::Value::Array(fields)
+}

@@ -13,8 +13,7 @@ use sqlx::{Postgres, Sqlite, Transaction};
 
 use super::images::{inserted_id, NameScope, NewImage};
 use super::insert::{
-    for_each_insert_arg, networks_json, InsertArgs, INSERT_IMAGE, INSERT_IMAGE_CLAIMING,
-    INSERT_LINK,
+    bound_insert, networks_json, InsertArgs, INSERT_IMAGE, INSERT_IMAGE_CLAIMING, INSERT_LINK,
 };
 use super::rows::ImageRow;
 use super::{Db, Pool};
@@ -36,24 +35,6 @@ macro_rules! with_tx {
     };
 }
 pub(crate) use with_tx;
-
-/// The insert `$sql` of an image row with every parameter of `$args` (an
-/// [`InsertArgs`]) bound, for either driver.
-macro_rules! bound_insert {
-    ($sql:expr, $args:expr) => {{
-        let mut query = sqlx::query_as::<_, ImageRow>($sql);
-        macro_rules! bind {
-            (@time $value:expr) => {
-                query = query.bind($value)
-            };
-            ($value:expr) => {
-                query = query.bind($value)
-            };
-        }
-        for_each_insert_arg!($args, bind);
-        query
-    }};
-}
 
 impl Pool {
     /// Starts a transaction.
@@ -219,7 +200,7 @@ impl LockName for Transaction<'static, Sqlite> {
 /// The first key of every image name's advisory lock, keeping them apart
 /// from any other advisory locks taken in the same database.
 /// (`depot_claim_image_name`, of migration 0015, takes it with the same keys.)
-const IMAGE_NAME_LOCKS: i32 = 0x6e61_6d65; // "name"
+pub(super) const IMAGE_NAME_LOCKS: i32 = 0x6e61_6d65; // "name"
 
 /// New bytes of an existing record, and what inspecting them found.
 #[derive(Debug, Clone)]

@@ -2,7 +2,7 @@
 //! same moment share one commit without sharing each other's failures.
 
 use chrono::Utc;
-use depot_server::store::{NewImage, Pool};
+use depot_server::store::{NameScope, NewImage, Pool};
 use futures_util::future::join_all;
 use rstest::rstest;
 use serde_json::json;
@@ -58,9 +58,8 @@ async fn records_created_together_all_land_and_a_bad_one_fails_alone(#[case] bac
     let app = TestApp::spawn(backend).await;
     let db = app.core.db();
     let before = db.count_images().await.unwrap();
-    // Sent at once, on SQLite these wait for the writer together: one
-    // group, in which the one at index 9 names a record that does not exist. (On
-    // PostgreSQL each is a transaction of its own.)
+    // Sent at once, these wait for the writer together: one group, in
+    // which the one at index 9 names a record that does not exist.
     let records: Vec<NewImage> = (0..20)
         .map(|index| {
             let links = if index == 9 {
@@ -136,4 +135,250 @@ async fn records_created_together_all_land_and_a_bad_one_fails_alone(#[case] bac
     let mut expected: Vec<String> = (0..24).map(|index| format!("client-{index}")).collect();
     expected.sort();
     assert_eq!(names, expected);
+}
+
+/// Records created at once on PostgreSQL share commits: the rows of one
+/// transaction carry its id (`xmin`). A name that comes twice in one group
+/// is taken once.
+#[tokio::test]
+async fn postgres_commits_records_created_at_once_together() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let db = app.core.db();
+    let Pool::Postgres(pool) = db.pool() else {
+        unreachable!("a PostgreSQL app")
+    };
+    let records: Vec<NewImage> = (0..32)
+        .map(|index| definition(&format!("shared-{index}"), Vec::new()))
+        .collect();
+    let results = join_all(
+        records
+            .iter()
+            .map(|new| db.insert_image_if_name_free(new, Some(NameScope::Everyone))),
+    )
+    .await;
+    let ids: Vec<i64> = results
+        .into_iter()
+        .map(|result| result.unwrap().expect("a free name").id)
+        .collect();
+    let transactions: i64 =
+        sqlx::query_scalar("SELECT COUNT(DISTINCT xmin::text) FROM images WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert!(
+        transactions <= 8,
+        "32 records created at once took {transactions} commits"
+    );
+
+    let twice: Vec<NewImage> = ["again-a", "again-b", "again-a", "again-b", "again-a"]
+        .into_iter()
+        .map(|name| definition(name, Vec::new()))
+        .collect();
+    let results = join_all(
+        twice
+            .iter()
+            .map(|new| db.insert_image_if_name_free(new, Some(NameScope::Everyone))),
+    )
+    .await;
+    let landed: Vec<&str> = results
+        .iter()
+        .zip(&twice)
+        .filter(|(result, _)| result.as_ref().unwrap().is_some())
+        .map(|(_, new)| new.name.as_str())
+        .collect();
+    assert_eq!(landed.len(), 2, "{landed:?}");
+    assert!(landed.contains(&"again-a") && landed.contains(&"again-b"));
+}
+
+/// A group takes its names' locks before it inserts, in the order of the
+/// locks' keys, as every group does: two groups (two servers on one
+/// database) never hold one each of two names while waiting for the other,
+/// which PostgreSQL would break only after a second, failing one group.
+#[tokio::test]
+async fn postgres_groups_take_their_name_locks_in_one_order() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let db = app.core.db().clone();
+    let Pool::Postgres(pool) = db.pool().clone() else {
+        unreachable!("a PostgreSQL app")
+    };
+    // Two names, `high` with the greater lock key.
+    let key = |name: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i32>("SELECT hashtext($1)")
+                .bind(name)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let (mut low, mut high) = ("lock-one", "lock-two");
+    if key(low).await > key(high).await {
+        std::mem::swap(&mut low, &mut high);
+    }
+    let (low_key, high_key) = (key(low).await, key(high).await);
+    // Another transaction holds `high`'s lock (1851878757 is the first key
+    // of every name's lock, as `depot_claim_image_name` of migration 0015
+    // takes it).
+    let mut other = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(1851878757, $1)")
+        .bind(high_key)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    // A group of the two, `high` first.
+    let group = tokio::spawn(async move {
+        let records = [definition(high, Vec::new()), definition(low, Vec::new())];
+        join_all(
+            records
+                .iter()
+                .map(|new| db.insert_image_if_name_free(new, Some(NameScope::Everyone))),
+        )
+        .await
+        .into_iter()
+        .map(|result| result.unwrap().is_some())
+        .collect::<Vec<bool>>()
+    });
+    // The group waits for `high` holding `low`, taken first.
+    let held = "SELECT granted FROM pg_locks WHERE locktype = 'advisory' \
+         AND classid::int = 1851878757 AND objid::int = $1 AND pid <> pg_backend_pid()";
+    let mut state = (Vec::new(), Vec::new());
+    for _ in 0..200 {
+        let low_held: Vec<bool> = sqlx::query_scalar(held)
+            .bind(low_key)
+            .fetch_all(&mut *other)
+            .await
+            .unwrap();
+        let high_waited: Vec<bool> = sqlx::query_scalar(held)
+            .bind(high_key)
+            .fetch_all(&mut *other)
+            .await
+            .unwrap();
+        state = (low_held, high_waited);
+        if state == (vec![true], vec![false]) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        state,
+        (vec![true], vec![false]),
+        "the group holds the first key's lock and waits for the second"
+    );
+    other.commit().await.unwrap();
+    assert_eq!(group.await.unwrap(), vec![true, true]);
+}
+
+/// A record of a group is stored field for field as the same record alone:
+/// every column set, each to a value of its own, so that two fields
+/// swapped in the group's statement show.
+#[tokio::test]
+async fn postgres_stores_a_grouped_record_as_it_stores_one_alone() {
+    use app::model::{
+        InspectionAttributes, ProvisioningSpec, ProvisioningType, ViceImageSpec, ViceImageType,
+    };
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let db = app.core.db();
+    let Pool::Postgres(pool) = db.pool() else {
+        unreachable!("a PostgreSQL app")
+    };
+    let now = Utc::now();
+    let full = |name: &str| NewImage {
+        kind: "disk",
+        name: name.into(),
+        label: "a label".into(),
+        folder: "a folder".into(),
+        data_store: "a store".into(),
+        path: "a path \u{e9}\"'\\".into(),
+        public: true,
+        owner_id: Some(1),
+        size: Some(1 << 40),
+        sha256: Some("ab".repeat(32)),
+        format: Some("qcow2"),
+        virtual_size: Some(i64::MAX),
+        now,
+        provisioning: Some(ProvisioningSpec {
+            name: name.into(),
+            os_type: "an os".into(),
+            hypervisor: true,
+            hypervisor_type: Some("a hypervisor".into()),
+            supports_physical_machine: true,
+            supports_virtual_machine: false,
+            template_name: Some("a template".into()),
+            provisioning_type: ProvisioningType::Linkedclone,
+            active: false,
+            features: vec!["a feature".into()],
+            extensions: serde_json::from_value(json!({"an": ["extension", 1]})).unwrap(),
+            virtualized_images: Vec::new(),
+        }),
+        virtualized: Vec::new(),
+        vice: Some(ViceImageSpec {
+            title: "a title".into(),
+            image_type: ViceImageType::Declarative,
+            content_type: None,
+            imported: true,
+            origin_environment: Some("an origin".into()),
+            environment_reference: Some("a reference".into()),
+            specifics: json!({"some": "specifics"}),
+        }),
+        inspection: InspectionAttributes {
+            detail: Some("a detail".into()),
+            volume_label: Some("a volume".into()),
+            cpus: Some(3),
+            memory_mib: Some(-5),
+            product: Some("a product".into()),
+            vendor: Some("a vendor".into()),
+            product_version: Some("a version".into()),
+            networks: vec!["one".into(), "two".into()],
+        },
+        guest_os: Some("a guest".into()),
+    };
+    let alone = db
+        .insert_image_if_name_free(&full("alone"), Some(NameScope::Everyone))
+        .await
+        .unwrap()
+        .expect("a free name");
+    let grouped = [full("grouped-1"), full("grouped-2")];
+    let rows = join_all(
+        grouped
+            .iter()
+            .map(|new| db.insert_image_if_name_free(new, Some(NameScope::Everyone))),
+    )
+    .await;
+    let ids: Vec<i64> = rows
+        .into_iter()
+        .map(|row| row.unwrap().expect("a free name").id)
+        .collect();
+    let transactions: i64 =
+        sqlx::query_scalar("SELECT COUNT(DISTINCT xmin::text) FROM images WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(transactions, 1, "the two were one group");
+    let stored = |id: i64| async move {
+        let text: String = sqlx::query_scalar(
+            "SELECT (to_jsonb(i) - 'id' - 'name')::text FROM images i WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()
+    };
+    let expected = stored(alone.id).await;
+    assert_eq!(
+        expected["networks"],
+        json!("[\"one\",\"two\"]"),
+        "{expected}"
+    );
+    assert_eq!(
+        expected["vice_image_type"],
+        json!("declarative"),
+        "{expected}"
+    );
+    for id in ids {
+        assert_eq!(stored(id).await, expected);
+    }
 }

@@ -1,0 +1,213 @@
+//! PostgreSQL's writer: a task that takes the waiting records as a group and
+//! commits each group in a transaction of the pool's.
+//!
+//! PostgreSQL takes several writers at once, so up to [`GROUPS_AT_ONCE`]
+//! groups are in flight: while one commits, the records arriving make the
+//! next, and no record waits for a whole group ahead of it to be written.
+//!
+//! A group is one statement ([`INSERT_IMAGES_CLAIMING`]), its own
+//! transaction: one round trip, however many records. Records of one name
+//! take turns, a statement each, in one transaction; so do the links of a
+//! hypervisor image. A record alone is the single insert it always was.
+//!
+//! Each record's name check takes its name's lock for the transaction
+//! (`depot_claim_image_name`, migration 0015), so a group holds several
+//! names' locks until it commits. Two groups taking the same two names in
+//! opposite orders would each wait for the other until PostgreSQL's
+//! deadlock detector, a second later, failed one of them (and its records
+//! were stored alone); so the statement takes its records in the order of
+//! their locks' keys, as every group does, on any server sharing the
+//! database. Every other writer holds at most one name's lock.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
+use tokio::sync::Semaphore;
+
+use super::{answer_all, answer_rows, next_group, Waiting};
+use crate::store::insert::{group_record, InsertArgs, INSERT_IMAGES_CLAIMING, INSERT_LINK};
+use crate::store::rows::ImageRow;
+use crate::store::tx::insert_alone_on_postgres;
+
+type Failed = super::Failed<sqlx::Error>;
+
+/// The most groups being written at a time.
+const GROUPS_AT_ONCE: usize = 2;
+
+/// Starts the writer as a task of the current runtime.
+pub(super) fn start(pool: PgPool, waiting: flume::Receiver<Waiting>) {
+    tokio::spawn(write_groups(pool, waiting));
+}
+
+/// The writer: a group whenever fewer than [`GROUPS_AT_ONCE`] are being
+/// written, as long as anyone may send.
+async fn write_groups(pool: PgPool, waiting: flume::Receiver<Waiting>) {
+    let writing = Arc::new(Semaphore::new(GROUPS_AT_ONCE));
+    loop {
+        // A turn first, then the records: those that arrive meanwhile wait
+        // for that turn together.
+        let Ok(turn) = writing.clone().acquire_owned().await else {
+            return;
+        };
+        let Ok(first) = waiting.recv_async().await else {
+            return;
+        };
+        let group = next_group(first, &waiting);
+        if group.is_empty() {
+            continue;
+        }
+        let pool = pool.clone();
+        // A task of its own: if it panics, its group's answers are dropped
+        // and each caller stores its record alone; the writer goes on.
+        tokio::spawn(async move {
+            write_group(&pool, group).await;
+            drop(turn);
+        });
+    }
+}
+
+/// Writes a group and answers its callers.
+async fn write_group(pool: &PgPool, group: Vec<Waiting>) {
+    if let [one] = group.as_slice() {
+        if one.new.virtualized.is_empty() {
+            // Alone, whatever fails is its own.
+            let inserted = insert_alone_on_postgres(pool, &one.new, one.unique).await;
+            if let Some(one) = group.into_iter().next() {
+                let _ = one.answer.send(inserted);
+            }
+            return;
+        }
+    }
+    match insert_together(pool, &group).await {
+        Ok(rows) => answer_rows(group, rows),
+        // Rolled back: dropping the answers has each caller store its record
+        // alone, so that a record that broke a rule fails with its own
+        // error, and only it.
+        Err(Failed::Insert(error)) => {
+            let broke_a_rule = error
+                .as_database_error()
+                .is_some_and(|error| error.constraint().is_some());
+            if broke_a_rule {
+                tracing::debug!(%error, records = group.len(), "a group of new records broke a rule");
+            } else {
+                tracing::warn!(%error, records = group.len(), "a group of new records failed; each is stored alone");
+            }
+        }
+        // Nothing of the group is known to be stored, and trying again could
+        // store it twice.
+        Err(Failed::Commit(error)) => {
+            tracing::error!(%error, records = group.len(), "cannot commit new records");
+            answer_all(group, &error);
+        }
+    }
+}
+
+/// The group, all of it or nothing: every row (`None` for a name taken, by
+/// an earlier record of the same group too).
+async fn insert_together(
+    pool: &PgPool,
+    group: &[Waiting],
+) -> Result<Vec<Option<ImageRow>>, Failed> {
+    let turns = turns(group);
+    let mut rows: Vec<Option<ImageRow>> = group.iter().map(|_| None).collect();
+    let linked = group.iter().any(|one| !one.new.virtualized.is_empty());
+    if let ([turn], false) = (turns.as_slice(), linked) {
+        // One statement, committed as it ends.
+        let mut stored =
+            insert_turn(pool, group, turn)
+                .await
+                .map_err(|error| match nothing_stored(&error) {
+                    true => Failed::Insert(error),
+                    false => Failed::Commit(error),
+                })?;
+        for &index in turn {
+            rows[index] = stored.remove(&group[index].new.name);
+        }
+        return Ok(rows);
+    }
+    // A transaction dropped before its commit is rolled back.
+    let mut tx = pool.begin().await.map_err(Failed::Insert)?;
+    for turn in &turns {
+        let mut stored = insert_turn(&mut *tx, group, turn)
+            .await
+            .map_err(Failed::Insert)?;
+        for &index in turn {
+            rows[index] = stored.remove(&group[index].new.name);
+        }
+    }
+    for (one, row) in group.iter().zip(&rows) {
+        if let Some(row) = row {
+            link(&mut tx, row.id, &one.new.virtualized)
+                .await
+                .map_err(Failed::Insert)?;
+        }
+    }
+    tx.commit().await.map_err(Failed::Commit)?;
+    Ok(rows)
+}
+
+/// The group's records as turns of different names, each record in the
+/// first turn that does not have its name yet: the first of a name to
+/// arrive checks it first.
+fn turns(group: &[Waiting]) -> Vec<Vec<usize>> {
+    let mut turns: Vec<(HashSet<&str>, Vec<usize>)> = Vec::new();
+    for (index, one) in group.iter().enumerate() {
+        let name = one.new.name.as_str();
+        match turns.iter_mut().find(|(names, _)| !names.contains(name)) {
+            Some((names, indexes)) => {
+                names.insert(name);
+                indexes.push(index);
+            }
+            None => turns.push((HashSet::from([name]), vec![index])),
+        }
+    }
+    turns.into_iter().map(|(_, indexes)| indexes).collect()
+}
+
+/// One statement for the records of `turn` (indexes into `group`); the
+/// rows stored, by name.
+async fn insert_turn<'c>(
+    executor: impl PgExecutor<'c>,
+    group: &[Waiting],
+    turn: &[usize],
+) -> Result<HashMap<String, ImageRow>, sqlx::Error> {
+    let records: Vec<serde_json::Value> = turn
+        .iter()
+        .map(|&index| group_record(&InsertArgs::of(&group[index].new, group[index].unique)))
+        .collect();
+    let rows = sqlx::query_as::<_, ImageRow>(INSERT_IMAGES_CLAIMING)
+        .bind(serde_json::Value::Array(records).to_string())
+        .fetch_all(executor)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.name.clone(), row))
+        .collect())
+}
+
+/// Whether a failed statement is known to have stored nothing: the
+/// database refused it, or it never reached the database. A connection cut
+/// while it ran leaves its commit unknown.
+fn nothing_stored(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::Database(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+    )
+}
+
+/// Links a hypervisor image to the images it runs.
+async fn link(
+    tx: &mut Transaction<'static, Postgres>,
+    hypervisor_id: i64,
+    image_ids: &[i64],
+) -> Result<(), sqlx::Error> {
+    for image_id in image_ids {
+        sqlx::query(INSERT_LINK)
+            .bind(hypervisor_id)
+            .bind(image_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
