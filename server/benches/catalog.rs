@@ -2,8 +2,8 @@
 //! through the store (and, one at a time, through sqlx): each dialect's sorted
 //! page and a filtered page, one request at a time (median, p99) and from 16
 //! connections (requests per second);
-//! metadata records created by 4 clients beside the same inserts sent
-//! straight; the plans the database chose; the server's memory idle and
+//! metadata records created by 4 clients, then 32, beside the same inserts
+//! sent straight; the plans the database chose; the server's memory idle and
 //! under load. A benchmark, not a test: it prints figures.
 //!
 //! `cargo bench -p depot-server --bench catalog`. `DEPOT_BENCH_IMAGES` sets
@@ -27,7 +27,8 @@ use common::{admin_token, proc_cpu, proc_kib};
 
 const PASSWORD: &str = "bench-admin-password";
 const CONNECTIONS: usize = 16;
-const WRITERS: usize = 4;
+/// How many clients create records at once, in turn.
+const WRITERS: [usize; 2] = [4, 32];
 const DISTROS: [&str; 8] = [
     "ubuntu", "centos", "debian", "fedora", "photon", "coreos", "rancher", "opensuse",
 ];
@@ -332,54 +333,58 @@ async fn main() {
         }
     }
 
-    // Metadata records: MWS creates from 4 clients, beside the same insert
-    // (one transaction each) from 4 tasks.
+    // Metadata records: MWS creates from 4 clients, and from 32 (where
+    // many arrive while others are being committed), beside the same insert
+    // (one transaction each) from as many tasks.
     let next = Arc::new(AtomicUsize::new(0));
-    let cpu_before = proc_cpu(pid);
-    let created = {
-        let (client, token, next) = (client.clone(), token.clone(), next.clone());
-        let url = format!("{base}/mws/rest/images?api-version=3");
-        throughput_of(WRITERS, seconds, move || {
-            let (client, token, url) = (client.clone(), token.clone(), url.clone());
-            let n = next.fetch_add(1, Ordering::Relaxed);
-            async move {
-                let response = client
-                    .post(&url)
-                    .bearer_auth(&token)
-                    .json(&serde_json::json!({
-                        "name": format!("made-{n}"),
-                        "osType": "linux",
-                        "hypervisor": false,
-                        "supportsVirtualMachine": true,
-                    }))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(response.status(), 201);
-                response.bytes().await.unwrap();
-            }
-        })
-        .await
-    };
-    let cpu_per_record =
-        (proc_cpu(pid) - cpu_before).as_secs_f64() * 1e3 / next.load(Ordering::Relaxed) as f64;
-    let inserted = {
-        let (db, next) = (db.clone(), next.clone());
-        throughput_of(WRITERS, seconds, move || {
-            let db = db.clone();
-            let n = next.fetch_add(1, Ordering::Relaxed);
-            async move { insert_one(&db, &format!("straight-{n}")).await }
-        })
-        .await
-    };
-    println!(
-        "\n{:<40} {:>22.0} {:>22.0} {:>7.2}x",
-        "records created, 4 clients (/s)",
-        created,
-        inserted,
-        created / inserted
-    );
-    println!("  server CPU per record created: {cpu_per_record:.3} ms");
+    for writers in WRITERS {
+        let made_before = next.load(Ordering::Relaxed);
+        let cpu_before = proc_cpu(pid);
+        let created = {
+            let (client, token, next) = (client.clone(), token.clone(), next.clone());
+            let url = format!("{base}/mws/rest/images?api-version=3");
+            throughput_of(writers, seconds, move || {
+                let (client, token, url) = (client.clone(), token.clone(), url.clone());
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                async move {
+                    let response = client
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .json(&serde_json::json!({
+                            "name": format!("made-{n}"),
+                            "osType": "linux",
+                            "hypervisor": false,
+                            "supportsVirtualMachine": true,
+                        }))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(response.status(), 201);
+                    response.bytes().await.unwrap();
+                }
+            })
+            .await
+        };
+        let made = next.load(Ordering::Relaxed) - made_before;
+        let cpu_per_record = (proc_cpu(pid) - cpu_before).as_secs_f64() * 1e3 / made as f64;
+        let inserted = {
+            let (db, next) = (db.clone(), next.clone());
+            throughput_of(writers, seconds, move || {
+                let db = db.clone();
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                async move { insert_one(&db, &format!("straight-{n}")).await }
+            })
+            .await
+        };
+        println!(
+            "\n{:<40} {:>22.0} {:>22.0} {:>7.2}x",
+            format!("records created, {writers} clients (/s)"),
+            created,
+            inserted,
+            created / inserted
+        );
+        println!("  server CPU per record created: {cpu_per_record:.3} ms");
+    }
 
     println!(
         "\nserver memory: idle {:.1} MiB, peak under 16 connections {:.1} MiB",
