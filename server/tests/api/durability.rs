@@ -195,8 +195,13 @@ async fn postgres_commits_records_created_at_once_together() {
 /// locks' keys, as every group does: two groups (two servers on one
 /// database) never hold one each of two names while waiting for the other,
 /// which PostgreSQL would break only after a second, failing one group.
+/// So too a group that writes a name twice, in two statements: the first
+/// time unchecked (a ViCE record), the second checked.
+#[rstest]
+#[case::one_statement(false)]
+#[case::a_name_twice(true)]
 #[tokio::test]
-async fn postgres_groups_take_their_name_locks_in_one_order() {
+async fn postgres_groups_take_their_name_locks_in_one_order(#[case] twice: bool) {
     let app = TestApp::spawn(Backend::Postgres).await;
     let db = app.core.db().clone();
     let Pool::Postgres(pool) = db.pool().clone() else {
@@ -227,13 +232,19 @@ async fn postgres_groups_take_their_name_locks_in_one_order() {
         .execute(&mut *other)
         .await
         .unwrap();
-    // A group of the two, `high` first.
+    // A group of the two, `high` first (after `low` unchecked).
     let group = tokio::spawn(async move {
-        let records = [definition(high, Vec::new()), definition(low, Vec::new())];
+        let mut records = vec![
+            (definition(high, Vec::new()), Some(NameScope::Everyone)),
+            (definition(low, Vec::new()), Some(NameScope::Everyone)),
+        ];
+        if twice {
+            records.insert(0, (definition(low, Vec::new()), None));
+        }
         join_all(
             records
                 .iter()
-                .map(|new| db.insert_image_if_name_free(new, Some(NameScope::Everyone))),
+                .map(|(new, unique)| db.insert_image_if_name_free(new, *unique)),
         )
         .await
         .into_iter()
@@ -267,7 +278,12 @@ async fn postgres_groups_take_their_name_locks_in_one_order() {
         "the group holds the first key's lock and waits for the second"
     );
     other.commit().await.unwrap();
-    assert_eq!(group.await.unwrap(), vec![true, true]);
+    // Checked, `low` was taken by the unchecked record before it.
+    let expected = match twice {
+        false => vec![true, true],
+        true => vec![true, true, false],
+    };
+    assert_eq!(group.await.unwrap(), expected);
 }
 
 /// A record of a group is stored field for field as the same record alone:

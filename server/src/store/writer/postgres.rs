@@ -17,7 +17,8 @@
 //! deadlock detector, a second later, failed one of them (and its records
 //! were stored alone); so the statement takes its records in the order of
 //! their locks' keys, as every group does, on any server sharing the
-//! database. Every other writer holds at most one name's lock.
+//! database; a group of several statements takes all its locks first, in
+//! that order. Every other writer holds at most one name's lock.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use tokio::sync::Semaphore;
 use super::{answer_all, answer_rows, next_group, Waiting};
 use crate::store::insert::{group_record, InsertArgs, INSERT_IMAGES_CLAIMING, INSERT_LINK};
 use crate::store::rows::ImageRow;
-use crate::store::tx::insert_alone_on_postgres;
+use crate::store::tx::{insert_alone_on_postgres, IMAGE_NAME_LOCKS};
 
 type Failed = super::Failed<sqlx::Error>;
 
@@ -128,6 +129,7 @@ async fn insert_together(
     }
     // A transaction dropped before its commit is rolled back.
     let mut tx = pool.begin().await.map_err(Failed::Insert)?;
+    lock_names(&mut tx, group).await.map_err(Failed::Insert)?;
     for turn in &turns {
         let mut stored = insert_turn(&mut *tx, group, turn)
             .await
@@ -184,6 +186,35 @@ async fn insert_turn<'c>(
         .into_iter()
         .map(|row| (row.name.clone(), row))
         .collect())
+}
+
+/// Takes the lock of every name the group checks, in the order of the
+/// locks' keys, before its statements: each of them takes its records' locks
+/// in that order, but a later one (a name's second record, checked where
+/// the first was not) would take a lock of a smaller key after them.
+async fn lock_names(
+    tx: &mut Transaction<'static, Postgres>,
+    group: &[Waiting],
+) -> Result<(), sqlx::Error> {
+    // The keys `depot_claim_image_name` takes; it takes its lock again,
+    // which a transaction holding it gets at once.
+    const LOCK_IN_ORDER: &str = "SELECT pg_advisory_xact_lock($1, key) \
+         FROM (SELECT DISTINCT hashtext(name) AS key FROM UNNEST($2::text[]) AS name \
+         ORDER BY key OFFSET 0) AS keys";
+    let names: Vec<&str> = group
+        .iter()
+        .filter(|one| one.unique.is_some())
+        .map(|one| one.new.name.as_str())
+        .collect();
+    if names.len() < 2 {
+        return Ok(());
+    }
+    sqlx::query(LOCK_IN_ORDER)
+        .bind(IMAGE_NAME_LOCKS)
+        .bind(names)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Whether a failed statement is known to have stored nothing: the
