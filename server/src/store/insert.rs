@@ -83,6 +83,10 @@ pub(super) const INSERT_IMAGES_CLAIMING: &str = concat!(
 pub(super) const INSERT_LINK: &str =
     "INSERT INTO image_virtualized (hypervisor_id, image_id) VALUES ($1, $2)";
 
+/// PostgreSQL's: links a hypervisor image to every image it runs at once.
+pub(super) const INSERT_LINKS: &str =
+    "INSERT INTO image_virtualized (hypervisor_id, image_id) SELECT $1, UNNEST($2::bigint[])";
+
 /// What [`INSERT_IMAGE`] binds beyond the record's own fields: the columns
 /// worked out from them, and the name rule's three parameters.
 pub(super) struct InsertArgs<'a> {

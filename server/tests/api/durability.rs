@@ -394,7 +394,26 @@ async fn postgres_stores_a_grouped_record_as_it_stores_one_alone() {
         json!("declarative"),
         "{expected}"
     );
-    for id in ids {
+    for &id in &ids {
         assert_eq!(stored(id).await, expected);
+    }
+
+    // Hypervisor images created at once, each with its links.
+    let mut runs = vec![alone.id, ids[0], ids[1]];
+    runs.sort_unstable();
+    let hypervisors = [
+        definition("hypervisor-1", runs.clone()),
+        definition("hypervisor-2", runs[1..].to_vec()),
+    ];
+    let made = join_all(hypervisors.iter().map(|new| db.insert_image(new))).await;
+    for (index, id) in made.into_iter().enumerate() {
+        let linked: Vec<i64> = sqlx::query_scalar(
+            "SELECT image_id FROM image_virtualized WHERE hypervisor_id = $1 ORDER BY image_id",
+        )
+        .bind(id.unwrap())
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        assert_eq!(linked, runs[index..], "hypervisor-{}", index + 1);
     }
 }

@@ -27,7 +27,7 @@ use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
 use tokio::sync::Semaphore;
 
 use super::{answer_all, answer_rows, next_group, Waiting};
-use crate::store::insert::{group_record, InsertArgs, INSERT_IMAGES_CLAIMING, INSERT_LINK};
+use crate::store::insert::{group_record, InsertArgs, INSERT_IMAGES_CLAIMING, INSERT_LINKS};
 use crate::store::rows::ImageRow;
 use crate::store::tx::{insert_alone_on_postgres, IMAGE_NAME_LOCKS};
 
@@ -227,18 +227,19 @@ fn nothing_stored(error: &sqlx::Error) -> bool {
     )
 }
 
-/// Links a hypervisor image to the images it runs.
+/// Links a hypervisor image to the images it runs, in one statement.
 async fn link(
     tx: &mut Transaction<'static, Postgres>,
     hypervisor_id: i64,
     image_ids: &[i64],
 ) -> Result<(), sqlx::Error> {
-    for image_id in image_ids {
-        sqlx::query(INSERT_LINK)
-            .bind(hypervisor_id)
-            .bind(image_id)
-            .execute(&mut **tx)
-            .await?;
+    if image_ids.is_empty() {
+        return Ok(());
     }
+    sqlx::query(INSERT_LINKS)
+        .bind(hypervisor_id)
+        .bind(image_ids)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
