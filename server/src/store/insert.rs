@@ -4,20 +4,29 @@
 use super::images::{NameScope, NewImage, ProvisioningColumns, ViceColumns};
 use super::sql::image_columns;
 
+/// The start of every insert of an image record: its columns, in the order
+/// of [`for_each_insert_arg`]'s parameters, but `updated_at` (the record's
+/// time again) and `version` (0) after `created_at`.
+macro_rules! insert_into_images {
+    () => {
+        "INSERT INTO images (kind, name, label, folder, data_store, path, \
+         public, owner_id, size, sha256, format, virtual_size, created_at, updated_at, \
+         version, os_type, hypervisor, hypervisor_type, supports_physical, supports_virtual, \
+         template_name, provisioning_type, active, features, extensions, title, \
+         vice_image_type, imported, origin_environment, environment_ref, specifics, \
+         format_detail, volume_label, cpus, memory_mib, product, vendor, product_version, \
+         networks) "
+    };
+}
+
 /// The insert of a record, whose row is kept where `$name_free` holds (the
 /// name rule's check, on parameters `$38` to `$40`). `INSERT … SELECT …
 /// WHERE` rather than `VALUES`, so that the rule is part of the insert itself.
 macro_rules! insert_image {
     ($name_free:literal) => {
         concat!(
-            "INSERT INTO images (kind, name, label, folder, data_store, path, \
-             public, owner_id, size, sha256, format, virtual_size, created_at, updated_at, \
-             version, os_type, hypervisor, hypervisor_type, supports_physical, supports_virtual, \
-             template_name, provisioning_type, active, features, extensions, title, \
-             vice_image_type, imported, origin_environment, environment_ref, specifics, \
-             format_detail, volume_label, cpus, memory_mib, product, vendor, product_version, \
-             networks) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, 0, \
+            insert_into_images!(),
+            "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, 0, \
              $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, \
              $30, $31, $32, $33, $34, $35, $36, $37 \
              WHERE ",
@@ -58,14 +67,8 @@ pub(super) const INSERT_IMAGE_CLAIMING: &str =
 /// them, and its `OFFSET 0` keeps the planner from pushing the name check
 /// below the sort (where it ran on the records in the order sent).
 pub(super) const INSERT_IMAGES_CLAIMING: &str = concat!(
-    "INSERT INTO images (kind, name, label, folder, data_store, path, \
-     public, owner_id, size, sha256, format, virtual_size, created_at, updated_at, \
-     version, os_type, hypervisor, hypervisor_type, supports_physical, supports_virtual, \
-     template_name, provisioning_type, active, features, extensions, title, \
-     vice_image_type, imported, origin_environment, environment_ref, specifics, \
-     format_detail, volume_label, cpus, memory_mib, product, vendor, product_version, \
-     networks) \
-     SELECT r->>0, r->>1, r->>2, r->>3, r->>4, r->>5, (r->>6)::boolean, (r->>7)::bigint, \
+    insert_into_images!(),
+    "SELECT r->>0, r->>1, r->>2, r->>3, r->>4, r->>5, (r->>6)::boolean, (r->>7)::bigint, \
      (r->>8)::bigint, r->>9, r->>10, (r->>11)::bigint, (r->>12)::timestamptz, \
      (r->>12)::timestamptz, 0, r->>13, (r->>14)::boolean, r->>15, (r->>16)::boolean, \
      (r->>17)::boolean, r->>18, r->>19, (r->>20)::boolean, r->>21, r->>22, r->>23, r->>24, \

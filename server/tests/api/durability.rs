@@ -137,6 +137,30 @@ async fn records_created_together_all_land_and_a_bad_one_fails_alone(#[case] bac
     assert_eq!(names, expected);
 }
 
+/// Creates `records` at once, each checked against every image's name,
+/// which must be free; their ids.
+async fn create_at_once(db: &depot_server::store::Db, records: &[NewImage]) -> Vec<i64> {
+    join_all(
+        records
+            .iter()
+            .map(|new| db.insert_image_if_name_free(new, Some(NameScope::Everyone))),
+    )
+    .await
+    .into_iter()
+    .map(|result| result.unwrap().expect("a free name").id)
+    .collect()
+}
+
+/// How many transactions stored the records `ids` (the rows of one carry
+/// its id, `xmin`).
+async fn commits_of(pool: &sqlx::PgPool, ids: &[i64]) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(DISTINCT xmin::text) FROM images WHERE id = ANY($1)")
+        .bind(ids)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
 /// Records created at once on PostgreSQL share commits: the rows of one
 /// transaction carry its id (`xmin`). A name that comes twice in one group
 /// is taken once.
@@ -150,22 +174,8 @@ async fn postgres_commits_records_created_at_once_together() {
     let records: Vec<NewImage> = (0..32)
         .map(|index| definition(&format!("shared-{index}"), Vec::new()))
         .collect();
-    let results = join_all(
-        records
-            .iter()
-            .map(|new| db.insert_image_if_name_free(new, Some(NameScope::Everyone))),
-    )
-    .await;
-    let ids: Vec<i64> = results
-        .into_iter()
-        .map(|result| result.unwrap().expect("a free name").id)
-        .collect();
-    let transactions: i64 =
-        sqlx::query_scalar("SELECT COUNT(DISTINCT xmin::text) FROM images WHERE id = ANY($1)")
-            .bind(&ids)
-            .fetch_one(pool)
-            .await
-            .unwrap();
+    let ids = create_at_once(db, &records).await;
+    let transactions = commits_of(pool, &ids).await;
     assert!(
         transactions <= 8,
         "32 records created at once took {transactions} commits"
@@ -356,22 +366,8 @@ async fn postgres_stores_a_grouped_record_as_it_stores_one_alone() {
         .unwrap()
         .expect("a free name");
     let grouped = [full("grouped-1"), full("grouped-2")];
-    let rows = join_all(
-        grouped
-            .iter()
-            .map(|new| db.insert_image_if_name_free(new, Some(NameScope::Everyone))),
-    )
-    .await;
-    let ids: Vec<i64> = rows
-        .into_iter()
-        .map(|row| row.unwrap().expect("a free name").id)
-        .collect();
-    let transactions: i64 =
-        sqlx::query_scalar("SELECT COUNT(DISTINCT xmin::text) FROM images WHERE id = ANY($1)")
-            .bind(&ids)
-            .fetch_one(pool)
-            .await
-            .unwrap();
+    let ids = create_at_once(db, &grouped).await;
+    let transactions = commits_of(pool, &ids).await;
     assert_eq!(transactions, 1, "the two were one group");
     let stored = |id: i64| async move {
         let text: String = sqlx::query_scalar(
