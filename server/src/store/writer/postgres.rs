@@ -46,9 +46,9 @@ pub(super) fn start(pool: PgPool, waiting: flume::Receiver<Waiting>) {
 async fn write_groups(pool: PgPool, waiting: flume::Receiver<Waiting>) {
     let writing = Arc::new(Semaphore::new(GROUPS_AT_ONCE));
     loop {
-        // A turn first, then the records: those that arrive meanwhile wait
-        // for that turn together.
-        let Ok(turn) = writing.clone().acquire_owned().await else {
+        // A free slot first, then the records: those that arrive meanwhile
+        // wait for that slot together.
+        let Ok(slot) = writing.clone().acquire_owned().await else {
             return;
         };
         let Ok(first) = waiting.recv_async().await else {
@@ -63,7 +63,7 @@ async fn write_groups(pool: PgPool, waiting: flume::Receiver<Waiting>) {
         // and each caller stores its record alone; the writer goes on.
         tokio::spawn(async move {
             write_group(&pool, group).await;
-            drop(turn);
+            drop(slot);
         });
     }
 }
