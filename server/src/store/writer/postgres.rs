@@ -115,28 +115,21 @@ async fn insert_together(
     let linked = group.iter().any(|one| !one.new.virtualized.is_empty());
     if let ([turn], false) = (turns.as_slice(), linked) {
         // One statement, committed as it ends.
-        let mut stored =
-            insert_turn(pool, group, turn)
-                .await
-                .map_err(|error| match nothing_stored(&error) {
-                    true => Failed::Insert(error),
-                    false => Failed::Commit(error),
-                })?;
-        for &index in turn {
-            rows[index] = stored.remove(&group[index].new.name);
-        }
+        insert_turn(pool, group, turn, &mut rows)
+            .await
+            .map_err(|error| match nothing_stored(&error) {
+                true => Failed::Insert(error),
+                false => Failed::Commit(error),
+            })?;
         return Ok(rows);
     }
     // A transaction dropped before its commit is rolled back.
     let mut tx = pool.begin().await.map_err(Failed::Insert)?;
     lock_names(&mut tx, group).await.map_err(Failed::Insert)?;
     for turn in &turns {
-        let mut stored = insert_turn(&mut *tx, group, turn)
+        insert_turn(&mut *tx, group, turn, &mut rows)
             .await
             .map_err(Failed::Insert)?;
-        for &index in turn {
-            rows[index] = stored.remove(&group[index].new.name);
-        }
     }
     for (one, row) in group.iter().zip(&rows) {
         if let Some(row) = row {
@@ -167,25 +160,31 @@ fn turns(group: &[Waiting]) -> Vec<Vec<usize>> {
     turns.into_iter().map(|(_, indexes)| indexes).collect()
 }
 
-/// One statement for the records of `turn` (indexes into `group`); the
-/// rows stored, by name.
+/// One statement for the records of `turn` (indexes into `group`), each
+/// row stored put in its record's place in `rows` (the rows come back in no
+/// set order, and the names of a turn differ).
 async fn insert_turn<'c>(
     executor: impl PgExecutor<'c>,
     group: &[Waiting],
     turn: &[usize],
-) -> Result<HashMap<String, ImageRow>, sqlx::Error> {
+    rows: &mut [Option<ImageRow>],
+) -> Result<(), sqlx::Error> {
     let records: Vec<serde_json::Value> = turn
         .iter()
         .map(|&index| group_record(&InsertArgs::of(&group[index].new, group[index].unique)))
         .collect();
-    let rows = sqlx::query_as::<_, ImageRow>(INSERT_IMAGES_CLAIMING)
+    let stored = sqlx::query_as::<_, ImageRow>(INSERT_IMAGES_CLAIMING)
         .bind(serde_json::Value::Array(records).to_string())
         .fetch_all(executor)
         .await?;
-    Ok(rows
+    let mut stored: HashMap<String, ImageRow> = stored
         .into_iter()
         .map(|row| (row.name.clone(), row))
-        .collect())
+        .collect();
+    for &index in turn {
+        rows[index] = stored.remove(&group[index].new.name);
+    }
+    Ok(())
 }
 
 /// Takes the lock of every name the group checks, in the order of the
