@@ -17,6 +17,7 @@ mod rows;
 mod sessions;
 pub mod sql;
 mod sync;
+mod token_cache;
 mod tokens;
 mod tx;
 mod uploads;
@@ -24,6 +25,7 @@ mod users;
 mod writer;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -79,6 +81,7 @@ pub struct Db {
     pool: Pool,
     inserts: Option<writer::Inserts>,
     reader: Option<reader::Reader>,
+    tokens: Arc<token_cache::TokenCache>,
 }
 
 /// Runs the same sqlx code against whichever pool `$db` holds.
@@ -123,10 +126,15 @@ impl Db {
             (Pool::Sqlite(_), None) => None,
             (Pool::Postgres(pool), _) => Some(writer::Inserts::on_postgres(pool.clone())),
         };
+        let tokens = Arc::new(match &pool {
+            Pool::Sqlite(_) => token_cache::TokenCache::on_sqlite(),
+            Pool::Postgres(pool) => token_cache::TokenCache::on_postgres(pool.clone()),
+        });
         Self {
             pool,
             inserts,
             reader,
+            tokens,
         }
     }
 

@@ -226,12 +226,13 @@ impl std::fmt::Debug for UserRow {
     }
 }
 
-/// The owner of a token, and when the token was last used.
+/// The owner of a token, when the token was last used and when it expires.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TokenOwner {
     #[sqlx(flatten)]
     pub user: UserRow,
     pub last_used_at: Option<DateTime<Utc>>,
+    pub expires_at: DateTime<Utc>,
 }
 
 impl TokenOwner {
@@ -251,7 +252,8 @@ impl TokenOwner {
                 "disabled",
                 "created_at",
                 "credentials_version",
-                "last_used_at"
+                "last_used_at",
+                "expires_at"
             ]
         );
         Ok(Self {
@@ -267,6 +269,7 @@ impl TokenOwner {
                 credentials_version: row.get(8)?,
             },
             last_used_at: row.get(9)?,
+            expires_at: row.get(10)?,
         })
     }
 }

@@ -16,6 +16,14 @@ use super::sql::{Arg, Sql};
 use super::{reader, with_pool, Db};
 
 impl Db {
+    /// Every method that writes the `users` or `api_tokens` a token's owner
+    /// is read from calls this once its write is done (or has failed: it
+    /// may have happened), before its caller answers anyone: the token
+    /// owners kept since may be wrong.
+    pub(super) fn credentials_changed(&self) {
+        self.tokens.forget_all();
+    }
+
     /// Records a token (and the session that issued it, if any); answers its id.
     #[tracing::instrument(skip_all, err)]
     /// Stores a token for a user whose account is still enabled and at
@@ -60,7 +68,7 @@ impl Db {
     ) -> Result<(), sqlx::Error> {
         const TOUCH: &str = "UPDATE api_tokens SET last_used_at = $1 \
              WHERE token_hash = $2 AND (last_used_at IS NULL OR last_used_at < $3)";
-        with_pool!(self, pool => {
+        let touched = with_pool!(self, pool => {
             sqlx::query(TOUCH)
                 .bind(now)
                 .bind(token_hash)
@@ -68,7 +76,11 @@ impl Db {
                 .execute(pool)
                 .await
                 .map(|_| ())
-        })
+        });
+        if touched.is_ok() {
+            self.tokens.used(token_hash, now);
+        }
+        touched
     }
 
     /// A user's unexpired tokens, newest first (never the token itself).
@@ -92,51 +104,81 @@ impl Db {
     /// Forgets one of a user's tokens by id; answers whether there was one.
     #[tracing::instrument(skip(self), err)]
     pub async fn delete_token_of(&self, user_id: i64, id: i64) -> Result<bool, sqlx::Error> {
-        with_pool!(self, pool => {
+        let deleted = with_pool!(self, pool => {
             sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
                 .bind(id)
                 .bind(user_id)
                 .execute(pool)
                 .await
                 .map(|done| done.rows_affected() > 0)
-        })
+        });
+        if !matches!(deleted, Ok(false)) {
+            self.credentials_changed();
+        }
+        deleted
     }
 
     /// Forgets the tokens one browser session issued; answers how many.
     #[tracing::instrument(skip_all, err)]
     pub async fn delete_session_tokens(&self, session_hash: &str) -> Result<u64, sqlx::Error> {
-        with_pool!(self, pool => {
+        let deleted = with_pool!(self, pool => {
             sqlx::query("DELETE FROM api_tokens WHERE session_hash = $1")
                 .bind(session_hash)
                 .execute(pool)
                 .await
                 .map(|done| done.rows_affected())
-        })
+        });
+        if !matches!(deleted, Ok(0)) {
+            self.credentials_changed();
+        }
+        deleted
     }
 
     /// Deletes the tokens that have expired; answers how many.
     #[tracing::instrument(skip(self), err)]
     pub async fn delete_expired_tokens(&self, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-        with_pool!(self, pool => {
+        let deleted = with_pool!(self, pool => {
             sqlx::query("DELETE FROM api_tokens WHERE expires_at <= $1")
                 .bind(now)
                 .execute(pool)
                 .await
                 .map(|done| done.rows_affected())
-        })
+        });
+        if !matches!(deleted, Ok(0)) {
+            self.credentials_changed();
+        }
+        deleted
     }
 
     /// The owner of an unexpired token, and when the token was last used:
-    /// one query for what every request signed with a token needs.
+    /// what every request signed with a token needs. Kept for the next
+    /// requests signed with it, while no credential changes (token_cache.rs).
     #[tracing::instrument(skip_all, err)]
     pub async fn user_by_token(
         &self,
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<TokenOwner>, sqlx::Error> {
+        if let Some(owner) = self.tokens.owner(token_hash, now) {
+            return Ok(Some(owner));
+        }
+        let start = self.tokens.lookup_start();
+        let found = self.look_up_token(token_hash, now).await?;
+        if let Some(owner) = &found {
+            self.tokens.keep(start, token_hash, owner);
+        }
+        Ok(found)
+    }
+
+    /// [`Self::user_by_token`] in the database: one query.
+    async fn look_up_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<TokenOwner>, sqlx::Error> {
         const SELECT: &str =
             "SELECT u.id, u.username, u.password_hash, u.email, u.full_name, u.role, \
-             u.disabled, u.created_at, u.credentials_version, t.last_used_at \
+             u.disabled, u.created_at, u.credentials_version, t.last_used_at, t.expires_at \
              FROM api_tokens t JOIN users u ON u.id = t.user_id \
              WHERE t.token_hash = $1 AND t.expires_at > $2";
         if let Some(reader) = &self.reader {
@@ -163,12 +205,16 @@ impl Db {
     /// Forgets a token; answers whether there was one.
     #[tracing::instrument(skip_all, err)]
     pub async fn delete_token(&self, token_hash: &str) -> Result<bool, sqlx::Error> {
-        with_pool!(self, pool => {
+        let deleted = with_pool!(self, pool => {
             sqlx::query("DELETE FROM api_tokens WHERE token_hash = $1")
                 .bind(token_hash)
                 .execute(pool)
                 .await
                 .map(|done| done.rows_affected() > 0)
-        })
+        });
+        if !matches!(deleted, Ok(false)) {
+            self.credentials_changed();
+        }
+        deleted
     }
 }

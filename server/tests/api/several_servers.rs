@@ -19,7 +19,7 @@ use object_store::{ObjectStore, PutPayload};
 use serde_json::Value;
 
 use crate::deploy_isolation::{deploy, environment_at, image_with, settled};
-use crate::helpers::{random_bytes, test_bucket, Backend, TestApp, ADMIN_PASSWORD};
+use crate::helpers::{random_bytes, test_bucket, ui_call, Backend, TestApp, ADMIN_PASSWORD};
 use crate::pyvss::run_pyvss;
 use crate::store::{iso, rclone, rclone_remote, User};
 use crate::vice::{iso_bytes, Vice};
@@ -85,6 +85,183 @@ async fn a_session_or_token_from_one_server_works_on_the_other() {
         .await
         .unwrap();
     assert_eq!(after.status(), 401);
+}
+
+/// Answers `GET /api/tokens` with `token` on `server` until it is refused,
+/// for at most `within`; `false` if it never was.
+async fn refused_within(server: &TestApp, token: &str, within: Duration) -> bool {
+    let until = std::time::Instant::now() + within;
+    loop {
+        let status = reqwest::Client::new()
+            .get(server.url("/api/tokens"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 401 {
+            return true;
+        }
+        assert_eq!(status, 200);
+        if std::time::Instant::now() > until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A token made for `user` on `server`, and used there once.
+async fn used_token(server: &TestApp, user: &str, password: &str) -> String {
+    let token: Value = reqwest::Client::new()
+        .post(server.url("/api/tokens"))
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+    assert!(!refused_within(server, &token, Duration::ZERO).await);
+    token
+}
+
+/// The backends listening for changed credentials: one per server.
+async fn listeners(database: &sqlx::PgPool) -> Vec<i32> {
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+         AND query = 'LISTEN \"depot_credentials\"'",
+    )
+    .fetch_all(database)
+    .await
+    .unwrap()
+}
+
+/// Each server keeps the owners of the tokens it has seen, so that a
+/// request signed with one reads nothing from the database. What one server
+/// changes of a token or its owner holds on the other as the change
+/// commits, by PostgreSQL's notices, well before a kept owner would be
+/// looked up again (a minute): a token revoked, an account disabled. A
+/// server that lost its connection listening for the notices (and with it
+/// the notice of a change) keeps nothing until it listens again.
+#[tokio::test]
+async fn a_token_revoked_or_its_owner_disabled_on_one_server_stops_on_the_other() {
+    let a = TestApp::spawn(Backend::Shared).await;
+    let b = a.spawn_beside(|_| {}).await;
+    let database = sqlx::PgPool::connect(a.database_url().unwrap())
+        .await
+        .unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while listeners(&database).await.len() < 2 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the servers never listen"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let soon = Duration::from_secs(5);
+
+    // Revoked on A.
+    let (status, alice) = ui_call(
+        &a,
+        ("admin", ADMIN_PASSWORD),
+        "users/create",
+        &[("username", "alice"), ("password", "alice-password")],
+    )
+    .await;
+    assert_eq!(status, 200, "{alice}");
+    let revoked = used_token(&b, "alice", "alice-password").await;
+    let kept = used_token(&b, "alice", "alice-password").await;
+    let listed: Value = reqwest::Client::new()
+        .get(a.url("/api/tokens"))
+        .bearer_auth(&revoked)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<i64> = listed["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|token| token["id"].as_i64().unwrap())
+        .collect();
+    // Newest first: `kept` is the first.
+    let gone = reqwest::Client::new()
+        .delete(a.url(&format!("/api/tokens/{}", ids[1])))
+        .bearer_auth(&kept)
+        .send()
+        .await
+        .unwrap();
+    assert!(gone.status().is_success(), "{}", gone.status());
+    assert!(
+        refused_within(&b, &revoked, soon).await,
+        "revoked on A, still good on B"
+    );
+    assert!(!refused_within(&b, &kept, Duration::ZERO).await);
+
+    // Its owner disabled on A.
+    let (status, disabled) = ui_call(
+        &a,
+        ("admin", ADMIN_PASSWORD),
+        "users/change",
+        &[("id", &alice["id"].to_string()), ("action", "disable")],
+    )
+    .await;
+    assert_eq!(status, 200, "{disabled}");
+    assert!(
+        refused_within(&b, &kept, soon).await,
+        "disabled on A, still good on B"
+    );
+
+    // B's listening connection is cut, and a token revoked on A before B
+    // listens again: B never hears of it.
+    a.add_user("bob", "bob-password").await;
+    let token = used_token(&b, "bob", "bob-password").await;
+    let cut = listeners(&database).await;
+    for pid in &cut {
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .execute(&database)
+            .await
+            .unwrap();
+    }
+    let listed: Value = reqwest::Client::new()
+        .get(a.url("/api/tokens"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = listed["tokens"][0]["id"].as_i64().unwrap();
+    let gone = reqwest::Client::new()
+        .delete(a.url(&format!("/api/tokens/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert!(gone.status().is_success(), "{}", gone.status());
+    // Well before B listens again (two seconds after the cut).
+    assert!(
+        refused_within(&b, &token, Duration::from_secs(1)).await,
+        "unheard on B, still good there"
+    );
+    // Both listen again.
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = listeners(&database).await;
+        if now.len() == 2 && now.iter().all(|pid| !cut.contains(pid)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the servers do not listen again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
