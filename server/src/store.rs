@@ -128,7 +128,7 @@ impl Db {
         };
         let tokens = Arc::new(match &pool {
             Pool::Sqlite(_) => token_cache::TokenCache::on_sqlite(),
-            Pool::Postgres(pool) => token_cache::TokenCache::on_postgres(pool.clone()),
+            Pool::Postgres(pool) => token_cache::TokenCache::on_postgres(pool),
         });
         Self {
             pool,

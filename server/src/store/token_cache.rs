@@ -7,8 +7,10 @@
 //! So the cache is forgotten whole, and lookups that were under way when it
 //! was cannot fill it, whenever any of them changes:
 //! - on this server, by every method of the store that writes `users` or
-//!   `api_tokens` ([`super::Db::credentials_changed`]), once its write is
-//!   done or has failed, before the caller answers;
+//!   `api_tokens` ([`super::Db::credentials_changing`]), once its write is
+//!   done, has failed or was given up by its caller, before it answers.
+//!   (A write given up on SQLite may still commit after that, in sqlx's
+//!   worker; what is looked up in between is kept for [`MOST_AGE`] at most);
 //! - on PostgreSQL, on any server sharing the database, by the notices of
 //!   migration 0016's triggers (`NOTIFY depot_credentials`), delivered as
 //!   the change commits. The cache is used only while this server listens:
@@ -28,6 +30,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use lru::LruCache;
 use sqlx::postgres::PgListener;
+use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio::sync::oneshot;
 
@@ -90,10 +93,15 @@ impl TokenCache {
     /// A cache in use only while it listens for the notices of changes made
     /// on any server sharing the database; listening starts in the
     /// background.
-    pub(super) fn on_postgres(pool: PgPool) -> Self {
+    pub(super) fn on_postgres(pool: &PgPool) -> Self {
         let state = Arc::new(State::new(false));
         let (listening, stop) = oneshot::channel();
-        tokio::spawn(listen(pool, state.clone(), stop));
+        // A pool of its own, of one connection: the listener takes none of
+        // the requests', and closing theirs does not wait for it.
+        let own = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(pool.connect_options().as_ref().clone());
+        tokio::spawn(listen(own, state.clone(), stop));
         Self {
             state,
             _listening: Some(listening),
@@ -164,9 +172,38 @@ impl TokenCache {
         }
     }
 
+    /// Forgets every entry when dropped, unless told nothing changed: held
+    /// across a write of credentials, so that it forgets once the write is
+    /// done, has failed, or its caller stopped waiting for it.
+    pub(super) fn forgetting(&self) -> Forgetting<'_> {
+        Forgetting { cache: Some(self) }
+    }
+
     /// Forgets every entry: credentials changed, or may have.
+    #[cfg(test)]
     pub(super) fn forget_all(&self) {
         self.state.forget_all();
+    }
+}
+
+/// See [`TokenCache::forgetting`].
+#[must_use]
+pub(super) struct Forgetting<'a> {
+    cache: Option<&'a TokenCache>,
+}
+
+impl Forgetting<'_> {
+    /// The write changed nothing (a delete that found nothing to delete).
+    pub(super) fn nothing_changed(mut self) {
+        self.cache = None;
+    }
+}
+
+impl Drop for Forgetting<'_> {
+    fn drop(&mut self) {
+        if let Some(cache) = self.cache {
+            cache.state.forget_all();
+        }
     }
 }
 
@@ -194,7 +231,9 @@ impl State {
 }
 
 /// Listens for the notices of changed credentials until the cache is
-/// dropped or the pool closed; the cache is used only while it listens.
+/// dropped; the cache is used only while it listens. A connection that dies
+/// without a word (a firewall forgetting an idle flow) is not noticed: kept
+/// owners are looked up again after [`MOST_AGE`] all the same.
 async fn listen(pool: PgPool, state: Arc<State>, mut stop: oneshot::Receiver<()>) {
     loop {
         tokio::select! {
@@ -202,9 +241,6 @@ async fn listen(pool: PgPool, state: Arc<State>, mut stop: oneshot::Receiver<()>
             () = listen_once(&pool, &state) => {}
         }
         state.set_watching(false);
-        if pool.is_closed() {
-            return;
-        }
         tokio::select! {
             _ = &mut stop => return,
             () = tokio::time::sleep(RETRY_AFTER) => {}

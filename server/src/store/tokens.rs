@@ -13,15 +13,15 @@ pub struct TokenRow {
     pub last_used_at: Option<DateTime<Utc>>,
 }
 use super::sql::{Arg, Sql};
-use super::{reader, with_pool, Db};
+use super::{reader, token_cache, with_pool, Db};
 
 impl Db {
     /// Every method that writes the `users` or `api_tokens` a token's owner
-    /// is read from calls this once its write is done (or has failed: it
-    /// may have happened), before its caller answers anyone: the token
-    /// owners kept since may be wrong.
-    pub(super) fn credentials_changed(&self) {
-        self.tokens.forget_all();
+    /// is read from holds this while it writes: when it is dropped (the
+    /// write done, failed or its request gone, when it may still commit),
+    /// the token owners kept are forgotten, before the caller answers.
+    pub(super) fn credentials_changing(&self) -> token_cache::Forgetting<'_> {
+        self.tokens.forgetting()
     }
 
     /// Records a token (and the session that issued it, if any); answers its id.
@@ -104,6 +104,7 @@ impl Db {
     /// Forgets one of a user's tokens by id; answers whether there was one.
     #[tracing::instrument(skip(self), err)]
     pub async fn delete_token_of(&self, user_id: i64, id: i64) -> Result<bool, sqlx::Error> {
+        let changing = self.credentials_changing();
         let deleted = with_pool!(self, pool => {
             sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
                 .bind(id)
@@ -112,8 +113,8 @@ impl Db {
                 .await
                 .map(|done| done.rows_affected() > 0)
         });
-        if !matches!(deleted, Ok(false)) {
-            self.credentials_changed();
+        if matches!(deleted, Ok(false)) {
+            changing.nothing_changed();
         }
         deleted
     }
@@ -121,6 +122,7 @@ impl Db {
     /// Forgets the tokens one browser session issued; answers how many.
     #[tracing::instrument(skip_all, err)]
     pub async fn delete_session_tokens(&self, session_hash: &str) -> Result<u64, sqlx::Error> {
+        let changing = self.credentials_changing();
         let deleted = with_pool!(self, pool => {
             sqlx::query("DELETE FROM api_tokens WHERE session_hash = $1")
                 .bind(session_hash)
@@ -128,8 +130,8 @@ impl Db {
                 .await
                 .map(|done| done.rows_affected())
         });
-        if !matches!(deleted, Ok(0)) {
-            self.credentials_changed();
+        if matches!(deleted, Ok(0)) {
+            changing.nothing_changed();
         }
         deleted
     }
@@ -137,6 +139,7 @@ impl Db {
     /// Deletes the tokens that have expired; answers how many.
     #[tracing::instrument(skip(self), err)]
     pub async fn delete_expired_tokens(&self, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+        let changing = self.credentials_changing();
         let deleted = with_pool!(self, pool => {
             sqlx::query("DELETE FROM api_tokens WHERE expires_at <= $1")
                 .bind(now)
@@ -144,8 +147,8 @@ impl Db {
                 .await
                 .map(|done| done.rows_affected())
         });
-        if !matches!(deleted, Ok(0)) {
-            self.credentials_changed();
+        if matches!(deleted, Ok(0)) {
+            changing.nothing_changed();
         }
         deleted
     }
@@ -205,6 +208,7 @@ impl Db {
     /// Forgets a token; answers whether there was one.
     #[tracing::instrument(skip_all, err)]
     pub async fn delete_token(&self, token_hash: &str) -> Result<bool, sqlx::Error> {
+        let changing = self.credentials_changing();
         let deleted = with_pool!(self, pool => {
             sqlx::query("DELETE FROM api_tokens WHERE token_hash = $1")
                 .bind(token_hash)
@@ -212,8 +216,8 @@ impl Db {
                 .await
                 .map(|done| done.rows_affected() > 0)
         });
-        if !matches!(deleted, Ok(false)) {
-            self.credentials_changed();
+        if matches!(deleted, Ok(false)) {
+            changing.nothing_changed();
         }
         deleted
     }

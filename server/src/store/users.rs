@@ -62,7 +62,8 @@ impl Db {
         full_name: &str,
     ) -> Result<(), sqlx::Error> {
         const UPDATE: &str = "UPDATE users SET email = $1, full_name = $2 WHERE id = $3";
-        let written = with_pool!(self, pool => {
+        let _changing = self.credentials_changing();
+        with_pool!(self, pool => {
             sqlx::query(UPDATE)
                 .bind(email)
                 .bind(full_name)
@@ -70,9 +71,7 @@ impl Db {
                 .execute(pool)
                 .await
                 .map(|_| ())
-        });
-        self.credentials_changed();
-        written
+        })
     }
 
     /// A page of the accounts in username order, and how many there are.
@@ -99,31 +98,29 @@ impl Db {
     /// Sets an account's role; `false` when there is no such account.
     #[tracing::instrument(skip(self), err)]
     pub async fn set_user_role(&self, id: i64, role: &str) -> Result<bool, sqlx::Error> {
-        let written = with_pool!(self, pool => {
+        let _changing = self.credentials_changing();
+        with_pool!(self, pool => {
             sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
                 .bind(role)
                 .bind(id)
                 .execute(pool)
                 .await
                 .map(|done| done.rows_affected() == 1)
-        });
-        self.credentials_changed();
-        written
+        })
     }
 
     /// Enables an account again; `false` when there is no such account.
     #[tracing::instrument(skip(self), err)]
     pub async fn enable_user(&self, id: i64) -> Result<bool, sqlx::Error> {
-        let written = with_pool!(self, pool => {
+        let _changing = self.credentials_changing();
+        with_pool!(self, pool => {
             sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
                 .bind(false)
                 .bind(id)
                 .execute(pool)
                 .await
                 .map(|done| done.rows_affected() == 1)
-        });
-        self.credentials_changed();
-        written
+        })
     }
 
     /// Ends everything an account's holders proved before: bumps its
@@ -137,10 +134,9 @@ impl Db {
         password_hash: Option<&str>,
         disable: bool,
     ) -> Result<bool, sqlx::Error> {
-        let revoked = self.revoke_in_db(id, password_hash, disable).await;
         // Failed too: the commit may have happened.
-        self.credentials_changed();
-        revoked
+        let _changing = self.credentials_changing();
+        self.revoke_in_db(id, password_hash, disable).await
     }
 
     /// [`Self::revoke_credentials`]' transaction.
