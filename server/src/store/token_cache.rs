@@ -178,12 +178,6 @@ impl TokenCache {
     pub(super) fn forgetting(&self) -> Forgetting<'_> {
         Forgetting { cache: Some(self) }
     }
-
-    /// Forgets every entry: credentials changed, or may have.
-    #[cfg(test)]
-    pub(super) fn forget_all(&self) {
-        self.state.forget_all();
-    }
 }
 
 /// See [`TokenCache::forgetting`].
@@ -315,7 +309,7 @@ mod tests {
         // Expired: never served, whatever the cache still holds.
         assert!(cache.owner("t", expires_at).is_none());
         cache.keep(cache.lookup_start(), "t", &owner(expires_at));
-        cache.forget_all();
+        drop(cache.forgetting());
         assert!(cache.owner("t", now).is_none());
     }
 
@@ -325,7 +319,7 @@ mod tests {
         let now = Utc::now();
         let start = cache.lookup_start();
         // The change commits while the lookup reads what was there before.
-        cache.forget_all();
+        drop(cache.forgetting());
         cache.keep(start, "t", &owner(now + chrono::Duration::seconds(10)));
         assert!(cache.owner("t", now).is_none());
     }
@@ -349,6 +343,19 @@ mod tests {
         cache.keep(during, "t", &owner(expires_at));
         assert!(cache.owner("t", now).is_none());
         cache.keep(cache.lookup_start(), "t", &owner(expires_at));
+        assert!(cache.owner("t", now).is_some());
+    }
+
+    #[test]
+    fn a_write_that_changed_nothing_forgets_nothing() {
+        let cache = TokenCache::on_sqlite();
+        let now = Utc::now();
+        cache.keep(
+            cache.lookup_start(),
+            "t",
+            &owner(now + chrono::Duration::seconds(10)),
+        );
+        cache.forgetting().nothing_changed();
         assert!(cache.owner("t", now).is_some());
     }
 

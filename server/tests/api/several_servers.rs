@@ -126,6 +126,26 @@ async fn used_token(server: &TestApp, user: &str, password: &str) -> String {
     token
 }
 
+/// The ids of the tokens of `token`'s owner, as `server` lists them (newest
+/// first).
+async fn token_ids(server: &TestApp, token: &str) -> Vec<i64> {
+    let listed: Value = reqwest::Client::new()
+        .get(server.url("/api/tokens"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    listed["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|token| token["id"].as_i64().unwrap())
+        .collect()
+}
+
 /// The backends listening for changed credentials: one per server.
 async fn listeners(database: &sqlx::PgPool) -> Vec<i32> {
     sqlx::query_scalar(
@@ -172,21 +192,7 @@ async fn a_token_revoked_or_its_owner_disabled_on_one_server_stops_on_the_other(
     assert_eq!(status, 200, "{alice}");
     let revoked = used_token(&b, "alice", "alice-password").await;
     let kept = used_token(&b, "alice", "alice-password").await;
-    let listed: Value = reqwest::Client::new()
-        .get(a.url("/api/tokens"))
-        .bearer_auth(&revoked)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ids: Vec<i64> = listed["tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|token| token["id"].as_i64().unwrap())
-        .collect();
+    let ids = token_ids(&a, &revoked).await;
     // Newest first: `kept` is the first.
     let gone = reqwest::Client::new()
         .delete(a.url(&format!("/api/tokens/{}", ids[1])))
@@ -227,16 +233,7 @@ async fn a_token_revoked_or_its_owner_disabled_on_one_server_stops_on_the_other(
             .await
             .unwrap();
     }
-    let listed: Value = reqwest::Client::new()
-        .get(a.url("/api/tokens"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = listed["tokens"][0]["id"].as_i64().unwrap();
+    let id = token_ids(&a, &token).await[0];
     let gone = reqwest::Client::new()
         .delete(a.url(&format!("/api/tokens/{id}")))
         .bearer_auth(&token)
