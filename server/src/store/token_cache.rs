@@ -7,19 +7,20 @@
 //! So the cache is forgotten whole, and lookups that were under way when it
 //! was cannot fill it, whenever any of them changes:
 //! - on this server, by every method of the store that writes `users` or
-//!   `api_tokens` ([`super::Db::credentials_changing`]), once its write is
-//!   done, has failed or was given up by its caller, before it answers.
-//!   (A write given up on SQLite may still commit after that, in sqlx's
-//!   worker; what is looked up in between is kept for [`MOST_AGE`] at most);
+//!   `api_tokens` ([`super::Db::write_credentials`]), once its write is done
+//!   or has failed, before its caller answers; the write runs to its end
+//!   even if its caller stops waiting (sqlx's SQLite worker would commit a
+//!   statement it was handed, unseen);
 //! - on PostgreSQL, on any server sharing the database, by the notices of
 //!   migration 0016's triggers (`NOTIFY depot_credentials`), delivered as
 //!   the change commits. The cache is used only while this server listens:
 //!   until its listener has started, and from the moment it loses its
 //!   connection until it listens again (notices sent meanwhile are lost).
 //!
-//! An entry is also dropped when its token expires, after [`MOST_AGE`] (the
-//! longest a notice lost without the connection being seen to drop could
-//! leave it wrong), and when [`MOST_ENTRIES`] others were used since.
+//! A listening connection that stops answering (dead without a word) is
+//! given up within [`HEARTBEAT_EVERY`] and [`HEARTBEAT_WITHIN`]. An entry is
+//! also dropped when its token expires, after [`MOST_AGE`] whatever
+//! happens, and when [`MOST_ENTRIES`] others were used since.
 //! Tokens not found are never kept: a token is usable the moment it is made.
 
 use std::num::NonZeroUsize;
@@ -42,11 +43,20 @@ const MOST_ENTRIES: NonZeroUsize = NonZeroUsize::new(4096).unwrap();
 /// The longest an entry is used without being looked up again.
 pub(super) const MOST_AGE: Duration = Duration::from_secs(60);
 
+/// The listening connection's `application_name`, as `pg_stat_activity`
+/// shows it.
+const LISTENER_NAME: &str = "depot credentials listener";
+
 /// The channel migration 0016's triggers notify on.
 const CHANNEL: &str = "depot_credentials";
 
 /// How long the listener waits before connecting again after failing to.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// How often an idle listening connection is asked whether it is alive,
+/// and how soon it must answer.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+const HEARTBEAT_WITHIN: Duration = Duration::from_secs(2);
 
 #[derive(Debug)]
 pub(super) struct TokenCache {
@@ -96,11 +106,16 @@ impl TokenCache {
     pub(super) fn on_postgres(pool: &PgPool) -> Self {
         let state = Arc::new(State::new(false));
         let (listening, stop) = oneshot::channel();
-        // A pool of its own, of one connection: the listener takes none of
-        // the requests', and closing theirs does not wait for it.
-        let own = PgPoolOptions::new()
-            .max_connections(1)
-            .connect_lazy_with(pool.connect_options().as_ref().clone());
+        // A pool of its own: the listener takes none of the requests'
+        // connections, and closing their pool does not wait for it. Two,
+        // so that a new connection can listen while one that stopped
+        // answering is given up.
+        let own = PgPoolOptions::new().max_connections(2).connect_lazy_with(
+            pool.connect_options()
+                .as_ref()
+                .clone()
+                .application_name(LISTENER_NAME),
+        );
         tokio::spawn(listen(own, state.clone(), stop));
         Self {
             state,
@@ -175,28 +190,30 @@ impl TokenCache {
     /// Forgets every entry when dropped, unless told nothing changed: held
     /// across a write of credentials, so that it forgets once the write is
     /// done, has failed, or its caller stopped waiting for it.
-    pub(super) fn forgetting(&self) -> Forgetting<'_> {
-        Forgetting { cache: Some(self) }
+    pub(super) fn forgetting(&self) -> Forgetting {
+        Forgetting {
+            state: Some(self.state.clone()),
+        }
     }
 }
 
 /// See [`TokenCache::forgetting`].
 #[must_use]
-pub(super) struct Forgetting<'a> {
-    cache: Option<&'a TokenCache>,
+pub(super) struct Forgetting {
+    state: Option<Arc<State>>,
 }
 
-impl Forgetting<'_> {
+impl Forgetting {
     /// The write changed nothing (a delete that found nothing to delete).
     pub(super) fn nothing_changed(mut self) {
-        self.cache = None;
+        self.state = None;
     }
 }
 
-impl Drop for Forgetting<'_> {
+impl Drop for Forgetting {
     fn drop(&mut self) {
-        if let Some(cache) = self.cache {
-            cache.state.forget_all();
+        if let Some(state) = &self.state {
+            state.forget_all();
         }
     }
 }
@@ -225,9 +242,7 @@ impl State {
 }
 
 /// Listens for the notices of changed credentials until the cache is
-/// dropped; the cache is used only while it listens. A connection that dies
-/// without a word (a firewall forgetting an idle flow) is not noticed: kept
-/// owners are looked up again after [`MOST_AGE`] all the same.
+/// dropped; the cache is used only while it listens.
 async fn listen(pool: PgPool, state: Arc<State>, mut stop: oneshot::Receiver<()>) {
     loop {
         tokio::select! {
@@ -261,7 +276,26 @@ async fn listen_once(pool: &PgPool, state: &State) {
     }
     state.set_watching(true);
     loop {
-        match listener.try_recv().await {
+        // `try_recv` may be given up while it waits: sqlx keeps a message
+        // read in part for the next call.
+        let received = tokio::select! {
+            received = listener.try_recv() => received,
+            () = tokio::time::sleep(HEARTBEAT_EVERY) => {
+                // A connection can die without a word (a firewall that
+                // forgets an idle flow): its notices stop, and nothing
+                // says so but a question left unanswered.
+                let answered = tokio::time::timeout(
+                    HEARTBEAT_WITHIN,
+                    sqlx::query("SELECT 1").execute(&mut listener),
+                );
+                if !matches!(answered.await, Ok(Ok(_))) {
+                    tracing::warn!("the connection listening for changed credentials stopped answering");
+                    return;
+                }
+                continue;
+            }
+        };
+        match received {
             Ok(Some(_)) => state.forget_all(),
             Ok(None) => {
                 tracing::warn!("lost the connection listening for changed credentials");
@@ -370,5 +404,73 @@ mod tests {
         );
         cache.used("t", now);
         assert_eq!(cache.owner("t", now).unwrap().last_used_at, Some(now));
+    }
+}
+
+/// The cache behind [`super::Db::user_by_token`], on a database of its own.
+#[cfg(test)]
+mod through_the_store {
+    use std::time::Duration;
+
+    use chrono::Utc;
+
+    use crate::store::Db;
+
+    /// A database on a file, with a user and one token ("digest"), its
+    /// owner looked up once (so kept).
+    async fn with_a_kept_token(dir: &std::path::Path) -> Db {
+        let url = format!("sqlite://{}?mode=rwc", dir.join("depot.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        db.migrate().await.unwrap();
+        let now = Utc::now();
+        let user = db.insert_user("ada", "hash", "user", now).await.unwrap();
+        db.insert_token(
+            user,
+            0,
+            "digest",
+            now,
+            now + chrono::Duration::hours(1),
+            None,
+        )
+        .await
+        .unwrap();
+        assert!(db.user_by_token("digest", now).await.unwrap().is_some());
+        assert!(db.tokens.owner("digest", now).is_some(), "not kept");
+        db
+    }
+
+    #[tokio::test]
+    async fn a_token_revoked_by_a_caller_that_went_away_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = with_a_kept_token(dir.path()).await;
+        // The request revoking it is dropped after its write began.
+        let revoking = db.delete_token("digest");
+        assert!(tokio::time::timeout(Duration::ZERO, revoking)
+            .await
+            .is_err());
+        // The write goes on to its end; then the token's owner is not kept.
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while db.tokens.owner("digest", Utc::now()).is_some() {
+            assert!(
+                std::time::Instant::now() < until,
+                "the revocation never landed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let gone: i64 = match db.pool() {
+            crate::store::Pool::Sqlite(pool) => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens")
+                    .fetch_one(pool)
+                    .await
+                    .unwrap()
+            }
+            crate::store::Pool::Postgres(_) => unreachable!(),
+        };
+        assert_eq!(gone, 0, "forgotten, but the token is still there");
+        assert!(db
+            .user_by_token("digest", Utc::now())
+            .await
+            .unwrap()
+            .is_none());
     }
 }

@@ -1,5 +1,7 @@
 //! API tokens. Only their SHA-256 is stored: a leaked database yields no token.
 
+use std::future::Future;
+
 use chrono::{DateTime, Utc};
 
 use super::rows::TokenOwner;
@@ -13,15 +15,35 @@ pub struct TokenRow {
     pub last_used_at: Option<DateTime<Utc>>,
 }
 use super::sql::{Arg, Sql};
-use super::{reader, token_cache, with_pool, Db};
+use super::{reader, with_pool, Db};
 
 impl Db {
-    /// Every method that writes the `users` or `api_tokens` a token's owner
-    /// is read from holds this while it writes: when it is dropped (the
-    /// write done, failed or its request gone, when it may still commit),
-    /// the token owners kept are forgotten, before the caller answers.
-    pub(super) fn credentials_changing(&self) -> token_cache::Forgetting<'_> {
-        self.tokens.forgetting()
+    /// Runs `write`, a write of the `users` or `api_tokens` a token's owner
+    /// is read from, to its end in a task of its own, then forgets the
+    /// token owners kept, unless it answered that it changed nothing: before
+    /// its caller answers anyone, and also when its caller stopped waiting
+    /// (or the write failed: it may have committed all the same).
+    pub(super) async fn write_credentials<T, F>(&self, write: F) -> Result<T, sqlx::Error>
+    where
+        T: Written + Send + 'static,
+        F: Future<Output = Result<T, sqlx::Error>> + Send + 'static,
+    {
+        let forgetting = self.tokens.forgetting();
+        let task = tokio::spawn(async move {
+            let written = write.await;
+            if matches!(&written, Ok(written) if !written.changed_any()) {
+                forgetting.nothing_changed();
+            }
+            written
+        });
+        match task.await {
+            Ok(written) => written,
+            Err(error) => match error.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                // The runtime is shutting down.
+                Err(_) => Err(sqlx::Error::PoolClosed),
+            },
+        }
     }
 
     /// Records a token (and the session that issued it, if any); answers its id.
@@ -104,53 +126,51 @@ impl Db {
     /// Forgets one of a user's tokens by id; answers whether there was one.
     #[tracing::instrument(skip(self), err)]
     pub async fn delete_token_of(&self, user_id: i64, id: i64) -> Result<bool, sqlx::Error> {
-        let changing = self.credentials_changing();
-        let deleted = with_pool!(self, pool => {
-            sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
-                .bind(id)
-                .bind(user_id)
-                .execute(pool)
-                .await
-                .map(|done| done.rows_affected() > 0)
-        });
-        if matches!(deleted, Ok(false)) {
-            changing.nothing_changed();
-        }
-        deleted
+        let db = self.clone();
+        self.write_credentials(async move {
+            with_pool!(db, pool => {
+                sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
+                    .bind(id)
+                    .bind(user_id)
+                    .execute(pool)
+                    .await
+                    .map(|done| done.rows_affected() > 0)
+            })
+        })
+        .await
     }
 
     /// Forgets the tokens one browser session issued; answers how many.
     #[tracing::instrument(skip_all, err)]
     pub async fn delete_session_tokens(&self, session_hash: &str) -> Result<u64, sqlx::Error> {
-        let changing = self.credentials_changing();
-        let deleted = with_pool!(self, pool => {
-            sqlx::query("DELETE FROM api_tokens WHERE session_hash = $1")
-                .bind(session_hash)
-                .execute(pool)
-                .await
-                .map(|done| done.rows_affected())
-        });
-        if matches!(deleted, Ok(0)) {
-            changing.nothing_changed();
-        }
-        deleted
+        let db = self.clone();
+        let session_hash = session_hash.to_owned();
+        self.write_credentials(async move {
+            with_pool!(db, pool => {
+                sqlx::query("DELETE FROM api_tokens WHERE session_hash = $1")
+                    .bind(session_hash)
+                    .execute(pool)
+                    .await
+                    .map(|done| done.rows_affected())
+            })
+        })
+        .await
     }
 
     /// Deletes the tokens that have expired; answers how many.
     #[tracing::instrument(skip(self), err)]
     pub async fn delete_expired_tokens(&self, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-        let changing = self.credentials_changing();
-        let deleted = with_pool!(self, pool => {
-            sqlx::query("DELETE FROM api_tokens WHERE expires_at <= $1")
-                .bind(now)
-                .execute(pool)
-                .await
-                .map(|done| done.rows_affected())
-        });
-        if matches!(deleted, Ok(0)) {
-            changing.nothing_changed();
-        }
-        deleted
+        let db = self.clone();
+        self.write_credentials(async move {
+            with_pool!(db, pool => {
+                sqlx::query("DELETE FROM api_tokens WHERE expires_at <= $1")
+                    .bind(now)
+                    .execute(pool)
+                    .await
+                    .map(|done| done.rows_affected())
+            })
+        })
+        .await
     }
 
     /// The owner of an unexpired token, and when the token was last used:
@@ -208,17 +228,42 @@ impl Db {
     /// Forgets a token; answers whether there was one.
     #[tracing::instrument(skip_all, err)]
     pub async fn delete_token(&self, token_hash: &str) -> Result<bool, sqlx::Error> {
-        let changing = self.credentials_changing();
-        let deleted = with_pool!(self, pool => {
-            sqlx::query("DELETE FROM api_tokens WHERE token_hash = $1")
-                .bind(token_hash)
-                .execute(pool)
-                .await
-                .map(|done| done.rows_affected() > 0)
-        });
-        if matches!(deleted, Ok(false)) {
-            changing.nothing_changed();
-        }
-        deleted
+        let db = self.clone();
+        let token_hash = token_hash.to_owned();
+        self.write_credentials(async move {
+            with_pool!(db, pool => {
+                sqlx::query("DELETE FROM api_tokens WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .execute(pool)
+                    .await
+                    .map(|done| done.rows_affected() > 0)
+            })
+        })
+        .await
+    }
+}
+
+/// What a write of credentials answers, read for whether it changed any.
+pub(super) trait Written {
+    fn changed_any(&self) -> bool;
+}
+
+/// Whether there was such a row.
+impl Written for bool {
+    fn changed_any(&self) -> bool {
+        *self
+    }
+}
+
+/// How many rows.
+impl Written for u64 {
+    fn changed_any(&self) -> bool {
+        *self > 0
+    }
+}
+
+impl Written for () {
+    fn changed_any(&self) -> bool {
+        true
     }
 }

@@ -62,16 +62,21 @@ impl Db {
         full_name: &str,
     ) -> Result<(), sqlx::Error> {
         const UPDATE: &str = "UPDATE users SET email = $1, full_name = $2 WHERE id = $3";
-        let _changing = self.credentials_changing();
-        with_pool!(self, pool => {
-            sqlx::query(UPDATE)
-                .bind(email)
-                .bind(full_name)
-                .bind(id)
-                .execute(pool)
-                .await
-                .map(|_| ())
+        let db = self.clone();
+        let email = email.to_owned();
+        let full_name = full_name.to_owned();
+        self.write_credentials(async move {
+            with_pool!(db, pool => {
+                sqlx::query(UPDATE)
+                    .bind(email)
+                    .bind(full_name)
+                    .bind(id)
+                    .execute(pool)
+                    .await
+                    .map(|_| ())
+            })
         })
+        .await
     }
 
     /// A page of the accounts in username order, and how many there are.
@@ -98,29 +103,36 @@ impl Db {
     /// Sets an account's role; `false` when there is no such account.
     #[tracing::instrument(skip(self), err)]
     pub async fn set_user_role(&self, id: i64, role: &str) -> Result<bool, sqlx::Error> {
-        let _changing = self.credentials_changing();
-        with_pool!(self, pool => {
-            sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
-                .bind(role)
-                .bind(id)
-                .execute(pool)
-                .await
-                .map(|done| done.rows_affected() == 1)
+        let db = self.clone();
+        let role = role.to_owned();
+        self.write_credentials(async move {
+            with_pool!(db, pool => {
+                sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+                    .bind(role)
+                    .bind(id)
+                    .execute(pool)
+                    .await
+                    .map(|done| done.rows_affected() == 1)
+            })
         })
+        .await
     }
 
     /// Enables an account again; `false` when there is no such account.
     #[tracing::instrument(skip(self), err)]
     pub async fn enable_user(&self, id: i64) -> Result<bool, sqlx::Error> {
-        let _changing = self.credentials_changing();
-        with_pool!(self, pool => {
-            sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
-                .bind(false)
-                .bind(id)
-                .execute(pool)
-                .await
-                .map(|done| done.rows_affected() == 1)
+        let db = self.clone();
+        self.write_credentials(async move {
+            with_pool!(db, pool => {
+                sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
+                    .bind(false)
+                    .bind(id)
+                    .execute(pool)
+                    .await
+                    .map(|done| done.rows_affected() == 1)
+            })
         })
+        .await
     }
 
     /// Ends everything an account's holders proved before: bumps its
@@ -134,9 +146,12 @@ impl Db {
         password_hash: Option<&str>,
         disable: bool,
     ) -> Result<bool, sqlx::Error> {
-        // Failed too: the commit may have happened.
-        let _changing = self.credentials_changing();
-        self.revoke_in_db(id, password_hash, disable).await
+        let db = self.clone();
+        let password_hash = password_hash.map(str::to_owned);
+        self.write_credentials(async move {
+            db.revoke_in_db(id, password_hash.as_deref(), disable).await
+        })
+        .await
     }
 
     /// [`Self::revoke_credentials`]' transaction.

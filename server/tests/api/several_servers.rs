@@ -150,7 +150,7 @@ async fn token_ids(server: &TestApp, token: &str) -> Vec<i64> {
 async fn listeners(database: &sqlx::PgPool) -> Vec<i32> {
     sqlx::query_scalar(
         "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
-         AND query = 'LISTEN \"depot_credentials\"'",
+         AND application_name = 'depot credentials listener'",
     )
     .fetch_all(database)
     .await
@@ -259,6 +259,66 @@ async fn a_token_revoked_or_its_owner_disabled_on_one_server_stops_on_the_other(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Backends stopped (SIGSTOP) for as long as this lives: connections that
+/// stay open but answer nothing, as across a firewall that forgot them.
+struct Stopped(Vec<i32>);
+
+impl Stopped {
+    fn stop(pids: Vec<i32>) -> Self {
+        for pid in &pids {
+            // SAFETY: kill(2) on a PostgreSQL backend of the test's database.
+            assert_eq!(unsafe { libc::kill(*pid, libc::SIGSTOP) }, 0);
+        }
+        Self(pids)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            // SAFETY: as above.
+            unsafe { libc::kill(*pid, libc::SIGCONT) };
+        }
+    }
+}
+
+/// A listening connection that stops answering, without being closed,
+/// hears no notice either: its server stops keeping owners within seconds
+/// (it asks the connection every 5 s, and gives it 2), not the minute after
+/// which a kept owner is looked up again anyway.
+#[tokio::test]
+async fn a_server_whose_listening_connection_stops_answering_keeps_no_owner() {
+    let a = TestApp::spawn(Backend::Shared).await;
+    let b = a.spawn_beside(|_| {}).await;
+    let database = sqlx::PgPool::connect(a.database_url().unwrap())
+        .await
+        .unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while listeners(&database).await.len() < 2 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the servers never listen"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.add_user("alice", "alice-password").await;
+    let token = used_token(&b, "alice", "alice-password").await;
+    let stopped = Stopped::stop(listeners(&database).await);
+    let id = token_ids(&a, &token).await[0];
+    let gone = reqwest::Client::new()
+        .delete(a.url(&format!("/api/tokens/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert!(gone.status().is_success(), "{}", gone.status());
+    assert!(
+        refused_within(&b, &token, Duration::from_secs(12)).await,
+        "unheard on B, still good there"
+    );
+    drop(stopped);
 }
 
 #[tokio::test]
