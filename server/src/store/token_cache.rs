@@ -107,15 +107,19 @@ impl TokenCache {
         let state = Arc::new(State::new(false));
         let (listening, stop) = oneshot::channel();
         // A pool of its own: the listener takes none of the requests'
-        // connections, and closing their pool does not wait for it. Two,
-        // so that a new connection can listen while one that stopped
-        // answering is given up.
-        let own = PgPoolOptions::new().max_connections(2).connect_lazy_with(
-            pool.connect_options()
-                .as_ref()
-                .clone()
-                .application_name(LISTENER_NAME),
-        );
+        // connections, and closing their pool does not wait for it. Four,
+        // so that a new connection can listen while those that stopped
+        // answering are given up (sqlx's UNLISTEN on them can hang until
+        // the kernel gives up on their sockets).
+        let own = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(RETRY_AFTER)
+            .connect_lazy_with(
+                pool.connect_options()
+                    .as_ref()
+                    .clone()
+                    .application_name(LISTENER_NAME),
+            );
         tokio::spawn(listen(own, state.clone(), stop));
         Self {
             state,

@@ -3,6 +3,7 @@
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
+use tracing::Instrument;
 
 use super::rows::TokenOwner;
 
@@ -29,13 +30,16 @@ impl Db {
         F: Future<Output = Result<T, sqlx::Error>> + Send + 'static,
     {
         let forgetting = self.tokens.forgetting();
-        let task = tokio::spawn(async move {
-            let written = write.await;
-            if matches!(&written, Ok(written) if !written.changed_any()) {
-                forgetting.nothing_changed();
+        let task = tokio::spawn(
+            async move {
+                let written = write.await;
+                if matches!(&written, Ok(written) if !written.changed_any()) {
+                    forgetting.nothing_changed();
+                }
+                written
             }
-            written
-        });
+            .in_current_span(),
+        );
         match task.await {
             Ok(written) => written,
             Err(error) => match error.try_into_panic() {
