@@ -157,15 +157,9 @@ async fn listeners(database: &sqlx::PgPool) -> Vec<i32> {
     .unwrap()
 }
 
-/// Each server keeps the owners of the tokens it has seen, so that a
-/// request signed with one reads nothing from the database. What one server
-/// changes of a token or its owner holds on the other as the change
-/// commits, by PostgreSQL's notices, well before a kept owner would be
-/// looked up again (a minute): a token revoked, an account disabled. A
-/// server that lost its connection listening for the notices (and with it
-/// the notice of a change) keeps nothing until it listens again.
-#[tokio::test]
-async fn a_token_revoked_or_its_owner_disabled_on_one_server_stops_on_the_other() {
+/// Two servers on one database, both listening for changed credentials,
+/// and a connection of the test's own to that database.
+async fn two_listening_servers() -> (TestApp, TestApp, sqlx::PgPool) {
     let a = TestApp::spawn(Backend::Shared).await;
     let b = a.spawn_beside(|_| {}).await;
     let database = sqlx::PgPool::connect(a.database_url().unwrap())
@@ -179,6 +173,19 @@ async fn a_token_revoked_or_its_owner_disabled_on_one_server_stops_on_the_other(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    (a, b, database)
+}
+
+/// Each server keeps the owners of the tokens it has seen, so that a
+/// request signed with one reads nothing from the database. What one server
+/// changes of a token or its owner holds on the other as the change
+/// commits, by PostgreSQL's notices, well before a kept owner would be
+/// looked up again (a minute): a token revoked, an account disabled. A
+/// server that lost its connection listening for the notices (and with it
+/// the notice of a change) keeps nothing until it listens again.
+#[tokio::test]
+async fn a_token_revoked_or_its_owner_disabled_on_one_server_stops_on_the_other() {
+    let (a, b, database) = two_listening_servers().await;
     let soon = Duration::from_secs(5);
 
     // Revoked on A.
@@ -290,19 +297,7 @@ impl Drop for Stopped {
 /// which a kept owner is looked up again anyway.
 #[tokio::test]
 async fn a_server_whose_listening_connection_stops_answering_keeps_no_owner() {
-    let a = TestApp::spawn(Backend::Shared).await;
-    let b = a.spawn_beside(|_| {}).await;
-    let database = sqlx::PgPool::connect(a.database_url().unwrap())
-        .await
-        .unwrap();
-    let until = std::time::Instant::now() + Duration::from_secs(10);
-    while listeners(&database).await.len() < 2 {
-        assert!(
-            std::time::Instant::now() < until,
-            "the servers never listen"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (a, b, database) = two_listening_servers().await;
     a.add_user("alice", "alice-password").await;
     let token = used_token(&b, "alice", "alice-password").await;
     let stopped = Stopped::stop(listeners(&database).await);
