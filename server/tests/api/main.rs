@@ -27,6 +27,7 @@ mod quota_and_races;
 mod readiness;
 mod seeds;
 mod several_servers;
+mod shared_credentials;
 mod store;
 mod ui;
 mod ui_images;

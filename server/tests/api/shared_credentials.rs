@@ -1,0 +1,232 @@
+//! Servers sharing one PostgreSQL database each keep the owners of the
+//! tokens they have seen (store/token_cache.rs): what one server changes of
+//! a token or its owner holds on the others as the change commits, and a
+//! server that cannot hear of changes keeps nothing.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::{ui_call, Backend, TestApp, ADMIN_PASSWORD};
+
+/// Answers `GET /api/tokens` with `token` on `server` until it is refused,
+/// for at most `within`; `false` if it never was.
+async fn refused_within(server: &TestApp, token: &str, within: Duration) -> bool {
+    let until = std::time::Instant::now() + within;
+    loop {
+        let status = reqwest::Client::new()
+            .get(server.url("/api/tokens"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 401 {
+            return true;
+        }
+        assert_eq!(status, 200);
+        if std::time::Instant::now() > until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A token made for `user` on `server`, and used there once.
+async fn used_token(server: &TestApp, user: &str, password: &str) -> String {
+    let token: Value = reqwest::Client::new()
+        .post(server.url("/api/tokens"))
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+    assert!(!refused_within(server, &token, Duration::ZERO).await);
+    token
+}
+
+/// The ids of the tokens of `token`'s owner, as `server` lists them (newest
+/// first).
+async fn token_ids(server: &TestApp, token: &str) -> Vec<i64> {
+    let listed: Value = reqwest::Client::new()
+        .get(server.url("/api/tokens"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    listed["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|token| token["id"].as_i64().unwrap())
+        .collect()
+}
+
+/// Revokes token `id` on `server`, signed with `token` (of the same owner).
+async fn revoke(server: &TestApp, token: &str, id: i64) {
+    let gone = reqwest::Client::new()
+        .delete(server.url(&format!("/api/tokens/{id}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert!(gone.status().is_success(), "{}", gone.status());
+}
+
+/// The backends listening for changed credentials: one per server.
+async fn listeners(database: &sqlx::PgPool) -> Vec<i32> {
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+         AND application_name = 'depot credentials listener'",
+    )
+    .fetch_all(database)
+    .await
+    .unwrap()
+}
+
+/// Two servers on one database, both listening for changed credentials,
+/// and a connection of the test's own to that database.
+async fn two_listening_servers() -> (TestApp, TestApp, sqlx::PgPool) {
+    let a = TestApp::spawn(Backend::Shared).await;
+    let b = a.spawn_beside(|_| {}).await;
+    let database = sqlx::PgPool::connect(a.database_url().unwrap())
+        .await
+        .unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while listeners(&database).await.len() < 2 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the servers never listen"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (a, b, database)
+}
+
+/// Each server keeps the owners of the tokens it has seen, so that a
+/// request signed with one reads nothing from the database. What one server
+/// changes of a token or its owner holds on the other as the change
+/// commits, by PostgreSQL's notices, well before a kept owner would be
+/// looked up again (a minute): a token revoked, an account disabled. A
+/// server that lost its connection listening for the notices (and with it
+/// the notice of a change) keeps nothing until it listens again.
+#[tokio::test]
+async fn a_token_revoked_or_its_owner_disabled_on_one_server_stops_on_the_other() {
+    let (a, b, database) = two_listening_servers().await;
+    let soon = Duration::from_secs(5);
+
+    // Revoked on A.
+    let (status, alice) = ui_call(
+        &a,
+        ("admin", ADMIN_PASSWORD),
+        "users/create",
+        &[("username", "alice"), ("password", "alice-password")],
+    )
+    .await;
+    assert_eq!(status, 200, "{alice}");
+    let revoked = used_token(&b, "alice", "alice-password").await;
+    let kept = used_token(&b, "alice", "alice-password").await;
+    let ids = token_ids(&a, &revoked).await;
+    // Newest first: `kept` is the first.
+    revoke(&a, &kept, ids[1]).await;
+    assert!(
+        refused_within(&b, &revoked, soon).await,
+        "revoked on A, still good on B"
+    );
+    assert!(!refused_within(&b, &kept, Duration::ZERO).await);
+
+    // Its owner disabled on A.
+    let (status, disabled) = ui_call(
+        &a,
+        ("admin", ADMIN_PASSWORD),
+        "users/change",
+        &[("id", &alice["id"].to_string()), ("action", "disable")],
+    )
+    .await;
+    assert_eq!(status, 200, "{disabled}");
+    assert!(
+        refused_within(&b, &kept, soon).await,
+        "disabled on A, still good on B"
+    );
+
+    // B's listening connection is cut, and a token revoked on A before B
+    // listens again: B never hears of it.
+    a.add_user("bob", "bob-password").await;
+    let token = used_token(&b, "bob", "bob-password").await;
+    let cut = listeners(&database).await;
+    for pid in &cut {
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .execute(&database)
+            .await
+            .unwrap();
+    }
+    let id = token_ids(&a, &token).await[0];
+    revoke(&a, &token, id).await;
+    // Well before B listens again (two seconds after the cut).
+    assert!(
+        refused_within(&b, &token, Duration::from_secs(1)).await,
+        "unheard on B, still good there"
+    );
+    // Both listen again.
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = listeners(&database).await;
+        if now.len() == 2 && now.iter().all(|pid| !cut.contains(pid)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the servers do not listen again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Backends stopped (SIGSTOP) for as long as this lives: connections that
+/// stay open but answer nothing, as across a firewall that forgot them.
+struct Stopped(Vec<i32>);
+
+impl Stopped {
+    fn stop(pids: Vec<i32>) -> Self {
+        for pid in &pids {
+            // SAFETY: kill(2) on a PostgreSQL backend of the test's database.
+            assert_eq!(unsafe { libc::kill(*pid, libc::SIGSTOP) }, 0);
+        }
+        Self(pids)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            // SAFETY: as above.
+            unsafe { libc::kill(*pid, libc::SIGCONT) };
+        }
+    }
+}
+
+/// A listening connection that stops answering, without being closed,
+/// hears no notice either: its server stops keeping owners within seconds
+/// (it asks the connection every 5 s, and gives it 2), not the minute after
+/// which a kept owner is looked up again anyway.
+#[tokio::test]
+async fn a_server_whose_listening_connection_stops_answering_keeps_no_owner() {
+    let (a, b, database) = two_listening_servers().await;
+    a.add_user("alice", "alice-password").await;
+    let token = used_token(&b, "alice", "alice-password").await;
+    let stopped = Stopped::stop(listeners(&database).await);
+    let id = token_ids(&a, &token).await[0];
+    revoke(&a, &token, id).await;
+    assert!(
+        refused_within(&b, &token, Duration::from_secs(12)).await,
+        "unheard on B, still good there"
+    );
+    drop(stopped);
+}
