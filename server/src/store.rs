@@ -262,6 +262,7 @@ impl Db {
     }
 
     pub async fn close(&self) {
+        self.tokens.close().await;
         with_pool!(self, pool => pool.close().await)
     }
 }

@@ -61,8 +61,11 @@ const HEARTBEAT_WITHIN: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub(super) struct TokenCache {
     state: Arc<State>,
-    /// Dropped with the last clone of the [`super::Db`]: ends the listener.
-    _listening: Option<oneshot::Sender<()>>,
+    /// Dropped by [`Self::close`] or with the last clone of the
+    /// [`super::Db`]: ends the listener.
+    listening: Mutex<Option<oneshot::Sender<()>>>,
+    /// The listener's own connections, on PostgreSQL.
+    listener_pool: Option<PgPool>,
 }
 
 #[derive(Debug)]
@@ -96,7 +99,8 @@ impl TokenCache {
     pub(super) fn on_sqlite() -> Self {
         Self {
             state: Arc::new(State::new(true)),
-            _listening: None,
+            listening: Mutex::new(None),
+            listener_pool: None,
         }
     }
 
@@ -120,10 +124,34 @@ impl TokenCache {
                     .clone()
                     .application_name(LISTENER_NAME),
             );
-        tokio::spawn(listen(own, state.clone(), stop));
+        tokio::spawn(listen(own.clone(), state.clone(), stop));
         Self {
             state,
-            _listening: Some(listening),
+            listening: Mutex::new(Some(listening)),
+            listener_pool: Some(own),
+        }
+    }
+
+    /// Stops listening and closes the listener's connection, within
+    /// [`RETRY_AFTER`]: a database is then left to whoever closed the
+    /// requests' pool (to drop it, or to rename it, as the tests do to the
+    /// one they migrate once and copy).
+    pub(super) async fn close(&self) {
+        drop(
+            self.listening
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+        if let Some(pool) = &self.listener_pool {
+            if tokio::time::timeout(RETRY_AFTER, pool.close())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "the connection listening for changed credentials did not close in time"
+                );
+            }
         }
     }
 

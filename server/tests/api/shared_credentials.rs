@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{ui_call, Backend, TestApp, ADMIN_PASSWORD};
+use crate::helpers::{postgres_admin_url, ui_call, Backend, TestApp, TestDb, ADMIN_PASSWORD};
 
 /// Answers `GET /api/tokens` with `token` on `server` until it is refused,
 /// for at most `within`; `false` if it never was.
@@ -229,4 +229,42 @@ async fn a_server_whose_listening_connection_stops_answering_keeps_no_owner() {
         "unheard on B, still good there"
     );
     drop(stopped);
+}
+
+/// Closing the store closes its listener too: nothing of the server stays
+/// connected to the database, which can then be renamed or dropped (the
+/// tests rename the one they migrate once and copy; on a fresh machine that
+/// failed while the listener held on).
+#[tokio::test]
+async fn a_closed_store_leaves_no_connection_to_its_database() {
+    let test_db = TestDb::migrated(Backend::Postgres).await;
+    let url = test_db.url.clone().unwrap();
+    let store = depot_server::store::Db::connect(&url).await.unwrap();
+    // The test's own look, from another database: it must not count itself.
+    let admin = sqlx::PgPool::connect(&postgres_admin_url()).await.unwrap();
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    let sessions = |application: &'static str| {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
+             AND ($2 = '' OR application_name = $2)",
+        )
+        .bind(name.clone())
+        .bind(application)
+        .fetch_one(&admin)
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while sessions("depot credentials listener").await.unwrap() == 0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the store never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    store.close().await;
+    assert_eq!(
+        sessions("").await.unwrap(),
+        0,
+        "a session outlived the store's close"
+    );
+    admin.close().await;
 }
