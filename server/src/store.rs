@@ -6,6 +6,7 @@
 //! [`sql`], the only place that turns a core [`app::query::Query`] into SQL.
 
 mod coopr;
+mod count_cache;
 mod deployments;
 mod environments;
 mod images;
@@ -34,6 +35,7 @@ use sqlx::sqlite::{
 };
 
 pub use coopr::{is_unique_violation, ApiKeyListing, ApiKeyRow, ImageTypeRow, TenantRow};
+pub use count_cache::CountFigures;
 pub use deployments::DeploymentRow;
 pub use environments::{EnvironmentColumns, EnvironmentRow};
 pub use images::{DetailsUpdate, LinkRow, NameScope, NewImage, ProvisioningUpdate};
@@ -82,6 +84,7 @@ pub struct Db {
     inserts: Option<writer::Inserts>,
     reader: Option<reader::Reader>,
     tokens: Arc<token_cache::TokenCache>,
+    counts: Arc<count_cache::CountCache>,
 }
 
 /// Runs the same sqlx code against whichever pool `$db` holds.
@@ -135,6 +138,7 @@ impl Db {
             inserts,
             reader,
             tokens,
+            counts: Arc::default(),
         }
     }
 

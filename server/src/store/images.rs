@@ -4,6 +4,7 @@ use app::model::{InspectionAttributes, ProvisioningSpec, ViceImageSpec};
 use app::query::{Condition, Field, FieldType, Query, Value};
 use chrono::{DateTime, Utc};
 
+use super::count_cache::Kept;
 use super::rows::ImageRow;
 use super::sql::{self, IMAGE_SELECT};
 use super::tx::LockName;
@@ -193,6 +194,12 @@ fn placeholders(n: usize) -> String {
         .join(", ")
 }
 
+/// The catalog's version a page or count statement ends with.
+fn last_column(row: &sqlx::postgres::PgRow) -> Result<i64, sqlx::Error> {
+    use sqlx::Row;
+    row.try_get(row.len() - 1)
+}
+
 /// How many images match in all, if a page of `rows` at `offset` tells: a
 /// page that is not full ends the list (unless it is empty past the end,
 /// where the total may be anything below the offset).
@@ -225,20 +232,97 @@ impl Db {
                 })
                 .await;
         }
-        // The page and its count side by side, each on a connection of its
-        // own: a request waits for the slower of the two, not for both in
-        // turn (on PostgreSQL, counting 10,000 records takes as long as
-        // reading the page). The count is wasted when the page turns out
-        // short, but then it counted no more than the page read.
-        with_pool!(self, pool => {
-            let rows = bind_args!(sqlx::query_as::<_, ImageRow>(&page.text), page.args)
-                .fetch_all(pool);
-            let counted = bind_args!(sqlx::query_scalar::<_, i64>(&count.text), count.args)
-                .fetch_one(pool);
-            let (rows, counted) = tokio::try_join!(rows, counted)?;
-            let total = known_total(rows.len()).unwrap_or(counted);
-            Ok((rows, total))
-        })
+        let pool = match &self.pool {
+            Pool::Postgres(pool) => {
+                return self
+                    .list_images_on_postgres(pool, page, count, known_total)
+                    .await
+            }
+            Pool::Sqlite(pool) => pool,
+        };
+        // The page and its count side by side (see below).
+        let rows =
+            bind_args!(sqlx::query_as::<_, ImageRow>(&page.text), &page.args).fetch_all(pool);
+        let counted =
+            bind_args!(sqlx::query_scalar::<_, i64>(&count.text), &count.args).fetch_one(pool);
+        let (rows, counted) = tokio::try_join!(rows, counted)?;
+        let total = known_total(rows.len()).unwrap_or(counted);
+        Ok((rows, total))
+    }
+
+    /// A page on PostgreSQL, with its count kept across requests while the
+    /// catalog does not change (see [`super::count_cache`]).
+    async fn list_images_on_postgres(
+        &self,
+        pool: &sqlx::PgPool,
+        page: sql::Sql,
+        count: sql::Sql,
+        known_total: impl Fn(usize) -> Option<i64>,
+    ) -> Result<(Vec<ImageRow>, i64), sqlx::Error> {
+        use sqlx::Row;
+        let rows = async {
+            let rows = bind_args!(sqlx::query(&page.text), &page.args)
+                .fetch_all(pool)
+                .await?;
+            let version = rows.first().map(last_column).transpose()?;
+            let rows = rows
+                .iter()
+                .map(<ImageRow as sqlx::FromRow<_>>::from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok::<_, sqlx::Error>((rows, version))
+        };
+        let counted = async {
+            let row = bind_args!(sqlx::query(&count.text), &count.args)
+                .fetch_one(pool)
+                .await?;
+            Ok::<_, sqlx::Error>((row.try_get::<i64, _>(0)?, last_column(&row)?))
+        };
+        let kept = self.counts.get(&count);
+        let steady = kept.filter(|kept| !kept.moving);
+        let Some(kept) = steady else {
+            // The page and its count side by side, each on a connection of
+            // its own: a request waits for the slower of the two, not for
+            // both in turn (counting 10,000 records takes as long as
+            // reading the page). The count is wasted when the page turns
+            // out short, but then it counted no more than the page read.
+            let ((rows, _), (total, version)) = tokio::try_join!(rows, counted)?;
+            let moving = kept.is_some_and(|kept| kept.version != version);
+            self.counts.keep(
+                &count,
+                Kept {
+                    version,
+                    total,
+                    moving,
+                },
+            );
+            let total = known_total(rows.len()).unwrap_or(total);
+            return Ok((rows, total));
+        };
+        let (rows, version) = rows.await?;
+        if let Some(total) = known_total(rows.len()) {
+            return Ok((rows, total));
+        }
+        if version == Some(kept.version) {
+            self.counts.served();
+            return Ok((rows, kept.total));
+        }
+        // The catalog changed since: counted again, after the page; the
+        // query's next pages count beside theirs until it holds still.
+        let (total, version) = counted.await?;
+        self.counts.keep(
+            &count,
+            Kept {
+                version,
+                total,
+                moving: true,
+            },
+        );
+        Ok((rows, total))
+    }
+
+    /// How the counts of catalog pages were found, since start-up.
+    pub fn count_figures(&self) -> super::CountFigures {
+        self.counts.figures()
     }
 
     #[tracing::instrument(skip(self), err)]

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use super::Backend;
 
 /// A bound argument.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Arg {
     Int(i64),
     Text(String),
@@ -18,7 +18,7 @@ pub enum Arg {
 }
 
 /// A statement with `$n` placeholders (both backends read them) and its arguments.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Sql {
     pub text: String,
     pub args: Vec<Arg>,
@@ -69,6 +69,25 @@ pub const IMAGE_SELECT: &str = concat!(
     "SELECT ",
     image_columns!("i.", "u.username"),
     " FROM images i LEFT JOIN users u ON u.id = i.owner_id"
+);
+
+/// The catalog's version on PostgreSQL (migration 0017), as a column every
+/// statement of a page and its count ends with: read in the statement's own
+/// snapshot, it tells which committed changes the page or the count saw
+/// (see `count_cache`).
+macro_rules! catalog_version {
+    () => {
+        "(SELECT sum(version)::bigint FROM catalog_versions)"
+    };
+}
+
+/// [`IMAGE_SELECT`] with the catalog's version as its last column.
+const VERSIONED_IMAGE_SELECT: &str = concat!(
+    "SELECT ",
+    image_columns!("i.", "u.username"),
+    ", ",
+    catalog_version!(),
+    " AS catalog_version FROM images i LEFT JOIN users u ON u.id = i.owner_id"
 );
 
 /// The column behind each field.
@@ -332,8 +351,22 @@ pub fn select_distinct(
 }
 
 /// The page of images a query asks for, and the statement counting all matches.
+///
+/// On PostgreSQL both end with a column more, the catalog's version at the
+/// statement's snapshot (the count is its first column).
 pub fn select_images(backend: Backend, query: &Query) -> (Sql, Sql) {
-    let mut page = Builder::new(backend, IMAGE_SELECT);
+    let (select, count_select) = match backend {
+        Backend::Sqlite => (IMAGE_SELECT, "SELECT COUNT(*) FROM images i WHERE "),
+        Backend::Postgres => (
+            VERSIONED_IMAGE_SELECT,
+            concat!(
+                "SELECT COUNT(*), ",
+                catalog_version!(),
+                " FROM images i WHERE "
+            ),
+        ),
+    };
+    let mut page = Builder::new(backend, select);
     page.push(" WHERE ");
     page.condition(&query.condition);
     page.order_by(query);
@@ -344,7 +377,7 @@ pub fn select_images(backend: Backend, query: &Query) -> (Sql, Sql) {
         bounded(query.offset)
     );
 
-    let mut count = Builder::new(backend, "SELECT COUNT(*) FROM images i WHERE ");
+    let mut count = Builder::new(backend, count_select);
     count.condition(&query.condition);
     (page.finish(), count.finish())
 }

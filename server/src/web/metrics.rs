@@ -3,7 +3,8 @@
 //! method and status with a latency histogram (to the response's head), the
 //! bytes of request and response bodies, and, read at each scrape, the
 //! bodies streaming into the blob store, the job queue by kind and state
-//! (failed jobs included) and the bytes the store holds.
+//! (failed jobs included), the bytes the store holds and how catalog pages
+//! found their totals.
 //!
 //! Routes are labelled by their template (`/api/images/{id}/download`),
 //! never by the path asked for, and methods outside the standard ones are
@@ -43,6 +44,7 @@ pub struct Metrics {
     receiving: IntGauge,
     jobs: IntGaugeVec,
     stored: IntGauge,
+    counts: IntCounterVec,
 }
 
 impl Metrics {
@@ -83,6 +85,15 @@ impl Metrics {
             "Bytes of the blobs the records and uploads in progress hold, each once",
         )
         .expect("valid metric");
+        let counts = IntCounterVec::new(
+            Opts::new(
+                "catalog_counts_total",
+                "Totals of catalog pages on PostgreSQL, by how they were found: `kept` from an earlier \
+                 count the page showed still holds, `counted` by the database",
+            ),
+            &["how"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -91,6 +102,7 @@ impl Metrics {
             Box::new(receiving.clone()),
             Box::new(jobs.clone()),
             Box::new(stored.clone()),
+            Box::new(counts.clone()),
         ] {
             registry
                 .register(collector)
@@ -105,6 +117,7 @@ impl Metrics {
             receiving,
             jobs,
             stored,
+            counts,
         }
     }
 }
@@ -185,6 +198,14 @@ pub async fn render(
     let metrics = &state.metrics;
     metrics.receiving.set(figures.receiving as i64);
     metrics.stored.set(figures.stored_bytes as i64);
+    // Counters kept by the store, carried over at each scrape.
+    for (how, figure) in [
+        ("kept", figures.counts.served),
+        ("counted", figures.counts.counted),
+    ] {
+        let counter = metrics.counts.with_label_values(&[how]);
+        counter.inc_by(figure.saturating_sub(counter.get()));
+    }
     metrics.jobs.reset();
     for count in &figures.jobs {
         metrics

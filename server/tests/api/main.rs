@@ -17,6 +17,7 @@ mod files;
 mod fuzz;
 mod helpers;
 mod inspection;
+mod kept_counts;
 mod metrics;
 mod mws;
 mod mws_query;

@@ -1,0 +1,216 @@
+//! On PostgreSQL a server keeps the totals of the catalog pages it counted
+//! (store/count_cache.rs) and uses one only while the catalog's version a
+//! page read is the one its count read (migration 0017): a change made
+//! anywhere, through another server or straight in the database, shows in
+//! the next page's total, with no notice to wait for.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{Backend, TestApp, ADMIN_PASSWORD};
+
+/// `totalCount` of an MWS list on `server`, as the administrator.
+async fn mws_total(server: &TestApp, query: &str) -> i64 {
+    let answer: Value = reqwest::Client::new()
+        .get(server.url(&format!("/mws/rest/images?api-version=3&{query}")))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["totalCount"].as_i64().unwrap()
+}
+
+/// How many totals `server` answered from a kept count, and how many it
+/// counted, by its metrics.
+async fn kept_and_counted(server: &TestApp) -> (u64, u64) {
+    let text = reqwest::Client::new()
+        .get(server.url("/metrics"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let figure = |how: &str| {
+        let series = format!("depot_catalog_counts_total{{how=\"{how}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&series)?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    (figure("kept"), figure("counted"))
+}
+
+fn pool(server: &TestApp) -> &sqlx::PgPool {
+    match server.core.db().pool() {
+        depot_server::store::Pool::Postgres(pool) => pool,
+        depot_server::store::Pool::Sqlite(_) => panic!("not PostgreSQL"),
+    }
+}
+
+/// `count` public images named `{prefix}-{n}`, owned by `owner` (a user's
+/// id, or none), straight into the database.
+async fn insert_images(server: &TestApp, prefix: &str, count: i64, owner: Option<i64>) {
+    sqlx::query(
+        "INSERT INTO images (kind, name, label, folder, data_store, path, public, owner_id, \
+         created_at, updated_at) \
+         SELECT 'vm', $1 || '-' || n, '', 'f', 'ds', 'f/' || $1 || n, TRUE, $3, now(), now() \
+         FROM generate_series(1, $2) n",
+    )
+    .bind(prefix)
+    .bind(count)
+    .bind(owner)
+    .execute(pool(server))
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_total_kept_by_one_server_follows_what_any_other_changes() {
+    let a = TestApp::spawn(Backend::Postgres).await;
+    let b = a.spawn_beside(|_| {}).await;
+    insert_images(&a, "seed", 30, None).await;
+    const PAGE: &str = "max=5";
+
+    // Counted once, then kept.
+    assert_eq!(mws_total(&b, PAGE).await, 30);
+    assert_eq!(mws_total(&b, PAGE).await, 30);
+    assert_eq!(kept_and_counted(&b).await, (1, 1));
+
+    // A record made through the other server counts on this one at once.
+    let created = reqwest::Client::new()
+        .post(a.url("/mws/rest/images?api-version=3"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .json(&json!({
+            "name": "made-on-a",
+            "osType": "linux",
+            "hypervisor": false,
+            "supportsVirtualMachine": true,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(
+        mws_total(&b, PAGE).await,
+        31,
+        "the kept total outlived a create"
+    );
+
+    // Counted beside its page until the catalog holds still, then kept again.
+    assert_eq!(mws_total(&b, PAGE).await, 31);
+    assert_eq!(mws_total(&b, PAGE).await, 31);
+    let (kept, counted) = kept_and_counted(&b).await;
+    assert_eq!((kept, counted), (2, 3));
+
+    // A change rolled back changes nothing: still kept.
+    let mut rolled_back = pool(&a).begin().await.unwrap();
+    sqlx::query("DELETE FROM images WHERE name LIKE 'seed-%'")
+        .execute(&mut *rolled_back)
+        .await
+        .unwrap();
+    rolled_back.rollback().await.unwrap();
+    assert_eq!(mws_total(&b, PAGE).await, 31);
+    assert_eq!(kept_and_counted(&b).await, (kept + 1, counted));
+
+    // Nor does an update that touched no image.
+    sqlx::query("UPDATE images SET label = 'x' WHERE name = 'no such image'")
+        .execute(pool(&a))
+        .await
+        .unwrap();
+    assert_eq!(mws_total(&b, PAGE).await, 31);
+    assert_eq!(kept_and_counted(&b).await, (kept + 2, counted));
+
+    // A delete through the other server, and one straight in the database.
+    let deleted = reqwest::Client::new()
+        .delete(a.url("/mws/rest/images/made-on-a?api-version=3"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    assert_eq!(
+        mws_total(&b, PAGE).await,
+        30,
+        "the kept total outlived a delete"
+    );
+    sqlx::query("DELETE FROM images WHERE name = 'seed-1'")
+        .execute(pool(&a))
+        .await
+        .unwrap();
+    assert_eq!(mws_total(&b, PAGE).await, 29);
+
+    // A filtered total is its own, changed by an update of a name.
+    let seeds = "max=5&query=%7B%22name%22%3A%7B%22%24regex%22%3A%22%5Eseed-%22%7D%7D";
+    assert_eq!(mws_total(&b, seeds).await, 29);
+    assert_eq!(mws_total(&b, seeds).await, 29);
+    sqlx::query("UPDATE images SET name = 'renamed-2' WHERE name = 'seed-2'")
+        .execute(pool(&a))
+        .await
+        .unwrap();
+    assert_eq!(
+        mws_total(&b, seeds).await,
+        28,
+        "the kept total outlived a rename"
+    );
+    assert_eq!(mws_total(&b, PAGE).await, 29);
+}
+
+/// A filter by owner reads the owner's name: renaming users changes the
+/// totals of such filters even though no image changed.
+#[tokio::test]
+async fn a_total_filtered_by_owner_follows_renamed_owners() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    app.add_user("alice", "alice-password").await;
+    app.add_user("bob", "bob-password-1").await;
+    for (owner, count) in [("alice", 25), ("bob", 30)] {
+        let id = sqlx::query_scalar::<_, i64>("SELECT id FROM users WHERE username = $1")
+            .bind(owner)
+            .fetch_one(pool(&app))
+            .await
+            .unwrap();
+        insert_images(&app, owner, count, Some(id)).await;
+    }
+    let owned_by_alice = || async {
+        let answer: Value = reqwest::Client::new()
+            .post(app.url("/api/ui/images"))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .form(&[
+                ("params[q]", ""),
+                ("params[owner]", "alice"),
+                ("params[mine]", "false"),
+                ("params[sort][column]", "Created"),
+                ("params[page]", "1"),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["total"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{answer}"))
+    };
+    assert_eq!(owned_by_alice().await, 25);
+    assert_eq!(owned_by_alice().await, 25);
+    assert_eq!(kept_and_counted(&app).await, (1, 1));
+
+    let mut swap = pool(&app).begin().await.unwrap();
+    for (from, to) in [("alice", "swapping"), ("bob", "alice"), ("swapping", "bob")] {
+        sqlx::query("UPDATE users SET username = $2 WHERE username = $1")
+            .bind(from)
+            .bind(to)
+            .execute(&mut *swap)
+            .await
+            .unwrap();
+    }
+    swap.commit().await.unwrap();
+    assert_eq!(
+        owned_by_alice().await,
+        30,
+        "the kept total outlived the rename"
+    );
+}
