@@ -15,6 +15,11 @@
 -- trigger), once per transaction: its lock is then the last one the
 -- transaction takes and is held only through the commit, so it closes no
 -- cycle of waits with the rows the transaction locked before.
+--
+-- Every page reads the whole table: a few rows, but each change leaves a
+-- dead version of one that PostgreSQL can remove only once no snapshot
+-- older than the change is held (a long pg_dump while images are written
+-- makes every page's read of it longer).
 CREATE TABLE catalog_versions (
     stripe integer PRIMARY KEY,
     version bigint NOT NULL
@@ -62,3 +67,10 @@ CREATE TRIGGER images_catalog_truncated
 CREATE TRIGGER users_catalog_truncated
     AFTER TRUNCATE ON users
     FOR EACH STATEMENT EXECUTE FUNCTION depot_catalog_truncated();
+
+-- The triggers fire for rows applied by logical replication or restored
+-- with session_replication_role = replica too.
+ALTER TABLE images ENABLE ALWAYS TRIGGER images_catalog_changed;
+ALTER TABLE images ENABLE ALWAYS TRIGGER images_catalog_truncated;
+ALTER TABLE users ENABLE ALWAYS TRIGGER users_catalog_changed;
+ALTER TABLE users ENABLE ALWAYS TRIGGER users_catalog_truncated;

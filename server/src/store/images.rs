@@ -4,7 +4,7 @@ use app::model::{InspectionAttributes, ProvisioningSpec, ViceImageSpec};
 use app::query::{Condition, Field, FieldType, Query, Value};
 use chrono::{DateTime, Utc};
 
-use super::count_cache::Kept;
+use super::count_cache::{CatalogVersion, Kept};
 use super::rows::ImageRow;
 use super::sql::{self, IMAGE_SELECT};
 use super::tx::LockName;
@@ -194,10 +194,14 @@ fn placeholders(n: usize) -> String {
         .join(", ")
 }
 
-/// The catalog's version a page or count statement ends with.
-fn last_column(row: &sqlx::postgres::PgRow) -> Result<i64, sqlx::Error> {
+/// The catalog's version a page or count statement ends with (its last two
+/// columns, see [`sql::select_images`]).
+fn catalog_version(row: &sqlx::postgres::PgRow) -> Result<CatalogVersion, sqlx::Error> {
     use sqlx::Row;
-    row.try_get(row.len() - 1)
+    Ok(CatalogVersion {
+        changes: row.try_get(row.len() - 2)?,
+        started: row.try_get(row.len() - 1)?,
+    })
 }
 
 /// How many images match in all, if a page of `rows` at `offset` tells: a
@@ -264,7 +268,7 @@ impl Db {
             let rows = bind_args!(sqlx::query(&page.text), &page.args)
                 .fetch_all(pool)
                 .await?;
-            let version = rows.first().map(last_column).transpose()?;
+            let version = rows.first().map(catalog_version).transpose()?;
             let rows = rows
                 .iter()
                 .map(<ImageRow as sqlx::FromRow<_>>::from_row)
@@ -275,7 +279,7 @@ impl Db {
             let row = bind_args!(sqlx::query(&count.text), &count.args)
                 .fetch_one(pool)
                 .await?;
-            Ok::<_, sqlx::Error>((row.try_get::<i64, _>(0)?, last_column(&row)?))
+            Ok::<_, sqlx::Error>((row.try_get::<i64, _>(0)?, catalog_version(&row)?))
         };
         let kept = self.counts.get(&count);
         let steady = kept.filter(|kept| !kept.moving);
@@ -287,14 +291,7 @@ impl Db {
             // out short, but then it counted no more than the page read.
             let ((rows, _), (total, version)) = tokio::try_join!(rows, counted)?;
             let moving = kept.is_some_and(|kept| kept.version != version);
-            self.counts.keep(
-                &count,
-                Kept {
-                    version,
-                    total,
-                    moving,
-                },
-            );
+            self.counts.keep(&count, Kept::new(version, total, moving));
             let total = known_total(rows.len()).unwrap_or(total);
             return Ok((rows, total));
         };
@@ -309,14 +306,7 @@ impl Db {
         // The catalog changed since: counted again, after the page; the
         // query's next pages count beside theirs until it holds still.
         let (total, version) = counted.await?;
-        self.counts.keep(
-            &count,
-            Kept {
-                version,
-                total,
-                moving: true,
-            },
-        );
+        self.counts.keep(&count, Kept::new(version, total, true));
         Ok((rows, total))
     }
 

@@ -71,23 +71,27 @@ pub const IMAGE_SELECT: &str = concat!(
     " FROM images i LEFT JOIN users u ON u.id = i.owner_id"
 );
 
-/// The catalog's version on PostgreSQL (migration 0017), as a column every
-/// statement of a page and its count ends with: read in the statement's own
-/// snapshot, it tells which committed changes the page or the count saw
-/// (see `count_cache`).
+/// The catalog's version on PostgreSQL (migration 0017), as the two columns
+/// every statement of a page and its count ends with: read in the
+/// statement's own snapshot, they tell which committed changes the page or
+/// the count saw (see `count_cache`). The sum of the stripes, and when the
+/// database server started, in microseconds: a failover or a recovery to
+/// an earlier point starts one, so a history that went back and grew again
+/// to the same sum is not taken for the one a total was counted in.
 macro_rules! catalog_version {
     () => {
-        "(SELECT sum(version)::bigint FROM catalog_versions)"
+        "(SELECT sum(version)::bigint FROM catalog_versions), \
+         (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint"
     };
 }
 
-/// [`IMAGE_SELECT`] with the catalog's version as its last column.
+/// [`IMAGE_SELECT`] with the catalog's version as its last two columns.
 const VERSIONED_IMAGE_SELECT: &str = concat!(
     "SELECT ",
     image_columns!("i.", "u.username"),
     ", ",
     catalog_version!(),
-    " AS catalog_version FROM images i LEFT JOIN users u ON u.id = i.owner_id"
+    " FROM images i LEFT JOIN users u ON u.id = i.owner_id"
 );
 
 /// The column behind each field.
@@ -352,8 +356,8 @@ pub fn select_distinct(
 
 /// The page of images a query asks for, and the statement counting all matches.
 ///
-/// On PostgreSQL both end with a column more, the catalog's version at the
-/// statement's snapshot (the count is its first column).
+/// On PostgreSQL both end with two columns more, the catalog's version at
+/// the statement's snapshot (the count is the first column).
 pub fn select_images(backend: Backend, query: &Query) -> (Sql, Sql) {
     let (select, count_select) = match backend {
         Backend::Sqlite => (IMAGE_SELECT, "SELECT COUNT(*) FROM images i WHERE "),

@@ -144,6 +144,8 @@ impl TokenCache {
                 .take(),
         );
         if let Some(pool) = &self.listener_pool {
+            // Nothing listens any more: nothing kept may be trusted.
+            self.state.set_watching(false);
             if tokio::time::timeout(RETRY_AFTER, pool.close())
                 .await
                 .is_err()

@@ -45,6 +45,9 @@ pub struct Metrics {
     jobs: IntGaugeVec,
     stored: IntGauge,
     counts: IntCounterVec,
+    /// Held while the store's counters are carried over, so that two
+    /// scrapes at once do not both add what changed.
+    carrying: std::sync::Mutex<()>,
 }
 
 impl Metrics {
@@ -118,6 +121,7 @@ impl Metrics {
             jobs,
             stored,
             counts,
+            carrying: std::sync::Mutex::new(()),
         }
     }
 }
@@ -199,6 +203,7 @@ pub async fn render(
     metrics.receiving.set(figures.receiving as i64);
     metrics.stored.set(figures.stored_bytes as i64);
     // Counters kept by the store, carried over at each scrape.
+    let carrying = metrics.carrying.lock().unwrap_or_else(|e| e.into_inner());
     for (how, figure) in [
         ("kept", figures.counts.served),
         ("counted", figures.counts.counted),
@@ -206,6 +211,7 @@ pub async fn render(
         let counter = metrics.counts.with_label_values(&[how]);
         counter.inc_by(figure.saturating_sub(counter.get()));
     }
+    drop(carrying);
     metrics.jobs.reset();
     for count in &figures.jobs {
         metrics

@@ -156,6 +156,25 @@ async fn a_total_kept_by_one_server_follows_what_any_other_changes() {
         "the kept total outlived a rename"
     );
     assert_eq!(mws_total(&b, PAGE).await, 29);
+
+    // Rows applied as a replica applies them (logical replication, a
+    // restore with triggers off for foreign keys) count too.
+    assert_eq!(mws_total(&b, PAGE).await, 29);
+    let mut as_replica = pool(&a).begin().await.unwrap();
+    sqlx::query("SET LOCAL session_replication_role = replica")
+        .execute(&mut *as_replica)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM images WHERE name = 'seed-3'")
+        .execute(&mut *as_replica)
+        .await
+        .unwrap();
+    as_replica.commit().await.unwrap();
+    assert_eq!(
+        mws_total(&b, PAGE).await,
+        28,
+        "the kept total outlived a replica's delete"
+    );
 }
 
 /// A filter by owner reads the owner's name: renaming users changes the
