@@ -43,6 +43,11 @@ async fn kept_and_counted(server: &TestApp) -> (u64, u64) {
     (figure("kept"), figure("counted"))
 }
 
+/// Runs `statement` straight in the database, as a script would.
+async fn run<'c>(on: impl sqlx::postgres::PgExecutor<'c>, statement: &str) {
+    sqlx::query(statement).execute(on).await.unwrap();
+}
+
 fn pool(server: &TestApp) -> &sqlx::PgPool {
     match server.core.db().pool() {
         depot_server::store::Pool::Postgres(pool) => pool,
@@ -107,19 +112,21 @@ async fn a_total_kept_by_one_server_follows_what_any_other_changes() {
 
     // A change rolled back changes nothing: still kept.
     let mut rolled_back = pool(&a).begin().await.unwrap();
-    sqlx::query("DELETE FROM images WHERE name LIKE 'seed-%'")
-        .execute(&mut *rolled_back)
-        .await
-        .unwrap();
+    run(
+        &mut *rolled_back,
+        "DELETE FROM images WHERE name LIKE 'seed-%'",
+    )
+    .await;
     rolled_back.rollback().await.unwrap();
     assert_eq!(mws_total(&b, PAGE).await, 31);
     assert_eq!(kept_and_counted(&b).await, (kept + 1, counted));
 
     // Nor does an update that touched no image.
-    sqlx::query("UPDATE images SET label = 'x' WHERE name = 'no such image'")
-        .execute(pool(&a))
-        .await
-        .unwrap();
+    run(
+        pool(&a),
+        "UPDATE images SET label = 'x' WHERE name = 'no such image'",
+    )
+    .await;
     assert_eq!(mws_total(&b, PAGE).await, 31);
     assert_eq!(kept_and_counted(&b).await, (kept + 2, counted));
 
@@ -136,20 +143,18 @@ async fn a_total_kept_by_one_server_follows_what_any_other_changes() {
         30,
         "the kept total outlived a delete"
     );
-    sqlx::query("DELETE FROM images WHERE name = 'seed-1'")
-        .execute(pool(&a))
-        .await
-        .unwrap();
+    run(pool(&a), "DELETE FROM images WHERE name = 'seed-1'").await;
     assert_eq!(mws_total(&b, PAGE).await, 29);
 
     // A filtered total is its own, changed by an update of a name.
     let seeds = "max=5&query=%7B%22name%22%3A%7B%22%24regex%22%3A%22%5Eseed-%22%7D%7D";
     assert_eq!(mws_total(&b, seeds).await, 29);
     assert_eq!(mws_total(&b, seeds).await, 29);
-    sqlx::query("UPDATE images SET name = 'renamed-2' WHERE name = 'seed-2'")
-        .execute(pool(&a))
-        .await
-        .unwrap();
+    run(
+        pool(&a),
+        "UPDATE images SET name = 'renamed-2' WHERE name = 'seed-2'",
+    )
+    .await;
     assert_eq!(
         mws_total(&b, seeds).await,
         28,
@@ -161,14 +166,12 @@ async fn a_total_kept_by_one_server_follows_what_any_other_changes() {
     // restore with triggers off for foreign keys) count too.
     assert_eq!(mws_total(&b, PAGE).await, 29);
     let mut as_replica = pool(&a).begin().await.unwrap();
-    sqlx::query("SET LOCAL session_replication_role = replica")
-        .execute(&mut *as_replica)
-        .await
-        .unwrap();
-    sqlx::query("DELETE FROM images WHERE name = 'seed-3'")
-        .execute(&mut *as_replica)
-        .await
-        .unwrap();
+    run(
+        &mut *as_replica,
+        "SET LOCAL session_replication_role = replica",
+    )
+    .await;
+    run(&mut *as_replica, "DELETE FROM images WHERE name = 'seed-3'").await;
     as_replica.commit().await.unwrap();
     assert_eq!(
         mws_total(&b, PAGE).await,
