@@ -91,8 +91,8 @@ impl Metrics {
         let counts = IntCounterVec::new(
             Opts::new(
                 "catalog_counts_total",
-                "Totals of catalog pages on PostgreSQL, by how they were found: `kept` from an earlier \
-                 count the page showed still holds, `counted` by the database",
+                "Totals of catalog pages on PostgreSQL, by how they were found: `kept` from \
+                 an earlier count the page showed still holds, `counted` by the database",
             ),
             &["how"],
         )
