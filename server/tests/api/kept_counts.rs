@@ -25,20 +25,11 @@ async fn mws_total(server: &TestApp, query: &str) -> i64 {
 /// How many totals `server` answered from a kept count, and how many it
 /// counted, by its metrics.
 async fn kept_and_counted(server: &TestApp) -> (u64, u64) {
-    let text = reqwest::Client::new()
-        .get(server.url("/metrics"))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = crate::metrics::scrape(server).await;
     let figure = |how: &str| {
-        let series = format!("depot_catalog_counts_total{{how=\"{how}\"}} ");
-        text.lines()
-            .find_map(|line| line.strip_prefix(&series)?.parse().ok())
-            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+        let series = format!("depot_catalog_counts_total{{how=\"{how}\"}}");
+        crate::metrics::value(&text, &series).unwrap_or_else(|| panic!("no {series} in\n{text}"))
+            as u64
     };
     (figure("kept"), figure("counted"))
 }

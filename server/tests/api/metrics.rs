@@ -8,12 +8,13 @@ use crate::helpers::{random_bytes, Backend, TestApp, ADMIN_PASSWORD};
 
 /// The value of the series named `series` (with its labels, which the
 /// format sorts by name), if present.
-fn value(text: &str, series: &str) -> Option<f64> {
+pub fn value(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
-async fn scrape(app: &TestApp) -> String {
+/// `/metrics` as the administrator reads it.
+pub async fn scrape(app: &TestApp) -> String {
     let response = reqwest::Client::new()
         .get(app.url("/metrics"))
         .basic_auth("admin", Some(ADMIN_PASSWORD))
