@@ -22,6 +22,7 @@ mod metrics;
 mod mws;
 mod mws_query;
 mod openapi;
+mod plans;
 mod pyvss;
 mod query;
 mod quota_and_races;
