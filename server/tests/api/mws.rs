@@ -238,6 +238,13 @@ async fn every_seed_example_is_accepted_and_reads_back_as_documented(#[case] bac
         assert_eq!(keys, ["id", "name"], "{image}");
         assert!(image["id"].is_string());
     }
+    // The whole list shows each image as Get Single Image does, key for key.
+    let (status, list) = mws.get("/mws/rest/images", &[]).await;
+    assert_eq!(status, 200);
+    for listed in list["results"].as_array().unwrap() {
+        let (status, single) = mws.image(listed["id"].as_str().unwrap()).await;
+        assert_eq!((status, listed), (StatusCode::OK, &single));
+    }
 
     // The query and sort of the quick reference.
     let names = mws
