@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use app::query::{Condition, Direction, Field, Op, Query, Value};
 use depot_server::config::{Secret, StorageArgs};
-use depot_server::store::sql::{self, Arg, Sql};
+use depot_server::store::sql::{self, Arg};
 use depot_server::store::{Db, ImageRow, Pool};
 
 mod common;
@@ -133,26 +133,6 @@ async fn through_sqlx(db: &Db, query: &Query) -> usize {
     match db.pool() {
         Pool::Sqlite(pool) => page_and_count!(pool),
         Pool::Postgres(pool) => page_and_count!(pool),
-    }
-}
-
-/// The plan the database chose for `statement`, one line per step.
-async fn plan(db: &Db, statement: &Sql) -> Vec<String> {
-    macro_rules! explain {
-        ($pool:expr, $prefix:expr, $column:expr) => {{
-            let text = format!("{}{}", $prefix, statement.text);
-            bound!(sqlx::query(&text), &statement.args)
-                .fetch_all($pool)
-                .await
-                .unwrap()
-                .iter()
-                .map(|row| sqlx::Row::get::<String, _>(row, $column))
-                .collect()
-        }};
-    }
-    match db.pool() {
-        Pool::Sqlite(pool) => explain!(pool, "EXPLAIN QUERY PLAN ", "detail"),
-        Pool::Postgres(pool) => explain!(pool, "EXPLAIN ", 0),
     }
 }
 
@@ -324,11 +304,11 @@ async fn main() {
     for case in &cases {
         let (page, count) = sql::select_images(db.backend(), &case.query);
         println!("\nplan, {}:\n  {}", case.what, page.text);
-        for line in plan(&db, &page).await {
+        for line in db.plan(&page).await.unwrap() {
             println!("    {line}");
         }
         println!("  {}", count.text);
-        for line in plan(&db, &count).await {
+        for line in db.plan(&count).await.unwrap() {
             println!("    {line}");
         }
     }

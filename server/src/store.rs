@@ -245,6 +245,25 @@ impl Db {
         }
     }
 
+    /// The plan the database chooses for `statement`, a step a line: what
+    /// the catalog benchmark prints beside its timings, and what the tests
+    /// hold pages to.
+    pub async fn plan(&self, statement: &sql::Sql) -> Result<Vec<String>, sqlx::Error> {
+        let (explain, column) = match self.backend() {
+            Backend::Sqlite => ("EXPLAIN QUERY PLAN ", "detail"),
+            Backend::Postgres => ("EXPLAIN ", "QUERY PLAN"),
+        };
+        let text = format!("{explain}{}", statement.text);
+        with_pool!(self, pool => {
+            bind_args!(sqlx::query(&text), &statement.args)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|row| sqlx::Row::try_get::<String, _>(row, column))
+                .collect()
+        })
+    }
+
     /// Applies the migrations of this backend that have not run yet.
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
         match &self.pool {

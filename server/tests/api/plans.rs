@@ -4,7 +4,7 @@
 
 use app::model::Viewer;
 use app::query::{Condition, Direction, Field, Op, Query, Value};
-use depot_server::store::sql::{select_images, Arg, Sql};
+use depot_server::store::sql::{select_images, Sql};
 use depot_server::store::Pool;
 use rstest::rstest;
 
@@ -46,47 +46,9 @@ async fn ten_thousand_images(app: &TestApp) {
     }
 }
 
-/// `$query` with every argument of `statement` bound, in order.
-macro_rules! bound {
-    ($query:expr, $statement:expr) => {{
-        let mut query = $query;
-        for arg in &$statement.args {
-            query = match arg {
-                Arg::Text(value) => query.bind(value.clone()),
-                Arg::Bool(value) => query.bind(*value),
-                Arg::Int(value) => query.bind(*value),
-                Arg::Time(value) => query.bind(*value),
-            };
-        }
-        query
-    }};
-}
-
 /// The plan the database chooses for `statement`, a step a line.
 async fn plan(app: &TestApp, statement: &Sql) -> String {
-    let steps: Vec<String> = match app.core.db().pool() {
-        Pool::Postgres(pool) => {
-            let explain = format!("EXPLAIN {}", statement.text);
-            bound!(sqlx::query_scalar::<_, String>(&explain), statement)
-                .fetch_all(pool)
-                .await
-                .unwrap()
-        }
-        Pool::Sqlite(pool) => {
-            let explain = format!("EXPLAIN QUERY PLAN {}", statement.text);
-            bound!(
-                sqlx::query_as::<_, (i64, i64, i64, String)>(&explain),
-                statement
-            )
-            .fetch_all(pool)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(_, _, _, detail)| detail)
-            .collect()
-        }
-    };
-    steps.join("\n")
+    app.core.db().plan(statement).await.unwrap().join("\n")
 }
 
 /// A page sorted by name or by date, either way, is the index read in order
