@@ -319,6 +319,7 @@ async fn main() {
     let next = Arc::new(AtomicUsize::new(0));
     for writers in WRITERS {
         let made_before = next.load(Ordering::Relaxed);
+        let last_id_before = last_image_id(&db).await;
         let cpu_before = proc_cpu(pid);
         let created = {
             let (client, token, next) = (client.clone(), token.clone(), next.clone());
@@ -347,6 +348,7 @@ async fn main() {
         };
         let made = next.load(Ordering::Relaxed) - made_before;
         let cpu_per_record = (proc_cpu(pid) - cpu_before).as_secs_f64() * 1e3 / made as f64;
+        let per_commit = records_per_commit(&db, last_id_before).await;
         let inserted = {
             let (db, next) = (db.clone(), next.clone());
             throughput_of(writers, seconds, move || {
@@ -364,6 +366,9 @@ async fn main() {
             created / inserted
         );
         println!("  server CPU per record created: {cpu_per_record:.3} ms");
+        if let Some(per_commit) = per_commit {
+            println!("  records per commit: {per_commit:.2}");
+        }
     }
 
     println!(
@@ -401,6 +406,33 @@ where
         handle.await.unwrap();
     }
     done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The newest image's id.
+async fn last_image_id(db: &Db) -> i64 {
+    const LAST: &str = "SELECT COALESCE(MAX(id), 0) FROM images";
+    match db.pool() {
+        Pool::Sqlite(pool) => sqlx::query_scalar(LAST).fetch_one(pool).await.unwrap(),
+        Pool::Postgres(pool) => sqlx::query_scalar(LAST).fetch_one(pool).await.unwrap(),
+    }
+}
+
+/// On PostgreSQL, how many of the images after `after` (an id) each commit
+/// stored on average: the rows a transaction wrote share its `xmin`. SQLite
+/// keeps no such mark.
+async fn records_per_commit(db: &Db, after: i64) -> Option<f64> {
+    let Pool::Postgres(pool) = db.pool() else {
+        return None;
+    };
+    const PER_COMMIT: &str = "SELECT count(*)::float8 / GREATEST(count(DISTINCT xmin::text), 1) \
+         FROM images WHERE id > $1";
+    Some(
+        sqlx::query_scalar(PER_COMMIT)
+            .bind(after)
+            .fetch_one(pool)
+            .await
+            .unwrap(),
+    )
 }
 
 /// One provisioning record, as the store writes one, in its own transaction.
