@@ -145,6 +145,25 @@ pub struct Principal {
     /// are: what they make (a session, a token, a key) is good for it only.
     #[serde(default)]
     pub credentials_version: i64,
+    /// This caller proved who they are with a token or an API key rather
+    /// than a password or a browser session. Such a caller makes no further
+    /// credentials: a token that could mint its successor would outlive its
+    /// own revocation.
+    #[serde(default)]
+    pub from_token: bool,
+}
+
+impl Principal {
+    /// `Forbidden` when this caller may not make credentials (see `from_token`).
+    pub fn require_proven_by_password(&self, what: &str) -> Result<(), CoreError> {
+        if self.from_token {
+            Err(CoreError::Forbidden(format!(
+                "a token cannot {what}: sign in with your password (HTTP Basic) or in the browser"
+            )))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// Who is asking: nobody, or a known user.

@@ -207,6 +207,7 @@ impl Core {
         user: &Principal,
         session: Option<&str>,
     ) -> Result<IssuedToken, CoreError> {
+        user.require_proven_by_password("issue another token")?;
         let mut jti = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut jti);
         let issued_at = Utc::now();
@@ -282,7 +283,13 @@ impl Core {
                     .map_err(db_error)?;
             }
         }
-        viewer_of(owner.map(|owner| owner.user))
+        Ok(match viewer_of(owner.map(|owner| owner.user))? {
+            Viewer::User(principal) => Viewer::User(Principal {
+                from_token: true,
+                ..principal
+            }),
+            anonymous => anonymous,
+        })
     }
 
     /// The caller's unexpired tokens: when each was made, expires, was last used.

@@ -164,6 +164,7 @@ impl Core {
         tenant: &str,
     ) -> Result<NewApiKey, CoreError> {
         let user = viewer.require_user()?;
+        user.require_proven_by_password("issue an API key")?;
         let tenant = tenant.trim();
         if !app::model::is_image_type_name(tenant) {
             return Err(CoreError::invalid(
@@ -243,6 +244,7 @@ impl Core {
                     username: row.username,
                     role: app::model::Role::parse(&row.role).map_err(|_| CoreError::Internal)?,
                     credentials_version: row.credentials_version,
+                    from_token: true,
                 };
                 Ok(TenantCaller {
                     user,

@@ -18,6 +18,16 @@ fn require_admin(viewer: &Viewer) -> Result<i64, CoreError> {
         .map(|admin| admin.id)
 }
 
+/// The administrator, for a change that hands out access (an account with
+/// a password, a new password, admin rights, an account enabled again):
+/// never on a token's word alone, or a stolen token could make a way in
+/// that outlives its revocation.
+fn require_admin_by_password(viewer: &Viewer, what: &str) -> Result<i64, CoreError> {
+    let admin = viewer.require_admin("manage accounts")?;
+    admin.require_proven_by_password(what)?;
+    Ok(admin.id)
+}
+
 fn info(row: UserRow) -> Result<UserInfo, CoreError> {
     let role = Role::parse(&row.role).map_err(|_| CoreError::Internal)?;
     Ok(UserInfo {
@@ -56,7 +66,7 @@ impl Core {
         password: &str,
         role: Role,
     ) -> Result<UserInfo, CoreError> {
-        require_admin(viewer)?;
+        require_admin_by_password(viewer, "create accounts")?;
         let id = self.create_user(username, password, role).await?;
         tracing::info!(
             user = id,
@@ -76,7 +86,7 @@ impl Core {
         email: &str,
         full_name: &str,
     ) -> Result<i64, CoreError> {
-        require_admin(viewer)?;
+        require_admin_by_password(viewer, "create accounts")?;
         if email.len() > 320 || full_name.len() > 320 {
             return Err(CoreError::invalid(
                 "email and full name are at most 320 bytes",
@@ -100,7 +110,12 @@ impl Core {
         id: i64,
         change: UserChange,
     ) -> Result<UserInfo, CoreError> {
-        let admin_id = require_admin(viewer)?;
+        let admin_id = match change {
+            UserChange::Role(Role::Admin) | UserChange::Enabled => {
+                require_admin_by_password(viewer, "make administrators or enable accounts")?
+            }
+            UserChange::Role(Role::User) | UserChange::Disabled => require_admin(viewer)?,
+        };
         if id == admin_id && change != UserChange::Role(Role::Admin) {
             return Err(CoreError::invalid(
                 "you cannot demote or disable your own account",
@@ -131,7 +146,7 @@ impl Core {
         viewer: &Viewer,
         id: i64,
     ) -> Result<PasswordReset, CoreError> {
-        require_admin(viewer)?;
+        require_admin_by_password(viewer, "reset passwords")?;
         let password = generate_password();
         let hash = {
             let password = password.clone();

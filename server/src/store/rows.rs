@@ -289,6 +289,7 @@ impl UserRow {
             username: self.username.clone(),
             role,
             credentials_version: self.credentials_version,
+            from_token: false,
         })
     }
 }

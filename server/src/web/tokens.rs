@@ -1,5 +1,5 @@
 //! `/api/tokens`: bearer tokens for scripts. `POST` issues one to the caller
-//! (signed in by session or Basic credentials), `GET` lists the caller's
+//! (signed in by session or Basic credentials, never by a token), `GET` lists the caller's
 //! (never the tokens themselves), `DELETE /api/tokens/{id}` revokes one at
 //! once, on every server: each request checks the token against the database.
 
@@ -57,7 +57,8 @@ async fn signing_session(
                 parameters(("id" = "$response.body#/id")))),
         )),
         (status = 401, description = "No credentials, or wrong ones", body = ErrorBody),
-        (status = 403, description = "A cross-site request", body = ErrorBody),
+        (status = 403, description = "A cross-site request, or one signed with a token (a \
+            token makes no further tokens)", body = ErrorBody),
         (status = 429, description = "Too many tokens issued to this account just now", body = ErrorBody),
     ))]
 async fn create(

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use rstest::rstest;
 use serde_json::Value;
 
-use crate::helpers::{json_of, Backend, TestApp};
+use crate::helpers::{json_of, Backend, TestApp, ADMIN_PASSWORD};
 
 /// A client whose requests come from `address` (any of 127.0.0.0/8).
 fn client_from(address: &str) -> reqwest::Client {
@@ -332,6 +332,117 @@ async fn signing_out_revokes_the_tokens_the_session_issued(#[case] backend: Back
     );
     assert_eq!(works(session_token).await, 401);
     assert_eq!(works(scripted).await, 200);
+}
+
+/// A token proves who its holder is, but makes no further credentials: a
+/// successor token (or an API key, or for an administrator an account, a
+/// password or admin rights) made with it would outlive the token's
+/// revocation, or the browser session it came from signing out.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_token_cannot_mint_further_credentials(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("alice", "alice-password").await;
+    app.core.issue_api_key("alice", "lab").await.unwrap();
+    let made: Value = json_of(
+        reqwest::Client::new()
+            .post(app.url("/api/tokens"))
+            .basic_auth("alice", Some("alice-password")),
+    )
+    .await;
+    let token = made["token"].as_str().unwrap().to_owned();
+    let client = reqwest::Client::new();
+    let tried = [
+        // Bearer, and HTTPie's `-a TOKEN:` (the token as a Basic username).
+        client.post(app.url("/api/tokens")).bearer_auth(&token),
+        client
+            .post(app.url("/api/tokens"))
+            .basic_auth(&token, Some("")),
+        client
+            .post(app.url("/auth/request-token"))
+            .bearer_auth(&token),
+        client
+            .post(app.url("/api/ui/tokens/create"))
+            .bearer_auth(&token),
+        client
+            .post(app.url("/api/ui/apikeys/create"))
+            .bearer_auth(&token)
+            .form(&[("tenant", "lab")]),
+    ];
+    for request in tried {
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert!(body.contains("a token cannot"), "{body}");
+    }
+    // The token itself still works, and nothing new was made with it.
+    let listed: Value = json_of(client.get(app.url("/api/tokens")).bearer_auth(&token)).await;
+    assert_eq!(listed["tokens"].as_array().unwrap().len(), 1, "{listed}");
+    let (_, keys) =
+        crate::helpers::ui_call(&app, ("alice", "alice-password"), "apikeys", &[]).await;
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 1, "{keys}");
+    // The password still makes them.
+    let (status, _) =
+        crate::helpers::ui_call(&app, ("alice", "alice-password"), "tokens/create", &[]).await;
+    assert_eq!(status, 200);
+
+    // Nor does an administrator's token hand out access: no account with a
+    // password of its holder's choosing, no new password, no admin rights.
+    let made: Value = json_of(
+        client
+            .post(app.url("/api/tokens"))
+            .basic_auth("admin", Some(ADMIN_PASSWORD)),
+    )
+    .await;
+    let admin_token = made["token"].as_str().unwrap().to_owned();
+    let alice_id = app
+        .core
+        .login("alice", "alice-password")
+        .await
+        .unwrap()
+        .id
+        .to_string();
+    let ui = |endpoint: &str, form: &[(&str, &str)]| {
+        client
+            .post(app.url(&format!("/api/ui/{endpoint}")))
+            .bearer_auth(&admin_token)
+            .form(form)
+    };
+    let tried = [
+        ui(
+            "users/create",
+            &[("username", "mallory"), ("password", "mallory-password")],
+        ),
+        ui("users/reset-password", &[("id", &alice_id)]),
+        ui(
+            "users/change",
+            &[("id", &alice_id), ("action", "make-admin")],
+        ),
+        client
+            .post(app.url("/v1/user"))
+            .bearer_auth(&admin_token)
+            .json(&serde_json::json!({"username": "mallory", "password": "mallory-password"})),
+    ];
+    for request in tried {
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert!(body.contains("a token cannot"), "{body}");
+    }
+    assert!(app.core.login("mallory", "mallory-password").await.is_err());
+    assert!(app.core.login("alice", "alice-password").await.is_ok());
+    // What takes access away, or only reads, a token may still do.
+    let response = ui("users", &[("page", "1")]).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let response = ui("users/change", &[("id", &alice_id), ("action", "disable")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
 }
 
 #[rstest]

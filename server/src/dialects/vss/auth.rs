@@ -32,6 +32,8 @@ pub struct TokenView {
     responses(
         (status = 200, description = "A token for the credentials", body = TokenView),
         (status = 401, description = "No credentials, or wrong ones", body = VssErrorBody),
+        (status = 403, description = "Asked with a token: a token makes no further tokens",
+            body = VssErrorBody),
     ))]
 pub async fn request_token(
     State(state): State<AppState>,
