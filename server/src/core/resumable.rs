@@ -149,7 +149,7 @@ impl Core {
         // What the finished upload will be checked against, checked now;
         // its bytes count against the quota of whoever will own them.
         let charged = match meta.image {
-            Some(image) => self.writable_image(viewer, image).await?.owner_id,
+            Some(image) => self.attachable_image(viewer, image).await?.owner_id,
             None => {
                 app::model::ImageName::parse(&meta.file_name)?;
                 app::model::plain_text("label", &meta.label)?;
@@ -470,7 +470,7 @@ impl Core {
             Box::new((staged, inspection)),
         );
         let charged = match upload.meta.image {
-            Some(image) => self.writable_image(viewer, image).await?.owner_id,
+            Some(image) => self.attachable_image(viewer, image).await?.owner_id,
             None => Some(viewer.require_user()?.id),
         };
         let allowance = self.upload_allowance_of(charged, reservation, upload.length);

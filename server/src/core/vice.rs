@@ -91,6 +91,25 @@ impl Core {
         Ok(image)
     }
 
+    /// An image whose bytes the caller may replace: theirs (or any, for an
+    /// administrator), and not a copy of a personal-store file. Such a
+    /// copy's bytes are counted as its file's, and a sync keeps the two
+    /// alike; other bytes under it would be counted by no quota.
+    pub(super) async fn attachable_image(
+        &self,
+        viewer: &Viewer,
+        id: i64,
+    ) -> Result<Image, CoreError> {
+        let image = self.writable_image(viewer, id).await?;
+        if image.data_store == self.limits.personal_data_store {
+            return Err(CoreError::Conflict(format!(
+                "image {id} is a copy of {}: change that file in your store and sync it",
+                image.path()
+            )));
+        }
+        Ok(image)
+    }
+
     /// Replaces an image's ViCE attributes.
     pub async fn update_vice_image(
         &self,
@@ -125,7 +144,7 @@ impl Core {
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: std::fmt::Display,
     {
-        let image = self.writable_image(viewer, id).await?;
+        let image = self.attachable_image(viewer, id).await?;
         let allowance = self.upload_allowance(image.owner_id).at_most(at_most);
         self.attach_file_within(viewer, id, Source::Body(body), allowance)
             .await
@@ -144,7 +163,7 @@ impl Core {
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: std::fmt::Display,
     {
-        let image = self.writable_image(viewer, id).await?;
+        let image = self.attachable_image(viewer, id).await?;
         let attached = async {
             let (staged, inspection) = self.ingest_source(source, &mut allowance).await?;
             // What the record declared (its content type) before it had bytes.

@@ -580,3 +580,65 @@ async fn store_writes_count_once_and_holes_count_too(#[case] backend: Backend) {
     assert!(matches!(ranged.as_u16(), 507 | 416 | 413 | 501), "{ranged}");
     assert!(app.store_files(alice.id).await["sized.iso"] < 1_000_000);
 }
+
+/// A synced image is a copy of a personal-store file, whose bytes the quota
+/// counts as the file's: other bytes put under it (a ViCE file upload, a
+/// resumable upload for it) would be counted nowhere, so they are refused.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_synced_image_takes_no_other_bytes(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(QUOTA)).await;
+    let alice = crate::store::User::new(&app, "alice", "alice-password").await;
+    let file = iso_bytes(40_000);
+    assert_eq!(alice.dav("PUT", "/t.iso", Some(file.clone())).await.0, 201);
+    assert_eq!(alice.sync("iso").await["added"], 1);
+    let listed: Value = json_of(
+        reqwest::Client::new()
+            .get(app.url("/v2/user/image/iso"))
+            .basic_auth("alice", Some("alice-password")),
+    )
+    .await;
+    let id = listed["data"][0]["id"].as_i64().unwrap();
+
+    // Small files: the server answers before it reads them, and a larger
+    // body still being sent could have the connection reset under it.
+    for _ in 0..2 {
+        let part = reqwest::multipart::Part::bytes(iso_bytes(40_000)).file_name("other.iso");
+        let response = reqwest::Client::new()
+            .post(app.url(&format!("/v1/image/{id}/file")))
+            .basic_auth("alice", Some("alice-password"))
+            .multipart(reqwest::multipart::Form::new().part("upfile", part))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert!(body.contains("is a copy of [personal]"), "{body}");
+    }
+    let resumable = reqwest::Client::new()
+        .post(app.url("/api/uploads"))
+        .basic_auth("alice", Some("alice-password"))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", "900000")
+        .header("upload-metadata", format!("image {}", b64(&id.to_string())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumable.status(), StatusCode::CONFLICT);
+    let refusal = resumable.text().await.unwrap();
+    assert!(refusal.contains("is a copy of [personal]"), "{refusal}");
+
+    let user = app.core.login("alice", "alice-password").await.unwrap();
+    assert_eq!(app.core.quota_usage(user.id).await.unwrap(), 40_000);
+    let viewer = app::model::Viewer::User(user);
+    let image = app.core.get_image(&viewer, id).await.unwrap();
+    assert_eq!(image.size, Some(40_000));
+}
+
+fn b64(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
