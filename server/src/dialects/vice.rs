@@ -40,7 +40,6 @@ mod stats;
 mod users;
 mod views;
 
-use axum::extract::DefaultBodyLimit;
 use axum::routing::any;
 use axum::Router;
 use utoipa::openapi::schema::{ArrayItems, Schema};
@@ -76,7 +75,7 @@ struct ViceApi;
 
 fn described() -> OpenApiRouter<AppState> {
     let file = routes!(files::upload, files::download);
-    let file = (file.0, file.1, file.2.layer(DefaultBodyLimit::disable()));
+    let file = (file.0, file.1, crate::web::streamed_form(file.2));
     OpenApiRouter::with_openapi(ViceApi::openapi())
         .routes(or_else(
             routes!(images::list, images::create, images::update),

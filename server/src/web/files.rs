@@ -7,8 +7,8 @@ use app::error::CoreError;
 use app::model::{Image, Viewer};
 use axum::body::Body;
 use axum::extract::multipart::Field;
-use axum::extract::multipart::MultipartRejection;
-use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::extract::multipart::{MultipartError, MultipartRejection};
+use axum::extract::{Multipart, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::any;
@@ -16,7 +16,7 @@ use axum::{Extension, Json};
 use futures_util::TryStreamExt;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde::Serialize;
-use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::openapi::{ErrorBody, IMAGES};
@@ -28,9 +28,10 @@ use crate::state::AppState;
 const MAX_TEXT_FIELD: usize = 4096;
 
 pub fn router() -> OpenApiRouter<AppState> {
+    // The body is streamed to disk and limited by the core, not buffered.
+    let (schemas, paths, upload) = routes!(upload);
     OpenApiRouter::new()
-        // The body is streamed to disk and limited by the core, not buffered.
-        .routes(routes!(upload).layer(DefaultBodyLimit::disable()))
+        .routes((schemas, paths, super::streamed_form(upload)))
         .routes(routes!(download))
         // Every other path under `/api`, whatever the method. Static routes win
         // over a catch-all (matchit), so `/api/tokens` and the UI's server
@@ -64,9 +65,10 @@ async fn not_found(uri: Uri) -> ApiError {
     ApiError(CoreError::not_found(format!("resource {}", uri.path())))
 }
 
-pub(super) fn bad_form(error: impl std::fmt::Display) -> ApiError {
+pub(super) fn bad_form(error: MultipartError) -> ApiError {
     ApiError(CoreError::invalid(format!(
-        "unreadable upload form: {error}"
+        "unreadable upload form: {}",
+        super::form_guard::reason(&error)
     )))
 }
 

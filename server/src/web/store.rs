@@ -7,12 +7,13 @@ use app::error::CoreError;
 use app::model::{Principal, StorePath, Viewer};
 use axum::body::Body;
 use axum::extract::multipart::Field;
-use axum::extract::{DefaultBodyLimit, Multipart, Request, State};
+use axum::extract::{Multipart, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{any, post};
 use axum::{Extension, Json, Router};
 use bytes::Bytes;
+use dav_server::davpath::DavPath;
 use dav_server::{DavConfig, DavHandler};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
@@ -32,10 +33,7 @@ pub fn handler() -> DavHandler {
 pub fn router() -> Router<AppState> {
     Router::new()
         // The body is streamed into the store and limited by its file system.
-        .route(
-            "/api/store/upload",
-            post(upload).layer(DefaultBodyLimit::disable()),
-        )
+        .route("/api/store/upload", super::streamed_form(post(upload)))
         .route("/store", any(serve))
         .route("/store/", any(serve))
         .route("/store/{*path}", any(serve))
@@ -89,14 +87,21 @@ fn check_destination(headers: &HeaderMap) -> Option<Response> {
     let Ok(text) = destination.to_str() else {
         return refused();
     };
-    // An absolute URL or an absolute path, as clients send either.
-    let path = match text.split_once("://") {
-        Some((_, rest)) => rest.find('/').map_or("", |slash| &rest[slash..]),
-        None => text,
+    // Read as dav-server reads it: a path as it is, or an absolute URL's
+    // path (the URL parser's, which takes `\` for `/` and resolves dot
+    // segments), then decoded and normalised. Checking the raw text
+    // instead let `/store/a/..?x` through to the root.
+    let path = if text.starts_with('/') {
+        text.to_owned()
+    } else {
+        match url::Url::parse(text) {
+            Ok(url) => url.path().to_owned(),
+            Err(_) => return refused(),
+        }
     };
-    let inside = path
-        .strip_prefix("/store/")
-        .is_some_and(|rest| !rest.trim_matches('/').is_empty());
+    let inside = DavPath::new(&path)
+        .and_then(|mut path| path.set_prefix("/store/").map(|()| path))
+        .is_ok_and(|path| path.as_bytes() != b"/");
     if inside {
         None
     } else {

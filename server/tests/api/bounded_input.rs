@@ -1,7 +1,8 @@
 //! Bounded work per request, on both backends: MWS regular expressions are
 //! few, short, and mean the same to SQLite and PostgreSQL (or are refused);
 //! ViCE bodies nest at most 32 levels, however they are written; names and
-//! titles hold no bidirectional formatting characters.
+//! titles hold no bidirectional formatting characters; a form body that
+//! never reaches its contents is cut off early.
 
 use reqwest::Method;
 use rstest::rstest;
@@ -220,6 +221,117 @@ async fn deeply_nested_bodies_are_refused_and_the_server_stays_up(#[case] backen
     let (status, images) = alice.json(Method::GET, "/images", None).await;
     assert_eq!(status, 200);
     assert!(!images.as_array().unwrap().is_empty(), "{images}");
+}
+
+/// How much of an endless form body a test offers the server: well past
+/// what socket buffers hold (a few MiB). Without the guard the parser takes
+/// all of it, searching its whole buffer again at every chunk.
+const ENDLESS: usize = 48 << 20;
+
+/// Posts `head` and then filler without end (up to [`ENDLESS`]) as a form
+/// body to `path`, as Alice: how many bytes the server took before it
+/// answered or stopped reading, and its answer's status and text (none if
+/// the connection was cut before they came).
+async fn post_endless_form(
+    app: &TestApp,
+    path: &str,
+    boundary: &str,
+    head: Vec<u8>,
+) -> (usize, Option<(u16, Option<String>)>) {
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let body = reqwest::Body::wrap_stream(futures_util::stream::poll_fn(move |context| {
+        receiver.poll_recv(context)
+    }));
+    let request = reqwest::Client::new()
+        .post(app.url(path))
+        .basic_auth("alice", Some("alice-password"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send();
+    let mut answer = std::pin::pin!(async move {
+        let response = request.await.ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().await.ok()))
+    });
+    let mut sent = 0;
+    let filler = vec![b'a'; 1 << 20];
+    let feeding = async {
+        let _ = sender.send(Ok(head)).await;
+        while sent < ENDLESS {
+            // A server that stopped reading leaves the sender waiting.
+            let offered = sender.send(Ok(filler.clone()));
+            match tokio::time::timeout(std::time::Duration::from_secs(5), offered).await {
+                Ok(Ok(())) => sent += filler.len(),
+                _ => break,
+            }
+        }
+        drop(sender);
+    };
+    let answer = tokio::select! {
+        answer = &mut answer => answer,
+        () = feeding => {
+            tokio::time::timeout(std::time::Duration::from_secs(30), answer)
+                .await
+                .ok()
+                .flatten()
+        }
+    };
+    (sent, answer)
+}
+
+/// A form body whose contents never begin (no boundary in it, or a part's
+/// headers that never end) is cut off with a 400 after a few KiB, on every
+/// route that takes files in forms: the form parser would hold all of it in
+/// memory while it looked for the end.
+#[tokio::test]
+async fn form_bodies_that_never_reach_their_contents_are_cut_off() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.add_user("alice", "alice-password").await;
+    let boundary = "depot-endless-form";
+    let mut heads = vec![
+        ("no boundary", b"preamble ".to_vec()),
+        (
+            "endless headers",
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.iso\"\r\nX-Filler: ")
+                .into_bytes(),
+        ),
+    ];
+    // The boundary line's own end is not the first half of the blank line
+    // that ends the headers: the parser reads it first.
+    heads.push((
+        "a blank line, then endless headers",
+        format!("--{boundary}\r\n\r\n").into_bytes(),
+    ));
+    for path in ["/api/upload", "/api/store/upload", "/v1/image/1/file"] {
+        for (what, head) in &heads {
+            let (sent, answer) = post_endless_form(&app, path, boundary, head.clone()).await;
+            assert!(
+                sent < 32 << 20,
+                "{what}, {path}: the server took {sent} bytes"
+            );
+            if let Some((status, body)) = answer {
+                assert_eq!(status, 400, "{what}, {path}: {body:?}");
+                // The server does not read the rest, so the connection may
+                // be reset before the client has read the whole answer.
+                if let Some(body) = body {
+                    assert!(body.contains("65536 bytes"), "{body}");
+                }
+            }
+        }
+    }
+    // A form that reaches its contents is taken as before.
+    let landed = app
+        .upload(
+            "alice",
+            "alice-password",
+            "small.img",
+            random_bytes(200_000),
+        )
+        .await;
+    assert_eq!(landed.status(), 201);
 }
 
 #[rstest]

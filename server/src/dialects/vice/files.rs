@@ -40,7 +40,8 @@ pub struct UploadForm {
         (status = 403, description = "Not the caller's image", body = ViceErrorBody),
         (status = 404, description = "Element not found", body = ViceErrorBody),
         (status = 405, description = "The path does not decode", body = ViceErrorBody),
-        (status = 409, description = "The image already has its bytes", body = ViceErrorBody),
+        (status = 409, description = "The image is a copy of a personal-store file, whose bytes \
+            it keeps", body = ViceErrorBody),
         (status = 413, description = "Over the size limit or the quota", body = ViceErrorBody),
     ))]
 pub async fn upload(
@@ -60,7 +61,8 @@ pub async fn upload(
             Ok(None) => return Err(ViceError::bad_request("the form has no 'upfile' field")),
             Err(error) => {
                 return Err(ViceError::bad_request(format!(
-                    "unreadable upload form: {error}"
+                    "unreadable upload form: {}",
+                    crate::web::form_reason(&error)
                 )))
             }
         };
