@@ -1,20 +1,22 @@
 //! Per-user quotas, held under concurrency and on every path.
 //!
-//! What counts against a user's quota: the images they uploaded (not the
-//! copies a sync makes of their personal store's files), the files in their
-//! personal store, the files deployed for them, and the bytes reserved for
-//! their uploads in flight. An upload reserves room before its bytes are
+//! What counts against a user's quota: the images they uploaded, the files
+//! in their personal store (and the copies a sync made of them that are no
+//! longer those files' bytes: see [`Core::personal_store_bytes`]), the files
+//! deployed for them, and the bytes reserved for their uploads in flight. An upload reserves room before its bytes are
 //! written, step by step as it grows, in the same transaction that counts
 //! the rest (see [`crate::store::QuotaAsk`]); it lets go of the reservation
 //! when it lands or fails. Two uploads that fit alone but not together can
 //! therefore never both land.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
 
 use super::Core;
 use crate::blob::{Allowance, IngestError};
+use crate::personal::StoreFile;
 use crate::store::QuotaAsk;
 
 /// How much an upload reserves ahead of what it has received.
@@ -28,10 +30,20 @@ const RESERVATION_TTL: Duration = Duration::from_secs(3600);
 const MOVED_RESERVATION_TTL: Duration = Duration::from_secs(600);
 
 impl Core {
-    /// The bytes of a user's personal store's files.
+    /// The bytes a user's personal store holds against the quota: its
+    /// files, and the copies a sync made of them that are not those files'
+    /// bytes (the file changed or went and no sync has caught up, or an
+    /// `.ovf` packed with its disks). A copy of a file as it is counts
+    /// once, as the file.
     pub(super) async fn personal_store_bytes(&self, user_id: i64) -> Result<u64, IngestError> {
-        let files = self.personal.files(user_id).await?;
-        Ok(files.unwrap_or_default().iter().map(|file| file.size).sum())
+        let files = self.personal.files(user_id).await?.unwrap_or_default();
+        let copies = self
+            .db
+            .synced_copies(user_id, &self.limits.personal_data_store)
+            .await
+            .map_err(quota_db_failed)?;
+        let stored: u64 = files.iter().map(|file| file.size).sum();
+        Ok(stored.saturating_add(unbacked_bytes(&files, &copies)))
     }
 
     /// Reserves between `needed` and `wanted` bytes for a user's upload,
@@ -368,7 +380,67 @@ fn moved_reservation_expiry_ms() -> i64 {
 }
 
 /// The database failed while counting, granting or moving quota.
+/// The bytes of the synced copies (folder, name, size) that no file backs:
+/// none of the same folder, name and size is in the store.
+fn unbacked_bytes(files: &[StoreFile], copies: &[(String, String, Option<i64>)]) -> u64 {
+    let sizes: HashMap<(&str, &str), u64> = files
+        .iter()
+        .map(|file| ((file.folder.as_str(), file.name.as_str()), file.size))
+        .collect();
+    copies
+        .iter()
+        .filter_map(|(folder, name, size)| {
+            let size = u64::try_from((*size)?).ok()?;
+            // A copy's folder is its owner's name, then the file's folder.
+            let below = folder.split_once('/').map_or("", |(_, below)| below);
+            let backed = sizes.get(&(below, name.as_str())) == Some(&size);
+            (!backed).then_some(size)
+        })
+        .sum()
+}
+
 fn quota_db_failed(error: sqlx::Error) -> IngestError {
     tracing::error!(%error, "cannot keep the quota's books");
     IngestError::Io(std::io::Error::other("the database failed"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(folder: &str, name: &str, size: u64) -> StoreFile {
+        StoreFile {
+            relative: if folder.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{folder}/{name}")
+            },
+            utf8: true,
+            folder: folder.to_owned(),
+            name: name.to_owned(),
+            size,
+            modified: Utc::now(),
+        }
+    }
+
+    fn copy(folder: &str, name: &str, size: i64) -> (String, String, Option<i64>) {
+        (folder.to_owned(), name.to_owned(), Some(size))
+    }
+
+    #[test]
+    fn copies_count_unless_a_file_of_their_place_and_size_backs_them() {
+        let files = [file("", "a.iso", 100), file("cds/old", "b.iso", 200)];
+        let copies = [
+            // Backed: the file as it is, at the root and in a folder.
+            copy("alice", "a.iso", 100),
+            copy("alice/cds/old", "b.iso", 200),
+            // The file changed, the file went, or an `.ovf`'s package.
+            copy("alice/cds", "b.iso", 200),
+            copy("alice", "gone.iso", 30),
+            copy("alice/cds/old", "b.iso", 7_000),
+        ];
+        assert_eq!(unbacked_bytes(&files, &copies[..2]), 0);
+        assert_eq!(unbacked_bytes(&files, &copies), 200 + 30 + 7_000);
+        assert_eq!(unbacked_bytes(&[], &copies[..2]), 300);
+    }
 }

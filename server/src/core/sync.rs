@@ -439,7 +439,8 @@ impl Core {
     ) -> Result<Registered, CoreError> {
         // An `.ovf` is kept with its disks: one package (an OVA), inspected
         // and downloadable whole; any other file as it is.
-        let stream: ByteStream = if file.name.to_ascii_lowercase().ends_with(".ovf") {
+        let packaged = file.name.to_ascii_lowercase().ends_with(".ovf");
+        let stream: ByteStream = if packaged {
             self.package_ovf(user, file, present).await?
         } else {
             self.personal
@@ -447,13 +448,20 @@ impl Core {
                 .await
                 .map_err(|error| CoreError::invalid(format!("unreadable: {error}")))?
         };
-        // The file itself already counts against the quota; its copy in the
-        // catalog is not counted again, so only the upload limit applies.
+        // A copy of the file as it is counts as the file, which the quota
+        // already counts, so only the upload limit applies; a package of an
+        // `.ovf` with its disks is bytes of its own, counted as an upload's
+        // (else one disk named by many descriptors would be stored many
+        // times over, uncounted).
+        let mut counted = packaged.then(|| self.upload_allowance(Some(user.id)));
+        let mut uncounted = Limit(self.limits.max_upload_bytes);
+        let allowance: &mut dyn crate::blob::Allowance = match &mut counted {
+            Some(counted) => counted,
+            None => &mut uncounted,
+        };
         let (staged, inspection) = self
             .blobs
-            .ingest(stream, &mut Limit(self.limits.max_upload_bytes), |reader| {
-                inspect::inspect(reader)
-            })
+            .ingest(stream, allowance, |reader| inspect::inspect(reader))
             .await
             .map_err(super::images::ingest_error)?;
         let inspection = inspection.map_err(Inspection::refused)?;
@@ -468,52 +476,60 @@ impl Core {
             )));
         }
         let now = Utc::now();
-        match existing {
-            Some(image) if image.sha256.as_deref() == Some(staged.sha256.as_str()) => {
-                Ok(Registered::Same)
-            }
-            Some(image) => {
-                let old = image.sha256.clone();
-                self.attach_blob(
-                    staged,
-                    Attach::Replace {
-                        id: image.id,
-                        inspection: &inspection,
-                        now,
-                    },
-                )
-                .await?;
-                if let Some(old) = old {
-                    self.release_blob(&old).await;
+        let registered = async {
+            match existing {
+                Some(image) if image.sha256.as_deref() == Some(staged.sha256.as_str()) => {
+                    Ok(Registered::Same)
                 }
-                Ok(Registered::Updated)
-            }
-            None => {
-                let data_store = self.limits.personal_data_store.clone();
-                let new = NewImage {
-                    kind: kind.image_kind().as_str(),
-                    name: file.name.clone(),
-                    label: file.name.clone(),
-                    path: image_path(&data_store, folder, &file.name),
-                    folder: folder.to_owned(),
-                    data_store,
-                    public: false,
-                    owner_id: Some(user.id),
-                    size: Some(staged.size as i64),
-                    sha256: Some(staged.sha256.clone()),
-                    format: Some(inspection.format.as_str()),
-                    virtual_size: inspection.virtual_size,
-                    now,
-                    provisioning: None,
-                    virtualized: Vec::new(),
-                    vice: None,
-                    inspection: inspection.attributes(),
-                    guest_os: inspection.guest_os().map(str::to_owned),
-                };
-                self.attach_blob(staged, Attach::Insert(&new)).await?;
-                Ok(Registered::Added)
+                Some(image) => {
+                    let old = image.sha256.clone();
+                    self.attach_blob(
+                        staged,
+                        Attach::Replace {
+                            id: image.id,
+                            inspection: &inspection,
+                            now,
+                        },
+                    )
+                    .await?;
+                    if let Some(old) = old {
+                        self.release_blob(&old).await;
+                    }
+                    Ok(Registered::Updated)
+                }
+                None => {
+                    let data_store = self.limits.personal_data_store.clone();
+                    let new = NewImage {
+                        kind: kind.image_kind().as_str(),
+                        name: file.name.clone(),
+                        label: file.name.clone(),
+                        path: image_path(&data_store, folder, &file.name),
+                        folder: folder.to_owned(),
+                        data_store,
+                        public: false,
+                        owner_id: Some(user.id),
+                        size: Some(staged.size as i64),
+                        sha256: Some(staged.sha256.clone()),
+                        format: Some(inspection.format.as_str()),
+                        virtual_size: inspection.virtual_size,
+                        now,
+                        provisioning: None,
+                        virtualized: Vec::new(),
+                        vice: None,
+                        inspection: inspection.attributes(),
+                        guest_os: inspection.guest_os().map(str::to_owned),
+                    };
+                    self.attach_blob(staged, Attach::Insert(&new)).await?;
+                    Ok(Registered::Added)
+                }
             }
         }
+        .await;
+        // Recorded or not, a package's bytes no longer need a reservation.
+        if let Some(counted) = counted {
+            counted.release().await;
+        }
+        registered
     }
 }
 

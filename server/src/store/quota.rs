@@ -123,6 +123,25 @@ impl Db {
         })
     }
 
+    /// The folder, name and size of each image a sync made of the user's
+    /// personal-store files (those in `personal_data_store`).
+    #[tracing::instrument(skip(self), err)]
+    pub async fn synced_copies(
+        &self,
+        user_id: i64,
+        personal_data_store: &str,
+    ) -> Result<Vec<(String, String, Option<i64>)>, sqlx::Error> {
+        super::with_pool!(self, pool => {
+            sqlx::query_as::<_, (String, String, Option<i64>)>(
+                "SELECT folder, name, size FROM images WHERE owner_id = $1 AND data_store = $2",
+            )
+            .bind(user_id)
+            .bind(personal_data_store)
+            .fetch_all(pool)
+            .await
+        })
+    }
+
     /// The user's quota epoch: how many reservations have been moved into
     /// their personal store (see [`Db::move_reservation_into_store`]).
     #[tracing::instrument(skip(self), err)]

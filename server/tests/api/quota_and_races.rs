@@ -642,3 +642,62 @@ fn b64(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(text)
 }
+
+/// A sync's copies count against the quota unless they are their file's
+/// bytes: an `.ovf` packed with its disks is stored on its own (one disk
+/// named by many descriptors was stored many times over, uncounted), and a
+/// copy whose file changed or went still holds its bytes until a sync
+/// catches up.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn synced_copies_count_unless_they_are_their_files(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(QUOTA)).await;
+    let alice = crate::store::User::new(&app, "alice", "alice-password").await;
+    let alice_id = app.core.login("alice", "alice-password").await.unwrap().id;
+    // One 300 KB disk, named by three descriptors: room for two packages.
+    let disk = random_bytes(300_000);
+    assert_eq!(alice.dav("MKCOL", "/vms/", None).await.0, 201);
+    assert_eq!(alice.dav("PUT", "/vms/disk.vmdk", Some(disk)).await.0, 201);
+    for n in 1..=3 {
+        let descriptor = crate::store::ovf("disk.vmdk");
+        let path = format!("/vms/vm{n}.ovf");
+        assert_eq!(alice.dav("PUT", &path, Some(descriptor)).await.0, 201);
+    }
+    let done = alice.sync("vm").await;
+    assert_eq!(done["added"], 2, "{done}");
+    let errors = done["message"]["errors"].to_string();
+    assert!(errors.contains("quota"), "{errors}");
+    let used = app.core.quota_usage(alice_id).await.unwrap();
+    assert!((900_000..=QUOTA).contains(&used), "{used}");
+
+    // A copy of a file as it is counts once, as the file.
+    let bob = crate::store::User::new(&app, "bob", "bob-password").await;
+    let bob_id = app.core.login("bob", "bob-password").await.unwrap().id;
+    assert_eq!(
+        bob.dav("PUT", "/t.iso", Some(iso_bytes(40_000))).await.0,
+        201
+    );
+    assert_eq!(bob.sync("iso").await["added"], 1);
+    assert_eq!(app.core.quota_usage(bob_id).await.unwrap(), 40_000);
+    // The file becomes something else: its old copy still counts, and
+    // still after a sync that refuses the new bytes and keeps the record.
+    let status = bob
+        .dav("PUT", "/t.iso", Some(b"not an iso".to_vec()))
+        .await
+        .0;
+    assert!(status.is_success(), "{status}");
+    assert_eq!(app.core.quota_usage(bob_id).await.unwrap(), 40_010);
+    let kept = bob.sync("iso").await;
+    assert!(
+        kept["message"]["errors"].to_string().contains("t.iso"),
+        "{kept}"
+    );
+    assert_eq!(app.core.quota_usage(bob_id).await.unwrap(), 40_010);
+    // The file goes, and a sync takes the copy away with it.
+    assert!(bob.dav("DELETE", "/t.iso", None).await.0.is_success());
+    assert_eq!(app.core.quota_usage(bob_id).await.unwrap(), 40_000);
+    assert_eq!(bob.sync("iso").await["deleted"], 1);
+    assert_eq!(app.core.quota_usage(bob_id).await.unwrap(), 0);
+}

@@ -20,7 +20,7 @@ pub fn iso() -> Vec<u8> {
     bytes
 }
 
-fn ovf(disk: &str) -> Vec<u8> {
+pub fn ovf(disk: &str) -> Vec<u8> {
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1">
