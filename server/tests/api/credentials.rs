@@ -299,13 +299,7 @@ async fn signing_out_revokes_the_tokens_the_session_issued(#[case] backend: Back
     let from_session: Value = json_of(browser.post(app.url("/api/tokens"))).await;
     let session_token = from_session["token"].as_str().unwrap().to_owned();
     // A token made with a password, not through the session, survives.
-    let scripted: Value = json_of(
-        reqwest::Client::new()
-            .post(app.url("/api/tokens"))
-            .basic_auth("alice", Some("alice-password")),
-    )
-    .await;
-    let scripted = scripted["token"].as_str().unwrap().to_owned();
+    let scripted = token_by_password(&app, "alice", "alice-password").await;
     let works = |token: String| {
         let url = app.url("/v2/user/image/iso");
         async move {
@@ -334,6 +328,28 @@ async fn signing_out_revokes_the_tokens_the_session_issued(#[case] backend: Back
     assert_eq!(works(scripted).await, 200);
 }
 
+/// A bearer token for `user`, asked for with their password.
+async fn token_by_password(app: &TestApp, user: &str, password: &str) -> String {
+    let made: Value = json_of(
+        reqwest::Client::new()
+            .post(app.url("/api/tokens"))
+            .basic_auth(user, Some(password)),
+    )
+    .await;
+    made["token"].as_str().unwrap().to_owned()
+}
+
+/// Sends each request, which must be refused for being made with a token.
+async fn refused_to_a_token(requests: impl IntoIterator<Item = reqwest::RequestBuilder>) {
+    for request in requests {
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert!(body.contains("a token cannot"), "{body}");
+    }
+}
+
 /// A token proves who its holder is, but makes no further credentials: a
 /// successor token (or an API key, or for an administrator an account, a
 /// password or admin rights) made with it would outlive the token's
@@ -346,13 +362,7 @@ async fn a_token_cannot_mint_further_credentials(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.add_user("alice", "alice-password").await;
     app.core.issue_api_key("alice", "lab").await.unwrap();
-    let made: Value = json_of(
-        reqwest::Client::new()
-            .post(app.url("/api/tokens"))
-            .basic_auth("alice", Some("alice-password")),
-    )
-    .await;
-    let token = made["token"].as_str().unwrap().to_owned();
+    let token = token_by_password(&app, "alice", "alice-password").await;
     let client = reqwest::Client::new();
     let tried = [
         // Bearer, and HTTPie's `-a TOKEN:` (the token as a Basic username).
@@ -371,13 +381,7 @@ async fn a_token_cannot_mint_further_credentials(#[case] backend: Backend) {
             .bearer_auth(&token)
             .form(&[("tenant", "lab")]),
     ];
-    for request in tried {
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let body = response.text().await.unwrap();
-        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-        assert!(body.contains("a token cannot"), "{body}");
-    }
+    refused_to_a_token(tried).await;
     // The token itself still works, and nothing new was made with it.
     let listed: Value = json_of(client.get(app.url("/api/tokens")).bearer_auth(&token)).await;
     assert_eq!(listed["tokens"].as_array().unwrap().len(), 1, "{listed}");
@@ -391,13 +395,7 @@ async fn a_token_cannot_mint_further_credentials(#[case] backend: Backend) {
 
     // Nor does an administrator's token hand out access: no account with a
     // password of its holder's choosing, no new password, no admin rights.
-    let made: Value = json_of(
-        client
-            .post(app.url("/api/tokens"))
-            .basic_auth("admin", Some(ADMIN_PASSWORD)),
-    )
-    .await;
-    let admin_token = made["token"].as_str().unwrap().to_owned();
+    let admin_token = token_by_password(&app, "admin", ADMIN_PASSWORD).await;
     let alice_id = app
         .core
         .login("alice", "alice-password")
@@ -426,13 +424,7 @@ async fn a_token_cannot_mint_further_credentials(#[case] backend: Backend) {
             .bearer_auth(&admin_token)
             .json(&serde_json::json!({"username": "mallory", "password": "mallory-password"})),
     ];
-    for request in tried {
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let body = response.text().await.unwrap();
-        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-        assert!(body.contains("a token cannot"), "{body}");
-    }
+    refused_to_a_token(tried).await;
     assert!(app.core.login("mallory", "mallory-password").await.is_err());
     assert!(app.core.login("alice", "alice-password").await.is_ok());
     // What takes access away, or only reads, a token may still do.
