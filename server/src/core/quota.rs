@@ -379,7 +379,6 @@ fn moved_reservation_expiry_ms() -> i64 {
         .saturating_add(MOVED_RESERVATION_TTL.as_millis() as i64)
 }
 
-/// The database failed while counting, granting or moving quota.
 /// The bytes of the synced copies (folder, name, size) that no file backs:
 /// none of the same folder, name and size is in the store.
 fn unbacked_bytes(files: &[StoreFile], copies: &[(String, String, Option<i64>)]) -> u64 {
@@ -399,6 +398,7 @@ fn unbacked_bytes(files: &[StoreFile], copies: &[(String, String, Option<i64>)])
         .sum()
 }
 
+/// The database failed while counting, granting or moving quota.
 fn quota_db_failed(error: sqlx::Error) -> IngestError {
     tracing::error!(%error, "cannot keep the quota's books");
     IngestError::Io(std::io::Error::other("the database failed"))

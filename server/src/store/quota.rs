@@ -16,11 +16,12 @@ pub struct QuotaAsk<'a> {
     /// As many bytes as this is what the upload would like.
     pub wanted: i64,
     pub quota: i64,
-    /// Bytes the user holds that the database does not know of (their
-    /// personal store's files).
+    /// Bytes the user holds that this count does not read from the
+    /// database: their personal store's files, and the synced copies no
+    /// file backs (`Core::personal_store_bytes`).
     pub outside: i64,
     /// Images in this data store are copies of personal-store files,
-    /// already counted in `outside`.
+    /// counted in `outside` (as their files, or on their own).
     pub personal_data_store: &'a str,
     /// The user's quota epoch read before `outside` was listed: bytes
     /// moved into the store after it may be missing from the listing, so
