@@ -31,6 +31,7 @@ mod seeds;
 mod several_servers;
 mod shared_credentials;
 mod store;
+mod synced_quota;
 mod ui;
 mod ui_images;
 mod ui_keys;

@@ -1,0 +1,134 @@
+//! Quotas and the images a sync makes of personal-store files: a copy
+//! counts as its file while it holds the file's bytes and on its own
+//! otherwise (an `.ovf` packed with its disks, a copy whose file changed or
+//! went), and takes no other bytes.
+
+use reqwest::StatusCode;
+use rstest::rstest;
+use serde_json::Value;
+
+use crate::helpers::{json_of, random_bytes, Backend, TestApp};
+use crate::vice::iso_bytes;
+
+const QUOTA: u64 = 1_000_000;
+
+/// A synced image is a copy of a personal-store file, whose bytes the quota
+/// counts as the file's: other bytes put under it (a ViCE file upload, a
+/// resumable upload for it) would be counted nowhere, so they are refused.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_synced_image_takes_no_other_bytes(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(QUOTA)).await;
+    let alice = crate::store::User::new(&app, "alice", "alice-password").await;
+    let file = iso_bytes(40_000);
+    assert_eq!(alice.dav("PUT", "/t.iso", Some(file.clone())).await.0, 201);
+    assert_eq!(alice.sync("iso").await["added"], 1);
+    let listed: Value = json_of(
+        reqwest::Client::new()
+            .get(app.url("/v2/user/image/iso"))
+            .basic_auth("alice", Some("alice-password")),
+    )
+    .await;
+    let id = listed["data"][0]["id"].as_i64().unwrap();
+
+    // Small files: the server answers before it reads them, and a larger
+    // body still being sent could have the connection reset under it.
+    for _ in 0..2 {
+        let part = reqwest::multipart::Part::bytes(iso_bytes(40_000)).file_name("other.iso");
+        let response = reqwest::Client::new()
+            .post(app.url(&format!("/v1/image/{id}/file")))
+            .basic_auth("alice", Some("alice-password"))
+            .multipart(reqwest::multipart::Form::new().part("upfile", part))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert!(body.contains("is a copy of [personal]"), "{body}");
+    }
+    let resumable = reqwest::Client::new()
+        .post(app.url("/api/uploads"))
+        .basic_auth("alice", Some("alice-password"))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", "900000")
+        .header("upload-metadata", format!("image {}", b64(&id.to_string())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumable.status(), StatusCode::CONFLICT);
+    let refusal = resumable.text().await.unwrap();
+    assert!(refusal.contains("is a copy of [personal]"), "{refusal}");
+
+    let user = app.core.login("alice", "alice-password").await.unwrap();
+    assert_eq!(app.core.quota_usage(user.id).await.unwrap(), 40_000);
+    let viewer = app::model::Viewer::User(user);
+    let image = app.core.get_image(&viewer, id).await.unwrap();
+    assert_eq!(image.size, Some(40_000));
+}
+
+fn b64(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// A sync's copies count against the quota unless they are their file's
+/// bytes: an `.ovf` packed with its disks is stored on its own (one disk
+/// named by many descriptors was stored many times over, uncounted), and a
+/// copy whose file changed or went still holds its bytes until a sync
+/// catches up.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn synced_copies_count_unless_they_are_their_files(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(QUOTA)).await;
+    let alice = crate::store::User::new(&app, "alice", "alice-password").await;
+    let alice_id = app.core.login("alice", "alice-password").await.unwrap().id;
+    // One 300 KB disk, named by three descriptors: room for two packages.
+    let disk = random_bytes(300_000);
+    assert_eq!(alice.dav("MKCOL", "/vms/", None).await.0, 201);
+    assert_eq!(alice.dav("PUT", "/vms/disk.vmdk", Some(disk)).await.0, 201);
+    for n in 1..=3 {
+        let descriptor = crate::store::ovf("disk.vmdk");
+        let path = format!("/vms/vm{n}.ovf");
+        assert_eq!(alice.dav("PUT", &path, Some(descriptor)).await.0, 201);
+    }
+    let done = alice.sync("vm").await;
+    assert_eq!(done["added"], 2, "{done}");
+    let errors = done["message"]["errors"].to_string();
+    assert!(errors.contains("quota"), "{errors}");
+    let used = app.core.quota_usage(alice_id).await.unwrap();
+    assert!((900_000..=QUOTA).contains(&used), "{used}");
+
+    // A copy of a file as it is counts once, as the file.
+    let bob = crate::store::User::new(&app, "bob", "bob-password").await;
+    let bob_id = app.core.login("bob", "bob-password").await.unwrap().id;
+    assert_eq!(
+        bob.dav("PUT", "/t.iso", Some(iso_bytes(40_000))).await.0,
+        201
+    );
+    assert_eq!(bob.sync("iso").await["added"], 1);
+    assert_eq!(app.core.quota_usage(bob_id).await.unwrap(), 40_000);
+    // The file becomes something else: its old copy still counts, and
+    // still after a sync that refuses the new bytes and keeps the record.
+    let status = bob
+        .dav("PUT", "/t.iso", Some(b"not an iso".to_vec()))
+        .await
+        .0;
+    assert!(status.is_success(), "{status}");
+    assert_eq!(app.core.quota_usage(bob_id).await.unwrap(), 40_010);
+    let kept = bob.sync("iso").await;
+    assert!(
+        kept["message"]["errors"].to_string().contains("t.iso"),
+        "{kept}"
+    );
+    assert_eq!(app.core.quota_usage(bob_id).await.unwrap(), 40_010);
+    // The file goes, and a sync takes the copy away with it.
+    assert!(bob.dav("DELETE", "/t.iso", None).await.0.is_success());
+    assert_eq!(app.core.quota_usage(bob_id).await.unwrap(), 40_000);
+    assert_eq!(bob.sync("iso").await["deleted"], 1);
+    assert_eq!(app.core.quota_usage(bob_id).await.unwrap(), 0);
+}
