@@ -8,6 +8,7 @@ use rstest::rstest;
 use serde_json::Value;
 
 use crate::helpers::{json_of, random_bytes, Backend, TestApp};
+use crate::uploads::b64;
 use crate::vice::iso_bytes;
 
 const QUOTA: u64 = 1_000_000;
@@ -54,7 +55,10 @@ async fn a_synced_image_takes_no_other_bytes(#[case] backend: Backend) {
         .basic_auth("alice", Some("alice-password"))
         .header("tus-resumable", "1.0.0")
         .header("upload-length", "900000")
-        .header("upload-metadata", format!("image {}", b64(&id.to_string())))
+        .header(
+            "upload-metadata",
+            format!("image {}", b64(id.to_string().as_bytes())),
+        )
         .send()
         .await
         .unwrap();
@@ -67,11 +71,6 @@ async fn a_synced_image_takes_no_other_bytes(#[case] backend: Backend) {
     let viewer = app::model::Viewer::User(user);
     let image = app.core.get_image(&viewer, id).await.unwrap();
     assert_eq!(image.size, Some(40_000));
-}
-
-fn b64(text: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(text)
 }
 
 /// A sync's copies count against the quota unless they are their file's

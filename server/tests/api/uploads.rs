@@ -17,7 +17,8 @@ mod storage;
 
 const ALICE: (&str, &str) = ("alice", "alice-password");
 
-fn b64(text: &[u8]) -> String {
+/// Base64, as tus's `Upload-Metadata` carries its values.
+pub fn b64(text: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(text)
 }
 
