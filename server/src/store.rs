@@ -40,7 +40,7 @@ pub use deployments::DeploymentRow;
 pub use environments::{EnvironmentColumns, EnvironmentRow};
 pub use images::{DetailsUpdate, LinkRow, NameScope, NewImage, ProvisioningUpdate};
 pub use jobs::{JobCount, JobRow};
-pub use quota::QuotaAsk;
+pub use quota::{QuotaAsk, SyncedCopy};
 pub use rows::{ImageRow, TokenOwner, UserRow};
 pub use sessions::SessionStore;
 pub use sync::{SyncOutcome, SyncRow};

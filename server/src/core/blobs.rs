@@ -42,11 +42,14 @@ pub struct Collected {
 
 impl Core {
     /// Publishes staged bytes and records them, under the blob's lock;
-    /// answers the record's id. Nothing is left behind on failure.
+    /// answers the record's id. `synced_from` is the personal-store source
+    /// (see [`super::sync::Source`]) of a sync's copy, recorded with it.
+    /// Nothing is left behind on failure.
     pub(super) async fn attach_blob(
         &self,
         staged: Staged,
         attach: Attach<'_>,
+        synced_from: Option<&str>,
     ) -> Result<i64, CoreError> {
         let sha256 = staged.sha256.clone();
         let size = staged.size as i64;
@@ -75,6 +78,9 @@ impl Core {
                     id
                 }
             };
+            if let Some(source) = synced_from {
+                lock.set_synced_from(id, source).await.map_err(db_error)?;
+            }
             lock.commit().await.map_err(db_error)?;
             Ok(id)
         }

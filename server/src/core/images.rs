@@ -346,7 +346,7 @@ impl Core {
                 inspection: inspection.attributes(),
                 guest_os: inspection.guest_os().map(str::to_owned),
             };
-            self.attach_blob(staged, Attach::Insert(&new)).await
+            self.attach_blob(staged, Attach::Insert(&new), None).await
         }
         .await;
         // Recorded or not, the bytes no longer need a reservation.

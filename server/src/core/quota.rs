@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use chrono::Utc;
 
+use super::sync::Source;
 use super::Core;
 use crate::blob::{Allowance, IngestError};
 use crate::personal::StoreFile;
-use crate::store::QuotaAsk;
+use crate::store::{QuotaAsk, SyncedCopy};
 
 /// How much an upload reserves ahead of what it has received.
 pub const RESERVATION_STEP: u64 = 64 << 20;
@@ -149,6 +150,7 @@ impl Core {
             promised: if reservation.is_some() { promised } else { 0 },
             reservation,
             at_most: u64::MAX,
+            replacing: 0,
         }
     }
 
@@ -161,6 +163,7 @@ impl Core {
             reservation: None,
             promised: 0,
             at_most: u64::MAX,
+            replacing: 0,
         }
     }
 }
@@ -179,6 +182,9 @@ pub struct UploadAllowance<'a> {
     /// reserved ahead is never more, so that an upload that has said how
     /// long it is leaves the rest of a quota to the uploads beside it.
     at_most: u64,
+    /// Bytes that the upload replaces, which count until it takes their
+    /// place: only growth past them is reserved.
+    replacing: u64,
 }
 
 impl UploadAllowance<'_> {
@@ -186,6 +192,25 @@ impl UploadAllowance<'_> {
     pub fn at_most(mut self, bytes: Option<u64>) -> Self {
         self.at_most = bytes.unwrap_or(u64::MAX);
         self
+    }
+
+    /// Counts `bytes` as already held: those of what the upload replaces
+    /// (a package a sync packs again), which count until it takes their place.
+    pub fn replacing(mut self, bytes: u64) -> Self {
+        self.replacing = bytes;
+        self
+    }
+
+    /// Lets go of the reservation of bytes now recorded as a copy of a
+    /// personal store's, which a count finds through the store's listing
+    /// (see [`Core::personal_store_bytes`]): moved as a store write's is,
+    /// so that a count whose listing began before the record still counts it.
+    pub async fn release_into_store(mut self) {
+        if let (Some(id), Some(user_id)) = (self.reservation.take(), self.user_id) {
+            if let Err(error) = self.core.release_into_store(user_id, id).await {
+                tracing::warn!(%error, "cannot release a quota reservation; it will expire");
+            }
+        }
     }
 
     /// Lets go of the reservation: the bytes now count as a record, or not at all.
@@ -222,15 +247,26 @@ impl Allowance for UploadAllowance<'_> {
         if needed <= self.promised {
             return Ok(self.promised);
         }
+        if needed <= self.replacing {
+            return Ok(self.replacing.min(limit));
+        }
         // Never less than `needed`, even past a length the body broke.
         let wanted = needed
             .saturating_add(RESERVATION_STEP)
             .min(limit)
             .min(self.at_most)
             .max(needed);
-        self.core
-            .reserve(user_id, quota, &mut self.reservation, needed, wanted)
-            .await
+        let granted = self
+            .core
+            .reserve(
+                user_id,
+                quota,
+                &mut self.reservation,
+                needed - self.replacing,
+                wanted - self.replacing,
+            )
+            .await?;
+        Ok(granted.saturating_add(self.replacing))
     }
 }
 
@@ -379,23 +415,37 @@ fn moved_reservation_expiry_ms() -> i64 {
         .saturating_add(MOVED_RESERVATION_TTL.as_millis() as i64)
 }
 
-/// The bytes of the synced copies (folder, name, size) that no file backs:
-/// none of the same folder, name and size is in the store.
-fn unbacked_bytes(files: &[StoreFile], copies: &[(String, String, Option<i64>)]) -> u64 {
-    let sizes: HashMap<(&str, &str), u64> = files
+/// The bytes of the synced copies that no file backs. A file backs the one
+/// copy of it whose recorded source it still shows (see [`Source::file`]);
+/// a copy recorded before sources were kept, the one of its place and size.
+/// A package (an `.ovf` with its disks) is backed by nothing.
+fn unbacked_bytes(files: &[StoreFile], copies: &[SyncedCopy]) -> u64 {
+    let mut files: HashMap<(&str, &str), &StoreFile> = files
         .iter()
-        .map(|file| ((file.folder.as_str(), file.name.as_str()), file.size))
+        .filter(|file| file.utf8)
+        .map(|file| ((file.folder.as_str(), file.name.as_str()), file))
         .collect();
-    copies
-        .iter()
-        .filter_map(|(folder, name, size)| {
-            let size = u64::try_from((*size)?).ok()?;
-            // A copy's folder is its owner's name, then the file's folder.
-            let below = folder.split_once('/').map_or("", |(_, below)| below);
-            let backed = sizes.get(&(below, name.as_str())) == Some(&size);
-            (!backed).then_some(size)
-        })
-        .sum()
+    let mut unbacked = 0_u64;
+    for copy in copies {
+        let Some(size) = copy.size.and_then(|size| u64::try_from(size).ok()) else {
+            continue;
+        };
+        // A copy's folder is its owner's name, then the file's folder.
+        let below = copy.folder.split_once('/').map_or("", |(_, below)| below);
+        let place = (below, copy.name.as_str());
+        let backed = files
+            .get(&place)
+            .is_some_and(|file| match &copy.synced_from {
+                Some(source) => source == Source::file(file).as_str(),
+                None => file.size == size,
+            });
+        if backed {
+            files.remove(&place);
+        } else {
+            unbacked = unbacked.saturating_add(size);
+        }
+    }
+    unbacked
 }
 
 /// The database failed while counting, granting or moving quota.
@@ -423,24 +473,68 @@ mod tests {
         }
     }
 
-    fn copy(folder: &str, name: &str, size: i64) -> (String, String, Option<i64>) {
-        (folder.to_owned(), name.to_owned(), Some(size))
+    fn copy(folder: &str, name: &str, size: i64, source: Option<&str>) -> SyncedCopy {
+        SyncedCopy {
+            id: 0,
+            folder: folder.to_owned(),
+            name: name.to_owned(),
+            size: Some(size),
+            synced_from: source.map(str::to_owned),
+        }
     }
 
     #[test]
-    fn copies_count_unless_a_file_of_their_place_and_size_backs_them() {
-        let files = [file("", "a.iso", 100), file("cds/old", "b.iso", 200)];
-        let copies = [
-            // Backed: the file as it is, at the root and in a folder.
-            copy("alice", "a.iso", 100),
-            copy("alice/cds/old", "b.iso", 200),
-            // The file changed, the file went, or an `.ovf`'s package.
-            copy("alice/cds", "b.iso", 200),
-            copy("alice", "gone.iso", 30),
-            copy("alice/cds/old", "b.iso", 7_000),
+    fn a_copy_counts_unless_its_file_still_shows_its_source() {
+        let a = file("", "a.iso", 100);
+        let b = file("cds/old", "b.iso", 200);
+        // What the copy of b was made of: a file of its size, written earlier.
+        let mut earlier = b.clone();
+        earlier.modified -= chrono::Duration::seconds(1);
+        let files = [a.clone(), b.clone()];
+        let (a_source, b_source) = (Source::file(&a), Source::file(&b));
+        let backed = [
+            copy("alice", "a.iso", 100, Some(a_source.as_str())),
+            copy("alice/cds/old", "b.iso", 200, Some(b_source.as_str())),
         ];
-        assert_eq!(unbacked_bytes(&files, &copies[..2]), 0);
-        assert_eq!(unbacked_bytes(&files, &copies), 200 + 30 + 7_000);
-        assert_eq!(unbacked_bytes(&[], &copies[..2]), 300);
+        assert_eq!(unbacked_bytes(&files, &backed), 0);
+        assert_eq!(unbacked_bytes(&[], &backed), 300);
+        let unbacked = [
+            // The file was replaced by one of the same size.
+            copy(
+                "alice/cds/old",
+                "b.iso",
+                200,
+                Some(Source::file(&earlier).as_str()),
+            ),
+            // Another place, a file gone, an `.ovf`'s package.
+            copy("alice/cds", "b.iso", 200, Some(b_source.as_str())),
+            copy("alice", "gone.iso", 30, Some(a_source.as_str())),
+            copy("alice", "a.iso", 100, Some("ovf:0123")),
+        ];
+        assert_eq!(unbacked_bytes(&files, &unbacked), 200 + 200 + 30 + 100);
+        // One file backs one copy, however many claim it.
+        let twice = [backed[0].clone(), backed[0].clone()];
+        assert_eq!(unbacked_bytes(&files, &twice), 100);
+        // A file whose name is not UTF-8 backs nothing (its name is lossy).
+        let mut lossy = a.clone();
+        lossy.utf8 = false;
+        assert_eq!(unbacked_bytes(&[lossy], &backed[..1]), 100);
+    }
+
+    #[test]
+    fn a_copy_from_before_sources_were_kept_is_backed_by_its_place_and_size() {
+        let files = [file("", "a.iso", 100)];
+        assert_eq!(
+            unbacked_bytes(&files, &[copy("alice", "a.iso", 100, None)]),
+            0
+        );
+        assert_eq!(
+            unbacked_bytes(&files, &[copy("alice", "a.iso", 99, None)]),
+            99
+        );
+        assert_eq!(
+            unbacked_bytes(&files, &[copy("bob/x", "a.iso", 100, None)]),
+            100
+        );
     }
 }

@@ -20,6 +20,8 @@ use crate::store::{NewImage, SyncOutcome, SyncRow};
 
 mod ovf;
 
+use ovf::OvfPackage;
+
 /// The job kind that runs a sync request.
 pub const SYNC_JOB: &str = "vss.image_sync";
 
@@ -106,6 +108,38 @@ impl TryFrom<SyncRow> for SyncRequest {
             updated_at: row.updated_at,
         })
     }
+}
+
+/// What a synced image is a copy of, as the sync that made it saw it, kept
+/// with the image (`images.synced_from`): a sync that sees the same again
+/// copies nothing, and the quota counts a file's copy as the file only
+/// while the file still shows it (else as bytes of its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source(String);
+
+impl Source {
+    /// A file copied as it is: its size and modification time.
+    pub fn file(file: &StoreFile) -> Self {
+        let modified = file.modified.timestamp_nanos_opt().unwrap_or(i64::MAX);
+        Self(format!("file:{}:{modified}", file.size))
+    }
+
+    /// An `.ovf` packed with its disks (`digest`: see [`OvfPackage::source`]).
+    fn package(digest: &str) -> Self {
+        Self(format!("ovf:{digest}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What a sync copies of one file.
+enum Copy {
+    /// The file as it is.
+    File,
+    /// An `.ovf` with the disks it names, packed as one archive.
+    Package(OvfPackage),
 }
 
 /// A random id in the UUID v4 shape, as VSS shows task ids.
@@ -286,9 +320,23 @@ impl Core {
             None if known.is_empty() => Vec::new(),
             None => return Err("the personal store's folder is missing on this server".into()),
         };
-        let present: HashMap<(String, String), u64> = files
+        // What each copy was made of, to tell whether its file changed.
+        let sources: HashMap<i64, Option<String>> = self
+            .db
+            .synced_copies(user.id, &self.limits.personal_data_store)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "cannot list the synced copies");
+                "the catalog was unavailable".to_owned()
+            })?
+            .into_iter()
+            .map(|copy| (copy.id, copy.synced_from))
+            .collect();
+        // The files a descriptor may name (a lossy name names nothing).
+        let present: HashMap<(String, String), &StoreFile> = files
             .iter()
-            .map(|file| ((file.folder.clone(), file.name.clone()), file.size))
+            .filter(|file| file.utf8)
+            .map(|file| ((file.folder.clone(), file.name.clone()), file))
             .collect();
         let mut outcome = SyncOutcome::default();
         let mut errors = Vec::new();
@@ -320,11 +368,14 @@ impl Core {
             };
             // The file is there: its record stays, whatever is wrong with it now.
             let existing = known.remove(&(folder.clone(), file.name.clone()));
-            if file.name.to_ascii_lowercase().ends_with(".ovf") {
-                match self.check_ovf(user, file, &present).await {
-                    Ok(missing) if missing.is_empty() => {}
-                    Ok(missing) => {
-                        errors.push(format!("{shown}: missing disk {}", missing.join(", ")));
+            // An `.ovf` is kept with its disks: one package (an OVA),
+            // inspected and downloadable whole; any other file as it is.
+            let copy = if file.name.to_ascii_lowercase().ends_with(".ovf") {
+                match self.read_package(user, file, &present).await {
+                    Ok(package) if package.missing.is_empty() => Copy::Package(package),
+                    Ok(package) => {
+                        let missing = package.missing.join(", ");
+                        errors.push(format!("{shown}: missing disk {missing}"));
                         continue;
                     }
                     Err(error) => {
@@ -332,16 +383,34 @@ impl Core {
                         continue;
                     }
                 }
-            }
+            } else {
+                Copy::File
+            };
+            let source = match &copy {
+                Copy::File => Source::file(file),
+                Copy::Package(package) => package.source(file),
+            };
             if let Some(image) = &existing {
-                let unchanged =
-                    image.size == Some(file.size as i64) && file.modified <= image.updated_at;
-                if unchanged {
-                    continue;
+                match sources.get(&image.id) {
+                    Some(Some(recorded)) if recorded == source.as_str() => continue,
+                    // A copy made before sources were kept: as then, a file
+                    // of its size and no newer is its file.
+                    Some(None)
+                        if matches!(copy, Copy::File)
+                            && image.size == Some(file.size as i64)
+                            && file.modified <= image.updated_at =>
+                    {
+                        if let Err(error) = self.db.set_synced_from(image.id, source.as_str()).await
+                        {
+                            tracing::warn!(%error, "cannot record a synced copy's source");
+                        }
+                        continue;
+                    }
+                    _ => {}
                 }
             }
             match self
-                .register(user, kind, file, &present, &folder, existing.as_ref())
+                .register(user, kind, file, copy, &source, &folder, existing.as_ref())
                 .await
             {
                 Ok(Registered::Added) => outcome.added += 1,
@@ -363,39 +432,80 @@ impl Core {
         Ok(outcome)
     }
 
-    /// Copies a file's bytes into the blob store and records or updates its image.
+    /// Copies a file's bytes (or an `.ovf`'s package) into the blob store
+    /// and records or updates its image.
     #[allow(clippy::too_many_arguments)]
     async fn register(
         &self,
         user: &Principal,
         kind: SyncKind,
         file: &StoreFile,
-        present: &HashMap<(String, String), u64>,
+        copy: Copy,
+        source: &Source,
         folder: &str,
         existing: Option<&Image>,
     ) -> Result<Registered, CoreError> {
-        // An `.ovf` is kept with its disks: one package (an OVA), inspected
-        // and downloadable whole; any other file as it is.
-        let packaged = file.name.to_ascii_lowercase().ends_with(".ovf");
-        let stream: ByteStream = if packaged {
-            self.package_ovf(user, file, present).await?
-        } else {
-            self.personal
-                .read(user.id, &file.relative)
-                .await
-                .map_err(|error| CoreError::invalid(format!("unreadable: {error}")))?
-        };
         // A copy of the file as it is counts as the file, which the quota
-        // already counts, so only the upload limit applies; a package of an
-        // `.ovf` with its disks is bytes of its own, counted as an upload's
-        // (else one disk named by many descriptors would be stored many
-        // times over, uncounted).
-        let mut counted = packaged.then(|| self.upload_allowance(Some(user.id)));
+        // already counts, so only the upload limit applies. A package is
+        // bytes of its own, counted as an upload's (else one disk named by
+        // many descriptors would be stored many times over, uncounted);
+        // one that replaces an older package needs room only to grow, the
+        // older counting until the newer takes its place.
+        let (stream, mut counted): (ByteStream, _) = match copy {
+            Copy::File => {
+                let stream = self
+                    .personal
+                    .read(user.id, &file.relative)
+                    .await
+                    .map_err(|error| CoreError::invalid(format!("unreadable: {error}")))?;
+                (stream, None)
+            }
+            Copy::Package(package) => {
+                let replaced = existing.and_then(|image| image.size).unwrap_or(0);
+                let allowance = self
+                    .upload_allowance(Some(user.id))
+                    .replacing(u64::try_from(replaced).unwrap_or(0))
+                    .at_most(Some(package.size_bound(&file.name)));
+                (self.package_ovf(user, &file.name, package), Some(allowance))
+            }
+        };
         let mut uncounted = Limit(self.limits.max_upload_bytes);
         let allowance: &mut dyn crate::blob::Allowance = match &mut counted {
             Some(counted) => counted,
             None => &mut uncounted,
         };
+        let registered = self
+            .record_copy(
+                user, kind, file, stream, allowance, source, folder, existing,
+            )
+            .await;
+        // A package's reservation goes once it is recorded or refused (not
+        // in the background, where a count could still see it). Recorded,
+        // it counts through the store's listing, which a count begun
+        // before the record missed: it is moved as a store write's is.
+        if let Some(counted) = counted {
+            match registered {
+                Ok(Registered::Added | Registered::Updated) => counted.release_into_store().await,
+                _ => counted.release().await,
+            }
+        }
+        registered
+    }
+
+    /// Ingests a copy's bytes, inspects them and records them as the
+    /// file's image, new or updated.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_copy(
+        &self,
+        user: &Principal,
+        kind: SyncKind,
+        file: &StoreFile,
+        stream: ByteStream,
+        allowance: &mut dyn crate::blob::Allowance,
+        source: &Source,
+        folder: &str,
+        existing: Option<&Image>,
+    ) -> Result<Registered, CoreError> {
         let (staged, inspection) = self
             .blobs
             .ingest(stream, allowance, |reader| inspect::inspect(reader))
@@ -413,60 +523,55 @@ impl Core {
             )));
         }
         let now = Utc::now();
-        let registered = async {
-            match existing {
-                Some(image) if image.sha256.as_deref() == Some(staged.sha256.as_str()) => {
-                    Ok(Registered::Same)
-                }
-                Some(image) => {
-                    let old = image.sha256.clone();
-                    self.attach_blob(
-                        staged,
-                        Attach::Replace {
-                            id: image.id,
-                            inspection: &inspection,
-                            now,
-                        },
-                    )
+        match existing {
+            Some(image) if image.sha256.as_deref() == Some(staged.sha256.as_str()) => {
+                self.db
+                    .set_synced_from(image.id, source.as_str())
+                    .await
+                    .map_err(db_error)?;
+                Ok(Registered::Same)
+            }
+            Some(image) => {
+                let old = image.sha256.clone();
+                let replace = Attach::Replace {
+                    id: image.id,
+                    inspection: &inspection,
+                    now,
+                };
+                self.attach_blob(staged, replace, Some(source.as_str()))
                     .await?;
-                    if let Some(old) = old {
-                        self.release_blob(&old).await;
-                    }
-                    Ok(Registered::Updated)
+                if let Some(old) = old {
+                    self.release_blob(&old).await;
                 }
-                None => {
-                    let data_store = self.limits.personal_data_store.clone();
-                    let new = NewImage {
-                        kind: kind.image_kind().as_str(),
-                        name: file.name.clone(),
-                        label: file.name.clone(),
-                        path: image_path(&data_store, folder, &file.name),
-                        folder: folder.to_owned(),
-                        data_store,
-                        public: false,
-                        owner_id: Some(user.id),
-                        size: Some(staged.size as i64),
-                        sha256: Some(staged.sha256.clone()),
-                        format: Some(inspection.format.as_str()),
-                        virtual_size: inspection.virtual_size,
-                        now,
-                        provisioning: None,
-                        virtualized: Vec::new(),
-                        vice: None,
-                        inspection: inspection.attributes(),
-                        guest_os: inspection.guest_os().map(str::to_owned),
-                    };
-                    self.attach_blob(staged, Attach::Insert(&new)).await?;
-                    Ok(Registered::Added)
-                }
+                Ok(Registered::Updated)
+            }
+            None => {
+                let data_store = self.limits.personal_data_store.clone();
+                let new = NewImage {
+                    kind: kind.image_kind().as_str(),
+                    name: file.name.clone(),
+                    label: file.name.clone(),
+                    path: image_path(&data_store, folder, &file.name),
+                    folder: folder.to_owned(),
+                    data_store,
+                    public: false,
+                    owner_id: Some(user.id),
+                    size: Some(staged.size as i64),
+                    sha256: Some(staged.sha256.clone()),
+                    format: Some(inspection.format.as_str()),
+                    virtual_size: inspection.virtual_size,
+                    now,
+                    provisioning: None,
+                    virtualized: Vec::new(),
+                    vice: None,
+                    inspection: inspection.attributes(),
+                    guest_os: inspection.guest_os().map(str::to_owned),
+                };
+                self.attach_blob(staged, Attach::Insert(&new), Some(source.as_str()))
+                    .await?;
+                Ok(Registered::Added)
             }
         }
-        .await;
-        // Recorded or not, a package's bytes no longer need a reservation.
-        if let Some(counted) = counted {
-            counted.release().await;
-        }
-        registered
     }
 }
 

@@ -176,6 +176,7 @@ impl Core {
                     inspection: &inspection,
                     now: Utc::now(),
                 },
+                None,
             )
             .await?;
             Ok(new_sha256)

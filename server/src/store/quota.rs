@@ -31,6 +31,19 @@ pub struct QuotaAsk<'a> {
     pub expires_ms: i64,
 }
 
+/// An image a sync made of a personal-store file.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SyncedCopy {
+    pub id: i64,
+    /// Its owner's name, then the file's folder in the store.
+    pub folder: String,
+    pub name: String,
+    pub size: Option<i64>,
+    /// What it was copied from (see `core::sync::Source`); `None` for the
+    /// copies made before that was recorded.
+    pub synced_from: Option<String>,
+}
+
 /// What a user's records hold: their uploaded images (not the copies of
 /// their personal store's files), the files deployed for them, and the
 /// unexpired reservations other than `$4`, but for those moved into the
@@ -124,22 +137,37 @@ impl Db {
         })
     }
 
-    /// The folder, name and size of each image a sync made of the user's
-    /// personal-store files (those in `personal_data_store`).
+    /// The images a sync made of the user's personal-store files (those in
+    /// `personal_data_store`), with what each was copied from.
     #[tracing::instrument(skip(self), err)]
     pub async fn synced_copies(
         &self,
         user_id: i64,
         personal_data_store: &str,
-    ) -> Result<Vec<(String, String, Option<i64>)>, sqlx::Error> {
+    ) -> Result<Vec<SyncedCopy>, sqlx::Error> {
         super::with_pool!(self, pool => {
-            sqlx::query_as::<_, (String, String, Option<i64>)>(
-                "SELECT folder, name, size FROM images WHERE owner_id = $1 AND data_store = $2",
+            sqlx::query_as::<_, SyncedCopy>(
+                "SELECT id, folder, name, size, synced_from FROM images \
+                 WHERE owner_id = $1 AND data_store = $2",
             )
             .bind(user_id)
             .bind(personal_data_store)
             .fetch_all(pool)
             .await
+        })
+    }
+
+    /// Records what a synced image's bytes were copied from, when a sync
+    /// finds them still its source's without copying them again.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn set_synced_from(&self, id: i64, source: &str) -> Result<(), sqlx::Error> {
+        super::with_pool!(self, pool => {
+            sqlx::query("UPDATE images SET synced_from = $1 WHERE id = $2")
+                .bind(source)
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(|_| ())
         })
     }
 

@@ -236,7 +236,7 @@ impl BlobLock {
              virtual_size = $4, updated_at = $5, version = version + 1, \
              format_detail = $6, volume_label = $7, cpus = $8, memory_mib = $9, product = $10, \
              vendor = $11, product_version = $12, networks = $13, \
-             os_type = COALESCE($14, os_type) WHERE id = $15";
+             os_type = COALESCE($14, os_type), synced_from = NULL WHERE id = $15";
         let found = content.inspection;
         let networks = networks_json(&found.networks);
         with_tx!(&mut self.tx, conn => {
@@ -255,6 +255,21 @@ impl BlobLock {
                 .bind(&found.product_version)
                 .bind(&networks)
                 .bind(content.guest_os)
+                .bind(id)
+                .execute(&mut **conn)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    /// Records what a synced image's new bytes were copied from (after
+    /// [`BlobLock::insert_image`] or [`BlobLock::set_image_content`], which
+    /// leave it unset: a record's bytes are a copy of nothing else).
+    pub async fn set_synced_from(&mut self, id: i64, source: &str) -> Result<(), sqlx::Error> {
+        const UPDATE: &str = "UPDATE images SET synced_from = $1 WHERE id = $2";
+        with_tx!(&mut self.tx, conn => {
+            sqlx::query(UPDATE)
+                .bind(source)
                 .bind(id)
                 .execute(&mut **conn)
                 .await

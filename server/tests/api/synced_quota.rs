@@ -99,8 +99,12 @@ async fn synced_copies_count_unless_they_are_their_files(#[case] backend: Backen
     assert_eq!(done["added"], 2, "{done}");
     let errors = done["message"]["errors"].to_string();
     assert!(errors.contains("quota"), "{errors}");
+    // The files and the two packages, and nothing held for the refused one.
+    let files = 300_000 + 3 * crate::store::ovf("disk.vmdk").len() as u64;
+    let packages = synced_bytes(&app, "alice").await;
+    assert!(packages > 600_000, "{packages}");
     let used = app.core.quota_usage(alice_id).await.unwrap();
-    assert!((900_000..=QUOTA).contains(&used), "{used}");
+    assert_eq!(used, files + packages);
 
     // A copy of a file as it is counts once, as the file.
     let bob = crate::store::User::new(&app, "bob", "bob-password").await;
@@ -111,6 +115,11 @@ async fn synced_copies_count_unless_they_are_their_files(#[case] backend: Backen
     );
     assert_eq!(bob.sync("iso").await["added"], 1);
     assert_eq!(app.core.quota_usage(bob_id).await.unwrap(), 40_000);
+    // Replaced by other bytes of the same size, the file no longer holds
+    // its copy's: both count.
+    let junk = random_bytes(40_000);
+    assert!(bob.dav("PUT", "/t.iso", Some(junk)).await.0.is_success());
+    assert_eq!(app.core.quota_usage(bob_id).await.unwrap(), 80_000);
     // The file becomes something else: its old copy still counts, and
     // still after a sync that refuses the new bytes and keeps the record.
     let status = bob
@@ -130,4 +139,92 @@ async fn synced_copies_count_unless_they_are_their_files(#[case] backend: Backen
     assert_eq!(app.core.quota_usage(bob_id).await.unwrap(), 40_000);
     assert_eq!(bob.sync("iso").await["deleted"], 1);
     assert_eq!(app.core.quota_usage(bob_id).await.unwrap(), 0);
+}
+
+/// A sync that finds the store as it left it copies nothing again. An
+/// `.ovf`'s package was packed anew by every sync, and near the quota
+/// refused room for a second copy of its disks; a package packed again
+/// (its descriptor rewritten) needs room only to grow.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn an_unchanged_store_copies_nothing_again(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(QUOTA)).await;
+    let alice = crate::store::User::new(&app, "alice", "alice-password").await;
+    let alice_id = app.core.login("alice", "alice-password").await.unwrap().id;
+    let descriptor = crate::store::ovf("disk.vmdk");
+    assert_eq!(
+        alice
+            .dav("PUT", "/disk.vmdk", Some(random_bytes(400_000)))
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        alice
+            .dav("PUT", "/vm.ovf", Some(descriptor.clone()))
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        alice.dav("PUT", "/t.iso", Some(iso_bytes(40_000))).await.0,
+        201
+    );
+    assert_eq!(alice.sync("vm").await["added"], 1);
+    assert_eq!(alice.sync("iso").await["added"], 1);
+    let used = app.core.quota_usage(alice_id).await.unwrap();
+    // Room for less than a second package.
+    assert!(used + 400_000 > QUOTA, "{used}");
+    let images = synced_images(&app, "alice").await;
+    assert_eq!(images.len(), 2);
+
+    let unchanged = |done: &Value| {
+        assert_eq!(done["status"], "PROCESSED", "{done}");
+        assert_eq!(done["added"], 0, "{done}");
+        assert_eq!(done["deleted"], 0, "{done}");
+        assert_eq!(done["message"]["errors"], serde_json::json!([]), "{done}");
+    };
+    for _ in 0..2 {
+        unchanged(&alice.sync("vm").await);
+        unchanged(&alice.sync("iso").await);
+        assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), used);
+        assert_eq!(synced_images(&app, "alice").await, images);
+    }
+    // Rewritten as it was, the descriptor is packed again, to the same bytes.
+    assert!(alice
+        .dav("PUT", "/vm.ovf", Some(descriptor))
+        .await
+        .0
+        .is_success());
+    unchanged(&alice.sync("vm").await);
+    unchanged(&alice.sync("vm").await);
+    assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), used);
+    assert_eq!(synced_images(&app, "alice").await, images);
+}
+
+/// A user's synced images: id, name, version and size, by id.
+async fn synced_images(app: &TestApp, user: &str) -> Vec<(i64, String, i64, Option<i64>)> {
+    let password = format!("{user}-password");
+    let viewer = app::model::Viewer::User(app.core.login(user, &password).await.unwrap());
+    let page = app
+        .core
+        .list_images(&viewer, app::query::Query::new(100))
+        .await
+        .unwrap();
+    let mut images: Vec<_> = page
+        .items
+        .into_iter()
+        .filter(|image| image.data_store == "personal")
+        .map(|image| (image.id, image.name, image.version, image.size))
+        .collect();
+    images.sort();
+    images
+}
+
+/// The bytes of a user's synced images.
+async fn synced_bytes(app: &TestApp, user: &str) -> u64 {
+    let images = synced_images(app, user).await;
+    images.iter().map(|image| image.3.unwrap() as u64).sum()
 }

@@ -4,10 +4,11 @@
 
 use std::collections::HashMap;
 
-use app::error::CoreError;
 use app::model::Principal;
 use futures_util::{StreamExt, TryStreamExt};
+use sha2::{Digest, Sha256};
 
+use super::Source;
 use crate::blob::ByteStream;
 use crate::core::Core;
 use crate::personal::StoreFile;
@@ -39,20 +40,83 @@ fn ovf_references(descriptor: &[u8]) -> Result<Vec<String>, String> {
     }
 }
 
+/// An `.ovf` as a sync found it: its descriptor's bytes and the disks it
+/// names that are beside it, or the names of those that are not.
+pub(super) struct OvfPackage {
+    descriptor: Vec<u8>,
+    disks: Vec<Disk>,
+    pub missing: Vec<String>,
+}
+
+/// A disk an `.ovf` names, as the store listed it.
+struct Disk {
+    href: String,
+    relative: String,
+    size: u64,
+    modified: chrono::DateTime<chrono::Utc>,
+}
+
+impl OvfPackage {
+    /// What the package is made of: the descriptor's and each disk's name,
+    /// size and modification time, as a digest (the list can be long).
+    pub(super) fn source(&self, file: &StoreFile) -> Source {
+        let mut digest = Sha256::new();
+        let mut add = |name: &str, size: u64, modified: &chrono::DateTime<chrono::Utc>| {
+            digest.update(format!(
+                "{name}\0{size}\0{}\n",
+                modified.timestamp_nanos_opt().unwrap_or(i64::MAX)
+            ));
+        };
+        add(&file.name, file.size, &file.modified);
+        for disk in &self.disks {
+            add(&disk.href, disk.size, &disk.modified);
+        }
+        Source::package(&hex::encode(digest.finalize()))
+    }
+
+    /// The most the package's archive can take: each entry's header, a
+    /// long-name entry's if its name needs one, its bytes padded to tar's
+    /// 512-byte blocks, and the two closing blocks.
+    pub(super) fn size_bound(&self, name: &str) -> u64 {
+        let blocks = |bytes: u64| bytes.div_ceil(512) * 512;
+        let entry = |name: &str, size: u64| 1024 + blocks(name.len() as u64 + 1) + blocks(size);
+        let disks: u64 = self
+            .disks
+            .iter()
+            .map(|disk| entry(&disk.href, disk.size))
+            .sum();
+        1024 + entry(name, self.descriptor.len() as u64) + disks
+    }
+}
+
 impl Core {
-    /// The disks an `.ovf` names that are not beside it.
-    pub(super) async fn check_ovf(
+    /// Reads an `.ovf` and finds the disks it names beside it (in
+    /// `present`, the store's files by folder and name).
+    pub(super) async fn read_package(
         &self,
         user: &Principal,
         file: &StoreFile,
-        present: &HashMap<(String, String), u64>,
-    ) -> Result<Vec<String>, String> {
+        present: &HashMap<(String, String), &StoreFile>,
+    ) -> Result<OvfPackage, String> {
         let descriptor = self.read_descriptor(user, file).await?;
-        let references = ovf_references(&descriptor)?;
-        Ok(references
-            .into_iter()
-            .filter(|href| disk_of(file, href, present).is_none())
-            .collect())
+        let mut package = OvfPackage {
+            disks: Vec::new(),
+            missing: Vec::new(),
+            descriptor: Vec::new(),
+        };
+        for href in ovf_references(&descriptor)? {
+            match disk_of(file, &href, present) {
+                Some(disk) => package.disks.push(Disk {
+                    relative: disk.relative.clone(),
+                    size: disk.size,
+                    modified: disk.modified,
+                    href,
+                }),
+                None => package.missing.push(href),
+            }
+        }
+        package.descriptor = descriptor;
+        Ok(package)
     }
 
     /// An `.ovf`'s bytes, refused past [`MAX_DESCRIPTOR`].
@@ -77,25 +141,18 @@ impl Core {
         Ok(descriptor)
     }
 
-    /// Streams an `.ovf` and every file it names (beside it, as checked by
-    /// `check_ovf`) as one tar archive, descriptor first: the OVA it stands for.
-    pub(super) async fn package_ovf(
+    /// Streams an `.ovf` (as `name`) and every disk it names as one tar
+    /// archive, descriptor first: the OVA it stands for.
+    pub(super) fn package_ovf(
         &self,
         user: &Principal,
-        file: &StoreFile,
-        present: &HashMap<(String, String), u64>,
-    ) -> Result<ByteStream, CoreError> {
-        let descriptor = self
-            .read_descriptor(user, file)
-            .await
-            .map_err(CoreError::invalid)?;
-        let mut disks = Vec::new();
-        for href in ovf_references(&descriptor).map_err(CoreError::invalid)? {
-            let (relative, size) = disk_of(file, &href, present)
-                .ok_or_else(|| CoreError::invalid(format!("missing disk {href}")))?;
-            disks.push((href, relative, size));
-        }
-        let name = file.name.clone();
+        name: &str,
+        package: OvfPackage,
+    ) -> ByteStream {
+        let OvfPackage {
+            descriptor, disks, ..
+        } = package;
+        let name = name.to_owned();
         let (personal, user_id) = (self.personal.clone(), user.id);
         let runtime = tokio::runtime::Handle::current();
         let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
@@ -109,19 +166,23 @@ impl Core {
                 header.set_mode(0o644);
                 header.set_cksum();
                 archive.append_data(&mut header, &name, descriptor.as_slice())?;
-                for (href, relative, size) in &disks {
+                for disk in &disks {
                     // Each disk is opened when its turn comes, and must
                     // still have the size the listing gave the header.
-                    let stream = runtime.block_on(personal.read(user_id, relative))?;
+                    let stream = runtime.block_on(personal.read(user_id, &disk.relative))?;
                     let reader = tokio_util::io::SyncIoBridge::new_with_handle(
                         tokio_util::io::StreamReader::new(stream),
                         runtime.clone(),
                     );
                     let mut header = tar::Header::new_gnu();
-                    header.set_size(*size);
+                    header.set_size(disk.size);
                     header.set_mode(0o644);
                     header.set_cksum();
-                    archive.append_data(&mut header, href, ExactSize::new(reader, *size))?;
+                    archive.append_data(
+                        &mut header,
+                        &disk.href,
+                        ExactSize::new(reader, disk.size),
+                    )?;
                 }
                 std::io::Write::flush(&mut archive.into_inner()?)
             })();
@@ -129,22 +190,20 @@ impl Core {
                 let _ = sender.blocking_send(Err(error));
             }
         });
-        Ok(
-            futures_util::stream::unfold(receiver, |mut receiver| async move {
-                receiver.recv().await.map(|item| (item, receiver))
-            })
-            .boxed(),
-        )
+        futures_util::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|item| (item, receiver))
+        })
+        .boxed()
     }
 }
 
-/// The file an `.ovf`'s reference names, beside the descriptor, with its
-/// size: `None` if it is not in the store or leads out of its folder.
-fn disk_of(
+/// The file an `.ovf`'s reference names, beside the descriptor: `None` if
+/// it is not in the store or leads out of its folder.
+fn disk_of<'a>(
     file: &StoreFile,
     href: &str,
-    present: &HashMap<(String, String), u64>,
-) -> Option<(String, u64)> {
+    present: &HashMap<(String, String), &'a StoreFile>,
+) -> Option<&'a StoreFile> {
     if href
         .split('/')
         .any(|part| part.is_empty() || part == "." || part == "..")
@@ -157,13 +216,7 @@ fn disk_of(
         (base, "") => base.to_owned(),
         (base, sub) => format!("{base}/{sub}"),
     };
-    let size = *present.get(&(folder.clone(), name.to_owned()))?;
-    let relative = if folder.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{folder}/{name}")
-    };
-    Some((relative, size))
+    present.get(&(folder, name.to_owned())).copied()
 }
 
 /// A reader that yields exactly `size` bytes or fails: a disk that changed
@@ -214,6 +267,8 @@ impl std::io::Write for ChannelWriter {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read;
+
     use super::*;
 
     #[test]
@@ -229,5 +284,45 @@ mod tests {
             ovf_references(descriptor).unwrap(),
             ["disk1.vmdk", "disks/disk2.vmdk"]
         );
+    }
+
+    /// The reservation for a package is bounded by its archive's length,
+    /// which must therefore never be more, whatever its names' lengths
+    /// (past 100 bytes, tar adds a long-name entry).
+    #[test]
+    fn a_package_is_never_longer_than_its_bound() {
+        let modified = chrono::Utc::now();
+        for name_length in [1, 99, 100, 101, 511, 512, 600] {
+            for size in [0_u64, 1, 511, 512, 513, 5000] {
+                let name = "n".repeat(name_length);
+                let package = OvfPackage {
+                    descriptor: vec![b'x'; size as usize],
+                    disks: vec![Disk {
+                        href: format!("{}.vmdk", "d".repeat(name_length)),
+                        relative: String::new(),
+                        size,
+                        modified,
+                    }],
+                    missing: Vec::new(),
+                };
+                let mut archive = tar::Builder::new(Vec::new());
+                for (path, bytes) in [(&name, size), (&package.disks[0].href, size)] {
+                    let mut header = tar::Header::new_gnu();
+                    header.set_size(bytes);
+                    header.set_mode(0o644);
+                    header.set_cksum();
+                    archive
+                        .append_data(&mut header, path, std::io::repeat(7).take(bytes))
+                        .unwrap();
+                }
+                let length = archive.into_inner().unwrap().len() as u64;
+                let bound = package.size_bound(&name);
+                assert!(length <= bound, "{name_length} {size}: {length} > {bound}");
+                assert!(
+                    bound - length <= 2048,
+                    "{name_length} {size}: {bound} ≫ {length}"
+                );
+            }
+        }
     }
 }
