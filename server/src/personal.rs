@@ -54,6 +54,11 @@ pub struct StoreFile {
     pub name: String,
     pub size: u64,
     pub modified: DateTime<Utc>,
+    /// What tells this version of the file from another of its size and
+    /// time, which a client can repeat (a move keeps a file's time, an
+    /// object store's are whole seconds): a local file's inode and change
+    /// time, an object's ETag.
+    pub tag: Option<String>,
 }
 
 /// Where each user's personal store keeps its files.

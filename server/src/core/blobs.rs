@@ -21,9 +21,12 @@ use crate::store::{NewContent, NewImage};
 pub(super) enum Attach<'a> {
     /// A new record.
     Insert(&'a NewImage),
-    /// An existing record whose file changed.
+    /// An existing record whose file changed, if it still has the bytes
+    /// (digest) it `replaces`: two changes that began from the same bytes
+    /// do not both land.
     Replace {
         id: i64,
+        replaces: Option<&'a str>,
         inspection: &'a Inspection,
         now: DateTime<Utc>,
     },
@@ -60,6 +63,7 @@ impl Core {
                 Attach::Insert(new) => lock.insert_image(new).await.map_err(db_error)?,
                 Attach::Replace {
                     id,
+                    replaces,
                     inspection,
                     now,
                 } => {
@@ -71,10 +75,18 @@ impl Core {
                         inspection: &attributes,
                         guest_os: inspection.guest_os(),
                         now,
+                        replaces,
                     };
-                    lock.set_image_content(id, &content)
+                    let replaced = lock
+                        .set_image_content(id, &content)
                         .await
                         .map_err(db_error)?;
+                    if !replaced {
+                        return Err(CoreError::Conflict(format!(
+                            "image {id} changed or went while its new bytes were stored; \
+                             nothing was replaced"
+                        )));
+                    }
                     id
                 }
             };

@@ -118,10 +118,12 @@ impl TryFrom<SyncRow> for SyncRequest {
 pub struct Source(String);
 
 impl Source {
-    /// A file copied as it is: its size and modification time.
+    /// A file copied as it is: its size and modification time (and its
+    /// tag, where the store has one).
     pub fn file(file: &StoreFile) -> Self {
         let modified = file.modified.timestamp_nanos_opt().unwrap_or(i64::MAX);
-        Self(format!("file:{}:{modified}", file.size))
+        let tag = file.tag.as_deref().unwrap_or_default();
+        Self(format!("file:{}:{modified}:{tag}", file.size))
     }
 
     /// An `.ovf` packed with its disks (`digest`: see [`OvfPackage::source`]).
@@ -167,24 +169,7 @@ impl Core {
         kind: SyncKind,
     ) -> Result<SyncRequest, CoreError> {
         let user = viewer.require_user()?;
-        // A request that has not started yet will see the store as it is
-        // when it runs: a second one would only race it.
-        let waiting = self
-            .db
-            .waiting_sync_request(user.id, kind.as_str())
-            .await
-            .map_err(db_error)?;
-        let (id, new) = match waiting {
-            Some(id) => (id, false),
-            None => {
-                let id = self
-                    .db
-                    .insert_sync_request(user.id, kind.as_str(), &task_id(), SYNC_JOB, Utc::now())
-                    .await
-                    .map_err(db_error)?;
-                (id, true)
-            }
-        };
+        let (id, new) = self.queue_sync(user.id, kind).await?;
         let mut request = self.sync_request(viewer, id).await?;
         if new {
             // The answer tells what was submitted, even if a polling worker
@@ -193,6 +178,52 @@ impl Core {
         }
         self.jobs_waiting.notify_one();
         Ok(request)
+    }
+
+    /// Queues a sync of a user's store, unless one is waiting: answers its
+    /// request's id, and whether it is new.
+    async fn queue_sync(&self, user_id: i64, kind: SyncKind) -> Result<(i64, bool), CoreError> {
+        // A request that has not started yet will see the store as it is
+        // when it runs: a second one would only race it.
+        let waiting = self
+            .db
+            .waiting_sync_request(user_id, kind.as_str())
+            .await
+            .map_err(db_error)?;
+        if let Some(id) = waiting {
+            return Ok((id, false));
+        }
+        let id = self
+            .db
+            .insert_sync_request(user_id, kind.as_str(), &task_id(), SYNC_JOB, Utc::now())
+            .await
+            .map_err(db_error)?;
+        Ok((id, true))
+    }
+
+    /// Queues a sync for each user and kind with copies synced before
+    /// their sources were kept (an upgrade's), which the quota counts as
+    /// bytes of their own until a sync records them; answers how many.
+    pub async fn sync_unsourced_copies(&self) -> Result<usize, CoreError> {
+        let owners = self
+            .db
+            .unsourced_copies(&self.limits.personal_data_store)
+            .await
+            .map_err(db_error)?;
+        let mut queued = 0;
+        for (user_id, image_kind) in owners {
+            let kind = [SyncKind::Vm, SyncKind::Iso]
+                .into_iter()
+                .find(|kind| kind.image_kind().as_str() == image_kind);
+            if let Some(kind) = kind {
+                self.queue_sync(user_id, kind).await?;
+                queued += 1;
+            }
+        }
+        if queued > 0 {
+            self.jobs_waiting.notify_one();
+        }
+        Ok(queued)
     }
 
     /// A sync request its owner (or an admin) may see.
@@ -390,24 +421,14 @@ impl Core {
                 Copy::File => Source::file(file),
                 Copy::Package(package) => package.source(file),
             };
-            if let Some(image) = &existing {
-                match sources.get(&image.id) {
-                    Some(Some(recorded)) if recorded == source.as_str() => continue,
-                    // A copy made before sources were kept: as then, a file
-                    // of its size and no newer is its file.
-                    Some(None)
-                        if matches!(copy, Copy::File)
-                            && image.size == Some(file.size as i64)
-                            && file.modified <= image.updated_at =>
-                    {
-                        if let Err(error) = self.db.set_synced_from(image.id, source.as_str()).await
-                        {
-                            tracing::warn!(%error, "cannot record a synced copy's source");
-                        }
-                        continue;
-                    }
-                    _ => {}
-                }
+            // A copy made before sources were kept is read again once (to
+            // the same bytes, it records its source and nothing more).
+            let recorded = existing
+                .as_ref()
+                .and_then(|image| sources.get(&image.id))
+                .and_then(Option::as_deref);
+            if recorded == Some(source.as_str()) {
+                continue;
             }
             match self
                 .register(user, kind, file, copy, &source, &folder, existing.as_ref())
@@ -526,7 +547,7 @@ impl Core {
         match existing {
             Some(image) if image.sha256.as_deref() == Some(staged.sha256.as_str()) => {
                 self.db
-                    .set_synced_from(image.id, source.as_str())
+                    .set_synced_from(image.id, source.as_str(), &staged.sha256)
                     .await
                     .map_err(db_error)?;
                 Ok(Registered::Same)
@@ -535,6 +556,7 @@ impl Core {
                 let old = image.sha256.clone();
                 let replace = Attach::Replace {
                     id: image.id,
+                    replaces: image.sha256.as_deref(),
                     inspection: &inspection,
                     now,
                 };

@@ -173,6 +173,7 @@ impl Core {
                 staged,
                 Attach::Replace {
                     id,
+                    replaces: image.sha256.as_deref(),
                     inspection: &inspection,
                     now: Utc::now(),
                 },

@@ -4,6 +4,7 @@
 //! writers make none; one put there by hand must not lead outside).
 
 use std::io::{self, ErrorKind, SeekFrom};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -241,6 +242,7 @@ fn walk(root: &Path) -> io::Result<Vec<StoreFile>> {
                     folder,
                     size: meta.len(),
                     modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH).into(),
+                    tag: Some(inode_tag(&meta)),
                 });
             }
         }
@@ -513,4 +515,12 @@ impl DavFile for WholeFile {
         }
         .boxed()
     }
+}
+
+/// What tells one version of a local file from another of its size and
+/// modification time (which a move keeps, and which ticks coarsely): its
+/// inode and its change time, which no client can set and which a move or
+/// a write renews.
+fn inode_tag(meta: &std::fs::Metadata) -> String {
+    format!("{}:{}.{}", meta.ino(), meta.ctime(), meta.ctime_nsec())
 }

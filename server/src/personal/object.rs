@@ -382,6 +382,7 @@ impl PersonalStores for ObjectStores {
                 name: text(name),
                 size: meta.size,
                 modified: meta.last_modified,
+                tag: meta.e_tag,
             });
         }
         Ok(Some(files))

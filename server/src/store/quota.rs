@@ -157,17 +157,42 @@ impl Db {
         })
     }
 
-    /// Records what a synced image's bytes were copied from, when a sync
-    /// finds them still its source's without copying them again.
+    /// Records what a synced image's bytes (digest `sha256`) were copied
+    /// from, when a sync copied the same bytes again; not if they changed
+    /// meanwhile.
     #[tracing::instrument(skip(self), err)]
-    pub async fn set_synced_from(&self, id: i64, source: &str) -> Result<(), sqlx::Error> {
+    pub async fn set_synced_from(
+        &self,
+        id: i64,
+        source: &str,
+        sha256: &str,
+    ) -> Result<(), sqlx::Error> {
+        const UPDATE: &str = "UPDATE images SET synced_from = $1 WHERE id = $2 AND sha256 = $3";
         super::with_pool!(self, pool => {
-            sqlx::query("UPDATE images SET synced_from = $1 WHERE id = $2")
+            sqlx::query(UPDATE)
                 .bind(source)
                 .bind(id)
+                .bind(sha256)
                 .execute(pool)
                 .await
                 .map(|_| ())
+        })
+    }
+
+    /// The owners and kinds of the synced images whose source is not
+    /// recorded (made before sources were kept).
+    #[tracing::instrument(skip(self), err)]
+    pub async fn unsourced_copies(
+        &self,
+        personal_data_store: &str,
+    ) -> Result<Vec<(i64, String)>, sqlx::Error> {
+        const SELECT: &str = "SELECT DISTINCT owner_id, kind FROM images \
+             WHERE data_store = $1 AND synced_from IS NULL AND owner_id IS NOT NULL";
+        super::with_pool!(self, pool => {
+            sqlx::query_as::<_, (i64, String)>(SELECT)
+                .bind(personal_data_store)
+                .fetch_all(pool)
+                .await
         })
     }
 

@@ -211,6 +211,9 @@ pub struct NewContent<'a> {
     pub inspection: &'a InspectionAttributes,
     pub guest_os: Option<&'a str>,
     pub now: DateTime<Utc>,
+    /// The bytes (digest) the record must still have: else another change
+    /// came first, and this one replaces nothing.
+    pub replaces: Option<&'a str>,
 }
 
 /// A blob's lock, held until [`BlobLock::commit`] (or dropped: rolled back).
@@ -225,18 +228,21 @@ impl BlobLock {
         self.tx.insert_image(new).await
     }
 
-    /// Points a record at this blob (its file changed), bumping its version.
+    /// Points a record at this blob (its file changed), bumping its
+    /// version; answers whether it did (the record is there and still has
+    /// the bytes it `replaces`).
     #[tracing::instrument(skip(self), err)]
     pub async fn set_image_content(
         &mut self,
         id: i64,
         content: &NewContent<'_>,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<bool, sqlx::Error> {
         const UPDATE: &str = "UPDATE images SET size = $1, sha256 = $2, format = $3, \
              virtual_size = $4, updated_at = $5, version = version + 1, \
              format_detail = $6, volume_label = $7, cpus = $8, memory_mib = $9, product = $10, \
              vendor = $11, product_version = $12, networks = $13, \
-             os_type = COALESCE($14, os_type), synced_from = NULL WHERE id = $15";
+             os_type = COALESCE($14, os_type), synced_from = NULL \
+             WHERE id = $15 AND sha256 IS NOT DISTINCT FROM $16";
         let found = content.inspection;
         let networks = networks_json(&found.networks);
         with_tx!(&mut self.tx, conn => {
@@ -256,9 +262,10 @@ impl BlobLock {
                 .bind(&networks)
                 .bind(content.guest_os)
                 .bind(id)
+                .bind(content.replaces)
                 .execute(&mut **conn)
                 .await
-                .map(|_| ())
+                .map(|done| done.rows_affected() == 1)
         })
     }
 

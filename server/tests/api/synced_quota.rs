@@ -3,6 +3,7 @@
 //! otherwise (an `.ovf` packed with its disks, a copy whose file changed or
 //! went), and takes no other bytes.
 
+use depot_server::store::Pool;
 use reqwest::StatusCode;
 use rstest::rstest;
 use serde_json::Value;
@@ -227,4 +228,98 @@ async fn synced_images(app: &TestApp, user: &str) -> Vec<(i64, String, i64, Opti
 async fn synced_bytes(app: &TestApp, user: &str) -> u64 {
     let images = synced_images(app, user).await;
     images.iter().map(|image| image.3.unwrap() as u64).sum()
+}
+
+/// Size and modification time do not tell a file from another: a move
+/// keeps a file's time, and times tick coarsely. A file moved over a synced
+/// one, with its size and its time to the nanosecond, is still a change:
+/// the old copy counts on its own, and the next sync takes the new bytes.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_file_moved_over_a_synced_one_is_a_change_whatever_its_size_and_time(
+    #[case] backend: Backend,
+) {
+    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(QUOTA)).await;
+    let alice = crate::store::User::new(&app, "alice", "alice-password").await;
+    let alice_id = app.core.login("alice", "alice-password").await.unwrap().id;
+    let first = iso_bytes(40_000);
+    assert_eq!(alice.dav("PUT", "/t.iso", Some(first)).await.0, 201);
+    assert_eq!(alice.sync("iso").await["added"], 1);
+    let before = synced_images(&app, "alice").await;
+    assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 40_000);
+
+    let other = iso_bytes(40_000);
+    assert_eq!(alice.dav("PUT", "/other.iso", Some(other)).await.0, 201);
+    let folder = app.personal_folder(alice_id);
+    let time = std::fs::metadata(folder.join("t.iso"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(folder.join("other.iso"))
+        .unwrap()
+        .set_modified(time)
+        .unwrap();
+    let moved = reqwest::Client::new()
+        .request(
+            reqwest::Method::from_bytes(b"MOVE").unwrap(),
+            app.url("/store/other.iso"),
+        )
+        .basic_auth("alice", Some("alice-password"))
+        .header("destination", app.url("/store/t.iso"))
+        .header("overwrite", "T")
+        .send()
+        .await
+        .unwrap();
+    assert!(moved.status().is_success(), "{}", moved.status());
+    assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 80_000);
+
+    let done = alice.sync("iso").await;
+    assert_eq!(done["message"]["errors"], serde_json::json!([]), "{done}");
+    let after = synced_images(&app, "alice").await;
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].0, before[0].0);
+    assert!(after[0].2 > before[0].2, "not updated: {after:?}");
+    assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 40_000);
+}
+
+/// Copies synced before their sources were kept (an upgrade's) count on
+/// their own, and a sync queued for their owners records their sources.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn copies_from_before_sources_were_kept_are_synced_at_start(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(QUOTA)).await;
+    let alice = crate::store::User::new(&app, "alice", "alice-password").await;
+    let alice_id = app.core.login("alice", "alice-password").await.unwrap().id;
+    assert_eq!(
+        alice.dav("PUT", "/t.iso", Some(iso_bytes(40_000))).await.0,
+        201
+    );
+    assert_eq!(alice.sync("iso").await["added"], 1);
+    let before = synced_images(&app, "alice").await;
+    assert_eq!(app.core.sync_unsourced_copies().await.unwrap(), 0);
+
+    // As an older server left it.
+    const FORGET: &str = "UPDATE images SET synced_from = NULL";
+    let forgotten = match app.core.db().pool() {
+        Pool::Sqlite(pool) => sqlx::query(FORGET).execute(pool).await.map(|_| ()),
+        Pool::Postgres(pool) => sqlx::query(FORGET).execute(pool).await.map(|_| ()),
+    };
+    forgotten.unwrap();
+    assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 80_000);
+
+    assert_eq!(app.core.sync_unsourced_copies().await.unwrap(), 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while app.core.quota_usage(alice_id).await.unwrap() != 40_000 {
+        assert!(std::time::Instant::now() < deadline, "never synced");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.core.sync_unsourced_copies().await.unwrap(), 0);
+    // Read again to the same bytes: the image is as it was.
+    assert_eq!(synced_images(&app, "alice").await, before);
 }

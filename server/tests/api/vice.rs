@@ -508,3 +508,57 @@ async fn the_image_page_shows_the_vice_fields(#[case] backend: Backend) {
     }
     assert!(html.contains(&format!("/mws/rest/images/{id}?api-version=3")));
 }
+
+/// Two uploads of an image's file begun from the same bytes do not both
+/// land: the one that finishes second would replace bytes the image no
+/// longer has, and is refused with 409 (the image keeps the first's),
+/// not laid silently over them.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn of_two_file_uploads_begun_together_the_second_to_finish_is_refused(
+    #[case] backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("alice", "alice-password").await;
+    let alice = Vice::new(&app, "alice", "alice-password");
+    let (_, image) = alice
+        .json(Method::POST, "/images", Some(&json!({"title": "media"})))
+        .await;
+    let file = format!("/image/{}/file", image["id"].as_str().unwrap());
+
+    // The slow one: its first half, then nothing until the other lands.
+    let slow = iso_bytes(80_000);
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    let body = reqwest::Body::wrap_stream(futures_util::stream::poll_fn(move |context| {
+        receiver.poll_recv(context)
+    }));
+    let part = reqwest::multipart::Part::stream(body).file_name("slow.iso");
+    let request = alice
+        .request(Method::POST, &file)
+        .multipart(reqwest::multipart::Form::new().part("upfile", part));
+    let slow_upload = tokio::spawn(request.send());
+    sender.send(Ok(slow[..40_000].to_vec())).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    let quick = iso_bytes(60_000);
+    let part = reqwest::multipart::Part::bytes(quick.clone()).file_name("quick.iso");
+    let response = alice
+        .request(Method::POST, &file)
+        .multipart(reqwest::multipart::Form::new().part("upfile", part))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    sender.send(Ok(slow[40_000..].to_vec())).await.unwrap();
+    drop(sender);
+    let response = slow_upload.await.unwrap().unwrap();
+    let status = response.status();
+    let refusal = response.text().await.unwrap();
+    assert_eq!(status, 409, "{refusal}");
+    assert!(refusal.contains("nothing was replaced"), "{refusal}");
+    let stored = alice.request(Method::GET, &file).send().await.unwrap();
+    assert_eq!(stored.bytes().await.unwrap().as_ref(), quick.as_slice());
+}

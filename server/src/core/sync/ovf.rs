@@ -53,23 +53,21 @@ struct Disk {
     href: String,
     relative: String,
     size: u64,
-    modified: chrono::DateTime<chrono::Utc>,
+    source: Source,
 }
 
 impl OvfPackage {
-    /// What the package is made of: the descriptor's and each disk's name,
-    /// size and modification time, as a digest (the list can be long).
+    /// What the package is made of: the descriptor's and each disk's name
+    /// and source, as a digest (the list can be long).
     pub(super) fn source(&self, file: &StoreFile) -> Source {
         let mut digest = Sha256::new();
-        let mut add = |name: &str, size: u64, modified: &chrono::DateTime<chrono::Utc>| {
-            digest.update(format!(
-                "{name}\0{size}\0{}\n",
-                modified.timestamp_nanos_opt().unwrap_or(i64::MAX)
-            ));
-        };
-        add(&file.name, file.size, &file.modified);
-        for disk in &self.disks {
-            add(&disk.href, disk.size, &disk.modified);
+        let descriptor = (&file.name, Source::file(file));
+        let disks = self
+            .disks
+            .iter()
+            .map(|disk| (&disk.href, disk.source.clone()));
+        for (name, source) in std::iter::once(descriptor).chain(disks) {
+            digest.update(format!("{name}\0{}\n", source.as_str()));
         }
         Source::package(&hex::encode(digest.finalize()))
     }
@@ -78,14 +76,17 @@ impl OvfPackage {
     /// long-name entry's if its name needs one, its bytes padded to tar's
     /// 512-byte blocks, and the two closing blocks.
     pub(super) fn size_bound(&self, name: &str) -> u64 {
-        let blocks = |bytes: u64| bytes.div_ceil(512) * 512;
-        let entry = |name: &str, size: u64| 1024 + blocks(name.len() as u64 + 1) + blocks(size);
-        let disks: u64 = self
-            .disks
-            .iter()
-            .map(|disk| entry(&disk.href, disk.size))
-            .sum();
-        1024 + entry(name, self.descriptor.len() as u64) + disks
+        // Saturating: a descriptor may name one huge file many times.
+        let blocks = |bytes: u64| bytes.div_ceil(512).saturating_mul(512);
+        let entry = |name: &str, size: u64| {
+            (1024 + blocks(name.len() as u64 + 1)).saturating_add(blocks(size))
+        };
+        let disks = self.disks.iter().fold(0_u64, |sum, disk| {
+            sum.saturating_add(entry(&disk.href, disk.size))
+        });
+        entry(name, self.descriptor.len() as u64)
+            .saturating_add(disks)
+            .saturating_add(1024)
     }
 }
 
@@ -109,7 +110,7 @@ impl Core {
                 Some(disk) => package.disks.push(Disk {
                     relative: disk.relative.clone(),
                     size: disk.size,
-                    modified: disk.modified,
+                    source: Source::file(disk),
                     href,
                 }),
                 None => package.missing.push(href),
@@ -291,7 +292,6 @@ mod tests {
     /// (past 100 bytes, tar adds a long-name entry).
     #[test]
     fn a_package_is_never_longer_than_its_bound() {
-        let modified = chrono::Utc::now();
         for name_length in [1, 99, 100, 101, 511, 512, 600] {
             for size in [0_u64, 1, 511, 512, 513, 5000] {
                 let name = "n".repeat(name_length);
@@ -301,7 +301,7 @@ mod tests {
                         href: format!("{}.vmdk", "d".repeat(name_length)),
                         relative: String::new(),
                         size,
-                        modified,
+                        source: Source::package("test"),
                     }],
                     missing: Vec::new(),
                 };
