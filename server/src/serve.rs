@@ -157,11 +157,16 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Built> {
         .site_addr(args.bind)
         .build();
     let core = Arc::new(core);
-    match core.sync_unsourced_copies().await {
-        Ok(0) => {}
-        Ok(queued) => tracing::info!(queued, "syncs queued to record what older copies came from"),
-        Err(error) => tracing::warn!(%error, "cannot queue the syncs of older copies"),
-    }
+    tokio::spawn({
+        let core = core.clone();
+        async move {
+            match core.reconfirm_synced_copies().await {
+                Ok(0) => {}
+                Ok(recorded) => tracing::info!(recorded, "synced copies found still their files"),
+                Err(error) => tracing::warn!(%error, "cannot check the synced copies"),
+            }
+        }
+    });
     crate::jobs::spawn_workers(core.clone(), args.job_workers);
     let state = AppState {
         core: core.clone(),

@@ -137,7 +137,10 @@ impl Core {
     }
 
     /// The room a resumable upload was promised at its creation, as the
-    /// allowance of its final ingest.
+    /// allowance of its final ingest. The reservation stays the caller's,
+    /// to let go of when the upload is recorded or refused: it must outlive
+    /// an attempt that failed for a passing reason, which the upload's next
+    /// request retries within it (its parts are still stored meanwhile).
     pub(super) fn upload_allowance_of(
         &self,
         user_id: Option<i64>,
@@ -148,7 +151,7 @@ impl Core {
             core: self,
             user_id,
             promised: if reservation.is_some() { promised } else { 0 },
-            reservation,
+            reservation: None,
             at_most: u64::MAX,
             replacing: 0,
         }
@@ -431,9 +434,7 @@ fn unbacked_bytes(files: &[StoreFile], copies: &[SyncedCopy]) -> u64 {
         let Some(size) = copy.size.and_then(|size| u64::try_from(size).ok()) else {
             continue;
         };
-        // A copy's folder is its owner's name, then the file's folder.
-        let below = copy.folder.split_once('/').map_or("", |(_, below)| below);
-        let place = (below, copy.name.as_str());
+        let place = place_in_store(copy);
         let backed = files
             .get(&place)
             .is_some_and(|file| copy.synced_from.as_deref() == Some(Source::file(file).as_str()));
@@ -444,6 +445,13 @@ fn unbacked_bytes(files: &[StoreFile], copies: &[SyncedCopy]) -> u64 {
         }
     }
     unbacked
+}
+
+/// Where a synced copy's file is in its owner's store: folder and name (a
+/// copy's folder is its owner's name, then the file's folder).
+pub(super) fn place_in_store(copy: &SyncedCopy) -> (&str, &str) {
+    let below = copy.folder.split_once('/').map_or("", |(_, below)| below);
+    (below, copy.name.as_str())
 }
 
 /// The database failed while counting, granting or moving quota.
@@ -475,9 +483,11 @@ mod tests {
     fn copy(folder: &str, name: &str, size: i64, source: Option<&str>) -> SyncedCopy {
         SyncedCopy {
             id: 0,
+            owner_id: 1,
             folder: folder.to_owned(),
             name: name.to_owned(),
             size: Some(size),
+            sha256: None,
             synced_from: source.map(str::to_owned),
         }
     }

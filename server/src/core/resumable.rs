@@ -493,6 +493,12 @@ impl Core {
         match recorded {
             Ok(image) => {
                 self.db.finish_upload(id, image).await.map_err(db_error)?;
+                // The bytes count as the record now.
+                if let Some(reservation) = reservation {
+                    if let Err(error) = self.db.release_quota(reservation).await {
+                        tracing::warn!(%error, "cannot release a quota reservation; it will expire");
+                    }
+                }
                 self.remove_parts(id).await;
                 Ok(image)
             }
@@ -503,6 +509,13 @@ impl Core {
                 | CoreError::Forbidden(_)
                 | CoreError::NotFound(_)),
             ) => {
+                self.forget_upload(id).await?;
+                Err(error)
+            }
+            // Nor one for an image that takes no bytes (a synced copy), or
+            // whose bytes changed since it was read: a retry would lay
+            // these over the change.
+            Err(error @ CoreError::Conflict(_)) if upload.meta.image.is_some() => {
                 self.forget_upload(id).await?;
                 Err(error)
             }

@@ -19,6 +19,7 @@ use crate::personal::StoreFile;
 use crate::store::{NewImage, SyncOutcome, SyncRow};
 
 mod ovf;
+mod reconfirm;
 
 use ovf::OvfPackage;
 
@@ -199,31 +200,6 @@ impl Core {
             .await
             .map_err(db_error)?;
         Ok((id, true))
-    }
-
-    /// Queues a sync for each user and kind with copies synced before
-    /// their sources were kept (an upgrade's), which the quota counts as
-    /// bytes of their own until a sync records them; answers how many.
-    pub async fn sync_unsourced_copies(&self) -> Result<usize, CoreError> {
-        let owners = self
-            .db
-            .unsourced_copies(&self.limits.personal_data_store)
-            .await
-            .map_err(db_error)?;
-        let mut queued = 0;
-        for (user_id, image_kind) in owners {
-            let kind = [SyncKind::Vm, SyncKind::Iso]
-                .into_iter()
-                .find(|kind| kind.image_kind().as_str() == image_kind);
-            if let Some(kind) = kind {
-                self.queue_sync(user_id, kind).await?;
-                queued += 1;
-            }
-        }
-        if queued > 0 {
-            self.jobs_waiting.notify_one();
-        }
-        Ok(queued)
     }
 
     /// A sync request its owner (or an admin) may see.
@@ -421,8 +397,8 @@ impl Core {
                 Copy::File => Source::file(file),
                 Copy::Package(package) => package.source(file),
             };
-            // A copy made before sources were kept is read again once (to
-            // the same bytes, it records its source and nothing more).
+            // A copy whose source is not recorded (made before sources were
+            // kept) is read again: to the same bytes, that records it.
             let recorded = existing
                 .as_ref()
                 .and_then(|image| sources.get(&image.id))

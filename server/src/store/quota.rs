@@ -35,10 +35,12 @@ pub struct QuotaAsk<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SyncedCopy {
     pub id: i64,
+    pub owner_id: i64,
     /// Its owner's name, then the file's folder in the store.
     pub folder: String,
     pub name: String,
     pub size: Option<i64>,
+    pub sha256: Option<String>,
     /// What it was copied from (see `core::sync::Source`); `None` for the
     /// copies made before that was recorded.
     pub synced_from: Option<String>,
@@ -147,7 +149,7 @@ impl Db {
     ) -> Result<Vec<SyncedCopy>, sqlx::Error> {
         super::with_pool!(self, pool => {
             sqlx::query_as::<_, SyncedCopy>(
-                "SELECT id, folder, name, size, synced_from FROM images \
+                "SELECT id, owner_id, folder, name, size, sha256, synced_from FROM images \
                  WHERE owner_id = $1 AND data_store = $2",
             )
             .bind(user_id)
@@ -179,17 +181,16 @@ impl Db {
         })
     }
 
-    /// The owners and kinds of the synced images whose source is not
-    /// recorded (made before sources were kept).
+    /// The images a sync made of any user's personal-store files.
     #[tracing::instrument(skip(self), err)]
-    pub async fn unsourced_copies(
+    pub async fn all_synced_copies(
         &self,
         personal_data_store: &str,
-    ) -> Result<Vec<(i64, String)>, sqlx::Error> {
-        const SELECT: &str = "SELECT DISTINCT owner_id, kind FROM images \
-             WHERE data_store = $1 AND synced_from IS NULL AND owner_id IS NOT NULL";
+    ) -> Result<Vec<SyncedCopy>, sqlx::Error> {
+        const SELECT: &str = "SELECT id, owner_id, folder, name, size, sha256, synced_from \
+             FROM images WHERE data_store = $1 AND owner_id IS NOT NULL ORDER BY owner_id";
         super::with_pool!(self, pool => {
-            sqlx::query_as::<_, (i64, String)>(SELECT)
+            sqlx::query_as::<_, SyncedCopy>(SELECT)
                 .bind(personal_data_store)
                 .fetch_all(pool)
                 .await

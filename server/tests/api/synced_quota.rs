@@ -286,40 +286,45 @@ async fn a_file_moved_over_a_synced_one_is_a_change_whatever_its_size_and_time(
     assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 40_000);
 }
 
-/// Copies synced before their sources were kept (an upgrade's) count on
-/// their own, and a sync queued for their owners records their sources.
+/// Copies whose source is not recorded (synced by an older Depot) count on
+/// their own; the check a server runs at start-up reads each one's file and
+/// records its source if the file holds its bytes, and adds, changes and
+/// removes no image.
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn copies_from_before_sources_were_kept_are_synced_at_start(#[case] backend: Backend) {
+async fn copies_without_a_recorded_source_are_checked_at_start(#[case] backend: Backend) {
     let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(QUOTA)).await;
     let alice = crate::store::User::new(&app, "alice", "alice-password").await;
     let alice_id = app.core.login("alice", "alice-password").await.unwrap().id;
-    assert_eq!(
-        alice.dav("PUT", "/t.iso", Some(iso_bytes(40_000))).await.0,
-        201
-    );
-    assert_eq!(alice.sync("iso").await["added"], 1);
+    for name in ["/kept.iso", "/junk.iso", "/gone.iso"] {
+        assert_eq!(alice.dav("PUT", name, Some(iso_bytes(40_000))).await.0, 201);
+    }
+    assert_eq!(alice.sync("iso").await["added"], 3);
     let before = synced_images(&app, "alice").await;
-    assert_eq!(app.core.sync_unsourced_copies().await.unwrap(), 0);
+    assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 120_000);
+    assert_eq!(app.core.reconfirm_synced_copies().await.unwrap(), 0);
 
-    // As an older server left it.
+    // As an older server left them: one file still the copy's bytes, one
+    // replaced by others of its size, one gone.
     const FORGET: &str = "UPDATE images SET synced_from = NULL";
     let forgotten = match app.core.db().pool() {
         Pool::Sqlite(pool) => sqlx::query(FORGET).execute(pool).await.map(|_| ()),
         Pool::Postgres(pool) => sqlx::query(FORGET).execute(pool).await.map(|_| ()),
     };
     forgotten.unwrap();
-    assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 80_000);
+    let junk = random_bytes(40_000);
+    assert!(alice
+        .dav("PUT", "/junk.iso", Some(junk))
+        .await
+        .0
+        .is_success());
+    assert!(alice.dav("DELETE", "/gone.iso", None).await.0.is_success());
+    assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 200_000);
 
-    assert_eq!(app.core.sync_unsourced_copies().await.unwrap(), 1);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while app.core.quota_usage(alice_id).await.unwrap() != 40_000 {
-        assert!(std::time::Instant::now() < deadline, "never synced");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(app.core.sync_unsourced_copies().await.unwrap(), 0);
-    // Read again to the same bytes: the image is as it was.
+    assert_eq!(app.core.reconfirm_synced_copies().await.unwrap(), 1);
+    assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 160_000);
+    assert_eq!(app.core.reconfirm_synced_copies().await.unwrap(), 0);
     assert_eq!(synced_images(&app, "alice").await, before);
 }
