@@ -540,7 +540,16 @@ async fn of_two_file_uploads_begun_together_the_second_to_finish_is_refused(
         .multipart(reqwest::multipart::Form::new().part("upfile", part));
     let slow_upload = tokio::spawn(request.send());
     sender.send(Ok(slow[..40_000].to_vec())).await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Its bytes are being staged: it has read the image it replaces.
+    let staging = app.data_dir.join("store").join("tmp");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_dir(&staging).unwrap().next().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload never began"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 
     let quick = iso_bytes(60_000);
     let part = reqwest::multipart::Part::bytes(quick.clone()).file_name("quick.iso");

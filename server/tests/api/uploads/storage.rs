@@ -179,3 +179,41 @@ async fn chunks_racing_at_one_offset_leave_the_file_whole(#[case] backend: Backe
     assert_eq!(rest.status(), 204);
     assert_eq!(image_sha256(&app, &path).await, sha256_hex(&expected));
 }
+
+/// A completion that fails for a passing reason (the blob store could not
+/// take the file) keeps the upload and its reservation: its stored parts
+/// stay counted, and the retry that completes it is held to the quota.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_completion_that_fails_keeps_the_uploads_reservation(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(2_000_000)).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let alice = app.core.login(ALICE.0, ALICE.1).await.unwrap();
+    let path = create(&app, 300_000, &format!("filename {}", b64(b"disk.img"))).await;
+    let bytes = random_bytes(300_000);
+    assert_eq!(
+        patch(&app, &path, 0, bytes[..200_000].to_vec())
+            .await
+            .status(),
+        204
+    );
+
+    // The published blobs' folder replaced by a file: no blob can land.
+    let blobs = app.data_dir.join("store").join("blobs");
+    let away = app.data_dir.join("blobs-away");
+    std::fs::rename(&blobs, &away).unwrap();
+    std::fs::write(&blobs, b"not a folder").unwrap();
+    let failed = patch(&app, &path, 200_000, bytes[200_000..].to_vec()).await;
+    assert!(failed.status().is_server_error(), "{}", failed.status());
+    assert_eq!(app.core.quota_usage(alice.id).await.unwrap(), 300_000);
+
+    std::fs::remove_file(&blobs).unwrap();
+    std::fs::rename(&away, &blobs).unwrap();
+    let completed = patch(&app, &path, 300_000, Vec::new()).await;
+    assert_eq!(completed.status(), 204);
+    assert_eq!(image_sha256(&app, &path).await, sha256_hex(&bytes));
+    // The image's bytes, and no reservation left beside them.
+    assert_eq!(app.core.quota_usage(alice.id).await.unwrap(), 300_000);
+}
