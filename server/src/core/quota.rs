@@ -154,6 +154,7 @@ impl Core {
             reservation: None,
             at_most: u64::MAX,
             replacing: 0,
+            store_copy: false,
         }
     }
 
@@ -167,6 +168,7 @@ impl Core {
             promised: 0,
             at_most: u64::MAX,
             replacing: 0,
+            store_copy: false,
         }
     }
 }
@@ -188,6 +190,9 @@ pub struct UploadAllowance<'a> {
     /// Bytes that the upload replaces, which count until it takes their
     /// place: only growth past them is reserved.
     replacing: u64,
+    /// Whether the bytes become a copy in a personal store (see
+    /// [`UploadAllowance::store_copy`]).
+    store_copy: bool,
 }
 
 impl UploadAllowance<'_> {
@@ -204,34 +209,48 @@ impl UploadAllowance<'_> {
         self
     }
 
-    /// Lets go of the reservation of bytes now recorded as a copy of a
-    /// personal store's, which a count finds through the store's listing
-    /// (see [`Core::personal_store_bytes`]): moved as a store write's is,
-    /// so that a count whose listing began before the record still counts it.
-    pub async fn release_into_store(mut self) {
-        if let (Some(id), Some(user_id)) = (self.reservation.take(), self.user_id) {
-            if let Err(error) = self.core.release_into_store(user_id, id).await {
+    /// The bytes become a copy in a personal store (a sync's package),
+    /// which a count finds through the store's listing (see
+    /// [`Core::personal_store_bytes`]), not the records' sum: the
+    /// reservation is moved into the store when let go, as a store write's
+    /// is, so that a count whose listing began before the record still
+    /// counts it (moving one whose bytes never landed costs nothing).
+    pub fn store_copy(mut self) -> Self {
+        self.store_copy = true;
+        self
+    }
+
+    /// Lets go of the reservation: the bytes now count as a record, or not at all.
+    pub async fn release(mut self) {
+        if let Some(let_go) = self.let_go() {
+            if let Err(error) = let_go.await {
                 tracing::warn!(%error, "cannot release a quota reservation; it will expire");
             }
         }
     }
 
-    /// Lets go of the reservation: the bytes now count as a record, or not at all.
-    pub async fn release(mut self) {
-        if let Some(id) = self.reservation.take() {
-            if let Err(error) = self.core.db.release_quota(id).await {
-                tracing::warn!(%error, "cannot release a quota reservation; it will expire");
+    /// What lets go of the reservation, if there is one.
+    fn let_go(&mut self) -> Option<impl std::future::Future<Output = Result<(), sqlx::Error>>> {
+        let id = self.reservation.take()?;
+        let db = self.core.db.clone();
+        let into_store = self.user_id.filter(|_| self.store_copy);
+        Some(async move {
+            match into_store {
+                Some(user_id) => {
+                    db.move_reservation_into_store(user_id, id, moved_reservation_expiry_ms())
+                        .await
+                }
+                None => db.release_quota(id).await,
             }
-        }
+        })
     }
 }
 
 impl Drop for UploadAllowance<'_> {
     fn drop(&mut self) {
-        if let Some(id) = self.reservation.take() {
-            let db = self.core.db.clone();
+        if let Some(let_go) = self.let_go() {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move { db.release_quota(id).await });
+                runtime.spawn(let_go);
             }
         }
     }

@@ -461,6 +461,7 @@ impl Core {
                 let replaced = existing.and_then(|image| image.size).unwrap_or(0);
                 let allowance = self
                     .upload_allowance(Some(user.id))
+                    .store_copy()
                     .replacing(u64::try_from(replaced).unwrap_or(0))
                     .at_most(Some(package.size_bound(&file.name)));
                 (self.package_ovf(user, &file.name, package), Some(allowance))
@@ -477,14 +478,9 @@ impl Core {
             )
             .await;
         // A package's reservation goes once it is recorded or refused (not
-        // in the background, where a count could still see it). Recorded,
-        // it counts through the store's listing, which a count begun
-        // before the record missed: it is moved as a store write's is.
+        // in the background, where a count could still see it).
         if let Some(counted) = counted {
-            match registered {
-                Ok(Registered::Added | Registered::Updated) => counted.release_into_store().await,
-                _ => counted.release().await,
-            }
+            counted.release().await;
         }
         registered
     }
