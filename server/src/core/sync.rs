@@ -138,7 +138,7 @@ impl Source {
 }
 
 /// What a sync copies of one file.
-enum Copy {
+enum Copying {
     /// The file as it is.
     File,
     /// An `.ovf` with the disks it names, packed as one archive.
@@ -379,7 +379,7 @@ impl Core {
             // inspected and downloadable whole; any other file as it is.
             let copy = if file.name.to_ascii_lowercase().ends_with(".ovf") {
                 match self.read_package(user, file, &present).await {
-                    Ok(package) if package.missing.is_empty() => Copy::Package(package),
+                    Ok(package) if package.missing.is_empty() => Copying::Package(package),
                     Ok(package) => {
                         let missing = package.missing.join(", ");
                         errors.push(format!("{shown}: missing disk {missing}"));
@@ -391,11 +391,11 @@ impl Core {
                     }
                 }
             } else {
-                Copy::File
+                Copying::File
             };
             let source = match &copy {
-                Copy::File => Source::file(file),
-                Copy::Package(package) => package.source(file),
+                Copying::File => Source::file(file),
+                Copying::Package(package) => package.source(file),
             };
             // A copy whose source is not recorded (made before sources were
             // kept) is read again: to the same bytes, that records it.
@@ -437,7 +437,7 @@ impl Core {
         user: &Principal,
         kind: SyncKind,
         file: &StoreFile,
-        copy: Copy,
+        copy: Copying,
         source: &Source,
         folder: &str,
         existing: Option<&Image>,
@@ -449,7 +449,7 @@ impl Core {
         // one that replaces an older package needs room only to grow, the
         // older counting until the newer takes its place.
         let (stream, mut counted): (ByteStream, _) = match copy {
-            Copy::File => {
+            Copying::File => {
                 let stream = self
                     .personal
                     .read(user.id, &file.relative)
@@ -457,7 +457,7 @@ impl Core {
                     .map_err(|error| CoreError::invalid(format!("unreadable: {error}")))?;
                 (stream, None)
             }
-            Copy::Package(package) => {
+            Copying::Package(package) => {
                 let replaced = existing.and_then(|image| image.size).unwrap_or(0);
                 let allowance = self
                     .upload_allowance(Some(user.id))
