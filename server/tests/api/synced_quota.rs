@@ -82,6 +82,7 @@ async fn a_synced_image_takes_no_other_bytes(#[case] backend: Backend) {
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn synced_copies_count_unless_they_are_their_files(#[case] backend: Backend) {
     let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(QUOTA)).await;
@@ -149,6 +150,7 @@ async fn synced_copies_count_unless_they_are_their_files(#[case] backend: Backen
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn an_unchanged_store_copies_nothing_again(#[case] backend: Backend) {
     let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(QUOTA)).await;
@@ -293,6 +295,7 @@ async fn a_file_moved_over_a_synced_one_is_a_change_whatever_its_size_and_time(
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn copies_without_a_recorded_source_are_checked_at_start(#[case] backend: Backend) {
     let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(QUOTA)).await;
