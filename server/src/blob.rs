@@ -53,6 +53,14 @@ pub trait Allowance: Send {
     /// Makes room for at least `needed` bytes in all; answers how many bytes
     /// the upload may now reach, or refuses.
     async fn grow(&mut self, needed: u64) -> Result<u64, IngestError>;
+
+    /// Once every byte is in: makes sure the room for the `size` bytes is
+    /// still held (a reservation lapses if an upload stalls past its life,
+    /// and its room may have gone to others meanwhile), or refuses.
+    async fn hold(&mut self, size: u64) -> Result<(), IngestError> {
+        let _ = size;
+        Ok(())
+    }
 }
 
 /// A fixed limit, and no quota.

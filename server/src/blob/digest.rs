@@ -128,5 +128,6 @@ where
             staging.write(chunk).await?;
         }
     }
+    allowance.hold(digesting.size()).await?;
     Ok(digesting.finish().await?)
 }

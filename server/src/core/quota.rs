@@ -126,6 +126,17 @@ impl Core {
         }
     }
 
+    /// Extends a reservation's life, if it has not lapsed; answers whether
+    /// it had not.
+    async fn renew_reservation(&self, id: i64) -> Result<bool, IngestError> {
+        let now_ms = Utc::now().timestamp_millis();
+        let expires_ms = now_ms.saturating_add(RESERVATION_TTL.as_millis() as i64);
+        self.db
+            .renew_reservation(id, now_ms, expires_ms)
+            .await
+            .map_err(quota_db_failed)
+    }
+
     /// Lets go of a reservation whose bytes may now be in the user's
     /// personal store: it is marked moved, not deleted, so that a count
     /// whose listing began before the move still counts it (and it expires
@@ -290,6 +301,26 @@ impl Allowance for UploadAllowance<'_> {
             .await?;
         Ok(granted.saturating_add(self.replacing))
     }
+
+    async fn hold(&mut self, size: u64) -> Result<(), IngestError> {
+        // Only a reservation of this allowance's own can lapse under it (a
+        // resumable upload's is its caller's, and lives as long as it).
+        let (Some(quota), Some(user_id), Some(id)) = (
+            self.core.limits.user_quota_bytes,
+            self.user_id,
+            self.reservation,
+        ) else {
+            return Ok(());
+        };
+        if self.core.renew_reservation(id).await? {
+            return Ok(());
+        }
+        let needed = size.saturating_sub(self.replacing);
+        self.core
+            .reserve(user_id, quota, &mut self.reservation, needed, needed)
+            .await
+            .map(|_| ())
+    }
 }
 
 /// Room for one write into a personal store. Bytes already written are in
@@ -385,6 +416,25 @@ impl StoreWrite {
             self.room -= bytes;
         }
         self.written = total;
+        Ok(())
+    }
+
+    /// Before the final step of a write whose reservation holds its bytes:
+    /// makes sure the reservation has not lapsed (a write stalled past its
+    /// life, whose room may have gone to others meanwhile), or reserves the
+    /// bytes again, or refuses.
+    pub async fn hold(&mut self) -> Result<(), IngestError> {
+        let (Some(quota), Some(id)) = (self.core.limits.user_quota_bytes, self.reservation) else {
+            return Ok(());
+        };
+        if !self.held || self.core.renew_reservation(id).await? {
+            return Ok(());
+        }
+        let written = self.written;
+        self.core
+            .reserve(self.user_id, quota, &mut self.reservation, written, written)
+            .await?;
+        self.room = 0;
         Ok(())
     }
 

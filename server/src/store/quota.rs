@@ -248,6 +248,28 @@ impl Db {
         tx.commit().await
     }
 
+    /// Extends an unexpired, unmoved reservation to `expires_ms`; answers
+    /// whether it was still there to extend.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn renew_reservation(
+        &self,
+        id: i64,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
+        const RENEW: &str = "UPDATE quota_reservations SET expires_at = $1 \
+             WHERE id = $2 AND expires_at > $3 AND moved_at_epoch IS NULL RETURNING id";
+        super::with_pool!(self, pool => {
+            Ok(sqlx::query_scalar::<_, i64>(RENEW)
+                .bind(expires_ms)
+                .bind(id)
+                .bind(now_ms)
+                .fetch_optional(pool)
+                .await?
+                .is_some())
+        })
+    }
+
     /// Keeps a reservation counting, unmoved, until `expires_ms`.
     #[tracing::instrument(skip(self), err)]
     pub async fn hold_reservation(&self, id: i64, expires_ms: i64) -> Result<(), sqlx::Error> {

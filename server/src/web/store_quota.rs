@@ -226,6 +226,7 @@ impl DavFile for CountedFile {
     fn flush(&'_ mut self) -> FsFuture<'_, ()> {
         Box::pin(async move {
             if let Some(write) = self.write.as_mut() {
+                write.hold().await.map_err(refused)?;
                 write.placing();
             }
             let flushed = self.inner.flush().await;

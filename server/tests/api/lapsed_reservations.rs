@@ -1,0 +1,125 @@
+//! A reservation lapses when its write stalls past its life (a crashed
+//! server's must not hold a quota forever), and its room may then go to
+//! other writes: a stalled write that goes on must find room again before
+//! its bytes land, through an upload or the WebDAV store.
+
+use std::time::Duration;
+
+use depot_server::store::Pool;
+use reqwest::StatusCode;
+use rstest::rstest;
+
+use crate::helpers::{random_bytes, Backend, TestApp};
+
+const QUOTA: u64 = 1_000_000;
+
+/// A request body fed by hand: its sender, and the body.
+fn fed_body() -> (
+    tokio::sync::mpsc::Sender<std::io::Result<Vec<u8>>>,
+    reqwest::Body,
+) {
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(2);
+    let body = reqwest::Body::wrap_stream(futures_util::stream::poll_fn(move |context| {
+        receiver.poll_recv(context)
+    }));
+    (sender, body)
+}
+
+/// Waits until the user holds `bytes` or more against the quota.
+async fn wait_for_usage(app: &TestApp, user_id: i64, bytes: u64) {
+    for _ in 0..400 {
+        if app.core.quota_usage(user_id).await.unwrap() >= bytes {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("never held {bytes} bytes");
+}
+
+/// Every reservation past its life, as an hour's stall leaves them.
+async fn lapse_every_reservation(app: &TestApp) {
+    const LAPSE: &str = "UPDATE quota_reservations SET expires_at = 0";
+    let lapsed = match app.core.db().pool() {
+        Pool::Sqlite(pool) => sqlx::query(LAPSE).execute(pool).await.map(|_| ()),
+        Pool::Postgres(pool) => sqlx::query(LAPSE).execute(pool).await.map(|_| ()),
+    };
+    lapsed.unwrap();
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_stalled_upload_whose_room_went_to_another_is_refused(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(QUOTA)).await;
+    app.add_user("alice", "alice-password").await;
+    let alice = app.core.login("alice", "alice-password").await.unwrap();
+    let (sender, body) = fed_body();
+    let part = reqwest::multipart::Part::stream_with_length(body, 600_000).file_name("slow.img");
+    let slow = tokio::spawn(
+        reqwest::Client::new()
+            .post(app.url("/api/upload"))
+            .basic_auth("alice", Some("alice-password"))
+            .multipart(reqwest::multipart::Form::new().part("file", part))
+            .send(),
+    );
+    let bytes = random_bytes(600_000);
+    sender.send(Ok(bytes[..300_000].to_vec())).await.unwrap();
+    wait_for_usage(&app, alice.id, 300_000).await;
+
+    lapse_every_reservation(&app).await;
+    let beside = app
+        .upload(
+            "alice",
+            "alice-password",
+            "beside.img",
+            random_bytes(600_000),
+        )
+        .await;
+    assert_eq!(beside.status(), 201);
+
+    sender.send(Ok(bytes[300_000..].to_vec())).await.unwrap();
+    drop(sender);
+    let slow = slow.await.unwrap().unwrap();
+    assert_eq!(slow.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(app.core.quota_usage(alice.id).await.unwrap(), 600_000);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
+#[tokio::test]
+async fn a_stalled_store_write_whose_room_went_to_another_is_refused(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(QUOTA)).await;
+    let alice = crate::store::User::new(&app, "alice", "alice-password").await;
+    let alice_id = app.core.login("alice", "alice-password").await.unwrap().id;
+    let (sender, body) = fed_body();
+    let slow = tokio::spawn(
+        reqwest::Client::new()
+            .put(app.url("/store/slow.img"))
+            .basic_auth("alice", Some("alice-password"))
+            .header("content-length", "600000")
+            .body(body)
+            .send(),
+    );
+    let bytes = random_bytes(600_000);
+    sender.send(Ok(bytes[..300_000].to_vec())).await.unwrap();
+    wait_for_usage(&app, alice_id, 600_000).await;
+
+    lapse_every_reservation(&app).await;
+    let beside = alice
+        .dav("PUT", "/beside.img", Some(random_bytes(600_000)))
+        .await;
+    assert_eq!(beside.0, StatusCode::CREATED);
+
+    sender.send(Ok(bytes[300_000..].to_vec())).await.unwrap();
+    drop(sender);
+    let slow = slow.await.unwrap().unwrap();
+    assert_eq!(slow.status(), StatusCode::INSUFFICIENT_STORAGE);
+    assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 600_000);
+    assert_eq!(
+        alice.dav("GET", "/slow.img", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
