@@ -452,3 +452,35 @@ fn postgres_pool(db: &depot_server::store::Db) -> &sqlx::PgPool {
         depot_server::store::Pool::Sqlite(_) => panic!("not a PostgreSQL pool"),
     }
 }
+
+/// A `PROPFIND` of infinite depth would walk a whole store in one request,
+/// as often as asked: it is refused whatever the request says it is
+/// (dav-server allows it to the litmus test suite, by a header).
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[tokio::test]
+async fn a_store_is_never_listed_to_infinite_depth(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let alice = crate::store::User::new(&app, "alice", "alice-password").await;
+    assert_eq!(alice.dav("MKCOL", "/a/", None).await.0, 201);
+    assert_eq!(
+        alice.dav("PUT", "/a/f.iso", Some(random_bytes(10))).await.0,
+        201
+    );
+    for litmus in [None, Some("1")] {
+        let mut request = reqwest::Client::new()
+            .request(Method::from_bytes(b"PROPFIND").unwrap(), app.url("/store/"))
+            .basic_auth("alice", Some("alice-password"))
+            .header("depth", "infinity");
+        if let Some(litmus) = litmus {
+            request = request.header("x-litmus", litmus);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert!(!status.is_success(), "{status}: {body}");
+        assert!(body.contains("propfind-finite-depth"), "{body}");
+    }
+    // One level at a time still lists.
+    assert_eq!(alice.dav("PROPFIND", "/", None).await.0, 207);
+}
