@@ -1,7 +1,10 @@
 //! Personal stores on local disk: one folder per user under the data
-//! folder's `personal/`, served by dav-server's own local file system. A
-//! symbolic link on the way to a path is refused, never followed (Depot's
-//! writers make none; one put there by hand must not lead outside).
+//! folder's `personal/`, served by dav-server's own local file system.
+//! No client can make a symbolic link (Depot's writers make none, WebDAV
+//! has no way to). The store's own paths (the Store page, downloads, the
+//! page's uploads) refuse one on the way to a path, never follow it; WebDAV,
+//! through dav-server's file system, would follow one an operator put there
+//! by hand.
 
 use std::io::{self, ErrorKind, SeekFrom};
 use std::os::unix::fs::MetadataExt;
