@@ -10,6 +10,7 @@
 pub mod local;
 pub mod object;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, SeekFrom};
 use std::sync::Arc;
@@ -59,6 +60,16 @@ pub struct StoreFile {
     /// object store's are whole seconds): a local file's inode and change
     /// time, an object's ETag.
     pub tag: Option<String>,
+}
+
+/// The files by folder and name, but those whose path is not UTF-8 (their
+/// names are lossy, and could pass for another file's).
+pub fn by_place(files: &[StoreFile]) -> HashMap<(&str, &str), &StoreFile> {
+    files
+        .iter()
+        .filter(|file| file.utf8)
+        .map(|file| ((file.folder.as_str(), file.name.as_str()), file))
+        .collect()
 }
 
 /// Where each user's personal store keeps its files.

@@ -9,7 +9,6 @@
 //! when it lands or fails. Two uploads that fit alone but not together can
 //! therefore never both land.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -493,11 +492,7 @@ fn moved_reservation_expiry_ms() -> i64 {
 /// whose source is not recorded (made before sources were kept, until a
 /// sync, queued at start-up, records it).
 fn unbacked_bytes(files: &[StoreFile], copies: &[SyncedCopy]) -> u64 {
-    let mut files: HashMap<(&str, &str), &StoreFile> = files
-        .iter()
-        .filter(|file| file.utf8)
-        .map(|file| ((file.folder.as_str(), file.name.as_str()), file))
-        .collect();
+    let mut files = crate::personal::by_place(files);
     let mut unbacked = 0_u64;
     for copy in copies {
         let Some(size) = copy.size.and_then(|size| u64::try_from(size).ok()) else {

@@ -170,7 +170,24 @@ impl Core {
         kind: SyncKind,
     ) -> Result<SyncRequest, CoreError> {
         let user = viewer.require_user()?;
-        let (id, new) = self.queue_sync(user.id, kind).await?;
+        // A request that has not started yet will see the store as it is
+        // when it runs: a second one would only race it.
+        let waiting = self
+            .db
+            .waiting_sync_request(user.id, kind.as_str())
+            .await
+            .map_err(db_error)?;
+        let (id, new) = match waiting {
+            Some(id) => (id, false),
+            None => {
+                let id = self
+                    .db
+                    .insert_sync_request(user.id, kind.as_str(), &task_id(), SYNC_JOB, Utc::now())
+                    .await
+                    .map_err(db_error)?;
+                (id, true)
+            }
+        };
         let mut request = self.sync_request(viewer, id).await?;
         if new {
             // The answer tells what was submitted, even if a polling worker
@@ -179,27 +196,6 @@ impl Core {
         }
         self.jobs_waiting.notify_one();
         Ok(request)
-    }
-
-    /// Queues a sync of a user's store, unless one is waiting: answers its
-    /// request's id, and whether it is new.
-    async fn queue_sync(&self, user_id: i64, kind: SyncKind) -> Result<(i64, bool), CoreError> {
-        // A request that has not started yet will see the store as it is
-        // when it runs: a second one would only race it.
-        let waiting = self
-            .db
-            .waiting_sync_request(user_id, kind.as_str())
-            .await
-            .map_err(db_error)?;
-        if let Some(id) = waiting {
-            return Ok((id, false));
-        }
-        let id = self
-            .db
-            .insert_sync_request(user_id, kind.as_str(), &task_id(), SYNC_JOB, Utc::now())
-            .await
-            .map_err(db_error)?;
-        Ok((id, true))
     }
 
     /// A sync request its owner (or an admin) may see.
@@ -339,12 +335,8 @@ impl Core {
             .into_iter()
             .map(|copy| (copy.id, copy.synced_from))
             .collect();
-        // The files a descriptor may name (a lossy name names nothing).
-        let present: HashMap<(String, String), &StoreFile> = files
-            .iter()
-            .filter(|file| file.utf8)
-            .map(|file| ((file.folder.clone(), file.name.clone()), file))
-            .collect();
+        // The files a descriptor may name.
+        let present = crate::personal::by_place(&files);
         let mut outcome = SyncOutcome::default();
         let mut errors = Vec::new();
         let mut warnings = Vec::new();

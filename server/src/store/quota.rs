@@ -181,14 +181,15 @@ impl Db {
         })
     }
 
-    /// The images a sync made of any user's personal-store files.
+    /// The images a sync made of any user's personal-store files before
+    /// their sources were kept (see [`SyncedCopy::synced_from`]).
     #[tracing::instrument(skip(self), err)]
-    pub async fn all_synced_copies(
+    pub async fn unsourced_copies(
         &self,
         personal_data_store: &str,
     ) -> Result<Vec<SyncedCopy>, sqlx::Error> {
         const SELECT: &str = "SELECT id, owner_id, folder, name, size, sha256, synced_from \
-             FROM images WHERE data_store = $1 AND owner_id IS NOT NULL ORDER BY owner_id";
+             FROM images WHERE data_store = $1 AND owner_id IS NOT NULL AND synced_from IS NULL";
         super::with_pool!(self, pool => {
             sqlx::query_as::<_, SyncedCopy>(SELECT)
                 .bind(personal_data_store)

@@ -97,7 +97,7 @@ impl Core {
         &self,
         user: &Principal,
         file: &StoreFile,
-        present: &HashMap<(String, String), &StoreFile>,
+        present: &HashMap<(&str, &str), &StoreFile>,
     ) -> Result<OvfPackage, String> {
         let descriptor = self.read_descriptor(user, file).await?;
         let mut package = OvfPackage {
@@ -203,7 +203,7 @@ impl Core {
 fn disk_of<'a>(
     file: &StoreFile,
     href: &str,
-    present: &HashMap<(String, String), &'a StoreFile>,
+    present: &HashMap<(&str, &str), &'a StoreFile>,
 ) -> Option<&'a StoreFile> {
     if href
         .split('/')
@@ -217,7 +217,7 @@ fn disk_of<'a>(
         (base, "") => base.to_owned(),
         (base, sub) => format!("{base}/{sub}"),
     };
-    present.get(&(folder, name.to_owned())).copied()
+    present.get(&(folder.as_str(), name)).copied()
 }
 
 /// A reader that yields exactly `size` bytes or fails: a disk that changed

@@ -1,9 +1,10 @@
-//! Synced copies whose recorded source their file no longer shows, though
-//! the file may still hold their bytes: copies made before sources were
-//! kept (an upgrade), or whose file got a new inode or change time with the
-//! same bytes (a restore, a `chown -R`). The quota counts such a copy on its
-//! own; reading its file once and finding its bytes records the source
-//! again. Unlike a sync, this adds, changes and removes no image.
+//! Synced copies made before sources were kept (an upgrade's), whose file
+//! may still hold their bytes. The quota counts such a copy on its own;
+//! reading its file once and finding its bytes records its source. Unlike
+//! a sync, this adds, changes and removes no image. (A copy whose file
+//! shows another source with the same bytes, after a restore or a
+//! `chown -R`, is left to its owner's next sync, which reads it again: a
+//! start-up does not list every store.)
 
 use std::collections::HashMap;
 
@@ -18,13 +19,13 @@ use crate::personal::StoreFile;
 use crate::store::SyncedCopy;
 
 impl Core {
-    /// Records the source of each synced copy whose file holds its bytes
-    /// but not its recorded source; answers how many. Each user's store is
-    /// listed once, and only files of a copy's size are read.
+    /// Records the source of each synced copy without one whose file holds
+    /// its bytes; answers how many. Only those copies' owners' stores are
+    /// listed, each once, and only files of a copy's size are read.
     pub async fn reconfirm_synced_copies(&self) -> Result<usize, CoreError> {
         let copies = self
             .db
-            .all_synced_copies(&self.limits.personal_data_store)
+            .unsourced_copies(&self.limits.personal_data_store)
             .await
             .map_err(db_error)?;
         let mut owners: HashMap<i64, Vec<SyncedCopy>> = HashMap::new();
@@ -41,11 +42,7 @@ impl Core {
                     continue;
                 }
             };
-            let files: HashMap<(&str, &str), &StoreFile> = files
-                .iter()
-                .filter(|file| file.utf8)
-                .map(|file| ((file.folder.as_str(), file.name.as_str()), file))
-                .collect();
+            let files = crate::personal::by_place(&files);
             for copy in &copies {
                 if let Some(file) = files.get(&place_in_store(copy)) {
                     recorded += usize::from(self.reconfirm(owner, copy, file).await);
@@ -64,7 +61,6 @@ impl Core {
         // Taken before the read: a file changed meanwhile shows another.
         let source = Source::file(file);
         let candidate = copy.size == i64::try_from(file.size).ok()
-            && copy.synced_from.as_deref() != Some(source.as_str())
             // A package is its descriptor's and disks' bytes, never its file's.
             && !copy.name.to_ascii_lowercase().ends_with(".ovf");
         if !candidate {
