@@ -67,6 +67,18 @@ pub struct ResumableMeta {
     /// An existing image whose bytes these become (as ViCE's file upload).
     #[serde(default)]
     pub image: Option<i64>,
+    /// The bytes that image had when the upload began, set by the server
+    /// (uploads begun before it was kept have none, and are not checked).
+    #[serde(default)]
+    pub begun_from: Option<BegunFrom>,
+}
+
+/// The bytes an image had when an upload of its file began: the upload
+/// replaces those or none, so that of two begun together the second to
+/// finish is refused, not laid over the first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BegunFrom {
+    pub sha256: Option<String>,
 }
 
 /// An upload as its owner sees it.
@@ -134,7 +146,7 @@ impl Core {
         &self,
         viewer: &Viewer,
         length: u64,
-        meta: ResumableMeta,
+        mut meta: ResumableMeta,
     ) -> Result<Resumable, CoreError> {
         let user = viewer.require_user()?;
         if length == 0 {
@@ -149,7 +161,13 @@ impl Core {
         // What the finished upload will be checked against, checked now;
         // its bytes count against the quota of whoever will own them.
         let charged = match meta.image {
-            Some(image) => self.attachable_image(viewer, image).await?.owner_id,
+            Some(image) => {
+                let image = self.attachable_image(viewer, image).await?;
+                meta.begun_from = Some(BegunFrom {
+                    sha256: image.sha256,
+                });
+                image.owner_id
+            }
             None => {
                 app::model::ImageName::parse(&meta.file_name)?;
                 app::model::plain_text("label", &meta.label)?;
@@ -476,7 +494,13 @@ impl Core {
         let allowance = self.upload_allowance_of(charged, reservation, upload.length);
         let recorded = match upload.meta.image {
             Some(image) => self
-                .attach_file_within(viewer, image, source, allowance)
+                .attach_file_within(
+                    viewer,
+                    image,
+                    source,
+                    allowance,
+                    upload.meta.begun_from.as_ref(),
+                )
                 .await
                 .map(|image| image.id),
             None => {

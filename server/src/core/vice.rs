@@ -146,24 +146,33 @@ impl Core {
     {
         let image = self.attachable_image(viewer, id).await?;
         let allowance = self.upload_allowance(image.owner_id).at_most(at_most);
-        self.attach_file_within(viewer, id, Source::Body(body), allowance)
+        self.attach_file_within(viewer, id, Source::Body(body), allowance, None)
             .await
     }
 
     /// [`Core::attach_file`] within room already promised (a resumable
-    /// upload's reservation).
+    /// upload's reservation), replacing the bytes the image had when the
+    /// upload began, if given, or else those it has now.
     pub(super) async fn attach_file_within<S, E>(
         &self,
         viewer: &Viewer,
         id: i64,
         source: Source<S>,
         mut allowance: super::UploadAllowance<'_>,
+        begun_from: Option<&super::resumable::BegunFrom>,
     ) -> Result<Image, CoreError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: std::fmt::Display,
     {
         let image = self.attachable_image(viewer, id).await?;
+        if begun_from.is_some_and(|begun| begun.sha256 != image.sha256) {
+            allowance.release().await;
+            return Err(CoreError::Conflict(format!(
+                "image {id}'s file changed since this upload began: nothing was replaced; \
+                 upload it again"
+            )));
+        }
         let attached = async {
             let (staged, inspection) = self.ingest_source(source, &mut allowance).await?;
             // What the record declared (its content type) before it had bytes.
@@ -180,7 +189,7 @@ impl Core {
                 None,
             )
             .await?;
-            Ok(new_sha256)
+            Ok::<_, CoreError>(new_sha256)
         }
         .await;
         // Attached or not, the bytes no longer need a reservation.

@@ -229,6 +229,7 @@ fn meta_of(mut pairs: HashMap<String, String>) -> Result<ResumableMeta, ApiError
         label: pairs.remove("label").unwrap_or_default(),
         public: matches!(pairs.remove("public").as_deref(), Some("true" | "1" | "on")),
         image,
+        begun_from: None,
     })
 }
 

@@ -13,6 +13,7 @@ use crate::helpers::{random_bytes, Backend, TestApp};
 use crate::vice::iso_bytes;
 
 mod clients;
+mod replacing;
 mod storage;
 
 const ALICE: (&str, &str) = ("alice", "alice-password");

@@ -1,0 +1,63 @@
+//! Resumable uploads of an existing image's file (ViCE's `image`
+//! metadata), which replace the bytes the image had when they began.
+
+use rstest::rstest;
+use serde_json::json;
+
+use super::*;
+use crate::vice::Vice;
+
+/// Two uploads of one image's file begun from the same bytes do not both
+/// land: the second to finish would be laid over the first's bytes, and is
+/// refused with 409 and forgotten (a client's retry cannot land it); an
+/// upload begun after the first landed replaces it.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
+#[tokio::test]
+async fn of_two_uploads_to_one_image_begun_together_the_second_to_finish_is_refused(
+    #[case] backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let vice = Vice::new(&app, ALICE.0, ALICE.1);
+    let (_, image) = vice
+        .json(Method::POST, "/images", Some(&json!({"title": "media"})))
+        .await;
+    let id = image["id"].as_str().unwrap().to_owned();
+    let metadata = format!("image {}", b64(id.as_bytes()));
+    let file = format!("/image/{id}/file");
+    let stored = || async {
+        let response = vice.request(Method::GET, &file).send().await.unwrap();
+        response.bytes().await.unwrap().to_vec()
+    };
+
+    let (first, second) = (iso_bytes(70_000), iso_bytes(50_000));
+    let first_path = create(&app, first.len(), &metadata).await;
+    let second_path = create(&app, second.len(), &metadata).await;
+    assert_eq!(
+        patch(&app, &first_path, 0, first.clone()).await.status(),
+        204
+    );
+    assert_eq!(stored().await, first);
+
+    let refused = patch(&app, &second_path, 0, second).await;
+    assert_eq!(refused.status(), 409);
+    let message = refused.text().await.unwrap();
+    assert!(
+        message.contains("changed since this upload began"),
+        "{message}"
+    );
+    assert_eq!(stored().await, first);
+    let gone = tus(&app, Method::HEAD, &second_path).send().await.unwrap();
+    assert_eq!(gone.status(), 404);
+
+    let third = iso_bytes(60_000);
+    let third_path = create(&app, third.len(), &metadata).await;
+    assert_eq!(
+        patch(&app, &third_path, 0, third.clone()).await.status(),
+        204
+    );
+    assert_eq!(stored().await, third);
+}
