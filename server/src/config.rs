@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::core::{DEFAULT_DATA_STORE, DEFAULT_MAX_UPLOAD_BYTES};
+use crate::core::{DEFAULT_DATA_STORE, DEFAULT_MAX_STORE_ENTRIES, DEFAULT_MAX_UPLOAD_BYTES};
 
 /// A value that must never be printed: `Debug` shows only that it is set.
 #[derive(Clone, PartialEq, Eq)]
@@ -280,6 +280,9 @@ pub struct ServeArgs {
     /// Most bytes one user's images may hold (unlimited if unset).
     #[arg(long, env = "DEPOT_USER_QUOTA_BYTES")]
     pub user_quota_bytes: Option<u64>,
+    /// Most files and folders one user's personal store may hold.
+    #[arg(long, env = "DEPOT_STORE_MAX_ENTRIES", default_value_t = DEFAULT_MAX_STORE_ENTRIES)]
+    pub store_max_entries: u64,
     /// Data store name shown in image paths, `[data_store] folder/name`.
     #[arg(long, env = "DEPOT_DATA_STORE", default_value = DEFAULT_DATA_STORE)]
     pub data_store: String,
@@ -317,6 +320,7 @@ impl ServeArgs {
             site_root: None,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             user_quota_bytes: None,
+            store_max_entries: DEFAULT_MAX_STORE_ENTRIES,
             data_store: DEFAULT_DATA_STORE.into(),
             secure_cookies: false,
             log_format: LogFormat::Text,

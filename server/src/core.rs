@@ -19,6 +19,7 @@ mod personal_store;
 mod provisioning;
 mod quota;
 mod resumable;
+mod store_entries;
 mod sync;
 mod tenants;
 mod users;
@@ -45,10 +46,15 @@ pub use jobs::PANICKING_JOB;
 pub use keys::ServerKey;
 pub use quota::{StoreWrite, UploadAllowance};
 pub use resumable::{AppendError, Checksum, Resumable, ResumableMeta, UPLOAD_LIFETIME};
+pub use store_entries::{check_store_depth, EntryRefused, MAX_STORE_DEPTH};
 pub use sync::{SyncKind, SyncRequest};
 
 /// The largest single upload unless the operator says otherwise: 1 TiB.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 1 << 40;
+
+/// The most files and folders one personal store may hold unless the
+/// operator says otherwise.
+pub const DEFAULT_MAX_STORE_ENTRIES: u64 = 10_000;
 
 /// The data store name shown in paths unless the operator says otherwise.
 pub const DEFAULT_DATA_STORE: &str = "depot";
@@ -63,6 +69,8 @@ pub struct Limits {
     pub max_upload_bytes: u64,
     /// The most bytes one user's images may hold, if limited.
     pub user_quota_bytes: Option<u64>,
+    /// The most files and folders one user's personal store may hold.
+    pub max_store_entries: u64,
     /// The data store name shown in image paths (`[data_store] folder/name`).
     pub data_store: String,
     /// The data store name of images synced from personal stores.
@@ -78,6 +86,7 @@ impl Default for Limits {
         Self {
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             user_quota_bytes: None,
+            max_store_entries: DEFAULT_MAX_STORE_ENTRIES,
             data_store: DEFAULT_DATA_STORE.into(),
             personal_data_store: DEFAULT_PERSONAL_DATA_STORE.into(),
             export_root: None,
@@ -118,6 +127,8 @@ pub struct Core {
     writers: resumable::Writers,
     /// How many job workers this process runs (for runtime statistics).
     job_workers: std::sync::atomic::AtomicUsize,
+    /// How many files and folders each personal store holds, as admitted.
+    store_entries: store_entries::EntryCounts,
 }
 
 impl Core {
@@ -143,6 +154,7 @@ impl Core {
             live: resumable::LiveIngests::default(),
             writers: resumable::Writers::default(),
             job_workers: std::sync::atomic::AtomicUsize::new(0),
+            store_entries: store_entries::EntryCounts::default(),
         }
     }
 

@@ -2,7 +2,8 @@
 //! list a folder, make one, delete a file or an empty folder. WebDAV
 //! (`web/store.rs`) is the other way in; both stay inside the user's own
 //! folder. Store files count against the quota by being there, so nothing
-//! here keeps books.
+//! here keeps books of bytes; a new folder is admitted against the cap on
+//! entries (`store_entries.rs`).
 
 use app::error::CoreError;
 use app::model::{Principal, StoreListing, StorePath, SyncInfo, Viewer};
@@ -91,11 +92,15 @@ impl Core {
     ) -> Result<(), CoreError> {
         let user = viewer.require_user()?;
         let path = StorePath::parse(raw)?.join(name.trim())?;
-        match self.personal.make_folder(user.id, &path).await {
-            Ok(()) => Ok(()),
-            Err(StoreError::NotFound) => Err(missing(&path.parent().unwrap_or(path))),
-            Err(error) => Err(store_error(&path, error)),
-        }
+        self.admit_store_entries(user.id, 1, path.parts().len())
+            .await?;
+        let made = match self.personal.make_folder(user.id, &path).await {
+            Ok(()) => return Ok(()),
+            Err(StoreError::NotFound) => missing(&path.parent().unwrap_or(path)),
+            Err(error) => store_error(&path, error),
+        };
+        self.give_back_store_entries(user.id, 1).await;
+        Err(made)
     }
 
     /// Deletes a file, or a folder once it is empty, from the caller's store.
@@ -109,7 +114,9 @@ impl Core {
         self.personal
             .delete(user.id, &path)
             .await
-            .map_err(|error| store_error(&path, error))
+            .map_err(|error| store_error(&path, error))?;
+        self.give_back_store_entries(user.id, 1).await;
+        Ok(())
     }
 
     /// Submits a sync of the caller's store for `kind` (`VM` or `ISO`).

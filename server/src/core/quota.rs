@@ -418,6 +418,16 @@ impl StoreWrite {
         Ok(())
     }
 
+    /// The next of several files written one after another through this
+    /// write (the files of a `COPY`, which share its reservation): the
+    /// upload limit is each file's. Only for a write whose bytes are in
+    /// the store's files as they are written.
+    pub fn next_file(&mut self) {
+        if !self.held {
+            self.written = 0;
+        }
+    }
+
     /// Before the final step of a write whose reservation holds its bytes:
     /// makes sure the reservation has not lapsed (a write stalled past its
     /// life, whose room may have gone to others meanwhile), or reserves the

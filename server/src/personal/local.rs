@@ -167,6 +167,13 @@ impl PersonalStores for LocalStores {
         .map_err(io::Error::other)?
     }
 
+    async fn count_entries(&self, user_id: i64, stop_after: u64) -> io::Result<u64> {
+        let root = self.folder(user_id);
+        tokio::task::spawn_blocking(move || count_below(&root, stop_after))
+            .await
+            .map_err(io::Error::other)?
+    }
+
     /// What a crash left of writes in progress: only this server writes
     /// here, so at start none is in progress.
     async fn discard_partial_writes(&self) -> io::Result<()> {
@@ -202,6 +209,33 @@ impl PersonalStores for LocalStores {
         let file = tokio::fs::File::open(path).await?;
         Ok(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).boxed())
     }
+}
+
+/// The entries under `root` of whatever kind (each takes an inode), up to
+/// `stop_after + 1`, without following links out of it: a name's kind
+/// comes from its folder's listing, not from a look at each entry.
+fn count_below(root: &Path, stop_after: u64) -> io::Result<u64> {
+    let mut counted = 0_u64;
+    let mut pending = vec![root.to_path_buf()];
+    let gone = |error: &io::Error| error.kind() == ErrorKind::NotFound;
+    while let Some(folder) = pending.pop() {
+        let entries = match std::fs::read_dir(&folder) {
+            Ok(entries) => entries,
+            Err(error) if gone(&error) => continue,
+            Err(error) => return Err(error),
+        };
+        for entry in entries {
+            let entry = entry?;
+            counted += 1;
+            if counted > stop_after {
+                return Ok(counted);
+            }
+            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                pending.push(entry.path());
+            }
+        }
+    }
+    Ok(counted)
 }
 
 /// Every file under `root`, without following links out of it.

@@ -388,6 +388,24 @@ impl PersonalStores for ObjectStores {
         Ok(Some(files))
     }
 
+    /// Objects, markers included: the store's own root marker aside, each
+    /// is a file or a folder made on purpose.
+    async fn count_entries(&self, user_id: i64, stop_after: u64) -> io::Result<u64> {
+        let store = self.user(user_id);
+        let root_marker = store.root_marker();
+        let mut listed = self.blobs.bucket().list(Some(&store.root));
+        let mut counted = 0_u64;
+        while let Some(meta) = listed.try_next().await.map_err(io_error)? {
+            if meta.location != root_marker {
+                counted += 1;
+                if counted > stop_after {
+                    break;
+                }
+            }
+        }
+        Ok(counted)
+    }
+
     async fn read(&self, user_id: i64, relative: &str) -> io::Result<ByteStream> {
         let store = self.user(user_id);
         let key = store.key(relative.split('/').map(str::as_bytes));

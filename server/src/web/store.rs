@@ -20,6 +20,7 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use super::files::{bad_form, text_field, wants_html};
 use super::store_quota::QuotaFs;
 use super::{ApiError, BodyLength};
+use crate::core::EntryRefused;
 use crate::state::AppState;
 
 /// The handler shared by every request; each gets its user's folder.
@@ -74,10 +75,16 @@ async fn serve(
     if let Some(refused) = check_destination(request.headers()) {
         return refused;
     }
-    match dav_config(&state, user).await {
-        Ok(config) => state.dav.handle_with(config, request).await.into_response(),
-        Err(status) => status.into_response(),
-    }
+    let files = match store_files(&state, user).await {
+        Ok(files) => files,
+        Err(status) => return status.into_response(),
+    };
+    let response = state
+        .dav
+        .handle_with(dav_config(&files, user), request)
+        .await;
+    files.finish().await;
+    response.into_response()
 }
 
 /// A `COPY` or `MOVE` goes to a path inside the store, below its root:
@@ -113,18 +120,22 @@ fn check_destination(headers: &HeaderMap) -> Option<Response> {
     }
 }
 
-/// The WebDAV view of one user's folder, with their quota.
-async fn dav_config(state: &AppState, user: &Principal) -> Result<DavConfig, StatusCode> {
-    let files = match state.core.personal().file_system(user.id).await {
-        Ok(files) => files,
+/// One user's folder, with their quota, for one request.
+async fn store_files(state: &AppState, user: &Principal) -> Result<QuotaFs, StatusCode> {
+    match state.core.personal().file_system(user.id).await {
+        Ok(files) => Ok(QuotaFs::new(files, state.core.clone(), user.id)),
         Err(error) => {
             tracing::error!(%error, "cannot open a personal store");
-            return Err(StatusCode::INTERNAL_SERVER_ERROR);
+            Err(StatusCode::INTERNAL_SERVER_ERROR)
         }
-    };
-    Ok(DavConfig::new()
-        .filesystem(Box::new(QuotaFs::new(files, state.core.clone(), user.id)))
-        .principal(user.username.clone()))
+    }
+}
+
+/// The WebDAV view of `files`.
+fn dav_config(files: &QuotaFs, user: &Principal) -> DavConfig {
+    DavConfig::new()
+        .filesystem(Box::new(files.clone()))
+        .principal(user.username.clone())
 }
 
 /// `POST /api/store/upload`: the Store page's form (`folder`, then one or
@@ -184,9 +195,10 @@ async fn put_into_store(
     path: &StorePath,
     mut field: Field<'_>,
 ) -> Result<(), ApiError> {
-    let config = dav_config(state, user)
+    let files = store_files(state, user)
         .await
         .map_err(|_| ApiError(CoreError::Internal))?;
+    let config = dav_config(&files, user);
     let uri: String = std::iter::once("/store".to_owned())
         .chain(
             path.parts()
@@ -232,9 +244,12 @@ async fn put_into_store(
             state.core.limits().max_upload_bytes
         )))),
         StatusCode::INSUFFICIENT_STORAGE => Err(ApiError(CoreError::TooLarge(format!(
-            "'{}' does not fit in what is left of your quota",
-            path.as_string()
+            "'{}' does not fit in your store: it would pass your quota, or the {} files \
+             and folders a store may hold",
+            path.as_string(),
+            state.core.limits().max_store_entries
         )))),
+        StatusCode::URI_TOO_LONG => Err(ApiError(CoreError::from(EntryRefused::TooDeep))),
         StatusCode::PRECONDITION_FAILED => Err(ApiError(CoreError::Conflict(format!(
             "'{}' is already in your store; delete it first to replace it",
             path.as_string()

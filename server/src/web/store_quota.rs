@@ -2,7 +2,9 @@
 //! write counted against the owner's quota and the upload limit as it
 //! happens (chunked bodies without a length included), and `COPY` counted
 //! before it copies. A write refused midway removes what it had written:
-//! nothing partial stays behind.
+//! nothing partial stays behind. Every new file or folder is admitted
+//! against the cap on the store's entries and their depth first, a `MOVE`
+//! against the depth.
 
 use std::io::SeekFrom;
 use std::sync::Arc;
@@ -13,17 +15,22 @@ use dav_server::fs::{
     DavDirEntry, DavFile, DavFileSystem, DavMetaData, FsError, FsFuture, FsStream, OpenOptions,
     ReadDirMeta,
 };
+use futures_util::StreamExt;
 
 use crate::blob::IngestError;
-use crate::core::{Core, StoreWrite};
+use crate::core::{check_store_depth, Core, EntryRefused, StoreWrite, MAX_STORE_DEPTH};
 use crate::personal::StoreFs;
 
-/// One user's store folder, as WebDAV reaches it.
+/// One user's store folder, as one WebDAV request reaches it.
 #[derive(Clone)]
 pub struct QuotaFs {
     inner: StoreFs,
     core: Arc<Core>,
     user_id: i64,
+    /// The room of the request's copies (a `COPY` of a folder copies its
+    /// files one by one): one reservation grown by each, so that a folder
+    /// of many small files does not count the whole store for each.
+    copies: Arc<tokio::sync::Mutex<Option<StoreWrite>>>,
 }
 
 impl QuotaFs {
@@ -32,8 +39,82 @@ impl QuotaFs {
             inner,
             core,
             user_id,
+            copies: Arc::default(),
         }
     }
+
+    /// The request is answered: its copies' bytes are in the store's files.
+    pub async fn finish(&self) {
+        if let Some(copies) = self.copies.lock().await.take() {
+            copies.release().await;
+        }
+    }
+
+    /// Admits one new entry at `path`.
+    async fn admit(&self, path: &DavPath) -> Result<(), FsError> {
+        self.core
+            .admit_store_entries(self.user_id, 1, depth(path))
+            .await
+            .map_err(entry_refused)
+    }
+
+    /// Gives back an entry admitted but not made, or removed.
+    async fn give_back(&self) {
+        self.core.give_back_store_entries(self.user_id, 1).await;
+    }
+}
+
+/// How deep `path` is: `/a/b/c.iso` is 3 deep.
+fn depth(path: &DavPath) -> usize {
+    path.as_bytes()
+        .split(|byte| *byte == b'/')
+        .filter(|part| !part.is_empty())
+        .count()
+}
+
+/// How a refused entry answers: 507 past the cap, 414 too deep.
+fn entry_refused(refused: EntryRefused) -> FsError {
+    match refused {
+        EntryRefused::TooMany { .. } => FsError::InsufficientStorage,
+        EntryRefused::TooDeep => FsError::PathTooLong,
+        EntryRefused::Io(error) => {
+            tracing::error!(%error, "cannot count the entries of a personal store");
+            FsError::GeneralFailure
+        }
+    }
+}
+
+/// A name as a path's segment.
+fn segment(name: &[u8]) -> String {
+    percent_encoding::percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// How many levels of entries are below `folder` (0 for an empty one),
+/// counted up to `limit + 1`.
+async fn height_below(fs: &StoreFs, folder: &DavPath, limit: usize) -> Result<usize, FsError> {
+    let mut height = 0;
+    let mut pending = vec![(folder.clone(), 0_usize)];
+    while let Some((path, level)) = pending.pop() {
+        let mut entries = DavFileSystem::read_dir(fs, &path, ReadDirMeta::None).await?;
+        while let Some(entry) = entries.next().await {
+            let entry = entry?;
+            height = height.max(level + 1);
+            if height > limit {
+                return Ok(height);
+            }
+            if entry.is_dir().await? {
+                let mut below = path.as_url_string();
+                if !below.ends_with('/') {
+                    below.push('/');
+                }
+                below.push_str(&segment(&entry.name()));
+                below.push('/');
+                let below = DavPath::new(&below).map_err(|_| FsError::GeneralFailure)?;
+                pending.push((below, level + 1));
+            }
+        }
+    }
+    Ok(height)
 }
 
 /// How a refused write answers: 413 past the upload limit, 507 past the quota.
@@ -65,7 +146,19 @@ impl DavFileSystem for QuotaFs {
                 write.announce(size).await.map_err(refused)?;
             }
             let existed = DavFileSystem::metadata(&self.inner, path).await.is_ok();
-            let file = DavFileSystem::open(&self.inner, path, options).await?;
+            let creates = !existed && (options.create || options.create_new);
+            if creates {
+                self.admit(path).await?;
+            }
+            let file = match DavFileSystem::open(&self.inner, path, options).await {
+                Ok(file) => file,
+                Err(error) => {
+                    if creates {
+                        self.give_back().await;
+                    }
+                    return Err(error);
+                }
+            };
             Ok(Box::new(CountedFile {
                 inner: file,
                 write: Some(write),
@@ -94,31 +187,80 @@ impl DavFileSystem for QuotaFs {
     }
 
     fn create_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
-        DavFileSystem::create_dir(&self.inner, path)
+        Box::pin(async move {
+            self.admit(path).await?;
+            let made = DavFileSystem::create_dir(&self.inner, path).await;
+            if made.is_err() {
+                self.give_back().await;
+            }
+            made
+        })
     }
 
+    /// A removed entry makes room for another at once.
     fn remove_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
-        DavFileSystem::remove_dir(&self.inner, path)
+        Box::pin(async move {
+            DavFileSystem::remove_dir(&self.inner, path).await?;
+            self.give_back().await;
+            Ok(())
+        })
     }
 
     fn remove_file<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
-        DavFileSystem::remove_file(&self.inner, path)
+        Box::pin(async move {
+            DavFileSystem::remove_file(&self.inner, path).await?;
+            self.give_back().await;
+            Ok(())
+        })
     }
 
-    /// A move adds no bytes.
+    /// A move adds no bytes and no entries, but may take a folder's
+    /// entries deeper: not past the deepest a store's may be.
     fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
-        DavFileSystem::rename(&self.inner, from, to)
+        Box::pin(async move {
+            if depth(to) > depth(from) {
+                let room = MAX_STORE_DEPTH.saturating_sub(depth(to));
+                let below = if DavFileSystem::metadata(&self.inner, from).await?.is_dir() {
+                    height_below(&self.inner, from, room).await?
+                } else {
+                    0
+                };
+                check_store_depth(depth(to) + below).map_err(entry_refused)?;
+            }
+            DavFileSystem::rename(&self.inner, from, to).await
+        })
     }
 
-    /// A copy adds the source's bytes: room for them is reserved first.
+    /// A copy of a file adds its bytes, and an entry unless it replaces
+    /// one: both are made room for first (a folder's copy makes its
+    /// folders with [`QuotaFs::create_dir`], and copies its files here).
     fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
         Box::pin(async move {
             let size = DavFileSystem::metadata(&self.inner, from).await?.len();
-            let mut write = StoreWrite::new(self.core.clone(), self.user_id, false);
-            write.make_room(size).await.map_err(refused)?;
-            write.placing();
-            let copied = DavFileSystem::copy(&self.inner, from, to).await;
-            write.release().await;
+            let replaces = DavFileSystem::metadata(&self.inner, to).await.is_ok();
+            if !replaces {
+                self.admit(to).await?;
+            }
+            let mut copies = self.copies.lock().await;
+            let write = copies
+                .get_or_insert_with(|| StoreWrite::new(self.core.clone(), self.user_id, false));
+            write.next_file();
+            let copied = match write.make_room(size).await {
+                Ok(()) => {
+                    write.placing();
+                    DavFileSystem::copy(&self.inner, from, to).await
+                }
+                Err(error) => {
+                    // A refused write's room is gone: the next copy asks anew.
+                    if let Some(write) = copies.take() {
+                        write.release().await;
+                    }
+                    Err(refused(error))
+                }
+            };
+            if copied.is_err() && !replaces {
+                self.give_back().await;
+            }
             copied
         })
     }

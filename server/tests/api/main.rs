@@ -32,6 +32,7 @@ mod seeds;
 mod several_servers;
 mod shared_credentials;
 mod store;
+mod store_entries;
 mod synced_quota;
 mod ui;
 mod ui_images;

@@ -1,0 +1,274 @@
+//! How many files and folders a personal store may hold, and how deep:
+//! empty files and folders cost no quota, so without a cap a user could
+//! fill the shared disk's inodes (a `COPY` of a folder into itself doubles
+//! it each round) and make every count of their store a longer walk.
+
+use depot_server::store::Pool;
+use reqwest::{Method, StatusCode};
+use rstest::rstest;
+use serde_json::Value;
+
+use crate::helpers::{random_bytes, ui_call, Backend, TestApp};
+
+const ALICE: (&str, &str) = ("alice", "alice-password");
+const BOB: (&str, &str) = ("bob", "bob-password-1");
+
+/// A WebDAV request as `user`, with a `Destination` for `COPY`/`MOVE`.
+async fn dav(
+    app: &TestApp,
+    user: (&str, &str),
+    method: &str,
+    path: &str,
+    destination: Option<&str>,
+    body: Option<Vec<u8>>,
+) -> StatusCode {
+    let mut request = reqwest::Client::new()
+        .request(
+            Method::from_bytes(method.as_bytes()).unwrap(),
+            app.url(&format!("/store{path}")),
+        )
+        .basic_auth(user.0, Some(user.1));
+    if let Some(destination) = destination {
+        request = request.header("destination", app.url(&format!("/store{destination}")));
+    }
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    request.send().await.unwrap().status()
+}
+
+/// Every file and folder of the user's store, by path (folders end in `/`).
+async fn entries(app: &TestApp, user: (&str, &str)) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![String::new()];
+    while let Some(folder) = pending.pop() {
+        let (status, listing) = ui_call(app, user, "store", &[("path", &folder)]).await;
+        assert_eq!(status, 200, "{listing}");
+        for entry in listing["entries"].as_array().unwrap() {
+            let name = entry["name"].as_str().unwrap();
+            let path = if folder.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{folder}/{name}")
+            };
+            if entry["folder"] == Value::Bool(true) {
+                found.push(format!("{path}/"));
+                pending.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::shared(Backend::Shared)]
+#[tokio::test]
+async fn a_store_holds_at_most_its_cap_of_files_and_folders(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.store_max_entries = 6).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    app.add_user(BOB.0, BOB.1).await;
+    let created = StatusCode::CREATED;
+    let full = StatusCode::INSUFFICIENT_STORAGE;
+    assert_eq!(dav(&app, ALICE, "MKCOL", "/a/", None, None).await, created);
+    let iso = Some(random_bytes(3000));
+    assert_eq!(
+        dav(&app, ALICE, "PUT", "/a/x.iso", None, iso).await,
+        created
+    );
+    let empty = Some(Vec::new());
+    assert_eq!(
+        dav(&app, ALICE, "PUT", "/empty", None, empty).await,
+        created
+    );
+    assert_eq!(dav(&app, ALICE, "MKCOL", "/b/", None, None).await, created);
+    // A folder's copy adds the folder and each file: 6 of 6.
+    let copied = dav(&app, ALICE, "COPY", "/a/", Some("/c/"), None).await;
+    assert_eq!(copied, created);
+    let full_store = ["a/", "a/x.iso", "b/", "c/", "c/x.iso", "empty"];
+    assert_eq!(entries(&app, ALICE).await, full_store);
+
+    // Past the cap, whichever way the entry would come.
+    assert_eq!(dav(&app, ALICE, "MKCOL", "/d/", None, None).await, full);
+    let empty = Some(Vec::new());
+    assert_eq!(dav(&app, ALICE, "PUT", "/e", None, empty).await, full);
+    // A folder's copy answers for each member (207); none is made.
+    let copied = dav(&app, ALICE, "COPY", "/a/", Some("/f/"), None).await;
+    assert!(
+        copied == full || copied == StatusCode::MULTI_STATUS,
+        "{copied}"
+    );
+    let copied = dav(&app, ALICE, "COPY", "/empty", Some("/b/empty"), None).await;
+    assert_eq!(copied, full);
+    let (status, answer) =
+        ui_call(&app, ALICE, "store/folder", &[("path", ""), ("name", "d")]).await;
+    assert_eq!(status, 413, "{answer}");
+    assert!(
+        answer.to_string().contains("at most 6 files and folders"),
+        "{answer}"
+    );
+    let form = reqwest::multipart::Form::new().text("folder", "b").part(
+        "file",
+        reqwest::multipart::Part::bytes(Vec::new()).file_name("g.txt"),
+    );
+    let response = reqwest::Client::new()
+        .post(app.url("/api/store/upload"))
+        .basic_auth(ALICE.0, Some(ALICE.1))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let answer = response.text().await.unwrap();
+    assert!(answer.contains("6 files and folders"), "{answer}");
+    assert_eq!(entries(&app, ALICE).await, full_store);
+
+    // What replaces an entry adds none; a move adds none.
+    let replaced = dav(&app, ALICE, "COPY", "/a/x.iso", Some("/c/x.iso"), None).await;
+    assert_eq!(replaced, StatusCode::NO_CONTENT);
+    let moved = dav(&app, ALICE, "MOVE", "/empty", Some("/b/empty"), None).await;
+    assert_eq!(moved, created);
+    let again = Some(random_bytes(10));
+    assert_eq!(
+        dav(&app, ALICE, "PUT", "/b/empty", None, again).await,
+        StatusCode::NO_CONTENT
+    );
+
+    // Each store has its own cap.
+    assert_eq!(dav(&app, BOB, "MKCOL", "/d/", None, None).await, created);
+
+    // What is deleted, by WebDAV or by the Store page, makes room at once.
+    let deleted = dav(&app, ALICE, "DELETE", "/c/", None, None).await;
+    assert_eq!(deleted, StatusCode::NO_CONTENT);
+    assert_eq!(dav(&app, ALICE, "MKCOL", "/d/", None, None).await, created);
+    let (status, answer) =
+        ui_call(&app, ALICE, "store/folder", &[("path", ""), ("name", "e")]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(dav(&app, ALICE, "MKCOL", "/f/", None, None).await, full);
+    let (status, answer) = ui_call(&app, ALICE, "store/delete", &[("path", "e")]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(dav(&app, ALICE, "MKCOL", "/f/", None, None).await, created);
+    assert_eq!(
+        entries(&app, ALICE).await,
+        ["a/", "a/x.iso", "b/", "b/empty", "d/", "f/"]
+    );
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::shared(Backend::Shared)]
+#[tokio::test]
+async fn files_and_folders_are_at_most_32_deep(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let mut path = String::new();
+    for level in 1..=31 {
+        path.push_str(&format!("/{level}"));
+        let made = dav(&app, ALICE, "MKCOL", &format!("{path}/"), None, None).await;
+        assert_eq!(made, StatusCode::CREATED, "{path}");
+    }
+    // 32 deep: the deepest a file or a folder may be.
+    let file = format!("{path}/32.iso");
+    let put = dav(&app, ALICE, "PUT", &file, None, Some(random_bytes(10))).await;
+    assert_eq!(put, StatusCode::CREATED);
+    let folder = format!("{path}/32/");
+    assert_eq!(
+        dav(&app, ALICE, "MKCOL", &folder, None, None).await,
+        StatusCode::CREATED
+    );
+    let too_deep = StatusCode::URI_TOO_LONG;
+    let below = format!("{folder}33/");
+    assert_eq!(
+        dav(&app, ALICE, "MKCOL", &below, None, None).await,
+        too_deep
+    );
+    let below = format!("{folder}33.iso");
+    let put = dav(&app, ALICE, "PUT", &below, None, Some(random_bytes(10))).await;
+    assert_eq!(put, too_deep);
+    let copied = dav(&app, ALICE, "COPY", &file, Some(&below), None).await;
+    assert_eq!(copied, too_deep);
+    let parent = folder.trim_matches('/').to_owned();
+    let (status, answer) = ui_call(
+        &app,
+        ALICE,
+        "store/folder",
+        &[("path", &parent), ("name", "33")],
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.to_string().contains("at most 32 deep"), "{answer}");
+
+    // A folder moved deeper takes what is inside it along: two levels fit
+    // below 30, not below 31.
+    assert_eq!(
+        dav(&app, ALICE, "MKCOL", "/x/", None, None).await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        dav(&app, ALICE, "MKCOL", "/x/y/", None, None).await,
+        StatusCode::CREATED
+    );
+    let at_31 = format!("{path}/x/");
+    let moved = dav(&app, ALICE, "MOVE", "/x/", Some(&at_31), None).await;
+    assert_eq!(moved, too_deep);
+    let at_30 = format!("{}/x/", path.rsplit_once('/').unwrap().0);
+    let moved = dav(&app, ALICE, "MOVE", "/x/", Some(&at_30), None).await;
+    assert_eq!(moved, StatusCode::CREATED);
+    let all = entries(&app, ALICE).await;
+    assert!(
+        all.iter().any(|entry| entry.ends_with("/30/x/y/")),
+        "{all:?}"
+    );
+    assert!(!all.iter().any(|entry| entry.contains("33")), "{all:?}");
+}
+
+/// The reservations a user's writes have asked for.
+async fn reservations(app: &TestApp, user: &str) -> i64 {
+    const COUNT: &str = "SELECT COUNT(*) FROM quota_reservations r \
+         JOIN users u ON u.id = r.user_id WHERE u.username = $1";
+    match app.core.db().pool() {
+        Pool::Sqlite(pool) => sqlx::query_scalar(COUNT).bind(user).fetch_one(pool).await,
+        Pool::Postgres(pool) => sqlx::query_scalar(COUNT).bind(user).fetch_one(pool).await,
+    }
+    .unwrap()
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
+#[tokio::test]
+async fn a_folder_is_copied_within_one_reservation_not_one_a_file(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(50_000)).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let alice = app.core.login(ALICE.0, ALICE.1).await.unwrap();
+    assert_eq!(
+        dav(&app, ALICE, "MKCOL", "/src/", None, None).await,
+        StatusCode::CREATED
+    );
+    for file in 0..20 {
+        let path = format!("/src/{file:02}.iso");
+        let put = dav(&app, ALICE, "PUT", &path, None, Some(random_bytes(1000))).await;
+        assert_eq!(put, StatusCode::CREATED);
+    }
+    // Each reservation counts the whole store: a copy of a folder makes one
+    // for all its files (it made one a file).
+    let before = reservations(&app, ALICE.0).await;
+    let copied = dav(&app, ALICE, "COPY", "/src/", Some("/dst/"), None).await;
+    assert_eq!(copied, StatusCode::CREATED);
+    assert_eq!(reservations(&app, ALICE.0).await - before, 1);
+    let files = entries(&app, ALICE).await;
+    assert_eq!(files.iter().filter(|f| f.starts_with("dst/")).count(), 21);
+
+    // The quota still holds across a copy's files: with 40,000 bytes
+    // stored, ten of the next copy's twenty fit, and the rest are refused.
+    let copied = dav(&app, ALICE, "COPY", "/src/", Some("/again/"), None).await;
+    assert!(copied != StatusCode::CREATED, "{copied}");
+    let stored = app.store_files(alice.id).await;
+    assert_eq!(stored.values().sum::<u64>(), 50_000, "{stored:?}");
+    let again = stored.keys().filter(|f| f.starts_with("again/")).count();
+    assert_eq!(again, 10, "{stored:?}");
+}
