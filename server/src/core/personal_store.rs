@@ -8,6 +8,7 @@
 use app::error::CoreError;
 use app::model::{Principal, StoreListing, StorePath, SyncInfo, Viewer};
 
+use super::store_entries::NewEntry;
 use super::sync::{SyncKind, SyncRequest};
 use super::{io_error, Core};
 use crate::personal::StoreError;
@@ -92,15 +93,17 @@ impl Core {
     ) -> Result<(), CoreError> {
         let user = viewer.require_user()?;
         let path = StorePath::parse(raw)?.join(name.trim())?;
-        self.admit_store_entries(user.id, 1, path.parts().len())
+        let admission = self
+            .admit_store_entry(user.id, path.parts().len(), NewEntry::New)
             .await?;
-        let made = match self.personal.make_folder(user.id, &path).await {
-            Ok(()) => return Ok(()),
-            Err(StoreError::NotFound) => missing(&path.parent().unwrap_or(path)),
-            Err(error) => store_error(&path, error),
-        };
-        self.give_back_store_entries(user.id, 1).await;
-        Err(made)
+        match self.personal.make_folder(user.id, &path).await {
+            Ok(()) => {
+                admission.made();
+                Ok(())
+            }
+            Err(StoreError::NotFound) => Err(missing(&path.parent().unwrap_or(path))),
+            Err(error) => Err(store_error(&path, error)),
+        }
     }
 
     /// Deletes a file, or a folder once it is empty, from the caller's store.
@@ -115,7 +118,7 @@ impl Core {
             .delete(user.id, &path)
             .await
             .map_err(|error| store_error(&path, error))?;
-        self.give_back_store_entries(user.id, 1).await;
+        self.store_entry_removed(user.id);
         Ok(())
     }
 

@@ -453,6 +453,12 @@ impl StoreWrite {
         self.placing = true;
     }
 
+    /// The final step is done: the bytes are in the store's files, and a
+    /// drop lets go of the reservation as [`StoreWrite::release`] does.
+    pub fn placed(&mut self) {
+        self.placing = false;
+    }
+
     /// Lets go of the reservation (the bytes are in the store's files now).
     pub async fn release(mut self) {
         if let Some(id) = self.reservation.take() {

@@ -479,6 +479,7 @@ impl Core {
             );
             return Err(CoreError::Internal);
         }
+        let digest = digested.sha256.clone();
         let staged = self
             .blobs
             .stage_parts(id, &parts, digested)
@@ -487,12 +488,25 @@ impl Core {
         let source = Source::<futures_util::stream::Empty<Result<Bytes, std::io::Error>>>::Ingested(
             Box::new((staged, inspection)),
         );
-        let charged = match upload.meta.image {
-            Some(image) => self.attachable_image(viewer, image).await?.owner_id,
-            None => Some(viewer.require_user()?.id),
+        let (charged, landed) = match upload.meta.image {
+            Some(image) => {
+                let image = self.attachable_image(viewer, image).await?;
+                // The image changed since the upload began, to exactly its
+                // bytes: a completion cut off after it recorded them, tried
+                // again (or another upload of the same file). Nothing to do.
+                let landed = upload
+                    .meta
+                    .begun_from
+                    .as_ref()
+                    .is_some_and(|begun| begun.sha256 != image.sha256)
+                    && image.sha256.as_deref() == Some(digest.as_str());
+                (image.owner_id, landed.then_some(image.id))
+            }
+            None => (Some(viewer.require_user()?.id), None),
         };
         let allowance = self.upload_allowance_of(charged, reservation, upload.length);
         let recorded = match upload.meta.image {
+            Some(image) if landed.is_some() => Ok(image),
             Some(image) => self
                 .attach_file_within(
                     viewer,

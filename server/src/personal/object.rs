@@ -556,11 +556,21 @@ impl DavFileSystem for ObjectFs {
             if self.file(&from).await.map_err(fs_error)?.is_none() {
                 return Err(FsError::NotFound);
             }
-            self.blobs
-                .bucket()
-                .copy(&from, &self.dav_key(to))
+            // As a write would be: never over a folder (a file of the same
+            // key would sit beside it), only into one.
+            let to = self.dav_key(to);
+            if to == self.root || self.folder(&to).await.map_err(fs_error)?.is_some() {
+                return Err(FsError::Forbidden);
+            }
+            if self
+                .folder(&self.parent(&to))
                 .await
-                .map_err(fs_error)
+                .map_err(fs_error)?
+                .is_none()
+            {
+                return Err(FsError::NotFound);
+            }
+            self.blobs.bucket().copy(&from, &to).await.map_err(fs_error)
         }
         .boxed()
     }

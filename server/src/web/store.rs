@@ -79,12 +79,11 @@ async fn serve(
         Ok(files) => files,
         Err(status) => return status.into_response(),
     };
-    let response = state
+    state
         .dav
         .handle_with(dav_config(&files, user), request)
-        .await;
-    files.finish().await;
-    response.into_response()
+        .await
+        .into_response()
 }
 
 /// A `COPY` or `MOVE` goes to a path inside the store, below its root:

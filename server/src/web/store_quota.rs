@@ -8,6 +8,7 @@
 
 use std::io::SeekFrom;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use dav_server::davpath::DavPath;
@@ -18,7 +19,9 @@ use dav_server::fs::{
 use futures_util::StreamExt;
 
 use crate::blob::IngestError;
-use crate::core::{check_store_depth, Core, EntryRefused, StoreWrite, MAX_STORE_DEPTH};
+use crate::core::{
+    check_store_depth, Admission, Core, EntryRefused, NewEntry, StoreWrite, MAX_STORE_DEPTH,
+};
 use crate::personal::StoreFs;
 
 /// One user's store folder, as one WebDAV request reaches it.
@@ -28,10 +31,17 @@ pub struct QuotaFs {
     core: Arc<Core>,
     user_id: i64,
     /// The room of the request's copies (a `COPY` of a folder copies its
-    /// files one by one): one reservation grown by each, so that a folder
-    /// of many small files does not count the whole store for each.
-    copies: Arc<tokio::sync::Mutex<Option<StoreWrite>>>,
+    /// files one by one), and when it was first asked for: one reservation
+    /// grown by each, so that a folder of many small files does not count
+    /// the whole store for each. It is let go of when the request is
+    /// dropped (a `COPY` may go on while its answer is sent).
+    copies: Arc<tokio::sync::Mutex<Option<(StoreWrite, Instant)>>>,
 }
+
+/// How long a request's copies use the same reservation: far less than a
+/// reservation lives without growing, which a copy whose answer is read
+/// slowly could otherwise outlast, and then use room no longer reserved.
+const COPY_ROOM_LIFE: Duration = Duration::from_secs(300);
 
 impl QuotaFs {
     pub fn new(inner: StoreFs, core: Arc<Core>, user_id: i64) -> Self {
@@ -43,24 +53,19 @@ impl QuotaFs {
         }
     }
 
-    /// The request is answered: its copies' bytes are in the store's files.
-    pub async fn finish(&self) {
-        if let Some(copies) = self.copies.lock().await.take() {
-            copies.release().await;
-        }
-    }
-
-    /// Admits one new entry at `path`.
-    async fn admit(&self, path: &DavPath) -> Result<(), FsError> {
+    /// Admits an entry at `path`, a new one or one written over a file.
+    async fn admit(&self, path: &DavPath, kind: NewEntry) -> Result<Admission, FsError> {
         self.core
-            .admit_store_entries(self.user_id, 1, depth(path))
+            .admit_store_entry(self.user_id, depth(path), kind)
             .await
             .map_err(entry_refused)
     }
 
-    /// Gives back an entry admitted but not made, or removed.
-    async fn give_back(&self) {
-        self.core.give_back_store_entries(self.user_id, 1).await;
+    /// Whether `path` is a file.
+    async fn is_file(&self, path: &DavPath) -> bool {
+        DavFileSystem::metadata(&self.inner, path)
+            .await
+            .is_ok_and(|meta| !meta.is_dir())
     }
 }
 
@@ -146,22 +151,23 @@ impl DavFileSystem for QuotaFs {
                 write.announce(size).await.map_err(refused)?;
             }
             let existed = DavFileSystem::metadata(&self.inner, path).await.is_ok();
-            let creates = !existed && (options.create || options.create_new);
-            if creates {
-                self.admit(path).await?;
-            }
-            let file = match DavFileSystem::open(&self.inner, path, options).await {
-                Ok(file) => file,
-                Err(error) => {
-                    if creates {
-                        self.give_back().await;
-                    }
-                    return Err(error);
-                }
+            // A write that may create its file is admitted, even over one
+            // that exists: it may be moved away before the write lands.
+            let admission = if options.create || options.create_new {
+                let kind = if existed {
+                    NewEntry::Over
+                } else {
+                    NewEntry::New
+                };
+                Some(self.admit(path, kind).await?)
+            } else {
+                None
             };
+            let file = DavFileSystem::open(&self.inner, path, options).await?;
             Ok(Box::new(CountedFile {
                 inner: file,
                 write: Some(write),
+                admission,
                 fs: self.inner.clone(),
                 path: path.clone(),
                 // An atomic write leaves nothing to remove when it fails.
@@ -188,30 +194,22 @@ impl DavFileSystem for QuotaFs {
 
     fn create_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
         Box::pin(async move {
-            self.admit(path).await?;
-            let made = DavFileSystem::create_dir(&self.inner, path).await;
-            if made.is_err() {
-                self.give_back().await;
-            }
-            made
+            let admission = self.admit(path, NewEntry::New).await?;
+            DavFileSystem::create_dir(&self.inner, path).await?;
+            admission.made();
+            Ok(())
         })
     }
 
-    /// A removed entry makes room for another at once.
+    /// A removed entry makes room for another (at the next refusal's walk).
     fn remove_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
-        Box::pin(async move {
-            DavFileSystem::remove_dir(&self.inner, path).await?;
-            self.give_back().await;
-            Ok(())
-        })
+        self.core.store_entry_removed(self.user_id);
+        DavFileSystem::remove_dir(&self.inner, path)
     }
 
     fn remove_file<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
-        Box::pin(async move {
-            DavFileSystem::remove_file(&self.inner, path).await?;
-            self.give_back().await;
-            Ok(())
-        })
+        self.core.store_entry_removed(self.user_id);
+        DavFileSystem::remove_file(&self.inner, path)
     }
 
     /// A move adds no bytes and no entries, but may take a folder's
@@ -231,37 +229,45 @@ impl DavFileSystem for QuotaFs {
         })
     }
 
-    /// A copy of a file adds its bytes, and an entry unless it replaces
-    /// one: both are made room for first (a folder's copy makes its
-    /// folders with [`QuotaFs::create_dir`], and copies its files here).
+    /// A copy of a file adds its bytes, and an entry: both are made room
+    /// for first (a folder's copy makes its folders with
+    /// [`QuotaFs::create_dir`], and copies its files here).
     fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
         Box::pin(async move {
             let size = DavFileSystem::metadata(&self.inner, from).await?.len();
-            let replaces = DavFileSystem::metadata(&self.inner, to).await.is_ok();
-            if !replaces {
-                self.admit(to).await?;
-            }
-            let mut copies = self.copies.lock().await;
-            let write = copies
-                .get_or_insert_with(|| StoreWrite::new(self.core.clone(), self.user_id, false));
-            write.next_file();
-            let copied = match write.make_room(size).await {
-                Ok(()) => {
-                    write.placing();
-                    DavFileSystem::copy(&self.inner, from, to).await
-                }
-                Err(error) => {
-                    // A refused write's room is gone: the next copy asks anew.
-                    if let Some(write) = copies.take() {
-                        write.release().await;
-                    }
-                    Err(refused(error))
-                }
+            let kind = if self.is_file(to).await {
+                NewEntry::Over
+            } else {
+                NewEntry::New
             };
-            if copied.is_err() && !replaces {
-                self.give_back().await;
+            let admission = self.admit(to, kind).await?;
+            let mut copies = self.copies.lock().await;
+            if copies
+                .as_ref()
+                .is_some_and(|(_, began)| began.elapsed() > COPY_ROOM_LIFE)
+            {
+                if let Some((write, _)) = copies.take() {
+                    write.release().await;
+                }
             }
-            copied
+            let (write, _) = copies.get_or_insert_with(|| {
+                let write = StoreWrite::new(self.core.clone(), self.user_id, false);
+                (write, Instant::now())
+            });
+            write.next_file();
+            if let Err(error) = write.make_room(size).await {
+                // A refused write's room is gone: the next copy asks anew.
+                if let Some((write, _)) = copies.take() {
+                    write.release().await;
+                }
+                return Err(refused(error));
+            }
+            write.placing();
+            let copied = DavFileSystem::copy(&self.inner, from, to).await;
+            write.placed();
+            copied?;
+            admission.made();
+            Ok(())
         })
     }
 }
@@ -270,6 +276,8 @@ impl DavFileSystem for QuotaFs {
 struct CountedFile {
     inner: Box<dyn DavFile>,
     write: Option<StoreWrite>,
+    /// The file's admission as an entry, until it is complete.
+    admission: Option<Admission>,
     fs: StoreFs,
     path: DavPath,
     /// Whether this write created the file: only then is a failed write's
@@ -374,6 +382,11 @@ impl DavFile for CountedFile {
             let flushed = self.inner.flush().await;
             if let Some(write) = self.write.take() {
                 write.release().await;
+            }
+            if flushed.is_ok() {
+                if let Some(admission) = self.admission.take() {
+                    admission.made();
+                }
             }
             flushed
         })

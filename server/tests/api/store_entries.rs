@@ -272,3 +272,114 @@ async fn a_folder_is_copied_within_one_reservation_not_one_a_file(#[case] backen
     let again = stored.keys().filter(|f| f.starts_with("again/")).count();
     assert_eq!(again, 10, "{stored:?}");
 }
+
+/// A write over a file is counted as a new entry: the file may be moved
+/// away while the write goes on, and the write then makes it anew.
+#[tokio::test]
+async fn a_write_over_a_file_moved_away_meanwhile_is_counted() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |args| args.store_max_entries = 3).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let alice = app.core.login(ALICE.0, ALICE.1).await.unwrap();
+    let created = StatusCode::CREATED;
+    assert_eq!(
+        dav(&app, ALICE, "PUT", "/a", None, Some(random_bytes(10))).await,
+        created
+    );
+    assert_eq!(dav(&app, ALICE, "MKCOL", "/b/", None, None).await, created);
+
+    // A slow write over /a: its first bytes, then nothing for a while.
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    let body = reqwest::Body::wrap_stream(futures_util::stream::poll_fn(move |context| {
+        receiver.poll_recv(context)
+    }));
+    let slow = reqwest::Client::new()
+        .put(app.url("/store/a"))
+        .basic_auth(ALICE.0, Some(ALICE.1))
+        .body(body)
+        .send();
+    let slow = tokio::spawn(slow);
+    sender.send(Ok(random_bytes(1000))).await.unwrap();
+    // Its bytes are going into a partial file beside /a.
+    let folder = app.personal_folder(alice.id);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_dir(&folder).unwrap().any(|entry| {
+        let name = entry.unwrap().file_name();
+        name.to_string_lossy().starts_with(".depot-partial-")
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the write never began"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let moved = dav(&app, ALICE, "MOVE", "/a", Some("/b/a"), None).await;
+    assert_eq!(moved, created);
+    sender.send(Ok(random_bytes(1000))).await.unwrap();
+    drop(sender);
+    let written = slow.await.unwrap().unwrap().status();
+    assert!(written.is_success(), "{written}");
+
+    // /a, /b and /b/a: the store is full.
+    assert_eq!(entries(&app, ALICE).await, ["a", "b/", "b/a"]);
+    let refused = dav(&app, ALICE, "MKCOL", "/c/", None, None).await;
+    assert_eq!(refused, StatusCode::INSUFFICIENT_STORAGE);
+}
+
+/// Removing one thing many times at once (an object store's delete of
+/// what is gone succeeds) frees room for one entry, not many.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::shared(Backend::Shared)]
+#[tokio::test]
+async fn a_removal_frees_room_once_however_often_it_is_asked(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.store_max_entries = 3).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let created = StatusCode::CREATED;
+    for path in ["/a/", "/b/", "/c/"] {
+        assert_eq!(dav(&app, ALICE, "MKCOL", path, None, None).await, created);
+    }
+    let deletes = (0..8).map(|_| dav(&app, ALICE, "DELETE", "/a/", None, None));
+    let deleted = futures_util::future::join_all(deletes).await;
+    assert!(deleted.iter().any(StatusCode::is_success), "{deleted:?}");
+    assert_eq!(dav(&app, ALICE, "MKCOL", "/d/", None, None).await, created);
+    for path in ["/e/", "/f/", "/g/"] {
+        let refused = dav(&app, ALICE, "MKCOL", path, None, None).await;
+        assert_eq!(refused, StatusCode::INSUFFICIENT_STORAGE, "{path}");
+    }
+    assert_eq!(entries(&app, ALICE).await, ["b/", "c/", "d/"]);
+}
+
+/// A file copied onto a folder without replacing it (`Depth: 0`) is not
+/// laid beside the folder under its name (an object store could), where
+/// it would be an entry nobody admitted.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::shared(Backend::Shared)]
+#[tokio::test]
+async fn a_file_is_never_copied_onto_a_folder(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let created = StatusCode::CREATED;
+    assert_eq!(
+        dav(&app, ALICE, "MKCOL", "/dir/", None, None).await,
+        created
+    );
+    assert_eq!(
+        dav(&app, ALICE, "PUT", "/f", None, Some(random_bytes(10))).await,
+        created
+    );
+    let copied = reqwest::Client::new()
+        .request(Method::from_bytes(b"COPY").unwrap(), app.url("/store/f"))
+        .basic_auth(ALICE.0, Some(ALICE.1))
+        .header("destination", app.url("/store/dir"))
+        .header("depth", "0")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(copied.is_client_error(), "{copied}");
+    assert_eq!(entries(&app, ALICE).await, ["dir/", "f"]);
+    let moved = dav(&app, ALICE, "MOVE", "/dir", Some("/moved"), None).await;
+    assert_eq!(moved, created);
+    assert_eq!(entries(&app, ALICE).await, ["f", "moved/"]);
+}
