@@ -46,7 +46,9 @@ pub use jobs::PANICKING_JOB;
 pub use keys::ServerKey;
 pub use quota::{StoreWrite, UploadAllowance};
 pub use resumable::{AppendError, Checksum, Resumable, ResumableMeta, UPLOAD_LIFETIME};
-pub use store_entries::{check_store_depth, Admission, EntryRefused, NewEntry, MAX_STORE_DEPTH};
+pub use store_entries::{
+    check_store_depth, Admission, EntryRefused, Moving, NewEntry, MAX_STORE_DEPTH,
+};
 pub use sync::{SyncKind, SyncRequest};
 
 /// The largest single upload unless the operator says otherwise: 1 TiB.

@@ -95,7 +95,7 @@ pub trait PersonalStores: Send + Sync + fmt::Debug {
     async fn files(&self, user_id: i64) -> io::Result<Option<Vec<StoreFile>>>;
     /// How many files and folders the store holds (its root aside),
     /// counted up to `stop_after + 1` at most: a store past a cap need not
-    /// be counted to its end. What a crashed write left counts too.
+    /// be counted to its end. Writes under way are not counted.
     async fn count_entries(&self, user_id: i64, stop_after: u64) -> io::Result<u64>;
     /// Streams the file at `relative` (a [`StoreFile::relative`]).
     async fn read(&self, user_id: i64, relative: &str) -> io::Result<ByteStream>;

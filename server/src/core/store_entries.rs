@@ -14,13 +14,15 @@
 //! a refusal, at most once a [`RECOUNT_REFUSED_AFTER`] so that a flood of
 //! refused entries walks little, but always when the count may be high (so
 //! that what the user deleted frees room at once).
-//! A removal never lowers the count by itself: removing the same thing
-//! twice would lower it twice. An admission is pending until its entry is
-//! made or not ([`Admission`]); a walk adds the pending ones, which it may
-//! not see yet (an object appears when its upload completes). A write over
-//! an existing file is admitted as a new entry, since the file may be gone
-//! when the write lands: the count may run high, never low, until the next
-//! walk. Admissions of one user wait for each other on this server;
+//! Nothing lowers the count but a walk: a removal asked twice would lower
+//! it twice, and an admission whose request was cut off may have made its
+//! entry all the same. A new entry's admission is pending until it is made
+//! ([`Admission`]); a walk adds the pending ones, which it may not see yet
+//! (an object appears when its upload completes), and a walk that overlaps
+//! a move, which it may have missed entries of, only raises the count. A
+//! write over an existing file is admitted as an entry too, since the file
+//! may be gone when the write lands: the count may run high, never low,
+//! until the next walk. Admissions of one user wait for each other on this server;
 //! servers sharing a store (the object store) each keep their own count,
 //! so together they may admit more than the cap between two walks.
 //!
@@ -76,11 +78,17 @@ struct UserEntries {
     walked: tokio::sync::Mutex<Option<Instant>>,
     /// The entries as of the last walk, plus those admitted since.
     entries: AtomicU64,
-    /// Admissions whose entries are not made yet, nor failed.
+    /// New entries admitted but not made yet, nor failed: a walk may not
+    /// see them (an object appears when its upload completes).
     pending: AtomicU64,
     /// Whether the count may be above what is there: something was
-    /// removed, or written over, since the last walk.
+    /// removed, written over, or admitted and not made since the last walk.
     maybe_high: AtomicBool,
+    /// Moves under way, and moves begun: a walk that overlaps one may miss
+    /// what it moves (from a folder not walked yet into one walked), and
+    /// so never lowers the count.
+    moving: AtomicU64,
+    moves: AtomicU64,
 }
 
 /// The counts of the stores this server has admitted entries to.
@@ -110,33 +118,49 @@ pub enum NewEntry {
     Over,
 }
 
-/// An admitted entry, until it is made ([`Admission::made`]); dropped
-/// before, it was not made, and its room is given back.
+/// An admitted entry, until it is made ([`Admission::made`]). Dropped
+/// before, it may or may not have been made (a request cut off after its
+/// file was placed): its room is not given back, but the next refusal
+/// walks the store again first.
 #[derive(Debug)]
 pub struct Admission {
     user: Arc<UserEntries>,
+    kind: NewEntry,
     settled: bool,
 }
 
 impl Admission {
     /// The entry is made: it counts from now on by being there.
     pub fn made(mut self) {
+        self.settle();
+    }
+
+    fn settle(&mut self) {
+        if !self.settled && self.kind == NewEntry::New {
+            self.user.pending.fetch_sub(1, Ordering::SeqCst);
+        }
         self.settled = true;
-        self.user.pending.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
         if !self.settled {
-            self.user.pending.fetch_sub(1, Ordering::SeqCst);
-            let _ = self
-                .user
-                .entries
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |entries| {
-                    Some(entries.saturating_sub(1))
-                });
+            self.user.maybe_high.store(true, Ordering::SeqCst);
+            self.settle();
         }
+    }
+}
+
+/// A move under way in a user's store, until dropped.
+#[derive(Debug)]
+pub struct Moving {
+    user: Arc<UserEntries>,
+}
+
+impl Drop for Moving {
+    fn drop(&mut self) {
+        self.user.moving.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -180,14 +204,26 @@ impl Core {
             }
         }
         user.entries.fetch_add(1, Ordering::SeqCst);
-        user.pending.fetch_add(1, Ordering::SeqCst);
-        if kind == NewEntry::Over {
-            user.maybe_high.store(true, Ordering::SeqCst);
-        }
+        match kind {
+            NewEntry::New => user.pending.fetch_add(1, Ordering::SeqCst),
+            NewEntry::Over => {
+                user.maybe_high.store(true, Ordering::SeqCst);
+                0
+            }
+        };
         Ok(Admission {
             user: user.clone(),
+            kind,
             settled: false,
         })
+    }
+
+    /// A move begins in a user's store; it ends when the answer is dropped.
+    pub fn store_move_begins(&self, user_id: i64) -> Moving {
+        let user = self.store_entries.of(user_id);
+        user.moving.fetch_add(1, Ordering::SeqCst);
+        user.moves.fetch_add(1, Ordering::SeqCst);
+        Moving { user }
     }
 
     /// Something was removed from a user's store: their next refusal walks
@@ -208,11 +244,19 @@ impl Core {
     ) -> Result<Instant, EntryRefused> {
         let began = Instant::now();
         user.maybe_high.store(false, Ordering::SeqCst);
+        let moves = user.moves.load(Ordering::SeqCst);
+        let moving = user.moving.load(Ordering::SeqCst);
         let pending = user.pending.load(Ordering::SeqCst);
         let stop_after = self.limits.max_store_entries;
         let found = self.personal.count_entries(user_id, stop_after).await?;
-        user.entries
-            .store(found.saturating_add(pending), Ordering::SeqCst);
+        let counted = found.saturating_add(pending);
+        let overlapped = moving > 0 || user.moves.load(Ordering::SeqCst) != moves;
+        if overlapped {
+            user.entries.fetch_max(counted, Ordering::SeqCst);
+            user.maybe_high.store(true, Ordering::SeqCst);
+        } else {
+            user.entries.store(counted, Ordering::SeqCst);
+        }
         Ok(began)
     }
 }

@@ -213,7 +213,9 @@ impl PersonalStores for LocalStores {
 
 /// The entries under `root` of whatever kind (each takes an inode), up to
 /// `stop_after + 1`, without following links out of it: a name's kind
-/// comes from its folder's listing, not from a look at each entry.
+/// comes from its folder's listing, not from a look at each entry. The
+/// partial files of writes under way are theirs, counted as they are
+/// admitted (and discarded at start if a crash left them).
 fn count_below(root: &Path, stop_after: u64) -> io::Result<u64> {
     let mut counted = 0_u64;
     let mut pending = vec![root.to_path_buf()];
@@ -226,6 +228,9 @@ fn count_below(root: &Path, stop_after: u64) -> io::Result<u64> {
         };
         for entry in entries {
             let entry = entry?;
+            if is_partial(entry.file_name().as_encoded_bytes()) {
+                continue;
+            }
             counted += 1;
             if counted > stop_after {
                 return Ok(counted);
@@ -560,4 +565,24 @@ impl DavFile for WholeFile {
 /// a write renews.
 fn inode_tag(meta: &std::fs::Metadata) -> String {
     format!("{}:{}.{}", meta.ino(), meta.ctime(), meta.ctime_nsec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_count_takes_every_entry_but_writes_under_way_and_stops_past_its_bound() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path();
+        std::fs::create_dir_all(path.join("a/b/c")).unwrap();
+        std::fs::write(path.join("a/b/c/disk.vmdk"), b"x").unwrap();
+        std::fs::write(path.join("empty"), b"").unwrap();
+        std::fs::write(path.join(format!("a/{PARTIAL_PREFIX}1")), b"x").unwrap();
+        std::os::unix::fs::symlink("/", path.join("a/link")).unwrap();
+        // a, a/b, a/b/c, a/b/c/disk.vmdk, empty, a/link (not followed).
+        assert_eq!(count_below(path, 100).unwrap(), 6);
+        assert_eq!(count_below(path, 3).unwrap(), 4);
+        assert_eq!(count_below(&path.join("missing"), 100).unwrap(), 0);
+    }
 }

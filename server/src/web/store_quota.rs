@@ -151,18 +151,15 @@ impl DavFileSystem for QuotaFs {
                 write.announce(size).await.map_err(refused)?;
             }
             let existed = DavFileSystem::metadata(&self.inner, path).await.is_ok();
-            // A write that may create its file is admitted, even over one
-            // that exists: it may be moved away before the write lands.
-            let admission = if options.create || options.create_new {
-                let kind = if existed {
-                    NewEntry::Over
-                } else {
-                    NewEntry::New
-                };
-                Some(self.admit(path, kind).await?)
+            // Every write is admitted, even one over a file that exists
+            // (whatever its options say): the file may be moved away
+            // before the write lands, which then makes it anew.
+            let kind = if existed {
+                NewEntry::Over
             } else {
-                None
+                NewEntry::New
             };
+            let admission = Some(self.admit(path, kind).await?);
             let file = DavFileSystem::open(&self.inner, path, options).await?;
             Ok(Box::new(CountedFile {
                 inner: file,
@@ -203,13 +200,19 @@ impl DavFileSystem for QuotaFs {
 
     /// A removed entry makes room for another (at the next refusal's walk).
     fn remove_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
-        self.core.store_entry_removed(self.user_id);
-        DavFileSystem::remove_dir(&self.inner, path)
+        Box::pin(async move {
+            DavFileSystem::remove_dir(&self.inner, path).await?;
+            self.core.store_entry_removed(self.user_id);
+            Ok(())
+        })
     }
 
     fn remove_file<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
-        self.core.store_entry_removed(self.user_id);
-        DavFileSystem::remove_file(&self.inner, path)
+        Box::pin(async move {
+            DavFileSystem::remove_file(&self.inner, path).await?;
+            self.core.store_entry_removed(self.user_id);
+            Ok(())
+        })
     }
 
     /// A move adds no bytes and no entries, but may take a folder's
@@ -225,6 +228,7 @@ impl DavFileSystem for QuotaFs {
                 };
                 check_store_depth(depth(to) + below).map_err(entry_refused)?;
             }
+            let _moving = self.core.store_move_begins(self.user_id);
             DavFileSystem::rename(&self.inner, from, to).await
         })
     }

@@ -274,9 +274,13 @@ async fn a_folder_is_copied_within_one_reservation_not_one_a_file(#[case] backen
 }
 
 /// A write over a file is counted as a new entry: the file may be moved
-/// away while the write goes on, and the write then makes it anew.
+/// away while the write goes on, and the write then makes it anew (even a
+/// write that may only replace a file, `If-Match: *`).
+#[rstest]
+#[case::plain(None)]
+#[case::only_over_a_file(Some("*"))]
 #[tokio::test]
-async fn a_write_over_a_file_moved_away_meanwhile_is_counted() {
+async fn a_write_over_a_file_moved_away_meanwhile_is_counted(#[case] if_match: Option<&str>) {
     let app = TestApp::spawn_with(Backend::Sqlite, |args| args.store_max_entries = 3).await;
     app.add_user(ALICE.0, ALICE.1).await;
     let alice = app.core.login(ALICE.0, ALICE.1).await.unwrap();
@@ -292,11 +296,14 @@ async fn a_write_over_a_file_moved_away_meanwhile_is_counted() {
     let body = reqwest::Body::wrap_stream(futures_util::stream::poll_fn(move |context| {
         receiver.poll_recv(context)
     }));
-    let slow = reqwest::Client::new()
+    let mut slow = reqwest::Client::new()
         .put(app.url("/store/a"))
         .basic_auth(ALICE.0, Some(ALICE.1))
-        .body(body)
-        .send();
+        .body(body);
+    if let Some(if_match) = if_match {
+        slow = slow.header("if-match", if_match);
+    }
+    let slow = slow.send();
     let slow = tokio::spawn(slow);
     sender.send(Ok(random_bytes(1000))).await.unwrap();
     // Its bytes are going into a partial file beside /a.
