@@ -109,6 +109,16 @@ pub enum AppendError {
     Checksum,
 }
 
+/// Whether an image changed since an upload of its file began, to exactly
+/// the upload's bytes: a completion cut off after it recorded them, tried
+/// again (or another upload of the same file). There is nothing to do.
+fn already_landed(meta: &ResumableMeta, image: &Image, digest: &str) -> bool {
+    meta.begun_from
+        .as_ref()
+        .is_some_and(|begun| begun.sha256 != image.sha256)
+        && image.sha256.as_deref() == Some(digest)
+}
+
 fn upload_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
@@ -488,29 +498,25 @@ impl Core {
         let source = Source::<futures_util::stream::Empty<Result<Bytes, std::io::Error>>>::Ingested(
             Box::new((staged, inspection)),
         );
-        let (charged, landed) = match upload.meta.image {
-            Some(image) => {
-                let image = self.attachable_image(viewer, image).await?;
-                // The image changed since the upload began, to exactly its
-                // bytes: a completion cut off after it recorded them, tried
-                // again (or another upload of the same file). Nothing to do.
-                let landed = upload
-                    .meta
-                    .begun_from
-                    .as_ref()
-                    .is_some_and(|begun| begun.sha256 != image.sha256)
-                    && image.sha256.as_deref() == Some(digest.as_str());
-                (image.owner_id, landed.then_some(image.id))
-            }
-            None => (Some(viewer.require_user()?.id), None),
+        // The image the bytes are for, as it is now; one that went or
+        // takes no bytes any more refuses the upload below, which forgets it.
+        let target = match upload.meta.image {
+            Some(image) => Some(self.attachable_image(viewer, image).await),
+            None => None,
+        };
+        let charged = match &target {
+            Some(Ok(image)) => image.owner_id,
+            Some(Err(_)) => None,
+            None => Some(viewer.require_user()?.id),
         };
         let allowance = self.upload_allowance_of(charged, reservation, upload.length);
-        let recorded = match upload.meta.image {
-            Some(image) if landed.is_some() => Ok(image),
-            Some(image) => self
+        let recorded = match target {
+            Some(Err(error)) => Err(error),
+            Some(Ok(image)) if already_landed(&upload.meta, &image, &digest) => Ok(image.id),
+            Some(Ok(image)) => self
                 .attach_file_within(
                     viewer,
-                    image,
+                    image.id,
                     source,
                     allowance,
                     upload.meta.begun_from.as_ref(),

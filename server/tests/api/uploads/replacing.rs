@@ -66,3 +66,40 @@ async fn of_two_uploads_to_one_image_begun_together_the_second_to_finish_is_refu
     );
     assert_eq!(stored().await, third);
 }
+
+/// An upload whose image went before it completed is refused and
+/// forgotten: its bytes and its quota reservation go at once, not when the
+/// upload expires a day later.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::shared(Backend::Shared)]
+#[tokio::test]
+async fn an_upload_whose_image_went_is_forgotten(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(1_000_000)).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let alice = app.core.login(ALICE.0, ALICE.1).await.unwrap();
+    let vice = Vice::new(&app, ALICE.0, ALICE.1);
+    let (_, image) = vice
+        .json(Method::POST, "/images", Some(&json!({"title": "media"})))
+        .await;
+    let id = image["id"].as_str().unwrap().to_owned();
+    let bytes = iso_bytes(80_000);
+    let path = create(&app, bytes.len(), &format!("image {}", b64(id.as_bytes()))).await;
+    let first = patch(&app, &path, 0, bytes[..40_000].to_vec()).await;
+    assert_eq!(first.status(), 204);
+    assert_eq!(app.core.quota_usage(alice.id).await.unwrap(), 80_000);
+
+    let (status, _) = vice
+        .json(Method::DELETE, &format!("/image/{id}"), None)
+        .await;
+    assert_eq!(status, 200);
+    let last = patch(&app, &path, 40_000, bytes[40_000..].to_vec()).await;
+    assert_eq!(last.status(), 404);
+    let gone = tus(&app, Method::HEAD, &path).send().await.unwrap();
+    assert_eq!(gone.status(), 404);
+    assert_eq!(app.core.quota_usage(alice.id).await.unwrap(), 0);
+    assert!(app
+        .stored(depot_server::blob::Area::Uploads)
+        .await
+        .is_empty());
+}
