@@ -273,6 +273,91 @@ async fn a_folder_is_copied_within_one_reservation_not_one_a_file(#[case] backen
     assert_eq!(again, 10, "{stored:?}");
 }
 
+/// Begins a `PUT` of `path` on a local store and sends its first bytes;
+/// answers the sender of the rest and the request's answer to come, once
+/// the bytes are going into a partial file.
+async fn slow_put(
+    app: &TestApp,
+    path: &str,
+    if_match: Option<&str>,
+) -> (
+    tokio::sync::mpsc::Sender<std::io::Result<Vec<u8>>>,
+    tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+) {
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    let body = reqwest::Body::wrap_stream(futures_util::stream::poll_fn(move |context| {
+        receiver.poll_recv(context)
+    }));
+    let mut request = reqwest::Client::new()
+        .put(app.url(&format!("/store{path}")))
+        .basic_auth(ALICE.0, Some(ALICE.1))
+        .body(body);
+    if let Some(if_match) = if_match {
+        request = request.header("if-match", if_match);
+    }
+    let partials = || walkdir_partials(app);
+    let before = partials();
+    let answer = tokio::spawn(request.send());
+    sender.send(Ok(random_bytes(1000))).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while partials() <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the write never began"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    (sender, answer)
+}
+
+/// The partial files of writes under way in the local stores.
+fn walkdir_partials(app: &TestApp) -> usize {
+    let mut found = 0;
+    let mut pending = vec![app.data_dir.join("personal")];
+    while let Some(folder) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                pending.push(entry.path());
+            } else if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".depot-partial-")
+            {
+                found += 1;
+            }
+        }
+    }
+    found
+}
+
+/// New entries whose writes are under way are counted by a walk, though
+/// it cannot see them yet: the store cannot be filled behind their backs.
+#[tokio::test]
+async fn writes_under_way_count_when_the_store_is_walked() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |args| args.store_max_entries = 3).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let created = StatusCode::CREATED;
+    let (first, first_answer) = slow_put(&app, "/one.iso", None).await;
+    let (second, second_answer) = slow_put(&app, "/two.iso", None).await;
+    assert_eq!(dav(&app, ALICE, "MKCOL", "/a/", None, None).await, created);
+    // A removal: the next refusal walks the store, which shows no file
+    // but the two writes' partial ones.
+    let deleted = dav(&app, ALICE, "DELETE", "/a/", None, None).await;
+    assert_eq!(deleted, StatusCode::NO_CONTENT);
+    assert_eq!(dav(&app, ALICE, "MKCOL", "/b/", None, None).await, created);
+    let refused = dav(&app, ALICE, "MKCOL", "/c/", None, None).await;
+    assert_eq!(refused, StatusCode::INSUFFICIENT_STORAGE);
+    for (sender, answer) in [(first, first_answer), (second, second_answer)] {
+        sender.send(Ok(random_bytes(1000))).await.unwrap();
+        drop(sender);
+        assert_eq!(answer.await.unwrap().unwrap().status(), created);
+    }
+    assert_eq!(entries(&app, ALICE).await, ["b/", "one.iso", "two.iso"]);
+}
+
 /// A write over a file is counted as a new entry: the file may be moved
 /// away while the write goes on, and the write then makes it anew (even a
 /// write that may only replace a file, `If-Match: *`).
@@ -283,7 +368,6 @@ async fn a_folder_is_copied_within_one_reservation_not_one_a_file(#[case] backen
 async fn a_write_over_a_file_moved_away_meanwhile_is_counted(#[case] if_match: Option<&str>) {
     let app = TestApp::spawn_with(Backend::Sqlite, |args| args.store_max_entries = 3).await;
     app.add_user(ALICE.0, ALICE.1).await;
-    let alice = app.core.login(ALICE.0, ALICE.1).await.unwrap();
     let created = StatusCode::CREATED;
     assert_eq!(
         dav(&app, ALICE, "PUT", "/a", None, Some(random_bytes(10))).await,
@@ -292,33 +376,7 @@ async fn a_write_over_a_file_moved_away_meanwhile_is_counted(#[case] if_match: O
     assert_eq!(dav(&app, ALICE, "MKCOL", "/b/", None, None).await, created);
 
     // A slow write over /a: its first bytes, then nothing for a while.
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
-    let body = reqwest::Body::wrap_stream(futures_util::stream::poll_fn(move |context| {
-        receiver.poll_recv(context)
-    }));
-    let mut slow = reqwest::Client::new()
-        .put(app.url("/store/a"))
-        .basic_auth(ALICE.0, Some(ALICE.1))
-        .body(body);
-    if let Some(if_match) = if_match {
-        slow = slow.header("if-match", if_match);
-    }
-    let slow = slow.send();
-    let slow = tokio::spawn(slow);
-    sender.send(Ok(random_bytes(1000))).await.unwrap();
-    // Its bytes are going into a partial file beside /a.
-    let folder = app.personal_folder(alice.id);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !std::fs::read_dir(&folder).unwrap().any(|entry| {
-        let name = entry.unwrap().file_name();
-        name.to_string_lossy().starts_with(".depot-partial-")
-    }) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the write never began"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let (sender, slow) = slow_put(&app, "/a", if_match).await;
     let moved = dav(&app, ALICE, "MOVE", "/a", Some("/b/a"), None).await;
     assert_eq!(moved, created);
     sender.send(Ok(random_bytes(1000))).await.unwrap();
