@@ -236,14 +236,19 @@ impl Core {
     }
 
     /// Walks a user's store and sets its count: what the walk finds, and
-    /// the admissions pending as it began (whose entries it may miss).
+    /// the admissions pending as it began (whose entries it may miss);
+    /// answers when it ended.
     async fn walk_store_entries(
         &self,
         user_id: i64,
         user: &UserEntries,
     ) -> Result<Instant, EntryRefused> {
-        let began = Instant::now();
-        user.maybe_high.store(false, Ordering::SeqCst);
+        // A removal during the walk sets the flag again; a walk that fails
+        // or is dropped puts it back.
+        let mut flag = KeptFlag {
+            flag: &user.maybe_high,
+            was: user.maybe_high.swap(false, Ordering::SeqCst),
+        };
         let moves = user.moves.load(Ordering::SeqCst);
         let moving = user.moving.load(Ordering::SeqCst);
         let pending = user.pending.load(Ordering::SeqCst);
@@ -257,6 +262,23 @@ impl Core {
         } else {
             user.entries.store(counted, Ordering::SeqCst);
         }
-        Ok(began)
+        flag.was = false;
+        // From its end: a walk slower than the refusals' pace must not
+        // have every refusal walk again.
+        Ok(Instant::now())
+    }
+}
+
+/// A flag taken down for a walk, put back unless the walk completes.
+struct KeptFlag<'a> {
+    flag: &'a AtomicBool,
+    was: bool,
+}
+
+impl Drop for KeptFlag<'_> {
+    fn drop(&mut self) {
+        if self.was {
+            self.flag.store(true, Ordering::SeqCst);
+        }
     }
 }

@@ -546,8 +546,17 @@ impl DavFileSystem for ObjectFs {
         .boxed()
     }
 
+    /// A move is copies and deletes, object by object: it runs to its end
+    /// in a task of its own, so that a request dropped midway (its client
+    /// gone) leaves no file both here and there.
     fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
-        async move { self.rename_at(&self.dav_key(from), &self.dav_key(to)).await }.boxed()
+        let (store, from, to) = (self.clone(), self.dav_key(from), self.dav_key(to));
+        async move {
+            tokio::spawn(async move { store.rename_at(&from, &to).await })
+                .await
+                .map_err(|_| FsError::GeneralFailure)?
+        }
+        .boxed()
     }
 
     fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {

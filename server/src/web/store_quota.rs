@@ -215,8 +215,8 @@ impl DavFileSystem for QuotaFs {
         })
     }
 
-    /// A move adds no bytes and no entries, but may take a folder's
-    /// entries deeper: not past the deepest a store's may be.
+    /// A move adds no bytes and no entries (when it completes), but may
+    /// take a folder's entries deeper: not past the deepest a store's may be.
     fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
         Box::pin(async move {
             if depth(to) > depth(from) {
@@ -228,6 +228,14 @@ impl DavFileSystem for QuotaFs {
                 };
                 check_store_depth(depth(to) + below).map_err(entry_refused)?;
             }
+            // A move in an object store is copies, then deletes: one whose
+            // deletes failed leaves files twice. It is admitted as a write
+            // over a file is (and the next refusal walks the store).
+            let _admission = if self.inner.atomic_writes() {
+                Some(self.admit(to, NewEntry::Over).await?)
+            } else {
+                None
+            };
             let _moving = self.core.store_move_begins(self.user_id);
             DavFileSystem::rename(&self.inner, from, to).await
         })

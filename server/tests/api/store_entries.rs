@@ -448,3 +448,53 @@ async fn a_file_is_never_copied_onto_a_folder(#[case] backend: Backend) {
     assert_eq!(moved, created);
     assert_eq!(entries(&app, ALICE).await, ["f", "moved/"]);
 }
+
+/// A move in an object store is copies then deletes, object by object: a
+/// client that goes away midway does not stop it there, which would leave
+/// files both here and there, or half of a folder in each place.
+#[tokio::test]
+async fn a_move_whose_client_goes_away_midway_still_completes() {
+    let app = TestApp::spawn(Backend::Shared).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    assert_eq!(
+        dav(&app, ALICE, "MKCOL", "/src/", None, None).await,
+        StatusCode::CREATED
+    );
+    let puts = (0..200).map(|file| {
+        let path = format!("/src/{file:03}");
+        let app = &app;
+        async move { dav(app, ALICE, "PUT", &path, None, Some(random_bytes(100))).await }
+    });
+    let put = futures_util::future::join_all(puts).await;
+    assert!(
+        put.iter().all(|status| *status == StatusCode::CREATED),
+        "{put:?}"
+    );
+
+    let request = reqwest::Client::new()
+        .request(Method::from_bytes(b"MOVE").unwrap(), app.url("/store/src/"))
+        .basic_auth(ALICE.0, Some(ALICE.1))
+        .header("destination", app.url("/store/dst/"))
+        .send();
+    // Gone after a moment: the move has begun, and is far from done.
+    let cut = tokio::time::timeout(std::time::Duration::from_millis(300), request).await;
+    assert!(
+        cut.is_err(),
+        "the move ended before its client went: {cut:?}"
+    );
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let all = loop {
+        let all = entries(&app, ALICE).await;
+        if !all.iter().any(|entry| entry.starts_with("src/")) {
+            break all;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the move stopped: {all:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let moved = all.iter().filter(|entry| entry.starts_with("dst/")).count();
+    assert_eq!(moved, 201, "{all:?}");
+}
