@@ -14,6 +14,7 @@
 //! a refusal, at most once a [`RECOUNT_REFUSED_AFTER`] so that a flood of
 //! refused entries walks little, but always when the count may be high (so
 //! that what the user deleted frees room at once).
+//!
 //! Nothing lowers the count but a walk: a removal asked twice would lower
 //! it twice, and an admission whose request was cut off may have made its
 //! entry all the same. A new entry's admission is pending until it is made
@@ -21,10 +22,13 @@
 //! (an object appears when its upload completes), and a walk that overlaps
 //! a move, which it may have missed entries of, only raises the count. A
 //! write over an existing file is admitted as an entry too, since the file
-//! may be gone when the write lands: the count may run high, never low,
-//! until the next walk. Admissions of one user wait for each other on this server;
-//! servers sharing a store (the object store) each keep their own count,
-//! so together they may admit more than the cap between two walks.
+//! may be gone when the write lands (as is a move in an object store, which
+//! may leave files twice): the count may run high, never low, until the
+//! next walk.
+//!
+//! Admissions of one user wait for each other on this server. Servers
+//! sharing a store (the object store) each keep their own count, so
+//! together they may admit more than the cap between two walks.
 //!
 //! [`Limits::max_store_entries`]: super::Limits::max_store_entries
 
