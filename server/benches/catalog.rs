@@ -200,7 +200,12 @@ async fn main() {
             .map(|url| url.parse::<Secret>().unwrap()),
         ..StorageArgs::in_folder(data.path().to_path_buf())
     };
-    let db = depot_server::serve::open_database(&storage).await.unwrap();
+    // The reference reads every page and total: the server keeps those it
+    // read on PostgreSQL while the catalog holds still (store/kept.rs).
+    let db = depot_server::serve::open_database(&storage)
+        .await
+        .unwrap()
+        .keeping_nothing();
     let filling = Instant::now();
     fill(&db, images).await;
     println!(
@@ -267,6 +272,10 @@ async fn main() {
         loaded.push((case, url));
     }
 
+    if let Pool::Postgres(pool) = db.pool() {
+        moving_catalog(&client, &base, &token, pool, &cases[0], samples).await;
+    }
+
     println!(
         "\n{:<40} {:>22} {:>22} {:>8}",
         "16 connections", "HTTP requests/s", "SQL queries/s", "HTTP/SQL"
@@ -300,6 +309,9 @@ async fn main() {
         );
     }
     let loaded_kib = proc_kib(pid, "VmHWM:");
+    if db.backend() == depot_server::store::Backend::Postgres {
+        print_kept(&client, &base, &token).await;
+    }
 
     for case in &cases {
         let (page, count) = sql::select_images(db.backend(), &case.query);
@@ -375,6 +387,62 @@ async fn main() {
         "\nserver memory: idle {:.1} MiB, peak under 16 connections {:.1} MiB",
         idle_kib as f64 / 1024.0,
         loaded_kib as f64 / 1024.0
+    );
+}
+
+/// `case` one request at a time with an image changed before each: what
+/// a page costs the server when what it kept no longer holds.
+async fn moving_catalog(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    pool: &sqlx::PgPool,
+    case: &Case,
+    samples: usize,
+) {
+    const TOUCH: &str = "UPDATE images SET version = version + 1 \
+         WHERE id = (SELECT min(id) FROM images)";
+    let url = format!("{base}{}", case.path);
+    let mut times = Vec::new();
+    for round in 0..samples + 20 {
+        sqlx::query(TOUCH).execute(pool).await.unwrap();
+        let started = Instant::now();
+        get_page(client, &url, token).await;
+        if round >= 20 {
+            times.push(started.elapsed());
+        }
+    }
+    times.sort();
+    println!(
+        "{:<40} {:>10.3} / {:>9.3}",
+        format!("{}, an image changed before each", case.what),
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.99)),
+    );
+}
+
+/// How the server found its pages and totals (PostgreSQL): kept, or read.
+async fn print_kept(client: &reqwest::Client, base: &str, token: &str) {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let figure = |series: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    println!(
+        "  the server's pages: {} kept, {} read; totals: {} kept, {} counted",
+        figure("depot_catalog_pages_total{how=\"kept\"}"),
+        figure("depot_catalog_pages_total{how=\"read\"}"),
+        figure("depot_catalog_counts_total{how=\"kept\"}"),
+        figure("depot_catalog_counts_total{how=\"counted\"}"),
     );
 }
 

@@ -103,7 +103,7 @@ pub struct Figures {
     pub jobs: Vec<crate::store::JobCount>,
     pub stored_bytes: u64,
     pub receiving: usize,
-    pub counts: crate::store::CountFigures,
+    pub kept: crate::store::KeptCatalog,
 }
 
 /// The core, shared by every request.
@@ -200,7 +200,7 @@ impl Core {
             jobs,
             stored_bytes: stored_bytes.max(0) as u64,
             receiving: self.blobs.receiving(),
-            counts: self.db.count_figures(),
+            kept: self.db.kept_figures(),
         })
     }
 

@@ -6,12 +6,12 @@
 //! [`sql`], the only place that turns a core [`app::query::Query`] into SQL.
 
 mod coopr;
-mod count_cache;
 mod deployments;
 mod environments;
 mod images;
 mod insert;
 mod jobs;
+mod kept;
 mod quota;
 mod reader;
 mod rows;
@@ -35,11 +35,11 @@ use sqlx::sqlite::{
 };
 
 pub use coopr::{is_unique_violation, ApiKeyListing, ApiKeyRow, ImageTypeRow, TenantRow};
-pub use count_cache::CountFigures;
 pub use deployments::DeploymentRow;
 pub use environments::{EnvironmentColumns, EnvironmentRow};
-pub use images::{DetailsUpdate, LinkRow, NameScope, NewImage, ProvisioningUpdate};
+pub use images::{DetailsUpdate, KeptCatalog, LinkRow, NameScope, NewImage, ProvisioningUpdate};
 pub use jobs::{JobCount, JobRow};
+pub use kept::KeptFigures;
 pub use quota::{QuotaAsk, SyncedCopy};
 pub use rows::{ImageRow, TokenOwner, UserRow};
 pub use sessions::SessionStore;
@@ -84,8 +84,17 @@ pub struct Db {
     inserts: Option<writer::Inserts>,
     reader: Option<reader::Reader>,
     tokens: Arc<token_cache::TokenCache>,
-    counts: Arc<count_cache::CountCache>,
+    /// On PostgreSQL, the totals of catalog queries and the pages read
+    /// lately, each with the catalog's version it saw (see [`kept`]).
+    counts: Arc<kept::KeptCache<i64>>,
+    pages: Arc<kept::KeptCache<Arc<[ImageRow]>>>,
 }
+
+/// The most bytes of kept totals: about a thousand queries.
+const KEPT_COUNTS_BYTES: usize = 512 << 10;
+
+/// The most bytes of kept pages: about forty pages of a hundred images.
+const KEPT_PAGES_BYTES: usize = 4 << 20;
 
 /// Runs the same sqlx code against whichever pool `$db` holds.
 macro_rules! with_pool {
@@ -138,7 +147,20 @@ impl Db {
             inserts,
             reader,
             tokens,
-            counts: Arc::default(),
+            counts: Arc::new(kept::KeptCache::new(KEPT_COUNTS_BYTES, |_| 0)),
+            pages: Arc::new(kept::KeptCache::new(KEPT_PAGES_BYTES, |rows| {
+                rows.iter().map(ImageRow::bytes).sum()
+            })),
+        }
+    }
+
+    /// The same database, keeping no page or total across requests: the
+    /// benchmarks' reference for what the statements themselves cost.
+    pub fn keeping_nothing(&self) -> Self {
+        Self {
+            counts: Arc::new(kept::KeptCache::new(0, |_| 0)),
+            pages: Arc::new(kept::KeptCache::new(0, |_| 0)),
+            ..self.clone()
         }
     }
 

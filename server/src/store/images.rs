@@ -4,7 +4,7 @@ use app::model::{InspectionAttributes, ProvisioningSpec, ViceImageSpec};
 use app::query::{Condition, Field, FieldType, Query, Value};
 use chrono::{DateTime, Utc};
 
-use super::count_cache::{CatalogVersion, Kept};
+use super::kept::{CatalogVersion, Kept, KeptFigures};
 use super::rows::ImageRow;
 use super::sql::{self, IMAGE_SELECT};
 use super::tx::LockName;
@@ -186,6 +186,14 @@ pub struct LinkRow {
     pub owner_id: Option<i64>,
 }
 
+/// How the totals and the pages of the catalog were found on PostgreSQL:
+/// kept, or read from the database (see [`super::kept`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeptCatalog {
+    pub counts: KeptFigures,
+    pub pages: KeptFigures,
+}
+
 /// `$1, $2, …, $n`, for a list of `n` bound values.
 fn placeholders(n: usize) -> String {
     (1..=n)
@@ -254,8 +262,8 @@ impl Db {
         Ok((rows, total))
     }
 
-    /// A page on PostgreSQL, with its count kept across requests while the
-    /// catalog does not change (see [`super::count_cache`]).
+    /// A page on PostgreSQL, it and its count kept across requests while
+    /// the catalog does not change (see [`super::kept`]).
     async fn list_images_on_postgres(
         &self,
         pool: &sqlx::PgPool,
@@ -263,8 +271,23 @@ impl Db {
         count: sql::Sql,
         known_total: impl Fn(usize) -> Option<i64>,
     ) -> Result<(Vec<ImageRow>, i64), sqlx::Error> {
-        use sqlx::Row;
-        let rows = async {
+        let kept_page = self.pages.get(&page);
+        if let Some(kept_page) = kept_page.as_ref().filter(|kept| !kept.moving) {
+            // One small row rather than a hundred large ones.
+            let version =
+                catalog_version(&sqlx::query(sql::CATALOG_VERSION).fetch_one(pool).await?)?;
+            if version == kept_page.version {
+                self.pages.served();
+                let rows = kept_page.value.to_vec();
+                let total = match known_total(rows.len()) {
+                    Some(total) => total,
+                    None => self.total_at(pool, &count, version).await?,
+                };
+                return Ok((rows, total));
+            }
+            // The catalog changed since: read again, below.
+        }
+        let read_page = async {
             let rows = bind_args!(sqlx::query(&page.text), &page.args)
                 .fetch_all(pool)
                 .await?;
@@ -273,46 +296,84 @@ impl Db {
                 .iter()
                 .map(<ImageRow as sqlx::FromRow<_>>::from_row)
                 .collect::<Result<Vec<_>, _>>()?;
+            if let Some(version) = version {
+                // Moving until two reads in a row see the same catalog.
+                let moving = kept_page
+                    .as_ref()
+                    .is_some_and(|kept| kept.version != version);
+                self.pages
+                    .keep(&page, Kept::new(version, rows.as_slice().into(), moving));
+            }
             Ok::<_, sqlx::Error>((rows, version))
         };
-        let counted = async {
-            let row = bind_args!(sqlx::query(&count.text), &count.args)
-                .fetch_one(pool)
-                .await?;
-            Ok::<_, sqlx::Error>((row.try_get::<i64, _>(0)?, catalog_version(&row)?))
-        };
-        let kept = self.counts.get(&count);
-        let steady = kept.filter(|kept| !kept.moving);
-        let Some(kept) = steady else {
+        let kept_count = self.counts.get(&count);
+        let Some(kept_count) = kept_count.filter(|kept| !kept.moving) else {
             // The page and its count side by side, each on a connection of
             // its own: a request waits for the slower of the two, not for
             // both in turn (counting 10,000 records takes as long as
             // reading the page). The count is wasted when the page turns
             // out short, but then it counted no more than the page read.
-            let ((rows, _), (total, version)) = tokio::try_join!(rows, counted)?;
-            let moving = kept.is_some_and(|kept| kept.version != version);
+            let ((rows, _), (total, version)) =
+                tokio::try_join!(read_page, self.count(pool, &count))?;
+            let moving = kept_count.is_some_and(|kept| kept.version != version);
             self.counts.keep(&count, Kept::new(version, total, moving));
             let total = known_total(rows.len()).unwrap_or(total);
             return Ok((rows, total));
         };
-        let (rows, version) = rows.await?;
+        let (rows, version) = read_page.await?;
         if let Some(total) = known_total(rows.len()) {
             return Ok((rows, total));
         }
-        if version == Some(kept.version) {
+        if version == Some(kept_count.version) {
             self.counts.served();
-            return Ok((rows, kept.total));
+            return Ok((rows, kept_count.value));
         }
         // The catalog changed since: counted again, after the page; the
         // query's next pages count beside theirs until it holds still.
-        let (total, version) = counted.await?;
+        let (total, version) = self.count(pool, &count).await?;
         self.counts.keep(&count, Kept::new(version, total, true));
         Ok((rows, total))
     }
 
-    /// How the counts of catalog pages were found, since start-up.
-    pub fn count_figures(&self) -> super::CountFigures {
-        self.counts.figures()
+    /// How many images match `count` at the catalog's `version`: kept, or
+    /// counted now (and kept, moving if the catalog has moved on since).
+    async fn total_at(
+        &self,
+        pool: &sqlx::PgPool,
+        count: &sql::Sql,
+        version: CatalogVersion,
+    ) -> Result<i64, sqlx::Error> {
+        if let Some(kept) = self.counts.get(count) {
+            if kept.version == version {
+                self.counts.served();
+                return Ok(kept.value);
+            }
+        }
+        let (total, counted_at) = self.count(pool, count).await?;
+        self.counts
+            .keep(count, Kept::new(counted_at, total, counted_at != version));
+        Ok(total)
+    }
+
+    /// Counts on PostgreSQL, with the catalog's version the count saw.
+    async fn count(
+        &self,
+        pool: &sqlx::PgPool,
+        count: &sql::Sql,
+    ) -> Result<(i64, CatalogVersion), sqlx::Error> {
+        use sqlx::Row;
+        let row = bind_args!(sqlx::query(&count.text), &count.args)
+            .fetch_one(pool)
+            .await?;
+        Ok((row.try_get::<i64, _>(0)?, catalog_version(&row)?))
+    }
+
+    /// How the totals and pages of the catalog were found, since start-up.
+    pub fn kept_figures(&self) -> KeptCatalog {
+        KeptCatalog {
+            counts: self.counts.figures(),
+            pages: self.pages.figures(),
+        }
     }
 
     #[tracing::instrument(skip(self), err)]

@@ -111,6 +111,49 @@ macro_rules! image_row_from_rusqlite {
 }
 super::sql::image_column_names!(image_row_from_rusqlite!());
 
+/// What a value holds on the heap, about (for a cache's size).
+trait HeapBytes {
+    fn heap_bytes(&self) -> usize;
+}
+
+impl HeapBytes for String {
+    fn heap_bytes(&self) -> usize {
+        self.capacity()
+    }
+}
+
+impl<T: HeapBytes> HeapBytes for Option<T> {
+    fn heap_bytes(&self) -> usize {
+        self.as_ref().map_or(0, HeapBytes::heap_bytes)
+    }
+}
+
+macro_rules! no_heap {
+    ($($type:ty),*) => {
+        $(impl HeapBytes for $type {
+            fn heap_bytes(&self) -> usize {
+                0
+            }
+        })*
+    };
+}
+no_heap!(i64, bool, DateTime<Utc>);
+
+/// An image row's size in memory, every column's.
+macro_rules! image_row_bytes {
+    (; $($before:ident)*; $($after:ident)*) => {
+        impl ImageRow {
+            pub(super) fn bytes(&self) -> usize {
+                std::mem::size_of::<Self>()
+                    $(+ self.$before.heap_bytes())*
+                    + self.owner.heap_bytes()
+                    $(+ self.$after.heap_bytes())*
+            }
+        }
+    };
+}
+super::sql::image_column_names!(image_row_bytes!());
+
 /// A stored value the code cannot read: a bug or a hand-edited database.
 fn corrupt(what: &str, id: i64) -> CoreError {
     tracing::error!(image = id, "unreadable {what} in the images table");

@@ -74,7 +74,7 @@ pub const IMAGE_SELECT: &str = concat!(
 /// The catalog's version on PostgreSQL (migration 0017), as the two columns
 /// every statement of a page and its count ends with: read in the
 /// statement's own snapshot, they tell which committed changes the page or
-/// the count saw (see `count_cache`). The sum of the stripes, and when the
+/// the count saw (see `kept`). The sum of the stripes, and when the
 /// database server started, in microseconds: a failover or a recovery to
 /// an earlier point starts one, so a history that went back and grew again
 /// to the same sum is not taken for the one a total was counted in.
@@ -93,6 +93,10 @@ const VERSIONED_IMAGE_SELECT: &str = concat!(
     catalog_version!(),
     " FROM images i LEFT JOIN users u ON u.id = i.owner_id"
 );
+
+/// The catalog's version alone, as its two columns: whether a kept page
+/// still holds (see `kept`).
+pub(super) const CATALOG_VERSION: &str = concat!("SELECT ", catalog_version!());
 
 /// The column behind each field.
 fn column(field: Field) -> &'static str {

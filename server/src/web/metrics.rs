@@ -45,6 +45,7 @@ pub struct Metrics {
     jobs: IntGaugeVec,
     stored: IntGauge,
     counts: IntCounterVec,
+    pages: IntCounterVec,
     /// Held while the store's counters are carried over, so that two
     /// scrapes at once do not both add what changed.
     carrying: std::sync::Mutex<()>,
@@ -97,6 +98,15 @@ impl Metrics {
             &["how"],
         )
         .expect("valid metric");
+        let pages = IntCounterVec::new(
+            Opts::new(
+                "catalog_pages_total",
+                "Catalog pages on PostgreSQL, by how they were found: `kept` from an earlier \
+                 read the catalog's version showed still holds, `read` from the database",
+            ),
+            &["how"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -106,6 +116,7 @@ impl Metrics {
             Box::new(jobs.clone()),
             Box::new(stored.clone()),
             Box::new(counts.clone()),
+            Box::new(pages.clone()),
         ] {
             registry
                 .register(collector)
@@ -121,6 +132,7 @@ impl Metrics {
             jobs,
             stored,
             counts,
+            pages,
             carrying: std::sync::Mutex::new(()),
         }
     }
@@ -204,11 +216,14 @@ pub async fn render(
     metrics.stored.set(figures.stored_bytes as i64);
     // Counters kept by the store, carried over at each scrape.
     let carrying = metrics.carrying.lock().unwrap_or_else(|e| e.into_inner());
-    for (how, figure) in [
-        ("kept", figures.counts.served),
-        ("counted", figures.counts.counted),
+    let kept = figures.kept;
+    for (metric, how, figure) in [
+        (&metrics.counts, "kept", kept.counts.served),
+        (&metrics.counts, "counted", kept.counts.read),
+        (&metrics.pages, "kept", kept.pages.served),
+        (&metrics.pages, "read", kept.pages.read),
     ] {
-        let counter = metrics.counts.with_label_values(&[how]);
+        let counter = metric.with_label_values(&[how]);
         counter.inc_by(figure.saturating_sub(counter.get()));
     }
     drop(carrying);

@@ -35,11 +35,11 @@ async fn kept_and_counted(server: &TestApp) -> (u64, u64) {
 }
 
 /// Runs `statement` straight in the database, as a script would.
-async fn run<'c>(on: impl sqlx::postgres::PgExecutor<'c>, statement: &str) {
+pub(crate) async fn run<'c>(on: impl sqlx::postgres::PgExecutor<'c>, statement: &str) {
     sqlx::query(statement).execute(on).await.unwrap();
 }
 
-fn pool(server: &TestApp) -> &sqlx::PgPool {
+pub(crate) fn pool(server: &TestApp) -> &sqlx::PgPool {
     match server.core.db().pool() {
         depot_server::store::Pool::Postgres(pool) => pool,
         depot_server::store::Pool::Sqlite(_) => panic!("not PostgreSQL"),
@@ -48,7 +48,7 @@ fn pool(server: &TestApp) -> &sqlx::PgPool {
 
 /// `count` public images named `{prefix}-{n}`, owned by `owner` (a user's
 /// id, or none), straight into the database.
-async fn insert_images(server: &TestApp, prefix: &str, count: i64, owner: Option<i64>) {
+pub(crate) async fn insert_images(server: &TestApp, prefix: &str, count: i64, owner: Option<i64>) {
     sqlx::query(
         "INSERT INTO images (kind, name, label, folder, data_store, path, public, owner_id, \
          created_at, updated_at) \

@@ -18,6 +18,7 @@ mod fuzz;
 mod helpers;
 mod inspection;
 mod kept_counts;
+mod kept_pages;
 mod lapsed_reservations;
 mod metrics;
 mod mws;
