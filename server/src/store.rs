@@ -147,10 +147,8 @@ impl Db {
             inserts,
             reader,
             tokens,
-            counts: Arc::new(kept::KeptCache::new(KEPT_COUNTS_BYTES, |_| 0)),
-            pages: Arc::new(kept::KeptCache::new(KEPT_PAGES_BYTES, |rows| {
-                rows.iter().map(ImageRow::bytes).sum()
-            })),
+            counts: Arc::new(kept::KeptCache::new(KEPT_COUNTS_BYTES)),
+            pages: Arc::new(kept::KeptCache::new(KEPT_PAGES_BYTES)),
         }
     }
 
@@ -158,8 +156,8 @@ impl Db {
     /// benchmarks' reference for what the statements themselves cost.
     pub fn keeping_nothing(&self) -> Self {
         Self {
-            counts: Arc::new(kept::KeptCache::new(0, |_| 0)),
-            pages: Arc::new(kept::KeptCache::new(0, |_| 0)),
+            counts: Arc::new(kept::KeptCache::new(0)),
+            pages: Arc::new(kept::KeptCache::new(0)),
             ..self.clone()
         }
     }

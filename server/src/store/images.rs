@@ -296,13 +296,16 @@ impl Db {
                 .iter()
                 .map(<ImageRow as sqlx::FromRow<_>>::from_row)
                 .collect::<Result<Vec<_>, _>>()?;
+            self.pages.read();
             if let Some(version) = version {
                 // Moving until two reads in a row see the same catalog.
                 let moving = kept_page
                     .as_ref()
                     .is_some_and(|kept| kept.version != version);
-                self.pages
-                    .keep(&page, Kept::new(version, rows.as_slice().into(), moving));
+                let bytes = rows.iter().map(ImageRow::bytes).sum();
+                self.pages.keep(&page, bytes, || {
+                    Kept::new(version, rows.as_slice().into(), moving)
+                });
             }
             Ok::<_, sqlx::Error>((rows, version))
         };
@@ -316,7 +319,8 @@ impl Db {
             let ((rows, _), (total, version)) =
                 tokio::try_join!(read_page, self.count(pool, &count))?;
             let moving = kept_count.is_some_and(|kept| kept.version != version);
-            self.counts.keep(&count, Kept::new(version, total, moving));
+            self.counts
+                .keep(&count, 0, || Kept::new(version, total, moving));
             let total = known_total(rows.len()).unwrap_or(total);
             return Ok((rows, total));
         };
@@ -331,7 +335,8 @@ impl Db {
         // The catalog changed since: counted again, after the page; the
         // query's next pages count beside theirs until it holds still.
         let (total, version) = self.count(pool, &count).await?;
-        self.counts.keep(&count, Kept::new(version, total, true));
+        self.counts
+            .keep(&count, 0, || Kept::new(version, total, true));
         Ok((rows, total))
     }
 
@@ -350,8 +355,9 @@ impl Db {
             }
         }
         let (total, counted_at) = self.count(pool, count).await?;
-        self.counts
-            .keep(count, Kept::new(counted_at, total, counted_at != version));
+        self.counts.keep(count, 0, || {
+            Kept::new(counted_at, total, counted_at != version)
+        });
         Ok(total)
     }
 
@@ -365,6 +371,7 @@ impl Db {
         let row = bind_args!(sqlx::query(&count.text), &count.args)
             .fetch_one(pool)
             .await?;
+        self.counts.read();
         Ok((row.try_get::<i64, _>(0)?, catalog_version(&row)?))
     }
 

@@ -3,13 +3,19 @@
 //! entries take as long as a page) and the pages it read (a hundred rows of
 //! 43 columns to send and decode, against one small row for the version).
 //!
-//! Each is kept with the catalog's version it was read at (migration 0017:
-//! every transaction that changes images, or a username, adds to it as it
-//! commits). A kept page answers only a request that finds the catalog
-//! still at that version, and a kept total only a page read at it: two
-//! snapshots that read the same version saw the same images. Nothing is
-//! ever served stale, whichever server or script made a change, and nothing
-//! has to be told.
+//! Each is kept with the catalog's version it was read at (migration 0017,
+//! whose comment names this module's earlier name, `count_cache`: every
+//! transaction that changes images, or a username, adds to it as it
+//! commits). A kept page or total answers only a request that finds the
+//! catalog still at that version, read by a page or by a query of the
+//! version alone: two snapshots that read the same version saw the same
+//! images. Whichever server or script made a change, nothing is served
+//! stale and nothing has to be told, with two exceptions the version cannot
+//! see, which [`MOST_AGE`] bounds: changes made with the triggers disabled
+//! (a restore with `--disable-triggers`), and commits a crash lost after
+//! they were acknowledged (`synchronous_commit = off`, which Depot's
+//! durability does not allow either), after which the sum can grow back to
+//! one already seen without the server having restarted.
 //!
 //! What is kept answers its statement and arguments, which hold the
 //! caller's visibility: the same answer for whoever sends the same query.
@@ -21,7 +27,9 @@
 //!
 //! What anyone may notice: a request that finds the catalog moved reads
 //! after asking, so it takes longer than the ones around it, which tells
-//! that some image changed, not which.
+//! that some image changed, not which; and a page answered quickly tells
+//! that someone with the same view of the catalog (the same rights) asked
+//! for it in the last minutes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -37,8 +45,9 @@ const MOST_AGE: Duration = Duration::from_secs(300);
 /// The longest query kept, its text and arguments (a long `$in` list).
 const LONGEST_KEY: usize = 2048;
 
-/// What an entry costs beside its key and value: the cache's own node.
-const ENTRY_BYTES: usize = 96;
+/// What an entry costs beside its key and value: the cache's node, its
+/// slot in the hash table, the [`Kept`] around the value.
+const ENTRY_BYTES: usize = 160;
 
 /// The catalog's version as a statement read it (migration 0017).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,8 +89,6 @@ pub(super) struct KeptCache<T> {
     entries: Mutex<Option<Entries<T>>>,
     /// The most bytes kept, keys and values.
     most_bytes: usize,
-    /// What a value weighs, about, beside its key.
-    weigh: fn(&T) -> usize,
     served: AtomicU64,
     read: AtomicU64,
 }
@@ -114,11 +121,10 @@ fn key_bytes(key: &Sql) -> usize {
 }
 
 impl<T: Clone> KeptCache<T> {
-    pub fn new(most_bytes: usize, weigh: fn(&T) -> usize) -> Self {
+    pub fn new(most_bytes: usize) -> Self {
         Self {
             entries: Mutex::new(None),
             most_bytes,
-            weigh,
             served: AtomicU64::new(0),
             read: AtomicU64::new(0),
         }
@@ -148,18 +154,19 @@ impl<T: Clone> KeptCache<T> {
         None
     }
 
-    /// Keeps what was read for `key`, unless it alone would take more than
-    /// a quarter of the cache.
-    pub fn keep(&self, key: &Sql, kept: Kept<T>) {
-        self.read.fetch_add(1, Ordering::Relaxed);
+    /// Keeps what was read for `key`, a value of about `value_bytes`
+    /// made by `kept` only if it is to be kept: not if it alone would take
+    /// more than a quarter of the cache.
+    pub fn keep(&self, key: &Sql, value_bytes: usize, kept: impl FnOnce() -> Kept<T>) {
         let key_bytes = key_bytes(key);
         if key_bytes > LONGEST_KEY {
             return;
         }
-        let bytes = ENTRY_BYTES + key_bytes + (self.weigh)(&kept.value);
+        let bytes = ENTRY_BYTES + key_bytes + value_bytes;
         if bytes > self.most_bytes / 4 {
             return;
         }
+        let kept = kept();
         let mut entries = self.lock();
         let entries = entries.get_or_insert_with(|| Entries {
             lru: LruCache::unbounded(),
@@ -175,6 +182,11 @@ impl<T: Clone> KeptCache<T> {
             };
             entries.bytes -= dropped;
         }
+    }
+
+    /// Notes a value read from the database.
+    pub fn read(&self) {
+        self.read.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Notes a request answered with a kept value.
@@ -212,14 +224,19 @@ mod tests {
     }
 
     fn cache(most_bytes: usize) -> KeptCache<i64> {
-        KeptCache::new(most_bytes, |_| 8)
+        KeptCache::new(most_bytes)
+    }
+
+    fn keep(cache: &KeptCache<i64>, key: &Sql, kept: Kept<i64>) {
+        cache.read();
+        cache.keep(key, 8, || kept);
     }
 
     #[test]
     fn a_value_answers_its_own_statement_and_arguments_only() {
         let cache = cache(1 << 20);
         let kept = kept();
-        cache.keep(&count("a"), kept);
+        keep(&cache, &count("a"), kept);
         assert_eq!(cache.get(&count("a")), Some(kept));
         assert_eq!(cache.get(&count("b")), None);
         let mut other_text = count("a");
@@ -231,13 +248,13 @@ mod tests {
     fn a_long_query_is_not_kept_and_the_oldest_go_first() {
         let cache = cache(64 << 10);
         let long = count(&"x".repeat(LONGEST_KEY));
-        cache.keep(&long, kept());
+        keep(&cache, &long, kept());
         assert_eq!(cache.get(&long), None);
 
         let each = ENTRY_BYTES + key_bytes(&count("100")) + 8;
         let fit = (64 << 10) / each;
         for n in 100..100 + fit + 1 {
-            cache.keep(&count(&n.to_string()), kept());
+            keep(&cache, &count(&n.to_string()), kept());
         }
         assert_eq!(cache.get(&count("100")), None, "kept past the cache's size");
         assert!(cache.get(&count("101")).is_some());
@@ -248,10 +265,14 @@ mod tests {
 
     #[test]
     fn a_value_heavier_than_a_quarter_of_the_cache_is_not_kept() {
-        let cache = KeptCache::<Vec<u8>>::new(64 << 10, Vec::len);
-        cache.keep(&count("big"), Kept::new(VERSION, vec![0; 16 << 10], false));
+        let cache = KeptCache::<Vec<u8>>::new(64 << 10);
+        let big = vec![0; 16 << 10];
+        cache.keep(&count("big"), big.len(), || unreachable!("made, not kept"));
         assert_eq!(cache.get(&count("big")), None);
-        cache.keep(&count("small"), Kept::new(VERSION, vec![0; 8 << 10], false));
+        let small = vec![0; 8 << 10];
+        cache.keep(&count("small"), small.len(), || {
+            Kept::new(VERSION, small, false)
+        });
         assert!(cache.get(&count("small")).is_some());
     }
 
@@ -259,7 +280,7 @@ mod tests {
     fn a_value_kept_again_replaces_its_weight() {
         let cache = cache(64 << 10);
         for _ in 0..1000 {
-            cache.keep(&count("a"), kept());
+            keep(&cache, &count("a"), kept());
         }
         let entries = cache.lock();
         let entries = entries.as_ref().unwrap();
@@ -272,7 +293,7 @@ mod tests {
         let cache = cache(1 << 20);
         let mut old = kept();
         old.read_at = Instant::now() - MOST_AGE - Duration::from_secs(1);
-        cache.keep(&count("a"), old);
+        keep(&cache, &count("a"), old);
         assert_eq!(cache.get(&count("a")), None);
         assert_eq!(cache.lock().as_ref().unwrap().bytes, 0);
     }
