@@ -28,26 +28,60 @@ step "starting a throw-away object store (Garage) for the tests"
 source scripts/garage.sh
 trap garage_stop EXIT
 
-step "unit and integration tests (SQLite, PostgreSQL, PostgreSQL with the object store)"
+step "building the tests"
 # Every target (the benchmarks too), so clippy sees all of the code.
 "${as_cargo_leptos[@]}" cargo test -p app -p depot-inspect -p depot-server --all-targets --no-run
+
+# The browser tests run beside the others: each waits on its browser and
+# server much of the time (a run used about half a core), while the Rust
+# tests leave a fifth of the two cores idle. Each browser run has its own
+# server, port, data and output folder; its report is printed whole once
+# the Rust tests have ended, and they have ended too.
+export DEPOT_BIN="$CARGO_TARGET_DIR/debug/depot"
+export DEPOT_SITE_ROOT="$PWD/target/site"
+e2e_db="depot_e2e_$$"
+e2e_logs="$(mktemp -d)"
+psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $e2e_db"
+trap 'garage_stop; psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $e2e_db WITH (FORCE)"; rm -rf "$e2e_logs"' EXIT
+browser_tests() {
+  local name="$1"
+  shift
+  (cd end2end && timeout 15m env "$@" npx playwright test --output "test-results/$name") \
+    >"$e2e_logs/$name.log" 2>&1
+}
+# The two browser runs in turn, beside the Rust tests.
+(
+  failed=""
+  browser_tests sqlite DEPOT_E2E_PORT=3917 || failed+=" SQLite"
+  browser_tests postgres DEPOT_E2E_PORT=3918 \
+    DEPOT_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$e2e_db" || failed+=" PostgreSQL"
+  [ -z "$failed" ] || { echo "browser tests failed on:$failed" >"$e2e_logs/failed"; exit 1; }
+) &
+browsers=$!
+
+step "unit and integration tests (SQLite, PostgreSQL, PostgreSQL with the object store), the browser tests beside them"
 # They take about five minutes. With cargo-nextest (.config/nextest.toml) a test
 # that hangs is stopped and retried; either way a hung run fails here rather
 # than holding CI until its own limit.
+rust_failed=""
 if cargo nextest --version >/dev/null 2>&1; then
-  timeout 20m "${as_cargo_leptos[@]}" cargo nextest run -p app -p depot-inspect -p depot-server
+  timeout 20m "${as_cargo_leptos[@]}" cargo nextest run -p app -p depot-inspect -p depot-server || rust_failed=1
 else
-  timeout 20m "${as_cargo_leptos[@]}" cargo test -p app -p depot-inspect -p depot-server
+  timeout 20m "${as_cargo_leptos[@]}" cargo test -p app -p depot-inspect -p depot-server || rust_failed=1
 fi
 
-step "browser tests (Playwright, headless Chromium)"
-export DEPOT_BIN="$CARGO_TARGET_DIR/debug/depot"
-export DEPOT_SITE_ROOT="$PWD/target/site"
-(cd end2end && npx playwright test)
-
-step "browser tests again, on PostgreSQL"
-e2e_db="depot_e2e_$$"
-psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $e2e_db"
-trap 'garage_stop; psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $e2e_db WITH (FORCE)"' EXIT
-(cd end2end && DEPOT_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$e2e_db" npx playwright test)
+step "browser tests (Playwright, headless Chromium), on SQLite then on PostgreSQL"
+browsers_failed=""
+wait "$browsers" || browsers_failed=1
+for name in sqlite postgres; do
+  if [ -f "$e2e_logs/$name.log" ]; then
+    step "browser tests on $name"
+    cat "$e2e_logs/$name.log"
+  fi
+done
+[ ! -f "$e2e_logs/failed" ] || cat "$e2e_logs/failed" >&2
+if [ -n "$rust_failed" ] || [ -n "$browsers_failed" ]; then
+  echo "tests failed" >&2
+  exit 1
+fi
 step "every test passed"
