@@ -25,13 +25,64 @@ async fn mws_total(server: &TestApp, query: &str) -> i64 {
 /// How many totals `server` answered from a kept count, and how many it
 /// counted, by its metrics.
 async fn kept_and_counted(server: &TestApp) -> (u64, u64) {
+    kept_and_read(server, "depot_catalog_counts_total", "counted").await
+}
+
+/// What `metric` of `server` says was `kept`, and what was `read`.
+pub(crate) async fn kept_and_read(server: &TestApp, metric: &str, read: &str) -> (u64, u64) {
     let text = crate::metrics::scrape(server).await;
     let figure = |how: &str| {
-        let series = format!("depot_catalog_counts_total{{how=\"{how}\"}}");
+        let series = format!("{metric}{{how=\"{how}\"}}");
         crate::metrics::value(&text, &series).unwrap_or_else(|| panic!("no {series} in\n{text}"))
             as u64
     };
-    (figure("kept"), figure("counted"))
+    (figure("kept"), figure(read))
+}
+
+/// Creates the image `name` through `server`'s MWS, as the administrator.
+pub(crate) async fn create_through_mws(server: &TestApp, name: &str) {
+    let created = reqwest::Client::new()
+        .post(server.url("/mws/rest/images?api-version=3"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .json(&json!({
+            "name": name,
+            "osType": "linux",
+            "hypervisor": false,
+            "supportsVirtualMachine": true,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+}
+
+/// The id of the user `name`.
+pub(crate) async fn user_id(server: &TestApp, name: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>("SELECT id FROM users WHERE username = $1")
+        .bind(name)
+        .fetch_one(pool(server))
+        .await
+        .unwrap()
+}
+
+/// Runs `statement` in a transaction rolled back.
+pub(crate) async fn run_rolled_back(server: &TestApp, statement: &str) {
+    let mut rolled_back = pool(server).begin().await.unwrap();
+    run(&mut *rolled_back, statement).await;
+    rolled_back.rollback().await.unwrap();
+}
+
+/// Runs `statement` as a replica applies rows (logical replication, a
+/// restore with triggers off for foreign keys).
+pub(crate) async fn run_as_replica(server: &TestApp, statement: &str) {
+    let mut as_replica = pool(server).begin().await.unwrap();
+    run(
+        &mut *as_replica,
+        "SET LOCAL session_replication_role = replica",
+    )
+    .await;
+    run(&mut *as_replica, statement).await;
+    as_replica.commit().await.unwrap();
 }
 
 /// Runs `statement` straight in the database, as a script would.
@@ -76,19 +127,7 @@ async fn a_total_kept_by_one_server_follows_what_any_other_changes() {
     assert_eq!(kept_and_counted(&b).await, (1, 1));
 
     // A record made through the other server counts on this one at once.
-    let created = reqwest::Client::new()
-        .post(a.url("/mws/rest/images?api-version=3"))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .json(&json!({
-            "name": "made-on-a",
-            "osType": "linux",
-            "hypervisor": false,
-            "supportsVirtualMachine": true,
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
+    create_through_mws(&a, "made-on-a").await;
     assert_eq!(
         mws_total(&b, PAGE).await,
         31,
@@ -102,13 +141,7 @@ async fn a_total_kept_by_one_server_follows_what_any_other_changes() {
     assert_eq!((kept, counted), (2, 3));
 
     // A change rolled back changes nothing: still kept.
-    let mut rolled_back = pool(&a).begin().await.unwrap();
-    run(
-        &mut *rolled_back,
-        "DELETE FROM images WHERE name LIKE 'seed-%'",
-    )
-    .await;
-    rolled_back.rollback().await.unwrap();
+    run_rolled_back(&a, "DELETE FROM images WHERE name LIKE 'seed-%'").await;
     assert_eq!(mws_total(&b, PAGE).await, 31);
     assert_eq!(kept_and_counted(&b).await, (kept + 1, counted));
 
@@ -156,14 +189,7 @@ async fn a_total_kept_by_one_server_follows_what_any_other_changes() {
     // Rows applied as a replica applies them (logical replication, a
     // restore with triggers off for foreign keys) count too.
     assert_eq!(mws_total(&b, PAGE).await, 29);
-    let mut as_replica = pool(&a).begin().await.unwrap();
-    run(
-        &mut *as_replica,
-        "SET LOCAL session_replication_role = replica",
-    )
-    .await;
-    run(&mut *as_replica, "DELETE FROM images WHERE name = 'seed-3'").await;
-    as_replica.commit().await.unwrap();
+    run_as_replica(&a, "DELETE FROM images WHERE name = 'seed-3'").await;
     assert_eq!(
         mws_total(&b, PAGE).await,
         28,
@@ -179,12 +205,7 @@ async fn a_total_filtered_by_owner_follows_renamed_owners() {
     app.add_user("alice", "alice-password").await;
     app.add_user("bob", "bob-password-1").await;
     for (owner, count) in [("alice", 25), ("bob", 30)] {
-        let id = sqlx::query_scalar::<_, i64>("SELECT id FROM users WHERE username = $1")
-            .bind(owner)
-            .fetch_one(pool(&app))
-            .await
-            .unwrap();
-        insert_images(&app, owner, count, Some(id)).await;
+        insert_images(&app, owner, count, Some(user_id(&app, owner).await)).await;
     }
     let owned_by_alice = || async {
         let answer: Value = reqwest::Client::new()

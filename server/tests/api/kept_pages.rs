@@ -4,14 +4,16 @@
 //! owner's name, through another server or straight in the database, shows
 //! on the next page.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::helpers::{Backend, TestApp, ADMIN_PASSWORD};
-use crate::kept_counts::{insert_images, pool, run};
+use crate::kept_counts::{
+    create_through_mws, insert_images, pool, run, run_as_replica, run_rolled_back, user_id,
+};
 
-/// The names on an MWS page sorted by name, as `who` (a user and password).
-async fn names(server: &TestApp, (user, password): (&str, &str), query: &str) -> Vec<String> {
-    let answer: Value = reqwest::Client::new()
+/// An MWS page sorted by name, as `who` (a user and password).
+async fn page(server: &TestApp, (user, password): (&str, &str), query: &str) -> Value {
+    reqwest::Client::new()
         .get(server.url(&format!(
             "/mws/rest/images?api-version=3&sort=%7B%22name%22%3A1%7D&{query}"
         )))
@@ -21,7 +23,12 @@ async fn names(server: &TestApp, (user, password): (&str, &str), query: &str) ->
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The names on that page.
+async fn names(server: &TestApp, who: (&str, &str), query: &str) -> Vec<String> {
+    let answer = page(server, who, query).await;
     answer["results"]
         .as_array()
         .unwrap_or_else(|| panic!("{answer}"))
@@ -35,13 +42,7 @@ const ADMIN: (&str, &str) = ("admin", ADMIN_PASSWORD);
 /// How many pages `server` answered from what it kept, and how many it
 /// read, by its metrics.
 async fn kept_and_read(server: &TestApp) -> (u64, u64) {
-    let text = crate::metrics::scrape(server).await;
-    let figure = |how: &str| {
-        let series = format!("depot_catalog_pages_total{{how=\"{how}\"}}");
-        crate::metrics::value(&text, &series).unwrap_or_else(|| panic!("no {series} in\n{text}"))
-            as u64
-    };
-    (figure("kept"), figure("read"))
+    crate::kept_counts::kept_and_read(server, "depot_catalog_pages_total", "read").await
 }
 
 fn seeds(names: &[&str]) -> Vec<String> {
@@ -62,19 +63,7 @@ async fn a_page_kept_by_one_server_shows_what_any_other_changes() {
     assert_eq!(kept_and_read(&b).await, (1, 1));
 
     // A record made through the other server shows on this one at once.
-    let created = reqwest::Client::new()
-        .post(a.url("/mws/rest/images?api-version=3"))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .json(&json!({
-            "name": "made-on-a",
-            "osType": "linux",
-            "hypervisor": false,
-            "supportsVirtualMachine": true,
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
+    create_through_mws(&a, "made-on-a").await;
     let with_made = seeds(&["made-on-a", "seed-1", "seed-10"]);
     assert_eq!(
         names(&b, ADMIN, PAGE).await,
@@ -89,9 +78,7 @@ async fn a_page_kept_by_one_server_shows_what_any_other_changes() {
     assert_eq!((kept, read), (2, 3));
 
     // A change rolled back changes nothing: still kept.
-    let mut rolled_back = pool(&a).begin().await.unwrap();
-    run(&mut *rolled_back, "DELETE FROM images").await;
-    rolled_back.rollback().await.unwrap();
+    run_rolled_back(&a, "DELETE FROM images").await;
     assert_eq!(names(&b, ADMIN, PAGE).await, with_made);
     assert_eq!(kept_and_read(&b).await, (kept + 1, read));
 
@@ -123,31 +110,14 @@ async fn a_page_kept_by_one_server_shows_what_any_other_changes() {
         "UPDATE images SET os_type = 'plan9' WHERE name = 'aaa'",
     )
     .await;
-    let answer: Value = reqwest::Client::new()
-        .get(b.url(&format!(
-            "/mws/rest/images?api-version=3&sort=%7B%22name%22%3A1%7D&{PAGE}"
-        )))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = page(&b, ADMIN, PAGE).await;
     assert_eq!(
         answer["results"][0]["osType"], "plan9",
         "the kept page outlived a change of OS: {answer}"
     );
 
     // Rows applied as a replica applies them count too.
-    let mut as_replica = pool(&a).begin().await.unwrap();
-    run(
-        &mut *as_replica,
-        "SET LOCAL session_replication_role = replica",
-    )
-    .await;
-    run(&mut *as_replica, "DELETE FROM images WHERE name = 'aaa'").await;
-    as_replica.commit().await.unwrap();
+    run_as_replica(&a, "DELETE FROM images WHERE name = 'aaa'").await;
     assert_eq!(
         names(&b, ADMIN, PAGE).await,
         seeds(&["made-on-a", "seed-1", "seed-11"]),
@@ -161,10 +131,7 @@ async fn a_page_kept_by_one_server_shows_what_any_other_changes() {
 async fn a_kept_page_follows_renamed_owners() {
     let app = TestApp::spawn(Backend::Postgres).await;
     app.add_user("alice", "alice-password").await;
-    let alice = sqlx::query_scalar::<_, i64>("SELECT id FROM users WHERE username = 'alice'")
-        .fetch_one(pool(&app))
-        .await
-        .unwrap();
+    let alice = user_id(&app, "alice").await;
     insert_images(&app, "hers", 5, Some(alice)).await;
     let owners = || async {
         let answer: Value = reqwest::Client::new()
@@ -214,10 +181,7 @@ async fn a_page_kept_for_one_caller_never_shows_another_what_they_may_not_read()
     let app = TestApp::spawn(Backend::Postgres).await;
     app.add_user("alice", "alice-password").await;
     app.add_user("bob", "bob-password-1").await;
-    let alice = sqlx::query_scalar::<_, i64>("SELECT id FROM users WHERE username = 'alice'")
-        .fetch_one(pool(&app))
-        .await
-        .unwrap();
+    let alice = user_id(&app, "alice").await;
     insert_images(&app, "public", 3, None).await;
     insert_images(&app, "alices", 2, Some(alice)).await;
     run(
