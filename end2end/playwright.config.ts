@@ -20,6 +20,12 @@ export const exportRoot: string = process.env.DEPOT_E2E_EXPORT_ROOT;
 export default defineConfig({
   testDir: './tests',
   timeout: 60_000,
+  // The runs share two cores with the Rust tests (scripts/test.sh), so a
+  // page may take a few seconds more to hydrate than on a quiet machine: an
+  // assertion waits up to 15 s for what it expects (5 s by default). One
+  // that passes returns as soon as it holds, so this costs passing tests
+  // nothing.
+  expect: { timeout: 15_000 },
   workers: 1,
   reporter: [['list']],
   use: {
