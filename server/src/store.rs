@@ -5,6 +5,7 @@
 //! against either. SQL that differs between the two (`ILIKE`) is chosen in
 //! [`sql`], the only place that turns a core [`app::query::Query`] into SQL.
 
+mod catalog;
 mod coopr;
 mod deployments;
 mod environments;
@@ -34,10 +35,11 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use catalog::KeptCatalog;
 pub use coopr::{is_unique_violation, ApiKeyListing, ApiKeyRow, ImageTypeRow, TenantRow};
 pub use deployments::DeploymentRow;
 pub use environments::{EnvironmentColumns, EnvironmentRow};
-pub use images::{DetailsUpdate, KeptCatalog, LinkRow, NameScope, NewImage, ProvisioningUpdate};
+pub use images::{DetailsUpdate, LinkRow, NameScope, NewImage, ProvisioningUpdate};
 pub use jobs::{JobCount, JobRow};
 pub use kept::KeptFigures;
 pub use quota::{QuotaAsk, SyncedCopy};
