@@ -490,48 +490,59 @@ impl Core {
             return Err(CoreError::Internal);
         }
         let digest = digested.sha256.clone();
-        let staged = self
-            .blobs
-            .stage_parts(id, &parts, digested)
-            .await
-            .map_err(io_error)?;
-        let source = Source::<futures_util::stream::Empty<Result<Bytes, std::io::Error>>>::Ingested(
-            Box::new((staged, inspection)),
-        );
+        // The bytes are staged for the one ingest path only once nothing
+        // cheaper refuses them: on an object store, staging copies them.
+        let staged = || async {
+            let staged = self
+                .blobs
+                .stage_parts(id, &parts, digested)
+                .await
+                .map_err(io_error)?;
+            Ok::<_, CoreError>(Source::<
+                futures_util::stream::Empty<Result<Bytes, std::io::Error>>,
+            >::Ingested(Box::new((staged, inspection))))
+        };
         // The image the bytes are for, as it is now; one that went or
         // takes no bytes any more refuses the upload below, which forgets it.
         let target = match upload.meta.image {
             Some(image) => Some(self.attachable_image(viewer, image).await),
             None => None,
         };
-        let charged = match &target {
-            Some(Ok(image)) => image.owner_id,
-            Some(Err(_)) => None,
-            None => Some(viewer.require_user()?.id),
-        };
-        let allowance = self.upload_allowance_of(charged, reservation, upload.length);
         let recorded = match target {
             Some(Err(error)) => Err(error),
             Some(Ok(image)) if already_landed(&upload.meta, &image, &digest) => Ok(image.id),
-            Some(Ok(image)) => self
-                .attach_file_within(
-                    viewer,
-                    image.id,
-                    source,
-                    allowance,
-                    upload.meta.begun_from.as_ref(),
-                )
-                .await
-                .map(|image| image.id),
+            Some(Ok(image)) => {
+                let allowance =
+                    self.upload_allowance_of(image.owner_id, reservation, upload.length);
+                match staged().await {
+                    Ok(source) => self
+                        .attach_file_within(
+                            viewer,
+                            image.id,
+                            source,
+                            allowance,
+                            upload.meta.begun_from.as_ref(),
+                        )
+                        .await
+                        .map(|image| image.id),
+                    Err(error) => Err(error),
+                }
+            }
             None => {
+                let owner = viewer.require_user()?.id;
+                let allowance = self.upload_allowance_of(Some(owner), reservation, upload.length);
                 let meta = UploadMeta {
                     file_name: upload.meta.file_name.clone(),
                     label: upload.meta.label.clone(),
                     public: upload.meta.public,
                 };
-                self.upload_within(viewer, meta, source, allowance)
-                    .await
-                    .map(|image| image.id)
+                match staged().await {
+                    Ok(source) => self
+                        .upload_within(viewer, meta, source, allowance)
+                        .await
+                        .map(|image| image.id),
+                    Err(error) => Err(error),
+                }
             }
         };
         match recorded {
