@@ -47,7 +47,7 @@ pub use keys::ServerKey;
 pub use quota::{StoreWrite, UploadAllowance};
 pub use resumable::{AppendError, Checksum, Resumable, ResumableMeta, UPLOAD_LIFETIME};
 pub use store_entries::{
-    check_store_depth, Admission, EntryRefused, Moving, NewEntry, MAX_STORE_DEPTH,
+    check_store_depth, Admission, EntryRefused, MovesSeen, Moving, NewEntry, MAX_STORE_DEPTH,
 };
 pub use sync::{SyncKind, SyncRequest};
 
@@ -104,6 +104,8 @@ pub struct Figures {
     pub stored_bytes: u64,
     pub receiving: usize,
     pub kept: crate::store::KeptCatalog,
+    /// Walks of personal stores to count their files and folders.
+    pub store_walks: u64,
 }
 
 /// The core, shared by every request.
@@ -201,6 +203,7 @@ impl Core {
             stored_bytes: stored_bytes.max(0) as u64,
             receiving: self.blobs.receiving(),
             kept: self.db.kept_figures(),
+            store_walks: self.store_walks(),
         })
     }
 

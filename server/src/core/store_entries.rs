@@ -21,10 +21,12 @@
 //! ([`Admission`]); a walk adds the pending ones, which it may not see yet
 //! (an object appears when its upload completes), and a walk that overlaps
 //! a move, which it may have missed entries of, only raises the count. A
-//! write over an existing file is admitted as an entry too, since the file
-//! may be gone when the write lands (as is a move in an object store, which
-//! may leave files twice): the count may run high, never low, until the
-//! next walk.
+//! write over an existing file adds nothing, unless a move overlapped it
+//! (the file may have been moved away before the write landed, which then
+//! made it anew): so a store at its cap may replace its files without a
+//! walk each time. A move in an object store that did not complete counts
+//! as an entry, since it may leave files twice. The count may run high,
+//! never low, until the next walk.
 //!
 //! Admissions of one user wait for each other on this server. Servers
 //! sharing a store (the object store) each keep their own count, so
@@ -99,6 +101,8 @@ struct UserEntries {
 #[derive(Debug, Default)]
 pub(super) struct EntryCounts {
     per_user: Mutex<HashMap<i64, Arc<UserEntries>>>,
+    /// Walks begun, for the metrics.
+    walks: AtomicU64,
 }
 
 impl EntryCounts {
@@ -111,15 +115,31 @@ impl EntryCounts {
     }
 }
 
-/// Whether an admitted entry is new, or a write over an existing file.
+/// The user's moves, as a caller saw them before it looked whether a path
+/// holds a file ([`Core::store_moves_seen`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MovesSeen {
+    /// How many had begun.
+    begun: u64,
+    /// Whether one was under way.
+    under_way: bool,
+}
+
+/// Whether an admitted entry is new, a write over an existing file, or a
+/// move's destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NewEntry {
     /// Nothing is at its path: it must fit under the cap.
     New,
-    /// It writes over a file, which it may end up creating anew (the file
-    /// moved away meanwhile): it counts, but a full store may still
-    /// replace its files.
-    Over,
+    /// It writes over a file the caller found there after it saw the
+    /// moves: a full store may replace its files. It counts only if a move
+    /// was under way or began before it was made, since the file may have
+    /// been moved away meanwhile and the write then made it anew.
+    Over(MovesSeen),
+    /// A move's destination, in a store whose moves are copies then
+    /// deletes: it counts unless made (a move that failed or was cut off
+    /// midway may leave files twice).
+    Moved,
 }
 
 /// An admitted entry, until it is made ([`Admission::made`]). Dropped
@@ -136,23 +156,41 @@ pub struct Admission {
 impl Admission {
     /// The entry is made: it counts from now on by being there.
     pub fn made(mut self) {
-        self.settle();
+        self.settle(true);
     }
 
-    fn settle(&mut self) {
-        if !self.settled && self.kind == NewEntry::New {
-            self.user.pending.fetch_sub(1, Ordering::SeqCst);
+    fn settle(&mut self, made: bool) {
+        if self.settled {
+            return;
         }
         self.settled = true;
+        let user = &self.user;
+        let counts = match self.kind {
+            NewEntry::New => {
+                user.pending.fetch_sub(1, Ordering::SeqCst);
+                // Made or not (a request cut off after its file was
+                // placed): the count may be high.
+                if !made {
+                    user.maybe_high.store(true, Ordering::SeqCst);
+                }
+                false
+            }
+            // Made or not, it replaced the file or made it anew.
+            NewEntry::Over(seen) => {
+                seen.under_way || user.moves.load(Ordering::SeqCst) != seen.begun
+            }
+            NewEntry::Moved => !made,
+        };
+        if counts {
+            user.entries.fetch_add(1, Ordering::SeqCst);
+            user.maybe_high.store(true, Ordering::SeqCst);
+        }
     }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        if !self.settled {
-            self.user.maybe_high.store(true, Ordering::SeqCst);
-            self.settle();
-        }
+        self.settle(false);
     }
 }
 
@@ -197,7 +235,7 @@ impl Core {
         // store not to be past its cap.
         let fits = |entries: u64| match kind {
             NewEntry::New => entries < max,
-            NewEntry::Over => entries <= max,
+            NewEntry::Over(_) | NewEntry::Moved => entries <= max,
         };
         if !fits(user.entries.load(Ordering::SeqCst)) {
             if !within(*walked, RECOUNT_REFUSED_AFTER) || user.maybe_high.load(Ordering::SeqCst) {
@@ -207,14 +245,11 @@ impl Core {
                 return Err(EntryRefused::TooMany { max });
             }
         }
-        user.entries.fetch_add(1, Ordering::SeqCst);
-        match kind {
-            NewEntry::New => user.pending.fetch_add(1, Ordering::SeqCst),
-            NewEntry::Over => {
-                user.maybe_high.store(true, Ordering::SeqCst);
-                0
-            }
-        };
+        // The others count when settled, if they may have added one.
+        if kind == NewEntry::New {
+            user.entries.fetch_add(1, Ordering::SeqCst);
+            user.pending.fetch_add(1, Ordering::SeqCst);
+        }
         Ok(Admission {
             user: user.clone(),
             kind,
@@ -225,9 +260,26 @@ impl Core {
     /// A move begins in a user's store; it ends when the answer is dropped.
     pub fn store_move_begins(&self, user_id: i64) -> Moving {
         let user = self.store_entries.of(user_id);
+        // Under way before begun: see `store_moves_seen`.
         user.moving.fetch_add(1, Ordering::SeqCst);
         user.moves.fetch_add(1, Ordering::SeqCst);
         Moving { user }
+    }
+
+    /// The user's moves as they are now, to be seen before looking whether
+    /// a path holds a file to write over ([`NewEntry::Over`]).
+    pub fn store_moves_seen(&self, user_id: i64) -> MovesSeen {
+        let user = self.store_entries.of(user_id);
+        // Begun first: a move that begins between the two reads is under
+        // way by the second, or begun after the first.
+        let begun = user.moves.load(Ordering::SeqCst);
+        let under_way = user.moving.load(Ordering::SeqCst) > 0;
+        MovesSeen { begun, under_way }
+    }
+
+    /// How many times this server has walked a store to count its entries.
+    pub fn store_walks(&self) -> u64 {
+        self.store_entries.walks.load(Ordering::Relaxed)
     }
 
     /// Something was removed from a user's store: their next refusal walks
@@ -256,6 +308,7 @@ impl Core {
         let moves = user.moves.load(Ordering::SeqCst);
         let moving = user.moving.load(Ordering::SeqCst);
         let pending = user.pending.load(Ordering::SeqCst);
+        self.store_entries.walks.fetch_add(1, Ordering::Relaxed);
         let stop_after = self.limits.max_store_entries;
         let found = self.personal.count_entries(user_id, stop_after).await?;
         let counted = found.saturating_add(pending);

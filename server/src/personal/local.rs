@@ -308,6 +308,16 @@ fn names_partial(path: &DavPath) -> bool {
     path.as_bytes().split(|byte| *byte == b'/').any(is_partial)
 }
 
+/// Whether `to` lies inside the folder `from`: a folder cannot be moved
+/// into itself (the system refuses, which is no server failure).
+fn inside(to: &DavPath, from: &DavPath) -> bool {
+    let from = from.as_bytes();
+    let from = from.strip_suffix(b"/").unwrap_or(from);
+    to.as_bytes()
+        .strip_prefix(from)
+        .is_some_and(|rest| rest.starts_with(b"/"))
+}
+
 /// dav-server's local file system, except that a whole-file write (a
 /// `PUT`) goes to a hidden file beside its target and replaces the target
 /// only when complete: a write refused or cut off midway leaves the old
@@ -418,7 +428,7 @@ impl DavFileSystem for LocalStoreFs {
     }
 
     fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
-        if names_partial(from) || names_partial(to) {
+        if names_partial(from) || names_partial(to) || inside(to, from) {
             return forbidden();
         }
         self.inner.rename(from, to)
@@ -584,5 +594,15 @@ mod tests {
         assert_eq!(count_below(path, 100).unwrap(), 6);
         assert_eq!(count_below(path, 3).unwrap(), 4);
         assert_eq!(count_below(&path.join("missing"), 100).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_folder_is_inside_itself_only_below_a_slash() {
+        let path = |text: &str| DavPath::new(text).unwrap();
+        assert!(inside(&path("/f/g"), &path("/f/")));
+        assert!(inside(&path("/f/g/"), &path("/f")));
+        assert!(!inside(&path("/fg"), &path("/f")));
+        assert!(!inside(&path("/f"), &path("/f/")));
+        assert!(!inside(&path("/g/f/"), &path("/f/")));
     }
 }

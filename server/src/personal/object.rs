@@ -546,17 +546,10 @@ impl DavFileSystem for ObjectFs {
         .boxed()
     }
 
-    /// A move is copies and deletes, object by object: it runs to its end
-    /// in a task of its own, so that a request dropped midway (its client
-    /// gone) leaves no file both here and there.
+    /// A move is copies and deletes, object by object (the store's
+    /// file system runs it to its end, whether its client waits or not).
     fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
-        let (store, from, to) = (self.clone(), self.dav_key(from), self.dav_key(to));
-        async move {
-            tokio::spawn(async move { store.rename_at(&from, &to).await })
-                .await
-                .map_err(|_| FsError::GeneralFailure)?
-        }
-        .boxed()
+        async move { self.rename_at(&self.dav_key(from), &self.dav_key(to)).await }.boxed()
     }
 
     fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {

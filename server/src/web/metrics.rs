@@ -3,8 +3,8 @@
 //! method and status with a latency histogram (to the response's head), the
 //! bytes of request and response bodies, and, read at each scrape, the
 //! bodies streaming into the blob store, the job queue by kind and state
-//! (failed jobs included), the bytes the store holds and how catalog pages
-//! found their totals.
+//! (failed jobs included), the bytes the store holds, how catalog pages
+//! found their totals and how often personal stores were walked.
 //!
 //! Routes are labelled by their template (`/api/images/{id}/download`),
 //! never by the path asked for, and methods outside the standard ones are
@@ -46,6 +46,7 @@ pub struct Metrics {
     stored: IntGauge,
     counts: IntCounterVec,
     pages: IntCounterVec,
+    store_walks: IntCounter,
     /// Held while the store's counters are carried over, so that two
     /// scrapes at once do not both add what changed.
     carrying: std::sync::Mutex<()>,
@@ -107,6 +108,12 @@ impl Metrics {
             &["how"],
         )
         .expect("valid metric");
+        let store_walks = IntCounter::new(
+            "store_walks_total",
+            "Walks of personal stores to count their files and folders (before a refusal \
+             past the cap on entries, or once a count is a minute old)",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -117,6 +124,7 @@ impl Metrics {
             Box::new(stored.clone()),
             Box::new(counts.clone()),
             Box::new(pages.clone()),
+            Box::new(store_walks.clone()),
         ] {
             registry
                 .register(collector)
@@ -133,6 +141,7 @@ impl Metrics {
             stored,
             counts,
             pages,
+            store_walks,
             carrying: std::sync::Mutex::new(()),
         }
     }
@@ -226,6 +235,8 @@ pub async fn render(
         let counter = metric.with_label_values(&[how]);
         counter.inc_by(figure.saturating_sub(counter.get()));
     }
+    let walks = &metrics.store_walks;
+    walks.inc_by(figures.store_walks.saturating_sub(walks.get()));
     drop(carrying);
     metrics.jobs.reset();
     for count in &figures.jobs {

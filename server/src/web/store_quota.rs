@@ -150,12 +150,13 @@ impl DavFileSystem for QuotaFs {
             if let Some(size) = options.size {
                 write.announce(size).await.map_err(refused)?;
             }
-            let existed = DavFileSystem::metadata(&self.inner, path).await.is_ok();
             // Every write is admitted, even one over a file that exists
             // (whatever its options say): the file may be moved away
             // before the write lands, which then makes it anew.
+            let seen = self.core.store_moves_seen(self.user_id);
+            let existed = DavFileSystem::metadata(&self.inner, path).await.is_ok();
             let kind = if existed {
-                NewEntry::Over
+                NewEntry::Over(seen)
             } else {
                 NewEntry::New
             };
@@ -228,16 +229,33 @@ impl DavFileSystem for QuotaFs {
                 };
                 check_store_depth(depth(to) + below).map_err(entry_refused)?;
             }
-            // A move in an object store is copies, then deletes: one whose
-            // deletes failed leaves files twice. It is admitted as a write
-            // over a file is (and the next refusal walks the store).
-            let _admission = if self.inner.atomic_writes() {
-                Some(self.admit(to, NewEntry::Over).await?)
+            // A move in an object store is copies, then deletes: one that
+            // did not complete may leave files twice.
+            let admission = if self.inner.atomic_writes() {
+                Some(self.admit(to, NewEntry::Moved).await?)
             } else {
                 None
             };
-            let _moving = self.core.store_move_begins(self.user_id);
-            DavFileSystem::rename(&self.inner, from, to).await
+            let moving = self.core.store_move_begins(self.user_id);
+            // It runs to its end in a task of its own, its admission and
+            // its mark as under way with it: a request dropped midway (its
+            // client gone) leaves no file both here and there, and a walk
+            // of the store meanwhile knows what it may miss.
+            let (inner, from, to) = (self.inner.clone(), from.clone(), to.clone());
+            tokio::spawn(async move {
+                let moved = DavFileSystem::rename(&inner, &from, &to).await;
+                // Done, refused before anything was copied, or a file gone
+                // meanwhile: no file is left twice.
+                if let (Ok(()) | Err(FsError::Forbidden | FsError::NotFound), Some(admission)) =
+                    (&moved, admission)
+                {
+                    admission.made();
+                }
+                drop(moving);
+                moved
+            })
+            .await
+            .map_err(|_| FsError::GeneralFailure)?
         })
     }
 
@@ -247,8 +265,9 @@ impl DavFileSystem for QuotaFs {
     fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
         Box::pin(async move {
             let size = DavFileSystem::metadata(&self.inner, from).await?.len();
+            let seen = self.core.store_moves_seen(self.user_id);
             let kind = if self.is_file(to).await {
-                NewEntry::Over
+                NewEntry::Over(seen)
             } else {
                 NewEntry::New
             };

@@ -390,6 +390,54 @@ async fn a_write_over_a_file_moved_away_meanwhile_is_counted(#[case] if_match: O
     assert_eq!(refused, StatusCode::INSUFFICIENT_STORAGE);
 }
 
+/// How many times the server has walked a store to count its entries.
+async fn walks(app: &TestApp) -> f64 {
+    let text = crate::metrics::scrape(app).await;
+    crate::metrics::value(&text, "depot_store_walks_total").expect("the walks are counted")
+}
+
+/// A full store still replaces its files, and replacing one adds no entry:
+/// it does not make the server count the store again each time, which
+/// anyone at their cap could otherwise ask for with every other request.
+/// (A `COPY` or `MOVE` onto a file deletes it first, then makes a new
+/// entry: as a `DELETE` then a `PUT`, it is counted again.)
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::shared(Backend::Shared)]
+#[tokio::test]
+async fn a_full_store_replaces_its_files_without_being_walked_each_time(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.store_max_entries = 3).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let created = StatusCode::CREATED;
+    for path in ["/a", "/b"] {
+        let put = dav(&app, ALICE, "PUT", path, None, Some(random_bytes(10))).await;
+        assert_eq!(put, created, "{path}");
+    }
+    assert_eq!(dav(&app, ALICE, "MKCOL", "/f/", None, None).await, created);
+    let before = walks(&app).await;
+    for round in 0..10 {
+        let replaced = dav(&app, ALICE, "PUT", "/a", None, Some(random_bytes(20))).await;
+        assert_eq!(replaced, StatusCode::NO_CONTENT, "round {round}");
+        // A folder moved into itself: refused before anything moved.
+        let into_itself = dav(&app, ALICE, "MOVE", "/f/", Some("/f/g/"), None).await;
+        assert!(
+            into_itself.is_client_error(),
+            "round {round}: {into_itself}"
+        );
+    }
+    assert_eq!(
+        walks(&app).await,
+        before,
+        "replacing files walked the store"
+    );
+
+    // Still full: a new entry is refused (after one walk at most).
+    let refused = dav(&app, ALICE, "PUT", "/d", None, Some(random_bytes(10))).await;
+    assert_eq!(refused, StatusCode::INSUFFICIENT_STORAGE);
+    assert!(walks(&app).await <= before + 1.0);
+    assert_eq!(entries(&app, ALICE).await, ["a", "b", "f/"]);
+}
+
 /// Removing one thing many times at once (an object store's delete of
 /// what is gone succeeds) frees room for one entry, not many.
 #[rstest]
