@@ -104,6 +104,11 @@ pub trait PersonalStores: Send + Sync + fmt::Debug {
     async fn discard_partial_writes(&self) -> io::Result<()> {
         Ok(())
     }
+    /// Whether other servers may change the same stores (an object
+    /// store's): what they do is not seen here until a walk.
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// One user's store as a WebDAV file system, whichever backend holds it.

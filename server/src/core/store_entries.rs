@@ -24,13 +24,18 @@
 //! write over an existing file adds nothing, unless a move overlapped it
 //! (the file may have been moved away before the write landed, which then
 //! made it anew): so a store at its cap may replace its files without a
-//! walk each time. A move in an object store that did not complete counts
-//! as an entry, since it may leave files twice. The count may run high,
-//! never low, until the next walk.
+//! walk each time. A move in an object store (copies, then deletes) that
+//! did not complete, or that another overlapped (both may copy the same
+//! file), counts as an entry. The count may run high, never low, until
+//! the next walk, but for a write over a file deleted before it lands,
+//! which makes the file anew: a store may end up past its cap by as many
+//! such writes as were under way at once.
 //!
 //! Admissions of one user wait for each other on this server. Servers
 //! sharing a store (the object store) each keep their own count, so
-//! together they may admit more than the cap between two walks.
+//! together they may admit more than the cap between two walks; there, a
+//! write over a file counts as an entry (until the next walk, which the
+//! next refusal takes), since a move on another server is not seen here.
 //!
 //! [`Limits::max_store_entries`]: super::Limits::max_store_entries
 
@@ -88,7 +93,8 @@ struct UserEntries {
     /// see them (an object appears when its upload completes).
     pending: AtomicU64,
     /// Whether the count may be above what is there: something was
-    /// removed, written over, or admitted and not made since the last walk.
+    /// removed, or counted though it may not have been made, since the
+    /// last walk.
     maybe_high: AtomicBool,
     /// Moves under way, and moves begun: a walk that overlaps one may miss
     /// what it moves (from a folder not walked yet into one walked), and
@@ -133,23 +139,27 @@ pub enum NewEntry {
     New,
     /// It writes over a file the caller found there after it saw the
     /// moves: a full store may replace its files. It counts only if a move
-    /// was under way or began before it was made, since the file may have
-    /// been moved away meanwhile and the write then made it anew.
+    /// was under way or began before it settled (made, or dropped), since
+    /// the file may have been moved away meanwhile and the write then made
+    /// it anew; in a shared store, always.
     Over(MovesSeen),
     /// A move's destination, in a store whose moves are copies then
-    /// deletes: it counts unless made (a move that failed or was cut off
-    /// midway may leave files twice).
-    Moved,
+    /// deletes, seen before the move began: it counts unless made (a move
+    /// that failed or was cut off midway may leave files twice) and no
+    /// other move overlapped it (two moves of one file may both copy it).
+    Moved(MovesSeen),
 }
 
-/// An admitted entry, until it is made ([`Admission::made`]). Dropped
-/// before, it may or may not have been made (a request cut off after its
-/// file was placed): its room is not given back, but the next refusal
-/// walks the store again first.
+/// An admitted entry, until it is made ([`Admission::made`]). A new entry
+/// dropped before may or may not have been made (a request cut off after
+/// its file was placed): its room is not given back, but the next refusal
+/// walks the store again first. Others count, or not, as [`NewEntry`] says.
 #[derive(Debug)]
 pub struct Admission {
     user: Arc<UserEntries>,
     kind: NewEntry,
+    /// Whether it has counted already (a write over a file in a shared store).
+    counted: bool,
     settled: bool,
 }
 
@@ -179,9 +189,12 @@ impl Admission {
             NewEntry::Over(seen) => {
                 seen.under_way || user.moves.load(Ordering::SeqCst) != seen.begun
             }
-            NewEntry::Moved => !made,
+            // Its own move is one of those begun since it was seen.
+            NewEntry::Moved(seen) => {
+                !made || seen.under_way || user.moves.load(Ordering::SeqCst) > seen.begun + 1
+            }
         };
-        if counts {
+        if counts && !self.counted {
             user.entries.fetch_add(1, Ordering::SeqCst);
             user.maybe_high.store(true, Ordering::SeqCst);
         }
@@ -235,7 +248,7 @@ impl Core {
         // store not to be past its cap.
         let fits = |entries: u64| match kind {
             NewEntry::New => entries < max,
-            NewEntry::Over(_) | NewEntry::Moved => entries <= max,
+            NewEntry::Over(_) | NewEntry::Moved(_) => entries <= max,
         };
         if !fits(user.entries.load(Ordering::SeqCst)) {
             if !within(*walked, RECOUNT_REFUSED_AFTER) || user.maybe_high.load(Ordering::SeqCst) {
@@ -245,14 +258,26 @@ impl Core {
                 return Err(EntryRefused::TooMany { max });
             }
         }
-        // The others count when settled, if they may have added one.
-        if kind == NewEntry::New {
+        // The others count when settled, if they may have added one; but
+        // a write over a file in a shared store counts now.
+        let counted = match kind {
+            NewEntry::New => {
+                user.pending.fetch_add(1, Ordering::SeqCst);
+                true
+            }
+            NewEntry::Over(_) => self.personal.shared(),
+            NewEntry::Moved(_) => false,
+        };
+        if counted {
             user.entries.fetch_add(1, Ordering::SeqCst);
-            user.pending.fetch_add(1, Ordering::SeqCst);
+        }
+        if counted && kind != NewEntry::New {
+            user.maybe_high.store(true, Ordering::SeqCst);
         }
         Ok(Admission {
             user: user.clone(),
             kind,
+            counted,
             settled: false,
         })
     }
@@ -267,7 +292,8 @@ impl Core {
     }
 
     /// The user's moves as they are now, to be seen before looking whether
-    /// a path holds a file to write over ([`NewEntry::Over`]).
+    /// a path holds a file to write over ([`NewEntry::Over`]), or before a
+    /// move begins ([`NewEntry::Moved`]).
     pub fn store_moves_seen(&self, user_id: i64) -> MovesSeen {
         let user = self.store_entries.of(user_id);
         // Begun first: a move that begins between the two reads is under

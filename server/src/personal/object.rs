@@ -412,6 +412,10 @@ impl PersonalStores for ObjectStores {
         let found = self.blobs.bucket().get(&key).await.map_err(io_error)?;
         Ok(found.into_stream().map_err(io_error).boxed())
     }
+
+    fn shared(&self) -> bool {
+        true
+    }
 }
 
 impl DavFileSystem for ObjectFs {
@@ -546,8 +550,9 @@ impl DavFileSystem for ObjectFs {
         .boxed()
     }
 
-    /// A move is copies and deletes, object by object (the store's
-    /// file system runs it to its end, whether its client waits or not).
+    /// A move is copies and deletes, object by object. Dropped midway, it
+    /// stops there: `QuotaFs`, through which every move comes, runs it to
+    /// its end in a task of its own, whether its client waits or not.
     fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
         async move { self.rename_at(&self.dav_key(from), &self.dav_key(to)).await }.boxed()
     }

@@ -230,9 +230,11 @@ impl DavFileSystem for QuotaFs {
                 check_store_depth(depth(to) + below).map_err(entry_refused)?;
             }
             // A move in an object store is copies, then deletes: one that
-            // did not complete may leave files twice.
+            // did not complete, or that another overlapped, may leave files
+            // twice.
             let admission = if self.inner.atomic_writes() {
-                Some(self.admit(to, NewEntry::Moved).await?)
+                let seen = self.core.store_moves_seen(self.user_id);
+                Some(self.admit(to, NewEntry::Moved(seen)).await?)
             } else {
                 None
             };

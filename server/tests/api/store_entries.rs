@@ -400,7 +400,10 @@ async fn walks(app: &TestApp) -> f64 {
 /// it does not make the server count the store again each time, which
 /// anyone at their cap could otherwise ask for with every other request.
 /// (A `COPY` or `MOVE` onto a file deletes it first, then makes a new
-/// entry: as a `DELETE` then a `PUT`, it is counted again.)
+/// entry: as a `DELETE` then a `PUT`, it is counted again. In a store
+/// other servers share, a file moved away there and written over here
+/// would be made anew unseen: there a write over a file counts until the
+/// next walk.)
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::shared(Backend::Shared)]
@@ -425,16 +428,17 @@ async fn a_full_store_replaces_its_files_without_being_walked_each_time(#[case] 
             "round {round}: {into_itself}"
         );
     }
-    assert_eq!(
-        walks(&app).await,
-        before,
-        "replacing files walked the store"
-    );
+    let after = walks(&app).await;
+    let walked = after - before;
+    match backend {
+        Backend::Shared => assert!(walked <= 10.0, "{walked} walks for 10 writes"),
+        _ => assert_eq!(walked, 0.0, "replacing files walked the store"),
+    }
 
     // Still full: a new entry is refused (after one walk at most).
     let refused = dav(&app, ALICE, "PUT", "/d", None, Some(random_bytes(10))).await;
     assert_eq!(refused, StatusCode::INSUFFICIENT_STORAGE);
-    assert!(walks(&app).await <= before + 1.0);
+    assert!(walks(&app).await <= after + 1.0);
     assert_eq!(entries(&app, ALICE).await, ["a", "b", "f/"]);
 }
 
