@@ -42,7 +42,22 @@ export DEPOT_SITE_ROOT="$PWD/target/site"
 e2e_db="depot_e2e_$$"
 e2e_logs="$(mktemp -d)"
 psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $e2e_db"
-trap 'garage_stop; psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $e2e_db WITH (FORCE)"; rm -rf "$e2e_logs"' EXIT
+# The Rust tests' databases are dropped by the tests, several at a time
+# (server/tests/api/helpers.rs); the last few they left are dropped here.
+drop_done_test_databases() {
+  psql -qtA -h 127.0.0.1 -U postgres -d postgres -c "SELECT d.datname FROM pg_database d
+      JOIN pg_shdescription s ON s.objoid = d.oid AND s.classoid = 'pg_database'::regclass
+      WHERE s.description = 'depot test: done'" |
+    {
+      # All at once, so that they share PostgreSQL's checkpoints.
+      while read -r name; do
+        psql -q -h 127.0.0.1 -U postgres -d postgres \
+          -c "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" &
+      done
+      wait
+    }
+}
+trap 'garage_stop; psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $e2e_db WITH (FORCE)"; drop_done_test_databases; rm -rf "$e2e_logs"' EXIT
 browser_tests() {
   local name="$1"
   shift
