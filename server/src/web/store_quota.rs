@@ -1,7 +1,7 @@
 //! The personal store's file system (either backend's), with every
 //! write counted against the owner's quota and the upload limit as it
 //! happens (chunked bodies without a length included), and `COPY` counted
-//! before it copies. A write refused midway removes what it had written:
+//! before it copies (and again after, if its file grew meanwhile). A write refused midway removes what it had written:
 //! nothing partial stays behind. Every new file or folder is admitted
 //! against the cap on the store's entries and their depth first, a `MOVE`
 //! against the depth.
@@ -299,6 +299,21 @@ impl DavFileSystem for QuotaFs {
             let copied = DavFileSystem::copy(&self.inner, from, to).await;
             write.placed();
             copied?;
+            // The file may have grown since its size was read (a write to
+            // it meanwhile): what was copied past the room made for it
+            // takes room too, or the copy is undone.
+            let copied = DavFileSystem::metadata(&self.inner, to).await?.len();
+            if copied > size {
+                if let Err(error) = write.make_room(copied - size).await {
+                    if let Some((write, _)) = copies.take() {
+                        write.release().await;
+                    }
+                    if let Err(cleanup) = DavFileSystem::remove_file(&self.inner, to).await {
+                        tracing::warn!(?cleanup, "cannot remove a copy past the quota");
+                    }
+                    return Err(refused(error));
+                }
+            }
             admission.made();
             Ok(())
         })
@@ -423,5 +438,106 @@ impl DavFile for CountedFile {
             }
             flushed
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use app::model::Role;
+    use futures_util::FutureExt;
+
+    use super::*;
+    use crate::blob::BlobStore;
+    use crate::core::{Limits, ServerKey};
+    use crate::personal::local::LocalStores;
+    use crate::personal::PersonalStores;
+    use crate::store::Db;
+
+    /// A store whose file grows between the moment a copy reads its size
+    /// and the copy itself (a write to it meanwhile).
+    #[derive(Clone)]
+    struct GrowsWhenCopied {
+        inner: StoreFs,
+        folder: PathBuf,
+    }
+
+    impl DavFileSystem for GrowsWhenCopied {
+        fn open<'a>(
+            &'a self,
+            path: &'a DavPath,
+            options: OpenOptions,
+        ) -> FsFuture<'a, Box<dyn DavFile>> {
+            DavFileSystem::open(&self.inner, path, options)
+        }
+
+        fn read_dir<'a>(
+            &'a self,
+            path: &'a DavPath,
+            meta: ReadDirMeta,
+        ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
+            DavFileSystem::read_dir(&self.inner, path, meta)
+        }
+
+        fn metadata<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, Box<dyn DavMetaData>> {
+            DavFileSystem::metadata(&self.inner, path)
+        }
+
+        fn remove_file<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+            DavFileSystem::remove_file(&self.inner, path)
+        }
+
+        fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
+            async move {
+                let file = self.folder.join(from.as_rel_ospath());
+                let mut grown = std::fs::read(&file).unwrap();
+                grown.resize(1 << 20, 7);
+                std::fs::write(&file, grown).unwrap();
+                DavFileSystem::copy(&self.inner, from, to).await
+            }
+            .boxed()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_copy_of_a_file_that_grew_meanwhile_keeps_to_the_quota() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("depot.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        db.migrate().await.unwrap();
+        let blobs = BlobStore::open(&dir.path().join("blobs")).await.unwrap();
+        let key = ServerKey::load(dir.path(), None).await.unwrap();
+        let stores = Arc::new(LocalStores::new(dir.path().join("personal")));
+        let limits = Limits {
+            user_quota_bytes: Some(64 << 10),
+            ..Limits::default()
+        };
+        let core = Arc::new(Core::new(db, blobs, limits, &key, stores.clone()));
+        let user = core
+            .create_user("alice", "alice-password", Role::User)
+            .await
+            .unwrap();
+        let folder = stores.folder(user);
+        let grows = GrowsWhenCopied {
+            inner: stores.file_system(user).await.unwrap(),
+            folder: folder.clone(),
+        };
+        std::fs::write(folder.join("small.iso"), b"ten bytes.").unwrap();
+        let fs = QuotaFs::new(StoreFs::growing(grows), core, user);
+
+        let (from, to) = (
+            DavPath::new("/small.iso").unwrap(),
+            DavPath::new("/copy.iso").unwrap(),
+        );
+        let copied = DavFileSystem::copy(&fs, &from, &to).await;
+        assert!(
+            matches!(copied, Err(FsError::InsufficientStorage)),
+            "{copied:?}"
+        );
+        assert!(
+            !folder.join("copy.iso").exists(),
+            "the copy past the quota was kept"
+        );
     }
 }
