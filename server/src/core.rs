@@ -113,9 +113,6 @@ pub struct Core {
     db: Db,
     blobs: BlobStore,
     limits: Limits,
-    /// A hash to verify against when the username does not exist, so that a
-    /// failed login takes as long whichever part was wrong.
-    dummy_hash: String,
     /// Signs and checks access tokens (JWTs).
     token_key: [u8; 32],
     /// Encrypts stored environment credentials.
@@ -143,14 +140,12 @@ impl Core {
         key: &ServerKey,
         personal: Arc<dyn PersonalStores>,
     ) -> Self {
-        let dummy_hash = auth::hash_password("not a password of anyone").unwrap_or_default();
         let login_guard = LoginGuard::new(limits.login, key.derive("depot credential cache v1"));
         Self {
             login_guard,
             db,
             blobs,
             limits,
-            dummy_hash,
             token_key: key.derive("depot access tokens v1"),
             credentials_key: key.derive("depot environment credentials v1"),
             personal,

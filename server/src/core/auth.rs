@@ -58,6 +58,13 @@ pub struct IssuedToken {
 /// The shortest password accepted for a new account.
 const MIN_PASSWORD_LEN: usize = 8;
 
+/// What a password is checked against when its username does not exist, so
+/// that a failed login takes as long whichever part was wrong: a hash made
+/// as [`hash_password`] makes them (a test keeps it so), of no one's
+/// password, written out rather than made at each start.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$hpnrNGb1vAIYjhdSGV/aIw$0hT6ZXe3L0VGB2nn2lqpKovGJB4N/102n1GCZ+hx0WU";
+
 /// Hashes a password with argon2id and a random salt (PHC string format).
 pub fn hash_password(password: &str) -> Result<String, CoreError> {
     let salt = SaltString::generate(&mut OsRng);
@@ -182,7 +189,7 @@ impl Core {
         self.login_guard.throttle_account(username, client)?;
         let hash = user
             .as_ref()
-            .map_or(self.dummy_hash.clone(), |u| u.password_hash.clone());
+            .map_or_else(|| DUMMY_HASH.to_owned(), |u| u.password_hash.clone());
         let matches = self.login_guard.verify(hash, password.to_owned()).await?;
         match user {
             Some(user) if matches => {
@@ -390,6 +397,17 @@ mod tests {
         assert!(verify_password(&hash, "correct horse"));
         assert!(!verify_password(&hash, "wrong horse"));
         assert!(!verify_password("not a hash", "correct horse"));
+    }
+
+    #[test]
+    fn the_dummy_hash_costs_what_a_password_hash_costs() {
+        let dummy = PasswordHash::new(DUMMY_HASH).unwrap();
+        let real_hash = hash_password("correct horse").unwrap();
+        let real = PasswordHash::new(&real_hash).unwrap();
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.version, real.version);
+        assert_eq!(dummy.params, real.params);
+        assert!(!verify_password(DUMMY_HASH, ""));
     }
 
     #[test]
