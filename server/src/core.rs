@@ -530,3 +530,16 @@ impl app::ports::Catalog for Core {
         Core::delete_deployment(self, viewer, id).await
     }
 }
+
+/// A core over a SQLite database, a blob store and local personal stores
+/// (`personal/<user id>`), all in `dir`, for unit tests.
+#[cfg(test)]
+pub(crate) async fn test_core(dir: &std::path::Path, limits: Limits) -> Core {
+    let url = format!("sqlite://{}", dir.join("depot.db").display());
+    let db = Db::connect(&url).await.unwrap();
+    db.migrate().await.unwrap();
+    let blobs = BlobStore::open(&dir.join("blobs")).await.unwrap();
+    let key = ServerKey::load(dir, None).await.unwrap();
+    let personal = crate::personal::local::LocalStores::new(dir.join("personal"));
+    Core::new(db, blobs, limits, &key, Arc::new(personal))
+}

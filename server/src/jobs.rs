@@ -162,27 +162,13 @@ async fn run(core: &Arc<Core>, name: &str, job: JobRow) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blob::BlobStore;
-    use crate::core::{Limits, ServerKey, PANICKING_JOB};
-    use crate::store::Db;
+    use crate::core::{Limits, PANICKING_JOB};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_panicking_job_fails_and_its_worker_goes_on() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
-        let db = Db::connect(&url).await.unwrap();
-        db.migrate().await.unwrap();
-        let blobs = BlobStore::open(&dir.path().join("store")).await.unwrap();
-        let key = ServerKey::load(dir.path(), None).await.unwrap();
-        let core = Arc::new(Core::new(
-            db.clone(),
-            blobs,
-            Limits::default(),
-            &key,
-            Arc::new(crate::personal::local::LocalStores::new(
-                dir.path().join("personal"),
-            )),
-        ));
+        let core = Arc::new(crate::core::test_core(dir.path(), Limits::default()).await);
+        let db = core.db().clone();
         let panicking = db.enqueue_job(PANICKING_JOB, "{}", now_ms()).await.unwrap();
         let next = db
             .enqueue_job("no.such.kind", "{}", now_ms() + 1)

@@ -449,11 +449,9 @@ mod tests {
     use futures_util::FutureExt;
 
     use super::*;
-    use crate::blob::BlobStore;
-    use crate::core::{Limits, ServerKey};
+    use crate::core::Limits;
     use crate::personal::local::LocalStores;
     use crate::personal::PersonalStores;
-    use crate::store::Db;
 
     /// A store whose file grows between the moment a copy reads its size
     /// and the copy itself (a write to it meanwhile).
@@ -503,17 +501,12 @@ mod tests {
     #[tokio::test]
     async fn a_copy_of_a_file_that_grew_meanwhile_keeps_to_the_quota() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("depot.db").display());
-        let db = Db::connect(&url).await.unwrap();
-        db.migrate().await.unwrap();
-        let blobs = BlobStore::open(&dir.path().join("blobs")).await.unwrap();
-        let key = ServerKey::load(dir.path(), None).await.unwrap();
-        let stores = Arc::new(LocalStores::new(dir.path().join("personal")));
         let limits = Limits {
             user_quota_bytes: Some(64 << 10),
             ..Limits::default()
         };
-        let core = Arc::new(Core::new(db, blobs, limits, &key, stores.clone()));
+        let core = Arc::new(crate::core::test_core(dir.path(), limits).await);
+        let stores = LocalStores::new(dir.path().join("personal"));
         let user = core
             .create_user("alice", "alice-password", Role::User)
             .await
