@@ -1,10 +1,10 @@
 //! The personal store's file system (either backend's), with every
 //! write counted against the owner's quota and the upload limit as it
 //! happens (chunked bodies without a length included), and `COPY` counted
-//! before it copies (and again after, if its file grew meanwhile). A write refused midway removes what it had written:
-//! nothing partial stays behind. Every new file or folder is admitted
-//! against the cap on the store's entries and their depth first, a `MOVE`
-//! against the depth.
+//! before it copies (and again after, if its file grew meanwhile). A write
+//! refused midway removes what it had written: nothing partial stays
+//! behind. Every new file or folder is admitted against the cap on the
+//! store's entries and their depth first, a `MOVE` against the depth.
 
 use std::io::SeekFrom;
 use std::sync::Arc;
@@ -34,7 +34,8 @@ pub struct QuotaFs {
     /// files one by one), and when it was first asked for: one reservation
     /// grown by each, so that a folder of many small files does not count
     /// the whole store for each. It is let go of when the request is
-    /// dropped (a `COPY` may go on while its answer is sent).
+    /// dropped and its last copy has ended (a `COPY` may go on while its
+    /// answer is sent, or after its client went away).
     copies: Arc<tokio::sync::Mutex<Option<(StoreWrite, Instant)>>>,
 }
 
@@ -274,50 +275,73 @@ impl DavFileSystem for QuotaFs {
                 NewEntry::New
             };
             let admission = self.admit(to, kind).await?;
-            let mut copies = self.copies.lock().await;
-            if copies
-                .as_ref()
-                .is_some_and(|(_, began)| began.elapsed() > COPY_ROOM_LIFE)
-            {
-                if let Some((write, _)) = copies.take() {
-                    write.release().await;
-                }
-            }
-            let (write, _) = copies.get_or_insert_with(|| {
-                let write = StoreWrite::new(self.core.clone(), self.user_id, false);
-                (write, Instant::now())
-            });
-            write.next_file();
-            if let Err(error) = write.make_room(size).await {
-                // A refused write's room is gone: the next copy asks anew.
-                if let Some((write, _)) = copies.take() {
-                    write.release().await;
-                }
-                return Err(refused(error));
-            }
-            write.placing();
-            let copied = DavFileSystem::copy(&self.inner, from, to).await;
-            write.placed();
-            copied?;
-            // The file may have grown since its size was read (a write to
-            // it meanwhile): what was copied past the room made for it
-            // takes room too, or the copy is undone.
-            let copied = DavFileSystem::metadata(&self.inner, to).await?.len();
-            if copied > size {
-                if let Err(error) = write.make_room(copied - size).await {
-                    if let Some((write, _)) = copies.take() {
-                        write.release().await;
-                    }
-                    if let Err(cleanup) = DavFileSystem::remove_file(&self.inner, to).await {
-                        tracing::warn!(?cleanup, "cannot remove a copy past the quota");
-                    }
-                    return Err(refused(error));
-                }
-            }
-            admission.made();
-            Ok(())
+            // It runs to its end in a task of its own: a copy whose client
+            // went away may still land (an object store's copy is the
+            // store's own doing), and is counted all the same.
+            let copies = self.copies.clone().lock_owned().await;
+            let (core, user_id, inner) = (self.core.clone(), self.user_id, self.inner.clone());
+            let (from, to) = (from.clone(), to.clone());
+            tokio::spawn(async move {
+                copy_counted(copies, core, user_id, &inner, &from, &to, size).await?;
+                admission.made();
+                Ok(())
+            })
+            .await
+            .map_err(|_| FsError::GeneralFailure)?
         })
     }
+}
+
+/// Copies a file of `size` bytes within the room of the request's copies,
+/// and takes room for what it copied past that (a file that grew since its
+/// size was read, a write to it meanwhile), or undoes the copy.
+async fn copy_counted(
+    mut copies: tokio::sync::OwnedMutexGuard<Option<(StoreWrite, Instant)>>,
+    core: Arc<Core>,
+    user_id: i64,
+    inner: &StoreFs,
+    from: &DavPath,
+    to: &DavPath,
+    size: u64,
+) -> Result<(), FsError> {
+    if copies
+        .as_ref()
+        .is_some_and(|(_, began)| began.elapsed() > COPY_ROOM_LIFE)
+    {
+        if let Some((write, _)) = copies.take() {
+            write.release().await;
+        }
+    }
+    let (write, _) =
+        copies.get_or_insert_with(|| (StoreWrite::new(core, user_id, false), Instant::now()));
+    write.next_file();
+    if let Err(error) = write.make_room(size).await {
+        // A refused write's room is gone: the next copy asks anew.
+        if let Some((write, _)) = copies.take() {
+            write.release().await;
+        }
+        return Err(refused(error));
+    }
+    write.placing();
+    let copied = DavFileSystem::copy(inner, from, to).await;
+    write.placed();
+    copied?;
+    let refusal = match DavFileSystem::metadata(inner, to).await {
+        Ok(meta) if meta.len() <= size => return Ok(()),
+        Ok(meta) => match write.make_room(meta.len() - size).await {
+            Ok(()) => return Ok(()),
+            Err(error) => refused(error),
+        },
+        // A copy whose size cannot be read is not kept either.
+        Err(_) => FsError::GeneralFailure,
+    };
+    if let Some((write, _)) = copies.take() {
+        write.release().await;
+    }
+    if let Err(cleanup) = DavFileSystem::remove_file(inner, to).await {
+        tracing::warn!(?cleanup, "cannot remove a copy past the quota");
+    }
+    Err(refusal)
 }
 
 /// A file open for writing; each write takes room first.
