@@ -57,7 +57,7 @@ drop_done_test_databases() {
       wait
     }
 }
-trap 'garage_stop; psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $e2e_db WITH (FORCE)"; drop_done_test_databases; rm -rf "$e2e_logs"' EXIT
+trap 'garage_stop; psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $e2e_db WITH (FORCE)" || true; drop_done_test_databases || true; rm -rf "$e2e_logs"' EXIT
 browser_tests() {
   local name="$1"
   shift

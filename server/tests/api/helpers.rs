@@ -282,9 +282,12 @@ async fn drop_done_databases(admin: &sqlx::PgPool) {
     .unwrap_or_default();
     if done.len() >= DROP_TOGETHER {
         let drops = done.iter().map(|name| async move {
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(admin)
-                .await
+            let quoted = name.replace('"', "\"\"");
+            sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS \"{quoted}\" WITH (FORCE)"
+            ))
+            .execute(admin)
+            .await
         });
         futures_util::future::join_all(drops).await;
     }
