@@ -365,3 +365,82 @@ impl Drop for KeptFlag<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::Limits;
+
+    /// A core whose stores hold at most two entries, and user 1's store,
+    /// full: two files.
+    async fn full_store(dir: &std::path::Path) -> Core {
+        let limits = Limits {
+            max_store_entries: 2,
+            ..Limits::default()
+        };
+        let core = crate::core::test_core(dir, limits).await;
+        let store = dir.join("personal").join("1");
+        std::fs::create_dir_all(&store).unwrap();
+        std::fs::write(store.join("a"), b"a").unwrap();
+        std::fs::write(store.join("b"), b"b").unwrap();
+        core
+    }
+
+    /// An object store's move of a file, as `QuotaFs` admits and marks it.
+    async fn moved(core: &Core) -> (Admission, Moving) {
+        let seen = core.store_moves_seen(1);
+        let admission = core.admit_store_entry(1, 1, NewEntry::Moved(seen)).await;
+        (admission.unwrap(), core.store_move_begins(1))
+    }
+
+    #[tokio::test]
+    async fn moves_one_after_another_add_nothing_but_overlapping_ones_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = full_store(dir.path()).await;
+        let over = |core: &Core| NewEntry::Over(core.store_moves_seen(1));
+
+        // The first admission walks; a full store still takes writes over
+        // its files and completed moves, without walking again.
+        core.admit_store_entry(1, 1, over(&core))
+            .await
+            .unwrap()
+            .made();
+        let walks = core.store_walks();
+        for _ in 0..3 {
+            let (admission, moving) = moved(&core).await;
+            admission.made();
+            drop(moving);
+            core.admit_store_entry(1, 1, over(&core))
+                .await
+                .unwrap()
+                .made();
+        }
+        assert_eq!(core.store_walks(), walks);
+
+        // Two moves at once (both may copy one file): each counts, and the
+        // next admission walks the store before it lets a write in.
+        let (first, first_moving) = moved(&core).await;
+        let (second, second_moving) = moved(&core).await;
+        first.made();
+        second.made();
+        drop((first_moving, second_moving));
+        core.admit_store_entry(1, 1, over(&core))
+            .await
+            .unwrap()
+            .made();
+        assert_eq!(core.store_walks(), walks + 1);
+
+        // A move that did not complete counts too.
+        let (admission, moving) = moved(&core).await;
+        drop((admission, moving));
+        core.admit_store_entry(1, 1, over(&core))
+            .await
+            .unwrap()
+            .made();
+        assert_eq!(core.store_walks(), walks + 2);
+
+        // Full all along: a new entry is refused.
+        let refused = core.admit_store_entry(1, 1, NewEntry::New).await;
+        assert!(matches!(refused, Err(EntryRefused::TooMany { max: 2 })));
+    }
+}
