@@ -245,7 +245,7 @@ impl DavFileSystem for QuotaFs {
             // client gone) leaves no file both here and there, and a walk
             // of the store meanwhile knows what it may miss.
             let (inner, from, to) = (self.inner.clone(), from.clone(), to.clone());
-            tokio::spawn(async move {
+            to_its_end(async move {
                 let moved = DavFileSystem::rename(&inner, &from, &to).await;
                 // Done, refused before anything was copied, or a file gone
                 // meanwhile: no file is left twice.
@@ -258,7 +258,6 @@ impl DavFileSystem for QuotaFs {
                 moved
             })
             .await
-            .map_err(|_| FsError::GeneralFailure)?
         })
     }
 
@@ -278,70 +277,77 @@ impl DavFileSystem for QuotaFs {
             // It runs to its end in a task of its own: a copy whose client
             // went away may still land (an object store's copy is the
             // store's own doing), and is counted all the same.
-            let copies = self.copies.clone().lock_owned().await;
-            let (core, user_id, inner) = (self.core.clone(), self.user_id, self.inner.clone());
-            let (from, to) = (from.clone(), to.clone());
-            tokio::spawn(async move {
-                copy_counted(copies, core, user_id, &inner, &from, &to, size).await?;
+            let (fs, from, to) = (self.clone(), from.clone(), to.clone());
+            to_its_end(async move {
+                fs.copy_counted(&from, &to, size).await?;
                 admission.made();
                 Ok(())
             })
             .await
-            .map_err(|_| FsError::GeneralFailure)?
         })
     }
 }
 
-/// Copies a file of `size` bytes within the room of the request's copies,
-/// and takes room for what it copied past that (a file that grew since its
-/// size was read, a write to it meanwhile), or undoes the copy.
-async fn copy_counted(
-    mut copies: tokio::sync::OwnedMutexGuard<Option<(StoreWrite, Instant)>>,
-    core: Arc<Core>,
-    user_id: i64,
-    inner: &StoreFs,
-    from: &DavPath,
-    to: &DavPath,
-    size: u64,
-) -> Result<(), FsError> {
-    if copies
-        .as_ref()
-        .is_some_and(|(_, began)| began.elapsed() > COPY_ROOM_LIFE)
-    {
+/// Runs a step that must not stop midway (a move, a copy and its count) to
+/// its end in a task of its own, whether the request waits for it or not.
+async fn to_its_end<F>(step: F) -> Result<(), FsError>
+where
+    F: std::future::Future<Output = Result<(), FsError>> + Send + 'static,
+{
+    tokio::spawn(step)
+        .await
+        .map_err(|_| FsError::GeneralFailure)?
+}
+
+impl QuotaFs {
+    /// Copies a file of `size` bytes within the room of the request's
+    /// copies, and takes room for what it copied past that (a file that
+    /// grew since its size was read, a write to it meanwhile), or undoes
+    /// the copy.
+    async fn copy_counted(&self, from: &DavPath, to: &DavPath, size: u64) -> Result<(), FsError> {
+        let inner = &self.inner;
+        let mut copies = self.copies.lock().await;
+        if copies
+            .as_ref()
+            .is_some_and(|(_, began)| began.elapsed() > COPY_ROOM_LIFE)
+        {
+            if let Some((write, _)) = copies.take() {
+                write.release().await;
+            }
+        }
+        let (write, _) = copies.get_or_insert_with(|| {
+            let write = StoreWrite::new(self.core.clone(), self.user_id, false);
+            (write, Instant::now())
+        });
+        write.next_file();
+        if let Err(error) = write.make_room(size).await {
+            // A refused write's room is gone: the next copy asks anew.
+            if let Some((write, _)) = copies.take() {
+                write.release().await;
+            }
+            return Err(refused(error));
+        }
+        write.placing();
+        let copied = DavFileSystem::copy(inner, from, to).await;
+        write.placed();
+        copied?;
+        let refusal = match DavFileSystem::metadata(inner, to).await {
+            Ok(meta) if meta.len() <= size => return Ok(()),
+            Ok(meta) => match write.make_room(meta.len() - size).await {
+                Ok(()) => return Ok(()),
+                Err(error) => refused(error),
+            },
+            // A copy whose size cannot be read is not kept either.
+            Err(_) => FsError::GeneralFailure,
+        };
         if let Some((write, _)) = copies.take() {
             write.release().await;
         }
-    }
-    let (write, _) =
-        copies.get_or_insert_with(|| (StoreWrite::new(core, user_id, false), Instant::now()));
-    write.next_file();
-    if let Err(error) = write.make_room(size).await {
-        // A refused write's room is gone: the next copy asks anew.
-        if let Some((write, _)) = copies.take() {
-            write.release().await;
+        if let Err(cleanup) = DavFileSystem::remove_file(inner, to).await {
+            tracing::warn!(?cleanup, "cannot remove a copy past the quota");
         }
-        return Err(refused(error));
+        Err(refusal)
     }
-    write.placing();
-    let copied = DavFileSystem::copy(inner, from, to).await;
-    write.placed();
-    copied?;
-    let refusal = match DavFileSystem::metadata(inner, to).await {
-        Ok(meta) if meta.len() <= size => return Ok(()),
-        Ok(meta) => match write.make_room(meta.len() - size).await {
-            Ok(()) => return Ok(()),
-            Err(error) => refused(error),
-        },
-        // A copy whose size cannot be read is not kept either.
-        Err(_) => FsError::GeneralFailure,
-    };
-    if let Some((write, _)) = copies.take() {
-        write.release().await;
-    }
-    if let Err(cleanup) = DavFileSystem::remove_file(inner, to).await {
-        tracing::warn!(?cleanup, "cannot remove a copy past the quota");
-    }
-    Err(refusal)
 }
 
 /// A file open for writing; each write takes room first.
