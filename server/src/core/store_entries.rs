@@ -393,27 +393,27 @@ mod tests {
         (admission.unwrap(), core.store_move_begins(1))
     }
 
+    /// A write over one of user 1's files, as `QuotaFs` admits it.
+    async fn written_over(core: &Core) {
+        let seen = core.store_moves_seen(1);
+        let admission = core.admit_store_entry(1, 1, NewEntry::Over(seen)).await;
+        admission.unwrap().made();
+    }
+
     #[tokio::test]
     async fn moves_one_after_another_add_nothing_but_overlapping_ones_count() {
         let dir = tempfile::tempdir().unwrap();
         let core = full_store(dir.path()).await;
-        let over = |core: &Core| NewEntry::Over(core.store_moves_seen(1));
 
         // The first admission walks; a full store still takes writes over
         // its files and completed moves, without walking again.
-        core.admit_store_entry(1, 1, over(&core))
-            .await
-            .unwrap()
-            .made();
+        written_over(&core).await;
         let walks = core.store_walks();
         for _ in 0..3 {
             let (admission, moving) = moved(&core).await;
             admission.made();
             drop(moving);
-            core.admit_store_entry(1, 1, over(&core))
-                .await
-                .unwrap()
-                .made();
+            written_over(&core).await;
         }
         assert_eq!(core.store_walks(), walks);
 
@@ -424,19 +424,13 @@ mod tests {
         first.made();
         second.made();
         drop((first_moving, second_moving));
-        core.admit_store_entry(1, 1, over(&core))
-            .await
-            .unwrap()
-            .made();
+        written_over(&core).await;
         assert_eq!(core.store_walks(), walks + 1);
 
         // A move that did not complete counts too.
         let (admission, moving) = moved(&core).await;
         drop((admission, moving));
-        core.admit_store_entry(1, 1, over(&core))
-            .await
-            .unwrap()
-            .made();
+        written_over(&core).await;
         assert_eq!(core.store_walks(), walks + 2);
 
         // Full all along: a new entry is refused.
