@@ -8,7 +8,9 @@ use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::core::{DEFAULT_DATA_STORE, DEFAULT_MAX_STORE_ENTRIES, DEFAULT_MAX_UPLOAD_BYTES};
+use crate::core::{
+    PasswordCost, DEFAULT_DATA_STORE, DEFAULT_MAX_STORE_ENTRIES, DEFAULT_MAX_UPLOAD_BYTES,
+};
 
 /// A value that must never be printed: `Debug` shows only that it is set.
 #[derive(Clone, PartialEq, Eq)]
@@ -308,6 +310,10 @@ pub struct ServeArgs {
     /// Password checks against one account in a burst (then one per 6 s).
     #[arg(long, env = "DEPOT_LOGIN_BURST_PER_ACCOUNT", default_value_t = 10)]
     pub login_burst_per_account: u32,
+    /// What each new password hash costs: always the default from the
+    /// command line; only code that embeds the server (the tests) lowers it.
+    #[arg(skip)]
+    pub password_cost: PasswordCost,
 }
 
 impl ServeArgs {
@@ -329,6 +335,7 @@ impl ServeArgs {
             export_root: None,
             login_burst_per_address: 30,
             login_burst_per_account: 10,
+            password_cost: PasswordCost::default(),
         }
     }
 }
@@ -417,6 +424,16 @@ mod tests {
             serve.storage.s3.endpoint.as_deref(),
             Some("http://127.0.0.1:3900")
         );
+    }
+
+    #[test]
+    fn a_served_password_hash_costs_argon2s_default() {
+        // Only code that embeds the server lowers it (the tests do).
+        let args = Cli::try_parse_from(["depot", "serve"]).unwrap();
+        let Command::Serve(serve) = args.command else {
+            panic!("not serve")
+        };
+        assert_eq!(serve.password_cost, PasswordCost::default());
     }
 
     #[test]

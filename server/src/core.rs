@@ -37,7 +37,7 @@ use crate::store::Db;
 use login_guard::{LoginGuard, LoginLimits};
 
 pub use auth::TOKEN_TTL;
-pub use auth::{IssuedToken, TokenInfo};
+pub use auth::{IssuedToken, PasswordCost, TokenInfo};
 pub use blobs::Collected;
 pub use coopr::{IssuedKey, TenantCaller};
 pub use images::UploadMeta;
@@ -81,6 +81,9 @@ pub struct Limits {
     pub export_root: Option<PathBuf>,
     /// How fast password checks may be repeated per client and per account.
     pub login: LoginLimits,
+    /// What each new password hash costs (not an operator's setting: see
+    /// [`PasswordCost::least`]).
+    pub password_cost: PasswordCost,
 }
 
 impl Default for Limits {
@@ -93,6 +96,7 @@ impl Default for Limits {
             personal_data_store: DEFAULT_PERSONAL_DATA_STORE.into(),
             export_root: None,
             login: LoginLimits::default(),
+            password_cost: PasswordCost::default(),
         }
     }
 }

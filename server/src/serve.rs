@@ -115,6 +115,7 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Built> {
             per_account_burst: args.login_burst_per_account,
             ..LoginLimits::default()
         },
+        password_cost: args.password_cost,
         ..Limits::default()
     };
     anyhow::ensure!(

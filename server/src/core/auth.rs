@@ -13,7 +13,7 @@ pub use app::model::TokenInfo;
 use app::model::{Principal, Role, Username, Viewer};
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::{Argon2, Params};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -60,21 +60,57 @@ const MIN_PASSWORD_LEN: usize = 8;
 
 /// What a password is checked against when its username does not exist, so
 /// that a failed login takes as long whichever part was wrong: a hash made
-/// as [`hash_password`] makes them (a test keeps it so), of no one's
-/// password, written out rather than made at each start.
+/// as [`hash_password`] makes them at the default cost (a test keeps it
+/// so), of no one's password, written out rather than made at each start.
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$hpnrNGb1vAIYjhdSGV/aIw$0hT6ZXe3L0VGB2nn2lqpKovGJB4N/102n1GCZ+hx0WU";
 
-/// Hashes a password with argon2id and a random salt (PHC string format).
-pub fn hash_password(password: &str) -> Result<String, CoreError> {
+/// What each new password hash costs: argon2id's memory, passes and lanes.
+/// A stored hash carries its own costs and is checked with them, so a
+/// change never locks anyone out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordCost {
+    memory_kib: u32,
+    passes: u32,
+    lanes: u32,
+}
+
+impl Default for PasswordCost {
+    /// argon2's defaults, OWASP's least for argon2id: 19 MiB, 2 passes, 1 lane.
+    fn default() -> Self {
+        Self {
+            memory_kib: Params::DEFAULT_M_COST,
+            passes: Params::DEFAULT_T_COST,
+            lanes: Params::DEFAULT_P_COST,
+        }
+    }
+}
+
+impl PasswordCost {
+    /// The least argon2 takes (8 KiB, one pass), for tests, which make
+    /// hundreds of accounts: a tenth of their CPU went to hashing. No
+    /// setting of the server's command line or environment reaches it.
+    pub fn least() -> Self {
+        Self {
+            memory_kib: Params::MIN_M_COST,
+            passes: Params::MIN_T_COST,
+            lanes: Params::MIN_P_COST,
+        }
+    }
+}
+
+/// Hashes a password with argon2id at `cost` and a random salt (PHC string format).
+pub fn hash_password(password: &str, cost: PasswordCost) -> Result<String, CoreError> {
+    fn failed(error: impl std::fmt::Display) -> CoreError {
+        tracing::error!(%error, "password hashing failed");
+        CoreError::Internal
+    }
+    let params = Params::new(cost.memory_kib, cost.passes, cost.lanes, None).map_err(failed)?;
     let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
+    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
         .hash_password(password.as_bytes(), &salt)
         .map(|hash| hash.to_string())
-        .map_err(|error| {
-            tracing::error!(%error, "password hashing failed");
-            CoreError::Internal
-        })
+        .map_err(failed)
 }
 
 pub(super) fn verify_password(hash: &str, password: &str) -> bool {
@@ -113,8 +149,8 @@ impl Core {
                 "a password has at least {MIN_PASSWORD_LEN} characters"
             )));
         }
-        let password = password.to_owned();
-        let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        let (password, cost) = (password.to_owned(), self.limits.password_cost);
+        let hash = tokio::task::spawn_blocking(move || hash_password(&password, cost))
             .await
             .map_err(|_| CoreError::Internal)??;
         self.db
@@ -392,7 +428,7 @@ mod tests {
 
     #[test]
     fn passwords_hash_with_argon2id_and_verify() {
-        let hash = hash_password("correct horse").unwrap();
+        let hash = hash_password("correct horse", PasswordCost::default()).unwrap();
         assert!(hash.starts_with("$argon2id$"));
         assert!(verify_password(&hash, "correct horse"));
         assert!(!verify_password(&hash, "wrong horse"));
@@ -402,7 +438,7 @@ mod tests {
     #[test]
     fn the_dummy_hash_costs_what_a_password_hash_costs() {
         let dummy = PasswordHash::new(DUMMY_HASH).unwrap();
-        let real_hash = hash_password("correct horse").unwrap();
+        let real_hash = hash_password("correct horse", PasswordCost::default()).unwrap();
         let real = PasswordHash::new(&real_hash).unwrap();
         assert_eq!(dummy.algorithm, real.algorithm);
         assert_eq!(dummy.version, real.version);

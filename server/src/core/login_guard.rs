@@ -383,7 +383,11 @@ mod tests {
     #[tokio::test]
     async fn checks_run_on_the_checker_threads() {
         let guard = guard(3);
-        let hash = super::super::auth::hash_password("correct horse").unwrap();
+        let hash = super::super::auth::hash_password(
+            "correct horse",
+            super::super::auth::PasswordCost::default(),
+        )
+        .unwrap();
         assert!(guard
             .verify(hash.clone(), "correct horse".into())
             .await

@@ -149,8 +149,8 @@ impl Core {
         require_admin_by_password(viewer, "reset passwords")?;
         let password = generate_password();
         let hash = {
-            let password = password.clone();
-            tokio::task::spawn_blocking(move || super::auth::hash_password(&password))
+            let (password, cost) = (password.clone(), self.limits().password_cost);
+            tokio::task::spawn_blocking(move || super::auth::hash_password(&password, cost))
                 .await
                 .map_err(|_| CoreError::Internal)??
         };

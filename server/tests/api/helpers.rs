@@ -8,7 +8,7 @@ use std::sync::Arc;
 use app::model::Role;
 use depot_server::blob::Area;
 use depot_server::config::{BlobStoreUrl, S3Args, Secret, ServeArgs, StorageArgs};
-use depot_server::core::Core;
+use depot_server::core::{Core, PasswordCost};
 use depot_server::serve;
 use rand::Rng;
 
@@ -378,6 +378,8 @@ impl TestApp {
     ) -> Self {
         let mut args = ServeArgs::with_defaults(storage, "127.0.0.1:0".parse().unwrap());
         args.admin_password = Some(ADMIN_PASSWORD.parse().unwrap());
+        // Hundreds of accounts: at argon2's default cost a tenth of the tests' CPU.
+        args.password_cost = PasswordCost::least();
         configure(&mut args);
         let built = serve::build(&args)
             .await
