@@ -24,23 +24,18 @@ export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 step "building the UI (server and WASM) with cargo-leptos, linted by clippy"
 cargo leptos build --split
 
-step "starting a throw-away object store (Garage) for the tests"
-source scripts/garage.sh
-trap garage_stop EXIT
-
-step "building the tests"
-# Every target (the benchmarks too), so clippy sees all of the code.
-"${as_cargo_leptos[@]}" cargo test -p app -p depot-inspect -p depot-server --all-targets --no-run
-
-# The browser tests run beside the others: each waits on its browser and
-# server much of the time (a run used about half a core), while the Rust
-# tests leave a fifth of the two cores idle. Each browser run has its own
+# The browser tests start as soon as the server they drive is built, and run
+# beside the test build and the Rust tests: each run waits on its browser
+# and server much of the time, and started after the test build they ended
+# last, the cores idle a tenth of the run. Each browser run has its own
 # server, port, data and output folder; its report is printed whole once
-# the Rust tests have ended, and they have ended too.
+# the Rust tests have ended, and they have ended too. (The test build leaves
+# the server's binary as it is: same profile, features and environment.)
 export DEPOT_BIN="$CARGO_TARGET_DIR/debug/depot"
 export DEPOT_SITE_ROOT="$PWD/target/site"
 e2e_db="depot_e2e_$$"
 e2e_logs="$(mktemp -d)"
+browsers=""
 psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $e2e_db"
 # The Rust tests' databases are dropped by the tests, several at a time
 # (server/tests/api/helpers.rs); the last few they left are dropped here.
@@ -57,14 +52,31 @@ drop_done_test_databases() {
       wait
     }
 }
-trap 'garage_stop; psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $e2e_db WITH (FORCE)" || true; drop_done_test_databases || true; rm -rf "$e2e_logs"' EXIT
+# A process and every process below it, parents first (`timeout` puts what
+# it runs in a process group of its own, so a group's kill would miss them).
+process_tree() {
+  local child
+  echo "$1"
+  for child in $(pgrep -P "$1"); do process_tree "$child"; done
+}
+# On the way out, whatever stopped the run: browser runs still going (a
+# failed build) are ended, so that nothing holds the run's output open.
+clean_up() {
+  # Listed, then ended at once, the runs first: none starts anything more.
+  [ -z "$browsers" ] || kill -TERM $(process_tree "$browsers") 2>/dev/null || true
+  ! declare -F garage_stop >/dev/null || garage_stop
+  psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $e2e_db WITH (FORCE)" || true
+  drop_done_test_databases || true
+  rm -rf "$e2e_logs"
+}
+trap clean_up EXIT
 browser_tests() {
   local name="$1"
   shift
   (cd end2end && timeout 15m env "$@" npx playwright test --output "test-results/$name") \
     >"$e2e_logs/$name.log" 2>&1
 }
-# The two browser runs in turn, beside the Rust tests.
+# The two runs in turn.
 (
   failed=""
   browser_tests sqlite DEPOT_E2E_PORT=3917 || failed+=" SQLite"
@@ -73,6 +85,13 @@ browser_tests() {
   [ -z "$failed" ] || { echo "browser tests failed on:$failed" >"$e2e_logs/failed"; exit 1; }
 ) &
 browsers=$!
+
+step "starting a throw-away object store (Garage) for the tests"
+source scripts/garage.sh
+
+step "building the tests, the browser tests beside them"
+# Every target (the benchmarks too), so clippy sees all of the code.
+"${as_cargo_leptos[@]}" cargo test -p app -p depot-inspect -p depot-server --all-targets --no-run
 
 step "unit and integration tests (SQLite, PostgreSQL, PostgreSQL with the object store), the browser tests beside them"
 # They take about five minutes. With cargo-nextest (.config/nextest.toml) a test
@@ -92,6 +111,7 @@ fi
 step "browser tests (Playwright, headless Chromium), on SQLite then on PostgreSQL"
 browsers_failed=""
 wait "$browsers" || browsers_failed=1
+browsers=""
 for name in sqlite postgres; do
   if [ -f "$e2e_logs/$name.log" ]; then
     step "browser tests on $name"
