@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of Depot: formatting and lints, unit tests, integration tests
 # against SQLite, PostgreSQL and PostgreSQL with an object store (Garage),
-# then the browser tests in headless Chromium.
+# and beside them the browser tests in Chromium's headless shell.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -24,19 +24,20 @@ export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 step "building the UI (server and WASM) with cargo-leptos, linted by clippy"
 cargo leptos build --split
 
+step "starting a throw-away object store (Garage) for the tests"
+# Before the browser tests: on a new machine this builds Garage first.
+source scripts/garage.sh
+trap garage_stop EXIT
+
 # The browser tests start as soon as the server they drive is built, and run
 # beside the test build and the Rust tests: each run waits on its browser
 # and server much of the time, and started after the test build they ended
 # last, the cores idle a tenth of the run. Each browser run has its own
 # server, port, data and output folder; its report is printed whole once
-# the Rust tests have ended, and they have ended too. (The test build leaves
-# the server's binary as it is: same profile, features and environment.)
-export DEPOT_BIN="$CARGO_TARGET_DIR/debug/depot"
-export DEPOT_SITE_ROOT="$PWD/target/site"
+# the Rust tests have ended, and they have ended too.
 e2e_db="depot_e2e_$$"
 e2e_logs="$(mktemp -d)"
 browsers=""
-psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $e2e_db"
 # The Rust tests' databases are dropped by the tests, several at a time
 # (server/tests/api/helpers.rs); the last few they left are dropped here.
 drop_done_test_databases() {
@@ -52,24 +53,50 @@ drop_done_test_databases() {
       wait
     }
 }
-# A process and every process below it, parents first (`timeout` puts what
-# it runs in a process group of its own, so a group's kill would miss them).
-process_tree() {
+# A process and every process below it, parents first, each stopped as it
+# is listed so that none starts another meanwhile (`timeout` puts what it
+# runs in a process group of its own, so a group's kill would miss them).
+stopped_tree() {
   local child
+  kill -STOP "$1" 2>/dev/null || return 0
   echo "$1"
-  for child in $(pgrep -P "$1"); do process_tree "$child"; done
+  for child in $(pgrep -P "$1"); do stopped_tree "$child"; done
+}
+# Ends the processes of a tree, given a few seconds to do it cleanly.
+end_tree() {
+  local pids
+  pids="$(stopped_tree "$1")"
+  [ -n "$pids" ] || return 0
+  # shellcheck disable=SC2086 # one argument a process
+  {
+    kill -TERM $pids 2>/dev/null
+    kill -CONT $pids 2>/dev/null
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+      kill -0 $pids 2>/dev/null || return 0
+      sleep 0.5
+    done
+    kill -KILL $pids 2>/dev/null
+  } || true
 }
 # On the way out, whatever stopped the run: browser runs still going (a
-# failed build) are ended, so that nothing holds the run's output open.
+# failed build) are ended, so that nothing is left holding a port or the
+# run's output. The runs mark their end, so that a finished run's process
+# number, which another process may have since, is left alone.
 clean_up() {
-  # Listed, then ended at once, the runs first: none starts anything more.
-  [ -z "$browsers" ] || kill -TERM $(process_tree "$browsers") 2>/dev/null || true
+  [ -z "$browsers" ] || [ -f "$e2e_logs/ended" ] || end_tree "$browsers"
   ! declare -F garage_stop >/dev/null || garage_stop
   psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $e2e_db WITH (FORCE)" || true
   drop_done_test_databases || true
   rm -rf "$e2e_logs"
 }
 trap clean_up EXIT
+psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $e2e_db"
+# The browsers' server is a link to the one just built, so that whatever
+# the test build does to the build's own, both runs serve this one.
+ln -f "$CARGO_TARGET_DIR/debug/depot" "$e2e_logs/depot" 2>/dev/null ||
+  cp "$CARGO_TARGET_DIR/debug/depot" "$e2e_logs/depot"
+export DEPOT_BIN="$e2e_logs/depot"
+export DEPOT_SITE_ROOT="$PWD/target/site"
 browser_tests() {
   local name="$1"
   shift
@@ -82,12 +109,11 @@ browser_tests() {
   browser_tests sqlite DEPOT_E2E_PORT=3917 || failed+=" SQLite"
   browser_tests postgres DEPOT_E2E_PORT=3918 \
     DEPOT_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$e2e_db" || failed+=" PostgreSQL"
-  [ -z "$failed" ] || { echo "browser tests failed on:$failed" >"$e2e_logs/failed"; exit 1; }
+  [ -z "$failed" ] || echo "browser tests failed on:$failed" >"$e2e_logs/failed"
+  touch "$e2e_logs/ended"
+  [ -z "$failed" ]
 ) &
 browsers=$!
-
-step "starting a throw-away object store (Garage) for the tests"
-source scripts/garage.sh
 
 step "building the tests, the browser tests beside them"
 # Every target (the benchmarks too), so clippy sees all of the code.
@@ -108,7 +134,7 @@ else
   timeout 20m "${as_cargo_leptos[@]}" cargo test -p app -p depot-inspect -p depot-server || rust_failed=1
 fi
 
-step "browser tests (Playwright, headless Chromium), on SQLite then on PostgreSQL"
+step "browser tests (Playwright, Chromium's headless shell), on SQLite then on PostgreSQL"
 browsers_failed=""
 wait "$browsers" || browsers_failed=1
 browsers=""
