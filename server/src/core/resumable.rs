@@ -514,19 +514,14 @@ impl Core {
             Some(Ok(image)) => {
                 let allowance =
                     self.upload_allowance_of(image.owner_id, reservation, upload.length);
-                match staged().await {
-                    Ok(source) => self
-                        .attach_file_within(
-                            viewer,
-                            image.id,
-                            source,
-                            allowance,
-                            upload.meta.begun_from.as_ref(),
-                        )
+                let begun_from = upload.meta.begun_from.as_ref();
+                async {
+                    let source = staged().await?;
+                    self.attach_file_within(viewer, image.id, source, allowance, begun_from)
                         .await
-                        .map(|image| image.id),
-                    Err(error) => Err(error),
                 }
+                .await
+                .map(|image| image.id)
             }
             None => {
                 let owner = viewer.require_user()?.id;
@@ -536,13 +531,12 @@ impl Core {
                     label: upload.meta.label.clone(),
                     public: upload.meta.public,
                 };
-                match staged().await {
-                    Ok(source) => self
-                        .upload_within(viewer, meta, source, allowance)
+                async {
+                    self.upload_within(viewer, meta, staged().await?, allowance)
                         .await
-                        .map(|image| image.id),
-                    Err(error) => Err(error),
                 }
+                .await
+                .map(|image| image.id)
             }
         };
         match recorded {
