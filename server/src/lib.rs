@@ -2,6 +2,7 @@
 //! store, and the HTTP surface (UI and REST dialects).
 
 pub mod blob;
+pub mod cli;
 pub mod config;
 pub mod core;
 pub mod dialects;
