@@ -2,6 +2,7 @@
 //! place. The UI (through [`app::ports::Catalog`]) and each REST dialect call
 //! it; none of them talks to the store directly.
 
+mod access_token;
 mod auth;
 mod blobs;
 mod coopr;
@@ -118,7 +119,7 @@ pub struct Core {
     blobs: BlobStore,
     limits: Limits,
     /// Signs and checks access tokens (JWTs).
-    token_key: [u8; 32],
+    token_key: access_token::AccessTokenKey,
     /// Encrypts stored environment credentials.
     credentials_key: [u8; 32],
     /// Where each user's personal store keeps its files.
@@ -150,7 +151,7 @@ impl Core {
             db,
             blobs,
             limits,
-            token_key: key.derive("depot access tokens v1"),
+            token_key: access_token::AccessTokenKey::new(&key.derive("depot access tokens v1")),
             credentials_key: key.derive("depot environment credentials v1"),
             personal,
             jobs_waiting: Notify::new(),

@@ -2,8 +2,9 @@
 //!
 //! An access token is a JWT (HS256, signed with a key derived from the
 //! server key) carrying `sub`, `iat`, `exp`, `otp` and a random `jti`, as
-//! the VSS client expects to decode. A valid signature is not enough: the
-//! token's SHA-256 must also be in the database, so that it can be revoked.
+//! the VSS client expects to decode (`access_token.rs`). A valid signature
+//! is not enough: the token's SHA-256 must also be in the database, so that
+//! it can be revoked.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -16,11 +17,10 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::{Argon2, Params};
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::access_token::TokenClaims;
 use super::login_guard::hash_digest;
 use super::{db_error, Core};
 use crate::store::UserRow;
@@ -34,17 +34,6 @@ pub const TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// How often a token's last use is written down, at most.
 const TOKEN_USE_NOTED_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
-
-/// What an access token says about itself.
-#[derive(Debug, Serialize, Deserialize)]
-struct Claims {
-    sub: String,
-    iat: i64,
-    exp: i64,
-    /// Whether a one-time password was used (the VSS client reads it).
-    otp: bool,
-    jti: String,
-}
 
 /// A token as handed to its user, once.
 #[derive(Debug, Clone)]
@@ -255,22 +244,18 @@ impl Core {
         rand::thread_rng().fill_bytes(&mut jti);
         let issued_at = Utc::now();
         let expires_at = issued_at + chrono::Duration::from_std(TOKEN_TTL).unwrap_or_default();
-        let claims = Claims {
+        let claims = TokenClaims {
             sub: user.username.clone(),
-            iat: issued_at.timestamp(),
-            exp: expires_at.timestamp(),
             otp: false,
             jti: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(jti),
         };
-        let token = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &EncodingKey::from_secret(&self.token_key),
-        )
-        .map_err(|error| {
-            tracing::error!(%error, "cannot sign a token");
-            CoreError::Internal
-        })?;
+        let token = self
+            .token_key
+            .sign(claims, issued_at, expires_at)
+            .map_err(|error| {
+                tracing::error!(%error, "cannot sign a token");
+                CoreError::Internal
+            })?;
         let session_hash = session.map(token_digest);
         // Only for the credentials the caller proved: a token asked for with
         // a password reset meanwhile (or from an account disabled
@@ -298,18 +283,11 @@ impl Core {
 
     /// The user an unexpired, correctly signed and not revoked token belongs to.
     pub async fn viewer_from_token(&self, token: &str) -> Result<Viewer, CoreError> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 0;
-        let signed = jsonwebtoken::decode::<Claims>(
-            token,
-            &DecodingKey::from_secret(&self.token_key),
-            &validation,
-        );
-        if signed.is_err() {
+        let now = Utc::now();
+        if self.token_key.verify(token, now).is_none() {
             return Ok(Viewer::Anonymous);
         }
         let digest = token_digest(token);
-        let now = Utc::now();
         let owner = self
             .db
             .user_by_token(&digest, now)
