@@ -12,6 +12,32 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/depot/target}"
 # where a run's minutes go.
 step() { printf '\n==> [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2; }
 
+# A process and every process below it, parents first, each stopped as it
+# is listed so that none starts another meanwhile (`timeout` puts what it
+# runs in a process group of its own, so a group's kill would miss them).
+stopped_tree() {
+  local child
+  kill -STOP "$1" 2>/dev/null || return 0
+  echo "$1"
+  for child in $(pgrep -P "$1"); do stopped_tree "$child"; done
+}
+# Ends the processes of a tree (a build or a test run in the background),
+# given a few seconds to do it cleanly.
+end_tree() {
+  local pids
+  pids="$(stopped_tree "$1")"
+  [ -n "$pids" ] || return 0
+  # shellcheck disable=SC2086 # one argument a process
+  {
+    kill -TERM $pids 2>/dev/null
+    kill -CONT $pids 2>/dev/null
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+      kill -0 $pids 2>/dev/null || return 0
+      sleep 0.5
+    done
+    kill -KILL $pids 2>/dev/null
+  } || true
+}
 # cargo-leptos builds the server with this environment; giving cargo test,
 # clippy and bench the same one lets them reuse its compiled artifacts (leptos
 # reads LEPTOS_OUTPUT_NAME at compile time, and RUSTFLAGS is part of every
@@ -120,12 +146,39 @@ fi
 # build never see it (proc-macro2's build script, for one, turns on nightly
 # APIs for every proc macro when it does). Should a later toolchain refuse
 # a flag, the plain release bundle is built instead, with a warning.
-# The two builds run in turn: side by side they took as long from cold
-# (16 min 32 s; CPU-bound on 2 cores), their logs mixed. `-Zfmt-debug=none`
-# would take 5 KB more, but it empties every `Debug` output, and
-# leptos_router and tachys name things with it.
+# The two builds run side by side. Each ends in a long stretch on one core:
+# the server's in compiling `app` and then the server crate itself (138 s of
+# its 442 s from cold, `cargo build --timings`), the bundle's in compiling
+# `app` and the bundle at one codegen unit with LTO, then its bindings and
+# `wasm-opt`. In turn they took 10 min 48 s from cold (2026-12-05); when they
+# were first tried side by side (2026-12-03) the server's build still spent
+# minutes in thin LTO on both cores, and it gained nothing. The bundle's
+# output is printed once the server is built.
+# `-Zfmt-debug=none` would take 5 KB more, but it empties every `Debug`
+# output, and leptos_router and tachys name things with it.
 build_release() {
-  cargo leptos build --release --precompress --split --server-only
+  local bundle_log bundle
+  bundle_log="$(mktemp)"
+  build_release_bundle >"$bundle_log" 2>&1 &
+  bundle=$!
+  # Background commands ignore Ctrl-C: the bundle's build is ended with
+  # the server's, however that ends.
+  trap "end_tree $bundle; rm -f '$bundle_log'; exit 130" INT TERM
+  if ! cargo leptos build --release --precompress --split --server-only; then
+    end_tree "$bundle"
+    trap - INT TERM
+    rm -f "$bundle_log"
+    return 1
+  fi
+  step "the WASM bundle, built beside the server"
+  local bundle_status=0
+  wait "$bundle" || bundle_status=$?
+  trap - INT TERM
+  cat "$bundle_log" >&2
+  rm -f "$bundle_log"
+  return "$bundle_status"
+}
+build_release_bundle() {
   if ! env RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$CARGO_TARGET_DIR/wasm-for-size" \
     RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none" \
     cargo leptos build --release --precompress --split --frontend-only \

@@ -53,31 +53,6 @@ drop_done_test_databases() {
       wait
     }
 }
-# A process and every process below it, parents first, each stopped as it
-# is listed so that none starts another meanwhile (`timeout` puts what it
-# runs in a process group of its own, so a group's kill would miss them).
-stopped_tree() {
-  local child
-  kill -STOP "$1" 2>/dev/null || return 0
-  echo "$1"
-  for child in $(pgrep -P "$1"); do stopped_tree "$child"; done
-}
-# Ends the processes of a tree, given a few seconds to do it cleanly.
-end_tree() {
-  local pids
-  pids="$(stopped_tree "$1")"
-  [ -n "$pids" ] || return 0
-  # shellcheck disable=SC2086 # one argument a process
-  {
-    kill -TERM $pids 2>/dev/null
-    kill -CONT $pids 2>/dev/null
-    for _ in 1 2 3 4 5 6 7 8 9 10; do
-      kill -0 $pids 2>/dev/null || return 0
-      sleep 0.5
-    done
-    kill -KILL $pids 2>/dev/null
-  } || true
-}
 # On the way out, whatever stopped the run: browser runs still going (a
 # failed build) are ended, so that nothing is left holding a port or the
 # run's output. The runs mark their end, so that a finished run's process
