@@ -146,14 +146,13 @@ fi
 # build never see it (proc-macro2's build script, for one, turns on nightly
 # APIs for every proc macro when it does). Should a later toolchain refuse
 # a flag, the plain release bundle is built instead, with a warning.
-# The two builds run side by side. Each ends in a long stretch on one core:
-# the server's in compiling `app` and then the server crate itself (138 s of
-# its 442 s from cold, `cargo build --timings`), the bundle's in compiling
-# `app` and the bundle at one codegen unit with LTO, then its bindings and
-# `wasm-opt`. In turn they took 10 min 48 s from cold (2026-12-05); when they
-# were first tried side by side (2026-12-03) the server's build still spent
-# minutes in thin LTO on both cores, and it gained nothing. The bundle's
-# output is printed once the server is built.
+# The two builds run side by side: from cold, 10 min 29 s against 10 min 48 s
+# in turn (2026-12-05). The server's build ends in 138 s of its 442 s with
+# one unit at work (`app`, then the server crate), which the bundle's build
+# fills where code generation leaves a core free; the cores are busy from
+# start to end either way, so it is not the bundle's 3 minutes. (Tried on
+# 2026-12-03, when thin LTO still kept both cores busy at the server's end,
+# it gained nothing.) The bundle's output is printed once the server is built.
 # `-Zfmt-debug=none` would take 5 KB more, but it empties every `Debug`
 # output, and leptos_router and tachys name things with it.
 build_release() {
