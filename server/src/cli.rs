@@ -12,9 +12,10 @@
 use std::io::BufRead;
 use std::process::ExitCode;
 
-use crate::config::{ApikeyCommand, Cli, Command, LogFormat, UserCommand};
-use crate::core::Limits;
+use crate::config::{ApikeyCommand, Cli, Command, LogFormat, StorageArgs, UserCommand};
+use crate::core::{Core, Limits};
 use crate::serve;
+use crate::store::Db;
 use anyhow::Context;
 use app::model::Role;
 use clap::Parser;
@@ -30,6 +31,13 @@ fn init_tracing(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// The database and the core an administration command works on.
+async fn open_for_admin(storage: &StorageArgs) -> anyhow::Result<(Db, Core)> {
+    let db = serve::open_database(storage).await?;
+    let core = serve::open_core(storage, db.clone(), Limits::default()).await?;
+    Ok((db, core))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -48,8 +56,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .read_line(&mut password)
                 .context("cannot read the password")?;
             let password = password.trim_end_matches(['\r', '\n']);
-            let db = serve::open_database(&args.storage).await?;
-            let core = serve::open_core(&args.storage, db.clone(), Limits::default()).await?;
+            let (db, core) = open_for_admin(&args.storage).await?;
             let role = if args.admin { Role::Admin } else { Role::User };
             let id = core
                 .create_user(&args.name, password, role)
@@ -60,8 +67,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Apikey(ApikeyCommand::Create(args)) => {
-            let db = serve::open_database(&args.storage).await?;
-            let core = serve::open_core(&args.storage, db.clone(), Limits::default()).await?;
+            let (db, core) = open_for_admin(&args.storage).await?;
             let issued = core
                 .issue_api_key(&args.user, &args.tenant)
                 .await
@@ -78,8 +84,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Apikey(ApikeyCommand::List(args)) => {
-            let db = serve::open_database(&args.storage).await?;
-            let core = serve::open_core(&args.storage, db.clone(), Limits::default()).await?;
+            let (db, core) = open_for_admin(&args.storage).await?;
             let keys = core
                 .list_api_keys(args.user.as_deref())
                 .await
@@ -98,8 +103,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Apikey(ApikeyCommand::Revoke(args)) => {
-            let db = serve::open_database(&args.storage).await?;
-            let core = serve::open_core(&args.storage, db.clone(), Limits::default()).await?;
+            let (db, core) = open_for_admin(&args.storage).await?;
             let revoked = core.revoke_api_key(args.id).await;
             db.close().await;
             revoked.map_err(|error| anyhow::anyhow!("{error}"))?;
