@@ -141,9 +141,7 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Built> {
             .await
             .map_err(|error| anyhow::anyhow!("cannot fill the demo catalog: {error}"))?;
     }
-    let sessions = SessionStore::open(&db)
-        .await
-        .context("cannot open the session store")?;
+    let sessions = SessionStore::new(&db);
 
     let site_root = site_root(args);
     let assets = {

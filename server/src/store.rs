@@ -13,6 +13,7 @@ mod images;
 mod insert;
 mod jobs;
 mod kept;
+mod migrations;
 mod quota;
 mod reader;
 mod rows;
@@ -42,6 +43,7 @@ pub use environments::{EnvironmentColumns, EnvironmentRow};
 pub use images::{DetailsUpdate, LinkRow, NameScope, NewImage, ProvisioningUpdate};
 pub use jobs::{JobCount, JobRow};
 pub use kept::KeptFigures;
+pub use migrations::POSTGRES_MIGRATIONS;
 pub use quota::{QuotaAsk, SyncedCopy};
 pub use rows::{ImageRow, TokenOwner, UserRow};
 pub use sessions::SessionStore;
@@ -53,10 +55,6 @@ pub use uploads::{NewPart, PartRow, UploadRow};
 
 /// The longest a PostgreSQL statement may run.
 pub const STATEMENT_TIMEOUT: &str = "30s";
-
-/// The PostgreSQL migrations, in order (the tests name their migrated
-/// template after these).
-pub static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// How long a PostgreSQL connection may have been idle in the pool and still
 /// be handed out without a ping (HikariCP's window, `aliveBypassWindowMs`).
@@ -289,7 +287,7 @@ impl Db {
     /// Applies the migrations of this backend that have not run yet.
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
         match &self.pool {
-            Pool::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
+            Pool::Sqlite(pool) => migrations::SQLITE_MIGRATIONS.run(pool).await,
             // Migrations may take longer than any request may.
             Pool::Postgres(pool) => {
                 let mut connection = pool.acquire().await?;

@@ -2,10 +2,11 @@
 
 use chrono::{DateTime, Utc};
 
+use super::rows::from_row_by_name;
 use super::{with_pool, Db};
 
 /// Who an API key belongs to, in which tenant.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct ApiKeyRow {
     pub user_id: i64,
     pub username: String,
@@ -14,34 +15,53 @@ pub struct ApiKeyRow {
     pub tenant_id: i64,
     pub tenant: String,
 }
+from_row_by_name!(ApiKeyRow {
+    user_id,
+    username,
+    role,
+    credentials_version,
+    tenant_id,
+    tenant
+});
 
 /// An API key as an operator lists it (never the key itself).
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct ApiKeyListing {
     pub id: i64,
     pub username: String,
     pub tenant: String,
     pub created_at: DateTime<Utc>,
 }
+from_row_by_name!(ApiKeyListing {
+    id,
+    username,
+    tenant,
+    created_at
+});
 
 /// A tenant as an administrator lists it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct TenantRow {
     pub id: i64,
     pub name: String,
     pub created_at: DateTime<Utc>,
     pub image_types: i64,
-    #[sqlx(skip)]
     pub members: Vec<String>,
 }
+from_row_by_name!(TenantRow { id, name, created_at, image_types } default { members });
 
 /// One image type as stored; `providermap` is JSON text.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct ImageTypeRow {
     pub name: String,
     pub description: String,
     pub providermap: String,
 }
+from_row_by_name!(ImageTypeRow {
+    name,
+    description,
+    providermap
+});
 
 /// Whether an error is a unique-constraint violation (a taken name).
 pub fn is_unique_violation(error: &sqlx::Error) -> bool {

@@ -4,11 +4,12 @@ use app::error::CoreError;
 use app::model::{Deployment, DeploymentState};
 use chrono::{DateTime, Utc};
 
+use super::rows::from_row_by_name;
 use super::{with_pool, Db};
 
 /// One deployment with the name of its image and the title of its
 /// environment (both cascade-deleted with it, so the joins always match).
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct DeploymentRow {
     pub id: i64,
     pub user_id: i64,
@@ -24,6 +25,21 @@ pub struct DeploymentRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
+from_row_by_name!(DeploymentRow {
+    id,
+    user_id,
+    owner,
+    image_id,
+    image_name,
+    environment_id,
+    environment_title,
+    title,
+    environment_reference,
+    state,
+    reason,
+    created_at,
+    updated_at
+});
 
 impl TryFrom<DeploymentRow> for Deployment {
     type Error = CoreError;

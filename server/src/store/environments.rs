@@ -2,10 +2,11 @@
 
 use chrono::{DateTime, Utc};
 
+use super::rows::from_row_by_name;
 use super::{with_pool, Db};
 
 /// One environment as stored.
-#[derive(Clone, sqlx::FromRow)]
+#[derive(Clone)]
 pub struct EnvironmentRow {
     pub id: i64,
     pub user_id: i64,
@@ -24,6 +25,22 @@ pub struct EnvironmentRow {
     /// The owner's username.
     pub owner: String,
 }
+from_row_by_name!(EnvironmentRow {
+    id,
+    user_id,
+    title,
+    mgmt_type,
+    mgmt_software,
+    mgmt_version,
+    rt_type,
+    rt_software,
+    rt_version,
+    location,
+    cred_username,
+    cred_password,
+    cred_specifics,
+    owner
+});
 
 impl std::fmt::Debug for EnvironmentRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

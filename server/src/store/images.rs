@@ -4,7 +4,7 @@ use app::model::{InspectionAttributes, ProvisioningSpec, ViceImageSpec};
 use app::query::{Condition, Field, FieldType, Value};
 use chrono::{DateTime, Utc};
 
-use super::rows::ImageRow;
+use super::rows::{from_row_by_name, ImageRow};
 use super::sql::{self, IMAGE_SELECT};
 use super::tx::LockName;
 use super::{bind_args, with_pool, Db, Pool};
@@ -176,7 +176,7 @@ pub struct DetailsUpdate {
 }
 
 /// A hypervisor's link to an image it can run, with what visibility needs.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct LinkRow {
     pub hypervisor_id: i64,
     pub id: i64,
@@ -184,6 +184,13 @@ pub struct LinkRow {
     pub public: bool,
     pub owner_id: Option<i64>,
 }
+from_row_by_name!(LinkRow {
+    hypervisor_id,
+    id,
+    name,
+    public,
+    owner_id
+});
 
 /// `$1, $2, …, $n`, for a list of `n` bound values.
 fn placeholders(n: usize) -> String {

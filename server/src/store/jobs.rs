@@ -4,10 +4,11 @@
 //! taken over once its lease has run out, so no job is lost and none runs
 //! twice at once.
 
+use super::rows::from_row_by_name;
 use super::{with_pool, Backend, Db};
 
 /// A claimed job.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct JobRow {
     pub id: i64,
     pub kind: String,
@@ -15,14 +16,22 @@ pub struct JobRow {
     pub attempts: i64,
     pub max_attempts: i64,
 }
+from_row_by_name!(JobRow {
+    id,
+    kind,
+    payload,
+    attempts,
+    max_attempts
+});
 
 /// How many jobs of one kind are in one state.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct JobCount {
     pub kind: String,
     pub state: String,
     pub count: i64,
 }
+from_row_by_name!(JobCount { kind, state, count });
 
 impl Db {
     /// Queues a job to run at `now_ms` or later; returns its id.

@@ -3,6 +3,7 @@
 //! under a lock on the user's row, so that two uploads can never both be
 //! promised the same free bytes.
 
+use super::rows::from_row_by_name;
 use super::{with_tx, Backend, Db};
 
 /// A request for room under a quota.
@@ -32,7 +33,7 @@ pub struct QuotaAsk<'a> {
 }
 
 /// An image a sync made of a personal-store file.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncedCopy {
     pub id: i64,
     pub owner_id: i64,
@@ -45,6 +46,15 @@ pub struct SyncedCopy {
     /// copies made before that was recorded.
     pub synced_from: Option<String>,
 }
+from_row_by_name!(SyncedCopy {
+    id,
+    owner_id,
+    folder,
+    name,
+    size,
+    sha256,
+    synced_from
+});
 
 /// What a user's records hold: their uploaded images (not the copies of
 /// their personal store's files), the files deployed for them, and the

@@ -7,6 +7,34 @@ use app::model::{
 };
 use chrono::{DateTime, Utc};
 
+/// `sqlx::FromRow` for `$type` on both drivers, each field read from the
+/// column of its name, as sqlx's derive reads it (the derive's proc macro
+/// is left out of the build: see `migrations.rs`). A `flatten` field is read
+/// from the same row as its own type; a `default` field is not read.
+macro_rules! from_row_by_name {
+    ($type:ident { $($field:ident),* $(,)? }
+        $(flatten { $($flat:ident),* $(,)? })?
+        $(default { $($skip:ident),* $(,)? })?) => {
+        $crate::store::rows::from_row_by_name!(@impl sqlx::sqlite::SqliteRow, $type
+            { $($field),* } [$($($flat),*)?] [$($($skip),*)?]);
+        $crate::store::rows::from_row_by_name!(@impl sqlx::postgres::PgRow, $type
+            { $($field),* } [$($($flat),*)?] [$($($skip),*)?]);
+    };
+    (@impl $row:ty, $type:ident { $($field:ident),* } [$($flat:ident),*] [$($skip:ident),*]) => {
+        impl<'r> sqlx::FromRow<'r, $row> for $type {
+            fn from_row(row: &'r $row) -> Result<Self, sqlx::Error> {
+                use sqlx::Row as _;
+                Ok(Self {
+                    $($field: row.try_get(stringify!($field))?,)*
+                    $($flat: sqlx::FromRow::from_row(row)?,)*
+                    $($skip: Default::default(),)*
+                })
+            }
+        }
+    };
+}
+pub(crate) use from_row_by_name;
+
 /// One row of [`super::sql::IMAGE_SELECT`].
 #[derive(Debug, Clone)]
 pub struct ImageRow {
@@ -244,7 +272,7 @@ impl TryFrom<ImageRow> for Image {
 
 /// A user with the password hash, which never leaves the server (and is left
 /// out of `Debug`, so that no log line can carry it).
-#[derive(Clone, sqlx::FromRow)]
+#[derive(Clone)]
 pub struct UserRow {
     pub id: i64,
     pub username: String,
@@ -257,6 +285,17 @@ pub struct UserRow {
     /// Bumped when an admin resets the password or disables the account.
     pub credentials_version: i64,
 }
+from_row_by_name!(UserRow {
+    id,
+    username,
+    password_hash,
+    email,
+    full_name,
+    role,
+    disabled,
+    created_at,
+    credentials_version
+});
 
 impl std::fmt::Debug for UserRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -270,13 +309,13 @@ impl std::fmt::Debug for UserRow {
 }
 
 /// The owner of a token, when the token was last used and when it expires.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct TokenOwner {
-    #[sqlx(flatten)]
     pub user: UserRow,
     pub last_used_at: Option<DateTime<Utc>>,
     pub expires_at: DateTime<Utc>,
 }
+from_row_by_name!(TokenOwner { last_used_at, expires_at } flatten { user });
 
 impl TokenOwner {
     /// A row of [`super::Db::user_by_token`]'s statement, read by position,

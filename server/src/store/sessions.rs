@@ -1,72 +1,233 @@
-//! Browser sessions, kept in the same database as everything else.
+//! Browser sessions, kept in the same database as everything else: the
+//! `sessions` table, a session's values as JSON, its lapse in Unix seconds.
+//!
+//! tower-sessions-sqlx-store did this before; it turned on sqlx's default
+//! features, whose proc macros build sqlx's drivers (SQLite's C with them)
+//! a second time for the build host, for four statements.
 
 use async_trait::async_trait;
+use tower_sessions::cookie::time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
-use tower_sessions::session_store::{self, ExpiredDeletion};
-use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
+use tower_sessions::session_store::{self, Error};
 
-use super::{Db, Pool};
+use super::{with_pool, Db};
 
-/// tower-sessions' sqlx store for whichever backend the server runs on.
+/// The sessions of the database the server runs on.
 #[derive(Debug, Clone)]
-pub enum SessionStore {
-    Sqlite(SqliteStore),
-    Postgres(PostgresStore),
+pub struct SessionStore {
+    db: Db,
+}
+
+fn backend(error: sqlx::Error) -> Error {
+    Error::Backend(error.to_string())
 }
 
 impl SessionStore {
-    /// Opens the store and creates its table if needed.
-    pub async fn open(db: &Db) -> Result<Self, sqlx::Error> {
-        Ok(match db.pool() {
-            Pool::Sqlite(pool) => {
-                let store = SqliteStore::new(pool.clone());
-                store.migrate().await?;
-                Self::Sqlite(store)
-            }
-            Pool::Postgres(pool) => {
-                let store = PostgresStore::new(pool.clone());
-                store.migrate().await?;
-                Self::Postgres(store)
-            }
-        })
+    pub fn new(db: &Db) -> Self {
+        Self { db: db.clone() }
     }
 
-    /// Removes expired sessions; the server runs it periodically.
+    /// Removes the sessions that have lapsed; the server runs it
+    /// periodically.
     pub async fn delete_expired(&self) -> session_store::Result<()> {
-        match self {
-            Self::Sqlite(store) => store.delete_expired().await,
-            Self::Postgres(store) => store.delete_expired().await,
-        }
+        self.delete_lapsed_before(OffsetDateTime::now_utc()).await
     }
+
+    async fn delete_lapsed_before(&self, now: OffsetDateTime) -> session_store::Result<()> {
+        const DELETE: &str = "DELETE FROM sessions WHERE expires_at <= $1";
+        with_pool!(self.db, pool => sqlx::query(DELETE)
+            .bind(now.unix_timestamp())
+            .execute(pool)
+            .await
+            .map(drop))
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    /// Stores `record` unless its id is taken: answers whether it was.
+    async fn insert(&self, record: &Record) -> session_store::Result<bool> {
+        const INSERT: &str = "INSERT INTO sessions (id, data, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO NOTHING";
+        let data = encode(record)?;
+        let done = with_pool!(self.db, pool => sqlx::query(INSERT)
+            .bind(record.id.to_string())
+            .bind(&data)
+            .bind(record.expiry_date.unix_timestamp())
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))
+        .map_err(backend)?;
+        Ok(done == 1)
+    }
+
+    async fn load_at(&self, id: &Id, now: OffsetDateTime) -> session_store::Result<Option<Record>> {
+        const LOAD: &str =
+            "SELECT data, expires_at FROM sessions WHERE id = $1 AND expires_at > $2";
+        let row: Option<(String, i64)> = with_pool!(self.db, pool => sqlx::query_as(LOAD)
+            .bind(id.to_string())
+            .bind(now.unix_timestamp())
+            .fetch_optional(pool)
+            .await)
+        .map_err(backend)?;
+        let Some((data, expires_at)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(Record {
+            id: *id,
+            data: serde_json::from_str(&data).map_err(|error| Error::Decode(error.to_string()))?,
+            expiry_date: OffsetDateTime::from_unix_timestamp(expires_at)
+                .map_err(|error| Error::Decode(error.to_string()))?,
+        }))
+    }
+}
+
+/// A session's values, as stored.
+fn encode(record: &Record) -> session_store::Result<String> {
+    serde_json::to_string(&record.data).map_err(|error| Error::Encode(error.to_string()))
 }
 
 #[async_trait]
 impl tower_sessions::SessionStore for SessionStore {
+    /// A new session under an id no other session has: ids are 128 random
+    /// bits, so a clash is drawn again rather than written over.
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        match self {
-            Self::Sqlite(store) => store.create(record).await,
-            Self::Postgres(store) => store.create(record).await,
+        while !self.insert(record).await? {
+            record.id = Id::default();
         }
+        Ok(())
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        match self {
-            Self::Sqlite(store) => store.save(record).await,
-            Self::Postgres(store) => store.save(record).await,
-        }
+        const SAVE: &str = "INSERT INTO sessions (id, data, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at";
+        let data = encode(record)?;
+        with_pool!(self.db, pool => sqlx::query(SAVE)
+            .bind(record.id.to_string())
+            .bind(&data)
+            .bind(record.expiry_date.unix_timestamp())
+            .execute(pool)
+            .await
+            .map(drop))
+        .map_err(backend)?;
+        Ok(())
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        match self {
-            Self::Sqlite(store) => store.load(id).await,
-            Self::Postgres(store) => store.load(id).await,
-        }
+        self.load_at(id, OffsetDateTime::now_utc()).await
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        match self {
-            Self::Sqlite(store) => store.delete(id).await,
-            Self::Postgres(store) => store.delete(id).await,
+        const DELETE: &str = "DELETE FROM sessions WHERE id = $1";
+        with_pool!(self.db, pool => sqlx::query(DELETE)
+            .bind(id.to_string())
+            .execute(pool)
+            .await
+            .map(drop))
+        .map_err(backend)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tower_sessions::cookie::time;
+    use tower_sessions::SessionStore as _;
+
+    use super::*;
+
+    async fn store(dir: &std::path::Path) -> SessionStore {
+        let url = format!("sqlite://{}?mode=rwc", dir.join("depot.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        db.migrate().await.unwrap();
+        SessionStore::new(&db)
+    }
+
+    fn record(expiry_date: OffsetDateTime) -> Record {
+        let mut data = std::collections::HashMap::new();
+        data.insert(
+            "user".to_owned(),
+            serde_json::json!({"id": 7, "name": "ada"}),
+        );
+        Record {
+            id: Id::default(),
+            data,
+            expiry_date,
         }
+    }
+
+    #[tokio::test]
+    async fn a_session_is_loaded_as_saved_until_it_lapses_then_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+        let mut session = record(now + time::Duration::hours(1));
+        store.create(&mut session).await.unwrap();
+        let loaded = store.load(&session.id).await.unwrap().unwrap();
+        assert_eq!(loaded.data, session.data);
+        assert_eq!(loaded.expiry_date, session.expiry_date);
+
+        // Saved again with other values and a later lapse.
+        session
+            .data
+            .insert("theme".to_owned(), serde_json::json!("dark"));
+        session.expiry_date = now + time::Duration::hours(2);
+        store.save(&session).await.unwrap();
+        let loaded = store.load(&session.id).await.unwrap().unwrap();
+        assert_eq!(loaded.data, session.data);
+        assert_eq!(loaded.expiry_date, session.expiry_date);
+
+        // Lapsed: not loaded, and the sweep removes it, and only it.
+        let lapsed = store
+            .load_at(&session.id, session.expiry_date)
+            .await
+            .unwrap();
+        assert!(lapsed.is_none());
+        let mut other = record(now + time::Duration::hours(3));
+        store.create(&mut other).await.unwrap();
+        store
+            .delete_lapsed_before(now + time::Duration::hours(2))
+            .await
+            .unwrap();
+        assert!(store.load_at(&session.id, now).await.unwrap().is_none());
+        assert!(store.load(&other.id).await.unwrap().is_some());
+
+        store.delete(&other.id).await.unwrap();
+        assert!(store.load(&other.id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_new_session_never_takes_over_an_existing_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let later = OffsetDateTime::now_utc() + time::Duration::hours(1);
+        let mut first = record(later);
+        store.create(&mut first).await.unwrap();
+        // A second session drawn with the same id (as a forged cookie would
+        // name it) gets an id of its own; the first is untouched.
+        let mut second = record(later);
+        second.id = first.id;
+        second.data.clear();
+        store.create(&mut second).await.unwrap();
+        assert_ne!(second.id, first.id);
+        assert_eq!(
+            store.load(&first.id).await.unwrap().unwrap().data,
+            first.data
+        );
+        assert!(store
+            .load(&second.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .data
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_unknown_id_loads_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        assert!(store.load(&Id::default()).await.unwrap().is_none());
+        // Deleting what is not there is not an error (sign-out twice).
+        store.delete(&Id::default()).await.unwrap();
     }
 }

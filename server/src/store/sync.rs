@@ -3,10 +3,11 @@
 
 use chrono::{DateTime, Utc};
 
+use super::rows::from_row_by_name;
 use super::{with_pool, Db};
 
 /// One sync request as stored; `errors` and `warnings` are JSON lists.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct SyncRow {
     pub id: i64,
     pub user_id: i64,
@@ -22,6 +23,21 @@ pub struct SyncRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
+from_row_by_name!(SyncRow {
+    id,
+    user_id,
+    username,
+    kind,
+    status,
+    task_id,
+    added,
+    updated,
+    deleted,
+    errors,
+    warnings,
+    created_at,
+    updated_at
+});
 
 const SYNC_SELECT: &str = "SELECT s.id, s.user_id, u.username, s.kind, s.status, s.task_id, \
      s.added, s.updated, s.deleted, s.errors, s.warnings, s.created_at, s.updated_at \

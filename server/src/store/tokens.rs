@@ -5,16 +5,22 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use tracing::Instrument;
 
-use super::rows::TokenOwner;
+use super::rows::{from_row_by_name, TokenOwner};
 
 /// A token as its owner may see it: when it was made, expires, was last used.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct TokenRow {
     pub id: i64,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
 }
+from_row_by_name!(TokenRow {
+    id,
+    created_at,
+    expires_at,
+    last_used_at
+});
 use super::sql::{Arg, Sql};
 use super::{reader, with_pool, Db};
 

@@ -4,10 +4,11 @@
 //! offset is still where the part began: two requests racing at one offset
 //! cannot both be acknowledged.
 
+use super::rows::from_row_by_name;
 use super::{with_pool, Db};
 
 /// One resumable upload as stored; `metadata` is a JSON object.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct UploadRow {
     pub id: String,
     pub owner_id: i64,
@@ -20,15 +21,28 @@ pub struct UploadRow {
     pub created_at: i64,
     pub expires_at: i64,
 }
+from_row_by_name!(UploadRow {
+    id,
+    owner_id,
+    length,
+    received,
+    metadata,
+    reservation_id,
+    image_id,
+    completing_at,
+    created_at,
+    expires_at
+});
 
 /// One part: bytes `[start, start + size)` of the upload, which the blob
 /// store keeps under `name`.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct PartRow {
     pub start: i64,
     pub size: i64,
     pub name: String,
 }
+from_row_by_name!(PartRow { start, size, name });
 
 const SELECT: &str = "SELECT id, owner_id, length, received, metadata, reservation_id, \
      image_id, completing_at, created_at, expires_at FROM resumable_uploads";

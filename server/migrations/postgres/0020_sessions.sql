@@ -1,0 +1,20 @@
+-- Browser sessions (the UI's sign-ins), in Depot's own table: until now
+-- tower-sessions-sqlx-store kept them in `tower_sessions.session`, its values
+-- as MessagePack. A session here is its id, its values as JSON, and when it
+-- lapses (Unix seconds). Sessions of the old table end: their users sign in
+-- again (API tokens are not sessions, and carry on).
+CREATE TABLE sessions (
+    id         text   PRIMARY KEY,
+    data       text   NOT NULL,
+    expires_at bigint NOT NULL
+);
+CREATE INDEX sessions_expires_at ON sessions (expires_at);
+DROP TABLE IF EXISTS tower_sessions.session;
+-- Its schema too, unless something else lives there.
+DO $$
+BEGIN
+    DROP SCHEMA IF EXISTS tower_sessions;
+EXCEPTION WHEN dependent_objects_still_exist THEN
+    NULL;
+END
+$$;
