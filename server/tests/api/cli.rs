@@ -302,3 +302,128 @@ fn serve_prints_a_generated_admin_password_once_and_stops_on_sigterm() {
     assert!(!stderr.contains(password), "the password reached the log");
     assert!(stderr.contains("Depot stopped"), "{stderr}");
 }
+
+/// Runs `statements` on the test's database (SQLite's file in `data`).
+async fn execute(db: &TestDb, data: &std::path::Path, statements: &[&str]) {
+    match &db.url {
+        Some(url) => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            for statement in statements {
+                sqlx::query(statement).execute(&pool).await.unwrap();
+            }
+            pool.close().await;
+        }
+        None => {
+            let url = format!("sqlite://{}?mode=rwc", data.join("depot.db").display());
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            for statement in statements {
+                sqlx::query(statement).execute(&pool).await.unwrap();
+            }
+            pool.close().await;
+        }
+    }
+}
+
+/// Answers the first column of `query`'s rows, as text.
+async fn texts(db: &TestDb, data: &std::path::Path, query: &str) -> Vec<String> {
+    match &db.url {
+        Some(url) => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            let rows = sqlx::query_scalar(query).fetch_all(&pool).await.unwrap();
+            pool.close().await;
+            rows
+        }
+        None => {
+            let url = format!("sqlite://{}", data.join("depot.db").display());
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            let rows = sqlx::query_scalar(query).fetch_all(&pool).await.unwrap();
+            pool.close().await;
+            rows
+        }
+    }
+}
+
+/// An earlier Depot kept browser sessions in tower-sessions-sqlx-store's
+/// table (on PostgreSQL, in a schema of its own); `depot migrate` moves to
+/// Depot's `sessions` table and drops the old one, and on PostgreSQL its
+/// schema unless something else lives there. Sessions end (their users sign
+/// in again); nothing else is touched.
+#[rstest]
+#[case::sqlite(Backend::Sqlite, false)]
+#[case::postgres(Backend::Postgres, false)]
+#[case::postgres_schema_shared(Backend::Postgres, true)]
+#[tokio::test]
+async fn migrate_replaces_the_old_session_table(
+    #[case] backend: Backend,
+    #[case] schema_shared: bool,
+) {
+    let data = tempfile::tempdir().unwrap();
+    let db = TestDb::create(backend).await;
+    let old: &[&str] = match backend {
+        Backend::Sqlite => &[
+            "CREATE TABLE tower_sessions (id text primary key not null, \
+             data blob not null, expiry_date integer not null)",
+            "INSERT INTO tower_sessions VALUES ('old', x'80', 0)",
+        ],
+        _ => &[
+            "CREATE SCHEMA tower_sessions",
+            "CREATE TABLE tower_sessions.session (id text primary key not null, \
+             data bytea not null, expiry_date timestamptz not null)",
+            "INSERT INTO tower_sessions.session VALUES ('old', '\\x80', now())",
+        ],
+    };
+    execute(&db, data.path(), old).await;
+    if schema_shared {
+        execute(
+            &db,
+            data.path(),
+            &[
+                "CREATE TABLE tower_sessions.neighbour (id int)",
+                "INSERT INTO tower_sessions.neighbour VALUES (1)",
+            ],
+        )
+        .await;
+    }
+
+    let migrated = depot(data.path(), &db, &["migrate"]).output().unwrap();
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    let tables = match backend {
+        Backend::Sqlite => {
+            texts(
+                &db,
+                data.path(),
+                "SELECT name FROM sqlite_master WHERE type = 'table' \
+                 AND name IN ('tower_sessions', 'sessions') ORDER BY name",
+            )
+            .await
+        }
+        _ => {
+            texts(
+                &db,
+                data.path(),
+                "SELECT table_schema || '.' || table_name FROM information_schema.tables \
+                 WHERE table_schema = 'tower_sessions' OR table_name = 'sessions' ORDER BY 1",
+            )
+            .await
+        }
+    };
+    let expected: &[&str] = match (backend, schema_shared) {
+        (Backend::Sqlite, _) => &["sessions"],
+        (_, false) => &["public.sessions"],
+        (_, true) => &["public.sessions", "tower_sessions.neighbour"],
+    };
+    assert_eq!(tables, expected);
+    if backend != Backend::Sqlite {
+        let schemas = texts(
+            &db,
+            data.path(),
+            "SELECT nspname::text FROM pg_namespace WHERE nspname = 'tower_sessions'",
+        )
+        .await;
+        assert_eq!(schemas.len(), usize::from(schema_shared), "{schemas:?}");
+    }
+}
