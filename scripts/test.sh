@@ -9,6 +9,18 @@ source scripts/setup.sh
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+# sqlx's proc macros compiled its drivers, SQLite's C with them, a second
+# time for the build host: half a minute of CPU in a cold debug build, a
+# minute in a release build (README, the fourteenth machine). sqlx's default
+# features, `derive` or `macros`, turned on by Depot or by any crate it
+# uses, bring them back.
+step "no sqlx proc macro in the server's build"
+macros="$(cargo tree -p depot-server -i sqlx-macros 2>/dev/null || true)"
+if [ -n "$macros" ]; then
+  printf '%s\n\nsqlx-macros is back in the build (above: what turns it on)\n' "$macros" >&2
+  exit 1
+fi
+
 # Clippy lints the workspace's own crates as they are compiled for the tests
 # (clippy-driver as cargo's wrapper for workspace members, which is what
 # `cargo clippy` itself does), with every warning an error. A `cargo clippy`
