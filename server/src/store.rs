@@ -196,6 +196,16 @@ impl Db {
         }
     }
 
+    /// A migrated SQLite database on a file in `dir` (`depot.db`), for unit
+    /// tests.
+    #[cfg(test)]
+    pub(crate) async fn migrated_sqlite_in(dir: &std::path::Path) -> Self {
+        let url = format!("sqlite://{}?mode=rwc", dir.join("depot.db").display());
+        let db = Self::connect(&url).await.unwrap();
+        db.migrate().await.unwrap();
+        db
+    }
+
     /// Connects to `url`: `postgres://…` for PostgreSQL, anything else is a SQLite URL.
     pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {

@@ -136,10 +136,7 @@ mod tests {
     use super::*;
 
     async fn store(dir: &std::path::Path) -> SessionStore {
-        let url = format!("sqlite://{}?mode=rwc", dir.join("depot.db").display());
-        let db = Db::connect(&url).await.unwrap();
-        db.migrate().await.unwrap();
-        SessionStore::new(&db)
+        SessionStore::new(&Db::migrated_sqlite_in(dir).await)
     }
 
     fn record(expiry_date: OffsetDateTime) -> Record {

@@ -453,9 +453,7 @@ mod through_the_store {
     /// A database on a file, with a user and one token ("digest"), its
     /// owner looked up once (so kept).
     async fn with_a_kept_token(dir: &std::path::Path) -> Db {
-        let url = format!("sqlite://{}?mode=rwc", dir.join("depot.db").display());
-        let db = Db::connect(&url).await.unwrap();
-        db.migrate().await.unwrap();
+        let db = Db::migrated_sqlite_in(dir).await;
         let now = Utc::now();
         let user = db.insert_user("ada", "hash", "user", now).await.unwrap();
         db.insert_token(

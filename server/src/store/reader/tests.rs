@@ -12,9 +12,7 @@ use super::Reader;
 
 /// A catalog of 250 images on a file, with fields set and unset in turn.
 async fn catalog(dir: &std::path::Path) -> Db {
-    let url = format!("sqlite://{}?mode=rwc", dir.join("depot.db").display());
-    let db = Db::connect(&url).await.unwrap();
-    db.migrate().await.unwrap();
+    let db = Db::migrated_sqlite_in(dir).await;
     let Pool::Sqlite(pool) = db.pool() else {
         unreachable!()
     };

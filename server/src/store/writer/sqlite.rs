@@ -234,11 +234,8 @@ mod tests {
     #[tokio::test]
     async fn the_insert_is_compiled_once_on_an_analyzed_catalog() {
         let folder = tempfile::tempdir().unwrap();
+        let db = crate::store::Db::migrated_sqlite_in(folder.path()).await;
         let path = folder.path().join("depot.db");
-        let db = crate::store::Db::connect(&format!("sqlite://{}?mode=rwc", path.display()))
-            .await
-            .unwrap();
-        db.migrate().await.unwrap();
         let mut connection = open(&path).unwrap();
         let first: Vec<_> = (0..500).map(|n| waiting(format!("image-{n:04}"))).collect();
         insert_together(&mut connection, &first).unwrap();
