@@ -272,9 +272,7 @@ async fn main() {
         loaded.push((case, url));
     }
 
-    if let Pool::Postgres(pool) = db.pool() {
-        moving_catalog(&client, &base, &token, pool, &cases[0], samples).await;
-    }
+    moving_catalog(&client, &base, &token, &db, &cases[0], samples).await;
 
     println!(
         "\n{:<40} {:>22} {:>22} {:>8}",
@@ -309,9 +307,7 @@ async fn main() {
         );
     }
     let loaded_kib = proc_kib(pid, "VmHWM:");
-    if db.backend() == depot_server::store::Backend::Postgres {
-        print_kept(&client, &base, &token).await;
-    }
+    print_kept(&client, &base, &token).await;
 
     for case in &cases {
         let (page, count) = sql::select_images(db.backend(), &case.query);
@@ -396,7 +392,7 @@ async fn moving_catalog(
     client: &reqwest::Client,
     base: &str,
     token: &str,
-    pool: &sqlx::PgPool,
+    db: &Db,
     case: &Case,
     samples: usize,
 ) {
@@ -405,7 +401,11 @@ async fn moving_catalog(
     let url = format!("{base}{}", case.path);
     let mut times = Vec::new();
     for round in 0..samples + 20 {
-        sqlx::query(TOUCH).execute(pool).await.unwrap();
+        match db.pool() {
+            Pool::Sqlite(pool) => sqlx::query(TOUCH).execute(pool).await.map(|_| ()),
+            Pool::Postgres(pool) => sqlx::query(TOUCH).execute(pool).await.map(|_| ()),
+        }
+        .unwrap();
         let started = Instant::now();
         get_page(client, &url, token).await;
         if round >= 20 {
@@ -421,7 +421,7 @@ async fn moving_catalog(
     );
 }
 
-/// How the server found its pages and totals (PostgreSQL): kept, or read.
+/// How the server found its pages and totals: kept, or read.
 async fn print_kept(client: &reqwest::Client, base: &str, token: &str) {
     let text = client
         .get(format!("{base}/metrics"))

@@ -84,8 +84,9 @@ pub struct Db {
     inserts: Option<writer::Inserts>,
     reader: Option<reader::Reader>,
     tokens: Arc<token_cache::TokenCache>,
-    /// On PostgreSQL, the totals of catalog queries and the pages read
-    /// lately, each with the catalog's version it saw (see [`kept`]).
+    /// The totals of catalog queries and the pages read lately, each with
+    /// the catalog's version it saw (see [`kept`]); on SQLite, only those
+    /// read through the [`reader`] (not a database in memory).
     counts: Arc<kept::KeptCache<i64>>,
     pages: Arc<kept::KeptCache<Arc<[ImageRow]>>>,
 }

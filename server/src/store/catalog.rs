@@ -1,15 +1,17 @@
 //! The catalog's pages: one page of the images matching a query and how
-//! many match in all, on either database; on PostgreSQL, pages and totals
-//! kept while the catalog holds still (see [`super::kept`]).
+//! many match in all, on either database, pages and totals kept while the
+//! catalog holds still (see [`super::kept`]).
+
+use std::sync::Arc;
 
 use app::query::Query;
 
-use super::kept::{CatalogVersion, Kept, KeptFigures};
+use super::kept::{CatalogVersion, Kept, KeptCache, KeptFigures};
 use super::rows::ImageRow;
 use super::sql;
 use super::{bind_args, reader, Db, Pool};
 
-/// How the totals and the pages of the catalog were found on PostgreSQL:
+/// How the totals and the pages of the catalog were found:
 /// kept, or read from the database (see [`super::kept`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KeptCatalog {
@@ -25,6 +27,49 @@ fn catalog_version(row: &sqlx::postgres::PgRow) -> Result<CatalogVersion, sqlx::
         changes: row.try_get(row.len() - 2)?,
         started: row.try_get(row.len() - 1)?,
     })
+}
+
+/// The catalog's version on SQLite (migration 0016), as the snapshot of
+/// `connection`'s transaction sees it; `None` if its row is gone.
+fn sqlite_catalog_version(
+    connection: &rusqlite::Connection,
+) -> rusqlite::Result<Option<CatalogVersion>> {
+    use rusqlite::OptionalExtension;
+    connection
+        .prepare_cached(sql::SQLITE_CATALOG_VERSION)?
+        .query_row([], |row| row.get(0))
+        .optional()
+        .map(|changes| {
+            changes.map(|changes| CatalogVersion {
+                changes,
+                started: 0,
+            })
+        })
+}
+
+/// On SQLite, what `kept` holds for `key` if it was read at `version` (the
+/// snapshot's own), or what `read` reads now, kept at `version` with its
+/// weight in bytes. The version costs nothing to ask for on SQLite, read in
+/// the same snapshot, so nothing is read without asking first (on
+/// PostgreSQL, a query moving from version to version is).
+fn kept_or_read<T: Clone>(
+    kept: &KeptCache<T>,
+    key: &sql::Sql,
+    version: Option<CatalogVersion>,
+    read: impl FnOnce() -> rusqlite::Result<(T, usize)>,
+) -> rusqlite::Result<T> {
+    if let Some(version) = version {
+        if let Some(found) = kept.get(key).filter(|found| found.version == version) {
+            kept.served();
+            return Ok(found.value);
+        }
+    }
+    let (value, bytes) = read()?;
+    kept.read();
+    if let Some(version) = version {
+        kept.keep(key, bytes, || Kept::new(version, value.clone(), false));
+    }
+    Ok(value)
 }
 
 /// How many images match in all, if a page of `rows` at `offset` tells: a
@@ -44,18 +89,27 @@ impl Db {
         let (limit, offset) = (query.limit, query.offset);
         let known_total = move |rows: usize| total_from_page(limit, offset, rows);
         if let Some(reader) = &self.reader {
+            let (pages, counts) = (self.pages.clone(), self.counts.clone());
             return reader
                 .read(page.planned_per_values, move |connection| {
-                    // One snapshot for the page and its count.
+                    // One snapshot for the version, the page and its count.
                     let snapshot = connection.unchecked_transaction()?;
-                    let rows = reader::rows(&snapshot, &page, ImageRow::from_rusqlite)?;
+                    let version = sqlite_catalog_version(&snapshot)?;
+                    let rows = kept_or_read(&pages, &page, version, || {
+                        let rows = reader::rows(&snapshot, &page, ImageRow::from_rusqlite)?;
+                        let bytes = rows.iter().map(ImageRow::bytes).sum();
+                        Ok((Arc::from(rows), bytes))
+                    })?;
                     let total = match known_total(rows.len()) {
                         Some(total) => total,
-                        None => reader::first_row(&snapshot, &count, |row| row.get(0))?
-                            .ok_or(rusqlite::Error::QueryReturnedNoRows)?,
+                        None => kept_or_read(&counts, &count, version, || {
+                            let total = reader::first_row(&snapshot, &count, |row| row.get(0))?
+                                .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                            Ok((total, 0))
+                        })?,
                     };
                     snapshot.commit()?;
-                    Ok((rows, total))
+                    Ok((rows.to_vec(), total))
                 })
                 .await;
         }

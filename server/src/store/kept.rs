@@ -1,21 +1,24 @@
-//! What this server read of the catalog lately, on PostgreSQL: the totals
-//! of the queries it counted (counting is an index read whole: 10,000
-//! entries take as long as a page) and the pages it read (a hundred rows of
-//! 43 columns to send and decode, against one small row for the version).
+//! What this server read of the catalog lately: the totals of the queries
+//! it counted (counting is an index read whole: 10,000 entries take as long
+//! as a page) and the pages it read (a hundred rows of 43 columns to send
+//! and decode, against one small row for the version).
 //!
-//! Each is kept with the catalog's version it was read at (migration 0017,
-//! whose comment names this module's earlier name, `count_cache`: every
-//! transaction that changes images, or a username, adds to it as it
-//! commits). A kept page or total answers only a request that finds the
-//! catalog still at that version, read by a page or by a query of the
-//! version alone: two snapshots that read the same version saw the same
-//! images. Whichever server or script made a change, nothing is served
-//! stale and nothing has to be told, with two exceptions the version cannot
-//! see, which [`MOST_AGE`] bounds: changes made with the triggers disabled
-//! (a restore with `--disable-triggers`), and commits a crash lost after
-//! they were acknowledged (`synchronous_commit = off`, which Depot's
-//! durability does not allow either), after which the sum can grow back to
-//! one already seen without the server having restarted.
+//! Each is kept with the catalog's version it was read at. On PostgreSQL
+//! (migration 0017, whose comment names this module's earlier name,
+//! `count_cache`) every transaction that changes images, or a username,
+//! adds to it as it commits; on SQLite (migration 0016) every change of an
+//! image or a user adds to its one row. A kept page or total answers only a
+//! request that finds the catalog still at that version, read by a page or
+//! by a query of the version alone (on SQLite, in the same snapshot as the
+//! page): two snapshots that read the same version saw the same images.
+//! Whichever server or script made a change, nothing is served stale and
+//! nothing has to be told, with two exceptions the version cannot see,
+//! which [`MOST_AGE`] bounds: changes made with the triggers disabled (a
+//! restore with `--disable-triggers`, a SQLite file swapped for a copy
+//! under a running server), and commits a crash lost after they were
+//! acknowledged (`synchronous_commit = off`, which Depot's durability does
+//! not allow either), after which the sum can grow back to one already seen
+//! without the server having restarted.
 //!
 //! What is kept answers its statement and arguments, which hold the
 //! caller's visibility: the same answer for whoever sends the same query.
@@ -52,9 +55,10 @@ const ENTRY_BYTES: usize = 160;
 /// The catalog's version as a statement read it (migration 0017).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct CatalogVersion {
-    /// The sum of the stripes: the changes committed.
+    /// The sum of the stripes (SQLite's one row): the changes committed.
     pub changes: i64,
-    /// When the database server started, in microseconds since 1970.
+    /// When the database server started, in microseconds since 1970 (0 on
+    /// SQLite, which the server itself runs).
     pub started: i64,
 }
 
@@ -85,7 +89,8 @@ impl<T> Kept<T> {
 /// Kept values of one kind, and how they served, for the metrics.
 #[derive(Debug)]
 pub(super) struct KeptCache<T> {
-    /// Made at the first value kept: a server on SQLite keeps none.
+    /// Made at the first value kept: a server whose SQLite database is in
+    /// memory keeps none.
     entries: Mutex<Option<Entries<T>>>,
     /// The most bytes kept, keys and values.
     most_bytes: usize,

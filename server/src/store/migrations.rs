@@ -39,6 +39,7 @@ const SQLITE: &[(&str, &str)] = embedded!("sqlite":
     "0013_quota_epochs.sql",
     "0014_synced_from.sql",
     "0015_sessions.sql",
+    "0016_catalog_version.sql",
 );
 
 const POSTGRES: &[(&str, &str)] = embedded!("postgres":

@@ -98,6 +98,10 @@ const VERSIONED_IMAGE_SELECT: &str = concat!(
 /// still holds (see `kept`).
 pub(super) const CATALOG_VERSION: &str = concat!("SELECT ", catalog_version!());
 
+/// The catalog's version on SQLite (migration 0016): one row, read in the
+/// snapshot of the page it vouches for.
+pub(super) const SQLITE_CATALOG_VERSION: &str = "SELECT changes FROM catalog_version";
+
 /// The column behind each field.
 fn column(field: Field) -> &'static str {
     match field {

@@ -93,7 +93,7 @@ impl Metrics {
         let counts = IntCounterVec::new(
             Opts::new(
                 "catalog_counts_total",
-                "Totals of catalog pages on PostgreSQL, by how they were found: `kept` from \
+                "Totals of catalog pages, by how they were found: `kept` from \
                  an earlier count the page showed still holds, `counted` by the database",
             ),
             &["how"],
@@ -102,7 +102,7 @@ impl Metrics {
         let pages = IntCounterVec::new(
             Opts::new(
                 "catalog_pages_total",
-                "Catalog pages on PostgreSQL, by how they were found: `kept` from an earlier \
+                "Catalog pages, by how they were found: `kept` from an earlier \
                  read the catalog's version showed still holds, `read` from the database",
             ),
             &["how"],
