@@ -324,6 +324,51 @@ pub(super) fn time_text(time: &chrono::DateTime<chrono::Utc>) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
 }
 
+/// A column of a row read here, as the field of a row type it fills
+/// (`super::rows`): rusqlite's own decoding, except for times.
+pub(super) trait Column: Sized {
+    fn read(row: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<Self>;
+}
+
+macro_rules! rusqlite_column {
+    ($($type:ty),*) => {
+        $(impl Column for $type {
+            fn read(row: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<Self> {
+                row.get(column)
+            }
+        })*
+    };
+}
+rusqlite_column!(i64, bool, String, Option<i64>, Option<String>);
+
+/// rusqlite reads a time with chrono's `parse_from_str` and a format string,
+/// which chrono parses anew each time: a page's two times a row were a
+/// seventh of its reading (`perf`). The RFC 3339 text [`time_text`] and sqlx
+/// write is read with chrono's RFC 3339 parser instead; any other text
+/// (SQLite's own `datetime()`, say) as rusqlite reads it.
+impl Column for chrono::DateTime<chrono::Utc> {
+    fn read(row: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<Self> {
+        if let rusqlite::types::ValueRef::Text(text) = row.get_ref(column)? {
+            if let Some(time) = std::str::from_utf8(text)
+                .ok()
+                .and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok())
+            {
+                return Ok(time.to_utc());
+            }
+        }
+        row.get(column)
+    }
+}
+
+impl Column for Option<chrono::DateTime<chrono::Utc>> {
+    fn read(row: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<Self> {
+        match row.get_ref(column)? {
+            rusqlite::types::ValueRef::Null => Ok(None),
+            _ => Column::read(row, column).map(Some),
+        }
+    }
+}
+
 /// `sql`'s statement from the connection's cache. In debug builds (every
 /// test), checks that the connection plans as the statement needs.
 fn prepare<'c>(

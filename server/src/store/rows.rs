@@ -7,6 +7,8 @@ use app::model::{
 };
 use chrono::{DateTime, Utc};
 
+use super::reader::Column;
+
 /// `sqlx::FromRow` for `$type` on both drivers, each field read from the
 /// column of its name, as sqlx's derive reads it (the derive's proc macro
 /// is left out of the build: see `migrations.rs`). A `flatten` field is read
@@ -113,42 +115,6 @@ macro_rules! image_row_by_position {
 super::sql::image_column_names!(image_row_by_position!(sqlx::sqlite::SqliteRow));
 super::sql::image_column_names!(image_row_by_position!(sqlx::postgres::PgRow));
 
-/// A column of SQLite's catalog reader ([`super::reader`]) as a field of
-/// [`ImageRow`]: rusqlite's own decoding, except for times.
-trait ReaderColumn: Sized {
-    fn read(row: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<Self>;
-}
-
-macro_rules! rusqlite_column {
-    ($($type:ty),*) => {
-        $(impl ReaderColumn for $type {
-            fn read(row: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<Self> {
-                row.get(column)
-            }
-        })*
-    };
-}
-rusqlite_column!(i64, bool, String, Option<i64>, Option<String>);
-
-/// rusqlite reads a time with chrono's `parse_from_str` and a format string,
-/// which chrono parses anew each time: two times a row were a seventh of a
-/// page's reading (`perf`). The RFC 3339 text sqlx and the store write is
-/// read with chrono's RFC 3339 parser instead; any other text (SQLite's own
-/// `datetime()`, say) as rusqlite reads it.
-impl ReaderColumn for DateTime<Utc> {
-    fn read(row: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<Self> {
-        if let rusqlite::types::ValueRef::Text(text) = row.get_ref(column)? {
-            if let Some(time) = std::str::from_utf8(text)
-                .ok()
-                .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
-            {
-                return Ok(time.to_utc());
-            }
-        }
-        row.get(column)
-    }
-}
-
 /// The same decoding, from a row of SQLite's catalog reader
 /// ([`super::reader`]).
 macro_rules! image_row_from_rusqlite {
@@ -165,9 +131,9 @@ macro_rules! image_row_from_rusqlite {
                     column - 1
                 };
                 Ok(Self {
-                    $($before: ReaderColumn::read(row, next(stringify!($before)))?,)*
-                    owner: ReaderColumn::read(row, next("owner"))?,
-                    $($after: ReaderColumn::read(row, next(stringify!($after)))?,)*
+                    $($before: Column::read(row, next(stringify!($before)))?,)*
+                    owner: Column::read(row, next("owner"))?,
+                    $($after: Column::read(row, next(stringify!($after)))?,)*
                 })
             }
         }
@@ -376,18 +342,18 @@ impl TokenOwner {
         );
         Ok(Self {
             user: UserRow {
-                id: row.get(0)?,
-                username: row.get(1)?,
-                password_hash: row.get(2)?,
-                email: row.get(3)?,
-                full_name: row.get(4)?,
-                role: row.get(5)?,
-                disabled: row.get(6)?,
-                created_at: row.get(7)?,
-                credentials_version: row.get(8)?,
+                id: Column::read(row, 0)?,
+                username: Column::read(row, 1)?,
+                password_hash: Column::read(row, 2)?,
+                email: Column::read(row, 3)?,
+                full_name: Column::read(row, 4)?,
+                role: Column::read(row, 5)?,
+                disabled: Column::read(row, 6)?,
+                created_at: Column::read(row, 7)?,
+                credentials_version: Column::read(row, 8)?,
             },
-            last_used_at: row.get(9)?,
-            expires_at: row.get(10)?,
+            last_used_at: Column::read(row, 9)?,
+            expires_at: Column::read(row, 10)?,
         })
     }
 }
@@ -409,49 +375,5 @@ impl UserRow {
             credentials_version: self.credentials_version,
             from_token: false,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The reader's times are rusqlite's, for every way a time may be stored.
-    #[test]
-    fn the_readers_times_are_rusqlites() {
-        let connection = rusqlite::Connection::open_in_memory().unwrap();
-        let sqlx_wrote = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 2, 28, 23, 59, 59).unwrap()
-            + chrono::Duration::microseconds(123_456);
-        let stored = [
-            // As sqlx and the store write them.
-            sqlx_wrote.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false),
-            super::super::reader::time_text(&sqlx_wrote),
-            "2026-01-01T00:00:00Z".to_owned(),
-            "2026-01-01T00:00:00.5+02:00".to_owned(),
-            "2026-06-30T12:00:00-07:30".to_owned(),
-            // As SQLite's datetime() and a hand would.
-            "2026-01-01 00:00:00".to_owned(),
-            "2026-01-01 00:00:00.250".to_owned(),
-            "2026-01-01T08:00:00".to_owned(),
-        ];
-        for text in stored {
-            let (ours, theirs) = connection
-                .query_row("SELECT ?1", [&text], |row| {
-                    Ok((
-                        <DateTime<Utc> as ReaderColumn>::read(row, 0),
-                        row.get::<_, DateTime<Utc>>(0),
-                    ))
-                })
-                .unwrap();
-            assert_eq!(ours.unwrap(), theirs.unwrap(), "{text}");
-        }
-        for text in ["", "yesterday", "2026-13-01T00:00:00Z"] {
-            let ours = connection
-                .query_row("SELECT ?1", [text], |row| {
-                    Ok(<DateTime<Utc> as ReaderColumn>::read(row, 0))
-                })
-                .unwrap();
-            assert!(ours.is_err(), "{text:?} read as {ours:?}");
-        }
     }
 }

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use app::query::{Condition, Direction, Field, Op, Query, Value};
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 
 use super::super::{Db, Pool};
-use super::Reader;
+use super::{Column, Reader};
 
 /// A catalog of 250 images on a file, with fields set and unset in turn.
 async fn catalog(dir: &std::path::Path) -> Db {
@@ -450,4 +450,57 @@ async fn statements_are_compiled_once_on_an_analyzed_catalog_but_a_like() {
     );
     // A LIKE is planned for each pattern bound.
     assert!(recompiled(&per_values, &like("image-1%")) >= 2);
+}
+
+/// The reader's times are rusqlite's, for every way a time may be stored.
+#[test]
+fn the_readers_times_are_rusqlites() {
+    let connection = rusqlite::Connection::open_in_memory().unwrap();
+    let sqlx_wrote = Utc.with_ymd_and_hms(2026, 2, 28, 23, 59, 59).unwrap()
+        + chrono::Duration::microseconds(123_456);
+    let stored = [
+        // As sqlx and the store write them.
+        sqlx_wrote.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false),
+        super::time_text(&sqlx_wrote),
+        "2026-01-01T00:00:00Z".to_owned(),
+        "2026-01-01T00:00:00.5+02:00".to_owned(),
+        "2026-06-30T12:00:00-07:30".to_owned(),
+        // As SQLite's datetime() and a hand would.
+        "2026-01-01 00:00:00".to_owned(),
+        "2026-01-01 00:00:00.250".to_owned(),
+        "2026-01-01T08:00:00".to_owned(),
+    ];
+    for text in stored {
+        let (ours, theirs) = connection
+            .query_row("SELECT ?1", [&text], |row| {
+                Ok((
+                    <DateTime<Utc> as Column>::read(row, 0),
+                    row.get::<_, DateTime<Utc>>(0),
+                ))
+            })
+            .unwrap();
+        assert_eq!(ours.unwrap(), theirs.unwrap(), "{text}");
+    }
+    for text in ["", "yesterday", "2026-13-01T00:00:00Z"] {
+        let ours = connection
+            .query_row("SELECT ?1", [text], |row| {
+                Ok(<DateTime<Utc> as Column>::read(row, 0))
+            })
+            .unwrap();
+        assert!(ours.is_err(), "{text:?} read as {ours:?}");
+    }
+    // A token's last use, which may be missing.
+    let (missing, present) = connection
+        .query_row("SELECT NULL, '2026-01-01T00:00:00Z'", [], |row| {
+            Ok((
+                <Option<DateTime<Utc>> as Column>::read(row, 0)?,
+                <Option<DateTime<Utc>> as Column>::read(row, 1)?,
+            ))
+        })
+        .unwrap();
+    assert_eq!(missing, None);
+    assert_eq!(
+        present,
+        Some(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap())
+    );
 }
