@@ -13,12 +13,29 @@ pub fn day(at: DateTime<Utc>) -> String {
 
 /// `2026-03-04 05:06`.
 pub fn minute(at: DateTime<Utc>) -> String {
-    format!("{} {:02}:{:02}", day(at), at.hour(), at.minute())
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}",
+        at.year(),
+        at.month(),
+        at.day(),
+        at.hour(),
+        at.minute()
+    )
 }
 
-/// `2026-03-04 05:06:07 UTC`.
+/// `2026-03-04 05:06:07 UTC`. The server writes it too (VSS's ISOs), a
+/// time for each of a page's rows: one `format!`, no string built to be
+/// copied into another.
 pub fn second(at: DateTime<Utc>) -> String {
-    format!("{}:{:02} UTC", minute(at), at.second())
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        at.year(),
+        at.month(),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
 }
 
 /// A day written `YYYY-MM-DD` (month and day may have one digit), or
