@@ -168,12 +168,12 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Built> {
         }
     });
     crate::jobs::spawn_workers(core.clone(), args.job_workers);
-    let state = AppState {
+    let state = AppState::new(crate::state::Parts {
         core: core.clone(),
         leptos_options,
         dav: crate::web::store_handler(),
         metrics: Arc::default(),
-    };
+    });
     let router = crate::web::router(state, assets, sessions.clone(), args.secure_cookies);
     Ok(Built {
         router,
