@@ -103,8 +103,8 @@ impl<'a> Tracking<'a> {
     /// in reads of [`SKIP_READ`]: each keeps the tail by copying its own last
     /// bytes, so every byte is copied about once. `io::copy` read 8 KiB at a
     /// time, and each such read moved the 64 KiB tail along: eight times the
-    /// upload in copies, most of the server's work on a large upload beside
-    /// its hashing (`perf`).
+    /// upload in copies, half of the server's `memmove` on a large upload
+    /// (`perf`).
     fn skip(&mut self, count: u64) -> Result<(), String> {
         let mut buffer = vec![0; SKIP_READ];
         let mut left = count;
