@@ -44,18 +44,23 @@ fn timed(mut command: Command) -> Duration {
     started.elapsed()
 }
 
-fn make_file(path: &Path, bytes: u64) {
+/// Writes a file of `bytes`, each MiB as `fill` leaves a buffer.
+fn write_file(path: &Path, bytes: u64, mut fill: impl FnMut(&mut [u8])) {
     use std::io::Write;
     let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     let mut chunk = vec![0u8; 1 << 20];
     let mut left = bytes;
     while left > 0 {
-        rand::thread_rng().fill_bytes(&mut chunk);
+        fill(&mut chunk);
         let take = left.min(chunk.len() as u64) as usize;
         file.write_all(&chunk[..take]).unwrap();
         left -= take as u64;
     }
     file.flush().unwrap();
+}
+
+fn make_file(path: &Path, bytes: u64) {
+    write_file(path, bytes, |chunk| rand::thread_rng().fill_bytes(chunk));
 }
 
 /// One timed upload and the server's memory around it.
@@ -214,17 +219,8 @@ async fn vice_image(client: &reqwest::Client, base: &str) -> String {
 /// of `dd` and the uploads came right after a file's deletion was measured
 /// on recycled memory, the others on new: so each now comes after one.
 fn recycle_page_cache(folder: &Path, size: u64) {
-    use std::io::Write;
     let path = folder.join("recycled.bin");
-    let mut file = std::fs::File::create(&path).unwrap();
-    let block = vec![0x5a_u8; 1 << 20];
-    let mut written = 0;
-    while written < size {
-        let take = (size - written).min(block.len() as u64) as usize;
-        file.write_all(&block[..take]).unwrap();
-        written += take as u64;
-    }
-    drop(file);
+    write_file(&path, size, |_| {});
     std::fs::remove_file(&path).unwrap();
 }
 
