@@ -63,9 +63,57 @@ fn make_file(path: &Path, bytes: u64) {
     write_file(path, bytes, |chunk| rand::thread_rng().fill_bytes(chunk));
 }
 
+/// Seconds a GiB, from a time spent on `size` bytes.
+fn per_gib(time: Duration, size: u64) -> f64 {
+    time.as_secs_f64() * (1u64 << 30) as f64 / size as f64
+}
+
+/// What the server, this process and the machine's cores did between
+/// [`Meter::start`] and [`Meter::stop`].
+struct Meter {
+    server: u32,
+    cpu: Duration,
+    client_cpu: Duration,
+    machine: (u64, u64),
+    faults: u64,
+}
+
+impl Meter {
+    fn start(server: u32) -> Self {
+        Self {
+            server,
+            cpu: common::proc_cpu(server),
+            client_cpu: common::proc_cpu(std::process::id()),
+            machine: common::machine_ticks(),
+            faults: common::proc_minor_faults(server),
+        }
+    }
+
+    /// The server's CPU time, the client's, how busy the cores were, and
+    /// the server's page faults.
+    fn stop(self) -> (Duration, Duration, f64, u64) {
+        let (busy, total) = common::machine_ticks();
+        let busy = (busy - self.machine.0) as f64 / (total - self.machine.1).max(1) as f64;
+        (
+            common::proc_cpu(self.server).saturating_sub(self.cpu),
+            common::proc_cpu(std::process::id()).saturating_sub(self.client_cpu),
+            busy,
+            common::proc_minor_faults(self.server).saturating_sub(self.faults),
+        )
+    }
+}
+
 /// One timed upload and the server's memory around it.
 struct Run {
     elapsed: Duration,
+    /// The CPU time (user and system) the server and the client (this
+    /// process) spent during the upload.
+    cpu: Duration,
+    client_cpu: Duration,
+    /// How busy the machine's cores were meanwhile, 0 to 1.
+    busy: f64,
+    /// The server's minor page faults meanwhile.
+    faults: u64,
     idle_kib: u64,
     peak_kib: u64,
     body: serde_json::Value,
@@ -74,9 +122,14 @@ struct Run {
 impl Run {
     fn report(&self, what: &str, size: u64, dd: Duration) {
         println!(
-            "{what:<34} {:>6.0} MB/s = {:.2} x dd; RSS peak {:.1} MiB (+{:.1} MiB)",
+            "{what:<34} {:>6.0} MB/s = {:.2} x dd; CPU s a GiB server {:.2}, client {:.2}, \
+             cores {:.0} % busy; server page faults {:.0} a GiB; RSS peak {:.1} MiB (+{:.1} MiB)",
             mb_per_s(size, self.elapsed),
             dd.as_secs_f64() / self.elapsed.as_secs_f64(),
+            per_gib(self.cpu, size),
+            per_gib(self.client_cpu, size),
+            self.busy * 100.0,
+            self.faults as f64 * (1u64 << 30) as f64 / size as f64,
             self.peak_kib as f64 / 1024.0,
             self.peak_kib.saturating_sub(self.idle_kib) as f64 / 1024.0
         );
@@ -102,6 +155,7 @@ async fn upload(
     let body = reqwest::Body::wrap_stream(ReaderStream::with_capacity(file, 1 << 20));
     let part = reqwest::multipart::Part::stream_with_length(body, size).file_name("bench.img");
     let form = reqwest::multipart::Form::new().part(field.to_owned(), part);
+    let meter = Meter::start(pid);
     let started = Instant::now();
     let response = client
         .post(url)
@@ -111,12 +165,17 @@ async fn upload(
         .await
         .unwrap();
     let elapsed = started.elapsed();
+    let (cpu, client_cpu, busy, faults) = meter.stop();
     let peak_kib = proc_kib(pid, "VmHWM:");
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
     assert!(status.is_success(), "{url}: {status} {text}");
     Run {
         elapsed,
+        cpu,
+        client_cpu,
+        busy,
+        faults,
         idle_kib,
         peak_kib,
         body: serde_json::from_str(&text).unwrap_or_default(),
@@ -140,6 +199,7 @@ async fn tus_upload(
     recycle_page_cache(path.parent().unwrap(), size);
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
     let idle_kib = proc_kib(pid, "VmRSS:");
+    let meter = Meter::start(pid);
     let started = Instant::now();
     let created = client
         .post(format!("{base}/api/uploads"))
@@ -175,6 +235,7 @@ async fn tus_upload(
         offset += length;
     }
     let elapsed = started.elapsed();
+    let (cpu, client_cpu, busy, faults) = meter.stop();
     let peak_kib = proc_kib(pid, "VmHWM:");
     let body: serde_json::Value = client
         .get(&url)
@@ -188,6 +249,10 @@ async fn tus_upload(
     assert!(body["image"]["id"].is_i64(), "{body}");
     Run {
         elapsed,
+        cpu,
+        client_cpu,
+        busy,
+        faults,
         idle_kib,
         peak_kib,
         body,
@@ -459,7 +524,7 @@ impl Served {
     }
 
     fn cpu_per_gib(&self, size: u64) -> f64 {
-        self.cpu.as_secs_f64() * (1u64 << 30) as f64 / size as f64
+        per_gib(self.cpu, size)
     }
 }
 

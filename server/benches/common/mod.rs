@@ -32,6 +32,37 @@ pub fn proc_cpu(pid: u32) -> std::time::Duration {
     std::time::Duration::from_millis(ticks * 10)
 }
 
+/// The minor page faults `pid` has taken so far (memory mapped in as it is
+/// first touched), from `/proc/<pid>/stat`.
+pub fn proc_minor_faults(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    after_name
+        .split_whitespace()
+        .nth(7)
+        .and_then(|field| field.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The machine's CPU time so far, all cores: how many clock ticks were
+/// busy and how many passed in all (`/proc/stat`; waiting for the disk
+/// counts as idle).
+pub fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|field| field.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is in user).
+    let total: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
 /// The server under measurement; killed when dropped.
 pub struct Server {
     pub child: Child,
