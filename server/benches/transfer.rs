@@ -106,6 +106,8 @@ impl Meter {
 /// One timed upload and the server's memory around it.
 struct Run {
     elapsed: Duration,
+    /// `dd conv=fdatasync` of the same file right before.
+    dd: Duration,
     /// The CPU time (user and system) the server and the client (this
     /// process) spent during the upload.
     cpu: Duration,
@@ -120,18 +122,29 @@ struct Run {
 }
 
 impl Run {
-    fn report(&self, what: &str, size: u64, dd: Duration) {
+    /// Throughput against the `dd` right before it.
+    fn ratio(&self) -> f64 {
+        self.dd.as_secs_f64() / self.elapsed.as_secs_f64()
+    }
+
+    fn report(&self, what: &str, size: u64) {
         println!(
-            "{what:<34} {:>6.0} MB/s = {:.2} x dd; CPU s a GiB server {:.2}, client {:.2}, \
-             cores {:.0} % busy; server page faults {:.0} a GiB; RSS peak {:.1} MiB (+{:.1} MiB)",
+            "{what:<38} {:>5.0} MB/s = {:.2} x dd beside it ({:.0} MB/s); \
+             RSS peak {:.1} MiB (+{:.1} MiB)",
             mb_per_s(size, self.elapsed),
-            dd.as_secs_f64() / self.elapsed.as_secs_f64(),
+            self.ratio(),
+            mb_per_s(size, self.dd),
+            self.peak_kib as f64 / 1024.0,
+            self.peak_kib.saturating_sub(self.idle_kib) as f64 / 1024.0
+        );
+        println!(
+            "{:<38} CPU s a GiB: server {:.2}, client {:.2}; cores {:.0} % busy; \
+             server page faults {:.0} a GiB",
+            "",
             per_gib(self.cpu, size),
             per_gib(self.client_cpu, size),
             self.busy * 100.0,
             self.faults as f64 * (1u64 << 30) as f64 / size as f64,
-            self.peak_kib as f64 / 1024.0,
-            self.peak_kib.saturating_sub(self.idle_kib) as f64 / 1024.0
         );
     }
 }
@@ -147,8 +160,7 @@ async fn upload(
     path: &Path,
     size: u64,
 ) -> Run {
-    let _ = Command::new("sync").status();
-    recycle_page_cache(path.parent().unwrap(), size);
+    let dd = dd_beside(path, size);
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
     let idle_kib = proc_kib(pid, "VmRSS:");
     let file = tokio::fs::File::open(path).await.unwrap();
@@ -172,6 +184,7 @@ async fn upload(
     assert!(status.is_success(), "{url}: {status} {text}");
     Run {
         elapsed,
+        dd,
         cpu,
         client_cpu,
         busy,
@@ -195,8 +208,7 @@ async fn tus_upload(
     authorization: &str,
 ) -> Run {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let _ = Command::new("sync").status();
-    recycle_page_cache(path.parent().unwrap(), size);
+    let dd = dd_beside(path, size);
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
     let idle_kib = proc_kib(pid, "VmRSS:");
     let meter = Meter::start(pid);
@@ -249,6 +261,7 @@ async fn tus_upload(
     assert!(body["image"]["id"].is_i64(), "{body}");
     Run {
         elapsed,
+        dd,
         cpu,
         client_cpu,
         busy,
@@ -289,6 +302,28 @@ fn recycle_page_cache(folder: &Path, size: u64) {
     std::fs::remove_file(&path).unwrap();
 }
 
+/// `dd conv=fdatasync` of `path` into its folder, timed, then the disk
+/// and memory left as they were found for the upload measured next: the
+/// upload's reference in the same round (the disk's speed here drifts by
+/// a third between minutes).
+fn dd_beside(path: &Path, size: u64) -> Duration {
+    let folder = path.parent().unwrap();
+    let out = folder.join("dd.out");
+    let _ = Command::new("sync").status();
+    recycle_page_cache(folder, size);
+    let dd = timed({
+        let mut c = Command::new("dd");
+        c.arg(format!("if={}", path.display()))
+            .arg(format!("of={}", out.display()))
+            .args(["bs=1M", "conv=fdatasync"]);
+        c
+    });
+    std::fs::remove_file(out).unwrap();
+    let _ = Command::new("sync").status();
+    recycle_page_cache(folder, size);
+    dd
+}
+
 /// A copy of `source` in `folder` that starts with `tag`, so that its hash differs.
 fn variant(source: &Path, tag: &[u8], folder: &Path) -> PathBuf {
     use std::io::{Seek, Write};
@@ -326,15 +361,6 @@ async fn main() {
         c.arg(&source);
         c
     });
-    recycle_page_cache(work.path(), size);
-    let dd = timed({
-        let mut c = Command::new("dd");
-        c.arg(format!("if={}", source.display()))
-            .arg(format!("of={}", work.path().join("dd.out").display()))
-            .args(["bs=1M", "conv=fdatasync"]);
-        c
-    });
-    let _ = std::fs::remove_file(work.path().join("dd.out"));
 
     let (server, base) = start_server(&work.path().join("data"), &[]).await;
     let pid = server.child.id();
@@ -436,13 +462,29 @@ async fn main() {
         "sha256sum                 {:>8.0} MB/s",
         mb_per_s(size, sha)
     );
-    println!("dd conv=fdatasync         {:>8.0} MB/s", mb_per_s(size, dd));
-    first.report("upload /api/upload (multipart file)", size, dd);
-    vice.report("upload ViCE /v1/image/{id}/file", size, dd);
-    again.report("upload /api/upload again", size, dd);
-    vice_again.report("upload ViCE /v1/image/{id}/file again", size, dd);
-    tus.report("upload tus /api/uploads, 64 MiB chunks", size, dd);
-    tus_again.report("upload tus again", size, dd);
+    let runs = [
+        ("upload /api/upload (multipart file)", &first),
+        ("upload ViCE /v1/image/{id}/file", &vice),
+        ("upload /api/upload again", &again),
+        ("upload ViCE /v1/image/{id}/file again", &vice_again),
+        ("upload tus /api/uploads, 64 MiB chunks", &tus),
+        ("upload tus again", &tus_again),
+    ];
+    for (what, run) in runs {
+        run.report(what, size);
+    }
+    let mut ratios: Vec<f64> = runs.iter().map(|(_, run)| run.ratio()).collect();
+    let mut dds: Vec<Duration> = runs.iter().map(|(_, run)| run.dd).collect();
+    ratios.sort_by(f64::total_cmp);
+    dds.sort();
+    println!(
+        "uploads / dd beside each       {:>5.2} x (median; {:.2}-{:.2} x); dd {:.0}-{:.0} MB/s",
+        (ratios[2] + ratios[3]) / 2.0,
+        ratios[0],
+        ratios[5],
+        mb_per_s(size, dds[5]),
+        mb_per_s(size, dds[0]),
+    );
     println!(
         "tus / multipart upload    {:>8.2} x (the means of both runs of each)",
         (first.elapsed + again.elapsed).as_secs_f64()
