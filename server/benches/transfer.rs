@@ -196,6 +196,22 @@ async fn upload(
     }
 }
 
+/// Uploads a copy of `source` that starts with `tag` (bytes of their own,
+/// so that nothing is deduplicated) to `url` as the multipart field
+/// `field`, as [`upload`] does; the copy is deleted after.
+async fn upload_copy(
+    client: &reqwest::Client,
+    pid: u32,
+    (url, field): (&str, &str),
+    (source, tag): (&Path, &[u8]),
+    size: u64,
+) -> Run {
+    let copy = variant(source, tag, source.parent().unwrap());
+    let run = upload(client, pid, url, field, &copy, size).await;
+    let _ = std::fs::remove_file(&copy);
+    run
+}
+
 /// Uploads `path` over tus (`/api/uploads`) in chunks of `chunk` bytes, as
 /// tus-js-client and tuspy do with a chunk size set, each request signed
 /// with `authorization`; the time includes the completion (the image
@@ -390,29 +406,23 @@ async fn main() {
     let tus_source = variant(&source, b"tus bytes", work.path());
     let tus = tus_upload(&client, pid, &base, (&tus_source, size), 64 << 20, &bearer).await;
     let _ = std::fs::remove_file(&tus_source);
-    let vice_source = variant(&source, b"vice bytes", work.path());
     let vice_id = vice_image(&client, &base).await;
-    let vice = upload(
+    let vice = upload_copy(
         &client,
         pid,
-        &format!("{base}/v1/image/{vice_id}/file"),
-        "upfile",
-        &vice_source,
+        (&format!("{base}/v1/image/{vice_id}/file"), "upfile"),
+        (&source, b"vice bytes"),
         size,
     )
     .await;
-    let again_source = variant(&source, b"again bytes", work.path());
-    let _ = std::fs::remove_file(&vice_source);
-    let again = upload(
+    let again = upload_copy(
         &client,
         pid,
-        &format!("{base}/api/upload"),
-        "file",
-        &again_source,
+        (&format!("{base}/api/upload"), "file"),
+        (&source, b"again bytes"),
         size,
     )
     .await;
-    let _ = std::fs::remove_file(&again_source);
     let tus_again_source = variant(&source, b"tus again", work.path());
     let tus_again = tus_upload(
         &client,
@@ -424,18 +434,15 @@ async fn main() {
     )
     .await;
     let _ = std::fs::remove_file(&tus_again_source);
-    let vice_again_source = variant(&source, b"vice again", work.path());
     let vice_again_id = vice_image(&client, &base).await;
-    let vice_again = upload(
+    let vice_again = upload_copy(
         &client,
         pid,
-        &format!("{base}/v1/image/{vice_again_id}/file"),
-        "upfile",
-        &vice_again_source,
+        (&format!("{base}/v1/image/{vice_again_id}/file"), "upfile"),
+        (&source, b"vice again"),
         size,
     )
     .await;
-    let _ = std::fs::remove_file(&vice_again_source);
     // Downloads of the same bytes, Depot's and nginx's by turns, each with
     // the CPU time its server spent on it: over loopback the throughput is
     // much the client's and the machine's moment, the CPU a server needs

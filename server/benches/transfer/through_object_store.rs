@@ -8,7 +8,7 @@ use std::time::Instant;
 use futures_util::TryStreamExt;
 use object_store::ObjectStore;
 
-use super::{download, mb_per_s, proc_kib, start_server, upload, variant, PASSWORD};
+use super::{download, mb_per_s, proc_kib, start_server, upload_copy, PASSWORD};
 
 /// The same file through a server whose blobs are in the object store, and
 /// straight to the store; Depot's throughput as a ratio of the direct one.
@@ -81,17 +81,14 @@ pub async fn measure(endpoint: &str, source: &Path, size: u64, work: &Path) {
     let pid = server.child.id();
     let client = reqwest::Client::new();
     let idle_kib = proc_kib(pid, "VmRSS:");
-    let s3_source = variant(source, b"object store", work);
-    let uploaded = upload(
+    let uploaded = upload_copy(
         &client,
         pid,
-        &format!("{base}/api/upload"),
-        "file",
-        &s3_source,
+        (&format!("{base}/api/upload"), "file"),
+        (source, b"object store"),
         size,
     )
     .await;
-    let _ = std::fs::remove_file(&s3_source);
     let id = uploaded.body["images"][0]["id"].as_i64().unwrap();
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
     let depot_down = download(
