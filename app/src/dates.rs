@@ -13,14 +13,7 @@ pub fn day(at: DateTime<Utc>) -> String {
 
 /// `2026-03-04 05:06`.
 pub fn minute(at: DateTime<Utc>) -> String {
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}",
-        at.year(),
-        at.month(),
-        at.day(),
-        at.hour(),
-        at.minute()
-    )
+    format!("{} {:02}:{:02}", day(at), at.hour(), at.minute())
 }
 
 /// `2026-03-04 05:06:07 UTC`. The server writes it too (VSS's ISOs), a

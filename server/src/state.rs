@@ -17,6 +17,7 @@ use crate::core::Core;
 #[derive(Clone)]
 pub struct AppState(Arc<Parts>);
 
+/// What [`AppState`] holds.
 pub struct Parts {
     pub core: Arc<Core>,
     pub leptos_options: LeptosOptions,
