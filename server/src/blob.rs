@@ -203,10 +203,11 @@ pub trait Blob: Send {
     async fn read(self: Box<Self>, start: u64, count: u64) -> io::Result<ByteStream>;
     /// Streams them for a socket: bytes the server writes out as they are
     /// and never reads itself, so that a local blob can hand its pages in the
-    /// page cache, mapped (a mapped page that cannot be read any more, the
-    /// disk failing or the file cut short, fails the kernel's copy to the
-    /// socket with an error; read by the server's own code, it would kill the
-    /// process). By default the same as [`Blob::read`].
+    /// page cache, mapped, which the server's connections send from the
+    /// file (a page that cannot be read any more, the disk failing or the
+    /// file cut short, fails the kernel's send with an error; read by the
+    /// server's own code, it would kill the process). By default the same as
+    /// [`Blob::read`].
     async fn send(self: Box<Self>, start: u64, count: u64) -> io::Result<ByteStream> {
         self.read(start, count).await
     }

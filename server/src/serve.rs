@@ -20,6 +20,10 @@ use crate::state::AppState;
 use crate::store::{Db, SessionStore};
 use crate::web::SiteAssets;
 
+pub mod connection;
+
+pub use connection::{Listener, Peer};
+
 /// How often expired sessions, tokens and reservations are deleted, and
 /// what interrupted uploads left is collected.
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
@@ -194,7 +198,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Before the port opens: a SIGTERM sent as soon as the server answers
     // (a supervisor's, a test's) finds its handler and stops it cleanly.
     let shutdown = shutdown_signal().context("cannot watch for SIGINT and SIGTERM")?;
-    let listener = tokio::net::TcpListener::bind(args.bind)
+    let listener = Listener::bind(args.bind)
         .await
         .with_context(|| format!("cannot listen on {}", args.bind))?;
     tracing::info!(address = %listener.local_addr()?, "Depot is listening");
@@ -214,17 +218,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     });
-    let service = built
-        .router
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
+    serve(listener, built.router, shutdown)
         .await
         .context("the server failed")?;
     sweeper.abort();
     built.core.db().close().await;
     tracing::info!("Depot stopped");
     Ok(())
+}
+
+/// Answers `listener`'s connections with `router` until `shutdown`
+/// resolves, then finishes the requests in flight.
+pub async fn serve(
+    listener: Listener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let service = router.into_make_service_with_connect_info::<Peer>();
+    axum::serve(listener, service)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Resolves at SIGINT or SIGTERM. The handlers are set when this is called,

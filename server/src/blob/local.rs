@@ -19,6 +19,8 @@ use super::{
     StagedBytes, Staging, WrittenPart,
 };
 
+mod mapped;
+pub use mapped::{file_range, FileRange};
 mod reading;
 
 use reading::LocalBlob;

@@ -4,6 +4,7 @@
 //! or the browser session. The result is a [`Viewer`] in the request's
 //! extensions; handlers and server functions read it from there.
 
+use crate::serve::Peer;
 use app::error::CoreError;
 use app::model::Viewer;
 use app::ports::{ClientAddress, SESSION_CREDENTIALS_KEY, SESSION_USER_KEY};
@@ -13,7 +14,7 @@ use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use tower_sessions::Session;
 
 use super::ApiError;
@@ -93,8 +94,8 @@ fn needs_no_viewer(path: &str) -> bool {
 fn client_of(request: &Request) -> Option<IpAddr> {
     request
         .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(address)| address.ip())
+        .get::<ConnectInfo<Peer>>()
+        .map(|ConnectInfo(Peer(address))| address.ip())
 }
 
 /// Middleware: puts the caller's [`Viewer`] (and address) into the request.

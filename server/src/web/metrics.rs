@@ -2,7 +2,8 @@
 //! the layer that counts every request for it: requests by route template,
 //! method and status with a latency histogram (to the response's head), the
 //! bytes of request and response bodies, and, read at each scrape, the
-//! bodies streaming into the blob store, the job queue by kind and state
+//! bodies streaming into the blob store, the bytes of downloads the kernel
+//! sent from blobs' files, the job queue by kind and state
 //! (failed jobs included), the bytes the store holds, how catalog pages
 //! found their totals and how often personal stores were walked.
 //!
@@ -41,6 +42,7 @@ pub struct Metrics {
     latency: HistogramVec,
     bytes_in: IntCounter,
     bytes_out: IntCounter,
+    sent_from_files: IntCounter,
     receiving: IntGauge,
     jobs: IntGaugeVec,
     stored: IntGauge,
@@ -75,6 +77,12 @@ impl Metrics {
         let bytes_out =
             IntCounter::new("http_response_body_bytes_total", "Bytes of response bodies")
                 .expect("valid metric");
+        let sent_from_files = IntCounter::new(
+            "http_response_body_bytes_sent_from_files_total",
+            "Bytes of response bodies the kernel sent straight from blobs' files (sendfile), \
+             never copied through the server's memory",
+        )
+        .expect("valid metric");
         let receiving = IntGauge::new(
             "uploads_in_flight",
             "Bodies streaming into the blob store on this server (uploads, resumable chunks)",
@@ -119,6 +127,7 @@ impl Metrics {
             Box::new(latency.clone()),
             Box::new(bytes_in.clone()),
             Box::new(bytes_out.clone()),
+            Box::new(sent_from_files.clone()),
             Box::new(receiving.clone()),
             Box::new(jobs.clone()),
             Box::new(stored.clone()),
@@ -136,6 +145,7 @@ impl Metrics {
             latency,
             bytes_in,
             bytes_out,
+            sent_from_files,
             receiving,
             jobs,
             stored,
@@ -237,6 +247,8 @@ pub async fn render(
     }
     let walks = &metrics.store_walks;
     walks.inc_by(figures.store_walks.saturating_sub(walks.get()));
+    let sent = &metrics.sent_from_files;
+    sent.inc_by(crate::serve::connection::bytes_sent_from_files().saturating_sub(sent.get()));
     drop(carrying);
     metrics.jobs.reset();
     for count in &figures.jobs {

@@ -384,12 +384,12 @@ impl TestApp {
         let built = serve::build(&args)
             .await
             .expect("the server does not start");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = serve::Listener::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
         let address = listener.local_addr().unwrap();
-        let service = built
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        tokio::spawn(async move { axum::serve(listener, service).await });
+        let router = built.router;
+        tokio::spawn(serve::serve(listener, router, std::future::pending()));
         Self {
             address,
             core: built.core,

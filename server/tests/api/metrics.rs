@@ -87,6 +87,17 @@ async fn an_administrator_reads_what_the_server_did(#[case] backend: Backend) {
         value(&text, "depot_http_response_body_bytes_total").unwrap() >= bytes.len() as f64,
         "{text}"
     );
+    // Through every layer of the real router, the download's bytes went
+    // from the blob's file to the socket without a copy.
+    assert!(
+        value(
+            &text,
+            "depot_http_response_body_bytes_sent_from_files_total"
+        )
+        .unwrap()
+            >= bytes.len() as f64,
+        "{text}"
+    );
     assert_eq!(
         value(&text, "depot_blob_store_bytes"),
         Some(bytes.len() as f64),

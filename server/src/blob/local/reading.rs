@@ -5,12 +5,13 @@
 //! itself) is read into buffers.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::super::{Blob, ByteStream};
-use super::lost;
+use super::{lost, mapped};
 
 /// Read size for downloads: large enough to keep the socket busy.
 const READ_CHUNK: usize = 256 * 1024;
@@ -21,13 +22,6 @@ const READ_AHEAD: usize = 2;
 /// Size of a mapped chunk of a published blob: large enough that mapping
 /// and unmapping cost little beside sending it.
 const MAP_CHUNK: usize = 2 * 1024 * 1024;
-
-/// Chunks mapped at once across every download (512 MiB of the page cache):
-/// beyond them a chunk is read into a buffer instead, so that many slow
-/// clients cannot hold the page cache or the process's mappings without end.
-const MAPPED_CHUNKS: usize = 256;
-
-static MAPPED: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAPPED_CHUNKS);
 
 /// An open blob file.
 pub(super) struct LocalBlob {
@@ -85,20 +79,19 @@ impl Blob for LocalBlob {
 }
 
 /// Streams `count` bytes of a published blob from `start` as its pages
-/// in the page cache, mapped [`MAP_CHUNK`] at a time (see [`chunked`]). Nothing is copied on the way: the socket's
-/// write takes the bytes from the page cache, as nginx's `sendfile` does (a
-/// read into a buffer was one more copy of every byte, most of what
-/// separated the two). Each chunk's pages are faulted in when it is mapped,
-/// on a blocking thread, so a cold file's disk reads never hold up the
-/// runtime's threads; a chunk is unmapped once sent. Only for bytes the
-/// server never reads itself (see [`Blob::send`]).
+/// in the page cache, mapped [`MAP_CHUNK`] at a time (see [`chunked`] and
+/// [`mapped`]): the server's connections have the kernel send them from the
+/// file, as nginx's `sendfile` does, rather than copy them (a read into a
+/// buffer was one more copy of every byte, most of what separated the two).
+/// Past [`mapped::MAPPED_CHUNKS`], a chunk is read into a buffer. Only for
+/// bytes the server never reads itself (see [`Blob::send`]).
 fn map_range(file: std::fs::File, start: u64, count: u64) -> ByteStream {
     chunked(file, start, count, MAP_CHUNK, map_chunk)
 }
 
-/// The `size` bytes of `file` at `offset`, mapped read-only and faulted in;
-/// read into a buffer when [`MAPPED_CHUNKS`] are mapped already.
-fn map_chunk(file: &std::fs::File, offset: u64, size: usize) -> std::io::Result<Bytes> {
+/// The `size` bytes of `file` at `offset`, mapped; read into a buffer when
+/// [`mapped::MAPPED_CHUNKS`] are mapped already.
+fn map_chunk(file: &Arc<std::fs::File>, offset: u64, size: usize) -> std::io::Result<Bytes> {
     // A file found shorter than the range is an error, as a read's end of
     // file is: the pages past its end are not there to send.
     if file.metadata()?.len() < offset + size as u64 {
@@ -107,38 +100,9 @@ fn map_chunk(file: &std::fs::File, offset: u64, size: usize) -> std::io::Result<
             "the file ended before the range asked for",
         ));
     }
-    let Ok(permit) = MAPPED.try_acquire() else {
-        return read_chunk(file, offset, size, Vec::with_capacity(size)).map(Bytes::from);
-    };
-    // SAFETY: a read-only mapping of a published blob, whose bytes do not
-    // change (it is not written in place), handed to the socket and never
-    // read by the server's own code (`Blob::send`). Should a page become
-    // unreadable all the same (the file cut short after the check above, a
-    // failing disk: MAP_POPULATE reports neither), the kernel's copy to the
-    // socket fails with EFAULT and the download ends with an error; only a
-    // read in user space would have been killed by SIGBUS.
-    let map = unsafe {
-        memmap2::MmapOptions::new()
-            .offset(offset)
-            .len(size)
-            .populate()
-            .map(file)?
-    };
-    Ok(Bytes::from_owner(Mapped {
-        map,
-        _permit: permit,
-    }))
-}
-
-/// A mapped chunk, and its place among the [`MAPPED_CHUNKS`].
-struct Mapped {
-    map: memmap2::Mmap,
-    _permit: tokio::sync::SemaphorePermit<'static>,
-}
-
-impl AsRef<[u8]> for Mapped {
-    fn as_ref(&self) -> &[u8] {
-        &self.map
+    match mapped::map(file, offset, size)? {
+        Some(chunk) => Ok(chunk),
+        None => read_chunk(file, offset, size, Vec::with_capacity(size)).map(Bytes::from),
     }
 }
 
@@ -150,9 +114,9 @@ impl AsRef<[u8]> for Mapped {
 /// dropped (the client went away).
 fn chunked<F>(file: std::fs::File, start: u64, count: u64, chunk: usize, make: F) -> ByteStream
 where
-    F: Fn(&std::fs::File, u64, usize) -> std::io::Result<Bytes> + Clone + Send + 'static,
+    F: Fn(&Arc<std::fs::File>, u64, usize) -> std::io::Result<Bytes> + Clone + Send + 'static,
 {
-    let file = std::sync::Arc::new(file);
+    let file = Arc::new(file);
     advise_sequential(&file, start, count);
     let offsets = (0..count.div_ceil(chunk as u64)).map(move |index| {
         let offset = start + index * chunk as u64;
@@ -349,7 +313,7 @@ mod tests {
         }
     }
 
-    /// A mapped chunk holds one of the [`MAPPED_CHUNKS`] until it is sent
+    /// A mapped chunk holds one of the [`mapped::MAPPED_CHUNKS`] until it is sent
     /// (dropped); once they are all taken, downloads go on, read into
     /// buffers, rather than waiting or failing.
     #[tokio::test]
@@ -365,11 +329,13 @@ mod tests {
         let first = stream.next().await.unwrap().unwrap();
         assert!(first == bytes[..MAP_CHUNK]);
         // The chunk in hand (and, soon, the one mapped ahead of it).
-        assert!(MAPPED.available_permits() < MAPPED_CHUNKS);
+        assert!(mapped::PERMITS.available_permits() < mapped::MAPPED_CHUNKS);
         drop((first, stream));
         assert!(all_unmapped().await);
 
-        let all = MAPPED.try_acquire_many(MAPPED_CHUNKS as u32).unwrap();
+        let all = mapped::PERMITS
+            .try_acquire_many(mapped::MAPPED_CHUNKS as u32)
+            .unwrap();
         let sent = LocalBlob::open_published(path.clone()).await.unwrap();
         let stream = Box::new(sent).send(0, bytes.len() as u64).await.unwrap();
         assert!(collect(stream).await.unwrap() == bytes);
@@ -382,7 +348,7 @@ mod tests {
     /// blocking task ends.
     async fn all_unmapped() -> bool {
         for _ in 0..10_000 {
-            if MAPPED.available_permits() == MAPPED_CHUNKS {
+            if mapped::PERMITS.available_permits() == mapped::MAPPED_CHUNKS {
                 return true;
             }
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
@@ -390,6 +356,6 @@ mod tests {
         false
     }
 
-    /// The tests that count [`MAPPED`]'s chunks, one at a time.
+    /// The tests that count [`mapped::PERMITS`], one at a time.
     static MAPPING_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 }

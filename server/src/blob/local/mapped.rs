@@ -1,0 +1,212 @@
+//! Chunks of published blobs mapped to be sent, and where each one's bytes
+//! are in which file. A download's body is a stream of `Bytes`, the only
+//! form hyper takes; a chunk's `Bytes` are its file's pages, mapped but not
+//! faulted in. The server's connections ([`crate::serve`]) look each slice
+//! they are asked to write up here and, for a mapped chunk's, have the
+//! kernel send the file's range (`sendfile`) as nginx does: no page of it is
+//! mapped into the process's page tables, nor copied to the socket. What
+//! else reads the bytes (a test's client in the same process, an HTTP/2
+//! frame) reads the mapping, which faults the same bytes in.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+/// Chunks mapped at once across every download (512 MiB of the page cache
+/// at [`super::reading`]'s 2 MiB): beyond them a chunk is read into a
+/// buffer instead, so that many slow clients cannot hold the process's
+/// mappings without end.
+pub(super) const MAPPED_CHUNKS: usize = 256;
+
+pub(super) static PERMITS: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(MAPPED_CHUNKS);
+
+/// Every mapped chunk by the address of its first byte.
+static CHUNKS: Mutex<BTreeMap<usize, Place>> = Mutex::new(BTreeMap::new());
+
+/// How many chunks [`CHUNKS`] holds: a write that no download is under
+/// looks nothing up.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Where a mapped chunk's bytes are.
+struct Place {
+    len: usize,
+    file: Arc<std::fs::File>,
+    offset: u64,
+}
+
+/// The file a slice's bytes are in, and where.
+pub struct FileRange {
+    pub file: Arc<std::fs::File>,
+    pub offset: u64,
+}
+
+/// Where the bytes of `slice` are in a published blob's file, if the whole
+/// of it lies in a chunk mapped to be sent. The chunk lives at least as long
+/// as the borrow of `slice`, so its file is open and its bytes unchanged
+/// while the answer is used with it.
+pub fn file_range(slice: &[u8]) -> Option<FileRange> {
+    if slice.is_empty() || LIVE.load(Ordering::Acquire) == 0 {
+        return None;
+    }
+    let start = slice.as_ptr() as usize;
+    let chunks = CHUNKS.lock().unwrap_or_else(|e| e.into_inner());
+    let (&base, place) = chunks.range(..=start).next_back()?;
+    let within = start - base;
+    (within + slice.len() <= place.len).then(|| FileRange {
+        file: place.file.clone(),
+        offset: place.offset + within as u64,
+    })
+}
+
+/// The `size` bytes of `file` at `offset` (a published blob's, which is
+/// never written in place), mapped read-only; `None` when
+/// [`MAPPED_CHUNKS`] are mapped already. Their pages are read from the disk
+/// now, on the caller's blocking thread, if they are not all in the page
+/// cache, so that sending them never waits for the disk on the runtime's
+/// threads; a chunk the page cache holds already is not touched.
+pub(super) fn map(
+    file: &Arc<std::fs::File>,
+    offset: u64,
+    size: usize,
+) -> std::io::Result<Option<Bytes>> {
+    let Ok(permit) = PERMITS.try_acquire() else {
+        return Ok(None);
+    };
+    // SAFETY: a read-only mapping of a published blob, whose bytes do not
+    // change (it is not written in place), sent from its file by the kernel
+    // and never read by the server's own code (`Blob::send`). The caller
+    // has checked that the file holds the range; should a page become
+    // unreadable all the same (the file cut short since, a failing disk),
+    // `sendfile` or the kernel's copy from the mapping fails and the
+    // download ends with an error: only a read in user space would have
+    // been killed by SIGBUS.
+    let map = unsafe {
+        memmap2::MmapOptions::new()
+            .offset(offset)
+            .len(size)
+            .map(&**file)?
+    };
+    if !in_page_cache(&map) {
+        map.advise(memmap2::Advice::PopulateRead)?;
+    }
+    let start = map.as_ptr() as usize;
+    let place = Place {
+        len: size,
+        file: file.clone(),
+        offset,
+    };
+    CHUNKS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(start, place);
+    LIVE.fetch_add(1, Ordering::Release);
+    Ok(Some(Bytes::from_owner(Mapped {
+        map,
+        _permit: permit,
+    })))
+}
+
+/// Whether every page of `map` is in the page cache (`mincore`); false if
+/// the kernel cannot tell.
+fn in_page_cache(map: &memmap2::Mmap) -> bool {
+    let page = rustix::param::page_size();
+    let mut pages = vec![0u8; map.len().div_ceil(page)];
+    // SAFETY: `map` is a live mapping of `map.len()` bytes from a page
+    // boundary, and `pages` has room for one byte per page of it.
+    let answer = unsafe {
+        libc::mincore(
+            map.as_ptr() as *mut libc::c_void,
+            map.len(),
+            pages.as_mut_ptr(),
+        )
+    };
+    answer == 0 && pages.iter().all(|page| page & 1 == 1)
+}
+
+/// A mapped chunk, and its place among the [`MAPPED_CHUNKS`].
+struct Mapped {
+    map: memmap2::Mmap,
+    _permit: tokio::sync::SemaphorePermit<'static>,
+}
+
+impl AsRef<[u8]> for Mapped {
+    fn as_ref(&self) -> &[u8] {
+        &self.map
+    }
+}
+
+impl Drop for Mapped {
+    /// Forgets where the chunk is before it is unmapped (its fields drop
+    /// after this): no write can find an address that is no longer it.
+    fn drop(&mut self) {
+        let start = self.map.as_ptr() as usize;
+        let mut chunks = CHUNKS.lock().unwrap_or_else(|e| e.into_inner());
+        if chunks.remove(&start).is_some() {
+            LIVE.fetch_sub(1, Ordering::Release);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_of(bytes: &[u8]) -> (tempfile::TempDir, Arc<std::fs::File>) {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("blob");
+        std::fs::write(&path, bytes).unwrap();
+        (folder, Arc::new(std::fs::File::open(path).unwrap()))
+    }
+
+    /// A slice of a mapped chunk is found in its file at the right offset,
+    /// whole or from any point; a copy of its bytes, an empty slice and a
+    /// chunk no longer mapped are not.
+    #[test]
+    fn a_mapped_chunks_slices_are_found_in_its_file() {
+        let page = rustix::param::page_size();
+        let bytes: Vec<u8> = (0..page * 8).map(|n| (n % 251) as u8).collect();
+        let (_folder, file) = file_of(&bytes);
+        let chunk = map(&file, page as u64 * 2, page * 3).unwrap().unwrap();
+        assert!(chunk[..] == bytes[page * 2..page * 5]);
+        for (from, to) in [(0, page * 3), (17, page + 5), (page * 3 - 1, page * 3)] {
+            let found = file_range(&chunk[from..to]).expect("a mapped slice");
+            assert!(Arc::ptr_eq(&found.file, &file));
+            assert_eq!(found.offset, (page * 2 + from) as u64);
+        }
+        let copy = chunk.to_vec();
+        assert!(file_range(&copy).is_none(), "a copy of the bytes");
+        assert!(file_range(&chunk[5..5]).is_none(), "an empty slice");
+        let address = chunk.as_ptr() as usize;
+        drop(chunk);
+        let chunks = CHUNKS.lock().unwrap();
+        assert!(!chunks.contains_key(&address), "an unmapped chunk");
+    }
+
+    /// A chunk whose pages are not in the page cache is read in when it
+    /// is mapped (on the blocking thread that maps it), not when it is sent.
+    #[test]
+    fn a_chunk_not_in_the_page_cache_is_read_in_when_mapped() {
+        let page = rustix::param::page_size();
+        let (_folder, file) = file_of(&vec![9u8; page * 64]);
+        // Dropped from the page cache (the file is clean: it was closed
+        // after writing, and the kernel writes it out first on fdatasync).
+        file.sync_data().unwrap();
+        rustix::fs::fadvise(&*file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        let probe = unsafe {
+            memmap2::MmapOptions::new()
+                .len(page * 64)
+                .map(&*file)
+                .unwrap()
+        };
+        assert!(
+            !in_page_cache(&probe),
+            "the file was dropped from the cache"
+        );
+        let chunk = map(&file, 0, page * 64).unwrap().unwrap();
+        assert!(in_page_cache(&probe));
+        drop(chunk);
+    }
+}

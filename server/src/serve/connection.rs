@@ -1,0 +1,327 @@
+//! The server's TCP connections. Each writes what hyper hands it as a plain
+//! socket does, except the bytes of a published blob's chunk mapped to be
+//! sent (see [`crate::blob::local::file_range`]): those the kernel sends
+//! from the file (`sendfile`), as nginx does, so that no page of a download
+//! is faulted into the process nor copied to the socket.
+
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::blob::local::{file_range, FileRange};
+
+/// Bytes sent from files by the kernel since the process started.
+static SENT_FROM_FILES: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes of response bodies the kernel sent straight from blobs' files.
+pub fn bytes_sent_from_files() -> u64 {
+    SENT_FROM_FILES.load(Ordering::Relaxed)
+}
+
+/// A listening socket whose connections are [`Connection`]s.
+pub struct Listener(TcpListener);
+
+impl Listener {
+    pub async fn bind(address: SocketAddr) -> std::io::Result<Self> {
+        TcpListener::bind(address).await.map(Self)
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+impl axum::serve::Listener for Listener {
+    type Io = Connection;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Connection, SocketAddr) {
+        loop {
+            match self.0.accept().await {
+                Ok((stream, peer)) => return (Connection(stream), peer),
+                // The one connection failed before it was taken: the next.
+                Err(error) if is_one_connections(&error) => {}
+                // Out of file descriptors or the like: logged, and a pause
+                // rather than a busy loop until it clears.
+                Err(error) => {
+                    tracing::error!(%error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+fn is_one_connections(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        error.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    )
+}
+
+/// The client's address, for `ConnectInfo`.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub SocketAddr);
+
+impl Connected<IncomingStream<'_, Listener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, Listener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+/// One client's connection.
+pub struct Connection(TcpStream);
+
+impl Connection {
+    /// Has the kernel send `len` bytes of `range`'s file from its offset
+    /// once the socket can take them; as many as it took.
+    fn poll_send_file(
+        &self,
+        cx: &mut Context<'_>,
+        range: &FileRange,
+        len: usize,
+    ) -> Poll<std::io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            let sent = self.0.try_io(Interest::WRITABLE, || {
+                let mut offset = range.offset;
+                Ok(rustix::fs::sendfile(
+                    &self.0,
+                    &*range.file,
+                    Some(&mut offset),
+                    len,
+                )?)
+            });
+            match sent {
+                Ok(sent) => {
+                    SENT_FROM_FILES.fetch_add(sent as u64, Ordering::Relaxed);
+                    // 0: the file ended before the range (it was cut short),
+                    // which hyper takes for a failed write, as it should.
+                    return Poll::Ready(Ok(sent));
+                }
+                // The socket's buffer filled since it was ready: wait again.
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(error) => return Poll::Ready(Err(error)),
+            }
+        }
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match file_range(buf) {
+            Some(range) => self.poll_send_file(cx, &range, buf.len()),
+            None => Pin::new(&mut self.0).poll_write(cx, buf),
+        }
+    }
+
+    /// The slices before the first one from a file, in one write; or, if
+    /// the first is from a file, that one sent from it. Either way a write
+    /// may take fewer bytes than offered, and hyper offers the rest again.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let bufs = match bufs.iter().position(|buf| !buf.is_empty()) {
+            Some(first) => &bufs[first..],
+            None => return Poll::Ready(Ok(0)),
+        };
+        if let Some(range) = file_range(&bufs[0]) {
+            return self.poll_send_file(cx, &range, bufs[0].len());
+        }
+        let plain = bufs
+            .iter()
+            .position(|buf| file_range(buf).is_some())
+            .unwrap_or(bufs.len());
+        Pin::new(&mut self.0).poll_write_vectored(cx, &bufs[..plain])
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::IoSlice;
+
+    use axum::body::Body;
+    use axum::extract::{Path, State};
+    use axum::routing::get;
+    use bytes::Bytes;
+    use futures_util::StreamExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::blob::local::LocalBlobs;
+    use crate::blob::Backend;
+
+    const SHA256: &str = "5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e";
+
+    /// A local store holding `bytes` as a published blob.
+    async fn published(bytes: &[u8]) -> (tempfile::TempDir, LocalBlobs) {
+        let folder = tempfile::tempdir().unwrap();
+        let blobs = LocalBlobs::open(folder.path()).await.unwrap();
+        let mut staging = blobs.stage().await.unwrap();
+        staging.write(Bytes::copy_from_slice(bytes)).await.unwrap();
+        staging
+            .finish()
+            .await
+            .unwrap()
+            .publish(SHA256)
+            .await
+            .unwrap();
+        (folder, blobs)
+    }
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|n| (n % 251) as u8).collect()
+    }
+
+    /// Both ends of a loopback TCP connection: the server's, and the client's.
+    async fn connected() -> (Connection, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        (Connection(accepted.unwrap().0), client.unwrap())
+    }
+
+    /// A download through the server's connections: the client gets the
+    /// file's bytes, whole or a range across chunks, after the head, and the
+    /// kernel sent every byte of the body from the file.
+    #[tokio::test]
+    async fn a_published_blob_is_sent_from_its_file() {
+        let bytes = pattern(5 * 1024 * 1024 + 123);
+        let (_folder, blobs) = published(&bytes).await;
+        let router =
+            axum::Router::new()
+                .route(
+                    "/{start}/{count}",
+                    get(
+                        |State(blobs): State<LocalBlobs>,
+                         Path((start, count)): Path<(u64, u64)>| async move {
+                            let blob = blobs.open(SHA256).await.unwrap();
+                            let body = Body::from_stream(blob.send(start, count).await.unwrap());
+                            ([("content-length", count.to_string())], body)
+                        },
+                    ),
+                )
+                .with_state(blobs);
+        let listener = Listener::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+
+        for (start, count) in [(0, bytes.len()), (2 * 1024 * 1024 - 5, 3 * 1024 * 1024)] {
+            let before = bytes_sent_from_files();
+            let mut client = TcpStream::connect(address).await.unwrap();
+            let request = format!(
+                "GET /{start}/{count} HTTP/1.1\r\nHost: depot\r\nConnection: close\r\n\r\n"
+            );
+            client.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = Vec::new();
+            client.read_to_end(&mut answer).await.unwrap();
+            let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            assert!(answer.starts_with(b"HTTP/1.1 200 OK\r\n"));
+            assert!(
+                answer[head_end..] == bytes[start..start + count],
+                "{start}+{count}"
+            );
+            assert!(bytes_sent_from_files() - before >= count as u64);
+        }
+    }
+
+    /// Plain slices and a file's are written in the order given, however
+    /// the writes split them, as hyper writes a head, a body and more.
+    #[tokio::test]
+    async fn plain_and_file_slices_go_out_in_order() {
+        let bytes = pattern(3 * 1024 * 1024);
+        let (_folder, blobs) = published(&bytes).await;
+        let blob = blobs.open(SHA256).await.unwrap();
+        let mut chunks = blob.send(100, 2 * 1024 * 1024).await.unwrap();
+        let chunk = chunks.next().await.unwrap().unwrap();
+        assert!(file_range(&chunk).is_some(), "the chunk is mapped");
+
+        let (mut server, mut client) = connected().await;
+        let reading = tokio::spawn(async move {
+            let mut all = Vec::new();
+            client.read_to_end(&mut all).await.unwrap();
+            all
+        });
+        let (head, tail) = (b"head\r\n".as_slice(), b"tail".as_slice());
+        let mut slices = [IoSlice::new(head), IoSlice::new(&chunk), IoSlice::new(tail)];
+        let mut slices = &mut slices[..];
+        while !slices.is_empty() {
+            let written = server.write_vectored(slices).await.unwrap();
+            assert!(written > 0);
+            IoSlice::advance_slices(&mut slices, written);
+        }
+        drop(server);
+        let expected = [head, &bytes[100..100 + chunk.len()], tail].concat();
+        assert!(reading.await.unwrap() == expected);
+    }
+
+    /// A file cut short after its chunk was mapped: the write fails once the
+    /// file's bytes run out, so the client sees a broken download, never a
+    /// short one that looks whole, and nothing reads the missing pages.
+    #[tokio::test]
+    async fn a_file_cut_short_under_a_mapped_chunk_fails_the_write() {
+        let bytes = pattern(2 * 1024 * 1024);
+        let (folder, blobs) = published(&bytes).await;
+        let blob = blobs.open(SHA256).await.unwrap();
+        let mut chunks = blob.send(0, bytes.len() as u64).await.unwrap();
+        let chunk = chunks.next().await.unwrap().unwrap();
+        let path = folder.path().join("blobs").join(&SHA256[..2]).join(SHA256);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_len(1000)
+            .unwrap();
+
+        let (mut server, mut client) = connected().await;
+        let error = server.write_all(&chunk).await.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::WriteZero);
+        drop(server);
+        let mut received = Vec::new();
+        client.read_to_end(&mut received).await.unwrap();
+        assert!(received == bytes[..1000]);
+    }
+}
