@@ -19,6 +19,7 @@ use super::{
     StagedBytes, Staging, WrittenPart,
 };
 
+mod direct;
 mod mapped;
 pub use mapped::{file_range, FileRange};
 mod reading;
@@ -86,7 +87,9 @@ const BATCH: usize = 16;
 
 /// Writes what arrives through the channel to `file` on a thread of its
 /// own (while the request's task receives the next chunk: disk, network and
-/// SHA-256 work side by side), and fsyncs it at the end. The chunks waiting
+/// SHA-256 work side by side), and fsyncs it at the end. From a block's
+/// start, on a filesystem that takes them, with direct writes (see
+/// [`direct`]); otherwise through the page cache: the chunks waiting
 /// go out in one vectored write, from where they are: no copy into a buffer
 /// first. The bytes go to disk as they come, not all at the fsync: the disk
 /// writes while the network delivers, and the fsync that acknowledges them
@@ -100,6 +103,10 @@ fn spawn_writer(
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(QUEUE_DEPTH);
     let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         let mut written = std::io::Seek::stream_position(&mut file)?;
+        if written % direct::BLOCK as u64 == 0 && direct::turn_on(&file) {
+            direct::write(&file, written, &mut receiver)?;
+            return file.sync_data();
+        }
         let mut unsent = written;
         let mut batch = Vec::with_capacity(BATCH);
         while let Some(chunk) = receiver.blocking_recv() {
