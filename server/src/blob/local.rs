@@ -1,8 +1,9 @@
 //! Blobs in a local folder, the embedded default: an upload streams into a
-//! temporary file under `tmp/` (written on a thread of its own while the
-//! request's task hashes the next chunk) and is fsynced; publishing renames
-//! it to `blobs/<first two hex digits>/<sha256>`. One server owns the folder,
-//! so what a crash left in `tmp/` is discarded at start.
+//! temporary file under `tmp/` (written on a thread of its own, around the
+//! page cache where the filesystem allows, see [`direct`]) and is fsynced;
+//! publishing renames it to `blobs/<first two hex digits>/<sha256>`. One
+//! server owns the folder, so what a crash left in `tmp/` is discarded at
+//! start.
 //!
 //! A resumable upload is one file, `uploads/<id>`, each chunk appended and
 //! fsynced (bytes past the offset acknowledged last are cut off first); once
