@@ -22,6 +22,8 @@ use super::{
 
 mod direct;
 mod mapped;
+#[cfg(test)]
+pub(crate) use mapped::MAPPING_TESTS;
 pub use mapped::{file_range, FileRange};
 mod reading;
 
@@ -104,8 +106,8 @@ fn spawn_writer(
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(QUEUE_DEPTH);
     let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         let mut written = std::io::Seek::stream_position(&mut file)?;
-        if written % direct::BLOCK as u64 == 0 && direct::turn_on(&file) {
-            direct::write(&file, written, &mut receiver)?;
+        if let Some(direct) = direct::Direct::begin(&file, written) {
+            direct.write(&file, written, &mut receiver)?;
             return file.sync_data();
         }
         let mut unsent = written;

@@ -114,6 +114,7 @@ impl Connection {
                 }
                 // The socket's buffer filled since it was ready: wait again.
                 Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(error) => return Poll::Ready(Err(error)),
             }
         }
@@ -189,7 +190,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
-    use crate::blob::local::LocalBlobs;
+    use crate::blob::local::{LocalBlobs, MAPPING_TESTS};
     use crate::blob::Backend;
 
     const SHA256: &str = "5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e";
@@ -227,6 +228,7 @@ mod tests {
     /// kernel sent every byte of the body from the file.
     #[tokio::test]
     async fn a_published_blob_is_sent_from_its_file() {
+        let _alone = MAPPING_TESTS.lock().await;
         let bytes = pattern(5 * 1024 * 1024 + 123);
         let (_folder, blobs) = published(&bytes).await;
         let router =
@@ -269,9 +271,11 @@ mod tests {
     }
 
     /// Plain slices and a file's are written in the order given, however
-    /// the writes split them, as hyper writes a head, a body and more.
+    /// the writes split them, as hyper writes a head, a body and more; the
+    /// file's are sent from the file.
     #[tokio::test]
     async fn plain_and_file_slices_go_out_in_order() {
+        let _alone = MAPPING_TESTS.lock().await;
         let bytes = pattern(3 * 1024 * 1024);
         let (_folder, blobs) = published(&bytes).await;
         let blob = blobs.open(SHA256).await.unwrap();
@@ -285,6 +289,7 @@ mod tests {
             client.read_to_end(&mut all).await.unwrap();
             all
         });
+        let before = bytes_sent_from_files();
         let (head, tail) = (b"head\r\n".as_slice(), b"tail".as_slice());
         let mut slices = [IoSlice::new(head), IoSlice::new(&chunk), IoSlice::new(tail)];
         let mut slices = &mut slices[..];
@@ -296,6 +301,7 @@ mod tests {
         drop(server);
         let expected = [head, &bytes[100..100 + chunk.len()], tail].concat();
         assert!(reading.await.unwrap() == expected);
+        assert!(bytes_sent_from_files() - before >= chunk.len() as u64);
     }
 
     /// A file cut short after its chunk was mapped: the write fails once the
@@ -303,6 +309,7 @@ mod tests {
     /// short one that looks whole, and nothing reads the missing pages.
     #[tokio::test]
     async fn a_file_cut_short_under_a_mapped_chunk_fails_the_write() {
+        let _alone = MAPPING_TESTS.lock().await;
         let bytes = pattern(2 * 1024 * 1024);
         let (folder, blobs) = published(&bytes).await;
         let blob = blobs.open(SHA256).await.unwrap();

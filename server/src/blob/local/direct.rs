@@ -16,7 +16,7 @@ use rustix::fs::OFlags;
 
 /// What direct writes' offsets, lengths and buffers are multiples of: the
 /// largest logical block size of a disk.
-pub(super) const BLOCK: usize = 4096;
+const BLOCK: usize = 4096;
 
 /// The size of one direct write: large enough that the disk streams.
 const BUFFER: usize = 4 << 20;
@@ -24,9 +24,44 @@ const BUFFER: usize = 4 << 20;
 /// Buffers of one file: one filling, one being written, one waiting.
 const BUFFERS: usize = 3;
 
+/// Files written directly at once, at most: each holds up to [`BUFFERS`]
+/// buffers (12 MiB) and a thread while its upload lasts, a slow one too;
+/// past them, files are written through the page cache as before.
+const AT_ONCE: usize = 8;
+
+static WRITING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(AT_ONCE);
+
+/// One file's direct writes, and its place among the [`AT_ONCE`].
+pub(super) struct Direct {
+    _place: tokio::sync::SemaphorePermit<'static>,
+}
+
+impl Direct {
+    /// Direct writes for `file`, written from `start`, if `start` is a
+    /// block's, fewer than [`AT_ONCE`] files are written so, and the
+    /// filesystem takes them (see [`turn_on`]).
+    pub(super) fn begin(file: &std::fs::File, start: u64) -> Option<Self> {
+        if !start.is_multiple_of(BLOCK as u64) {
+            return None;
+        }
+        let place = WRITING.try_acquire().ok()?;
+        turn_on(file).then_some(Self { _place: place })
+    }
+
+    /// See [`write`].
+    pub(super) fn write(
+        self,
+        file: &std::fs::File,
+        start: u64,
+        receiver: &mut tokio::sync::mpsc::Receiver<Bytes>,
+    ) -> std::io::Result<u64> {
+        write(file, start, receiver)
+    }
+}
+
 /// Turns direct I/O on for `file` if its filesystem takes it (tmpfs, for
 /// one, may not): whether it did.
-pub(super) fn turn_on(file: &std::fs::File) -> bool {
+fn turn_on(file: &std::fs::File) -> bool {
     rustix::fs::fcntl_getfl(file)
         .and_then(|flags| rustix::fs::fcntl_setfl(file, flags | OFlags::DIRECT))
         .is_ok()
@@ -72,9 +107,12 @@ struct Full {
 /// Writes what arrives through `receiver` to `file` from `start` (a
 /// multiple of [`BLOCK`]), direct I/O on (see [`turn_on`]): whole buffers
 /// on a thread of their own, the last whole blocks after them, then the
-/// bytes past those through the page cache, direct I/O off again. Answers
-/// where the file's bytes end. The caller fsyncs.
-pub(super) fn write(
+/// bytes past those through the page cache, direct I/O off again. Should
+/// the filesystem refuse a direct write after all (EINVAL: some network
+/// and FUSE filesystems take the flag, not the writes), that buffer and
+/// the rest go through the page cache. Answers where the file's bytes end.
+/// The caller fsyncs.
+fn write(
     file: &std::fs::File,
     start: u64,
     receiver: &mut tokio::sync::mpsc::Receiver<Bytes>,
@@ -82,19 +120,28 @@ pub(super) fn write(
     std::thread::scope(|scope| {
         let (to_disk, full) = std::sync::mpsc::sync_channel::<Full>(BUFFERS - 2);
         let (give_back, written) = std::sync::mpsc::channel::<Aligned>();
-        let disk = scope.spawn(move || -> std::io::Result<()> {
-            for Full {
-                buffer,
-                length,
-                offset,
-            } in full
-            {
-                file.write_all_at(&buffer.bytes()[..length], offset)?;
-                // The filling side may have stopped: the buffer is dropped.
-                let _ = give_back.send(buffer);
-            }
-            Ok(())
-        });
+        let disk = std::thread::Builder::new()
+            .name("depot-disk".into())
+            .spawn_scoped(scope, move || -> std::io::Result<()> {
+                for Full {
+                    buffer,
+                    length,
+                    offset,
+                } in full
+                {
+                    let bytes = &buffer.bytes()[..length];
+                    match file.write_all_at(bytes, offset) {
+                        Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
+                            turn_off(file)?;
+                            file.write_all_at(bytes, offset)?;
+                        }
+                        written => written?,
+                    }
+                    // The filling side may have stopped: the buffer is dropped.
+                    let _ = give_back.send(buffer);
+                }
+                Ok(())
+            })?;
 
         let mut spare = BUFFERS - 1;
         let mut current = Aligned::new();
@@ -270,5 +317,38 @@ mod tests {
         let error = write(&file, 0, &mut receiver).unwrap_err();
         assert_eq!(error.raw_os_error(), Some(libc::EBADF), "{error}");
         drop(sender);
+    }
+
+    /// Past [`AT_ONCE`] files written directly, or from within a block,
+    /// a file is written through the page cache.
+    #[test]
+    fn direct_writes_are_capped_and_start_at_a_block() {
+        let folder = tempfile::tempdir().unwrap();
+        let file = std::fs::File::create(folder.path().join("file")).unwrap();
+        assert!(Direct::begin(&file, 100).is_none());
+        let mut all = Vec::new();
+        while let Ok(place) = WRITING.try_acquire() {
+            all.push(place);
+        }
+        assert!(Direct::begin(&file, 0).is_none());
+        drop(all);
+        assert!(Direct::begin(&file, BLOCK as u64).is_some());
+    }
+
+    /// A direct write the filesystem refuses (here, from within a block)
+    /// goes through the page cache, and every byte lands all the same.
+    #[test]
+    fn a_refused_direct_write_goes_through_the_page_cache() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("file");
+        std::fs::write(&path, b"0123456789").unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        assert!(turn_on(&file));
+        let (bytes, chunks) = chunks_of(2 * BUFFER + 3);
+        let end = write(&file, 10, &mut received(chunks)).unwrap();
+        assert_eq!(end, 10 + bytes.len() as u64);
+        let mut expected = b"0123456789".to_vec();
+        expected.extend(&bytes);
+        assert!(std::fs::read(&path).unwrap() == expected);
     }
 }

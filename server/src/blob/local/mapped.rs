@@ -4,9 +4,10 @@
 //! faulted in. The server's connections ([`crate::serve`]) look each slice
 //! they are asked to write up here and, for a mapped chunk's, have the
 //! kernel send the file's range (`sendfile`) as nginx does: no page of it is
-//! mapped into the process's page tables, nor copied to the socket. What
-//! else reads the bytes (a test's client in the same process, an HTTP/2
-//! frame) reads the mapping, which faults the same bytes in.
+//! mapped into the process's page tables, nor copied to the socket. HTTP/2
+//! hands its frames' payloads to the same writes; what else reads the
+//! bytes (a small HTTP/2 frame copied into its buffer, a test's client in
+//! the same process) reads the mapping, which faults the same bytes in.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -65,8 +66,9 @@ pub fn file_range(slice: &[u8]) -> Option<FileRange> {
 /// never written in place), mapped read-only; `None` when
 /// [`MAPPED_CHUNKS`] are mapped already. Their pages are read from the disk
 /// now, on the caller's blocking thread, if they are not all in the page
-/// cache, so that sending them never waits for the disk on the runtime's
-/// threads; a chunk the page cache holds already is not touched.
+/// cache, so that sending them seldom waits for the disk on the runtime's
+/// threads (only if the kernel drops them again before they are sent); a
+/// chunk the page cache holds already is not touched.
 pub(super) fn map(
     file: &Arc<std::fs::File>,
     offset: u64,
@@ -75,22 +77,12 @@ pub(super) fn map(
     let Ok(permit) = PERMITS.try_acquire() else {
         return Ok(None);
     };
-    // SAFETY: a read-only mapping of a published blob, whose bytes do not
-    // change (it is not written in place), sent from its file by the kernel
-    // and never read by the server's own code (`Blob::send`). The caller
-    // has checked that the file holds the range; should a page become
-    // unreadable all the same (the file cut short since, a failing disk),
-    // `sendfile` or the kernel's copy from the mapping fails and the
-    // download ends with an error: only a read in user space would have
-    // been killed by SIGBUS.
-    let map = unsafe {
-        memmap2::MmapOptions::new()
-            .offset(offset)
-            .len(size)
-            .map(&**file)?
-    };
-    if !in_page_cache(&map) {
-        map.advise(memmap2::Advice::PopulateRead)?;
+    let mut map = map_file(file, offset, size, false)?;
+    // MADV_POPULATE_READ is Linux 5.14's; before it, the pages are read in
+    // as the mapping is made again (MAP_POPULATE).
+    if !in_page_cache(&map) && map.advise(memmap2::Advice::PopulateRead).is_err() {
+        drop(map);
+        map = map_file(file, offset, size, true)?;
     }
     let start = map.as_ptr() as usize;
     let place = Place {
@@ -109,20 +101,46 @@ pub(super) fn map(
     })))
 }
 
+/// `size` bytes of `file` from `offset`, mapped read-only, their pages in
+/// the process's page tables if `populate`.
+fn map_file(
+    file: &std::fs::File,
+    offset: u64,
+    size: usize,
+    populate: bool,
+) -> std::io::Result<memmap2::Mmap> {
+    let mut options = memmap2::MmapOptions::new();
+    options.offset(offset).len(size);
+    if populate {
+        options.populate();
+    }
+    // SAFETY: a read-only mapping of a published blob, whose bytes do not
+    // change (it is not written in place), for bytes the server's own code
+    // never reads (`Blob::send`): its connections have the kernel send them
+    // from the file, and HTTP/2 hands all but the smallest frames to the
+    // socket as they are. The caller has checked that the file holds the
+    // range; should a page become unreadable all the same (the file cut
+    // short since, a failing disk), `sendfile` or the kernel's copy from the
+    // mapping fails and the download ends with an error. Only a read in
+    // user space (a small HTTP/2 frame copied into its buffer) would be
+    // killed by SIGBUS, as it was before downloads were sent from files.
+    unsafe { options.map(file) }
+}
+
 /// Whether every page of `map` is in the page cache (`mincore`); false if
 /// the kernel cannot tell.
 fn in_page_cache(map: &memmap2::Mmap) -> bool {
     let page = rustix::param::page_size();
-    let mut pages = vec![0u8; map.len().div_ceil(page)];
-    // SAFETY: `map` is a live mapping of `map.len()` bytes from a page
-    // boundary, and `pages` has room for one byte per page of it.
-    let answer = unsafe {
-        libc::mincore(
-            map.as_ptr() as *mut libc::c_void,
-            map.len(),
-            pages.as_mut_ptr(),
-        )
-    };
+    // A mapping from an offset within a page starts that far into its
+    // first page; `mincore` takes the page's address.
+    let start = map.as_ptr() as usize;
+    let first_page = start & !(page - 1);
+    let length = map.len() + (start - first_page);
+    let mut pages = vec![0u8; length.div_ceil(page)];
+    // SAFETY: the pages from `first_page` for `length` bytes are all pages
+    // of the live mapping `map`, and `pages` has one byte for each of them.
+    let answer =
+        unsafe { libc::mincore(first_page as *mut libc::c_void, length, pages.as_mut_ptr()) };
     answer == 0 && pages.iter().all(|page| page & 1 == 1)
 }
 
@@ -150,6 +168,11 @@ impl Drop for Mapped {
     }
 }
 
+/// The tests that map chunks or count [`PERMITS`], one at a time: a test
+/// that takes every permit would leave the others none.
+#[cfg(test)]
+pub(crate) static MAPPING_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +189,7 @@ mod tests {
     /// chunk no longer mapped are not.
     #[test]
     fn a_mapped_chunks_slices_are_found_in_its_file() {
+        let _alone = MAPPING_TESTS.blocking_lock();
         let page = rustix::param::page_size();
         let bytes: Vec<u8> = (0..page * 8).map(|n| (n % 251) as u8).collect();
         let (_folder, file) = file_of(&bytes);
@@ -189,6 +213,7 @@ mod tests {
     /// is mapped (on the blocking thread that maps it), not when it is sent.
     #[test]
     fn a_chunk_not_in_the_page_cache_is_read_in_when_mapped() {
+        let _alone = MAPPING_TESTS.blocking_lock();
         let page = rustix::param::page_size();
         let (_folder, file) = file_of(&vec![9u8; page * 64]);
         // Dropped from the page cache (the file is clean: it was closed
@@ -208,5 +233,17 @@ mod tests {
         let chunk = map(&file, 0, page * 64).unwrap().unwrap();
         assert!(in_page_cache(&probe));
         drop(chunk);
+    }
+
+    /// A chunk from an offset within a page (a range's) is seen in the
+    /// page cache as a whole chunk is.
+    #[test]
+    fn a_chunk_from_within_a_page_is_seen_in_the_page_cache() {
+        let page = rustix::param::page_size();
+        let (_folder, file) = file_of(&vec![3u8; page * 8]);
+        for offset in [0, 17, page + 1, page * 3 - 1] {
+            let map = map_file(&file, offset as u64, page * 4, false).unwrap();
+            assert!(in_page_cache(&map), "from {offset}");
+        }
     }
 }

@@ -239,6 +239,7 @@ impl Drop for Reused {
 mod tests {
     use super::*;
     use futures_util::TryStreamExt;
+    use mapped::MAPPING_TESTS;
 
     async fn collect(stream: ByteStream) -> std::io::Result<Vec<u8>> {
         stream
@@ -355,7 +356,4 @@ mod tests {
         }
         false
     }
-
-    /// The tests that count [`mapped::PERMITS`], one at a time.
-    static MAPPING_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 }
