@@ -211,6 +211,18 @@ mod tests {
         (folder, blobs)
     }
 
+    /// The first chunk a download of `bytes`, stored, from `start` would
+    /// send: mapped.
+    async fn first_chunk_sent(bytes: &[u8], start: u64) -> (tempfile::TempDir, Bytes) {
+        let (folder, blobs) = published(bytes).await;
+        let blob = blobs.open(SHA256).await.unwrap();
+        let count = bytes.len() as u64 - start;
+        let mut chunks = blob.send(start, count).await.unwrap();
+        let chunk = chunks.next().await.unwrap().unwrap();
+        assert!(file_range(&chunk).is_some(), "the chunk is mapped");
+        (folder, chunk)
+    }
+
     fn pattern(len: usize) -> Vec<u8> {
         (0..len).map(|n| (n % 251) as u8).collect()
     }
@@ -277,11 +289,7 @@ mod tests {
     async fn plain_and_file_slices_go_out_in_order() {
         let _alone = MAPPING_TESTS.lock().await;
         let bytes = pattern(3 * 1024 * 1024);
-        let (_folder, blobs) = published(&bytes).await;
-        let blob = blobs.open(SHA256).await.unwrap();
-        let mut chunks = blob.send(100, 2 * 1024 * 1024).await.unwrap();
-        let chunk = chunks.next().await.unwrap().unwrap();
-        assert!(file_range(&chunk).is_some(), "the chunk is mapped");
+        let (_folder, chunk) = first_chunk_sent(&bytes, 100).await;
 
         let (mut server, mut client) = connected().await;
         let reading = tokio::spawn(async move {
@@ -311,10 +319,7 @@ mod tests {
     async fn a_file_cut_short_under_a_mapped_chunk_fails_the_write() {
         let _alone = MAPPING_TESTS.lock().await;
         let bytes = pattern(2 * 1024 * 1024);
-        let (folder, blobs) = published(&bytes).await;
-        let blob = blobs.open(SHA256).await.unwrap();
-        let mut chunks = blob.send(0, bytes.len() as u64).await.unwrap();
-        let chunk = chunks.next().await.unwrap().unwrap();
+        let (folder, chunk) = first_chunk_sent(&bytes, 0).await;
         let path = folder.path().join("blobs").join(&SHA256[..2]).join(SHA256);
         std::fs::OpenOptions::new()
             .write(true)
