@@ -18,14 +18,16 @@ use rustix::fs::OFlags;
 /// largest logical block size of a disk.
 const BLOCK: usize = 4096;
 
-/// The size of one direct write: large enough that the disk streams.
-const BUFFER: usize = 4 << 20;
+/// The size of one direct write: large enough that the disk streams (1,
+/// 4 and 8 MiB wrote as fast here), small enough that the last one, written
+/// after the last byte arrives, holds up the answer little.
+const BUFFER: usize = 1 << 20;
 
-/// Buffers of one file: one filling, one being written, one waiting.
-const BUFFERS: usize = 3;
+/// Buffers of one file: one filling, two waiting, one being written.
+const BUFFERS: usize = 4;
 
 /// Files written directly at once, at most: each holds up to [`BUFFERS`]
-/// buffers (12 MiB) and a thread while its upload lasts, a slow one too;
+/// buffers (4 MiB) and a thread while its upload lasts, a slow one too;
 /// past them, files are written through the page cache as before.
 const AT_ONCE: usize = 8;
 
@@ -298,7 +300,8 @@ mod tests {
     }
 
     /// A disk write that fails fails the whole write with its error, and
-    /// the writer does not wait for more chunks to come.
+    /// the writer stops taking chunks once it needs a buffer back (it does
+    /// not wait for the upload to end).
     #[test]
     fn a_failed_disk_write_is_the_answer() {
         let folder = tempfile::tempdir().unwrap();
@@ -307,7 +310,9 @@ mod tests {
         // Opened to read only: every write fails (EBADF).
         let file = std::fs::File::open(&path).unwrap();
         assert!(turn_on(&file));
-        let (_, chunks) = chunks_of(3 * BUFFER + 100);
+        // More than every buffer holds: once they are all full, the writer
+        // needs one back from the disk's thread, which has stopped.
+        let (_, chunks) = chunks_of((BUFFERS + 1) * BUFFER + 100);
         let (sender, mut receiver) = tokio::sync::mpsc::channel(chunks.len());
         for chunk in chunks {
             sender.try_send(chunk).unwrap();
