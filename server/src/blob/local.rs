@@ -141,6 +141,8 @@ fn write_all_vectored(file: &mut impl Write, chunks: &[Bytes]) -> std::io::Resul
         .collect();
     let mut slices = &mut slices[..];
     let total = chunks.iter().map(|chunk| chunk.len() as u64).sum();
+    // Leading empty chunks dropped: a batch of nothing but empty chunks is
+    // written at once, not taken for a write that wrote zero.
     std::io::IoSlice::advance_slices(&mut slices, 0);
     while !slices.is_empty() {
         match file.write_vectored(slices) {

@@ -158,10 +158,12 @@ impl AsyncWrite for Connection {
         if let Some(range) = file_range(&bufs[0]) {
             return self.poll_send_file(cx, &range, bufs[0].len());
         }
-        let plain = bufs
+        // The first is not a file's (above): the plain run ends before the
+        // first that is.
+        let plain = bufs[1..]
             .iter()
             .position(|buf| file_range(buf).is_some())
-            .unwrap_or(bufs.len());
+            .map_or(bufs.len(), |index| index + 1);
         Pin::new(&mut self.0).poll_write_vectored(cx, &bufs[..plain])
     }
 

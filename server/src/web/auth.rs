@@ -4,7 +4,6 @@
 //! or the browser session. The result is a [`Viewer`] in the request's
 //! extensions; handlers and server functions read it from there.
 
-use crate::serve::Peer;
 use app::error::CoreError;
 use app::model::Viewer;
 use app::ports::{ClientAddress, SESSION_CREDENTIALS_KEY, SESSION_USER_KEY};
@@ -18,6 +17,7 @@ use std::net::IpAddr;
 use tower_sessions::Session;
 
 use super::ApiError;
+use crate::serve::Peer;
 use crate::state::AppState;
 
 /// Credentials carried by an `Authorization` header.
