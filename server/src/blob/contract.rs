@@ -185,6 +185,47 @@ pub async fn keeps_an_uploads_parts_until_removed(store: BlobStore) {
     }
 }
 
+/// A chunk whose request was dropped mid-way (the client gone, a timeout)
+/// is not the upload's, even while what it was sent is still being written
+/// somewhere: the next chunk, written from the same offset, is what the
+/// upload holds then, and all that its blob holds.
+pub async fn a_chunk_given_up_on_leaves_nothing_behind(store: BlobStore) {
+    let id = "4567cdef";
+    let (given, all_given) = tokio::sync::oneshot::channel();
+    // Pieces enough to keep a writer busy for a while after they are sent
+    // (all at once: made beforehand); then the body waits for more that
+    // never come.
+    let piece = Bytes::from(vec![b'A'; 8 << 20]);
+    let pieces = futures_util::stream::iter(vec![Ok(piece); 8]);
+    let stalled = futures_util::stream::once(async move {
+        let _ = given.send(());
+        std::future::pending::<Result<Bytes, &'static str>>().await
+    });
+    let mut sent = 0;
+    let given_up = store.write_part(id, 0, pieces.chain(stalled).boxed(), 1 << 30, |bytes| {
+        sent += bytes.len()
+    });
+    tokio::select! {
+        _ = given_up => panic!("the body never ends"),
+        _ = all_given => {}
+    }
+    assert_eq!(sent, 64 << 20, "every piece was handed to the writer");
+    let (kept, part) = part_of(&store, id, 0, vec![Ok("hello world".into())]).await;
+    kept.part.unwrap().keep();
+    let sha256 = "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
+    let digested = Digested {
+        sha256: sha256.into(),
+        size: 11,
+    };
+    let staged = store.stage_parts(id, &[part], digested).await.unwrap();
+    staged.publish().await.unwrap();
+    // What a writer left behind would have written by now.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(store.open_blob(sha256).await.unwrap().size(), 11);
+    assert_eq!(read_blob(&store, sha256, 0, 11).await, b"hello world");
+    store.remove_parts(id).await.unwrap();
+}
+
 #[test]
 fn only_hex_digests_name_blobs() {
     assert!(!is_sha256("../../etc/passwd"));

@@ -6,8 +6,9 @@
 //! start.
 //!
 //! A resumable upload is one file, `uploads/<id>`, each chunk appended and
-//! fsynced (bytes past the offset acknowledged last are cut off first); once
-//! complete, the file is hard-linked as its blob: its bytes are written once.
+//! fsynced (bytes past the offset acknowledged last are cut off first) by
+//! one writer at a time, which locks the file; once complete, the file is
+//! hard-linked as its blob: its bytes are written once.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -461,6 +462,11 @@ impl Backend for LocalBlobs {
                 .create(offset == 0)
                 .truncate(false)
                 .open(&path)?;
+            // The file is locked while a writer holds it: the thread of a
+            // chunk given up on mid-way (its request dropped) still writes
+            // what it was sent, then fsyncs. This chunk waits for it to end,
+            // so that nothing of that one lands after the cut below.
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
             let found = file.metadata()?;
             // A finished upload's file is its blob's too (linked, not
             // copied), and a stored blob is never written in place: its
@@ -626,6 +632,13 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let store = BlobStore::open(root.path()).await.unwrap();
         contract::keeps_an_uploads_parts_until_removed(store).await;
+    }
+
+    #[tokio::test]
+    async fn a_chunk_given_up_on_leaves_nothing_behind() {
+        let root = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(root.path()).await.unwrap();
+        contract::a_chunk_given_up_on_leaves_nothing_behind(store).await;
     }
 
     /// A complete upload's file becomes its blob without a copy: the blob

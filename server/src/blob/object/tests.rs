@@ -23,6 +23,11 @@ async fn a_failed_or_oversized_body_leaves_nothing() {
 }
 
 #[tokio::test]
+async fn a_chunk_given_up_on_leaves_nothing_behind() {
+    contract::a_chunk_given_up_on_leaves_nothing_behind(in_memory().1).await;
+}
+
+#[tokio::test]
 async fn keeps_an_uploads_parts_until_removed() {
     contract::keeps_an_uploads_parts_until_removed(in_memory().1).await;
 }
