@@ -3,7 +3,7 @@
 //! page and a filtered page, one request at a time (median, p99) and from 16
 //! connections (requests per second);
 //! metadata records created by 4 clients, then 32, beside the same inserts
-//! sent straight; the plans the database chose; the server's memory idle and
+//! sent straight, and how long another user's change takes meanwhile; the plans the database chose; the server's memory idle and
 //! under load. A benchmark, not a test: it prints figures.
 //!
 //! `cargo bench -p depot-server --bench catalog`. `DEPOT_BENCH_IMAGES` sets
@@ -328,6 +328,7 @@ async fn main() {
     for writers in WRITERS {
         let made_before = next.load(Ordering::Relaxed);
         let last_id_before = last_image_id(&db).await;
+        let changes = changes_beside(&client, &base, &token).await;
         let cpu_before = proc_cpu(pid);
         let created = {
             let (client, token, next) = (client.clone(), token.clone(), next.clone());
@@ -354,6 +355,7 @@ async fn main() {
             })
             .await
         };
+        let mut changed = changes.stop().await;
         let made = next.load(Ordering::Relaxed) - made_before;
         let cpu_per_record = (proc_cpu(pid) - cpu_before).as_secs_f64() * 1e3 / made as f64;
         let per_commit = records_per_commit(&db, last_id_before).await;
@@ -374,6 +376,13 @@ async fn main() {
             created / inserted
         );
         println!("  server CPU per record created: {cpu_per_record:.3} ms");
+        changed.sort();
+        println!(
+            "  a record changed meanwhile, every 50 ms: median {:.1} ms, p99 {:.1}, slowest {:.1}",
+            ms(percentile(&changed, 0.5)),
+            ms(percentile(&changed, 0.99)),
+            ms(*changed.last().unwrap())
+        );
         if let Some(per_commit) = per_commit {
             println!("  records per commit: {per_commit:.2}");
         }
@@ -461,6 +470,68 @@ async fn print_kept(client: &reqwest::Client, base: &str, token: &str) {
         figure("depot_catalog_counts_total{how=\"kept\"}"),
         figure("depot_catalog_counts_total{how=\"counted\"}"),
     );
+}
+
+/// One user changing a record every 50 ms while others create them: how
+/// long each change takes. A change is written through the pool, not the
+/// writer that groups new records, so it waits for the database's write
+/// lock between groups.
+struct ChangesBeside {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<Duration>>,
+}
+
+async fn changes_beside(client: &reqwest::Client, base: &str, token: &str) -> ChangesBeside {
+    let url = format!("{base}/mws/rest/images/changed-beside?api-version=3");
+    let body = |label: usize| {
+        serde_json::json!({
+            "name": "changed-beside",
+            "features": [format!("change-{label}")],
+            "osType": "linux",
+            "hypervisor": false,
+            "supportsVirtualMachine": true,
+        })
+    };
+    let created = client
+        .post(format!("{base}/mws/rest/images?api-version=3"))
+        .bearer_auth(token)
+        .json(&body(0))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        created.status() == 201 || created.status() == 409,
+        "{}",
+        created.status()
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let (client, token, running) = (client.clone(), token.to_owned(), stop.clone());
+    let task = tokio::spawn(async move {
+        let mut took = Vec::new();
+        while !running.load(Ordering::Relaxed) {
+            let started = Instant::now();
+            let response = client
+                .put(&url)
+                .bearer_auth(&token)
+                .json(&body(took.len() + 1))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            response.bytes().await.unwrap();
+            took.push(started.elapsed());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        took
+    });
+    ChangesBeside { stop, task }
+}
+
+impl ChangesBeside {
+    async fn stop(self) -> Vec<Duration> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap()
+    }
 }
 
 /// Runs `one` from `tasks` tasks for `seconds`; answers how many finished

@@ -25,6 +25,7 @@ mod tokens;
 mod tx;
 mod uploads;
 mod users;
+mod write_turns;
 mod writer;
 
 use std::str::FromStr;
@@ -260,6 +261,7 @@ impl Db {
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
                 .test_before_acquire(false)
+                .after_connect(|connection, _| Box::pin(write_turns::poll_for_the_lock(connection)))
                 .connect_with(options)
                 .await?;
             let parameters = url.split_once('?').map(|(_, parameters)| parameters);

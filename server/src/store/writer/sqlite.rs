@@ -18,7 +18,6 @@
 
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::time::Duration;
 
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
@@ -27,6 +26,7 @@ use super::{answer_all, answer_rows, next_group, Waiting};
 use crate::store::insert::{for_each_insert_arg, InsertArgs, INSERT_IMAGE, INSERT_LINK};
 use crate::store::reader::{bind_at, time_text};
 use crate::store::rows::ImageRow;
+use crate::store::write_turns;
 
 type Failed = super::Failed<rusqlite::Error>;
 
@@ -90,6 +90,9 @@ fn write_groups(path: &Path, waiting: &flume::Receiver<Waiting>) {
                 connection = None;
             }
         }
+        // Another write waiting for SQLite's lock gets it now, not after
+        // the groups that keep coming under load.
+        write_turns::give_way();
         // A connection left inside a transaction (a rollback that failed)
         // would hold SQLite's write lock: a new one is opened instead.
         if connection
@@ -178,12 +181,13 @@ fn insert_one(tx: &rusqlite::Transaction<'_>, one: &Waiting) -> rusqlite::Result
 
 /// The writer's connection, set as sqlx sets the pool's: every commit on
 /// disk before it is acknowledged, foreign keys enforced, and a writer
-/// that holds the lock waited for; and its statements planned once.
+/// that holds the lock waited for (polled as the pool's connections poll,
+/// see [`write_turns`]); and its statements planned once.
 fn open(path: &Path) -> rusqlite::Result<Connection> {
     // No mutex of SQLite's own: one thread holds the connection.
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let connection = Connection::open_with_flags(path, flags)?;
-    connection.busy_timeout(Duration::from_secs(10))?;
+    connection.busy_handler(Some(write_turns::writer_waits_again))?;
     connection.pragma_update(None, "synchronous", "FULL")?;
     connection.pragma_update(None, "foreign_keys", true)?;
     // Once ANALYZE has sampled the names (SQLite's STAT4 statistics), the
