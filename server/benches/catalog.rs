@@ -3,7 +3,8 @@
 //! page and a filtered page, one request at a time (median, p99) and from 16
 //! connections (requests per second);
 //! metadata records created by 4 clients, then 32, beside the same inserts
-//! sent straight, and how long another user's change takes meanwhile; the plans the database chose; the server's memory idle and
+//! sent straight, and how long a change to a record takes meanwhile; the
+//! plans the database chose; the server's memory idle and
 //! under load. A benchmark, not a test: it prints figures.
 //!
 //! `cargo bench -p depot-server --bench catalog`. `DEPOT_BENCH_IMAGES` sets
@@ -377,12 +378,14 @@ async fn main() {
         );
         println!("  server CPU per record created: {cpu_per_record:.3} ms");
         changed.sort();
-        println!(
-            "  a record changed meanwhile, every 50 ms: median {:.1} ms, p99 {:.1}, slowest {:.1}",
-            ms(percentile(&changed, 0.5)),
-            ms(percentile(&changed, 0.99)),
-            ms(*changed.last().unwrap())
-        );
+        if let Some(slowest) = changed.last() {
+            println!(
+                "  a record changed meanwhile, every 50 ms: median {:.1} ms, p99 {:.1}, slowest {:.1}",
+                ms(percentile(&changed, 0.5)),
+                ms(percentile(&changed, 0.99)),
+                ms(*slowest)
+            );
+        }
         if let Some(per_commit) = per_commit {
             println!("  records per commit: {per_commit:.2}");
         }
@@ -472,7 +475,7 @@ async fn print_kept(client: &reqwest::Client, base: &str, token: &str) {
     );
 }
 
-/// One user changing a record every 50 ms while others create them: how
+/// A record changed every 50 ms while others are created: how
 /// long each change takes. A change is written through the pool, not the
 /// writer that groups new records, so it waits for the database's write
 /// lock between groups.
@@ -517,9 +520,13 @@ async fn changes_beside(client: &reqwest::Client, base: &str, token: &str) -> Ch
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(response.status(), 200);
+            let status = response.status();
             response.bytes().await.unwrap();
-            took.push(started.elapsed());
+            if status == 200 {
+                took.push(started.elapsed());
+            } else {
+                println!("  a change meanwhile failed: {status}");
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         took

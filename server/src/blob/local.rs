@@ -240,6 +240,37 @@ impl StagedBytes for LocalStaged {
     }
 }
 
+/// How often a chunk looks again whether the writer before it has ended.
+const LOCK_POLL: Duration = Duration::from_millis(2);
+
+/// Opens an upload's file and takes its lock, which a writer holds until
+/// it ends: the thread of a chunk given up on mid-way (its request dropped)
+/// still writes what it was sent, then fsyncs, and nothing of that chunk
+/// may land after the next one's cut. Waited for without a thread: a
+/// request dropped while it waits stops waiting and leaves the file as it
+/// was (a wait on a blocking thread would go on, and cut the file later,
+/// under a chunk acknowledged meanwhile).
+async fn locked_upload_file(path: &Path, create: bool) -> std::io::Result<std::fs::File> {
+    let opening = path.to_owned();
+    let file = tokio::task::spawn_blocking(move || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(opening)
+    })
+    .await
+    .map_err(lost)??;
+    loop {
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(file),
+            Err(rustix::io::Errno::WOULDBLOCK) => tokio::time::sleep(LOCK_POLL).await,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
 /// A chunk being appended to an upload's file by its own thread.
 struct LocalPartWriting {
     sender: tokio::sync::mpsc::Sender<Bytes>,
@@ -302,6 +333,9 @@ impl StagedBytes for LocalUploadStaged {
                 return Ok(()); // Same bytes already stored.
             }
             let file = std::fs::OpenOptions::new().write(true).open(&self.file)?;
+            // Held until the link is made: no writer changes the file
+            // between the length checked here and the blob it becomes.
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
             let kept = file.metadata()?.len();
             if kept < self.length {
                 return Err(std::io::Error::other(format!(
@@ -456,17 +490,8 @@ impl Backend for LocalBlobs {
 
     async fn write_part(&self, upload: &str, offset: u64) -> std::io::Result<Box<dyn PartWriting>> {
         let path = self.upload_path(upload)?;
+        let mut file = locked_upload_file(&path, offset == 0).await?;
         let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(offset == 0)
-                .truncate(false)
-                .open(&path)?;
-            // The file is locked while a writer holds it: the thread of a
-            // chunk given up on mid-way (its request dropped) still writes
-            // what it was sent, then fsyncs. This chunk waits for it to end,
-            // so that nothing of that one lands after the cut below.
-            rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
             let found = file.metadata()?;
             // A finished upload's file is its blob's too (linked, not
             // copied), and a stored blob is never written in place: its
@@ -639,6 +664,33 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let store = BlobStore::open(root.path()).await.unwrap();
         contract::a_chunk_given_up_on_leaves_nothing_behind(store).await;
+    }
+
+    /// A chunk waits for the writer before it (which holds the upload's
+    /// file) to end; one whose request is dropped while it waits leaves the
+    /// file as it was, and the next chunk goes on from there.
+    #[tokio::test]
+    async fn a_chunk_dropped_while_it_waits_for_the_writer_before_it_cuts_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(root.path()).await.unwrap();
+        let body = |bytes: &'static [u8]| {
+            futures_util::stream::iter([Ok::<_, &str>(Bytes::from_static(bytes))])
+        };
+        let chunk = store.write_part("up", 0, body(b"hello world"), 100, |_| ());
+        chunk.await.unwrap().part.unwrap().keep();
+        let path = root.path().join("uploads/up");
+        // Held as a writer thread holds it while it still writes.
+        let writer = std::fs::File::open(&path).unwrap();
+        rustix::fs::flock(&writer, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        let waiting = store.write_part("up", 5, body(b"XXXX"), 100, |_| ());
+        let waited = tokio::time::timeout(Duration::from_millis(200), waiting).await;
+        assert!(waited.is_err(), "it waits while the file is held");
+        drop(writer);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(std::fs::read(&path).unwrap(), b"hello world");
+        let next = store.write_part("up", 11, body(b"!"), 100, |_| ());
+        next.await.unwrap().part.unwrap().keep();
+        assert_eq!(std::fs::read(&path).unwrap(), b"hello world!");
     }
 
     /// A complete upload's file becomes its blob without a copy: the blob

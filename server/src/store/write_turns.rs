@@ -59,19 +59,34 @@ pub(super) fn give_way() {
     }
 }
 
+thread_local! {
+    /// When this thread's connection first found the lock taken, this
+    /// wait. A connection is driven by one thread (sqlx's worker for it,
+    /// or the group writer's), and SQLite calls its busy handler there,
+    /// from within the statement that waits.
+    static WAITING_SINCE: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
 /// Whether a connection that found the lock taken `tries` times before
-/// should try again (after a short sleep).
+/// (this wait) should try again, after a short sleep.
 fn wait_again(tries: c_int) -> bool {
-    if timed_out(tries) {
+    let now = Instant::now();
+    let since = WAITING_SINCE.with(|since| {
+        if tries == 0 {
+            since.set(Some(now));
+        }
+        since.get().unwrap_or(now)
+    });
+    if timed_out(now.duration_since(since)) {
         return false;
     }
     std::thread::sleep(POLL);
     true
 }
 
-/// Whether `tries` tries at the lock took the whole busy timeout.
-fn timed_out(tries: c_int) -> bool {
-    u128::from(tries.unsigned_abs()) * POLL.as_micros() >= TIMEOUT.as_micros()
+/// Whether a wait this long took the whole busy timeout.
+fn timed_out(waited: Duration) -> bool {
+    waited >= TIMEOUT
 }
 
 /// The group writer's own busy handler: polls as often, without calling
@@ -127,7 +142,6 @@ mod tests {
         };
         let holder = rusqlite::Connection::open(dir.path().join("depot.db")).unwrap();
         holder.execute_batch("BEGIN IMMEDIATE").unwrap();
-        assert!(!someone_waits());
         let write = tokio::spawn(async move {
             sqlx::query("CREATE TABLE written (one INTEGER)")
                 .execute(&pool)
@@ -147,8 +161,6 @@ mod tests {
         assert!(!write.is_finished());
         holder.execute_batch("COMMIT").unwrap();
         write.await.unwrap().unwrap();
-        std::thread::sleep(STILL_WAITING * 2);
-        assert!(!someone_waits(), "nobody waits any more");
     }
 
     #[test]
@@ -156,10 +168,13 @@ mod tests {
         assert!(!waits(0, 5), "no wait seen yet");
         assert!(waits(1_000, 1_000 + POLL.as_micros() as u64));
         assert!(!waits(1_000, 1_000 + STILL_WAITING.as_micros() as u64));
-        assert!(!timed_out(0));
-        let last_try = (TIMEOUT.as_micros() / POLL.as_micros()) as c_int;
-        assert!(!timed_out(last_try - 1));
-        assert!(timed_out(last_try));
-        assert_eq!(pool_waits_again(std::ptr::null_mut(), last_try), 0);
+        assert!(!timed_out(Duration::ZERO));
+        assert!(!timed_out(TIMEOUT - POLL));
+        assert!(timed_out(TIMEOUT));
+        // Counted from this wait's first try, however many tries since.
+        assert!(writer_waits_again(0));
+        assert!(writer_waits_again(1_000_000));
+        WAITING_SINCE.with(|since| since.set(Some(Instant::now() - TIMEOUT)));
+        assert!(!writer_waits_again(3));
     }
 }
