@@ -14,6 +14,7 @@ use axum::routing::{any, post};
 use axum::{Extension, Json, Router};
 use bytes::Bytes;
 use dav_server::davpath::DavPath;
+use dav_server::fs::FsError;
 use dav_server::{DavConfig, DavHandler};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
@@ -72,13 +73,20 @@ async fn serve(
         let message = format!("a file may be at most {limit} bytes\n");
         return (StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
     }
-    if let Some(refused) = check_destination(request.headers()) {
-        return refused;
-    }
+    let Ok(destination) = destination(request.headers()) else {
+        let message = "the destination must be a file or folder inside your store (/store/…)\n";
+        return (StatusCode::BAD_REQUEST, message).into_response();
+    };
     let files = match store_files(&state, user).await {
         Ok(files) => files,
         Err(status) => return status.into_response(),
     };
+    if let Some(to) = destination {
+        let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+        if let Some(refused) = refuse_before_overwrite(&files, &method, &path, &to).await {
+            return refused;
+        }
+    }
     state
         .dav
         .handle_with(dav_config(&files, user), request)
@@ -86,14 +94,56 @@ async fn serve(
         .into_response()
 }
 
+/// A `COPY` or `MOVE` onto a file or folder that exists, refused (507 past
+/// the quota, 413 past the upload limit, 414 too deep) before dav-server
+/// deletes what is there to make way: see
+/// [`QuotaFs::refuse_before_overwrite`].
+async fn refuse_before_overwrite(
+    files: &QuotaFs,
+    method: &Method,
+    path: &str,
+    to: &DavPath,
+) -> Option<Response> {
+    let moving = match method.as_str() {
+        "MOVE" => true,
+        "COPY" => false,
+        _ => return None,
+    };
+    let mut from = DavPath::new(path).ok()?;
+    from.set_prefix("/store").ok()?;
+    let refusal = files
+        .refuse_before_overwrite(moving, &from, to)
+        .await
+        .err()?;
+    let (status, message) = match refusal {
+        FsError::InsufficientStorage => (
+            StatusCode::INSUFFICIENT_STORAGE,
+            "no room for this in your store; nothing was replaced\n",
+        ),
+        FsError::TooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the file is larger than an upload may be; nothing was replaced\n",
+        ),
+        FsError::PathTooLong => (
+            StatusCode::URI_TOO_LONG,
+            "files and folders are at most 32 deep; nothing was replaced\n",
+        ),
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot check this against your store; nothing was replaced\n",
+        ),
+    };
+    Some((status, message).into_response())
+}
+
 /// A `COPY` or `MOVE` goes to a path inside the store, below its root:
 /// anything else is refused here (dav-server panics on the root itself).
-fn check_destination(headers: &HeaderMap) -> Option<Response> {
-    let destination = headers.get("destination")?;
-    let refused = || {
-        let message = "the destination must be a file or folder inside your store (/store/…)\n";
-        Some((StatusCode::BAD_REQUEST, message).into_response())
+/// Answers the destination, if the request names one.
+fn destination(headers: &HeaderMap) -> Result<Option<DavPath>, ()> {
+    let Some(destination) = headers.get("destination") else {
+        return Ok(None);
     };
+    let refused = || Err(());
     let Ok(text) = destination.to_str() else {
         return refused();
     };
@@ -109,13 +159,9 @@ fn check_destination(headers: &HeaderMap) -> Option<Response> {
             Err(_) => return refused(),
         }
     };
-    let inside = DavPath::new(&path)
-        .and_then(|mut path| path.set_prefix("/store/").map(|()| path))
-        .is_ok_and(|path| path.as_bytes() != b"/");
-    if inside {
-        None
-    } else {
-        refused()
+    match DavPath::new(&path).and_then(|mut path| path.set_prefix("/store/").map(|()| path)) {
+        Ok(inside) if inside.as_bytes() != b"/" => Ok(Some(inside)),
+        _ => refused(),
     }
 }
 

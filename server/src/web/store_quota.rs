@@ -221,15 +221,7 @@ impl DavFileSystem for QuotaFs {
     /// take a folder's entries deeper: not past the deepest a store's may be.
     fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
         Box::pin(async move {
-            if depth(to) > depth(from) {
-                let room = MAX_STORE_DEPTH.saturating_sub(depth(to));
-                let below = if DavFileSystem::metadata(&self.inner, from).await?.is_dir() {
-                    height_below(&self.inner, from, room).await?
-                } else {
-                    0
-                };
-                check_store_depth(depth(to) + below).map_err(entry_refused)?;
-            }
+            self.check_move_depth(from, to).await?;
             // A move in an object store is copies, then deletes: one that
             // did not complete, or that another overlapped, may leave files
             // twice.
@@ -300,13 +292,55 @@ where
 }
 
 impl QuotaFs {
-    /// Copies a file of `size` bytes within the room of the request's
-    /// copies, and takes room for what it copied past that (a file that
-    /// grew since its size was read, a write to it meanwhile), or undoes
-    /// the copy.
-    async fn copy_counted(&self, from: &DavPath, to: &DavPath, size: u64) -> Result<(), FsError> {
-        let inner = &self.inner;
-        let mut copies = self.copies.lock().await;
+    /// What a `COPY` or `MOVE` onto an entry that exists would be refused
+    /// for, asked before anything is done: dav-server deletes the
+    /// destination first (RFC 4918's `Overwrite`), so a copy refused then
+    /// for the quota or the upload limit, or a move for the depth, had lost
+    /// it. A file's copy takes its room now, which the copy then spends
+    /// (replacing a file thus needs room for both for a moment, as a `PUT`
+    /// over it does). A folder's copy is still counted file by file.
+    pub async fn refuse_before_overwrite(
+        &self,
+        moving: bool,
+        from: &DavPath,
+        to: &DavPath,
+    ) -> Result<(), FsError> {
+        if DavFileSystem::metadata(&self.inner, to).await.is_err() {
+            return Ok(()); // Nothing there to lose.
+        }
+        let Ok(source) = DavFileSystem::metadata(&self.inner, from).await else {
+            return Ok(()); // dav-server answers for a missing source.
+        };
+        if moving {
+            self.check_move_depth(from, to).await
+        } else if source.is_file() {
+            self.reserve_for_copies(source.len()).await
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A move may take a folder's entries deeper: not past the deepest a
+    /// store's may be.
+    async fn check_move_depth(&self, from: &DavPath, to: &DavPath) -> Result<(), FsError> {
+        if depth(to) > depth(from) {
+            let room = MAX_STORE_DEPTH.saturating_sub(depth(to));
+            let below = if DavFileSystem::metadata(&self.inner, from).await?.is_dir() {
+                height_below(&self.inner, from, room).await?
+            } else {
+                0
+            };
+            check_store_depth(depth(to) + below).map_err(entry_refused)?;
+        }
+        Ok(())
+    }
+
+    /// The room of the request's copies: the one it has, unless begun too
+    /// long ago (then let go of), or a new one.
+    async fn copy_room<'c>(
+        &self,
+        copies: &'c mut Option<(StoreWrite, Instant)>,
+    ) -> &'c mut StoreWrite {
         if copies
             .as_ref()
             .is_some_and(|(_, began)| began.elapsed() > COPY_ROOM_LIFE)
@@ -319,6 +353,30 @@ impl QuotaFs {
             let write = StoreWrite::new(self.core.clone(), self.user_id, false);
             (write, Instant::now())
         });
+        write
+    }
+
+    /// Takes room for `size` bytes of copies in advance, or refuses.
+    async fn reserve_for_copies(&self, size: u64) -> Result<(), FsError> {
+        let mut copies = self.copies.lock().await;
+        let write = self.copy_room(&mut copies).await;
+        if let Err(error) = write.announce(size).await {
+            if let Some((write, _)) = copies.take() {
+                write.release().await;
+            }
+            return Err(refused(error));
+        }
+        Ok(())
+    }
+
+    /// Copies a file of `size` bytes within the room of the request's
+    /// copies, and takes room for what it copied past that (a file that
+    /// grew since its size was read, a write to it meanwhile), or undoes
+    /// the copy.
+    async fn copy_counted(&self, from: &DavPath, to: &DavPath, size: u64) -> Result<(), FsError> {
+        let inner = &self.inner;
+        let mut copies = self.copies.lock().await;
+        let write = self.copy_room(&mut copies).await;
         write.next_file();
         if let Err(error) = write.make_room(size).await {
             // A refused write's room is gone: the next copy asks anew.

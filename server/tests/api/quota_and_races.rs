@@ -197,6 +197,25 @@ async fn the_personal_store_counts_against_the_quota(#[case] backend: Backend) {
         201
     );
     assert_eq!(app.core.quota_usage(alice.id).await.unwrap(), 600_000);
+    // A COPY over a file that exists is refused before that file goes
+    // (WebDAV deletes the destination first).
+    let small = dav(
+        &app,
+        "PUT",
+        "small.iso",
+        &[],
+        Some(random_bytes(100_000).into()),
+    )
+    .await;
+    assert_eq!(small, 201);
+    assert_eq!(
+        dav(&app, "COPY", "moved.iso", &destination("small.iso"), None).await,
+        507
+    );
+    let files = app.store_files(alice.id).await;
+    assert_eq!(files.get("small.iso"), Some(&100_000), "{files:?}");
+    assert_eq!(dav(&app, "DELETE", "small.iso", &[], None).await, 204);
+    assert_eq!(app.core.quota_usage(alice.id).await.unwrap(), 600_000);
     // The store and uploads share one quota.
     let upload = app
         .upload("alice", "alice-password", "more.img", random_bytes(500_000))

@@ -214,6 +214,16 @@ async fn files_and_folders_are_at_most_32_deep(#[case] backend: Backend) {
     let at_31 = format!("{path}/x/");
     let moved = dav(&app, ALICE, "MOVE", "/x/", Some(&at_31), None).await;
     assert_eq!(moved, too_deep);
+    // Nor over a folder that is there, which stays (WebDAV deletes the
+    // destination first).
+    assert_eq!(
+        dav(&app, ALICE, "MKCOL", &at_31, None, None).await,
+        StatusCode::CREATED
+    );
+    let moved = dav(&app, ALICE, "MOVE", "/x/", Some(&at_31), None).await;
+    assert_eq!(moved, too_deep);
+    let all = entries(&app, ALICE).await;
+    assert!(all.iter().any(|entry| entry.ends_with("/31/x/")), "{all:?}");
     let at_30 = format!("{}/x/", path.rsplit_once('/').unwrap().0);
     let moved = dav(&app, ALICE, "MOVE", "/x/", Some(&at_30), None).await;
     assert_eq!(moved, StatusCode::CREATED);
