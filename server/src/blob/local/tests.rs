@@ -1,0 +1,167 @@
+//! The local store's own cases, and the blob contract on it.
+
+use super::super::{contract, BlobStore};
+use super::*;
+
+/// Uneven chunks, some empty, more than a batch.
+fn uneven_chunks() -> Vec<Bytes> {
+    (0..50u8)
+        .map(|n| Bytes::from(vec![n; usize::from(n % 7) * 1_013]))
+        .collect()
+}
+
+/// A file that takes at most 1,000 bytes of the first slice a call.
+struct Grudging(Vec<u8>);
+
+impl Write for Grudging {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let take = bytes.len().min(1_000);
+        self.0.extend_from_slice(&bytes[..take]);
+        Ok(take)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn vectored_writes_carry_on_after_short_writes() {
+    let chunks = uneven_chunks();
+    let whole: Vec<u8> = chunks.iter().flatten().copied().collect();
+    let mut file = Grudging(Vec::new());
+    let wrote = write_all_vectored(&mut file, &chunks).unwrap();
+    assert_eq!(wrote, whole.len() as u64);
+    assert_eq!(file.0, whole);
+}
+
+#[tokio::test]
+async fn the_writer_appends_every_chunk_in_order_after_what_was_there() {
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().join("part");
+    std::fs::write(&path, b"kept").unwrap();
+    let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0)).unwrap();
+    let (mut sender, mut writer) = spawn_writer(file);
+    let chunks = uneven_chunks();
+    for chunk in &chunks {
+        send_to_writer(&mut sender, &mut writer, chunk.clone())
+            .await
+            .unwrap();
+    }
+    drop(sender);
+    writer.await.unwrap().unwrap();
+    let mut expected = b"kept".to_vec();
+    expected.extend(chunks.iter().flatten());
+    assert_eq!(std::fs::read(&path).unwrap(), expected);
+}
+
+#[tokio::test]
+async fn stores_under_the_digest_and_only_once() {
+    let root = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(root.path()).await.unwrap();
+    contract::stores_under_the_digest_and_only_once(store).await;
+}
+
+#[tokio::test]
+async fn a_failed_or_oversized_body_leaves_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(root.path()).await.unwrap();
+    contract::a_failed_or_oversized_body_leaves_nothing(store, 10).await;
+}
+
+#[tokio::test]
+async fn keeps_an_uploads_parts_until_removed() {
+    let root = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(root.path()).await.unwrap();
+    contract::keeps_an_uploads_parts_until_removed(store).await;
+}
+
+#[tokio::test]
+async fn a_chunk_given_up_on_leaves_nothing_behind() {
+    let root = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(root.path()).await.unwrap();
+    contract::a_chunk_given_up_on_leaves_nothing_behind(store).await;
+}
+
+/// A chunk waits for the writer before it (which holds the upload's
+/// file) to end; one whose request is dropped while it waits leaves the
+/// file as it was, and the next chunk goes on from there.
+#[tokio::test]
+async fn a_chunk_dropped_while_it_waits_for_the_writer_before_it_cuts_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(root.path()).await.unwrap();
+    let body = |bytes: &'static [u8]| {
+        futures_util::stream::iter([Ok::<_, &str>(Bytes::from_static(bytes))])
+    };
+    let chunk = store.write_part("up", 0, body(b"hello world"), 100, |_| ());
+    chunk.await.unwrap().part.unwrap().keep();
+    let path = root.path().join("uploads/up");
+    // Held as a writer thread holds it while it still writes.
+    let writer = std::fs::File::open(&path).unwrap();
+    rustix::fs::flock(&writer, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let waiting = store.write_part("up", 5, body(b"XXXX"), 100, |_| ());
+    let waited = tokio::time::timeout(Duration::from_millis(200), waiting).await;
+    assert!(waited.is_err(), "it waits while the file is held");
+    drop(writer);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(std::fs::read(&path).unwrap(), b"hello world");
+    let next = store.write_part("up", 11, body(b"!"), 100, |_| ());
+    next.await.unwrap().part.unwrap().keep();
+    assert_eq!(std::fs::read(&path).unwrap(), b"hello world!");
+}
+
+/// A complete upload's file becomes its blob without a copy: the blob
+/// is the same file on disk (its bytes were written once), and stays
+/// when the upload's file goes.
+#[tokio::test]
+async fn a_complete_upload_is_linked_not_copied() {
+    use std::os::unix::fs::MetadataExt;
+    let root = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(root.path()).await.unwrap();
+    let body = futures_util::stream::iter([Ok::<_, &str>(Bytes::from_static(b"hello world"))]);
+    let chunk = store.write_part("up", 0, body, 100, |_| ()).await.unwrap();
+    let part = chunk.part.unwrap();
+    let parts = [super::super::Part {
+        start: 0,
+        size: 11,
+        name: part.name().to_owned(),
+    }];
+    part.keep();
+    let sha256 = "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
+    let digested = super::super::Digested {
+        sha256: sha256.into(),
+        size: 11,
+    };
+    let staged = store.stage_parts("up", &parts, digested).await.unwrap();
+    staged.publish().await.unwrap();
+    let upload = std::fs::metadata(root.path().join("uploads/up")).unwrap();
+    let blob = std::fs::metadata(root.path().join("blobs/b9").join(sha256)).unwrap();
+    assert_eq!((upload.dev(), upload.ino()), (blob.dev(), blob.ino()));
+    // Nothing written to the upload after that can cut or change the
+    // blob, whatever the upload's record says.
+    for offset in [0, 5, 11] {
+        let body = futures_util::stream::iter([Ok::<_, &str>(Bytes::from_static(b"X"))]);
+        let written = store.write_part("up", offset, body, 100, |_| ()).await;
+        assert!(written.is_err(), "a write at {offset}");
+    }
+    let blob = root.path().join("blobs/b9").join(sha256);
+    assert_eq!(std::fs::read(&blob).unwrap(), b"hello world");
+    store.remove_parts("up").await.unwrap();
+    assert!(store.exists(sha256).await);
+    assert!(store.stored(Area::Uploads).await.unwrap().is_empty());
+}
+
+#[test]
+fn only_hex_digests_map_to_paths() {
+    let store = LocalBlobs {
+        blobs: PathBuf::from("/b"),
+        tmp: PathBuf::from("/t"),
+        uploads: PathBuf::from("/u"),
+    };
+    assert!(store.path("../../etc/passwd").is_none());
+    assert_eq!(
+        store.path(&"ab".repeat(32)).unwrap(),
+        PathBuf::from(format!("/b/ab/{}", "ab".repeat(32)))
+    );
+}
