@@ -101,6 +101,10 @@ struct UserEntries {
     /// so never lowers the count.
     moving: AtomicU64,
     moves: AtomicU64,
+    /// Shared while an entry is made at the depth its path has, exclusive
+    /// while a folder is moved: a move measures what is below the folder
+    /// with nothing made there meanwhile at the depth it had before.
+    depths: Arc<tokio::sync::RwLock<()>>,
 }
 
 /// The counts of the stores this server has admitted entries to.
@@ -280,6 +284,31 @@ impl Core {
             counted,
             settled: false,
         })
+    }
+
+    /// The right to make an entry in a user's store at the depth its path
+    /// has now: no move changes that depth until it is dropped.
+    pub async fn store_depths_kept(&self, user_id: i64) -> tokio::sync::OwnedRwLockReadGuard<()> {
+        self.store_entries
+            .of(user_id)
+            .depths
+            .clone()
+            .read_owned()
+            .await
+    }
+
+    /// The right to move entries in a user's store: nothing is made in it
+    /// until it is dropped (nor while it waits for those being made).
+    pub async fn store_depths_changing(
+        &self,
+        user_id: i64,
+    ) -> tokio::sync::OwnedRwLockWriteGuard<()> {
+        self.store_entries
+            .of(user_id)
+            .depths
+            .clone()
+            .write_owned()
+            .await
     }
 
     /// A move begins in a user's store; it ends when the answer is dropped.

@@ -154,6 +154,7 @@ impl DavFileSystem for QuotaFs {
             // Every write is admitted, even one over a file that exists
             // (whatever its options say): the file may be moved away
             // before the write lands, which then makes it anew.
+            let depths = self.core.store_depths_kept(self.user_id).await;
             let seen = self.core.store_moves_seen(self.user_id);
             let existed = DavFileSystem::metadata(&self.inner, path).await.is_ok();
             let kind = if existed {
@@ -163,6 +164,7 @@ impl DavFileSystem for QuotaFs {
             };
             let admission = Some(self.admit(path, kind).await?);
             let file = DavFileSystem::open(&self.inner, path, options).await?;
+            drop(depths);
             Ok(Box::new(CountedFile {
                 inner: file,
                 write: Some(write),
@@ -193,6 +195,7 @@ impl DavFileSystem for QuotaFs {
 
     fn create_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
         Box::pin(async move {
+            let _depths = self.core.store_depths_kept(self.user_id).await;
             let admission = self.admit(path, NewEntry::New).await?;
             DavFileSystem::create_dir(&self.inner, path).await?;
             admission.made();
@@ -221,6 +224,9 @@ impl DavFileSystem for QuotaFs {
     /// take a folder's entries deeper: not past the deepest a store's may be.
     fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
         Box::pin(async move {
+            // Held until the move ends (in its task): nothing is made in
+            // the folder meanwhile at the depth it had.
+            let depths = self.core.store_depths_changing(self.user_id).await;
             self.check_move_depth(from, to).await?;
             // A move in an object store is copies, then deletes: one that
             // did not complete, or that another overlapped, may leave files
@@ -247,6 +253,7 @@ impl DavFileSystem for QuotaFs {
                     admission.made();
                 }
                 drop(moving);
+                drop(depths);
                 moved
             })
             .await
@@ -259,6 +266,7 @@ impl DavFileSystem for QuotaFs {
     fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
         Box::pin(async move {
             let size = DavFileSystem::metadata(&self.inner, from).await?.len();
+            let depths = self.core.store_depths_kept(self.user_id).await;
             let seen = self.core.store_moves_seen(self.user_id);
             let kind = if self.is_file(to).await {
                 NewEntry::Over(seen)
@@ -271,7 +279,9 @@ impl DavFileSystem for QuotaFs {
             // store's own doing), and is counted all the same.
             let (fs, from, to) = (self.clone(), from.clone(), to.clone());
             to_its_end(async move {
-                fs.copy_counted(&from, &to, size).await?;
+                let copied = fs.copy_counted(&from, &to, size).await;
+                drop(depths);
+                copied?;
                 admission.made();
                 Ok(())
             })
@@ -530,95 +540,4 @@ impl DavFile for CountedFile {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::path::PathBuf;
-
-    use app::model::Role;
-    use futures_util::FutureExt;
-
-    use super::*;
-    use crate::core::Limits;
-    use crate::personal::local::LocalStores;
-    use crate::personal::PersonalStores;
-
-    /// A store whose file grows between the moment a copy reads its size
-    /// and the copy itself (a write to it meanwhile).
-    #[derive(Clone)]
-    struct GrowsWhenCopied {
-        inner: StoreFs,
-        folder: PathBuf,
-    }
-
-    impl DavFileSystem for GrowsWhenCopied {
-        fn open<'a>(
-            &'a self,
-            path: &'a DavPath,
-            options: OpenOptions,
-        ) -> FsFuture<'a, Box<dyn DavFile>> {
-            DavFileSystem::open(&self.inner, path, options)
-        }
-
-        fn read_dir<'a>(
-            &'a self,
-            path: &'a DavPath,
-            meta: ReadDirMeta,
-        ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
-            DavFileSystem::read_dir(&self.inner, path, meta)
-        }
-
-        fn metadata<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, Box<dyn DavMetaData>> {
-            DavFileSystem::metadata(&self.inner, path)
-        }
-
-        fn remove_file<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
-            DavFileSystem::remove_file(&self.inner, path)
-        }
-
-        fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
-            async move {
-                let file = self.folder.join(from.as_rel_ospath());
-                let mut grown = std::fs::read(&file).unwrap();
-                grown.resize(1 << 20, 7);
-                std::fs::write(&file, grown).unwrap();
-                DavFileSystem::copy(&self.inner, from, to).await
-            }
-            .boxed()
-        }
-    }
-
-    #[tokio::test]
-    async fn a_copy_of_a_file_that_grew_meanwhile_keeps_to_the_quota() {
-        let dir = tempfile::tempdir().unwrap();
-        let limits = Limits {
-            user_quota_bytes: Some(64 << 10),
-            ..Limits::default()
-        };
-        let core = Arc::new(crate::core::test_core(dir.path(), limits).await);
-        let stores = LocalStores::new(dir.path().join("personal"));
-        let user = core
-            .create_user("alice", "alice-password", Role::User)
-            .await
-            .unwrap();
-        let folder = stores.folder(user);
-        let grows = GrowsWhenCopied {
-            inner: stores.file_system(user).await.unwrap(),
-            folder: folder.clone(),
-        };
-        std::fs::write(folder.join("small.iso"), b"ten bytes.").unwrap();
-        let fs = QuotaFs::new(StoreFs::growing(grows), core, user);
-
-        let (from, to) = (
-            DavPath::new("/small.iso").unwrap(),
-            DavPath::new("/copy.iso").unwrap(),
-        );
-        let copied = DavFileSystem::copy(&fs, &from, &to).await;
-        assert!(
-            matches!(copied, Err(FsError::InsufficientStorage)),
-            "{copied:?}"
-        );
-        assert!(
-            !folder.join("copy.iso").exists(),
-            "the copy past the quota was kept"
-        );
-    }
-}
+mod tests;

@@ -1,0 +1,189 @@
+//! Cases of the quota's file system that need a store of their own making.
+
+use std::path::PathBuf;
+
+use app::model::Role;
+use futures_util::FutureExt;
+
+use super::*;
+use crate::core::Limits;
+use crate::personal::local::LocalStores;
+use crate::personal::PersonalStores;
+
+/// A store whose file grows between the moment a copy reads its size
+/// and the copy itself (a write to it meanwhile).
+#[derive(Clone)]
+struct GrowsWhenCopied {
+    inner: StoreFs,
+    folder: PathBuf,
+}
+
+impl DavFileSystem for GrowsWhenCopied {
+    fn open<'a>(
+        &'a self,
+        path: &'a DavPath,
+        options: OpenOptions,
+    ) -> FsFuture<'a, Box<dyn DavFile>> {
+        DavFileSystem::open(&self.inner, path, options)
+    }
+
+    fn read_dir<'a>(
+        &'a self,
+        path: &'a DavPath,
+        meta: ReadDirMeta,
+    ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
+        DavFileSystem::read_dir(&self.inner, path, meta)
+    }
+
+    fn metadata<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, Box<dyn DavMetaData>> {
+        DavFileSystem::metadata(&self.inner, path)
+    }
+
+    fn remove_file<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        DavFileSystem::remove_file(&self.inner, path)
+    }
+
+    fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
+        async move {
+            let file = self.folder.join(from.as_rel_ospath());
+            let mut grown = std::fs::read(&file).unwrap();
+            grown.resize(1 << 20, 7);
+            std::fs::write(&file, grown).unwrap();
+            DavFileSystem::copy(&self.inner, from, to).await
+        }
+        .boxed()
+    }
+}
+
+#[tokio::test]
+async fn a_copy_of_a_file_that_grew_meanwhile_keeps_to_the_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        user_quota_bytes: Some(64 << 10),
+        ..Limits::default()
+    };
+    let core = Arc::new(crate::core::test_core(dir.path(), limits).await);
+    let stores = LocalStores::new(dir.path().join("personal"));
+    let user = core
+        .create_user("alice", "alice-password", Role::User)
+        .await
+        .unwrap();
+    let folder = stores.folder(user);
+    let grows = GrowsWhenCopied {
+        inner: stores.file_system(user).await.unwrap(),
+        folder: folder.clone(),
+    };
+    std::fs::write(folder.join("small.iso"), b"ten bytes.").unwrap();
+    let fs = QuotaFs::new(StoreFs::growing(grows), core, user);
+
+    let (from, to) = (
+        DavPath::new("/small.iso").unwrap(),
+        DavPath::new("/copy.iso").unwrap(),
+    );
+    let copied = DavFileSystem::copy(&fs, &from, &to).await;
+    assert!(
+        matches!(copied, Err(FsError::InsufficientStorage)),
+        "{copied:?}"
+    );
+    assert!(
+        !folder.join("copy.iso").exists(),
+        "the copy past the quota was kept"
+    );
+}
+
+/// A store whose moves wait to be let go, once they have begun.
+#[derive(Clone)]
+struct PausedMoves {
+    inner: StoreFs,
+    begun: Arc<tokio::sync::Notify>,
+    go: Arc<tokio::sync::Notify>,
+}
+
+impl DavFileSystem for PausedMoves {
+    fn open<'a>(
+        &'a self,
+        path: &'a DavPath,
+        options: OpenOptions,
+    ) -> FsFuture<'a, Box<dyn DavFile>> {
+        DavFileSystem::open(&self.inner, path, options)
+    }
+
+    fn read_dir<'a>(
+        &'a self,
+        path: &'a DavPath,
+        meta: ReadDirMeta,
+    ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
+        DavFileSystem::read_dir(&self.inner, path, meta)
+    }
+
+    fn metadata<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, Box<dyn DavMetaData>> {
+        DavFileSystem::metadata(&self.inner, path)
+    }
+
+    fn create_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        DavFileSystem::create_dir(&self.inner, path)
+    }
+
+    fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
+        async move {
+            self.begun.notify_one();
+            self.go.notified().await;
+            DavFileSystem::rename(&self.inner, from, to).await
+        }
+        .boxed()
+    }
+}
+
+/// Folders made in a folder while it is moved deeper are made before
+/// the move measures it, or after it (where the folder was): never
+/// past the deepest a store's entries may be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_made_too_deep_in_a_folder_being_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = Arc::new(crate::core::test_core(dir.path(), Limits::default()).await);
+    let stores = LocalStores::new(dir.path().join("personal"));
+    let user = core
+        .create_user("alice", "alice-password", Role::User)
+        .await
+        .unwrap();
+    let folder = stores.folder(user);
+    let deep: PathBuf = (1..=30).map(|level| level.to_string()).collect();
+    std::fs::create_dir_all(folder.join(&deep)).unwrap();
+    std::fs::create_dir_all(folder.join("src")).unwrap();
+    let paused = PausedMoves {
+        inner: stores.file_system(user).await.unwrap(),
+        begun: Arc::default(),
+        go: Arc::default(),
+    };
+    let (begun, go) = (paused.begun.clone(), paused.go.clone());
+    let fs = QuotaFs::new(StoreFs::growing(paused), core, user);
+
+    // Below 30 levels: 31 deep, its folder empty (0 below) when measured.
+    let to = format!("/{}/src/", deep.display());
+    let moving = {
+        let fs = fs.clone();
+        tokio::spawn(async move {
+            let (from, to) = (DavPath::new("/src/").unwrap(), DavPath::new(&to).unwrap());
+            DavFileSystem::rename(&fs, &from, &to).await
+        })
+    };
+    begun.notified().await;
+    let making = {
+        let fs = fs.clone();
+        tokio::spawn(async move {
+            for path in ["/src/a/", "/src/a/b/"] {
+                let _ = DavFileSystem::create_dir(&fs, &DavPath::new(path).unwrap()).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    go.notify_one();
+    moving.await.unwrap().unwrap();
+    making.await.unwrap();
+    let moved = folder.join(&deep).join("src");
+    assert!(moved.is_dir());
+    assert!(
+        !moved.join("a/b").exists(),
+        "a folder 33 deep was made while its parent moved"
+    );
+}
