@@ -81,7 +81,13 @@ async fn serve(
         Ok(files) => files,
         Err(status) => return status.into_response(),
     };
-    if let Some(to) = destination {
+    // `Overwrite: F` onto an entry that exists is dav-server's 412, with
+    // nothing deleted.
+    let overwrites = request
+        .headers()
+        .get("overwrite")
+        .is_none_or(|overwrite| !overwrite.as_bytes().eq_ignore_ascii_case(b"F"));
+    if let Some(to) = destination.filter(|_| overwrites) {
         let (method, path) = (request.method().clone(), request.uri().path().to_owned());
         if let Some(refused) = refuse_before_overwrite(&files, &method, &path, &to).await {
             return refused;

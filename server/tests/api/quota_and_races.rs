@@ -212,6 +212,9 @@ async fn the_personal_store_counts_against_the_quota(#[case] backend: Backend) {
         dav(&app, "COPY", "moved.iso", &destination("small.iso"), None).await,
         507
     );
+    let mut keep = destination("small.iso");
+    keep.push(("overwrite", "F".to_owned()));
+    assert_eq!(dav(&app, "COPY", "moved.iso", &keep, None).await, 412);
     let files = app.store_files(alice.id).await;
     assert_eq!(files.get("small.iso"), Some(&100_000), "{files:?}");
     assert_eq!(dav(&app, "DELETE", "small.iso", &[], None).await, 204);
