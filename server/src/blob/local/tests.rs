@@ -56,31 +56,34 @@ async fn the_writer_appends_every_chunk_in_order_after_what_was_there() {
     assert_eq!(std::fs::read(&path).unwrap(), expected);
 }
 
-#[tokio::test]
-async fn stores_under_the_digest_and_only_once() {
+/// A store in a folder of its own, removed when the first is dropped.
+async fn store_in_a_new_folder() -> (tempfile::TempDir, BlobStore) {
     let root = tempfile::tempdir().unwrap();
     let store = BlobStore::open(root.path()).await.unwrap();
+    (root, store)
+}
+
+#[tokio::test]
+async fn stores_under_the_digest_and_only_once() {
+    let (_root, store) = store_in_a_new_folder().await;
     contract::stores_under_the_digest_and_only_once(store).await;
 }
 
 #[tokio::test]
 async fn a_failed_or_oversized_body_leaves_nothing() {
-    let root = tempfile::tempdir().unwrap();
-    let store = BlobStore::open(root.path()).await.unwrap();
+    let (_root, store) = store_in_a_new_folder().await;
     contract::a_failed_or_oversized_body_leaves_nothing(store, 10).await;
 }
 
 #[tokio::test]
 async fn keeps_an_uploads_parts_until_removed() {
-    let root = tempfile::tempdir().unwrap();
-    let store = BlobStore::open(root.path()).await.unwrap();
+    let (_root, store) = store_in_a_new_folder().await;
     contract::keeps_an_uploads_parts_until_removed(store).await;
 }
 
 #[tokio::test]
 async fn a_chunk_given_up_on_leaves_nothing_behind() {
-    let root = tempfile::tempdir().unwrap();
-    let store = BlobStore::open(root.path()).await.unwrap();
+    let (_root, store) = store_in_a_new_folder().await;
     contract::a_chunk_given_up_on_leaves_nothing_behind(store).await;
 }
 
@@ -89,8 +92,7 @@ async fn a_chunk_given_up_on_leaves_nothing_behind() {
 /// file as it was, and the next chunk goes on from there.
 #[tokio::test]
 async fn a_chunk_dropped_while_it_waits_for_the_writer_before_it_cuts_nothing() {
-    let root = tempfile::tempdir().unwrap();
-    let store = BlobStore::open(root.path()).await.unwrap();
+    let (root, store) = store_in_a_new_folder().await;
     let body = |bytes: &'static [u8]| {
         futures_util::stream::iter([Ok::<_, &str>(Bytes::from_static(bytes))])
     };
@@ -117,8 +119,7 @@ async fn a_chunk_dropped_while_it_waits_for_the_writer_before_it_cuts_nothing() 
 #[tokio::test]
 async fn a_complete_upload_is_linked_not_copied() {
     use std::os::unix::fs::MetadataExt;
-    let root = tempfile::tempdir().unwrap();
-    let store = BlobStore::open(root.path()).await.unwrap();
+    let (root, store) = store_in_a_new_folder().await;
     let body = futures_util::stream::iter([Ok::<_, &str>(Bytes::from_static(b"hello world"))]);
     let chunk = store.write_part("up", 0, body, 100, |_| ()).await.unwrap();
     let part = chunk.part.unwrap();

@@ -10,96 +10,18 @@ use crate::core::Limits;
 use crate::personal::local::LocalStores;
 use crate::personal::PersonalStores;
 
-/// A store whose file grows between the moment a copy reads its size
-/// and the copy itself (a write to it meanwhile).
+/// Alice's local store with a hand in it: a copy finds its file grown
+/// since its size was read (a write to it meanwhile), and a move, once
+/// begun, waits to be let go.
 #[derive(Clone)]
-struct GrowsWhenCopied {
+struct Meddled {
     inner: StoreFs,
     folder: PathBuf,
+    move_begun: Arc<tokio::sync::Notify>,
+    move_goes: Arc<tokio::sync::Notify>,
 }
 
-impl DavFileSystem for GrowsWhenCopied {
-    fn open<'a>(
-        &'a self,
-        path: &'a DavPath,
-        options: OpenOptions,
-    ) -> FsFuture<'a, Box<dyn DavFile>> {
-        DavFileSystem::open(&self.inner, path, options)
-    }
-
-    fn read_dir<'a>(
-        &'a self,
-        path: &'a DavPath,
-        meta: ReadDirMeta,
-    ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
-        DavFileSystem::read_dir(&self.inner, path, meta)
-    }
-
-    fn metadata<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, Box<dyn DavMetaData>> {
-        DavFileSystem::metadata(&self.inner, path)
-    }
-
-    fn remove_file<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
-        DavFileSystem::remove_file(&self.inner, path)
-    }
-
-    fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
-        async move {
-            let file = self.folder.join(from.as_rel_ospath());
-            let mut grown = std::fs::read(&file).unwrap();
-            grown.resize(1 << 20, 7);
-            std::fs::write(&file, grown).unwrap();
-            DavFileSystem::copy(&self.inner, from, to).await
-        }
-        .boxed()
-    }
-}
-
-#[tokio::test]
-async fn a_copy_of_a_file_that_grew_meanwhile_keeps_to_the_quota() {
-    let dir = tempfile::tempdir().unwrap();
-    let limits = Limits {
-        user_quota_bytes: Some(64 << 10),
-        ..Limits::default()
-    };
-    let core = Arc::new(crate::core::test_core(dir.path(), limits).await);
-    let stores = LocalStores::new(dir.path().join("personal"));
-    let user = core
-        .create_user("alice", "alice-password", Role::User)
-        .await
-        .unwrap();
-    let folder = stores.folder(user);
-    let grows = GrowsWhenCopied {
-        inner: stores.file_system(user).await.unwrap(),
-        folder: folder.clone(),
-    };
-    std::fs::write(folder.join("small.iso"), b"ten bytes.").unwrap();
-    let fs = QuotaFs::new(StoreFs::growing(grows), core, user);
-
-    let (from, to) = (
-        DavPath::new("/small.iso").unwrap(),
-        DavPath::new("/copy.iso").unwrap(),
-    );
-    let copied = DavFileSystem::copy(&fs, &from, &to).await;
-    assert!(
-        matches!(copied, Err(FsError::InsufficientStorage)),
-        "{copied:?}"
-    );
-    assert!(
-        !folder.join("copy.iso").exists(),
-        "the copy past the quota was kept"
-    );
-}
-
-/// A store whose moves wait to be let go, once they have begun.
-#[derive(Clone)]
-struct PausedMoves {
-    inner: StoreFs,
-    begun: Arc<tokio::sync::Notify>,
-    go: Arc<tokio::sync::Notify>,
-}
-
-impl DavFileSystem for PausedMoves {
+impl DavFileSystem for Meddled {
     fn open<'a>(
         &'a self,
         path: &'a DavPath,
@@ -124,14 +46,73 @@ impl DavFileSystem for PausedMoves {
         DavFileSystem::create_dir(&self.inner, path)
     }
 
+    fn remove_file<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        DavFileSystem::remove_file(&self.inner, path)
+    }
+
+    fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
+        async move {
+            let file = self.folder.join(from.as_rel_ospath());
+            let mut grown = std::fs::read(&file).unwrap();
+            grown.resize(1 << 20, 7);
+            std::fs::write(&file, grown).unwrap();
+            DavFileSystem::copy(&self.inner, from, to).await
+        }
+        .boxed()
+    }
+
     fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
         async move {
-            self.begun.notify_one();
-            self.go.notified().await;
+            self.move_begun.notify_one();
+            self.move_goes.notified().await;
             DavFileSystem::rename(&self.inner, from, to).await
         }
         .boxed()
     }
+}
+
+/// Alice's store under `limits`, meddled with, as her requests reach it.
+async fn alices_store(dir: &std::path::Path, limits: Limits) -> (QuotaFs, Meddled) {
+    let core = Arc::new(crate::core::test_core(dir, limits).await);
+    let stores = LocalStores::new(dir.join("personal"));
+    let user = core
+        .create_user("alice", "alice-password", Role::User)
+        .await
+        .unwrap();
+    let meddled = Meddled {
+        inner: stores.file_system(user).await.unwrap(),
+        folder: stores.folder(user),
+        move_begun: Arc::default(),
+        move_goes: Arc::default(),
+    };
+    let fs = QuotaFs::new(StoreFs::growing(meddled.clone()), core, user);
+    (fs, meddled)
+}
+
+#[tokio::test]
+async fn a_copy_of_a_file_that_grew_meanwhile_keeps_to_the_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        user_quota_bytes: Some(64 << 10),
+        ..Limits::default()
+    };
+    let (fs, meddled) = alices_store(dir.path(), limits).await;
+    let folder = meddled.folder;
+    std::fs::write(folder.join("small.iso"), b"ten bytes.").unwrap();
+
+    let (from, to) = (
+        DavPath::new("/small.iso").unwrap(),
+        DavPath::new("/copy.iso").unwrap(),
+    );
+    let copied = DavFileSystem::copy(&fs, &from, &to).await;
+    assert!(
+        matches!(copied, Err(FsError::InsufficientStorage)),
+        "{copied:?}"
+    );
+    assert!(
+        !folder.join("copy.iso").exists(),
+        "the copy past the quota was kept"
+    );
 }
 
 /// Folders made in a folder while it is moved deeper are made before
@@ -140,23 +121,12 @@ impl DavFileSystem for PausedMoves {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_made_too_deep_in_a_folder_being_moved() {
     let dir = tempfile::tempdir().unwrap();
-    let core = Arc::new(crate::core::test_core(dir.path(), Limits::default()).await);
-    let stores = LocalStores::new(dir.path().join("personal"));
-    let user = core
-        .create_user("alice", "alice-password", Role::User)
-        .await
-        .unwrap();
-    let folder = stores.folder(user);
+    let (fs, meddled) = alices_store(dir.path(), Limits::default()).await;
+    let folder = meddled.folder;
     let deep: PathBuf = (1..=30).map(|level| level.to_string()).collect();
     std::fs::create_dir_all(folder.join(&deep)).unwrap();
     std::fs::create_dir_all(folder.join("src")).unwrap();
-    let paused = PausedMoves {
-        inner: stores.file_system(user).await.unwrap(),
-        begun: Arc::default(),
-        go: Arc::default(),
-    };
-    let (begun, go) = (paused.begun.clone(), paused.go.clone());
-    let fs = QuotaFs::new(StoreFs::growing(paused), core, user);
+    let (begun, go) = (meddled.move_begun, meddled.move_goes);
 
     // Below 30 levels: 31 deep, its folder empty (0 below) when measured.
     let to = format!("/{}/src/", deep.display());
