@@ -132,3 +132,47 @@ async fn only_an_administrator_reads_them(#[case] backend: Backend) {
     assert_eq!(user.status(), 403);
     assert!(!user.text().await.unwrap().contains("depot_"));
 }
+
+/// A download over HTTP/2 is read into buffers (HTTP/2 copies the start of
+/// each frame out of the body, where a mapped page that cannot be read
+/// would kill the server); over HTTP/1 the kernel sends it from the file.
+#[tokio::test]
+async fn only_http1_downloads_are_sent_from_the_file() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.add_user("alice", "alice-password").await;
+    let bytes = random_bytes(300_000);
+    let uploaded = app
+        .upload("alice", "alice-password", "disk.img", bytes.clone())
+        .await;
+    assert_eq!(uploaded.status(), 201);
+    let image: serde_json::Value = uploaded.json().await.unwrap();
+    let url = app.url(&format!(
+        "/api/images/{}/download",
+        image["images"][0]["id"].as_i64().unwrap()
+    ));
+    let sent_from_files = |text: &str| {
+        value(text, "depot_http_response_body_bytes_sent_from_files_total").unwrap_or(0.0)
+    };
+    let http2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let download = http2
+        .get(&url)
+        .basic_auth("alice", Some("alice-password"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.version(), reqwest::Version::HTTP_2);
+    assert_eq!(download.bytes().await.unwrap(), bytes);
+    assert_eq!(sent_from_files(&scrape(&app).await), 0.0);
+    let download = reqwest::Client::new()
+        .get(&url)
+        .basic_auth("alice", Some("alice-password"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.version(), reqwest::Version::HTTP_11);
+    assert_eq!(download.bytes().await.unwrap(), bytes);
+    assert!(sent_from_files(&scrape(&app).await) >= bytes.len() as f64);
+}
