@@ -310,6 +310,11 @@ pub struct ServeArgs {
     /// Password checks against one account in a burst (then one per 6 s).
     #[arg(long, env = "DEPOT_LOGIN_BURST_PER_ACCOUNT", default_value_t = 10)]
     pub login_burst_per_account: u32,
+    /// Seconds a client may take to send a request's head, or leave the
+    /// server waiting for more of a body or for taking more of a response.
+    #[arg(long, env = "DEPOT_CLIENT_TIMEOUT_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub client_timeout_secs: u64,
     /// What each new password hash costs: always the default from the
     /// command line; only code that embeds the server (the tests) lowers it.
     #[arg(skip)]
@@ -335,8 +340,14 @@ impl ServeArgs {
             export_root: None,
             login_burst_per_address: 30,
             login_burst_per_account: 10,
+            client_timeout_secs: 60,
             password_cost: PasswordCost::default(),
         }
+    }
+
+    /// How long a client may keep the server waiting (see `serve::serve`).
+    pub fn client_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.client_timeout_secs)
     }
 }
 

@@ -21,8 +21,12 @@ use crate::store::{Db, SessionStore};
 use crate::web::SiteAssets;
 
 pub mod connection;
+mod stall;
 
 pub use connection::{Listener, Peer};
+use hyper::body::Incoming;
+use hyper::Request;
+use stall::StallingBody;
 
 /// How often expired sessions, tokens and reservations are deleted, and
 /// what interrupted uploads left is collected.
@@ -218,7 +222,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     });
-    serve(listener, built.router, shutdown)
+    serve(listener, built.router, shutdown, args.client_timeout())
         .await
         .context("the server failed")?;
     sweeper.abort();
@@ -228,16 +232,62 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Answers `listener`'s connections with `router` until `shutdown`
-/// resolves, then finishes the requests in flight.
+/// resolves, then finishes the requests in flight. A client may take up to
+/// `client_timeout` to send a request's head (from when the server is ready
+/// to read one: an idle connection kept alive is closed after it), and may
+/// leave the server waiting that long for more of a request's body or for
+/// taking any more of a response ([`stall`]); past it, its request fails or
+/// its connection is closed.
 pub async fn serve(
-    listener: Listener,
+    mut listener: Listener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    client_timeout: Duration,
 ) -> std::io::Result<()> {
-    let service = router.into_make_service_with_connect_info::<Peer>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+    let mut connections = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    connections
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(client_timeout);
+    // A peer gone without a word (its machine off, its network cut) is
+    // found by a ping it does not answer.
+    connections
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(client_timeout / 2)
+        .keep_alive_timeout(client_timeout / 2);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (connection, peer) = tokio::select! {
+            accepted = listener.accept(client_timeout) => accepted,
+            () = &mut shutdown => break,
+        };
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(Peer(peer)));
+            let request =
+                request.map(|body| axum::body::Body::new(StallingBody::new(body, client_timeout)));
+            tower::ServiceExt::oneshot(router.clone(), request)
+        });
+        let serving = connections
+            .serve_connection_with_upgrades(TokioIo::new(connection), service)
+            .into_owned();
+        let serving = graceful.watch(serving);
+        tokio::spawn(async move {
+            if let Err(error) = serving.await {
+                tracing::trace!(%error, "a connection ended with an error");
+            }
+        });
+    }
+    // No more connections; those open finish what they are doing.
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// Resolves at SIGINT or SIGTERM. The handlers are set when this is called,

@@ -11,11 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::stall::Stall;
 use crate::blob::local::{file_range, FileRange};
 
 /// Bytes sent from files by the kernel since the process started.
@@ -37,16 +36,13 @@ impl Listener {
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.0.local_addr()
     }
-}
 
-impl axum::serve::Listener for Listener {
-    type Io = Connection;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Connection, SocketAddr) {
+    /// The next connection, whose writes fail once the client has taken
+    /// none of a response for `send_limit` (see [`Stall`]).
+    pub(super) async fn accept(&mut self, send_limit: Duration) -> (Connection, SocketAddr) {
         loop {
             match self.0.accept().await {
-                Ok((stream, peer)) => return (Connection(stream), peer),
+                Ok((stream, peer)) => return (Connection::new(stream, send_limit), peer),
                 // The one connection failed before it was taken: the next.
                 Err(error) if is_one_connections(&error) => {}
                 // Out of file descriptors or the like: logged, and a pause
@@ -58,10 +54,6 @@ impl axum::serve::Listener for Listener {
             }
         }
     }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.0.local_addr()
-    }
 }
 
 fn is_one_connections(error: &std::io::Error) -> bool {
@@ -72,20 +64,48 @@ fn is_one_connections(error: &std::io::Error) -> bool {
     )
 }
 
-/// The client's address, for `ConnectInfo`.
+/// The client's address, in each request's `ConnectInfo` (`super::serve`).
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub SocketAddr);
 
-impl Connected<IncomingStream<'_, Listener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, Listener>) -> Self {
-        Self(*stream.remote_addr())
-    }
+/// One client's connection.
+pub struct Connection {
+    stream: TcpStream,
+    /// The client has taken none of what the server writes: how long.
+    sending: Stall,
 }
 
-/// One client's connection.
-pub struct Connection(TcpStream);
-
 impl Connection {
+    fn new(stream: TcpStream, send_limit: Duration) -> Self {
+        Self {
+            stream,
+            sending: Stall::new(send_limit),
+        }
+    }
+
+    /// A write's outcome, and the time the client has made it wait: a write
+    /// that waits [`Stall`]'s limit fails with `TimedOut`, which ends the
+    /// connection and drops the response (a download's chunks read ahead).
+    fn timed(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: Poll<std::io::Result<usize>>,
+    ) -> Poll<std::io::Result<usize>> {
+        match written {
+            Poll::Pending => match self.sending.poll_too_long(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the client took nothing of the response",
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+            done => {
+                self.sending.moved();
+                done
+            }
+        }
+    }
+
     /// Has the kernel send `len` bytes of `range`'s file from its offset
     /// once the socket can take them; as many as it took.
     fn poll_send_file(
@@ -95,11 +115,11 @@ impl Connection {
         len: usize,
     ) -> Poll<std::io::Result<usize>> {
         loop {
-            ready!(self.0.poll_write_ready(cx))?;
-            let sent = self.0.try_io(Interest::WRITABLE, || {
+            ready!(self.stream.poll_write_ready(cx))?;
+            let sent = self.stream.try_io(Interest::WRITABLE, || {
                 let mut offset = range.offset;
                 Ok(rustix::fs::sendfile(
-                    &self.0,
+                    &self.stream,
                     &*range.file,
                     Some(&mut offset),
                     len,
@@ -127,7 +147,7 @@ impl AsyncRead for Connection {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+        Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
 
@@ -137,10 +157,11 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        match file_range(buf) {
+        let written = match file_range(buf) {
             Some(range) => self.poll_send_file(cx, &range, buf.len()),
-            None => Pin::new(&mut self.0).poll_write(cx, buf),
-        }
+            None => Pin::new(&mut self.stream).poll_write(cx, buf),
+        };
+        self.timed(cx, written)
     }
 
     /// The slices before the first one from a file, in one write; or, if
@@ -156,7 +177,8 @@ impl AsyncWrite for Connection {
             None => return Poll::Ready(Ok(0)),
         };
         if let Some(range) = file_range(&bufs[0]) {
-            return self.poll_send_file(cx, &range, bufs[0].len());
+            let written = self.poll_send_file(cx, &range, bufs[0].len());
+            return self.timed(cx, written);
         }
         // The first is not a file's (above): the plain run ends before the
         // first that is.
@@ -164,7 +186,8 @@ impl AsyncWrite for Connection {
             .iter()
             .position(|buf| file_range(buf).is_some())
             .map_or(bufs.len(), |index| index + 1);
-        Pin::new(&mut self.0).poll_write_vectored(cx, &bufs[..plain])
+        let written = Pin::new(&mut self.stream).poll_write_vectored(cx, &bufs[..plain]);
+        self.timed(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -172,11 +195,11 @@ impl AsyncWrite for Connection {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        Pin::new(&mut self.stream).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
@@ -234,7 +257,11 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap());
         let (client, accepted) = tokio::join!(client, listener.accept());
-        (Connection(accepted.unwrap().0), client.unwrap())
+        let accepted = accepted.unwrap().0;
+        (
+            Connection::new(accepted, Duration::from_secs(60)),
+            client.unwrap(),
+        )
     }
 
     /// A download through the server's connections: the client gets the
@@ -263,7 +290,13 @@ mod tests {
             .await
             .unwrap();
         let address = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let patience = Duration::from_secs(60);
+        tokio::spawn(crate::serve::serve(
+            listener,
+            router,
+            std::future::pending(),
+            patience,
+        ));
 
         for (start, count) in [(0, bytes.len()), (2 * 1024 * 1024 - 5, 3 * 1024 * 1024)] {
             let before = bytes_sent_from_files();

@@ -139,7 +139,7 @@ async fn upload(
                     file_name,
                     ..meta.clone()
                 };
-                let body = field.map_err(|error| error.body_text());
+                let body = field.map_err(|error| super::form_guard::reason(&error));
                 // Each file is shorter than the whole form.
                 created.push(state.core.upload(&viewer, meta, body, length).await?);
             }

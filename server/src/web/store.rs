@@ -277,7 +277,7 @@ async fn put_into_store(
             let chunk = match field.chunk().await {
                 Ok(Some(chunk)) => Ok(chunk),
                 Ok(None) => return,
-                Err(error) => Err(std::io::Error::other(error.body_text())),
+                Err(error) => Err(std::io::Error::other(super::form_guard::reason(&error))),
             };
             let failed = chunk.is_err();
             // The PUT stopped reading (it refused the file): stop sending.

@@ -243,7 +243,7 @@ fn base64_basic(user: &str, password: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
 }
 
-async fn admin_viewer(app: &TestApp) -> app::model::Viewer {
+pub(crate) async fn admin_viewer(app: &TestApp) -> app::model::Viewer {
     let principal = app.core.login("admin", ADMIN_PASSWORD).await.unwrap();
     app::model::Viewer::User(principal)
 }

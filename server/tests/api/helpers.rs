@@ -389,7 +389,13 @@ impl TestApp {
             .unwrap();
         let address = listener.local_addr().unwrap();
         let router = built.router;
-        tokio::spawn(serve::serve(listener, router, std::future::pending()));
+        let client_timeout = args.client_timeout();
+        tokio::spawn(serve::serve(
+            listener,
+            router,
+            std::future::pending(),
+            client_timeout,
+        ));
         Self {
             address,
             core: built.core,

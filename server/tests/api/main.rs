@@ -32,6 +32,7 @@ mod readiness;
 mod seeds;
 mod several_servers;
 mod shared_credentials;
+mod stalled_clients;
 mod store;
 mod store_entries;
 mod synced_quota;

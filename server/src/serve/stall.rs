@@ -1,0 +1,158 @@
+//! How long the server waits on a client that has stopped: one that sends
+//! no more of a request's body, or takes no more of a response. Each such
+//! client holds what serves it (a download's chunks read ahead, an upload's
+//! buffers and writer thread) for as long as it waits, so a few thousand of
+//! them, or one script opening connections and never reading, would hold
+//! the server's memory and threads without end. Like nginx's
+//! `client_body_timeout` and `send_timeout`, the time counts only while the
+//! server waits on the client, from the moment it started to wait; a slow
+//! client that keeps moving is never cut off.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use std::future::Future;
+use tokio::time::{Instant, Sleep};
+
+/// A wait on the client, timed. The timer is moved only when it fires early
+/// (it was set for an earlier wait), at most once per `limit`: not for each
+/// of the many short waits of a busy transfer.
+pub(super) struct Stall {
+    limit: Duration,
+    /// When the server started to wait, if it waits.
+    since: Option<Instant>,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl Stall {
+    pub(super) fn new(limit: Duration) -> Self {
+        Self {
+            limit,
+            since: None,
+            timer: None,
+        }
+    }
+
+    /// The client sent or took bytes: no longer waiting.
+    pub(super) fn moved(&mut self) {
+        self.since = None;
+    }
+
+    /// The client has not moved: ready once the server has waited `limit`
+    /// for it since it started to wait; else `cx` is woken when it has.
+    pub(super) fn poll_too_long(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let deadline = *self.since.get_or_insert_with(Instant::now) + self.limit;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        loop {
+            if Instant::now() >= deadline {
+                return Poll::Ready(());
+            }
+            if timer.is_elapsed() {
+                timer.as_mut().reset(deadline);
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+    }
+}
+
+/// A request's body that fails with [`std::io::ErrorKind::TimedOut`] once
+/// the client has sent none of it for the limit, so that whatever reads it
+/// (an upload) ends as it does for a client gone, and lets go of what it
+/// held.
+pub(super) struct StallingBody<B> {
+    body: B,
+    stall: Stall,
+}
+
+impl<B> StallingBody<B> {
+    pub(super) fn new(body: B, limit: Duration) -> Self {
+        Self {
+            body,
+            stall: Stall::new(limit),
+        }
+    }
+}
+
+impl<B> Body for StallingBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.stall.moved();
+                Poll::Ready(frame.map(|frame| frame.map_err(Into::into)))
+            }
+            Poll::Pending => match this.stall.poll_too_long(cx) {
+                Poll::Ready(()) => {
+                    let seconds = this.stall.limit.as_secs();
+                    Poll::Ready(Some(Err(Box::new(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("the client sent nothing more for {seconds} s"),
+                    )))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+
+    use super::*;
+
+    /// How long `stall` makes a task wait, from now, before it says the
+    /// client has stalled (the task is woken for it, nothing else happening).
+    async fn waited(stall: &mut Stall) -> Duration {
+        let started = Instant::now();
+        let waiting = poll_fn(|cx| stall.poll_too_long(cx));
+        tokio::time::timeout(Duration::from_secs(30), waiting)
+            .await
+            .expect("the waiter is woken");
+        started.elapsed()
+    }
+
+    /// A wait counts from its own start, whatever came before: the timer set
+    /// for an earlier wait does not end a later one early, nor does a long
+    /// idle before it (a connection kept alive, then a download).
+    #[tokio::test]
+    async fn a_wait_counts_from_its_start() {
+        let limit = Duration::from_millis(300);
+        let mut stall = Stall::new(limit);
+        assert!(waited(&mut stall).await >= limit);
+        stall.moved();
+        tokio::time::sleep(limit * 3).await;
+        assert!(waited(&mut stall).await >= limit, "after an idle");
+        stall.moved();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(stall.poll_too_long(&mut cx).is_pending());
+        tokio::time::sleep(limit / 2).await;
+        stall.moved();
+        assert!(waited(&mut stall).await >= limit, "after a short wait");
+    }
+}

@@ -1,0 +1,228 @@
+//! Clients that stop: one that never finishes a request's head, stops
+//! sending an upload's body, or stops taking a download is let go after the
+//! server's client timeout (1 s here), and what served it with it; a slow
+//! client that keeps moving is served to the end.
+
+use std::time::Duration;
+
+use base64::Engine;
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use depot_server::blob::Area;
+
+use crate::files::admin_viewer;
+use crate::helpers::{random_bytes, Backend, TestApp, ADMIN_PASSWORD};
+
+/// Long enough to tell a server that gave up from one still waiting.
+const WELL_PAST: Duration = Duration::from_secs(15);
+
+async fn patient_for_a_second() -> TestApp {
+    TestApp::spawn_with(Backend::Sqlite, |args| args.client_timeout_secs = 1).await
+}
+
+fn admin_authorization() -> String {
+    let pair = format!("admin:{ADMIN_PASSWORD}");
+    let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+    format!("Authorization: Basic {encoded}\r\n")
+}
+
+/// Everything the server sends until it closes the connection (`None` if it
+/// has not within [`WELL_PAST`]).
+async fn read_until_closed(connection: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut answer = Vec::new();
+    let reading = async {
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            match connection.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => answer.extend_from_slice(&buffer[..read]),
+            }
+        }
+    };
+    tokio::time::timeout(WELL_PAST, reading).await.ok()?;
+    Some(answer)
+}
+
+/// An image of `size` random bytes uploaded as the admin: its download's
+/// path and its bytes.
+async fn uploaded(app: &TestApp, size: usize) -> (String, Vec<u8>) {
+    let bytes = random_bytes(size);
+    let response = app
+        .upload("admin", ADMIN_PASSWORD, "big.iso", bytes.clone())
+        .await;
+    assert_eq!(response.status(), 201);
+    let created: Value = response.json().await.unwrap();
+    let id = &created["images"][0]["id"];
+    (format!("/api/images/{id}/download"), bytes)
+}
+
+/// A request's head that never ends is not waited for: the server closes
+/// the connection (and so does it an idle connection kept alive).
+#[tokio::test]
+async fn a_request_head_that_never_ends_is_not_waited_for() {
+    let app = patient_for_a_second().await;
+    let mut connection = TcpStream::connect(app.address).await.unwrap();
+    connection
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: depot\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut connection)
+        .await
+        .expect("the server still waits for the head");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+}
+
+/// A download the client stops taking is cut off: after a pause of three
+/// times the timeout the client gets only what the sockets held, then the
+/// end of the connection; the server answers others meanwhile and after.
+#[tokio::test]
+async fn a_download_the_client_stops_taking_is_cut_off() {
+    let app = patient_for_a_second().await;
+    let (path, bytes) = uploaded(&app, 48 << 20).await;
+    let mut connection = TcpStream::connect(app.address).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: depot\r\n{}Connection: close\r\n\r\n",
+        admin_authorization()
+    );
+    connection.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let health = reqwest::get(app.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    let answer = read_until_closed(&mut connection)
+        .await
+        .expect("the connection is closed");
+    assert!(answer.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(
+        answer.len() < bytes.len(),
+        "{} bytes received: the whole download",
+        answer.len()
+    );
+    let health = reqwest::get(app.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+/// A download taken slowly, 2 MiB at a time with pauses shorter than the
+/// timeout, arrives whole though it takes more than twice the timeout. (The
+/// kernel tells the server it may write again only once a good part of the
+/// socket's buffer is free, megabytes on loopback: a client taking a few
+/// KiB a second from such a buffer looks stalled, to nginx too.)
+#[tokio::test]
+async fn a_slow_download_that_keeps_moving_arrives_whole() {
+    let app = patient_for_a_second().await;
+    let (path, bytes) = uploaded(&app, 32 << 20).await;
+    let mut response = reqwest::Client::new()
+        .get(app.url(&path))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    let mut since_pause = 0;
+    let started = std::time::Instant::now();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        received.extend_from_slice(&chunk);
+        since_pause += chunk.len();
+        if since_pause >= 2 << 20 {
+            since_pause = 0;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    assert!(started.elapsed() > Duration::from_secs(2));
+    assert!(
+        received == bytes,
+        "{} of {} bytes",
+        received.len(),
+        bytes.len()
+    );
+}
+
+/// The head and the start of an upload form whose file is `size` bytes
+/// long (its end, counted in its length, is never sent).
+fn upload_form(size: usize) -> (String, Vec<u8>) {
+    let boundary = "depot-stalled-upload";
+    let start = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"stalled.iso\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    let end = format!("\r\n--{boundary}--\r\n");
+    let head = format!(
+        "POST /api/upload HTTP/1.1\r\nHost: depot\r\n{}Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        admin_authorization(),
+        start.len() + size + end.len(),
+    );
+    (head, start)
+}
+
+/// An upload whose client stops sending fails with a 400 that says why,
+/// once the server has waited the timeout for more, and leaves nothing: no
+/// image, no staged file, no blob.
+#[tokio::test]
+async fn an_upload_the_client_stops_sending_fails_and_leaves_nothing() {
+    let app = patient_for_a_second().await;
+    let (head, start) = upload_form(8 << 20);
+    let mut connection = TcpStream::connect(app.address).await.unwrap();
+    connection.write_all(head.as_bytes()).await.unwrap();
+    connection.write_all(&start).await.unwrap();
+    connection.write_all(&random_bytes(1 << 20)).await.unwrap();
+
+    let answer = read_until_closed(&mut connection)
+        .await
+        .expect("the server still waits for the rest");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("sent nothing more for 1 s"), "{answer}");
+    let listed = app
+        .core
+        .list_images(&admin_viewer(&app).await, app::query::Query::new(10))
+        .await
+        .unwrap();
+    assert_eq!(listed.total, 0);
+    for area in [Area::Staging, Area::Uploads, Area::Blobs] {
+        assert!(app.stored(area).await.is_empty(), "{area:?}");
+    }
+}
+
+/// An upload sent slowly, with pauses shorter than the timeout, is stored
+/// whole though it takes several times the timeout.
+#[tokio::test]
+async fn a_slow_upload_that_keeps_moving_is_stored() {
+    let app = patient_for_a_second().await;
+    let bytes = random_bytes(1 << 20);
+    let pieces: Vec<Vec<u8>> = bytes.chunks(1 << 17).map(<[u8]>::to_vec).collect();
+    let slowly = futures_util::stream::iter(pieces).then(|piece| async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        Ok::<_, std::io::Error>(piece)
+    });
+    let part =
+        reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(slowly)).file_name("slow.iso");
+    let started = std::time::Instant::now();
+    let response = reqwest::Client::new()
+        .post(app.url("/api/upload"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    assert!(started.elapsed() > Duration::from_secs(3));
+    let created: Value = response.json().await.unwrap();
+    let id = &created["images"][0]["id"];
+    let stored = reqwest::Client::new()
+        .get(app.url(&format!("/api/images/{id}/download")))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(stored == bytes);
+}
