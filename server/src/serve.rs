@@ -234,30 +234,28 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// Answers `listener`'s connections with `router` until `shutdown`
 /// resolves, then finishes the requests in flight. A client may take up to
 /// `client_timeout` to send a request's head (from when the server is ready
-/// to read one: an idle connection kept alive is closed after it), and may
-/// leave the server waiting that long for more of a request's body or for
-/// taking any more of a response ([`stall`]); past it, its request fails or
-/// its connection is closed.
+/// to read one: a connection that sends nothing, or kept alive and idle, is
+/// closed after it), and may leave the server waiting that long for more of
+/// a request's body or for taking any more of a response ([`stall`]); past
+/// it, its request fails or its connection is closed.
+///
+/// HTTP/1.1 only, as nginx answers a plain port: no browser speaks HTTP/2
+/// without TLS, and proxies in front speak HTTP/1.1 to their upstreams.
+/// HTTP/2 over plain TCP (`h2c`) would let one connection that keeps
+/// answering pings hold 200 downloads it never opens the window for, each
+/// with its chunks read ahead, for as long as it likes.
 pub async fn serve(
     mut listener: Listener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     client_timeout: Duration,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::rt::{TokioIo, TokioTimer};
 
-    let mut connections = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut connections = hyper::server::conn::http1::Builder::new();
     connections
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(client_timeout);
-    // A peer gone without a word (its machine off, its network cut) is
-    // found by a ping it does not answer.
-    connections
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(client_timeout / 2)
-        .keep_alive_timeout(client_timeout / 2);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -274,9 +272,7 @@ pub async fn serve(
                 request.map(|body| axum::body::Body::new(StallingBody::new(body, client_timeout)));
             tower::ServiceExt::oneshot(router.clone(), request)
         });
-        let serving = connections
-            .serve_connection_with_upgrades(TokioIo::new(connection), service)
-            .into_owned();
+        let serving = connections.serve_connection(TokioIo::new(connection), service);
         let serving = graceful.watch(serving);
         tokio::spawn(async move {
             if let Err(error) = serving.await {

@@ -73,6 +73,8 @@ pub struct Connection {
     stream: TcpStream,
     /// The client has taken none of what the server writes: how long.
     sending: Stall,
+    /// What the client had acknowledged when the server began to wait.
+    acked_when_waiting: Option<u64>,
 }
 
 impl Connection {
@@ -80,29 +82,43 @@ impl Connection {
         Self {
             stream,
             sending: Stall::new(send_limit),
+            acked_when_waiting: None,
         }
     }
 
     /// A write's outcome, and the time the client has made it wait: a write
     /// that waits [`Stall`]'s limit fails with `TimedOut`, which ends the
     /// connection and drops the response (a download's chunks read ahead).
+    /// A client that acknowledged bytes meanwhile is still taking them: the
+    /// kernel says a socket may be written again only once a good part of
+    /// its buffer is free, which a slow client (a few KiB a second from
+    /// megabytes buffered) takes longer than the limit to free.
     fn timed(
         &mut self,
         cx: &mut Context<'_>,
         written: Poll<std::io::Result<usize>>,
     ) -> Poll<std::io::Result<usize>> {
-        match written {
-            Poll::Pending => match self.sending.poll_too_long(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+        if !written.is_pending() {
+            self.sending.moved();
+            self.acked_when_waiting = None;
+            return written;
+        }
+        loop {
+            let stream = &self.stream;
+            let acked = *self
+                .acked_when_waiting
+                .get_or_insert_with(|| bytes_acked(stream));
+            ready!(self.sending.poll_too_long(cx));
+            let acked_now = bytes_acked(&self.stream);
+            if acked_now == acked {
+                return Poll::Ready(Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "the client took nothing of the response",
-                ))),
-                Poll::Pending => Poll::Pending,
-            },
-            done => {
-                self.sending.moved();
-                done
+                )));
             }
+            // Still taking them: a new wait, from now.
+            self.sending.moved();
+            self.acked_when_waiting = Some(acked_now);
         }
     }
 
@@ -139,6 +155,33 @@ impl Connection {
             }
         }
     }
+}
+
+/// How many bytes of what the server sent the client has acknowledged
+/// (`TCP_INFO`, Linux 4.1 on); 0 if the kernel does not tell, which makes
+/// every wait look like a stall, as before it was asked.
+fn bytes_acked(stream: &TcpStream) -> u64 {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `tcp_info` is plain integers, for which zero is a value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut length = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `length` bytes into `info`, which
+    // has that many, and sets `length` to how many it wrote.
+    let answer = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut length,
+        )
+    };
+    // A kernel that wrote less than the field (before 4.1) did not set it.
+    if answer != 0 || (length as usize) < std::mem::offset_of!(libc::tcp_info, tcpi_bytes_acked) + 8
+    {
+        return 0;
+    }
+    info.tcpi_bytes_acked
 }
 
 impl AsyncRead for Connection {

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::multipart::Field;
 use axum::extract::multipart::{MultipartError, MultipartRejection};
 use axum::extract::{Multipart, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri, Version};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::any;
 use axum::{Extension, Json};
@@ -242,10 +242,9 @@ async fn download(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
     ApiPath(id): ApiPath<i64>,
-    version: Version,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    Ok(content_response(&state, &viewer, id, version, &headers).await?)
+    Ok(content_response(&state, &viewer, id, &headers).await?)
 }
 
 /// An image's bytes as a download: whole or a `Range`, with `ETag` (the
@@ -255,7 +254,6 @@ pub async fn content_response(
     state: &AppState,
     viewer: &Viewer,
     id: i64,
-    version: Version,
     headers: &HeaderMap,
 ) -> Result<Response, CoreError> {
     let (image, blob) = state.core.open_content(viewer, id).await?;
@@ -288,15 +286,10 @@ pub async fn content_response(
                 .into_response())
         }
     };
-    // Sent from the file by the kernel over HTTP/1 only: HTTP/2 copies the
-    // start of every frame out of the body's bytes, and a mapped page that
-    // cannot be read there (a file cut short, a failing disk) would kill
-    // the server, where the kernel's send fails just the download.
-    let bytes = if version <= Version::HTTP_11 {
-        blob.send(start, count).await
-    } else {
-        blob.read(start, count).await
-    };
+    // Sent from the file by the kernel (the server speaks HTTP/1.1 only:
+    // HTTP/2 would copy the start of every frame out of the mapped bytes,
+    // where a page that cannot be read would kill the server).
+    let bytes = blob.send(start, count).await;
     let body = Body::from_stream(bytes.map_err(crate::core::io_error)?);
 
     let mut response = Response::new(body);

@@ -3,6 +3,8 @@
 //! desktop file managers can put files there for a sync to pick up. Paths
 //! are resolved by dav-server inside that folder; `..` cannot leave it.
 
+use std::sync::{Arc, OnceLock};
+
 use app::error::CoreError;
 use app::model::{Principal, StorePath, Viewer};
 use axum::body::Body;
@@ -16,6 +18,7 @@ use bytes::Bytes;
 use dav_server::davpath::DavPath;
 use dav_server::fs::FsError;
 use dav_server::{DavConfig, DavHandler};
+use http_body_util::BodyExt;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 use super::files::{bad_form, text_field, wants_html};
@@ -93,11 +96,29 @@ async fn serve(
             return refused;
         }
     }
-    state
+    // dav-server answers a body that failed (the client gone, or stopped:
+    // `serve::stall`) as a gateway's failure, 502 or 504; it is the
+    // client's. What it wrote of a file is removed either way.
+    let failed = Arc::new(OnceLock::new());
+    let request = request.map(|body| {
+        let failed = failed.clone();
+        Body::new(body.map_err(move |error| {
+            let _ = failed.set(error.to_string());
+            error
+        }))
+    });
+    let response = state
         .dav
         .handle_with(dav_config(&files, user), request)
         .await
-        .into_response()
+        .into_response();
+    match failed.get() {
+        Some(reason) => {
+            let message = format!("reading the request's body failed: {reason}\n");
+            (StatusCode::BAD_REQUEST, message).into_response()
+        }
+        None => response,
+    }
 }
 
 /// A `COPY` or `MOVE` onto a file or folder that exists, refused (507 past
@@ -272,21 +293,34 @@ async fn put_into_store(
         .header(header::IF_NONE_MATCH, "*")
         .body(body)
         .map_err(|_| ApiError(CoreError::invalid("that file name cannot be stored")))?;
+    // What failed reading the form, if anything did.
     let pump = async move {
         loop {
             let chunk = match field.chunk().await {
-                Ok(Some(chunk)) => Ok(chunk),
-                Ok(None) => return,
-                Err(error) => Err(std::io::Error::other(super::form_guard::reason(&error))),
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => return None,
+                Err(error) => {
+                    let reason = super::form_guard::reason(&error);
+                    let _ = chunks
+                        .send(Err(std::io::Error::other(reason.clone())))
+                        .await;
+                    return Some(reason);
+                }
             };
-            let failed = chunk.is_err();
             // The PUT stopped reading (it refused the file): stop sending.
-            if chunks.send(chunk).await.is_err() || failed {
-                return;
+            if chunks.send(Ok(chunk)).await.is_err() {
+                return None;
             }
         }
     };
-    let ((), response) = tokio::join!(pump, state.dav.handle_with(config, request));
+    let (failed, response) = tokio::join!(pump, state.dav.handle_with(config, request));
+    // dav-server answers a failed body as a gateway's failure (502); the
+    // file it began is removed.
+    if let Some(reason) = failed {
+        return Err(ApiError(CoreError::invalid(format!(
+            "reading the bytes failed: {reason}"
+        ))));
+    }
     match response.status() {
         status if status.is_success() => Ok(()),
         StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError(CoreError::TooLarge(format!(

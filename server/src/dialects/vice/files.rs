@@ -102,12 +102,11 @@ pub async fn upload(
 pub async fn download(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
-    version: axum::http::Version,
     headers: HeaderMap,
     VicePath(id): VicePath<String>,
 ) -> ViceResult<Response> {
     viewer.require_user()?;
     let id = image_id(&id)?;
-    let response = crate::web::content_response(&state, &viewer, id, version, &headers).await?;
+    let response = crate::web::content_response(&state, &viewer, id, &headers).await?;
     Ok(response.into_response())
 }

@@ -1,7 +1,8 @@
-//! Clients that stop: one that never finishes a request's head, stops
-//! sending an upload's body, or stops taking a download is let go after the
-//! server's client timeout (1 s here), and what served it with it; a slow
-//! client that keeps moving is served to the end.
+//! The server's connections: HTTP/1.1 only; a client that sends nothing,
+//! never finishes a request's head, stops sending an upload's body, or stops
+//! taking a download is let go after the server's client timeout (1 s here),
+//! and what served it with it; a slow client that keeps moving is served to
+//! the end.
 
 use std::time::Duration;
 
@@ -59,24 +60,43 @@ async fn uploaded(app: &TestApp, size: usize) -> (String, Vec<u8>) {
     (format!("/api/images/{id}/download"), bytes)
 }
 
-/// A request's head that never ends is not waited for: the server closes
-/// the connection (and so does it an idle connection kept alive).
+/// A connection that sends nothing, or a request's head that never ends,
+/// is not waited for: the server closes the connection.
 #[tokio::test]
 async fn a_request_head_that_never_ends_is_not_waited_for() {
     let app = patient_for_a_second().await;
+    for start in [
+        &b""[..],
+        b"PRI * HTTP/2.0\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: depot\r\nX-Slow: ",
+    ] {
+        let mut connection = TcpStream::connect(app.address).await.unwrap();
+        connection.write_all(start).await.unwrap();
+        let answer = read_until_closed(&mut connection)
+            .await
+            .expect("the server still waits for the head");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+            "{answer}"
+        );
+    }
+}
+
+/// HTTP/2 without TLS (a client with "prior knowledge") is not spoken: the
+/// connection is closed at its preface, at once, with nothing held for it.
+#[tokio::test]
+async fn http2_without_tls_is_refused_at_once() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
     let mut connection = TcpStream::connect(app.address).await.unwrap();
     connection
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: depot\r\nX-Slow: ")
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
         .await
         .unwrap();
     let answer = read_until_closed(&mut connection)
         .await
-        .expect("the server still waits for the head");
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(
-        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
-        "{answer}"
-    );
+        .expect("the connection is closed");
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
 }
 
 /// A download the client stops taking is cut off: after a pause of three
@@ -144,47 +164,96 @@ async fn a_slow_download_that_keeps_moving_arrives_whole() {
     );
 }
 
-/// The head and the start of an upload form whose file is `size` bytes
-/// long (its end, counted in its length, is never sent).
-fn upload_form(size: usize) -> (String, Vec<u8>) {
+/// A download taken a little at a time through a small receive buffer (64
+/// KiB every 100 ms): the server's socket stays too full to be written for
+/// longer than the timeout at a time, but the client acknowledges bytes all
+/// along, so it is still taking them, and the download arrives whole.
+#[tokio::test]
+async fn a_download_taken_a_little_at_a_time_arrives_whole() {
+    let app = patient_for_a_second().await;
+    let (path, bytes) = uploaded(&app, 4 << 20).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(128 << 10).unwrap();
+    let mut connection = socket.connect(app.address).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: depot\r\n{}Connection: close\r\n\r\n",
+        admin_authorization()
+    );
+    connection.write_all(request.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let mut buffer = vec![0u8; 64 << 10];
+    let reading = async {
+        while let Ok(read @ 1..) = connection.read(&mut buffer).await {
+            answer.extend_from_slice(&buffer[..read]);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), reading)
+        .await
+        .expect("the download ends");
+    let body = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    println!("{} bytes in {:?}", answer.len() - body, started.elapsed());
+    assert!(
+        answer[body..] == bytes,
+        "{} of {} bytes",
+        answer.len() - body,
+        bytes.len()
+    );
+}
+
+/// The head and the start of an upload form posted to `path` whose file is
+/// `size` bytes long (its end, counted in its length, is never sent).
+fn upload_form(path: &str, size: usize) -> Vec<u8> {
     let boundary = "depot-stalled-upload";
     let start = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"stalled.iso\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-    )
-    .into_bytes();
+    );
     let end = format!("\r\n--{boundary}--\r\n");
     let head = format!(
-        "POST /api/upload HTTP/1.1\r\nHost: depot\r\n{}Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: depot\r\n{}Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         admin_authorization(),
         start.len() + size + end.len(),
     );
-    (head, start)
+    [head, start].concat().into_bytes()
 }
 
-/// An upload whose client stops sending fails with a 400 that says why,
-/// once the server has waited the timeout for more, and leaves nothing: no
-/// image, no staged file, no blob.
+/// An upload whose client stops sending, through any route that takes
+/// files (the upload form, the Store page's form, a WebDAV `PUT`), fails
+/// with a 400 that says why once the server has waited the timeout for
+/// more, and leaves nothing: no image, no file in the store, no staged
+/// file, no blob.
 #[tokio::test]
 async fn an_upload_the_client_stops_sending_fails_and_leaves_nothing() {
     let app = patient_for_a_second().await;
-    let (head, start) = upload_form(8 << 20);
-    let mut connection = TcpStream::connect(app.address).await.unwrap();
-    connection.write_all(head.as_bytes()).await.unwrap();
-    connection.write_all(&start).await.unwrap();
-    connection.write_all(&random_bytes(1 << 20)).await.unwrap();
-
-    let answer = read_until_closed(&mut connection)
-        .await
-        .expect("the server still waits for the rest");
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
-    assert!(answer.contains("sent nothing more for 1 s"), "{answer}");
+    let size = 8 << 20;
+    let put = format!(
+        "PUT /store/stalled.iso HTTP/1.1\r\nHost: depot\r\n{}Content-Length: {size}\r\nConnection: close\r\n\r\n",
+        admin_authorization()
+    );
+    for start in [
+        upload_form("/api/upload", size),
+        upload_form("/api/store/upload", size),
+        put.into_bytes(),
+    ] {
+        let mut connection = TcpStream::connect(app.address).await.unwrap();
+        connection.write_all(&start).await.unwrap();
+        connection.write_all(&random_bytes(1 << 20)).await.unwrap();
+        let answer = read_until_closed(&mut connection)
+            .await
+            .expect("the server still waits for the rest");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains("sent nothing more for 1 s"), "{answer}");
+    }
     let listed = app
         .core
         .list_images(&admin_viewer(&app).await, app::query::Query::new(10))
         .await
         .unwrap();
     assert_eq!(listed.total, 0);
+    let admin = app.core.login("admin", ADMIN_PASSWORD).await.unwrap();
+    assert!(app.store_files(admin.id).await.is_empty());
     for area in [Area::Staging, Area::Uploads, Area::Blobs] {
         assert!(app.stored(area).await.is_empty(), "{area:?}");
     }
