@@ -283,15 +283,8 @@ async fn a_slow_upload_that_keeps_moving_is_stored() {
     assert_eq!(response.status(), 201);
     assert!(started.elapsed() > Duration::from_secs(3));
     let created: Value = response.json().await.unwrap();
-    let id = &created["images"][0]["id"];
-    let stored = reqwest::Client::new()
-        .get(app.url(&format!("/api/images/{id}/download")))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let stored = app
+        .download("admin", ADMIN_PASSWORD, &created["images"][0]["id"])
+        .await;
     assert!(stored == bytes);
 }

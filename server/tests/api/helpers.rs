@@ -464,6 +464,25 @@ impl TestApp {
             .unwrap()
     }
 
+    /// An image's bytes, downloaded through the HTTP API with Basic
+    /// credentials.
+    pub async fn download(
+        &self,
+        user: &str,
+        password: &str,
+        id: &serde_json::Value,
+    ) -> bytes::Bytes {
+        reqwest::Client::new()
+            .get(self.url(&format!("/api/images/{id}/download")))
+            .basic_auth(user, Some(password))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+    }
+
     /// What the blob store holds in `area` (published blobs, or uploads
     /// being staged), whichever backend it is.
     pub async fn stored(&self, area: Area) -> Vec<String> {
