@@ -255,6 +255,25 @@ pub struct Chunk {
     pub broken: Option<String>,
 }
 
+/// Uploads taken in at once, at most. Each holds up to two threads of
+/// tokio's blocking pool (512, shared with every file read, open and write:
+/// a download's chunks) while it lasts, a slow one too:
+/// the one that hashes it and, on local disk, the one that writes it. Past
+/// them an upload waits for one to end, so that uploads, however many and
+/// however slowly sent, leave the rest of the server half the threads.
+const UPLOADS_AT_ONCE: u32 = 128;
+
+static UPLOAD_PLACES: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(UPLOADS_AT_ONCE as usize);
+
+/// A place among the [`UPLOADS_AT_ONCE`], once one is free.
+async fn upload_place() -> io::Result<tokio::sync::SemaphorePermit<'static>> {
+    UPLOAD_PLACES
+        .acquire()
+        .await
+        .map_err(|_| io::Error::other("the uploads' places are closed"))
+}
+
 /// The blob store the core uses, over whichever backend was chosen at start.
 #[derive(Debug, Clone)]
 pub struct BlobStore {
@@ -312,6 +331,7 @@ impl BlobStore {
         E: fmt::Display,
         R: Send + 'static,
     {
+        let _place = upload_place().await?;
         let _receiving = Receiving::new(&self.receiving);
         let mut staging = self.backend.stage().await?;
         let (digested, inspection) =
@@ -340,6 +360,7 @@ impl BlobStore {
         E: fmt::Display,
         R: Send + 'static,
     {
+        let _place = upload_place().await?;
         pass(body, allowance, inspector, None).await
     }
 
@@ -359,6 +380,7 @@ impl BlobStore {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: fmt::Display,
     {
+        let _place = upload_place().await?;
         let _receiving = Receiving::new(&self.receiving);
         let mut writing = self.backend.write_part(upload, offset).await?;
         let mut size = 0u64;

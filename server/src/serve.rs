@@ -237,7 +237,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// to read one: a connection that sends nothing, or kept alive and idle, is
 /// closed after it), and may leave the server waiting that long for more of
 /// a request's body or for taking any more of a response ([`stall`]); past
-/// it, its request fails or its connection is closed.
+/// it, its request fails or its connection is closed. At shutdown, requests
+/// in flight get as long again to finish.
 ///
 /// HTTP/1.1 only, as nginx answers a plain port: no browser speaks HTTP/2
 /// without TLS, and proxies in front speak HTTP/1.1 to their upstreams.
@@ -257,6 +258,8 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(client_timeout);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Past the grace at shutdown, every connection still open is cut.
+    let (cut, cut_off) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (connection, peer) = tokio::select! {
@@ -274,15 +277,28 @@ pub async fn serve(
         });
         let serving = connections.serve_connection(TokioIo::new(connection), service);
         let serving = graceful.watch(serving);
+        let mut cut_off = cut_off.clone();
         tokio::spawn(async move {
-            if let Err(error) = serving.await {
-                tracing::trace!(%error, "a connection ended with an error");
+            tokio::select! {
+                served = serving => if let Err(error) = served {
+                    tracing::trace!(%error, "a connection ended with an error");
+                },
+                _ = cut_off.wait_for(|cut| *cut) => {}
             }
         });
     }
-    // No more connections; those open finish what they are doing.
+    // No more connections; those open finish what they are doing, for as
+    // long as a client may stall: a slow client that keeps moving would hold
+    // the process past a supervisor's patience (systemd kills at 90 s),
+    // before the database is closed cleanly.
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(client_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight after {client_timeout:?} are cut off");
+        let _ = cut.send(true);
+    }
     Ok(())
 }
 

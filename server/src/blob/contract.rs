@@ -185,6 +185,57 @@ pub async fn keeps_an_uploads_parts_until_removed(store: BlobStore) {
     }
 }
 
+/// Past [`UPLOADS_AT_ONCE`] uploads being taken in, the next waits for one
+/// to end rather than take more of the blocking pool's threads: one to be
+/// stored, one hashed only, and a resumable upload's chunk alike.
+pub async fn uploads_past_the_places_wait_for_one_to_end(store: BlobStore) {
+    let _others = UPLOAD_PLACES
+        .acquire_many(UPLOADS_AT_ONCE - 1)
+        .await
+        .unwrap();
+    let a_while = Duration::from_millis(300);
+    // The first upload's body goes on until told to end.
+    let (end, ended) = tokio::sync::oneshot::channel::<()>();
+    let slow = futures_util::stream::once(async move {
+        let _ = ended.await;
+        Ok::<_, &str>(Bytes::from_static(b"first"))
+    });
+    let mut limits = [Limit(100), Limit(100), Limit(100)];
+    let [slowly, stored, hashed] = &mut limits;
+    let mut first = std::pin::pin!(store.ingest(Box::pin(slow), slowly, |_| ()));
+    assert!(tokio::time::timeout(a_while, &mut first).await.is_err());
+    let mut second =
+        std::pin::pin!(store.ingest(chunks(vec![Ok("second".into())]), stored, |_| ()));
+    let mut third = std::pin::pin!(store.digest(chunks(vec![Ok("third".into())]), hashed, |_| ()));
+    let fourth = store.write_part(
+        "5678cdef",
+        0,
+        chunks(vec![Ok("fourth".into())]),
+        100,
+        |_| (),
+    );
+    let mut fourth = std::pin::pin!(fourth);
+    assert!(tokio::time::timeout(a_while, &mut second).await.is_err());
+    assert!(tokio::time::timeout(a_while, &mut third).await.is_err());
+    assert!(tokio::time::timeout(a_while, &mut fourth).await.is_err());
+    end.send(()).unwrap();
+    let long = Duration::from_secs(10);
+    let (staged, ()) = first.await.unwrap();
+    drop(staged);
+    tokio::time::timeout(long, second)
+        .await
+        .expect("a place")
+        .unwrap();
+    tokio::time::timeout(long, third)
+        .await
+        .expect("a place")
+        .unwrap();
+    tokio::time::timeout(long, fourth)
+        .await
+        .expect("a place")
+        .unwrap();
+}
+
 /// A chunk whose request was dropped mid-way (the client gone, a timeout)
 /// is not the upload's, even while what it was sent is still being written
 /// somewhere: the next chunk, written from the same offset, is what the

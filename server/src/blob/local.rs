@@ -89,23 +89,6 @@ const WRITE_BACK_EVERY: u64 = 8 << 20;
 /// Chunks a writer thread writes in one call, at most.
 const BATCH: usize = 16;
 
-/// Uploads written at once, at most. Each holds a thread of tokio's
-/// blocking pool (512, shared with every file read, open and write: a
-/// download's chunks too) while it lasts, a slow one too; past them an
-/// upload waits for one to end, so that uploads, however many and however
-/// slowly sent, never leave the rest of the server without threads.
-const WRITERS: u32 = 256;
-
-static WRITER_THREADS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(WRITERS as usize);
-
-/// A place among the [`WRITERS`], once one is free.
-async fn writer_thread() -> std::io::Result<tokio::sync::SemaphorePermit<'static>> {
-    WRITER_THREADS
-        .acquire()
-        .await
-        .map_err(|_| std::io::Error::other("the writers' places are closed"))
-}
-
 /// Writes what arrives through the channel to `file` on a thread of its
 /// own (while the request's task receives the next chunk: disk, network and
 /// SHA-256 work side by side), and fsyncs it at the end. From a block's
@@ -117,14 +100,12 @@ async fn writer_thread() -> std::io::Result<tokio::sync::SemaphorePermit<'static
 /// waits for little.
 fn spawn_writer(
     mut file: std::fs::File,
-    place: tokio::sync::SemaphorePermit<'static>,
 ) -> (
     tokio::sync::mpsc::Sender<Bytes>,
     tokio::task::JoinHandle<std::io::Result<()>>,
 ) {
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(QUEUE_DEPTH);
     let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        let _place = place;
         let mut written = std::io::Seek::stream_position(&mut file)?;
         if let Some(direct) = direct::Direct::begin(&file, written) {
             direct.write(&file, written, &mut receiver)?;
@@ -387,7 +368,6 @@ impl StagedBytes for LocalUploadStaged {
 #[async_trait::async_trait]
 impl Backend for LocalBlobs {
     async fn stage(&self) -> std::io::Result<Box<dyn Staging>> {
-        let place = writer_thread().await?;
         let tmp = self.tmp.clone();
         let temp = tokio::task::spawn_blocking(move || {
             tempfile::Builder::new().prefix("upload-").tempfile_in(tmp)
@@ -395,7 +375,7 @@ impl Backend for LocalBlobs {
         .await
         .map_err(lost)??;
         let (file, temp) = temp.into_parts();
-        let (sender, writer) = spawn_writer(file, place);
+        let (sender, writer) = spawn_writer(file);
         Ok(Box::new(LocalStaging {
             sender,
             writer,
@@ -510,7 +490,6 @@ impl Backend for LocalBlobs {
 
     async fn write_part(&self, upload: &str, offset: u64) -> std::io::Result<Box<dyn PartWriting>> {
         let path = self.upload_path(upload)?;
-        let place = writer_thread().await?;
         let mut file = locked_upload_file(&path, offset == 0).await?;
         let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
             let found = file.metadata()?;
@@ -545,7 +524,7 @@ impl Backend for LocalBlobs {
         })
         .await
         .map_err(lost)??;
-        let (sender, writer) = spawn_writer(file, place);
+        let (sender, writer) = spawn_writer(file);
         Ok(Box::new(LocalPartWriting {
             sender,
             writer,

@@ -300,11 +300,11 @@ async fn put_into_store(
                 Ok(Some(chunk)) => chunk,
                 Ok(None) => return None,
                 Err(error) => {
+                    // Only if the PUT still reads: one that refused the
+                    // file first (quota, size, an existing file) says so.
                     let reason = super::form_guard::reason(&error);
-                    let _ = chunks
-                        .send(Err(std::io::Error::other(reason.clone())))
-                        .await;
-                    return Some(reason);
+                    let told = chunks.send(Err(std::io::Error::other(reason.clone())));
+                    return told.await.is_ok().then_some(reason);
                 }
             };
             // The PUT stopped reading (it refused the file): stop sending.

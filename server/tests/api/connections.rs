@@ -99,8 +99,9 @@ async fn http2_without_tls_is_refused_at_once() {
     assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
 }
 
-/// A download the client stops taking is cut off: after a pause of three
-/// times the timeout the client gets only what the sockets held, then the
+/// A download the client stops taking is cut off: after a pause of four
+/// times the timeout (the cut comes within two: the client's side first
+/// acknowledges what was on its way) the client gets only what the sockets held, then the
 /// end of the connection; the server answers others meanwhile and after.
 #[tokio::test]
 async fn a_download_the_client_stops_taking_is_cut_off() {
@@ -112,7 +113,7 @@ async fn a_download_the_client_stops_taking_is_cut_off() {
         admin_authorization()
     );
     connection.write_all(request.as_bytes()).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
     let health = reqwest::get(app.url("/healthz")).await.unwrap();
     assert_eq!(health.status(), 200);
 
@@ -257,6 +258,71 @@ async fn an_upload_the_client_stops_sending_fails_and_leaves_nothing() {
     for area in [Area::Staging, Area::Uploads, Area::Blobs] {
         assert!(app.stored(area).await.is_empty(), "{area:?}");
     }
+}
+
+/// A file the Store page's form sends past the quota, its client then
+/// stopping: the answer is the quota's refusal, which came first, not the
+/// stall's 400.
+#[tokio::test]
+async fn a_refusal_that_came_first_is_the_answer_to_a_stalled_form() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |args| {
+        args.client_timeout_secs = 1;
+        args.user_quota_bytes = Some(1 << 20);
+    })
+    .await;
+    let mut connection = TcpStream::connect(app.address).await.unwrap();
+    connection
+        .write_all(&upload_form("/api/store/upload", 8 << 20))
+        .await
+        .unwrap();
+    connection
+        .write_all(&random_bytes((1 << 20) + 1))
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut connection).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("does not fit in your store"), "{answer}");
+    let admin = app.core.login("admin", ADMIN_PASSWORD).await.unwrap();
+    assert!(app.store_files(admin.id).await.is_empty());
+}
+
+/// At shutdown a request in flight gets the client timeout to finish, not
+/// as long as a slow client that keeps moving likes.
+#[tokio::test]
+async fn shutdown_waits_for_requests_in_flight_only_so_long() {
+    let mut app = patient_for_a_second().await;
+    let (path, _) = uploaded(&app, 48 << 20).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(128 << 10).unwrap();
+    let mut connection = socket.connect(app.address).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: depot\r\n{}Connection: close\r\n\r\n",
+        admin_authorization()
+    );
+    connection.write_all(request.as_bytes()).await.unwrap();
+    // 640 KiB/s at most: more than a minute for the whole download.
+    let reading = tokio::spawn(async move {
+        let mut buffer = vec![0u8; 64 << 10];
+        let mut received = 0;
+        while let Ok(read @ 1..) = connection.read(&mut buffer).await {
+            received += read;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        received
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    tokio::time::timeout(WELL_PAST, app.shut_down())
+        .await
+        .expect("the server stopped");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let received = reading.await.unwrap();
+    assert!(received < 48 << 20, "{received} bytes: the whole download");
 }
 
 /// An upload sent slowly, with pauses shorter than the timeout, is stored

@@ -305,6 +305,9 @@ pub struct TestApp {
     pub storage: StorageArgs,
     _data: tempfile::TempDir,
     _db: TestDb,
+    /// Asks the server to shut down, as SIGTERM does.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl TestApp {
@@ -390,12 +393,14 @@ impl TestApp {
         let address = listener.local_addr().unwrap();
         let router = built.router;
         let client_timeout = args.client_timeout();
-        tokio::spawn(serve::serve(
-            listener,
-            router,
-            std::future::pending(),
-            client_timeout,
-        ));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        // Only when asked: a server whose test dropped it serves on.
+        let shutdown = async move {
+            if stopped.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let served = tokio::spawn(serve::serve(listener, router, shutdown, client_timeout));
         Self {
             address,
             core: built.core,
@@ -403,6 +408,16 @@ impl TestApp {
             storage: args.storage.clone(),
             _data: data,
             _db: db,
+            stop: Some(stop),
+            served: Some(served),
+        }
+    }
+
+    /// Shuts the server down as SIGTERM does, and waits until it has.
+    pub async fn shut_down(&mut self) {
+        if let (Some(stop), Some(served)) = (self.stop.take(), self.served.take()) {
+            let _ = stop.send(());
+            served.await.unwrap().unwrap();
         }
     }
 

@@ -42,8 +42,7 @@ async fn the_writer_appends_every_chunk_in_order_after_what_was_there() {
     std::fs::write(&path, b"kept").unwrap();
     let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0)).unwrap();
-    let place = writer_thread().await.unwrap();
-    let (mut sender, mut writer) = spawn_writer(file, place);
+    let (mut sender, mut writer) = spawn_writer(file);
     let chunks = uneven_chunks();
     for chunk in &chunks {
         send_to_writer(&mut sender, &mut writer, chunk.clone())
@@ -57,29 +56,10 @@ async fn the_writer_appends_every_chunk_in_order_after_what_was_there() {
     assert_eq!(std::fs::read(&path).unwrap(), expected);
 }
 
-/// Past [`WRITERS`] uploads being written, the next waits for one to end
-/// rather than take one more of the blocking pool's threads; a resumable
-/// upload's chunk too.
 #[tokio::test]
-async fn uploads_past_the_writers_wait_for_one_to_end() {
-    let root = tempfile::tempdir().unwrap();
-    let blobs = LocalBlobs::open(root.path()).await.unwrap();
-    let _others = WRITER_THREADS.acquire_many(WRITERS - 1).await.unwrap();
-    let first = blobs.stage().await.unwrap();
-    let a_while = std::time::Duration::from_millis(300);
-    let mut second = std::pin::pin!(blobs.stage());
-    assert!(tokio::time::timeout(a_while, &mut second).await.is_err());
-    let mut chunk = std::pin::pin!(blobs.write_part("89abcdef", 0));
-    assert!(tokio::time::timeout(a_while, &mut chunk).await.is_err());
-    drop(first);
-    let second = tokio::time::timeout(std::time::Duration::from_secs(10), second)
-        .await
-        .expect("a place once the first upload ended");
-    drop(second.unwrap());
-    tokio::time::timeout(std::time::Duration::from_secs(10), chunk)
-        .await
-        .expect("a place once the second ended")
-        .unwrap();
+async fn uploads_past_the_places_wait_for_one_to_end() {
+    let (_root, store) = store_in_a_new_folder().await;
+    contract::uploads_past_the_places_wait_for_one_to_end(store).await;
 }
 
 /// A store in a folder of its own, removed when the first is dropped.

@@ -23,6 +23,11 @@ async fn a_failed_or_oversized_body_leaves_nothing() {
 }
 
 #[tokio::test]
+async fn uploads_past_the_places_wait_for_one_to_end() {
+    contract::uploads_past_the_places_wait_for_one_to_end(in_memory().1).await;
+}
+
+#[tokio::test]
 async fn a_chunk_given_up_on_leaves_nothing_behind() {
     contract::a_chunk_given_up_on_leaves_nothing_behind(in_memory().1).await;
 }
