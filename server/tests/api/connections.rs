@@ -165,14 +165,9 @@ async fn a_slow_download_that_keeps_moving_arrives_whole() {
     );
 }
 
-/// A download taken a little at a time through a small receive buffer (64
-/// KiB every 100 ms): the server's socket stays too full to be written for
-/// longer than the timeout at a time, but the client acknowledges bytes all
-/// along, so it is still taking them, and the download arrives whole.
-#[tokio::test]
-async fn a_download_taken_a_little_at_a_time_arrives_whole() {
-    let app = patient_for_a_second().await;
-    let (path, bytes) = uploaded(&app, 4 << 20).await;
+/// A connection whose receive buffer is small (128 KiB), that has asked
+/// for the download at `path` as the admin.
+async fn downloading_through_a_small_buffer(app: &TestApp, path: &str) -> TcpStream {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(128 << 10).unwrap();
     let mut connection = socket.connect(app.address).await.unwrap();
@@ -181,6 +176,18 @@ async fn a_download_taken_a_little_at_a_time_arrives_whole() {
         admin_authorization()
     );
     connection.write_all(request.as_bytes()).await.unwrap();
+    connection
+}
+
+/// A download taken a little at a time through a small receive buffer (64
+/// KiB every 100 ms): the server's socket stays too full to be written for
+/// longer than the timeout at a time, but the client acknowledges bytes all
+/// along, so it is still taking them, and the download arrives whole.
+#[tokio::test]
+async fn a_download_taken_a_little_at_a_time_arrives_whole() {
+    let app = patient_for_a_second().await;
+    let (path, bytes) = uploaded(&app, 4 << 20).await;
+    let mut connection = downloading_through_a_small_buffer(&app, &path).await;
     let started = std::time::Instant::now();
     let mut answer = Vec::new();
     let mut buffer = vec![0u8; 64 << 10];
@@ -293,14 +300,7 @@ async fn a_refusal_that_came_first_is_the_answer_to_a_stalled_form() {
 async fn shutdown_waits_for_requests_in_flight_only_so_long() {
     let mut app = patient_for_a_second().await;
     let (path, _) = uploaded(&app, 48 << 20).await;
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(128 << 10).unwrap();
-    let mut connection = socket.connect(app.address).await.unwrap();
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: depot\r\n{}Connection: close\r\n\r\n",
-        admin_authorization()
-    );
-    connection.write_all(request.as_bytes()).await.unwrap();
+    let mut connection = downloading_through_a_small_buffer(&app, &path).await;
     // 640 KiB/s at most: more than a minute for the whole download.
     let reading = tokio::spawn(async move {
         let mut buffer = vec![0u8; 64 << 10];
