@@ -63,8 +63,8 @@ pub fn file_range(slice: &[u8]) -> Option<FileRange> {
 }
 
 /// The `size` bytes of `file` at `offset` (a published blob's, which is
-/// never written in place), mapped read-only; `None` when
-/// [`MAPPED_CHUNKS`] are mapped already. Their pages are read from the disk
+/// never written in place), mapped read-only, holding `permit` (one of the
+/// [`MAPPED_CHUNKS`]) while they live. Their pages are read from the disk
 /// now, on the caller's blocking thread, if they are not all in the page
 /// cache, so that sending them seldom waits for the disk on the runtime's
 /// threads (only if the kernel drops them again before they are sent); a
@@ -73,10 +73,8 @@ pub(super) fn map(
     file: &Arc<std::fs::File>,
     offset: u64,
     size: usize,
-) -> std::io::Result<Option<Bytes>> {
-    let Ok(permit) = PERMITS.try_acquire() else {
-        return Ok(None);
-    };
+    permit: tokio::sync::SemaphorePermit<'static>,
+) -> std::io::Result<Bytes> {
     let mut map = map_file(file, offset, size, false)?;
     // MADV_POPULATE_READ is Linux 5.14's; before it, the pages are read in
     // as the mapping is made again (MAP_POPULATE).
@@ -95,10 +93,10 @@ pub(super) fn map(
         .unwrap_or_else(|e| e.into_inner())
         .insert(start, place);
     LIVE.fetch_add(1, Ordering::Release);
-    Ok(Some(Bytes::from_owner(Mapped {
+    Ok(Bytes::from_owner(Mapped {
         map,
         _permit: permit,
-    })))
+    }))
 }
 
 /// `size` bytes of `file` from `offset`, mapped read-only, their pages in
@@ -193,7 +191,8 @@ mod tests {
         let page = rustix::param::page_size();
         let bytes: Vec<u8> = (0..page * 8).map(|n| (n % 251) as u8).collect();
         let (_folder, file) = file_of(&bytes);
-        let chunk = map(&file, page as u64 * 2, page * 3).unwrap().unwrap();
+        let permit = PERMITS.try_acquire().unwrap();
+        let chunk = map(&file, page as u64 * 2, page * 3, permit).unwrap();
         assert!(chunk[..] == bytes[page * 2..page * 5]);
         for (from, to) in [(0, page * 3), (17, page + 5), (page * 3 - 1, page * 3)] {
             let found = file_range(&chunk[from..to]).expect("a mapped slice");
@@ -230,7 +229,7 @@ mod tests {
             !in_page_cache(&probe),
             "the file was dropped from the cache"
         );
-        let chunk = map(&file, 0, page * 64).unwrap().unwrap();
+        let chunk = map(&file, 0, page * 64, PERMITS.try_acquire().unwrap()).unwrap();
         assert!(in_page_cache(&probe));
         drop(chunk);
     }

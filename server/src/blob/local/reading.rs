@@ -23,6 +23,45 @@ const READ_AHEAD: usize = 2;
 /// and unmapping cost little beside sending it.
 const MAP_CHUNK: usize = 2 * 1024 * 1024;
 
+/// Bytes of downloads held in buffers at once, across every download
+/// (chunks read ahead and waiting for their sockets, mapped ones aside):
+/// past them a chunk waits for room rather than allocate. Clients that ask
+/// for downloads and take nothing hold their chunks until the client
+/// timeout cuts them off; without a cap, a few thousand of them held
+/// gigabytes meanwhile.
+const BUFFERED: usize = 64 << 20;
+
+/// What [`ROOM`] counts in.
+const ROOM_UNIT: usize = 64 << 10;
+
+static ROOM: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(BUFFERED / ROOM_UNIT);
+
+/// What a chunk of a download holds while it lives: one of the
+/// [`mapped::MAPPED_CHUNKS`], or room for its bytes among the [`BUFFERED`].
+pub(super) enum Place {
+    Mapped(tokio::sync::SemaphorePermit<'static>),
+    Buffered {
+        _room: tokio::sync::SemaphorePermit<'static>,
+    },
+}
+
+impl Place {
+    /// A mapped chunk's place if `mappable` and one is free; else room for
+    /// `size` bytes in buffers, once there is.
+    async fn take(mappable: bool, size: usize) -> std::io::Result<Self> {
+        if mappable {
+            if let Ok(permit) = mapped::PERMITS.try_acquire() {
+                return Ok(Self::Mapped(permit));
+            }
+        }
+        let units = size.div_ceil(ROOM_UNIT).clamp(1, BUFFERED / ROOM_UNIT) as u32;
+        ROOM.acquire_many(units)
+            .await
+            .map(|room| Self::Buffered { _room: room })
+            .map_err(|_| std::io::Error::other("the downloads' buffers are closed"))
+    }
+}
+
 /// An open blob file.
 pub(super) struct LocalBlob {
     file: std::fs::File,
@@ -86,12 +125,18 @@ impl Blob for LocalBlob {
 /// Past [`mapped::MAPPED_CHUNKS`], a chunk is read into a buffer. Only for
 /// bytes the server never reads itself (see [`Blob::send`]).
 fn map_range(file: std::fs::File, start: u64, count: u64) -> ByteStream {
-    chunked(file, start, count, MAP_CHUNK, map_chunk)
+    chunked(file, start, count, MAP_CHUNK, true, map_chunk)
 }
 
 /// The `size` bytes of `file` at `offset`, mapped; read into a buffer when
-/// [`mapped::MAPPED_CHUNKS`] are mapped already.
-fn map_chunk(file: &Arc<std::fs::File>, offset: u64, size: usize) -> std::io::Result<Bytes> {
+/// [`mapped::MAPPED_CHUNKS`] were mapped already (its `place` is room in
+/// buffers then).
+fn map_chunk(
+    file: &Arc<std::fs::File>,
+    offset: u64,
+    size: usize,
+    place: Place,
+) -> std::io::Result<Bytes> {
     // A file found shorter than the range is an error, as a read's end of
     // file is: the pages past its end are not there to send.
     if file.metadata()?.len() < offset + size as u64 {
@@ -100,21 +145,39 @@ fn map_chunk(file: &Arc<std::fs::File>, offset: u64, size: usize) -> std::io::Re
             "the file ended before the range asked for",
         ));
     }
-    match mapped::map(file, offset, size)? {
-        Some(chunk) => Ok(chunk),
-        None => read_chunk(file, offset, size, Vec::with_capacity(size)).map(Bytes::from),
+    match place {
+        Place::Mapped(permit) => mapped::map(file, offset, size, permit),
+        Place::Buffered { .. } => {
+            let buffer = read_chunk(file, offset, size, Vec::with_capacity(size))?;
+            Ok(Bytes::from_owner(Reused {
+                buffer,
+                buffers: None,
+                _place: place,
+            }))
+        }
     }
 }
 
 /// Streams `count` bytes of `file` from `start` in chunks of `chunk` bytes,
-/// each made by `make(file, offset, size)` on a blocking thread, up to
+/// each made by `make(file, offset, size, place)` on a blocking thread once
+/// it has its [`Place`] (mapped only if `mappable`), up to
 /// [`READ_AHEAD`] chunks ahead of the socket, so the disk and the network
 /// work side by side. No thread is held while the client is slow to take
 /// the bytes, only for each chunk; the chunks stop when the stream is
 /// dropped (the client went away).
-fn chunked<F>(file: std::fs::File, start: u64, count: u64, chunk: usize, make: F) -> ByteStream
+fn chunked<F>(
+    file: std::fs::File,
+    start: u64,
+    count: u64,
+    chunk: usize,
+    mappable: bool,
+    make: F,
+) -> ByteStream
 where
-    F: Fn(&Arc<std::fs::File>, u64, usize) -> std::io::Result<Bytes> + Clone + Send + 'static,
+    F: Fn(&Arc<std::fs::File>, u64, usize, Place) -> std::io::Result<Bytes>
+        + Clone
+        + Send
+        + 'static,
 {
     let file = Arc::new(file);
     advise_sequential(&file, start, count);
@@ -126,7 +189,8 @@ where
         .map(move |(offset, size)| {
             let (file, make) = (file.clone(), make.clone());
             async move {
-                tokio::task::spawn_blocking(move || make(&file, offset, size))
+                let place = Place::take(mappable, size).await?;
+                tokio::task::spawn_blocking(move || make(&file, offset, size, place))
                     .await
                     .map_err(lost)?
             }
@@ -152,13 +216,15 @@ fn advise_sequential(file: &std::fs::File, start: u64, count: u64) {
 /// kernel's zeroing of its pages, more than the read itself.
 fn read_range(file: std::fs::File, start: u64, count: u64) -> ByteStream {
     let buffers = Buffers::default();
-    chunked(file, start, count, READ_CHUNK, move |file, offset, size| {
+    let read = move |file: &Arc<std::fs::File>, offset, size, place| {
         let buffer = read_chunk(file, offset, size, buffers.take(size))?;
         Ok(Bytes::from_owner(Reused {
             buffer,
-            buffers: buffers.clone(),
+            buffers: Some(buffers.clone()),
+            _place: place,
         }))
-    })
+    };
+    chunked(file, start, count, READ_CHUNK, false, read)
 }
 
 /// Fills `buffer` (empty, its capacity `size`: a read fills all of it and
@@ -217,10 +283,12 @@ impl Buffers {
     }
 }
 
-/// A chunk's bytes, whose buffer goes back to its download when sent.
+/// A chunk's bytes in a buffer, which goes back to its download (if it
+/// reuses them) when sent, and its room among the [`BUFFERED`] with it.
 struct Reused {
     buffer: Vec<u8>,
-    buffers: Buffers,
+    buffers: Option<Buffers>,
+    _place: Place,
 }
 
 impl AsRef<[u8]> for Reused {
@@ -231,7 +299,9 @@ impl AsRef<[u8]> for Reused {
 
 impl Drop for Reused {
     fn drop(&mut self) {
-        self.buffers.give(std::mem::take(&mut self.buffer));
+        if let Some(buffers) = &self.buffers {
+            buffers.give(std::mem::take(&mut self.buffer));
+        }
     }
 }
 
@@ -342,6 +412,40 @@ mod tests {
         assert!(collect(stream).await.unwrap() == bytes);
         drop(all);
         assert!(all_unmapped().await);
+    }
+
+    /// A chunk read into a buffer holds room among the [`BUFFERED`] until it
+    /// is sent: with no room left a download waits (it neither allocates
+    /// nor fails), a published blob's past the mapped chunks too, and goes
+    /// on once there is room; the room is all let go of afterwards.
+    #[tokio::test]
+    async fn buffered_chunks_wait_for_room() {
+        let _alone = MAPPING_TESTS.lock().await;
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("blob");
+        let bytes: Vec<u8> = (0..READ_CHUNK * 3 + 5).map(|n| (n % 241) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let room = (BUFFERED / ROOM_UNIT) as u32;
+        let all_room = ROOM.acquire_many(room).await.unwrap();
+        let maps = mapped::PERMITS
+            .try_acquire_many(mapped::MAPPED_CHUNKS as u32)
+            .unwrap();
+        let [mut read, mut sent] = both_ways(&path, 0, bytes.len() as u64).await;
+        let a_while = std::time::Duration::from_millis(300);
+        assert!(tokio::time::timeout(a_while, read.next()).await.is_err());
+        assert!(tokio::time::timeout(a_while, sent.next()).await.is_err());
+        drop(all_room);
+        assert!(collect(read).await.unwrap() == bytes);
+        assert!(collect(sent).await.unwrap() == bytes);
+        drop(maps);
+        assert!(all_unmapped().await);
+        for _ in 0..1_000 {
+            if ROOM.available_permits() == room as usize {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        panic!("room still held: {} free", ROOM.available_permits());
     }
 
     /// Whether every mapped chunk is let go of within a while: a chunk
