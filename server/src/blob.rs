@@ -266,6 +266,11 @@ const UPLOADS_AT_ONCE: u32 = 128;
 static UPLOAD_PLACES: tokio::sync::Semaphore =
     tokio::sync::Semaphore::const_new(UPLOADS_AT_ONCE as usize);
 
+/// The tests that take upload places, one at a time: a test that takes
+/// all but one would leave another none.
+#[cfg(test)]
+pub(crate) static PLACES_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A place among the [`UPLOADS_AT_ONCE`], once one is free.
 async fn upload_place() -> io::Result<tokio::sync::SemaphorePermit<'static>> {
     UPLOAD_PLACES

@@ -189,6 +189,7 @@ pub async fn keeps_an_uploads_parts_until_removed(store: BlobStore) {
 /// to end rather than take more of the blocking pool's threads: one to be
 /// stored, one hashed only, and a resumable upload's chunk alike.
 pub async fn uploads_past_the_places_wait_for_one_to_end(store: BlobStore) {
+    let _alone = PLACES_TESTS.lock().await;
     let _others = UPLOAD_PLACES
         .acquire_many(UPLOADS_AT_ONCE - 1)
         .await

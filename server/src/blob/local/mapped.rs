@@ -15,11 +15,14 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-/// Chunks mapped at once across every download (512 MiB of the page cache
-/// at [`super::reading`]'s 2 MiB): beyond them a chunk is read into a
-/// buffer instead, so that many slow clients cannot hold the process's
-/// mappings without end.
-pub(super) const MAPPED_CHUNKS: usize = 256;
+/// Chunks mapped at once across every download (2 GiB of the page cache at
+/// [`super::reading`]'s 2 MiB, whose clean pages the kernel can still take
+/// back under pressure): beyond them a chunk is read into a buffer instead,
+/// within the downloads' budget, so that many slow clients cannot hold the
+/// process's mappings (65,530 at most by default) without end. A slow
+/// client holds three chunks: a thousand chunks is three hundred of them
+/// before any download waits for room.
+pub(super) const MAPPED_CHUNKS: usize = 1024;
 
 pub(super) static PERMITS: tokio::sync::Semaphore =
     tokio::sync::Semaphore::const_new(MAPPED_CHUNKS);

@@ -26,9 +26,10 @@ const MAP_CHUNK: usize = 2 * 1024 * 1024;
 /// Bytes of downloads held in buffers at once, across every download
 /// (chunks read ahead and waiting for their sockets, mapped ones aside):
 /// past them a chunk waits for room rather than allocate. Clients that ask
-/// for downloads and take nothing hold their chunks until the client
-/// timeout cuts them off; without a cap, a few thousand of them held
-/// gigabytes meanwhile.
+/// for downloads and take little or nothing hold their chunks as long as
+/// they keep the connection; without a cap, a few thousand of them held
+/// gigabytes. What the server reads for itself is outside it (see
+/// [`Reader::Server`]).
 const BUFFERED: usize = 64 << 20;
 
 /// What [`ROOM`] counts in.
@@ -36,29 +37,46 @@ const ROOM_UNIT: usize = 64 << 10;
 
 static ROOM: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(BUFFERED / ROOM_UNIT);
 
-/// What a chunk of a download holds while it lives: one of the
-/// [`mapped::MAPPED_CHUNKS`], or room for its bytes among the [`BUFFERED`].
+/// Who reads a range, which decides what its chunks hold.
+#[derive(Clone, Copy)]
+enum Reader {
+    /// A socket (a download): a published blob's chunk is mapped while one
+    /// of the [`mapped::MAPPED_CHUNKS`] is free; any other chunk is read
+    /// into a buffer within the [`BUFFERED`].
+    Socket { mappable: bool },
+    /// The server itself (a deployment's copy, a resumable upload read
+    /// back): into buffers, outside the budget that clients can fill,
+    /// so that those never wait on them. Its readers are few, each bounded
+    /// by its own limit (the job workers, the upload places).
+    Server,
+}
+
+/// What a chunk holds while it lives: one of the mapped chunks, or its
+/// room among the [`BUFFERED`] (none for the server's own reads).
 pub(super) enum Place {
     Mapped(tokio::sync::SemaphorePermit<'static>),
     Buffered {
-        _room: tokio::sync::SemaphorePermit<'static>,
+        _room: Option<tokio::sync::SemaphorePermit<'static>>,
     },
 }
 
 impl Place {
-    /// A mapped chunk's place if `mappable` and one is free; else room for
-    /// `size` bytes in buffers, once there is.
-    async fn take(mappable: bool, size: usize) -> std::io::Result<Self> {
+    /// The place of a chunk of `size` bytes for `reader`, once there is one.
+    async fn take(reader: Reader, size: usize) -> std::io::Result<Self> {
+        let Reader::Socket { mappable } = reader else {
+            return Ok(Self::Buffered { _room: None });
+        };
         if mappable {
             if let Ok(permit) = mapped::PERMITS.try_acquire() {
                 return Ok(Self::Mapped(permit));
             }
         }
         let units = size.div_ceil(ROOM_UNIT).clamp(1, BUFFERED / ROOM_UNIT) as u32;
-        ROOM.acquire_many(units)
+        let room = ROOM
+            .acquire_many(units)
             .await
-            .map(|room| Self::Buffered { _room: room })
-            .map_err(|_| std::io::Error::other("the downloads' buffers are closed"))
+            .map_err(|_| std::io::Error::other("the downloads' buffers are closed"))?;
+        Ok(Self::Buffered { _room: Some(room) })
     }
 }
 
@@ -105,14 +123,14 @@ impl Blob for LocalBlob {
     }
 
     async fn read(self: Box<Self>, start: u64, count: u64) -> std::io::Result<ByteStream> {
-        Ok(read_range(self.file, start, count))
+        Ok(read_range(self.file, start, count, Reader::Server))
     }
 
     async fn send(self: Box<Self>, start: u64, count: u64) -> std::io::Result<ByteStream> {
         Ok(if self.published {
             map_range(self.file, start, count)
         } else {
-            read_range(self.file, start, count)
+            read_range(self.file, start, count, Reader::Socket { mappable: false })
         })
     }
 }
@@ -125,7 +143,8 @@ impl Blob for LocalBlob {
 /// Past [`mapped::MAPPED_CHUNKS`], a chunk is read into a buffer. Only for
 /// bytes the server never reads itself (see [`Blob::send`]).
 fn map_range(file: std::fs::File, start: u64, count: u64) -> ByteStream {
-    chunked(file, start, count, MAP_CHUNK, true, map_chunk)
+    let reader = Reader::Socket { mappable: true };
+    chunked(file, start, count, MAP_CHUNK, reader, map_chunk)
 }
 
 /// The `size` bytes of `file` at `offset`, mapped; read into a buffer when
@@ -160,7 +179,7 @@ fn map_chunk(
 
 /// Streams `count` bytes of `file` from `start` in chunks of `chunk` bytes,
 /// each made by `make(file, offset, size, place)` on a blocking thread once
-/// it has its [`Place`] (mapped only if `mappable`), up to
+/// it has its [`Place`] for `reader`, up to
 /// [`READ_AHEAD`] chunks ahead of the socket, so the disk and the network
 /// work side by side. No thread is held while the client is slow to take
 /// the bytes, only for each chunk; the chunks stop when the stream is
@@ -170,7 +189,7 @@ fn chunked<F>(
     start: u64,
     count: u64,
     chunk: usize,
-    mappable: bool,
+    reader: Reader,
     make: F,
 ) -> ByteStream
 where
@@ -189,7 +208,7 @@ where
         .map(move |(offset, size)| {
             let (file, make) = (file.clone(), make.clone());
             async move {
-                let place = Place::take(mappable, size).await?;
+                let place = Place::take(reader, size).await?;
                 tokio::task::spawn_blocking(move || make(&file, offset, size, place))
                     .await
                     .map_err(lost)?
@@ -214,7 +233,7 @@ fn advise_sequential(file: &std::fs::File, start: u64, count: u64) {
 /// is sent (tokio's file would read into a buffer of its own and copy out of
 /// it), and the buffers are reused once sent: a fresh one per chunk costs the
 /// kernel's zeroing of its pages, more than the read itself.
-fn read_range(file: std::fs::File, start: u64, count: u64) -> ByteStream {
+fn read_range(file: std::fs::File, start: u64, count: u64, reader: Reader) -> ByteStream {
     let buffers = Buffers::default();
     let read = move |file: &Arc<std::fs::File>, offset, size, place| {
         let buffer = read_chunk(file, offset, size, buffers.take(size))?;
@@ -224,7 +243,7 @@ fn read_range(file: std::fs::File, start: u64, count: u64) -> ByteStream {
             _place: place,
         }))
     };
-    chunked(file, start, count, READ_CHUNK, false, read)
+    chunked(file, start, count, READ_CHUNK, reader, read)
 }
 
 /// Fills `buffer` (empty, its capacity `size`: a read fills all of it and
@@ -414,12 +433,13 @@ mod tests {
         assert!(all_unmapped().await);
     }
 
-    /// A chunk read into a buffer holds room among the [`BUFFERED`] until it
-    /// is sent: with no room left a download waits (it neither allocates
-    /// nor fails), a published blob's past the mapped chunks too, and goes
-    /// on once there is room; the room is all let go of afterwards.
+    /// A chunk read into a buffer for a socket holds room among the
+    /// [`BUFFERED`] until it is sent: with no room left a download waits (it
+    /// neither allocates nor fails), a published blob's past the mapped
+    /// chunks too, and goes on once there is room, which all comes back
+    /// afterwards. What the server reads for itself does not wait.
     #[tokio::test]
-    async fn buffered_chunks_wait_for_room() {
+    async fn buffered_chunks_for_sockets_wait_for_room() {
         let _alone = MAPPING_TESTS.lock().await;
         let folder = tempfile::tempdir().unwrap();
         let path = folder.path().join("blob");
@@ -430,13 +450,24 @@ mod tests {
         let maps = mapped::PERMITS
             .try_acquire_many(mapped::MAPPED_CHUNKS as u32)
             .unwrap();
-        let [mut read, mut sent] = both_ways(&path, 0, bytes.len() as u64).await;
+        let length = bytes.len() as u64;
+        let [read, mut published] = both_ways(&path, 0, length).await;
+        let unpublished = LocalBlob::open(path.clone()).await.unwrap();
+        let mut unpublished = Box::new(unpublished).send(0, length).await.unwrap();
+        assert!(
+            collect(read).await.unwrap() == bytes,
+            "the server's own read"
+        );
         let a_while = std::time::Duration::from_millis(300);
-        assert!(tokio::time::timeout(a_while, read.next()).await.is_err());
-        assert!(tokio::time::timeout(a_while, sent.next()).await.is_err());
+        assert!(tokio::time::timeout(a_while, published.next())
+            .await
+            .is_err());
+        assert!(tokio::time::timeout(a_while, unpublished.next())
+            .await
+            .is_err());
         drop(all_room);
-        assert!(collect(read).await.unwrap() == bytes);
-        assert!(collect(sent).await.unwrap() == bytes);
+        assert!(collect(published).await.unwrap() == bytes);
+        assert!(collect(unpublished).await.unwrap() == bytes);
         drop(maps);
         assert!(all_unmapped().await);
         for _ in 0..1_000 {
