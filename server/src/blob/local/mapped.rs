@@ -4,10 +4,10 @@
 //! faulted in. The server's connections ([`crate::serve`]) look each slice
 //! they are asked to write up here and, for a mapped chunk's, have the
 //! kernel send the file's range (`sendfile`) as nginx does: no page of it is
-//! mapped into the process's page tables, nor copied to the socket. HTTP/2
-//! hands its frames' payloads to the same writes; what else reads the
-//! bytes (a small HTTP/2 frame copied into its buffer, a test's client in
-//! the same process) reads the mapping, which faults the same bytes in.
+//! mapped into the process's page tables, nor copied to the socket. What
+//! else reads the bytes (a test's client in the same process) reads the
+//! mapping, which faults the same bytes in. The server speaks HTTP/1.1
+//! only: HTTP/2 would copy the start of every frame out of them.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -117,13 +117,11 @@ fn map_file(
     }
     // SAFETY: a read-only mapping of a published blob, whose bytes do not
     // change (it is not written in place), for bytes the server's own code
-    // never reads (`Blob::send`): its connections have the kernel send them
-    // from the file, and HTTP/2 hands all but the smallest frames to the
-    // socket as they are. The caller has checked that the file holds the
-    // range; should a page become unreadable all the same (the file cut
-    // short since, a failing disk), `sendfile` or the kernel's copy from the
-    // mapping fails and the download ends with an error. Only a read in
-    // user space (a small HTTP/2 frame copied into its buffer) would be
+    // never reads (`Blob::send`): its connections (HTTP/1.1 only) have the
+    // kernel send them from the file. The caller has checked that the file
+    // holds the range; should a page become unreadable all the same (the
+    // file cut short since, a failing disk), `sendfile` fails and the
+    // download ends with an error. Only a read in user space would be
     // killed by SIGBUS, as it was before downloads were sent from files.
     unsafe { options.map(file) }
 }
