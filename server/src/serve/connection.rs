@@ -73,8 +73,8 @@ pub struct Connection {
     stream: TcpStream,
     /// The client has taken none of what the server writes: how long.
     sending: Stall,
-    /// What the client had acknowledged when the server began to wait.
-    acked_when_waiting: Option<u64>,
+    /// What the client had acknowledged when a wait last reached the limit.
+    acked_at_limit: Option<u64>,
 }
 
 impl Connection {
@@ -82,17 +82,20 @@ impl Connection {
         Self {
             stream,
             sending: Stall::new(send_limit),
-            acked_when_waiting: None,
+            acked_at_limit: None,
         }
     }
 
     /// A write's outcome, and the time the client has made it wait: a write
     /// that waits [`Stall`]'s limit fails with `TimedOut`, which ends the
-    /// connection and drops the response (a download's chunks read ahead).
-    /// A client that acknowledged bytes meanwhile is still taking them: the
+    /// connection and drops the response (a download's chunks read ahead),
+    /// unless the client acknowledged bytes since a wait last reached the
+    /// limit (or none has yet): it is still taking them, though slowly (the
     /// kernel says a socket may be written again only once a good part of
-    /// its buffer is free, which a slow client (a few KiB a second from
-    /// megabytes buffered) takes longer than the limit to free.
+    /// its buffer is free, which a client taking a few KiB a second from
+    /// megabytes buffered takes longer than the limit to free). A client
+    /// that takes nothing is so cut off within twice the limit, and the
+    /// many short waits of a fast download ask the kernel nothing.
     fn timed(
         &mut self,
         cx: &mut Context<'_>,
@@ -100,17 +103,12 @@ impl Connection {
     ) -> Poll<std::io::Result<usize>> {
         if !written.is_pending() {
             self.sending.moved();
-            self.acked_when_waiting = None;
             return written;
         }
         loop {
-            let stream = &self.stream;
-            let acked = *self
-                .acked_when_waiting
-                .get_or_insert_with(|| bytes_acked(stream));
             ready!(self.sending.poll_too_long(cx));
-            let acked_now = bytes_acked(&self.stream);
-            if acked_now == acked {
+            let acked = bytes_acked(&self.stream);
+            if self.acked_at_limit.replace(acked) == Some(acked) {
                 return Poll::Ready(Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "the client took nothing of the response",
@@ -118,7 +116,6 @@ impl Connection {
             }
             // Still taking them: a new wait, from now.
             self.sending.moved();
-            self.acked_when_waiting = Some(acked_now);
         }
     }
 
@@ -159,7 +156,7 @@ impl Connection {
 
 /// How many bytes of what the server sent the client has acknowledged
 /// (`TCP_INFO`, Linux 4.1 on); 0 if the kernel does not tell, which makes
-/// every wait look like a stall, as before it was asked.
+/// every client that makes the server wait twice look stalled.
 fn bytes_acked(stream: &TcpStream) -> u64 {
     use std::os::fd::AsRawFd;
     // SAFETY: `tcp_info` is plain integers, for which zero is a value.
