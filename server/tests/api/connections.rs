@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 
 use depot_server::blob::Area;
 
-use crate::files::admin_viewer;
+use crate::files::images_listed;
 use crate::helpers::{random_bytes, Backend, TestApp, ADMIN_PASSWORD};
 
 /// Long enough to tell a server that gave up from one still waiting.
@@ -254,12 +254,7 @@ async fn an_upload_the_client_stops_sending_fails_and_leaves_nothing() {
         assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
         assert!(answer.contains("sent nothing more for 1 s"), "{answer}");
     }
-    let listed = app
-        .core
-        .list_images(&admin_viewer(&app).await, app::query::Query::new(10))
-        .await
-        .unwrap();
-    assert_eq!(listed.total, 0);
+    assert_eq!(images_listed(&app).await, 0);
     let admin = app.core.login("admin", ADMIN_PASSWORD).await.unwrap();
     assert!(app.store_files(admin.id).await.is_empty());
     for area in [Area::Staging, Area::Uploads, Area::Blobs] {
