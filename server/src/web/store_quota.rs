@@ -95,32 +95,44 @@ fn segment(name: &[u8]) -> String {
     percent_encoding::percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-/// How many levels of entries are below `folder` (0 for an empty one),
-/// counted up to `limit + 1`.
-async fn height_below(fs: &StoreFs, folder: &DavPath, limit: usize) -> Result<usize, FsError> {
-    let mut height = 0;
+/// What lies below a folder: how many levels of entries (0 for an empty
+/// one), and how many bytes its files hold.
+struct Below {
+    height: usize,
+    bytes: u64,
+}
+
+/// What lies below `folder`, its levels counted up to `limit + 1` (past
+/// that the walk stops, its bytes short).
+async fn below(fs: &StoreFs, folder: &DavPath, limit: usize) -> Result<Below, FsError> {
+    let mut found = Below {
+        height: 0,
+        bytes: 0,
+    };
     let mut pending = vec![(folder.clone(), 0_usize)];
     while let Some((path, level)) = pending.pop() {
         let mut entries = DavFileSystem::read_dir(fs, &path, ReadDirMeta::None).await?;
         while let Some(entry) = entries.next().await {
             let entry = entry?;
-            height = height.max(level + 1);
-            if height > limit {
-                return Ok(height);
+            found.height = found.height.max(level + 1);
+            if found.height > limit {
+                return Ok(found);
             }
-            if entry.is_dir().await? {
-                let mut below = path.as_url_string();
-                if !below.ends_with('/') {
-                    below.push('/');
-                }
-                below.push_str(&segment(&entry.name()));
+            if !entry.is_dir().await? {
+                found.bytes += entry.metadata().await?.len();
+                continue;
+            }
+            let mut below = path.as_url_string();
+            if !below.ends_with('/') {
                 below.push('/');
-                let below = DavPath::new(&below).map_err(|_| FsError::GeneralFailure)?;
-                pending.push((below, level + 1));
             }
+            below.push_str(&segment(&entry.name()));
+            below.push('/');
+            let below = DavPath::new(&below).map_err(|_| FsError::GeneralFailure)?;
+            pending.push((below, level + 1));
         }
     }
-    Ok(height)
+    Ok(found)
 }
 
 /// How a refused write answers: 413 past the upload limit, 507 past the quota.
@@ -305,10 +317,10 @@ impl QuotaFs {
     /// What a `COPY` or `MOVE` onto an entry that exists would be refused
     /// for, asked before anything is done: dav-server deletes the
     /// destination first (RFC 4918's `Overwrite`), so a copy refused then
-    /// for the quota or the upload limit, or a move for the depth, had lost
-    /// it. A file's copy takes its room now, which the copy then spends
-    /// (replacing a file thus needs room for both for a moment, as a `PUT`
-    /// over it does). A folder's copy is still counted file by file.
+    /// for the quota or the upload limit, or a move or a folder's copy for
+    /// the depth, had lost it. A copy takes its room now, a folder's for all
+    /// its files, which the copy then spends (replacing a file thus needs
+    /// room for both for a moment, as a `PUT` over it does).
     pub async fn refuse_before_overwrite(
         &self,
         moving: bool,
@@ -326,7 +338,10 @@ impl QuotaFs {
         } else if source.is_file() {
             self.reserve_for_copies(source.len()).await
         } else {
-            Ok(())
+            let room = MAX_STORE_DEPTH.saturating_sub(depth(to));
+            let copied = below(&self.inner, from, room).await?;
+            check_store_depth(depth(to) + copied.height).map_err(entry_refused)?;
+            self.reserve_for_copies(copied.bytes).await
         }
     }
 
@@ -336,7 +351,7 @@ impl QuotaFs {
         if depth(to) > depth(from) {
             let room = MAX_STORE_DEPTH.saturating_sub(depth(to));
             let below = if DavFileSystem::metadata(&self.inner, from).await?.is_dir() {
-                height_below(&self.inner, from, room).await?
+                below(&self.inner, from, room).await?.height
             } else {
                 0
             };

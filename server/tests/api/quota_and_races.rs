@@ -218,6 +218,29 @@ async fn the_personal_store_counts_against_the_quota(#[case] backend: Backend) {
     let files = app.store_files(alice.id).await;
     assert_eq!(files.get("small.iso"), Some(&100_000), "{files:?}");
     assert_eq!(dav(&app, "DELETE", "small.iso", &[], None).await, 204);
+    // So is a folder's COPY over a folder: the files there stay.
+    for folder in ["from/", "kept/"] {
+        assert_eq!(dav(&app, "MKCOL", folder, &[], None).await, 201);
+    }
+    let bytes = |size| Some(random_bytes(size).into());
+    assert_eq!(
+        dav(&app, "PUT", "from/a.iso", &[], bytes(250_000)).await,
+        201
+    );
+    assert_eq!(
+        dav(&app, "PUT", "kept/b.iso", &[], bytes(100_000)).await,
+        201
+    );
+    assert_eq!(
+        dav(&app, "COPY", "from/", &destination("kept/"), None).await,
+        507
+    );
+    let files = app.store_files(alice.id).await;
+    assert_eq!(files.get("kept/b.iso"), Some(&100_000), "{files:?}");
+    assert!(!files.contains_key("kept/a.iso"), "{files:?}");
+    for folder in ["from/", "kept/"] {
+        assert_eq!(dav(&app, "DELETE", folder, &[], None).await, 204);
+    }
     assert_eq!(app.core.quota_usage(alice.id).await.unwrap(), 600_000);
     // The store and uploads share one quota.
     let upload = app
