@@ -192,6 +192,13 @@ pub trait StagedBytes: Send + Sync + fmt::Debug {
     /// Makes them the blob of `sha256`, unless the same bytes are already
     /// there (then they are discarded).
     async fn publish(self: Box<Self>, sha256: &str) -> io::Result<()>;
+
+    /// Does, before the blob's lock is taken, whatever part of
+    /// [`StagedBytes::publish`] takes long (a copy of many GiB), so that
+    /// the lock, and the transaction that holds it, lasts only moments.
+    async fn prepare(&mut self, _sha256: &str) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A published blob, open for reading.
@@ -223,6 +230,12 @@ pub struct Staged {
 }
 
 impl Staged {
+    /// Readies the bytes for [`Staged::publish`], before the blob's lock is
+    /// taken (see [`StagedBytes::prepare`]).
+    pub async fn prepare(&mut self) -> io::Result<()> {
+        self.bytes.prepare(&self.sha256).await
+    }
+
     /// Makes the bytes the blob of their digest. The caller holds the blob's lock.
     pub async fn publish(self) -> io::Result<()> {
         self.bytes.publish(&self.sha256).await

@@ -5,6 +5,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -228,6 +229,22 @@ pub struct S3Args {
         hide_env_values = true
     )]
     pub secret_access_key: Option<Secret>,
+    /// How long the object store may leave a request unanswered, or stop
+    /// in the middle of an answer, before the request fails (and is retried
+    /// when safe), as botocore's read timeout.
+    #[arg(
+        long = "s3-timeout-secs",
+        env = "DEPOT_S3_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
+    pub timeout_secs: u64,
+}
+
+impl S3Args {
+    /// The object store's time limit, at least a second.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs.max(1))
+    }
 }
 
 impl StorageArgs {
@@ -240,6 +257,7 @@ impl StorageArgs {
             blob_store: None,
             s3: S3Args {
                 region: "us-east-1".into(),
+                timeout_secs: 60,
                 ..S3Args::default()
             },
         }

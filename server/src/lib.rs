@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod memory;
 pub mod personal;
 pub mod serve;
+mod stall;
 pub mod state;
 pub mod store;
 pub mod web;

@@ -21,7 +21,8 @@
 //! aborts it once the marker is older than the grace period, so no
 //! incomplete multipart upload outlives a crash for long. Publishing copies
 //! the staged object under its digest (inside the store, no bytes through
-//! this server) unless those bytes are already there.
+//! this server, unless it is too large for that: [`ObjectBlobs::copy`])
+//! unless those bytes are already there.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,6 +52,9 @@ const LARGE_PART_SIZE: usize = 32 << 20;
 /// Parts being sent at once: what one upload holds in memory is at most
 /// `(PARTS_IN_FLIGHT + 1)` parts, 32 MiB for anything under 31 GiB.
 pub const PARTS_IN_FLIGHT: usize = 3;
+
+/// The largest object S3 copies in one request (`CopyObject`): 5 GiB.
+const LARGEST_COPY: u64 = 5 << 30;
 
 /// How often an upload in flight rewrites its marker, so that the collector,
 /// which waits far longer, never takes it for a dead one.
@@ -97,13 +101,16 @@ impl ObjectBlobs {
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(bucket)
             .with_region(&settings.region)
-            // Downloads of large images outlast any whole-request timeout;
-            // a store that does not answer is still found out at connect.
+            // Downloads of large images outlast any whole-request timeout:
+            // a store that stops answering is found out by `Patient`.
             .with_client_options(
                 ClientOptions::new()
                     .with_timeout_disabled()
                     .with_connect_timeout(Duration::from_secs(5)),
-            );
+            )
+            .with_http_connector(patience::Patient {
+                limit: settings.timeout(),
+            });
         if let Some(endpoint) = &settings.endpoint {
             builder = builder
                 .with_endpoint(endpoint)
@@ -159,8 +166,37 @@ impl ObjectBlobs {
             in_flight: tokio::task::JoinSet::new(),
             parts: Vec::new(),
             last_beat: Instant::now(),
+            written: 0,
             finished: false,
         }
+    }
+
+    /// Copies object `from`, of `size` bytes, to `to`: inside the store (no
+    /// bytes through this server) up to [`LARGEST_COPY`], as much as S3
+    /// copies in one request; a larger one streams through this server as
+    /// a multipart upload in place (marked, aborted on failure, as any).
+    pub(crate) async fn copy(&self, from: &Path, to: &Path, size: u64) -> std::io::Result<()> {
+        self.copy_within(from, to, size, LARGEST_COPY).await
+    }
+
+    async fn copy_within(
+        &self,
+        from: &Path,
+        to: &Path,
+        size: u64,
+        largest: u64,
+    ) -> std::io::Result<()> {
+        if size <= largest {
+            return self.bucket.copy(from, to).await.map_err(io_error);
+        }
+        // An upload as much as any: one of the places, and its buffers.
+        let _place = super::upload_place().await?;
+        let mut upload = self.begin_upload_in_place(to.clone());
+        let mut pieces = self.bucket.get(from).await.map_err(io_error)?.into_stream();
+        while let Some(piece) = pieces.try_next().await.map_err(io_error)? {
+            upload.write(piece).await?;
+        }
+        upload.finish_in_place().await
     }
 
     fn blob_key(&self, sha256: &str) -> Path {
@@ -239,6 +275,8 @@ pub(crate) struct ObjectStaging {
     in_flight: tokio::task::JoinSet<(usize, object_store::Result<PartId>)>,
     parts: Vec<Option<PartId>>,
     last_beat: Instant,
+    /// Bytes written so far.
+    written: u64,
     finished: bool,
 }
 
@@ -312,6 +350,7 @@ impl ObjectStaging {
 #[async_trait::async_trait]
 impl Staging for ObjectStaging {
     async fn write(&mut self, mut chunk: Bytes) -> std::io::Result<()> {
+        self.written += chunk.len() as u64;
         loop {
             let part_size = if self.parts.len() < SMALL_PARTS {
                 PART_SIZE
@@ -352,6 +391,7 @@ impl ObjectStaging {
         Ok(ObjectStaged {
             store: self.store.clone(),
             key: Some(self.key.clone()),
+            size: self.written,
         })
     }
 
@@ -418,10 +458,32 @@ impl Drop for ObjectStaging {
 struct ObjectStaged {
     store: ObjectBlobs,
     key: Option<Path>,
+    size: u64,
 }
 
 #[async_trait::async_trait]
 impl StagedBytes for ObjectStaged {
+    /// Bytes too many to copy inside the store stream through this server,
+    /// which takes long: they are copied to their blob's key now, outside
+    /// its lock, and [`ObjectStaged::publish`] then finds them there (or,
+    /// if the blob was removed meanwhile, copies them again under it).
+    async fn prepare(&mut self, sha256: &str) -> std::io::Result<()> {
+        let Some(key) = &self.key else {
+            return Ok(());
+        };
+        if self.size <= LARGEST_COPY {
+            return Ok(());
+        }
+        let destination = self.store.blob_key(sha256);
+        match self.store.bucket.head(&destination).await {
+            Ok(_) => Ok(()),
+            Err(error) if is_not_found(&error) => {
+                self.store.copy(key, &destination, self.size).await
+            }
+            Err(error) => Err(io_error(error)),
+        }
+    }
+
     async fn publish(mut self: Box<Self>, sha256: &str) -> std::io::Result<()> {
         let Some(key) = self.key.take() else {
             return Err(std::io::Error::other("published twice"));
@@ -430,9 +492,9 @@ impl StagedBytes for ObjectStaged {
         match self.store.bucket.head(&destination).await {
             Ok(_) => {} // Same bytes already stored.
             Err(error) if is_not_found(&error) => {
-                if let Err(error) = self.store.bucket.copy(&key, &destination).await {
+                if let Err(error) = self.store.copy(&key, &destination, self.size).await {
                     self.key = Some(key); // Dropping deletes the staged copy.
-                    return Err(io_error(error));
+                    return Err(error);
                 }
             }
             Err(error) => {
@@ -604,6 +666,7 @@ impl Backend for ObjectBlobs {
 }
 
 mod parts;
+mod patience;
 mod read;
 
 #[cfg(test)]

@@ -104,6 +104,16 @@ fn fs_error(error: object_store::Error) -> FsError {
     }
 }
 
+/// [`fs_error`], for what the blob store's own copies answer.
+fn copy_error(error: std::io::Error) -> FsError {
+    if error.kind() == std::io::ErrorKind::NotFound {
+        FsError::NotFound
+    } else {
+        tracing::warn!(%error, "the object store failed a personal-store copy");
+        FsError::GeneralFailure
+    }
+}
+
 fn store_error(error: object_store::Error) -> StoreError {
     if is_not_found(&error) {
         StoreError::NotFound
@@ -232,8 +242,11 @@ impl ObjectFs {
         if *from == self.root || to.prefix_matches(from) {
             return Err(FsError::Forbidden);
         }
-        if self.file(from).await.map_err(fs_error)?.is_some() {
-            bucket.copy(from, to).await.map_err(fs_error)?;
+        if let Some(file) = self.file(from).await.map_err(fs_error)? {
+            self.blobs
+                .copy(from, to, file.size)
+                .await
+                .map_err(copy_error)?;
             return self
                 .blobs
                 .delete(from)
@@ -255,10 +268,10 @@ impl ObjectFs {
                 continue;
             };
             let destination = rest.fold(to.clone(), |key, part| key.child(part));
-            bucket
-                .copy(&meta.location, &destination)
+            self.blobs
+                .copy(&meta.location, &destination, meta.size)
                 .await
-                .map_err(fs_error)?;
+                .map_err(copy_error)?;
             self.blobs
                 .delete(&meta.location)
                 .await
@@ -560,9 +573,9 @@ impl DavFileSystem for ObjectFs {
     fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
         async move {
             let from = self.dav_key(from);
-            if self.file(&from).await.map_err(fs_error)?.is_none() {
+            let Some(file) = self.file(&from).await.map_err(fs_error)? else {
                 return Err(FsError::NotFound);
-            }
+            };
             // As a write would be: never over a folder (a file of the same
             // key would sit beside it), only into one.
             let to = self.dav_key(to);
@@ -577,7 +590,10 @@ impl DavFileSystem for ObjectFs {
             {
                 return Err(FsError::NotFound);
             }
-            self.blobs.bucket().copy(&from, &to).await.map_err(fs_error)
+            self.blobs
+                .copy(&from, &to, file.size)
+                .await
+                .map_err(copy_error)
         }
         .boxed()
     }

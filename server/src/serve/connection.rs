@@ -14,8 +14,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::stall::Stall;
 use crate::blob::local::{file_range, FileRange};
+use crate::stall::Stall;
 
 /// Bytes sent from files by the kernel since the process started.
 static SENT_FROM_FILES: AtomicU64 = AtomicU64::new(0);

@@ -14,53 +14,8 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use std::future::Future;
-use tokio::time::{Instant, Sleep};
 
-/// A wait on the client, timed. The timer is moved only when it fires early
-/// (it was set for an earlier wait), at most once per `limit`: not for each
-/// of the many short waits of a busy transfer.
-pub(super) struct Stall {
-    limit: Duration,
-    /// When the server started to wait, if it waits.
-    since: Option<Instant>,
-    timer: Option<Pin<Box<Sleep>>>,
-}
-
-impl Stall {
-    pub(super) fn new(limit: Duration) -> Self {
-        Self {
-            limit,
-            since: None,
-            timer: None,
-        }
-    }
-
-    /// The client sent or took bytes: no longer waiting.
-    pub(super) fn moved(&mut self) {
-        self.since = None;
-    }
-
-    /// The client has not moved: ready once the server has waited `limit`
-    /// for it since it started to wait; else `cx` is woken when it has.
-    pub(super) fn poll_too_long(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let deadline = *self.since.get_or_insert_with(Instant::now) + self.limit;
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        loop {
-            if Instant::now() >= deadline {
-                return Poll::Ready(());
-            }
-            if timer.is_elapsed() {
-                timer.as_mut().reset(deadline);
-            }
-            if timer.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-        }
-    }
-}
+use crate::stall::Stall;
 
 /// A request's body that fails with [`std::io::ErrorKind::TimedOut`] once
 /// the client has sent none of it for the limit, so that whatever reads it
@@ -100,7 +55,7 @@ where
             }
             Poll::Pending => match this.stall.poll_too_long(cx) {
                 Poll::Ready(()) => {
-                    let seconds = this.stall.limit.as_secs();
+                    let seconds = this.stall.limit().as_secs();
                     Poll::Ready(Some(Err(Box::new(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
                         format!("the client sent nothing more for {seconds} s"),
@@ -117,42 +72,5 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::future::poll_fn;
-
-    use super::*;
-
-    /// How long `stall` makes a task wait, from now, before it says the
-    /// client has stalled (the task is woken for it, nothing else happening).
-    async fn waited(stall: &mut Stall) -> Duration {
-        let started = Instant::now();
-        let waiting = poll_fn(|cx| stall.poll_too_long(cx));
-        tokio::time::timeout(Duration::from_secs(30), waiting)
-            .await
-            .expect("the waiter is woken");
-        started.elapsed()
-    }
-
-    /// A wait counts from its own start, whatever came before: the timer set
-    /// for an earlier wait does not end a later one early, nor does a long
-    /// idle before it (a connection kept alive, then a download).
-    #[tokio::test]
-    async fn a_wait_counts_from_its_start() {
-        let limit = Duration::from_millis(300);
-        let mut stall = Stall::new(limit);
-        assert!(waited(&mut stall).await >= limit);
-        stall.moved();
-        tokio::time::sleep(limit * 3).await;
-        assert!(waited(&mut stall).await >= limit, "after an idle");
-        stall.moved();
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        assert!(stall.poll_too_long(&mut cx).is_pending());
-        tokio::time::sleep(limit / 2).await;
-        stall.moved();
-        assert!(waited(&mut stall).await >= limit, "after a short wait");
     }
 }

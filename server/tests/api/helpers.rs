@@ -69,6 +69,7 @@ pub fn test_object_store() -> (BlobStoreUrl, S3Args) {
         region: variable("DEPOT_TEST_S3_REGION"),
         access_key_id: Some(variable("DEPOT_TEST_S3_KEY_ID")),
         secret_access_key: Some(variable("DEPOT_TEST_S3_SECRET").parse().unwrap()),
+        timeout_secs: 60,
     };
     (url, s3)
 }

@@ -139,3 +139,36 @@ async fn a_dead_servers_upload_is_aborted_once_its_marker_is_stale() {
         .await
         .is_err());
 }
+
+/// An object larger than S3 copies in one request (5 GiB, here any size)
+/// is copied through the server as a multipart upload, and arrives whole;
+/// nothing of the upload is left behind.
+#[tokio::test]
+async fn objects_too_large_to_copy_in_the_store_are_copied_through_the_server() {
+    let _alone = crate::blob::PLACES_TESTS.lock().await;
+    let bucket = Arc::new(InMemory::new());
+    let objects = ObjectBlobs::new(bucket.clone(), "depot");
+    let bytes: Vec<u8> = (0..(2 * PART_SIZE + 777))
+        .map(|i| (i % 253) as u8)
+        .collect();
+    let from = objects.area("personal").child("from");
+    bucket
+        .put(&from, PutPayload::from(bytes.clone()))
+        .await
+        .unwrap();
+    for (to, largest) in [("copied", u64::MAX), ("streamed", 0)] {
+        let to = objects.area("personal").child(to);
+        objects
+            .copy_within(&from, &to, bytes.len() as u64, largest)
+            .await
+            .unwrap();
+        let copied = bucket.get(&to).await.unwrap().bytes().await.unwrap();
+        assert!(copied == bytes, "{to}");
+    }
+    let uploading: Vec<_> = bucket
+        .list(Some(&objects.area("uploading")))
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(uploading.is_empty(), "{uploading:?}");
+}
