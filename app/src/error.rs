@@ -29,9 +29,10 @@ pub enum CoreError {
     /// A size limit or quota was exceeded.
     #[error("{0}")]
     TooLarge(String),
-    /// Too many sign-in attempts from this client or for this account: wait.
-    #[error("too many sign-in attempts; try again in {retry_after} s")]
-    Throttled { retry_after: u64 },
+    /// Too many attempts at something (`what`: sign-in attempts, tokens
+    /// issued) from this client or for this account just now: wait.
+    #[error("too many {what}; try again in {retry_after} s")]
+    Throttled { what: String, retry_after: u64 },
     /// The server is checking as many passwords as it will at once: retry soon.
     #[error("the server is busy; try again in {retry_after} s")]
     Busy { retry_after: u64 },
@@ -55,7 +56,7 @@ impl CoreError {
     /// Seconds to wait before trying again, for errors that say so (`Retry-After`).
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            Self::Throttled { retry_after } | Self::Busy { retry_after } => Some(*retry_after),
+            Self::Throttled { retry_after, .. } | Self::Busy { retry_after } => Some(*retry_after),
             _ => None,
         }
     }

@@ -23,6 +23,7 @@ mod resumable;
 mod store_entries;
 mod sync;
 mod tenants;
+mod upload_shares;
 mod users;
 mod vice;
 
@@ -46,7 +47,9 @@ pub use images::UploadMeta;
 pub use jobs::PANICKING_JOB;
 pub use keys::ServerKey;
 pub use quota::{StoreWrite, UploadAllowance};
-pub use resumable::{AppendError, Checksum, Resumable, ResumableMeta, UPLOAD_LIFETIME};
+pub use resumable::{
+    AppendError, Checksum, Resumable, ResumableMeta, MAX_OPEN_UPLOADS, UPLOAD_LIFETIME,
+};
 pub use store_entries::{
     check_store_depth, Admission, EntryRefused, MovesSeen, Moving, NewEntry, MAX_STORE_DEPTH,
 };
@@ -135,6 +138,8 @@ pub struct Core {
     job_workers: std::sync::atomic::AtomicUsize,
     /// How many files and folders each personal store holds, as admitted.
     store_entries: store_entries::EntryCounts,
+    /// Each user's share of the upload places.
+    upload_shares: upload_shares::UploadShares,
 }
 
 impl Core {
@@ -159,6 +164,7 @@ impl Core {
             writers: resumable::Writers::default(),
             job_workers: std::sync::atomic::AtomicUsize::new(0),
             store_entries: store_entries::EntryCounts::default(),
+            upload_shares: upload_shares::UploadShares::default(),
         }
     }
 

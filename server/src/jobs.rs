@@ -113,24 +113,10 @@ async fn run(core: &Arc<Core>, name: &str, job: JobRow) {
             Err(_) => Err("the job was cancelled".to_owned()),
         }
     };
-    tokio::pin!(work);
-    let mut renew = tokio::time::interval(RENEW_EVERY);
-    renew.tick().await;
-    let outcome = loop {
-        tokio::select! {
-            outcome = &mut work => break outcome,
-            _ = renew.tick() => {
-                match core.db().renew_lease(job.id, name, now_ms(), lease_ms).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        // The task goes on until it notices; its outcome is not recorded.
-                        tracing::warn!("lost the lease; another worker has the job");
-                        return;
-                    }
-                    Err(error) => tracing::warn!(%error, "cannot renew the lease"),
-                }
-            }
-        }
+    let renew = || core.db().renew_lease(job.id, name, now_ms(), lease_ms);
+    let Some(outcome) = under_lease(work, renew, LeaseTiming::KEPT).await else {
+        // The task is aborted on return; its outcome is not recorded.
+        return;
     };
     let recorded = match &outcome {
         Ok(()) => core
@@ -156,6 +142,65 @@ async fn run(core: &Arc<Core>, name: &str, job: JobRow) {
     match recorded {
         Ok(()) => tracing::info!(ok = outcome.is_ok(), "job ended"),
         Err(error) => tracing::error!(%error, "cannot record the job's outcome"),
+    }
+}
+
+/// How a job's lease is kept.
+#[derive(Debug, Clone, Copy)]
+struct LeaseTiming {
+    renew_every: Duration,
+    lasts: Duration,
+}
+
+impl LeaseTiming {
+    const KEPT: Self = Self {
+        renew_every: RENEW_EVERY,
+        lasts: LEASE,
+    };
+}
+
+/// Runs `work` while its lease is renewed: its outcome, or `None` once the
+/// lease is lost (another worker has the job) or might run out before a
+/// renewal could be heard of (the database fails or does not answer:
+/// another worker may take the job then), when `work` must stop, lest the
+/// job run twice at once.
+async fn under_lease<W, R, F>(work: W, mut renew: R, timing: LeaseTiming) -> Option<W::Output>
+where
+    W: std::future::Future,
+    R: FnMut() -> F,
+    F: std::future::Future<Output = Result<bool, sqlx::Error>>,
+{
+    use tokio::time::Instant;
+    // A renewal not answered within half an interval counts as failed.
+    let patience = timing.renew_every / 2;
+    tokio::pin!(work);
+    let mut ticks = tokio::time::interval(timing.renew_every);
+    ticks.tick().await;
+    // The lease runs from when it was last asked for (the claim, just now).
+    let mut renewed = Instant::now();
+    loop {
+        tokio::select! {
+            outcome = &mut work => return Some(outcome),
+            _ = ticks.tick() => {
+                let asked = Instant::now();
+                match tokio::time::timeout(patience, renew()).await {
+                    Ok(Ok(true)) => renewed = asked,
+                    Ok(Ok(false)) => {
+                        tracing::warn!("lost the lease; another worker has the job");
+                        return None;
+                    }
+                    Ok(Err(error)) => tracing::warn!(%error, "cannot renew the lease"),
+                    Err(_) => tracing::warn!("the lease's renewal went unanswered"),
+                }
+                // The next renewal's answer comes by the next tick and its
+                // patience: if the lease may end before, stop now.
+                let next_heard = Instant::now() + timing.renew_every + patience;
+                if next_heard >= renewed + timing.lasts {
+                    tracing::warn!("the lease may run out before it is renewed; the job stops");
+                    return None;
+                }
+            }
+        }
     }
 }
 
@@ -191,5 +236,53 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    const QUICK: LeaseTiming = LeaseTiming {
+        renew_every: Duration::from_millis(200),
+        lasts: Duration::from_millis(2000),
+    };
+
+    /// A job whose lease is renewed runs to its end, however long, even
+    /// past a renewal that failed once.
+    #[tokio::test]
+    async fn a_renewed_lease_keeps_the_job_to_its_end() {
+        let mut calls = 0;
+        let once_failing = || {
+            calls += 1;
+            let answer = if calls == 2 {
+                Err(sqlx::Error::PoolTimedOut)
+            } else {
+                Ok(true)
+            };
+            async move { answer }
+        };
+        let work = async {
+            tokio::time::sleep(QUICK.lasts * 2).await;
+            "done"
+        };
+        assert_eq!(under_lease(work, once_failing, QUICK).await, Some("done"));
+    }
+
+    /// A job stops once its lease is lost, or before it can run out when
+    /// the database cannot renew it (fails, or does not answer): by then
+    /// another worker may have taken it over.
+    #[tokio::test]
+    async fn a_job_stops_when_its_lease_is_not_kept() {
+        async fn stopped<T>(ended: impl std::future::Future<Output = Option<T>>) -> Option<T> {
+            let started = tokio::time::Instant::now();
+            let ended = tokio::time::timeout(Duration::from_secs(10), ended)
+                .await
+                .expect("the job went on without its lease");
+            assert!(started.elapsed() < QUICK.lasts, "{:?}", started.elapsed());
+            ended
+        }
+        let never = std::future::pending::<()>;
+        let lost = || async { Ok(false) };
+        assert_eq!(stopped(under_lease(never(), lost, QUICK)).await, None);
+        let failing = || async { Err(sqlx::Error::PoolTimedOut) };
+        assert_eq!(stopped(under_lease(never(), failing, QUICK)).await, None);
+        let silent = std::future::pending::<Result<bool, sqlx::Error>>;
+        assert_eq!(stopped(under_lease(never(), silent, QUICK)).await, None);
     }
 }

@@ -39,7 +39,7 @@ use sqlx::sqlite::{
 
 pub use catalog::KeptCatalog;
 pub use coopr::{is_unique_violation, ApiKeyListing, ApiKeyRow, ImageTypeRow, TenantRow};
-pub use deployments::DeploymentRow;
+pub use deployments::{DeploymentRow, NewDeployment};
 pub use environments::{EnvironmentColumns, EnvironmentRow};
 pub use images::{DetailsUpdate, LinkRow, NameScope, NewImage, ProvisioningUpdate};
 pub use jobs::{JobCount, JobRow};
@@ -56,6 +56,12 @@ pub use uploads::{NewPart, PartRow, UploadRow};
 
 /// The longest a PostgreSQL statement may run.
 pub const STATEMENT_TIMEOUT: &str = "30s";
+
+/// The longest a PostgreSQL transaction may wait on its server between two
+/// statements: one whose server is stuck (on an object store that stopped
+/// answering, whose requests give up within a few minutes) or gone is ended
+/// by the database, and the rows it locked are free again.
+pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "5min";
 
 /// How long a PostgreSQL connection may have been idle in the pool and still
 /// be handed out without a ping (HikariCP's window, `aliveBypassWindowMs`).
@@ -218,6 +224,10 @@ impl Db {
             // quota's) must see the writes of whoever held it before.
             let options = PgConnectOptions::from_str(url)?.options([
                 ("statement_timeout", STATEMENT_TIMEOUT),
+                (
+                    "idle_in_transaction_session_timeout",
+                    IDLE_IN_TRANSACTION_TIMEOUT,
+                ),
                 // The startup options split on spaces unless escaped.
                 ("default_transaction_isolation", "read\\ committed"),
             ]);
@@ -275,6 +285,19 @@ impl Db {
         match self.pool {
             Pool::Sqlite(_) => Backend::Sqlite,
             Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Run first in a transaction, makes every other transaction that runs
+    /// it for the same user (`$1`) wait for this one to end: a user's quota
+    /// reservations, or deployments counted before one is added. SQLite's
+    /// write lock, which the UPDATE takes, serializes them all.
+    pub(crate) fn user_lock(&self) -> &'static str {
+        match self.backend() {
+            // NO KEY: foreign-key checks on the user's row do not wait.
+            Backend::Postgres => "SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE",
+            // A column no trigger watches: the catalog's version stays.
+            Backend::Sqlite => "UPDATE users SET role = role WHERE id = $1",
         }
     }
 

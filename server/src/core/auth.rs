@@ -240,6 +240,7 @@ impl Core {
         session: Option<&str>,
     ) -> Result<IssuedToken, CoreError> {
         user.require_proven_by_password("issue another token")?;
+        self.login_guard.may_issue_token(user.id)?;
         let mut jti = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut jti);
         let issued_at = Utc::now();

@@ -13,6 +13,7 @@ use app::error::CoreError;
 use chrono::{DateTime, Utc};
 
 use super::inspect::Inspection;
+use super::resumable::Completion;
 use super::{db_error, io_error, Core};
 use crate::blob::Staged;
 use crate::store::{NewContent, NewImage};
@@ -32,6 +33,18 @@ pub(super) enum Attach<'a> {
     },
 }
 
+/// What else lands with a record, in the transaction that records it.
+pub(super) enum Landing<'a> {
+    Alone,
+    /// The personal-store source (see [`super::sync::Source`]) of a sync's
+    /// copy.
+    SyncedFrom(&'a str),
+    /// The resumable upload the bytes complete, under this server's claim:
+    /// if another server took the completion over, nothing lands here, so an
+    /// upload never makes two images.
+    Completing(&'a Completion),
+}
+
 /// What the collector removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Collected {
@@ -44,19 +57,19 @@ pub struct Collected {
 }
 
 impl Core {
-    /// Publishes staged bytes and records them, under the blob's lock;
-    /// answers the record's id. `synced_from` is the personal-store source
-    /// (see [`super::sync::Source`]) of a sync's copy, recorded with it.
-    /// Nothing is left behind on failure.
+    /// Publishes staged bytes and records them, with what `landing` says,
+    /// under the blob's lock; answers the record's id. Nothing is left
+    /// behind on failure.
     pub(super) async fn attach_blob(
         &self,
-        staged: Staged,
+        mut staged: Staged,
         attach: Attach<'_>,
-        synced_from: Option<&str>,
+        landing: Landing<'_>,
     ) -> Result<i64, CoreError> {
         let sha256 = staged.sha256.clone();
         let size = staged.size as i64;
         let attached = async {
+            staged.prepare().await.map_err(io_error)?;
             let mut lock = self.db.lock_blob(&sha256).await.map_err(db_error)?;
             staged.publish().await.map_err(io_error)?;
             let id = match attach {
@@ -90,8 +103,22 @@ impl Core {
                     id
                 }
             };
-            if let Some(source) = synced_from {
-                lock.set_synced_from(id, source).await.map_err(db_error)?;
+            match landing {
+                Landing::Alone => {}
+                Landing::SyncedFrom(source) => {
+                    lock.set_synced_from(id, source).await.map_err(db_error)?
+                }
+                Landing::Completing(completion) => {
+                    let upload = &completion.upload;
+                    let claimed_at = completion.claimed_at;
+                    if !lock
+                        .finish_upload(upload, id, claimed_at)
+                        .await
+                        .map_err(db_error)?
+                    {
+                        return Err(completion.taken_over());
+                    }
+                }
             }
             lock.commit().await.map_err(db_error)?;
             Ok(id)

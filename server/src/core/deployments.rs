@@ -11,6 +11,7 @@
 //! the bytes it writes count against the owner's quota. Messages name paths
 //! as the user wrote them or relative to the root, never resolved host
 //! paths; links below the root are never followed (see [`super::export`]).
+//! A user has at most [`UNFINISHED_PER_USER`] deployments waiting or running.
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +21,13 @@ use chrono::Utc;
 
 use super::jobs::DEPLOY_JOB;
 use super::{db_error, Core};
+use crate::store::NewDeployment;
+
+/// Deployments one user may have queued or running at once. Past them a new
+/// one is refused (409): the job queue runs oldest first, so one account
+/// queueing deployments without end would hold back every other user's
+/// jobs (syncs, deployments) behind its own.
+const UNFINISHED_PER_USER: i64 = 32;
 
 /// The folder a `file://` location names, if it is one.
 fn file_folder(location: &str) -> Option<PathBuf> {
@@ -63,11 +71,11 @@ impl Core {
         {
             return Err(outside());
         }
-        match super::export::target(&root, relative, ".") {
-            Ok(_) => Ok(ExportFolder {
-                relative: relative.to_path_buf(),
-                root,
-            }),
+        // Rebuilt from its parts: one folder has one name (`a/./b`, `a//b`
+        // and `a/b/` are `a/b`), since a deployed file is claimed by it.
+        let relative: PathBuf = relative.components().collect();
+        match super::export::target(&root, &relative, ".") {
+            Ok(_) => Ok(ExportFolder { relative, root }),
             Err(_) => Err(format!(
                 "file://{} is not a folder below the export root (links are not followed)",
                 folder.display()
@@ -98,19 +106,25 @@ impl Core {
         if let Some(folder) = file_folder(&environment.location) {
             self.allowed_folder(&folder).map_err(CoreError::invalid)?;
         }
+        let new = NewDeployment {
+            user_id: user.id,
+            image_id: image.id,
+            environment_id: environment.id,
+            title: &title,
+            environment_reference: &environment_reference,
+            unfinished_at_most: UNFINISHED_PER_USER,
+        };
         let id = self
             .db
-            .insert_deployment(
-                user.id,
-                image.id,
-                environment.id,
-                &title,
-                &environment_reference,
-                DEPLOY_JOB,
-                Utc::now(),
-            )
+            .insert_deployment(new, DEPLOY_JOB, Utc::now())
             .await
-            .map_err(db_error)?;
+            .map_err(db_error)?
+            .ok_or_else(|| {
+                CoreError::Conflict(format!(
+                    "you have {UNFINISHED_PER_USER} deployments queued or running; \
+                     deploy more once some have finished"
+                ))
+            })?;
         self.jobs_waiting.notify_one();
         self.deployment(viewer, id).await
     }
@@ -182,7 +196,10 @@ impl Core {
 
     pub async fn delete_deployment(&self, viewer: &Viewer, id: i64) -> Result<(), CoreError> {
         self.deployment(viewer, id).await?;
-        self.db.delete_deployment(id).await.map_err(db_error)?;
+        self.db
+            .delete_deployment(id, DEPLOY_JOB)
+            .await
+            .map_err(db_error)?;
         Ok(())
     }
 

@@ -1,14 +1,17 @@
 //! Images: who may see them, and how bytes become a record.
 
 use app::error::CoreError;
-use app::model::{image_path, Image, ImageEdit, ImageLink, ImageName, ImagePage, Viewer};
+use app::model::{
+    image_path, Image, ImageEdit, ImageLink, ImageName, ImagePage, Principal, Viewer,
+};
 use app::query::{Condition, Field, Op, Query, Value};
 use bytes::Bytes;
 use chrono::Utc;
 use futures_util::Stream;
 
-use super::blobs::Attach;
+use super::blobs::{Attach, Landing};
 use super::inspect::{self, Inspection};
+use super::resumable::Completion;
 use super::{db_error, io_error, Core};
 use crate::blob::{Blob, IngestError, Staged};
 use crate::store::{DetailsUpdate, NewImage};
@@ -18,10 +21,10 @@ use crate::store::{DetailsUpdate, NewImage};
 pub(super) type Ingested = (Staged, Result<Inspection, String>);
 
 /// An upload's bytes: a body to ingest now, or bytes a resumable upload's
-/// ingest took in as its chunks arrived.
+/// ingest took in as its chunks arrived, with the claim on its completion.
 pub(super) enum Source<S> {
     Body(S),
-    Ingested(Box<Ingested>),
+    Ingested(Box<Ingested>, Completion),
 }
 
 /// What the uploader says about a file; everything else is read from its bytes.
@@ -281,25 +284,33 @@ impl Core {
     /// Runs an upload's bytes through the one ingest path (hashed, staged,
     /// inspected), or takes what a resumable upload's ingest made of them
     /// as they arrived; a file the inspector refuses is refused here.
+    /// A body sent by `uploader` takes one of their upload places first.
+    /// Bytes a resumable upload took in come with its completion, which
+    /// lands with the record.
     pub(super) async fn ingest_source<S, E>(
         &self,
+        uploader: &Principal,
         source: Source<S>,
         allowance: &mut super::UploadAllowance<'_>,
-    ) -> Result<(Staged, Inspection), CoreError>
+    ) -> Result<(Staged, Inspection, Option<Completion>), CoreError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: std::fmt::Display,
     {
-        let (staged, inspection) = match source {
-            Source::Body(body) => self
-                .blobs
-                .ingest(body, allowance, |reader| inspect::inspect(reader))
-                .await
-                .map_err(ingest_error)?,
-            Source::Ingested(ingested) => *ingested,
+        let ((staged, inspection), completion) = match source {
+            Source::Body(body) => {
+                let _share = self.upload_shares.take(uploader.id).await;
+                let ingested = self
+                    .blobs
+                    .ingest(body, allowance, |reader| inspect::inspect(reader))
+                    .await
+                    .map_err(ingest_error)?;
+                (ingested, None)
+            }
+            Source::Ingested(ingested, completion) => (*ingested, Some(completion)),
         };
         let inspection = inspection.map_err(Inspection::refused)?;
-        Ok((staged, inspection))
+        Ok((staged, inspection, completion))
     }
 
     /// [`Core::upload`] within room already promised (a resumable upload's
@@ -324,7 +335,8 @@ impl Core {
             ));
         }
         let recorded = async {
-            let (staged, inspection) = self.ingest_source(source, &mut allowance).await?;
+            let (staged, inspection, completion) =
+                self.ingest_source(user, source, &mut allowance).await?;
             let folder = user.username.clone();
             let new = NewImage {
                 kind: inspection.format.kind().as_str(),
@@ -346,7 +358,11 @@ impl Core {
                 inspection: inspection.attributes(),
                 guest_os: inspection.guest_os().map(str::to_owned),
             };
-            self.attach_blob(staged, Attach::Insert(&new), None).await
+            let landing = completion
+                .as_ref()
+                .map_or(Landing::Alone, Landing::Completing);
+            self.attach_blob(staged, Attach::Insert(&new), landing)
+                .await
         }
         .await;
         // Recorded or not, the bytes no longer need a reservation.

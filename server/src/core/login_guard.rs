@@ -15,6 +15,8 @@
 //!   by that account's bucket, so an attacker guessing a user's password
 //!   elsewhere does not lock the user out; sessions, tokens and recently
 //!   verified credentials keep working throughout;
+//! - tokens issued to one account are throttled the same way, since a
+//!   remembered credential (below) costs nothing to present again;
 //! - a verified credential is remembered for a short time under an HMAC of
 //!   the username and password (never the password itself), so that scripts
 //!   sending Basic credentials on every call pay for argon2 once a minute.
@@ -37,6 +39,10 @@ pub const CREDENTIAL_CACHE_TTL: Duration = Duration::from_secs(60);
 
 /// How many verified credentials are remembered at most.
 const CREDENTIAL_CACHE_SIZE: usize = 4096;
+
+/// Tokens one account may be issued at once, then one per period.
+const TOKENS_BURST: u32 = 20;
+const TOKENS_PERIOD: Duration = Duration::from_secs(3);
 
 /// Password checks waiting for a thread, per thread, before "busy".
 const QUEUE_PER_THREAD: usize = 32;
@@ -117,6 +123,8 @@ pub struct LoginGuard {
     checks: SyncSender<Check>,
     per_address: DefaultKeyedRateLimiter<IpAddr>,
     per_account: DefaultKeyedRateLimiter<String>,
+    /// Tokens issued, per account.
+    token_issues: DefaultKeyedRateLimiter<i64>,
     clock: DefaultClock,
     cache_key: [u8; 32],
     cache: Mutex<LruCache<[u8; 32], Remembered>>,
@@ -171,6 +179,7 @@ impl LoginGuard {
                 limits.per_account_burst,
                 limits.per_account_period,
             )),
+            token_issues: RateLimiter::keyed(quota(TOKENS_BURST, TOKENS_PERIOD)),
             clock: DefaultClock::default(),
             cache_key,
             cache: Mutex::new(LruCache::new(capacity)),
@@ -243,11 +252,28 @@ impl LoginGuard {
     }
 
     fn throttled(&self, wait: Duration) -> CoreError {
+        self.throttled_for("sign-in attempts", wait)
+    }
+
+    fn throttled_for(&self, what: &str, wait: Duration) -> CoreError {
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        tracing::info!(retry_after = seconds, "sign-in attempts throttled");
+        tracing::info!(retry_after = seconds, "{what} throttled");
         CoreError::Throttled {
+            what: what.to_owned(),
             retry_after: seconds.max(1),
         }
+    }
+
+    /// Whether `user` may be issued one more token now: a burst, then one
+    /// every few seconds, so that credentials cached for a minute cannot
+    /// mint tokens without end (each a row kept for 30 days).
+    pub fn may_issue_token(&self, user: i64) -> Result<(), CoreError> {
+        self.token_issues.check_key(&user).map_err(|not_until| {
+            self.throttled_for(
+                "tokens issued to this account just now",
+                not_until.wait_time_from(self.clock.now()),
+            )
+        })
     }
 
     fn cache_slot(&self, username: &str, password: &str) -> [u8; 32] {
@@ -305,6 +331,8 @@ impl LoginGuard {
 
     /// Drops the throttles' state for keys that are back to a full bucket.
     pub fn shrink(&self) {
+        self.token_issues.retain_recent();
+        self.token_issues.shrink_to_fit();
         self.per_address.retain_recent();
         self.per_address.shrink_to_fit();
         self.per_account.retain_recent();
@@ -328,6 +356,24 @@ mod tests {
         )
     }
 
+    /// An account is issued a burst of tokens, then one every few seconds;
+    /// another account is not held back by it.
+    #[test]
+    fn tokens_issued_to_an_account_are_throttled() {
+        let guard = guard(5);
+        for _ in 0..TOKENS_BURST {
+            guard.may_issue_token(1).unwrap();
+        }
+        match guard.may_issue_token(1) {
+            Err(CoreError::Throttled { what, retry_after }) => {
+                assert!(what.contains("tokens"), "{what}");
+                assert!((1..=TOKENS_PERIOD.as_secs()).contains(&retry_after));
+            }
+            other => panic!("{other:?}"),
+        }
+        guard.may_issue_token(2).unwrap();
+    }
+
     #[test]
     fn a_burst_then_429_with_a_wait() {
         let guard = guard(3);
@@ -336,7 +382,9 @@ mod tests {
             guard.throttle_address(Some(address)).unwrap();
         }
         match guard.throttle_address(Some(address)) {
-            Err(CoreError::Throttled { retry_after }) => assert!((1..=60).contains(&retry_after)),
+            Err(CoreError::Throttled { retry_after, .. }) => {
+                assert!((1..=60).contains(&retry_after))
+            }
             other => panic!("expected a throttle, got {other:?}"),
         }
         // Another address, and another account, have their own buckets.

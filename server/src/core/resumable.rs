@@ -56,6 +56,28 @@ pub const MIN_KEPT_PARTIAL: u64 = 1 << 20;
 /// How long a completion may take before another server takes it over.
 const COMPLETION_LEASE: Duration = Duration::from_secs(3600);
 
+/// This server's claim on an upload's completion: the image it makes lands
+/// only while the claim holds (another server may take over a completion
+/// that outlasts [`COMPLETION_LEASE`], or whose server died).
+#[derive(Debug, Clone)]
+pub(super) struct Completion {
+    pub upload: String,
+    pub claimed_at: i64,
+}
+
+impl Completion {
+    /// The answer while another request completes the upload.
+    pub(super) fn taken_over(&self) -> CoreError {
+        being_completed(&self.upload)
+    }
+}
+
+fn being_completed(id: &str) -> CoreError {
+    CoreError::Conflict(format!(
+        "upload {id} is being made into an image; ask again shortly"
+    ))
+}
+
 /// What an upload becomes when complete, from its creation's metadata.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ResumableMeta {
@@ -162,11 +184,16 @@ impl Core {
         if length == 0 {
             return Err(CoreError::invalid("an empty file is not an image"));
         }
+        let too_many = || {
+            CoreError::Conflict(format!(
+                "you have {MAX_OPEN_UPLOADS} uploads in progress; finish or delete one first"
+            ))
+        };
+        // Checked again as the upload is recorded: this spares a
+        // reservation that could not be used.
         let open = self.db.open_uploads_of(user.id).await.map_err(db_error)?;
         if open >= MAX_OPEN_UPLOADS {
-            return Err(CoreError::Conflict(format!(
-                "you have {open} uploads in progress; finish or delete one first"
-            )));
+            return Err(too_many());
         }
         // What the finished upload will be checked against, checked now;
         // its bytes count against the quota of whoever will own them.
@@ -216,11 +243,12 @@ impl Core {
             created_at: now.timestamp_millis(),
             expires_at: expires_at.timestamp_millis(),
         };
-        if let Err(error) = self.db.insert_upload(&row).await {
+        let inserted = self.db.insert_upload(&row, MAX_OPEN_UPLOADS).await;
+        if !matches!(inserted, Ok(true)) {
             if let Some(reservation) = reservation {
                 let _ = self.db.release_quota(reservation).await;
             }
-            return Err(db_error(error));
+            return Err(inserted.map_or_else(db_error, |_| too_many()));
         }
         row.try_into()
     }
@@ -254,6 +282,10 @@ impl Core {
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: std::fmt::Display + Send,
     {
+        let uploader = viewer.require_user()?;
+        // Taken before the upload's writer: a chunk waiting for its
+        // uploader's place holds nothing.
+        let _share = self.upload_shares.take(uploader.id).await;
         // Taken before the offset is read: it cannot move under this chunk.
         let _writing = self.writers.claim(id).await?;
         let upload = self.upload_status(viewer, id).await?;
@@ -421,6 +453,29 @@ impl Core {
         Ok(expired.len() + orphans)
     }
 
+    /// The image an upload another request completed became, or a wait
+    /// while it is made.
+    async fn completed_elsewhere(&self, id: &str) -> Result<i64, CoreError> {
+        let done = self.db.upload(id).await.map_err(db_error)?;
+        done.and_then(|row| row.image_id)
+            .ok_or_else(|| being_completed(id))
+    }
+
+    /// Whether another request took `completion` over (or completed it);
+    /// if that cannot be read, it is taken as held (what is done then, a
+    /// release, is conditional on the claim anyway).
+    async fn claim_lost(&self, completion: &Completion) -> bool {
+        match self.db.upload(&completion.upload).await {
+            Ok(row) => row.is_some_and(|row| {
+                row.image_id.is_some() || row.completing_at != Some(completion.claimed_at)
+            }),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read an upload's completion claim");
+                false
+            }
+        }
+    }
+
     /// Runs the complete upload's bytes through the one ingest path, once:
     /// the server that claims the completion does it; answers the image.
     async fn complete_upload(&self, viewer: &Viewer, id: &str) -> Result<i64, CoreError> {
@@ -432,14 +487,12 @@ impl Core {
             .await
             .map_err(db_error)?
         {
-            let done = self.db.upload(id).await.map_err(db_error)?;
-            return match done.and_then(|row| row.image_id) {
-                Some(image) => Ok(image),
-                None => Err(CoreError::Conflict(format!(
-                    "upload {id} is being made into an image; ask again shortly"
-                ))),
-            };
+            return self.completed_elsewhere(id).await;
         }
+        let completion = Completion {
+            upload: id.to_owned(),
+            claimed_at: now,
+        };
         let row = self
             .db
             .upload(id)
@@ -500,7 +553,9 @@ impl Core {
                 .map_err(io_error)?;
             Ok::<_, CoreError>(Source::<
                 futures_util::stream::Empty<Result<Bytes, std::io::Error>>,
-            >::Ingested(Box::new((staged, inspection))))
+            >::Ingested(
+                Box::new((staged, inspection)), completion.clone()
+            ))
         };
         // The image the bytes are for, as it is now; one that went or
         // takes no bytes any more refuses the upload below, which forgets it.
@@ -510,7 +565,13 @@ impl Core {
         };
         let recorded = match target {
             Some(Err(error)) => Err(error),
-            Some(Ok(image)) if already_landed(&upload.meta, &image, &digest) => Ok(image.id),
+            Some(Ok(image)) if already_landed(&upload.meta, &image, &digest) => {
+                match self.db.finish_upload(id, image.id, now).await {
+                    Ok(true) => Ok(image.id),
+                    Ok(false) => Err(completion.taken_over()),
+                    Err(error) => Err(db_error(error)),
+                }
+            }
             Some(Ok(image)) => {
                 let allowance =
                     self.upload_allowance_of(image.owner_id, reservation, upload.length);
@@ -539,9 +600,14 @@ impl Core {
                 .map(|image| image.id)
             }
         };
+        // Whatever happened here, an upload another server completes now
+        // is theirs to answer for: not forgotten, nor its claim let go.
+        if recorded.is_err() && self.claim_lost(&completion).await {
+            return self.completed_elsewhere(id).await;
+        }
         match recorded {
+            // The upload became the image with it (`Landing::Completing`).
             Ok(image) => {
-                self.db.finish_upload(id, image).await.map_err(db_error)?;
                 // The bytes count as the record now.
                 if let Some(reservation) = reservation {
                     if let Err(error) = self.db.release_quota(reservation).await {
@@ -571,7 +637,7 @@ impl Core {
             // Anything else may pass: the bytes stay, and the next request
             // for the upload completes it.
             Err(error) => {
-                if let Err(release) = self.db.release_completion(id).await {
+                if let Err(release) = self.db.release_completion(id, now).await {
                     tracing::warn!(%release, "cannot release a completion claim; it will lapse");
                 }
                 Err(error)

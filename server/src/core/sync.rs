@@ -11,7 +11,7 @@ use app::query::{Condition, Field, Op, Query, Value, MAX_PAGE};
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 
-use super::blobs::Attach;
+use super::blobs::{Attach, Landing};
 use super::inspect::{self, Inspection};
 use super::{db_error, Core};
 use crate::blob::{ByteStream, Limit};
@@ -524,7 +524,7 @@ impl Core {
                     inspection: &inspection,
                     now,
                 };
-                self.attach_blob(staged, replace, Some(source.as_str()))
+                self.attach_blob(staged, replace, Landing::SyncedFrom(source.as_str()))
                     .await?;
                 if let Some(old) = old {
                     self.release_blob(&old).await;
@@ -553,8 +553,12 @@ impl Core {
                     inspection: inspection.attributes(),
                     guest_os: inspection.guest_os().map(str::to_owned),
                 };
-                self.attach_blob(staged, Attach::Insert(&new), Some(source.as_str()))
-                    .await?;
+                self.attach_blob(
+                    staged,
+                    Attach::Insert(&new),
+                    Landing::SyncedFrom(source.as_str()),
+                )
+                .await?;
                 Ok(Registered::Added)
             }
         }

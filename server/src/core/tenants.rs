@@ -76,7 +76,9 @@ impl Core {
         tenant: &str,
         username: &str,
     ) -> Result<(), CoreError> {
-        require_admin(viewer)?;
+        // Membership hands out access (the member's own keys outlive any
+        // token): never on a token's word alone.
+        require_admin(viewer)?.require_proven_by_password("add tenant members")?;
         let tenant_id = self.tenant_named(tenant).await?;
         let username = Username::parse(username.trim())?;
         let user = self

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use futures_util::Stream;
 
-use super::blobs::Attach;
+use super::blobs::{Attach, Landing};
 use super::images::Source;
 use super::{db_error, Core};
 use crate::store::NewImage;
@@ -165,6 +165,7 @@ impl Core {
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: std::fmt::Display,
     {
+        let uploader = viewer.require_user()?;
         let image = self.attachable_image(viewer, id).await?;
         if begun_from.is_some_and(|begun| begun.sha256 != image.sha256) {
             allowance.release().await;
@@ -174,7 +175,8 @@ impl Core {
             )));
         }
         let attached = async {
-            let (staged, inspection) = self.ingest_source(source, &mut allowance).await?;
+            let (staged, inspection, completion) =
+                self.ingest_source(uploader, source, &mut allowance).await?;
             // What the record declared (its content type) before it had bytes.
             inspection.check_declared(image.sha256.is_none().then_some(image.format).flatten())?;
             let new_sha256 = staged.sha256.clone();
@@ -186,7 +188,9 @@ impl Core {
                     inspection: &inspection,
                     now: Utc::now(),
                 },
-                None,
+                completion
+                    .as_ref()
+                    .map_or(Landing::Alone, Landing::Completing),
             )
             .await?;
             Ok::<_, CoreError>(new_sha256)

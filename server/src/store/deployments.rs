@@ -73,20 +73,40 @@ const SELECT: &str = "SELECT d.id, d.user_id, \
      d.state, d.reason, d.created_at, d.updated_at FROM deployments d \
      JOIN images i ON i.id = d.image_id JOIN environments e ON e.id = d.environment_id";
 
+/// The payload of deployment `id`'s job.
+fn job_payload(id: i64) -> String {
+    serde_json::json!({ "deployment": id }).to_string()
+}
+
+/// A deployment to record.
+#[derive(Debug)]
+pub struct NewDeployment<'a> {
+    pub user_id: i64,
+    pub image_id: i64,
+    pub environment_id: i64,
+    pub title: &'a str,
+    pub environment_reference: &'a str,
+    /// How many unfinished deployments the user may have, this one included.
+    pub unfinished_at_most: i64,
+}
+
 impl Db {
-    /// Records a deployment and queues its job, in one transaction.
+    /// Records a deployment and queues its job, in one transaction; `None`
+    /// when its user has as many unfinished (queued or running) already as
+    /// they may.
     #[tracing::instrument(skip(self), err)]
-    #[allow(clippy::too_many_arguments)]
     pub async fn insert_deployment(
         &self,
-        user_id: i64,
-        image_id: i64,
-        environment_id: i64,
-        title: &str,
-        environment_reference: &str,
+        new: NewDeployment<'_>,
         job_kind: &str,
         now: DateTime<Utc>,
-    ) -> Result<i64, sqlx::Error> {
+    ) -> Result<Option<i64>, sqlx::Error> {
+        // Counted in the transaction that inserts, after the user's row is
+        // locked (as quota reservations are): no two inserts of one user's
+        // see the same count.
+        let lock = self.user_lock();
+        const UNFINISHED: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM deployments \
+             WHERE user_id = $1 AND state IN ('queued', 'running') LIMIT $2) AS waiting";
         const INSERT: &str = "INSERT INTO deployments (user_id, image_id, environment_id, \
              title, environment_reference, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id";
@@ -94,24 +114,32 @@ impl Db {
              VALUES ($1, $2, $3, $3, $3)";
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            sqlx::query(lock).bind(new.user_id).execute(&mut *tx).await?;
+            let unfinished = sqlx::query_scalar::<_, i64>(UNFINISHED)
+                .bind(new.user_id)
+                .bind(new.unfinished_at_most)
+                .fetch_one(&mut *tx)
+                .await?;
+            if unfinished >= new.unfinished_at_most {
+                return Ok(None);
+            }
             let id = sqlx::query_scalar::<_, i64>(INSERT)
-                .bind(user_id)
-                .bind(image_id)
-                .bind(environment_id)
-                .bind(title)
-                .bind(environment_reference)
+                .bind(new.user_id)
+                .bind(new.image_id)
+                .bind(new.environment_id)
+                .bind(new.title)
+                .bind(new.environment_reference)
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
-            let payload = serde_json::json!({ "deployment": id }).to_string();
             sqlx::query(JOB)
                 .bind(job_kind)
-                .bind(&payload)
+                .bind(job_payload(id))
                 .bind(now.timestamp_millis())
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
-            Ok(id)
+            Ok(Some(id))
         })
     }
 
@@ -180,13 +208,26 @@ impl Db {
     }
 
     #[tracing::instrument(skip(self), err)]
-    pub async fn delete_deployment(&self, id: i64) -> Result<bool, sqlx::Error> {
+    pub async fn delete_deployment(&self, id: i64, job_kind: &str) -> Result<bool, sqlx::Error> {
+        // Its job too, unless it runs already: a deployment deleted while
+        // queued leaves nothing waiting in the queue (nor escapes the
+        // bound on a user's unfinished deployments).
+        const JOB: &str = "DELETE FROM jobs WHERE kind = $1 AND payload = $2 AND state = 'queued'";
         with_pool!(self, pool => {
-            sqlx::query("DELETE FROM deployments WHERE id = $1")
+            let mut tx = pool.begin().await?;
+            let deleted = sqlx::query("DELETE FROM deployments WHERE id = $1")
                 .bind(id)
-                .execute(pool)
-                .await
-                .map(|done| done.rows_affected() == 1)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+            sqlx::query(JOB)
+                .bind(job_kind)
+                .bind(job_payload(id))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(deleted)
         })
     }
 }

@@ -4,7 +4,7 @@
 //! promised the same free bytes.
 
 use super::rows::from_row_by_name;
-use super::{with_tx, Backend, Db};
+use super::{with_tx, Db};
 
 /// A request for room under a quota.
 #[derive(Debug, Clone)]
@@ -75,13 +75,7 @@ impl Db {
         &self,
         ask: &QuotaAsk<'_>,
     ) -> Result<Option<(i64, i64)>, sqlx::Error> {
-        // Serializes the reservations of one user; SQLite's write lock,
-        // which the UPDATE takes, serializes them all.
-        let lock = match self.backend() {
-            // NO KEY: foreign-key checks on the user's row do not wait.
-            Backend::Postgres => "SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE",
-            Backend::Sqlite => "UPDATE users SET id = id WHERE id = $1",
-        };
+        let lock = self.user_lock();
         const GROW: &str =
             "UPDATE quota_reservations SET bytes = $1, expires_at = $2 WHERE id = $3 RETURNING id";
         const NEW: &str = "INSERT INTO quota_reservations (user_id, bytes, expires_at) \

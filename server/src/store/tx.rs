@@ -284,6 +284,33 @@ impl BlobLock {
         })
     }
 
+    /// Makes resumable upload `upload` record `id`'s, in the transaction
+    /// that records it, if the completion claimed at `claimed_at` still
+    /// holds the upload; answers whether it did (if not, another server
+    /// completes it, and nothing here may land).
+    pub async fn finish_upload(
+        &mut self,
+        upload: &str,
+        id: i64,
+        claimed_at: i64,
+    ) -> Result<bool, sqlx::Error> {
+        use super::uploads::{FINISH, FORGET_PARTS};
+        with_tx!(&mut self.tx, conn => {
+            let finished = sqlx::query(FINISH)
+                .bind(id)
+                .bind(upload)
+                .bind(claimed_at)
+                .execute(&mut **conn)
+                .await?
+                .rows_affected()
+                == 1;
+            if finished {
+                sqlx::query(FORGET_PARTS).bind(upload).execute(&mut **conn).await?;
+            }
+            Ok(finished)
+        })
+    }
+
     /// How many records use this blob now.
     pub async fn references(&mut self) -> Result<i64, sqlx::Error> {
         const COUNT: &str = "SELECT COUNT(*) FROM images WHERE sha256 = $1";

@@ -47,13 +47,40 @@ from_row_by_name!(PartRow { start, size, name });
 const SELECT: &str = "SELECT id, owner_id, length, received, metadata, reservation_id, \
      image_id, completing_at, created_at, expires_at FROM resumable_uploads";
 
+/// How many uploads a user (`$1`) has in progress.
+const OPEN_UPLOADS: &str =
+    "SELECT COUNT(*) FROM resumable_uploads WHERE owner_id = $1 AND image_id IS NULL";
+
+/// Makes an upload (`$2`) image `$1`'s, if the completion claimed at `$3`
+/// still holds it; its parts are then forgotten ([`FORGET_PARTS`]), and the
+/// caller removes them from the blob store.
+pub(super) const FINISH: &str = "UPDATE resumable_uploads SET image_id = $1, \
+     reservation_id = NULL WHERE id = $2 AND image_id IS NULL AND completing_at = $3";
+pub(super) const FORGET_PARTS: &str = "DELETE FROM resumable_parts WHERE upload_id = $1";
+
 impl Db {
     #[tracing::instrument(skip(self, upload), err)]
-    pub async fn insert_upload(&self, upload: &UploadRow) -> Result<(), sqlx::Error> {
+    pub async fn insert_upload(
+        &self,
+        upload: &UploadRow,
+        open_at_most: i64,
+    ) -> Result<bool, sqlx::Error> {
         const INSERT: &str = "INSERT INTO resumable_uploads (id, owner_id, length, received, \
              metadata, reservation_id, image_id, created_at, expires_at) \
              VALUES ($1, $2, $3, 0, $4, $5, NULL, $6, $7)";
+        // Counted after the owner's row is locked: uploads created side by
+        // side cannot pass the bound together.
+        let lock = self.user_lock();
         with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(lock).bind(upload.owner_id).execute(&mut *tx).await?;
+            let open = sqlx::query_scalar::<_, i64>(OPEN_UPLOADS)
+                .bind(upload.owner_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            if open >= open_at_most {
+                return Ok(false);
+            }
             sqlx::query(INSERT)
                 .bind(&upload.id)
                 .bind(upload.owner_id)
@@ -62,9 +89,10 @@ impl Db {
                 .bind(upload.reservation_id)
                 .bind(upload.created_at)
                 .bind(upload.expires_at)
-                .execute(pool)
-                .await
-                .map(|_| ())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(true)
         })
     }
 
@@ -86,18 +114,30 @@ impl Db {
         })
     }
 
-    /// Records that the upload became image `image_id`; its parts are
-    /// forgotten (the caller removes them from the blob store).
+    /// Makes an upload image `image_id`'s, if this server's completion
+    /// (`claimed_at`) still holds it; answers whether it did.
     #[tracing::instrument(skip(self), err)]
-    pub async fn finish_upload(&self, id: &str, image_id: i64) -> Result<(), sqlx::Error> {
-        const FINISH: &str = "UPDATE resumable_uploads SET image_id = $1, reservation_id = NULL \
-             WHERE id = $2 AND image_id IS NULL";
-        const FORGET: &str = "DELETE FROM resumable_parts WHERE upload_id = $1";
+    pub async fn finish_upload(
+        &self,
+        id: &str,
+        image_id: i64,
+        claimed_at: i64,
+    ) -> Result<bool, sqlx::Error> {
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query(FINISH).bind(image_id).bind(id).execute(&mut *tx).await?;
-            sqlx::query(FORGET).bind(id).execute(&mut *tx).await?;
-            tx.commit().await
+            let finished = sqlx::query(FINISH)
+                .bind(image_id)
+                .bind(id)
+                .bind(claimed_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+            if finished {
+                sqlx::query(FORGET_PARTS).bind(id).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(finished)
         })
     }
 
@@ -152,23 +192,27 @@ impl Db {
         })
     }
 
-    /// Lets go of a completion that failed, for the next request to retry.
+    /// Lets go of a completion that failed, for the next request to retry,
+    /// unless another server took it over meanwhile.
     #[tracing::instrument(skip(self), err)]
-    pub async fn release_completion(&self, id: &str) -> Result<(), sqlx::Error> {
+    pub async fn release_completion(&self, id: &str, claimed_at: i64) -> Result<(), sqlx::Error> {
         const RELEASE: &str = "UPDATE resumable_uploads SET completing_at = NULL \
-             WHERE id = $1 AND image_id IS NULL";
+             WHERE id = $1 AND image_id IS NULL AND completing_at = $2";
         with_pool!(self, pool => {
-            sqlx::query(RELEASE).bind(id).execute(pool).await.map(|_| ())
+            sqlx::query(RELEASE)
+                .bind(id)
+                .bind(claimed_at)
+                .execute(pool)
+                .await
+                .map(|_| ())
         })
     }
 
     /// How many uploads a user has in progress.
     #[tracing::instrument(skip(self), err)]
     pub async fn open_uploads_of(&self, owner_id: i64) -> Result<i64, sqlx::Error> {
-        const COUNT: &str =
-            "SELECT COUNT(*) FROM resumable_uploads WHERE owner_id = $1 AND image_id IS NULL";
         with_pool!(self, pool => {
-            sqlx::query_scalar::<_, i64>(COUNT).bind(owner_id).fetch_one(pool).await
+            sqlx::query_scalar::<_, i64>(OPEN_UPLOADS).bind(owner_id).fetch_one(pool).await
         })
     }
 

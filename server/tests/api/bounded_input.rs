@@ -391,7 +391,8 @@ async fn names_with_bidirectional_controls_are_refused(#[case] backend: Backend)
 
 /// Every statement on PostgreSQL runs under a time limit, whatever a
 /// request asks for: a slow statement is cancelled, not left holding a
-/// connection and its locks. PostgreSQL enforces `statement_timeout` itself
+/// connection and its locks; nor may a transaction stay open, idle, for
+/// long. PostgreSQL enforces `statement_timeout` itself
 /// (a test that waited for it took 31 s); what Depot must do is give it to
 /// every connection of its pool, the one that ran the migrations (without a
 /// limit, then reset) included: eight at once hold every idle one.
@@ -409,6 +410,11 @@ async fn postgres_statements_carry_a_timeout() {
             .await
             .unwrap();
         assert_eq!(timeout, depot_server::store::STATEMENT_TIMEOUT);
+        let idle: String = sqlx::query_scalar("SHOW idle_in_transaction_session_timeout")
+            .fetch_one(&mut **connection)
+            .await
+            .unwrap();
+        assert_eq!(idle, depot_server::store::IDLE_IN_TRANSACTION_TIMEOUT);
     }
 }
 

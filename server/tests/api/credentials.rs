@@ -361,6 +361,7 @@ async fn refused_to_a_token(requests: impl IntoIterator<Item = reqwest::RequestB
 async fn a_token_cannot_mint_further_credentials(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.add_user("alice", "alice-password").await;
+    app.add_user("bob", "bob-password").await;
     app.core.issue_api_key("alice", "lab").await.unwrap();
     let token = token_by_password(&app, "alice", "alice-password").await;
     let client = reqwest::Client::new();
@@ -419,6 +420,11 @@ async fn a_token_cannot_mint_further_credentials(#[case] backend: Backend) {
             "users/change",
             &[("id", &alice_id), ("action", "make-admin")],
         ),
+        // A tenant's member makes Coopr keys of their own for it.
+        ui(
+            "tenants/members/add",
+            &[("tenant", "lab"), ("username", "bob")],
+        ),
         client
             .post(app.url("/v1/user"))
             .bearer_auth(&admin_token)
@@ -426,6 +432,15 @@ async fn a_token_cannot_mint_further_credentials(#[case] backend: Backend) {
     ];
     refused_to_a_token(tried).await;
     assert!(app.core.login("mallory", "mallory-password").await.is_err());
+    let (status, bobs_keys) = crate::helpers::ui_call(
+        &app,
+        ("bob", "bob-password"),
+        "apikeys/create",
+        &[("tenant", "lab")],
+    )
+    .await;
+    assert_ne!(status, 200, "{bobs_keys}");
+    assert!(bobs_keys.get("key").is_none(), "{bobs_keys}");
     assert!(app.core.login("alice", "alice-password").await.is_ok());
     // What takes access away, or only reads, a token may still do.
     let response = ui("users", &[("page", "1")]).send().await.unwrap();

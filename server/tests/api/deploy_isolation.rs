@@ -83,8 +83,8 @@ pub async fn settled(vice: &Vice<'_>, id: &str) -> Value {
 async fn users_sharing_an_export_folder_never_overwrite_each_other(#[case] backend: Backend) {
     let root = tempfile::tempdir().unwrap();
     let outside = tempfile::tempdir().unwrap();
-    let shared = root.path().join("shared");
-    std::fs::create_dir(&shared).unwrap();
+    let shared = root.path().join("team").join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
     let export_root = root.path().to_path_buf();
     let app = TestApp::spawn_with(backend, move |args| args.export_root = Some(export_root)).await;
     app.add_user("alice", "alice-password").await;
@@ -121,6 +121,19 @@ async fn users_sharing_an_export_folder_never_overwrite_each_other(#[case] backe
         std::fs::read(shared.join("appliance")).unwrap(),
         alice_bytes
     );
+    // Nor through another spelling of the same folder: the file is Alice's
+    // whatever path leads to it.
+    for spelling in ["team/./shared", "team//shared", "team/shared/."] {
+        let location = format!("file://{}/{spelling}", root.path().display());
+        let (_, respelled) = environment_at(&bob, location).await;
+        let respelled = respelled["id"].as_str().unwrap().to_owned();
+        let (_, attempt) = deploy(&bob, &respelled, &bob_image).await;
+        let attempt = settled(&bob, attempt["id"].as_str().unwrap()).await;
+        assert!(
+            attempt["reason"].as_str().unwrap().contains("another user"),
+            "{spelling}: {attempt}"
+        );
+    }
 
     // Alice may replace her own file.
     let (_, again) = deploy(&alice, &alice_env, &alice_image).await;
@@ -201,4 +214,71 @@ async fn deployed_bytes_count_against_the_quota(#[case] backend: Backend) {
     assert_eq!(over["state"], "failed", "{over}");
     assert!(over["reason"].as_str().unwrap().contains("quota"), "{over}");
     assert!(!root.path().join("second").exists());
+}
+
+/// One user queueing deployments without end would hold back everyone's
+/// jobs (the queue runs oldest first): past their share of unfinished
+/// deployments a user is refused, and another user is not.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_user_has_a_bounded_number_of_deployments_waiting(#[case] backend: Backend) {
+    let root = tempfile::tempdir().unwrap();
+    let export_root = root.path().to_path_buf();
+    // No workers: every deployment stays queued.
+    let app = TestApp::spawn_with(backend, move |args| {
+        args.export_root = Some(export_root);
+        args.job_workers = 0;
+    })
+    .await;
+    app.add_user("alice", "alice-password").await;
+    app.add_user("bob", "bob-password-1").await;
+    let location = format!("file://{}", root.path().display());
+    let alice = Vice::new(&app, "alice", "alice-password");
+    let image = image_with(&alice, "appliance", iso_bytes(100_000)).await;
+    let (_, environment) = environment_at(&alice, location.clone()).await;
+    let environment = environment["id"].as_str().unwrap().to_owned();
+    let mut waiting = Vec::new();
+    let refused = loop {
+        let (status, answer) = deploy(&alice, &environment, &image).await;
+        if status != 201 {
+            break (status, answer);
+        }
+        waiting.push(answer["id"].as_str().unwrap().to_owned());
+        assert!(waiting.len() <= 32, "no bound on waiting deployments");
+    };
+    assert_eq!(waiting.len(), 32);
+    assert_eq!(refused.0, 409, "{}", refused.1);
+    assert!(
+        refused.1.to_string().contains("queued or running"),
+        "{}",
+        refused.1
+    );
+    let bob = Vice::new(&app, "bob", "bob-password-1");
+    let image = image_with(&bob, "appliance", iso_bytes(100_000)).await;
+    let (_, environment) = environment_at(&bob, location).await;
+    let environment = environment["id"].as_str().unwrap().to_owned();
+    let (status, answer) = deploy(&bob, &environment, &image).await;
+    assert_eq!(status, 201, "{answer}");
+
+    // A deleted deployment leaves no job waiting in the queue: deleting is
+    // no way around the bound.
+    for id in &waiting {
+        let (status, _) = alice
+            .json(Method::DELETE, &format!("/deployment/{id}"), None)
+            .await;
+        assert!(status.is_success(), "{status}");
+    }
+    let queued: i64 = app
+        .core
+        .db()
+        .job_counts()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|count| count.state == "queued")
+        .map(|count| count.count)
+        .sum();
+    assert_eq!(queued, 1, "only Bob's deployment waits");
 }

@@ -13,6 +13,8 @@ use crate::helpers::{random_bytes, Backend, TestApp};
 use crate::vice::iso_bytes;
 
 mod clients;
+mod completion;
+mod open;
 mod replacing;
 mod storage;
 

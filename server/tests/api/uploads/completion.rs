@@ -1,0 +1,82 @@
+//! A resumable upload becomes one image, whichever servers take part in
+//! completing it.
+
+use depot_server::store::Pool;
+
+use super::*;
+use crate::files::images_listed;
+
+/// A completion that another server took over (this one outlasted its
+/// lease, or looked dead) lands nothing: the upload is the other's to make
+/// into an image, and it is made into exactly one.
+#[tokio::test]
+async fn a_completion_taken_over_lands_nothing() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let bytes = iso_bytes(60_000);
+    let path = create(
+        &app,
+        bytes.len(),
+        &format!("filename {}", b64(b"media.iso")),
+    )
+    .await;
+    let id = path.rsplit('/').next().unwrap().to_owned();
+    let Pool::Postgres(pool) = app.core.db().pool() else {
+        unreachable!("a PostgreSQL app")
+    };
+    // The test holds the bytes' blob lock, as a server recording the same
+    // bytes would: the completion waits for it before recording the image.
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO blobs (sha256, created_at) VALUES ($1, 0) \
+         ON CONFLICT (sha256) DO UPDATE SET created_at = blobs.created_at",
+    )
+    .bind(sha256_hex(&bytes))
+    .execute(&mut *holder)
+    .await
+    .unwrap();
+    let claimed_at = || async {
+        sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT completing_at FROM resumable_uploads WHERE id = $1",
+        )
+        .bind(&id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    };
+    let take_over = async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while claimed_at().await.is_none() {
+            assert!(std::time::Instant::now() < deadline, "never claimed");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // Another server's claim, made while this one's completion waits.
+        sqlx::query("UPDATE resumable_uploads SET completing_at = completing_at + 1 WHERE id = $1")
+            .bind(&id)
+            .execute(pool)
+            .await
+            .unwrap();
+        holder.commit().await.unwrap();
+    };
+    let (completed, ()) = tokio::join!(patch(&app, &path, 0, bytes.clone()), take_over);
+    let status = completed.status();
+    let answer = completed.text().await.unwrap();
+    assert_eq!(status, 409, "{answer}");
+    assert!(answer.contains("being made into an image"), "{answer}");
+    assert_eq!(
+        images_listed(&app).await,
+        0,
+        "the taken-over completion landed"
+    );
+
+    // The other server died: its claim lapses, and the next request
+    // completes the upload, once.
+    sqlx::query("UPDATE resumable_uploads SET completing_at = 0 WHERE id = $1")
+        .bind(&id)
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(image_sha256(&app, &path).await, sha256_hex(&bytes));
+    assert_eq!(image_sha256(&app, &path).await, sha256_hex(&bytes));
+    assert_eq!(images_listed(&app).await, 1);
+}
