@@ -8,6 +8,7 @@ pub mod core;
 pub mod dialects;
 pub mod jobs;
 pub mod memory;
+mod nesting;
 pub mod personal;
 pub mod serve;
 mod stall;

@@ -27,6 +27,42 @@ use super::{ApiError, BodyLength};
 use crate::core::EntryRefused;
 use crate::state::AppState;
 
+/// The most of a request's body dav-server reads into memory (any but a
+/// `PUT`'s, which it streams), as it does.
+const READ_BODY_LIMIT: usize = 64 << 10;
+
+/// A request whose body dav-server would read whole (`PROPFIND`,
+/// `PROPPATCH` and `LOCK` carry XML), read here first: dav-server builds
+/// that XML into a tree by recursion, one call per level, so a body nesting
+/// its elements thousands deep would overflow the stack and abort the whole
+/// server. Refused past [`crate::nesting::MAX_DEPTH`] (400), or past
+/// [`READ_BODY_LIMIT`] (413) as dav-server would.
+async fn shallow_body(request: Request) -> Result<Request, Response> {
+    if matches!(*request.method(), Method::PUT | Method::PATCH) {
+        return Ok(request);
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match http_body_util::Limited::new(body, READ_BODY_LIMIT)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            let message = format!("a request's body may be at most {READ_BODY_LIMIT} bytes here\n");
+            return Err((StatusCode::PAYLOAD_TOO_LARGE, message).into_response());
+        }
+        Err(error) => {
+            let message = format!("the request's body broke off: {error}\n");
+            return Err((StatusCode::BAD_REQUEST, message).into_response());
+        }
+    };
+    if crate::nesting::xml_too_deep(&bytes) {
+        let message = format!("{}\n", crate::nesting::too_deep());
+        return Err((StatusCode::BAD_REQUEST, message).into_response());
+    }
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
 /// The handler shared by every request; each gets its user's folder.
 pub fn handler() -> DavHandler {
     DavHandler::builder()
@@ -68,6 +104,10 @@ async fn serve(
     // whole store in one request, as often as asked) to the litmus test
     // suite alone, which it knows by this header: no client here is that.
     request.headers_mut().remove("x-litmus");
+    let request = match shallow_body(request).await {
+        Ok(request) => request,
+        Err(refused) => return refused,
+    };
     // A body announced larger than any upload may be is refused before a
     // byte is written (a chunked body is bounded by the disk alone).
     let BodyLength(announced) = BodyLength::of(request.headers());

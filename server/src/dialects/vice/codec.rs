@@ -15,6 +15,7 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
 use super::error::ViceError;
+use crate::nesting;
 
 /// How a body is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,86 +72,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ViceBody<T> {
     }
 }
 
-/// How deeply a body may nest XML elements, or JSON objects and arrays.
-/// Deserializing into `serde_json::Value` recurses once per level: quick-xml
-/// sets no bound of its own (a few KB of nested `<specifics>` would overflow
-/// the stack), and serde_json's is 128. Both formats get the same, smaller
-/// bound, checked by a flat scan before serde sees the body.
-const MAX_DEPTH: usize = 32;
-
-fn too_deep() -> CoreError {
-    CoreError::invalid(format!("the body nests deeper than {MAX_DEPTH} levels"))
-}
-
-/// Refuses JSON nested deeper than [`MAX_DEPTH`], counting brackets and
-/// braces outside strings. Malformed JSON may be miscounted; serde refuses
-/// it anyway.
-fn check_json_depth(bytes: &[u8]) -> Result<(), CoreError> {
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &byte in bytes {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return Err(too_deep());
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// Refuses XML whose elements nest deeper than [`MAX_DEPTH`], reading its
-/// events without building anything.
-fn check_xml_depth(text: &str) -> Result<(), CoreError> {
-    use quick_xml::events::Event;
-
-    let mut reader = quick_xml::Reader::from_str(text);
-    let mut depth = 0usize;
-    loop {
-        match reader.read_event() {
-            Ok(Event::Start(_)) => {
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return Err(too_deep());
-                }
-            }
-            Ok(Event::Empty(_)) if depth >= MAX_DEPTH => return Err(too_deep()),
-            Ok(Event::End(_)) => depth = depth.saturating_sub(1),
-            Ok(Event::Eof) => return Ok(()),
-            Ok(_) => {}
-            Err(error) => return Err(CoreError::invalid(format!("invalid XML body: {error}"))),
-        }
-    }
-}
-
 /// Reads a body in the given format; anything unreadable, or nested deeper
-/// than [`MAX_DEPTH`], is invalid input.
+/// than [`nesting::MAX_DEPTH`], is invalid input.
 pub fn decode<T: DeserializeOwned>(format: Format, bytes: &[u8]) -> Result<T, CoreError> {
     match format {
         Format::Json => {
-            check_json_depth(bytes)?;
+            if nesting::json_too_deep(bytes) {
+                return Err(CoreError::invalid(nesting::too_deep()));
+            }
             serde_json::from_slice(bytes)
                 .map_err(|error| CoreError::invalid(format!("invalid JSON body: {error}")))
         }
         Format::Xml => {
             let text = std::str::from_utf8(bytes)
                 .map_err(|_| CoreError::invalid("the XML body is not UTF-8"))?;
-            check_xml_depth(text)?;
+            if nesting::xml_too_deep(bytes) {
+                return Err(CoreError::invalid(nesting::too_deep()));
+            }
             quick_xml::de::from_str(text)
                 .map_err(|error| CoreError::invalid(format!("invalid XML body: {error}")))
         }
@@ -239,6 +177,7 @@ impl IntoResponse for Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nesting::MAX_DEPTH;
     use serde_json::Value;
 
     fn nested_json(levels: usize) -> String {
@@ -282,11 +221,9 @@ mod tests {
 
     #[test]
     fn xml_may_nest_32_levels_and_no_more() {
-        assert_eq!(check_xml_depth(&nested_xml(MAX_DEPTH)), Ok(()));
-        assert_eq!(
-            check_xml_depth(&format!("<a>{}</a>", "<b/>".repeat(3))),
-            Ok(())
-        );
+        assert!(decode::<Value>(Format::Xml, nested_xml(MAX_DEPTH).as_bytes()).is_ok());
+        let flat = format!("<a>{}</a>", "<b/>".repeat(3));
+        assert!(!nesting::xml_too_deep(flat.as_bytes()));
         for text in [
             nested_xml(MAX_DEPTH + 1),
             // About 20 KB of nested elements, as a hostile client sends them.
@@ -304,12 +241,14 @@ mod tests {
             "<a>".repeat(MAX_DEPTH),
             "</a>".repeat(MAX_DEPTH)
         );
-        assert!(check_xml_depth(&empty_too_deep).is_err());
+        assert!(nesting::xml_too_deep(empty_too_deep.as_bytes()));
     }
 
     #[test]
     fn malformed_xml_is_invalid_input() {
-        let error = check_xml_depth("<a></b>").unwrap_err().to_string();
+        let error = decode::<Value>(Format::Xml, b"<a></b>")
+            .unwrap_err()
+            .to_string();
         assert!(error.starts_with("invalid XML body"), "{error}");
     }
 }
