@@ -222,6 +222,10 @@ pub enum Condition {
 
 /// Whether a LIKE pattern's last `\` is left to escape nothing (an odd run
 /// of them at its end).
+/// The longest `like` pattern: matching costs its length at every row the
+/// caller may read (a regular expression's bound is the core's).
+pub const MAX_PATTERN: usize = 256;
+
 fn ends_in_an_escape(pattern: &str) -> bool {
     pattern
         .bytes()
@@ -251,6 +255,13 @@ impl Condition {
             // `\` escapes the character after it: one that ends a pattern
             // escapes nothing, which PostgreSQL refuses and SQLite matches
             // against nothing.
+            (Op::Like, Value::Text(pattern))
+                if field_type == FieldType::Text && pattern.len() > MAX_PATTERN =>
+            {
+                return Err(CoreError::invalid(format!(
+                    "a pattern may be at most {MAX_PATTERN} bytes"
+                )))
+            }
             (Op::Like, Value::Text(pattern))
                 if field_type == FieldType::Text && ends_in_an_escape(pattern) =>
             {
@@ -353,6 +364,17 @@ impl Query {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `like` pattern is matched at every row: it may be 256 bytes long.
+    #[test]
+    fn like_patterns_are_bounded() {
+        let pattern = |length: usize| Value::Text("a".repeat(length));
+        assert!(Condition::compare(Field::Name, Op::Like, pattern(MAX_PATTERN)).is_ok());
+        let error = Condition::compare(Field::Name, Op::Like, pattern(MAX_PATTERN + 1))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("at most 256 bytes"), "{error}");
+    }
 
     #[test]
     fn values_are_typed_by_field() {

@@ -140,7 +140,12 @@ pub struct Core {
     store_entries: store_entries::EntryCounts,
     /// Each user's share of the upload places.
     upload_shares: upload_shares::UploadShares,
+    /// The last readiness answer, and when it was found.
+    readiness_kept: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), &'static str>)>>,
 }
+
+/// How long a readiness answer is kept.
+const READINESS_KEPT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Core {
     pub fn new(
@@ -165,6 +170,7 @@ impl Core {
             job_workers: std::sync::atomic::AtomicUsize::new(0),
             store_entries: store_entries::EntryCounts::default(),
             upload_shares: upload_shares::UploadShares::default(),
+            readiness_kept: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -215,8 +221,23 @@ impl Core {
 
     /// Whether this server can serve: the database answers and the blob
     /// store takes a write, each within two seconds. The answer names what
-    /// failed, never how (that goes to the log).
+    /// failed, never how (that goes to the log). It is kept for
+    /// [`READINESS_KEPT`], and one check runs at a time (the others wait for
+    /// its answer): anyone may ask, as often as they like, and each check
+    /// writes to the blob store (a PUT and a DELETE in an object store).
     pub async fn readiness(&self) -> Result<(), &'static str> {
+        let mut kept = self.readiness_kept.lock().await;
+        if let Some((at, answer)) = *kept {
+            if at.elapsed() < READINESS_KEPT {
+                return answer;
+            }
+        }
+        let answer = self.check_readiness().await;
+        *kept = Some((std::time::Instant::now(), answer));
+        answer
+    }
+
+    async fn check_readiness(&self) -> Result<(), &'static str> {
         const PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
         match tokio::time::timeout(PATIENCE, self.db.ping()).await {
             Ok(Ok(())) => {}

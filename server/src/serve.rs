@@ -193,6 +193,10 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Built> {
 
 /// Runs until SIGINT or SIGTERM, then finishes the requests in flight.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    match raise_open_file_limit() {
+        Ok(limit) => tracing::debug!(limit, "open files"),
+        Err(error) => tracing::warn!(%error, "cannot raise the limit on open files"),
+    }
     let built = build(&args).await?;
     if let Some(password) = &built.generated_admin_password {
         // Shown once on the terminal, never logged.
@@ -304,6 +308,31 @@ pub async fn serve(
 
 /// Resolves at SIGINT or SIGTERM. The handlers are set when this is called,
 /// not when it is first awaited: until then either signal kills the process.
+/// Raises this process's limit on open files to the most it may have, and
+/// answers it. Each connection, upload, download and database file is one,
+/// and the soft limit systems start a service with (often 1,024) let a
+/// thousand idle connections leave the server unable to open a file: an
+/// accept, an upload or a SQLite connection would fail. (Past the raised
+/// limit that is so still; the accept loop pauses a second and tries again.)
+pub fn raise_open_file_limit() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the one struct given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(limit.rlim_cur)
+}
+
 fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -315,4 +344,23 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
         }
         tracing::info!("shutting down");
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// The soft limit on open files is raised to the hard one.
+    #[test]
+    fn the_open_file_limit_is_raised_to_the_most() {
+        let raised = super::raise_open_file_limit().unwrap();
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        assert_eq!(
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+            0
+        );
+        assert_eq!(limit.rlim_cur, limit.rlim_max);
+        assert_eq!(raised, limit.rlim_cur);
+    }
 }

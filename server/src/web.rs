@@ -117,6 +117,7 @@ pub fn router(
         // The build output needs no caller: merged after the session and the
         // caller are resolved, so a page's scripts cost no session look-up.
         .merge(assets.router())
+        .layer(axum::middleware::from_fn(security::bounded_ranges))
         .layer(axum::middleware::from_fn(security::refuse_cross_site))
         .layer(axum::middleware::from_fn(security::common_headers))
         .layer(axum::middleware::from_fn(uploads::name_the_protocol))

@@ -122,7 +122,8 @@ pub fn hash_digest(password_hash: &str) -> [u8; 32] {
 pub struct LoginGuard {
     checks: SyncSender<Check>,
     per_address: DefaultKeyedRateLimiter<IpAddr>,
-    per_account: DefaultKeyedRateLimiter<String>,
+    /// Per account name, by its name's SHA-256.
+    per_account: DefaultKeyedRateLimiter<[u8; 32]>,
     /// Tokens issued, per account.
     token_issues: DefaultKeyedRateLimiter<i64>,
     clock: DefaultClock,
@@ -235,8 +236,11 @@ impl LoginGuard {
                 return Ok(());
             }
         }
+        // Kept by its digest: a name is whatever a client sends (300 KB of
+        // it, as often as the throttle lets), and the buckets live minutes.
+        let key: [u8; 32] = Sha256::digest(username.as_bytes()).into();
         self.per_account
-            .check_key(&username)
+            .check_key(&key)
             .map_err(|not_until| self.throttled(not_until.wait_time_from(self.clock.now())))
     }
 

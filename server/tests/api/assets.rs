@@ -241,3 +241,30 @@ async fn a_compressed_file_that_is_not_its_original_is_never_sent() {
     let long = format!("{folder}/{}.js", "x".repeat(300));
     assert_eq!(get(&app, &long, &[]).await.status(), 404);
 }
+
+/// A `Range` of many ranges is answered with the whole file, as any may be:
+/// checking ranges against each other costs their count squared, so the
+/// server does not read thousands of them. A few are read as usual (the
+/// UI's files take one range; several are refused, 416).
+#[tokio::test]
+async fn a_range_of_many_ranges_gets_the_whole_file() {
+    let site_root = tempfile::tempdir().unwrap();
+    let wasm = "fn hydrate() {} ".repeat(2_000).into_bytes();
+    site(site_root.path(), &wasm, &wasm);
+    let app = serving(site_root.path()).await;
+    let file = format!("{}/depot.wasm", pkg_folder(&app).await);
+    let ranges = |count: usize| {
+        let each: Vec<String> = (0..count).map(|n| format!("{}-{}", 2 * n, 2 * n)).collect();
+        format!("bytes={}", each.join(","))
+    };
+    let one = get(&app, &file, &[("range", "bytes=0-9")]).await;
+    assert_eq!(one.status(), 206);
+    assert_eq!(one.bytes().await.unwrap(), wasm[..10]);
+    assert_eq!(
+        get(&app, &file, &[("range", &ranges(2))]).await.status(),
+        416
+    );
+    let many = get(&app, &file, &[("range", &ranges(20_000))]).await;
+    assert_eq!(many.status(), 200);
+    assert_eq!(many.bytes().await.unwrap(), wasm);
+}
