@@ -220,12 +220,13 @@ pub enum Condition {
     },
 }
 
+/// The longest `like` pattern: matching costs its length at every row the
+/// caller may read (a regular expression's bound is the core's). Room for a
+/// whole name, escaped, or a long label in any script.
+pub const MAX_PATTERN: usize = 1024;
+
 /// Whether a LIKE pattern's last `\` is left to escape nothing (an odd run
 /// of them at its end).
-/// The longest `like` pattern: matching costs its length at every row the
-/// caller may read (a regular expression's bound is the core's).
-pub const MAX_PATTERN: usize = 256;
-
 fn ends_in_an_escape(pattern: &str) -> bool {
     pattern
         .bytes()
@@ -373,7 +374,7 @@ mod tests {
         let error = Condition::compare(Field::Name, Op::Like, pattern(MAX_PATTERN + 1))
             .unwrap_err()
             .to_string();
-        assert!(error.contains("at most 256 bytes"), "{error}");
+        assert!(error.contains("at most 1024 bytes"), "{error}");
     }
 
     #[test]

@@ -16,8 +16,9 @@ use tracing::Instrument;
 use crate::core::Core;
 use crate::store::JobRow;
 
-/// How long a claim lasts without renewal.
-const LEASE: Duration = Duration::from_secs(30);
+/// How long a claim lasts without renewal: long enough that a renewal or
+/// two may fail (the database busy a moment) before a job must stop.
+const LEASE: Duration = Duration::from_secs(60);
 /// How often a running job's lease is renewed.
 const RENEW_EVERY: Duration = Duration::from_secs(10);
 /// How long an idle worker waits before looking again (unless woken).
@@ -192,10 +193,11 @@ where
                     Ok(Err(error)) => tracing::warn!(%error, "cannot renew the lease"),
                     Err(_) => tracing::warn!("the lease's renewal went unanswered"),
                 }
-                // The next renewal's answer comes by the next tick and its
-                // patience: if the lease may end before, stop now.
-                let next_heard = Instant::now() + timing.renew_every + patience;
-                if next_heard >= renewed + timing.lasts {
+                // The next renewal is asked at the next tick and answered
+                // within its patience: if the lease may end before that, or
+                // less than an interval after, stop now.
+                let next_heard = asked + timing.renew_every + patience;
+                if next_heard + timing.renew_every >= renewed + timing.lasts {
                     tracing::warn!("the lease may run out before it is renewed; the job stops");
                     return None;
                 }

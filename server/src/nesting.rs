@@ -4,8 +4,9 @@
 //! the stack), serde_json's is 128, and the tree dav-server builds of a
 //! WebDAV body (xmltree) has none (64 KiB of `<a>` would nest 21,845 levels
 //! deep, far past a worker thread's stack: the whole server would abort).
-//! Every body parsed so is first read flat here, and refused past
-//! [`MAX_DEPTH`]; what else is wrong with it is the parser's to say.
+//! Every body parsed so is first read flat here, by the parser that builds
+//! its tree, and refused past [`MAX_DEPTH`]; what else is wrong with it is
+//! the parser's to say.
 
 /// How deeply a body may nest XML elements, or JSON objects and arrays.
 pub const MAX_DEPTH: usize = 32;
@@ -76,6 +77,36 @@ pub fn xml_too_deep(bytes: &[u8]) -> bool {
     }
 }
 
+/// Whether a WebDAV body is refused before dav-server reads it: it names a
+/// document type (which may declare entities that expand to elements, a
+/// few bytes each nesting thousands deep; no WebDAV client sends one), or
+/// its elements nest deeper than [`MAX_DEPTH`]. Read with the parser
+/// dav-server's tree (xmltree) is built with, and as it reads it (encoding,
+/// entities), so that what is counted here is what it would build. A body
+/// that parser cannot read is refused by dav-server at the same point.
+pub fn webdav_refusal(bytes: &[u8]) -> Option<String> {
+    use xml::reader::{EventReader, XmlEvent};
+
+    let mut depth = 0usize;
+    for event in EventReader::new(bytes) {
+        match event {
+            Ok(XmlEvent::Doctype { .. }) => {
+                return Some("a document type declaration is not taken here".into())
+            }
+            Ok(XmlEvent::StartElement { .. }) => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(too_deep());
+                }
+            }
+            Ok(XmlEvent::EndElement { .. }) => depth = depth.saturating_sub(1),
+            Ok(XmlEvent::EndDocument) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +132,31 @@ mod tests {
         assert!(!json_too_deep(
             b"{\"a\": \"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"}"
         ));
+    }
+
+    /// A WebDAV body is read as dav-server's parser reads it: entities
+    /// declared in a document type, and other encodings, hide no depth.
+    #[test]
+    fn webdav_bodies_are_read_as_dav_server_reads_them() {
+        let plain = br#"<?xml version="1.0"?><propfind xmlns="DAV:"><allprop/></propfind>"#;
+        assert_eq!(webdav_refusal(plain), None);
+        assert_eq!(webdav_refusal(b""), None);
+        assert_eq!(webdav_refusal(b"not xml"), None);
+        assert!(webdav_refusal(&nested("<a>", "</a>", MAX_DEPTH + 1)).is_some());
+        assert!(webdav_refusal("<a>".repeat(21_845).as_bytes()).is_some());
+        // Elements an entity expands to: a few bytes, thousands deep.
+        let entity = format!(
+            "<!DOCTYPE p [<!ENTITY e \"{}\">]><p>{}</p>",
+            "<a>".repeat(40),
+            "&e;".repeat(50)
+        );
+        let refusal = webdav_refusal(entity.as_bytes()).unwrap();
+        assert!(refusal.contains("document type"), "{refusal}");
+        // The same nesting in UTF-16, which a reader of UTF-8 stops at.
+        let mut utf16 = vec![0xFF, 0xFE];
+        for unit in "<a>".repeat(MAX_DEPTH + 1).encode_utf16() {
+            utf16.extend_from_slice(&unit.to_le_bytes());
+        }
+        assert!(webdav_refusal(&utf16).is_some());
     }
 }

@@ -58,10 +58,12 @@ pub use uploads::{NewPart, PartRow, UploadRow};
 pub const STATEMENT_TIMEOUT: &str = "30s";
 
 /// The longest a PostgreSQL transaction may wait on its server between two
-/// statements: one whose server is stuck (on an object store that stopped
-/// answering, whose requests give up within a few minutes) or gone is ended
-/// by the database, and the rows it locked are free again.
-pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "5min";
+/// statements: one whose server is stuck or gone is ended by the database,
+/// and the rows it locked are free again. Longer than anything a
+/// transaction waits for on purpose: a blob's lock is held while the object
+/// store copies the blob, which it may take ten of its 60 s limits to answer
+/// (`blob::object::patience`).
+pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "15min";
 
 /// How long a PostgreSQL connection may have been idle in the pool and still
 /// be handed out without a ping (HikariCP's window, `aliveBypassWindowMs`).

@@ -580,12 +580,14 @@ impl Backend for ObjectBlobs {
             };
             let content = String::from_utf8_lossy(&content).into_owned();
             let (upload, in_place) = match content.split_once('\n') {
-                // Made in place: only ever a personal store's file or a
-                // resumable upload's part.
+                // Made in place: only ever a personal store's file, a
+                // resumable upload's part, or a blob too large to copy
+                // inside the store (`ObjectBlobs::copy`).
                 Some((upload, key)) => match Path::parse(key) {
                     Ok(key)
                         if key.prefix_matches(&self.area("personal"))
-                            || key.prefix_matches(&self.area("uploads")) =>
+                            || key.prefix_matches(&self.area("uploads"))
+                            || key.prefix_matches(&self.area("blobs")) =>
                     {
                         (upload, Some(key))
                     }

@@ -125,7 +125,13 @@ impl Core {
     /// Requeues the jobs of workers that died; their requests wait again.
     pub async fn reap_jobs(&self, now_ms: i64) -> Result<(), sqlx::Error> {
         for (job, state) in self.db.reap_jobs(now_ms).await? {
-            tracing::warn!(job, %state, "took back a job whose worker stopped");
+            tracing::warn!(job = job.id, %state, "took back a job whose worker stopped");
+            if job.kind == DEPLOY_JOB {
+                let reason = "the deployment stopped before finishing";
+                self.job_failed(&job, reason, state == "queued").await?;
+                continue;
+            }
+            let job = job.id;
             let Some(request) = self.db.sync_request_of_job(job).await? else {
                 continue;
             };

@@ -167,14 +167,21 @@ impl Db {
     /// Requeues the running jobs whose lease ran out (their worker died), or
     /// fails those out of attempts; answers each job and its new state.
     #[tracing::instrument(skip(self), err)]
-    pub async fn reap_jobs(&self, now_ms: i64) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    pub async fn reap_jobs(&self, now_ms: i64) -> Result<Vec<(JobRow, String)>, sqlx::Error> {
         const REAP: &str = "UPDATE jobs SET \
              state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END, \
              locked_by = NULL, lease_until = NULL, run_at = $1, \
              last_error = 'the worker stopped before finishing', updated_at = $1 \
-             WHERE state = 'running' AND lease_until < $1 RETURNING id, state";
+             WHERE state = 'running' AND lease_until < $1 \
+             RETURNING id, kind, payload, attempts, max_attempts, state";
         with_pool!(self, pool => {
-            sqlx::query_as::<_, (i64, String)>(REAP).bind(now_ms).fetch_all(pool).await
+            let rows = sqlx::query(REAP).bind(now_ms).fetch_all(pool).await?;
+            rows.iter()
+                .map(|row| {
+                    let state = sqlx::Row::try_get::<String, _>(row, "state")?;
+                    Ok((sqlx::FromRow::from_row(row)?, state))
+                })
+                .collect()
         })
     }
 

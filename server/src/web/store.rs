@@ -35,7 +35,8 @@ const READ_BODY_LIMIT: usize = 64 << 10;
 /// `PROPPATCH` and `LOCK` carry XML), read here first: dav-server builds
 /// that XML into a tree by recursion, one call per level, so a body nesting
 /// its elements thousands deep would overflow the stack and abort the whole
-/// server. Refused past [`crate::nesting::MAX_DEPTH`] (400), or past
+/// server. Refused past [`crate::nesting::MAX_DEPTH`], or naming a document
+/// type (400, [`crate::nesting::webdav_refusal`]), or past
 /// [`READ_BODY_LIMIT`] (413) as dav-server would.
 async fn shallow_body(request: Request) -> Result<Request, Response> {
     if matches!(*request.method(), Method::PUT | Method::PATCH) {
@@ -56,9 +57,8 @@ async fn shallow_body(request: Request) -> Result<Request, Response> {
             return Err((StatusCode::BAD_REQUEST, message).into_response());
         }
     };
-    if crate::nesting::xml_too_deep(&bytes) {
-        let message = format!("{}\n", crate::nesting::too_deep());
-        return Err((StatusCode::BAD_REQUEST, message).into_response());
+    if let Some(refusal) = crate::nesting::webdav_refusal(&bytes) {
+        return Err((StatusCode::BAD_REQUEST, format!("{refusal}\n")).into_response());
     }
     Ok(Request::from_parts(parts, Body::from(bytes)))
 }

@@ -282,3 +282,46 @@ async fn a_user_has_a_bounded_number_of_deployments_waiting(#[case] backend: Bac
         .sum();
     assert_eq!(queued, 1, "only Bob's deployment waits");
 }
+
+/// A deployment whose worker stopped each time it ran (a server killed, a
+/// lease lost) fails once its attempts are spent, saying why, rather than
+/// stay "running" for good (and hold one of its user's places).
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_deployment_whose_workers_all_stopped_fails(#[case] backend: Backend) {
+    let root = tempfile::tempdir().unwrap();
+    let export_root = root.path().to_path_buf();
+    let app = TestApp::spawn_with(backend, move |args| {
+        args.export_root = Some(export_root);
+        args.job_workers = 0;
+    })
+    .await;
+    app.add_user("alice", "alice-password").await;
+    let alice = Vice::new(&app, "alice", "alice-password");
+    let image = image_with(&alice, "appliance", iso_bytes(100_000)).await;
+    let location = format!("file://{}", root.path().display());
+    let (_, environment) = environment_at(&alice, location).await;
+    let environment = environment["id"].as_str().unwrap().to_owned();
+    let (status, deployment) = deploy(&alice, &environment, &image).await;
+    assert_eq!(status, 201, "{deployment}");
+    let id = deployment["id"].as_str().unwrap().to_owned();
+    // Claimed three times (its attempts) by a worker that never renews.
+    for _ in 0..3 {
+        let now = chrono::Utc::now().timestamp_millis();
+        let claimed = app.core.db().claim_job("gone", now, 1).await.unwrap();
+        assert!(claimed.is_some());
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        app.core
+            .reap_jobs(chrono::Utc::now().timestamp_millis())
+            .await
+            .unwrap();
+    }
+    let failed = settled(&alice, &id).await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert!(
+        failed["reason"].as_str().unwrap().contains("stopped"),
+        "{failed}"
+    );
+}

@@ -29,9 +29,10 @@ use object_store::ClientOptions;
 use crate::stall::Stall;
 
 /// The rate below which sending a request's body (a part of an upload)
-/// counts as a store that does not answer: 256 KiB/s gives an 8 MiB part
-/// half a minute more than the limit.
-const SLOWEST_SEND: u64 = 256 << 10;
+/// counts as a store that does not answer: 64 KiB/s gives an 8 MiB part two
+/// minutes more than the limit, so that many uploads sharing a link to the
+/// store slow down rather than fail.
+const SLOWEST_SEND: u64 = 64 << 10;
 
 /// How many limits a store may take to answer a copy or a completion.
 const STORED_WORK: u32 = 10;
@@ -63,10 +64,12 @@ struct Timed {
 impl HttpService for Timed {
     async fn call(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
         let sending = request.body().content_length() as u64 / SLOWEST_SEND;
-        let head = if works_on_stored_bytes(&request) {
-            self.limit * STORED_WORK
+        // A copy's or a completion's answer may also come slowly after its
+        // head (AWS sends the head at once, then the result when done).
+        let (head, silence) = if works_on_stored_bytes(&request) {
+            (self.limit * STORED_WORK, self.limit * STORED_WORK)
         } else {
-            self.limit + Duration::from_secs(sending)
+            (self.limit + Duration::from_secs(sending), self.limit)
         };
         let response = tokio::time::timeout(head, self.inner.execute(request))
             .await
@@ -74,7 +77,7 @@ impl HttpService for Timed {
         let (parts, body) = response.into_parts();
         let body = HttpResponseBody::new(TimedBody {
             body,
-            stall: Stall::new(self.limit),
+            stall: Stall::new(silence),
         });
         Ok(HttpResponse::from_parts(parts, body))
     }
