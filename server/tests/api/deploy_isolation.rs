@@ -216,6 +216,27 @@ async fn deployed_bytes_count_against_the_quota(#[case] backend: Backend) {
     assert!(!root.path().join("second").exists());
 }
 
+/// A server with an export root and no job workers (every deployment stays
+/// queued until a test says otherwise), and the user alice.
+async fn no_workers(backend: Backend) -> (tempfile::TempDir, TestApp) {
+    let root = tempfile::tempdir().unwrap();
+    let export_root = root.path().to_path_buf();
+    let app = TestApp::spawn_with(backend, move |args| {
+        args.export_root = Some(export_root);
+        args.job_workers = 0;
+    })
+    .await;
+    app.add_user("alice", "alice-password").await;
+    (root, app)
+}
+
+/// An image of `vice`'s user and an environment at `location`: their ids.
+async fn ready_to_deploy(vice: &Vice<'_>, location: &str) -> (String, String) {
+    let image = image_with(vice, "appliance", iso_bytes(100_000)).await;
+    let (_, environment) = environment_at(vice, location.to_owned()).await;
+    (image, environment["id"].as_str().unwrap().to_owned())
+}
+
 /// One user queueing deployments without end would hold back everyone's
 /// jobs (the queue runs oldest first): past their share of unfinished
 /// deployments a user is refused, and another user is not.
@@ -224,21 +245,11 @@ async fn deployed_bytes_count_against_the_quota(#[case] backend: Backend) {
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_user_has_a_bounded_number_of_deployments_waiting(#[case] backend: Backend) {
-    let root = tempfile::tempdir().unwrap();
-    let export_root = root.path().to_path_buf();
-    // No workers: every deployment stays queued.
-    let app = TestApp::spawn_with(backend, move |args| {
-        args.export_root = Some(export_root);
-        args.job_workers = 0;
-    })
-    .await;
-    app.add_user("alice", "alice-password").await;
+    let (root, app) = no_workers(backend).await;
     app.add_user("bob", "bob-password-1").await;
     let location = format!("file://{}", root.path().display());
     let alice = Vice::new(&app, "alice", "alice-password");
-    let image = image_with(&alice, "appliance", iso_bytes(100_000)).await;
-    let (_, environment) = environment_at(&alice, location.clone()).await;
-    let environment = environment["id"].as_str().unwrap().to_owned();
+    let (image, environment) = ready_to_deploy(&alice, &location).await;
     let mut waiting = Vec::new();
     let refused = loop {
         let (status, answer) = deploy(&alice, &environment, &image).await;
@@ -256,9 +267,7 @@ async fn a_user_has_a_bounded_number_of_deployments_waiting(#[case] backend: Bac
         refused.1
     );
     let bob = Vice::new(&app, "bob", "bob-password-1");
-    let image = image_with(&bob, "appliance", iso_bytes(100_000)).await;
-    let (_, environment) = environment_at(&bob, location).await;
-    let environment = environment["id"].as_str().unwrap().to_owned();
+    let (image, environment) = ready_to_deploy(&bob, &location).await;
     let (status, answer) = deploy(&bob, &environment, &image).await;
     assert_eq!(status, 201, "{answer}");
 
@@ -291,19 +300,10 @@ async fn a_user_has_a_bounded_number_of_deployments_waiting(#[case] backend: Bac
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_deployment_whose_workers_all_stopped_fails(#[case] backend: Backend) {
-    let root = tempfile::tempdir().unwrap();
-    let export_root = root.path().to_path_buf();
-    let app = TestApp::spawn_with(backend, move |args| {
-        args.export_root = Some(export_root);
-        args.job_workers = 0;
-    })
-    .await;
-    app.add_user("alice", "alice-password").await;
-    let alice = Vice::new(&app, "alice", "alice-password");
-    let image = image_with(&alice, "appliance", iso_bytes(100_000)).await;
+    let (root, app) = no_workers(backend).await;
     let location = format!("file://{}", root.path().display());
-    let (_, environment) = environment_at(&alice, location).await;
-    let environment = environment["id"].as_str().unwrap().to_owned();
+    let alice = Vice::new(&app, "alice", "alice-password");
+    let (image, environment) = ready_to_deploy(&alice, &location).await;
     let (status, deployment) = deploy(&alice, &environment, &image).await;
     assert_eq!(status, 201, "{deployment}");
     let id = deployment["id"].as_str().unwrap().to_owned();
