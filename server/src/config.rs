@@ -205,6 +205,10 @@ impl FromStr for BlobStoreUrl {
     }
 }
 
+/// Open files kept for the server's own use (blobs, uploads, database
+/// connections) out of its limit, by default, when connections are counted.
+const FILES_KEPT: u64 = 1024;
+
 /// How to reach an S3-compatible object store, read as the AWS CLI reads
 /// them when no flag is given.
 #[derive(Debug, Clone, Default, Args)]
@@ -333,6 +337,13 @@ pub struct ServeArgs {
     #[arg(long, env = "DEPOT_CLIENT_TIMEOUT_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub client_timeout_secs: u64,
+    /// Connections served at once; past them a new one waits to be accepted,
+    /// so that idle or slow connections cannot take the files the server
+    /// needs for itself. Default: the limit on open files less 1,024 (at
+    /// least 64).
+    #[arg(long, env = "DEPOT_MAX_CONNECTIONS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
     /// What each new password hash costs: always the default from the
     /// command line; only code that embeds the server (the tests) lowers it.
     #[arg(skip)]
@@ -359,6 +370,7 @@ impl ServeArgs {
             login_burst_per_address: 30,
             login_burst_per_account: 10,
             client_timeout_secs: 60,
+            max_connections: None,
             password_cost: PasswordCost::default(),
         }
     }
@@ -366,6 +378,18 @@ impl ServeArgs {
     /// How long a client may keep the server waiting (see `serve::serve`).
     pub fn client_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.client_timeout_secs)
+    }
+
+    /// What clients may hold of the server (see `serve::serve`), for a
+    /// process that may have `open_files` files open.
+    pub fn client_limits(&self, open_files: u64) -> crate::serve::ClientLimits {
+        let connections = self
+            .max_connections
+            .unwrap_or_else(|| open_files.saturating_sub(FILES_KEPT).max(64));
+        crate::serve::ClientLimits {
+            timeout: self.client_timeout(),
+            connections: usize::try_from(connections).unwrap_or(usize::MAX),
+        }
     }
 }
 

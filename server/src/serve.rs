@@ -193,10 +193,18 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Built> {
 
 /// Runs until SIGINT or SIGTERM, then finishes the requests in flight.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    match raise_open_file_limit() {
-        Ok(limit) => tracing::debug!(limit, "open files"),
-        Err(error) => tracing::warn!(%error, "cannot raise the limit on open files"),
-    }
+    let open_files = match raise_open_file_limit() {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!(%error, "cannot raise the limit on open files");
+            open_file_limit().unwrap_or(1024)
+        }
+    };
+    let limits = args.client_limits(open_files);
+    tracing::info!(
+        connections = limits.connections,
+        "connections served at once, at most"
+    );
     let built = build(&args).await?;
     if let Some(password) = &built.generated_admin_password {
         // Shown once on the terminal, never logged.
@@ -226,7 +234,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     });
-    serve(listener, built.router, shutdown, args.client_timeout())
+    serve(listener, built.router, shutdown, limits)
         .await
         .context("the server failed")?;
     sweeper.abort();
@@ -235,8 +243,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What clients may hold of the server.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientLimits {
+    /// How long a client may keep the server waiting.
+    pub timeout: Duration,
+    /// Connections served at once; past them a new one waits in the
+    /// listen queue until one ends.
+    pub connections: usize,
+}
+
 /// Answers `listener`'s connections with `router` until `shutdown`
-/// resolves, then finishes the requests in flight. A client may take up to
+/// resolves, then finishes the requests in flight. At most
+/// `limits.connections` are served at once. A client may take up to
 /// `client_timeout` to send a request's head (from when the server is ready
 /// to read one: a connection that sends nothing, or kept alive and idle, is
 /// closed after it), and may leave the server waiting that long for more of
@@ -253,8 +272,10 @@ pub async fn serve(
     mut listener: Listener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    client_timeout: Duration,
+    limits: ClientLimits,
 ) -> std::io::Result<()> {
+    let client_timeout = limits.timeout;
+    let places = Arc::new(tokio::sync::Semaphore::new(limits.connections));
     use hyper_util::rt::{TokioIo, TokioTimer};
 
     let mut connections = hyper::server::conn::http1::Builder::new();
@@ -266,6 +287,13 @@ pub async fn serve(
     let (cut, cut_off) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        // A place first: past the limit, connections wait in the listen
+        // queue rather than take the files the server needs for itself.
+        let place = tokio::select! {
+            place = places.clone().acquire_owned() => place,
+            () = &mut shutdown => break,
+        };
+        let Ok(place) = place else { break };
         let (connection, peer) = tokio::select! {
             accepted = listener.accept(client_timeout) => accepted,
             () = &mut shutdown => break,
@@ -283,6 +311,7 @@ pub async fn serve(
         let serving = graceful.watch(serving);
         let mut cut_off = cut_off.clone();
         tokio::spawn(async move {
+            let _place = place;
             tokio::select! {
                 served = serving => if let Err(error) = served {
                     tracing::trace!(%error, "a connection ended with an error");
@@ -315,22 +344,32 @@ pub async fn serve(
 /// accept, an upload or a SQLite connection would fail. (Past the raised
 /// limit that is so still; the accept loop pauses a second and tries again.)
 pub fn raise_open_file_limit() -> std::io::Result<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit read and write the one struct given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let mut limit = open_file_limits()?;
     if limit.rlim_cur < limit.rlim_max {
         limit.rlim_cur = limit.rlim_max;
-        // SAFETY: as above.
+        // SAFETY: setrlimit reads the one struct given.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
     }
     Ok(limit.rlim_cur)
+}
+
+/// The limit on open files now.
+pub fn open_file_limit() -> std::io::Result<u64> {
+    Ok(open_file_limits()?.rlim_cur)
+}
+
+fn open_file_limits() -> std::io::Result<libc::rlimit> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the one struct given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(limit)
 }
 
 fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {

@@ -331,11 +331,15 @@ mod tests {
             .unwrap();
         let address = listener.local_addr().unwrap();
         let patience = Duration::from_secs(60);
+        let limits = crate::serve::ClientLimits {
+            timeout: patience,
+            connections: 64,
+        };
         tokio::spawn(crate::serve::serve(
             listener,
             router,
             std::future::pending(),
-            patience,
+            limits,
         ));
 
         for (start, count) in [(0, bytes.len()), (2 * 1024 * 1024 - 5, 3 * 1024 * 1024)] {

@@ -349,3 +349,32 @@ async fn a_slow_upload_that_keeps_moving_is_stored() {
         .await;
     assert!(stored == bytes);
 }
+
+/// Past the connections the server serves at once, a new one waits to be
+/// accepted (rather than take the files the server needs for its own work)
+/// and is served as soon as one of the others ends.
+#[tokio::test]
+async fn past_the_connections_served_at_once_a_new_one_waits() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |args| args.max_connections = Some(2)).await;
+    let address = app
+        .url("/")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut first = TcpStream::connect(&address).await.unwrap();
+    let _second = TcpStream::connect(&address).await.unwrap();
+    // Each is taken in (and held, idle) before the next is asked for.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = TcpStream::connect(&address).await.unwrap();
+    let request = "GET /healthz HTTP/1.1\r\nHost: depot\r\nConnection: close\r\n\r\n";
+    third.write_all(request.as_bytes()).await.unwrap();
+    let mut buffer = [0u8; 256];
+    let waited = tokio::time::timeout(Duration::from_secs(1), third.read(&mut buffer)).await;
+    assert!(waited.is_err(), "a third connection was served beside two");
+    // One of the first two asks and ends: the third is served.
+    first.write_all(request.as_bytes()).await.unwrap();
+    let answer = read_until_closed(&mut first).await.unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    let answer = read_until_closed(&mut third).await.unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+}

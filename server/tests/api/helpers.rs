@@ -393,7 +393,7 @@ impl TestApp {
             .unwrap();
         let address = listener.local_addr().unwrap();
         let router = built.router;
-        let client_timeout = args.client_timeout();
+        let limits = args.client_limits(serve::open_file_limit().unwrap_or(1024));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         // Only when asked: a server whose test dropped it serves on.
         let shutdown = async move {
@@ -401,7 +401,7 @@ impl TestApp {
                 std::future::pending::<()>().await;
             }
         };
-        let served = tokio::spawn(serve::serve(listener, router, shutdown, client_timeout));
+        let served = tokio::spawn(serve::serve(listener, router, shutdown, limits));
         Self {
             address,
             core: built.core,
