@@ -23,10 +23,11 @@ use crate::web::SiteAssets;
 pub mod connection;
 mod stall;
 
+use crate::stall::StallingBody;
 pub use connection::{Listener, Peer};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::Request;
-use stall::StallingBody;
 
 /// How often expired sessions, tokens and reservations are deleted, and
 /// what interrupted uploads left is collected.
@@ -303,8 +304,11 @@ pub async fn serve(
             request
                 .extensions_mut()
                 .insert(axum::extract::ConnectInfo(Peer(peer)));
-            let request =
-                request.map(|body| axum::body::Body::new(StallingBody::new(body, client_timeout)));
+            let request = request.map(|body| {
+                let body = body.map_err(axum::BoxError::from);
+                let body = StallingBody::new(body, client_timeout, stall::client_stalled);
+                axum::body::Body::new(body)
+            });
             tower::ServiceExt::oneshot(router.clone(), request)
         });
         let serving = connections.serve_connection(TokioIo::new(connection), service);
@@ -387,18 +391,18 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 
 #[cfg(test)]
 mod tests {
-    /// The soft limit on open files is raised to the hard one.
+    /// The soft limit on open files, lowered as a service manager may
+    /// start the server with it, is raised to the hard one.
     #[test]
     fn the_open_file_limit_is_raised_to_the_most() {
+        let mut lowered = super::open_file_limits().unwrap();
+        let hard = lowered.rlim_max;
+        lowered.rlim_cur = 256.min(hard);
+        // SAFETY: setrlimit reads the one struct given.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lowered) }, 0);
+        assert_eq!(super::open_file_limit().unwrap(), 256.min(hard));
         let raised = super::raise_open_file_limit().unwrap();
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        assert_eq!(
-            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
-            0
-        );
+        let limit = super::open_file_limits().unwrap();
         assert_eq!(limit.rlim_cur, limit.rlim_max);
         assert_eq!(raised, limit.rlim_cur);
     }

@@ -9,6 +9,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 /// A wait on the other side, timed. The timer is moved only when it fires early
@@ -28,11 +30,6 @@ impl Stall {
             since: None,
             timer: None,
         }
-    }
-
-    /// How long a wait may last.
-    pub(crate) fn limit(&self) -> Duration {
-        self.limit
     }
 
     /// The other side sent or took bytes: no longer waiting.
@@ -58,6 +55,59 @@ impl Stall {
                 return Poll::Pending;
             }
         }
+    }
+}
+
+/// A body that fails, with the error `timed_out` makes of the limit, once
+/// the other side has sent none of it for the limit while it was being read
+/// (see [`Stall`]), so that whatever reads it ends as it does for a peer
+/// gone, and lets go of what it held.
+pub(crate) struct StallingBody<B: Body> {
+    body: B,
+    stall: Stall,
+    timed_out: fn(Duration) -> B::Error,
+}
+
+impl<B: Body> StallingBody<B> {
+    pub(crate) fn new(body: B, limit: Duration, timed_out: fn(Duration) -> B::Error) -> Self {
+        Self {
+            body,
+            stall: Stall::new(limit),
+            timed_out,
+        }
+    }
+}
+
+impl<B> Body for StallingBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.stall.moved();
+                Poll::Ready(frame)
+            }
+            Poll::Pending => match this.stall.poll_too_long(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err((this.timed_out)(this.stall.limit)))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -179,6 +179,16 @@ impl ObjectBlobs {
         self.copy_within(from, to, size, LARGEST_COPY).await
     }
 
+    /// [`ObjectBlobs::copy`], unless an object is at `to` already (a
+    /// blob's key: the same bytes).
+    async fn copy_unless_there(&self, from: &Path, to: &Path, size: u64) -> std::io::Result<()> {
+        match self.bucket.head(to).await {
+            Ok(_) => Ok(()),
+            Err(error) if is_not_found(&error) => self.copy(from, to, size).await,
+            Err(error) => Err(io_error(error)),
+        }
+    }
+
     async fn copy_within(
         &self,
         from: &Path,
@@ -475,13 +485,9 @@ impl StagedBytes for ObjectStaged {
             return Ok(());
         }
         let destination = self.store.blob_key(sha256);
-        match self.store.bucket.head(&destination).await {
-            Ok(_) => Ok(()),
-            Err(error) if is_not_found(&error) => {
-                self.store.copy(key, &destination, self.size).await
-            }
-            Err(error) => Err(io_error(error)),
-        }
+        self.store
+            .copy_unless_there(key, &destination, self.size)
+            .await
     }
 
     async fn publish(mut self: Box<Self>, sha256: &str) -> std::io::Result<()> {
@@ -489,18 +495,13 @@ impl StagedBytes for ObjectStaged {
             return Err(std::io::Error::other("published twice"));
         };
         let destination = self.store.blob_key(sha256);
-        match self.store.bucket.head(&destination).await {
-            Ok(_) => {} // Same bytes already stored.
-            Err(error) if is_not_found(&error) => {
-                if let Err(error) = self.store.copy(&key, &destination, self.size).await {
-                    self.key = Some(key); // Dropping deletes the staged copy.
-                    return Err(error);
-                }
-            }
-            Err(error) => {
-                self.key = Some(key);
-                return Err(io_error(error));
-            }
+        if let Err(error) = self
+            .store
+            .copy_unless_there(&key, &destination, self.size)
+            .await
+        {
+            self.key = Some(key); // Dropping deletes the staged copy.
+            return Err(error);
         }
         if let Err(error) = self.store.delete(&key).await {
             tracing::warn!(%error, "cannot delete a published upload's staged copy");

@@ -13,20 +13,16 @@
 //! reads slowly is never cut. A request cut off fails as a timeout, which
 //! object_store retries when that is safe (reads), as it does its own.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
 use object_store::client::{
     HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpResponse,
     HttpResponseBody, HttpService, ReqwestConnector,
 };
 use object_store::ClientOptions;
 
-use crate::stall::Stall;
+use crate::stall::StallingBody;
 
 /// The rate below which sending a request's body (a part of an upload)
 /// counts as a store that does not answer: 64 KiB/s gives an 8 MiB part two
@@ -75,10 +71,7 @@ impl HttpService for Timed {
             .await
             .map_err(|_| silent(head))??;
         let (parts, body) = response.into_parts();
-        let body = HttpResponseBody::new(TimedBody {
-            body,
-            stall: Stall::new(silence),
-        });
+        let body = HttpResponseBody::new(StallingBody::new(body, silence, silent));
         Ok(HttpResponse::from_parts(parts, body))
     }
 }
@@ -104,43 +97,6 @@ fn silent(waited: Duration) -> HttpError {
             format!("the object store sent nothing for {} s", waited.as_secs()),
         ),
     )
-}
-
-/// An answer's body that fails once the store has sent none of it for the
-/// limit while it was being read.
-struct TimedBody {
-    body: HttpResponseBody,
-    stall: Stall,
-}
-
-impl Body for TimedBody {
-    type Data = Bytes;
-    type Error = HttpError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.body).poll_frame(cx) {
-            Poll::Ready(frame) => {
-                this.stall.moved();
-                Poll::Ready(frame)
-            }
-            Poll::Pending => match this.stall.poll_too_long(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(silent(this.stall.limit())))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
 }
 
 #[cfg(test)]
