@@ -299,7 +299,7 @@ impl Core {
     {
         let ((staged, inspection), completion) = match source {
             Source::Body(body) => {
-                let _share = self.upload_shares.take(uploader.id).await;
+                let _share = self.upload_shares.take(uploader.id)?;
                 let ingested = self
                     .blobs
                     .ingest(body, allowance, |reader| inspect::inspect(reader))

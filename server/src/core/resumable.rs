@@ -283,9 +283,9 @@ impl Core {
         E: std::fmt::Display + Send,
     {
         let uploader = viewer.require_user()?;
-        // Taken before the upload's writer: a chunk waiting for its
-        // uploader's place holds nothing.
-        let _share = self.upload_shares.take(uploader.id).await;
+        // Taken before the upload's writer: a chunk refused for its
+        // uploader's share leaves the upload as it was.
+        let _share = self.upload_shares.take(uploader.id)?;
         // Taken before the offset is read: it cannot move under this chunk.
         let _writing = self.writers.claim(id).await?;
         let upload = self.upload_status(viewer, id).await?;
@@ -461,17 +461,17 @@ impl Core {
             .ok_or_else(|| being_completed(id))
     }
 
-    /// Whether another request took `completion` over (or completed it);
-    /// if that cannot be read, it is taken as held (what is done then, a
-    /// release, is conditional on the claim anyway).
-    async fn claim_lost(&self, completion: &Completion) -> bool {
+    /// The upload, if another request took `completion` over (or completed
+    /// it); if it cannot be read, the claim is taken as held (what is done
+    /// then, a release, is conditional on the claim anyway).
+    async fn claim_lost(&self, completion: &Completion) -> Option<UploadRow> {
         match self.db.upload(&completion.upload).await {
-            Ok(row) => row.is_some_and(|row| {
+            Ok(row) => row.filter(|row| {
                 row.image_id.is_some() || row.completing_at != Some(completion.claimed_at)
             }),
             Err(error) => {
                 tracing::warn!(%error, "cannot read an upload's completion claim");
-                false
+                None
             }
         }
     }
@@ -602,8 +602,10 @@ impl Core {
         };
         // Whatever happened here, an upload another server completes now
         // is theirs to answer for: not forgotten, nor its claim let go.
-        if recorded.is_err() && self.claim_lost(&completion).await {
-            return self.completed_elsewhere(id).await;
+        if recorded.is_err() {
+            if let Some(row) = self.claim_lost(&completion).await {
+                return row.image_id.ok_or_else(|| being_completed(id));
+            }
         }
         match recorded {
             // The upload became the image with it (`Landing::Completing`).

@@ -5,12 +5,15 @@
 //! opening that many uploads and sending a byte a minute would leave every
 //! other user's upload, and every sync, waiting. So a user's uploads take
 //! one of their [`PER_USER`] places here before one of the server's: past
-//! them, their next upload waits for one of their own to end, and the
-//! others still find room.
+//! them, their next upload is refused at once (429, to try again once one
+//! of theirs ended), and the others still find room. It does not wait: a
+//! request waiting would hold its connection, one of the server's limited
+//! number, for as long as the user's other uploads last.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
+use app::error::CoreError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A user's uploads taken in at once, at most, on one server.
@@ -32,14 +35,15 @@ pub(super) struct SharePlace {
 }
 
 impl UploadShares {
-    /// One of `user`'s places, once one is free.
-    pub(super) async fn take(&self, user: i64) -> SharePlace {
-        let share = self.share_of(user);
-        let permit = share
-            .acquire_owned()
-            .await
-            .expect("a share's semaphore is never closed");
-        SharePlace { _permit: permit }
+    /// One of `user`'s places, if one is free.
+    pub(super) fn take(&self, user: i64) -> Result<SharePlace, CoreError> {
+        match self.share_of(user).try_acquire_owned() {
+            Ok(permit) => Ok(SharePlace { _permit: permit }),
+            Err(_) => Err(CoreError::Throttled {
+                what: format!("uploads in progress from this account (at most {PER_USER})"),
+                retry_after: 1,
+            }),
+        }
     }
 
     fn share_of(&self, user: i64) -> Arc<Semaphore> {
@@ -58,35 +62,28 @@ impl UploadShares {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
-    /// A user past their share waits for one of their own uploads to end;
-    /// another user does not wait at all.
-    #[tokio::test]
-    async fn a_user_past_their_share_waits_for_their_own() {
+    /// A user past their share is refused until one of their own uploads
+    /// ends; another user is not.
+    #[test]
+    fn a_user_past_their_share_is_refused_until_one_of_theirs_ends() {
         let shares = UploadShares::default();
-        let mut alices = Vec::new();
-        for _ in 0..PER_USER {
-            alices.push(shares.take(1).await);
-        }
-        let a_while = Duration::from_millis(200);
-        let mut next = std::pin::pin!(shares.take(1));
-        assert!(tokio::time::timeout(a_while, &mut next).await.is_err());
-        let bobs = tokio::time::timeout(a_while, shares.take(2)).await;
-        assert!(bobs.is_ok(), "another user waited");
+        let mut alices: Vec<_> = (0..PER_USER).map(|_| shares.take(1).unwrap()).collect();
+        let refused = shares.take(1).unwrap_err();
+        assert_eq!(refused.http_status(), 429, "{refused}");
+        assert!(shares.take(2).is_ok(), "another user was refused");
         alices.pop();
-        assert!(tokio::time::timeout(a_while, next).await.is_ok());
+        assert!(shares.take(1).is_ok());
     }
 
     /// Shares nothing holds are forgotten, so the map stays bounded however
     /// many users upload over time.
-    #[tokio::test]
-    async fn shares_no_upload_holds_are_forgotten() {
+    #[test]
+    fn shares_no_upload_holds_are_forgotten() {
         let shares = UploadShares::default();
         for user in 0..(3 * KEPT as i64) {
-            drop(shares.take(user).await);
+            drop(shares.take(user));
         }
         let kept = shares.shares.lock().unwrap().len();
         assert!(kept <= KEPT + 1, "{kept}");

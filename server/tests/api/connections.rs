@@ -378,3 +378,43 @@ async fn past_the_connections_served_at_once_a_new_one_waits() {
     let answer = read_until_closed(&mut third).await.unwrap();
     assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
 }
+
+/// One user's uploads take at most 8 of the server's upload places: with
+/// 8 of theirs in progress (sent slowly), their next is refused at once
+/// with 429, holding no connection while it waits, and another user's
+/// upload is taken in as usual.
+#[tokio::test]
+async fn one_users_uploads_leave_the_others_room() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.add_user("bob", "bob-password").await;
+    let mut slow = Vec::new();
+    for _ in 0..8 {
+        let mut connection = TcpStream::connect(app.address).await.unwrap();
+        connection
+            .write_all(&upload_form("/api/upload", 8 << 20))
+            .await
+            .unwrap();
+        connection.write_all(&random_bytes(1 << 20)).await.unwrap();
+        slow.push(connection);
+    }
+    let deadline = std::time::Instant::now() + WELL_PAST;
+    let refused = loop {
+        let response = app
+            .upload("admin", ADMIN_PASSWORD, "ninth.iso", random_bytes(1 << 20))
+            .await;
+        if response.status() != 201 || std::time::Instant::now() > deadline {
+            break response;
+        }
+        // One of the slow eight had not begun yet: this one took its place.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("uploads in progress"), "{body}");
+    let bobs = app
+        .upload("bob", "bob-password", "bobs.iso", random_bytes(1 << 20))
+        .await;
+    assert_eq!(bobs.status(), 201);
+    drop(slow);
+}
