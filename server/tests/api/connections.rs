@@ -277,10 +277,16 @@ async fn a_refusal_that_came_first_is_the_answer_to_a_stalled_form() {
         .write_all(&upload_form("/api/store/upload", 8 << 20))
         .await
         .unwrap();
-    connection
-        .write_all(&random_bytes((1 << 20) + 1))
-        .await
-        .unwrap();
+    // The form's parser keeps back an end that may begin its boundary (a
+    // carriage return, one run in 256): with no CR near the end, the last
+    // byte, the one past the quota, reaches the store.
+    let mut bytes = random_bytes((1 << 20) + 1);
+    let end = bytes.len() - 64;
+    bytes[end..]
+        .iter_mut()
+        .filter(|b| **b == b'\r')
+        .for_each(|b| *b = b'.');
+    connection.write_all(&bytes).await.unwrap();
     let answer = read_until_closed(&mut connection).await.unwrap();
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");

@@ -233,6 +233,55 @@ async fn a_connection_cut_mid_upload_leaves_no_record_and_no_file(#[case] backen
     assert_eq!(images_listed(&app).await, 0);
 }
 
+/// Downloads from the object store that clients ask for and then take
+/// nothing of: what the server holds for them stays within its room for
+/// segments fetched ahead (64 MiB), where each held three 8 MiB segments
+/// (twelve of them 384 MiB), and every one of them began.
+#[tokio::test]
+async fn stalled_downloads_from_the_object_store_hold_little_memory() {
+    let app = TestApp::spawn(Backend::Shared).await;
+    let response = app
+        .upload("admin", ADMIN_PASSWORD, "large.img", random_bytes(40 << 20))
+        .await;
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    let credentials = base64_basic("admin", ADMIN_PASSWORD);
+    let request = format!(
+        "GET /api/images/{}/download HTTP/1.1\r\nHost: depot\r\nAuthorization: Basic {credentials}\r\n\r\n",
+        body["images"][0]["id"]
+    );
+    let before = resident_kib();
+    let mut stalled = Vec::new();
+    for _ in 0..12 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(64 << 10).unwrap();
+        let mut connection = socket.connect(app.address).await.unwrap();
+        connection.write_all(request.as_bytes()).await.unwrap();
+        let mut head = [0u8; 12];
+        tokio::io::AsyncReadExt::read_exact(&mut connection, &mut head)
+            .await
+            .unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200", "a download past the room begins");
+        stalled.push(connection);
+    }
+    // What the server fetches ahead for them, given the time to.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let grown = resident_kib().saturating_sub(before) >> 10;
+    println!("{grown} MiB more for 12 stalled downloads");
+    assert!(grown < 160, "{grown} MiB more for 12 stalled downloads");
+    drop(stalled);
+}
+
+/// The test process's resident memory (the server runs in it), in KiB.
+fn resident_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 fn base64_basic(user: &str, password: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
