@@ -233,6 +233,29 @@ async fn files_and_folders_are_at_most_32_deep(#[case] backend: Backend) {
         "{all:?}"
     );
     assert!(!all.iter().any(|entry| entry.contains("33")), "{all:?}");
+
+    // A folder copied over one that is there, whose entries would land too
+    // deep, is refused before the one there is deleted; copied where it
+    // fits, it comes whole.
+    let at_31 = format!("{path}/copy/");
+    assert_eq!(
+        dav(&app, ALICE, "MKCOL", &at_31, None, None).await,
+        StatusCode::CREATED
+    );
+    let copied = dav(&app, ALICE, "COPY", &at_30, Some(&at_31), None).await;
+    assert_eq!(copied, too_deep);
+    let copied = dav(&app, ALICE, "COPY", &at_30, Some("/copy/"), None).await;
+    assert_eq!(copied, StatusCode::CREATED);
+    let all = entries(&app, ALICE).await;
+    assert!(
+        all.iter().any(|entry| entry.ends_with("/31/copy/")),
+        "{all:?}"
+    );
+    assert!(
+        !all.iter().any(|entry| entry.contains("31/copy/y")),
+        "{all:?}"
+    );
+    assert!(all.iter().any(|entry| entry == "copy/y/"), "{all:?}");
 }
 
 /// The reservations a user's writes have asked for.
