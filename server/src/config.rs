@@ -344,6 +344,12 @@ pub struct ServeArgs {
     #[arg(long, env = "DEPOT_MAX_CONNECTIONS",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: Option<u64>,
+    /// Connections open at once from one client address (an IPv6 client by
+    /// its /64); past them a new one is closed once accepted, so that one
+    /// client cannot take every connection the server serves. 0 turns the
+    /// cap off: behind a proxy, every client has the proxy's address.
+    #[arg(long, env = "DEPOT_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256)]
+    pub max_connections_per_address: u64,
     /// What each new password hash costs: always the default from the
     /// command line; only code that embeds the server (the tests) lowers it.
     #[arg(skip)]
@@ -371,6 +377,7 @@ impl ServeArgs {
             login_burst_per_account: 10,
             client_timeout_secs: 60,
             max_connections: None,
+            max_connections_per_address: 256,
             password_cost: PasswordCost::default(),
         }
     }
@@ -389,6 +396,10 @@ impl ServeArgs {
         crate::serve::ClientLimits {
             timeout: self.client_timeout(),
             connections: usize::try_from(connections).unwrap_or(usize::MAX),
+            per_address: match self.max_connections_per_address {
+                0 => None,
+                cap => Some(usize::try_from(cap).unwrap_or(usize::MAX)),
+            },
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::store::{Db, SessionStore};
 use crate::web::SiteAssets;
 
 pub mod connection;
+mod per_address;
 mod stall;
 
 use crate::stall::StallingBody;
@@ -252,6 +253,9 @@ pub struct ClientLimits {
     /// Connections served at once; past them a new one waits in the
     /// listen queue until one ends.
     pub connections: usize,
+    /// Connections open at once from one client address, if capped
+    /// ([`per_address`]); past them a new one is closed once accepted.
+    pub per_address: Option<usize>,
 }
 
 /// Answers `listener`'s connections with `router` until `shutdown`
@@ -277,6 +281,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let client_timeout = limits.timeout;
     let places = Arc::new(tokio::sync::Semaphore::new(limits.connections));
+    let per_address = limits.per_address.map(per_address::PerAddress::new);
     use hyper_util::rt::{TokioIo, TokioTimer};
 
     let mut connections = hyper::server::conn::http1::Builder::new();
@@ -299,6 +304,14 @@ pub async fn serve(
             accepted = listener.accept(client_timeout) => accepted,
             () = &mut shutdown => break,
         };
+        let counted = match &per_address {
+            Some(per_address) => match per_address.admit(peer.ip()) {
+                Some(counted) => Some(counted),
+                // Closed at once: its place and its file are free again.
+                None => continue,
+            },
+            None => None,
+        };
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
             request
@@ -315,7 +328,7 @@ pub async fn serve(
         let serving = graceful.watch(serving);
         let mut cut_off = cut_off.clone();
         tokio::spawn(async move {
-            let _place = place;
+            let _held = (place, counted);
             tokio::select! {
                 served = serving => if let Err(error) = served {
                     tracing::trace!(%error, "a connection ended with an error");

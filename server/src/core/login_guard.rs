@@ -89,7 +89,7 @@ const KNOWN_CLIENTS: usize = 65_536;
 
 /// The key of a client address: an IPv4 address (a v4-mapped IPv6 one
 /// unwrapped), or the /64 network of an IPv6 one, which one host holds whole.
-fn address_key(address: IpAddr) -> IpAddr {
+pub(crate) fn address_key(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -334,6 +334,7 @@ mod tests {
         let limits = crate::serve::ClientLimits {
             timeout: patience,
             connections: 64,
+            per_address: None,
         };
         tokio::spawn(crate::serve::serve(
             listener,

@@ -385,6 +385,51 @@ async fn past_the_connections_served_at_once_a_new_one_waits() {
     assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
 }
 
+/// One address holds at most its cap of connections at once: past it a
+/// new one is closed at once, whatever it asks, while another address is
+/// served as usual and the first is again once one of its own ends.
+#[tokio::test]
+async fn one_address_holds_at_most_its_cap_of_connections() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |args| {
+        args.max_connections_per_address = 2;
+    })
+    .await;
+    let from = |address: [u8; 4]| {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(std::net::SocketAddr::from((address, 0)))
+            .unwrap();
+        socket.connect(app.address)
+    };
+    let request = "GET /healthz HTTP/1.1\r\nHost: depot\r\nConnection: close\r\n\r\n";
+    let served = |mut connection: TcpStream| async move {
+        connection.write_all(request.as_bytes()).await.ok()?;
+        read_until_closed(&mut connection).await
+    };
+    let mut first = from([127, 0, 0, 1]).await.unwrap();
+    let _second = from([127, 0, 0, 1]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let third = from([127, 0, 0, 1]).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), served(third))
+        .await
+        .expect("a connection past the cap is closed at once");
+    assert!(
+        !answer.unwrap_or_default().starts_with(b"HTTP/1.1 200"),
+        "a third connection from one address was served"
+    );
+    let other = from([127, 0, 0, 2]).await.unwrap();
+    let answer = served(other).await.unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    // One of the first two asks and ends: the address may open another.
+    first.write_all(request.as_bytes()).await.unwrap();
+    let answer = read_until_closed(&mut first).await.unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let again = from([127, 0, 0, 1]).await.unwrap();
+    let answer = served(again).await.unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+}
+
 /// One user's uploads take at most 8 of the server's upload places: with
 /// 8 of theirs in progress (sent slowly), their next is refused at once
 /// with 429, holding no connection while it waits, and another user's

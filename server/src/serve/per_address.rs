@@ -1,0 +1,134 @@
+//! Connections from one client at once. Past the server's connections
+//! served at once, new ones wait to be accepted, whoever sends them: one
+//! address that opens thousands of idle connections (each let go only after
+//! the client timeout, then opened again) would keep every other client
+//! waiting. So one address (an IPv6 client by its /64, as the login
+//! throttle counts it) has at most so many open at once, as nginx's
+//! `limit_conn` sets; past them its new connection is closed as soon as it
+//! is accepted, holding neither a place nor a file. Behind a proxy every
+//! client has the proxy's address: the cap is turned off there (0), and
+//! the proxy limits its clients instead.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::core::login_guard::address_key;
+
+/// How often a refusal is logged at most: a client past its cap may try
+/// thousands of times a second.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// The connections open from each client address, each at most `cap`.
+pub(super) struct PerAddress {
+    cap: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+    /// When a refusal was last logged, in seconds since the epoch.
+    logged: AtomicU64,
+}
+
+/// A connection counted against its address until dropped.
+pub(super) struct Counted {
+    addresses: Arc<PerAddress>,
+    key: IpAddr,
+}
+
+impl PerAddress {
+    pub(super) fn new(cap: usize) -> Arc<Self> {
+        Arc::new(Self {
+            cap,
+            open: Mutex::new(HashMap::new()),
+            logged: AtomicU64::new(0),
+        })
+    }
+
+    fn open(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Counts a connection from `peer`, or `None` if its address has
+    /// [`PerAddress::cap`] open already.
+    pub(super) fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Counted> {
+        let key = address_key(peer);
+        let admitted = {
+            let mut open = self.open();
+            let count = open.entry(key).or_default();
+            let admitted = *count < self.cap;
+            if admitted {
+                *count += 1;
+            }
+            admitted
+        };
+        if !admitted {
+            self.log_refusal(key);
+            return None;
+        }
+        Some(Counted {
+            addresses: self.clone(),
+            key,
+        })
+    }
+
+    fn log_refusal(&self, key: IpAddr) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let last = self.logged.load(Ordering::Relaxed);
+        if now >= last + LOG_EVERY.as_secs()
+            && self
+                .logged
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                address = %key,
+                cap = self.cap,
+                "connections from one address past the cap are closed \
+                 (--max-connections-per-address; 0 behind a proxy)"
+            );
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let mut open = self.addresses.open();
+        if let Some(count) = open.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_has_at_most_its_cap_and_gets_them_back() {
+        let addresses = PerAddress::new(2);
+        let one: IpAddr = "192.0.2.1".parse().unwrap();
+        let first = addresses.admit(one).unwrap();
+        let _second = addresses.admit(one).unwrap();
+        assert!(addresses.admit(one).is_none());
+        assert!(addresses.admit("192.0.2.2".parse().unwrap()).is_some());
+        // The same IPv6 host by any address of its /64; another /64 apart.
+        let v6 = |address: &str| address.parse::<IpAddr>().unwrap();
+        let _a = addresses.admit(v6("2001:db8::1")).unwrap();
+        let _b = addresses.admit(v6("2001:db8::ffff:2")).unwrap();
+        assert!(addresses.admit(v6("2001:db8::3")).is_none());
+        assert!(addresses.admit(v6("2001:db8:0:1::1")).is_some());
+        drop(first);
+        assert!(addresses.admit(one).is_some());
+        // Addresses with nothing open are forgotten.
+        drop((_a, _b, _second));
+        assert!(addresses.open().is_empty());
+    }
+}
