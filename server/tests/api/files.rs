@@ -272,7 +272,9 @@ async fn stalled_downloads_from_the_object_store_hold_little_memory() {
     drop(stalled);
 }
 
-/// The test process's resident memory (the server runs in it), in KiB.
+/// The test process's resident memory (the server runs in it), in KiB:
+/// under cargo-nextest, as the test command runs them, each test is a
+/// process of its own.
 fn resident_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status

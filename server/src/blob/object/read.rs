@@ -29,9 +29,9 @@ pub(super) struct ObjectBlob {
 /// pace, as S3 clients that download in parallel ranges know.
 pub(super) const READ_SEGMENT: u64 = 8 << 20;
 
-/// Segments fetched ahead of the one being sent: what one download holds in
-/// memory is at most this many segments and the one being sent.
-const SEGMENTS_IN_FLIGHT: usize = 2;
+/// Segments of one read fetched at once: what one download holds in memory
+/// is at most this many segments and the one its socket is sending.
+const FETCHED_AT_ONCE: usize = 3;
 
 /// Segments held in memory for sockets at once, across every download (64
 /// MiB, as the local store's downloads' buffers): a segment is fetched whole
@@ -60,7 +60,7 @@ impl Blob for ObjectBlob {
         let (bucket, key) = (self.bucket, self.key);
         let fetched = futures_util::stream::iter(segments(start, count))
             .map(move |range| fetch(bucket.clone(), key.clone(), range, None))
-            .buffered(SEGMENTS_IN_FLIGHT + 1);
+            .buffered(FETCHED_AT_ONCE);
         Ok(Box::pin(fetched))
     }
 
@@ -140,7 +140,7 @@ impl AsRef<[u8]> for Held {
 
 /// A long read for a socket: its segments in order, each either fetched
 /// whole ahead of the socket, on a task of its own (with room, up to
-/// [`SEGMENTS_IN_FLIGHT`] of them besides the one being sent), or, without
+/// [`FETCHED_AT_ONCE`] of them besides the one being sent), or, without
 /// room, streamed from its GET once the segments before it are sent.
 /// Dropped, it lets go of them all.
 struct SentSegments {
@@ -158,10 +158,10 @@ struct SentSegments {
 
 impl SentSegments {
     /// Begins fetching the next segments whole while there is room for
-    /// them and fewer than [`SEGMENTS_IN_FLIGHT`] are being fetched (besides
+    /// them and fewer than [`FETCHED_AT_ONCE`] are being fetched (besides
     /// the one last answered, which the socket may still be sending).
     fn fetch_ahead(&mut self) {
-        while self.ahead.len() < SEGMENTS_IN_FLIGHT {
+        while self.ahead.len() < FETCHED_AT_ONCE {
             let Some(range) = self.pending.front().cloned() else {
                 return;
             };
@@ -287,7 +287,7 @@ mod tests {
         let first_bytes = first.next().await.unwrap().unwrap();
         assert_eq!(first_bytes.len() as u64, READ_SEGMENT);
         let held = ROOM_SEGMENTS - ROOM.available_permits();
-        assert!((1..=SEGMENTS_IN_FLIGHT + 1).contains(&held), "{held}");
+        assert!((1..=FETCHED_AT_ONCE + 1).contains(&held), "{held}");
 
         // The rest of the room taken: the next downloads fetch nothing ahead
         // and go on all the same, in order.
