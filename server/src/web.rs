@@ -11,6 +11,7 @@ mod form_guard;
 mod metrics;
 mod openapi;
 mod security;
+mod server_fn_body;
 mod store;
 mod store_quota;
 mod tokens;
@@ -109,6 +110,7 @@ pub fn router(
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
             app::shell,
         ))
+        .layer(axum::middleware::from_fn(server_fn_body::read_first))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::resolve_viewer,

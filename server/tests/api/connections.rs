@@ -262,6 +262,39 @@ async fn an_upload_the_client_stops_sending_fails_and_leaves_nothing() {
     }
 }
 
+/// A form for one of the UI's server functions whose client stops sending
+/// fails with the 400 that says why, as an upload's does, not as the
+/// server's own failure.
+#[tokio::test]
+async fn a_server_function_form_cut_off_or_too_long_is_refused_as_such() {
+    let app = patient_for_a_second().await;
+    let mut connection = TcpStream::connect(app.address).await.unwrap();
+    let head = "POST /api/ui/login HTTP/1.1\r\nHost: depot\r\n\
+        Content-Type: application/x-www-form-urlencoded\r\n\
+        Content-Length: 100\r\nConnection: close\r\n\r\nusername=admin";
+    connection.write_all(head.as_bytes()).await.unwrap();
+    let answer = read_until_closed(&mut connection)
+        .await
+        .expect("the server still waits for the rest");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("sent nothing more for 1 s"), "{answer}");
+
+    // One longer than a server function takes: 413, not the server's failure.
+    let mut connection = TcpStream::connect(app.address).await.unwrap();
+    let head = format!(
+        "POST /api/ui/login HTTP/1.1\r\nHost: depot\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\nusername=",
+        3 << 20
+    );
+    connection.write_all(head.as_bytes()).await.unwrap();
+    connection.write_all(&[b'a'; (2 << 20) + 1]).await.unwrap();
+    let answer = read_until_closed(&mut connection).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+}
+
 /// A file the Store page's form sends past the quota, its client then
 /// stopping: the answer is the quota's refusal, which came first, not the
 /// stall's 400.
