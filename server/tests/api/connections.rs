@@ -47,6 +47,17 @@ async fn read_until_closed(connection: &mut TcpStream) -> Option<Vec<u8>> {
     Some(answer)
 }
 
+/// Reads what the server answers `connection` once it has waited the
+/// client timeout for more of a request: a 400 that says why.
+async fn refused_as_stalled(connection: &mut TcpStream) {
+    let answer = read_until_closed(connection)
+        .await
+        .expect("the server still waits for the rest");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("sent nothing more for 1 s"), "{answer}");
+}
+
 /// An image of `size` random bytes uploaded as the admin: its download's
 /// path and its bytes.
 async fn uploaded(app: &TestApp, size: usize) -> (String, Vec<u8>) {
@@ -247,12 +258,7 @@ async fn an_upload_the_client_stops_sending_fails_and_leaves_nothing() {
         let mut connection = TcpStream::connect(app.address).await.unwrap();
         connection.write_all(&start).await.unwrap();
         connection.write_all(&random_bytes(1 << 20)).await.unwrap();
-        let answer = read_until_closed(&mut connection)
-            .await
-            .expect("the server still waits for the rest");
-        let answer = String::from_utf8_lossy(&answer);
-        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
-        assert!(answer.contains("sent nothing more for 1 s"), "{answer}");
+        refused_as_stalled(&mut connection).await;
     }
     assert_eq!(images_listed(&app).await, 0);
     let admin = app.core.login("admin", ADMIN_PASSWORD).await.unwrap();
@@ -263,8 +269,9 @@ async fn an_upload_the_client_stops_sending_fails_and_leaves_nothing() {
 }
 
 /// A form for one of the UI's server functions whose client stops sending
-/// fails with the 400 that says why, as an upload's does, not as the
-/// server's own failure.
+/// fails with the 400 that says why, as an upload's does, and one longer
+/// than a server function takes with 413, neither as the server's own
+/// failure (500).
 #[tokio::test]
 async fn a_server_function_form_cut_off_or_too_long_is_refused_as_such() {
     let app = patient_for_a_second().await;
@@ -273,12 +280,7 @@ async fn a_server_function_form_cut_off_or_too_long_is_refused_as_such() {
         Content-Type: application/x-www-form-urlencoded\r\n\
         Content-Length: 100\r\nConnection: close\r\n\r\nusername=admin";
     connection.write_all(head.as_bytes()).await.unwrap();
-    let answer = read_until_closed(&mut connection)
-        .await
-        .expect("the server still waits for the rest");
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
-    assert!(answer.contains("sent nothing more for 1 s"), "{answer}");
+    refused_as_stalled(&mut connection).await;
 
     // One longer than a server function takes: 413, not the server's failure.
     let mut connection = TcpStream::connect(app.address).await.unwrap();
