@@ -74,6 +74,13 @@ if [ "$(cargo leptos --version 2>/dev/null)" != "cargo-leptos 0.3.10" ]; then
   cargo install cargo-leptos@0.3.10 --locked
 fi
 
+# cargo-nextest runs the Rust tests (.config/nextest.toml: a hung test stopped
+# and retried, each test a process of its own, which the memory tests read).
+if ! cargo nextest --version >/dev/null 2>&1; then
+  step "installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi
+
 # wasm-bindgen's CLI must match the crate in Cargo.lock exactly.
 wasm_bindgen_version="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$repo/Cargo.lock")"
 if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $wasm_bindgen_version" ]; then

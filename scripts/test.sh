@@ -107,19 +107,16 @@ step "building the tests, the browser tests beside them"
 "${as_cargo_leptos[@]}" cargo test -p app -p depot-inspect -p depot-server --all-targets --no-run
 
 step "unit and integration tests (SQLite, PostgreSQL, PostgreSQL with the object store), the browser tests beside them"
-# They take about five minutes. With cargo-nextest (.config/nextest.toml) a test
-# that hangs is stopped and retried; either way a hung run fails here rather
-# than holding CI until its own limit.
+# They take about five minutes. With cargo-nextest (.config/nextest.toml, which
+# setup.sh installs) a test that hangs is stopped and retried, each test runs
+# in a process of its own, and a hung run fails here rather than holding CI
+# until its own limit.
 # Two tests a core: many wait (on a server, a database, a timer) a good part
 # of their time; on 2 cores, 138 s against 175 s with one a core, the CPU
 # idle 7% of the time against 21%.
 rust_failed=""
-if cargo nextest --version >/dev/null 2>&1; then
-  timeout 20m "${as_cargo_leptos[@]}" cargo nextest run -p app -p depot-inspect -p depot-server \
-    --test-threads "$(($(nproc) * 2))" || rust_failed=1
-else
-  timeout 20m "${as_cargo_leptos[@]}" cargo test -p app -p depot-inspect -p depot-server || rust_failed=1
-fi
+timeout 20m "${as_cargo_leptos[@]}" cargo nextest run -p app -p depot-inspect -p depot-server \
+  --test-threads "$(($(nproc) * 2))" || rust_failed=1
 
 step "browser tests (Playwright, Chromium's headless shell), on SQLite then on PostgreSQL"
 browsers_failed=""

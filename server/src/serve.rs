@@ -352,8 +352,6 @@ pub async fn serve(
     Ok(())
 }
 
-/// Resolves at SIGINT or SIGTERM. The handlers are set when this is called,
-/// not when it is first awaited: until then either signal kills the process.
 /// Raises this process's limit on open files to the most it may have, and
 /// answers it. Each connection, upload, download and database file is one,
 /// and the soft limit systems start a service with (often 1,024) let a
@@ -389,6 +387,8 @@ fn open_file_limits() -> std::io::Result<libc::rlimit> {
     Ok(limit)
 }
 
+/// Resolves at SIGINT or SIGTERM. The handlers are set when this is called,
+/// not when it is first awaited: until then either signal kills the process.
 fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut interrupt = signal(SignalKind::interrupt())?;

@@ -16,6 +16,7 @@ mod store;
 mod store_quota;
 mod tokens;
 mod uploads;
+mod whole_body;
 
 use axum::routing::get;
 use axum::Router;

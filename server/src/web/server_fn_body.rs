@@ -10,6 +10,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
+use super::whole_body::{self, Unread};
 use app::error::CoreError;
 
 /// Where the server functions are: leptos_axum registers each at its own
@@ -27,37 +28,18 @@ pub async fn read_first(request: Request, next: Next) -> Response {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
-    match axum::body::to_bytes(body, MAX_BODY).await {
+    let refused = match whole_body::read(body, MAX_BODY).await {
         Ok(bytes) => {
-            next.run(Request::from_parts(parts, Body::from(bytes)))
+            return next
+                .run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
-        Err(error) => refusal(&error).into_response(),
-    }
-}
-
-fn refusal(error: &axum::Error) -> ApiError {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(error) = cause {
-        if error.is::<http_body_util::LengthLimitError>() {
-            return ApiError(CoreError::TooLarge(format!(
-                "a form of the UI takes at most {MAX_BODY} bytes"
-            )));
+        Err(Unread::TooLong) => {
+            CoreError::TooLarge(format!("a form of the UI takes at most {MAX_BODY} bytes"))
         }
-        cause = error.source();
-    }
-    ApiError(CoreError::invalid(format!(
-        "reading the form failed: {}",
-        innermost(error)
-    )))
-}
-
-/// What the last error in `error`'s chain says: the wrappers around it add
-/// nothing a client can use.
-fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut last = error;
-    while let Some(source) = last.source() {
-        last = source;
-    }
-    last.to_string()
+        Err(Unread::BrokeOff(reason)) => {
+            CoreError::invalid(format!("reading the form failed: {reason}"))
+        }
+    };
+    ApiError(refused).into_response()
 }

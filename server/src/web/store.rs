@@ -23,6 +23,7 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 use super::files::{bad_form, text_field, wants_html};
 use super::store_quota::QuotaFs;
+use super::whole_body::Unread;
 use super::{ApiError, BodyLength};
 use crate::core::EntryRefused;
 use crate::state::AppState;
@@ -43,17 +44,14 @@ async fn shallow_body(request: Request) -> Result<Request, Response> {
         return Ok(request);
     }
     let (parts, body) = request.into_parts();
-    let bytes = match http_body_util::Limited::new(body, READ_BODY_LIMIT)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+    let bytes = match super::whole_body::read(body, READ_BODY_LIMIT).await {
+        Ok(bytes) => bytes,
+        Err(Unread::TooLong) => {
             let message = format!("a request's body may be at most {READ_BODY_LIMIT} bytes here\n");
             return Err((StatusCode::PAYLOAD_TOO_LARGE, message).into_response());
         }
-        Err(error) => {
-            let message = format!("the request's body broke off: {error}\n");
+        Err(Unread::BrokeOff(reason)) => {
+            let message = format!("the request's body broke off: {reason}\n");
             return Err((StatusCode::BAD_REQUEST, message).into_response());
         }
     };

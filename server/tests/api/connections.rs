@@ -397,16 +397,12 @@ async fn a_slow_upload_that_keeps_moving_is_stored() {
 #[tokio::test]
 async fn past_the_connections_served_at_once_a_new_one_waits() {
     let app = TestApp::spawn_with(Backend::Sqlite, |args| args.max_connections = Some(2)).await;
-    let address = app
-        .url("/")
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
-    let mut first = TcpStream::connect(&address).await.unwrap();
-    let _second = TcpStream::connect(&address).await.unwrap();
+    let address = app.address;
+    let mut first = TcpStream::connect(address).await.unwrap();
+    let _second = TcpStream::connect(address).await.unwrap();
     // Each is taken in (and held, idle) before the next is asked for.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut third = TcpStream::connect(&address).await.unwrap();
+    let mut third = TcpStream::connect(address).await.unwrap();
     let request = "GET /healthz HTTP/1.1\r\nHost: depot\r\nConnection: close\r\n\r\n";
     third.write_all(request.as_bytes()).await.unwrap();
     let mut buffer = [0u8; 256];
