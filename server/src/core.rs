@@ -18,6 +18,7 @@ pub mod login_guard;
 mod patterns;
 mod personal_store;
 mod provisioning;
+mod query_bounds;
 mod quota;
 mod resumable;
 mod store_entries;

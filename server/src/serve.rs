@@ -258,6 +258,14 @@ pub struct ClientLimits {
     pub per_address: Option<usize>,
 }
 
+/// The largest request head (request line and headers) a connection takes,
+/// and so the most its read buffer grows to before a body: 64 KiB, room for
+/// an MWS query of a thousand ids and many cookies (nginx takes 32 KiB).
+/// hyper's own bound is 400 KiB, which across every connection place
+/// would be gigabytes held by clients that send long heads slowly. Past it
+/// the answer is 431.
+const MAX_REQUEST_HEAD: usize = 64 << 10;
+
 /// Answers `listener`'s connections with `router` until `shutdown`
 /// resolves, then finishes the requests in flight. At most
 /// `limits.connections` are served at once. A client may take up to
@@ -287,7 +295,8 @@ pub async fn serve(
     let mut connections = hyper::server::conn::http1::Builder::new();
     connections
         .timer(TokioTimer::new())
-        .header_read_timeout(client_timeout);
+        .header_read_timeout(client_timeout)
+        .max_buf_size(MAX_REQUEST_HEAD);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     // Past the grace at shutdown, every connection still open is cut.
     let (cut, cut_off) = tokio::sync::watch::channel(false);

@@ -95,7 +95,7 @@ pub(super) fn query_error(error: sqlx::Error) -> CoreError {
 
 impl Core {
     pub async fn list_images(&self, viewer: &Viewer, query: Query) -> Result<ImagePage, CoreError> {
-        super::patterns::check_patterns(&query.condition)?;
+        super::query_bounds::check_query(&query.condition, &query.sort)?;
         let query = match visible_to(viewer) {
             Some(visibility) => query.filter(visibility),
             None => query,
@@ -124,7 +124,7 @@ impl Core {
         limit: u64,
         offset: u64,
     ) -> Result<(Vec<Value>, u64), CoreError> {
-        super::patterns::check_patterns(&condition)?;
+        super::query_bounds::check_query(&condition, &[])?;
         let condition = match visible_to(viewer) {
             Some(visibility) => condition.and(visibility),
             None => condition,

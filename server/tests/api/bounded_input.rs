@@ -1,5 +1,6 @@
 //! Bounded work per request, on both backends: MWS regular expressions are
 //! few, short, and mean the same to SQLite and PostgreSQL (or are refused);
+//! a query's conditions, values and sort keys are bounded in the core;
 //! ViCE bodies nest at most 32 levels, however they are written; names and
 //! titles hold no bidirectional formatting characters; a form body that
 //! never reaches its contents is cut off early.
@@ -143,6 +144,84 @@ async fn other_patterns_are_refused_with_a_message_on_both_backends(#[case] back
         .await;
     assert_eq!(status, 400, "{body}");
     assert!(messages(&body).contains("at most 4 regular expressions"));
+    assert_eq!(mws.names(&[]).await.len(), 6);
+}
+
+/// A query the databases would refuse (too many bound values, an `OR`
+/// nested past SQLite's expression depth) or that asks for too much work is
+/// the caller's error, 400 with a reason, on every dialect and both
+/// backends; the largest queries within the bounds are answered.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn queries_past_the_bounds_are_the_callers_error(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mws = Mws::new(&app, "admin", ADMIN_PASSWORD).await;
+    named_images(&mws).await;
+    let ids_in = |lists: usize| {
+        let ids: Vec<i64> = (1..=1000).collect();
+        json!({"$or": vec![json!({"id": {"$in": ids}}); lists]})
+    };
+    let names_either = |count: usize| {
+        let names: Vec<Value> = (0..count)
+            .map(|n| json!({"name": format!("win{n}")}))
+            .collect();
+        json!({"$or": names})
+    };
+    // The largest: 4,000 values, 256 comparisons, 8 sort keys.
+    assert_eq!(sorted_names(&mws, &ids_in(4)).await.len(), 6);
+    assert_eq!(sorted_names(&mws, &names_either(256)).await, ["win10"]);
+    let eight_keys =
+        r#"{"name":1,"id":1,"osType":1,"type":1,"version":1,"cpus":1,"vendor":1,"active":1}"#;
+    assert_eq!(mws.names(&[("sort", eight_keys)]).await.len(), 6);
+
+    let nine_keys = eight_keys.replace('}', r#","product":1}"#);
+    let empty_ors = json!({"$or": vec![json!({}); 1100]}).to_string();
+    let cases = [
+        // Past SQLite's 32,766 parameters at 33 (which would not fit in a
+        // request's head): refused from the fifth.
+        ("query", ids_in(5).to_string(), "at most 4096 values"),
+        ("query", empty_ors, "at most 512 conditions"),
+        ("sort", nine_keys, "at most 8 keys"),
+    ];
+    for (parameter, value, named) in &cases {
+        for path in ["/mws/rest/images", "/mws/rest/distinct/images/osType"] {
+            if *parameter == "sort" && path.contains("distinct") {
+                continue;
+            }
+            let (status, body) = mws.get(path, &[(parameter, value.as_str())]).await;
+            assert_eq!(status, 400, "{path} {value:.80}: {body:.300}");
+            assert!(messages(&body).contains(named), "{body:.300}");
+        }
+    }
+
+    // VSS: sort keys past the bound, whichever way they are spelled.
+    let client = reqwest::Client::new();
+    let token: Value = client
+        .post(app.url("/auth/request-token"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap();
+    for sort in [
+        "name,asc;".repeat(9),
+        "name,asc&sort=".repeat(8) + "id,desc",
+    ] {
+        let response = client
+            .get(app.url(&format!("/v2/image?sort={sort}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{sort}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains("at most 8 keys"), "{body}");
+    }
     assert_eq!(mws.names(&[]).await.len(), 6);
 }
 

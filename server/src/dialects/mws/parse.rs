@@ -14,8 +14,6 @@ use serde_json::{Map, Value as Json};
 const MAX_DEPTH: usize = 8;
 /// The most comparisons one query may hold.
 const MAX_TERMS: usize = 256;
-/// The most keys a `sort` may hold.
-const MAX_SORT_KEYS: usize = 8;
 
 /// The global URL parameters of an MWS call.
 #[derive(Debug, Default)]
@@ -394,11 +392,6 @@ impl<'de> Deserialize<'de> for Entries {
 pub fn sort(text: &str) -> Result<Vec<Sort>, CoreError> {
     let Entries(entries) = serde_json::from_str(text)
         .map_err(|error| invalid(format!("sort is not a JSON object: {error}")))?;
-    if entries.len() > MAX_SORT_KEYS {
-        return Err(invalid(format!(
-            "sort may name at most {MAX_SORT_KEYS} fields"
-        )));
-    }
     entries
         .iter()
         .map(|(name, direction)| {
