@@ -57,6 +57,9 @@ use self::vhdx::{vhdx, vhdx_metadata_in, vhdx_metadata_region};
 use self::vmdk_descriptor::{looks_like_vmdk_descriptor, vmdk_text};
 use self::vmdk_sparse::vmdk_sparse;
 
+#[cfg(test)]
+pub(crate) use self::vhdx::tests::vhdx_image;
+
 /// How many leading bytes the caller hands to [`detect`] (the whole file when smaller).
 pub const HEAD_LEN: usize = 1 << 20;
 /// How many trailing bytes the caller hands to [`detect`] (VHD footer, VMDK stream footer).
@@ -123,6 +126,15 @@ pub fn detect(
     }
 }
 
+/// The disk format whose signature a file's first bytes also hold, if any:
+/// an OVA or a descriptor that another reader would take for a disk is
+/// refused, as any file of two formats is.
+pub fn disk_signature(head: &[u8]) -> Option<&'static str> {
+    Start::of(head)
+        .map(Start::name)
+        .or_else(|| Optical::of(head).map(Optical::name))
+}
+
 /// Where a VHDX keeps its metadata region, as (offset, length) in bytes, read
 /// from the region table in the first [`HEAD_LEN`] bytes; None when `head`
 /// is not a VHDX with a sound region table.
@@ -164,7 +176,7 @@ const MAX_DISK_BYTES: u64 = u64::MAX >> 1;
 /// The sector every sector-counting header field means.
 const SECTOR: u64 = 512;
 
-fn two_formats(first: &str, second: &str) -> String {
+pub(crate) fn two_formats(first: &str, second: &str) -> String {
     format!("a file that is both {first} and {second}: tools would disagree on what it is")
 }
 

@@ -179,6 +179,14 @@ fn is_archive(head: &[u8]) -> bool {
 pub fn inspect(reader: &mut dyn Read) -> Result<Inspection, String> {
     let mut head = Vec::new();
     fill(reader, &mut head, disk::HEAD_LEN)?;
+    let package = if is_archive(&head) {
+        Some("an OVA (tar) archive")
+    } else {
+        is_descriptor(&head).then_some("an OVF descriptor")
+    };
+    if let Some((package, disk)) = package.zip(disk::disk_signature(&head)) {
+        return Err(disk::two_formats(package, disk));
+    }
     if is_archive(&head) {
         return ova::inspect(std::io::Cursor::new(head).chain(reader));
     }
@@ -197,28 +205,7 @@ pub fn inspect(reader: &mut dyn Read) -> Result<Inspection, String> {
             ovf: Some(metadata),
         });
     }
-    let mut tracking = Tracking::after(reader, &head, disk::TAIL_LEN);
-    // A VHDX says its size (and whether it has a parent) in a metadata
-    // region past the first MiB: read it on the way, within bounds.
-    let mut vhdx_size = None;
-    if let Some((offset, length)) = disk::vhdx_metadata_span(&head) {
-        let here = head.len() as u64;
-        if offset >= here && offset - here <= VHDX_METADATA_REACH {
-            tracking.skip(offset - here)?;
-            let mut region = Vec::new();
-            (&mut tracking)
-                .take(length.min(VHDX_METADATA_KEEP))
-                .read_to_end(&mut region)
-                .map_err(|error| format!("unreadable: {error}"))?;
-            vhdx_size = disk::vhdx_metadata(&region)?;
-        }
-    }
-    tracking.skip(u64::MAX)?;
-    let (tail, size) = (tracking.tail, tracking.size);
-    let mut info = disk::detect(&head, &tail, size, &|_| false)?;
-    if info.format == DiskFormat::Vhdx {
-        info.virtual_size = info.virtual_size.or(vhdx_size);
-    }
+    let (info, size) = inspect_disk(reader, &head, &|_| false)?;
     Ok(Inspection {
         format: info.format,
         // A raw disk is as large as its file; other formats say, or not.
@@ -230,6 +217,48 @@ pub fn inspect(reader: &mut dyn Read) -> Result<Inspection, String> {
         volume_label: info.volume_label,
         ovf: None,
     })
+}
+
+/// A VHDX whose metadata region lies too far in to be read on the way.
+const VHDX_OUT_OF_REACH: &str = "a VHDX image whose metadata region lies past its first 65 MiB, \
+    where Depot cannot check it for a parent disk";
+
+/// Inspects a disk image as it streams past, its first bytes `head` read
+/// already: its format from those and its last bytes, and a VHDX's
+/// metadata region read on the way. `beside` is [`disk::detect`]'s. Answers
+/// what it is and the file's length.
+fn inspect_disk(
+    reader: &mut dyn Read,
+    head: &[u8],
+    beside: &dyn Fn(&str) -> bool,
+) -> Result<(disk::DiskInfo, u64), String> {
+    let mut tracking = Tracking::after(reader, head, disk::TAIL_LEN);
+    // A VHDX says its size, and whether it has a parent, in a metadata
+    // region past the first MiB: it is read on the way, and one out of
+    // reach is refused, as it could name a parent no one checked.
+    let mut vhdx_size = None;
+    if let Some((offset, length)) = disk::vhdx_metadata_span(head) {
+        let here = head.len() as u64;
+        if offset >= here {
+            if offset - here > VHDX_METADATA_REACH {
+                return Err(VHDX_OUT_OF_REACH.into());
+            }
+            tracking.skip(offset - here)?;
+            let mut region = Vec::new();
+            (&mut tracking)
+                .take(length.min(VHDX_METADATA_KEEP))
+                .read_to_end(&mut region)
+                .map_err(|error| format!("unreadable: {error}"))?;
+            vhdx_size = disk::vhdx_metadata(&region)?;
+        }
+    }
+    tracking.skip(u64::MAX)?;
+    let (tail, size) = (tracking.tail, tracking.size);
+    let mut info = disk::detect(head, &tail, size, beside)?;
+    if info.format == DiskFormat::Vhdx {
+        info.virtual_size = info.virtual_size.or(vhdx_size);
+    }
+    Ok((info, size))
 }
 
 /// Inspects bytes held in memory.

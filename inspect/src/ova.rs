@@ -2,12 +2,18 @@
 //! first, then the manifest and the disks, each disk inspected as a disk
 //! (its first and last bytes kept, the rest only hashed for the manifest).
 //!
-//! Refused: entries with absolute names, `..`, backslashes; links, devices
-//! and anything but plain files; two entries of one name; a first entry that
-//! is not the `.ovf`; a disk that fails the disk rules; a file the
-//! descriptor names that the archive does not hold; a manifest (SHA-1 or
-//! SHA-256) that does not match the entries, or leaves one out.
+//! Refused: entries with absolute names, `..`, backslashes, colons, or a
+//! name another reader spells otherwise (`./a`, `a//b`); links, devices,
+//! sparse files and anything but plain files; two entries of one name, even
+//! told apart only by case; a first entry that is not the `.ovf`, or a
+//! second one; a disk that fails the disk rules; a descriptor that names a
+//! file the archive does not hold, or names the descriptor, manifest or
+//! certificate as a disk; a manifest (SHA-1 or SHA-256) that does not match
+//! the entries, or leaves one out; long names or PAX records over 1 MiB, or
+//! PAX records tar readers apply differently; bytes after the archive's end
+//! that are not zeros.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 
@@ -65,14 +71,18 @@ fn manifest_line(line: &str) -> Result<Option<(Algorithm, String, String)>, Stri
 /// A name an entry may have: relative, plain, inside the archive.
 fn check_name(name: &str) -> Result<(), String> {
     let shown: String = name.chars().take(120).collect();
+    // One spelling per file: `./a`, `a//b` and `a/` name what `a` and
+    // `a/b` do to other readers, and Windows drops a name's trailing dots
+    // and spaces (`x.cert.` is `x.cert`); a colon is a drive (`C:x`) there.
     if name.is_empty()
         || name.starts_with('/')
-        || name.contains('\\')
-        || name.contains('\0')
-        || name.split('/').any(|part| part == "..")
+        || name.contains(['\\', '\0', ':'])
+        || name.split('/').any(|part| {
+            part.is_empty() || part == "." || part == ".." || part.ends_with(['.', ' '])
+        })
     {
         return Err(format!(
-            "the archive holds an entry named '{shown}' outside its folder"
+            "the archive holds an entry named '{shown}', which is not a plain name inside it"
         ));
     }
     if name
@@ -84,59 +94,168 @@ fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// What streaming one entry found: its digests and, for a disk, its ends.
-struct Streamed {
+/// An entry's digests, with the algorithms the manifest uses.
+struct Digests {
     sha1: Option<String>,
     sha256: Option<String>,
-    head: Vec<u8>,
-    tail: Vec<u8>,
-    size: u64,
 }
 
-/// Reads an entry through, hashing with the algorithms asked for and
-/// keeping its first and last bytes.
-fn stream_entry(entry: &mut dyn Read, algorithms: &[Algorithm]) -> Result<Streamed, String> {
-    let mut sha1 = algorithms.contains(&Algorithm::Sha1).then(Sha1::new);
-    let mut sha256 = algorithms.contains(&Algorithm::Sha256).then(Sha256::new);
-    let mut head = Vec::new();
-    let mut tail = Vec::new();
-    let mut size = 0u64;
-    let mut chunk = vec![0u8; 256 * 1024];
-    loop {
-        let read = match entry.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(read) => read,
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(format!("unreadable archive: {error}")),
-        };
-        let fresh = &chunk[..read];
-        size = size.saturating_add(read as u64);
-        if let Some(hasher) = sha1.as_mut() {
-            hasher.update(fresh);
-        }
-        if let Some(hasher) = sha256.as_mut() {
-            hasher.update(fresh);
-        }
-        if head.len() < disk::HEAD_LEN {
-            let take = (disk::HEAD_LEN - head.len()).min(fresh.len());
-            head.extend_from_slice(&fresh[..take]);
-        }
-        if fresh.len() >= disk::TAIL_LEN {
-            tail.clear();
-            tail.extend_from_slice(&fresh[fresh.len() - disk::TAIL_LEN..]);
-        } else {
-            let excess = (tail.len() + fresh.len()).saturating_sub(disk::TAIL_LEN);
-            tail.drain(..excess.min(tail.len()));
-            tail.extend_from_slice(fresh);
+/// An entry's bytes as they are read, hashed on the way.
+struct Hashing<'a> {
+    inner: &'a mut dyn Read,
+    sha1: Option<Sha1>,
+    sha256: Option<Sha256>,
+}
+
+impl<'a> Hashing<'a> {
+    fn new(inner: &'a mut dyn Read, algorithms: &[Algorithm]) -> Self {
+        Self {
+            inner,
+            sha1: algorithms.contains(&Algorithm::Sha1).then(Sha1::new),
+            sha256: algorithms.contains(&Algorithm::Sha256).then(Sha256::new),
         }
     }
-    Ok(Streamed {
-        sha1: sha1.map(|hasher| hex::encode(hasher.finalize())),
-        sha256: sha256.map(|hasher| hex::encode(hasher.finalize())),
-        head,
-        tail,
-        size,
-    })
+
+    /// Reads the rest of the entry, hashing it.
+    fn drain(&mut self) -> Result<(), String> {
+        let mut chunk = vec![0u8; 256 * 1024];
+        loop {
+            match self.read(&mut chunk) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(format!("unreadable archive: {error}")),
+            }
+        }
+    }
+
+    fn digests(self) -> Digests {
+        Digests {
+            sha1: self.sha1.map(|hasher| hex::encode(hasher.finalize())),
+            sha256: self.sha256.map(|hasher| hex::encode(hasher.finalize())),
+        }
+    }
+}
+
+impl Read for Hashing<'_> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        let fresh = &buffer[..read];
+        if let Some(hasher) = self.sha1.as_mut() {
+            hasher.update(fresh);
+        }
+        if let Some(hasher) = self.sha256.as_mut() {
+            hasher.update(fresh);
+        }
+        Ok(read)
+    }
+}
+
+/// The most bytes the tar reader may read between two entries: headers,
+/// padding, and the GNU long names and PAX records it holds in memory whole
+/// (an 8 GiB "long name" would otherwise be read into memory).
+const MAX_BETWEEN_ENTRIES: u64 = 1 << 20;
+
+const EXTENSIONS_TOO_LARGE: &str =
+    "the archive's extension headers (long names, PAX records) are larger than 1 MiB";
+
+/// The archive's bytes as the tar reader takes them: at most `allowance`
+/// more, which the loop over the entries sets to [`MAX_BETWEEN_ENTRIES`]
+/// while the reader looks for the next entry and lifts inside one.
+struct Metered<'a, R> {
+    inner: R,
+    allowance: &'a Cell<u64>,
+    /// How many zeros the bytes read so far end with.
+    trailing_zeros: u64,
+}
+
+impl<R: Read> Read for Metered<'_, R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let allowance = self.allowance.get();
+        if allowance == 0 {
+            return Err(std::io::Error::other(EXTENSIONS_TOO_LARGE));
+        }
+        let want = usize::try_from(allowance).map_or(buffer.len(), |left| left.min(buffer.len()));
+        let read = self.inner.read(&mut buffer[..want])?;
+        self.allowance.set(allowance - read as u64);
+        let fresh = &buffer[..read];
+        self.trailing_zeros = match fresh.iter().rposition(|&byte| byte != 0) {
+            Some(last) => (read - last - 1) as u64,
+            None => self.trailing_zeros + read as u64,
+        };
+        Ok(read)
+    }
+}
+
+/// Refuses PAX records that tar readers apply differently: sparse files
+/// (read as their map by some, expanded by others), a key given twice (the
+/// first wins in one reader, the last in another), a malformed record, a
+/// size that is not plain digits (the tar crate then falls back to the
+/// header's, Python reads ` 512` as 512) or that a non-zero size in the
+/// header contradicts (readers without PAX take that one), and a path other
+/// than the name the tar crate read (a GNU long name wins there, the PAX
+/// path in GNU tar).
+fn check_pax<'a>(
+    records: impl Iterator<Item = std::io::Result<tar::PaxExtension<'a>>>,
+    header_size: u64,
+    name: &[u8],
+) -> Result<(), String> {
+    let mut keys = HashSet::new();
+    for record in records {
+        let record = record.map_err(|_| "the archive holds a malformed PAX header")?;
+        let key = record
+            .key()
+            .map_err(|_| "the archive holds a malformed PAX header")?;
+        let value = record.value_bytes();
+        let refused = |why: &str| {
+            format!(
+                "the archive holds a PAX header setting '{}'{why}, which tar readers apply differently",
+                key.chars().take(80).collect::<String>()
+            )
+        };
+        if key.starts_with("GNU.sparse")
+            || key.starts_with("SCHILY.sparse")
+            || key == "SCHILY.realsize"
+        {
+            return Err(refused(
+                " (a sparse file: write the archive with tar --format=ustar, or bsdtar --no-read-sparse)",
+            ));
+        }
+        if !keys.insert(key) {
+            return Err(refused(" twice"));
+        }
+        let wrong = match key {
+            "size" => {
+                let digits =
+                    !value.is_empty() && value.len() <= 20 && value.iter().all(u8::is_ascii_digit);
+                let size = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|value| value.parse::<u64>().ok());
+                !digits || size.is_none() || (header_size != 0 && size != Some(header_size))
+            }
+            "path" => value != name,
+            _ => false,
+        };
+        if wrong {
+            return Err(refused(" to another value than its header's"));
+        }
+    }
+    Ok(())
+}
+
+/// Bytes after the end of the archive, which must be zeros: anything else
+/// (a VHD footer, a second archive) is a file some tool reads as more.
+fn check_after_the_end(mut rest: impl Read) -> Result<(), String> {
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match rest.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(read) if chunk[..read].iter().all(|&byte| byte == 0) => {}
+            Ok(_) => return Err("the archive is followed by bytes that are not part of it".into()),
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(format!("unreadable archive: {error}")),
+        }
+    }
 }
 
 /// The sum of the disks' capacities a descriptor declares (checked).
@@ -151,22 +270,48 @@ pub fn total_capacity(metadata: &OvfMetadata) -> Option<u64> {
 
 /// Inspects an OVA as it streams past.
 pub fn inspect(reader: impl Read) -> Result<Inspection, String> {
-    let mut archive = tar::Archive::new(reader);
-    let entries = archive
+    let allowance = Cell::new(MAX_BETWEEN_ENTRIES);
+    let mut archive = tar::Archive::new(Metered {
+        inner: reader,
+        allowance: &allowance,
+        trailing_zeros: 0,
+    });
+    let mut entries = archive
         .entries()
         .map_err(|error| format!("unreadable archive: {error}"))?;
     let mut names = HashSet::new();
+    let mut folded_names = HashSet::new();
     let mut descriptor: Option<OvfMetadata> = None;
     let mut manifest: Option<Vec<(Algorithm, String, String)>> = None;
-    let mut digests: HashMap<String, Streamed> = HashMap::new();
+    let mut digests: HashMap<String, Digests> = HashMap::new();
     let mut disks: Vec<(String, DiskInfo)> = Vec::new();
-    for entry in entries {
+    loop {
+        allowance.set(MAX_BETWEEN_ENTRIES);
+        let Some(entry) = entries.next() else { break };
+        allowance.set(u64::MAX);
         let mut entry = entry.map_err(|error| format!("unreadable archive: {error}"))?;
         let kind = entry.header().entry_type();
+        // Python's tarfile applies a global header's path and size to the
+        // entries after it, the tar crate neither; and the crate hands any
+        // long name or PAX records before one to it, not to the next file
+        // as other readers do. No exporter of OVAs writes one.
         if kind.is_pax_global_extensions() {
-            continue;
+            return Err(
+                "the archive holds a PAX global header, which tar readers apply differently".into(),
+            );
         }
-        let name = String::from_utf8(entry.path_bytes().into_owned())
+        let name_bytes = entry.path_bytes().into_owned();
+        let header_size = entry
+            .header()
+            .entry_size()
+            .map_err(|error| format!("unreadable archive: {error}"))?;
+        if let Some(records) = entry
+            .pax_extensions()
+            .map_err(|error| format!("unreadable archive: {error}"))?
+        {
+            check_pax(records, header_size, &name_bytes)?;
+        }
+        let name = String::from_utf8(name_bytes)
             .map_err(|_| "the archive holds an entry whose name is not UTF-8".to_owned())?;
         check_name(&name)?;
         if !kind.is_file() {
@@ -174,14 +319,17 @@ pub fn inspect(reader: impl Read) -> Result<Inspection, String> {
                 "the archive holds '{name}', which is not a plain file (a link, a folder or a device)"
             ));
         }
-        if !names.insert(name.clone()) {
+        // Told apart without case too: extracted where names are not (Windows,
+        // macOS), one would overwrite the other.
+        if !folded_names.insert(name.to_lowercase()) {
             return Err(format!("the archive holds two entries named '{name}'"));
         }
+        names.insert(name.clone());
         if names.len() > MAX_ENTRIES {
             return Err(format!("the archive holds more than {MAX_ENTRIES} entries"));
         }
         let lower = name.to_ascii_lowercase();
-        if descriptor.is_none() {
+        let Some(metadata) = &descriptor else {
             if !lower.ends_with(".ovf") {
                 return Err(format!(
                     "the first entry of an OVA must be its .ovf descriptor, not '{name}'"
@@ -195,13 +343,17 @@ pub fn inspect(reader: impl Read) -> Result<Inspection, String> {
             if bytes.len() > ovf::MAX_DESCRIPTOR {
                 return Err("the descriptor is larger than 4 MiB".into());
             }
-            descriptor = Some(ovf::parse(&bytes)?);
-            let streamed = stream_entry(
-                &mut std::io::Cursor::new(&bytes),
-                &[Algorithm::Sha1, Algorithm::Sha256],
-            )?;
-            digests.insert(name, streamed);
+            let metadata = ovf::parse(&bytes)?;
+            check_hrefs(&metadata)?;
+            descriptor = Some(metadata);
+            let mut read = bytes.as_slice();
+            let mut hashing = Hashing::new(&mut read, &[Algorithm::Sha1, Algorithm::Sha256]);
+            hashing.drain()?;
+            digests.insert(name, hashing.digests());
             continue;
+        };
+        if lower.ends_with(".ovf") {
+            return Err(format!("the archive holds a second descriptor, '{name}'"));
         }
         if lower.ends_with(".mf") {
             if manifest.is_some() {
@@ -226,33 +378,38 @@ pub fn inspect(reader: impl Read) -> Result<Inspection, String> {
         let algorithms: Vec<Algorithm> = match &manifest {
             Some(lines) => {
                 let mut used: Vec<Algorithm> = lines.iter().map(|line| line.0).collect();
+                used.sort_by_key(|algorithm| *algorithm as u8);
                 used.dedup();
                 used
             }
             None => vec![Algorithm::Sha1, Algorithm::Sha256],
         };
-        let streamed = stream_entry(&mut entry, &algorithms)?;
-        if !lower.ends_with(".cert") {
-            let files = descriptor
-                .as_ref()
-                .map(|d| d.files.clone())
-                .unwrap_or_default();
-            let beside = |other: &str| files.iter().any(|file| file.href == other);
-            let info = disk::detect(&streamed.head, &streamed.tail, streamed.size, &beside)
-                .map_err(|reason| format!("{name}: {reason}"))?;
-            if matches!(info.format, DiskFormat::Ova | DiskFormat::Ovf) {
+        let mut hashing = Hashing::new(&mut entry, &algorithms);
+        // A certificate is only hashed; the descriptor names none of them
+        // (check_hrefs), so no disk goes unchecked as one.
+        if lower.ends_with(".cert") {
+            hashing.drain()?;
+        } else {
+            let mut head = Vec::new();
+            crate::fill(&mut hashing, &mut head, disk::HEAD_LEN)?;
+            if crate::is_archive(&head) || crate::is_descriptor(&head) {
                 return Err(format!("{name}: an archive or descriptor inside an OVA"));
             }
+            let beside = |other: &str| metadata.files.iter().any(|file| file.href == other);
+            let (info, _) = crate::inspect_disk(&mut hashing, &head, &beside)
+                .map_err(|reason| format!("{name}: {reason}"))?;
             disks.push((name.clone(), info));
         }
-        digests.insert(
-            name,
-            Streamed {
-                head: Vec::new(),
-                tail: Vec::new(),
-                ..streamed
-            },
-        );
+        digests.insert(name, hashing.digests());
+    }
+    allowance.set(u64::MAX);
+    let mut rest = archive.into_inner();
+    check_after_the_end(&mut rest)?;
+    // The tar crate also takes the end of the input for the end of the
+    // archive; a file that ends in its last entry's bytes could end in a
+    // disk's footer (a VHD's), and be that disk to another reader.
+    if rest.trailing_zeros < 512 {
+        return Err("the archive does not end as tar archives do, with blocks of zeros".into());
     }
     let Some(metadata) = descriptor else {
         return Err("the archive holds no .ovf descriptor".into());
@@ -289,28 +446,51 @@ pub fn inspect(reader: impl Read) -> Result<Inspection, String> {
     })
 }
 
+/// Refuses a descriptor that names the package's own descriptor, manifest
+/// or certificate as one of its files: those entries are read as what
+/// their names say, so a disk named so would never be checked as a disk.
+fn check_hrefs(metadata: &OvfMetadata) -> Result<(), String> {
+    for file in &metadata.files {
+        // As written and as readers that take it for a URI decode it.
+        let decoded = percent_encoding::percent_decode_str(&file.href).decode_utf8_lossy();
+        let names_one = |href: &str| {
+            let lower = href.to_ascii_lowercase();
+            [".ovf", ".mf", ".cert"]
+                .iter()
+                .any(|suffix| lower.ends_with(suffix))
+        };
+        if names_one(&file.href) || names_one(&decoded) {
+            return Err(format!(
+                "the descriptor names '{}' as one of its files: a descriptor, manifest or \
+                 certificate is none",
+                file.href
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Every entry but the manifest and certificate is listed, and every
 /// listed digest is the entry's.
 fn check_manifest(
     lines: &[(Algorithm, String, String)],
-    digests: &HashMap<String, Streamed>,
+    digests: &HashMap<String, Digests>,
 ) -> Result<(), String> {
-    for (name, _) in digests.iter() {
-        if !name.to_ascii_lowercase().ends_with(".cert")
-            && !lines.iter().any(|(_, listed, _)| listed == name)
-        {
+    let listed: HashSet<&str> = lines.iter().map(|(_, name, _)| name.as_str()).collect();
+    for name in digests.keys() {
+        if !name.to_ascii_lowercase().ends_with(".cert") && !listed.contains(name.as_str()) {
             return Err(format!("the manifest does not list '{name}'"));
         }
     }
     for (algorithm, name, expected) in lines {
-        let Some(streamed) = digests.get(name) else {
+        let Some(entry) = digests.get(name) else {
             return Err(format!(
                 "the manifest lists '{name}', which the archive does not hold"
             ));
         };
         let actual = match algorithm {
-            Algorithm::Sha1 => streamed.sha1.as_deref(),
-            Algorithm::Sha256 => streamed.sha256.as_deref(),
+            Algorithm::Sha1 => entry.sha1.as_deref(),
+            Algorithm::Sha256 => entry.sha256.as_deref(),
         };
         if actual != Some(expected.as_str()) {
             return Err(format!(
@@ -322,37 +502,4 @@ fn check_manifest(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn manifest_lines_are_read_in_both_spellings() {
-        assert_eq!(
-            manifest_line("SHA256(disk1.vmdk)= ABCD").unwrap(),
-            Some((Algorithm::Sha256, "disk1.vmdk".into(), "abcd".into()))
-        );
-        assert_eq!(
-            manifest_line("SHA1(a (1).ovf)=ff").unwrap(),
-            Some((Algorithm::Sha1, "a (1).ovf".into(), "ff".into()))
-        );
-        assert_eq!(manifest_line("  ").unwrap(), None);
-        assert!(manifest_line("MD5(x)= 00").is_err());
-        assert!(manifest_line("garbage").is_err());
-    }
-
-    #[test]
-    fn names_stay_inside_the_archive() {
-        assert!(check_name("appliance.ovf").is_ok());
-        assert!(check_name("disks/disk1.vmdk").is_ok());
-        for bad in [
-            "/etc/passwd",
-            "../x.vmdk",
-            "a/../../x",
-            "a\\b",
-            "",
-            "evil\u{202e}.vmdk",
-        ] {
-            assert!(check_name(bad).is_err(), "{bad}");
-        }
-    }
-}
+mod tests;

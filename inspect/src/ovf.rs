@@ -40,6 +40,9 @@ use values::*;
 /// The largest descriptor read (bigger is refused by the caller).
 pub const MAX_DESCRIPTOR: usize = 4 << 20;
 
+/// The most distinct networks kept of a descriptor's.
+const MAX_NETWORKS_KEPT: usize = 64;
+
 /// The most files, disks, networks or hardware items a descriptor may list:
 /// real appliances have a handful, and the bound keeps a hostile one from
 /// making the metadata (stored and sent to every client) large.
@@ -304,7 +307,7 @@ impl Parser {
         let name = local.as_ref();
         let tag = self.classify(name)?;
         // Any `File` is checked, not only those of `References`: other tools
-        // (and Depot's own store sync) look for files wherever they are.
+        // look for files wherever they are.
         if name == "File" {
             self.file(element, tag == Tag::File)?;
         }
@@ -523,8 +526,14 @@ impl Parser {
             }
             Ok(())
         })?;
+        // Each once, and a few: they are stored with the image and shown
+        // with it (a VM has at most ten network cards in vSphere).
         if let Some(network) = network.as_deref().and_then(clean) {
-            self.metadata.networks.push(network);
+            if self.metadata.networks.len() < MAX_NETWORKS_KEPT
+                && !self.metadata.networks.contains(&network)
+            {
+                self.metadata.networks.push(network);
+            }
         }
         Ok(())
     }

@@ -162,8 +162,13 @@ fn dstring(field: &[u8]) -> Option<String> {
     clean_label(&text)
 }
 
+/// A label as shown: without control or bidirectional formatting
+/// characters, which the rest of Depot refuses in names.
 fn clean_label(text: &str) -> Option<String> {
-    let printable: String = text.chars().filter(|c| !c.is_control()).collect();
+    let printable: String = text
+        .chars()
+        .filter(|&c| !c.is_control() && !crate::is_bidi_control(c))
+        .collect();
     let trimmed = printable.trim();
     (!trimmed.is_empty()).then(|| trimmed.to_owned())
 }
@@ -310,5 +315,6 @@ pub(super) mod tests {
         assert_eq!(dstring(&field), None);
         assert_eq!(dstring(&[]), None);
         assert_eq!(clean_label(" \0A\u{7}B\0 "), Some("AB".into()));
+        assert_eq!(clean_label("gpj.\u{202e}exe"), Some("gpj.exe".into()));
     }
 }

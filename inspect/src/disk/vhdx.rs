@@ -37,6 +37,9 @@ const VHDX_PAGE_83: [u8; 16] = guid("BECA12AB-B2E6-4523-93EF-C309E000C746");
 const VHDX_LOGICAL_SECTOR_SIZE: [u8; 16] = guid("8141BF1D-A96F-4709-BA47-F233A8FAAB5F");
 const VHDX_PHYSICAL_SECTOR_SIZE: [u8; 16] = guid("CDA348C7-445D-4471-9CC9-E9885251C556");
 const VHDX_PARENT_LOCATOR: [u8; 16] = guid("A8D35F2D-B30B-454D-ABF7-D3D84834AB0C");
+/// The two headers, each 4 KiB.
+const VHDX_HEADERS: [usize; 2] = [64 * 1024, 128 * 1024];
+const VHDX_HEADER_LEN: usize = 4096;
 /// The region table and its copy, each 64 KiB.
 const VHDX_REGION_TABLES: [usize; 2] = [192 * 1024, 256 * 1024];
 const VHDX_REGION_TABLE_LEN: usize = 64 * 1024;
@@ -49,10 +52,44 @@ const VHDX_IS_REQUIRED: u32 = 1 << 2;
 const VHDX_DIFFERENCING: &str = "a differencing VHDX (it names a parent disk)";
 const VHDX_DAMAGED_METADATA: &str = "a VHDX image whose metadata table is damaged";
 
+/// A VHDX as far as the bytes at hand show it. Its metadata region lies at
+/// 1 MiB or later, past the head a caller hands over: the caller then reads
+/// it and asks [`super::vhdx_metadata`], or refuses the disk.
 pub(super) fn vhdx(file: &File) -> Result<DiskInfo, String> {
     let (offset, length) = vhdx_metadata_region(file.head)?;
+    check_log(file.head)?;
+    if file.at(offset, 1).is_none() {
+        return Ok(info(DiskFormat::Vhdx, None, "vhdx"));
+    }
     let virtual_size = vhdx_metadata_in(file, offset, length)?;
     Ok(info(DiskFormat::Vhdx, virtual_size, "vhdx"))
+}
+
+/// Refuses a VHDX whose current header (of the two, the sound one with the
+/// higher sequence number, as readers choose) names a log to replay:
+/// replaying it, as Hyper-V does on opening the disk and qemu when it opens
+/// it to write, can rewrite the metadata checked here, a parent among it.
+fn check_log(head: &[u8]) -> Result<(), String> {
+    let current = VHDX_HEADERS
+        .iter()
+        .filter_map(|&at| {
+            let header = head.get(at..at.checked_add(VHDX_HEADER_LEN)?)?;
+            let sound = header.starts_with(b"head")
+                && le_u32(header, 4) == Some(crc32c_without_checksum(header));
+            sound.then_some(header)
+        })
+        .max_by_key(|header| le_u64(header, 8).unwrap_or_default())
+        .ok_or("a VHDX image whose headers are missing or damaged")?;
+    let log_guid = current.get(48..64).unwrap_or_default();
+    if log_guid.iter().any(|&byte| byte != 0) {
+        return Err(
+            "a VHDX image with a log still to replay, which could change its metadata \
+                    (and give it a parent disk): open and close it in Hyper-V, or convert it \
+                    with qemu-img, first"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// The metadata region's (offset, length), from the first region table
@@ -98,12 +135,13 @@ fn valid_region_table(head: &[u8], at: usize) -> Option<&[u8]> {
     sound.then_some(table)
 }
 
-/// Reads the metadata table at `base` and the items it points to, as far as
-/// the bytes at hand reach: a parent locator or the has-parent flag refuses
-/// the disk, the virtual disk size is returned when reachable.
+/// Reads the metadata table at `base` and the items it points to: a parent
+/// locator or the has-parent flag refuses the disk, and so does a table or
+/// a file parameters item cut short or missing (it could hide either); the
+/// virtual disk size is returned when reachable.
 pub(super) fn vhdx_metadata_in(file: &File, base: u64, length: u64) -> Result<Option<u64>, String> {
     let Some(header) = file.at(base, 32) else {
-        return Ok(None);
+        return Err(VHDX_DAMAGED_METADATA.into());
     };
     if !header.starts_with(b"metadata") {
         return Err(VHDX_DAMAGED_METADATA.into());
@@ -117,9 +155,10 @@ pub(super) fn vhdx_metadata_in(file: &File, base: u64, length: u64) -> Result<Op
         .checked_mul(32)
         .and_then(|len| file.at(entries_at, len))
     else {
-        return Ok(None);
+        return Err(VHDX_DAMAGED_METADATA.into());
     };
     let mut virtual_size = None;
+    let mut parameters_read = false;
     for entry in entries.chunks_exact(32) {
         let id: Option<[u8; 16]> = array(entry, 0);
         let item_offset = u64::from(le_u32(entry, 16).unwrap_or_default());
@@ -138,10 +177,13 @@ pub(super) fn vhdx_metadata_in(file: &File, base: u64, length: u64) -> Result<Op
         match id {
             Some(VHDX_PARENT_LOCATOR) => return Err(VHDX_DIFFERENCING.into()),
             Some(VHDX_FILE_PARAMETERS) => {
-                let flags = item(8).and_then(|params| le_u32(params, 4));
-                if flags.is_some_and(|flags| flags & VHDX_HAS_PARENT != 0) {
+                let flags = item(8)
+                    .and_then(|params| le_u32(params, 4))
+                    .ok_or(VHDX_DAMAGED_METADATA)?;
+                if flags & VHDX_HAS_PARENT != 0 {
                     return Err(VHDX_DIFFERENCING.into());
                 }
+                parameters_read = true;
             }
             Some(VHDX_VIRTUAL_DISK_SIZE) => {
                 if item_len != 8 {
@@ -157,6 +199,9 @@ pub(super) fn vhdx_metadata_in(file: &File, base: u64, length: u64) -> Result<Op
             }
             _ => {}
         }
+    }
+    if !parameters_read {
+        return Err(VHDX_DAMAGED_METADATA.into());
     }
     Ok(virtual_size)
 }
@@ -243,6 +288,47 @@ pub(super) mod tests {
         ]
     }
 
+    /// A header of sequence number `sequence` naming log `log`.
+    fn header(sequence: u64, log: [u8; 16]) -> Vec<u8> {
+        let mut header = zeros(VHDX_HEADER_LEN);
+        put(&mut header, 0, b"head");
+        put(&mut header, 8, &sequence.to_le_bytes());
+        put(&mut header, 48, &log);
+        put(&mut header, 66, &1u16.to_le_bytes());
+        let crc = crc32c_without_checksum(&header);
+        put(&mut header, 4, &crc.to_le_bytes());
+        header
+    }
+
+    /// A log left to replay could rewrite the metadata: refused, when the
+    /// current header (the higher sequence number) names one.
+    #[test]
+    fn a_vhdx_with_a_log_to_replay_is_refused() {
+        let file = || vhdx_file(1 << 20, (1 << 20) + 0x20000, &standard_items(1 << 30));
+        let mut logged = file();
+        put(&mut logged, VHDX_HEADERS[1], &header(2, [9; 16]));
+        assert!(whole(&logged).unwrap_err().contains("log still to replay"));
+        let mut replayed = file();
+        put(&mut replayed, VHDX_HEADERS[0], &header(3, [0; 16]));
+        put(&mut replayed, VHDX_HEADERS[1], &header(2, [9; 16]));
+        assert_eq!(whole(&replayed).unwrap().virtual_size, Some(1 << 30));
+        let mut damaged = file();
+        damaged[VHDX_HEADERS[0] + 100] = 1;
+        assert!(whole(&damaged)
+            .unwrap_err()
+            .contains("headers are missing or damaged"));
+    }
+
+    /// A VHDX of `size` bytes with its metadata region at `metadata_at`,
+    /// differencing or not, for the callers' tests.
+    pub(crate) fn vhdx_image(metadata_at: usize, len: usize, size: u64, parent: bool) -> Vec<u8> {
+        let mut items = standard_items(size);
+        if parent {
+            items[0].data = [0x0080_0000u32.to_le_bytes(), 2u32.to_le_bytes()].concat();
+        }
+        vhdx_file(metadata_at, len, &items)
+    }
+
     /// A VHDX laid out as qemu-img lays it out, the metadata region at
     /// `metadata_at` (1 MiB aligned, as the format requires).
     pub(in crate::disk) fn vhdx_file(metadata_at: usize, len: usize, items: &[Item]) -> Vec<u8> {
@@ -264,6 +350,7 @@ pub(super) mod tests {
         for at in VHDX_REGION_TABLES {
             put(&mut file, at, &table);
         }
+        put(&mut file, VHDX_HEADERS[0], &header(1, [0; 16]));
         put(&mut file, metadata_at, b"metadata");
         let count = u16::try_from(items.len()).unwrap();
         put(&mut file, metadata_at + 10, &count.to_le_bytes());
@@ -333,6 +420,48 @@ pub(super) mod tests {
         let region = &far[3 << 20..(3 << 20) + 0x20000];
         assert_eq!(vhdx_metadata(region), Ok(Some(100 << 20)));
         assert_eq!(vhdx_metadata_span(&dynamic_vhd()), None);
+    }
+
+    /// A file's inspection reads the metadata region on the way; one too
+    /// far in to be read is refused, since it could name a parent.
+    #[test]
+    fn a_vhdx_is_checked_for_a_parent_on_the_way_or_refused() {
+        let near = vhdx_image(3 << 20, 4 << 20, 100 << 20, false);
+        let inspection = crate::inspect_bytes(&near).unwrap();
+        assert_eq!(inspection.virtual_size, Some(100 << 20));
+        let differencing = vhdx_image(3 << 20, 4 << 20, 100 << 20, true);
+        let refusal = crate::inspect_bytes(&differencing).unwrap_err();
+        assert!(refusal.contains("differencing VHDX"), "{refusal}");
+        let far = vhdx_image(70 << 20, (70 << 20) + 0x20000, 100 << 20, false);
+        let refusal = crate::inspect_bytes(&far).unwrap_err();
+        assert!(refusal.contains("past its first 65 MiB"), "{refusal}");
+        // Cut off before its metadata region: nothing to show it has no parent.
+        let cut = &near[..(3 << 20) + 16];
+        let refusal = crate::inspect_bytes(cut).unwrap_err();
+        assert!(refusal.contains("metadata table is damaged"), "{refusal}");
+    }
+
+    /// What could name a parent and cannot be read is refused, not passed.
+    #[test]
+    fn vhdx_metadata_cut_short_or_without_file_parameters_is_refused() {
+        let file = vhdx_file(1 << 20, (1 << 20) + 0x20000, &standard_items(100 << 20));
+        let region = &file[1 << 20..];
+        assert_eq!(vhdx_metadata(region), Ok(Some(100 << 20)));
+        for cut in [0, 16, 32 + 16, 0x10000 + 4] {
+            let refusal = vhdx_metadata(&region[..cut]).unwrap_err();
+            assert!(
+                refusal.contains("metadata table is damaged"),
+                "{cut}: {refusal}"
+            );
+        }
+        let without: Vec<Item> = standard_items(100 << 20)
+            .into_iter()
+            .filter(|item| item.id != VHDX_FILE_PARAMETERS)
+            .collect();
+        let file = vhdx_file(1 << 20, (1 << 20) + 0x20000, &without);
+        assert!(vhdx_metadata(&file[1 << 20..])
+            .unwrap_err()
+            .contains("metadata table is damaged"));
     }
 
     #[test]

@@ -1,6 +1,12 @@
 //! Reading single values of a descriptor: hrefs, numbers, units, text.
 
+use std::collections::HashSet;
+
 use super::*;
+
+/// The most attributes an element read for its attributes may hold: the
+/// descriptors exporters write have a handful.
+const MAX_ATTRIBUTES: usize = 64;
 
 /// Fills an empty slot: of two attributes with one local name (in different
 /// namespaces), the first is kept.
@@ -13,12 +19,27 @@ pub(super) fn keep_first(slot: &mut Option<String>, value: String) {
 /// Calls `visit` with the local name and the normalized value (entities
 /// resolved) of each attribute of `element`, namespace declarations left
 /// out: `xmlns:href="..."` declares a prefix, it is no href.
+///
+/// quick-xml's own check for an attribute given twice compares each with
+/// every one before it: half a million in one element would take minutes.
+/// Elements are held to [`MAX_ATTRIBUTES`], and told apart by a set.
 pub(super) fn each_attribute(
     element: &BytesStart<'_>,
     mut visit: impl FnMut(&str, String) -> Result<(), String>,
 ) -> Result<(), String> {
-    for attribute in element.attributes() {
+    let mut attributes = element.attributes();
+    attributes.with_checks(false);
+    let mut keys = HashSet::new();
+    for attribute in attributes {
         let attribute = attribute.map_err(unreadable)?;
+        if keys.len() == MAX_ATTRIBUTES {
+            return Err(format!(
+                "the descriptor holds an element with more than {MAX_ATTRIBUTES} attributes"
+            ));
+        }
+        if !keys.insert(attribute.key.into_inner()) {
+            return Err("unreadable descriptor: an element holds one attribute twice".into());
+        }
         if attribute.key.as_namespace_binding().is_some() {
             continue;
         }

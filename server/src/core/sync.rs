@@ -373,7 +373,13 @@ impl Core {
                 match self.read_package(user, file, &present).await {
                     Ok(package) if package.missing.is_empty() => Copying::Package(package),
                     Ok(package) => {
-                        let missing = package.missing.join(", ");
+                        // A few named: a descriptor may name a thousand.
+                        const SHOWN: usize = 5;
+                        let mut missing =
+                            package.missing[..package.missing.len().min(SHOWN)].join(", ");
+                        if package.missing.len() > SHOWN {
+                            missing += &format!(" and {} more", package.missing.len() - SHOWN);
+                        }
                         errors.push(format!("{shown}: missing disk {missing}"));
                         continue;
                     }

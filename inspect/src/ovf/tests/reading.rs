@@ -258,3 +258,16 @@ fn the_first_product_section_wins() {
     assert_eq!(metadata.product, Some("Appliance".into()));
     assert_eq!(metadata.vendor, None);
 }
+
+/// Networks are stored and shown with the image: each once, a few at most.
+#[test]
+fn networks_are_kept_once_and_a_few() {
+    let networks: String = (0..1000)
+        .map(|n| format!("<Network ovf:name=\"net{}\"/>", n % 100))
+        .collect();
+    let metadata = parsed(&envelope(&format!(
+        "<NetworkSection>{networks}</NetworkSection>"
+    )));
+    let expected: Vec<String> = (0..64).map(|n| format!("net{n}")).collect();
+    assert_eq!(metadata.networks, expected);
+}

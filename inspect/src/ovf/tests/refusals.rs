@@ -241,3 +241,15 @@ fn messages_do_not_echo_unsafe_text() {
     );
     assert!(reason.chars().count() < 200, "{reason}");
 }
+
+/// quick-xml's own check for an attribute given twice compares each with
+/// every one before it: elements are held to a few, so that 300,000 in one
+/// are refused at once instead of taking minutes.
+#[test]
+fn an_element_with_too_many_attributes_is_refused() {
+    let many: String = (0..300_000).map(|n| format!(" a{n}=\"\"")).collect();
+    let reason = refused(&envelope(&format!(
+        "<References><File ovf:href=\"d.vmdk\" ovf:id=\"f\"{many}/></References>"
+    )));
+    assert!(reason.contains("more than 64 attributes"), "{reason}");
+}
