@@ -259,11 +259,13 @@ pub struct ClientLimits {
 }
 
 /// The largest request head (request line and headers) a connection takes,
-/// and so the most its read buffer grows to before a body: 64 KiB, room for
+/// and so about the most its read buffer grows to before a body (hyper
+/// checks it when a read leaves the head unfinished, so one read past it
+/// may be taken): 64 KiB, room for
 /// an MWS query of a thousand ids and many cookies (nginx takes 32 KiB).
 /// hyper's own bound is 400 KiB, which across every connection place
 /// would be gigabytes held by clients that send long heads slowly. Past it
-/// the answer is 431.
+/// the answer is 414 (a long URL) or 431.
 const MAX_REQUEST_HEAD: usize = 64 << 10;
 
 /// Answers `listener`'s connections with `router` until `shutdown`

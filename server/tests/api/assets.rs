@@ -264,7 +264,8 @@ async fn a_range_of_many_ranges_gets_the_whole_file() {
         get(&app, &file, &[("range", &ranges(2))]).await.status(),
         416
     );
-    let many = get(&app, &file, &[("range", &ranges(20_000))]).await;
+    // As many as fit in a request's head (64 KiB).
+    let many = get(&app, &file, &[("range", &ranges(5_000))]).await;
     assert_eq!(many.status(), 200);
     assert_eq!(many.bytes().await.unwrap(), wasm);
 }

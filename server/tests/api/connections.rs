@@ -111,27 +111,38 @@ async fn http2_without_tls_is_refused_at_once() {
 }
 
 /// A request's head is held to 64 KiB (hyper alone takes 400 KiB): past
-/// it the answer is 431, whether the URL or a header is long, and the
+/// it the answer is 414 for a long URL, 431 for long headers, and the
 /// server goes on serving.
 #[tokio::test]
 async fn a_request_head_past_64_kib_is_refused() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let client = reqwest::Client::new();
-    let with_query = |len: usize| app.url(&format!("/healthz?x={}", "a".repeat(len)));
-    let status = |response: reqwest::Response| response.status().as_u16();
-    let fits = client.get(with_query(48 << 10)).send().await.unwrap();
-    assert_eq!(status(fits), 200);
-    let long_url = client.get(with_query(80 << 10)).send().await.unwrap();
-    assert_eq!(status(long_url), 431);
-    let long_header = client
-        .get(app.url("/healthz"))
-        .header("X-Long", "b".repeat(80 << 10))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(status(long_header), 431);
-    let after = client.get(app.url("/healthz")).send().await.unwrap();
-    assert_eq!(status(after), 200);
+    // Raw: an HTTP client will not send a URL past 64 KiB at all.
+    let status_of = |head: String| async move {
+        let mut connection = TcpStream::connect(app.address).await.unwrap();
+        connection.write_all(head.as_bytes()).await.unwrap();
+        let answer = read_until_closed(&mut connection).await.unwrap_or_default();
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        answer.split(' ').nth(1).unwrap_or_default().to_owned()
+    };
+    let with_query = |len: usize| {
+        format!(
+            "GET /healthz?x={} HTTP/1.1\r\nHost: depot\r\nConnection: close\r\n\r\n",
+            "a".repeat(len)
+        )
+    };
+    let with_header = |len: usize| {
+        format!(
+            "GET /healthz HTTP/1.1\r\nHost: depot\r\nX-Long: {}\r\nConnection: close\r\n\r\n",
+            "b".repeat(len)
+        )
+    };
+    assert_eq!(status_of(with_query(48 << 10)).await, "200");
+    assert_eq!(status_of(with_query(80 << 10)).await, "414");
+    assert_eq!(status_of(with_header(48 << 10)).await, "200");
+    // hyper checks its bound when a read leaves the head unfinished, so a
+    // head a little past it may arrive whole in the read that crosses it.
+    assert_eq!(status_of(with_header(200 << 10)).await, "431");
+    assert_eq!(status_of(with_query(1)).await, "200");
 }
 
 /// A download the client stops taking is cut off: after a pause of four
