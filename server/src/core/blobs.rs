@@ -163,6 +163,9 @@ impl Core {
             tracing::warn!(%error, "a garbage collection step failed");
             first_error.get_or_insert(error);
         };
+        if let Err(error) = self.renew_uploads_in_flight().await {
+            note(error);
+        }
         match self.blobs.discard_stale_uploads(grace).await {
             Ok(count) => collected.stale_uploads = count,
             Err(error) => note(io_error(error)),

@@ -32,7 +32,7 @@ pub use writers::Writers;
 use super::images::{ingest_error, Source, UploadMeta};
 use super::inspect::{self, Inspection};
 use super::{db_error, io_error, Core};
-use crate::blob::{Digested, Limit, Part};
+use crate::blob::{Digested, IngestError, Limit, Part};
 use crate::store::{NewPart, UploadRow};
 
 /// What hashing and inspecting an upload's bytes found.
@@ -305,6 +305,12 @@ impl Core {
             ))
             .into());
         }
+        // Near its end, an upload's life is renewed as a chunk begins, not
+        // only as it ends: the collectors, which renew it while it arrives,
+        // may not run before it would lapse.
+        if upload.expires_at < Utc::now() + chrono::Duration::hours(1) {
+            self.keep_upload(id).await?;
+        }
         let parts = self.db.upload_part_count(id).await.map_err(db_error)?;
         if parts >= MAX_CHUNKS {
             return Err(CoreError::TooLarge(format!(
@@ -385,8 +391,10 @@ impl Core {
         let upload = self.upload_status(viewer, id).await?;
         match upload.image_id {
             Some(image) => self.get_image(viewer, image).await,
-            // Complete, but the completion failed or was cut off: now.
+            // Complete, but the completion failed or was cut off: now,
+            // in one of the uploader's places, as a chunk would be.
             None if upload.received == upload.length => {
+                let _share = self.upload_shares.take(viewer.require_user()?.id)?;
                 let image = self.complete_upload(viewer, id).await?;
                 self.get_image(viewer, image).await
             }
@@ -422,6 +430,18 @@ impl Core {
         if let Err(error) = self.blobs.remove_parts(id).await {
             tracing::warn!(upload = id, %error, "cannot remove an upload's parts; the collector will");
         }
+    }
+
+    /// Renews the uploads a chunk is arriving for on this server, and their
+    /// reservations, before anything expired is collected: a chunk may take
+    /// longer than an upload lives (one request of a whole large file, as
+    /// tus-js-client sends by default), and every server's collector must
+    /// see it alive.
+    pub(super) async fn renew_uploads_in_flight(&self) -> Result<(), CoreError> {
+        for id in self.writers.busy() {
+            self.keep_upload(&id).await?;
+        }
+        Ok(())
     }
 
     /// Removes the uploads past their expiry, and the parts kept for
@@ -476,23 +496,23 @@ impl Core {
         }
     }
 
-    /// Runs the complete upload's bytes through the one ingest path, once:
-    /// the server that claims the completion does it; answers the image.
-    async fn complete_upload(&self, viewer: &Viewer, id: &str) -> Result<i64, CoreError> {
-        let now = Utc::now().timestamp_millis();
-        let stale = now - COMPLETION_LEASE.as_millis() as i64;
-        if !self
-            .db
-            .claim_completion(id, now, stale)
+    /// Moves the upload's expiry, and its reservation's, a lifetime on.
+    async fn keep_upload(&self, id: &str) -> Result<(), CoreError> {
+        let expires_at =
+            Utc::now() + chrono::Duration::from_std(UPLOAD_LIFETIME).unwrap_or_default();
+        self.db
+            .keep_upload(id, expires_at.timestamp_millis())
             .await
-            .map_err(db_error)?
-        {
-            return self.completed_elsewhere(id).await;
-        }
-        let completion = Completion {
-            upload: id.to_owned(),
-            claimed_at: now,
-        };
+            .map_err(db_error)
+    }
+
+    /// What a claimed completion works from: the upload's reservation, its
+    /// row, its parts, and its bytes' digest and inspection (kept from the
+    /// chunks as they arrived, or read back from the parts).
+    async fn completion_bytes(
+        &self,
+        id: &str,
+    ) -> Result<(Option<i64>, Resumable, Vec<Part>, Digest), CoreError> {
         let row = self
             .db
             .upload(id)
@@ -518,7 +538,7 @@ impl Core {
                 name: part.name,
             })
             .collect();
-        let (digested, inspection) = match self.live.finish(id, upload.length).await {
+        let digest = match self.live.finish(id, upload.length).await {
             Some(digest) => digest,
             None => {
                 tracing::info!(
@@ -531,17 +551,59 @@ impl Core {
                         inspect::inspect(reader)
                     })
                     .await
-                    .map_err(ingest_error)?
+                    .map_err(|error| match error {
+                        // The parts are the server's own: reading them
+                        // failing is its failure, not the uploader's.
+                        IngestError::Body(reason) => {
+                            tracing::error!(upload = id, %reason, "cannot read an upload's parts back");
+                            CoreError::Internal
+                        }
+                        other => ingest_error(other),
+                    })?
             }
         };
-        if digested.size != upload.length {
+        if digest.0.size != upload.length {
             tracing::error!(
                 upload = id,
-                size = digested.size,
+                size = digest.0.size,
                 "an upload's parts are short"
             );
             return Err(CoreError::Internal);
         }
+        Ok((reservation, upload, parts, digest))
+    }
+
+    /// Runs the complete upload's bytes through the one ingest path, once:
+    /// the server that claims the completion does it; answers the image.
+    async fn complete_upload(&self, viewer: &Viewer, id: &str) -> Result<i64, CoreError> {
+        let now = Utc::now().timestamp_millis();
+        let stale = now - COMPLETION_LEASE.as_millis() as i64;
+        if !self
+            .db
+            .claim_completion(id, now, stale)
+            .await
+            .map_err(db_error)?
+        {
+            return self.completed_elsewhere(id).await;
+        }
+        let completion = Completion {
+            upload: id.to_owned(),
+            claimed_at: now,
+        };
+        let (reservation, upload, parts, (digested, inspection)) = match self
+            .completion_bytes(id)
+            .await
+        {
+            Ok(prepared) => prepared,
+            // Nothing was recorded: the claim goes at once, so that the
+            // next request for the upload tries again, not a lease later.
+            Err(error) => {
+                if let Err(release) = self.db.release_completion(id, now).await {
+                    tracing::warn!(%release, "cannot release a completion claim; it will lapse");
+                }
+                return Err(error);
+            }
+        };
         let digest = digested.sha256.clone();
         // The bytes are staged for the one ingest path only once nothing
         // cheaper refuses them: on an object store, staging copies them.

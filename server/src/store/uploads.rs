@@ -290,4 +290,27 @@ impl Db {
             Ok(true)
         })
     }
+
+    /// Moves the expiry of an upload not yet an image (and its
+    /// reservation's) to `expires_at`, if that is later.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn keep_upload(&self, id: &str, expires_at: i64) -> Result<(), sqlx::Error> {
+        const UPLOAD: &str = "UPDATE resumable_uploads SET expires_at = $1 \
+             WHERE id = $2 AND image_id IS NULL AND expires_at < $1";
+        const RESERVATION: &str = "UPDATE quota_reservations SET expires_at = $1 \
+             WHERE id = (SELECT reservation_id FROM resumable_uploads WHERE id = $2) \
+             AND expires_at < $1";
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for statement in [UPLOAD, RESERVATION] {
+                sqlx::query(statement)
+                    .bind(expires_at)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
 }

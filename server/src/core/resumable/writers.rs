@@ -55,6 +55,13 @@ impl Writers {
     }
 }
 
+impl Writers {
+    /// The uploads a chunk is being written to, or waits to be, here.
+    pub(super) fn busy(&self) -> Vec<String> {
+        self.locks().keys().cloned().collect()
+    }
+}
+
 impl Drop for Writing<'_> {
     fn drop(&mut self) {
         let mut locks = self.writers.locks();

@@ -217,3 +217,112 @@ async fn a_completion_that_fails_keeps_the_uploads_reservation(#[case] backend: 
     // The image's bytes, and no reservation left beside them.
     assert_eq!(app.core.quota_usage(alice.id).await.unwrap(), 300_000);
 }
+
+/// A chunk that takes longer than its upload lives (one request of a whole
+/// large file, as tus-js-client sends by default) keeps the upload: the
+/// collector renews what a chunk is arriving for, and the chunk lands.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_chunk_still_arriving_keeps_its_upload_past_its_expiry(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(4 << 20)).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let alice = app.core.login(ALICE.0, ALICE.1).await.unwrap();
+    let bytes = random_bytes(1 << 20);
+    let path = create(&app, bytes.len(), &format!("filename {}", b64(b"long.img"))).await;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|piece| (piece, receiver))
+    });
+    let request = tus(&app, Method::PATCH, &path)
+        .header("content-type", "application/offset+octet-stream")
+        .header("upload-offset", "0")
+        .body(reqwest::Body::wrap_stream(body))
+        .send();
+    let feeding = async {
+        sender.send(Ok(bytes[..1000].to_vec())).await.unwrap();
+        // Once the chunk is being written: a day later, to the database.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while app
+            .stored(depot_server::blob::Area::Uploads)
+            .await
+            .is_empty()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the chunk never began"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        execute(&app, "UPDATE resumable_uploads SET expires_at = 0").await;
+        execute(&app, "UPDATE quota_reservations SET expires_at = 0").await;
+        app.core
+            .collect_garbage(std::time::Duration::from_secs(3600))
+            .await
+            .unwrap();
+        // Its reservation holds as well: the bytes on their way still count.
+        let usage = app.core.quota_usage(alice.id).await.unwrap();
+        assert_eq!(usage, bytes.len() as u64);
+        sender.send(Ok(bytes[1000..].to_vec())).await.unwrap();
+        drop(sender);
+    };
+    let (response, ()) = tokio::join!(request, feeding);
+    assert_eq!(response.unwrap().status(), 204);
+    assert_eq!(image_sha256(&app, &path).await, sha256_hex(&bytes));
+}
+
+/// A completion that cannot read the upload's parts back (no live digest
+/// of it on this server) is the server's failure, 500, not the uploader's;
+/// and it lets its claim go, so that the next request completes the upload
+/// instead of hearing for an hour that it is being completed.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_completion_that_cannot_read_the_parts_back_lets_its_claim_go(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let bytes = random_bytes(300_000);
+    let path = create(&app, bytes.len(), &format!("filename {}", b64(b"disk.img"))).await;
+    let first = patch(&app, &path, 0, bytes[..200_000].to_vec()).await;
+    assert_eq!(first.status(), 204);
+    // Every byte arrives, but the completion fails to land the blob (its
+    // folder replaced by a file) and leaves the upload whole.
+    let blobs = app.data_dir.join("store").join("blobs");
+    let blobs_away = app.data_dir.join("blobs-away");
+    std::fs::rename(&blobs, &blobs_away).unwrap();
+    std::fs::write(&blobs, b"not a folder").unwrap();
+    let last = patch(&app, &path, 200_000, bytes[200_000..].to_vec()).await;
+    assert!(last.status().is_server_error(), "{}", last.status());
+    std::fs::remove_file(&blobs).unwrap();
+    std::fs::rename(&blobs_away, &blobs).unwrap();
+
+    // On another server (this one restarted) the completion reads the
+    // parts back, and cannot: the upload's file is a folder now.
+    let again = app.spawn_again().await;
+    let uploads = app.data_dir.join("store").join("uploads");
+    let part = walk(&uploads).pop().expect("the chunks are kept");
+    let part_away = part.with_extension("away");
+    std::fs::rename(&part, &part_away).unwrap();
+    std::fs::create_dir(&part).unwrap();
+    let failed = tus(&again, Method::GET, &path).send().await.unwrap();
+    assert_eq!(failed.status(), 500);
+    std::fs::remove_dir(&part).unwrap();
+    std::fs::rename(&part_away, &part).unwrap();
+    assert_eq!(image_sha256(&again, &path).await, sha256_hex(&bytes));
+}
+
+/// Every file under `folder`, however deep.
+fn walk(folder: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(folder).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
