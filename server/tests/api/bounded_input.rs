@@ -198,23 +198,14 @@ async fn queries_past_the_bounds_are_the_callers_error(#[case] backend: Backend)
 
     // VSS: sort keys past the bound, whichever way they are spelled.
     let client = reqwest::Client::new();
-    let token: Value = client
-        .post(app.url("/auth/request-token"))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["token"].as_str().unwrap();
+    let token = app.vss_token("admin", ADMIN_PASSWORD).await;
     for sort in [
         "name,asc;".repeat(9),
         "name,asc&sort=".repeat(8) + "id,desc",
     ] {
         let response = client
             .get(app.url(&format!("/v2/image?sort={sort}")))
-            .bearer_auth(token)
+            .bearer_auth(&token)
             .send()
             .await
             .unwrap();

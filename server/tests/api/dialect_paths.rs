@@ -10,19 +10,6 @@ use serde_json::{json, Value};
 use crate::helpers::{random_bytes, Backend, TestApp};
 use crate::vice::Vice;
 
-/// A token from `POST /auth/request-token`, as VSS clients get one.
-async fn vss_token(app: &TestApp, user: &str, password: &str) -> String {
-    let response = reqwest::Client::new()
-        .post(app.url("/auth/request-token"))
-        .basic_auth(user, Some(password))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    body["token"].as_str().unwrap().to_owned()
-}
-
 /// The status, content type and body of an answer.
 async fn send(request: reqwest::RequestBuilder) -> (StatusCode, String, String) {
     let response = request.send().await.unwrap();
@@ -58,7 +45,7 @@ async fn json_not_found(request: reqwest::RequestBuilder, what: &str) -> Value {
 async fn unknown_paths_answer_in_their_dialect(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.add_user("alice", "alice-password").await;
-    let token = vss_token(&app, "alice", "alice-password").await;
+    let token = app.vss_token("alice", "alice-password").await;
     let client = reqwest::Client::new();
     let call =
         |method: Method, path: &str| client.request(method, app.url(path)).bearer_auth(&token);
@@ -182,7 +169,7 @@ async fn unknown_paths_answer_in_their_dialect(#[case] backend: Backend) {
 async fn vss_user_image_links_to_the_user_lists(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.add_user("alice", "alice-password").await;
-    let token = vss_token(&app, "alice", "alice-password").await;
+    let token = app.vss_token("alice", "alice-password").await;
     let client = reqwest::Client::new();
     let parent = app.url("/v2/user/image");
 

@@ -499,6 +499,19 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A token from `POST /auth/request-token`, as VSS clients get one.
+    pub async fn vss_token(&self, user: &str, password: &str) -> String {
+        let response = reqwest::Client::new()
+            .post(self.url("/auth/request-token"))
+            .basic_auth(user, Some(password))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.unwrap();
+        body["token"].as_str().unwrap().to_owned()
+    }
+
     /// What the blob store holds in `area` (published blobs, or uploads
     /// being staged), whichever backend it is.
     pub async fn stored(&self, area: Area) -> Vec<String> {

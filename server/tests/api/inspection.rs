@@ -410,16 +410,6 @@ async fn unsafe_files_are_refused_and_leave_nothing(#[case] backend: Backend) {
     assert!(app.stored(Area::Blobs).await.is_empty());
 }
 
-async fn vss_token(app: &TestApp) -> String {
-    let body: Value = json_of(
-        reqwest::Client::new()
-            .post(app.url("/auth/request-token"))
-            .basic_auth("admin", Some(ADMIN_PASSWORD)),
-    )
-    .await;
-    body["token"].as_str().unwrap().to_owned()
-}
-
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
@@ -429,7 +419,7 @@ async fn inspected_fields_filter_and_ovfs_sync_with_their_disks(#[case] backend:
     let folder = tempfile::tempdir().unwrap();
     corpus(folder.path());
     let app = TestApp::spawn(backend).await;
-    let token = vss_token(&app).await;
+    let token = app.vss_token("admin", ADMIN_PASSWORD).await;
     let client = reqwest::Client::new();
     for file in ["media.iso", "good.ova"] {
         assert_eq!(upload_file(&app, folder.path(), file).await.0, 201);

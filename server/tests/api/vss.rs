@@ -12,19 +12,6 @@ async fn demo(backend: Backend) -> TestApp {
     TestApp::spawn_with(backend, |args| args.demo = true).await
 }
 
-/// A token from `POST /auth/request-token`, as curl asks for one.
-async fn token(app: &TestApp, user: &str, password: &str) -> String {
-    let response = reqwest::Client::new()
-        .post(app.url("/auth/request-token"))
-        .basic_auth(user, Some(password))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    body["token"].as_str().unwrap().to_owned()
-}
-
 async fn get(app: &TestApp, token: &str, path: &str) -> (StatusCode, Value) {
     let response = reqwest::Client::new()
         .get(app.url(path))
@@ -196,7 +183,7 @@ async fn the_token_is_a_jwt_that_works_both_ways_and_can_be_revoked(#[case] back
 #[tokio::test]
 async fn seed_000_image_examples_answer_as_documented(#[case] backend: Backend) {
     let app = demo(backend).await;
-    let tk = token(&app, "admin", ADMIN_PASSWORD).await;
+    let tk = app.vss_token("admin", ADMIN_PASSWORD).await;
     let base = app.url("");
 
     // List: ten item URLs and the paging of 14 images.
@@ -354,7 +341,7 @@ async fn seed_000_image_examples_answer_as_documented(#[case] backend: Backend) 
 #[tokio::test]
 async fn seed_001_iso_examples_answer_as_documented(#[case] backend: Backend) {
     let app = demo(backend).await;
-    let tk = token(&app, "admin", ADMIN_PASSWORD).await;
+    let tk = app.vss_token("admin", ADMIN_PASSWORD).await;
     let base = app.url("");
 
     let (_, body) = get(&app, &tk, "/v2/iso").await;
@@ -435,7 +422,7 @@ async fn seed_001_iso_examples_answer_as_documented(#[case] backend: Backend) {
 #[tokio::test]
 async fn paging_filtering_and_sorting_edge_cases(#[case] backend: Backend) {
     let app = demo(backend).await;
-    let tk = token(&app, "admin", ADMIN_PASSWORD).await;
+    let tk = app.vss_token("admin", ADMIN_PASSWORD).await;
 
     // pyvss asks for 250 everywhere: clamped to the list's maximum.
     let (_, body) = get(&app, &tk, "/v2/image?per_page=250").await;
@@ -575,8 +562,8 @@ async fn users_never_see_each_others_images(#[case] backend: Backend) {
         .await
         .unwrap();
     let id = uploaded["images"][0]["id"].as_i64().unwrap();
-    let alice = token(&app, "alice", "alice-password").await;
-    let bob = token(&app, "bob", "bob-password-1").await;
+    let alice = app.vss_token("alice", "alice-password").await;
+    let bob = app.vss_token("bob", "bob-password-1").await;
 
     let (_, mine) = get(&app, &alice, "/v2/user/image/iso").await;
     assert_eq!(names(&mine), ["alice.iso"]);
