@@ -258,14 +258,13 @@ pub struct ClientLimits {
     pub per_address: Option<usize>,
 }
 
-/// The largest request head (request line and headers) a connection takes,
-/// and so about the most its read buffer grows to before a body (hyper
-/// checks it when a read leaves the head unfinished, so one read past it
-/// may be taken): 64 KiB, room for
-/// an MWS query of a thousand ids and many cookies (nginx takes 32 KiB).
-/// hyper's own bound is 400 KiB, which across every connection place
-/// would be gigabytes held by clients that send long heads slowly. Past it
-/// the answer is 414 (a long URL) or 431.
+/// The largest request head (request line and headers) a connection takes:
+/// 64 KiB, room for an MWS query of a thousand ids and many cookies (nginx
+/// takes 32 KiB). Without it, hyper takes heads up to its read buffer's
+/// bound, 400 KiB, which across every connection place would be gigabytes
+/// held by clients that send long heads slowly; the buffer's bound itself
+/// stays, as it sizes the reads of bodies (uploads). Past it the answer is
+/// 431 (or 414, for a URL that arrives whole in one read).
 const MAX_REQUEST_HEAD: usize = 64 << 10;
 
 /// Answers `listener`'s connections with `router` until `shutdown`
@@ -298,7 +297,7 @@ pub async fn serve(
     connections
         .timer(TokioTimer::new())
         .header_read_timeout(client_timeout)
-        .max_buf_size(MAX_REQUEST_HEAD);
+        .max_header_size(MAX_REQUEST_HEAD);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     // Past the grace at shutdown, every connection still open is cut.
     let (cut, cut_off) = tokio::sync::watch::channel(false);

@@ -438,10 +438,13 @@ impl Core {
     /// tus-js-client sends by default), and every server's collector must
     /// see it alive.
     pub(super) async fn renew_uploads_in_flight(&self) -> Result<(), CoreError> {
+        let mut failed = None;
         for id in self.writers.busy() {
-            self.keep_upload(&id).await?;
+            if let Err(error) = self.keep_upload(&id).await {
+                failed.get_or_insert(error);
+            }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// Removes the uploads past their expiry, and the parts kept for
@@ -460,7 +463,9 @@ impl Core {
             .expired_uploads(Utc::now().timestamp_millis())
             .await
             .map_err(db_error)?;
-        for id in &expired {
+        // Not one a chunk is arriving for here: its writer finds out.
+        let busy = self.writers.busy();
+        for id in expired.iter().filter(|id| !busy.contains(id)) {
             self.forget_upload(id).await?;
         }
         let kept = self.blobs.kept_uploads(grace).await.map_err(io_error)?;
@@ -498,10 +503,10 @@ impl Core {
 
     /// Moves the upload's expiry, and its reservation's, a lifetime on.
     async fn keep_upload(&self, id: &str) -> Result<(), CoreError> {
-        let expires_at =
-            Utc::now() + chrono::Duration::from_std(UPLOAD_LIFETIME).unwrap_or_default();
+        let now = Utc::now();
+        let expires_at = now + chrono::Duration::from_std(UPLOAD_LIFETIME).unwrap_or_default();
         self.db
-            .keep_upload(id, expires_at.timestamp_millis())
+            .keep_upload(id, now.timestamp_millis(), expires_at.timestamp_millis())
             .await
             .map_err(db_error)
     }

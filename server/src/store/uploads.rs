@@ -292,20 +292,27 @@ impl Db {
     }
 
     /// Moves the expiry of an upload not yet an image (and its
-    /// reservation's) to `expires_at`, if that is later.
+    /// reservation's) to `expires_at`, if that is later; one expired by
+    /// `now` stays so (its reservation's room may have gone to others).
     #[tracing::instrument(skip(self), err)]
-    pub async fn keep_upload(&self, id: &str, expires_at: i64) -> Result<(), sqlx::Error> {
+    pub async fn keep_upload(
+        &self,
+        id: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), sqlx::Error> {
         const UPLOAD: &str = "UPDATE resumable_uploads SET expires_at = $1 \
-             WHERE id = $2 AND image_id IS NULL AND expires_at < $1";
+             WHERE id = $2 AND image_id IS NULL AND expires_at < $1 AND expires_at > $3";
         const RESERVATION: &str = "UPDATE quota_reservations SET expires_at = $1 \
              WHERE id = (SELECT reservation_id FROM resumable_uploads WHERE id = $2) \
-             AND expires_at < $1";
+             AND expires_at < $1 AND expires_at > $3";
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             for statement in [UPLOAD, RESERVATION] {
                 sqlx::query(statement)
                     .bind(expires_at)
                     .bind(id)
+                    .bind(now)
                     .execute(&mut *tx)
                     .await?;
             }

@@ -111,8 +111,8 @@ async fn http2_without_tls_is_refused_at_once() {
 }
 
 /// A request's head is held to 64 KiB (hyper alone takes 400 KiB): past
-/// it the answer is 414 for a long URL, 431 for long headers, and the
-/// server goes on serving.
+/// it the answer is 431 (414 for a URL hyper reads whole before it counts),
+/// and the server goes on serving.
 #[tokio::test]
 async fn a_request_head_past_64_kib_is_refused() {
     let app = TestApp::spawn(Backend::Sqlite).await;
@@ -137,11 +137,10 @@ async fn a_request_head_past_64_kib_is_refused() {
         )
     };
     assert_eq!(status_of(with_query(48 << 10)).await, "200");
-    assert_eq!(status_of(with_query(80 << 10)).await, "414");
+    let long_url = status_of(with_query(80 << 10)).await;
+    assert!(["414", "431"].contains(&long_url.as_str()), "{long_url}");
     assert_eq!(status_of(with_header(48 << 10)).await, "200");
-    // hyper checks its bound when a read leaves the head unfinished, so a
-    // head a little past it may arrive whole in the read that crosses it.
-    assert_eq!(status_of(with_header(200 << 10)).await, "431");
+    assert_eq!(status_of(with_header(80 << 10)).await, "431");
     assert_eq!(status_of(with_query(1)).await, "200");
 }
 
