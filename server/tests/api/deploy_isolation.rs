@@ -61,13 +61,30 @@ pub async fn deploy(vice: &Vice<'_>, environment: &str, image: &str) -> (u16, Va
 
 /// Waits until a deployment is done, or has a reason for not being done.
 pub async fn settled(vice: &Vice<'_>, id: &str) -> Value {
+    when(vice, id, |deployment| {
+        let reason = deployment["reason"].as_str().unwrap_or_default();
+        deployment["state"] == "done" || !reason.is_empty()
+    })
+    .await
+}
+
+/// A deployment once it is done or has failed for good: one queued again
+/// (with the reason its last attempt stopped) is waited for too.
+pub async fn finished(vice: &Vice<'_>, id: &str) -> Value {
+    when(vice, id, |deployment| {
+        deployment["state"] == "done" || deployment["state"] == "failed"
+    })
+    .await
+}
+
+/// The deployment, polled until `ready` says it is (within 30 s).
+async fn when(vice: &Vice<'_>, id: &str, ready: impl Fn(&Value) -> bool) -> Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let (_, deployment) = vice
             .json(Method::GET, &format!("/deployment/{id}"), None)
             .await;
-        let reason = deployment["reason"].as_str().unwrap_or_default();
-        if deployment["state"] == "done" || !reason.is_empty() {
+        if ready(&deployment) {
             return deployment;
         }
         assert!(std::time::Instant::now() < deadline, "{deployment}");

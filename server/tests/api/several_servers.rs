@@ -18,7 +18,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, PutPayload};
 use serde_json::Value;
 
-use crate::deploy_isolation::{deploy, environment_at, image_with, settled};
+use crate::deploy_isolation::{deploy, environment_at, finished, image_with, settled};
 use crate::helpers::{random_bytes, test_bucket, Backend, TestApp, ADMIN_PASSWORD};
 use crate::pyvss::run_pyvss;
 use crate::store::{iso, rclone, rclone_remote, User};
@@ -411,7 +411,9 @@ async fn a_dead_servers_deployment_is_taken_over_after_its_lease() {
 
     // B's worker, started now, takes it over and carries it out.
     depot_server::jobs::spawn_workers(b.core.clone(), 1);
-    let deployment = settled(&on_a, &id).await;
+    // Queued again first, with the reason A's attempt stopped: until B's
+    // worker has carried it out.
+    let deployment = finished(&on_a, &id).await;
     assert_eq!(deployment["state"], "done", "{deployment}");
     assert!(std::fs::read(folder.join("appliance")).unwrap() == bytes);
     assert_eq!(deployment_attempts(&a).await, vec![2]);
