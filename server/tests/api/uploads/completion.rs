@@ -80,3 +80,63 @@ async fn a_completion_taken_over_lands_nothing() {
     assert_eq!(image_sha256(&app, &path).await, sha256_hex(&bytes));
     assert_eq!(images_listed(&app).await, 1);
 }
+
+/// A user's uploads are taken in at most eight at once (their share of the
+/// server's places): past them a chunk is refused at once (429), and so is
+/// a completion a GET would start, which reads the bytes back as a chunk
+/// would take them in; once theirs end, it goes on.
+#[tokio::test]
+async fn a_completion_started_by_a_get_takes_one_of_the_users_places() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    // Every byte arrived, but the completion failed to land the blob (its
+    // folder replaced by a file): the next GET completes it.
+    let bytes = random_bytes(100_000);
+    let done = create(&app, bytes.len(), &format!("filename {}", b64(b"done.img"))).await;
+    let blobs = app.data_dir.join("store").join("blobs");
+    let away = app.data_dir.join("blobs-away");
+    std::fs::rename(&blobs, &away).unwrap();
+    std::fs::write(&blobs, b"not a folder").unwrap();
+    let failed = patch(&app, &done, 0, bytes.clone()).await;
+    assert!(failed.status().is_server_error(), "{}", failed.status());
+    std::fs::remove_file(&blobs).unwrap();
+    std::fs::rename(&away, &blobs).unwrap();
+
+    // Eight chunks arriving slowly hold all of alice's places.
+    let mut senders = Vec::new();
+    let mut chunks = Vec::new();
+    for n in 0..8 {
+        let name = format!("slow{n}.img");
+        let path = create(&app, 1000, &format!("filename {}", b64(name.as_bytes()))).await;
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+        sender.send(Ok(vec![1; 10])).await.unwrap();
+        let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|piece| (piece, receiver))
+        });
+        let chunk = tus(&app, Method::PATCH, &path)
+            .header("content-type", "application/offset+octet-stream")
+            .header("upload-offset", "0")
+            .body(reqwest::Body::wrap_stream(body))
+            .send();
+        chunks.push(tokio::spawn(chunk));
+        senders.push(sender);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.stored(depot_server::blob::Area::Uploads).await.len() < 9 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the chunks never began"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let ninth = create(&app, 1000, &format!("filename {}", b64(b"ninth.img"))).await;
+    assert_eq!(patch(&app, &ninth, 0, vec![2; 1000]).await.status(), 429);
+    let completing = tus(&app, Method::GET, &done).send().await.unwrap();
+    assert_eq!(completing.status(), 429);
+
+    drop(senders);
+    for chunk in chunks {
+        assert_eq!(chunk.await.unwrap().unwrap().status(), 204);
+    }
+    assert_eq!(image_sha256(&app, &done).await, sha256_hex(&bytes));
+}
