@@ -12,6 +12,7 @@
 //! bytes are written once. An upload that expires or is terminated frees
 //! its space.
 
+mod completion;
 mod live;
 mod writers;
 
@@ -26,13 +27,14 @@ use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use sha1::Digest as _;
 
+pub(crate) use completion::Completion;
 pub use live::LiveIngests;
 pub use writers::Writers;
 
-use super::images::{ingest_error, Source, UploadMeta};
-use super::inspect::{self, Inspection};
+use super::images::ingest_error;
+use super::inspect::Inspection;
 use super::{db_error, io_error, Core};
-use crate::blob::{Digested, IngestError, Limit, Part};
+use crate::blob::Digested;
 use crate::store::{NewPart, UploadRow};
 
 /// What hashing and inspecting an upload's bytes found.
@@ -52,31 +54,6 @@ pub const MAX_CHUNKS: i64 = 10_000;
 /// The least of a broken-off body that is kept (unless it ends the upload):
 /// less is simply sent again, rather than kept as a tiny chunk.
 pub const MIN_KEPT_PARTIAL: u64 = 1 << 20;
-
-/// How long a completion may take before another server takes it over.
-const COMPLETION_LEASE: Duration = Duration::from_secs(3600);
-
-/// This server's claim on an upload's completion: the image it makes lands
-/// only while the claim holds (another server may take over a completion
-/// that outlasts [`COMPLETION_LEASE`], or whose server died).
-#[derive(Debug, Clone)]
-pub(super) struct Completion {
-    pub upload: String,
-    pub claimed_at: i64,
-}
-
-impl Completion {
-    /// The answer while another request completes the upload.
-    pub(super) fn taken_over(&self) -> CoreError {
-        being_completed(&self.upload)
-    }
-}
-
-fn being_completed(id: &str) -> CoreError {
-    CoreError::Conflict(format!(
-        "upload {id} is being made into an image; ask again shortly"
-    ))
-}
 
 /// What an upload becomes when complete, from its creation's metadata.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -129,16 +106,6 @@ pub enum AppendError {
     /// The chunk's bytes do not match the checksum sent with them.
     #[error("the chunk does not match its checksum")]
     Checksum,
-}
-
-/// Whether an image changed since an upload of its file began, to exactly
-/// the upload's bytes: a completion cut off after it recorded them, tried
-/// again (or another upload of the same file). There is nothing to do.
-fn already_landed(meta: &ResumableMeta, image: &Image, digest: &str) -> bool {
-    meta.begun_from
-        .as_ref()
-        .is_some_and(|begun| begun.sha256 != image.sha256)
-        && image.sha256.as_deref() == Some(digest)
 }
 
 fn upload_id() -> String {
@@ -478,29 +445,6 @@ impl Core {
         Ok(expired.len() + orphans)
     }
 
-    /// The image an upload another request completed became, or a wait
-    /// while it is made.
-    async fn completed_elsewhere(&self, id: &str) -> Result<i64, CoreError> {
-        let done = self.db.upload(id).await.map_err(db_error)?;
-        done.and_then(|row| row.image_id)
-            .ok_or_else(|| being_completed(id))
-    }
-
-    /// The upload, if another request took `completion` over (or completed
-    /// it); if it cannot be read, the claim is taken as held (what is done
-    /// then, a release, is conditional on the claim anyway).
-    async fn claim_lost(&self, completion: &Completion) -> Option<UploadRow> {
-        match self.db.upload(&completion.upload).await {
-            Ok(row) => row.filter(|row| {
-                row.image_id.is_some() || row.completing_at != Some(completion.claimed_at)
-            }),
-            Err(error) => {
-                tracing::warn!(%error, "cannot read an upload's completion claim");
-                None
-            }
-        }
-    }
-
     /// Moves the upload's expiry, and its reservation's, a lifetime on.
     async fn keep_upload(&self, id: &str) -> Result<(), CoreError> {
         let now = Utc::now();
@@ -509,208 +453,5 @@ impl Core {
             .keep_upload(id, now.timestamp_millis(), expires_at.timestamp_millis())
             .await
             .map_err(db_error)
-    }
-
-    /// What a claimed completion works from: the upload's reservation, its
-    /// row, its parts, and its bytes' digest and inspection (kept from the
-    /// chunks as they arrived, or read back from the parts).
-    async fn completion_bytes(
-        &self,
-        id: &str,
-    ) -> Result<(Option<i64>, Resumable, Vec<Part>, Digest), CoreError> {
-        let row = self
-            .db
-            .upload(id)
-            .await
-            .map_err(db_error)?
-            .ok_or_else(|| missing(id))?;
-        let reservation = row.reservation_id;
-        let upload: Resumable = row.try_into()?;
-        let parts = self.db.upload_parts(id).await.map_err(db_error)?;
-        let mut end = 0;
-        for part in &parts {
-            if part.start != end {
-                tracing::error!(upload = id, "an upload's parts do not follow each other");
-                return Err(CoreError::Internal);
-            }
-            end += part.size;
-        }
-        let parts: Vec<Part> = parts
-            .into_iter()
-            .map(|part| Part {
-                start: part.start as u64,
-                size: part.size as u64,
-                name: part.name,
-            })
-            .collect();
-        let digest = match self.live.finish(id, upload.length).await {
-            Some(digest) => digest,
-            None => {
-                tracing::info!(
-                    upload = id,
-                    "no live ingest of this upload here: reading it back"
-                );
-                let bytes = self.blobs.read_parts(id, &parts).await.map_err(io_error)?;
-                self.blobs
-                    .digest(bytes, &mut Limit(upload.length), |reader| {
-                        inspect::inspect(reader)
-                    })
-                    .await
-                    .map_err(|error| match error {
-                        // The parts are the server's own: reading them
-                        // failing is its failure, not the uploader's.
-                        IngestError::Body(reason) => {
-                            tracing::error!(upload = id, %reason, "cannot read an upload's parts back");
-                            CoreError::Internal
-                        }
-                        other => ingest_error(other),
-                    })?
-            }
-        };
-        if digest.0.size != upload.length {
-            tracing::error!(
-                upload = id,
-                size = digest.0.size,
-                "an upload's parts are short"
-            );
-            return Err(CoreError::Internal);
-        }
-        Ok((reservation, upload, parts, digest))
-    }
-
-    /// Runs the complete upload's bytes through the one ingest path, once:
-    /// the server that claims the completion does it; answers the image.
-    async fn complete_upload(&self, viewer: &Viewer, id: &str) -> Result<i64, CoreError> {
-        let now = Utc::now().timestamp_millis();
-        let stale = now - COMPLETION_LEASE.as_millis() as i64;
-        if !self
-            .db
-            .claim_completion(id, now, stale)
-            .await
-            .map_err(db_error)?
-        {
-            return self.completed_elsewhere(id).await;
-        }
-        let completion = Completion {
-            upload: id.to_owned(),
-            claimed_at: now,
-        };
-        let (reservation, upload, parts, (digested, inspection)) = match self
-            .completion_bytes(id)
-            .await
-        {
-            Ok(prepared) => prepared,
-            // Nothing was recorded: the claim goes at once, so that the
-            // next request for the upload tries again, not a lease later.
-            Err(error) => {
-                if let Err(release) = self.db.release_completion(id, now).await {
-                    tracing::warn!(%release, "cannot release a completion claim; it will lapse");
-                }
-                return Err(error);
-            }
-        };
-        let digest = digested.sha256.clone();
-        // The bytes are staged for the one ingest path only once nothing
-        // cheaper refuses them: on an object store, staging copies them.
-        let staged = || async {
-            let staged = self
-                .blobs
-                .stage_parts(id, &parts, digested)
-                .await
-                .map_err(io_error)?;
-            Ok::<_, CoreError>(Source::<
-                futures_util::stream::Empty<Result<Bytes, std::io::Error>>,
-            >::Ingested(
-                Box::new((staged, inspection)), completion.clone()
-            ))
-        };
-        // The image the bytes are for, as it is now; one that went or
-        // takes no bytes any more refuses the upload below, which forgets it.
-        let target = match upload.meta.image {
-            Some(image) => Some(self.attachable_image(viewer, image).await),
-            None => None,
-        };
-        let recorded = match target {
-            Some(Err(error)) => Err(error),
-            Some(Ok(image)) if already_landed(&upload.meta, &image, &digest) => {
-                match self.db.finish_upload(id, image.id, now).await {
-                    Ok(true) => Ok(image.id),
-                    Ok(false) => Err(completion.taken_over()),
-                    Err(error) => Err(db_error(error)),
-                }
-            }
-            Some(Ok(image)) => {
-                let allowance =
-                    self.upload_allowance_of(image.owner_id, reservation, upload.length);
-                let begun_from = upload.meta.begun_from.as_ref();
-                async {
-                    let source = staged().await?;
-                    self.attach_file_within(viewer, image.id, source, allowance, begun_from)
-                        .await
-                }
-                .await
-                .map(|image| image.id)
-            }
-            None => {
-                let owner = viewer.require_user()?.id;
-                let allowance = self.upload_allowance_of(Some(owner), reservation, upload.length);
-                let meta = UploadMeta {
-                    file_name: upload.meta.file_name.clone(),
-                    label: upload.meta.label.clone(),
-                    public: upload.meta.public,
-                };
-                async {
-                    self.upload_within(viewer, meta, staged().await?, allowance)
-                        .await
-                }
-                .await
-                .map(|image| image.id)
-            }
-        };
-        // Whatever happened here, an upload another server completes now
-        // is theirs to answer for: not forgotten, nor its claim let go.
-        if recorded.is_err() {
-            if let Some(row) = self.claim_lost(&completion).await {
-                return row.image_id.ok_or_else(|| being_completed(id));
-            }
-        }
-        match recorded {
-            // The upload became the image with it (`Landing::Completing`).
-            Ok(image) => {
-                // The bytes count as the record now.
-                if let Some(reservation) = reservation {
-                    if let Err(error) = self.db.release_quota(reservation).await {
-                        tracing::warn!(%error, "cannot release a quota reservation; it will expire");
-                    }
-                }
-                self.remove_parts(id).await;
-                Ok(image)
-            }
-            // A refused file is not kept: its space is free again.
-            Err(
-                error @ (CoreError::Invalid(_)
-                | CoreError::TooLarge(_)
-                | CoreError::Forbidden(_)
-                | CoreError::NotFound(_)),
-            ) => {
-                self.forget_upload(id).await?;
-                Err(error)
-            }
-            // Nor one for an image that takes no bytes (a synced copy), or
-            // whose bytes changed since it was read: a retry would lay
-            // these over the change.
-            Err(error @ CoreError::Conflict(_)) if upload.meta.image.is_some() => {
-                self.forget_upload(id).await?;
-                Err(error)
-            }
-            // Anything else may pass: the bytes stay, and the next request
-            // for the upload completes it.
-            Err(error) => {
-                if let Err(release) = self.db.release_completion(id, now).await {
-                    tracing::warn!(%release, "cannot release a completion claim; it will lapse");
-                }
-                Err(error)
-            }
-        }
     }
 }
