@@ -56,6 +56,52 @@ async fn patch(app: &TestApp, path: &str, offset: usize, bytes: Vec<u8>) -> Resp
         .unwrap()
 }
 
+/// A chunk at `offset` whose body the test sends piece by piece, ending
+/// when the sender is dropped: the sender, and the request to await.
+fn chunk_sent_by_hand(
+    app: &TestApp,
+    path: &str,
+    offset: usize,
+) -> (
+    tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+    impl std::future::Future<Output = reqwest::Result<Response>> + 'static,
+) {
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|piece| (piece, receiver))
+    });
+    let request = tus(app, Method::PATCH, path)
+        .header("content-type", "application/offset+octet-stream")
+        .header("upload-offset", offset.to_string())
+        .body(reqwest::Body::wrap_stream(body))
+        .send();
+    (sender, request)
+}
+
+/// While it lives, the published blobs' folder is a file: no blob can land,
+/// and a completion fails on the server's side.
+struct BlobsUnwritable {
+    blobs: std::path::PathBuf,
+    away: std::path::PathBuf,
+}
+
+impl BlobsUnwritable {
+    fn new(app: &TestApp) -> Self {
+        let blobs = app.data_dir.join("store").join("blobs");
+        let away = app.data_dir.join("blobs-away");
+        std::fs::rename(&blobs, &away).unwrap();
+        std::fs::write(&blobs, b"not a folder").unwrap();
+        Self { blobs, away }
+    }
+}
+
+impl Drop for BlobsUnwritable {
+    fn drop(&mut self) {
+        std::fs::remove_file(&self.blobs).unwrap();
+        std::fs::rename(&self.away, &self.blobs).unwrap();
+    }
+}
+
 /// A PATCH with an `Upload-Checksum` (`<algorithm> <base64 digest>`).
 async fn patch_checked(
     app: &TestApp,

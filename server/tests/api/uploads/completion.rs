@@ -93,14 +93,10 @@ async fn a_completion_started_by_a_get_takes_one_of_the_users_places() {
     // folder replaced by a file): the next GET completes it.
     let bytes = random_bytes(100_000);
     let done = create(&app, bytes.len(), &format!("filename {}", b64(b"done.img"))).await;
-    let blobs = app.data_dir.join("store").join("blobs");
-    let away = app.data_dir.join("blobs-away");
-    std::fs::rename(&blobs, &away).unwrap();
-    std::fs::write(&blobs, b"not a folder").unwrap();
+    let unwritable = BlobsUnwritable::new(&app);
     let failed = patch(&app, &done, 0, bytes.clone()).await;
     assert!(failed.status().is_server_error(), "{}", failed.status());
-    std::fs::remove_file(&blobs).unwrap();
-    std::fs::rename(&away, &blobs).unwrap();
+    drop(unwritable);
 
     // Eight chunks arriving slowly hold all of alice's places.
     let mut senders = Vec::new();
@@ -108,16 +104,8 @@ async fn a_completion_started_by_a_get_takes_one_of_the_users_places() {
     for n in 0..8 {
         let name = format!("slow{n}.img");
         let path = create(&app, 1000, &format!("filename {}", b64(name.as_bytes()))).await;
-        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+        let (sender, chunk) = chunk_sent_by_hand(&app, &path, 0);
         sender.send(Ok(vec![1; 10])).await.unwrap();
-        let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
-            receiver.recv().await.map(|piece| (piece, receiver))
-        });
-        let chunk = tus(&app, Method::PATCH, &path)
-            .header("content-type", "application/offset+octet-stream")
-            .header("upload-offset", "0")
-            .body(reqwest::Body::wrap_stream(body))
-            .send();
         chunks.push(tokio::spawn(chunk));
         senders.push(sender);
     }

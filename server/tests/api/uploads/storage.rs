@@ -200,17 +200,12 @@ async fn a_completion_that_fails_keeps_the_uploads_reservation(#[case] backend: 
         204
     );
 
-    // The published blobs' folder replaced by a file: no blob can land.
-    let blobs = app.data_dir.join("store").join("blobs");
-    let away = app.data_dir.join("blobs-away");
-    std::fs::rename(&blobs, &away).unwrap();
-    std::fs::write(&blobs, b"not a folder").unwrap();
+    let unwritable = BlobsUnwritable::new(&app);
     let failed = patch(&app, &path, 200_000, bytes[200_000..].to_vec()).await;
     assert!(failed.status().is_server_error(), "{}", failed.status());
     assert_eq!(app.core.quota_usage(alice.id).await.unwrap(), 300_000);
 
-    std::fs::remove_file(&blobs).unwrap();
-    std::fs::rename(&away, &blobs).unwrap();
+    drop(unwritable);
     let completed = patch(&app, &path, 300_000, Vec::new()).await;
     assert_eq!(completed.status(), 204);
     assert_eq!(image_sha256(&app, &path).await, sha256_hex(&bytes));
@@ -231,15 +226,7 @@ async fn a_chunk_still_arriving_keeps_its_upload_past_its_expiry(#[case] backend
     let alice = app.core.login(ALICE.0, ALICE.1).await.unwrap();
     let bytes = random_bytes(1 << 20);
     let path = create(&app, bytes.len(), &format!("filename {}", b64(b"long.img"))).await;
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
-    let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|piece| (piece, receiver))
-    });
-    let request = tus(&app, Method::PATCH, &path)
-        .header("content-type", "application/offset+octet-stream")
-        .header("upload-offset", "0")
-        .body(reqwest::Body::wrap_stream(body))
-        .send();
+    let (sender, request) = chunk_sent_by_hand(&app, &path, 0);
     let feeding = async {
         sender.send(Ok(bytes[..1000].to_vec())).await.unwrap();
         // Once the chunk is being written:
@@ -294,16 +281,12 @@ async fn a_completion_that_cannot_read_the_parts_back_lets_its_claim_go(#[case] 
     let path = create(&app, bytes.len(), &format!("filename {}", b64(b"disk.img"))).await;
     let first = patch(&app, &path, 0, bytes[..200_000].to_vec()).await;
     assert_eq!(first.status(), 204);
-    // Every byte arrives, but the completion fails to land the blob (its
-    // folder replaced by a file) and leaves the upload whole.
-    let blobs = app.data_dir.join("store").join("blobs");
-    let blobs_away = app.data_dir.join("blobs-away");
-    std::fs::rename(&blobs, &blobs_away).unwrap();
-    std::fs::write(&blobs, b"not a folder").unwrap();
+    // Every byte arrives, but the completion fails to land the blob, and
+    // leaves the upload whole.
+    let unwritable = BlobsUnwritable::new(&app);
     let last = patch(&app, &path, 200_000, bytes[200_000..].to_vec()).await;
     assert!(last.status().is_server_error(), "{}", last.status());
-    std::fs::remove_file(&blobs).unwrap();
-    std::fs::rename(&blobs_away, &blobs).unwrap();
+    drop(unwritable);
 
     // On another server (this one restarted) the completion reads the
     // parts back, and cannot: the upload's file is a folder now.
