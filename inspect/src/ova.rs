@@ -76,7 +76,7 @@ fn check_name(name: &str) -> Result<(), String> {
     // and spaces (`x.cert.` is `x.cert`); a colon is a drive (`C:x`) there.
     if name.is_empty()
         || name.starts_with('/')
-        || name.contains(['\\', '\0', ':'])
+        || name.contains(['\\', '\0'])
         || name.split('/').any(|part| {
             part.is_empty() || part == "." || part == ".." || part.ends_with(['.', ' '])
         })
@@ -85,13 +85,40 @@ fn check_name(name: &str) -> Result<(), String> {
             "the archive holds an entry named '{shown}', which is not a plain name inside it"
         ));
     }
-    if name
-        .chars()
-        .any(|c| c.is_control() || crate::is_bidi_control(c))
-    {
-        return Err("the archive holds an entry whose name has control characters".into());
+    if name.chars().any(refused_in_names) {
+        return Err(format!(
+            "the archive holds an entry named '{shown}', with a colon, control or \
+             formatting characters"
+        ));
     }
     Ok(())
+}
+
+/// A character an entry's name may not hold: a colon (a drive, `C:x`, on
+/// Windows), control and bidirectional formatting characters.
+fn refused_in_names(c: char) -> bool {
+    c == ':' || c.is_control() || crate::is_bidi_control(c)
+}
+
+/// A file name (one segment) as an entry may be named: each character
+/// [`check_name`] refuses, and a backslash, an underscore; a trailing dot
+/// or space dropped (Windows drops them).
+pub fn plain_entry_name(name: &str) -> String {
+    let plain: String = name
+        .chars()
+        .map(|c| {
+            if c == '\\' || c == '/' || refused_in_names(c) {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let plain = plain.trim_end_matches(['.', ' ']);
+    match plain {
+        "" | "." | ".." => "_".to_owned(),
+        plain => plain.to_owned(),
+    }
 }
 
 /// An entry's digests, with the algorithms the manifest uses.

@@ -81,6 +81,19 @@ fn accepted(bytes: &[u8]) {
     }
 }
 
+/// An archive's start: a descriptor naming a disk of a 154-byte name, and
+/// the GNU long-name entry for the disk that follows.
+fn descriptor_naming_a_long_name() -> Vec<u8> {
+    let long = format!("{}.img", "d".repeat(150));
+    let mut bytes = entry("appliance.ovf", EntryType::Regular, &descriptor(&[&long]));
+    bytes.extend(entry(
+        "././@LongLink",
+        EntryType::GNULongName,
+        long.as_bytes(),
+    ));
+    bytes
+}
+
 /// Counts the bytes read through it.
 struct Counting<'a, R> {
     inner: R,
@@ -153,13 +166,7 @@ fn extension_headers_are_bounded_before_they_fill_memory() {
         assert!(reason.contains("larger than 1 MiB"), "{kind:?}: {reason}");
     }
     // A long name as GNU tar writes it is read.
-    let long = format!("{}.img", "d".repeat(150));
-    let mut bytes = entry("appliance.ovf", EntryType::Regular, &descriptor(&[&long]));
-    bytes.extend(entry(
-        "././@LongLink",
-        EntryType::GNULongName,
-        long.as_bytes(),
-    ));
+    let mut bytes = descriptor_naming_a_long_name();
     bytes.extend(entry("ddd.img", EntryType::Regular, &[1; 512]));
     bytes.extend_from_slice(&[0; 1024]);
     accepted(&bytes);
@@ -232,13 +239,7 @@ fn pax_records_tar_readers_apply_differently_are_refused() {
 /// first, GNU tar the second.
 #[test]
 fn a_long_name_and_a_pax_path_that_differ_are_refused() {
-    let long = format!("{}.img", "d".repeat(150));
-    let mut bytes = entry("appliance.ovf", EntryType::Regular, &descriptor(&[&long]));
-    bytes.extend(entry(
-        "././@LongLink",
-        EntryType::GNULongName,
-        long.as_bytes(),
-    ));
+    let mut bytes = descriptor_naming_a_long_name();
     bytes.extend(entry(
         "pax",
         EntryType::XHeader,
@@ -268,7 +269,7 @@ fn names_other_readers_spell_otherwise_are_refused() {
         ),
         (
             &[("appliance.ovf", &ovf), ("C:disk.img", &[1; 512])],
-            "not a plain name",
+            "with a colon",
         ),
         (
             &[
@@ -345,6 +346,18 @@ fn vhdx_disks_inside_are_checked_for_a_parent() {
             Ok(size) => assert_eq!(inspection.unwrap().virtual_size, size),
             Err(()) => assert!(inspection.unwrap_err().contains("differencing VHDX")),
         }
+    }
+}
+
+/// A store's file name made into one the archive check takes (the sync
+/// names its packages' descriptors so).
+#[test]
+fn plain_entry_names_pass_the_name_check() {
+    assert_eq!(plain_entry_name("appliance v1.ovf"), "appliance v1.ovf");
+    assert_eq!(plain_entry_name("C:a\\b\n\u{202e}.ovf"), "C_a_b__.ovf");
+    for name in ["C:a\\b\n\u{202e}.ovf", "x.ovf. ", "a/b", "..", ""] {
+        let plain = plain_entry_name(name);
+        assert_eq!(check_name(&plain), Ok(()), "{name:?} -> {plain:?}");
     }
 }
 

@@ -163,7 +163,10 @@ impl Core {
             tracing::warn!(%error, "a garbage collection step failed");
             first_error.get_or_insert(error);
         };
-        if let Err(error) = self.renew_uploads_in_flight().await {
+        // The uploads a chunk is arriving for here, renewed and then left
+        // alone: one list, so that what is left is what was renewed.
+        let busy = self.writers.busy();
+        if let Err(error) = self.renew_uploads_in_flight(&busy).await {
             note(error);
         }
         match self.blobs.discard_stale_uploads(grace).await {
@@ -198,7 +201,7 @@ impl Core {
             Ok(count) => collected.expired_rows += count,
             Err(error) => note(db_error(error)),
         }
-        match self.collect_expired_uploads(grace).await {
+        match self.collect_expired_uploads(grace, &busy).await {
             Ok(count) => collected.expired_rows += count as u64,
             Err(error) => note(error),
         }

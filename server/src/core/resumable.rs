@@ -404,10 +404,10 @@ impl Core {
     /// longer than an upload lives (one request of a whole large file, as
     /// tus-js-client sends by default), and every server's collector must
     /// see it alive.
-    pub(super) async fn renew_uploads_in_flight(&self) -> Result<(), CoreError> {
+    pub(super) async fn renew_uploads_in_flight(&self, busy: &[String]) -> Result<(), CoreError> {
         let mut failed = None;
-        for id in self.writers.busy() {
-            if let Err(error) = self.keep_upload(&id).await {
+        for id in busy {
+            if let Err(error) = self.keep_upload(id).await {
                 failed.get_or_insert(error);
             }
         }
@@ -420,6 +420,7 @@ impl Core {
     pub(super) async fn collect_expired_uploads(
         &self,
         grace: Duration,
+        busy: &[String],
     ) -> Result<usize, CoreError> {
         let idle = self.live.drop_idle();
         if idle > 0 {
@@ -431,7 +432,6 @@ impl Core {
             .await
             .map_err(db_error)?;
         // Not one a chunk is arriving for here: its writer finds out.
-        let busy = self.writers.busy();
         for id in expired.iter().filter(|id| !busy.contains(id)) {
             self.forget_upload(id).await?;
         }

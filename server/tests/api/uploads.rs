@@ -78,6 +78,19 @@ fn chunk_sent_by_hand(
     (sender, request)
 }
 
+/// Waits until the blob store holds `count` uploads' parts: chunks being
+/// written hold their upload's writer by then.
+async fn chunks_begun(app: &TestApp, count: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.stored(depot_server::blob::Area::Uploads).await.len() < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the chunks never began"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// While it lives, the published blobs' folder is a file: no blob can land,
 /// and a completion fails on the server's side.
 struct BlobsUnwritable {

@@ -57,7 +57,7 @@ impl Writers {
 
 impl Writers {
     /// The uploads a chunk is being written to, or waits to be, here.
-    pub(super) fn busy(&self) -> Vec<String> {
+    pub(crate) fn busy(&self) -> Vec<String> {
         self.locks().keys().cloned().collect()
     }
 }

@@ -25,25 +25,6 @@ fn ovf_references(descriptor: &[u8]) -> Result<Vec<String>, String> {
     Ok(metadata.files.into_iter().map(|file| file.href).collect())
 }
 
-/// The name of a package's descriptor entry: the store's file name, but
-/// for what the inspector refuses in an archive's names (a colon, a drive
-/// on Windows; a backslash; control and bidirectional formatting
-/// characters), each an underscore. The disks are named as the descriptor
-/// names them, which the inspector's parser has checked.
-fn entry_name(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            let refused =
-                matches!(c, ':' | '\\') || c.is_control() || depot_inspect::is_bidi_control(c);
-            if refused {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect()
-}
-
 /// An `.ovf` as a sync found it: its descriptor's bytes and the disks it
 /// names that are beside it, or the names of those that are not.
 pub(super) struct OvfPackage {
@@ -164,7 +145,8 @@ impl Core {
         let OvfPackage {
             descriptor, disks, ..
         } = package;
-        let name = entry_name(name);
+        // As the store names it, in what the inspector takes in a name.
+        let name = depot_inspect::ova::plain_entry_name(name);
         let (personal, user_id) = (self.personal.clone(), user.id);
         let runtime = tokio::runtime::Handle::current();
         let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
@@ -282,12 +264,6 @@ mod tests {
     use std::io::Read;
 
     use super::*;
-
-    #[test]
-    fn a_descriptors_entry_is_named_as_the_inspector_takes_names() {
-        assert_eq!(entry_name("appliance v1.ovf"), "appliance v1.ovf");
-        assert_eq!(entry_name("C:a\\b\n\u{202e}.ovf"), "C_a_b__.ovf".to_owned());
-    }
 
     #[test]
     fn ovf_descriptors_name_their_disks() {

@@ -12,7 +12,8 @@ use serde_json::{Map, Value as Json};
 
 /// Nesting deeper than this in `$and`/`$or` is refused.
 const MAX_DEPTH: usize = 8;
-/// The most comparisons one query may hold.
+/// The most comparisons one query may hold: MWS's own budget, tighter
+/// than the core's bound on conditions, counted as the JSON is read.
 const MAX_TERMS: usize = 256;
 
 /// The global URL parameters of an MWS call.

@@ -109,14 +109,8 @@ async fn a_completion_started_by_a_get_takes_one_of_the_users_places() {
         chunks.push(tokio::spawn(chunk));
         senders.push(sender);
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while app.stored(depot_server::blob::Area::Uploads).await.len() < 9 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the chunks never began"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    // The eight, and the parts of the upload that failed to complete.
+    chunks_begun(&app, 9).await;
     let ninth = create(&app, 1000, &format!("filename {}", b64(b"ninth.img"))).await;
     assert_eq!(patch(&app, &ninth, 0, vec![2; 1000]).await.status(), 429);
     let completing = tus(&app, Method::GET, &done).send().await.unwrap();
