@@ -209,6 +209,16 @@ impl FromStr for BlobStoreUrl {
 /// connections) out of its limit, by default, when connections are counted.
 const FILES_KEPT: u64 = 1024;
 
+/// Open files one connection may hold, counted by default: its socket, and
+/// the file it sends or takes in (a download's blob, an upload's part), or
+/// on an object store the connection that file's bytes come or go by. A
+/// slow download holds all of them as long as it lasts.
+const FILES_A_CONNECTION: u64 = 3;
+
+/// What the bodies read whole may hold together by default: 32 forms or
+/// documents at the largest they may be (2 MiB), thousands of real ones.
+const DEFAULT_MAX_BUFFERED_BODY_BYTES: usize = 64 << 20;
+
 /// How to reach an S3-compatible object store, read as the AWS CLI reads
 /// them when no flag is given.
 #[derive(Debug, Clone, Default, Args)]
@@ -339,8 +349,8 @@ pub struct ServeArgs {
     pub client_timeout_secs: u64,
     /// Connections served at once; past them a new one waits to be accepted,
     /// so that idle or slow connections cannot take the files the server
-    /// needs for itself. Default: the limit on open files less 1,024 (at
-    /// least 64).
+    /// needs for itself. Default: a third of the limit on open files less
+    /// 1,024 (at least 64): a connection may hold a file and a second socket.
     #[arg(long, env = "DEPOT_MAX_CONNECTIONS",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: Option<u64>,
@@ -350,6 +360,12 @@ pub struct ServeArgs {
     /// cap off: behind a proxy, every client has the proxy's address.
     #[arg(long, env = "DEPOT_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256)]
     pub max_connections_per_address: u64,
+    /// Bytes of the request bodies read whole before their handlers (forms,
+    /// a dialect's JSON or XML, WebDAV's XML) the server holds at once; a
+    /// request past them is answered 503, so that a flood of slow bodies
+    /// cannot take the server's memory.
+    #[arg(long, env = "DEPOT_MAX_BUFFERED_BODY_BYTES", default_value_t = DEFAULT_MAX_BUFFERED_BODY_BYTES)]
+    pub max_buffered_body_bytes: usize,
     /// What each new password hash costs: always the default from the
     /// command line; only code that embeds the server (the tests) lowers it.
     #[arg(skip)]
@@ -378,6 +394,7 @@ impl ServeArgs {
             client_timeout_secs: 60,
             max_connections: None,
             max_connections_per_address: 256,
+            max_buffered_body_bytes: DEFAULT_MAX_BUFFERED_BODY_BYTES,
             password_cost: PasswordCost::default(),
         }
     }
@@ -390,9 +407,9 @@ impl ServeArgs {
     /// What clients may hold of the server (see `serve::serve`), for a
     /// process that may have `open_files` files open.
     pub fn client_limits(&self, open_files: u64) -> crate::serve::ClientLimits {
-        let connections = self
-            .max_connections
-            .unwrap_or_else(|| open_files.saturating_sub(FILES_KEPT).max(64));
+        let connections = self.max_connections.unwrap_or_else(|| {
+            (open_files.saturating_sub(FILES_KEPT) / FILES_A_CONNECTION).max(64)
+        });
         crate::serve::ClientLimits {
             timeout: self.client_timeout(),
             connections: usize::try_from(connections).unwrap_or(usize::MAX),
@@ -422,6 +439,19 @@ mod tests {
         let printed = format!("{args:?}");
         assert!(!printed.contains("hunter2"), "{printed}");
         assert!(!printed.contains("pw@h"), "{printed}");
+    }
+
+    #[test]
+    fn connections_leave_files_for_what_each_holds() {
+        let args = ServeArgs::with_defaults(
+            StorageArgs::in_folder("/srv/depot".into()),
+            ([127, 0, 0, 1], 0).into(),
+        );
+        // A slow download holds its socket, its blob and on an object
+        // store a second socket: 1,024 connections of a 4,096-file limit,
+        // with 1,024 files kept for the server's own use.
+        assert_eq!(args.client_limits(4096).connections, 1024);
+        assert_eq!(args.client_limits(1024).connections, 64);
     }
 
     #[test]

@@ -8,24 +8,11 @@ pub mod mws;
 pub mod vice;
 pub mod vss;
 
-use app::error::CoreError;
-use axum::extract::rejection::BytesRejection;
 use axum::handler::Handler;
-use axum::http::StatusCode;
 use axum::Router;
 use utoipa_axum::router::UtoipaMethodRouter;
 
 use crate::state::AppState;
-
-/// A request body that could not be read, as a core error: too large stays
-/// too large, anything else is the client's mistake.
-pub fn body_error(rejection: &BytesRejection) -> CoreError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        CoreError::TooLarge(rejection.body_text())
-    } else {
-        CoreError::invalid(rejection.body_text())
-    }
-}
 
 /// A resource's described methods, with `fallback` answering any other
 /// method (each dialect's 405, in its own body).

@@ -14,9 +14,9 @@ mod security;
 mod server_fn_body;
 mod store;
 mod store_quota;
-mod tokens;
+pub(crate) mod tokens;
 mod uploads;
-mod whole_body;
+pub mod whole_body;
 
 use axum::routing::get;
 use axum::Router;
@@ -111,7 +111,10 @@ pub fn router(
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
             app::shell,
         ))
-        .layer(axum::middleware::from_fn(server_fn_body::read_first))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            server_fn_body::read_first,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::resolve_viewer,

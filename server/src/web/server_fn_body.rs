@@ -4,42 +4,32 @@
 //! past the size a server function takes. Read here first, those get the
 //! answers the rest of the API gives: 400 saying why, or 413.
 
-use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use super::whole_body::{self, Unread};
-use app::error::CoreError;
+use super::whole_body::{self, MAX_BODY};
+use crate::state::AppState;
 
 /// Where the server functions are: leptos_axum registers each at its own
 /// path under it.
 const SERVER_FUNCTIONS: &str = "/api/ui/";
 
-/// The longest body a server function takes: axum's default body limit,
-/// which Leptos applied when it read the body itself. Their forms are a few
-/// fields.
-const MAX_BODY: usize = 2 * 1024 * 1024;
-
 /// Middleware: reads a server function's body, or answers why it cannot.
-pub async fn read_first(request: Request, next: Next) -> Response {
+/// The body's share of the server's budget is held until the function has
+/// answered.
+pub async fn read_first(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if !request.uri().path().starts_with(SERVER_FUNCTIONS) {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
-    let refused = match whole_body::read(body, MAX_BODY).await {
-        Ok(bytes) => {
-            return next
-                .run(Request::from_parts(parts, Body::from(bytes)))
-                .await
+    match whole_body::read(body, MAX_BODY, &state.bodies).await {
+        Ok(whole) => {
+            let response = next.run(Request::from_parts(parts, whole.to_body())).await;
+            drop(whole);
+            response
         }
-        Err(Unread::TooLong) => {
-            CoreError::TooLarge(format!("a form of the UI takes at most {MAX_BODY} bytes"))
-        }
-        Err(Unread::BrokeOff(reason)) => {
-            CoreError::invalid(format!("reading the form failed: {reason}"))
-        }
-    };
-    ApiError(refused).into_response()
+        Err(unread) => ApiError(unread.into()).into_response(),
+    }
 }

@@ -23,7 +23,7 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 use super::files::{bad_form, text_field, wants_html};
 use super::store_quota::QuotaFs;
-use super::whole_body::Unread;
+use super::whole_body::{BodyBudget, Unread, WholeBody};
 use super::{ApiError, BodyLength};
 use crate::core::EntryRefused;
 use crate::state::AppState;
@@ -39,26 +39,39 @@ const READ_BODY_LIMIT: usize = 64 << 10;
 /// server. Refused past [`crate::nesting::MAX_DEPTH`], or naming a document
 /// type (400, [`crate::nesting::webdav_refusal`]), or past
 /// [`READ_BODY_LIMIT`] (413) as dav-server would.
-async fn shallow_body(request: Request) -> Result<Request, Response> {
+async fn shallow_body(
+    request: Request,
+    budget: &BodyBudget,
+) -> Result<(Request, Option<WholeBody>), Response> {
     if matches!(*request.method(), Method::PUT | Method::PATCH) {
-        return Ok(request);
+        return Ok((request, None));
     }
     let (parts, body) = request.into_parts();
-    let bytes = match super::whole_body::read(body, READ_BODY_LIMIT).await {
-        Ok(bytes) => bytes,
-        Err(Unread::TooLong) => {
-            let message = format!("a request's body may be at most {READ_BODY_LIMIT} bytes here\n");
+    let whole = match super::whole_body::read(body, READ_BODY_LIMIT, budget).await {
+        Ok(whole) => whole,
+        Err(Unread::TooLong { limit }) => {
+            let message = format!("a request's body may be at most {limit} bytes here\n");
             return Err((StatusCode::PAYLOAD_TOO_LARGE, message).into_response());
         }
         Err(Unread::BrokeOff(reason)) => {
             let message = format!("the request's body broke off: {reason}\n");
             return Err((StatusCode::BAD_REQUEST, message).into_response());
         }
+        Err(Unread::Busy) => {
+            let mut busy = (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is busy; try again\n",
+            )
+                .into_response();
+            busy.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Err(busy);
+        }
     };
-    if let Some(refusal) = crate::nesting::webdav_refusal(&bytes) {
+    if let Some(refusal) = crate::nesting::webdav_refusal(&whole.bytes) {
         return Err((StatusCode::BAD_REQUEST, format!("{refusal}\n")).into_response());
     }
-    Ok(Request::from_parts(parts, Body::from(bytes)))
+    Ok((Request::from_parts(parts, whole.to_body()), Some(whole)))
 }
 
 /// The handler shared by every request; each gets its user's folder.
@@ -102,8 +115,10 @@ async fn serve(
     // whole store in one request, as often as asked) to the litmus test
     // suite alone, which it knows by this header: no client here is that.
     request.headers_mut().remove("x-litmus");
-    let request = match shallow_body(request).await {
-        Ok(request) => request,
+    // The body read whole keeps its share of the budget until dav-server
+    // has answered.
+    let (request, _whole) = match shallow_body(request, &state.bodies).await {
+        Ok(read) => read,
         Err(refused) => return refused,
     };
     // A body announced larger than any upload may be is refused before a

@@ -43,7 +43,9 @@ impl IntoResponse for CooprError {
             CoreError::Conflict(_) => StatusCode::BAD_REQUEST,
             other => status_of(other),
         };
-        body(status, self.0.to_string())
+        let mut response = body(status, self.0.to_string());
+        crate::web::with_retry_after(&self.0, &mut response);
+        response
     }
 }
 

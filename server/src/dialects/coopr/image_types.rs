@@ -2,8 +2,6 @@
 
 use app::error::CoreError;
 use app::model::ImageType;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -11,13 +9,14 @@ use axum::Json;
 use super::caller::Caller;
 use super::error::{CooprError, CooprErrorBody, CooprPath};
 use crate::state::AppState;
+use crate::web::whole_body::{Unread, WholeBody};
 
 const TAG: &str = "image types";
 
 /// A whole image type from a JSON body, whatever its `Content-Type`.
-fn image_type(bytes: Result<Bytes, BytesRejection>) -> Result<ImageType, CooprError> {
-    let bytes = bytes.map_err(|rejection| crate::dialects::body_error(&rejection))?;
-    let json: serde_json::Value = serde_json::from_slice(&bytes)
+fn image_type(body: Result<WholeBody, Unread>) -> Result<ImageType, CooprError> {
+    let body = body.map_err(CoreError::from)?;
+    let json: serde_json::Value = serde_json::from_slice(&body.bytes)
         .map_err(|error| CoreError::invalid(format!("the body is not valid JSON: {error}")))?;
     Ok(ImageType::parse(&json)?)
 }
@@ -65,9 +64,9 @@ pub async fn list(
 pub async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    bytes: Result<Bytes, BytesRejection>,
+    body: Result<WholeBody, Unread>,
 ) -> Result<Json<ImageType>, CooprError> {
-    let image_type = image_type(bytes)?;
+    let image_type = image_type(body)?;
     state.core.create_image_type(&caller, &image_type).await?;
     Ok(Json(image_type))
 }
@@ -105,9 +104,9 @@ pub async fn update(
     State(state): State<AppState>,
     Caller(caller): Caller,
     CooprPath(name): CooprPath<String>,
-    bytes: Result<Bytes, BytesRejection>,
+    body: Result<WholeBody, Unread>,
 ) -> Result<Json<ImageType>, CooprError> {
-    let image_type = image_type(bytes)?;
+    let image_type = image_type(body)?;
     match state
         .core
         .update_image_type(&caller, &name, &image_type)

@@ -32,7 +32,7 @@ impl IntoResponse for MwsError {
         let body = Json(MwsErrorBody {
             messages: vec![self.0.to_string()],
         });
-        if status == StatusCode::UNAUTHORIZED {
+        let mut response = if status == StatusCode::UNAUTHORIZED {
             (
                 status,
                 [(header::WWW_AUTHENTICATE, "Basic realm=\"depot\"")],
@@ -41,7 +41,9 @@ impl IntoResponse for MwsError {
                 .into_response()
         } else {
             (status, body).into_response()
-        }
+        };
+        crate::web::with_retry_after(&self.0, &mut response);
+        response
     }
 }
 

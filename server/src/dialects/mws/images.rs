@@ -2,8 +2,6 @@
 
 use app::model::Viewer;
 use app::query::{Query, MAX_PAGE};
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::Extension;
 use serde_json::json;
@@ -12,6 +10,7 @@ use super::error::{MwsError, MwsErrorBody, MwsPath};
 use super::parse::{self, Params};
 use super::views::{self, ImageList, ImageView, ListView, MwsJson};
 use crate::state::AppState;
+use crate::web::whole_body::{Unread, WholeBody};
 
 const TAG: &str = "images";
 
@@ -23,8 +22,8 @@ fn begin(viewer: &Viewer, raw_query: Option<&str>) -> Result<Params, MwsError> {
 }
 
 /// The body of a write, however it failed to arrive.
-fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, MwsError> {
-    bytes.map_err(|rejection| MwsError(crate::dialects::body_error(&rejection)))
+fn whole(body: Result<WholeBody, Unread>) -> Result<WholeBody, MwsError> {
+    body.map_err(|unread| MwsError(unread.into()))
 }
 
 /// Get All Images: `query`, `sort`, `max`, `offset`, `fields`, `exclude-fields`.
@@ -120,11 +119,11 @@ pub async fn create(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
     RawQuery(raw_query): RawQuery,
-    bytes: Result<Bytes, BytesRejection>,
+    body: Result<WholeBody, Unread>,
 ) -> Result<MwsJson, MwsError> {
     let params = begin(&viewer, raw_query.as_deref())?;
     // `version` is read-only; on a create there is nothing to check it against.
-    let (draft, _version) = parse::image_body(&body(bytes)?)?;
+    let (draft, _version) = parse::image_body(&whole(body)?.bytes)?;
     let image = state.core.create_provisioning_image(&viewer, draft).await?;
     let location = format!("/mws/rest/images/{}", image.id);
     Ok(MwsJson::new(&views::image(&image, &params), params.pretty).created(location))
@@ -154,10 +153,10 @@ pub async fn update(
     Extension(viewer): Extension<Viewer>,
     MwsPath(key): MwsPath<String>,
     RawQuery(raw_query): RawQuery,
-    bytes: Result<Bytes, BytesRejection>,
+    body: Result<WholeBody, Unread>,
 ) -> Result<MwsJson, MwsError> {
     let params = begin(&viewer, raw_query.as_deref())?;
-    let (draft, version) = parse::image_body(&body(bytes)?)?;
+    let (draft, version) = parse::image_body(&whole(body)?.bytes)?;
     let image = state
         .core
         .update_provisioning_image(&viewer, &key, draft, version)

@@ -5,7 +5,6 @@
 use std::convert::Infallible;
 
 use app::error::CoreError;
-use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -16,6 +15,8 @@ use serde::{Serialize, Serializer};
 
 use super::error::ViceError;
 use crate::nesting;
+use crate::state::AppState;
+use crate::web::whole_body::WholeBody;
 
 /// How a body is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,15 +61,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Negotiated {
 /// large or malformed, it is refused in ViCE's error body.
 pub struct ViceBody<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ViceBody<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for ViceBody<T> {
     type Rejection = ViceError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ViceError> {
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ViceError> {
         let format = request_format(request.headers());
-        let bytes = Bytes::from_request(request, state)
+        let whole = WholeBody::from_request(request, state)
             .await
-            .map_err(|rejection| crate::dialects::body_error(&rejection))?;
-        Ok(Self(decode(format, &bytes)?))
+            .map_err(CoreError::from)?;
+        Ok(Self(decode(format, &whole.bytes)?))
     }
 }
 

@@ -27,19 +27,23 @@ pub struct ViceErrorBody {
     pub message: String,
 }
 
-/// A refusal on its way to a ViCE client, in whichever format it accepts.
+/// A refusal on its way to a ViCE client, in whichever format it accepts,
+/// with when to try again, if it says.
 #[derive(Debug, Clone)]
-pub struct ViceError(ViceErrorBody);
+pub struct ViceError(ViceErrorBody, Option<u64>);
 
 /// What a ViCE handler answers.
 pub type ViceResult<T = Reply> = Result<T, ViceError>;
 
 impl ViceError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self(ViceErrorBody {
-            code: status.as_u16(),
-            message: message.into(),
-        })
+        Self(
+            ViceErrorBody {
+                code: status.as_u16(),
+                message: message.into(),
+            },
+            None,
+        )
     }
 
     /// Bad input where the seed documents 400 (`uploadImage`), not 405.
@@ -55,6 +59,11 @@ impl ViceError {
     fn render(self, format: Format) -> Response {
         let status = self.status();
         let mut response = Reply::new(format, status, "Error", &self.0).into_response();
+        if let Some(seconds) = self.1 {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -71,7 +80,9 @@ impl From<CoreError> for ViceError {
             CoreError::Invalid(_) => StatusCode::METHOD_NOT_ALLOWED,
             ref other => status_of(other),
         };
-        Self::new(status, error.to_string())
+        let mut refusal = Self::new(status, error.to_string());
+        refusal.1 = error.retry_after();
+        refusal
     }
 }
 

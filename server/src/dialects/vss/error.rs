@@ -54,6 +54,7 @@ impl IntoResponse for VssError {
                 HeaderValue::from_static("Basic realm=\"depot\""),
             );
         }
+        crate::web::with_retry_after(&self.0, &mut response);
         response
     }
 }

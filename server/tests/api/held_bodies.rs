@@ -1,0 +1,95 @@
+//! The bodies read whole before their handlers (a server function's form, a
+//! dialect's JSON, WebDAV's XML) share one budget of memory: while slow
+//! bodies hold it, another such request is answered 503 with `Retry-After`,
+//! in its dialect's shape; once they are gone, the server takes bodies again.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::helpers::{Backend, TestApp, ADMIN_PASSWORD};
+
+/// The budget here: 1 MiB.
+const BUDGET: usize = 1 << 20;
+
+/// A connection that has sent `bytes` of a chunked body to `path`, in 16 KiB
+/// chunks, and goes on holding it.
+async fn slow_body(app: &TestApp, path: &str, token: &str, bytes: usize) -> TcpStream {
+    let mut connection = TcpStream::connect(app.address).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: depot\r\nContent-Type: application/json\r\n\
+         Authorization: Bearer {token}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    connection.write_all(head.as_bytes()).await.unwrap();
+    let chunk = format!("4000\r\n{}\r\n", " ".repeat(16 << 10));
+    for _ in 0..bytes / (16 << 10) {
+        connection.write_all(chunk.as_bytes()).await.unwrap();
+    }
+    connection.flush().await.unwrap();
+    connection
+}
+
+async fn mws_create(app: &TestApp, token: &str, body: String) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(app.url("/mws/rest/images?api-version=3"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn slow_bodies_hold_a_bounded_budget_and_give_it_back() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |args| {
+        args.max_buffered_body_bytes = BUDGET;
+    })
+    .await;
+    // Signed in: MWS answers no body of an anonymous caller.
+    let admin = app.core.login("admin", ADMIN_PASSWORD).await.unwrap();
+    let token = app.core.issue_token(&admin, None).await.unwrap().token;
+    // Two bodies of 256 KiB each hold at least half the budget (at most
+    // all of it: a buffer at most doubles), through two kinds of route.
+    let form = slow_body(&app, "/api/ui/login", &token, 256 << 10).await;
+    let document = slow_body(&app, "/mws/rest/images?api-version=3", &token, 256 << 10).await;
+    // A body of 600 KiB no longer fits: once the two have arrived, it is
+    // turned away (it may be taken while they are still on their way).
+    let large = format!("\"{}\"", "x".repeat(600 << 10));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let busy = loop {
+        let answer = mws_create(&app, &token, large.clone()).await;
+        if answer.status() == 503 || Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        busy.status(),
+        503,
+        "never refused while the budget was held"
+    );
+    assert_eq!(busy.headers()["retry-after"], "1");
+    let error: serde_json::Value = busy.json().await.unwrap();
+    assert!(
+        error["messages"].to_string().contains("busy"),
+        "MWS's error body: {error}"
+    );
+    // Requests without a body are served meanwhile.
+    let health = reqwest::get(app.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    // The clients go: their shares come back, and bodies are read again
+    // (this one no image, so refused for that once read).
+    drop((form, document));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let served = loop {
+        let answer = mws_create(&app, &token, large.clone()).await;
+        if answer.status() != 503 || Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(served.status(), 400);
+}
