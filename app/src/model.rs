@@ -21,10 +21,12 @@ pub use image::{
 pub use image_type::{is_image_type_name, ImageType, TenantInfo};
 pub use provisioning::{
     is_provisioning_name, ImageLink, ImageRef, ProvisioningDraft, ProvisioningSpec,
-    ProvisioningType,
+    ProvisioningType, MAX_VIRTUALIZED_IMAGES,
 };
 pub use store::{StoreEntry, StoreListing, StorePath, SyncInfo};
-pub use text::{is_bidi_control, plain_text};
+pub use text::{
+    bounded_document, bounded_word, is_bidi_control, plain_text, MAX_DOCUMENT_BYTES, MAX_WORD_BYTES,
+};
 pub use user::{
     ApiKeyInfo, ApiKeys, NewApiKey, NewToken, PasswordReset, Principal, Role, TokenInfo,
     UserChange, UserInfo, UserPage, Username, Viewer,

@@ -98,6 +98,10 @@ pub fn short_text(field: &str, value: Option<String>) -> Result<String, CoreErro
     Ok(value)
 }
 
+/// The longest password an environment keeps (sealed, it is stored as
+/// hex, twice as long).
+const MAX_PASSWORD_BYTES: usize = 1024;
+
 impl EnvironmentSpec {
     pub fn parse(draft: EnvironmentDraft) -> Result<Self, CoreError> {
         let management = ManagementLayerType::parse(
@@ -114,6 +118,15 @@ impl EnvironmentSpec {
         )?;
         let specifics =
             parse_specifics(draft.specifics.as_ref().unwrap_or(&serde_json::Value::Null))?;
+        if draft
+            .password
+            .as_ref()
+            .is_some_and(|password| password.len() > MAX_PASSWORD_BYTES)
+        {
+            return Err(CoreError::invalid(format!(
+                "credentials.password may be at most {MAX_PASSWORD_BYTES} bytes"
+            )));
+        }
         Ok(Self {
             title: short_text("title", draft.title)?,
             management_layer: Layer {

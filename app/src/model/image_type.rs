@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::CoreError;
+use crate::model::bounded_document;
+use crate::model::image::MAX_DESCRIPTION_CHARS;
 
 /// One image type, as stored and as Coopr shows it.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -65,6 +67,12 @@ impl ImageType {
             }
         };
         let description = match object.get("description") {
+            Some(Value::String(text)) if text.chars().count() > MAX_DESCRIPTION_CHARS => {
+                problems.push(format!(
+                    "description may be at most {MAX_DESCRIPTION_CHARS} characters"
+                ));
+                String::new()
+            }
             Some(Value::String(text)) => text.clone(),
             _ => {
                 problems.push("description is required (a string)".to_owned());
@@ -73,6 +81,9 @@ impl ImageType {
         };
         let providermap = match object.get("providermap") {
             Some(Value::Object(map)) => {
+                if let Err(error) = bounded_document("providermap", map) {
+                    problems.push(error.to_string());
+                }
                 for (provider, flavors) in map {
                     if !flavors.is_object() {
                         problems.push(format!("providermap.{provider} must be an object"));

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::CoreError;
-use crate::model::plain_text;
+use crate::model::{bounded_document, bounded_word};
 
 /// How a node provisioned from the image keeps its state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +164,11 @@ impl ProvisioningSpec {
         if !hypervisor && !virtualized_images.is_empty() {
             problems.push("virtualizedImages is allowed only on a hypervisor image".to_owned());
         }
+        if virtualized_images.len() > MAX_VIRTUALIZED_IMAGES {
+            problems.push(format!(
+                "virtualizedImages may name at most {MAX_VIRTUALIZED_IMAGES} images"
+            ));
+        }
         let provisioning_type = match draft.provisioning_type.flatten() {
             None => ProvisioningType::Stateful,
             Some(text) => ProvisioningType::parse(&text).unwrap_or_else(|error| {
@@ -180,9 +185,18 @@ impl ProvisioningSpec {
             ("hypervisorType", &hypervisor_type),
             ("templateName", &template_name),
         ] {
-            if let Err(error) = plain_text(field, text.as_deref().unwrap_or_default()) {
+            if let Err(error) = bounded_word(field, text.as_deref().unwrap_or_default()) {
                 problems.push(error.to_string());
             }
+        }
+        let features = draft.features.unwrap_or_default();
+        if features.len() > MAX_FEATURES {
+            problems.push(format!("features may hold at most {MAX_FEATURES} words"));
+        } else if let Some(error) = features
+            .iter()
+            .find_map(|feature| bounded_word("a feature", feature).err())
+        {
+            problems.push(error.to_string());
         }
         let extensions = draft.extensions.unwrap_or_default();
         check_extensions(&extensions, &mut problems);
@@ -200,16 +214,27 @@ impl ProvisioningSpec {
             template_name,
             provisioning_type,
             active: draft.active.unwrap_or(true),
-            features: draft.features.unwrap_or_default(),
+            features,
             extensions,
             virtualized_images,
         })
     }
 }
 
+/// The most images a hypervisor image may name as the ones it runs (each
+/// is looked up when it is written).
+pub const MAX_VIRTUALIZED_IMAGES: usize = 100;
+
+/// The most words `features` may hold.
+const MAX_FEATURES: usize = 64;
+
 fn check_extensions(extensions: &Map<String, Value>, problems: &mut Vec<String>) {
     if extensions.len() > 1 {
         problems.push("extensions may hold at most one provisioning manager".to_owned());
+    }
+    if let Err(error) = bounded_document("extensions", extensions) {
+        problems.push(error.to_string());
+        return;
     }
     for (manager, settings) in extensions {
         let Some(settings) = settings.as_object() else {

@@ -4,6 +4,53 @@
 
 use crate::error::CoreError;
 
+/// The most a free-form attribute (ViCE's `specifics`, MWS's `extensions`
+/// and `features`, Coopr's `providermap`) may take, as compact JSON. Every
+/// listed record carries its attributes, so they bound what a page of a
+/// thousand records costs the server: Glance, likewise, holds an image to
+/// 128 properties of 255 characters.
+pub const MAX_DOCUMENT_BYTES: usize = 16 << 10;
+
+/// The most a short word of a record (an OS or hypervisor type, a template's
+/// name, a feature) may take.
+pub const MAX_WORD_BYTES: usize = 255;
+
+/// Refuses a document longer than [`MAX_DOCUMENT_BYTES`] as compact JSON;
+/// `field` names it in the message. Counted as it is written, and given up
+/// at the limit.
+pub fn bounded_document(field: &str, value: &impl serde::Serialize) -> Result<(), CoreError> {
+    /// Counts bytes, and fails past the limit.
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            if self.0 > MAX_DOCUMENT_BYTES {
+                return Err(std::io::ErrorKind::FileTooLarge.into());
+            }
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    match serde_json::to_writer(Counter(0), value) {
+        Ok(()) => Ok(()),
+        Err(_) => Err(CoreError::invalid(format!(
+            "{field} may take at most {MAX_DOCUMENT_BYTES} bytes as JSON"
+        ))),
+    }
+}
+
+/// Refuses a word longer than [`MAX_WORD_BYTES`] or not plain text.
+pub fn bounded_word(field: &str, text: &str) -> Result<(), CoreError> {
+    if text.len() > MAX_WORD_BYTES {
+        return Err(CoreError::invalid(format!(
+            "{field} may be at most {MAX_WORD_BYTES} bytes"
+        )));
+    }
+    plain_text(field, text)
+}
+
 /// Whether `c` is a bidirectional formatting character: an embedding or
 /// override (U+202A–U+202E), an isolate (U+2066–U+2069), or a directional
 /// mark (U+200E, U+200F, U+061C).
@@ -47,6 +94,29 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    use serde_json::Value;
+
+    #[test]
+    fn documents_and_words_are_bounded() {
+        let document = |bytes: usize| serde_json::json!({ "k": "x".repeat(bytes - 8) });
+        assert_eq!(
+            bounded_document("specifics", &document(MAX_DOCUMENT_BYTES)),
+            Ok(())
+        );
+        let error = bounded_document("specifics", &document(MAX_DOCUMENT_BYTES + 1)).unwrap_err();
+        assert!(
+            error.to_string().starts_with("specifics may take at most"),
+            "{error}"
+        );
+        let many: serde_json::Map<_, _> = (0..5000)
+            .map(|key| (key.to_string(), Value::from(0)))
+            .collect();
+        assert!(bounded_document("extensions", &Value::Object(many)).is_err());
+        assert_eq!(bounded_word("osType", &"l".repeat(MAX_WORD_BYTES)), Ok(()));
+        assert!(bounded_word("osType", &"l".repeat(MAX_WORD_BYTES + 1)).is_err());
+        assert!(bounded_word("osType", "a\nb").is_err());
     }
 
     #[test]

@@ -109,18 +109,21 @@ impl ContentType {
 
 /// `specifics` as the registry's clients send it: a JSON object, or a string
 /// holding one (`"{}"`). Answers the object.
+/// At most [`MAX_DOCUMENT_BYTES`](super::MAX_DOCUMENT_BYTES) as JSON.
 pub fn parse_specifics(value: &Value) -> Result<Value, CoreError> {
     let wrong = || CoreError::invalid("specifics must be a JSON object, or a string holding one");
-    match value {
-        Value::Object(_) => Ok(value.clone()),
-        Value::Null => Ok(Value::Object(Default::default())),
-        Value::String(text) if text.trim().is_empty() => Ok(Value::Object(Default::default())),
+    let object = match value {
+        Value::Object(_) => value.clone(),
+        Value::Null => Value::Object(Default::default()),
+        Value::String(text) if text.trim().is_empty() => Value::Object(Default::default()),
         Value::String(text) => match serde_json::from_str::<Value>(text) {
-            Ok(object @ Value::Object(_)) => Ok(object),
-            _ => Err(wrong()),
+            Ok(object @ Value::Object(_)) => object,
+            _ => return Err(wrong()),
         },
-        _ => Err(wrong()),
-    }
+        _ => return Err(wrong()),
+    };
+    super::bounded_document("specifics", &object)?;
+    Ok(object)
 }
 
 /// A ViCE image's attributes as a client sent them; ids in the body are

@@ -12,6 +12,9 @@ use super::auth::token_digest;
 use super::{db_error, Core};
 use crate::store::{is_unique_violation, ImageTypeRow};
 
+/// The most image types one tenant keeps: its list carries them all.
+pub const IMAGE_TYPES_PER_TENANT: i64 = 1000;
+
 /// A user acting inside one tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantCaller {
@@ -290,8 +293,14 @@ impl Core {
         caller: &TenantCaller,
         image_type: &ImageType,
     ) -> Result<(), CoreError> {
-        self.db
-            .insert_image_type(caller.tenant_id, &row_of(image_type), Utc::now())
+        let inserted = self
+            .db
+            .insert_image_type(
+                caller.tenant_id,
+                &row_of(image_type),
+                IMAGE_TYPES_PER_TENANT,
+                Utc::now(),
+            )
             .await
             .map_err(|error| {
                 if is_unique_violation(&error) {
@@ -302,7 +311,13 @@ impl Core {
                 } else {
                     db_error(error)
                 }
-            })
+            })?;
+        if !inserted {
+            return Err(CoreError::Conflict(format!(
+                "the tenant has {IMAGE_TYPES_PER_TENANT} image types; delete one to add another"
+            )));
+        }
+        Ok(())
     }
 
     /// Replaces the image type `name` with a whole new object of that name.

@@ -29,6 +29,10 @@ use crate::store::NewDeployment;
 /// jobs (syncs, deployments) behind its own.
 const UNFINISHED_PER_USER: i64 = 32;
 
+/// The most deployments one user keeps, older finished ones forgotten as
+/// new ones come: every list of a user's deployments carries them all.
+pub const KEPT_PER_USER: i64 = 1000;
+
 /// The folder a `file://` location names, if it is one.
 fn file_folder(location: &str) -> Option<PathBuf> {
     location
@@ -102,6 +106,13 @@ impl Core {
         if !image.writable_by(viewer) {
             return Err(CoreError::not_found(format!("image {image_id}")));
         }
+        // As `deploy_targets` offers: a record without bytes has nothing
+        // to deploy (its job could only fail).
+        if !image.has_content() {
+            return Err(CoreError::invalid(format!(
+                "image {image_id} has no file to deploy; upload one first"
+            )));
+        }
         let environment = self.environment(viewer, environment_id).await?;
         if let Some(folder) = file_folder(&environment.location) {
             self.allowed_folder(&folder).map_err(CoreError::invalid)?;
@@ -113,6 +124,7 @@ impl Core {
             title: &title,
             environment_reference: &environment_reference,
             unfinished_at_most: UNFINISHED_PER_USER,
+            kept_at_most: KEPT_PER_USER,
         };
         let id = self
             .db

@@ -17,6 +17,10 @@ use rand::RngCore;
 use super::{db_error, Core};
 use crate::store::{EnvironmentColumns, EnvironmentRow};
 
+/// The most environments one user keeps: each list of them, and the image
+/// pages that offer them as targets, carries them all.
+pub const ENVIRONMENTS_PER_USER: i64 = 100;
+
 /// Encrypts a password for one owner: hex of nonce and ciphertext.
 pub(super) fn seal(key: &[u8; 32], owner: i64, password: &str) -> Result<String, CoreError> {
     let cipher = ChaCha20Poly1305::new(Key::from_slice(key));
@@ -119,10 +123,16 @@ impl Core {
             .insert_environment(
                 user.id,
                 &Self::columns(&spec, sealed.as_deref()),
+                ENVIRONMENTS_PER_USER,
                 Utc::now(),
             )
             .await
-            .map_err(db_error)?;
+            .map_err(db_error)?
+            .ok_or_else(|| {
+                CoreError::Conflict(format!(
+                    "you have {ENVIRONMENTS_PER_USER} environments; delete one to add another"
+                ))
+            })?;
         self.environment(viewer, id).await
     }
 

@@ -71,7 +71,9 @@ impl Core {
             .ok_or_else(|| CoreError::not_found(format!("image '{key}'")))
     }
 
-    /// The ids behind `virtualizedImages`, each an image the viewer may read.
+    /// The ids behind `virtualizedImages`, each an image the viewer may read
+    /// (at most [`MAX_VIRTUALIZED_IMAGES`](app::model::MAX_VIRTUALIZED_IMAGES)
+    /// references, as parsed; each looked up once).
     async fn resolve_refs(
         &self,
         viewer: &Viewer,
@@ -79,7 +81,10 @@ impl Core {
         own_id: Option<i64>,
     ) -> Result<Vec<i64>, CoreError> {
         let mut ids = Vec::with_capacity(refs.len());
-        for reference in refs {
+        for (at, reference) in refs.iter().enumerate() {
+            if refs[..at].contains(reference) {
+                continue;
+            }
             let found = match reference {
                 ImageRef::Id(id) => match id.parse::<i64>() {
                     Ok(id) => match self.get_image(viewer, id).await {

@@ -174,8 +174,12 @@ impl Db {
         tenant_id: i64,
         user_id: i64,
     ) -> Result<bool, sqlx::Error> {
+        // A key being stored for them waits, or is waited for (see
+        // `insert_api_key`).
+        let lock = self.user_lock();
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            sqlx::query(lock).bind(user_id).execute(&mut *tx).await?;
             let removed = sqlx::query("DELETE FROM tenant_members WHERE tenant_id = $1 AND user_id = $2")
                 .bind(tenant_id)
                 .bind(user_id)
@@ -252,8 +256,13 @@ impl Db {
              SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM users \
              WHERE id = $2 AND credentials_version = $5 AND disabled = $6) \
              AND EXISTS (SELECT 1 FROM tenant_members WHERE tenant_id = $1 AND user_id = $2)";
+        // After the user's row is locked, as a token is stored
+        // (`insert_token`): a revocation or a removal from the tenant under
+        // way is waited for, and then seen.
+        let lock = self.user_lock();
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            sqlx::query(lock).bind(user_id).execute(&mut *tx).await?;
             if join {
                 sqlx::query(MEMBER).bind(tenant_id).bind(user_id).execute(&mut *tx).await?;
             }
@@ -319,17 +328,21 @@ impl Db {
         })
     }
 
-    /// Inserts an image type; a taken name comes back as a unique violation.
+    /// Inserts an image type unless the tenant has `at_most` already
+    /// (`false`; inserts side by side may pass it by a few); a taken name
+    /// comes back as a unique violation.
     #[tracing::instrument(skip(self, row), err)]
     pub async fn insert_image_type(
         &self,
         tenant_id: i64,
         row: &ImageTypeRow,
+        at_most: i64,
         now: DateTime<Utc>,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<bool, sqlx::Error> {
         const INSERT: &str = "INSERT INTO image_types \
              (tenant_id, name, description, providermap, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $5)";
+             SELECT $1, $2, $3, $4, $5, $5 WHERE (SELECT COUNT(*) FROM \
+             (SELECT 1 FROM image_types WHERE tenant_id = $1 LIMIT $6) AS kept) < $6";
         with_pool!(self, pool => {
             sqlx::query(INSERT)
                 .bind(tenant_id)
@@ -337,9 +350,10 @@ impl Db {
                 .bind(&row.description)
                 .bind(&row.providermap)
                 .bind(now)
+                .bind(at_most)
                 .execute(pool)
                 .await
-                .map(|_| ())
+                .map(|done| done.rows_affected() == 1)
         })
     }
 

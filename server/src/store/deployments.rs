@@ -88,6 +88,10 @@ pub struct NewDeployment<'a> {
     pub environment_reference: &'a str,
     /// How many unfinished deployments the user may have, this one included.
     pub unfinished_at_most: i64,
+    /// The most deployments the user keeps: finished ones older than the
+    /// newest this many go as this one is added (each list of them carries
+    /// them all).
+    pub kept_at_most: i64,
 }
 
 impl Db {
@@ -112,6 +116,11 @@ impl Db {
              VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id";
         const JOB: &str = "INSERT INTO jobs (kind, payload, run_at, created_at, updated_at) \
              VALUES ($1, $2, $3, $3, $3)";
+        // Finished ones older than the newest `kept_at_most` of the user's
+        // deployments (by the index on user and id).
+        const FORGET_OLDEST: &str = "DELETE FROM deployments WHERE user_id = $1 \
+             AND state IN ('done', 'failed') AND id <= (SELECT id FROM deployments \
+             WHERE user_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)";
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(lock).bind(new.user_id).execute(&mut *tx).await?;
@@ -136,6 +145,11 @@ impl Db {
                 .bind(job_kind)
                 .bind(job_payload(id))
                 .bind(now.timestamp_millis())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(FORGET_OLDEST)
+                .bind(new.user_id)
+                .bind(new.kept_at_most)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;

@@ -78,14 +78,30 @@ impl Db {
         &self,
         user_id: i64,
         columns: &EnvironmentColumns<'_>,
+        at_most: i64,
         now: DateTime<Utc>,
-    ) -> Result<i64, sqlx::Error> {
+    ) -> Result<Option<i64>, sqlx::Error> {
+        // Counted after the user's row is locked, as deployments are: no
+        // two inserts of one user's see the same count.
+        let lock = self.user_lock();
+        const COUNT: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM environments \
+             WHERE user_id = $1 LIMIT $2) AS kept";
         const INSERT: &str = "INSERT INTO environments (user_id, title, mgmt_type, \
              mgmt_software, mgmt_version, rt_type, rt_software, rt_version, location, \
              cred_username, cred_password, cred_specifics, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) RETURNING id";
         with_pool!(self, pool => {
-            sqlx::query_scalar::<_, i64>(INSERT)
+            let mut tx = pool.begin().await?;
+            sqlx::query(lock).bind(user_id).execute(&mut *tx).await?;
+            let kept = sqlx::query_scalar::<_, i64>(COUNT)
+                .bind(user_id)
+                .bind(at_most)
+                .fetch_one(&mut *tx)
+                .await?;
+            if kept >= at_most {
+                return Ok(None);
+            }
+            let id = sqlx::query_scalar::<_, i64>(INSERT)
                 .bind(user_id)
                 .bind(columns.title)
                 .bind(columns.mgmt_type)
@@ -99,8 +115,10 @@ impl Db {
                 .bind(columns.cred_password)
                 .bind(columns.cred_specifics)
                 .bind(now)
-                .fetch_one(pool)
-                .await
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Some(id))
         })
     }
 

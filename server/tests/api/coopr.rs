@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::helpers::{Backend, TestApp};
 
 /// A Coopr client: the three headers of one key.
-struct Coopr {
+pub(crate) struct Coopr {
     base: String,
     user: String,
     tenant: String,
@@ -17,7 +17,7 @@ struct Coopr {
 }
 
 impl Coopr {
-    async fn new(app: &TestApp, user: &str, tenant: &str) -> Self {
+    pub(crate) async fn new(app: &TestApp, user: &str, tenant: &str) -> Self {
         let issued = app.core.issue_api_key(user, tenant).await.unwrap();
         Self {
             base: app.url("/v2"),
@@ -40,7 +40,12 @@ impl Coopr {
     }
 
     /// A request as curl sends it: `-d` posts with a form content type.
-    async fn call(&self, method: Method, path: &str, body: Option<&str>) -> (StatusCode, String) {
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&str>,
+    ) -> (StatusCode, String) {
         let mut request = self
             .client
             .request(method, format!("{}{path}", self.base))

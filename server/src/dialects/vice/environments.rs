@@ -126,6 +126,8 @@ fn one(format: Format, status: StatusCode, environment: &Environment) -> Reply {
         )),
         (status = 401, description = "Authentication information is missing or invalid", body = ViceErrorBody),
         (status = 405, description = "Invalid input", body = ViceErrorBody),
+        (status = 409, description = "The caller has as many environments as a user may \
+            keep (100)", body = ViceErrorBody),
         (status = 413, description = "The body is too large", body = ViceErrorBody),
     ))]
 pub async fn create(
