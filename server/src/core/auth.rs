@@ -217,7 +217,10 @@ impl Core {
             .map_or_else(|| DUMMY_HASH.to_owned(), |u| u.password_hash.clone());
         let matches = self.login_guard.verify(hash, password.to_owned()).await?;
         match user {
-            Some(user) if matches => {
+            // A disabled account is answered as a wrong password is, right
+            // or wrong: a quick "disabled" for the right one alone would
+            // confirm a password its owner may use elsewhere.
+            Some(user) if matches && !user.disabled => {
                 self.login_guard
                     .remember(username, password, user.id, &user.password_hash);
                 self.login_guard.signed_in(username, client);

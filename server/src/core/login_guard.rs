@@ -223,9 +223,10 @@ impl LoginGuard {
         username: &str,
         address: Option<IpAddr>,
     ) -> Result<(), CoreError> {
-        let username = username.to_ascii_lowercase();
         if let Some(address) = address {
-            let pair = (username.clone(), address_key(address));
+            // The name as signed in to (names are told apart by case):
+            // signing in to `bob` exempts no one from `Bob`'s bucket.
+            let pair = (username.to_owned(), address_key(address));
             let known = self
                 .known_clients
                 .lock()
@@ -238,7 +239,8 @@ impl LoginGuard {
         }
         // Kept by its digest: a name is whatever a client sends (300 KB of
         // it, as often as the throttle lets), and the buckets live minutes.
-        let key: [u8; 32] = Sha256::digest(username.as_bytes()).into();
+        // Counted without case: guesses at `Bob` and `BOB` share a bucket.
+        let key: [u8; 32] = Sha256::digest(username.to_ascii_lowercase().as_bytes()).into();
         self.per_account
             .check_key(&key)
             .map_err(|not_until| self.throttled(not_until.wait_time_from(self.clock.now())))
@@ -249,7 +251,7 @@ impl LoginGuard {
         let Some(address) = address else { return };
         if let Ok(mut known) = self.known_clients.lock() {
             known.put(
-                (username.to_ascii_lowercase(), address_key(address)),
+                (username.to_owned(), address_key(address)),
                 Instant::now() + KNOWN_CLIENT_TTL,
             );
         }
@@ -416,6 +418,9 @@ mod tests {
         guard.signed_in("alice", home);
         assert!(guard.throttle_account("alice", home).is_ok());
         assert!(guard.throttle_account("alice", attacker).is_err());
+        // `Alice` is another account (names are told apart by case):
+        // signing in to `alice` does not exempt guesses at it.
+        assert!(guard.throttle_account("Alice", home).is_err());
     }
 
     #[test]

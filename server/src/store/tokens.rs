@@ -75,8 +75,16 @@ impl Db {
              (user_id, token_hash, created_at, expires_at, session_hash) \
              SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM users \
              WHERE id = $1 AND credentials_version = $6 AND disabled = $7) RETURNING id";
+        // After the user's row is locked: a revocation under way (a reset
+        // password, a disabled account) is waited for and then seen, and
+        // one that comes later waits for this token and deletes it. The
+        // check alone read the row as committed before the revocation, and
+        // the revocation's delete missed a token not yet committed.
+        let lock = self.user_lock();
         with_pool!(self, pool => {
-            sqlx::query_scalar::<_, i64>(INSERT)
+            let mut tx = pool.begin().await?;
+            sqlx::query(lock).bind(user_id).execute(&mut *tx).await?;
+            let id = sqlx::query_scalar::<_, i64>(INSERT)
                 .bind(user_id)
                 .bind(token_hash)
                 .bind(now)
@@ -84,8 +92,10 @@ impl Db {
                 .bind(session_hash)
                 .bind(credentials_version)
                 .bind(false)
-                .fetch_optional(pool)
-                .await
+                .fetch_optional(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(id)
         })
     }
 

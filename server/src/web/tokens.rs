@@ -31,8 +31,9 @@ pub struct TokenList {
 }
 
 /// The browser session the caller is signed in through, if that is how:
-/// tokens it issues are revoked when it signs out.
-async fn signing_session(
+/// tokens it issues are revoked when it signs out (VSS's
+/// `/auth/request-token` too).
+pub(crate) async fn signing_session(
     headers: &HeaderMap,
     session: &Session,
     viewer: &Viewer,
@@ -47,7 +48,7 @@ async fn signing_session(
         .map(|id| id.to_string())
 }
 
-/// Issues a bearer token to the caller, valid for 30 days; its secret is
+/// Issues a bearer token to the caller, valid for 24 hours; its secret is
 /// shown this once. One issued through a browser session is revoked when
 /// that session signs out.
 #[utoipa::path(post, path = "/api/tokens", tag = TOKENS,

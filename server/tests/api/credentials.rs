@@ -298,6 +298,9 @@ async fn signing_out_revokes_the_tokens_the_session_issued(#[case] backend: Back
     assert!(signed_in.status().is_redirection());
     let from_session: Value = json_of(browser.post(app.url("/api/tokens"))).await;
     let session_token = from_session["token"].as_str().unwrap().to_owned();
+    // VSS's token request, asked through the session, is the session's too.
+    let from_vss: Value = json_of(browser.post(app.url("/auth/request-token"))).await;
+    let vss_token = from_vss["token"].as_str().unwrap().to_owned();
     // A token made with a password, not through the session, survives.
     let scripted = token_by_password(&app, "alice", "alice-password").await;
     let works = |token: String| {
@@ -313,6 +316,7 @@ async fn signing_out_revokes_the_tokens_the_session_issued(#[case] backend: Back
         }
     };
     assert_eq!(works(session_token.clone()).await, 200);
+    assert_eq!(works(vss_token.clone()).await, 200);
     let signed_out = browser
         .post(app.url("/api/ui/logout"))
         .header("accept", "text/html")
@@ -325,6 +329,7 @@ async fn signing_out_revokes_the_tokens_the_session_issued(#[case] backend: Back
         signed_out.status()
     );
     assert_eq!(works(session_token).await, 401);
+    assert_eq!(works(vss_token).await, 401);
     assert_eq!(works(scripted).await, 200);
 }
 

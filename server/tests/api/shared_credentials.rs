@@ -273,3 +273,68 @@ async fn a_closed_store_leaves_no_connection_to_its_database() {
     assert_eq!(left, 0, "a session outlived the store's close");
     admin.close().await;
 }
+
+/// A token or a Coopr key asked for while a revocation of its owner's
+/// credentials is under way (a password reset about to commit) does not
+/// outlive it. The revocation here is the store's own statements, left
+/// open while the two are asked for: each waits for it, then finds the
+/// account changed. (Before, each was stored at once, unseen by the
+/// revocation's deletes, and went on working.)
+#[tokio::test]
+async fn credentials_issued_during_a_revocation_do_not_survive_it() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    app.add_user("alice", "alice-password").await;
+    let alice = app.core.login("alice", "alice-password").await.unwrap();
+    let depot_server::store::Pool::Postgres(pool) = app.core.db().pool() else {
+        unreachable!("a PostgreSQL server");
+    };
+    let mut revoking = pool.begin().await.unwrap();
+    for statement in [
+        "UPDATE users SET credentials_version = credentials_version + 1 WHERE id = $1",
+        "DELETE FROM api_tokens WHERE user_id = $1",
+        "DELETE FROM api_keys WHERE user_id = $1",
+    ] {
+        sqlx::query(statement)
+            .bind(alice.id)
+            .execute(&mut *revoking)
+            .await
+            .unwrap();
+    }
+    let token_asked = tokio::spawn({
+        let url = app.url("/api/tokens");
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .basic_auth("alice", Some("alice-password"))
+                .send()
+                .await
+                .unwrap()
+        }
+    });
+    let key_asked = tokio::spawn({
+        let core = app.core.clone();
+        async move { core.issue_api_key("alice", "lab").await }
+    });
+    // Long enough for both to reach the database.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    revoking.commit().await.unwrap();
+
+    let token = token_asked.await.unwrap();
+    if token.status() == 201 {
+        let token: Value = token.json().await.unwrap();
+        let status = reqwest::Client::new()
+            .get(app.url("/api/tokens"))
+            .bearer_auth(token["token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 401, "a token issued during the revocation works");
+    } else {
+        assert_eq!(token.status(), 401);
+    }
+    if let Ok(issued) = key_asked.await.unwrap() {
+        let status = crate::admin_users::coopr_status(&app, "alice", &issued.key).await;
+        assert_eq!(status, 401, "a key issued during the revocation works");
+    }
+}

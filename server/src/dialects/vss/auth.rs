@@ -2,8 +2,10 @@
 
 use app::model::Viewer;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::{Extension, Json};
 use serde::Serialize;
+use tower_sessions::Session;
 
 use super::error::{VssError, VssErrorBody};
 use super::views::image_time;
@@ -38,9 +40,17 @@ pub struct TokenView {
 pub async fn request_token(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
+    headers: HeaderMap,
+    session: Session,
 ) -> Result<Json<TokenView>, VssError> {
     let user = viewer.require_user()?;
-    let issued = state.core.issue_token(user, None).await?;
+    // Asked through a browser session (not Basic), the token goes when
+    // the session signs out, as `/api/tokens`' does.
+    let from_session = crate::web::tokens::signing_session(&headers, &session, &viewer).await;
+    let issued = state
+        .core
+        .issue_token(user, from_session.as_deref())
+        .await?;
     Ok(Json(TokenView {
         duration: TOKEN_TTL.as_secs(),
         exp: issued.expires_at.timestamp(),
