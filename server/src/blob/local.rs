@@ -212,6 +212,18 @@ impl Staging for LocalStaging {
     }
 }
 
+/// Makes a blob's prefix folder (`blobs/ab/`) if it is not there yet, its
+/// entry in the blobs folder synced: the blob's own entry is synced in the
+/// prefix folder once renamed there, and a crash must not lose the folder
+/// that holds it after the record naming it is committed.
+fn prefix_folder(blobs: &Path, folder: &Path) -> std::io::Result<()> {
+    if folder.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(folder)?;
+    std::fs::File::open(blobs)?.sync_all()
+}
+
 /// A complete, fsynced temporary file; deleted when dropped unpublished.
 #[derive(Debug)]
 struct LocalStaged {
@@ -225,7 +237,7 @@ impl StagedBytes for LocalStaged {
         let folder = self.blobs.join(&sha256[..2]);
         let destination = folder.join(sha256);
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            std::fs::create_dir_all(&folder)?;
+            prefix_folder(&self.blobs, &folder)?;
             if destination.exists() {
                 return Ok(()); // Same bytes already stored: the guard deletes ours.
             }
@@ -328,7 +340,7 @@ impl StagedBytes for LocalUploadStaged {
         let destination = folder.join(sha256);
         let partial = folder.join(format!(".{sha256}.partial"));
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            std::fs::create_dir_all(&folder)?;
+            prefix_folder(&self.blobs, &folder)?;
             if destination.exists() {
                 return Ok(()); // Same bytes already stored.
             }

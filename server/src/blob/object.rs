@@ -161,8 +161,7 @@ impl ObjectBlobs {
             in_place,
             marker: self.area("uploading").child(name),
             upload: None,
-            pending: Vec::new(),
-            pending_len: 0,
+            pending: pending::Pending::default(),
             in_flight: tokio::task::JoinSet::new(),
             parts: Vec::new(),
             last_beat: Instant::now(),
@@ -280,8 +279,7 @@ pub(crate) struct ObjectStaging {
     in_place: bool,
     marker: Path,
     upload: Option<MultipartId>,
-    pending: Vec<Bytes>,
-    pending_len: usize,
+    pending: pending::Pending,
     in_flight: tokio::task::JoinSet<(usize, object_store::Result<PartId>)>,
     parts: Vec<Option<PartId>>,
     last_beat: Instant,
@@ -341,8 +339,7 @@ impl ObjectStaging {
         while self.in_flight.len() >= PARTS_IN_FLIGHT {
             self.settle_one().await?;
         }
-        let payload: PutPayload = std::mem::take(&mut self.pending).into_iter().collect();
-        self.pending_len = 0;
+        let payload = self.pending.take();
         let index = self.parts.len();
         self.parts.push(None);
         let (bucket, key, id) = (self.store.bucket.clone(), self.key.clone(), upload.clone());
@@ -367,17 +364,15 @@ impl Staging for ObjectStaging {
             } else {
                 LARGE_PART_SIZE
             };
-            if self.pending_len + chunk.len() < part_size {
+            if self.pending.len() + chunk.len() < part_size {
                 break;
             }
-            let rest = chunk.split_off(part_size - self.pending_len);
+            let rest = chunk.split_off(part_size - self.pending.len());
             self.pending.push(chunk);
-            self.pending_len = part_size;
             self.send_part().await?;
             chunk = rest;
         }
         if !chunk.is_empty() {
-            self.pending_len += chunk.len();
             self.pending.push(chunk);
         }
         Ok(())
@@ -410,7 +405,7 @@ impl ObjectStaging {
         match self.upload.clone() {
             None => {
                 // Smaller than one part: one PUT.
-                let payload: PutPayload = std::mem::take(&mut self.pending).into_iter().collect();
+                let payload = self.pending.take();
                 self.store
                     .bucket
                     .put(&self.key, payload)
@@ -418,7 +413,7 @@ impl ObjectStaging {
                     .map_err(io_error)?;
             }
             Some(upload) => {
-                if self.pending_len > 0 {
+                if !self.pending.is_empty() {
                     self.send_part().await?;
                 }
                 while !self.in_flight.is_empty() {
@@ -670,6 +665,7 @@ impl Backend for ObjectBlobs {
 
 mod parts;
 mod patience;
+mod pending;
 mod read;
 
 #[cfg(test)]

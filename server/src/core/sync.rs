@@ -172,22 +172,11 @@ impl Core {
         let user = viewer.require_user()?;
         // A request that has not started yet will see the store as it is
         // when it runs: a second one would only race it.
-        let waiting = self
+        let (id, new) = self
             .db
-            .waiting_sync_request(user.id, kind.as_str())
+            .submit_sync_request(user.id, kind.as_str(), &task_id(), SYNC_JOB, Utc::now())
             .await
             .map_err(db_error)?;
-        let (id, new) = match waiting {
-            Some(id) => (id, false),
-            None => {
-                let id = self
-                    .db
-                    .insert_sync_request(user.id, kind.as_str(), &task_id(), SYNC_JOB, Utc::now())
-                    .await
-                    .map_err(db_error)?;
-                (id, true)
-            }
-        };
         let mut request = self.sync_request(viewer, id).await?;
         if new {
             // The answer tells what was submitted, even if a polling worker
@@ -304,11 +293,10 @@ impl Core {
 
     async fn reconcile(&self, user: &Principal, kind: SyncKind) -> Result<SyncOutcome, String> {
         let viewer = Viewer::User(user.clone());
-        let files = self
-            .personal
-            .files(user.id)
-            .await
-            .map_err(|error| format!("cannot read the store: {error}"))?;
+        let files = self.personal.files(user.id).await.map_err(|error| {
+            tracing::warn!(%error, "cannot list a personal store for a sync");
+            "cannot read the store just now".to_owned()
+        })?;
         let mut known = self
             .synced_images(&viewer, user, kind)
             .await
@@ -448,9 +436,7 @@ impl Core {
         // older counting until the newer takes its place.
         let (stream, mut counted): (ByteStream, _) = match copy {
             Copying::File => {
-                let stream = self
-                    .personal
-                    .read(user.id, &file.relative)
+                let stream = read_store_file(&*self.personal, user.id, &file.relative)
                     .await
                     .map_err(|error| CoreError::invalid(format!("unreadable: {error}")))?;
                 (stream, None)
@@ -578,6 +564,24 @@ enum Registered {
     Same,
 }
 
+/// A store file's bytes, for a sync. What the store says of a failure goes
+/// to the log alone: an object store's errors name its endpoint, bucket and
+/// keys, and a sync's errors are shown to the store's owner.
+pub(super) async fn read_store_file(
+    personal: &dyn crate::personal::PersonalStores,
+    user_id: i64,
+    relative: &str,
+) -> std::io::Result<ByteStream> {
+    use futures_util::{StreamExt, TryStreamExt};
+    let stream = personal.read(user_id, relative).await.map_err(unreadable)?;
+    Ok(stream.map_err(unreadable).boxed())
+}
+
+fn unreadable(error: std::io::Error) -> std::io::Error {
+    tracing::warn!(%error, "cannot read a file of a personal store for a sync");
+    std::io::Error::other("the file changed or could not be read")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -594,5 +598,15 @@ mod tests {
         assert!(SyncKind::Vm.wants("a.OVA") && SyncKind::Vm.wants("b.ovf"));
         assert!(!SyncKind::Vm.wants("c.vmdk") && !SyncKind::Vm.wants("d.iso"));
         assert!(SyncKind::Iso.wants("x.iso") && !SyncKind::Iso.wants("x.ova"));
+    }
+
+    #[tokio::test]
+    async fn a_store_files_failure_is_told_without_the_stores_own_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let stores = crate::personal::local::LocalStores::new(dir.path().join("personal"));
+        let Err(error) = read_store_file(&stores, 7, "gone/disk.iso").await else {
+            panic!("a file that is not there was read");
+        };
+        assert_eq!(error.to_string(), "the file changed or could not be read");
     }
 }

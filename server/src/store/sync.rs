@@ -55,16 +55,22 @@ pub struct SyncOutcome {
 }
 
 impl Db {
-    /// Records a request and queues its job, in one transaction.
+    /// The request of this user and kind still waiting to run (`false`), or
+    /// else a new one recorded with its job queued (`true`). Decided after
+    /// the user's row is locked: requests sent side by side find one waiting
+    /// request, never each their own.
     #[tracing::instrument(skip(self), err)]
-    pub async fn insert_sync_request(
+    pub async fn submit_sync_request(
         &self,
         user_id: i64,
         kind: &str,
         task_id: &str,
         job_kind: &str,
         now: DateTime<Utc>,
-    ) -> Result<i64, sqlx::Error> {
+    ) -> Result<(i64, bool), sqlx::Error> {
+        let lock = self.user_lock();
+        const WAITING: &str = "SELECT id FROM sync_requests WHERE user_id = $1 AND kind = $2 \
+             AND status IN ('SUBMITTED', 'PENDING') ORDER BY id LIMIT 1";
         const REQUEST: &str = "INSERT INTO sync_requests \
              (user_id, kind, status, task_id, created_at, updated_at) \
              VALUES ($1, $2, 'SUBMITTED', $3, $4, $4) RETURNING id";
@@ -75,6 +81,15 @@ impl Db {
         let now_ms = now.timestamp_millis();
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            sqlx::query(lock).bind(user_id).execute(&mut *tx).await?;
+            let waiting = sqlx::query_scalar::<_, i64>(WAITING)
+                .bind(user_id)
+                .bind(kind)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(id) = waiting {
+                return Ok((id, false));
+            }
             let id = sqlx::query_scalar::<_, i64>(REQUEST)
                 .bind(user_id)
                 .bind(kind)
@@ -92,25 +107,7 @@ impl Db {
                 .await?;
             sqlx::query(LINK).bind(job).bind(id).execute(&mut *tx).await?;
             tx.commit().await?;
-            Ok(id)
-        })
-    }
-
-    /// A request of this user and kind that is still waiting to run, if any.
-    #[tracing::instrument(skip(self), err)]
-    pub async fn waiting_sync_request(
-        &self,
-        user_id: i64,
-        kind: &str,
-    ) -> Result<Option<i64>, sqlx::Error> {
-        const SELECT: &str = "SELECT id FROM sync_requests WHERE user_id = $1 AND kind = $2 \
-             AND status IN ('SUBMITTED', 'PENDING') ORDER BY id LIMIT 1";
-        with_pool!(self, pool => {
-            sqlx::query_scalar::<_, i64>(SELECT)
-                .bind(user_id)
-                .bind(kind)
-                .fetch_optional(pool)
-                .await
+            Ok((id, true))
         })
     }
 

@@ -198,6 +198,11 @@ fn requested_range(headers: &HeaderMap, etag: &str, length: u64) -> Result<Optio
     let Ok(parsed) = http_range_header::parse_range_header(range) else {
         return Ok(None); // A header we cannot read is ignored, as RFC 9110 allows.
     };
+    // No range of an empty file can be satisfied (RFC 9110, 14.1.1);
+    // http-range-header would make `bytes=0-` its first byte.
+    if length == 0 {
+        return Err(());
+    }
     match parsed.validate(length) {
         Ok(ranges) if ranges.len() == 1 => Ok(Some((*ranges[0].start(), *ranges[0].end()))),
         Ok(_) => Ok(None), // Several ranges: the whole file is a valid answer.

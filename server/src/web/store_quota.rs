@@ -156,8 +156,14 @@ impl DavFileSystem for QuotaFs {
             }
             // Bytes of a whole-file write (and any write to an object store)
             // are in no file until it completes: the reservation holds them.
+            // So does it those of a write in place (a range, an append), until
+            // the write ends: the file may be deleted or replaced meanwhile,
+            // and bytes written on into it then are in no listing, though on
+            // the disk until the write lets the file go. They count twice
+            // while it runs (in the file's size too): the price of never
+            // counting them not at all.
             let atomic = self.inner.atomic_writes() || (options.truncate && !options.append);
-            let mut write = StoreWrite::new(self.core.clone(), self.user_id, atomic);
+            let mut write = StoreWrite::new(self.core.clone(), self.user_id, true);
             // A length announced up front is checked (and reserved) before
             // anything is written or truncated.
             if let Some(size) = options.size {

@@ -91,6 +91,43 @@ async fn an_upload_downloads_back_identical_with_ranges_and_etag(#[case] backend
     assert_eq!(cached.status(), 304);
 }
 
+/// An empty file has no byte to send: any range of it is 416 (`*/0`),
+/// never a 206 of a byte it does not have, on local disk or object store;
+/// without a range it downloads whole, empty.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::shared(Backend::Shared)]
+#[tokio::test]
+async fn a_range_of_an_empty_file_is_unsatisfiable(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let response = app
+        .upload("admin", ADMIN_PASSWORD, "empty.img", Vec::new())
+        .await;
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    let url = app.url(&format!("/api/images/{}/download", body["images"][0]["id"]));
+    let client = reqwest::Client::new();
+    for range in ["bytes=0-", "bytes=0-0", "bytes=-1"] {
+        let answer = client
+            .get(&url)
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .header("range", range)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 416, "{range}");
+        assert_eq!(answer.headers()["content-range"], "bytes */0", "{range}");
+    }
+    let whole = client
+        .get(&url)
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(whole.status(), 200);
+    assert!(whole.bytes().await.unwrap().is_empty());
+}
+
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]

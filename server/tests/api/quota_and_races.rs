@@ -625,3 +625,31 @@ async fn store_writes_count_once_and_holes_count_too(#[case] backend: Backend) {
     assert!(matches!(ranged.as_u16(), 507 | 416 | 413 | 501), "{ranged}");
     assert!(app.store_files(alice.id).await["sized.iso"] < 1_000_000);
 }
+
+/// Syncs asked for side by side while none runs (no job workers here) find
+/// one waiting request: one job queued, whatever the number of asks.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn syncs_asked_at_once_share_one_waiting_request(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.job_workers = 0).await;
+    let token = app.vss_token("admin", ADMIN_PASSWORD).await;
+    let client = reqwest::Client::new();
+    let asks = (0..16).map(|_| {
+        client
+            .patch(app.url("/v2/user/image/vm"))
+            .bearer_auth(&token)
+            .send()
+    });
+    let mut ids = Vec::new();
+    for answer in futures_util::future::join_all(asks).await {
+        let answer = answer.unwrap();
+        assert_eq!(answer.status(), 202);
+        let body: Value = answer.json().await.unwrap();
+        ids.push(body["data"]["request"]["id"].as_i64().unwrap());
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "several requests waiting: {ids:?}");
+}

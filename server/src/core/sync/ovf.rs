@@ -118,9 +118,7 @@ impl Core {
             return Err("the descriptor is larger than 4 MiB".into());
         }
         let unreadable = |error: std::io::Error| format!("unreadable: {error}");
-        let mut stream = self
-            .personal
-            .read(user.id, &file.relative)
+        let mut stream = super::read_store_file(&*self.personal, user.id, &file.relative)
             .await
             .map_err(unreadable)?;
         // Read at most the cap: the file may have grown since it was listed.
@@ -163,7 +161,11 @@ impl Core {
                 for disk in &disks {
                     // Each disk is opened when its turn comes, and must
                     // still have the size the listing gave the header.
-                    let stream = runtime.block_on(personal.read(user_id, &disk.relative))?;
+                    let stream = runtime.block_on(super::read_store_file(
+                        &*personal,
+                        user_id,
+                        &disk.relative,
+                    ))?;
                     let reader = tokio_util::io::SyncIoBridge::new_with_handle(
                         tokio_util::io::StreamReader::new(stream),
                         runtime.clone(),

@@ -157,3 +157,40 @@ async fn nothing_is_made_too_deep_in_a_folder_being_moved() {
         "a folder 33 deep was made while its parent moved"
     );
 }
+
+/// A write in place (a range, an append) goes on into a file deleted
+/// meanwhile: its bytes are in no listing then, but on the disk until the
+/// write lets the file go. The write's reservation holds them: past the
+/// quota the write is refused.
+#[tokio::test]
+async fn a_write_into_a_file_deleted_meanwhile_keeps_to_the_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        user_quota_bytes: Some(256 << 10),
+        ..Limits::default()
+    };
+    let (fs, meddled) = alices_store(dir.path(), limits).await;
+    let path = DavPath::new("/x.bin").unwrap();
+    let options = OpenOptions {
+        write: true,
+        create: true,
+        ..OpenOptions::default()
+    };
+    let mut file = DavFileSystem::open(&fs, &path, options).await.unwrap();
+    file.write_bytes(Bytes::from(vec![1; 128 << 10]))
+        .await
+        .unwrap();
+    std::fs::remove_file(meddled.folder.join("x.bin")).unwrap();
+    let mut written = 128 << 10;
+    let refused = loop {
+        match file.write_bytes(Bytes::from(vec![1; 64 << 10])).await {
+            Ok(()) if written < 4 << 20 => written += 64 << 10,
+            outcome => break outcome,
+        }
+    };
+    assert!(
+        matches!(refused, Err(FsError::InsufficientStorage)),
+        "{refused:?} after {written} bytes"
+    );
+    assert!(written <= 256 << 10, "{written} bytes written");
+}
