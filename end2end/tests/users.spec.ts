@@ -32,14 +32,15 @@ test('an admin creates an account, disables it, resets its password and enables 
   const password = await shown.inputValue();
   expect(password.length).toBeGreaterThanOrEqual(16);
 
-  // Disabled, the account cannot sign in even with its new password.
+  // Disabled, the account cannot sign in even with its new password, and
+  // is answered as a wrong password is (a right one shows nothing more).
   const other = await browser.newContext();
   const theirs = await other.newPage();
   await theirs.goto('/login');
   await theirs.getByLabel('Username').fill(username);
   await theirs.getByLabel('Password').fill(password);
   await theirs.getByRole('button', { name: 'Sign in' }).click();
-  await expect(theirs.getByRole('alert')).toContainText('disabled');
+  await expect(theirs.getByRole('alert')).toContainText('invalid username or password');
 
   await page.getByRole('button', { name: `Enable ${username}` }).click();
   await expect(row).toContainText('active');

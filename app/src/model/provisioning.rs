@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::CoreError;
-use crate::model::{bounded_document, bounded_word};
+use crate::model::{bounded_document, bounded_word, plain_text};
 
 /// How a node provisioned from the image keeps its state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,8 +134,25 @@ fn blank(text: &Option<String>) -> bool {
 
 impl ProvisioningSpec {
     /// Checks every rule at once and names each one broken.
+    /// A new record from `draft`, every field checked.
     pub fn parse(draft: ProvisioningDraft) -> Result<Self, CoreError> {
-        let mut problems = Vec::new();
+        let problems = draft.past_bounds();
+        Self::parse_whole(draft, problems)
+    }
+
+    /// `draft` laid over the stored record `base`. The bounds hold the
+    /// fields `draft` gives: a record stored before them may exceed them
+    /// in a field an update leaves alone.
+    pub fn parse_over(
+        draft: ProvisioningDraft,
+        base: ProvisioningDraft,
+    ) -> Result<Self, CoreError> {
+        let problems = draft.past_bounds();
+        Self::parse_whole(draft.over(base), problems)
+    }
+
+    /// `draft` as a whole record, refused with `problems` and its own.
+    fn parse_whole(draft: ProvisioningDraft, mut problems: Vec<String>) -> Result<Self, CoreError> {
         match draft.name.as_deref() {
             None => problems.push("name is required".to_owned()),
             Some(name) if !is_provisioning_name(name) => problems.push(format!(
@@ -164,11 +181,6 @@ impl ProvisioningSpec {
         if !hypervisor && !virtualized_images.is_empty() {
             problems.push("virtualizedImages is allowed only on a hypervisor image".to_owned());
         }
-        if virtualized_images.len() > MAX_VIRTUALIZED_IMAGES {
-            problems.push(format!(
-                "virtualizedImages may name at most {MAX_VIRTUALIZED_IMAGES} images"
-            ));
-        }
         let provisioning_type = match draft.provisioning_type.flatten() {
             None => ProvisioningType::Stateful,
             Some(text) => ProvisioningType::parse(&text).unwrap_or_else(|error| {
@@ -185,19 +197,11 @@ impl ProvisioningSpec {
             ("hypervisorType", &hypervisor_type),
             ("templateName", &template_name),
         ] {
-            if let Err(error) = bounded_word(field, text.as_deref().unwrap_or_default()) {
+            if let Err(error) = plain_text(field, text.as_deref().unwrap_or_default()) {
                 problems.push(error.to_string());
             }
         }
         let features = draft.features.unwrap_or_default();
-        if features.len() > MAX_FEATURES {
-            problems.push(format!("features may hold at most {MAX_FEATURES} words"));
-        } else if let Some(error) = features
-            .iter()
-            .find_map(|feature| bounded_word("a feature", feature).err())
-        {
-            problems.push(error.to_string());
-        }
         let extensions = draft.extensions.unwrap_or_default();
         check_extensions(&extensions, &mut problems);
 
@@ -221,6 +225,59 @@ impl ProvisioningSpec {
     }
 }
 
+impl ProvisioningDraft {
+    /// What this draft gives past the bounds every record is held to (a
+    /// page of a thousand records carries them all): words of at most 255
+    /// bytes, at most 64 features, extensions of at most 16 KiB as JSON, at
+    /// most [`MAX_VIRTUALIZED_IMAGES`] images named.
+    fn past_bounds(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let words = [
+            ("osType", self.os_type.as_ref()),
+            (
+                "hypervisorType",
+                self.hypervisor_type.as_ref().and_then(Option::as_ref),
+            ),
+            (
+                "templateName",
+                self.template_name.as_ref().and_then(Option::as_ref),
+            ),
+        ];
+        for (field, text) in words {
+            if let Some(Err(error)) = text.map(|text| bounded_word(field, text)) {
+                problems.push(error.to_string());
+            }
+        }
+        if let Some(features) = &self.features {
+            if features.len() > MAX_FEATURES {
+                problems.push(format!("features may hold at most {MAX_FEATURES} words"));
+            } else if let Some(error) = features
+                .iter()
+                .find_map(|feature| bounded_word("a feature", feature).err())
+            {
+                problems.push(error.to_string());
+            }
+        }
+        if let Some(Err(error)) = self
+            .extensions
+            .as_ref()
+            .map(|extensions| bounded_document("extensions", extensions))
+        {
+            problems.push(error.to_string());
+        }
+        if self
+            .virtualized_images
+            .as_ref()
+            .is_some_and(|images| images.len() > MAX_VIRTUALIZED_IMAGES)
+        {
+            problems.push(format!(
+                "virtualizedImages may name at most {MAX_VIRTUALIZED_IMAGES} images"
+            ));
+        }
+        problems
+    }
+}
+
 /// The most images a hypervisor image may name as the ones it runs (each
 /// is looked up when it is written).
 pub const MAX_VIRTUALIZED_IMAGES: usize = 100;
@@ -232,10 +289,7 @@ fn check_extensions(extensions: &Map<String, Value>, problems: &mut Vec<String>)
     if extensions.len() > 1 {
         problems.push("extensions may hold at most one provisioning manager".to_owned());
     }
-    if let Err(error) = bounded_document("extensions", extensions) {
-        problems.push(error.to_string());
-        return;
-    }
+
     for (manager, settings) in extensions {
         let Some(settings) = settings.as_object() else {
             problems.push(format!("extensions.{manager} must be an object"));
@@ -316,6 +370,26 @@ mod tests {
             ..basic()
         });
         assert!(text.contains("templateName may not contain"), "{text}");
+    }
+
+    #[test]
+    fn an_update_is_held_to_the_bounds_in_what_it_gives_alone() {
+        // A record stored before the bounds, with more features than they allow.
+        let stored = ProvisioningDraft {
+            features: Some(vec!["f".into(); 65]),
+            ..basic()
+        };
+        let quiet = ProvisioningDraft {
+            active: Some(false),
+            ..Default::default()
+        };
+        assert!(ProvisioningSpec::parse_over(quiet, stored.clone()).is_ok());
+        let giving = ProvisioningDraft {
+            features: Some(vec!["f".into(); 65]),
+            ..Default::default()
+        };
+        assert!(ProvisioningSpec::parse_over(giving, stored.clone()).is_err());
+        assert!(ProvisioningSpec::parse(stored).is_err());
     }
 
     #[test]

@@ -216,12 +216,27 @@ impl Staging for LocalStaging {
 /// entry in the blobs folder synced: the blob's own entry is synced in the
 /// prefix folder once renamed there, and a crash must not lose the folder
 /// that holds it after the record naming it is committed.
+/// Once per folder and process (256 at most): a folder seen there may be
+/// one another thread has made and not yet synced.
 fn prefix_folder(blobs: &Path, folder: &Path) -> std::io::Result<()> {
-    if folder.is_dir() {
+    static SYNCED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let synced = |folders: &Vec<PathBuf>| folders.iter().any(|synced| synced == folder);
+    if synced(
+        &SYNCED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    ) {
         return Ok(());
     }
     std::fs::create_dir_all(folder)?;
-    std::fs::File::open(blobs)?.sync_all()
+    std::fs::File::open(blobs)?.sync_all()?;
+    let mut folders = SYNCED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !synced(&folders) {
+        folders.push(folder.to_owned());
+    }
+    Ok(())
 }
 
 /// A complete, fsynced temporary file; deleted when dropped unpublished.

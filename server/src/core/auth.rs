@@ -193,8 +193,11 @@ impl Core {
     ) -> Result<Principal, CoreError> {
         if let Some((id, verified_against)) = self.login_guard.remembered(username, password) {
             match self.db.user_by_id(id).await.map_err(db_error)? {
+                // A disabled account is forgotten and checked again below,
+                // answered as a wrong password is.
                 Some(user)
                     if user.username == username
+                        && !user.disabled
                         && hash_digest(&user.password_hash) == verified_against =>
                 {
                     return user.principal()

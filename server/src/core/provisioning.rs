@@ -208,7 +208,7 @@ impl Core {
                 return Err(stale());
             }
             let links_given = draft.virtualized_images.is_some();
-            let spec = ProvisioningSpec::parse(draft.clone().over(draft_of(&current)))?;
+            let spec = ProvisioningSpec::parse_over(draft.clone(), draft_of(&current))?;
             if spec.name != current.name && current.data_store == self.limits.personal_data_store {
                 return Err(CoreError::invalid(
                     "an image synced from a personal store is renamed by renaming its file",

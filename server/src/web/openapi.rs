@@ -123,9 +123,10 @@ fn add_credentials(document: &mut Document, session: bool) {
 }
 
 /// What the layers in front of every handler may answer, added to every
-/// operation: a cross-site request that would change something (403), and,
+/// operation: a cross-site request that would change something (403),
 /// where a password may sign requests, a login throttled (429) or refused
-/// for load (503).
+/// for load (503), and a body refused for load (503: the bodies read whole
+/// hold the server's budget).
 pub struct OuterAnswers {
     pub passwords: bool,
 }
@@ -166,6 +167,22 @@ pub fn each_operation(document: &mut Document, mut visit: impl FnMut(&mut Operat
 impl Modify for OuterAnswers {
     fn modify(&self, document: &mut Document) {
         each_operation(document, |operation, changes_state| {
+            let takes_body = changes_state && operation.request_body.is_some();
+            let busy = match (self.passwords, takes_body) {
+                (true, true) => Some(
+                    "The server is checking as many passwords, or holding as many request \
+                     bodies, as it will at once; see Retry-After",
+                ),
+                (true, false) => Some(
+                    "The server is checking as many passwords as it will at once; see \
+                     Retry-After",
+                ),
+                (false, true) => Some(
+                    "The server holds as many request bodies as it will at once; see \
+                     Retry-After",
+                ),
+                (false, false) => None,
+            };
             let responses = &mut operation.responses.responses;
             let mut add = |status: &str, description: &str| {
                 responses
@@ -178,11 +195,9 @@ impl Modify for OuterAnswers {
                     "Too many failed sign-ins from this address or for this user; see \
                      Retry-After",
                 );
-                add(
-                    "503",
-                    "The server is checking as many passwords as it will at once; see \
-                     Retry-After",
-                );
+            }
+            if let Some(busy) = busy {
+                add("503", busy);
             }
             if changes_state {
                 add("403", "A request from another site may not change anything");

@@ -9,8 +9,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use super::whole_body::{self, MAX_BODY};
+use super::whole_body::{self, MAX_ANONYMOUS_BODY, MAX_BODY};
 use crate::state::AppState;
+use app::model::Viewer;
 
 /// Where the server functions are: leptos_axum registers each at its own
 /// path under it.
@@ -23,8 +24,13 @@ pub async fn read_first(State(state): State<AppState>, request: Request, next: N
     if !request.uri().path().starts_with(SERVER_FUNCTIONS) {
         return next.run(request).await;
     }
+    // A caller who has not signed in sends a sign-in form at most.
+    let limit = match request.extensions().get::<Viewer>() {
+        Some(Viewer::Anonymous) => MAX_ANONYMOUS_BODY,
+        _ => MAX_BODY,
+    };
     let (parts, body) = request.into_parts();
-    match whole_body::read(body, MAX_BODY, &state.bodies).await {
+    match whole_body::read(body, limit, &state.bodies).await {
         Ok(whole) => {
             let response = next.run(Request::from_parts(parts, whole.to_body())).await;
             drop(whole);

@@ -57,6 +57,7 @@ async fn shallow_body(
             let message = format!("the request's body broke off: {reason}\n");
             return Err((StatusCode::BAD_REQUEST, message).into_response());
         }
+        Err(Unread::Anonymous) => return Err(challenge()),
         Err(Unread::Busy) => {
             let mut busy = (
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -13,11 +13,13 @@
 //! memory, as many connections from many addresses could.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use app::error::CoreError;
+use app::model::Viewer;
 use axum::body::Body;
 use axum::extract::{FromRequest, Request};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body_util::BodyExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -28,18 +30,44 @@ use crate::state::AppState;
 /// and forms are a few fields.
 pub const MAX_BODY: usize = 2 * 1024 * 1024;
 
+/// The longest an anonymous caller's form may be: the forms a caller who
+/// has not signed in sends (signing in) are two fields.
+pub const MAX_ANONYMOUS_BODY: usize = 64 << 10;
+
+/// How long a body read whole may take to arrive, however it trickles: the
+/// client timeout cuts off a body that stops, this one that crawls while
+/// it holds its share of the budget.
+const READ_WITHIN: Duration = Duration::from_secs(30);
+
+/// What a body's buffer grows by.
+const STEP: usize = 64 << 10;
+
 /// The bytes the server holds at once of bodies read whole.
 #[derive(Clone)]
-pub struct BodyBudget(Arc<Semaphore>);
+pub struct BodyBudget {
+    bytes: Arc<Semaphore>,
+    total: usize,
+}
 
 impl BodyBudget {
     pub fn new(bytes: usize) -> Self {
-        Self(Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))))
+        let total = bytes.min(Semaphore::MAX_PERMITS);
+        Self {
+            bytes: Arc::new(Semaphore::new(total)),
+            total,
+        }
+    }
+
+    /// The longest body that fits in an empty budget: a longer one could
+    /// never be read, and is too long rather than refused for a busy
+    /// server without end.
+    fn longest(&self) -> usize {
+        self.total
     }
 
     /// What is left of it now (for tests).
     pub fn available(&self) -> usize {
-        self.0.available_permits()
+        self.bytes.available_permits()
     }
 }
 
@@ -53,6 +81,9 @@ pub enum Unread {
     BrokeOff(String),
     /// The bodies being read hold the whole budget (503).
     Busy,
+    /// The caller has not signed in, where only a signed-in caller's body
+    /// is taken (401): it is not read at all.
+    Anonymous,
 }
 
 impl From<Unread> for CoreError {
@@ -65,6 +96,7 @@ impl From<Unread> for CoreError {
                 CoreError::invalid(format!("reading the request's body failed: {reason}"))
             }
             Unread::Busy => CoreError::Busy { retry_after: 1 },
+            Unread::Anonymous => CoreError::Unauthenticated,
         }
     }
 }
@@ -89,37 +121,55 @@ impl WholeBody {
     }
 }
 
-/// `body` whole, if it ends within `limit` bytes and the budget has room.
+/// `body` whole, if it ends within `limit` bytes and [`READ_WITHIN`], and
+/// the budget has room.
 pub async fn read(body: Body, limit: usize, budget: &BodyBudget) -> Result<WholeBody, Unread> {
+    let limit = limit.min(budget.longest());
+    match tokio::time::timeout(READ_WITHIN, gather(body, limit, budget)).await {
+        Ok(read) => read,
+        Err(_) => Err(Unread::BrokeOff(format!(
+            "the body did not arrive within {} s",
+            READ_WITHIN.as_secs()
+        ))),
+    }
+}
+
+async fn gather(body: Body, limit: usize, budget: &BodyBudget) -> Result<WholeBody, Unread> {
     let mut body = std::pin::pin!(body);
-    let mut buffer = BytesMut::new();
+    // Grown by steps of [`STEP`], exactly: what it holds of the budget is
+    // what it holds, not a doubling's spare room.
+    let mut buffer: Vec<u8> = Vec::new();
     let mut share: Option<OwnedSemaphorePermit> = None;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|error| Unread::BrokeOff(innermost(&error)))?;
         let Ok(data) = frame.into_data() else {
             continue; // trailers: nothing a handler here reads
         };
-        if buffer.len() + data.len() > limit {
+        let needed = buffer.len() + data.len();
+        if needed > limit {
             return Err(Unread::TooLong { limit });
         }
-        buffer.reserve(data.len());
-        let held = share.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
-        if buffer.capacity() > held {
-            let more = u32::try_from(buffer.capacity() - held).map_err(|_| Unread::Busy)?;
-            let granted = budget
-                .0
-                .clone()
-                .try_acquire_many_owned(more)
-                .map_err(|_| Unread::Busy)?;
-            match &mut share {
-                Some(share) => share.merge(granted),
-                None => share = Some(granted),
+        if needed > buffer.capacity() {
+            let wanted = needed.next_multiple_of(STEP).min(limit);
+            let held = share.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
+            let more = u32::try_from(wanted.saturating_sub(held)).map_err(|_| Unread::Busy)?;
+            if more > 0 {
+                let granted = budget
+                    .bytes
+                    .clone()
+                    .try_acquire_many_owned(more)
+                    .map_err(|_| Unread::Busy)?;
+                match &mut share {
+                    Some(share) => share.merge(granted),
+                    None => share = Some(granted),
+                }
             }
+            buffer.reserve_exact(wanted - buffer.len());
         }
         buffer.extend_from_slice(&data);
     }
     Ok(WholeBody {
-        bytes: buffer.freeze(),
+        bytes: Bytes::from(buffer),
         _share: share,
     })
 }
@@ -144,6 +194,27 @@ impl FromRequest<AppState> for WholeBody {
     }
 }
 
+/// A signed-in caller's body read whole, as [`WholeBody`]; an anonymous
+/// caller's is not read at all ([`Unread::Anonymous`]), so that it holds
+/// nothing of the budget where it could only be refused. (Coopr's callers
+/// sign with headers of their own, not as a viewer: its bodies are
+/// [`WholeBody`]s, read once the headers are checked.)
+pub struct CallersBody(pub WholeBody);
+
+impl FromRequest<AppState> for CallersBody {
+    type Rejection = Unread;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Unread> {
+        if matches!(
+            request.extensions().get::<Viewer>(),
+            Some(Viewer::Anonymous)
+        ) {
+            return Err(Unread::Anonymous);
+        }
+        Ok(Self(WholeBody::from_request(request, state).await?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,9 +230,10 @@ mod tests {
         let whole = read(chunked(100_000, 1), 1 << 20, &budget).await.unwrap();
         assert_eq!(whole.bytes.len(), 100_000);
         let held = (1 << 20) - budget.available();
-        assert!(
-            (100_000..=2 * 100_000).contains(&held),
-            "held {held} bytes of the budget for 100,000"
+        assert_eq!(
+            held,
+            100_000_usize.next_multiple_of(STEP),
+            "held for 100,000 bytes"
         );
         drop(whole);
         assert_eq!(
@@ -174,14 +246,17 @@ mod tests {
     #[tokio::test]
     async fn bodies_past_the_budget_are_refused_and_give_back_what_they_took() {
         let budget = BodyBudget::new(1 << 20);
-        // Each holds at least its 640 KiB: the two do not fit in 1 MiB.
-        let first = read(chunked(8, 80 << 10), 1 << 20, &budget).await.unwrap();
+        // Each holds its 384 KiB: a third does not fit in 1 MiB beside two.
+        let body = || chunked(6, 64 << 10);
+        let first = read(body(), 1 << 20, &budget).await.unwrap();
+        let _second = read(body(), 1 << 20, &budget).await.unwrap();
         let left = budget.available();
-        let second = read(chunked(8, 80 << 10), 1 << 20, &budget).await;
-        assert!(matches!(second, Err(Unread::Busy)));
+        assert_eq!(left, 256 << 10);
+        let third = read(body(), 1 << 20, &budget).await;
+        assert!(matches!(third, Err(Unread::Busy)));
         assert_eq!(budget.available(), left, "the refused body kept nothing");
         drop(first);
-        assert!(read(chunked(8, 80 << 10), 1 << 20, &budget).await.is_ok());
+        assert!(read(body(), 1 << 20, &budget).await.is_ok());
     }
 
     #[tokio::test]
@@ -190,5 +265,12 @@ mod tests {
         let read = read(chunked(3, 1000), 2999, &budget).await;
         assert!(matches!(read, Err(Unread::TooLong { limit: 2999 })));
         assert_eq!(budget.available(), 1 << 20);
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_whole_budget_is_too_long_not_refused_for_ever() {
+        let budget = BodyBudget::new(256 << 10);
+        let read = read(chunked(5, 64 << 10), MAX_BODY, &budget).await;
+        assert!(matches!(read, Err(Unread::TooLong { limit }) if limit == 256 << 10));
     }
 }

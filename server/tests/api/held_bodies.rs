@@ -10,8 +10,8 @@ use tokio::net::TcpStream;
 
 use crate::helpers::{Backend, TestApp, ADMIN_PASSWORD};
 
-/// The budget here: 1 MiB.
-const BUDGET: usize = 1 << 20;
+/// The budget here: 2 MiB.
+const BUDGET: usize = 2 << 20;
 
 /// A connection that has sent `bytes` of a chunked body to `path`, in 16 KiB
 /// chunks, and goes on holding it.
@@ -50,11 +50,12 @@ async fn slow_bodies_hold_a_bounded_budget_and_give_it_back() {
     // Signed in: MWS answers no body of an anonymous caller.
     let admin = app.core.login("admin", ADMIN_PASSWORD).await.unwrap();
     let token = app.core.issue_token(&admin, None).await.unwrap().token;
-    // Two bodies of 256 KiB each hold at least half the budget (at most
-    // all of it: a buffer at most doubles), through two kinds of route.
-    let form = slow_body(&app, "/api/ui/login", &token, 256 << 10).await;
-    let document = slow_body(&app, "/mws/rest/images?api-version=3", &token, 256 << 10).await;
-    // A body of 600 KiB no longer fits: once the two have arrived, it is
+    // Three bodies of 512 KiB hold three quarters of the budget, through
+    // three kinds of route.
+    let form = slow_body(&app, "/api/ui/login", &token, 512 << 10).await;
+    let document = slow_body(&app, "/mws/rest/images?api-version=3", &token, 512 << 10).await;
+    let vice = slow_body(&app, "/v1/images", &token, 512 << 10).await;
+    // A body of 600 KiB no longer fits: once the three have arrived, it is
     // turned away (it may be taken while they are still on their way).
     let large = format!("\"{}\"", "x".repeat(600 << 10));
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -82,7 +83,7 @@ async fn slow_bodies_hold_a_bounded_budget_and_give_it_back() {
 
     // The clients go: their shares come back, and bodies are read again
     // (this one no image, so refused for that once read).
-    drop((form, document));
+    drop((form, document, vice));
     let deadline = Instant::now() + Duration::from_secs(20);
     let served = loop {
         let answer = mws_create(&app, &token, large.clone()).await;
@@ -92,4 +93,33 @@ async fn slow_bodies_hold_a_bounded_budget_and_give_it_back() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(served.status(), 400);
+}
+
+/// A caller who has not signed in holds nothing a dialect would refuse:
+/// its body is not read (401 at once), and a form of the UI it sends is
+/// at most 64 KiB (413), so that anonymous bodies hold little of the budget.
+#[tokio::test]
+async fn anonymous_bodies_are_small_or_not_read() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let client = reqwest::Client::new();
+    let document = "x".repeat(100 << 10);
+    for path in ["/mws/rest/images?api-version=3", "/v1/images"] {
+        let answer = client
+            .post(app.url(path))
+            .header("content-type", "application/json")
+            .body(document.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 401, "{path}");
+    }
+    let form = format!("username=a&password={}", "p".repeat(100 << 10));
+    let answer = client
+        .post(app.url("/api/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 413);
 }

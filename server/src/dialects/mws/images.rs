@@ -10,7 +10,7 @@ use super::error::{MwsError, MwsErrorBody, MwsPath};
 use super::parse::{self, Params};
 use super::views::{self, ImageList, ImageView, ListView, MwsJson};
 use crate::state::AppState;
-use crate::web::whole_body::{Unread, WholeBody};
+use crate::web::whole_body::{CallersBody, Unread, WholeBody};
 
 const TAG: &str = "images";
 
@@ -22,8 +22,9 @@ fn begin(viewer: &Viewer, raw_query: Option<&str>) -> Result<Params, MwsError> {
 }
 
 /// The body of a write, however it failed to arrive.
-fn whole(body: Result<WholeBody, Unread>) -> Result<WholeBody, MwsError> {
-    body.map_err(|unread| MwsError(unread.into()))
+fn whole(body: Result<CallersBody, Unread>) -> Result<WholeBody, MwsError> {
+    body.map(|CallersBody(whole)| whole)
+        .map_err(|unread| MwsError(unread.into()))
 }
 
 /// Get All Images: `query`, `sort`, `max`, `offset`, `fields`, `exclude-fields`.
@@ -119,7 +120,7 @@ pub async fn create(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
     RawQuery(raw_query): RawQuery,
-    body: Result<WholeBody, Unread>,
+    body: Result<CallersBody, Unread>,
 ) -> Result<MwsJson, MwsError> {
     let params = begin(&viewer, raw_query.as_deref())?;
     // `version` is read-only; on a create there is nothing to check it against.
@@ -153,7 +154,7 @@ pub async fn update(
     Extension(viewer): Extension<Viewer>,
     MwsPath(key): MwsPath<String>,
     RawQuery(raw_query): RawQuery,
-    body: Result<WholeBody, Unread>,
+    body: Result<CallersBody, Unread>,
 ) -> Result<MwsJson, MwsError> {
     let params = begin(&viewer, raw_query.as_deref())?;
     let (draft, version) = parse::image_body(&whole(body)?.bytes)?;

@@ -16,7 +16,7 @@ use serde::{Serialize, Serializer};
 use super::error::ViceError;
 use crate::nesting;
 use crate::state::AppState;
-use crate::web::whole_body::WholeBody;
+use crate::web::whole_body::CallersBody;
 
 /// How a body is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +66,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ViceBody<T> {
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, ViceError> {
         let format = request_format(request.headers());
-        let whole = WholeBody::from_request(request, state)
+        let CallersBody(whole) = CallersBody::from_request(request, state)
             .await
             .map_err(CoreError::from)?;
         Ok(Self(decode(format, &whole.bytes)?))
