@@ -48,6 +48,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once, at start: the size of the serve settings costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server: the browser UI and the REST APIs on one port.
@@ -360,6 +362,13 @@ pub struct ServeArgs {
     /// cap off: behind a proxy, every client has the proxy's address.
     #[arg(long, env = "DEPOT_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256)]
     pub max_connections_per_address: u64,
+    /// Reverse proxies (addresses or networks, comma-separated: `10.0.0.0/8,
+    /// ::1`) whose `X-Forwarded-For` names the client: the client is the
+    /// last address in it that is not one of them, as nginx's `real_ip`
+    /// with `real_ip_recursive` takes it. Any other peer's header is
+    /// ignored (a client may write anything there).
+    #[arg(long, env = "DEPOT_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Bytes of the request bodies read whole before their handlers (forms,
     /// a dialect's JSON or XML, WebDAV's XML) the server holds at once; a
     /// request past them is answered 503, so that a flood of slow bodies
@@ -394,6 +403,7 @@ impl ServeArgs {
             client_timeout_secs: 60,
             max_connections: None,
             max_connections_per_address: 256,
+            trusted_proxies: Vec::new(),
             max_buffered_body_bytes: DEFAULT_MAX_BUFFERED_BODY_BYTES,
             password_cost: PasswordCost::default(),
         }

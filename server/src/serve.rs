@@ -183,6 +183,7 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Built> {
         leptos_options,
         dav: crate::web::store_handler(),
         metrics: Arc::default(),
+        trusted_proxies: args.trusted_proxies.clone(),
         bodies: crate::web::whole_body::BodyBudget::new(args.max_buffered_body_bytes),
     });
     let router = crate::web::router(state, assets, sessions.clone(), args.secure_cookies);

@@ -25,6 +25,8 @@ pub struct Parts {
     pub dav: dav_server::DavHandler,
     /// What `/metrics` shows.
     pub metrics: Arc<crate::web::Metrics>,
+    /// The reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// What the bodies read whole before their handlers may hold together.
     pub bodies: crate::web::whole_body::BodyBudget,
 }

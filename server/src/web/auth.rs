@@ -90,12 +90,38 @@ fn needs_no_viewer(path: &str) -> bool {
     path == "/healthz" || path == "/readyz" || path == "/favicon.ico" || path.starts_with("/pkg/")
 }
 
-/// The address of the client (the TCP peer).
-fn client_of(request: &Request) -> Option<IpAddr> {
-    request
+/// The address of the client: the TCP peer, unless it is a trusted proxy;
+/// then the last address of `X-Forwarded-For` that is not one. Each proxy
+/// appends the address it was reached from, so what stands before the
+/// first untrusted one from the right is what a client wrote itself. An
+/// entry that is no address ends the walk where it is.
+fn client_of(request: &Request, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
+    let peer = request
         .extensions()
         .get::<ConnectInfo<Peer>>()
-        .map(|ConnectInfo(Peer(address))| address.ip())
+        .map(|ConnectInfo(Peer(address))| address.ip().to_canonical())?;
+    let is_trusted = |address: &IpAddr| trusted.iter().any(|net| net.contains(address));
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<&str> = request
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .collect();
+    let mut client = peer;
+    for hop in forwarded.iter().rev() {
+        let Ok(address) = hop.trim().parse::<IpAddr>() else {
+            break;
+        };
+        client = address.to_canonical();
+        if !is_trusted(&client) {
+            break;
+        }
+    }
+    Some(client)
 }
 
 /// Middleware: puts the caller's [`Viewer`] (and address) into the request.
@@ -105,7 +131,7 @@ pub async fn resolve_viewer(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let client = client_of(&request);
+    let client = client_of(&request, &state.trusted_proxies);
     if let Some(client) = client {
         request.extensions_mut().insert(ClientAddress(client));
     }

@@ -28,6 +28,7 @@ mod mws;
 mod mws_query;
 mod openapi;
 mod plans;
+mod proxies;
 mod pyvss;
 mod query;
 mod quota_and_races;

@@ -1,0 +1,55 @@
+//! Behind a reverse proxy (`--trusted-proxies`), each client is known by
+//! the address the proxy forwards: its sign-in attempts are throttled on
+//! their own, and what a client writes into `X-Forwarded-For` itself is
+//! not believed; from any other peer the header is ignored.
+
+use crate::helpers::{Backend, TestApp};
+
+/// A wrong password from `forwarded` (as a proxy would add it): its status.
+async fn wrong_password(app: &TestApp, forwarded: &str) -> u16 {
+    reqwest::Client::new()
+        .get(app.url("/api/tokens"))
+        .basic_auth("nobody", Some("wrong-password"))
+        .header("x-forwarded-for", forwarded)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn server(trusted: &[&str]) -> TestApp {
+    let trusted: Vec<ipnet::IpNet> = trusted.iter().map(|net| net.parse().unwrap()).collect();
+    TestApp::spawn_with(Backend::Sqlite, |args| {
+        args.trusted_proxies = trusted;
+        args.login_burst_per_address = 3;
+        args.login_burst_per_account = 1000;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_is_throttled_on_its_own() {
+    // The tests' peer is 127.0.0.1: the proxy.
+    let app = server(&["127.0.0.0/8", "10.0.0.0/8"]).await;
+    for _ in 0..3 {
+        assert_eq!(wrong_password(&app, "198.51.100.1").await, 401);
+    }
+    assert_eq!(wrong_password(&app, "198.51.100.1").await, 429);
+    // A second proxy in the chain is looked through; an address the
+    // client wrote before its own is not believed.
+    assert_eq!(wrong_password(&app, "198.51.100.1, 10.1.2.3").await, 429);
+    assert_eq!(wrong_password(&app, "203.0.113.9, 198.51.100.1").await, 429);
+    // Another client behind the same proxy has a bucket of its own.
+    assert_eq!(wrong_password(&app, "198.51.100.2").await, 401);
+}
+
+#[tokio::test]
+async fn from_an_untrusted_peer_the_forwarded_address_is_ignored() {
+    let app = server(&[]).await;
+    for forwarded in ["198.51.100.1", "198.51.100.2", "198.51.100.3"] {
+        assert_eq!(wrong_password(&app, forwarded).await, 401);
+    }
+    // All from 127.0.0.1 in truth: its bucket is empty, whatever it says.
+    assert_eq!(wrong_password(&app, "198.51.100.4").await, 429);
+}
