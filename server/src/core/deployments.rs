@@ -265,9 +265,27 @@ impl Core {
         let Some(sha256) = row.sha256.clone() else {
             return fail("the image has no file to deploy".into()).await;
         };
+        let now = Utc::now();
+        // A folder right below the root is its first deployer's: nobody else
+        // lays a file where another user's hypervisor reads. (The root's own
+        // files are shared, each kept by whoever first deployed it.)
+        if let Some(top) = folder.relative.components().next() {
+            let top = top.as_os_str().to_string_lossy();
+            let keeper = self
+                .db
+                .claim_export_folder(&top, deployment.user_id, now)
+                .await
+                .map_err(unavailable)?;
+            if keeper != deployment.user_id {
+                return fail(format!(
+                    "cannot write into {top}/: another user deploys there (a folder below \
+                     the export root is its first deployer's)"
+                ))
+                .await;
+            }
+        }
         let shown = folder.relative.join(&row.name).display().to_string();
         let claim = shown.clone();
-        let now = Utc::now();
         let (holder, new_claim) = self
             .db
             .claim_deployed_file(&claim, deployment.user_id, now)

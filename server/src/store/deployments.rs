@@ -247,6 +247,24 @@ impl Db {
 }
 
 impl Db {
+    /// Claims a folder right below the export root for a user, unless
+    /// another user keeps it; answers who keeps it.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn claim_export_folder(
+        &self,
+        name: &str,
+        user_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<i64, sqlx::Error> {
+        const CLAIM: &str = "INSERT INTO export_folders (name, user_id, created_at) \
+             VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING";
+        const KEEPER: &str = "SELECT user_id FROM export_folders WHERE name = $1";
+        with_pool!(self, pool => {
+            sqlx::query(CLAIM).bind(name).bind(user_id).bind(now).execute(pool).await?;
+            sqlx::query_scalar::<_, i64>(KEEPER).bind(name).fetch_one(pool).await
+        })
+    }
+
     /// Claims a path under the export root for a user, unless another user
     /// holds it; answers the holder and whether the claim is new.
     #[tracing::instrument(skip(self), err)]

@@ -40,6 +40,7 @@ const SQLITE: &[(&str, &str)] = embedded!("sqlite":
     "0014_synced_from.sql",
     "0015_sessions.sql",
     "0016_catalog_version.sql",
+    "0017_export_folders.sql",
 );
 
 const POSTGRES: &[(&str, &str)] = embedded!("postgres":
@@ -63,6 +64,7 @@ const POSTGRES: &[(&str, &str)] = embedded!("postgres":
     "0018_sort_ties_by_id.sql",
     "0019_synced_from.sql",
     "0020_sessions.sql",
+    "0021_export_folders.sql",
 );
 
 /// SQLite's migrations, in order.

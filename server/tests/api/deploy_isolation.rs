@@ -342,3 +342,58 @@ async fn a_deployment_whose_workers_all_stopped_fails(#[case] backend: Backend) 
         "{failed}"
     );
 }
+
+/// A folder right below the export root is its first deployer's: another
+/// user lays no file there, nor below it, whatever its name (a hypervisor
+/// reading that folder would boot it). The root's own files are shared,
+/// each kept by whoever deployed it first.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_folder_below_the_export_root_is_its_first_deployers(#[case] backend: Backend) {
+    let root = tempfile::tempdir().unwrap();
+    for folder in ["alice/nested", "bob"] {
+        std::fs::create_dir_all(root.path().join(folder)).unwrap();
+    }
+    let export_root = root.path().to_path_buf();
+    let app = TestApp::spawn_with(backend, move |args| args.export_root = Some(export_root)).await;
+    app.add_user("alice", "alice-password").await;
+    app.add_user("bob", "bob-password-1").await;
+    let alice = Vice::new(&app, "alice", "alice-password");
+    let bob = Vice::new(&app, "bob", "bob-password-1");
+    let at = |folder: &str| format!("file://{}", root.path().join(folder).display());
+
+    let first = deployed_into(&alice, at("alice"), "appliance").await;
+    assert_eq!(first["state"], "done", "{first}");
+    for (folder, title) in [("alice", "planted"), ("alice/nested", "deeper")] {
+        let refused = deployed_into(&bob, at(folder), title).await;
+        assert_ne!(refused["state"], "done", "{refused}");
+        let reason = refused["reason"].as_str().unwrap();
+        assert!(reason.contains("another user deploys there"), "{reason}");
+        assert!(
+            !root.path().join(folder).join(title).exists(),
+            "{folder}/{title}"
+        );
+    }
+    let own = deployed_into(&bob, at("bob"), "bobs").await;
+    assert_eq!(own["state"], "done", "{own}");
+    // Alice deploys below her folder too; both deploy into the root itself.
+    let nested = deployed_into(&alice, at("alice/nested"), "nested").await;
+    assert_eq!(nested["state"], "done", "{nested}");
+    for (who, title) in [(&alice, "root-a"), (&bob, "root-b")] {
+        let shared = deployed_into(who, at(""), title).await;
+        assert_eq!(shared["state"], "done", "{title}: {shared}");
+    }
+}
+
+/// An image of `vice`'s named `title`, deployed into a new environment at
+/// `location`: the deployment once settled.
+async fn deployed_into(vice: &Vice<'_>, location: String, title: &str) -> Value {
+    let image = image_with(vice, title, iso_bytes(100_000)).await;
+    let (_, environment) = environment_at(vice, location).await;
+    let environment = environment["id"].as_str().unwrap().to_owned();
+    let (status, started) = deploy(vice, &environment, &image).await;
+    assert_eq!(status, 201, "{started}");
+    settled(vice, started["id"].as_str().unwrap()).await
+}

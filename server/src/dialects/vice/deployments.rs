@@ -101,7 +101,10 @@ fn deployment_id(raw: &str) -> Result<i64, CoreError> {
         )),
         (status = 401, description = "Authentication information is missing or invalid", body = ViceErrorBody),
         (status = 404, description = "No such image or environment of the caller's", body = ViceErrorBody),
-        (status = 405, description = "Invalid input, or a target outside the export root", body = ViceErrorBody),
+        (status = 405, description = "Invalid input, an image without a file, or a target \
+            outside the export root", body = ViceErrorBody),
+        (status = 409, description = "The caller has 32 deployments queued or running",
+            body = ViceErrorBody),
         (status = 413, description = "The body is too large", body = ViceErrorBody),
     ))]
 pub async fn deploy(
