@@ -192,6 +192,12 @@ impl Core {
         &self.limits
     }
 
+    /// One of `user`'s upload places (see [`upload_shares`]), for a write
+    /// into their personal store, or 429 if they hold them all.
+    pub fn store_write_place(&self, user: i64) -> Result<upload_shares::SharePlace, CoreError> {
+        self.upload_shares.take(user)
+    }
+
     /// The password checks' throttles and cache.
     pub fn login_guard(&self) -> &LoginGuard {
         &self.login_guard

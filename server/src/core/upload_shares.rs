@@ -30,7 +30,7 @@ pub(super) struct UploadShares {
 
 /// One of a user's places, held while their upload is taken in.
 #[derive(Debug)]
-pub(super) struct SharePlace {
+pub struct SharePlace {
     _permit: OwnedSemaphorePermit,
 }
 

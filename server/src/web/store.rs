@@ -116,6 +116,22 @@ async fn serve(
     // whole store in one request, as often as asked) to the litmus test
     // suite alone, which it knows by this header: no client here is that.
     request.headers_mut().remove("x-litmus");
+    // A file written into the store is an upload: it takes one of its
+    // user's upload places while it lasts, so that one account's many slow
+    // writes (each holding a part's buffers on an object store) leave the
+    // others room.
+    let _place = if *request.method() == Method::PUT {
+        match state.core.store_write_place(user.id) {
+            Ok(place) => Some(place),
+            Err(error) => {
+                let mut refused = (super::status_of(&error), format!("{error}\n")).into_response();
+                super::with_retry_after(&error, &mut refused);
+                return refused;
+            }
+        }
+    } else {
+        None
+    };
     // The body read whole keeps its share of the budget until dav-server
     // has answered.
     let (request, _whole) = match shallow_body(request, &state.bodies).await {
@@ -276,6 +292,8 @@ async fn upload(
     mut form: Multipart,
 ) -> Result<Response, ApiError> {
     let user = viewer.require_user()?;
+    // An upload: one of its user's places while it lasts, as a `PUT`'s.
+    let _place = state.core.store_write_place(user.id)?;
     let mut folder = StorePath::parse("")?;
     let mut folder_checked = false;
     let mut stored = Vec::new();

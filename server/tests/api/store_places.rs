@@ -1,0 +1,95 @@
+//! A file written into the personal store is an upload: a WebDAV `PUT`
+//! takes one of its user's 8 upload places while it lasts, so one account
+//! holding many slow writes is refused a ninth (429, `Retry-After`) while
+//! others write on; once one of its writes ends, it writes again.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+
+use crate::helpers::{Backend, TestApp};
+
+const ALICE: (&str, &str) = ("alice", "alice-password");
+const BOB: (&str, &str) = ("bob", "bob-password-1");
+
+fn put(app: &TestApp, user: (&str, &str), name: &str) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .request(Method::PUT, app.url(&format!("/store/{name}")))
+        .basic_auth(user.0, Some(user.1))
+}
+
+#[tokio::test]
+async fn a_users_slow_store_writes_hold_their_upload_places() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    app.add_user(BOB.0, BOB.1).await;
+    // Eight writes whose bodies come slowly.
+    let mut senders = Vec::new();
+    let mut writes = Vec::new();
+    for n in 0..8 {
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+        let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|piece| (piece, receiver))
+        });
+        sender.send(Ok(vec![1; 10])).await.unwrap();
+        let write = put(&app, ALICE, &format!("slow{n}.img"))
+            .body(reqwest::Body::wrap_stream(body))
+            .send();
+        writes.push(tokio::spawn(write));
+        senders.push(sender);
+    }
+    // Once the eight have reached the server (each is writing its file
+    // aside), a ninth is refused.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while partial_files(&app.data_dir) < 8 {
+        assert!(Instant::now() < deadline, "the eight writes never began");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ninth = put(&app, ALICE, "ninth.img")
+        .body(vec![2; 100])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ninth.status(), 429);
+    assert_eq!(ninth.headers()["retry-after"], "1");
+    let bobs = put(&app, BOB, "bobs.img")
+        .body(vec![3; 100])
+        .send()
+        .await
+        .unwrap();
+    assert!(bobs.status().is_success(), "{}", bobs.status());
+
+    drop(senders);
+    for write in writes {
+        assert!(write.await.unwrap().unwrap().status().is_success());
+    }
+    let again = put(&app, ALICE, "ninth.img")
+        .body(vec![2; 100])
+        .send()
+        .await
+        .unwrap();
+    assert!(again.status().is_success(), "{}", again.status());
+}
+
+/// The files being written aside in the personal stores under `data`.
+fn partial_files(data: &std::path::Path) -> usize {
+    let mut found = 0;
+    let mut folders = vec![data.join("personal")];
+    while let Some(folder) = folders.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.path().is_dir() {
+                folders.push(entry.path());
+            } else if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".depot-partial-")
+            {
+                found += 1;
+            }
+        }
+    }
+    found
+}
