@@ -266,20 +266,26 @@ impl Core {
             return fail("the image has no file to deploy".into()).await;
         };
         let now = Utc::now();
-        // A folder right below the root is its first deployer's: nobody else
-        // lays a file where another user's hypervisor reads. (The root's own
-        // files are shared, each kept by whoever first deployed it.)
+        // A folder right below the root is one user's: nobody else lays a
+        // file where another user's hypervisor reads. One named as a user is
+        // that user's (no other can take it first); another is its first
+        // deployer's. (The root's own files are shared, each kept by whoever
+        // first deployed it.)
         if let Some(top) = folder.relative.components().next() {
             let top = top.as_os_str().to_string_lossy();
-            let keeper = self
-                .db
-                .claim_export_folder(&top, deployment.user_id, now)
-                .await
-                .map_err(unavailable)?;
+            let named_for = self.db.user_by_name(&top).await.map_err(unavailable)?;
+            let keeper = match named_for {
+                Some(user) => user.id,
+                None => self
+                    .db
+                    .claim_export_folder(&top, deployment.user_id, now)
+                    .await
+                    .map_err(unavailable)?,
+            };
             if keeper != deployment.user_id {
                 return fail(format!(
                     "cannot write into {top}/: another user deploys there (a folder below \
-                     the export root is its first deployer's)"
+                     the export root named as a user is theirs, another its first deployer's)"
                 ))
                 .await;
             }

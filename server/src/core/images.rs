@@ -61,6 +61,20 @@ fn may_read(viewer: &Viewer, public: bool, owner_id: Option<i64>) -> bool {
     public || viewer.is_admin() || (owner_id.is_some() && owner_id == viewer.user_id())
 }
 
+/// A published image is what an administrator approved: its owner may
+/// describe it, or delete it, but neither rename it nor replace its bytes
+/// (everyone would download another file under the approved record).
+pub(super) fn published_stays(viewer: &Viewer, image: &Image) -> Result<(), CoreError> {
+    if image.public && !viewer.is_admin() {
+        return Err(CoreError::Forbidden(format!(
+            "image {} is published: only an administrator renames it or replaces its file \
+             (ask one to withdraw it first)",
+            image.id
+        )));
+    }
+    Ok(())
+}
+
 /// Whether the viewer may read this record.
 pub fn can_read(viewer: &Viewer, image: &Image) -> bool {
     may_read(viewer, image.public, image.owner_id)
@@ -243,6 +257,9 @@ impl Core {
             return Err(CoreError::invalid(
                 "an image synced from a personal store is renamed by renaming its file",
             ));
+        }
+        if edit.name != current.name {
+            published_stays(viewer, &current)?;
         }
         let update = DetailsUpdate {
             id,

@@ -216,6 +216,7 @@ impl Core {
             }
             let renamed = spec.name != current.name;
             if renamed {
+                super::images::published_stays(viewer, &current)?;
                 self.check_name_free(viewer, &spec.name, Some(current.id))
                     .await?;
             }

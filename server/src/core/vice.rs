@@ -101,6 +101,7 @@ impl Core {
         id: i64,
     ) -> Result<Image, CoreError> {
         let image = self.writable_image(viewer, id).await?;
+        super::images::published_stays(viewer, &image)?;
         if image.data_store == self.limits.personal_data_store {
             return Err(CoreError::Conflict(format!(
                 "image {id} is a copy of {}: change that file in your store and sync it",

@@ -343,17 +343,18 @@ async fn a_deployment_whose_workers_all_stopped_fails(#[case] backend: Backend) 
     );
 }
 
-/// A folder right below the export root is its first deployer's: another
-/// user lays no file there, nor below it, whatever its name (a hypervisor
-/// reading that folder would boot it). The root's own files are shared,
-/// each kept by whoever deployed it first.
+/// A folder right below the export root is one user's: one named as a
+/// user is theirs, even before they deploy there; another is its first
+/// deployer's. Another user lays no file there, nor below it, whatever its
+/// name (a hypervisor reading that folder would boot it). The root's own
+/// files are shared, each kept by whoever deployed it first.
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn a_folder_below_the_export_root_is_its_first_deployers(#[case] backend: Backend) {
+async fn a_folder_below_the_export_root_is_one_users(#[case] backend: Backend) {
     let root = tempfile::tempdir().unwrap();
-    for folder in ["alice/nested", "bob"] {
+    for folder in ["alice/nested", "bob", "team"] {
         std::fs::create_dir_all(root.path().join(folder)).unwrap();
     }
     let export_root = root.path().to_path_buf();
@@ -364,27 +365,42 @@ async fn a_folder_below_the_export_root_is_its_first_deployers(#[case] backend: 
     let bob = Vice::new(&app, "bob", "bob-password-1");
     let at = |folder: &str| format!("file://{}", root.path().join(folder).display());
 
-    let first = deployed_into(&alice, at("alice"), "appliance").await;
-    assert_eq!(first["state"], "done", "{first}");
+    // Bob, first into Alice's folder and below it, and second into a
+    // folder Alice deployed into first: refused, nothing written.
     for (folder, title) in [("alice", "planted"), ("alice/nested", "deeper")] {
-        let refused = deployed_into(&bob, at(folder), title).await;
-        assert_ne!(refused["state"], "done", "{refused}");
-        let reason = refused["reason"].as_str().unwrap();
-        assert!(reason.contains("another user deploys there"), "{reason}");
-        assert!(
-            !root.path().join(folder).join(title).exists(),
-            "{folder}/{title}"
-        );
+        refused_into(&root, &bob, at(folder), folder, title).await;
     }
-    let own = deployed_into(&bob, at("bob"), "bobs").await;
-    assert_eq!(own["state"], "done", "{own}");
-    // Alice deploys below her folder too; both deploy into the root itself.
-    let nested = deployed_into(&alice, at("alice/nested"), "nested").await;
-    assert_eq!(nested["state"], "done", "{nested}");
-    for (who, title) in [(&alice, "root-a"), (&bob, "root-b")] {
-        let shared = deployed_into(who, at(""), title).await;
-        assert_eq!(shared["state"], "done", "{title}: {shared}");
+    let team = deployed_into(&alice, at("team"), "shared").await;
+    assert_eq!(team["state"], "done", "{team}");
+    refused_into(&root, &bob, at("team"), "team", "planted").await;
+    for (who, folder, title) in [
+        (&alice, "alice", "appliance"),
+        (&alice, "alice/nested", "nested"),
+        (&bob, "bob", "bobs"),
+        (&alice, "", "root-a"),
+        (&bob, "", "root-b"),
+    ] {
+        let done = deployed_into(who, at(folder), title).await;
+        assert_eq!(done["state"], "done", "{folder}/{title}: {done}");
     }
+}
+
+/// A deployment of `vice`'s into `folder`, refused for another user's.
+async fn refused_into(
+    root: &tempfile::TempDir,
+    vice: &Vice<'_>,
+    location: String,
+    folder: &str,
+    title: &str,
+) {
+    let refused = deployed_into(vice, location, title).await;
+    assert_ne!(refused["state"], "done", "{refused}");
+    let reason = refused["reason"].as_str().unwrap();
+    assert!(reason.contains("another user deploys there"), "{reason}");
+    assert!(
+        !root.path().join(folder).join(title).exists(),
+        "{folder}/{title}"
+    );
 }
 
 /// An image of `vice`'s named `title`, deployed into a new environment at

@@ -344,7 +344,7 @@ async fn slow_put(
 }
 
 /// The partial files of writes under way in the local stores.
-fn walkdir_partials(app: &TestApp) -> usize {
+pub(crate) fn walkdir_partials(app: &TestApp) -> usize {
     let mut found = 0;
     let mut pending = vec![app.data_dir.join("personal")];
     while let Some(folder) = pending.pop() {

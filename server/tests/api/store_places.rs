@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 
 use crate::helpers::{Backend, TestApp};
+use crate::store_entries::walkdir_partials;
 
 const ALICE: (&str, &str) = ("alice", "alice-password");
 const BOB: (&str, &str) = ("bob", "bob-password-1");
@@ -41,7 +42,7 @@ async fn a_users_slow_store_writes_hold_their_upload_places() {
     // Once the eight have reached the server (each is writing its file
     // aside), a ninth is refused.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while partial_files(&app.data_dir) < 8 {
+    while walkdir_partials(&app) < 8 {
         assert!(Instant::now() < deadline, "the eight writes never began");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -69,27 +70,4 @@ async fn a_users_slow_store_writes_hold_their_upload_places() {
         .await
         .unwrap();
     assert!(again.status().is_success(), "{}", again.status());
-}
-
-/// The files being written aside in the personal stores under `data`.
-fn partial_files(data: &std::path::Path) -> usize {
-    let mut found = 0;
-    let mut folders = vec![data.join("personal")];
-    while let Some(folder) = folders.pop() {
-        let Ok(entries) = std::fs::read_dir(&folder) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            if entry.path().is_dir() {
-                folders.push(entry.path());
-            } else if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(".depot-partial-")
-            {
-                found += 1;
-            }
-        }
-    }
-    found
 }

@@ -259,4 +259,50 @@ async fn an_edit_applies_to_the_version_its_editor_saw_and_no_other(#[case] back
     ];
     assert_eq!(edit(&app, BOB, id, &form).await.0, 403);
     assert_eq!(record(&app, ALICE, id).await["name"], "release.img");
+
+    // Published, the image is what the admin approved: its owner describes
+    // it still, but renames it nor replaces its file (ViCE's upload, or an
+    // MWS rename) no more.
+    let form = [
+        ("version", later.as_str()),
+        ("name", "release.img"),
+        ("label", "described"),
+        ("description", "still hers to describe"),
+    ];
+    let (status, described) = edit(&app, ALICE, id, &form).await;
+    assert_eq!(status, 200, "{described}");
+    let latest = described["version"].as_i64().unwrap().to_string();
+    let form = [
+        ("version", latest.as_str()),
+        ("name", "renamed.img"),
+        ("label", ""),
+        ("description", ""),
+    ];
+    let (status, refused) = edit(&app, ALICE, id, &form).await;
+    assert_eq!(status, 403, "{refused}");
+    assert!(refused.to_string().contains("published"), "{refused}");
+    let vice = crate::vice::Vice::new(&app, ALICE.0, ALICE.1);
+    let form = reqwest::multipart::Form::new().part(
+        "upfile",
+        reqwest::multipart::Part::bytes(random_bytes(1000)).file_name("other.img"),
+    );
+    let replaced = vice
+        .request(reqwest::Method::POST, &format!("/image/{id}/file"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replaced.status(), 403);
+    let mws = crate::mws::Mws::new(&app, ALICE.0, ALICE.1).await;
+    let (status, refused) = mws
+        .put(
+            &id.to_string(),
+            &serde_json::json!({"name": "renamed", "osType": "linux", "hypervisor": false,
+                "supportsVirtualMachine": true}),
+        )
+        .await;
+    assert_eq!(status, 403, "{refused}");
+    let kept = record(&app, ALICE, id).await;
+    assert_eq!(kept["name"], "release.img");
+    assert_eq!(kept["size"], 2000);
 }
