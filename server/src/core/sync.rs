@@ -509,6 +509,8 @@ impl Core {
                 Ok(Registered::Same)
             }
             Some(image) => {
+                // A published copy keeps the bytes an administrator approved.
+                super::images::published_stays(&Viewer::User(user.clone()), image)?;
                 let old = image.sha256.clone();
                 let replace = Attach::Replace {
                     id: image.id,

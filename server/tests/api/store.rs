@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use rstest::rstest;
 use serde_json::Value;
 
-use crate::helpers::{random_bytes, Backend, TestApp};
+use crate::helpers::{random_bytes, Backend, TestApp, ADMIN_PASSWORD};
 
 fn ova() -> Vec<u8> {
     crate::helpers::ova_bytes()
@@ -643,4 +643,51 @@ async fn rclone_puts_lists_and_deletes_in_the_store(#[case] backend: Backend) {
     let done = alice.sync("iso").await;
     assert_eq!(done["deleted"], 1);
     assert!(alice.names("iso").await.is_empty());
+}
+
+/// A synced copy an administrator published keeps the bytes approved: a
+/// changed file is not synced onto it (the sync says why), and the copy
+/// downloads as it did.
+#[tokio::test]
+async fn a_published_copy_keeps_its_approved_bytes() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let alice = User::new(&app, "alice", "alice-password").await;
+    assert_eq!(alice.dav("PUT", "/x.iso", Some(iso())).await.0, 201);
+    alice.sync("iso").await;
+    let admin = app::model::Viewer::User(app.core.login("admin", ADMIN_PASSWORD).await.unwrap());
+    let named = app::query::Query::new(1).filter(app::query::Condition::Compare {
+        field: app::query::Field::Name,
+        op: app::query::Op::Eq,
+        value: app::query::Value::Text("x.iso".into()),
+    });
+    let copy = app
+        .core
+        .list_images(&admin, named)
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let (id, version) = (copy.id.to_string(), copy.version.to_string());
+    let (status, published) = crate::helpers::ui_call(
+        &app,
+        ("admin", ADMIN_PASSWORD),
+        "images/edit",
+        &[
+            ("id", &id),
+            ("version", &version),
+            ("name", "x.iso"),
+            ("label", ""),
+            ("description", ""),
+            ("visibility", "public"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{published}");
+
+    assert_eq!(alice.dav("PUT", "/x.iso", Some(iso())).await.0, 204);
+    let done = alice.sync("iso").await;
+    let errors = done["message"]["errors"].to_string();
+    assert!(errors.contains("published"), "{errors}");
+    let kept = app.core.get_image(&admin, copy.id).await.unwrap();
+    assert_eq!(kept.sha256, copy.sha256);
 }
