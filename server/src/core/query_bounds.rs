@@ -10,6 +10,7 @@
 
 use app::error::CoreError;
 use app::query::{Condition, Sort, Value};
+use chrono::Datelike;
 
 /// The most conditions one query may hold, counting every `AND` and `OR`,
 /// even an empty one (each is still SQL).
@@ -92,6 +93,14 @@ impl Tally {
                 )));
             }
             Value::Text(text) => self.text_bytes += text.len(),
+            // PostgreSQL refuses a time before 4713 BC (its error, a 500);
+            // SQLite's text times order wrongly before year 1 and past 9999.
+            Value::Time(time) if !(1..=9999).contains(&time.year()) => {
+                return Err(CoreError::invalid(format!(
+                    "a date must fall in the years 1 to 9999, not {}",
+                    time.year()
+                )));
+            }
             Value::Int(_) | Value::Bool(_) | Value::Time(_) => {}
         }
         self.values += 1;
@@ -166,6 +175,25 @@ mod tests {
         assert!(refusal(&longer, &[]).contains("at most 16000 bytes long"));
         let many = Condition::Any(vec![name_is(&"a".repeat(MAX_VALUE_BYTES)); 5]);
         assert!(refusal(&many, &[]).contains("65536 bytes of text"));
+    }
+
+    #[test]
+    fn dates_fall_in_the_years_both_databases_read() {
+        let created = |year: i32| Condition::Compare {
+            field: Field::CreatedAt,
+            op: app::query::Op::Ge,
+            value: Value::Time(
+                chrono::NaiveDate::from_ymd_opt(year, 1, 1)
+                    .unwrap()
+                    .and_hms_opt(0, 0, 0)
+                    .unwrap()
+                    .and_utc(),
+            ),
+        };
+        assert_eq!(check_query(&created(1), &[]), Ok(()));
+        assert_eq!(check_query(&created(9999), &[]), Ok(()));
+        assert!(refusal(&created(-5000), &[]).contains("years 1 to 9999"));
+        assert!(refusal(&created(10_000), &[]).contains("years 1 to 9999"));
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! past the size a server function takes. Read here first, those get the
 //! answers the rest of the API gives: 400 saying why, or 413.
 
+use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -34,8 +36,29 @@ pub async fn read_first(State(state): State<AppState>, request: Request, next: N
         Ok(whole) => {
             let response = next.run(Request::from_parts(parts, whole.to_body())).await;
             drop(whole);
-            response
+            callers_fault(response).await
         }
         Err(unread) => ApiError(unread.into()).into_response(),
     }
+}
+
+/// The longest error answer of a server function looked into.
+const ERROR_ANSWER: usize = 64 << 10;
+
+/// A server function whose arguments do not decode (a field missing, an id
+/// that is no number) is answered by Leptos as its own failure: 500, with
+/// the error `Transport`, which on the server stands for nothing else. It
+/// is the caller's mistake: 400, the answer as it was.
+async fn callers_fault(response: Response) -> Response {
+    if response.status() != StatusCode::INTERNAL_SERVER_ERROR {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, ERROR_ANSWER).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    if bytes.starts_with(br#"{"Transport""#) {
+        parts.status = StatusCode::BAD_REQUEST;
+    }
+    Response::from_parts(parts, Body::from(bytes))
 }

@@ -195,3 +195,25 @@ async fn the_image_page_deletes_for_its_owner_after_a_confirmation(#[case] backe
     );
     assert!(app.stored(Area::Blobs).await.is_empty());
 }
+
+/// A server function asked with arguments that do not decode (an id that
+/// is no number, a field missing) is the caller's mistake: 400, not the
+/// server's 500.
+#[tokio::test]
+async fn server_functions_answer_undecodable_arguments_with_400() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    for (function, form) in [
+        ("image", vec![("id", "abc")]),
+        ("image", vec![]),
+        ("images/edit", vec![("id", "1"), ("version", "x")]),
+    ] {
+        let answer = reqwest::Client::new()
+            .post(app.url(&format!("/api/ui/{function}")))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 400, "{function} {form:?}");
+    }
+}
