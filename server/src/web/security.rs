@@ -106,6 +106,22 @@ pub async fn common_headers(request: Request, next: Next) -> Response {
             .entry(name)
             .or_insert(HeaderValue::from_static(value));
     }
+    // What answers a caller (a page with their images, a private download)
+    // is theirs: no shared cache keeps it, whatever a proxy in between is
+    // set to do (a cookie is all that tells two callers apart there). A
+    // page is kept nowhere, so that it is gone once its session signs out;
+    // anything else a browser may keep, asking again each time (its ETag
+    // answers 304). The build's files set their own, immutable, policy.
+    let is_page = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|kind| kind.as_bytes().starts_with(b"text/html"));
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static(if is_page {
+            "no-store"
+        } else {
+            "private, no-cache"
+        }));
     response
 }
 

@@ -217,3 +217,34 @@ async fn server_functions_answer_undecodable_arguments_with_400() {
         assert_eq!(answer.status(), 400, "{function} {form:?}");
     }
 }
+
+/// What answers a caller is kept by no shared cache: a page nowhere (gone
+/// once its session signs out), a download or an answer of the API only
+/// by the caller's browser, which asks again each time.
+#[tokio::test]
+async fn answers_for_a_caller_are_kept_by_no_shared_cache() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let uploaded: serde_json::Value = app
+        .upload("admin", ADMIN_PASSWORD, "private.img", vec![7; 4096])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = uploaded["images"][0]["id"].as_i64().unwrap();
+    let client = reqwest::Client::new();
+    for (path, expected) in [
+        (format!("/image/{id}"), "no-store"),
+        ("/".to_owned(), "no-store"),
+        (format!("/api/images/{id}/download"), "private, no-cache"),
+        ("/api/tokens".to_owned(), "private, no-cache"),
+    ] {
+        let answer = client
+            .get(app.url(&path))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{path}");
+        assert_eq!(answer.headers()["cache-control"], expected, "{path}");
+    }
+}
