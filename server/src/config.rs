@@ -207,6 +207,15 @@ impl FromStr for BlobStoreUrl {
     }
 }
 
+/// A proxy's network as written (`10.1.0.0/16`), or its one address
+/// (`10.0.0.5`, `::1`), spaces around it ignored.
+fn proxy_network(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("'{text}' is neither an address nor a network (10.0.0.0/8)"))
+}
+
 /// Open files kept for the server's own use (blobs, uploads, database
 /// connections) out of its limit, by default, when connections are counted.
 const FILES_KEPT: u64 = 1024;
@@ -367,7 +376,7 @@ pub struct ServeArgs {
     /// last address in it that is not one of them, as nginx's `real_ip`
     /// with `real_ip_recursive` takes it. Any other peer's header is
     /// ignored (a client may write anything there).
-    #[arg(long, env = "DEPOT_TRUSTED_PROXIES", value_delimiter = ',')]
+    #[arg(long, env = "DEPOT_TRUSTED_PROXIES", value_delimiter = ',', value_parser = proxy_network)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Bytes of the request bodies read whole before their handlers (forms,
     /// a dialect's JSON or XML, WebDAV's XML) the server holds at once; a
@@ -462,6 +471,27 @@ mod tests {
         // with 1,024 files kept for the server's own use.
         assert_eq!(args.client_limits(4096).connections, 1024);
         assert_eq!(args.client_limits(1024).connections, 64);
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks() {
+        let cli = Cli::try_parse_from([
+            "depot",
+            "serve",
+            "--trusted-proxies",
+            "10.0.0.5, 10.1.0.0/16,::1",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        let shown: Vec<String> = args
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["10.0.0.5/32", "10.1.0.0/16", "::1/128"]);
+        assert!(Cli::try_parse_from(["depot", "serve", "--trusted-proxies", "proxy"]).is_err());
     }
 
     #[test]

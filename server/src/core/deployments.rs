@@ -267,21 +267,20 @@ impl Core {
         };
         let now = Utc::now();
         // A folder right below the root is one user's: nobody else lays a
-        // file where another user's hypervisor reads. One named as a user is
-        // that user's (no other can take it first); another is its first
-        // deployer's. (The root's own files are shared, each kept by whoever
-        // first deployed it.)
+        // file where another user's hypervisor reads. It is kept by whoever
+        // it was first claimed for: the user it is named as (no other can
+        // take it first), or else its first deployer. A claim stands: a
+        // user named so later does not take the folder from its keeper.
+        // (The root's own files are shared, each its first deployer's.)
         if let Some(top) = folder.relative.components().next() {
             let top = top.as_os_str().to_string_lossy();
             let named_for = self.db.user_by_name(&top).await.map_err(unavailable)?;
-            let keeper = match named_for {
-                Some(user) => user.id,
-                None => self
-                    .db
-                    .claim_export_folder(&top, deployment.user_id, now)
-                    .await
-                    .map_err(unavailable)?,
-            };
+            let claimed_for = named_for.map_or(deployment.user_id, |user| user.id);
+            let keeper = self
+                .db
+                .claim_export_folder(&top, claimed_for, now)
+                .await
+                .map_err(unavailable)?;
             if keeper != deployment.user_id {
                 return fail(format!(
                     "cannot write into {top}/: another user deploys there (a folder below \

@@ -118,7 +118,11 @@ impl Core {
         id: i64,
         spec: ViceImageSpec,
     ) -> Result<Image, CoreError> {
-        self.writable_image(viewer, id).await?;
+        let current = self.writable_image(viewer, id).await?;
+        // The title is the name ViCE shows: a published image keeps it.
+        if current.vice.title.as_deref() != Some(spec.title.as_str()) {
+            super::images::published_stays(viewer, &current)?;
+        }
         let format = spec.content_type.map(|content| content.format().as_str());
         let updated = self
             .db

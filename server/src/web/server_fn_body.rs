@@ -53,11 +53,23 @@ async fn callers_fault(response: Response) -> Response {
     if response.status() != StatusCode::INTERNAL_SERVER_ERROR {
         return response;
     }
+    let short = http_body::Body::size_hint(response.body())
+        .upper()
+        .is_some_and(|length| length <= ERROR_ANSWER as u64);
+    if !short {
+        return response;
+    }
     let (mut parts, body) = response.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, ERROR_ANSWER).await else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    if bytes.starts_with(br#"{"Transport""#) {
+    // What server_fn says of arguments it could not read (its `Args` and
+    // `MissingArg` errors), and nothing else it says.
+    let undecodable = [
+        &br#"{"Transport":"error deserializing server function arguments"#[..],
+        &br#"{"Transport":"missing argument"#[..],
+    ];
+    if undecodable.iter().any(|start| bytes.starts_with(start)) {
         parts.status = StatusCode::BAD_REQUEST;
     }
     Response::from_parts(parts, Body::from(bytes))

@@ -116,11 +116,12 @@ async fn serve(
     // whole store in one request, as often as asked) to the litmus test
     // suite alone, which it knows by this header: no client here is that.
     request.headers_mut().remove("x-litmus");
-    // A file written into the store is an upload: it takes one of its
+    // A file written into the store (a `PUT`, or a `PATCH` writing part of
+    // one) is an upload: it takes one of its
     // user's upload places while it lasts, so that one account's many slow
     // writes (each holding a part's buffers on an object store) leave the
     // others room.
-    let _place = if *request.method() == Method::PUT {
+    let _place = if matches!(*request.method(), Method::PUT | Method::PATCH) {
         match state.core.store_write_place(user.id) {
             Ok(place) => Some(place),
             Err(error) => {

@@ -52,6 +52,17 @@ async fn a_users_slow_store_writes_hold_their_upload_places() {
         .await
         .unwrap();
     assert_eq!(ninth.status(), 429);
+    // A partial update (SabreDAV's `PATCH`) writes too: refused alike.
+    let patched = reqwest::Client::new()
+        .request(Method::PATCH, app.url("/store/slow0.img"))
+        .basic_auth(ALICE.0, Some(ALICE.1))
+        .header("content-type", "application/x-sabredav-partialupdate")
+        .header("x-update-range", "append")
+        .body(vec![4; 10])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 429);
     assert_eq!(ninth.headers()["retry-after"], "1");
     let bobs = put(&app, BOB, "bobs.img")
         .body(vec![3; 100])

@@ -293,6 +293,15 @@ async fn an_edit_applies_to_the_version_its_editor_saw_and_no_other(#[case] back
         .await
         .unwrap();
     assert_eq!(replaced.status(), 403);
+    // ViCE shows the title as the image's name.
+    let (status, refused) = vice
+        .json(
+            reqwest::Method::PUT,
+            "/images",
+            Some(&serde_json::json!({"id": id.to_string(), "title": "renamed.img"})),
+        )
+        .await;
+    assert_eq!(status, 403, "{refused}");
     let mws = crate::mws::Mws::new(&app, ALICE.0, ALICE.1).await;
     let (status, refused) = mws
         .put(
