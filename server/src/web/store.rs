@@ -49,25 +49,8 @@ async fn shallow_body(
     let (parts, body) = request.into_parts();
     let whole = match super::whole_body::read(body, READ_BODY_LIMIT, budget).await {
         Ok(whole) => whole,
-        Err(Unread::TooLong { limit }) => {
-            let message = format!("a request's body may be at most {limit} bytes here\n");
-            return Err((StatusCode::PAYLOAD_TOO_LARGE, message).into_response());
-        }
-        Err(Unread::BrokeOff(reason)) => {
-            let message = format!("the request's body broke off: {reason}\n");
-            return Err((StatusCode::BAD_REQUEST, message).into_response());
-        }
         Err(Unread::Anonymous) => return Err(challenge()),
-        Err(Unread::Busy) => {
-            let mut busy = (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the server is busy; try again\n",
-            )
-                .into_response();
-            busy.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return Err(busy);
-        }
+        Err(unread) => return Err(refused(unread.into())),
     };
     if let Some(refusal) = crate::nesting::webdav_refusal(&whole.bytes) {
         return Err((StatusCode::BAD_REQUEST, format!("{refusal}\n")).into_response());
@@ -92,6 +75,14 @@ pub fn router() -> Router<AppState> {
         .route("/store/{*path}", any(serve))
         .layer(axum::middleware::from_fn(super::security::inert_files))
         .layer(axum::middleware::map_response(super::compress::as_is))
+}
+
+/// A refusal as WebDAV clients are answered: its status (with when to try
+/// again, if it says) and its reason as text.
+fn refused(error: CoreError) -> Response {
+    let mut response = (super::status_of(&error), format!("{error}\n")).into_response();
+    super::with_retry_after(&error, &mut response);
+    response
 }
 
 /// 401 with a Basic challenge: WebDAV clients send credentials only when asked.
@@ -124,11 +115,7 @@ async fn serve(
     let _place = if matches!(*request.method(), Method::PUT | Method::PATCH) {
         match state.core.store_write_place(user.id) {
             Ok(place) => Some(place),
-            Err(error) => {
-                let mut refused = (super::status_of(&error), format!("{error}\n")).into_response();
-                super::with_retry_after(&error, &mut refused);
-                return refused;
-            }
+            Err(error) => return refused(error),
         }
     } else {
         None

@@ -11,6 +11,15 @@ use serde_json::{json, Value};
 use crate::helpers::{Backend, TestApp};
 use crate::vice::{iso_bytes, Vice};
 
+/// A server exporting to `root`, with users alice and bob.
+async fn alice_and_bob_exporting_to(backend: Backend, root: &std::path::Path) -> TestApp {
+    let export_root = root.to_path_buf();
+    let app = TestApp::spawn_with(backend, move |args| args.export_root = Some(export_root)).await;
+    app.add_user("alice", "alice-password").await;
+    app.add_user("bob", "bob-password-1").await;
+    app
+}
+
 /// An image of `vice`'s user named `title` with `bytes`; answers its id.
 pub async fn image_with(vice: &Vice<'_>, title: &str, bytes: Vec<u8>) -> String {
     let (status, image) = vice
@@ -102,10 +111,7 @@ async fn users_sharing_an_export_folder_never_overwrite_each_other(#[case] backe
     let outside = tempfile::tempdir().unwrap();
     let shared = root.path().join("team").join("shared");
     std::fs::create_dir_all(&shared).unwrap();
-    let export_root = root.path().to_path_buf();
-    let app = TestApp::spawn_with(backend, move |args| args.export_root = Some(export_root)).await;
-    app.add_user("alice", "alice-password").await;
-    app.add_user("bob", "bob-password-1").await;
+    let app = alice_and_bob_exporting_to(backend, root.path()).await;
     let alice = Vice::new(&app, "alice", "alice-password");
     let bob = Vice::new(&app, "bob", "bob-password-1");
     let location = format!("file://{}", shared.display());
@@ -357,10 +363,7 @@ async fn a_folder_below_the_export_root_is_one_users(#[case] backend: Backend) {
     for folder in ["alice/nested", "bob", "team"] {
         std::fs::create_dir_all(root.path().join(folder)).unwrap();
     }
-    let export_root = root.path().to_path_buf();
-    let app = TestApp::spawn_with(backend, move |args| args.export_root = Some(export_root)).await;
-    app.add_user("alice", "alice-password").await;
-    app.add_user("bob", "bob-password-1").await;
+    let app = alice_and_bob_exporting_to(backend, root.path()).await;
     let alice = Vice::new(&app, "alice", "alice-password");
     let bob = Vice::new(&app, "bob", "bob-password-1");
     let at = |folder: &str| format!("file://{}", root.path().join(folder).display());
