@@ -82,6 +82,12 @@ impl FromServerFnError for CoreError {
     type Encoder = JsonEncoding;
 
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
-        CoreError::Transport(value.to_string())
+        match value {
+            // Arguments the server could not read: the caller's mistake.
+            ServerFnErrorErr::Args(_) | ServerFnErrorErr::MissingArg(_) => {
+                CoreError::Invalid(value.to_string())
+            }
+            other => CoreError::Transport(other.to_string()),
+        }
     }
 }

@@ -24,9 +24,8 @@ pub use provisioning::{
     ProvisioningType, MAX_VIRTUALIZED_IMAGES,
 };
 pub use store::{StoreEntry, StoreListing, StorePath, SyncInfo};
-pub use text::{
-    bounded_document, bounded_word, is_bidi_control, plain_text, MAX_DOCUMENT_BYTES, MAX_WORD_BYTES,
-};
+pub(crate) use text::{bounded_document, bounded_word};
+pub use text::{is_bidi_control, plain_text};
 pub use user::{
     ApiKeyInfo, ApiKeys, NewApiKey, NewToken, PasswordReset, Principal, Role, TokenInfo,
     UserChange, UserInfo, UserPage, Username, Viewer,

@@ -109,7 +109,7 @@ impl ContentType {
 
 /// `specifics` as the registry's clients send it: a JSON object, or a string
 /// holding one (`"{}"`). Answers the object.
-/// At most [`MAX_DOCUMENT_BYTES`](super::MAX_DOCUMENT_BYTES) as JSON.
+/// At most [`MAX_DOCUMENT_BYTES`](super::text::MAX_DOCUMENT_BYTES) as JSON.
 pub fn parse_specifics(value: &Value) -> Result<Value, CoreError> {
     let wrong = || CoreError::invalid("specifics must be a JSON object, or a string holding one");
     let object = match value {

@@ -13,7 +13,7 @@ use super::{db_error, Core};
 use crate::store::{is_unique_violation, ImageTypeRow};
 
 /// The most image types one tenant keeps: its list carries them all.
-pub const IMAGE_TYPES_PER_TENANT: i64 = 1000;
+const IMAGE_TYPES_PER_TENANT: i64 = 1000;
 
 /// A user acting inside one tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]

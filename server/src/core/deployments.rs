@@ -31,7 +31,7 @@ const UNFINISHED_PER_USER: i64 = 32;
 
 /// The most deployments one user keeps, older finished ones forgotten as
 /// new ones come: every list of a user's deployments carries them all.
-pub const KEPT_PER_USER: i64 = 1000;
+const KEPT_PER_USER: i64 = 1000;
 
 /// The folder a `file://` location names, if it is one.
 fn file_folder(location: &str) -> Option<PathBuf> {

@@ -19,7 +19,7 @@ use crate::store::{EnvironmentColumns, EnvironmentRow};
 
 /// The most environments one user keeps: each list of them, and the image
 /// pages that offer them as targets, carries them all.
-pub const ENVIRONMENTS_PER_USER: i64 = 100;
+const ENVIRONMENTS_PER_USER: i64 = 100;
 
 /// Encrypts a password for one owner: hex of nonce and ciphertext.
 pub(super) fn seal(key: &[u8; 32], owner: i64, password: &str) -> Result<String, CoreError> {

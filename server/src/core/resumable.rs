@@ -432,8 +432,10 @@ impl Core {
             .await
             .map_err(db_error)?;
         // Not one a chunk is arriving for here: its writer finds out.
+        let mut forgotten = 0;
         for id in expired.iter().filter(|id| !busy.contains(id)) {
             self.forget_upload(id).await?;
+            forgotten += 1;
         }
         let kept = self.blobs.kept_uploads(grace).await.map_err(io_error)?;
         let known = self.db.known_uploads(&kept).await.map_err(db_error)?;
@@ -442,7 +444,7 @@ impl Core {
             self.remove_parts(id).await;
             orphans += 1;
         }
-        Ok(expired.len() + orphans)
+        Ok(forgotten + orphans)
     }
 
     /// Moves the upload's expiry, and its reservation's, a lifetime on.

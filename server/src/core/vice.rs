@@ -119,8 +119,10 @@ impl Core {
         spec: ViceImageSpec,
     ) -> Result<Image, CoreError> {
         let current = self.writable_image(viewer, id).await?;
-        // The title is the name ViCE shows: a published image keeps it.
-        if current.vice.title.as_deref() != Some(spec.title.as_str()) {
+        // The title is the name ViCE shows (the name's, if it has none of
+        // its own): a published image keeps it.
+        let shown = current.vice.title.as_deref().unwrap_or(&current.name);
+        if shown != spec.title {
             super::images::published_stays(viewer, &current)?;
         }
         let format = spec.content_type.map(|content| content.format().as_str());

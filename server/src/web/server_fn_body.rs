@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 use super::whole_body::{self, MAX_ANONYMOUS_BODY, MAX_BODY};
 use crate::state::AppState;
+use app::error::CoreError;
 use app::model::Viewer;
 
 /// Where the server functions are: leptos_axum registers each at its own
@@ -46,9 +47,9 @@ pub async fn read_first(State(state): State<AppState>, request: Request, next: N
 const ERROR_ANSWER: usize = 64 << 10;
 
 /// A server function whose arguments do not decode (a field missing, an id
-/// that is no number) is answered by Leptos as its own failure: 500, with
-/// the error `Transport`, which on the server stands for nothing else. It
-/// is the caller's mistake: 400, the answer as it was.
+/// that is no number) fails before it runs, and Leptos answers any such
+/// failure 500. The error it answers with says whose it is (`Invalid` for
+/// arguments, `app::error`): that error's status, the answer as it was.
 async fn callers_fault(response: Response) -> Response {
     if response.status() != StatusCode::INTERNAL_SERVER_ERROR {
         return response;
@@ -63,14 +64,12 @@ async fn callers_fault(response: Response) -> Response {
     let Ok(bytes) = axum::body::to_bytes(body, ERROR_ANSWER).await else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    // What server_fn says of arguments it could not read (its `Args` and
-    // `MissingArg` errors), and nothing else it says.
-    let undecodable = [
-        &br#"{"Transport":"error deserializing server function arguments"#[..],
-        &br#"{"Transport":"missing argument"#[..],
-    ];
-    if undecodable.iter().any(|start| bytes.starts_with(start)) {
-        parts.status = StatusCode::BAD_REQUEST;
+    // Arguments server_fn could not read are `Invalid` (`app::error`):
+    // any error the body names answers with its own status.
+    // (`Transport`, what server_fn could not do itself, stays the server's.)
+    match serde_json::from_slice::<CoreError>(&bytes) {
+        Ok(CoreError::Transport(_)) | Err(_) => {}
+        Ok(error) => parts.status = super::status_of(&error),
     }
     Response::from_parts(parts, Body::from(bytes))
 }

@@ -23,7 +23,7 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 use super::files::{bad_form, text_field, wants_html};
 use super::store_quota::QuotaFs;
-use super::whole_body::{BodyBudget, Unread, WholeBody};
+use super::whole_body::{BodyBudget, WholeBody};
 use super::{ApiError, BodyLength};
 use crate::core::EntryRefused;
 use crate::state::AppState;
@@ -49,7 +49,6 @@ async fn shallow_body(
     let (parts, body) = request.into_parts();
     let whole = match super::whole_body::read(body, READ_BODY_LIMIT, budget).await {
         Ok(whole) => whole,
-        Err(Unread::Anonymous) => return Err(challenge()),
         Err(unread) => return Err(refused(unread.into())),
     };
     if let Some(refusal) = crate::nesting::webdav_refusal(&whole.bytes) {

@@ -50,7 +50,7 @@ async fn slow_bodies_hold_a_bounded_budget_and_give_it_back() {
     // Signed in: MWS answers no body of an anonymous caller.
     let admin = app.core.login("admin", ADMIN_PASSWORD).await.unwrap();
     let token = app.core.issue_token(&admin, None).await.unwrap().token;
-    // Three bodies of 512 KiB hold three quarters of the budget, through
+    // Three bodies of 512 KiB hold more than three quarters of the budget, through
     // three kinds of route.
     let form = slow_body(&app, "/api/ui/login", &token, 512 << 10).await;
     let document = slow_body(&app, "/mws/rest/images?api-version=3", &token, 512 << 10).await;

@@ -302,6 +302,16 @@ async fn an_edit_applies_to_the_version_its_editor_saw_and_no_other(#[case] back
         )
         .await;
     assert_eq!(status, 403, "{refused}");
+    // Put back as ViCE shows it (the name, as it has no title), it is no
+    // rename.
+    let (status, kept) = vice
+        .json(
+            reqwest::Method::PUT,
+            "/images",
+            Some(&serde_json::json!({"id": id.to_string(), "title": "release.img"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{kept}");
     let mws = crate::mws::Mws::new(&app, ALICE.0, ALICE.1).await;
     let (status, refused) = mws
         .put(

@@ -164,20 +164,16 @@ impl Core {
             upload: id.to_owned(),
             claimed_at: now,
         };
-        let (reservation, upload, parts, (digested, inspection)) = match self
-            .completion_bytes(id)
-            .await
-        {
-            Ok(prepared) => prepared,
-            // Nothing was recorded: the claim goes at once, so that the
-            // next request for the upload tries again, not a lease later.
-            Err(error) => {
-                if let Err(release) = self.db.release_completion(id, now).await {
-                    tracing::warn!(%release, "cannot release a completion claim; it will lapse");
+        let (reservation, upload, parts, (digested, inspection)) =
+            match self.completion_bytes(id).await {
+                Ok(prepared) => prepared,
+                // Nothing was recorded: the claim goes at once, so that the
+                // next request for the upload tries again, not a lease later.
+                Err(error) => {
+                    self.release_claim(id, now).await;
+                    return Err(error);
                 }
-                return Err(error);
-            }
-        };
+            };
         let digest = digested.sha256.clone();
         // The bytes are staged for the one ingest path only once nothing
         // cheaper refuses them: on an object store, staging copies them.
@@ -275,11 +271,16 @@ impl Core {
             // Anything else may pass: the bytes stay, and the next request
             // for the upload completes it.
             Err(error) => {
-                if let Err(release) = self.db.release_completion(id, now).await {
-                    tracing::warn!(%release, "cannot release a completion claim; it will lapse");
-                }
+                self.release_claim(id, now).await;
                 Err(error)
             }
+        }
+    }
+
+    /// Lets go of a completion claim at once (it lapses if it cannot).
+    async fn release_claim(&self, id: &str, now: i64) {
+        if let Err(release) = self.db.release_completion(id, now).await {
+            tracing::warn!(%release, "cannot release a completion claim; it will lapse");
         }
     }
 }
