@@ -137,6 +137,12 @@ pub struct StorageArgs {
     /// database must share it.
     #[arg(long, env = "DEPOT_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<Secret>,
+    /// Serve the database with this secret key although it was served with
+    /// another (lost) one, which it then forgets: the tokens it signed and
+    /// the environment passwords it sealed no longer work. Without it, a
+    /// server whose key is not the database's refuses to start.
+    #[arg(long, env = "DEPOT_ADOPT_SECRET_KEY")]
+    pub adopt_secret_key: bool,
     /// Where image bytes and personal stores live: `file:///path` (a local
     /// folder) or `s3://bucket/prefix` (an S3-compatible object store, which
     /// servers sharing a database must share); by default `store/` and
@@ -279,6 +285,7 @@ impl StorageArgs {
             data_dir,
             database_url: None,
             secret_key: None,
+            adopt_secret_key: false,
             blob_store: None,
             s3: S3Args {
                 region: "us-east-1".into(),
@@ -381,7 +388,8 @@ pub struct ServeArgs {
     /// Bytes of the request bodies read whole before their handlers (forms,
     /// a dialect's JSON or XML, WebDAV's XML) the server holds at once; a
     /// request past them is answered 503, so that a flood of slow bodies
-    /// cannot take the server's memory.
+    /// cannot take the server's memory. An eighth of it is for the bodies
+    /// of callers not signed in (sign-in forms), the rest for the others'.
     #[arg(long, env = "DEPOT_MAX_BUFFERED_BODY_BYTES", default_value_t = DEFAULT_MAX_BUFFERED_BODY_BYTES)]
     pub max_buffered_body_bytes: usize,
     /// What each new password hash costs: always the default from the

@@ -141,6 +141,12 @@ pub struct Core {
     store_entries: store_entries::EntryCounts,
     /// Each user's share of the upload places.
     upload_shares: upload_shares::UploadShares,
+    /// A fingerprint of the secret key (derived one-way from it): whether
+    /// this server's key is the one the database is served with.
+    key_fingerprint: String,
+    /// How far this server's clock is set off the system's, for tests of
+    /// servers whose clocks disagree.
+    clock_skew_ms: std::sync::atomic::AtomicI64,
     /// The last readiness answer, and when it was found.
     readiness_kept: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), &'static str>)>>,
 }
@@ -171,12 +177,19 @@ impl Core {
             job_workers: std::sync::atomic::AtomicUsize::new(0),
             store_entries: store_entries::EntryCounts::default(),
             upload_shares: upload_shares::UploadShares::default(),
+            key_fingerprint: hex::encode(key.derive("depot key fingerprint v1")),
+            clock_skew_ms: std::sync::atomic::AtomicI64::new(0),
             readiness_kept: tokio::sync::Mutex::new(None),
         }
     }
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// A fingerprint of the server's secret key, derived one-way from it.
+    pub fn key_fingerprint(&self) -> &str {
+        &self.key_fingerprint
     }
 
     pub fn blobs(&self) -> &BlobStore {
@@ -256,6 +269,16 @@ impl Core {
                 tracing::warn!("not ready: the database is too slow to answer");
                 return Err("the database does not answer");
             }
+        }
+        // A server started with another key since (adopting it) serves the
+        // database now: this one's tokens and sealed passwords are not its.
+        match tokio::time::timeout(PATIENCE, self.db.recorded_key_fingerprint()).await {
+            Ok(Ok(Some(recorded))) if recorded == self.key_fingerprint => {}
+            Ok(Ok(_)) => {
+                tracing::error!("not ready: the database is served with another secret key");
+                return Err("the database is served with another secret key");
+            }
+            Ok(Err(_)) | Err(_) => return Err("the database does not answer"),
         }
         match tokio::time::timeout(PATIENCE, self.blobs.check_writable()).await {
             Ok(Ok(())) => Ok(()),

@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use rand::RngCore;
 use tracing::Instrument;
 
@@ -26,8 +25,9 @@ const IDLE_POLL: Duration = Duration::from_millis(1000);
 /// How long a failed job waits before its next attempt.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 
+#[cfg(test)]
 fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// A name for this worker that no other process shares.
@@ -35,6 +35,32 @@ fn worker_name(index: usize) -> String {
     let mut nonce = [0u8; 6];
     rand::thread_rng().fill_bytes(&mut nonce);
     format!("{}-{}-{index}", std::process::id(), hex::encode(nonce))
+}
+
+/// How long the row of a job that ended is kept (Glance keeps a task 48
+/// hours); what the job did stays on the record it worked on.
+pub const ENDED_JOBS_KEPT: Duration = Duration::from_secs(48 * 3600);
+/// How often a server looks for ended jobs to forget.
+const TIDY_EVERY: Duration = Duration::from_secs(60);
+/// How many ended jobs one statement forgets, so that no delete holds the
+/// database long.
+const FORGOTTEN_AT_ONCE: i64 = 1000;
+
+/// Forgets the jobs that ended more than [`ENDED_JOBS_KEPT`] before
+/// `now_ms`, a batch at a time; answers how many went.
+pub async fn forget_ended_jobs(core: &Core, now_ms: i64) -> Result<u64, sqlx::Error> {
+    let ended_before = now_ms - ENDED_JOBS_KEPT.as_millis() as i64;
+    let mut forgotten = 0;
+    loop {
+        let batch = core
+            .db()
+            .forget_ended_jobs(ended_before, FORGOTTEN_AT_ONCE)
+            .await?;
+        forgotten += batch;
+        if batch < FORGOTTEN_AT_ONCE as u64 {
+            return Ok(forgotten);
+        }
+    }
 }
 
 /// How long a supervisor waits before restarting a worker that died.
@@ -53,6 +79,26 @@ impl Drop for AbortOnDrop {
 /// it ever stops; they run until the runtime stops.
 pub fn spawn_workers(core: Arc<Core>, count: usize) {
     core.set_job_workers(core.job_workers() + count);
+    if count > 0 {
+        // The servers that run jobs forget those that ended long ago:
+        // every claim and count reads the table.
+        let core = core.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(TIDY_EVERY);
+            loop {
+                ticks.tick().await;
+                let forgotten = match core.job_clock_ms().await {
+                    Ok(now) => forget_ended_jobs(&core, now).await,
+                    Err(error) => Err(error),
+                };
+                match forgotten {
+                    Ok(0) => {}
+                    Ok(forgotten) => tracing::info!(forgotten, "forgot jobs that ended long ago"),
+                    Err(error) => tracing::warn!(%error, "cannot forget ended jobs"),
+                }
+            }
+        });
+    }
     for index in 0..count {
         let core = core.clone();
         tokio::spawn(async move {
@@ -73,10 +119,18 @@ pub fn spawn_workers(core: Arc<Core>, count: usize) {
 async fn work(core: Arc<Core>, name: String) {
     let lease_ms = LEASE.as_millis() as i64;
     loop {
-        if let Err(error) = core.reap_jobs(now_ms()).await {
+        let now = match core.job_clock_ms().await {
+            Ok(now) => now,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the jobs' clock");
+                tokio::time::sleep(IDLE_POLL).await;
+                continue;
+            }
+        };
+        if let Err(error) = core.reap_jobs(now).await {
             tracing::warn!(%error, "cannot reap expired jobs");
         }
-        match core.db().claim_job(&name, now_ms(), lease_ms).await {
+        match core.db().claim_job(&name, now, lease_ms).await {
             Ok(Some(job)) => {
                 let span = tracing::info_span!(
                     "job",
@@ -114,23 +168,23 @@ async fn run(core: &Arc<Core>, name: &str, job: JobRow) {
             Err(_) => Err("the job was cancelled".to_owned()),
         }
     };
-    let renew = || core.db().renew_lease(job.id, name, now_ms(), lease_ms);
+    let renew = || async {
+        let now = core.job_clock_ms().await?;
+        core.db().renew_lease(job.id, name, now, lease_ms).await
+    };
     let Some(outcome) = under_lease(work, renew, LeaseTiming::KEPT).await else {
         // The task is aborted on return; its outcome is not recorded.
         return;
     };
-    let recorded = match &outcome {
-        Ok(()) => core
-            .db()
-            .finish_job(job.id, name, now_ms())
-            .await
-            .map(|_| ()),
-        Err(reason) => {
+    let recorded = match (&outcome, core.job_clock_ms().await) {
+        (_, Err(error)) => Err(error),
+        (Ok(()), Ok(now)) => core.db().finish_job(job.id, name, now).await.map(|_| ()),
+        (Err(reason), Ok(now)) => {
             tracing::warn!(%reason, "job failed");
-            let retry_at = now_ms() + RETRY_AFTER.as_millis() as i64;
+            let retry_at = now + RETRY_AFTER.as_millis() as i64;
             match core
                 .db()
-                .fail_job(job.id, name, now_ms(), retry_at, reason)
+                .fail_job(job.id, name, now, retry_at, reason)
                 .await
             {
                 Ok(Some(state)) => core.job_failed(&job, reason, state == "queued").await,

@@ -94,7 +94,27 @@ pub async fn open_core(storage: &StorageArgs, db: Db, limits: Limits) -> anyhow:
     )
     .await
     .context("cannot load the server's secret key")?;
-    Ok(Core::new(db, blobs, limits, &key, personal))
+    let core = Core::new(db, blobs, limits, &key, personal);
+    // A fingerprint derived from the key (one-way): it tells whether two
+    // servers share a key, and nothing of it.
+    let ours = core.key_fingerprint();
+    let recorded = core
+        .db()
+        .key_fingerprint(ours, storage.adopt_secret_key, chrono::Utc::now())
+        .await
+        .context("cannot read which secret key the database is served with")?;
+    anyhow::ensure!(
+        recorded == ours,
+        "the database is served with another secret key (fingerprint {}…) than this \
+         server's ({}…: DEPOT_SECRET_KEY, or secret.key in the data folder): every server on \
+         one database needs the same key. Give this server that key; or, if it is lost, start \
+         one server once with --adopt-secret-key (DEPOT_ADOPT_SECRET_KEY=true), then without \
+         it: the database is then served with this key, and the tokens and sealed environment \
+         passwords of the old one stop working (servers still running with it turn unready)",
+        &recorded[..8.min(recorded.len())],
+        &ours[..8]
+    );
+    Ok(core)
 }
 
 /// A server ready to listen: its router, and the admin password if one was generated.
@@ -184,7 +204,7 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Built> {
         dav: crate::web::store_handler(),
         metrics: Arc::default(),
         trusted_proxies: args.trusted_proxies.clone(),
-        bodies: crate::web::whole_body::BodyBudget::new(args.max_buffered_body_bytes),
+        bodies: crate::web::whole_body::BodyBudgets::new(args.max_buffered_body_bytes),
     });
     let router = crate::web::router(state, assets, sessions.clone(), args.secure_cookies);
     Ok(Built {

@@ -28,7 +28,7 @@ pub struct Parts {
     /// The reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// What the bodies read whole before their handlers may hold together.
-    pub bodies: crate::web::whole_body::BodyBudget,
+    pub bodies: crate::web::whole_body::BodyBudgets,
 }
 
 impl AppState {

@@ -303,6 +303,18 @@ impl Db {
         }
     }
 
+    /// Run first in a transaction, makes every other transaction that runs
+    /// it for the same name (`$1`) wait for this one to end: an account
+    /// made and an export folder claimed under one name, each written only
+    /// if the other is not there, see each other. SQLite's single writer
+    /// serializes them without it.
+    pub(crate) fn name_lock(&self) -> &'static str {
+        match self.backend() {
+            Backend::Postgres => "SELECT pg_advisory_xact_lock(hashtext('depot name ' || $1))",
+            Backend::Sqlite => "SELECT $1",
+        }
+    }
+
     /// The plan the database chooses for `statement`, a step a line: what
     /// the catalog benchmark prints beside its timings, and what the tests
     /// hold pages to.

@@ -41,6 +41,18 @@ pub use store::handler as store_handler;
 /// How long a browser session lasts without use.
 const SESSION_IDLE_DAYS: i64 = 7;
 
+/// The session cookie's name. Over TLS it is `__Host-` prefixed: a
+/// browser then takes it only from this host, sent `Secure`, for `/`, so a
+/// site on a sibling subdomain cannot set one for the whole domain (and
+/// sign a visitor in to the attacker's account).
+pub fn session_cookie(secure: bool) -> &'static str {
+    if secure {
+        "__Host-depot_session"
+    } else {
+        "depot_session"
+    }
+}
+
 /// The whole application router.
 pub fn router(
     state: AppState,
@@ -52,7 +64,7 @@ pub fn router(
     let leptos_options = state.leptos_options.clone();
     let pieces = assets.wasm_pieces();
     let sessions = SessionManagerLayer::new(sessions)
-        .with_name("depot_session")
+        .with_name(session_cookie(secure_cookies))
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_secure(secure_cookies)

@@ -142,7 +142,8 @@ impl Core {
         let hash = tokio::task::spawn_blocking(move || hash_password(&password, cost))
             .await
             .map_err(|_| CoreError::Internal)??;
-        self.db
+        let inserted = self
+            .db
             .insert_user(username.as_str(), &hash, role.as_str(), Utc::now())
             .await
             .map_err(|error| match error.as_database_error() {
@@ -150,7 +151,17 @@ impl Core {
                     CoreError::Conflict(format!("the username '{}' is taken", username.as_str()))
                 }
                 _ => db_error(error),
-            })
+            })?;
+        // A folder below the export root named so is its keeper's, who
+        // deployed there before any account had the name: an account of
+        // that name would find their files where its own are looked for.
+        inserted.ok_or_else(|| {
+            CoreError::Conflict(format!(
+                "the username '{}' names a folder below the export root that another user \
+                 deploys into; choose another name",
+                username.as_str()
+            ))
+        })
     }
 
     /// A user's account (without using its password hash for anything).
@@ -205,7 +216,8 @@ impl Core {
                 _ => self.login_guard.forget_user(id),
             }
         }
-        self.login_guard.throttle_address(client)?;
+        let known = self.login_guard.known(username, client);
+        self.login_guard.throttle_address(client, known)?;
         let user = match Username::parse(username) {
             Ok(name) => self
                 .db
@@ -214,11 +226,14 @@ impl Core {
                 .map_err(db_error)?,
             Err(_) => None,
         };
-        self.login_guard.throttle_account(username, client)?;
+        self.login_guard.throttle_account(username, known)?;
         let hash = user
             .as_ref()
             .map_or_else(|| DUMMY_HASH.to_owned(), |u| u.password_hash.clone());
-        let matches = self.login_guard.verify(hash, password.to_owned()).await?;
+        let matches = self
+            .login_guard
+            .verify(hash, password.to_owned(), known.then_some(username))
+            .await?;
         match user {
             // A disabled account is answered as a wrong password is, right
             // or wrong: a quick "disabled" for the right one alone would

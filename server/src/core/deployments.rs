@@ -49,21 +49,26 @@ struct ExportFolder {
 }
 
 impl Core {
-    /// The folder a `file://` location names below the export root, or a
-    /// reason why not that names no resolved host path.
-    fn allowed_folder(&self, folder: &Path) -> Result<ExportFolder, String> {
+    /// The folder a `file://` location names below the export root, which
+    /// `user` may deploy into, or a reason why not that names no resolved
+    /// host path. Whose a folder is, is asked before the disk is: a folder
+    /// inside another user's is refused as a missing one is, so that no
+    /// answer tells what that user's folder holds.
+    async fn allowed_folder(&self, folder: &Path, user: i64) -> Result<ExportFolder, CoreError> {
         let Some(configured) = &self.limits.export_root else {
-            return Err("no export root is configured (DEPOT_EXPORT_ROOT)".into());
+            return Err(CoreError::invalid(
+                "no export root is configured (DEPOT_EXPORT_ROOT)",
+            ));
         };
         let root = configured.canonicalize().map_err(|error| {
             tracing::error!(%error, "the export root is unusable");
-            "the export root is unusable".to_owned()
+            CoreError::invalid("the export root is unusable")
         })?;
         let outside = || {
-            format!(
+            CoreError::invalid(format!(
                 "file://{} is outside the allowed export root",
                 folder.display()
-            )
+            ))
         };
         let relative = folder
             .strip_prefix(configured)
@@ -78,12 +83,23 @@ impl Core {
         // Rebuilt from its parts: one folder has one name (`a/./b`, `a//b`
         // and `a/b/` are `a/b`), since a deployed file is claimed by it.
         let relative: PathBuf = relative.components().collect();
+        let refused = || {
+            CoreError::invalid(format!(
+                "file://{} is not a folder below the export root that you may deploy into \
+                 (it must exist, not through a link, and not in another user's folder)",
+                folder.display()
+            ))
+        };
+        if let Some(top) = relative.components().next() {
+            let top = top.as_os_str().to_string_lossy();
+            let keeper = self.db.export_folder_keeper(&top).await.map_err(db_error)?;
+            if keeper.is_some_and(|keeper| keeper != user) {
+                return Err(refused());
+            }
+        }
         match super::export::target(&root, &relative, ".") {
             Ok(_) => Ok(ExportFolder { relative, root }),
-            Err(_) => Err(format!(
-                "file://{} is not a folder below the export root (links are not followed)",
-                folder.display()
-            )),
+            Err(_) => Err(refused()),
         }
     }
 
@@ -115,7 +131,7 @@ impl Core {
         }
         let environment = self.environment(viewer, environment_id).await?;
         if let Some(folder) = file_folder(&environment.location) {
-            self.allowed_folder(&folder).map_err(CoreError::invalid)?;
+            self.allowed_folder(&folder, user.id).await?;
         }
         let new = NewDeployment {
             user_id: user.id,
@@ -250,9 +266,10 @@ impl Core {
             ))
             .await;
         };
-        let folder = match self.allowed_folder(&folder) {
+        let folder = match self.allowed_folder(&folder, deployment.user_id).await {
             Ok(folder) => folder,
-            Err(reason) => return fail(reason).await,
+            Err(CoreError::Internal) => return Err("the database was unavailable".into()),
+            Err(refused) => return fail(refused.to_string()).await,
         };
         let Some(row) = self
             .db
@@ -269,9 +286,10 @@ impl Core {
         // A folder right below the root is one user's: nobody else lays a
         // file where another user's hypervisor reads. It is kept by whoever
         // it was first claimed for: the user it is named as (no other can
-        // take it first), or else its first deployer. A claim stands: a
-        // user named so later does not take the folder from its keeper.
-        // (The root's own files are shared, each its first deployer's.)
+        // take it first), or else its first deployer. A claim stands: no
+        // account is made later with the name of a kept folder
+        // (`Core::create_user`). (The root's own files are shared, each
+        // its first deployer's.)
         if let Some(top) = folder.relative.components().next() {
             let top = top.as_os_str().to_string_lossy();
             let named_for = self.db.user_by_name(&top).await.map_err(unavailable)?;
@@ -281,7 +299,7 @@ impl Core {
                 .claim_export_folder(&top, claimed_for, now)
                 .await
                 .map_err(unavailable)?;
-            if keeper != deployment.user_id {
+            if keeper != Some(deployment.user_id) {
                 return fail(format!(
                     "cannot write into {top}/: another user deploys there (a folder below \
                      the export root named as a user is theirs, another its first deployer's)"

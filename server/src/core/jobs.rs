@@ -155,6 +155,33 @@ impl Core {
         Ok(())
     }
 
+    /// The time job leases are measured by, in Unix milliseconds: the
+    /// database's clock where servers share it, or else this server's. A
+    /// lease written by one server and found run out by another is read
+    /// on one clock: with each server's own, a server whose clock ran a
+    /// minute ahead took over every job running elsewhere, and ran it a
+    /// second time.
+    pub async fn job_clock_ms(&self) -> Result<i64, sqlx::Error> {
+        match self.db.shared_clock_ms().await? {
+            Some(shared) => Ok(shared),
+            None => Ok(self.local_clock_ms()),
+        }
+    }
+
+    /// This server's clock, in Unix milliseconds.
+    pub fn local_clock_ms(&self) -> i64 {
+        use std::sync::atomic::Ordering;
+        Utc::now().timestamp_millis() + self.clock_skew_ms.load(Ordering::Relaxed)
+    }
+
+    /// Sets this server's clock `by_ms` off the system's: for tests of
+    /// servers whose clocks disagree.
+    #[doc(hidden)]
+    pub fn skew_local_clock(&self, by_ms: i64) {
+        use std::sync::atomic::Ordering;
+        self.clock_skew_ms.store(by_ms, Ordering::Relaxed);
+    }
+
     /// Waits until a job is queued by this process, or `at_most`.
     pub async fn wait_for_jobs(&self, at_most: Duration) {
         let _ = tokio::time::timeout(at_most, self.jobs_waiting.notified()).await;

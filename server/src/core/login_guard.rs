@@ -7,14 +7,18 @@
 //!   bounded queue: the CPU and memory they take is bounded, and a full queue
 //!   answers "busy" at once instead of piling up work;
 //! - password checks that are not answered from the cache are throttled per
-//!   client address (an IPv6 client by its /64) and per account name, known
+//!   client address (an IPv6 client by its /64, and its /48 with four times
+//!   the budget, so that a client holding many /64s is one client still)
+//!   and per account name, known
 //!   or not, so that a throttle says nothing about which accounts exist
 //!   (token buckets: a burst, then a steady rate). A throttled caller hears
 //!   429 with `Retry-After`; buckets refill on their own within seconds. An
 //!   address that signed in to an account in the last week is not held back
 //!   by that account's bucket, so an attacker guessing a user's password
 //!   elsewhere does not lock the user out; sessions, tokens and recently
-//!   verified credentials keep working throughout;
+//!   verified credentials keep working throughout; and a quarter of the
+//!   checker queue is kept for such known (account, address) pairs, so
+//!   that a flood from addresses without number cannot keep a user out;
 //! - tokens issued to one account are throttled the same way, since a
 //!   remembered credential (below) costs nothing to present again;
 //! - a verified credential is remembered for a short time under an HMAC of
@@ -23,6 +27,7 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -46,6 +51,19 @@ const TOKENS_PERIOD: Duration = Duration::from_secs(3);
 
 /// Password checks waiting for a thread, per thread, before "busy".
 const QUEUE_PER_THREAD: usize = 32;
+
+/// The share of the queue checks for an (account, address) pair that has
+/// not signed in before may fill: the rest waits for those that have.
+const UNKNOWN_SHARE: (usize, usize) = (3, 4);
+
+/// How many /64s' budgets a /48 has: one site, which can number its
+/// clients from 65,536 /64s.
+const NETWORK_BUDGETS: u32 = 4;
+
+/// How many checks of one account's known pairs may wait at once in the
+/// queue's kept quarter: an attacker who signed in to their own account
+/// from each of their addresses takes no more of it than that.
+const KNOWN_AT_ONCE: usize = 4;
 
 /// Operator-tunable throttles: a burst, then one more attempt per period.
 #[derive(Debug, Clone, Copy)]
@@ -90,14 +108,28 @@ const KNOWN_CLIENTS: usize = 65_536;
 /// The key of a client address: an IPv4 address (a v4-mapped IPv6 one
 /// unwrapped), or the /64 network of an IPv6 one, which one host holds whole.
 pub(crate) fn address_key(address: IpAddr) -> IpAddr {
+    ipv6_prefix(address, 4)
+}
+
+/// The /48 network of an IPv6 address, one site's; `None` for IPv4 (a /24
+/// may be many unrelated clients behind one provider's NAT).
+fn network_key(address: IpAddr) -> Option<IpAddr> {
+    match ipv6_prefix(address, 3) {
+        IpAddr::V4(_) => None,
+        v6 => Some(v6),
+    }
+}
+
+/// The first `segments` of an IPv6 address (an IPv4 one as it is).
+fn ipv6_prefix(address: IpAddr, segments: usize) -> IpAddr {
     match address {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
             None => {
-                let mut segments = v6.segments();
-                segments[4..].fill(0);
-                IpAddr::V6(segments.into())
+                let mut kept = v6.segments();
+                kept[segments..].fill(0);
+                IpAddr::V6(kept.into())
             }
         },
     }
@@ -121,7 +153,15 @@ pub fn hash_digest(password_hash: &str) -> [u8; 32] {
 
 pub struct LoginGuard {
     checks: SyncSender<Check>,
+    /// Checks sent and not yet taken by a thread.
+    waiting: std::sync::Arc<AtomicUsize>,
+    /// Checks of known pairs being made, per account.
+    known_checks: Mutex<std::collections::HashMap<String, usize>>,
+    /// How many may wait at most; checks of unknown pairs, a share of it.
+    capacity: usize,
     per_address: DefaultKeyedRateLimiter<IpAddr>,
+    /// Per IPv6 /48.
+    per_network: DefaultKeyedRateLimiter<IpAddr>,
     /// Per account name, by its name's SHA-256.
     per_account: DefaultKeyedRateLimiter<[u8; 32]>,
     /// Tokens issued, per account.
@@ -131,6 +171,25 @@ pub struct LoginGuard {
     cache: Mutex<LruCache<[u8; 32], Remembered>>,
     /// (account, address key) pairs that signed in, and until when they pass.
     known_clients: Mutex<LruCache<(String, IpAddr), Instant>>,
+}
+
+/// A check of a known pair being made, counted against its account.
+struct KnownCheck<'a> {
+    guard: &'a LoginGuard,
+    account: String,
+}
+
+impl Drop for KnownCheck<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut checks) = self.guard.known_checks.lock() {
+            if let Some(count) = checks.get_mut(&self.account) {
+                *count -= 1;
+                if *count == 0 {
+                    checks.remove(&self.account);
+                }
+            }
+        }
+    }
 }
 
 /// How many threads check passwords: half the cores, at least one, so that
@@ -145,10 +204,13 @@ impl LoginGuard {
     /// Starts the checker threads; `cache_key` keys the credential cache's HMAC.
     pub fn new(limits: LoginLimits, cache_key: [u8; 32]) -> Self {
         let threads = checker_threads();
-        let (checks, queue) = sync_channel::<Check>(threads * QUEUE_PER_THREAD);
+        let capacity = threads * QUEUE_PER_THREAD;
+        let (checks, queue) = sync_channel::<Check>(capacity);
         let queue = std::sync::Arc::new(Mutex::new(queue));
+        let waiting = std::sync::Arc::new(AtomicUsize::new(0));
         for index in 0..threads {
             let queue = queue.clone();
+            let waiting = waiting.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("depot-password-{index}"))
                 .spawn(move || loop {
@@ -157,6 +219,7 @@ impl LoginGuard {
                         Err(_) => return,
                     };
                     let Ok(check) = next else { return };
+                    waiting.fetch_sub(1, Ordering::AcqRel);
                     // A panic in a check answers "no" and keeps the thread.
                     let matches = std::panic::catch_unwind(|| {
                         super::auth::verify_password(&check.hash, &check.password)
@@ -168,13 +231,20 @@ impl LoginGuard {
                 tracing::error!(%error, "cannot start a password checking thread");
             }
         }
-        let capacity = std::num::NonZeroUsize::new(CREDENTIAL_CACHE_SIZE)
+        let remembered = std::num::NonZeroUsize::new(CREDENTIAL_CACHE_SIZE)
             .unwrap_or(std::num::NonZeroUsize::MIN);
         Self {
             checks,
+            waiting,
+            known_checks: Mutex::default(),
+            capacity,
             per_address: RateLimiter::keyed(quota(
                 limits.per_address_burst,
                 limits.per_address_period,
+            )),
+            per_network: RateLimiter::keyed(quota(
+                limits.per_address_burst.saturating_mul(NETWORK_BUDGETS),
+                limits.per_address_period / NETWORK_BUDGETS,
             )),
             per_account: RateLimiter::keyed(quota(
                 limits.per_account_burst,
@@ -183,7 +253,7 @@ impl LoginGuard {
             token_issues: RateLimiter::keyed(quota(TOKENS_BURST, TOKENS_PERIOD)),
             clock: DefaultClock::default(),
             cache_key,
-            cache: Mutex::new(LruCache::new(capacity)),
+            cache: Mutex::new(LruCache::new(remembered)),
             known_clients: Mutex::new(LruCache::new(
                 std::num::NonZeroUsize::new(KNOWN_CLIENTS).unwrap_or(std::num::NonZeroUsize::MIN),
             )),
@@ -191,51 +261,101 @@ impl LoginGuard {
     }
 
     /// Verifies a password against an argon2 hash on a checker thread.
-    pub async fn verify(&self, hash: String, password: String) -> Result<bool, CoreError> {
+    /// A check finds the queue full at [`UNKNOWN_SHARE`] of it, unless it
+    /// is for an account (`known_account`) that the caller's address signed
+    /// in to before and that has fewer than [`KNOWN_AT_ONCE`] such checks
+    /// being made.
+    pub async fn verify(
+        &self,
+        hash: String,
+        password: String,
+        known_account: Option<&str>,
+    ) -> Result<bool, CoreError> {
         let (answer, answered) = tokio::sync::oneshot::channel();
         let check = Check {
             hash,
             password,
             answer,
         };
+        let kept = known_account.and_then(|account| self.known_check(account));
+        let room = if kept.is_some() {
+            self.capacity
+        } else {
+            self.capacity * UNKNOWN_SHARE.0 / UNKNOWN_SHARE.1
+        };
+        let busy = CoreError::Busy { retry_after: 1 };
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= room {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(busy);
+        }
         match self.checks.try_send(check) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(CoreError::Busy { retry_after: 1 }),
-            Err(TrySendError::Disconnected(_)) => return Err(CoreError::Internal),
+            Err(refused) => {
+                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                return Err(match refused {
+                    TrySendError::Full(_) => busy,
+                    TrySendError::Disconnected(_) => CoreError::Internal,
+                });
+            }
         }
         answered.await.map_err(|_| CoreError::Internal)
     }
 
-    /// Takes one attempt from the client's bucket, or says how long to wait.
-    pub fn throttle_address(&self, address: Option<IpAddr>) -> Result<(), CoreError> {
+    /// One more check of `account`'s known pairs, if it has fewer than
+    /// [`KNOWN_AT_ONCE`] being made; it ends when the token is dropped.
+    fn known_check(&self, account: &str) -> Option<KnownCheck<'_>> {
+        let mut checks = self.known_checks.lock().ok()?;
+        let count = checks.entry(account.to_owned()).or_default();
+        if *count >= KNOWN_AT_ONCE {
+            return None;
+        }
+        *count += 1;
+        Some(KnownCheck {
+            guard: self,
+            account: account.to_owned(),
+        })
+    }
+
+    /// Whether `address` signed in to `username` in the last week: the
+    /// name as signed in to (names are told apart by case), so signing in
+    /// to `bob` makes no one known to `Bob`.
+    pub fn known(&self, username: &str, address: Option<IpAddr>) -> bool {
+        let Some(address) = address else {
+            return false;
+        };
+        let pair = (username.to_owned(), address_key(address));
+        self.known_clients
+            .lock()
+            .ok()
+            .and_then(|mut known| known.get(&pair).copied())
+            .is_some_and(|until| until > Instant::now())
+    }
+
+    /// Takes one attempt from the client's bucket, and from its /48's
+    /// unless the client is `known` to the account it signs in to (one
+    /// guesser in a campus's /48 holds back none of its known users), or
+    /// says how long to wait.
+    pub fn throttle_address(&self, address: Option<IpAddr>, known: bool) -> Result<(), CoreError> {
         let Some(address) = address else {
             return Ok(());
         };
+        let wait = |not_until: governor::NotUntil<_>| {
+            self.throttled(not_until.wait_time_from(self.clock.now()))
+        };
         self.per_address
             .check_key(&address_key(address))
-            .map_err(|not_until| self.throttled(not_until.wait_time_from(self.clock.now())))
+            .map_err(wait)?;
+        match network_key(address) {
+            Some(network) if !known => self.per_network.check_key(&network).map_err(wait),
+            _ => Ok(()),
+        }
     }
 
     /// Takes one attempt from an account name's bucket (whether or not the
-    /// account exists), unless this address signed in to it recently.
-    pub fn throttle_account(
-        &self,
-        username: &str,
-        address: Option<IpAddr>,
-    ) -> Result<(), CoreError> {
-        if let Some(address) = address {
-            // The name as signed in to (names are told apart by case):
-            // signing in to `bob` exempts no one from `Bob`'s bucket.
-            let pair = (username.to_owned(), address_key(address));
-            let known = self
-                .known_clients
-                .lock()
-                .ok()
-                .and_then(|mut known| known.get(&pair).copied())
-                .is_some_and(|until| until > Instant::now());
-            if known {
-                return Ok(());
-            }
+    /// account exists), unless the caller is `known` to it.
+    pub fn throttle_account(&self, username: &str, known: bool) -> Result<(), CoreError> {
+        if known {
+            return Ok(());
         }
         // Kept by its digest: a name is whatever a client sends (300 KB of
         // it, as often as the throttle lets), and the buckets live minutes.
@@ -341,6 +461,8 @@ impl LoginGuard {
         self.token_issues.shrink_to_fit();
         self.per_address.retain_recent();
         self.per_address.shrink_to_fit();
+        self.per_network.retain_recent();
+        self.per_network.shrink_to_fit();
         self.per_account.retain_recent();
         self.per_account.shrink_to_fit();
     }
@@ -385,9 +507,9 @@ mod tests {
         let guard = guard(3);
         let address: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..3 {
-            guard.throttle_address(Some(address)).unwrap();
+            guard.throttle_address(Some(address), false).unwrap();
         }
-        match guard.throttle_address(Some(address)) {
+        match guard.throttle_address(Some(address), false) {
             Err(CoreError::Throttled { retry_after, .. }) => {
                 assert!((1..=60).contains(&retry_after))
             }
@@ -395,16 +517,16 @@ mod tests {
         }
         // Another address, and another account, have their own buckets.
         guard
-            .throttle_address(Some("192.0.2.2".parse().unwrap()))
+            .throttle_address(Some("192.0.2.2".parse().unwrap()), false)
             .unwrap();
-        guard.throttle_account("alice", None).unwrap();
+        guard.throttle_account("alice", false).unwrap();
         // One IPv6 host is one /64.
         let v6 = |text: &str| Some(text.parse::<IpAddr>().unwrap());
         for host in ["2001:db8::1", "2001:db8::2", "2001:db8::ffff:1"] {
-            guard.throttle_address(v6(host)).unwrap_or(());
+            guard.throttle_address(v6(host), false).unwrap_or(());
         }
-        assert!(guard.throttle_address(v6("2001:db8::99")).is_err());
-        assert!(guard.throttle_address(v6("2001:db8:0:1::1")).is_ok());
+        assert!(guard.throttle_address(v6("2001:db8::99"), false).is_err());
+        assert!(guard.throttle_address(v6("2001:db8:0:1::1"), false).is_ok());
     }
 
     #[test]
@@ -412,15 +534,17 @@ mod tests {
         let guard = guard(1);
         let home = Some("192.0.2.7".parse().unwrap());
         let attacker = Some("198.51.100.1".parse().unwrap());
-        guard.throttle_account("alice", attacker).unwrap();
-        assert!(guard.throttle_account("alice", attacker).is_err());
-        assert!(guard.throttle_account("Alice", home).is_err());
+        let attempt =
+            |name: &str, address| guard.throttle_account(name, guard.known(name, address));
+        attempt("alice", attacker).unwrap();
+        assert!(attempt("alice", attacker).is_err());
+        assert!(attempt("Alice", home).is_err());
         guard.signed_in("alice", home);
-        assert!(guard.throttle_account("alice", home).is_ok());
-        assert!(guard.throttle_account("alice", attacker).is_err());
+        assert!(attempt("alice", home).is_ok());
+        assert!(attempt("alice", attacker).is_err());
         // `Alice` is another account (names are told apart by case):
         // signing in to `alice` does not exempt guesses at it.
-        assert!(guard.throttle_account("Alice", home).is_err());
+        assert!(attempt("Alice", home).is_err());
     }
 
     #[test]
@@ -446,9 +570,73 @@ mod tests {
         )
         .unwrap();
         assert!(guard
-            .verify(hash.clone(), "correct horse".into())
+            .verify(hash.clone(), "correct horse".into(), None)
             .await
             .unwrap());
-        assert!(!guard.verify(hash, "wrong horse".into()).await.unwrap());
+        assert!(!guard
+            .verify(hash, "wrong horse".into(), None)
+            .await
+            .unwrap());
+    }
+
+    /// A flood of checks for pairs that never signed in fills the queue
+    /// to its share and is then told "busy"; so is one account's flood of
+    /// checks from addresses that signed in to it, past a few at once; a
+    /// user signing in from where they did before is still checked.
+    #[tokio::test]
+    async fn a_flood_of_checks_leaves_room_for_known_users() {
+        let guard = guard(3);
+        let hash = super::super::auth::hash_password(
+            "correct horse",
+            super::super::auth::PasswordCost::default(),
+        )
+        .unwrap();
+        let busy = |answers: &[Result<bool, CoreError>]| {
+            answers
+                .iter()
+                .filter(|answer| matches!(answer, Err(CoreError::Busy { .. })))
+                .count()
+        };
+        let unknown: Vec<_> = (0..guard.capacity * 2)
+            .map(|_| guard.verify(hash.clone(), "guess".into(), None))
+            .collect();
+        let known_attacker: Vec<_> = (0..KNOWN_AT_ONCE * 2)
+            .map(|_| guard.verify(hash.clone(), "guess".into(), Some("mallory")))
+            .collect();
+        let user = guard.verify(hash.clone(), "correct horse".into(), Some("alice"));
+        let (unknown, known_attacker, user) = tokio::join!(
+            futures_util::future::join_all(unknown),
+            futures_util::future::join_all(known_attacker),
+            user
+        );
+        assert!(busy(&unknown) >= guard.capacity / 2, "{}", busy(&unknown));
+        assert!(busy(&known_attacker) >= KNOWN_AT_ONCE / 2);
+        assert!(user.unwrap(), "the known user was not checked");
+        assert!(guard.known_checks.lock().unwrap().is_empty());
+    }
+
+    /// The /64s of one /48 share a budget four times one /64's.
+    #[test]
+    fn many_64s_of_one_48_are_one_client() {
+        let guard = guard(3);
+        let v6 = |text: String| Some(text.parse::<IpAddr>().unwrap());
+        let mut allowed = 0;
+        for subnet in 0..100 {
+            if guard
+                .throttle_address(v6(format!("2001:db8:0:{subnet:x}::1")), false)
+                .is_ok()
+            {
+                allowed += 1;
+            }
+        }
+        assert_eq!(allowed, 3 * NETWORK_BUDGETS);
+        assert!(guard
+            .throttle_address(v6("2001:db8:1::1".to_owned()), false)
+            .is_ok());
+        // A user known to the account they sign in to is held to their
+        // own /64's bucket only.
+        assert!(guard
+            .throttle_address(v6("2001:db8:0:ff::1".to_owned()), true)
+            .is_ok());
     }
 }

@@ -26,6 +26,10 @@ use ovf::OvfPackage;
 /// The job kind that runs a sync request.
 pub const SYNC_JOB: &str = "vss.image_sync";
 
+/// How many of a user's sync requests are kept: the ended ones older than
+/// the newest this many are forgotten as new ones come.
+const SYNC_REQUESTS_KEPT: i64 = 1000;
+
 /// Which files a sync looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncKind {
@@ -174,7 +178,14 @@ impl Core {
         // when it runs: a second one would only race it.
         let (id, new) = self
             .db
-            .submit_sync_request(user.id, kind.as_str(), &task_id(), SYNC_JOB, Utc::now())
+            .submit_sync_request(
+                user.id,
+                kind.as_str(),
+                &task_id(),
+                SYNC_JOB,
+                Utc::now(),
+                SYNC_REQUESTS_KEPT,
+            )
             .await
             .map_err(db_error)?;
         let mut request = self.sync_request(viewer, id).await?;

@@ -114,8 +114,11 @@ impl Db {
         const INSERT: &str = "INSERT INTO deployments (user_id, image_id, environment_id, \
              title, environment_reference, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id";
-        const JOB: &str = "INSERT INTO jobs (kind, payload, run_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $3, $3)";
+        let job = format!(
+            "INSERT INTO jobs (kind, payload, run_at, created_at, updated_at) \
+             VALUES ($1, $2, {}, $3, $3)",
+            super::jobs::due_now(self.backend(), "$3")
+        );
         // Finished ones older than the newest `kept_at_most` of the user's
         // deployments (by the index on user and id).
         const FORGET_OLDEST: &str = "DELETE FROM deployments WHERE user_id = $1 \
@@ -141,7 +144,7 @@ impl Db {
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
-            sqlx::query(JOB)
+            sqlx::query(&job)
                 .bind(job_kind)
                 .bind(job_payload(id))
                 .bind(now.timestamp_millis())
@@ -247,6 +250,19 @@ impl Db {
 }
 
 impl Db {
+    /// Who keeps a folder right below the export root: the user it was
+    /// claimed for, or else the user named so; `None` when nobody does yet.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn export_folder_keeper(&self, name: &str) -> Result<Option<i64>, sqlx::Error> {
+        const KEEPER: &str = "SELECT user_id FROM (\
+             SELECT user_id, 0 AS rank FROM export_folders WHERE name = $1 \
+             UNION ALL SELECT id, 1 FROM users WHERE username = $1) AS keepers \
+             ORDER BY rank LIMIT 1";
+        with_pool!(self, pool => {
+            sqlx::query_scalar::<_, i64>(KEEPER).bind(name).fetch_optional(pool).await
+        })
+    }
+
     /// Claims a folder right below the export root for a user, unless
     /// another user keeps it; answers who keeps it.
     #[tracing::instrument(skip(self), err)]
@@ -255,14 +271,22 @@ impl Db {
         name: &str,
         user_id: i64,
         now: DateTime<Utc>,
-    ) -> Result<i64, sqlx::Error> {
+    ) -> Result<Option<i64>, sqlx::Error> {
+        // Not for one user while another has the folder's name: an account
+        // of that name made since the caller looked keeps it.
         const CLAIM: &str = "INSERT INTO export_folders (name, user_id, created_at) \
-             VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING";
-        const KEEPER: &str = "SELECT user_id FROM export_folders WHERE name = $1";
+             SELECT $1, $2, $3 WHERE NOT EXISTS \
+             (SELECT 1 FROM users WHERE username = $1 AND id <> $2) \
+             ON CONFLICT (name) DO NOTHING";
+        let lock = self.name_lock();
         with_pool!(self, pool => {
-            sqlx::query(CLAIM).bind(name).bind(user_id).bind(now).execute(pool).await?;
-            sqlx::query_scalar::<_, i64>(KEEPER).bind(name).fetch_one(pool).await
-        })
+            let mut tx = pool.begin().await?;
+            sqlx::query(lock).bind(name).execute(&mut *tx).await?;
+            sqlx::query(CLAIM).bind(name).bind(user_id).bind(now).execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        // The keeper: as claimed, or else the user named so.
+        self.export_folder_keeper(name).await
     }
 
     /// Claims a path under the export root for a user, unless another user

@@ -33,7 +33,36 @@ pub struct JobCount {
 }
 from_row_by_name!(JobCount { kind, state, count });
 
+/// PostgreSQL's clock in Unix milliseconds, as SQL.
+const PG_CLOCK_MS: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
+
+/// When a job queued now is due, as SQL: on the clock its lease will be
+/// measured by (see [`Db::shared_clock_ms`]), else `bound`, this server's
+/// time bound as an argument. By a server's own clock a minute ahead of
+/// the others', its jobs would wait a minute.
+pub(super) fn due_now(backend: Backend, bound: &'static str) -> &'static str {
+    match backend {
+        Backend::Postgres => PG_CLOCK_MS,
+        Backend::Sqlite => bound,
+    }
+}
+
 impl Db {
+    /// The database's clock in Unix milliseconds, where several servers
+    /// share it (PostgreSQL), so that their leases are measured on one
+    /// clock; `None` on SQLite, which one server has to itself.
+    pub async fn shared_clock_ms(&self) -> Result<Option<i64>, sqlx::Error> {
+        match self.pool() {
+            super::Pool::Postgres(pool) => {
+                sqlx::query_scalar::<_, i64>(&format!("SELECT {PG_CLOCK_MS}"))
+                    .fetch_one(pool)
+                    .await
+                    .map(Some)
+            }
+            super::Pool::Sqlite(_) => Ok(None),
+        }
+    }
+
     /// Queues a job to run at `now_ms` or later; returns its id.
     #[tracing::instrument(skip(self, payload), err)]
     pub async fn enqueue_job(
@@ -182,6 +211,37 @@ impl Db {
                     Ok((sqlx::FromRow::from_row(row)?, state))
                 })
                 .collect()
+        })
+    }
+
+    /// Deletes up to `at_most` of the jobs that ended (done, or failed for
+    /// good) before `ended_before_ms`, oldest first; answers how many went.
+    /// What a job did is kept on the record it worked on (the sync request,
+    /// the deployment); the row itself only grew the table every claim and
+    /// count reads.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn forget_ended_jobs(
+        &self,
+        ended_before_ms: i64,
+        at_most: i64,
+    ) -> Result<u64, sqlx::Error> {
+        // Rows another server is forgetting are skipped, not waited for:
+        // two deletes taking rows in their own order could deadlock.
+        let lock = match self.backend() {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let forget = format!(
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
+             WHERE state IN ('done', 'failed') AND updated_at < $1 ORDER BY id LIMIT $2{lock})"
+        );
+        with_pool!(self, pool => {
+            sqlx::query(&forget)
+                .bind(ended_before_ms)
+                .bind(at_most)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
         })
     }
 

@@ -41,6 +41,7 @@ const SQLITE: &[(&str, &str)] = embedded!("sqlite":
     "0015_sessions.sql",
     "0016_catalog_version.sql",
     "0017_export_folders.sql",
+    "0018_key_fingerprint.sql",
 );
 
 const POSTGRES: &[(&str, &str)] = embedded!("postgres":
@@ -65,6 +66,7 @@ const POSTGRES: &[(&str, &str)] = embedded!("postgres":
     "0019_synced_from.sql",
     "0020_sessions.sql",
     "0021_export_folders.sql",
+    "0022_key_fingerprint.sql",
 );
 
 /// SQLite's migrations, in order.

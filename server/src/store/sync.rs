@@ -67,6 +67,7 @@ impl Db {
         task_id: &str,
         job_kind: &str,
         now: DateTime<Utc>,
+        kept_at_most: i64,
     ) -> Result<(i64, bool), sqlx::Error> {
         let lock = self.user_lock();
         const WAITING: &str = "SELECT id FROM sync_requests WHERE user_id = $1 AND kind = $2 \
@@ -75,9 +76,17 @@ impl Db {
              (user_id, kind, status, task_id, created_at, updated_at) \
              VALUES ($1, $2, 'SUBMITTED', $3, $4, $4) RETURNING id";
         // One sync per user and kind runs at a time: they share a lock key.
-        const JOB: &str = "INSERT INTO jobs (kind, payload, run_at, created_at, updated_at, \
-             lock_key) VALUES ($1, $2, $3, $3, $3, $4) RETURNING id";
+        let job = format!(
+            "INSERT INTO jobs (kind, payload, run_at, created_at, updated_at, lock_key) \
+             VALUES ($1, $2, {}, $3, $3, $4) RETURNING id",
+            super::jobs::due_now(self.backend(), "$3")
+        );
         const LINK: &str = "UPDATE sync_requests SET job_id = $1 WHERE id = $2";
+        // Ended ones older than the newest `kept_at_most` of the user's
+        // requests: a script syncing in a loop adds one a sync.
+        const FORGET_OLDEST: &str = "DELETE FROM sync_requests WHERE user_id = $1 \
+             AND status IN ('PROCESSED', 'ERROR') AND id <= (SELECT id FROM sync_requests \
+             WHERE user_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)";
         let now_ms = now.timestamp_millis();
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -98,7 +107,7 @@ impl Db {
                 .fetch_one(&mut *tx)
                 .await?;
             let payload = serde_json::json!({ "sync_request": id }).to_string();
-            let job = sqlx::query_scalar::<_, i64>(JOB)
+            let job = sqlx::query_scalar::<_, i64>(&job)
                 .bind(job_kind)
                 .bind(&payload)
                 .bind(now_ms)
@@ -106,6 +115,11 @@ impl Db {
                 .fetch_one(&mut *tx)
                 .await?;
             sqlx::query(LINK).bind(job).bind(id).execute(&mut *tx).await?;
+            sqlx::query(FORGET_OLDEST)
+                .bind(user_id)
+                .bind(kept_at_most)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             Ok((id, true))
         })

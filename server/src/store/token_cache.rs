@@ -455,7 +455,11 @@ mod through_the_store {
     async fn with_a_kept_token(dir: &std::path::Path) -> Db {
         let db = Db::migrated_sqlite_in(dir).await;
         let now = Utc::now();
-        let user = db.insert_user("ada", "hash", "user", now).await.unwrap();
+        let user = db
+            .insert_user("ada", "hash", "user", now)
+            .await
+            .unwrap()
+            .unwrap();
         db.insert_token(
             user,
             0,

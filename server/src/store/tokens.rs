@@ -287,3 +287,37 @@ impl Written for () {
         true
     }
 }
+
+impl Db {
+    /// The fingerprint of the secret key the database is served with: the
+    /// first server's, recorded now if none is; with `adopt`, `fingerprint`
+    /// is recorded whatever was.
+    #[tracing::instrument(skip(self, fingerprint), err)]
+    pub async fn key_fingerprint(
+        &self,
+        fingerprint: &str,
+        adopt: bool,
+        now: DateTime<Utc>,
+    ) -> Result<String, sqlx::Error> {
+        const RECORD: &str = "INSERT INTO key_fingerprint (id, fingerprint, recorded_at) \
+             VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING";
+        const ADOPT: &str = "INSERT INTO key_fingerprint (id, fingerprint, recorded_at) \
+             VALUES (1, $1, $2) ON CONFLICT (id) DO UPDATE \
+             SET fingerprint = excluded.fingerprint, recorded_at = excluded.recorded_at";
+        const RECORDED: &str = "SELECT fingerprint FROM key_fingerprint WHERE id = 1";
+        let record = if adopt { ADOPT } else { RECORD };
+        with_pool!(self, pool => {
+            sqlx::query(record).bind(fingerprint).bind(now).execute(pool).await?;
+            sqlx::query_scalar::<_, String>(RECORDED).fetch_one(pool).await
+        })
+    }
+
+    /// The fingerprint of the secret key the database is served with now.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn recorded_key_fingerprint(&self) -> Result<Option<String>, sqlx::Error> {
+        const RECORDED: &str = "SELECT fingerprint FROM key_fingerprint WHERE id = 1";
+        with_pool!(self, pool => {
+            sqlx::query_scalar::<_, String>(RECORDED).fetch_optional(pool).await
+        })
+    }
+}

@@ -32,7 +32,9 @@ impl Db {
         })
     }
 
-    /// Inserts a user; a taken username comes back as a unique violation.
+    /// Inserts a user; a taken username comes back as a unique violation,
+    /// and `None` answers a name that a folder below the export root has
+    /// (another user deploys there: the account would read their files).
     #[tracing::instrument(skip(self, password_hash), err)]
     pub async fn insert_user(
         &self,
@@ -40,17 +42,23 @@ impl Db {
         password_hash: &str,
         role: &str,
         now: DateTime<Utc>,
-    ) -> Result<i64, sqlx::Error> {
+    ) -> Result<Option<i64>, sqlx::Error> {
         const INSERT: &str = "INSERT INTO users (username, password_hash, role, created_at) \
-             VALUES ($1, $2, $3, $4) RETURNING id";
+             SELECT $1, $2, $3, $4 WHERE NOT EXISTS \
+             (SELECT 1 FROM export_folders WHERE name = $1) RETURNING id";
+        let lock = self.name_lock();
         with_pool!(self, pool => {
-            sqlx::query_scalar::<_, i64>(INSERT)
+            let mut tx = pool.begin().await?;
+            sqlx::query(lock).bind(username).execute(&mut *tx).await?;
+            let id = sqlx::query_scalar::<_, i64>(INSERT)
                 .bind(username)
                 .bind(password_hash)
                 .bind(role)
                 .bind(now)
-                .fetch_one(pool)
-                .await
+                .fetch_optional(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(id)
         })
     }
 

@@ -96,10 +96,7 @@ fn needs_no_viewer(path: &str) -> bool {
 /// first untrusted one from the right is what a client wrote itself. An
 /// entry that is no address ends the walk where it is.
 fn client_of(request: &Request, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<Peer>>()
-        .map(|ConnectInfo(Peer(address))| address.ip().to_canonical())?;
+    let peer = peer_of(request)?;
     let is_trusted = |address: &IpAddr| trusted.iter().any(|net| net.contains(address));
     if !is_trusted(&peer) {
         return Some(peer);
@@ -124,6 +121,20 @@ fn client_of(request: &Request, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
     Some(client)
 }
 
+/// The TCP peer's address.
+fn peer_of(request: &Request) -> Option<IpAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<Peer>>()
+        .map(|ConnectInfo(Peer(address))| address.ip().to_canonical())
+}
+
+/// The headers a proxy sets to tell how the client reached it, which
+/// absolute links are built from (VSS's): taken from a trusted proxy only,
+/// or any client could have the server's answers (and a cache in front of
+/// it) link to a host of its choosing.
+const FORWARDED_ORIGIN: [&str; 3] = ["x-forwarded-host", "x-forwarded-proto", "forwarded"];
+
 /// Middleware: puts the caller's [`Viewer`] (and address) into the request.
 pub async fn resolve_viewer(
     State(state): State<AppState>,
@@ -131,6 +142,13 @@ pub async fn resolve_viewer(
     mut request: Request,
     next: Next,
 ) -> Response {
+    let from_proxy = peer_of(&request)
+        .is_some_and(|peer| state.trusted_proxies.iter().any(|net| net.contains(&peer)));
+    if !from_proxy {
+        for name in FORWARDED_ORIGIN {
+            request.headers_mut().remove(name);
+        }
+    }
     let client = client_of(&request, &state.trusted_proxies);
     if let Some(client) = client {
         request.extensions_mut().insert(ClientAddress(client));

@@ -106,7 +106,8 @@ fn add_credentials(document: &mut Document, session: bool) {
             SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Cookie(
                 utoipa::openapi::security::ApiKeyValue::with_description(
                     "depot_session",
-                    "The browser's session, once signed in on the site",
+                    "The browser's session, once signed in on the site \
+                     (`__Host-depot_session` where the server sets secure cookies)",
                 ),
             )),
         );

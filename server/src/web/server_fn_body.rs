@@ -27,13 +27,14 @@ pub async fn read_first(State(state): State<AppState>, request: Request, next: N
     if !request.uri().path().starts_with(SERVER_FUNCTIONS) {
         return next.run(request).await;
     }
-    // A caller who has not signed in sends a sign-in form at most.
-    let limit = match request.extensions().get::<Viewer>() {
-        Some(Viewer::Anonymous) => MAX_ANONYMOUS_BODY,
-        _ => MAX_BODY,
+    // A caller who has not signed in sends a sign-in form at most, held
+    // in the anonymous callers' share of the budget.
+    let (limit, budget) = match request.extensions().get::<Viewer>() {
+        Some(Viewer::Anonymous) => (MAX_ANONYMOUS_BODY, &state.bodies.anonymous),
+        _ => (MAX_BODY, &state.bodies.signed_in),
     };
     let (parts, body) = request.into_parts();
-    match whole_body::read(body, limit, &state.bodies).await {
+    match whole_body::read(body, limit, budget).await {
         Ok(whole) => {
             let response = next.run(Request::from_parts(parts, whole.to_body())).await;
             drop(whole);

@@ -121,7 +121,7 @@ async fn serve(
     };
     // The body read whole keeps its share of the budget until dav-server
     // has answered.
-    let (request, _whole) = match shallow_body(request, &state.bodies).await {
+    let (request, _whole) = match shallow_body(request, &state.bodies.signed_in).await {
         Ok(read) => read,
         Err(refused) => return refused,
     };

@@ -51,6 +51,27 @@ fn room_for(needed: usize) -> usize {
     (needed + needed / 8).next_multiple_of(STEP)
 }
 
+/// What bodies read whole may hold: an eighth for anonymous callers'
+/// (the sign-in forms of the UI, the only bodies read of a caller not
+/// signed in), the rest for signed-in callers', so that no flood of slow
+/// anonymous bodies from many addresses leaves a user's request refused.
+#[derive(Clone)]
+pub struct BodyBudgets {
+    pub signed_in: BodyBudget,
+    pub anonymous: BodyBudget,
+}
+
+impl BodyBudgets {
+    /// `bytes` in all.
+    pub fn new(bytes: usize) -> Self {
+        let anonymous = bytes / 8;
+        Self {
+            signed_in: BodyBudget::new(bytes - anonymous),
+            anonymous: BodyBudget::new(anonymous),
+        }
+    }
+}
+
 /// The bytes the server holds at once of bodies read whole.
 #[derive(Clone)]
 pub struct BodyBudget {
@@ -188,14 +209,15 @@ fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
     last.to_string()
 }
 
-/// A handler's body read whole, within [`MAX_BODY`] and the server's
-/// budget; a handler takes `Result<WholeBody, Unread>` to answer a failure
+/// A handler's body read whole, within [`MAX_BODY`] and the signed-in
+/// callers' budget (a handler's caller is known before its body is read:
+/// see [`CallersBody`], and Coopr's headers); a handler takes `Result<WholeBody, Unread>` to answer a failure
 /// in its dialect's own error body.
 impl FromRequest<AppState> for WholeBody {
     type Rejection = Unread;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Unread> {
-        read(request.into_body(), MAX_BODY, &state.bodies).await
+        read(request.into_body(), MAX_BODY, &state.bodies.signed_in).await
     }
 }
 

@@ -263,3 +263,88 @@ async fn what_a_user_keeps_of_each_unpaged_list_is_bounded(#[case] backend: Back
     let (status, _) = coopr.call(Method::POST, "/imagetypes", Some(body)).await;
     assert_eq!(status, 200, "under the real cap of 1000");
 }
+
+/// The rows of jobs that ended more than two days ago are forgotten (what
+/// each did is on its sync request or deployment); a job still due, still
+/// running or ended lately stays. A user's sync requests are kept to the
+/// newest 1000 (2 here): the older ended ones go as new ones come.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn ended_jobs_and_old_sync_requests_are_forgotten(#[case] backend: Backend) {
+    use depot_server::jobs::{forget_ended_jobs, ENDED_JOBS_KEPT};
+    use depot_server::store::SyncOutcome;
+
+    let app = TestApp::spawn_with(backend, |args| args.job_workers = 0).await;
+    let db = app.core.db();
+    let now = chrono::Utc::now().timestamp_millis();
+    let long_ago = now - ENDED_JOBS_KEPT.as_millis() as i64 - 60_000;
+    let lease = 60_000;
+    // Each job is claimed as soon as it is queued: the oldest due is taken.
+    let claimed = |at: i64| async move {
+        let id = db.enqueue_job("none", "{}", at).await.unwrap();
+        let job = db.claim_job("w", at, lease).await.unwrap().unwrap();
+        assert_eq!(job.id, id);
+        id
+    };
+    let done_long_ago = claimed(long_ago).await;
+    assert!(db.finish_job(done_long_ago, "w", long_ago).await.unwrap());
+    let failed_long_ago = claimed(long_ago).await;
+    for attempt in 1..=3 {
+        let state = db
+            .fail_job(failed_long_ago, "w", long_ago, long_ago, "no")
+            .await
+            .unwrap();
+        if attempt < 3 {
+            assert_eq!(state.as_deref(), Some("queued"));
+            db.claim_job("w", long_ago, lease).await.unwrap().unwrap();
+        } else {
+            assert_eq!(state.as_deref(), Some("failed"));
+        }
+    }
+    let done_lately = claimed(now - 1000).await;
+    assert!(db.finish_job(done_lately, "w", now - 1000).await.unwrap());
+    let running_long = claimed(long_ago).await;
+    let due_long = db.enqueue_job("none", "{}", long_ago).await.unwrap();
+
+    assert_eq!(forget_ended_jobs(&app.core, now).await.unwrap(), 2);
+    for (job, kept) in [
+        (done_long_ago, false),
+        (failed_long_ago, false),
+        (done_lately, true),
+        (running_long, true),
+        (due_long, true),
+    ] {
+        let status = db.job_status(job).await.unwrap();
+        assert_eq!(status.is_some(), kept, "job {job}: {status:?}");
+    }
+
+    let admin = app.core.login("admin", ADMIN_PASSWORD).await.unwrap();
+    let mut requests = Vec::new();
+    for _ in 0..4 {
+        let (id, new) = db
+            .submit_sync_request(admin.id, "VM", "t", "none", chrono::Utc::now(), 2)
+            .await
+            .unwrap();
+        assert!(new);
+        let outcome = SyncOutcome {
+            status: "PROCESSED",
+            errors: "[]".into(),
+            warnings: "[]".into(),
+            ..Default::default()
+        };
+        db.finish_sync_request(id, &outcome, chrono::Utc::now())
+            .await
+            .unwrap();
+        requests.push(id);
+    }
+    let (kept, total) = db.sync_requests_of(admin.id, None, 100, 0).await.unwrap();
+    let kept: Vec<i64> = kept.iter().map(|row| row.id).collect();
+    assert_eq!(total, 2);
+    assert_eq!(
+        kept,
+        [requests[3], requests[2]],
+        "the newest two, newest first"
+    );
+}

@@ -129,31 +129,30 @@ async fn users_sharing_an_export_folder_never_overwrite_each_other(#[case] backe
         alice_bytes
     );
 
-    // Bob's image of the same name, into the same folder: refused.
+    // Bob's image of the same name, into the same folder (Alice's since
+    // she deployed there first): refused.
     let bob_image = image_with(&bob, "appliance", iso_bytes(200_000)).await;
     let (_, bob_env) = environment_at(&bob, location.clone()).await;
     let bob_env = bob_env["id"].as_str().unwrap().to_owned();
-    let (_, attempt) = deploy(&bob, &bob_env, &bob_image).await;
-    let attempt = settled(&bob, attempt["id"].as_str().unwrap()).await;
-    assert_ne!(attempt["state"], "done");
-    assert!(
-        attempt["reason"].as_str().unwrap().contains("another user"),
-        "{attempt}"
-    );
+    let (status, attempt) = deploy(&bob, &bob_env, &bob_image).await;
+    assert_eq!(status, 405, "{attempt}");
     assert_eq!(
         std::fs::read(shared.join("appliance")).unwrap(),
         alice_bytes
     );
-    // Nor through another spelling of the same folder: the file is Alice's
-    // whatever path leads to it.
+    // Nor through another spelling of the same folder: the folder is
+    // Alice's whatever path leads to it.
     for spelling in ["team/./shared", "team//shared", "team/shared/."] {
         let location = format!("file://{}/{spelling}", root.path().display());
         let (_, respelled) = environment_at(&bob, location).await;
         let respelled = respelled["id"].as_str().unwrap().to_owned();
-        let (_, attempt) = deploy(&bob, &respelled, &bob_image).await;
-        let attempt = settled(&bob, attempt["id"].as_str().unwrap()).await;
+        let (status, attempt) = deploy(&bob, &respelled, &bob_image).await;
+        assert_eq!(status, 405, "{spelling}: {attempt}");
         assert!(
-            attempt["reason"].as_str().unwrap().contains("another user"),
+            attempt["message"]
+                .as_str()
+                .unwrap()
+                .contains("that you may deploy into"),
             "{spelling}: {attempt}"
         );
     }
@@ -386,9 +385,22 @@ async fn a_folder_below_the_export_root_is_one_users(#[case] backend: Backend) {
         let done = deployed_into(who, at(folder), title).await;
         assert_eq!(done["state"], "done", "{folder}/{title}: {done}");
     }
+    // Each of the root's files is its first deployer's.
+    let taken = settled_reason(&deployed_into(&bob, at(""), "root-a").await);
+    assert!(
+        taken.contains("another user's deployment wrote that file"),
+        "{taken}"
+    );
 }
 
-/// A deployment of `vice`'s into `folder`, refused for another user's.
+/// Why a settled deployment is not done.
+fn settled_reason(deployment: &Value) -> String {
+    assert_ne!(deployment["state"], "done", "{deployment}");
+    deployment["reason"].as_str().unwrap().to_owned()
+}
+
+/// A deployment of `vice`'s into `folder`, refused at once for another
+/// user's, as a missing folder is.
 async fn refused_into(
     root: &tempfile::TempDir,
     vice: &Vice<'_>,
@@ -396,10 +408,10 @@ async fn refused_into(
     folder: &str,
     title: &str,
 ) {
-    let refused = deployed_into(vice, location, title).await;
-    assert_ne!(refused["state"], "done", "{refused}");
-    let reason = refused["reason"].as_str().unwrap();
-    assert!(reason.contains("another user deploys there"), "{reason}");
+    let (status, refused) = deploy_into(vice, location, title).await;
+    assert_eq!(status, 405, "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(message.contains("that you may deploy into"), "{message}");
     assert!(
         !root.path().join(folder).join(title).exists(),
         "{folder}/{title}"
@@ -407,12 +419,77 @@ async fn refused_into(
 }
 
 /// An image of `vice`'s named `title`, deployed into a new environment at
-/// `location`: the deployment once settled.
-async fn deployed_into(vice: &Vice<'_>, location: String, title: &str) -> Value {
+/// `location`: the answer to the deployment's request.
+async fn deploy_into(vice: &Vice<'_>, location: String, title: &str) -> (u16, Value) {
     let image = image_with(vice, title, iso_bytes(100_000)).await;
     let (_, environment) = environment_at(vice, location).await;
     let environment = environment["id"].as_str().unwrap().to_owned();
-    let (status, started) = deploy(vice, &environment, &image).await;
+    deploy(vice, &environment, &image).await
+}
+
+/// An image of `vice`'s named `title`, deployed into a new environment at
+/// `location`: the deployment once settled.
+async fn deployed_into(vice: &Vice<'_>, location: String, title: &str) -> Value {
+    let (status, started) = deploy_into(vice, location, title).await;
     assert_eq!(status, 201, "{started}");
     settled(vice, started["id"].as_str().unwrap()).await
+}
+
+/// What another user's folder holds is not told: a deployment into a
+/// folder inside it is refused as one into a missing folder is, the same
+/// answer whichever exists.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn nothing_tells_what_another_users_folder_holds(#[case] backend: Backend) {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("alice/present")).unwrap();
+    let app = alice_and_bob_exporting_to(backend, root.path()).await;
+    let bob = Vice::new(&app, "bob", "bob-password-1");
+    let mut answers = Vec::new();
+    for folder in ["alice/present", "alice/absent"] {
+        let location = format!("file://{}", root.path().join(folder).display());
+        let (status, answer) = deploy_into(&bob, location, "probe").await;
+        let message = answer["message"].as_str().unwrap().replace(folder, "F");
+        answers.push((status, message));
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0].0, 405, "{answers:?}");
+}
+
+/// A folder below the export root that a user deploys into before any
+/// account has its name stays theirs: no account is made with that name
+/// later (it would find their files where its own are looked for).
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn no_account_is_named_as_another_users_export_folder(#[case] backend: Backend) {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("carol")).unwrap();
+    let app = alice_and_bob_exporting_to(backend, root.path()).await;
+    let bob = Vice::new(&app, "bob", "bob-password-1");
+    let at = format!("file://{}", root.path().join("carol").display());
+    let planted = deployed_into(&bob, at, "planted").await;
+    assert_eq!(planted["state"], "done", "{planted}");
+
+    let admin = Vice::new(&app, "admin", crate::helpers::ADMIN_PASSWORD);
+    let (status, refused) = admin
+        .json(
+            Method::POST,
+            "/user",
+            Some(&json!({"username": "carol", "password": "carol-secret-1"})),
+        )
+        .await;
+    assert_ne!(status, 200, "{refused}");
+    assert!(refused.to_string().contains("export root"), "{refused}");
+    let (status, made) = admin
+        .json(
+            Method::POST,
+            "/user",
+            Some(&json!({"username": "carole", "password": "carol-secret-1"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{made}");
 }

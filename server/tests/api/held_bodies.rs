@@ -2,6 +2,7 @@
 //! dialect's JSON, WebDAV's XML) share one budget of memory: while slow
 //! bodies hold it, another such request is answered 503 with `Retry-After`,
 //! in its dialect's shape; once they are gone, the server takes bodies again.
+//! Callers not signed in hold an eighth of it at most.
 
 use std::time::{Duration, Instant};
 
@@ -16,14 +17,29 @@ const BUDGET: usize = 2 << 20;
 /// A connection that has sent `bytes` of a chunked body to `path`, in 16 KiB
 /// chunks, and goes on holding it.
 async fn slow_body(app: &TestApp, path: &str, token: &str, bytes: usize) -> TcpStream {
+    slow_body_of(app, path, Some(token), 16 << 10, bytes / (16 << 10)).await
+}
+
+/// As [`slow_body`], in `chunks` chunks of `chunk` bytes, from a caller
+/// with `token` or from one not signed in.
+async fn slow_body_of(
+    app: &TestApp,
+    path: &str,
+    token: Option<&str>,
+    chunk: usize,
+    chunks: usize,
+) -> TcpStream {
     let mut connection = TcpStream::connect(app.address).await.unwrap();
+    let authorization = token.map_or(String::new(), |token| {
+        format!("Authorization: Bearer {token}\r\n")
+    });
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: depot\r\nContent-Type: application/json\r\n\
-         Authorization: Bearer {token}\r\nTransfer-Encoding: chunked\r\n\r\n"
+         {authorization}Transfer-Encoding: chunked\r\n\r\n"
     );
     connection.write_all(head.as_bytes()).await.unwrap();
-    let chunk = format!("4000\r\n{}\r\n", " ".repeat(16 << 10));
-    for _ in 0..bytes / (16 << 10) {
+    let chunk = format!("{chunk:x}\r\n{}\r\n", " ".repeat(chunk));
+    for _ in 0..chunks {
         connection.write_all(chunk.as_bytes()).await.unwrap();
     }
     connection.flush().await.unwrap();
@@ -122,4 +138,47 @@ async fn anonymous_bodies_are_small_or_not_read() {
         .await
         .unwrap();
     assert_eq!(answer.status(), 413);
+}
+
+/// Callers not signed in hold an eighth of the budget at most: while their
+/// slow sign-in forms fill it, another such form is answered 503, and a
+/// signed-in user's request is served all the same.
+#[tokio::test]
+async fn anonymous_bodies_hold_their_share_of_the_budget_only() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |args| {
+        args.max_buffered_body_bytes = BUDGET;
+    })
+    .await;
+    let admin = app.core.login("admin", ADMIN_PASSWORD).await.unwrap();
+    let token = app.core.issue_token(&admin, None).await.unwrap().token;
+    // An eighth of 2 MiB is 256 KiB: 64 slow forms of 100 bytes (each
+    // holding 4 KiB, the least a body holds) hold all of it; the rest of
+    // the 70 are turned away.
+    let mut flood = Vec::new();
+    for _ in 0..70 {
+        flood.push(slow_body_of(&app, "/api/ui/login", None, 100, 1).await);
+    }
+    let client = reqwest::Client::new();
+    let form = "username=a&password=b";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let busy = loop {
+        let answer = client
+            .post(app.url("/api/ui/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .unwrap();
+        if answer.status() == 503 || Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(busy.status(), 503, "the anonymous share was never full");
+    // A body of 1 MiB from a signed-in user is read (and refused for what
+    // it is, no image), not turned away for the anonymous flood.
+    let large = format!("\"{}\"", "x".repeat(1 << 20));
+    let served = mws_create(&app, &token, large).await;
+    assert_eq!(served.status(), 400);
+    drop(flood);
 }

@@ -344,6 +344,14 @@ impl TestApp {
             data_dir: data.path().to_path_buf(),
             ..self.storage.clone()
         };
+        if storage.secret_key.is_none() {
+            // The key this one made in its data folder.
+            std::fs::copy(
+                self.data_dir.join("secret.key"),
+                data.path().join("secret.key"),
+            )
+            .unwrap();
+        }
         // The database belongs to the first server, which drops it.
         let db = TestDb {
             admin_url: postgres_admin_url(),

@@ -1,7 +1,8 @@
 //! Behind a reverse proxy (`--trusted-proxies`), each client is known by
 //! the address the proxy forwards: its sign-in attempts are throttled on
 //! their own, and what a client writes into `X-Forwarded-For` itself is
-//! not believed; from any other peer the header is ignored.
+//! not believed; from any other peer the header is ignored, as are the
+//! forwarded host and scheme absolute links are built from.
 
 use crate::helpers::{Backend, TestApp};
 
@@ -52,4 +53,46 @@ async fn from_an_untrusted_peer_the_forwarded_address_is_ignored() {
     }
     // All from 127.0.0.1 in truth: its bucket is empty, whatever it says.
     assert_eq!(wrong_password(&app, "198.51.100.4").await, 429);
+}
+
+/// The first page link of VSS's public image list, asked with a forwarded
+/// host and scheme.
+async fn first_page_link(app: &TestApp) -> String {
+    let admin = app
+        .core
+        .login("admin", crate::helpers::ADMIN_PASSWORD)
+        .await
+        .unwrap();
+    let token = app.core.issue_token(&admin, None).await.unwrap().token;
+    let list: serde_json::Value = reqwest::Client::new()
+        .get(app.url("/v2/image?per_page=1"))
+        .bearer_auth(token)
+        .header("x-forwarded-host", "evil.example")
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    list["meta"]["pages"]["first_url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{list}"))
+        .to_owned()
+}
+
+/// Absolute links are built from the host and scheme a trusted proxy
+/// forwards; from any other peer those headers are ignored, and a client
+/// cannot have the server link elsewhere.
+#[tokio::test]
+async fn forwarded_hosts_are_taken_from_a_trusted_proxy_only() {
+    let untrusted = server(&[]).await;
+    let link = first_page_link(&untrusted).await;
+    assert!(
+        link.starts_with(&format!("http://{}/", untrusted.address)),
+        "{link}"
+    );
+    let proxied = server(&["127.0.0.0/8"]).await;
+    let link = first_page_link(&proxied).await;
+    assert!(link.starts_with("https://evil.example/"), "{link}");
 }

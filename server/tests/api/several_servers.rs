@@ -5,7 +5,8 @@
 //! an upload leaves no record without bytes, and nothing in the bucket that
 //! another server does not collect (its multipart upload aborted); a
 //! deployment runs once whichever server's worker takes it, and one whose
-//! server died is taken over when its lease runs out. The personal stores
+//! server died is taken over when its lease runs out (on the database's
+//! clock: a server whose clock runs ahead takes over no live job). The personal stores
 //! are in the bucket too: files put through one server are listed, synced
 //! and deleted through another, by rclone and by pyvss.
 
@@ -417,6 +418,84 @@ async fn a_dead_servers_deployment_is_taken_over_after_its_lease() {
     assert_eq!(deployment["state"], "done", "{deployment}");
     assert!(std::fs::read(folder.join("appliance")).unwrap() == bytes);
     assert_eq!(deployment_attempts(&a).await, vec![2]);
+}
+
+/// Leases are measured on the database's clock: a server whose own clock
+/// runs ninety seconds ahead takes over no job another server is running
+/// under a live lease (by its own clock, that lease ran out long ago).
+#[tokio::test]
+async fn a_server_whose_clock_runs_ahead_takes_over_no_live_job() {
+    let a = TestApp::spawn_with(Backend::Shared, |args| args.job_workers = 0).await;
+    let b = a.spawn_beside(|args| args.job_workers = 0).await;
+    b.core.skew_local_clock(90_000);
+    let db = a.core.db();
+    let now = a.core.job_clock_ms().await.unwrap();
+    // A job of a server that died long ago: its lease ran out on any clock.
+    let dead = db.enqueue_job("none", "{}", now - 200_000).await.unwrap();
+    let claimed = db.claim_job("server-gone", now - 100_000, 1).await.unwrap();
+    assert_eq!(claimed.map(|job| job.id), Some(dead));
+    let id = db.enqueue_job("none", "{}", now).await.unwrap();
+    let claimed = db.claim_job("server-a", now, 60_000).await.unwrap();
+    assert_eq!(claimed.map(|job| job.id), Some(id));
+
+    // B's worker reaps before each look for a job: it takes the dead
+    // server's job over (and runs it: no worker knows its kind, a second
+    // attempt fails), and reaps again before its next look.
+    depot_server::jobs::spawn_workers(b.core.clone(), 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while db.job_status(dead).await.unwrap().unwrap().1 < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B's worker never took over the dead server's job"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (state, attempts, error) = db.job_status(id).await.unwrap().unwrap();
+    assert_eq!(
+        (state.as_str(), attempts, error),
+        ("running", 1, None),
+        "the job was taken from the server running it"
+    );
+    assert!(db.renew_lease(id, "server-a", now, 60_000).await.unwrap());
+}
+
+/// Servers on one database share its secret key: one started with another
+/// refuses to start and says why, rather than reject the others' tokens;
+/// told to adopt its key (the old one lost), it serves the database, and a
+/// server with the old key is then the one refused.
+#[tokio::test]
+async fn a_server_with_another_secret_key_refuses_to_start() {
+    use depot_server::serve::{open_core, open_database};
+
+    let a = TestApp::spawn(Backend::Postgres).await;
+    let other = tempfile::tempdir().unwrap();
+    let mut storage = depot_server::config::StorageArgs {
+        data_dir: other.path().to_path_buf(),
+        database_url: Some(a.storage.database_url().parse().unwrap()),
+        ..a.storage.clone()
+    };
+    storage.secret_key = Some("another key, thirty-two characters".parse().unwrap());
+    let db = open_database(&storage).await.unwrap();
+    let refused = open_core(&storage, db.clone(), Default::default()).await;
+    let refused = format!("{:#}", refused.err().expect("started with another key"));
+    assert!(refused.contains("another secret key"), "{refused}");
+    let ready = reqwest::get(a.url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+
+    // Adopted: the database is served with the new key; the server still
+    // running with the old one turns unready, and none starts with it.
+    storage.adopt_secret_key = true;
+    open_core(&storage, db.clone(), Default::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let unready = reqwest::get(a.url("/readyz")).await.unwrap();
+    assert_eq!(unready.status(), 503);
+    let said = unready.text().await.unwrap();
+    assert!(said.contains("another secret key"), "{said}");
+    let old = open_core(&a.storage, db, Default::default()).await;
+    assert!(old.is_err(), "the old key still served the database");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -101,6 +101,42 @@ async fn sign_in_sets_a_safe_session_cookie_and_sign_out_ends_it(#[case] backend
     assert_eq!(me, "null");
 }
 
+/// Over TLS (`--secure-cookies`) the session cookie is `__Host-` prefixed
+/// and `Secure`, which a sibling subdomain cannot set; the server reads it
+/// under that name.
+#[tokio::test]
+async fn a_secure_session_cookie_is_host_only() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |args| args.secure_cookies = true).await;
+    let response = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(app.url("/api/ui/login"))
+        .header("accept", "text/html")
+        .form(&[("username", "admin"), ("password", ADMIN_PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_redirection(), "{}", response.status());
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.starts_with("__Host-depot_session="), "{cookie}");
+    for attribute in ["Secure", "HttpOnly", "Path=/"] {
+        assert!(cookie.contains(attribute), "{attribute}: {cookie}");
+    }
+    assert!(!cookie.contains("Domain"), "{cookie}");
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let me = reqwest::Client::new()
+        .post(app.url("/api/ui/me"))
+        .header("cookie", session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(me.contains("\"username\":\"admin\""), "{me}");
+}
+
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]

@@ -137,13 +137,16 @@ pub enum Entry<T> {
     Item(T),
 }
 
-/// The scheme and host the client used, for absolute links.
+/// The scheme and host the client used, for absolute links. The
+/// forwarded ones reach here from a trusted proxy only (`web::auth`), and
+/// of several the last is taken: the one the proxy nearest to the server
+/// added, where a client may have written the first itself.
 pub fn base_url(headers: &HeaderMap) -> String {
     let header = |name: &str| {
         headers
             .get(name)
             .and_then(|value| value.to_str().ok())
-            .map(|value| value.split(',').next().unwrap_or(value).trim().to_owned())
+            .map(|value| value.rsplit(',').next().unwrap_or(value).trim().to_owned())
             .filter(|value| !value.is_empty())
     };
     let scheme = header("x-forwarded-proto").unwrap_or_else(|| "http".into());

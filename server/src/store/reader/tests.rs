@@ -280,6 +280,7 @@ async fn a_tokens_owner_reads_as_sqlx_reads_it() {
     let user = db
         .insert_user("ada", "$argon2id$hash", "admin", made)
         .await
+        .unwrap()
         .unwrap();
     let expires = made + chrono::Duration::days(30);
     db.insert_token(user, 0, "digest", made, expires, None)
