@@ -37,6 +37,7 @@ fn init_tracing(format: LogFormat) {
 async fn open_for_admin(storage: &StorageArgs) -> anyhow::Result<(Db, Core)> {
     let db = serve::open_database(storage).await?;
     let core = serve::open_core(storage, db.clone(), Limits::default()).await?;
+    serve::check_key(&core).await?;
     Ok((db, core))
 }
 

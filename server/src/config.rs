@@ -138,11 +138,12 @@ pub struct StorageArgs {
     #[arg(long, env = "DEPOT_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<Secret>,
     /// Serve the database with this secret key although it was served with
-    /// another (lost) one, which it then forgets: the tokens it signed and
-    /// the environment passwords it sealed no longer work. Without it, a
+    /// another (lost) one, named by the first 8 or more characters of its
+    /// fingerprint (as the refusal to start shows them); the old key's tokens
+    /// and sealed environment passwords then stop working. Without it, a
     /// server whose key is not the database's refuses to start.
-    #[arg(long, env = "DEPOT_ADOPT_SECRET_KEY")]
-    pub adopt_secret_key: bool,
+    #[arg(long, env = "DEPOT_ADOPT_SECRET_KEY", value_name = "FINGERPRINT")]
+    pub adopt_secret_key: Option<String>,
     /// Where image bytes and personal stores live: `file:///path` (a local
     /// folder) or `s3://bucket/prefix` (an S3-compatible object store, which
     /// servers sharing a database must share); by default `store/` and
@@ -285,7 +286,7 @@ impl StorageArgs {
             data_dir,
             database_url: None,
             secret_key: None,
-            adopt_secret_key: false,
+            adopt_secret_key: None,
             blob_store: None,
             s3: S3Args {
                 region: "us-east-1".into(),

@@ -273,8 +273,11 @@ impl Core {
         // A server started with another key since (adopting it) serves the
         // database now: this one's tokens and sealed passwords are not its.
         match tokio::time::timeout(PATIENCE, self.db.recorded_key_fingerprint()).await {
+            // (None: nothing recorded to disagree with; a server records
+            // its key as it starts.)
+            Ok(Ok(None)) => {}
             Ok(Ok(Some(recorded))) if recorded == self.key_fingerprint => {}
-            Ok(Ok(_)) => {
+            Ok(Ok(Some(_))) => {
                 tracing::error!("not ready: the database is served with another secret key");
                 return Err("the database is served with another secret key");
             }

@@ -94,27 +94,65 @@ pub async fn open_core(storage: &StorageArgs, db: Db, limits: Limits) -> anyhow:
     )
     .await
     .context("cannot load the server's secret key")?;
-    let core = Core::new(db, blobs, limits, &key, personal);
-    // A fingerprint derived from the key (one-way): it tells whether two
-    // servers share a key, and nothing of it.
+    Ok(Core::new(db, blobs, limits, &key, personal))
+}
+
+/// Serves the database with this server's secret key, known by a
+/// fingerprint derived one-way from it: the first server's is recorded; a
+/// server with another key refuses to start, unless `adopt` names (by its
+/// first 8 or more characters, as the refusal shows them) the fingerprint
+/// the database is served with, which this server's then replaces. Named
+/// so, adopting works once: left set, it names a fingerprint no longer
+/// recorded, and changes nothing.
+pub async fn claim_key(core: &Core, adopt: Option<&str>) -> anyhow::Result<()> {
     let ours = core.key_fingerprint();
-    let recorded = core
-        .db()
-        .key_fingerprint(ours, storage.adopt_secret_key, chrono::Utc::now())
+    let db = core.db();
+    let now = chrono::Utc::now();
+    let recorded = db
+        .record_key_fingerprint(ours, now)
         .await
         .context("cannot read which secret key the database is served with")?;
-    anyhow::ensure!(
-        recorded == ours,
-        "the database is served with another secret key (fingerprint {}…) than this \
-         server's ({}…: DEPOT_SECRET_KEY, or secret.key in the data folder): every server on \
+    if recorded == ours {
+        return Ok(());
+    }
+    if let Some(named) = adopt.filter(|named| named.len() >= 8 && recorded.starts_with(named)) {
+        if db
+            .replace_key_fingerprint(&recorded, ours, now)
+            .await
+            .context("cannot record this server's secret key")?
+        {
+            tracing::warn!(
+                replaced = named,
+                "the database is now served with this server's secret key"
+            );
+            return Ok(());
+        }
+    }
+    Err(another_key(&recorded, ours))
+}
+
+/// Checks, for an administration command, that the database is served
+/// with this server's key (it records none: only a server does).
+pub async fn check_key(core: &Core) -> anyhow::Result<()> {
+    let ours = core.key_fingerprint();
+    match core.db().recorded_key_fingerprint().await? {
+        Some(recorded) if recorded != ours => Err(another_key(&recorded, ours)),
+        _ => Ok(()),
+    }
+}
+
+fn another_key(recorded: &str, ours: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the database is served with another secret key (fingerprint {}) than this \
+         server's ({}: DEPOT_SECRET_KEY, or secret.key in the data folder): every server on \
          one database needs the same key. Give this server that key; or, if it is lost, start \
-         one server once with --adopt-secret-key (DEPOT_ADOPT_SECRET_KEY=true), then without \
-         it: the database is then served with this key, and the tokens and sealed environment \
-         passwords of the old one stop working (servers still running with it turn unready)",
+         one server once with --adopt-secret-key {} (DEPOT_ADOPT_SECRET_KEY): the database is \
+         then served with this key, the tokens and sealed environment passwords of the old \
+         one stop working, and servers still running with it turn unready",
         &recorded[..8.min(recorded.len())],
-        &ours[..8]
-    );
-    Ok(core)
+        &ours[..8],
+        &recorded[..8.min(recorded.len())],
+    )
 }
 
 /// A server ready to listen: its router, and the admin password if one was generated.
@@ -154,6 +192,7 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Built> {
         limits.personal_data_store
     );
     let core = open_core(&args.storage, db.clone(), limits).await?;
+    claim_key(&core, args.storage.adopt_secret_key.as_deref()).await?;
     core.blobs()
         .discard_partial_uploads()
         .await

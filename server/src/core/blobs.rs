@@ -28,6 +28,9 @@ pub(super) enum Attach<'a> {
     Replace {
         id: i64,
         replaces: Option<&'a str>,
+        /// Whether an administrator asks: else a record published since
+        /// the change began keeps its bytes.
+        by_admin: bool,
         inspection: &'a Inspection,
         now: DateTime<Utc>,
     },
@@ -77,6 +80,7 @@ impl Core {
                 Attach::Replace {
                     id,
                     replaces,
+                    by_admin,
                     inspection,
                     now,
                 } => {
@@ -89,6 +93,7 @@ impl Core {
                         guest_os: inspection.guest_os(),
                         now,
                         replaces,
+                        published_too: by_admin,
                     };
                     let replaced = lock
                         .set_image_content(id, &content)
@@ -96,8 +101,8 @@ impl Core {
                         .map_err(db_error)?;
                     if !replaced {
                         return Err(CoreError::Conflict(format!(
-                            "image {id} changed or went while its new bytes were stored; \
-                             nothing was replaced"
+                            "image {id} changed, was published or went while its new bytes \
+                             were stored; nothing was replaced"
                         )));
                     }
                     id

@@ -40,6 +40,19 @@ fn file_folder(location: &str) -> Option<PathBuf> {
         .map(|path| PathBuf::from(path.trim()))
 }
 
+/// Whether the first folder of `relative` is in `root` under exactly that
+/// name: a folder is claimed by its name, and a file system that takes
+/// another spelling for it (`ALICE`, `alice.` on one that ignores case or
+/// trailing dots) would lead another name to a kept folder.
+fn top_named_exactly(root: &Path, relative: &Path) -> bool {
+    let Some(top) = relative.components().next() else {
+        return true;
+    };
+    std::fs::read_dir(root).is_ok_and(|mut entries| {
+        entries.any(|entry| entry.is_ok_and(|entry| entry.file_name() == top.as_os_str()))
+    })
+}
+
 /// A folder under the export root, as the deployment job reaches it.
 struct ExportFolder {
     /// The export root, resolved.
@@ -97,9 +110,16 @@ impl Core {
                 return Err(refused());
             }
         }
-        match super::export::target(&root, &relative, ".") {
-            Ok(_) => Ok(ExportFolder { relative, root }),
-            Err(_) => Err(refused()),
+        let found = {
+            let (root, relative) = (root.clone(), relative.clone());
+            tokio::task::spawn_blocking(move || {
+                top_named_exactly(&root, &relative)
+                    && super::export::target(&root, &relative, ".").is_ok()
+            })
+        };
+        match found.await {
+            Ok(true) => Ok(ExportFolder { relative, root }),
+            _ => Err(refused()),
         }
     }
 
@@ -433,6 +453,21 @@ enum CopyFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A top folder is one the root lists under exactly that name; below
+    /// it, whatever the disk finds.
+    #[test]
+    fn a_top_folder_is_named_as_the_root_lists_it() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("alice/nested")).unwrap();
+        let named = |relative: &str| top_named_exactly(root.path(), Path::new(relative));
+        assert!(named("alice"));
+        assert!(named("alice/nested"));
+        assert!(named(""));
+        for other in ["ALICE", "alice.", "alice ", "Alice/nested"] {
+            assert!(!named(other), "{other}");
+        }
+    }
 
     #[test]
     fn only_file_locations_name_folders() {

@@ -97,7 +97,13 @@ struct Check {
     hash: String,
     password: String,
     answer: tokio::sync::oneshot::Sender<bool>,
+    /// Counted against its account while it waits and runs (a caller who
+    /// hangs up leaves it in the queue, still counted).
+    _known: Option<KnownCheck>,
 }
+
+/// Checks of known pairs being made, per account.
+type KnownChecks = std::sync::Arc<Mutex<std::collections::HashMap<String, usize>>>;
 
 /// How long an address that signed in to an account passes that account's throttle.
 const KNOWN_CLIENT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -156,7 +162,7 @@ pub struct LoginGuard {
     /// Checks sent and not yet taken by a thread.
     waiting: std::sync::Arc<AtomicUsize>,
     /// Checks of known pairs being made, per account.
-    known_checks: Mutex<std::collections::HashMap<String, usize>>,
+    known_checks: KnownChecks,
     /// How many may wait at most; checks of unknown pairs, a share of it.
     capacity: usize,
     per_address: DefaultKeyedRateLimiter<IpAddr>,
@@ -174,14 +180,14 @@ pub struct LoginGuard {
 }
 
 /// A check of a known pair being made, counted against its account.
-struct KnownCheck<'a> {
-    guard: &'a LoginGuard,
+struct KnownCheck {
+    checks: KnownChecks,
     account: String,
 }
 
-impl Drop for KnownCheck<'_> {
+impl Drop for KnownCheck {
     fn drop(&mut self) {
-        if let Ok(mut checks) = self.guard.known_checks.lock() {
+        if let Ok(mut checks) = self.checks.lock() {
             if let Some(count) = checks.get_mut(&self.account) {
                 *count -= 1;
                 if *count == 0 {
@@ -221,11 +227,18 @@ impl LoginGuard {
                     let Ok(check) = next else { return };
                     waiting.fetch_sub(1, Ordering::AcqRel);
                     // A panic in a check answers "no" and keeps the thread.
-                    let matches = std::panic::catch_unwind(|| {
-                        super::auth::verify_password(&check.hash, &check.password)
-                    })
-                    .unwrap_or(false);
-                    let _ = check.answer.send(matches);
+                    let Check {
+                        hash,
+                        password,
+                        answer,
+                        _known: known,
+                    } = check;
+                    let matches =
+                        std::panic::catch_unwind(|| super::auth::verify_password(&hash, &password))
+                            .unwrap_or(false);
+                    // Its account's count goes down before the answer is heard.
+                    drop(known);
+                    let _ = answer.send(matches);
                 });
             if let Err(error) = spawned {
                 tracing::error!(%error, "cannot start a password checking thread");
@@ -236,7 +249,7 @@ impl LoginGuard {
         Self {
             checks,
             waiting,
-            known_checks: Mutex::default(),
+            known_checks: KnownChecks::default(),
             capacity,
             per_address: RateLimiter::keyed(quota(
                 limits.per_address_burst,
@@ -272,16 +285,17 @@ impl LoginGuard {
         known_account: Option<&str>,
     ) -> Result<bool, CoreError> {
         let (answer, answered) = tokio::sync::oneshot::channel();
+        let known = known_account.and_then(|account| self.known_check(account));
+        let room = if known.is_some() {
+            self.capacity
+        } else {
+            self.capacity * UNKNOWN_SHARE.0 / UNKNOWN_SHARE.1
+        };
         let check = Check {
             hash,
             password,
             answer,
-        };
-        let kept = known_account.and_then(|account| self.known_check(account));
-        let room = if kept.is_some() {
-            self.capacity
-        } else {
-            self.capacity * UNKNOWN_SHARE.0 / UNKNOWN_SHARE.1
+            _known: known,
         };
         let busy = CoreError::Busy { retry_after: 1 };
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= room {
@@ -303,7 +317,7 @@ impl LoginGuard {
 
     /// One more check of `account`'s known pairs, if it has fewer than
     /// [`KNOWN_AT_ONCE`] being made; it ends when the token is dropped.
-    fn known_check(&self, account: &str) -> Option<KnownCheck<'_>> {
+    fn known_check(&self, account: &str) -> Option<KnownCheck> {
         let mut checks = self.known_checks.lock().ok()?;
         let count = checks.entry(account.to_owned()).or_default();
         if *count >= KNOWN_AT_ONCE {
@@ -311,7 +325,7 @@ impl LoginGuard {
         }
         *count += 1;
         Some(KnownCheck {
-            guard: self,
+            checks: self.known_checks.clone(),
             account: account.to_owned(),
         })
     }
@@ -613,6 +627,45 @@ mod tests {
         assert!(busy(&known_attacker) >= KNOWN_AT_ONCE / 2);
         assert!(user.unwrap(), "the known user was not checked");
         assert!(guard.known_checks.lock().unwrap().is_empty());
+    }
+
+    /// A caller who hangs up leaves its check in the queue: it counts
+    /// against its account until a thread has made it.
+    #[tokio::test]
+    async fn a_check_whose_caller_hung_up_counts_until_it_is_made() {
+        let guard = guard(3);
+        let hash = super::super::auth::hash_password(
+            "correct horse",
+            super::super::auth::PasswordCost::default(),
+        )
+        .unwrap();
+        // The thread is kept busy first: the known checks wait behind these.
+        let mut ahead: Vec<_> = (0..8)
+            .map(|_| Box::pin(guard.verify(hash.clone(), "guess".into(), None)))
+            .collect();
+        for check in &mut ahead {
+            assert!(futures_util::poll!(check).is_pending());
+        }
+        let mut hung_up: Vec<_> = (0..KNOWN_AT_ONCE)
+            .map(|_| Box::pin(guard.verify(hash.clone(), "guess".into(), Some("mallory"))))
+            .collect();
+        for check in &mut hung_up {
+            assert!(futures_util::poll!(check).is_pending());
+        }
+        drop(hung_up);
+        let counted = guard.known_checks.lock().unwrap().get("mallory").copied();
+        assert_eq!(counted, Some(KNOWN_AT_ONCE));
+        for check in ahead {
+            assert!(!check.await.unwrap());
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !guard.known_checks.lock().unwrap().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the hung-up checks were never made"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The /64s of one /48 share a budget four times one /64's.

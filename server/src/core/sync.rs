@@ -526,6 +526,7 @@ impl Core {
                 let replace = Attach::Replace {
                     id: image.id,
                     replaces: image.sha256.as_deref(),
+                    by_admin: user.role == app::model::Role::Admin,
                     inspection: &inspection,
                     now,
                 };

@@ -192,6 +192,7 @@ impl Core {
                 Attach::Replace {
                     id,
                     replaces: image.sha256.as_deref(),
+                    by_admin: viewer.is_admin(),
                     inspection: &inspection,
                     now: Utc::now(),
                 },

@@ -290,25 +290,40 @@ impl Written for () {
 
 impl Db {
     /// The fingerprint of the secret key the database is served with: the
-    /// first server's, recorded now if none is; with `adopt`, `fingerprint`
-    /// is recorded whatever was.
+    /// first server's, recorded now if none is.
     #[tracing::instrument(skip(self, fingerprint), err)]
-    pub async fn key_fingerprint(
+    pub async fn record_key_fingerprint(
         &self,
         fingerprint: &str,
-        adopt: bool,
         now: DateTime<Utc>,
     ) -> Result<String, sqlx::Error> {
         const RECORD: &str = "INSERT INTO key_fingerprint (id, fingerprint, recorded_at) \
              VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING";
-        const ADOPT: &str = "INSERT INTO key_fingerprint (id, fingerprint, recorded_at) \
-             VALUES (1, $1, $2) ON CONFLICT (id) DO UPDATE \
-             SET fingerprint = excluded.fingerprint, recorded_at = excluded.recorded_at";
         const RECORDED: &str = "SELECT fingerprint FROM key_fingerprint WHERE id = 1";
-        let record = if adopt { ADOPT } else { RECORD };
         with_pool!(self, pool => {
-            sqlx::query(record).bind(fingerprint).bind(now).execute(pool).await?;
+            sqlx::query(RECORD).bind(fingerprint).bind(now).execute(pool).await?;
             sqlx::query_scalar::<_, String>(RECORDED).fetch_one(pool).await
+        })
+    }
+
+    /// Records `new` in place of `old`, if `old` is still the one recorded.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn replace_key_fingerprint(
+        &self,
+        old: &str,
+        new: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, sqlx::Error> {
+        const REPLACE: &str = "UPDATE key_fingerprint SET fingerprint = $1, recorded_at = $2 \
+             WHERE id = 1 AND fingerprint = $3";
+        with_pool!(self, pool => {
+            sqlx::query(REPLACE)
+                .bind(new)
+                .bind(now)
+                .bind(old)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected() == 1)
         })
     }
 

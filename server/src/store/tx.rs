@@ -214,6 +214,10 @@ pub struct NewContent<'a> {
     /// The bytes (digest) the record must still have: else another change
     /// came first, and this one replaces nothing.
     pub replaces: Option<&'a str>,
+    /// Whether the record's bytes are replaced if it is published by now
+    /// (an administrator's change): an owner's upload that began before an
+    /// administrator published the record replaces nothing.
+    pub published_too: bool,
 }
 
 /// A blob's lock, held until [`BlobLock::commit`] (or dropped: rolled back).
@@ -242,7 +246,7 @@ impl BlobLock {
              format_detail = $6, volume_label = $7, cpus = $8, memory_mib = $9, product = $10, \
              vendor = $11, product_version = $12, networks = $13, \
              os_type = COALESCE($14, os_type), synced_from = NULL \
-             WHERE id = $15 AND sha256 IS NOT DISTINCT FROM $16";
+             WHERE id = $15 AND sha256 IS NOT DISTINCT FROM $16 AND (NOT public OR $17)";
         let found = content.inspection;
         let networks = networks_json(&found.networks);
         with_tx!(&mut self.tx, conn => {
@@ -263,6 +267,7 @@ impl BlobLock {
                 .bind(content.guest_os)
                 .bind(id)
                 .bind(content.replaces)
+                .bind(content.published_too)
                 .execute(&mut **conn)
                 .await
                 .map(|done| done.rows_affected() == 1)

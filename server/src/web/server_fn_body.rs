@@ -15,6 +15,7 @@ use super::whole_body::{self, MAX_ANONYMOUS_BODY, MAX_BODY};
 use crate::state::AppState;
 use app::error::CoreError;
 use app::model::Viewer;
+use app::ports::ClientAddress;
 
 /// Where the server functions are: leptos_axum registers each at its own
 /// path under it.
@@ -28,16 +29,29 @@ pub async fn read_first(State(state): State<AppState>, request: Request, next: N
         return next.run(request).await;
     }
     // A caller who has not signed in sends a sign-in form at most, held
-    // in the anonymous callers' share of the budget.
-    let (limit, budget) = match request.extensions().get::<Viewer>() {
-        Some(Viewer::Anonymous) => (MAX_ANONYMOUS_BODY, &state.bodies.anonymous),
-        _ => (MAX_BODY, &state.bodies.signed_in),
+    // in the anonymous callers' share of the budget, a few at once from
+    // one address.
+    let anonymous = matches!(
+        request.extensions().get::<Viewer>(),
+        Some(Viewer::Anonymous)
+    );
+    let (limit, budget, place) = if anonymous {
+        let client = request
+            .extensions()
+            .get::<ClientAddress>()
+            .map(|ClientAddress(address)| *address);
+        match state.bodies.anonymous_place(client) {
+            Ok(place) => (MAX_ANONYMOUS_BODY, &state.bodies.anonymous, Some(place)),
+            Err(unread) => return ApiError(unread.into()).into_response(),
+        }
+    } else {
+        (MAX_BODY, &state.bodies.signed_in, None)
     };
     let (parts, body) = request.into_parts();
     match whole_body::read(body, limit, budget).await {
         Ok(whole) => {
             let response = next.run(Request::from_parts(parts, whole.to_body())).await;
-            drop(whole);
+            drop((whole, place));
             callers_fault(response).await
         }
         Err(unread) => ApiError(unread.into()).into_response(),

@@ -12,7 +12,9 @@
 //! 503 rather than an anonymous flood of slow bodies taking the server's
 //! memory, as many connections from many addresses could.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use app::error::CoreError;
@@ -51,15 +53,25 @@ fn room_for(needed: usize) -> usize {
     (needed + needed / 8).next_multiple_of(STEP)
 }
 
+/// How many bodies of callers not signed in one client address (an IPv6
+/// client by its /64) may have read at once: the anonymous share is many
+/// addresses' to fill, not a few.
+pub const ANONYMOUS_PER_ADDRESS: usize = 8;
+
 /// What bodies read whole may hold: an eighth for anonymous callers'
 /// (the sign-in forms of the UI, the only bodies read of a caller not
-/// signed in), the rest for signed-in callers', so that no flood of slow
-/// anonymous bodies from many addresses leaves a user's request refused.
+/// signed in), a few of them an address, the rest for signed-in callers',
+/// so that no flood of slow anonymous bodies leaves a user's request
+/// refused.
 #[derive(Clone)]
 pub struct BodyBudgets {
     pub signed_in: BodyBudget,
     pub anonymous: BodyBudget,
+    /// Anonymous bodies being read, per client address.
+    anonymous_readers: AnonymousReaders,
 }
+
+type AnonymousReaders = Arc<Mutex<HashMap<IpAddr, usize>>>;
 
 impl BodyBudgets {
     /// `bytes` in all.
@@ -68,6 +80,47 @@ impl BodyBudgets {
         Self {
             signed_in: BodyBudget::new(bytes - anonymous),
             anonymous: BodyBudget::new(anonymous),
+            anonymous_readers: AnonymousReaders::default(),
+        }
+    }
+
+    /// One of the [`ANONYMOUS_PER_ADDRESS`] places of `client` for a body
+    /// of a caller not signed in, held as long as it lives; `Busy` when the
+    /// address holds them all.
+    pub fn anonymous_place(&self, client: Option<IpAddr>) -> Result<AnonymousPlace, Unread> {
+        let key = client.map(crate::core::login_guard::address_key);
+        if let Some(key) = key {
+            let mut readers = self.anonymous_readers.lock().map_err(|_| Unread::Busy)?;
+            let reading = readers.entry(key).or_default();
+            if *reading >= ANONYMOUS_PER_ADDRESS {
+                return Err(Unread::Busy);
+            }
+            *reading += 1;
+        }
+        Ok(AnonymousPlace {
+            readers: self.anonymous_readers.clone(),
+            key,
+        })
+    }
+}
+
+/// A client's place for an anonymous body (see
+/// [`BodyBudgets::anonymous_place`]).
+pub struct AnonymousPlace {
+    readers: AnonymousReaders,
+    key: Option<IpAddr>,
+}
+
+impl Drop for AnonymousPlace {
+    fn drop(&mut self) {
+        let (Some(key), Ok(mut readers)) = (self.key, self.readers.lock()) else {
+            return;
+        };
+        if let Some(reading) = readers.get_mut(&key) {
+            *reading -= 1;
+            if *reading == 0 {
+                readers.remove(&key);
+            }
         }
     }
 }

@@ -29,13 +29,26 @@ async fn slow_body_of(
     chunk: usize,
     chunks: usize,
 ) -> TcpStream {
+    slow_body_from(app, path, token, chunk, chunks, "").await
+}
+
+/// As [`slow_body_of`], with more of the request's head (`extra`, each
+/// line ending in CRLF).
+async fn slow_body_from(
+    app: &TestApp,
+    path: &str,
+    token: Option<&str>,
+    chunk: usize,
+    chunks: usize,
+    extra: &str,
+) -> TcpStream {
     let mut connection = TcpStream::connect(app.address).await.unwrap();
     let authorization = token.map_or(String::new(), |token| {
         format!("Authorization: Bearer {token}\r\n")
     });
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: depot\r\nContent-Type: application/json\r\n\
-         {authorization}Transfer-Encoding: chunked\r\n\r\n"
+         {authorization}{extra}Transfer-Encoding: chunked\r\n\r\n"
     );
     connection.write_all(head.as_bytes()).await.unwrap();
     let chunk = format!("{chunk:x}\r\n{}\r\n", " ".repeat(chunk));
@@ -140,23 +153,48 @@ async fn anonymous_bodies_are_small_or_not_read() {
     assert_eq!(answer.status(), 413);
 }
 
-/// Callers not signed in hold an eighth of the budget at most: while their
-/// slow sign-in forms fill it, another such form is answered 503, and a
-/// signed-in user's request is served all the same.
+/// Callers not signed in hold an eighth of the budget at most, and one
+/// address (behind a trusted proxy here) eight bodies of it: while slow
+/// sign-in forms from many addresses fill it, another such form is
+/// answered 503, and a signed-in user's request is served all the same.
 #[tokio::test]
 async fn anonymous_bodies_hold_their_share_of_the_budget_only() {
     let app = TestApp::spawn_with(Backend::Sqlite, |args| {
         args.max_buffered_body_bytes = BUDGET;
+        args.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+        // Past the connections the slow forms hold, whatever the machine's
+        // limit on open files.
+        args.max_connections = Some(256);
     })
     .await;
     let admin = app.core.login("admin", ADMIN_PASSWORD).await.unwrap();
     let token = app.core.issue_token(&admin, None).await.unwrap().token;
-    // An eighth of 2 MiB is 256 KiB: 64 slow forms of 100 bytes (each
-    // holding 4 KiB, the least a body holds) hold all of it; the rest of
-    // the 70 are turned away.
+    let from = |client: usize| format!("X-Forwarded-For: 198.51.100.{client}\r\n");
+    // One address has eight bodies read at once, no more.
     let mut flood = Vec::new();
-    for _ in 0..70 {
-        flood.push(slow_body_of(&app, "/api/ui/login", None, 100, 1).await);
+    for _ in 0..8 {
+        flood.push(slow_body_from(&app, "/api/ui/login", None, 100, 1, &from(1)).await);
+    }
+    let ninth = reqwest::Client::new()
+        .post(app.url("/api/ui/login"))
+        .header("x-forwarded-for", "198.51.100.1")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("username=a&password=b");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = ninth.try_clone().unwrap().send().await.unwrap();
+        if answer.status() == 503 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", answer.status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // An eighth of 2 MiB is 256 KiB: 64 slow forms of 100 bytes (each
+    // holding 4 KiB, the least a body holds), from eight addresses, hold
+    // all of it; the rest of the 70 are turned away.
+    for client in 2..72 {
+        flood
+            .push(slow_body_from(&app, "/api/ui/login", None, 100, 1, &from(client / 8 + 2)).await);
     }
     let client = reqwest::Client::new();
     let form = "username=a&password=b";

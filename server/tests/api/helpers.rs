@@ -347,7 +347,7 @@ impl TestApp {
         if storage.secret_key.is_none() {
             // The key this one made in its data folder.
             std::fs::copy(
-                self.data_dir.join("secret.key"),
+                self.storage.data_dir.join("secret.key"),
                 data.path().join("secret.key"),
             )
             .unwrap();

@@ -466,36 +466,45 @@ async fn a_server_whose_clock_runs_ahead_takes_over_no_live_job() {
 /// server with the old key is then the one refused.
 #[tokio::test]
 async fn a_server_with_another_secret_key_refuses_to_start() {
-    use depot_server::serve::{open_core, open_database};
+    use depot_server::serve::{check_key, claim_key, open_core, open_database};
 
     let a = TestApp::spawn(Backend::Postgres).await;
     let other = tempfile::tempdir().unwrap();
-    let mut storage = depot_server::config::StorageArgs {
+    let storage = depot_server::config::StorageArgs {
         data_dir: other.path().to_path_buf(),
         database_url: Some(a.storage.database_url().parse().unwrap()),
+        secret_key: Some("another key, thirty-two characters".parse().unwrap()),
         ..a.storage.clone()
     };
-    storage.secret_key = Some("another key, thirty-two characters".parse().unwrap());
     let db = open_database(&storage).await.unwrap();
-    let refused = open_core(&storage, db.clone(), Default::default()).await;
-    let refused = format!("{:#}", refused.err().expect("started with another key"));
+    let b = open_core(&storage, db.clone(), Default::default())
+        .await
+        .unwrap();
+    let refused = claim_key(&b, None).await;
+    let refused = format!("{:#}", refused.expect_err("started with another key"));
     assert!(refused.contains("another secret key"), "{refused}");
+    let database_key = &a.core.key_fingerprint()[..8];
+    assert!(
+        refused.contains(&format!("--adopt-secret-key {database_key}")),
+        "{refused}"
+    );
+    assert!(check_key(&b).await.is_err(), "an administration command");
     let ready = reqwest::get(a.url("/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
 
+    // Adopting names the fingerprint it replaces: another is refused.
+    assert!(claim_key(&b, Some("00000000")).await.is_err());
     // Adopted: the database is served with the new key; the server still
-    // running with the old one turns unready, and none starts with it.
-    storage.adopt_secret_key = true;
-    open_core(&storage, db.clone(), Default::default())
-        .await
-        .unwrap();
+    // running with the old one turns unready, and none starts with it,
+    // even told to adopt what it adopted once.
+    claim_key(&b, Some(database_key)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let unready = reqwest::get(a.url("/readyz")).await.unwrap();
     assert_eq!(unready.status(), 503);
     let said = unready.text().await.unwrap();
     assert!(said.contains("another secret key"), "{said}");
-    let old = open_core(&a.storage, db, Default::default()).await;
-    assert!(old.is_err(), "the old key still served the database");
+    assert!(claim_key(&a.core, Some(database_key)).await.is_err());
+    claim_key(&b, Some(database_key)).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

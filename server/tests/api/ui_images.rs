@@ -325,3 +325,58 @@ async fn an_edit_applies_to_the_version_its_editor_saw_and_no_other(#[case] back
     assert_eq!(kept["name"], "release.img");
     assert_eq!(kept["size"], 2000);
 }
+
+/// An owner's upload that began before an administrator published the
+/// image replaces nothing when it ends: the published record keeps the
+/// bytes the administrator approved.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn an_upload_begun_before_its_image_was_published_replaces_nothing(#[case] backend: Backend) {
+    use app::model::{ImageEdit, Viewer};
+    use bytes::Bytes;
+    use futures_util::StreamExt;
+
+    let app = TestApp::spawn(backend).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let id = upload(&app, ALICE, "appliance.img", 2000).await;
+    let alice = Viewer::User(app.core.login(ALICE.0, ALICE.1).await.unwrap());
+    let admin = Viewer::User(app.core.login("admin", ADMIN_PASSWORD).await.unwrap());
+    let approved = app.core.get_image(&admin, id).await.unwrap();
+
+    // Alice's new bytes: a first part, then the rest once let go.
+    let (began, has_begun) = tokio::sync::oneshot::channel::<()>();
+    let (let_go, released) = tokio::sync::oneshot::channel::<()>();
+    let first = futures_util::stream::once(async move {
+        let _ = began.send(());
+        Ok::<_, std::io::Error>(Bytes::from(random_bytes(1000)))
+    });
+    let rest = futures_util::stream::once(async move {
+        let _ = released.await;
+        Ok::<_, std::io::Error>(Bytes::from(random_bytes(1000)))
+    });
+    let body = Box::pin(first.chain(rest));
+    let core = app.core.clone();
+    let replacing = tokio::spawn(async move { core.attach_file(&alice, id, body, None).await });
+    has_begun.await.unwrap();
+
+    // Published meanwhile; then her upload ends.
+    let edit = ImageEdit {
+        name: approved.name.clone(),
+        label: approved.label.clone(),
+        description: approved.description.clone(),
+        public: Some(true),
+        version: approved.version,
+    };
+    app.core.edit_image(&admin, id, edit).await.unwrap();
+    let_go.send(()).unwrap();
+    let refused = replacing.await.unwrap();
+    assert!(
+        matches!(&refused, Err(app::error::CoreError::Conflict(reason)) if reason.contains("published")),
+        "{refused:?}"
+    );
+    let kept = app.core.get_image(&admin, id).await.unwrap();
+    assert_eq!(kept.sha256, approved.sha256);
+    assert!(kept.public);
+}
