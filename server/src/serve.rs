@@ -115,20 +115,32 @@ pub async fn claim_key(core: &Core, adopt: Option<&str>) -> anyhow::Result<()> {
     if recorded == ours {
         return Ok(());
     }
-    if let Some(named) = adopt.filter(|named| named.len() >= 8 && recorded.starts_with(named)) {
-        if db
-            .replace_key_fingerprint(&recorded, ours, now)
-            .await
-            .context("cannot record this server's secret key")?
-        {
-            tracing::warn!(
-                replaced = named,
-                "the database is now served with this server's secret key"
-            );
-            return Ok(());
-        }
+    let Some(named) = adopt.map(|named| named.trim().to_ascii_lowercase()) else {
+        return Err(another_key(&recorded, ours));
+    };
+    if named.len() < 8 || !recorded.starts_with(&named) {
+        return Err(another_key(&recorded, ours).context(format!(
+            "--adopt-secret-key names {named}, not the fingerprint the database is served with"
+        )));
     }
-    Err(another_key(&recorded, ours))
+    let replaced = db
+        .replace_key_fingerprint(&recorded, ours, now)
+        .await
+        .context("cannot record this server's secret key")?;
+    // Several servers adopting the same key at once: one replaces, the
+    // others find their key recorded.
+    let now_recorded = db.recorded_key_fingerprint().await?;
+    if replaced || now_recorded.as_deref() == Some(ours) {
+        tracing::warn!(
+            replaced = %named,
+            "the database is now served with this server's secret key"
+        );
+        return Ok(());
+    }
+    Err(another_key(
+        now_recorded.as_deref().unwrap_or(&recorded),
+        ours,
+    ))
 }
 
 /// Checks, for an administration command, that the database is served

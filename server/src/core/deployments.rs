@@ -44,13 +44,16 @@ fn file_folder(location: &str) -> Option<PathBuf> {
 /// name: a folder is claimed by its name, and a file system that takes
 /// another spelling for it (`ALICE`, `alice.` on one that ignores case or
 /// trailing dots) would lead another name to a kept folder.
-fn top_named_exactly(root: &Path, relative: &Path) -> bool {
+fn top_named_exactly(root: &Path, relative: &Path) -> std::io::Result<bool> {
     let Some(top) = relative.components().next() else {
-        return true;
+        return Ok(true);
     };
-    std::fs::read_dir(root).is_ok_and(|mut entries| {
-        entries.any(|entry| entry.is_ok_and(|entry| entry.file_name() == top.as_os_str()))
-    })
+    for entry in std::fs::read_dir(root)? {
+        if entry?.file_name() == top.as_os_str() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// A folder under the export root, as the deployment job reaches it.
@@ -113,13 +116,18 @@ impl Core {
         let found = {
             let (root, relative) = (root.clone(), relative.clone());
             tokio::task::spawn_blocking(move || {
+                if super::export::target(&root, &relative, ".").is_err() {
+                    return Ok(false);
+                }
                 top_named_exactly(&root, &relative)
-                    && super::export::target(&root, &relative, ".").is_ok()
             })
         };
         match found.await {
-            Ok(true) => Ok(ExportFolder { relative, root }),
-            _ => Err(refused()),
+            Ok(Ok(true)) => Ok(ExportFolder { relative, root }),
+            Ok(Ok(false)) => Err(refused()),
+            // Worth another try (a job retries): not the folder's fault.
+            Ok(Err(error)) => Err(super::io_error(error)),
+            Err(_) => Err(CoreError::Internal),
         }
     }
 
@@ -288,7 +296,9 @@ impl Core {
         };
         let folder = match self.allowed_folder(&folder, deployment.user_id).await {
             Ok(folder) => folder,
-            Err(CoreError::Internal) => return Err("the database was unavailable".into()),
+            Err(CoreError::Internal) => {
+                return Err("the database or the export root was unavailable".into())
+            }
             Err(refused) => return fail(refused.to_string()).await,
         };
         let Some(row) = self
@@ -460,7 +470,7 @@ mod tests {
     fn a_top_folder_is_named_as_the_root_lists_it() {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join("alice/nested")).unwrap();
-        let named = |relative: &str| top_named_exactly(root.path(), Path::new(relative));
+        let named = |relative: &str| top_named_exactly(root.path(), Path::new(relative)).unwrap();
         assert!(named("alice"));
         assert!(named("alice/nested"));
         assert!(named(""));

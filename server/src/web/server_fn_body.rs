@@ -48,10 +48,14 @@ pub async fn read_first(State(state): State<AppState>, request: Request, next: N
         (MAX_BODY, &state.bodies.signed_in, None)
     };
     let (parts, body) = request.into_parts();
-    match whole_body::read(body, limit, budget).await {
+    let read = whole_body::read(body, limit, budget).await;
+    // The place bounds the bodies an address has on their way; once read,
+    // the body's bytes are held by the budget while the function runs.
+    drop(place);
+    match read {
         Ok(whole) => {
             let response = next.run(Request::from_parts(parts, whole.to_body())).await;
-            drop((whole, place));
+            drop(whole);
             callers_fault(response).await
         }
         Err(unread) => ApiError(unread.into()).into_response(),
