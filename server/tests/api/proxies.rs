@@ -58,12 +58,7 @@ async fn from_an_untrusted_peer_the_forwarded_address_is_ignored() {
 /// The first page link of VSS's public image list, asked with a forwarded
 /// host and scheme.
 async fn first_page_link(app: &TestApp) -> String {
-    let admin = app
-        .core
-        .login("admin", crate::helpers::ADMIN_PASSWORD)
-        .await
-        .unwrap();
-    let token = app.core.issue_token(&admin, None).await.unwrap().token;
+    let token = app.vss_token("admin", crate::helpers::ADMIN_PASSWORD).await;
     let list: serde_json::Value = reqwest::Client::new()
         .get(app.url("/v2/image?per_page=1"))
         .bearer_auth(token)

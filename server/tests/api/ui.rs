@@ -45,15 +45,7 @@ async fn pages_render_on_the_server(#[case] backend: Backend) {
 async fn sign_in_sets_a_safe_session_cookie_and_sign_out_ends_it(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let browser = app.browser();
-    // A plain form post, as a browser without WASM sends it.
-    let response = browser
-        .post(app.url("/api/ui/login"))
-        .header("accept", "text/html")
-        .form(&[("username", "admin"), ("password", ADMIN_PASSWORD)])
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_redirection(), "{}", response.status());
+    let response = form_sign_in(&browser, &app).await;
     assert_eq!(response.headers()["location"], "/");
     let cookie = response.headers()["set-cookie"]
         .to_str()
@@ -101,16 +93,10 @@ async fn sign_in_sets_a_safe_session_cookie_and_sign_out_ends_it(#[case] backend
     assert_eq!(me, "null");
 }
 
-/// Over TLS (`--secure-cookies`) the session cookie is `__Host-` prefixed
-/// and `Secure`, which a sibling subdomain cannot set; the server reads it
-/// under that name.
-#[tokio::test]
-async fn a_secure_session_cookie_is_host_only() {
-    let app = TestApp::spawn_with(Backend::Sqlite, |args| args.secure_cookies = true).await;
-    let response = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+/// The admin signed in through the sign-in form, posted plainly as a
+/// browser without WASM posts it: the answer, a redirection.
+async fn form_sign_in(client: &reqwest::Client, app: &TestApp) -> reqwest::Response {
+    let response = client
         .post(app.url("/api/ui/login"))
         .header("accept", "text/html")
         .form(&[("username", "admin"), ("password", ADMIN_PASSWORD)])
@@ -118,6 +104,20 @@ async fn a_secure_session_cookie_is_host_only() {
         .await
         .unwrap();
     assert!(response.status().is_redirection(), "{}", response.status());
+    response
+}
+
+/// Over TLS (`--secure-cookies`) the session cookie is `__Host-` prefixed
+/// and `Secure`, which a sibling subdomain cannot set; the server reads it
+/// under that name.
+#[tokio::test]
+async fn a_secure_session_cookie_is_host_only() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |args| args.secure_cookies = true).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = form_sign_in(&client, &app).await;
     let cookie = response.headers()["set-cookie"].to_str().unwrap();
     assert!(cookie.starts_with("__Host-depot_session="), "{cookie}");
     for attribute in ["Secure", "HttpOnly", "Path=/"] {
