@@ -339,7 +339,9 @@ pub struct ServeArgs {
     /// Data store name shown in image paths, `[data_store] folder/name`.
     #[arg(long, env = "DEPOT_DATA_STORE", default_value = DEFAULT_DATA_STORE)]
     pub data_store: String,
-    /// Mark session cookies `Secure` (set it when serving over HTTPS).
+    /// Mark session cookies `Secure` (set it when serving over HTTPS); the
+    /// session cookie is then named `__Host-depot_session`, which no site on
+    /// a sibling subdomain can set.
     #[arg(long, env = "DEPOT_SECURE_COOKIES")]
     pub secure_cookies: bool,
     /// Log line format.
@@ -383,7 +385,8 @@ pub struct ServeArgs {
     /// ::1`) whose `X-Forwarded-For` names the client: the client is the
     /// last address in it that is not one of them, as nginx's `real_ip`
     /// with `real_ip_recursive` takes it. Any other peer's header is
-    /// ignored (a client may write anything there).
+    /// ignored (a client may write anything there), as are the forwarded
+    /// host and scheme (`X-Forwarded-Host`, `-Proto`) VSS's links use.
     #[arg(long, env = "DEPOT_TRUSTED_PROXIES", value_delimiter = ',', value_parser = proxy_network)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Bytes of the request bodies read whole before their handlers (forms,

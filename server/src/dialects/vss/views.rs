@@ -139,12 +139,14 @@ pub enum Entry<T> {
 
 /// The scheme and host the client used, for absolute links. The
 /// forwarded ones reach here from a trusted proxy only (`web::auth`), and
-/// of several the last is taken: the one the proxy nearest to the server
-/// added, where a client may have written the first itself.
+/// of several (values or headers) the last is taken: the one the proxy
+/// nearest to the server added, where a client may have written the first.
 pub fn base_url(headers: &HeaderMap) -> String {
     let header = |name: &str| {
         headers
-            .get(name)
+            .get_all(name)
+            .iter()
+            .next_back()
             .and_then(|value| value.to_str().ok())
             .map(|value| value.rsplit(',').next().unwrap_or(value).trim().to_owned())
             .filter(|value| !value.is_empty())
