@@ -36,13 +36,7 @@ async fn an_upload_downloads_back_identical_with_ranges_and_etag(#[case] backend
     assert_eq!(image["name"], "disk é.img");
 
     let url = app.url(&format!("/api/images/{}/download", image["id"]));
-    let client = reqwest::Client::new();
-    let whole = client
-        .get(&url)
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .await
-        .unwrap();
+    let whole = admin_get(&url, &[]).await;
     assert_eq!(whole.status(), 200);
     let headers = whole.headers().clone();
     assert_eq!(headers["content-length"], bytes.len().to_string().as_str());
@@ -54,13 +48,7 @@ async fn an_upload_downloads_back_identical_with_ranges_and_etag(#[case] backend
         .contains("filename*=UTF-8''disk%20%C3%A9%2Eimg"));
     assert_eq!(whole.bytes().await.unwrap().as_ref(), &bytes[..]);
 
-    let part = client
-        .get(&url)
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .header("range", "bytes=1000-1999")
-        .send()
-        .await
-        .unwrap();
+    let part = admin_get(&url, &[("range", "bytes=1000-1999")]).await;
     assert_eq!(part.status(), 206);
     assert_eq!(
         part.headers()["content-range"],
@@ -68,26 +56,14 @@ async fn an_upload_downloads_back_identical_with_ranges_and_etag(#[case] backend
     );
     assert_eq!(part.bytes().await.unwrap().as_ref(), &bytes[1000..2000]);
 
-    let beyond = client
-        .get(&url)
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .header("range", format!("bytes={}-", bytes.len() + 5))
-        .send()
-        .await
-        .unwrap();
+    let beyond = admin_get(&url, &[("range", &format!("bytes={}-", bytes.len() + 5))]).await;
     assert_eq!(beyond.status(), 416);
     assert_eq!(
         beyond.headers()["content-range"],
         format!("bytes */{}", bytes.len()).as_str()
     );
 
-    let cached = client
-        .get(&url)
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .header("if-none-match", format!("\"{sha}\""))
-        .send()
-        .await
-        .unwrap();
+    let cached = admin_get(&url, &[("if-none-match", &format!("\"{sha}\""))]).await;
     assert_eq!(cached.status(), 304);
 }
 
@@ -106,24 +82,12 @@ async fn a_range_of_an_empty_file_is_unsatisfiable(#[case] backend: Backend) {
     assert_eq!(response.status(), 201);
     let body: Value = response.json().await.unwrap();
     let url = app.url(&format!("/api/images/{}/download", body["images"][0]["id"]));
-    let client = reqwest::Client::new();
     for range in ["bytes=0-", "bytes=0-0", "bytes=-1"] {
-        let answer = client
-            .get(&url)
-            .basic_auth("admin", Some(ADMIN_PASSWORD))
-            .header("range", range)
-            .send()
-            .await
-            .unwrap();
+        let answer = admin_get(&url, &[("range", range)]).await;
         assert_eq!(answer.status(), 416, "{range}");
         assert_eq!(answer.headers()["content-range"], "bytes */0", "{range}");
     }
-    let whole = client
-        .get(&url)
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .await
-        .unwrap();
+    let whole = admin_get(&url, &[]).await;
     assert_eq!(whole.status(), 200);
     assert!(whole.bytes().await.unwrap().is_empty());
 }
@@ -336,4 +300,15 @@ pub(crate) async fn images_listed(app: &TestApp) -> u64 {
 async fn admin_viewer(app: &TestApp) -> app::model::Viewer {
     let principal = app.core.login("admin", ADMIN_PASSWORD).await.unwrap();
     app::model::Viewer::User(principal)
+}
+
+/// `url` asked by the admin, with `headers`.
+async fn admin_get(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut asked = reqwest::Client::new()
+        .get(url)
+        .basic_auth("admin", Some(ADMIN_PASSWORD));
+    for (name, value) in headers {
+        asked = asked.header(*name, *value);
+    }
+    asked.send().await.unwrap()
 }

@@ -55,14 +55,7 @@ async fn sign_in_sets_a_safe_session_cookie_and_sign_out_ends_it(#[case] backend
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Lax"), "{cookie}");
 
-    let me = browser
-        .post(app.url("/api/ui/me"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let me = who_am_i(browser.post(app.url("/api/ui/me"))).await;
     assert!(me.contains("\"username\":\"admin\""), "{me}");
     let page = browser
         .get(app.url("/"))
@@ -82,15 +75,14 @@ async fn sign_in_sets_a_safe_session_cookie_and_sign_out_ends_it(#[case] backend
         .send()
         .await
         .unwrap();
-    let me = browser
-        .post(app.url("/api/ui/me"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let me = who_am_i(browser.post(app.url("/api/ui/me"))).await;
     assert_eq!(me, "null");
+}
+
+/// What the `me` server function, asked so, answers: the signed-in user
+/// as JSON, or `null`.
+async fn who_am_i(asked: reqwest::RequestBuilder) -> String {
+    asked.send().await.unwrap().text().await.unwrap()
 }
 
 /// The admin signed in through the sign-in form, posted plainly as a
@@ -125,15 +117,12 @@ async fn a_secure_session_cookie_is_host_only() {
     }
     assert!(!cookie.contains("Domain"), "{cookie}");
     let session = cookie.split(';').next().unwrap().to_owned();
-    let me = reqwest::Client::new()
-        .post(app.url("/api/ui/me"))
-        .header("cookie", session)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let me = who_am_i(
+        reqwest::Client::new()
+            .post(app.url("/api/ui/me"))
+            .header("cookie", session),
+    )
+    .await;
     assert!(me.contains("\"username\":\"admin\""), "{me}");
 }
 
