@@ -192,6 +192,17 @@ impl Core {
         &self.key_fingerprint
     }
 
+    /// The fingerprint of another key the database is served with, if it
+    /// is (none recorded: nothing disagrees; a server records its key as
+    /// it starts).
+    pub async fn another_key(&self) -> Result<Option<String>, sqlx::Error> {
+        Ok(self
+            .db
+            .recorded_key_fingerprint()
+            .await?
+            .filter(|recorded| *recorded != self.key_fingerprint))
+    }
+
     pub fn blobs(&self) -> &BlobStore {
         &self.blobs
     }
@@ -272,11 +283,8 @@ impl Core {
         }
         // A server started with another key since (adopting it) serves the
         // database now: this one's tokens and sealed passwords are not its.
-        match tokio::time::timeout(PATIENCE, self.db.recorded_key_fingerprint()).await {
-            // (None: nothing recorded to disagree with; a server records
-            // its key as it starts.)
+        match tokio::time::timeout(PATIENCE, self.another_key()).await {
             Ok(Ok(None)) => {}
-            Ok(Ok(Some(recorded))) if recorded == self.key_fingerprint => {}
             Ok(Ok(Some(_))) => {
                 tracing::error!("not ready: the database is served with another secret key");
                 return Err("the database is served with another secret key");

@@ -21,7 +21,7 @@ use crate::store::{Db, SessionStore};
 use crate::web::SiteAssets;
 
 pub mod connection;
-mod per_address;
+pub(crate) mod per_address;
 mod stall;
 
 use crate::stall::StallingBody;
@@ -146,10 +146,9 @@ pub async fn claim_key(core: &Core, adopt: Option<&str>) -> anyhow::Result<()> {
 /// Checks, for an administration command, that the database is served
 /// with this server's key (it records none: only a server does).
 pub async fn check_key(core: &Core) -> anyhow::Result<()> {
-    let ours = core.key_fingerprint();
-    match core.db().recorded_key_fingerprint().await? {
-        Some(recorded) if recorded != ours => Err(another_key(&recorded, ours)),
-        _ => Ok(()),
+    match core.another_key().await? {
+        Some(recorded) => Err(another_key(&recorded, core.key_fingerprint())),
+        None => Ok(()),
     }
 }
 

@@ -21,22 +21,23 @@ use crate::core::login_guard::address_key;
 /// thousands of times a second.
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
-/// The connections open from each client address, each at most `cap`.
-pub(super) struct PerAddress {
+/// What each client address holds at once (connections here; the bodies
+/// of anonymous callers being read, `web::whole_body`), each at most `cap`.
+pub(crate) struct PerAddress {
     cap: usize,
     open: Mutex<HashMap<IpAddr, usize>>,
     /// When a refusal was last logged, in seconds since the epoch.
     logged: AtomicU64,
 }
 
-/// A connection counted against its address until dropped.
-pub(super) struct Counted {
+/// A connection (or body) counted against its address until dropped.
+pub(crate) struct Counted {
     addresses: Arc<PerAddress>,
     key: IpAddr,
 }
 
 impl PerAddress {
-    pub(super) fn new(cap: usize) -> Arc<Self> {
+    pub(crate) fn new(cap: usize) -> Arc<Self> {
         Arc::new(Self {
             cap,
             open: Mutex::new(HashMap::new()),
@@ -50,23 +51,26 @@ impl PerAddress {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Counts a connection from `peer`, or `None` if its address has
-    /// [`PerAddress::cap`] open already.
+    /// Counts a connection from `peer`, or `None` (logged now and then)
+    /// if its address has [`PerAddress::cap`] open already.
     pub(super) fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Counted> {
+        let counted = self.count(peer);
+        if counted.is_none() {
+            self.log_refusal(address_key(peer));
+        }
+        counted
+    }
+
+    /// Counts one more of `peer`'s, or `None` if its address has
+    /// [`PerAddress::cap`] already.
+    pub(crate) fn count(self: &Arc<Self>, peer: IpAddr) -> Option<Counted> {
         let key = address_key(peer);
-        let admitted = {
-            let mut open = self.open();
-            let count = open.entry(key).or_default();
-            let admitted = *count < self.cap;
-            if admitted {
-                *count += 1;
-            }
-            admitted
-        };
-        if !admitted {
-            self.log_refusal(key);
+        let mut open = self.open();
+        let count = open.entry(key).or_default();
+        if *count >= self.cap {
             return None;
         }
+        *count += 1;
         Some(Counted {
             addresses: self.clone(),
             key,

@@ -299,11 +299,12 @@ impl Db {
     ) -> Result<String, sqlx::Error> {
         const RECORD: &str = "INSERT INTO key_fingerprint (id, fingerprint, recorded_at) \
              VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING";
-        const RECORDED: &str = "SELECT fingerprint FROM key_fingerprint WHERE id = 1";
         with_pool!(self, pool => {
             sqlx::query(RECORD).bind(fingerprint).bind(now).execute(pool).await?;
-            sqlx::query_scalar::<_, String>(RECORDED).fetch_one(pool).await
-        })
+        });
+        self.recorded_key_fingerprint()
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)
     }
 
     /// Records `new` in place of `old`, if `old` is still the one recorded.

@@ -41,7 +41,7 @@ pub async fn read_first(State(state): State<AppState>, request: Request, next: N
             .get::<ClientAddress>()
             .map(|ClientAddress(address)| *address);
         match state.bodies.anonymous_place(client) {
-            Ok(place) => (MAX_ANONYMOUS_BODY, &state.bodies.anonymous, Some(place)),
+            Ok(place) => (MAX_ANONYMOUS_BODY, &state.bodies.anonymous, place),
             Err(unread) => return ApiError(unread.into()).into_response(),
         }
     } else {

@@ -12,9 +12,8 @@
 //! 503 rather than an anonymous flood of slow bodies taking the server's
 //! memory, as many connections from many addresses could.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use app::error::CoreError;
@@ -25,6 +24,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::serve::per_address::{Counted, PerAddress};
 use crate::state::AppState;
 
 /// The longest body a dialect's write or a server function takes: axum's
@@ -68,10 +68,8 @@ pub struct BodyBudgets {
     pub signed_in: BodyBudget,
     pub anonymous: BodyBudget,
     /// Anonymous bodies being read, per client address.
-    anonymous_readers: AnonymousReaders,
+    anonymous_readers: Arc<PerAddress>,
 }
-
-type AnonymousReaders = Arc<Mutex<HashMap<IpAddr, usize>>>;
 
 impl BodyBudgets {
     /// `bytes` in all.
@@ -80,47 +78,21 @@ impl BodyBudgets {
         Self {
             signed_in: BodyBudget::new(bytes - anonymous),
             anonymous: BodyBudget::new(anonymous),
-            anonymous_readers: AnonymousReaders::default(),
+            anonymous_readers: PerAddress::new(ANONYMOUS_PER_ADDRESS),
         }
     }
 
     /// One of the [`ANONYMOUS_PER_ADDRESS`] places of `client` for a body
     /// of a caller not signed in, held as long as it lives; `Busy` when the
     /// address holds them all.
-    pub fn anonymous_place(&self, client: Option<IpAddr>) -> Result<AnonymousPlace, Unread> {
-        let key = client.map(crate::core::login_guard::address_key);
-        if let Some(key) = key {
-            let mut readers = self.anonymous_readers.lock().map_err(|_| Unread::Busy)?;
-            let reading = readers.entry(key).or_default();
-            if *reading >= ANONYMOUS_PER_ADDRESS {
-                return Err(Unread::Busy);
-            }
-            *reading += 1;
-        }
-        Ok(AnonymousPlace {
-            readers: self.anonymous_readers.clone(),
-            key,
-        })
-    }
-}
-
-/// A client's place for an anonymous body (see
-/// [`BodyBudgets::anonymous_place`]).
-pub struct AnonymousPlace {
-    readers: AnonymousReaders,
-    key: Option<IpAddr>,
-}
-
-impl Drop for AnonymousPlace {
-    fn drop(&mut self) {
-        let (Some(key), Ok(mut readers)) = (self.key, self.readers.lock()) else {
-            return;
-        };
-        if let Some(reading) = readers.get_mut(&key) {
-            *reading -= 1;
-            if *reading == 0 {
-                readers.remove(&key);
-            }
+    pub(crate) fn anonymous_place(&self, client: Option<IpAddr>) -> Result<Option<Counted>, Unread> {
+        match client {
+            Some(client) => self
+                .anonymous_readers
+                .count(client)
+                .map(Some)
+                .ok_or(Unread::Busy),
+            None => Ok(None),
         }
     }
 }
