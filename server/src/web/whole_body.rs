@@ -85,7 +85,10 @@ impl BodyBudgets {
     /// One of the [`ANONYMOUS_PER_ADDRESS`] places of `client` for a body
     /// of a caller not signed in, held as long as it lives; `Busy` when the
     /// address holds them all.
-    pub(crate) fn anonymous_place(&self, client: Option<IpAddr>) -> Result<Option<Counted>, Unread> {
+    pub(crate) fn anonymous_place(
+        &self,
+        client: Option<IpAddr>,
+    ) -> Result<Option<Counted>, Unread> {
         match client {
             Some(client) => self
                 .anonymous_readers
