@@ -3,10 +3,11 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-// The server under test: the binary and site folder built by `cargo leptos build`,
+// The server under test: the binary and site folder built by `cargo leptos build`
+// (the server in the `bench` profile, into the release build's folder),
 // on a fresh data folder (SQLite by default; DEPOT_DATABASE_URL switches it).
 const port = process.env.DEPOT_E2E_PORT ?? '3917';
-const bin = process.env.DEPOT_BIN ?? '../target/debug/depot';
+const bin = process.env.DEPOT_BIN ?? '../target/release/depot';
 const siteRoot = process.env.DEPOT_SITE_ROOT ?? '../target/site';
 const dataDir = process.env.DEPOT_E2E_DATA_DIR ?? mkdtempSync(join(tmpdir(), 'depot-e2e-'));
 export const adminPassword = process.env.DEPOT_ADMIN_PASSWORD ?? 'e2e-admin-password';

@@ -29,20 +29,20 @@ export DEPOT_BENCH_BIN="$CARGO_TARGET_DIR/release/depot"
 export DEPOT_SITE_ROOT="$PWD/target/site"
 
 step "catalog on SQLite"
-"${as_cargo_leptos[@]}" env -u DEPOT_BENCH_DATABASE_URL cargo bench -p depot-server --bench catalog
+"${as_cargo_leptos[@]}" env -u DEPOT_BENCH_DATABASE_URL cargo bench --profile release -p depot-server --bench catalog
 
 step "catalog on PostgreSQL"
 bench_db="depot_bench_$$"
 psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $bench_db"
 trap 'psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $bench_db WITH (FORCE)"' EXIT
 DEPOT_BENCH_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$bench_db" \
-  "${as_cargo_leptos[@]}" cargo bench -p depot-server --bench catalog
+  "${as_cargo_leptos[@]}" cargo bench --profile release -p depot-server --bench catalog
 
 step "uploads and downloads"
-"${as_cargo_leptos[@]}" cargo bench -p depot-server --bench transfer
+"${as_cargo_leptos[@]}" cargo bench --profile release -p depot-server --bench transfer
 
 step "a flood of wrong passwords"
-"${as_cargo_leptos[@]}" cargo bench -p depot-server --bench login_flood
+"${as_cargo_leptos[@]}" cargo bench --profile release -p depot-server --bench login_flood
 
 step "what a browser downloads"
-"${as_cargo_leptos[@]}" cargo bench -p depot-server --bench browser
+"${as_cargo_leptos[@]}" cargo bench --profile release -p depot-server --bench browser

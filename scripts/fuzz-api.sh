@@ -6,5 +6,8 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$repo/scripts/setup.sh"
 cd "$repo"
+# Built as test.sh builds the tests (the `bench` profile, cargo-leptos's
+# environment), so that it reuses that build.
 DEPOT_FUZZ_EXAMPLES="${DEPOT_FUZZ_EXAMPLES:-500}" \
-  cargo nextest run -p depot-server --test api -E 'test(/^fuzz::/)' --no-capture
+  "${as_cargo_leptos[@]}" cargo nextest run --cargo-profile bench -p depot-server --test api \
+  -E 'test(/^fuzz::/)' --no-capture

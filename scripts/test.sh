@@ -33,6 +33,10 @@ clippy_driver="$(rustup which clippy-driver)"
 export RUSTC_WORKSPACE_WRAPPER="$clippy_driver"
 export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 
+# The server, and the tests after it, are built in the `bench` profile: every
+# dependency as the release build compiles it, into the release build's
+# folder, so that run.sh's release build after this reuses them; Depot's own
+# crates unoptimised, as in a debug build (Cargo.toml, `[profile.bench.*]`).
 step "building the UI (server and WASM) with cargo-leptos, linted by clippy"
 cargo leptos build --split
 
@@ -80,8 +84,8 @@ trap clean_up EXIT
 psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $e2e_db"
 # The browsers' server is a link to the one just built, so that whatever
 # the test build does to the build's own, both runs serve this one.
-ln -f "$CARGO_TARGET_DIR/debug/depot" "$e2e_logs/depot" 2>/dev/null ||
-  cp "$CARGO_TARGET_DIR/debug/depot" "$e2e_logs/depot"
+ln -f "$CARGO_TARGET_DIR/release/depot" "$e2e_logs/depot" 2>/dev/null ||
+  cp "$CARGO_TARGET_DIR/release/depot" "$e2e_logs/depot"
 export DEPOT_BIN="$e2e_logs/depot"
 export DEPOT_SITE_ROOT="$PWD/target/site"
 browser_tests() {
@@ -104,7 +108,7 @@ browsers=$!
 
 step "building the tests, the browser tests beside them"
 # Every target (the benchmarks too), so clippy sees all of the code.
-"${as_cargo_leptos[@]}" cargo test -p app -p depot-inspect -p depot-server --all-targets --no-run
+"${as_cargo_leptos[@]}" cargo test --profile bench -p app -p depot-inspect -p depot-server --all-targets --no-run
 
 step "unit and integration tests (SQLite, PostgreSQL, PostgreSQL with the object store), the browser tests beside them"
 # They take about five minutes. With cargo-nextest (.config/nextest.toml, which
@@ -115,7 +119,8 @@ step "unit and integration tests (SQLite, PostgreSQL, PostgreSQL with the object
 # of their time; on 2 cores, 138 s against 175 s with one a core, the CPU
 # idle 7% of the time against 21%.
 rust_failed=""
-timeout 20m "${as_cargo_leptos[@]}" cargo nextest run -p app -p depot-inspect -p depot-server \
+timeout 20m "${as_cargo_leptos[@]}" cargo nextest run --cargo-profile bench \
+  -p app -p depot-inspect -p depot-server \
   --test-threads "$(($(nproc) * 2))" || rust_failed=1
 
 step "browser tests (Playwright, Chromium's headless shell), on SQLite then on PostgreSQL"

@@ -3,7 +3,7 @@
 //! browser that accepts brotli and gzip (and to one that accepts neither),
 //! with how long it may keep each. A benchmark, not a test: it prints figures.
 //!
-//! `cargo bench -p depot-server --bench browser` after
+//! `cargo bench --profile release -p depot-server --bench browser` after
 //! `cargo leptos build --release --precompress`; `DEPOT_BENCH_BIN` sets the
 //! server binary, `DEPOT_SITE_ROOT` the built site (the workspace's
 //! `target/site` by default).

@@ -7,7 +7,7 @@
 //! plans the database chose; the server's memory idle and
 //! under load. A benchmark, not a test: it prints figures.
 //!
-//! `cargo bench -p depot-server --bench catalog`. `DEPOT_BENCH_IMAGES` sets
+//! `cargo bench --profile release -p depot-server --bench catalog`. `DEPOT_BENCH_IMAGES` sets
 //! the catalog's size (10,000), `DEPOT_BENCH_SECONDS` each loaded run's
 //! length (5), `DEPOT_BENCH_DATABASE_URL` a PostgreSQL database to use
 //! instead of SQLite, `DEPOT_BENCH_BIN` the server binary.

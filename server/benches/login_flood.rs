@@ -4,7 +4,7 @@
 //! during the flood and the server's memory against idle. A benchmark, not
 //! a test: it prints figures, and fails only if the server stops answering.
 //!
-//! `cargo bench -p depot-server --bench login_flood`; `DEPOT_BENCH_BIN` sets
+//! `cargo bench --profile release -p depot-server --bench login_flood`; `DEPOT_BENCH_BIN` sets
 //! the server binary (default the one cargo built with the bench),
 //! `DEPOT_BENCH_ATTEMPTS` the number of wrong passwords (default 3000).
 

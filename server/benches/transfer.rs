@@ -4,7 +4,7 @@
 //! itself can do with the same file, and the server's memory. A benchmark,
 //! not a test: it prints figures.
 //!
-//! `cargo bench -p depot-server --bench transfer`; `DEPOT_BENCH_BYTES` sets the
+//! `cargo bench --profile release -p depot-server --bench transfer`; `DEPOT_BENCH_BYTES` sets the
 //! size (default 1 GiB), `DEPOT_BENCH_DIR` the folder (default the system temp),
 //! `DEPOT_BENCH_BIN` the server binary (default the one cargo built with the bench,
 //! e.g. the release binary of `cargo leptos build --release`).
