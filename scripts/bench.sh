@@ -25,7 +25,20 @@ fi
 
 step "building Depot (release, precompressed)"
 build_release
-export DEPOT_BENCH_BIN="$CARGO_TARGET_DIR/release/depot"
+# What is measured is a link of its own to the binary just built: a test
+# run or `cargo leptos watch` meanwhile writes target/release/depot too, in
+# the `bench` profile, unoptimised (Cargo.toml).
+bench_tmp="$(mktemp -d)"
+bench_db=""
+clean_up() {
+  [ -z "$bench_db" ] ||
+    psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $bench_db WITH (FORCE)"
+  rm -rf "$bench_tmp"
+}
+trap clean_up EXIT
+ln -f "$CARGO_TARGET_DIR/release/depot" "$bench_tmp/depot" 2>/dev/null ||
+  cp "$CARGO_TARGET_DIR/release/depot" "$bench_tmp/depot"
+export DEPOT_BENCH_BIN="$bench_tmp/depot"
 export DEPOT_SITE_ROOT="$PWD/target/site"
 
 step "catalog on SQLite"
@@ -34,7 +47,6 @@ step "catalog on SQLite"
 step "catalog on PostgreSQL"
 bench_db="depot_bench_$$"
 psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $bench_db"
-trap 'psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $bench_db WITH (FORCE)"' EXIT
 DEPOT_BENCH_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$bench_db" \
   "${as_cargo_leptos[@]}" cargo bench --profile release -p depot-server --bench catalog
 

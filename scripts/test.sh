@@ -26,7 +26,7 @@ fi
 # `cargo clippy` itself does), with every warning an error. A `cargo clippy`
 # of its own would type-check every dependency again, once for the server
 # and once for wasm32: 3 min 25 s of a cold run. Dependencies are compiled
-# by rustc as before, so they are shared with other debug builds.
+# by rustc as before, so they are shared with the release build.
 # setup.sh adds clippy when missing. A plain assignment first: without
 # clippy-driver the run stops here rather than building unlinted.
 clippy_driver="$(rustup which clippy-driver)"
@@ -37,6 +37,9 @@ export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 # dependency as the release build compiles it, into the release build's
 # folder, so that run.sh's release build after this reuses them; Depot's own
 # crates unoptimised, as in a debug build (Cargo.toml, `[profile.bench.*]`).
+# Both builds write target/release/depot, which the Rust tests that start a
+# server run (`CARGO_BIN_EXE_depot`): a release build run meanwhile on the
+# same build folder would have them start its binary instead.
 step "building the UI (server and WASM) with cargo-leptos, linted by clippy"
 cargo leptos build --split
 
