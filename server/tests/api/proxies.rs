@@ -4,7 +4,7 @@
 //! not believed; from any other peer the header is ignored, as are the
 //! forwarded host and scheme absolute links are built from.
 
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{json_of, Backend, TestApp};
 
 /// A wrong password from `forwarded` (as a proxy would add it): its status.
 async fn wrong_password(app: &TestApp, forwarded: &str) -> u16 {
@@ -59,19 +59,16 @@ async fn from_an_untrusted_peer_the_forwarded_address_is_ignored() {
 /// host (the client's, then the proxy's) and scheme.
 async fn first_page_link(app: &TestApp) -> String {
     let token = app.vss_token("admin", crate::helpers::ADMIN_PASSWORD).await;
-    let list: serde_json::Value = reqwest::Client::new()
-        .get(app.url("/v2/image?per_page=1"))
-        .bearer_auth(token)
-        // As a proxy that adds its own to what the client wrote.
-        .header("x-forwarded-host", "evil.example")
-        .header("x-forwarded-host", "depot.example")
-        .header("x-forwarded-proto", "https")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = json_of(
+        reqwest::Client::new()
+            .get(app.url("/v2/image?per_page=1"))
+            .bearer_auth(token)
+            // As a proxy that adds its own to what the client wrote.
+            .header("x-forwarded-host", "evil.example")
+            .header("x-forwarded-host", "depot.example")
+            .header("x-forwarded-proto", "https"),
+    )
+    .await;
     list["meta"]["pages"]["first_url"]
         .as_str()
         .unwrap_or_else(|| panic!("{list}"))
