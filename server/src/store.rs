@@ -304,6 +304,18 @@ impl Db {
     }
 
     /// Run first in a transaction, makes every other transaction that runs
+    /// it for the same tenant (`$1`) wait for this one to end: image types
+    /// counted before one is added. SQLite's single writer serializes them
+    /// without it (the count is in the insert).
+    pub(crate) fn tenant_lock(&self) -> &'static str {
+        match self.backend() {
+            // NO KEY: the foreign-key checks of its members' rows do not wait.
+            Backend::Postgres => "SELECT id FROM tenants WHERE id = $1 FOR NO KEY UPDATE",
+            Backend::Sqlite => "SELECT $1",
+        }
+    }
+
+    /// Run first in a transaction, makes every other transaction that runs
     /// it for the same name (`$1`) wait for this one to end: an account
     /// made and an export folder claimed under one name, each written only
     /// if the other is not there, see each other. SQLite's single writer

@@ -329,8 +329,7 @@ impl Db {
     }
 
     /// Inserts an image type unless the tenant has `at_most` already
-    /// (`false`; inserts side by side may pass it by a few); a taken name
-    /// comes back as a unique violation.
+    /// (`false`); a taken name comes back as a unique violation.
     #[tracing::instrument(skip(self, row), err)]
     pub async fn insert_image_type(
         &self,
@@ -343,17 +342,26 @@ impl Db {
              (tenant_id, name, description, providermap, created_at, updated_at) \
              SELECT $1, $2, $3, $4, $5, $5 WHERE (SELECT COUNT(*) FROM \
              (SELECT 1 FROM image_types WHERE tenant_id = $1 LIMIT $6) AS kept) < $6";
+        // Counted after the tenant's row is locked: on PostgreSQL, inserts
+        // side by side would each count without the others' rows and pass
+        // the cap together.
+        let lock = self.tenant_lock();
         with_pool!(self, pool => {
-            sqlx::query(INSERT)
+            let mut tx = pool.begin().await?;
+            sqlx::query(lock).bind(tenant_id).execute(&mut *tx).await?;
+            let inserted = sqlx::query(INSERT)
                 .bind(tenant_id)
                 .bind(&row.name)
                 .bind(&row.description)
                 .bind(&row.providermap)
                 .bind(now)
                 .bind(at_most)
-                .execute(pool)
-                .await
-                .map(|done| done.rows_affected() == 1)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+            tx.commit().await?;
+            Ok(inserted)
         })
     }
 

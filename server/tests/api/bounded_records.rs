@@ -348,3 +348,32 @@ async fn ended_jobs_and_old_sync_requests_are_forgotten(#[case] backend: Backend
         "the newest two, newest first"
     );
 }
+
+/// A tenant's cap on image types holds when many are added at once: the
+/// inserts side by side each count what the others committed, so exactly
+/// the cap is kept and the rest refused, never a few more.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn image_types_added_at_once_stop_at_the_cap(#[case] backend: Backend) {
+    use depot_server::store::ImageTypeRow;
+
+    let app = TestApp::spawn(backend).await;
+    Coopr::new(&app, "admin", "acme").await;
+    let db = app.core.db();
+    let tenant = db.tenant_id("acme").await.unwrap().unwrap();
+    let inserts = (0..24).map(|n| async move {
+        let row = ImageTypeRow {
+            name: format!("type-{n}"),
+            description: String::new(),
+            providermap: "{}".into(),
+        };
+        db.insert_image_type(tenant, &row, 5, chrono::Utc::now())
+            .await
+            .unwrap()
+    });
+    let inserted = futures_util::future::join_all(inserts).await;
+    assert_eq!(inserted.iter().filter(|kept| **kept).count(), 5);
+    assert_eq!(db.image_types(tenant).await.unwrap().len(), 5);
+}
