@@ -58,7 +58,7 @@ const UNKNOWN_SHARE: (usize, usize) = (3, 4);
 
 /// How many /64s' budgets a /48 has: one site, which can number its
 /// clients from 65,536 /64s.
-const NETWORK_BUDGETS: u32 = 4;
+pub(crate) const NETWORK_BUDGETS: u32 = 4;
 
 /// How many checks of one account's known pairs may wait at once in the
 /// queue's kept quarter: an attacker who signed in to their own account
@@ -122,7 +122,7 @@ pub(crate) fn address_key(address: IpAddr) -> IpAddr {
 
 /// The /48 network of an IPv6 address, one site's; `None` for IPv4 (a /24
 /// may be many unrelated clients behind one provider's NAT).
-fn network_key(address: IpAddr) -> Option<IpAddr> {
+pub(crate) fn network_key(address: IpAddr) -> Option<IpAddr> {
     match ipv6_prefix(address, 3) {
         IpAddr::V4(_) => None,
         v6 => Some(v6),

@@ -2,8 +2,9 @@
 //! served at once, new ones wait to be accepted, whoever sends them: one
 //! address that opens thousands of idle connections (each let go only after
 //! the client timeout, then opened again) would keep every other client
-//! waiting. So one address (an IPv6 client by its /64, as the login
-//! throttle counts it) has at most so many open at once, as nginx's
+//! waiting. So one address (an IPv6 client by its /64, and its /48 four
+//! times as many, as the login throttle counts them: a site numbers its
+//! clients from 65,536 /64s) has at most so many open at once, as nginx's
 //! `limit_conn` sets; past them its new connection is closed as soon as it
 //! is accepted, holding neither a place nor a file. Behind a proxy every
 //! client has the proxy's address: the cap is turned off there (0), and
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::core::login_guard::address_key;
+use crate::core::login_guard::{address_key, network_key, NETWORK_BUDGETS};
 
 /// How often a refusal is logged at most: a client past its cap may try
 /// thousands of times a second.
@@ -25,27 +26,46 @@ const LOG_EVERY: Duration = Duration::from_secs(60);
 /// of anonymous callers being read, `web::whole_body`), each at most `cap`.
 pub(crate) struct PerAddress {
     cap: usize,
-    open: Mutex<HashMap<IpAddr, usize>>,
+    open: Mutex<Open>,
     /// When a refusal was last logged, in seconds since the epoch.
     logged: AtomicU64,
 }
 
-/// A connection (or body) counted against its address until dropped.
+/// What is open, by address key (an IPv6 client's /64) and by IPv6 /48.
+#[derive(Default)]
+struct Open {
+    addresses: HashMap<IpAddr, usize>,
+    networks: HashMap<IpAddr, usize>,
+}
+
+/// A connection (or body) counted against its address (and its IPv6
+/// network) until dropped.
 pub(crate) struct Counted {
     addresses: Arc<PerAddress>,
     key: IpAddr,
+    network: Option<IpAddr>,
+}
+
+/// One less open under `key`; a key with nothing open is forgotten.
+fn release(open: &mut HashMap<IpAddr, usize>, key: &IpAddr) {
+    if let Some(count) = open.get_mut(key) {
+        *count -= 1;
+        if *count == 0 {
+            open.remove(key);
+        }
+    }
 }
 
 impl PerAddress {
     pub(crate) fn new(cap: usize) -> Arc<Self> {
         Arc::new(Self {
             cap,
-            open: Mutex::new(HashMap::new()),
+            open: Mutex::new(Open::default()),
             logged: AtomicU64::new(0),
         })
     }
 
-    fn open(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+    fn open(&self) -> std::sync::MutexGuard<'_, Open> {
         self.open
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -62,18 +82,32 @@ impl PerAddress {
     }
 
     /// Counts one more of `peer`'s, or `None` if its address has
-    /// [`PerAddress::cap`] already.
+    /// [`PerAddress::cap`] already (or its IPv6 /48 that many times
+    /// [`NETWORK_BUDGETS`]).
     pub(crate) fn count(self: &Arc<Self>, peer: IpAddr) -> Option<Counted> {
         let key = address_key(peer);
+        let network = network_key(peer);
         let mut open = self.open();
-        let count = open.entry(key).or_default();
-        if *count >= self.cap {
+        let open = &mut *open;
+        let network_cap = self.cap.saturating_mul(NETWORK_BUDGETS as usize);
+        let network_full = network.is_some_and(|network| {
+            open.networks.get(&network).copied().unwrap_or(0) >= network_cap
+        });
+        let count = open.addresses.entry(key).or_default();
+        if *count >= self.cap || network_full {
+            if *count == 0 {
+                open.addresses.remove(&key);
+            }
             return None;
         }
         *count += 1;
+        if let Some(network) = network {
+            *open.networks.entry(network).or_default() += 1;
+        }
         Some(Counted {
             addresses: self.clone(),
             key,
+            network,
         })
     }
 
@@ -102,11 +136,9 @@ impl PerAddress {
 impl Drop for Counted {
     fn drop(&mut self) {
         let mut open = self.addresses.open();
-        if let Some(count) = open.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.key);
-            }
+        release(&mut open.addresses, &self.key);
+        if let Some(network) = &self.network {
+            release(&mut open.networks, network);
         }
     }
 }
@@ -133,6 +165,25 @@ mod tests {
         assert!(addresses.admit(one).is_some());
         // Addresses with nothing open are forgotten.
         drop((_a, _b, _second));
-        assert!(addresses.open().is_empty());
+        let open = addresses.open();
+        assert!(open.addresses.is_empty() && open.networks.is_empty());
+    }
+
+    /// One IPv6 site holds at most four addresses' caps, however many of
+    /// its /64s it spreads over; another site is not held back by it.
+    #[test]
+    fn an_ipv6_site_has_at_most_four_caps_across_its_networks() {
+        let addresses = PerAddress::new(2);
+        let v6 = |address: String| address.parse::<IpAddr>().unwrap();
+        let held: Vec<Counted> = (0..4)
+            .flat_map(|network| [1, 2].map(|host| format!("2001:db8:5:{network}::{host}")))
+            .map(|address| addresses.admit(v6(address)).unwrap())
+            .collect();
+        assert!(addresses.admit(v6("2001:db8:5:99::1".into())).is_none());
+        assert!(addresses.admit(v6("2001:db8:6::1".into())).is_some());
+        drop(held);
+        assert!(addresses.admit(v6("2001:db8:5:99::1".into())).is_some());
+        let open = addresses.open();
+        assert!(!open.addresses.contains_key(&v6("2001:db8:5:0::".into())));
     }
 }

@@ -54,8 +54,8 @@ fn room_for(needed: usize) -> usize {
 }
 
 /// How many bodies of callers not signed in one client address (an IPv6
-/// client by its /64) may have read at once: the anonymous share is many
-/// addresses' to fill, not a few.
+/// client by its /64, its /48 four times as many) may have read at once:
+/// the anonymous share is many addresses' to fill, not a few.
 pub const ANONYMOUS_PER_ADDRESS: usize = 8;
 
 /// What bodies read whole may hold: an eighth for anonymous callers'
