@@ -376,8 +376,7 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: Option<u64>,
     /// Connections open at once from one client address (an IPv6 client by
-    /// its /64, its /48 four times as many); past them a new one is closed
-    /// once accepted, so that one
+    /// its /64); past them a new one is closed once accepted, so that one
     /// client cannot take every connection the server serves. 0 turns the
     /// cap off: behind a proxy, every client has the proxy's address.
     #[arg(long, env = "DEPOT_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256)]

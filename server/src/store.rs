@@ -305,13 +305,13 @@ impl Db {
 
     /// Run first in a transaction, makes every other transaction that runs
     /// it for the same tenant (`$1`) wait for this one to end: image types
-    /// counted before one is added. SQLite's single writer serializes them
-    /// without it (the count is in the insert).
+    /// counted before one is added. SQLite's write lock, which the UPDATE
+    /// takes, serializes them all.
     pub(crate) fn tenant_lock(&self) -> &'static str {
         match self.backend() {
             // NO KEY: the foreign-key checks of its members' rows do not wait.
             Backend::Postgres => "SELECT id FROM tenants WHERE id = $1 FOR NO KEY UPDATE",
-            Backend::Sqlite => "SELECT $1",
+            Backend::Sqlite => "UPDATE tenants SET name = name WHERE id = $1",
         }
     }
 

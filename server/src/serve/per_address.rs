@@ -2,13 +2,14 @@
 //! served at once, new ones wait to be accepted, whoever sends them: one
 //! address that opens thousands of idle connections (each let go only after
 //! the client timeout, then opened again) would keep every other client
-//! waiting. So one address (an IPv6 client by its /64, and its /48 four
-//! times as many, as the login throttle counts them: a site numbers its
-//! clients from 65,536 /64s) has at most so many open at once, as nginx's
+//! waiting. So one address (an IPv6 client by its /64, as the login
+//! throttle counts it) has at most so many open at once, as nginx's
 //! `limit_conn` sets; past them its new connection is closed as soon as it
 //! is accepted, holding neither a place nor a file. Behind a proxy every
 //! client has the proxy's address: the cap is turned off there (0), and
-//! the proxy limits its clients instead.
+//! the proxy limits its clients instead. An IPv6 site's /48 is not capped
+//! for connections: an organisation's hosts, each in a /64 of its own,
+//! share one, and a fleet downloading images holds many connections long.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,9 +24,11 @@ use crate::core::login_guard::{address_key, network_key, NETWORK_BUDGETS};
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// What each client address holds at once (connections here; the bodies
-/// of anonymous callers being read, `web::whole_body`), each at most `cap`.
+/// of anonymous callers being read, `web::whole_body`), each at most `cap`,
+/// and each IPv6 /48 at most `network_cap` where there is one.
 pub(crate) struct PerAddress {
     cap: usize,
+    network_cap: Option<usize>,
     open: Mutex<Open>,
     /// When a refusal was last logged, in seconds since the epoch.
     logged: AtomicU64,
@@ -57,9 +60,22 @@ fn release(open: &mut HashMap<IpAddr, usize>, key: &IpAddr) {
 }
 
 impl PerAddress {
+    /// At most `cap` an address.
     pub(crate) fn new(cap: usize) -> Arc<Self> {
+        Self::build(cap, None)
+    }
+
+    /// At most `cap` an address, and [`NETWORK_BUDGETS`] times that an
+    /// IPv6 /48 (one site, which numbers its clients from 65,536 /64s), as
+    /// the login throttle counts them.
+    pub(crate) fn with_network_cap(cap: usize) -> Arc<Self> {
+        Self::build(cap, Some(cap.saturating_mul(NETWORK_BUDGETS as usize)))
+    }
+
+    fn build(cap: usize, network_cap: Option<usize>) -> Arc<Self> {
         Arc::new(Self {
             cap,
+            network_cap,
             open: Mutex::new(Open::default()),
             logged: AtomicU64::new(0),
         })
@@ -82,16 +98,15 @@ impl PerAddress {
     }
 
     /// Counts one more of `peer`'s, or `None` if its address has
-    /// [`PerAddress::cap`] already (or its IPv6 /48 that many times
-    /// [`NETWORK_BUDGETS`]).
+    /// [`PerAddress::cap`] already (or its IPv6 /48 its network cap).
     pub(crate) fn count(self: &Arc<Self>, peer: IpAddr) -> Option<Counted> {
         let key = address_key(peer);
-        let network = network_key(peer);
+        let network = self.network_cap.and_then(|_| network_key(peer));
         let mut open = self.open();
         let open = &mut *open;
-        let network_cap = self.cap.saturating_mul(NETWORK_BUDGETS as usize);
         let network_full = network.is_some_and(|network| {
-            open.networks.get(&network).copied().unwrap_or(0) >= network_cap
+            let held = open.networks.get(&network).copied().unwrap_or(0);
+            self.network_cap.is_some_and(|cap| held >= cap)
         });
         let count = open.addresses.entry(key).or_default();
         if *count >= self.cap || network_full {
@@ -173,17 +188,34 @@ mod tests {
     /// its /64s it spreads over; another site is not held back by it.
     #[test]
     fn an_ipv6_site_has_at_most_four_caps_across_its_networks() {
-        let addresses = PerAddress::new(2);
+        let addresses = PerAddress::with_network_cap(2);
         let v6 = |address: String| address.parse::<IpAddr>().unwrap();
         let held: Vec<Counted> = (0..4)
             .flat_map(|network| [1, 2].map(|host| format!("2001:db8:5:{network}::{host}")))
             .map(|address| addresses.admit(v6(address)).unwrap())
             .collect();
-        assert!(addresses.admit(v6("2001:db8:5:99::1".into())).is_none());
-        assert!(addresses.admit(v6("2001:db8:6::1".into())).is_some());
+        assert!(addresses.count(v6("2001:db8:5:99::1".into())).is_none());
+        // The refusal left nothing counted for the address it refused.
+        assert_eq!(addresses.open().addresses.len(), 4);
+        assert!(addresses.count(v6("2001:db8:6::1".into())).is_some());
         drop(held);
-        assert!(addresses.admit(v6("2001:db8:5:99::1".into())).is_some());
+        let again = addresses.count(v6("2001:db8:5:99::1".into()));
+        assert!(again.is_some());
+        drop(again);
         let open = addresses.open();
-        assert!(!open.addresses.contains_key(&v6("2001:db8:5:0::".into())));
+        assert!(open.addresses.is_empty() && open.networks.is_empty());
+    }
+
+    /// Connections are capped by address only: a site's many /64s are not
+    /// held to a few addresses' caps.
+    #[test]
+    fn connections_are_not_capped_by_network() {
+        let addresses = PerAddress::new(2);
+        let held: Vec<Counted> = (0..16)
+            .map(|network| format!("2001:db8:5:{network}::1").parse().unwrap())
+            .map(|address| addresses.admit(address).unwrap())
+            .collect();
+        assert_eq!(held.len(), 16);
+        assert!(addresses.open().networks.is_empty());
     }
 }

@@ -78,13 +78,13 @@ impl BodyBudgets {
         Self {
             signed_in: BodyBudget::new(bytes - anonymous),
             anonymous: BodyBudget::new(anonymous),
-            anonymous_readers: PerAddress::new(ANONYMOUS_PER_ADDRESS),
+            anonymous_readers: PerAddress::with_network_cap(ANONYMOUS_PER_ADDRESS),
         }
     }
 
     /// One of the [`ANONYMOUS_PER_ADDRESS`] places of `client` for a body
     /// of a caller not signed in, held as long as it lives; `Busy` when the
-    /// address holds them all.
+    /// address (or its IPv6 /48) holds them all.
     pub(crate) fn anonymous_place(
         &self,
         client: Option<IpAddr>,

@@ -198,6 +198,40 @@ async fn anonymous_bodies_hold_their_share_of_the_budget_only() {
     drop(flood);
 }
 
+/// One IPv6 site (a /48) holds four addresses' share of anonymous bodies,
+/// however many of its /64s it sends them from: past them a form from
+/// another of its /64s is turned away, while another site is served.
+#[tokio::test]
+async fn one_ipv6_site_holds_four_addresses_share_of_anonymous_bodies() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |args| {
+        args.max_buffered_body_bytes = BUDGET;
+        args.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+        args.max_connections = Some(256);
+    })
+    .await;
+    // 32 bodies of 4 KiB each in the budget: an eighth of the anonymous
+    // share, which is not what turns the next away.
+    let mut flood = Vec::new();
+    for body in 0..32 {
+        let from = format!("X-Forwarded-For: 2001:db8:7:{}::1\r\n", body / 8);
+        flood.push(slow_body_from(&app, "/api/ui/login", None, 100, 1, &from).await);
+    }
+    assert!(
+        sign_in_turned_away(&app, Some("2001:db8:7:99::1")).await,
+        "a fifth /64 of one /48 had its body read"
+    );
+    let other_site = reqwest::Client::new()
+        .post(app.url("/api/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-forwarded-for", "2001:db8:8::1")
+        .body("username=a&password=b")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(other_site.status(), 503);
+    drop(flood);
+}
+
 /// Whether a sign-in form from `forwarded` (the client a trusted proxy
 /// names; the proxy itself for `None`) is turned away (503) within 20 s of
 /// asking again and again.
