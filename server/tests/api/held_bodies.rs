@@ -159,14 +159,7 @@ async fn anonymous_bodies_are_small_or_not_read() {
 /// answered 503, and a signed-in user's request is served all the same.
 #[tokio::test]
 async fn anonymous_bodies_hold_their_share_of_the_budget_only() {
-    let app = TestApp::spawn_with(Backend::Sqlite, |args| {
-        args.max_buffered_body_bytes = BUDGET;
-        args.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
-        // Past the connections the slow forms hold, whatever the machine's
-        // limit on open files.
-        args.max_connections = Some(256);
-    })
-    .await;
+    let app = behind_a_proxy().await;
     let admin = app.core.login("admin", ADMIN_PASSWORD).await.unwrap();
     let token = app.core.issue_token(&admin, None).await.unwrap().token;
     let from = |client: usize| format!("X-Forwarded-For: 198.51.100.{client}\r\n");
@@ -203,12 +196,7 @@ async fn anonymous_bodies_hold_their_share_of_the_budget_only() {
 /// another of its /64s is turned away, while another site is served.
 #[tokio::test]
 async fn one_ipv6_site_holds_four_addresses_share_of_anonymous_bodies() {
-    let app = TestApp::spawn_with(Backend::Sqlite, |args| {
-        args.max_buffered_body_bytes = BUDGET;
-        args.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
-        args.max_connections = Some(256);
-    })
-    .await;
+    let app = behind_a_proxy().await;
     // 32 bodies of 4 KiB each in the budget: an eighth of the anonymous
     // share, which is not what turns the next away.
     let mut flood = Vec::new();
@@ -220,16 +208,35 @@ async fn one_ipv6_site_holds_four_addresses_share_of_anonymous_bodies() {
         sign_in_turned_away(&app, Some("2001:db8:7:99::1")).await,
         "a fifth /64 of one /48 had its body read"
     );
-    let other_site = reqwest::Client::new()
-        .post(app.url("/api/ui/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-forwarded-for", "2001:db8:8::1")
-        .body("username=a&password=b")
-        .send()
-        .await
-        .unwrap();
+    let other_site = sign_in(&app, Some("2001:db8:8::1")).await;
     assert_ne!(other_site.status(), 503);
     drop(flood);
+}
+
+/// A server with a budget of [`BUDGET`] behind a trusted proxy on
+/// loopback, so that each request names its client.
+async fn behind_a_proxy() -> TestApp {
+    TestApp::spawn_with(Backend::Sqlite, |args| {
+        args.max_buffered_body_bytes = BUDGET;
+        args.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+        // Past the connections the slow forms hold, whatever the machine's
+        // limit on open files.
+        args.max_connections = Some(256);
+    })
+    .await
+}
+
+/// A sign-in form from `forwarded` (the client a trusted proxy names; the
+/// proxy itself for `None`).
+async fn sign_in(app: &TestApp, forwarded: Option<&str>) -> reqwest::Response {
+    let mut form = reqwest::Client::new()
+        .post(app.url("/api/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("username=a&password=b");
+    if let Some(client) = forwarded {
+        form = form.header("x-forwarded-for", client);
+    }
+    form.send().await.unwrap()
 }
 
 /// Whether a sign-in form from `forwarded` (the client a trusted proxy
@@ -238,14 +245,7 @@ async fn one_ipv6_site_holds_four_addresses_share_of_anonymous_bodies() {
 async fn sign_in_turned_away(app: &TestApp, forwarded: Option<&str>) -> bool {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let mut form = reqwest::Client::new()
-            .post(app.url("/api/ui/login"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body("username=a&password=b");
-        if let Some(client) = forwarded {
-            form = form.header("x-forwarded-for", client);
-        }
-        if form.send().await.unwrap().status() == 503 {
+        if sign_in(app, forwarded).await.status() == 503 {
             return true;
         }
         if Instant::now() > deadline {
