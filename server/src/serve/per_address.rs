@@ -101,13 +101,15 @@ impl PerAddress {
     /// [`PerAddress::cap`] already (or its IPv6 /48 its network cap).
     pub(crate) fn count(self: &Arc<Self>, peer: IpAddr) -> Option<Counted> {
         let key = address_key(peer);
-        let network = self.network_cap.and_then(|_| network_key(peer));
+        let network = self
+            .network_cap
+            .and_then(|cap| Some((network_key(peer)?, cap)));
         let mut open = self.open();
         let open = &mut *open;
-        let network_full = network.is_some_and(|network| {
-            let held = open.networks.get(&network).copied().unwrap_or(0);
-            self.network_cap.is_some_and(|cap| held >= cap)
+        let network_full = network.is_some_and(|(network, cap)| {
+            open.networks.get(&network).is_some_and(|held| *held >= cap)
         });
+        let network = network.map(|(network, _)| network);
         let count = open.addresses.entry(key).or_default();
         if *count >= self.cap || network_full {
             if *count == 0 {
