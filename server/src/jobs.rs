@@ -119,6 +119,9 @@ pub fn spawn_workers(core: Arc<Core>, count: usize) {
 async fn work(core: Arc<Core>, name: String) {
     let lease_ms = LEASE.as_millis() as i64;
     loop {
+        // Before the clock is read: the lease claimed below ends `LEASE`
+        // after that reading, however long the reaping and the claim take.
+        let asked = tokio::time::Instant::now();
         let now = match core.job_clock_ms().await {
             Ok(now) => now,
             Err(error) => {
@@ -138,7 +141,7 @@ async fn work(core: Arc<Core>, name: String) {
                     kind = %job.kind,
                     attempt = job.attempts
                 );
-                run(&core, &name, job).instrument(span).await
+                run(&core, &name, job, asked).instrument(span).await
             }
             Ok(None) => core.wait_for_jobs(IDLE_POLL).await,
             Err(error) => {
@@ -149,7 +152,7 @@ async fn work(core: Arc<Core>, name: String) {
     }
 }
 
-async fn run(core: &Arc<Core>, name: &str, job: JobRow) {
+async fn run(core: &Arc<Core>, name: &str, job: JobRow, claimed: tokio::time::Instant) {
     tracing::info!("job started");
     let lease_ms = LEASE.as_millis() as i64;
     // The job runs as a task of its own: if it panics, the panic ends that
@@ -172,7 +175,7 @@ async fn run(core: &Arc<Core>, name: &str, job: JobRow) {
         let now = core.job_clock_ms().await?;
         core.db().renew_lease(job.id, name, now, lease_ms).await
     };
-    let Some(outcome) = under_lease(work, renew, LeaseTiming::KEPT).await else {
+    let Some(outcome) = under_lease(work, renew, LeaseTiming::KEPT, claimed).await else {
         // The task is aborted on return; its outcome is not recorded.
         return;
     };
@@ -219,25 +222,29 @@ impl LeaseTiming {
 /// renewal could be heard of (the database fails or does not answer:
 /// another worker may take the job then), when `work` must stop, lest the
 /// job run twice at once.
-async fn under_lease<W, R, F>(work: W, mut renew: R, timing: LeaseTiming) -> Option<W::Output>
+async fn under_lease<W, R, F>(
+    work: W,
+    mut renew: R,
+    timing: LeaseTiming,
+    claimed: tokio::time::Instant,
+) -> Option<W::Output>
 where
     W: std::future::Future,
     R: FnMut() -> F,
     F: std::future::Future<Output = Result<bool, sqlx::Error>>,
 {
-    use tokio::time::Instant;
     // A renewal not answered within half an interval counts as failed.
     let patience = timing.renew_every / 2;
     tokio::pin!(work);
     let mut ticks = tokio::time::interval(timing.renew_every);
     ticks.tick().await;
-    // The lease runs from when it was last asked for (the claim, just now).
-    let mut renewed = Instant::now();
+    // The lease runs from when it was last asked for: at first, `claimed`.
+    let mut renewed = claimed;
     loop {
         tokio::select! {
             outcome = &mut work => return Some(outcome),
             _ = ticks.tick() => {
-                let asked = Instant::now();
+                let asked = tokio::time::Instant::now();
                 match tokio::time::timeout(patience, renew()).await {
                     Ok(Ok(true)) => renewed = asked,
                     Ok(Ok(false)) => {
@@ -294,6 +301,10 @@ mod tests {
         }
     }
 
+    fn now() -> tokio::time::Instant {
+        tokio::time::Instant::now()
+    }
+
     const QUICK: LeaseTiming = LeaseTiming {
         renew_every: Duration::from_millis(200),
         lasts: Duration::from_millis(2000),
@@ -317,7 +328,10 @@ mod tests {
             tokio::time::sleep(QUICK.lasts * 2).await;
             "done"
         };
-        assert_eq!(under_lease(work, once_failing, QUICK).await, Some("done"));
+        assert_eq!(
+            under_lease(work, once_failing, QUICK, now()).await,
+            Some("done")
+        );
     }
 
     /// A job stops once its lease is lost, or before it can run out when
@@ -335,10 +349,36 @@ mod tests {
         }
         let never = std::future::pending::<()>;
         let lost = || async { Ok(false) };
-        assert_eq!(stopped(under_lease(never(), lost, QUICK)).await, None);
+        assert_eq!(
+            stopped(under_lease(never(), lost, QUICK, now())).await,
+            None
+        );
         let failing = || async { Err(sqlx::Error::PoolTimedOut) };
-        assert_eq!(stopped(under_lease(never(), failing, QUICK)).await, None);
+        assert_eq!(
+            stopped(under_lease(never(), failing, QUICK, now())).await,
+            None
+        );
         let silent = std::future::pending::<Result<bool, sqlx::Error>>;
-        assert_eq!(stopped(under_lease(never(), silent, QUICK)).await, None);
+        assert_eq!(
+            stopped(under_lease(never(), silent, QUICK, now())).await,
+            None
+        );
+    }
+
+    /// A lease is reckoned from when it was asked for (before the clock
+    /// its end is measured by was read), not from when the claim answered:
+    /// a claim that took most of the lease to come back leaves little of
+    /// it, and a job whose renewal fails then stops at once.
+    #[tokio::test]
+    async fn a_lease_runs_from_when_it_was_asked_for() {
+        let mut renewals = 0;
+        let failing = || {
+            renewals += 1;
+            async { Err(sqlx::Error::PoolTimedOut) }
+        };
+        let claimed = now() - QUICK.lasts * 3 / 4;
+        let work = std::future::pending::<()>();
+        assert_eq!(under_lease(work, failing, QUICK, claimed).await, None);
+        assert_eq!(renewals, 1, "went on past its lease");
     }
 }

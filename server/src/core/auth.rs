@@ -181,7 +181,21 @@ impl Core {
         }
         let generated = password.is_none().then(generate_password);
         let password = password.or(generated.as_deref()).unwrap_or_default();
-        self.create_user("admin", password, Role::Admin).await?;
+        match self.create_user("admin", password, Role::Admin).await {
+            Ok(_) => {}
+            // Another server sharing the database, started at the same
+            // time, made it first: theirs stands, and this one starts too.
+            Err(CoreError::Conflict(_))
+                if self
+                    .db
+                    .user_by_name("admin")
+                    .await
+                    .is_ok_and(|found| found.is_some()) =>
+            {
+                return Ok(None)
+            }
+            Err(error) => return Err(error),
+        }
         tracing::info!("created the first administrator account, 'admin'");
         Ok(generated)
     }

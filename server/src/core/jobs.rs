@@ -94,14 +94,16 @@ impl Core {
     ) -> Result<(), sqlx::Error> {
         if job.kind == DEPLOY_JOB {
             if let Ok(payload) = serde_json::from_str::<DeployPayload>(&job.payload) {
-                let state = if will_retry {
-                    DeploymentState::Queued
+                let (id, now) = (payload.deployment, Utc::now());
+                if will_retry {
+                    let state = DeploymentState::Queued;
+                    self.db
+                        .requeued_deployment(id, job.id, state, reason, now)
+                        .await?;
                 } else {
-                    DeploymentState::Failed
-                };
-                self.db
-                    .set_deployment_state(payload.deployment, state, reason, Utc::now())
-                    .await?;
+                    let state = DeploymentState::Failed;
+                    self.db.set_deployment_state(id, state, reason, now).await?;
+                }
             }
             return Ok(());
         }
@@ -117,9 +119,16 @@ impl Core {
             warnings: "[]".into(),
             ..Default::default()
         };
-        self.db
-            .finish_sync_request(request, &outcome, Utc::now())
-            .await
+        if will_retry {
+            self.db
+                .requeued_sync_request(request, job.id, &outcome, Utc::now())
+                .await
+                .map(|_| ())
+        } else {
+            self.db
+                .finish_sync_request(request, &outcome, Utc::now())
+                .await
+        }
     }
 
     /// Requeues the jobs of workers that died; their requests wait again.
@@ -131,13 +140,18 @@ impl Core {
                 self.job_failed(&job, reason, state == "queued").await?;
                 continue;
             }
-            let job = job.id;
-            let Some(request) = self.db.sync_request_of_job(job).await? else {
+            let Some(request) = self.db.sync_request_of_job(job.id).await? else {
                 continue;
             };
             if state == "queued" {
+                let waiting = crate::store::SyncOutcome {
+                    status: "PENDING",
+                    errors: "[]".into(),
+                    warnings: "[]".into(),
+                    ..Default::default()
+                };
                 self.db
-                    .set_sync_status(request, "PENDING", Utc::now())
+                    .requeued_sync_request(request, job.id, &waiting, Utc::now())
                     .await?;
             } else {
                 let outcome = crate::store::SyncOutcome {

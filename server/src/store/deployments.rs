@@ -210,17 +210,50 @@ impl Db {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<(), sqlx::Error> {
-        const UPDATE: &str =
-            "UPDATE deployments SET state = $1, reason = $2, updated_at = $3 WHERE id = $4";
+        self.write_deployment_state(id, None, state, reason, now)
+            .await
+            .map(|_| ())
+    }
+
+    /// Shows a deployment whose job `job_id` was queued again (to retry,
+    /// or taken back from a worker that stopped) as `state`, unless the job
+    /// was claimed again since: a server that took it over may have done
+    /// it already, and a deployment shown queued for good would hold one
+    /// of its user's places. Answers whether it was shown.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn requeued_deployment(
+        &self,
+        id: i64,
+        job_id: i64,
+        state: DeploymentState,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, sqlx::Error> {
+        self.write_deployment_state(id, Some(job_id), state, reason, now)
+            .await
+    }
+
+    async fn write_deployment_state(
+        &self,
+        id: i64,
+        queued_job: Option<i64>,
+        state: DeploymentState,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, sqlx::Error> {
+        const UPDATE: &str = "UPDATE deployments SET state = $1, reason = $2, updated_at = $3 \
+             WHERE id = $4 AND ($5 IS NULL OR \
+             EXISTS (SELECT 1 FROM jobs WHERE id = $5 AND state = 'queued'))";
         with_pool!(self, pool => {
             sqlx::query(UPDATE)
                 .bind(state.as_str())
                 .bind(reason)
                 .bind(now)
                 .bind(id)
+                .bind(queued_job)
                 .execute(pool)
                 .await
-                .map(|_| ())
+                .map(|done| done.rows_affected() == 1)
         })
     }
 

@@ -340,3 +340,21 @@ async fn a_reset_password_replaces_the_old_one_everywhere_at_once(#[case] backen
     let browser = browser_of(&app, "dave", &new_password).await;
     assert_eq!(session_user(&app, &browser).await["username"], "dave");
 }
+
+/// Servers sharing a new database, started at the same time, each make
+/// sure of the `admin` account: one makes it, and every one starts.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn servers_started_together_on_a_new_database_all_start(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    crate::helpers::execute(&app, "DELETE FROM users").await;
+    let password = Some(ADMIN_PASSWORD);
+    let (a, b) = tokio::join!(
+        app.core.ensure_admin(password),
+        app.core.ensure_admin(password)
+    );
+    assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+    assert_eq!(basic_status(&app, ADMIN.0, ADMIN.1).await, 200);
+}

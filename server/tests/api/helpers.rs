@@ -587,6 +587,18 @@ pub fn ova_bytes() -> Vec<u8> {
     archive.into_inner().unwrap()
 }
 
+/// Runs `statement` on the test's database.
+pub async fn execute(app: &TestApp, statement: &str) {
+    match app.core.db().pool() {
+        depot_server::store::Pool::Sqlite(pool) => {
+            sqlx::query(statement).execute(pool).await.unwrap();
+        }
+        depot_server::store::Pool::Postgres(pool) => {
+            sqlx::query(statement).execute(pool).await.unwrap();
+        }
+    }
+}
+
 /// Sends a request and reads its JSON answer, whatever the status.
 pub async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
     request.send().await.unwrap().json().await.unwrap()

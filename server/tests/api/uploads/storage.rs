@@ -5,6 +5,7 @@ use futures_util::StreamExt as _;
 use rstest::rstest;
 
 use super::*;
+use crate::helpers::execute;
 
 /// An upload left past its expiry is gone: its chunks, its reservation,
 /// and its URL (404), once the collector has run.
@@ -53,18 +54,6 @@ async fn an_expired_upload_frees_its_space(#[case] backend: Backend) {
         patch(&app, &path, 500_000, random_bytes(10)).await.status(),
         404
     );
-}
-
-/// Runs `statement` on the test's database.
-async fn execute(app: &TestApp, statement: &str) {
-    match app.core.db().pool() {
-        depot_server::store::Pool::Sqlite(pool) => {
-            sqlx::query(statement).execute(pool).await.unwrap();
-        }
-        depot_server::store::Pool::Postgres(pool) => {
-            sqlx::query(statement).execute(pool).await.unwrap();
-        }
-    }
 }
 
 /// What a crash between forgetting an upload and removing its bytes leaves
