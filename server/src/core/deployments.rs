@@ -21,7 +21,7 @@ use chrono::Utc;
 
 use super::jobs::DEPLOY_JOB;
 use super::{db_error, Core};
-use crate::store::NewDeployment;
+use crate::store::{NewDeployment, UserRow};
 
 /// Deployments one user may have queued or running at once. Past them a new
 /// one is refused (409): the job queue runs oldest first, so one account
@@ -275,6 +275,18 @@ impl Core {
                 .await
                 .map_err(unavailable)
         };
+        // Its user may still write: a disabled account's queued deployments
+        // lay nothing more below the export root, as its syncs store nothing.
+        let user = self
+            .db
+            .user_by_id(deployment.user_id)
+            .await
+            .map_err(unavailable)?;
+        match user.as_ref().map(UserRow::principal) {
+            Some(Ok(_)) => {}
+            Some(Err(refused)) => return fail(refused.to_string()).await,
+            None => return fail("the user is gone".into()).await,
+        }
         self.db
             .set_deployment_state(id, DeploymentState::Running, "", Utc::now())
             .await
@@ -313,31 +325,32 @@ impl Core {
             return fail("the image has no file to deploy".into()).await;
         };
         let now = Utc::now();
-        // A folder right below the root is one user's: nobody else lays a
-        // file where another user's hypervisor reads. It is kept by whoever
-        // it was first claimed for: the user it is named as (no other can
-        // take it first), or else its first deployer. A claim stands: no
-        // account is made later with the name of a kept folder
-        // (`Core::create_user`). (The root's own files are shared, each
-        // its first deployer's.)
-        if let Some(top) = folder.relative.components().next() {
-            let top = top.as_os_str().to_string_lossy();
-            let named_for = self.db.user_by_name(&top).await.map_err(unavailable)?;
-            let claimed_for = named_for.map_or(deployment.user_id, |user| user.id);
-            let keeper = self
-                .db
-                .claim_export_folder(&top, claimed_for, now)
-                .await
-                .map_err(unavailable)?;
-            if keeper != Some(deployment.user_id) {
-                return fail(format!(
-                    "cannot write into {top}/: another user deploys there (a folder below \
-                     the export root named as a user is theirs, another its first deployer's)"
-                ))
-                .await;
-            }
-        }
         let shown = folder.relative.join(&row.name).display().to_string();
+        // A name right below the root is one user's: a folder there, so that
+        // nobody else lays a file where another user's hypervisor reads, and
+        // a file there too, which would take a folder's name (nobody could
+        // make that folder). It is kept by whoever it was first claimed for:
+        // the user it is named as (no other can take it first), or else its
+        // first deployer. A claim stands: no account is made later with a
+        // kept name (`Core::create_user`).
+        let top = match folder.relative.components().next() {
+            Some(top) => top.as_os_str().to_string_lossy().into_owned(),
+            None => row.name.clone(),
+        };
+        let named_for = self.db.user_by_name(&top).await.map_err(unavailable)?;
+        let claimed_for = named_for.map_or(deployment.user_id, |user| user.id);
+        let keeper = self
+            .db
+            .claim_export_folder(&top, claimed_for, now)
+            .await
+            .map_err(unavailable)?;
+        if keeper != Some(deployment.user_id) {
+            return fail(format!(
+                "cannot write {shown}: another user keeps {top} below the export root (a name \
+                 there that is a user's is theirs, any other its first deployer's)"
+            ))
+            .await;
+        }
         let claim = shown.clone();
         let (holder, new_claim) = self
             .db
@@ -363,32 +376,34 @@ impl Core {
                 &mut reservation,
             )
             .await;
+        // The file written is counted before its reservation goes: in
+        // between, the room it takes would be free for another write.
+        let counted = match &copied {
+            Ok(written) => self
+                .db
+                .set_deployed_size(&claim, *written as i64, Utc::now())
+                .await
+                .map_err(unavailable),
+            Err(_) => Ok(()),
+        };
         if let Some(reservation) = reservation {
             if let Err(error) = self.db.release_quota(reservation).await {
                 tracing::warn!(%error, "cannot release a quota reservation; it will expire");
             }
         }
-        let written = match copied {
-            Ok(bytes) => bytes,
-            Err(failure) => {
-                if new_claim {
-                    self.db
-                        .drop_deployed_claim(&claim, deployment.user_id)
-                        .await
-                        .map_err(unavailable)?;
-                }
-                return match failure {
-                    CopyFailure::Final(reason) => {
-                        fail(format!("cannot write {shown}: {reason}")).await
-                    }
-                    CopyFailure::Retry(reason) => Err(format!("cannot write {shown}: {reason}")),
-                };
+        counted?;
+        if let Err(failure) = copied {
+            if new_claim {
+                self.db
+                    .drop_deployed_claim(&claim, deployment.user_id)
+                    .await
+                    .map_err(unavailable)?;
             }
-        };
-        self.db
-            .set_deployed_size(&claim, written as i64, Utc::now())
-            .await
-            .map_err(unavailable)?;
+            return match failure {
+                CopyFailure::Final(reason) => fail(format!("cannot write {shown}: {reason}")).await,
+                CopyFailure::Retry(reason) => Err(format!("cannot write {shown}: {reason}")),
+            };
+        }
         self.db
             .set_deployment_state(id, DeploymentState::Done, "", Utc::now())
             .await
@@ -447,10 +462,46 @@ impl Core {
             folder.relative.clone(),
             row.name.clone(),
         );
+        let (source, _stop_when_dropped) = Stoppable::new(source);
         tokio::task::spawn_blocking(move || super::export::write(&root, &relative, &name, source))
             .await
             .map_err(lost)?
             .map_err(|error| CopyFailure::Retry(error.to_string()))
+    }
+}
+
+/// A copy's source that fails once nobody waits for the copy: its job was
+/// stopped (its lease lost: another server runs it now), and the blocking
+/// copy, which an abort does not reach, ends too rather than write on
+/// beside the new one. Its partial file is removed as after any failure.
+struct Stoppable<R> {
+    inner: R,
+    stopped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Stops its [`Stoppable`] when dropped.
+struct StopOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl<R> Stoppable<R> {
+    fn new(inner: R) -> (Self, StopOnDrop) {
+        let stopped = std::sync::Arc::default();
+        let stop = StopOnDrop(std::sync::Arc::clone(&stopped));
+        (Self { inner, stopped }, stop)
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Stoppable<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        if self.stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(std::io::Error::other("the deployment was stopped"));
+        }
+        self.inner.read(buffer)
     }
 }
 
@@ -463,6 +514,18 @@ enum CopyFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A copy whose job stopped (nobody waits for it) reads no further.
+    #[test]
+    fn a_stopped_copy_reads_no_further() {
+        use std::io::Read;
+        let (mut source, stop) = Stoppable::new(&b"bytes"[..]);
+        let mut first = [0u8; 2];
+        assert_eq!(source.read(&mut first).unwrap(), 2);
+        drop(stop);
+        let error = source.read(&mut first).unwrap_err();
+        assert_eq!(error.to_string(), "the deployment was stopped");
+    }
 
     /// A top folder is one the root lists under exactly that name; below
     /// it, whatever the disk finds.

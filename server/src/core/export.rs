@@ -73,6 +73,7 @@ pub fn write(
     // Large reads: the source may be a stream from an object store.
     let mut source = std::io::BufReader::with_capacity(1 << 20, source);
     let folder = open_folder(root, relative)?;
+    forget_stale_partials(&folder, name);
     let mut nonce = [0u8; 6];
     rand::thread_rng().fill_bytes(&mut nonce);
     let partial = format!(".{name}.{}.depot-partial", hex::encode(nonce));
@@ -99,6 +100,47 @@ pub fn write(
         Err(error) => {
             let _ = rustix::fs::unlinkat(&folder, partial.as_str(), AtFlags::empty());
             Err(error)
+        }
+    }
+}
+
+/// How long a partial file goes unwritten before it is taken for one a
+/// stopped server left: a live copy writes to its own all the time.
+const STALE_PARTIAL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Removes the partial files of `name` in `folder` that a copy stopped
+/// writing long ago (a server killed mid-copy): its retry writes under a
+/// new name, and the old one would hold its bytes below the export root,
+/// counted by no quota, for good. Best effort: what cannot be read or
+/// removed is left.
+fn forget_stale_partials(folder: &OwnedFd, name: &str) {
+    let Ok(entries) = rustix::fs::Dir::read_from(folder) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    let now = std::time::SystemTime::now();
+    for entry in entries.flatten() {
+        let entry_name = entry.file_name().to_bytes();
+        let Some(nonce) = entry_name
+            .strip_prefix(prefix.as_bytes())
+            .and_then(|rest| rest.strip_suffix(b".depot-partial"))
+        else {
+            continue;
+        };
+        if nonce.len() != 12 || !nonce.iter().all(u8::is_ascii_hexdigit) {
+            continue;
+        }
+        let Ok(stat) = rustix::fs::statat(folder, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)
+        else {
+            continue;
+        };
+        let modified = std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(u64::try_from(stat.st_mtime).unwrap_or(0));
+        let stale = now
+            .duration_since(modified)
+            .is_ok_and(|idle| idle > STALE_PARTIAL);
+        if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile && stale {
+            let _ = rustix::fs::unlinkat(folder, entry.file_name(), AtFlags::empty());
         }
     }
 }
@@ -149,5 +191,39 @@ mod tests {
             .is_symlink());
         // `..` never leaves the root.
         assert!(write(root.path(), Path::new("../x"), "disk.img", source()).is_err());
+    }
+
+    #[test]
+    fn a_copy_stopped_long_ago_leaves_no_partial_file_behind() {
+        let root = tempfile::tempdir().unwrap();
+        let at = |file: &str| root.path().join(file);
+        let stopped = ".disk.img.0123456789ab.depot-partial";
+        let live = ".disk.img.ba9876543210.depot-partial";
+        let others = [".other.img.0123456789ab.depot-partial", ".disk.img.notes"];
+        for file in [stopped, live].iter().chain(&others) {
+            std::fs::write(at(file), b"part").unwrap();
+        }
+        let long_ago = std::time::SystemTime::now() - STALE_PARTIAL * 2;
+        for file in [stopped].iter().chain(&others) {
+            std::fs::File::options()
+                .write(true)
+                .open(at(file))
+                .unwrap()
+                .set_modified(long_ago)
+                .unwrap();
+        }
+        std::fs::write(at("source"), b"bytes").unwrap();
+        let source = std::fs::File::open(at("source")).unwrap();
+        assert_eq!(
+            write(root.path(), Path::new(""), "disk.img", source).unwrap(),
+            5
+        );
+        assert!(
+            !at(stopped).exists(),
+            "a stopped copy's partial file was kept"
+        );
+        for kept in [live].iter().chain(&others) {
+            assert!(at(kept).exists(), "{kept} was removed");
+        }
     }
 }

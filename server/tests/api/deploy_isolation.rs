@@ -352,7 +352,8 @@ async fn a_deployment_whose_workers_all_stopped_fails(#[case] backend: Backend) 
 /// user is theirs, even before they deploy there; another is its first
 /// deployer's. Another user lays no file there, nor below it, whatever its
 /// name (a hypervisor reading that folder would boot it). The root's own
-/// files are shared, each kept by whoever deployed it first.
+/// files are shared, each kept by whoever deployed it first, and none
+/// takes a name another user keeps.
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
@@ -385,12 +386,28 @@ async fn a_folder_below_the_export_root_is_one_users(#[case] backend: Backend) {
         let done = deployed_into(who, at(folder), title).await;
         assert_eq!(done["state"], "done", "{folder}/{title}: {done}");
     }
-    // Each of the root's files is its first deployer's.
-    let taken = settled_reason(&deployed_into(&bob, at(""), "root-a").await);
-    assert!(
-        taken.contains("another user's deployment wrote that file"),
-        "{taken}"
-    );
+    // Each of the root's files is its first deployer's, and no file there
+    // takes the name of another user's folder, made or not yet made.
+    app.add_user("dave", "dave-password").await;
+    for (who, title) in [
+        (&bob, "root-a"),
+        (&bob, "team"),
+        (&alice, "bob"),
+        (&alice, "dave"),
+    ] {
+        let taken = settled_reason(&deployed_into(who, at(""), title).await);
+        assert!(taken.contains("another user keeps"), "{title}: {taken}");
+    }
+    for name in ["bob", "dave"] {
+        assert!(
+            !root.path().join(name).is_file(),
+            "a file was laid as {name}"
+        );
+    }
+    std::fs::create_dir(root.path().join("dave")).unwrap();
+    let dave = Vice::new(&app, "dave", "dave-password");
+    let done = deployed_into(&dave, at("dave"), "daves").await;
+    assert_eq!(done["state"], "done", "{done}");
 }
 
 /// Why a settled deployment is not done.
@@ -492,4 +509,87 @@ async fn no_account_is_named_as_another_users_export_folder(#[case] backend: Bac
         )
         .await;
     assert_eq!(status, 200, "{made}");
+}
+
+/// An account disabled with deployments still queued writes nothing more
+/// below the export root: each fails when its turn comes, saying why (a
+/// sync of the account's stores nothing either).
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_disabled_accounts_queued_deployments_write_nothing(#[case] backend: Backend) {
+    let (root, app) = no_workers(backend).await;
+    let location = format!("file://{}", root.path().display());
+    let alice = Vice::new(&app, "alice", "alice-password");
+    let (image, environment) = ready_to_deploy(&alice, &location).await;
+    let (status, deployment) = deploy(&alice, &environment, &image).await;
+    assert_eq!(status, 201, "{deployment}");
+    let id: i64 = deployment["id"].as_str().unwrap().parse().unwrap();
+    let alice_id = app
+        .core
+        .db()
+        .user_by_name("alice")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let (status, disabled) = crate::helpers::ui_call(
+        &app,
+        ("admin", crate::helpers::ADMIN_PASSWORD),
+        "users/change",
+        &[("id", &alice_id.to_string()), ("action", "disable")],
+    )
+    .await;
+    assert_eq!(status, 200, "{disabled}");
+
+    // Its turn comes.
+    let now = chrono::Utc::now().timestamp_millis();
+    let job = app.core.db().claim_job("test", now, 60_000).await.unwrap();
+    app.core
+        .run_job(&job.expect("the deployment's job"))
+        .await
+        .unwrap();
+    let ended = app.core.db().deployment(id).await.unwrap().unwrap();
+    assert_eq!(ended.state, "failed", "{ended:?}");
+    assert!(ended.reason.contains("disabled"), "{ended:?}");
+    let laid: Vec<_> = std::fs::read_dir(root.path()).unwrap().collect();
+    assert!(laid.is_empty(), "laid below the export root: {laid:?}");
+}
+
+/// A job taken back from a worker that stopped (server B's reaper) and
+/// done meanwhile by another (server C) stays done: B's word that it waits
+/// again, arriving last, changes nothing (shown queued for good, it would
+/// hold one of its user's places).
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_deployment_done_stays_done_whatever_a_late_reaper_says(#[case] backend: Backend) {
+    let (root, app) = no_workers(backend).await;
+    let location = format!("file://{}", root.path().display());
+    let alice = Vice::new(&app, "alice", "alice-password");
+    let (image, environment) = ready_to_deploy(&alice, &location).await;
+    let (status, deployment) = deploy(&alice, &environment, &image).await;
+    assert_eq!(status, 201, "{deployment}");
+    let id = deployment["id"].as_str().unwrap().to_owned();
+    let db = app.core.db();
+    let now = || chrono::Utc::now().timestamp_millis();
+    // A worker that stops; B takes its job back.
+    assert!(db.claim_job("gone", now(), 1).await.unwrap().is_some());
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let reaped = db.reap_jobs(now()).await.unwrap();
+    let [(job, state)] = reaped.as_slice() else {
+        panic!("{reaped:?}");
+    };
+    assert_eq!(state, "queued");
+    // C claims it and does it.
+    let taken = db.claim_job("c", now(), 60_000).await.unwrap().unwrap();
+    app.core.run_job(&taken).await.unwrap();
+    assert!(db.finish_job(taken.id, "c", now()).await.unwrap());
+    // B's word arrives.
+    let reason = "the deployment stopped before finishing";
+    app.core.job_failed(job, reason, true).await.unwrap();
+    let done = settled(&alice, &id).await;
+    assert_eq!(done["state"], "done", "{done}");
 }
