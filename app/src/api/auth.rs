@@ -15,6 +15,12 @@ pub async fn login(username: String, password: String) -> Result<Principal, Core
     let (catalog, _) = request_context()?;
     let principal = respond(catalog.login(&username, &password, client_address()).await)?;
     let session = session()?;
+    // The session signed in before (another account's, on a shared
+    // machine) ends here: the tokens it issued go with it, as on sign-out,
+    // rather than outlive the sign-out of the session that follows.
+    if let Some(before) = session.id() {
+        catalog.revoke_session_tokens(&before.to_string()).await?;
+    }
     // A new id on every sign-in, so that a session id planted before cannot be reused.
     session.cycle_id().await.map_err(|_| CoreError::Internal)?;
     session

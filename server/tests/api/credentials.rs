@@ -330,6 +330,32 @@ async fn signing_out_revokes_the_tokens_the_session_issued(#[case] backend: Back
     );
     assert_eq!(works(session_token).await, 401);
     assert_eq!(works(vss_token).await, 401);
+    assert_eq!(works(scripted.clone()).await, 200);
+
+    // Signed in again in the same browser (another account, say, on a
+    // shared machine): the session before ends there, and its tokens with
+    // it, rather than outlive the sign-out that follows.
+    app.add_user("bob", "bob-password").await;
+    let mut session_tokens = Vec::new();
+    for (user, password) in [("alice", "alice-password"), ("bob", "bob-password")] {
+        let signed_in = browser
+            .post(app.url("/api/ui/login"))
+            .header("accept", "text/html")
+            .form(&[("username", user), ("password", password)])
+            .send()
+            .await
+            .unwrap();
+        assert!(signed_in.status().is_redirection(), "{user}");
+        if user == "alice" {
+            let made: Value = json_of(browser.post(app.url("/api/tokens"))).await;
+            let token = made["token"].as_str().unwrap().to_owned();
+            assert_eq!(works(token.clone()).await, 200);
+            session_tokens.push(token);
+        }
+    }
+    for token in session_tokens {
+        assert_eq!(works(token).await, 401);
+    }
     assert_eq!(works(scripted).await, 200);
 }
 
