@@ -15,6 +15,10 @@ use super::images::Source;
 use super::{db_error, Core};
 use crate::store::NewImage;
 
+/// How many times an update is tried on a record that another change
+/// moved on under it, before its caller is told to send it again.
+const TRIES_IF_CHANGED: usize = 3;
+
 /// The kind of record a content type makes.
 fn kind_of(content: Option<ContentType>) -> ImageKind {
     match content.map(ContentType::format) {
@@ -118,23 +122,29 @@ impl Core {
         id: i64,
         spec: ViceImageSpec,
     ) -> Result<Image, CoreError> {
-        let current = self.writable_image(viewer, id).await?;
-        // The title is the name ViCE shows (the name's, if it has none of
-        // its own): a published image keeps it.
-        let shown = current.vice.title.as_deref().unwrap_or(&current.name);
-        if shown != spec.title {
-            super::images::published_stays(viewer, &current)?;
-        }
         let format = spec.content_type.map(|content| content.format().as_str());
-        let updated = self
-            .db
-            .update_vice(id, &spec, format, Utc::now())
-            .await
-            .map_err(db_error)?;
-        if !updated {
-            return Err(CoreError::not_found(format!("image {id}")));
+        // Checked against the record as it is, and written only if it still
+        // is (its version): an image published meanwhile is checked again.
+        for _ in 0..TRIES_IF_CHANGED {
+            let current = self.writable_image(viewer, id).await?;
+            // The title is the name ViCE shows (the name's, if it has none
+            // of its own): a published image keeps it.
+            let shown = current.vice.title.as_deref().unwrap_or(&current.name);
+            if shown != spec.title {
+                super::images::published_stays(viewer, &current)?;
+            }
+            let updated = self
+                .db
+                .update_vice(id, current.version, &spec, format, Utc::now())
+                .await
+                .map_err(db_error)?;
+            if updated {
+                return self.get_image(viewer, id).await;
+            }
         }
-        self.get_image(viewer, id).await
+        Err(CoreError::Conflict(format!(
+            "image {id} kept changing while it was being updated; send the change again"
+        )))
     }
 
     /// Streams a file into the blob store and makes it the image's bytes;

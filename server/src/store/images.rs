@@ -414,11 +414,13 @@ impl Db {
     }
 
     /// Replaces a record's ViCE attributes (and the name and format they
-    /// decide), bumping its version; `false` when there is no such record.
+    /// decide), bumping its version; `false` when there is no such record
+    /// at `version`.
     #[tracing::instrument(skip(self, spec), err)]
     pub async fn update_vice(
         &self,
         id: i64,
+        version: i64,
         spec: &ViceImageSpec,
         format: Option<&str>,
         now: DateTime<Utc>,
@@ -426,7 +428,7 @@ impl Db {
         const UPDATE: &str = "UPDATE images SET title = $1, vice_image_type = $2, \
              imported = $3, origin_environment = $4, environment_ref = $5, specifics = $6, \
              format = COALESCE(format, $7), updated_at = $8, version = version + 1 \
-             WHERE id = $9";
+             WHERE id = $9 AND version = $10";
         let vice = ViceColumns::of(Some(spec));
         with_pool!(self, pool => {
             sqlx::query(UPDATE)
@@ -439,6 +441,7 @@ impl Db {
                 .bind(format)
                 .bind(now)
                 .bind(id)
+                .bind(version)
                 .execute(pool)
                 .await
                 .map(|done| done.rows_affected() == 1)

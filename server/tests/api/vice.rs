@@ -205,6 +205,36 @@ async fn images_in_json_and_xml_with_the_seeds_status_codes(#[case] backend: Bac
     assert_eq!(status, 201, "{updated}");
     assert_eq!(updated["title"], "renamed");
     assert_eq!(updated["id"], id.as_str());
+    // A change checked against the record as it was read writes nothing
+    // once another change (an administrator publishing it, say) moved the
+    // record on.
+    let image_id: i64 = id.parse().unwrap();
+    let read_at = app
+        .core
+        .db()
+        .image(image_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .version;
+    changed["title"] = json!("renamed again");
+    let (status, updated) = alice.json(Method::PUT, "/images", Some(&changed)).await;
+    assert_eq!(status, 201, "{updated}");
+    let stale = app::model::ViceImageSpec::parse(app::model::ViceImageDraft {
+        title: Some("written over".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let now = chrono::Utc::now();
+    let written = app
+        .core
+        .db()
+        .update_vice(image_id, read_at, &stale, None, now);
+    assert!(!written.await.unwrap(), "written over a newer version");
+    changed["title"] = json!("renamed");
+    let (status, updated) = alice.json(Method::PUT, "/images", Some(&changed)).await;
+    assert_eq!(status, 201, "{updated}");
+
     let (status, _) = alice
         .json(Method::PUT, "/images", Some(&seed_image()))
         .await;
