@@ -50,6 +50,18 @@ fn older_than(entry: &std::fs::DirEntry, grace: Duration) -> bool {
         .is_some_and(|age| age >= grace)
 }
 
+/// The name a blob is copied under until it is whole.
+fn partial_copy(sha256: &str) -> String {
+    format!(".{sha256}.partial")
+}
+
+/// Whether a name in `blobs/` is a copy's until it is whole.
+fn is_partial_copy(name: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|rest| rest.strip_suffix(".partial"))
+        .is_some_and(is_sha256)
+}
+
 fn lost(error: tokio::task::JoinError) -> std::io::Error {
     std::io::Error::other(error)
 }
@@ -353,7 +365,7 @@ impl StagedBytes for LocalUploadStaged {
     async fn publish(self: Box<Self>, sha256: &str) -> std::io::Result<()> {
         let folder = self.blobs.join(&sha256[..2]);
         let destination = folder.join(sha256);
-        let partial = folder.join(format!(".{sha256}.partial"));
+        let partial = folder.join(partial_copy(sha256));
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             prefix_folder(&self.blobs, &folder)?;
             if destination.exists() {
@@ -457,13 +469,30 @@ impl Backend for LocalBlobs {
     }
 
     async fn discard_stale_uploads(&self, grace: Duration) -> std::io::Result<usize> {
-        let tmp = self.tmp.clone();
+        let (tmp, blobs) = (self.tmp.clone(), self.blobs.clone());
         tokio::task::spawn_blocking(move || {
             let mut removed = 0;
-            for entry in std::fs::read_dir(&tmp)? {
-                let entry = entry?;
-                if older_than(&entry, grace) && std::fs::remove_file(entry.path()).is_ok() {
+            let mut discard = |entry: &std::fs::DirEntry| {
+                if older_than(entry, grace) && std::fs::remove_file(entry.path()).is_ok() {
                     removed += 1;
+                }
+            };
+            for entry in std::fs::read_dir(&tmp)? {
+                discard(&entry?);
+            }
+            // And the copies of complete uploads into `blobs/` (from an
+            // `uploads/` mounted apart) that a crash cut short: nothing
+            // else removes them, since no digest names them.
+            for folder in std::fs::read_dir(&blobs)? {
+                let folder = folder?;
+                if !folder.file_type()?.is_dir() {
+                    continue;
+                }
+                for entry in std::fs::read_dir(folder.path())? {
+                    let entry = entry?;
+                    if is_partial_copy(&entry.file_name().to_string_lossy()) {
+                        discard(&entry);
+                    }
                 }
             }
             Ok(removed)

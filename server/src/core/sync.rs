@@ -450,7 +450,7 @@ impl Core {
                 let stream = read_store_file(&*self.personal, user.id, &file.relative)
                     .await
                     .map_err(|error| CoreError::invalid(format!("unreadable: {error}")))?;
-                (stream, None)
+                (as_listed(stream, file.size), None)
             }
             Copying::Package(package) => {
                 let replaced = existing.and_then(|image| image.size).unwrap_or(0);
@@ -591,6 +591,36 @@ pub(super) async fn read_store_file(
     Ok(stream.map_err(unreadable).boxed())
 }
 
+/// A file's bytes as its listing had them, or a failure: a copy counted as
+/// its file (no quota of its own) must be the file the quota counts, not
+/// one written over it since, larger, between the listing and the read.
+/// (The copy is recorded with the listing's source, so the next sync
+/// copies the file again whatever changed.)
+fn as_listed(stream: ByteStream, size: u64) -> ByteStream {
+    use futures_util::StreamExt;
+    let changed = || std::io::Error::other("the file changed while it was copied");
+    futures_util::stream::unfold(
+        (stream, 0u64, false),
+        move |(mut stream, read, ended)| async move {
+            if ended {
+                return None;
+            }
+            let (next, ended, read) = match stream.next().await {
+                Some(Ok(chunk)) => {
+                    let read = read.saturating_add(chunk.len() as u64);
+                    let past = read > size;
+                    (if past { Err(changed()) } else { Ok(chunk) }, past, read)
+                }
+                Some(Err(error)) => (Err(error), true, read),
+                None if read != size => (Err(changed()), true, read),
+                None => return None,
+            };
+            Some((next, (stream, read, ended)))
+        },
+    )
+    .boxed()
+}
+
 fn unreadable(error: std::io::Error) -> std::io::Error {
     tracing::warn!(%error, "cannot read a file of a personal store for a sync");
     std::io::Error::other("the file changed or could not be read")
@@ -622,5 +652,31 @@ mod tests {
             panic!("a file that is not there was read");
         };
         assert_eq!(error.to_string(), "the file changed or could not be read");
+    }
+
+    /// What `as_listed` lets through of `chunks` listed at `size` bytes.
+    async fn read_as_listed(chunks: &[&'static [u8]], size: u64) -> std::io::Result<Vec<u8>> {
+        use futures_util::{StreamExt, TryStreamExt};
+        let chunks: Vec<_> = chunks
+            .iter()
+            .map(|chunk| Ok(bytes::Bytes::from_static(chunk)))
+            .collect();
+        let stream = futures_util::stream::iter(chunks).boxed();
+        let read: Vec<bytes::Bytes> = as_listed(stream, size).try_collect().await?;
+        Ok(read.concat())
+    }
+
+    #[tokio::test]
+    async fn a_copy_is_the_file_as_listed_or_nothing() {
+        assert_eq!(read_as_listed(&[b"abc", b"de"], 5).await.unwrap(), b"abcde");
+        assert_eq!(read_as_listed(&[], 0).await.unwrap(), b"");
+        // Grown since it was listed (written over, larger), or shrunk.
+        let grown: [&'static [u8]; 2] = [b"abc", b"def"];
+        let shrunk: [&'static [u8]; 1] = [b"abc"];
+        for chunks in [&grown[..], &shrunk[..]] {
+            let size = 5;
+            let error = read_as_listed(chunks, size).await.unwrap_err();
+            assert_eq!(error.to_string(), "the file changed while it was copied");
+        }
     }
 }

@@ -292,15 +292,20 @@ impl BlobLock {
     /// Makes resumable upload `upload` record `id`'s, in the transaction
     /// that records it, if the completion claimed at `claimed_at` still
     /// holds the upload; answers whether it did (if not, another server
-    /// completes it, and nothing here may land).
+    /// completes it, and nothing here may land: the caller rolls back).
     pub async fn finish_upload(
         &mut self,
         upload: &str,
         id: i64,
         claimed_at: i64,
     ) -> Result<bool, sqlx::Error> {
-        use super::uploads::{FINISH, FORGET_PARTS};
+        use super::uploads::{FINISH, FORGET_PARTS, RELEASE_RESERVATION};
         with_tx!(&mut self.tx, conn => {
+            sqlx::query(RELEASE_RESERVATION)
+                .bind(upload)
+                .bind(claimed_at)
+                .execute(&mut **conn)
+                .await?;
             let finished = sqlx::query(FINISH)
                 .bind(id)
                 .bind(upload)

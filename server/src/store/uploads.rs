@@ -51,6 +51,14 @@ const SELECT: &str = "SELECT id, owner_id, length, received, metadata, reservati
 const OPEN_UPLOADS: &str =
     "SELECT COUNT(*) FROM resumable_uploads WHERE owner_id = $1 AND image_id IS NULL";
 
+/// Lets go of the quota reserved for an upload (`$1`) that the completion
+/// claimed at `$2` still holds, in the transaction that [`FINISH`]es it:
+/// its bytes count as the record from that commit on. Let go afterwards,
+/// a crash in between counted them twice until the reservation expired.
+pub(super) const RELEASE_RESERVATION: &str = "DELETE FROM quota_reservations WHERE id = \
+     (SELECT reservation_id FROM resumable_uploads \
+     WHERE id = $1 AND image_id IS NULL AND completing_at = $2)";
+
 /// Makes an upload (`$2`) image `$1`'s, if the completion claimed at `$3`
 /// still holds it; its parts are then forgotten ([`FORGET_PARTS`]), and the
 /// caller removes them from the blob store.
@@ -125,6 +133,11 @@ impl Db {
     ) -> Result<bool, sqlx::Error> {
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            sqlx::query(RELEASE_RESERVATION)
+                .bind(id)
+                .bind(claimed_at)
+                .execute(&mut *tx)
+                .await?;
             let finished = sqlx::query(FINISH)
                 .bind(image_id)
                 .bind(id)
@@ -133,10 +146,11 @@ impl Db {
                 .await?
                 .rows_affected()
                 == 1;
+            // Not finished here: rolled back, the reservation with it.
             if finished {
                 sqlx::query(FORGET_PARTS).bind(id).execute(&mut *tx).await?;
+                tx.commit().await?;
             }
-            tx.commit().await?;
             Ok(finished)
         })
     }

@@ -159,6 +159,24 @@ async fn a_complete_upload_is_linked_not_copied() {
     assert!(store.stored(Area::Uploads).await.unwrap().is_empty());
 }
 
+/// A blob copied from an upload's file on another file system, cut short
+/// by a crash, is discarded with the stale uploads; a blob is not.
+#[tokio::test]
+async fn a_blob_copy_cut_short_is_discarded_with_the_stale_uploads() {
+    let (root, store) = store_in_a_new_folder().await;
+    let sha256 = "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
+    let folder = root.path().join("blobs/b9");
+    std::fs::create_dir_all(&folder).unwrap();
+    for name in [super::partial_copy(sha256), sha256.to_owned()] {
+        std::fs::write(folder.join(name), b"hello").unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let removed = store.discard_stale_uploads(Duration::from_millis(10)).await;
+    assert_eq!(removed.unwrap(), 1);
+    assert!(!folder.join(super::partial_copy(sha256)).exists());
+    assert!(folder.join(sha256).exists());
+}
+
 #[test]
 fn only_hex_digests_map_to_paths() {
     let store = LocalBlobs {

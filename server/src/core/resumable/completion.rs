@@ -241,13 +241,9 @@ impl Core {
         }
         match recorded {
             // The upload became the image with it (`Landing::Completing`).
+            // Its reservation went in the same commit: the bytes count as
+            // the record now.
             Ok(image) => {
-                // The bytes count as the record now.
-                if let Some(reservation) = reservation {
-                    if let Err(error) = self.db.release_quota(reservation).await {
-                        tracing::warn!(%error, "cannot release a quota reservation; it will expire");
-                    }
-                }
                 self.remove_parts(id).await;
                 Ok(image)
             }
