@@ -326,30 +326,58 @@ impl Core {
         };
         let now = Utc::now();
         let shown = folder.relative.join(&row.name).display().to_string();
-        // A name right below the root is one user's: a folder there, so that
-        // nobody else lays a file where another user's hypervisor reads, and
-        // a file there too, which would take a folder's name (nobody could
-        // make that folder). It is kept by whoever it was first claimed for:
-        // the user it is named as (no other can take it first), or else its
-        // first deployer. A claim stands: no account is made later with a
-        // kept name (`Core::create_user`).
-        let top = match folder.relative.components().next() {
-            Some(top) => top.as_os_str().to_string_lossy().into_owned(),
-            None => row.name.clone(),
-        };
-        let named_for = self.db.user_by_name(&top).await.map_err(unavailable)?;
-        let claimed_for = named_for.map_or(deployment.user_id, |user| user.id);
-        let keeper = self
-            .db
-            .claim_export_folder(&top, claimed_for, now)
-            .await
-            .map_err(unavailable)?;
-        if keeper != Some(deployment.user_id) {
+        if row.name.ends_with(super::export::PARTIAL_SUFFIX) {
+            // Taken for a copy a killed server left, it would be removed.
             return fail(format!(
-                "cannot write {shown}: another user keeps {top} below the export root (a name \
-                 there that is a user's is theirs, any other its first deployer's)"
+                "cannot write {shown}: names ending in {} are Depot's partial files",
+                super::export::PARTIAL_SUFFIX
             ))
             .await;
+        }
+        match folder.relative.components().next() {
+            // A folder right below the root is one user's: nobody else lays
+            // a file where another user's hypervisor reads. It is kept by
+            // whoever it was first claimed for: the user it is named as (no
+            // other can take it first), or else its first deployer. A claim
+            // stands: no account is made later with the name of a kept
+            // folder (`Core::create_user`).
+            Some(top) => {
+                let top = top.as_os_str().to_string_lossy();
+                let named_for = self.db.user_by_name(&top).await.map_err(unavailable)?;
+                let claimed_for = named_for.map_or(deployment.user_id, |user| user.id);
+                let keeper = self
+                    .db
+                    .claim_export_folder(&top, claimed_for, now)
+                    .await
+                    .map_err(unavailable)?;
+                if keeper != Some(deployment.user_id) {
+                    return fail(format!(
+                        "cannot write {shown}: another user deploys into {top}/ (a folder \
+                         below the export root named as a user is theirs, another its first \
+                         deployer's)"
+                    ))
+                    .await;
+                }
+            }
+            // A file at the root takes no name another user keeps there, in
+            // any case (on a disk that ignores case, `BOB` stands where
+            // `bob/` would be made): nobody could make that user's folder.
+            // It claims no name itself: image names are anyone's to choose,
+            // and a claim would keep accounts of that name from being made.
+            None => {
+                let kept = self
+                    .db
+                    .export_name_kept_by_another(&row.name, deployment.user_id)
+                    .await
+                    .map_err(unavailable)?;
+                if kept {
+                    return fail(format!(
+                        "cannot write {shown}: another user keeps that name below the export \
+                         root (a user's own, or a folder they deploy into)"
+                    ))
+                    .await;
+                }
+            }
         }
         let claim = shown.clone();
         let (holder, new_claim) = self

@@ -12,6 +12,10 @@ use std::path::{Component, Path};
 use rand::RngCore;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
+/// How the name a copy is written under ends, until it is renamed into
+/// place; no deployed file's name ends so.
+pub const PARTIAL_SUFFIX: &str = ".depot-partial";
+
 /// What stands at a deployment's target now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
@@ -76,7 +80,7 @@ pub fn write(
     forget_stale_partials(&folder, name);
     let mut nonce = [0u8; 6];
     rand::thread_rng().fill_bytes(&mut nonce);
-    let partial = format!(".{name}.{}.depot-partial", hex::encode(nonce));
+    let partial = format!(".{name}.{}{PARTIAL_SUFFIX}", hex::encode(nonce));
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let out = rustix::fs::openat(&folder, partial.as_str(), flags, Mode::from_raw_mode(0o644))?;
     let mut out = std::fs::File::from(out);
@@ -123,7 +127,7 @@ fn forget_stale_partials(folder: &OwnedFd, name: &str) {
         let entry_name = entry.file_name().to_bytes();
         let Some(nonce) = entry_name
             .strip_prefix(prefix.as_bytes())
-            .and_then(|rest| rest.strip_suffix(b".depot-partial"))
+            .and_then(|rest| rest.strip_suffix(PARTIAL_SUFFIX.as_bytes()))
         else {
             continue;
         };

@@ -4,6 +4,7 @@ use app::error::CoreError;
 use app::model::{Deployment, DeploymentState};
 use chrono::{DateTime, Utc};
 
+use super::jobs::JobRow;
 use super::rows::from_row_by_name;
 use super::{with_pool, Db};
 
@@ -215,42 +216,44 @@ impl Db {
             .map(|_| ())
     }
 
-    /// Shows a deployment whose job `job_id` was queued again (to retry,
-    /// or taken back from a worker that stopped) as `state`, unless the job
-    /// was claimed again since: a server that took it over may have done
-    /// it already, and a deployment shown queued for good would hold one
-    /// of its user's places. Answers whether it was shown.
+    /// Shows a deployment whose `job` was queued again (to retry, or taken
+    /// back from a worker that stopped) as `state`, unless the job was
+    /// claimed again since (its attempts counted on): a server that took it
+    /// over may have done it already, and a deployment shown queued for
+    /// good would hold one of its user's places. Answers whether it was
+    /// shown.
     #[tracing::instrument(skip(self), err)]
     pub async fn requeued_deployment(
         &self,
         id: i64,
-        job_id: i64,
+        job: &JobRow,
         state: DeploymentState,
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, sqlx::Error> {
-        self.write_deployment_state(id, Some(job_id), state, reason, now)
+        self.write_deployment_state(id, Some(job), state, reason, now)
             .await
     }
 
     async fn write_deployment_state(
         &self,
         id: i64,
-        queued_job: Option<i64>,
+        queued_job: Option<&JobRow>,
         state: DeploymentState,
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, sqlx::Error> {
         const UPDATE: &str = "UPDATE deployments SET state = $1, reason = $2, updated_at = $3 \
              WHERE id = $4 AND ($5 IS NULL OR \
-             EXISTS (SELECT 1 FROM jobs WHERE id = $5 AND state = 'queued'))";
+             EXISTS (SELECT 1 FROM jobs WHERE id = $5 AND state = 'queued' AND attempts = $6))";
         with_pool!(self, pool => {
             sqlx::query(UPDATE)
                 .bind(state.as_str())
                 .bind(reason)
                 .bind(now)
                 .bind(id)
-                .bind(queued_job)
+                .bind(queued_job.map(|job| job.id))
+                .bind(queued_job.map(|job| job.attempts))
                 .execute(pool)
                 .await
                 .map(|done| done.rows_affected() == 1)
@@ -293,6 +296,31 @@ impl Db {
              ORDER BY rank LIMIT 1";
         with_pool!(self, pool => {
             sqlx::query_scalar::<_, i64>(KEEPER).bind(name).fetch_optional(pool).await
+        })
+    }
+
+    /// Whether a name right below the export root is kept by a user other
+    /// than `user_id`, told apart from it by case or by trailing dots and
+    /// spaces alone (as a file system that ignores them would): a folder
+    /// they deploy into, or their username.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn export_name_kept_by_another(
+        &self,
+        name: &str,
+        user_id: i64,
+    ) -> Result<bool, sqlx::Error> {
+        const KEPT: &str = "SELECT 1 FROM export_folders \
+             WHERE LOWER(RTRIM(name, '. ')) = LOWER($1) AND user_id <> $2 \
+             UNION ALL SELECT 1 FROM users \
+             WHERE LOWER(RTRIM(username, '. ')) = LOWER($1) AND id <> $2";
+        let name = name.trim_end_matches(['.', ' ']);
+        with_pool!(self, pool => {
+            sqlx::query_scalar::<_, i32>(KEPT)
+                .bind(name)
+                .bind(user_id)
+                .fetch_optional(pool)
+                .await
+                .map(|kept| kept.is_some())
         })
     }
 

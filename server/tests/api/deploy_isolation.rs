@@ -387,23 +387,37 @@ async fn a_folder_below_the_export_root_is_one_users(#[case] backend: Backend) {
         assert_eq!(done["state"], "done", "{folder}/{title}: {done}");
     }
     // Each of the root's files is its first deployer's, and no file there
-    // takes the name of another user's folder, made or not yet made.
+    // takes the name of another user's folder, made or not yet made, in any
+    // case; nor does one claim its name from the accounts to come.
+    let taken = settled_reason(&deployed_into(&bob, at(""), "root-a").await);
+    assert!(
+        taken.contains("another user's deployment wrote that file"),
+        "{taken}"
+    );
     app.add_user("dave", "dave-password").await;
     for (who, title) in [
-        (&bob, "root-a"),
         (&bob, "team"),
         (&alice, "bob"),
+        (&alice, "Bob"),
         (&alice, "dave"),
     ] {
         let taken = settled_reason(&deployed_into(who, at(""), title).await);
         assert!(taken.contains("another user keeps"), "{title}: {taken}");
     }
-    for name in ["bob", "dave"] {
+    for name in ["bob", "Bob", "dave"] {
         assert!(
             !root.path().join(name).is_file(),
             "a file was laid as {name}"
         );
     }
+    // Nor is a file named as the copies a killed server leaves, which are
+    // removed once they look abandoned.
+    let taken =
+        settled_reason(&deployed_into(&alice, at(""), ".a.0123456789ab.depot-partial").await);
+    assert!(taken.contains("partial files"), "{taken}");
+    let erin = deployed_into(&alice, at(""), "erin").await;
+    assert_eq!(erin["state"], "done", "{erin}");
+    app.add_user("erin", "erin-password").await;
     std::fs::create_dir(root.path().join("dave")).unwrap();
     let dave = Vice::new(&app, "dave", "dave-password");
     let done = deployed_into(&dave, at("dave"), "daves").await;
@@ -557,15 +571,15 @@ async fn a_disabled_accounts_queued_deployments_write_nothing(#[case] backend: B
     assert!(laid.is_empty(), "laid below the export root: {laid:?}");
 }
 
-/// A job taken back from a worker that stopped (server B's reaper) and
-/// done meanwhile by another (server C) stays done: B's word that it waits
-/// again, arriving last, changes nothing (shown queued for good, it would
-/// hold one of its user's places).
+/// A job taken back from a worker that stopped (server B's reaper), then
+/// failed or done meanwhile by another (server C) shows what C found: B's
+/// word that it waits again, arriving last, changes nothing (shown queued
+/// for good, it would hold one of its user's places).
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn a_deployment_done_stays_done_whatever_a_late_reaper_says(#[case] backend: Backend) {
+async fn a_late_reapers_word_changes_nothing(#[case] backend: Backend) {
     let (root, app) = no_workers(backend).await;
     let location = format!("file://{}", root.path().display());
     let alice = Vice::new(&app, "alice", "alice-password");
@@ -583,13 +597,27 @@ async fn a_deployment_done_stays_done_whatever_a_late_reaper_says(#[case] backen
         panic!("{reaped:?}");
     };
     assert_eq!(state, "queued");
-    // C claims it and does it.
+    let reapers_word = || {
+        app.core
+            .job_failed(job, "the deployment stopped before finishing", true)
+    };
+    // C claims it, and it fails, to be tried again.
+    let taken = db.claim_job("c", now(), 60_000).await.unwrap().unwrap();
+    let reason = "the export root was away";
+    let failed = db
+        .fail_job(taken.id, "c", now(), now(), reason)
+        .await
+        .unwrap();
+    assert_eq!(failed.as_deref(), Some("queued"));
+    app.core.job_failed(&taken, reason, true).await.unwrap();
+    reapers_word().await.unwrap();
+    let shown = settled(&alice, &id).await;
+    assert_eq!(shown["reason"], reason, "{shown}");
+    // C claims it again and does it.
     let taken = db.claim_job("c", now(), 60_000).await.unwrap().unwrap();
     app.core.run_job(&taken).await.unwrap();
     assert!(db.finish_job(taken.id, "c", now()).await.unwrap());
-    // B's word arrives.
-    let reason = "the deployment stopped before finishing";
-    app.core.job_failed(job, reason, true).await.unwrap();
+    reapers_word().await.unwrap();
     let done = settled(&alice, &id).await;
     assert_eq!(done["state"], "done", "{done}");
 }
