@@ -153,6 +153,12 @@ async fn work(core: Arc<Core>, name: String) {
 }
 
 async fn run(core: &Arc<Core>, name: &str, job: JobRow, claimed: tokio::time::Instant) {
+    // A claim that took most of the lease to come back (a database slow to
+    // answer) starts nothing: the lease lapses, and the job is taken back.
+    if LeaseTiming::KEPT.may_run_out(tokio::time::Instant::now(), claimed) {
+        tracing::warn!("the claim took most of the lease; the job waits for another turn");
+        return;
+    }
     tracing::info!("job started");
     let lease_ms = LEASE.as_millis() as i64;
     // The job runs as a task of its own: if it panics, the panic ends that
@@ -215,6 +221,18 @@ impl LeaseTiming {
         renew_every: RENEW_EVERY,
         lasts: LEASE,
     };
+
+    /// A renewal not answered within half an interval counts as failed.
+    fn patience(&self) -> Duration {
+        self.renew_every / 2
+    }
+
+    /// Whether a lease asked for at `from` may run out before a renewal
+    /// asked at the next tick after `now` is answered, or less than an
+    /// interval after: a job must not go on (nor start) under it.
+    fn may_run_out(&self, now: tokio::time::Instant, from: tokio::time::Instant) -> bool {
+        now + self.renew_every + self.patience() + self.renew_every >= from + self.lasts
+    }
 }
 
 /// Runs `work` while its lease is renewed: its outcome, or `None` once the
@@ -233,8 +251,7 @@ where
     R: FnMut() -> F,
     F: std::future::Future<Output = Result<bool, sqlx::Error>>,
 {
-    // A renewal not answered within half an interval counts as failed.
-    let patience = timing.renew_every / 2;
+    let patience = timing.patience();
     tokio::pin!(work);
     let mut ticks = tokio::time::interval(timing.renew_every);
     ticks.tick().await;
@@ -254,11 +271,7 @@ where
                     Ok(Err(error)) => tracing::warn!(%error, "cannot renew the lease"),
                     Err(_) => tracing::warn!("the lease's renewal went unanswered"),
                 }
-                // The next renewal is asked at the next tick and answered
-                // within its patience: if the lease may end before that, or
-                // less than an interval after, stop now.
-                let next_heard = asked + timing.renew_every + patience;
-                if next_heard + timing.renew_every >= renewed + timing.lasts {
+                if timing.may_run_out(asked, renewed) {
                     tracing::warn!("the lease may run out before it is renewed; the job stops");
                     return None;
                 }
@@ -377,6 +390,9 @@ mod tests {
             async { Err(sqlx::Error::PoolTimedOut) }
         };
         let claimed = now() - QUICK.lasts * 3 / 4;
+        // Nor would such a job start (`run`).
+        assert!(QUICK.may_run_out(now(), claimed));
+        assert!(!QUICK.may_run_out(now(), now()));
         let work = std::future::pending::<()>();
         assert_eq!(under_lease(work, failing, QUICK, claimed).await, None);
         assert_eq!(renewals, 1, "went on past its lease");

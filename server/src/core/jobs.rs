@@ -98,7 +98,7 @@ impl Core {
                 if will_retry {
                     let state = DeploymentState::Queued;
                     self.db
-                        .requeued_deployment(id, job.id, state, reason, now)
+                        .requeued_deployment(id, job, state, reason, now)
                         .await?;
                 } else {
                     let state = DeploymentState::Failed;
@@ -121,7 +121,7 @@ impl Core {
         };
         if will_retry {
             self.db
-                .requeued_sync_request(request, job.id, &outcome, Utc::now())
+                .requeued_sync_request(request, job, &outcome, Utc::now())
                 .await
                 .map(|_| ())
         } else {
@@ -151,7 +151,7 @@ impl Core {
                     ..Default::default()
                 };
                 self.db
-                    .requeued_sync_request(request, job.id, &waiting, Utc::now())
+                    .requeued_sync_request(request, &job, &waiting, Utc::now())
                     .await?;
             } else {
                 let outcome = crate::store::SyncOutcome {

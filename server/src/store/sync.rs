@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::jobs::JobRow;
 use super::rows::from_row_by_name;
 use super::{with_pool, Db};
 
@@ -192,34 +193,35 @@ impl Db {
             .map(|_| ())
     }
 
-    /// Records what became of a request whose job `job_id` was queued
-    /// again (to retry, or taken back from a worker that stopped), unless
-    /// the job was claimed again since: a server that took it over may have
-    /// finished it already, and what it recorded stands (else a request
-    /// left waiting for good would hold back its user's later ones).
-    /// Answers whether it was recorded.
+    /// Records what became of a request whose `job` was queued again (to
+    /// retry, or taken back from a worker that stopped), unless the job was
+    /// claimed again since (its attempts counted on): a server that took it
+    /// over may have finished it already, or failed it with its own words,
+    /// and what it recorded stands (else a request left waiting for good
+    /// would hold back its user's later ones). Answers whether it was
+    /// recorded.
     #[tracing::instrument(skip(self, outcome), err)]
     pub async fn requeued_sync_request(
         &self,
         id: i64,
-        job_id: i64,
+        job: &JobRow,
         outcome: &SyncOutcome,
         now: DateTime<Utc>,
     ) -> Result<bool, sqlx::Error> {
-        self.write_sync_outcome(id, Some(job_id), outcome, now)
-            .await
+        self.write_sync_outcome(id, Some(job), outcome, now).await
     }
 
     async fn write_sync_outcome(
         &self,
         id: i64,
-        queued_job: Option<i64>,
+        queued_job: Option<&JobRow>,
         outcome: &SyncOutcome,
         now: DateTime<Utc>,
     ) -> Result<bool, sqlx::Error> {
         const UPDATE: &str = "UPDATE sync_requests SET status = $1, added = $2, updated = $3, \
              deleted = $4, errors = $5, warnings = $6, updated_at = $7 WHERE id = $8 \
-             AND ($9 IS NULL OR EXISTS (SELECT 1 FROM jobs WHERE id = $9 AND state = 'queued'))";
+             AND ($9 IS NULL OR EXISTS (SELECT 1 FROM jobs \
+             WHERE id = $9 AND state = 'queued' AND attempts = $10))";
         with_pool!(self, pool => {
             sqlx::query(UPDATE)
                 .bind(outcome.status)
@@ -230,7 +232,8 @@ impl Db {
                 .bind(&outcome.warnings)
                 .bind(now)
                 .bind(id)
-                .bind(queued_job)
+                .bind(queued_job.map(|job| job.id))
+                .bind(queued_job.map(|job| job.attempts))
                 .execute(pool)
                 .await
                 .map(|done| done.rows_affected() == 1)
