@@ -18,8 +18,11 @@ pub async fn login(username: String, password: String) -> Result<Principal, Core
     // The session signed in before (another account's, on a shared
     // machine) ends here: the tokens it issued go with it, as on sign-out,
     // rather than outlive the sign-out of the session that follows.
-    if let Some(before) = session.id() {
-        catalog.revoke_session_tokens(&before.to_string()).await?;
+    // (A session that was signed in: its record read, not an id that a
+    // request sent along with other credentials merely names.)
+    let signed_in_before = session.get::<i64>(SESSION_USER_KEY).await.ok().flatten();
+    if let (Some(before), Some(_)) = (session.id(), signed_in_before) {
+        respond(catalog.revoke_session_tokens(&before.to_string()).await)?;
     }
     // A new id on every sign-in, so that a session id planted before cannot be reused.
     session.cycle_id().await.map_err(|_| CoreError::Internal)?;

@@ -482,14 +482,14 @@ impl Backend for LocalBlobs {
             }
             // And the copies of complete uploads into `blobs/` (from an
             // `uploads/` mounted apart) that a crash cut short: nothing
-            // else removes them, since no digest names them.
-            for folder in std::fs::read_dir(&blobs)? {
-                let folder = folder?;
-                if !folder.file_type()?.is_dir() {
+            // else removes them, since no digest names them. A folder that
+            // cannot be read is left to the next round.
+            let folders = std::fs::read_dir(&blobs)?.flatten();
+            for folder in folders.filter(|folder| folder.path().is_dir()) {
+                let Ok(entries) = std::fs::read_dir(folder.path()) else {
                     continue;
-                }
-                for entry in std::fs::read_dir(folder.path())? {
-                    let entry = entry?;
+                };
+                for entry in entries.flatten() {
                     if is_partial_copy(&entry.file_name().to_string_lossy()) {
                         discard(&entry);
                     }
