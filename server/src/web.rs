@@ -5,6 +5,7 @@ mod assets;
 mod auth;
 mod body_length;
 mod compress;
+mod dav_headers;
 mod error;
 mod files;
 mod form_guard;

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use dav_server::davpath::DavPath;
 use dav_server::fs::FsError;
 use dav_server::{DavConfig, DavHandler};
+use futures_util::FutureExt;
 use http_body_util::BodyExt;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
@@ -133,6 +134,10 @@ async fn serve(
         let message = format!("a file may be at most {limit} bytes\n");
         return (StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
     }
+    if let Some(name) = super::dav_headers::unreadable_condition(request.headers()) {
+        let message = format!("the {name} header is malformed\n");
+        return (StatusCode::BAD_REQUEST, message).into_response();
+    }
     let Ok(destination) = destination(request.headers()) else {
         let message = "the destination must be a file or folder inside your store (/store/…)\n";
         return (StatusCode::BAD_REQUEST, message).into_response();
@@ -143,10 +148,7 @@ async fn serve(
     };
     // `Overwrite: F` onto an entry that exists is dav-server's 412, with
     // nothing deleted.
-    let overwrites = request
-        .headers()
-        .get("overwrite")
-        .is_none_or(|overwrite| !overwrite.as_bytes().eq_ignore_ascii_case(b"F"));
+    let overwrites = !super::dav_headers::keeps_destination(request.headers());
     if let Some(to) = destination.filter(|_| overwrites) {
         let (method, path) = (request.method().clone(), request.uri().path().to_owned());
         if let Some(refused) = refuse_before_overwrite(&files, &method, &path, &to).await {
@@ -164,11 +166,14 @@ async fn serve(
             error
         }))
     });
-    let response = state
-        .dav
-        .handle_with(dav_config(&files, user), request)
-        .await
-        .into_response();
+    // Whatever else dav-server might panic on is a 500, not a connection
+    // closed without an answer.
+    let handled = state.dav.handle_with(dav_config(&files, user), request);
+    let Ok(response) = std::panic::AssertUnwindSafe(handled).catch_unwind().await else {
+        tracing::error!("the WebDAV handler panicked");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let response = response.into_response();
     match failed.get() {
         Some(reason) => {
             let message = format!("reading the request's body failed: {reason}\n");

@@ -612,3 +612,37 @@ async fn deeply_nested_webdav_bodies_are_refused(#[case] backend: Backend) {
         200
     );
 }
+
+/// Conditions the WebDAV library would read past the end of (a lone quote
+/// as an entity tag, an `If` header's token left open) are refused, 400,
+/// rather than end the connection without an answer; the store works on.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[tokio::test]
+async fn store_conditions_that_cannot_be_read_are_refused(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let alice = crate::store::User::new(&app, "alice", "alice-password").await;
+    assert_eq!(
+        alice.dav("PUT", "/f.iso", Some(random_bytes(10))).await.0,
+        201
+    );
+    for (method, path, header, value) in [
+        ("MKCOL", "/x/", "if-match", "\""),
+        ("MKCOL", "/x/", "if", "<a"),
+        ("DELETE", "/f.iso", "if-none-match", "W/\""),
+        ("GET", "/f.iso", "if-range", "\""),
+    ] {
+        let response = reqwest::Client::new()
+            .request(
+                Method::from_bytes(method.as_bytes()).unwrap(),
+                app.url(&format!("/store{path}")),
+            )
+            .basic_auth("alice", Some("alice-password"))
+            .header(header, value)
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("{method} with {header}: {value}: {error}"));
+        assert_eq!(response.status(), 400, "{method} with {header}: {value}");
+    }
+    assert_eq!(alice.dav("GET", "/f.iso", None).await.0, 200);
+}

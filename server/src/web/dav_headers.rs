@@ -1,0 +1,144 @@
+//! The WebDAV request headers that Depot reads before dav-server does, so
+//! that both read them alike: conditions that dav-server's parsers would
+//! read past the end of (they panic, and the connection closes without an
+//! answer) are refused first, and `Overwrite` means "do not" only when
+//! dav-server will take it so.
+
+use axum::http::HeaderMap;
+
+/// The first conditional header that dav-server could not parse without
+/// reading past its end, if any: an entity tag that is a lone quote (in
+/// `If-Match`, `If-None-Match` or `If-Range`), or an `If` header whose `<…>`
+/// or `[…]` token does not close.
+pub(super) fn unreadable_condition(headers: &HeaderMap) -> Option<&'static str> {
+    let texts = |name: &'static str| {
+        headers
+            .get_all(name)
+            .into_iter()
+            .map(move |value| (name, String::from_utf8_lossy(value.as_bytes())))
+    };
+    for (name, text) in texts("if-match").chain(texts("if-none-match")) {
+        if text.split(',').any(|tag| lone_quote(tag.trim())) {
+            return Some(name);
+        }
+    }
+    for (name, text) in texts("if-range") {
+        if lone_quote(&text) {
+            return Some(name);
+        }
+    }
+    for (name, text) in texts("if") {
+        if !if_tokens_close(text.as_bytes()) {
+            return Some(name);
+        }
+    }
+    None
+}
+
+/// An entity tag of a lone quote, weak or not.
+fn lone_quote(tag: &str) -> bool {
+    tag.strip_prefix("W/").unwrap_or(tag) == "\""
+}
+
+/// Whether every `<…>` and `[…]` token of an `If` header closes outside a
+/// quoted string, as dav-server's scanner takes for granted (a blank ends
+/// a token too: dav-server refuses it then, without reading further).
+fn if_tokens_close(text: &[u8]) -> bool {
+    let mut at = 0;
+    while let Some(&open) = text.get(at) {
+        let close = match open {
+            b'<' => b'>',
+            b'[' => b']',
+            _ => {
+                at += 1;
+                continue;
+            }
+        };
+        let mut quoted = false;
+        at += 1;
+        loop {
+            let Some(&byte) = text.get(at) else {
+                return false;
+            };
+            if (byte == close && !quoted) || b" \t\r\n".contains(&byte) {
+                break;
+            }
+            quoted ^= byte == b'"';
+            at += 1;
+        }
+        at += 1;
+    }
+    true
+}
+
+/// Whether a `COPY` or `MOVE` asks not to replace what stands at its
+/// destination: one `Overwrite` of exactly `F`, the only form dav-server
+/// takes so (any other, it replaces).
+pub(super) fn keeps_destination(headers: &HeaderMap) -> bool {
+    let mut overwrite = headers.get_all("overwrite").into_iter();
+    matches!(
+        (overwrite.next(), overwrite.next()),
+        (Some(value), None) if value.as_bytes() == b"F"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(*name, value.parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn conditions_dav_server_would_read_past_are_named() {
+        for (name, value) in [
+            ("if-match", "\""),
+            ("if-none-match", "\"a\", W/\""),
+            ("if-range", "\""),
+            ("if", "<a"),
+            ("if", "(<a"),
+            ("if", "[\"x"),
+            ("if", "[\"x]"),
+            ("if", "(<urn:a> [\"e\"]) <b"),
+        ] {
+            assert_eq!(
+                unreadable_condition(&headers(&[(name, value)])),
+                Some(name),
+                "{value}"
+            );
+        }
+        for (name, value) in [
+            ("if-match", "*"),
+            ("if-match", "\"a\", W/\"b\""),
+            ("if-none-match", "\"\""),
+            ("if-range", "Wed, 21 Oct 2015 07:28:00 GMT"),
+            ("if", "(<urn:uuid:a> [\"e\"])"),
+            ("if", "</store/x> (Not <urn:a>)"),
+            ("if", "<a b"),
+        ] {
+            assert_eq!(
+                unreadable_condition(&headers(&[(name, value)])),
+                None,
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_one_overwrite_of_f_keeps_the_destination() {
+        assert!(keeps_destination(&headers(&[("overwrite", "F")])));
+        for pairs in [
+            &[][..],
+            &[("overwrite", "T")],
+            &[("overwrite", "f")],
+            &[("overwrite", "F"), ("overwrite", "F")],
+        ] {
+            assert!(!keeps_destination(&headers(pairs)), "{pairs:?}");
+        }
+    }
+}
