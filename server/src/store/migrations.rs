@@ -42,6 +42,7 @@ const SQLITE: &[(&str, &str)] = embedded!("sqlite":
     "0016_catalog_version.sql",
     "0017_export_folders.sql",
     "0018_key_fingerprint.sql",
+    "0019_completion_renewals.sql",
 );
 
 const POSTGRES: &[(&str, &str)] = embedded!("postgres":
@@ -67,6 +68,7 @@ const POSTGRES: &[(&str, &str)] = embedded!("postgres":
     "0020_sessions.sql",
     "0021_export_folders.sql",
     "0022_key_fingerprint.sql",
+    "0023_completion_renewals.sql",
 );
 
 /// SQLite's migrations, in order.

@@ -184,7 +184,8 @@ impl Db {
     }
 
     /// Claims the completion of a complete upload for this server, unless
-    /// another claimed it after `stale` (ms); answers whether it did.
+    /// another claimed or renewed its claim after `stale` (ms); answers
+    /// whether it did.
     #[tracing::instrument(skip(self), err)]
     pub async fn claim_completion(
         &self,
@@ -192,9 +193,10 @@ impl Db {
         now_ms: i64,
         stale: i64,
     ) -> Result<bool, sqlx::Error> {
-        const CLAIM: &str = "UPDATE resumable_uploads SET completing_at = $1 \
+        const CLAIM: &str = "UPDATE resumable_uploads \
+             SET completing_at = $1, completion_renewed_at = NULL \
              WHERE id = $2 AND image_id IS NULL AND received = length \
-             AND (completing_at IS NULL OR completing_at < $3)";
+             AND (completing_at IS NULL OR COALESCE(completion_renewed_at, completing_at) < $3)";
         with_pool!(self, pool => {
             sqlx::query(CLAIM)
                 .bind(now_ms)
@@ -203,6 +205,44 @@ impl Db {
                 .execute(pool)
                 .await
                 .map(|done| done.rows_affected() == 1)
+        })
+    }
+
+    /// Renews the completion claimed at `claimed_at` at `now_ms`, and keeps
+    /// the upload and its reservation at least until `keep_until` (the
+    /// collector takes expired ones); `false` once the claim is another's,
+    /// or the upload is done.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn renew_completion(
+        &self,
+        id: &str,
+        claimed_at: i64,
+        now_ms: i64,
+        keep_until: i64,
+    ) -> Result<bool, sqlx::Error> {
+        const RENEW: &str = "UPDATE resumable_uploads SET completion_renewed_at = $1, \
+             expires_at = CASE WHEN expires_at < $2 THEN $2 ELSE expires_at END \
+             WHERE id = $3 AND image_id IS NULL AND completing_at = $4";
+        const RESERVATION: &str = "UPDATE quota_reservations \
+             SET expires_at = CASE WHEN expires_at < $1 THEN $1 ELSE expires_at END \
+             WHERE id = (SELECT reservation_id FROM resumable_uploads WHERE id = $2)";
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let renewed = sqlx::query(RENEW)
+                .bind(now_ms)
+                .bind(keep_until)
+                .bind(id)
+                .bind(claimed_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+            if !renewed {
+                return Ok(false);
+            }
+            sqlx::query(RESERVATION).bind(keep_until).bind(id).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(true)
         })
     }
 

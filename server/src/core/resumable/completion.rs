@@ -17,12 +17,13 @@ use crate::core::inspect;
 use crate::core::{db_error, io_error, Core};
 use crate::store::UploadRow;
 
-/// How long a completion may take before another server takes it over.
+/// How long a completion goes unrenewed before another server takes it
+/// over.
 const COMPLETION_LEASE: Duration = Duration::from_secs(3600);
 
 /// This server's claim on an upload's completion: the image it makes lands
 /// only while the claim holds (another server may take over a completion
-/// that outlasts [`COMPLETION_LEASE`], or whose server died).
+/// whose server stopped renewing it for [`COMPLETION_LEASE`]: it died).
 #[derive(Debug, Clone)]
 pub(crate) struct Completion {
     pub upload: String,
@@ -164,6 +165,7 @@ impl Core {
             upload: id.to_owned(),
             claimed_at: now,
         };
+        let _renewing = self.keep_completion_claimed(id, now);
         let (reservation, upload, parts, (digested, inspection)) =
             match self.completion_bytes(id).await {
                 Ok(prepared) => prepared,
@@ -274,6 +276,32 @@ impl Core {
     }
 
     /// Lets go of a completion claim at once (it lapses if it cannot).
+    /// Renews this server's claim on a completion, every quarter of its
+    /// lease, until the answer is dropped: the completion of a large upload
+    /// (on an object store: read back, copied, copied again past 5 GiB) may
+    /// take hours, and is taken over only once its server stops renewing
+    /// (it died, or dropped the work). Its upload and reservation are kept
+    /// as long.
+    fn keep_completion_claimed(
+        &self,
+        id: &str,
+        claimed_at: i64,
+    ) -> tokio_util::task::AbortOnDropHandle<()> {
+        let (db, id) = (self.db.clone(), id.to_owned());
+        let lease = COMPLETION_LEASE.as_millis() as i64;
+        tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(COMPLETION_LEASE / 4).await;
+                let now = Utc::now().timestamp_millis();
+                match db.renew_completion(&id, claimed_at, now, now + lease).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(error) => tracing::warn!(%error, "cannot renew a completion's claim"),
+                }
+            }
+        }))
+    }
+
     async fn release_claim(&self, id: &str, now: i64) {
         if let Err(release) = self.db.release_completion(id, now).await {
             tracing::warn!(%release, "cannot release a completion claim; it will lapse");

@@ -2,6 +2,7 @@
 //! completing it.
 
 use depot_server::store::Pool;
+use rstest::rstest;
 
 use super::*;
 use crate::files::images_listed;
@@ -121,4 +122,43 @@ async fn a_completion_started_by_a_get_takes_one_of_the_users_places() {
         assert_eq!(chunk.await.unwrap().unwrap().status(), 204);
     }
     assert_eq!(image_sha256(&app, &done).await, sha256_hex(&bytes));
+}
+
+/// A completion its server goes on renewing (a large upload, hours in the
+/// making) is not taken over, however long ago it was claimed; once the
+/// renewals stop for a lease (the server died), it is, and the first
+/// server's claim is gone.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_completion_renewed_is_not_taken_over(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let path = create(&app, 1000, &format!("filename {}", b64(b"large.iso"))).await;
+    let id = path.rsplit('/').next().unwrap().to_owned();
+    // Its bytes all in, and its day nearly over.
+    let (now, hour) = (chrono::Utc::now().timestamp_millis(), 3_600_000);
+    let statement = format!("UPDATE resumable_uploads SET received = length, expires_at = {now}");
+    crate::helpers::execute(&app, &statement).await;
+    let db = app.core.db();
+    let claimed = now - 2 * hour;
+    assert!(db
+        .claim_completion(&id, claimed, claimed - hour)
+        .await
+        .unwrap());
+    assert!(db
+        .renew_completion(&id, claimed, now, now + hour)
+        .await
+        .unwrap());
+    assert!(!db.claim_completion(&id, now, now - hour).await.unwrap());
+    let later = now + 2 * hour;
+    assert!(db.claim_completion(&id, later, later - hour).await.unwrap());
+    assert!(!db
+        .renew_completion(&id, claimed, later, later + hour)
+        .await
+        .unwrap());
+    // Kept, as its renewals said, past its own expiry.
+    let expired = db.expired_uploads(now + hour / 2).await.unwrap();
+    assert!(!expired.contains(&id), "{expired:?}");
 }
