@@ -252,6 +252,19 @@ async fn no_workers(backend: Backend) -> (tempfile::TempDir, TestApp) {
     (root, app)
 }
 
+/// A server with no job workers, and Alice's deployment of an image into
+/// its export root, queued: the root, the server, the deployment's id.
+async fn queued_deployment(backend: Backend) -> (tempfile::TempDir, TestApp, String) {
+    let (root, app) = no_workers(backend).await;
+    let location = format!("file://{}", root.path().display());
+    let alice = Vice::new(&app, "alice", "alice-password");
+    let (image, environment) = ready_to_deploy(&alice, &location).await;
+    let (status, deployment) = deploy(&alice, &environment, &image).await;
+    assert_eq!(status, 201, "{deployment}");
+    let id = deployment["id"].as_str().unwrap().to_owned();
+    (root, app, id)
+}
+
 /// An image of `vice`'s user and an environment at `location`: their ids.
 async fn ready_to_deploy(vice: &Vice<'_>, location: &str) -> (String, String) {
     let image = image_with(vice, "appliance", iso_bytes(100_000)).await;
@@ -322,13 +335,8 @@ async fn a_user_has_a_bounded_number_of_deployments_waiting(#[case] backend: Bac
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_deployment_whose_workers_all_stopped_fails(#[case] backend: Backend) {
-    let (root, app) = no_workers(backend).await;
-    let location = format!("file://{}", root.path().display());
+    let (_root, app, id) = queued_deployment(backend).await;
     let alice = Vice::new(&app, "alice", "alice-password");
-    let (image, environment) = ready_to_deploy(&alice, &location).await;
-    let (status, deployment) = deploy(&alice, &environment, &image).await;
-    assert_eq!(status, 201, "{deployment}");
-    let id = deployment["id"].as_str().unwrap().to_owned();
     // Claimed three times (its attempts) by a worker that never renews.
     for _ in 0..3 {
         let now = chrono::Utc::now().timestamp_millis();
@@ -533,13 +541,8 @@ async fn no_account_is_named_as_another_users_export_folder(#[case] backend: Bac
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_disabled_accounts_queued_deployments_write_nothing(#[case] backend: Backend) {
-    let (root, app) = no_workers(backend).await;
-    let location = format!("file://{}", root.path().display());
-    let alice = Vice::new(&app, "alice", "alice-password");
-    let (image, environment) = ready_to_deploy(&alice, &location).await;
-    let (status, deployment) = deploy(&alice, &environment, &image).await;
-    assert_eq!(status, 201, "{deployment}");
-    let id: i64 = deployment["id"].as_str().unwrap().parse().unwrap();
+    let (root, app, id) = queued_deployment(backend).await;
+    let id: i64 = id.parse().unwrap();
     let alice_id = app
         .core
         .db()
@@ -580,13 +583,8 @@ async fn a_disabled_accounts_queued_deployments_write_nothing(#[case] backend: B
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_late_reapers_word_changes_nothing(#[case] backend: Backend) {
-    let (root, app) = no_workers(backend).await;
-    let location = format!("file://{}", root.path().display());
+    let (_root, app, id) = queued_deployment(backend).await;
     let alice = Vice::new(&app, "alice", "alice-password");
-    let (image, environment) = ready_to_deploy(&alice, &location).await;
-    let (status, deployment) = deploy(&alice, &environment, &image).await;
-    assert_eq!(status, 201, "{deployment}");
-    let id = deployment["id"].as_str().unwrap().to_owned();
     let db = app.core.db();
     let now = || chrono::Utc::now().timestamp_millis();
     // A worker that stops; B takes its job back.
