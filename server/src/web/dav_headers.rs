@@ -1,8 +1,9 @@
 //! The WebDAV request headers that Depot reads before dav-server does, so
 //! that both read them alike: conditions that dav-server's parsers would
 //! read past the end of (they panic, and the connection closes without an
-//! answer) are refused first, and `Overwrite` means "do not" only when
-//! dav-server will take it so.
+//! answer) are refused first, ranges it would overflow on are taken out or
+//! refused, and `Overwrite` means "do not" only when dav-server will take
+//! it so.
 
 use axum::http::HeaderMap;
 
@@ -71,6 +72,34 @@ fn if_tokens_close(text: &[u8]) -> bool {
     true
 }
 
+/// Takes out a `Range` that names a byte position no file reaches, so
+/// that the whole file is sent (as a server may for any range): dav-server
+/// adds one to a range's end unchecked, and `bytes=1-18446744073709551615`
+/// wrapped into an answer of zeros without end. Answers the name of a
+/// write's range header that names one (`Content-Range`, SabreDAV's
+/// `X-Update-Range`), to be refused.
+pub(super) fn unreachable_range(headers: &mut HeaderMap) -> Option<&'static str> {
+    let past_any_file = |name: &'static str, headers: &HeaderMap| {
+        headers
+            .get_all(name)
+            .into_iter()
+            .any(|value| names_a_position_past_any_file(value.as_bytes()))
+    };
+    if past_any_file("range", headers) {
+        headers.remove("range");
+    }
+    ["content-range", "x-update-range"]
+        .into_iter()
+        .find(|name| past_any_file(name, headers))
+}
+
+/// Whether a number of 19 digits or more stands in a range header: past
+/// 10^18 bytes, no file's position.
+fn names_a_position_past_any_file(text: &[u8]) -> bool {
+    text.split(|byte| !byte.is_ascii_digit())
+        .any(|digits| digits.len() >= 19)
+}
+
 /// Whether a `COPY` or `MOVE` asks not to replace what stands at its
 /// destination: one `Overwrite` of exactly `F`, the only form dav-server
 /// takes so (any other, it replaces).
@@ -125,6 +154,23 @@ mod tests {
                 unreadable_condition(&headers(&[(name, value)])),
                 None,
                 "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn ranges_past_any_file_are_taken_out_or_named() {
+        let mut read = headers(&[("range", "bytes=1-18446744073709551615")]);
+        assert_eq!(unreachable_range(&mut read), None);
+        assert!(read.get("range").is_none());
+        let mut fair = headers(&[("range", "bytes=0-99,200-")]);
+        assert_eq!(unreachable_range(&mut fair), None);
+        assert!(fair.get("range").is_some());
+        for name in ["content-range", "x-update-range"] {
+            let value = "bytes 1-18446744073709551615/*";
+            assert_eq!(
+                unreachable_range(&mut headers(&[(name, value)])),
+                Some(name)
             );
         }
     }

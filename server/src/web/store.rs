@@ -122,7 +122,7 @@ async fn serve(
     };
     // The body read whole keeps its share of the budget until dav-server
     // has answered.
-    let (request, _whole) = match shallow_body(request, &state.bodies.signed_in).await {
+    let (mut request, _whole) = match shallow_body(request, &state.bodies.signed_in).await {
         Ok(read) => read,
         Err(refused) => return refused,
     };
@@ -134,7 +134,10 @@ async fn serve(
         let message = format!("a file may be at most {limit} bytes\n");
         return (StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
     }
-    if let Some(name) = super::dav_headers::unreadable_condition(request.headers()) {
+    let unreadable = super::dav_headers::unreadable_condition(request.headers());
+    if let Some(name) =
+        unreadable.or_else(|| super::dav_headers::unreachable_range(request.headers_mut()))
+    {
         let message = format!("the {name} header is malformed\n");
         return (StatusCode::BAD_REQUEST, message).into_response();
     }
@@ -167,7 +170,8 @@ async fn serve(
         }))
     });
     // Whatever else dav-server might panic on is a 500, not a connection
-    // closed without an answer.
+    // closed without an answer. (Not in the answer's body, which hyper
+    // reads after this: a panic there ends only that connection.)
     let handled = state.dav.handle_with(dav_config(&files, user), request);
     let Ok(response) = std::panic::AssertUnwindSafe(handled).catch_unwind().await else {
         tracing::error!("the WebDAV handler panicked");

@@ -645,4 +645,16 @@ async fn store_conditions_that_cannot_be_read_are_refused(#[case] backend: Backe
         assert_eq!(response.status(), 400, "{method} with {header}: {value}");
     }
     assert_eq!(alice.dav("GET", "/f.iso", None).await.0, 200);
+    // A range to a position past any file: the whole file, not an answer
+    // without end.
+    let whole = reqwest::Client::new()
+        .get(app.url("/store/f.iso"))
+        .basic_auth("alice", Some("alice-password"))
+        .header("range", "bytes=1-18446744073709551615")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(whole.status(), 200);
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), whole.bytes()).await;
+    assert_eq!(read.expect("an answer without end").unwrap().len(), 10);
 }
