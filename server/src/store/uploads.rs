@@ -209,9 +209,9 @@ impl Db {
     }
 
     /// Renews the completion claimed at `claimed_at` at `now_ms`, and keeps
-    /// the upload and its reservation at least until `keep_until` (the
-    /// collector takes expired ones); `false` once the claim is another's,
-    /// or the upload is done.
+    /// the upload and its reservation at least until `keep_until` unless
+    /// they expired already (the room of an expired one may be another's
+    /// now); `false` once the claim is another's, or the upload is done.
     #[tracing::instrument(skip(self), err)]
     pub async fn renew_completion(
         &self,
@@ -220,14 +220,26 @@ impl Db {
         now_ms: i64,
         keep_until: i64,
     ) -> Result<bool, sqlx::Error> {
+        // The reservation first, then the upload, as the landing that
+        // finishes the upload takes them: in the other order, the two
+        // could each wait for the other's row.
+        const RESERVATION: &str = "UPDATE quota_reservations SET expires_at = \
+             CASE WHEN expires_at < $1 AND expires_at > $2 THEN $1 ELSE expires_at END \
+             WHERE id = (SELECT reservation_id FROM resumable_uploads \
+             WHERE id = $3 AND image_id IS NULL AND completing_at = $4)";
         const RENEW: &str = "UPDATE resumable_uploads SET completion_renewed_at = $1, \
-             expires_at = CASE WHEN expires_at < $2 THEN $2 ELSE expires_at END \
+             expires_at = CASE WHEN expires_at < $2 AND expires_at > $1 THEN $2 \
+             ELSE expires_at END \
              WHERE id = $3 AND image_id IS NULL AND completing_at = $4";
-        const RESERVATION: &str = "UPDATE quota_reservations \
-             SET expires_at = CASE WHEN expires_at < $1 THEN $1 ELSE expires_at END \
-             WHERE id = (SELECT reservation_id FROM resumable_uploads WHERE id = $2)";
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            sqlx::query(RESERVATION)
+                .bind(keep_until)
+                .bind(now_ms)
+                .bind(id)
+                .bind(claimed_at)
+                .execute(&mut *tx)
+                .await?;
             let renewed = sqlx::query(RENEW)
                 .bind(now_ms)
                 .bind(keep_until)
@@ -237,12 +249,11 @@ impl Db {
                 .await?
                 .rows_affected()
                 == 1;
-            if !renewed {
-                return Ok(false);
+            // Not renewed: rolled back, the reservation's expiry with it.
+            if renewed {
+                tx.commit().await?;
             }
-            sqlx::query(RESERVATION).bind(keep_until).bind(id).execute(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(true)
+            Ok(renewed)
         })
     }
 

@@ -21,6 +21,10 @@ use crate::store::UploadRow;
 /// over.
 const COMPLETION_LEASE: Duration = Duration::from_secs(3600);
 
+/// How long a completion's server renews its claim at the most (a terabyte
+/// read back and copied twice at 20 MB/s takes a day and more).
+const COMPLETION_RENEWED_AT_MOST: Duration = Duration::from_secs(2 * 24 * 3600);
+
 /// This server's claim on an upload's completion: the image it makes lands
 /// only while the claim holds (another server may take over a completion
 /// whose server stopped renewing it for [`COMPLETION_LEASE`]: it died).
@@ -275,13 +279,14 @@ impl Core {
         }
     }
 
-    /// Lets go of a completion claim at once (it lapses if it cannot).
-    /// Renews this server's claim on a completion, every quarter of its
-    /// lease, until the answer is dropped: the completion of a large upload
-    /// (on an object store: read back, copied, copied again past 5 GiB) may
-    /// take hours, and is taken over only once its server stops renewing
-    /// (it died, or dropped the work). Its upload and reservation are kept
-    /// as long.
+    /// Renews this server's claim on a completion at once and then every
+    /// quarter of its lease, until the answer is dropped: the completion of
+    /// a large upload (on an object store: read back, copied, copied again
+    /// past 5 GiB) may take hours, and is taken over only once its server
+    /// stops renewing (it died, or dropped the work). Its upload and
+    /// reservation, unless they expired already, are kept as long. After
+    /// [`COMPLETION_RENEWED_AT_MOST`] the work is taken for stuck, and
+    /// renewed no more.
     fn keep_completion_claimed(
         &self,
         id: &str,
@@ -289,19 +294,21 @@ impl Core {
     ) -> tokio_util::task::AbortOnDropHandle<()> {
         let (db, id) = (self.db.clone(), id.to_owned());
         let lease = COMPLETION_LEASE.as_millis() as i64;
+        let until = tokio::time::Instant::now() + COMPLETION_RENEWED_AT_MOST;
         tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(COMPLETION_LEASE / 4).await;
+            while tokio::time::Instant::now() < until {
                 let now = Utc::now().timestamp_millis();
                 match db.renew_completion(&id, claimed_at, now, now + lease).await {
                     Ok(true) => {}
                     Ok(false) => return,
                     Err(error) => tracing::warn!(%error, "cannot renew a completion's claim"),
                 }
+                tokio::time::sleep(COMPLETION_LEASE / 4).await;
             }
         }))
     }
 
+    /// Lets go of a completion claim at once (it lapses if it cannot).
     async fn release_claim(&self, id: &str, now: i64) {
         if let Err(release) = self.db.release_completion(id, now).await {
             tracing::warn!(%release, "cannot release a completion claim; it will lapse");

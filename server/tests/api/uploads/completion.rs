@@ -52,11 +52,14 @@ async fn a_completion_taken_over_lands_nothing() {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         // Another server's claim, made while this one's completion waits.
-        sqlx::query("UPDATE resumable_uploads SET completing_at = completing_at + 1 WHERE id = $1")
-            .bind(&id)
-            .execute(pool)
-            .await
-            .unwrap();
+        sqlx::query(
+            "UPDATE resumable_uploads SET completing_at = completing_at + 1, \
+             completion_renewed_at = NULL WHERE id = $1",
+        )
+        .bind(&id)
+        .execute(pool)
+        .await
+        .unwrap();
         holder.commit().await.unwrap();
     };
     let (completed, ()) = tokio::join!(patch(&app, &path, 0, bytes.clone()), take_over);
@@ -139,7 +142,9 @@ async fn a_completion_renewed_is_not_taken_over(#[case] backend: Backend) {
     let id = path.rsplit('/').next().unwrap().to_owned();
     // Its bytes all in, and its day nearly over.
     let (now, hour) = (chrono::Utc::now().timestamp_millis(), 3_600_000);
-    let statement = format!("UPDATE resumable_uploads SET received = length, expires_at = {now}");
+    let minute_left = now + 60_000;
+    let statement =
+        format!("UPDATE resumable_uploads SET received = length, expires_at = {minute_left}");
     crate::helpers::execute(&app, &statement).await;
     let db = app.core.db();
     let claimed = now - 2 * hour;
