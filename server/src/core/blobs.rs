@@ -61,13 +61,15 @@ pub struct Collected {
 
 impl Core {
     /// Publishes staged bytes and records them, with what `landing` says,
-    /// under the blob's lock; answers the record's id. Nothing is left
-    /// behind on failure.
+    /// under the blob's lock, letting go of the quota reservation `lets_go`
+    /// that held their room in the same commit; answers the record's id.
+    /// Nothing is left behind on failure, the reservation included.
     pub(super) async fn attach_blob(
         &self,
         mut staged: Staged,
         attach: Attach<'_>,
         landing: Landing<'_>,
+        lets_go: Option<i64>,
     ) -> Result<i64, CoreError> {
         let sha256 = staged.sha256.clone();
         let size = staged.size as i64;
@@ -125,12 +127,20 @@ impl Core {
                     }
                 }
             }
+            if let Some(reservation) = lets_go {
+                lock.release_quota(reservation).await.map_err(db_error)?;
+            }
             lock.commit().await.map_err(db_error)?;
             Ok(id)
         }
         .await;
         if attached.is_err() {
             self.release_blob(&sha256).await;
+            if let Some(reservation) = lets_go {
+                if let Err(error) = self.db.release_quota(reservation).await {
+                    tracing::warn!(%error, "cannot release a quota reservation; it will expire");
+                }
+            }
         }
         attached
     }

@@ -378,7 +378,8 @@ impl Core {
             let landing = completion
                 .as_ref()
                 .map_or(Landing::Alone, Landing::Completing);
-            self.attach_blob(staged, Attach::Insert(&new), landing)
+            let lets_go = allowance.take_for_landing();
+            self.attach_blob(staged, Attach::Insert(&new), landing, lets_go)
                 .await
         }
         .await;

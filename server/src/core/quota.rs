@@ -230,6 +230,17 @@ impl UploadAllowance<'_> {
         self
     }
 
+    /// The reservation, taken to be let go of in the commit that records
+    /// the bytes (see [`Core::attach_blob`]), which also lets go of it if
+    /// they are not recorded; `None` for a store copy's, which
+    /// [`UploadAllowance::release`] moves into the store instead.
+    pub(super) fn take_for_landing(&mut self) -> Option<i64> {
+        if self.store_copy {
+            return None;
+        }
+        self.reservation.take()
+    }
+
     /// Lets go of the reservation: the bytes now count as a record, or not at all.
     pub async fn release(mut self) {
         if let Some(let_go) = self.let_go() {

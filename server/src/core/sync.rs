@@ -530,7 +530,9 @@ impl Core {
                     inspection: &inspection,
                     now,
                 };
-                self.attach_blob(staged, replace, Landing::SyncedFrom(source.as_str()))
+                // The copy's room, if it takes any, is a store copy's:
+                // moved into the store when let go, not deleted here.
+                self.attach_blob(staged, replace, Landing::SyncedFrom(source.as_str()), None)
                     .await?;
                 if let Some(old) = old {
                     self.release_blob(&old).await;
@@ -563,6 +565,7 @@ impl Core {
                     staged,
                     Attach::Insert(&new),
                     Landing::SyncedFrom(source.as_str()),
+                    None,
                 )
                 .await?;
                 Ok(Registered::Added)

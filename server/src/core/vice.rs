@@ -209,6 +209,7 @@ impl Core {
                 completion
                     .as_ref()
                     .map_or(Landing::Alone, Landing::Completing),
+                allowance.take_for_landing(),
             )
             .await?;
             Ok::<_, CoreError>(new_sha256)

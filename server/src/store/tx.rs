@@ -289,6 +289,20 @@ impl BlobLock {
         })
     }
 
+    /// Lets go of a quota reservation in the transaction that records the
+    /// bytes it held room for: from that commit on, they count as the
+    /// record, and a crash right after cannot count them twice.
+    pub async fn release_quota(&mut self, reservation: i64) -> Result<(), sqlx::Error> {
+        const RELEASE: &str = "DELETE FROM quota_reservations WHERE id = $1";
+        with_tx!(&mut self.tx, conn => {
+            sqlx::query(RELEASE)
+                .bind(reservation)
+                .execute(&mut **conn)
+                .await
+                .map(|_| ())
+        })
+    }
+
     /// Makes resumable upload `upload` record `id`'s, in the transaction
     /// that records it, if the completion claimed at `claimed_at` still
     /// holds the upload; answers whether it did (if not, another server
