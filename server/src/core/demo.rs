@@ -7,7 +7,7 @@ use app::model::{image_path, ImageKind};
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::{db_error, Core};
-use crate::store::NewImage;
+use crate::store::{NameScope, NewImage};
 
 /// The seeds' data store for the public catalog.
 const DATA_STORE: &str = "vss-ISOs";
@@ -138,13 +138,20 @@ impl Core {
         // The seeds' times (EST), in UTC.
         let isos_added = utc(2017, 11, 17, 18, 43, 11);
         let ovas_added = utc(2017, 11, 24, 20, 37, 36);
-        for (folder, name) in ISOS {
-            let new = record(ImageKind::Iso, folder, name, isos_added);
-            self.db.insert_image(&new).await.map_err(db_error)?;
-        }
-        for (folder, name) in OVAS {
-            let new = record(ImageKind::Vm, folder, name, ovas_added);
-            self.db.insert_image(&new).await.map_err(db_error)?;
+        // Each unless its name is in the catalog already: servers started
+        // together on a new database, both finding it empty, seed it once.
+        let records = ISOS
+            .iter()
+            .map(|(folder, name)| record(ImageKind::Iso, folder, name, isos_added))
+            .chain(
+                OVAS.iter()
+                    .map(|(folder, name)| record(ImageKind::Vm, folder, name, ovas_added)),
+            );
+        for new in records {
+            self.db
+                .insert_image_if_name_free(&new, Some(NameScope::Everyone))
+                .await
+                .map_err(db_error)?;
         }
         tracing::info!(
             isos = ISOS.len(),

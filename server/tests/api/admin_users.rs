@@ -342,7 +342,8 @@ async fn a_reset_password_replaces_the_old_one_everywhere_at_once(#[case] backen
 }
 
 /// Servers sharing a new database, started at the same time, each make
-/// sure of the `admin` account: one makes it, and every one starts.
+/// sure of the `admin` account: one makes it, and every one starts; with
+/// `--demo`, the catalog is seeded once.
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
@@ -357,4 +358,10 @@ async fn servers_started_together_on_a_new_database_all_start(#[case] backend: B
     );
     assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
     assert_eq!(basic_status(&app, ADMIN.0, ADMIN.1).await, 200);
+    // With `--demo`, both find the catalog empty: it is seeded once.
+    let (a, b) = tokio::join!(app.core.seed_demo_catalog(), app.core.seed_demo_catalog());
+    assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+    let alone = TestApp::spawn_with(backend, |args| args.demo = true).await;
+    let seeded = alone.core.db().count_images().await.unwrap();
+    assert_eq!(app.core.db().count_images().await.unwrap(), seeded);
 }
