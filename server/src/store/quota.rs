@@ -67,6 +67,9 @@ const USAGE: &str = "SELECT CAST(\
         WHERE user_id = $1 AND expires_at > $3 AND id <> $4 \
         AND (moved_at_epoch IS NULL OR moved_at_epoch > $5)) AS BIGINT)";
 
+/// Lets go of a reservation (`$1`).
+pub(super) const RELEASE: &str = "DELETE FROM quota_reservations WHERE id = $1";
+
 impl Db {
     /// Grants between `needed` and `wanted` bytes, or `None` when fewer than
     /// `needed` are free; answers the reservation's id and the bytes granted.
@@ -292,7 +295,7 @@ impl Db {
     #[tracing::instrument(skip(self), err)]
     pub async fn release_quota(&self, id: i64) -> Result<(), sqlx::Error> {
         super::with_pool!(self, pool => {
-            sqlx::query("DELETE FROM quota_reservations WHERE id = $1")
+            sqlx::query(RELEASE)
                 .bind(id)
                 .execute(pool)
                 .await

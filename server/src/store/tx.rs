@@ -102,6 +102,52 @@ impl Tx {
         }
     }
 
+    /// Lets go of a quota reservation in the transaction that records the
+    /// bytes it held room for: from that commit on, they count as the
+    /// record, and a crash right after cannot count them twice.
+    pub async fn release_quota(&mut self, reservation: i64) -> Result<(), sqlx::Error> {
+        with_tx!(self, conn => {
+            sqlx::query(super::quota::RELEASE)
+                .bind(reservation)
+                .execute(&mut **conn)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    /// Makes resumable upload `upload` record `id`'s, in the transaction
+    /// that records it, if the completion claimed at `claimed_at` still
+    /// holds the upload, letting go of its reservation and forgetting its
+    /// parts' rows; answers whether it did (if not, another server
+    /// completes it, and nothing here may land: the caller rolls back).
+    pub async fn finish_upload(
+        &mut self,
+        upload: &str,
+        id: i64,
+        claimed_at: i64,
+    ) -> Result<bool, sqlx::Error> {
+        use super::uploads::{FINISH, FORGET_PARTS, RELEASE_RESERVATION};
+        with_tx!(self, conn => {
+            sqlx::query(RELEASE_RESERVATION)
+                .bind(upload)
+                .bind(claimed_at)
+                .execute(&mut **conn)
+                .await?;
+            let finished = sqlx::query(FINISH)
+                .bind(id)
+                .bind(upload)
+                .bind(claimed_at)
+                .execute(&mut **conn)
+                .await?
+                .rows_affected()
+                == 1;
+            if finished {
+                sqlx::query(FORGET_PARTS).bind(upload).execute(&mut **conn).await?;
+            }
+            Ok(finished)
+        })
+    }
+
     /// Inserts a record (and a hypervisor's links) and returns its id.
     pub async fn insert_image(&mut self, new: &NewImage) -> Result<i64, sqlx::Error> {
         inserted_id(self.insert_image_if_name_free(new, None).await?)
@@ -290,49 +336,20 @@ impl BlobLock {
     }
 
     /// Lets go of a quota reservation in the transaction that records the
-    /// bytes it held room for: from that commit on, they count as the
-    /// record, and a crash right after cannot count them twice.
+    /// bytes it held room for (see [`Tx::release_quota`]).
     pub async fn release_quota(&mut self, reservation: i64) -> Result<(), sqlx::Error> {
-        const RELEASE: &str = "DELETE FROM quota_reservations WHERE id = $1";
-        with_tx!(&mut self.tx, conn => {
-            sqlx::query(RELEASE)
-                .bind(reservation)
-                .execute(&mut **conn)
-                .await
-                .map(|_| ())
-        })
+        self.tx.release_quota(reservation).await
     }
 
     /// Makes resumable upload `upload` record `id`'s, in the transaction
-    /// that records it, if the completion claimed at `claimed_at` still
-    /// holds the upload; answers whether it did (if not, another server
-    /// completes it, and nothing here may land: the caller rolls back).
+    /// that records it (see [`Tx::finish_upload`]).
     pub async fn finish_upload(
         &mut self,
         upload: &str,
         id: i64,
         claimed_at: i64,
     ) -> Result<bool, sqlx::Error> {
-        use super::uploads::{FINISH, FORGET_PARTS, RELEASE_RESERVATION};
-        with_tx!(&mut self.tx, conn => {
-            sqlx::query(RELEASE_RESERVATION)
-                .bind(upload)
-                .bind(claimed_at)
-                .execute(&mut **conn)
-                .await?;
-            let finished = sqlx::query(FINISH)
-                .bind(id)
-                .bind(upload)
-                .bind(claimed_at)
-                .execute(&mut **conn)
-                .await?
-                .rows_affected()
-                == 1;
-            if finished {
-                sqlx::query(FORGET_PARTS).bind(upload).execute(&mut **conn).await?;
-            }
-            Ok(finished)
-        })
+        self.tx.finish_upload(upload, id, claimed_at).await
     }
 
     /// How many records use this blob now.

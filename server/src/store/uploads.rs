@@ -131,28 +131,13 @@ impl Db {
         image_id: i64,
         claimed_at: i64,
     ) -> Result<bool, sqlx::Error> {
-        with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            sqlx::query(RELEASE_RESERVATION)
-                .bind(id)
-                .bind(claimed_at)
-                .execute(&mut *tx)
-                .await?;
-            let finished = sqlx::query(FINISH)
-                .bind(image_id)
-                .bind(id)
-                .bind(claimed_at)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                == 1;
-            // Not finished here: rolled back, the reservation with it.
-            if finished {
-                sqlx::query(FORGET_PARTS).bind(id).execute(&mut *tx).await?;
-                tx.commit().await?;
-            }
-            Ok(finished)
-        })
+        let mut tx = self.begin().await?;
+        let finished = tx.finish_upload(id, image_id, claimed_at).await?;
+        // Not finished here: rolled back, the reservation with it.
+        if finished {
+            tx.commit().await?;
+        }
+        Ok(finished)
     }
 
     /// Deletes an upload and its parts' rows; answers its reservation, for
