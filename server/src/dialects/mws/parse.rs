@@ -38,12 +38,24 @@ fn count(name: &str, raw: &str) -> Result<u64, CoreError> {
         .map_err(|_| invalid(format!("{name} must be a whole number, got '{raw}'")))
 }
 
-fn names(raw: &str) -> Vec<String> {
-    raw.split(',')
+/// The most field names `fields` or `exclude-fields` may list: an image
+/// shows fewer, and each name is looked for in every image of the page.
+const MAX_FIELD_NAMES: usize = 64;
+
+/// A comma-separated list of field names, sorted and each once: each image
+/// of a page looks its keys up in it by a binary search (`views::image`).
+fn names(key: &str, raw: &str) -> Result<Vec<String>, CoreError> {
+    let names: std::collections::BTreeSet<&str> = raw
+        .split(',')
         .map(str::trim)
         .filter(|name| !name.is_empty())
-        .map(str::to_owned)
-        .collect()
+        .collect();
+    if names.len() > MAX_FIELD_NAMES {
+        return Err(invalid(format!(
+            "{key} lists at most {MAX_FIELD_NAMES} field names"
+        )));
+    }
+    Ok(names.into_iter().map(str::to_owned).collect())
 }
 
 /// Reads the query string; `api-version` must be `3` or `latest`.
@@ -58,8 +70,8 @@ pub fn params(raw: Option<&str>) -> Result<Params, CoreError> {
             "api-version" => version = Some(value.into_owned()),
             "query" => params.query = Some(value.into_owned()),
             "sort" => params.sort = Some(value.into_owned()),
-            "fields" => params.fields = Some(names(&value)),
-            "exclude-fields" => params.exclude_fields = Some(names(&value)),
+            "fields" => params.fields = Some(names("fields", &value)?),
+            "exclude-fields" => params.exclude_fields = Some(names("exclude-fields", &value)?),
             "max" => {
                 params.max = count("max", &value)?;
                 if params.max == 0 {
@@ -613,6 +625,27 @@ mod tests {
         assert_eq!((parsed.max, parsed.offset), (5, 2));
         assert_eq!(parsed.fields.unwrap(), ["id", "name"]);
         assert!(params(Some("api-version=3&max=-1")).is_err());
+    }
+
+    #[test]
+    fn field_lists_are_sorted_once_and_bounded() {
+        let parsed = params(Some("api-version=3&fields=name,id,name,,id")).unwrap();
+        assert_eq!(parsed.fields.unwrap(), ["id", "name"]);
+        // Thirty thousand names, each compared with every key of every
+        // image of a page, held a worker for seconds.
+        let flood = format!("api-version=3&exclude-fields={}", "a,b,".repeat(15_000));
+        assert_eq!(
+            params(Some(&flood)).unwrap().exclude_fields.unwrap(),
+            ["a", "b"]
+        );
+        let many: Vec<String> = (0..65).map(|n| format!("f{n}")).collect();
+        let error = params(Some(&format!("api-version=3&fields={}", many.join(","))));
+        assert!(error.unwrap_err().to_string().contains("at most 64"));
+        let error = params(Some(&format!(
+            "api-version=3&exclude-fields={}",
+            many[..64].join(",")
+        )));
+        assert!(error.is_ok());
     }
 
     #[test]

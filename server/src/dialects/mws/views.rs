@@ -146,11 +146,17 @@ pub fn image(image: &Image, params: &Params) -> Shown {
     let Ok(Json::Object(mut object)) = serde_json::to_value(view) else {
         return Shown::Trimmed(Map::new());
     };
+    // The lists are sorted (`parse::params`).
+    let listed = |names: &[String], key: &str| {
+        names
+            .binary_search_by(|name| name.as_str().cmp(key))
+            .is_ok()
+    };
     if let Some(fields) = &params.fields {
-        object.retain(|key, _| fields.iter().any(|field| field == key));
+        object.retain(|key, _| listed(fields, key));
     }
     if let Some(excluded) = &params.exclude_fields {
-        object.retain(|key, _| !excluded.iter().any(|field| field == key));
+        object.retain(|key, _| !listed(excluded, key));
     }
     Shown::Trimmed(object)
 }
