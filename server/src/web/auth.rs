@@ -24,12 +24,26 @@ use crate::state::AppState;
 #[derive(Debug, PartialEq, Eq)]
 enum Credentials {
     Bearer(String),
-    Basic { username: String, password: String },
+    Basic {
+        username: String,
+        password: String,
+    },
+    /// A header in another scheme, or one that does not decode: the caller
+    /// is anonymous, never signed in by a cookie sent beside it (a token
+    /// asked for that way would not be tied to the session, and would
+    /// outlive its signing out).
+    Unreadable,
 }
 
 fn credentials(headers: &HeaderMap) -> Option<Credentials> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, rest) = value.split_once(' ')?;
+    let value = headers.get(header::AUTHORIZATION)?;
+    Some(readable_credentials(value).unwrap_or(Credentials::Unreadable))
+}
+
+/// What an `Authorization` header says, if it is a Bearer or Basic one
+/// that decodes.
+fn readable_credentials(value: &header::HeaderValue) -> Option<Credentials> {
+    let (scheme, rest) = value.to_str().ok()?.split_once(' ')?;
     if scheme.eq_ignore_ascii_case("bearer") {
         return Some(Credentials::Bearer(rest.trim().to_owned()));
     }
@@ -66,6 +80,7 @@ async fn viewer_of(
                 Err(error) => Err(error),
             }
         }
+        Some(Credentials::Unreadable) => Ok(Viewer::Anonymous),
         None => match session.get::<i64>(SESSION_USER_KEY).await {
             Ok(Some(id)) => {
                 let version = session
@@ -201,9 +216,14 @@ mod tests {
     }
 
     #[test]
-    fn ignores_what_it_cannot_read() {
-        assert_eq!(credentials(&headers("Basic !!!")), None);
-        assert_eq!(credentials(&headers("Digest x")), None);
+    fn tells_what_it_cannot_read_from_no_header() {
+        for unreadable in ["Basic !!!", "Digest x", "Bearer", "Basic dXNlcg=="] {
+            assert_eq!(
+                credentials(&headers(unreadable)),
+                Some(Credentials::Unreadable),
+                "{unreadable}"
+            );
+        }
         assert_eq!(credentials(&HeaderMap::new()), None);
     }
 }

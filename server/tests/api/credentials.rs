@@ -317,6 +317,16 @@ async fn signing_out_revokes_the_tokens_the_session_issued(#[case] backend: Back
     };
     assert_eq!(works(session_token.clone()).await, 200);
     assert_eq!(works(vss_token.clone()).await, 200);
+    // A header the server cannot read leaves the caller anonymous: the
+    // cookie sent beside it signs nobody in. (It did, and a token so asked
+    // for was tied to no session: it outlived the sign-out below.)
+    for junk in ["Foo x", "Basic !!!"] {
+        for path in ["/api/tokens", "/auth/request-token"] {
+            let asked = browser.post(app.url(path)).header("authorization", junk);
+            let status = asked.send().await.unwrap().status();
+            assert_eq!(status, 401, "{path} with {junk}");
+        }
+    }
     let signed_out = browser
         .post(app.url("/api/ui/logout"))
         .header("accept", "text/html")
