@@ -7,7 +7,7 @@ use app::model::{PasswordReset, Role, UserChange, UserInfo, UserPage, Viewer};
 
 use super::auth::generate_password;
 use super::{db_error, Core};
-use crate::store::UserRow;
+use crate::store::{AccountChange, AccountChanged, UserRow};
 
 /// Accounts per page of the admin's listing, at most.
 pub const MAX_USER_PAGE: u64 = 200;
@@ -121,22 +121,42 @@ impl Core {
                 "you cannot demote or disable your own account",
             ));
         }
-        let found = match change {
-            UserChange::Role(role) => self.db.set_user_role(id, role.as_str()).await,
-            UserChange::Enabled => self.db.enable_user(id).await,
+        let change_as = match change {
+            UserChange::Role(role) => AccountChange::Role(role),
+            UserChange::Enabled => AccountChange::Enable,
             // Sessions, tokens and keys end for good: enabling the account
             // again does not bring back whoever held them.
-            UserChange::Disabled => self.db.revoke_credentials(id, None, true).await,
-        }
-        .map_err(db_error)?;
-        if !found {
-            return Err(CoreError::not_found(format!("user {id}")));
-        }
+            UserChange::Disabled => AccountChange::Disable,
+        };
+        self.change_as(admin_id, id, change_as).await?;
         if change == UserChange::Disabled {
             self.login_guard.forget_user(id);
         }
         tracing::info!(user = id, ?change, "an administrator changed an account");
         info(self.user_profile(id).await?)
+    }
+
+    /// Makes an administrator's change to an account, written only while
+    /// they are still an administrator (their viewer was read as the
+    /// request began: another administrator may have demoted them since).
+    async fn change_as(
+        &self,
+        admin_id: i64,
+        id: i64,
+        change: AccountChange,
+    ) -> Result<(), CoreError> {
+        match self
+            .db
+            .change_account_as(admin_id, id, change)
+            .await
+            .map_err(db_error)?
+        {
+            AccountChanged::Done => Ok(()),
+            AccountChanged::NoSuchAccount => Err(CoreError::not_found(format!("user {id}"))),
+            AccountChanged::NotAnAdmin => Err(CoreError::Forbidden(
+                "you are no longer an administrator".into(),
+            )),
+        }
     }
 
     /// Gives an account a new generated password, shown to the admin once;
@@ -146,7 +166,7 @@ impl Core {
         viewer: &Viewer,
         id: i64,
     ) -> Result<PasswordReset, CoreError> {
-        require_admin_by_password(viewer, "reset passwords")?;
+        let admin_id = require_admin_by_password(viewer, "reset passwords")?;
         let password = generate_password();
         let hash = {
             let (password, cost) = (password.clone(), self.limits().password_cost);
@@ -155,14 +175,8 @@ impl Core {
                 .map_err(|_| CoreError::Internal)??
         };
         // The new hash, the end of every session, token and key, at once.
-        if !self
-            .db
-            .revoke_credentials(id, Some(&hash), false)
-            .await
-            .map_err(db_error)?
-        {
-            return Err(CoreError::not_found(format!("user {id}")));
-        }
+        self.change_as(admin_id, id, AccountChange::Password(hash))
+            .await?;
         self.login_guard.forget_user(id);
         tracing::info!(user = id, "an administrator reset a password");
         let username = self.user_profile(id).await?.username;

@@ -9,6 +9,55 @@ const USER_SELECT: &str =
     "SELECT id, username, password_hash, email, full_name, role, disabled, created_at, \
      credentials_version FROM users";
 
+/// Ends an account's sessions (its credentials version moves on) and
+/// replaces its password hash (`$1`, if not NULL) or disables it (`$2`).
+const REVOKE: &str = "UPDATE users SET credentials_version = credentials_version + 1, \
+     password_hash = COALESCE($1, password_hash), disabled = (disabled OR $2) WHERE id = $3";
+
+/// Then its tokens and keys go (`$1`, the account).
+const REVOKED: [&str; 2] = [
+    "DELETE FROM api_tokens WHERE user_id = $1",
+    "DELETE FROM api_keys WHERE user_id = $1",
+];
+
+/// An administrator's change to an account
+/// ([`Db::change_account_as`]).
+#[derive(Clone, PartialEq, Eq)]
+pub enum AccountChange {
+    Role(app::model::Role),
+    Enable,
+    /// Disabled, with every session, token and key it had ended.
+    Disable,
+    /// A new password hash, with every session, token and key it had ended.
+    Password(String),
+}
+
+impl std::fmt::Debug for AccountChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Role(role) => write!(f, "Role({})", role.as_str()),
+            Self::Enable => f.write_str("Enable"),
+            Self::Disable => f.write_str("Disable"),
+            Self::Password(_) => f.write_str("Password(..)"),
+        }
+    }
+}
+
+/// What came of an administrator's change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountChanged {
+    Done,
+    NoSuchAccount,
+    /// The administrator was demoted or disabled meanwhile: nothing changed.
+    NotAnAdmin,
+}
+
+impl super::tokens::Written for AccountChanged {
+    fn changed_any(&self) -> bool {
+        *self == Self::Done
+    }
+}
+
 impl Db {
     #[tracing::instrument(skip(self), err)]
     pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRow>, sqlx::Error> {
@@ -108,91 +157,78 @@ impl Db {
         })
     }
 
-    /// Sets an account's role; `false` when there is no such account.
+    /// Makes an administrator's change to an account, only while the
+    /// administrator is still an enabled one when it is written.
+    ///
+    /// Both accounts' rows are locked first, in the order of their ids, so
+    /// that two administrators changing each other at once take turns (and
+    /// never deadlock): of two demoting each other, the second finds it is no
+    /// longer an administrator, and one is always left.
     #[tracing::instrument(skip(self), err)]
-    pub async fn set_user_role(&self, id: i64, role: &str) -> Result<bool, sqlx::Error> {
+    pub async fn change_account_as(
+        &self,
+        admin_id: i64,
+        id: i64,
+        change: AccountChange,
+    ) -> Result<AccountChanged, sqlx::Error> {
+        const STILL_ADMIN: &str =
+            "SELECT COUNT(*) FROM users WHERE id = $1 AND role = $2 AND disabled = $3";
         let db = self.clone();
-        let role = role.to_owned();
+        let lock = self.user_lock();
         self.write_credentials(async move {
             with_pool!(db, pool => {
-                sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
-                    .bind(role)
-                    .bind(id)
-                    .execute(pool)
-                    .await
-                    .map(|done| done.rows_affected() == 1)
-            })
-        })
-        .await
-    }
-
-    /// Enables an account again; `false` when there is no such account.
-    #[tracing::instrument(skip(self), err)]
-    pub async fn enable_user(&self, id: i64) -> Result<bool, sqlx::Error> {
-        let db = self.clone();
-        self.write_credentials(async move {
-            with_pool!(db, pool => {
-                sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
+                let mut tx = pool.begin().await?;
+                for locked in [admin_id.min(id), admin_id.max(id)] {
+                    sqlx::query(lock).bind(locked).execute(&mut *tx).await?;
+                }
+                let still_admin = sqlx::query_scalar::<_, i64>(STILL_ADMIN)
+                    .bind(admin_id)
+                    .bind(app::model::Role::Admin.as_str())
                     .bind(false)
-                    .bind(id)
-                    .execute(pool)
-                    .await
-                    .map(|done| done.rows_affected() == 1)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    == 1;
+                if !still_admin {
+                    return Ok(AccountChanged::NotAnAdmin);
+                }
+                let found = match &change {
+                    AccountChange::Role(role) => sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+                        .bind(role.as_str())
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected() == 1,
+                    AccountChange::Enable => sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
+                        .bind(false)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected() == 1,
+                    AccountChange::Disable | AccountChange::Password(_) => {
+                        let (hash, disable) = match &change {
+                            AccountChange::Password(hash) => (Some(hash.as_str()), false),
+                            _ => (None, true),
+                        };
+                        let found = sqlx::query(REVOKE)
+                            .bind(hash)
+                            .bind(disable)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected() == 1;
+                        for delete in REVOKED {
+                            sqlx::query(delete).bind(id).execute(&mut *tx).await?;
+                        }
+                        found
+                    }
+                };
+                if !found {
+                    return Ok(AccountChanged::NoSuchAccount);
+                }
+                tx.commit().await?;
+                Ok(AccountChanged::Done)
             })
         })
         .await
-    }
-
-    /// Ends everything an account's holders proved before: bumps its
-    /// credentials version (its browser sessions end), replaces its password
-    /// hash (`Some`) or disables it (`disable`), and deletes its tokens and
-    /// API keys, in one transaction. `false` when there is no such account.
-    #[tracing::instrument(skip(self, password_hash), err)]
-    pub async fn revoke_credentials(
-        &self,
-        id: i64,
-        password_hash: Option<&str>,
-        disable: bool,
-    ) -> Result<bool, sqlx::Error> {
-        let db = self.clone();
-        let password_hash = password_hash.map(str::to_owned);
-        self.write_credentials(async move {
-            db.revoke_in_db(id, password_hash.as_deref(), disable).await
-        })
-        .await
-    }
-
-    /// [`Self::revoke_credentials`]' transaction.
-    async fn revoke_in_db(
-        &self,
-        id: i64,
-        password_hash: Option<&str>,
-        disable: bool,
-    ) -> Result<bool, sqlx::Error> {
-        const UPDATE: &str = "UPDATE users SET credentials_version = credentials_version + 1, \
-             password_hash = COALESCE($1, password_hash), disabled = (disabled OR $2) \
-             WHERE id = $3";
-        with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let found = sqlx::query(UPDATE)
-                .bind(password_hash)
-                .bind(disable)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                == 1;
-            if !found {
-                return Ok(false);
-            }
-            for delete in [
-                "DELETE FROM api_tokens WHERE user_id = $1",
-                "DELETE FROM api_keys WHERE user_id = $1",
-            ] {
-                sqlx::query(delete).bind(id).execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            Ok(true)
-        })
     }
 }

@@ -365,3 +365,49 @@ async fn servers_started_together_on_a_new_database_all_start(#[case] backend: B
     let seeded = alone.core.db().count_images().await.unwrap();
     assert_eq!(app.core.db().count_images().await.unwrap(), seeded);
 }
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn two_administrators_demoting_each_other_leave_one(#[case] backend: Backend) {
+    use app::model::{Role, UserChange, Viewer};
+    let app = TestApp::spawn(backend).await;
+    let root = app
+        .core
+        .create_user("root", "root-password", Role::Admin)
+        .await
+        .unwrap();
+    // Both callers read as administrators as their requests began (each
+    // demoting the other at once); the first change lands before the
+    // second is written.
+    let admin_principal = app.core.login("admin", ADMIN_PASSWORD).await.unwrap();
+    let admin = admin_principal.id;
+    let as_admin = Viewer::User(admin_principal);
+    let as_root = Viewer::User(app.core.login("root", "root-password").await.unwrap());
+    app.core
+        .change_account(&as_root, admin, UserChange::Role(Role::User))
+        .await
+        .unwrap();
+    let refused = app
+        .core
+        .change_account(&as_admin, root, UserChange::Role(Role::User))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("no longer an administrator"),
+        "{refused}"
+    );
+    for late in [UserChange::Disabled, UserChange::Role(Role::Admin)] {
+        assert!(app
+            .core
+            .change_account(&as_admin, root, late)
+            .await
+            .is_err());
+    }
+    assert!(app.core.reset_password(&as_admin, root).await.is_err());
+    // Root is still an administrator, with the password they had.
+    assert_eq!(basic_status(&app, "root", "root-password").await, 200);
+    let (status, _) = ui_call(&app, ("root", "root-password"), "users", &[("page", "1")]).await;
+    assert_eq!(status, 200);
+}
