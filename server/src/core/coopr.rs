@@ -159,8 +159,11 @@ impl Core {
     }
 
     /// Issues the caller a key for a tenant they belong to. Only an
-    /// administrator joins (or creates) another tenant this way: a key is
-    /// what lets its holder read and change a tenant's image types.
+    /// administrator has one for another tenant (created if need be): a key
+    /// is what lets its holder read and change a tenant's image types, and
+    /// an administrator's works only while they are one. It makes them no
+    /// member, or a demotion would leave them every tenant they had a key
+    /// for.
     pub async fn issue_own_api_key(
         &self,
         viewer: &Viewer,
@@ -194,12 +197,7 @@ impl Core {
                 .ok_or_else(not_member)?
         };
         let key = self
-            .store_api_key(
-                tenant_id,
-                user.id,
-                user.credentials_version,
-                viewer.is_admin(),
-            )
+            .store_api_key(tenant_id, user.id, user.credentials_version, false)
             .await
             .map_err(|error| match error {
                 CoreError::Forbidden(_) if !viewer.is_admin() => not_member(),

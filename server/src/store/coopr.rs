@@ -1,5 +1,6 @@
 //! Coopr's records: tenants, their members' API keys, their image types.
 
+use app::model::Role;
 use chrono::{DateTime, Utc};
 
 use super::rows::from_row_by_name;
@@ -238,7 +239,8 @@ impl Db {
 
     /// Stores a key for a user in a tenant, if the account is still enabled
     /// and at `credentials_version`; `join` makes them a member first (an
-    /// operator's or admin's key), otherwise they must be one already.
+    /// operator's key), otherwise they must be one already, or an
+    /// administrator (whose key works while they are one: [`Self::api_key`]).
     /// Answers whether the key was stored.
     #[tracing::instrument(skip(self, key_hash), err)]
     pub async fn insert_api_key(
@@ -255,7 +257,8 @@ impl Db {
         const KEY: &str = "INSERT INTO api_keys (tenant_id, user_id, key_hash, created_at) \
              SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM users \
              WHERE id = $2 AND credentials_version = $5 AND disabled = $6) \
-             AND EXISTS (SELECT 1 FROM tenant_members WHERE tenant_id = $1 AND user_id = $2)";
+             AND (EXISTS (SELECT 1 FROM tenant_members WHERE tenant_id = $1 AND user_id = $2) \
+             OR EXISTS (SELECT 1 FROM users WHERE id = $2 AND role = $7))";
         // After the user's row is locked, as a token is stored
         // (`insert_token`): a revocation or a removal from the tenant under
         // way is waited for, and then seen.
@@ -273,6 +276,7 @@ impl Db {
                 .bind(now)
                 .bind(credentials_version)
                 .bind(false)
+                .bind(Role::Admin.as_str())
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()
@@ -282,8 +286,10 @@ impl Db {
         })
     }
 
-    /// The owner and tenant of a key, if it exists and its owner is still an
-    /// enabled member.
+    /// The owner and tenant of a key, if it exists and its owner is still
+    /// enabled and a member of the tenant or an administrator: an
+    /// administrator's key opens any tenant, and no longer once they are
+    /// demoted (an administrator's key never made them a member).
     #[tracing::instrument(skip_all, err)]
     pub async fn api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRow>, sqlx::Error> {
         const SELECT: &str = "SELECT u.id AS user_id, u.username, u.role, u.credentials_version, \
@@ -291,12 +297,13 @@ impl Db {
              t.name AS tenant FROM api_keys k \
              JOIN users u ON u.id = k.user_id \
              JOIN tenants t ON t.id = k.tenant_id \
-             JOIN tenant_members m ON m.tenant_id = k.tenant_id AND m.user_id = k.user_id \
-             WHERE k.key_hash = $1 AND u.disabled = $2";
+             LEFT JOIN tenant_members m ON m.tenant_id = k.tenant_id AND m.user_id = k.user_id \
+             WHERE k.key_hash = $1 AND u.disabled = $2 AND (m.user_id IS NOT NULL OR u.role = $3)";
         with_pool!(self, pool => {
             sqlx::query_as::<_, ApiKeyRow>(SELECT)
                 .bind(key_hash)
                 .bind(false)
+                .bind(Role::Admin.as_str())
                 .fetch_optional(pool)
                 .await
         })

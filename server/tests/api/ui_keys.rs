@@ -40,7 +40,7 @@ async fn api_keys_are_made_for_the_users_own_tenants_and_revoked_by_their_owner(
     assert!(refused.to_string().contains("not a member"), "{refused}");
 
     // An operator's `depot apikey create` makes Alice a member of `lab`.
-    app.core.issue_api_key("alice", "lab").await.unwrap();
+    let key_of_alice = app.core.issue_api_key("alice", "lab").await.unwrap().key;
     let (status, made) = ui_call(&app, alice, "apikeys/create", &[("tenant", "lab")]).await;
     assert_eq!(status, 200, "{made}");
     assert_eq!(made["tenant"], "lab");
@@ -80,4 +80,29 @@ async fn api_keys_are_made_for_the_users_own_tenants_and_revoked_by_their_owner(
     assert_eq!(coopr_status(&app, "admin", "ops", key).await, 200);
     let (status, _) = ui_call(&app, admin, "apikeys/create", &[("tenant", "no spaces")]).await;
     assert_eq!(status, 400);
+
+    // An administrator's key opens a tenant while they are one: it made
+    // them no member, so a demotion leaves them none of the tenants they
+    // had keys for (it left them all, for good).
+    let (_, listed) = ui_call(&app, admin, "apikeys", &[]).await;
+    assert_eq!(listed["tenants"], serde_json::json!([]));
+    app.core
+        .create_user("root", "root-password", app::model::Role::Admin)
+        .await
+        .unwrap();
+    let admin_id = app.core.login("admin", ADMIN_PASSWORD).await.unwrap().id;
+    let (status, demoted) = ui_call(
+        &app,
+        ("root", "root-password"),
+        "users/change",
+        &[("id", &admin_id.to_string()), ("action", "make-user")],
+    )
+    .await;
+    assert_eq!(status, 200, "{demoted}");
+    assert_eq!(coopr_status(&app, "admin", "ops", key).await, 401);
+    let (status, refused) = ui_call(&app, admin, "apikeys/create", &[("tenant", "ops")]).await;
+    assert_eq!(status, 403, "{refused}");
+    // A member's key is a member's, whoever made it: the operator's
+    // `depot apikey create` makes its user a member.
+    assert_eq!(coopr_status(&app, "alice", "lab", &key_of_alice).await, 200);
 }
