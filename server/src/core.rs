@@ -55,6 +55,7 @@ pub use store_entries::{
     check_store_depth, Admission, EntryRefused, MovesSeen, Moving, NewEntry, MAX_STORE_DEPTH,
 };
 pub use sync::{SyncKind, SyncRequest};
+pub use upload_shares::SharePlace;
 
 /// The largest single upload unless the operator says otherwise: 1 TiB.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 1 << 40;
@@ -218,7 +219,7 @@ impl Core {
 
     /// One of `user`'s upload places (see [`upload_shares`]), for a write
     /// into their personal store, or 429 if they hold them all.
-    pub fn store_write_place(&self, user: i64) -> Result<upload_shares::SharePlace, CoreError> {
+    pub fn store_write_place(&self, user: i64) -> Result<SharePlace, CoreError> {
         self.upload_shares.take(user)
     }
 

@@ -107,14 +107,16 @@ async fn serve(
     // whole store in one request, as often as asked) to the litmus test
     // suite alone, which it knows by this header: no client here is that.
     request.headers_mut().remove("x-litmus");
-    // A file written into the store (a `PUT`, or a `PATCH` writing part of
-    // one) is an upload: it takes one of its
-    // user's upload places while it lasts, so that one account's many slow
-    // writes (each holding a part's buffers on an object store) leave the
-    // others room.
-    let _place = if matches!(*request.method(), Method::PUT | Method::PATCH) {
+    // A file written into the store (a `PUT`, a `PATCH` writing part of
+    // one, a `COPY` or `MOVE`) is an upload: it takes one of its user's
+    // upload places while it lasts, so that one account's many slow writes
+    // (each holding a part's buffers on an object store) leave the others
+    // room. A copy or move goes on after its client left (`QuotaFs`): its
+    // place goes with it.
+    let writes = matches!(request.method().as_str(), "PUT" | "PATCH" | "COPY" | "MOVE");
+    let place = if writes {
         match state.core.store_write_place(user.id) {
-            Ok(place) => Some(place),
+            Ok(place) => Some(Arc::new(place)),
             Err(error) => return refused(error),
         }
     } else {
@@ -146,7 +148,7 @@ async fn serve(
         return (StatusCode::BAD_REQUEST, message).into_response();
     };
     let files = match store_files(&state, user).await {
-        Ok(files) => files,
+        Ok(files) => files.holding(place),
         Err(status) => return status.into_response(),
     };
     // `Overwrite: F` onto an entry that exists is dav-server's 412, with

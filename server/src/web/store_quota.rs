@@ -20,7 +20,8 @@ use futures_util::StreamExt;
 
 use crate::blob::IngestError;
 use crate::core::{
-    check_store_depth, Admission, Core, EntryRefused, NewEntry, StoreWrite, MAX_STORE_DEPTH,
+    check_store_depth, Admission, Core, EntryRefused, NewEntry, SharePlace, StoreWrite,
+    MAX_STORE_DEPTH,
 };
 use crate::personal::StoreFs;
 
@@ -37,6 +38,9 @@ pub struct QuotaFs {
     /// dropped and its last copy has ended (a `COPY` may go on while its
     /// answer is sent, or after its client went away).
     copies: Arc<tokio::sync::Mutex<Option<(StoreWrite, Instant)>>>,
+    /// The request's upload place, held by each of its copies and moves
+    /// until it ends, as the request is until it does.
+    place: Option<Arc<SharePlace>>,
 }
 
 /// How long a request's copies use the same reservation: far less than a
@@ -51,7 +55,13 @@ impl QuotaFs {
             core,
             user_id,
             copies: Arc::default(),
+            place: None,
         }
+    }
+
+    /// The same, its copies and moves holding the request's upload place.
+    pub fn holding(self, place: Option<Arc<SharePlace>>) -> Self {
+        Self { place, ..self }
     }
 
     /// Admits an entry at `path`, a new one or one written over a file.
@@ -261,8 +271,10 @@ impl DavFileSystem for QuotaFs {
             // client gone) leaves no file both here and there, and a walk
             // of the store meanwhile knows what it may miss.
             let (inner, from, to) = (self.inner.clone(), from.clone(), to.clone());
+            let place = self.place.clone();
             to_its_end(async move {
                 let moved = DavFileSystem::rename(&inner, &from, &to).await;
+                drop(place);
                 // Done, refused before anything was copied, or a file gone
                 // meanwhile: no file is left twice.
                 if let (Ok(()) | Err(FsError::Forbidden | FsError::NotFound), Some(admission)) =
@@ -297,6 +309,7 @@ impl DavFileSystem for QuotaFs {
             // store's own doing), and is counted all the same.
             let (fs, from, to) = (self.clone(), from.clone(), to.clone());
             to_its_end(async move {
+                // `fs` holds the request's upload place till then.
                 let copied = fs.copy_counted(&from, &to, size).await;
                 drop(depths);
                 copied?;

@@ -1,5 +1,6 @@
 //! A file written into the personal store is an upload: a WebDAV `PUT`
-//! takes one of its user's 8 upload places while it lasts, so one account
+//! (or `PATCH`, `COPY`, `MOVE`) takes one of its user's 8 upload places
+//! while it lasts, so one account
 //! holding many slow writes is refused a ninth (429, `Retry-After`) while
 //! others write on; once one of its writes ends, it writes again.
 
@@ -24,6 +25,12 @@ async fn a_users_slow_store_writes_hold_their_upload_places() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     app.add_user(ALICE.0, ALICE.1).await;
     app.add_user(BOB.0, BOB.1).await;
+    let kept = put(&app, ALICE, "kept.img")
+        .body(vec![5; 100])
+        .send()
+        .await
+        .unwrap();
+    assert!(kept.status().is_success(), "{}", kept.status());
     // Eight writes whose bodies come slowly.
     let mut senders = Vec::new();
     let mut writes = Vec::new();
@@ -63,6 +70,22 @@ async fn a_users_slow_store_writes_hold_their_upload_places() {
         .await
         .unwrap();
     assert_eq!(patched.status(), 429);
+    // So do a copy and a move, which go on after their client leaves (a
+    // copy of a large file, asked for and dropped again and again, took
+    // none before).
+    for method in ["COPY", "MOVE"] {
+        let copied = reqwest::Client::new()
+            .request(
+                Method::from_bytes(method.as_bytes()).unwrap(),
+                app.url("/store/kept.img"),
+            )
+            .basic_auth(ALICE.0, Some(ALICE.1))
+            .header("destination", "/store/copied.img")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(copied.status(), 429, "{method}");
+    }
     assert_eq!(ninth.headers()["retry-after"], "1");
     let bobs = put(&app, BOB, "bobs.img")
         .body(vec![3; 100])
