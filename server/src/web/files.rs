@@ -186,6 +186,7 @@ fn content_disposition(name: &str) -> HeaderValue {
 
 /// The one byte range to send, `Ok(None)` for the whole file, or `Err` for a 416.
 fn requested_range(headers: &HeaderMap, etag: &str, length: u64) -> Result<Option<(u64, u64)>, ()> {
+    use http_range_header::{EndPosition, StartPosition};
     let Some(range) = headers.get(header::RANGE).and_then(|r| r.to_str().ok()) else {
         return Ok(None);
     };
@@ -198,15 +199,22 @@ fn requested_range(headers: &HeaderMap, etag: &str, length: u64) -> Result<Optio
     let Ok(parsed) = http_range_header::parse_range_header(range) else {
         return Ok(None); // A header we cannot read is ignored, as RFC 9110 allows.
     };
-    // No range of an empty file can be satisfied (RFC 9110, 14.1.1);
-    // http-range-header would make `bytes=0-` its first byte.
-    if length == 0 {
-        return Err(());
-    }
-    match parsed.validate(length) {
-        Ok(ranges) if ranges.len() == 1 => Ok(Some((*ranges[0].start(), *ranges[0].end()))),
-        Ok(_) => Ok(None), // Several ranges: the whole file is a valid answer.
-        Err(_) => Err(()),
+    let [only] = parsed.ranges.as_slice() else {
+        return Ok(None); // Several ranges: the whole file is a valid answer.
+    };
+    match (&only.start, &only.end) {
+        // Its last byte before its first: no valid range, so the header is
+        // ignored (RFC 9110, 14.1.1), not unsatisfiable.
+        (StartPosition::Index(first), EndPosition::Index(last)) if last < first => Ok(None),
+        // No range of an empty file can be satisfied (RFC 9110, 14.1.1);
+        // http-range-header would make `bytes=0-` its first byte.
+        _ if length == 0 => Err(()),
+        // A suffix longer than the file is the whole file (14.1.1).
+        (StartPosition::FromLast(suffix), _) if *suffix >= length => Ok(Some((0, length - 1))),
+        _ => match parsed.validate(length) {
+            Ok(ranges) => Ok(Some((*ranges[0].start(), *ranges[0].end()))),
+            Err(_) => Err(()),
+        },
     }
 }
 
@@ -358,6 +366,24 @@ mod tests {
         assert_eq!(
             requested_range(&with(&[(header::RANGE, "pages=1")]), tag, 100),
             Ok(None)
+        );
+        // A suffix longer than the file is all of it (an ISO reader asks
+        // for a small file's last 64 KiB); a reversed range or several
+        // overlapping ones are ignored.
+        assert_eq!(
+            requested_range(&with(&[(header::RANGE, "bytes=-1000")]), tag, 100),
+            Ok(Some((0, 99)))
+        );
+        for ignored in ["bytes=10-5", "bytes=0-10,5-20", "bytes=0-1,2-3"] {
+            assert_eq!(
+                requested_range(&with(&[(header::RANGE, ignored)]), tag, 100),
+                Ok(None),
+                "{ignored}"
+            );
+        }
+        assert_eq!(
+            requested_range(&with(&[(header::RANGE, "bytes=-5")]), tag, 0),
+            Err(())
         );
         let stale = with(&[(header::RANGE, "bytes=0-1"), (header::IF_RANGE, "\"old\"")]);
         assert_eq!(requested_range(&stale, tag, 100), Ok(None));
