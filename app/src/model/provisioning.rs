@@ -121,7 +121,11 @@ const XCAT_REQUIRED: [&str; 3] = ["os", "architecture", "profile"];
 
 /// Whether `name` is a valid image name: letters, digits, `.`, `-`, `_`.
 pub fn is_provisioning_name(name: &str) -> bool {
+    // `.` and `..` are no file's name: a deployment of such an image could
+    // never be written.
     !name.is_empty()
+        && name != "."
+        && name != ".."
         && name.len() <= 255
         && name
             .chars()
@@ -156,7 +160,8 @@ impl ProvisioningSpec {
         match draft.name.as_deref() {
             None => problems.push("name is required".to_owned()),
             Some(name) if !is_provisioning_name(name) => problems.push(format!(
-                "name '{name}' may contain only letters, digits, periods, dashes and underscores"
+                "name '{name}' may contain only letters, digits, periods, dashes and \
+                 underscores, and may not be '.' or '..'"
             )),
             Some(_) => {}
         }
@@ -357,6 +362,9 @@ mod tests {
     #[test]
     fn names_and_attributes_refuse_bidirectional_controls() {
         assert!(!is_provisioning_name("evil\u{202e}gpj"));
+        // No file has these names: a deployment of such an image failed.
+        assert!(!is_provisioning_name(".") && !is_provisioning_name(".."));
+        assert!(is_provisioning_name("...") && is_provisioning_name(".hidden"));
         let text = problems(ProvisioningDraft {
             name: Some("evil\u{202e}gpj".into()),
             os_type: Some("linux\u{200e}".into()),
