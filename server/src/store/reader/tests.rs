@@ -106,6 +106,49 @@ async fn pages_read_as_sqlx_reads_them() {
     assert_eq!((rows[1].size, rows[4].size), (Some(67_000), None));
 }
 
+/// Distinct values are read in the catalog's lane, as pages are: its
+/// deadline stops them (on the pool, nothing stopped a costly scan, which
+/// held a connection that sign-ins and writes wait for).
+#[tokio::test]
+async fn distinct_values_are_read_in_the_readers_lane_as_sqlx_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = catalog(dir.path()).await;
+    let through_sqlx = Db {
+        reader: None,
+        ..db.clone()
+    };
+    let public = Condition::All(vec![compare(Field::Public, Op::Eq, Value::Bool(true))]);
+    for field in [
+        Field::Name,
+        Field::Size,
+        Field::CreatedAt,
+        Field::Public,
+        Field::OsType,
+    ] {
+        for (limit, offset) in [(10, 0), (1000, 3)] {
+            let read = db
+                .distinct_values(field, &public, limit, offset)
+                .await
+                .unwrap();
+            let expected = through_sqlx
+                .distinct_values(field, &public, limit, offset)
+                .await
+                .unwrap();
+            assert_eq!(read, expected, "{field:?}");
+            assert!(read.1 > 0 && (offset > 0 || !read.0.is_empty()), "{field:?}");
+        }
+    }
+    let stopped = Db {
+        reader: Some(Reader::start(&dir.path().join("depot.db"), Duration::ZERO).unwrap()),
+        ..db.clone()
+    };
+    let result = stopped
+        .distinct_values(Field::Name, &public, 10, 0)
+        .await
+        .map(|(_, total)| total);
+    assert!(was_interrupted(result));
+}
+
 #[tokio::test]
 async fn more_pages_at_once_than_threads_all_answer() {
     let dir = tempfile::tempdir().unwrap();
