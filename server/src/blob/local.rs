@@ -27,8 +27,10 @@ mod mapped;
 pub(crate) use mapped::MAPPING_TESTS;
 pub use mapped::{file_range, FileRange};
 mod reading;
+mod upload_staged;
 
 use reading::LocalBlob;
+use upload_staged::LocalUploadStaged;
 
 /// Chunks in flight between the request and the writer thread.
 const QUEUE_DEPTH: usize = 8;
@@ -50,16 +52,27 @@ fn older_than(entry: &std::fs::DirEntry, grace: Duration) -> bool {
         .is_some_and(|age| age >= grace)
 }
 
-/// The name a blob is copied under until it is whole.
+/// The name a blob is copied under until it is whole: one of its own for
+/// each copy (two uploads of the same bytes may copy at once).
 fn partial_copy(sha256: &str) -> String {
-    format!(".{sha256}.partial")
+    format!(".{sha256}.{:016x}.partial", rand::random::<u64>())
 }
 
-/// Whether a name in `blobs/` is a copy's until it is whole.
+/// Whether a name in `blobs/` is a copy's until it is whole (or, without
+/// its own part, one an earlier version made).
 fn is_partial_copy(name: &str) -> bool {
-    name.strip_prefix('.')
+    let Some(rest) = name
+        .strip_prefix('.')
         .and_then(|rest| rest.strip_suffix(".partial"))
-        .is_some_and(is_sha256)
+    else {
+        return false;
+    };
+    match rest.split_once('.') {
+        None => is_sha256(rest),
+        Some((sha256, own)) => {
+            is_sha256(sha256) && own.len() == 16 && own.bytes().all(|b| b.is_ascii_hexdigit())
+        }
+    }
 }
 
 fn lost(error: tokio::task::JoinError) -> std::io::Error {
@@ -350,60 +363,6 @@ impl WrittenPart for LocalPart {
     fn keep(self: Box<Self>) {}
 }
 
-/// A complete upload's file, to be linked as its blob; the file itself
-/// stays until the upload's parts are removed (a completion that fails
-/// after publishing finds its bytes still there).
-#[derive(Debug)]
-struct LocalUploadStaged {
-    file: PathBuf,
-    length: u64,
-    blobs: PathBuf,
-}
-
-#[async_trait::async_trait]
-impl StagedBytes for LocalUploadStaged {
-    async fn publish(self: Box<Self>, sha256: &str) -> std::io::Result<()> {
-        let folder = self.blobs.join(&sha256[..2]);
-        let destination = folder.join(sha256);
-        let partial = folder.join(partial_copy(sha256));
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            prefix_folder(&self.blobs, &folder)?;
-            if destination.exists() {
-                return Ok(()); // Same bytes already stored.
-            }
-            let file = std::fs::OpenOptions::new().write(true).open(&self.file)?;
-            // Held until the link is made: no writer changes the file
-            // between the length checked here and the blob it becomes.
-            rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
-            let kept = file.metadata()?.len();
-            if kept < self.length {
-                return Err(std::io::Error::other(format!(
-                    "the upload's file holds {kept} bytes, not {}",
-                    self.length
-                )));
-            }
-            // Bytes past the upload's length were never acknowledged.
-            if kept > self.length {
-                file.set_len(self.length)?;
-                file.sync_all()?;
-            }
-            match std::fs::hard_link(&self.file, &destination) {
-                Ok(()) => {}
-                // `uploads/` mounted apart from `blobs/`: a copy, then.
-                Err(error) if error.kind() == std::io::ErrorKind::CrossesDevices => {
-                    std::fs::copy(&self.file, &partial)?;
-                    std::fs::File::open(&partial)?.sync_all()?;
-                    std::fs::rename(&partial, &destination)?;
-                }
-                Err(error) => return Err(error),
-            }
-            std::fs::File::open(&folder)?.sync_all()
-        })
-        .await
-        .map_err(lost)?
-    }
-}
-
 #[async_trait::async_trait]
 impl Backend for LocalBlobs {
     async fn stage(&self) -> std::io::Result<Box<dyn Staging>> {
@@ -605,11 +564,11 @@ impl Backend for LocalBlobs {
         upload: &str,
         parts: &[Part],
     ) -> std::io::Result<Box<dyn StagedBytes>> {
-        Ok(Box::new(LocalUploadStaged {
-            file: self.upload_path(upload)?,
-            length: parts.last().map_or(0, |part| part.start + part.size),
-            blobs: self.blobs.clone(),
-        }))
+        Ok(Box::new(LocalUploadStaged::new(
+            self.upload_path(upload)?,
+            parts.last().map_or(0, |part| part.start + part.size),
+            self.blobs.clone(),
+        )))
     }
 
     async fn remove_parts(&self, upload: &str) -> std::io::Result<()> {

@@ -159,6 +159,63 @@ async fn a_complete_upload_is_linked_not_copied() {
     assert!(store.stored(Area::Uploads).await.unwrap().is_empty());
 }
 
+/// An upload's file on another file system than the blobs' is copied
+/// beside its blob before the blob's lock is taken (a copy of many GiB under
+/// it, on SQLite the database's write lock, held every write back); under
+/// the lock it only takes its name. A copy never published is removed.
+#[tokio::test]
+async fn an_upload_on_another_file_system_is_copied_before_the_lock() {
+    use std::os::unix::fs::MetadataExt;
+    let root = tempfile::tempdir().unwrap();
+    let apart = tempfile::tempdir_in("/dev/shm").expect("a tmpfs at /dev/shm");
+    std::os::unix::fs::symlink(apart.path(), root.path().join("uploads")).unwrap();
+    let store = BlobStore::open(root.path()).await.unwrap();
+    let blobs = root.path().join("blobs/b9");
+    let uploads = root.path().join("uploads");
+    assert_ne!(
+        std::fs::metadata(&uploads).unwrap().dev(),
+        std::fs::metadata(root.path().join("blobs")).unwrap().dev()
+    );
+    let sha256 = "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
+    let copies = || {
+        std::fs::read_dir(&blobs)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|entry| super::is_partial_copy(&entry.file_name().to_string_lossy()))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    for publish in [false, true] {
+        let body = futures_util::stream::iter([Ok::<_, &str>(Bytes::from_static(b"hello world"))]);
+        let chunk = store.write_part("up", 0, body, 100, |_| ()).await.unwrap();
+        let part = chunk.part.unwrap();
+        let parts = [super::super::Part {
+            start: 0,
+            size: 11,
+            name: part.name().to_owned(),
+        }];
+        part.keep();
+        let digested = super::super::Digested {
+            sha256: sha256.into(),
+            size: 11,
+        };
+        let mut staged = store.stage_parts("up", &parts, digested).await.unwrap();
+        staged.prepare().await.unwrap();
+        assert_eq!(copies(), 1, "copied before the lock");
+        assert!(!blobs.join(sha256).exists());
+        if publish {
+            staged.publish().await.unwrap();
+            assert_eq!(std::fs::read(blobs.join(sha256)).unwrap(), b"hello world");
+        } else {
+            drop(staged);
+        }
+        assert_eq!(copies(), 0);
+        store.remove_parts("up").await.unwrap();
+    }
+}
+
 /// A blob copied from an upload's file on another file system, cut short
 /// by a crash, is discarded with the stale uploads; a blob is not.
 #[tokio::test]
@@ -167,13 +224,15 @@ async fn a_blob_copy_cut_short_is_discarded_with_the_stale_uploads() {
     let sha256 = "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
     let folder = root.path().join("blobs/b9");
     std::fs::create_dir_all(&folder).unwrap();
-    for name in [super::partial_copy(sha256), sha256.to_owned()] {
+    // A copy's, and one of the name an earlier version gave them.
+    let partials = [super::partial_copy(sha256), format!(".{sha256}.partial")];
+    for name in partials.iter().chain([&sha256.to_owned()]) {
         std::fs::write(folder.join(name), b"hello").unwrap();
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
     let removed = store.discard_stale_uploads(Duration::from_millis(10)).await;
-    assert_eq!(removed.unwrap(), 1);
-    assert!(!folder.join(super::partial_copy(sha256)).exists());
+    assert_eq!(removed.unwrap(), 2);
+    assert!(partials.iter().all(|name| !folder.join(name).exists()));
     assert!(folder.join(sha256).exists());
 }
 
