@@ -43,6 +43,8 @@ use crate::DiskFormat;
 
 mod iso;
 mod qcow2;
+#[cfg(test)]
+pub(crate) use qcow2::tests::{qcow2_file, QCOW2_V3};
 mod raw;
 mod vhd;
 mod vhdx;

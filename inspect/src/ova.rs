@@ -13,7 +13,7 @@
 //! PAX records tar readers apply differently; bytes after the archive's end
 //! that are not zeros.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 
@@ -24,6 +24,9 @@ use sha2::{Digest, Sha256};
 use super::disk::{self, DiskInfo};
 use super::ovf::{self, OvfMetadata};
 use super::{stored_size, Inspection};
+use headers::{check_headers, Between};
+
+mod headers;
 
 /// The largest manifest read.
 const MAX_MANIFEST: u64 = 1 << 20;
@@ -68,9 +71,19 @@ fn manifest_line(line: &str) -> Result<Option<(Algorithm, String, String)>, Stri
     )))
 }
 
+/// The longest entry name taken, as long as a descriptor's `href` may be:
+/// each name is kept until the archive's end, and a thousand long names of
+/// a MiB each would hold gigabytes.
+const MAX_NAME: usize = 1024;
+
 /// A name an entry may have: relative, plain, inside the archive.
 fn check_name(name: &str) -> Result<(), String> {
     let shown: String = name.chars().take(120).collect();
+    if name.len() > MAX_NAME {
+        return Err(format!(
+            "the archive holds an entry named '{shown}…', longer than {MAX_NAME} bytes"
+        ));
+    }
     // One spelling per file: `./a`, `a//b` and `a/` name what `a` and
     // `a/b` do to other readers, and Windows drops a name's trailing dots
     // and spaces (`x.cert.` is `x.cert`); a colon is a drive (`C:x`) there.
@@ -192,6 +205,11 @@ const EXTENSIONS_TOO_LARGE: &str =
 struct Metered<'a, R> {
     inner: R,
     allowance: &'a Cell<u64>,
+    /// What the reader takes while it looks for the next entry, kept to be
+    /// read again strictly (`headers`).
+    between: &'a RefCell<Between>,
+    /// How many bytes were read so far.
+    position: u64,
     /// How many zeros the bytes read so far end with.
     trailing_zeros: u64,
 }
@@ -206,6 +224,14 @@ impl<R: Read> Read for Metered<'_, R> {
         let read = self.inner.read(&mut buffer[..want])?;
         self.allowance.set(allowance - read as u64);
         let fresh = &buffer[..read];
+        if allowance != u64::MAX {
+            let mut between = self.between.borrow_mut();
+            if between.bytes.is_empty() {
+                between.start = self.position;
+            }
+            between.bytes.extend_from_slice(fresh);
+        }
+        self.position += read as u64;
         self.trailing_zeros = match fresh.iter().rposition(|&byte| byte != 0) {
             Some(last) => (read - last - 1) as u64,
             None => self.trailing_zeros + read as u64,
@@ -295,12 +321,36 @@ pub fn total_capacity(metadata: &OvfMetadata) -> Option<u64> {
         .filter(|_| !metadata.disks.is_empty())
 }
 
+/// What the guest's disks hold in all: each disk of the descriptor's
+/// `DiskSection` by its own file where that tells its size (a capacity is
+/// only what the descriptor says), else by its capacity; other files (a
+/// readme) are no disk of the guest. Without a `DiskSection`, the disks the
+/// archive holds (unknown if one of them tells no size).
+fn guest_disks_size(metadata: &OvfMetadata, disks: &[(String, DiskInfo)]) -> Option<u64> {
+    fn sum(mut sizes: impl Iterator<Item = Option<u64>>) -> Option<u64> {
+        sizes.try_fold(0u64, |sum, size| sum.checked_add(size?))
+    }
+    if metadata.disks.is_empty() {
+        return sum(disks.iter().map(|(_, info)| info.virtual_size)).filter(|_| !disks.is_empty());
+    }
+    sum(metadata.disks.iter().map(|disk| {
+        let file = disk.file.as_deref();
+        let inspected = disks.iter().find(|(name, _)| Some(name.as_str()) == file);
+        inspected
+            .and_then(|(_, info)| info.virtual_size)
+            .or(disk.capacity_bytes)
+    }))
+}
+
 /// Inspects an OVA as it streams past.
 pub fn inspect(reader: impl Read) -> Result<Inspection, String> {
     let allowance = Cell::new(MAX_BETWEEN_ENTRIES);
+    let between = RefCell::new(Between::default());
     let mut archive = tar::Archive::new(Metered {
         inner: reader,
         allowance: &allowance,
+        between: &between,
+        position: 0,
         trailing_zeros: 0,
     });
     let mut entries = archive
@@ -312,11 +362,20 @@ pub fn inspect(reader: impl Read) -> Result<Inspection, String> {
     let mut manifest: Option<Vec<(Algorithm, String, String)>> = None;
     let mut digests: HashMap<String, Digests> = HashMap::new();
     let mut disks: Vec<(String, DiskInfo)> = Vec::new();
+    // Where the entry before ended, to a block: the next headers start there.
+    let mut chain_start = 0;
     loop {
         allowance.set(MAX_BETWEEN_ENTRIES);
+        between.borrow_mut().bytes.clear();
         let Some(entry) = entries.next() else { break };
         allowance.set(u64::MAX);
         let mut entry = entry.map_err(|error| format!("unreadable archive: {error}"))?;
+        check_headers(&between.borrow(), chain_start, entry.raw_header_position())?;
+        chain_start = entry
+            .raw_file_position()
+            .checked_add(entry.size())
+            .and_then(|end| end.checked_next_multiple_of(512))
+            .ok_or("the archive holds an entry larger than any file")?;
         let kind = entry.header().entry_type();
         // Python's tarfile applies a global header's path and size to the
         // entries after it, the tar crate neither; and the crate hands any
@@ -452,12 +511,7 @@ pub fn inspect(reader: impl Read) -> Result<Inspection, String> {
     if let Some(lines) = &manifest {
         check_manifest(lines, &digests)?;
     }
-    let virtual_size = disks
-        .iter()
-        .map(|(_, info)| info.virtual_size)
-        .try_fold(0u64, |sum, size| sum.checked_add(size?))
-        .filter(|_| !disks.is_empty())
-        .or_else(|| total_capacity(&metadata));
+    let virtual_size = guest_disks_size(&metadata, &disks);
     let detail = if disks.is_empty() {
         "ova".to_owned()
     } else {

@@ -120,7 +120,7 @@ pub(super) mod tests {
 
     /// `qemu-img create -f qcow2 q3.qcow2 1G`, bytes 0..0x78: the header and
     /// the start of its feature-name table extension.
-    pub(in crate::disk) const QCOW2_V3: &str =
+    pub(crate) const QCOW2_V3: &str =
         "514649fb00000003000000000000000000000000000000100000000040000000000000\
         0000000002000000000003000000000000000100000000000100000000000000000000000000000000000000\
         0000000000000000000000000000000000000000040000007000000000000000006803f85700000180";
@@ -140,7 +140,7 @@ pub(super) mod tests {
         00000008646174612e7261776803f85700000180";
 
     /// A qcow2 file of 192 KiB (as qemu-img makes) with the header bytes given.
-    pub(in crate::disk) fn qcow2_file(header_hex: &str) -> Vec<u8> {
+    pub(crate) fn qcow2_file(header_hex: &str) -> Vec<u8> {
         let mut file = zeros(196_624);
         put(&mut file, 0, &hex::decode(header_hex).unwrap());
         file

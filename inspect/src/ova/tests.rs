@@ -108,6 +108,76 @@ impl<R: Read> Read for Counting<'_, R> {
     }
 }
 
+/// The tar crate reads a `+` before a checksum's digits; GNU tar and
+/// libarchive skip such a header and read the entry's first block as the
+/// next header: there, a `disk.img` other than the one inspected.
+#[test]
+fn a_header_other_readers_skip_is_refused() {
+    let mut hidden = entry("disk.img", EntryType::Regular, &[2; 512]);
+    // An old (V7) header: no magic, so no archive inside an archive either.
+    hidden[257..265].fill(0);
+    hidden[148..156].fill(b' ');
+    let sum: u64 = hidden[..512].iter().map(|&byte| u64::from(byte)).sum();
+    hidden[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let mut outer = entry("disk.img", EntryType::Regular, &hidden);
+    outer[148..156].fill(b' ');
+    let sum: u64 = outer[..512].iter().map(|&byte| u64::from(byte)).sum();
+    outer[148..156].copy_from_slice(format!("+{sum:06o}\0").as_bytes());
+    let mut ova = entry(
+        "appliance.ovf",
+        EntryType::Regular,
+        &descriptor(&["disk.img"]),
+    );
+    ova.extend(outer);
+    ova.extend_from_slice(&[0; 1024]);
+    let reason = refusal(&ova);
+    assert!(reason.contains("read differently"), "{reason}");
+}
+
+/// Every name is kept until the archive ends: a thousand names of a MiB
+/// each held gigabytes.
+#[test]
+fn a_long_entry_name_is_refused() {
+    let mut ova = entry(
+        "appliance.ovf",
+        EntryType::Regular,
+        &descriptor(&["disk.img"]),
+    );
+    let long = "n".repeat(2000);
+    ova.extend(entry(
+        "././@LongLink",
+        EntryType::GNULongName,
+        long.as_bytes(),
+    ));
+    ova.extend(entry("n", EntryType::Regular, &[1; 512]));
+    ova.extend(entry("disk.img", EntryType::Regular, &[1; 512]));
+    ova.extend_from_slice(&[0; 1024]);
+    let reason = refusal(&ova);
+    assert!(reason.contains("longer than 1024 bytes"), "{reason}");
+}
+
+/// The guest's size is its disks': each disk of the `DiskSection` by its
+/// own file where that tells, not by what the descriptor claims; a readme
+/// beside it (a raw file of no known size) made the claim stand before.
+#[test]
+fn the_size_is_the_disks_own_not_the_descriptors_claim() {
+    let descriptor = "<?xml version=\"1.0\"?><Envelope xmlns=\"http://schemas.dmtf.org/ovf/envelope/1\" \
+         xmlns:ovf=\"http://schemas.dmtf.org/ovf/envelope/1\"><References>\
+         <File ovf:href=\"disk1.qcow2\" ovf:id=\"file1\"/><File ovf:href=\"readme.txt\" ovf:id=\"file2\"/>\
+         </References><DiskSection><Info>disks</Info><Disk ovf:diskId=\"vmdisk1\" ovf:fileRef=\"file1\" \
+         ovf:capacity=\"1\" ovf:capacityAllocationUnits=\"byte * 2^20\"/><Disk ovf:diskId=\"vmdisk2\" \
+         ovf:capacity=\"3\" ovf:capacityAllocationUnits=\"byte * 2^20\"/></DiskSection></Envelope>";
+    let qcow2 = crate::disk::qcow2_file(crate::disk::QCOW2_V3);
+    let ova = archive(&[
+        ("appliance.ovf", descriptor.as_bytes()),
+        ("disk1.qcow2", &qcow2),
+        ("readme.txt", b"read me"),
+    ]);
+    let inspection = crate::inspect_bytes(&ova).unwrap();
+    // The qcow2 file's 1 GiB, and the empty disk's 3 MiB (no file tells).
+    assert_eq!(inspection.virtual_size, Some((1 << 30) + (3 << 20)));
+}
+
 #[test]
 fn a_plain_ova_is_read_with_its_disks() {
     let disk = vec![7u8; 5000];
