@@ -138,6 +138,7 @@ pub fn router(
         .merge(assets.router())
         .layer(axum::middleware::from_fn(security::bounded_ranges))
         .layer(axum::middleware::from_fn(security::refuse_cross_site))
+        .layer(axum::middleware::from_fn(security::own_form_errors_only))
         .layer(axum::middleware::from_fn(security::common_headers))
         .layer(axum::middleware::from_fn(uploads::name_the_protocol))
         .layer(compress::layer())

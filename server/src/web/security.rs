@@ -8,7 +8,9 @@
 //!   only from this origin or with the page's nonce, no framing), and every
 //!   answer `nosniff`, no framing and a same-origin referrer policy;
 //! - files from the personal store are always downloads, sandboxed, never
-//!   active content on Depot's origin.
+//!   active content on Depot's origin;
+//! - a page shows a form's error only when this site sent it there, and a
+//!   browser's page is never answered with a Basic challenge.
 
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -89,8 +91,20 @@ pub async fn bounded_ranges(mut request: Request, next: Next) -> Response {
 
 /// Middleware: the headers every answer carries, unless it set its own.
 pub async fn common_headers(request: Request, next: Next) -> Response {
+    let navigates = request
+        .headers()
+        .get("sec-fetch-mode")
+        .is_some_and(|mode| mode.as_bytes() == b"navigate");
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
+    // A browser asked for a password by a Basic challenge (a page opened at
+    // `/store`) sends it unasked from then on to every path of the origin,
+    // ahead of its session: signing out would sign nobody out. Its pages
+    // send people to the sign-in form instead; scripts and WebDAV clients
+    // never navigate.
+    if navigates {
+        headers.remove(header::WWW_AUTHENTICATE);
+    }
     let defaults = [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
@@ -123,6 +137,56 @@ pub async fn common_headers(request: Request, next: Next) -> Response {
             "private, no-cache"
         }));
     response
+}
+
+/// The query keys a page reads a failed form's error from: Leptos sends a
+/// browser without script back to the form's page with its server
+/// function's path and error in these.
+const FORM_ERROR_KEYS: [&str; 2] = ["__err", "__path"];
+
+/// Middleware: a page asked for with a form's error in its query from
+/// anywhere but this site (a link in a mail, say) is sent again without
+/// it, so that nobody else's words show in a page's alert as Depot's own.
+pub async fn own_form_errors_only(request: Request, next: Next) -> Response {
+    let query = request.uri().query().unwrap_or_default();
+    let carries_error = *request.method() == Method::GET
+        && form_urlencoded::parse(query.as_bytes())
+            .any(|(key, _)| FORM_ERROR_KEYS.contains(&key.as_ref()));
+    if !carries_error || from_this_site(request.headers()) {
+        return next.run(request).await;
+    }
+    let kept: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .filter(|(key, _)| !FORM_ERROR_KEYS.contains(&key.as_ref()))
+        .map(|(key, value)| (key.into_owned(), value.into_owned()))
+        .collect();
+    let mut location = request.uri().path().to_owned();
+    if !kept.is_empty() {
+        location.push('?');
+        location.push_str(
+            &form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(kept)
+                .finish(),
+        );
+    }
+    axum::response::Redirect::to(&location).into_response()
+}
+
+/// Whether a browser says the request came from a page of this origin
+/// (after a form's redirect, say): by `Sec-Fetch-Site`, or where a browser
+/// sends none, by its `Referer`.
+fn from_this_site(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return site.as_bytes() == b"same-origin";
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok());
+    let referrer = headers
+        .get(header::REFERER)
+        .and_then(|referrer| referrer.to_str().ok())
+        .and_then(|referrer| referrer.split_once("://"))
+        .map(|(_, rest)| rest.split('/').next().unwrap_or_default());
+    matches!((referrer, host), (Some(referrer), Some(host)) if referrer.eq_ignore_ascii_case(host))
 }
 
 /// The policy of a server-rendered page whose scripts carry `nonce`.

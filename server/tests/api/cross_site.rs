@@ -186,3 +186,65 @@ async fn pages_send_security_headers_and_user_files_stay_inert(#[case] backend: 
         .unwrap()
         .starts_with("attachment"));
 }
+
+/// A page's alert shows a failed form's error from its query (Leptos's way
+/// for browsers without script): a link from elsewhere carrying one is sent
+/// to the page without it, so nobody else's words show there as Depot's.
+/// And a browser's page is never a Basic challenge, whose password the
+/// browser would send ahead of its session ever after (signing out would
+/// sign nobody out).
+#[tokio::test]
+async fn pages_show_no_planted_errors_and_ask_browsers_for_no_password() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let planted =
+        "/login?next=1&__path=%2Fapi%2Fui%2Flogin&__err=eyJJbnZhbGlkIjoiRGVwb3QgaGFzIG1vdmVkIn0";
+    for headers in [
+        vec![("sec-fetch-site", "cross-site")],
+        vec![("sec-fetch-site", "same-site")],
+        vec![("referer", "https://depot-login.example/x")],
+        vec![],
+    ] {
+        let mut asked = client.get(app.url(planted));
+        for (name, value) in &headers {
+            asked = asked.header(*name, *value);
+        }
+        let answer = asked.send().await.unwrap();
+        assert_eq!(answer.status(), 303, "{headers:?}");
+        assert_eq!(answer.headers()["location"], "/login?next=1", "{headers:?}");
+    }
+    // After a form's own redirect, the page shows its error.
+    let host = app
+        .url("/")
+        .split("://")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    for (name, value) in [
+        ("sec-fetch-site", "same-origin".to_owned()),
+        ("referer", format!("http://{host}/login")),
+    ] {
+        let answer = client
+            .get(app.url(planted))
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{name}");
+    }
+
+    let navigated = client
+        .get(app.url("/store"))
+        .header("sec-fetch-mode", "navigate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(navigated.status(), 401);
+    assert!(!navigated.headers().contains_key("www-authenticate"));
+    let from_a_client = client.get(app.url("/store")).send().await.unwrap();
+    assert!(from_a_client.headers().contains_key("www-authenticate"));
+}
