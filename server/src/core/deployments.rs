@@ -250,13 +250,61 @@ impl Core {
         })
     }
 
+    /// Deletes a deployment, and removes the file it wrote from the
+    /// environment (ViCE: "removes an image deployment from the
+    /// environment"), unless another of the owner's deployments wrote the
+    /// same: the file's room in the owner's quota goes with it. A deployment
+    /// being written is refused until it ends (its file would land all the
+    /// same); one deleted while queued is never run.
     pub async fn delete_deployment(&self, viewer: &Viewer, id: i64) -> Result<(), CoreError> {
-        self.deployment(viewer, id).await?;
+        let deployment = self.deployment(viewer, id).await?;
+        if deployment.state == DeploymentState::Running {
+            return Err(CoreError::Conflict(format!(
+                "deployment {id} is being written; delete it once it is done or failed"
+            )));
+        }
+        let written = self
+            .db
+            .file_only_this_deployment_wrote(id)
+            .await
+            .map_err(db_error)?;
+        if let Some((path, _)) = &written {
+            self.remove_deployed_file(path).await?;
+        }
+        let released = written
+            .as_ref()
+            .map(|(path, owner)| (path.as_str(), *owner));
         self.db
-            .delete_deployment(id, DEPLOY_JOB)
+            .delete_deployment(id, DEPLOY_JOB, released)
             .await
             .map_err(db_error)?;
         Ok(())
+    }
+
+    /// Removes a deployed file (its path relative to the export root).
+    async fn remove_deployed_file(&self, written: &str) -> Result<(), CoreError> {
+        let Some(configured) = &self.limits.export_root else {
+            return Ok(()); // No export root any more: nothing is written below one.
+        };
+        let path = Path::new(written);
+        let (Some(name), relative) = (path.file_name(), path.parent().unwrap_or(Path::new("")))
+        else {
+            return Ok(());
+        };
+        let (root, relative, name) = (
+            configured.clone(),
+            relative.to_owned(),
+            name.to_string_lossy().into_owned(),
+        );
+        tokio::task::spawn_blocking(move || super::export::remove(&root, &relative, &name))
+            .await
+            .map_err(|_| CoreError::Internal)?
+            .map_err(|error| {
+                tracing::warn!(%error, "cannot remove a deployed file");
+                CoreError::Conflict(format!(
+                    "the deployed file {written} cannot be removed: {error}"
+                ))
+            })
     }
 
     /// The job: copies the image's bytes into the environment's folder.
@@ -409,7 +457,7 @@ impl Core {
         let counted = match &copied {
             Ok(written) => self
                 .db
-                .set_deployed_size(&claim, *written as i64, Utc::now())
+                .set_deployed_size(&claim, deployment.user_id, *written as i64, Utc::now())
                 .await
                 .map_err(unavailable),
             Err(_) => Ok(()),
@@ -433,7 +481,7 @@ impl Core {
             };
         }
         self.db
-            .set_deployment_state(id, DeploymentState::Done, "", Utc::now())
+            .deployment_done(id, &claim, Utc::now())
             .await
             .map_err(unavailable)
     }

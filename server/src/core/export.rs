@@ -108,6 +108,28 @@ pub fn write(
     }
 }
 
+/// Removes the file `name` in `relative` below `root`, if a file stands
+/// there (what else stands there is left, and gone already is fine).
+pub fn remove(root: &Path, relative: &Path, name: &str) -> std::io::Result<()> {
+    let folder = match open_folder(root, relative) {
+        Err(error) if error.kind() == ErrorKind::NotFound => return Ok(()),
+        opened => opened?,
+    };
+    match rustix::fs::statat(&folder, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile => {
+            rustix::fs::unlinkat(&folder, name, AtFlags::empty())?;
+            rustix::fs::fsync(&folder)?;
+            Ok(())
+        }
+        Ok(_) => Err(Error::new(
+            ErrorKind::AlreadyExists,
+            "something other than a file stands there",
+        )),
+        Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(errno) => Err(errno.into()),
+    }
+}
+
 /// How long a partial file goes unwritten before it is taken for one a
 /// stopped server left: a live copy writes to its own all the time.
 const STALE_PARTIAL: std::time::Duration = std::time::Duration::from_secs(15 * 60);

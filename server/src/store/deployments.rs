@@ -260,12 +260,64 @@ impl Db {
         })
     }
 
+    /// Shows a deployment done, with the file it wrote (relative to the
+    /// export root).
     #[tracing::instrument(skip(self), err)]
-    pub async fn delete_deployment(&self, id: i64, job_kind: &str) -> Result<bool, sqlx::Error> {
+    pub async fn deployment_done(
+        &self,
+        id: i64,
+        written_path: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        const DONE: &str = "UPDATE deployments SET state = $1, reason = '', updated_at = $2, \
+             written_path = $3 WHERE id = $4";
+        with_pool!(self, pool => {
+            sqlx::query(DONE)
+                .bind(DeploymentState::Done.as_str())
+                .bind(now)
+                .bind(written_path)
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    /// The file a done deployment wrote, and its owner, unless another
+    /// done deployment of that owner wrote the same (that one keeps it).
+    #[tracing::instrument(skip(self), err)]
+    pub async fn file_only_this_deployment_wrote(
+        &self,
+        id: i64,
+    ) -> Result<Option<(String, i64)>, sqlx::Error> {
+        const WRITTEN: &str = "SELECT d.written_path, d.user_id FROM deployments d \
+             WHERE d.id = $1 AND d.state = $2 AND d.written_path IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM deployments o WHERE o.user_id = d.user_id \
+             AND o.written_path = d.written_path AND o.state = $2 AND o.id <> d.id)";
+        with_pool!(self, pool => {
+            sqlx::query_as::<_, (String, i64)>(WRITTEN)
+                .bind(id)
+                .bind(DeploymentState::Done.as_str())
+                .fetch_optional(pool)
+                .await
+        })
+    }
+
+    /// Deletes a deployment, and the claim on the file it alone wrote
+    /// (`removed`: its path and owner), which no longer counts against the
+    /// owner's quota once the file is gone.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn delete_deployment(
+        &self,
+        id: i64,
+        job_kind: &str,
+        removed: Option<(&str, i64)>,
+    ) -> Result<bool, sqlx::Error> {
         // Its job too, unless it runs already: a deployment deleted while
         // queued leaves nothing waiting in the queue (nor escapes the
         // bound on a user's unfinished deployments).
         const JOB: &str = "DELETE FROM jobs WHERE kind = $1 AND payload = $2 AND state = 'queued'";
+        const CLAIM: &str = "DELETE FROM deployed_files WHERE path = $1 AND user_id = $2";
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let deleted = sqlx::query("DELETE FROM deployments WHERE id = $1")
@@ -279,6 +331,9 @@ impl Db {
                 .bind(job_payload(id))
                 .execute(&mut *tx)
                 .await?;
+            if let Some((path, user_id)) = removed {
+                sqlx::query(CLAIM).bind(path).bind(user_id).execute(&mut *tx).await?;
+            }
             tx.commit().await?;
             Ok(deleted)
         })
@@ -380,17 +435,29 @@ impl Db {
         })
     }
 
-    /// Records the size of a file a deployment wrote.
+    /// Records the size of a file a deployment wrote for `user_id`, claimed
+    /// again if a deletion of another deployment of it let its claim go
+    /// meanwhile (never over another user's).
     #[tracing::instrument(skip(self), err)]
     pub async fn set_deployed_size(
         &self,
         path: &str,
+        user_id: i64,
         size: i64,
         now: DateTime<Utc>,
     ) -> Result<(), sqlx::Error> {
-        const UPDATE: &str = "UPDATE deployed_files SET size = $1, updated_at = $2 WHERE path = $3";
+        const UPSERT: &str = "INSERT INTO deployed_files (path, user_id, size, updated_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (path) DO UPDATE SET size = excluded.size, \
+             updated_at = excluded.updated_at WHERE deployed_files.user_id = excluded.user_id";
         with_pool!(self, pool => {
-            sqlx::query(UPDATE).bind(size).bind(now).bind(path).execute(pool).await.map(|_| ())
+            sqlx::query(UPSERT)
+                .bind(path)
+                .bind(user_id)
+                .bind(size)
+                .bind(now)
+                .execute(pool)
+                .await
+                .map(|_| ())
         })
     }
 

@@ -43,6 +43,7 @@ const SQLITE: &[(&str, &str)] = embedded!("sqlite":
     "0017_export_folders.sql",
     "0018_key_fingerprint.sql",
     "0019_completion_renewals.sql",
+    "0020_deployed_paths.sql",
 );
 
 const POSTGRES: &[(&str, &str)] = embedded!("postgres":
@@ -69,6 +70,7 @@ const POSTGRES: &[(&str, &str)] = embedded!("postgres":
     "0021_export_folders.sql",
     "0022_key_fingerprint.sql",
     "0023_completion_renewals.sql",
+    "0024_deployed_paths.sql",
 );
 
 /// SQLite's migrations, in order.

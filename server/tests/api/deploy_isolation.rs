@@ -236,6 +236,36 @@ async fn deployed_bytes_count_against_the_quota(#[case] backend: Backend) {
     assert_eq!(over["state"], "failed", "{over}");
     assert!(over["reason"].as_str().unwrap().contains("quota"), "{over}");
     assert!(!root.path().join("second").exists());
+
+    // Deleting the deployment removes its file from the environment, and
+    // the file's room from the quota: the second copy now fits. (The file
+    // stayed, counted for good, with no way to let it go.) While it is
+    // being written, it is not deleted: its file would land all the same.
+    let first = done["id"].as_str().unwrap();
+    crate::helpers::execute(
+        &app,
+        &format!("UPDATE deployments SET state = 'running' WHERE id = {first}"),
+    )
+    .await;
+    let (status, answer) = alice
+        .json(Method::DELETE, &format!("/deployment/{first}"), None)
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    crate::helpers::execute(
+        &app,
+        &format!("UPDATE deployments SET state = 'done' WHERE id = {first}"),
+    )
+    .await;
+    assert!(root.path().join("first").exists());
+    let (status, answer) = alice
+        .json(Method::DELETE, &format!("/deployment/{first}"), None)
+        .await;
+    assert!(status.is_success(), "{answer}");
+    assert!(!root.path().join("first").exists());
+    let (_, again) = deploy(&alice, &environment, &second).await;
+    let again = settled(&alice, again["id"].as_str().unwrap()).await;
+    assert_eq!(again["state"], "done", "{again}");
+    assert!(root.path().join("second").exists());
 }
 
 /// A server with an export root and no job workers (every deployment stays

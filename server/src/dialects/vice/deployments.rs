@@ -175,7 +175,8 @@ pub async fn get(
     ))
 }
 
-/// Remove a deployment (`deleteDeployment`): 200.
+/// Remove a deployment (`deleteDeployment`): 200, the file it wrote removed
+/// from the environment.
 #[utoipa::path(delete, path = "/v1/deployment/{deploymentId}", tag = TAG, operation_id = "deleteDeployment",
     params(("deploymentId" = String, Path, description = "The deployment's id")),
     responses(
@@ -183,6 +184,7 @@ pub async fn get(
         (status = 401, description = "Authentication information is missing or invalid", body = ViceErrorBody),
         (status = 404, description = "Element not found", body = ViceErrorBody),
         (status = 405, description = "The path does not decode", body = ViceErrorBody),
+        (status = 409, description = "The deployment is being written, or its file cannot be removed", body = ViceErrorBody),
     ))]
 pub async fn delete(
     State(state): State<AppState>,
