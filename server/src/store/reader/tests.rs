@@ -135,7 +135,10 @@ async fn distinct_values_are_read_in_the_readers_lane_as_sqlx_reads_them() {
                 .await
                 .unwrap();
             assert_eq!(read, expected, "{field:?}");
-            assert!(read.1 > 0 && (offset > 0 || !read.0.is_empty()), "{field:?}");
+            assert!(
+                read.1 > 0 && (offset > 0 || !read.0.is_empty()),
+                "{field:?}"
+            );
         }
     }
     let stopped = Db {
