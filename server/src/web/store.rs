@@ -147,6 +147,13 @@ async fn serve(
         let message = "the destination must be a file or folder inside your store (/store/…)\n";
         return (StatusCode::BAD_REQUEST, message).into_response();
     };
+    let target = DavPath::new(request.uri().path()).ok();
+    if target.iter().chain(&destination).any(too_long) {
+        let message = format!(
+            "a file or folder name is at most {MAX_NAME} bytes, a path at most {MAX_PATH}\n"
+        );
+        return (StatusCode::URI_TOO_LONG, message).into_response();
+    }
     let files = match store_files(&state, user).await {
         Ok(files) => files.holding(place),
         Err(status) => return status.into_response(),
@@ -258,6 +265,22 @@ fn destination(headers: &HeaderMap) -> Result<Option<DavPath>, ()> {
         Ok(inside) if inside.as_bytes() != b"/" => Ok(Some(inside)),
         _ => refused(),
     }
+}
+
+/// The longest name of a file or folder in a store, and of a path below it
+/// (as `StorePath` takes them): what a file system or an object store's key
+/// could keep.
+const MAX_NAME: usize = 255;
+const MAX_PATH: usize = 1024;
+
+/// Whether a path is longer than a store keeps: refused before anything
+/// is written (a file of such a name failed as its whole body had landed).
+fn too_long(path: &DavPath) -> bool {
+    let path = path.as_bytes();
+    path.len() > MAX_PATH
+        || path
+            .split(|&byte| byte == b'/')
+            .any(|name| name.len() > MAX_NAME)
 }
 
 /// One user's folder, with their quota, for one request.

@@ -105,3 +105,44 @@ async fn a_users_slow_store_writes_hold_their_upload_places() {
         .unwrap();
     assert!(again.status().is_success(), "{}", again.status());
 }
+
+/// A name longer than a store keeps (255 bytes; a path 1,024) is refused
+/// before its body is written, with 414: it failed, a 500, once the whole
+/// body had landed.
+#[rstest::rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::shared(Backend::Shared)]
+#[tokio::test]
+async fn names_longer_than_a_store_keeps_are_refused_before_the_body(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let longest = "n".repeat(255);
+    let status = put(&app, ALICE, &longest)
+        .body(vec![1; 10])
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 201);
+    let deep = vec!["f".repeat(250); 5].join("/");
+    for name in ["n".repeat(256), deep] {
+        let status = put(&app, ALICE, &name)
+            .body(vec![1; 10])
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 414, "{}", name.len());
+    }
+    let copied = reqwest::Client::new()
+        .request(
+            Method::from_bytes(b"COPY").unwrap(),
+            app.url(&format!("/store/{longest}")),
+        )
+        .basic_auth(ALICE.0, Some(ALICE.1))
+        .header("destination", format!("/store/{}", "c".repeat(300)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(copied.status(), 414);
+}
