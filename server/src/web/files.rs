@@ -206,11 +206,13 @@ fn requested_range(headers: &HeaderMap, etag: &str, length: u64) -> Result<Optio
         // Its last byte before its first: no valid range, so the header is
         // ignored (RFC 9110, 14.1.1), not unsatisfiable.
         (StartPosition::Index(first), EndPosition::Index(last)) if last < first => Ok(None),
-        // No range of an empty file can be satisfied (RFC 9110, 14.1.1);
+        // A suffix longer than the file is the whole file (14.1.1): of an
+        // empty one, its nothing, all of it.
+        (StartPosition::FromLast(_), _) if length == 0 => Ok(None),
+        (StartPosition::FromLast(suffix), _) if *suffix >= length => Ok(Some((0, length - 1))),
+        // No other range of an empty file can be satisfied (14.1.1);
         // http-range-header would make `bytes=0-` its first byte.
         _ if length == 0 => Err(()),
-        // A suffix longer than the file is the whole file (14.1.1).
-        (StartPosition::FromLast(suffix), _) if *suffix >= length => Ok(Some((0, length - 1))),
         _ => match parsed.validate(length) {
             Ok(ranges) => Ok(Some((*ranges[0].start(), *ranges[0].end()))),
             Err(_) => Err(()),
@@ -383,6 +385,10 @@ mod tests {
         }
         assert_eq!(
             requested_range(&with(&[(header::RANGE, "bytes=-5")]), tag, 0),
+            Ok(None)
+        );
+        assert_eq!(
+            requested_range(&with(&[(header::RANGE, "bytes=0-")]), tag, 0),
             Err(())
         );
         let stale = with(&[(header::RANGE, "bytes=0-1"), (header::IF_RANGE, "\"old\"")]);
