@@ -128,7 +128,7 @@ impl Core {
             // again does not bring back whoever held them.
             UserChange::Disabled => AccountChange::Disable,
         };
-        self.change_as(admin_id, id, change_as).await?;
+        self.change_as(viewer, id, change_as).await?;
         if change == UserChange::Disabled {
             self.login_guard.forget_user(id);
         }
@@ -137,17 +137,19 @@ impl Core {
     }
 
     /// Makes an administrator's change to an account, written only while
-    /// they are still an administrator (their viewer was read as the
-    /// request began: another administrator may have demoted them since).
+    /// they are still an administrator, with the credentials they proved
+    /// (their viewer was read as the request began: another administrator
+    /// may have demoted them since, or reset their password).
     async fn change_as(
         &self,
-        admin_id: i64,
+        viewer: &Viewer,
         id: i64,
         change: AccountChange,
     ) -> Result<(), CoreError> {
+        let admin = viewer.require_admin("manage accounts")?;
         match self
             .db
-            .change_account_as(admin_id, id, change)
+            .change_account_as((admin.id, admin.credentials_version), id, change)
             .await
             .map_err(db_error)?
         {
@@ -166,7 +168,7 @@ impl Core {
         viewer: &Viewer,
         id: i64,
     ) -> Result<PasswordReset, CoreError> {
-        let admin_id = require_admin_by_password(viewer, "reset passwords")?;
+        require_admin_by_password(viewer, "reset passwords")?;
         let password = generate_password();
         let hash = {
             let (password, cost) = (password.clone(), self.limits().password_cost);
@@ -175,7 +177,7 @@ impl Core {
                 .map_err(|_| CoreError::Internal)??
         };
         // The new hash, the end of every session, token and key, at once.
-        self.change_as(admin_id, id, AccountChange::Password(hash))
+        self.change_as(viewer, id, AccountChange::Password(hash))
             .await?;
         self.login_guard.forget_user(id);
         tracing::info!(user = id, "an administrator reset a password");

@@ -48,7 +48,8 @@ impl std::fmt::Debug for AccountChange {
 pub enum AccountChanged {
     Done,
     NoSuchAccount,
-    /// The administrator was demoted or disabled meanwhile: nothing changed.
+    /// The administrator was demoted, disabled or had their credentials
+    /// reset meanwhile: nothing changed.
     NotAnAdmin,
 }
 
@@ -158,7 +159,8 @@ impl Db {
     }
 
     /// Makes an administrator's change to an account, only while the
-    /// administrator is still an enabled one when it is written.
+    /// administrator is still an enabled one, at the credentials version
+    /// they proved themselves against, when it is written.
     ///
     /// Both accounts' rows are locked first, in the order of their ids, so
     /// that two administrators changing each other at once take turns (and
@@ -167,12 +169,12 @@ impl Db {
     #[tracing::instrument(skip(self), err)]
     pub async fn change_account_as(
         &self,
-        admin_id: i64,
+        (admin_id, admin_credentials): (i64, i64),
         id: i64,
         change: AccountChange,
     ) -> Result<AccountChanged, sqlx::Error> {
-        const STILL_ADMIN: &str =
-            "SELECT COUNT(*) FROM users WHERE id = $1 AND role = $2 AND disabled = $3";
+        const STILL_ADMIN: &str = "SELECT COUNT(*) FROM users WHERE id = $1 AND role = $2 \
+             AND disabled = $3 AND credentials_version = $4";
         let db = self.clone();
         let lock = self.user_lock();
         self.write_credentials(async move {
@@ -185,6 +187,7 @@ impl Db {
                     .bind(admin_id)
                     .bind(app::model::Role::Admin.as_str())
                     .bind(false)
+                    .bind(admin_credentials)
                     .fetch_one(&mut *tx)
                     .await?
                     == 1;
