@@ -1,7 +1,6 @@
 //! A complete resumable upload's file, published as its blob: linked, or
 //! where `uploads/` is another file system than `blobs/`, copied first.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::super::StagedBytes;
@@ -15,9 +14,9 @@ pub(super) struct LocalUploadStaged {
     file: PathBuf,
     length: u64,
     blobs: PathBuf,
-    /// Its copy beside the blob, made before the blob's lock is taken when
-    /// the file cannot be linked; removed if dropped unpublished.
-    copied: Option<tempfile::TempPath>,
+    /// The file beside its blob (linked or copied) before the blob's lock
+    /// is taken; removed if dropped unpublished.
+    beside: Option<tempfile::TempPath>,
 }
 
 impl LocalUploadStaged {
@@ -26,7 +25,7 @@ impl LocalUploadStaged {
             file,
             length,
             blobs,
-            copied: None,
+            beside: None,
         }
     }
 }
@@ -49,42 +48,51 @@ fn locked_at_length(path: &Path, length: u64) -> std::io::Result<std::fs::File> 
     Ok(file)
 }
 
-/// Copies the upload's file beside its blob, whole and on disk.
-fn copy_beside(
+/// The upload's file beside its blob, under a partial name: the same file,
+/// linked (its bytes written once), or where it cannot be (`uploads/` on
+/// another file system, or another mount of the same), a copy, whole and on
+/// disk.
+fn beside_its_blob(
     path: &Path,
     length: u64,
     folder: &Path,
     sha256: &str,
 ) -> std::io::Result<tempfile::TempPath> {
-    let copy = tempfile::TempPath::try_from_path(folder.join(partial_copy(sha256)))?;
+    let beside = tempfile::TempPath::try_from_path(folder.join(partial_copy(sha256)))?;
     let _locked = locked_at_length(path, length)?;
-    std::fs::copy(path, &copy)?;
-    std::fs::File::open(&copy)?.sync_all()?;
-    Ok(copy)
+    match std::fs::hard_link(path, &beside) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::CrossesDevices => {
+            std::fs::copy(path, &beside)?;
+            std::fs::File::open(&beside)?.sync_all()?;
+        }
+        Err(error) => return Err(error),
+    }
+    Ok(beside)
 }
 
 #[async_trait::async_trait]
 impl StagedBytes for LocalUploadStaged {
-    /// On another file system than the blobs', the copy: many GiB, made
-    /// before the blob's lock is taken (on SQLite, the database's write
-    /// lock), not while every other write waits.
+    /// The file put beside its blob: a copy of many GiB where it must be
+    /// copied, made before the blob's lock is taken (on SQLite, the
+    /// database's write lock), not while every other write waits.
     async fn prepare(&mut self, sha256: &str) -> std::io::Result<()> {
         let (file, length, blobs) = (self.file.clone(), self.length, self.blobs.clone());
         let folder = blobs.join(&sha256[..2]);
         let sha256 = sha256.to_owned();
-        self.copied = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+        self.beside = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
             prefix_folder(&blobs, &folder)?;
-            let apart = std::fs::metadata(&file)?.dev() != std::fs::metadata(&folder)?.dev();
-            if !apart || folder.join(&sha256).exists() {
+            if folder.join(&sha256).exists() {
                 return Ok(None);
             }
-            copy_beside(&file, length, &folder, &sha256).map(Some)
+            beside_its_blob(&file, length, &folder, &sha256).map(Some)
         })
         .await
         .map_err(lost)??;
         Ok(())
     }
 
+    /// Under the blob's lock: a rename.
     async fn publish(self: Box<Self>, sha256: &str) -> std::io::Result<()> {
         let folder = self.blobs.join(&sha256[..2]);
         let destination = folder.join(sha256);
@@ -94,25 +102,13 @@ impl StagedBytes for LocalUploadStaged {
             if destination.exists() {
                 return Ok(()); // Same bytes already stored.
             }
-            match self.copied {
-                Some(copy) => copy.persist(&destination).map_err(|error| error.error)?,
-                None => {
-                    let linked = {
-                        let _locked = locked_at_length(&self.file, self.length)?;
-                        std::fs::hard_link(&self.file, &destination)
-                    };
-                    match linked {
-                        Ok(()) => {}
-                        // Not copied before: the blob was there then, and
-                        // has been removed since. A copy, then, now.
-                        Err(error) if error.kind() == std::io::ErrorKind::CrossesDevices => {
-                            let copy = copy_beside(&self.file, self.length, &folder, &sha256)?;
-                            copy.persist(&destination).map_err(|error| error.error)?;
-                        }
-                        Err(error) => return Err(error),
-                    }
-                }
-            }
+            let beside = match self.beside {
+                Some(beside) => beside,
+                // Not prepared, or the blob was there then and has been
+                // removed since.
+                None => beside_its_blob(&self.file, self.length, &folder, &sha256)?,
+            };
+            beside.persist(&destination).map_err(|error| error.error)?;
             std::fs::File::open(&folder)?.sync_all()
         })
         .await
