@@ -1,6 +1,6 @@
 import { test, expect } from '@playwright/test';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { adminPassword, exportRoot } from '../playwright.config';
@@ -80,11 +80,12 @@ test('register an environment, deploy an image into it and watch the deployment 
   const copied = await readFile(join(folder, name));
   expect(sha256(copied)).toBe(sha256(bytes));
 
-  // Deleting the deployment's record leaves the copy; deleting the
-  // environment takes it off the list.
+  // Deleting the deployment removes its copy from the environment, as the
+  // page says; deleting the environment takes it off the list.
+  await expect(page.getByText('removes the file it wrote')).toBeVisible();
   await deployment.getByRole('button', { name: 'Delete' }).click();
   await expect(deployment).toHaveCount(0);
-  await readFile(join(folder, name));
+  expect(existsSync(join(folder, name))).toBe(false);
   await page.goto('/environments');
   await environment.getByRole('button', { name: 'Delete' }).click();
   await expect(environment).toHaveCount(0);

@@ -39,7 +39,7 @@ use sqlx::sqlite::{
 
 pub use catalog::KeptCatalog;
 pub use coopr::{is_unique_violation, ApiKeyListing, ApiKeyRow, ImageTypeRow, TenantRow};
-pub use deployments::{DeploymentRow, NewDeployment};
+pub use deployments::{DeletedDeployment, DeploymentRow, NewDeployment};
 pub use environments::{EnvironmentColumns, EnvironmentRow};
 pub use images::{DetailsUpdate, LinkRow, NameScope, NewImage, ProvisioningUpdate};
 pub use jobs::{JobCount, JobRow};

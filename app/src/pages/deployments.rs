@@ -46,6 +46,7 @@ pub fn DeploymentsPage() -> impl IntoView {
     view! {
         <Title text="Deployments · Depot"/>
         <h1>"Deployments"</h1>
+        <p>"Deleting a finished deployment removes the file it wrote from its environment."</p>
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || {
                 deployments

@@ -21,7 +21,7 @@ use chrono::Utc;
 
 use super::jobs::DEPLOY_JOB;
 use super::{db_error, Core};
-use crate::store::{NewDeployment, UserRow};
+use crate::store::{DeletedDeployment, NewDeployment, UserRow};
 
 /// Deployments one user may have queued or running at once. Past them a new
 /// one is refused (409): the job queue runs oldest first, so one account
@@ -257,32 +257,46 @@ impl Core {
     /// being written is refused until it ends (its file would land all the
     /// same); one deleted while queued is never run.
     pub async fn delete_deployment(&self, viewer: &Viewer, id: i64) -> Result<(), CoreError> {
-        let deployment = self.deployment(viewer, id).await?;
-        if deployment.state == DeploymentState::Running {
-            return Err(CoreError::Conflict(format!(
-                "deployment {id} is being written; delete it once it is done or failed"
-            )));
-        }
-        let written = self
+        self.deployment(viewer, id).await?;
+        let file = match self
             .db
-            .file_only_this_deployment_wrote(id)
+            .delete_deployment(id, DEPLOY_JOB)
             .await
-            .map_err(db_error)?;
-        if let Some((path, _)) = &written {
-            self.remove_deployed_file(path).await?;
+            .map_err(db_error)?
+        {
+            DeletedDeployment::Gone => {
+                return Err(CoreError::not_found(format!("deployment {id}")))
+            }
+            DeletedDeployment::Running => {
+                return Err(CoreError::Conflict(format!(
+                    "deployment {id} is being written; delete it once it is done or failed"
+                )))
+            }
+            DeletedDeployment::Deleted { file } => file,
+        };
+        if let Some((path, owner)) = file {
+            let removed_at = Utc::now();
+            match self.remove_deployed_file(&path).await {
+                // What stands there now is no file Depot wrote: its own is gone.
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(error) => {
+                    // Still there, and still counted: a later deployment of
+                    // it replaces it, and one deleted then removes it.
+                    tracing::warn!(%error, "cannot remove a deployed file");
+                    return Ok(());
+                }
+            }
+            self.db
+                .release_deployed_file(&path, owner, removed_at)
+                .await
+                .map_err(db_error)?;
         }
-        let released = written
-            .as_ref()
-            .map(|(path, owner)| (path.as_str(), *owner));
-        self.db
-            .delete_deployment(id, DEPLOY_JOB, released)
-            .await
-            .map_err(db_error)?;
         Ok(())
     }
 
     /// Removes a deployed file (its path relative to the export root).
-    async fn remove_deployed_file(&self, written: &str) -> Result<(), CoreError> {
+    async fn remove_deployed_file(&self, written: &str) -> std::io::Result<()> {
         let Some(configured) = &self.limits.export_root else {
             return Ok(()); // No export root any more: nothing is written below one.
         };
@@ -298,13 +312,7 @@ impl Core {
         );
         tokio::task::spawn_blocking(move || super::export::remove(&root, &relative, &name))
             .await
-            .map_err(|_| CoreError::Internal)?
-            .map_err(|error| {
-                tracing::warn!(%error, "cannot remove a deployed file");
-                CoreError::Conflict(format!(
-                    "the deployed file {written} cannot be removed: {error}"
-                ))
-            })
+            .map_err(std::io::Error::other)?
     }
 
     /// The job: copies the image's bytes into the environment's folder.
@@ -335,10 +343,15 @@ impl Core {
             Some(Err(refused)) => return fail(refused.to_string()).await,
             None => return fail("the user is gone".into()).await,
         }
-        self.db
-            .set_deployment_state(id, DeploymentState::Running, "", Utc::now())
+        // Deleted since it was read: nothing is written for it.
+        if !self
+            .db
+            .deployment_running(id, Utc::now())
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable)?
+        {
+            return Ok(());
+        }
         let Some(environment) = self
             .db
             .environment(deployment.environment_id)

@@ -122,9 +122,14 @@ impl Db {
         );
         // Finished ones older than the newest `kept_at_most` of the user's
         // deployments (by the index on user and id).
+        // Not the newest done deployment of a file: deleting it is how its
+        // file is removed, and its room in the quota let go.
         const FORGET_OLDEST: &str = "DELETE FROM deployments WHERE user_id = $1 \
              AND state IN ('done', 'failed') AND id <= (SELECT id FROM deployments \
-             WHERE user_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)";
+             WHERE user_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2) \
+             AND NOT (state = 'done' AND written_path IS NOT NULL AND NOT EXISTS \
+             (SELECT 1 FROM deployments n WHERE n.user_id = $1 AND n.state = 'done' \
+             AND n.written_path = deployments.written_path AND n.id > deployments.id))";
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(lock).bind(new.user_id).execute(&mut *tx).await?;
@@ -260,6 +265,18 @@ impl Db {
         })
     }
 
+    /// Shows a deployment running; `false` when it was deleted meanwhile
+    /// (its job then writes nothing).
+    #[tracing::instrument(skip(self), err)]
+    pub async fn deployment_running(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, sqlx::Error> {
+        self.write_deployment_state(id, None, DeploymentState::Running, "", now)
+            .await
+    }
+
     /// Shows a deployment done, with the file it wrote (relative to the
     /// export root).
     #[tracing::instrument(skip(self), err)]
@@ -283,61 +300,101 @@ impl Db {
         })
     }
 
-    /// The file a done deployment wrote, and its owner, unless another
-    /// done deployment of that owner wrote the same (that one keeps it).
-    #[tracing::instrument(skip(self), err)]
-    pub async fn file_only_this_deployment_wrote(
-        &self,
-        id: i64,
-    ) -> Result<Option<(String, i64)>, sqlx::Error> {
-        const WRITTEN: &str = "SELECT d.written_path, d.user_id FROM deployments d \
-             WHERE d.id = $1 AND d.state = $2 AND d.written_path IS NOT NULL \
-             AND NOT EXISTS (SELECT 1 FROM deployments o WHERE o.user_id = d.user_id \
-             AND o.written_path = d.written_path AND o.state = $2 AND o.id <> d.id)";
-        with_pool!(self, pool => {
-            sqlx::query_as::<_, (String, i64)>(WRITTEN)
-                .bind(id)
-                .bind(DeploymentState::Done.as_str())
-                .fetch_optional(pool)
-                .await
-        })
-    }
-
-    /// Deletes a deployment, and the claim on the file it alone wrote
-    /// (`removed`: its path and owner), which no longer counts against the
-    /// owner's quota once the file is gone.
+    /// Deletes a deployment unless it is being written (and its job, if
+    /// queued), deciding under its owner's lock whether the file it wrote is
+    /// its alone: of two deployments of one file deleted at once, the second
+    /// finds the first gone, and removes the file.
     #[tracing::instrument(skip(self), err)]
     pub async fn delete_deployment(
         &self,
         id: i64,
         job_kind: &str,
-        removed: Option<(&str, i64)>,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> Result<DeletedDeployment, sqlx::Error> {
+        const OWNER: &str = "SELECT user_id FROM deployments WHERE id = $1";
+        const STATE: &str = "SELECT state FROM deployments WHERE id = $1";
+        const ALONE: &str = "SELECT d.written_path FROM deployments d \
+             WHERE d.id = $1 AND d.state = $2 AND d.written_path IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM deployments o WHERE o.user_id = d.user_id \
+             AND o.written_path = d.written_path AND o.state = $2 AND o.id <> d.id)";
         // Its job too, unless it runs already: a deployment deleted while
         // queued leaves nothing waiting in the queue (nor escapes the
         // bound on a user's unfinished deployments).
         const JOB: &str = "DELETE FROM jobs WHERE kind = $1 AND payload = $2 AND state = 'queued'";
-        const CLAIM: &str = "DELETE FROM deployed_files WHERE path = $1 AND user_id = $2";
+        let lock = self.user_lock();
         with_pool!(self, pool => {
+            let Some(owner) = sqlx::query_scalar::<_, i64>(OWNER)
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+            else {
+                return Ok(DeletedDeployment::Gone);
+            };
             let mut tx = pool.begin().await?;
-            let deleted = sqlx::query("DELETE FROM deployments WHERE id = $1")
+            sqlx::query(lock).bind(owner).execute(&mut *tx).await?;
+            let state = sqlx::query_scalar::<_, String>(STATE)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            match state.as_deref() {
+                None => return Ok(DeletedDeployment::Gone),
+                Some(state) if state == DeploymentState::Running.as_str() => {
+                    return Ok(DeletedDeployment::Running)
+                }
+                Some(_) => {}
+            }
+            let alone = sqlx::query_scalar::<_, String>(ALONE)
+                .bind(id)
+                .bind(DeploymentState::Done.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM deployments WHERE id = $1")
                 .bind(id)
                 .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                == 1;
+                .await?;
             sqlx::query(JOB)
                 .bind(job_kind)
                 .bind(job_payload(id))
                 .execute(&mut *tx)
                 .await?;
-            if let Some((path, user_id)) = removed {
-                sqlx::query(CLAIM).bind(path).bind(user_id).execute(&mut *tx).await?;
-            }
             tx.commit().await?;
-            Ok(deleted)
+            Ok(DeletedDeployment::Deleted {
+                file: alone.map(|path| (path, owner)),
+            })
         })
     }
+
+    /// Lets go of a user's claim on a deployed file that was removed, unless
+    /// a deployment wrote it again since `removed_at` (its claim renewed).
+    #[tracing::instrument(skip(self), err)]
+    pub async fn release_deployed_file(
+        &self,
+        path: &str,
+        user_id: i64,
+        removed_at: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        const RELEASE: &str =
+            "DELETE FROM deployed_files WHERE path = $1 AND user_id = $2 AND updated_at <= $3";
+        with_pool!(self, pool => {
+            sqlx::query(RELEASE)
+                .bind(path)
+                .bind(user_id)
+                .bind(removed_at)
+                .execute(pool)
+                .await
+                .map(|_| ())
+        })
+    }
+}
+
+/// What came of a deployment's deletion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeletedDeployment {
+    /// There was none (deleted meanwhile).
+    Gone,
+    /// It is being written: nothing was deleted.
+    Running,
+    /// Deleted; `file` is the file it alone wrote, and its owner.
+    Deleted { file: Option<(String, i64)> },
 }
 
 impl Db {

@@ -266,6 +266,16 @@ async fn deployed_bytes_count_against_the_quota(#[case] backend: Backend) {
     let again = settled(&alice, again["id"].as_str().unwrap()).await;
     assert_eq!(again["state"], "done", "{again}");
     assert!(root.path().join("second").exists());
+    // Two deployments of one file: it goes with the last of them.
+    let (_, twice) = deploy(&alice, &environment, &second).await;
+    let twice = settled(&alice, twice["id"].as_str().unwrap()).await;
+    assert_eq!(twice["state"], "done", "{twice}");
+    for (deployment, stays) in [(&again, true), (&twice, false)] {
+        let path = format!("/deployment/{}", deployment["id"].as_str().unwrap());
+        let (status, answer) = alice.json(Method::DELETE, &path, None).await;
+        assert!(status.is_success(), "{answer}");
+        assert_eq!(root.path().join("second").exists(), stays);
+    }
 }
 
 /// A server with an export root and no job workers (every deployment stays
