@@ -145,36 +145,33 @@ pub async fn common_headers(request: Request, next: Next) -> Response {
 const FORM_ERROR_KEYS: [&str; 2] = ["__err", "__path"];
 
 /// Middleware: a page asked for with a form's error in its query from
-/// anywhere but this site (a link in a mail, say) is answered as if the
-/// query held none, so that nobody else's words show in a page's alert as
-/// Depot's own. (Not sent elsewhere: a redirect built from the request's
-/// path would go wherever `//another.host/` points.)
-pub async fn own_form_errors_only(mut request: Request, next: Next) -> Response {
+/// anywhere but this site (a link in a mail, say) is sent to the same page
+/// without it (the page's script reads the address bar's query too), so
+/// that nobody else's words show in a page's alert as Depot's own. The
+/// other parameters go as they came.
+pub async fn own_form_errors_only(request: Request, next: Next) -> Response {
     let query = request.uri().query().unwrap_or_default();
-    let carries_error = *request.method() == Method::GET
-        && form_urlencoded::parse(query.as_bytes())
-            .any(|(key, _)| FORM_ERROR_KEYS.contains(&key.as_ref()));
-    if carries_error && !from_this_site(request.headers()) {
-        let kept = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(
-                form_urlencoded::parse(query.as_bytes())
-                    .filter(|(key, _)| !FORM_ERROR_KEYS.contains(&key.as_ref())),
-            )
-            .finish();
-        let mut parts = request.uri().clone().into_parts();
-        let path = request.uri().path();
-        let path_and_query = if kept.is_empty() {
-            path.to_owned()
-        } else {
-            format!("{path}?{kept}")
-        };
-        parts.path_and_query = path_and_query.parse().ok();
-        match axum::http::Uri::from_parts(parts) {
-            Ok(uri) => *request.uri_mut() = uri,
-            Err(_) => return StatusCode::BAD_REQUEST.into_response(),
-        }
+    let is_form_error = |pair: &&str| {
+        form_urlencoded::parse(pair.as_bytes())
+            .next()
+            .is_some_and(|(key, _)| FORM_ERROR_KEYS.contains(&key.as_ref()))
+    };
+    let carries_error =
+        *request.method() == Method::GET && query.split('&').any(|pair| is_form_error(&pair));
+    if !carries_error || from_this_site(request.headers()) {
+        return next.run(request).await;
     }
-    next.run(request).await
+    // One leading slash: `//another.host/` is another site's address.
+    let mut location = format!("/{}", request.uri().path().trim_start_matches(['/', '\\']));
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| !is_form_error(pair))
+        .collect();
+    if !kept.is_empty() {
+        location.push('?');
+        location.push_str(&kept.join("&"));
+    }
+    axum::response::Redirect::to(&location).into_response()
 }
 
 /// Whether a browser says the request came from a page of this origin

@@ -188,12 +188,12 @@ async fn pages_send_security_headers_and_user_files_stay_inert(#[case] backend: 
 }
 
 /// A page's alert shows a failed form's error from its query (Leptos's way
-/// for browsers without script): a link from elsewhere carrying one gets
-/// the page without it, so nobody else's words show there as Depot's (nor
-/// is the browser sent on: `//host/` in a path would have taken it there).
-/// And a browser's page is never a Basic challenge, whose password the
-/// browser would send ahead of its session ever after (signing out would
-/// sign nobody out).
+/// for browsers without script): a link from elsewhere carrying one is sent
+/// to the page without it (the page's script reads the address bar too), so
+/// nobody else's words show there as Depot's; and never to another site
+/// (`//host/` in a path is one). And a browser's page is never a Basic
+/// challenge, whose password the browser would send ahead of its session
+/// ever after (signing out would sign nobody out).
 #[tokio::test]
 async fn pages_show_no_planted_errors_and_ask_browsers_for_no_password() {
     let app = TestApp::spawn(Backend::Sqlite).await;
@@ -203,15 +203,19 @@ async fn pages_show_no_planted_errors_and_ask_browsers_for_no_password() {
         .unwrap();
     // {"Invalid":"Depot has moved to depot-login.example"}, as Leptos writes it.
     let error = "eyJJbnZhbGlkIjoiRGVwb3QgaGFzIG1vdmVkIHRvIGRlcG90LWxvZ2luLmV4YW1wbGUifQ%3D%3D";
-    let planted = format!("/login?__path=%2Fapi%2Fui%2Flogin&__err={error}");
-    let page = |url: String, headers: Vec<(&'static str, String)>| {
-        let mut asked = client.get(url);
+    let query = format!("a=1%202&__path=%2Fapi%2Fui%2Flogin&__err={error}");
+    let page = |path: String, headers: Vec<(&'static str, String)>| {
+        let mut asked = client.get(app.url(&path));
         for (name, value) in headers {
             asked = asked.header(name, value);
         }
         async move {
             let answer = asked.send().await.unwrap();
-            (answer.status(), answer.text().await.unwrap())
+            let location = answer
+                .headers()
+                .get("location")
+                .map(|l| l.to_str().unwrap().to_owned());
+            (answer.status(), location, answer.text().await.unwrap())
         }
     };
     let host = app
@@ -226,7 +230,7 @@ async fn pages_show_no_planted_errors_and_ask_browsers_for_no_password() {
         ("sec-fetch-site", "same-origin".to_owned()),
         ("referer", format!("http://{host}/login")),
     ] {
-        let (status, html) = page(app.url(&planted), vec![(name, value)]).await;
+        let (status, _, html) = page(format!("/login?{query}"), vec![(name, value)]).await;
         assert_eq!(status, 200, "{name}");
         assert!(
             html.contains("Depot has moved"),
@@ -239,12 +243,16 @@ async fn pages_show_no_planted_errors_and_ask_browsers_for_no_password() {
         vec![("referer", "https://depot-login.example/x".to_owned())],
         vec![],
     ] {
-        let (status, html) = page(app.url(&planted), headers.clone()).await;
-        assert_eq!(status, 200, "{headers:?}");
-        assert!(!html.contains("Depot has moved"), "{headers:?}");
+        let (status, location, _) = page(format!("/login?{query}"), headers.clone()).await;
+        assert_eq!(status, 303, "{headers:?}");
+        assert_eq!(location.as_deref(), Some("/login?a=1%202"), "{headers:?}");
     }
-    let (status, _) = page(app.url(&format!("//depot-login.example{planted}")), vec![]).await;
-    assert!(status.is_client_error(), "{status}");
+    let (status, location, _) = page(format!("//depot-login.example/login?{query}"), vec![]).await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        location.as_deref(),
+        Some("/depot-login.example/login?a=1%202")
+    );
 
     let navigated = client
         .get(app.url("/store"))
