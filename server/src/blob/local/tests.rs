@@ -216,6 +216,40 @@ async fn an_upload_on_another_file_system_is_copied_before_the_lock() {
     }
 }
 
+/// A complete upload linked beside its blob before the lock is new to the
+/// collector of stale partial copies, however long ago its last chunk was
+/// written: the link shares the upload's file, and so its time.
+#[tokio::test]
+async fn an_upload_written_long_ago_is_not_collected_before_it_is_published() {
+    let (root, store) = store_in_a_new_folder().await;
+    let body = futures_util::stream::iter([Ok::<_, &str>(Bytes::from_static(b"hello world"))]);
+    let chunk = store.write_part("up", 0, body, 100, |_| ()).await.unwrap();
+    let part = chunk.part.unwrap();
+    let parts = [super::super::Part {
+        start: 0,
+        size: 11,
+        name: part.name().to_owned(),
+    }];
+    part.keep();
+    let hours_ago = SystemTime::now() - Duration::from_secs(3 * 3600);
+    let upload = std::fs::File::open(root.path().join("uploads/up")).unwrap();
+    upload.set_modified(hours_ago).unwrap();
+    let sha256 = "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
+    let digested = super::super::Digested {
+        sha256: sha256.into(),
+        size: 11,
+    };
+    let mut staged = store.stage_parts("up", &parts, digested).await.unwrap();
+    staged.prepare().await.unwrap();
+    store
+        .discard_stale_uploads(Duration::from_secs(3600))
+        .await
+        .unwrap();
+    staged.publish().await.unwrap();
+    let blob = root.path().join("blobs/b9").join(sha256);
+    assert_eq!(std::fs::read(blob).unwrap(), b"hello world");
+}
+
 /// A blob copied from an upload's file on another file system, cut short
 /// by a crash, is discarded with the stale uploads; a blob is not.
 #[tokio::test]

@@ -61,7 +61,10 @@ fn beside_its_blob(
     let beside = tempfile::TempPath::try_from_path(folder.join(partial_copy(sha256)))?;
     let _locked = locked_at_length(path, length)?;
     match std::fs::hard_link(path, &beside) {
-        Ok(()) => {}
+        // Its time is the upload's last write, maybe hours ago: the
+        // collector of stale partial copies would take it for one a crash
+        // left before it is renamed into place.
+        Ok(()) => std::fs::File::open(&beside)?.set_modified(std::time::SystemTime::now())?,
         Err(error) if error.kind() == std::io::ErrorKind::CrossesDevices => {
             std::fs::copy(path, &beside)?;
             std::fs::File::open(&beside)?.sync_all()?;
