@@ -284,7 +284,11 @@ impl Core {
                     // Still there, and still counted: a later deployment of
                     // it replaces it, and one deleted then removes it.
                     tracing::warn!(%error, "cannot remove a deployed file");
-                    return Ok(());
+                    return Err(CoreError::Conflict(format!(
+                        "deployment {id} was deleted, but its file {path} could not be removed \
+                         ({error}); it still counts against the quota until a deployment of it \
+                         is deleted"
+                    )));
                 }
             }
             self.db
@@ -452,6 +456,11 @@ impl Core {
             ))
             .await;
         }
+        // A deletion of another deployment of this file leaves it now.
+        self.db
+            .deployment_writes(id, &claim)
+            .await
+            .map_err(unavailable)?;
         // Whatever happens below, the reservation is let go and a claim made
         // for nothing is dropped.
         let mut reservation = None;

@@ -277,6 +277,20 @@ impl Db {
             .await
     }
 
+    /// Records the file a deployment is about to write (relative to the
+    /// export root): a deletion of another deployment of it then leaves it.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn deployment_writes(&self, id: i64, written_path: &str) -> Result<(), sqlx::Error> {
+        with_pool!(self, pool => {
+            sqlx::query("UPDATE deployments SET written_path = $1 WHERE id = $2")
+                .bind(written_path)
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(|_| ())
+        })
+    }
+
     /// Shows a deployment done, with the file it wrote (relative to the
     /// export root).
     #[tracing::instrument(skip(self), err)]
@@ -312,10 +326,11 @@ impl Db {
     ) -> Result<DeletedDeployment, sqlx::Error> {
         const OWNER: &str = "SELECT user_id FROM deployments WHERE id = $1";
         const STATE: &str = "SELECT state FROM deployments WHERE id = $1";
+        // Another deployment of the file, done or writing it now, keeps it.
         const ALONE: &str = "SELECT d.written_path FROM deployments d \
              WHERE d.id = $1 AND d.state = $2 AND d.written_path IS NOT NULL \
              AND NOT EXISTS (SELECT 1 FROM deployments o WHERE o.user_id = d.user_id \
-             AND o.written_path = d.written_path AND o.state = $2 AND o.id <> d.id)";
+             AND o.written_path = d.written_path AND o.state <> $3 AND o.id <> d.id)";
         // Its job too, unless it runs already: a deployment deleted while
         // queued leaves nothing waiting in the queue (nor escapes the
         // bound on a user's unfinished deployments).
@@ -345,12 +360,21 @@ impl Db {
             let alone = sqlx::query_scalar::<_, String>(ALONE)
                 .bind(id)
                 .bind(DeploymentState::Done.as_str())
+                .bind(DeploymentState::Failed.as_str())
                 .fetch_optional(&mut *tx)
                 .await?;
-            sqlx::query("DELETE FROM deployments WHERE id = $1")
+            // Not if its job began meanwhile (PostgreSQL: the state read
+            // above is not locked; this reads it again, as it is).
+            let deleted = sqlx::query("DELETE FROM deployments WHERE id = $1 AND state <> $2")
                 .bind(id)
+                .bind(DeploymentState::Running.as_str())
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected()
+                == 1;
+            if !deleted {
+                return Ok(DeletedDeployment::Running);
+            }
             sqlx::query(JOB)
                 .bind(job_kind)
                 .bind(job_payload(id))

@@ -184,7 +184,7 @@ pub async fn get(
         (status = 401, description = "Authentication information is missing or invalid", body = ViceErrorBody),
         (status = 404, description = "Element not found", body = ViceErrorBody),
         (status = 405, description = "The path does not decode", body = ViceErrorBody),
-        (status = 409, description = "The deployment is being written", body = ViceErrorBody),
+        (status = 409, description = "The deployment is being written, or its file could not be removed", body = ViceErrorBody),
     ))]
 pub async fn delete(
     State(state): State<AppState>,
