@@ -230,6 +230,15 @@ async fn refuse_before_overwrite(
             StatusCode::URI_TOO_LONG,
             "files and folders are at most 32 deep; nothing was replaced\n",
         ),
+        FsError::Forbidden => (
+            StatusCode::CONFLICT,
+            "the destination holds what would be moved or copied; nothing was replaced\n",
+        ),
+        FsError::Exists => (
+            StatusCode::CONFLICT,
+            "a folder stands at the destination: a move does not replace it in this store \
+             (delete it first); nothing was replaced\n",
+        ),
         _ => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "cannot check this against your store; nothing was replaced\n",

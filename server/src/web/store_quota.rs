@@ -346,14 +346,34 @@ impl QuotaFs {
         from: &DavPath,
         to: &DavPath,
     ) -> Result<(), FsError> {
-        if DavFileSystem::metadata(&self.inner, to).await.is_err() {
+        let Ok(target) = DavFileSystem::metadata(&self.inner, to).await else {
             return Ok(()); // Nothing there to lose.
-        }
+        };
         let Ok(source) = DavFileSystem::metadata(&self.inner, from).await else {
             return Ok(()); // dav-server answers for a missing source.
         };
+        // Onto a folder that holds the source: deleting the folder first
+        // deleted the source with it.
+        let trimmed = |path: &DavPath| {
+            let path = path.as_bytes();
+            path.strip_suffix(b"/").unwrap_or(path).to_vec()
+        };
+        let (source_path, target_path) = (trimmed(from), trimmed(to));
+        if source_path == target_path
+            || source_path.starts_with(&[target_path.as_slice(), b"/"].concat())
+        {
+            return Err(FsError::Forbidden);
+        }
+        // A move between folders of an object store (whose writes appear
+        // whole, its moves are copies, then deletes) cut short leaves files
+        // in both, and its retry (onto the folder it had begun) deleted the
+        // files it had moved already.
         if moving {
-            self.check_move_depth(from, to).await
+            self.check_move_depth(from, to).await?;
+            if target.is_dir() && self.inner.atomic_writes() {
+                return Err(FsError::Exists);
+            }
+            Ok(())
         } else if source.is_file() {
             self.reserve_for_copies(source.len()).await
         } else {

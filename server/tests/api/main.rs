@@ -38,6 +38,7 @@ mod several_servers;
 mod shared_credentials;
 mod store;
 mod store_entries;
+mod store_moves;
 mod store_places;
 mod synced_quota;
 mod ui;
