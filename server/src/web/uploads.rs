@@ -560,6 +560,15 @@ async fn show(
     Extension(viewer): Extension<Viewer>,
     Path(id): Path<String>,
 ) -> Result<Json<UploadedImage>, ApiError> {
-    let image = state.core.uploaded_image(&viewer, &id).await?;
+    // On a task of its own, as a chunk is (`take_chunk`): it may make the
+    // image, and a client gone midway (a proxy's timeout) left the upload
+    // claimed, and no image, for the claim's hour.
+    let (core, upload) = (state.core.clone(), id.clone());
+    let image = tokio::spawn(async move { core.uploaded_image(&viewer, &upload).await })
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, upload = id, "an upload's completion task failed");
+            ApiError(CoreError::Internal)
+        })??;
     Ok(Json(UploadedImage { image }))
 }
