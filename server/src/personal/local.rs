@@ -434,12 +434,44 @@ impl DavFileSystem for LocalStoreFs {
         self.inner.rename(from, to)
     }
 
+    /// A file's copy is written under a hidden name, on disk, then renamed
+    /// into place, as a `PUT` is: written in place, a sync listing it
+    /// midway took its first bytes for the file (and a copy cut short left
+    /// them). dav-server copies a folder file by file through here.
     fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
         if names_partial(from) || names_partial(to) {
             return forbidden();
         }
-        self.inner.copy(from, to)
+        let (source, target) = (
+            self.root.join(from.as_rel_ospath()),
+            self.root.join(to.as_rel_ospath()),
+        );
+        async move {
+            tokio::task::spawn_blocking(move || copy_whole(&source, &target))
+                .await
+                .map_err(|_| FsError::GeneralFailure)?
+                .map_err(FsError::from)
+        }
+        .boxed()
     }
+}
+
+/// Copies the file `source` to `target`, which appears only whole.
+fn copy_whole(source: &Path, target: &Path) -> io::Result<()> {
+    if !std::fs::symlink_metadata(source)?.is_file() {
+        return Err(io::Error::new(ErrorKind::InvalidInput, "not a file"));
+    }
+    let folder = target
+        .parent()
+        .ok_or_else(|| io::Error::new(ErrorKind::InvalidInput, "no folder"))?;
+    let temp = folder.join(format!("{PARTIAL_PREFIX}{:016x}", rand::random::<u64>()));
+    let copied = std::fs::copy(source, &temp)
+        .and_then(|_| std::fs::File::open(&temp)?.sync_all())
+        .and_then(|()| std::fs::rename(&temp, target));
+    if copied.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    copied
 }
 
 fn not_found<'a, T: Send + 'a>() -> FsFuture<'a, T> {
