@@ -468,17 +468,16 @@ struct ObjectStaged {
 
 #[async_trait::async_trait]
 impl StagedBytes for ObjectStaged {
-    /// Bytes too many to copy inside the store stream through this server,
-    /// which takes long: they are copied to their blob's key now, outside
-    /// its lock, and [`ObjectStaged::publish`] then finds them there (or,
+    /// A copy takes long (bytes too many to copy inside the store stream
+    /// through this server; a store's own copy of a few GiB takes tens of
+    /// seconds on some): they are copied to their blob's key now, outside
+    /// its lock (on SQLite the database's write lock, which every write
+    /// waits for), and [`ObjectStaged::publish`] then finds them there (or,
     /// if the blob was removed meanwhile, copies them again under it).
     async fn prepare(&mut self, sha256: &str) -> std::io::Result<()> {
         let Some(key) = &self.key else {
             return Ok(());
         };
-        if self.size <= LARGEST_COPY {
-            return Ok(());
-        }
         let destination = self.store.blob_key(sha256);
         self.store
             .copy_unless_there(key, &destination, self.size)
