@@ -116,8 +116,8 @@ impl Db {
              title, environment_reference, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id";
         let job = format!(
-            "INSERT INTO jobs (kind, payload, run_at, created_at, updated_at) \
-             VALUES ($1, $2, {}, $3, $3)",
+            "INSERT INTO jobs (kind, payload, run_at, created_at, updated_at, owner_id) \
+             VALUES ($1, $2, {}, $3, $3, $4)",
             super::jobs::due_now(self.backend(), "$3")
         );
         // Finished ones older than the newest `kept_at_most` of the user's
@@ -154,6 +154,7 @@ impl Db {
                 .bind(job_kind)
                 .bind(job_payload(id))
                 .bind(now.timestamp_millis())
+                .bind(new.user_id)
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(FORGET_OLDEST)

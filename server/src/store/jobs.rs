@@ -83,10 +83,12 @@ impl Db {
         })
     }
 
-    /// Takes the oldest job that is due, for `lease_ms`; a job whose lock key
-    /// another running job holds waits (a unique index makes sure of it even
-    /// when two servers claim at the same instant: the loser claims nothing
-    /// this time).
+    /// Takes the oldest job that is due, for `lease_ms`, of a user with no
+    /// job running if there is one (one user's long queue takes every
+    /// worker only while nobody else waits); a job whose lock key another
+    /// running job holds waits (a unique index makes sure of it even when
+    /// two servers claim at the same instant: the loser claims nothing this
+    /// time).
     #[tracing::instrument(skip(self), err)]
     pub async fn claim_job(
         &self,
@@ -104,7 +106,9 @@ impl Db {
              WHERE state = 'queued' AND id = (SELECT q.id FROM jobs q \
              WHERE q.state = 'queued' AND q.run_at <= $2 AND (q.lock_key IS NULL OR NOT EXISTS \
              (SELECT 1 FROM jobs r WHERE r.lock_key = q.lock_key AND r.state = 'running')) \
-             ORDER BY q.run_at, q.id LIMIT 1{lock}) \
+             ORDER BY (q.owner_id IS NOT NULL AND EXISTS (SELECT 1 FROM jobs o \
+             WHERE o.owner_id = q.owner_id AND o.state = 'running')), \
+             q.run_at, q.id LIMIT 1{lock}) \
              RETURNING id, kind, payload, attempts, max_attempts"
         );
         let claimed = with_pool!(self, pool => {

@@ -44,6 +44,7 @@ const SQLITE: &[(&str, &str)] = embedded!("sqlite":
     "0018_key_fingerprint.sql",
     "0019_completion_renewals.sql",
     "0020_deployed_paths.sql",
+    "0021_job_owners.sql",
 );
 
 const POSTGRES: &[(&str, &str)] = embedded!("postgres":
@@ -71,6 +72,7 @@ const POSTGRES: &[(&str, &str)] = embedded!("postgres":
     "0022_key_fingerprint.sql",
     "0023_completion_renewals.sql",
     "0024_deployed_paths.sql",
+    "0025_job_owners.sql",
 );
 
 /// SQLite's migrations, in order.

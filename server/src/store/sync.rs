@@ -78,8 +78,8 @@ impl Db {
              VALUES ($1, $2, 'SUBMITTED', $3, $4, $4) RETURNING id";
         // One sync per user and kind runs at a time: they share a lock key.
         let job = format!(
-            "INSERT INTO jobs (kind, payload, run_at, created_at, updated_at, lock_key) \
-             VALUES ($1, $2, {}, $3, $3, $4) RETURNING id",
+            "INSERT INTO jobs (kind, payload, run_at, created_at, updated_at, lock_key, \
+             owner_id) VALUES ($1, $2, {}, $3, $3, $4, $5) RETURNING id",
             super::jobs::due_now(self.backend(), "$3")
         );
         const LINK: &str = "UPDATE sync_requests SET job_id = $1 WHERE id = $2";
@@ -113,6 +113,7 @@ impl Db {
                 .bind(&payload)
                 .bind(now_ms)
                 .bind(format!("sync:{user_id}:{kind}"))
+                .bind(user_id)
                 .fetch_one(&mut *tx)
                 .await?;
             sqlx::query(LINK).bind(job).bind(id).execute(&mut *tx).await?;

@@ -289,7 +289,7 @@ async fn deployed_bytes_count_against_the_quota(#[case] backend: Backend) {
 
 /// A server with an export root and no job workers (every deployment stays
 /// queued until a test says otherwise), and the user alice.
-async fn no_workers(backend: Backend) -> (tempfile::TempDir, TestApp) {
+pub async fn no_workers(backend: Backend) -> (tempfile::TempDir, TestApp) {
     let root = tempfile::tempdir().unwrap();
     let export_root = root.path().to_path_buf();
     let app = TestApp::spawn_with(backend, move |args| {
@@ -315,7 +315,7 @@ async fn queued_deployment(backend: Backend) -> (tempfile::TempDir, TestApp, Str
 }
 
 /// An image of `vice`'s user and an environment at `location`: their ids.
-async fn ready_to_deploy(vice: &Vice<'_>, location: &str) -> (String, String) {
+pub async fn ready_to_deploy(vice: &Vice<'_>, location: &str) -> (String, String) {
     let image = image_with(vice, "appliance", iso_bytes(100_000)).await;
     let (_, environment) = environment_at(vice, location.to_owned()).await;
     (image, environment["id"].as_str().unwrap().to_owned())

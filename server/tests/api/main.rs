@@ -20,6 +20,7 @@ mod fuzz;
 mod held_bodies;
 mod helpers;
 mod inspection;
+mod job_fairness;
 mod kept_counts;
 mod kept_pages;
 mod lapsed_reservations;
