@@ -456,18 +456,22 @@ impl DavFileSystem for LocalStoreFs {
     }
 }
 
-/// Copies the file `source` to `target`, which appears only whole.
+/// Copies the file `source` to `target`, which appears only whole (OS
+/// errors, which dav-server answers with their statuses: a source that is
+/// no file, or a folder standing at `target`, is 403).
 fn copy_whole(source: &Path, target: &Path) -> io::Result<()> {
     if !std::fs::symlink_metadata(source)?.is_file() {
-        return Err(io::Error::new(ErrorKind::InvalidInput, "not a file"));
+        return Err(rustix::io::Errno::ACCESS.into());
     }
-    let folder = target
-        .parent()
-        .ok_or_else(|| io::Error::new(ErrorKind::InvalidInput, "no folder"))?;
+    if std::fs::symlink_metadata(target).is_ok_and(|meta| meta.is_dir()) {
+        return Err(rustix::io::Errno::ISDIR.into());
+    }
+    let folder = target.parent().ok_or(rustix::io::Errno::ACCESS)?;
     let temp = folder.join(format!("{PARTIAL_PREFIX}{:016x}", rand::random::<u64>()));
     let copied = std::fs::copy(source, &temp)
         .and_then(|_| std::fs::File::open(&temp)?.sync_all())
-        .and_then(|()| std::fs::rename(&temp, target));
+        .and_then(|()| std::fs::rename(&temp, target))
+        .and_then(|()| std::fs::File::open(folder)?.sync_all());
     if copied.is_err() {
         let _ = std::fs::remove_file(&temp);
     }

@@ -232,12 +232,14 @@ async fn refuse_before_overwrite(
         ),
         FsError::Forbidden => (
             StatusCode::CONFLICT,
-            "the destination holds what would be moved or copied; nothing was replaced\n",
+            "the destination holds what would be moved or copied, or lies inside it; nothing \
+             was replaced\n",
         ),
         FsError::Exists => (
             StatusCode::CONFLICT,
-            "a folder stands at the destination: a move does not replace it in this store \
-             (delete it first); nothing was replaced\n",
+            "a folder stands at the destination, and in this store a move does not replace \
+             one (it may hold files a move cut short had moved already): move into a new name, \
+             or the files one by one; nothing was replaced\n",
         ),
         _ => (
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -352,15 +352,17 @@ impl QuotaFs {
         let Ok(source) = DavFileSystem::metadata(&self.inner, from).await else {
             return Ok(()); // dav-server answers for a missing source.
         };
-        // Onto a folder that holds the source: deleting the folder first
-        // deleted the source with it.
+        // Onto a folder that holds the source, or something inside it:
+        // deleting the destination first deleted (part of) the source.
         let trimmed = |path: &DavPath| {
             let path = path.as_bytes();
             path.strip_suffix(b"/").unwrap_or(path).to_vec()
         };
         let (source_path, target_path) = (trimmed(from), trimmed(to));
+        let inside = |inner: &[u8], outer: &[u8]| inner.starts_with(&[outer, b"/"].concat());
         if source_path == target_path
-            || source_path.starts_with(&[target_path.as_slice(), b"/"].concat())
+            || inside(&source_path, &target_path)
+            || inside(&target_path, &source_path)
         {
             return Err(FsError::Forbidden);
         }

@@ -36,13 +36,24 @@ async fn an_overwrite_never_deletes_what_it_moves(#[case] backend: Backend) {
     for file in ["/a/b/x.iso", "/c/y.iso", "/d/z.iso"] {
         assert_eq!(alice.dav("PUT", file, Some(vec![1; 100])).await.0, 201);
     }
-    // Onto a folder that holds the source: it went with the folder.
-    for method in ["MOVE", "COPY"] {
-        assert_eq!(moved(&app, method, "/a/b", "/a").await, 409, "{method}");
+    // Onto a folder that holds the source (it went with the folder), or
+    // onto something inside it (that went, and nothing came).
+    for (method, from, to) in [
+        ("MOVE", "/a/b", "/a"),
+        ("COPY", "/a/b", "/a"),
+        ("MOVE", "/a", "/a/b"),
+        ("COPY", "/a", "/a/b"),
+        ("MOVE", "/a", "/a/b/x.iso"),
+    ] {
+        assert_eq!(
+            moved(&app, method, from, to).await,
+            409,
+            "{method} {from} {to}"
+        );
         assert_eq!(
             alice.dav("GET", "/a/b/x.iso", None).await.0,
             200,
-            "{method}"
+            "{method} {from} {to}"
         );
     }
     // A folder onto a folder: replaced where a move is one step (a local
