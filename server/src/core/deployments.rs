@@ -503,7 +503,7 @@ impl Core {
             };
         }
         self.db
-            .deployment_done(id, &claim, Utc::now())
+            .set_deployment_state(id, DeploymentState::Done, "", Utc::now())
             .await
             .map_err(unavailable)
     }

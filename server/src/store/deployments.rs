@@ -292,29 +292,6 @@ impl Db {
         })
     }
 
-    /// Shows a deployment done, with the file it wrote (relative to the
-    /// export root).
-    #[tracing::instrument(skip(self), err)]
-    pub async fn deployment_done(
-        &self,
-        id: i64,
-        written_path: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), sqlx::Error> {
-        const DONE: &str = "UPDATE deployments SET state = $1, reason = '', updated_at = $2, \
-             written_path = $3 WHERE id = $4";
-        with_pool!(self, pool => {
-            sqlx::query(DONE)
-                .bind(DeploymentState::Done.as_str())
-                .bind(now)
-                .bind(written_path)
-                .bind(id)
-                .execute(pool)
-                .await
-                .map(|_| ())
-        })
-    }
-
     /// Deletes a deployment unless it is being written (and its job, if
     /// queued), deciding under its owner's lock whether the file it wrote is
     /// its alone: of two deployments of one file deleted at once, the second

@@ -119,13 +119,8 @@ async fn a_chunk_dropped_while_it_waits_for_the_writer_before_it_cuts_nothing() 
     assert_eq!(std::fs::read(&path).unwrap(), b"hello world!");
 }
 
-/// A complete upload's file becomes its blob without a copy: the blob
-/// is the same file on disk (its bytes were written once), and stays
-/// when the upload's file goes.
-#[tokio::test]
-async fn a_complete_upload_is_linked_not_copied() {
-    use std::os::unix::fs::MetadataExt;
-    let (root, store) = store_in_a_new_folder().await;
+/// The complete resumable upload `up` of "hello world" (its parts).
+async fn hello_world_upload(store: &BlobStore) -> [super::super::Part; 1] {
     let body = futures_util::stream::iter([Ok::<_, &str>(Bytes::from_static(b"hello world"))]);
     let chunk = store.write_part("up", 0, body, 100, |_| ()).await.unwrap();
     let part = chunk.part.unwrap();
@@ -135,6 +130,17 @@ async fn a_complete_upload_is_linked_not_copied() {
         name: part.name().to_owned(),
     }];
     part.keep();
+    parts
+}
+
+/// A complete upload's file becomes its blob without a copy: the blob
+/// is the same file on disk (its bytes were written once), and stays
+/// when the upload's file goes.
+#[tokio::test]
+async fn a_complete_upload_is_linked_not_copied() {
+    use std::os::unix::fs::MetadataExt;
+    let (root, store) = store_in_a_new_folder().await;
+    let parts = hello_world_upload(&store).await;
     let sha256 = "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
     let digested = super::super::Digested {
         sha256: sha256.into(),
@@ -188,15 +194,7 @@ async fn an_upload_on_another_file_system_is_copied_before_the_lock() {
             .unwrap_or(0)
     };
     for publish in [false, true] {
-        let body = futures_util::stream::iter([Ok::<_, &str>(Bytes::from_static(b"hello world"))]);
-        let chunk = store.write_part("up", 0, body, 100, |_| ()).await.unwrap();
-        let part = chunk.part.unwrap();
-        let parts = [super::super::Part {
-            start: 0,
-            size: 11,
-            name: part.name().to_owned(),
-        }];
-        part.keep();
+        let parts = hello_world_upload(&store).await;
         let digested = super::super::Digested {
             sha256: sha256.into(),
             size: 11,
@@ -222,15 +220,7 @@ async fn an_upload_on_another_file_system_is_copied_before_the_lock() {
 #[tokio::test]
 async fn an_upload_written_long_ago_is_not_collected_before_it_is_published() {
     let (root, store) = store_in_a_new_folder().await;
-    let body = futures_util::stream::iter([Ok::<_, &str>(Bytes::from_static(b"hello world"))]);
-    let chunk = store.write_part("up", 0, body, 100, |_| ()).await.unwrap();
-    let part = chunk.part.unwrap();
-    let parts = [super::super::Part {
-        start: 0,
-        size: 11,
-        name: part.name().to_owned(),
-    }];
-    part.keep();
+    let parts = hello_world_upload(&store).await;
     let hours_ago = SystemTime::now() - Duration::from_secs(3 * 3600);
     let upload = std::fs::File::open(root.path().join("uploads/up")).unwrap();
     upload.set_modified(hours_ago).unwrap();
