@@ -53,7 +53,7 @@ pub use tokens::TokenRow;
 pub(crate) use tx::with_tx;
 pub use tx::{BlobLock, NewContent, Tx};
 pub use uploads::{NewPart, PartRow, UploadRow};
-pub use users::{AccountChange, AccountChanged};
+pub use users::{AccountChange, AccountChanged, NewUser};
 
 /// The longest a PostgreSQL statement may run.
 pub const STATEMENT_TIMEOUT: &str = "30s";

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use super::access_token::TokenClaims;
 use super::login_guard::hash_digest;
 use super::{db_error, Core};
-use crate::store::UserRow;
+use crate::store::{NewUser, UserRow};
 
 /// How long a failed login is held before it is answered, on top of the
 /// password check, to slow down guessing.
@@ -132,6 +132,18 @@ impl Core {
         password: &str,
         role: Role,
     ) -> Result<i64, CoreError> {
+        self.create_user_by(None, username, password, role).await
+    }
+
+    /// Creates an account, as an administrator (`by`: their id and
+    /// credentials version) while they are still one, when `by` is given.
+    pub(super) async fn create_user_by(
+        &self,
+        by: Option<(i64, i64)>,
+        username: &str,
+        password: &str,
+        role: Role,
+    ) -> Result<i64, CoreError> {
         let username = Username::parse(username)?;
         if password.chars().count() < MIN_PASSWORD_LEN {
             return Err(CoreError::invalid(format!(
@@ -144,7 +156,7 @@ impl Core {
             .map_err(|_| CoreError::Internal)??;
         let inserted = self
             .db
-            .insert_user(username.as_str(), &hash, role.as_str(), Utc::now())
+            .insert_user_by(by, username.as_str(), &hash, role.as_str(), Utc::now())
             .await
             .map_err(|error| match error.as_database_error() {
                 Some(db) if db.is_unique_violation() => {
@@ -152,16 +164,21 @@ impl Core {
                 }
                 _ => db_error(error),
             })?;
-        // A folder below the export root named so is its keeper's, who
-        // deployed there before any account had the name: an account of
-        // that name would find their files where its own are looked for.
-        inserted.ok_or_else(|| {
-            CoreError::Conflict(format!(
+        match inserted {
+            NewUser::Made(id) => Ok(id),
+            // A folder below the export root named so is its keeper's, who
+            // deployed there before any account had the name: an account
+            // of that name would find their files where its own are looked
+            // for.
+            NewUser::NameKept => Err(CoreError::Conflict(format!(
                 "the username '{}' names a folder below the export root that another user \
                  deploys into; choose another name",
                 username.as_str()
-            ))
-        })
+            ))),
+            NewUser::NotAnAdmin => Err(CoreError::Forbidden(
+                "you are no longer an administrator".into(),
+            )),
+        }
     }
 
     /// A user's account (without using its password hash for anything).

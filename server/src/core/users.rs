@@ -28,6 +28,14 @@ fn require_admin_by_password(viewer: &Viewer, what: &str) -> Result<i64, CoreErr
     Ok(admin.id)
 }
 
+/// What an account made by an administrator is made under: their id and
+/// the credentials version they proved (`Db::insert_user_by`).
+fn still_admin(viewer: &Viewer) -> Option<(i64, i64)> {
+    viewer
+        .principal()
+        .map(|admin| (admin.id, admin.credentials_version))
+}
+
 fn info(row: UserRow) -> Result<UserInfo, CoreError> {
     let role = Role::parse(&row.role).map_err(|_| CoreError::Internal)?;
     Ok(UserInfo {
@@ -67,7 +75,9 @@ impl Core {
         role: Role,
     ) -> Result<UserInfo, CoreError> {
         require_admin_by_password(viewer, "create accounts")?;
-        let id = self.create_user(username, password, role).await?;
+        let id = self
+            .create_user_by(still_admin(viewer), username, password, role)
+            .await?;
         tracing::info!(
             user = id,
             role = role.as_str(),
@@ -92,7 +102,9 @@ impl Core {
                 "email and full name are at most 320 bytes",
             ));
         }
-        let id = self.create_user(username, password, Role::User).await?;
+        let id = self
+            .create_user_by(still_admin(viewer), username, password, Role::User)
+            .await?;
         self.db
             .set_user_profile(id, email, full_name)
             .await

@@ -20,6 +20,21 @@ const REVOKED: [&str; 2] = [
     "DELETE FROM api_keys WHERE user_id = $1",
 ];
 
+/// Counts (1 or 0) whether account `$1` is still an enabled administrator
+/// (`$2`, `$3` false) at credentials version `$4`.
+const STILL_ADMIN: &str = "SELECT COUNT(*) FROM users WHERE id = $1 AND role = $2 \
+     AND disabled = $3 AND credentials_version = $4";
+
+/// What came of making an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewUser {
+    Made(i64),
+    /// A folder below the export root keeps the name.
+    NameKept,
+    /// The administrator making it was demoted meanwhile: nothing was made.
+    NotAnAdmin,
+}
+
 /// An administrator's change to an account
 /// ([`Db::change_account_as`]).
 #[derive(Clone, PartialEq, Eq)]
@@ -93,13 +108,48 @@ impl Db {
         role: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<i64>, sqlx::Error> {
+        let made = self
+            .insert_user_by(None, username, password_hash, role, now)
+            .await?;
+        Ok(match made {
+            NewUser::Made(id) => Some(id),
+            NewUser::NameKept | NewUser::NotAnAdmin => None,
+        })
+    }
+
+    /// Makes an account, as an administrator (`by`: their id and the
+    /// credentials version they proved) while they are still one, when
+    /// `by` is given: one being demoted meanwhile makes no administrator.
+    #[tracing::instrument(skip(self, password_hash), err)]
+    pub async fn insert_user_by(
+        &self,
+        by: Option<(i64, i64)>,
+        username: &str,
+        password_hash: &str,
+        role: &str,
+        now: DateTime<Utc>,
+    ) -> Result<NewUser, sqlx::Error> {
         const INSERT: &str = "INSERT INTO users (username, password_hash, role, created_at) \
              SELECT $1, $2, $3, $4 WHERE NOT EXISTS \
              (SELECT 1 FROM export_folders WHERE name = $1) RETURNING id";
-        let lock = self.name_lock();
+        let (lock, user_lock) = (self.name_lock(), self.user_lock());
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(lock).bind(username).execute(&mut *tx).await?;
+            if let Some((admin_id, admin_credentials)) = by {
+                sqlx::query(user_lock).bind(admin_id).execute(&mut *tx).await?;
+                let still_admin = sqlx::query_scalar::<_, i64>(STILL_ADMIN)
+                    .bind(admin_id)
+                    .bind(app::model::Role::Admin.as_str())
+                    .bind(false)
+                    .bind(admin_credentials)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    == 1;
+                if !still_admin {
+                    return Ok(NewUser::NotAnAdmin);
+                }
+            }
             let id = sqlx::query_scalar::<_, i64>(INSERT)
                 .bind(username)
                 .bind(password_hash)
@@ -108,7 +158,7 @@ impl Db {
                 .fetch_optional(&mut *tx)
                 .await?;
             tx.commit().await?;
-            Ok(id)
+            Ok(id.map_or(NewUser::NameKept, NewUser::Made))
         })
     }
 
@@ -173,8 +223,6 @@ impl Db {
         id: i64,
         change: AccountChange,
     ) -> Result<AccountChanged, sqlx::Error> {
-        const STILL_ADMIN: &str = "SELECT COUNT(*) FROM users WHERE id = $1 AND role = $2 \
-             AND disabled = $3 AND credentials_version = $4";
         let db = self.clone();
         let lock = self.user_lock();
         self.write_credentials(async move {

@@ -406,6 +406,17 @@ async fn two_administrators_demoting_each_other_leave_one(#[case] backend: Backe
             .is_err());
     }
     assert!(app.core.reset_password(&as_admin, root).await.is_err());
+    // Nor is an account made by the one demoted (an administrator made so
+    // would keep them one).
+    let made = app
+        .core
+        .create_account(&as_admin, "backdoor", "backdoor-password", Role::Admin)
+        .await;
+    assert!(made.is_err());
+    assert_eq!(
+        basic_status(&app, "backdoor", "backdoor-password").await,
+        401
+    );
     // Root is still an administrator, with the password they had.
     assert_eq!(basic_status(&app, "root", "root-password").await, 200);
     let (status, _) = ui_call(&app, ("root", "root-password"), "users", &[("page", "1")]).await;
