@@ -20,10 +20,24 @@ const REVOKED: [&str; 2] = [
     "DELETE FROM api_keys WHERE user_id = $1",
 ];
 
-/// Counts (1 or 0) whether account `$1` is still an enabled administrator
-/// (`$2`, `$3` false) at credentials version `$4`.
-const STILL_ADMIN: &str = "SELECT COUNT(*) FROM users WHERE id = $1 AND role = $2 \
-     AND disabled = $3 AND credentials_version = $4";
+/// Whether account `$admin` is still an enabled administrator at
+/// credentials version `$credentials`, read in transaction `$tx` (of
+/// either backend, after the account's row was locked in it).
+macro_rules! still_admin {
+    ($tx:ident, $admin:expr, $credentials:expr) => {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM users WHERE id = $1 AND role = $2 AND disabled = $3 \
+             AND credentials_version = $4",
+        )
+        .bind($admin)
+        .bind(app::model::Role::Admin.as_str())
+        .bind(false)
+        .bind($credentials)
+        .fetch_one(&mut *$tx)
+        .await?
+            == 1
+    };
+}
 
 /// What came of making an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,15 +152,7 @@ impl Db {
             sqlx::query(lock).bind(username).execute(&mut *tx).await?;
             if let Some((admin_id, admin_credentials)) = by {
                 sqlx::query(user_lock).bind(admin_id).execute(&mut *tx).await?;
-                let still_admin = sqlx::query_scalar::<_, i64>(STILL_ADMIN)
-                    .bind(admin_id)
-                    .bind(app::model::Role::Admin.as_str())
-                    .bind(false)
-                    .bind(admin_credentials)
-                    .fetch_one(&mut *tx)
-                    .await?
-                    == 1;
-                if !still_admin {
+                if !still_admin!(tx, admin_id, admin_credentials) {
                     return Ok(NewUser::NotAnAdmin);
                 }
             }
@@ -231,15 +237,7 @@ impl Db {
                 for locked in [admin_id.min(id), admin_id.max(id)] {
                     sqlx::query(lock).bind(locked).execute(&mut *tx).await?;
                 }
-                let still_admin = sqlx::query_scalar::<_, i64>(STILL_ADMIN)
-                    .bind(admin_id)
-                    .bind(app::model::Role::Admin.as_str())
-                    .bind(false)
-                    .bind(admin_credentials)
-                    .fetch_one(&mut *tx)
-                    .await?
-                    == 1;
-                if !still_admin {
+                if !still_admin!(tx, admin_id, admin_credentials) {
                     return Ok(AccountChanged::NotAnAdmin);
                 }
                 let found = match &change {
