@@ -100,16 +100,27 @@ impl Db {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        // The oldest due job, first among those whose owner has none
+        // running: each in the queue's index order, stopping at the first
+        // that fits (sorting every queued job by a score read each one).
+        let oldest = |idle_owner: &str| {
+            format!(
+                "SELECT q.id FROM jobs q WHERE q.state = 'queued' AND q.run_at <= $2 \
+                 AND (q.lock_key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs r \
+                 WHERE r.lock_key = q.lock_key AND r.state = 'running')){idle_owner} \
+                 ORDER BY q.run_at, q.id LIMIT 1{lock}"
+            )
+        };
         let claim = format!(
             "UPDATE jobs SET state = 'running', locked_by = $1, lease_until = $2 + $3, \
              attempts = attempts + 1, updated_at = $2 \
-             WHERE state = 'queued' AND id = (SELECT q.id FROM jobs q \
-             WHERE q.state = 'queued' AND q.run_at <= $2 AND (q.lock_key IS NULL OR NOT EXISTS \
-             (SELECT 1 FROM jobs r WHERE r.lock_key = q.lock_key AND r.state = 'running')) \
-             ORDER BY (q.owner_id IS NOT NULL AND EXISTS (SELECT 1 FROM jobs o \
-             WHERE o.owner_id = q.owner_id AND o.state = 'running')), \
-             q.run_at, q.id LIMIT 1{lock}) \
-             RETURNING id, kind, payload, attempts, max_attempts"
+             WHERE state = 'queued' AND id = COALESCE(({}), ({})) \
+             RETURNING id, kind, payload, attempts, max_attempts",
+            oldest(
+                " AND (q.owner_id IS NULL OR NOT EXISTS (SELECT 1 FROM jobs o \
+                 WHERE o.owner_id = q.owner_id AND o.state = 'running'))"
+            ),
+            oldest("")
         );
         let claimed = with_pool!(self, pool => {
             sqlx::query_as::<_, JobRow>(&claim)
