@@ -55,6 +55,12 @@ impl SyncInfo {
     }
 }
 
+/// The longest name of a file or folder in a personal store, and of a path
+/// below its root, in bytes: what a file system or an object store's key
+/// keeps.
+pub const MAX_STORE_NAME: usize = 255;
+pub const MAX_STORE_PATH: usize = 1024;
+
 /// A path inside a personal store, as a user names it: components joined
 /// by `/`, none empty, `.` or `..`, no backslash or control character.
 /// `""` is the root.
@@ -67,8 +73,10 @@ impl StorePath {
         if trimmed.is_empty() {
             return Ok(Self(Vec::new()));
         }
-        if trimmed.len() > 1024 {
-            return Err(CoreError::invalid("a store path is at most 1024 bytes"));
+        if trimmed.len() > MAX_STORE_PATH {
+            return Err(CoreError::invalid(format!(
+                "a store path is at most {MAX_STORE_PATH} bytes"
+            )));
         }
         let mut parts = Vec::new();
         for part in trimmed.split('/') {
@@ -77,10 +85,10 @@ impl StorePath {
                     "'{raw}' is not a path inside your store"
                 )));
             }
-            if part.len() > 255 {
-                return Err(CoreError::invalid(
-                    "a file or folder name is at most 255 bytes",
-                ));
+            if part.len() > MAX_STORE_NAME {
+                return Err(CoreError::invalid(format!(
+                    "a file or folder name is at most {MAX_STORE_NAME} bytes"
+                )));
             }
             plain_text("a store path", part)?;
             parts.push(part.to_owned());

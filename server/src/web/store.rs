@@ -6,7 +6,7 @@
 use std::sync::{Arc, OnceLock};
 
 use app::error::CoreError;
-use app::model::{Principal, StorePath, Viewer};
+use app::model::{Principal, StorePath, Viewer, MAX_STORE_NAME, MAX_STORE_PATH};
 use axum::body::Body;
 use axum::extract::multipart::Field;
 use axum::extract::{Multipart, Request, State};
@@ -150,7 +150,8 @@ async fn serve(
     let target = DavPath::new(request.uri().path()).ok();
     if target.iter().chain(&destination).any(too_long) {
         let message = format!(
-            "a file or folder name is at most {MAX_NAME} bytes, a path at most {MAX_PATH}\n"
+            "a file or folder name is at most {MAX_STORE_NAME} bytes, a path at most \
+             {MAX_STORE_PATH}\n"
         );
         return (StatusCode::URI_TOO_LONG, message).into_response();
     }
@@ -278,20 +279,14 @@ fn destination(headers: &HeaderMap) -> Result<Option<DavPath>, ()> {
     }
 }
 
-/// The longest name of a file or folder in a store, and of a path below it
-/// (as `StorePath` takes them): what a file system or an object store's key
-/// could keep.
-const MAX_NAME: usize = 255;
-const MAX_PATH: usize = 1024;
-
 /// Whether a path is longer than a store keeps: refused before anything
 /// is written (a file of such a name failed as its whole body had landed).
 fn too_long(path: &DavPath) -> bool {
     let path = path.as_bytes();
-    path.len() > MAX_PATH
+    path.len() > MAX_STORE_PATH
         || path
             .split(|&byte| byte == b'/')
-            .any(|name| name.len() > MAX_NAME)
+            .any(|name| name.len() > MAX_STORE_NAME)
 }
 
 /// One user's folder, with their quota, for one request.
