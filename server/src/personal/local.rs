@@ -23,7 +23,7 @@ use dav_server::localfs::LocalFs;
 use futures_util::{FutureExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 
-use super::{seek_in_order, EntryMeta, PersonalStores, StoreError, StoreFile, StoreFs};
+use super::{inside, seek_in_order, EntryMeta, PersonalStores, StoreError, StoreFile, StoreFs};
 use crate::blob::ByteStream;
 
 #[derive(Debug, Clone)]
@@ -308,16 +308,6 @@ fn names_partial(path: &DavPath) -> bool {
     path.as_bytes().split(|byte| *byte == b'/').any(is_partial)
 }
 
-/// Whether `to` lies inside the folder `from`: a folder cannot be moved
-/// into itself (the system refuses, which is no server failure).
-fn inside(to: &DavPath, from: &DavPath) -> bool {
-    let from = from.as_bytes();
-    let from = from.strip_suffix(b"/").unwrap_or(from);
-    to.as_bytes()
-        .strip_prefix(from)
-        .is_some_and(|rest| rest.starts_with(b"/"))
-}
-
 /// dav-server's local file system, except that a whole-file write (a
 /// `PUT`) goes to a hidden file beside its target and replaces the target
 /// only when complete: a write refused or cut off midway leaves the old
@@ -428,6 +418,8 @@ impl DavFileSystem for LocalStoreFs {
     }
 
     fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
+        // A folder cannot be moved into itself (the system refuses, which
+        // is no server failure).
         if names_partial(from) || names_partial(to) || inside(to, from) {
             return forbidden();
         }

@@ -23,7 +23,7 @@ use crate::core::{
     check_store_depth, Admission, Core, EntryRefused, NewEntry, SharePlace, StoreWrite,
     MAX_STORE_DEPTH,
 };
-use crate::personal::StoreFs;
+use crate::personal::{inside, StoreFs};
 
 /// One user's store folder, as one WebDAV request reaches it.
 #[derive(Clone)]
@@ -358,12 +358,7 @@ impl QuotaFs {
             let path = path.as_bytes();
             path.strip_suffix(b"/").unwrap_or(path).to_vec()
         };
-        let (source_path, target_path) = (trimmed(from), trimmed(to));
-        let inside = |inner: &[u8], outer: &[u8]| inner.starts_with(&[outer, b"/"].concat());
-        if source_path == target_path
-            || inside(&source_path, &target_path)
-            || inside(&target_path, &source_path)
-        {
+        if trimmed(from) == trimmed(to) || inside(from, to) || inside(to, from) {
             return Err(FsError::Forbidden);
         }
         // A move between folders of an object store (whose writes appear
