@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::core::{
     PasswordCost, DEFAULT_DATA_STORE, DEFAULT_MAX_STORE_ENTRIES, DEFAULT_MAX_UPLOAD_BYTES,
+    DEFAULT_MAX_USER_IMAGES,
 };
 
 /// A value that must never be printed: `Debug` shows only that it is set.
@@ -336,6 +337,9 @@ pub struct ServeArgs {
     /// Most files and folders one user's personal store may hold.
     #[arg(long, env = "DEPOT_STORE_MAX_ENTRIES", default_value_t = DEFAULT_MAX_STORE_ENTRIES)]
     pub store_max_entries: u64,
+    /// Most images one account but an administrator's may own.
+    #[arg(long, env = "DEPOT_USER_MAX_IMAGES", default_value_t = DEFAULT_MAX_USER_IMAGES)]
+    pub user_max_images: u64,
     /// Data store name shown in image paths, `[data_store] folder/name`.
     #[arg(long, env = "DEPOT_DATA_STORE", default_value = DEFAULT_DATA_STORE)]
     pub data_store: String,
@@ -413,6 +417,7 @@ impl ServeArgs {
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             user_quota_bytes: None,
             store_max_entries: DEFAULT_MAX_STORE_ENTRIES,
+            user_max_images: DEFAULT_MAX_USER_IMAGES,
             data_store: DEFAULT_DATA_STORE.into(),
             secure_cookies: false,
             log_format: LogFormat::Text,

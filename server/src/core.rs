@@ -10,6 +10,7 @@ pub(crate) mod demo;
 mod deployments;
 mod environments;
 mod export;
+mod image_cap;
 mod images;
 mod inspect;
 mod jobs;
@@ -64,6 +65,9 @@ pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 1 << 40;
 /// operator says otherwise.
 pub const DEFAULT_MAX_STORE_ENTRIES: u64 = 10_000;
 
+/// The most images one account may own unless the operator says otherwise.
+pub const DEFAULT_MAX_USER_IMAGES: u64 = 10_000;
+
 /// The data store name shown in paths unless the operator says otherwise.
 pub const DEFAULT_DATA_STORE: &str = "depot";
 
@@ -79,6 +83,8 @@ pub struct Limits {
     pub user_quota_bytes: Option<u64>,
     /// The most files and folders one user's personal store may hold.
     pub max_store_entries: u64,
+    /// The most images one account but an administrator's may own.
+    pub max_user_images: u64,
     /// The data store name shown in image paths (`[data_store] folder/name`).
     pub data_store: String,
     /// The data store name of images synced from personal stores.
@@ -98,6 +104,7 @@ impl Default for Limits {
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             user_quota_bytes: None,
             max_store_entries: DEFAULT_MAX_STORE_ENTRIES,
+            max_user_images: DEFAULT_MAX_USER_IMAGES,
             data_store: DEFAULT_DATA_STORE.into(),
             personal_data_store: DEFAULT_PERSONAL_DATA_STORE.into(),
             export_root: None,

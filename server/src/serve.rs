@@ -187,6 +187,7 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Built> {
         max_upload_bytes: args.max_upload_bytes,
         user_quota_bytes: args.user_quota_bytes,
         max_store_entries: args.store_max_entries,
+        max_user_images: args.user_max_images,
         data_store: args.data_store.clone(),
         export_root: args.export_root.clone(),
         login: LoginLimits {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use app::error::CoreError;
 use chrono::{DateTime, Utc};
 
+use super::image_cap::too_many_images;
 use super::inspect::Inspection;
 use super::resumable::Completion;
 use super::{db_error, io_error, Core};
@@ -78,7 +79,11 @@ impl Core {
             let mut lock = self.db.lock_blob(&sha256).await.map_err(db_error)?;
             staged.publish().await.map_err(io_error)?;
             let id = match attach {
-                Attach::Insert(new) => lock.insert_image(new).await.map_err(db_error)?,
+                Attach::Insert(new) => lock
+                    .insert_image(new)
+                    .await
+                    .map_err(db_error)?
+                    .ok_or_else(|| too_many_images(new.owner_images_at_most))?,
                 Attach::Replace {
                     id,
                     replaces,

@@ -116,6 +116,7 @@ pub(crate) fn record(
         path: image_path(DATA_STORE, folder, name),
         public: true,
         owner_id: None,
+        owner_images_at_most: None,
         size: None,
         sha256: None,
         format: None,

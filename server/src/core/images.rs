@@ -351,6 +351,8 @@ impl Core {
                 "only administrators publish public images".into(),
             ));
         }
+        // Before the bytes are sent (a resumable upload's, before it began).
+        self.check_room_for_image(user).await?;
         let recorded = async {
             let (staged, inspection, completion) =
                 self.ingest_source(user, source, &mut allowance).await?;
@@ -364,6 +366,7 @@ impl Core {
                 data_store: self.limits.data_store.clone(),
                 public: meta.public,
                 owner_id: Some(user.id),
+                owner_images_at_most: self.images_at_most(user),
                 size: Some(staged.size as i64),
                 sha256: Some(staged.sha256.clone()),
                 format: Some(inspection.format.as_str()),

@@ -152,6 +152,7 @@ impl Core {
             data_store: self.limits.data_store.clone(),
             public: false,
             owner_id: Some(user.id),
+            owner_images_at_most: self.images_at_most(user),
             size: None,
             sha256: None,
             format: None,
@@ -165,12 +166,14 @@ impl Core {
         };
         // The name is checked as the record is written, in one statement, so
         // that two creates of one name at once cannot both find it free.
-        let mut row = self
+        let inserted = self
             .db
             .insert_image_if_name_free(&new, Some(name_scope(viewer)))
             .await
-            .map_err(db_error)?
-            .ok_or_else(|| name_taken(&new.name))?;
+            .map_err(db_error)?;
+        let Some(mut row) = inserted else {
+            return Err(self.refused_image(user, || name_taken(&new.name)).await);
+        };
         // The answer is the row as stored, not read back: its owner is the
         // caller.
         row.owner = Some(user.username.clone());

@@ -180,6 +180,7 @@ impl Core {
                         "only administrators publish public images".into(),
                     ));
                 }
+                self.check_room_for_image(user).await?;
                 Some(user.id)
             }
         };

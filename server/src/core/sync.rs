@@ -403,6 +403,14 @@ impl Core {
             if recorded == Some(source.as_str()) {
                 continue;
             }
+            // A new record past the most the user may own: refused before
+            // its bytes are copied.
+            if existing.is_none() {
+                if let Err(error) = self.check_room_for_image(user).await {
+                    errors.push(format!("{shown}: {error}"));
+                    continue;
+                }
+            }
             match self
                 .register(user, kind, file, copy, &source, &folder, existing.as_ref())
                 .await
@@ -550,6 +558,7 @@ impl Core {
                     data_store,
                     public: false,
                     owner_id: Some(user.id),
+                    owner_images_at_most: self.images_at_most(user),
                     size: Some(staged.size as i64),
                     sha256: Some(staged.sha256.clone()),
                     format: Some(inspection.format.as_str()),

@@ -11,6 +11,7 @@ use chrono::Utc;
 use futures_util::Stream;
 
 use super::blobs::{Attach, Landing};
+use super::image_cap::too_many_images;
 use super::images::Source;
 use super::{db_error, Core};
 use crate::store::NewImage;
@@ -63,6 +64,7 @@ impl Core {
             data_store: self.limits.data_store.clone(),
             public: false,
             owner_id: Some(user.id),
+            owner_images_at_most: self.images_at_most(user),
             size: None,
             sha256: None,
             format: spec.content_type.map(|content| content.format().as_str()),
@@ -74,7 +76,12 @@ impl Core {
             inspection: Default::default(),
             guest_os: None,
         };
-        let id = self.db.insert_image(&new).await.map_err(db_error)?;
+        let id = self
+            .db
+            .insert_image(&new)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| too_many_images(new.owner_images_at_most))?;
         self.get_image(viewer, id).await
     }
 

@@ -20,6 +20,9 @@ pub struct NewImage {
     pub path: String,
     pub public: bool,
     pub owner_id: Option<i64>,
+    /// The most images the owner may hold, this one counted: the insert
+    /// stores nothing if they hold as many already. `None`: no limit.
+    pub owner_images_at_most: Option<i64>,
     pub size: Option<i64>,
     pub sha256: Option<String>,
     pub format: Option<&'static str>,
@@ -60,9 +63,10 @@ impl NameScope {
     }
 }
 
-/// The id of a record inserted with no name rule, which always yields its row.
-pub(super) fn inserted_id(row: Option<ImageRow>) -> Result<i64, sqlx::Error> {
-    row.map(|row| row.id).ok_or(sqlx::Error::RowNotFound)
+/// The id of a record inserted with no name rule: `None` when its owner
+/// holds as many images as they may.
+pub(super) fn inserted_id(row: Option<ImageRow>) -> Option<i64> {
+    row.map(|row| row.id)
 }
 
 /// The ViCE columns of a record, ready to bind.
@@ -209,13 +213,30 @@ impl Db {
         })
     }
 
-    /// Inserts a record (and a hypervisor's links) and returns its id.
-    pub async fn insert_image(&self, new: &NewImage) -> Result<i64, sqlx::Error> {
-        inserted_id(self.insert_image_if_name_free(new, None).await?)
+    /// Inserts a record (and a hypervisor's links) and returns its id;
+    /// `None` when its owner holds as many images as they may.
+    pub async fn insert_image(&self, new: &NewImage) -> Result<Option<i64>, sqlx::Error> {
+        Ok(inserted_id(
+            self.insert_image_if_name_free(new, None).await?,
+        ))
+    }
+
+    /// How many images a user owns.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn images_owned(&self, user_id: i64) -> Result<i64, sqlx::Error> {
+        const COUNT: &str = "SELECT images FROM image_counts WHERE user_id = $1";
+        with_pool!(self, pool => {
+            let images = sqlx::query_scalar::<_, i64>(COUNT)
+                .bind(user_id)
+                .fetch_optional(pool)
+                .await?;
+            Ok(images.unwrap_or(0))
+        })
     }
 
     /// Inserts a record (and a hypervisor's links) unless an image `unique`
-    /// reads already has its name; `None` then, and nothing is stored. The
+    /// reads already has its name, or its owner holds as many images as
+    /// they may; `None` then, and nothing is stored. The
     /// row is as stored, without the owner's name (see
     /// [`super::Tx::insert_image_if_name_free`]).
     #[tracing::instrument(skip_all, err)]

@@ -20,8 +20,10 @@ macro_rules! insert_into_images {
 }
 
 /// The insert of a record, whose row is kept where `$name_free` holds (the
-/// name rule's check, on parameters `$38` to `$40`). `INSERT … SELECT …
-/// WHERE` rather than `VALUES`, so that the rule is part of the insert itself.
+/// name rule's check, on parameters `$38` to `$40`) and its owner (`$8`)
+/// holds fewer images than `$41`, if that is set (`image_counts`, migration
+/// 0022 on SQLite, 0026 on PostgreSQL). `INSERT … SELECT … WHERE` rather
+/// than `VALUES`, so that the rules are part of the insert itself.
 macro_rules! insert_image {
     ($name_free:literal) => {
         concat!(
@@ -31,7 +33,8 @@ macro_rules! insert_image {
              $30, $31, $32, $33, $34, $35, $36, $37 \
              WHERE ",
             $name_free,
-            " RETURNING ",
+            " AND (CAST($41 AS BIGINT) IS NULL OR COALESCE((SELECT c.images FROM image_counts c \
+             WHERE c.user_id = $8), 0) < $41) RETURNING ",
             // Bare column names: SQLite's RETURNING takes no table alias.
             image_columns!("", "CAST(NULL AS TEXT)")
         )
@@ -78,6 +81,8 @@ pub(super) const INSERT_IMAGES_CLAIMING: &str = concat!(
      ORDER BY hashtext(r->>1), r->>1 OFFSET 0) AS records \
      WHERE CASE WHEN (r->>37)::boolean \
      THEN depot_claim_image_name(r->>1, (r->>38)::boolean, (r->>39)::bigint) ELSE TRUE END \
+     AND ((r->>40) IS NULL OR COALESCE((SELECT c.images FROM image_counts c \
+     WHERE c.user_id = (r->>7)::bigint), 0) < (r->>40)::bigint) \
      RETURNING ",
     image_columns!("", "CAST(NULL AS TEXT)")
 );
@@ -91,7 +96,8 @@ pub(super) const INSERT_LINKS: &str =
     "INSERT INTO image_virtualized (hypervisor_id, image_id) SELECT $1, UNNEST($2::bigint[])";
 
 /// What [`INSERT_IMAGE`] binds beyond the record's own fields: the columns
-/// worked out from them, and the name rule's three parameters.
+/// worked out from them, the name rule's three parameters, and the most
+/// images the owner may hold.
 pub(super) struct InsertArgs<'a> {
     pub(super) new: &'a NewImage,
     pub(super) mws: ProvisioningColumns,
@@ -176,6 +182,7 @@ macro_rules! for_each_insert_arg {
         $bind!(args.guarded);
         $bind!(args.everyone);
         $bind!(args.reader);
+        $bind!(new.owner_images_at_most);
     }};
 }
 pub(super) use for_each_insert_arg;
@@ -203,7 +210,7 @@ pub(super) use bound_insert;
 /// JSON array, the time to the microsecond, as PostgreSQL keeps it (and as
 /// sqlx binds it: cut, not rounded).
 pub(super) fn group_record(args: &InsertArgs<'_>) -> serde_json::Value {
-    let mut fields = Vec::with_capacity(40);
+    let mut fields = Vec::with_capacity(41);
     macro_rules! push {
         (@time $value:expr) => {
             fields.push(serde_json::Value::from(

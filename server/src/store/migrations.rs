@@ -45,6 +45,7 @@ const SQLITE: &[(&str, &str)] = embedded!("sqlite":
     "0019_completion_renewals.sql",
     "0020_deployed_paths.sql",
     "0021_job_owners.sql",
+    "0022_image_counts.sql",
 );
 
 const POSTGRES: &[(&str, &str)] = embedded!("postgres":
@@ -73,6 +74,7 @@ const POSTGRES: &[(&str, &str)] = embedded!("postgres":
     "0023_completion_renewals.sql",
     "0024_deployed_paths.sql",
     "0025_job_owners.sql",
+    "0026_image_counts.sql",
 );
 
 /// SQLite's migrations, in order.

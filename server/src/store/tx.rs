@@ -148,14 +148,17 @@ impl Tx {
         })
     }
 
-    /// Inserts a record (and a hypervisor's links) and returns its id.
-    pub async fn insert_image(&mut self, new: &NewImage) -> Result<i64, sqlx::Error> {
-        inserted_id(self.insert_image_if_name_free(new, None).await?)
+    /// Inserts a record (and a hypervisor's links) and returns its id;
+    /// `None` when its owner holds as many images as they may.
+    pub async fn insert_image(&mut self, new: &NewImage) -> Result<Option<i64>, sqlx::Error> {
+        Ok(inserted_id(
+            self.insert_image_if_name_free(new, None).await?,
+        ))
     }
 
     /// Inserts a record (and a hypervisor's links) unless an image `unique`
-    /// reads already has its name, in which case nothing is stored and the
-    /// answer is `None`. The check and the insert are one statement, and on
+    /// reads already has its name, or its owner holds as many images as they
+    /// may, in which case nothing is stored and the answer is `None`. The check and the insert are one statement, and on
     /// PostgreSQL they run under a lock on the name held until commit, so
     /// two transactions cannot both find a name free and both take it.
     ///
@@ -273,8 +276,9 @@ pub struct BlobLock {
 }
 
 impl BlobLock {
-    /// Inserts a record using this blob.
-    pub async fn insert_image(&mut self, new: &NewImage) -> Result<i64, sqlx::Error> {
+    /// Inserts a record using this blob; `None` when its owner holds as
+    /// many images as they may.
+    pub async fn insert_image(&mut self, new: &NewImage) -> Result<Option<i64>, sqlx::Error> {
         self.tx.insert_image(new).await
     }
 

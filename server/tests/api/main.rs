@@ -19,6 +19,7 @@ mod files;
 mod fuzz;
 mod held_bodies;
 mod helpers;
+mod image_cap;
 mod inspection;
 mod job_fairness;
 mod kept_counts;

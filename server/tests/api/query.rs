@@ -35,6 +35,7 @@ fn metadata_only(
         path: format!("[vss] public/{name}"),
         public,
         owner_id: (!public).then_some(1),
+        owner_images_at_most: None,
         size: Some(size),
         sha256: None,
         format: None,
