@@ -32,8 +32,9 @@ pub trait Catalog: Send + Sync + 'static {
     /// One image, if the viewer may see it.
     async fn get_image(&self, viewer: &Viewer, id: i64) -> Result<Image, CoreError>;
 
-    /// Checks a username and password for a client at `client`; failures are
-    /// slow, throttled and do not say which part was wrong.
+    /// Checks a username and password for a client at `client`, to start a
+    /// browser session; failures are slow, throttled and do not say which
+    /// part was wrong, and one account's sign-ins are throttled too.
     async fn login(
         &self,
         username: &str,

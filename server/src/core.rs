@@ -343,7 +343,7 @@ impl app::ports::Catalog for Core {
         password: &str,
         client: Option<std::net::IpAddr>,
     ) -> Result<app::model::Principal, CoreError> {
-        Core::login_from(self, username, password, client).await
+        Core::sign_in(self, username, password, client).await
     }
 
     async fn revoke_session_tokens(&self, session: &str) -> Result<(), CoreError> {

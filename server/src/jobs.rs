@@ -81,12 +81,20 @@ pub fn spawn_workers(core: Arc<Core>, count: usize) {
     core.set_job_workers(core.job_workers() + count);
     if count > 0 {
         // The servers that run jobs forget those that ended long ago:
-        // every claim and count reads the table.
+        // every claim and count reads the table. First, the failure of any
+        // whose record still shows it waiting or running is recorded there.
         let core = core.clone();
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(TIDY_EVERY);
             loop {
                 ticks.tick().await;
+                match core.record_failed_jobs().await {
+                    Ok(0) => {}
+                    Ok(recorded) => {
+                        tracing::warn!(recorded, "recorded jobs that failed on what they worked on")
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot record failed jobs"),
+                }
                 let forgotten = match core.job_clock_ms().await {
                     Ok(now) => forget_ended_jobs(&core, now).await,
                     Err(error) => Err(error),

@@ -38,7 +38,9 @@ use sqlx::sqlite::{
 };
 
 pub use catalog::KeptCatalog;
-pub use coopr::{is_unique_violation, ApiKeyListing, ApiKeyRow, ImageTypeRow, TenantRow};
+pub use coopr::{
+    is_unique_violation, ApiKeyListing, ApiKeyRow, ImageTypeRow, KeyStored, TenantRow,
+};
 pub use deployments::{DeletedDeployment, DeploymentRow, NewDeployment};
 pub use environments::{EnvironmentColumns, EnvironmentRow};
 pub use images::{DetailsUpdate, LinkRow, NameScope, NewImage, ProvisioningUpdate};

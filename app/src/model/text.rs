@@ -15,16 +15,57 @@ pub const MAX_DOCUMENT_BYTES: usize = 16 << 10;
 /// name, a feature) may take.
 pub const MAX_WORD_BYTES: usize = 255;
 
-/// Refuses a document longer than [`MAX_DOCUMENT_BYTES`] as compact JSON;
-/// `field` names it in the message. Counted as it is written, and given up
-/// at the limit.
+/// The deepest a free-form attribute may nest, and the most values (each
+/// object, array, key's value and array element) it may hold: a page of a
+/// thousand records parses them all, and sixteen kilobytes of `[0,0,…]`
+/// nested a hundred deep take sixteen times that parsed and a hundred and
+/// thirty times that printed `pretty`.
+pub const MAX_DOCUMENT_DEPTH: usize = 16;
+pub const MAX_DOCUMENT_VALUES: usize = 1024;
+
+/// Refuses a document longer than [`MAX_DOCUMENT_BYTES`] as compact JSON,
+/// deeper than [`MAX_DOCUMENT_DEPTH`] or holding more than
+/// [`MAX_DOCUMENT_VALUES`] values; `field` names it in the message. Counted
+/// as it is written, and given up at a limit.
 pub fn bounded_document(field: &str, value: &impl serde::Serialize) -> Result<(), CoreError> {
-    /// Counts bytes, and fails past the limit.
-    struct Counter(usize);
+    /// Reads compact JSON as it is written, and fails past a limit.
+    #[derive(Default)]
+    struct Counter {
+        bytes: usize,
+        depth: usize,
+        values: usize,
+        in_string: bool,
+        escaped: bool,
+    }
+    impl Counter {
+        fn take(&mut self, byte: u8) -> bool {
+            if self.in_string {
+                match byte {
+                    _ if self.escaped => self.escaped = false,
+                    b'\\' => self.escaped = true,
+                    b'"' => self.in_string = false,
+                    _ => {}
+                }
+                return true;
+            }
+            match byte {
+                b'"' => self.in_string = true,
+                b'[' | b'{' => {
+                    self.depth += 1;
+                    // The container is a value; so is what follows it.
+                    self.values += 1;
+                }
+                b']' | b'}' => self.depth = self.depth.saturating_sub(1),
+                b',' => self.values += 1,
+                _ => {}
+            }
+            self.depth <= MAX_DOCUMENT_DEPTH && self.values <= MAX_DOCUMENT_VALUES
+        }
+    }
     impl std::io::Write for Counter {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len();
-            if self.0 > MAX_DOCUMENT_BYTES {
+            self.bytes += bytes.len();
+            if self.bytes > MAX_DOCUMENT_BYTES || !bytes.iter().all(|&byte| self.take(byte)) {
                 return Err(std::io::ErrorKind::FileTooLarge.into());
             }
             Ok(bytes.len())
@@ -33,10 +74,11 @@ pub fn bounded_document(field: &str, value: &impl serde::Serialize) -> Result<()
             Ok(())
         }
     }
-    match serde_json::to_writer(Counter(0), value) {
+    match serde_json::to_writer(Counter::default(), value) {
         Ok(()) => Ok(()),
         Err(_) => Err(CoreError::invalid(format!(
-            "{field} may take at most {MAX_DOCUMENT_BYTES} bytes as JSON"
+            "{field} may take at most {MAX_DOCUMENT_BYTES} bytes as JSON, nest at most \
+             {MAX_DOCUMENT_DEPTH} deep and hold at most {MAX_DOCUMENT_VALUES} values"
         ))),
     }
 }
@@ -117,6 +159,29 @@ mod tests {
         assert_eq!(bounded_word("osType", &"l".repeat(MAX_WORD_BYTES)), Ok(()));
         assert!(bounded_word("osType", &"l".repeat(MAX_WORD_BYTES + 1)).is_err());
         assert!(bounded_word("osType", "a\nb").is_err());
+    }
+
+    #[test]
+    fn documents_are_bounded_in_shape_too() {
+        let nested =
+            |depth: usize| (0..depth).fold(Value::from(0), |inner, _| Value::Array(vec![inner]));
+        assert_eq!(
+            bounded_document("extensions", &nested(MAX_DOCUMENT_DEPTH)),
+            Ok(())
+        );
+        let error = bounded_document("extensions", &nested(MAX_DOCUMENT_DEPTH + 1)).unwrap_err();
+        assert!(
+            error.to_string().contains("nest at most 16 deep"),
+            "{error}"
+        );
+        // A key in quotes, braces and commas in strings are no values.
+        let quoted = serde_json::json!({ "{[,": "]},\"[".repeat(1000) });
+        assert_eq!(bounded_document("extensions", &quoted), Ok(()));
+        // 8,000 small values fit in 16 KiB, and are refused.
+        let zeros = Value::Array(vec![Value::from(0); 8000]);
+        assert!(bounded_document("extensions", &zeros).is_err());
+        let some = Value::Array(vec![Value::from(0); MAX_DOCUMENT_VALUES - 1]);
+        assert_eq!(bounded_document("extensions", &some), Ok(()));
     }
 
     #[test]

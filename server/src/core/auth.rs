@@ -283,6 +283,20 @@ impl Core {
         }
     }
 
+    /// Checks a username and password for a browser session about to be
+    /// started ([`Self::login_from`]), within the sessions one account may
+    /// start in a while.
+    pub async fn sign_in(
+        &self,
+        username: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Principal, CoreError> {
+        let principal = self.login_from(username, password, client).await?;
+        self.login_guard.may_start_session(principal.id)?;
+        Ok(principal)
+    }
+
     /// Issues a new access token for a user; only its digest is stored. A
     /// token issued through a browser session names it (by digest), so that
     /// signing out revokes it.

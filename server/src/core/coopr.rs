@@ -10,10 +10,14 @@ use rand::RngCore;
 
 use super::auth::token_digest;
 use super::{db_error, Core};
-use crate::store::{is_unique_violation, ImageTypeRow};
+use crate::store::{is_unique_violation, ImageTypeRow, KeyStored};
 
 /// The most image types one tenant keeps: its list carries them all.
 const IMAGE_TYPES_PER_TENANT: i64 = 1000;
+
+/// The most API keys one account may hold, in all its tenants: each is a
+/// row kept until revoked, and the tokens page lists them all.
+pub const MAX_API_KEYS: i64 = 50;
 
 /// A user acting inside one tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,16 +113,19 @@ impl Core {
                 credentials_version,
                 join,
                 &token_digest(&key),
+                MAX_API_KEYS,
                 Utc::now(),
             )
             .await
             .map_err(db_error)?;
-        if stored {
-            Ok(key)
-        } else {
-            Err(CoreError::Forbidden(
+        match stored {
+            KeyStored::Stored => Ok(key),
+            KeyStored::Refused => Err(CoreError::Forbidden(
                 "the account changed or left the tenant meanwhile; try again".into(),
-            ))
+            )),
+            KeyStored::TooMany => Err(CoreError::Conflict(format!(
+                "the account has {MAX_API_KEYS} API keys, the most it may; revoke one first"
+            ))),
         }
     }
 

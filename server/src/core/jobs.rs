@@ -42,7 +42,11 @@ pub const DEPLOY_JOB: &str = "vice.deploy";
 impl Core {
     /// The queue's true lengths.
     pub async fn queue_stats(&self) -> Result<QueueStats, app::error::CoreError> {
-        let counts = self.db.job_counts().await.map_err(super::db_error)?;
+        let counts = self
+            .db
+            .unfinished_job_counts()
+            .await
+            .map_err(super::db_error)?;
         let mut stats = QueueStats::default();
         for count in counts {
             match (count.kind.as_str(), count.state.as_str()) {
@@ -131,40 +135,63 @@ impl Core {
         }
     }
 
+    /// Records the failure of jobs that failed for good while what they
+    /// worked on still shows them waiting or running (see
+    /// [`crate::store::Db::failed_jobs_unrecorded`]); answers how many.
+    pub async fn record_failed_jobs(&self) -> Result<usize, sqlx::Error> {
+        const AT_ONCE: i64 = 100;
+        let unrecorded = self.db.failed_jobs_unrecorded(DEPLOY_JOB, AT_ONCE).await?;
+        for (job, error) in &unrecorded {
+            let reason = error.as_deref().unwrap_or("the job failed");
+            self.job_failed(job, reason, false).await?;
+        }
+        Ok(unrecorded.len())
+    }
+
     /// Requeues the jobs of workers that died; their requests wait again.
+    /// One job's record that cannot be written does not stop the others'.
     pub async fn reap_jobs(&self, now_ms: i64) -> Result<(), sqlx::Error> {
+        let mut failed = Ok(());
         for (job, state) in self.db.reap_jobs(now_ms).await? {
             tracing::warn!(job = job.id, %state, "took back a job whose worker stopped");
-            if job.kind == DEPLOY_JOB {
-                let reason = "the deployment stopped before finishing";
-                self.job_failed(&job, reason, state == "queued").await?;
-                continue;
+            if let Err(error) = self.record_reaped(&job, &state).await {
+                failed = Err(error);
             }
-            let Some(request) = self.db.sync_request_of_job(job.id).await? else {
-                continue;
+        }
+        failed
+    }
+
+    /// What became of a job taken back from a worker that stopped, shown
+    /// on what it works on.
+    async fn record_reaped(&self, job: &JobRow, state: &str) -> Result<(), sqlx::Error> {
+        if job.kind == DEPLOY_JOB {
+            let reason = "the deployment stopped before finishing";
+            return self.job_failed(job, reason, state == "queued").await;
+        }
+        let Some(request) = self.db.sync_request_of_job(job.id).await? else {
+            return Ok(());
+        };
+        if state == "queued" {
+            let waiting = crate::store::SyncOutcome {
+                status: "PENDING",
+                errors: "[]".into(),
+                warnings: "[]".into(),
+                ..Default::default()
             };
-            if state == "queued" {
-                let waiting = crate::store::SyncOutcome {
-                    status: "PENDING",
-                    errors: "[]".into(),
-                    warnings: "[]".into(),
-                    ..Default::default()
-                };
-                self.db
-                    .requeued_sync_request(request, &job, &waiting, Utc::now())
-                    .await?;
-            } else {
-                let outcome = crate::store::SyncOutcome {
-                    status: "ERROR",
-                    errors: serde_json::json!(["the sync stopped too often before finishing"])
-                        .to_string(),
-                    warnings: "[]".into(),
-                    ..Default::default()
-                };
-                self.db
-                    .finish_sync_request(request, &outcome, Utc::now())
-                    .await?;
-            }
+            self.db
+                .requeued_sync_request(request, job, &waiting, Utc::now())
+                .await?;
+        } else {
+            let outcome = crate::store::SyncOutcome {
+                status: "ERROR",
+                errors: serde_json::json!(["the sync stopped too often before finishing"])
+                    .to_string(),
+                warnings: "[]".into(),
+                ..Default::default()
+            };
+            self.db
+                .finish_sync_request(request, &outcome, Utc::now())
+                .await?;
         }
         Ok(())
     }

@@ -49,6 +49,10 @@ const CREDENTIAL_CACHE_SIZE: usize = 4096;
 const TOKENS_BURST: u32 = 20;
 const TOKENS_PERIOD: Duration = Duration::from_secs(3);
 
+/// Browser sessions one account may start at once, then one per period.
+const SESSIONS_BURST: u32 = 30;
+const SESSIONS_PERIOD: Duration = Duration::from_secs(2);
+
 /// Password checks waiting for a thread, per thread, before "busy".
 const QUEUE_PER_THREAD: usize = 32;
 
@@ -175,6 +179,8 @@ pub struct LoginGuard {
     per_account: DefaultKeyedRateLimiter<[u8; 32]>,
     /// Tokens issued, per account.
     token_issues: DefaultKeyedRateLimiter<i64>,
+    /// Browser sessions started, per account.
+    session_starts: DefaultKeyedRateLimiter<i64>,
     clock: DefaultClock,
     cache_key: [u8; 32],
     cache: Mutex<LruCache<[u8; 32], Remembered>>,
@@ -268,6 +274,7 @@ impl LoginGuard {
                 limits.per_account_period,
             )),
             token_issues: RateLimiter::keyed(quota(TOKENS_BURST, TOKENS_PERIOD)),
+            session_starts: RateLimiter::keyed(quota(SESSIONS_BURST, SESSIONS_PERIOD)),
             clock: DefaultClock::default(),
             cache_key,
             cache: Mutex::new(LruCache::new(remembered)),
@@ -426,6 +433,19 @@ impl LoginGuard {
         })
     }
 
+    /// Whether `user` may start one more browser session now: a burst, then
+    /// one every few seconds, as tokens are issued. A sign-in answered from
+    /// the cache of verified passwords passes the password throttles, and
+    /// each session is a row kept for days.
+    pub fn may_start_session(&self, user: i64) -> Result<(), CoreError> {
+        self.session_starts.check_key(&user).map_err(|not_until| {
+            self.throttled_for(
+                "sign-ins to this account just now",
+                not_until.wait_time_from(self.clock.now()),
+            )
+        })
+    }
+
     fn cache_slot(&self, username: &str, password: &str) -> [u8; 32] {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.cache_key)
             .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
@@ -483,6 +503,8 @@ impl LoginGuard {
     pub fn shrink(&self) {
         self.token_issues.retain_recent();
         self.token_issues.shrink_to_fit();
+        self.session_starts.retain_recent();
+        self.session_starts.shrink_to_fit();
         self.per_address.retain_recent();
         self.per_address.shrink_to_fit();
         self.per_network.retain_recent();

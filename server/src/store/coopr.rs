@@ -71,6 +71,16 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
         .is_some_and(|error| error.is_unique_violation())
 }
 
+/// What [`Db::insert_api_key`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStored {
+    Stored,
+    /// The account changed, or is no member of the tenant (any more).
+    Refused,
+    /// The user has as many keys as they may.
+    TooMany,
+}
+
 impl Db {
     /// Every API key, or one user's, oldest first.
     #[tracing::instrument(skip(self), err)]
@@ -241,7 +251,8 @@ impl Db {
     /// and at `credentials_version`; `join` makes them a member first (an
     /// operator's key), otherwise they must be one already, or an
     /// administrator (whose key works while they are one: [`Self::api_key`]).
-    /// Answers whether the key was stored.
+    /// Stores nothing when the user has `at_most` keys already.
+    #[allow(clippy::too_many_arguments)]
     #[tracing::instrument(skip(self, key_hash), err)]
     pub async fn insert_api_key(
         &self,
@@ -250,8 +261,11 @@ impl Db {
         credentials_version: i64,
         join: bool,
         key_hash: &str,
+        at_most: i64,
         now: DateTime<Utc>,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> Result<KeyStored, sqlx::Error> {
+        const KEPT: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM api_keys WHERE user_id = $1 \
+             LIMIT $2) AS kept";
         const MEMBER: &str = "INSERT INTO tenant_members (tenant_id, user_id) VALUES ($1, $2) \
              ON CONFLICT (tenant_id, user_id) DO NOTHING";
         const KEY: &str = "INSERT INTO api_keys (tenant_id, user_id, key_hash, created_at) \
@@ -266,6 +280,14 @@ impl Db {
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(lock).bind(user_id).execute(&mut *tx).await?;
+            let kept = sqlx::query_scalar::<_, i64>(KEPT)
+                .bind(user_id)
+                .bind(at_most)
+                .fetch_one(&mut *tx)
+                .await?;
+            if kept >= at_most {
+                return Ok(KeyStored::TooMany);
+            }
             if join {
                 sqlx::query(MEMBER).bind(tenant_id).bind(user_id).execute(&mut *tx).await?;
             }
@@ -282,7 +304,7 @@ impl Db {
                 .rows_affected()
                 == 1;
             tx.commit().await?;
-            Ok(stored)
+            Ok(if stored { KeyStored::Stored } else { KeyStored::Refused })
         })
     }
 

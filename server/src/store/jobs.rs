@@ -208,6 +208,46 @@ impl Db {
         })
     }
 
+    /// Jobs that failed for good while the record they worked on (a sync
+    /// request, the deployment `deploy_kind` jobs name) still shows them
+    /// waiting or running, oldest first, at most `at_most`, each with its
+    /// last error. The record is written after the job: a crash, or a
+    /// database out of reach, between the two left it so, and a request
+    /// shown waiting takes the place of its user's next ones for good.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn failed_jobs_unrecorded(
+        &self,
+        deploy_kind: &str,
+        at_most: i64,
+    ) -> Result<Vec<(JobRow, Option<String>)>, sqlx::Error> {
+        let deployment = match self.backend() {
+            Backend::Postgres => "CAST(CAST(j.payload AS jsonb) ->> 'deployment' AS BIGINT)",
+            Backend::Sqlite => "CAST(json_extract(j.payload, '$.deployment') AS INTEGER)",
+        };
+        let select = format!(
+            "SELECT j.id, j.kind, j.payload, j.attempts, j.max_attempts, j.last_error \
+             FROM jobs j WHERE j.state = 'failed' AND (EXISTS (SELECT 1 FROM sync_requests s \
+             WHERE s.job_id = j.id \
+             AND s.status IN ('SUBMITTED', 'PENDING', 'IN_PROGRESS', 'ERROR_RETRY')) \
+             OR EXISTS (SELECT 1 FROM deployments d WHERE d.state IN ('queued', 'running') \
+             AND d.id = CASE WHEN j.kind = $1 THEN {deployment} END)) \
+             ORDER BY j.id LIMIT $2"
+        );
+        with_pool!(self, pool => {
+            let rows = sqlx::query(&select)
+                .bind(deploy_kind)
+                .bind(at_most)
+                .fetch_all(pool)
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    let error = sqlx::Row::try_get::<Option<String>, _>(row, "last_error")?;
+                    Ok((sqlx::FromRow::from_row(row)?, error))
+                })
+                .collect()
+        })
+    }
+
     /// Requeues the running jobs whose lease ran out (their worker died), or
     /// fails those out of attempts; answers each job and its new state.
     #[tracing::instrument(skip(self), err)]
@@ -275,10 +315,22 @@ impl Db {
         })
     }
 
-    /// Jobs by kind and state, for runtime statistics.
+    /// Jobs by kind and state, for an operator's metrics: every job kept.
     #[tracing::instrument(skip(self), err)]
     pub async fn job_counts(&self) -> Result<Vec<JobCount>, sqlx::Error> {
         const COUNT: &str = "SELECT kind, state, COUNT(*) AS count FROM jobs GROUP BY kind, state";
+        with_pool!(self, pool => {
+            sqlx::query_as::<_, JobCount>(COUNT).fetch_all(pool).await
+        })
+    }
+
+    /// The queued and running jobs by kind and state, for the runtime
+    /// statistics any user may ask for: read by the index on state, not
+    /// over the ended jobs of the last two days.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn unfinished_job_counts(&self) -> Result<Vec<JobCount>, sqlx::Error> {
+        const COUNT: &str = "SELECT kind, state, COUNT(*) AS count FROM jobs \
+             WHERE state IN ('queued', 'running') GROUP BY kind, state";
         with_pool!(self, pool => {
             sqlx::query_as::<_, JobCount>(COUNT).fetch_all(pool).await
         })

@@ -536,3 +536,45 @@ async fn the_tokens_page_lists_and_revokes_without_showing_secrets(#[case] backe
         .unwrap();
     assert_eq!(works.status(), 200);
 }
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn one_account_starts_few_sessions_at_once(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("alice", "alice-password").await;
+    // Each sign-in after the first is answered from the cache of verified
+    // passwords, past the password throttles; each starts a session, a
+    // row kept for a week. A loop of them is throttled.
+    let mut started = 0;
+    let mut throttled = 0;
+    for _ in 0..60 {
+        let response = reqwest::Client::new()
+            .post(app.url("/api/ui/login"))
+            .form(&[("username", "alice"), ("password", "alice-password")])
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            200 | 302 | 303 => started += 1,
+            429 => {
+                throttled += 1;
+                let answer = response.text().await.unwrap();
+                assert!(answer.contains("sign-ins to this account"), "{answer}");
+            }
+            other => panic!("{other}: {}", response.text().await.unwrap()),
+        }
+    }
+    assert!(throttled > 0 && started <= 40, "{started} started");
+    // Scripts sending the same password meanwhile are not held back.
+    let client = reqwest::Client::new();
+    let answer = status_with_basic(
+        &client,
+        &app,
+        "/v2/user/image/iso",
+        "alice",
+        "alice-password",
+    );
+    assert_eq!(answer.await.status(), 200);
+}

@@ -22,6 +22,7 @@ mod helpers;
 mod image_cap;
 mod inspection;
 mod job_fairness;
+mod job_records;
 mod kept_counts;
 mod kept_pages;
 mod lapsed_reservations;

@@ -72,6 +72,23 @@ async fn api_keys_are_made_for_the_users_own_tenants_and_revoked_by_their_owner(
     );
     assert_eq!(coopr_status(&app, "alice", "lab", &key).await, 401);
 
+    // Keys are rows kept until revoked: an account holds at most 50.
+    for _ in 1..50 {
+        let (status, made) = ui_call(&app, alice, "apikeys/create", &[("tenant", "lab")]).await;
+        assert_eq!(status, 200, "{made}");
+    }
+    let (status, refused) = ui_call(&app, alice, "apikeys/create", &[("tenant", "lab")]).await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(refused.to_string().contains("50 API keys"), "{refused}");
+    let (_, listed) = ui_call(&app, alice, "apikeys", &[]).await;
+    let keys = listed["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 50);
+    let newest = keys.last().unwrap()["id"].to_string();
+    let (status, _) = ui_call(&app, alice, "apikeys/revoke", &[("id", &newest)]).await;
+    assert_eq!(status, 200);
+    let (status, made) = ui_call(&app, alice, "apikeys/create", &[("tenant", "lab")]).await;
+    assert_eq!(status, 200, "{made}");
+
     // An admin may open a new tenant with their own key.
     let admin = ("admin", ADMIN_PASSWORD);
     let (status, made) = ui_call(&app, admin, "apikeys/create", &[("tenant", "ops")]).await;

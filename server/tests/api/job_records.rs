@@ -1,0 +1,103 @@
+//! A job's failure is written on what it worked on after the job's own
+//! row: a crash, or a database out of reach, between the two left a sync
+//! request shown waiting for good (handed back to every later sync of its
+//! user: none ran again) and a deployment shown running for good (never
+//! deleted, holding one of its user's places). The servers that run jobs
+//! now record such failures where they were not.
+
+use app::model::DeploymentState;
+use depot_server::store::NewDeployment;
+use reqwest::Method;
+use rstest::rstest;
+
+use crate::helpers::{Backend, TestApp, ADMIN_PASSWORD};
+use crate::vice::Vice;
+use crate::vice_environments::seed_environment;
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_job_that_failed_unrecorded_is_recorded_on_its_request_and_deployment(
+    #[case] backend: Backend,
+) {
+    // No worker runs the jobs: this test plays one that crashes.
+    let app = TestApp::spawn_with(backend, |args| args.job_workers = 0).await;
+    let db = app.core.db();
+    let admin = app.core.login("admin", ADMIN_PASSWORD).await.unwrap();
+    let vice = Vice::new(&app, "admin", ADMIN_PASSWORD);
+    let (status, environment) = vice
+        .json(Method::POST, "/environments", Some(&seed_environment("p")))
+        .await;
+    assert_eq!(status, 201, "{environment}");
+    let uploaded = app
+        .upload("admin", ADMIN_PASSWORD, "disk.img", vec![1; 4096])
+        .await;
+    let body: serde_json::Value = uploaded.json().await.unwrap();
+    let image_id = body["images"][0]["id"].as_i64().unwrap();
+
+    let now = chrono::Utc::now;
+    let (request, _) = db
+        .submit_sync_request(admin.id, "VM", "t", "vss.image_sync", now(), 1000)
+        .await
+        .unwrap();
+    let new = NewDeployment {
+        user_id: admin.id,
+        image_id,
+        environment_id: environment["id"].as_str().unwrap().parse().unwrap(),
+        title: "t",
+        environment_reference: "",
+        unfinished_at_most: 32,
+        kept_at_most: 1000,
+    };
+    let deployment = db
+        .insert_deployment(new, "vice.deploy", now())
+        .await
+        .unwrap()
+        .unwrap();
+    // Both jobs fail for good, and the worker stops before it writes so
+    // on the request and the deployment.
+    let mut failures = 0;
+    while let Some(job) = db
+        .claim_job("w", now().timestamp_millis(), 60_000)
+        .await
+        .unwrap()
+    {
+        let at = now().timestamp_millis();
+        db.fail_job(job.id, "w", at, at, "disk on fire")
+            .await
+            .unwrap();
+        failures += 1;
+    }
+    assert_eq!(failures, 6, "three attempts each");
+    let shown = db.deployment(deployment).await.unwrap().unwrap();
+    assert_eq!(shown.state, DeploymentState::Queued.as_str());
+    // The dead request is what a new sync is handed.
+    let (again, new) = db
+        .submit_sync_request(admin.id, "VM", "t", "vss.image_sync", now(), 1000)
+        .await
+        .unwrap();
+    assert_eq!((again, new), (request, false));
+
+    assert_eq!(app.core.record_failed_jobs().await.unwrap(), 2);
+    let (rows, _) = db.sync_requests_of(admin.id, None, 10, 0).await.unwrap();
+    let row = rows.iter().find(|row| row.id == request).unwrap();
+    assert_eq!(row.status, "ERROR");
+    let shown = db.deployment(deployment).await.unwrap().unwrap();
+    assert_eq!(shown.state, DeploymentState::Failed.as_str());
+    assert_eq!(shown.reason, "disk on fire");
+    // Once recorded, nothing is left to record; a new sync is a new request,
+    // and the deployment may be deleted.
+    assert_eq!(app.core.record_failed_jobs().await.unwrap(), 0);
+    let (next, new) = db
+        .submit_sync_request(admin.id, "VM", "t", "vss.image_sync", now(), 1000)
+        .await
+        .unwrap();
+    assert!(new && next != request);
+    let deleted = vice
+        .request(Method::DELETE, &format!("/deployment/{deployment}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+}
