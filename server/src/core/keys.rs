@@ -61,19 +61,34 @@ impl ServerKey {
         rand::thread_rng().fill_bytes(&mut bytes);
         let text = hex::encode(bytes);
         let path_owned = path.to_owned();
-        // `create_new` so that two processes starting at once cannot each
-        // write a different key; the loser reads the winner's.
+        // Written whole under a name of its own, then linked to its name,
+        // which fails if that is taken: two processes starting at once
+        // cannot each keep a different key (the loser reads the winner's,
+        // never a file still being written), and a crash midway leaves no
+        // empty key file that would stop every later start.
         let written = tokio::task::spawn_blocking(move || {
             use std::io::Write;
             #[cfg(unix)]
             use std::os::unix::fs::OpenOptionsExt;
+            let partial = path_owned
+                .with_file_name(format!("{KEY_FILE}.{:016x}.partial", rand::random::<u64>()));
             let mut options = std::fs::OpenOptions::new();
             options.write(true).create_new(true);
             #[cfg(unix)]
             options.mode(0o600);
-            let mut file = options.open(&path_owned)?;
-            file.write_all(text.as_bytes())?;
-            file.sync_all()
+            let linked = options
+                .open(&partial)
+                .and_then(|mut file| {
+                    file.write_all(text.as_bytes())?;
+                    file.sync_all()
+                })
+                .and_then(|()| std::fs::hard_link(&partial, &path_owned));
+            let _ = std::fs::remove_file(&partial);
+            linked?;
+            if let Some(folder) = path_owned.parent() {
+                std::fs::File::open(folder)?.sync_all()?;
+            }
+            Ok::<_, std::io::Error>(())
         })
         .await?;
         match written {
@@ -115,6 +130,25 @@ mod tests {
                 .permissions()
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn servers_starting_at_once_keep_one_key() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let loads = (0..8).map(|_| {
+                let dir = dir.path().to_owned();
+                tokio::spawn(async move { ServerKey::load(&dir, None).await })
+            });
+            let keys: Vec<_> = futures_util::future::join_all(loads)
+                .await
+                .into_iter()
+                .map(|joined| joined.unwrap().unwrap().derive("jwt"))
+                .collect();
+            assert!(keys.iter().all(|key| *key == keys[0]));
+            let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+            assert_eq!(left.len(), 1, "{left:?}");
         }
     }
 

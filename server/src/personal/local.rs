@@ -20,11 +20,14 @@ use dav_server::fs::{
     ReadDirMeta,
 };
 use dav_server::localfs::LocalFs;
+use durable::{sync_folder_of, SyncedFile};
 use futures_util::{FutureExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 
 use super::{inside, seek_in_order, EntryMeta, PersonalStores, StoreError, StoreFile, StoreFs};
 use crate::blob::ByteStream;
+
+mod durable;
 
 #[derive(Debug, Clone)]
 pub struct LocalStores {
@@ -311,11 +314,31 @@ fn names_partial(path: &DavPath) -> bool {
 /// dav-server's local file system, except that a whole-file write (a
 /// `PUT`) goes to a hidden file beside its target and replaces the target
 /// only when complete: a write refused or cut off midway leaves the old
-/// file as it was, never a truncated one.
+/// file as it was, never a truncated one; and that what it acknowledges
+/// is on disk ([`durable`]).
 #[derive(Clone)]
 struct LocalStoreFs {
     inner: LocalFs,
     root: PathBuf,
+}
+
+impl LocalStoreFs {
+    /// `change`, then the folders of `paths` synced: the change's answer
+    /// waits until its names are on disk.
+    fn synced<'a, const N: usize>(
+        &'a self,
+        change: FsFuture<'a, ()>,
+        paths: [&'a DavPath; N],
+    ) -> FsFuture<'a, ()> {
+        async move {
+            change.await?;
+            for path in paths {
+                sync_folder_of(&self.root.join(path.as_rel_ospath())).await?;
+            }
+            Ok(())
+        }
+        .boxed()
+    }
 }
 
 impl DavFileSystem for LocalStoreFs {
@@ -327,8 +350,16 @@ impl DavFileSystem for LocalStoreFs {
         if names_partial(path) {
             return Box::pin(std::future::ready(Err(FsError::NotFound)));
         }
-        if !(options.write && options.truncate) || options.append {
+        if !options.write {
             return self.inner.open(path, options);
+        }
+        if !options.truncate || options.append {
+            return async move {
+                let file = self.inner.open(path, options).await?;
+                let target = self.root.join(path.as_rel_ospath());
+                Ok(Box::new(SyncedFile::new(file, target)) as Box<dyn DavFile>)
+            }
+            .boxed();
         }
         async move {
             let target = self.root.join(path.as_rel_ospath());
@@ -400,21 +431,21 @@ impl DavFileSystem for LocalStoreFs {
         if names_partial(path) {
             return forbidden();
         }
-        self.inner.create_dir(path)
+        self.synced(self.inner.create_dir(path), [path])
     }
 
     fn remove_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
         if names_partial(path) {
             return forbidden();
         }
-        self.inner.remove_dir(path)
+        self.synced(self.inner.remove_dir(path), [path])
     }
 
     fn remove_file<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
         if names_partial(path) {
             return forbidden();
         }
-        self.inner.remove_file(path)
+        self.synced(self.inner.remove_file(path), [path])
     }
 
     fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
@@ -423,7 +454,7 @@ impl DavFileSystem for LocalStoreFs {
         if names_partial(from) || names_partial(to) || inside(to, from) {
             return forbidden();
         }
-        self.inner.rename(from, to)
+        self.synced(self.inner.rename(from, to), [from, to])
     }
 
     /// A file's copy is written under a hidden name, on disk, then renamed
