@@ -6,7 +6,7 @@ use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
 
 use crate::api::{current_user, deploy_targets, get_image, DeleteImage, DeployImage, EditImage};
-use crate::components::{human_size, refusal, ErrorAlert};
+use crate::components::{human_size, refusal, textarea_text, ErrorAlert};
 use crate::dates;
 use crate::error::CoreError;
 use crate::model::{DiskFormat, Environment, Image, ImageKind, Role};
@@ -287,9 +287,13 @@ fn EditSection(image: Image, admin: bool, edit: ServerAction<EditImage>) -> impl
             <label for="edit-label">"Label"</label>
             <input id="edit-label" name="label" type="text" maxlength="255" value=image.label.clone()/>
             <label for="edit-description">"Description"</label>
-            <textarea id="edit-description" name="description" rows="4" maxlength="4000">
-                {image.description.clone()}
-            </textarea>
+            <textarea
+                id="edit-description"
+                name="description"
+                rows="4"
+                maxlength="4000"
+                inner_html=textarea_text(&image.description)
+            ></textarea>
             <Show when=move || admin>
                 <label for="edit-visibility">"Visibility"</label>
                 <select id="edit-visibility" name="visibility">

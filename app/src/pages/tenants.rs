@@ -11,7 +11,7 @@ use crate::api::{
     list_tenants, tenant_image_types, AddTenantMember, CreateTenant, DeleteImageType, DeleteTenant,
     RemoveTenantMember, SaveImageType,
 };
-use crate::components::{refusal, ErrorAlert};
+use crate::components::{refusal, textarea_text, ErrorAlert};
 use crate::model::{ImageType, TenantInfo};
 
 fn tenant_href(name: &str) -> String {
@@ -219,7 +219,7 @@ fn ImageTypes(
                                 <label for=description_id.clone()>{description_label}</label>
                                 <input id=description_id name="description" type="text" value=edit.2/>
                                 <label for=providermap_id.clone()>{providermap_label}</label>
-                                <textarea id=providermap_id name="providermap" rows="3">{edit.3}</textarea>
+                                <textarea id=providermap_id name="providermap" rows="3" inner_html=textarea_text(&edit.3)></textarea>
                                 <button type="submit" aria-label=save_label>"Save"</button>
                             </ActionForm>
                         </details>

@@ -91,18 +91,19 @@ pub async fn bounded_ranges(mut request: Request, next: Next) -> Response {
 
 /// Middleware: the headers every answer carries, unless it set its own.
 pub async fn common_headers(request: Request, next: Next) -> Response {
-    let navigates = request
-        .headers()
-        .get("sec-fetch-mode")
-        .is_some_and(|mode| mode.as_bytes() == b"navigate");
+    let from_a_browser = request.headers().contains_key("sec-fetch-mode");
+    let credentialed = request.headers().contains_key(header::AUTHORIZATION)
+        || request.headers().contains_key(header::COOKIE);
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     // A browser asked for a password by a Basic challenge (a page opened at
-    // `/store`) sends it unasked from then on to every path of the origin,
-    // ahead of its session: signing out would sign nobody out. Its pages
-    // send people to the sign-in form instead; scripts and WebDAV clients
-    // never navigate.
-    if navigates {
+    // `/store`, the upload page's own request once its session is gone)
+    // sends it unasked from then on to every path of the origin, ahead of
+    // its session: signing out would sign nobody out. Its pages send people
+    // to the sign-in form instead. Browsers say what a request is for
+    // (`Sec-Fetch-Mode`, on every request); scripts and WebDAV clients do
+    // not.
+    if from_a_browser {
         headers.remove(header::WWW_AUTHENTICATE);
     }
     let defaults = [
@@ -123,9 +124,12 @@ pub async fn common_headers(request: Request, next: Next) -> Response {
     // What answers a caller (a page with their images, a private download)
     // is theirs: no shared cache keeps it, whatever a proxy in between is
     // set to do (a cookie is all that tells two callers apart there). A
-    // page is kept nowhere, so that it is gone once its session signs out;
-    // anything else a browser may keep, asking again each time (its ETag
-    // answers 304). The build's files set their own, immutable, policy.
+    // page is kept nowhere, so that it is gone once its session signs out,
+    // nor is anything else answered to credentials (a private download, a
+    // list of tokens: the back button on a shared machine would show it
+    // after sign-out); an anonymous answer a browser may keep, asking
+    // again each time (its ETag answers 304). The build's files set their
+    // own, immutable, policy.
     let is_page = headers
         .get(header::CONTENT_TYPE)
         .is_some_and(|kind| kind.as_bytes().starts_with(b"text/html"));
@@ -133,6 +137,8 @@ pub async fn common_headers(request: Request, next: Next) -> Response {
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static(if is_page {
             "no-store"
+        } else if credentialed {
+            "private, no-store"
         } else {
             "private, no-cache"
         }));

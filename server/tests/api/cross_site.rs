@@ -262,6 +262,18 @@ async fn pages_show_no_planted_errors_and_ask_browsers_for_no_password() {
         .unwrap();
     assert_eq!(navigated.status(), 401);
     assert!(!navigated.headers().contains_key("www-authenticate"));
+    // Nor does a page's own request (the upload page's, its session gone
+    // meanwhile): the browser would ask for a password and send it from
+    // then on, ahead of any session.
+    let from_a_page = client
+        .post(app.url("/api/upload"))
+        .header("sec-fetch-mode", "cors")
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(from_a_page.status(), 401);
+    assert!(!from_a_page.headers().contains_key("www-authenticate"));
     let from_a_client = client.get(app.url("/store")).send().await.unwrap();
     assert!(from_a_client.headers().contains_key("www-authenticate"));
 }

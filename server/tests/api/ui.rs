@@ -243,9 +243,10 @@ async fn server_functions_answer_undecodable_arguments_with_400() {
     }
 }
 
-/// What answers a caller is kept by no shared cache: a page nowhere (gone
-/// once its session signs out), a download or an answer of the API only
-/// by the caller's browser, which asks again each time.
+/// What answers a caller is kept by no shared cache: a page, or anything
+/// answered to credentials, nowhere (gone once its session signs out); an
+/// anonymous download only by the caller's browser, which asks again each
+/// time.
 #[tokio::test]
 async fn answers_for_a_caller_are_kept_by_no_shared_cache() {
     let app = TestApp::spawn(Backend::Sqlite).await;
@@ -260,8 +261,8 @@ async fn answers_for_a_caller_are_kept_by_no_shared_cache() {
     for (path, expected) in [
         (format!("/image/{id}"), "no-store"),
         ("/".to_owned(), "no-store"),
-        (format!("/api/images/{id}/download"), "private, no-cache"),
-        ("/api/tokens".to_owned(), "private, no-cache"),
+        (format!("/api/images/{id}/download"), "private, no-store"),
+        ("/api/tokens".to_owned(), "private, no-store"),
     ] {
         let answer = client
             .get(app.url(&path))
@@ -272,4 +273,6 @@ async fn answers_for_a_caller_are_kept_by_no_shared_cache() {
         assert_eq!(answer.status(), 200, "{path}");
         assert_eq!(answer.headers()["cache-control"], expected, "{path}");
     }
+    let anonymous = client.get(app.url("/v2/iso")).send().await.unwrap();
+    assert_eq!(anonymous.headers()["cache-control"], "private, no-cache");
 }

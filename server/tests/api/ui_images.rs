@@ -380,3 +380,60 @@ async fn an_upload_begun_before_its_image_was_published_replaces_nothing(#[case]
     assert_eq!(kept.sha256, approved.sha256);
     assert!(kept.public);
 }
+
+/// A textarea's text is raw to HTML: Leptos writes it into the page as it
+/// is, so a description (or a provider map) holding `</textarea>` ended the
+/// field and laid its author's markup over the page an administrator
+/// opened (a form of theirs around the page's own "Save" button). It is
+/// written escaped, and reads back as the text it was.
+#[tokio::test]
+async fn a_text_fields_markup_stays_text_on_every_page() {
+    use reqwest::Method;
+
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let id = upload(&app, ALICE, "draft.img", 2000).await;
+    let version = record(&app, ALICE, id).await["version"].to_string();
+    let planted = "</textarea><b id=\"planted\">x</b>";
+    let (status, saved) = edit(
+        &app,
+        ALICE,
+        id,
+        &[
+            ("version", &version),
+            ("name", "draft.img"),
+            ("label", ""),
+            ("description", planted),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(saved["description"], planted);
+    let (status, page) = app
+        .page(Some(("admin", ADMIN_PASSWORD)), &format!("/image/{id}"))
+        .await;
+    assert_eq!(status, 200);
+    assert!(!page.contains("<b id=\"planted\">"), "{page}");
+    assert!(
+        page.contains("&lt;/textarea&gt;&lt;b id=\"planted\"&gt;x&lt;/b&gt;</textarea>"),
+        "{page}"
+    );
+
+    let coopr = crate::coopr::Coopr::new(&app, "admin", "acme").await;
+    let body =
+        r#"{"name":"t","description":"","providermap":{"p":{"f":"</textarea><b id=\"mapped\">"}}}"#;
+    let (status, answer) = coopr.call(Method::POST, "/imagetypes", Some(body)).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, page) = app
+        .page(
+            Some(("admin", ADMIN_PASSWORD)),
+            "/admin/tenants?tenant=acme",
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(!page.contains("<b id=\\\"mapped\\\">"), "{page}");
+    assert!(
+        page.contains("&lt;/textarea&gt;&lt;b id=\\\"mapped\\\"&gt;"),
+        "{page}"
+    );
+}
