@@ -4,18 +4,25 @@
 -- each time. A user's row goes with the user (their images go too).
 --
 -- Statement triggers, one update per owner however many rows: a group of
--- records (store/writer/postgres.rs) is one statement. The owners' rows are
--- taken in the order of their ids. An insert reads the count its snapshot
+-- records (store/writer/postgres.rs) is one statement. A statement takes
+-- its owners' rows in the order of their ids, after every lock it took
+-- before (names, the images a hypervisor image links to: a deletion locks
+-- its image, then its owner's row); a group of several statements takes
+-- all its owners' rows first, in that order (store/insert.rs,
+-- LOCK_OWNER_COUNTS, LOCK_LINKED). An insert reads the count its snapshot
 -- saw: records of one user written at the same moment, by one group or by
 -- transactions not yet committed, may pass the limit by as many as there
 -- are of them.
+--
+-- Servers of the old binary may be writing images while this runs: the
+-- table is locked against writes until the migration commits, so that the
+-- count made at its end misses none.
+LOCK TABLE images IN SHARE ROW EXCLUSIVE MODE;
+
 CREATE TABLE image_counts (
     user_id BIGINT PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
     images  BIGINT NOT NULL
 );
-
-INSERT INTO image_counts (user_id, images)
-SELECT owner_id, COUNT(*) FROM images WHERE owner_id IS NOT NULL GROUP BY owner_id;
 
 CREATE FUNCTION depot_images_inserted_counted() RETURNS trigger
 LANGUAGE plpgsql
@@ -93,3 +100,6 @@ ALTER TABLE images ENABLE ALWAYS TRIGGER images_inserted_counted;
 ALTER TABLE images ENABLE ALWAYS TRIGGER images_deleted_counted;
 ALTER TABLE images ENABLE ALWAYS TRIGGER images_given_counted;
 ALTER TABLE images ENABLE ALWAYS TRIGGER images_truncated_counted;
+
+INSERT INTO image_counts (user_id, images)
+SELECT owner_id, COUNT(*) FROM images WHERE owner_id IS NOT NULL GROUP BY owner_id;

@@ -51,13 +51,17 @@ impl Core {
 }
 
 /// The refusal of an image past the most one account may own (`at_most`,
-/// when the caller knows it).
+/// when the caller knows it): a conflict with what the account holds, which
+/// its owner can change (a resumable upload refused so as it completes
+/// keeps its bytes, to complete once an image is deleted), as the other
+/// counts of what one account keeps are (environments, API keys); not a
+/// file too large, which is refused for good.
 pub(super) fn too_many_images(at_most: impl Into<Option<i64>>) -> CoreError {
     let owned = match at_most.into() {
         Some(at_most) => format!("{at_most} images"),
         None => "as many images as you may".into(),
     };
-    CoreError::TooLarge(format!(
+    CoreError::Conflict(format!(
         "you own {owned}, the most one account may; delete some to add more"
     ))
 }

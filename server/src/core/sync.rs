@@ -339,6 +339,7 @@ impl Core {
         let mut outcome = SyncOutcome::default();
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
+        let mut over_count: Option<OverCount> = None;
 
         for file in files.iter().filter(|file| kind.wants(&file.name)) {
             let shown = if file.folder.is_empty() {
@@ -404,10 +405,19 @@ impl Core {
                 continue;
             }
             // A new record past the most the user may own: refused before
-            // its bytes are copied.
+            // its bytes are copied; after one, the rest of the sync's new
+            // files are counted, not each asked about and reported.
             if existing.is_none() {
+                if let Some(over) = &mut over_count {
+                    over.skipped += 1;
+                    continue;
+                }
                 if let Err(error) = self.check_room_for_image(user).await {
-                    errors.push(format!("{shown}: {error}"));
+                    over_count = Some(OverCount {
+                        first: shown.to_string(),
+                        skipped: 1,
+                        error,
+                    });
                     continue;
                 }
             }
@@ -427,6 +437,16 @@ impl Core {
                 Ok(()) => outcome.deleted += 1,
                 Err(error) => warnings.push(format!("{}: cannot remove: {error}", image.name)),
             }
+        }
+        if let Some(OverCount {
+            first,
+            skipped,
+            error,
+        }) = over_count
+        {
+            errors.push(format!(
+                "{skipped} new file(s) not added, {first} first: {error}"
+            ));
         }
         outcome.status = "PROCESSED";
         outcome.errors = serde_json::to_string(&errors).unwrap_or_else(|_| "[]".into());
@@ -581,6 +601,14 @@ impl Core {
             }
         }
     }
+}
+
+/// New files a sync did not add, its user owning as many images as they
+/// may: the first, how many, and why.
+struct OverCount {
+    first: String,
+    skipped: usize,
+    error: CoreError,
 }
 
 /// What registering one file did.

@@ -87,6 +87,22 @@ pub(super) const INSERT_IMAGES_CLAIMING: &str = concat!(
     image_columns!("", "CAST(NULL AS TEXT)")
 );
 
+/// PostgreSQL's: locks the images a hypervisor image will link to against
+/// their deletion (`$1`, their ids), before the insert takes its owner's
+/// count (`image_counts`, migration 0026): a deletion locks its image, then
+/// that image's owner's count; taking the images after the count, as the
+/// links' foreign keys would, could wait on a deletion that waits on it.
+pub(super) const LOCK_LINKED: &str =
+    "SELECT 1 FROM images WHERE id = ANY($1) ORDER BY id FOR KEY SHARE";
+
+/// PostgreSQL's: locks the counts of the images of the owners `$1` (ids),
+/// in the order of their ids, making the rows of those who have none yet:
+/// a group written in several statements takes them all before its first,
+/// as each statement's trigger takes its owners' in that order.
+pub(super) const LOCK_OWNER_COUNTS: &str = "INSERT INTO image_counts (user_id, images) \
+     SELECT DISTINCT owner, 0 FROM UNNEST($1::bigint[]) AS owner ORDER BY owner \
+     ON CONFLICT (user_id) DO UPDATE SET images = image_counts.images";
+
 /// Links a hypervisor image to an image it runs.
 pub(super) const INSERT_LINK: &str =
     "INSERT INTO image_virtualized (hypervisor_id, image_id) VALUES ($1, $2)";

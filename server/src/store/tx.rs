@@ -14,6 +14,7 @@ use sqlx::{Postgres, Sqlite, Transaction};
 use super::images::{inserted_id, NameScope, NewImage};
 use super::insert::{
     bound_insert, networks_json, InsertArgs, INSERT_IMAGE, INSERT_IMAGE_CLAIMING, INSERT_LINK,
+    LOCK_LINKED,
 };
 use super::rows::ImageRow;
 use super::{Db, Pool};
@@ -172,6 +173,12 @@ impl Tx {
         unique: Option<NameScope>,
     ) -> Result<Option<ImageRow>, sqlx::Error> {
         let args = InsertArgs::of(new, unique);
+        if let (Tx::Postgres(tx), false) = (&mut *self, new.virtualized.is_empty()) {
+            sqlx::query(LOCK_LINKED)
+                .bind(&new.virtualized)
+                .execute(&mut **tx)
+                .await?;
+        }
         with_tx!(self, tx => {
             let row = bound_insert!(insert_sql(tx), args)
                 .fetch_optional(&mut **tx)

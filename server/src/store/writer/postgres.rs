@@ -28,7 +28,9 @@ use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
 use tokio::sync::Semaphore;
 
 use super::{answer_all, answer_rows, next_group, Waiting};
-use crate::store::insert::{group_record, InsertArgs, INSERT_IMAGES_CLAIMING, INSERT_LINKS};
+use crate::store::insert::{
+    group_record, InsertArgs, INSERT_IMAGES_CLAIMING, INSERT_LINKS, LOCK_LINKED, LOCK_OWNER_COUNTS,
+};
 use crate::store::rows::ImageRow;
 use crate::store::tx::{insert_alone_on_postgres, IMAGE_NAME_LOCKS};
 
@@ -127,6 +129,23 @@ async fn insert_together(
     // A transaction dropped before its commit is rolled back.
     let mut tx = pool.begin().await.map_err(Failed::Insert)?;
     lock_names(&mut tx, group).await.map_err(Failed::Insert)?;
+    // Then, in that order, what the statements take after the names: the
+    // images the records link to, and their owners' counts (see
+    // `LOCK_LINKED`, `LOCK_OWNER_COUNTS`).
+    let linked: Vec<i64> = group
+        .iter()
+        .flat_map(|one| one.new.virtualized.iter().copied())
+        .collect();
+    let owners: Vec<i64> = group.iter().filter_map(|one| one.new.owner_id).collect();
+    for (statement, ids) in [(LOCK_LINKED, linked), (LOCK_OWNER_COUNTS, owners)] {
+        if !ids.is_empty() {
+            sqlx::query(statement)
+                .bind(ids)
+                .execute(&mut *tx)
+                .await
+                .map_err(Failed::Insert)?;
+        }
+    }
     for turn in &turns {
         insert_turn(&mut *tx, group, turn, &mut rows)
             .await
