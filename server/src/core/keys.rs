@@ -40,6 +40,7 @@ impl ServerKey {
             return Self::from_text(text);
         }
         let path = data_dir.join(KEY_FILE);
+        forget_old_partials(data_dir).await;
         match tokio::fs::read_to_string(&path).await {
             Ok(text) => Self::from_hex(text.trim())
                 .with_context(|| format!("{} is not a key Depot wrote", path.display())),
@@ -76,15 +77,26 @@ impl ServerKey {
             options.write(true).create_new(true);
             #[cfg(unix)]
             options.mode(0o600);
-            let linked = options
-                .open(&partial)
-                .and_then(|mut file| {
-                    file.write_all(text.as_bytes())?;
-                    file.sync_all()
-                })
-                .and_then(|()| std::fs::hard_link(&partial, &path_owned));
+            let written = options.open(&partial).and_then(|mut file| {
+                file.write_all(text.as_bytes())?;
+                file.sync_all()
+            });
+            let linked = written.and_then(|()| std::fs::hard_link(&partial, &path_owned));
             let _ = std::fs::remove_file(&partial);
-            linked?;
+            match linked {
+                // A file system without hard links (SMB, FAT, some FUSE
+                // stores): the key is written in place, as before.
+                Err(error)
+                    if error.kind() != std::io::ErrorKind::AlreadyExists
+                        && error.kind() != std::io::ErrorKind::NotFound =>
+                {
+                    tracing::warn!(%error, "cannot link the new secret key into place; writing it there");
+                    let mut file = options.open(&path_owned)?;
+                    file.write_all(text.as_bytes())?;
+                    file.sync_all()?;
+                }
+                linked => linked?,
+            }
             if let Some(folder) = path_owned.parent() {
                 std::fs::File::open(folder)?.sync_all()?;
             }
@@ -108,6 +120,35 @@ impl ServerKey {
             .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
         mac.update(purpose.as_bytes());
         mac.finalize().into_bytes().into()
+    }
+}
+
+/// Removes the partial key files a start that crashed left (copies of a
+/// key, or of one never used), once a minute old: a start under way now
+/// may be writing one.
+async fn forget_old_partials(data_dir: &Path) {
+    let Ok(mut entries) = tokio::fs::read_dir(data_dir).await else {
+        return;
+    };
+    let prefix = format!("{KEY_FILE}.");
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(&prefix) && name.ends_with(".partial")) {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .await
+            .and_then(|meta| meta.modified())
+            .is_ok_and(|modified| {
+                modified
+                    .elapsed()
+                    .is_ok_and(|age| age > std::time::Duration::from_secs(60))
+            });
+        if old {
+            let _ = tokio::fs::remove_file(entry.path()).await;
+        }
     }
 }
 

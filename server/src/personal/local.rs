@@ -357,7 +357,7 @@ impl DavFileSystem for LocalStoreFs {
             return async move {
                 let file = self.inner.open(path, options).await?;
                 let target = self.root.join(path.as_rel_ospath());
-                Ok(Box::new(SyncedFile::new(file, target)) as Box<dyn DavFile>)
+                Ok(Box::new(SyncedFile::new(file, target).await?) as Box<dyn DavFile>)
             }
             .boxed();
         }
@@ -445,7 +445,7 @@ impl DavFileSystem for LocalStoreFs {
         if names_partial(path) {
             return forbidden();
         }
-        self.synced(self.inner.remove_file(path), [path])
+        self.inner.remove_file(path)
     }
 
     fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {

@@ -1,10 +1,13 @@
 //! What the local store acknowledges is on disk. dav-server's own files
-//! and folders (a ranged write or an append in place, a folder made, an
-//! entry removed or moved) leave their changes in the page cache, where a
+//! and folders (a ranged write or an append in place, a folder made or
+//! removed, an entry moved) leave their changes in the page cache, where a
 //! power cut loses them after the client was told they were done: its
 //! file's `flush` is `std::fs::File::flush`, which writes nothing for a
 //! file, and it syncs no folder. Whole files are Depot's own, synced
-//! before they are renamed into place.
+//! before they are renamed into place. A file's removal is not synced: a
+//! folder's removal syncs one folder for all its files (dav-server
+//! removes them one by one first, ten thousand syncs for a full store),
+//! and a removal lost to a power cut brings a file back, never loses one.
 
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
@@ -17,12 +20,18 @@ use dav_server::fs::{DavFile, DavMetaData, FsFuture};
 #[derive(Debug)]
 pub(super) struct SyncedFile {
     inner: Box<dyn DavFile>,
+    /// The same file, opened as dav-server opened it: synced through this
+    /// descriptor, what was written is synced even if the name was moved
+    /// or taken by another file meanwhile.
+    same: tokio::fs::File,
     path: PathBuf,
 }
 
 impl SyncedFile {
-    pub(super) fn new(inner: Box<dyn DavFile>, path: PathBuf) -> Self {
-        Self { inner, path }
+    /// `inner`, just opened at `path`.
+    pub(super) async fn new(inner: Box<dyn DavFile>, path: PathBuf) -> std::io::Result<Self> {
+        let same = tokio::fs::File::open(&path).await?;
+        Ok(Self { inner, same, path })
     }
 }
 
@@ -52,7 +61,7 @@ impl DavFile for SyncedFile {
             self.inner.flush().await?;
             // Any descriptor of the file syncs its data; a file the write
             // made is also an entry of its folder.
-            tokio::fs::File::open(&self.path).await?.sync_data().await?;
+            self.same.sync_data().await?;
             sync_folder_of(&self.path).await?;
             Ok(())
         })
