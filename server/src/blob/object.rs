@@ -39,6 +39,7 @@ use super::{is_sha256, Area, Backend, Blob, ByteStream, Part, PartWriting, Stage
 use read::ObjectBlob;
 #[cfg(test)]
 use read::READ_SEGMENT;
+use staged::{KeptMarker, ObjectStaged};
 
 /// The size of each part but the last, for an upload's first
 /// [`SMALL_PARTS`] parts (31 GiB); S3 wants at least 5 MiB.
@@ -390,13 +391,20 @@ impl ObjectStaging {
         self.send_rest().await
     }
 
-    /// Completes the upload in the staging area.
+    /// Completes the upload in the staging area. The marker of a multipart
+    /// upload is kept until the staged object is published or dropped (see
+    /// [`staged`]).
     async fn complete(&mut self) -> std::io::Result<ObjectStaged> {
         self.send_rest().await?;
+        let marker = self
+            .upload
+            .as_ref()
+            .map(|upload| KeptMarker::keep(&self.store, self.marker.clone(), upload.clone()));
         Ok(ObjectStaged {
             store: self.store.clone(),
             key: Some(self.key.clone()),
             size: self.written,
+            marker,
         })
     }
 
@@ -428,7 +436,10 @@ impl ObjectStaging {
                     .complete_multipart(&self.key, &upload, parts)
                     .await
                     .map_err(io_error)?;
-                self.store.delete(&self.marker).await?;
+                // A staged object's marker outlives its upload (`staged`).
+                if self.in_place {
+                    self.store.delete(&self.marker).await?;
+                }
             }
         }
         self.finished = true;
@@ -455,60 +466,6 @@ impl Drop for ObjectStaging {
                 .abandon(&key, upload.as_ref(), &marker, in_place)
                 .await
         });
-    }
-}
-
-/// A complete upload in `staging/`; deleted when dropped unpublished.
-#[derive(Debug)]
-struct ObjectStaged {
-    store: ObjectBlobs,
-    key: Option<Path>,
-    size: u64,
-}
-
-#[async_trait::async_trait]
-impl StagedBytes for ObjectStaged {
-    /// A copy takes long (bytes too many to copy inside the store stream
-    /// through this server; a store's own copy of a few GiB takes tens of
-    /// seconds on some): they are copied to their blob's key now, outside
-    /// its lock (on SQLite the database's write lock, which every write
-    /// waits for), and [`ObjectStaged::publish`] then finds them there (or,
-    /// if the blob was removed meanwhile, copies them again under it).
-    async fn prepare(&mut self, sha256: &str) -> std::io::Result<()> {
-        let Some(key) = &self.key else {
-            return Ok(());
-        };
-        let destination = self.store.blob_key(sha256);
-        self.store
-            .copy_unless_there(key, &destination, self.size)
-            .await
-    }
-
-    async fn publish(mut self: Box<Self>, sha256: &str) -> std::io::Result<()> {
-        let Some(key) = self.key.take() else {
-            return Err(std::io::Error::other("published twice"));
-        };
-        let destination = self.store.blob_key(sha256);
-        if let Err(error) = self
-            .store
-            .copy_unless_there(&key, &destination, self.size)
-            .await
-        {
-            self.key = Some(key); // Dropping deletes the staged copy.
-            return Err(error);
-        }
-        if let Err(error) = self.store.delete(&key).await {
-            tracing::warn!(%error, "cannot delete a published upload's staged copy");
-        }
-        Ok(())
-    }
-}
-
-impl Drop for ObjectStaged {
-    fn drop(&mut self) {
-        if let Some(key) = self.key.take() {
-            discard_in_background(&self.store, key, "an upload; the collector will");
-        }
     }
 }
 
@@ -601,8 +558,26 @@ impl Backend for ObjectBlobs {
                 .await;
             discarded += 1;
         }
-        // Complete uploads that were never published.
+        // Complete uploads that were never published, but those whose
+        // marker is still kept fresh: S3 dates an object a multipart upload
+        // made from the upload's start (see `staged`).
+        let marked: std::collections::HashSet<String> = self
+            .bucket
+            .list(Some(&self.area("uploading")))
+            .try_filter_map(|meta| {
+                std::future::ready(Ok(meta.location.filename().map(str::to_owned)))
+            })
+            .try_collect()
+            .await
+            .map_err(io_error)?;
         for staged in self.older_than("staging", grace).await? {
+            if staged
+                .location
+                .filename()
+                .is_some_and(|name| marked.contains(name))
+            {
+                continue;
+            }
             self.delete(&staged.location).await?;
             discarded += 1;
         }
@@ -666,6 +641,7 @@ mod parts;
 mod patience;
 mod pending;
 mod read;
+mod staged;
 
 #[cfg(test)]
 mod tests;

@@ -190,3 +190,65 @@ async fn staged_bytes_are_copied_before_the_lock() {
     staged.publish().await.unwrap();
     assert!(store.exists(&digest).await);
 }
+
+/// S3 dates an object a multipart upload made from the upload's start: a
+/// staged upload that took longer than the grace period is "older" than
+/// it the moment it completes. It is kept while its marker is kept fresh,
+/// and the marker goes with it, once published or dropped.
+#[tokio::test]
+async fn a_staged_upload_is_kept_while_its_marker_is_fresh() {
+    let (bucket, store) = in_memory();
+    let objects = ObjectBlobs::new(bucket.clone(), "depot");
+    let markers = || async {
+        let listed: Vec<_> = bucket
+            .list(Some(&objects.area("uploading")))
+            .try_collect()
+            .await
+            .unwrap();
+        listed
+    };
+    let body = |byte: u8| {
+        futures_util::stream::iter(vec![Ok::<_, &str>(Bytes::from(vec![byte; PART_SIZE + 10]))])
+    };
+    let (staged, ()) = store
+        .ingest(body(1), &mut Limit(u64::MAX), |_| ())
+        .await
+        .unwrap();
+    let marker = markers().await;
+    assert_eq!(marker.len(), 1, "a complete upload keeps its marker");
+    // The staged object is older than the grace period; its marker was
+    // rewritten since (as every minute).
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let upload = bucket
+        .get(&marker[0].location)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    bucket
+        .put(&marker[0].location, upload.into())
+        .await
+        .unwrap();
+    let grace = Duration::from_millis(30);
+    assert_eq!(objects.discard_stale_uploads(grace).await.unwrap(), 0);
+    let kept = store.stored(Area::Staging).await.unwrap();
+    assert_eq!(kept.len(), 2, "the staged object and its marker: {kept:?}");
+    staged.publish().await.unwrap();
+    assert!(store.stored(Area::Staging).await.unwrap().is_empty());
+    assert!(markers().await.is_empty(), "published: its marker is gone");
+
+    // Dropped unpublished: both go.
+    let (staged, ()) = store
+        .ingest(body(2), &mut Limit(u64::MAX), |_| ())
+        .await
+        .unwrap();
+    drop(staged);
+    for _ in 0..100 {
+        if markers().await.is_empty() && store.stored(Area::Staging).await.unwrap().is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("a dropped upload left {:?}", markers().await);
+}
