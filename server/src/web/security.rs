@@ -91,7 +91,10 @@ pub async fn bounded_ranges(mut request: Request, next: Next) -> Response {
 
 /// Middleware: the headers every answer carries, unless it set its own.
 pub async fn common_headers(request: Request, next: Next) -> Response {
-    let from_a_browser = request.headers().contains_key("sec-fetch-mode");
+    // Node's `fetch` sends `Sec-Fetch-Mode` too, and no `Sec-Fetch-Site`.
+    let from_a_browser = ["sec-fetch-mode", "sec-fetch-site"]
+        .iter()
+        .all(|name| request.headers().contains_key(*name));
     let credentialed = request.headers().contains_key(header::AUTHORIZATION)
         || request.headers().contains_key(header::COOKIE);
     let mut response = next.run(request).await;
@@ -100,9 +103,9 @@ pub async fn common_headers(request: Request, next: Next) -> Response {
     // `/store`, the upload page's own request once its session is gone)
     // sends it unasked from then on to every path of the origin, ahead of
     // its session: signing out would sign nobody out. Its pages send people
-    // to the sign-in form instead. Browsers say what a request is for
-    // (`Sec-Fetch-Mode`, on every request); scripts and WebDAV clients do
-    // not.
+    // to the sign-in form instead. Browsers say what a request is for and
+    // who asks (`Sec-Fetch-Mode` and `-Site`, on every request); scripts
+    // and WebDAV clients do not.
     if from_a_browser {
         headers.remove(header::WWW_AUTHENTICATE);
     }

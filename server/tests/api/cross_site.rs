@@ -257,6 +257,7 @@ async fn pages_show_no_planted_errors_and_ask_browsers_for_no_password() {
     let navigated = client
         .get(app.url("/store"))
         .header("sec-fetch-mode", "navigate")
+        .header("sec-fetch-site", "none")
         .send()
         .await
         .unwrap();
@@ -274,6 +275,14 @@ async fn pages_show_no_planted_errors_and_ask_browsers_for_no_password() {
         .unwrap();
     assert_eq!(from_a_page.status(), 401);
     assert!(!from_a_page.headers().contains_key("www-authenticate"));
+    // Node's `fetch` sends a mode, and no site: a script, challenged.
+    let from_node = client
+        .get(app.url("/store"))
+        .header("sec-fetch-mode", "cors")
+        .send()
+        .await
+        .unwrap();
+    assert!(from_node.headers().contains_key("www-authenticate"));
     let from_a_client = client.get(app.url("/store")).send().await.unwrap();
     assert!(from_a_client.headers().contains_key("www-authenticate"));
 }
