@@ -6,7 +6,8 @@
 //!
 //! The insert itself refuses a record past the limit (it reads the owner's
 //! count, kept by triggers: `image_counts`); the check before the work is
-//! so that an upload is refused before its bytes are sent, not after.
+//! so that an upload is refused before its bytes are sent, not after. A
+//! resumable upload is checked as it begins, and then completes.
 
 use app::model::{Principal, Role};
 
@@ -52,10 +53,8 @@ impl Core {
 
 /// The refusal of an image past the most one account may own (`at_most`,
 /// when the caller knows it): a conflict with what the account holds, which
-/// its owner can change (a resumable upload refused so as it completes
-/// keeps its bytes, to complete once an image is deleted), as the other
-/// counts of what one account keeps are (environments, API keys); not a
-/// file too large, which is refused for good.
+/// its owner can change, as the other counts of what one account keeps are
+/// (environments, API keys).
 pub(super) fn too_many_images(at_most: impl Into<Option<i64>>) -> CoreError {
     let owned = match at_most.into() {
         Some(at_most) => format!("{at_most} images"),

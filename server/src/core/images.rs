@@ -351,8 +351,19 @@ impl Core {
                 "only administrators publish public images".into(),
             ));
         }
-        // Before the bytes are sent (a resumable upload's, before it began).
-        self.check_room_for_image(user).await?;
+        // Checked before the bytes are sent. A resumable upload was checked
+        // as it began, and completes whatever the count is now: refused
+        // here, its bytes would be read back at each retry of its
+        // completion, and a tus client takes the upload it finds complete
+        // for a success (an account has at most 50 open, so it passes the
+        // count by no more).
+        let images_at_most = match &source {
+            Source::Body(_) => {
+                self.check_room_for_image(user).await?;
+                self.images_at_most(user)
+            }
+            Source::Ingested(..) => None,
+        };
         let recorded = async {
             let (staged, inspection, completion) =
                 self.ingest_source(user, source, &mut allowance).await?;
@@ -366,7 +377,7 @@ impl Core {
                 data_store: self.limits.data_store.clone(),
                 public: meta.public,
                 owner_id: Some(user.id),
-                owner_images_at_most: self.images_at_most(user),
+                owner_images_at_most: images_at_most,
                 size: Some(staged.size as i64),
                 sha256: Some(staged.sha256.clone()),
                 format: Some(inspection.format.as_str()),

@@ -77,25 +77,32 @@ impl ServerKey {
             options.write(true).create_new(true);
             #[cfg(unix)]
             options.mode(0o600);
-            let written = options.open(&partial).and_then(|mut file| {
+            let write = |path: &std::path::Path| {
+                let mut file = options.open(path)?;
                 file.write_all(text.as_bytes())?;
                 file.sync_all()
-            });
-            let linked = written.and_then(|()| std::fs::hard_link(&partial, &path_owned));
+            };
+            // A partial file that could not be written (a full disk) is
+            // the error, as it is.
+            let linked = write(&partial).map(|()| std::fs::hard_link(&partial, &path_owned));
             let _ = std::fs::remove_file(&partial);
-            match linked {
-                // A file system without hard links (SMB, FAT, some FUSE
-                // stores): the key is written in place, as before.
-                Err(error)
-                    if error.kind() != std::io::ErrorKind::AlreadyExists
-                        && error.kind() != std::io::ErrorKind::NotFound =>
-                {
-                    tracing::warn!(%error, "cannot link the new secret key into place; writing it there");
-                    let mut file = options.open(&path_owned)?;
-                    file.write_all(text.as_bytes())?;
-                    file.sync_all()?;
+            match linked? {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return Err(error)
                 }
-                linked => linked?,
+                // A file system without hard links (SMB, FAT, some FUSE
+                // stores): the key is written in place, as before; a write
+                // that fails there leaves no key file behind.
+                Err(error) => {
+                    tracing::warn!(%error, "cannot link the new secret key into place; writing it there");
+                    if let Err(error) = write(&path_owned) {
+                        if error.kind() != std::io::ErrorKind::AlreadyExists {
+                            let _ = std::fs::remove_file(&path_owned);
+                        }
+                        return Err(error);
+                    }
+                }
             }
             if let Some(folder) = path_owned.parent() {
                 std::fs::File::open(folder)?.sync_all()?;

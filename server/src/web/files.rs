@@ -112,7 +112,8 @@ pub(super) fn wants_html(headers: &HeaderMap) -> bool {
             file that is no image", body = ErrorBody),
         (status = 401, description = "No credentials, or wrong ones", body = ErrorBody),
         (status = 403, description = "Only administrators publish public images", body = ErrorBody),
-        (status = 409, description = "The caller has an image of that name already", body = ErrorBody),
+        (status = 409, description = "The caller has an image of that name already, or owns as \
+            many images as an account may", body = ErrorBody),
         (status = 413, description = "Larger than the upload limit or what is left of the quota",
             body = ErrorBody),
     ))]

@@ -333,8 +333,9 @@ async fn take_chunk(
         (status = 400, description = "A header missing or malformed", body = ErrorBody),
         (status = 401, description = "No credentials, or wrong ones", body = ErrorBody),
         (status = 404, description = "The image named by `image` is not the caller's", body = ErrorBody),
-        (status = 409, description = "Too many uploads in progress, or the image named is a copy \
-            of a personal-store file", body = ErrorBody),
+        (status = 409, description = "Too many uploads in progress, the image named is a copy \
+            of a personal-store file, or the caller owns as many images as an account may",
+            body = ErrorBody),
         (status = 412, description = "Tus-Resumable is not 1.0.0", body = ErrorBody),
         (status = 413, description = "Longer than the upload limit or what is left of the quota",
             body = ErrorBody),

@@ -124,14 +124,13 @@ async fn an_account_owns_at_most_its_count_of_images(#[case] backend: Backend) {
         .unwrap();
     assert_eq!(resumable.status(), StatusCode::CONFLICT);
     assert!(resumable.text().await.unwrap().contains(refusal));
-    // One begun before is refused as it completes, and keeps its bytes:
-    // the count is a state its owner can change, not a file at fault.
-    let completed = chunk(20_000, &iso[20_000..]).await.unwrap();
-    assert_eq!(completed.status(), StatusCode::CONFLICT);
-    assert!(completed.text().await.unwrap().contains(refusal));
-    let kept = tus(Method::HEAD, &resumable_path).send().await.unwrap();
-    assert_eq!(kept.headers()["upload-offset"], "40000");
     assert_eq!(owned(&app, ALICE).await, (4, 4));
+    // One begun with room completes: refused now, its bytes would be read
+    // back at each retry, and a tus client takes a complete upload for a
+    // success. It passes the count by one.
+    let completed = chunk(20_000, &iso[20_000..]).await.unwrap();
+    assert_eq!(completed.status(), 204);
+    assert_eq!(owned(&app, ALICE).await, (5, 5));
 
     // Another account has its own count; an administrator has none.
     let bob = Mws::new(&app, BOB.0, BOB.1).await;
@@ -142,11 +141,8 @@ async fn an_account_owns_at_most_its_count_of_images(#[case] backend: Backend) {
         assert_eq!(status, 201, "{created}");
     }
 
-    // Deleting one makes room for one: the upload kept completes.
+    // Deleting one makes room for one, once back under the count.
     assert_eq!(mws.delete("one").await.0, 200);
-    assert_eq!(owned(&app, ALICE).await, (3, 3));
-    let completed = tus(Method::GET, &resumable_path).send().await.unwrap();
-    assert!(completed.status().is_success(), "{}", completed.status());
     assert_eq!(owned(&app, ALICE).await, (4, 4));
     assert_eq!(mws.post(&record("five")).await.0, 409);
     assert_eq!(mws.delete("two").await.0, 200);

@@ -113,7 +113,8 @@ pub async fn get(
         (status = 400, description = "Not JSON, a field missing or wrong, or a parameter \
             malformed", body = MwsErrorBody),
         (status = 401, description = "No credentials, or wrong ones", body = MwsErrorBody),
-        (status = 409, description = "A name the caller can already read", body = MwsErrorBody),
+        (status = 409, description = "A name the caller can already read, or the caller owns as \
+            many images as an account may (the message says which)", body = MwsErrorBody),
         (status = 413, description = "The body is too large", body = MwsErrorBody),
     ))]
 pub async fn create(
