@@ -23,7 +23,10 @@ pub use provisioning::{
     is_provisioning_name, ImageLink, ImageRef, ProvisioningDraft, ProvisioningSpec,
     ProvisioningType, MAX_VIRTUALIZED_IMAGES,
 };
-pub use store::{StoreEntry, StoreListing, StorePath, SyncInfo, MAX_STORE_NAME, MAX_STORE_PATH};
+pub use store::{
+    beyond_store_limits, StoreEntry, StoreListing, StorePath, SyncInfo, MAX_STORE_NAME,
+    MAX_STORE_PATH,
+};
 pub(crate) use text::{bounded_document, bounded_word};
 pub use text::{is_bidi_control, plain_text};
 pub use user::{

@@ -61,6 +61,25 @@ impl SyncInfo {
 pub const MAX_STORE_NAME: usize = 255;
 pub const MAX_STORE_PATH: usize = 1024;
 
+/// Whether a path inside a store (`/`-separated, its slashes at either end
+/// aside) is longer than a store keeps: over [`MAX_STORE_PATH`] bytes, or
+/// a name over [`MAX_STORE_NAME`].
+pub fn beyond_store_limits(path: &[u8]) -> bool {
+    let start = path
+        .iter()
+        .position(|&byte| byte != b'/')
+        .unwrap_or(path.len());
+    let end = path
+        .iter()
+        .rposition(|&byte| byte != b'/')
+        .map_or(start, |last| last + 1);
+    let path = &path[start..end];
+    path.len() > MAX_STORE_PATH
+        || path
+            .split(|&byte| byte == b'/')
+            .any(|name| name.len() > MAX_STORE_NAME)
+}
+
 /// A path inside a personal store, as a user names it: components joined
 /// by `/`, none empty, `.` or `..`, no backslash or control character.
 /// `""` is the root.
@@ -73,9 +92,10 @@ impl StorePath {
         if trimmed.is_empty() {
             return Ok(Self(Vec::new()));
         }
-        if trimmed.len() > MAX_STORE_PATH {
+        if beyond_store_limits(trimmed.as_bytes()) {
             return Err(CoreError::invalid(format!(
-                "a store path is at most {MAX_STORE_PATH} bytes"
+                "a file or folder name is at most {MAX_STORE_NAME} bytes, a store path at \
+                 most {MAX_STORE_PATH}"
             )));
         }
         let mut parts = Vec::new();
@@ -83,11 +103,6 @@ impl StorePath {
             if part.is_empty() || part == "." || part == ".." || part.contains('\\') {
                 return Err(CoreError::invalid(format!(
                     "'{raw}' is not a path inside your store"
-                )));
-            }
-            if part.len() > MAX_STORE_NAME {
-                return Err(CoreError::invalid(format!(
-                    "a file or folder name is at most {MAX_STORE_NAME} bytes"
                 )));
             }
             plain_text("a store path", part)?;

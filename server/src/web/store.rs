@@ -6,7 +6,9 @@
 use std::sync::{Arc, OnceLock};
 
 use app::error::CoreError;
-use app::model::{Principal, StorePath, Viewer, MAX_STORE_NAME, MAX_STORE_PATH};
+use app::model::{
+    beyond_store_limits, Principal, StorePath, Viewer, MAX_STORE_NAME, MAX_STORE_PATH,
+};
 use axum::body::Body;
 use axum::extract::multipart::Field;
 use axum::extract::{Multipart, Request, State};
@@ -147,8 +149,17 @@ async fn serve(
         let message = "the destination must be a file or folder inside your store (/store/…)\n";
         return (StatusCode::BAD_REQUEST, message).into_response();
     };
-    let target = DavPath::new(request.uri().path()).ok();
-    if target.iter().chain(&destination).any(too_long) {
+    // Refused before anything is written (a file of such a name failed as
+    // its whole body had landed), measured inside the store as the store
+    // measures them.
+    let target = DavPath::new(request.uri().path())
+        .and_then(|mut path| path.set_prefix("/store").map(|()| path))
+        .ok();
+    if target
+        .iter()
+        .chain(&destination)
+        .any(|path| beyond_store_limits(path.as_bytes()))
+    {
         let message = format!(
             "a file or folder name is at most {MAX_STORE_NAME} bytes, a path at most \
              {MAX_STORE_PATH}\n"
@@ -277,16 +288,6 @@ fn destination(headers: &HeaderMap) -> Result<Option<DavPath>, ()> {
         Ok(inside) if inside.as_bytes() != b"/" => Ok(Some(inside)),
         _ => refused(),
     }
-}
-
-/// Whether a path is longer than a store keeps: refused before anything
-/// is written (a file of such a name failed as its whole body had landed).
-fn too_long(path: &DavPath) -> bool {
-    let path = path.as_bytes();
-    path.len() > MAX_STORE_PATH
-        || path
-            .split(|&byte| byte == b'/')
-            .any(|name| name.len() > MAX_STORE_NAME)
 }
 
 /// One user's folder, with their quota, for one request.

@@ -145,4 +145,45 @@ async fn names_longer_than_a_store_keeps_are_refused_before_the_body(#[case] bac
         .await
         .unwrap();
     assert_eq!(copied.status(), 414);
+
+    // The longest path is taken, and reached, and copied to, over WebDAV:
+    // its limit is the store path's, not the request's with `/store/`.
+    let dav = |method: &str, path: &str| {
+        reqwest::Client::new()
+            .request(
+                Method::from_bytes(method.as_bytes()).unwrap(),
+                app.url(&format!("/store/{path}")),
+            )
+            .basic_auth(ALICE.0, Some(ALICE.1))
+    };
+    let mut folder = String::new();
+    for letter in ["a", "b", "c", "d"] {
+        folder += &letter.repeat(250);
+        folder += "/";
+        let made = dav("MKCOL", &folder).send().await.unwrap();
+        assert_eq!(made.status(), 201);
+    }
+    let longest_path = format!("{folder}{}", "x".repeat(20));
+    assert_eq!(longest_path.len(), 1024);
+    let written = dav("PUT", &longest_path)
+        .body(vec![2; 10])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(written.status(), 201);
+    let got = dav("GET", &longest_path).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    let copied = dav("COPY", &longest_path)
+        .header("destination", format!("/store/{folder}{}", "y".repeat(20)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(copied.status(), 201);
+    let too_long = format!("{folder}{}", "x".repeat(21));
+    let refused = dav("PUT", &too_long)
+        .body(vec![2; 10])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 414);
 }
