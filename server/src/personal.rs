@@ -214,8 +214,6 @@ impl DavMetaData for EntryMeta {
     }
 }
 
-/// Where a file written whole and in order may seek, `here` bytes in: only
-/// to where its next byte goes (a ranged write answers "not implemented").
 /// Whether `path` lies inside the folder `folder` (below it, not it).
 pub(crate) fn inside(path: &DavPath, folder: &DavPath) -> bool {
     let folder = folder.as_bytes();
@@ -225,6 +223,8 @@ pub(crate) fn inside(path: &DavPath, folder: &DavPath) -> bool {
         .is_some_and(|rest| rest.starts_with(b"/"))
 }
 
+/// Where a file written whole and in order may seek, `here` bytes in: only
+/// to where its next byte goes (a ranged write answers "not implemented").
 pub(crate) fn seek_in_order(pos: SeekFrom, here: u64) -> FsResult<u64> {
     match pos {
         SeekFrom::Start(offset) if offset == here => Ok(here),
