@@ -120,6 +120,23 @@ macro_rules! with_pool {
 }
 pub(crate) use with_pool;
 
+/// Whether the rows `$count` counts for `$owner` reach `$at_most` (`$count`
+/// is `SELECT COUNT(*) FROM (SELECT 1 … WHERE user_id = $1 LIMIT $2)`), read
+/// in transaction `$tx` once the owner's row is locked in it: the check of
+/// each cap on what one user keeps (deployments under way, environments,
+/// API keys) before an insert, so that no two inserts see the same count.
+macro_rules! count_reaches {
+    ($tx:expr, $count:expr, $owner:expr, $at_most:expr) => {
+        sqlx::query_scalar::<_, i64>($count)
+            .bind($owner)
+            .bind($at_most)
+            .fetch_one(&mut *$tx)
+            .await
+            .map(|kept| kept >= $at_most)
+    };
+}
+pub(crate) use count_reaches;
+
 /// Binds every argument of an [`sql::Sql`] to a query, in order.
 macro_rules! bind_args {
     ($query:expr, $args:expr) => {{

@@ -4,7 +4,7 @@ use app::model::Role;
 use chrono::{DateTime, Utc};
 
 use super::rows::from_row_by_name;
-use super::{with_pool, Db};
+use super::{count_reaches, with_pool, Db};
 
 /// Who an API key belongs to, in which tenant.
 #[derive(Debug, Clone)]
@@ -280,12 +280,7 @@ impl Db {
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(lock).bind(user_id).execute(&mut *tx).await?;
-            let kept = sqlx::query_scalar::<_, i64>(KEPT)
-                .bind(user_id)
-                .bind(at_most)
-                .fetch_one(&mut *tx)
-                .await?;
-            if kept >= at_most {
+            if count_reaches!(tx, KEPT, user_id, at_most)? {
                 return Ok(KeyStored::TooMany);
             }
             if join {

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::jobs::JobRow;
 use super::rows::from_row_by_name;
-use super::{with_pool, Db};
+use super::{count_reaches, with_pool, Db};
 
 /// One deployment with the name of its image and the title of its
 /// environment (both cascade-deleted with it, so the joins always match).
@@ -133,12 +133,7 @@ impl Db {
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(lock).bind(new.user_id).execute(&mut *tx).await?;
-            let unfinished = sqlx::query_scalar::<_, i64>(UNFINISHED)
-                .bind(new.user_id)
-                .bind(new.unfinished_at_most)
-                .fetch_one(&mut *tx)
-                .await?;
-            if unfinished >= new.unfinished_at_most {
+            if count_reaches!(tx, UNFINISHED, new.user_id, new.unfinished_at_most)? {
                 return Ok(None);
             }
             let id = sqlx::query_scalar::<_, i64>(INSERT)

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::rows::from_row_by_name;
-use super::{with_pool, Db};
+use super::{count_reaches, with_pool, Db};
 
 /// One environment as stored.
 #[derive(Clone)]
@@ -93,12 +93,7 @@ impl Db {
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(lock).bind(user_id).execute(&mut *tx).await?;
-            let kept = sqlx::query_scalar::<_, i64>(COUNT)
-                .bind(user_id)
-                .bind(at_most)
-                .fetch_one(&mut *tx)
-                .await?;
-            if kept >= at_most {
+            if count_reaches!(tx, COUNT, user_id, at_most)? {
                 return Ok(None);
             }
             let id = sqlx::query_scalar::<_, i64>(INSERT)
