@@ -46,6 +46,7 @@ const SQLITE: &[(&str, &str)] = embedded!("sqlite":
     "0020_deployed_paths.sql",
     "0021_job_owners.sql",
     "0022_image_counts.sql",
+    "0023_sync_request_jobs.sql",
 );
 
 const POSTGRES: &[(&str, &str)] = embedded!("postgres":
@@ -75,6 +76,7 @@ const POSTGRES: &[(&str, &str)] = embedded!("postgres":
     "0024_deployed_paths.sql",
     "0025_job_owners.sql",
     "0026_image_counts.sql",
+    "0027_sync_request_jobs.sql",
 );
 
 /// SQLite's migrations, in order.
