@@ -47,6 +47,7 @@ const SQLITE: &[(&str, &str)] = embedded!("sqlite":
     "0021_job_owners.sql",
     "0022_image_counts.sql",
     "0023_sync_request_jobs.sql",
+    "0024_deployed_path_index.sql",
 );
 
 const POSTGRES: &[(&str, &str)] = embedded!("postgres":
@@ -77,6 +78,7 @@ const POSTGRES: &[(&str, &str)] = embedded!("postgres":
     "0025_job_owners.sql",
     "0026_image_counts.sql",
     "0027_sync_request_jobs.sql",
+    "0028_deployed_path_index.sql",
 );
 
 /// SQLite's migrations, in order.
