@@ -255,48 +255,36 @@ impl Core {
     /// environment"), unless another of the owner's deployments wrote the
     /// same: the file's room in the owner's quota goes with it. A deployment
     /// being written is refused until it ends (its file would land all the
-    /// same); one deleted while queued is never run.
+    /// same); one deleted while queued is never run. One whose file cannot
+    /// be removed stays, with its file (409).
     pub async fn delete_deployment(&self, viewer: &Viewer, id: i64) -> Result<(), CoreError> {
         self.deployment(viewer, id).await?;
-        let file = match self
+        let remove_file = |path: String| async move {
+            match self.remove_deployed_file(&path).await {
+                // What stands there now is no file Depot wrote: its own is gone.
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                removed => removed,
+            }
+        };
+        match self
             .db
-            .delete_deployment(id, DEPLOY_JOB)
+            .delete_deployment(id, DEPLOY_JOB, remove_file)
             .await
             .map_err(db_error)?
         {
-            DeletedDeployment::Gone => {
-                return Err(CoreError::not_found(format!("deployment {id}")))
-            }
-            DeletedDeployment::Running => {
-                return Err(CoreError::Conflict(format!(
-                    "deployment {id} is being written; delete it once it is done or failed"
+            DeletedDeployment::Deleted => Ok(()),
+            DeletedDeployment::Gone => Err(CoreError::not_found(format!("deployment {id}"))),
+            DeletedDeployment::Running => Err(CoreError::Conflict(format!(
+                "deployment {id} is being written; delete it once it is done or failed"
+            ))),
+            DeletedDeployment::FileStays { path, error } => {
+                tracing::warn!(%error, "cannot remove a deployed file");
+                Err(CoreError::Conflict(format!(
+                    "deployment {id} was not deleted: its file {path} could not be removed \
+                     ({error}); it stays, and counts against the quota, until it can be"
                 )))
             }
-            DeletedDeployment::Deleted { file } => file,
-        };
-        if let Some((path, owner)) = file {
-            let removed_at = Utc::now();
-            match self.remove_deployed_file(&path).await {
-                // What stands there now is no file Depot wrote: its own is gone.
-                Ok(()) => {}
-                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(error) => {
-                    // Still there, and still counted: a later deployment of
-                    // it replaces it, and one deleted then removes it.
-                    tracing::warn!(%error, "cannot remove a deployed file");
-                    return Err(CoreError::Conflict(format!(
-                        "deployment {id} was deleted, but its file {path} could not be removed \
-                         ({error}); it still counts against the quota until a deployment of it \
-                         is deleted"
-                    )));
-                }
-            }
-            self.db
-                .release_deployed_file(&path, owner, removed_at)
-                .await
-                .map_err(db_error)?;
         }
-        Ok(())
     }
 
     /// Removes a deployed file (its path relative to the export root).

@@ -291,12 +291,23 @@ impl Db {
     /// queued), deciding under its owner's lock whether the file it wrote is
     /// its alone: of two deployments of one file deleted at once, the second
     /// finds the first gone, and removes the file.
-    #[tracing::instrument(skip(self), err)]
-    pub async fn delete_deployment(
+    ///
+    /// Such a file is removed by `remove_file` (given its path) before the
+    /// deployment is deleted, with its room in the quota: a file that
+    /// cannot be removed keeps its deployment, and a crash in between leaves
+    /// the deployment, whose deletion then ends the work (a file already
+    /// gone is no failure), never a file that no record names but the quota
+    /// still counts.
+    #[tracing::instrument(skip(self, remove_file), err)]
+    pub async fn delete_deployment<Removed>(
         &self,
         id: i64,
         job_kind: &str,
-    ) -> Result<DeletedDeployment, sqlx::Error> {
+        remove_file: impl FnOnce(String) -> Removed,
+    ) -> Result<DeletedDeployment, sqlx::Error>
+    where
+        Removed: std::future::Future<Output = std::io::Result<()>>,
+    {
         const OWNER: &str = "SELECT user_id FROM deployments WHERE id = $1";
         const STATE: &str = "SELECT state FROM deployments WHERE id = $1";
         // Another deployment of the file, done or writing it now, keeps it.
@@ -308,6 +319,9 @@ impl Db {
         // queued leaves nothing waiting in the queue (nor escapes the
         // bound on a user's unfinished deployments).
         const JOB: &str = "DELETE FROM jobs WHERE kind = $1 AND payload = $2 AND state = 'queued'";
+        // Its room in the quota, unless a deployment wrote it again since.
+        const RELEASE: &str =
+            "DELETE FROM deployed_files WHERE path = $1 AND user_id = $2 AND updated_at <= $3";
         let lock = self.user_lock();
         with_pool!(self, pool => {
             let Some(owner) = sqlx::query_scalar::<_, i64>(OWNER)
@@ -317,6 +331,7 @@ impl Db {
             else {
                 return Ok(DeletedDeployment::Gone);
             };
+            // What to remove, decided under the owner's lock.
             let mut tx = pool.begin().await?;
             sqlx::query(lock).bind(owner).execute(&mut *tx).await?;
             let state = sqlx::query_scalar::<_, String>(STATE)
@@ -336,8 +351,21 @@ impl Db {
                 .bind(DeploymentState::Failed.as_str())
                 .fetch_optional(&mut *tx)
                 .await?;
-            // Not if its job began meanwhile (PostgreSQL: the state read
-            // above is not locked; this reads it again, as it is).
+            tx.rollback().await?;
+            // The file goes first, with no lock held: a slow disk or a
+            // hung mount holds up this request alone.
+            // Taken before the removal: a deployment of the file that
+            // writes it again after that keeps its room.
+            let removed_at = Utc::now();
+            if let Some(path) = &alone {
+                if let Err(error) = remove_file(path.clone()).await {
+                    let path = path.clone();
+                    return Ok(DeletedDeployment::FileStays { path, error: error.to_string() });
+                }
+            }
+            let mut tx = pool.begin().await?;
+            sqlx::query(lock).bind(owner).execute(&mut *tx).await?;
+            // Not if its job began meanwhile: it writes the file again.
             let deleted = sqlx::query("DELETE FROM deployments WHERE id = $1 AND state <> $2")
                 .bind(id)
                 .bind(DeploymentState::Running.as_str())
@@ -346,39 +374,30 @@ impl Db {
                 .rows_affected()
                 == 1;
             if !deleted {
-                return Ok(DeletedDeployment::Running);
+                let state = sqlx::query_scalar::<_, String>(STATE)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                return Ok(match state {
+                    None => DeletedDeployment::Gone,
+                    Some(_) => DeletedDeployment::Running,
+                });
             }
             sqlx::query(JOB)
                 .bind(job_kind)
                 .bind(job_payload(id))
                 .execute(&mut *tx)
                 .await?;
+            if let Some(path) = &alone {
+                sqlx::query(RELEASE)
+                    .bind(path)
+                    .bind(owner)
+                    .bind(removed_at)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
-            Ok(DeletedDeployment::Deleted {
-                file: alone.map(|path| (path, owner)),
-            })
-        })
-    }
-
-    /// Lets go of a user's claim on a deployed file that was removed, unless
-    /// a deployment wrote it again since `removed_at` (its claim renewed).
-    #[tracing::instrument(skip(self), err)]
-    pub async fn release_deployed_file(
-        &self,
-        path: &str,
-        user_id: i64,
-        removed_at: DateTime<Utc>,
-    ) -> Result<(), sqlx::Error> {
-        const RELEASE: &str =
-            "DELETE FROM deployed_files WHERE path = $1 AND user_id = $2 AND updated_at <= $3";
-        with_pool!(self, pool => {
-            sqlx::query(RELEASE)
-                .bind(path)
-                .bind(user_id)
-                .bind(removed_at)
-                .execute(pool)
-                .await
-                .map(|_| ())
+            Ok(DeletedDeployment::Deleted)
         })
     }
 }
@@ -390,8 +409,12 @@ pub enum DeletedDeployment {
     Gone,
     /// It is being written: nothing was deleted.
     Running,
-    /// Deleted; `file` is the file it alone wrote, and its owner.
-    Deleted { file: Option<(String, i64)> },
+    /// Deleted, with the file it alone wrote (if any) and that file's room
+    /// in the quota.
+    Deleted,
+    /// The file it alone wrote (`path`) could not be removed: nothing was
+    /// deleted.
+    FileStays { path: String, error: String },
 }
 
 impl Db {

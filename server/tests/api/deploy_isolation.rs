@@ -1,8 +1,8 @@
 //! Deployments never overwrite what is not theirs: two users pointing at one
 //! export folder cannot replace each other's files, a file Depot did not
 //! write is left alone, links planted below the export root are never
-//! followed, errors name no resolved host path, and deployed bytes count
-//! against the owner's quota.
+//! followed, and errors name no resolved host path. (Deployed bytes and the
+//! quota: `deployed_files`.)
 
 use reqwest::Method;
 use rstest::rstest;
@@ -205,86 +205,6 @@ async fn users_sharing_an_export_folder_never_overwrite_each_other(#[case] backe
         "{message}"
     );
     assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
-}
-
-#[rstest]
-#[case::sqlite(Backend::Sqlite)]
-#[case::postgres(Backend::Postgres)]
-#[case::shared(Backend::Shared)]
-#[tokio::test]
-async fn deployed_bytes_count_against_the_quota(#[case] backend: Backend) {
-    let root = tempfile::tempdir().unwrap();
-    let export_root = root.path().to_path_buf();
-    let app = TestApp::spawn_with(backend, move |args| {
-        args.export_root = Some(export_root);
-        args.user_quota_bytes = Some(1_000_000);
-    })
-    .await;
-    app.add_user("alice", "alice-password").await;
-    let alice = Vice::new(&app, "alice", "alice-password");
-    let (_, environment) =
-        environment_at(&alice, format!("file://{}", root.path().display())).await;
-    let environment = environment["id"].as_str().unwrap().to_owned();
-    let image = image_with(&alice, "first", iso_bytes(400_000)).await;
-    let (_, done) = deploy(&alice, &environment, &image).await;
-    let done = settled(&alice, done["id"].as_str().unwrap()).await;
-    assert_eq!(done["state"], "done", "{done}");
-    // 400 KB image + 400 KB deployed: another copy would pass the quota.
-    let second = image_with(&alice, "second", iso_bytes(150_000)).await;
-    let (_, over) = deploy(&alice, &environment, &second).await;
-    let over = settled(&alice, over["id"].as_str().unwrap()).await;
-    assert_eq!(over["state"], "failed", "{over}");
-    assert!(over["reason"].as_str().unwrap().contains("quota"), "{over}");
-    assert!(!root.path().join("second").exists());
-
-    // Deleting the deployment removes its file from the environment, and
-    // the file's room from the quota: the second copy now fits. (The file
-    // stayed, counted for good, with no way to let it go.) While it is
-    // being written, it is not deleted: its file would land all the same.
-    let first = done["id"].as_str().unwrap();
-    crate::helpers::execute(
-        &app,
-        &format!("UPDATE deployments SET state = 'running' WHERE id = {first}"),
-    )
-    .await;
-    let (status, answer) = alice
-        .json(Method::DELETE, &format!("/deployment/{first}"), None)
-        .await;
-    assert_eq!(status, 409, "{answer}");
-    crate::helpers::execute(
-        &app,
-        &format!("UPDATE deployments SET state = 'done' WHERE id = {first}"),
-    )
-    .await;
-    assert!(root.path().join("first").exists());
-    let (status, answer) = alice
-        .json(Method::DELETE, &format!("/deployment/{first}"), None)
-        .await;
-    assert!(status.is_success(), "{answer}");
-    assert!(!root.path().join("first").exists());
-    let (_, again) = deploy(&alice, &environment, &second).await;
-    let again = settled(&alice, again["id"].as_str().unwrap()).await;
-    assert_eq!(again["state"], "done", "{again}");
-    assert!(root.path().join("second").exists());
-    // Two deployments of one file: it goes with the last of them.
-    let (_, twice) = deploy(&alice, &environment, &second).await;
-    let twice = settled(&alice, twice["id"].as_str().unwrap()).await;
-    assert_eq!(twice["state"], "done", "{twice}");
-    // The later one still writing it, as it were: it keeps the file too.
-    let state_of_twice = |state: &str| {
-        format!(
-            "UPDATE deployments SET state = '{state}' WHERE id = {}",
-            twice["id"].as_str().unwrap()
-        )
-    };
-    crate::helpers::execute(&app, &state_of_twice("running")).await;
-    for (deployment, stays) in [(&again, true), (&twice, false)] {
-        let path = format!("/deployment/{}", deployment["id"].as_str().unwrap());
-        let (status, answer) = alice.json(Method::DELETE, &path, None).await;
-        assert!(status.is_success(), "{answer}");
-        assert_eq!(root.path().join("second").exists(), stays);
-        crate::helpers::execute(&app, &state_of_twice("done")).await;
-    }
 }
 
 /// A server with an export root and no job workers (every deployment stays

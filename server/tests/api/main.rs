@@ -13,6 +13,7 @@ mod coopr;
 mod credentials;
 mod cross_site;
 mod deploy_isolation;
+mod deployed_files;
 mod dialect_paths;
 mod durability;
 mod files;

@@ -1,0 +1,153 @@
+//! A deployed file counts against its owner's quota until its deployment
+//! is deleted, and the deletion removes it; a deployment whose file cannot
+//! be removed stays, its file counted, so nothing is left that no record
+//! names.
+
+use reqwest::Method;
+use rstest::rstest;
+
+use crate::deploy_isolation::{deploy, environment_at, image_with, settled};
+use crate::helpers::{Backend, TestApp};
+use crate::vice::{iso_bytes, Vice};
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
+#[tokio::test]
+async fn deployed_bytes_count_against_the_quota(#[case] backend: Backend) {
+    let root = tempfile::tempdir().unwrap();
+    let export_root = root.path().to_path_buf();
+    let app = TestApp::spawn_with(backend, move |args| {
+        args.export_root = Some(export_root);
+        args.user_quota_bytes = Some(1_000_000);
+    })
+    .await;
+    app.add_user("alice", "alice-password").await;
+    let alice = Vice::new(&app, "alice", "alice-password");
+    let (_, environment) =
+        environment_at(&alice, format!("file://{}", root.path().display())).await;
+    let environment = environment["id"].as_str().unwrap().to_owned();
+    let image = image_with(&alice, "first", iso_bytes(400_000)).await;
+    let (_, done) = deploy(&alice, &environment, &image).await;
+    let done = settled(&alice, done["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "done", "{done}");
+    // 400 KB image + 400 KB deployed: another copy would pass the quota.
+    let second = image_with(&alice, "second", iso_bytes(150_000)).await;
+    let (_, over) = deploy(&alice, &environment, &second).await;
+    let over = settled(&alice, over["id"].as_str().unwrap()).await;
+    assert_eq!(over["state"], "failed", "{over}");
+    assert!(over["reason"].as_str().unwrap().contains("quota"), "{over}");
+    assert!(!root.path().join("second").exists());
+
+    // Deleting the deployment removes its file from the environment, and
+    // the file's room from the quota: the second copy now fits. (The file
+    // stayed, counted for good, with no way to let it go.) While it is
+    // being written, it is not deleted: its file would land all the same.
+    let first = done["id"].as_str().unwrap();
+    crate::helpers::execute(
+        &app,
+        &format!("UPDATE deployments SET state = 'running' WHERE id = {first}"),
+    )
+    .await;
+    let (status, answer) = alice
+        .json(Method::DELETE, &format!("/deployment/{first}"), None)
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    crate::helpers::execute(
+        &app,
+        &format!("UPDATE deployments SET state = 'done' WHERE id = {first}"),
+    )
+    .await;
+    assert!(root.path().join("first").exists());
+    let (status, answer) = alice
+        .json(Method::DELETE, &format!("/deployment/{first}"), None)
+        .await;
+    assert!(status.is_success(), "{answer}");
+    assert!(!root.path().join("first").exists());
+    let (_, again) = deploy(&alice, &environment, &second).await;
+    let again = settled(&alice, again["id"].as_str().unwrap()).await;
+    assert_eq!(again["state"], "done", "{again}");
+    assert!(root.path().join("second").exists());
+    // Two deployments of one file: it goes with the last of them.
+    let (_, twice) = deploy(&alice, &environment, &second).await;
+    let twice = settled(&alice, twice["id"].as_str().unwrap()).await;
+    assert_eq!(twice["state"], "done", "{twice}");
+    // The later one still writing it, as it were: it keeps the file too.
+    let state_of_twice = |state: &str| {
+        format!(
+            "UPDATE deployments SET state = '{state}' WHERE id = {}",
+            twice["id"].as_str().unwrap()
+        )
+    };
+    crate::helpers::execute(&app, &state_of_twice("running")).await;
+    for (deployment, stays) in [(&again, true), (&twice, false)] {
+        let path = format!("/deployment/{}", deployment["id"].as_str().unwrap());
+        let (status, answer) = alice.json(Method::DELETE, &path, None).await;
+        assert!(status.is_success(), "{answer}");
+        assert_eq!(root.path().join("second").exists(), stays);
+        crate::helpers::execute(&app, &state_of_twice("done")).await;
+    }
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_deployment_whose_file_cannot_be_removed_stays(#[case] backend: Backend) {
+    let root = tempfile::tempdir().unwrap();
+    let export_root = root.path().to_path_buf();
+    let app = TestApp::spawn_with(backend, move |args| {
+        args.export_root = Some(export_root);
+    })
+    .await;
+    app.add_user("alice", "alice-password").await;
+    let alice_id = app.core.login("alice", "alice-password").await.unwrap().id;
+    let alice = Vice::new(&app, "alice", "alice-password");
+    let folder = root.path().join("alice");
+    std::fs::create_dir(&folder).unwrap();
+    let (_, environment) = environment_at(&alice, format!("file://{}", folder.display())).await;
+    let environment = environment["id"].as_str().unwrap().to_owned();
+    let image = image_with(&alice, "disk", iso_bytes(300_000)).await;
+    let (_, deployment) = deploy(&alice, &environment, &image).await;
+    let deployment = settled(&alice, deployment["id"].as_str().unwrap()).await;
+    assert_eq!(deployment["state"], "done", "{deployment}");
+    let path = format!("/deployment/{}", deployment["id"].as_str().unwrap());
+    assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 600_000);
+
+    // A file stands where the environment's folder was: the deployed file
+    // cannot be reached to be removed. The deletion is refused, and the
+    // deployment stays, its file still counted. (It was deleted all the
+    // same, and the file, out of every record's reach, counted for good.)
+    let aside = root.path().join("aside");
+    std::fs::rename(&folder, &aside).unwrap();
+    std::fs::write(&folder, b"not a folder").unwrap();
+    let (status, answer) = alice.json(Method::DELETE, &path, None).await;
+    assert_eq!(status, 409, "{answer}");
+    let (status, kept) = alice.json(Method::GET, &path, None).await;
+    assert_eq!(status, 200, "{kept}");
+    assert_eq!(kept["state"], "done", "{kept}");
+    assert!(aside.join("disk").exists());
+    assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 600_000);
+
+    // Once the folder is back, the deletion removes the file and its room.
+    std::fs::remove_file(&folder).unwrap();
+    std::fs::rename(&aside, &folder).unwrap();
+    let (status, answer) = alice.json(Method::DELETE, &path, None).await;
+    assert!(status.is_success(), "{answer}");
+    assert!(!folder.join("disk").exists());
+    let (status, _) = alice.json(Method::GET, &path, None).await;
+    assert_eq!(status, 404);
+    assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 300_000);
+
+    // A file already gone (removed before a crash stopped its deletion's
+    // commit, as it were) is no failure: the deletion ends the work.
+    let (_, again) = deploy(&alice, &environment, &image).await;
+    let again = settled(&alice, again["id"].as_str().unwrap()).await;
+    assert_eq!(again["state"], "done", "{again}");
+    std::fs::remove_file(folder.join("disk")).unwrap();
+    let path = format!("/deployment/{}", again["id"].as_str().unwrap());
+    let (status, answer) = alice.json(Method::DELETE, &path, None).await;
+    assert!(status.is_success(), "{answer}");
+    assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 300_000);
+}
