@@ -385,6 +385,16 @@ pub struct ServeArgs {
     /// cap off: behind a proxy, every client has the proxy's address.
     #[arg(long, env = "DEPOT_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256)]
     pub max_connections_per_address: u64,
+    /// Downloads of image bytes one client receives at once: a signed-in
+    /// user, or a caller not signed in by address (an IPv6 client by its
+    /// /64, its /48 four times as many); past them a new one is answered
+    /// 429. Each holds a few chunks read ahead of its socket, from room
+    /// every download shares: a few addresses holding hundreds of downloads
+    /// they barely read would keep everyone else's waiting. Behind a proxy,
+    /// name it in `--trusted-proxies`, or every anonymous caller has its
+    /// address. 0 turns the cap off.
+    #[arg(long, env = "DEPOT_MAX_DOWNLOADS_PER_CLIENT", default_value_t = 32)]
+    pub max_downloads_per_client: u64,
     /// Reverse proxies (addresses or networks, comma-separated: `10.0.0.0/8,
     /// ::1`) whose `X-Forwarded-For` names the client: the client is the
     /// last address in it that is not one of them, as nginx's `real_ip`
@@ -429,6 +439,7 @@ impl ServeArgs {
             client_timeout_secs: 60,
             max_connections: None,
             max_connections_per_address: 256,
+            max_downloads_per_client: 32,
             trusted_proxies: Vec::new(),
             max_buffered_body_bytes: DEFAULT_MAX_BUFFERED_BODY_BYTES,
             password_cost: PasswordCost::default(),
@@ -438,6 +449,14 @@ impl ServeArgs {
     /// How long a client may keep the server waiting (see `serve::serve`).
     pub fn client_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.client_timeout_secs)
+    }
+
+    /// The cap on each client's downloads at once, if any.
+    pub fn downloads_per_client(&self) -> Option<usize> {
+        match self.max_downloads_per_client {
+            0 => None,
+            cap => Some(usize::try_from(cap).unwrap_or(usize::MAX)),
+        }
     }
 
     /// What clients may hold of the server (see `serve::serve`), for a

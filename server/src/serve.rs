@@ -256,6 +256,9 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Built> {
         metrics: Arc::default(),
         trusted_proxies: args.trusted_proxies.clone(),
         bodies: crate::web::whole_body::BodyBudgets::new(args.max_buffered_body_bytes),
+        downloads: args
+            .downloads_per_client()
+            .map(crate::web::download_places::DownloadPlaces::new),
     });
     let router = crate::web::router(state, assets, sessions.clone(), args.secure_cookies);
     Ok(Built {

@@ -29,6 +29,9 @@ pub struct Parts {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// What the bodies read whole before their handlers may hold together.
     pub bodies: crate::web::whole_body::BodyBudgets,
+    /// The downloads of image bytes each client receives at once, if they
+    /// are capped.
+    pub(crate) downloads: Option<crate::web::download_places::DownloadPlaces>,
 }
 
 impl AppState {

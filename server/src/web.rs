@@ -6,6 +6,7 @@ mod auth;
 mod body_length;
 mod compress;
 mod dav_headers;
+pub(crate) mod download_places;
 mod error;
 mod files;
 mod form_guard;

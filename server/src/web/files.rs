@@ -3,8 +3,12 @@
 //! any other path under `/api`, a 404 in the API's JSON rather than the UI's
 //! page.
 
+use std::net::IpAddr;
+use std::sync::Arc;
+
 use app::error::CoreError;
 use app::model::{Image, Viewer};
+use app::ports::ClientAddress;
 use axum::body::Body;
 use axum::extract::multipart::Field;
 use axum::extract::multipart::{MultipartError, MultipartRejection};
@@ -19,6 +23,7 @@ use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::download_places::held;
 use super::openapi::{ErrorBody, IMAGES};
 use super::{ApiError, ApiPath, BodyLength};
 use crate::core::UploadMeta;
@@ -252,23 +257,31 @@ pub struct DownloadHeaders {
         (status = 404, description = "No such image the caller may see, or one without bytes",
             body = ErrorBody),
         (status = 416, description = "The range is outside the file", body = ErrorBody),
+        (status = 429, description = "The caller (a user, or an address for a caller not \
+            signed in) receives as many downloads at once as it may (`Retry-After`)",
+            body = ErrorBody),
     ),
     security((), ("basic" = []), ("bearer" = []), ("session" = [])))]
 async fn download(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
+    client: Option<Extension<ClientAddress>>,
     ApiPath(id): ApiPath<i64>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    Ok(content_response(&state, &viewer, id, &headers).await?)
+    let client = client.map(|Extension(ClientAddress(address))| address);
+    Ok(content_response(&state, &viewer, client, id, &headers).await?)
 }
 
 /// An image's bytes as a download: whole or a `Range`, with `ETag` (the
 /// SHA-256, honouring `If-None-Match` and `If-Range`), `Content-Length` and
 /// `Content-Disposition`. Every dialect that serves bytes answers with this.
+/// The bytes count among the downloads the caller (`viewer`, from `client`)
+/// receives at once, 429 past its cap, until the last of them is sent.
 pub async fn content_response(
     state: &AppState,
     viewer: &Viewer,
+    client: Option<IpAddr>,
     id: i64,
     headers: &HeaderMap,
 ) -> Result<Response, CoreError> {
@@ -305,8 +318,18 @@ pub async fn content_response(
     // Sent from the file by the kernel (the server speaks HTTP/1.1 only:
     // HTTP/2 would copy the start of every frame out of the mapped bytes,
     // where a page that cannot be read would kill the server).
-    let bytes = blob.send(start, count).await;
-    let body = Body::from_stream(bytes.map_err(crate::core::io_error)?);
+    let place = match &state.downloads {
+        Some(places) => places.take(viewer, client)?.map(Arc::new),
+        None => None,
+    };
+    let bytes = blob
+        .send(start, count)
+        .await
+        .map_err(crate::core::io_error)?;
+    let body = match place {
+        Some(place) => Body::from_stream(bytes.map_ok(move |chunk| held(chunk, &place))),
+        None => Body::from_stream(bytes),
+    };
 
     let mut response = Response::new(body);
     *response.status_mut() = status;

@@ -495,6 +495,89 @@ async fn one_address_holds_at_most_its_cap_of_connections() {
     assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
 }
 
+/// A client receives at most its cap of downloads at once (2 here): a
+/// caller not signed in by address, a user wherever they are. Past it a new
+/// one is refused at once with 429 and `Retry-After`, the ones it holds go
+/// on whole, another client is served as usual, and a download that ends,
+/// taken whole or dropped, frees its place. (A few addresses holding
+/// hundreds of downloads they barely read took every chunk downloads read
+/// ahead, and everyone else's waited.)
+#[tokio::test]
+async fn a_client_receives_at_most_its_cap_of_downloads_at_once() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |args| {
+        args.max_downloads_per_client = 2;
+    })
+    .await;
+    let bytes = random_bytes(32 << 20);
+    let form = reqwest::multipart::Form::new().text("public", "true").part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes.clone()).file_name("big.iso"),
+    );
+    let uploaded = reqwest::Client::new()
+        .post(app.url("/api/upload"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), 201);
+    let uploaded: Value = uploaded.json().await.unwrap();
+    let path = format!("/api/images/{}/download", uploaded["images"][0]["id"]);
+    let client_at = |address: [u8; 4]| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(address))
+            .build()
+            .unwrap()
+    };
+    let (one, two) = (client_at([127, 0, 0, 1]), client_at([127, 0, 0, 2]));
+    let download = |client: &reqwest::Client| client.get(app.url(&path)).send();
+    let as_admin = |client: &reqwest::Client| {
+        client
+            .get(app.url(&path))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .send()
+    };
+    let first = download(&one).await.unwrap();
+    let second = download(&one).await.unwrap();
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
+    let third = download(&one).await.unwrap();
+    assert_eq!(third.status(), 429);
+    assert_eq!(third.headers()["retry-after"], "5");
+    let third: Value = third.json().await.unwrap();
+    let error = third["error"].as_str().unwrap();
+    assert!(error.contains("downloads at once"), "{third}");
+    // Another address, and a user at the same address, have their own.
+    let other = download(&two).await.unwrap();
+    assert_eq!(other.status(), 200);
+    let (admins, more_of_admins) = (as_admin(&one).await.unwrap(), as_admin(&two).await.unwrap());
+    let statuses = (admins.status().as_u16(), more_of_admins.status().as_u16());
+    assert_eq!(statuses, (200, 200));
+    assert_eq!(as_admin(&two).await.unwrap().status(), 429);
+    assert!(other.bytes().await.unwrap() == bytes);
+    drop((admins, more_of_admins));
+    // One taken whole, one dropped: both places are free again.
+    assert!(second.bytes().await.unwrap() == bytes);
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (again, more) = loop {
+        let (again, more) = (download(&one).await.unwrap(), download(&one).await.unwrap());
+        if again.status() == 200 && more.status() == 200 {
+            break (again, more);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the places stay taken"
+        );
+        drop((again, more));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(again.bytes().await.unwrap() == bytes);
+    assert!(more.bytes().await.unwrap() == bytes);
+}
+
 /// One user's uploads take at most 8 of the server's upload places: with
 /// 8 of theirs in progress (sent slowly), their next is refused at once
 /// with 429, holding no connection while it waits, and another user's

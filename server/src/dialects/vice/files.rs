@@ -3,6 +3,7 @@
 
 use app::error::CoreError;
 use app::model::Viewer;
+use app::ports::ClientAddress;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -98,15 +99,19 @@ pub async fn upload(
         (status = 405, description = "The path does not decode", body = ViceErrorBody),
         (status = 416, description = "The range is outside the file (Depot's download \
             answer, JSON only)", body = crate::web::ErrorBody),
+        (status = 429, description = "The caller receives as many downloads at once as it may \
+            (`Retry-After`)", body = ViceErrorBody),
     ))]
 pub async fn download(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
+    client: Option<Extension<ClientAddress>>,
     headers: HeaderMap,
     VicePath(id): VicePath<String>,
 ) -> ViceResult<Response> {
     viewer.require_user()?;
     let id = image_id(&id)?;
-    let response = crate::web::content_response(&state, &viewer, id, &headers).await?;
+    let client = client.map(|Extension(ClientAddress(address))| address);
+    let response = crate::web::content_response(&state, &viewer, client, id, &headers).await?;
     Ok(response.into_response())
 }

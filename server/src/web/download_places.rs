@@ -1,0 +1,171 @@
+//! The downloads of image bytes one client receives at once: a signed-in
+//! user's, and a caller's not signed in by address (an IPv6 client by its
+//! /64, its /48 four times as many). Each download holds a few chunks read
+//! ahead of its socket, from room every download shares (the mapped chunks
+//! and the buffers of `blob::local::reading`): a few addresses holding
+//! hundreds of downloads they barely read would keep everyone else's
+//! waiting. Counted per user, not per address, for those signed in: behind
+//! a proxy not named trusted every caller has its address, and one user's
+//! downloads should not be another's refusal.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use app::error::CoreError;
+use app::model::Viewer;
+use bytes::Bytes;
+
+use crate::serve::per_address::{Counted, PerAddress};
+
+/// How long a client past its downloads at once is told to wait.
+const RETRY_AFTER: u64 = 5;
+
+/// Each client's downloads at once, up to a cap.
+pub(crate) struct DownloadPlaces {
+    by_address: Arc<PerAddress>,
+    by_user: Arc<PerUser>,
+}
+
+/// The downloads of each signed-in user.
+struct PerUser {
+    cap: usize,
+    open: Mutex<HashMap<i64, usize>>,
+}
+
+/// One of a client's downloads at once, held until every chunk of its body
+/// is dropped (the last one once it was written to the socket).
+pub(crate) enum DownloadPlace {
+    Address { _held: Counted },
+    User { _held: UserPlace },
+}
+
+/// One of a signed-in user's downloads at once.
+pub(crate) struct UserPlace {
+    users: Arc<PerUser>,
+    id: i64,
+}
+
+impl DownloadPlaces {
+    /// At most `cap` downloads a client.
+    pub(crate) fn new(cap: usize) -> Self {
+        Self {
+            by_address: PerAddress::with_network_cap(cap),
+            by_user: Arc::new(PerUser {
+                cap,
+                open: Mutex::default(),
+            }),
+        }
+    }
+
+    /// A place for one more download of `viewer`'s (from `client`), or 429
+    /// when they have their cap of downloads; none for a caller not signed
+    /// in whose address is not known.
+    pub(crate) fn take(
+        &self,
+        viewer: &Viewer,
+        client: Option<IpAddr>,
+    ) -> Result<Option<DownloadPlace>, CoreError> {
+        let taken = match (viewer.principal(), client) {
+            (Some(user), _) => {
+                (self.by_user.count(user.id)).map(|_held| DownloadPlace::User { _held })
+            }
+            (None, Some(client)) => {
+                (self.by_address.count(client)).map(|_held| DownloadPlace::Address { _held })
+            }
+            (None, None) => return Ok(None),
+        };
+        taken.map(Some).ok_or_else(|| CoreError::Throttled {
+            what: "downloads at once from one client".into(),
+            retry_after: RETRY_AFTER,
+        })
+    }
+}
+
+impl PerUser {
+    fn count(self: &Arc<Self>, id: i64) -> Option<UserPlace> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let held = open.entry(id).or_default();
+        if *held >= self.cap {
+            return None;
+        }
+        *held += 1;
+        Some(UserPlace {
+            users: self.clone(),
+            id,
+        })
+    }
+}
+
+impl Drop for UserPlace {
+    fn drop(&mut self) {
+        let mut open = self.users.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = open.get_mut(&self.id) {
+            *held -= 1;
+            if *held == 0 {
+                open.remove(&self.id);
+            }
+        }
+    }
+}
+
+/// A chunk of a download that holds its place: the same bytes at the same
+/// address (a mapped chunk is still sent from its file).
+struct HeldChunk {
+    bytes: Bytes,
+    _place: Arc<DownloadPlace>,
+}
+
+impl AsRef<[u8]> for HeldChunk {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// `bytes` holding `place` while they live.
+pub(crate) fn held(bytes: Bytes, place: &Arc<DownloadPlace>) -> Bytes {
+    Bytes::from_owner(HeldChunk {
+        bytes,
+        _place: place.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use app::model::{Principal, Role};
+
+    fn user(id: i64) -> Viewer {
+        Viewer::User(Principal {
+            id,
+            username: format!("u{id}"),
+            role: Role::User,
+            credentials_version: 0,
+            from_token: false,
+        })
+    }
+
+    /// A user's downloads are counted apart from their address's, and a
+    /// place comes back when the last chunk holding it is dropped.
+    #[test]
+    fn a_place_is_held_by_its_chunks_and_counted_per_user() {
+        let places = DownloadPlaces::new(1);
+        let address: IpAddr = "192.0.2.1".parse().unwrap();
+        let alice = places.take(&user(1), Some(address)).unwrap().unwrap();
+        assert!(places.take(&user(1), Some(address)).is_err());
+        assert!(places.take(&user(2), Some(address)).unwrap().is_some());
+        let anonymous = places.take(&Viewer::Anonymous, Some(address)).unwrap();
+        assert!(anonymous.is_some());
+        assert!(places.take(&Viewer::Anonymous, Some(address)).is_err());
+        assert!(places.take(&Viewer::Anonymous, None).unwrap().is_none());
+
+        let alice = Arc::new(alice);
+        let chunk = Bytes::from_static(b"bytes of an image");
+        let kept = held(chunk.clone(), &alice);
+        assert_eq!(kept.as_ptr(), chunk.as_ptr());
+        drop(alice);
+        assert!(places.take(&user(1), None).is_err(), "its chunk holds it");
+        drop(kept);
+        assert!(places.take(&user(1), None).unwrap().is_some());
+    }
+}
