@@ -130,6 +130,7 @@ impl Db {
              AND NOT (state = 'done' AND written_path IS NOT NULL AND NOT EXISTS \
              (SELECT 1 FROM deployments n WHERE n.user_id = $1 AND n.state = 'done' \
              AND n.written_path = deployments.written_path AND n.id > deployments.id))";
+        let forget_jobs = super::jobs::forget_owners_ended_jobs(self.backend());
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(lock).bind(new.user_id).execute(&mut *tx).await?;
@@ -155,6 +156,11 @@ impl Db {
             sqlx::query(FORGET_OLDEST)
                 .bind(new.user_id)
                 .bind(new.kept_at_most)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(&forget_jobs)
+                .bind(new.user_id)
+                .bind(now.timestamp_millis())
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;

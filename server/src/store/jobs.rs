@@ -47,6 +47,48 @@ pub(super) fn due_now(backend: Backend, bound: &'static str) -> &'static str {
     }
 }
 
+/// Ended jobs a user keeps whatever their age, the newest first. Each new
+/// job of a user's (a deployment's, a sync's) forgets older ones, which
+/// [`Db::forget_ended_jobs`] would keep two days: a script syncing in a
+/// loop, or making and deleting deployments, added a row a job.
+const ENDED_KEPT_PER_OWNER: i64 = 100;
+
+/// How long an ended job is kept past its owner's newest, in milliseconds
+/// (by this server's clock: a margin, not a rule).
+const ENDED_KEPT_AT_LEAST_MS: i64 = 10 * 60 * 1000;
+
+/// The most of them one new job forgets: a little more than it adds.
+const ENDED_FORGOTTEN_AT_ONCE: i64 = 16;
+
+/// As SQL: forgets the oldest ended jobs of a user (`$1`) past the newest
+/// [`ENDED_KEPT_PER_OWNER`], as of `$2` (Unix milliseconds). Not a failed
+/// one whose record (a sync request, a deployment) still waits: the
+/// failure is written there from the job (`Core::record_failed_jobs`).
+/// Run under the user's lock; rows another server is forgetting are
+/// skipped.
+pub(super) fn forget_owners_ended_jobs(backend: Backend) -> String {
+    let lock = match backend {
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    format!(
+        "DELETE FROM jobs WHERE id IN (SELECT j.id FROM jobs j \
+         WHERE j.owner_id = $1 AND j.state IN ('done', 'failed') \
+         AND j.updated_at < $2 - {ENDED_KEPT_AT_LEAST_MS} \
+         AND j.id <= (SELECT id FROM jobs WHERE owner_id = $1 \
+         AND state IN ('done', 'failed') ORDER BY id DESC LIMIT 1 OFFSET {ENDED_KEPT_PER_OWNER}) \
+         AND NOT (j.state = 'failed' AND (EXISTS (SELECT 1 FROM sync_requests s \
+         WHERE s.job_id = j.id AND s.status IN ({WAITING_SYNC})) \
+         OR EXISTS (SELECT 1 FROM deployments d WHERE d.user_id = $1 \
+         AND d.state IN ('queued', 'running') \
+         AND j.payload = '{{\"deployment\":' || CAST(d.id AS TEXT) || '}}'))) \
+         ORDER BY j.id LIMIT {ENDED_FORGOTTEN_AT_ONCE}{lock})"
+    )
+}
+
+/// The states of a sync request still waiting for its job, as SQL.
+const WAITING_SYNC: &str = "'SUBMITTED', 'PENDING', 'IN_PROGRESS', 'ERROR_RETRY'";
+
 impl Db {
     /// The database's clock in Unix milliseconds, where several servers
     /// share it (PostgreSQL), so that their leases are measured on one
@@ -227,8 +269,7 @@ impl Db {
         let select = format!(
             "SELECT j.id, j.kind, j.payload, j.attempts, j.max_attempts, j.last_error \
              FROM jobs j WHERE j.state = 'failed' AND (EXISTS (SELECT 1 FROM sync_requests s \
-             WHERE s.job_id = j.id \
-             AND s.status IN ('SUBMITTED', 'PENDING', 'IN_PROGRESS', 'ERROR_RETRY')) \
+             WHERE s.job_id = j.id AND s.status IN ({WAITING_SYNC})) \
              OR EXISTS (SELECT 1 FROM deployments d WHERE d.state IN ('queued', 'running') \
              AND d.id = CASE WHEN j.kind = $1 THEN {deployment} END)) \
              ORDER BY j.id LIMIT $2"

@@ -48,6 +48,7 @@ const SQLITE: &[(&str, &str)] = embedded!("sqlite":
     "0022_image_counts.sql",
     "0023_sync_request_jobs.sql",
     "0024_deployed_path_index.sql",
+    "0025_ended_jobs_by_owner.sql",
 );
 
 const POSTGRES: &[(&str, &str)] = embedded!("postgres":
@@ -79,6 +80,7 @@ const POSTGRES: &[(&str, &str)] = embedded!("postgres":
     "0026_image_counts.sql",
     "0027_sync_request_jobs.sql",
     "0028_deployed_path_index.sql",
+    "0029_ended_jobs_by_owner.sql",
 );
 
 /// SQLite's migrations, in order.

@@ -89,6 +89,7 @@ impl Db {
              AND status IN ('PROCESSED', 'ERROR') AND id <= (SELECT id FROM sync_requests \
              WHERE user_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)";
         let now_ms = now.timestamp_millis();
+        let forget_jobs = super::jobs::forget_owners_ended_jobs(self.backend());
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(lock).bind(user_id).execute(&mut *tx).await?;
@@ -120,6 +121,11 @@ impl Db {
             sqlx::query(FORGET_OLDEST)
                 .bind(user_id)
                 .bind(kept_at_most)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(&forget_jobs)
+                .bind(user_id)
+                .bind(now_ms)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;

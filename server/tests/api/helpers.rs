@@ -599,6 +599,18 @@ pub async fn execute(app: &TestApp, statement: &str) {
     }
 }
 
+/// The number `query` answers on the test's database.
+pub async fn number(app: &TestApp, query: &str) -> i64 {
+    match app.core.db().pool() {
+        depot_server::store::Pool::Sqlite(pool) => {
+            sqlx::query_scalar(query).fetch_one(pool).await.unwrap()
+        }
+        depot_server::store::Pool::Postgres(pool) => {
+            sqlx::query_scalar(query).fetch_one(pool).await.unwrap()
+        }
+    }
+}
+
 /// Sends a request and reads its JSON answer, whatever the status.
 pub async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
     request.send().await.unwrap().json().await.unwrap()
