@@ -40,8 +40,8 @@ use crate::personal::PersonalStores;
 use crate::store::Db;
 use login_guard::{LoginGuard, LoginLimits};
 
-pub use auth::TOKEN_TTL;
 pub use auth::{IssuedToken, PasswordCost, TokenInfo};
+pub use auth::{MAX_PASSWORD_LEN, TOKEN_TTL};
 pub use blobs::Collected;
 pub use coopr::{IssuedKey, TenantCaller};
 pub use images::UploadMeta;

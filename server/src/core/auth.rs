@@ -47,6 +47,11 @@ pub struct IssuedToken {
 /// The shortest password accepted for a new account.
 const MIN_PASSWORD_LEN: usize = 8;
 
+/// The longest, far past any passphrase (NIST asks for at least 64): the
+/// sign-in form of a caller not signed in is read whole within a small
+/// limit (`web::whole_body::MAX_ANONYMOUS_BODY`), which it must fit.
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
 /// What a password is checked against when its username does not exist, so
 /// that a failed login takes as long whichever part was wrong: a hash made
 /// as [`hash_password`] makes them at the default cost (a test keeps it
@@ -145,9 +150,15 @@ impl Core {
         role: Role,
     ) -> Result<i64, CoreError> {
         let username = Username::parse(username)?;
-        if password.chars().count() < MIN_PASSWORD_LEN {
+        let length = password.chars().count();
+        if length < MIN_PASSWORD_LEN {
             return Err(CoreError::invalid(format!(
                 "a password has at least {MIN_PASSWORD_LEN} characters"
+            )));
+        }
+        if length > MAX_PASSWORD_LEN {
+            return Err(CoreError::invalid(format!(
+                "a password has at most {MAX_PASSWORD_LEN} characters"
             )));
         }
         let (password, cost) = (password.to_owned(), self.limits.password_cost);

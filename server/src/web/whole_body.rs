@@ -33,8 +33,13 @@ use crate::state::AppState;
 pub const MAX_BODY: usize = 2 * 1024 * 1024;
 
 /// The longest an anonymous caller's form may be: the forms a caller who
-/// has not signed in sends (signing in) are two fields.
-pub const MAX_ANONYMOUS_BODY: usize = 64 << 10;
+/// has not signed in sends (signing in) are two fields. The longest
+/// password (`MAX_PASSWORD_LEN` characters of four bytes each) takes 12 KiB
+/// percent-encoded. The smaller it is, the more addresses a flood of slow
+/// sign-in forms needs to fill the anonymous share of the budget.
+pub const MAX_ANONYMOUS_BODY: usize = 16 << 10;
+
+const _: () = assert!(crate::core::MAX_PASSWORD_LEN * 4 * 3 + 1024 <= MAX_ANONYMOUS_BODY);
 
 /// How long a body read whole may take to arrive, however it trickles: the
 /// client timeout cuts off a body that stops, this one that crawls while

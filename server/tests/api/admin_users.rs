@@ -131,6 +131,7 @@ async fn only_an_admin_manages_accounts_and_input_is_checked(#[case] backend: Ba
         ("alice", "long-enough", "taken"),
         ("bad name", "long-enough", "a username is"),
         ("carol", "short", "at least 8"),
+        ("carol", &"p".repeat(1025), "at most 1024"),
     ] {
         let (status, answer) = ui_call(
             &app,
