@@ -49,6 +49,7 @@ const SQLITE: &[(&str, &str)] = embedded!("sqlite":
     "0023_sync_request_jobs.sql",
     "0024_deployed_path_index.sql",
     "0025_ended_jobs_by_owner.sql",
+    "0026_session_users.sql",
 );
 
 const POSTGRES: &[(&str, &str)] = embedded!("postgres":
@@ -81,6 +82,7 @@ const POSTGRES: &[(&str, &str)] = embedded!("postgres":
     "0027_sync_request_jobs.sql",
     "0028_deployed_path_index.sql",
     "0029_ended_jobs_by_owner.sql",
+    "0030_session_users.sql",
 );
 
 /// SQLite's migrations, in order.

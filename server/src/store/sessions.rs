@@ -5,12 +5,19 @@
 //! features, whose proc macros build sqlx's drivers (SQLite's C with them)
 //! a second time for the build host, for four statements.
 
+use app::ports::SESSION_USER_KEY;
 use async_trait::async_trait;
 use tower_sessions::cookie::time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, Error};
 
 use super::{with_pool, Db};
+
+/// Browser sessions one account keeps: a new one past them ends the one
+/// that would lapse first. Sign-ins are throttled (`may_start_session`),
+/// but a session is kept for days: a script signing in for a week made
+/// hundreds of thousands.
+pub const SESSIONS_PER_USER: i64 = 100;
 
 /// The sessions of the database the server runs on.
 #[derive(Debug, Clone)]
@@ -45,17 +52,35 @@ impl SessionStore {
     }
 
     /// Stores `record` unless its id is taken: answers whether it was.
+    /// A session signed in ends its account's that would lapse first past
+    /// the newest [`SESSIONS_PER_USER`].
     async fn insert(&self, record: &Record) -> session_store::Result<bool> {
-        const INSERT: &str = "INSERT INTO sessions (id, data, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO NOTHING";
+        const INSERT: &str = "INSERT INTO sessions (id, data, expires_at, user_id) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING";
+        const OLDEST: &str = "DELETE FROM sessions WHERE user_id = $1 AND expires_at < \
+             (SELECT expires_at FROM sessions WHERE user_id = $1 \
+             ORDER BY expires_at DESC LIMIT 1 OFFSET $2)";
         let data = encode(record)?;
-        let done = with_pool!(self.db, pool => sqlx::query(INSERT)
-            .bind(record.id.to_string())
-            .bind(&data)
-            .bind(record.expiry_date.unix_timestamp())
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected()))
+        let user = user_of(record);
+        let done = with_pool!(self.db, pool => async {
+            let done = sqlx::query(INSERT)
+                .bind(record.id.to_string())
+                .bind(&data)
+                .bind(record.expiry_date.unix_timestamp())
+                .bind(user)
+                .execute(pool)
+                .await?
+                .rows_affected();
+            if let (1, Some(user)) = (done, user) {
+                sqlx::query(OLDEST)
+                    .bind(user)
+                    .bind(SESSIONS_PER_USER - 1)
+                    .execute(pool)
+                    .await?;
+            }
+            Ok::<_, sqlx::Error>(done)
+        }
+        .await)
         .map_err(backend)?;
         Ok(done == 1)
     }
@@ -81,6 +106,14 @@ impl SessionStore {
     }
 }
 
+/// The account a session is signed in to, if any.
+fn user_of(record: &Record) -> Option<i64> {
+    record
+        .data
+        .get(SESSION_USER_KEY)
+        .and_then(serde_json::Value::as_i64)
+}
+
 /// A session's values, as stored.
 fn encode(record: &Record) -> session_store::Result<String> {
     serde_json::to_string(&record.data).map_err(|error| Error::Encode(error.to_string()))
@@ -98,13 +131,15 @@ impl tower_sessions::SessionStore for SessionStore {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        const SAVE: &str = "INSERT INTO sessions (id, data, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at";
+        const SAVE: &str = "INSERT INTO sessions (id, data, expires_at, user_id) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET data = excluded.data, \
+             expires_at = excluded.expires_at, user_id = excluded.user_id";
         let data = encode(record)?;
         with_pool!(self.db, pool => sqlx::query(SAVE)
             .bind(record.id.to_string())
             .bind(&data)
             .bind(record.expiry_date.unix_timestamp())
+            .bind(user_of(record))
             .execute(pool)
             .await
             .map(drop))

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use rstest::rstest;
 use serde_json::Value;
 
-use crate::helpers::{json_of, Backend, TestApp, ADMIN_PASSWORD};
+use crate::helpers::{json_of, number, Backend, TestApp, ADMIN_PASSWORD};
 
 /// A client whose requests come from `address` (any of 127.0.0.0/8).
 fn client_from(address: &str) -> reqwest::Client {
@@ -577,4 +577,74 @@ async fn one_account_starts_few_sessions_at_once(#[case] backend: Backend) {
         "alice-password",
     );
     assert_eq!(answer.await.status(), 200);
+}
+
+/// One account keeps at most its 100 newest sessions: a sign-in past them
+/// ends the one that would lapse first (a script signing in for a week,
+/// throttled as it is, made hundreds of thousands, each a row kept for
+/// days). Another account's sessions, and those signed in to none, stay.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn one_account_keeps_its_newest_sessions_only(#[case] backend: Backend) {
+    use tower_sessions::session::{Id, Record};
+    use tower_sessions::SessionStore as _;
+
+    let app = TestApp::spawn(backend).await;
+    app.add_user("alice", "alice-password").await;
+    let alice = app.core.login("alice", "alice-password").await.unwrap().id;
+    let sessions = depot_server::store::SessionStore::new(app.core.db());
+    let now = tower_sessions::cookie::time::OffsetDateTime::now_utc();
+    let session_of = |user: Option<i64>, lapses_in_minutes: i64| {
+        let mut data = std::collections::HashMap::new();
+        if let Some(user) = user {
+            data.insert(
+                app::ports::SESSION_USER_KEY.to_owned(),
+                serde_json::json!(user),
+            );
+        }
+        Record {
+            id: Id::default(),
+            data,
+            expiry_date: now + tower_sessions::cookie::time::Duration::minutes(lapses_in_minutes),
+        }
+    };
+    let mut first = Vec::new();
+    for minutes in 1..=3 {
+        let mut others = session_of(Some(alice + 1000), minutes);
+        sessions.create(&mut others).await.unwrap();
+        let mut nobodys = session_of(None, minutes);
+        sessions.create(&mut nobodys).await.unwrap();
+        first.push(others.id);
+        first.push(nobodys.id);
+    }
+    let mut alices = Vec::new();
+    for minutes in 1..=104 {
+        let mut session = session_of(Some(alice), 60 + minutes);
+        sessions.create(&mut session).await.unwrap();
+        alices.push(session.id);
+    }
+    // A real sign-in is alice's newest.
+    let signed_in = app
+        .browser()
+        .post(app.url("/api/ui/login"))
+        .form(&[("username", "alice"), ("password", "alice-password")])
+        .send()
+        .await
+        .unwrap();
+    assert!(signed_in.status().is_success() || signed_in.status().is_redirection());
+    let kept = number(
+        &app,
+        &format!("SELECT COUNT(*) FROM sessions WHERE user_id = {alice}"),
+    )
+    .await;
+    assert_eq!(kept, 100);
+    for (n, id) in alices.iter().enumerate() {
+        let loaded = sessions.load(id).await.unwrap();
+        assert_eq!(loaded.is_some(), n >= 5, "alice's session {n}");
+    }
+    for id in &first {
+        assert!(sessions.load(id).await.unwrap().is_some());
+    }
 }
