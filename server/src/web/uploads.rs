@@ -288,21 +288,13 @@ async fn take_chunk(
 ) -> Result<u64, Response> {
     let checksum = checksum(headers).map_err(IntoResponse::into_response)?;
     let body = body.into_data_stream();
-    // On a task of its own, which the request cannot cancel: a client that
-    // goes as soon as its last byte is sent (a page reloaded) makes hyper
-    // drop the request's future, and with it, halfway, the keeping of a
-    // chunk the server has whole, or the making of the image, leaving the
-    // upload claimed and no image until the claim lapses.
     let (core, viewer, upload) = (state.core.clone(), viewer.clone(), id.to_owned());
-    let appended = tokio::spawn(async move {
+    let appended = uncancelled("a chunk", id, async move {
         core.append_to_upload(&viewer, &upload, offset, body, checksum)
             .await
     })
     .await
-    .map_err(|error| {
-        tracing::error!(%error, upload = id, "a chunk's task failed");
-        ApiError(CoreError::Internal).into_response()
-    })?;
+    .map_err(IntoResponse::into_response)?;
     match appended {
         Ok(offset) => Ok(offset),
         Err(AppendError::Checksum) => Err(tus_error(
@@ -561,15 +553,29 @@ async fn show(
     Extension(viewer): Extension<Viewer>,
     Path(id): Path<String>,
 ) -> Result<Json<UploadedImage>, ApiError> {
-    // On a task of its own, as a chunk is (`take_chunk`): it may make the
-    // image, and a client gone midway (a proxy's timeout) left the upload
-    // claimed, and no image, for the claim's hour.
+    // It may make the image: a client gone midway (a proxy's timeout) left
+    // the upload claimed, and no image, for the claim's hour.
     let (core, upload) = (state.core.clone(), id.clone());
-    let image = tokio::spawn(async move { core.uploaded_image(&viewer, &upload).await })
-        .await
-        .map_err(|error| {
-            tracing::error!(%error, upload = id, "an upload's completion task failed");
-            ApiError(CoreError::Internal)
-        })??;
+    let image = uncancelled("an upload's completion", &id, async move {
+        core.uploaded_image(&viewer, &upload).await
+    })
+    .await??;
     Ok(Json(UploadedImage { image }))
+}
+
+/// Runs `work` on a task of its own, which the request cannot cancel: a
+/// client that goes as soon as its last byte is sent (a page reloaded)
+/// makes hyper drop the request's future, and with it, halfway, the
+/// keeping of a chunk the server has whole, or the making of the image,
+/// leaving the upload claimed and no image until the claim lapses. A task
+/// that failed (`what`'s, for `upload`) is the server's error.
+async fn uncancelled<T: Send + 'static>(
+    what: &'static str,
+    upload: &str,
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(work).await.map_err(|error| {
+        tracing::error!(%error, upload, "{what}'s task failed");
+        ApiError(CoreError::Internal)
+    })
 }
