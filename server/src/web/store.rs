@@ -151,7 +151,7 @@ async fn serve(
     };
     // Refused before anything is written (a file of such a name failed as
     // its whole body had landed), measured inside the store as the store
-    // measures them.
+    // measures them. (The request's path, read once.)
     let target = DavPath::new(request.uri().path())
         .and_then(|mut path| path.set_prefix("/store").map(|()| path))
         .ok();
@@ -173,9 +173,8 @@ async fn serve(
     // `Overwrite: F` onto an entry that exists is dav-server's 412, with
     // nothing deleted.
     let overwrites = !super::dav_headers::keeps_destination(request.headers());
-    if let Some(to) = destination.filter(|_| overwrites) {
-        let (method, path) = (request.method().clone(), request.uri().path().to_owned());
-        if let Some(refused) = refuse_before_overwrite(&files, &method, &path, &to).await {
+    if let (Some(from), Some(to)) = (&target, destination.filter(|_| overwrites)) {
+        if let Some(refused) = refuse_before_overwrite(&files, request.method(), from, &to).await {
             return refused;
         }
     }
@@ -215,7 +214,7 @@ async fn serve(
 async fn refuse_before_overwrite(
     files: &QuotaFs,
     method: &Method,
-    path: &str,
+    from: &DavPath,
     to: &DavPath,
 ) -> Option<Response> {
     let moving = match method.as_str() {
@@ -223,10 +222,8 @@ async fn refuse_before_overwrite(
         "COPY" => false,
         _ => return None,
     };
-    let mut from = DavPath::new(path).ok()?;
-    from.set_prefix("/store").ok()?;
     let refusal = files
-        .refuse_before_overwrite(moving, &from, to)
+        .refuse_before_overwrite(moving, from, to)
         .await
         .err()?;
     let (status, message) = match refusal {
