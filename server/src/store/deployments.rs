@@ -296,7 +296,7 @@ impl Db {
     /// Deletes a deployment unless it is being written (and its job, if
     /// queued), deciding under its owner's lock whether the file it wrote is
     /// its alone: of two deployments of one file deleted at once, the second
-    /// finds the first gone, and removes the file.
+    /// finds the first gone as it deletes, looks again, and removes the file.
     ///
     /// Such a file is removed by `remove_file` (given its path) before the
     /// deployment is deleted, with its room in the quota: a file that
@@ -337,73 +337,94 @@ impl Db {
             else {
                 return Ok(DeletedDeployment::Gone);
             };
-            // What to remove, decided under the owner's lock.
-            let mut tx = pool.begin().await?;
-            sqlx::query(lock).bind(owner).execute(&mut *tx).await?;
-            let state = sqlx::query_scalar::<_, String>(STATE)
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            match state.as_deref() {
-                None => return Ok(DeletedDeployment::Gone),
-                Some(state) if state == DeploymentState::Running.as_str() => {
-                    return Ok(DeletedDeployment::Running)
-                }
-                Some(_) => {}
-            }
-            let alone = sqlx::query_scalar::<_, String>(ALONE)
-                .bind(id)
-                .bind(DeploymentState::Done.as_str())
-                .bind(DeploymentState::Failed.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-            tx.rollback().await?;
-            // The file goes first, with no lock held: a slow disk or a
-            // hung mount holds up this request alone.
-            // Taken before the removal: a deployment of the file that
-            // writes it again after that keeps its room.
-            let removed_at = Utc::now();
-            if let Some(path) = &alone {
-                if let Err(error) = remove_file(path.clone()).await {
-                    let path = path.clone();
-                    return Ok(DeletedDeployment::FileStays { path, error: error.to_string() });
-                }
-            }
-            let mut tx = pool.begin().await?;
-            sqlx::query(lock).bind(owner).execute(&mut *tx).await?;
-            // Not if its job began meanwhile: it writes the file again.
-            let deleted = sqlx::query("DELETE FROM deployments WHERE id = $1 AND state <> $2")
-                .bind(id)
-                .bind(DeploymentState::Running.as_str())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                == 1;
-            if !deleted {
+            let mut remove_file = Some(remove_file);
+            let mut looks = 0;
+            loop {
+                looks += 1;
+                // What to remove, decided under the owner's lock.
+                let mut tx = pool.begin().await?;
+                sqlx::query(lock).bind(owner).execute(&mut *tx).await?;
                 let state = sqlx::query_scalar::<_, String>(STATE)
                     .bind(id)
                     .fetch_optional(&mut *tx)
                     .await?;
-                return Ok(match state {
-                    None => DeletedDeployment::Gone,
-                    Some(_) => DeletedDeployment::Running,
-                });
-            }
-            sqlx::query(JOB)
-                .bind(job_kind)
-                .bind(job_payload(id))
-                .execute(&mut *tx)
-                .await?;
-            if let Some(path) = &alone {
-                sqlx::query(RELEASE)
-                    .bind(path)
-                    .bind(owner)
-                    .bind(removed_at)
+                match state.as_deref() {
+                    None => return Ok(DeletedDeployment::Gone),
+                    Some(state) if state == DeploymentState::Running.as_str() => {
+                        return Ok(DeletedDeployment::Running)
+                    }
+                    Some(_) => {}
+                }
+                let alone = sqlx::query_scalar::<_, String>(ALONE)
+                    .bind(id)
+                    .bind(DeploymentState::Done.as_str())
+                    .bind(DeploymentState::Failed.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.rollback().await?;
+                // The file goes first, with no lock held: a slow disk or a
+                // hung mount holds up this request alone. Timed before the
+                // removal: a deployment of the file that writes it again
+                // after that keeps its room.
+                let removed_at = Utc::now();
+                let remove = alone.as_ref().and_then(|path| Some((path, remove_file.take()?)));
+                if let Some((path, remove)) = remove {
+                    if let Err(error) = remove(path.clone()).await {
+                        let path = path.clone();
+                        return Ok(DeletedDeployment::FileStays { path, error: error.to_string() });
+                    }
+                }
+                let mut tx = pool.begin().await?;
+                sqlx::query(lock).bind(owner).execute(&mut *tx).await?;
+                // Two deployments of one file deleted at once each found the
+                // other: the one deleted second finds the file its alone now,
+                // and looks again, to remove it.
+                if alone.is_none() && looks < 3 {
+                    let alone_now = sqlx::query_scalar::<_, String>(ALONE)
+                        .bind(id)
+                        .bind(DeploymentState::Done.as_str())
+                        .bind(DeploymentState::Failed.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if alone_now.is_some() {
+                        tx.rollback().await?;
+                        continue;
+                    }
+                }
+                // Not if its job began meanwhile: it writes the file again.
+                let deleted = sqlx::query("DELETE FROM deployments WHERE id = $1 AND state <> $2")
+                    .bind(id)
+                    .bind(DeploymentState::Running.as_str())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+                if !deleted {
+                    let state = sqlx::query_scalar::<_, String>(STATE)
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    return Ok(match state {
+                        None => DeletedDeployment::Gone,
+                        Some(_) => DeletedDeployment::Running,
+                    });
+                }
+                sqlx::query(JOB)
+                    .bind(job_kind)
+                    .bind(job_payload(id))
                     .execute(&mut *tx)
                     .await?;
+                if let Some(path) = &alone {
+                    sqlx::query(RELEASE)
+                        .bind(path)
+                        .bind(owner)
+                        .bind(removed_at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                return Ok(DeletedDeployment::Deleted);
             }
-            tx.commit().await?;
-            Ok(DeletedDeployment::Deleted)
         })
     }
 }

@@ -151,3 +151,53 @@ async fn a_deployment_whose_file_cannot_be_removed_stays(#[case] backend: Backen
     assert!(status.is_success(), "{answer}");
     assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 300_000);
 }
+
+/// Two deployments of one file deleted at once: each first finds the other
+/// still there, and the one deleted second looks again and removes the
+/// file, with its room in the quota. (Both deleted, the file stayed,
+/// counted, and named by no deployment.) Several rounds, since the two
+/// requests may not meet in each.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn two_deployments_of_a_file_deleted_at_once_take_it_with_them(#[case] backend: Backend) {
+    let root = tempfile::tempdir().unwrap();
+    let export_root = root.path().to_path_buf();
+    let app = TestApp::spawn_with(backend, move |args| {
+        args.export_root = Some(export_root);
+    })
+    .await;
+    app.add_user("alice", "alice-password").await;
+    let alice_id = app.core.login("alice", "alice-password").await.unwrap().id;
+    let alice = Vice::new(&app, "alice", "alice-password");
+    let (_, environment) =
+        environment_at(&alice, format!("file://{}", root.path().display())).await;
+    let environment = environment["id"].as_str().unwrap().to_owned();
+    let image = image_with(&alice, "disk", iso_bytes(100_000)).await;
+    for round in 0..5 {
+        let mut paths = Vec::new();
+        for _ in 0..2 {
+            let (_, deployment) = deploy(&alice, &environment, &image).await;
+            let deployment = settled(&alice, deployment["id"].as_str().unwrap()).await;
+            assert_eq!(deployment["state"], "done", "{deployment}");
+            paths.push(format!(
+                "/deployment/{}",
+                deployment["id"].as_str().unwrap()
+            ));
+        }
+        let (first, second) = tokio::join!(
+            alice.json(Method::DELETE, &paths[0], None),
+            alice.json(Method::DELETE, &paths[1], None)
+        );
+        assert!(
+            first.0.is_success() && second.0.is_success(),
+            "{first:?} {second:?}"
+        );
+        assert!(
+            !root.path().join("disk").exists(),
+            "round {round}: the file stayed"
+        );
+        assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 100_000);
+    }
+}
