@@ -51,7 +51,7 @@ pub use quota::{QuotaAsk, SyncedCopy};
 pub use rows::{ImageRow, TokenOwner, UserRow};
 pub use sessions::SessionStore;
 pub use sync::{SyncOutcome, SyncRow};
-pub use tokens::TokenRow;
+pub use tokens::{token_digest, TokenRow};
 pub(crate) use tx::with_tx;
 pub use tx::{BlobLock, NewContent, Tx};
 pub use uploads::{NewPart, PartRow, UploadRow};

@@ -60,7 +60,7 @@ pub fn UsersPage() -> impl IntoView {
             <label for="new-username">"Username"</label>
             <input id="new-username" name="username" type="text" autocomplete="off" required maxlength="64"/>
             <label for="new-password">"Password (at least 8 characters)"</label>
-            <input id="new-password" name="password" type="password" autocomplete="new-password" required minlength="8"/>
+            <input id="new-password" name="password" type="password" autocomplete="new-password" required minlength="8" maxlength="1024"/>
             <label class="check">
                 <input type="checkbox" name="admin" value="yes"/>
                 "Administrator"

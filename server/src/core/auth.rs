@@ -18,7 +18,6 @@ use argon2::{Argon2, Params};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 use super::access_token::TokenClaims;
 use super::login_guard::hash_digest;
@@ -117,10 +116,7 @@ pub(super) fn verify_password(hash: &str, password: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The stored form of a token: its SHA-256, so that the database holds no usable token.
-pub(super) fn token_digest(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
+pub(super) use crate::store::token_digest;
 
 /// A random password for the first admin, printed once.
 pub fn generate_password() -> String {

@@ -53,35 +53,47 @@ impl SessionStore {
 
     /// Stores `record` unless its id is taken: answers whether it was.
     /// A session signed in ends its account's that would lapse first past
-    /// the newest [`SESSIONS_PER_USER`].
+    /// the newest [`SESSIONS_PER_USER`], and the tokens they issued.
     async fn insert(&self, record: &Record) -> session_store::Result<bool> {
         const INSERT: &str = "INSERT INTO sessions (id, data, expires_at, user_id) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING";
-        const OLDEST: &str = "DELETE FROM sessions WHERE user_id = $1 AND expires_at < \
-             (SELECT expires_at FROM sessions WHERE user_id = $1 \
-             ORDER BY expires_at DESC LIMIT 1 OFFSET $2)";
+        // Never the new one, whatever its lapse says (clocks that differ).
+        const OLDEST: &str = "DELETE FROM sessions WHERE user_id = $1 AND id <> $3 \
+             AND expires_at < (SELECT expires_at FROM sessions WHERE user_id = $1 \
+             ORDER BY expires_at DESC LIMIT 1 OFFSET $2) RETURNING id";
         let data = encode(record)?;
-        let user = user_of(record);
-        let done = with_pool!(self.db, pool => async {
+        let (id, user) = (record.id.to_string(), user_of(record));
+        let (done, ended) = with_pool!(self.db, pool => async {
             let done = sqlx::query(INSERT)
-                .bind(record.id.to_string())
+                .bind(&id)
                 .bind(&data)
                 .bind(record.expiry_date.unix_timestamp())
                 .bind(user)
                 .execute(pool)
                 .await?
                 .rows_affected();
-            if let (1, Some(user)) = (done, user) {
-                sqlx::query(OLDEST)
-                    .bind(user)
-                    .bind(SESSIONS_PER_USER - 1)
-                    .execute(pool)
-                    .await?;
-            }
-            Ok::<_, sqlx::Error>(done)
+            let ended = match (done, user) {
+                (1, Some(user)) => {
+                    sqlx::query_scalar::<_, String>(OLDEST)
+                        .bind(user)
+                        .bind(SESSIONS_PER_USER - 1)
+                        .bind(&id)
+                        .fetch_all(pool)
+                        .await?
+                }
+                _ => Vec::new(),
+            };
+            Ok::<_, sqlx::Error>((done, ended))
         }
         .await)
         .map_err(backend)?;
+        // What an ended session issued ends with it, as at its sign-out.
+        for ended in ended {
+            self.db
+                .delete_session_tokens(&super::token_digest(&ended))
+                .await
+                .map_err(backend)?;
+        }
         Ok(done == 1)
     }
 

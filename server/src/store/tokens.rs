@@ -3,6 +3,7 @@
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use super::rows::{from_row_by_name, TokenOwner};
@@ -23,6 +24,12 @@ from_row_by_name!(TokenRow {
 });
 use super::sql::{Arg, Sql};
 use super::{reader, with_pool, Db};
+
+/// The stored form of a token (or of the browser session that issued one):
+/// its SHA-256, so that the database holds no usable token.
+pub fn token_digest(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
 
 impl Db {
     /// Runs `write`, a write of the `users` or `api_tokens` a token's owner

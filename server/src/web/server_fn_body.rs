@@ -11,7 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use super::whole_body::{self, MAX_ANONYMOUS_BODY, MAX_BODY};
+use super::whole_body::{self, Unread, MAX_ANONYMOUS_BODY, MAX_BODY};
 use crate::state::AppState;
 use app::error::CoreError;
 use app::model::Viewer;
@@ -20,6 +20,9 @@ use app::ports::ClientAddress;
 /// Where the server functions are: leptos_axum registers each at its own
 /// path under it.
 const SERVER_FUNCTIONS: &str = "/api/ui/";
+
+/// The one server function a caller not signed in sends a form to.
+const SIGN_IN: &str = "/api/ui/login";
 
 /// Middleware: reads a server function's body, or answers why it cannot.
 /// The body's share of the server's budget is held until the function has
@@ -57,6 +60,12 @@ pub async fn read_first(State(state): State<AppState>, request: Request, next: N
             let response = next.run(Request::from_parts(parts, whole.to_body())).await;
             drop(whole);
             callers_fault(response).await
+        }
+        // Any other form is a signed-in user's (one whose session lapsed,
+        // say, editing a long description): they are to sign in, not
+        // told it is too long.
+        Err(Unread::TooLong { .. }) if anonymous && parts.uri.path() != SIGN_IN => {
+            ApiError(CoreError::Unauthenticated).into_response()
         }
         Err(unread) => ApiError(unread.into()).into_response(),
     }

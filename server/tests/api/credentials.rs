@@ -580,23 +580,45 @@ async fn one_account_starts_few_sessions_at_once(#[case] backend: Backend) {
 }
 
 /// One account keeps at most its 100 newest sessions: a sign-in past them
-/// ends the one that would lapse first (a script signing in for a week,
-/// throttled as it is, made hundreds of thousands, each a row kept for
-/// days). Another account's sessions, and those signed in to none, stay.
+/// ends the one that would lapse first, and the tokens it issued (a script
+/// signing in for a week, throttled as it is, made hundreds of thousands,
+/// each a row kept for days). Another account's sessions, those signed in
+/// to none, and the new one whatever its lapse, stay.
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn one_account_keeps_its_newest_sessions_only(#[case] backend: Backend) {
+    use tower_sessions::cookie::time::{Duration, OffsetDateTime};
     use tower_sessions::session::{Id, Record};
     use tower_sessions::SessionStore as _;
 
     let app = TestApp::spawn(backend).await;
     app.add_user("alice", "alice-password").await;
     let alice = app.core.login("alice", "alice-password").await.unwrap().id;
+    // A real sign-in, lapsing in a week, and a token it issues.
+    let browser = app.browser();
+    let signed_in = browser
+        .post(app.url("/api/ui/login"))
+        .header("accept", "text/html")
+        .form(&[("username", "alice"), ("password", "alice-password")])
+        .send()
+        .await
+        .unwrap();
+    assert!(signed_in.status().is_redirection());
+    let issued: Value = json_of(browser.post(app.url("/api/tokens"))).await;
+    let token = issued["token"].as_str().unwrap().to_owned();
+    let token_works = || async {
+        let asked = reqwest::Client::new()
+            .get(app.url("/v2/user/image/iso"))
+            .bearer_auth(&token);
+        asked.send().await.unwrap().status() == 200
+    };
+    assert!(token_works().await);
+
     let sessions = depot_server::store::SessionStore::new(app.core.db());
-    let now = tower_sessions::cookie::time::OffsetDateTime::now_utc();
-    let session_of = |user: Option<i64>, lapses_in_minutes: i64| {
+    let now = OffsetDateTime::now_utc();
+    let session_of = |user: Option<i64>, lapses_in: Duration| {
         let mut data = std::collections::HashMap::new();
         if let Some(user) = user {
             data.insert(
@@ -607,44 +629,40 @@ async fn one_account_keeps_its_newest_sessions_only(#[case] backend: Backend) {
         Record {
             id: Id::default(),
             data,
-            expiry_date: now + tower_sessions::cookie::time::Duration::minutes(lapses_in_minutes),
+            expiry_date: now + lapses_in,
         }
     };
-    let mut first = Vec::new();
+    let mut others = Vec::new();
     for minutes in 1..=3 {
-        let mut others = session_of(Some(alice + 1000), minutes);
-        sessions.create(&mut others).await.unwrap();
-        let mut nobodys = session_of(None, minutes);
-        sessions.create(&mut nobodys).await.unwrap();
-        first.push(others.id);
-        first.push(nobodys.id);
+        for user in [Some(alice + 1000), None] {
+            let mut session = session_of(user, Duration::minutes(minutes));
+            sessions.create(&mut session).await.unwrap();
+            others.push(session.id);
+        }
     }
+    // 104 more of alice's, each lapsing after the browser's.
     let mut alices = Vec::new();
     for minutes in 1..=104 {
-        let mut session = session_of(Some(alice), 60 + minutes);
+        let lapses_in = Duration::days(8) + Duration::minutes(minutes);
+        let mut session = session_of(Some(alice), lapses_in);
         sessions.create(&mut session).await.unwrap();
         alices.push(session.id);
     }
-    // A real sign-in is alice's newest.
-    let signed_in = app
-        .browser()
-        .post(app.url("/api/ui/login"))
-        .form(&[("username", "alice"), ("password", "alice-password")])
-        .send()
-        .await
-        .unwrap();
-    assert!(signed_in.status().is_success() || signed_in.status().is_redirection());
-    let kept = number(
-        &app,
-        &format!("SELECT COUNT(*) FROM sessions WHERE user_id = {alice}"),
-    )
-    .await;
-    assert_eq!(kept, 100);
+    let kept = format!("SELECT COUNT(*) FROM sessions WHERE user_id = {alice}");
+    assert_eq!(number(&app, &kept).await, 100);
     for (n, id) in alices.iter().enumerate() {
         let loaded = sessions.load(id).await.unwrap();
-        assert_eq!(loaded.is_some(), n >= 5, "alice's session {n}");
+        assert_eq!(loaded.is_some(), n >= 4, "alice's session {n}");
     }
-    for id in &first {
+    for id in &others {
         assert!(sessions.load(id).await.unwrap().is_some());
     }
+    // The browser's session, which lapsed first, ended with its token.
+    let me: Value = json_of(browser.post(app.url("/api/ui/me"))).await;
+    assert!(me.is_null() || me["username"].is_null(), "{me}");
+    assert!(!token_works().await, "a pruned session's token still works");
+    // A new session is kept, whatever its lapse says.
+    let mut new = session_of(Some(alice), Duration::minutes(1));
+    sessions.create(&mut new).await.unwrap();
+    assert!(sessions.load(&new.id).await.unwrap().is_some());
 }

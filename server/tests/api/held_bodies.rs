@@ -152,6 +152,16 @@ async fn anonymous_bodies_are_small_or_not_read() {
             .send()
     };
     assert_eq!(sign_in("p".repeat(20 << 10)).await.unwrap().status(), 413);
+    // Any other form that long is a signed-in user's (whose session
+    // lapsed, say): they are to sign in.
+    let other = client
+        .post(app.url("/api/ui/images"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("params[q]={}", "q".repeat(20 << 10)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 401);
     // 1,024 characters of four bytes each, percent-encoded: 12 KiB.
     let longest = "%F0%9D%84%9E".repeat(1024);
     let answer = sign_in(longest).await.unwrap();
