@@ -386,8 +386,8 @@ pub struct ServeArgs {
     #[arg(long, env = "DEPOT_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256)]
     pub max_connections_per_address: u64,
     /// Downloads of image bytes one client receives at once: a signed-in
-    /// user, or a caller not signed in by address (an IPv6 client by its
-    /// /64, its /48 four times as many); past them a new one is answered
+    /// user at each address, or a caller not signed in by address (an IPv6
+    /// client by its /64, its /48 four times as many); past them a new one is answered
     /// 429. Each holds a few chunks read ahead of its socket, from room
     /// every download shares: a few addresses holding hundreds of downloads
     /// they barely read would keep everyone else's waiting. Behind a proxy,

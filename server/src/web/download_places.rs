@@ -1,12 +1,13 @@
 //! The downloads of image bytes one client receives at once: a signed-in
-//! user's, and a caller's not signed in by address (an IPv6 client by its
-//! /64, its /48 four times as many). Each download holds a few chunks read
-//! ahead of its socket, from room every download shares (the mapped chunks
-//! and the buffers of `blob::local::reading`): a few addresses holding
-//! hundreds of downloads they barely read would keep everyone else's
-//! waiting. Counted per user, not per address, for those signed in: behind
-//! a proxy not named trusted every caller has its address, and one user's
-//! downloads should not be another's refusal.
+//! user's at each address, and a caller's not signed in by address (an
+//! IPv6 client by its /64, its /48 four times as many). Each download
+//! holds a few chunks read ahead of its socket, from room every download
+//! shares (the mapped chunks and the buffers of `blob::local::reading`): a
+//! few addresses holding hundreds of downloads they barely read would keep
+//! everyone else's waiting. A user is counted at each address: a fleet of
+//! hosts signed in as one account each has its own, and behind a proxy not
+//! named trusted (every caller at its address) one user's downloads are not
+//! another's refusal.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -16,6 +17,7 @@ use app::error::CoreError;
 use app::model::Viewer;
 use bytes::Bytes;
 
+use crate::core::login_guard::address_key;
 use crate::serve::per_address::{Counted, PerAddress};
 
 /// How long a client past its downloads at once is told to wait.
@@ -27,11 +29,14 @@ pub(crate) struct DownloadPlaces {
     by_user: Arc<PerUser>,
 }
 
-/// The downloads of each signed-in user.
+/// The downloads of each signed-in user, at each address (by its key).
 struct PerUser {
     cap: usize,
-    open: Mutex<HashMap<i64, usize>>,
+    open: Mutex<HashMap<UserAt, usize>>,
 }
+
+/// A user, at an address if it is known.
+type UserAt = (i64, Option<IpAddr>);
 
 /// One of a client's downloads at once, held until every chunk of its body
 /// is dropped (the last one once it was written to the socket).
@@ -43,7 +48,7 @@ pub(crate) enum DownloadPlace {
 /// One of a signed-in user's downloads at once.
 pub(crate) struct UserPlace {
     users: Arc<PerUser>,
-    id: i64,
+    at: UserAt,
 }
 
 impl DownloadPlaces {
@@ -67,8 +72,9 @@ impl DownloadPlaces {
         client: Option<IpAddr>,
     ) -> Result<Option<DownloadPlace>, CoreError> {
         let taken = match (viewer.principal(), client) {
-            (Some(user), _) => {
-                (self.by_user.count(user.id)).map(|_held| DownloadPlace::User { _held })
+            (Some(user), client) => {
+                let at = (user.id, client.map(address_key));
+                (self.by_user.count(at)).map(|_held| DownloadPlace::User { _held })
             }
             (None, Some(client)) => {
                 (self.by_address.count(client)).map(|_held| DownloadPlace::Address { _held })
@@ -83,16 +89,16 @@ impl DownloadPlaces {
 }
 
 impl PerUser {
-    fn count(self: &Arc<Self>, id: i64) -> Option<UserPlace> {
+    fn count(self: &Arc<Self>, at: UserAt) -> Option<UserPlace> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let held = open.entry(id).or_default();
+        let held = open.entry(at).or_default();
         if *held >= self.cap {
             return None;
         }
         *held += 1;
         Some(UserPlace {
             users: self.clone(),
-            id,
+            at,
         })
     }
 }
@@ -100,10 +106,10 @@ impl PerUser {
 impl Drop for UserPlace {
     fn drop(&mut self) {
         let mut open = self.users.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(held) = open.get_mut(&self.id) {
+        if let Some(held) = open.get_mut(&self.at) {
             *held -= 1;
             if *held == 0 {
-                open.remove(&self.id);
+                open.remove(&self.at);
             }
         }
     }
@@ -145,8 +151,9 @@ mod tests {
         })
     }
 
-    /// A user's downloads are counted apart from their address's, and a
-    /// place comes back when the last chunk holding it is dropped.
+    /// A user's downloads are counted apart from their address's, at each
+    /// address (an IPv6 one by its /64), and a place comes back when the
+    /// last chunk holding it is dropped.
     #[test]
     fn a_place_is_held_by_its_chunks_and_counted_per_user() {
         let places = DownloadPlaces::new(1);
@@ -154,6 +161,10 @@ mod tests {
         let alice = places.take(&user(1), Some(address)).unwrap().unwrap();
         assert!(places.take(&user(1), Some(address)).is_err());
         assert!(places.take(&user(2), Some(address)).unwrap().is_some());
+        let elsewhere: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_host: IpAddr = "2001:db8:1:2::99".parse().unwrap();
+        let _there = places.take(&user(1), Some(elsewhere)).unwrap().unwrap();
+        assert!(places.take(&user(1), Some(same_host)).is_err());
         let anonymous = places.take(&Viewer::Anonymous, Some(address)).unwrap();
         assert!(anonymous.is_some());
         assert!(places.take(&Viewer::Anonymous, Some(address)).is_err());
@@ -164,8 +175,11 @@ mod tests {
         let kept = held(chunk.clone(), &alice);
         assert_eq!(kept.as_ptr(), chunk.as_ptr());
         drop(alice);
-        assert!(places.take(&user(1), None).is_err(), "its chunk holds it");
+        assert!(
+            places.take(&user(1), Some(address)).is_err(),
+            "its chunk holds it"
+        );
         drop(kept);
-        assert!(places.take(&user(1), None).unwrap().is_some());
+        assert!(places.take(&user(1), Some(address)).unwrap().is_some());
     }
 }
