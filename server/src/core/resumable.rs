@@ -43,6 +43,11 @@ type Digest = (Digested, Result<Inspection, String>);
 /// How long an upload lives after its last chunk.
 pub const UPLOAD_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
+/// How long an upload's reservation lasts until the upload is recorded,
+/// which then carries it for the upload's life: a crash in between holds
+/// the room this long, not the upload's day.
+const CREATION_RESERVATION: Duration = Duration::from_secs(600);
+
 /// Uploads one user may have in progress at once.
 pub const MAX_OPEN_UPLOADS: i64 = 50;
 
@@ -192,9 +197,11 @@ impl Core {
         }
         let now = Utc::now();
         let expires_at = now + chrono::Duration::from_std(UPLOAD_LIFETIME).unwrap_or_default();
+        let recorded_by =
+            now + chrono::Duration::from_std(CREATION_RESERVATION).unwrap_or_default();
         let reservation = match charged {
             Some(owner) => self
-                .reserve_for_upload(owner, length, expires_at.timestamp_millis())
+                .reserve_for_upload(owner, length, recorded_by.timestamp_millis())
                 .await
                 .map_err(ingest_error)?,
             None => None,

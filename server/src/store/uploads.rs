@@ -76,6 +76,9 @@ impl Db {
         const INSERT: &str = "INSERT INTO resumable_uploads (id, owner_id, length, received, \
              metadata, reservation_id, image_id, created_at, expires_at) \
              VALUES ($1, $2, $3, 0, $4, $5, NULL, $6, $7)";
+        // Its reservation, made to last until the upload is recorded, lasts
+        // as long as the upload from the same commit.
+        const CARRY: &str = "UPDATE quota_reservations SET expires_at = $1 WHERE id = $2";
         // Counted after the owner's row is locked: uploads created side by
         // side cannot pass the bound together.
         let lock = self.user_lock();
@@ -99,6 +102,13 @@ impl Db {
                 .bind(upload.expires_at)
                 .execute(&mut *tx)
                 .await?;
+            if let Some(reservation) = upload.reservation_id {
+                sqlx::query(CARRY)
+                    .bind(upload.expires_at)
+                    .bind(reservation)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
             Ok(true)
         })

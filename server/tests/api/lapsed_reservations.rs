@@ -9,7 +9,7 @@ use depot_server::store::Pool;
 use reqwest::StatusCode;
 use rstest::rstest;
 
-use crate::helpers::{random_bytes, Backend, TestApp};
+use crate::helpers::{execute, number, random_bytes, Backend, TestApp};
 
 const QUOTA: u64 = 1_000_000;
 
@@ -122,4 +122,66 @@ async fn a_stalled_store_write_whose_room_went_to_another_is_refused(#[case] bac
         alice.dav("GET", "/slow.img", None).await.0,
         StatusCode::NOT_FOUND
     );
+}
+
+/// An upload's reservation lasts minutes until the upload is recorded, and
+/// then the upload's day: a crash between the two (played here by a record
+/// and a release that both fail) held the room for a day.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn an_uploads_reservation_lasts_minutes_until_the_upload_is_recorded(
+    #[case] backend: Backend,
+) {
+    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(QUOTA)).await;
+    app.add_user("alice", "alice-password").await;
+    let alice = app.core.login("alice", "alice-password").await.unwrap();
+    let create = || {
+        reqwest::Client::new()
+            .post(app.url("/api/uploads"))
+            .basic_auth("alice", Some("alice-password"))
+            .header("tus-resumable", "1.0.0")
+            .header("upload-length", "1000")
+            .header("upload-metadata", "filename bWVkaWEuaXNv")
+            .send()
+    };
+    let hours_from_now = |hours: i64| chrono::Utc::now().timestamp_millis() + hours * 3_600_000;
+    let lasting_past = |at: i64| {
+        format!(
+            "SELECT COUNT(*) FROM quota_reservations WHERE user_id = {} AND expires_at > {at}",
+            alice.id
+        )
+    };
+    assert_eq!(create().await.unwrap().status(), StatusCode::CREATED);
+    assert_eq!(number(&app, &lasting_past(hours_from_now(23))).await, 1);
+
+    let refusals: &[&str] = match backend {
+        Backend::Sqlite => &[
+            "CREATE TRIGGER no_uploads BEFORE INSERT ON resumable_uploads \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END",
+            "CREATE TRIGGER no_releases BEFORE DELETE ON quota_reservations \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        ],
+        _ => &[
+            "CREATE FUNCTION refused() RETURNS trigger LANGUAGE plpgsql \
+             AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$",
+            "CREATE TRIGGER no_uploads BEFORE INSERT ON resumable_uploads \
+             FOR EACH ROW EXECUTE FUNCTION refused()",
+            "CREATE TRIGGER no_releases BEFORE DELETE ON quota_reservations \
+             FOR EACH ROW EXECUTE FUNCTION refused()",
+        ],
+    };
+    for refusal in refusals {
+        execute(&app, refusal).await;
+    }
+    let failed = create().await.unwrap();
+    assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let everyone = "SELECT COUNT(*) FROM quota_reservations";
+    assert_eq!(
+        number(&app, everyone).await,
+        2,
+        "the unrecorded upload's is left"
+    );
+    assert_eq!(number(&app, &lasting_past(hours_from_now(1))).await, 1);
 }
