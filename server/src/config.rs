@@ -408,7 +408,10 @@ pub struct ServeArgs {
     /// request past them is answered 503, so that a flood of slow bodies
     /// cannot take the server's memory. An eighth of it is for the bodies
     /// of callers not signed in (sign-in forms), the rest for the others'.
-    #[arg(long, env = "DEPOT_MAX_BUFFERED_BODY_BYTES", default_value_t = DEFAULT_MAX_BUFFERED_BODY_BYTES)]
+    /// At least 1 MiB: below it, the callers not signed in had less room
+    /// than one address's sign-in forms take.
+    #[arg(long, env = "DEPOT_MAX_BUFFERED_BODY_BYTES", default_value_t = DEFAULT_MAX_BUFFERED_BODY_BYTES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1 << 20..))]
     pub max_buffered_body_bytes: usize,
     /// What each new password hash costs: always the default from the
     /// command line; only code that embeds the server (the tests) lowers it.
@@ -528,6 +531,19 @@ mod tests {
             .collect();
         assert_eq!(shown, ["10.0.0.5/32", "10.1.0.0/16", "::1/128"]);
         assert!(Cli::try_parse_from(["depot", "serve", "--trusted-proxies", "proxy"]).is_err());
+    }
+
+    #[test]
+    fn the_body_budget_holds_at_least_a_mebibyte() {
+        let budget = |bytes: &str| {
+            let cli = Cli::try_parse_from(["depot", "serve", "--max-buffered-body-bytes", bytes]);
+            cli.map(|cli| match cli.command {
+                Command::Serve(args) => args.max_buffered_body_bytes,
+                _ => panic!("not serve"),
+            })
+        };
+        assert_eq!(budget("1048576").unwrap(), 1 << 20);
+        assert!(budget("131071").is_err());
     }
 
     #[test]
