@@ -243,10 +243,20 @@ impl Core {
         self.environment(viewer, id).await
     }
 
+    /// Deletes one of the caller's environments, with its deployments,
+    /// unless one of them holds a file in it or is writing one (409): that
+    /// file would stay, counted against the quota, with no deployment left
+    /// whose deletion removes it.
     pub async fn delete_environment(&self, viewer: &Viewer, id: i64) -> Result<(), CoreError> {
         self.environment(viewer, id).await?;
-        self.db.delete_environment(id).await.map_err(db_error)?;
-        Ok(())
+        match self.db.delete_environment(id).await.map_err(db_error)? {
+            (true, _) => Ok(()),
+            (false, true) => Err(CoreError::Conflict(format!(
+                "environment {id} holds files its deployments wrote, or is being written to: \
+                 delete those deployments first (which removes their files)"
+            ))),
+            (false, false) => Err(CoreError::not_found(format!("environment {id}"))),
+        }
     }
 
     /// The stored password of an environment, decrypted, for a job that

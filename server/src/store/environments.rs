@@ -230,14 +230,31 @@ impl Db {
         })
     }
 
+    /// Deletes an environment, and with it its deployments, unless one of
+    /// them holds a file there or is writing one: the file stayed, counted
+    /// against its owner's quota, with no deployment left whose deletion
+    /// would remove it. Answers whether it was deleted, and if not, whether
+    /// it is still there.
     #[tracing::instrument(skip(self), err)]
-    pub async fn delete_environment(&self, id: i64) -> Result<bool, sqlx::Error> {
+    pub async fn delete_environment(&self, id: i64) -> Result<(bool, bool), sqlx::Error> {
+        // By its owner's deployments (an index), at most a thousand.
+        const DELETE: &str = "DELETE FROM environments WHERE id = $1 AND NOT EXISTS \
+             (SELECT 1 FROM deployments WHERE user_id = (SELECT user_id FROM environments \
+             WHERE id = $1) AND environment_id = $1 AND (state = 'running' \
+             OR (state = 'done' AND written_path IS NOT NULL)))";
+        const THERE: &str = "SELECT COUNT(*) FROM environments WHERE id = $1";
         with_pool!(self, pool => {
-            sqlx::query("DELETE FROM environments WHERE id = $1")
+            let deleted = sqlx::query(DELETE)
                 .bind(id)
                 .execute(pool)
-                .await
-                .map(|done| done.rows_affected() == 1)
+                .await?
+                .rows_affected()
+                == 1;
+            if deleted {
+                return Ok((true, false));
+            }
+            let there = sqlx::query_scalar::<_, i64>(THERE).bind(id).fetch_one(pool).await?;
+            Ok((false, there == 1))
         })
     }
 }

@@ -1,7 +1,7 @@
 //! A deployed file counts against its owner's quota until its deployment
 //! is deleted, and the deletion removes it; a deployment whose file cannot
-//! be removed stays, its file counted, so nothing is left that no record
-//! names.
+//! be removed stays, its file counted, as does an environment holding such
+//! files, so nothing is left that no record names.
 
 use reqwest::Method;
 use rstest::rstest;
@@ -200,4 +200,51 @@ async fn two_deployments_of_a_file_deleted_at_once_take_it_with_them(#[case] bac
         );
         assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 100_000);
     }
+}
+
+/// An environment holding a file one of its deployments wrote is not
+/// deleted (409) until that deployment is, which removes the file and its
+/// room in the quota. (The environment went, its deployments with it, and
+/// the file stayed, counted, with no deployment left to delete.)
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn an_environment_holding_deployed_files_is_kept_until_they_go(#[case] backend: Backend) {
+    let root = tempfile::tempdir().unwrap();
+    let export_root = root.path().to_path_buf();
+    let app = TestApp::spawn_with(backend, move |args| {
+        args.export_root = Some(export_root);
+    })
+    .await;
+    app.add_user("alice", "alice-password").await;
+    let alice_id = app.core.login("alice", "alice-password").await.unwrap().id;
+    let alice = Vice::new(&app, "alice", "alice-password");
+    let (_, environment) =
+        environment_at(&alice, format!("file://{}", root.path().display())).await;
+    let environment = format!("/environment/{}", environment["id"].as_str().unwrap());
+    let environment_id = environment.rsplit('/').next().unwrap().to_owned();
+    let image = image_with(&alice, "disk", iso_bytes(100_000)).await;
+    let (_, deployment) = deploy(&alice, &environment_id, &image).await;
+    let deployment = settled(&alice, deployment["id"].as_str().unwrap()).await;
+    assert_eq!(deployment["state"], "done", "{deployment}");
+    assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 200_000);
+
+    let (status, answer) = alice.json(Method::DELETE, &environment, None).await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer.to_string().contains("delete those deployments"),
+        "{answer}"
+    );
+    let (status, _) = alice.json(Method::GET, &environment, None).await;
+    assert_eq!(status, 200);
+    let path = format!("/deployment/{}", deployment["id"].as_str().unwrap());
+    let (status, _) = alice.json(Method::DELETE, &path, None).await;
+    assert!(status.is_success());
+    let (status, answer) = alice.json(Method::DELETE, &environment, None).await;
+    assert!(status.is_success(), "{answer}");
+    assert!(!root.path().join("disk").exists());
+    assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 100_000);
+    let (status, _) = alice.json(Method::DELETE, &environment, None).await;
+    assert_eq!(status, 404);
 }

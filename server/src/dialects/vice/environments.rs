@@ -256,6 +256,8 @@ pub async fn get(
         (status = 401, description = "Authentication information is missing or invalid", body = ViceErrorBody),
         (status = 404, description = "Element not found", body = ViceErrorBody),
         (status = 405, description = "The path does not decode", body = ViceErrorBody),
+        (status = 409, description = "One of its deployments holds a file in it, or is writing \
+            one: delete those first", body = ViceErrorBody),
     ))]
 pub async fn delete(
     State(state): State<AppState>,
