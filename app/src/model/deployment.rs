@@ -45,7 +45,9 @@ pub struct Deployment {
     /// The owner's username.
     #[serde(default)]
     pub owner: String,
-    pub image_id: i64,
+    /// None once the image is deleted: the deployment, and the file it
+    /// wrote, outlive it.
+    pub image_id: Option<i64>,
     pub image_name: String,
     pub environment_id: i64,
     pub environment_title: String,

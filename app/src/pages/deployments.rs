@@ -99,7 +99,12 @@ fn DeploymentTable(
                     <td>{deployment.title}</td>
                     <td data-label="Owner" class="owner">{deployment.owner}</td>
                     <td data-label="Image">
-                        <A href=format!("/image/{}", deployment.image_id)>{deployment.image_name}</A>
+                        {match deployment.image_id {
+                            Some(image) => view! {
+                                <A href=format!("/image/{image}")>{deployment.image_name}</A>
+                            }.into_any(),
+                            None => view! { <span class="empty">"(deleted)"</span> }.into_any(),
+                        }}
                     </td>
                     <td data-label="Environment">{deployment.environment_title}</td>
                     <td data-label="State"><span class=format!("state state-{state}")>{state}</span></td>

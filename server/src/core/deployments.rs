@@ -366,12 +366,10 @@ impl Core {
             }
             Err(refused) => return fail(refused.to_string()).await,
         };
-        let Some(row) = self
-            .db
-            .image(deployment.image_id)
-            .await
-            .map_err(unavailable)?
-        else {
+        let Some(image_id) = deployment.image_id else {
+            return fail("the image is gone".into()).await;
+        };
+        let Some(row) = self.db.image(image_id).await.map_err(unavailable)? else {
             return fail("the image is gone".into()).await;
         };
         let Some(sha256) = row.sha256.clone() else {

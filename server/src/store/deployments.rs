@@ -8,14 +8,15 @@ use super::jobs::JobRow;
 use super::rows::from_row_by_name;
 use super::{count_reaches, with_pool, Db};
 
-/// One deployment with the name of its image and the title of its
-/// environment (both cascade-deleted with it, so the joins always match).
+/// One deployment with the name of its image (none once the image is
+/// deleted: the deployment outlives it) and the title of its environment
+/// (deleted with it).
 #[derive(Debug, Clone)]
 pub struct DeploymentRow {
     pub id: i64,
     pub user_id: i64,
     pub owner: String,
-    pub image_id: i64,
+    pub image_id: Option<i64>,
     pub image_name: String,
     pub environment_id: i64,
     pub environment_title: String,
@@ -69,10 +70,11 @@ impl TryFrom<DeploymentRow> for Deployment {
 }
 
 const SELECT: &str = "SELECT d.id, d.user_id, \
-     (SELECT username FROM users WHERE users.id = d.user_id) AS owner, d.image_id, i.name AS image_name, \
+     (SELECT username FROM users WHERE users.id = d.user_id) AS owner, d.image_id, \
+     COALESCE(i.name, '') AS image_name, \
      d.environment_id, e.title AS environment_title, d.title, d.environment_reference, \
      d.state, d.reason, d.created_at, d.updated_at FROM deployments d \
-     JOIN images i ON i.id = d.image_id JOIN environments e ON e.id = d.environment_id";
+     LEFT JOIN images i ON i.id = d.image_id JOIN environments e ON e.id = d.environment_id";
 
 /// The payload of deployment `id`'s job.
 fn job_payload(id: i64) -> String {

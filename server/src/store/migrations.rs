@@ -50,6 +50,7 @@ const SQLITE: &[(&str, &str)] = embedded!("sqlite":
     "0024_deployed_path_index.sql",
     "0025_ended_jobs_by_owner.sql",
     "0026_session_users.sql",
+    "0027_deployments_outlive_images.sql",
 );
 
 const POSTGRES: &[(&str, &str)] = embedded!("postgres":
@@ -83,6 +84,7 @@ const POSTGRES: &[(&str, &str)] = embedded!("postgres":
     "0028_deployed_path_index.sql",
     "0029_ended_jobs_by_owner.sql",
     "0030_session_users.sql",
+    "0031_deployments_outlive_images.sql",
 );
 
 /// SQLite's migrations, in order.

@@ -248,3 +248,55 @@ async fn an_environment_holding_deployed_files_is_kept_until_they_go(#[case] bac
     let (status, _) = alice.json(Method::DELETE, &environment, None).await;
     assert_eq!(status, 404);
 }
+
+/// A deployment outlives its image: deleting the image leaves the
+/// deployment (its image no longer named) and its file, still counted,
+/// and deleting the deployment then removes the file and its room. (The
+/// image's deletion took its deployments with it, and the file stayed,
+/// counted, with no deployment to delete.)
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_deployment_outlives_its_image(#[case] backend: Backend) {
+    let root = tempfile::tempdir().unwrap();
+    let export_root = root.path().to_path_buf();
+    let app = TestApp::spawn_with(backend, move |args| {
+        args.export_root = Some(export_root);
+    })
+    .await;
+    app.add_user("alice", "alice-password").await;
+    let alice_id = app.core.login("alice", "alice-password").await.unwrap().id;
+    let alice = Vice::new(&app, "alice", "alice-password");
+    let (_, environment) =
+        environment_at(&alice, format!("file://{}", root.path().display())).await;
+    let environment = environment["id"].as_str().unwrap().to_owned();
+    let image = image_with(&alice, "disk", iso_bytes(100_000)).await;
+    let (_, deployment) = deploy(&alice, &environment, &image).await;
+    let deployment = settled(&alice, deployment["id"].as_str().unwrap()).await;
+    assert_eq!(deployment["state"], "done", "{deployment}");
+    let path = format!("/deployment/{}", deployment["id"].as_str().unwrap());
+
+    let (status, answer) = alice
+        .json(Method::DELETE, &format!("/image/{image}"), None)
+        .await;
+    assert!(status.is_success(), "{answer}");
+    let (status, kept) = alice.json(Method::GET, &path, None).await;
+    assert_eq!(status, 200, "{kept}");
+    assert_eq!(kept["imageid"], "", "{kept}");
+    assert_eq!(kept["state"], "done", "{kept}");
+    assert!(root.path().join("disk").exists());
+    assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 100_000);
+    let (_, listed) = alice.json(Method::GET, "/deployments", None).await;
+    assert!(
+        listed
+            .to_string()
+            .contains(deployment["id"].as_str().unwrap()),
+        "{listed}"
+    );
+
+    let (status, answer) = alice.json(Method::DELETE, &path, None).await;
+    assert!(status.is_success(), "{answer}");
+    assert!(!root.path().join("disk").exists());
+    assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 0);
+}

@@ -56,7 +56,7 @@ pub struct DeploymentView {
 impl From<&Deployment> for DeploymentView {
     fn from(row: &Deployment) -> Self {
         Self {
-            imageid: row.image_id.to_string(),
+            imageid: row.image_id.map(|id| id.to_string()).unwrap_or_default(),
             environment_id: row.environment_id.to_string(),
             id: row.id.to_string(),
             title: row.title.clone(),
