@@ -7,5 +7,6 @@ ALTER TABLE deployments ALTER COLUMN image_id DROP NOT NULL;
 ALTER TABLE deployments DROP CONSTRAINT deployments_image_id_fkey;
 ALTER TABLE deployments ADD CONSTRAINT deployments_image_id_fkey
     FOREIGN KEY (image_id) REFERENCES images (id) ON DELETE SET NULL;
--- An image's deletion finds its deployments by this.
+-- An image's deletion finds its deployments by these, and an environment's.
 CREATE INDEX deployments_image ON deployments (image_id);
+CREATE INDEX deployments_environment ON deployments (environment_id);

@@ -31,5 +31,6 @@ ALTER TABLE deployments_new RENAME TO deployments;
 CREATE INDEX deployments_user ON deployments (user_id, id);
 CREATE INDEX deployments_written_path ON deployments (user_id, written_path, id)
     WHERE written_path IS NOT NULL;
--- An image's deletion finds its deployments by this.
+-- An image's deletion finds its deployments by these, and an environment's.
 CREATE INDEX deployments_image ON deployments (image_id);
+CREATE INDEX deployments_environment ON deployments (environment_id);

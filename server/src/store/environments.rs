@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::rows::from_row_by_name;
-use super::{count_reaches, with_pool, Db};
+use super::{count_reaches, with_pool, Backend, Db};
 
 /// One environment as stored.
 #[derive(Clone)]
@@ -230,30 +230,47 @@ impl Db {
         })
     }
 
-    /// Deletes an environment, and with it its deployments, unless one of
-    /// them holds a file there or is writing one: the file stayed, counted
+    /// Deletes an environment, and with it its deployments (anyone's: an
+    /// administrator deploys into users' environments), unless one of them
+    /// holds a file there or is writing one: the file stayed, counted
     /// against its owner's quota, with no deployment left whose deletion
     /// would remove it. Answers whether it was deleted, and if not, whether
     /// it is still there.
     #[tracing::instrument(skip(self), err)]
     pub async fn delete_environment(&self, id: i64) -> Result<(bool, bool), sqlx::Error> {
-        // By its owner's deployments (an index), at most a thousand.
+        // PostgreSQL: its deployments locked first, so that none begins
+        // running between the check and the cascade that deletes it (each
+        // statement reads as of its start; the cascade, later). SQLite's
+        // one writer does that already.
+        let lock = match self.backend() {
+            Backend::Postgres => {
+                Some("SELECT id FROM deployments WHERE environment_id = $1 FOR UPDATE")
+            }
+            Backend::Sqlite => None,
+        };
         const DELETE: &str = "DELETE FROM environments WHERE id = $1 AND NOT EXISTS \
-             (SELECT 1 FROM deployments WHERE user_id = (SELECT user_id FROM environments \
-             WHERE id = $1) AND environment_id = $1 AND (state = 'running' \
+             (SELECT 1 FROM deployments WHERE environment_id = $1 AND (state = 'running' \
              OR (state = 'done' AND written_path IS NOT NULL)))";
         const THERE: &str = "SELECT COUNT(*) FROM environments WHERE id = $1";
         with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            if let Some(lock) = lock {
+                sqlx::query(lock).bind(id).execute(&mut *tx).await?;
+            }
             let deleted = sqlx::query(DELETE)
                 .bind(id)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?
                 .rows_affected()
                 == 1;
             if deleted {
+                tx.commit().await?;
                 return Ok((true, false));
             }
-            let there = sqlx::query_scalar::<_, i64>(THERE).bind(id).fetch_one(pool).await?;
+            let there = sqlx::query_scalar::<_, i64>(THERE)
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
             Ok((false, there == 1))
         })
     }

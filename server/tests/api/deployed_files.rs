@@ -242,9 +242,21 @@ async fn an_environment_holding_deployed_files_is_kept_until_they_go(#[case] bac
     let (status, _) = alice.json(Method::DELETE, &path, None).await;
     assert!(status.is_success());
     let (status, answer) = alice.json(Method::DELETE, &environment, None).await;
+    // An administrator's deployment into it keeps it too.
+    let admin = Vice::new(&app, "admin", crate::helpers::ADMIN_PASSWORD);
+    let admins_image = image_with(&admin, "admins", iso_bytes(40_000)).await;
+    let (_, admins) = deploy(&admin, &environment_id, &admins_image).await;
+    let admins = settled(&admin, admins["id"].as_str().unwrap()).await;
+    assert_eq!(admins["state"], "done", "{admins}");
+    let (status, answer) = alice.json(Method::DELETE, &environment, None).await;
+    assert_eq!(status, 409, "{answer}");
+    let admins = format!("/deployment/{}", admins["id"].as_str().unwrap());
+    let (status, _) = admin.json(Method::DELETE, &admins, None).await;
+    assert!(status.is_success());
     assert!(status.is_success(), "{answer}");
     assert!(!root.path().join("disk").exists());
     assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 100_000);
+    assert!(!root.path().join("admins").exists());
     let (status, _) = alice.json(Method::DELETE, &environment, None).await;
     assert_eq!(status, 404);
 }
