@@ -54,7 +54,7 @@ pub use sync::{SyncOutcome, SyncRow};
 pub use tokens::{token_digest, TokenRow};
 pub(crate) use tx::with_tx;
 pub use tx::{BlobLock, NewContent, Tx};
-pub use uploads::{NewPart, PartRow, UploadRow};
+pub use uploads::{NewPart, PartRow, UploadRecorded, UploadRow};
 pub use users::{AccountChange, AccountChanged, NewUser};
 
 /// The longest a PostgreSQL statement may run.

@@ -35,7 +35,7 @@ use super::images::ingest_error;
 use super::inspect::Inspection;
 use super::{db_error, io_error, Core};
 use crate::blob::Digested;
-use crate::store::{NewPart, UploadRow};
+use crate::store::{NewPart, UploadRecorded, UploadRow};
 
 /// What hashing and inspecting an upload's bytes found.
 type Digest = (Digested, Result<Inspection, String>);
@@ -218,14 +218,16 @@ impl Core {
             created_at: now.timestamp_millis(),
             expires_at: expires_at.timestamp_millis(),
         };
-        let inserted = self.db.insert_upload(&row, MAX_OPEN_UPLOADS).await;
-        if !matches!(inserted, Ok(true)) {
-            if let Some(reservation) = reservation {
-                let _ = self.db.release_quota(reservation).await;
-            }
-            return Err(inserted.map_or_else(db_error, |_| too_many()));
+        let refused = match self.db.insert_upload(&row, MAX_OPEN_UPLOADS).await {
+            Ok(UploadRecorded::Recorded) => return row.try_into(),
+            Ok(UploadRecorded::TooMany) => too_many(),
+            Ok(UploadRecorded::ReservationLapsed) => CoreError::Busy { retry_after: 1 },
+            Err(error) => db_error(error),
+        };
+        if let Some(reservation) = reservation {
+            let _ = self.db.release_quota(reservation).await;
         }
-        row.try_into()
+        Err(refused)
     }
 
     /// The caller's upload `id` (another user's is not found).

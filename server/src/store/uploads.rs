@@ -66,19 +66,34 @@ pub(super) const FINISH: &str = "UPDATE resumable_uploads SET image_id = $1, \
      reservation_id = NULL WHERE id = $2 AND image_id IS NULL AND completing_at = $3";
 pub(super) const FORGET_PARTS: &str = "DELETE FROM resumable_parts WHERE upload_id = $1";
 
+/// What came of recording an upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadRecorded {
+    Recorded,
+    /// Its owner has as many open as they may: nothing was recorded.
+    TooMany,
+    /// Its reservation lapsed before it was recorded (a stalled database):
+    /// nothing was recorded.
+    ReservationLapsed,
+}
+
 impl Db {
+    /// Records an upload, unless its owner has `open_at_most` open, and
+    /// makes its reservation last as long, unless that lapsed meanwhile.
     #[tracing::instrument(skip(self, upload), err)]
     pub async fn insert_upload(
         &self,
         upload: &UploadRow,
         open_at_most: i64,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> Result<UploadRecorded, sqlx::Error> {
         const INSERT: &str = "INSERT INTO resumable_uploads (id, owner_id, length, received, \
              metadata, reservation_id, image_id, created_at, expires_at) \
              VALUES ($1, $2, $3, 0, $4, $5, NULL, $6, $7)";
         // Its reservation, made to last until the upload is recorded, lasts
-        // as long as the upload from the same commit.
-        const CARRY: &str = "UPDATE quota_reservations SET expires_at = $1 WHERE id = $2";
+        // as long as the upload from the same commit; one that lapsed
+        // meanwhile may have given its room to another write.
+        const CARRY: &str =
+            "UPDATE quota_reservations SET expires_at = $1 WHERE id = $2 AND expires_at > $3";
         // Counted after the owner's row is locked: uploads created side by
         // side cannot pass the bound together.
         let lock = self.user_lock();
@@ -90,7 +105,7 @@ impl Db {
                 .fetch_one(&mut *tx)
                 .await?;
             if open >= open_at_most {
-                return Ok(false);
+                return Ok(UploadRecorded::TooMany);
             }
             sqlx::query(INSERT)
                 .bind(&upload.id)
@@ -103,14 +118,19 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
             if let Some(reservation) = upload.reservation_id {
-                sqlx::query(CARRY)
+                let carried = sqlx::query(CARRY)
                     .bind(upload.expires_at)
                     .bind(reservation)
+                    .bind(upload.created_at)
                     .execute(&mut *tx)
-                    .await?;
+                    .await?
+                    .rows_affected();
+                if carried == 0 {
+                    return Ok(UploadRecorded::ReservationLapsed);
+                }
             }
             tx.commit().await?;
-            Ok(true)
+            Ok(UploadRecorded::Recorded)
         })
     }
 
