@@ -1,6 +1,6 @@
 //! The downloads of image bytes one client receives at once: a signed-in
 //! user's at each address, and a caller's not signed in by address (an
-//! IPv6 client by its /64, its /48 four times as many). Each download
+//! IPv6 client by its /64, its /48 four times as many, for a user too). Each download
 //! holds a few chunks read ahead of its socket, from room every download
 //! shares (the mapped chunks and the buffers of `blob::local::reading`): a
 //! few addresses holding hundreds of downloads they barely read would keep
@@ -17,7 +17,7 @@ use app::error::CoreError;
 use app::model::Viewer;
 use bytes::Bytes;
 
-use crate::core::login_guard::address_key;
+use crate::core::login_guard::{address_key, network_key, NETWORK_BUDGETS};
 use crate::serve::per_address::{Counted, PerAddress};
 
 /// How long a client past its downloads at once is told to wait.
@@ -29,14 +29,33 @@ pub(crate) struct DownloadPlaces {
     by_user: Arc<PerUser>,
 }
 
-/// The downloads of each signed-in user, at each address (by its key).
+/// The downloads of each signed-in user, at each address (by its key), at
+/// most the cap, and in each IPv6 /48 four times that, as for callers not
+/// signed in.
 struct PerUser {
     cap: usize,
-    open: Mutex<HashMap<UserAt, usize>>,
+    open: Mutex<UsersOpen>,
 }
 
 /// A user, at an address if it is known.
 type UserAt = (i64, Option<IpAddr>);
+
+/// What each user has open, at each address and in each IPv6 /48.
+#[derive(Default)]
+struct UsersOpen {
+    addresses: HashMap<UserAt, usize>,
+    networks: HashMap<(i64, IpAddr), usize>,
+}
+
+/// One less open under `key`; a key with nothing open is forgotten.
+fn release<K: std::hash::Hash + Eq>(open: &mut HashMap<K, usize>, key: &K) {
+    if let Some(held) = open.get_mut(key) {
+        *held -= 1;
+        if *held == 0 {
+            open.remove(key);
+        }
+    }
+}
 
 /// One of a client's downloads at once, held until every chunk of its body
 /// is dropped (the last one once it was written to the socket).
@@ -49,6 +68,7 @@ pub(crate) enum DownloadPlace {
 pub(crate) struct UserPlace {
     users: Arc<PerUser>,
     at: UserAt,
+    network: Option<(i64, IpAddr)>,
 }
 
 impl DownloadPlaces {
@@ -73,8 +93,7 @@ impl DownloadPlaces {
     ) -> Result<Option<DownloadPlace>, CoreError> {
         let taken = match (viewer.principal(), client) {
             (Some(user), client) => {
-                let at = (user.id, client.map(address_key));
-                (self.by_user.count(at)).map(|_held| DownloadPlace::User { _held })
+                (self.by_user.count(user.id, client)).map(|_held| DownloadPlace::User { _held })
             }
             (None, Some(client)) => {
                 (self.by_address.count(client)).map(|_held| DownloadPlace::Address { _held })
@@ -89,16 +108,33 @@ impl DownloadPlaces {
 }
 
 impl PerUser {
-    fn count(self: &Arc<Self>, at: UserAt) -> Option<UserPlace> {
+    fn count(self: &Arc<Self>, user: i64, client: Option<IpAddr>) -> Option<UserPlace> {
+        let at = (user, client.map(address_key));
+        let network = client.and_then(network_key).map(|network| (user, network));
+        let network_cap = self.cap.saturating_mul(NETWORK_BUDGETS as usize);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let held = open.entry(at).or_default();
-        if *held >= self.cap {
+        let open = &mut *open;
+        let network_full = network.is_some_and(|key| {
+            open.networks
+                .get(&key)
+                .is_some_and(|held| *held >= network_cap)
+        });
+        if open
+            .addresses
+            .get(&at)
+            .is_some_and(|held| *held >= self.cap)
+            || network_full
+        {
             return None;
         }
-        *held += 1;
+        *open.addresses.entry(at).or_default() += 1;
+        if let Some(key) = network {
+            *open.networks.entry(key).or_default() += 1;
+        }
         Some(UserPlace {
             users: self.clone(),
             at,
+            network,
         })
     }
 }
@@ -106,11 +142,9 @@ impl PerUser {
 impl Drop for UserPlace {
     fn drop(&mut self) {
         let mut open = self.users.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(held) = open.get_mut(&self.at) {
-            *held -= 1;
-            if *held == 0 {
-                open.remove(&self.at);
-            }
+        release(&mut open.addresses, &self.at);
+        if let Some(network) = &self.network {
+            release(&mut open.networks, network);
         }
     }
 }
@@ -165,6 +199,13 @@ mod tests {
         let same_host: IpAddr = "2001:db8:1:2::99".parse().unwrap();
         let _there = places.take(&user(1), Some(elsewhere)).unwrap().unwrap();
         assert!(places.take(&user(1), Some(same_host)).is_err());
+        // A user's /48 holds four times the cap, as a caller's not signed in.
+        let in_the_site = |n: u16| -> IpAddr { format!("2001:db8:1:{n}::1").parse().unwrap() };
+        let in_site: Vec<_> = (3..6)
+            .map(|n| places.take(&user(1), Some(in_the_site(n))))
+            .collect();
+        assert!(in_site.iter().all(|place| matches!(place, Ok(Some(_)))));
+        assert!(places.take(&user(1), Some(in_the_site(6))).is_err());
         let anonymous = places.take(&Viewer::Anonymous, Some(address)).unwrap();
         assert!(anonymous.is_some());
         assert!(places.take(&Viewer::Anonymous, Some(address)).is_err());
