@@ -543,7 +543,7 @@ mod tests {
             })
         };
         assert_eq!(budget("1048576").unwrap(), 1 << 20);
-        assert!(budget("131071").is_err());
+        assert!(budget("1048575").is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use reqwest::Method;
 use rstest::rstest;
+use serde_json::Value;
 
 use crate::deploy_isolation::{deploy, environment_at, image_with, settled};
 use crate::helpers::{Backend, TestApp};
@@ -241,7 +242,6 @@ async fn an_environment_holding_deployed_files_is_kept_until_they_go(#[case] bac
     let path = format!("/deployment/{}", deployment["id"].as_str().unwrap());
     let (status, _) = alice.json(Method::DELETE, &path, None).await;
     assert!(status.is_success());
-    let (status, answer) = alice.json(Method::DELETE, &environment, None).await;
     // An administrator's deployment into it keeps it too.
     let admin = Vice::new(&app, "admin", crate::helpers::ADMIN_PASSWORD);
     let admins_image = image_with(&admin, "admins", iso_bytes(40_000)).await;
@@ -253,10 +253,11 @@ async fn an_environment_holding_deployed_files_is_kept_until_they_go(#[case] bac
     let admins = format!("/deployment/{}", admins["id"].as_str().unwrap());
     let (status, _) = admin.json(Method::DELETE, &admins, None).await;
     assert!(status.is_success());
+    let (status, answer) = alice.json(Method::DELETE, &environment, None).await;
     assert!(status.is_success(), "{answer}");
     assert!(!root.path().join("disk").exists());
-    assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 100_000);
     assert!(!root.path().join("admins").exists());
+    assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 100_000);
     let (status, _) = alice.json(Method::DELETE, &environment, None).await;
     assert_eq!(status, 404);
 }
@@ -300,12 +301,13 @@ async fn a_deployment_outlives_its_image(#[case] backend: Backend) {
     assert!(root.path().join("disk").exists());
     assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 100_000);
     let (_, listed) = alice.json(Method::GET, "/deployments", None).await;
-    assert!(
-        listed
-            .to_string()
-            .contains(deployment["id"].as_str().unwrap()),
-        "{listed}"
-    );
+    let ids: Vec<&Value> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| &d["id"])
+        .collect();
+    assert_eq!(ids, [&deployment["id"]], "{listed}");
 
     let (status, answer) = alice.json(Method::DELETE, &path, None).await;
     assert!(status.is_success(), "{answer}");

@@ -178,8 +178,6 @@ pub async fn update(
         (status = 401, description = "No credentials, or wrong ones", body = MwsErrorBody),
         (status = 403, description = "Not the caller's image", body = MwsErrorBody),
         (status = 404, description = "No such image the caller may read", body = MwsErrorBody),
-        (status = 409, description = "The image is in use (a deployment holds it)",
-            body = MwsErrorBody),
     ))]
 pub async fn delete(
     State(state): State<AppState>,

@@ -38,6 +38,8 @@ pub struct DeployBody {
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Deployment, xml(name = "Deployment"))]
 pub struct DeploymentView {
+    /// The image deployed; empty once it is deleted (the deployment, and
+    /// the file it wrote, outlive it).
     #[schema(example = "42")]
     imageid: String,
     #[serde(rename = "environmentId")]
