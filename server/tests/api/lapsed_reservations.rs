@@ -185,3 +185,49 @@ async fn an_uploads_reservation_lasts_minutes_until_the_upload_is_recorded(
     );
     assert_eq!(number(&app, &lasting_past(hours_from_now(1))).await, 1);
 }
+
+/// A reservation that lapsed before its upload was recorded (a database
+/// stalled past its ten minutes, played here by a reservation made lapsed)
+/// is not made to last again, since its room may have gone to another
+/// write: the creation is refused, to be tried again, and nothing is
+/// recorded.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn an_upload_whose_reservation_lapsed_before_it_was_recorded_is_refused(
+    #[case] backend: Backend,
+) {
+    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(QUOTA)).await;
+    app.add_user("alice", "alice-password").await;
+    let lapsing: &[&str] = match backend {
+        Backend::Sqlite => &["CREATE TRIGGER lapsing AFTER INSERT ON quota_reservations \
+             BEGIN UPDATE quota_reservations SET expires_at = 0 WHERE id = NEW.id; END"],
+        _ => &[
+            "CREATE FUNCTION lapsed() RETURNS trigger LANGUAGE plpgsql \
+             AS $$ BEGIN NEW.expires_at := 0; RETURN NEW; END $$",
+            "CREATE TRIGGER lapsing BEFORE INSERT ON quota_reservations \
+             FOR EACH ROW EXECUTE FUNCTION lapsed()",
+        ],
+    };
+    for statement in lapsing {
+        execute(&app, statement).await;
+    }
+    let created = reqwest::Client::new()
+        .post(app.url("/api/uploads"))
+        .basic_auth("alice", Some("alice-password"))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", "1000")
+        .header("upload-metadata", "filename bWVkaWEuaXNv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(created.headers().contains_key("retry-after"));
+    assert_eq!(
+        number(&app, "SELECT COUNT(*) FROM resumable_uploads").await,
+        0
+    );
+    let lasting = "SELECT COUNT(*) FROM quota_reservations WHERE expires_at > 0";
+    assert_eq!(number(&app, lasting).await, 0);
+}
