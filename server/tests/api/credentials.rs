@@ -280,13 +280,8 @@ async fn tokens_are_listed_and_revoked_by_their_owner(#[case] backend: Backend) 
     assert_eq!(app.core.purge_expired_tokens().await.unwrap(), 1);
 }
 
-#[rstest]
-#[case::sqlite(Backend::Sqlite)]
-#[case::postgres(Backend::Postgres)]
-#[tokio::test]
-async fn signing_out_revokes_the_tokens_the_session_issued(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    app.add_user("alice", "alice-password").await;
+/// A browser alice signed in with, and a token asked for through it.
+async fn alice_signed_in_with_a_token(app: &TestApp) -> (reqwest::Client, String) {
     let browser = app.browser();
     let signed_in = browser
         .post(app.url("/api/ui/login"))
@@ -296,8 +291,18 @@ async fn signing_out_revokes_the_tokens_the_session_issued(#[case] backend: Back
         .await
         .unwrap();
     assert!(signed_in.status().is_redirection());
-    let from_session: Value = json_of(browser.post(app.url("/api/tokens"))).await;
-    let session_token = from_session["token"].as_str().unwrap().to_owned();
+    let issued: Value = json_of(browser.post(app.url("/api/tokens"))).await;
+    (browser, issued["token"].as_str().unwrap().to_owned())
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn signing_out_revokes_the_tokens_the_session_issued(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("alice", "alice-password").await;
+    let (browser, session_token) = alice_signed_in_with_a_token(&app).await;
     // VSS's token request, asked through the session, is the session's too.
     let from_vss: Value = json_of(browser.post(app.url("/auth/request-token"))).await;
     let vss_token = from_vss["token"].as_str().unwrap().to_owned();
@@ -597,17 +602,7 @@ async fn one_account_keeps_its_newest_sessions_only(#[case] backend: Backend) {
     app.add_user("alice", "alice-password").await;
     let alice = app.core.login("alice", "alice-password").await.unwrap().id;
     // A real sign-in, lapsing in a week, and a token it issues.
-    let browser = app.browser();
-    let signed_in = browser
-        .post(app.url("/api/ui/login"))
-        .header("accept", "text/html")
-        .form(&[("username", "alice"), ("password", "alice-password")])
-        .send()
-        .await
-        .unwrap();
-    assert!(signed_in.status().is_redirection());
-    let issued: Value = json_of(browser.post(app.url("/api/tokens"))).await;
-    let token = issued["token"].as_str().unwrap().to_owned();
+    let (browser, token) = alice_signed_in_with_a_token(&app).await;
     let token_works = || async {
         let asked = reqwest::Client::new()
             .get(app.url("/v2/user/image/iso"))

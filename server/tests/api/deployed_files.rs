@@ -11,24 +11,42 @@ use crate::deploy_isolation::{deploy, environment_at, image_with, settled};
 use crate::helpers::{Backend, TestApp};
 use crate::vice::{iso_bytes, Vice};
 
+/// A server exporting to a folder of its own (with a quota of `quota`
+/// bytes a user, if any), and the user alice: the folder, the server and
+/// alice's id.
+async fn exporting_for_alice(
+    backend: Backend,
+    quota: Option<u64>,
+) -> (tempfile::TempDir, TestApp, i64) {
+    let root = tempfile::tempdir().unwrap();
+    let export_root = root.path().to_path_buf();
+    let app = TestApp::spawn_with(backend, move |args| {
+        args.export_root = Some(export_root);
+        args.user_quota_bytes = quota;
+    })
+    .await;
+    app.add_user("alice", "alice-password").await;
+    let alice_id = app.core.login("alice", "alice-password").await.unwrap().id;
+    (root, app, alice_id)
+}
+
+/// A `file://` environment of `vice`'s user at `folder`: its id.
+async fn environment_in(vice: &Vice<'_>, folder: &std::path::Path) -> String {
+    let location = format!("file://{}", folder.display());
+    let (status, environment) = environment_at(vice, location).await;
+    assert_eq!(status, 201, "{environment}");
+    environment["id"].as_str().unwrap().to_owned()
+}
+
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
 #[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn deployed_bytes_count_against_the_quota(#[case] backend: Backend) {
-    let root = tempfile::tempdir().unwrap();
-    let export_root = root.path().to_path_buf();
-    let app = TestApp::spawn_with(backend, move |args| {
-        args.export_root = Some(export_root);
-        args.user_quota_bytes = Some(1_000_000);
-    })
-    .await;
-    app.add_user("alice", "alice-password").await;
+    let (root, app, _) = exporting_for_alice(backend, Some(1_000_000)).await;
     let alice = Vice::new(&app, "alice", "alice-password");
-    let (_, environment) =
-        environment_at(&alice, format!("file://{}", root.path().display())).await;
-    let environment = environment["id"].as_str().unwrap().to_owned();
+    let environment = environment_in(&alice, root.path()).await;
     let image = image_with(&alice, "first", iso_bytes(400_000)).await;
     let (_, done) = deploy(&alice, &environment, &image).await;
     let done = settled(&alice, done["id"].as_str().unwrap()).await;
@@ -96,19 +114,11 @@ async fn deployed_bytes_count_against_the_quota(#[case] backend: Backend) {
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_deployment_whose_file_cannot_be_removed_stays(#[case] backend: Backend) {
-    let root = tempfile::tempdir().unwrap();
-    let export_root = root.path().to_path_buf();
-    let app = TestApp::spawn_with(backend, move |args| {
-        args.export_root = Some(export_root);
-    })
-    .await;
-    app.add_user("alice", "alice-password").await;
-    let alice_id = app.core.login("alice", "alice-password").await.unwrap().id;
+    let (root, app, alice_id) = exporting_for_alice(backend, None).await;
     let alice = Vice::new(&app, "alice", "alice-password");
     let folder = root.path().join("alice");
     std::fs::create_dir(&folder).unwrap();
-    let (_, environment) = environment_at(&alice, format!("file://{}", folder.display())).await;
-    let environment = environment["id"].as_str().unwrap().to_owned();
+    let environment = environment_in(&alice, &folder).await;
     let image = image_with(&alice, "disk", iso_bytes(300_000)).await;
     let (_, deployment) = deploy(&alice, &environment, &image).await;
     let deployment = settled(&alice, deployment["id"].as_str().unwrap()).await;
@@ -163,18 +173,9 @@ async fn a_deployment_whose_file_cannot_be_removed_stays(#[case] backend: Backen
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn two_deployments_of_a_file_deleted_at_once_take_it_with_them(#[case] backend: Backend) {
-    let root = tempfile::tempdir().unwrap();
-    let export_root = root.path().to_path_buf();
-    let app = TestApp::spawn_with(backend, move |args| {
-        args.export_root = Some(export_root);
-    })
-    .await;
-    app.add_user("alice", "alice-password").await;
-    let alice_id = app.core.login("alice", "alice-password").await.unwrap().id;
+    let (root, app, alice_id) = exporting_for_alice(backend, None).await;
     let alice = Vice::new(&app, "alice", "alice-password");
-    let (_, environment) =
-        environment_at(&alice, format!("file://{}", root.path().display())).await;
-    let environment = environment["id"].as_str().unwrap().to_owned();
+    let environment = environment_in(&alice, root.path()).await;
     let image = image_with(&alice, "disk", iso_bytes(100_000)).await;
     for round in 0..5 {
         let mut paths = Vec::new();
@@ -212,19 +213,10 @@ async fn two_deployments_of_a_file_deleted_at_once_take_it_with_them(#[case] bac
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn an_environment_holding_deployed_files_is_kept_until_they_go(#[case] backend: Backend) {
-    let root = tempfile::tempdir().unwrap();
-    let export_root = root.path().to_path_buf();
-    let app = TestApp::spawn_with(backend, move |args| {
-        args.export_root = Some(export_root);
-    })
-    .await;
-    app.add_user("alice", "alice-password").await;
-    let alice_id = app.core.login("alice", "alice-password").await.unwrap().id;
+    let (root, app, alice_id) = exporting_for_alice(backend, None).await;
     let alice = Vice::new(&app, "alice", "alice-password");
-    let (_, environment) =
-        environment_at(&alice, format!("file://{}", root.path().display())).await;
-    let environment = format!("/environment/{}", environment["id"].as_str().unwrap());
-    let environment_id = environment.rsplit('/').next().unwrap().to_owned();
+    let environment_id = environment_in(&alice, root.path()).await;
+    let environment = format!("/environment/{environment_id}");
     let image = image_with(&alice, "disk", iso_bytes(100_000)).await;
     let (_, deployment) = deploy(&alice, &environment_id, &image).await;
     let deployment = settled(&alice, deployment["id"].as_str().unwrap()).await;
@@ -272,18 +264,9 @@ async fn an_environment_holding_deployed_files_is_kept_until_they_go(#[case] bac
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_deployment_outlives_its_image(#[case] backend: Backend) {
-    let root = tempfile::tempdir().unwrap();
-    let export_root = root.path().to_path_buf();
-    let app = TestApp::spawn_with(backend, move |args| {
-        args.export_root = Some(export_root);
-    })
-    .await;
-    app.add_user("alice", "alice-password").await;
-    let alice_id = app.core.login("alice", "alice-password").await.unwrap().id;
+    let (root, app, alice_id) = exporting_for_alice(backend, None).await;
     let alice = Vice::new(&app, "alice", "alice-password");
-    let (_, environment) =
-        environment_at(&alice, format!("file://{}", root.path().display())).await;
-    let environment = environment["id"].as_str().unwrap().to_owned();
+    let environment = environment_in(&alice, root.path()).await;
     let image = image_with(&alice, "disk", iso_bytes(100_000)).await;
     let (_, deployment) = deploy(&alice, &environment, &image).await;
     let deployment = settled(&alice, deployment["id"].as_str().unwrap()).await;

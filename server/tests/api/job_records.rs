@@ -14,6 +14,22 @@ use crate::helpers::{execute, number, Backend, TestApp, ADMIN_PASSWORD};
 use crate::vice::Vice;
 use crate::vice_environments::seed_environment;
 
+/// An environment of the admin's and an image with bytes: their ids.
+async fn admins_environment_and_image(app: &TestApp) -> (i64, i64) {
+    let vice = Vice::new(app, "admin", ADMIN_PASSWORD);
+    let (status, environment) = vice
+        .json(Method::POST, "/environments", Some(&seed_environment("p")))
+        .await;
+    assert_eq!(status, 201, "{environment}");
+    let uploaded = app
+        .upload("admin", ADMIN_PASSWORD, "disk.img", vec![1; 4096])
+        .await;
+    let body: serde_json::Value = uploaded.json().await.unwrap();
+    let image_id = body["images"][0]["id"].as_i64().unwrap();
+    let environment_id = environment["id"].as_str().unwrap().parse().unwrap();
+    (environment_id, image_id)
+}
+
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
@@ -26,15 +42,7 @@ async fn a_job_that_failed_unrecorded_is_recorded_on_its_request_and_deployment(
     let db = app.core.db();
     let admin = app.core.login("admin", ADMIN_PASSWORD).await.unwrap();
     let vice = Vice::new(&app, "admin", ADMIN_PASSWORD);
-    let (status, environment) = vice
-        .json(Method::POST, "/environments", Some(&seed_environment("p")))
-        .await;
-    assert_eq!(status, 201, "{environment}");
-    let uploaded = app
-        .upload("admin", ADMIN_PASSWORD, "disk.img", vec![1; 4096])
-        .await;
-    let body: serde_json::Value = uploaded.json().await.unwrap();
-    let image_id = body["images"][0]["id"].as_i64().unwrap();
+    let (environment_id, image_id) = admins_environment_and_image(&app).await;
 
     let now = chrono::Utc::now;
     let (request, _) = db
@@ -44,7 +52,7 @@ async fn a_job_that_failed_unrecorded_is_recorded_on_its_request_and_deployment(
     let new = NewDeployment {
         user_id: admin.id,
         image_id,
-        environment_id: environment["id"].as_str().unwrap().parse().unwrap(),
+        environment_id,
         title: "t",
         environment_reference: "",
         unfinished_at_most: 32,
@@ -128,16 +136,7 @@ async fn a_users_ended_jobs_are_kept_to_their_newest(#[case] backend: Backend) {
     app.add_user("alice", "alice-password").await;
     let alice = app.core.login("alice", "alice-password").await.unwrap();
     let admin = app.core.login("admin", ADMIN_PASSWORD).await.unwrap();
-    let vice = Vice::new(&app, "admin", ADMIN_PASSWORD);
-    let (status, environment) = vice
-        .json(Method::POST, "/environments", Some(&seed_environment("p")))
-        .await;
-    assert_eq!(status, 201, "{environment}");
-    let uploaded = app
-        .upload("admin", ADMIN_PASSWORD, "disk.img", vec![1; 4096])
-        .await;
-    let body: serde_json::Value = uploaded.json().await.unwrap();
-    let image_id = body["images"][0]["id"].as_i64().unwrap();
+    let (environment_id, image_id) = admins_environment_and_image(&app).await;
 
     let now = chrono::Utc::now().timestamp_millis();
     let hour_ago = now - 3_600_000;
@@ -145,7 +144,7 @@ async fn a_users_ended_jobs_are_kept_to_their_newest(#[case] backend: Backend) {
         let new = NewDeployment {
             user_id: admin.id,
             image_id,
-            environment_id: environment["id"].as_str().unwrap().parse().unwrap(),
+            environment_id,
             title: "t",
             environment_reference: "",
             unfinished_at_most: 32,

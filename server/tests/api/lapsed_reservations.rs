@@ -124,6 +124,19 @@ async fn a_stalled_store_write_whose_room_went_to_another_is_refused(#[case] bac
     );
 }
 
+/// Alice's request to create a resumable upload of 1,000 bytes.
+fn alices_upload_created(
+    app: &TestApp,
+) -> impl std::future::Future<Output = reqwest::Result<reqwest::Response>> {
+    reqwest::Client::new()
+        .post(app.url("/api/uploads"))
+        .basic_auth("alice", Some("alice-password"))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", "1000")
+        .header("upload-metadata", "filename bWVkaWEuaXNv")
+        .send()
+}
+
 /// An upload's reservation lasts minutes until the upload is recorded, and
 /// then the upload's day: a crash between the two (played here by a record
 /// and a release that both fail) held the room for a day.
@@ -137,15 +150,7 @@ async fn an_uploads_reservation_lasts_minutes_until_the_upload_is_recorded(
     let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(QUOTA)).await;
     app.add_user("alice", "alice-password").await;
     let alice = app.core.login("alice", "alice-password").await.unwrap();
-    let create = || {
-        reqwest::Client::new()
-            .post(app.url("/api/uploads"))
-            .basic_auth("alice", Some("alice-password"))
-            .header("tus-resumable", "1.0.0")
-            .header("upload-length", "1000")
-            .header("upload-metadata", "filename bWVkaWEuaXNv")
-            .send()
-    };
+    let create = || alices_upload_created(&app);
     let hours_from_now = |hours: i64| chrono::Utc::now().timestamp_millis() + hours * 3_600_000;
     let lasting_past = |at: i64| {
         format!(
@@ -213,15 +218,7 @@ async fn an_upload_whose_reservation_lapsed_before_it_was_recorded_is_refused(
     for statement in lapsing {
         execute(&app, statement).await;
     }
-    let created = reqwest::Client::new()
-        .post(app.url("/api/uploads"))
-        .basic_auth("alice", Some("alice-password"))
-        .header("tus-resumable", "1.0.0")
-        .header("upload-length", "1000")
-        .header("upload-metadata", "filename bWVkaWEuaXNv")
-        .send()
-        .await
-        .unwrap();
+    let created = alices_upload_created(&app).await.unwrap();
     assert_eq!(created.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(created.headers().contains_key("retry-after"));
     assert_eq!(
