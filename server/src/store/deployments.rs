@@ -330,6 +330,17 @@ impl Db {
         // Its room in the quota, unless a deployment wrote it again since.
         const RELEASE: &str =
             "DELETE FROM deployed_files WHERE path = $1 AND user_id = $2 AND updated_at <= $3";
+        // The file the deployment alone wrote, read in transaction `$tx`.
+        macro_rules! alone_in {
+            ($tx:expr) => {
+                sqlx::query_scalar::<_, String>(ALONE)
+                    .bind(id)
+                    .bind(DeploymentState::Done.as_str())
+                    .bind(DeploymentState::Failed.as_str())
+                    .fetch_optional(&mut *$tx)
+                    .await?
+            };
+        }
         let lock = self.user_lock();
         with_pool!(self, pool => {
             let Some(owner) = sqlx::query_scalar::<_, i64>(OWNER)
@@ -357,12 +368,7 @@ impl Db {
                     }
                     Some(_) => {}
                 }
-                let alone = sqlx::query_scalar::<_, String>(ALONE)
-                    .bind(id)
-                    .bind(DeploymentState::Done.as_str())
-                    .bind(DeploymentState::Failed.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                let alone = alone_in!(tx);
                 tx.rollback().await?;
                 // The file goes first, with no lock held: a slow disk or a
                 // hung mount holds up this request alone. Timed before the
@@ -382,12 +388,7 @@ impl Db {
                 // other: the one deleted second finds the file its alone now,
                 // and looks again, to remove it.
                 if alone.is_none() && looks < 3 {
-                    let alone_now = sqlx::query_scalar::<_, String>(ALONE)
-                        .bind(id)
-                        .bind(DeploymentState::Done.as_str())
-                        .bind(DeploymentState::Failed.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?;
+                    let alone_now = alone_in!(tx);
                     if alone_now.is_some() {
                         tx.rollback().await?;
                         continue;
