@@ -118,10 +118,12 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
             if let Some(reservation) = upload.reservation_id {
+                // By the clock now, under the lock: the reservation may have
+                // lapsed since the upload's creation began.
                 let carried = sqlx::query(CARRY)
                     .bind(upload.expires_at)
                     .bind(reservation)
-                    .bind(upload.created_at)
+                    .bind(chrono::Utc::now().timestamp_millis())
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();

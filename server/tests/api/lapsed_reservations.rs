@@ -228,3 +228,52 @@ async fn an_upload_whose_reservation_lapsed_before_it_was_recorded_is_refused(
     let lasting = "SELECT COUNT(*) FROM quota_reservations WHERE expires_at > 0";
     assert_eq!(number(&app, lasting).await, 0);
 }
+
+/// The lapse is told by the clock as the upload is recorded, not as its
+/// creation began: a reservation that lapsed in between (its room counted
+/// free since) is not made to last again.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_reservation_lapsed_since_the_creation_began_is_not_carried(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(QUOTA)).await;
+    app.add_user("alice", "alice-password").await;
+    let alice = app.core.login("alice", "alice-password").await.unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    let lapsed_a_minute_ago = now - 60_000;
+    execute(
+        &app,
+        &format!(
+            "INSERT INTO quota_reservations (user_id, bytes, expires_at) \
+             VALUES ({}, 1000, {lapsed_a_minute_ago})",
+            alice.id
+        ),
+    )
+    .await;
+    let reservation = number(&app, "SELECT MAX(id) FROM quota_reservations").await;
+    let row = depot_server::store::UploadRow {
+        id: "stalled".into(),
+        owner_id: alice.id,
+        length: 1000,
+        received: 0,
+        metadata: "{}".into(),
+        reservation_id: Some(reservation),
+        image_id: None,
+        completing_at: None,
+        // Its creation began an hour ago, before the reservation lapsed.
+        created_at: now - 3_600_000,
+        expires_at: now + 3_600_000,
+    };
+    let recorded = app.core.db().insert_upload(&row, 50).await.unwrap();
+    assert_eq!(
+        recorded,
+        depot_server::store::UploadRecorded::ReservationLapsed
+    );
+    assert_eq!(
+        number(&app, "SELECT COUNT(*) FROM resumable_uploads").await,
+        0
+    );
+    let lasting = format!("SELECT COUNT(*) FROM quota_reservations WHERE expires_at > {now}");
+    assert_eq!(number(&app, &lasting).await, 0);
+}
