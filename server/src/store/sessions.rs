@@ -87,12 +87,13 @@ impl SessionStore {
         }
         .await)
         .map_err(backend)?;
-        // What an ended session issued ends with it, as at its sign-out.
+        // What an ended session issued ends with it, as at its sign-out;
+        // not at the cost of the sign-in that ended it, which is stored.
         for ended in ended {
-            self.db
-                .delete_session_tokens(&super::token_digest(&ended))
-                .await
-                .map_err(backend)?;
+            let digest = super::token_digest(&ended);
+            if let Err(error) = self.db.delete_session_tokens(&digest).await {
+                tracing::warn!(%error, "cannot revoke the tokens of a session ended for a newer one");
+            }
         }
         Ok(done == 1)
     }
