@@ -238,15 +238,17 @@ impl Db {
     /// it is still there.
     #[tracing::instrument(skip(self), err)]
     pub async fn delete_environment(&self, id: i64) -> Result<(bool, bool), sqlx::Error> {
-        // PostgreSQL: its deployments locked first, so that none begins
-        // running between the check and the cascade that deletes it (each
-        // statement reads as of its start; the cascade, later). SQLite's
-        // one writer does that already.
-        let lock = match self.backend() {
-            Backend::Postgres => {
-                Some("SELECT id FROM deployments WHERE environment_id = $1 FOR UPDATE")
-            }
-            Backend::Sqlite => None,
+        // PostgreSQL: the environment locked first (a new deployment into it
+        // waits, its foreign key checked against the row), then its
+        // deployments, so that none begins running between the check and
+        // the cascade that deletes it (each statement reads as of its
+        // start; the cascade, later). SQLite's one writer does that already.
+        let locks: &[&str] = match self.backend() {
+            Backend::Postgres => &[
+                "SELECT id FROM environments WHERE id = $1 FOR UPDATE",
+                "SELECT id FROM deployments WHERE environment_id = $1 FOR UPDATE",
+            ],
+            Backend::Sqlite => &[],
         };
         const DELETE: &str = "DELETE FROM environments WHERE id = $1 AND NOT EXISTS \
              (SELECT 1 FROM deployments WHERE environment_id = $1 AND (state = 'running' \
@@ -254,7 +256,7 @@ impl Db {
         const THERE: &str = "SELECT COUNT(*) FROM environments WHERE id = $1";
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            if let Some(lock) = lock {
+            for lock in locks {
                 sqlx::query(lock).bind(id).execute(&mut *tx).await?;
             }
             let deleted = sqlx::query(DELETE)
