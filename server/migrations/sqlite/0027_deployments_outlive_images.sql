@@ -18,11 +18,18 @@ CREATE TABLE deployments_new (
     updated_at     TEXT    NOT NULL,
     written_path   TEXT
 );
+-- Rows a database written without foreign keys left pointing nowhere are
+-- made to match them (an image gone is none; a user or environment gone
+-- took the deployment), so that the copy checks out.
 INSERT INTO deployments_new (id, user_id, image_id, environment_id, title,
         environment_reference, state, reason, created_at, updated_at, written_path)
-    SELECT id, user_id, image_id, environment_id, title, environment_reference, state,
-        reason, created_at, updated_at, written_path
-    FROM deployments;
+    SELECT d.id, d.user_id,
+        CASE WHEN EXISTS (SELECT 1 FROM images i WHERE i.id = d.image_id) THEN d.image_id END,
+        d.environment_id, d.title, d.environment_reference, d.state, d.reason, d.created_at,
+        d.updated_at, d.written_path
+    FROM deployments d
+    WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = d.user_id)
+        AND EXISTS (SELECT 1 FROM environments e WHERE e.id = d.environment_id);
 DELETE FROM sqlite_sequence WHERE name = 'deployments_new';
 INSERT INTO sqlite_sequence (name, seq)
     SELECT 'deployments_new', seq FROM sqlite_sequence WHERE name = 'deployments';
