@@ -34,23 +34,27 @@ pub(crate) struct PerAddress {
     logged: AtomicU64,
 }
 
-/// What is open, by address key (an IPv6 client's /64) and by IPv6 /48.
+/// What is open, by address key (an IPv6 client's /64) and by IPv6 /48,
+/// each for a user, or for nobody in particular (`None`).
 #[derive(Default)]
 struct Open {
-    addresses: HashMap<IpAddr, usize>,
-    networks: HashMap<IpAddr, usize>,
+    addresses: HashMap<Key, usize>,
+    networks: HashMap<Key, usize>,
 }
 
-/// A connection (or body) counted against its address (and its IPv6
-/// network) until dropped.
+/// An address (or network) key, and the user it is counted for, if any.
+type Key = (Option<i64>, IpAddr);
+
+/// A connection (or body, or download) counted against its address (and
+/// its IPv6 network) until dropped.
 pub(crate) struct Counted {
     addresses: Arc<PerAddress>,
-    key: IpAddr,
-    network: Option<IpAddr>,
+    key: Key,
+    network: Option<Key>,
 }
 
 /// One less open under `key`; a key with nothing open is forgotten.
-fn release(open: &mut HashMap<IpAddr, usize>, key: &IpAddr) {
+fn release(open: &mut HashMap<Key, usize>, key: &Key) {
     if let Some(count) = open.get_mut(key) {
         *count -= 1;
         if *count == 0 {
@@ -100,10 +104,16 @@ impl PerAddress {
     /// Counts one more of `peer`'s, or `None` if its address has
     /// [`PerAddress::cap`] already (or its IPv6 /48 its network cap).
     pub(crate) fn count(self: &Arc<Self>, peer: IpAddr) -> Option<Counted> {
-        let key = address_key(peer);
+        self.count_for(None, peer)
+    }
+
+    /// [`PerAddress::count`], for `user` at `peer`: each user has caps of
+    /// their own at each address, apart from everyone else's there.
+    pub(crate) fn count_for(self: &Arc<Self>, user: Option<i64>, peer: IpAddr) -> Option<Counted> {
+        let key = (user, address_key(peer));
         let network = self
             .network_cap
-            .and_then(|cap| Some((network_key(peer)?, cap)));
+            .and_then(|cap| Some(((user, network_key(peer)?), cap)));
         let mut open = self.open();
         let open = &mut *open;
         let network_full = network.is_some_and(|(network, cap)| {

@@ -9,142 +9,49 @@
 //! named trusted (every caller at its address) one user's downloads are not
 //! another's refusal.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use app::error::CoreError;
 use app::model::Viewer;
 use bytes::Bytes;
 
-use crate::core::login_guard::{address_key, network_key, NETWORK_BUDGETS};
 use crate::serve::per_address::{Counted, PerAddress};
 
 /// How long a client past its downloads at once is told to wait.
 const RETRY_AFTER: u64 = 5;
 
-/// Each client's downloads at once, up to a cap.
-pub(crate) struct DownloadPlaces {
-    by_address: Arc<PerAddress>,
-    by_user: Arc<PerUser>,
-}
-
-/// The downloads of each signed-in user, at each address (by its key), at
-/// most the cap, and in each IPv6 /48 four times that, as for callers not
-/// signed in.
-struct PerUser {
-    cap: usize,
-    open: Mutex<UsersOpen>,
-}
-
-/// A user, at an address if it is known.
-type UserAt = (i64, Option<IpAddr>);
-
-/// What each user has open, at each address and in each IPv6 /48.
-#[derive(Default)]
-struct UsersOpen {
-    addresses: HashMap<UserAt, usize>,
-    networks: HashMap<(i64, IpAddr), usize>,
-}
-
-/// One less open under `key`; a key with nothing open is forgotten.
-fn release<K: std::hash::Hash + Eq>(open: &mut HashMap<K, usize>, key: &K) {
-    if let Some(held) = open.get_mut(key) {
-        *held -= 1;
-        if *held == 0 {
-            open.remove(key);
-        }
-    }
-}
+/// Each client's downloads at once, up to a cap: counted by address, for
+/// a signed-in user apart from everyone else there.
+pub(crate) struct DownloadPlaces(Arc<PerAddress>);
 
 /// One of a client's downloads at once, held until every chunk of its body
 /// is dropped (the last one once it was written to the socket).
-pub(crate) enum DownloadPlace {
-    Address { _held: Counted },
-    User { _held: UserPlace },
-}
-
-/// One of a signed-in user's downloads at once.
-pub(crate) struct UserPlace {
-    users: Arc<PerUser>,
-    at: UserAt,
-    network: Option<(i64, IpAddr)>,
-}
+pub(crate) type DownloadPlace = Counted;
 
 impl DownloadPlaces {
     /// At most `cap` downloads a client.
     pub(crate) fn new(cap: usize) -> Self {
-        Self {
-            by_address: PerAddress::with_network_cap(cap),
-            by_user: Arc::new(PerUser {
-                cap,
-                open: Mutex::default(),
-            }),
-        }
+        Self(PerAddress::with_network_cap(cap))
     }
 
     /// A place for one more download of `viewer`'s (from `client`), or 429
-    /// when they have their cap of downloads; none for a caller not signed
-    /// in whose address is not known.
+    /// when they have their cap of downloads; none when the address is not
+    /// known.
     pub(crate) fn take(
         &self,
         viewer: &Viewer,
         client: Option<IpAddr>,
     ) -> Result<Option<DownloadPlace>, CoreError> {
-        let taken = match (viewer.principal(), client) {
-            (Some(user), client) => {
-                (self.by_user.count(user.id, client)).map(|_held| DownloadPlace::User { _held })
-            }
-            (None, Some(client)) => {
-                (self.by_address.count(client)).map(|_held| DownloadPlace::Address { _held })
-            }
-            (None, None) => return Ok(None),
+        let Some(client) = client else {
+            return Ok(None);
         };
-        taken.map(Some).ok_or_else(|| CoreError::Throttled {
-            what: "downloads at once from one client".into(),
-            retry_after: RETRY_AFTER,
-        })
-    }
-}
-
-impl PerUser {
-    fn count(self: &Arc<Self>, user: i64, client: Option<IpAddr>) -> Option<UserPlace> {
-        let at = (user, client.map(address_key));
-        let network = client.and_then(network_key).map(|network| (user, network));
-        let network_cap = self.cap.saturating_mul(NETWORK_BUDGETS as usize);
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let open = &mut *open;
-        let network_full = network.is_some_and(|key| {
-            open.networks
-                .get(&key)
-                .is_some_and(|held| *held >= network_cap)
-        });
-        if open
-            .addresses
-            .get(&at)
-            .is_some_and(|held| *held >= self.cap)
-            || network_full
-        {
-            return None;
-        }
-        *open.addresses.entry(at).or_default() += 1;
-        if let Some(key) = network {
-            *open.networks.entry(key).or_default() += 1;
-        }
-        Some(UserPlace {
-            users: self.clone(),
-            at,
-            network,
-        })
-    }
-}
-
-impl Drop for UserPlace {
-    fn drop(&mut self) {
-        let mut open = self.users.open.lock().unwrap_or_else(|e| e.into_inner());
-        release(&mut open.addresses, &self.at);
-        if let Some(network) = &self.network {
-            release(&mut open.networks, network);
+        match self.0.count_for(viewer.user_id(), client) {
+            Some(place) => Ok(Some(place)),
+            None => Err(CoreError::Throttled {
+                what: "downloads at once from one client".into(),
+                retry_after: RETRY_AFTER,
+            }),
         }
     }
 }
@@ -210,6 +117,7 @@ mod tests {
         assert!(anonymous.is_some());
         assert!(places.take(&Viewer::Anonymous, Some(address)).is_err());
         assert!(places.take(&Viewer::Anonymous, None).unwrap().is_none());
+        assert!(places.take(&user(1), None).unwrap().is_none());
 
         let alice = Arc::new(alice);
         let chunk = Bytes::from_static(b"bytes of an image");
