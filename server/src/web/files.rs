@@ -285,6 +285,12 @@ pub async fn content_response(
     id: i64,
     headers: &HeaderMap,
 ) -> Result<Response, CoreError> {
+    // Taken first: a client past its cap costs no read of the catalog, nor
+    // a file opened. (Given back at once by a 304 or a 416.)
+    let place = match &state.downloads {
+        Some(places) => places.take(viewer, client)?.map(Arc::new),
+        None => None,
+    };
     let (image, blob) = state.core.open_content(viewer, id).await?;
     let length = blob.size();
     let etag = format!("\"{}\"", image.sha256.as_deref().unwrap_or_default());
@@ -318,10 +324,6 @@ pub async fn content_response(
     // Sent from the file by the kernel (the server speaks HTTP/1.1 only:
     // HTTP/2 would copy the start of every frame out of the mapped bytes,
     // where a page that cannot be read would kill the server).
-    let place = match &state.downloads {
-        Some(places) => places.take(viewer, client)?.map(Arc::new),
-        None => None,
-    };
     let bytes = blob
         .send(start, count)
         .await
