@@ -138,14 +138,18 @@ impl Core {
     /// Records the failure of jobs that failed for good while what they
     /// worked on still shows them waiting or running (see
     /// [`crate::store::Db::failed_jobs_unrecorded`]); answers how many.
+    /// One record that cannot be written does not stop the others'.
     pub async fn record_failed_jobs(&self) -> Result<usize, sqlx::Error> {
         const AT_ONCE: i64 = 100;
         let unrecorded = self.db.failed_jobs_unrecorded(DEPLOY_JOB, AT_ONCE).await?;
+        let mut failed = Ok(unrecorded.len());
         for (job, error) in &unrecorded {
             let reason = error.as_deref().unwrap_or("the job failed");
-            self.job_failed(job, reason, false).await?;
+            if let Err(error) = self.job_failed(job, reason, false).await {
+                failed = Err(error);
+            }
         }
-        Ok(unrecorded.len())
+        failed
     }
 
     /// Requeues the jobs of workers that died; their requests wait again.
