@@ -258,7 +258,7 @@ impl Core {
     /// same); one deleted while queued is never run. One whose file cannot
     /// be removed stays, with its file (409).
     pub async fn delete_deployment(&self, viewer: &Viewer, id: i64) -> Result<(), CoreError> {
-        self.deployment(viewer, id).await?;
+        let owner = self.deployment(viewer, id).await?.user_id;
         let remove_file = |path: String| async move {
             match self.remove_deployed_file(&path).await {
                 // What stands there now is no file Depot wrote: its own is gone.
@@ -268,7 +268,7 @@ impl Core {
         };
         match self
             .db
-            .delete_deployment(id, DEPLOY_JOB, remove_file)
+            .delete_deployment(id, owner, DEPLOY_JOB, remove_file)
             .await
             .map_err(db_error)?
         {

@@ -295,7 +295,7 @@ impl Db {
         })
     }
 
-    /// Deletes a deployment unless it is being written (and its job, if
+    /// Deletes a deployment of `owner`'s unless it is being written (and its job, if
     /// queued), deciding under its owner's lock whether the file it wrote is
     /// its alone: of two deployments of one file deleted at once, the second
     /// finds the first gone as it deletes, looks again, and removes the file.
@@ -310,13 +310,13 @@ impl Db {
     pub async fn delete_deployment<Removed>(
         &self,
         id: i64,
+        owner: i64,
         job_kind: &str,
         remove_file: impl FnOnce(String) -> Removed,
     ) -> Result<DeletedDeployment, sqlx::Error>
     where
         Removed: std::future::Future<Output = std::io::Result<()>>,
     {
-        const OWNER: &str = "SELECT user_id FROM deployments WHERE id = $1";
         const STATE: &str = "SELECT state FROM deployments WHERE id = $1";
         // Another deployment of the file, done or writing it now, keeps it.
         const ALONE: &str = "SELECT d.written_path FROM deployments d \
@@ -343,13 +343,6 @@ impl Db {
         }
         let lock = self.user_lock();
         with_pool!(self, pool => {
-            let Some(owner) = sqlx::query_scalar::<_, i64>(OWNER)
-                .bind(id)
-                .fetch_optional(pool)
-                .await?
-            else {
-                return Ok(DeletedDeployment::Gone);
-            };
             let mut remove_file = Some(remove_file);
             let mut looks = 0;
             loop {
