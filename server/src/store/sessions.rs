@@ -58,12 +58,12 @@ impl SessionStore {
         const INSERT: &str = "INSERT INTO sessions (id, data, expires_at, user_id) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING";
         // Never the new one, whatever its lapse says (clocks that differ).
-        const OLDEST: &str = "DELETE FROM sessions WHERE user_id = $1 AND id <> $3 \
+        const OLDEST: &str = "SELECT id FROM sessions WHERE user_id = $1 AND id <> $3 \
              AND expires_at < (SELECT expires_at FROM sessions WHERE user_id = $1 \
-             ORDER BY expires_at DESC LIMIT 1 OFFSET $2) RETURNING id";
+             ORDER BY expires_at DESC LIMIT 1 OFFSET $2)";
         let data = encode(record)?;
         let (id, user) = (record.id.to_string(), user_of(record));
-        let (done, ended) = with_pool!(self.db, pool => async {
+        let (done, past) = with_pool!(self.db, pool => async {
             let done = sqlx::query(INSERT)
                 .bind(&id)
                 .bind(&data)
@@ -72,7 +72,7 @@ impl SessionStore {
                 .execute(pool)
                 .await?
                 .rows_affected();
-            let ended = match (done, user) {
+            let past = match (done, user) {
                 (1, Some(user)) => {
                     sqlx::query_scalar::<_, String>(OLDEST)
                         .bind(user)
@@ -83,19 +83,43 @@ impl SessionStore {
                 }
                 _ => Vec::new(),
             };
-            Ok::<_, sqlx::Error>((done, ended))
+            Ok::<_, sqlx::Error>((done, past))
         }
         .await)
         .map_err(backend)?;
-        // What an ended session issued ends with it, as at its sign-out;
-        // not at the cost of the sign-in that ended it, which is stored.
-        for ended in ended {
-            let digest = super::token_digest(&ended);
-            if let Err(error) = self.db.delete_session_tokens(&digest).await {
-                tracing::warn!(%error, "cannot revoke the tokens of a session ended for a newer one");
-            }
+        for ended in past {
+            self.end_with_its_tokens(&ended).await;
         }
         Ok(done == 1)
+    }
+
+    /// Deletes the session of id `id`.
+    async fn delete_id(&self, id: &str) -> session_store::Result<()> {
+        const DELETE: &str = "DELETE FROM sessions WHERE id = $1";
+        with_pool!(self.db, pool => sqlx::query(DELETE)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(drop))
+        .map_err(backend)
+    }
+
+    /// Ends a session past its account's newest, the tokens it issued
+    /// first, as at its sign-out: one whose tokens cannot be revoked stays
+    /// (to be signed out of), and the sign-in that ended it, stored, is
+    /// not failed for it.
+    async fn end_with_its_tokens(&self, id: &str) {
+        let revoked = self
+            .db
+            .delete_session_tokens(&super::token_digest(id))
+            .await;
+        let ended = match revoked {
+            Ok(_) => self.delete_id(id).await.err(),
+            Err(error) => Some(backend(error)),
+        };
+        if let Some(error) = ended {
+            tracing::warn!(%error, "cannot end a session past its account's newest");
+        }
     }
 
     async fn load_at(&self, id: &Id, now: OffsetDateTime) -> session_store::Result<Option<Record>> {
@@ -165,14 +189,7 @@ impl tower_sessions::SessionStore for SessionStore {
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        const DELETE: &str = "DELETE FROM sessions WHERE id = $1";
-        with_pool!(self.db, pool => sqlx::query(DELETE)
-            .bind(id.to_string())
-            .execute(pool)
-            .await
-            .map(drop))
-        .map_err(backend)?;
-        Ok(())
+        self.delete_id(&id.to_string()).await
     }
 }
 
