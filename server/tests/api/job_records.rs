@@ -14,6 +14,19 @@ use crate::helpers::{execute, number, Backend, TestApp, ADMIN_PASSWORD};
 use crate::vice::Vice;
 use crate::vice_environments::seed_environment;
 
+/// A deployment of the admin's (`admin`) of `image_id` into `environment_id`.
+fn admins_deployment(admin: i64, image_id: i64, environment_id: i64) -> NewDeployment<'static> {
+    NewDeployment {
+        user_id: admin,
+        image_id,
+        environment_id,
+        title: "t",
+        environment_reference: "",
+        unfinished_at_most: 32,
+        kept_at_most: 1000,
+    }
+}
+
 /// An environment of the admin's and an image with bytes: their ids.
 async fn admins_environment_and_image(app: &TestApp) -> (i64, i64) {
     let vice = Vice::new(app, "admin", ADMIN_PASSWORD);
@@ -49,15 +62,7 @@ async fn a_job_that_failed_unrecorded_is_recorded_on_its_request_and_deployment(
         .submit_sync_request(admin.id, "VM", "t", "vss.image_sync", now(), 1000)
         .await
         .unwrap();
-    let new = NewDeployment {
-        user_id: admin.id,
-        image_id,
-        environment_id,
-        title: "t",
-        environment_reference: "",
-        unfinished_at_most: 32,
-        kept_at_most: 1000,
-    };
+    let new = admins_deployment(admin.id, image_id, environment_id);
     let deployment = db
         .insert_deployment(new, "vice.deploy", now())
         .await
@@ -141,15 +146,7 @@ async fn a_users_ended_jobs_are_kept_to_their_newest(#[case] backend: Backend) {
     let now = chrono::Utc::now().timestamp_millis();
     let hour_ago = now - 3_600_000;
     let deploy = || {
-        let new = NewDeployment {
-            user_id: admin.id,
-            image_id,
-            environment_id,
-            title: "t",
-            environment_reference: "",
-            unfinished_at_most: 32,
-            kept_at_most: 1000,
-        };
+        let new = admins_deployment(admin.id, image_id, environment_id);
         let db = app.core.db();
         async move {
             db.insert_deployment(new, "vice.deploy", chrono::Utc::now())

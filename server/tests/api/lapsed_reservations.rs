@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use depot_server::store::Pool;
 use reqwest::StatusCode;
 use rstest::rstest;
 
@@ -38,12 +37,7 @@ async fn wait_for_usage(app: &TestApp, user_id: i64, bytes: u64) {
 
 /// Every reservation past its life, as an hour's stall leaves them.
 async fn lapse_every_reservation(app: &TestApp) {
-    const LAPSE: &str = "UPDATE quota_reservations SET expires_at = 0";
-    let lapsed = match app.core.db().pool() {
-        Pool::Sqlite(pool) => sqlx::query(LAPSE).execute(pool).await.map(|_| ()),
-        Pool::Postgres(pool) => sqlx::query(LAPSE).execute(pool).await.map(|_| ()),
-    };
-    lapsed.unwrap();
+    execute(app, "UPDATE quota_reservations SET expires_at = 0").await;
 }
 
 #[rstest]
