@@ -22,7 +22,7 @@ use app::ports::ClientAddress;
 const SERVER_FUNCTIONS: &str = "/api/ui/";
 
 /// The one server function a caller not signed in sends a form to.
-const SIGN_IN: &str = "/api/ui/login";
+const SIGN_IN: &str = <app::api::Login as leptos::server_fn::ServerFn>::PATH;
 
 /// Middleware: reads a server function's body, or answers why it cannot.
 /// The body's share of the server's budget is held until the function has
