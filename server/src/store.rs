@@ -42,7 +42,7 @@ pub use coopr::{
     is_unique_violation, ApiKeyListing, ApiKeyRow, ImageTypeRow, KeyStored, TenantRow,
 };
 pub use deployments::{DeletedDeployment, DeploymentRow, NewDeployment};
-pub use environments::{EnvironmentColumns, EnvironmentRow};
+pub use environments::{DeletedEnvironment, EnvironmentColumns, EnvironmentRow};
 pub use images::{DetailsUpdate, LinkRow, NameScope, NewImage, ProvisioningUpdate};
 pub use jobs::{JobCount, JobRow};
 pub use kept::KeptFigures;

@@ -15,7 +15,7 @@ use chrono::Utc;
 use rand::RngCore;
 
 use super::{db_error, Core};
-use crate::store::{EnvironmentColumns, EnvironmentRow};
+use crate::store::{DeletedEnvironment, EnvironmentColumns, EnvironmentRow};
 
 /// The most environments one user keeps: each list of them, and the image
 /// pages that offer them as targets, carries them all.
@@ -250,12 +250,12 @@ impl Core {
     pub async fn delete_environment(&self, viewer: &Viewer, id: i64) -> Result<(), CoreError> {
         self.environment(viewer, id).await?;
         match self.db.delete_environment(id).await.map_err(db_error)? {
-            (true, _) => Ok(()),
-            (false, true) => Err(CoreError::Conflict(format!(
+            DeletedEnvironment::Deleted => Ok(()),
+            DeletedEnvironment::HoldsFiles => Err(CoreError::Conflict(format!(
                 "environment {id} holds files its deployments wrote, or is being written to: \
                  delete those deployments first (which removes their files)"
             ))),
-            (false, false) => Err(CoreError::not_found(format!("environment {id}"))),
+            DeletedEnvironment::Gone => Err(CoreError::not_found(format!("environment {id}"))),
         }
     }
 

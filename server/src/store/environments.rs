@@ -234,10 +234,9 @@ impl Db {
     /// administrator deploys into users' environments), unless one of them
     /// holds a file there or is writing one: the file stayed, counted
     /// against its owner's quota, with no deployment left whose deletion
-    /// would remove it. Answers whether it was deleted, and if not, whether
-    /// it is still there.
+    /// would remove it.
     #[tracing::instrument(skip(self), err)]
-    pub async fn delete_environment(&self, id: i64) -> Result<(bool, bool), sqlx::Error> {
+    pub async fn delete_environment(&self, id: i64) -> Result<DeletedEnvironment, sqlx::Error> {
         // PostgreSQL: the environment locked first (a new deployment into it
         // waits, its foreign key checked against the row), then its
         // deployments, so that none begins running between the check and
@@ -267,13 +266,28 @@ impl Db {
                 == 1;
             if deleted {
                 tx.commit().await?;
-                return Ok((true, false));
+                return Ok(DeletedEnvironment::Deleted);
             }
             let there = sqlx::query_scalar::<_, i64>(THERE)
                 .bind(id)
                 .fetch_one(&mut *tx)
                 .await?;
-            Ok((false, there == 1))
+            Ok(if there == 1 {
+                DeletedEnvironment::HoldsFiles
+            } else {
+                DeletedEnvironment::Gone
+            })
         })
     }
+}
+
+/// What came of an environment's deletion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeletedEnvironment {
+    Deleted,
+    /// There was none (deleted meanwhile).
+    Gone,
+    /// One of its deployments holds a file in it or is writing one:
+    /// nothing was deleted.
+    HoldsFiles,
 }
