@@ -224,13 +224,14 @@ impl Db {
     /// How many images a user owns.
     #[tracing::instrument(skip(self), err)]
     pub async fn images_owned(&self, user_id: i64) -> Result<i64, sqlx::Error> {
-        const COUNT: &str = "SELECT images FROM image_counts WHERE user_id = $1";
+        // PostgreSQL keeps the count in stripes (migration 0032).
+        const COUNT: &str =
+            "SELECT CAST(COALESCE(SUM(images), 0) AS BIGINT) FROM image_counts WHERE user_id = $1";
         with_pool!(self, pool => {
-            let images = sqlx::query_scalar::<_, i64>(COUNT)
+            sqlx::query_scalar::<_, i64>(COUNT)
                 .bind(user_id)
-                .fetch_optional(pool)
-                .await?;
-            Ok(images.unwrap_or(0))
+                .fetch_one(pool)
+                .await
         })
     }
 

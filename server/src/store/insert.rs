@@ -22,7 +22,8 @@ macro_rules! insert_into_images {
 /// The insert of a record, whose row is kept where `$name_free` holds (the
 /// name rule's check, on parameters `$38` to `$40`) and its owner (`$8`)
 /// holds fewer images than `$41`, if that is set (`image_counts`, migration
-/// 0022 on SQLite, 0026 on PostgreSQL). `INSERT … SELECT … WHERE` rather
+/// 0022 on SQLite, 0026 on PostgreSQL, where it is the sum of a user's
+/// stripes since 0032). `INSERT … SELECT … WHERE` rather
 /// than `VALUES`, so that the rules are part of the insert itself.
 macro_rules! insert_image {
     ($name_free:literal) => {
@@ -33,8 +34,8 @@ macro_rules! insert_image {
              $30, $31, $32, $33, $34, $35, $36, $37 \
              WHERE ",
             $name_free,
-            " AND (CAST($41 AS BIGINT) IS NULL OR COALESCE((SELECT c.images FROM image_counts c \
-             WHERE c.user_id = $8), 0) < $41) RETURNING ",
+            " AND (CAST($41 AS BIGINT) IS NULL OR COALESCE((SELECT SUM(c.images) \
+             FROM image_counts c WHERE c.user_id = $8), 0) < $41) RETURNING ",
             // Bare column names: SQLite's RETURNING takes no table alias.
             image_columns!("", "CAST(NULL AS TEXT)")
         )
@@ -81,7 +82,7 @@ pub(super) const INSERT_IMAGES_CLAIMING: &str = concat!(
      ORDER BY hashtext(r->>1), r->>1 OFFSET 0) AS records \
      WHERE CASE WHEN (r->>37)::boolean \
      THEN depot_claim_image_name(r->>1, (r->>38)::boolean, (r->>39)::bigint) ELSE TRUE END \
-     AND ((r->>40) IS NULL OR COALESCE((SELECT c.images FROM image_counts c \
+     AND ((r->>40) IS NULL OR COALESCE((SELECT SUM(c.images) FROM image_counts c \
      WHERE c.user_id = (r->>7)::bigint), 0) < (r->>40)::bigint) \
      RETURNING ",
     image_columns!("", "CAST(NULL AS TEXT)")
@@ -95,13 +96,14 @@ pub(super) const INSERT_IMAGES_CLAIMING: &str = concat!(
 pub(super) const LOCK_LINKED: &str =
     "SELECT 1 FROM images WHERE id = ANY($1) ORDER BY id FOR KEY SHARE";
 
-/// PostgreSQL's: locks the counts of the images of the owners `$1` (ids),
-/// in the order of their ids, making the rows of those who have none yet:
-/// a group written in several statements takes them all before its first,
-/// as each statement's trigger takes its owners' in that order.
-pub(super) const LOCK_OWNER_COUNTS: &str = "INSERT INTO image_counts (user_id, images) \
-     SELECT DISTINCT owner, 0 FROM UNNEST($1::bigint[]) AS owner ORDER BY owner \
-     ON CONFLICT (user_id) DO UPDATE SET images = image_counts.images";
+/// PostgreSQL's: locks the counts of the images of the owners `$1` (ids)
+/// on this connection's stripe (migration 0032), in the order of their ids,
+/// making the rows of those who have none yet: a group written in several
+/// statements takes them all before its first, as each statement's trigger
+/// takes its owners' in that order.
+pub(super) const LOCK_OWNER_COUNTS: &str = "INSERT INTO image_counts (user_id, stripe, images) \
+     SELECT DISTINCT owner, pg_backend_pid() % 64, 0 FROM UNNEST($1::bigint[]) AS owner \
+     ORDER BY owner ON CONFLICT (user_id, stripe) DO UPDATE SET images = image_counts.images";
 
 /// Links a hypervisor image to an image it runs.
 pub(super) const INSERT_LINK: &str =

@@ -85,6 +85,7 @@ const POSTGRES: &[(&str, &str)] = embedded!("postgres":
     "0029_ended_jobs_by_owner.sql",
     "0030_session_users.sql",
     "0031_deployments_outlive_images.sql",
+    "0032_image_count_stripes.sql",
 );
 
 /// SQLite's migrations, in order.

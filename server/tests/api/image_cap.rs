@@ -198,3 +198,66 @@ async fn an_account_owns_at_most_its_count_of_images(#[case] backend: Backend) {
     assert_eq!(done["added"], 1, "{done}");
     assert_eq!(owned(&app, ALICE).await, (3, 3));
 }
+
+/// On PostgreSQL, one account's new images are counted on the stripe of the
+/// connection that writes them (migration 0032): two transactions making
+/// images of the same owner at once, each holding its count's row until it
+/// commits, do not wait for each other, whichever servers they come from.
+/// The count is right once both commit, and after a deletion on the other.
+#[tokio::test]
+async fn one_accounts_writers_do_not_take_turns_on_its_count() {
+    use sqlx::{Connection, PgConnection};
+
+    const INSERT: &str = "INSERT INTO images (kind, name, path, owner_id, created_at, updated_at) \
+         VALUES ('vm', $1, '/images/x', $2, now(), now())";
+    let app = TestApp::spawn(Backend::Postgres).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let alice = app.core.login(ALICE.0, ALICE.1).await.unwrap().id;
+    let url = app.database_url().unwrap();
+    // Two connections on different stripes (a backend's pid modulo 64).
+    let stripe = |pid: i32| pid % 64;
+    let mut first = PgConnection::connect(url).await.unwrap();
+    let first_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut first)
+        .await
+        .unwrap();
+    let mut second = loop {
+        let mut connection = PgConnection::connect(url).await.unwrap();
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+        if stripe(pid) != stripe(first_pid) {
+            break connection;
+        }
+    };
+    let mut holding = first.begin().await.unwrap();
+    sqlx::query(INSERT)
+        .bind("held")
+        .bind(alice)
+        .execute(&mut *holding)
+        .await
+        .unwrap();
+    // A wait on the first transaction's lock fails rather than hangs.
+    let mut writing = second.begin().await.unwrap();
+    sqlx::query("SET LOCAL lock_timeout = '10s'")
+        .execute(&mut *writing)
+        .await
+        .unwrap();
+    sqlx::query(INSERT)
+        .bind("written")
+        .bind(alice)
+        .execute(&mut *writing)
+        .await
+        .expect("the second writer waited for the first");
+    writing.commit().await.unwrap();
+    holding.commit().await.unwrap();
+    assert_eq!(owned(&app, ALICE).await, (2, 2));
+    // Deleted on the other stripe: that stripe's count goes below zero,
+    // and the sum is still right.
+    sqlx::query("DELETE FROM images WHERE name = 'held'")
+        .execute(&mut second)
+        .await
+        .unwrap();
+    assert_eq!(owned(&app, ALICE).await, (1, 1));
+}

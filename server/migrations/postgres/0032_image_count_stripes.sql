@@ -1,0 +1,83 @@
+-- Each user's count of images (migration 0026) kept in stripes, as the
+-- catalog's version is (0017): a transaction adds to or takes from the
+-- stripe its backend's pid chooses, and the count is their sum. With one
+-- row a user, every transaction that made or deleted one of their images
+-- held that row locked until it committed, so one user's writes took turns
+-- commit by commit, on every server sharing the database: 4 clients
+-- creating one user's records with the insert Depot sends (pgbench, by
+-- turns) made 1,827-2,020 a second with one row, 2,242-2,657 with stripes,
+-- and 2,572-3,052 with no count at all.
+--
+-- A stripe's count may be below zero (a deletion on a stripe that saw none
+-- of the inserts); the sum is the count. An insert reads the sum its
+-- snapshot saw, as it read the one row before: records of one user written
+-- at the same moment may pass the limit by as many as there are of them.
+--
+-- Servers of the previous binary read one row a user; while they run
+-- beside this schema, their inserts of a user with rows on two stripes
+-- fail until they are replaced.
+ALTER TABLE image_counts ADD COLUMN stripe integer NOT NULL DEFAULT 0;
+ALTER TABLE image_counts DROP CONSTRAINT image_counts_pkey;
+ALTER TABLE image_counts ADD PRIMARY KEY (user_id, stripe);
+ALTER TABLE image_counts ALTER COLUMN stripe DROP DEFAULT;
+
+CREATE OR REPLACE FUNCTION depot_images_inserted_counted() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    INSERT INTO image_counts (user_id, stripe, images)
+    SELECT owner_id, pg_backend_pid() % 64, COUNT(*) FROM inserted WHERE owner_id IS NOT NULL
+    GROUP BY owner_id ORDER BY owner_id
+    ON CONFLICT (user_id, stripe) DO UPDATE SET images = image_counts.images + EXCLUDED.images;
+    RETURN NULL;
+END
+$$;
+
+-- Takes from the owners' counts on this backend's stripe, making the row
+-- where there is none. An owner whose account is being deleted (their
+-- images go with it, and their rows of counts) is left out: a row made for
+-- them would name an account that is gone.
+CREATE FUNCTION depot_images_uncounted(owners bigint[], gone bigint[]) RETURNS void
+LANGUAGE sql
+AS $$
+    INSERT INTO image_counts (user_id, stripe, images)
+    SELECT o.owner, pg_backend_pid() % 64, -SUM(o.images)
+    FROM UNNEST(owners, gone) AS o (owner, images)
+    WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = o.owner)
+    GROUP BY o.owner ORDER BY o.owner
+    ON CONFLICT (user_id, stripe) DO UPDATE SET images = image_counts.images + EXCLUDED.images;
+$$;
+
+CREATE OR REPLACE FUNCTION depot_images_deleted_counted() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM depot_images_uncounted(ARRAY_AGG(owner_id), ARRAY_AGG(images))
+    FROM (SELECT owner_id, COUNT(*) AS images FROM deleted WHERE owner_id IS NOT NULL
+          GROUP BY owner_id) AS gone
+    HAVING COUNT(*) > 0;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION depot_images_given_counted() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM before_rows b JOIN after_rows a USING (id)
+                   WHERE a.owner_id IS DISTINCT FROM b.owner_id) THEN
+        RETURN NULL;
+    END IF;
+    PERFORM depot_images_uncounted(ARRAY_AGG(owner_id), ARRAY_AGG(images))
+    FROM (SELECT b.owner_id, COUNT(*) AS images FROM before_rows b JOIN after_rows a USING (id)
+          WHERE a.owner_id IS DISTINCT FROM b.owner_id AND b.owner_id IS NOT NULL
+          GROUP BY b.owner_id) AS gone
+    HAVING COUNT(*) > 0;
+    INSERT INTO image_counts (user_id, stripe, images)
+    SELECT a.owner_id, pg_backend_pid() % 64, COUNT(*) FROM before_rows b JOIN after_rows a USING (id)
+    WHERE a.owner_id IS DISTINCT FROM b.owner_id AND a.owner_id IS NOT NULL
+    GROUP BY a.owner_id ORDER BY a.owner_id
+    ON CONFLICT (user_id, stripe) DO UPDATE SET images = image_counts.images + EXCLUDED.images;
+    RETURN NULL;
+END
+$$;
