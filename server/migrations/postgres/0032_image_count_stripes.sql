@@ -8,14 +8,16 @@
 -- turns) made 1,827-2,020 a second with one row, 2,242-2,657 with stripes,
 -- and 2,572-3,052 with no count at all.
 --
--- A stripe's count may be below zero (a deletion on a stripe that saw none
--- of the inserts); the sum is the count. An insert reads the sum its
+-- A stripe's count may be below zero (a deletion taken from a stripe that
+-- saw fewer inserts); the sum is the count. An insert reads the sum its
 -- snapshot saw, as it read the one row before: records of one user written
 -- at the same moment may pass the limit by as many as there are of them.
 --
--- Servers of the previous binary read one row a user; while they run
--- beside this schema, their inserts of a user with rows on two stripes
--- fail until they are replaced.
+-- Servers of the previous binary read one row a user. Until they are
+-- replaced, beside this schema their inserts of a user with rows on two
+-- stripes fail, their groups of several statements fail and are stored a
+-- record at a time (with a warning each), and their check before an
+-- upload reads one stripe of the count.
 ALTER TABLE image_counts ADD COLUMN stripe integer NOT NULL DEFAULT 0;
 ALTER TABLE image_counts DROP CONSTRAINT image_counts_pkey;
 ALTER TABLE image_counts ADD PRIMARY KEY (user_id, stripe);
@@ -33,19 +35,20 @@ BEGIN
 END
 $$;
 
--- Takes from the owners' counts on this backend's stripe, making the row
--- where there is none. An owner whose account is being deleted (their
--- images go with it, and their rows of counts) is left out: a row made for
--- them would name an account that is gone.
+-- Takes from the owners' counts: the row on this connection's stripe where
+-- they have one, else another of theirs. It never makes a row: a new row's
+-- foreign key checks the owner's account, which a deletion of that account
+-- holds while it waits for the images this statement deleted (a deadlock).
+-- Their images counted, an owner has a row somewhere; one whose account is
+-- being deleted keeps none (their rows go with it), and nothing is taken.
 CREATE FUNCTION depot_images_uncounted(owners bigint[], gone bigint[]) RETURNS void
 LANGUAGE sql
 AS $$
-    INSERT INTO image_counts (user_id, stripe, images)
-    SELECT o.owner, pg_backend_pid() % 64, -SUM(o.images)
+    UPDATE image_counts c SET images = c.images - o.images
     FROM UNNEST(owners, gone) AS o (owner, images)
-    WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = o.owner)
-    GROUP BY o.owner ORDER BY o.owner
-    ON CONFLICT (user_id, stripe) DO UPDATE SET images = image_counts.images + EXCLUDED.images;
+    WHERE c.user_id = o.owner
+      AND c.stripe = (SELECT s.stripe FROM image_counts s WHERE s.user_id = o.owner
+                      ORDER BY s.stripe = pg_backend_pid() % 64 DESC, s.stripe LIMIT 1);
 $$;
 
 CREATE OR REPLACE FUNCTION depot_images_deleted_counted() RETURNS trigger

@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use rstest::rstest;
 use serde_json::json;
 
-use crate::helpers::{Backend, TestApp, ADMIN_PASSWORD};
+use crate::helpers::{number, Backend, TestApp, ADMIN_PASSWORD};
 use crate::mws::{messages, Mws};
 use crate::store::User;
 use crate::vice::{iso_bytes, Vice};
@@ -199,40 +199,54 @@ async fn an_account_owns_at_most_its_count_of_images(#[case] backend: Backend) {
     assert_eq!(owned(&app, ALICE).await, (3, 3));
 }
 
+/// A raw insert of an image of `owner`'s, as a hand-typed one would be.
+const INSERT_OWNED: &str = "INSERT INTO images (kind, name, path, owner_id, created_at, \
+     updated_at) VALUES ('vm', $1, '/images/x', $2, now(), now())";
+
+/// Connections to `app`'s PostgreSQL database, each on a stripe of the
+/// image counts (its backend's pid modulo 64, migration 0032) that none of
+/// the others is on.
+async fn connections_on_stripes_apart(app: &TestApp, count: usize) -> Vec<sqlx::PgConnection> {
+    use sqlx::Connection;
+
+    let mut connections: Vec<(i32, sqlx::PgConnection)> = Vec::new();
+    while connections.len() < count {
+        let mut connection = sqlx::PgConnection::connect(app.database_url().unwrap())
+            .await
+            .unwrap();
+        let stripe: i32 = sqlx::query_scalar("SELECT pg_backend_pid() % 64")
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+        if connections.iter().all(|(taken, _)| *taken != stripe) {
+            connections.push((stripe, connection));
+        }
+    }
+    connections
+        .into_iter()
+        .map(|(_, connection)| connection)
+        .collect()
+}
+
 /// On PostgreSQL, one account's new images are counted on the stripe of the
 /// connection that writes them (migration 0032): two transactions making
 /// images of the same owner at once, each holding its count's row until it
 /// commits, do not wait for each other, whichever servers they come from.
-/// The count is right once both commit, and after a deletion on the other.
+/// The count is right once both commit, and after a deletion on a stripe
+/// that counted none of them.
 #[tokio::test]
 async fn one_accounts_writers_do_not_take_turns_on_its_count() {
-    use sqlx::{Connection, PgConnection};
+    use sqlx::Connection;
 
-    const INSERT: &str = "INSERT INTO images (kind, name, path, owner_id, created_at, updated_at) \
-         VALUES ('vm', $1, '/images/x', $2, now(), now())";
     let app = TestApp::spawn(Backend::Postgres).await;
     app.add_user(ALICE.0, ALICE.1).await;
     let alice = app.core.login(ALICE.0, ALICE.1).await.unwrap().id;
-    let url = app.database_url().unwrap();
-    // Two connections on different stripes (a backend's pid modulo 64).
-    let stripe = |pid: i32| pid % 64;
-    let mut first = PgConnection::connect(url).await.unwrap();
-    let first_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut first)
+    let [mut first, mut second, mut third] = connections_on_stripes_apart(&app, 3)
         .await
+        .try_into()
         .unwrap();
-    let mut second = loop {
-        let mut connection = PgConnection::connect(url).await.unwrap();
-        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-            .fetch_one(&mut connection)
-            .await
-            .unwrap();
-        if stripe(pid) != stripe(first_pid) {
-            break connection;
-        }
-    };
     let mut holding = first.begin().await.unwrap();
-    sqlx::query(INSERT)
+    sqlx::query(INSERT_OWNED)
         .bind("held")
         .bind(alice)
         .execute(&mut *holding)
@@ -244,7 +258,7 @@ async fn one_accounts_writers_do_not_take_turns_on_its_count() {
         .execute(&mut *writing)
         .await
         .unwrap();
-    sqlx::query(INSERT)
+    sqlx::query(INSERT_OWNED)
         .bind("written")
         .bind(alice)
         .execute(&mut *writing)
@@ -253,11 +267,56 @@ async fn one_accounts_writers_do_not_take_turns_on_its_count() {
     writing.commit().await.unwrap();
     holding.commit().await.unwrap();
     assert_eq!(owned(&app, ALICE).await, (2, 2));
-    // Deleted on the other stripe: that stripe's count goes below zero,
-    // and the sum is still right.
     sqlx::query("DELETE FROM images WHERE name = 'held'")
-        .execute(&mut second)
+        .execute(&mut third)
         .await
         .unwrap();
     assert_eq!(owned(&app, ALICE).await, (1, 1));
+}
+
+/// An image deleted while its owner's account is deleted (by hand: Depot
+/// disables accounts) does not deadlock: the image's deletion takes from
+/// its owner's count without making a row on its own stripe, whose foreign
+/// key would wait for the account the other deletion holds, while that
+/// one waits for the image.
+#[tokio::test]
+async fn an_images_deletion_beside_its_owners_does_not_deadlock() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let alice = app.core.login(ALICE.0, ALICE.1).await.unwrap().id;
+    let [mut inserting, mut deleting, mut deleting_owner] = connections_on_stripes_apart(&app, 3)
+        .await
+        .try_into()
+        .unwrap();
+    sqlx::query(INSERT_OWNED)
+        .bind("doomed")
+        .bind(alice)
+        .execute(&mut inserting)
+        .await
+        .unwrap();
+    // The image's row is held for two seconds before its deletion's
+    // statement ends and its owner's count is taken from.
+    let slow_delete = tokio::spawn(async move {
+        sqlx::query(
+            "WITH gone AS (DELETE FROM images WHERE name = 'doomed' RETURNING 1) \
+             SELECT pg_sleep(2) FROM gone",
+        )
+        .execute(&mut deleting)
+        .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(alice)
+        .execute(&mut deleting_owner)
+        .await
+        .expect("the account's deletion failed");
+    slow_delete
+        .await
+        .unwrap()
+        .expect("the image's deletion failed");
+    assert_eq!(
+        number(&app, "SELECT COUNT(*) FROM image_counts").await,
+        0,
+        "the account's counts went with it"
+    );
 }
