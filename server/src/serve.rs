@@ -21,6 +21,7 @@ use crate::store::{Db, SessionStore};
 use crate::web::SiteAssets;
 
 pub mod connection;
+mod folder_lock;
 pub(crate) mod per_address;
 mod stall;
 
@@ -283,6 +284,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         connections = limits.connections,
         "connections served at once, at most"
     );
+    // Held until the process ends: see `folder_lock`.
+    let _held = folder_lock::hold_folders(&args.storage)?;
     let built = build(&args).await?;
     if let Some(password) = &built.generated_admin_password {
         // Shown once on the terminal, never logged.

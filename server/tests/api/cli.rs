@@ -427,3 +427,116 @@ async fn migrate_replaces_the_old_session_table(
         assert_eq!(schemas.len(), usize::from(schema_shared), "{schemas:?}");
     }
 }
+
+/// `depot serve` on a free port of loopback, with `args`; its address.
+fn serve_binary(data: &std::path::Path, args: &[&str]) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let server = Command::new(env!("CARGO_BIN_EXE_depot"))
+        .args(["serve", "--bind", &address, "--data-dir"])
+        .arg(data)
+        .args(args)
+        .env("DEPOT_ADMIN_PASSWORD", "admin-password-1")
+        .env_remove("DEPOT_DATABASE_URL")
+        .env_remove("DEPOT_BLOB_STORE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    (server, address)
+}
+
+/// Waits until `server` listens on `address`; `false` if it ended first.
+fn listens(server: &mut std::process::Child, address: &str) -> bool {
+    let started = std::time::Instant::now();
+    loop {
+        if std::net::TcpStream::connect(address).is_ok() {
+            return true;
+        }
+        if server.try_wait().unwrap().is_some() {
+            return false;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the server neither listened nor ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// A second server started on a folder another one serves (its data
+/// folder, or its local blob folder) refuses to start, naming the other,
+/// and touches nothing: starting, a server discards the half-written
+/// uploads it finds, which would have been the other's uploads in flight.
+/// Once the first is gone, `kill -9` too, the folder is free.
+#[rstest]
+#[case::data_folder(false)]
+#[case::blob_folder(true)]
+fn a_second_server_on_a_served_folder_refuses_to_start_and_touches_nothing(
+    #[case] blob_folder: bool,
+) {
+    use std::io::Read;
+
+    let (first_data, second_data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let blobs = tempfile::tempdir().unwrap();
+    let blob_store = format!("file://{}", blobs.path().display());
+    let (args, second_data, staging): (Vec<&str>, _, _) = if blob_folder {
+        (
+            vec!["--blob-store", &blob_store],
+            second_data.path(),
+            blobs.path().join("tmp"),
+        )
+    } else {
+        (
+            vec![],
+            first_data.path(),
+            first_data.path().join("store/tmp"),
+        )
+    };
+    let (mut first, first_address) = serve_binary(first_data.path(), &args);
+    assert!(
+        listens(&mut first, &first_address),
+        "the first server did not start"
+    );
+    // An upload the first server is taking in.
+    let in_flight = staging.join("upload-in-flight");
+    std::fs::write(&in_flight, b"half an image").unwrap();
+
+    let (mut second, second_address) = serve_binary(second_data, &args);
+    assert!(
+        !listens(&mut second, &second_address),
+        "a second server served the folder"
+    );
+    let status = second.wait().unwrap();
+    let mut stderr = String::new();
+    second
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains(&format!("another Depot server (process {})", first.id())),
+        "{stderr}"
+    );
+    assert!(
+        in_flight.exists(),
+        "the second server wiped an upload in flight"
+    );
+    assert!(std::net::TcpStream::connect(&first_address).is_ok());
+
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let (mut again, again_address) = serve_binary(second_data, &args);
+    assert!(
+        listens(&mut again, &again_address),
+        "the folder stayed held after a kill"
+    );
+    again.kill().unwrap();
+    again.wait().unwrap();
+}
