@@ -285,7 +285,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "connections served at once, at most"
     );
     // Held until the process ends: see `folder_lock`.
-    let _held = folder_lock::hold_folders(&args.storage)?;
+    folder_lock::hold_folders(&args.storage)?.until_exit();
     let built = build(&args).await?;
     if let Some(password) = &built.generated_admin_password {
         // Shown once on the terminal, never logged.

@@ -13,6 +13,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -29,21 +30,36 @@ pub struct HeldFolders {
     _locks: Vec<File>,
 }
 
-/// Takes the folders `storage` serves from on this machine (creating them),
-/// or refuses, naming the process that holds one.
+impl HeldFolders {
+    /// Holds them until the process ends, past the runtime's shutdown,
+    /// which waits for blocking work still writing in them.
+    pub fn until_exit(self) {
+        std::mem::forget(self);
+    }
+}
+
+/// Takes the folders `storage` serves from on this machine (creating them):
+/// the data folder and the local blob folder, the data folder's `store/`
+/// unless another is named (another server may name that one with
+/// `--blob-store`); or refuses, naming the process that holds one.
 pub fn hold_folders(storage: &StorageArgs) -> anyhow::Result<HeldFolders> {
     let mut folders: Vec<PathBuf> = vec![storage.data_dir.clone()];
-    if let Some(BlobStoreUrl::Folder(folder)) = &storage.blob_store {
-        folders.push(folder.clone());
+    match &storage.blob_store {
+        None => folders.push(storage.data_dir.join("store")),
+        Some(BlobStoreUrl::Folder(folder)) => folders.push(folder.clone()),
+        Some(BlobStoreUrl::S3 { .. }) => {}
     }
-    let mut locks = Vec::with_capacity(folders.len());
+    let mut locks: Vec<(PathBuf, File)> = Vec::with_capacity(folders.len());
     for folder in folders {
-        // The same folder twice (a blob folder that is the data folder)
-        // would refuse itself: `flock`s of two opens of one file conflict.
-        if locks
-            .iter()
-            .any(|(held, _): &(PathBuf, File)| same_folder(held, &folder))
-        {
+        std::fs::create_dir_all(&folder)
+            .with_context(|| format!("cannot create the folder {}", folder.display()))?;
+        // Compared once they exist, however they are written: the same
+        // folder twice (a blob folder that is the data folder) would refuse
+        // itself, as `flock`s of two opens of one file conflict.
+        let folder = folder
+            .canonicalize()
+            .with_context(|| format!("cannot find the folder {}", folder.display()))?;
+        if locks.iter().any(|(held, _)| *held == folder) {
             continue;
         }
         let lock = hold(&folder)?;
@@ -54,22 +70,15 @@ pub fn hold_folders(storage: &StorageArgs) -> anyhow::Result<HeldFolders> {
     })
 }
 
-fn same_folder(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    }
-}
-
 fn hold(folder: &Path) -> anyhow::Result<File> {
-    std::fs::create_dir_all(folder)
-        .with_context(|| format!("cannot create the folder {}", folder.display()))?;
     let path = folder.join(LOCK_FILE);
+    // Not a link planted there: the file is written.
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
     match file.try_lock() {
@@ -92,14 +101,24 @@ fn hold(folder: &Path) -> anyhow::Result<File> {
                 folder.display()
             );
         }
+        // Refused too: a server that cannot know it is alone on a folder
+        // does not clean it up.
         Err(TryLockError::Error(error)) => {
-            return Err(error).with_context(|| format!("cannot lock {}", path.display()));
+            return Err(error).with_context(|| {
+                format!(
+                    "cannot lock {} (a filesystem without locks, such as NFSv3 without \
+                     its lock daemon, cannot hold a server's folder)",
+                    path.display()
+                )
+            });
         }
     }
-    // Ours now: it names this process.
-    file.set_len(0)?;
+    // Ours now: it names this process, written over the last holder's
+    // before the rest is cut, so that it is never read empty or stale.
+    let pid = std::process::id().to_string();
     file.rewind()?;
-    write!(file, "{}", std::process::id())?;
+    file.write_all(pid.as_bytes())?;
+    file.set_len(pid.len() as u64)?;
     Ok(file)
 }
 
@@ -112,6 +131,32 @@ mod tests {
             blob_store: blobs.map(|folder| BlobStoreUrl::Folder(folder.to_owned())),
             ..StorageArgs::in_folder(data.to_owned())
         }
+    }
+
+    /// A server's default blob folder (its data folder's `store/`) is
+    /// held too: another server naming it with `--blob-store` is refused.
+    #[test]
+    fn the_default_blob_folder_is_held_with_the_data_folder() {
+        let (data, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let _held = hold_folders(&storage(data.path(), None)).unwrap();
+        let store = data.path().join("store");
+        let refused = hold_folders(&storage(other.path(), Some(&store))).unwrap_err();
+        assert!(
+            refused.to_string().contains("another Depot server"),
+            "{refused}"
+        );
+    }
+
+    /// A lock file planted as a link is not followed: what it points to is
+    /// neither locked nor written, and the server does not start.
+    #[test]
+    fn a_lock_file_that_is_a_link_is_refused_and_its_target_kept() {
+        let (data, elsewhere) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let target = elsewhere.path().join("precious");
+        std::fs::write(&target, b"keep me").unwrap();
+        std::os::unix::fs::symlink(&target, data.path().join(LOCK_FILE)).unwrap();
+        hold_folders(&storage(data.path(), None)).unwrap_err();
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep me");
     }
 
     #[test]
@@ -144,8 +189,10 @@ mod tests {
                 .contains(&blobs.path().display().to_string()),
             "{refused}"
         );
-        // A blob folder that is the data folder is held once.
+        // A blob folder that is the data folder is held once, however the
+        // two are written, made by the server or not.
         let alone = tempfile::tempdir().unwrap();
-        hold_folders(&storage(alone.path(), Some(alone.path()))).unwrap();
+        let data = alone.path().join("data");
+        hold_folders(&storage(&data, Some(&alone.path().join("./data/../data")))).unwrap();
     }
 }
