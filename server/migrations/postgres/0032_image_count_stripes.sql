@@ -1,6 +1,7 @@
 -- Each user's count of images (migration 0026) kept in stripes, as the
--- catalog's version is (0017): a transaction adds to or takes from the
--- stripe its backend's pid chooses, and the count is their sum. With one
+-- catalog's version is (0017): a transaction adds to the stripe its
+-- backend's pid chooses (a deletion takes from that stripe's row, or
+-- another of the user's), and the count is their sum. With one
 -- row a user, every transaction that made or deleted one of their images
 -- held that row locked until it committed, so one user's writes took turns
 -- commit by commit, on every server sharing the database: 4 clients
@@ -39,8 +40,13 @@ $$;
 -- they have one, else another of theirs. It never makes a row: a new row's
 -- foreign key checks the owner's account, which a deletion of that account
 -- holds while it waits for the images this statement deleted (a deadlock).
--- Their images counted, an owner has a row somewhere; one whose account is
--- being deleted keeps none (their rows go with it), and nothing is taken.
+-- Their images counted, an owner has a row somewhere. A deletion of the
+-- account (Depot only disables accounts: one typed by hand) takes its images
+-- before its rows of counts, as long as the images' foreign key is the older
+-- of the two, as the migrations make them; a database restored by pg_dump,
+-- which makes them in the order of their names, takes the rows first, and
+-- an image's deletion at that moment can deadlock with it, as it could with
+-- 0026's one row.
 CREATE FUNCTION depot_images_uncounted(owners bigint[], gone bigint[]) RETURNS void
 LANGUAGE sql
 AS $$

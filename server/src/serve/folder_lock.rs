@@ -113,9 +113,9 @@ fn hold(folder: &Path) -> anyhow::Result<File> {
             });
         }
     }
-    // Ours now: it names this process, written over the last holder's
-    // before the rest is cut, so that it is never read empty or stale.
-    let pid = std::process::id().to_string();
+    // Ours now: it names this process, in one write of a fixed width over
+    // the last holder's, so that it is never read empty, stale or mixed.
+    let pid = format!("{:<20}\n", std::process::id());
     file.rewind()?;
     file.write_all(pid.as_bytes())?;
     file.set_len(pid.len() as u64)?;

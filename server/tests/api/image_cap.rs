@@ -278,7 +278,8 @@ async fn one_accounts_writers_do_not_take_turns_on_its_count() {
 /// disables accounts) does not deadlock: the image's deletion takes from
 /// its owner's count without making a row on its own stripe, whose foreign
 /// key would wait for the account the other deletion holds, while that
-/// one waits for the image.
+/// one waits for the image. (On a database the migrations made: see
+/// migration 0032 on one restored by pg_dump.)
 #[tokio::test]
 async fn an_images_deletion_beside_its_owners_does_not_deadlock() {
     let app = TestApp::spawn(Backend::Postgres).await;
