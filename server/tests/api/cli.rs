@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 
 use rstest::rstest;
 
-use crate::helpers::{Backend, TestDb};
+use crate::helpers::{depot_serve, Backend, TestDb};
 
 fn depot(data_dir: &std::path::Path, db: &TestDb, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_depot"));
@@ -239,17 +239,9 @@ fn serve_prints_a_generated_admin_password_once_and_stops_on_sigterm() {
     use std::time::{Duration, Instant};
 
     let data = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let address = format!("127.0.0.1:{port}");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_depot"))
-        .args(["serve", "--bind", &address, "--data-dir"])
-        .arg(data.path())
+    let (mut command, address) = depot_serve(data.path());
+    let mut server = command
         .env_remove("DEPOT_ADMIN_PASSWORD")
-        .env_remove("DEPOT_DATABASE_URL")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -430,18 +422,10 @@ async fn migrate_replaces_the_old_session_table(
 
 /// `depot serve` on a free port of loopback, with `args`; its address.
 fn serve_binary(data: &std::path::Path, args: &[&str]) -> (std::process::Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let address = format!("127.0.0.1:{port}");
-    let server = Command::new(env!("CARGO_BIN_EXE_depot"))
-        .args(["serve", "--bind", &address, "--data-dir"])
-        .arg(data)
+    let (mut command, address) = depot_serve(data);
+    let server = command
         .args(args)
         .env("DEPOT_ADMIN_PASSWORD", "admin-password-1")
-        .env_remove("DEPOT_DATABASE_URL")
         .env_remove("DEPOT_BLOB_STORE")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

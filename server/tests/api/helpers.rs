@@ -560,6 +560,24 @@ impl TestApp {
 }
 
 /// Bytes that differ from test to test.
+/// `depot serve`, the built binary, with `data_dir` on a free port of
+/// loopback, on SQLite unless told otherwise; and the address it will
+/// listen on.
+pub fn depot_serve(data_dir: &std::path::Path) -> (std::process::Command, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_depot"));
+    command
+        .args(["serve", "--bind", &address, "--data-dir"])
+        .arg(data_dir)
+        .env_remove("DEPOT_DATABASE_URL");
+    (command, address)
+}
+
 pub fn random_bytes(len: usize) -> Vec<u8> {
     let mut bytes = vec![0u8; len];
     rand::thread_rng().fill(&mut bytes[..]);

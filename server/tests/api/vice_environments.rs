@@ -5,7 +5,7 @@ use reqwest::Method;
 use rstest::rstest;
 use serde_json::{json, Value};
 
-use crate::helpers::{Backend, TestApp, ADMIN_PASSWORD};
+use crate::helpers::{depot_serve, Backend, TestApp, ADMIN_PASSWORD};
 use crate::vice::{iso_bytes, Vice};
 
 /// The seed's `createEnvironment` example, with a password worth hiding.
@@ -509,25 +509,17 @@ async fn wait_for_deployment(vice: &Vice<'_>, id: &str) -> Value {
 /// it, in any request, shows up in a log line.
 #[tokio::test(flavor = "multi_thread")]
 async fn no_password_reaches_the_log() {
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
 
     let data = tempfile::tempdir().unwrap();
     let log_path = data.path().join("server.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let address = format!("127.0.0.1:{port}");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_depot"))
-        .args(["serve", "--bind", &address, "--data-dir"])
-        .arg(data.path().join("data"))
+    let (mut command, address) = depot_serve(&data.path().join("data"));
+    let mut server = command
         .arg("--export-root")
         .arg(data.path())
         .env("DEPOT_ADMIN_PASSWORD", "admin-pass-xyz1")
         .env("DEPOT_LOG", "debug")
-        .env_remove("DEPOT_DATABASE_URL")
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
         .spawn()
