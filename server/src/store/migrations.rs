@@ -86,6 +86,7 @@ const POSTGRES: &[(&str, &str)] = embedded!("postgres":
     "0030_session_users.sql",
     "0031_deployments_outlive_images.sql",
     "0032_image_count_stripes.sql",
+    "0033_image_counts_go_after_images.sql",
 );
 
 /// SQLite's migrations, in order.

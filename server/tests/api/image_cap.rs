@@ -278,11 +278,24 @@ async fn one_accounts_writers_do_not_take_turns_on_its_count() {
 /// disables accounts) does not deadlock: the image's deletion takes from
 /// its owner's count without making a row on its own stripe, whose foreign
 /// key would wait for the account the other deletion holds, while that
-/// one waits for the image. (On a database the migrations made: see
-/// migration 0032 on one restored by pg_dump.)
+/// one waits for the image (migration 0032); and the account's counts go
+/// after its images, also where pg_dump made the images' foreign key after
+/// the others, which turned the order of their cascades (0033).
+#[rstest]
+#[case::made_by_migrations(false)]
+#[case::restored(true)]
 #[tokio::test]
-async fn an_images_deletion_beside_its_owners_does_not_deadlock() {
+async fn an_images_deletion_beside_its_owners_does_not_deadlock(#[case] restored: bool) {
     let app = TestApp::spawn(Backend::Postgres).await;
+    if restored {
+        crate::helpers::execute(
+            &app,
+            "ALTER TABLE images DROP CONSTRAINT images_owner_id_fkey, \
+             ADD CONSTRAINT images_owner_id_fkey FOREIGN KEY (owner_id) \
+             REFERENCES users (id) ON DELETE CASCADE",
+        )
+        .await;
+    }
     app.add_user(ALICE.0, ALICE.1).await;
     let alice = app.core.login(ALICE.0, ALICE.1).await.unwrap().id;
     let [mut inserting, mut deleting, mut deleting_owner] = connections_on_stripes_apart(&app, 3)
