@@ -420,8 +420,33 @@ async fn migrate_replaces_the_old_session_table(
     }
 }
 
+/// A server process, killed when dropped: a test that fails midway leaves
+/// none running.
+struct Served(std::process::Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Served {
+    type Target = std::process::Child;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Served {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
 /// `depot serve` on a free port of loopback, with `args`; its address.
-fn serve_binary(data: &std::path::Path, args: &[&str]) -> (std::process::Child, String) {
+fn serve_binary(data: &std::path::Path, args: &[&str]) -> (Served, String) {
     let (mut command, address) = depot_serve(data);
     let server = command
         .args(args)
@@ -431,7 +456,7 @@ fn serve_binary(data: &std::path::Path, args: &[&str]) -> (std::process::Child, 
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    (server, address)
+    (Served(server), address)
 }
 
 /// Waits until `server` listens on `address`; `false` if it ended first.
@@ -521,6 +546,5 @@ fn a_second_server_on_a_served_folder_refuses_to_start_and_touches_nothing(
         listens(&mut again, &again_address),
         "the folder stayed held after a kill"
     );
-    again.kill().unwrap();
-    again.wait().unwrap();
+    drop(again);
 }
