@@ -77,6 +77,13 @@ pub async fn settled(vice: &Vice<'_>, id: &str) -> Value {
     .await
 }
 
+/// A new deployment of `image` into `environment`, once settled (as
+/// [`settled`]).
+pub async fn settled_deployment(vice: &Vice<'_>, environment: &str, image: &str) -> Value {
+    let (_, deployment) = deploy(vice, environment, image).await;
+    settled(vice, deployment["id"].as_str().unwrap()).await
+}
+
 /// A deployment once it is done or has failed for good: one queued again
 /// (with the reason its last attempt stopped) is waited for too.
 pub async fn finished(vice: &Vice<'_>, id: &str) -> Value {
@@ -158,15 +165,13 @@ async fn users_sharing_an_export_folder_never_overwrite_each_other(#[case] backe
     }
 
     // Alice may replace her own file.
-    let (_, again) = deploy(&alice, &alice_env, &alice_image).await;
-    let again = settled(&alice, again["id"].as_str().unwrap()).await;
+    let again = settled_deployment(&alice, &alice_env, &alice_image).await;
     assert_eq!(again["state"], "done", "{again}");
 
     // A file Depot did not write is left alone.
     std::fs::write(shared.join("notes"), b"the operator's").unwrap();
     let notes_image = image_with(&alice, "notes", iso_bytes(100_000)).await;
-    let (_, refused) = deploy(&alice, &alice_env, &notes_image).await;
-    let refused = settled(&alice, refused["id"].as_str().unwrap()).await;
+    let refused = settled_deployment(&alice, &alice_env, &notes_image).await;
     assert!(
         refused["reason"]
             .as_str()
@@ -183,8 +188,7 @@ async fn users_sharing_an_export_folder_never_overwrite_each_other(#[case] backe
     let victim = outside.path().join("victim");
     std::os::unix::fs::symlink(&victim, shared.join("linked")).unwrap();
     let linked_image = image_with(&alice, "linked", iso_bytes(100_000)).await;
-    let (_, linked) = deploy(&alice, &alice_env, &linked_image).await;
-    let linked = settled(&alice, linked["id"].as_str().unwrap()).await;
+    let linked = settled_deployment(&alice, &alice_env, &linked_image).await;
     assert_ne!(linked["state"], "done", "{linked}");
     assert!(!victim.exists(), "the deployment wrote through a link");
 

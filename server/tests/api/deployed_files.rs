@@ -7,7 +7,7 @@ use reqwest::Method;
 use rstest::rstest;
 use serde_json::Value;
 
-use crate::deploy_isolation::{deploy, environment_at, image_with, settled};
+use crate::deploy_isolation::{environment_at, image_with, settled_deployment};
 use crate::helpers::{Backend, TestApp};
 use crate::vice::{iso_bytes, Vice};
 
@@ -48,13 +48,11 @@ async fn deployed_bytes_count_against_the_quota(#[case] backend: Backend) {
     let alice = Vice::new(&app, "alice", "alice-password");
     let environment = environment_in(&alice, root.path()).await;
     let image = image_with(&alice, "first", iso_bytes(400_000)).await;
-    let (_, done) = deploy(&alice, &environment, &image).await;
-    let done = settled(&alice, done["id"].as_str().unwrap()).await;
+    let done = settled_deployment(&alice, &environment, &image).await;
     assert_eq!(done["state"], "done", "{done}");
     // 400 KB image + 400 KB deployed: another copy would pass the quota.
     let second = image_with(&alice, "second", iso_bytes(150_000)).await;
-    let (_, over) = deploy(&alice, &environment, &second).await;
-    let over = settled(&alice, over["id"].as_str().unwrap()).await;
+    let over = settled_deployment(&alice, &environment, &second).await;
     assert_eq!(over["state"], "failed", "{over}");
     assert!(over["reason"].as_str().unwrap().contains("quota"), "{over}");
     assert!(!root.path().join("second").exists());
@@ -84,13 +82,11 @@ async fn deployed_bytes_count_against_the_quota(#[case] backend: Backend) {
         .await;
     assert!(status.is_success(), "{answer}");
     assert!(!root.path().join("first").exists());
-    let (_, again) = deploy(&alice, &environment, &second).await;
-    let again = settled(&alice, again["id"].as_str().unwrap()).await;
+    let again = settled_deployment(&alice, &environment, &second).await;
     assert_eq!(again["state"], "done", "{again}");
     assert!(root.path().join("second").exists());
     // Two deployments of one file: it goes with the last of them.
-    let (_, twice) = deploy(&alice, &environment, &second).await;
-    let twice = settled(&alice, twice["id"].as_str().unwrap()).await;
+    let twice = settled_deployment(&alice, &environment, &second).await;
     assert_eq!(twice["state"], "done", "{twice}");
     // The later one still writing it, as it were: it keeps the file too.
     let state_of_twice = |state: &str| {
@@ -120,8 +116,7 @@ async fn a_deployment_whose_file_cannot_be_removed_stays(#[case] backend: Backen
     std::fs::create_dir(&folder).unwrap();
     let environment = environment_in(&alice, &folder).await;
     let image = image_with(&alice, "disk", iso_bytes(300_000)).await;
-    let (_, deployment) = deploy(&alice, &environment, &image).await;
-    let deployment = settled(&alice, deployment["id"].as_str().unwrap()).await;
+    let deployment = settled_deployment(&alice, &environment, &image).await;
     assert_eq!(deployment["state"], "done", "{deployment}");
     let path = format!("/deployment/{}", deployment["id"].as_str().unwrap());
     assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 600_000);
@@ -153,8 +148,7 @@ async fn a_deployment_whose_file_cannot_be_removed_stays(#[case] backend: Backen
 
     // A file already gone (removed before a crash stopped its deletion's
     // commit, as it were) is no failure: the deletion ends the work.
-    let (_, again) = deploy(&alice, &environment, &image).await;
-    let again = settled(&alice, again["id"].as_str().unwrap()).await;
+    let again = settled_deployment(&alice, &environment, &image).await;
     assert_eq!(again["state"], "done", "{again}");
     std::fs::remove_file(folder.join("disk")).unwrap();
     let path = format!("/deployment/{}", again["id"].as_str().unwrap());
@@ -180,8 +174,7 @@ async fn two_deployments_of_a_file_deleted_at_once_take_it_with_them(#[case] bac
     for round in 0..5 {
         let mut paths = Vec::new();
         for _ in 0..2 {
-            let (_, deployment) = deploy(&alice, &environment, &image).await;
-            let deployment = settled(&alice, deployment["id"].as_str().unwrap()).await;
+            let deployment = settled_deployment(&alice, &environment, &image).await;
             assert_eq!(deployment["state"], "done", "{deployment}");
             paths.push(format!(
                 "/deployment/{}",
@@ -218,8 +211,7 @@ async fn an_environment_holding_deployed_files_is_kept_until_they_go(#[case] bac
     let environment_id = environment_in(&alice, root.path()).await;
     let environment = format!("/environment/{environment_id}");
     let image = image_with(&alice, "disk", iso_bytes(100_000)).await;
-    let (_, deployment) = deploy(&alice, &environment_id, &image).await;
-    let deployment = settled(&alice, deployment["id"].as_str().unwrap()).await;
+    let deployment = settled_deployment(&alice, &environment_id, &image).await;
     assert_eq!(deployment["state"], "done", "{deployment}");
     assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 200_000);
 
@@ -237,8 +229,7 @@ async fn an_environment_holding_deployed_files_is_kept_until_they_go(#[case] bac
     // An administrator's deployment into it keeps it too.
     let admin = Vice::new(&app, "admin", crate::helpers::ADMIN_PASSWORD);
     let admins_image = image_with(&admin, "admins", iso_bytes(40_000)).await;
-    let (_, admins) = deploy(&admin, &environment_id, &admins_image).await;
-    let admins = settled(&admin, admins["id"].as_str().unwrap()).await;
+    let admins = settled_deployment(&admin, &environment_id, &admins_image).await;
     assert_eq!(admins["state"], "done", "{admins}");
     let (status, answer) = alice.json(Method::DELETE, &environment, None).await;
     assert_eq!(status, 409, "{answer}");
@@ -268,8 +259,7 @@ async fn a_deployment_outlives_its_image(#[case] backend: Backend) {
     let alice = Vice::new(&app, "alice", "alice-password");
     let environment = environment_in(&alice, root.path()).await;
     let image = image_with(&alice, "disk", iso_bytes(100_000)).await;
-    let (_, deployment) = deploy(&alice, &environment, &image).await;
-    let deployment = settled(&alice, deployment["id"].as_str().unwrap()).await;
+    let deployment = settled_deployment(&alice, &environment, &image).await;
     assert_eq!(deployment["state"], "done", "{deployment}");
     let path = format!("/deployment/{}", deployment["id"].as_str().unwrap());
 
