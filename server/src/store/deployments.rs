@@ -160,7 +160,7 @@ impl Db {
                 .bind(new.kept_at_most)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(&forget_jobs)
+            sqlx::query(forget_jobs)
                 .bind(new.user_id)
                 .bind(now.timestamp_millis())
                 .execute(&mut *tx)

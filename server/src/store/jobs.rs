@@ -66,24 +66,29 @@ const ENDED_FORGOTTEN_AT_ONCE: i64 = 16;
 /// failure is written there from the job (`Core::record_failed_jobs`).
 /// Run under the user's lock; rows another server is forgetting are
 /// skipped.
-pub(super) fn forget_owners_ended_jobs(backend: Backend) -> String {
-    let lock = match backend {
-        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        Backend::Sqlite => "",
-    };
-    format!(
-        "DELETE FROM jobs WHERE id IN (SELECT j.id FROM jobs j \
-         WHERE j.owner_id = $1 AND j.state IN ('done', 'failed') \
-         AND j.updated_at < $2 - {ENDED_KEPT_AT_LEAST_MS} \
-         AND j.id <= (SELECT id FROM jobs WHERE owner_id = $1 \
-         AND state IN ('done', 'failed') ORDER BY id DESC LIMIT 1 OFFSET {ENDED_KEPT_PER_OWNER}) \
-         AND NOT (j.state = 'failed' AND (EXISTS (SELECT 1 FROM sync_requests s \
-         WHERE s.job_id = j.id AND s.status IN ({WAITING_SYNC})) \
-         OR EXISTS (SELECT 1 FROM deployments d WHERE d.user_id = $1 \
-         AND d.state IN ('queued', 'running') \
-         AND j.payload = '{{\"deployment\":' || CAST(d.id AS TEXT) || '}}'))) \
-         ORDER BY j.id LIMIT {ENDED_FORGOTTEN_AT_ONCE}{lock})"
-    )
+pub(super) fn forget_owners_ended_jobs(backend: Backend) -> &'static str {
+    // Built once for each database: every new job of a user's runs it.
+    static STATEMENTS: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
+        [" FOR UPDATE SKIP LOCKED", ""].map(|lock| {
+            format!(
+                "DELETE FROM jobs WHERE id IN (SELECT j.id FROM jobs j \
+                 WHERE j.owner_id = $1 AND j.state IN ('done', 'failed') \
+                 AND j.updated_at < $2 - {ENDED_KEPT_AT_LEAST_MS} \
+                 AND j.id <= (SELECT id FROM jobs WHERE owner_id = $1 \
+                 AND state IN ('done', 'failed') ORDER BY id DESC LIMIT 1 OFFSET {ENDED_KEPT_PER_OWNER}) \
+                 AND NOT (j.state = 'failed' AND (EXISTS (SELECT 1 FROM sync_requests s \
+                 WHERE s.job_id = j.id AND s.status IN ({WAITING_SYNC})) \
+                 OR EXISTS (SELECT 1 FROM deployments d WHERE d.user_id = $1 \
+                 AND d.state IN ('queued', 'running') \
+                 AND j.payload = '{{\"deployment\":' || CAST(d.id AS TEXT) || '}}'))) \
+                 ORDER BY j.id LIMIT {ENDED_FORGOTTEN_AT_ONCE}{lock})"
+            )
+        })
+    });
+    match backend {
+        Backend::Postgres => &STATEMENTS[0],
+        Backend::Sqlite => &STATEMENTS[1],
+    }
 }
 
 /// The states of a sync request still waiting for its job, as SQL.

@@ -123,7 +123,7 @@ impl Db {
                 .bind(kept_at_most)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(&forget_jobs)
+            sqlx::query(forget_jobs)
                 .bind(user_id)
                 .bind(now_ms)
                 .execute(&mut *tx)
