@@ -379,12 +379,19 @@ impl Db {
                 sqlx::query(lock).bind(owner).execute(&mut *tx).await?;
                 // Two deployments of one file deleted at once each found the
                 // other: the one deleted second finds the file its alone now,
-                // and looks again, to remove it.
-                if alone.is_none() && looks < 3 {
-                    let alone_now = alone_in!(tx);
-                    if alone_now.is_some() {
+                // and looks again, to remove it; after three looks it keeps
+                // the deployment rather than leave the file with none.
+                if alone.is_none() {
+                    if let Some(path) = alone_in!(tx) {
                         tx.rollback().await?;
-                        continue;
+                        if looks < 3 {
+                            continue;
+                        }
+                        return Ok(DeletedDeployment::FileStays {
+                            path,
+                            error: "other deletions of the file at the same moment; try again"
+                                .into(),
+                        });
                     }
                 }
                 // Not if its job began meanwhile: it writes the file again.
