@@ -70,6 +70,12 @@ const USAGE: &str = "SELECT CAST(\
 /// Lets go of a reservation (`$1`).
 pub(super) const RELEASE: &str = "DELETE FROM quota_reservations WHERE id = $1";
 
+/// Makes reservation `$2` last until `$1` if it has not lapsed by `$3`
+/// (Unix milliseconds) nor been moved to a file's count; answers its id
+/// when it did.
+pub(super) const RENEW_RESERVATION: &str = "UPDATE quota_reservations SET expires_at = $1 \
+     WHERE id = $2 AND expires_at > $3 AND moved_at_epoch IS NULL RETURNING id";
+
 impl Db {
     /// Grants between `needed` and `wanted` bytes, or `None` when fewer than
     /// `needed` are free; answers the reservation's id and the bytes granted.
@@ -265,10 +271,8 @@ impl Db {
         now_ms: i64,
         expires_ms: i64,
     ) -> Result<bool, sqlx::Error> {
-        const RENEW: &str = "UPDATE quota_reservations SET expires_at = $1 \
-             WHERE id = $2 AND expires_at > $3 AND moved_at_epoch IS NULL RETURNING id";
         super::with_pool!(self, pool => {
-            Ok(sqlx::query_scalar::<_, i64>(RENEW)
+            Ok(sqlx::query_scalar::<_, i64>(RENEW_RESERVATION)
                 .bind(expires_ms)
                 .bind(id)
                 .bind(now_ms)

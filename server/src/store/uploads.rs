@@ -89,11 +89,6 @@ impl Db {
         const INSERT: &str = "INSERT INTO resumable_uploads (id, owner_id, length, received, \
              metadata, reservation_id, image_id, created_at, expires_at) \
              VALUES ($1, $2, $3, 0, $4, $5, NULL, $6, $7)";
-        // Its reservation, made to last until the upload is recorded, lasts
-        // as long as the upload from the same commit; one that lapsed
-        // meanwhile may have given its room to another write.
-        const CARRY: &str =
-            "UPDATE quota_reservations SET expires_at = $1 WHERE id = $2 AND expires_at > $3";
         // Counted after the owner's row is locked: uploads created side by
         // side cannot pass the bound together.
         let lock = self.user_lock();
@@ -118,16 +113,18 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
             if let Some(reservation) = upload.reservation_id {
-                // By the clock now, under the lock: the reservation may have
-                // lapsed since the upload's creation began.
-                let carried = sqlx::query(CARRY)
+                // Its reservation, made to last until the upload is
+                // recorded, lasts as long as the upload from the same
+                // commit; one that lapsed meanwhile may have given its room
+                // to another write. By the clock now, under the lock: it may
+                // have lapsed since the upload's creation began.
+                let carried = sqlx::query_scalar::<_, i64>(super::quota::RENEW_RESERVATION)
                     .bind(upload.expires_at)
                     .bind(reservation)
                     .bind(chrono::Utc::now().timestamp_millis())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if carried == 0 {
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if carried.is_none() {
                     return Ok(UploadRecorded::ReservationLapsed);
                 }
             }
