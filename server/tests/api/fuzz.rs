@@ -2,14 +2,17 @@
 //! document at `/api/openapi.json` describes it: generated inputs, valid
 //! and not, for every operation, and the answers checked against the
 //! document (no server error, only documented statuses, content types and
-//! bodies). `DEPOT_FUZZ_EXAMPLES` sets the examples per operation (25 in
-//! the test command; `scripts/fuzz-api.sh` runs many more).
+//! bodies). Each run fuzzes a server on SQLite and one on PostgreSQL at
+//! once, through a mirror that sends every case to both ([`mirror`]).
+//! `DEPOT_FUZZ_EXAMPLES` sets the examples per operation (25 in the test
+//! command; `scripts/fuzz-api.sh` runs many more).
+
+mod mirror;
 
 use std::process::Command;
 
-use rstest::rstest;
-
 use crate::helpers::{Backend, TestApp};
+use mirror::Mirror;
 
 fn schemathesis() -> String {
     std::env::var("DEPOT_SCHEMATHESIS").unwrap_or_else(|_| {
@@ -18,11 +21,12 @@ fn schemathesis() -> String {
     })
 }
 
-/// Runs schemathesis against the document at `document` on `app`, with
-/// `credentials` (its arguments that sign every request).
-async fn fuzz(app: &TestApp, document: &str, credentials: Vec<String>) {
+/// Runs schemathesis against the document at `document` through `mirror`,
+/// with `credentials` (its arguments that sign every request).
+async fn fuzz(mirror: &Mirror, document: &str, credentials: Vec<String>) {
     let examples = std::env::var("DEPOT_FUZZ_EXAMPLES").unwrap_or_else(|_| "25".into());
-    let (document, base) = (app.url(document), app.url(""));
+    let base = format!("http://{}", mirror.address);
+    let document = format!("{base}{document}");
     let hooks = concat!(env!("CARGO_MANIFEST_DIR"), "/../end2end/schemathesis");
     // Whatever it keeps between runs stays out of the checkout.
     let scratch = tempfile::tempdir().unwrap();
@@ -30,7 +34,7 @@ async fn fuzz(app: &TestApp, document: &str, credentials: Vec<String>) {
     let output = tokio::task::spawn_blocking(move || {
         Command::new(schemathesis())
             .current_dir(folder)
-            .args(["run", &document, "--url", base.trim_end_matches('/')])
+            .args(["run", &document, "--url", &base])
             .args(credentials)
             .args([
                 "--checks",
@@ -55,69 +59,73 @@ async fn fuzz(app: &TestApp, document: &str, credentials: Vec<String>) {
         output.status.success(),
         "schemathesis found problems:\n{report}"
     );
+    // What the PostgreSQL server answered otherwise was what was checked.
+    eprintln!(
+        "{} requests answered differently on PostgreSQL",
+        mirror.differed()
+    );
 }
 
-#[rstest]
-#[case::sqlite(Backend::Sqlite)]
-#[case::postgres(Backend::Postgres)]
-#[tokio::test(flavor = "multi_thread")]
-async fn schemathesis_finds_nothing_in_depots_api(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    app.add_user("fuzzer", "fuzzer-password").await;
-    let credentials = vec!["--auth".into(), "fuzzer:fuzzer-password".into()];
-    fuzz(&app, "/api/openapi.json", credentials).await;
+/// A server on each database, both set up by `configure`, with the fuzzer's
+/// account.
+async fn both(configure: impl Fn(&mut depot_server::config::ServeArgs)) -> (TestApp, TestApp) {
+    let sqlite = TestApp::spawn_with(Backend::Sqlite, &configure).await;
+    let postgres = TestApp::spawn_with(Backend::Postgres, &configure).await;
+    for app in [&sqlite, &postgres] {
+        app.add_user("fuzzer", "fuzzer-password").await;
+    }
+    (sqlite, postgres)
 }
 
-#[rstest]
-#[case::sqlite(Backend::Sqlite)]
-#[case::postgres(Backend::Postgres)]
+fn basic_credentials() -> Vec<String> {
+    vec!["--auth".into(), "fuzzer:fuzzer-password".into()]
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn schemathesis_finds_nothing_in_coopr(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    app.add_user("fuzzer", "fuzzer-password").await;
-    let issued = app.core.issue_api_key("fuzzer", "fuzzing").await.unwrap();
+async fn schemathesis_finds_nothing_in_depots_api() {
+    let (sqlite, postgres) = both(|_| {}).await;
+    let mirror = Mirror::start(&sqlite, &postgres, vec![]).await;
+    fuzz(&mirror, "/api/openapi.json", basic_credentials()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schemathesis_finds_nothing_in_coopr() {
+    let (sqlite, postgres) = both(|_| {}).await;
+    // Each server issues its own key; the mirror gives each its own.
+    let [first, second] = [&sqlite, &postgres].map(|app| app.core.clone());
+    let first = first.issue_api_key("fuzzer", "fuzzing").await.unwrap().key;
+    let second = second.issue_api_key("fuzzer", "fuzzing").await.unwrap().key;
     let credentials = [
         ("Coopr-UserID", "fuzzer".to_owned()),
         ("Coopr-TenantID", "fuzzing".to_owned()),
-        ("Coopr-ApiKey", issued.key),
+        ("Coopr-ApiKey", first.clone()),
     ]
     .into_iter()
     .flat_map(|(name, value)| ["--header".to_owned(), format!("{name}: {value}")])
     .collect();
-    fuzz(&app, "/api/openapi/coopr.json", credentials).await;
+    let mirror = Mirror::start(&sqlite, &postgres, vec![("Coopr-ApiKey", first, second)]).await;
+    fuzz(&mirror, "/api/openapi/coopr.json", credentials).await;
 }
 
-#[rstest]
-#[case::sqlite(Backend::Sqlite)]
-#[case::postgres(Backend::Postgres)]
 #[tokio::test(flavor = "multi_thread")]
-async fn schemathesis_finds_nothing_in_mws(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    app.add_user("fuzzer", "fuzzer-password").await;
-    let credentials = vec!["--auth".into(), "fuzzer:fuzzer-password".into()];
-    fuzz(&app, "/api/openapi/mws.json", credentials).await;
+async fn schemathesis_finds_nothing_in_mws() {
+    let (sqlite, postgres) = both(|_| {}).await;
+    let mirror = Mirror::start(&sqlite, &postgres, vec![]).await;
+    fuzz(&mirror, "/api/openapi/mws.json", basic_credentials()).await;
 }
 
-#[rstest]
-#[case::sqlite(Backend::Sqlite)]
-#[case::postgres(Backend::Postgres)]
 #[tokio::test(flavor = "multi_thread")]
-async fn schemathesis_finds_nothing_in_vss(#[case] backend: Backend) {
+async fn schemathesis_finds_nothing_in_vss() {
     // The demo catalog, so that lists hold items for their schemas to check.
-    let app = TestApp::spawn_with(backend, |args| args.demo = true).await;
-    app.add_user("fuzzer", "fuzzer-password").await;
-    let credentials = vec!["--auth".into(), "fuzzer:fuzzer-password".into()];
-    fuzz(&app, "/api/openapi/vss.json", credentials).await;
+    let (sqlite, postgres) = both(|args| args.demo = true).await;
+    let mirror = Mirror::start(&sqlite, &postgres, vec![]).await;
+    fuzz(&mirror, "/api/openapi/vss.json", basic_credentials()).await;
 }
 
 /// JSON and XML bodies both, as the document offers them.
-#[rstest]
-#[case::sqlite(Backend::Sqlite)]
-#[case::postgres(Backend::Postgres)]
 #[tokio::test(flavor = "multi_thread")]
-async fn schemathesis_finds_nothing_in_vice(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    app.add_user("fuzzer", "fuzzer-password").await;
-    let credentials = vec!["--auth".into(), "fuzzer:fuzzer-password".into()];
-    fuzz(&app, "/api/openapi/vice.json", credentials).await;
+async fn schemathesis_finds_nothing_in_vice() {
+    let (sqlite, postgres) = both(|_| {}).await;
+    let mirror = Mirror::start(&sqlite, &postgres, vec![]).await;
+    fuzz(&mirror, "/api/openapi/vice.json", basic_credentials()).await;
 }
