@@ -99,8 +99,8 @@ pub async fn get(
         ("fields" = Option<String>, Query, description = "Comma-separated keys to keep"),
         ("exclude-fields" = Option<String>, Query, description = "Comma-separated keys to leave out"),
         ("pretty" = Option<bool>, Query, description = "Indented JSON")),
-    request_body(content = parse::ImageBody, description = "The image's MWS fields, as \
-        JSON; `name` is required"),
+    request_body(content = parse::ImageCreate, description = "The image's MWS fields, as \
+        JSON; `name`, `hypervisor` and `osType` are required"),
     responses(
         (status = 201, description = "Created; Location is its address", body = ImageView, links(
             ("getImage" = (operation_id = "getImage",

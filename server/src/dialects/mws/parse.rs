@@ -471,6 +471,72 @@ pub struct ImageBody {
     version: Option<i64>,
 }
 
+/// The body of a create as the document describes it: an [`ImageBody`]
+/// (`ImageWrite`) with what MWS asks of a new image (its document's "Three
+/// fields are required to submit an image: name, hypervisor, and osType",
+/// and a physical or a virtual machine supported), so that a client, and a
+/// fuzzer, knows what a create needs.
+pub struct ImageCreate;
+
+impl utoipa::PartialSchema for ImageCreate {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, ObjectBuilder, Type};
+        use utoipa::openapi::Ref;
+        let of_type = |kind: Type| ObjectBuilder::new().schema_type(kind);
+        let supported = |field: &str| {
+            ObjectBuilder::new()
+                .property(field, of_type(Type::Boolean).enum_values(Some([true])))
+                .required(field)
+        };
+        AllOfBuilder::new()
+            .item(Ref::from_schema_name(
+                <ImageBody as utoipa::ToSchema>::name(),
+            ))
+            .item(
+                ObjectBuilder::new()
+                    .property("name", of_type(Type::String))
+                    .property("hypervisor", of_type(Type::Boolean))
+                    .property("osType", of_type(Type::String))
+                    .required("name")
+                    .required("hypervisor")
+                    .required("osType"),
+            )
+            .item(
+                AnyOfBuilder::new()
+                    .item(supported("supportsPhysicalMachine"))
+                    .item(supported("supportsVirtualMachine")),
+            )
+            .description(Some(
+                "An image to create: `name`, `hypervisor` and `osType` are required, and \
+                 `supportsPhysicalMachine` or `supportsVirtualMachine` must be true.",
+            ))
+            .into()
+    }
+}
+
+impl ImageCreate {
+    fn schema_name_of_body() -> String {
+        <ImageBody as utoipa::ToSchema>::name().into_owned()
+    }
+}
+
+impl utoipa::ToSchema for ImageCreate {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "ImageCreate".into()
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push((Self::schema_name_of_body(), ImageBody::schema()));
+        ImageBody::schemas(schemas);
+    }
+}
+
 /// One `virtualizedImages` entry: `{"id": …}` or `{"name": …}`.
 fn image_ref(entry: &Map<String, Json>) -> Result<ImageRef, CoreError> {
     match (entry.get("id"), entry.get("name"), entry.len()) {
