@@ -5,17 +5,21 @@
 //! runs with one seed generated the same cases twice.
 //!
 //! Each request is answered with one of the two answers, which schemathesis
-//! checks in full. Both are checked here first: a server error from either
-//! is the one answered. Otherwise the SQLite server's answer is, unless the
-//! PostgreSQL server's differs from it in status, content type or the shape
-//! of its JSON (its members and their types, as far down as both go): then
-//! the PostgreSQL server's is, so that what differs is what gets checked.
-//! Answers that agree on those are rendered by the same code from the same
-//! kinds of values, and what schemathesis checks of one holds of the other.
+//! checks in full. The other is compared with it here, in status, content
+//! type and the shape of its JSON (its members and their types, arrays item
+//! by item). A server error from either is what is answered; otherwise the
+//! SQLite server's answer, unless the PostgreSQL server's differs from it:
+//! then that one, so that what differs is checked. Values are compared by
+//! neither (an enumeration's or a pattern's), and a differing SQLite answer
+//! is checked here only for a server error. Some answers differ for want of
+//! a clock both share (a sync job finished on one server and not yet on the
+//! other), so differences are listed, and a run fails only when they are
+//! more than a tenth of its requests: the two servers' states had drifted
+//! apart, and the run no longer checked PostgreSQL with SQLite's cases.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{Request, State};
@@ -35,7 +39,8 @@ struct Targets {
     /// (an API key is issued by each): (the first's, the second's).
     postgres_credentials: Vec<(HeaderName, HeaderValue, HeaderValue)>,
     /// Requests the PostgreSQL server answered otherwise than SQLite's.
-    differed: AtomicUsize,
+    differences: Mutex<Vec<String>>,
+    requests: AtomicUsize,
 }
 
 /// The mirror, serving until dropped.
@@ -71,7 +76,8 @@ impl Mirror {
                     )
                 })
                 .collect(),
-            differed: AtomicUsize::new(0),
+            differences: Mutex::default(),
+            requests: AtomicUsize::new(0),
         });
         let router = axum::Router::new()
             .fallback(forward)
@@ -88,9 +94,14 @@ impl Mirror {
         }
     }
 
-    /// How many requests the two servers answered differently.
-    pub fn differed(&self) -> usize {
-        self.targets.differed.load(Ordering::Relaxed)
+    /// The requests the two servers answered differently, and how.
+    pub fn differences(&self) -> Vec<String> {
+        self.targets.differences.lock().unwrap().clone()
+    }
+
+    /// How many requests were sent to both.
+    pub fn requests(&self) -> usize {
+        self.targets.requests.load(Ordering::Relaxed)
     }
 }
 
@@ -112,8 +123,14 @@ impl Answer {
         self.headers.get(header::CONTENT_TYPE)
     }
 
-    fn json(&self) -> Option<Value> {
-        serde_json::from_slice(&self.body).ok()
+    /// The body as JSON, if its content type says JSON: `Err` if it is not
+    /// JSON after all.
+    fn json(&self) -> Option<Result<Value, ()>> {
+        let json = self
+            .content_type()
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.contains("json"));
+        json.then(|| serde_json::from_slice(&self.body).map_err(|_| ()))
     }
 
     fn into_response(self) -> Response {
@@ -131,7 +148,10 @@ async fn forward(State(targets): State<Arc<Targets>>, request: Request) -> Respo
     let mut headers = parts.headers;
     // What belongs to the connection to this mirror, not to the request.
     // Host stays: both servers write links to where the request was sent.
+    // Compression goes, so that the two bodies can be compared (this
+    // client does not decompress).
     for name in [
+        header::ACCEPT_ENCODING,
         header::CONTENT_LENGTH,
         header::CONNECTION,
         header::TRANSFER_ENCODING,
@@ -170,20 +190,30 @@ async fn forward(State(targets): State<Arc<Targets>>, request: Request) -> Respo
         send(&targets.sqlite, headers),
         send(&targets.postgres, postgres_headers)
     );
-    if sqlite.status.is_server_error() {
-        return sqlite.into_response();
-    }
+    targets.requests.fetch_add(1, Ordering::Relaxed);
     let agree = sqlite.status == postgres.status
         && sqlite.content_type() == postgres.content_type()
         && match (sqlite.json(), postgres.json()) {
-            (Some(first), Some(second)) => same_shape(&first, &second),
+            (Some(Ok(first)), Some(Ok(second))) => same_shape(&first, &second),
+            // Not JSON (ViCE's XML, whose schemas schemathesis does not check).
             (None, None) => true,
+            // JSON that is not: a HEAD's empty body.
+            (Some(Err(())), Some(Err(()))) => sqlite.body == postgres.body,
             _ => false,
         };
-    if agree {
+    if !agree {
+        targets.differences.lock().unwrap().push(format!(
+            "{} {path}: SQLite {} {}, PostgreSQL {} {}",
+            parts.method,
+            sqlite.status,
+            String::from_utf8_lossy(&sqlite.body),
+            postgres.status,
+            String::from_utf8_lossy(&postgres.body),
+        ));
+    }
+    if agree || sqlite.status.is_server_error() {
         sqlite.into_response()
     } else {
-        targets.differed.fetch_add(1, Ordering::Relaxed);
         postgres.into_response()
     }
 }
@@ -202,8 +232,8 @@ async fn read(request: reqwest::RequestBuilder) -> reqwest::Result<Answer> {
     })
 }
 
-/// Whether two JSON values have the same members, of the same types, as far
-/// down as both go (arrays compared item by item, as far as the shorter).
+/// Whether two JSON values have the same members, of the same types, all
+/// the way down (arrays of the same length, compared item by item).
 fn same_shape(first: &Value, second: &Value) -> bool {
     match (first, second) {
         (Value::Object(first), Value::Object(second)) => {
@@ -214,10 +244,13 @@ fn same_shape(first: &Value, second: &Value) -> bool {
                         .is_some_and(|other| same_shape(value, other))
                 })
         }
-        (Value::Array(first), Value::Array(second)) => first
-            .iter()
-            .zip(second)
-            .all(|(value, other)| same_shape(value, other)),
+        (Value::Array(first), Value::Array(second)) => {
+            first.len() == second.len()
+                && first
+                    .iter()
+                    .zip(second)
+                    .all(|(value, other)| same_shape(value, other))
+        }
         (Value::Number(first), Value::Number(second)) => first.is_f64() == second.is_f64(),
         (first, second) => std::mem::discriminant(first) == std::mem::discriminant(second),
     }
@@ -228,7 +261,7 @@ fn shapes_compare_members_and_types_not_values() {
     use serde_json::json;
     assert!(same_shape(
         &json!({"id": 1, "name": "a", "tags": ["x"]}),
-        &json!({"name": "b", "id": 7, "tags": ["y", "z"]})
+        &json!({"name": "b", "id": 7, "tags": ["y"]})
     ));
     assert!(!same_shape(&json!({"id": 1}), &json!({"id": "1"})));
     assert!(!same_shape(
@@ -237,4 +270,5 @@ fn shapes_compare_members_and_types_not_values() {
     ));
     assert!(!same_shape(&json!({"size": null}), &json!({"size": 3})));
     assert!(!same_shape(&json!([{"a": 1}]), &json!([{"a": 1.5}])));
+    assert!(!same_shape(&json!({"items": []}), &json!({"items": [1]})));
 }
