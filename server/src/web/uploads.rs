@@ -310,10 +310,12 @@ async fn take_chunk(
 #[utoipa::path(post, path = "/api/uploads", tag = UPLOADS,
     params(
         ("Tus-Resumable" = TusVersion, Header, description = "The protocol's version: 1.0.0"),
-        ("Upload-Length" = u64, Header, description = "The file's length in bytes"),
-        ("Upload-Metadata" = Option<String>, Header, description = "Comma-separated \
+        ("Upload-Length" = u64, Header, description = "The file's length in bytes",
+            example = 1024),
+        ("Upload-Metadata" = String, Header, description = "Comma-separated \
             `key base64(value)`: `filename` (or `name`), `label`, `public`, or `image` (an \
-            existing image whose bytes these become)"),
+            existing image whose bytes these become); `filename` or `image` is required",
+            example = "filename ZGlzay5pc28="),
         ("Upload-Checksum" = Option<String>, Header, description = "`sha1` or `sha256` and \
             the base64 digest of the bytes sent with the creation"),
     ),

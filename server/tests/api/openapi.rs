@@ -412,3 +412,48 @@ async fn the_mws_create_documents_what_a_new_image_needs(#[case] backend: Backen
         assert_eq!(create(less.clone()).await.unwrap().status(), 400, "{less}");
     }
 }
+
+/// A tus creation's document says its `Upload-Metadata` is required (it
+/// must name the file or the image), and its example creates an upload:
+/// schemathesis, which sends the examples, created none before.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[tokio::test]
+async fn the_tus_creation_documents_the_metadata_it_needs(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let document = document(&app).await;
+    let parameters = document["paths"]["/api/uploads"]["post"]["parameters"]
+        .as_array()
+        .unwrap();
+    let header = |name: &str| {
+        parameters
+            .iter()
+            .find(|parameter| parameter["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    let metadata = header("Upload-Metadata");
+    assert_eq!(metadata["required"], true);
+    let create = |metadata: Option<&str>| {
+        let mut request = reqwest::Client::new()
+            .post(app.url("/api/uploads"))
+            .basic_auth(ALICE.0, Some(ALICE.1))
+            .header("Tus-Resumable", "1.0.0")
+            .header(
+                "Upload-Length",
+                header("Upload-Length")["example"].to_string(),
+            )
+            .header("Content-Type", "application/offset+octet-stream");
+        if let Some(metadata) = metadata {
+            request = request.header("Upload-Metadata", metadata);
+        }
+        request.send()
+    };
+    let created = create(metadata["example"].as_str()).await.unwrap();
+    assert_eq!(created.status(), 201);
+    assert!(created.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/api/uploads/"));
+    assert_eq!(create(None).await.unwrap().status(), 400);
+}
