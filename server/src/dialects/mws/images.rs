@@ -99,7 +99,7 @@ pub async fn get(
         ("fields" = Option<String>, Query, description = "Comma-separated keys to keep"),
         ("exclude-fields" = Option<String>, Query, description = "Comma-separated keys to leave out"),
         ("pretty" = Option<bool>, Query, description = "Indented JSON")),
-    request_body(content = parse::ImageCreate, description = "The image's MWS fields, as \
+    request_body(content = ImageCreate, description = "The image's MWS fields, as \
         JSON; `name`, `hypervisor` and `osType` are required"),
     responses(
         (status = 201, description = "Created; Location is its address", body = ImageView, links(
@@ -189,4 +189,70 @@ pub async fn delete(
     let image = state.core.find_image(&viewer, &key).await?;
     state.core.delete_image(&viewer, image.id).await?;
     Ok(MwsJson::new(&json!({}), params.pretty))
+}
+
+/// The body of a create as the document describes it: a [`parse::ImageBody`]
+/// (`ImageWrite`) with what MWS asks of a new image (its document's "Three
+/// fields are required to submit an image: name, hypervisor, and osType",
+/// and a physical or a virtual machine supported), so that a client, and a
+/// fuzzer, knows what a create needs.
+pub struct ImageCreate;
+
+impl utoipa::PartialSchema for ImageCreate {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, ObjectBuilder, Type};
+        use utoipa::openapi::Ref;
+        let of_type = |kind: Type| ObjectBuilder::new().schema_type(kind);
+        let supported = |field: &str| {
+            ObjectBuilder::new()
+                .property(field, of_type(Type::Boolean).enum_values(Some([true])))
+                .required(field)
+        };
+        AllOfBuilder::new()
+            .item(Ref::from_schema_name(
+                <parse::ImageBody as utoipa::ToSchema>::name(),
+            ))
+            .item(
+                ObjectBuilder::new()
+                    .property("name", of_type(Type::String))
+                    .property("hypervisor", of_type(Type::Boolean))
+                    .property("osType", of_type(Type::String))
+                    .required("name")
+                    .required("hypervisor")
+                    .required("osType"),
+            )
+            .item(
+                AnyOfBuilder::new()
+                    .item(supported("supportsPhysicalMachine"))
+                    .item(supported("supportsVirtualMachine")),
+            )
+            .description(Some(
+                "An image to create: `name`, `hypervisor` and `osType` are required, and \
+                 `supportsPhysicalMachine` or `supportsVirtualMachine` must be true.",
+            ))
+            .into()
+    }
+}
+
+impl ImageCreate {
+    fn schema_name_of_body() -> String {
+        <parse::ImageBody as utoipa::ToSchema>::name().into_owned()
+    }
+}
+
+impl utoipa::ToSchema for ImageCreate {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "ImageCreate".into()
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push((Self::schema_name_of_body(), parse::ImageBody::schema()));
+        parse::ImageBody::schemas(schemas);
+    }
 }
