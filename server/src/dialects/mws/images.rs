@@ -234,12 +234,6 @@ impl utoipa::PartialSchema for ImageCreate {
     }
 }
 
-impl ImageCreate {
-    fn schema_name_of_body() -> String {
-        <parse::ImageBody as utoipa::ToSchema>::name().into_owned()
-    }
-}
-
 impl utoipa::ToSchema for ImageCreate {
     fn name() -> std::borrow::Cow<'static, str> {
         "ImageCreate".into()
@@ -252,7 +246,8 @@ impl utoipa::ToSchema for ImageCreate {
         )>,
     ) {
         use utoipa::PartialSchema;
-        schemas.push((Self::schema_name_of_body(), parse::ImageBody::schema()));
+        let name = <parse::ImageBody as utoipa::ToSchema>::name();
+        schemas.push((name.into_owned(), parse::ImageBody::schema()));
         parse::ImageBody::schemas(schemas);
     }
 }
