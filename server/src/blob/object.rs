@@ -520,8 +520,23 @@ impl Backend for ObjectBlobs {
 
     async fn discard_stale_uploads(&self, grace: Duration) -> std::io::Result<usize> {
         let mut discarded = 0;
+        let cutoff = Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
+        // Every marker, listed once: the stale ones are abandoned below, and
+        // the names of all of them keep their staged objects. A marker made
+        // after this listing belongs to an upload begun since, whose staged
+        // object is dated from then, so within the grace period.
+        let markers: Vec<object_store::ObjectMeta> = self
+            .bucket
+            .list(Some(&self.area("uploading")))
+            .try_collect()
+            .await
+            .map_err(io_error)?;
+        let marked: std::collections::HashSet<String> = markers
+            .iter()
+            .filter_map(|meta| meta.location.filename().map(str::to_owned))
+            .collect();
         // Multipart uploads whose server stopped rewriting their marker.
-        for marker in self.older_than("uploading", grace).await? {
+        for marker in markers.iter().filter(|meta| meta.last_modified <= cutoff) {
             let Some(name) = marker.location.filename() else {
                 continue;
             };
@@ -560,16 +575,9 @@ impl Backend for ObjectBlobs {
         }
         // Complete uploads that were never published, but those whose
         // marker is still kept fresh: S3 dates an object a multipart upload
-        // made from the upload's start (see `staged`).
-        let marked: std::collections::HashSet<String> = self
-            .bucket
-            .list(Some(&self.area("uploading")))
-            .try_filter_map(|meta| {
-                std::future::ready(Ok(meta.location.filename().map(str::to_owned)))
-            })
-            .try_collect()
-            .await
-            .map_err(io_error)?;
+        // made from the upload's start (see `staged`). A stale marker's
+        // staged object went with its upload above, or stays with the marker
+        // for the next collection if its upload could not be aborted.
         for staged in self.older_than("staging", grace).await? {
             if staged
                 .location
