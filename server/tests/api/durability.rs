@@ -306,6 +306,86 @@ async fn postgres_groups_take_their_name_locks_in_one_order(#[case] twice: bool)
     assert_eq!(group.await.unwrap(), expected);
 }
 
+/// A group is one statement on PostgreSQL, and an owner's count of images
+/// is brought up to date as it ends: each record counts its owner's taken
+/// before it, so a group stops at the owner's limit, not a group's size past
+/// it. One counted behind a record whose name was taken is stored all the
+/// same if there is room.
+#[tokio::test]
+async fn postgres_groups_stop_at_their_owners_limit() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let db = app.core.db().clone();
+    let Pool::Postgres(pool) = db.pool().clone() else {
+        unreachable!("a PostgreSQL app")
+    };
+    let limited = |name: &str, at_most: i64| NewImage {
+        owner_images_at_most: Some(at_most),
+        ..definition(name, Vec::new())
+    };
+    let owned = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM images WHERE owner_id = 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let before = owned().await;
+    let at_most = before + 4;
+    for name in ["cap-first", "cap-second"] {
+        let new = limited(name, at_most);
+        let stored = db.insert_image_if_name_free(&new, Some(NameScope::Everyone));
+        assert!(stored.await.unwrap().is_some());
+    }
+    // Five at once, room for two: sent together, they wait as one group.
+    let five: Vec<NewImage> = (0..5)
+        .map(|index| limited(&format!("cap-{index}"), at_most))
+        .collect();
+    let stored = join_all(
+        five.iter()
+            .map(|new| db.insert_image_if_name_free(new, Some(NameScope::Everyone))),
+    )
+    .await;
+    let landed = stored
+        .iter()
+        .filter(|result| result.as_ref().unwrap().is_some())
+        .count();
+    assert_eq!(landed, 2, "{stored:?}");
+    assert_eq!(owned().await, at_most);
+
+    // One more room, and two records: a name already taken, taken first (its
+    // lock's key is the smaller), then a new one, which fits.
+    let key = |name: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i32>("SELECT hashtext($1)")
+                .bind(name)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let taken_key = key("cap-first".into()).await;
+    let mut fresh = None;
+    for index in 0.. {
+        let name = format!("cap-fresh-{index}");
+        if key(name.clone()).await > taken_key {
+            fresh = Some(name);
+            break;
+        }
+    }
+    let fresh = fresh.unwrap();
+    let (taken, new) = (
+        limited("cap-first", at_most + 1),
+        limited(&fresh, at_most + 1),
+    );
+    let (taken, new) = tokio::join!(
+        db.insert_image_if_name_free(&taken, Some(NameScope::Everyone)),
+        db.insert_image_if_name_free(&new, Some(NameScope::Everyone)),
+    );
+    assert!(taken.unwrap().is_none(), "the name is taken");
+    assert!(new.unwrap().is_some(), "there was room for {fresh}");
+    assert_eq!(owned().await, at_most + 1);
+}
+
 /// A record of a group is stored field for field as the same record alone:
 /// every column set, each to a value of its own, so that two fields
 /// swapped in the group's statement show.
