@@ -74,10 +74,10 @@ pub(super) const INSERT_IMAGE_CLAIMING: &str =
 /// The owner's count (`image_counts`) is brought up to date by a trigger
 /// once the statement ends, so every record of the statement reads it as
 /// it was before: each also counts the records of its owner's taken before
-/// it (`earlier`), or an account one image short of its limit would pass it
-/// by a group's size. A record counted so behind one that was not stored
-/// (its name taken) may be refused with room left: the writer has such a
-/// record stored again alone (`writer::postgres`).
+/// it whose names were free as the statement began (`earlier`), those that
+/// will be stored, or an account one image short of its limit would pass it
+/// by a group's size. Only a name taken or freed by another transaction
+/// while the statement waited for its lock makes that count one off.
 pub(super) const INSERT_IMAGES_CLAIMING: &str = concat!(
     insert_into_images!(),
     "SELECT r->>0, r->>1, r->>2, r->>3, r->>4, r->>5, (r->>6)::boolean, (r->>7)::bigint, \
@@ -86,8 +86,12 @@ pub(super) const INSERT_IMAGES_CLAIMING: &str = concat!(
      (r->>17)::boolean, r->>18, r->>19, (r->>20)::boolean, r->>21, r->>22, r->>23, r->>24, \
      (r->>25)::boolean, r->>26, r->>27, r->>28, r->>29, r->>30, (r->>31)::bigint, \
      (r->>32)::bigint, r->>33, r->>34, r->>35, r->>36 \
-     FROM (SELECT r, ROW_NUMBER() OVER (PARTITION BY r->>7 \
-     ORDER BY hashtext(r->>1), r->>1) - 1 AS earlier FROM jsonb_array_elements($1::jsonb) AS r \
+     FROM (SELECT r, CASE WHEN r->>7 IS NULL THEN 0 ELSE COALESCE(SUM(free) OVER (\
+     PARTITION BY r->>7 ORDER BY hashtext(r->>1), r->>1 \
+     ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) END AS earlier \
+     FROM (SELECT r, CASE WHEN NOT (r->>37)::boolean OR NOT EXISTS (SELECT 1 FROM images o \
+     WHERE o.name = r->>1 AND ((r->>38)::boolean OR o.public OR o.owner_id = (r->>39)::bigint)) \
+     THEN 1 ELSE 0 END AS free FROM jsonb_array_elements($1::jsonb) AS r) AS sent \
      ORDER BY hashtext(r->>1), r->>1 OFFSET 0) AS records \
      WHERE CASE WHEN (r->>37)::boolean \
      THEN depot_claim_image_name(r->>1, (r->>38)::boolean, (r->>39)::bigint) ELSE TRUE END \

@@ -74,8 +74,7 @@ impl Inserts {
     /// reads has its name, once its group is committed, and answers its row
     /// (see [`super::Tx::insert_image_if_name_free`]); `None` if it was not
     /// stored and the caller should store it alone: its group failed before
-    /// its commit, the writer left it to be stored again (see
-    /// [`postgres`]), or the writer is gone.
+    /// its commit, or the writer is gone.
     pub(super) async fn insert(&self, new: NewImage, unique: Option<NameScope>) -> Option<Answer> {
         let (answer, answered) = oneshot::channel();
         let waiting = Waiting {

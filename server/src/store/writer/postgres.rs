@@ -84,7 +84,7 @@ async fn write_group(pool: &PgPool, group: Vec<Waiting>) {
         }
     }
     match insert_together(pool, &group).await {
-        Ok(rows) => answer_committed(group, rows),
+        Ok(rows) => answer_rows(group, rows),
         // Rolled back: dropping the answers has each caller store its record
         // alone, so that a record that broke a rule fails with its own
         // error, and only it.
@@ -105,31 +105,6 @@ async fn write_group(pool: &PgPool, group: Vec<Waiting>) {
             answer_all(group, &error);
         }
     }
-}
-
-/// Answers the callers of a committed group with their rows, but those not
-/// stored beside another record of their owner's with a limit on their
-/// owner's count: [`INSERT_IMAGES_CLAIMING`] counts the records of an owner
-/// taken before one as stored, and one of them may not have been (its name
-/// taken). Unanswered, each of those stores its record alone, its owner's
-/// count now read as the group left it: refused again if it is full.
-fn answer_committed(group: Vec<Waiting>, rows: Vec<Option<ImageRow>>) {
-    let mut limited: HashMap<i64, usize> = HashMap::new();
-    for one in &group {
-        if let (Some(owner), Some(_)) = (one.new.owner_id, one.new.owner_images_at_most) {
-            *limited.entry(owner).or_default() += 1;
-        }
-    }
-    let rows = group.into_iter().zip(rows).filter(|(one, row)| {
-        let counted_beside_others = one.new.owner_images_at_most.is_some()
-            && one
-                .new
-                .owner_id
-                .is_some_and(|owner| limited.get(&owner).is_some_and(|&records| records > 1));
-        row.is_some() || !counted_beside_others
-    });
-    let (group, rows): (Vec<Waiting>, Vec<Option<ImageRow>>) = rows.unzip();
-    answer_rows(group, rows);
 }
 
 /// The group, all of it or nothing: every row (`None` for a name taken, by
