@@ -80,9 +80,9 @@ pub(super) const INSERT_IMAGE_CLAIMING: &str =
 /// name taken or freed by another transaction between the statement's start
 /// and its record's check makes that count one off. A record without a
 /// limit is taken to be stored without looking its name up (with the lookup
-/// for every record, 4 administrator's clients created 4 % fewer records, in
-/// turns): it is an administrator's, and one account's records all have a
-/// limit or none but while its role changes.
+/// for every record, an administrator's 4 clients created about 4 % fewer
+/// records, run in turns): it is an administrator's, and one account's
+/// records all have a limit or none but while its role changes.
 pub(super) const INSERT_IMAGES_CLAIMING: &str = concat!(
     insert_into_images!(),
     "SELECT r->>0, r->>1, r->>2, r->>3, r->>4, r->>5, (r->>6)::boolean, (r->>7)::bigint, \
