@@ -34,6 +34,16 @@ fn definition(name: &str, virtualized: Vec<i64>) -> NewImage {
     }
 }
 
+/// The key of `name`'s lock (the second, after the first every name's lock
+/// shares), in the order groups take their records and their locks.
+async fn lock_key(pool: &sqlx::PgPool, name: String) -> i32 {
+    sqlx::query_scalar("SELECT hashtext($1)")
+        .bind(name)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn sqlite_syncs_each_commit_to_disk() {
     let app = TestApp::spawn(Backend::Sqlite).await;
@@ -225,16 +235,7 @@ async fn postgres_groups_take_their_name_locks_in_one_order(#[case] twice: bool)
         unreachable!("a PostgreSQL app")
     };
     // Two names, `high` with the greater lock key.
-    let key = |name: &'static str| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query_scalar::<_, i32>("SELECT hashtext($1)")
-                .bind(name)
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-        }
-    };
+    let key = |name: &str| lock_key(&pool, name.to_owned());
     let (mut low, mut high) = ("lock-one", "lock-two");
     if key(low).await > key(high).await {
         std::mem::swap(&mut low, &mut high);
@@ -353,21 +354,11 @@ async fn postgres_groups_stop_at_their_owners_limit() {
 
     // One more room, and two records: a name already taken, taken first (its
     // lock's key is the smaller), then a new one, which fits.
-    let key = |name: String| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query_scalar::<_, i32>("SELECT hashtext($1)")
-                .bind(name)
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-        }
-    };
-    let taken_key = key("cap-first".into()).await;
+    let taken_key = lock_key(&pool, "cap-first".into()).await;
     let mut fresh = None;
     for index in 0.. {
         let name = format!("cap-fresh-{index}");
-        if key(name.clone()).await > taken_key {
+        if lock_key(&pool, name.clone()).await > taken_key {
             fresh = Some(name);
             break;
         }
