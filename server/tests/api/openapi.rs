@@ -6,6 +6,7 @@ use rstest::rstest;
 use serde_json::Value;
 
 use crate::helpers::{Backend, TestApp};
+use crate::mws::Mws;
 
 const ALICE: (&str, &str) = ("alice", "alice-password");
 
@@ -389,24 +390,17 @@ async fn the_mws_create_documents_what_a_new_image_needs(#[case] backend: Backen
         either,
         ["supportsPhysicalMachine", "supportsVirtualMachine"]
     );
-    let create = |body: Value| {
-        reqwest::Client::new()
-            .post(app.url("/mws/rest/images?api-version=3"))
-            .basic_auth(ALICE.0, Some(ALICE.1))
-            .json(&body)
-            .send()
-    };
+    let mws = Mws::new(&app, ALICE.0, ALICE.1).await;
     let enough = serde_json::json!({
         "name": "centos-9", "osType": "linux", "hypervisor": false, "supportsVirtualMachine": true
     });
-    let created = create(enough.clone()).await.unwrap();
-    let status = created.status();
-    assert_eq!(status, 201, "{}", created.text().await.unwrap());
+    let (status, created) = mws.post(&enough).await;
+    assert_eq!(status, 201, "{created}");
     for field in ["name", "osType", "hypervisor", "supportsVirtualMachine"] {
         let mut less = enough.clone();
         less["name"] = "centos-10".into();
         less.as_object_mut().unwrap().remove(field);
-        assert_eq!(create(less.clone()).await.unwrap().status(), 400, "{less}");
+        assert_eq!(mws.post(&less).await.0, 400, "{less}");
     }
 }
 
