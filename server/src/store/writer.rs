@@ -13,8 +13,10 @@
 //! committed.
 //!
 //! A group that fails before its commit is rolled back and each of its
-//! records is stored again by its caller alone, so that the one that broke
-//! a rule fails with its own error, and only that one. A group whose commit
+//! records is stored again alone, so that the one that broke a rule fails
+//! with its own error, and only that one: on SQLite by its caller (the
+//! database has one writer, so they take turns), on PostgreSQL by the
+//! writer, one after another (`postgres::store_each_alone`). A group whose commit
 //! failed is not tried again: nothing of it is known to be stored, and a
 //! second try could store it twice; every caller hears so.
 //!

@@ -377,6 +377,53 @@ async fn postgres_groups_stop_at_their_owners_limit() {
     assert_eq!(owned().await, at_most + 1);
 }
 
+/// A group rolled back (here by a link to an image that does not exist) has
+/// its records stored alone, one after another: side by side, each read its
+/// owner's count of images before the others had committed, and all five
+/// landed where there was room for two.
+#[tokio::test]
+async fn postgres_records_of_a_failed_group_stop_at_their_owners_limit() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let db = app.core.db().clone();
+    let Pool::Postgres(pool) = db.pool().clone() else {
+        unreachable!("a PostgreSQL app")
+    };
+    let owned = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM images WHERE owner_id = 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let at_most = owned().await + 2;
+    // A connection open for each record, as on a busy server: with the pool
+    // opening them one by one, records stored side by side took turns.
+    join_all((0..8).map(|_| sqlx::query("SELECT pg_sleep(0.05)").execute(&pool))).await;
+    // The broken record has no limit, so that the group stores it, and
+    // fails at its link, whichever place it takes in the group.
+    let mut records = vec![definition("failed-group-broken", vec![i64::MAX])];
+    records.extend((0..5).map(|index| NewImage {
+        owner_images_at_most: Some(at_most),
+        ..definition(&format!("failed-group-{index}"), Vec::new())
+    }));
+    let stored = join_all(
+        records
+            .iter()
+            .map(|new| db.insert_image_if_name_free(new, Some(NameScope::Everyone))),
+    )
+    .await;
+    match &stored[0] {
+        Err(sqlx::Error::Database(error)) => assert!(error.is_foreign_key_violation(), "{error}"),
+        other => panic!("the broken record: {other:?}"),
+    }
+    let landed: Vec<&str> = stored[1..]
+        .iter()
+        .filter_map(|result| result.as_ref().unwrap().as_ref())
+        .map(|row| row.name.as_str())
+        .collect();
+    assert_eq!(landed.len(), 2, "stored: {landed:?}");
+    assert_eq!(owned().await, at_most);
+}
+
 /// A record of a group is stored field for field as the same record alone:
 /// every column set, each to a value of its own, so that two fields
 /// swapped in the group's statement show.

@@ -73,37 +73,60 @@ async fn write_groups(pool: PgPool, waiting: flume::Receiver<Waiting>) {
 
 /// Writes a group and answers its callers.
 async fn write_group(pool: &PgPool, group: Vec<Waiting>) {
-    if let [one] = group.as_slice() {
-        if one.new.virtualized.is_empty() {
-            // Alone, whatever fails is its own.
-            let inserted = insert_alone_on_postgres(pool, &one.new, one.unique).await;
-            if let Some(one) = group.into_iter().next() {
-                let _ = one.answer.send(inserted);
-            }
-            return;
-        }
+    if group.len() == 1 {
+        // Alone, whatever fails is its own.
+        store_each_alone(pool, group).await;
+        return;
     }
     match insert_together(pool, &group).await {
         Ok(rows) => answer_rows(group, rows),
-        // Rolled back: dropping the answers has each caller store its record
-        // alone, so that a record that broke a rule fails with its own
-        // error, and only it.
-        Err(Failed::Insert(error)) => {
-            let broke_a_rule = error
-                .as_database_error()
-                .is_some_and(|error| error.constraint().is_some());
-            if broke_a_rule {
-                tracing::debug!(%error, records = group.len(), "a group of new records broke a rule");
-            } else {
-                tracing::warn!(%error, records = group.len(), "a group of new records failed; each is stored alone");
+        Err(Failed::Insert(error)) => match error.as_database_error() {
+            Some(refused) => {
+                if refused.constraint().is_some() {
+                    tracing::debug!(%error, records = group.len(), "a group of new records broke a rule");
+                } else {
+                    tracing::warn!(%error, records = group.len(), "a group of new records failed; each is stored alone");
+                }
+                store_each_alone(pool, group).await;
             }
-        }
+            // The database out of reach (no connection within the pool's
+            // wait, say): one after another, each record would wait as long
+            // again, and every later group behind them.
+            None => {
+                tracing::error!(%error, records = group.len(), "cannot store new records");
+                answer_all(group, &error);
+            }
+        },
         // Nothing of the group is known to be stored, and trying again could
         // store it twice.
         Err(Failed::Commit(error)) => {
             tracing::error!(%error, records = group.len(), "cannot commit new records");
             answer_all(group, &error);
         }
+    }
+}
+
+/// Stores each record of a group rolled back in a transaction of its own,
+/// so that a record that broke a rule fails with its own error, and only it;
+/// one after another, while no other group is written. Side by side, as
+/// their callers once stored them, each read its owner's count of images
+/// before the others had committed: a group made to fail (a link to an
+/// image being deleted) passed an owner's limit by its size.
+async fn store_each_alone(pool: &PgPool, group: Vec<Waiting>) {
+    for one in group {
+        if one.answer.is_closed() {
+            // Its request was cancelled: no record, as in `next_group`.
+            continue;
+        }
+        let stored = if one.new.virtualized.is_empty() {
+            insert_alone_on_postgres(pool, &one.new, one.unique).await
+        } else {
+            match insert_together(pool, std::slice::from_ref(&one)).await {
+                Ok(mut rows) => Ok(rows.pop().flatten()),
+                Err(Failed::Insert(error) | Failed::Commit(error)) => Err(error),
+            }
+        };
+        let _ = one.answer.send(stored);
     }
 }
 
