@@ -34,11 +34,29 @@ fn definition(name: &str, virtualized: Vec<i64>) -> NewImage {
     }
 }
 
+/// A record of the administrator's, whose account may hold `at_most`
+/// images.
+fn limited(name: &str, at_most: i64) -> NewImage {
+    NewImage {
+        owner_images_at_most: Some(at_most),
+        ..definition(name, Vec::new())
+    }
+}
+
 /// The key of `name`'s lock (the second, after the first every name's lock
 /// shares), in the order groups take their records and their locks.
 async fn lock_key(pool: &sqlx::PgPool, name: String) -> i32 {
     sqlx::query_scalar("SELECT hashtext($1)")
         .bind(name)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// How many images the administrator (user 1, whom `definition` makes the
+/// owner) holds, as stored.
+async fn admins_images(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM images WHERE owner_id = 1")
         .fetch_one(pool)
         .await
         .unwrap()
@@ -319,17 +337,7 @@ async fn postgres_groups_stop_at_their_owners_limit() {
     let Pool::Postgres(pool) = db.pool().clone() else {
         unreachable!("a PostgreSQL app")
     };
-    let limited = |name: &str, at_most: i64| NewImage {
-        owner_images_at_most: Some(at_most),
-        ..definition(name, Vec::new())
-    };
-    let owned = || async {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM images WHERE owner_id = 1")
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-    };
-    let before = owned().await;
+    let before = admins_images(&pool).await;
     let at_most = before + 4;
     for name in ["cap-first", "cap-second"] {
         let new = limited(name, at_most);
@@ -350,7 +358,7 @@ async fn postgres_groups_stop_at_their_owners_limit() {
         .filter(|result| result.as_ref().unwrap().is_some())
         .count();
     assert_eq!(landed, 2, "{stored:?}");
-    assert_eq!(owned().await, at_most);
+    assert_eq!(admins_images(&pool).await, at_most);
 
     // One more room, and two records: a name already taken, taken first (its
     // lock's key is the smaller), then a new one, which fits.
@@ -374,7 +382,7 @@ async fn postgres_groups_stop_at_their_owners_limit() {
     );
     assert!(taken.unwrap().is_none(), "the name is taken");
     assert!(new.unwrap().is_some(), "there was room for {fresh}");
-    assert_eq!(owned().await, at_most + 1);
+    assert_eq!(admins_images(&pool).await, at_most + 1);
 }
 
 /// A group rolled back (here by a link to an image that does not exist) has
@@ -388,23 +396,14 @@ async fn postgres_records_of_a_failed_group_stop_at_their_owners_limit() {
     let Pool::Postgres(pool) = db.pool().clone() else {
         unreachable!("a PostgreSQL app")
     };
-    let owned = || async {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM images WHERE owner_id = 1")
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-    };
-    let at_most = owned().await + 2;
+    let at_most = admins_images(&pool).await + 2;
     // A connection open for each record, as on a busy server: with the pool
     // opening them one by one, records stored side by side took turns.
     join_all((0..8).map(|_| sqlx::query("SELECT pg_sleep(0.05)").execute(&pool))).await;
     // The broken record has no limit, so that the group stores it, and
     // fails at its link, whichever place it takes in the group.
     let mut records = vec![definition("failed-group-broken", vec![i64::MAX])];
-    records.extend((0..5).map(|index| NewImage {
-        owner_images_at_most: Some(at_most),
-        ..definition(&format!("failed-group-{index}"), Vec::new())
-    }));
+    records.extend((0..5).map(|index| limited(&format!("failed-group-{index}"), at_most)));
     let stored = join_all(
         records
             .iter()
@@ -421,7 +420,7 @@ async fn postgres_records_of_a_failed_group_stop_at_their_owners_limit() {
         .map(|row| row.name.as_str())
         .collect();
     assert_eq!(landed.len(), 2, "stored: {landed:?}");
-    assert_eq!(owned().await, at_most);
+    assert_eq!(admins_images(&pool).await, at_most);
 }
 
 /// A record of a group is stored field for field as the same record alone:
