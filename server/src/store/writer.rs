@@ -12,11 +12,13 @@
 //! make the next group. The caller hears back only after its group is
 //! committed.
 //!
-//! A group that fails before its commit is rolled back and each of its
-//! records is stored again alone, so that the one that broke a rule fails
-//! with its own error, and only that one: on SQLite by its caller (the
-//! database has one writer, so they take turns), on PostgreSQL by the
-//! writer, one after another (`postgres::store_each_alone`). A group whose commit
+//! A group that fails before its commit is rolled back and its records are
+//! stored again, so that the one that broke a rule fails with its own
+//! error, and only that one: on SQLite each by its caller, alone (the
+//! database has one writer, so they take turns); on PostgreSQL by the
+//! writer, before the next group (`postgres::write_group`: the records
+//! with links alone, the others together again, then each alone, one after
+//! another). A group whose commit
 //! failed is not tried again: nothing of it is known to be stored, and a
 //! second try could store it twice; every caller hears so.
 //!
@@ -76,7 +78,7 @@ impl Inserts {
     /// reads has its name, once its group is committed, and answers its row
     /// (see [`super::Tx::insert_image_if_name_free`]); `None` if it was not
     /// stored and the caller should store it alone: its group failed before
-    /// its commit, or the writer is gone.
+    /// its commit (on SQLite), or the writer is gone or panicked.
     pub(super) async fn insert(&self, new: NewImage, unique: Option<NameScope>) -> Option<Answer> {
         let (answer, answered) = oneshot::channel();
         let waiting = Waiting {

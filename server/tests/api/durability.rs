@@ -2,7 +2,7 @@
 //! same moment share one commit without sharing each other's failures.
 
 use chrono::Utc;
-use depot_server::store::{NameScope, NewImage, Pool};
+use depot_server::store::{ImageRow, NameScope, NewImage, Pool};
 use futures_util::future::join_all;
 use rstest::rstest;
 use serde_json::json;
@@ -385,11 +385,14 @@ async fn postgres_groups_stop_at_their_owners_limit() {
     assert_eq!(admins_images(&pool).await, at_most + 1);
 }
 
-/// A group rolled back (here by a link to an image that does not exist) has
-/// its records stored alone, one after another: side by side, each read its
-/// owner's count of images before the others had committed, and all five
-/// landed where there was room for two.
-#[tokio::test]
+/// A group rolled back (here by a link to an image that does not exist) is
+/// stored again by the writer before the next: its records with links alone,
+/// the others together again. Side by side, as their callers once stored
+/// them, each read its owner's count of images before the others had
+/// committed, and all five landed where there was room for two.
+// One thread, so that the six records wait for the writer as one group:
+// `join_all` sends them all before the writer's task runs.
+#[tokio::test(flavor = "current_thread")]
 async fn postgres_records_of_a_failed_group_stop_at_their_owners_limit() {
     let app = TestApp::spawn(Backend::Postgres).await;
     let db = app.core.db().clone();
@@ -414,13 +417,90 @@ async fn postgres_records_of_a_failed_group_stop_at_their_owners_limit() {
         Err(sqlx::Error::Database(error)) => assert!(error.is_foreign_key_violation(), "{error}"),
         other => panic!("the broken record: {other:?}"),
     }
-    let landed: Vec<&str> = stored[1..]
+    let landed: Vec<&ImageRow> = stored[1..]
         .iter()
         .filter_map(|result| result.as_ref().unwrap().as_ref())
-        .map(|row| row.name.as_str())
         .collect();
-    assert_eq!(landed.len(), 2, "stored: {landed:?}");
+    let names: Vec<&str> = landed.iter().map(|row| row.name.as_str()).collect();
+    assert_eq!(landed.len(), 2, "stored: {names:?}");
     assert_eq!(admins_images(&pool).await, at_most);
+    let ids: Vec<i64> = landed.iter().map(|row| row.id).collect();
+    assert_eq!(commits_of(&pool, &ids).await, 1, "stored together again");
+}
+
+/// A record stored again after its group failed, that fails for a reason
+/// not its own (here its statement cancelled while it waits for its name's
+/// lock, as one past its time is), fails the records after it with it:
+/// each would wait as long, and every later group behind them.
+#[tokio::test(flavor = "current_thread")]
+async fn postgres_a_failed_group_stops_at_a_failure_not_its_records() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let db = app.core.db().clone();
+    let Pool::Postgres(pool) = db.pool().clone() else {
+        unreachable!("a PostgreSQL app")
+    };
+    // Another transaction holds the lock of one record's name.
+    let waits_key = lock_key(&pool, "stop-waits".into()).await;
+    let mut other = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(1851878757, $1)")
+        .bind(waits_key)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let group = tokio::spawn(async move {
+        let records = [
+            definition("stop-broken", vec![i64::MAX]),
+            definition("stop-waits", Vec::new()),
+            definition("stop-after", Vec::new()),
+        ];
+        join_all(
+            records
+                .iter()
+                .map(|new| db.insert_image_if_name_free(new, Some(NameScope::Everyone))),
+        )
+        .await
+    });
+    // Every statement that waits for that lock is cancelled: the group's,
+    // its records' without links together again, then `stop-waits` alone.
+    let waiting = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND classid::int = 1851878757 AND objid::int = $1";
+    let mut cancelled = 0;
+    for _ in 0..400 {
+        if group.is_finished() {
+            break;
+        }
+        let pids: Vec<i32> = sqlx::query_scalar(waiting)
+            .bind(waits_key)
+            .fetch_all(&mut *other)
+            .await
+            .unwrap();
+        for pid in pids {
+            sqlx::query("SELECT pg_cancel_backend($1)")
+                .bind(pid)
+                .execute(&mut *other)
+                .await
+                .unwrap();
+            cancelled += 1;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let stored = group.await.unwrap();
+    other.commit().await.unwrap();
+    assert_eq!(cancelled, 3, "{stored:?}");
+    match &stored[..] {
+        [Err(sqlx::Error::Database(broken)), Err(sqlx::Error::Database(waits)), Err(after)] => {
+            assert!(broken.is_foreign_key_violation(), "{broken}");
+            assert_eq!(waits.code().as_deref(), Some("57014"), "{waits}");
+            assert!(after.to_string().contains("canceling statement"), "{after}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM images WHERE name = 'stop-after'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(after, 0, "not tried after the failure");
 }
 
 /// A record of a group is stored field for field as the same record alone:

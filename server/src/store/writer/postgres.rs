@@ -78,25 +78,46 @@ async fn write_group(pool: &PgPool, group: Vec<Waiting>) {
         store_each_alone(pool, group).await;
         return;
     }
+    let Some(group) = write_together(pool, group).await else {
+        return;
+    };
+    // Rolled back. A link to an image deleted meanwhile is the usual cause,
+    // and one any user can bring about: the records with links are stored
+    // alone first, and the others together again, each alone only if they
+    // fail again.
+    let (linked, plain): (Vec<Waiting>, Vec<Waiting>) = group
+        .into_iter()
+        .partition(|one| !one.new.virtualized.is_empty());
+    let again_together = !linked.is_empty() && plain.len() > 1;
+    store_each_alone(pool, linked).await;
+    let plain = match again_together {
+        true => write_together(pool, plain).await,
+        false => Some(plain),
+    };
+    if let Some(plain) = plain {
+        store_each_alone(pool, plain).await;
+    }
+}
+
+/// Writes `group` in one go and answers its callers; or gives it back if it
+/// was rolled back before its commit, to be stored another way.
+async fn write_together(pool: &PgPool, group: Vec<Waiting>) -> Option<Vec<Waiting>> {
     match insert_together(pool, &group).await {
         Ok(rows) => answer_rows(group, rows),
-        Err(Failed::Insert(error)) => match error.as_database_error() {
-            Some(refused) => {
-                if refused.constraint().is_some() {
-                    tracing::debug!(%error, records = group.len(), "a group of new records broke a rule");
-                } else {
-                    tracing::warn!(%error, records = group.len(), "a group of new records failed; each is stored alone");
-                }
-                store_each_alone(pool, group).await;
+        // No connection within the pool's wait: one after another, each
+        // record would wait as long again, and every later group behind.
+        Err(Failed::Insert(error @ (sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed))) => {
+            tracing::error!(%error, records = group.len(), "cannot store new records");
+            answer_all(group, &error);
+        }
+        Err(Failed::Insert(error)) => {
+            if its_own_fault(&error) {
+                tracing::debug!(%error, records = group.len(), "a group of new records broke a rule");
+            } else {
+                tracing::warn!(%error, records = group.len(), "a group of new records failed");
             }
-            // The database out of reach (no connection within the pool's
-            // wait, say): one after another, each record would wait as long
-            // again, and every later group behind them.
-            None => {
-                tracing::error!(%error, records = group.len(), "cannot store new records");
-                answer_all(group, &error);
-            }
-        },
+            return Some(group);
+        }
         // Nothing of the group is known to be stored, and trying again could
         // store it twice.
         Err(Failed::Commit(error)) => {
@@ -104,16 +125,20 @@ async fn write_group(pool: &PgPool, group: Vec<Waiting>) {
             answer_all(group, &error);
         }
     }
+    None
 }
 
-/// Stores each record of a group rolled back in a transaction of its own,
-/// so that a record that broke a rule fails with its own error, and only it;
-/// one after another, while no other group is written. Side by side, as
-/// their callers once stored them, each read its owner's count of images
-/// before the others had committed: a group made to fail (a link to an
-/// image being deleted) passed an owner's limit by its size.
+/// Stores each record of `group` in a transaction of its own, so that a
+/// record that broke a rule fails with its own error, and only it; one
+/// after another, while no other group is written. Side by side, as their
+/// callers once stored them, each read its owner's count of images before
+/// the others had committed, and a group made to fail passed an owner's
+/// limit by its size. A record that fails for a reason not its own (the
+/// database going away, a statement timed out) fails the rest with it:
+/// each would wait as long, and every later group behind them.
 async fn store_each_alone(pool: &PgPool, group: Vec<Waiting>) {
-    for one in group {
+    let mut records = group.into_iter();
+    while let Some(one) = records.next() {
         if one.answer.is_closed() {
             // Its request was cancelled: no record, as in `next_group`.
             continue;
@@ -126,8 +151,30 @@ async fn store_each_alone(pool: &PgPool, group: Vec<Waiting>) {
                 Err(Failed::Insert(error) | Failed::Commit(error)) => Err(error),
             }
         };
+        let stop = match &stored {
+            Err(error) if !its_own_fault(error) => Some(error.to_string()),
+            _ => None,
+        };
         let _ = one.answer.send(stored);
+        if let Some(error) = stop {
+            let rest: Vec<Waiting> = records.collect();
+            if !rest.is_empty() {
+                tracing::error!(%error, records = rest.len(), "cannot store new records");
+                answer_all(rest, &error);
+            }
+            return;
+        }
     }
+}
+
+/// Whether the database refused a record for what it holds: a rule broken
+/// (SQLSTATE class 23: a link to an image that is gone, say) or a value it
+/// cannot take (class 22).
+fn its_own_fault(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|error| error.code())
+        .is_some_and(|code| code.starts_with("23") || code.starts_with("22"))
 }
 
 /// The group, all of it or nothing: every row (`None` for a name taken, by
