@@ -252,8 +252,8 @@ impl Db {
                 return inserted;
             }
             // Its group failed before its commit (SQLite's writer leaves
-            // such records to their callers), or the writer is gone: alone,
-            // it fails only if it is itself at fault.
+            // such records to their callers), or the writer is gone or
+            // panicked: alone, it fails only if it is itself at fault.
         }
         if let (Pool::Postgres(pool), true) = (&self.pool, new.virtualized.is_empty()) {
             return super::tx::insert_alone_on_postgres(pool, new, unique).await;

@@ -13,12 +13,13 @@
 //! committed.
 //!
 //! A group that fails before its commit is rolled back and its records are
-//! stored again, so that the one that broke a rule fails with its own
-//! error, and only that one: on SQLite each by its caller, alone (the
-//! database has one writer, so they take turns); on PostgreSQL by the
-//! writer, before the next group (`postgres::write_group`: the records
-//! with links alone, the others together again, then each alone, one after
-//! another). A group whose commit
+//! stored again, so that a record that broke a rule fails with its own
+//! error: on SQLite each by its caller, alone (the database has one writer,
+//! so they take turns); on PostgreSQL by the writer, before the next group
+//! (`postgres::write_group`: the records with links each alone, then, if
+//! there were any, the others together again, then each alone, one after
+//! another; a failure that is the database's, not a record's, fails the
+//! records still to be stored with it). A group whose commit
 //! failed is not tried again: nothing of it is known to be stored, and a
 //! second try could store it twice; every caller hears so.
 //!

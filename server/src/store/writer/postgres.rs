@@ -89,10 +89,13 @@ async fn write_group(pool: &PgPool, group: Vec<Waiting>) {
         .into_iter()
         .partition(|one| !one.new.virtualized.is_empty());
     let again_together = !linked.is_empty() && plain.len() > 1;
-    store_each_alone(pool, linked).await;
-    let plain = match again_together {
-        true => write_together(pool, plain).await,
-        false => Some(plain),
+    let plain = match store_each_alone(pool, linked).await {
+        Some(error) => {
+            fail_all(plain, &error);
+            None
+        }
+        None if again_together => write_together(pool, plain).await,
+        None => Some(plain),
     };
     if let Some(plain) = plain {
         store_each_alone(pool, plain).await;
@@ -101,17 +104,20 @@ async fn write_group(pool: &PgPool, group: Vec<Waiting>) {
 
 /// Writes `group` in one go and answers its callers; or gives it back if it
 /// was rolled back before its commit, to be stored another way.
-async fn write_together(pool: &PgPool, group: Vec<Waiting>) -> Option<Vec<Waiting>> {
+async fn write_together(pool: &PgPool, mut group: Vec<Waiting>) -> Option<Vec<Waiting>> {
+    group.retain(|one| !one.answer.is_closed());
+    if group.is_empty() {
+        return None;
+    }
     match insert_together(pool, &group).await {
         Ok(rows) => answer_rows(group, rows),
         // No connection within the pool's wait: one after another, each
         // record would wait as long again, and every later group behind.
         Err(Failed::Insert(error @ (sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed))) => {
-            tracing::error!(%error, records = group.len(), "cannot store new records");
-            answer_all(group, &error);
+            fail_all(group, &error);
         }
         Err(Failed::Insert(error)) => {
-            if its_own_fault(&error) {
+            if let Blame::Record = blame(&error) {
                 tracing::debug!(%error, records = group.len(), "a group of new records broke a rule");
             } else {
                 tracing::warn!(%error, records = group.len(), "a group of new records failed");
@@ -133,48 +139,76 @@ async fn write_together(pool: &PgPool, group: Vec<Waiting>) -> Option<Vec<Waitin
 /// after another, while no other group is written. Side by side, as their
 /// callers once stored them, each read its owner's count of images before
 /// the others had committed, and a group made to fail passed an owner's
-/// limit by its size. A record that fails for a reason not its own (the
-/// database going away, a statement timed out) fails the rest with it:
-/// each would wait as long, and every later group behind them.
-async fn store_each_alone(pool: &PgPool, group: Vec<Waiting>) {
+/// limit by its size. A record that fails for a reason neither its own nor
+/// another transaction's (the database going away, a statement timed out)
+/// fails the rest with it, and the error is the answer: each would wait as
+/// long, and every later group behind them.
+async fn store_each_alone(pool: &PgPool, group: Vec<Waiting>) -> Option<String> {
     let mut records = group.into_iter();
     while let Some(one) = records.next() {
         if one.answer.is_closed() {
             // Its request was cancelled: no record, as in `next_group`.
             continue;
         }
-        let stored = if one.new.virtualized.is_empty() {
-            insert_alone_on_postgres(pool, &one.new, one.unique).await
-        } else {
-            match insert_together(pool, std::slice::from_ref(&one)).await {
-                Ok(mut rows) => Ok(rows.pop().flatten()),
-                Err(Failed::Insert(error) | Failed::Commit(error)) => Err(error),
+        let mut stored = store_alone(pool, &one).await;
+        if let Err(error) = &stored {
+            if let Blame::Turn = blame(error) {
+                stored = store_alone(pool, &one).await;
             }
-        };
+        }
         let stop = match &stored {
-            Err(error) if !its_own_fault(error) => Some(error.to_string()),
+            Err(error) if matches!(blame(error), Blame::Database) => Some(error.to_string()),
             _ => None,
         };
         let _ = one.answer.send(stored);
         if let Some(error) = stop {
-            let rest: Vec<Waiting> = records.collect();
-            if !rest.is_empty() {
-                tracing::error!(%error, records = rest.len(), "cannot store new records");
-                answer_all(rest, &error);
-            }
-            return;
+            fail_all(records.collect(), &error);
+            return Some(error);
         }
+    }
+    None
+}
+
+/// Stores one record in a transaction of its own.
+async fn store_alone(pool: &PgPool, one: &Waiting) -> Result<Option<ImageRow>, sqlx::Error> {
+    if one.new.virtualized.is_empty() {
+        return insert_alone_on_postgres(pool, &one.new, one.unique).await;
+    }
+    match insert_together(pool, std::slice::from_ref(one)).await {
+        Ok(mut rows) => Ok(rows.pop().flatten()),
+        Err(Failed::Insert(error) | Failed::Commit(error)) => Err(error),
     }
 }
 
-/// Whether the database refused a record for what it holds: a rule broken
-/// (SQLSTATE class 23: a link to an image that is gone, say) or a value it
-/// cannot take (class 22).
-fn its_own_fault(error: &sqlx::Error) -> bool {
-    error
-        .as_database_error()
-        .and_then(|error| error.code())
-        .is_some_and(|code| code.starts_with("23") || code.starts_with("22"))
+/// Answers every caller still waiting in `group` that its record cannot be
+/// stored now.
+fn fail_all(mut group: Vec<Waiting>, error: &dyn std::fmt::Display) {
+    group.retain(|one| !one.answer.is_closed());
+    if !group.is_empty() {
+        tracing::error!(%error, records = group.len(), "cannot store new records");
+        answer_all(group, error);
+    }
+}
+
+/// Whose a record's failure is, by its SQLSTATE.
+enum Blame {
+    /// The record's own: a rule broken (class 23: a link to an image that is
+    /// gone, say) or a value the database cannot take (class 22).
+    Record,
+    /// Another transaction's: rolled back so that it could go on (class 40:
+    /// a deadlock), and stored at the next try.
+    Turn,
+    /// The database's: gone, shutting down, a statement past its time.
+    Database,
+}
+
+fn blame(error: &sqlx::Error) -> Blame {
+    let code = error.as_database_error().and_then(|error| error.code());
+    match code.as_deref().map(|code| code.get(..2).unwrap_or(code)) {
+        Some("22" | "23") => Blame::Record,
+        Some("40") => Blame::Turn,
+        _ => Blame::Database,
+    }
 }
 
 /// The group, all of it or nothing: every row (`None` for a name taken, by
@@ -308,12 +342,17 @@ async fn lock_names(
 
 /// Whether a failed statement is known to have stored nothing: the
 /// database refused it, or it never reached the database. A connection cut
-/// while it ran leaves its commit unknown.
+/// while it ran leaves its commit unknown, and so does a connection ended
+/// by the database (class 57P, a shutdown; 08): that can come after the
+/// commit, while it waits for a replica.
 fn nothing_stored(error: &sqlx::Error) -> bool {
-    matches!(
-        error,
-        sqlx::Error::Database(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
-    )
+    match error {
+        sqlx::Error::Database(error) => !error
+            .code()
+            .is_some_and(|code| code.starts_with("57P") || code.starts_with("08")),
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        _ => false,
+    }
 }
 
 /// Links a hypervisor image to the images it runs, in one statement.
