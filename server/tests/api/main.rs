@@ -18,6 +18,7 @@ mod dialect_paths;
 mod durability;
 mod files;
 mod fuzz;
+mod group_failures;
 mod held_bodies;
 mod helpers;
 mod image_cap;

@@ -314,7 +314,11 @@ async fn insert_turn<'c>(
 /// Takes the lock of every name the group checks, in the order of the
 /// locks' keys, before its statements: each of them takes its records' locks
 /// in that order, but a later one (a name's second record, checked where
-/// the first was not) would take a lock of a smaller key after them.
+/// the first was not) would take a lock of a smaller key after them. A
+/// record alone too (one with links): its owner's count is locked next
+/// (`LOCK_OWNER_COUNTS`), and a record of the same name inserted alone
+/// meanwhile, holding the name and then taking the count as its statement
+/// ends, could wait for it while it waited for the name.
 async fn lock_names(
     tx: &mut Transaction<'static, Postgres>,
     group: &[Waiting],
@@ -329,7 +333,7 @@ async fn lock_names(
         .filter(|one| one.unique.is_some())
         .map(|one| one.new.name.as_str())
         .collect();
-    if names.len() < 2 {
+    if names.is_empty() {
         return Ok(());
     }
     sqlx::query(LOCK_IN_ORDER)
