@@ -107,6 +107,31 @@ pub(super) const INSERT_IMAGES_CLAIMING: &str = concat!(
     image_columns!("", "CAST(NULL AS TEXT)")
 );
 
+/// PostgreSQL's: takes the lock of each owner `$2` (ids) whose records count
+/// against a limit of images, for the transaction, in the order of the
+/// locks' keys, before any name's lock or count; every transaction that
+/// inserts such a record takes it so. One owner's inserts then commit in
+/// turn, and each, its statement started once the lock is held, reads the
+/// owner's count after the last has committed: side by side (two servers,
+/// an upload beside a group), each read the count before the other's
+/// commit, and together they passed it.
+pub(super) const LOCK_OWNERS: &str = "SELECT pg_advisory_xact_lock($1, key) \
+     FROM (SELECT DISTINCT hashint8(owner) AS key FROM UNNEST($2::bigint[]) AS owner \
+     ORDER BY key OFFSET 0) AS keys";
+
+/// The first key of every owner's lock ([`LOCK_OWNERS`]), apart from the
+/// names' (`IMAGE_NAME_LOCKS`).
+pub(super) const OWNER_LOCKS: i32 = 0x6f77_6e72; // "ownr"
+
+/// The owners of `records` whose images count against a limit.
+pub(super) fn limited_owners<'a>(records: impl IntoIterator<Item = &'a NewImage>) -> Vec<i64> {
+    records
+        .into_iter()
+        .filter(|new| new.owner_images_at_most.is_some())
+        .filter_map(|new| new.owner_id)
+        .collect()
+}
+
 /// PostgreSQL's: locks the images a hypervisor image will link to against
 /// their deletion (`$1`, their ids), before the insert takes its owner's
 /// count (`image_counts`, migration 0026): a deletion locks its image, then
