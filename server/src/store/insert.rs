@@ -56,7 +56,8 @@ pub(super) const INSERT_IMAGE: &str = insert_image!(
 /// snapshot, taken before, could miss a record another transaction committed
 /// while this one waited for the lock. So the lock, the check and the write
 /// are one statement, and a record with no links is one round trip, its
-/// own transaction. `CASE`, as it evaluates in order: no lock without a rule.
+/// own transaction, unless its owner has a limit of images: then its owner's
+/// lock comes first ([`LOCK_OWNERS`]), in a transaction. `CASE`, as it evaluates in order: no lock without a rule.
 pub(super) const INSERT_IMAGE_CLAIMING: &str =
     insert_image!("CASE WHEN $38 THEN depot_claim_image_name($2, $39, $40) ELSE TRUE END");
 
@@ -114,7 +115,9 @@ pub(super) const INSERT_IMAGES_CLAIMING: &str = concat!(
 /// turn, and each, its statement started once the lock is held, reads the
 /// owner's count after the last has committed: side by side (two servers,
 /// an upload beside a group), each read the count before the other's
-/// commit, and together they passed it.
+/// commit, and together they passed it (as migrations 0026 and 0032 still
+/// say they may). A resumable upload's completion is checked against the
+/// limit as it begins, not as it lands, and takes no lock.
 pub(super) const LOCK_OWNERS: &str = "SELECT pg_advisory_xact_lock($1, key) \
      FROM (SELECT DISTINCT hashint8(owner) AS key FROM UNNEST($2::bigint[]) AS owner \
      ORDER BY key OFFSET 0) AS keys";

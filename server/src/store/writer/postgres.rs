@@ -9,10 +9,12 @@
 //! A group is one statement ([`INSERT_IMAGES_CLAIMING`]), its own
 //! transaction: one round trip, however many records. Records of one name
 //! take turns, a statement each, in one transaction; so do the links of a
-//! hypervisor image. A record alone is the single insert it always was.
-//! A group holding a record whose owner has a limit of images is a
-//! transaction that takes those owners' locks first (`LOCK_OWNERS`), so that
-//! an owner's records commit in turn, whoever writes them.
+//! hypervisor image. A record alone is the single insert it always was
+//! (see [`insert_alone_on_postgres`]).
+//! A group holding a record whose owner has a limit of images (every
+//! account's but an administrator's) is a transaction that takes those
+//! owners' locks first (`LOCK_OWNERS`), so that an owner's records commit in
+//! turn, whoever writes them: `BEGIN`, the locks, the statement, `COMMIT`.
 //!
 //! Each record's name check takes its name's lock for the transaction
 //! (`depot_claim_image_name`, migration 0015), so a group holds several
@@ -225,20 +227,36 @@ async fn insert_together(
     let turns = turns(group);
     let mut rows: Vec<Option<ImageRow>> = group.iter().map(|_| None).collect();
     let linked = group.iter().any(|one| !one.new.virtualized.is_empty());
-    let owners = limited_owners(group.iter().map(|one| &one.new));
-    if let ([turn], false, true) = (turns.as_slice(), linked, owners.is_empty()) {
+    let limited = limited_owners(group.iter().map(|one| &one.new));
+    match (turns.as_slice(), linked, limited.is_empty()) {
         // One statement, committed as it ends.
-        insert_turn(pool, group, turn, &mut rows)
-            .await
-            .map_err(|error| match nothing_stored(&error) {
-                true => Failed::Insert(error),
-                false => Failed::Commit(error),
-            })?;
-        return Ok(rows);
+        ([turn], false, true) => {
+            insert_turn(pool, group, turn, &mut rows).await.map_err(
+                |error| match nothing_stored(&error) {
+                    true => Failed::Insert(error),
+                    false => Failed::Commit(error),
+                },
+            )?;
+            return Ok(rows);
+        }
+        // The owners' locks, then the one statement, which takes its
+        // names' locks in order and its owners' counts as it ends.
+        ([turn], false, false) => {
+            let mut tx = pool.begin().await.map_err(Failed::Insert)?;
+            lock_owners(&mut tx, &limited)
+                .await
+                .map_err(Failed::Insert)?;
+            insert_turn(&mut *tx, group, turn, &mut rows)
+                .await
+                .map_err(Failed::Insert)?;
+            tx.commit().await.map_err(Failed::Commit)?;
+            return Ok(rows);
+        }
+        _ => {}
     }
     // A transaction dropped before its commit is rolled back.
     let mut tx = pool.begin().await.map_err(Failed::Insert)?;
-    lock_owners(&mut tx, &owners)
+    lock_owners(&mut tx, &limited)
         .await
         .map_err(Failed::Insert)?;
     lock_names(&mut tx, group).await.map_err(Failed::Insert)?;
