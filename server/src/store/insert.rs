@@ -56,8 +56,7 @@ pub(super) const INSERT_IMAGE: &str = insert_image!(
 /// snapshot, taken before, could miss a record another transaction committed
 /// while this one waited for the lock. So the lock, the check and the write
 /// are one statement, and a record with no links is one round trip, its
-/// own transaction, unless its owner has a limit of images: then its owner's
-/// lock comes first ([`LOCK_OWNERS`]), in a transaction. `CASE`, as it evaluates in order: no lock without a rule.
+/// own transaction. `CASE`, as it evaluates in order: no lock without a rule.
 pub(super) const INSERT_IMAGE_CLAIMING: &str =
     insert_image!("CASE WHEN $38 THEN depot_claim_image_name($2, $39, $40) ELSE TRUE END");
 
@@ -107,33 +106,6 @@ pub(super) const INSERT_IMAGES_CLAIMING: &str = concat!(
      RETURNING ",
     image_columns!("", "CAST(NULL AS TEXT)")
 );
-
-/// PostgreSQL's: takes the lock of each owner `$2` (ids) whose records count
-/// against a limit of images, for the transaction, in the order of the
-/// locks' keys, before any name's lock or count; every transaction that
-/// inserts such a record takes it so. One owner's inserts then commit in
-/// turn, and each, its statement started once the lock is held, reads the
-/// owner's count after the last has committed: side by side (two servers,
-/// an upload beside a group), each read the count before the other's
-/// commit, and together they passed it (as migrations 0026 and 0032 still
-/// say they may). A resumable upload's completion is checked against the
-/// limit as it begins, not as it lands, and takes no lock.
-pub(super) const LOCK_OWNERS: &str = "SELECT pg_advisory_xact_lock($1, key) \
-     FROM (SELECT DISTINCT hashint8(owner) AS key FROM UNNEST($2::bigint[]) AS owner \
-     ORDER BY key OFFSET 0) AS keys";
-
-/// The first key of every owner's lock ([`LOCK_OWNERS`]), apart from the
-/// names' (`IMAGE_NAME_LOCKS`).
-pub(super) const OWNER_LOCKS: i32 = 0x6f77_6e72; // "ownr"
-
-/// The owners of `records` whose images count against a limit.
-pub(super) fn limited_owners<'a>(records: impl IntoIterator<Item = &'a NewImage>) -> Vec<i64> {
-    records
-        .into_iter()
-        .filter(|new| new.owner_images_at_most.is_some())
-        .filter_map(|new| new.owner_id)
-        .collect()
-}
 
 /// PostgreSQL's: locks the images a hypervisor image will link to against
 /// their deletion (`$1`, their ids), before the insert takes its owner's

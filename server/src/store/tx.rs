@@ -13,8 +13,8 @@ use sqlx::{Postgres, Sqlite, Transaction};
 
 use super::images::{inserted_id, NameScope, NewImage};
 use super::insert::{
-    bound_insert, limited_owners, networks_json, InsertArgs, INSERT_IMAGE, INSERT_IMAGE_CLAIMING,
-    INSERT_LINK, LOCK_LINKED, LOCK_OWNERS, OWNER_LOCKS,
+    bound_insert, networks_json, InsertArgs, INSERT_IMAGE, INSERT_IMAGE_CLAIMING, INSERT_LINK,
+    LOCK_LINKED,
 };
 use super::rows::ImageRow;
 use super::{Db, Pool};
@@ -173,14 +173,11 @@ impl Tx {
         unique: Option<NameScope>,
     ) -> Result<Option<ImageRow>, sqlx::Error> {
         let args = InsertArgs::of(new, unique);
-        if let Tx::Postgres(tx) = &mut *self {
-            lock_owners(tx, &limited_owners([new])).await?;
-            if !new.virtualized.is_empty() {
-                sqlx::query(LOCK_LINKED)
-                    .bind(&new.virtualized)
-                    .execute(&mut **tx)
-                    .await?;
-            }
+        if let (Tx::Postgres(tx), false) = (&mut *self, new.virtualized.is_empty()) {
+            sqlx::query(LOCK_LINKED)
+                .bind(&new.virtualized)
+                .execute(&mut **tx)
+                .await?;
         }
         with_tx!(self, tx => {
             let row = bound_insert!(insert_sql(tx), args)
@@ -204,8 +201,7 @@ impl Tx {
 /// On PostgreSQL, a record with no links to insert: one statement, which is
 /// its own transaction (the name's lock is held until it commits): one round
 /// trip, not three (`BEGIN`, the insert, `COMMIT`; four when the lock was a
-/// statement of its own). A record whose owner has a limit of images takes
-/// its owner's lock first ([`LOCK_OWNERS`]), in a transaction.
+/// statement of its own).
 pub(super) async fn insert_alone_on_postgres(
     pool: &sqlx::PgPool,
     new: &NewImage,
@@ -213,36 +209,9 @@ pub(super) async fn insert_alone_on_postgres(
 ) -> Result<Option<ImageRow>, sqlx::Error> {
     debug_assert!(new.virtualized.is_empty());
     let args = InsertArgs::of(new, unique);
-    let owners = limited_owners([new]);
-    if owners.is_empty() {
-        return bound_insert!(INSERT_IMAGE_CLAIMING, args)
-            .fetch_optional(pool)
-            .await;
-    }
-    let mut tx = pool.begin().await?;
-    lock_owners(&mut tx, &owners).await?;
-    let row = bound_insert!(INSERT_IMAGE_CLAIMING, args)
-        .fetch_optional(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(row)
-}
-
-/// Takes the locks of `owners` for the transaction ([`LOCK_OWNERS`]), if
-/// there are any.
-pub(super) async fn lock_owners(
-    tx: &mut Transaction<'static, Postgres>,
-    owners: &[i64],
-) -> Result<(), sqlx::Error> {
-    if owners.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(LOCK_OWNERS)
-        .bind(OWNER_LOCKS)
-        .bind(owners)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    bound_insert!(INSERT_IMAGE_CLAIMING, args)
+        .fetch_optional(pool)
+        .await
 }
 
 /// The insert whose name check is right for `tx`'s database.

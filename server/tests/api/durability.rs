@@ -441,50 +441,6 @@ async fn postgres_groups_stop_at_their_owners_limit() {
     assert_eq!(admins_images(&pool).await, at_most + 1);
 }
 
-/// One owner's records, when the owner has a limit of images, commit in
-/// turn whatever writes them: a transaction of an upload's kind holding such
-/// a record, not yet committed, keeps one the group writer stores waiting
-/// for the owner's lock, and that one then reads the count with the first
-/// in it. Side by side, each read the count before the other's commit, and
-/// both landed where there was room for one.
-#[tokio::test]
-async fn postgres_an_owners_limited_records_commit_in_turn() {
-    let app = TestApp::spawn(Backend::Postgres).await;
-    let db = app.core.db().clone();
-    let Pool::Postgres(pool) = db.pool().clone() else {
-        unreachable!("a PostgreSQL app")
-    };
-    let at_most = admins_images(&pool).await + 1;
-    let mut upload = db.begin().await.unwrap();
-    let first = limited("in-turn-first", at_most);
-    let first = upload.insert_image_if_name_free(&first, Some(NameScope::Everyone));
-    assert!(first.await.unwrap().is_some());
-    let second = tokio::spawn(async move {
-        let second = limited("in-turn-second", at_most);
-        let stored = db.insert_image_if_name_free(&second, Some(NameScope::Everyone));
-        stored.await.unwrap().is_some()
-    });
-    // 1870098034 is the first key of every owner's lock ("ownr").
-    let waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
-         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-         AND classid::int = 1870098034";
-    let mut waits = 0;
-    for _ in 0..200 {
-        waits = sqlx::query_scalar::<_, i64>(waiting)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        if waits > 0 || second.is_finished() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert_eq!(waits, 1, "the second waits for the owner's lock");
-    upload.commit().await.unwrap();
-    assert!(!second.await.unwrap(), "no room once the first committed");
-    assert_eq!(admins_images(&pool).await, at_most);
-}
-
 /// A record of a group is stored field for field as the same record alone:
 /// every column set, each to a value of its own, so that two fields
 /// swapped in the group's statement show.

@@ -9,12 +9,7 @@
 //! A group is one statement ([`INSERT_IMAGES_CLAIMING`]), its own
 //! transaction: one round trip, however many records. Records of one name
 //! take turns, a statement each, in one transaction; so do the links of a
-//! hypervisor image. A record alone is the single insert it always was
-//! (see [`insert_alone_on_postgres`]).
-//! A group holding a record whose owner has a limit of images (every
-//! account's but an administrator's) is a transaction that takes those
-//! owners' locks first (`LOCK_OWNERS`), so that an owner's records commit in
-//! turn, whoever writes them: `BEGIN`, the locks, the statement, `COMMIT`.
+//! hypervisor image. A record alone is the single insert it always was.
 //!
 //! Each record's name check takes its name's lock for the transaction
 //! (`depot_claim_image_name`, migration 0015), so a group holds several
@@ -24,8 +19,7 @@
 //! were stored alone); so the statement takes its records in the order of
 //! their locks' keys, as every group does, on any server sharing the
 //! database; a group of several statements takes all its locks first, in
-//! that order. Every other writer holds at most one name's lock. Owners'
-//! locks come before any name's, in every transaction.
+//! that order. Every other writer holds at most one name's lock.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -35,11 +29,10 @@ use tokio::sync::Semaphore;
 
 use super::{answer_all, answer_rows, next_group, Waiting};
 use crate::store::insert::{
-    group_record, limited_owners, InsertArgs, INSERT_IMAGES_CLAIMING, INSERT_LINKS, LOCK_LINKED,
-    LOCK_OWNER_COUNTS,
+    group_record, InsertArgs, INSERT_IMAGES_CLAIMING, INSERT_LINKS, LOCK_LINKED, LOCK_OWNER_COUNTS,
 };
 use crate::store::rows::ImageRow;
-use crate::store::tx::{insert_alone_on_postgres, lock_owners, IMAGE_NAME_LOCKS};
+use crate::store::tx::{insert_alone_on_postgres, IMAGE_NAME_LOCKS};
 
 type Failed = super::Failed<sqlx::Error>;
 
@@ -227,38 +220,18 @@ async fn insert_together(
     let turns = turns(group);
     let mut rows: Vec<Option<ImageRow>> = group.iter().map(|_| None).collect();
     let linked = group.iter().any(|one| !one.new.virtualized.is_empty());
-    let limited = limited_owners(group.iter().map(|one| &one.new));
-    match (turns.as_slice(), linked, limited.is_empty()) {
+    if let ([turn], false) = (turns.as_slice(), linked) {
         // One statement, committed as it ends.
-        ([turn], false, true) => {
-            insert_turn(pool, group, turn, &mut rows).await.map_err(
-                |error| match nothing_stored(&error) {
-                    true => Failed::Insert(error),
-                    false => Failed::Commit(error),
-                },
-            )?;
-            return Ok(rows);
-        }
-        // The owners' locks, then the one statement, which takes its
-        // names' locks in order and its owners' counts as it ends.
-        ([turn], false, false) => {
-            let mut tx = pool.begin().await.map_err(Failed::Insert)?;
-            lock_owners(&mut tx, &limited)
-                .await
-                .map_err(Failed::Insert)?;
-            insert_turn(&mut *tx, group, turn, &mut rows)
-                .await
-                .map_err(Failed::Insert)?;
-            tx.commit().await.map_err(Failed::Commit)?;
-            return Ok(rows);
-        }
-        _ => {}
+        insert_turn(pool, group, turn, &mut rows)
+            .await
+            .map_err(|error| match nothing_stored(&error) {
+                true => Failed::Insert(error),
+                false => Failed::Commit(error),
+            })?;
+        return Ok(rows);
     }
     // A transaction dropped before its commit is rolled back.
     let mut tx = pool.begin().await.map_err(Failed::Insert)?;
-    lock_owners(&mut tx, &limited)
-        .await
-        .map_err(Failed::Insert)?;
     lock_names(&mut tx, group).await.map_err(Failed::Insert)?;
     // Then, in that order, what the statements take after the names: the
     // images the records link to, and their owners' counts (see
