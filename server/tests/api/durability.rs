@@ -53,6 +53,22 @@ pub(crate) async fn lock_key(pool: &sqlx::PgPool, name: String) -> i32 {
         .unwrap()
 }
 
+/// A transaction of the pool's holding the lock of the name whose key is
+/// `key` (1851878757 is the first key of every name's lock, as
+/// `depot_claim_image_name` of migration 0015 takes it) until it ends.
+pub(crate) async fn holding_name_lock(
+    pool: &sqlx::PgPool,
+    key: i32,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut other = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(1851878757, $1)")
+        .bind(key)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    other
+}
+
 /// How many images the administrator (user 1, whom `definition` makes the
 /// owner) holds, as stored.
 pub(crate) async fn admins_images(pool: &sqlx::PgPool) -> i64 {
@@ -259,15 +275,8 @@ async fn postgres_groups_take_their_name_locks_in_one_order(#[case] twice: bool)
         std::mem::swap(&mut low, &mut high);
     }
     let (low_key, high_key) = (key(low).await, key(high).await);
-    // Another transaction holds `high`'s lock (1851878757 is the first key
-    // of every name's lock, as `depot_claim_image_name` of migration 0015
-    // takes it).
-    let mut other = pool.begin().await.unwrap();
-    sqlx::query("SELECT pg_advisory_xact_lock(1851878757, $1)")
-        .bind(high_key)
-        .execute(&mut *other)
-        .await
-        .unwrap();
+    // Another transaction holds `high`'s lock.
+    let mut other = holding_name_lock(&pool, high_key).await;
     // A group of the two, `high` first (after `low` unchecked).
     let group = tokio::spawn(async move {
         let mut records = vec![
@@ -341,12 +350,7 @@ async fn postgres_a_linked_record_alone_takes_its_name_before_its_count() {
     let target = db.insert_image(&target).await.unwrap().expect("no limit");
     // Another transaction holds the name's lock.
     let key = lock_key(&pool, "lone-linked".into()).await;
-    let mut other = pool.begin().await.unwrap();
-    sqlx::query("SELECT pg_advisory_xact_lock(1851878757, $1)")
-        .bind(key)
-        .execute(&mut *other)
-        .await
-        .unwrap();
+    let mut other = holding_name_lock(&pool, key).await;
     let insert = tokio::spawn(async move {
         let linked = definition("lone-linked", vec![target]);
         let stored = db.insert_image_if_name_free(&linked, Some(NameScope::Everyone));

@@ -5,7 +5,9 @@ use depot_server::store::{ImageRow, NameScope, Pool};
 use futures_util::future::join_all;
 use rstest::rstest;
 
-use crate::durability::{admins_images, commits_of, definition, limited, lock_key};
+use crate::durability::{
+    admins_images, commits_of, definition, holding_name_lock, limited, lock_key,
+};
 use crate::helpers::{Backend, TestApp};
 
 /// A group rolled back (here by a link to an image that does not exist) is
@@ -70,12 +72,7 @@ async fn postgres_a_failed_group_stops_at_a_failure_not_its_records(#[case] link
     };
     // Another transaction holds the lock of one record's name.
     let waits_key = lock_key(&pool, "stop-waits".into()).await;
-    let mut other = pool.begin().await.unwrap();
-    sqlx::query("SELECT pg_advisory_xact_lock(1851878757, $1)")
-        .bind(waits_key)
-        .execute(&mut *other)
-        .await
-        .unwrap();
+    let mut other = holding_name_lock(&pool, waits_key).await;
     let group = tokio::spawn(async move {
         // Without links, `stop-waits` goes with `stop-after` again after
         // the broken record alone; with them, alone before them.
