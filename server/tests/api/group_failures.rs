@@ -163,3 +163,69 @@ async fn postgres_a_failed_group_stops_at_a_failure_not_its_records(#[case] link
             .unwrap();
     assert_eq!(after, 0, "not tried after the failure");
 }
+
+/// A record stored alone that PostgreSQL rolls back to break a deadlock
+/// (40P01) is tried once more, and stored: the failure was another
+/// transaction's, not its own nor the database's. Here a record with links
+/// holds its name's lock and waits for its owner's count, which a
+/// transaction holds that then asks for that name.
+#[tokio::test(flavor = "current_thread")]
+async fn postgres_a_record_rolled_back_for_a_deadlock_is_tried_again() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let db = app.core.db().clone();
+    let Pool::Postgres(pool) = db.pool().clone() else {
+        unreachable!("a PostgreSQL app")
+    };
+    let target = definition("deadlock-target", Vec::new());
+    let target = db.insert_image(&target).await.unwrap().expect("no limit");
+    // Every stripe of the owner's count made, then locked by `other`,
+    // whichever stripe the record's connection takes.
+    sqlx::query(
+        "INSERT INTO image_counts (user_id, stripe, images) \
+         SELECT 1, stripe, 0 FROM generate_series(0, 63) AS stripe ON CONFLICT DO NOTHING",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mut other = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM image_counts WHERE user_id = 1 FOR UPDATE")
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let record = tokio::spawn(async move {
+        let linked = definition("deadlock-linked", vec![target]);
+        let stored = db.insert_image_if_name_free(&linked, Some(NameScope::Everyone));
+        stored.await
+    });
+    // Once the record waits for the count, holding its name, `other` asks
+    // for the name: the record, waiting first, finds the deadlock first
+    // and is rolled back.
+    let waits = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()";
+    let mut waiting = 0;
+    for _ in 0..200 {
+        waiting = sqlx::query_scalar::<_, i64>(waits)
+            .fetch_one(&mut *other)
+            .await
+            .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(waiting, 1, "the record waits for its owner's count");
+    // A quarter of a second apart, so that the record's check for a
+    // deadlock (a second after it began to wait) comes well before
+    // `other`'s, however busy the machine.
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    let key = lock_key(&pool, "deadlock-linked".into()).await;
+    sqlx::query("SELECT pg_advisory_xact_lock(1851878757, $1)")
+        .bind(key)
+        .execute(&mut *other)
+        .await
+        .expect("the record, not this, is rolled back");
+    other.commit().await.unwrap();
+    let stored = record.await.unwrap();
+    let row = stored.expect("tried again").expect("stored");
+    assert_eq!(row.name, "deadlock-linked");
+}
