@@ -2,7 +2,7 @@
 //! same moment share one commit without sharing each other's failures.
 
 use chrono::Utc;
-use depot_server::store::{NameScope, NewImage, Pool};
+use depot_server::store::{Db, NameScope, NewImage, Pool};
 use futures_util::future::join_all;
 use rstest::rstest;
 use serde_json::json;
@@ -41,6 +41,17 @@ pub(crate) fn limited(name: &str, at_most: i64) -> NewImage {
         owner_images_at_most: Some(at_most),
         ..definition(name, Vec::new())
     }
+}
+
+/// A server on a database of its own on PostgreSQL, its store, and the
+/// store's pool.
+pub(crate) async fn on_postgres() -> (TestApp, Db, sqlx::PgPool) {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let db = app.core.db().clone();
+    let Pool::Postgres(pool) = db.pool().clone() else {
+        unreachable!("a PostgreSQL app")
+    };
+    (app, db, pool)
 }
 
 /// The key of `name`'s lock (the second, after the first every name's lock
@@ -263,11 +274,7 @@ async fn postgres_commits_records_created_at_once_together() {
 #[case::a_name_twice(true)]
 #[tokio::test]
 async fn postgres_groups_take_their_name_locks_in_one_order(#[case] twice: bool) {
-    let app = TestApp::spawn(Backend::Postgres).await;
-    let db = app.core.db().clone();
-    let Pool::Postgres(pool) = db.pool().clone() else {
-        unreachable!("a PostgreSQL app")
-    };
+    let (_app, db, pool) = on_postgres().await;
     // Two names, `high` with the greater lock key.
     let key = |name: &str| lock_key(&pool, name.to_owned());
     let (mut low, mut high) = ("lock-one", "lock-two");
@@ -341,11 +348,7 @@ async fn postgres_groups_take_their_name_locks_in_one_order(#[case] twice: bool)
 /// wait for the other until PostgreSQL failed one.
 #[tokio::test]
 async fn postgres_a_linked_record_alone_takes_its_name_before_its_count() {
-    let app = TestApp::spawn(Backend::Postgres).await;
-    let db = app.core.db().clone();
-    let Pool::Postgres(pool) = db.pool().clone() else {
-        unreachable!("a PostgreSQL app")
-    };
+    let (_app, db, pool) = on_postgres().await;
     let target = definition("lone-target", Vec::new());
     let target = db.insert_image(&target).await.unwrap().expect("no limit");
     // Another transaction holds the name's lock.
@@ -392,11 +395,7 @@ async fn postgres_a_linked_record_alone_takes_its_name_before_its_count() {
 /// same if there is room.
 #[tokio::test]
 async fn postgres_groups_stop_at_their_owners_limit() {
-    let app = TestApp::spawn(Backend::Postgres).await;
-    let db = app.core.db().clone();
-    let Pool::Postgres(pool) = db.pool().clone() else {
-        unreachable!("a PostgreSQL app")
-    };
+    let (_app, db, pool) = on_postgres().await;
     let before = admins_images(&pool).await;
     let at_most = before + 4;
     for name in ["cap-first", "cap-second"] {

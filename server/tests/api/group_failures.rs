@@ -1,14 +1,13 @@
 //! A group of new records that fails before its commit, on PostgreSQL: how
 //! the writer stores its records again, and when it stops.
 
-use depot_server::store::{ImageRow, NameScope, Pool};
+use depot_server::store::{ImageRow, NameScope};
 use futures_util::future::join_all;
 use rstest::rstest;
 
 use crate::durability::{
-    admins_images, commits_of, definition, holding_name_lock, limited, lock_key,
+    admins_images, commits_of, definition, holding_name_lock, limited, lock_key, on_postgres,
 };
-use crate::helpers::{Backend, TestApp};
 
 /// A group rolled back (here by a link to an image that does not exist) is
 /// stored again by the writer before the next: its records with links alone,
@@ -19,11 +18,7 @@ use crate::helpers::{Backend, TestApp};
 // `join_all` sends them all before the writer's task runs.
 #[tokio::test(flavor = "current_thread")]
 async fn postgres_records_of_a_failed_group_stop_at_their_owners_limit() {
-    let app = TestApp::spawn(Backend::Postgres).await;
-    let db = app.core.db().clone();
-    let Pool::Postgres(pool) = db.pool().clone() else {
-        unreachable!("a PostgreSQL app")
-    };
+    let (_app, db, pool) = on_postgres().await;
     let at_most = admins_images(&pool).await + 2;
     // A connection open for each record, as on a busy server, so that
     // records stored side by side would run at once (with the pool opening
@@ -65,11 +60,7 @@ async fn postgres_records_of_a_failed_group_stop_at_their_owners_limit() {
 #[case::with_links(true)]
 #[tokio::test(flavor = "current_thread")]
 async fn postgres_a_failed_group_stops_at_a_failure_not_its_records(#[case] linked: bool) {
-    let app = TestApp::spawn(Backend::Postgres).await;
-    let db = app.core.db().clone();
-    let Pool::Postgres(pool) = db.pool().clone() else {
-        unreachable!("a PostgreSQL app")
-    };
+    let (_app, db, pool) = on_postgres().await;
     // Another transaction holds the lock of one record's name.
     let waits_key = lock_key(&pool, "stop-waits".into()).await;
     let mut other = holding_name_lock(&pool, waits_key).await;
@@ -171,11 +162,7 @@ async fn postgres_a_failed_group_stops_at_a_failure_not_its_records(#[case] link
 /// transaction holds that then asks for that name.
 #[tokio::test(flavor = "current_thread")]
 async fn postgres_a_record_rolled_back_for_a_deadlock_is_tried_again() {
-    let app = TestApp::spawn(Backend::Postgres).await;
-    let db = app.core.db().clone();
-    let Pool::Postgres(pool) = db.pool().clone() else {
-        unreachable!("a PostgreSQL app")
-    };
+    let (_app, db, pool) = on_postgres().await;
     let target = definition("deadlock-target", Vec::new());
     let target = db.insert_image(&target).await.unwrap().expect("no limit");
     // Every stripe of the owner's count made, then locked by `other`,
