@@ -221,19 +221,8 @@ async fn a_connection_cut_mid_upload_leaves_no_record_and_no_file(#[case] backen
     assert!(saw_partial, "the upload never reached the temporary folder");
     drop(socket);
 
-    let mut clean = false;
-    for _ in 0..100 {
-        if app.stored(Area::Staging).await.is_empty() {
-            clean = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        clean,
-        "a partial file was left: {:?}",
-        app.stored(Area::Staging).await
-    );
+    let left = app.stored_once_settled(Area::Staging).await;
+    assert!(left.is_empty(), "a partial file was left: {left:?}");
     assert!(app.stored(Area::Blobs).await.is_empty());
     assert_eq!(images_listed(&app).await, 0);
 }

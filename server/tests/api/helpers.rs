@@ -526,6 +526,20 @@ impl TestApp {
         self.core.blobs().stored(area).await.unwrap()
     }
 
+    /// What is still in `area` once what the server discards in the
+    /// background (a refused upload's staged object, on an object store) has
+    /// had five seconds to go: nothing, or what stays.
+    pub async fn stored_once_settled(&self, area: Area) -> Vec<String> {
+        for _ in 0..100 {
+            let stored = self.stored(area).await;
+            if stored.is_empty() {
+                return stored;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        self.stored(area).await
+    }
+
     /// The files of a user's personal store with their sizes, by path,
     /// whichever backend holds them.
     pub async fn store_files(&self, user_id: i64) -> BTreeMap<String, u64> {
