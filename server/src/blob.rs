@@ -5,9 +5,10 @@
 //!
 //! An upload streams into the backend's staging area while it is hashed and
 //! inspected ([`BlobStore::ingest`] answers a [`Staged`] blob); the core then
-//! publishes it under its digest ([`Staged::publish`]) while it holds the
-//! blob's lock in the database and writes the record, so that a blob is never
-//! removed while a record is being attached to it. A body that fails or is cut
+//! publishes it as a copy of the blob of its digest ([`Staged::publish`],
+//! [`BlobKey`]) while it holds the blob's lock in the database and writes the
+//! record, so that a blob is never removed while a record is being attached
+//! to it. A body that fails or is cut
 //! off leaves nothing: staged bytes are discarded when their guard drops, even
 //! if the request's future is simply dropped. Identical content is stored once.
 //!
@@ -18,11 +19,13 @@
 //! being written again where the backend can (a local file is linked).
 
 mod digest;
+mod key;
 pub mod local;
 pub mod object;
 
 use digest::pass;
 pub use digest::{Digesting, UploadReader};
+pub use key::BlobKey;
 
 use std::fmt;
 use std::io;
@@ -62,6 +65,11 @@ pub trait Allowance: Send {
         Ok(())
     }
 }
+
+/// How long a blob's copy no record reads, or a temporary upload file, must
+/// have been untouched before the collector removes it (an upload in flight
+/// is younger).
+pub const GARBAGE_GRACE: Duration = Duration::from_secs(3600);
 
 /// A fixed limit, and no quota.
 #[derive(Debug, Clone, Copy)]
@@ -112,15 +120,15 @@ pub struct Digested {
 pub trait Backend: Send + Sync + fmt::Debug {
     /// Begins staging the bytes of a new upload.
     async fn stage(&self) -> io::Result<Box<dyn Staging>>;
-    /// Opens a published blob for reading.
-    async fn open(&self, sha256: &str) -> io::Result<Box<dyn Blob>>;
-    /// Whether the blob of this digest is published.
-    async fn exists(&self, sha256: &str) -> io::Result<bool>;
-    /// Deletes a published blob; a missing one is no error.
-    async fn remove(&self, sha256: &str) -> io::Result<()>;
-    /// The digests of the blobs untouched for `grace`: candidates for
-    /// collection once the database says no record uses them.
-    async fn settled_blobs(&self, grace: Duration) -> io::Result<Vec<String>>;
+    /// Opens a published copy of a blob for reading.
+    async fn open(&self, key: &BlobKey) -> io::Result<Box<dyn Blob>>;
+    /// Whether this copy is published.
+    async fn exists(&self, key: &BlobKey) -> io::Result<bool>;
+    /// Deletes a published copy; a missing one is no error.
+    async fn remove(&self, key: &BlobKey) -> io::Result<()>;
+    /// The copies untouched for `grace`: candidates for collection once
+    /// the database says no record reads them.
+    async fn settled_blobs(&self, grace: Duration) -> io::Result<Vec<BlobKey>>;
     /// Discards staged uploads untouched for `grace` (what a crash or a
     /// stalled client left); answers how many.
     async fn discard_stale_uploads(&self, grace: Duration) -> io::Result<usize>;
@@ -189,14 +197,16 @@ pub trait Staging: Send {
 /// are discarded.
 #[async_trait::async_trait]
 pub trait StagedBytes: Send + Sync + fmt::Debug {
-    /// Makes them the blob of `sha256`, unless the same bytes are already
-    /// there (then they are discarded).
-    async fn publish(self: Box<Self>, sha256: &str) -> io::Result<()>;
+    /// Makes them a copy of the blob of `sha256`, and answers which: the
+    /// blob's `current` generation if its bytes are there (then these are
+    /// discarded), else a new one (see [`BlobKey`]).
+    async fn publish(self: Box<Self>, sha256: &str, current: Option<&str>) -> io::Result<BlobKey>;
 
     /// Does, before the blob's lock is taken, whatever part of
     /// [`StagedBytes::publish`] takes long (a copy of many GiB), so that
-    /// the lock, and the transaction that holds it, lasts only moments.
-    async fn prepare(&mut self, _sha256: &str) -> io::Result<()> {
+    /// the lock, and the transaction that holds it, lasts only moments;
+    /// `current` is the generation the blob had a moment ago, if any.
+    async fn prepare(&mut self, _sha256: &str, _current: Option<&str>) -> io::Result<()> {
         Ok(())
     }
 }
@@ -231,14 +241,17 @@ pub struct Staged {
 
 impl Staged {
     /// Readies the bytes for [`Staged::publish`], before the blob's lock is
-    /// taken (see [`StagedBytes::prepare`]).
-    pub async fn prepare(&mut self) -> io::Result<()> {
-        self.bytes.prepare(&self.sha256).await
+    /// taken (see [`StagedBytes::prepare`]), the blob's generation being
+    /// `current` a moment ago.
+    pub async fn prepare(&mut self, current: Option<&str>) -> io::Result<()> {
+        self.bytes.prepare(&self.sha256, current).await
     }
 
-    /// Makes the bytes the blob of their digest. The caller holds the blob's lock.
-    pub async fn publish(self) -> io::Result<()> {
-        self.bytes.publish(&self.sha256).await
+    /// Makes the bytes a copy of the blob of their digest, and answers
+    /// which: its `current` generation if that copy is there, else a new
+    /// one. The caller holds the blob's lock, and records the answer.
+    pub async fn publish(self, current: Option<&str>) -> io::Result<BlobKey> {
+        self.bytes.publish(&self.sha256, current).await
     }
 }
 
@@ -456,18 +469,18 @@ impl BlobStore {
         self.backend.kept_uploads(grace).await
     }
 
-    /// Opens a blob for reading, with its length.
-    pub async fn open_blob(&self, sha256: &str) -> io::Result<Box<dyn Blob>> {
-        if !is_sha256(sha256) {
+    /// Opens a copy of a blob for reading, with its length.
+    pub async fn open_blob(&self, key: &BlobKey) -> io::Result<Box<dyn Blob>> {
+        if !key.is_valid() {
             return Err(not_found("bad digest"));
         }
-        self.backend.open(sha256).await
+        self.backend.open(key).await
     }
 
-    /// The whole blob as a blocking reader, for copies made on a thread of
+    /// The whole copy as a blocking reader, for copies made on a thread of
     /// their own. Call it from a blocking thread.
-    pub async fn blocking_reader(&self, sha256: &str) -> io::Result<impl io::Read + Send> {
-        let blob = self.open_blob(sha256).await?;
+    pub async fn blocking_reader(&self, key: &BlobKey) -> io::Result<impl io::Read + Send> {
+        let blob = self.open_blob(key).await?;
         let length = blob.size();
         let stream = blob.read(0, length).await?;
         Ok(tokio_util::io::SyncIoBridge::new(
@@ -475,20 +488,20 @@ impl BlobStore {
         ))
     }
 
-    /// Whether the blob of this digest is stored.
-    pub async fn exists(&self, sha256: &str) -> bool {
-        is_sha256(sha256) && self.backend.exists(sha256).await.unwrap_or(false)
+    /// Whether this copy is stored.
+    pub async fn exists(&self, key: &BlobKey) -> bool {
+        key.is_valid() && self.backend.exists(key).await.unwrap_or(false)
     }
 
-    /// Deletes a blob that no record uses any more.
-    pub async fn remove(&self, sha256: &str) -> io::Result<()> {
-        if !is_sha256(sha256) {
+    /// Deletes a copy that no record reads any more, nor ever will.
+    pub async fn remove(&self, key: &BlobKey) -> io::Result<()> {
+        if !key.is_valid() {
             return Ok(());
         }
-        self.backend.remove(sha256).await
+        self.backend.remove(key).await
     }
 
-    pub async fn settled_blobs(&self, grace: Duration) -> io::Result<Vec<String>> {
+    pub async fn settled_blobs(&self, grace: Duration) -> io::Result<Vec<BlobKey>> {
         self.backend.settled_blobs(grace).await
     }
 

@@ -35,10 +35,6 @@ use hyper::Request;
 /// what interrupted uploads left is collected.
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
-/// How long a blob no record uses, or a temporary upload file, must have
-/// been untouched before it is collected (an upload in flight is younger).
-const GARBAGE_GRACE: Duration = Duration::from_secs(3600);
-
 /// Opens the database (creating the data folder) and applies migrations.
 pub async fn open_database(storage: &StorageArgs) -> anyhow::Result<Db> {
     tokio::fs::create_dir_all(&storage.data_dir)
@@ -310,7 +306,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             if let Err(error) = sessions.delete_expired().await {
                 tracing::warn!(%error, "cannot delete expired sessions");
             }
-            if let Err(error) = core.collect_garbage(GARBAGE_GRACE).await {
+            if let Err(error) = core.collect_garbage(crate::blob::GARBAGE_GRACE).await {
                 tracing::warn!(%error, "cannot collect garbage");
             }
         }

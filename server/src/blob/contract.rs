@@ -14,8 +14,8 @@ fn read_all(reader: &mut UploadReader) -> Vec<u8> {
     bytes
 }
 
-async fn read_blob(store: &BlobStore, sha256: &str, start: u64, count: u64) -> Vec<u8> {
-    let blob = store.open_blob(sha256).await.unwrap();
+async fn read_blob(store: &BlobStore, copy: &BlobKey, start: u64, count: u64) -> Vec<u8> {
+    let blob = store.open_blob(copy).await.unwrap();
     let mut stream = blob.read(start, count).await.unwrap();
     let mut bytes = Vec::new();
     while let Some(chunk) = stream.next().await {
@@ -24,7 +24,18 @@ async fn read_blob(store: &BlobStore, sha256: &str, start: u64, count: u64) -> V
     bytes
 }
 
-/// Stores under the digest and only once; reads whole and in ranges.
+async fn hello_world(store: &BlobStore) -> Staged {
+    let chunks = chunks(vec![Ok("hello world".into())]);
+    store
+        .ingest(chunks, &mut Limit(100), |_| ())
+        .await
+        .unwrap()
+        .0
+}
+
+/// Stores under the digest and only once while the blob's copy is there;
+/// reads whole and in ranges. Bytes published again once the row named no
+/// copy are a new copy, which removing the old one leaves alone.
 pub async fn stores_under_the_digest_and_only_once(store: BlobStore) {
     let (first, seen) = store
         .ingest(
@@ -41,29 +52,35 @@ pub async fn stores_under_the_digest_and_only_once(store: BlobStore) {
         "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
     );
     assert_eq!(first.size, 11);
-    assert!(
-        !store.exists(&digest).await,
-        "staged bytes are not published"
-    );
-    first.publish().await.unwrap();
-    assert!(store.exists(&digest).await);
-    let (second, _) = store
-        .ingest(
-            chunks(vec![Ok("hello world".into())]),
-            &mut Limit(100),
-            |_| (),
-        )
-        .await
-        .unwrap();
-    second.publish().await.unwrap();
-    assert_eq!(read_blob(&store, &digest, 0, 11).await, b"hello world");
-    assert_eq!(read_blob(&store, &digest, 6, 5).await, b"world");
-    assert_eq!(store.open_blob(&digest).await.unwrap().size(), 11);
+    assert!(store.stored(Area::Blobs).await.unwrap().is_empty());
+    let copy = first.publish(None).await.unwrap();
+    assert_eq!(copy.sha256, digest);
+    assert!(!copy.generation.is_empty(), "a new generation");
+    assert!(store.exists(&copy).await);
+    let second = hello_world(&store).await;
+    assert_eq!(second.publish(Some(&copy.generation)).await.unwrap(), copy);
+    assert_eq!(read_blob(&store, &copy, 0, 11).await, b"hello world");
+    assert_eq!(read_blob(&store, &copy, 6, 5).await, b"world");
+    assert_eq!(store.open_blob(&copy).await.unwrap().size(), 11);
     assert_eq!(store.stored(Area::Blobs).await.unwrap().len(), 1);
     assert!(store.stored(Area::Staging).await.unwrap().is_empty());
-    store.remove(&digest).await.unwrap();
-    assert!(!store.exists(&digest).await);
-    assert!(store.open_blob(&digest).await.is_err());
+
+    let again = hello_world(&store).await.publish(None).await.unwrap();
+    assert_ne!(again, copy, "published anew, under a generation of its own");
+    let mut settled = store.settled_blobs(Duration::ZERO).await.unwrap();
+    settled.sort_by(|a, b| a.generation.cmp(&b.generation));
+    let mut both = vec![copy.clone(), again.clone()];
+    both.sort_by(|a, b| a.generation.cmp(&b.generation));
+    assert_eq!(settled, both);
+    store.remove(&copy).await.unwrap();
+    assert!(!store.exists(&copy).await);
+    assert!(store.open_blob(&copy).await.is_err());
+    assert_eq!(read_blob(&store, &again, 0, 11).await, b"hello world");
+    // A copy whose file is gone is not the blob's any more: published anew.
+    let third = hello_world(&store).await;
+    let replaced = third.publish(Some(&copy.generation)).await.unwrap();
+    assert!(replaced != copy && replaced != again);
+    assert_eq!(read_blob(&store, &replaced, 0, 11).await, b"hello world");
 }
 
 /// A failed or oversized body, or staged bytes never published, leave nothing.
@@ -167,9 +184,8 @@ pub async fn keeps_an_uploads_parts_until_removed(store: BlobStore) {
         size: 11,
     };
     let staged = store.stage_parts(id, &parts, digested).await.unwrap();
-    staged.publish().await.unwrap();
-    let sha256 = "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
-    assert_eq!(read_blob(&store, sha256, 0, 11).await, b"hello world");
+    let copy = staged.publish(None).await.unwrap();
+    assert_eq!(read_blob(&store, &copy, 0, 11).await, b"hello world");
     assert_eq!(
         store.kept_uploads(Duration::ZERO).await.unwrap(),
         vec![id.to_owned()]
@@ -178,7 +194,7 @@ pub async fn keeps_an_uploads_parts_until_removed(store: BlobStore) {
     store.remove_parts(id).await.unwrap();
     assert!(store.stored(Area::Uploads).await.unwrap().is_empty());
     assert!(store.kept_uploads(Duration::ZERO).await.unwrap().is_empty());
-    assert_eq!(read_blob(&store, sha256, 0, 11).await, b"hello world");
+    assert_eq!(read_blob(&store, &copy, 0, 11).await, b"hello world");
     assert!(store.stored(Area::Staging).await.unwrap().is_empty());
     for bad in ["../x", "a/b", ""] {
         assert!(store.remove_parts(bad).await.is_err(), "{bad}");
@@ -270,11 +286,11 @@ pub async fn a_chunk_given_up_on_leaves_nothing_behind(store: BlobStore) {
         size: 11,
     };
     let staged = store.stage_parts(id, &[part], digested).await.unwrap();
-    staged.publish().await.unwrap();
+    let copy = staged.publish(None).await.unwrap();
     // What a writer left behind would have written by now.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(store.open_blob(sha256).await.unwrap().size(), 11);
-    assert_eq!(read_blob(&store, sha256, 0, 11).await, b"hello world");
+    assert_eq!(store.open_blob(&copy).await.unwrap().size(), 11);
+    assert_eq!(read_blob(&store, &copy, 0, 11).await, b"hello world");
     store.remove_parts(id).await.unwrap();
 }
 

@@ -1,7 +1,9 @@
 //! Blobs in a local folder, the embedded default: an upload streams into a
 //! temporary file under `tmp/` (written on a thread of its own, around the
 //! page cache where the filesystem allows, see [`direct`]) and is fsynced;
-//! publishing renames it to `blobs/<first two hex digits>/<sha256>`. One
+//! publishing renames it to `blobs/<first two hex digits>/<sha256>.<generation>`
+//! (see [`BlobKey`]; a blob published before generations is under its digest
+//! alone). One
 //! server owns the folder, so what a crash left in `tmp/` is discarded at
 //! start.
 //!
@@ -17,8 +19,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 
 use super::{
-    is_sha256, is_upload_name, not_found, Area, Backend, Blob, ByteStream, Part, PartWriting,
-    StagedBytes, Staging, WrittenPart,
+    is_sha256, is_upload_name, not_found, Area, Backend, Blob, BlobKey, ByteStream, Part,
+    PartWriting, StagedBytes, Staging, WrittenPart,
 };
 
 mod direct;
@@ -102,9 +104,10 @@ impl LocalBlobs {
         }
     }
 
-    /// Where the blob with this digest lives, if the digest is well formed.
-    fn path(&self, sha256: &str) -> Option<PathBuf> {
-        is_sha256(sha256).then(|| self.blobs.join(&sha256[..2]).join(sha256))
+    /// Where this copy of a blob lives, if its key is well formed.
+    fn path(&self, key: &BlobKey) -> Option<PathBuf> {
+        key.is_valid()
+            .then(|| self.blobs.join(key.folder()).join(key.file_name()))
     }
 }
 
@@ -271,21 +274,42 @@ struct LocalStaged {
     blobs: PathBuf,
 }
 
+/// The blob's `current` copy, if its file is there: the same bytes, kept
+/// rather than a new copy.
+fn current_copy(
+    folder: &Path,
+    sha256: &str,
+    current: Option<&str>,
+) -> std::io::Result<Option<BlobKey>> {
+    let Some(current) = current else {
+        return Ok(None);
+    };
+    let key = BlobKey::new(sha256, current);
+    let there = key.is_valid() && folder.join(key.file_name()).try_exists()?;
+    Ok(there.then_some(key))
+}
+
 #[async_trait::async_trait]
 impl StagedBytes for LocalStaged {
-    async fn publish(self: Box<Self>, sha256: &str) -> std::io::Result<()> {
+    async fn publish(
+        self: Box<Self>,
+        sha256: &str,
+        current: Option<&str>,
+    ) -> std::io::Result<BlobKey> {
         let folder = self.blobs.join(&sha256[..2]);
-        let destination = folder.join(sha256);
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let (sha256, current) = (sha256.to_owned(), current.map(str::to_owned));
+        tokio::task::spawn_blocking(move || -> std::io::Result<BlobKey> {
             prefix_folder(&self.blobs, &folder)?;
-            if destination.exists() {
-                return Ok(()); // Same bytes already stored: the guard deletes ours.
+            if let Some(kept) = current_copy(&folder, &sha256, current.as_deref())? {
+                return Ok(kept); // Same bytes already stored: the guard deletes ours.
             }
+            let key = BlobKey::fresh(&sha256);
             self.temp
-                .persist(&destination)
+                .persist(folder.join(key.file_name()))
                 .map_err(|error| error.error)?;
             // The rename itself must survive a crash.
-            std::fs::File::open(&folder)?.sync_all()
+            std::fs::File::open(&folder)?.sync_all()?;
+            Ok(key)
         })
         .await
         .map_err(lost)?
@@ -382,20 +406,20 @@ impl Backend for LocalBlobs {
         }))
     }
 
-    async fn open(&self, sha256: &str) -> std::io::Result<Box<dyn Blob>> {
-        let path = self.path(sha256).ok_or_else(|| not_found("bad digest"))?;
+    async fn open(&self, key: &BlobKey) -> std::io::Result<Box<dyn Blob>> {
+        let path = self.path(key).ok_or_else(|| not_found("bad digest"))?;
         Ok(Box::new(LocalBlob::open_published(path).await?))
     }
 
-    async fn exists(&self, sha256: &str) -> std::io::Result<bool> {
-        match self.path(sha256) {
+    async fn exists(&self, key: &BlobKey) -> std::io::Result<bool> {
+        match self.path(key) {
             Some(path) => tokio::fs::try_exists(path).await,
             None => Ok(false),
         }
     }
 
-    async fn remove(&self, sha256: &str) -> std::io::Result<()> {
-        match self.path(sha256) {
+    async fn remove(&self, key: &BlobKey) -> std::io::Result<()> {
+        match self.path(key) {
             Some(path) => match tokio::fs::remove_file(path).await {
                 Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
                 _ => Ok(()),
@@ -404,7 +428,7 @@ impl Backend for LocalBlobs {
         }
     }
 
-    async fn settled_blobs(&self, grace: Duration) -> std::io::Result<Vec<String>> {
+    async fn settled_blobs(&self, grace: Duration) -> std::io::Result<Vec<BlobKey>> {
         let blobs = self.blobs.clone();
         tokio::task::spawn_blocking(move || {
             let mut found = Vec::new();
@@ -416,8 +440,10 @@ impl Backend for LocalBlobs {
                 for entry in std::fs::read_dir(folder.path())? {
                     let entry = entry?;
                     let name = entry.file_name().to_string_lossy().into_owned();
-                    if is_sha256(&name) && older_than(&entry, grace) {
-                        found.push(name);
+                    if let Some(key) = BlobKey::from_file_name(&name) {
+                        if older_than(&entry, grace) {
+                            found.push(key);
+                        }
                     }
                 }
             }

@@ -2,7 +2,10 @@
 //! deployment (Apache Arrow's `object_store` signs and sends the requests).
 //!
 //! Under the store's prefix:
-//! - `blobs/<first two hex digits>/<sha256>`: published blobs;
+//! - `blobs/<first two hex digits>/<sha256>.<generation>`: published blobs
+//!   (see [`BlobKey`]: a removal that lands late never takes the bytes the
+//!   same content was published as again; one published before generations
+//!   is under its digest alone);
 //! - `staging/upload-<random>`: complete uploads waiting to be published;
 //! - `uploading/upload-<random>`: one small marker per multipart upload in
 //!   flight, naming its upload id (and, for an upload made in place, its
@@ -20,9 +23,9 @@
 //! marker that stops being rewritten: whichever server collects garbage
 //! aborts it once the marker is older than the grace period, so no
 //! incomplete multipart upload outlives a crash for long. Publishing copies
-//! the staged object under its digest (inside the store, no bytes through
+//! the staged object to its blob's key (inside the store, no bytes through
 //! this server, unless it is too large for that: [`ObjectBlobs::copy`])
-//! unless those bytes are already there.
+//! under a new generation, unless the blob's current one is there.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,7 +38,7 @@ use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::{ClientOptions, MultipartId, ObjectStore, PutPayload};
 
-use super::{is_sha256, Area, Backend, Blob, ByteStream, Part, PartWriting, StagedBytes, Staging};
+use super::{Area, Backend, Blob, BlobKey, ByteStream, Part, PartWriting, StagedBytes, Staging};
 use read::ObjectBlob;
 #[cfg(test)]
 use read::READ_SEGMENT;
@@ -179,16 +182,6 @@ impl ObjectBlobs {
         self.copy_within(from, to, size, LARGEST_COPY).await
     }
 
-    /// [`ObjectBlobs::copy`], unless an object is at `to` already (a
-    /// blob's key: the same bytes).
-    async fn copy_unless_there(&self, from: &Path, to: &Path, size: u64) -> std::io::Result<()> {
-        match self.bucket.head(to).await {
-            Ok(_) => Ok(()),
-            Err(error) if is_not_found(&error) => self.copy(from, to, size).await,
-            Err(error) => Err(io_error(error)),
-        }
-    }
-
     async fn copy_within(
         &self,
         from: &Path,
@@ -209,8 +202,30 @@ impl ObjectBlobs {
         upload.finish_in_place().await
     }
 
-    fn blob_key(&self, sha256: &str) -> Path {
-        self.area("blobs").child(&sha256[..2]).child(sha256)
+    fn blob_key(&self, key: &BlobKey) -> Path {
+        self.area("blobs")
+            .child(key.folder())
+            .child(key.file_name())
+    }
+
+    /// Whether the object at `key` was written less than `age` ago (by the
+    /// store's date); false if there is none.
+    async fn younger_than(&self, key: &Path, age: Duration) -> std::io::Result<bool> {
+        let cutoff = Utc::now() - chrono::Duration::from_std(age).unwrap_or_default();
+        match self.bucket.head(key).await {
+            Ok(meta) => Ok(meta.last_modified > cutoff),
+            Err(error) if is_not_found(&error) => Ok(false),
+            Err(error) => Err(io_error(error)),
+        }
+    }
+
+    /// Whether an object is at `key`.
+    async fn is_there(&self, key: &Path) -> std::io::Result<bool> {
+        match self.bucket.head(key).await {
+            Ok(_) => Ok(true),
+            Err(error) if is_not_found(&error) => Ok(false),
+            Err(error) => Err(io_error(error)),
+        }
     }
 
     /// Objects under `area` last written before `grace` ago.
@@ -405,6 +420,7 @@ impl ObjectStaging {
             key: Some(self.key.clone()),
             size: self.written,
             marker,
+            prepared: None,
         })
     }
 
@@ -486,8 +502,8 @@ impl Backend for ObjectBlobs {
         Ok(Box::new(self.begin_upload()))
     }
 
-    async fn open(&self, sha256: &str) -> std::io::Result<Box<dyn Blob>> {
-        let key = self.blob_key(sha256);
+    async fn open(&self, key: &BlobKey) -> std::io::Result<Box<dyn Blob>> {
+        let key = self.blob_key(key);
         let meta = self.bucket.head(&key).await.map_err(io_error)?;
         Ok(Box::new(ObjectBlob {
             bucket: self.bucket.clone(),
@@ -496,25 +512,20 @@ impl Backend for ObjectBlobs {
         }))
     }
 
-    async fn exists(&self, sha256: &str) -> std::io::Result<bool> {
-        match self.bucket.head(&self.blob_key(sha256)).await {
-            Ok(_) => Ok(true),
-            Err(error) if is_not_found(&error) => Ok(false),
-            Err(error) => Err(io_error(error)),
-        }
+    async fn exists(&self, key: &BlobKey) -> std::io::Result<bool> {
+        self.is_there(&self.blob_key(key)).await
     }
 
-    async fn remove(&self, sha256: &str) -> std::io::Result<()> {
-        self.delete(&self.blob_key(sha256)).await
+    async fn remove(&self, key: &BlobKey) -> std::io::Result<()> {
+        self.delete(&self.blob_key(key)).await
     }
 
-    async fn settled_blobs(&self, grace: Duration) -> std::io::Result<Vec<String>> {
+    async fn settled_blobs(&self, grace: Duration) -> std::io::Result<Vec<BlobKey>> {
         Ok(self
             .older_than("blobs", grace)
             .await?
             .into_iter()
-            .filter_map(|meta| meta.location.filename().map(str::to_owned))
-            .filter(|name| is_sha256(name))
+            .filter_map(|meta| meta.location.filename().and_then(BlobKey::from_file_name))
             .collect())
     }
 

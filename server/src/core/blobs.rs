@@ -2,10 +2,14 @@
 //! letting go of bytes no record uses, and collecting what a crash left.
 //!
 //! Both halves hold the blob's lock ([`crate::store::BlobLock`]) while they
-//! touch the file and the records, so a delete and an upload of the same
-//! bytes cannot interleave: the upload either finds the bytes published
-//! under its lock, or publishes its own copy; the delete removes the file
-//! only when, under the same lock, no record uses it.
+//! touch the records, so a delete and an upload of the same bytes cannot
+//! interleave: the upload either finds the copy the blob's row names under
+//! its lock, or publishes its own under a new generation and names that;
+//! the delete forgets the row only when, under the same lock, no record
+//! uses it, and removes the copy the row named once that is committed. A
+//! copy no row names is never named again ([`crate::blob::BlobKey`]), so a
+//! removal that lands late, on an object store that timed out, takes
+//! nothing a record reads.
 
 use std::time::Duration;
 
@@ -16,7 +20,7 @@ use super::image_cap::too_many_images;
 use super::inspect::Inspection;
 use super::resumable::Completion;
 use super::{db_error, io_error, Core};
-use crate::blob::Staged;
+use crate::blob::{BlobKey, Staged};
 use crate::store::{NewContent, NewImage};
 
 /// How a record takes staged bytes.
@@ -74,10 +78,20 @@ impl Core {
     ) -> Result<i64, CoreError> {
         let sha256 = staged.sha256.clone();
         let size = staged.size as i64;
+        // The copy this upload published, to remove if it lands nowhere.
+        let mut published = None;
         let attached = async {
-            staged.prepare().await.map_err(io_error)?;
+            let likely = self.db.blob_generation(&sha256).await.map_err(db_error)?;
+            staged.prepare(likely.as_deref()).await.map_err(io_error)?;
             let mut lock = self.db.lock_blob(&sha256).await.map_err(db_error)?;
-            staged.publish().await.map_err(io_error)?;
+            let current = lock.generation().map(str::to_owned);
+            let copy = staged.publish(current.as_deref()).await.map_err(io_error)?;
+            if current.as_deref() != Some(copy.generation.as_str()) {
+                published = Some(copy.clone());
+                lock.set_generation(&copy.generation)
+                    .await
+                    .map_err(db_error)?;
+            }
             let id = match attach {
                 Attach::Insert(new) => lock
                     .insert_image(new)
@@ -140,7 +154,13 @@ impl Core {
         }
         .await;
         if attached.is_err() {
-            self.release_blob(&sha256).await;
+            // Its copy if it made one (the row may still name it, if the
+            // commit's answer was lost), else whatever copy the row names,
+            // if no record uses it.
+            match published {
+                Some(copy) => self.collect_blob_quietly(&copy).await,
+                None => self.release_blob(&sha256).await,
+            }
             if let Some(reservation) = lets_go {
                 if let Err(error) = self.db.release_quota(reservation).await {
                     tracing::warn!(%error, "cannot release a quota reservation; it will expire");
@@ -148,6 +168,13 @@ impl Core {
             }
         }
         attached
+    }
+
+    /// The copy of the blob of `sha256` its records read. A row that names
+    /// none is one from before generations: the copy under the digest alone.
+    pub(super) async fn published_copy(&self, sha256: &str) -> Result<BlobKey, CoreError> {
+        let generation = self.db.blob_generation(sha256).await.map_err(db_error)?;
+        Ok(BlobKey::new(sha256, &generation.unwrap_or_default()))
     }
 
     /// Removes bytes that no record uses any more. A failure only leaves
@@ -165,9 +192,53 @@ impl Core {
         if lock.references().await.map_err(db_error)? > 0 {
             return Ok(false);
         }
-        self.blobs.remove(sha256).await.map_err(io_error)?;
+        let Some(generation) = lock.generation().map(str::to_owned) else {
+            return Ok(false); // No row named a copy: nothing to remove.
+        };
         lock.forget().await.map_err(db_error)?;
         lock.commit().await.map_err(db_error)?;
+        // Only once no row names the copy: see the module's comment.
+        let copy = BlobKey::new(sha256, &generation);
+        self.blobs.remove(&copy).await.map_err(io_error)?;
+        Ok(true)
+    }
+
+    /// [`Core::try_collect_blob`], a failure logged.
+    async fn collect_blob_quietly(&self, copy: &BlobKey) {
+        if let Err(error) = self.try_collect_blob(copy).await {
+            tracing::warn!(%error, "cannot remove an unused copy of a blob; the collector will");
+        }
+    }
+
+    /// Removes this copy of a blob unless a record reads it; answers whether
+    /// it did.
+    async fn try_collect_blob(&self, copy: &BlobKey) -> Result<bool, CoreError> {
+        let mut lock = self.db.lock_blob(&copy.sha256).await.map_err(db_error)?;
+        match lock.generation() {
+            Some(named) if named == copy.generation => {
+                if lock.references().await.map_err(db_error)? > 0 {
+                    return Ok(false);
+                }
+                lock.forget().await.map_err(db_error)?;
+                lock.commit().await.map_err(db_error)?;
+            }
+            // Another copy is the blob's: this one is nobody's, and never
+            // will be.
+            Some(_) => drop(lock),
+            None => {
+                // Records of a digest with no row (a database restored from
+                // before it was made): this copy is the one they read now.
+                if lock.references().await.map_err(db_error)? > 0 {
+                    lock.set_generation(&copy.generation)
+                        .await
+                        .map_err(db_error)?;
+                    lock.commit().await.map_err(db_error)?;
+                    return Ok(false);
+                }
+                drop(lock); // The row the lock made goes with it.
+            }
+        }
+        self.blobs.remove(copy).await.map_err(io_error)?;
         Ok(true)
     }
 
@@ -195,13 +266,16 @@ impl Core {
         }
         match self.db.referenced_blobs().await {
             Ok(used) => {
-                let used: std::collections::HashSet<String> = used.into_iter().collect();
+                let used: std::collections::HashSet<BlobKey> = used
+                    .into_iter()
+                    .map(|(sha256, generation)| BlobKey { sha256, generation })
+                    .collect();
                 match self.blobs.settled_blobs(grace).await {
                     // The decision is taken again under each blob's lock: an
                     // upload may have attached a record since the list was read.
                     Ok(settled) => {
-                        for sha256 in settled.into_iter().filter(|sha| !used.contains(sha)) {
-                            match self.try_release_blob(&sha256).await {
+                        for copy in settled.into_iter().filter(|copy| !used.contains(copy)) {
+                            match self.try_collect_blob(&copy).await {
                                 Ok(true) => collected.orphaned_blobs += 1,
                                 Ok(false) => {}
                                 Err(error) => note(error),

@@ -533,7 +533,11 @@ impl Core {
                 .await
                 .map_err(|error| CopyFailure::Final(error.to_string()))?;
         }
-        let source = match self.blobs.blocking_reader(sha256).await {
+        let copy = self
+            .published_copy(sha256)
+            .await
+            .map_err(|error| CopyFailure::Retry(error.to_string()))?;
+        let source = match self.blobs.blocking_reader(&copy).await {
             Ok(reader) => reader,
             Err(error) => {
                 return Err(CopyFailure::Retry(format!(

@@ -430,7 +430,8 @@ impl Core {
         let Some(sha256) = image.sha256.as_deref() else {
             return Err(CoreError::not_found(format!("the file of image {id}")));
         };
-        let blob = self.blobs.open_blob(sha256).await.map_err(io_error)?;
+        let copy = self.published_copy(sha256).await?;
+        let blob = self.blobs.open_blob(&copy).await.map_err(io_error)?;
         Ok((image, blob))
     }
 }

@@ -256,36 +256,36 @@ mod tests {
 
     use super::*;
     use crate::blob::local::{LocalBlobs, MAPPING_TESTS};
-    use crate::blob::Backend;
+    use crate::blob::{Backend, BlobKey};
 
     const SHA256: &str = "5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e";
 
     /// A local store holding `bytes` as a published blob.
-    async fn published(bytes: &[u8]) -> (tempfile::TempDir, LocalBlobs) {
+    async fn published(bytes: &[u8]) -> (tempfile::TempDir, LocalBlobs, BlobKey) {
         let folder = tempfile::tempdir().unwrap();
         let blobs = LocalBlobs::open(folder.path()).await.unwrap();
         let mut staging = blobs.stage().await.unwrap();
         staging.write(Bytes::copy_from_slice(bytes)).await.unwrap();
-        staging
+        let key = staging
             .finish()
             .await
             .unwrap()
-            .publish(SHA256)
+            .publish(SHA256, None)
             .await
             .unwrap();
-        (folder, blobs)
+        (folder, blobs, key)
     }
 
     /// The first chunk a download of `bytes`, stored, from `start` would
     /// send: mapped.
-    async fn first_chunk_sent(bytes: &[u8], start: u64) -> (tempfile::TempDir, Bytes) {
-        let (folder, blobs) = published(bytes).await;
-        let blob = blobs.open(SHA256).await.unwrap();
+    async fn first_chunk_sent(bytes: &[u8], start: u64) -> (tempfile::TempDir, BlobKey, Bytes) {
+        let (folder, blobs, key) = published(bytes).await;
+        let blob = blobs.open(&key).await.unwrap();
         let count = bytes.len() as u64 - start;
         let mut chunks = blob.send(start, count).await.unwrap();
         let chunk = chunks.next().await.unwrap().unwrap();
         assert!(file_range(&chunk).is_some(), "the chunk is mapped");
-        (folder, chunk)
+        (folder, key, chunk)
     }
 
     fn pattern(len: usize) -> Vec<u8> {
@@ -311,21 +311,20 @@ mod tests {
     async fn a_published_blob_is_sent_from_its_file() {
         let _alone = MAPPING_TESTS.lock().await;
         let bytes = pattern(5 * 1024 * 1024 + 123);
-        let (_folder, blobs) = published(&bytes).await;
-        let router =
-            axum::Router::new()
-                .route(
-                    "/{start}/{count}",
-                    get(
-                        |State(blobs): State<LocalBlobs>,
-                         Path((start, count)): Path<(u64, u64)>| async move {
-                            let blob = blobs.open(SHA256).await.unwrap();
-                            let body = Body::from_stream(blob.send(start, count).await.unwrap());
-                            ([("content-length", count.to_string())], body)
-                        },
-                    ),
-                )
-                .with_state(blobs);
+        let (_folder, blobs, key) = published(&bytes).await;
+        let router = axum::Router::new()
+            .route(
+                "/{start}/{count}",
+                get(
+                    |State((blobs, key)): State<(LocalBlobs, BlobKey)>,
+                     Path((start, count)): Path<(u64, u64)>| async move {
+                        let blob = blobs.open(&key).await.unwrap();
+                        let body = Body::from_stream(blob.send(start, count).await.unwrap());
+                        ([("content-length", count.to_string())], body)
+                    },
+                ),
+            )
+            .with_state((blobs, key));
         let listener = Listener::bind("127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
@@ -369,7 +368,7 @@ mod tests {
     async fn plain_and_file_slices_go_out_in_order() {
         let _alone = MAPPING_TESTS.lock().await;
         let bytes = pattern(3 * 1024 * 1024);
-        let (_folder, chunk) = first_chunk_sent(&bytes, 100).await;
+        let (_folder, _key, chunk) = first_chunk_sent(&bytes, 100).await;
 
         let (mut server, mut client) = connected().await;
         let reading = tokio::spawn(async move {
@@ -399,8 +398,12 @@ mod tests {
     async fn a_file_cut_short_under_a_mapped_chunk_fails_the_write() {
         let _alone = MAPPING_TESTS.lock().await;
         let bytes = pattern(2 * 1024 * 1024);
-        let (folder, chunk) = first_chunk_sent(&bytes, 0).await;
-        let path = folder.path().join("blobs").join(&SHA256[..2]).join(SHA256);
+        let (folder, key, chunk) = first_chunk_sent(&bytes, 0).await;
+        let path = folder
+            .path()
+            .join("blobs")
+            .join(key.folder())
+            .join(key.file_name());
         std::fs::OpenOptions::new()
             .write(true)
             .open(path)

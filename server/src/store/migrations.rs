@@ -51,6 +51,7 @@ const SQLITE: &[(&str, &str)] = embedded!("sqlite":
     "0025_ended_jobs_by_owner.sql",
     "0026_session_users.sql",
     "0027_deployments_outlive_images.sql",
+    "0028_blob_generations.sql",
 );
 
 const POSTGRES: &[(&str, &str)] = embedded!("postgres":
@@ -87,6 +88,7 @@ const POSTGRES: &[(&str, &str)] = embedded!("postgres":
     "0031_deployments_outlive_images.sql",
     "0032_image_count_stripes.sql",
     "0033_image_counts_go_after_images.sql",
+    "0034_blob_generations.sql",
 );
 
 /// SQLite's migrations, in order.

@@ -4,8 +4,9 @@
 //! Attaching a record to a blob and deleting a blob both hold the blob's row
 //! in `blobs` locked (on PostgreSQL a row lock taken by an upsert; on SQLite
 //! the database's write lock, which the upsert takes), so the two never
-//! interleave: a blob is removed only when no record uses it at that moment,
-//! and a record is attached only to a blob that is on disk.
+//! interleave: a blob's row is forgotten only when no record uses it at that
+//! moment (its copy is removed once that is committed), and a record is
+//! attached only to a blob whose row names a copy that is there.
 
 use app::model::InspectionAttributes;
 use chrono::{DateTime, Utc};
@@ -53,30 +54,52 @@ impl Db {
         self.pool.begin().await
     }
 
-    /// Takes the lock of the blob with this digest (creating its row), for
-    /// the length of the returned transaction.
+    /// Takes the lock of the blob with this digest (creating its row, which
+    /// names no generation yet), for the length of the returned transaction.
     #[tracing::instrument(skip(self), err)]
     pub async fn lock_blob(&self, sha256: &str) -> Result<BlobLock, sqlx::Error> {
-        const UPSERT: &str = "INSERT INTO blobs (sha256, created_at) VALUES ($1, $2) \
-             ON CONFLICT (sha256) DO UPDATE SET created_at = blobs.created_at";
+        const UPSERT: &str = "INSERT INTO blobs (sha256, created_at, generation) \
+             VALUES ($1, $2, NULL) \
+             ON CONFLICT (sha256) DO UPDATE SET created_at = blobs.created_at \
+             RETURNING generation";
         let mut tx = self.begin().await?;
         let now_ms = Utc::now().timestamp_millis();
-        with_tx!(&mut tx, conn => {
-            sqlx::query(UPSERT).bind(sha256).bind(now_ms).execute(&mut **conn).await?;
+        let generation = with_tx!(&mut tx, conn => {
+            sqlx::query_scalar::<_, Option<String>>(UPSERT)
+                .bind(sha256)
+                .bind(now_ms)
+                .fetch_one(&mut **conn)
+                .await?
         });
         Ok(BlobLock {
             tx,
             sha256: sha256.to_owned(),
+            generation,
         })
     }
 
-    /// The digests of the blobs some record uses.
+    /// The generation of the blob's bytes its records read, as committed
+    /// (none while no row names one).
     #[tracing::instrument(skip(self), err)]
-    pub async fn referenced_blobs(&self) -> Result<Vec<String>, sqlx::Error> {
-        const SELECT: &str = "SELECT b.sha256 FROM blobs b \
-             WHERE EXISTS (SELECT 1 FROM images i WHERE i.sha256 = b.sha256)";
+    pub async fn blob_generation(&self, sha256: &str) -> Result<Option<String>, sqlx::Error> {
+        const SELECT: &str = "SELECT generation FROM blobs WHERE sha256 = $1";
+        let found = super::with_pool!(self, pool => {
+            sqlx::query_scalar::<_, Option<String>>(SELECT)
+                .bind(sha256)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(found.flatten())
+    }
+
+    /// The blobs some record uses, each with the generation they read.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn referenced_blobs(&self) -> Result<Vec<(String, String)>, sqlx::Error> {
+        const SELECT: &str = "SELECT b.sha256, b.generation FROM blobs b \
+             WHERE b.generation IS NOT NULL \
+             AND EXISTS (SELECT 1 FROM images i WHERE i.sha256 = b.sha256)";
         super::with_pool!(self, pool => {
-            sqlx::query_scalar::<_, String>(SELECT).fetch_all(pool).await
+            sqlx::query_as::<_, (String, String)>(SELECT).fetch_all(pool).await
         })
     }
 
@@ -280,6 +303,9 @@ pub struct NewContent<'a> {
 pub struct BlobLock {
     pub(super) tx: Tx,
     pub(super) sha256: String,
+    /// The generation its row names, as the lock was taken; none if the
+    /// lock made the row.
+    generation: Option<String>,
 }
 
 impl BlobLock {
@@ -369,6 +395,26 @@ impl BlobLock {
         with_tx!(&mut self.tx, conn => {
             sqlx::query_scalar::<_, i64>(COUNT).bind(&self.sha256).fetch_one(&mut **conn).await
         })
+    }
+
+    /// The generation of the blob's bytes its records read; none if nothing
+    /// is published under the row yet.
+    pub fn generation(&self) -> Option<&str> {
+        self.generation.as_deref()
+    }
+
+    /// Makes the records read the blob's bytes of this generation.
+    pub async fn set_generation(&mut self, generation: &str) -> Result<(), sqlx::Error> {
+        with_tx!(&mut self.tx, conn => {
+            sqlx::query("UPDATE blobs SET generation = $1 WHERE sha256 = $2")
+                .bind(generation)
+                .bind(&self.sha256)
+                .execute(&mut **conn)
+                .await
+                .map(drop)?
+        });
+        self.generation = Some(generation.to_owned());
+        Ok(())
     }
 
     /// Forgets the blob's row (its bytes are being removed).

@@ -28,6 +28,7 @@ mod job_records;
 mod kept_counts;
 mod kept_pages;
 mod lapsed_reservations;
+mod late_removals;
 mod metrics;
 mod mws;
 mod mws_query;

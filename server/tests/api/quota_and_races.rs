@@ -302,8 +302,9 @@ async fn a_delete_beside_an_upload_of_the_same_bytes_loses_nothing(#[case] backe
 #[tokio::test]
 async fn orphaned_blobs_and_stale_partial_files_are_collected(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
+    let kept_bytes = random_bytes(10_000);
     let kept: Value = app
-        .upload("admin", ADMIN_PASSWORD, "kept.img", random_bytes(10_000))
+        .upload("admin", ADMIN_PASSWORD, "kept.img", kept_bytes.clone())
         .await
         .json()
         .await
@@ -319,11 +320,15 @@ async fn orphaned_blobs_and_stale_partial_files_are_collected(#[case] backend: B
         .ingest(bytes_of("orphaned"), &mut Limit(100), |_| ())
         .await
         .unwrap();
-    let orphan = {
-        let sha256 = orphan.sha256.clone();
-        orphan.publish().await.unwrap();
-        sha256
-    };
+    let orphan = orphan.publish(None).await.unwrap();
+    // And a copy of the kept image's bytes that its blob's row does not
+    // name (published anew, then the crash).
+    let body = futures_util::stream::iter([Ok::<_, std::io::Error>(kept_bytes.into())]);
+    let (unnamed, ()) = blobs
+        .ingest(body, &mut Limit(20_000), |_| ())
+        .await
+        .unwrap();
+    let unnamed = unnamed.publish(None).await.unwrap();
     let (stale, ()) = blobs
         .ingest(bytes_of("partial"), &mut Limit(100), |_| ())
         .await
@@ -339,10 +344,12 @@ async fn orphaned_blobs_and_stale_partial_files_are_collected(#[case] backend: B
         .unwrap();
     assert_eq!((early.orphaned_blobs, early.stale_uploads), (0, 0));
     assert!(blobs.exists(&orphan).await);
+    assert!(blobs.exists(&unnamed).await);
 
     let collected = app.core.collect_garbage(Duration::ZERO).await.unwrap();
-    assert_eq!((collected.orphaned_blobs, collected.stale_uploads), (1, 1));
+    assert_eq!((collected.orphaned_blobs, collected.stale_uploads), (2, 1));
     assert!(!blobs.exists(&orphan).await);
+    assert!(!blobs.exists(&unnamed).await);
     assert!(app.stored(Area::Staging).await.is_empty());
     assert_eq!(
         app.stored(Area::Blobs).await.len(),

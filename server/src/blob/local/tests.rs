@@ -147,9 +147,10 @@ async fn a_complete_upload_is_linked_not_copied() {
         size: 11,
     };
     let staged = store.stage_parts("up", &parts, digested).await.unwrap();
-    staged.publish().await.unwrap();
+    let copy = staged.publish(None).await.unwrap();
     let upload = std::fs::metadata(root.path().join("uploads/up")).unwrap();
-    let blob = std::fs::metadata(root.path().join("blobs/b9").join(sha256)).unwrap();
+    let blob = root.path().join("blobs/b9").join(copy.file_name());
+    let blob = std::fs::metadata(blob).unwrap();
     assert_eq!((upload.dev(), upload.ino()), (blob.dev(), blob.ino()));
     // Nothing written to the upload after that can cut or change the
     // blob, whatever the upload's record says.
@@ -158,10 +159,10 @@ async fn a_complete_upload_is_linked_not_copied() {
         let written = store.write_part("up", offset, body, 100, |_| ()).await;
         assert!(written.is_err(), "a write at {offset}");
     }
-    let blob = root.path().join("blobs/b9").join(sha256);
+    let blob = root.path().join("blobs/b9").join(copy.file_name());
     assert_eq!(std::fs::read(&blob).unwrap(), b"hello world");
     store.remove_parts("up").await.unwrap();
-    assert!(store.exists(sha256).await);
+    assert!(store.exists(&copy).await);
     assert!(store.stored(Area::Uploads).await.unwrap().is_empty());
 }
 
@@ -200,12 +201,14 @@ async fn an_upload_on_another_file_system_is_copied_before_the_lock() {
             size: 11,
         };
         let mut staged = store.stage_parts("up", &parts, digested).await.unwrap();
-        staged.prepare().await.unwrap();
+        staged.prepare(None).await.unwrap();
         assert_eq!(copies(), 1, "copied before the lock");
-        assert!(!blobs.join(sha256).exists());
+        let published = store.settled_blobs(Duration::ZERO).await.unwrap();
+        assert!(published.is_empty(), "not published yet: {published:?}");
         if publish {
-            staged.publish().await.unwrap();
-            assert_eq!(std::fs::read(blobs.join(sha256)).unwrap(), b"hello world");
+            let copy = staged.publish(None).await.unwrap();
+            let published = blobs.join(copy.file_name());
+            assert_eq!(std::fs::read(published).unwrap(), b"hello world");
         } else {
             drop(staged);
         }
@@ -230,13 +233,13 @@ async fn an_upload_written_long_ago_is_not_collected_before_it_is_published() {
         size: 11,
     };
     let mut staged = store.stage_parts("up", &parts, digested).await.unwrap();
-    staged.prepare().await.unwrap();
+    staged.prepare(None).await.unwrap();
     store
         .discard_stale_uploads(Duration::from_secs(3600))
         .await
         .unwrap();
-    staged.publish().await.unwrap();
-    let blob = root.path().join("blobs/b9").join(sha256);
+    let copy = staged.publish(None).await.unwrap();
+    let blob = root.path().join("blobs/b9").join(copy.file_name());
     assert_eq!(std::fs::read(blob).unwrap(), b"hello world");
 }
 
@@ -267,9 +270,18 @@ fn only_hex_digests_map_to_paths() {
         tmp: PathBuf::from("/t"),
         uploads: PathBuf::from("/u"),
     };
-    assert!(store.path("../../etc/passwd").is_none());
+    assert!(store.path(&BlobKey::new("../../etc/passwd", "")).is_none());
+    assert!(store
+        .path(&BlobKey::new(&"ab".repeat(32), "../x"))
+        .is_none());
     assert_eq!(
-        store.path(&"ab".repeat(32)).unwrap(),
+        store.path(&BlobKey::new(&"ab".repeat(32), "")).unwrap(),
         PathBuf::from(format!("/b/ab/{}", "ab".repeat(32)))
+    );
+    assert_eq!(
+        store
+            .path(&BlobKey::new(&"ab".repeat(32), "0123456789abcdef"))
+            .unwrap(),
+        PathBuf::from(format!("/b/ab/{}.0123456789abcdef", "ab".repeat(32)))
     );
 }

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::super::StagedBytes;
-use super::{lost, partial_copy, prefix_folder};
+use super::super::{BlobKey, StagedBytes};
+use super::{current_copy, lost, partial_copy, prefix_folder};
 
 /// A complete upload's file, to be linked as its blob; the file itself
 /// stays until the upload's parts are removed (a completion that fails
@@ -79,13 +79,13 @@ impl StagedBytes for LocalUploadStaged {
     /// The file put beside its blob: a copy of many GiB where it must be
     /// copied, made before the blob's lock is taken (on SQLite, the
     /// database's write lock), not while every other write waits.
-    async fn prepare(&mut self, sha256: &str) -> std::io::Result<()> {
+    async fn prepare(&mut self, sha256: &str, current: Option<&str>) -> std::io::Result<()> {
         let (file, length, blobs) = (self.file.clone(), self.length, self.blobs.clone());
         let folder = blobs.join(&sha256[..2]);
-        let sha256 = sha256.to_owned();
+        let (sha256, current) = (sha256.to_owned(), current.map(str::to_owned));
         self.beside = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
             prefix_folder(&blobs, &folder)?;
-            if folder.join(&sha256).exists() {
+            if current_copy(&folder, &sha256, current.as_deref())?.is_some() {
                 return Ok(None);
             }
             beside_its_blob(&file, length, &folder, &sha256).map(Some)
@@ -96,14 +96,17 @@ impl StagedBytes for LocalUploadStaged {
     }
 
     /// Under the blob's lock: a rename.
-    async fn publish(self: Box<Self>, sha256: &str) -> std::io::Result<()> {
+    async fn publish(
+        self: Box<Self>,
+        sha256: &str,
+        current: Option<&str>,
+    ) -> std::io::Result<BlobKey> {
         let folder = self.blobs.join(&sha256[..2]);
-        let destination = folder.join(sha256);
-        let sha256 = sha256.to_owned();
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let (sha256, current) = (sha256.to_owned(), current.map(str::to_owned));
+        tokio::task::spawn_blocking(move || -> std::io::Result<BlobKey> {
             prefix_folder(&self.blobs, &folder)?;
-            if destination.exists() {
-                return Ok(()); // Same bytes already stored.
+            if let Some(kept) = current_copy(&folder, &sha256, current.as_deref())? {
+                return Ok(kept); // Same bytes already stored.
             }
             let beside = match self.beside {
                 Some(beside) => beside,
@@ -111,8 +114,12 @@ impl StagedBytes for LocalUploadStaged {
                 // removed since.
                 None => beside_its_blob(&self.file, self.length, &folder, &sha256)?,
             };
-            beside.persist(&destination).map_err(|error| error.error)?;
-            std::fs::File::open(&folder)?.sync_all()
+            let key = BlobKey::fresh(&sha256);
+            beside
+                .persist(folder.join(key.file_name()))
+                .map_err(|error| error.error)?;
+            std::fs::File::open(&folder)?.sync_all()?;
+            Ok(key)
         })
         .await
         .map_err(lost)?

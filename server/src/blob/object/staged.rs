@@ -15,8 +15,19 @@
 use object_store::path::Path;
 use object_store::{MultipartId, PutPayload};
 
+use std::time::Duration;
+
 use super::{discard_in_background, in_background, ObjectBlobs, HEARTBEAT};
-use crate::blob::StagedBytes;
+use crate::blob::{BlobKey, StagedBytes, GARBAGE_GRACE};
+
+/// How young a copy made before the blob's lock must still be to be
+/// published: until it is, no row names it, and a collector removes a copy
+/// no row names once it is [`GARBAGE_GRACE`] old (by the store's date, which
+/// for a copy streamed as a multipart upload is when it began). A younger
+/// one cannot have been chosen by any collector, even one whose removal is
+/// still on its way; an older one (its copy or the wait for the lock took
+/// half an hour) is copied again under the lock.
+const KEEPS_PREPARED: Duration = Duration::from_secs(GARBAGE_GRACE.as_secs() / 2);
 
 #[derive(Debug)]
 pub(super) struct ObjectStaged {
@@ -26,6 +37,9 @@ pub(super) struct ObjectStaged {
     /// The marker of the multipart upload that made it (a single `PUT`'s
     /// object is dated when it is written: it has none).
     pub(super) marker: Option<KeptMarker>,
+    /// The copy [`StagedBytes::prepare`] made under a new generation, not
+    /// yet published; deleted if dropped so.
+    pub(super) prepared: Option<BlobKey>,
 }
 
 /// A marker rewritten every [`HEARTBEAT`] until dropped.
@@ -69,47 +83,114 @@ impl Drop for KeptMarker {
 impl StagedBytes for ObjectStaged {
     /// A copy takes long (bytes too many to copy inside the store stream
     /// through this server; a store's own copy of a few GiB takes tens of
-    /// seconds on some): they are copied to their blob's key now, outside
-    /// its lock (on SQLite the database's write lock, which every write
-    /// waits for), and [`ObjectStaged::publish`] then finds them there (or,
-    /// if the blob was removed meanwhile, copies them again under it).
-    async fn prepare(&mut self, sha256: &str) -> std::io::Result<()> {
+    /// seconds on some): unless the blob's current copy is there, they are
+    /// copied to a new generation of their blob now, outside its lock (on
+    /// SQLite the database's write lock, which every write waits for), and
+    /// [`ObjectStaged::publish`] then answers that one, unless the blob has
+    /// a copy by then.
+    async fn prepare(&mut self, sha256: &str, current: Option<&str>) -> std::io::Result<()> {
         let Some(key) = &self.key else {
             return Ok(());
         };
-        let destination = self.store.blob_key(sha256);
-        self.store
-            .copy_unless_there(key, &destination, self.size)
-            .await
+        if self.prepared.is_some() || self.current_copy(sha256, current).await?.is_some() {
+            return Ok(());
+        }
+        let copy = BlobKey::fresh(sha256);
+        let destination = self.store.blob_key(&copy);
+        self.store.copy(key, &destination, self.size).await?;
+        self.prepared = Some(copy);
+        Ok(())
     }
 
-    async fn publish(mut self: Box<Self>, sha256: &str) -> std::io::Result<()> {
+    async fn publish(
+        mut self: Box<Self>,
+        sha256: &str,
+        current: Option<&str>,
+    ) -> std::io::Result<BlobKey> {
         let Some(key) = self.key.take() else {
             return Err(std::io::Error::other("published twice"));
         };
-        let destination = self.store.blob_key(sha256);
-        if let Err(error) = self
-            .store
-            .copy_unless_there(&key, &destination, self.size)
-            .await
-        {
-            self.key = Some(key); // Dropping deletes the staged copy.
-            return Err(error);
-        }
+        let published = match self.published_copy(&key, sha256, current).await {
+            Ok(published) => published,
+            Err(error) => {
+                self.key = Some(key); // Dropping deletes the staged copy.
+                return Err(error);
+            }
+        };
         if let Err(error) = self.store.delete(&key).await {
             tracing::warn!(%error, "cannot delete a published upload's staged copy");
             // Its marker goes stale, and the collector deletes both.
-            return Ok(());
+            return Ok(published);
         }
         if let Some(marker) = self.marker.take() {
             marker.remove(&self.store).await;
         }
-        Ok(())
+        Ok(published)
+    }
+}
+
+impl ObjectStaged {
+    /// The blob's `current` copy, if it is there.
+    async fn current_copy(
+        &self,
+        sha256: &str,
+        current: Option<&str>,
+    ) -> std::io::Result<Option<BlobKey>> {
+        let Some(current) = current else {
+            return Ok(None);
+        };
+        let copy = BlobKey::new(sha256, current);
+        let there = copy.is_valid() && self.store.is_there(&self.store.blob_key(&copy)).await?;
+        Ok(there.then_some(copy))
+    }
+
+    /// The copy the bytes of staged object `key` are published as: the
+    /// blob's current one if it is there (the one [`ObjectStaged::prepare`]
+    /// made, if any, is deleted), else that one if it is still there and
+    /// young (see [`KEEPS_PREPARED`]), else a new one.
+    async fn published_copy(
+        &mut self,
+        key: &Path,
+        sha256: &str,
+        current: Option<&str>,
+    ) -> std::io::Result<BlobKey> {
+        if let Some(kept) = self.current_copy(sha256, current).await? {
+            if let Some(prepared) = self.prepared.take() {
+                let unused = self.store.blob_key(&prepared);
+                discard_in_background(&self.store, unused, "an unused copy; the collector will");
+            }
+            return Ok(kept);
+        }
+        if let Some(prepared) = self.prepared.take() {
+            let prepared_at = self.store.blob_key(&prepared);
+            match self.store.younger_than(&prepared_at, KEEPS_PREPARED).await {
+                Ok(true) => return Ok(prepared),
+                Ok(false) => discard_in_background(
+                    &self.store,
+                    prepared_at,
+                    "an old copy; the collector will",
+                ),
+                Err(error) => {
+                    self.prepared = Some(prepared); // Dropping deletes it.
+                    return Err(error);
+                }
+            }
+        }
+        let copy = BlobKey::fresh(sha256);
+        let destination = self.store.blob_key(&copy);
+        self.store.copy(key, &destination, self.size).await?;
+        Ok(copy)
     }
 }
 
 impl Drop for ObjectStaged {
     fn drop(&mut self) {
+        // A copy made before the lock and never published: no row names its
+        // generation, nor ever will.
+        if let Some(prepared) = self.prepared.take() {
+            let unused = self.store.blob_key(&prepared);
+            discard_in_background(&self.store, unused, "an unused copy; the collector will");
+        }
         match (self.key.take(), self.marker.take()) {
             (Some(key), None) => {
                 discard_in_background(&self.store, key, "an upload; the collector will")

@@ -16,6 +16,22 @@ async fn stores_under_the_digest_and_only_once() {
     contract::stores_under_the_digest_and_only_once(in_memory().1).await;
 }
 
+/// A blob published before generations is read, listed and removed under
+/// its digest alone.
+#[tokio::test]
+async fn a_blob_from_before_generations_is_under_its_digest() {
+    let (bucket, store) = in_memory();
+    let sha256 = "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
+    let key = Path::from(format!("depot/blobs/b9/{sha256}"));
+    bucket.put(&key, "hello world".into()).await.unwrap();
+    let legacy = BlobKey::new(sha256, "");
+    assert_eq!(store.open_blob(&legacy).await.unwrap().size(), 11);
+    let settled = store.settled_blobs(Duration::ZERO).await.unwrap();
+    assert_eq!(settled, vec![legacy.clone()]);
+    store.remove(&legacy).await.unwrap();
+    assert!(store.stored(Area::Blobs).await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn a_failed_or_oversized_body_leaves_nothing() {
     // Larger than a part, so that parts were sent before the failure.
@@ -57,11 +73,15 @@ async fn large_uploads_go_up_in_parts_and_read_back_in_ranges() {
         .await
         .unwrap();
     let sha256 = staged.sha256.clone();
-    staged.publish().await.unwrap();
-    let key = Path::from(format!("depot/blobs/{}/{sha256}", &sha256[..2]));
+    let copy = staged.publish(None).await.unwrap();
+    let key = Path::from(format!(
+        "depot/blobs/{}/{sha256}.{}",
+        &sha256[..2],
+        copy.generation
+    ));
     let stored = bucket.get(&key).await.unwrap().bytes().await.unwrap();
     assert_eq!(stored.as_ref(), &bytes[..]);
-    let blob = store.open_blob(&sha256).await.unwrap();
+    let blob = store.open_blob(&copy).await.unwrap();
     assert_eq!(blob.size(), bytes.len() as u64);
     let start = PART_SIZE as u64 - 5;
     let read: Vec<Bytes> = blob
@@ -173,22 +193,70 @@ async fn objects_too_large_to_copy_in_the_store_are_copied_through_the_server() 
     assert!(uploading.is_empty(), "{uploading:?}");
 }
 
-/// Staged bytes are copied to their blob's key before the blob's lock is
-/// taken, whatever their size: a store's copy of a few GiB takes tens of
-/// seconds on some, and under the lock (on SQLite the database's write
-/// lock) every other write waited for it. Under the lock, publishing finds
-/// them there.
+/// Staged bytes are copied to a new copy of their blob before the blob's
+/// lock is taken, whatever their size: a store's copy of a few GiB takes
+/// tens of seconds on some, and under the lock (on SQLite the database's
+/// write lock) every other write waited for it. Under the lock, publishing
+/// answers that copy; or, if the blob has a copy by then, that one, and the
+/// copy made before goes, as it does if the bytes are never published.
 #[tokio::test]
 async fn staged_bytes_are_copied_before_the_lock() {
-    let (_bucket, store) = in_memory();
-    let body =
-        futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"hello world"))]);
-    let (mut staged, ()) = store.ingest(body, &mut Limit(100), |_| ()).await.unwrap();
-    let digest = staged.sha256.clone();
-    staged.prepare().await.unwrap();
-    assert!(store.exists(&digest).await, "copied before the lock");
-    staged.publish().await.unwrap();
-    assert!(store.exists(&digest).await);
+    let (bucket, store) = in_memory();
+    let hello = || async {
+        let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(
+            b"hello world",
+        ))]);
+        store.ingest(body, &mut Limit(100), |_| ()).await.unwrap().0
+    };
+    let blobs = || async { store.stored(Area::Blobs).await.unwrap() };
+    let mut staged = hello().await;
+    staged.prepare(None).await.unwrap();
+    let copied = blobs().await;
+    assert_eq!(copied.len(), 1, "copied before the lock");
+    let copy = staged.publish(None).await.unwrap();
+    assert!(copied[0].ends_with(&copy.file_name()), "{copied:?}");
+    assert!(store.exists(&copy).await);
+
+    let mut staged = hello().await;
+    staged.prepare(Some("0123456789abcdef")).await.unwrap();
+    assert_eq!(blobs().await.len(), 2, "no such copy: copied anew");
+    let kept = staged.publish(Some(&copy.generation)).await.unwrap();
+    assert_eq!(kept, copy, "the blob's copy, there by then, is kept");
+    let mut staged = hello().await;
+    staged.prepare(Some(&copy.generation)).await.unwrap();
+    drop(staged);
+    let mut staged = hello().await;
+    staged.prepare(None).await.unwrap();
+    drop(staged);
+    for _ in 0..100 {
+        if blobs().await.len() == 1 && store.stored(Area::Staging).await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(blobs().await, copied, "the unused copies are gone");
+    assert!(store.stored(Area::Staging).await.unwrap().is_empty());
+
+    // A copy made before the lock and removed before it was published
+    // (a collector took it: no row named it) is made again under the lock.
+    let mut staged = hello().await;
+    staged.prepare(None).await.unwrap();
+    let prepared = blobs().await;
+    let removed: Vec<_> = prepared
+        .iter()
+        .filter(|name| !copied.contains(name))
+        .collect();
+    assert_eq!(removed.len(), 1);
+    bucket
+        .delete(&Path::from(removed[0].as_str()))
+        .await
+        .unwrap();
+    let published = staged.publish(None).await.unwrap();
+    assert!(!removed[0].ends_with(&published.file_name()));
+    assert!(
+        store.exists(&published).await,
+        "published a copy that is gone"
+    );
 }
 
 /// S3 dates an object a multipart upload made from the upload's start: a
@@ -234,7 +302,7 @@ async fn a_staged_upload_is_kept_while_its_marker_is_fresh() {
     assert_eq!(objects.discard_stale_uploads(grace).await.unwrap(), 0);
     let kept = store.stored(Area::Staging).await.unwrap();
     assert_eq!(kept.len(), 2, "the staged object and its marker: {kept:?}");
-    staged.publish().await.unwrap();
+    staged.publish(None).await.unwrap();
     assert!(store.stored(Area::Staging).await.unwrap().is_empty());
     assert!(markers().await.is_empty(), "published: its marker is gone");
 

@@ -1,0 +1,10 @@
+-- Which copy of a blob's bytes its records read (see the server's
+-- `blob::BlobKey`): each publication of bytes not there already makes a new
+-- generation, and a copy is removed only once no row names it, so that a
+-- removal landing late never takes bytes uploaded again since. NULL while
+-- the row is only a lock taken before anything is published. The blobs
+-- stored before this migration are under their digest alone: the empty
+-- generation. (A server of an earlier version publishes there too: none may
+-- run beside this one.)
+ALTER TABLE blobs ADD COLUMN generation TEXT;
+UPDATE blobs SET generation = '';
