@@ -10,7 +10,8 @@
 //! record, so that a blob is never removed while a record is being attached
 //! to it. A body that fails or is cut
 //! off leaves nothing: staged bytes are discarded when their guard drops, even
-//! if the request's future is simply dropped. Identical content is stored once.
+//! if the request's future is simply dropped. Identical content is stored once
+//! (but for moments, while a copy of it being published is given up).
 //!
 //! A resumable upload keeps its bytes between requests in the backend's
 //! uploads area, part after part ([`BlobStore::write_part`]): one file per

@@ -6,5 +6,7 @@
 -- stored before this migration are under their digest alone: the empty
 -- generation. (A server of an earlier version publishes there too: none may
 -- run beside this one.)
-ALTER TABLE blobs ADD COLUMN generation TEXT;
+-- A generation names a file: 16 hex digits, or none.
+ALTER TABLE blobs ADD COLUMN generation TEXT
+    CHECK (generation ~ '^([0-9a-f]{16})?$');
 UPDATE blobs SET generation = '';

@@ -6,5 +6,8 @@
 -- stored before this migration are under their digest alone: the empty
 -- generation. (A server of an earlier version publishes there too: none may
 -- run beside this one.)
-ALTER TABLE blobs ADD COLUMN generation TEXT;
+-- A generation names a file: 16 hex digits, or none.
+ALTER TABLE blobs ADD COLUMN generation TEXT
+    CHECK (generation = ''
+        OR (length(generation) = 16 AND generation NOT GLOB '*[^0-9a-f]*'));
 UPDATE blobs SET generation = '';

@@ -208,15 +208,21 @@ impl ObjectBlobs {
             .child(key.file_name())
     }
 
-    /// Whether the object at `key` was written less than `age` ago (by the
-    /// store's date); false if there is none.
-    async fn younger_than(&self, key: &Path, age: Duration) -> std::io::Result<bool> {
-        let cutoff = Utc::now() - chrono::Duration::from_std(age).unwrap_or_default();
-        match self.bucket.head(key).await {
-            Ok(meta) => Ok(meta.last_modified > cutoff),
-            Err(error) if is_not_found(&error) => Ok(false),
-            Err(error) => Err(io_error(error)),
-        }
+    /// The file names of the copies registered as being made and published
+    /// (see [`prepared`]).
+    async fn marked_copies(&self) -> std::io::Result<std::collections::HashSet<String>> {
+        let markers: Vec<object_store::ObjectMeta> = self
+            .bucket
+            .list(Some(&self.area("uploading")))
+            .try_collect()
+            .await
+            .map_err(io_error)?;
+        Ok(markers
+            .iter()
+            .filter_map(|meta| meta.location.filename())
+            .filter_map(|name| name.strip_prefix(prepared::COPY_MARKER))
+            .map(str::to_owned)
+            .collect())
     }
 
     /// Whether an object is at `key`.
@@ -521,11 +527,15 @@ impl Backend for ObjectBlobs {
     }
 
     async fn settled_blobs(&self, grace: Duration) -> std::io::Result<Vec<BlobKey>> {
+        // Listed first: a copy registered after this is dated after it,
+        // within the grace period below.
+        let marked = self.marked_copies().await?;
         Ok(self
             .older_than("blobs", grace)
             .await?
             .into_iter()
             .filter_map(|meta| meta.location.filename().and_then(BlobKey::from_file_name))
+            .filter(|key| !marked.contains(&key.file_name()))
             .collect())
     }
 
@@ -551,6 +561,12 @@ impl Backend for ObjectBlobs {
             let Some(name) = marker.location.filename() else {
                 continue;
             };
+            if name.starts_with(prepared::COPY_MARKER) {
+                // A copy's (see `prepared`): it is one no row names now,
+                // for the collector, under the blob's lock.
+                self.delete(&marker.location).await?;
+                continue;
+            }
             let content = match self.bucket.get(&marker.location).await {
                 Ok(found) => found.bytes().await.map_err(io_error)?,
                 Err(error) if is_not_found(&error) => continue, // Finished meanwhile.
@@ -659,6 +675,7 @@ impl Backend for ObjectBlobs {
 mod parts;
 mod patience;
 mod pending;
+mod prepared;
 mod read;
 mod staged;
 

@@ -56,7 +56,8 @@ pub(super) enum Landing<'a> {
 /// What the collector removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Collected {
-    /// Blobs that no record used (a crash between storing and recording).
+    /// Copies of blobs that no record read (a crash between storing and
+    /// recording, or between forgetting and removing).
     pub orphaned_blobs: usize,
     /// Temporary files of uploads that stopped.
     pub stale_uploads: usize,

@@ -15,19 +15,9 @@
 use object_store::path::Path;
 use object_store::{MultipartId, PutPayload};
 
-use std::time::Duration;
-
+use super::prepared::PreparedCopy;
 use super::{discard_in_background, in_background, ObjectBlobs, HEARTBEAT};
-use crate::blob::{BlobKey, StagedBytes, GARBAGE_GRACE};
-
-/// How young a copy made before the blob's lock must still be to be
-/// published: until it is, no row names it, and a collector removes a copy
-/// no row names once it is [`GARBAGE_GRACE`] old (by the store's date, which
-/// for a copy streamed as a multipart upload is when it began). A younger
-/// one cannot have been chosen by any collector, even one whose removal is
-/// still on its way; an older one (its copy or the wait for the lock took
-/// half an hour) is copied again under the lock.
-const KEEPS_PREPARED: Duration = Duration::from_secs(GARBAGE_GRACE.as_secs() / 2);
+use crate::blob::{BlobKey, StagedBytes};
 
 #[derive(Debug)]
 pub(super) struct ObjectStaged {
@@ -39,7 +29,7 @@ pub(super) struct ObjectStaged {
     pub(super) marker: Option<KeptMarker>,
     /// The copy [`StagedBytes::prepare`] made under a new generation, not
     /// yet published; deleted if dropped so.
-    pub(super) prepared: Option<BlobKey>,
+    pub(super) prepared: Option<PreparedCopy>,
 }
 
 /// A marker rewritten every [`HEARTBEAT`] until dropped.
@@ -84,10 +74,9 @@ impl StagedBytes for ObjectStaged {
     /// A copy takes long (bytes too many to copy inside the store stream
     /// through this server; a store's own copy of a few GiB takes tens of
     /// seconds on some): unless the blob's current copy is there, they are
-    /// copied to a new generation of their blob now, outside its lock (on
-    /// SQLite the database's write lock, which every write waits for), and
-    /// [`ObjectStaged::publish`] then answers that one, unless the blob has
-    /// a copy by then.
+    /// copied to a new generation of their blob now, outside its lock (see
+    /// [`PreparedCopy`]), and [`ObjectStaged::publish`] then answers that
+    /// one, unless the blob has a copy by then.
     async fn prepare(&mut self, sha256: &str, current: Option<&str>) -> std::io::Result<()> {
         let Some(key) = &self.key else {
             return Ok(());
@@ -95,10 +84,7 @@ impl StagedBytes for ObjectStaged {
         if self.prepared.is_some() || self.current_copy(sha256, current).await?.is_some() {
             return Ok(());
         }
-        let copy = BlobKey::fresh(sha256);
-        let destination = self.store.blob_key(&copy);
-        self.store.copy(key, &destination, self.size).await?;
-        self.prepared = Some(copy);
+        self.prepared = Some(PreparedCopy::make(&self.store, key, self.size, sha256).await?);
         Ok(())
     }
 
@@ -146,8 +132,8 @@ impl ObjectStaged {
 
     /// The copy the bytes of staged object `key` are published as: the
     /// blob's current one if it is there (the one [`ObjectStaged::prepare`]
-    /// made, if any, is deleted), else that one if it is still there and
-    /// young (see [`KEEPS_PREPARED`]), else a new one.
+    /// made, if any, is deleted), else that one if it is still held (see
+    /// [`PreparedCopy::is_held`]), else a new one.
     async fn published_copy(
         &mut self,
         key: &Path,
@@ -156,22 +142,19 @@ impl ObjectStaged {
     ) -> std::io::Result<BlobKey> {
         if let Some(kept) = self.current_copy(sha256, current).await? {
             if let Some(prepared) = self.prepared.take() {
-                let unused = self.store.blob_key(&prepared);
-                discard_in_background(&self.store, unused, "an unused copy; the collector will");
+                if prepared.key == kept {
+                    return Ok(prepared.named(&self.store).await);
+                }
+                prepared.discard(&self.store);
             }
             return Ok(kept);
         }
         if let Some(prepared) = self.prepared.take() {
-            let prepared_at = self.store.blob_key(&prepared);
-            match self.store.younger_than(&prepared_at, KEEPS_PREPARED).await {
-                Ok(true) => return Ok(prepared),
-                Ok(false) => discard_in_background(
-                    &self.store,
-                    prepared_at,
-                    "an old copy; the collector will",
-                ),
+            match prepared.is_held(&self.store).await {
+                Ok(true) => return Ok(prepared.named(&self.store).await),
+                Ok(false) => prepared.discard(&self.store),
                 Err(error) => {
-                    self.prepared = Some(prepared); // Dropping deletes it.
+                    self.prepared = Some(prepared); // Dropping discards it.
                     return Err(error);
                 }
             }
@@ -188,8 +171,7 @@ impl Drop for ObjectStaged {
         // A copy made before the lock and never published: no row names its
         // generation, nor ever will.
         if let Some(prepared) = self.prepared.take() {
-            let unused = self.store.blob_key(&prepared);
-            discard_in_background(&self.store, unused, "an unused copy; the collector will");
+            prepared.discard(&self.store);
         }
         match (self.key.take(), self.marker.take()) {
             (Some(key), None) => {

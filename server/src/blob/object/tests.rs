@@ -213,7 +213,18 @@ async fn staged_bytes_are_copied_before_the_lock() {
     staged.prepare(None).await.unwrap();
     let copied = blobs().await;
     assert_eq!(copied.len(), 1, "copied before the lock");
+    // Registered: however old it looks, no collector takes it.
+    let settled = store.settled_blobs(Duration::ZERO).await.unwrap();
+    assert!(settled.is_empty(), "{settled:?}");
+    let grace = Duration::from_secs(3600);
+    assert_eq!(store.discard_stale_uploads(grace).await.unwrap(), 0);
     let copy = staged.publish(None).await.unwrap();
+    let settled = store.settled_blobs(Duration::ZERO).await.unwrap();
+    assert_eq!(
+        settled,
+        vec![copy.clone()],
+        "named, it is the collector's to check"
+    );
     assert!(copied[0].ends_with(&copy.file_name()), "{copied:?}");
     assert!(store.exists(&copy).await);
 
@@ -319,4 +330,33 @@ async fn a_staged_upload_is_kept_while_its_marker_is_fresh() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("a dropped upload left {:?}", markers().await);
+}
+
+/// A copy whose server died before publishing it: its marker, no longer
+/// rewritten, goes stale and is removed, and the copy is then one the
+/// collector may take (under the blob's lock, if no row names it).
+#[tokio::test]
+async fn a_dead_servers_registered_copy_goes_to_the_collector() {
+    let (bucket, store) = in_memory();
+    let objects = ObjectBlobs::new(bucket.clone(), "depot");
+    let copy = BlobKey::fresh(&"ab".repeat(32));
+    bucket
+        .put(&objects.blob_key(&copy), "bytes".into())
+        .await
+        .unwrap();
+    bucket
+        .put(&objects.copy_marker(&copy), "copy".into())
+        .await
+        .unwrap();
+    assert!(store
+        .settled_blobs(Duration::ZERO)
+        .await
+        .unwrap()
+        .is_empty());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let discarded = store.discard_stale_uploads(Duration::from_millis(10)).await;
+    assert_eq!(discarded.unwrap(), 0, "no upload was discarded");
+    assert!(store.stored(Area::Staging).await.unwrap().is_empty());
+    let settled = store.settled_blobs(Duration::ZERO).await.unwrap();
+    assert_eq!(settled, vec![copy]);
 }
