@@ -9,5 +9,6 @@
 -- A generation names a file: 16 hex digits, or none.
 ALTER TABLE blobs ADD COLUMN generation TEXT
     CHECK (generation = ''
-        OR (length(generation) = 16 AND generation NOT GLOB '*[^0-9a-f]*'));
+        OR (length(CAST(generation AS BLOB)) = 16
+            AND generation NOT GLOB '*[^0-9a-f]*'));
 UPDATE blobs SET generation = '';

@@ -305,7 +305,7 @@ impl StagedBytes for LocalStaged {
             }
             let key = BlobKey::fresh(&sha256);
             self.temp
-                .persist_noclobber(folder.join(key.file_name()))
+                .persist(folder.join(key.file_name()))
                 .map_err(|error| error.error)?;
             // The rename itself must survive a crash.
             std::fs::File::open(&folder)?.sync_all()?;

@@ -562,9 +562,11 @@ impl Backend for ObjectBlobs {
                 continue;
             };
             if name.starts_with(prepared::COPY_MARKER) {
-                // A copy's (see `prepared`): it is one no row names now,
-                // for the collector, under the blob's lock.
-                self.delete(&marker.location).await?;
+                // A copy's (see `prepared`): its server is gone, and the
+                // copy is the collector's to check under the blob's lock.
+                if let Err(error) = self.delete(&marker.location).await {
+                    tracing::warn!(%error, "cannot delete a stale copy marker");
+                }
                 continue;
             }
             let content = match self.bucket.get(&marker.location).await {

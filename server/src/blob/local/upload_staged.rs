@@ -116,7 +116,7 @@ impl StagedBytes for LocalUploadStaged {
             };
             let key = BlobKey::fresh(&sha256);
             beside
-                .persist_noclobber(folder.join(key.file_name()))
+                .persist(folder.join(key.file_name()))
                 .map_err(|error| error.error)?;
             std::fs::File::open(&folder)?.sync_all()?;
             Ok(key)

@@ -14,14 +14,13 @@
 //! row names, which the collector removes under the blob's lock.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use object_store::path::Path;
 use object_store::PutPayload;
 
-use super::{discard_in_background, in_background, ObjectBlobs, HEARTBEAT};
+use super::{in_background, ObjectBlobs, HEARTBEAT};
 use crate::blob::{BlobKey, GARBAGE_GRACE};
 
 /// What a copy's marker is called, before the copy's file name.
@@ -29,18 +28,39 @@ pub(super) const COPY_MARKER: &str = "copy-";
 
 /// How long a copy's marker may go unwritten (its store not answering)
 /// before the copy is not trusted any more: a collector may take a marker
-/// older than [`GARBAGE_GRACE`] for a dead server's, and the copy with it,
-/// its removal maybe still on its way. Half of that leaves the other half
-/// for the clocks to differ.
+/// older than [`GARBAGE_GRACE`] (by its own clock) for a dead server's, and
+/// the copy with it, its removal maybe still on its way. Half of that
+/// leaves the other half for the clocks to differ. A collection given a
+/// shorter grace (the tests') is not held to this.
 const LAPSES_AFTER: Duration = Duration::from_secs(GARBAGE_GRACE.as_secs() / 2);
 
 #[derive(Debug)]
 pub(super) struct PreparedCopy {
     pub(super) key: BlobKey,
+    store: ObjectBlobs,
     marker: Path,
-    /// Set once the marker went [`LAPSES_AFTER`] unwritten.
-    lapsed: Arc<AtomicBool>,
-    beating: tokio::task::JoinHandle<()>,
+    /// When the last write of the marker that the store took was sent (the
+    /// wall clock's, which runs on while the machine sleeps).
+    written: Arc<Mutex<SystemTime>>,
+    /// Until named: dropped, it discards the copy and its marker.
+    heartbeat: Option<Heartbeat>,
+}
+
+/// The task that rewrites a marker, and how to stop it between two writes.
+#[derive(Debug)]
+struct Heartbeat {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Heartbeat {
+    /// Stops it, once the write in flight, if any, has had its answer: a
+    /// write cut off mid-way could still land after the marker's deletion,
+    /// and make it again.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
 }
 
 impl ObjectBlobs {
@@ -63,88 +83,114 @@ impl PreparedCopy {
     ) -> io::Result<Self> {
         let key = BlobKey::fresh(sha256);
         let marker = store.copy_marker(&key);
+        let sent = SystemTime::now();
         store
             .bucket
             .put(&marker, PutPayload::from_static(b"copy"))
             .await
             .map_err(super::io_error)?;
-        let lapsed = Arc::new(AtomicBool::new(false));
-        let beating = tokio::spawn(keep_fresh(store.clone(), marker.clone(), lapsed.clone()));
+        let written = Arc::new(Mutex::new(sent));
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(keep_fresh(
+            store.clone(),
+            marker.clone(),
+            written.clone(),
+            stopped,
+        ));
+        // From here on, dropped (the copy failing, or the request's future
+        // dropped mid-way) discards the copy and its marker.
         let prepared = Self {
             key,
+            store: store.clone(),
             marker,
-            lapsed,
-            beating,
+            written,
+            heartbeat: Some(Heartbeat { stop, task }),
         };
-        let destination = store.blob_key(&prepared.key);
-        if let Err(error) = store.copy(from, &destination, size).await {
-            prepared.discard(store);
-            return Err(error);
-        }
+        store
+            .copy(from, &store.blob_key(&prepared.key), size)
+            .await?;
         Ok(prepared)
     }
 
-    /// Whether it can still be named: its marker kept without a lapse, and
-    /// the copy there.
-    pub(super) async fn is_held(&self, store: &ObjectBlobs) -> io::Result<bool> {
-        Ok(!self.lapsed.load(Ordering::Relaxed)
-            && store.is_there(&store.blob_key(&self.key)).await?)
+    /// Whether it can still be named: its marker written within
+    /// [`LAPSES_AFTER`] and still there (a collector removes a stale one
+    /// before it takes the copy), and the copy there.
+    pub(super) async fn is_held(&self) -> io::Result<bool> {
+        let written = *self.written.lock().unwrap_or_else(PoisonError::into_inner);
+        let fresh = written.elapsed().is_ok_and(|since| since < LAPSES_AFTER);
+        Ok(fresh
+            && self.store.is_there(&self.marker).await?
+            && self.store.is_there(&self.store.blob_key(&self.key)).await?)
     }
 
     /// It is being named, under the blob's lock: its marker goes (the lock
     /// keeps collectors off it until the name is committed, or it is not and
     /// the copy is nobody's).
-    pub(super) async fn named(self, store: &ObjectBlobs) -> BlobKey {
-        self.beating.abort();
-        if let Err(error) = store.delete(&self.marker).await {
+    pub(super) async fn named(mut self) -> BlobKey {
+        if let Some(heartbeat) = self.heartbeat.take() {
+            heartbeat.stop().await;
+        }
+        if let Err(error) = self.store.delete(&self.marker).await {
             tracing::warn!(%error, "cannot delete a copy's marker; the collector will");
         }
         self.key.clone()
     }
+}
 
-    /// It will never be named: the copy goes, then its marker.
-    pub(super) fn discard(self, store: &ObjectBlobs) {
-        self.beating.abort();
-        let (store, copy, marker) = (
-            store.clone(),
-            store.blob_key(&self.key),
-            self.marker.clone(),
-        );
+impl Drop for PreparedCopy {
+    /// Not named: it never will be. The copy goes, then its marker.
+    fn drop(&mut self) {
+        let Some(heartbeat) = self.heartbeat.take() else {
+            return;
+        };
+        let (store, marker) = (self.store.clone(), self.marker.clone());
+        let copy = store.blob_key(&self.key);
         in_background(async move {
-            match store.delete(&copy).await {
-                Ok(()) => {
-                    discard_in_background(&store, marker, "a copy's marker; the collector will")
-                }
+            heartbeat.stop().await;
+            if let Err(error) = store.delete(&copy).await {
                 // The marker goes stale, and the copy then is one no row
                 // names, for the collector.
-                Err(error) => tracing::warn!(%error, "cannot discard an unused copy"),
+                tracing::warn!(%error, "cannot discard an unused copy");
+                return;
+            }
+            if let Err(error) = store.delete(&marker).await {
+                tracing::warn!(%error, "cannot delete a copy's marker; the collector will");
             }
         });
     }
 }
 
-impl Drop for PreparedCopy {
-    fn drop(&mut self) {
-        self.beating.abort();
-    }
-}
-
-/// Rewrites `marker` every [`HEARTBEAT`]; sets `lapsed` once it went
-/// [`LAPSES_AFTER`] without being written.
-async fn keep_fresh(store: ObjectBlobs, marker: Path, lapsed: Arc<AtomicBool>) {
-    let mut written = Instant::now();
+/// Rewrites `marker` every [`HEARTBEAT`], noting in `written` when each
+/// write the store took was sent, until told to stop (only between two
+/// writes) or the marker is found gone: a collector took it for a dead
+/// server's, and writing it again would hide that.
+async fn keep_fresh(
+    store: ObjectBlobs,
+    marker: Path,
+    written: Arc<Mutex<SystemTime>>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
     loop {
-        tokio::time::sleep(HEARTBEAT).await;
+        tokio::select! {
+            _ = tokio::time::sleep(HEARTBEAT) => {}
+            _ = &mut stopped => return,
+        }
+        match store.is_there(&marker).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(error) => {
+                tracing::warn!(%error, "cannot keep a copy's marker fresh");
+                continue;
+            }
+        }
+        let sent = SystemTime::now();
         match store
             .bucket
             .put(&marker, PutPayload::from_static(b"copy"))
             .await
         {
-            Ok(_) => written = Instant::now(),
+            Ok(_) => *written.lock().unwrap_or_else(PoisonError::into_inner) = sent,
             Err(error) => tracing::warn!(%error, "cannot keep a copy's marker fresh"),
-        }
-        if written.elapsed() >= LAPSES_AFTER {
-            lapsed.store(true, Ordering::Relaxed);
         }
     }
 }

@@ -143,16 +143,16 @@ impl ObjectStaged {
         if let Some(kept) = self.current_copy(sha256, current).await? {
             if let Some(prepared) = self.prepared.take() {
                 if prepared.key == kept {
-                    return Ok(prepared.named(&self.store).await);
+                    return Ok(prepared.named().await);
                 }
-                prepared.discard(&self.store);
+                drop(prepared); // Discarded.
             }
             return Ok(kept);
         }
         if let Some(prepared) = self.prepared.take() {
-            match prepared.is_held(&self.store).await {
-                Ok(true) => return Ok(prepared.named(&self.store).await),
-                Ok(false) => prepared.discard(&self.store),
+            match prepared.is_held().await {
+                Ok(true) => return Ok(prepared.named().await),
+                Ok(false) => drop(prepared), // Discarded.
                 Err(error) => {
                     self.prepared = Some(prepared); // Dropping discards it.
                     return Err(error);
@@ -169,10 +169,8 @@ impl ObjectStaged {
 impl Drop for ObjectStaged {
     fn drop(&mut self) {
         // A copy made before the lock and never published: no row names its
-        // generation, nor ever will.
-        if let Some(prepared) = self.prepared.take() {
-            prepared.discard(&self.store);
-        }
+        // generation, nor ever will; dropping it discards it.
+        drop(self.prepared.take());
         match (self.key.take(), self.marker.take()) {
             (Some(key), None) => {
                 discard_in_background(&self.store, key, "an upload; the collector will")

@@ -268,6 +268,41 @@ async fn staged_bytes_are_copied_before_the_lock() {
         store.exists(&published).await,
         "published a copy that is gone"
     );
+
+    // Its marker removed (a collector took it for a dead server's, and may
+    // be removing the copy): the copy is not named, but made again, and the
+    // one made before goes.
+    let markers = || async {
+        let listed: Vec<_> = bucket
+            .list(Some(&Path::from("depot/uploading")))
+            .try_collect()
+            .await
+            .unwrap();
+        listed
+    };
+    for _ in 0..100 {
+        if markers().await.is_empty() {
+            break; // The copy given up on above went, with its marker.
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut staged = hello().await;
+    staged.prepare(None).await.unwrap();
+    let marker = markers().await;
+    assert_eq!(marker.len(), 1, "the copy is registered");
+    let prepared = marker[0].location.filename().unwrap().to_owned();
+    bucket.delete(&marker[0].location).await.unwrap();
+    let again = staged.publish(None).await.unwrap();
+    assert_ne!(format!("copy-{}", again.file_name()), prepared);
+    assert!(store.exists(&again).await);
+    for _ in 0..100 {
+        if blobs().await.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(blobs().await.len(), 3, "the copy not named is gone");
+    assert!(markers().await.is_empty());
 }
 
 /// S3 dates an object a multipart upload made from the upload's start: a
