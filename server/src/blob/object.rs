@@ -208,23 +208,6 @@ impl ObjectBlobs {
             .child(key.file_name())
     }
 
-    /// The file names of the copies registered as being made and published
-    /// (see [`prepared`]).
-    async fn marked_copies(&self) -> std::io::Result<std::collections::HashSet<String>> {
-        let markers: Vec<object_store::ObjectMeta> = self
-            .bucket
-            .list(Some(&self.area("uploading")))
-            .try_collect()
-            .await
-            .map_err(io_error)?;
-        Ok(markers
-            .iter()
-            .filter_map(|meta| meta.location.filename())
-            .filter_map(|name| name.strip_prefix(prepared::COPY_MARKER))
-            .map(str::to_owned)
-            .collect())
-    }
-
     /// Whether an object is at `key`.
     async fn is_there(&self, key: &Path) -> std::io::Result<bool> {
         match self.bucket.head(key).await {
@@ -241,6 +224,15 @@ impl ObjectBlobs {
         grace: Duration,
     ) -> std::io::Result<Vec<object_store::ObjectMeta>> {
         let cutoff = Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
+        self.written_before(area, cutoff).await
+    }
+
+    /// Objects under `area` last written at `cutoff` or before.
+    async fn written_before(
+        &self,
+        area: &str,
+        cutoff: chrono::DateTime<Utc>,
+    ) -> std::io::Result<Vec<object_store::ObjectMeta>> {
         self.bucket
             .list(Some(&self.area(area)))
             .try_filter(|meta| std::future::ready(meta.last_modified <= cutoff))
@@ -527,11 +519,12 @@ impl Backend for ObjectBlobs {
     }
 
     async fn settled_blobs(&self, grace: Duration) -> std::io::Result<Vec<BlobKey>> {
-        // Listed first: a copy registered after this is dated after it,
-        // within the grace period below.
+        // The cutoff, then the markers: a copy registered after they are
+        // listed is dated after the cutoff.
+        let cutoff = Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
         let marked = self.marked_copies().await?;
         Ok(self
-            .older_than("blobs", grace)
+            .written_before("blobs", cutoff)
             .await?
             .into_iter()
             .filter_map(|meta| meta.location.filename().and_then(BlobKey::from_file_name))

@@ -17,6 +17,7 @@ use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use futures_util::TryStreamExt;
 use object_store::path::Path;
 use object_store::PutPayload;
 
@@ -70,6 +71,23 @@ impl ObjectBlobs {
         self.area("uploading")
             .child(format!("{COPY_MARKER}{}", key.file_name()))
     }
+
+    /// The file names of the copies registered as being made and published
+    /// (see the module's comment).
+    pub(super) async fn marked_copies(&self) -> io::Result<std::collections::HashSet<String>> {
+        let markers: Vec<object_store::ObjectMeta> = self
+            .bucket
+            .list(Some(&self.area("uploading")))
+            .try_collect()
+            .await
+            .map_err(super::io_error)?;
+        Ok(markers
+            .iter()
+            .filter_map(|meta| meta.location.filename())
+            .filter_map(|name| name.strip_prefix(COPY_MARKER))
+            .map(str::to_owned)
+            .collect())
+    }
 }
 
 impl PreparedCopy {
@@ -96,6 +114,7 @@ impl PreparedCopy {
             marker.clone(),
             written.clone(),
             stopped,
+            HEARTBEAT,
         ));
         // From here on, dropped (the copy failing, or the request's future
         // dropped mid-way) discards the copy and its marker.
@@ -125,14 +144,18 @@ impl PreparedCopy {
 
     /// It is being named, under the blob's lock: its marker goes (the lock
     /// keeps collectors off it until the name is committed, or it is not and
-    /// the copy is nobody's).
+    /// the copy is nobody's). The heartbeat is not waited for, under the
+    /// lock: a write of it still in flight may make the marker again, which
+    /// only keeps collectors off the copy until the marker goes stale.
     pub(super) async fn named(mut self) -> BlobKey {
-        if let Some(heartbeat) = self.heartbeat.take() {
-            heartbeat.stop().await;
+        if let Some(heartbeat) = &self.heartbeat {
+            heartbeat.task.abort();
         }
         if let Err(error) = self.store.delete(&self.marker).await {
             tracing::warn!(%error, "cannot delete a copy's marker; the collector will");
         }
+        // Only now: cut off before this, it is discarded when dropped.
+        self.heartbeat = None;
         self.key.clone()
     }
 }
@@ -160,20 +183,31 @@ impl Drop for PreparedCopy {
     }
 }
 
-/// Rewrites `marker` every [`HEARTBEAT`], noting in `written` when each
-/// write the store took was sent, until told to stop (only between two
-/// writes) or the marker is found gone: a collector took it for a dead
-/// server's, and writing it again would hide that.
+/// Rewrites `marker` `every` [`HEARTBEAT`], noting in `written` when each
+/// write the store took began, until told to stop (only between two
+/// writes), or the marker is found gone (a collector took it for a dead
+/// server's, and writing it again would hide that), or it lapsed: once
+/// [`PreparedCopy::is_held`] refuses the copy, nothing may make it look
+/// held again.
 async fn keep_fresh(
     store: ObjectBlobs,
     marker: Path,
     written: Arc<Mutex<SystemTime>>,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
+    every: Duration,
 ) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(HEARTBEAT) => {}
+            _ = tokio::time::sleep(every) => {}
             _ = &mut stopped => return,
+        }
+        let begun = SystemTime::now();
+        let last = *written.lock().unwrap_or_else(PoisonError::into_inner);
+        if begun
+            .duration_since(last)
+            .map_or(true, |since| since >= LAPSES_AFTER)
+        {
+            return;
         }
         match store.is_there(&marker).await {
             Ok(true) => {}
@@ -183,14 +217,71 @@ async fn keep_fresh(
                 continue;
             }
         }
-        let sent = SystemTime::now();
         match store
             .bucket
             .put(&marker, PutPayload::from_static(b"copy"))
             .await
         {
-            Ok(_) => *written.lock().unwrap_or_else(PoisonError::into_inner) = sent,
+            Ok(_) => *written.lock().unwrap_or_else(PoisonError::into_inner) = begun,
             Err(error) => tracing::warn!(%error, "cannot keep a copy's marker fresh"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+    use object_store::ObjectStore;
+
+    /// The heartbeat keeps a marker written; once it went half an hour
+    /// unwritten (the store not answering), the copy is not held, and the
+    /// heartbeat does not make it look held again.
+    #[tokio::test]
+    async fn a_lapsed_copy_is_never_held_again() {
+        let bucket = Arc::new(InMemory::new());
+        let store = ObjectBlobs::new(bucket.clone(), "depot");
+        let from = Path::from("depot/staging/upload");
+        bucket.put(&from, "bytes".into()).await.unwrap();
+        let sha256 = "ab".repeat(32);
+        let prepared = PreparedCopy::make(&store, &from, 5, &sha256).await.unwrap();
+        assert!(prepared.is_held().await.unwrap());
+        let beat = |written: SystemTime| {
+            let written = Arc::new(Mutex::new(written));
+            let (stop, stopped) = tokio::sync::oneshot::channel();
+            let every = Duration::from_millis(5);
+            let marker = prepared.marker.clone();
+            let task = tokio::spawn(keep_fresh(
+                store.clone(),
+                marker,
+                written.clone(),
+                stopped,
+                every,
+            ));
+            (written, stop, task)
+        };
+        let begun = SystemTime::now();
+        let (written, stop, task) = beat(begun);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            *written.lock().unwrap() > begun,
+            "the heartbeat wrote the marker"
+        );
+        stop.send(()).unwrap();
+        task.await.unwrap();
+
+        let long_ago = SystemTime::now() - LAPSES_AFTER;
+        *prepared.written.lock().unwrap() = long_ago;
+        assert!(!prepared.is_held().await.unwrap(), "lapsed");
+        let (written, _stop, task) = beat(long_ago);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("a lapsed heartbeat stops")
+            .unwrap();
+        assert_eq!(
+            *written.lock().unwrap(),
+            long_ago,
+            "written again after its lapse"
+        );
     }
 }
