@@ -175,3 +175,28 @@ async fn the_collector_gives_records_whose_blob_row_is_lost_their_copy_back(
     assert_eq!(copies(&app).await, vec![copy]);
     assert_eq!(downloaded(&app, id).await, (200, bytes));
 }
+
+/// A copy whose removal fails once its last image is deleted: the row that
+/// named it is gone all the same (it is removed only after that commit), so
+/// nothing can keep it meanwhile and lose it to a removal landing later;
+/// the same bytes uploaded again are a new copy.
+#[tokio::test]
+async fn a_failed_removal_leaves_no_row_naming_the_copy() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let bytes = random_bytes(100_000);
+    let first = uploaded(&app, &bytes).await;
+    let copy = copies(&app).await.remove(0);
+    // A folder where the file was: removing it as a file fails.
+    let file = std::path::PathBuf::from(&app.stored(Area::Blobs).await[0]);
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    std::fs::write(file.join("keep"), b"x").unwrap();
+    deleted(&app, first).await;
+    let named = app.core.db().blob_generation(&copy.sha256).await.unwrap();
+    assert_eq!(named, None, "the row still names a copy being removed");
+
+    let again = uploaded(&app, &bytes).await;
+    assert_eq!(downloaded(&app, again).await, (200, bytes));
+    let named = app.core.db().blob_generation(&copy.sha256).await.unwrap();
+    assert_ne!(named.as_deref(), Some(copy.generation.as_str()));
+}
