@@ -200,8 +200,16 @@ pub trait Staging: Send {
 pub trait StagedBytes: Send + Sync + fmt::Debug {
     /// Makes them a copy of the blob of `sha256`, and answers which: the
     /// blob's `current` generation if its bytes are there (then these are
-    /// discarded), else a new one (see [`BlobKey`]).
-    async fn publish(self: Box<Self>, sha256: &str, current: Option<&str>) -> io::Result<BlobKey>;
+    /// discarded), else a new one (see [`BlobKey`]). Where that takes a
+    /// copy that [`StagedBytes::prepare`] was to have made (it is gone, or
+    /// the blob's copy it counted on is), `long` says whether to make it
+    /// now or give the bytes back, untouched, to be prepared again.
+    async fn publish(
+        self: Box<Self>,
+        sha256: &str,
+        current: Option<&str>,
+        long: LongCopy,
+    ) -> io::Result<Publication<Box<dyn StagedBytes>>>;
 
     /// Does, before the blob's lock is taken, whatever part of
     /// [`StagedBytes::publish`] takes long (a copy of many GiB), so that
@@ -210,6 +218,27 @@ pub trait StagedBytes: Send + Sync + fmt::Debug {
     async fn prepare(&mut self, _sha256: &str, _current: Option<&str>) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// Whether [`StagedBytes::publish`] may copy the bytes at length (many
+/// GiB through this server) while the blob's lock is held: a transaction
+/// open that long holds up every other write of SQLite's, and PostgreSQL
+/// ends it once it has been idle for its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LongCopy {
+    /// No: the bytes come back to be prepared again, outside the lock.
+    GiveBack,
+    /// Yes (the caller has prepared them as often as it will).
+    Make,
+}
+
+/// What publishing staged bytes came to.
+#[derive(Debug)]
+pub enum Publication<B> {
+    /// They are this copy of their blob.
+    Published(BlobKey),
+    /// Nothing was done: they need preparing again ([`LongCopy::GiveBack`]).
+    Unprepared(B),
 }
 
 /// A published blob, open for reading.
@@ -250,9 +279,38 @@ impl Staged {
 
     /// Makes the bytes a copy of the blob of their digest, and answers
     /// which: its `current` generation if that copy is there, else a new
-    /// one. The caller holds the blob's lock, and records the answer.
+    /// one, however long its copy takes. The caller holds the blob's lock,
+    /// and records the answer.
     pub async fn publish(self, current: Option<&str>) -> io::Result<BlobKey> {
-        self.bytes.publish(&self.sha256, current).await
+        match self.publish_prepared(current, LongCopy::Make).await? {
+            Publication::Published(copy) => Ok(copy),
+            Publication::Unprepared(_) => Err(io::Error::other(
+                "staged bytes came back unpublished where a copy was asked for",
+            )),
+        }
+    }
+
+    /// As [`Staged::publish`], but where what [`Staged::prepare`] made no
+    /// longer serves and a long copy would be needed, with `long` at
+    /// [`LongCopy::GiveBack`], nothing is done and the bytes come back.
+    pub async fn publish_prepared(
+        self,
+        current: Option<&str>,
+        long: LongCopy,
+    ) -> io::Result<Publication<Staged>> {
+        let Self {
+            sha256,
+            size,
+            bytes,
+        } = self;
+        Ok(match bytes.publish(&sha256, current, long).await? {
+            Publication::Published(copy) => Publication::Published(copy),
+            Publication::Unprepared(bytes) => Publication::Unprepared(Self {
+                sha256,
+                size,
+                bytes,
+            }),
+        })
     }
 }
 

@@ -146,6 +146,48 @@ async fn part_of(
     (chunk, part)
 }
 
+/// Bytes prepared in vain (the blob's copy their preparation counted on was
+/// removed before the lock was taken) come back untouched rather than be
+/// copied under the lock, and are published once prepared again. A
+/// resumable upload's bytes: on local disk they are linked or copied
+/// beside their blob, as on an object store they are copied.
+pub async fn bytes_prepared_in_vain_come_back(store: BlobStore) {
+    let id = "feedc0de";
+    let (chunk, part) = part_of(&store, id, 0, vec![Ok("hello world".into())]).await;
+    chunk.part.unwrap().keep();
+    let digested = Digested {
+        sha256: "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9".into(),
+        size: 11,
+    };
+    let parts = [part];
+    let first = store.stage_parts(id, &parts, digested.clone()).await;
+    let copy = first.unwrap().publish(None).await.unwrap();
+    let mut second = store.stage_parts(id, &parts, digested).await.unwrap();
+    second.prepare(Some(&copy.generation)).await.unwrap();
+    // Released by another request while this one waited for the lock.
+    store.remove(&copy).await.unwrap();
+    let given_back = second
+        .publish_prepared(Some(&copy.generation), LongCopy::GiveBack)
+        .await
+        .unwrap();
+    let Publication::Unprepared(mut again) = given_back else {
+        panic!("copied under the lock: {given_back:?}");
+    };
+    assert!(
+        store.stored(Area::Blobs).await.unwrap().is_empty(),
+        "nothing is copied while the bytes are given back"
+    );
+    again.prepare(None).await.unwrap();
+    let published = again.publish_prepared(None, LongCopy::GiveBack).await;
+    let Publication::Published(published) = published.unwrap() else {
+        panic!("prepared again, and still given back");
+    };
+    assert_ne!(published, copy, "a new generation");
+    assert_eq!(read_blob(&store, &published, 0, 11).await, b"hello world");
+    store.remove_parts(id).await.unwrap();
+    assert_eq!(read_blob(&store, &published, 0, 11).await, b"hello world");
+}
+
 /// A resumable upload's parts: what a chunk brought before it broke off
 /// is kept, a chunk never recorded is not the upload's, the parts read
 /// back in order and become one blob; removed, nothing is left.

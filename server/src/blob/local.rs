@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 
 use super::{
-    is_sha256, is_upload_name, not_found, Area, Backend, Blob, BlobKey, ByteStream, Part,
-    PartWriting, StagedBytes, Staging, WrittenPart,
+    is_sha256, is_upload_name, not_found, Area, Backend, Blob, BlobKey, ByteStream, LongCopy, Part,
+    PartWriting, Publication, StagedBytes, Staging, WrittenPart,
 };
 
 mod direct;
@@ -291,11 +291,13 @@ fn current_copy(
 
 #[async_trait::async_trait]
 impl StagedBytes for LocalStaged {
+    /// A rename, never a copy: nothing to prepare.
     async fn publish(
         self: Box<Self>,
         sha256: &str,
         current: Option<&str>,
-    ) -> std::io::Result<BlobKey> {
+        _long: LongCopy,
+    ) -> std::io::Result<Publication<Box<dyn StagedBytes>>> {
         let folder = self.blobs.join(&sha256[..2]);
         let (sha256, current) = (sha256.to_owned(), current.map(str::to_owned));
         tokio::task::spawn_blocking(move || -> std::io::Result<BlobKey> {
@@ -313,6 +315,7 @@ impl StagedBytes for LocalStaged {
         })
         .await
         .map_err(lost)?
+        .map(Publication::Published)
     }
 }
 

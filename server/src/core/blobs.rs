@@ -20,8 +20,15 @@ use super::image_cap::too_many_images;
 use super::inspect::Inspection;
 use super::resumable::Completion;
 use super::{db_error, io_error, Core};
-use crate::blob::{BlobKey, Staged};
+use crate::blob::{BlobKey, LongCopy, Publication, Staged};
 use crate::store::{NewContent, NewImage};
+
+/// How many times an upload's bytes are prepared ([`Staged::prepare`])
+/// before the last one publishes them whatever copy that takes under the
+/// blob's lock: each time but the last, bytes whose preparation no longer
+/// serves are given back and the lock let go. Twice is enough but for
+/// another upload or deletion of the same bytes landing in between again.
+const PREPARATIONS: u32 = 3;
 
 /// How a record takes staged bytes.
 pub(super) enum Attach<'a> {
@@ -82,11 +89,31 @@ impl Core {
         // The copy this upload published, to remove if it lands nowhere.
         let mut published = None;
         let attached = async {
-            let likely = self.db.blob_generation(&sha256).await.map_err(db_error)?;
-            staged.prepare(likely.as_deref()).await.map_err(io_error)?;
-            let mut lock = self.db.lock_blob(&sha256).await.map_err(db_error)?;
-            let current = lock.generation().map(str::to_owned);
-            let copy = staged.publish(current.as_deref()).await.map_err(io_error)?;
+            let mut preparations = 0;
+            let (mut lock, current, copy) = loop {
+                let likely = self.db.blob_generation(&sha256).await.map_err(db_error)?;
+                staged.prepare(likely.as_deref()).await.map_err(io_error)?;
+                let lock = self.db.lock_blob(&sha256).await.map_err(db_error)?;
+                let current = lock.generation().map(str::to_owned);
+                preparations += 1;
+                let long = if preparations < PREPARATIONS {
+                    LongCopy::GiveBack
+                } else {
+                    LongCopy::Make
+                };
+                match staged
+                    .publish_prepared(current.as_deref(), long)
+                    .await
+                    .map_err(io_error)?
+                {
+                    Publication::Published(copy) => break (lock, current, copy),
+                    // What was prepared no longer serves (the blob's copy
+                    // it counted on was removed meanwhile, or the copy it
+                    // made lapsed): the lock goes (its transaction rolled
+                    // back) while the bytes are prepared again.
+                    Publication::Unprepared(back) => staged = back,
+                }
+            };
             if current.as_deref() != Some(copy.generation.as_str()) {
                 published = Some(copy.clone());
                 lock.set_generation(&copy.generation)

@@ -256,7 +256,7 @@ mod tests {
 
     use super::*;
     use crate::blob::local::{LocalBlobs, MAPPING_TESTS};
-    use crate::blob::{Backend, BlobKey};
+    use crate::blob::{Backend, BlobKey, LongCopy, Publication};
 
     const SHA256: &str = "5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e";
 
@@ -266,13 +266,16 @@ mod tests {
         let blobs = LocalBlobs::open(folder.path()).await.unwrap();
         let mut staging = blobs.stage().await.unwrap();
         staging.write(Bytes::copy_from_slice(bytes)).await.unwrap();
-        let key = staging
+        let published = staging
             .finish()
             .await
             .unwrap()
-            .publish(SHA256, None)
+            .publish(SHA256, None, LongCopy::Make)
             .await
             .unwrap();
+        let Publication::Published(key) = published else {
+            panic!("a rename given back unpublished");
+        };
         (folder, blobs, key)
     }
 

@@ -88,6 +88,12 @@ async fn keeps_an_uploads_parts_until_removed() {
 }
 
 #[tokio::test]
+async fn bytes_prepared_in_vain_come_back() {
+    let (_root, store) = store_in_a_new_folder().await;
+    contract::bytes_prepared_in_vain_come_back(store).await;
+}
+
+#[tokio::test]
 async fn a_chunk_given_up_on_leaves_nothing_behind() {
     let (_root, store) = store_in_a_new_folder().await;
     contract::a_chunk_given_up_on_leaves_nothing_behind(store).await;

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::super::{BlobKey, StagedBytes};
+use super::super::{BlobKey, LongCopy, Publication, StagedBytes};
 use super::{current_copy, lost, partial_copy, prefix_folder};
 
 /// A complete upload's file, to be linked as its blob; the file itself
@@ -97,21 +97,26 @@ impl StagedBytes for LocalUploadStaged {
 
     /// Under the blob's lock: a rename.
     async fn publish(
-        self: Box<Self>,
+        mut self: Box<Self>,
         sha256: &str,
         current: Option<&str>,
-    ) -> std::io::Result<BlobKey> {
+        long: LongCopy,
+    ) -> std::io::Result<Publication<Box<dyn StagedBytes>>> {
         let folder = self.blobs.join(&sha256[..2]);
         let (sha256, current) = (sha256.to_owned(), current.map(str::to_owned));
-        tokio::task::spawn_blocking(move || -> std::io::Result<BlobKey> {
+        tokio::task::spawn_blocking(move || -> std::io::Result<_> {
             prefix_folder(&self.blobs, &folder)?;
             if let Some(kept) = current_copy(&folder, &sha256, current.as_deref())? {
-                return Ok(kept); // Same bytes already stored.
+                return Ok(Publication::Published(kept)); // Same bytes already stored.
             }
-            let beside = match self.beside {
+            let beside = match self.beside.take() {
                 Some(beside) => beside,
                 // Not prepared, or the blob was there then and has been
-                // removed since.
+                // removed since: a link, or where `uploads/` is another
+                // file system, a copy of the whole file.
+                None if long == LongCopy::GiveBack => {
+                    return Ok(Publication::Unprepared(self as Box<dyn StagedBytes>));
+                }
                 None => beside_its_blob(&self.file, self.length, &folder, &sha256)?,
             };
             let key = BlobKey::fresh(&sha256);
@@ -119,7 +124,7 @@ impl StagedBytes for LocalUploadStaged {
                 .persist(folder.join(key.file_name()))
                 .map_err(|error| error.error)?;
             std::fs::File::open(&folder)?.sync_all()?;
-            Ok(key)
+            Ok(Publication::Published(key))
         })
         .await
         .map_err(lost)?

@@ -17,7 +17,7 @@ use object_store::{MultipartId, PutPayload};
 
 use super::prepared::PreparedCopy;
 use super::{discard_in_background, in_background, ObjectBlobs, HEARTBEAT};
-use crate::blob::{BlobKey, StagedBytes};
+use crate::blob::{BlobKey, LongCopy, Publication, StagedBytes};
 
 #[derive(Debug)]
 pub(super) struct ObjectStaged {
@@ -92,12 +92,17 @@ impl StagedBytes for ObjectStaged {
         mut self: Box<Self>,
         sha256: &str,
         current: Option<&str>,
-    ) -> std::io::Result<BlobKey> {
+        long: LongCopy,
+    ) -> std::io::Result<Publication<Box<dyn StagedBytes>>> {
         let Some(key) = self.key.take() else {
             return Err(std::io::Error::other("published twice"));
         };
-        let published = match self.published_copy(&key, sha256, current).await {
-            Ok(published) => published,
+        let published = match self.published_copy(&key, sha256, current, long).await {
+            Ok(Some(published)) => published,
+            Ok(None) => {
+                self.key = Some(key);
+                return Ok(Publication::Unprepared(self));
+            }
             Err(error) => {
                 self.key = Some(key); // Dropping deletes the staged copy.
                 return Err(error);
@@ -106,12 +111,12 @@ impl StagedBytes for ObjectStaged {
         if let Err(error) = self.store.delete(&key).await {
             tracing::warn!(%error, "cannot delete a published upload's staged copy");
             // Its marker goes stale, and the collector deletes both.
-            return Ok(published);
+            return Ok(Publication::Published(published));
         }
         if let Some(marker) = self.marker.take() {
             marker.remove(&self.store).await;
         }
-        Ok(published)
+        Ok(Publication::Published(published))
     }
 }
 
@@ -133,25 +138,29 @@ impl ObjectStaged {
     /// The copy the bytes of staged object `key` are published as: the
     /// blob's current one if it is there (the one [`ObjectStaged::prepare`]
     /// made, if any, is deleted), else that one if it is still held (see
-    /// [`PreparedCopy::is_held`]), else a new one.
+    /// [`PreparedCopy::is_held`]), else a new one, copied now unless `long`
+    /// gives the bytes back (`None`): a copy takes long however large the
+    /// bytes (a store's own copy of a few GiB takes tens of seconds on
+    /// some, and past 5 GiB they stream through this server).
     async fn published_copy(
         &mut self,
         key: &Path,
         sha256: &str,
         current: Option<&str>,
-    ) -> std::io::Result<BlobKey> {
+        long: LongCopy,
+    ) -> std::io::Result<Option<BlobKey>> {
         if let Some(kept) = self.current_copy(sha256, current).await? {
             if let Some(prepared) = self.prepared.take() {
                 if prepared.key == kept {
-                    return Ok(prepared.named().await);
+                    return Ok(Some(prepared.named().await));
                 }
                 drop(prepared); // Discarded.
             }
-            return Ok(kept);
+            return Ok(Some(kept));
         }
         if let Some(prepared) = self.prepared.take() {
             match prepared.is_held().await {
-                Ok(true) => return Ok(prepared.named().await),
+                Ok(true) => return Ok(Some(prepared.named().await)),
                 Ok(false) => drop(prepared), // Discarded.
                 Err(error) => {
                     self.prepared = Some(prepared); // Dropping discards it.
@@ -159,10 +168,13 @@ impl ObjectStaged {
                 }
             }
         }
+        if long == LongCopy::GiveBack {
+            return Ok(None);
+        }
         let copy = BlobKey::fresh(sha256);
         let destination = self.store.blob_key(&copy);
         self.store.copy(key, &destination, self.size).await?;
-        Ok(copy)
+        Ok(Some(copy))
     }
 }
 

@@ -1,7 +1,7 @@
 //! The blob contract and the object store's own cases, on `object_store`'s
 //! in-memory store.
 
-use super::super::{contract, BlobStore, Limit};
+use super::super::{contract, BlobStore, Limit, LongCopy, Publication};
 use super::*;
 use object_store::memory::InMemory;
 
@@ -51,6 +51,11 @@ async fn a_chunk_given_up_on_leaves_nothing_behind() {
 #[tokio::test]
 async fn keeps_an_uploads_parts_until_removed() {
     contract::keeps_an_uploads_parts_until_removed(in_memory().1).await;
+}
+
+#[tokio::test]
+async fn bytes_prepared_in_vain_come_back() {
+    contract::bytes_prepared_in_vain_come_back(in_memory().1).await;
 }
 
 #[tokio::test]
@@ -270,8 +275,8 @@ async fn staged_bytes_are_copied_before_the_lock() {
     );
 
     // Its marker removed (a collector took it for a dead server's, and may
-    // be removing the copy): the copy is not named, but made again, and the
-    // one made before goes.
+    // be removing the copy): the copy is not named; the bytes come back to
+    // be prepared again outside the lock, and the one made before goes.
     let markers = || async {
         let listed: Vec<_> = bucket
             .list(Some(&Path::from("depot/uploading")))
@@ -292,7 +297,15 @@ async fn staged_bytes_are_copied_before_the_lock() {
     assert_eq!(marker.len(), 1, "the copy is registered");
     let prepared = marker[0].location.filename().unwrap().to_owned();
     bucket.delete(&marker[0].location).await.unwrap();
-    let again = staged.publish(None).await.unwrap();
+    let given_back = staged.publish_prepared(None, LongCopy::GiveBack).await;
+    let Publication::Unprepared(mut staged) = given_back.unwrap() else {
+        panic!("a copy whose marker is gone was named, or copied under the lock");
+    };
+    staged.prepare(None).await.unwrap();
+    let published = staged.publish_prepared(None, LongCopy::GiveBack).await;
+    let Publication::Published(again) = published.unwrap() else {
+        panic!("prepared again, and still given back");
+    };
     assert_ne!(format!("copy-{}", again.file_name()), prepared);
     assert!(store.exists(&again).await);
     for _ in 0..100 {
