@@ -11,9 +11,9 @@ cargo fmt --all -- --check
 
 # sqlx's proc macros compiled its drivers, SQLite's C with them, a second
 # time for the build host: half a minute of CPU in a cold debug build, a
-# minute in a release build (README, the fourteenth machine). sqlx's default
-# features, `derive` or `macros`, turned on by Depot or by any crate it
-# uses, bring them back.
+# minute in a release build (docs/performance-log.md, the fourteenth
+# machine). sqlx's default features, `derive` or `macros`, turned on by
+# Depot or by any crate it uses, bring them back.
 step "no sqlx proc macro in the server's build"
 macros="$(cargo tree -p depot-server -i sqlx-macros 2>/dev/null || true)"
 if [ -n "$macros" ]; then
@@ -38,8 +38,8 @@ export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 # options it checks, and `-Zremap-cwd-prefix` adds it to another), so
 # there it finds only another folder's state and compiles Depot's crates
 # from scratch: 124–146 s for the test build without keeping that state,
-# 165–169 s keeping it (README, the thirty-third machine). A developer's
-# checkout keeps it, for the next build.
+# 165–169 s keeping it (docs/performance-log.md, the thirty-third
+# machine). A developer's checkout keeps it, for the next build.
 if [ "${CI:-}" = true ]; then
   export CARGO_INCREMENTAL=0
 fi
