@@ -5,10 +5,11 @@
 //!
 //! An upload streams into the backend's staging area while it is hashed and
 //! inspected ([`BlobStore::ingest`] answers a [`Staged`] blob); the core then
-//! publishes it as a copy of the blob of its digest ([`Staged::publish`],
-//! [`BlobKey`]) while it holds the blob's lock in the database and writes the
-//! record, so that a blob is never removed while a record is being attached
-//! to it. A body that fails or is cut
+//! prepares it (a long copy, outside any lock: [`Staged::prepare`]) and
+//! publishes it as a copy of the blob of its digest
+//! ([`Staged::publish_prepared`], [`BlobKey`]) while it holds the blob's lock
+//! in the database and writes the record, so that a blob is never removed
+//! while a record is being attached to it. A body that fails or is cut
 //! off leaves nothing: staged bytes are discarded when their guard drops, even
 //! if the request's future is simply dropped. Identical content is stored once
 //! (but for moments, while a copy of it being published is given up).
@@ -237,7 +238,9 @@ pub enum LongCopy {
 pub enum Publication<B> {
     /// They are this copy of their blob.
     Published(BlobKey),
-    /// Nothing was done: they need preparing again ([`LongCopy::GiveBack`]).
+    /// They are untouched, and need preparing again
+    /// ([`LongCopy::GiveBack`]); a copy made for them that no longer serves
+    /// was discarded.
     Unprepared(B),
 }
 

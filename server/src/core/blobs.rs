@@ -111,7 +111,10 @@ impl Core {
                     // it counted on was removed meanwhile, or the copy it
                     // made lapsed): the lock goes (its transaction rolled
                     // back) while the bytes are prepared again.
-                    Publication::Unprepared(back) => staged = back,
+                    Publication::Unprepared(back) => {
+                        tracing::info!(%sha256, preparations, "staged bytes to prepare again");
+                        staged = back;
+                    }
                 }
             };
             if current.as_deref() != Some(copy.generation.as_str()) {

@@ -95,7 +95,10 @@ impl StagedBytes for LocalUploadStaged {
         Ok(())
     }
 
-    /// Under the blob's lock: a rename.
+    /// Under the blob's lock: a rename of the file put beside its blob, or
+    /// where that was not made (the blob's copy was there then, and has been
+    /// removed since), the bytes given back, or with [`LongCopy::Make`] the
+    /// file linked or copied there now.
     async fn publish(
         mut self: Box<Self>,
         sha256: &str,

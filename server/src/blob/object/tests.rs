@@ -254,7 +254,8 @@ async fn staged_bytes_are_copied_before_the_lock() {
     assert!(store.stored(Area::Staging).await.unwrap().is_empty());
 
     // A copy made before the lock and removed before it was published
-    // (a collector took it: no row named it) is made again under the lock.
+    // (a collector took it: no row named it) is made again, under the lock
+    // when asked to (`publish`, `LongCopy::Make`).
     let mut staged = hello().await;
     staged.prepare(None).await.unwrap();
     let prepared = blobs().await;
