@@ -317,6 +317,20 @@ impl Staged {
     }
 }
 
+#[cfg(test)]
+impl Staged {
+    /// The same bytes behind `wrap`'s (a test standing in for a backend).
+    pub(crate) fn wrapped(
+        self,
+        wrap: impl FnOnce(Box<dyn StagedBytes>) -> Box<dyn StagedBytes>,
+    ) -> Self {
+        Self {
+            bytes: wrap(self.bytes),
+            ..self
+        }
+    }
+}
+
 pub(crate) fn is_sha256(text: &str) -> bool {
     text.len() == 64
         && text

@@ -348,3 +348,6 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
