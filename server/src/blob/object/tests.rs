@@ -366,6 +366,39 @@ async fn a_staged_upload_is_kept_while_its_marker_is_fresh() {
     assert!(store.stored(Area::Staging).await.unwrap().is_empty());
     assert!(markers().await.is_empty(), "published: its marker is gone");
 
+    // Given back to be prepared again (the blob's copy it counted on went
+    // before the lock): both stay, its marker still kept; once published,
+    // both go.
+    let upload = || async {
+        let ingested = store.ingest(body(3), &mut Limit(u64::MAX), |_| ()).await;
+        ingested.unwrap().0
+    };
+    let earlier = upload().await;
+    let mut staged = upload().await;
+    let copy = earlier.publish(None).await.unwrap();
+    staged.prepare(Some(&copy.generation)).await.unwrap();
+    store.remove(&copy).await.unwrap();
+    let given_back = staged
+        .publish_prepared(Some(&copy.generation), LongCopy::GiveBack)
+        .await;
+    let Publication::Unprepared(mut staged) = given_back.unwrap() else {
+        panic!("copied under the lock");
+    };
+    assert_eq!(markers().await.len(), 1, "its marker stays");
+    let kept = store.stored(Area::Staging).await.unwrap();
+    assert_eq!(kept.len(), 2, "the staged object and its marker: {kept:?}");
+    staged.prepare(None).await.unwrap();
+    let published = staged.publish_prepared(None, LongCopy::GiveBack).await;
+    let Publication::Published(again) = published.unwrap() else {
+        panic!("prepared again, and still given back");
+    };
+    assert!(store.exists(&again).await);
+    assert!(store.stored(Area::Staging).await.unwrap().is_empty());
+    assert!(
+        markers().await.is_empty(),
+        "published: its markers are gone"
+    );
+
     // Dropped unpublished: both go.
     let (staged, ()) = store
         .ingest(body(2), &mut Limit(u64::MAX), |_| ())
