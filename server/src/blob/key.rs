@@ -31,6 +31,13 @@ impl BlobKey {
         }
     }
 
+    /// The copy of the bytes of `sha256` that `generation` (a blob row's)
+    /// names, if it names one and both halves are well formed.
+    pub fn named(sha256: &str, generation: Option<&str>) -> Option<Self> {
+        let key = Self::new(sha256, generation?);
+        key.is_valid().then_some(key)
+    }
+
     /// A new generation of the bytes of `sha256`.
     pub fn fresh(sha256: &str) -> Self {
         Self::new(sha256, &format!("{:016x}", rand::random::<u64>()))

@@ -281,11 +281,10 @@ fn current_copy(
     sha256: &str,
     current: Option<&str>,
 ) -> std::io::Result<Option<BlobKey>> {
-    let Some(current) = current else {
+    let Some(key) = BlobKey::named(sha256, current) else {
         return Ok(None);
     };
-    let key = BlobKey::new(sha256, current);
-    let there = key.is_valid() && folder.join(key.file_name()).try_exists()?;
+    let there = folder.join(key.file_name()).try_exists()?;
     Ok(there.then_some(key))
 }
 

@@ -17,7 +17,7 @@ use object_store::{MultipartId, PutPayload};
 
 use super::prepared::PreparedCopy;
 use super::{discard_in_background, in_background, ObjectBlobs, HEARTBEAT};
-use crate::blob::{BlobKey, LongCopy, Publication, StagedBytes};
+use crate::blob::{Backend, BlobKey, LongCopy, Publication, StagedBytes};
 
 #[derive(Debug)]
 pub(super) struct ObjectStaged {
@@ -127,11 +127,10 @@ impl ObjectStaged {
         sha256: &str,
         current: Option<&str>,
     ) -> std::io::Result<Option<BlobKey>> {
-        let Some(current) = current else {
+        let Some(copy) = BlobKey::named(sha256, current) else {
             return Ok(None);
         };
-        let copy = BlobKey::new(sha256, current);
-        let there = copy.is_valid() && self.store.is_there(&self.store.blob_key(&copy)).await?;
+        let there = self.store.exists(&copy).await?;
         Ok(there.then_some(copy))
     }
 
