@@ -282,8 +282,8 @@ impl Staged {
 
     /// Makes the bytes a copy of the blob of their digest, and answers
     /// which: its `current` generation if that copy is there, else a new
-    /// one, however long its copy takes. The caller holds the blob's lock,
-    /// and records the answer.
+    /// one, however long its copy takes: for tests of stores and records,
+    /// which need no lock (see [`Staged::publish_prepared`]).
     pub async fn publish(self, current: Option<&str>) -> io::Result<BlobKey> {
         match self.publish_prepared(current, LongCopy::Make).await? {
             Publication::Published(copy) => Ok(copy),
@@ -293,9 +293,12 @@ impl Staged {
         }
     }
 
-    /// As [`Staged::publish`], but where what [`Staged::prepare`] made no
-    /// longer serves and a long copy would be needed, with `long` at
-    /// [`LongCopy::GiveBack`], nothing is done and the bytes come back.
+    /// Makes the bytes a copy of the blob of their digest, and answers
+    /// which: its `current` generation if that copy is there, else a new
+    /// one. Where what [`Staged::prepare`] made no longer serves and a long
+    /// copy would be needed, with `long` at [`LongCopy::GiveBack`], nothing
+    /// is done and the bytes come back. The caller holds the blob's lock,
+    /// and records the answer.
     pub async fn publish_prepared(
         self,
         current: Option<&str>,

@@ -26,8 +26,8 @@ use crate::store::{NewContent, NewImage};
 /// How many times an upload's bytes are prepared ([`Staged::prepare`])
 /// before the last one publishes them whatever copy that takes under the
 /// blob's lock: each time but the last, bytes whose preparation no longer
-/// serves are given back and the lock let go. Twice is enough but for
-/// another upload or deletion of the same bytes landing in between again.
+/// serves are given back and the lock let go. The second makes a copy of
+/// their own, which serves unless it lapses (a server paused half an hour).
 const PREPARATIONS: u32 = 3;
 
 /// How a record takes staged bytes.
@@ -91,7 +91,16 @@ impl Core {
         let attached = async {
             let mut preparations = 0;
             let (mut lock, current, copy) = loop {
-                let likely = self.db.blob_generation(&sha256).await.map_err(db_error)?;
+                // After a give-back, bytes are prepared counting on no copy
+                // of the blob's: theirs is made before the lock whatever
+                // happens to the blob's meanwhile, so that no one deleting
+                // and uploading the same bytes again can make the last try
+                // copy under the lock; only a copy of theirs left lapsing
+                // gets there.
+                let likely = match preparations {
+                    0 => self.db.blob_generation(&sha256).await.map_err(db_error)?,
+                    _ => None,
+                };
                 staged.prepare(likely.as_deref()).await.map_err(io_error)?;
                 let lock = self.db.lock_blob(&sha256).await.map_err(db_error)?;
                 let current = lock.generation().map(str::to_owned);

@@ -1,6 +1,5 @@
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use app::model::ImageKind;
@@ -14,14 +13,14 @@ use crate::store::Db;
 
 /// Staged bytes whose preparation never serves, as when the blob's copy it
 /// counted on is removed before the lock each time: they come back
-/// whenever they may. Each preparation is counted, and first takes the
-/// blob's lock itself, which waits (and fails the test) while the attach
-/// still holds it.
+/// whenever they may. Each preparation keeps the copy it was told to count
+/// on, and first takes the blob's lock itself, which waits (and fails the
+/// test) while the attach still holds it.
 #[derive(Debug)]
 struct PreparedInVain {
     bytes: Box<dyn StagedBytes>,
     db: Db,
-    preparations: Arc<AtomicUsize>,
+    counted_on: Arc<Mutex<Vec<Option<String>>>>,
 }
 
 #[async_trait::async_trait]
@@ -32,7 +31,8 @@ impl StagedBytes for PreparedInVain {
             .expect("the blob's lock is let go while its bytes are prepared again")
             .map_err(io::Error::other)?;
         drop(lock);
-        self.preparations.fetch_add(1, Ordering::SeqCst);
+        let counted_on = current.map(str::to_owned);
+        self.counted_on.lock().unwrap().push(counted_on);
         self.bytes.prepare(sha256, current).await
     }
 
@@ -49,38 +49,61 @@ impl StagedBytes for PreparedInVain {
     }
 }
 
+/// The same bytes, staged anew.
+async fn hello_world(core: &Core) -> Staged {
+    let body = futures_util::stream::iter([Ok::<_, io::Error>(Bytes::from_static(b"hello world"))]);
+    let ingested = core.blobs.ingest(body, &mut Limit(100), |_| ()).await;
+    ingested.unwrap().0
+}
+
+/// A new record of `staged`'s bytes, named `name`.
+fn record_of(staged: &Staged, name: &str) -> NewImage {
+    let mut new = demo::record(ImageKind::Iso, "tests", name, Utc::now());
+    new.size = Some(staged.size as i64);
+    new.sha256 = Some(staged.sha256.clone());
+    new
+}
+
+/// Bytes given back are prepared again with the lock let go, and counting
+/// on no copy of the blob's: one that another user can delete and upload
+/// again between each preparation and its lock, so that every try but the
+/// last gave them back, never makes them copied under the lock.
 #[tokio::test]
 async fn bytes_prepared_in_vain_are_prepared_again_outside_the_lock() {
     let dir = tempfile::tempdir().unwrap();
     let core = test_core(dir.path(), Limits::default()).await;
-    let body = futures_util::stream::iter([Ok::<_, io::Error>(Bytes::from_static(b"hello world"))]);
-    let (staged, ()) = core
-        .blobs
-        .ingest(body, &mut Limit(100), |_| ())
+    let first = hello_world(&core).await;
+    let new = record_of(&first, "first.iso");
+    core.attach_blob(first, Attach::Insert(&new), Landing::Alone, None)
         .await
         .unwrap();
-    let preparations = Arc::new(AtomicUsize::new(0));
-    let staged = staged.wrapped(|bytes| {
+    let sha256 = new.sha256.unwrap();
+    let blobs_copy = core.published_copy(&sha256).await.unwrap();
+
+    let counted_on = Arc::new(Mutex::new(Vec::new()));
+    let staged = hello_world(&core).await.wrapped(|bytes| {
         Box::new(PreparedInVain {
             bytes,
             db: core.db.clone(),
-            preparations: preparations.clone(),
+            counted_on: counted_on.clone(),
         })
     });
-    let sha256 = staged.sha256.clone();
-    let mut new = demo::record(ImageKind::Iso, "tests", "hello.iso", Utc::now());
-    new.size = Some(11);
-    new.sha256 = Some(sha256.clone());
+    let new = record_of(&staged, "second.iso");
     let attached = core
         .attach_blob(staged, Attach::Insert(&new), Landing::Alone, None)
         .await;
-    attached.expect("published on the last try, whatever copy it took");
-    let preparations = preparations.load(Ordering::SeqCst);
-    assert!(preparations > 1, "never prepared again");
+    attached.expect("published on the last try");
+    let counted_on = counted_on.lock().unwrap().clone();
+    let mut expected = vec![None; PREPARATIONS as usize];
+    expected[0] = Some(blobs_copy.generation.clone());
     assert_eq!(
-        preparations, PREPARATIONS as usize,
-        "prepared again each time the bytes came back"
+        counted_on, expected,
+        "prepared again each time the bytes came back, counting on no copy of the blob's"
     );
     let copy = core.published_copy(&sha256).await.unwrap();
-    assert!(core.blobs.exists(&copy).await, "the record's copy is there");
+    assert_eq!(
+        copy, blobs_copy,
+        "the blob's copy, there all along, is kept"
+    );
+    assert!(core.blobs.exists(&copy).await, "the records' copy is there");
 }
