@@ -107,3 +107,50 @@ async fn bytes_prepared_in_vain_are_prepared_again_outside_the_lock() {
     );
     assert!(core.blobs.exists(&copy).await, "the records' copy is there");
 }
+
+/// A record refused under the blob's lock (its owner holds as many images
+/// as they may) takes the copy made for it along: bytes new to the store
+/// leave none behind, and bytes that another record reads keep theirs.
+#[tokio::test]
+async fn a_record_refused_under_the_lock_leaves_no_copy_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = test_core(dir.path(), Limits::default()).await;
+    let copies = || async { core.blobs.settled_blobs(Duration::ZERO).await.unwrap() };
+    let staged = hello_world(&core).await;
+    let mut refused = record_of(&staged, "refused.iso");
+    refused.owner_images_at_most = Some(0);
+    let sha256 = refused.sha256.clone().unwrap();
+    let attached = core
+        .attach_blob(staged, Attach::Insert(&refused), Landing::Alone, None)
+        .await;
+    assert!(
+        matches!(attached, Err(CoreError::Conflict(_))),
+        "{attached:?}"
+    );
+    assert_eq!(core.db.blob_generation(&sha256).await.unwrap(), None);
+    assert_eq!(
+        copies().await,
+        [],
+        "the copy made for the refused record was left"
+    );
+
+    let staged = hello_world(&core).await;
+    let kept = record_of(&staged, "kept.iso");
+    core.attach_blob(staged, Attach::Insert(&kept), Landing::Alone, None)
+        .await
+        .unwrap();
+    let copy = core.published_copy(&sha256).await.unwrap();
+    let staged = hello_world(&core).await;
+    let attached = core
+        .attach_blob(staged, Attach::Insert(&refused), Landing::Alone, None)
+        .await;
+    assert!(
+        matches!(attached, Err(CoreError::Conflict(_))),
+        "{attached:?}"
+    );
+    assert_eq!(core.published_copy(&sha256).await.unwrap(), copy);
+    let kept_copies = copies().await;
+    assert_eq!(kept_copies.len(), 1, "{kept_copies:?}");
+    assert_eq!(kept_copies[0], copy, "the kept record's copy alone");
+    assert!(core.blobs.exists(&copy).await);
+}
