@@ -41,7 +41,7 @@ pub use catalog::KeptCatalog;
 pub use coopr::{
     is_unique_violation, ApiKeyListing, ApiKeyRow, ImageTypeRow, KeyStored, TenantRow,
 };
-pub use deployments::{DeletedDeployment, DeploymentRow, NewDeployment};
+pub use deployments::{DeletedDeployment, DeploymentRow, NewDeployment, REMOVAL_LEASE_MS};
 pub use environments::{DeletedEnvironment, EnvironmentColumns, EnvironmentRow};
 pub use images::{DetailsUpdate, LinkRow, NameScope, NewImage, ProvisioningUpdate};
 pub use jobs::{JobCount, JobRow};

@@ -21,7 +21,9 @@ use chrono::Utc;
 
 use super::jobs::DEPLOY_JOB;
 use super::{db_error, Core};
-use crate::store::{DeletedDeployment, NewDeployment, UserRow};
+use crate::store::{NewDeployment, UserRow};
+
+mod removals;
 
 /// Deployments one user may have queued or running at once. Past them a new
 /// one is refused (409): the job queue runs oldest first, so one account
@@ -250,63 +252,6 @@ impl Core {
         })
     }
 
-    /// Deletes a deployment, and removes the file it wrote from the
-    /// environment (ViCE: "removes an image deployment from the
-    /// environment"), unless another of the owner's deployments wrote the
-    /// same: the file's room in the owner's quota goes with it. A deployment
-    /// being written is refused until it ends (its file would land all the
-    /// same); one deleted while queued is never run. One whose file cannot
-    /// be removed stays, with its file (409).
-    pub async fn delete_deployment(&self, viewer: &Viewer, id: i64) -> Result<(), CoreError> {
-        let owner = self.deployment(viewer, id).await?.user_id;
-        let remove_file = |path: String| async move {
-            match self.remove_deployed_file(&path).await {
-                // What stands there now is no file Depot wrote: its own is gone.
-                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-                removed => removed,
-            }
-        };
-        match self
-            .db
-            .delete_deployment(id, owner, DEPLOY_JOB, remove_file)
-            .await
-            .map_err(db_error)?
-        {
-            DeletedDeployment::Deleted => Ok(()),
-            DeletedDeployment::Gone => Err(CoreError::not_found(format!("deployment {id}"))),
-            DeletedDeployment::Running => Err(CoreError::Conflict(format!(
-                "deployment {id} is being written; delete it once it is done or failed"
-            ))),
-            DeletedDeployment::FileStays { path, error } => {
-                tracing::warn!(%error, "cannot remove a deployed file");
-                Err(CoreError::Conflict(format!(
-                    "deployment {id} was not deleted: its file {path} could not be removed \
-                     ({error}); it stays, and counts against the quota, until it can be"
-                )))
-            }
-        }
-    }
-
-    /// Removes a deployed file (its path relative to the export root).
-    async fn remove_deployed_file(&self, written: &str) -> std::io::Result<()> {
-        let Some(configured) = &self.limits.export_root else {
-            return Ok(()); // No export root any more: nothing is written below one.
-        };
-        let path = Path::new(written);
-        let (Some(name), relative) = (path.file_name(), path.parent().unwrap_or(Path::new("")))
-        else {
-            return Ok(());
-        };
-        let (root, relative, name) = (
-            configured.clone(),
-            relative.to_owned(),
-            name.to_string_lossy().into_owned(),
-        );
-        tokio::task::spawn_blocking(move || super::export::remove(&root, &relative, &name))
-            .await
-            .map_err(std::io::Error::other)?
-    }
-
     /// The job: copies the image's bytes into the environment's folder.
     /// A failure that no retry can mend is recorded and ends the job.
     pub(crate) async fn run_deployment(&self, id: i64) -> Result<(), String> {
@@ -431,9 +376,23 @@ impl Core {
             }
         }
         let claim = shown.clone();
+        // Recorded first, under the owner's lock, once no deletion of
+        // another deployment is removing the file: a deletion leaves it
+        // from then on, and one that removed it let its claim go before
+        // this one is made.
+        if !self
+            .record_written_file(id, deployment.user_id, &claim, &shown)
+            .await
+            .map_err(unavailable)?
+        {
+            return Err(format!(
+                "cannot write {shown} yet: a deletion of another deployment of it is still \
+                 removing that file"
+            ));
+        }
         let (holder, new_claim) = self
             .db
-            .claim_deployed_file(&claim, deployment.user_id, now)
+            .claim_deployed_file(&claim, deployment.user_id, Utc::now())
             .await
             .map_err(unavailable)?;
         if holder != deployment.user_id {
@@ -442,11 +401,6 @@ impl Core {
             ))
             .await;
         }
-        // A deletion of another deployment of this file leaves it now.
-        self.db
-            .deployment_writes(id, &claim)
-            .await
-            .map_err(unavailable)?;
         // Whatever happens below, the reservation is let go and a claim made
         // for nothing is dropped.
         let mut reservation = None;

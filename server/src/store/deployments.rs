@@ -8,6 +8,14 @@ use super::jobs::JobRow;
 use super::rows::from_row_by_name;
 use super::{count_reaches, with_pool, Db};
 
+/// How long a deletion's mark on the file it is removing holds back other
+/// deployments of that file ([`Db::deployment_writes`]), in milliseconds of
+/// the job clock: the deletion renews it while its removal runs, so a mark
+/// that lapses was left by a deletion that stopped midway (its server, or
+/// its request, gone), whose deployment, still there, its owner deletes
+/// again.
+pub const REMOVAL_LEASE_MS: i64 = 60_000;
+
 /// One deployment with the name of its image (none once the image is
 /// deleted: the deployment outlives it) and the title of its environment
 /// (deleted with it).
@@ -281,17 +289,61 @@ impl Db {
             .await
     }
 
-    /// Records the file a deployment is about to write (relative to the
-    /// export root): a deletion of another deployment of it then leaves it.
+    /// Records, under its owner's lock, the file a deployment of `owner`'s
+    /// is about to write (relative to the export root): a deletion of
+    /// another deployment of it then leaves it. Answers `false`, recording
+    /// nothing, while a deletion is removing that file (its mark lasts past
+    /// `now_ms`, the job clock's): the removal runs with no lock held, and
+    /// could take the file written now.
     #[tracing::instrument(skip(self), err)]
-    pub async fn deployment_writes(&self, id: i64, written_path: &str) -> Result<(), sqlx::Error> {
+    pub async fn deployment_writes(
+        &self,
+        id: i64,
+        owner: i64,
+        written_path: &str,
+        now_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
+        const REMOVING: &str = "SELECT id FROM deployments \
+             WHERE user_id = $1 AND written_path = $2 AND removing_until > $3 LIMIT 1";
+        const WRITES: &str = "UPDATE deployments SET written_path = $1 WHERE id = $2";
+        let lock = self.user_lock();
         with_pool!(self, pool => {
-            sqlx::query("UPDATE deployments SET written_path = $1 WHERE id = $2")
+            let mut tx = pool.begin().await?;
+            sqlx::query(lock).bind(owner).execute(&mut *tx).await?;
+            let removing = sqlx::query_scalar::<_, i64>(REMOVING)
+                .bind(owner)
                 .bind(written_path)
+                .bind(now_ms)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if removing.is_some() {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            sqlx::query(WRITES)
+                .bind(written_path)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    /// Keeps the mark of a deletion removing the deployment's file until
+    /// `until_ms` (see [`Db::delete_deployment`]); answers whether it still
+    /// stood.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn renew_removal(&self, id: i64, until_ms: i64) -> Result<bool, sqlx::Error> {
+        const RENEW: &str = "UPDATE deployments SET removing_until = $1 \
+             WHERE id = $2 AND removing_until IS NOT NULL";
+        with_pool!(self, pool => {
+            sqlx::query(RENEW)
+                .bind(until_ms)
                 .bind(id)
                 .execute(pool)
                 .await
-                .map(|_| ())
+                .map(|done| done.rows_affected() == 1)
         })
     }
 
@@ -301,23 +353,31 @@ impl Db {
     /// finds the first gone as it deletes, looks again, and removes the file.
     ///
     /// Such a file is removed by `remove_file` (given its path) before the
-    /// deployment is deleted, with its room in the quota: a file that
-    /// cannot be removed keeps its deployment, and a crash in between leaves
-    /// the deployment, whose deletion then ends the work (a file already
-    /// gone is no failure), never a file that no record names but the quota
-    /// still counts.
+    /// deployment is deleted, with its room in the quota. The deployment
+    /// is marked meanwhile, until `now_ms` and [`REMOVAL_LEASE_MS`] (the job
+    /// clock's; `remove_file` renews the mark, [`Db::renew_removal`]), so
+    /// that another deployment of the file waits ([`Db::deployment_writes`])
+    /// rather than write it just before the removal takes it, and another
+    /// deletion of the deployment is refused. A file that cannot be removed
+    /// keeps its deployment, and a crash in between leaves the deployment,
+    /// whose deletion then ends the work (a file already gone is no
+    /// failure), never a file that no record names but the quota still
+    /// counts.
     #[tracing::instrument(skip(self, remove_file), err)]
     pub async fn delete_deployment<Removed>(
         &self,
         id: i64,
         owner: i64,
         job_kind: &str,
+        now_ms: i64,
         remove_file: impl FnOnce(String) -> Removed,
     ) -> Result<DeletedDeployment, sqlx::Error>
     where
         Removed: std::future::Future<Output = std::io::Result<()>>,
     {
         const STATE: &str = "SELECT state FROM deployments WHERE id = $1";
+        // Another deletion of it is removing its file.
+        const REMOVING: &str = "SELECT id FROM deployments WHERE id = $1 AND removing_until > $2";
         // Another deployment of the file, done or writing it now, keeps it.
         const ALONE: &str = "SELECT d.written_path FROM deployments d \
              WHERE d.id = $1 AND d.state = $2 AND d.written_path IS NOT NULL \
@@ -327,6 +387,9 @@ impl Db {
         // queued leaves nothing waiting in the queue (nor escapes the
         // bound on a user's unfinished deployments).
         const JOB: &str = "DELETE FROM jobs WHERE kind = $1 AND payload = $2 AND state = 'queued'";
+        // The removal of its file under way, and over.
+        const MARK: &str = "UPDATE deployments SET removing_until = $1 WHERE id = $2";
+        const UNMARK: &str = "UPDATE deployments SET removing_until = NULL WHERE id = $1";
         // Its room in the quota, unless a deployment wrote it again since.
         const RELEASE: &str =
             "DELETE FROM deployed_files WHERE path = $1 AND user_id = $2 AND updated_at <= $3";
@@ -361,16 +424,33 @@ impl Db {
                     }
                     Some(_) => {}
                 }
+                let removing = sqlx::query_scalar::<_, i64>(REMOVING)
+                    .bind(id)
+                    .bind(now_ms)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if removing.is_some() {
+                    return Ok(DeletedDeployment::BeingDeleted);
+                }
                 let alone = alone_in!(tx);
-                tx.rollback().await?;
+                let remove = alone.as_ref().and_then(|path| Some((path, remove_file.take()?)));
+                // Marked as its file's removal begins: a deployment of the
+                // same file waits until the mark goes (`deployment_writes`).
+                if remove.is_some() {
+                    let until = now_ms + REMOVAL_LEASE_MS;
+                    sqlx::query(MARK).bind(until).bind(id).execute(&mut *tx).await?;
+                    tx.commit().await?;
+                } else {
+                    tx.rollback().await?;
+                }
                 // The file goes first, with no lock held: a slow disk or a
                 // hung mount holds up this request alone. Timed before the
                 // removal: a deployment of the file that writes it again
                 // after that keeps its room.
                 let removed_at = Utc::now();
-                let remove = alone.as_ref().and_then(|path| Some((path, remove_file.take()?)));
                 if let Some((path, remove)) = remove {
                     if let Err(error) = remove(path.clone()).await {
+                        sqlx::query(UNMARK).bind(id).execute(pool).await?;
                         let path = path.clone();
                         return Ok(DeletedDeployment::FileStays { path, error: error.to_string() });
                     }
@@ -407,6 +487,8 @@ impl Db {
                         .bind(id)
                         .fetch_optional(&mut *tx)
                         .await?;
+                    sqlx::query(UNMARK).bind(id).execute(&mut *tx).await?;
+                    tx.commit().await?;
                     return Ok(match state {
                         None => DeletedDeployment::Gone,
                         Some(_) => DeletedDeployment::Running,
@@ -439,6 +521,8 @@ pub enum DeletedDeployment {
     Gone,
     /// It is being written: nothing was deleted.
     Running,
+    /// Another deletion of it is removing its file: nothing more was done.
+    BeingDeleted,
     /// Deleted, with the file it alone wrote (if any) and that file's room
     /// in the quota.
     Deleted,

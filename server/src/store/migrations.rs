@@ -52,6 +52,7 @@ const SQLITE: &[(&str, &str)] = embedded!("sqlite":
     "0026_session_users.sql",
     "0027_deployments_outlive_images.sql",
     "0028_blob_generations.sql",
+    "0029_deployed_file_removals.sql",
 );
 
 const POSTGRES: &[(&str, &str)] = embedded!("postgres":
@@ -89,6 +90,7 @@ const POSTGRES: &[(&str, &str)] = embedded!("postgres":
     "0032_image_count_stripes.sql",
     "0033_image_counts_go_after_images.sql",
     "0034_blob_generations.sql",
+    "0035_deployed_file_removals.sql",
 );
 
 /// SQLite's migrations, in order.

@@ -3,11 +3,12 @@
 //! be removed stays, its file counted, as does an environment holding such
 //! files, so nothing is left that no record names.
 
+use depot_server::store::{DeletedDeployment, REMOVAL_LEASE_MS};
 use reqwest::Method;
 use rstest::rstest;
 use serde_json::Value;
 
-use crate::deploy_isolation::{environment_at, image_with, settled_deployment};
+use crate::deploy_isolation::{environment_at, finished, image_with, settled_deployment};
 use crate::helpers::{Backend, TestApp};
 use crate::vice::{iso_bytes, Vice};
 
@@ -286,4 +287,88 @@ async fn a_deployment_outlives_its_image(#[case] backend: Backend) {
     assert!(status.is_success(), "{answer}");
     assert!(!root.path().join("disk").exists());
     assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 0);
+}
+
+/// A deployment of a file that a deletion of another deployment is
+/// removing waits until the removal is over, then writes it. (It wrote its
+/// file while the deletion, which removes with no lock held, was about to
+/// remove the other's: it stood done, its file gone and its room let go.)
+/// Another deletion of the deployment meanwhile is refused. A deletion
+/// whose file cannot be removed, or that stopped midway, holds back no
+/// deployment after it.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
+#[tokio::test]
+async fn a_file_being_removed_is_deployed_again_once_it_is_gone(#[case] backend: Backend) {
+    let (root, app, alice_id) = exporting_for_alice(backend, None).await;
+    let alice = Vice::new(&app, "alice", "alice-password");
+    let environment = environment_in(&alice, root.path()).await;
+    let image = image_with(&alice, "disk", iso_bytes(100_000)).await;
+    let first = settled_deployment(&alice, &environment, &image).await;
+    assert_eq!(first["state"], "done", "{first}");
+    let first: i64 = first["id"].as_str().unwrap().parse().unwrap();
+    let file = root.path().join("disk");
+
+    // The first deployment's deletion stops as its file's removal begins,
+    // while the image is deployed again.
+    let (core, db) = (&app.core, app.core.db());
+    let folder = root.path().to_owned();
+    let (begun, removal_begun) = tokio::sync::oneshot::channel();
+    let (go_on, removal_goes_on) = tokio::sync::oneshot::channel::<()>();
+    let remove = |path: String| async move {
+        let now = core.job_clock_ms().await.unwrap();
+        let again = db.delete_deployment(first, alice_id, "vice.deploy", now, |_| async {
+            Err(std::io::Error::other(
+                "a second deletion removes the file too",
+            ))
+        });
+        assert_eq!(again.await.unwrap(), DeletedDeployment::BeingDeleted);
+        // A mark holds while it is renewed, and no longer.
+        let renewed = now + 2 * REMOVAL_LEASE_MS;
+        assert!(db.renew_removal(first, renewed).await.unwrap());
+        let before = db.deployment_writes(first, alice_id, &path, renewed - 1_000);
+        assert!(!before.await.unwrap(), "a renewed removal's mark lapsed");
+        let lapsed = renewed + 1_000;
+        let written = db.deployment_writes(first, alice_id, &path, lapsed).await;
+        assert!(written.unwrap(), "a lapsed removal's mark held");
+        begun.send(()).unwrap();
+        removal_goes_on.await.unwrap();
+        std::fs::remove_file(folder.join(path))
+    };
+    let now = core.job_clock_ms().await.unwrap();
+    let deletion = db.delete_deployment(first, alice_id, "vice.deploy", now, remove);
+    let deploying = async {
+        removal_begun.await.unwrap();
+        let waiting = settled_deployment(&alice, &environment, &image).await;
+        go_on.send(()).unwrap();
+        waiting
+    };
+    let (deleted, waiting) = tokio::join!(deletion, deploying);
+    assert_eq!(deleted.unwrap(), DeletedDeployment::Deleted);
+    assert_eq!(waiting["state"], "running", "{waiting}");
+    let reason = waiting["reason"].as_str().unwrap();
+    assert!(reason.contains("removing that file"), "{waiting}");
+    let second = finished(&alice, waiting["id"].as_str().unwrap()).await;
+    assert_eq!(second["state"], "done", "{second}");
+    assert!(file.exists(), "the second deployment's file was removed");
+    assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 200_000);
+
+    // A deletion that cannot remove its file lets it be deployed again at once.
+    let second: i64 = second["id"].as_str().unwrap().parse().unwrap();
+    let now = core.job_clock_ms().await.unwrap();
+    let refused = db
+        .delete_deployment(second, alice_id, "vice.deploy", now, |_| async {
+            Err(std::io::Error::other("the disk said no"))
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(refused, DeletedDeployment::FileStays { .. }),
+        "{refused:?}"
+    );
+    let third = settled_deployment(&alice, &environment, &image).await;
+    assert_eq!(third["state"], "done", "{third}");
+    assert!(file.exists());
 }

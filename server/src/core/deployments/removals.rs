@@ -1,0 +1,194 @@
+//! A deployment's deletion, which removes the file it wrote, and the wait
+//! of a deployment of the same file while such a removal is under way.
+//!
+//! The removal runs with no lock held (a slow disk or a hung mount holds up
+//! that one request), so the deletion marks the deployment as it begins
+//! (`Db::delete_deployment`) and renews the mark while the removal runs. A
+//! deployment of the same file by the same owner records the file it
+//! writes under the owner's lock only while no such mark stands
+//! (`Db::deployment_writes`): were it to write the file first, the removal
+//! could take it, and it would stand done with no file and its room in the
+//! quota let go.
+
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use app::error::CoreError;
+use app::model::{DeploymentState, Viewer};
+use chrono::Utc;
+
+use crate::core::jobs::DEPLOY_JOB;
+use crate::core::{db_error, Core};
+use crate::store::{DeletedDeployment, REMOVAL_LEASE_MS};
+
+/// How often a removal under way renews its mark: several times within its
+/// lease, so that one slow answer of the database does not let it lapse.
+const RENEW_EVERY: Duration = Duration::from_millis(REMOVAL_LEASE_MS as u64 / 4);
+
+/// How often a deployment waiting for a removal looks again.
+const LOOK_AGAIN_EVERY: Duration = Duration::from_millis(250);
+
+/// How long a deployment waits for a removal before its job gives this
+/// attempt up (to be retried): a removal stuck on a hung mount holds one
+/// job worker that long, not for good.
+const WAIT_AT_MOST: Duration = Duration::from_secs(600);
+
+impl Core {
+    /// Deletes a deployment, and removes the file it wrote from the
+    /// environment (ViCE: "removes an image deployment from the
+    /// environment"), unless another of the owner's deployments wrote the
+    /// same: the file's room in the owner's quota goes with it. A deployment
+    /// being written is refused until it ends (its file would land all the
+    /// same); one deleted while queued is never run. One whose file cannot
+    /// be removed stays, with its file (409), and so does one whose file
+    /// another deletion of it is removing this moment (409).
+    pub async fn delete_deployment(&self, viewer: &Viewer, id: i64) -> Result<(), CoreError> {
+        let owner = self.deployment(viewer, id).await?.user_id;
+        let now = self.job_clock_ms().await.map_err(db_error)?;
+        let remove_file = |path: String| async move {
+            let removal = self.remove_deployed_file(&path);
+            match self.renewing_the_mark(id, removal).await {
+                // What stands there now is no file Depot wrote: its own is gone.
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                removed => removed,
+            }
+        };
+        match self
+            .db
+            .delete_deployment(id, owner, DEPLOY_JOB, now, remove_file)
+            .await
+            .map_err(db_error)?
+        {
+            DeletedDeployment::Deleted => Ok(()),
+            DeletedDeployment::Gone => Err(CoreError::not_found(format!("deployment {id}"))),
+            DeletedDeployment::Running => Err(CoreError::Conflict(format!(
+                "deployment {id} is being written; delete it once it is done or failed"
+            ))),
+            DeletedDeployment::BeingDeleted => Err(CoreError::Conflict(format!(
+                "deployment {id} is being deleted already"
+            ))),
+            DeletedDeployment::FileStays { path, error } => {
+                tracing::warn!(%error, "cannot remove a deployed file");
+                Err(CoreError::Conflict(format!(
+                    "deployment {id} was not deleted: its file {path} could not be removed \
+                     ({error}); it stays, and counts against the quota, until it can be"
+                )))
+            }
+        }
+    }
+
+    /// Removes a deployed file (its path relative to the export root).
+    async fn remove_deployed_file(&self, written: &str) -> std::io::Result<()> {
+        let Some(configured) = &self.limits.export_root else {
+            return Ok(()); // No export root any more: nothing is written below one.
+        };
+        let path = Path::new(written);
+        let (Some(name), relative) = (path.file_name(), path.parent().unwrap_or(Path::new("")))
+        else {
+            return Ok(());
+        };
+        let (root, relative, name) = (
+            configured.clone(),
+            relative.to_owned(),
+            name.to_string_lossy().into_owned(),
+        );
+        tokio::task::spawn_blocking(move || crate::core::export::remove(&root, &relative, &name))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
+    /// Runs `removal`, deployment `id`'s file going, renewing its
+    /// deletion's mark meanwhile, however long the disk takes.
+    async fn renewing_the_mark<T>(&self, id: i64, removal: impl Future<Output = T>) -> T {
+        let renew = || async move {
+            let renewed = match self.job_clock_ms().await {
+                Ok(now) => self.db.renew_removal(id, now + REMOVAL_LEASE_MS).await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = renewed {
+                tracing::warn!(%error, "cannot renew the mark of a deployed file's removal");
+            }
+        };
+        renewing(removal, RENEW_EVERY, renew).await
+    }
+
+    /// Records the file deployment `id` of `owner`'s writes (`written`,
+    /// relative to the export root; `shown` in messages), first waiting
+    /// while a deletion of another deployment is removing that file, the
+    /// reason shown on the deployment meanwhile. Answers `false` once it
+    /// has waited [`WAIT_AT_MOST`].
+    pub(super) async fn record_written_file(
+        &self,
+        id: i64,
+        owner: i64,
+        written: &str,
+        shown: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let started = tokio::time::Instant::now();
+        let mut shown_waiting = false;
+        loop {
+            let now = self.job_clock_ms().await?;
+            if self.db.deployment_writes(id, owner, written, now).await? {
+                return Ok(true);
+            }
+            if !shown_waiting {
+                let reason = format!(
+                    "waiting: a deletion of another deployment of {shown} is removing that file"
+                );
+                let state = DeploymentState::Running;
+                self.db
+                    .set_deployment_state(id, state, &reason, Utc::now())
+                    .await?;
+                shown_waiting = true;
+            }
+            if started.elapsed() >= WAIT_AT_MOST {
+                return Ok(false);
+            }
+            tokio::time::sleep(LOOK_AGAIN_EVERY).await;
+        }
+    }
+}
+
+/// Runs `work` to its end, calling `renew` every `every` meanwhile.
+async fn renewing<T, Renewed>(
+    work: impl Future<Output = T>,
+    every: Duration,
+    mut renew: impl FnMut() -> Renewed,
+) -> T
+where
+    Renewed: Future<Output = ()>,
+{
+    let mut work = std::pin::pin!(work);
+    let mut renewals = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = renewals.tick() => renew().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A removal is renewed while it runs, however long, and its outcome
+    /// comes back once it ends.
+    #[tokio::test]
+    async fn a_long_removal_is_renewed_until_it_ends() {
+        let every = Duration::from_millis(50);
+        let mut renewed = 0;
+        let removal = async {
+            tokio::time::sleep(every * 7 / 2).await;
+            "removed"
+        };
+        let outcome = renewing(removal, every, || {
+            renewed += 1;
+            async {}
+        })
+        .await;
+        assert_eq!(outcome, "removed");
+        assert!((2..=3).contains(&renewed), "renewed {renewed} times");
+    }
+}
