@@ -21,7 +21,7 @@ use super::inspect::Inspection;
 use super::resumable::Completion;
 use super::{db_error, io_error, Core};
 use crate::blob::{BlobKey, LongCopy, Publication, Staged};
-use crate::store::{NewContent, NewImage};
+use crate::store::{BlobLock, NewContent, NewImage};
 
 /// How many times an upload's bytes are prepared ([`Staged::prepare`])
 /// before the last one publishes them whatever copy that takes under the
@@ -228,15 +228,13 @@ impl Core {
 
     /// Removes the blob if no record uses it; answers whether it did.
     async fn try_release_blob(&self, sha256: &str) -> Result<bool, CoreError> {
-        let mut lock = self.db.lock_blob(sha256).await.map_err(db_error)?;
-        if lock.references().await.map_err(db_error)? > 0 {
-            return Ok(false);
-        }
+        let lock = self.db.lock_blob(sha256).await.map_err(db_error)?;
         let Some(generation) = lock.generation().map(str::to_owned) else {
             return Ok(false); // No row named a copy: nothing to remove.
         };
-        lock.forget().await.map_err(db_error)?;
-        lock.commit().await.map_err(db_error)?;
+        if !forget_if_unused(lock).await? {
+            return Ok(false);
+        }
         // Only once no row names the copy: see the module's comment.
         let copy = BlobKey::new(sha256, &generation);
         self.blobs.remove(&copy).await.map_err(io_error)?;
@@ -256,11 +254,9 @@ impl Core {
         let mut lock = self.db.lock_blob(&copy.sha256).await.map_err(db_error)?;
         match lock.generation() {
             Some(named) if named == copy.generation => {
-                if lock.references().await.map_err(db_error)? > 0 {
+                if !forget_if_unused(lock).await? {
                     return Ok(false);
                 }
-                lock.forget().await.map_err(db_error)?;
-                lock.commit().await.map_err(db_error)?;
             }
             // Another copy is the blob's: this one is nobody's, and never
             // will be.
@@ -356,6 +352,17 @@ impl Core {
             None => Ok(collected),
         }
     }
+}
+
+/// Forgets the blob's row and commits, unless a record reads it: answers
+/// whether it did (the copy the row named is then nobody's, to remove).
+async fn forget_if_unused(mut lock: BlobLock) -> Result<bool, CoreError> {
+    if lock.references().await.map_err(db_error)? > 0 {
+        return Ok(false);
+    }
+    lock.forget().await.map_err(db_error)?;
+    lock.commit().await.map_err(db_error)?;
+    Ok(true)
 }
 
 #[cfg(test)]
