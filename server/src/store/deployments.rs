@@ -10,10 +10,11 @@ use super::{count_reaches, with_pool, Db};
 
 /// How long a deletion's mark on the file it is removing holds back other
 /// deployments of that file ([`Db::deployment_writes`]), in milliseconds of
-/// the job clock: the deletion renews it while its removal runs, so a mark
-/// that lapses was left by a deletion that stopped midway (its server, or
-/// its request, gone), whose deployment, still there, its owner deletes
-/// again.
+/// the job clock. The deletion renews it while its removal runs, so a mark
+/// lapses only when its server stopped midway, or the database went
+/// unanswered for most of a lease (then a removal that goes on may still
+/// take a file written after the lapse). Until it lapses, the deletion
+/// asked again is refused; after, it ends the work.
 pub const REMOVAL_LEASE_MS: i64 = 60_000;
 
 /// One deployment with the name of its image (none once the image is

@@ -293,9 +293,9 @@ async fn a_deployment_outlives_its_image(#[case] backend: Backend) {
 /// removing waits until the removal is over, then writes it. (It wrote its
 /// file while the deletion, which removes with no lock held, was about to
 /// remove the other's: it stood done, its file gone and its room let go.)
-/// Another deletion of the deployment meanwhile is refused. A deletion
-/// whose file cannot be removed, or that stopped midway, holds back no
-/// deployment after it.
+/// Another deletion of the deployment meanwhile is refused. A removal's
+/// mark holds while it is renewed and lapses after, and a deletion whose
+/// file cannot be removed holds back no deployment after it.
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]

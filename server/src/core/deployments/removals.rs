@@ -10,8 +10,10 @@
 //! could take it, and it would stand done with no file and its room in the
 //! quota let go.
 
+use std::convert::Infallible;
 use std::future::Future;
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use app::error::CoreError;
@@ -20,19 +22,20 @@ use chrono::Utc;
 
 use crate::core::jobs::DEPLOY_JOB;
 use crate::core::{db_error, Core};
-use crate::store::{DeletedDeployment, REMOVAL_LEASE_MS};
+use crate::store::{Db, DeletedDeployment, REMOVAL_LEASE_MS};
 
 /// How often a removal under way renews its mark: several times within its
 /// lease, so that one slow answer of the database does not let it lapse.
 const RENEW_EVERY: Duration = Duration::from_millis(REMOVAL_LEASE_MS as u64 / 4);
 
 /// How often a deployment waiting for a removal looks again.
-const LOOK_AGAIN_EVERY: Duration = Duration::from_millis(250);
+const LOOK_AGAIN_EVERY: Duration = Duration::from_millis(500);
 
 /// How long a deployment waits for a removal before its job gives this
-/// attempt up (to be retried): a removal stuck on a hung mount holds one
-/// job worker that long, not for good.
-const WAIT_AT_MOST: Duration = Duration::from_secs(600);
+/// attempt up (to be retried, and to fail once its attempts are spent): a
+/// removal stuck on a hung mount holds a job worker, which every user's
+/// syncs and deployments share, a minute at a time.
+const WAIT_AT_MOST: Duration = Duration::from_secs(60);
 
 impl Core {
     /// Deletes a deployment, and removes the file it wrote from the
@@ -46,20 +49,30 @@ impl Core {
     pub async fn delete_deployment(&self, viewer: &Viewer, id: i64) -> Result<(), CoreError> {
         let owner = self.deployment(viewer, id).await?.user_id;
         let now = self.job_clock_ms().await.map_err(db_error)?;
-        let remove_file = |path: String| async move {
-            let removal = self.remove_deployed_file(&path);
-            match self.renewing_the_mark(id, removal).await {
-                // What stands there now is no file Depot wrote: its own is gone.
-                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-                removed => removed,
+        let (db, export_root) = (self.db.clone(), self.limits.export_root.clone());
+        let remove_file = {
+            let db = db.clone();
+            move |path: String| async move {
+                let removal = remove_deployed_file(export_root, path);
+                match renewing(removal, RENEW_EVERY, || renew_mark(&db, id)).await {
+                    // What stands there now is no file Depot wrote: its own is gone.
+                    Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                    removed => removed,
+                }
             }
         };
-        match self
-            .db
-            .delete_deployment(id, owner, DEPLOY_JOB, now, remove_file)
+        // It runs to its end in a task of its own: a request dropped midway
+        // (its client gone) neither stops renewing the mark while the
+        // removal goes on, nor leaves the file gone and its deployment there.
+        let deletion = async move {
+            db.delete_deployment(id, owner, DEPLOY_JOB, now, remove_file)
+                .await
+        };
+        let deleted = tokio::spawn(deletion)
             .await
-            .map_err(db_error)?
-        {
+            .map_err(|_| CoreError::Internal)?
+            .map_err(db_error)?;
+        match deleted {
             DeletedDeployment::Deleted => Ok(()),
             DeletedDeployment::Gone => Err(CoreError::not_found(format!("deployment {id}"))),
             DeletedDeployment::Running => Err(CoreError::Conflict(format!(
@@ -76,41 +89,6 @@ impl Core {
                 )))
             }
         }
-    }
-
-    /// Removes a deployed file (its path relative to the export root).
-    async fn remove_deployed_file(&self, written: &str) -> std::io::Result<()> {
-        let Some(configured) = &self.limits.export_root else {
-            return Ok(()); // No export root any more: nothing is written below one.
-        };
-        let path = Path::new(written);
-        let (Some(name), relative) = (path.file_name(), path.parent().unwrap_or(Path::new("")))
-        else {
-            return Ok(());
-        };
-        let (root, relative, name) = (
-            configured.clone(),
-            relative.to_owned(),
-            name.to_string_lossy().into_owned(),
-        );
-        tokio::task::spawn_blocking(move || crate::core::export::remove(&root, &relative, &name))
-            .await
-            .map_err(std::io::Error::other)?
-    }
-
-    /// Runs `removal`, deployment `id`'s file going, renewing its
-    /// deletion's mark meanwhile, however long the disk takes.
-    async fn renewing_the_mark<T>(&self, id: i64, removal: impl Future<Output = T>) -> T {
-        let renew = || async move {
-            let renewed = match self.job_clock_ms().await {
-                Ok(now) => self.db.renew_removal(id, now + REMOVAL_LEASE_MS).await,
-                Err(error) => Err(error),
-            };
-            if let Err(error) = renewed {
-                tracing::warn!(%error, "cannot renew the mark of a deployed file's removal");
-            }
-        };
-        renewing(removal, RENEW_EVERY, renew).await
     }
 
     /// Records the file deployment `id` of `owner`'s writes (`written`,
@@ -130,16 +108,16 @@ impl Core {
         loop {
             let now = self.job_clock_ms().await?;
             if self.db.deployment_writes(id, owner, written, now).await? {
+                if shown_waiting {
+                    self.show_running(id, "").await?;
+                }
                 return Ok(true);
             }
             if !shown_waiting {
                 let reason = format!(
                     "waiting: a deletion of another deployment of {shown} is removing that file"
                 );
-                let state = DeploymentState::Running;
-                self.db
-                    .set_deployment_state(id, state, &reason, Utc::now())
-                    .await?;
+                self.show_running(id, &reason).await?;
                 shown_waiting = true;
             }
             if started.elapsed() >= WAIT_AT_MOST {
@@ -148,24 +126,71 @@ impl Core {
             tokio::time::sleep(LOOK_AGAIN_EVERY).await;
         }
     }
+
+    async fn show_running(&self, id: i64, reason: &str) -> Result<(), sqlx::Error> {
+        let state = DeploymentState::Running;
+        self.db
+            .set_deployment_state(id, state, reason, Utc::now())
+            .await
+    }
 }
 
-/// Runs `work` to its end, calling `renew` every `every` meanwhile.
+/// Removes a deployed file (`written`, its path relative to the export
+/// root).
+async fn remove_deployed_file(export_root: Option<PathBuf>, written: String) -> io::Result<()> {
+    let Some(root) = export_root else {
+        return Ok(()); // No export root any more: nothing is written below one.
+    };
+    let path = Path::new(&written);
+    let (Some(name), relative) = (path.file_name(), path.parent().unwrap_or(Path::new(""))) else {
+        return Ok(());
+    };
+    let (relative, name) = (relative.to_owned(), name.to_string_lossy().into_owned());
+    tokio::task::spawn_blocking(move || crate::core::export::remove(&root, &relative, &name))
+        .await
+        .map_err(io::Error::other)?
+}
+
+/// Keeps the mark of deployment `id`'s deletion for [`REMOVAL_LEASE_MS`]
+/// more, on the job clock (the database's when it is shared).
+async fn renew_mark(db: &Db, id: i64) {
+    let renewed = match db.shared_clock_ms().await {
+        Ok(shared) => {
+            let now = shared.unwrap_or_else(|| Utc::now().timestamp_millis());
+            db.renew_removal(id, now + REMOVAL_LEASE_MS).await
+        }
+        Err(error) => Err(error),
+    };
+    if let Err(error) = renewed {
+        tracing::warn!(%error, "cannot renew the mark of a deployed file's removal");
+    }
+}
+
+/// Runs `work` to its end, calling `renew` every `every` meanwhile; `work`
+/// goes on while a renewal waits.
 async fn renewing<T, Renewed>(
     work: impl Future<Output = T>,
     every: Duration,
-    mut renew: impl FnMut() -> Renewed,
+    renew: impl FnMut() -> Renewed,
 ) -> T
 where
     Renewed: Future<Output = ()>,
 {
-    let mut work = std::pin::pin!(work);
+    tokio::select! {
+        done = work => done,
+        never = renew_every(every, renew) => match never {},
+    }
+}
+
+/// Calls `renew` every `every`, the first time after one interval.
+async fn renew_every<Renewed>(every: Duration, mut renew: impl FnMut() -> Renewed) -> Infallible
+where
+    Renewed: Future<Output = ()>,
+{
     let mut renewals = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
-        tokio::select! {
-            done = &mut work => return done,
-            _ = renewals.tick() => renew().await,
-        }
+        renewals.tick().await;
+        renew().await;
     }
 }
 
@@ -190,5 +215,15 @@ mod tests {
         .await;
         assert_eq!(outcome, "removed");
         assert!((2..=3).contains(&renewed), "renewed {renewed} times");
+
+        // A renewal the database does not answer holds the removal up no
+        // longer than it takes.
+        let removal = async {
+            tokio::time::sleep(every * 2).await;
+            "removed"
+        };
+        let unanswered = renewing(removal, every, std::future::pending::<()>);
+        let outcome = tokio::time::timeout(Duration::from_secs(5), unanswered).await;
+        assert_eq!(outcome.expect("held up by its renewal"), "removed");
     }
 }
