@@ -249,9 +249,13 @@ impl Db {
             ],
             Backend::Sqlite => &[],
         };
+        // As `Db::delete_deployment` takes a file along: a deployment done,
+        // or one whose file of its owner's stands there.
         const DELETE: &str = "DELETE FROM environments WHERE id = $1 AND NOT EXISTS \
-             (SELECT 1 FROM deployments WHERE environment_id = $1 AND (state = 'running' \
-             OR (state = 'done' AND written_path IS NOT NULL)))";
+             (SELECT 1 FROM deployments d WHERE d.environment_id = $1 AND (d.state = 'running' \
+             OR (d.written_path IS NOT NULL AND (d.state = 'done' \
+                 OR EXISTS (SELECT 1 FROM deployed_files f \
+                     WHERE f.path = d.written_path AND f.user_id = d.user_id)))))";
         const THERE: &str = "SELECT COUNT(*) FROM environments WHERE id = $1";
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;

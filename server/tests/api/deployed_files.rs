@@ -3,7 +3,9 @@
 //! be removed stays, its file counted, as does an environment holding such
 //! files, so nothing is left that no record names.
 
-use depot_server::store::{DeletedDeployment, REMOVAL_LEASE_MS};
+use app::model::DeploymentState;
+use chrono::Utc;
+use depot_server::store::{DeletedDeployment, NewDeployment, REMOVAL_LEASE_MS};
 use reqwest::Method;
 use rstest::rstest;
 use serde_json::Value;
@@ -371,4 +373,74 @@ async fn a_file_being_removed_is_deployed_again_once_it_is_gone(#[case] backend:
     let third = settled_deployment(&alice, &environment, &image).await;
     assert_eq!(third["state"], "done", "{third}");
     assert!(file.exists());
+}
+
+/// A deployment that recorded its file while an earlier deployment of it
+/// was deleted (the file stayed for it), and then failed, takes the file
+/// along when it is deleted, with its room in the quota; until then its
+/// environment is kept, and it is not forgotten among old records. (The
+/// file stayed, counted, with no deployment whose deletion would remove it.)
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_failed_deployment_takes_along_the_file_left_for_it(#[case] backend: Backend) {
+    let (root, app, alice_id) = exporting_for_alice(backend, None).await;
+    let alice = Vice::new(&app, "alice", "alice-password");
+    let environment = environment_in(&alice, root.path()).await;
+    let image = image_with(&alice, "disk", iso_bytes(100_000)).await;
+    let first = settled_deployment(&alice, &environment, &image).await;
+    assert_eq!(first["state"], "done", "{first}");
+    let file = root.path().join("disk");
+
+    // A second deployment of the file recorded it, and waits for its job (a
+    // kind no worker runs) as the first is deleted: the file stays for it.
+    let db = app.core.db();
+    let deployment = |kept_at_most| NewDeployment {
+        user_id: alice_id,
+        image_id: image.parse().unwrap(),
+        environment_id: environment.parse().unwrap(),
+        title: "",
+        environment_reference: "",
+        unfinished_at_most: 32,
+        kept_at_most,
+    };
+    let inserted = db.insert_deployment(deployment(1000), "none", Utc::now());
+    let second = inserted.await.unwrap().unwrap();
+    let now = app.core.job_clock_ms().await.unwrap();
+    assert!(db
+        .deployment_writes(second, alice_id, "disk", now)
+        .await
+        .unwrap());
+    let first = format!("/deployment/{}", first["id"].as_str().unwrap());
+    let (status, answer) = alice.json(Method::DELETE, &first, None).await;
+    assert!(status.is_success(), "{answer}");
+    assert!(file.exists());
+    assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 200_000);
+
+    // It fails for good: its environment stays, and so does it, as older
+    // records are forgotten.
+    let failed = DeploymentState::Failed;
+    db.set_deployment_state(second, failed, "no room", Utc::now())
+        .await
+        .unwrap();
+    let environment_path = format!("/environment/{environment}");
+    let (status, kept) = alice.json(Method::DELETE, &environment_path, None).await;
+    assert_eq!(status, 409, "{kept}");
+    let inserted = db.insert_deployment(deployment(1), "none", Utc::now());
+    let third = inserted.await.unwrap().unwrap();
+    let second = format!("/deployment/{second}");
+    let (status, kept) = alice.json(Method::GET, &second, None).await;
+    assert_eq!(status, 200, "{kept}");
+
+    // Its deletion removes the file and its room; then the environment goes.
+    let (status, answer) = alice.json(Method::DELETE, &second, None).await;
+    assert!(status.is_success(), "{answer}");
+    assert!(!file.exists(), "the file stayed, with no deployment");
+    assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 100_000);
+    let third = format!("/deployment/{third}");
+    let (status, answer) = alice.json(Method::DELETE, &third, None).await;
+    assert!(status.is_success(), "{answer}");
+    let (status, answer) = alice.json(Method::DELETE, &environment_path, None).await;
+    assert!(status.is_success(), "{answer}");
 }
