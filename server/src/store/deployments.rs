@@ -133,20 +133,22 @@ impl Db {
         );
         // Finished ones older than the newest `kept_at_most` of the user's
         // deployments (by the index on user and id).
-        // Not the newest deployment holding a file (done, or one whose file
-        // of the user's stands there, as `delete_deployment` takes it along):
-        // deleting it is how its file is removed, and its room in the quota
-        // let go.
+        // Not the newest finished deployment holding a file (done, or failed
+        // where a file of the user's stands, as `delete_deployment` takes it
+        // along): deleting it is how its file is removed, and its room in
+        // the quota let go. (A newer one still to run may yet write another
+        // path.)
         const FORGET_OLDEST: &str = "DELETE FROM deployments WHERE user_id = $1 \
              AND state IN ('done', 'failed') AND id <= (SELECT id FROM deployments \
              WHERE user_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2) \
              AND NOT (written_path IS NOT NULL \
              AND (state = 'done' OR EXISTS (SELECT 1 FROM deployed_files f \
-                 WHERE f.path = deployments.written_path AND f.user_id = $1)) \
+                 WHERE f.path = deployments.written_path AND f.user_id = $1 AND f.size > 0)) \
              AND NOT EXISTS (SELECT 1 FROM deployments n WHERE n.user_id = $1 \
                  AND n.written_path = deployments.written_path AND n.id > deployments.id \
-                 AND (n.state = 'done' OR EXISTS (SELECT 1 FROM deployed_files f \
-                     WHERE f.path = n.written_path AND f.user_id = $1))))";
+                 AND (n.state = 'done' OR (n.state = 'failed' AND EXISTS (SELECT 1 \
+                     FROM deployed_files f WHERE f.path = n.written_path \
+                     AND f.user_id = $1 AND f.size > 0)))))";
         let forget_jobs = super::jobs::forget_owners_ended_jobs(self.backend());
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -388,12 +390,13 @@ impl Db {
         // The file it wrote if done; or else, if one of its owner's stands
         // there (a deployment of it deleted while this one was to write it
         // again, which then failed or waits for a retry), that one, which
-        // nothing else would remove. Another deployment of the file, done,
-        // waiting or writing it now, keeps it.
+        // nothing else would remove. (Claimed but never counted, what stands
+        // there may be no deployment's: a claim left by a crash.) Another
+        // deployment of the file, done, waiting or writing it now, keeps it.
         const ALONE: &str = "SELECT d.written_path FROM deployments d \
              WHERE d.id = $1 AND d.written_path IS NOT NULL \
              AND (d.state = $2 OR EXISTS (SELECT 1 FROM deployed_files f \
-                 WHERE f.path = d.written_path AND f.user_id = d.user_id)) \
+                 WHERE f.path = d.written_path AND f.user_id = d.user_id AND f.size > 0)) \
              AND NOT EXISTS (SELECT 1 FROM deployments o WHERE o.user_id = d.user_id \
              AND o.written_path = d.written_path AND o.state <> $3 AND o.id <> d.id)";
         // Its job too, unless it runs already: a deployment deleted while

@@ -255,7 +255,8 @@ impl Db {
              (SELECT 1 FROM deployments d WHERE d.environment_id = $1 AND (d.state = 'running' \
              OR (d.written_path IS NOT NULL AND (d.state = 'done' \
                  OR EXISTS (SELECT 1 FROM deployed_files f \
-                     WHERE f.path = d.written_path AND f.user_id = d.user_id)))))";
+                     WHERE f.path = d.written_path AND f.user_id = d.user_id \
+                     AND f.size > 0)))))";
         const THERE: &str = "SELECT COUNT(*) FROM environments WHERE id = $1";
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;

@@ -380,9 +380,11 @@ async fn a_file_being_removed_is_deployed_again_once_it_is_gone(#[case] backend:
 /// along when it is deleted, with its room in the quota; until then its
 /// environment is kept, and it is not forgotten among old records. (The
 /// file stayed, counted, with no deployment whose deletion would remove it.)
+/// A failed deployment for which no file was kept removes nothing.
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
+#[case::shared(Backend::Shared)]
 #[tokio::test]
 async fn a_failed_deployment_takes_along_the_file_left_for_it(#[case] backend: Backend) {
     let (root, app, alice_id) = exporting_for_alice(backend, None).await;
@@ -393,8 +395,10 @@ async fn a_failed_deployment_takes_along_the_file_left_for_it(#[case] backend: B
     assert_eq!(first["state"], "done", "{first}");
     let file = root.path().join("disk");
 
-    // A second deployment of the file recorded it, and waits for its job (a
-    // kind no worker runs) as the first is deleted: the file stays for it.
+    // A second deployment of the file recorded it, and waits for a retry as
+    // the first is deleted: the file stays for it. (Its job is of a kind no
+    // worker carries out: it fails, and nothing is recorded on the
+    // deployment, which stays as the test sets it.)
     let db = app.core.db();
     let deployment = |kept_at_most| NewDeployment {
         user_id: alice_id,
@@ -412,6 +416,10 @@ async fn a_failed_deployment_takes_along_the_file_left_for_it(#[case] backend: B
         .deployment_writes(second, alice_id, "disk", now)
         .await
         .unwrap());
+    // Old records forgotten meanwhile keep the first: the second, still to
+    // run, may yet write another path.
+    let inserted = db.insert_deployment(deployment(1), "none", Utc::now());
+    let extra = inserted.await.unwrap().unwrap();
     let first = format!("/deployment/{}", first["id"].as_str().unwrap());
     let (status, answer) = alice.json(Method::DELETE, &first, None).await;
     assert!(status.is_success(), "{answer}");
@@ -433,14 +441,35 @@ async fn a_failed_deployment_takes_along_the_file_left_for_it(#[case] backend: B
     let (status, kept) = alice.json(Method::GET, &second, None).await;
     assert_eq!(status, 200, "{kept}");
 
-    // Its deletion removes the file and its room; then the environment goes.
+    // Its deletion removes the file and its room.
     let (status, answer) = alice.json(Method::DELETE, &second, None).await;
     assert!(status.is_success(), "{answer}");
     assert!(!file.exists(), "the file stayed, with no deployment");
     assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 100_000);
-    let third = format!("/deployment/{third}");
-    let (status, answer) = alice.json(Method::DELETE, &third, None).await;
-    assert!(status.is_success(), "{answer}");
+
+    // A failed deployment of the same name, for which no file was kept,
+    // leaves what stands there now: a claim a crash left behind, never
+    // counted, says nothing of whose it is.
+    std::fs::write(&file, b"the operator's").unwrap();
+    let claimed = db.claim_deployed_file("disk", alice_id, Utc::now());
+    assert_eq!(claimed.await.unwrap(), (alice_id, true));
+    let inserted = db.insert_deployment(deployment(1000), "none", Utc::now());
+    let fourth = inserted.await.unwrap().unwrap();
+    let now = app.core.job_clock_ms().await.unwrap();
+    assert!(db
+        .deployment_writes(fourth, alice_id, "disk", now)
+        .await
+        .unwrap());
+    db.set_deployment_state(fourth, failed, "no room", Utc::now())
+        .await
+        .unwrap();
+    for deployment in [extra, third, fourth] {
+        let path = format!("/deployment/{deployment}");
+        let (status, answer) = alice.json(Method::DELETE, &path, None).await;
+        assert!(status.is_success(), "{answer}");
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"the operator's");
+    // Then the environment goes.
     let (status, answer) = alice.json(Method::DELETE, &environment_path, None).await;
     assert!(status.is_success(), "{answer}");
 }
