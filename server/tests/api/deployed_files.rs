@@ -41,6 +41,20 @@ async fn environment_in(vice: &Vice<'_>, folder: &std::path::Path) -> String {
     environment["id"].as_str().unwrap().to_owned()
 }
 
+/// Alice's image "disk" (100 KB) deployed into her environment at the
+/// export root `root`: the environment's id, the image's id and the
+/// deployment, done.
+async fn disk_deployed_at_the_root(
+    alice: &Vice<'_>,
+    root: &std::path::Path,
+) -> (String, String, Value) {
+    let environment = environment_in(alice, root).await;
+    let image = image_with(alice, "disk", iso_bytes(100_000)).await;
+    let deployment = settled_deployment(alice, &environment, &image).await;
+    assert_eq!(deployment["state"], "done", "{deployment}");
+    (environment, image, deployment)
+}
+
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
@@ -211,11 +225,8 @@ async fn two_deployments_of_a_file_deleted_at_once_take_it_with_them(#[case] bac
 async fn an_environment_holding_deployed_files_is_kept_until_they_go(#[case] backend: Backend) {
     let (root, app, alice_id) = exporting_for_alice(backend, None).await;
     let alice = Vice::new(&app, "alice", "alice-password");
-    let environment_id = environment_in(&alice, root.path()).await;
+    let (environment_id, _, deployment) = disk_deployed_at_the_root(&alice, root.path()).await;
     let environment = format!("/environment/{environment_id}");
-    let image = image_with(&alice, "disk", iso_bytes(100_000)).await;
-    let deployment = settled_deployment(&alice, &environment_id, &image).await;
-    assert_eq!(deployment["state"], "done", "{deployment}");
     assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 200_000);
 
     let (status, answer) = alice.json(Method::DELETE, &environment, None).await;
@@ -260,10 +271,7 @@ async fn an_environment_holding_deployed_files_is_kept_until_they_go(#[case] bac
 async fn a_deployment_outlives_its_image(#[case] backend: Backend) {
     let (root, app, alice_id) = exporting_for_alice(backend, None).await;
     let alice = Vice::new(&app, "alice", "alice-password");
-    let environment = environment_in(&alice, root.path()).await;
-    let image = image_with(&alice, "disk", iso_bytes(100_000)).await;
-    let deployment = settled_deployment(&alice, &environment, &image).await;
-    assert_eq!(deployment["state"], "done", "{deployment}");
+    let (_, image, deployment) = disk_deployed_at_the_root(&alice, root.path()).await;
     let path = format!("/deployment/{}", deployment["id"].as_str().unwrap());
 
     let (status, answer) = alice
@@ -306,10 +314,7 @@ async fn a_deployment_outlives_its_image(#[case] backend: Backend) {
 async fn a_file_being_removed_is_deployed_again_once_it_is_gone(#[case] backend: Backend) {
     let (root, app, alice_id) = exporting_for_alice(backend, None).await;
     let alice = Vice::new(&app, "alice", "alice-password");
-    let environment = environment_in(&alice, root.path()).await;
-    let image = image_with(&alice, "disk", iso_bytes(100_000)).await;
-    let first = settled_deployment(&alice, &environment, &image).await;
-    assert_eq!(first["state"], "done", "{first}");
+    let (environment, image, first) = disk_deployed_at_the_root(&alice, root.path()).await;
     let first: i64 = first["id"].as_str().unwrap().parse().unwrap();
     let file = root.path().join("disk");
 
@@ -389,10 +394,7 @@ async fn a_file_being_removed_is_deployed_again_once_it_is_gone(#[case] backend:
 async fn a_failed_deployment_takes_along_the_file_left_for_it(#[case] backend: Backend) {
     let (root, app, alice_id) = exporting_for_alice(backend, None).await;
     let alice = Vice::new(&app, "alice", "alice-password");
-    let environment = environment_in(&alice, root.path()).await;
-    let image = image_with(&alice, "disk", iso_bytes(100_000)).await;
-    let first = settled_deployment(&alice, &environment, &image).await;
-    assert_eq!(first["state"], "done", "{first}");
+    let (environment, image, first) = disk_deployed_at_the_root(&alice, root.path()).await;
     let file = root.path().join("disk");
 
     // A second deployment of the file recorded it, and waits for a retry as

@@ -120,13 +120,16 @@ async fn a_record_refused_under_the_lock_leaves_no_copy_of_its_own() {
     let mut refused = record_of(&staged, "refused.iso");
     refused.owner_images_at_most = Some(0);
     let sha256 = refused.sha256.clone().unwrap();
-    let attached = core
-        .attach_blob(staged, Attach::Insert(&refused), Landing::Alone, None)
-        .await;
-    assert!(
-        matches!(attached, Err(CoreError::Conflict(_))),
-        "{attached:?}"
-    );
+    let refuse = |staged| async {
+        let attached = core
+            .attach_blob(staged, Attach::Insert(&refused), Landing::Alone, None)
+            .await;
+        assert!(
+            matches!(attached, Err(CoreError::Conflict(_))),
+            "{attached:?}"
+        );
+    };
+    refuse(staged).await;
     assert_eq!(core.db.blob_generation(&sha256).await.unwrap(), None);
     assert_eq!(
         copies().await,
@@ -141,13 +144,7 @@ async fn a_record_refused_under_the_lock_leaves_no_copy_of_its_own() {
         .unwrap();
     let copy = core.published_copy(&sha256).await.unwrap();
     let staged = hello_world(&core).await;
-    let attached = core
-        .attach_blob(staged, Attach::Insert(&refused), Landing::Alone, None)
-        .await;
-    assert!(
-        matches!(attached, Err(CoreError::Conflict(_))),
-        "{attached:?}"
-    );
+    refuse(staged).await;
     assert_eq!(core.published_copy(&sha256).await.unwrap(), copy);
     let kept_copies = copies().await;
     assert_eq!(kept_copies.len(), 1, "{kept_copies:?}");
