@@ -17,6 +17,29 @@ use super::{count_reaches, with_pool, Db};
 /// asked again is refused; after, it ends the work.
 pub const REMOVAL_LEASE_MS: i64 = 60_000;
 
+/// SQL: deployment `$d` (an alias) holds the file at its `written_path`
+/// for its owner `$owner` (an SQL expression): it is done, or, whatever its
+/// state, a counted claim of the owner's stands there (a file kept for it
+/// as an earlier deployment of it was deleted; a claim a crash left at size
+/// 0 says nothing of whose file stands there). Its deletion removes that
+/// file ([`Db::delete_deployment`]); until then its environment, and its
+/// record among the oldest, are kept.
+macro_rules! holds_its_file {
+    ($d:literal, $owner:literal) => {
+        concat!(
+            "(",
+            $d,
+            ".state = 'done' OR EXISTS (SELECT 1 FROM deployed_files f \
+             WHERE f.path = ",
+            $d,
+            ".written_path AND f.user_id = ",
+            $owner,
+            " AND f.size > 0))"
+        )
+    };
+}
+pub(super) use holds_its_file;
+
 /// One deployment with the name of its image (none once the image is
 /// deleted: the deployment outlives it) and the title of its environment
 /// (deleted with it).
@@ -133,22 +156,21 @@ impl Db {
         );
         // Finished ones older than the newest `kept_at_most` of the user's
         // deployments (by the index on user and id).
-        // Not the newest finished deployment holding a file (done, or failed
-        // where a file of the user's stands, as `delete_deployment` takes it
-        // along): deleting it is how its file is removed, and its room in
-        // the quota let go. (A newer one still to run may yet write another
-        // path.)
-        const FORGET_OLDEST: &str = "DELETE FROM deployments WHERE user_id = $1 \
+        // Not the newest finished deployment holding a file: deleting it is
+        // how its file is removed, and its room in the quota let go. (A
+        // newer one still to run may yet write another path.)
+        const FORGET_OLDEST: &str = concat!(
+            "DELETE FROM deployments WHERE user_id = $1 \
              AND state IN ('done', 'failed') AND id <= (SELECT id FROM deployments \
              WHERE user_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2) \
-             AND NOT (written_path IS NOT NULL \
-             AND (state = 'done' OR EXISTS (SELECT 1 FROM deployed_files f \
-                 WHERE f.path = deployments.written_path AND f.user_id = $1 AND f.size > 0)) \
-             AND NOT EXISTS (SELECT 1 FROM deployments n WHERE n.user_id = $1 \
-                 AND n.written_path = deployments.written_path AND n.id > deployments.id \
-                 AND (n.state = 'done' OR (n.state = 'failed' AND EXISTS (SELECT 1 \
-                     FROM deployed_files f WHERE f.path = n.written_path \
-                     AND f.user_id = $1 AND f.size > 0)))))";
+             AND NOT (written_path IS NOT NULL AND ",
+            holds_its_file!("deployments", "$1"),
+            " AND NOT EXISTS (SELECT 1 FROM deployments n WHERE n.user_id = $1 \
+             AND n.written_path = deployments.written_path AND n.id > deployments.id \
+             AND n.state IN ('done', 'failed') AND ",
+            holds_its_file!("n", "$1"),
+            "))"
+        );
         let forget_jobs = super::jobs::forget_owners_ended_jobs(self.backend());
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -387,18 +409,18 @@ impl Db {
         const STATE: &str = "SELECT state FROM deployments WHERE id = $1";
         // Another deletion of it is removing its file.
         const REMOVING: &str = "SELECT id FROM deployments WHERE id = $1 AND removing_until > $2";
-        // The file it wrote if done; or else, if one of its owner's stands
-        // there (a deployment of it deleted while this one was to write it
-        // again, which then failed or waits for a retry), that one, which
-        // nothing else would remove. (Claimed but never counted, what stands
-        // there may be no deployment's: a claim left by a crash.) Another
-        // deployment of the file, done, waiting or writing it now, keeps it.
-        const ALONE: &str = "SELECT d.written_path FROM deployments d \
-             WHERE d.id = $1 AND d.written_path IS NOT NULL \
-             AND (d.state = $2 OR EXISTS (SELECT 1 FROM deployed_files f \
-                 WHERE f.path = d.written_path AND f.user_id = d.user_id AND f.size > 0)) \
-             AND NOT EXISTS (SELECT 1 FROM deployments o WHERE o.user_id = d.user_id \
-             AND o.written_path = d.written_path AND o.state <> $3 AND o.id <> d.id)";
+        // The file it holds (done, or kept for it as an earlier deployment
+        // of it was deleted while this one was to write it again, which then
+        // failed or waits for a retry: nothing else would remove that one).
+        // Another deployment of the file, done, waiting or writing it now,
+        // keeps it.
+        const ALONE: &str = concat!(
+            "SELECT d.written_path FROM deployments d \
+             WHERE d.id = $1 AND d.written_path IS NOT NULL AND ",
+            holds_its_file!("d", "d.user_id"),
+            " AND NOT EXISTS (SELECT 1 FROM deployments o WHERE o.user_id = d.user_id \
+             AND o.written_path = d.written_path AND o.state <> $2 AND o.id <> d.id)"
+        );
         // Its job too, unless it runs already: a deployment deleted while
         // queued leaves nothing waiting in the queue (nor escapes the
         // bound on a user's unfinished deployments).
@@ -414,7 +436,6 @@ impl Db {
             ($tx:expr) => {
                 sqlx::query_scalar::<_, String>(ALONE)
                     .bind(id)
-                    .bind(DeploymentState::Done.as_str())
                     .bind(DeploymentState::Failed.as_str())
                     .fetch_optional(&mut *$tx)
                     .await?

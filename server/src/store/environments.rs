@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::deployments::holds_its_file;
 use super::rows::from_row_by_name;
 use super::{count_reaches, with_pool, Backend, Db};
 
@@ -249,14 +250,13 @@ impl Db {
             ],
             Backend::Sqlite => &[],
         };
-        // As `Db::delete_deployment` takes a file along: a deployment done,
-        // or one whose file of its owner's stands there.
-        const DELETE: &str = "DELETE FROM environments WHERE id = $1 AND NOT EXISTS \
+        const DELETE: &str = concat!(
+            "DELETE FROM environments WHERE id = $1 AND NOT EXISTS \
              (SELECT 1 FROM deployments d WHERE d.environment_id = $1 AND (d.state = 'running' \
-             OR (d.written_path IS NOT NULL AND (d.state = 'done' \
-                 OR EXISTS (SELECT 1 FROM deployed_files f \
-                     WHERE f.path = d.written_path AND f.user_id = d.user_id \
-                     AND f.size > 0)))))";
+             OR (d.written_path IS NOT NULL AND ",
+            holds_its_file!("d", "d.user_id"),
+            ")))"
+        );
         const THERE: &str = "SELECT COUNT(*) FROM environments WHERE id = $1";
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
