@@ -207,16 +207,18 @@ impl Core {
     /// minute ahead took over every job running elsewhere, and ran it a
     /// second time.
     pub async fn job_clock_ms(&self) -> Result<i64, sqlx::Error> {
-        match self.db.shared_clock_ms().await? {
-            Some(shared) => Ok(shared),
-            None => Ok(self.local_clock_ms()),
-        }
+        job_clock_ms(&self.db, self.clock_skew_ms()).await
     }
 
     /// This server's clock, in Unix milliseconds.
     pub fn local_clock_ms(&self) -> i64 {
-        use std::sync::atomic::Ordering;
-        Utc::now().timestamp_millis() + self.clock_skew_ms.load(Ordering::Relaxed)
+        Utc::now().timestamp_millis() + self.clock_skew_ms()
+    }
+
+    /// How far this server's clock is set off the system's.
+    pub(super) fn clock_skew_ms(&self) -> i64 {
+        self.clock_skew_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Sets this server's clock `by_ms` off the system's: for tests of
@@ -230,5 +232,15 @@ impl Core {
     /// Waits until a job is queued by this process, or `at_most`.
     pub async fn wait_for_jobs(&self, at_most: Duration) {
         let _ = tokio::time::timeout(at_most, self.jobs_waiting.notified()).await;
+    }
+}
+
+/// [`Core::job_clock_ms`], for work that outlives its borrow of the core:
+/// `db`'s clock where servers share it, or else this server's, set
+/// `skew_ms` off the system's.
+pub(super) async fn job_clock_ms(db: &crate::store::Db, skew_ms: i64) -> Result<i64, sqlx::Error> {
+    match db.shared_clock_ms().await? {
+        Some(shared) => Ok(shared),
+        None => Ok(Utc::now().timestamp_millis() + skew_ms),
     }
 }

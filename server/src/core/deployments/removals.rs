@@ -20,7 +20,7 @@ use app::error::CoreError;
 use app::model::{DeploymentState, Viewer};
 use chrono::Utc;
 
-use crate::core::jobs::DEPLOY_JOB;
+use crate::core::jobs::{job_clock_ms, DEPLOY_JOB};
 use crate::core::{db_error, Core};
 use crate::store::{Db, DeletedDeployment, REMOVAL_LEASE_MS};
 
@@ -50,11 +50,12 @@ impl Core {
         let owner = self.deployment(viewer, id).await?.user_id;
         let now = self.job_clock_ms().await.map_err(db_error)?;
         let (db, export_root) = (self.db.clone(), self.limits.export_root.clone());
+        let skew = self.clock_skew_ms();
         let remove_file = {
             let db = db.clone();
             move |path: String| async move {
                 let removal = remove_deployed_file(export_root, path);
-                match renewing(removal, RENEW_EVERY, || renew_mark(&db, id)).await {
+                match renewing(removal, RENEW_EVERY, || renew_mark(&db, skew, id)).await {
                     // What stands there now is no file Depot wrote: its own is gone.
                     Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
                     removed => removed,
@@ -152,13 +153,10 @@ async fn remove_deployed_file(export_root: Option<PathBuf>, written: String) -> 
 }
 
 /// Keeps the mark of deployment `id`'s deletion for [`REMOVAL_LEASE_MS`]
-/// more, on the job clock (the database's when it is shared).
-async fn renew_mark(db: &Db, id: i64) {
-    let renewed = match db.shared_clock_ms().await {
-        Ok(shared) => {
-            let now = shared.unwrap_or_else(|| Utc::now().timestamp_millis());
-            db.renew_removal(id, now + REMOVAL_LEASE_MS).await
-        }
+/// more, on the job clock (of a server `skew_ms` off the system's).
+async fn renew_mark(db: &Db, skew_ms: i64, id: i64) {
+    let renewed = match job_clock_ms(db, skew_ms).await {
+        Ok(now) => db.renew_removal(id, now + REMOVAL_LEASE_MS).await,
         Err(error) => Err(error),
     };
     if let Err(error) = renewed {
