@@ -45,6 +45,30 @@ fn lone_quote(tag: &str) -> bool {
 /// quoted string, as dav-server's scanner takes for granted (a blank ends
 /// a token too: dav-server refuses it then, without reading further).
 fn if_tokens_close(text: &[u8]) -> bool {
+    pointy_if_tokens(text).is_some()
+}
+
+/// The paths that the `<…>` tokens of the `If` headers name, as dav-server
+/// reads them: an absolute URL's path. dav-server looks up the resource a
+/// tagged list names, to compare its entity tag, wherever that path leads,
+/// past its prefix's check as a request's path once was (`store.rs`). A
+/// state token (`urn:uuid:…`) names no path.
+pub(super) fn if_paths(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all("if")
+        .into_iter()
+        .filter_map(|value| pointy_if_tokens(value.as_bytes()))
+        .flatten()
+        .filter_map(|token| url::Url::parse(std::str::from_utf8(token).ok()?).ok())
+        .map(|url| url.path().to_owned())
+        .filter(|path| path.starts_with('/'))
+        .collect()
+}
+
+/// The insides of an `If` header's `<…>` tokens, scanned as dav-server
+/// scans them; `None` if one of them or of its `[…]` tokens does not close.
+fn pointy_if_tokens(text: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut pointy = Vec::new();
     let mut at = 0;
     while let Some(&open) = text.get(at) {
         let close = match open {
@@ -57,19 +81,21 @@ fn if_tokens_close(text: &[u8]) -> bool {
         };
         let mut quoted = false;
         at += 1;
+        let start = at;
         loop {
-            let Some(&byte) = text.get(at) else {
-                return false;
-            };
+            let &byte = text.get(at)?;
             if (byte == close && !quoted) || b" \t\r\n".contains(&byte) {
                 break;
             }
             quoted ^= byte == b'"';
             at += 1;
         }
+        if open == b'<' {
+            pointy.push(&text[start..at]);
+        }
         at += 1;
     }
-    true
+    Some(pointy)
 }
 
 /// Takes out a `Range` that names a byte position no file reaches, so
@@ -155,6 +181,26 @@ mod tests {
                 None,
                 "{value}"
             );
+        }
+    }
+
+    #[test]
+    fn the_paths_an_if_header_names_are_its_urls() {
+        let if_paths_of = |value| if_paths(&headers(&[("if", value)]));
+        assert_eq!(
+            if_paths_of("<http://h/store/a%20b> ([\"e\"]) <http://h/storeX/etc/passwd> ([\"f\"])"),
+            ["/store/a%20b", "/storeX/etc/passwd"]
+        );
+        assert_eq!(
+            if_paths_of("<x:/storeX/etc> (Not <urn:uuid:a>)"),
+            ["/storeX/etc"]
+        );
+        for none in [
+            "(<urn:uuid:a> [\"e\"])",
+            "(<opaquelocktoken:a>)",
+            "</store/x> ([\"e\"])",
+        ] {
+            assert!(if_paths_of(none).is_empty(), "{none}");
         }
     }
 

@@ -105,6 +105,10 @@ async fn serve(
     let Some(user) = viewer.principal() else {
         return challenge();
     };
+    let Some(target) = inside_store(request.uri().path()) else {
+        let message = "the path must be your store or a file or folder inside it (/store/…)\n";
+        return (StatusCode::BAD_REQUEST, message).into_response();
+    };
     // dav-server answers a `PROPFIND` of infinite depth (a walk of the
     // whole store in one request, as often as asked) to the litmus test
     // suite alone, which it knows by this header: no client here is that.
@@ -145,18 +149,19 @@ async fn serve(
         let message = format!("the {name} header is malformed\n");
         return (StatusCode::BAD_REQUEST, message).into_response();
     }
+    let if_paths = super::dav_headers::if_paths(request.headers());
+    if if_paths.iter().any(|path| inside_store(path).is_none()) {
+        let message = "an If header may name your store or what is inside it (/store/…) alone\n";
+        return (StatusCode::BAD_REQUEST, message).into_response();
+    }
     let Ok(destination) = destination(request.headers()) else {
         let message = "the destination must be a file or folder inside your store (/store/…)\n";
         return (StatusCode::BAD_REQUEST, message).into_response();
     };
     // Refused before anything is written (a file of such a name failed as
     // its whole body had landed), measured inside the store as the store
-    // measures them. (The request's path, read once.)
-    let target = DavPath::new(request.uri().path())
-        .and_then(|mut path| path.set_prefix("/store").map(|()| path))
-        .ok();
-    if target
-        .iter()
+    // measures them.
+    if std::iter::once(&target)
         .chain(&destination)
         .any(|path| beyond_store_limits(path.as_bytes()))
     {
@@ -173,8 +178,9 @@ async fn serve(
     // `Overwrite: F` onto an entry that exists is dav-server's 412, with
     // nothing deleted.
     let overwrites = !super::dav_headers::keeps_destination(request.headers());
-    if let (Some(from), Some(to)) = (&target, destination.filter(|_| overwrites)) {
-        if let Some(refused) = refuse_before_overwrite(&files, request.method(), from, &to).await {
+    if let Some(to) = destination.filter(|_| overwrites) {
+        if let Some(refused) = refuse_before_overwrite(&files, request.method(), &target, &to).await
+        {
             return refused;
         }
     }
@@ -285,6 +291,23 @@ fn destination(headers: &HeaderMap) -> Result<Option<DavPath>, ()> {
         Ok(inside) if inside.as_bytes() != b"/" => Ok(Some(inside)),
         _ => refused(),
     }
+}
+
+/// A request's path (`raw`, as sent) inside the store, read as dav-server
+/// reads it (decoded, dot segments resolved): `None` unless it names the
+/// store or something below it. dav-server's own check of its prefix,
+/// `/store`, passes `/storeX/…` and `/store.../…` (what `/store/../storeX/…`
+/// resolves to), and a local file system then joins what follows the
+/// prefix but its first byte to the user's folder: `/…`, any file of the
+/// server's, or `../…`, another user's store.
+fn inside_store(raw: &str) -> Option<DavPath> {
+    let mut path = DavPath::new(raw).ok()?;
+    let whole = path.as_bytes();
+    if whole != b"/store" && !whole.starts_with(b"/store/") {
+        return None;
+    }
+    path.set_prefix("/store").ok()?;
+    Some(path)
 }
 
 /// One user's folder, with their quota, for one request.

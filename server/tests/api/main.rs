@@ -44,6 +44,7 @@ mod several_servers;
 mod shared_credentials;
 mod store;
 mod store_entries;
+mod store_escapes;
 mod store_moves;
 mod store_places;
 mod synced_quota;
