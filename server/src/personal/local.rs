@@ -6,13 +6,12 @@
 //! through dav-server's file system, would follow one an operator put there
 //! by hand.
 
-use std::io::{self, ErrorKind, SeekFrom};
+use std::io::{self, ErrorKind};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use app::model::{StoreEntry, StorePath};
-use bytes::{Buf, Bytes};
 use chrono::{DateTime, Utc};
 use dav_server::davpath::DavPath;
 use dav_server::fs::{
@@ -22,12 +21,13 @@ use dav_server::fs::{
 use dav_server::localfs::LocalFs;
 use durable::{sync_folder_of, SyncedFile};
 use futures_util::{FutureExt, StreamExt};
-use tokio::io::AsyncWriteExt;
+use whole_file::WholeFile;
 
-use super::{inside, seek_in_order, EntryMeta, PersonalStores, StoreError, StoreFile, StoreFs};
+use super::{inside, PersonalStores, StoreError, StoreFile, StoreFs};
 use crate::blob::ByteStream;
 
 mod durable;
+mod whole_file;
 
 #[derive(Debug, Clone)]
 pub struct LocalStores {
@@ -275,14 +275,17 @@ fn walk(root: &Path) -> io::Result<Vec<StoreFile>> {
                     Err(error) if gone(&error) => continue,
                     Err(error) => return Err(error),
                 };
+                // A `\` is a name's own character here, as WebDAV wrote it
+                // (`%5C`): taken for a `/`, a file in a folder `a\b` was
+                // listed as `a/b`'s, whose bytes its sync then read.
                 let relative = path.strip_prefix(root).unwrap_or(&path);
                 let folder = relative
                     .parent()
-                    .map(|parent| parent.to_string_lossy().replace('\\', "/"))
+                    .map(|parent| parent.to_string_lossy().into_owned())
                     .unwrap_or_default();
                 found.push(StoreFile {
                     utf8: relative.to_str().is_some(),
-                    relative: relative.to_string_lossy().replace('\\', "/"),
+                    relative: relative.to_string_lossy().into_owned(),
                     name: entry.file_name().to_string_lossy().into_owned(),
                     folder,
                     size: meta.len(),
@@ -383,15 +386,8 @@ impl DavFileSystem for LocalStoreFs {
                 .open(&temp)
                 .await
                 .map_err(FsError::from)?;
-            Ok(Box::new(WholeFile {
-                file: Some(file),
-                temp,
-                target,
-                written: 0,
-                expected: options.size,
-                only_new: options.create_new,
-                done: false,
-            }) as Box<dyn DavFile>)
+            let write = WholeFile::new(file, temp, target, options.size, options.create_new);
+            Ok(Box::new(write) as Box<dyn DavFile>)
         }
         .boxed()
     }
@@ -509,125 +505,6 @@ fn forbidden<'a, T: Send + 'a>() -> FsFuture<'a, T> {
     Box::pin(std::future::ready(Err(FsError::Forbidden)))
 }
 
-/// A whole-file write in progress: the hidden file and its target.
-#[derive(Debug)]
-struct WholeFile {
-    file: Option<tokio::fs::File>,
-    temp: PathBuf,
-    target: PathBuf,
-    written: u64,
-    /// The length the request announced: a body that ends short (or runs
-    /// long) replaces nothing.
-    expected: Option<u64>,
-    /// Whether the target must not exist when the write completes either.
-    only_new: bool,
-    done: bool,
-}
-
-impl WholeFile {
-    /// Makes the written bytes the target's, in one step.
-    async fn replace_target(&mut self) -> io::Result<()> {
-        if let Some(file) = self.file.take() {
-            file.sync_all().await?;
-        }
-        if self.only_new {
-            // A link fails if the target appeared meanwhile; a rename would
-            // replace it.
-            tokio::fs::hard_link(&self.temp, &self.target).await?;
-            tokio::fs::remove_file(&self.temp).await?;
-        } else {
-            tokio::fs::rename(&self.temp, &self.target).await?;
-        }
-        if let Some(folder) = self.target.parent() {
-            tokio::fs::File::open(folder).await?.sync_all().await?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for WholeFile {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = std::fs::remove_file(&self.temp);
-        }
-    }
-}
-
-impl DavFile for WholeFile {
-    fn metadata(&'_ mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
-        async move {
-            let meta = if self.done {
-                let meta = tokio::fs::metadata(&self.target)
-                    .await
-                    .map_err(FsError::from)?;
-                EntryMeta {
-                    len: meta.len(),
-                    modified: meta.modified().unwrap_or_else(|_| SystemTime::now()),
-                    dir: false,
-                }
-            } else {
-                EntryMeta {
-                    len: self.written,
-                    modified: SystemTime::now(),
-                    dir: false,
-                }
-            };
-            Ok(Box::new(meta) as Box<dyn DavMetaData>)
-        }
-        .boxed()
-    }
-
-    fn write_buf(&'_ mut self, mut buf: Box<dyn Buf + Send>) -> FsFuture<'_, ()> {
-        let bytes = buf.copy_to_bytes(buf.remaining());
-        self.write_bytes(bytes)
-    }
-
-    fn write_bytes(&'_ mut self, buf: Bytes) -> FsFuture<'_, ()> {
-        async move {
-            let file = self.file.as_mut().ok_or(FsError::GeneralFailure)?;
-            file.write_all(&buf).await.map_err(FsError::from)?;
-            self.written += buf.len() as u64;
-            Ok(())
-        }
-        .boxed()
-    }
-
-    fn read_bytes(&'_ mut self, _count: usize) -> FsFuture<'_, Bytes> {
-        async { Err(FsError::Forbidden) }.boxed()
-    }
-
-    fn seek(&'_ mut self, pos: SeekFrom) -> FsFuture<'_, u64> {
-        let sought = seek_in_order(pos, self.written);
-        async move { sought }.boxed()
-    }
-
-    fn flush(&'_ mut self) -> FsFuture<'_, ()> {
-        async move {
-            if self.done {
-                return Ok(());
-            }
-            if self
-                .expected
-                .is_some_and(|expected| expected != self.written)
-            {
-                return Err(FsError::GeneralFailure);
-            }
-            match self.replace_target().await {
-                Ok(()) => {
-                    self.done = true;
-                    Ok(())
-                }
-                Err(error) if error.kind() == ErrorKind::AlreadyExists => Err(FsError::Exists),
-                Err(error) => {
-                    tracing::warn!(%error, "cannot complete a write into a personal store");
-                    Err(FsError::GeneralFailure)
-                }
-            }
-        }
-        .boxed()
-    }
-}
-
 /// What tells one version of a local file from another of its size and
 /// modification time (which a move keeps, and which ticks coarsely): its
 /// inode and its change time, which no client can set and which a move or
@@ -653,6 +530,27 @@ mod tests {
         assert_eq!(count_below(path, 100).unwrap(), 6);
         assert_eq!(count_below(path, 3).unwrap(), 4);
         assert_eq!(count_below(&path.join("missing"), 100).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_backslash_in_a_name_is_no_folder() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path();
+        std::fs::create_dir_all(path.join("a/b")).unwrap();
+        std::fs::create_dir_all(path.join("a\\b")).unwrap();
+        std::fs::write(path.join("a/b/x.iso"), b"x").unwrap();
+        std::fs::write(path.join("a\\b/x.iso"), b"yy").unwrap();
+        let mut found: Vec<_> = walk(path)
+            .unwrap()
+            .into_iter()
+            .map(|file| (file.folder, file.relative, file.size))
+            .collect();
+        found.sort();
+        let expected = [("a/b", "a/b/x.iso", 1), ("a\\b", "a\\b/x.iso", 2)];
+        let expected = expected.map(|(folder, relative, size): (&str, &str, u64)| {
+            (folder.to_owned(), relative.to_owned(), size)
+        });
+        assert_eq!(found, expected);
     }
 
     #[test]

@@ -423,6 +423,32 @@ async fn a_write_over_a_file_moved_away_meanwhile_is_counted(#[case] if_match: O
     assert_eq!(refused, StatusCode::INSUFFICIENT_STORAGE);
 }
 
+/// A whole-file write into a folder moved away meanwhile (its hidden file
+/// went along) is refused, and leaves nothing behind. (Its hidden file
+/// stayed where the move took it until the server started again: counted
+/// by no walk, named by no request, keeping the folder from being deleted,
+/// as many times over as a user cared to write so.)
+#[tokio::test]
+async fn a_write_into_a_folder_moved_away_meanwhile_leaves_nothing() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let created = StatusCode::CREATED;
+    assert_eq!(dav(&app, ALICE, "MKCOL", "/a/", None, None).await, created);
+
+    let (sender, slow) = slow_put(&app, "/a/x.iso", None).await;
+    let moved = dav(&app, ALICE, "MOVE", "/a/", Some("/b/"), None).await;
+    assert_eq!(moved, created);
+    sender.send(Ok(random_bytes(1000))).await.unwrap();
+    drop(sender);
+    let written = slow.await.unwrap().unwrap().status();
+    assert_eq!(written, StatusCode::NOT_FOUND);
+
+    assert_eq!(walkdir_partials(&app), 0);
+    assert_eq!(entries(&app, ALICE).await, ["b/"]);
+    let deleted = dav(&app, ALICE, "DELETE", "/b/", None, None).await;
+    assert_eq!(deleted, StatusCode::NO_CONTENT);
+}
+
 /// How many times the server has walked a store to count its entries.
 async fn walks(app: &TestApp) -> f64 {
     let text = crate::metrics::scrape(app).await;
