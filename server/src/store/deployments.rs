@@ -14,7 +14,8 @@ use super::{count_reaches, with_pool, Db};
 /// lapses only when its server stopped midway, or the database went
 /// unanswered for most of a lease (then a removal that goes on may still
 /// take a file written after the lapse). Until it lapses, the deletion
-/// asked again is refused; after, it ends the work.
+/// asked again is refused; after, it ends the work, under a mark of its own
+/// that the lapsed deletion neither renews nor clears.
 pub const REMOVAL_LEASE_MS: i64 = 60_000;
 
 /// SQL: deployment `$d` (an alias) holds the file at its `written_path`
@@ -361,17 +362,24 @@ impl Db {
         })
     }
 
-    /// Keeps the mark of a deletion removing the deployment's file until
-    /// `until_ms` (see [`Db::delete_deployment`]); answers whether it still
-    /// stood.
+    /// Keeps `mark`, the mark of a deletion removing the deployment's file,
+    /// until `until_ms` (see [`Db::delete_deployment`]); answers whether it
+    /// still stood (it lapsed, and another deletion marked the deployment
+    /// since, or the deletion ended).
     #[tracing::instrument(skip(self), err)]
-    pub async fn renew_removal(&self, id: i64, until_ms: i64) -> Result<bool, sqlx::Error> {
+    pub async fn renew_removal(
+        &self,
+        id: i64,
+        mark: i64,
+        until_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
         const RENEW: &str = "UPDATE deployments SET removing_until = $1 \
-             WHERE id = $2 AND removing_until IS NOT NULL";
+             WHERE id = $2 AND removing_by = $3";
         with_pool!(self, pool => {
             sqlx::query(RENEW)
                 .bind(until_ms)
                 .bind(id)
+                .bind(mark)
                 .execute(pool)
                 .await
                 .map(|done| done.rows_affected() == 1)
@@ -383,10 +391,10 @@ impl Db {
     /// its alone: of two deployments of one file deleted at once, the second
     /// finds the first gone as it deletes, looks again, and removes the file.
     ///
-    /// Such a file is removed by `remove_file` (given its path) before the
-    /// deployment is deleted, with its room in the quota. The deployment
-    /// is marked meanwhile, until `now_ms` and [`REMOVAL_LEASE_MS`] (the job
-    /// clock's; `remove_file` renews the mark, [`Db::renew_removal`]), so
+    /// Such a file is removed by `remove_file` (given its path and the mark)
+    /// before the deployment is deleted, with its room in the quota. The
+    /// deployment is marked meanwhile, until `now_ms` and [`REMOVAL_LEASE_MS`]
+    /// (the job clock's; `remove_file` renews the mark, [`Db::renew_removal`]), so
     /// that another deployment of the file waits ([`Db::deployment_writes`])
     /// rather than write it just before the removal takes it, and another
     /// deletion of the deployment is refused. A file that cannot be removed
@@ -401,7 +409,7 @@ impl Db {
         owner: i64,
         job_kind: &str,
         now_ms: i64,
-        remove_file: impl FnOnce(String) -> Removed,
+        remove_file: impl FnOnce(String, i64) -> Removed,
     ) -> Result<DeletedDeployment, sqlx::Error>
     where
         Removed: std::future::Future<Output = std::io::Result<()>>,
@@ -425,9 +433,12 @@ impl Db {
         // queued leaves nothing waiting in the queue (nor escapes the
         // bound on a user's unfinished deployments).
         const JOB: &str = "DELETE FROM jobs WHERE kind = $1 AND payload = $2 AND state = 'queued'";
-        // The removal of its file under way, and over.
-        const MARK: &str = "UPDATE deployments SET removing_until = $1 WHERE id = $2";
-        const UNMARK: &str = "UPDATE deployments SET removing_until = NULL WHERE id = $1";
+        // The removal of its file under way, and over: this deletion's mark
+        // alone, not another's that marked it again once this one's lapsed.
+        const MARK: &str =
+            "UPDATE deployments SET removing_until = $1, removing_by = $2 WHERE id = $3";
+        const UNMARK: &str = "UPDATE deployments SET removing_until = NULL, removing_by = NULL \
+             WHERE id = $1 AND removing_by = $2";
         // Its room in the quota, unless a deployment wrote it again since.
         const RELEASE: &str =
             "DELETE FROM deployed_files WHERE path = $1 AND user_id = $2 AND updated_at <= $3";
@@ -442,6 +453,8 @@ impl Db {
             };
         }
         let lock = self.user_lock();
+        // This deletion's mark, told apart from any other's.
+        let mark: i64 = rand::random();
         with_pool!(self, pool => {
             let mut remove_file = Some(remove_file);
             let mut looks = 0;
@@ -475,7 +488,12 @@ impl Db {
                 // same file waits until the mark goes (`deployment_writes`).
                 if remove.is_some() {
                     let until = now_ms + REMOVAL_LEASE_MS;
-                    sqlx::query(MARK).bind(until).bind(id).execute(&mut *tx).await?;
+                    sqlx::query(MARK)
+                        .bind(until)
+                        .bind(mark)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
                     tx.commit().await?;
                 } else {
                     tx.rollback().await?;
@@ -486,8 +504,8 @@ impl Db {
                 // after that keeps its room.
                 let removed_at = Utc::now();
                 if let Some((path, remove)) = remove {
-                    if let Err(error) = remove(path.clone()).await {
-                        sqlx::query(UNMARK).bind(id).execute(pool).await?;
+                    if let Err(error) = remove(path.clone(), mark).await {
+                        sqlx::query(UNMARK).bind(id).bind(mark).execute(pool).await?;
                         let path = path.clone();
                         return Ok(DeletedDeployment::FileStays { path, error: error.to_string() });
                     }
@@ -524,7 +542,7 @@ impl Db {
                         .bind(id)
                         .fetch_optional(&mut *tx)
                         .await?;
-                    sqlx::query(UNMARK).bind(id).execute(&mut *tx).await?;
+                    sqlx::query(UNMARK).bind(id).bind(mark).execute(&mut *tx).await?;
                     tx.commit().await?;
                     return Ok(match state {
                         None => DeletedDeployment::Gone,

@@ -53,6 +53,7 @@ const SQLITE: &[(&str, &str)] = embedded!("sqlite":
     "0027_deployments_outlive_images.sql",
     "0028_blob_generations.sql",
     "0029_deployed_file_removals.sql",
+    "0030_deployed_file_removal_marks.sql",
 );
 
 const POSTGRES: &[(&str, &str)] = embedded!("postgres":
@@ -91,6 +92,7 @@ const POSTGRES: &[(&str, &str)] = embedded!("postgres":
     "0033_image_counts_go_after_images.sql",
     "0034_blob_generations.sql",
     "0035_deployed_file_removals.sql",
+    "0036_deployed_file_removal_marks.sql",
 );
 
 /// SQLite's migrations, in order.

@@ -324,9 +324,9 @@ async fn a_file_being_removed_is_deployed_again_once_it_is_gone(#[case] backend:
     let folder = root.path().to_owned();
     let (begun, removal_begun) = tokio::sync::oneshot::channel();
     let (go_on, removal_goes_on) = tokio::sync::oneshot::channel::<()>();
-    let remove = |path: String| async move {
+    let remove = |path: String, mark: i64| async move {
         let now = core.job_clock_ms().await.unwrap();
-        let again = db.delete_deployment(first, alice_id, "vice.deploy", now, |_| async {
+        let again = db.delete_deployment(first, alice_id, "vice.deploy", now, |_, _| async {
             Err(std::io::Error::other(
                 "a second deletion removes the file too",
             ))
@@ -334,7 +334,7 @@ async fn a_file_being_removed_is_deployed_again_once_it_is_gone(#[case] backend:
         assert_eq!(again.await.unwrap(), DeletedDeployment::BeingDeleted);
         // A mark holds while it is renewed, and no longer.
         let renewed = now + 2 * REMOVAL_LEASE_MS;
-        assert!(db.renew_removal(first, renewed).await.unwrap());
+        assert!(db.renew_removal(first, mark, renewed).await.unwrap());
         let before = db.deployment_writes(first, alice_id, &path, renewed - 1_000);
         assert!(!before.await.unwrap(), "a renewed removal's mark lapsed");
         let lapsed = renewed + 1_000;
@@ -366,7 +366,7 @@ async fn a_file_being_removed_is_deployed_again_once_it_is_gone(#[case] backend:
     let second: i64 = second["id"].as_str().unwrap().parse().unwrap();
     let now = core.job_clock_ms().await.unwrap();
     let refused = db
-        .delete_deployment(second, alice_id, "vice.deploy", now, |_| async {
+        .delete_deployment(second, alice_id, "vice.deploy", now, |_, _| async {
             Err(std::io::Error::other("the disk said no"))
         })
         .await
@@ -378,6 +378,81 @@ async fn a_file_being_removed_is_deployed_again_once_it_is_gone(#[case] backend:
     let third = settled_deployment(&alice, &environment, &image).await;
     assert_eq!(third["state"], "done", "{third}");
     assert!(file.exists());
+}
+
+/// A deletion whose mark lapsed midway (its database unanswered for most of
+/// a lease) while another deletion of the deployment marked it again
+/// neither renews that mark nor, once its own removal fails, clears it: a
+/// deployment of the file still waits for the other's removal. (Both
+/// matched the deployment, not the deletion: the file could be written
+/// again just before the other removal took it.)
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_lapsed_mark_leaves_the_next_deletions_mark_alone(#[case] backend: Backend) {
+    let (root, app, alice_id) = exporting_for_alice(backend, None).await;
+    let alice = Vice::new(&app, "alice", "alice-password");
+    let (_, _, first) = disk_deployed_at_the_root(&alice, root.path()).await;
+    let first: i64 = first["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 200_000);
+    let (core, db) = (&app.core, app.core.db());
+    let folder = root.path().to_owned();
+    let now = core.job_clock_ms().await.unwrap();
+    let lapsed = now + REMOVAL_LEASE_MS + 1_000;
+
+    // The first deletion's removal hangs past its lease, then fails.
+    let (begun, first_begun) = tokio::sync::oneshot::channel();
+    let (give_up, first_gives_up) = tokio::sync::oneshot::channel::<()>();
+    let (ended, first_ended) = tokio::sync::oneshot::channel::<()>();
+    let hung = move |_: String, mark: i64| async move {
+        begun.send(mark).unwrap();
+        first_gives_up.await.unwrap();
+        Err(std::io::Error::other("the mount answered at last: no"))
+    };
+    let lost = async {
+        let deleted = db.delete_deployment(first, alice_id, "vice.deploy", now, hung);
+        let deleted = deleted.await;
+        ended.send(()).unwrap();
+        deleted
+    };
+    // Meanwhile its mark lapses, and a second deletion marks it again.
+    let next = async {
+        let lost_mark = first_begun.await.unwrap();
+        let (begun, next_begun) = tokio::sync::oneshot::channel();
+        let (go_on, next_goes_on) = tokio::sync::oneshot::channel::<()>();
+        let remove = move |path: String, _| async move {
+            begun.send(()).unwrap();
+            next_goes_on.await.unwrap();
+            std::fs::remove_file(folder.join(path))
+        };
+        let deletion = db.delete_deployment(first, alice_id, "vice.deploy", lapsed, remove);
+        let meanwhile = async {
+            next_begun.await.unwrap();
+            let later = lapsed + REMOVAL_LEASE_MS / 2;
+            let renewed = db.renew_removal(first, lost_mark, later + REMOVAL_LEASE_MS);
+            assert!(!renewed.await.unwrap(), "the lapsed mark was renewed");
+            give_up.send(()).unwrap();
+            first_ended.await.unwrap();
+            let written = db.deployment_writes(first, alice_id, "disk", later).await;
+            assert!(
+                !written.unwrap(),
+                "the first deletion cleared the second's mark"
+            );
+            go_on.send(()).unwrap();
+        };
+        tokio::join!(deletion, meanwhile).0
+    };
+    let (lost, next) = tokio::join!(lost, next);
+    let lost = lost.unwrap();
+    assert!(
+        matches!(lost, DeletedDeployment::FileStays { .. }),
+        "{lost:?}"
+    );
+    assert_eq!(next.unwrap(), DeletedDeployment::Deleted);
+    assert!(!root.path().join("disk").exists());
+    // The image's bytes alone: the deployed file's room went with it.
+    assert_eq!(app.core.quota_usage(alice_id).await.unwrap(), 100_000);
 }
 
 /// A deployment that recorded its file while an earlier deployment of it

@@ -53,9 +53,9 @@ impl Core {
         let skew = self.clock_skew_ms();
         let remove_file = {
             let db = db.clone();
-            move |path: String| async move {
+            move |path: String, mark: i64| async move {
                 let removal = remove_deployed_file(export_root, path);
-                match renewing(removal, RENEW_EVERY, || renew_mark(&db, skew, id)).await {
+                match renewing(removal, RENEW_EVERY, || renew_mark(&db, skew, id, mark)).await {
                     // What stands there now is no file Depot wrote: its own is gone.
                     Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
                     removed => removed,
@@ -152,15 +152,25 @@ async fn remove_deployed_file(export_root: Option<PathBuf>, written: String) -> 
         .map_err(io::Error::other)?
 }
 
-/// Keeps the mark of deployment `id`'s deletion for [`REMOVAL_LEASE_MS`]
-/// more, on the job clock (of a server `skew_ms` off the system's).
-async fn renew_mark(db: &Db, skew_ms: i64, id: i64) {
+/// Keeps `mark`, the mark of deployment `id`'s deletion, for
+/// [`REMOVAL_LEASE_MS`] more, on the job clock (of a server `skew_ms` off
+/// the system's).
+async fn renew_mark(db: &Db, skew_ms: i64, id: i64, mark: i64) {
     let renewed = match job_clock_ms(db, skew_ms).await {
-        Ok(now) => db.renew_removal(id, now + REMOVAL_LEASE_MS).await,
+        Ok(now) => db.renew_removal(id, mark, now + REMOVAL_LEASE_MS).await,
         Err(error) => Err(error),
     };
-    if let Err(error) = renewed {
-        tracing::warn!(%error, "cannot renew the mark of a deployed file's removal");
+    match renewed {
+        Ok(true) => {}
+        // Its removal goes on (it cannot be called back from the disk),
+        // now unmarked: a deployment of the file may write it meanwhile.
+        Ok(false) => tracing::warn!(
+            deployment = id,
+            "the mark of a deployed file's removal lapsed before the removal ended"
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "cannot renew the mark of a deployed file's removal")
+        }
     }
 }
 
