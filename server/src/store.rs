@@ -9,6 +9,7 @@ mod catalog;
 mod coopr;
 mod deployments;
 mod environments;
+mod exports;
 mod images;
 mod insert;
 mod jobs;

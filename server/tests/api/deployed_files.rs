@@ -382,15 +382,19 @@ async fn a_file_being_removed_is_deployed_again_once_it_is_gone(#[case] backend:
 
 /// A deletion whose mark lapsed midway (its database unanswered for most of
 /// a lease) while another deletion of the deployment marked it again
-/// neither renews that mark nor, once its own removal fails, clears it: a
-/// deployment of the file still waits for the other's removal. (Both
-/// matched the deployment, not the deletion: the file could be written
-/// again just before the other removal took it.)
+/// neither renews that mark nor, once its own removal ends, clears it,
+/// whether by failing or by deleting the deployment (which the other then
+/// does): a deployment of the file still waits for the other's removal.
+/// (All three matched the deployment, not the deletion: the file could be
+/// written again just before the other removal took it.)
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn a_lapsed_mark_leaves_the_next_deletions_mark_alone(#[case] backend: Backend) {
+async fn a_lapsed_mark_leaves_the_next_deletions_mark_alone(
+    #[case] backend: Backend,
+    #[values(false, true)] lost_removal_ends_well: bool,
+) {
     let (root, app, alice_id) = exporting_for_alice(backend, None).await;
     let alice = Vice::new(&app, "alice", "alice-password");
     let (_, _, first) = disk_deployed_at_the_root(&alice, root.path()).await;
@@ -401,14 +405,23 @@ async fn a_lapsed_mark_leaves_the_next_deletions_mark_alone(#[case] backend: Bac
     let now = core.job_clock_ms().await.unwrap();
     let lapsed = now + REMOVAL_LEASE_MS + 1_000;
 
-    // The first deletion's removal hangs past its lease, then fails.
+    // The first deletion's removal hangs past its lease, then ends.
     let (begun, first_begun) = tokio::sync::oneshot::channel();
     let (give_up, first_gives_up) = tokio::sync::oneshot::channel::<()>();
     let (ended, first_ended) = tokio::sync::oneshot::channel::<()>();
+    // A file already gone is no failure (`export::remove`).
+    let remove_if_there = |path: std::path::PathBuf| match std::fs::remove_file(path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        removed => removed,
+    };
+    let file = folder.join("disk");
     let hung = move |_: String, mark: i64| async move {
         begun.send(mark).unwrap();
         first_gives_up.await.unwrap();
-        Err(std::io::Error::other("the mount answered at last: no"))
+        match lost_removal_ends_well {
+            true => remove_if_there(file),
+            false => Err(std::io::Error::other("the mount answered at last: no")),
+        }
     };
     let lost = async {
         let deleted = db.delete_deployment(first, alice_id, "vice.deploy", now, hung);
@@ -424,7 +437,7 @@ async fn a_lapsed_mark_leaves_the_next_deletions_mark_alone(#[case] backend: Bac
         let remove = move |path: String, _| async move {
             begun.send(()).unwrap();
             next_goes_on.await.unwrap();
-            std::fs::remove_file(folder.join(path))
+            remove_if_there(folder.join(path))
         };
         let deletion = db.delete_deployment(first, alice_id, "vice.deploy", lapsed, remove);
         let meanwhile = async {
@@ -437,7 +450,7 @@ async fn a_lapsed_mark_leaves_the_next_deletions_mark_alone(#[case] backend: Bac
             let written = db.deployment_writes(first, alice_id, "disk", later).await;
             assert!(
                 !written.unwrap(),
-                "the first deletion cleared the second's mark"
+                "the first deletion took the second's mark"
             );
             go_on.send(()).unwrap();
         };
@@ -445,10 +458,13 @@ async fn a_lapsed_mark_leaves_the_next_deletions_mark_alone(#[case] backend: Bac
     };
     let (lost, next) = tokio::join!(lost, next);
     let lost = lost.unwrap();
-    assert!(
-        matches!(lost, DeletedDeployment::FileStays { .. }),
-        "{lost:?}"
-    );
+    match lost_removal_ends_well {
+        true => assert_eq!(lost, DeletedDeployment::BeingDeleted),
+        false => assert!(
+            matches!(lost, DeletedDeployment::FileStays { .. }),
+            "{lost:?}"
+        ),
+    }
     assert_eq!(next.unwrap(), DeletedDeployment::Deleted);
     assert!(!root.path().join("disk").exists());
     // The image's bytes alone: the deployed file's room went with it.
