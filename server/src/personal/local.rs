@@ -307,11 +307,21 @@ fn is_partial(name: &[u8]) -> bool {
     name.starts_with(PARTIAL_PREFIX.as_bytes())
 }
 
-/// Whether a path names a partial file (or lies below such a name): such
-/// names are the server's own, never reachable over WebDAV, so that no file
-/// can hide from the listings and the quota under one.
-fn names_partial(path: &DavPath) -> bool {
-    path.as_bytes().split(|byte| *byte == b'/').any(is_partial)
+/// Whether a path is out of WebDAV's reach: it names a partial file (or
+/// lies below such a name), or it would lead out of the user's folder.
+/// Partial names are the server's own, so that no file can hide from the
+/// listings and the quota under one. A path inside the store begins with
+/// `/` and holds no dot segment; one that does not came past a check of
+/// its prefix that fell short (dav-server's of `/store`, which took
+/// `/store.../2/x` for `.../2/x`, joined to the folder as `../2/x`): the
+/// web layer refuses such requests (`web/store.rs`), and this holds if it
+/// ever did not.
+fn off_limits(path: &DavPath) -> bool {
+    let bytes = path.as_bytes();
+    bytes.first() != Some(&b'/')
+        || bytes
+            .split(|byte| *byte == b'/')
+            .any(|part| part == b"." || part == b".." || is_partial(part))
 }
 
 /// dav-server's local file system, except that a whole-file write (a
@@ -350,7 +360,7 @@ impl DavFileSystem for LocalStoreFs {
         path: &'a DavPath,
         options: OpenOptions,
     ) -> FsFuture<'a, Box<dyn DavFile>> {
-        if names_partial(path) {
+        if off_limits(path) {
             return Box::pin(std::future::ready(Err(FsError::NotFound)));
         }
         if !options.write {
@@ -397,6 +407,9 @@ impl DavFileSystem for LocalStoreFs {
         path: &'a DavPath,
         meta: ReadDirMeta,
     ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
+        if off_limits(path) {
+            return forbidden();
+        }
         async move {
             let entries = self.inner.read_dir(path, meta).await?;
             Ok(entries
@@ -410,35 +423,35 @@ impl DavFileSystem for LocalStoreFs {
     }
 
     fn metadata<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, Box<dyn DavMetaData>> {
-        if names_partial(path) {
+        if off_limits(path) {
             return not_found();
         }
         self.inner.metadata(path)
     }
 
     fn symlink_metadata<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, Box<dyn DavMetaData>> {
-        if names_partial(path) {
+        if off_limits(path) {
             return not_found();
         }
         self.inner.symlink_metadata(path)
     }
 
     fn create_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
-        if names_partial(path) {
+        if off_limits(path) {
             return forbidden();
         }
         self.synced(self.inner.create_dir(path), [path])
     }
 
     fn remove_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
-        if names_partial(path) {
+        if off_limits(path) {
             return forbidden();
         }
         self.synced(self.inner.remove_dir(path), [path])
     }
 
     fn remove_file<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
-        if names_partial(path) {
+        if off_limits(path) {
             return forbidden();
         }
         self.inner.remove_file(path)
@@ -447,7 +460,7 @@ impl DavFileSystem for LocalStoreFs {
     fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
         // A folder cannot be moved into itself (the system refuses, which
         // is no server failure).
-        if names_partial(from) || names_partial(to) || inside(to, from) {
+        if off_limits(from) || off_limits(to) || inside(to, from) {
             return forbidden();
         }
         self.synced(self.inner.rename(from, to), [from, to])
@@ -458,7 +471,7 @@ impl DavFileSystem for LocalStoreFs {
     /// midway took its first bytes for the file (and a copy cut short left
     /// them). dav-server copies a folder file by file through here.
     fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
-        if names_partial(from) || names_partial(to) {
+        if off_limits(from) || off_limits(to) {
             return forbidden();
         }
         let (source, target) = (
@@ -551,6 +564,45 @@ mod tests {
             (folder.to_owned(), relative.to_owned(), size)
         });
         assert_eq!(found, expected);
+    }
+
+    /// Paths past a check of the store's prefix that fell short (read as
+    /// dav-server reads `/store/../store.../2/x` and `/store/../storeX/etc`
+    /// with its prefix `/store`) reach nothing, in the user's folder or out.
+    #[tokio::test]
+    async fn a_path_out_of_the_folder_reaches_nothing() {
+        let stores = tempfile::tempdir().unwrap();
+        let stores = LocalStores::new(stores.path().to_owned());
+        std::fs::create_dir_all(stores.folder(2)).unwrap();
+        std::fs::write(stores.folder(2).join("x"), b"bob's").unwrap();
+        let alice = stores.file_system(1).await.unwrap();
+        let prefixed = |text: &str| {
+            let mut path = DavPath::new(text).unwrap();
+            path.set_prefix("/store").unwrap();
+            path
+        };
+        let within = prefixed("/store/a");
+        for path in [prefixed("/store.../2/x"), prefixed("/storeX/etc/hostname")] {
+            let read = OpenOptions {
+                read: true,
+                ..OpenOptions::default()
+            };
+            assert!(alice.open(&path, read).await.is_err());
+            let write = OpenOptions {
+                write: true,
+                create: true,
+                truncate: true,
+                ..OpenOptions::default()
+            };
+            assert!(alice.open(&path, write).await.is_err());
+            assert!(alice.metadata(&path).await.is_err());
+            assert!(alice.read_dir(&path, ReadDirMeta::None).await.is_err());
+            assert!(alice.remove_file(&path).await.is_err());
+            assert!(alice.rename(&path, &within).await.is_err());
+            assert!(alice.copy(&path, &within).await.is_err());
+        }
+        assert_eq!(std::fs::read(stores.folder(2).join("x")).unwrap(), b"bob's");
+        assert!(!stores.folder(1).join("a").exists());
     }
 
     #[test]
