@@ -475,6 +475,7 @@ impl ServeArgs {
                 0 => None,
                 cap => Some(usize::try_from(cap).unwrap_or(usize::MAX)),
             },
+            proxies: self.trusted_proxies.clone().into(),
         }
     }
 }

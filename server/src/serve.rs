@@ -321,7 +321,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// What clients may hold of the server.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ClientLimits {
     /// How long a client may keep the server waiting.
     pub timeout: Duration,
@@ -331,6 +331,9 @@ pub struct ClientLimits {
     /// Connections open at once from one client address, if capped
     /// ([`per_address`]); past them a new one is closed once accepted.
     pub per_address: Option<usize>,
+    /// The trusted proxies (`--trusted-proxies`), whose connections carry
+    /// many clients each: no cap of one address holds them.
+    pub proxies: Arc<[ipnet::IpNet]>,
 }
 
 /// The largest request head (request line and headers) a connection takes:
@@ -389,7 +392,8 @@ pub async fn serve(
             accepted = listener.accept(client_timeout) => accepted,
             () = &mut shutdown => break,
         };
-        let counted = match &per_address {
+        let proxy = limits.proxies.iter().any(|net| net.contains(&peer.ip()));
+        let counted = match per_address.as_ref().filter(|_| !proxy) {
             Some(per_address) => match per_address.admit(peer.ip()) {
                 Some(counted) => Some(counted),
                 // Closed at once: its place and its file are free again.

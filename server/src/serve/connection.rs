@@ -337,6 +337,7 @@ mod tests {
             timeout: patience,
             connections: 64,
             per_address: None,
+            proxies: Vec::new().into(),
         };
         tokio::spawn(crate::serve::serve(
             listener,

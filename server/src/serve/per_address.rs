@@ -6,8 +6,8 @@
 //! throttle counts it) has at most so many open at once, as nginx's
 //! `limit_conn` sets; past them its new connection is closed as soon as it
 //! is accepted, holding neither a place nor a file. Behind a proxy every
-//! client has the proxy's address: the cap is turned off there (0), and
-//! the proxy limits its clients instead. An IPv6 site's /48 is not capped
+//! client has the proxy's address: a trusted proxy's connections are not
+//! capped (`serve::serve`), and the proxy limits its clients instead. An IPv6 site's /48 is not capped
 //! for connections: an organisation's hosts, each in a /64 of its own,
 //! share one, and a fleet downloading images holds many connections long.
 

@@ -452,11 +452,14 @@ async fn past_the_connections_served_at_once_a_new_one_waits() {
 
 /// One address holds at most its cap of connections at once: past it a
 /// new one is closed at once, whatever it asks, while another address is
-/// served as usual and the first is again once one of its own ends.
+/// served as usual and the first is again once one of its own ends. A
+/// trusted proxy, whose connections carry many clients, has no such cap
+/// (one slow client behind it held every place the proxy had).
 #[tokio::test]
 async fn one_address_holds_at_most_its_cap_of_connections() {
     let app = TestApp::spawn_with(Backend::Sqlite, |args| {
         args.max_connections_per_address = 2;
+        args.trusted_proxies = vec!["127.0.0.3/32".parse().unwrap()];
     })
     .await;
     let from = |address: [u8; 4]| {
@@ -492,6 +495,15 @@ async fn one_address_holds_at_most_its_cap_of_connections() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let again = from([127, 0, 0, 1]).await.unwrap();
     let answer = served(again).await.unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+
+    let _held = [
+        from([127, 0, 0, 3]).await.unwrap(),
+        from([127, 0, 0, 3]).await.unwrap(),
+    ];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let through_the_proxy = from([127, 0, 0, 3]).await.unwrap();
+    let answer = served(through_the_proxy).await.unwrap_or_default();
     assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
 }
 
