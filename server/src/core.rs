@@ -21,6 +21,7 @@ mod personal_store;
 mod provisioning;
 mod query_bounds;
 mod quota;
+pub(crate) mod renewing;
 mod resumable;
 mod store_entries;
 mod sync;
@@ -48,7 +49,7 @@ pub use images::UploadMeta;
 #[cfg(test)]
 pub use jobs::PANICKING_JOB;
 pub use keys::ServerKey;
-pub use quota::{StoreWrite, UploadAllowance};
+pub use quota::{ReservationKeeper, StoreWrite, UploadAllowance, RESERVATION_RENEWED_EVERY};
 pub use resumable::{
     AppendError, Checksum, Resumable, ResumableMeta, MAX_OPEN_UPLOADS, UPLOAD_LIFETIME,
 };

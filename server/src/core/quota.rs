@@ -25,6 +25,30 @@ pub const RESERVATION_STEP: u64 = 64 << 20;
 /// How long a reservation lasts without growing (a crashed server's expire).
 const RESERVATION_TTL: Duration = Duration::from_secs(3600);
 
+/// How often a step that could outlast its write's reservation renews it
+/// ([`ReservationKeeper`]): several times within its life.
+pub const RESERVATION_RENEWED_EVERY: Duration = Duration::from_secs(RESERVATION_TTL.as_secs() / 4);
+
+/// Renews one write's reservation, if it has one, while a step runs
+/// ([`crate::core::renewing::renewing`]).
+pub struct ReservationKeeper {
+    core: std::sync::Arc<Core>,
+    reservation: Option<i64>,
+}
+
+impl ReservationKeeper {
+    pub async fn renew(&self) {
+        let Some(id) = self.reservation else {
+            return;
+        };
+        match self.core.renew_reservation(id).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!("a write's quota reservation lapsed before it ended"),
+            Err(error) => tracing::warn!(%error, "cannot renew a write's quota reservation"),
+        }
+    }
+}
+
 /// How long a reservation moved into a personal store still counts for the
 /// counts whose listing began before the move: longer than any listing.
 const MOVED_RESERVATION_TTL: Duration = Duration::from_secs(600);
@@ -468,6 +492,17 @@ impl StoreWrite {
     /// drop lets go of the reservation as [`StoreWrite::release`] does.
     pub fn placed(&mut self) {
         self.placing = false;
+    }
+
+    /// What keeps this write's reservation from lapsing while one long step
+    /// runs: a copy of a large file can outlast it (through an object
+    /// store, one over 5 GiB streams through the server), and past it the
+    /// room it holds would count no more, for other writes to take.
+    pub fn keeper(&self) -> ReservationKeeper {
+        ReservationKeeper {
+            core: self.core.clone(),
+            reservation: self.reservation,
+        }
     }
 
     /// Lets go of the reservation (the bytes are in the store's files now).

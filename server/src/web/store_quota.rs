@@ -19,9 +19,10 @@ use dav_server::fs::{
 use futures_util::StreamExt;
 
 use crate::blob::IngestError;
+use crate::core::renewing::renewing;
 use crate::core::{
     check_store_depth, Admission, Core, EntryRefused, NewEntry, SharePlace, StoreWrite,
-    MAX_STORE_DEPTH,
+    MAX_STORE_DEPTH, RESERVATION_RENEWED_EVERY,
 };
 use crate::personal::{inside, StoreFs};
 
@@ -41,6 +42,8 @@ pub struct QuotaFs {
     /// The request's upload place, held by each of its copies and moves
     /// until it ends, as the request is until it does.
     place: Option<Arc<SharePlace>>,
+    /// How often a copy under way renews the room it holds.
+    renew_every: Duration,
 }
 
 /// How long a request's copies use the same reservation: far less than a
@@ -56,6 +59,16 @@ impl QuotaFs {
             user_id,
             copies: Arc::default(),
             place: None,
+            renew_every: RESERVATION_RENEWED_EVERY,
+        }
+    }
+
+    /// The same, its copies renewing their room every `every`.
+    #[cfg(test)]
+    fn renewing_every(self, every: Duration) -> Self {
+        Self {
+            renew_every: every,
+            ..self
         }
     }
 
@@ -447,7 +460,10 @@ impl QuotaFs {
             return Err(refused(error));
         }
         write.placing();
-        let copied = DavFileSystem::copy(inner, from, to).await;
+        // A copy may outlast its room's reservation: it is renewed meanwhile.
+        let keeper = write.keeper();
+        let copy = DavFileSystem::copy(inner, from, to);
+        let copied = renewing(copy, self.renew_every, || keeper.renew()).await;
         write.placed();
         copied?;
         let refusal = match DavFileSystem::metadata(inner, to).await {

@@ -10,8 +10,6 @@
 //! could take it, and it would stand done with no file and its room in the
 //! quota let go.
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,6 +19,7 @@ use app::model::{DeploymentState, Viewer};
 use chrono::Utc;
 
 use crate::core::jobs::{job_clock_ms, DEPLOY_JOB};
+use crate::core::renewing::renewing;
 use crate::core::{db_error, Core};
 use crate::store::{Db, DeletedDeployment, REMOVAL_LEASE_MS};
 
@@ -171,67 +170,5 @@ async fn renew_mark(db: &Db, skew_ms: i64, id: i64, mark: i64) {
         Err(error) => {
             tracing::warn!(%error, "cannot renew the mark of a deployed file's removal")
         }
-    }
-}
-
-/// Runs `work` to its end, calling `renew` every `every` meanwhile; `work`
-/// goes on while a renewal waits.
-async fn renewing<T, Renewed>(
-    work: impl Future<Output = T>,
-    every: Duration,
-    renew: impl FnMut() -> Renewed,
-) -> T
-where
-    Renewed: Future<Output = ()>,
-{
-    tokio::select! {
-        done = work => done,
-        never = renew_every(every, renew) => match never {},
-    }
-}
-
-/// Calls `renew` every `every`, the first time after one interval.
-async fn renew_every<Renewed>(every: Duration, mut renew: impl FnMut() -> Renewed) -> Infallible
-where
-    Renewed: Future<Output = ()>,
-{
-    let mut renewals = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    loop {
-        renewals.tick().await;
-        renew().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A removal is renewed while it runs, however long, and its outcome
-    /// comes back once it ends.
-    #[tokio::test]
-    async fn a_long_removal_is_renewed_until_it_ends() {
-        let every = Duration::from_millis(50);
-        let mut renewed = 0;
-        let removal = async {
-            tokio::time::sleep(every * 7 / 2).await;
-            "removed"
-        };
-        let outcome = renewing(removal, every, || {
-            renewed += 1;
-            async {}
-        })
-        .await;
-        assert_eq!(outcome, "removed");
-        assert!((2..=3).contains(&renewed), "renewed {renewed} times");
-
-        // A renewal the database does not answer holds the removal up no
-        // longer than it takes.
-        let removal = async {
-            tokio::time::sleep(every * 2).await;
-            "removed"
-        };
-        let unanswered = renewing(removal, every, std::future::pending::<()>);
-        let outcome = tokio::time::timeout(Duration::from_secs(5), unanswered).await;
-        assert_eq!(outcome.expect("held up by its renewal"), "removed");
     }
 }

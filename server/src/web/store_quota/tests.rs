@@ -1,6 +1,7 @@
 //! Cases of the quota's file system that need a store of their own making.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use app::model::Role;
 use futures_util::FutureExt;
@@ -11,12 +12,14 @@ use crate::personal::local::LocalStores;
 use crate::personal::PersonalStores;
 
 /// Alice's local store with a hand in it: a copy finds its file grown
-/// since its size was read (a write to it meanwhile), and a move, once
-/// begun, waits to be let go.
+/// since its size was read (a write to it meanwhile), or takes as many
+/// milliseconds as `slow_copy` says if any; and a move, once begun, waits
+/// to be let go.
 #[derive(Clone)]
 struct Meddled {
     inner: StoreFs,
     folder: PathBuf,
+    slow_copy: Arc<AtomicU64>,
     move_begun: Arc<tokio::sync::Notify>,
     move_goes: Arc<tokio::sync::Notify>,
 }
@@ -52,6 +55,11 @@ impl DavFileSystem for Meddled {
 
     fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
         async move {
+            let slow = self.slow_copy.load(Ordering::Relaxed);
+            if slow > 0 {
+                tokio::time::sleep(Duration::from_millis(slow)).await;
+                return DavFileSystem::copy(&self.inner, from, to).await;
+            }
             let file = self.folder.join(from.as_rel_ospath());
             let mut grown = std::fs::read(&file).unwrap();
             grown.resize(1 << 20, 7);
@@ -82,6 +90,7 @@ async fn alices_store(dir: &std::path::Path, limits: Limits) -> (QuotaFs, Meddle
     let meddled = Meddled {
         inner: stores.file_system(user).await.unwrap(),
         folder: stores.folder(user),
+        slow_copy: Arc::default(),
         move_begun: Arc::default(),
         move_goes: Arc::default(),
     };
@@ -113,6 +122,50 @@ async fn a_copy_of_a_file_that_grew_meanwhile_keeps_to_the_quota() {
         !folder.join("copy.iso").exists(),
         "the copy past the quota was kept"
     );
+}
+
+/// A copy that outlasts its room's reservation renews it meanwhile, so
+/// the room stays its own. (A copy of a large file through an object store
+/// can run past the hour a reservation lives: its room counted no more,
+/// for other writes to take, and the copy landed unchecked.)
+#[tokio::test]
+async fn a_long_copy_keeps_its_room_reserved() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        user_quota_bytes: Some(1 << 30),
+        ..Limits::default()
+    };
+    let (fs, meddled) = alices_store(dir.path(), limits).await;
+    let fs = fs.renewing_every(Duration::from_millis(100));
+    meddled.slow_copy.store(1_500, Ordering::Relaxed);
+    std::fs::write(meddled.folder.join("disk.iso"), vec![1; 100_000]).unwrap();
+    let crate::store::Pool::Sqlite(pool) = fs.core.db().pool().clone() else {
+        panic!("the test core is on SQLite");
+    };
+    let expiry = || {
+        sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(expires_at) FROM quota_reservations")
+            .fetch_one(&pool)
+    };
+
+    let (from, to) = (
+        DavPath::new("/disk.iso").unwrap(),
+        DavPath::new("/copy.iso").unwrap(),
+    );
+    let copying = DavFileSystem::copy(&fs, &from, &to);
+    let watching = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let early = expiry().await.unwrap().expect("the copy reserved its room");
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        let later = expiry().await.unwrap().unwrap();
+        (early, later)
+    };
+    let (copied, (early, later)) = tokio::join!(copying, watching);
+    copied.unwrap();
+    assert!(
+        later >= early + 500,
+        "not renewed: expiring at {early}, then {later}"
+    );
+    assert!(meddled.folder.join("copy.iso").exists());
 }
 
 /// Folders made in a folder while it is moved deeper are made before
