@@ -560,6 +560,31 @@ impl TestApp {
         self.data_dir.join("personal").join(user_id.to_string())
     }
 
+    /// A request written on the wire byte for byte (`head`, its request
+    /// line and headers without the blank line that ends them, then
+    /// `body`), as `curl --path-as-is` sends it: an HTTP client would
+    /// resolve a path's dot segments first. The status and the whole answer.
+    pub async fn sent_as_is(&self, head: &str, body: &[u8]) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.address).await.unwrap();
+        let head = format!(
+            "{head}Host: {}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            self.address,
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(body).await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let status = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        (status, answer)
+    }
+
     /// Puts a file into a user's personal store over WebDAV.
     pub async fn put_store_file(&self, user: (&str, &str), path: &str, bytes: Vec<u8>) {
         let response = reqwest::Client::new()
