@@ -32,6 +32,7 @@ mod vice;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use app::error::CoreError;
 use tokio::sync::Notify;
@@ -97,6 +98,9 @@ pub struct Limits {
     /// What each new password hash costs (not an operator's setting: see
     /// [`PasswordCost::least`]).
     pub password_cost: PasswordCost,
+    /// How often a write's step that could outlast its quota reservation
+    /// renews it (not an operator's setting: tests shorten it).
+    pub reservations_renewed_every: Duration,
 }
 
 impl Default for Limits {
@@ -111,6 +115,7 @@ impl Default for Limits {
             export_root: None,
             login: LoginLimits::default(),
             password_cost: PasswordCost::default(),
+            reservations_renewed_every: RESERVATION_RENEWED_EVERY,
         }
     }
 }

@@ -18,8 +18,9 @@ use chrono::{DateTime, Utc};
 
 use super::image_cap::too_many_images;
 use super::inspect::Inspection;
+use super::renewing::renewing;
 use super::resumable::Completion;
-use super::{db_error, io_error, Core};
+use super::{db_error, io_error, Core, ReservationKeeper};
 use crate::blob::{BlobKey, LongCopy, Publication, Staged};
 use crate::store::{BlobLock, NewContent, NewImage};
 
@@ -88,6 +89,11 @@ impl Core {
         let size = staged.size as i64;
         // The copy this upload published, to remove if it lands nowhere.
         let mut published = None;
+        // The reservation holding the bytes' room is renewed while they are
+        // published and recorded: in an object store, the making of their
+        // copy (streamed through the server past 5 GiB) can outlast it.
+        let keeper = ReservationKeeper::new(self.db.clone(), lets_go);
+        let every = self.limits.reservations_renewed_every;
         let attached = async {
             let mut preparations = 0;
             let (mut lock, current, copy) = loop {
@@ -191,8 +197,8 @@ impl Core {
             }
             lock.commit().await.map_err(db_error)?;
             Ok(id)
-        }
-        .await;
+        };
+        let attached = renewing(attached, every, || keeper.renew()).await;
         if attached.is_err() {
             // Its copy if it made one (the row may still name it, if the
             // commit's answer was lost), else whatever copy the row names,

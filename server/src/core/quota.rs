@@ -17,7 +17,7 @@ use super::sync::Source;
 use super::Core;
 use crate::blob::{Allowance, IngestError};
 use crate::personal::StoreFile;
-use crate::store::{QuotaAsk, SyncedCopy};
+use crate::store::{Db, QuotaAsk, SyncedCopy};
 
 /// How much an upload reserves ahead of what it has received.
 pub const RESERVATION_STEP: u64 = 64 << 20;
@@ -30,23 +30,38 @@ const RESERVATION_TTL: Duration = Duration::from_secs(3600);
 pub const RESERVATION_RENEWED_EVERY: Duration = Duration::from_secs(RESERVATION_TTL.as_secs() / 4);
 
 /// Renews one write's reservation, if it has one, while a step runs
-/// ([`crate::core::renewing::renewing`]).
+/// ([`crate::core::renewing::renewing`]) that could outlast it: a copy of
+/// a large file, or the making of an image's copy in an object store (one
+/// over 5 GiB streams through the server), past which its room would
+/// count no more, for other writes to take.
 pub struct ReservationKeeper {
-    core: std::sync::Arc<Core>,
+    db: Db,
     reservation: Option<i64>,
 }
 
 impl ReservationKeeper {
+    pub fn new(db: Db, reservation: Option<i64>) -> Self {
+        Self { db, reservation }
+    }
+
     pub async fn renew(&self) {
         let Some(id) = self.reservation else {
             return;
         };
-        match self.core.renew_reservation(id).await {
+        match renew_reservation(&self.db, id).await {
             Ok(true) => {}
             Ok(false) => tracing::warn!("a write's quota reservation lapsed before it ended"),
             Err(error) => tracing::warn!(%error, "cannot renew a write's quota reservation"),
         }
     }
+}
+
+/// Extends reservation `id`'s life, if it has not lapsed; answers whether
+/// it had not.
+async fn renew_reservation(db: &Db, id: i64) -> Result<bool, sqlx::Error> {
+    let now_ms = Utc::now().timestamp_millis();
+    let expires_ms = now_ms.saturating_add(RESERVATION_TTL.as_millis() as i64);
+    db.renew_reservation(id, now_ms, expires_ms).await
 }
 
 /// How long a reservation moved into a personal store still counts for the
@@ -152,10 +167,7 @@ impl Core {
     /// Extends a reservation's life, if it has not lapsed; answers whether
     /// it had not.
     async fn renew_reservation(&self, id: i64) -> Result<bool, IngestError> {
-        let now_ms = Utc::now().timestamp_millis();
-        let expires_ms = now_ms.saturating_add(RESERVATION_TTL.as_millis() as i64);
-        self.db
-            .renew_reservation(id, now_ms, expires_ms)
+        renew_reservation(&self.db, id)
             .await
             .map_err(quota_db_failed)
     }
@@ -499,10 +511,7 @@ impl StoreWrite {
     /// store, one over 5 GiB streams through the server), and past it the
     /// room it holds would count no more, for other writes to take.
     pub fn keeper(&self) -> ReservationKeeper {
-        ReservationKeeper {
-            core: self.core.clone(),
-            reservation: self.reservation,
-        }
+        ReservationKeeper::new(self.core.db.clone(), self.reservation)
     }
 
     /// Lets go of the reservation (the bytes are in the store's files now).

@@ -22,7 +22,7 @@ use crate::blob::IngestError;
 use crate::core::renewing::renewing;
 use crate::core::{
     check_store_depth, Admission, Core, EntryRefused, NewEntry, SharePlace, StoreWrite,
-    MAX_STORE_DEPTH, RESERVATION_RENEWED_EVERY,
+    MAX_STORE_DEPTH,
 };
 use crate::personal::{inside, StoreFs};
 
@@ -42,8 +42,6 @@ pub struct QuotaFs {
     /// The request's upload place, held by each of its copies and moves
     /// until it ends, as the request is until it does.
     place: Option<Arc<SharePlace>>,
-    /// How often a copy under way renews the room it holds.
-    renew_every: Duration,
 }
 
 /// How long a request's copies use the same reservation: far less than a
@@ -59,16 +57,6 @@ impl QuotaFs {
             user_id,
             copies: Arc::default(),
             place: None,
-            renew_every: RESERVATION_RENEWED_EVERY,
-        }
-    }
-
-    /// The same, its copies renewing their room every `every`.
-    #[cfg(test)]
-    fn renewing_every(self, every: Duration) -> Self {
-        Self {
-            renew_every: every,
-            ..self
         }
     }
 
@@ -463,7 +451,8 @@ impl QuotaFs {
         // A copy may outlast its room's reservation: it is renewed meanwhile.
         let keeper = write.keeper();
         let copy = DavFileSystem::copy(inner, from, to);
-        let copied = renewing(copy, self.renew_every, || keeper.renew()).await;
+        let every = self.core.limits().reservations_renewed_every;
+        let copied = renewing(copy, every, || keeper.renew()).await;
         write.placed();
         copied?;
         let refusal = match DavFileSystem::metadata(inner, to).await {

@@ -2,7 +2,7 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use app::model::ImageKind;
+use app::model::{ImageKind, Role};
 use bytes::Bytes;
 use chrono::Utc;
 
@@ -46,6 +46,31 @@ impl StagedBytes for PreparedInVain {
             LongCopy::GiveBack => Ok(Publication::Unprepared(self)),
             LongCopy::Make => self.bytes.publish(sha256, current, long).await,
         }
+    }
+}
+
+/// Staged bytes whose preparation takes `taking` (a large copy made in an
+/// object store, streamed through the server).
+#[derive(Debug)]
+struct PreparedSlowly {
+    bytes: Box<dyn StagedBytes>,
+    taking: Duration,
+}
+
+#[async_trait::async_trait]
+impl StagedBytes for PreparedSlowly {
+    async fn prepare(&mut self, sha256: &str, current: Option<&str>) -> io::Result<()> {
+        tokio::time::sleep(self.taking).await;
+        self.bytes.prepare(sha256, current).await
+    }
+
+    async fn publish(
+        self: Box<Self>,
+        sha256: &str,
+        current: Option<&str>,
+        long: LongCopy,
+    ) -> io::Result<Publication<Box<dyn StagedBytes>>> {
+        self.bytes.publish(sha256, current, long).await
     }
 }
 
@@ -150,4 +175,66 @@ async fn a_record_refused_under_the_lock_leaves_no_copy_of_its_own() {
     assert_eq!(kept_copies.len(), 1, "{kept_copies:?}");
     assert_eq!(kept_copies[0], copy, "the kept record's copy alone");
     assert!(core.blobs.exists(&copy).await);
+}
+
+/// The quota reservation holding an upload's room is renewed while its
+/// bytes are published: the making of their copy in an object store can
+/// outlast the hour a reservation lives, and their room then counted for
+/// no one, for other uploads to take.
+#[tokio::test]
+async fn a_long_publication_keeps_its_room_reserved() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        reservations_renewed_every: Duration::from_millis(100),
+        ..Limits::default()
+    };
+    let core = test_core(dir.path(), limits).await;
+    let user = core
+        .create_user("alice", "alice-password", Role::User)
+        .await
+        .unwrap();
+    let crate::store::Pool::Sqlite(pool) = core.db.pool().clone() else {
+        panic!("the test core is on SQLite");
+    };
+    let an_hour_on = Utc::now().timestamp_millis() + 3_600_000;
+    let reservation: i64 = sqlx::query_scalar(
+        "INSERT INTO quota_reservations (user_id, bytes, expires_at) VALUES ($1, 100, $2) \
+         RETURNING id",
+    )
+    .bind(user)
+    .bind(an_hour_on)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let expiry = || {
+        sqlx::query_scalar::<_, i64>("SELECT expires_at FROM quota_reservations WHERE id = $1")
+            .bind(reservation)
+            .fetch_one(&pool)
+    };
+
+    let staged = hello_world(&core).await.wrapped(|bytes| {
+        Box::new(PreparedSlowly {
+            bytes,
+            taking: Duration::from_millis(1_500),
+        })
+    });
+    let new = record_of(&staged, "slow.iso");
+    let attaching = core.attach_blob(
+        staged,
+        Attach::Insert(&new),
+        Landing::Alone,
+        Some(reservation),
+    );
+    let watching = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let early = expiry().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        (early, expiry().await.unwrap())
+    };
+    let (attached, (early, later)) = tokio::join!(attaching, watching);
+    attached.unwrap();
+    assert!(
+        later >= early + 500,
+        "not renewed: expiring at {early}, then {later}"
+    );
 }

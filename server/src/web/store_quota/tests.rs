@@ -133,10 +133,10 @@ async fn a_long_copy_keeps_its_room_reserved() {
     let dir = tempfile::tempdir().unwrap();
     let limits = Limits {
         user_quota_bytes: Some(1 << 30),
+        reservations_renewed_every: Duration::from_millis(100),
         ..Limits::default()
     };
     let (fs, meddled) = alices_store(dir.path(), limits).await;
-    let fs = fs.renewing_every(Duration::from_millis(100));
     meddled.slow_copy.store(1_500, Ordering::Relaxed);
     std::fs::write(meddled.folder.join("disk.iso"), vec![1; 100_000]).unwrap();
     let crate::store::Pool::Sqlite(pool) = fs.core.db().pool().clone() else {
