@@ -21,7 +21,7 @@ mod personal_store;
 mod provisioning;
 mod query_bounds;
 mod quota;
-pub(crate) mod renewing;
+mod renewing;
 mod resumable;
 mod store_entries;
 mod sync;

@@ -18,7 +18,6 @@ use chrono::{DateTime, Utc};
 
 use super::image_cap::too_many_images;
 use super::inspect::Inspection;
-use super::renewing::renewing;
 use super::resumable::Completion;
 use super::{db_error, io_error, Core, ReservationKeeper};
 use crate::blob::{BlobKey, LongCopy, Publication, Staged};
@@ -92,8 +91,7 @@ impl Core {
         // The reservation holding the bytes' room is renewed while they are
         // published and recorded: in an object store, the making of their
         // copy (streamed through the server past 5 GiB) can outlast it.
-        let keeper = ReservationKeeper::new(self.db.clone(), lets_go);
-        let every = self.limits.reservations_renewed_every;
+        let keeper = ReservationKeeper::new(self, lets_go);
         let attached = async {
             let mut preparations = 0;
             let (mut lock, current, copy) = loop {
@@ -198,7 +196,7 @@ impl Core {
             lock.commit().await.map_err(db_error)?;
             Ok(id)
         };
-        let attached = renewing(attached, every, || keeper.renew()).await;
+        let attached = keeper.during(attached).await;
         if attached.is_err() {
             // Its copy if it made one (the row may still name it, if the
             // commit's answer was lost), else whatever copy the row names,

@@ -29,22 +29,33 @@ const RESERVATION_TTL: Duration = Duration::from_secs(3600);
 /// ([`ReservationKeeper`]): several times within its life.
 pub const RESERVATION_RENEWED_EVERY: Duration = Duration::from_secs(RESERVATION_TTL.as_secs() / 4);
 
-/// Renews one write's reservation, if it has one, while a step runs
-/// ([`crate::core::renewing::renewing`]) that could outlast it: a copy of
-/// a large file, or the making of an image's copy in an object store (one
-/// over 5 GiB streams through the server), past which its room would
-/// count no more, for other writes to take.
+/// Renews one write's reservation, if it has one, every so often while a
+/// step runs that could outlast it: a copy of a large file, or the making
+/// of an image's copy in an object store (one over 5 GiB streams through
+/// the server), past which its room would count no more, for other writes
+/// to take.
 pub struct ReservationKeeper {
     db: Db,
     reservation: Option<i64>,
+    every: Duration,
 }
 
 impl ReservationKeeper {
-    pub fn new(db: Db, reservation: Option<i64>) -> Self {
-        Self { db, reservation }
+    /// For `reservation` (if any) of a write of `core`'s.
+    pub fn new(core: &Core, reservation: Option<i64>) -> Self {
+        Self {
+            db: core.db.clone(),
+            reservation,
+            every: core.limits.reservations_renewed_every,
+        }
     }
 
-    pub async fn renew(&self) {
+    /// Runs `step` to its end, the reservation renewed meanwhile.
+    pub async fn during<T>(&self, step: impl std::future::Future<Output = T>) -> T {
+        crate::core::renewing::renewing(step, self.every, || self.renew()).await
+    }
+
+    async fn renew(&self) {
         let Some(id) = self.reservation else {
             return;
         };
@@ -511,7 +522,7 @@ impl StoreWrite {
     /// store, one over 5 GiB streams through the server), and past it the
     /// room it holds would count no more, for other writes to take.
     pub fn keeper(&self) -> ReservationKeeper {
-        ReservationKeeper::new(self.core.db.clone(), self.reservation)
+        ReservationKeeper::new(&self.core, self.reservation)
     }
 
     /// Lets go of the reservation (the bytes are in the store's files now).

@@ -287,8 +287,8 @@ fn destination(headers: &HeaderMap) -> Result<Option<DavPath>, ()> {
             Err(_) => return refused(),
         }
     };
-    match DavPath::new(&path).and_then(|mut path| path.set_prefix("/store/").map(|()| path)) {
-        Ok(inside) if inside.as_bytes() != b"/" => Ok(Some(inside)),
+    match inside_store(&path) {
+        Some(inside) if inside.as_bytes() != b"/" => Ok(Some(inside)),
         _ => refused(),
     }
 }

@@ -19,7 +19,6 @@ use dav_server::fs::{
 use futures_util::StreamExt;
 
 use crate::blob::IngestError;
-use crate::core::renewing::renewing;
 use crate::core::{
     check_store_depth, Admission, Core, EntryRefused, NewEntry, SharePlace, StoreWrite,
     MAX_STORE_DEPTH,
@@ -449,10 +448,10 @@ impl QuotaFs {
         }
         write.placing();
         // A copy may outlast its room's reservation: it is renewed meanwhile.
-        let keeper = write.keeper();
-        let copy = DavFileSystem::copy(inner, from, to);
-        let every = self.core.limits().reservations_renewed_every;
-        let copied = renewing(copy, every, || keeper.renew()).await;
+        let copied = write
+            .keeper()
+            .during(DavFileSystem::copy(inner, from, to))
+            .await;
         write.placed();
         copied?;
         let refusal = match DavFileSystem::metadata(inner, to).await {
