@@ -185,9 +185,21 @@ impl PersonalStores for LocalStores {
             if !root.exists() {
                 return Ok(());
             }
-            let mut pending = vec![root];
+            let mut pending = vec![root.clone()];
             while let Some(folder) = pending.pop() {
-                for entry in std::fs::read_dir(&folder)? {
+                // A folder that cannot be read (one a store should never
+                // hold: a path past the system's limit) is left as it is,
+                // rather than keep the server from starting.
+                let entries = match std::fs::read_dir(&folder) {
+                    Ok(entries) => entries,
+                    Err(error) if folder != root => {
+                        tracing::warn!(%error, folder = %folder.display(),
+                            "cannot look for partial writes in a personal store's folder");
+                        continue;
+                    }
+                    Err(error) => return Err(error),
+                };
+                for entry in entries {
                     let entry = entry?;
                     let kind = entry.file_type()?;
                     if kind.is_dir() {
@@ -543,6 +555,38 @@ mod tests {
         assert_eq!(count_below(path, 100).unwrap(), 6);
         assert_eq!(count_below(path, 3).unwrap(), 4);
         assert_eq!(count_below(&path.join("missing"), 100).unwrap(), 0);
+    }
+
+    /// Made step by step, each folder from the one above it, as a tree
+    /// moved below a long path is.
+    fn folder_past_the_path_limit(root: &Path) -> std::path::PathBuf {
+        use rustix::fs::{mkdirat, openat, Mode, OFlags, CWD};
+        let name = "n".repeat(250);
+        let mut folder = openat(CWD, root, OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let mut path = root.to_path_buf();
+        for _ in 0..20 {
+            mkdirat(&folder, name.as_str(), Mode::from_raw_mode(0o755)).unwrap();
+            folder = openat(&folder, name.as_str(), OFlags::DIRECTORY, Mode::empty()).unwrap();
+            path.push(&name);
+        }
+        path
+    }
+
+    #[tokio::test]
+    async fn a_folder_past_the_path_limit_keeps_no_server_from_starting() {
+        let data = tempfile::tempdir().unwrap();
+        let stores = LocalStores::new(data.path().join("personal"));
+        let store = stores.folder(1);
+        std::fs::create_dir_all(&store).unwrap();
+        let deep = folder_past_the_path_limit(&store);
+        assert!(
+            std::fs::read_dir(&deep).is_err(),
+            "the folder is past the limit"
+        );
+        let partial = store.join(format!("{PARTIAL_PREFIX}1"));
+        std::fs::write(&partial, b"x").unwrap();
+        stores.discard_partial_writes().await.unwrap();
+        assert!(!partial.exists(), "a partial write beside it is discarded");
     }
 
     #[test]

@@ -243,7 +243,8 @@ async fn refuse_before_overwrite(
         ),
         FsError::PathTooLong => (
             StatusCode::URI_TOO_LONG,
-            "files and folders are at most 32 deep; nothing was replaced\n",
+            "files and folders are at most 32 deep, and their paths at most 1,024 bytes; \
+             nothing was replaced\n",
         ),
         FsError::Forbidden => (
             StatusCode::CONFLICT,

@@ -10,6 +10,7 @@ use std::io::SeekFrom;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use app::model::{beyond_store_limits, MAX_STORE_PATH};
 use bytes::{Buf, Bytes};
 use dav_server::davpath::DavPath;
 use dav_server::fs::{
@@ -66,6 +67,11 @@ impl QuotaFs {
 
     /// Admits an entry at `path`, a new one or one written over a file.
     async fn admit(&self, path: &DavPath, kind: NewEntry) -> Result<Admission, FsError> {
+        // Each request's own paths are measured before it runs; a folder's
+        // copy makes paths of its own.
+        if beyond_store_limits(path.as_bytes()) {
+            return Err(FsError::PathTooLong);
+        }
         self.core
             .admit_store_entry(self.user_id, depth(path), kind)
             .await
@@ -106,24 +112,59 @@ fn segment(name: &[u8]) -> String {
 }
 
 /// What lies below a folder: how many levels of entries (0 for an empty
-/// one), and how many bytes its files hold.
+/// one), how many bytes its files hold, and its longest path (`a/b/c`,
+/// in bytes; 0 for an empty one).
+#[derive(Default)]
 struct Below {
     height: usize,
     bytes: u64,
+    longest: usize,
+}
+
+impl Below {
+    /// Refuses what lies below a folder copied or moved to `to` where it
+    /// would reach too deep, or a path too long for a store to keep: each
+    /// request's paths are measured, but a folder's are not, and a tree
+    /// moved below a long path could hold paths longer than a file system
+    /// can name (Linux's 4,096 bytes, past which the folder could not be
+    /// walked, counted or deleted, nor the server start).
+    fn check_at(&self, to: &DavPath) -> Result<(), FsError> {
+        check_store_depth(depth(to) + self.height).map_err(entry_refused)?;
+        if self.longest > 0 && store_length(to) + 1 + self.longest > MAX_STORE_PATH {
+            return Err(FsError::PathTooLong);
+        }
+        Ok(())
+    }
+}
+
+/// A path's length inside the store, its slashes at either end aside.
+fn store_length(path: &DavPath) -> usize {
+    let bytes = path.as_bytes();
+    let start = bytes.iter().position(|&byte| byte != b'/');
+    let end = bytes.iter().rposition(|&byte| byte != b'/');
+    match (start, end) {
+        (Some(start), Some(end)) => end + 1 - start,
+        _ => 0,
+    }
 }
 
 /// What lies below `folder`, its levels counted up to `limit + 1` (past
 /// that the walk stops, its bytes short).
 async fn below(fs: &StoreFs, folder: &DavPath, limit: usize) -> Result<Below, FsError> {
-    let mut found = Below {
-        height: 0,
-        bytes: 0,
-    };
-    let mut pending = vec![(folder.clone(), 0_usize)];
-    while let Some((path, level)) = pending.pop() {
+    let mut found = Below::default();
+    // Each folder to list, its level and its path's length below `folder`.
+    let mut pending = vec![(folder.clone(), 0_usize, 0_usize)];
+    while let Some((path, level, length)) = pending.pop() {
         let mut entries = DavFileSystem::read_dir(fs, &path, ReadDirMeta::None).await?;
         while let Some(entry) = entries.next().await {
             let entry = entry?;
+            let name = entry.name();
+            let entry_length = if length == 0 {
+                name.len()
+            } else {
+                length + 1 + name.len()
+            };
+            found.longest = found.longest.max(entry_length);
             found.height = found.height.max(level + 1);
             if found.height > limit {
                 return Ok(found);
@@ -136,10 +177,10 @@ async fn below(fs: &StoreFs, folder: &DavPath, limit: usize) -> Result<Below, Fs
             if !below.ends_with('/') {
                 below.push('/');
             }
-            below.push_str(&segment(&entry.name()));
+            below.push_str(&segment(&name));
             below.push('/');
             let below = DavPath::new(&below).map_err(|_| FsError::GeneralFailure)?;
-            pending.push((below, level + 1));
+            pending.push((below, level + 1, entry_length));
         }
     }
     Ok(found)
@@ -249,13 +290,14 @@ impl DavFileSystem for QuotaFs {
     }
 
     /// A move adds no bytes and no entries (when it completes), but may
-    /// take a folder's entries deeper: not past the deepest a store's may be.
+    /// take a folder's entries deeper or their paths longer: not past what
+    /// a store's may be.
     fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
         Box::pin(async move {
             // Held until the move ends (in its task): nothing is made in
             // the folder meanwhile at the depth it had.
             let depths = self.core.store_depths_changing(self.user_id).await;
-            self.check_move_depth(from, to).await?;
+            self.check_move_reach(from, to).await?;
             // A move in an object store is copies, then deletes: one that
             // did not complete, or that another overlapped, may leave files
             // twice.
@@ -346,11 +388,18 @@ impl QuotaFs {
         from: &DavPath,
         to: &DavPath,
     ) -> Result<(), FsError> {
-        let Ok(target) = DavFileSystem::metadata(&self.inner, to).await else {
-            return Ok(()); // Nothing there to lose.
-        };
         let Ok(source) = DavFileSystem::metadata(&self.inner, from).await else {
             return Ok(()); // dav-server answers for a missing source.
+        };
+        let Ok(target) = DavFileSystem::metadata(&self.inner, to).await else {
+            // Nothing there to lose; but a folder's copy, whose entries are
+            // each admitted as they are made, would stop partway at one
+            // too deep or too long: it is measured whole first.
+            if !moving && source.is_dir() && !inside(to, from) {
+                let room = MAX_STORE_DEPTH.saturating_sub(depth(to));
+                below(&self.inner, from, room).await?.check_at(to)?;
+            }
+            return Ok(());
         };
         // Onto a folder that holds the source, or something inside it:
         // deleting the destination first deleted (part of) the source.
@@ -366,7 +415,7 @@ impl QuotaFs {
         // in both, and its retry (onto the folder it had begun) deleted the
         // files it had moved already.
         if moving {
-            self.check_move_depth(from, to).await?;
+            self.check_move_reach(from, to).await?;
             if target.is_dir() && self.inner.atomic_writes() {
                 return Err(FsError::Exists);
             }
@@ -376,22 +425,22 @@ impl QuotaFs {
         } else {
             let room = MAX_STORE_DEPTH.saturating_sub(depth(to));
             let copied = below(&self.inner, from, room).await?;
-            check_store_depth(depth(to) + copied.height).map_err(entry_refused)?;
+            copied.check_at(to)?;
             self.reserve_for_copies(copied.bytes).await
         }
     }
 
-    /// A move may take a folder's entries deeper: not past the deepest a
-    /// store's may be.
-    async fn check_move_depth(&self, from: &DavPath, to: &DavPath) -> Result<(), FsError> {
-        if depth(to) > depth(from) {
+    /// A move may take a folder's entries deeper, and their paths longer:
+    /// not past what a store's may be.
+    async fn check_move_reach(&self, from: &DavPath, to: &DavPath) -> Result<(), FsError> {
+        if depth(to) > depth(from) || store_length(to) > store_length(from) {
             let room = MAX_STORE_DEPTH.saturating_sub(depth(to));
             let below = if DavFileSystem::metadata(&self.inner, from).await?.is_dir() {
-                below(&self.inner, from, room).await?.height
+                below(&self.inner, from, room).await?
             } else {
-                0
+                Below::default()
             };
-            check_store_depth(depth(to) + below).map_err(entry_refused)?;
+            below.check_at(to)?;
         }
         Ok(())
     }

@@ -157,6 +157,52 @@ async fn a_store_holds_at_most_its_cap_of_files_and_folders(#[case] backend: Bac
     );
 }
 
+/// Each request's path is at most 1,024 bytes, and so is every path a
+/// folder copied or moved holds where it lands: a tree moved below a long
+/// path, again and again, held paths past Linux's 4,096 bytes, which no
+/// walk, count or delete of the store (nor the server's start) could read.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::shared(Backend::Shared)]
+#[tokio::test]
+async fn a_folder_moved_or_copied_keeps_its_paths_within_1024_bytes(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let long = "l".repeat(250);
+    for folder in [
+        "/a/".to_owned(),
+        format!("/a/{long}/"),
+        format!("/a/{long}/{long}/"),
+    ] {
+        let made = dav(&app, ALICE, "MKCOL", &folder, None, None).await;
+        assert_eq!(made, StatusCode::CREATED, "{folder}");
+    }
+    let mut deep = String::new();
+    for name in ["b", &long, &long, &long] {
+        deep.push_str(&format!("/{name}"));
+        let made = dav(&app, ALICE, "MKCOL", &format!("{deep}/"), None, None).await;
+        assert_eq!(made, StatusCode::CREATED, "{deep}");
+    }
+    // b/l…/l…/l…/a (756 bytes), then l…/l… below it (501 more).
+    let too_long = format!("{deep}/a/");
+    assert!(too_long.len() < 1024);
+    let moved = dav(&app, ALICE, "MOVE", "/a/", Some(&too_long), None).await;
+    assert_eq!(moved, StatusCode::URI_TOO_LONG);
+    let copied = dav(&app, ALICE, "COPY", "/a/", Some(&too_long), None).await;
+    assert_eq!(copied, StatusCode::URI_TOO_LONG);
+    let all = entries(&app, ALICE).await;
+    assert!(all.contains(&format!("a/{long}/{long}/")), "{all:?}");
+    assert!(!all.iter().any(|entry| entry.len() > 1024), "{all:?}");
+    // Where its paths fit (b/l…/a/l…/l…, 1,008 bytes), it moves.
+    let fits = format!("/b/{long}/{long}/a/");
+    let moved = dav(&app, ALICE, "MOVE", "/a/", Some(&fits), None).await;
+    assert_eq!(moved, StatusCode::CREATED);
+    let all = entries(&app, ALICE).await;
+    let moved = format!("b/{long}/{long}/a/{long}/{long}/");
+    assert!(all.contains(&moved), "{all:?}");
+    assert!(!all.iter().any(|entry| entry.starts_with("a/")), "{all:?}");
+}
+
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::shared(Backend::Shared)]
