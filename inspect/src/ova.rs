@@ -360,6 +360,10 @@ pub fn inspect(reader: impl Read) -> Result<Inspection, String> {
     let mut folded_names = HashSet::new();
     let mut descriptor: Option<OvfMetadata> = None;
     let mut manifest: Option<Vec<(Algorithm, String, String)>> = None;
+    // What the entries are hashed with: what the manifest uses, or both
+    // while it is unknown (worked out once: a long manifest's lines gone
+    // through again for each of many entries cost seconds).
+    let mut algorithms = vec![Algorithm::Sha1, Algorithm::Sha256];
     let mut digests: HashMap<String, Digests> = HashMap::new();
     let mut disks: Vec<(String, DiskInfo)> = Vec::new();
     // Where the entry before ended, to a block: the next headers start there.
@@ -457,19 +461,13 @@ pub fn inspect(reader: impl Read) -> Result<Inspection, String> {
                 .lines()
                 .filter_map(|line| manifest_line(line).transpose())
                 .collect::<Result<Vec<_>, _>>()?;
+            algorithms = [Algorithm::Sha1, Algorithm::Sha256]
+                .into_iter()
+                .filter(|algorithm| lines.iter().any(|line| line.0 == *algorithm))
+                .collect();
             manifest = Some(lines);
             continue;
         }
-        // Hash with what the manifest uses, or with both while it is unknown.
-        let algorithms: Vec<Algorithm> = match &manifest {
-            Some(lines) => {
-                let mut used: Vec<Algorithm> = lines.iter().map(|line| line.0).collect();
-                used.sort_by_key(|algorithm| *algorithm as u8);
-                used.dedup();
-                used
-            }
-            None => vec![Algorithm::Sha1, Algorithm::Sha256],
-        };
         let mut hashing = Hashing::new(&mut entry, &algorithms);
         // A certificate is only hashed; the descriptor names none of them
         // (check_hrefs), so no disk goes unchecked as one.

@@ -454,14 +454,29 @@ impl Parser {
         let (mut href, mut id, mut size) = (None, None, None);
         each_attribute(element, |name, value| {
             match name {
-                // Every href is checked, not just the first: a reader may
-                // take any of `ovf:href` and `other:href`.
+                // One href (whatever its prefix), checked wherever it is.
                 "href" => {
                     check_href(&value)?;
-                    keep_first(&mut href, value);
+                    keep_only(&mut href, value, "File", "href")?;
                 }
-                "id" => keep_first(&mut id, value),
+                "id" => keep_only(&mut id, value, "File", "id")?,
                 "size" => keep_first(&mut size, value),
+                // The disk a reader gets from a compressed or chunked file
+                // is not the bytes Depot inspects: it would go unchecked.
+                "compression" if value.trim() != "identity" => {
+                    return Err(format!(
+                        "a file is stored compressed (\"{}\"), which Depot cannot inspect: \
+                         export the appliance without compression",
+                        printable(&value)
+                    ));
+                }
+                "chunkSize" => {
+                    return Err(
+                        "a file is stored in chunks (chunkSize), which Depot cannot \
+                                inspect: export the appliance as whole files"
+                            .into(),
+                    );
+                }
                 _ => {}
             }
             Ok(())
@@ -489,7 +504,7 @@ impl Parser {
             match name {
                 "capacity" => keep_first(&mut capacity, value),
                 "capacityAllocationUnits" => keep_first(&mut units, value),
-                "fileRef" => keep_first(&mut file_ref, value),
+                "fileRef" => keep_only(&mut file_ref, value, "Disk", "fileRef")?,
                 _ => {}
             }
             Ok(())

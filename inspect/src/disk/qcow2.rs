@@ -16,6 +16,8 @@ const QCOW2_KNOWN_INCOMPATIBLE: u64 = QCOW2_DIRTY
 /// The header extension that names an external data file ("DATA").
 const QCOW2_EXT_DATA_FILE: u32 = 0x4441_5441;
 const QCOW2_DATA_FILE: &str = "a qcow2 image with an external data file";
+const QCOW2_BEYOND_REACH: &str =
+    "a qcow2 image whose header extensions run past its first MiB, where Depot cannot check them";
 
 /// A qcow2 header: refused when it names another file (a backing file, an
 /// external data file), is marked corrupt, or asks for an incompatible
@@ -85,13 +87,23 @@ pub(super) fn qcow2(head: &[u8]) -> Result<DiskInfo, String> {
 
 /// Walks the header extensions (they end at a zero type, within the first
 /// cluster): one naming an external data file is refused even when the
-/// feature bit is clear, since a reader could honour either.
+/// feature bit is clear, since a reader could honour either. So is a walk
+/// that runs past the bytes held (the first MiB of a file with clusters of
+/// 2 MiB), where such an extension could lie unseen.
 fn qcow2_extensions(head: &[u8], from: usize, cluster_size: usize) -> Result<(), String> {
     let end = cluster_size.min(head.len());
     let mut at = from;
-    while at < end {
-        let (Some(kind), Some(length)) = (be_u32(head, at), be_u32(head, at + 4)) else {
+    loop {
+        if at >= end {
+            // A file that ends inside its first cluster is read whole.
+            if at < cluster_size && head.len() >= super::HEAD_LEN {
+                return Err(QCOW2_BEYOND_REACH.into());
+            }
             break;
+        }
+        let (Some(kind), Some(length)) = (be_u32(head, at), be_u32(head, at + 4)) else {
+            at = end;
+            continue;
         };
         if kind == 0 {
             break;
@@ -189,6 +201,25 @@ pub(super) mod tests {
         // A v2 header with a backing file.
         let v2_backing = qcow2_with(2, |file| put(file, 8, &0x200u64.to_be_bytes()));
         refused(&v2_backing, "backing file");
+    }
+
+    /// Clusters of 2 MiB, and the header's extensions walked past the first
+    /// MiB (one unknown extension that long): whatever follows is unseen.
+    #[test]
+    fn qcow2_extensions_past_the_bytes_held_are_refused() {
+        let mut file = zeros(3 << 20);
+        put(&mut file, 0, &hex::decode(QCOW2_V3).unwrap());
+        put(&mut file, 20, &21u32.to_be_bytes());
+        // The feature-name table's place, taken by a long unknown extension.
+        put(&mut file, 0x70, &0x1234_5678u32.to_be_bytes());
+        put(&mut file, 0x74, &(1u32 << 20).to_be_bytes());
+        let data_at = 0x70 + 8 + (1 << 20);
+        put(&mut file, data_at, &QCOW2_EXT_DATA_FILE.to_be_bytes());
+        refused(&file, "run past its first MiB");
+        // Ended before the first MiB, the same file is read.
+        put(&mut file, 0x74, &4096u32.to_be_bytes());
+        put(&mut file, data_at, &[0; 4]);
+        assert_eq!(inspect(&file).unwrap().detail, "qcow2 v3");
     }
 
     #[test]

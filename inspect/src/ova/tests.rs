@@ -208,6 +208,19 @@ fn a_disk_passed_off_as_a_certificate_is_refused() {
         let reason = refusal(&ova);
         assert!(reason.contains("as one of its files"), "{href}: {reason}");
     }
+    // Nor named by a second href beside a disk's, which readers that take
+    // the last one, or the `ovf:` one, would open.
+    let two_hrefs =
+        b"<?xml version=\"1.0\"?><Envelope xmlns=\"http://schemas.dmtf.org/ovf/envelope/1\" \
+        xmlns:ovf=\"http://schemas.dmtf.org/ovf/envelope/1\"><References>\
+        <File href=\"disk.img\" ovf:href=\"evil.cert\" ovf:id=\"f1\"/></References></Envelope>";
+    let ova = archive(&[
+        ("appliance.ovf", two_hrefs),
+        ("disk.img", &[1; 512]),
+        ("evil.cert", &qcow2_with_backing_file),
+    ]);
+    let reason = refusal(&ova);
+    assert!(reason.contains("href twice"), "{reason}");
     // A certificate nothing names is hashed and left alone.
     let ova = archive(&[
         ("appliance.ovf", &descriptor(&["disk.img"])),

@@ -16,6 +16,27 @@ pub(super) fn keep_first(slot: &mut Option<String>, value: String) {
     }
 }
 
+/// Fills an empty slot, or refuses a second attribute of one local name (in
+/// another namespace) where readers differ on which they take: the first,
+/// the last, or the one of the namespace they ask for. An href or file
+/// reference read one way by Depot and another by a hypervisor would have
+/// it open a file Depot never checked as the disk.
+pub(super) fn keep_only(
+    slot: &mut Option<String>,
+    value: String,
+    element: &str,
+    name: &str,
+) -> Result<(), String> {
+    if slot.is_some() {
+        return Err(format!(
+            "a {element} element gives its {name} twice, in two namespaces: readers differ on \
+             which they take"
+        ));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
 /// Calls `visit` with the local name and the normalized value (entities
 /// resolved) of each attribute of `element`, namespace declarations left
 /// out: `xmlns:href="..."` declares a prefix, it is no href.
@@ -64,8 +85,9 @@ pub(super) fn check_href(href: &str) -> Result<(), String> {
 /// A relative name made of plain segments: not empty, not absolute, no `..`
 /// anywhere (as the store sync checks it), no backslash (a Windows path
 /// separator), no colon (a scheme such as `http:` or `file:`, a drive letter,
-/// and so any `://`), no empty or `.` segment, no control or bidirectional
-/// formatting character.
+/// and so any `://`), no `?` or `#` (a reader that takes the href for a URI
+/// reads `a.cert#x.vmdk` as `a.cert`), no empty or `.` segment, no control
+/// or bidirectional formatting character.
 pub(super) fn is_plain_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_TEXT
@@ -73,7 +95,7 @@ pub(super) fn is_plain_name(name: &str) -> bool {
         && !name.contains("..")
         && !name
             .chars()
-            .any(|c| matches!(c, '\\' | ':') || c.is_control() || is_bidi_control(c))
+            .any(|c| matches!(c, '\\' | ':' | '?' | '#') || c.is_control() || is_bidi_control(c))
         && name
             .split('/')
             .all(|segment| !segment.is_empty() && segment != ".")

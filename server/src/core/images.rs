@@ -367,6 +367,7 @@ impl Core {
         let recorded = async {
             let (staged, inspection, completion) =
                 self.ingest_source(user, source, &mut allowance).await?;
+            inspection.check_named(name.as_str())?;
             let folder = user.username.clone();
             let new = NewImage {
                 kind: inspection.format.kind().as_str(),

@@ -94,6 +94,32 @@ impl Inspection {
             _ => Ok(()),
         }
     }
+
+    /// Refuses a file named as an OVA or OVF package whose bytes the
+    /// inspector did not read as one (a descriptor after a long comment, a
+    /// tar archive of the old kind): it would be stored, as raw bytes whose
+    /// descriptor and disks no one checked, under a name that has tools
+    /// open it as a package.
+    pub fn check_named(&self, name: &str) -> Result<(), CoreError> {
+        let lower = name.to_ascii_lowercase();
+        let named = if lower.ends_with(".ova") {
+            DiskFormat::Ova
+        } else if lower.ends_with(".ovf") {
+            DiskFormat::Ovf
+        } else {
+            return Ok(());
+        };
+        if named == self.format {
+            return Ok(());
+        }
+        Err(Self::refused(format!(
+            "named as an {} package, but Depot cannot read its bytes as one (it found {}); \
+             export it again as an OVA (a tar archive whose first entry is the descriptor) or \
+             an OVF descriptor",
+            named.as_str().to_ascii_uppercase(),
+            self.detail
+        )))
+    }
 }
 
 #[cfg(test)]
@@ -111,5 +137,27 @@ mod tests {
             refused.to_string().contains("declared as qcow2"),
             "{refused}"
         );
+    }
+
+    #[test]
+    fn a_package_s_name_holds_a_package() {
+        // An OVF descriptor after more than the 4 KiB the inspector looks
+        // at: raw bytes to it.
+        let mut hidden = b"<?xml version='1.0'?><!--".to_vec();
+        hidden.extend(std::iter::repeat_n(b'x', 5000));
+        hidden
+            .extend(b"--><Envelope><References><File href='/etc/shadow'/></References></Envelope>");
+        let raw = Inspection::from(depot_inspect::inspect_bytes(&hidden).unwrap());
+        assert_eq!(raw.format, DiskFormat::Raw);
+        for name in ["appliance.ova", "appliance.OVF"] {
+            let refused = raw.check_named(name).unwrap_err();
+            assert!(refused.to_string().contains("package"), "{refused}");
+        }
+        assert!(raw.check_named("disk.img").is_ok());
+        let ovf = b"<?xml version='1.0'?><Envelope><References/></Envelope>";
+        let ovf = Inspection::from(depot_inspect::inspect_bytes(ovf).unwrap());
+        assert_eq!(ovf.format, DiskFormat::Ovf);
+        assert!(ovf.check_named("appliance.ovf").is_ok());
+        assert!(ovf.check_named("appliance.ova").is_err());
     }
 }

@@ -203,6 +203,7 @@ impl Core {
                 self.ingest_source(uploader, source, &mut allowance).await?;
             // What the record declared (its content type) before it had bytes.
             inspection.check_declared(image.sha256.is_none().then_some(image.format).flatten())?;
+            inspection.check_named(&image.name)?;
             let new_sha256 = staged.sha256.clone();
             self.attach_blob(
                 staged,

@@ -244,6 +244,11 @@ fn corpus(folder: &Path) {
         "bad-disk.ova",
         &[("appliance.ovf", ovf), ("disk1.vmdk", Some("backed.qcow2"))],
     );
+    // A descriptor the inspector does not see as one (past a long comment):
+    // raw bytes to it, refused under a package's name.
+    let envelope = DESCRIPTOR.split_once('\n').unwrap().1;
+    let prolog = format!("<?xml version='1.0'?><!--{}-->{envelope}", "x".repeat(5000));
+    std::fs::write(folder.join("prolog.ovf"), prolog).unwrap();
 }
 
 async fn upload_file(app: &TestApp, folder: &Path, name: &str) -> (u16, Value) {
@@ -361,6 +366,7 @@ async fn unsafe_files_are_refused_and_leave_nothing(#[case] backend: Backend) {
         ("disk-first.ova", "first entry"),
         ("missing-disk.ova", "does not hold"),
         ("bad-disk.ova", "backing file"),
+        ("prolog.ovf", "package"),
     ];
     for (file, reason) in refused {
         let (status, body) = upload_file(&app, folder.path(), file).await;

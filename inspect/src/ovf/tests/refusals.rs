@@ -127,6 +127,51 @@ fn other_unplain_hrefs_are_refused() {
     );
 }
 
+/// What one reader takes for the disk and another for a certificate, or a
+/// fragment: refused rather than read one way.
+#[test]
+fn a_file_read_two_ways_is_refused() {
+    for file in [
+        r#"<File href="disk.img" ovf:href="evil.cert" ovf:id="file1"/>"#,
+        r#"<File ovf:href="disk.img" vmw:href="disk.img" ovf:id="file1"/>"#,
+        r#"<File ovf:href="disk.img" ovf:id="file1" vmw:id="file2"/>"#,
+    ] {
+        let reason = refused(&envelope(&format!("<References>{file}</References>")));
+        assert!(reason.contains("twice"), "{file}: {reason}");
+    }
+    let reason = refused(&envelope(
+        r#"<References><File ovf:href="disk.img" ovf:id="file1"/></References>
+           <DiskSection><Disk ovf:diskId="d" ovf:fileRef="file1" vmw:fileRef="file2"/></DiskSection>"#,
+    ));
+    assert!(reason.contains("fileRef twice"), "{reason}");
+    for href in ["evil.cert#disk.vmdk", "evil.cert?disk.vmdk"] {
+        let reason = refused(&with_file(href));
+        assert!(
+            reason.starts_with("a file reference is not a plain name"),
+            "{href}: {reason}"
+        );
+    }
+}
+
+/// A reader that honours `compression` or `chunkSize` opens a disk that is
+/// not the bytes inspected.
+#[test]
+fn a_compressed_or_chunked_file_is_refused() {
+    let reason = refused(&envelope(
+        r#"<References><File ovf:href="disk.vmdk" ovf:id="file1" ovf:compression="gzip"/></References>"#,
+    ));
+    assert!(reason.contains("compressed (\"gzip\")"), "{reason}");
+    let reason = refused(&envelope(
+        r#"<References><File ovf:href="disk.vmdk" ovf:id="file1" ovf:chunkSize="1048576"/></References>"#,
+    ));
+    assert!(reason.contains("chunks"), "{reason}");
+    // Stored as it is, said in so many words: read as before.
+    let metadata = parsed(&envelope(
+        r#"<References><File ovf:href="disk.vmdk" ovf:id="file1" ovf:compression="identity"/></References>"#,
+    ));
+    assert_eq!(metadata.files.len(), 1);
+}
+
 #[test]
 fn too_deep_a_document_is_refused() {
     // The envelope and 63 levels inside it: 64 in all.
