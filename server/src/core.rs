@@ -52,7 +52,7 @@ pub use jobs::PANICKING_JOB;
 pub use keys::ServerKey;
 pub use quota::{ReservationKeeper, StoreWrite, UploadAllowance, RESERVATION_RENEWED_EVERY};
 pub use resumable::{
-    AppendError, Checksum, Resumable, ResumableMeta, MAX_OPEN_UPLOADS, UPLOAD_LIFETIME,
+    AppendError, Appended, Checksum, Resumable, ResumableMeta, MAX_OPEN_UPLOADS, UPLOAD_LIFETIME,
 };
 pub use store_entries::{
     check_store_depth, Admission, EntryRefused, MovesSeen, Moving, NewEntry, MAX_STORE_DEPTH,

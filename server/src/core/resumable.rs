@@ -103,6 +103,14 @@ pub enum Checksum {
     Sha256(Vec<u8>),
 }
 
+/// A chunk taken: the upload's new offset, and whether its body broke off
+/// (its client went) before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub received: u64,
+    pub broke_off: bool,
+}
+
 /// Why a chunk was not taken.
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
@@ -245,7 +253,8 @@ impl Core {
 
     /// Appends a chunk at `offset`, which must be what the server has
     /// received so far; answers the new offset. The bytes received are kept
-    /// even if the body breaks off (unless a checksum must vouch for them).
+    /// even if the body breaks off (unless a checksum must vouch for them),
+    /// which the answer tells.
     /// The chunk that completes the upload makes it an image.
     pub async fn append_to_upload<S, E>(
         &self,
@@ -254,7 +263,7 @@ impl Core {
         offset: u64,
         body: S,
         checksum: Option<Checksum>,
-    ) -> Result<u64, AppendError>
+    ) -> Result<Appended, AppendError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: std::fmt::Display + Send,
@@ -273,7 +282,10 @@ impl Core {
             // Every byte is here but the image is not (a completion that
             // failed or was cut off): this request completes it.
             self.complete_upload(viewer, id).await?;
-            return Ok(upload.received);
+            return Ok(Appended {
+                received: upload.received,
+                broke_off: false,
+            });
         }
         if offset != upload.received {
             return Err(CoreError::Conflict(format!(
@@ -360,7 +372,10 @@ impl Core {
         if received == upload.length {
             self.complete_upload(viewer, id).await?;
         }
-        Ok(received)
+        Ok(Appended {
+            received,
+            broke_off: broken,
+        })
     }
 
     /// The image a complete upload became.
@@ -382,9 +397,14 @@ impl Core {
         }
     }
 
-    /// Terminates the caller's upload: its bytes and its reservation go.
+    /// Terminates the caller's upload: its bytes and its reservation go,
+    /// once no chunk of it is being written here. A chunk under way went on
+    /// writing after its reservation had gone (room its uploader could
+    /// reserve again meanwhile), and one about to open its file made it
+    /// anew, after the parts had been removed, for no row to name.
     pub async fn terminate_upload(&self, viewer: &Viewer, id: &str) -> Result<(), CoreError> {
         self.upload_status(viewer, id).await?;
+        let _writing = self.writers.claim(id).await?;
         self.forget_upload(id).await
     }
 

@@ -25,7 +25,7 @@ use utoipa_axum::routes;
 
 use super::openapi::{ErrorBody, RawBytes, TusVersion, UPLOADS};
 use super::ApiError;
-use crate::core::{AppendError, Checksum, Resumable, ResumableMeta};
+use crate::core::{AppendError, Appended, Checksum, Resumable, ResumableMeta};
 use crate::state::AppState;
 
 const TUS_VERSION: &str = "1.0.0";
@@ -276,8 +276,9 @@ fn carries_bytes(headers: &HeaderMap) -> bool {
         .is_some_and(|value| value == OFFSET_STREAM)
 }
 
-/// Appends a request's body at `offset`; answers the new offset, or the
-/// response tus gives for a refused chunk.
+/// Appends a request's body at `offset`; answers the new offset (and
+/// whether the body broke off), or the response tus gives for a refused
+/// chunk.
 async fn take_chunk(
     state: &AppState,
     viewer: &Viewer,
@@ -285,7 +286,7 @@ async fn take_chunk(
     offset: u64,
     headers: &HeaderMap,
     body: Body,
-) -> Result<u64, Response> {
+) -> Result<Appended, Response> {
     let checksum = checksum(headers).map_err(IntoResponse::into_response)?;
     let body = body.into_data_stream();
     let (core, viewer, upload) = (state.core.clone(), viewer.clone(), id.to_owned());
@@ -296,7 +297,7 @@ async fn take_chunk(
     .await
     .map_err(IntoResponse::into_response)?;
     match appended {
-        Ok(offset) => Ok(offset),
+        Ok(appended) => Ok(appended),
         Err(AppendError::Checksum) => Err(tus_error(
             StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
             "the chunk does not match its Upload-Checksum; it was not kept",
@@ -361,15 +362,25 @@ async fn create(
     };
     let mut offset = 0;
     if carries_bytes(&headers) {
-        match take_chunk(&state, &viewer, &upload.id, 0, &headers, body).await {
-            Ok(received) => offset = received,
-            Err(refused) => {
-                // The client has no URL for it: it must not linger.
-                if let Err(error) = state.core.terminate_upload(&viewer, &upload.id).await {
-                    tracing::warn!(%error, "cannot remove an upload whose first chunk was refused");
-                }
-                return refused;
+        // Refused, or broken off (its client gone, and with it the answer
+        // that names the upload), the upload has no URL its client knows:
+        // it must not linger, holding its room for a day.
+        let refused = match take_chunk(&state, &viewer, &upload.id, 0, &headers, body).await {
+            Ok(appended) if !appended.broke_off => {
+                offset = appended.received;
+                None
             }
+            Ok(_) => Some(tus_error(
+                StatusCode::BAD_REQUEST,
+                "the request's body broke off: the upload was not made",
+            )),
+            Err(refused) => Some(refused),
+        };
+        if let Some(refused) = refused {
+            if let Err(error) = state.core.terminate_upload(&viewer, &upload.id).await {
+                tracing::warn!(%error, "cannot remove an upload whose first chunk was not taken");
+            }
+            return refused;
         }
     }
     let mut response = StatusCode::CREATED.into_response();
@@ -457,7 +468,7 @@ async fn append(
         Err(error) => return error.into_response(),
     };
     let received = match take_chunk(&state, &viewer, &id, offset, &headers, body).await {
-        Ok(received) => received,
+        Ok(appended) => appended.received,
         Err(refused) => return refused,
     };
     match state.core.upload_status(&viewer, &id).await {

@@ -244,6 +244,109 @@ async fn a_chunk_still_arriving_keeps_its_upload_past_its_expiry(#[case] backend
     assert_eq!(image_sha256(&app, &path).await, sha256_hex(&bytes));
 }
 
+/// An upload terminated while a chunk of it is being written goes once the
+/// chunk has ended, not before: its room is not free for another upload
+/// while its bytes still arrive, and nothing of it is left behind.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn an_upload_terminated_mid_chunk_goes_when_the_chunk_ends(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(1 << 20)).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let alice = app.core.login(ALICE.0, ALICE.1).await.unwrap();
+    let bytes = random_bytes(1 << 20);
+    let path = create(&app, bytes.len(), &format!("filename {}", b64(b"gone.img"))).await;
+    let (sender, request) = chunk_sent_by_hand(&app, &path, 0);
+    let chunk = tokio::spawn(request);
+    sender.send(Ok(bytes[..4096].to_vec())).await.unwrap();
+    chunks_begun(&app, 1).await;
+    let terminated = tokio::spawn(tus(&app, Method::DELETE, &path).send());
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !terminated.is_finished(),
+        "terminated while a chunk was written"
+    );
+    // The room is still the upload's.
+    let other = tus(&app, Method::POST, "/api/uploads")
+        .header("upload-length", (1 << 20).to_string())
+        .header("upload-metadata", format!("filename {}", b64(b"next.img")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 413);
+    sender.send(Ok(bytes[4096..8192].to_vec())).await.unwrap();
+    drop(sender);
+    // The chunk lands; its answer, read after it, may find the upload gone.
+    let chunk = chunk.await.unwrap().unwrap().status();
+    assert!(matches!(chunk.as_u16(), 204 | 404), "{chunk}");
+    assert_eq!(terminated.await.unwrap().unwrap().status(), 204);
+    assert_eq!(
+        tus(&app, Method::HEAD, &path)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(app.core.quota_usage(alice.id).await.unwrap(), 0);
+    let left = app.stored(depot_server::blob::Area::Uploads).await;
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// A creation whose body breaks off loses its client, and with it the
+/// answer that names the upload: no upload is left holding its room for a
+/// day, out of its owner's reach.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_creation_cut_short_leaves_no_upload(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(4 << 20)).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let alice = app.core.login(ALICE.0, ALICE.1).await.unwrap();
+    let bytes = random_bytes(2 << 20);
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|piece| (piece, receiver))
+    });
+    let cut = tokio::spawn(
+        tus(&app, Method::POST, "/api/uploads")
+            .header("upload-length", bytes.len().to_string())
+            .header("upload-metadata", format!("filename {}", b64(b"cut.img")))
+            .header("content-type", "application/offset+octet-stream")
+            .body(reqwest::Body::wrap_stream(body))
+            .send(),
+    );
+    sender.send(Ok(bytes[..1 << 20].to_vec())).await.unwrap();
+    // Once the upload is made (its room reserved), its body breaks off.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.core.quota_usage(alice.id).await.unwrap() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload was never made"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let dropped = std::io::Error::other("the connection dropped");
+    sender.send(Err(dropped)).await.unwrap();
+    assert!(cut.await.unwrap().is_err(), "the body was cut");
+    // The server sees the cut a moment after the client.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let usage = app.core.quota_usage(alice.id).await.unwrap();
+        let left = app.stored(depot_server::blob::Area::Uploads).await;
+        if usage == 0 && left.is_empty() {
+            break;
+        }
+        let late = std::time::Instant::now() > deadline;
+        assert!(!late, "the upload kept {usage} bytes of room and {left:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The whole quota is there for the next try.
+    create(&app, 4 << 20, &format!("filename {}", b64(b"cut.img"))).await;
+}
+
 /// A completion that cannot read the upload's parts back (no live digest
 /// of it on this server) is the server's failure, 500, not the uploader's;
 /// and it lets its claim go, so that the next request completes the upload
