@@ -54,6 +54,7 @@ const SQLITE: &[(&str, &str)] = embedded!("sqlite":
     "0028_blob_generations.sql",
     "0029_deployed_file_removals.sql",
     "0030_deployed_file_removal_marks.sql",
+    "0031_session_digests.sql",
 );
 
 const POSTGRES: &[(&str, &str)] = embedded!("postgres":
@@ -93,6 +94,7 @@ const POSTGRES: &[(&str, &str)] = embedded!("postgres":
     "0034_blob_generations.sql",
     "0035_deployed_file_removals.sql",
     "0036_deployed_file_removal_marks.sql",
+    "0037_session_digests.sql",
 );
 
 /// SQLite's migrations, in order.

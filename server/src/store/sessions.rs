@@ -1,5 +1,8 @@
 //! Browser sessions, kept in the same database as everything else: the
 //! `sessions` table, a session's values as JSON, its lapse in Unix seconds.
+//! A session is stored under the SHA-256 of its id, as API tokens are: the
+//! id is the cookie that signs its browser in, and a copy of the database
+//! (a backup, a replica) must not sign anyone in.
 //!
 //! tower-sessions-sqlx-store did this before; it turned on sqlx's default
 //! features, whose proc macros build sqlx's drivers (SQLite's C with them)
@@ -27,6 +30,12 @@ pub struct SessionStore {
 
 fn backend(error: sqlx::Error) -> Error {
     Error::Backend(error.to_string())
+}
+
+/// What a session is stored under: its id's digest, which is also the
+/// `session_hash` of the tokens it issued.
+fn stored_id(id: &Id) -> String {
+    super::token_digest(&id.to_string())
 }
 
 impl SessionStore {
@@ -62,7 +71,7 @@ impl SessionStore {
              AND expires_at < (SELECT expires_at FROM sessions WHERE user_id = $1 \
              ORDER BY expires_at DESC LIMIT 1 OFFSET $2)";
         let data = encode(record)?;
-        let (id, user) = (record.id.to_string(), user_of(record));
+        let (id, user) = (stored_id(&record.id), user_of(record));
         let (done, past) = with_pool!(self.db, pool => async {
             let done = sqlx::query(INSERT)
                 .bind(&id)
@@ -93,7 +102,7 @@ impl SessionStore {
         Ok(done == 1)
     }
 
-    /// Deletes the session of id `id`.
+    /// Deletes the session stored as `id`.
     async fn delete_id(&self, id: &str) -> session_store::Result<()> {
         const DELETE: &str = "DELETE FROM sessions WHERE id = $1";
         with_pool!(self.db, pool => sqlx::query(DELETE)
@@ -109,10 +118,7 @@ impl SessionStore {
     /// (to be signed out of), and the sign-in that ended it, stored, is
     /// not failed for it.
     async fn end_with_its_tokens(&self, id: &str) {
-        let revoked = self
-            .db
-            .delete_session_tokens(&super::token_digest(id))
-            .await;
+        let revoked = self.db.delete_session_tokens(id).await;
         let ended = match revoked {
             Ok(_) => self.delete_id(id).await.err(),
             Err(error) => Some(backend(error)),
@@ -126,7 +132,7 @@ impl SessionStore {
         const LOAD: &str =
             "SELECT data, expires_at FROM sessions WHERE id = $1 AND expires_at > $2";
         let row: Option<(String, i64)> = with_pool!(self.db, pool => sqlx::query_as(LOAD)
-            .bind(id.to_string())
+            .bind(stored_id(id))
             .bind(now.unix_timestamp())
             .fetch_optional(pool)
             .await)
@@ -173,7 +179,7 @@ impl tower_sessions::SessionStore for SessionStore {
              expires_at = excluded.expires_at, user_id = excluded.user_id";
         let data = encode(record)?;
         with_pool!(self.db, pool => sqlx::query(SAVE)
-            .bind(record.id.to_string())
+            .bind(stored_id(&record.id))
             .bind(&data)
             .bind(record.expiry_date.unix_timestamp())
             .bind(user_of(record))
@@ -189,7 +195,7 @@ impl tower_sessions::SessionStore for SessionStore {
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        self.delete_id(&id.to_string()).await
+        self.delete_id(&stored_id(id)).await
     }
 }
 
@@ -282,6 +288,28 @@ mod tests {
             .unwrap()
             .data
             .is_empty());
+    }
+
+    /// What the database holds of a session signs no browser in.
+    #[tokio::test]
+    async fn the_database_holds_no_session_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let mut session = record(OffsetDateTime::now_utc() + time::Duration::hours(1));
+        store.create(&mut session).await.unwrap();
+        let stored: Vec<String> = with_pool!(store.db, pool =>
+            sqlx::query_scalar("SELECT id FROM sessions").fetch_all(pool).await)
+        .unwrap();
+        assert_eq!(stored.len(), 1);
+        assert!(!stored[0].contains(&session.id.to_string()), "{stored:?}");
+        assert!(store.load(&session.id).await.unwrap().is_some());
+        // Ended as its tokens are, by the digest they were issued under.
+        assert_eq!(
+            stored[0],
+            crate::store::token_digest(&session.id.to_string())
+        );
+        store.delete(&session.id).await.unwrap();
+        assert!(store.load(&session.id).await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -57,6 +57,18 @@ async fn sign_in_sets_a_safe_session_cookie_and_sign_out_ends_it(#[case] backend
 
     let me = who_am_i(browser.post(app.url("/api/ui/me"))).await;
     assert!(me.contains("\"username\":\"admin\""), "{me}");
+    // What the database holds of the session signs nobody in: a copy of
+    // it (a backup, a replica) holds no cookie.
+    let session = cookie.split(';').next().unwrap();
+    let stored = stored_session_ids(&app).await;
+    assert_eq!(stored.len(), 1);
+    for id in stored {
+        assert!(!session.ends_with(&format!("={id}")), "{session}");
+        let forged = reqwest::Client::new()
+            .post(app.url("/api/ui/me"))
+            .header("cookie", format!("depot_session={id}"));
+        assert_eq!(who_am_i(forged).await, "null");
+    }
     let page = browser
         .get(app.url("/"))
         .send()
@@ -275,4 +287,17 @@ async fn answers_for_a_caller_are_kept_by_no_shared_cache() {
     }
     let anonymous = client.get(app.url("/v2/iso")).send().await.unwrap();
     assert_eq!(anonymous.headers()["cache-control"], "private, no-cache");
+}
+
+/// What the `sessions` table holds as ids.
+async fn stored_session_ids(app: &TestApp) -> Vec<String> {
+    const IDS: &str = "SELECT id FROM sessions";
+    match app.core.db().pool() {
+        depot_server::store::Pool::Sqlite(pool) => {
+            sqlx::query_scalar(IDS).fetch_all(pool).await.unwrap()
+        }
+        depot_server::store::Pool::Postgres(pool) => {
+            sqlx::query_scalar(IDS).fetch_all(pool).await.unwrap()
+        }
+    }
 }
