@@ -138,7 +138,10 @@ pub fn router(
         // caller are resolved, so a page's scripts cost no session look-up.
         .merge(assets.router())
         .layer(axum::middleware::from_fn(security::bounded_ranges))
-        .layer(axum::middleware::from_fn(security::refuse_cross_site))
+        .layer(axum::middleware::from_fn_with_state(
+            secure_cookies,
+            security::refuse_cross_site,
+        ))
         .layer(axum::middleware::from_fn(security::own_form_errors_only))
         .layer(axum::middleware::from_fn(security::common_headers))
         .layer(axum::middleware::from_fn(uploads::name_the_protocol))

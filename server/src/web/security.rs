@@ -12,7 +12,7 @@
 //! - a page shows a form's error only when this site sent it there, and a
 //!   browser's page is never answered with a Basic challenge.
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -22,8 +22,12 @@ fn changes_state(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// The site a browser says the request came from is not this one.
-fn from_another_site(headers: &HeaderMap) -> bool {
+/// The site a browser says the request came from is not this one. Served
+/// over HTTPS alone (`https_only`), a page of the same host over plain HTTP
+/// is another site: older browsers, which send no `Sec-Fetch-Site`, take it
+/// for the same one and send the session cookie with its forms, and anyone
+/// on the network path can answer for it.
+fn from_another_site(headers: &HeaderMap, https_only: bool) -> bool {
     if let Some(site) = headers.get("sec-fetch-site") {
         // `none` is the user's own doing (a bookmark, the address bar).
         return !matches!(site.as_bytes(), b"same-origin" | b"none");
@@ -34,21 +38,27 @@ fn from_another_site(headers: &HeaderMap) -> bool {
     let host = headers
         .get(header::HOST)
         .and_then(|host| host.to_str().ok());
-    let authority = origin
+    let origin = origin
         .to_str()
         .ok()
-        .and_then(|origin| origin.split_once("://"))
-        .map(|(_, authority)| authority);
-    match (authority, host) {
-        (Some(authority), Some(host)) => !authority.eq_ignore_ascii_case(host),
+        .and_then(|origin| origin.split_once("://"));
+    match (origin, host) {
+        (Some((scheme, _)), _) if https_only && !scheme.eq_ignore_ascii_case("https") => true,
+        (Some((_, authority)), Some(host)) => !authority.eq_ignore_ascii_case(host),
         // `Origin: null` (a sandboxed frame, a redirect across sites) or no Host.
         _ => true,
     }
 }
 
-/// Middleware: refuses state-changing requests from another site.
-pub async fn refuse_cross_site(request: Request, next: Next) -> Response {
-    if changes_state(request.method()) && from_another_site(request.headers()) {
+/// Middleware: refuses state-changing requests from another site; its
+/// state is whether the server is reached over HTTPS alone (its cookies
+/// are `Secure`).
+pub async fn refuse_cross_site(
+    State(https_only): State<bool>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if changes_state(request.method()) && from_another_site(request.headers(), https_only) {
         tracing::info!(method = %request.method(), path = %request.uri().path(), "refused a cross-site request");
         return (
             StatusCode::FORBIDDEN,
@@ -266,6 +276,7 @@ mod tests {
 
     #[test]
     fn tells_other_sites_from_this_one_and_from_scripts() {
+        let from_another_site = |headers: &HeaderMap| from_another_site(headers, false);
         assert!(!from_another_site(&with(&[])));
         assert!(!from_another_site(&with(&[(
             "sec-fetch-site",
@@ -287,5 +298,21 @@ mod tests {
             ("origin", "https://evil.example")
         ])));
         assert!(from_another_site(&with(&[host, ("origin", "null")])));
+    }
+
+    /// Served over HTTPS alone, the same host over plain HTTP is another
+    /// site, as a browser that sends no `Sec-Fetch-Site` would not tell.
+    #[test]
+    fn over_https_a_plain_http_page_of_the_host_is_another_site() {
+        let host = ("host", "depot.example");
+        let plain = with(&[host, ("origin", "http://depot.example")]);
+        assert!(!from_another_site(&plain, false));
+        assert!(from_another_site(&plain, true));
+        let secure = with(&[host, ("origin", "https://depot.example")]);
+        assert!(!from_another_site(&secure, true));
+        assert!(
+            !from_another_site(&with(&[]), true),
+            "a script sends no Origin"
+        );
     }
 }
