@@ -1,6 +1,6 @@
 //! Putting the server together: storage, core, router; and running it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -178,6 +178,30 @@ fn site_root(args: &ServeArgs) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target/site"))
 }
 
+/// Refuses an export root that holds the data folder, or lies inside it:
+/// the first user to deploy into a folder of it named as the data folder
+/// would then write into Depot's own files (another user's personal store,
+/// whose next sync takes what is there for its owner's).
+fn check_export_root(export_root: Option<&Path>, data_dir: &Path) -> anyhow::Result<()> {
+    let Some(export_root) = export_root else {
+        return Ok(());
+    };
+    let resolved = |path: &Path| {
+        std::fs::canonicalize(path)
+            .or_else(|_| std::path::absolute(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    };
+    let (root, data) = (resolved(export_root), resolved(data_dir));
+    anyhow::ensure!(
+        !root.starts_with(&data) && !data.starts_with(&root),
+        "the export root ({}) and the data folder ({}) may not lie one inside the other: \
+         deployments would write into Depot's own files",
+        root.display(),
+        data.display()
+    );
+    Ok(())
+}
+
 pub async fn build(args: &ServeArgs) -> anyhow::Result<Built> {
     let db = open_database(&args.storage).await?;
     let limits = Limits {
@@ -195,6 +219,7 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Built> {
         password_cost: args.password_cost,
         ..Limits::default()
     };
+    check_export_root(args.export_root.as_deref(), &args.storage.data_dir)?;
     anyhow::ensure!(
         limits.data_store != limits.personal_data_store,
         "the data store may not be named '{}': that name marks images synced from personal stores",
@@ -493,6 +518,29 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_export_root_and_the_data_folder_keep_apart() {
+        let top = tempfile::tempdir().unwrap();
+        let (data, exports) = (top.path().join("data"), top.path().join("exports"));
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::create_dir_all(&exports).unwrap();
+        let check = |root: &std::path::Path, data: &std::path::Path| {
+            super::check_export_root(Some(root), data)
+        };
+        assert!(check(&exports, &data).is_ok());
+        assert!(super::check_export_root(None, &data).is_ok());
+        assert!(check(top.path(), &data).is_err(), "the root holds the data");
+        assert!(
+            check(&data.join("personal"), &data).is_err(),
+            "inside the data"
+        );
+        assert!(check(&data, &data).is_err());
+        // Through a link, or spelled with dots, the same.
+        std::os::unix::fs::symlink(top.path(), top.path().join("link")).unwrap();
+        assert!(check(&top.path().join("link"), &data).is_err());
+        assert!(check(&exports.join(".."), &data).is_err());
+    }
+
     /// The soft limit on open files, lowered as a service manager may
     /// start the server with it, is raised to the hard one.
     #[test]

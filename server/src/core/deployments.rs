@@ -35,6 +35,17 @@ const UNFINISHED_PER_USER: i64 = 32;
 /// new ones come: every list of a user's deployments carries them all.
 const KEPT_PER_USER: i64 = 1000;
 
+/// Why a file cannot be written at the export root, whatever keeps its name
+/// there: a user's folder, a folder another user deploys into, or another
+/// user's deployed file. Told apart, they said which accounts exist and
+/// which (maybe private) images others had deployed.
+fn name_taken_at_the_root(shown: &str) -> String {
+    format!(
+        "cannot write {shown}: that name is taken at the export root; give the image another \
+         name, or deploy into a folder of your own"
+    )
+}
+
 /// The folder a `file://` location names, if it is one.
 fn file_folder(location: &str) -> Option<PathBuf> {
     location
@@ -367,11 +378,7 @@ impl Core {
                     .await
                     .map_err(unavailable)?;
                 if kept {
-                    return fail(format!(
-                        "cannot write {shown}: another user keeps that name below the export \
-                         root (a user's own, or a folder they deploy into)"
-                    ))
-                    .await;
+                    return fail(name_taken_at_the_root(&shown)).await;
                 }
             }
         }
@@ -396,10 +403,14 @@ impl Core {
             .await
             .map_err(unavailable)?;
         if holder != deployment.user_id {
-            return fail(format!(
-                "cannot write {shown}: another user's deployment wrote that file"
-            ))
-            .await;
+            // Or, in a folder of the caller's own, a deployment of theirs
+            // made before an owner's change.
+            let reason = if folder.relative.as_os_str().is_empty() {
+                name_taken_at_the_root(&shown)
+            } else {
+                format!("cannot write {shown}: another user's deployment wrote that file")
+            };
+            return fail(reason).await;
         }
         // Whatever happens below, the reservation is let go and a claim made
         // for nothing is dropped.

@@ -80,7 +80,11 @@ pub fn write(
     forget_stale_partials(&folder, name);
     let mut nonce = [0u8; 6];
     rand::thread_rng().fill_bytes(&mut nonce);
-    let partial = format!(".{name}.{}{PARTIAL_SUFFIX}", hex::encode(nonce));
+    let partial = format!(
+        "{}{}{PARTIAL_SUFFIX}",
+        partial_prefix(name),
+        hex::encode(nonce)
+    );
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let out = rustix::fs::openat(&folder, partial.as_str(), flags, Mode::from_raw_mode(0o644))?;
     let mut out = std::fs::File::from(out);
@@ -134,6 +138,19 @@ pub fn remove(root: &Path, relative: &Path, name: &str) -> std::io::Result<()> {
 /// stopped server left: a live copy writes to its own all the time.
 const STALE_PARTIAL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
+/// The start of the names of `name`'s partial copies: `.`, the name, `.`,
+/// then come a nonce of 12 hex digits and [`PARTIAL_SUFFIX`]. A long name
+/// is cut (at a character) so that its copies' names stay within the 255
+/// bytes a file system names: an image's name may take them all.
+fn partial_prefix(name: &str) -> String {
+    const ROOM: usize = 255 - 2 - 12 - PARTIAL_SUFFIX.len();
+    let mut end = name.len().min(ROOM);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(".{}.", &name[..end])
+}
+
 /// Removes the partial files of `name` in `folder` that a copy stopped
 /// writing long ago (a server killed mid-copy): its retry writes under a
 /// new name, and the old one would hold its bytes below the export root,
@@ -143,7 +160,7 @@ fn forget_stale_partials(folder: &OwnedFd, name: &str) {
     let Ok(entries) = rustix::fs::Dir::read_from(folder) else {
         return;
     };
-    let prefix = format!(".{name}.");
+    let prefix = partial_prefix(name);
     let now = std::time::SystemTime::now();
     for entry in entries.flatten() {
         let entry_name = entry.file_name().to_bytes();
@@ -174,6 +191,19 @@ fn forget_stale_partials(folder: &OwnedFd, name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_as_long_as_a_file_system_keeps_is_written() {
+        let root = tempfile::tempdir().unwrap();
+        for name in ["a".repeat(255), format!("{}.iso", "é".repeat(125))] {
+            assert_eq!(
+                write(root.path(), Path::new(""), &name, &b"xy"[..]).unwrap(),
+                2
+            );
+            assert_eq!(std::fs::read(root.path().join(&name)).unwrap(), b"xy");
+        }
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 2);
+    }
 
     #[test]
     fn writes_below_the_root_and_never_through_a_link() {
