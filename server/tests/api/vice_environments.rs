@@ -515,9 +515,11 @@ async fn no_password_reaches_the_log() {
     let log_path = data.path().join("server.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let (mut command, address) = depot_serve(&data.path().join("data"));
+    let exports = data.path().join("exports");
+    std::fs::create_dir(&exports).unwrap();
     let mut server = command
         .arg("--export-root")
-        .arg(data.path())
+        .arg(&exports)
         .env("DEPOT_ADMIN_PASSWORD", "admin-pass-xyz1")
         .env("DEPOT_LOG", "debug")
         .stdout(Stdio::null())
