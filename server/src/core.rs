@@ -242,8 +242,18 @@ impl Core {
     }
 }
 
-/// Logs a database failure and hides it from the caller.
+/// Logs a database failure and hides it from the caller; but text that
+/// PostgreSQL cannot hold (a NUL character), whatever field it came in, is
+/// the caller's error, not a failure of the server's.
 pub(crate) fn db_error(error: sqlx::Error) -> CoreError {
+    const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
+    if error
+        .as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| code == CHARACTER_NOT_IN_REPERTOIRE)
+    {
+        return CoreError::invalid("text may not hold a NUL character");
+    }
     tracing::error!(%error, "database error");
     CoreError::Internal
 }

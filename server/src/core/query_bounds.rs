@@ -92,6 +92,10 @@ impl Tally {
                     text.len()
                 )));
             }
+            // No stored text holds one, and PostgreSQL refuses it.
+            Value::Text(text) if text.contains('\0') => {
+                return Err(CoreError::invalid("a value may not hold a NUL character"));
+            }
             Value::Text(text) => self.text_bytes += text.len(),
             // PostgreSQL refuses a time before 4713 BC (its error, a 500);
             // SQLite's text times order wrongly before year 1 and past 9999.
@@ -165,6 +169,12 @@ mod tests {
         assert_eq!(check_query(&four_lists, &[]), Ok(()));
         let five_lists = Condition::Any(vec![ids_in(1000); 5]);
         assert!(refusal(&five_lists, &[]).contains("at most 4096 values"));
+    }
+
+    #[test]
+    fn a_nul_character_is_refused() {
+        assert!(check_query(&name_is("a\0b"), &[]).is_err());
+        assert_eq!(check_query(&name_is("a b"), &[]), Ok(()));
     }
 
     #[test]

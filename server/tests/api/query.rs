@@ -163,6 +163,34 @@ async fn anonymous_viewers_see_only_public_records(#[case] backend: Backend) {
         .is_empty());
 }
 
+/// A NUL character, which no stored text holds and PostgreSQL refuses to
+/// be sent, is the caller's error on every path a query or a name takes:
+/// never a server's failure, on either database.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_nul_in_a_query_or_a_name_is_the_callers_error(#[case] backend: Backend) {
+    let (app, _) = seeded(backend).await;
+    let client = reqwest::Client::new();
+    for path in [
+        "/?q=%00",
+        "/v2/image?filter=name,eq,a%00b",
+        "/v2/image?name=%00",
+        "/mws/rest/images?api-version=3&query=%7B%22name%22%3A%22%5Cu0000%22%7D",
+        "/mws/rest/images/a%00b?api-version=3",
+    ] {
+        let response = client
+            .get(app.url(path))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        assert!(!status.is_server_error(), "{path}: {status}");
+    }
+}
+
 #[tokio::test]
 async fn sqlite_runs_in_wal_mode() {
     let app = TestApp::spawn(Backend::Sqlite).await;
