@@ -143,6 +143,9 @@ pub trait Backend: Send + Sync + fmt::Debug {
     async fn check_writable(&self) -> io::Result<()>;
     /// The names of what is stored in `area`, for tests and diagnostics.
     async fn stored(&self, area: Area) -> io::Result<Vec<String>>;
+    /// Records `catalog` as the catalog these blobs are the bytes of, unless
+    /// one is recorded: answers the one recorded.
+    async fn claim_for_catalog(&self, catalog: &str) -> io::Result<String>;
 
     /// Begins a part of resumable upload `upload` at `offset`: its parts
     /// before `offset` are kept; whatever was written past it before (never
@@ -599,6 +602,14 @@ impl BlobStore {
     /// The names of what is stored in `area`.
     pub async fn stored(&self, area: Area) -> io::Result<Vec<String>> {
         self.backend.stored(area).await
+    }
+
+    /// Records `catalog` (a database's [`crate::store::Db::catalog_identity`])
+    /// as the catalog these blobs are the bytes of, unless one is recorded:
+    /// answers the one recorded. The collector takes a blob no record reads
+    /// for garbage: a server whose database is not the blobs' must not start.
+    pub async fn claim_for_catalog(&self, catalog: &str) -> io::Result<String> {
+        self.backend.claim_for_catalog(catalog).await
     }
 }
 

@@ -140,6 +140,33 @@ pub async fn claim_key(core: &Core, adopt: Option<&str>) -> anyhow::Result<()> {
     ))
 }
 
+/// Refuses to serve a database over blobs another database's catalog
+/// holds (a database URL forgotten, so the data folder's own SQLite opened;
+/// a staging copy started on the production bucket): its collector would
+/// take every blob it has no record of for garbage, and remove them all.
+/// The first server of a database records it beside the blobs.
+pub async fn claim_blobs(core: &Core) -> anyhow::Result<()> {
+    let catalog = core
+        .db()
+        .catalog_identity()
+        .await
+        .context("cannot read which catalog the database is")?;
+    let recorded = core
+        .blobs()
+        .claim_for_catalog(&catalog)
+        .await
+        .context("cannot record which catalog the blob store holds")?;
+    anyhow::ensure!(
+        recorded == catalog,
+        "the blob store holds the blobs of another database (catalog {recorded}, not this \
+         database's {catalog}): served with this one, they would be taken for garbage and \
+         removed. Check the database URL (DEPOT_DATABASE_URL) and the blob store \
+         (DEPOT_BLOB_STORE); if these blobs are truly this database's, remove the blob store's \
+         `catalog` and start again"
+    );
+    Ok(())
+}
+
 /// Checks, for an administration command, that the database is served
 /// with this server's key (it records none: only a server does).
 pub async fn check_key(core: &Core) -> anyhow::Result<()> {
@@ -227,6 +254,7 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Built> {
     );
     let core = open_core(&args.storage, db.clone(), limits).await?;
     claim_key(&core, args.storage.adopt_secret_key.as_deref()).await?;
+    claim_blobs(&core).await?;
     core.blobs()
         .discard_partial_uploads()
         .await
@@ -361,6 +389,16 @@ pub struct ClientLimits {
     pub proxies: Arc<[ipnet::IpNet]>,
 }
 
+impl ClientLimits {
+    /// Whether `peer` is a trusted proxy, read as the caller's address is
+    /// (`web::auth`): an IPv4 proxy that reaches a dual-stack socket comes
+    /// as `::ffff:a.b.c.d`.
+    fn is_proxy(&self, peer: std::net::IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.proxies.iter().any(|net| net.contains(&peer))
+    }
+}
+
 /// The largest request head (request line and headers) a connection takes:
 /// 64 KiB, room for an MWS query of a thousand ids and many cookies (nginx
 /// takes 32 KiB). Without it, hyper takes heads up to its read buffer's
@@ -417,7 +455,7 @@ pub async fn serve(
             accepted = listener.accept(client_timeout) => accepted,
             () = &mut shutdown => break,
         };
-        let proxy = limits.proxies.iter().any(|net| net.contains(&peer.ip()));
+        let proxy = limits.is_proxy(peer.ip());
         let counted = match per_address.as_ref().filter(|_| !proxy) {
             Some(per_address) => match per_address.admit(peer.ip()) {
                 Some(counted) => Some(counted),
@@ -518,6 +556,22 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_proxy_is_known_by_its_address_however_the_socket_spells_it() {
+        let limits = super::ClientLimits {
+            timeout: std::time::Duration::from_secs(1),
+            connections: 1,
+            per_address: Some(1),
+            proxies: vec!["10.0.0.5/32".parse().unwrap()].into(),
+        };
+        for proxy in ["10.0.0.5", "::ffff:10.0.0.5"] {
+            assert!(limits.is_proxy(proxy.parse().unwrap()), "{proxy}");
+        }
+        for other in ["10.0.0.6", "::ffff:10.0.0.6", "::1"] {
+            assert!(!limits.is_proxy(other.parse().unwrap()), "{other}");
+        }
+    }
+
     #[test]
     fn the_export_root_and_the_data_folder_keep_apart() {
         let top = tempfile::tempdir().unwrap();

@@ -42,6 +42,8 @@ pub struct LocalBlobs {
     blobs: PathBuf,
     tmp: PathBuf,
     uploads: PathBuf,
+    /// Names the catalog the blobs are the bytes of.
+    catalog: PathBuf,
 }
 
 /// Whether a directory entry was last modified more than `grace` ago.
@@ -88,6 +90,7 @@ impl LocalBlobs {
             blobs: root.join("blobs"),
             tmp: root.join("tmp"),
             uploads: root.join("uploads"),
+            catalog: root.join("catalog"),
         };
         tokio::fs::create_dir_all(&store.blobs).await?;
         tokio::fs::create_dir_all(&store.tmp).await?;
@@ -491,6 +494,31 @@ impl Backend for LocalBlobs {
     async fn discard_partial_uploads(&self) -> std::io::Result<()> {
         tokio::fs::remove_dir_all(&self.tmp).await?;
         tokio::fs::create_dir_all(&self.tmp).await
+    }
+
+    async fn claim_for_catalog(&self, catalog: &str) -> std::io::Result<String> {
+        let (path, tmp, catalog) = (self.catalog.clone(), self.tmp.clone(), catalog.to_owned());
+        tokio::task::spawn_blocking(move || {
+            // Written whole, then linked into place unless a name is there:
+            // never a file half written, nor one written over.
+            let mut written = tempfile::Builder::new()
+                .prefix(".catalog-")
+                .tempfile_in(&tmp)?;
+            std::io::Write::write_all(&mut written, catalog.as_bytes())?;
+            written.as_file().sync_all()?;
+            match std::fs::hard_link(written.path(), &path) {
+                Ok(()) => {
+                    if let Some(folder) = path.parent() {
+                        std::fs::File::open(folder)?.sync_all()?;
+                    }
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(error) => return Err(error),
+            }
+            Ok(std::fs::read_to_string(&path)?.trim().to_owned())
+        })
+        .await
+        .map_err(lost)?
     }
 
     async fn check_writable(&self) -> std::io::Result<()> {

@@ -620,6 +620,24 @@ impl Backend for ObjectBlobs {
         Ok(())
     }
 
+    async fn claim_for_catalog(&self, catalog: &str) -> std::io::Result<String> {
+        // Written only where none is. Not atomic (not every S3-compatible
+        // store keeps to If-None-Match): two catalogs whose first servers
+        // start on one empty prefix at once may each write, and each read
+        // the last one back; one of them starts.
+        let key = self.prefix.child("catalog");
+        let recorded = |bytes: Bytes| String::from_utf8_lossy(&bytes).trim().to_owned();
+        match self.bucket.get(&key).await {
+            Ok(found) => return Ok(recorded(found.bytes().await.map_err(io_error)?)),
+            Err(error) if is_not_found(&error) => {}
+            Err(error) => return Err(io_error(error)),
+        }
+        let payload = PutPayload::from(catalog.as_bytes().to_vec());
+        self.bucket.put(&key, payload).await.map_err(io_error)?;
+        let found = self.bucket.get(&key).await.map_err(io_error)?;
+        Ok(recorded(found.bytes().await.map_err(io_error)?))
+    }
+
     async fn check_writable(&self) -> std::io::Result<()> {
         let probe = self
             .area("staging")

@@ -55,6 +55,7 @@ const SQLITE: &[(&str, &str)] = embedded!("sqlite":
     "0029_deployed_file_removals.sql",
     "0030_deployed_file_removal_marks.sql",
     "0031_session_digests.sql",
+    "0032_catalog_identity.sql",
 );
 
 const POSTGRES: &[(&str, &str)] = embedded!("postgres":
@@ -95,6 +96,7 @@ const POSTGRES: &[(&str, &str)] = embedded!("postgres":
     "0035_deployed_file_removals.sql",
     "0036_deployed_file_removal_marks.sql",
     "0037_session_digests.sql",
+    "0038_catalog_identity.sql",
 );
 
 /// SQLite's migrations, in order.

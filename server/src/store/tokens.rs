@@ -335,6 +335,19 @@ impl Db {
         })
     }
 
+    /// Which catalog this database is: a random id, recorded now if none is.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn catalog_identity(&self) -> Result<String, sqlx::Error> {
+        const RECORD: &str = "INSERT INTO catalog_identity (id, catalog) VALUES (1, $1) \
+             ON CONFLICT (id) DO NOTHING";
+        const RECORDED: &str = "SELECT catalog FROM catalog_identity WHERE id = 1";
+        let fresh = format!("{:032x}", rand::random::<u128>());
+        with_pool!(self, pool => {
+            sqlx::query(RECORD).bind(&fresh).execute(pool).await?;
+            sqlx::query_scalar::<_, String>(RECORDED).fetch_one(pool).await
+        })
+    }
+
     /// The fingerprint of the secret key the database is served with now.
     #[tracing::instrument(skip(self), err)]
     pub async fn recorded_key_fingerprint(&self) -> Result<Option<String>, sqlx::Error> {

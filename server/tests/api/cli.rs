@@ -541,7 +541,25 @@ fn a_second_server_on_a_served_folder_refuses_to_start_and_touches_nothing(
 
     first.kill().unwrap();
     first.wait().unwrap();
-    let (mut again, again_address) = serve_binary(second_data, &args);
+    if blob_folder {
+        // Free, the blob folder still holds the first database's blobs: a
+        // server of another database (the second's own SQLite) refuses
+        // them rather than collect them as garbage.
+        let (mut other, other_address) = serve_binary(second_data, &args);
+        assert!(
+            !listens(&mut other, &other_address),
+            "a server of another database served the blobs"
+        );
+        let mut stderr = String::new();
+        other
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(stderr.contains("another database"), "{stderr}");
+    }
+    let (mut again, again_address) = serve_binary(first_data.path(), &args);
     assert!(
         listens(&mut again, &again_address),
         "the folder stayed held after a kill"

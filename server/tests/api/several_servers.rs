@@ -20,7 +20,7 @@ use object_store::{ObjectStore, PutPayload};
 use serde_json::Value;
 
 use crate::deploy_isolation::{deploy, environment_at, finished, image_with, settled};
-use crate::helpers::{random_bytes, test_bucket, Backend, TestApp, ADMIN_PASSWORD};
+use crate::helpers::{random_bytes, test_bucket, Backend, TestApp, TestDb, ADMIN_PASSWORD};
 use crate::pyvss::run_pyvss;
 use crate::store::{iso, rclone, rclone_remote, User};
 use crate::vice::{iso_bytes, Vice};
@@ -505,6 +505,46 @@ async fn a_server_with_another_secret_key_refuses_to_start() {
     assert!(said.contains("another secret key"), "{said}");
     assert!(claim_key(&a.core, Some(database_key)).await.is_err());
     claim_key(&b, Some(database_key)).await.unwrap();
+}
+
+/// A server on another database over the same blobs refuses to start (a
+/// database URL forgotten, so the data folder's own SQLite opened; a
+/// staging copy on the production bucket): its collector would take every
+/// blob it has no record of for garbage and remove them all. Servers of
+/// the blobs' own database start as before.
+#[rstest::rstest]
+#[case::shared(Backend::Shared)]
+#[case::sqlite(Backend::Sqlite)]
+#[tokio::test]
+async fn a_server_on_another_database_over_the_same_blobs_refuses_to_start(
+    #[case] backend: Backend,
+) {
+    use depot_server::serve::{claim_blobs, open_core, open_database};
+
+    let a = TestApp::spawn(backend).await;
+    let kept = a
+        .upload("admin", ADMIN_PASSWORD, "kept.img", random_bytes(1000))
+        .await;
+    assert_eq!(kept.status(), 201);
+    let other = TestDb::migrated(Backend::Postgres).await;
+    let storage = depot_server::config::StorageArgs {
+        database_url: Some(other.url.as_deref().unwrap().parse().unwrap()),
+        ..a.storage.clone()
+    };
+    let db = open_database(&storage).await.unwrap();
+    let b = open_core(&storage, db, Default::default()).await.unwrap();
+    let refused = claim_blobs(&b)
+        .await
+        .expect_err("started on another database");
+    let refused = format!("{refused:#}");
+    assert!(refused.contains("another database"), "{refused}");
+    assert!(refused.contains("DEPOT_DATABASE_URL"), "{refused}");
+    // Its own database's servers serve them, the one running and the next.
+    claim_blobs(&a.core).await.unwrap();
+    let again = a.spawn_again().await;
+    assert_eq!(a.stored(Area::Blobs).await.len(), 1);
+    let ready = reqwest::get(again.url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -275,6 +275,7 @@ fn only_hex_digests_map_to_paths() {
         blobs: PathBuf::from("/b"),
         tmp: PathBuf::from("/t"),
         uploads: PathBuf::from("/u"),
+        catalog: PathBuf::from("/catalog"),
     };
     assert!(store.path(&BlobKey::new("../../etc/passwd", "")).is_none());
     assert!(store
