@@ -7,6 +7,14 @@ use rstest::rstest;
 use super::*;
 use crate::helpers::execute;
 
+/// A server whose users have `quota` bytes each, and Alice signed in.
+async fn alice_with_quota(backend: Backend, quota: u64) -> (TestApp, app::model::Principal) {
+    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(quota)).await;
+    app.add_user(ALICE.0, ALICE.1).await;
+    let alice = app.core.login(ALICE.0, ALICE.1).await.unwrap();
+    (app, alice)
+}
+
 /// An upload left past its expiry is gone: its chunks, its reservation,
 /// and its URL (404), once the collector has run.
 #[rstest]
@@ -14,9 +22,7 @@ use crate::helpers::execute;
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn an_expired_upload_frees_its_space(#[case] backend: Backend) {
-    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(2_000_000)).await;
-    app.add_user(ALICE.0, ALICE.1).await;
-    let alice = app.core.login(ALICE.0, ALICE.1).await.unwrap();
+    let (app, alice) = alice_with_quota(backend, 2_000_000).await;
     let path = create(&app, 1_500_000, &format!("filename {}", b64(b"old.img"))).await;
     assert_eq!(
         patch(&app, &path, 0, random_bytes(500_000)).await.status(),
@@ -177,9 +183,7 @@ async fn chunks_racing_at_one_offset_leave_the_file_whole(#[case] backend: Backe
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_completion_that_fails_keeps_the_uploads_reservation(#[case] backend: Backend) {
-    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(2_000_000)).await;
-    app.add_user(ALICE.0, ALICE.1).await;
-    let alice = app.core.login(ALICE.0, ALICE.1).await.unwrap();
+    let (app, alice) = alice_with_quota(backend, 2_000_000).await;
     let path = create(&app, 300_000, &format!("filename {}", b64(b"disk.img"))).await;
     let bytes = random_bytes(300_000);
     assert_eq!(
@@ -210,9 +214,7 @@ async fn a_completion_that_fails_keeps_the_uploads_reservation(#[case] backend: 
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_chunk_still_arriving_keeps_its_upload_past_its_expiry(#[case] backend: Backend) {
-    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(4 << 20)).await;
-    app.add_user(ALICE.0, ALICE.1).await;
-    let alice = app.core.login(ALICE.0, ALICE.1).await.unwrap();
+    let (app, alice) = alice_with_quota(backend, 4 << 20).await;
     let bytes = random_bytes(1 << 20);
     let path = create(&app, bytes.len(), &format!("filename {}", b64(b"long.img"))).await;
     let (sender, request) = chunk_sent_by_hand(&app, &path, 0);
@@ -252,9 +254,7 @@ async fn a_chunk_still_arriving_keeps_its_upload_past_its_expiry(#[case] backend
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn an_upload_terminated_mid_chunk_goes_when_the_chunk_ends(#[case] backend: Backend) {
-    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(1 << 20)).await;
-    app.add_user(ALICE.0, ALICE.1).await;
-    let alice = app.core.login(ALICE.0, ALICE.1).await.unwrap();
+    let (app, alice) = alice_with_quota(backend, 1 << 20).await;
     let bytes = random_bytes(1 << 20);
     let path = create(&app, bytes.len(), &format!("filename {}", b64(b"gone.img"))).await;
     let (sender, request) = chunk_sent_by_hand(&app, &path, 0);
@@ -302,9 +302,7 @@ async fn an_upload_terminated_mid_chunk_goes_when_the_chunk_ends(#[case] backend
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_creation_cut_short_leaves_no_upload(#[case] backend: Backend) {
-    let app = TestApp::spawn_with(backend, |args| args.user_quota_bytes = Some(4 << 20)).await;
-    app.add_user(ALICE.0, ALICE.1).await;
-    let alice = app.core.login(ALICE.0, ALICE.1).await.unwrap();
+    let (app, alice) = alice_with_quota(backend, 4 << 20).await;
     let bytes = random_bytes(2 << 20);
     let (sender, receiver) = tokio::sync::mpsc::channel(1);
     let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
