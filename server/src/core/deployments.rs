@@ -516,6 +516,12 @@ impl Core {
             row.name.clone(),
         );
         let (source, _stop_when_dropped) = Stoppable::new(source);
+        // Laid only whole: the bytes its record says it has, no fewer, no more.
+        let size = row.size.and_then(|size| u64::try_from(size).ok());
+        let source: Box<dyn std::io::Read + Send> = match size {
+            Some(size) => Box::new(super::export::exactly(source, size)),
+            None => Box::new(source),
+        };
         tokio::task::spawn_blocking(move || super::export::write(&root, &relative, &name, source))
             .await
             .map_err(lost)?

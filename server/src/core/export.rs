@@ -112,6 +112,49 @@ pub fn write(
     }
 }
 
+/// `source`, held to `size` bytes: one that ends short of it, or goes on
+/// past it, fails the read, and so the copy, before its file is named (a
+/// store that answered a range short, or long, copied a wrong image whole).
+pub fn exactly(source: impl std::io::Read, size: u64) -> impl std::io::Read {
+    ExactSize { source, left: size }
+}
+
+struct ExactSize<R> {
+    source: R,
+    left: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for ExactSize<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        if buffer.is_empty() {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            let mut past = [0u8; 1];
+            return match self.source.read(&mut past)? {
+                0 => Ok(0),
+                _ => Err(Error::new(
+                    ErrorKind::InvalidData,
+                    "the image's bytes go on past its recorded size",
+                )),
+            };
+        }
+        let want = usize::try_from(self.left).map_or(buffer.len(), |left| left.min(buffer.len()));
+        let read = self.source.read(&mut buffer[..want])?;
+        if read == 0 {
+            return Err(Error::new(
+                ErrorKind::UnexpectedEof,
+                format!(
+                    "the image's bytes end {} short of its recorded size",
+                    self.left
+                ),
+            ));
+        }
+        self.left -= read as u64;
+        Ok(read)
+    }
+}
+
 /// Removes the file `name` in `relative` below `root`, if a file stands
 /// there (what else stands there is left, and gone already is fine).
 pub fn remove(root: &Path, relative: &Path, name: &str) -> std::io::Result<()> {
@@ -191,6 +234,23 @@ fn forget_stale_partials(folder: &OwnedFd, name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_short_or_long_of_its_size_lays_no_file() {
+        let root = tempfile::tempdir().unwrap();
+        let here = Path::new("");
+        assert_eq!(
+            write(root.path(), here, "whole.img", exactly(&b"abc"[..], 3)).unwrap(),
+            3
+        );
+        for (name, size) in [("short.img", 4), ("long.img", 2)] {
+            let refused = write(root.path(), here, name, exactly(&b"abc"[..], size));
+            assert!(refused.is_err(), "{name}");
+            assert!(!root.path().join(name).exists(), "{name}");
+        }
+        // Nothing else is left: no partial copy.
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 1);
+    }
 
     #[test]
     fn a_name_as_long_as_a_file_system_keeps_is_written() {
