@@ -140,7 +140,14 @@ impl StorePath {
         }
         let mut parts = self.0.clone();
         parts.append(&mut joined.0);
-        Ok(Self(parts))
+        let joined = Self(parts);
+        // The name alone is measured above; the path it makes, here.
+        if beyond_store_limits(joined.as_string().as_bytes()) {
+            return Err(CoreError::invalid(format!(
+                "a store path is at most {MAX_STORE_PATH} bytes"
+            )));
+        }
+        Ok(joined)
     }
 }
 
@@ -170,5 +177,9 @@ mod tests {
         assert!(path.join("..").is_err());
         assert!(path.join("a/b").is_err());
         assert_eq!(path.join("x.iso").unwrap().as_string(), "isos/linux/x.iso");
+        // Each name fits, the path they make does not.
+        let long = StorePath::parse(&vec!["d".repeat(250); 4].join("/")).unwrap();
+        assert!(long.join(&"e".repeat(255)).is_err());
+        assert!(long.join("e").is_ok());
     }
 }

@@ -260,6 +260,7 @@ impl Core {
         }
         if edit.name != current.name {
             published_stays(viewer, &current)?;
+            super::inspect::check_renamed(&edit.name, &current)?;
         }
         let update = DetailsUpdate {
             id,

@@ -101,24 +101,44 @@ impl Inspection {
     /// descriptor and disks no one checked, under a name that has tools
     /// open it as a package.
     pub fn check_named(&self, name: &str) -> Result<(), CoreError> {
-        let lower = name.to_ascii_lowercase();
-        let named = if lower.ends_with(".ova") {
-            DiskFormat::Ova
-        } else if lower.ends_with(".ovf") {
-            DiskFormat::Ovf
-        } else {
-            return Ok(());
-        };
-        if named == self.format {
-            return Ok(());
+        match package_named(name) {
+            Some(named) if named != self.format => Err(Self::refused(format!(
+                "named as an {} package, but Depot cannot read its bytes as one (it found {}); \
+                 export it again as an OVA (a tar archive whose first entry is the descriptor) \
+                 or an OVF descriptor",
+                named.as_str().to_ascii_uppercase(),
+                self.detail
+            ))),
+            _ => Ok(()),
         }
-        Err(Self::refused(format!(
-            "named as an {} package, but Depot cannot read its bytes as one (it found {}); \
-             export it again as an OVA (a tar archive whose first entry is the descriptor) or \
-             an OVF descriptor",
-            named.as_str().to_ascii_uppercase(),
-            self.detail
-        )))
+    }
+}
+
+/// The package a name says a file is: `.ova` or `.ovf`, in any case.
+fn package_named(name: &str) -> Option<DiskFormat> {
+    let lower = name.to_ascii_lowercase();
+    if lower.ends_with(".ova") {
+        Some(DiskFormat::Ova)
+    } else if lower.ends_with(".ovf") {
+        Some(DiskFormat::Ovf)
+    } else {
+        None
+    }
+}
+
+/// Refuses a new name for an image with bytes that names a package its
+/// bytes are not (as [`Inspection::check_named`] refuses it on upload): an
+/// image renamed so would be deployed and downloaded as a package no one
+/// checked.
+pub fn check_renamed(name: &str, image: &app::model::Image) -> Result<(), CoreError> {
+    match package_named(name) {
+        Some(named) if image.sha256.is_some() && image.format != Some(named) => {
+            Err(CoreError::invalid(format!(
+                "an image whose bytes are not an {} package may not be named as one",
+                named.as_str().to_ascii_uppercase()
+            )))
+        }
+        _ => Ok(()),
     }
 }
 

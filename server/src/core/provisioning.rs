@@ -220,6 +220,7 @@ impl Core {
             let renamed = spec.name != current.name;
             if renamed {
                 super::images::published_stays(viewer, &current)?;
+                super::inspect::check_renamed(&spec.name, &current)?;
                 self.check_name_free(viewer, &spec.name, Some(current.id))
                     .await?;
             }

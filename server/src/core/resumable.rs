@@ -403,8 +403,15 @@ impl Core {
     /// reserve again meanwhile), and one about to open its file made it
     /// anew, after the parts had been removed, for no row to name.
     pub async fn terminate_upload(&self, viewer: &Viewer, id: &str) -> Result<(), CoreError> {
-        self.upload_status(viewer, id).await?;
+        let before = self.upload_status(viewer, id).await?;
         let _writing = self.writers.claim(id).await?;
+        // The chunk waited for may have completed it: an image now, which
+        // the caller, who asked to drop the bytes, did not know of.
+        if before.image_id.is_none() && self.upload_status(viewer, id).await?.image_id.is_some() {
+            return Err(CoreError::Conflict(format!(
+                "upload {id} is complete: its image stays"
+            )));
+        }
         self.forget_upload(id).await
     }
 

@@ -102,6 +102,8 @@ impl Core {
                 "email and full name are at most 320 bytes",
             ));
         }
+        app::model::plain_text("the email", email)?;
+        app::model::plain_text("the full name", full_name)?;
         let id = self
             .create_user_by(still_admin(viewer), username, password, Role::User)
             .await?;

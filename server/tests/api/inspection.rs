@@ -392,6 +392,35 @@ async fn unsafe_files_are_refused_and_leave_nothing(#[case] backend: Backend) {
     .await;
     assert_eq!(listed["totalCount"], 0, "{listed}");
 
+    // Uploaded under another name, the hidden package is raw bytes; nor may
+    // it be renamed a package afterwards.
+    let hidden = std::fs::read(folder.path().join("prolog.ovf")).unwrap();
+    let uploaded = app
+        .upload("admin", ADMIN_PASSWORD, "prolog.img", hidden)
+        .await;
+    assert_eq!(uploaded.status(), 201);
+    let uploaded: Value = uploaded.json().await.unwrap();
+    let admin = app.core.login("admin", ADMIN_PASSWORD).await.unwrap();
+    let admin = app::model::Viewer::User(admin);
+    let id = uploaded["images"][0]["id"].as_i64().unwrap();
+    let stored = app.core.get_image(&admin, id).await.unwrap();
+    for name in ["prolog.ova", "prolog.OVF"] {
+        let edit = app::model::ImageEdit {
+            name: name.into(),
+            label: stored.label.clone(),
+            description: stored.description.clone(),
+            public: None,
+            version: stored.version,
+        };
+        let refused = app.core.edit_image(&admin, id, edit).await.unwrap_err();
+        assert!(refused.to_string().contains("package"), "{name}: {refused}");
+    }
+    app.core.delete_image(&admin, id).await.unwrap();
+    app.core
+        .collect_garbage(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+
     // ViCE: bytes that contradict the declared content type are refused too.
     let vice = Vice::new(&app, "admin", ADMIN_PASSWORD);
     let (_, image) = vice

@@ -96,6 +96,20 @@ pub fn decode<T: DeserializeOwned>(format: Format, bytes: &[u8]) -> Result<T, Co
     }
 }
 
+/// `xml` with each character XML 1.0 does not allow (control characters
+/// but tab and line ends; U+FFFE, U+FFFF) as U+FFFD: the serializer escapes
+/// markup alone, and a caller's text echoed in a message made a document
+/// no parser reads.
+fn xml_characters_only(xml: String) -> String {
+    let allowed = |c: char| !matches!(c, '\0'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}');
+    if xml.chars().all(allowed) {
+        return xml;
+    }
+    xml.chars()
+        .map(|c| if allowed(c) { c } else { '\u{fffd}' })
+        .collect()
+}
+
 /// An answer in the negotiated format.
 pub struct Reply {
     status: StatusCode,
@@ -109,7 +123,10 @@ impl Reply {
         let body = match format {
             Format::Json => serde_json::to_string(value).map_err(|error| error.to_string()),
             Format::Xml => quick_xml::se::to_string_with_root(root, value)
-                .map(|xml| format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{xml}"))
+                .map(|xml| {
+                    let xml = xml_characters_only(xml);
+                    format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{xml}")
+                })
                 .map_err(|error| error.to_string()),
         };
         match body {
@@ -191,6 +208,29 @@ mod tests {
             "<specifics>".repeat(levels - 1),
             "</specifics>".repeat(levels - 1)
         )
+    }
+
+    /// A caller's text echoed in an answer (an error's message) holding a
+    /// character XML does not allow still makes a document parsers read.
+    #[test]
+    fn an_xml_answer_holds_only_characters_xml_allows() {
+        let message = serde_json::json!({"message": "not 'a\u{1}b\u{fffe}', tab\there"});
+        let reply = Reply::new(Format::Xml, StatusCode::BAD_REQUEST, "Error", &message);
+        let mut reader = quick_xml::Reader::from_str(&reply.body);
+        let mut text = String::new();
+        loop {
+            match reader.read_event() {
+                Ok(quick_xml::events::Event::Eof) => break,
+                Ok(quick_xml::events::Event::Text(found)) => {
+                    text.push_str(&found.into_inner());
+                }
+                Ok(_) => {}
+                Err(error) => panic!("{error}: {}", reply.body),
+            }
+        }
+        assert!(!text.contains('\u{1}'), "{text:?}");
+        assert!(text.contains("a\u{fffd}b\u{fffd}"), "{text:?}");
+        assert!(text.contains("tab\there"), "{text:?}");
     }
 
     #[test]

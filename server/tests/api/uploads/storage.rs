@@ -345,6 +345,58 @@ async fn a_creation_cut_short_leaves_no_upload(#[case] backend: Backend) {
     create(&app, 4 << 20, &format!("filename {}", b64(b"cut.img"))).await;
 }
 
+/// A creation whose body came whole, then broke (its chunked body's end
+/// never sent) made its image: the image stays, its upload with it.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_creation_whole_then_cut_keeps_its_image(#[case] backend: Backend) {
+    use tokio::io::AsyncWriteExt as _;
+
+    let (app, alice) = alice_with_quota(backend, 4 << 20).await;
+    let bytes = random_bytes(100_000);
+    let mut request = format!(
+        "POST /api/uploads HTTP/1.1\r\nHost: depot\r\nAuthorization: Basic {}\r\n\
+         Tus-Resumable: 1.0.0\r\nUpload-Length: {}\r\nUpload-Metadata: filename {}\r\n\
+         Content-Type: application/offset+octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n\
+         {:x}\r\n",
+        b64(format!("{}:{}", ALICE.0, ALICE.1).as_bytes()),
+        bytes.len(),
+        b64(b"whole.img"),
+        bytes.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&bytes);
+    request.extend_from_slice(b"\r\n");
+    let mut client = tokio::net::TcpStream::connect(app.address).await.unwrap();
+    client.write_all(&request).await.unwrap();
+    // The body's last chunk (of no bytes) never comes.
+    drop(client);
+    let listed = || async {
+        let page: serde_json::Value = reqwest::Client::new()
+            .get(app.url("/mws/rest/images?api-version=3"))
+            .basic_auth(ALICE.0, Some(ALICE.1))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        page["totalCount"].as_i64().unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while listed().await == 0 {
+        assert!(std::time::Instant::now() < deadline, "no image was made");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // A moment for a termination that should not come.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(listed().await, 1);
+    let usage = app.core.quota_usage(alice.id).await.unwrap();
+    assert_eq!(usage, bytes.len() as u64);
+}
+
 /// A completion that cannot read the upload's parts back (no live digest
 /// of it on this server) is the server's failure, 500, not the uploader's;
 /// and it lets its claim go, so that the next request completes the upload
