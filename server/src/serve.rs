@@ -142,8 +142,9 @@ pub async fn claim_key(core: &Core, adopt: Option<&str>) -> anyhow::Result<()> {
 
 /// Refuses to serve a database over blobs another database's catalog
 /// holds (a database URL forgotten, so the data folder's own SQLite opened;
-/// a staging copy started on the production bucket): its collector would
-/// take every blob it has no record of for garbage, and remove them all.
+/// a staging server with a database of its own on the production bucket;
+/// not a copy of the database, which is the same catalog): its collector
+/// would take every blob it has no record of for garbage, and remove them.
 /// The first server of a database records it beside the blobs.
 pub async fn claim_blobs(core: &Core) -> anyhow::Result<()> {
     let catalog = core

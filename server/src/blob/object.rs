@@ -622,9 +622,9 @@ impl Backend for ObjectBlobs {
 
     async fn claim_for_catalog(&self, catalog: &str) -> std::io::Result<String> {
         // Written only where none is. Not atomic (not every S3-compatible
-        // store keeps to If-None-Match): two catalogs whose first servers
-        // start on one empty prefix at once may each write, and each read
-        // the last one back; one of them starts.
+        // store keeps to If-None-Match): the first servers of two catalogs
+        // starting on one empty prefix at the same moment may both start;
+        // from then on the catalog last written is the prefix's.
         let key = self.prefix.child("catalog");
         let recorded = |bytes: Bytes| String::from_utf8_lossy(&bytes).trim().to_owned();
         match self.bucket.get(&key).await {

@@ -509,9 +509,9 @@ async fn a_server_with_another_secret_key_refuses_to_start() {
 
 /// A server on another database over the same blobs refuses to start (a
 /// database URL forgotten, so the data folder's own SQLite opened; a
-/// staging copy on the production bucket): its collector would take every
-/// blob it has no record of for garbage and remove them all. Servers of
-/// the blobs' own database start as before.
+/// staging server's own database on the production bucket): its collector
+/// would take every blob it has no record of for garbage and remove them
+/// all. Servers of the blobs' own database start as before.
 #[rstest::rstest]
 #[case::shared(Backend::Shared)]
 #[case::sqlite(Backend::Sqlite)]
