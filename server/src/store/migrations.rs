@@ -97,6 +97,7 @@ const POSTGRES: &[(&str, &str)] = embedded!("postgres":
     "0036_deployed_file_removal_marks.sql",
     "0037_session_digests.sql",
     "0038_catalog_identity.sql",
+    "0039_byte_order_text.sql",
 );
 
 /// SQLite's migrations, in order.
