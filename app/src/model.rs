@@ -24,8 +24,8 @@ pub use provisioning::{
     ProvisioningType, MAX_VIRTUALIZED_IMAGES,
 };
 pub use store::{
-    beyond_store_limits, StoreEntry, StoreListing, StorePath, SyncInfo, MAX_STORE_NAME,
-    MAX_STORE_PATH,
+    beyond_store_limits, inside_slashes, StoreEntry, StoreListing, StorePath, SyncInfo,
+    MAX_STORE_NAME, MAX_STORE_PATH,
 };
 pub(crate) use text::{bounded_document, bounded_word};
 pub use text::{is_bidi_control, plain_text};

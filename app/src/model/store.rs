@@ -65,6 +65,16 @@ pub const MAX_STORE_PATH: usize = 1024;
 /// aside) is longer than a store keeps: over [`MAX_STORE_PATH`] bytes, or
 /// a name over [`MAX_STORE_NAME`].
 pub fn beyond_store_limits(path: &[u8]) -> bool {
+    let path = inside_slashes(path);
+    path.len() > MAX_STORE_PATH
+        || path
+            .split(|&byte| byte == b'/')
+            .any(|name| name.len() > MAX_STORE_NAME)
+}
+
+/// A path inside a store without the slashes at either end: what its
+/// length is measured on.
+pub fn inside_slashes(path: &[u8]) -> &[u8] {
     let start = path
         .iter()
         .position(|&byte| byte != b'/')
@@ -73,11 +83,7 @@ pub fn beyond_store_limits(path: &[u8]) -> bool {
         .iter()
         .rposition(|&byte| byte != b'/')
         .map_or(start, |last| last + 1);
-    let path = &path[start..end];
-    path.len() > MAX_STORE_PATH
-        || path
-            .split(|&byte| byte == b'/')
-            .any(|name| name.len() > MAX_STORE_NAME)
+    &path[start..end]
 }
 
 /// A path inside a personal store, as a user names it: components joined

@@ -10,7 +10,7 @@ use std::io::SeekFrom;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use app::model::{beyond_store_limits, MAX_STORE_PATH};
+use app::model::{beyond_store_limits, inside_slashes, MAX_STORE_PATH};
 use bytes::{Buf, Bytes};
 use dav_server::davpath::DavPath;
 use dav_server::fs::{
@@ -137,15 +137,9 @@ impl Below {
     }
 }
 
-/// A path's length inside the store, its slashes at either end aside.
+/// A path's length inside the store, as [`beyond_store_limits`] measures it.
 fn store_length(path: &DavPath) -> usize {
-    let bytes = path.as_bytes();
-    let start = bytes.iter().position(|&byte| byte != b'/');
-    let end = bytes.iter().rposition(|&byte| byte != b'/');
-    match (start, end) {
-        (Some(start), Some(end)) => end + 1 - start,
-        _ => 0,
-    }
+    inside_slashes(path.as_bytes()).len()
 }
 
 /// What lies below `folder`, its levels counted up to `limit + 1` (past

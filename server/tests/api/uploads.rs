@@ -56,26 +56,42 @@ async fn patch(app: &TestApp, path: &str, offset: usize, bytes: Vec<u8>) -> Resp
         .unwrap()
 }
 
-/// A chunk at `offset` whose body the test sends piece by piece, ending
-/// when the sender is dropped: the sender, and the request to await.
-fn chunk_sent_by_hand(
-    app: &TestApp,
-    path: &str,
-    offset: usize,
+/// The pieces of a body sent by hand, an error among them breaking it off;
+/// it ends when the sender is dropped.
+type Pieces = tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>;
+
+/// `request` with a body the test sends piece by piece: the sender, and
+/// the request to await.
+fn sent_by_hand(
+    request: RequestBuilder,
 ) -> (
-    tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+    Pieces,
     impl std::future::Future<Output = reqwest::Result<Response>> + 'static,
 ) {
     let (sender, receiver) = tokio::sync::mpsc::channel(1);
     let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
         receiver.recv().await.map(|piece| (piece, receiver))
     });
-    let request = tus(app, Method::PATCH, path)
-        .header("content-type", "application/offset+octet-stream")
-        .header("upload-offset", offset.to_string())
-        .body(reqwest::Body::wrap_stream(body))
-        .send();
-    (sender, request)
+    (
+        sender,
+        request.body(reqwest::Body::wrap_stream(body)).send(),
+    )
+}
+
+/// A chunk at `offset` whose body the test sends piece by piece.
+fn chunk_sent_by_hand(
+    app: &TestApp,
+    path: &str,
+    offset: usize,
+) -> (
+    Pieces,
+    impl std::future::Future<Output = reqwest::Result<Response>> + 'static,
+) {
+    sent_by_hand(
+        tus(app, Method::PATCH, path)
+            .header("content-type", "application/offset+octet-stream")
+            .header("upload-offset", offset.to_string()),
+    )
 }
 
 /// Waits until the blob store holds `count` uploads' parts: chunks being

@@ -5,7 +5,7 @@ use futures_util::StreamExt as _;
 use rstest::rstest;
 
 use super::*;
-use crate::helpers::execute;
+use crate::helpers::{execute, json_of};
 
 /// A server whose users have `quota` bytes each, and Alice signed in.
 async fn alice_with_quota(backend: Backend, quota: u64) -> (TestApp, app::model::Principal) {
@@ -304,18 +304,13 @@ async fn an_upload_terminated_mid_chunk_goes_when_the_chunk_ends(#[case] backend
 async fn a_creation_cut_short_leaves_no_upload(#[case] backend: Backend) {
     let (app, alice) = alice_with_quota(backend, 4 << 20).await;
     let bytes = random_bytes(2 << 20);
-    let (sender, receiver) = tokio::sync::mpsc::channel(1);
-    let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|piece| (piece, receiver))
-    });
-    let cut = tokio::spawn(
+    let (sender, request) = sent_by_hand(
         tus(&app, Method::POST, "/api/uploads")
             .header("upload-length", bytes.len().to_string())
             .header("upload-metadata", format!("filename {}", b64(b"cut.img")))
-            .header("content-type", "application/offset+octet-stream")
-            .body(reqwest::Body::wrap_stream(body))
-            .send(),
+            .header("content-type", "application/offset+octet-stream"),
     );
+    let cut = tokio::spawn(request);
     sender.send(Ok(bytes[..1 << 20].to_vec())).await.unwrap();
     // Once the upload is made (its room reserved), its body breaks off.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -374,15 +369,12 @@ async fn a_creation_whole_then_cut_keeps_its_image(#[case] backend: Backend) {
     // The body's last chunk (of no bytes) never comes.
     drop(client);
     let listed = || async {
-        let page: serde_json::Value = reqwest::Client::new()
-            .get(app.url("/mws/rest/images?api-version=3"))
-            .basic_auth(ALICE.0, Some(ALICE.1))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page = json_of(
+            reqwest::Client::new()
+                .get(app.url("/mws/rest/images?api-version=3"))
+                .basic_auth(ALICE.0, Some(ALICE.1)),
+        )
+        .await;
         page["totalCount"].as_i64().unwrap_or_default()
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
