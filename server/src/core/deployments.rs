@@ -403,8 +403,9 @@ impl Core {
             .await
             .map_err(unavailable)?;
         if holder != deployment.user_id {
-            // Or, in a folder of the caller's own, a deployment of theirs
-            // made before an owner's change.
+            // Below the root, the folder is the caller's: another user's
+            // file in it predates the folder's claim, and naming it so
+            // tells the caller of nothing beyond their own folder.
             let reason = if folder.relative.as_os_str().is_empty() {
                 name_taken_at_the_root(&shown)
             } else {

@@ -104,7 +104,8 @@ pub enum Checksum {
 }
 
 /// A chunk taken: the upload's new offset, and whether its body broke off
-/// (its client went) before its end.
+/// (its client went) short of the upload's end; one that broke after its
+/// last byte completed the upload all the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
     pub received: u64,
@@ -374,7 +375,7 @@ impl Core {
         }
         Ok(Appended {
             received,
-            broke_off: broken,
+            broke_off: broken && received < upload.length,
         })
     }
 

@@ -366,8 +366,7 @@ async fn create(
         // that names the upload), the upload has no URL its client knows:
         // it must not linger, holding its room for a day.
         let refused = match take_chunk(&state, &viewer, &upload.id, 0, &headers, body).await {
-            // Whole, the upload became its image, whatever came after.
-            Ok(appended) if !appended.broke_off || appended.received == upload.length => {
+            Ok(appended) if !appended.broke_off => {
                 offset = appended.received;
                 None
             }
